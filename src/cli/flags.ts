@@ -1,0 +1,19 @@
+import { Flags } from '@oclif/core';
+
+/** Flags shared by many commands, declared once. */
+export const outputFlag = Flags.option({
+  char: 'o',
+  options: ['json', 'yaml'] as const,
+  description: "Render output using given FORMAT. Valid options are 'json' or 'yaml'",
+})();
+
+export const vnetFlag = Flags.string({
+  char: 'n',
+  description: 'The ID or name of the virtual network; without it the default virtual network is used.',
+  helpValue: 'VNET',
+});
+
+export const yesFlag = Flags.boolean({
+  char: 'y',
+  description: 'Confirm without asking (required when there is no terminal).',
+});

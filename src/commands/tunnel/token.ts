@@ -1,0 +1,28 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { tunnelCredentials, tunnelToken } from '../../core/tunnels.js';
+import { writeCredentialsFile } from '../../core/credentials.js';
+
+export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
+  static summary = 'Fetch the credentials token for an existing tunnel (by name or UUID) that allows to run it';
+  static description =
+    "Prints a token that 'oxyctl tunnel run --token' accepts on another host: it carries the account, the tunnel ID " +
+    'and its secret, so treat it like the credentials file. With --credentials-file the credentials JSON is written there instead.';
+  static examples = ['<%= config.bin %> tunnel token example', '<%= config.bin %> tunnel token --credentials-file ./example.json example'];
+  static args = { tunnel: Args.string({ description: 'ID or name of the tunnel', required: true }) };
+  static flags = {
+    'credentials-file': Flags.string({ aliases: ['cred-file'], description: 'Write the credentials JSON to this file (mode 0400) instead of printing a token.' }),
+  };
+
+  async run(): Promise<{ token?: string; credentials_file?: string }> {
+    const file = this.flags['credentials-file'];
+    if (file) {
+      writeCredentialsFile(file, tunnelCredentials(this.store, this.args.tunnel));
+      process.stdout.write(`Tunnel credentials written to ${file}. Keep this file secret.\n`);
+      return { credentials_file: file };
+    }
+    const token = tunnelToken(this.store, this.args.tunnel);
+    process.stdout.write(`${token}\n`);
+    return { token };
+  }
+}

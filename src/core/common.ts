@@ -1,0 +1,16 @@
+import { randomUUID } from 'node:crypto';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const isUuid = (s: string): boolean => UUID_RE.test(s);
+export const newId = (): string => randomUUID();
+
+/** RFC 3339 at second precision, as cloudflared prints times. */
+export const nowRfc3339 = (): string => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** The data directory: `--home`, else `OXY_HOME`, else `~/.oxyctl`. */
+export function resolveHome(flag?: string): string {
+  return resolve(flag || process.env.OXY_HOME || join(homedir(), '.oxyctl'));
+}

@@ -1,0 +1,172 @@
+import { existsSync, rmSync } from 'node:fs';
+import { OxyError } from './errors.js';
+import { isUuid, newId, nowRfc3339 } from './common.js';
+import {
+  credentialsPath,
+  encodeToken,
+  tunnelSecret,
+  writeCredentialsFile,
+  type TunnelCredentials,
+} from './credentials.js';
+import type { Store, Tunnel, TunnelConnection, TunnelFilter } from '../store/index.js';
+
+export type { Tunnel, TunnelConnection };
+
+/** A tunnel as `tunnel list`/`info` show it: never with its secret. */
+export interface TunnelView {
+  id: string;
+  name: string;
+  createdAt: string;
+  deletedAt: string | null;
+  connections: TunnelConnection[];
+}
+
+export const TUNNEL_SORT_KEYS = ['name', 'id', 'createdAt', 'deletedAt', 'numConnections'] as const;
+export type TunnelSortKey = (typeof TUNNEL_SORT_KEYS)[number];
+
+const view = (t: Tunnel, connections: TunnelConnection[]): TunnelView => ({
+  id: t.id,
+  name: t.name,
+  createdAt: t.createdAt,
+  deletedAt: t.deletedAt,
+  connections,
+});
+
+/** A live tunnel by ID or name, as every TUNNEL argument takes it. */
+export function resolveTunnel(store: Store, ref: string): Tunnel {
+  const tunnel = isUuid(ref) ? store.tunnels.byId(ref.toLowerCase()) : store.tunnels.byLiveName(ref);
+  if (!tunnel || tunnel.deletedAt) {
+    throw new OxyError('OXY_ERR_TUNNEL_NOT_FOUND', `${ref} is neither the ID nor the name of any of your tunnels`);
+  }
+  return tunnel;
+}
+
+export interface CreatedTunnel {
+  tunnel: TunnelView;
+  credentialsFile: string;
+}
+
+/** Records a tunnel and writes its credentials file; if the file cannot be written, no tunnel is recorded. */
+export function createTunnel(
+  store: Store,
+  input: { name: string; secret?: string; credentialsFile?: string; endpoint?: string },
+): CreatedTunnel {
+  const name = input.name;
+  if (!name.trim()) throw new OxyError('OXY_ERR_INVALID_NAME', 'A tunnel name cannot be empty.');
+  if (isUuid(name)) {
+    throw new OxyError('OXY_ERR_INVALID_NAME', `${name} is a UUID; a tunnel name cannot be a UUID, because TUNNEL arguments take either.`);
+  }
+  const secret = tunnelSecret(input.secret);
+  const tunnel: Tunnel = { id: newId(), name, secret, createdAt: nowRfc3339(), deletedAt: null };
+  const file = input.credentialsFile ?? credentialsPath(store.home, tunnel.id);
+  if (existsSync(file)) {
+    throw new OxyError('OXY_ERR_CREDENTIALS_EXIST', `Tunnel credentials file '${file}' already exists. Choose another --credentials-file.`);
+  }
+  const creds: TunnelCredentials = {
+    AccountTag: store.accountTag,
+    TunnelSecret: secret,
+    TunnelID: tunnel.id,
+    Endpoint: input.endpoint ?? '',
+  };
+  try {
+    store.write(() => {
+      if (store.tunnels.byLiveName(name)) {
+        throw new OxyError('OXY_ERR_TUNNEL_EXISTS', `Create Tunnel API call failed: tunnel with name already exists`, { apiCode: 1013 });
+      }
+      store.tunnels.insert(tunnel);
+      // Inside the transaction: a failed write rolls the row back.
+      writeCredentialsFile(file, creds);
+    });
+  } catch (err) {
+    // The commit itself failed after the file was written: no tunnel, so no file either.
+    if (store.tunnels.byId(tunnel.id) === undefined) rmSync(file, { force: true });
+    throw err;
+  }
+  return { tunnel: view(tunnel, []), credentialsFile: file };
+}
+
+export function listTunnels(
+  store: Store,
+  filter: TunnelFilter,
+  sort: { by?: TunnelSortKey; invert?: boolean } = {},
+): TunnelView[] {
+  const connections = store.tunnels.connectionsByTunnel();
+  const tunnels = store.tunnels.list(filter).map((t) => view(t, connections.get(t.id) ?? []));
+  const by = sort.by ?? 'name';
+  const key = (t: TunnelView): string | number =>
+    by === 'numConnections' ? t.connections.length : by === 'deletedAt' ? (t.deletedAt ?? '') : t[by];
+  tunnels.sort((a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    return ka < kb ? -1 : ka > kb ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  });
+  return sort.invert ? tunnels.reverse() : tunnels;
+}
+
+export function tunnelInfo(store: Store, ref: string): TunnelView {
+  const t = resolveTunnel(store, ref);
+  return view(t, store.tunnels.connections(t.id));
+}
+
+export interface TunnelDeletion {
+  tunnel: TunnelView;
+  deletedRoutes: number;
+  deletedHostnames: number;
+}
+
+/**
+ * Deletes tunnels all-or-nothing. A tunnel with live connections or routes is kept
+ * unless `force`, which also removes its routes, hostnames and connection records.
+ */
+export function deleteTunnels(store: Store, refs: string[], options: { force?: boolean } = {}): TunnelDeletion[] {
+  const deletions = store.write(() =>
+    refs.map((ref) => {
+      const t = resolveTunnel(store, ref);
+      const connections = store.tunnels.connections(t.id);
+      const routes = store.routes.countLiveForTunnel(t.id);
+      if (!options.force && connections.length > 0) {
+        throw new OxyError(
+          'OXY_ERR_TUNNEL_ACTIVE',
+          `Cannot delete tunnel ${t.name} because it has active connections. To see connections run 'oxyctl tunnel info ${t.name}'. ` +
+            `If you believe this is not the case, run 'oxyctl tunnel cleanup ${t.name}' and try again, or use --force.`,
+        );
+      }
+      if (!options.force && routes > 0) {
+        throw new OxyError(
+          'OXY_ERR_TUNNEL_HAS_ROUTES',
+          `Cannot delete tunnel ${t.name} because ${routes} IP route(s) point to it. ` +
+            `Delete them with 'oxyctl tunnel route ip delete', or use --force to delete them with the tunnel.`,
+        );
+      }
+      const at = nowRfc3339();
+      const deletedRoutes = store.routes.softDeleteForTunnel(t.id, at);
+      const deletedHostnames = store.hostnames.softDeleteForTunnel(t.id, at);
+      store.tunnels.forgetConnections(t.id);
+      store.tunnels.softDelete(t.id, at);
+      return { tunnel: view(store.tunnels.byId(t.id)!, []), deletedRoutes, deletedHostnames };
+    }),
+  );
+  // As cloudflared does: the secret of a deleted tunnel is useless, so its default file goes too.
+  for (const d of deletions) rmSync(credentialsPath(store.home, d.tunnel.id), { force: true });
+  return deletions;
+}
+
+export function tunnelCredentials(store: Store, ref: string, endpoint = ''): TunnelCredentials {
+  const t = resolveTunnel(store, ref);
+  return { AccountTag: store.accountTag, TunnelSecret: t.secret, TunnelID: t.id, Endpoint: endpoint };
+}
+
+export function tunnelToken(store: Store, ref: string, edge?: { endpoint?: string; caPin?: string }): string {
+  const c = tunnelCredentials(store, ref);
+  return encodeToken({ a: c.AccountTag, s: c.TunnelSecret, t: c.TunnelID, e: edge?.endpoint || undefined, p: edge?.caPin });
+}
+
+/** Forgets the recorded connections of tunnels (cloudflared's `tunnel cleanup`). */
+export function cleanupTunnels(store: Store, refs: string[]): { tunnel: TunnelView; forgotten: number }[] {
+  return store.write(() =>
+    refs.map((ref) => {
+      const t = resolveTunnel(store, ref);
+      return { tunnel: view(t, []), forgotten: store.tunnels.forgetConnections(t.id) };
+    }),
+  );
+}
