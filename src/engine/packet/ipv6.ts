@@ -1,0 +1,83 @@
+import { IPV6_HEADER_LENGTH, IpProtocol } from './constants.js';
+import { parseTransport } from './l4.js';
+import { malformed, TransportKind, type ParseResult, type PacketView } from './view.js';
+
+/**
+ * More extension headers than any real stack sends; the walk is already bounded by the
+ * packet length (each header is ≥ 8 bytes), this just caps the work an attacker can ask for.
+ */
+export const MAX_IPV6_EXTENSION_HEADERS = 16;
+
+/**
+ * Parses an IPv6 packet (version nibble already checked) into `view`, walking the
+ * extension headers (hop-by-hop, routing, fragment, destination options, AH, mobility,
+ * HIP, shim6) to the upper-layer protocol. ESP and "no next header" end the walk with
+ * an opaque payload. A fragment header with offset 0 and M=0 (an atomic fragment,
+ * RFC 6946) does not make the packet a fragment.
+ */
+export function parseIpv6Into(buf: Buffer, view: PacketView): ParseResult {
+  if (buf.length < IPV6_HEADER_LENGTH) return malformed('ipv6-truncated-header');
+  const end = IPV6_HEADER_LENGTH + ((buf[4] << 8) | buf[5]);
+  if (end > buf.length) return malformed('ipv6-bad-payload-length');
+
+  let next = buf[6];
+  let offset = IPV6_HEADER_LENGTH;
+  let fragmentOffset = 0;
+  let moreFragments = false;
+  let isFragment = false;
+  for (let count = 0; ; count++) {
+    let headerLength: number;
+    switch (next) {
+      case IpProtocol.HOP_BY_HOP:
+        if (offset !== IPV6_HEADER_LENGTH) return malformed('ipv6-hop-by-hop-not-first');
+      // falls through: same layout as the other option-style headers
+      case IpProtocol.ROUTING:
+      case IpProtocol.DESTINATION_OPTIONS:
+      case IpProtocol.MOBILITY:
+      case IpProtocol.HIP:
+      case IpProtocol.SHIM6:
+        if (offset + 8 > end) return malformed('ipv6-truncated-extension');
+        headerLength = (buf[offset + 1] + 1) * 8;
+        break;
+      case IpProtocol.AH:
+        // RFC 4302: length in 4-byte units minus 2.
+        if (offset + 8 > end) return malformed('ipv6-truncated-extension');
+        headerLength = (buf[offset + 1] + 2) * 4;
+        break;
+      case IpProtocol.FRAGMENT: {
+        if (offset + 8 > end) return malformed('ipv6-truncated-extension');
+        const field = (buf[offset + 2] << 8) | buf[offset + 3];
+        fragmentOffset = field & 0xfff8;
+        moreFragments = (field & 1) !== 0;
+        headerLength = 8;
+        isFragment = fragmentOffset !== 0 || moreFragments;
+        break;
+      }
+      default:
+        headerLength = -1;
+    }
+    if (headerLength < 0) break;
+    if (count >= MAX_IPV6_EXTENSION_HEADERS) return malformed('ipv6-too-many-extensions');
+    if (offset + headerLength > end) return malformed('ipv6-truncated-extension');
+    next = buf[offset];
+    offset += headerLength;
+    // After the fragment header of a real fragment comes the datagram's tail, not more headers.
+    if (isFragment) break;
+  }
+
+  view.buf = buf;
+  view.version = 6;
+  view.length = end;
+  view.protocol = next;
+  view.l4Offset = offset;
+  view.fragmentOffset = fragmentOffset;
+  view.moreFragments = moreFragments;
+  view.isFragment = isFragment;
+  if (isFragment) {
+    view.transport = TransportKind.None;
+    view.l4HeaderLength = 0;
+    view.l4End = end;
+    return view;
+  }
+  return parseTransport(view) ?? view;
+}
