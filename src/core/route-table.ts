@@ -103,6 +103,7 @@ export class RouteTable<R extends RouteEntry = RouteEntry> {
   /**
    * Like `lookup` on the `length` bytes at `offset`, without a view: e.g. an IPv4 packet's
    * destination is `lookupAt(vnet, packet, 16, 4)`, an IPv6 one's `lookupAt(vnet, packet, 24, 16)`.
+   * Bounds are the caller's: the packet parser has checked the header length.
    */
   lookupAt(vnetId: string, buf: Uint8Array, offset: number, length: 4 | 16): R | undefined {
     const table = this.#vnets.get(vnetId);
@@ -110,7 +111,7 @@ export class RouteTable<R extends RouteEntry = RouteEntry> {
     let index: number;
     if (length === 4 || isIPv4Mapped(buf, offset)) {
       const o = length === 4 ? offset : offset + 12;
-      index = findV4(table.v4, ((buf[o] << 24) | (buf[o + 1] << 16) | (buf[o + 2] << 8) | buf[o + 3]) >>> 0);
+      index = findV4(table.v4, word(buf, o));
     } else {
       index = findV6(table.v6, word(buf, offset), word(buf, offset + 4), word(buf, offset + 8), word(buf, offset + 12));
     }
