@@ -33,7 +33,6 @@ export interface RouteEntry {
   /** Canonical CIDR, e.g. "10.1.0.0/16" or "2001:db8::/32" (host bits must be clear). */
   network: string;
   tunnelId: string;
-  [k: string]: unknown;
 }
 
 export const ERR_ROUTE_CONFLICT = 'OXY_ERR_ROUTE_CONFLICT';

@@ -1,7 +1,7 @@
 import { OxyError } from './errors.js';
 import { isUuid, newId, nowRfc3339 } from './common.js';
 import { parseCidr, parseIp, type ParsedCidr } from './cidr.js';
-import { RouteTable, type RouteEntry } from './route-table.js';
+import { RouteTable } from './route-table.js';
 import { defaultVnetForWrite, resolveVnet } from './vnets.js';
 import { resolveTunnel } from './tunnels.js';
 import type { DetailedRoute, NetworkRange, RouteFilter, Store, Vnet } from '../store/index.js';
@@ -133,6 +133,6 @@ export function getRouteForIp(store: Store, ipText: string, vnetRef?: string): {
   }
   const vnet = vnetForRead(store, vnetRef);
   if (!vnet) return { ip: ip.address };
-  const table = new RouteTable<DetailedRoute & RouteEntry>(store.routes.liveInVnet(vnet.id) as (DetailedRoute & RouteEntry)[]);
+  const table = new RouteTable(store.routes.liveInVnet(vnet.id));
   return { ip: ip.address, route: table.lookup(vnet.id, ip.bytes) };
 }

@@ -100,7 +100,7 @@ export class TunnelRepository {
           AND (@namePrefix IS NULL OR name LIKE @namePrefix ESCAPE '\\')
           AND (@excludeNamePrefix IS NULL OR name NOT LIKE @excludeNamePrefix ESCAPE '\\')
           AND (@showDeleted = 1 OR deleted_at IS NULL)
-        ORDER BY created_at, name`,
+        ORDER BY created_at, rowid`,
     );
     this.deleteStmt = db.prepare('UPDATE tunnels SET deleted_at = ? WHERE id = ?');
     this.insertConnStmt = db.prepare(

@@ -59,7 +59,7 @@ export class VnetRepository {
           AND (@name IS NULL OR name = @name)
           AND (@isDefault IS NULL OR is_default = @isDefault)
           AND (@showDeleted = 1 OR deleted_at IS NULL)
-        ORDER BY created_at, name`,
+        ORDER BY created_at, rowid`,
     );
     this.clearDefaultStmt = db.prepare('UPDATE vnets SET is_default = 0 WHERE is_default = 1');
     this.setDefaultStmt = db.prepare('UPDATE vnets SET is_default = 1 WHERE id = ?');

@@ -1,0 +1,53 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = join(ROOT, 'bin/run.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI as a real process, without a terminal, against a data directory. */
+export function oxy(home: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Like oxy() but fails the test, showing stderr, when the command fails. */
+export async function oxyOk(home: string, args: string[], env?: Record<string, string>): Promise<string> {
+  const r = await oxy(home, args, env);
+  if (r.code !== 0) throw new Error(`oxyctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export async function oxyJson<T = unknown>(home: string, args: string[]): Promise<T> {
+  return JSON.parse(await oxyOk(home, [...args, '-o', 'json'])) as T;
+}
+
+/** A fresh data directory per test; removed by the returned cleanup. */
+export function tempHome(): { home: string; cleanup: () => void } {
+  const home = mkdtempSync(join(tmpdir(), 'oxyctl-test-'));
+  return { home, cleanup: () => rmSync(home, { recursive: true, force: true }) };
+}
+
+/** Splits the tab-separated table printed when stdout is not a terminal. */
+export function parseTable(stdout: string): { header: string[]; rows: string[][] } {
+  const [header, ...rows] = stdout.trimEnd().split('\n').map((l) => l.split('\t'));
+  return { header, rows };
+}
