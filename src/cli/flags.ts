@@ -8,7 +8,7 @@ export const outputFlag = Flags.option({
 })();
 
 export const vnetFlag = Flags.string({
-  char: 'n',
+  aliases: ['vn'],
   description: 'The ID or name of the virtual network; without it the default virtual network is used.',
   helpValue: 'VNET',
 });

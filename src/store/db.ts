@@ -22,8 +22,8 @@ export function openDb(home: string, options: { readonly?: boolean } = {}): Db {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
-  migrate(db);
-  db.prepare('INSERT OR IGNORE INTO account (id, account_tag) VALUES (1, ?)').run(randomBytes(16).toString('hex'));
+  // A fresh store gets its account tag once, not a write on every open.
+  if (migrate(db)) db.prepare('INSERT OR IGNORE INTO account (id, account_tag) VALUES (1, ?)').run(randomBytes(16).toString('hex'));
   if (options.readonly) db.pragma('query_only = ON');
   return db;
 }

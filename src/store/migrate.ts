@@ -9,7 +9,8 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 export interface Migration {
   version: number;
   name: string;
-  sql: string;
+  /** Read only when the migration is applied: most opens find the store current. */
+  sql: () => string;
 }
 
 /** `NNNN_name.sql`, in order; a gap or a duplicate number is a packaging bug. */
@@ -20,7 +21,7 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
     .map((file) => ({
       version: Number(file.slice(0, 4)),
       name: file.slice(5, -4),
-      sql: readFileSync(`${dir}/${file}`, 'utf8'),
+      sql: () => readFileSync(`${dir}/${file}`, 'utf8'),
     }));
   migrations.forEach((m, i) => {
     if (m.version !== i + 1) throw new Error(`migration ${m.version}_${m.name} is out of sequence (expected ${i + 1})`);
@@ -33,13 +34,15 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
  * transaction that re-reads the version first, so two processes opening a fresh store at
  * once apply each migration exactly once.
  */
-export function migrate(db: Database.Database, migrations = loadMigrations()): void {
+/** Returns whether any migration was applied. */
+export function migrate(db: Database.Database, migrations = loadMigrations()): boolean {
   const latest = migrations.length;
   const current = () => db.pragma('user_version', { simple: true }) as number;
-  if (current() > latest) {
+  const before = current();
+  if (before > latest) {
     throw new OxyError(
       'OXY_ERR_STORE_TOO_NEW',
-      `The store ${db.name} has schema version ${current()}, but this oxyctl only knows versions up to ${latest}. ` +
+      `The store ${db.name} has schema version ${before}, but this oxyctl only knows versions up to ${latest}. ` +
         'Upgrade oxyctl, or point --home / OXY_HOME at another data directory.',
     );
   }
@@ -47,8 +50,9 @@ export function migrate(db: Database.Database, migrations = loadMigrations()): v
     if (m.version <= current()) continue;
     db.transaction(() => {
       if (current() >= m.version) return;
-      db.exec(m.sql);
+      db.exec(m.sql());
       db.pragma(`user_version = ${m.version}`);
     }).immediate();
   }
+  return current() !== before;
 }
