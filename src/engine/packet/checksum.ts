@@ -12,6 +12,9 @@
  * The result is unfolded: pass it to {@link foldSum} or {@link finishChecksum}.
  */
 export function sumWords(buf: Uint8Array, start: number, end: number, initial = 0): number {
+  if (end - start >= WIDE_SUM_THRESHOLD && ((buf.byteOffset + start) & 3) === 0 && LITTLE_ENDIAN) {
+    return initial + sumWordsWide(buf, start, end);
+  }
   // Sum high and low bytes separately: two adds per word instead of shift+or+add.
   let high = 0;
   let low = 0;
@@ -28,6 +31,33 @@ export function sumWords(buf: Uint8Array, start: number, end: number, initial = 
   }
   if (i < end) high += buf[i];
   return initial + high * 256 + low;
+}
+
+/** Below this many bytes a typed-array view costs more than it saves. */
+const WIDE_SUM_THRESHOLD = 128;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Four bytes per step through a Uint32Array over the same memory. RFC 1071 §2 (B) and (C):
+ * the sum is byte-order independent (add little-endian words, swap the folded result) and
+ * can be taken 32 bits at a time (2^16 ≡ 1 mod 0xFFFF, so the high half folds in).
+ */
+function sumWordsWide(buf: Uint8Array, start: number, end: number): number {
+  const quads = (end - start) >>> 2;
+  const words = new Uint32Array(buf.buffer, buf.byteOffset + start, quads);
+  // Two accumulators let the adds overlap; each stays exact (< 2^53) for any IP packet.
+  let sumA = 0;
+  let sumB = 0;
+  let i = 0;
+  for (const unrolledEnd = quads - (quads & 3); i < unrolledEnd; i += 4) {
+    sumA += words[i] + words[i + 1];
+    sumB += words[i + 2] + words[i + 3];
+  }
+  for (; i < quads; i++) sumA += words[i];
+  const folded = foldSum(sumA + sumB);
+  let tail = 0;
+  for (i = start + quads * 4; i < end; i += 2) tail += (buf[i] << 8) | (i + 1 < end ? buf[i + 1] : 0);
+  return (((folded & 0xff) << 8) | (folded >>> 8)) + tail;
 }
 
 /** Folds an unfolded sum to 16 bits with end-around carry (never complements). */
