@@ -1,0 +1,26 @@
+{
+  # Native addon for src/engine/native (Linux only): UDP with IP_PKTINFO, TUN,
+  # SEQPACKET Unix sockets, setns. Built by `npm install` (scripts.install) or
+  # `npx node-gyp rebuild`; the wrapper loads build/Release/oxy_native.node.
+  "targets": [
+    {
+      "target_name": "oxy_native",
+      "sources": [
+        "src/engine/native/cpp/binding.cc",
+        "src/engine/native/cpp/common.cc",
+        "src/engine/native/cpp/udp.cc",
+        "src/engine/native/cpp/tun.cc",
+        "src/engine/native/cpp/seqpacket.cc",
+        "src/engine/native/cpp/netns.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", {"sources=": ["src/engine/native/cpp/unsupported.cc"]}]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,136 @@
+/**
+ * Loads build/Release/oxy_native.node (lazily, so importing this module never
+ * fails on a machine without the addon) and describes its raw interface. The
+ * public, typed API is in udp.ts, tun.ts, seqpacket.ts and netns.ts.
+ */
+import { createRequire } from 'node:module';
+import { endianness } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+import { OxyError } from '../../core/errors.js';
+import { ERR_NATIVE_UNAVAILABLE, NativeError } from './errors.js';
+
+type Bytes = Uint8Array;
+type OnError = (err: NativeError) => void;
+
+export interface NativeUdpSocket {
+  readonly fd: number;
+  bind(address: string, port: number): void;
+  address(): { family: 4 | 6; address: string; port: number };
+  setBufferSizes(recv: number | undefined, send: number | undefined): void;
+  getBufferSizes(): [number, number];
+  start(onBatch: (data: Buffer, meta: Buffer, count: number) => void, onWritable: () => void, onError: OnError): void;
+  setEvents(readable: boolean, writable: boolean): void;
+  sendBatch(datagrams: readonly object[], start: number): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeTunDevice {
+  readonly fd: number;
+  readonly name: string;
+  readonly ifIndex: number;
+  setMtu(mtu: number): void;
+  getMtu(): number;
+  setTxQueueLength(length: number): void;
+  setUp(up: boolean): void;
+  start(onBatch: (data: Buffer, offsets: Uint32Array, count: number) => void, onWritable: () => void, onError: OnError): void;
+  setEvents(readable: boolean, writable: boolean): void;
+  writeBatch(packets: readonly Bytes[], start: number): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeSeqpacketSocket {
+  readonly fd: number;
+  start(
+    onBatch: (data: Buffer, offsets: Uint32Array, count: number, fds: (number[] | undefined)[] | undefined) => void,
+    onWritable: () => void,
+    onEnd: () => void,
+    onError: OnError,
+  ): void;
+  setEvents(readable: boolean, writable: boolean): void;
+  send(data: Bytes, fds?: readonly number[]): boolean;
+  shutdown(): void;
+  setBufferSizes(recv: number | undefined, send: number | undefined): void;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeSeqpacketServer {
+  readonly fd: number;
+  start(onConnections: (fds: number[]) => void, onError: OnError): void;
+  setEvents(readable: boolean): void;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeAddon {
+  supported: boolean;
+  setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;
+  UdpSocket: new (
+    family: 4 | 6,
+    options: { ipv6Only: boolean; reuseAddress: boolean; reusePort: boolean; batchSize: number; maxDatagramSize: number },
+  ) => NativeUdpSocket;
+  TunDevice: new (options: {
+    name: string;
+    vnetHeader: boolean;
+    offload: number;
+    multiQueue: boolean;
+    batchSize: number;
+    maxPacketSize: number;
+  }) => NativeTunDevice;
+  SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
+  SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
+  seqpacketListen(path: string, backlog: number): number;
+  seqpacketConnect(path: string): number;
+  seqpacketPair(): [number, number];
+  setns(fd: number, nstype?: number): void;
+  openNetns(path: string): number;
+  closeFd(fd: number): void;
+  dupFd(fd: number): number;
+  CLONE_NEWNET: number;
+  TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
+}
+
+/** Where the addon is looked for; OXY_NATIVE_ADDON overrides (e.g. a Debug build). */
+export function addonPath(): string {
+  if (process.env.OXY_NATIVE_ADDON) return process.env.OXY_NATIVE_ADDON;
+  // Same depth from src/engine/native and dist/engine/native.
+  return fileURLToPath(new URL('../../../build/Release/oxy_native.node', import.meta.url));
+}
+
+let loaded: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (loaded) return loaded;
+  const path = addonPath();
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (cause) {
+    throw new OxyError(ERR_NATIVE_UNAVAILABLE, `native addon not loadable from ${path}; build it with \`npm run install\` (node-gyp rebuild)`, {
+      cause,
+    });
+  }
+  if (!addon.supported) throw new OxyError(ERR_NATIVE_UNAVAILABLE, `native addon is Linux-only (this is ${process.platform})`);
+  // Batch metadata is written in host order and read as little-endian.
+  if (endianness() !== 'LE') throw new OxyError(ERR_NATIVE_UNAVAILABLE, 'native addon supports little-endian hosts only');
+  addon.setErrorFactory((syscall, errno, code, message) => new NativeError(syscall, errno, code, message));
+  loaded = addon;
+  return addon;
+}
+
+/** True when the addon loads here (Linux, built). */
+export function nativeAvailable(): boolean {
+  try {
+    native();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,33 @@
+// oxy_native: see src/engine/native/README.md for the API and its design.
+#include "common.h"
+#include "modules.h"
+
+#include <linux/if_tun.h>
+
+namespace oxy {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("supported", true);
+  exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
+  exports.Set("UdpSocket", InitUdp(env));
+  exports.Set("TunDevice", InitTun(env));
+  exports.Set("SeqpacketSocket", InitSeqpacketSocket(env));
+  exports.Set("SeqpacketServer", InitSeqpacketServer(env));
+  InitSeqpacketFunctions(env, exports);
+  InitNetns(env, exports);
+
+  Napi::Object offload = Napi::Object::New(env);
+  offload.Set("CSUM", TUN_F_CSUM);
+  offload.Set("TSO4", TUN_F_TSO4);
+  offload.Set("TSO6", TUN_F_TSO6);
+  offload.Set("TSO_ECN", TUN_F_TSO_ECN);
+  offload.Set("UFO", TUN_F_UFO);
+  exports.Set("TUN_F", offload);
+  return exports;
+}
+
+}  // namespace oxy
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return oxy::Init(env, exports); }
+
+NODE_API_MODULE(oxy_native, InitModule)

@@ -1,0 +1,228 @@
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace oxy {
+
+namespace {
+
+struct InstanceData {
+  Napi::FunctionReference error_factory;
+};
+
+InstanceData* GetInstanceData(Napi::Env env) {
+  auto* data = env.GetInstanceData<InstanceData>();
+  if (data == nullptr) {
+    data = new InstanceData();
+    env.SetInstanceData(data);
+  }
+  return data;
+}
+
+}  // namespace
+
+Napi::Object ErrnoError(Napi::Env env, const char* syscall, int err, const std::string& detail) {
+  const char* code = uv_err_name(-err);  // libuv names errno values like Node does (EADDRINUSE)
+  std::string message = std::string(syscall) + " failed: " + code + " (" + strerror(err) + ")";
+  if (!detail.empty()) message += ": " + detail;
+
+  InstanceData* data = GetInstanceData(env);
+  if (!data->error_factory.IsEmpty()) {
+    Napi::Value made = data->error_factory.Call(
+        {Napi::String::New(env, syscall), Napi::Number::New(env, err), Napi::String::New(env, code),
+         Napi::String::New(env, message)});
+    if (made.IsObject()) return made.As<Napi::Object>();
+  }
+  Napi::Object error = Napi::Error::New(env, message).Value();
+  error.Set("code", code);
+  error.Set("errno", err);
+  error.Set("syscall", syscall);
+  return error;
+}
+
+void ThrowErrno(Napi::Env env, const char* syscall, int err, const std::string& detail) {
+  throw Napi::Error(env, ErrnoError(env, syscall, err, detail));
+}
+
+void SetErrorFactory(const Napi::CallbackInfo& info) {
+  GetInstanceData(info.Env())->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+}
+
+void InvokeCallback(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext& context,
+                    std::initializer_list<napi_value> args) {
+  if (fn.IsEmpty()) return;
+  try {
+    fn.MakeCallback(env.Global(), args, context);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+bool ParseSockaddr(const std::string& text, uint16_t port, int socket_family, sockaddr_storage* out,
+                   socklen_t* out_len) {
+  memset(out, 0, sizeof(*out));
+  in_addr v4;
+  in6_addr v6;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    if (socket_family == AF_INET) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(out);
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(port);
+      sin->sin_addr = v4;
+      *out_len = sizeof(sockaddr_in);
+      return true;
+    }
+    // Dual-stack AF_INET6 socket: IPv4 peers are IPv4-mapped IPv6 addresses.
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    sin6->sin6_addr.s6_addr[10] = 0xff;
+    sin6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&sin6->sin6_addr.s6_addr[12], &v4, 4);
+    *out_len = sizeof(sockaddr_in6);
+    return true;
+  }
+  std::string host = text;
+  uint32_t scope = 0;
+  size_t percent = text.find('%');
+  if (percent != std::string::npos) {
+    host = text.substr(0, percent);
+    std::string zone = text.substr(percent + 1);
+    scope = if_nametoindex(zone.c_str());
+    if (scope == 0) {
+      char* end = nullptr;
+      unsigned long numeric = strtoul(zone.c_str(), &end, 10);
+      if (zone.empty() || *end != '\0') return false;
+      scope = static_cast<uint32_t>(numeric);
+    }
+  }
+  if (socket_family == AF_INET6 && inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    sin6->sin6_addr = v6;
+    sin6->sin6_scope_id = scope;
+    *out_len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+int StoreAddress(const sockaddr* addr, uint8_t out[16], uint16_t* port, uint32_t* scope_id) {
+  memset(out, 0, 16);
+  *scope_id = 0;
+  if (addr->sa_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
+    memcpy(out, &sin->sin_addr, 4);
+    *port = ntohs(sin->sin_port);
+    return 4;
+  }
+  const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(addr);
+  *port = ntohs(sin6->sin6_port);
+  if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+    memcpy(out, &sin6->sin6_addr.s6_addr[12], 4);
+    return 4;
+  }
+  memcpy(out, &sin6->sin6_addr, 16);
+  *scope_id = sin6->sin6_scope_id;
+  return 6;
+}
+
+Napi::Object SockaddrToObject(Napi::Env env, const sockaddr_storage& addr) {
+  uint8_t bytes[16];
+  uint16_t port = 0;
+  uint32_t scope = 0;
+  int family = StoreAddress(reinterpret_cast<const sockaddr*>(&addr), bytes, &port, &scope);
+  char text[INET6_ADDRSTRLEN] = {0};
+  inet_ntop(family == 4 ? AF_INET : AF_INET6, bytes, text, sizeof(text));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("family", family);
+  result.Set("address", text);
+  result.Set("port", port);
+  return result;
+}
+
+bool GetBytes(Napi::Value value, ByteView* out) {
+  if (value.IsTypedArray()) {
+    Napi::TypedArray array = value.As<Napi::TypedArray>();
+    out->data = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+    out->length = array.ByteLength();
+    return true;
+  }
+  if (value.IsDataView()) {
+    Napi::DataView view = value.As<Napi::DataView>();
+    out->data = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    out->length = view.ByteLength();
+    return true;
+  }
+  if (value.IsArrayBuffer()) {
+    Napi::ArrayBuffer buffer = value.As<Napi::ArrayBuffer>();
+    out->data = static_cast<const uint8_t*>(buffer.Data());
+    out->length = buffer.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+FdPoller::~FdPoller() { Close(); }
+
+int FdPoller::Watch(Napi::Env env, int fd, int events) {
+  if (handle_ == nullptr) {
+    if (events == 0) return 0;
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    handle_ = new uv_poll_t();
+    int rc = uv_poll_init(loop, handle_, fd);
+    if (rc != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      return rc;
+    }
+    handle_->data = this;
+    if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+  }
+  if (events == events_) return 0;
+  int rc = events == 0 ? uv_poll_stop(handle_) : uv_poll_start(handle_, events, Trampoline);
+  if (rc == 0) events_ = events;
+  return rc;
+}
+
+void FdPoller::Close() {
+  if (handle_ == nullptr) return;
+  uv_poll_stop(handle_);
+  handle_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+  handle_ = nullptr;
+  events_ = 0;
+}
+
+void FdPoller::SetRef(bool ref) {
+  ref_ = ref;
+  if (handle_ == nullptr) return;
+  if (ref) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+  } else {
+    uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+  }
+}
+
+void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<FdPoller*>(handle->data);
+  if (self == nullptr) return;
+  if (status < 0) self->events_ = 0;  // libuv stops a poll handle that reports an error (POLLERR)
+  self->OnPoll(status, events);
+}
+
+void CloseFd(int& fd) {
+  if (fd < 0) return;
+  close(fd);
+  fd = -1;
+}
+
+}  // namespace oxy

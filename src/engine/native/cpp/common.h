@@ -1,0 +1,81 @@
+// Shared pieces of the oxy_native addon: errno errors, address conversion, and
+// the uv_poll_t readiness watcher that every fd-backed class builds on.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+
+namespace oxy {
+
+// Builds the JS error for a failed system call. The JS side registers a factory
+// (setErrorFactory) so the result is a NativeError with code/errno/syscall; the
+// fallback is a plain Error with the same properties.
+Napi::Object ErrnoError(Napi::Env env, const char* syscall, int err, const std::string& detail = "");
+
+// Throws ErrnoError as a C++ exception; node-addon-api rethrows it into JS.
+[[noreturn]] void ThrowErrno(Napi::Env env, const char* syscall, int err, const std::string& detail = "");
+
+void SetErrorFactory(const Napi::CallbackInfo& info);
+
+// Calls a JS callback from a libuv callback. MakeCallback runs microtasks after
+// the call, like Node's own handles; an exception becomes 'uncaughtException'.
+void InvokeCallback(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext& context,
+                    std::initializer_list<napi_value> args);
+
+// Parses a textual IPv4/IPv6 address for a socket of `socket_family`. An IPv4
+// address given to an AF_INET6 socket becomes ::ffff:a.b.c.d (dual-stack).
+// Returns false when the text is not an address of a usable family.
+bool ParseSockaddr(const std::string& text, uint16_t port, int socket_family, sockaddr_storage* out,
+                   socklen_t* out_len);
+
+// Writes a 16-byte address field: IPv4 (or IPv4-mapped IPv6) in the first 4 bytes
+// and returns 4; plain IPv6 as 16 bytes and returns 6.
+int StoreAddress(const sockaddr* addr, uint8_t out[16], uint16_t* port, uint32_t* scope_id);
+
+// {family: 4|6, address: string, port: number} from getsockname/getpeername results.
+Napi::Object SockaddrToObject(Napi::Env env, const sockaddr_storage& addr);
+
+// Bytes of a Buffer/TypedArray/DataView/ArrayBuffer argument.
+struct ByteView {
+  const uint8_t* data;
+  size_t length;
+};
+bool GetBytes(Napi::Value value, ByteView* out);
+
+// Watches one fd for readiness with uv_poll_t on the Node event loop (no threads).
+// The handle is created on first use and closed with Close(); the owner gets
+// OnPoll() on the loop thread.
+class FdPoller {
+ public:
+  FdPoller() = default;
+  virtual ~FdPoller();
+  FdPoller(const FdPoller&) = delete;
+  FdPoller& operator=(const FdPoller&) = delete;
+
+  // events is a UV_READABLE|UV_WRITABLE|UV_DISCONNECT mask; 0 stops polling.
+  // Returns 0 or a libuv error code.
+  int Watch(Napi::Env env, int fd, int events);
+  void Close();
+  void SetRef(bool ref);
+  int events() const { return events_; }
+
+ protected:
+  virtual void OnPoll(int status, int events) = 0;
+
+ private:
+  static void Trampoline(uv_poll_t* handle, int status, int events);
+  uv_poll_t* handle_ = nullptr;
+  int events_ = 0;
+  bool ref_ = true;
+};
+
+// Closes fd once and sets it to -1. Never retried on EINTR: on Linux the fd is gone either way.
+void CloseFd(int& fd);
+
+}  // namespace oxy

@@ -1,0 +1,15 @@
+// Entry points of the addon's parts; binding.cc puts them on the exports object.
+#pragma once
+
+#include <napi.h>
+
+namespace oxy {
+
+Napi::Function InitUdp(Napi::Env env);
+Napi::Function InitTun(Napi::Env env);
+Napi::Function InitSeqpacketSocket(Napi::Env env);
+Napi::Function InitSeqpacketServer(Napi::Env env);
+void InitSeqpacketFunctions(Napi::Env env, Napi::Object exports);
+void InitNetns(Napi::Env env, Napi::Object exports);
+
+}  // namespace oxy

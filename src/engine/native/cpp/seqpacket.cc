@@ -1,0 +1,424 @@
+// AF_UNIX SOCK_SEQPACKET sockets, which Node's net module refuses: message
+// boundaries, SCM_RIGHTS fd passing, and peer-close detection.
+//
+// Telling a zero-length message from end-of-stream: both make recvmsg return 0.
+// Every socket here has SO_PASSCRED on, so every real message (even an empty one)
+// comes with an SCM_CREDENTIALS cmsg, while end-of-stream comes with none. POLLRDHUP
+// (UV_DISCONNECT) tells us the peer is gone; we then read until that bare 0.
+#include "modules.h"
+#include "polled.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+namespace oxy {
+
+namespace {
+
+constexpr size_t kMaxFdsPerMessage = 253;  // SCM_MAX_FD
+constexpr size_t kBatchBytes = 128 * 1024;
+constexpr size_t kRecvControlSize = CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage) + CMSG_SPACE(sizeof(ucred));
+
+// Filesystem path, or an abstract name when it starts with '\0'.
+bool MakeUnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
+  memset(addr, 0, sizeof(*addr));
+  addr->sun_family = AF_UNIX;
+  bool abstract = !path.empty() && path[0] == '\0';
+  size_t limit = abstract ? sizeof(addr->sun_path) : sizeof(addr->sun_path) - 1;
+  if (path.empty() || path.size() > limit) return false;
+  memcpy(addr->sun_path, path.data(), path.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
+  return true;
+}
+
+std::string Printable(const std::string& path) { return path[0] == '\0' ? "@" + path.substr(1) : path; }
+
+int NewSeqpacketSocket(Napi::Env env) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+  return fd;
+}
+
+sockaddr_un AddressArg(Napi::Env env, Napi::Value value, socklen_t* len, const char* syscall) {
+  std::string path = value.As<Napi::String>();
+  sockaddr_un addr;
+  if (!MakeUnixAddress(path, &addr, len)) ThrowErrno(env, syscall, ENAMETOOLONG, "bad socket path: " + Printable(path));
+  return addr;
+}
+
+// seqpacketListen(path, backlog) -> fd
+Napi::Value Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  socklen_t len = 0;
+  sockaddr_un addr = AddressArg(env, info[0], &len, "bind");
+  int backlog = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 128;
+  int fd = NewSeqpacketSocket(env);
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on));  // inherited by accepted sockets
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "bind", err, Printable(info[0].As<Napi::String>()));
+  }
+  if (listen(fd, backlog) != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "listen", err, Printable(info[0].As<Napi::String>()));
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// seqpacketConnect(path) -> fd. Unix connects complete at once; a full listen
+// backlog gives EAGAIN instead of blocking the event loop.
+Napi::Value Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  socklen_t len = 0;
+  sockaddr_un addr = AddressArg(env, info[0], &len, "connect");
+  int fd = NewSeqpacketSocket(env);
+  int rc;
+  do {
+    rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "connect", err, Printable(info[0].As<Napi::String>()));
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// seqpacketPair() -> [fd, fd]
+Napi::Value Pair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
+    ThrowErrno(env, "socketpair(AF_UNIX, SOCK_SEQPACKET)", errno);
+  }
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, fds[0]);
+  result.Set(1u, fds[1]);
+  return result;
+}
+
+class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    std::vector<PropertyDescriptor> methods = {
+        InstanceMethod("start", &SeqpacketSocket::Start),
+        InstanceMethod("setEvents", &SeqpacketSocket::SetEvents),
+        InstanceMethod("send", &SeqpacketSocket::Send),
+        InstanceMethod("shutdown", &SeqpacketSocket::ShutdownWrite),
+        InstanceMethod("setBufferSizes", &SeqpacketSocket::SetBufferSizes),
+    };
+    AddCommonMethods(methods);
+    return DefineClass(env, "SeqpacketSocket", methods);
+  }
+
+  // new SeqpacketSocket(fd, {maxMessageSize, batchSize}) takes ownership of fd.
+  explicit SeqpacketSocket(const Napi::CallbackInfo& info) : PolledWrap<SeqpacketSocket>(info) {
+    Napi::Env env = info.Env();
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    Napi::Object options = info[1].As<Napi::Object>();
+    max_message_ = std::clamp<uint32_t>(options.Get("maxMessageSize").As<Napi::Number>().Uint32Value(), 1, 64 << 20);
+    batch_size_ = std::clamp<uint32_t>(options.Get("batchSize").As<Napi::Number>().Uint32Value(), 1, 4096);
+
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "getsockopt(SO_TYPE)", errno);
+    if (type != SOCK_SEQPACKET) ThrowErrno(env, "getsockopt(SO_TYPE)", ENOTSOCK, "fd is not a SOCK_SEQPACKET socket");
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) ThrowErrno(env, "fcntl(O_NONBLOCK)", errno);
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) ThrowErrno(env, "setsockopt(SO_PASSCRED)", errno);
+    fd_ = fd;
+  }
+
+ private:
+  void ResetCallbacks() override {
+    on_batch_.Reset();
+    on_writable_.Reset();
+    on_end_.Reset();
+    on_error_.Reset();
+  }
+
+  // start(onBatch(data, offsets, count, fds?), onWritable(), onEnd(), onError(err))
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "start");
+    on_batch_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_writable_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_end_ = Napi::Persistent(info[2].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[3].As<Napi::Function>());
+    EnsureContext(env, "OxySeqpacketSocket");
+    return env.Undefined();
+  }
+
+  // setEvents(readable, writable). Reading also watches POLLRDHUP.
+  Napi::Value SetEvents(const Napi::CallbackInfo& info) {
+    if (ended_) return info.Env().Undefined();
+    wanted_ = (info[0].ToBoolean() ? UV_READABLE | UV_DISCONNECT : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
+    SetWatch(info.Env(), wanted_);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetBufferSizes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "setsockopt");
+    const int options[2] = {SO_RCVBUF, SO_SNDBUF};
+    for (int i = 0; i < 2; i++) {
+      if (!info[i].IsNumber()) continue;
+      int size = info[i].As<Napi::Number>().Int32Value();
+      if (setsockopt(fd_, SOL_SOCKET, options[i], &size, sizeof(size)) != 0) {
+        ThrowErrno(env, i == 0 ? "setsockopt(SO_RCVBUF)" : "setsockopt(SO_SNDBUF)", errno);
+      }
+    }
+    return env.Undefined();
+  }
+
+  // send(data, fds?) -> true when sent, false when the socket is full (EAGAIN).
+  // The fds stay owned by the caller; the kernel duplicates them into the message.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "sendmsg");
+    ByteView bytes;
+    if (!GetBytes(info[0], &bytes)) ThrowErrno(env, "sendmsg", EINVAL, "data is not a Buffer/Uint8Array");
+    iovec iov = {const_cast<uint8_t*>(bytes.data), bytes.length};
+    msghdr hdr;
+    memset(&hdr, 0, sizeof(hdr));
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    std::vector<uint8_t> control;
+    if (info.Length() > 1 && info[1].IsArray()) {
+      Napi::Array list = info[1].As<Napi::Array>();
+      uint32_t count = list.Length();
+      if (count > kMaxFdsPerMessage) ThrowErrno(env, "sendmsg", EINVAL, "more than 253 file descriptors");
+      if (count > 0) {
+        control.assign(CMSG_SPACE(sizeof(int) * count), 0);
+        hdr.msg_control = control.data();
+        hdr.msg_controllen = control.size();
+        cmsghdr* c = CMSG_FIRSTHDR(&hdr);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        for (uint32_t i = 0; i < count; i++) {
+          int fd = list.Get(i).As<Napi::Number>().Int32Value();
+          memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
+        }
+      }
+    }
+    ssize_t n;
+    do {
+      n = sendmsg(fd_, &hdr, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+      ThrowErrno(env, "sendmsg", errno, std::to_string(bytes.length) + " bytes");
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  // shutdown(): no more sends (SHUT_WR); the peer sees end-of-stream.
+  Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "shutdown");
+    if (shutdown(fd_, SHUT_WR) != 0) ThrowErrno(env, "shutdown", errno);
+    return env.Undefined();
+  }
+
+  void OnPoll(int status, int events) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      // POLLERR: libuv stopped the handle. The socket error (ECONNRESET when the
+      // peer closed with our messages unread) is read and dropped by recvmsg;
+      // drain what is queued, then look for end-of-stream as usual.
+      ReadBatch(env);
+      if (fd_ >= 0 && !ended_) SetWatch(env, wanted_);
+      return;
+    }
+    if (events & (UV_READABLE | UV_DISCONNECT)) ReadBatch(env);
+    if (fd_ >= 0 && !ended_ && (events & UV_WRITABLE)) InvokeCallback(env, on_writable_, *context_, {});
+  }
+
+  void ReadBatch(Napi::Env env) {
+    if (buffer_.empty()) buffer_.resize(kBatchBytes + max_message_);
+    if (control_.empty()) control_.resize(kRecvControlSize);
+    size_t used = 0;
+    offsets_.clear();
+    offsets_.push_back(0);
+    std::vector<std::pair<uint32_t, std::vector<int>>> passed;
+    int read_errno = 0;
+    bool eof = false;
+    while (offsets_.size() - 1 < batch_size_ && buffer_.size() - used >= max_message_) {
+      iovec iov = {buffer_.data() + used, max_message_};
+      msghdr hdr;
+      memset(&hdr, 0, sizeof(hdr));
+      hdr.msg_iov = &iov;
+      hdr.msg_iovlen = 1;
+      hdr.msg_control = control_.data();
+      hdr.msg_controllen = control_.size();
+      ssize_t n = recvmsg(fd_, &hdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n < 0) {
+        if (errno == EINTR || errno == ECONNRESET) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
+        break;
+      }
+      bool has_credentials = false;
+      std::vector<int> fds;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
+        if (c->cmsg_level != SOL_SOCKET) continue;
+        if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
+        if (c->cmsg_type == SCM_RIGHTS) {
+          size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            fds.push_back(fd);
+          }
+        }
+      }
+      if (n == 0 && !has_credentials && fds.empty()) {
+        eof = true;
+        break;
+      }
+      if (hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        // The rest of the message (or some of its fds) is gone; deliver nothing partial.
+        for (int fd : fds) close(fd);
+        read_errno = EMSGSIZE;
+        continue;
+      }
+      uint32_t index = static_cast<uint32_t>(offsets_.size() - 1);
+      used += static_cast<size_t>(n);
+      offsets_.push_back(static_cast<uint32_t>(used));
+      if (!fds.empty()) passed.emplace_back(index, std::move(fds));
+    }
+
+    uint32_t count = static_cast<uint32_t>(offsets_.size() - 1);
+    if (count > 0) {
+      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used);
+      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_.size() * sizeof(uint32_t));
+      memcpy(offsets_buffer.Data(), offsets_.data(), offsets_.size() * sizeof(uint32_t));
+      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_.size(), offsets_buffer, 0);
+      Napi::Value fd_lists = env.Undefined();
+      if (!passed.empty()) {
+        Napi::Array lists = Napi::Array::New(env, count);
+        for (auto& [index, fds] : passed) {
+          Napi::Array list = Napi::Array::New(env, fds.size());
+          for (size_t i = 0; i < fds.size(); i++) list.Set(static_cast<uint32_t>(i), fds[i]);
+          lists.Set(index, list);
+        }
+        fd_lists = lists;
+      }
+      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), fd_lists});
+    }
+    if (read_errno != 0 && fd_ >= 0) {
+      const char* detail = read_errno == EMSGSIZE ? "message larger than maxMessageSize or too many fds, dropped" : "";
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "recvmsg", read_errno, detail)});
+    }
+    if (eof && fd_ >= 0 && !ended_) {
+      ended_ = true;
+      SetWatch(env, 0);
+      InvokeCallback(env, on_end_, *context_, {});
+    }
+  }
+
+  uint32_t max_message_ = 256 * 1024;
+  uint32_t batch_size_ = 64;
+  int wanted_ = 0;
+  bool ended_ = false;
+  std::vector<uint8_t> buffer_;
+  std::vector<uint8_t> control_;
+  std::vector<uint32_t> offsets_;
+  Napi::FunctionReference on_batch_;
+  Napi::FunctionReference on_writable_;
+  Napi::FunctionReference on_end_;
+  Napi::FunctionReference on_error_;
+};
+
+class SeqpacketServer : public PolledWrap<SeqpacketServer> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    std::vector<PropertyDescriptor> methods = {
+        InstanceMethod("start", &SeqpacketServer::Start),
+        InstanceMethod("setEvents", &SeqpacketServer::SetEvents),
+    };
+    AddCommonMethods(methods);
+    return DefineClass(env, "SeqpacketServer", methods);
+  }
+
+  // new SeqpacketServer(fd) takes ownership of a listening socket.
+  explicit SeqpacketServer(const Napi::CallbackInfo& info) : PolledWrap<SeqpacketServer>(info) {
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+  }
+
+ private:
+  void ResetCallbacks() override {
+    on_connections_.Reset();
+    on_error_.Reset();
+  }
+
+  // start(onConnections(fds: number[]), onError(err))
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "start");
+    on_connections_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[1].As<Napi::Function>());
+    EnsureContext(env, "OxySeqpacketServer");
+    return env.Undefined();
+  }
+
+  Napi::Value SetEvents(const Napi::CallbackInfo& info) {
+    SetWatch(info.Env(), info[0].ToBoolean() ? UV_READABLE : 0);
+    return info.Env().Undefined();
+  }
+
+  void OnPoll(int status, int events) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", -status)});
+      return;
+    }
+    std::vector<int> accepted;
+    int accept_errno = 0;
+    while (accepted.size() < 128) {
+      int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) accept_errno = errno;
+        break;
+      }
+      accepted.push_back(fd);
+    }
+    if (!accepted.empty()) {
+      Napi::Array list = Napi::Array::New(env, accepted.size());
+      for (size_t i = 0; i < accepted.size(); i++) list.Set(static_cast<uint32_t>(i), accepted[i]);
+      InvokeCallback(env, on_connections_, *context_, {list});
+    }
+    if (accept_errno != 0 && fd_ >= 0) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "accept4", accept_errno)});
+  }
+
+  Napi::FunctionReference on_connections_;
+  Napi::FunctionReference on_error_;
+};
+
+}  // namespace
+
+Napi::Function InitSeqpacketSocket(Napi::Env env) { return SeqpacketSocket::Init(env); }
+Napi::Function InitSeqpacketServer(Napi::Env env) { return SeqpacketServer::Init(env); }
+
+void InitSeqpacketFunctions(Napi::Env env, Napi::Object exports) {
+  exports.Set("seqpacketListen", Napi::Function::New(env, Listen, "seqpacketListen"));
+  exports.Set("seqpacketConnect", Napi::Function::New(env, Connect, "seqpacketConnect"));
+  exports.Set("seqpacketPair", Napi::Function::New(env, Pair, "seqpacketPair"));
+}
+
+}  // namespace oxy

@@ -1,0 +1,261 @@
+// TUN device (IFF_TUN|IFF_NO_PI, optionally IFF_VNET_HDR with offloads), read and
+// written in batches: one JS callback per wake-up carries every packet that was
+// waiting (up to batchSize), as one Buffer plus an offsets array.
+#include "modules.h"
+#include "polled.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace oxy {
+
+namespace {
+
+constexpr int kVnetHeaderSize = 10;  // struct virtio_net_hdr (no num_buffers)
+constexpr size_t kBatchBytes = 1 << 20;
+
+class TunDevice : public PolledWrap<TunDevice> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    std::vector<PropertyDescriptor> methods = {
+        InstanceAccessor("name", &TunDevice::Name, nullptr),
+        InstanceAccessor("ifIndex", &TunDevice::IfIndex, nullptr),
+        InstanceMethod("setMtu", &TunDevice::SetMtu),
+        InstanceMethod("getMtu", &TunDevice::GetMtu),
+        InstanceMethod("setTxQueueLength", &TunDevice::SetTxQueueLength),
+        InstanceMethod("setUp", &TunDevice::SetUp),
+        InstanceMethod("start", &TunDevice::Start),
+        InstanceMethod("setEvents", &TunDevice::SetEvents),
+        InstanceMethod("writeBatch", &TunDevice::WriteBatch),
+    };
+    AddCommonMethods(methods);
+    return DefineClass(env, "TunDevice", methods);
+  }
+
+  // new TunDevice({name, vnetHeader, offload, multiQueue, batchSize, maxPacketSize})
+  // The device is created in the network namespace of the calling thread; so is the
+  // control socket used for link ioctls, so they keep working after a switch back.
+  explicit TunDevice(const Napi::CallbackInfo& info) : PolledWrap<TunDevice>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object options = info[0].As<Napi::Object>();
+    std::string name = options.Get("name").As<Napi::String>();
+    bool vnet_header = options.Get("vnetHeader").ToBoolean();
+    uint32_t offload = options.Get("offload").As<Napi::Number>().Uint32Value();
+    batch_size_ = std::clamp<uint32_t>(options.Get("batchSize").As<Napi::Number>().Uint32Value(), 1, 4096);
+    max_packet_ = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535) +
+                  (vnet_header ? kVnetHeaderSize : 0);
+    if (name.size() >= IFNAMSIZ) ThrowErrno(env, "ioctl(TUNSETIFF)", EINVAL, "interface name longer than 15: " + name);
+
+    fd_ = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) ThrowErrno(env, "open(/dev/net/tun)", errno);
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    if (vnet_header) ifr.ifr_flags |= IFF_VNET_HDR;
+    if (options.Get("multiQueue").ToBoolean()) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+    strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);  // empty: the kernel picks tunN
+    if (ioctl(fd_, TUNSETIFF, &ifr) != 0) Fail(env, "ioctl(TUNSETIFF)", name);
+    name_ = ifr.ifr_name;
+    if (vnet_header) {
+      int size = kVnetHeaderSize;
+      if (ioctl(fd_, TUNSETVNETHDRSZ, &size) != 0) Fail(env, "ioctl(TUNSETVNETHDRSZ)", name_);
+      if (ioctl(fd_, TUNSETOFFLOAD, static_cast<unsigned long>(offload)) != 0) Fail(env, "ioctl(TUNSETOFFLOAD)", name_);
+    }
+    control_fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (control_fd_ < 0) Fail(env, "socket", name_);
+    buffer_.resize(kBatchBytes + max_packet_);
+  }
+
+  ~TunDevice() override { CloseFd(control_fd_); }
+
+ private:
+  [[noreturn]] void Fail(Napi::Env env, const char* syscall, const std::string& detail) {
+    int err = errno;
+    CloseFd(fd_);
+    CloseFd(control_fd_);
+    ThrowErrno(env, syscall, err, detail);
+  }
+
+  void Shutdown() override {
+    PolledWrap<TunDevice>::Shutdown();
+    CloseFd(control_fd_);
+  }
+
+  void ResetCallbacks() override {
+    on_batch_.Reset();
+    on_writable_.Reset();
+    on_error_.Reset();
+  }
+
+  // Link ioctls through the control socket, which lives in the TUN's namespace.
+  ifreq LinkRequest(Napi::Env env, const char* syscall) {
+    if (control_fd_ < 0) ThrowErrno(env, syscall, EBADF, "TUN is closed");
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+    return ifr;
+  }
+
+  void LinkIoctl(Napi::Env env, unsigned long request, ifreq* ifr, const char* syscall) {
+    if (ioctl(control_fd_, request, ifr) != 0) ThrowErrno(env, syscall, errno, name_);
+  }
+
+  Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+
+  Napi::Value IfIndex(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ifreq ifr = LinkRequest(env, "ioctl(SIOCGIFINDEX)");
+    LinkIoctl(env, SIOCGIFINDEX, &ifr, "ioctl(SIOCGIFINDEX)");
+    return Napi::Number::New(env, ifr.ifr_ifindex);
+  }
+
+  Napi::Value SetMtu(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ifreq ifr = LinkRequest(env, "ioctl(SIOCSIFMTU)");
+    ifr.ifr_mtu = info[0].As<Napi::Number>().Int32Value();
+    LinkIoctl(env, SIOCSIFMTU, &ifr, "ioctl(SIOCSIFMTU)");
+    return env.Undefined();
+  }
+
+  Napi::Value GetMtu(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ifreq ifr = LinkRequest(env, "ioctl(SIOCGIFMTU)");
+    LinkIoctl(env, SIOCGIFMTU, &ifr, "ioctl(SIOCGIFMTU)");
+    return Napi::Number::New(env, ifr.ifr_mtu);
+  }
+
+  Napi::Value SetTxQueueLength(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ifreq ifr = LinkRequest(env, "ioctl(SIOCSIFTXQLEN)");
+    ifr.ifr_qlen = info[0].As<Napi::Number>().Int32Value();
+    LinkIoctl(env, SIOCSIFTXQLEN, &ifr, "ioctl(SIOCSIFTXQLEN)");
+    return env.Undefined();
+  }
+
+  // setUp(up = true): flips IFF_UP, leaving the other link flags alone.
+  Napi::Value SetUp(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool up = info.Length() == 0 || info[0].ToBoolean();
+    ifreq ifr = LinkRequest(env, "ioctl(SIOCGIFFLAGS)");
+    LinkIoctl(env, SIOCGIFFLAGS, &ifr, "ioctl(SIOCGIFFLAGS)");
+    if (up) {
+      ifr.ifr_flags |= IFF_UP;
+    } else {
+      ifr.ifr_flags &= ~IFF_UP;
+    }
+    LinkIoctl(env, SIOCSIFFLAGS, &ifr, "ioctl(SIOCSIFFLAGS)");
+    return env.Undefined();
+  }
+
+  // start(onBatch(data, offsets, count), onWritable(), onError(err))
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "start");
+    on_batch_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_writable_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
+    EnsureContext(env, "OxyTun");
+    return env.Undefined();
+  }
+
+  Napi::Value SetEvents(const Napi::CallbackInfo& info) {
+    int events = (info[0].ToBoolean() ? UV_READABLE : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
+    SetWatch(info.Env(), events);
+    return info.Env().Undefined();
+  }
+
+  void OnPoll(int status, int events) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", -status)});
+      return;
+    }
+    if (events & UV_READABLE) ReadBatch(env);
+    if (fd_ >= 0 && (events & UV_WRITABLE)) InvokeCallback(env, on_writable_, *context_, {});
+  }
+
+  // read() until EAGAIN, batchSize packets, or the batch buffer is full.
+  void ReadBatch(Napi::Env env) {
+    size_t used = 0;
+    offsets_.clear();
+    offsets_.push_back(0);
+    int read_errno = 0;
+    while (offsets_.size() - 1 < batch_size_ && buffer_.size() - used >= max_packet_) {
+      ssize_t n = read(fd_, buffer_.data() + used, max_packet_);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
+        break;
+      }
+      if (n == 0) break;
+      used += static_cast<size_t>(n);
+      offsets_.push_back(static_cast<uint32_t>(used));
+    }
+    uint32_t count = static_cast<uint32_t>(offsets_.size() - 1);
+    if (count > 0) {
+      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used);
+      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_.size() * sizeof(uint32_t));
+      memcpy(offsets_buffer.Data(), offsets_.data(), offsets_.size() * sizeof(uint32_t));
+      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_.size(), offsets_buffer, 0);
+      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count)});
+    }
+    if (read_errno != 0 && fd_ >= 0) {
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "read", read_errno, name_)});
+    }
+  }
+
+  // writeBatch(packets, start) -> packets written from `start`; stops early on
+  // EAGAIN, throws (with `index`) on any other error.
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "write");
+    Napi::Array list = info[0].As<Napi::Array>();
+    uint32_t start = info[1].As<Napi::Number>().Uint32Value();
+    uint32_t end = list.Length();
+    uint32_t index = start;
+    while (index < end) {
+      ByteView bytes;
+      if (!GetBytes(list.Get(index), &bytes)) ThrowIndexed(env, EINVAL, index, "packet is not a Buffer/Uint8Array");
+      ssize_t n = write(fd_, bytes.data, bytes.length);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        ThrowIndexed(env, errno, index, name_ + ", packet of " + std::to_string(bytes.length) + " bytes");
+      }
+      index++;
+    }
+    return Napi::Number::New(env, index - start);
+  }
+
+  [[noreturn]] void ThrowIndexed(Napi::Env env, int err, uint32_t index, const std::string& detail) {
+    Napi::Object error = ErrnoError(env, "write", err, detail);
+    error.Set("index", index);
+    throw Napi::Error(env, error);
+  }
+
+  std::string name_;
+  int control_fd_ = -1;
+  uint32_t batch_size_ = 64;
+  uint32_t max_packet_ = 65535;
+  std::vector<uint8_t> buffer_;
+  std::vector<uint32_t> offsets_;
+  Napi::FunctionReference on_batch_;
+  Napi::FunctionReference on_writable_;
+  Napi::FunctionReference on_error_;
+};
+
+}  // namespace
+
+Napi::Function InitTun(Napi::Env env) { return TunDevice::Init(env); }
+
+}  // namespace oxy

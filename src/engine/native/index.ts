@@ -1,0 +1,37 @@
+export { addonPath, nativeAvailable } from './binding.js';
+export { formatAddressBytes } from './address.js';
+export { NativeError, ERR_NATIVE_UNAVAILABLE, ERR_NETNS_ASYNC, ERR_NETNS_RESTORE } from './errors.js';
+export {
+  PktinfoUdpSocket,
+  UdpBatch,
+  UDP_RECORD_SIZE,
+  type OutgoingDatagram,
+  type PktinfoUdpSocketEvents,
+  type PktinfoUdpSocketOptions,
+  type ReceivedDatagram,
+} from './udp.js';
+export {
+  PacketBatch,
+  Tun,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+  VIRTIO_NET_HDR_GSO_UDP,
+  VIRTIO_NET_HDR_SIZE,
+  readVirtioNetHeader,
+  writeVirtioNetHeader,
+  type TunEvents,
+  type TunOffload,
+  type TunOptions,
+  type VirtioNetHeader,
+} from './tun.js';
+export {
+  SeqpacketServer,
+  SeqpacketSocket,
+  type SeqpacketServerEvents,
+  type SeqpacketServerOptions,
+  type SeqpacketSocketEvents,
+  type SeqpacketSocketOptions,
+} from './seqpacket.js';
+export { closeFd, currentNetns, dupFd, openNetns, setns, withNetns } from './netns.js';

@@ -1,0 +1,311 @@
+/**
+ * AF_UNIX SOCK_SEQPACKET sockets (Node's net.Socket refuses them): reliable,
+ * ordered, message boundaries kept, file descriptors passed with SCM_RIGHTS.
+ *
+ * Paths starting with '\0' are abstract names (no file). Peer close is detected
+ * with POLLRDHUP, and a zero-length message is delivered as a message, not taken
+ * for end-of-stream (the addon tells them apart by SCM_CREDENTIALS, see
+ * cpp/seqpacket.cc).
+ */
+import { EventEmitter } from 'node:events';
+import { unlinkSync } from 'node:fs';
+
+import { native, type NativeSeqpacketServer, type NativeSeqpacketSocket } from './binding.js';
+import { closedError, type NativeError } from './errors.js';
+import { SendQueue } from './send-queue.js';
+
+const NO_FDS: readonly number[] = Object.freeze([]);
+
+export interface SeqpacketSocketOptions {
+  /** Largest message received whole; a longer one is dropped with an EMSGSIZE 'error'. Default 256 KiB. */
+  maxMessageSize?: number;
+  /** Most messages read per wake-up. Default 64. */
+  batchSize?: number;
+  recvBufferSize?: number;
+  sendBufferSize?: number;
+  /** Messages kept while the peer is not reading; more are dropped and counted. Default 4096. */
+  maxQueuedMessages?: number;
+}
+
+export interface SeqpacketSocketEvents {
+  /**
+   * One message. `data` is a view into a buffer shared by the messages of one
+   * wake-up. `fds` arrived with it (SCM_RIGHTS, O_CLOEXEC) and now belong to the
+   * listener: wrap them or closeFd() them.
+   */
+  message: [data: Buffer, fds: readonly number[]];
+  /** Send queue emptied after send() returned false. */
+  drain: [];
+  /** The peer closed (or shut down writing); every message it sent was delivered first. */
+  end: [];
+  error: [err: NativeError];
+  close: [];
+}
+
+interface QueuedMessage {
+  data: Uint8Array;
+  /** Our own dup()s, closed once sent, so the caller may close its fds at once. */
+  fds: readonly number[];
+}
+
+export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
+  private handle: NativeSeqpacketSocket | undefined;
+  private readonly queue: SendQueue<QueuedMessage>;
+  private reading = true;
+  private ending = false;
+  private readonly sendQueued = (items: readonly QueuedMessage[], start: number) => {
+    const handle = this.open();
+    let i = start;
+    while (i < items.length) {
+      let sent: boolean;
+      try {
+        sent = handle.send(items[i]!.data, items[i]!.fds);
+      } catch (err) {
+        (err as NativeError).index = i;
+        closeAll(items[i]!.fds);
+        throw err;
+      }
+      if (!sent) break;
+      closeAll(items[i]!.fds);
+      i++;
+    }
+    return i - start;
+  };
+  private readonly reportError = (err: NativeError) => this.emit('error', err);
+
+  private constructor(handle: NativeSeqpacketSocket, options: SeqpacketSocketOptions) {
+    super();
+    this.handle = handle;
+    this.queue = new SendQueue(options.maxQueuedMessages ?? 4096);
+    if (options.recvBufferSize !== undefined || options.sendBufferSize !== undefined) {
+      handle.setBufferSizes(options.recvBufferSize, options.sendBufferSize);
+    }
+    handle.start(
+      (data, offsets, count, fds) => this.deliver(data, offsets, count, fds),
+      () => this.flushQueue(),
+      () => this.onEnd(),
+      this.reportError,
+    );
+    this.updateEvents();
+  }
+
+  /** Connects to a listening path (or '\0abstract'). EAGAIN if its backlog is full. */
+  static connect(path: string, options: SeqpacketSocketOptions = {}): SeqpacketSocket {
+    return SeqpacketSocket.fromFd(native().seqpacketConnect(path), options);
+  }
+
+  /** A connected pair (socketpair), e.g. one end to keep and one to hand to a child. */
+  static pair(options: SeqpacketSocketOptions = {}): [SeqpacketSocket, SeqpacketSocket] {
+    const [a, b] = native().seqpacketPair();
+    return [SeqpacketSocket.fromFd(a, options), SeqpacketSocket.fromFd(b, options)];
+  }
+
+  /** Wraps a SOCK_SEQPACKET fd (e.g. one received over SCM_RIGHTS) and takes ownership of it. */
+  static fromFd(fd: number, options: SeqpacketSocketOptions = {}): SeqpacketSocket {
+    const addon = native();
+    let handle: NativeSeqpacketSocket;
+    try {
+      handle = new addon.SeqpacketSocket(fd, {
+        maxMessageSize: options.maxMessageSize ?? 256 * 1024,
+        batchSize: options.batchSize ?? 64,
+      });
+    } catch (err) {
+      addon.closeFd(fd);
+      throw err;
+    }
+    return new SeqpacketSocket(handle, options);
+  }
+
+  get fd(): number {
+    return this.handle?.fd ?? -1;
+  }
+
+  get closed(): boolean {
+    return this.handle === undefined;
+  }
+
+  /**
+   * Sends one message, with file descriptors if given (they stay the caller's).
+   * Returns true when sent, false when queued behind a full socket ('drain'
+   * follows). Throws a NativeError (EPIPE after the peer closed, EMSGSIZE, …).
+   */
+  send(data: Uint8Array, fds: readonly number[] = NO_FDS): boolean {
+    const handle = this.open();
+    if (this.ending) throw closedError('SeqpacketSocket (ended)');
+    if (this.queue.length === 0 && handle.send(data, fds)) return true;
+    const owned = fds.map((fd) => native().dupFd(fd));
+    if (this.queue.pushFrom([{ data, fds: owned }], 0) === 0) closeAll(owned);
+    this.updateEvents();
+    return false;
+  }
+
+  get queuedMessages(): number {
+    return this.queue.length;
+  }
+
+  get droppedMessages(): number {
+    return this.queue.dropped;
+  }
+
+  /** Half-close: once queued messages are sent, the peer sees end-of-stream. */
+  end(): void {
+    if (!this.handle || this.ending) return;
+    this.ending = true;
+    if (this.queue.length === 0) this.handle.shutdown();
+  }
+
+  pause(): void {
+    this.reading = false;
+    this.updateEvents();
+  }
+
+  resume(): void {
+    this.reading = true;
+    this.updateEvents();
+  }
+
+  ref(): this {
+    this.handle?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.handle?.unref();
+    return this;
+  }
+
+  /** Closes at once; queued messages are dropped (and their fds closed). */
+  close(): void {
+    const handle = this.handle;
+    if (!handle) return;
+    this.handle = undefined;
+    this.queue.clear((item) => closeAll(item.fds));
+    handle.close();
+    this.emit('close');
+  }
+
+  private deliver(data: Buffer, offsets: Uint32Array, count: number, fds: (number[] | undefined)[] | undefined): void {
+    for (let i = 0; i < count; i++) {
+      // A listener may close us mid-batch; fds it will never see must not leak.
+      if (!this.handle) {
+        if (fds) for (let j = i; j < count; j++) closeAll(fds[j] ?? NO_FDS);
+        return;
+      }
+      this.emit('message', data.subarray(offsets[i]!, offsets[i + 1]!), fds?.[i] ?? NO_FDS);
+    }
+  }
+
+  private onEnd(): void {
+    this.emit('end');
+    this.close();
+  }
+
+  private open(): NativeSeqpacketSocket {
+    if (!this.handle) throw closedError('SeqpacketSocket');
+    return this.handle;
+  }
+
+  private flushQueue(): void {
+    if (!this.handle) return;
+    if (this.queue.flush(this.sendQueued, this.reportError)) {
+      if (this.ending) this.handle?.shutdown();
+      this.emit('drain');
+    }
+    this.updateEvents();
+  }
+
+  private updateEvents(): void {
+    this.handle?.setEvents(this.reading, this.queue.length > 0);
+  }
+}
+
+export interface SeqpacketServerOptions {
+  backlog?: number;
+  /** Options for every accepted socket. */
+  socketOptions?: SeqpacketSocketOptions;
+}
+
+export interface SeqpacketServerEvents {
+  connection: [socket: SeqpacketSocket];
+  error: [err: NativeError];
+  close: [];
+}
+
+export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
+  readonly path: string;
+  private handle: NativeSeqpacketServer | undefined;
+
+  private constructor(handle: NativeSeqpacketServer, path: string, socketOptions: SeqpacketSocketOptions) {
+    super();
+    this.handle = handle;
+    this.path = path;
+    handle.start(
+      (fds) => {
+        for (const fd of fds) {
+          if (!this.handle) {
+            native().closeFd(fd);
+            continue;
+          }
+          this.emit('connection', SeqpacketSocket.fromFd(fd, socketOptions));
+        }
+      },
+      (err) => this.emit('error', err),
+    );
+    handle.setEvents(true);
+  }
+
+  /** Binds and listens on a path (EADDRINUSE if it exists) or a '\0abstract' name. */
+  static listen(path: string, options: SeqpacketServerOptions = {}): SeqpacketServer {
+    const addon = native();
+    const fd = addon.seqpacketListen(path, options.backlog ?? 128);
+    let handle: NativeSeqpacketServer;
+    try {
+      handle = new addon.SeqpacketServer(fd);
+    } catch (err) {
+      addon.closeFd(fd);
+      throw err;
+    }
+    return new SeqpacketServer(handle, path, options.socketOptions ?? {});
+  }
+
+  get fd(): number {
+    return this.handle?.fd ?? -1;
+  }
+
+  ref(): this {
+    this.handle?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.handle?.unref();
+    return this;
+  }
+
+  /** Stops listening and removes the socket file (abstract names vanish by themselves). */
+  close(): void {
+    const handle = this.handle;
+    if (!handle) return;
+    this.handle = undefined;
+    handle.close();
+    if (!this.path.startsWith('\0')) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // Already removed by someone else: nothing to clean.
+      }
+    }
+    this.emit('close');
+  }
+}
+
+function closeAll(fds: readonly number[]): void {
+  const addon = native();
+  for (const fd of fds) {
+    try {
+      addon.closeFd(fd);
+    } catch {
+      // Closing is best effort; EBADF means it is gone already.
+    }
+  }
+}
