@@ -1,5 +1,6 @@
 import { formatAddress } from './address.js';
 import { IpProtocol } from './constants.js';
+import { ipv6Walk, walkIpv6Extensions } from './ipv6.js';
 import type { PacketView } from './view.js';
 
 /**
@@ -7,7 +8,8 @@ import type { PacketView } from './view.js';
  * one UTF-16 code unit per 16 bits — 7 units for IPv4, 19 for IPv6 — so V8 hashes and
  * compares it cheaply. The first unit is `version << 8 | protocol`, so IPv4 and IPv6
  * keys never collide. For ICMP echo both ports are the identifier (the reply carries the
- * same one), for other port-less protocols both are 0.
+ * same one), for other port-less protocols and for fragments (whose ports need
+ * reassembly) both are 0.
  *
  * (A number cannot hold 104+ bits without BigInt, which costs more than a short string.)
  */
@@ -64,6 +66,60 @@ function keyAt(view: PacketView, reverse: boolean): FlowKey {
     sport,
     dport,
   );
+}
+
+/**
+ * For an ICMP/ICMPv6 error, the key of the flow whose packet it quotes, as that packet's
+ * sender saw it ({@link flowKey} of the quoted packet): how an error such as "packet too
+ * big" finds its flow. The quote may be truncated — RFC 792 only promises the IP header
+ * and 8 bytes — so only the header(s) and the first 8 transport bytes are read.
+ * Undefined when `view` is not an ICMP error, or its quote is too short, of the other IP
+ * version, or has no ports to read (a non-initial fragment, a quote cut before them).
+ */
+export function quotedFlowKey(view: PacketView): FlowKey | undefined {
+  if (!view.isIcmpError) return undefined;
+  const buf = view.buf;
+  const q = view.payloadOffset;
+  const end = view.l4End;
+  let protocol: number;
+  let l4: number;
+  let srcOffset: number;
+  let addressLength: number;
+  if (view.version === 4) {
+    if (q + 20 > end || buf[q] >> 4 !== 4) return undefined;
+    const headerLength = (buf[q] & 0x0f) * 4;
+    if (headerLength < 20) return undefined;
+    if ((((buf[q + 6] << 8) | buf[q + 7]) & 0x1fff) !== 0) return undefined; // non-initial fragment
+    protocol = buf[q + 9];
+    l4 = q + headerLength;
+    srcOffset = q + 12;
+    addressLength = 4;
+  } else {
+    if (q + 40 > end || buf[q] >> 4 !== 6) return undefined;
+    if (walkIpv6Extensions(buf, q + 40, end, buf[q + 6]) !== undefined) return undefined;
+    if (ipv6Walk.fragmentOffset !== 0) return undefined;
+    protocol = ipv6Walk.next;
+    l4 = ipv6Walk.offset;
+    srcOffset = q + 8;
+    addressLength = 16;
+  }
+  let srcPort = 0;
+  let dstPort = 0;
+  const icmpProtocol = view.version === 4 ? IpProtocol.ICMP : IpProtocol.ICMPV6;
+  if (protocol === IpProtocol.TCP || protocol === IpProtocol.UDP) {
+    if (l4 + 4 > end) return undefined;
+    srcPort = (buf[l4] << 8) | buf[l4 + 1];
+    dstPort = (buf[l4 + 2] << 8) | buf[l4 + 3];
+  } else if (protocol === icmpProtocol) {
+    if (l4 + 8 > end) return undefined;
+    const type = buf[l4];
+    const echo = view.version === 4 ? type === 8 || type === 0 : type === 128 || type === 129;
+    if (echo) srcPort = dstPort = (buf[l4 + 4] << 8) | buf[l4 + 5];
+  }
+  const units: number[] = [((view.version === 4 ? 4 : 6) << 8) | protocol];
+  for (let i = 0; i < 2 * addressLength; i += 2) units.push((buf[srcOffset + i] << 8) | buf[srcOffset + i + 1]);
+  units.push(srcPort, dstPort);
+  return String.fromCharCode(...units);
 }
 
 /**

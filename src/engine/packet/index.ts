@@ -8,7 +8,7 @@
 export { IpProtocol, TcpFlag, Icmp4Type, Icmp6Type } from './constants.js';
 export { PacketView, MalformedPacket, TransportKind, type MalformedReason, type ParseResult } from './view.js';
 export { parsePacket } from './parse.js';
-export { MAX_IPV6_EXTENSION_HEADERS } from './ipv6.js';
+export { MAX_IPV6_EXTENSION_HEADERS, walkIpv6Extensions, ipv6Walk } from './ipv6.js';
 export {
   sumWords,
   foldSum,
@@ -40,6 +40,6 @@ export {
   type UnreachableReason,
   type IcmpErrorOptions,
 } from './icmp-error.js';
-export { flowKey, reverseFlowKey, flowKeyOf, parseFlowKey, describeFlowKey, type FlowKey, type FlowTuple } from './flow-key.js';
+export { flowKey, reverseFlowKey, quotedFlowKey, flowKeyOf, parseFlowKey, describeFlowKey, type FlowKey, type FlowTuple } from './flow-key.js';
 export { formatAddress, formatEndpoint, parseAddress } from './address.js';
 export { describePacket } from './format.js';

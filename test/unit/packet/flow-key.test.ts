@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  buildIcmp,
   buildIcmpEcho,
+  buildIcmpUnreachable,
   buildTcp,
   buildUdp,
   describeFlowKey,
@@ -10,6 +12,7 @@ import {
   IpProtocol,
   parseAddress,
   parseFlowKey,
+  quotedFlowKey,
   reverseFlowKey,
 } from '../../../src/engine/packet/index.js';
 import { kernelPacket, loadKernelPackets, parseOk, validPacket } from './helpers.js';
@@ -79,5 +82,33 @@ describe('flow keys', () => {
     );
     expect(describeFlowKey(flowKey(parseOk(kernelPacket(capture, 'icmp4-echo-reply'))))).toBe('icmp 198.18.0.1 > 198.18.0.2 id 16962');
     expect(() => parseFlowKey('nope')).toThrow(RangeError);
+  });
+});
+
+describe('quotedFlowKey: the flow an ICMP error is about', () => {
+  it('finds the flow of the packet the kernel quoted, whole or truncated', () => {
+    for (const [original, error] of [
+      ['udp4-to-closed-port', 'icmp4-port-unreachable'],
+      ['udp6-to-closed-port', 'icmp6-port-unreachable'],
+      ['udp4-large-to-closed-port', 'icmp4-port-unreachable-truncated'],
+      ['udp6-large-to-closed-port', 'icmp6-port-unreachable-truncated'],
+    ]) {
+      expect(quotedFlowKey(parseOk(kernelPacket(capture, error)))).toBe(flowKey(parseOk(kernelPacket(capture, original))));
+    }
+  });
+
+  it('needs no more than RFC 792 promises: the IP header and 8 bytes', () => {
+    const syn = buildTcp({ src: parseAddress('198.18.0.1'), dst: parseAddress('198.18.2.3'), srcPort: 40000, dstPort: 80, seq: 1, flags: 2 });
+    const error = buildIcmp({ src: parseAddress('198.18.2.3'), dst: parseAddress('198.18.0.1') }, 3, 4, 1400, syn.subarray(0, 28));
+    expect(quotedFlowKey(parseOk(error))).toBe(flowKey(parseOk(syn)));
+    const tooShort = buildIcmp({ src: parseAddress('198.18.2.3'), dst: parseAddress('198.18.0.1') }, 3, 4, 1400, syn.subarray(0, 22));
+    expect(quotedFlowKey(parseOk(tooShort))).toBeUndefined();
+  });
+
+  it('pairs a quoted echo request with its flow, and ignores non-errors', () => {
+    const ping = kernelPacket(capture, 'icmp6-echo-request');
+    const error = buildIcmpUnreachable(ping, 'port')!;
+    expect(quotedFlowKey(parseOk(error))).toBe(flowKey(parseOk(ping)));
+    expect(quotedFlowKey(parseOk(ping))).toBeUndefined();
   });
 });

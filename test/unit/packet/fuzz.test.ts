@@ -9,6 +9,7 @@ import {
   describePacket,
   flowKey,
   parsePacket,
+  quotedFlowKey,
   reverseFlowKey,
   rewriteDestination,
   rewriteSource,
@@ -86,6 +87,7 @@ function checkValidView(view: PacketView, buf: Buffer): void {
   expect(Number.isInteger(view.srcPort + view.dstPort + view.ttl + view.l4Checksum)).toBe(true);
   expect(flowKey(view).length).toBe(view.version === 4 ? 7 : 19);
   reverseFlowKey(view);
+  quotedFlowKey(view);
   describePacket(view);
   computeTransportChecksum(view);
   const wasValid = verifyIpv4HeaderChecksum(view) && verifyTransportChecksum(view);
