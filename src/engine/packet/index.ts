@@ -8,7 +8,7 @@
 export { IpProtocol, TcpFlag, Icmp4Type, Icmp6Type } from './constants.js';
 export { PacketView, MalformedPacket, TransportKind, type MalformedReason, type ParseResult } from './view.js';
 export { parsePacket } from './parse.js';
-export { MAX_IPV6_EXTENSION_HEADERS, walkIpv6Extensions, ipv6Walk } from './ipv6.js';
+export { MAX_IPV6_EXTENSION_HEADERS } from './ipv6.js';
 export {
   sumWords,
   foldSum,
