@@ -2,6 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { tunnelCredentials, tunnelToken } from '../../core/tunnels.js';
 import { writeCredentialsFile } from '../../core/credentials.js';
+import { localEdgeTrust } from '../../engine/edge/identity-files.js';
 
 export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
   static summary = 'Fetch the credentials token for an existing tunnel (by name or UUID) that allows to run it';
@@ -16,12 +17,13 @@ export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
 
   async run(): Promise<{ token?: string; credentials_file?: string }> {
     const file = this.flags['credentials-file'];
+    const edge = localEdgeTrust(this.home);
     if (file) {
-      writeCredentialsFile(file, tunnelCredentials(this.store, this.args.tunnel));
+      writeCredentialsFile(file, tunnelCredentials(this.store, this.args.tunnel, edge?.endpoint));
       process.stdout.write(`Tunnel credentials written to ${file}. Keep this file secret.\n`);
       return { credentials_file: file };
     }
-    const token = tunnelToken(this.store, this.args.tunnel);
+    const token = tunnelToken(this.store, this.args.tunnel, edge && { endpoint: edge.endpoint, caPin: edge.caPin });
     process.stdout.write(`${token}\n`);
     return { token };
   }

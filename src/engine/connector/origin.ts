@@ -1,0 +1,205 @@
+/**
+ * Off-ramp to origins: the connector hands each proxied request to the service its
+ * ingress rule names. HTTP goes through undici with pooled keep-alive connections per
+ * origin; bodies stream both ways with backpressure; WebSocket (and other) upgrades hand
+ * back the origin socket; tcp:// services get a plain socket.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { Duplex, Readable } from 'node:stream';
+import { Agent, Pool, upgrade, type Dispatcher } from 'undici';
+import { OxyError } from '../../core/errors.js';
+import type { Logger } from '../observe/log.js';
+import { startHelloWorld, type HelloWorld } from './hello-world.js';
+import type { Ingress, IngressRule, OriginRequest } from './ingress.js';
+
+/** Header pairs in order, names as received; repeated names stay repeated. */
+export type HeaderPairs = [string, string][];
+
+export interface HttpRequestHead {
+  method: string;
+  /** Path and query, e.g. `/a?b=1`. */
+  path: string;
+  headers: HeaderPairs;
+}
+
+export interface HttpResponseHead {
+  status: number;
+  headers: HeaderPairs;
+}
+
+export interface ProxiedResponse {
+  head: HttpResponseHead;
+  /** null for no body (HEAD, 204, 304, http_status services). */
+  body: Readable | null;
+}
+
+export interface UpgradedResponse {
+  head: HttpResponseHead;
+  socket: Duplex;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+
+export const headerValue = (headers: HeaderPairs, name: string): string | undefined =>
+  headers.find(([k]) => k.toLowerCase() === name)?.[1];
+
+export const isUpgradeRequest = (head: HttpRequestHead): boolean =>
+  /\bupgrade\b/i.test(headerValue(head.headers, 'connection') ?? '') && headerValue(head.headers, 'upgrade') !== undefined;
+
+function forwardHeaders(head: HttpRequestHead, rule: IngressRule): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of head.headers) {
+    const key = name.toLowerCase();
+    if (HOP_BY_HOP.has(key)) continue;
+    const prev = out[key];
+    out[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  if (rule.originRequest.httpHostHeader) out.host = rule.originRequest.httpHostHeader;
+  return out;
+}
+
+function responsePairs(headers: Record<string, string | string[] | undefined>): HeaderPairs {
+  const pairs: HeaderPairs = [];
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined || HOP_BY_HOP.has(k)) continue;
+    for (const one of Array.isArray(v) ? v : [v]) pairs.push([k, one]);
+  }
+  return pairs;
+}
+
+const badGateway = (message: string): ProxiedResponse => ({
+  head: { status: 502, headers: [['content-type', 'text/plain; charset=utf-8'], ['content-length', String(Buffer.byteLength(message))]] },
+  body: null,
+});
+
+export class OriginProxy {
+  readonly #dispatchers = new Map<string, Dispatcher>();
+  #helloWorld?: HelloWorld;
+
+  constructor(
+    readonly ingress: Ingress,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the origins the connector runs itself (hello world). */
+  async start(): Promise<void> {
+    if (this.ingress.rules.some((r) => r.service.kind === 'hello_world')) this.#helloWorld = await startHelloWorld();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#dispatchers.values()].map((d) => d.close().catch(() => undefined)));
+    this.#dispatchers.clear();
+    await this.#helloWorld?.close();
+  }
+
+  /** Where an HTTP rule sends requests: the origin URL plus a dispatcher keyed by its options. */
+  #target(rule: IngressRule): { origin: string; dispatcher: Dispatcher } {
+    const s = rule.service;
+    let origin: string;
+    let socketPath: string | undefined;
+    if (s.kind === 'http') origin = s.url.origin.replace(/^ws/, 'http');
+    else if (s.kind === 'hello_world') origin = this.#helloWorld!.url;
+    else if (s.kind === 'unix') {
+      origin = s.tls ? 'https://localhost' : 'http://localhost';
+      socketPath = s.path;
+    } else throw new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not an HTTP service`);
+    const key = `${rule.index}|${origin}|${socketPath ?? ''}`;
+    let dispatcher = this.#dispatchers.get(key);
+    if (!dispatcher) {
+      dispatcher = createDispatcher(origin, rule.originRequest, socketPath);
+      this.#dispatchers.set(key, dispatcher);
+    }
+    return { origin, dispatcher };
+  }
+
+  async proxyHttp(rule: IngressRule, head: HttpRequestHead, body: Readable | null, signal?: AbortSignal): Promise<ProxiedResponse> {
+    const s = rule.service;
+    if (s.kind === 'http_status') return { head: { status: s.status, headers: [['content-length', '0']] }, body: null };
+    if (s.kind === 'tcp') return badGateway(`rule #${rule.index} serves ${rule.serviceText}, which takes TCP streams, not HTTP requests\n`);
+    const { origin, dispatcher } = this.#target(rule);
+    try {
+      const res = await dispatcher.request({
+        origin,
+        path: head.path,
+        method: head.method as Dispatcher.HttpMethod,
+        headers: forwardHeaders(head, rule),
+        body: body ?? undefined,
+        signal,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      });
+      const noBody = head.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+      if (noBody) res.body.resume();
+      return { head: { status: res.statusCode, headers: responsePairs(res.headers) }, body: noBody ? null : res.body };
+    } catch (err) {
+      this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Request failed');
+      return badGateway(`Unable to reach the origin service. The service may be down or it may not be responding to traffic from oxyctl: ${(err as Error).message}\n`);
+    }
+  }
+
+  /** A request asking to upgrade (WebSocket): the origin's 101 head and its socket, or a 502. */
+  async proxyUpgrade(rule: IngressRule, head: HttpRequestHead): Promise<UpgradedResponse | ProxiedResponse> {
+    if (rule.service.kind === 'http_status' || rule.service.kind === 'tcp') return this.proxyHttp(rule, head, null);
+    const { origin, dispatcher } = this.#target(rule);
+    try {
+      const res = await upgrade(new URL(head.path, origin), {
+        dispatcher,
+        method: head.method as Dispatcher.HttpMethod,
+        headers: forwardHeaders(head, rule),
+        protocol: headerValue(head.headers, 'upgrade') ?? 'websocket',
+      });
+      const headers = responsePairs(res.headers as Record<string, string | string[]>);
+      headers.push(['connection', 'Upgrade'], ['upgrade', headerValue(head.headers, 'upgrade') ?? 'websocket']);
+      return { head: { status: 101, headers }, socket: res.socket };
+    } catch (err) {
+      this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Upgrade failed');
+      return badGateway(`Unable to upgrade the connection at the origin service: ${(err as Error).message}\n`);
+    }
+  }
+
+  /** A TCP stream to a tcp:// (ssh://, …) service. */
+  dialTcp(rule: IngressRule): Promise<Socket> {
+    const s = rule.service;
+    if (s.kind !== 'tcp') return Promise.reject(new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not a TCP service`));
+    return dialTcp(s.host, s.port, rule.originRequest.connectTimeoutMs, rule.originRequest.tcpKeepAliveMs);
+  }
+}
+
+export function dialTcp(host: string, port: number, timeoutMs: number, keepAliveMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host, port, noDelay: true, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${host}:${port}: i/o timeout after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function createDispatcher(origin: string, o: OriginRequest, socketPath?: string): Dispatcher {
+  const connect = {
+    timeout: o.connectTimeoutMs,
+    rejectUnauthorized: !o.noTLSVerify,
+    servername: o.originServerName,
+    ca: o.caPool ? readFileSync(o.caPool) : undefined,
+    keepAlive: o.tcpKeepAliveMs > 0,
+    keepAliveInitialDelay: o.tcpKeepAliveMs,
+    socketPath,
+  };
+  const options = {
+    connect,
+    connections: o.keepAliveConnections,
+    keepAliveTimeout: o.keepAliveTimeoutMs,
+    allowH2: o.http2Origin,
+  };
+  return socketPath ? new Pool(origin, options) : new Agent(options);
+}

@@ -1,0 +1,84 @@
+/**
+ * The edge's identity in the data directory (`<home>/edge/`): CA and server certificate
+ * with their keys (keys mode 0400, written atomically), plus edge.json with the address
+ * connectors dial, which `tunnel token` puts into tokens together with the CA pin.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { OxyError } from '../../core/errors.js';
+import { writeSecretFileAtomic } from '../../core/credentials.js';
+import { certificatePin, createEdgeIdentity, type EdgeIdentity } from './identity.js';
+
+export const DEFAULT_TUNNEL_PORT = 7844;
+
+export interface EdgeSettings {
+  /** HOST:PORT connectors dial, put into tokens. */
+  advertise: string;
+  hostnames: string[];
+  ips: string[];
+}
+
+const dir = (home: string) => join(home, 'edge');
+const files = (home: string) => ({
+  caCert: join(dir(home), 'ca.pem'),
+  caKey: join(dir(home), 'ca-key.pem'),
+  cert: join(dir(home), 'cert.pem'),
+  key: join(dir(home), 'key.pem'),
+  settings: join(dir(home), 'edge.json'),
+});
+
+export const edgeIdentityExists = (home: string): boolean => existsSync(files(home).key);
+
+export async function initEdgeIdentity(
+  home: string,
+  options: { hostnames?: string[]; ips?: string[]; advertise?: string; force?: boolean } = {},
+): Promise<{ identity: EdgeIdentity; settings: EdgeSettings }> {
+  if (edgeIdentityExists(home) && !options.force) {
+    throw new OxyError(
+      'OXY_ERR_EDGE_EXISTS',
+      `The edge identity in ${dir(home)} already exists. Use --force to replace it (connectors pinned to the old CA will stop connecting).`,
+    );
+  }
+  const hostnames = options.hostnames?.length ? options.hostnames : ['localhost'];
+  const ips = options.ips?.length ? options.ips : ['127.0.0.1', '::1'];
+  const identity = await createEdgeIdentity({ hostnames, ips });
+  const settings: EdgeSettings = { advertise: options.advertise ?? `127.0.0.1:${DEFAULT_TUNNEL_PORT}`, hostnames, ips };
+  const f = files(home);
+  mkdirSync(dir(home), { recursive: true, mode: 0o700 });
+  writeSecretFileAtomic(f.caKey, identity.caKey);
+  writeSecretFileAtomic(f.key, identity.key);
+  writeSecretFileAtomic(f.cert, identity.certChain);
+  writeSecretFileAtomic(f.caCert, identity.caCert);
+  writeSecretFileAtomic(f.settings, `${JSON.stringify(settings, null, 2)}\n`);
+  return { identity, settings };
+}
+
+export interface LoadedEdgeIdentity {
+  caCert: string;
+  certChain: string;
+  key: string;
+  caPin: string;
+  settings: EdgeSettings;
+}
+
+export function loadEdgeIdentity(home: string): LoadedEdgeIdentity {
+  const f = files(home);
+  if (!edgeIdentityExists(home)) {
+    throw new OxyError('OXY_ERR_EDGE_IDENTITY', `No edge identity in ${dir(home)}. Create one with: oxyctl edge init`);
+  }
+  const caCert = readFileSync(f.caCert, 'utf8');
+  return {
+    caCert,
+    certChain: readFileSync(f.cert, 'utf8'),
+    key: readFileSync(f.key, 'utf8'),
+    caPin: certificatePin(caCert),
+    settings: JSON.parse(readFileSync(f.settings, 'utf8')) as EdgeSettings,
+  };
+}
+
+/** What connectors on this host need to trust the local edge, if there is one. */
+export function localEdgeTrust(home: string): { caCert: string; caPin: string; endpoint: string } | undefined {
+  if (!edgeIdentityExists(home)) return undefined;
+  const { caCert, caPin, settings } = loadEdgeIdentity(home);
+  return { caCert, caPin, endpoint: settings.advertise };
+}

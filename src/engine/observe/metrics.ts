@@ -1,0 +1,63 @@
+/**
+ * The metrics listener both the edge and the connector run: Prometheus `/metrics`,
+ * `/ready` (cloudflared's readiness document) and `/healthcheck`.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+
+export function createRegistry(prefix: string): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: `${prefix}_` });
+  return registry;
+}
+
+export interface Readiness {
+  readyConnections: number;
+  connectorId?: string;
+}
+
+export interface MetricsServer {
+  server: Server;
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+/** Listens on HOST:PORT (port 0 picks one); `ready()` decides 200 or 503. */
+export async function startMetricsServer(listen: string, registry: Registry, ready: () => Readiness): Promise<MetricsServer> {
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(await registry.metrics());
+    } else if (path === '/ready') {
+      const r = ready();
+      const status = r.readyConnections > 0 ? 200 : 503;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status, readyConnections: r.readyConnections, connectorId: r.connectorId }));
+    } else if (path === '/healthcheck') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('OK\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('404 page not found\n');
+    }
+  });
+  const { host, port } = splitHostPort(listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    server,
+    address: server.address() as AddressInfo,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** "127.0.0.1:2000", "[::1]:0", "localhost:9000". */
+export function splitHostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
+  if (!m) throw new Error(`${text} is not HOST:PORT`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port: Number(m[3]) };
+}
