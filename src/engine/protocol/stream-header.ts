@@ -1,0 +1,455 @@
+/**
+ * Stream headers: the versioned frame that begins every tunnel stream (a request header,
+ * written by the opener) and, for request/response kinds, the answer (a response header,
+ * written by the acceptor before any payload). Wire format in ./WIRE.md.
+ *
+ * Parsing is an explicit state machine over a chunk queue: PREFIX (8 bytes: magic,
+ * version, type, body length) → the length is checked against the limit before a single
+ * body byte is awaited → BODY → DONE. Bytes after the frame are payload and are handed
+ * back untouched.
+ */
+import type { Duplex, Readable } from 'node:stream';
+import { OxyError } from '../../core/errors.js';
+import { ChunkQueue } from './chunks.js';
+import { ProtocolErrorCode } from './codes.js';
+
+export const HEADER_MAGIC = 0x4f58; // "OX"
+export const PROTOCOL_VERSION = 1;
+export const HEADER_PREFIX_SIZE = 8;
+/** Default cap on a header body (destination + metadata). */
+export const DEFAULT_MAX_HEADER_SIZE = 64 * 1024;
+
+export const FrameType = { REQUEST: 0x01, RESPONSE: 0x02 } as const;
+
+export type StreamKind = 'http' | 'websocket' | 'tcp' | 'ip-packets' | 'udp' | 'control';
+const KIND_TO_BYTE: Record<StreamKind, number> = {
+  http: 1,
+  websocket: 2,
+  tcp: 3,
+  'ip-packets': 4,
+  udp: 5,
+  control: 6,
+};
+const BYTE_TO_KIND = new Map<number, StreamKind>(
+  Object.entries(KIND_TO_BYTE).map(([k, v]) => [v, k as StreamKind]),
+);
+
+/**
+ * Ordered key/value pairs; keys may repeat (several `HttpHeader:Set-Cookie`). Conventional
+ * keys, as cloudflared names them: `HttpMethod`, `HttpHost`, `HttpHeader:<Name>`,
+ * `HttpStatus`; plus `FlowId` for udp/ip-packets streams.
+ */
+export type MetadataEntry = readonly [key: string, value: string];
+export type Metadata = readonly MetadataEntry[];
+
+export interface StreamRequestHeader {
+  type: 'request';
+  kind: StreamKind;
+  /** `host:port` for tcp/udp, a URL for http/websocket, '' for control and ip-packets. */
+  destination: string;
+  metadata: Metadata;
+}
+
+/** Status of a response header. 0 is success; the rest say why the acceptor refused. */
+export const ResponseStatus = {
+  OK: 0,
+  /** The destination could not be reached (connect refused, DNS, timeout). */
+  DIAL_FAILED: 1,
+  /** Policy (ingress rules, routes, hooks) refused the destination. */
+  FORBIDDEN: 2,
+  /** The request header was unusable (unknown kind for this acceptor, bad destination). */
+  BAD_REQUEST: 3,
+  INTERNAL: 4,
+} as const;
+
+export interface StreamResponseHeader {
+  type: 'response';
+  status: number;
+  /** Human text for a non-zero status; '' on success. */
+  message: string;
+  metadata: Metadata;
+}
+
+export type StreamHeader = StreamRequestHeader | StreamResponseHeader;
+
+export function metaGet(metadata: Metadata, key: string): string | undefined {
+  for (const [k, v] of metadata) if (k === key) return v;
+  return undefined;
+}
+
+export function metaGetAll(metadata: Metadata, key: string): string[] {
+  const out: string[] = [];
+  for (const [k, v] of metadata) if (k === key) out.push(v);
+  return out;
+}
+
+// ---------------------------------------------------------------------------- encode
+
+export function encodeRequestHeader(
+  header: Omit<StreamRequestHeader, 'type'> | StreamRequestHeader,
+  maxSize = DEFAULT_MAX_HEADER_SIZE,
+): Buffer {
+  const kind = KIND_TO_BYTE[header.kind];
+  if (kind === undefined) throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream kind: ${String(header.kind)}`);
+  const dest = Buffer.from(header.destination, 'utf8');
+  checkU16(dest.length, 'destination');
+  const meta = metadataParts(header.metadata);
+  const bodyLen = 1 + 2 + dest.length + meta.size;
+  const out = allocFrame(FrameType.REQUEST, bodyLen, maxSize);
+  let off = HEADER_PREFIX_SIZE;
+  out[off++] = kind;
+  off = out.writeUInt16BE(dest.length, off);
+  off += dest.copy(out, off);
+  writeMetadata(out, off, meta.parts);
+  return out;
+}
+
+export function encodeResponseHeader(
+  header: Omit<StreamResponseHeader, 'type'> | StreamResponseHeader,
+  maxSize = DEFAULT_MAX_HEADER_SIZE,
+): Buffer {
+  if (!Number.isInteger(header.status) || header.status < 0 || header.status > 0xffff) {
+    throw new OxyError(ProtocolErrorCode.MALFORMED, `Response status out of range: ${header.status}`);
+  }
+  const msg = Buffer.from(header.message, 'utf8');
+  checkU16(msg.length, 'message');
+  const meta = metadataParts(header.metadata);
+  const bodyLen = 2 + 2 + msg.length + meta.size;
+  const out = allocFrame(FrameType.RESPONSE, bodyLen, maxSize);
+  let off = out.writeUInt16BE(header.status, HEADER_PREFIX_SIZE);
+  off = out.writeUInt16BE(msg.length, off);
+  off += msg.copy(out, off);
+  writeMetadata(out, off, meta.parts);
+  return out;
+}
+
+function allocFrame(type: number, bodyLen: number, maxSize: number): Buffer {
+  if (bodyLen > maxSize) {
+    throw new OxyError(ProtocolErrorCode.OVERSIZE, `Stream header of ${bodyLen} bytes exceeds the limit of ${maxSize}`);
+  }
+  const out = Buffer.allocUnsafe(HEADER_PREFIX_SIZE + bodyLen);
+  out.writeUInt16BE(HEADER_MAGIC, 0);
+  out[2] = PROTOCOL_VERSION;
+  out[3] = type;
+  out.writeUInt32BE(bodyLen, 4);
+  return out;
+}
+
+function metadataParts(metadata: Metadata): { size: number; parts: Buffer[] } {
+  checkU16(metadata.length, 'metadata count');
+  const parts: Buffer[] = [];
+  let size = 2;
+  for (const [key, value] of metadata) {
+    if (key.length === 0) throw new OxyError(ProtocolErrorCode.MALFORMED, 'Empty metadata key');
+    const k = Buffer.from(key, 'utf8');
+    const v = Buffer.from(value, 'utf8');
+    checkU16(k.length, 'metadata key');
+    parts.push(k, v);
+    size += 2 + k.length + 4 + v.length;
+  }
+  return { size, parts };
+}
+
+function writeMetadata(out: Buffer, off: number, parts: Buffer[]): number {
+  off = out.writeUInt16BE(parts.length / 2, off);
+  for (let i = 0; i < parts.length; i += 2) {
+    const k = parts[i]!;
+    const v = parts[i + 1]!;
+    off = out.writeUInt16BE(k.length, off);
+    off += k.copy(out, off);
+    off = out.writeUInt32BE(v.length, off);
+    off += v.copy(out, off);
+  }
+  return off;
+}
+
+function checkU16(n: number, what: string): void {
+  if (n > 0xffff) throw new OxyError(ProtocolErrorCode.OVERSIZE, `Stream header ${what} too long (${n})`);
+}
+
+// ---------------------------------------------------------------------------- parse
+
+const enum State {
+  PREFIX,
+  BODY,
+  DONE,
+  FAILED,
+}
+
+export interface StreamHeaderParserOptions {
+  /** Largest body accepted. Default 64 KiB. */
+  maxSize?: number;
+  /** Accept only this frame type; anything else is UNEXPECTED. */
+  expect?: StreamHeader['type'];
+}
+
+/**
+ * Incremental parser of one stream header. Feed chunks with `push()`; it returns the header
+ * once complete (then `rest()` gives the payload bytes that followed), or null while more
+ * bytes are needed. Throws an OxyError with a ProtocolErrorCode on bad input; after a throw
+ * the parser stays failed.
+ */
+export class StreamHeaderParser {
+  private readonly queue = new ChunkQueue();
+  private state = State.PREFIX;
+  private type = 0;
+  private bodyLength = 0;
+  private readonly maxSize: number;
+  private readonly expect: StreamHeader['type'] | undefined;
+
+  constructor(options: StreamHeaderParserOptions = {}) {
+    this.maxSize = options.maxSize ?? DEFAULT_MAX_HEADER_SIZE;
+    this.expect = options.expect;
+  }
+
+  get done(): boolean {
+    return this.state === State.DONE;
+  }
+
+  push(chunk: Buffer): StreamHeader | null {
+    if (this.state === State.DONE) throw new Error('StreamHeaderParser: push() after the header was complete');
+    if (this.state === State.FAILED) throw new Error('StreamHeaderParser: push() after a failure');
+    this.queue.push(chunk);
+    try {
+      return this.step();
+    } catch (err) {
+      this.state = State.FAILED;
+      throw err;
+    }
+  }
+
+  /** Payload bytes received after the header. Valid once `push()` returned a header. */
+  rest(): Buffer[] {
+    return this.queue.drain();
+  }
+
+  /** Call when the stream ended: throws TRUNCATED if a header was begun or expected. */
+  end(): never {
+    this.state = State.FAILED;
+    throw new OxyError(
+      ProtocolErrorCode.TRUNCATED,
+      `Stream ended inside the stream header (${this.queue.length} bytes received)`,
+    );
+  }
+
+  private step(): StreamHeader | null {
+    if (this.state === State.PREFIX) {
+      // Check the magic as soon as 2 bytes are in, so garbage fails fast.
+      if (this.queue.length < HEADER_PREFIX_SIZE) {
+        if (this.queue.length >= 2) this.peekMagic();
+        return null;
+      }
+      const prefix = this.queue.consume(HEADER_PREFIX_SIZE);
+      const magic = prefix.readUInt16BE(0);
+      if (magic !== HEADER_MAGIC) throw badMagic(magic);
+      const version = prefix[2]!;
+      if (version !== PROTOCOL_VERSION) {
+        throw new OxyError(ProtocolErrorCode.UNSUPPORTED_VERSION, `Unsupported stream header version ${version}`);
+      }
+      this.type = prefix[3]!;
+      if (this.type !== FrameType.REQUEST && this.type !== FrameType.RESPONSE) {
+        throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream header type 0x${this.type.toString(16)}`);
+      }
+      const got = this.type === FrameType.REQUEST ? 'request' : 'response';
+      if (this.expect !== undefined && got !== this.expect) {
+        throw new OxyError(ProtocolErrorCode.UNEXPECTED, `Expected a ${this.expect} header, got a ${got} header`);
+      }
+      this.bodyLength = prefix.readUInt32BE(4);
+      if (this.bodyLength > this.maxSize) {
+        throw new OxyError(
+          ProtocolErrorCode.OVERSIZE,
+          `Stream header of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`,
+        );
+      }
+      this.state = State.BODY;
+    }
+    if (this.state === State.BODY) {
+      if (this.queue.length < this.bodyLength) return null;
+      const body = this.queue.consume(this.bodyLength);
+      const header = this.type === FrameType.REQUEST ? decodeRequestBody(body) : decodeResponseBody(body);
+      this.state = State.DONE;
+      return header;
+    }
+    return null;
+  }
+
+  private peekMagic(): void {
+    const magic = this.queue.peek(2).readUInt16BE(0);
+    if (magic !== HEADER_MAGIC) throw badMagic(magic);
+  }
+}
+
+function badMagic(magic: number): OxyError {
+  return new OxyError(
+    ProtocolErrorCode.BAD_MAGIC,
+    `Not an oxy stream header (magic 0x${magic.toString(16).padStart(4, '0')})`,
+  );
+}
+
+/** A bounds-checked reader over one header body. */
+class BodyReader {
+  private off = 0;
+  constructor(private readonly buf: Buffer) {}
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.off++]!;
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16BE(this.off);
+    this.off += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32BE(this.off);
+    this.off += 4;
+    return v;
+  }
+  utf8(len: number, what: string): string {
+    this.need(len);
+    const bytes = this.buf.subarray(this.off, this.off + len);
+    this.off += len;
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      throw new OxyError(ProtocolErrorCode.MALFORMED, `Invalid UTF-8 in ${what}`);
+    }
+  }
+  finish(): void {
+    if (this.off !== this.buf.length) {
+      throw new OxyError(ProtocolErrorCode.MALFORMED, `${this.buf.length - this.off} trailing bytes in stream header`);
+    }
+  }
+  private need(n: number): void {
+    if (this.off + n > this.buf.length) {
+      throw new OxyError(ProtocolErrorCode.MALFORMED, 'Stream header field runs past the declared length');
+    }
+  }
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function decodeRequestBody(body: Buffer): StreamRequestHeader {
+  const r = new BodyReader(body);
+  const kindByte = r.u8();
+  const kind = BYTE_TO_KIND.get(kindByte);
+  if (kind === undefined) throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream kind ${kindByte}`);
+  const destination = r.utf8(r.u16(), 'destination');
+  const metadata = decodeMetadata(r);
+  r.finish();
+  return { type: 'request', kind, destination, metadata };
+}
+
+function decodeResponseBody(body: Buffer): StreamResponseHeader {
+  const r = new BodyReader(body);
+  const status = r.u16();
+  const message = r.utf8(r.u16(), 'message');
+  const metadata = decodeMetadata(r);
+  r.finish();
+  return { type: 'response', status, message, metadata };
+}
+
+function decodeMetadata(r: BodyReader): MetadataEntry[] {
+  const count = r.u16();
+  const out: MetadataEntry[] = [];
+  for (let i = 0; i < count; i++) {
+    const key = r.utf8(r.u16(), 'metadata key');
+    if (key.length === 0) throw new OxyError(ProtocolErrorCode.MALFORMED, 'Empty metadata key');
+    const value = r.utf8(r.u32(), 'metadata value');
+    out.push([key, value]);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- streams
+
+export interface ReadHeaderOptions extends StreamHeaderParserOptions {
+  /** Fail with TIMEOUT when the header is not complete in time. Default: no timeout. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Read one stream header from a readable, leaving the stream positioned at the payload:
+ * bytes that arrived after the header are `unshift`ed back. Rejects with the parser's
+ * OxyError (the stream is left as is; the caller decides to reset it), TRUNCATED if the
+ * stream ends first, or the stream's own error.
+ */
+export function readStreamHeader(stream: Readable, options: ReadHeaderOptions & { expect: 'request' }): Promise<StreamRequestHeader>;
+export function readStreamHeader(stream: Readable, options: ReadHeaderOptions & { expect: 'response' }): Promise<StreamResponseHeader>;
+export function readStreamHeader(stream: Readable, options?: ReadHeaderOptions): Promise<StreamHeader>;
+export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = {}): Promise<StreamHeader> {
+  const parser = new StreamHeaderParser(options);
+  return new Promise<StreamHeader>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const cleanup = (): void => {
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+      options.signal?.removeEventListener('abort', onAbort);
+      if (timer) clearTimeout(timer);
+    };
+    const fail = (err: unknown): void => {
+      cleanup();
+      reject(err);
+    };
+    const onReadable = (): void => {
+      let chunk: Buffer | null;
+      while ((chunk = stream.read() as Buffer | null) !== null) {
+        let header: StreamHeader | null;
+        try {
+          header = parser.push(chunk);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        if (header) {
+          cleanup();
+          const rest = parser.rest();
+          for (let i = rest.length - 1; i >= 0; i--) stream.unshift(rest[i]);
+          resolve(header);
+          return;
+        }
+      }
+    };
+    const onEnd = (): void => {
+      try {
+        parser.end();
+      } catch (err) {
+        fail(err);
+      }
+    };
+    const onError = (err: Error): void => fail(err);
+    const onClose = (): void =>
+      fail(new OxyError(ProtocolErrorCode.TRUNCATED, 'Stream closed before its header was complete'));
+    const onAbort = (): void => fail(new OxyError('OXY_ERR_ABORTED', 'Reading the stream header was aborted'));
+    if (options.signal?.aborted) {
+      onAbort();
+      return;
+    }
+    stream.on('readable', onReadable);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.timeoutMs !== undefined) {
+      timer = setTimeout(
+        () => fail(new OxyError(ProtocolErrorCode.TIMEOUT, `No stream header within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
+    }
+  });
+}
+
+/** Write a request header on a freshly opened stream. */
+export function writeRequestHeader(stream: Duplex, header: Omit<StreamRequestHeader, 'type'>): boolean {
+  return stream.write(encodeRequestHeader(header));
+}
+
+/** Write a response header on an accepted stream, before any payload. */
+export function writeResponseHeader(stream: Duplex, header: Omit<StreamResponseHeader, 'type'>): boolean {
+  return stream.write(encodeResponseHeader(header));
+}

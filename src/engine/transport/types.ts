@@ -1,0 +1,119 @@
+/**
+ * The transport-neutral tunnel connection. The edge and the connector are written against
+ * this interface only; HTTP/2 (./http2/) and QUIC (./quic/) implement it.
+ *
+ * Model: one authenticated, encrypted connection between a connector and an edge carrying
+ *  - reliable, ordered, bidirectional byte streams that either side may open, with
+ *    backpressure and half-close (Node Duplex streams);
+ *  - optionally, datagrams (QUIC DATAGRAM; HTTP/2 emulates them on one stream, in order
+ *    and reliably — see `datagramsReliable`);
+ *  - a close carrying a numeric code and a reason, seen by the peer.
+ *
+ * Stream semantics every implementation guarantees:
+ *  - `end()` sends a clean end of the write side; the peer reads 'end'. The read side stays
+ *    open (half-close).
+ *  - `destroy()` or `destroy(err)` before both sides ended resets the stream; the peer's
+ *    stream errors with code OXY_ERR_STREAM_RESET (pending writes fail, reads error).
+ *  - Backpressure: `write()` returns false when the transport's buffer for the stream is
+ *    full; 'drain' follows. Flow-control windows are sized by the transport.
+ *  - Stream contents are opaque: the protocol layer (../protocol/) writes a stream header
+ *    first; the transport never inspects the bytes.
+ */
+import type { Duplex } from 'node:stream';
+
+export type TunnelProtocol = 'http2' | 'quic';
+export type TunnelRole = 'edge' | 'connector';
+
+/** A bidirectional stream of a tunnel connection. */
+export interface TunnelStream extends Duplex {
+  /** Transport stream id, for logs (HTTP/2 stream id, QUIC stream id). */
+  readonly id?: number;
+}
+
+export interface TunnelCloseInfo {
+  /** A TunnelCloseCode (../protocol/codes.ts) or a transport code. */
+  code: number;
+  reason: string;
+  /** True when the peer closed (its code/reason), false when we did or the transport died. */
+  remote: boolean;
+  /** The underlying failure when the transport broke rather than closed. */
+  error?: Error;
+}
+
+export interface OpenStreamOptions {
+  /** Abort while queued for a concurrency slot. */
+  signal?: AbortSignal;
+}
+
+export interface AcceptStreamOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface TunnelConnectionStats {
+  /** Streams open right now (both directions). */
+  activeStreams: number;
+  /** openStream() calls waiting for a concurrency slot. */
+  queuedOpens: number;
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Datagrams dropped on send (buffer full or too large). */
+  datagramsDropped: number;
+}
+
+export interface TunnelConnection {
+  readonly protocol: TunnelProtocol;
+  readonly role: TunnelRole;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+
+  /** Whether sendDatagram()/onDatagram() work on this connection. */
+  readonly supportsDatagrams: boolean;
+  /**
+   * True when datagrams travel on a stream (HTTP/2 fallback): in order, never lost in
+   * transit, but dropped at the sender when that stream's buffer is full. False for QUIC
+   * DATAGRAM frames (may be lost or reordered).
+   */
+  readonly datagramsReliable: boolean;
+  /** Largest datagram sendDatagram() accepts. */
+  readonly maxDatagramSize: number;
+
+  /** Resolves once, when the connection is closed; never rejects. */
+  readonly closed: Promise<TunnelCloseInfo>;
+  readonly isClosed: boolean;
+
+  /**
+   * Open a stream toward the peer. Waits (queued, in order) while the peer's concurrent
+   * stream limit is reached. Rejects with OXY_ERR_TUNNEL_CLOSED when the connection closes
+   * and OXY_ERR_ABORTED when `signal` aborts.
+   */
+  openStream(options?: OpenStreamOptions): Promise<TunnelStream>;
+
+  /**
+   * Set the handler of streams the peer opens. Streams that arrived before a handler was
+   * set are delivered to it at once, in order. Replaces any previous handler.
+   */
+  onStream(handler: (stream: TunnelStream) => void): void;
+
+  /** The next stream the peer opens, when no onStream handler is set (e.g. the control stream). */
+  acceptStream(options?: AcceptStreamOptions): Promise<TunnelStream>;
+
+  /**
+   * Send one datagram. Returns false when it was dropped (too large, buffer full, closed).
+   * Throws OXY_ERR_TUNNEL_DATAGRAMS_UNSUPPORTED when `supportsDatagrams` is false.
+   */
+  sendDatagram(data: Uint8Array): boolean;
+
+  /** Set the handler of received datagrams (a view; copy to keep). */
+  onDatagram(handler: (data: Buffer) => void): void;
+
+  /**
+   * Close now: streams are reset and the peer sees `code` and `reason` in its `closed`.
+   * Idempotent; the first call wins.
+   */
+  close(code?: number, reason?: string): void;
+
+  stats(): TunnelConnectionStats;
+}
