@@ -62,8 +62,8 @@ function sumWordsWide(buf: Uint8Array, start: number, end: number): number {
 
 /** Folds an unfolded sum to 16 bits with end-around carry (never complements). */
 export function foldSum(sum: number): number {
-  // The first step uses division so sums above 2^32 (never on real packets) stay exact.
-  sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  // Sums past 32 bits (never from one packet) need division to stay exact; others use shifts.
+  if (sum > 0xffffffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
   sum = (sum & 0xffff) + (sum >>> 16);
   return (sum & 0xffff) + (sum >>> 16);
 }

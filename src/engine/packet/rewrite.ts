@@ -1,4 +1,4 @@
-import { foldSum, sumWords, updateChecksum, updatePartialChecksum } from './checksum.js';
+import { foldSum, updateChecksum, updatePartialChecksum } from './checksum.js';
 import { TransportKind, type PacketView } from './view.js';
 
 /**
@@ -55,9 +55,16 @@ function rewriteEndpoint(
     }
   }
 
-  const oldAddressSum = sumWords(buf, addressOffset, addressOffset + addressLength);
-  const newAddressSum = sumWords(address, 0, addressLength);
-  for (let i = 0; i < addressLength; i++) buf[addressOffset + i] = address[i];
+  // Sum the old and new address words while copying: at most 8 words, no call needed.
+  let oldAddressSum = 0;
+  let newAddressSum = 0;
+  for (let i = 0; i < addressLength; i += 2) {
+    const at = addressOffset + i;
+    oldAddressSum += (buf[at] << 8) | buf[at + 1];
+    newAddressSum += (address[i] << 8) | address[i + 1];
+    buf[at] = address[i];
+    buf[at + 1] = address[i + 1];
+  }
 
   if (view.version === 4) {
     const ipChecksum = (buf[10] << 8) | buf[11];
