@@ -6,7 +6,8 @@ import { TransportKind, type PacketView } from './view.js';
  * - `full`: the field holds a complete checksum (packets from a device, a TUN without
  *   offload, the network); address and port changes are folded in per RFC 1624.
  * - `partial`: the field holds the pseudo-header sum a device will complete
- *   (CHECKSUM_PARTIAL via IFF_VNET_HDR); only address changes touch it.
+ *   (CHECKSUM_PARTIAL via IFF_VNET_HDR); only address changes touch it. Applies to
+ *   TCP and UDP; ICMP checksums are never offloaded and stay `full`.
  */
 export type ChecksumMode = 'full' | 'partial';
 
@@ -87,14 +88,15 @@ function rewriteEndpoint(
   const newSum = (coversAddresses ? newAddressSum : 0) + newPort;
   const checksum = (buf[checksumOffset] << 8) | buf[checksumOffset + 1];
 
-  if (view.transport === TransportKind.Udp && checksum === 0 && mode === 'full') {
+  // Devices offload TCP and UDP checksums only; ICMP's is always complete.
+  const partial = mode === 'partial' && view.transport !== TransportKind.Icmp;
+  if (view.transport === TransportKind.Udp && checksum === 0 && !partial) {
     // RFC 768: zero means "no checksum" (legal on IPv4; on IPv6 the packet is already
     // invalid): keep it zero rather than invent one.
     return true;
   }
   let updated: number;
-  if (mode === 'partial') {
-    if (!coversAddresses) return true;
+  if (partial) {
     updated = updatePartialChecksum(checksum, oldAddressSum, newAddressSum);
   } else {
     updated = updateChecksum(checksum, foldSum(oldSum), foldSum(newSum));

@@ -143,3 +143,14 @@ describe('decrementTtl', () => {
     expect(v6.ttl).toBe(hopLimit - 1);
   });
 });
+
+describe('partial mode and ICMP', () => {
+  it('keeps updating ICMP echo checksums fully, since devices never offload them', () => {
+    for (const name of ['icmp4-echo-request', 'icmp6-echo-request']) {
+      const buf = kernelPacket(capture, name);
+      const view = parseOk(buf);
+      rewriteSource(view, view.version === 4 ? parseAddress('198.19.0.1') : parseAddress('2001:db8:ffff::1'), 777, 'partial');
+      expectChecksumsEqualRecomputation(buf);
+    }
+  });
+});
