@@ -74,7 +74,14 @@ export interface NativeAddon {
   setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;
   UdpSocket: new (
     family: 4 | 6,
-    options: { ipv6Only: boolean; reuseAddress: boolean; reusePort: boolean; batchSize: number; maxDatagramSize: number },
+    options: {
+      ipv6Only: boolean;
+      reuseAddress: boolean;
+      reusePort: boolean;
+      batchSize: number;
+      maxDatagramSize: number;
+      maxReadsPerWakeup: number;
+    },
   ) => NativeUdpSocket;
   TunDevice: new (options: {
     name: string;

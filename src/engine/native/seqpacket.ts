@@ -246,7 +246,14 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
             native().closeFd(fd);
             continue;
           }
-          this.emit('connection', SeqpacketSocket.fromFd(fd, socketOptions));
+          let socket: SeqpacketSocket;
+          try {
+            socket = SeqpacketSocket.fromFd(fd, socketOptions);
+          } catch (err) {
+            this.emit('error', err as NativeError);
+            continue;
+          }
+          this.emit('connection', socket);
         }
       },
       (err) => this.emit('error', err),

@@ -37,7 +37,7 @@ export interface ReceivedDatagram {
 }
 
 /**
- * The datagrams of one recvmmsg call: all payloads back to back in `data`, and
+ * The datagrams of one wake-up (one or more recvmmsg calls): all payloads back to back in `data`, and
  * `count` fixed-size records in `meta` (offset, length, addresses as raw bytes).
  * Accessors read the records on demand, so nothing is allocated per datagram
  * unless asked for: `payload(i)` is a view into `data`, address strings are made
@@ -143,8 +143,13 @@ export interface PktinfoUdpSocketOptions {
   /** SO_RCVBUF / SO_SNDBUF in bytes (above net.core.*mem_max needs CAP_NET_ADMIN). */
   recvBufferSize?: number;
   sendBufferSize?: number;
-  /** Datagrams per recvmmsg call, i.e. at most per 'batch' event. Default 64. */
+  /** Datagrams per recvmmsg call. Default 64. */
   batchSize?: number;
+  /**
+   * recvmmsg calls per wake-up while the queue stays full; their datagrams form one
+   * 'batch' event (so up to batchSize × this many). Default 4.
+   */
+  maxReadsPerWakeup?: number;
   /** Receive slot size; longer datagrams are truncated and flagged. Default 2048. */
   maxDatagramSize?: number;
   /** Datagrams kept while the send buffer is full; more are dropped and counted. Default 4096. */
@@ -185,6 +190,7 @@ export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
       reusePort: options.reusePort ?? false,
       batchSize: options.batchSize ?? 64,
       maxDatagramSize: options.maxDatagramSize ?? 2048,
+      maxReadsPerWakeup: options.maxReadsPerWakeup ?? 4,
     });
     try {
       if (options.recvBufferSize !== undefined || options.sendBufferSize !== undefined) {

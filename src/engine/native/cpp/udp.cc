@@ -59,7 +59,7 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     return DefineClass(env, "UdpSocket", methods);
   }
 
-  // new UdpSocket(family: 4|6, {ipv6Only, reuseAddress, reusePort, batchSize, maxDatagramSize})
+  // new UdpSocket(family: 4|6, {ipv6Only, reuseAddress, reusePort, batchSize, maxDatagramSize, maxReadsPerWakeup})
   // The socket is created now, in the network namespace of the calling thread.
   explicit UdpSocket(const Napi::CallbackInfo& info) : PolledWrap<UdpSocket>(info) {
     Napi::Env env = info.Env();
@@ -67,6 +67,7 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     Napi::Object options = info[1].As<Napi::Object>();
     batch_size_ = std::clamp<uint32_t>(options.Get("batchSize").As<Napi::Number>().Uint32Value(), 1, 1024);
     slot_size_ = std::clamp<uint32_t>(options.Get("maxDatagramSize").As<Napi::Number>().Uint32Value(), 1, 65535);
+    max_reads_ = std::clamp<uint32_t>(options.Get("maxReadsPerWakeup").As<Napi::Number>().Uint32Value(), 1, 64);
 
     fd_ = socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) ThrowErrno(env, "socket", errno);
@@ -186,8 +187,8 @@ class UdpSocket : public PolledWrap<UdpSocket> {
 
   // setEvents(readable: boolean, writable: boolean)
   Napi::Value SetEvents(const Napi::CallbackInfo& info) {
-    int events = (info[0].ToBoolean() ? UV_READABLE : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
-    SetWatch(info.Env(), events);
+    wanted_ = (info[0].ToBoolean() ? UV_READABLE : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
+    SetWatch(info.Env(), wanted_);
     return info.Env().Undefined();
   }
 
@@ -201,16 +202,45 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     if (status < 0) {
-      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", -status)});
+      // POLLERR: libuv stopped the handle and says EBADF. The real error is the
+      // pending socket error; reading it clears it, so polling can resume.
+      int pending = 0;
+      socklen_t len = sizeof(pending);
+      getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending, &len);
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "poll", pending != 0 ? pending : -status)});
+      if (pending != 0 && fd_ >= 0) SetWatch(env, wanted_);
       return;
     }
     if (events & UV_READABLE) ReadBatch(env);
     if (fd_ >= 0 && (events & UV_WRITABLE)) InvokeCallback(env, on_writable_, *context_, {});
   }
 
-  // One recvmmsg per wake-up: a busy socket stays readable and libuv calls back on
-  // the next loop turn, so other work is not starved.
+  // Up to max_reads_ recvmmsg calls per wake-up (fewer once the queue is empty),
+  // all handed to JS as one batch. A socket still readable after that is called
+  // back on the next loop turn, so other work is not starved.
   void ReadBatch(Napi::Env env) {
+    out_data_.clear();
+    out_meta_.clear();
+    uint32_t total_count = 0;
+    int read_errno = 0;
+    for (uint32_t round = 0; round < max_reads_; round++) {
+      int count = ReceiveOnce(&read_errno);
+      if (count <= 0) break;
+      AppendRecords(count);
+      total_count += static_cast<uint32_t>(count);
+      if (static_cast<uint32_t>(count) < batch_size_) break;  // drained
+    }
+    if (total_count > 0) {
+      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, out_data_.data(), out_data_.size());
+      Napi::Buffer<uint8_t> meta = Napi::Buffer<uint8_t>::Copy(env, out_meta_.data(), out_meta_.size());
+      InvokeCallback(env, on_batch_, *context_, {data, meta, Napi::Number::New(env, total_count)});
+    }
+    if (read_errno != 0 && fd_ >= 0) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "recvmmsg", read_errno)});
+  }
+
+  // One recvmmsg into the slab. Returns the datagram count, 0 when none is
+  // waiting, -1 on error (stored in *read_errno).
+  int ReceiveOnce(int* read_errno) {
     for (uint32_t i = 0; i < batch_size_; i++) {
       msghdr& hdr = msgs_[i].msg_hdr;
       hdr.msg_namelen = sizeof(sockaddr_storage);
@@ -223,27 +253,26 @@ class UdpSocket : public PolledWrap<UdpSocket> {
       count = recvmmsg(fd_, msgs_.data(), batch_size_, MSG_DONTWAIT, nullptr);
     } while (count < 0 && errno == EINTR);
     if (count < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "recvmmsg", errno)});
-      return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      *read_errno = errno;
+      return -1;
     }
-    if (count == 0) return;
+    return count;
+  }
 
-    size_t total = 0;
-    for (int i = 0; i < count; i++) total += msgs_[i].msg_len;
-    Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::New(env, total);
-    Napi::Buffer<uint8_t> meta = Napi::Buffer<uint8_t>::New(env, count * kRecordSize);
-    memset(meta.Data(), 0, meta.Length());
-    size_t offset = 0;
+  // Appends the payloads and metadata records of the first `count` slab slots.
+  void AppendRecords(int count) {
+    size_t meta_base = out_meta_.size();
+    out_meta_.resize(meta_base + count * kRecordSize, 0);
     for (int i = 0; i < count; i++) {
       const msghdr& hdr = msgs_[i].msg_hdr;
       uint32_t length = msgs_[i].msg_len;
-      uint8_t* record = meta.Data() + i * kRecordSize;
-      memcpy(data.Data() + offset, iovs_[i].iov_base, length);
-      Put<uint32_t>(record, kOffData, static_cast<uint32_t>(offset));
+      uint8_t* record = out_meta_.data() + meta_base + i * kRecordSize;
+      const uint8_t* payload = static_cast<const uint8_t*>(iovs_[i].iov_base);
+      Put<uint32_t>(record, kOffData, static_cast<uint32_t>(out_data_.size()));
       Put<uint32_t>(record, kOffLength, length);
       Put<uint32_t>(record, kOffFlags, (hdr.msg_flags & MSG_TRUNC) ? 1u : 0u);
-      offset += length;
+      out_data_.insert(out_data_.end(), payload, payload + length);
 
       uint16_t src_port = 0;
       uint32_t scope = 0;
@@ -273,7 +302,6 @@ class UdpSocket : public PolledWrap<UdpSocket> {
         }
       }
     }
-    InvokeCallback(env, on_batch_, *context_, {data, meta, Napi::Number::New(env, count)});
   }
 
   // Fills send slot k from {data, address, port, sourceAddress?}. Returns an empty
@@ -393,6 +421,10 @@ class UdpSocket : public PolledWrap<UdpSocket> {
   int family_ = AF_INET;
   uint32_t batch_size_ = 64;
   uint32_t slot_size_ = 2048;
+  uint32_t max_reads_ = 4;
+  int wanted_ = 0;
+  std::vector<uint8_t> out_data_;
+  std::vector<uint8_t> out_meta_;
   std::vector<uint8_t> slab_;
   std::vector<uint8_t> control_;
   std::vector<sockaddr_storage> names_;
