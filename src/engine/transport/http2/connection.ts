@@ -1,0 +1,491 @@
+/**
+ * A TunnelConnection over HTTP/2, in reverse as cloudflared does it: the connector dials
+ * TLS and is the HTTP/2 *server*; the edge accepted the socket and is the HTTP/2 *client*.
+ * Only the edge can open HTTP/2 streams, so:
+ *
+ *  - edge.openStream()      → an HTTP/2 request `oxy-stream: data`; the connector answers
+ *                              200 at once and hands the stream to its onStream handler.
+ *  - connector.openStream() → the connector writes a u32 request id on the *reverse-open*
+ *                              stream (a request the edge opens once, at start); the edge
+ *                              opens `oxy-stream: reverse`, `oxy-reverse-id: <id>`, which
+ *                              resolves the connector's promise and goes to the edge's
+ *                              onStream handler. One round trip per connector-opened stream.
+ *  - datagrams              → records `[u16 length][datagram]` on the *datagrams* stream,
+ *                              also opened by the edge at start (supportsDatagrams = true,
+ *                              datagramsReliable = true; dropped at the sender when that
+ *                              stream's buffer is above DATAGRAM_BUFFER_LIMIT).
+ *  - close(code, reason)    → GOAWAY with `code` and the reason as opaque data, then the
+ *                              session is destroyed; the peer's `closed` has both.
+ *
+ * Every edge-opened request, internal or not, goes through one FIFO that holds it while
+ * the connector's SETTINGS_MAX_CONCURRENT_STREAMS is reached.
+ *
+ * Resets: Node sends RST_STREAM(NO_ERROR) for a plain destroy() and reports a peer's CANCEL
+ * as a clean close, so a truncated stream could look complete. Each stream's _destroy is
+ * wrapped: a local destroy before both sides ended sends RST_STREAM(CANCEL), and a stream
+ * closed by the peer with any non-zero code errors with OXY_ERR_STREAM_RESET; streams cut
+ * by the connection closing error with OXY_ERR_TUNNEL_CLOSED.
+ */
+import { constants as h2c, type ClientHttp2Session, type Http2Stream, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import { debuglog } from 'node:util';
+import { OxyError } from '../../../core/errors.js';
+import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
+import { DatagramRecordParser, encodeDatagramRecord, MAX_STREAM_DATAGRAM } from '../../protocol/datagram.js';
+import type {
+  AcceptStreamOptions,
+  OpenStreamOptions,
+  TunnelCloseInfo,
+  TunnelConnection,
+  TunnelConnectionStats,
+  TunnelRole,
+  TunnelStream,
+} from '../types.js';
+import {
+  H2_HEADER_REVERSE_ID,
+  H2_HEADER_STREAM,
+  H2_PATH,
+  H2_STREAM_DATA,
+  H2_STREAM_DATAGRAMS,
+  H2_STREAM_REVERSE,
+  H2_STREAM_REVERSE_OPEN,
+} from './settings.js';
+
+const debug = debuglog('oxy:transport:http2');
+
+/** Datagrams are dropped at the sender when the datagram stream holds more than this. */
+export const DATAGRAM_BUFFER_LIMIT = 1024 * 1024;
+/** Longest close reason sent in GOAWAY. */
+const MAX_REASON_BYTES = 1024;
+
+type Session = ClientHttp2Session | ServerHttp2Session;
+
+interface QueuedOpen {
+  headers: Record<string, string>;
+  resolve: (stream: Http2Stream) => void;
+  reject: (err: Error) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+interface PendingReverse {
+  resolve: (stream: TunnelStream) => void;
+  reject: (err: Error) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export class Http2TunnelConnection implements TunnelConnection {
+  readonly protocol = 'http2' as const;
+  readonly role: TunnelRole;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly supportsDatagrams = true;
+  readonly datagramsReliable = true;
+  readonly maxDatagramSize = MAX_STREAM_DATAGRAM;
+  readonly closed: Promise<TunnelCloseInfo>;
+
+  private readonly session: Session;
+  private resolveClosed!: (info: TunnelCloseInfo) => void;
+  private closeInfo: TunnelCloseInfo | undefined;
+  private localClose: TunnelCloseInfo | undefined;
+  private remoteClose: TunnelCloseInfo | undefined;
+  private lastError: Error | undefined;
+
+  private streamHandler: ((stream: TunnelStream) => void) | undefined;
+  private readonly backlog: TunnelStream[] = [];
+  private readonly acceptWaiters: Array<{ resolve: (s: TunnelStream) => void; reject: (e: Error) => void }> = [];
+  private datagramHandler: ((data: Buffer) => void) | undefined;
+
+  // edge (HTTP/2 client) state
+  private readonly openQueue: QueuedOpen[] = [];
+  private activeRequests = 0;
+  // connector (HTTP/2 server) state
+  private nextReverseId = 1;
+  private readonly pendingReverse = new Map<number, PendingReverse>();
+  private readonly reverseIdBacklog: number[] = [];
+
+  private reverseOpenStream: Http2Stream | undefined;
+  private datagramStream: Http2Stream | undefined;
+  private userStreams = 0;
+  private readonly counters = { datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
+
+  constructor(role: TunnelRole, session: Session, socket: Socket) {
+    this.role = role;
+    this.session = session;
+    this.localAddress = socket.localAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remotePort = socket.remotePort ?? 0;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+
+    session.on('error', (err) => {
+      debug('%s session error: %s', role, err.message);
+      this.lastError ??= err;
+    });
+    socket.on('error', (err) => {
+      this.lastError ??= err;
+    });
+    session.on('goaway', (code: number, _last: number, opaque?: Buffer) => {
+      if (!this.localClose && !this.remoteClose) {
+        const reason = opaque && opaque.length > 0 ? opaque.toString('utf8') : '';
+        this.remoteClose = { code, reason, remote: true };
+        debug('%s received GOAWAY %d %s', role, code, reason);
+      }
+      // A GOAWAY ends the tunnel connection: no graceful stream completion at this layer
+      // (drains happen on the control stream before the close).
+      if (!session.destroyed) setImmediate(() => session.destroy());
+    });
+    session.on('close', () => this.onSessionClose());
+
+    if (role === 'edge') this.startEdge(session as ClientHttp2Session);
+    else this.startConnector(session as ServerHttp2Session);
+  }
+
+  get isClosed(): boolean {
+    return this.closeInfo !== undefined || this.localClose !== undefined || this.remoteClose !== undefined || this.session.destroyed;
+  }
+
+  // -------------------------------------------------------------------------- public API
+
+  openStream(options: OpenStreamOptions = {}): Promise<TunnelStream> {
+    if (this.isClosed) return Promise.reject(this.closedError());
+    if (options.signal?.aborted) return Promise.reject(abortedError());
+    if (this.role === 'edge') {
+      return this.request({ [H2_HEADER_STREAM]: H2_STREAM_DATA }, options.signal).then((s) => this.adoptUserStream(s));
+    }
+    return this.requestReverse(options.signal);
+  }
+
+  onStream(handler: (stream: TunnelStream) => void): void {
+    this.streamHandler = handler;
+    for (const stream of this.backlog.splice(0)) handler(stream);
+  }
+
+  acceptStream(options: AcceptStreamOptions = {}): Promise<TunnelStream> {
+    const queued = this.backlog.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.isClosed) return Promise.reject(this.closedError());
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => done(abortedError());
+      const done = (err: Error | null, stream?: TunnelStream): void => {
+        const i = this.acceptWaiters.indexOf(waiter);
+        if (i >= 0) this.acceptWaiters.splice(i, 1);
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(stream!);
+      };
+      const waiter = { resolve: (s: TunnelStream) => done(null, s), reject: (e: Error) => done(e) };
+      this.acceptWaiters.push(waiter);
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => done(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream from the peer within ${options.timeoutMs} ms`)),
+          options.timeoutMs,
+        );
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  sendDatagram(data: Uint8Array): boolean {
+    const stream = this.datagramStream;
+    if (
+      this.isClosed ||
+      !stream ||
+      stream.destroyed ||
+      data.length > MAX_STREAM_DATAGRAM ||
+      stream.writableLength > DATAGRAM_BUFFER_LIMIT
+    ) {
+      this.counters.datagramsDropped++;
+      return false;
+    }
+    stream.write(encodeDatagramRecord(data));
+    this.counters.datagramsSent++;
+    return true;
+  }
+
+  onDatagram(handler: (data: Buffer) => void): void {
+    this.datagramHandler = handler;
+  }
+
+  close(code: number = TunnelCloseCode.NO_ERROR, reason = ''): void {
+    if (this.localClose || this.closeInfo) return;
+    this.localClose = { code, reason, remote: false };
+    const session = this.session;
+    if (session.destroyed) return;
+    const opaque = truncateUtf8(reason, MAX_REASON_BYTES);
+    try {
+      session.goaway(code, 0, opaque);
+    } catch (err) {
+      debug('goaway failed: %s', (err as Error).message);
+    }
+    this.failPending(this.closedError());
+    session.destroy(undefined, code);
+  }
+
+  stats(): TunnelConnectionStats {
+    return {
+      activeStreams: this.userStreams,
+      queuedOpens: this.role === 'edge' ? this.openQueue.length : this.pendingReverse.size,
+      ...this.counters,
+    };
+  }
+
+  // -------------------------------------------------------------------------- edge side
+
+  private startEdge(session: ClientHttp2Session): void {
+    session.on('remoteSettings', () => this.pumpOpens());
+    this.request({ [H2_HEADER_STREAM]: H2_STREAM_REVERSE_OPEN }).then(
+      (stream) => this.attachReverseOpen(stream),
+      (err) => debug('edge: reverse-open stream failed: %s', (err as Error).message),
+    );
+    this.request({ [H2_HEADER_STREAM]: H2_STREAM_DATAGRAMS }).then(
+      (stream) => this.attachDatagrams(stream),
+      (err) => debug('edge: datagram stream failed: %s', (err as Error).message),
+    );
+  }
+
+  /** Open an HTTP/2 request, waiting for a concurrency slot. */
+  private request(headers: Record<string, string>, signal?: AbortSignal): Promise<Http2Stream> {
+    return new Promise((resolve, reject) => {
+      const item: QueuedOpen = { headers, resolve, reject, signal };
+      if (signal) {
+        item.onAbort = () => {
+          const i = this.openQueue.indexOf(item);
+          if (i >= 0) {
+            this.openQueue.splice(i, 1);
+            reject(abortedError());
+          }
+        };
+        signal.addEventListener('abort', item.onAbort, { once: true });
+      }
+      this.openQueue.push(item);
+      this.pumpOpens();
+    });
+  }
+
+  private peerStreamLimit(): number {
+    const limit = (this.session as ClientHttp2Session).remoteSettings.maxConcurrentStreams;
+    return limit === undefined || limit <= 0 ? 100 : limit;
+  }
+
+  private pumpOpens(): void {
+    const session = this.session as ClientHttp2Session;
+    while (this.openQueue.length > 0 && this.activeRequests < this.peerStreamLimit()) {
+      if (this.isClosed) return;
+      const item = this.openQueue.shift()!;
+      if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
+      let stream: Http2Stream;
+      try {
+        stream = session.request({ ':method': 'POST', ':path': H2_PATH, ...item.headers }, { endStream: false });
+      } catch (err) {
+        item.reject(new OxyError(TunnelErrorCode.CLOSED, 'Could not open an HTTP/2 stream', { cause: err }));
+        continue;
+      }
+      this.activeRequests++;
+      stream.once('close', () => {
+        this.activeRequests--;
+        this.pumpOpens();
+      });
+      this.guardStream(stream);
+      item.resolve(stream);
+    }
+  }
+
+  private attachReverseOpen(stream: Http2Stream): void {
+    // The connector writes u32 request ids; each becomes an edge-opened `reverse` stream.
+    let carry: Buffer = Buffer.alloc(0);
+    stream.on('data', (chunk: Buffer) => {
+      const buf = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
+      let off = 0;
+      for (; off + 4 <= buf.length; off += 4) this.openReverse(buf.readUInt32BE(off));
+      carry = buf.subarray(off);
+    });
+    stream.on('error', (err) => debug('edge: reverse-open stream error: %s', err.message));
+    this.reverseOpenStream = stream;
+  }
+
+  private openReverse(id: number): void {
+    this.request({ [H2_HEADER_STREAM]: H2_STREAM_REVERSE, [H2_HEADER_REVERSE_ID]: String(id) }).then(
+      (stream) => this.deliver(this.adoptUserStream(stream)),
+      (err) => debug('edge: reverse stream %d failed: %s', id, (err as Error).message),
+    );
+  }
+
+  // -------------------------------------------------------------------------- connector side
+
+  private startConnector(session: ServerHttp2Session): void {
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      this.guardStream(stream);
+      const kind = headers[H2_HEADER_STREAM];
+      try {
+        stream.respond({ ':status': 200 });
+      } catch (err) {
+        stream.destroy(err as Error);
+        return;
+      }
+      switch (kind) {
+        case H2_STREAM_DATA:
+          this.deliver(this.adoptUserStream(stream));
+          return;
+        case H2_STREAM_REVERSE:
+          this.onReverseStream(stream, Number(headers[H2_HEADER_REVERSE_ID]));
+          return;
+        case H2_STREAM_REVERSE_OPEN:
+          this.reverseOpenStream = stream;
+          stream.on('error', (err) => debug('connector: reverse-open stream error: %s', err.message));
+          stream.resume(); // the edge never writes on it
+          for (const id of this.reverseIdBacklog.splice(0)) this.writeReverseId(id);
+          return;
+        case H2_STREAM_DATAGRAMS:
+          this.attachDatagrams(stream);
+          return;
+        default:
+          debug('connector: unknown stream kind %s', String(kind));
+          stream.close(h2c.NGHTTP2_REFUSED_STREAM);
+      }
+    });
+  }
+
+  private requestReverse(signal?: AbortSignal): Promise<TunnelStream> {
+    const id = this.nextReverseId++;
+    if (this.nextReverseId > 0xffffffff) this.nextReverseId = 1;
+    return new Promise((resolve, reject) => {
+      const pending: PendingReverse = { resolve, reject, signal };
+      if (signal) {
+        pending.onAbort = () => {
+          if (this.pendingReverse.delete(id)) reject(abortedError());
+        };
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      this.pendingReverse.set(id, pending);
+      if (this.reverseOpenStream) this.writeReverseId(id);
+      else this.reverseIdBacklog.push(id);
+    });
+  }
+
+  private writeReverseId(id: number): void {
+    const buf = Buffer.allocUnsafe(4);
+    buf.writeUInt32BE(id, 0);
+    this.reverseOpenStream!.write(buf);
+  }
+
+  private onReverseStream(stream: Http2Stream, id: number): void {
+    const pending = this.pendingReverse.get(id);
+    if (!pending) {
+      // Aborted while the edge was opening it.
+      stream.close(h2c.NGHTTP2_CANCEL);
+      return;
+    }
+    this.pendingReverse.delete(id);
+    if (pending.onAbort) pending.signal?.removeEventListener('abort', pending.onAbort);
+    pending.resolve(this.adoptUserStream(stream));
+  }
+
+  // -------------------------------------------------------------------------- shared
+
+  private attachDatagrams(stream: Http2Stream): void {
+    const parser = new DatagramRecordParser();
+    stream.on('data', (chunk: Buffer) => {
+      for (const datagram of parser.push(chunk)) {
+        this.counters.datagramsReceived++;
+        this.datagramHandler?.(datagram);
+      }
+    });
+    stream.on('error', (err) => debug('%s: datagram stream error: %s', this.role, err.message));
+    this.datagramStream = stream;
+  }
+
+  private deliver(stream: TunnelStream): void {
+    const waiter = this.acceptWaiters.shift();
+    if (waiter) waiter.resolve(stream);
+    else if (this.streamHandler) this.streamHandler(stream);
+    else this.backlog.push(stream);
+  }
+
+  private adoptUserStream(stream: Http2Stream): TunnelStream {
+    this.userStreams++;
+    stream.once('close', () => this.userStreams--);
+    return stream as TunnelStream;
+  }
+
+  /** Make resets and connection loss visible as errors on the stream (see file comment). */
+  private guardStream(stream: Http2Stream): void {
+    const original = stream._destroy;
+    let localReset = false;
+    stream._destroy = (err: Error | null, callback: (error?: Error | null) => void): void => {
+      const finished = stream.readableEnded && stream.writableFinished;
+      if (this.isClosed && !finished && !(stream.closed && stream.rstCode === h2c.NGHTTP2_NO_ERROR)) {
+        const info = this.closeInfo ?? this.localClose ?? this.remoteClose;
+        err = new OxyError(
+          TunnelErrorCode.CLOSED,
+          `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`,
+          { cause: err ?? info },
+        );
+      } else if (!stream.closed) {
+        if (!finished) {
+          localReset = true;
+          stream.close(err ? h2c.NGHTTP2_INTERNAL_ERROR : h2c.NGHTTP2_CANCEL);
+        }
+      } else if (!localReset && stream.rstCode !== h2c.NGHTTP2_NO_ERROR && !(err instanceof OxyError)) {
+        err = new OxyError(TunnelErrorCode.STREAM_RESET, `Stream reset by peer (HTTP/2 code ${stream.rstCode})`, {
+          cause: err ?? undefined,
+        });
+      }
+      original.call(stream, err, callback);
+    };
+  }
+
+  private onSessionClose(): void {
+    if (this.closeInfo) return;
+    const info: TunnelCloseInfo = this.localClose ??
+      this.remoteClose ?? {
+        code: TunnelCloseCode.TRANSPORT_LOST,
+        reason: this.lastError?.message ?? 'Connection lost',
+        remote: false,
+        ...(this.lastError ? { error: this.lastError } : {}),
+      };
+    this.closeInfo = info;
+    debug('%s closed: %d %s', this.role, info.code, info.reason);
+    this.failPending(this.closedError());
+    this.resolveClosed(info);
+  }
+
+  private failPending(err: OxyError): void {
+    for (const item of this.openQueue.splice(0)) {
+      if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
+      item.reject(err);
+    }
+    for (const pending of this.pendingReverse.values()) {
+      if (pending.onAbort) pending.signal?.removeEventListener('abort', pending.onAbort);
+      pending.reject(err);
+    }
+    this.pendingReverse.clear();
+    for (const waiter of this.acceptWaiters.splice(0)) waiter.reject(err);
+  }
+
+  private closedError(): OxyError {
+    const info = this.closeInfo ?? this.localClose ?? this.remoteClose;
+    return new OxyError(
+      TunnelErrorCode.CLOSED,
+      `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`,
+      { cause: info },
+    );
+  }
+}
+
+function abortedError(): OxyError {
+  return new OxyError(TunnelErrorCode.ABORTED, 'The operation was aborted');
+}
+
+function truncateUtf8(text: string, maxBytes: number): Buffer {
+  const buf = Buffer.from(text, 'utf8');
+  if (buf.length <= maxBytes) return buf;
+  let end = maxBytes;
+  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--; // do not split a code point
+  return buf.subarray(0, end);
+}

@@ -1,0 +1,174 @@
+/**
+ * Both ends of an HTTP/2 tunnel connection:
+ *  - dialHttp2Tunnel (connector): TLS with ALPN h2 to the edge, verify the edge against the
+ *    CA (and optionally its SPKI pin), then become the HTTP/2 server on that socket.
+ *  - acceptHttp2Tunnel (edge): on a TLS socket the edge accepted, become the HTTP/2 client.
+ */
+import { X509Certificate } from 'node:crypto';
+import http2 from 'node:http2';
+import { isIP } from 'node:net';
+import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
+import { OxyError } from '../../../core/errors.js';
+import { spkiPin } from '../../edge/identity.js';
+import { TunnelErrorCode } from '../../protocol/codes.js';
+import { Http2TunnelConnection } from './connection.js';
+import { CONNECTION_WINDOW, MAX_SESSION_MEMORY_MB, tunnelSettings, type Http2TuningOptions } from './settings.js';
+
+export const H2_ALPN = 'h2';
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
+
+export interface DialHttp2Options extends Http2TuningOptions {
+  host: string;
+  port: number;
+  /** SNI and the name checked against the certificate. Default: `host`. */
+  servername?: string;
+  /** PEM CA certificate(s) to trust for the edge. Default: the system store. */
+  ca?: string | string[];
+  /** base64 SHA-256 of an SPKI that must appear in the edge's verified chain (edge CA pin). */
+  caPin?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Connector side: dial the edge and return the tunnel connection (before registration). */
+export async function dialHttp2Tunnel(options: DialHttp2Options): Promise<Http2TunnelConnection> {
+  const socket = await connectTls(options);
+  socket.setNoDelay(true);
+  const session = http2.performServerHandshake(socket, {
+    settings: tunnelSettings(options.settings),
+    maxSessionMemory: options.maxSessionMemoryMb ?? MAX_SESSION_MEMORY_MB,
+  });
+  setConnectionWindow(session, options.connectionWindow ?? CONNECTION_WINDOW);
+  return new Http2TunnelConnection('connector', session, socket);
+}
+
+export interface AcceptHttp2Options extends Http2TuningOptions {
+  /** Fail when the connector's SETTINGS do not arrive in time. Default 15 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * Edge side: run the HTTP/2 client over an accepted TLS socket (ALPN must be h2). Resolves
+ * once the connector's SETTINGS arrived, so stream limits are known.
+ */
+export async function acceptHttp2Tunnel(socket: TLSSocket, options: AcceptHttp2Options = {}): Promise<Http2TunnelConnection> {
+  if (socket.alpnProtocol !== H2_ALPN) {
+    socket.destroy();
+    throw new OxyError(TunnelErrorCode.HANDSHAKE, `Connector did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`);
+  }
+  socket.setNoDelay(true);
+  const session = http2.connect('https://oxy-connector.invalid', {
+    createConnection: () => socket,
+    settings: tunnelSettings(options.settings),
+    maxSessionMemory: options.maxSessionMemoryMb ?? MAX_SESSION_MEMORY_MB,
+  });
+  setConnectionWindow(session, options.connectionWindow ?? CONNECTION_WINDOW);
+  const conn = new Http2TunnelConnection('edge', session, socket);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      conn.close();
+      reject(new OxyError(TunnelErrorCode.HANDSHAKE, `No HTTP/2 SETTINGS from the connector within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onSettings = (): void => {
+      cleanup();
+      resolve();
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new OxyError(TunnelErrorCode.HANDSHAKE, 'Connector closed during the HTTP/2 handshake'));
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      session.off('remoteSettings', onSettings);
+      session.off('close', onClose);
+    };
+    session.once('remoteSettings', onSettings);
+    session.once('close', onClose);
+  });
+  return conn;
+}
+
+function setConnectionWindow(session: http2.Http2Session, size: number): void {
+  if (size <= 65_535) return;
+  const apply = (): void => {
+    try {
+      session.setLocalWindowSize(size);
+    } catch {
+      // session already gone; its close is reported through the connection
+    }
+  };
+  if (session.connecting) session.once('connect', apply);
+  else apply();
+}
+
+function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
+  const servername = options.servername ?? options.host;
+  return new Promise((resolve, reject) => {
+    let pinError: OxyError | undefined;
+    const connectOptions: tls.ConnectionOptions = {
+      host: options.host,
+      port: options.port,
+      servername: isIP(servername) === 0 ? servername : undefined,
+      ca: options.ca,
+      ALPNProtocols: [H2_ALPN],
+      minVersion: 'TLSv1.2' as const,
+      checkServerIdentity: (host, cert) => {
+        const nameError = tls.checkServerIdentity(servername || host, cert);
+        if (nameError) return nameError;
+        if (options.caPin && !chainHasPin(cert, options.caPin)) {
+          pinError = new OxyError(TunnelErrorCode.PIN_MISMATCH, 'The edge certificate chain does not contain the pinned CA key');
+          return pinError;
+        }
+        return undefined;
+      },
+    };
+    const socket = tls.connect(connectOptions);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    const timer = setTimeout(() => fail(new OxyError(TunnelErrorCode.HANDSHAKE, `TLS handshake timed out after ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = (): void => fail(new OxyError(TunnelErrorCode.ABORTED, 'Dial aborted'));
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      socket.off('error', onError);
+    };
+    const fail = (err: Error): void => {
+      cleanup();
+      socket.destroy();
+      reject(err);
+    };
+    const onError = (err: Error): void =>
+      fail(
+        pinError ??
+          new OxyError(TunnelErrorCode.HANDSHAKE, `TLS connection to ${options.host}:${options.port} failed: ${err.message}`, {
+            cause: err,
+          }),
+      );
+    socket.once('error', onError);
+    socket.once('secureConnect', () => {
+      if (socket.alpnProtocol !== H2_ALPN) {
+        fail(new OxyError(TunnelErrorCode.HANDSHAKE, `Edge did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`));
+        return;
+      }
+      cleanup();
+      resolve(socket);
+    });
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Whether any certificate of the (verified) chain has the pinned SPKI. */
+function chainHasPin(leaf: PeerCertificate, pin: string): boolean {
+  const seen = new Set<PeerCertificate>();
+  for (let cert: PeerCertificate | undefined = leaf; cert && !seen.has(cert); ) {
+    seen.add(cert);
+    if (cert.raw) {
+      const spki = new X509Certificate(cert.raw).publicKey.export({ type: 'spki', format: 'der' });
+      if (spkiPin(spki) === pin) return true;
+    }
+    cert = (cert as tls.DetailedPeerCertificate).issuerCertificate;
+  }
+  return false;
+}

@@ -1,0 +1,86 @@
+/**
+ * The edge's HTTP/2 tunnel listener: a TLS server (ALPN h2 only) whose accepted sockets
+ * become Http2TunnelConnections (the edge being the HTTP/2 client). Emits 'connection'
+ * with each connection once the connector's SETTINGS arrived; registration is the caller's
+ * next step (acceptRegistration in ../../protocol/registration.ts).
+ */
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { debuglog } from 'node:util';
+import { TunnelCloseCode } from '../../protocol/codes.js';
+import type { TunnelConnection } from '../types.js';
+import { acceptHttp2Tunnel, H2_ALPN, type AcceptHttp2Options } from './dial.js';
+
+const debug = debuglog('oxy:transport:http2');
+
+export interface Http2TunnelListenerOptions extends AcceptHttp2Options {
+  /** PEM private key of the edge's server certificate. */
+  key: string;
+  /** PEM server certificate, followed by its chain (EdgeIdentity.certChain). */
+  cert: string;
+  /** TLS handshake timeout. Default 15 s. */
+  handshakeTimeoutMs?: number;
+}
+
+export interface Http2TunnelListenerEvents {
+  connection: [TunnelConnection];
+  /** A connection that failed before it became a tunnel connection (TLS, ALPN, SETTINGS). */
+  connectionError: [Error];
+  error: [Error];
+}
+
+export class Http2TunnelListener extends EventEmitter<Http2TunnelListenerEvents> {
+  private readonly server: tls.Server;
+  private readonly connections = new Set<TunnelConnection>();
+
+  constructor(private readonly options: Http2TunnelListenerOptions) {
+    super();
+    this.server = tls.createServer({
+      key: options.key,
+      cert: options.cert,
+      ALPNProtocols: [H2_ALPN],
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
+    });
+    this.server.on('secureConnection', (socket: TLSSocket) => void this.onSocket(socket));
+    this.server.on('tlsClientError', (err) => this.emit('connectionError', err));
+    this.server.on('error', (err) => this.emit('error', err));
+  }
+
+  listen(port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.address());
+      });
+    });
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Stop accepting and close every connection with `code`/`reason`. */
+  async close(code: number = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down'): Promise<void> {
+    const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const all = [...this.connections];
+    for (const conn of all) conn.close(code, reason);
+    await Promise.all(all.map((c) => c.closed));
+    await closing;
+  }
+
+  private async onSocket(socket: TLSSocket): Promise<void> {
+    socket.on('error', (err) => debug('edge socket error: %s', err.message));
+    try {
+      const conn = await acceptHttp2Tunnel(socket, this.options);
+      this.connections.add(conn);
+      void conn.closed.then(() => this.connections.delete(conn));
+      this.emit('connection', conn);
+    } catch (err) {
+      socket.destroy();
+      this.emit('connectionError', err as Error);
+    }
+  }
+}
