@@ -53,6 +53,7 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
   private readonly queue: SendQueue<QueuedMessage>;
   private reading = true;
   private ending = false;
+  private peerEnded = false;
   private readonly sendQueued = (items: readonly QueuedMessage[], start: number) => {
     const handle = this.open();
     let i = start;
@@ -195,9 +196,12 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
     }
   }
 
+  // Like net.Socket without allowHalfOpen: after the peer's end, send what is
+  // still queued (or what an 'end' listener sends), then close.
   private onEnd(): void {
+    this.peerEnded = true;
     this.emit('end');
-    this.close();
+    if (this.queue.length === 0) this.close();
   }
 
   private open(): NativeSeqpacketSocket {
@@ -208,6 +212,10 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
   private flushQueue(): void {
     if (!this.handle) return;
     if (this.queue.flush(this.sendQueued, this.reportError)) {
+      if (this.peerEnded) {
+        this.close();
+        return;
+      }
       if (this.ending) this.handle?.shutdown();
       this.emit('drain');
     }

@@ -118,6 +118,17 @@ describe('SeqpacketSocket', () => {
     expect(rec.messages.map((m) => m.data.toString())).toEqual(['one', 'two']);
   });
 
+  it("an 'end' listener can still answer a peer that half-closed with end()", async () => {
+    const [a, b] = SeqpacketSocket.pair().map(track) as [SeqpacketSocket, SeqpacketSocket];
+    const atA = recorder(a);
+    b.on('end', () => b.send(Buffer.from('bye')));
+    a.send(Buffer.from('question'));
+    a.end();
+    await atA.end();
+    expect(atA.messages.map((m) => m.data.toString())).toEqual(['bye']);
+    expect(b.closed).toBe(true);
+  });
+
   it('passes a file fd and a socket fd with SCM_RIGHTS, and both work on the other side', async () => {
     const [a, b] = SeqpacketSocket.pair().map(track) as [SeqpacketSocket, SeqpacketSocket];
     const rec = recorder(b);

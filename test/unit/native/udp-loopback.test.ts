@@ -83,7 +83,7 @@ describe('PktinfoUdpSocket on loopback', () => {
   }
 
   it('a wildcard server replies from the address each client dialed (127.0.0.1/.2/.3)', async () => {
-    const server = track(PktinfoUdpSocket.bind({ address: '0.0.0.0', ipv6Only: true }));
+    const server = track(PktinfoUdpSocket.bind({ address: '0.0.0.0' }));
     const { port } = server.address();
     server.on('batch', (batch) => {
       const replies = [];

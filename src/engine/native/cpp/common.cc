@@ -172,6 +172,7 @@ bool GetBytes(Napi::Value value, ByteView* out) {
 FdPoller::~FdPoller() { Close(); }
 
 int FdPoller::Watch(Napi::Env env, int fd, int events) {
+  env_ = env;
   if (handle_ == nullptr) {
     if (events == 0) return 0;
     uv_loop_t* loop = nullptr;
@@ -216,7 +217,17 @@ void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<FdPoller*>(handle->data);
   if (self == nullptr) return;
   if (status < 0) self->events_ = 0;  // libuv stops a poll handle that reports an error (POLLERR)
-  self->OnPoll(status, events);
+  // No JS frame is below us: a C++ exception escaping here would terminate the
+  // process, so it becomes an 'uncaughtException' instead.
+  Napi::Env env(self->env_);
+  Napi::HandleScope scope(env);
+  try {
+    self->OnPoll(status, events);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  } catch (const std::exception& e) {
+    napi_fatal_exception(env, Napi::Error::New(env, e.what()).Value());
+  }
 }
 
 void CloseFd(int& fd) {

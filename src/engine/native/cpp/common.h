@@ -70,6 +70,7 @@ class FdPoller {
 
  private:
   static void Trampoline(uv_poll_t* handle, int status, int events);
+  napi_env env_ = nullptr;
   uv_poll_t* handle_ = nullptr;
   int events_ = 0;
   bool ref_ = true;

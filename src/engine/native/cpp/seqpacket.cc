@@ -161,10 +161,11 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     return env.Undefined();
   }
 
-  // setEvents(readable, writable). Reading also watches POLLRDHUP.
+  // setEvents(readable, writable). Reading also watches POLLRDHUP; after the end
+  // of the stream there is nothing left to read, only queued sends to flush.
   Napi::Value SetEvents(const Napi::CallbackInfo& info) {
-    if (ended_) return info.Env().Undefined();
-    wanted_ = (info[0].ToBoolean() ? UV_READABLE | UV_DISCONNECT : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
+    bool readable = info[0].ToBoolean() && !ended_;
+    wanted_ = (readable ? UV_READABLE | UV_DISCONNECT : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
     SetWatch(info.Env(), wanted_);
     return info.Env().Undefined();
   }
@@ -235,36 +236,40 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
 
   void OnPoll(int status, int events) override {
     Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     if (status < 0) {
       // POLLERR: libuv stopped the handle. The socket error (ECONNRESET when the
       // peer closed with our messages unread) is read and dropped by recvmsg;
       // drain what is queued, then look for end-of-stream as usual.
       ReadBatch(env);
-      if (fd_ >= 0 && !ended_) SetWatch(env, wanted_);
+      if (fd_ >= 0) SetWatch(env, wanted_);
       return;
     }
     if (events & (UV_READABLE | UV_DISCONNECT)) ReadBatch(env);
-    if (fd_ >= 0 && !ended_ && (events & UV_WRITABLE)) InvokeCallback(env, on_writable_, *context_, {});
+    if (fd_ >= 0 && (events & UV_WRITABLE)) InvokeCallback(env, on_writable_, *context_, {});
   }
 
+  // Reads into one scratch buffer shared by every socket on this thread (the
+  // data is copied out before JS runs), so idle connections cost no buffer.
   void ReadBatch(Napi::Env env) {
-    if (buffer_.empty()) buffer_.resize(kBatchBytes + max_message_);
-    if (control_.empty()) control_.resize(kRecvControlSize);
+    thread_local std::vector<uint8_t> scratch;
+    thread_local std::vector<uint8_t> control;
+    thread_local std::vector<uint32_t> offsets_list;
+    if (scratch.size() < kBatchBytes + max_message_) scratch.resize(kBatchBytes + max_message_);
+    if (control.empty()) control.resize(kRecvControlSize);
     size_t used = 0;
-    offsets_.clear();
-    offsets_.push_back(0);
+    offsets_list.clear();
+    offsets_list.push_back(0);
     std::vector<std::pair<uint32_t, std::vector<int>>> passed;
     int read_errno = 0;
     bool eof = false;
-    while (offsets_.size() - 1 < batch_size_ && buffer_.size() - used >= max_message_) {
-      iovec iov = {buffer_.data() + used, max_message_};
+    while (offsets_list.size() - 1 < batch_size_ && scratch.size() - used >= max_message_) {
+      iovec iov = {scratch.data() + used, max_message_};
       msghdr hdr;
       memset(&hdr, 0, sizeof(hdr));
       hdr.msg_iov = &iov;
       hdr.msg_iovlen = 1;
-      hdr.msg_control = control_.data();
-      hdr.msg_controllen = control_.size();
+      hdr.msg_control = control.data();
+      hdr.msg_controllen = control.size();
       ssize_t n = recvmsg(fd_, &hdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
       if (n < 0) {
         if (errno == EINTR || errno == ECONNRESET) continue;
@@ -295,18 +300,18 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         read_errno = EMSGSIZE;
         continue;
       }
-      uint32_t index = static_cast<uint32_t>(offsets_.size() - 1);
+      uint32_t index = static_cast<uint32_t>(offsets_list.size() - 1);
       used += static_cast<size_t>(n);
-      offsets_.push_back(static_cast<uint32_t>(used));
+      offsets_list.push_back(static_cast<uint32_t>(used));
       if (!fds.empty()) passed.emplace_back(index, std::move(fds));
     }
 
-    uint32_t count = static_cast<uint32_t>(offsets_.size() - 1);
+    uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
     if (count > 0) {
-      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used);
-      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_.size() * sizeof(uint32_t));
-      memcpy(offsets_buffer.Data(), offsets_.data(), offsets_.size() * sizeof(uint32_t));
-      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_.size(), offsets_buffer, 0);
+      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
+      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_list.size() * sizeof(uint32_t));
+      memcpy(offsets_buffer.Data(), offsets_list.data(), offsets_list.size() * sizeof(uint32_t));
+      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_list.size(), offsets_buffer, 0);
       Napi::Value fd_lists = env.Undefined();
       if (!passed.empty()) {
         Napi::Array lists = Napi::Array::New(env, count);
@@ -325,7 +330,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     }
     if (eof && fd_ >= 0 && !ended_) {
       ended_ = true;
-      SetWatch(env, 0);
+      wanted_ &= UV_WRITABLE;
+      SetWatch(env, wanted_);
       InvokeCallback(env, on_end_, *context_, {});
     }
   }
@@ -334,9 +340,6 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
   uint32_t batch_size_ = 64;
   int wanted_ = 0;
   bool ended_ = false;
-  std::vector<uint8_t> buffer_;
-  std::vector<uint8_t> control_;
-  std::vector<uint32_t> offsets_;
   Napi::FunctionReference on_batch_;
   Napi::FunctionReference on_writable_;
   Napi::FunctionReference on_end_;
@@ -382,7 +385,6 @@ class SeqpacketServer : public PolledWrap<SeqpacketServer> {
 
   void OnPoll(int status, int events) override {
     Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     if (status < 0) {
       InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", -status)});
       return;

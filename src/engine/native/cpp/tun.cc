@@ -175,7 +175,6 @@ class TunDevice : public PolledWrap<TunDevice> {
 
   void OnPoll(int status, int events) override {
     Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     if (status < 0) {
       InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", -status)});
       return;

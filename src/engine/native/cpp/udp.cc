@@ -200,7 +200,6 @@ class UdpSocket : public PolledWrap<UdpSocket> {
 
   void OnPoll(int status, int events) override {
     Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     if (status < 0) {
       // POLLERR: libuv stopped the handle and says EBADF. The real error is the
       // pending socket error; reading it clears it, so polling can resume.
