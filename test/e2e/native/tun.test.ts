@@ -1,6 +1,6 @@
 // TUN in a fresh namespace: kernel → TUN (read a raw IPv4/UDP packet) and
 // TUN → kernel (write one that a kernel socket receives), plain and with
-// IFF_VNET_HDR. Packets are built here by hand so this test stands alone.
+// IFF_VNET_HDR. Packets are built by hand (packets.ts).
 //
 //   namespace: TUN oxytun0 with 198.18.5.1/24, route 198.18.6.0/24 → oxytun0
 //   kernel socket 198.18.5.1:P  ⇄  (user space, "host" 198.18.6.7:9999)
@@ -18,64 +18,12 @@ import {
 } from '../../../src/engine/native/index.js';
 import { useNetns, type TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
+import { buildUdp4, parseUdp4 } from './packets.js';
 import { bindDgramSync } from './support.js';
 
 const LOCAL = '198.18.5.1';
 const REMOTE = '198.18.6.7';
 const REMOTE_PORT = 9999;
-
-function ipv4Bytes(address: string): number[] {
-  return address.split('.').map(Number);
-}
-
-function checksum(bytes: Uint8Array, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < bytes.length; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (bytes.length % 2) sum += bytes[bytes.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-/** IPv4 + UDP with both checksums. */
-function buildUdp4(src: string, srcPort: number, dst: string, dstPort: number, payload: Buffer): Buffer {
-  const packet = Buffer.alloc(28 + payload.length);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64; // TTL
-  packet[9] = 17; // UDP
-  packet.set(ipv4Bytes(src), 12);
-  packet.set(ipv4Bytes(dst), 16);
-  packet.writeUInt16BE(checksum(packet.subarray(0, 20)), 10);
-  packet.writeUInt16BE(srcPort, 20);
-  packet.writeUInt16BE(dstPort, 22);
-  packet.writeUInt16BE(8 + payload.length, 24);
-  payload.copy(packet, 28);
-  const pseudo = Buffer.concat([packet.subarray(12, 20), Buffer.from([0, 17]), packet.subarray(24, 26)]);
-  let pseudoSum = 0;
-  for (let i = 0; i < pseudo.length; i += 2) pseudoSum += pseudo.readUInt16BE(i);
-  packet.writeUInt16BE(checksum(packet.subarray(20), pseudoSum) || 0xffff, 26);
-  return packet;
-}
-
-interface Udp4 {
-  src: string;
-  dst: string;
-  srcPort: number;
-  dstPort: number;
-  payload: Buffer;
-}
-
-function parseUdp4(packet: Buffer): Udp4 | undefined {
-  if (packet.length < 28 || packet[0]! >> 4 !== 4 || packet[9] !== 17) return undefined;
-  const ihl = (packet[0]! & 0x0f) * 4;
-  return {
-    src: [...packet.subarray(12, 16)].join('.'),
-    dst: [...packet.subarray(16, 20)].join('.'),
-    srcPort: packet.readUInt16BE(ihl),
-    dstPort: packet.readUInt16BE(ihl + 2),
-    payload: packet.subarray(ihl + 8, packet.readUInt16BE(2)),
-  };
-}
 
 /** Waits (bounded) for the first packet that `match` accepts; other traffic (IPv6 MLD, …) is skipped. */
 function nextPacket(tun: Tun, match: (packet: Buffer) => boolean, ms = 3000): Promise<Buffer> {
