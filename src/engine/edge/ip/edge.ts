@@ -1,0 +1,390 @@
+/**
+ * The IP layer of the edge: on-ramped IP packets → flow tracking → a per-flow decision
+ * (memoized) → upgrade (TCP through the NAT/TUN namespace to a net.Socket, UDP and ICMP
+ * echo in user space), forward (IP off-ramp), drop or reject.
+ *
+ * On-ramps (SEQPACKET, GUE, or anything else) open an {@link IpSession} per context and
+ * feed it packets; replies for the client come out of the session's `send`.
+ *
+ * With no callbacks at all the edge serves locally, which is what tests want: TCP
+ * streams and UDP datagrams are echoed, ICMP echo requests answered.
+ *
+ * Callback order for a new flow: decideFlow → onFlowStart → (TCP: onTcpStream once the
+ * kernel accepted the connection; UDP: onUdpFlow before its first datagram) → … →
+ * onFlowEnd. Callbacks run synchronously on the packet path: keep them short.
+ */
+import type net from 'node:net';
+
+import { FlowTable, type FlowHooks, type FlowLimits, type FlowTimeouts } from '../../flow/table.js';
+import type { Flow, FlowScope } from '../../flow/flow.js';
+import type { FlowDecision, FlowEndReason, FlowVerdict, IpContext } from '../../flow/types.js';
+import {
+  IpProtocol,
+  PacketView,
+  TcpFlag,
+  TransportKind,
+  buildIcmpEcho,
+  buildTcp,
+  buildUdp,
+  flowKey,
+  parsePacket,
+  type MalformedReason,
+} from '../../packet/index.js';
+import { UnnamedNetns } from '../../netns/namespace.js';
+import { TcpUpgrader, type UpgraderOptions } from '../../netns/upgrader.js';
+
+export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
+  /**
+   * Decides a new flow from its first packet (synchronously); memoized for the flow.
+   * Default: upgrade TCP, UDP and ICMP echo; drop the rest.
+   */
+  decideFlow?(flow: Flow<R>, packet: PacketView): FlowDecision<R> | FlowVerdict;
+  /** An upgraded TCP flow as an ordinary connected socket. Default: echo. */
+  onTcpStream?(socket: net.Socket, flow: Flow<R>): void;
+  /** An upgraded UDP flow. Default: echo every datagram. */
+  onUdpFlow?(udp: UdpFlow<R>): void;
+  /** Packets of `forward` flows (the IP off-ramp); answer with edge.sendToClient(flow, packet). Default: drop. */
+  onIpPacket?(flow: Flow<R>, packet: Buffer): void;
+  limits?: FlowLimits;
+  timeouts?: FlowTimeouts;
+  /** The TUN upgrade namespace: its TUN and NAT settings. */
+  upgrade?: UpgraderOptions;
+  /** Share an existing namespace; default: a new one, closed with the edge. */
+  ns?: UnnamedNetns;
+}
+
+export interface IpEdgeStats {
+  packetsIn: number;
+  packetsOut: number;
+  /** Refused by the parser, by reason. */
+  malformed: Partial<Record<MalformedReason, number>>;
+  /** Dropped for a reason other than malformed (fragment, tcp-no-flow, verdict-drop, …). */
+  dropped: Record<string, number>;
+}
+
+/** The default decision: what the edge can serve locally. */
+export function defaultDecision(_flow: Flow, view: PacketView): FlowVerdict {
+  if (view.transport === TransportKind.Tcp || view.transport === TransportKind.Udp) return 'upgrade';
+  if (view.transport === TransportKind.Icmp && view.isEcho) return 'upgrade';
+  return 'drop';
+}
+
+function echoStream(socket: net.Socket): void {
+  socket.pipe(socket);
+}
+
+function echoDatagrams(udp: UdpFlow): void {
+  udp.onDatagram = (payload) => udp.send(payload);
+}
+
+export class IpEdge<R = unknown> {
+  readonly table: FlowTable<R>;
+  readonly stats: IpEdgeStats = { packetsIn: 0, packetsOut: 0, malformed: {}, dropped: {} };
+  private readonly view = new PacketView();
+  private readonly decide: (flow: Flow<R>, packet: PacketView) => FlowDecision<R> | FlowVerdict;
+  private readonly onTcpStream: (socket: net.Socket, flow: Flow<R>) => void;
+  private readonly onUdpFlow: (udp: UdpFlow<R>) => void;
+  private readonly onIpPacket: ((flow: Flow<R>, packet: Buffer) => void) | undefined;
+  private readonly sessions = new Set<IpSession>();
+  private closed = false;
+
+  private constructor(
+    readonly ns: UnnamedNetns,
+    private readonly ownsNs: boolean,
+    readonly upgrader: TcpUpgrader,
+    options: IpEdgeOptions<R>,
+  ) {
+    this.decide = options.decideFlow ?? defaultDecision;
+    this.onTcpStream = options.onTcpStream ?? echoStream;
+    this.onUdpFlow = options.onUdpFlow ?? (echoDatagrams as (udp: UdpFlow<R>) => void);
+    this.onIpPacket = options.onIpPacket;
+    this.table = new FlowTable<R>({
+      limits: options.limits,
+      timeouts: options.timeouts,
+      hooks: { onFlowStart: options.onFlowStart, onFlowEnd: options.onFlowEnd },
+      release: (flow, reason) => this.release(flow, reason),
+    });
+    upgrader.onReturn = (flow, view) => this.fromKernel(flow as Flow<R>, view);
+    upgrader.onSocket = (flow, socket) => {
+      flow.handle = socket;
+      socket.on('error', () => {});
+      this.onTcpStream(socket, flow as Flow<R>);
+    };
+  }
+
+  /** Creates the namespace (unless given), its TUN and listener. Needs root (see netns/namespace.ts). */
+  static async create<R = unknown>(options: IpEdgeOptions<R> = {}): Promise<IpEdge<R>> {
+    const ns = options.ns ?? (await UnnamedNetns.create());
+    let upgrader: TcpUpgrader;
+    try {
+      upgrader = await TcpUpgrader.create(ns, options.upgrade);
+    } catch (err) {
+      if (!options.ns) ns.close();
+      throw err;
+    }
+    return new IpEdge<R>(ns, !options.ns, upgrader, options);
+  }
+
+  /**
+   * A session for one on-ramp context (a SEQPACKET connection, a GUE sender): feed it
+   * packets with receive(); packets for the client come out of `send`.
+   */
+  openSession(context: IpContext, send: (packet: Buffer) => void): IpSession {
+    const session = new IpSession(this as IpEdge, this.table.scope(context) as FlowScope, send);
+    this.sessions.add(session);
+    return session;
+  }
+
+  /** Sends an IP packet to a flow's client (replies from the IP off-ramp of `forward` flows). */
+  sendToClient(flow: Flow<R>, packet: Buffer): void {
+    if (flow.ended) return;
+    flow.packetsOut++;
+    flow.bytesOut += packet.length;
+    flow.lastSeen = this.table.now;
+    this.stats.packetsOut++;
+    (flow.attachment as IpSession).send(packet);
+  }
+
+  private drop(reason: string): void {
+    this.stats.dropped[reason] = (this.stats.dropped[reason] ?? 0) + 1;
+  }
+
+  /** @internal The hot path: one packet from a session. */
+  receive(session: IpSession, packet: Buffer): void {
+    this.stats.packetsIn++;
+    const view = parsePacket(packet, this.view);
+    if (!view.ok) {
+      this.stats.malformed[view.reason] = (this.stats.malformed[view.reason] ?? 0) + 1;
+      return;
+    }
+    if (view.isFragment) return this.drop('fragment');
+    const table = this.table;
+    const key = flowKey(view);
+    let flow = table.lookup(session.scope, key);
+    if (!flow) {
+      flow = this.newFlow(session, view, key);
+      if (!flow) return;
+    }
+    flow.lastSeen = table.now;
+    flow.packetsIn++;
+    flow.bytesIn += view.length;
+    const verdict = flow.decision.verdict;
+    if (verdict === 'upgrade') {
+      switch (view.transport) {
+        case TransportKind.Tcp: {
+          const rst = flow.tcpFlags(view.tcpFlags, true, table.now);
+          this.upgrader.toKernel(flow, view);
+          if (rst) table.end(flow, 'rst');
+          return;
+        }
+        case TransportKind.Udp:
+          (flow.handle as UdpFlow<R>).deliver(view.payload);
+          return;
+        default:
+          this.answerEcho(flow, view);
+          return;
+      }
+    }
+    if (verdict === 'forward') {
+      if (view.transport === TransportKind.Tcp && flow.tcpFlags(view.tcpFlags, true, table.now)) {
+        this.onIpPacket?.(flow, view.buf.subarray(0, view.length));
+        table.end(flow, 'rst');
+        return;
+      }
+      if (this.onIpPacket) this.onIpPacket(flow, view.buf.subarray(0, view.length));
+      else this.drop('no-off-ramp');
+      return;
+    }
+    this.drop(verdict === 'reject' ? 'verdict-reject' : 'verdict-drop');
+  }
+
+  private newFlow(session: IpSession, view: PacketView, key: string): Flow<R> | undefined {
+    const table = this.table;
+    const tcp = view.transport === TransportKind.Tcp;
+    // Only a SYN opens a TCP flow: anything else belongs to a flow we no longer know.
+    if (tcp && (view.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) !== TcpFlag.SYN) {
+      this.drop('tcp-no-flow');
+      return undefined;
+    }
+    if (view.transport === TransportKind.Icmp && !view.isEcho) {
+      this.drop('icmp-no-flow');
+      return undefined;
+    }
+    if (table.admit(session.scope)) {
+      if (tcp) this.resetClient(session, view);
+      return undefined;
+    }
+    const flow = table.create(session.scope, key, view);
+    flow.attachment = session;
+    const decision = this.decide(flow, view);
+    flow.decision = typeof decision === 'string' ? { verdict: decision } : decision;
+    if (flow.decision.verdict === 'reject') {
+      if (tcp) this.resetClient(session, view);
+      this.drop('verdict-reject');
+      return undefined;
+    }
+    if (flow.decision.verdict === 'upgrade') {
+      if (tcp) {
+        if (!this.upgrader.attach(flow)) {
+          table.refuse(session.scope, 'nat-exhausted');
+          this.resetClient(session, view);
+          return undefined;
+        }
+      } else if (view.transport === TransportKind.Udp) {
+        flow.handle = new UdpFlow<R>(this, flow);
+      } else if (!(view.transport === TransportKind.Icmp && view.isEcho)) {
+        flow.decision = { verdict: 'drop', route: flow.decision.route };
+      }
+    }
+    table.start(flow);
+    if (flow.handle instanceof UdpFlow) this.onUdpFlow(flow.handle);
+    return flow;
+  }
+
+  /** RST for a refused SYN (as a host with no listener would answer). */
+  private resetClient(session: IpSession, view: PacketView): void {
+    if (view.transport !== TransportKind.Tcp) return;
+    const rst = buildTcp({
+      src: Buffer.from(view.dst),
+      dst: Buffer.from(view.src),
+      srcPort: view.dstPort,
+      dstPort: view.srcPort,
+      seq: 0,
+      ack: (view.tcpSeq + 1) >>> 0,
+      flags: TcpFlag.RST | TcpFlag.ACK,
+      window: 0,
+    });
+    this.stats.packetsOut++;
+    session.send(rst);
+  }
+
+  private answerEcho(flow: Flow<R>, view: PacketView): void {
+    const request = view.version === 4 ? view.icmpType === 8 : view.icmpType === 128;
+    if (!request) return this.drop('icmp-echo-reply');
+    const reply = buildIcmpEcho({
+      src: flow.dst,
+      dst: flow.src,
+      id: view.echoId,
+      seq: view.echoSeq,
+      reply: true,
+      payload: view.payload,
+    });
+    this.sendToClient(flow, reply);
+  }
+
+  private fromKernel(flow: Flow<R>, view: PacketView): void {
+    const packet = view.buf.length === view.length ? view.buf : view.buf.subarray(0, view.length);
+    flow.packetsOut++;
+    flow.bytesOut += view.length;
+    flow.lastSeen = this.table.now;
+    this.stats.packetsOut++;
+    const rst = flow.tcpFlags(view.tcpFlags, false, this.table.now);
+    (flow.attachment as IpSession).send(packet);
+    if (rst) this.table.end(flow, 'rst');
+  }
+
+  private release(flow: Flow<R>, _reason: FlowEndReason): void {
+    if (flow.protocol === IpProtocol.TCP) {
+      this.upgrader.detach(flow);
+      (flow.handle as net.Socket | undefined)?.destroy();
+    } else if (flow.handle instanceof UdpFlow) {
+      flow.handle.ended();
+    }
+  }
+
+  /** @internal */
+  closeSession(session: IpSession): void {
+    if (!this.sessions.delete(session)) return;
+    for (const flow of [...this.table.flows()]) if (flow.attachment === session) this.table.end(flow, 'session-closed');
+  }
+
+  /** @internal */
+  clock(): void {
+    this.table.clock();
+  }
+
+  /** Live sessions. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Ends every flow, closes the TUN, the listener and (unless shared) the namespace. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const session of [...this.sessions]) this.closeSession(session);
+    this.table.close();
+    this.upgrader.close();
+    if (this.ownsNs) this.ns.close();
+  }
+}
+
+/** The flows of one on-ramp context. */
+export class IpSession {
+  private closed = false;
+
+  constructor(
+    private readonly edge: IpEdge,
+    readonly scope: FlowScope,
+    /** Packets for the client. */
+    readonly send: (packet: Buffer) => void,
+  ) {}
+
+  get context(): IpContext {
+    return this.scope.context;
+  }
+
+  /** One raw IPv4/IPv6 packet from the client. Malformed packets are counted and dropped. */
+  receive(packet: Buffer): void {
+    if (this.closed) return;
+    this.edge.receive(this, packet);
+  }
+
+  /** Advances the flow clock; on-ramps call it once per batch of packets. */
+  clock(): void {
+    this.edge.clock();
+  }
+
+  /** Ends the session's flows ('session-closed'). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.edge.closeSession(this);
+  }
+}
+
+/**
+ * An upgraded UDP flow: datagrams from the client arrive on `onDatagram`; `send` returns
+ * datagrams to it (IP and UDP headers added: from the flow's destination to its source).
+ */
+export class UdpFlow<R = unknown> {
+  /** Set by onUdpFlow; datagrams arriving without it are dropped. */
+  onDatagram: ((payload: Buffer, udp: UdpFlow<R>) => void) | undefined;
+  /** Called once when the flow ends (idle, session closed, shutdown). */
+  onEnd: ((reason: FlowEndReason) => void) | undefined;
+
+  constructor(
+    private readonly edge: IpEdge<R>,
+    readonly flow: Flow<R>,
+  ) {}
+
+  /** @internal */
+  deliver(payload: Buffer): void {
+    this.onDatagram?.(payload, this);
+  }
+
+  send(payload: Uint8Array): void {
+    const flow = this.flow;
+    this.edge.sendToClient(flow, buildUdp({ src: flow.dst, dst: flow.src, srcPort: flow.dstPort, dstPort: flow.srcPort, payload }));
+  }
+
+  /** Ends the flow now ('closed'). */
+  close(): void {
+    this.edge.table.end(this.flow, 'closed');
+  }
+
+  /** @internal */
+  ended(): void {
+    this.onEnd?.(this.flow.endReason ?? 'closed');
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Connected IP tunnels: a Unix SOCK_SEQPACKET listener. On each connection the first
+ * datagram is the context (JSON: `{"tenant": "...", "vnet": "...", ...app fields}`),
+ * every later datagram exactly one raw IPv4 or IPv6 packet, no other framing. Packets
+ * for the client go back on the same connection. A connection whose context is not
+ * valid is closed (`badContext`); malformed packets are counted by the edge and dropped.
+ */
+import { EventEmitter } from 'node:events';
+
+import { SeqpacketServer, closeFd, type SeqpacketSocket } from '../../native/index.js';
+import type { IpEdge, IpSession } from './edge.js';
+import { parseContext } from './context.js';
+
+export interface SeqpacketOnRampOptions {
+  /** Largest datagram (context or packet). Default 65535 + 64. */
+  maxMessageSize?: number;
+  backlog?: number;
+}
+
+export interface SeqpacketOnRampEvents {
+  session: [session: IpSession];
+  error: [err: Error];
+}
+
+export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
+  readonly stats = { connections: 0, badContext: 0, sendErrors: 0 };
+  private readonly server: SeqpacketServer;
+  private readonly sockets = new Set<SeqpacketSocket>();
+
+  constructor(
+    private readonly edge: IpEdge,
+    readonly path: string,
+    options: SeqpacketOnRampOptions = {},
+  ) {
+    super();
+    this.server = SeqpacketServer.listen(path, {
+      backlog: options.backlog,
+      socketOptions: { maxMessageSize: options.maxMessageSize ?? 65535 + 64, batchSize: 128 },
+    });
+    this.server.on('connection', (socket) => this.connection(socket));
+    this.server.on('error', (err) => this.emit('error', err));
+  }
+
+  private connection(socket: SeqpacketSocket): void {
+    this.stats.connections++;
+    this.sockets.add(socket);
+    let session: IpSession | undefined;
+    const send = (packet: Buffer): void => {
+      try {
+        socket.send(packet);
+      } catch {
+        this.stats.sendErrors++;
+      }
+    };
+    socket.on('message', (data, fds) => {
+      // No fds are expected on an IP tunnel: close any, never leak them.
+      for (const fd of fds) closeFd(fd);
+      if (session) {
+        session.receive(data);
+        return;
+      }
+      const context = parseContext(data);
+      if (!context) {
+        this.stats.badContext++;
+        socket.close();
+        return;
+      }
+      session = this.edge.openSession(context, send);
+      this.emit('session', session);
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      session?.close();
+    });
+  }
+
+  close(): void {
+    this.server.close();
+    for (const socket of [...this.sockets]) socket.close();
+  }
+}

@@ -1,0 +1,99 @@
+import { TcpFlag, describeFlowKey, type FlowKey } from '../packet/index.js';
+import type { FlowDecision, FlowEndReason, IpContext } from './types.js';
+
+let nextFlowId = 1;
+
+/** One flow in a {@link FlowTable}. Fields are public for the edge's hot path; treat them as read-only elsewhere. */
+export class Flow<R = unknown> {
+  readonly id = nextFlowId++;
+  /** Set by the table right after the first packet was decided. */
+  decision: FlowDecision<R> = { verdict: 'drop' };
+  readonly startedAt: number;
+  /** Coarse clock (ms) of the last packet either way. */
+  lastSeen: number;
+  endedAt = 0;
+  endReason: FlowEndReason | undefined;
+
+  /** Client → edge (the direction of the first packet). */
+  packetsIn = 0;
+  bytesIn = 0;
+  /** Edge → client. */
+  packetsOut = 0;
+  bytesOut = 0;
+
+  /** TCP: FIN seen from the client / towards the client; closing once both are. */
+  finIn = false;
+  finOut = false;
+  /** When both FINs were seen (coarse ms); 0 while open. */
+  closingSince = 0;
+
+  /** Owner-defined state (the NAT slot, the upgraded socket, the on-ramp session…). */
+  slot = -1;
+  /** The on-ramp session that carries the client's packets. */
+  attachment: unknown = undefined;
+  /** The upgraded socket or UDP handle, if any. */
+  handle: unknown = undefined;
+
+  constructor(
+    readonly scope: FlowScope,
+    readonly key: FlowKey,
+    readonly version: 4 | 6,
+    readonly protocol: number,
+    /** Client address and port (copies, never views into a packet). */
+    readonly src: Buffer,
+    readonly srcPort: number,
+    readonly dst: Buffer,
+    readonly dstPort: number,
+    now: number,
+  ) {
+    this.startedAt = now;
+    this.lastSeen = now;
+  }
+
+  get tenant(): string {
+    return this.scope.context.tenant;
+  }
+
+  get vnet(): string {
+    return this.scope.context.vnet;
+  }
+
+  get ended(): boolean {
+    return this.endReason !== undefined;
+  }
+
+  /** `tcp 198.18.0.1:40000 > 198.18.2.3:80 [tenant/vnet]` */
+  toString(): string {
+    return `${describeFlowKey(this.key)} [${this.scope.context.tenant}/${this.scope.context.vnet}]`;
+  }
+
+  /** @internal Accounts one TCP packet's flags; returns true when the flow must end now (RST). */
+  tcpFlags(flags: number, fromClient: boolean, now: number): boolean {
+    if (flags & TcpFlag.RST) return true;
+    if (flags & TcpFlag.FIN) {
+      if (fromClient) this.finIn = true;
+      else this.finOut = true;
+      if (this.finIn && this.finOut && this.closingSince === 0) this.closingSince = now;
+    }
+    return false;
+  }
+}
+
+/** The flows of one (tenant, vnet): what a flow key is looked up in. */
+export class FlowScope {
+  readonly flows = new Map<FlowKey, Flow>();
+
+  constructor(
+    /** The context of the first session that used the scope (tenant and vnet are what matter). */
+    readonly context: IpContext,
+    /** @internal */
+    readonly tenantState: TenantState,
+  ) {}
+}
+
+/** @internal Per-tenant counters for the limits. */
+export class TenantState {
+  flows = 0;
+  refused = 0;
+  constructor(readonly tenant: string) {}
+}

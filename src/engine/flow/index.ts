@@ -1,0 +1,8 @@
+/**
+ * Flow tracking for the IP edge: the flow table (signature → flow, decisions memoized,
+ * limits, idle eviction, start/end events from one place) and the NAT slot pools.
+ */
+export { Flow, FlowScope } from './flow.js';
+export { FlowTable, type FlowHooks, type FlowLimits, type FlowTimeouts, type FlowTableOptions, type FlowTableStats } from './table.js';
+export { NatPool, type NatPoolOptions } from './nat.js';
+export type { IpContext, FlowDecision, FlowVerdict, FlowEndReason, FlowRefusal } from './types.js';

@@ -1,0 +1,179 @@
+/**
+ * An unnamed network namespace for the edge's TUN upgrade/downgrade.
+ *
+ * How it is made (primary path, as root): the edge spawns the namespace child under
+ * `unshare --net` (a new, unnamed network namespace: nothing under /var/run/netns),
+ * waits for it to say ready, and opens /proc/CHILD/ns/net. With that fd, the main
+ * thread enters the namespace synchronously (`withNetns`) to open TUNs and bind
+ * listeners there; the child runs `ip` for addresses and routes and makes the client
+ * sockets a downgrade needs (Node cannot connect synchronously, so a connect from the
+ * main thread would run in the wrong namespace), passing them back over IPC.
+ *
+ * The namespace lives as long as anything holds it: the fd, the TUNs, the sockets and
+ * the child. close() releases all of them; if the edge dies, the kernel does it (the
+ * child exits when its IPC channel closes). No names leak.
+ *
+ * Unprivileged path (documented, not implemented here): spawn the child under
+ * `unshare --user --map-root-user --net`; the parent cannot setns into a namespace
+ * owned by another user namespace, so the child must open the TUN itself and pass the
+ * fd back over a SEQPACKET pair (SCM_RIGHTS), which needs a Tun-from-fd constructor
+ * in the addon; listeners and sockets come back over IPC as they do here.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import type net from 'node:net';
+
+import { OxyError } from '../../core/errors.js';
+import { closeFd, openNetns, withNetns } from '../native/index.js';
+import { NAMESPACE_CHILD_SOURCE } from './child-source.js';
+
+export const ERR_NETNS_CREATE = 'OXY_ERR_NETNS_CREATE';
+export const ERR_NETNS_CHILD = 'OXY_ERR_NETNS_CHILD';
+
+interface Reply {
+  id?: number;
+  op?: string;
+  ok?: boolean;
+  error?: string;
+}
+
+export interface UnnamedNetnsOptions {
+  /** How long to wait for the child to start. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+export class UnnamedNetns {
+  private fd: number;
+  private child: ChildProcess | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (value: { reply: Reply; handle: unknown }) => void; reject: (err: Error) => void }>();
+  private closed = false;
+
+  private constructor(fd: number, child: ChildProcess) {
+    this.fd = fd;
+    this.child = child;
+    child.on('message', (message: Reply, handle: unknown) => {
+      if (typeof message?.id !== 'number') return;
+      const waiter = this.pending.get(message.id);
+      if (!waiter) {
+        (handle as net.Socket | undefined)?.destroy?.();
+        return;
+      }
+      this.pending.delete(message.id);
+      waiter.resolve({ reply: message, handle });
+    });
+    child.on('exit', () => this.failPending(new OxyError(ERR_NETNS_CHILD, 'namespace child exited')));
+  }
+
+  /** Creates the namespace (root: `unshare --net`) with `lo` up. */
+  static async create(options: UnnamedNetnsOptions = {}): Promise<UnnamedNetns> {
+    const child = spawn('unshare', ['--net', '--', process.execPath, '-e', NAMESPACE_CHILD_SOURCE], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (stderr.length < 4096) stderr += chunk.toString();
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('timed out')), options.startTimeoutMs ?? 10_000);
+        child.once('error', reject);
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${stderr.trim()}`)));
+        child.on('message', (m: Reply) => {
+          if (m?.op === 'ready') {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+    } catch (cause) {
+      child.kill('SIGKILL');
+      throw new OxyError(ERR_NETNS_CREATE, `could not start the namespace child (unshare --net): ${(cause as Error).message}`, { cause });
+    }
+    child.removeAllListeners('exit');
+    child.removeAllListeners('error');
+    child.on('error', () => {});
+    child.unref();
+    (child.stderr as { unref?: () => void } | null)?.unref?.();
+    (child.channel as { unref?: () => void } | undefined)?.unref?.();
+    const path = `/proc/${child.pid}/ns/net`;
+    let fd: number;
+    try {
+      if (readlinkSync(path) === readlinkSync('/proc/self/ns/net')) throw new Error('child is still in our namespace');
+      fd = openNetns(path);
+    } catch (cause) {
+      child.kill('SIGKILL');
+      throw new OxyError(ERR_NETNS_CREATE, `could not open the namespace of the child: ${(cause as Error).message}`, { cause });
+    }
+    const ns = new UnnamedNetns(fd, child);
+    await ns.ip(['link set lo up']);
+    return ns;
+  }
+
+  /** The namespace fd (valid until close()). */
+  get netnsFd(): number {
+    return this.fd;
+  }
+
+  /** A path to the namespace for tools: /proc/PID/fd/FD (e.g. `nsenter --net=PATH`). */
+  get path(): string {
+    return `/proc/${process.pid}/fd/${this.fd}`;
+  }
+
+  /** Runs `fn` synchronously inside the namespace (open TUNs, bind listeners). */
+  run<T>(fn: () => T): T {
+    if (this.closed) throw new OxyError(ERR_NETNS_CHILD, 'namespace is closed');
+    return withNetns(this.fd, fn);
+  }
+
+  /** Runs `ip -batch` lines inside the namespace. */
+  async ip(lines: readonly string[]): Promise<void> {
+    const { reply } = await this.request({ op: 'ip', lines });
+    if (!reply.ok) throw new OxyError(ERR_NETNS_CHILD, `ip in namespace failed: ${reply.error}`);
+  }
+
+  /** Sets a net.* sysctl inside the namespace (e.g. net.ipv4.ip_nonlocal_bind). */
+  async sysctl(name: string, value: string | number): Promise<void> {
+    const { reply } = await this.request({ op: 'sysctl', name, value });
+    if (!reply.ok) throw new OxyError(ERR_NETNS_CHILD, `sysctl ${name} in namespace failed: ${reply.error}`);
+  }
+
+  /** A TCP client socket made inside the namespace, connected (the kernel sent the SYN from there). */
+  async connect(options: { host: string; port: number; localAddress?: string; localPort?: number; timeoutMs?: number }): Promise<net.Socket> {
+    const { reply, handle } = await this.request({ op: 'connect', ...options });
+    if (!reply.ok || !handle) throw new OxyError(ERR_NETNS_CHILD, `connect from namespace failed: ${reply.error ?? 'no socket'}`);
+    return handle as net.Socket;
+  }
+
+  private request(message: Record<string, unknown>): Promise<{ reply: Reply; handle: unknown }> {
+    const child = this.child;
+    if (this.closed || !child?.connected) return Promise.reject(new OxyError(ERR_NETNS_CHILD, 'namespace child is gone'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      child.send({ ...message, id }, (err) => {
+        if (err && this.pending.delete(id)) reject(err);
+      });
+    });
+  }
+
+  private failPending(err: Error): void {
+    for (const waiter of this.pending.values()) waiter.reject(err);
+    this.pending.clear();
+  }
+
+  /** Releases the namespace fd and stops the child; the namespace goes once its TUNs and sockets are closed. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failPending(new OxyError(ERR_NETNS_CHILD, 'namespace closed'));
+    const child = this.child;
+    this.child = undefined;
+    if (child) {
+      if (child.connected) child.disconnect();
+      child.kill('SIGKILL');
+    }
+    closeFd(this.fd);
+    this.fd = -1;
+  }
+}

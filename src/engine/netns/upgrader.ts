@@ -1,0 +1,241 @@
+/**
+ * TCP upgrade: IP packets of TCP flows → NAT → a TUN in the unnamed namespace → the
+ * kernel's TCP stack → one ordinary connected `net.Socket` per flow, accepted on a
+ * listener bound (synchronously, from the main thread inside the namespace) to the
+ * wildcard address there.
+ *
+ * NAT, per flow: client src:sport → slot address:port (from the pool, routed to the
+ * TUN), dst:dport → the listener's address:port. The accepted socket's remote
+ * address:port is the slot, which maps it back to its flow. Packets the kernel writes
+ * to the TUN (dst = slot) are un-NATed (src ← dst:dport, dst ← src:sport) and handed
+ * to `onReturn`.
+ *
+ * Namespace layout (defaults; only inside the unnamed namespace):
+ *   oxup0  198.18.0.1/32, 2001:db8:ff::1/128            listener at [::]:PORT
+ *   route  198.19.0.0/16, 2001:db8:ff:1::/64 dev oxup0  NAT slot addresses (clients)
+ *
+ * Throughput: the TUN has a jumbo MTU (65000) and no IFF_VNET_HDR: the kernel
+ * computes checksums and segments to each client's MSS itself, so a client whose
+ * link allows big packets gets ~64 KB segments (what TSO would give) while one with
+ * MSS 1460 gets ordinary packets — no segmentation in JS. Reads and writes are
+ * batched (one N-API call per batch), txqueuelen 5000.
+ */
+import net from 'node:net';
+
+import { NatPool } from '../flow/nat.js';
+import type { Flow } from '../flow/flow.js';
+import { parseAddress, parsePacket, rewriteDestination, rewriteSource, PacketView, TransportKind } from '../packet/index.js';
+import { Tun, type PacketBatch } from '../native/index.js';
+import type { UnnamedNetns } from './namespace.js';
+
+export interface TunLinkOptions {
+  /** Interface name inside the namespace. */
+  name?: string;
+  /** Default 65000 (see the module comment). */
+  mtu?: number;
+  /** Default 5000 (the default 500 drops under load). */
+  txQueueLength?: number;
+  /** Most packets per read batch. Default 128. */
+  batchSize?: number;
+}
+
+export interface UpgraderOptions extends TunLinkOptions {
+  /** Cap on NAT slots per address family (tests use a few to reach exhaustion). Default: the pool's size. */
+  maxSlots?: number;
+  /** Addresses in the IPv4 slot pool (from 198.19.0.1). Default 16 (16 × 64512 slots). */
+  poolAddresses?: number;
+  backlog?: number;
+}
+
+export interface UpgraderStats {
+  /** Packets written to / read from the TUN. */
+  toKernel: number;
+  fromKernel: number;
+  /** Packets read from the TUN that belong to no slot (late retransmits, kernel chatter). */
+  unmatched: number;
+  /** Accepted sockets with no flow (the flow ended first). */
+  orphanSockets: number;
+  /** Packets the TUN write queue dropped. */
+  tunDropped: number;
+}
+
+const V4_LISTEN = '198.18.0.1';
+const V6_LISTEN = '2001:db8:ff::1';
+const V4_POOL = '198.19.0.1';
+const V6_POOL = '2001:db8:ff:1::1';
+
+export class TcpUpgrader {
+  readonly stats: UpgraderStats = { toKernel: 0, fromKernel: 0, unmatched: 0, orphanSockets: 0, tunDropped: 0 };
+  readonly pool4: NatPool;
+  readonly pool6: NatPool;
+  /** Un-NATed packets from the kernel, for the flow's client. The view is valid during the call only. */
+  onReturn: (flow: Flow, view: PacketView) => void = () => {};
+  /** An accepted socket and its flow. */
+  onSocket: (flow: Flow, socket: net.Socket) => void = (_flow, socket) => socket.destroy();
+
+  private readonly flows4 = new Map<number, Flow>();
+  private readonly flows6 = new Map<number, Flow>();
+  private readonly listen4 = parseAddress(V4_LISTEN);
+  private readonly listen6 = parseAddress(V6_LISTEN);
+  private listenPort = 0;
+  private readonly out: Buffer[] = [];
+  private flushScheduled = false;
+  private readonly view = new PacketView();
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.out.length === 0) return;
+    const packets = this.out.splice(0, this.out.length);
+    try {
+      this.tun.writeBatch(packets);
+    } catch {
+      // A packet the kernel refused (EINVAL): the rest of the batch was not written either.
+    }
+    this.stats.tunDropped = this.tun.droppedPackets;
+  };
+
+  private constructor(
+    readonly ns: UnnamedNetns,
+    private readonly tun: Tun,
+    private readonly server: net.Server,
+    options: UpgraderOptions,
+  ) {
+    this.pool4 = new NatPool({ base: V4_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
+    this.pool6 = new NatPool({ base: V6_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
+    tun.on('packets', (batch) => this.fromTun(batch));
+    tun.on('error', () => {});
+    server.on('connection', (socket) => this.accepted(socket));
+    server.on('error', () => {});
+  }
+
+  /** Opens the TUN and the listener in `ns` and configures addresses and routes. */
+  static async create(ns: UnnamedNetns, options: UpgraderOptions = {}): Promise<TcpUpgrader> {
+    const name = options.name ?? 'oxup0';
+    const server = net.createServer({ noDelay: true });
+    const tun = ns.run(() => {
+      const device = Tun.open({ name, mtu: options.mtu ?? 65000, txQueueLength: options.txQueueLength ?? 5000, batchSize: options.batchSize ?? 128 });
+      try {
+        // No host: bound synchronously to [::] (dual stack) in this namespace.
+        server.listen({ port: 0, backlog: options.backlog ?? 4096 });
+      } catch (err) {
+        device.close();
+        throw err;
+      }
+      return device;
+    });
+    const upgrader = new TcpUpgrader(ns, tun, server, options);
+    upgrader.listenPort = (server.address() as net.AddressInfo).port;
+    try {
+      await ns.ip([
+        `link set ${name} addrgenmode none`,
+        `addr add ${V4_LISTEN}/32 dev ${name}`,
+        `addr add ${V6_LISTEN}/128 dev ${name} nodad`,
+        `link set ${name} up`,
+        `route add 198.19.0.0/16 dev ${name}`,
+        `route add 2001:db8:ff:1::/64 dev ${name}`,
+      ]);
+    } catch (err) {
+      upgrader.close();
+      throw err;
+    }
+    return upgrader;
+  }
+
+  get port(): number {
+    return this.listenPort;
+  }
+
+  /** Reserves a NAT slot for a TCP flow; false when the pool is exhausted. */
+  attach(flow: Flow): boolean {
+    const pool = flow.version === 4 ? this.pool4 : this.pool6;
+    const slot = pool.allocate();
+    if (slot < 0) return false;
+    flow.slot = slot;
+    (flow.version === 4 ? this.flows4 : this.flows6).set(slot, flow);
+    return true;
+  }
+
+  /** Returns the flow's slot. */
+  detach(flow: Flow): void {
+    if (flow.slot < 0) return;
+    const flows = flow.version === 4 ? this.flows4 : this.flows6;
+    if (flows.get(flow.slot) === flow) {
+      flows.delete(flow.slot);
+      (flow.version === 4 ? this.pool4 : this.pool6).release(flow.slot);
+    }
+    flow.slot = -1;
+  }
+
+  /** NATs a client packet of an attached flow (in place) and queues it for the TUN. */
+  toKernel(flow: Flow, view: PacketView): void {
+    const pool = flow.version === 4 ? this.pool4 : this.pool6;
+    const address = flow.version === 4 ? this.scratch4 : this.scratch6;
+    pool.writeAddress(flow.slot, address);
+    rewriteSource(view, address, pool.port(flow.slot));
+    rewriteDestination(view, flow.version === 4 ? this.listen4 : this.listen6, this.listenPort);
+    // A view of the packet exactly (link padding dropped).
+    this.out.push(view.length === view.buf.length ? view.buf : view.buf.subarray(0, view.length));
+    this.stats.toKernel++;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  private readonly scratch4 = Buffer.alloc(4);
+  private readonly scratch6 = Buffer.alloc(16);
+
+  private fromTun(batch: PacketBatch): void {
+    const view = this.view;
+    for (let i = 0; i < batch.count; i++) {
+      const parsed = parsePacket(batch.packet(i), view);
+      if (!parsed.ok || view.transport !== TransportKind.Tcp) {
+        this.stats.unmatched++;
+        continue;
+      }
+      const v4 = view.version === 4;
+      const pool = v4 ? this.pool4 : this.pool6;
+      const slot = pool.slotOf(view.buf, view.dstOffset, view.dstPort);
+      const flow = slot < 0 ? undefined : (v4 ? this.flows4 : this.flows6).get(slot);
+      if (!flow) {
+        this.stats.unmatched++;
+        continue;
+      }
+      this.stats.fromKernel++;
+      rewriteSource(view, flow.dst, flow.dstPort);
+      rewriteDestination(view, flow.src, flow.srcPort);
+      this.onReturn(flow, view);
+    }
+  }
+
+  private accepted(socket: net.Socket): void {
+    let remote = socket.remoteAddress ?? '';
+    if (remote.startsWith('::ffff:')) remote = remote.slice(7);
+    let flow: Flow | undefined;
+    try {
+      const address = parseAddress(remote);
+      const v4 = address.length === 4;
+      const slot = (v4 ? this.pool4 : this.pool6).slotOf(address, 0, socket.remotePort ?? 0);
+      flow = slot < 0 ? undefined : (v4 ? this.flows4 : this.flows6).get(slot);
+    } catch {
+      flow = undefined;
+    }
+    if (!flow || flow.ended) {
+      this.stats.orphanSockets++;
+      socket.destroy();
+      return;
+    }
+    this.onSocket(flow, socket);
+  }
+
+  get activeSlots(): number {
+    return this.flows4.size + this.flows6.size;
+  }
+
+  close(): void {
+    this.flush();
+    this.server.close();
+    this.tun.close();
+    this.flows4.clear();
+    this.flows6.clear();
+  }
+}
