@@ -84,6 +84,7 @@ export class TunnelRepository {
   private readonly insertConnStmt;
   private readonly deleteConnStmt;
   private readonly clearConnsStmt;
+  private readonly clearAtStmt;
   private readonly connsStmt;
   private readonly allConnsStmt;
 
@@ -110,6 +111,7 @@ export class TunnelRepository {
     );
     this.deleteConnStmt = db.prepare('DELETE FROM tunnel_connections WHERE id = ?');
     this.clearConnsStmt = db.prepare('DELETE FROM tunnel_connections WHERE tunnel_id = ?');
+    this.clearAtStmt = db.prepare('DELETE FROM tunnel_connections WHERE edge_location = ?');
     this.connsStmt = db.prepare<[string], ConnectionDbRow>(
       'SELECT * FROM tunnel_connections WHERE tunnel_id = ? ORDER BY conn_index, opened_at',
     );
@@ -156,6 +158,11 @@ export class TunnelRepository {
 
   forgetConnections(tunnelId: string): number {
     return this.clearConnsStmt.run(tunnelId).changes;
+  }
+
+  /** Forgets what an edge location recorded (it restarted, so those connections are gone). */
+  forgetConnectionsAt(edgeLocation: string): number {
+    return this.clearAtStmt.run(edgeLocation).changes;
   }
 
   connections(tunnelId: string): TunnelConnection[] {

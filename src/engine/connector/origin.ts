@@ -12,21 +12,8 @@ import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { startHelloWorld, type HelloWorld } from './hello-world.js';
 import type { Ingress, IngressRule, OriginRequest } from './ingress.js';
+import { HOP_BY_HOP, headerValue, type HeaderPairs, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
 
-/** Header pairs in order, names as received; repeated names stay repeated. */
-export type HeaderPairs = [string, string][];
-
-export interface HttpRequestHead {
-  method: string;
-  /** Path and query, e.g. `/a?b=1`. */
-  path: string;
-  headers: HeaderPairs;
-}
-
-export interface HttpResponseHead {
-  status: number;
-  headers: HeaderPairs;
-}
 
 export interface ProxiedResponse {
   head: HttpResponseHead;
@@ -39,12 +26,6 @@ export interface UpgradedResponse {
   socket: Duplex;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
-
-export const headerValue = (headers: HeaderPairs, name: string): string | undefined =>
-  headers.find(([k]) => k.toLowerCase() === name)?.[1];
-
 export const isUpgradeRequest = (head: HttpRequestHead): boolean =>
   /\bupgrade\b/i.test(headerValue(head.headers, 'connection') ?? '') && headerValue(head.headers, 'upgrade') !== undefined;
 
@@ -52,7 +33,8 @@ function forwardHeaders(head: HttpRequestHead, rule: IngressRule): Record<string
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of head.headers) {
     const key = name.toLowerCase();
-    if (HOP_BY_HOP.has(key)) continue;
+    // Node's server already answered `Expect: 100-continue`; undici refuses the header.
+    if (HOP_BY_HOP.has(key) || key === 'expect') continue;
     const prev = out[key];
     out[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
   }

@@ -1,0 +1,39 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { logFlags, loggerFrom } from '../../cli/log-flags.js';
+import { shutdownSignal } from '../../cli/signals.js';
+import { runEdge } from '../../engine/edge/run.js';
+
+export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
+  static summary = 'Run the edge in the foreground';
+  static description =
+    'Starts the edge: the tunnel listener where connectors register (TLS + HTTP/2), the public HTTP listener that ' +
+    "routes requests by Host to the tunnel named by 'oxyctl tunnel route dns', and the metrics listener (/metrics, " +
+    '/ready, /healthcheck). Routes and hostnames changed with the CLI apply within a second, without a restart. ' +
+    'Creates the edge identity on first run (see oxyctl edge init).';
+  static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845'];
+  static flags = {
+    'tunnel-listen': Flags.string({ default: '0.0.0.0:7844', description: 'HOST:PORT of the tunnel listener connectors dial' }),
+    'http-listen': Flags.string({ default: '127.0.0.1:8080', description: 'HOST:PORT of the public HTTP listener' }),
+    metrics: Flags.string({ default: '127.0.0.1:7845', description: 'HOST:PORT of the metrics listener' }),
+    location: Flags.string({ default: 'local', description: "This edge's location name, shown in tunnel list" }),
+    ...logFlags,
+  };
+
+  async run(): Promise<void> {
+    const log = loggerFrom(this.flags);
+    const edge = await runEdge({
+      home: this.home,
+      store: this.store,
+      log,
+      tunnelListen: this.flags['tunnel-listen'],
+      httpListen: this.flags['http-listen'],
+      metricsListen: this.flags.metrics,
+      location: this.flags.location,
+    });
+    log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
+    const signal = await shutdownSignal();
+    log.info({ signal }, 'Shutting down the edge');
+    await edge.stop();
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * What the connector does with each stream the edge opens: read its header, pick the
+ * ingress rule by Host and path, and off-ramp — an HTTP request to the origin, an upgrade
+ * bridged to the origin's socket (or raw bytes to a tcp:// service), answering with a
+ * response header first. Streams are counted so a graceful stop can wait for them.
+ */
+import { PassThrough, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from '../observe/log.js';
+import { decodeRequestHead, encodeResponseHead, headerValue, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
+import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
+import type { TunnelStream } from '../transport/types.js';
+import type { OriginProxy } from './origin.js';
+
+/** Extra stream kinds (tcp/udp/ip-packets to private networks) plug in here. */
+export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream) => Promise<void>;
+
+export class StreamHandler {
+  #active = 0;
+  #idle?: () => void;
+  accepting = true;
+
+  constructor(
+    private readonly origins: OriginProxy,
+    private readonly log: Logger,
+    private readonly extraKinds: Partial<Record<StreamRequestHeader['kind'], KindHandler>> = {},
+  ) {}
+
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Resolves when no stream is in flight (or at once). */
+  idle(): Promise<void> {
+    return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => (this.#idle = resolve));
+  }
+
+  readonly handle = (stream: TunnelStream): void => {
+    this.#active++;
+    stream.on('error', () => undefined);
+    this.#serve(stream)
+      .catch((err) => {
+        this.log.debug({ err }, 'stream ended with an error');
+        stream.destroy();
+      })
+      .finally(() => {
+        if (--this.#active === 0) this.#idle?.();
+      });
+  };
+
+  async #serve(stream: TunnelStream): Promise<void> {
+    const header = await readStreamHeader(stream, { expect: 'request', timeoutMs: 30_000 });
+    if (!this.accepting) {
+      refuse(stream, ResponseStatus.FORBIDDEN, 'The connector is shutting down');
+      return;
+    }
+    if (header.kind === 'http') return this.#http(stream, decodeRequestHead(header.metadata));
+    if (header.kind === 'websocket') return this.#upgrade(stream, decodeRequestHead(header.metadata));
+    const extra = this.extraKinds[header.kind];
+    if (extra) return extra(header, stream);
+    refuse(stream, ResponseStatus.BAD_REQUEST, `This connector does not serve '${header.kind}' streams`);
+  }
+
+  async #http(stream: TunnelStream, head: HttpRequestHead): Promise<void> {
+    const rule = this.origins.ingress.match(head.host, head.path.split('?')[0]);
+    const hasBody = headerValue(head.headers, 'content-length') !== undefined
+      ? headerValue(head.headers, 'content-length') !== '0'
+      : headerValue(head.headers, 'transfer-encoding') !== undefined || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(head.method);
+    const abort = new AbortController();
+    // A reset (the client went away) errors the stream; a clean end of the upload does not abort.
+    stream.once('error', () => abort.abort());
+    // undici destroys a request body once consumed; the stream must outlive it for the response.
+    const upload = hasBody ? stream.pipe(new PassThrough()) : null;
+    if (!hasBody) stream.resume();
+    const { head: resHead, body } = await this.origins.proxyHttp(rule, head, upload, abort.signal);
+    respond(stream, resHead);
+    if (body) await pipeline(body, stream);
+    else stream.end();
+  }
+
+  async #upgrade(stream: TunnelStream, head: HttpRequestHead): Promise<void> {
+    const rule = this.origins.ingress.match(head.host, head.path.split('?')[0]);
+    if (rule.service.kind === 'tcp') {
+      // Raw bytes after the 101: the client bridges a local TCP connection (oxyctl access tcp).
+      const socket = await this.origins.dialTcp(rule).catch((err: Error) => err);
+      if (socket instanceof Error) {
+        respond(stream, { status: 502, headers: [['content-type', 'text/plain']] });
+        stream.end(`Unable to reach ${rule.serviceText}: ${socket.message}\n`);
+        return;
+      }
+      respond(stream, { status: 101, headers: [['connection', 'Upgrade'], ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp']] });
+      return bridge(stream, socket);
+    }
+    const upgraded = await this.origins.proxyUpgrade(rule, head);
+    respond(stream, upgraded.head);
+    if ('socket' in upgraded) return bridge(stream, upgraded.socket);
+    if (upgraded.body) await pipeline(upgraded.body, stream);
+    else stream.end();
+  }
+}
+
+function respond(stream: TunnelStream, head: HttpResponseHead): void {
+  writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead(head) });
+}
+
+function refuse(stream: TunnelStream, status: number, message: string): void {
+  writeResponseHeader(stream, { status, message, metadata: [] });
+  stream.end();
+}
+
+/** Pipes both ways; either side failing tears both down. */
+export async function bridge(a: Duplex, b: Duplex): Promise<void> {
+  await Promise.all([
+    pipeline(a, b).catch(() => b.destroy()),
+    pipeline(b, a).catch(() => a.destroy()),
+  ]);
+}

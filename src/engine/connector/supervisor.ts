@@ -1,0 +1,142 @@
+/**
+ * The connector's supervisor: keeps `haConnections` registered connections to the edge.
+ * Each slot dials, registers over the control stream, serves streams until the connection
+ * ends, then reconnects with exponential backoff and jitter. A refused secret is fatal
+ * (retrying cannot help). `stop()` drains: no new requests, in-flight ones get the grace
+ * period, then connections close.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isOxyError, OxyError } from '../../core/errors.js';
+import type { Logger } from '../observe/log.js';
+import { TunnelCloseCode, TunnelErrorCode } from '../protocol/codes.js';
+import type { ControlChannel } from '../protocol/control.js';
+import { registerConnection } from '../protocol/registration.js';
+import type { TunnelConnection } from '../transport/types.js';
+import type { StreamHandler } from './stream-handler.js';
+
+export type Dialer = (connIndex: number, signal: AbortSignal) => Promise<TunnelConnection>;
+
+export interface ConnectorOptions {
+  tunnelId: string;
+  secret: Buffer;
+  dial: Dialer;
+  handler: StreamHandler;
+  log: Logger;
+  version: string;
+  haConnections?: number;
+  connectorId?: string;
+  /** First retry delay; doubles per failure up to maxRetryDelayMs, with jitter. */
+  retryBaseMs?: number;
+  maxRetryDelayMs?: number;
+  features?: string[];
+}
+
+interface Slot {
+  conn?: TunnelConnection;
+  control?: ControlChannel;
+  connectionId?: string;
+  registered: boolean;
+}
+
+export interface ConnectorEvents {
+  registered: [connIndex: number, connectionId: string];
+  unregistered: [connIndex: number];
+  /** Unrecoverable (e.g. the edge refused the secret): the connector stopped. */
+  fatal: [Error];
+}
+
+export class Connector extends EventEmitter<ConnectorEvents> {
+  readonly connectorId: string;
+  readonly #slots: Slot[];
+  readonly #stop = new AbortController();
+  #loops: Promise<void>[] = [];
+
+  constructor(private readonly o: ConnectorOptions) {
+    super();
+    this.connectorId = o.connectorId ?? randomUUID();
+    this.#slots = Array.from({ length: o.haConnections ?? 4 }, () => ({ registered: false }));
+  }
+
+  get readyConnections(): number {
+    return this.#slots.filter((s) => s.registered).length;
+  }
+
+  /** The live connections, for tests and metrics. */
+  connections(): (TunnelConnection | undefined)[] {
+    return this.#slots.map((s) => (s.registered ? s.conn : undefined));
+  }
+
+  start(): void {
+    this.#loops = this.#slots.map((_, i) => this.#run(i));
+  }
+
+  async #run(connIndex: number): Promise<void> {
+    const slot = this.#slots[connIndex];
+    const signal = this.#stop.signal;
+    const base = this.o.retryBaseMs ?? 1000;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        slot.conn = await this.o.dial(connIndex, signal);
+        const reg = await registerConnection(slot.conn, {
+          tunnelId: this.o.tunnelId,
+          connectorId: this.connectorId,
+          connIndex,
+          secret: this.o.secret,
+          clientVersion: this.o.version,
+          features: this.o.features,
+        });
+        Object.assign(slot, { control: reg.control, connectionId: reg.connectionId, registered: true });
+        failures = 0;
+        slot.conn.onStream(this.o.handler.handle);
+        this.o.log.info(
+          { connIndex, connection: reg.connectionId, event: 0, ip: slot.conn.remoteAddress, location: reg.location, protocol: slot.conn.protocol },
+          'Registered tunnel connection',
+        );
+        this.emit('registered', connIndex, reg.connectionId);
+        const closed = await slot.conn.closed;
+        slot.registered = false;
+        this.emit('unregistered', connIndex);
+        if (signal.aborted) break;
+        this.o.log.warn({ connIndex, code: closed.code, reason: closed.reason }, 'Connection terminated');
+      } catch (err) {
+        slot.registered = false;
+        slot.conn?.close(TunnelCloseCode.NO_ERROR, 'registration failed');
+        if (signal.aborted) break;
+        if (isOxyError(err, TunnelErrorCode.UNAUTHORIZED) || isOxyError(err, TunnelErrorCode.PIN_MISMATCH)) {
+          this.o.log.error({ connIndex, err }, 'Register tunnel error from server side');
+          this.emit('fatal', err as OxyError);
+          this.#stop.abort();
+          break;
+        }
+        this.o.log.error({ connIndex, err, ip: slot.conn?.remoteAddress }, 'Unable to establish connection with the edge');
+      }
+      const delay = Math.min(this.o.maxRetryDelayMs ?? 60_000, base * 2 ** failures++) * (0.5 + Math.random() * 0.5);
+      this.o.log.info({ connIndex, retryingIn: `${(delay / 1000).toFixed(2)}s` }, 'Retrying connection');
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Graceful stop: refuse new requests, tell the edge to stop sending, wait for in-flight
+   * streams up to `graceMs`, then close every connection.
+   */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.o.handler.accepting = false;
+    this.#stop.abort();
+    await Promise.all(this.#slots.map((s) => s.control?.drain('connector shutting down').catch(() => undefined)));
+    if (this.o.handler.active > 0) {
+      this.o.log.info({ inFlight: this.o.handler.active, gracePeriod: `${graceMs / 1000}s` }, 'Waiting for in-flight requests to finish');
+      await Promise.race([this.o.handler.idle(), sleep(graceMs)]);
+    }
+    for (const [connIndex, s] of this.#slots.entries()) {
+      if (s.conn && !s.conn.isClosed) {
+        s.conn.close(TunnelCloseCode.SHUTDOWN, 'connector shutting down');
+        this.o.log.info({ connIndex, connection: s.connectionId }, 'Unregistered tunnel connection');
+      }
+    }
+    await Promise.all(this.#loops);
+  }
+}

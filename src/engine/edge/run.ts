@@ -1,0 +1,38 @@
+import type { Store } from '../../store/index.js';
+import type { Logger } from '../observe/log.js';
+import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from './identity-files.js';
+import { http2TunnelListener } from './listeners.js';
+import { EdgeServer } from './server.js';
+
+export interface RunEdgeOptions {
+  home: string;
+  store: Store;
+  log: Logger;
+  tunnelListen: string;
+  httpListen?: string;
+  metricsListen?: string;
+  location: string;
+  defaultTunnel?: string;
+}
+
+/** Starts an edge from the data directory (creating its identity on first run). */
+export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
+  if (!edgeIdentityExists(o.home)) {
+    await initEdgeIdentity(o.home);
+    o.log.info({ dir: `${o.home}/edge` }, 'Created the edge identity (oxyctl edge init)');
+  }
+  const identity = loadEdgeIdentity(o.home);
+  // Connections a previous run recorded are gone with it.
+  o.store.tunnels.forgetConnectionsAt(o.location);
+  const edge = new EdgeServer({
+    store: o.store,
+    log: o.log,
+    location: o.location,
+    tunnelListeners: [http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)],
+    httpListen: o.httpListen,
+    metricsListen: o.metricsListen,
+    defaultTunnel: o.defaultTunnel,
+  });
+  await edge.start();
+  return edge;
+}

@@ -1,0 +1,136 @@
+/**
+ * The edge (`oxyctl edge run`): tunnel listeners (HTTP/2 over TLS, QUIC) where
+ * connectors register, the public HTTP on-ramp that routes by Host to them, and the
+ * metrics listener. Connections are recorded in the store while they live, so
+ * `tunnel list` / `tunnel info` show them.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge } from 'prom-client';
+import { nowRfc3339 } from '../../core/common.js';
+import type { Store } from '../../store/index.js';
+import type { Logger } from '../observe/log.js';
+import { createRegistry, splitHostPort, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import { TunnelCloseCode } from '../protocol/codes.js';
+import { acceptRegistration } from '../protocol/registration.js';
+import type { TunnelConnection } from '../transport/types.js';
+import { HttpOnramp } from './http-onramp.js';
+import { TunnelRegistry, type LiveConnection } from './registry.js';
+import { StoreView } from './store-view.js';
+
+export interface TunnelListener {
+  protocol: string;
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+/** Starts one tunnel listener (HTTP/2, QUIC) that hands each accepted connection over. */
+export type StartTunnelListener = (onConnection: (conn: TunnelConnection) => void) => Promise<TunnelListener>;
+
+export interface EdgeOptions {
+  store: Store;
+  log: Logger;
+  /** Edge location name, shown to connectors and in `tunnel list` (CONNECTIONS column). */
+  location: string;
+  tunnelListeners: StartTunnelListener[];
+  /** HOST:PORT of the public HTTP on-ramp; undefined: none. */
+  httpListen?: string;
+  metricsListen?: string;
+  /** Quick tunnel: serve every host without a hostname route from this tunnel. */
+  defaultTunnel?: string;
+  /** How often the store is polled for changes made by the CLI. */
+  storePollMs?: number;
+}
+
+export class EdgeServer {
+  readonly registry = new TunnelRegistry();
+  readonly view: StoreView;
+  readonly metrics = createRegistry('oxy_edge');
+  #listeners: TunnelListener[] = [];
+  #http?: Server;
+  #metricsServer?: MetricsServer;
+  readonly #connectionsGauge: Gauge;
+  readonly #registrations: Counter<'result'>;
+  readonly #requests: Counter<'status'>;
+
+  constructor(private readonly o: EdgeOptions) {
+    this.view = new StoreView(o.store, o.storePollMs);
+    this.#connectionsGauge = new Gauge({ name: 'oxy_edge_tunnel_connections', help: 'Registered connector connections', registers: [this.metrics] });
+    this.#registrations = new Counter({ name: 'oxy_edge_registrations_total', help: 'Connector registrations by result', labelNames: ['result'], registers: [this.metrics] });
+    this.#requests = new Counter({ name: 'oxy_edge_http_requests_total', help: 'Public HTTP requests by response status', labelNames: ['status'], registers: [this.metrics] });
+  }
+
+  get tunnelAddresses(): { protocol: string; address: AddressInfo }[] {
+    return this.#listeners.map((l) => ({ protocol: l.protocol, address: l.address }));
+  }
+
+  get httpAddress(): AddressInfo | undefined {
+    return this.#http?.address() as AddressInfo | undefined;
+  }
+
+  get metricsAddress(): AddressInfo | undefined {
+    return this.#metricsServer?.address;
+  }
+
+  async start(): Promise<void> {
+    this.view.start();
+    for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn)));
+    if (this.o.httpListen) {
+      const onramp = new HttpOnramp({ view: this.view, registry: this.registry, log: this.o.log, requests: this.#requests, defaultTunnel: this.o.defaultTunnel });
+      this.#http = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, onramp.handleRequest);
+      this.#http.on('upgrade', onramp.handleUpgrade);
+      const { host, port } = splitHostPort(this.o.httpListen);
+      await new Promise<void>((resolve, reject) => {
+        this.#http!.once('error', reject);
+        this.#http!.listen(port, host, resolve);
+      });
+    }
+    if (this.o.metricsListen) {
+      this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }));
+    }
+    for (const l of this.#listeners) this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}` }, 'Tunnel listener ready');
+    if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}` }, 'Public HTTP listener ready');
+  }
+
+  async #register(conn: TunnelConnection): Promise<void> {
+    let reg;
+    try {
+      reg = await acceptRegistration(conn, { lookupSecret: (id) => this.view.tunnelSecret(id), location: this.o.location });
+    } catch (err) {
+      this.#registrations.inc({ result: 'refused' });
+      this.o.log.warn({ err, ip: conn.remoteAddress, protocol: conn.protocol }, 'Refused tunnel connection');
+      return;
+    }
+    const r = reg.request;
+    const live: LiveConnection = { id: reg.connectionId, tunnelId: r.tunnelId, connectorId: r.connectorId, connIndex: r.connIndex, conn, draining: false };
+    this.registry.add(live);
+    this.#registrations.inc({ result: 'ok' });
+    this.#connectionsGauge.set(this.registry.size);
+    const [clientVersion = '', arch = ''] = r.clientVersion.split(' ');
+    this.view.recordConnection({
+      id: live.id, tunnelId: live.tunnelId, connectorId: live.connectorId, connIndex: live.connIndex, protocol: conn.protocol,
+      originIp: conn.remoteAddress, edgeLocation: this.o.location, clientVersion, arch, openedAt: nowRfc3339(),
+    });
+    this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, ip: conn.remoteAddress, protocol: conn.protocol }, 'Registered tunnel connection');
+    reg.control.on('drain', () => (live.draining = true));
+    const closed = await conn.closed;
+    this.registry.remove(live);
+    this.#connectionsGauge.set(this.registry.size);
+    this.view.forgetConnection(live.id);
+    this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
+  }
+
+  async stop(): Promise<void> {
+    this.view.stop();
+    this.#http?.closeAllConnections();
+    await Promise.all([
+      ...this.#listeners.map((l) => l.close()),
+      this.#http && new Promise((resolve) => this.#http!.close(resolve)),
+      this.#metricsServer?.close(),
+    ]);
+    for (const live of this.registry.connections()) {
+      live.conn.close(TunnelCloseCode.SHUTDOWN, 'edge shutting down');
+      this.view.forgetConnection(live.id);
+    }
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * What a running edge knows of the store, in memory: live tunnels' secrets, public
+ * hostnames and the IP route table. Changes made with the CLI (another process) reach it
+ * within one poll: `PRAGMA data_version` moves whenever another connection commits, and
+ * only then is the view rebuilt.
+ */
+import { EventEmitter } from 'node:events';
+import { RouteTable } from '../../core/route-table.js';
+import { matchHost } from '../connector/ingress.js';
+import type { DetailedRoute, Store, TunnelConnection } from '../../store/index.js';
+
+export const STORE_POLL_MS = 250;
+
+export class StoreView extends EventEmitter<{ reload: [] }> {
+  #version = -1;
+  #timer?: NodeJS.Timeout;
+  #hostnames = new Map<string, string>();
+  #wildcards: [suffix: string, tunnelId: string][] = [];
+  #routes = new RouteTable<DetailedRoute>([]);
+
+  constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS) {
+    super();
+    this.refresh();
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => this.refresh(), this.pollMs).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Rebuilds the view if the store changed since the last look; returns whether it did. */
+  refresh(): boolean {
+    const version = this.store.dataVersion();
+    if (version === this.#version) return false;
+    this.#version = version;
+    const exact = new Map<string, string>();
+    const wildcards: [string, string][] = [];
+    for (const h of this.store.hostnames.allLive()) {
+      if (h.hostname.startsWith('*.')) wildcards.push([h.hostname, h.tunnelId]);
+      else exact.set(h.hostname, h.tunnelId);
+    }
+    // Most specific wildcard first.
+    wildcards.sort((a, b) => b[0].length - a[0].length);
+    this.#hostnames = exact;
+    this.#wildcards = wildcards;
+    this.#routes = new RouteTable(this.store.routes.allLive());
+    this.emit('reload');
+    return true;
+  }
+
+  /** The tunnel serving a public hostname (exact name first, then the longest `*.` pattern). */
+  tunnelForHost(host: string): string | undefined {
+    const name = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
+    return this.#hostnames.get(name) ?? this.#wildcards.find(([pattern]) => matchHost(pattern, name))?.[1];
+  }
+
+  get routes(): RouteTable<DetailedRoute> {
+    return this.#routes;
+  }
+
+  /** A live tunnel's secret; read from the store each time so a deleted tunnel stops at once. */
+  tunnelSecret(tunnelId: string): Buffer | undefined {
+    const t = this.store.tunnels.byId(tunnelId);
+    return t && !t.deletedAt ? Buffer.from(t.secret, 'base64') : undefined;
+  }
+
+  recordConnection(c: TunnelConnection): void {
+    this.store.tunnels.recordConnection(c);
+  }
+
+  forgetConnection(id: string): void {
+    this.store.tunnels.forgetConnection(id);
+  }
+}

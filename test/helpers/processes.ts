@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { BIN } from './cli.js';
+
+/** A running oxyctl process whose stderr (logs) is collected and searchable. */
+export class OxyProcess {
+  readonly child: ChildProcess;
+  output = '';
+  #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(home: string, args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const onData = (d: Buffer) => {
+      this.output += d.toString();
+      this.#waiters = this.#waiters.filter((w) => {
+        const m = this.output.match(w.re);
+        if (m) w.resolve(m);
+        return !m;
+      });
+    };
+    this.child.stdout!.on('data', onData);
+    this.child.stderr!.on('data', onData);
+  }
+
+  /** Waits until the output matches `re` (searching everything printed so far). */
+  waitFor(re: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+    const m = this.output.match(re);
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in:\n${this.output}`)), timeoutMs);
+      this.#waiters.push({ re, resolve: (x) => (clearTimeout(timer), resolve(x)) });
+    });
+  }
+
+  /** Counts matches of a global regex in the output so far. */
+  count(re: RegExp): number {
+    return [...this.output.matchAll(new RegExp(re.source, 'g'))].length;
+  }
+
+  exited(): Promise<number | null> {
+    if (this.child.exitCode !== null) return Promise.resolve(this.child.exitCode);
+    return new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited();
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+/** An edge on loopback with ephemeral ports; resolves once its listeners are ready. */
+export async function startEdge(home: string, extra: string[] = [], ports: { tunnel?: number } = {}) {
+  const edge = new OxyProcess(home, [
+    'edge', 'run', '--tunnel-listen', `127.0.0.1:${ports.tunnel ?? 0}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...extra,
+  ]);
+  const tunnel = await edge.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
+  const http = await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  return { edge, tunnelPort: Number(tunnel[1]), httpPort: Number(http[1]) };
+}
+
+/** A connector for `tunnel` against a local edge; resolves once `connections` registered. */
+export async function startConnector(home: string, tunnelPort: number, args: string[], connections = 4) {
+  const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', ...args]);
+  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
+  const metrics = await c.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/);
+  return { connector: c, metricsPort: Number(metrics[1]) };
+}
