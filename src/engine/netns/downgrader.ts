@@ -245,7 +245,7 @@ export class TcpDowngrader {
     }
   }
 
-  private release(flow: Flow, _reason: FlowEndReason): void {
+  private release(flow: Flow, reason: FlowEndReason): void {
     if (flow.slot >= 0) {
       const v4 = flow.version === 4;
       const flows = v4 ? this.flows4 : this.flows6;
@@ -255,7 +255,8 @@ export class TcpDowngrader {
       }
       flow.slot = -1;
     }
-    (flow.handle as net.Socket | undefined)?.destroy();
+    // After FIN or RST the kernel closes or resets the socket itself (the app sees 'end' or ECONNRESET).
+    if (reason !== 'fin' && reason !== 'rst') (flow.handle as net.Socket | undefined)?.destroy();
   }
 
   /** @internal */

@@ -283,10 +283,11 @@ export class IpEdge<R = unknown> {
     if (rst) this.table.end(flow, 'rst');
   }
 
-  private release(flow: Flow<R>, _reason: FlowEndReason): void {
+  private release(flow: Flow<R>, reason: FlowEndReason): void {
     if (flow.protocol === IpProtocol.TCP) {
       this.upgrader.detach(flow);
-      (flow.handle as net.Socket | undefined)?.destroy();
+      // After FIN or RST the kernel closes or resets the socket itself (the app sees 'end' or ECONNRESET).
+      if (reason !== 'fin' && reason !== 'rst') (flow.handle as net.Socket | undefined)?.destroy();
     } else if (flow.handle instanceof UdpFlow) {
       flow.handle.ended();
     }
