@@ -5,3 +5,4 @@
 export { IpEdge, IpSession, UdpFlow, defaultDecision, type IpEdgeOptions, type IpEdgeStats } from './edge.js';
 export { SeqpacketOnRamp, type SeqpacketOnRampOptions } from './seqpacket-onramp.js';
 export { parseContext, MAX_CONTEXT_BYTES } from './context.js';
+export { GueOnRamp, encodeGueHeader, decodeGueContext, GUE_CONTEXT_MAGIC, GUE_CONTEXT_VERSION, type GueOnRampOptions, type GueStats } from './gue.js';

@@ -1,0 +1,54 @@
+/**
+ * The client side of a tcp:// ingress service (cloudflared's `access tcp`): a local
+ * listener whose every connection becomes an `Upgrade: tcp` request to the edge for the
+ * hostname; after the 101 the bytes flow raw in both directions.
+ */
+import { request as httpRequest } from 'node:http';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { OxyError } from '../../core/errors.js';
+import type { Logger } from '../observe/log.js';
+import { bridge } from '../connector/stream-handler.js';
+
+/** Opens one raw byte stream to the tcp:// service behind `hostname`. */
+export function dialThroughEdge(edgeUrl: string, hostname: string): Promise<Socket> {
+  const url = new URL(edgeUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: url.hostname,
+      port: url.port || 80,
+      path: '/',
+      headers: { host: hostname, connection: 'Upgrade', upgrade: 'tcp' },
+    });
+    req.on('upgrade', (_res, socket, head) => {
+      if (head.length) socket.unshift(head);
+      resolve(socket);
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d) => (body += d));
+      res.on('end', () => reject(new OxyError('OXY_ERR_ACCESS_REFUSED', `The edge refused the TCP stream to ${hostname}: ${res.statusCode} ${body.trim()}`)));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function startAccessTcp(o: { edgeUrl: string; hostname: string; listen: { host: string; port: number }; log: Logger }): Promise<Server> {
+  const server = createServer(async (local) => {
+    local.on('error', () => undefined);
+    try {
+      const remote = await dialThroughEdge(o.edgeUrl, o.hostname);
+      await bridge(local, remote);
+    } catch (err) {
+      o.log.error({ err, hostname: o.hostname }, 'Failed to connect through the edge');
+      local.destroy();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.listen.port, o.listen.host, resolve);
+  });
+  const a = server.address() as AddressInfo;
+  o.log.info({ hostname: o.hostname, listen: `${a.address}:${a.port}` }, 'Start Websocket listener');
+  return server;
+}

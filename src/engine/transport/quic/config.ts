@@ -1,0 +1,86 @@
+/**
+ * quiche configuration for tunnels: ALPN, windows, congestion control, datagrams, idle
+ * timeout. Only `@matrixai/quic`'s exported quiche binding is used (never its
+ * QUICClient/QUICServer classes); it is imported from the package's `native` entry, which
+ * loads in ~10 ms instead of ~85 ms for the package root.
+ */
+import { quiche, type Config as QuicheConfig } from '@matrixai/quic/native/index.js';
+
+export { quiche };
+export type { QuicheConfig };
+export type {
+  Connection as QuicheConnection,
+  Host as QuicheHost,
+  RecvInfo as QuicheRecvInfo,
+  ConnectionError as QuicheConnectionError,
+} from '@matrixai/quic/native/index.js';
+
+/** ALPN of the oxy tunnel over QUIC; a peer speaking anything else is refused in the handshake. */
+export const QUIC_ALPN = 'oxy-tunnel-quic/1';
+/** Our connection IDs are always this long, so short-header packets route by a fixed slice. */
+export const CID_LENGTH = 20;
+
+/** Tuning knobs; every one has a default sized for throughput. */
+export interface QuicTuningOptions {
+  /** initial_max_data: connection receive window. Default 32 MiB. */
+  initialMaxData?: number;
+  /** initial_max_stream_data_bidi_{local,remote}: per-stream receive window. Default 8 MiB. */
+  initialMaxStreamData?: number;
+  /** Ceilings for quiche's window auto-tuning. Defaults 24 MiB (stream) / 64 MiB (connection). */
+  maxStreamWindow?: number;
+  maxConnectionWindow?: number;
+  /** initial_max_streams_bidi: streams the peer may have open toward us at once. Default 1000. */
+  maxConcurrentStreams?: number;
+  /** Largest UDP payload sent/accepted. Default 1350 (fits any path without PMTU discovery). */
+  maxUdpPayloadSize?: number;
+  /** 'cubic' (default), 'reno', 'bbr' or 'bbr2' where quiche has it. */
+  congestionControl?: string;
+  /** DATAGRAM receive/send queue lengths in quiche. Default 4096 each. */
+  datagramQueueLength?: number;
+}
+
+export interface QuicTimingOptions {
+  /** max_idle_timeout: the connection dies after this long without a packet. Default 30 s. */
+  idleTimeoutMs?: number;
+  /** PING interval that keeps an idle connection (and NAT bindings) alive. Default idle/3; 0 disables. */
+  keepAliveMs?: number;
+}
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+export interface TlsMaterial {
+  /** Server: certificate chain PEM and key PEM. */
+  cert?: string;
+  key?: string;
+  /** Client: CA certificates (PEM) to verify the server against. */
+  ca?: string | string[];
+}
+
+const encoder = new TextEncoder();
+
+export function buildQuicheConfig(role: 'client' | 'server', tls: TlsMaterial, tuning: QuicTuningOptions, timing: QuicTimingOptions): QuicheConfig {
+  const config =
+    role === 'server'
+      ? quiche.Config.withBoringSslCtx(false, false, null, [encoder.encode(tls.key!)], [encoder.encode(tls.cert!)], null)
+      : quiche.Config.withBoringSslCtx(true, false, encoder.encode(([] as string[]).concat(tls.ca ?? []).join('\n')), null, null, null);
+  const payload = tuning.maxUdpPayloadSize ?? quiche.MAX_DATAGRAM_SIZE;
+  const streamWindow = tuning.initialMaxStreamData ?? 8 * 1024 * 1024;
+  const queue = tuning.datagramQueueLength ?? 4096;
+  config.setApplicationProtos([QUIC_ALPN]);
+  config.setMaxIdleTimeout(timing.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+  config.setMaxRecvUdpPayloadSize(payload);
+  config.setMaxSendUdpPayloadSize(payload);
+  config.setInitialMaxData(tuning.initialMaxData ?? 32 * 1024 * 1024);
+  config.setInitialMaxStreamDataBidiLocal(streamWindow);
+  config.setInitialMaxStreamDataBidiRemote(streamWindow);
+  config.setInitialMaxStreamDataUni(0);
+  config.setInitialMaxStreamsBidi(tuning.maxConcurrentStreams ?? 1000);
+  config.setInitialMaxStreamsUni(0);
+  config.setMaxStreamWindow(Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024));
+  config.setMaxConnectionWindow(Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024));
+  config.setCcAlgorithmName(tuning.congestionControl ?? 'cubic');
+  config.enableHystart(true);
+  config.enableDgram(true, queue, queue);
+  config.setDisableActiveMigration(true);
+  return config;
+}

@@ -1,0 +1,769 @@
+/**
+ * A TunnelConnection over one quiche connection. The connector is the QUIC client, the
+ * edge the server; either side opens bidirectional streams directly (no reverse-open
+ * dance as over HTTP/2).
+ *
+ * The connection never touches the socket. Its endpoint (./endpoint.ts) feeds it packets
+ * (`receivePacket`) and, once per event-loop turn for every connection that has work,
+ * calls `service(out)`: deliver what quiche has for the application (established,
+ * readable streams, datagrams, credit for blocked writers, stream slots for queued
+ * opens, the peer's close), then append every packet quiche wants to send to `out`
+ * (capped per turn), then arm the one quiche timer of this connection. Application calls
+ * (write, open, datagram, close) only queue work in quiche and mark the connection dirty.
+ *
+ *  - streams: ./stream.ts, framing in ./framing.ts (END frame + FIN, never FIN alone);
+ *  - resets: a destroy before both ends sends RESET_STREAM and STOP_SENDING with
+ *    STREAM_RESET_CODE; the peer's stream errors with OXY_ERR_STREAM_RESET;
+ *  - datagrams: QUIC DATAGRAM frames (unreliable, unordered); dropped and counted when
+ *    larger than `maxDatagramSize` or when quiche's send queue is full;
+ *  - close(code, reason): CONNECTION_CLOSE (application) with both; the peer's `closed`
+ *    resolves with them. Streams are destroyed with OXY_ERR_TUNNEL_CLOSED.
+ */
+import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import { debuglog } from 'node:util';
+import { OxyError } from '../../../core/errors.js';
+import { spkiPin } from '../../edge/identity.js';
+import type { OutgoingDatagram } from '../../native/index.js';
+import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
+import type {
+  AcceptStreamOptions,
+  OpenStreamOptions,
+  TunnelCloseInfo,
+  TunnelConnection,
+  TunnelConnectionStats,
+  TunnelRole,
+  TunnelStream,
+} from '../types.js';
+import { QUIC_ALPN, quiche, type QuicheConnection, type QuicheHost, type QuicheRecvInfo } from './config.js';
+import { QuicStream, type QuicStreamOwner } from './stream.js';
+
+const debug = debuglog('oxy:transport:quic');
+
+/** Application error code of RESET_STREAM / STOP_SENDING when a stream is destroyed early. */
+export const STREAM_RESET_CODE = 0x10c;
+/** Longest close reason sent in CONNECTION_CLOSE. */
+const MAX_REASON_BYTES = 1024;
+/** Packets one connection may emit per service before yielding to the event loop. */
+const MAX_PACKETS_PER_SERVICE = 256;
+const READ_CHUNK = 256 * 1024;
+
+/** Why a dial failed, for `--protocol auto` (fall back to HTTP/2 on timeout/unreachable). */
+export type QuicDialFailure = 'timeout' | 'unreachable' | 'tls' | 'refused' | 'aborted' | 'closed';
+
+export class QuicDialError extends OxyError {
+  readonly failure: QuicDialFailure;
+
+  constructor(code: string, failure: QuicDialFailure, message: string, cause?: unknown) {
+    super(code, message, { cause });
+    this.name = 'QuicDialError';
+    this.failure = failure;
+  }
+}
+
+/** What a connection needs from the endpoint that owns its socket. */
+export interface QuicEndpointHooks {
+  /** Run service() of this connection soon (once per event-loop turn). */
+  markDirty(conn: QuicTunnelConnection): void;
+  /** Room for one outgoing packet of up to `size` bytes, cut from a slab that lives until sent. */
+  packetBuffer(size: number): Buffer;
+  /** The last packetBuffer() holds a packet of `length` bytes now: the next one starts after it. */
+  packetWritten(length: number): void;
+  /** The local source address to send from, or undefined to let the kernel choose. */
+  sourceFor(host: string): string | undefined;
+  /** Server: the handshake completed (deliver to onConnection). */
+  established(conn: QuicTunnelConnection): void;
+  /** quiche is done with this connection (drained or timed out): drop its routing entries. */
+  released(conn: QuicTunnelConnection): void;
+}
+
+export interface ClientVerification {
+  /** The dialed IP when no DNS name was given: checked against the certificate's IP SANs. */
+  ip?: string;
+  /** base64 SHA-256 of the SPKI of a CA that must sign the edge certificate (chain walk). */
+  caPin?: string;
+  /** Trusted CA PEMs: parents for the pin walk when the edge does not send its CA. */
+  ca: string[];
+}
+
+export interface QuicConnectionOptions {
+  role: TunnelRole;
+  local: QuicheHost;
+  remote: QuicheHost;
+  keepAliveMs: number;
+  verify?: ClientVerification;
+}
+
+interface QueuedOpen {
+  resolve: (stream: TunnelStream) => void;
+  reject: (err: Error) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+let readScratch: Buffer | undefined;
+
+export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
+  readonly protocol = 'quic' as const;
+  readonly role: TunnelRole;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly supportsDatagrams = true;
+  readonly datagramsReliable = false;
+  readonly closed: Promise<TunnelCloseInfo>;
+  /** Set once the handshake completes (and, on the client, verification passed). */
+  readonly handshake: Promise<void>;
+
+  /** @internal the quiche connection (the endpoint feeds it). */
+  readonly quic: QuicheConnection;
+  private readonly hooks: QuicEndpointHooks;
+  private readonly verify: ClientVerification | undefined;
+  private readonly recvInfo: QuicheRecvInfo;
+  private resolveClosed!: (info: TunnelCloseInfo) => void;
+  private resolveHandshake!: () => void;
+  private rejectHandshake!: (err: Error) => void;
+  private closeInfo: TunnelCloseInfo | undefined;
+  private isEstablished = false;
+  private released = false;
+  private inService = false;
+  private maxDatagram = 0;
+
+  private readonly streams = new Map<number, QuicStream>();
+  private readonly blocked = new Set<QuicStream>();
+  private readonly resumed = new Set<QuicStream>();
+  private nextLocalId: number;
+  /** Peer-opened bidi streams: every index below this was seen; `peerSeenAbove` holds later ones. */
+  private peerWatermark = 0;
+  private readonly peerSeenAbove = new Set<number>();
+  private readonly peerBit: number;
+
+  private streamHandler: ((stream: TunnelStream) => void) | undefined;
+  private readonly backlog: TunnelStream[] = [];
+  private readonly acceptWaiters: Array<{ resolve: (s: TunnelStream) => void; reject: (e: Error) => void }> = [];
+  private readonly openQueue: QueuedOpen[] = [];
+  private datagramHandler: ((data: Buffer) => void) | undefined;
+  private readonly counters = { datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
+
+  private timer: NodeJS.Timeout | undefined;
+  private timerDeadline = 0;
+  private keepAlive: NodeJS.Timeout | undefined;
+
+  constructor(hooks: QuicEndpointHooks, quic: QuicheConnection, options: QuicConnectionOptions) {
+    this.hooks = hooks;
+    this.quic = quic;
+    this.role = options.role;
+    this.verify = options.verify;
+    this.localAddress = options.local.host;
+    this.localPort = options.local.port;
+    this.remoteAddress = options.remote.host;
+    this.remotePort = options.remote.port;
+    this.recvInfo = { from: options.remote, to: options.local };
+    // QUIC stream ids: bit 0 is the initiator (0 client, 1 server), bit 1 set for unidirectional.
+    this.nextLocalId = options.role === 'connector' ? 0 : 1;
+    this.peerBit = options.role === 'connector' ? 1 : 0;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.handshake = new Promise((resolve, reject) => {
+      this.resolveHandshake = resolve;
+      this.rejectHandshake = reject;
+    });
+    this.handshake.catch(() => {});
+    if (options.keepAliveMs > 0) {
+      this.keepAlive = setInterval(() => {
+        if (this.closeInfo) return;
+        try {
+          this.quic.sendAckEliciting();
+        } catch {
+          return;
+        }
+        this.hooks.markDirty(this);
+      }, options.keepAliveMs);
+      this.keepAlive.unref();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closeInfo !== undefined;
+  }
+
+  /** Largest datagram sendDatagram() takes (QUIC DATAGRAM payload on this path). */
+  get maxDatagramSize(): number {
+    return this.maxDatagram;
+  }
+
+  // -------------------------------------------------------------------------- public API
+
+  openStream(options: OpenStreamOptions = {}): Promise<TunnelStream> {
+    if (this.closeInfo) return Promise.reject(this.closedErrorNow());
+    if (options.signal?.aborted) return Promise.reject(abortedError());
+    if (this.openQueue.length === 0 && this.canOpen()) return Promise.resolve(this.openNow());
+    return new Promise((resolve, reject) => {
+      const item: QueuedOpen = { resolve, reject, signal: options.signal };
+      if (options.signal) {
+        item.onAbort = () => {
+          const i = this.openQueue.indexOf(item);
+          if (i >= 0) {
+            this.openQueue.splice(i, 1);
+            reject(abortedError());
+          }
+        };
+        options.signal.addEventListener('abort', item.onAbort, { once: true });
+      }
+      this.openQueue.push(item);
+    });
+  }
+
+  onStream(handler: (stream: TunnelStream) => void): void {
+    this.streamHandler = handler;
+    for (const stream of this.backlog.splice(0)) handler(stream);
+  }
+
+  acceptStream(options: AcceptStreamOptions = {}): Promise<TunnelStream> {
+    const queued = this.backlog.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.closeInfo) return Promise.reject(this.closedErrorNow());
+    if (options.signal?.aborted) return Promise.reject(abortedError());
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => done(abortedError());
+      const done = (err: Error | null, stream?: TunnelStream): void => {
+        const i = this.acceptWaiters.indexOf(waiter);
+        if (i >= 0) this.acceptWaiters.splice(i, 1);
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(stream!);
+      };
+      const waiter = { resolve: (s: TunnelStream) => done(null, s), reject: (e: Error) => done(e) };
+      this.acceptWaiters.push(waiter);
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => done(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream from the peer within ${options.timeoutMs} ms`)),
+          options.timeoutMs,
+        );
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  sendDatagram(data: Uint8Array): boolean {
+    if (this.closeInfo || !this.isEstablished || data.length > this.maxDatagram || this.quic.isDgramSendQueueFull()) {
+      this.counters.datagramsDropped++;
+      return false;
+    }
+    try {
+      this.quic.dgramSend(data);
+    } catch (err) {
+      debug('%s dgramSend: %s', this.role, (err as Error).message);
+      this.counters.datagramsDropped++;
+      return false;
+    }
+    this.counters.datagramsSent++;
+    this.hooks.markDirty(this);
+    return true;
+  }
+
+  onDatagram(handler: (data: Buffer) => void): void {
+    this.datagramHandler = handler;
+  }
+
+  close(code: number = TunnelCloseCode.NO_ERROR, reason = ''): void {
+    if (this.closeInfo) return;
+    try {
+      this.quic.close(true, code, truncateUtf8(reason, MAX_REASON_BYTES));
+    } catch (err) {
+      debug('%s close: %s', this.role, (err as Error).message);
+    }
+    this.finish({ code, reason, remote: false });
+    this.hooks.markDirty(this);
+  }
+
+  stats(): TunnelConnectionStats {
+    return { activeStreams: this.streams.size, queuedOpens: this.openQueue.length, ...this.counters };
+  }
+
+  /** quiche's connection statistics (packets, losses, bytes) and the path's RTT/cwnd. */
+  quicStats(): { lost: number; sent: number; recv: number; rttMs: number; cwnd: number } {
+    const s = this.quic.stats();
+    const path = this.quic.pathStats()[0];
+    return { lost: s.lost, sent: s.sent, recv: s.recv, rttMs: path?.rtt ?? 0, cwnd: path?.cwnd ?? 0 };
+  }
+
+  // -------------------------------------------------------------------------- endpoint side
+
+  /** Feeds one received UDP payload to quiche (`to` = the local address it arrived on). */
+  receivePacket(packet: Buffer, from?: QuicheHost, to?: QuicheHost): void {
+    const info = from === undefined ? this.recvInfo : { from, to: to ?? this.recvInfo.to };
+    try {
+      this.quic.recv(packet, info);
+    } catch (err) {
+      // quiche drops what it cannot use (bad packet, TLS alert); a fatal error leaves
+      // localError set and the connection draining — service() reports it.
+      debug('%s recv: %s', this.role, (err as Error).message);
+    }
+  }
+
+  /** Called on quiche's timer. */
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.quic.onTimeout();
+    this.hooks.markDirty(this);
+  };
+
+  /**
+   * Delivers quiche's news to the application, then appends this connection's packets to
+   * `out`. Returns true when it stopped early with more to send.
+   */
+  service(out: OutgoingDatagram[]): boolean {
+    if (this.released) return false;
+    this.inService = true;
+    let more = false;
+    try {
+      if (!this.closeInfo) this.deliver();
+      more = this.emit(out);
+      this.checkClosed();
+    } finally {
+      this.inService = false;
+    }
+    this.armTimer();
+    return more;
+  }
+
+  /** Close without a packet (listener or socket gone). */
+  abandon(reason: string): void {
+    this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, reason) });
+    this.release();
+  }
+
+  // -------------------------------------------------------------------------- QuicStreamOwner
+
+  flushStream(stream: QuicStream): boolean {
+    if (this.closeInfo || stream.destroyed) return false;
+    const pending = stream.pending;
+    while (pending.length > 0) {
+      const item = pending[0]!;
+      let sent: number | null;
+      try {
+        sent = this.quic.streamSend(stream.id, item.buf, item.fin);
+      } catch (err) {
+        this.streamSendFailed(stream, err as Error);
+        return false;
+      }
+      const n = sent ?? 0;
+      if (n < item.buf.length || (item.buf.length === 0 && sent === null)) {
+        item.buf = item.buf.subarray(n);
+        this.blocked.add(stream);
+        if (n > 0) this.dirty();
+        return false;
+      }
+      pending.shift();
+      if (item.fin) stream.localEnded = true;
+    }
+    this.blocked.delete(stream);
+    this.dirty();
+    return true;
+  }
+
+  resumeRead(stream: QuicStream): void {
+    this.resumed.add(stream);
+    this.hooks.markDirty(this);
+  }
+
+  streamDestroyed(stream: QuicStream, reset: boolean): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    this.resumed.delete(stream);
+    if (reset && !this.closeInfo) {
+      for (const direction of [quiche.Shutdown.Write, quiche.Shutdown.Read]) {
+        try {
+          this.quic.streamShutdown(stream.id, direction, STREAM_RESET_CODE);
+        } catch {
+          // Already finished or reset in that direction.
+        }
+      }
+    }
+    this.hooks.markDirty(this);
+  }
+
+  closedError(): OxyError | undefined {
+    return this.closeInfo ? this.closedErrorNow() : undefined;
+  }
+
+  // -------------------------------------------------------------------------- internals
+
+  private dirty(): void {
+    if (!this.inService) this.hooks.markDirty(this);
+  }
+
+  private deliver(): void {
+    const quic = this.quic;
+    if (!this.isEstablished) {
+      if (!quic.isEstablished()) return;
+      if (!this.onEstablished()) return;
+    }
+    // Streams with bytes (or a FIN or a reset) waiting.
+    for (const id of quic.readable()) this.readStream(id);
+    if (this.resumed.size > 0) {
+      for (const stream of [...this.resumed]) {
+        this.resumed.delete(stream);
+        if (!stream.destroyed && !stream.readPaused) this.readStream(stream.id);
+      }
+    }
+    // Datagrams.
+    if (quic.dgramRecvQueueLen() > 0) {
+      const scratch = scratchBuffer();
+      for (let n = 0; n < 100_000; n++) {
+        let len: number | null;
+        try {
+          len = quic.dgramRecv(scratch);
+        } catch {
+          break;
+        }
+        if (len === null) break;
+        this.counters.datagramsReceived++;
+        this.datagramHandler?.(scratch.subarray(0, len));
+      }
+    }
+    // Writers waiting for flow-control credit.
+    if (this.blocked.size > 0) {
+      for (const stream of [...this.blocked]) {
+        let capacity: number;
+        try {
+          capacity = quic.streamCapacity(stream.id);
+        } catch (err) {
+          this.streamSendFailed(stream, err as Error);
+          continue;
+        }
+        if (capacity > 0 && this.flushStream(stream)) stream.drained();
+      }
+    }
+    // Opens waiting for the peer's stream limit.
+    while (this.openQueue.length > 0 && this.canOpen()) {
+      const item = this.openQueue.shift()!;
+      if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
+      item.resolve(this.openNow());
+    }
+  }
+
+  private readStream(id: number): void {
+    let stream = this.streams.get(id);
+    if (!stream) {
+      if ((id & 2) !== 0 || (id & 1) !== this.peerBit || !this.firstSightOfPeerStream(id >> 2)) {
+        this.discard(id);
+        return;
+      }
+      stream = new QuicStream(this, id, false);
+      this.streams.set(id, stream);
+      this.deliverStream(stream);
+    }
+    if (stream.readPaused) return;
+    const scratch = scratchBuffer();
+    for (;;) {
+      let result: [number, boolean] | null;
+      try {
+        result = this.quic.streamRecv(id, scratch);
+      } catch (err) {
+        const code = errorCodeOf(err as Error, 'StreamReset');
+        if (code !== undefined) stream.abortedByPeer('reset', code);
+        else if (!/Done/.test((err as Error).message)) stream.destroy(err as Error);
+        return;
+      }
+      if (result === null) return;
+      const [n, fin] = result;
+      if (n > 0) {
+        try {
+          stream.receive(Buffer.from(scratch.subarray(0, n)));
+        } catch (err) {
+          stream.destroy(err as Error);
+          return;
+        }
+      }
+      if (fin) {
+        stream.receiveFin();
+        return;
+      }
+      if (stream.readPaused || stream.destroyed) return;
+    }
+  }
+
+  /** Reads and drops what is left of a stream we are done with (a late FIN, a reset). */
+  private discard(id: number): void {
+    const scratch = scratchBuffer();
+    for (let i = 0; i < 1024; i++) {
+      try {
+        const result = this.quic.streamRecv(id, scratch);
+        if (result === null || result[1]) return;
+      } catch {
+        return;
+      }
+    }
+  }
+
+  private firstSightOfPeerStream(index: number): boolean {
+    if (index < this.peerWatermark || this.peerSeenAbove.has(index)) return false;
+    if (index === this.peerWatermark) {
+      this.peerWatermark++;
+      while (this.peerSeenAbove.delete(this.peerWatermark)) this.peerWatermark++;
+    } else {
+      this.peerSeenAbove.add(index);
+    }
+    return true;
+  }
+
+  private deliverStream(stream: TunnelStream): void {
+    const waiter = this.acceptWaiters.shift();
+    if (waiter) waiter.resolve(stream);
+    else if (this.streamHandler) this.streamHandler(stream);
+    else this.backlog.push(stream);
+  }
+
+  private canOpen(): boolean {
+    return this.isEstablished && !this.closeInfo && this.quic.peerStreamsLeftBidi() > 0;
+  }
+
+  private openNow(): QuicStream {
+    const id = this.nextLocalId;
+    this.nextLocalId += 4;
+    const stream = new QuicStream(this, id, true);
+    this.streams.set(id, stream);
+    this.flushStream(stream); // the preamble: quiche creates the stream and the peer sees it
+    return stream;
+  }
+
+  private streamSendFailed(stream: QuicStream, err: Error): void {
+    const code = errorCodeOf(err, 'StreamStopped');
+    if (code !== undefined) stream.abortedByPeer('stopped', code);
+    else stream.destroy(new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${stream.id}: ${err.message}`, { cause: err }));
+  }
+
+  /** Handshake done: verify (client), then release the dialer or tell the listener. */
+  private onEstablished(): boolean {
+    const quic = this.quic;
+    const alpn = Buffer.from(quic.applicationProto()).toString();
+    const problem = alpn !== QUIC_ALPN ? `the edge chose ALPN "${alpn}"` : this.verify ? verifyServer(quic, this.verify) : undefined;
+    if (problem) {
+      const pin = problem.startsWith('pin:');
+      const message = pin ? problem.slice(4) : problem;
+      try {
+        quic.close(false, quiche.CRYPTO_ERROR_START + 42 /* bad_certificate */, Buffer.from(''));
+      } catch {
+        // already closing
+      }
+      const err = new QuicDialError(pin ? TunnelErrorCode.PIN_MISMATCH : TunnelErrorCode.HANDSHAKE, 'tls', message);
+      this.rejectHandshake(err);
+      this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: err });
+      return false;
+    }
+    this.isEstablished = true;
+    try {
+      this.maxDatagram = quic.dgramMaxWritableLen() ?? 0;
+    } catch {
+      this.maxDatagram = 0;
+    }
+    debug('%s established with %s:%d', this.role, this.remoteAddress, this.remotePort);
+    this.resolveHandshake();
+    if (this.role === 'edge') this.hooks.established(this);
+    return true;
+  }
+
+  /** Appends quiche's packets to `out`; true when more are waiting. */
+  private emit(out: OutgoingDatagram[]): boolean {
+    const quic = this.quic;
+    const size = quic.maxSendUdpPayloadSize();
+    for (let n = 0; n < MAX_PACKETS_PER_SERVICE; n++) {
+      const buf = this.hooks.packetBuffer(size);
+      let result;
+      try {
+        result = quic.send(buf);
+      } catch (err) {
+        debug('%s send: %s', this.role, (err as Error).message);
+        return false;
+      }
+      if (result === null) return false;
+      const [length, info] = result;
+      this.hooks.packetWritten(length);
+      out.push({ data: buf.subarray(0, length), address: info.to.host, port: info.to.port, sourceAddress: this.hooks.sourceFor(info.from.host) });
+    }
+    return true;
+  }
+
+  private checkClosed(): void {
+    const quic = this.quic;
+    if (!this.closeInfo) {
+      const peer = quic.peerError();
+      const local = quic.localError();
+      if (peer) {
+        const reason = Buffer.from(peer.reason).toString('utf8');
+        if (peer.isApp) {
+          this.finish({ code: peer.errorCode, reason, remote: true });
+        } else {
+          const what = describeTransportError(peer.errorCode);
+          const err = new OxyError(TunnelErrorCode.CLOSED, `QUIC peer closed the connection: ${what}${reason ? ` (${reason})` : ''}`);
+          this.finish({ code: peer.errorCode === 0 ? TunnelCloseCode.NO_ERROR : TunnelCloseCode.PROTOCOL_ERROR, reason: reason || what, remote: true, error: err });
+        }
+      } else if (quic.isTimedOut() || (quic.isClosed() && !local)) {
+        const message = this.isEstablished ? 'QUIC idle timeout: no packet from the peer' : 'QUIC handshake timed out';
+        this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, message) });
+      } else if (local) {
+        const what = describeTransportError(local.errorCode);
+        const message = `QUIC connection failed: ${what}`;
+        this.finish({ code: TunnelCloseCode.PROTOCOL_ERROR, reason: message, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, message) });
+      }
+    }
+    if (quic.isClosed()) this.release();
+  }
+
+  private finish(info: TunnelCloseInfo): void {
+    if (this.closeInfo) return;
+    this.closeInfo = info;
+    debug('%s closed: %d %s (remote %s)', this.role, info.code, info.reason, info.remote);
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    if (!this.isEstablished) {
+      const peer = this.quic.peerError() ?? this.quic.localError();
+      const tls = peer && !peer.isApp && peer.errorCode >= quiche.CRYPTO_ERROR_START && peer.errorCode <= quiche.CRYPTO_ERROR_STOP;
+      const failure: QuicDialFailure = tls
+        ? 'tls'
+        : peer || info.remote
+          ? 'refused'
+          : this.quic.isTimedOut()
+            ? 'timeout'
+            : 'closed';
+      this.rejectHandshake(
+        new QuicDialError(TunnelErrorCode.HANDSHAKE, failure, `QUIC handshake failed: ${info.reason || 'connection closed'}`, info.error ?? info),
+      );
+    }
+    const err = this.closedErrorNow();
+    for (const item of this.openQueue.splice(0)) {
+      if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
+      item.reject(err);
+    }
+    for (const waiter of this.acceptWaiters.splice(0)) waiter.reject(err);
+    for (const stream of [...this.streams.values()]) stream.destroy(err);
+    this.streams.clear();
+    this.blocked.clear();
+    this.resumed.clear();
+    this.resolveClosed(info);
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.hooks.released(this);
+  }
+
+  private armTimer(): void {
+    if (this.released) return;
+    const ms = this.quic.timeout();
+    if (ms === null) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    const deadline = performance.now() + ms;
+    if (this.timer && Math.abs(deadline - this.timerDeadline) < 1) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerDeadline = deadline;
+    this.timer = setTimeout(this.onTimer, ms);
+    // Draining connections must not hold the process open.
+    if (this.closeInfo) this.timer.unref();
+  }
+
+  private closedErrorNow(): OxyError {
+    const info = this.closeInfo;
+    return new OxyError(TunnelErrorCode.CLOSED, `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`, { cause: info });
+  }
+}
+
+// ---------------------------------------------------------------------------- helpers
+
+function scratchBuffer(): Buffer {
+  readScratch ??= Buffer.allocUnsafe(READ_CHUNK);
+  return readScratch;
+}
+
+/** `StreamReset(12)` → 12, for the binding's error messages. */
+function errorCodeOf(err: Error, kind: 'StreamReset' | 'StreamStopped'): number | undefined {
+  const match = new RegExp(`${kind}\\((\\d{1,16})\\)`).exec(err.message ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
+const TRANSPORT_ERRORS: Record<number, string> = {
+  0x0: 'no error',
+  0x1: 'internal error',
+  0x2: 'connection refused',
+  0x3: 'flow control error',
+  0x4: 'stream limit error',
+  0x5: 'stream state error',
+  0x6: 'final size error',
+  0x7: 'frame encoding error',
+  0x8: 'transport parameter error',
+  0x9: 'connection id limit error',
+  0xa: 'protocol violation',
+  0xb: 'invalid token',
+  0xc: 'application error',
+  0xd: 'crypto buffer exceeded',
+  0xe: 'key update error',
+  0xf: 'AEAD limit reached',
+  0x10: 'no viable path',
+};
+
+const TLS_ALERTS: Record<number, string> = {
+  40: 'handshake failure',
+  42: 'bad certificate',
+  43: 'unsupported certificate',
+  45: 'certificate expired',
+  46: 'certificate unknown',
+  48: 'unknown CA',
+  80: 'internal error',
+  120: 'no application protocol',
+};
+
+export function describeTransportError(code: number): string {
+  if (code >= quiche.CRYPTO_ERROR_START && code <= quiche.CRYPTO_ERROR_STOP) {
+    const alert = code - quiche.CRYPTO_ERROR_START;
+    return `TLS alert ${alert}${TLS_ALERTS[alert] ? ` (${TLS_ALERTS[alert]})` : ''}`;
+  }
+  return TRANSPORT_ERRORS[code] ?? `transport error 0x${code.toString(16)}`;
+}
+
+/**
+ * Checks BoringSSL leaves to us: the certificate's IP SAN when dialing an IP (no SNI to
+ * check a name against), and the CA pin by walking signatures from the leaf up through
+ * the presented chain and the trusted CAs. A "pin:" prefix marks a pin mismatch.
+ */
+function verifyServer(quic: QuicheConnection, verify: ClientVerification): string | undefined {
+  const chain = (quic.peerCertChain() ?? []).map((der) => new X509Certificate(Buffer.from(der)));
+  const leaf = chain[0];
+  if (!leaf) return 'the edge presented no certificate';
+  if (verify.ip !== undefined && isIP(verify.ip) !== 0 && leaf.checkIP(verify.ip) === undefined) {
+    return `the edge certificate is not valid for ${verify.ip}`;
+  }
+  if (verify.caPin !== undefined) {
+    const candidates = [...chain.slice(1), ...verify.ca.map((pem) => new X509Certificate(pem))];
+    let current: X509Certificate | undefined = leaf;
+    for (let depth = 0; current && depth < 8; depth++) {
+      if (spkiPin(current.publicKey.export({ type: 'spki', format: 'der' })) === verify.caPin) return undefined;
+      const child: X509Certificate = current;
+      current = candidates.find((c) => c !== child && child.checkIssued(c) && child.verify(c.publicKey));
+    }
+    return 'pin:the edge certificate is not signed by a CA whose public key matches the configured pin';
+  }
+  return undefined;
+}
+
+function abortedError(): OxyError {
+  return new OxyError(TunnelErrorCode.ABORTED, 'The operation was aborted');
+}
+
+function truncateUtf8(text: string, maxBytes: number): Buffer {
+  const buf = Buffer.from(text, 'utf8');
+  if (buf.length <= maxBytes) return buf;
+  let end = maxBytes;
+  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--;
+  return buf.subarray(0, end);
+}

@@ -1,0 +1,334 @@
+/**
+ * The UDP side of the QUIC driver: one pktinfo socket, the connections on it, and the
+ * event-loop rhythm that makes quiche fast from JavaScript.
+ *
+ *  - Receive: the native socket hands over every datagram of a wake-up at once (recvmmsg).
+ *    Each is routed by destination connection ID (ours are always CID_LENGTH bytes, so a
+ *    short-header packet routes by a fixed slice, a long header by its DCID field) and fed
+ *    to quiche with `to` = the local address it arrived on (IP_PKTINFO).
+ *  - Then, once for the whole batch, every connection that got packets or application work
+ *    is serviced and all their packets leave in one sendmmsg batch, each from the address
+ *    quiche's SendInfo.from names — the address the client dialed, even when the listener
+ *    is bound to the wildcard on a multi-homed host. One flush per turn lets quiche coalesce
+ *    ACKs and frames instead of answering packet by packet.
+ *  - New connections (server): Initial packets only, at least 1200 bytes; version
+ *    negotiation; stateless retry (./retry.ts) before any state is allocated.
+ *  - Application work (writes, opens, datagrams, closes) schedules a flush with
+ *    setImmediate, so everything queued in one turn goes out together.
+ */
+import { randomBytes } from 'node:crypto';
+import { debuglog } from 'node:util';
+import type { OutgoingDatagram, PktinfoUdpSocket, UdpBatch } from '../../native/index.js';
+import { CID_LENGTH, quiche, type QuicheConfig, type QuicheHost } from './config.js';
+import { QuicTunnelConnection, type QuicEndpointHooks } from './connection.js';
+import { RetryTokens } from './retry.js';
+
+const debug = debuglog('oxy:transport:quic');
+
+/** Packets per sendmmsg batch handed to the socket. */
+const SEND_CHUNK = 512;
+/** Packet buffers are cut from slabs of this many bytes. */
+const SLAB_SIZE = 256 * 1024;
+
+export interface ServerSide {
+  config: QuicheConfig;
+  retry: RetryTokens | undefined;
+  keepAliveMs: number;
+  onConnection: (conn: QuicTunnelConnection) => void;
+  maxConnections: number;
+}
+
+export class QuicEndpoint implements QuicEndpointHooks {
+  readonly socket: PktinfoUdpSocket;
+  readonly localAddress: string;
+  readonly localPort: number;
+  private readonly ownsSocket: boolean;
+  private readonly byCid = new Map<string, QuicTunnelConnection>();
+  private readonly cidsOf = new Map<QuicTunnelConnection, string[]>();
+  private readonly dirtySet = new Set<QuicTunnelConnection>();
+  private flushScheduled: NodeJS.Immediate | undefined;
+  private flushing = false;
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private slabOffset = 0;
+  private server: ServerSide | undefined;
+  private client: { conn: QuicTunnelConnection; port: number } | undefined;
+  private closing = false;
+  private closedResolve: (() => void) | undefined;
+  readonly closedPromise: Promise<void>;
+  /** Packets the socket refused (unreachable, EPERM): the auto fallback's "UDP blocked" hint. */
+  sendErrors = 0;
+  lastSendError: Error | undefined;
+
+  constructor(socket: PktinfoUdpSocket, ownsSocket: boolean) {
+    this.socket = socket;
+    this.ownsSocket = ownsSocket;
+    const address = socket.address();
+    this.localAddress = address.address;
+    this.localPort = address.port;
+    this.closedPromise = new Promise((resolve) => (this.closedResolve = resolve));
+    socket.on('batch', this.onBatch);
+    socket.on('error', (err) => debug('socket error: %s', err.message));
+    socket.on('close', () => this.onSocketClose());
+  }
+
+  /** Serve: accept new connections on this socket. */
+  listen(server: ServerSide): void {
+    this.server = server;
+  }
+
+  /** Client: this socket carries exactly one connection (from the server's address and port). */
+  attachClient(conn: QuicTunnelConnection, remotePort: number): void {
+    this.client = { conn, port: remotePort };
+    this.cidsOf.set(conn, []);
+  }
+
+  get connectionCount(): number {
+    return this.cidsOf.size;
+  }
+
+  connections(): QuicTunnelConnection[] {
+    return [...this.cidsOf.keys()];
+  }
+
+  /**
+   * Stop: listeners take no new connections; every connection is closed with `code` and
+   * `reason`; the socket closes (if ours) once their CONNECTION_CLOSE went out.
+   */
+  shutdown(code: number, reason: string): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      for (const conn of this.connections()) conn.close(code, reason);
+      this.flush();
+      // Draining connections are not waited for: their close went out above.
+      for (const conn of this.connections()) conn.abandon(reason || 'endpoint closed');
+      this.closeSocket();
+    }
+    return this.closedPromise;
+  }
+
+  // -------------------------------------------------------------------------- hooks
+
+  markDirty(conn: QuicTunnelConnection): void {
+    this.dirtySet.add(conn);
+    if (!this.flushing) this.scheduleFlush();
+  }
+
+  packetBuffer(size: number): Buffer {
+    if (this.slabOffset + size > this.slab.length) {
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_SIZE, size));
+      this.slabOffset = 0;
+    }
+    return this.slab.subarray(this.slabOffset, this.slabOffset + size);
+  }
+
+  packetWritten(length: number): void {
+    this.slabOffset += length;
+  }
+
+  sourceFor(host: string): string | undefined {
+    if (!this.server) return undefined;
+    return host === '::' || host === '0.0.0.0' ? undefined : host;
+  }
+
+  established(conn: QuicTunnelConnection): void {
+    if (!this.server || this.closing) {
+      conn.close(0x2, 'listener closing');
+      return;
+    }
+    try {
+      this.server.onConnection(conn);
+    } catch (err) {
+      debug('onConnection threw: %s', (err as Error).message);
+      conn.close(0x2, 'internal error');
+    }
+  }
+
+  released(conn: QuicTunnelConnection): void {
+    for (const key of this.cidsOf.get(conn) ?? []) if (this.byCid.get(key) === conn) this.byCid.delete(key);
+    this.cidsOf.delete(conn);
+    this.dirtySet.delete(conn);
+    if (this.client?.conn === conn) {
+      this.client = undefined;
+      this.closeSocket();
+    }
+  }
+
+  // -------------------------------------------------------------------------- receive
+
+  private readonly onBatch = (batch: UdpBatch): void => {
+    const count = batch.count;
+    for (let i = 0; i < count; i++) {
+      if (batch.truncated(i)) continue;
+      const packet = batch.payload(i);
+      if (packet.length === 0) continue;
+      const client = this.client;
+      if (client) {
+        if (batch.sourcePort(i) !== client.port) continue;
+        client.conn.receivePacket(packet);
+        this.dirtySet.add(client.conn);
+        continue;
+      }
+      if (!this.server) continue;
+      const key = routingKey(packet);
+      if (key === undefined) continue;
+      const from: QuicheHost = { host: batch.sourceAddress(i), port: batch.sourcePort(i) };
+      const to: QuicheHost = { host: batch.destinationAddress(i) ?? this.localAddress, port: this.localPort };
+      const conn = this.byCid.get(key);
+      if (conn) {
+        conn.receivePacket(packet, from, to);
+        this.dirtySet.add(conn);
+      } else if ((packet[0]! & 0x80) !== 0) {
+        this.newConnection(packet, from, to);
+      }
+    }
+    this.flush();
+  };
+
+  private newConnection(packet: Buffer, from: QuicheHost, to: QuicheHost): void {
+    const server = this.server!;
+    if (this.closing || packet.length < quiche.MIN_CLIENT_INITIAL_LEN) return;
+    let header;
+    try {
+      header = quiche.Header.fromSlice(packet, CID_LENGTH);
+    } catch {
+      return;
+    }
+    if (header.ty !== quiche.Type.Initial) return;
+    if (!quiche.versionIsSupported(header.version)) {
+      const out = Buffer.allocUnsafe(quiche.MAX_DATAGRAM_SIZE);
+      const length = quiche.negotiateVersion(header.scid, header.dcid, out);
+      this.sendNow([{ data: out.subarray(0, length), address: from.host, port: from.port, sourceAddress: this.sourceFor(to.host) }]);
+      return;
+    }
+    if (this.cidsOf.size >= server.maxConnections) {
+      debug('refusing %s:%d: %d connections', from.host, from.port, this.cidsOf.size);
+      return;
+    }
+    let scid: Buffer;
+    let odcid: Buffer | null = null;
+    if (server.retry) {
+      const token = header.token;
+      if (!token || token.length === 0) {
+        const newScid = randomBytes(CID_LENGTH);
+        const out = Buffer.allocUnsafe(quiche.MAX_DATAGRAM_SIZE);
+        const length = quiche.retry(header.scid, header.dcid, newScid, server.retry.mint(header.dcid, from.host), header.version, out);
+        this.sendNow([{ data: out.subarray(0, length), address: from.host, port: from.port, sourceAddress: this.sourceFor(to.host) }]);
+        return;
+      }
+      odcid = server.retry.validate(token, from.host) ?? null;
+      if (!odcid || header.dcid.length !== CID_LENGTH) {
+        debug('invalid retry token from %s:%d', from.host, from.port);
+        return;
+      }
+      scid = Buffer.from(header.dcid);
+    } else {
+      scid = randomBytes(CID_LENGTH);
+    }
+    let quic;
+    try {
+      quic = quiche.Connection.accept(scid, odcid, to, from, server.config);
+    } catch (err) {
+      debug('accept failed: %s', (err as Error).message);
+      return;
+    }
+    const conn = new QuicTunnelConnection(this, quic, { role: 'edge', local: to, remote: from, keepAliveMs: server.keepAliveMs });
+    const keys = [scid.toString('latin1')];
+    // Without retry the client keeps addressing its own random DCID until it hears from us.
+    if (!server.retry) keys.push(Buffer.from(header.dcid).toString('latin1'));
+    for (const key of keys) this.byCid.set(key, conn);
+    this.cidsOf.set(conn, keys);
+    conn.receivePacket(packet, from, to);
+    this.dirtySet.add(conn);
+  }
+
+  // -------------------------------------------------------------------------- send
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = setImmediate(() => {
+      this.flushScheduled = undefined;
+      this.flush();
+    });
+  }
+
+  /** Services every dirty connection and sends what they produced, in sendmmsg batches. */
+  flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    if (this.flushScheduled) {
+      clearImmediate(this.flushScheduled);
+      this.flushScheduled = undefined;
+    }
+    let out: OutgoingDatagram[] = [];
+    const again: QuicTunnelConnection[] = [];
+    try {
+      // Connections made dirty while servicing (one stream feeding another) join this round.
+      for (const conn of this.dirtySet) {
+        this.dirtySet.delete(conn);
+        if (this.socket.closed) break;
+        const more = conn.service(out);
+        if (more) again.push(conn);
+        if (out.length >= SEND_CHUNK) {
+          this.sendNow(out);
+          out = [];
+        }
+      }
+      if (out.length > 0) this.sendNow(out);
+    } finally {
+      this.flushing = false;
+    }
+    // Work left (packet cap reached, or the kernel queue is full): next turn.
+    for (const conn of again) this.dirtySet.add(conn);
+    if (this.dirtySet.size > 0) this.scheduleFlush();
+  }
+
+  private sendNow(datagrams: OutgoingDatagram[]): void {
+    if (this.socket.closed || datagrams.length === 0) return;
+    let start = 0;
+    for (let attempts = 0; start < datagrams.length && attempts < 64; attempts++) {
+      try {
+        const batch = start === 0 ? datagrams : datagrams.slice(start);
+        this.socket.sendBatch(batch);
+        return;
+      } catch (err) {
+        // The kernel refused one datagram (ENETUNREACH, EPERM from a firewall, …):
+        // those before it went, skip it, send the rest.
+        const index = (err as { index?: number }).index ?? 0;
+        this.sendErrors++;
+        this.lastSendError = err as Error;
+        debug('send to %s failed: %s', datagrams[start + index]?.address, (err as Error).message);
+        start += index + 1;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------- close
+
+  private closeSocket(): void {
+    if (this.ownsSocket) {
+      if (!this.socket.closed) this.socket.close();
+    } else {
+      this.socket.off('batch', this.onBatch);
+      this.onSocketClose();
+    }
+  }
+
+  private onSocketClose(): void {
+    if (this.flushScheduled) clearImmediate(this.flushScheduled);
+    this.flushScheduled = undefined;
+    for (const conn of this.connections()) conn.abandon('UDP socket closed');
+    this.closedResolve?.();
+    this.closedResolve = undefined;
+  }
+}
+
+/** The destination connection ID of a packet as a map key, or undefined when malformed. */
+function routingKey(packet: Buffer): string | undefined {
+  if ((packet[0]! & 0x80) === 0) {
+    return packet.length > CID_LENGTH ? packet.toString('latin1', 1, 1 + CID_LENGTH) : undefined;
+  }
+  if (packet.length < 7) return undefined;
+  const length = packet[5]!;
+  if (length > 20 || packet.length < 6 + length) return undefined;
+  return packet.toString('latin1', 6, 6 + length);
+}

@@ -1,0 +1,194 @@
+/**
+ * The QUIC tunnel transport: `dialQuic` (connector → edge) and `listenQuic` (edge), over
+ * our own driver on quiche (see ./endpoint.ts, ./connection.ts) and the native pktinfo
+ * UDP socket, so a listener on the wildcard answers each client from the address it dialed.
+ *
+ *   const listener = await listenQuic({ cert: id.certChain, key: id.key, port: 7844 }, (conn) => …);
+ *   const conn = await dialQuic({ host: '198.18.0.1', port: 7844, ca: id.caCert, caPin: id.caPin });
+ *
+ * To bind inside another network namespace, create the socket there yourself
+ * (`withNetns(path, () => PktinfoUdpSocket.bind(…))`) and pass it as `socket`.
+ */
+import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { OxyError } from '../../../core/errors.js';
+import { PktinfoUdpSocket } from '../../native/index.js';
+import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
+import {
+  buildQuicheConfig,
+  CID_LENGTH,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  quiche,
+  type QuicTimingOptions,
+  type QuicTuningOptions,
+} from './config.js';
+import { QuicDialError, QuicTunnelConnection } from './connection.js';
+import { QuicEndpoint } from './endpoint.js';
+import { RetryTokens } from './retry.js';
+
+export { QUIC_ALPN, type QuicTimingOptions, type QuicTuningOptions } from './config.js';
+export { QuicDialError, QuicTunnelConnection, STREAM_RESET_CODE, type QuicDialFailure } from './connection.js';
+
+/** UDP socket buffers: large, so a burst at 100+ MB/s is not dropped by the kernel. */
+const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+
+export interface QuicSocketOptions {
+  /** A socket to use instead of binding one (e.g. created inside another network namespace). Not closed by us. */
+  socket?: PktinfoUdpSocket;
+  /** SO_RCVBUF/SO_SNDBUF of a socket we bind. Default 8 MiB. */
+  socketBufferBytes?: number;
+}
+
+export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
+  /** Edge address: an IP or a name (resolved with dns.lookup). */
+  host: string;
+  port: number;
+  /** CA certificate(s), PEM, that the edge certificate must chain to. */
+  ca: string | string[];
+  /** base64 SHA-256 of the CA's SPKI (EdgeIdentity.caPin): that CA must have signed the edge certificate. */
+  caPin?: string;
+  /** TLS server name (SNI, checked against the certificate's DNS names). Default: `host` when it is a name. */
+  serverName?: string;
+  /** Local address to bind. Default the wildcard of the edge address's family. */
+  localAddress?: string;
+  /** Give up when the handshake takes longer. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  signal?: AbortSignal;
+  tuning?: QuicTuningOptions;
+}
+
+/** Dials the edge; resolves once the handshake completed and the edge certificate verified. */
+export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConnection> {
+  if (options.signal?.aborted) throw new QuicDialError(TunnelErrorCode.ABORTED, 'aborted', 'The operation was aborted');
+  const address = isIP(options.host) !== 0 ? options.host : (await lookup(options.host)).address;
+  const family = isIP(address) === 4 ? 4 : 6;
+  const socket =
+    options.socket ??
+    PktinfoUdpSocket.bind({
+      address: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
+      ipv6Only: family === 6,
+      recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+      sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+      maxDatagramSize: Math.max(2048, (options.tuning?.maxUdpPayloadSize ?? 0) + 64),
+    });
+  const endpoint = new QuicEndpoint(socket, options.socket === undefined);
+  let conn: QuicTunnelConnection;
+  try {
+    const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    const config = buildQuicheConfig('client', { ca: options.ca }, options.tuning ?? {}, { idleTimeoutMs });
+    const serverName = options.serverName ?? (isIP(options.host) === 0 ? options.host : null);
+    const local = { host: endpoint.localAddress, port: endpoint.localPort };
+    const remote = { host: address, port: options.port };
+    const quic = quiche.Connection.connect(serverName, randomBytes(CID_LENGTH), local, remote, config);
+    conn = new QuicTunnelConnection(endpoint, quic, {
+      role: 'connector',
+      local,
+      remote,
+      keepAliveMs: options.keepAliveMs ?? Math.floor(idleTimeoutMs / 3),
+      verify: {
+        ip: serverName === null ? address : undefined,
+        caPin: options.caPin,
+        ca: ([] as string[]).concat(options.ca),
+      },
+    });
+    endpoint.attachClient(conn, options.port);
+  } catch (err) {
+    endpoint.shutdown(TunnelCloseCode.INTERNAL_ERROR, 'dial failed');
+    throw new QuicDialError(TunnelErrorCode.HANDSHAKE, 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
+  }
+  endpoint.markDirty(conn);
+
+  const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const hint = endpoint.sendErrors > 0 ? ` (UDP send failed: ${endpoint.lastSendError?.message})` : '';
+      reject(
+        new QuicDialError(
+          TunnelErrorCode.HANDSHAKE,
+          endpoint.sendErrors > 0 ? 'unreachable' : 'timeout',
+          `QUIC handshake with ${address}:${options.port} did not complete within ${timeoutMs} ms${hint}`,
+        ),
+      );
+    }, timeoutMs);
+    onAbort = () => reject(new QuicDialError(TunnelErrorCode.ABORTED, 'aborted', 'The operation was aborted'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([conn.handshake, guard]);
+    return conn;
+  } catch (err) {
+    conn.close(TunnelCloseCode.NO_ERROR, 'dial abandoned');
+    void endpoint.shutdown(TunnelCloseCode.NO_ERROR, 'dial abandoned');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+export interface QuicListenOptions extends QuicTimingOptions, QuicSocketOptions {
+  /** Certificate chain (PEM, leaf first: EdgeIdentity.certChain) and its key. */
+  cert: string;
+  key: string;
+  /** Bind address. Default '::' (dual-stack). */
+  host?: string;
+  /** Default 0 (the kernel picks; read it from `address`). */
+  port?: number;
+  ipv6Only?: boolean;
+  /** Stateless retry (address validation) before allocating state. Default true. */
+  retry?: boolean;
+  /** Connections at once; further handshakes are ignored. Default 10,000. */
+  maxConnections?: number;
+  tuning?: QuicTuningOptions;
+}
+
+export interface QuicListener {
+  readonly address: { address: string; port: number; family: 4 | 6 };
+  /** Live connections (handshaking ones included). */
+  connections(): QuicTunnelConnection[];
+  /** Closes every connection with `code`/`reason` (default SHUTDOWN), then the socket. */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+/**
+ * Listens for QUIC tunnel connections; `onConnection` gets each one once its handshake
+ * completed. The socket is bound before the first await, so the call may be made inside
+ * withNetns (or pass a `socket` made there).
+ */
+export async function listenQuic(options: QuicListenOptions, onConnection: (conn: QuicTunnelConnection) => void): Promise<QuicListener> {
+  const socket =
+    options.socket ??
+    PktinfoUdpSocket.bind({
+      address: options.host ?? '::',
+      port: options.port ?? 0,
+      ipv6Only: options.ipv6Only ?? false,
+      recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+      sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+      maxDatagramSize: Math.max(2048, (options.tuning?.maxUdpPayloadSize ?? 0) + 64),
+    });
+  const endpoint = new QuicEndpoint(socket, options.socket === undefined);
+  let config;
+  try {
+    config = buildQuicheConfig('server', { cert: options.cert, key: options.key }, options.tuning ?? {}, options);
+  } catch (err) {
+    void endpoint.shutdown(0, '');
+    throw new OxyError(TunnelErrorCode.HANDSHAKE, `QUIC listener: bad certificate or key: ${(err as Error).message}`, { cause: err });
+  }
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  endpoint.listen({
+    config,
+    retry: options.retry === false ? undefined : new RetryTokens(),
+    keepAliveMs: options.keepAliveMs ?? Math.floor(idleTimeoutMs / 3),
+    onConnection,
+    maxConnections: options.maxConnections ?? 10_000,
+  });
+  const address = socket.address();
+  return {
+    address,
+    connections: () => endpoint.connections(),
+    close: (code = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down') => endpoint.shutdown(code, reason),
+  };
+}

@@ -1,0 +1,145 @@
+/**
+ * A QUIC tunnel stream as a Node Duplex. The Duplex is thin: bytes go to and come from the
+ * owning QuicTunnelConnection, which talks to quiche. Per stream it keeps
+ *
+ *  - `pending`: frames quiche had no room for (flow control), sent in order when the
+ *    stream is writable again; the write callback waits for them, so `write()` returns
+ *    false once writableHighWaterMark is queued above what quiche holds;
+ *  - the frame parser of the receive side; reading pauses (quiche keeps the bytes, so the
+ *    peer's flow-control window closes) while push() reports a full readable buffer.
+ */
+import { Duplex } from 'node:stream';
+import { OxyError } from '../../../core/errors.js';
+import { TunnelErrorCode } from '../../protocol/codes.js';
+import type { TunnelStream } from '../types.js';
+import { encodeData, endFrame, preamble, StreamFrameParser } from './framing.js';
+
+/** What the stream needs from its connection. */
+export interface QuicStreamOwner {
+  /** Try to hand `stream.pending` to quiche; true when all of it went. */
+  flushStream(stream: QuicStream): boolean;
+  /** The application wants more bytes: read this stream on the next service. */
+  resumeRead(stream: QuicStream): void;
+  /** The stream is done (cleanly or not); `reset` asks for RESET_STREAM + STOP_SENDING. */
+  streamDestroyed(stream: QuicStream, reset: boolean): void;
+  /** Why the connection closed, when it did: streams it cuts fail with this. */
+  closedError(): OxyError | undefined;
+}
+
+export interface PendingWrite {
+  buf: Buffer;
+  fin: boolean;
+}
+
+/** Readable/writable buffer sizes of the Duplex, above what quiche holds. */
+const HIGH_WATER_MARK = 256 * 1024;
+
+export class QuicStream extends Duplex implements TunnelStream {
+  readonly id: number;
+  /** Frames waiting for flow-control credit, oldest first. */
+  pending: PendingWrite[] = [];
+  /** Callback of the write (or final) whose frames are in `pending`. */
+  private writeCallback: ((err?: Error | null) => void) | undefined;
+  private preambleQueued: boolean;
+  private readonly parser = new StreamFrameParser();
+  /** push() said the readable buffer is full: stop taking bytes from quiche. */
+  readPaused = false;
+  /** END went to quiche with the FIN. */
+  localEnded = false;
+  /** The peer reset the stream or stopped our sending: no RESET back needed, no more sends. */
+  peerAborted = false;
+
+  constructor(
+    private readonly owner: QuicStreamOwner,
+    id: number,
+    local: boolean,
+  ) {
+    super({ allowHalfOpen: true, readableHighWaterMark: HIGH_WATER_MARK, writableHighWaterMark: HIGH_WATER_MARK });
+    this.id = id;
+    // A stream we open announces itself at once with the preamble; one the peer opened
+    // gets ours with the first bytes we send.
+    this.preambleQueued = local;
+    if (local) this.pending.push({ buf: preamble(), fin: false });
+  }
+
+  /** True once the peer's END was read. */
+  get remoteEnded(): boolean {
+    return this.parser.ended;
+  }
+
+  /**
+   * Bytes of this stream from quiche (a copy we own). Sets readPaused when the readable
+   * buffer is full. Throws an OxyError when the bytes break the framing.
+   */
+  receive(data: Buffer): void {
+    this.parser.push(data, (payload) => {
+      if (!this.push(payload)) this.readPaused = true;
+    });
+    if (this.parser.ended) this.push(null);
+  }
+
+  /** quiche reported the FIN. Without END before it, the stream was cut: an error, never 'end'. */
+  receiveFin(): void {
+    if (!this.parser.ended) {
+      this.destroy(new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${this.id} ended without its END frame`));
+    }
+  }
+
+  /** The peer reset its sending side (RESET_STREAM) or stopped ours (STOP_SENDING). */
+  abortedByPeer(kind: 'reset' | 'stopped', code: number): void {
+    this.peerAborted = true;
+    this.destroy(
+      new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`),
+    );
+  }
+
+  /** The connection flushed `pending` to quiche: release the waiting write. */
+  drained(): void {
+    const callback = this.writeCallback;
+    this.writeCallback = undefined;
+    callback?.();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.queueFrames(encodeData(chunk), false, callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    const frames: Buffer[] = [];
+    for (const { chunk } of chunks) for (const part of encodeData(chunk)) frames.push(part);
+    this.queueFrames(frames, false, callback);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.queueFrames([endFrame()], true, callback);
+  }
+
+  override _read(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    this.owner.resumeRead(this);
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    const clean = this.localEnded && this.parser.ended;
+    this.writeCallback = undefined;
+    this.pending = [];
+    this.owner.streamDestroyed(this, !clean && !this.peerAborted);
+    callback(err);
+  }
+
+  private queueFrames(frames: Buffer[], fin: boolean, callback: (err?: Error | null) => void): void {
+    if (!this.preambleQueued) {
+      this.preambleQueued = true;
+      this.pending.push({ buf: preamble(), fin: false });
+    }
+    for (let i = 0; i < frames.length; i++) this.pending.push({ buf: frames[i]!, fin: fin && i === frames.length - 1 });
+    if (this.owner.flushStream(this)) {
+      callback();
+    } else if (this.destroyed) {
+      callback(this.owner.closedError() ?? new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${this.id} was reset`));
+    } else {
+      this.writeCallback = callback;
+    }
+  }
+}
