@@ -1,0 +1,65 @@
+/**
+ * A "device": a test namespace with a TUN whose packets the main thread carries over a
+ * SEQPACKET connection to the edge's connected IP on-ramp (what WARP does), so real
+ * programs in the namespace (curl, iperf3) reach what the edge serves behind the upgrade.
+ *
+ * Device namespace: oxdev0 198.18.1.1/32, route 198.18.2.0/24 (and 2001:db8:2::/64) via
+ * oxdev0, MTU 65000 so big segments cross.
+ */
+import { SeqpacketSocket, Tun, withNetns } from '../../../src/engine/native/index.js';
+import type { TestNetns } from '../../helpers/netns.js';
+
+export interface Device {
+  tun: Tun;
+  socket: SeqpacketSocket;
+  close(): void;
+}
+
+export function attachDevice(ns: TestNetns, onRampPath: string, context: object, mtu = 65000): Device {
+  const tun = withNetns(ns.path, () => Tun.open({ name: 'oxdev0', mtu, txQueueLength: 5000, batchSize: 128 }));
+  ns.ipBatch([
+    'link set oxdev0 addrgenmode none',
+    'addr add 198.18.1.1/32 dev oxdev0',
+    'addr add 2001:db8:1::1/128 dev oxdev0 nodad',
+    'link set oxdev0 up',
+    'route add 198.18.2.0/24 dev oxdev0',
+    'route add 2001:db8:2::/64 dev oxdev0',
+  ]);
+  const socket = SeqpacketSocket.connect(onRampPath, { maxMessageSize: 65535 + 64, batchSize: 128 });
+  socket.send(Buffer.from(JSON.stringify(context)));
+  tun.on('packets', (batch) => {
+    for (let i = 0; i < batch.count; i++) {
+      try {
+        socket.send(batch.packet(i));
+      } catch {
+        // Tunnel gone: drop, as a link would.
+      }
+    }
+  });
+  const pending: Buffer[] = [];
+  let scheduled = false;
+  socket.on('message', (packet) => {
+    pending.push(packet);
+    if (!scheduled) {
+      scheduled = true;
+      queueMicrotask(() => {
+        scheduled = false;
+        try {
+          tun.writeBatch(pending.splice(0, pending.length));
+        } catch {
+          // A packet the kernel refused: the test will notice missing data.
+        }
+      });
+    }
+  });
+  tun.on('error', () => {});
+  socket.on('error', () => {});
+  return {
+    tun,
+    socket,
+    close() {
+      socket.close();
+      tun.close();
+    },
+  };
+}
