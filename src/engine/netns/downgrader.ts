@@ -33,7 +33,7 @@ import {
 import { Tun, type PacketBatch } from '../native/index.js';
 import { OxyError } from '../../core/errors.js';
 import { UnnamedNetns } from './namespace.js';
-import type { TunLinkOptions } from './upgrader.js';
+import { writeAll, type TunLinkOptions } from './upgrader.js';
 
 export const ERR_DOWNGRADE_EXHAUSTED = 'OXY_ERR_DOWNGRADE_EXHAUSTED';
 
@@ -65,11 +65,12 @@ export interface DowngraderStats {
   /** TUN packets of no flow; off-ramp packets of no flow or malformed. */
   unmatched: number;
   unmatchedReplies: number;
+  tunRefused: number;
 }
 
 export class TcpDowngrader {
   readonly table: FlowTable;
-  readonly stats: DowngraderStats = { toTun: 0, fromTun: 0, unmatched: 0, unmatchedReplies: 0 };
+  readonly stats: DowngraderStats = { toTun: 0, fromTun: 0, unmatched: 0, unmatchedReplies: 0, tunRefused: 0 };
   private readonly pool4: NatPool;
   private readonly pool6: NatPool;
   private readonly flows4 = new Map<number, Flow>();
@@ -83,11 +84,7 @@ export class TcpDowngrader {
   private readonly flush = (): void => {
     this.flushScheduled = false;
     if (this.out.length === 0) return;
-    try {
-      this.tun.writeBatch(this.out.splice(0, this.out.length));
-    } catch {
-      // A packet the kernel refused; counted by the TUN.
-    }
+    writeAll(this.tun, this.out.splice(0, this.out.length), this.stats);
   };
 
   private constructor(

@@ -57,6 +57,27 @@ export interface UpgraderStats {
   orphanSockets: number;
   /** Packets the TUN write queue dropped. */
   tunDropped: number;
+  /** Packets the kernel refused to take from the TUN (EINVAL: not a packet it accepts). */
+  tunRefused: number;
+}
+
+/**
+ * Writes a batch; a packet the kernel refuses (the error carries its index) is counted
+ * and skipped, and the rest still go out.
+ */
+export function writeAll(tun: Tun, packets: Buffer[], stats: { tunRefused: number }): void {
+  let start = 0;
+  while (start < packets.length) {
+    try {
+      tun.writeBatch(start === 0 ? packets : packets.slice(start));
+      return;
+    } catch (err) {
+      const index = (err as { index?: number }).index;
+      stats.tunRefused++;
+      if (typeof index !== 'number' || tun.closed) return;
+      start += index + 1;
+    }
+  }
 }
 
 const V4_LISTEN = '198.18.0.1';
@@ -65,7 +86,7 @@ const V4_POOL = '198.19.0.1';
 const V6_POOL = '2001:db8:ff:1::1';
 
 export class TcpUpgrader {
-  readonly stats: UpgraderStats = { toKernel: 0, fromKernel: 0, unmatched: 0, orphanSockets: 0, tunDropped: 0 };
+  readonly stats: UpgraderStats = { toKernel: 0, fromKernel: 0, unmatched: 0, orphanSockets: 0, tunDropped: 0, tunRefused: 0 };
   readonly pool4: NatPool;
   readonly pool6: NatPool;
   /** Un-NATed packets from the kernel, for the flow's client. The view is valid during the call only. */
@@ -84,12 +105,7 @@ export class TcpUpgrader {
   private readonly flush = (): void => {
     this.flushScheduled = false;
     if (this.out.length === 0) return;
-    const packets = this.out.splice(0, this.out.length);
-    try {
-      this.tun.writeBatch(packets);
-    } catch {
-      // A packet the kernel refused (EINVAL): the rest of the batch was not written either.
-    }
+    writeAll(this.tun, this.out.splice(0, this.out.length), this.stats);
     this.stats.tunDropped = this.tun.droppedPackets;
   };
 
