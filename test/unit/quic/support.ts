@@ -68,3 +68,73 @@ export function echo(conn: QuicTunnelConnection): void {
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
+
+export interface LossyRelay {
+  port: number;
+  /** Datagrams dropped so far, per direction. */
+  dropped: { up: number; down: number };
+  forwarded: { up: number; down: number };
+  /** Drop probability (0..1) per direction, changeable at any time. */
+  loss: { up: number; down: number };
+  /** While true, every client → server datagram is dropped. */
+  blackoutUp: boolean;
+  close(): void;
+}
+
+/**
+ * A UDP relay on 127.0.0.1 between one client and `serverPort`, dropping datagrams at
+ * random (seeded, so a failure reproduces). Loopback only.
+ */
+export async function lossyRelay(serverPort: number, loss: { up: number; down: number }, seed = 1): Promise<LossyRelay> {
+  const { default: dgram } = await import('node:dgram');
+  const front = dgram.createSocket('udp4');
+  const back = dgram.createSocket('udp4');
+  let state = seed >>> 0 || 1;
+  const random = () => {
+    // xorshift32: deterministic loss pattern per seed
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 0x100000000;
+  };
+  let client: { address: string; port: number } | undefined;
+  const relay: LossyRelay = {
+    port: 0,
+    dropped: { up: 0, down: 0 },
+    forwarded: { up: 0, down: 0 },
+    loss: { ...loss },
+    blackoutUp: false,
+    close: () => {
+      front.close();
+      back.close();
+    },
+  };
+  front.on('message', (msg, rinfo) => {
+    client = { address: rinfo.address, port: rinfo.port };
+    if (relay.blackoutUp || random() < relay.loss.up) {
+      relay.dropped.up++;
+      return;
+    }
+    relay.forwarded.up++;
+    back.send(msg, serverPort, '127.0.0.1');
+  });
+  back.on('message', (msg) => {
+    if (!client) return;
+    if (random() < relay.loss.down) {
+      relay.dropped.down++;
+      return;
+    }
+    relay.forwarded.down++;
+    front.send(msg, client.port, client.address);
+  });
+  await new Promise<void>((r) => front.bind(0, '127.0.0.1', r));
+  await new Promise<void>((r) => back.bind(0, '127.0.0.1', r));
+  for (const s of [front, back]) {
+    s.setRecvBufferSize(8 * 1024 * 1024);
+    s.setSendBufferSize(8 * 1024 * 1024);
+  }
+  relay.port = front.address().port;
+  return relay;
+}
