@@ -40,6 +40,12 @@ interface Reply {
 export interface UnnamedNetnsOptions {
   /** How long to wait for the child to start. Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * Run the child in an existing namespace (a path such as /var/run/netns/NAME or
+   * /proc/PID/ns/net, entered with `nsenter --net=PATH`) instead of a new one: for tests
+   * and benches that need sockets made inside a namespace they created.
+   */
+  join?: string;
 }
 
 export class UnnamedNetns {
@@ -65,9 +71,10 @@ export class UnnamedNetns {
     child.on('exit', () => this.failPending(new OxyError(ERR_NETNS_CHILD, 'namespace child exited')));
   }
 
-  /** Creates the namespace (root: `unshare --net`) with `lo` up. */
+  /** Creates the namespace (root: `unshare --net`) with `lo` up; or joins one (`join`). */
   static async create(options: UnnamedNetnsOptions = {}): Promise<UnnamedNetns> {
-    const child = spawn('unshare', ['--net', '--', process.execPath, '-e', NAMESPACE_CHILD_SOURCE], {
+    const launcher = options.join ? ['nsenter', `--net=${options.join}`, '--'] : ['unshare', '--net', '--'];
+    const child = spawn(launcher[0]!, [...launcher.slice(1), process.execPath, '-e', NAMESPACE_CHILD_SOURCE], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';
@@ -88,7 +95,7 @@ export class UnnamedNetns {
       });
     } catch (cause) {
       child.kill('SIGKILL');
-      throw new OxyError(ERR_NETNS_CREATE, `could not start the namespace child (unshare --net): ${(cause as Error).message}`, { cause });
+      throw new OxyError(ERR_NETNS_CREATE, `could not start the namespace child (${launcher.join(' ')}): ${(cause as Error).message}`, { cause });
     }
     child.removeAllListeners('exit');
     child.removeAllListeners('error');
