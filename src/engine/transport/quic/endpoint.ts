@@ -51,13 +51,15 @@ export class QuicEndpoint implements QuicEndpointHooks {
   private slab: Buffer = Buffer.allocUnsafe(0);
   private slabOffset = 0;
   private server: ServerSide | undefined;
-  private client: { conn: QuicTunnelConnection; port: number } | undefined;
+  private client: { conn: QuicTunnelConnection; host: string; port: number } | undefined;
   private closing = false;
   private closedResolve: (() => void) | undefined;
   readonly closedPromise: Promise<void>;
   /** Packets the socket refused (unreachable, EPERM): the auto fallback's "UDP blocked" hint. */
   sendErrors = 0;
   lastSendError: Error | undefined;
+  /** Client: datagrams dropped because they came from another address or port than the one dialed. */
+  strayPackets = 0;
 
   constructor(socket: PktinfoUdpSocket, ownsSocket: boolean) {
     this.socket = socket;
@@ -76,9 +78,13 @@ export class QuicEndpoint implements QuicEndpointHooks {
     this.server = server;
   }
 
-  /** Client: this socket carries exactly one connection (from the server's address and port). */
-  attachClient(conn: QuicTunnelConnection, remotePort: number): void {
-    this.client = { conn, port: remotePort };
+  /**
+   * Client: this socket carries exactly one connection. Only datagrams from the address
+   * and port dialed reach it: a reply from another source address (a server that let the
+   * kernel pick it) is dropped, as any QUIC client does.
+   */
+  attachClient(conn: QuicTunnelConnection, remoteHost: string, remotePort: number): void {
+    this.client = { conn, host: canonicalAddress(remoteHost), port: remotePort };
     this.cidsOf.set(conn, []);
   }
 
@@ -163,7 +169,10 @@ export class QuicEndpoint implements QuicEndpointHooks {
       if (packet.length === 0) continue;
       const client = this.client;
       if (client) {
-        if (batch.sourcePort(i) !== client.port) continue;
+        if (batch.sourcePort(i) !== client.port || batch.sourceAddress(i) !== client.host) {
+          this.strayPackets++;
+          continue;
+        }
         client.conn.receivePacket(packet);
         this.dirtySet.add(client.conn);
         continue;
@@ -320,6 +329,16 @@ export class QuicEndpoint implements QuicEndpointHooks {
     this.closedResolve?.();
     this.closedResolve = undefined;
   }
+}
+
+/** An IP address as the native socket prints sources: RFC 5952 for IPv6, plain IPv4 for v4-mapped. */
+export function canonicalAddress(address: string): string {
+  if (!address.includes(':')) return address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  const [bare, scope] = address.split('%');
+  const text = new URL(`http://[${bare}]`).hostname.slice(1, -1);
+  return scope ? `${text}%${scope}` : text;
 }
 
 /** The destination connection ID of a packet as a map key, or undefined when malformed. */

@@ -92,7 +92,7 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
         ca: ([] as string[]).concat(options.ca),
       },
     });
-    endpoint.attachClient(conn, options.port);
+    endpoint.attachClient(conn, address, options.port);
   } catch (err) {
     endpoint.shutdown(TunnelCloseCode.INTERNAL_ERROR, 'dial failed');
     throw new QuicDialError(TunnelErrorCode.HANDSHAKE, 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
