@@ -5,7 +5,7 @@
 //
 // 1. iperf3 (TCP, one stream) from a device namespace A to a server namespace B:
 //    baseline  A ── veth ── B
-//    upgrade   A: TUN → (main thread) SEQPACKET → edge on-ramp → flow → NAT → TUN in the
+//    upgrade   A: TUN → (device process) SEQPACKET → edge on-ramp → flow → NAT → TUN in the
 //              edge's unnamed namespace → kernel TCP → accepted socket → pipe → a socket
 //              made inside B (namespace child) → iperf3 -s in B
 //    Printed: both rates and their ratio.
@@ -25,7 +25,7 @@ import vm from 'node:vm';
 
 import { IpEdge, SeqpacketOnRamp } from '../dist/engine/edge/ip/index.js';
 import { UnnamedNetns } from '../dist/engine/netns/index.js';
-import { SeqpacketSocket, Tun, withNetns } from '../dist/engine/native/index.js';
+import { SeqpacketSocket } from '../dist/engine/native/index.js';
 import { TcpFlag, buildTcp, buildUdp, parseAddress } from '../dist/engine/packet/index.js';
 
 const { values: opts } = parseArgs({
@@ -81,6 +81,30 @@ async function iperf(fromNs, host) {
 }
 const gbit = (bps) => `${(bps / 1e9).toFixed(2)} Gbit/s`;
 
+const nativeUrl = new URL('../dist/engine/native/index.js', import.meta.url).href;
+const DEVICE_SOURCE = `
+import { execFileSync } from 'node:child_process';
+import { SeqpacketSocket, Tun, withNetns } from '${nativeUrl}';
+const [ns, name] = process.argv.slice(1);
+const path = '\\0' + name;
+const tun = withNetns('/var/run/netns/' + ns, () => Tun.open({ name: 'oxdev0', mtu: 65000, txQueueLength: 5000, batchSize: 128 }));
+execFileSync('ip', ['-n', ns, '-batch', '-'], { input: ['link set oxdev0 addrgenmode none', 'addr add 198.18.1.1/32 dev oxdev0', 'link set oxdev0 up', 'route add 198.18.2.0/24 dev oxdev0', ''].join('\\n') });
+const tunnel = SeqpacketSocket.connect(path, { maxMessageSize: 65535 + 64, batchSize: 128 });
+tunnel.send(Buffer.from(JSON.stringify({ tenant: 'bench', vnet: '' })));
+tun.on('packets', (batch) => { for (let i = 0; i < batch.count; i++) tunnel.send(batch.packet(i)); });
+const pending = [];
+let scheduled = false;
+tunnel.on('message', (packet) => {
+  pending.push(packet);
+  if (!scheduled) {
+    scheduled = true;
+    queueMicrotask(() => { scheduled = false; tun.writeBatch(pending.splice(0, pending.length)); });
+  }
+});
+process.on('disconnect', () => process.exit(0));
+process.send('ready');
+`;
+
 async function iperfRatio() {
   ip('netns', 'add', NS_A);
   cleanups.push(() => ip('netns', 'delete', NS_A));
@@ -119,28 +143,15 @@ async function iperfRatio() {
   const onRamp = new SeqpacketOnRamp(edge, path);
   cleanups.push(() => onRamp.close());
 
-  // Device side: a TUN in A, its packets carried over SEQPACKET by this thread.
-  const tun = withNetns(`/var/run/netns/${NS_A}`, () => Tun.open({ name: 'oxdev0', mtu: 65000, txQueueLength: 5000, batchSize: 128 }));
-  cleanups.push(() => tun.close());
-  nsBatch(NS_A, ['link set oxdev0 addrgenmode none', 'addr add 198.18.1.1/32 dev oxdev0', 'link set oxdev0 up', 'route add 198.18.2.0/24 dev oxdev0']);
-  const tunnel = SeqpacketSocket.connect(path, { maxMessageSize: 65535 + 64, batchSize: 128 });
-  cleanups.push(() => tunnel.close());
-  tunnel.send(Buffer.from(JSON.stringify({ tenant: 'bench', vnet: '' })));
-  tun.on('packets', (batch) => {
-    for (let i = 0; i < batch.count; i++) tunnel.send(batch.packet(i));
+  // Device side (what WARP is): a TUN in A whose packets a separate process carries over
+  // SEQPACKET, so the edge's thread is measured, not the synthetic device's.
+  const device = spawn(process.execPath, ['--input-type=module', '-e', DEVICE_SOURCE, NS_A, path.slice(1)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  cleanups.push(() => device.kill('SIGKILL'));
+  await new Promise((resolve, reject) => {
+    device.once('message', resolve);
+    device.once('exit', (code) => reject(new Error(`device process exited with ${code}`)));
   });
-  const pending = [];
-  let scheduled = false;
-  tunnel.on('message', (packet) => {
-    pending.push(packet);
-    if (!scheduled) {
-      scheduled = true;
-      queueMicrotask(() => {
-        scheduled = false;
-        tun.writeBatch(pending.splice(0, pending.length));
-      });
-    }
-  });
+  device.removeAllListeners('exit');
 
   const upgraded = await iperf(NS_A, '198.18.2.2');
   console.log(`iperf3 A → TUN → SEQPACKET → edge upgrade → B: ${gbit(upgraded)}`);
