@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { IpEdge, SeqpacketOnRamp, GueOnRamp, encodeGueHeader } from '../../../src/engine/edge/ip/index.js';
 import { SeqpacketSocket } from '../../../src/engine/native/index.js';
-import { buildIcmpEcho, buildUdp, parseAddress, parsePacket, formatAddress, verifyTransportChecksum, type PacketView } from '../../../src/engine/packet/index.js';
+import { TcpFlag, buildIcmpEcho, buildTcp, buildUdp, parseAddress, parsePacket, formatAddress, verifyTransportChecksum, type PacketView } from '../../../src/engine/packet/index.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
 
 const A = parseAddress('198.18.1.1');
@@ -212,6 +212,50 @@ privilegedDescribe('UDP, ICMP and GUE through the IP edge', () => {
       await expect.poll(() => gue.stats.malformed + gue.stats.badContext).toBe(malformedBefore + 2);
     } finally {
       client.close();
+    }
+  });
+});
+
+privilegedDescribe('ICMP and TCP handed to a pluggable IP off-ramp (forward verdict)', () => {
+  let edge: IpEdge;
+  let onRamp: SeqpacketOnRamp;
+  const path = `\0oxy-ip-fwd-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const offRamped: string[] = [];
+
+  beforeAll(async () => {
+    edge = await IpEdge.create({
+      decideFlow: (flow, packet) => (packet.protocolName === 'icmp' || flow.dstPort === 22 ? { verdict: 'forward', route: 'tunnel-7' } : 'reject'),
+      onIpPacket(flow, packet) {
+        offRamped.push(`${flow.decision.route} ${parsed(packet).protocolName}`);
+        const view = parsed(packet);
+        if (view.protocolName === 'icmp') {
+          // The off-ramp answers the ping itself (as a remote host would).
+          edge.sendToClient(flow, buildIcmpEcho({ src: flow.dst, dst: flow.src, id: view.echoId, seq: view.echoSeq, reply: true, payload: Buffer.from('from off-ramp') }));
+        }
+      },
+    });
+    onRamp = new SeqpacketOnRamp(edge, path);
+  });
+  afterAll(() => {
+    onRamp?.close();
+    edge?.close();
+  });
+
+  it('forwards ICMP echo and TCP to port 22 as IP packets; rejects the rest with RST', async () => {
+    const t = rawTunnel(path, { tenant: 'fwd', vnet: '' });
+    try {
+      t.send(buildIcmpEcho({ src: A, dst: B, id: 5, seq: 9, payload: Buffer.from('hi') }));
+      const reply = parsed(await t.next());
+      expect(reply.payload.toString()).toBe('from off-ramp');
+      t.send(buildTcp({ src: A, dst: B, srcPort: 5555, dstPort: 22, seq: 1, flags: TcpFlag.SYN }));
+      await expect.poll(() => offRamped).toEqual(['tunnel-7 icmp', 'tunnel-7 tcp']);
+      t.send(buildTcp({ src: A, dst: B, srcPort: 5556, dstPort: 80, seq: 100, flags: TcpFlag.SYN }));
+      const rst = parsed(await t.next());
+      expect(rst.tcpFlags & TcpFlag.RST).toBeTruthy();
+      expect(rst.tcpAck).toBe(101);
+      expect(edge.stats.dropped['verdict-reject']).toBe(1);
+    } finally {
+      t.close();
     }
   });
 });

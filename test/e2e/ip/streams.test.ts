@@ -96,6 +96,19 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
     }
   });
 
+  it('upgrades and downgrades IPv6 streams', async () => {
+    const t = await h.tunnel({ tenant: 'six', vnet: '' });
+    try {
+      const socket = await t.session.connect({ src: '2001:db8:1::1', dst: '2001:db8:2::2', dstPort: 7 });
+      const answer = collect(socket);
+      socket.end('over IPv6');
+      expect((await answer).toString()).toBe('over IPv6');
+      await expect.poll(() => ended.find(([f]) => f.version === 6)?.[1], { timeout: 5000 }).toBe('fin');
+    } finally {
+      t.close();
+    }
+  });
+
   it('keeps two tenants with identical 5-tuples apart', async () => {
     const a = await h.tunnel({ tenant: 'tenant-a', vnet: 'v' });
     const b = await h.tunnel({ tenant: 'tenant-b', vnet: 'v' });
