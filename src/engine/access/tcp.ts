@@ -20,6 +20,8 @@ export function dialThroughEdge(edgeUrl: string, hostname: string): Promise<Sock
       headers: { host: hostname, connection: 'Upgrade', upgrade: 'tcp' },
     });
     req.on('upgrade', (_res, socket, head) => {
+      // A raw byte stream half-closes: the client's FIN must not end our sending side.
+      socket.allowHalfOpen = true;
       if (head.length) socket.unshift(head);
       resolve(socket);
     });
@@ -34,7 +36,7 @@ export function dialThroughEdge(edgeUrl: string, hostname: string): Promise<Sock
 }
 
 export async function startAccessTcp(o: { edgeUrl: string; hostname: string; listen: { host: string; port: number }; log: Logger }): Promise<Server> {
-  const server = createServer(async (local) => {
+  const server = createServer({ allowHalfOpen: true }, async (local) => {
     local.on('error', () => undefined);
     try {
       const remote = await dialThroughEdge(o.edgeUrl, o.hostname);

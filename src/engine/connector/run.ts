@@ -3,13 +3,18 @@
  * secret (token, credentials file, config, or the local store), which edge and how to
  * trust it, which ingress rules, and how to dial (http2, quic, auto).
  */
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
 import { arch } from 'node:os';
 import { OxyError } from '../../core/errors.js';
 import { isUuid } from '../../core/common.js';
 import { credentialsPath, decodeToken, readCredentialsFile, tokenToCredentials, type TunnelCredentials } from '../../core/credentials.js';
 import type { Store } from '../../store/index.js';
 import { DEFAULT_TUNNEL_PORT, localEdgeTrust } from '../edge/identity-files.js';
+import { spkiPin } from '../edge/identity.js';
+import { TunnelErrorCode } from '../protocol/codes.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import { dialHttp2Tunnel } from '../transport/http2/index.js';
@@ -91,10 +96,48 @@ export function buildIngress(o: { config?: ConnectorConfig; url?: string; helloW
 
 export const clientVersion = (version: string): string => `${version} linux_${arch() === 'x64' ? 'amd64' : arch()}`;
 
+/**
+ * A token carries only the CA's pin. The CA certificate itself is taken from the edge's
+ * handshake — the one certificate of the presented chain whose key matches the pin — and
+ * then used as the trust anchor, so the chain, the name and the pin are all verified.
+ */
+export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: isIP(host) ? undefined : host });
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(err);
+    };
+    socket.setTimeout(timeoutMs, () => fail(new OxyError(TunnelErrorCode.HANDSHAKE, `TLS handshake with ${host}:${port} timed out`)));
+    socket.once('error', (err) => fail(new OxyError(TunnelErrorCode.HANDSHAKE, `TLS connection to ${host}:${port} failed: ${err.message}`, { cause: err })));
+    socket.once('secureConnect', () => {
+      const seen = new Set<string>();
+      for (let cert = socket.getPeerCertificate(true); cert?.raw && !seen.has(cert.fingerprint256); cert = cert.issuerCertificate) {
+        seen.add(cert.fingerprint256);
+        const x509 = new X509Certificate(cert.raw);
+        if (spkiPin(x509.publicKey.export({ type: 'spki', format: 'der' })) === pin) {
+          socket.end();
+          resolve(x509.toString());
+          return;
+        }
+      }
+      fail(new OxyError(TunnelErrorCode.PIN_MISMATCH, `The edge at ${host}:${port} presented no certificate with the pinned CA key (wrong token or wrong edge?)`));
+    });
+  });
+}
+
 /** How each HA connection dials the edge. QUIC and auto arrive with the QUIC transport. */
 export function createDialer(protocol: ProtocolChoice, edge: EdgeTarget, log: Logger): Dialer {
-  const http2 = (signal: AbortSignal): Promise<TunnelConnection> =>
-    dialHttp2Tunnel({ host: edge.host, port: edge.port, ca: edge.ca, caPin: edge.caPin, signal });
+  let ca: Promise<string> | undefined = edge.ca ? Promise.resolve(edge.ca) : undefined;
+  const trustAnchor = (): Promise<string> => {
+    ca ??= fetchPinnedCa(edge.host, edge.port, edge.caPin!).catch((err) => {
+      ca = undefined; // retry the fetch on the next dial
+      throw err;
+    });
+    return ca;
+  };
+  const http2 = async (signal: AbortSignal): Promise<TunnelConnection> =>
+    dialHttp2Tunnel({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal });
   if (protocol === 'http2') return (_i, signal) => http2(signal);
   log.warn({ protocol }, 'QUIC is not available in this build; using http2');
   return (_i, signal) => http2(signal);

@@ -129,7 +129,9 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     await Promise.all(this.#slots.map((s) => s.control?.drain('connector shutting down').catch(() => undefined)));
     if (this.o.handler.active > 0) {
       this.o.log.info({ inFlight: this.o.handler.active, gracePeriod: `${graceMs / 1000}s` }, 'Waiting for in-flight requests to finish');
-      await Promise.race([this.o.handler.idle(), sleep(graceMs)]);
+      const grace = new AbortController();
+      await Promise.race([this.o.handler.idle(), sleep(graceMs, undefined, { signal: grace.signal }).catch(() => undefined)]);
+      grace.abort(); // a pending grace timer would keep the process alive after the streams ended
     }
     for (const [connIndex, s] of this.#slots.entries()) {
       if (s.conn && !s.conn.isClosed) {

@@ -5,6 +5,7 @@
  * ways after the 101. Bodies stream with backpressure in both directions.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Counter } from 'prom-client';
@@ -81,6 +82,8 @@ export class HttpOnramp {
 
   readonly handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     let stream: TunnelStream | undefined;
+    // After the 101 the bytes are a raw stream that half-closes (a client's FIN ends only its direction).
+    (socket as Socket).allowHalfOpen = true;
     socket.on('error', () => stream?.destroy());
     try {
       const request = requestHead(req);
