@@ -26,6 +26,12 @@ export class Flow<R = unknown> {
   finOut = false;
   /** When both FINs were seen (coarse ms); 0 while open. */
   closingSince = 0;
+  /**
+   * TCP: the owner has a connection for it (the upgraded socket was accepted). Until
+   * then the shorter handshake timeout applies, so half-open flows do not hold NAT
+   * slots for the whole idle timeout. Flows that need no handshake start true.
+   */
+  established = true;
 
   /** Owner-defined state (the NAT slot, the upgraded socket, the on-ramp session…). */
   slot = -1;

@@ -37,6 +37,8 @@ export interface FlowTimeouts {
   udpIdleMs?: number;
   /** ICMP and other protocols (ms). Default 10,000. */
   otherIdleMs?: number;
+  /** TCP flows not yet established (see Flow.established) end after this long (ms). Default 20,000. */
+  tcpHandshakeMs?: number;
   /** After both FINs, the flow lingers this long for the last ACKs, then ends with 'fin'. Default 1,000. */
   tcpCloseLingerMs?: number;
 }
@@ -75,6 +77,7 @@ export class FlowTable<R = unknown> {
   readonly udpIdleMs: number;
   readonly otherIdleMs: number;
   readonly tcpCloseLingerMs: number;
+  readonly tcpHandshakeMs: number;
   private readonly scopes = new Map<string, FlowScope>();
   private readonly tenants = new Map<string, TenantState>();
   private readonly hooks: FlowHooks<R>;
@@ -88,9 +91,10 @@ export class FlowTable<R = unknown> {
     this.udpIdleMs = options.timeouts?.udpIdleMs ?? 30_000;
     this.otherIdleMs = options.timeouts?.otherIdleMs ?? 10_000;
     this.tcpCloseLingerMs = options.timeouts?.tcpCloseLingerMs ?? 1_000;
+    this.tcpHandshakeMs = options.timeouts?.tcpHandshakeMs ?? 20_000;
     this.hooks = options.hooks ?? {};
     this.release = options.release;
-    const shortest = Math.min(this.tcpIdleMs, this.udpIdleMs, this.otherIdleMs, this.tcpCloseLingerMs);
+    const shortest = Math.min(this.tcpIdleMs, this.udpIdleMs, this.otherIdleMs, this.tcpCloseLingerMs, this.tcpHandshakeMs);
     const interval = options.sweepIntervalMs ?? Math.min(1000, Math.max(50, shortest / 4));
     this.timer = setInterval(() => this.sweep(), interval);
     this.timer.unref();
@@ -202,7 +206,7 @@ export class FlowTable<R = unknown> {
         if (f.closingSince !== 0 && now - f.closingSince >= this.tcpCloseLingerMs) {
           this.end(f, 'fin');
           ended++;
-        } else if (now - f.lastSeen >= this.idleTimeout(f.protocol)) {
+        } else if (now - f.lastSeen >= this.idleTimeout(f.protocol) || (!f.established && now - f.startedAt >= this.tcpHandshakeMs)) {
           this.end(f, 'idle');
           ended++;
         }

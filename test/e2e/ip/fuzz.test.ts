@@ -56,7 +56,7 @@ privilegedDescribe('on-ramp path fuzz: malformed and mutated packets never crash
     );
     const malformed = Object.values(edge.stats.malformed).reduce((a, b) => a + (b ?? 0), 0);
     expect(malformed).toBeGreaterThan(1000);
-    expect(edge.stats.packetsIn).toBeGreaterThan(1000);
+    expect(edge.stats.packetsIn).toBeGreaterThanOrEqual(100_000);
     session.close();
   }, 40_000);
 

@@ -109,3 +109,28 @@ describe('FlowTable', () => {
     expect(events.filter((e) => e.startsWith('end'))).toEqual(['end 1 shutdown', 'end 2 shutdown']);
   });
 });
+
+describe('FlowTable handshake timeout', () => {
+  it('ends TCP flows that never got established after tcpHandshakeMs, not established ones', () => {
+    const t = new FlowTable({ timeouts: { tcpHandshakeMs: 100, tcpIdleMs: 10_000 } });
+    try {
+      const scope = t.scope({ tenant: 'a', vnet: '' });
+      const A = parseAddress('198.18.1.1');
+      const B = parseAddress('198.18.2.2');
+      const make = (port: number, established: boolean) => {
+        const syn = parsePacket(buildTcp({ src: A, dst: B, srcPort: port, dstPort: 80, seq: 1, flags: TcpFlag.SYN })) as PacketView;
+        const flow = t.create(scope, flowKey(syn), syn);
+        flow.established = established;
+        t.start(flow);
+        return flow;
+      };
+      const halfOpen = make(1, false);
+      const open = make(2, true);
+      t.sweep(halfOpen.startedAt + 100);
+      expect(halfOpen.endReason).toBe('idle');
+      expect(open.ended).toBe(false);
+    } finally {
+      t.close();
+    }
+  });
+});

@@ -107,6 +107,7 @@ export class IpEdge<R = unknown> {
     upgrader.onReturn = (flow, view) => this.fromKernel(flow as Flow<R>, view);
     upgrader.onSocket = (flow, socket) => {
       flow.handle = socket;
+      flow.established = true;
       socket.on('error', () => {});
       this.onTcpStream(socket, flow as Flow<R>);
     };
@@ -230,6 +231,7 @@ export class IpEdge<R = unknown> {
           this.resetClient(session, view);
           return undefined;
         }
+        flow.established = false;
       } else if (view.transport === TransportKind.Udp) {
         flow.handle = new UdpFlow<R>(this, flow);
       } else if (!(view.transport === TransportKind.Icmp && view.isEcho)) {
