@@ -224,7 +224,10 @@ privilegedDescribe('ICMP and TCP handed to a pluggable IP off-ramp (forward verd
 
   beforeAll(async () => {
     edge = await IpEdge.create({
-      decideFlow: (flow, packet) => (packet.protocolName === 'icmp' || flow.dstPort === 22 ? { verdict: 'forward', route: 'tunnel-7' } : 'reject'),
+      decideFlow(flow, packet) {
+        if (flow.dstPort === 666) throw new Error('application bug');
+        return packet.protocolName === 'icmp' || flow.dstPort === 22 ? { verdict: 'forward', route: 'tunnel-7' } : 'reject';
+      },
       onIpPacket(flow, packet) {
         offRamped.push(`${flow.decision.route} ${parsed(packet).protocolName}`);
         const view = parsed(packet);
@@ -254,6 +257,11 @@ privilegedDescribe('ICMP and TCP handed to a pluggable IP off-ramp (forward verd
       expect(rst.tcpFlags & TcpFlag.RST).toBeTruthy();
       expect(rst.tcpAck).toBe(101);
       expect(edge.stats.dropped['verdict-reject']).toBe(1);
+      // A throwing decideFlow drops the packet (counted); the tunnel keeps working.
+      t.send(buildUdp({ src: A, dst: B, srcPort: 1, dstPort: 666 }));
+      await expect.poll(() => edge.stats.dropped['decide-error']).toBe(1);
+      t.send(buildIcmpEcho({ src: A, dst: B, id: 6, seq: 1 }));
+      expect(parsed(await t.next()).payload.toString()).toBe('from off-ramp');
     } finally {
       t.close();
     }

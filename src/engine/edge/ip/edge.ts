@@ -162,6 +162,11 @@ export class IpEdge<R = unknown> {
     const table = this.table;
     const key = flowKey(view);
     let flow = table.lookup(session.scope, key);
+    if (flow && flow.closingSince !== 0 && view.transport === TransportKind.Tcp && (view.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN) {
+      // The client reuses the tuple of a flow that is closing: that flow is over.
+      table.end(flow, 'fin');
+      flow = undefined;
+    }
     if (!flow) {
       flow = this.newFlow(session, view, key);
       if (!flow) return;
@@ -217,7 +222,14 @@ export class IpEdge<R = unknown> {
     }
     const flow = table.create(session.scope, key, view);
     flow.attachment = session;
-    const decision = this.decide(flow, view);
+    let decision: FlowDecision<R> | FlowVerdict;
+    try {
+      decision = this.decide(flow, view);
+    } catch {
+      // An application error must not take the on-ramp down: the flow is not started.
+      this.drop('decide-error');
+      return undefined;
+    }
     flow.decision = typeof decision === 'string' ? { verdict: decision } : decision;
     if (flow.decision.verdict === 'reject') {
       if (tcp) this.resetClient(session, view);
