@@ -68,10 +68,10 @@ describe('QUIC handshake (loopback)', () => {
     const port = listener.address.port;
     const pin = await dialQuic({ host: '127.0.0.1', port, ca: id.caCert, caPin: other.caPin }).catch((e) => e);
     expect(isOxyError(pin, TunnelErrorCode.PIN_MISMATCH)).toBe(true);
-    const name = await dialQuic({ host: '127.0.0.1', port, ca: id.caCert, serverName: 'elsewhere.example' }).catch((e) => e);
+    const name = await dialQuic({ host: '127.0.0.1', port, ca: id.caCert, servername: 'elsewhere.example' }).catch((e) => e);
     expect(isOxyError(name, TunnelErrorCode.HANDSHAKE)).toBe(true);
     expect((name as QuicDialError).failure).toBe('tls');
-    const ok = await dialQuic({ host: '127.0.0.1', port, ca: id.caCert, serverName: 'localhost' });
+    const ok = await dialQuic({ host: '127.0.0.1', port, ca: id.caCert, servername: 'localhost' });
     ok.close();
   });
 

@@ -623,7 +623,11 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     if (!this.isEstablished) {
       const peer = this.quic.peerError() ?? this.quic.localError();
       const tls = peer && !peer.isApp && peer.errorCode >= quiche.CRYPTO_ERROR_START && peer.errorCode <= quiche.CRYPTO_ERROR_STOP;
-      const failure: QuicDialFailure = tls
+      // no_application_protocol: the edge speaks QUIC, but not our ALPN — a refusal, not a TLS failure.
+      const alpn = tls && peer.errorCode === quiche.CRYPTO_ERROR_START + 120;
+      const failure: QuicDialFailure = alpn
+        ? 'refused'
+        : tls
         ? 'tls'
         : peer || info.remote
           ? 'refused'

@@ -49,11 +49,12 @@ export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
   /** base64 SHA-256 of the CA's SPKI (EdgeIdentity.caPin): that CA must have signed the edge certificate. */
   caPin?: string;
   /** TLS server name (SNI, checked against the certificate's DNS names). Default: `host` when it is a name. */
-  serverName?: string;
+  servername?: string;
   /** Local address to bind. Default the wildcard of the edge address's family. */
   localAddress?: string;
-  /** Give up when the handshake takes longer. Default 10 s. */
+  /** Give up when the handshake takes longer. Default 10 s. (`timeoutMs`, as for HTTP/2, is the same.) */
   handshakeTimeoutMs?: number;
+  timeoutMs?: number;
   signal?: AbortSignal;
   tuning?: QuicTuningOptions;
 }
@@ -77,7 +78,7 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
   try {
     const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     const config = buildQuicheConfig('client', { ca: options.ca }, options.tuning ?? {}, { idleTimeoutMs });
-    const serverName = options.serverName ?? (isIP(options.host) === 0 ? options.host : null);
+    const serverName = options.servername ?? (isIP(options.host) === 0 ? options.host : null);
     const local = { host: endpoint.localAddress, port: endpoint.localPort };
     const remote = { host: address, port: options.port };
     const quic = quiche.Connection.connect(serverName, randomBytes(CID_LENGTH), local, remote, config);
@@ -99,7 +100,7 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
   }
   endpoint.markDirty(conn);
 
-  const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  const timeoutMs = options.handshakeTimeoutMs ?? options.timeoutMs ?? 10_000;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const guard = new Promise<never>((_, reject) => {
