@@ -130,6 +130,12 @@ export interface OutgoingDatagram {
   port: number;
   /** Local address to send from (IP_PKTINFO ipi_spec_dst / IPV6_PKTINFO ipi6_addr). */
   sourceAddress?: string;
+  /**
+   * UDP GSO (UDP_SEGMENT): `data` holds several datagrams of this many bytes (the last may
+   * be shorter), sent in one go to the same destination. At most 64 segments and 64 KiB;
+   * the kernel refuses more (EINVAL) and devices without checksum offload (EIO).
+   */
+  segmentSize?: number;
 }
 
 export interface PktinfoUdpSocketOptions {

@@ -5,6 +5,8 @@
 // Every socket here has SO_PASSCRED on, so every real message (even an empty one)
 // comes with an SCM_CREDENTIALS cmsg, while end-of-stream comes with none. POLLRDHUP
 // (UV_DISCONNECT) tells us the peer is gone; we then read until that bare 0.
+// Side effect of SO_PASSCRED: an unnamed socket that sends gets an autobound
+// abstract name (as with any SO_PASSCRED unix socket); nothing relies on it.
 #include "modules.h"
 #include "polled.h"
 

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,7 +36,8 @@ constexpr size_t kOffFlags = 48;     // u32 bit 0: truncated to maxDatagramSize
 constexpr size_t kOffSrcScope = 52;  // u32 IPv6 scope id of the source
 
 constexpr size_t kRecvControlSize = 128;  // room for IP_PKTINFO and IPV6_PKTINFO
-constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(in6_pktinfo));
+// IP(V6)_PKTINFO, then optionally UDP_SEGMENT (GSO).
+constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t));
 constexpr unsigned kSendChunk = 64;
 
 template <typename V>
@@ -373,6 +375,32 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     return "";
   }
 
+  // Optional UDP GSO: {segmentSize} splits `data` into datagrams of that many bytes (the
+  // last may be shorter), all to the same destination from the same source, with one
+  // UDP_SEGMENT cmsg after the pktinfo one. Absent, zero or >= the data length: one datagram.
+  std::string PrepareSegmentation(Napi::Object item, unsigned k) {
+    Napi::Value segment_value = item.Get("segmentSize");
+    if (!segment_value.IsNumber()) return "";
+    uint32_t segment = segment_value.As<Napi::Number>().Uint32Value();
+    msghdr& hdr = send_msgs_[k].msg_hdr;
+    if (segment == 0 || segment >= send_iovs_[k].iov_len) return "";
+    if (segment > 65535) return "segmentSize above 65535";
+    uint8_t* control = send_control_.data() + k * kSendControlSize;
+    if (hdr.msg_control == nullptr) {
+      hdr.msg_control = control;
+      hdr.msg_controllen = 0;
+    }
+    cmsghdr* c = reinterpret_cast<cmsghdr*>(control + hdr.msg_controllen);
+    memset(c, 0, CMSG_SPACE(sizeof(uint16_t)));
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t size = static_cast<uint16_t>(segment);
+    memcpy(CMSG_DATA(c), &size, sizeof(size));
+    hdr.msg_controllen += CMSG_SPACE(sizeof(uint16_t));
+    return "";
+  }
+
   // sendBatch(datagrams, start) -> how many datagrams from `start` the kernel took.
   // Stops early (returns less) when the socket buffer is full (EAGAIN); any other
   // failure throws with `index` set to the datagram that failed (earlier ones were sent).
@@ -386,7 +414,9 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     while (index < end) {
       unsigned chunk = std::min<uint32_t>(end - index, kSendChunk);
       for (unsigned k = 0; k < chunk; k++) {
-        std::string problem = PrepareSend(list.Get(index + k).As<Napi::Object>(), k);
+        Napi::Object item = list.Get(index + k).As<Napi::Object>();
+        std::string problem = PrepareSend(item, k);
+        if (problem.empty()) problem = PrepareSegmentation(item, k);
         if (!problem.empty()) {
           if (k == 0) ThrowIndexed(env, EINVAL, index, problem);
           chunk = k;  // send the good ones first; the bad one fails on the next round
