@@ -61,8 +61,12 @@ export class QuicEndpoint implements QuicEndpointHooks {
   /** Client: datagrams dropped because they came from another address or port than the one dialed. */
   strayPackets = 0;
 
-  constructor(socket: PktinfoUdpSocket, ownsSocket: boolean) {
+  /** Coalesce runs of same-size packets to one destination into UDP GSO sends. */
+  private gso: boolean;
+
+  constructor(socket: PktinfoUdpSocket, ownsSocket: boolean, gso = true) {
     this.socket = socket;
+    this.gso = gso && process.env.OXY_QUIC_GSO !== '0';
     this.ownsSocket = ownsSocket;
     const address = socket.address();
     this.localAddress = address.address;
@@ -293,20 +297,29 @@ export class QuicEndpoint implements QuicEndpointHooks {
 
   private sendNow(datagrams: OutgoingDatagram[]): void {
     if (this.socket.closed || datagrams.length === 0) return;
+    let list = this.gso ? coalesce(datagrams) : datagrams;
     let start = 0;
-    for (let attempts = 0; start < datagrams.length && attempts < 64; attempts++) {
+    for (let attempts = 0; start < list.length && attempts < 64; attempts++) {
       try {
-        const batch = start === 0 ? datagrams : datagrams.slice(start);
-        this.socket.sendBatch(batch);
+        this.socket.sendBatch(start === 0 ? list : list.slice(start));
         return;
       } catch (err) {
+        const index = start + ((err as { index?: number }).index ?? 0);
+        const failed = list[index];
+        if (failed?.segmentSize !== undefined) {
+          // The kernel or the device has no UDP GSO: send datagram by datagram from now on.
+          debug('UDP GSO refused (%s): disabled', (err as Error).message);
+          this.gso = false;
+          list = [...list.slice(start, index), ...split(list.slice(index))];
+          start = 0;
+          continue;
+        }
         // The kernel refused one datagram (ENETUNREACH, EPERM from a firewall, …):
         // those before it went, skip it, send the rest.
-        const index = (err as { index?: number }).index ?? 0;
         this.sendErrors++;
         this.lastSendError = err as Error;
-        debug('send to %s failed: %s', datagrams[start + index]?.address, (err as Error).message);
-        start += index + 1;
+        debug('send to %s failed: %s', failed?.address, (err as Error).message);
+        start = index + 1;
       }
     }
   }
@@ -329,6 +342,67 @@ export class QuicEndpoint implements QuicEndpointHooks {
     this.closedResolve?.();
     this.closedResolve = undefined;
   }
+}
+
+/** Segments per GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels) and bytes. */
+const GSO_MAX_SEGMENTS = 64;
+const GSO_MAX_BYTES = 65_000;
+
+/**
+ * Runs of packets to the same destination, from the same source, of equal size (the last
+ * may be shorter) and back to back in one slab become one datagram with `segmentSize`.
+ */
+export function coalesce(datagrams: readonly OutgoingDatagram[]): OutgoingDatagram[] {
+  const out: OutgoingDatagram[] = [];
+  let i = 0;
+  while (i < datagrams.length) {
+    const first = datagrams[i]!;
+    const size = first.data.length;
+    let end = first.data.byteOffset + size;
+    let j = i + 1;
+    while (j < datagrams.length && j - i < GSO_MAX_SEGMENTS) {
+      const next = datagrams[j]!;
+      const data = next.data;
+      if (
+        data.buffer !== first.data.buffer ||
+        data.byteOffset !== end ||
+        data.length > size ||
+        end + data.length - first.data.byteOffset > GSO_MAX_BYTES ||
+        next.port !== first.port ||
+        next.address !== first.address ||
+        next.sourceAddress !== first.sourceAddress
+      ) {
+        break;
+      }
+      end += data.length;
+      j++;
+      if (data.length < size) break; // a short one ends the run
+    }
+    if (j - i === 1) {
+      out.push(first);
+    } else {
+      const data = Buffer.from(first.data.buffer, first.data.byteOffset, end - first.data.byteOffset);
+      out.push({ data, address: first.address, port: first.port, sourceAddress: first.sourceAddress, segmentSize: size });
+    }
+    i = j;
+  }
+  return out;
+}
+
+/** GSO datagrams back into their segments. */
+function split(datagrams: readonly OutgoingDatagram[]): OutgoingDatagram[] {
+  const out: OutgoingDatagram[] = [];
+  for (const d of datagrams) {
+    const size = d.segmentSize;
+    if (size === undefined) {
+      out.push(d);
+      continue;
+    }
+    for (let off = 0; off < d.data.length; off += size) {
+      out.push({ data: d.data.subarray(off, off + size), address: d.address, port: d.port, sourceAddress: d.sourceAddress });
+    }
+  }
+  return out;
 }
 
 /** An IP address as the native socket prints sources: RFC 5952 for IPv6, plain IPv4 for v4-mapped. */
