@@ -15,6 +15,7 @@ type OnError = (err: NativeError) => void;
 
 export interface NativeUdpSocket {
   readonly fd: number;
+  readonly family: 4 | 6;
   bind(address: string, port: number): void;
   address(): { family: 4 | 6; address: string; port: number };
   setBufferSizes(recv: number | undefined, send: number | undefined): void;
@@ -30,6 +31,7 @@ export interface NativeUdpSocket {
 export interface NativeTunDevice {
   readonly fd: number;
   readonly name: string;
+  readonly vnetHeader: boolean;
   readonly ifIndex: number;
   setMtu(mtu: number): void;
   getMtu(): number;
@@ -75,6 +77,7 @@ export interface NativeAddon {
   UdpSocket: new (
     family: 4 | 6,
     options: {
+      fd?: number;
       ipv6Only: boolean;
       reuseAddress: boolean;
       reusePort: boolean;
@@ -84,6 +87,7 @@ export interface NativeAddon {
     },
   ) => NativeUdpSocket;
   TunDevice: new (options: {
+    fd?: number;
     name: string;
     vnetHeader: boolean;
     offload: number;

@@ -128,22 +128,40 @@ export class Tun extends EventEmitter<TunEvents> {
    * withNetns to put it elsewhere) and starts reading. The device disappears on close().
    */
   static open(options: TunOptions = {}): Tun {
-    const addon = native();
     const vnetHeader = options.vnetHeader ?? false;
     const offload = options.offload ?? (vnetHeader ? { checksum: true, tso4: true, tso6: true } : {});
-    const offloadFlags =
-      (offload.checksum ? addon.TUN_F.CSUM : 0) |
-      (offload.tso4 ? addon.TUN_F.TSO4 : 0) |
-      (offload.tso6 ? addon.TUN_F.TSO6 : 0) |
-      (offload.tsoEcn ? addon.TUN_F.TSO_ECN : 0);
-    const handle = new addon.TunDevice({
+    const handle = new (native().TunDevice)({
       name: options.name ?? '',
       vnetHeader,
-      offload: vnetHeader ? offloadFlags : 0,
+      offload: vnetHeader ? offloadFlags(offload) : 0,
       multiQueue: options.multiQueue ?? false,
       batchSize: options.batchSize ?? 64,
       maxPacketSize: options.maxPacketSize ?? 65535,
     });
+    return Tun.setUp(handle, options);
+  }
+
+  /**
+   * Adopts an attached TUN fd (IFF_TUN|IFF_NO_PI), e.g. one a process inside
+   * another namespace opened and sent over SCM_RIGHTS. Name and IFF_VNET_HDR come
+   * from the fd; `offload` is applied only if given. Takes ownership (closed on
+   * refusal too). Link ioctls (setUp, setMtu, …) act in the namespace that is
+   * current when fromFd runs: configure a TUN that lives elsewhere from there.
+   */
+  static fromFd(fd: number, options: Omit<TunOptions, 'name' | 'vnetHeader' | 'multiQueue'> = {}): Tun {
+    const handle = new (native().TunDevice)({
+      fd,
+      name: '',
+      vnetHeader: false,
+      offload: options.offload ? offloadFlags(options.offload) : 0,
+      multiQueue: false,
+      batchSize: options.batchSize ?? 64,
+      maxPacketSize: options.maxPacketSize ?? 65535,
+    });
+    return Tun.setUp(handle, options);
+  }
+
+  private static setUp(handle: NativeTunDevice, options: TunOptions): Tun {
     try {
       if (options.mtu !== undefined) handle.setMtu(options.mtu);
       if (options.txQueueLength !== undefined) handle.setTxQueueLength(options.txQueueLength);
@@ -152,7 +170,7 @@ export class Tun extends EventEmitter<TunEvents> {
       handle.close();
       throw err;
     }
-    const tun = new Tun(handle, vnetHeader, options.maxQueuedPackets ?? 4096);
+    const tun = new Tun(handle, handle.vnetHeader, options.maxQueuedPackets ?? 4096);
     handle.start(
       (data, offsets, count) => tun.emit('packets', new PacketBatch(data, offsets, count)),
       () => tun.flushQueue(),
@@ -267,4 +285,14 @@ export class Tun extends EventEmitter<TunEvents> {
   private updateEvents(): void {
     this.handle?.setEvents(this.reading, this.queue.length > 0);
   }
+}
+
+function offloadFlags(offload: TunOffload): number {
+  const flags = native().TUN_F;
+  return (
+    (offload.checksum ? flags.CSUM : 0) |
+    (offload.tso4 ? flags.TSO4 : 0) |
+    (offload.tso6 ? flags.TSO6 : 0) |
+    (offload.tsoEcn ? flags.TSO_ECN : 0)
+  );
 }

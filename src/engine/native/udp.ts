@@ -190,24 +190,32 @@ export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
   static bind(options: PktinfoUdpSocketOptions = {}): PktinfoUdpSocket {
     const address = options.address ?? '::';
     const family = isIP(address.split('%')[0]!) === 4 ? 4 : 6;
-    const handle = new (native().UdpSocket)(family, {
-      ipv6Only: options.ipv6Only ?? false,
-      reuseAddress: options.reuseAddress ?? false,
-      reusePort: options.reusePort ?? false,
-      batchSize: options.batchSize ?? 64,
-      maxDatagramSize: options.maxDatagramSize ?? 2048,
-      maxReadsPerWakeup: options.maxReadsPerWakeup ?? 4,
-    });
+    const handle = new (native().UdpSocket)(family, nativeOptions(options));
+    return PktinfoUdpSocket.setUp(handle, options, () => handle.bind(address, options.port ?? 0));
+  }
+
+  /**
+   * Adopts a UDP socket fd, bound or not (e.g. made by a process inside another
+   * namespace and received over SCM_RIGHTS), and enables pktinfo on it. Takes
+   * ownership: the fd is closed on close() and on refusal (ENOTSOCK if not UDP).
+   * `address`, `port` and `ipv6Only` are ignored; the socket keeps its own.
+   */
+  static fromFd(fd: number, options: PktinfoUdpSocketOptions = {}): PktinfoUdpSocket {
+    const handle = new (native().UdpSocket)(4, { ...nativeOptions(options), fd });
+    return PktinfoUdpSocket.setUp(handle, options, () => {});
+  }
+
+  private static setUp(handle: NativeUdpSocket, options: PktinfoUdpSocketOptions, bind: () => void): PktinfoUdpSocket {
     try {
       if (options.recvBufferSize !== undefined || options.sendBufferSize !== undefined) {
         handle.setBufferSizes(options.recvBufferSize, options.sendBufferSize);
       }
-      handle.bind(address, options.port ?? 0);
+      bind();
     } catch (err) {
       handle.close();
       throw err;
     }
-    const socket = new PktinfoUdpSocket(handle, family, options.maxQueuedDatagrams ?? 4096);
+    const socket = new PktinfoUdpSocket(handle, handle.family, options.maxQueuedDatagrams ?? 4096);
     handle.start(
       (data, meta, count) => socket.emit('batch', new UdpBatch(data, meta, count)),
       () => socket.flushQueue(),
@@ -331,4 +339,15 @@ export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
   private updateEvents(): void {
     this.handle?.setEvents(this.reading, this.queue.length > 0);
   }
+}
+
+function nativeOptions(options: PktinfoUdpSocketOptions) {
+  return {
+    ipv6Only: options.ipv6Only ?? false,
+    reuseAddress: options.reuseAddress ?? false,
+    reusePort: options.reusePort ?? false,
+    batchSize: options.batchSize ?? 64,
+    maxDatagramSize: options.maxDatagramSize ?? 2048,
+    maxReadsPerWakeup: options.maxReadsPerWakeup ?? 4,
+  };
 }

@@ -29,6 +29,7 @@ class TunDevice : public PolledWrap<TunDevice> {
     std::vector<PropertyDescriptor> methods = {
         InstanceAccessor("name", &TunDevice::Name, nullptr),
         InstanceAccessor("ifIndex", &TunDevice::IfIndex, nullptr),
+        InstanceAccessor("vnetHeader", &TunDevice::VnetHeader, nullptr),
         InstanceMethod("setMtu", &TunDevice::SetMtu),
         InstanceMethod("getMtu", &TunDevice::GetMtu),
         InstanceMethod("setTxQueueLength", &TunDevice::SetTxQueueLength),
@@ -41,35 +42,32 @@ class TunDevice : public PolledWrap<TunDevice> {
     return DefineClass(env, "TunDevice", methods);
   }
 
-  // new TunDevice({name, vnetHeader, offload, multiQueue, batchSize, maxPacketSize})
+  // new TunDevice({fd?, name, vnetHeader, offload, multiQueue, batchSize, maxPacketSize})
   // The device is created in the network namespace of the calling thread; so is the
   // control socket used for link ioctls, so they keep working after a switch back.
+  // With `fd`, an attached TUN fd (e.g. received over SCM_RIGHTS) is adopted: its
+  // name and IFF_VNET_HDR come from TUNGETIFF, and `offload` is applied only if non-zero.
   explicit TunDevice(const Napi::CallbackInfo& info) : PolledWrap<TunDevice>(info) {
     Napi::Env env = info.Env();
     Napi::Object options = info[0].As<Napi::Object>();
-    std::string name = options.Get("name").As<Napi::String>();
-    bool vnet_header = options.Get("vnetHeader").ToBoolean();
     uint32_t offload = options.Get("offload").As<Napi::Number>().Uint32Value();
     batch_size_ = std::clamp<uint32_t>(options.Get("batchSize").As<Napi::Number>().Uint32Value(), 1, 4096);
-    max_packet_ = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535) +
-                  (vnet_header ? kVnetHeaderSize : 0);
-    if (name.size() >= IFNAMSIZ) ThrowErrno(env, "ioctl(TUNSETIFF)", EINVAL, "interface name longer than 15: " + name);
-
-    fd_ = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd_ < 0) ThrowErrno(env, "open(/dev/net/tun)", errno);
-    ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-    if (vnet_header) ifr.ifr_flags |= IFF_VNET_HDR;
-    if (options.Get("multiQueue").ToBoolean()) ifr.ifr_flags |= IFF_MULTI_QUEUE;
-    strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);  // empty: the kernel picks tunN
-    if (ioctl(fd_, TUNSETIFF, &ifr) != 0) Fail(env, "ioctl(TUNSETIFF)", name);
-    name_ = ifr.ifr_name;
-    if (vnet_header) {
+    Napi::Value adopt = options.Get("fd");
+    if (adopt.IsNumber()) {
+      Adopt(env, adopt.As<Napi::Number>().Int32Value());
+    } else {
+      Create(env, options.Get("name").As<Napi::String>(), options.Get("vnetHeader").ToBoolean(),
+             options.Get("multiQueue").ToBoolean());
+    }
+    if (vnet_header_) {
       int size = kVnetHeaderSize;
       if (ioctl(fd_, TUNSETVNETHDRSZ, &size) != 0) Fail(env, "ioctl(TUNSETVNETHDRSZ)", name_);
-      if (ioctl(fd_, TUNSETOFFLOAD, static_cast<unsigned long>(offload)) != 0) Fail(env, "ioctl(TUNSETOFFLOAD)", name_);
+      if ((offload != 0 || !adopt.IsNumber()) && ioctl(fd_, TUNSETOFFLOAD, static_cast<unsigned long>(offload)) != 0) {
+        Fail(env, "ioctl(TUNSETOFFLOAD)", name_);
+      }
     }
+    max_packet_ = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535) +
+                  (vnet_header_ ? kVnetHeaderSize : 0);
     control_fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (control_fd_ < 0) Fail(env, "socket", name_);
     buffer_.resize(kBatchBytes + max_packet_);
@@ -78,6 +76,39 @@ class TunDevice : public PolledWrap<TunDevice> {
   ~TunDevice() override { CloseFd(control_fd_); }
 
  private:
+  void Create(Napi::Env env, const std::string& name, bool vnet_header, bool multi_queue) {
+    if (name.size() >= IFNAMSIZ) ThrowErrno(env, "ioctl(TUNSETIFF)", EINVAL, "interface name longer than 15: " + name);
+    fd_ = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) ThrowErrno(env, "open(/dev/net/tun)", errno);
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    if (vnet_header) ifr.ifr_flags |= IFF_VNET_HDR;
+    if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+    strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);  // empty: the kernel picks tunN
+    if (ioctl(fd_, TUNSETIFF, &ifr) != 0) Fail(env, "ioctl(TUNSETIFF)", name);
+    name_ = ifr.ifr_name;
+    vnet_header_ = vnet_header;
+  }
+
+  // The fd is owned from here on: closed on refusal too.
+  void Adopt(Napi::Env env, int fd) {
+    fd_ = fd;
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    if (ioctl(fd_, TUNGETIFF, &ifr) != 0) Fail(env, "ioctl(TUNGETIFF)", "fd is not an attached TUN");
+    name_ = ifr.ifr_name;
+    if ((ifr.ifr_flags & (IFF_TUN | IFF_NO_PI)) != (IFF_TUN | IFF_NO_PI)) {
+      errno = EINVAL;
+      Fail(env, "ioctl(TUNGETIFF)", name_ + " is not IFF_TUN|IFF_NO_PI");
+    }
+    vnet_header_ = (ifr.ifr_flags & IFF_VNET_HDR) != 0;
+    int flags = fcntl(fd_, F_GETFL);
+    if (flags < 0 || fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) Fail(env, "fcntl(O_NONBLOCK)", name_);
+  }
+
+  Napi::Value VnetHeader(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), vnet_header_); }
+
   [[noreturn]] void Fail(Napi::Env env, const char* syscall, const std::string& detail) {
     int err = errno;
     CloseFd(fd_);
@@ -243,6 +274,7 @@ class TunDevice : public PolledWrap<TunDevice> {
   }
 
   std::string name_;
+  bool vnet_header_ = false;
   int control_fd_ = -1;
   uint32_t batch_size_ = 64;
   uint32_t max_packet_ = 65535;

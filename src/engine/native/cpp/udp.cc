@@ -7,6 +7,7 @@
 #include "polled.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
@@ -56,13 +57,15 @@ class UdpSocket : public PolledWrap<UdpSocket> {
         InstanceMethod("start", &UdpSocket::Start),
         InstanceMethod("setEvents", &UdpSocket::SetEvents),
         InstanceMethod("sendBatch", &UdpSocket::SendBatch),
+        InstanceAccessor("family", &UdpSocket::Family, nullptr),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "UdpSocket", methods);
   }
 
-  // new UdpSocket(family: 4|6, {ipv6Only, reuseAddress, reusePort, batchSize, maxDatagramSize, maxReadsPerWakeup})
-  // The socket is created now, in the network namespace of the calling thread.
+  // new UdpSocket(family: 4|6, {fd?, ipv6Only, reuseAddress, reusePort, batchSize, maxDatagramSize, maxReadsPerWakeup})
+  // The socket is created now, in the network namespace of the calling thread;
+  // with `fd` an existing UDP socket is adopted instead (owned from here on).
   explicit UdpSocket(const Napi::CallbackInfo& info) : PolledWrap<UdpSocket>(info) {
     Napi::Env env = info.Env();
     family_ = info[0].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
@@ -71,12 +74,20 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     slot_size_ = std::clamp<uint32_t>(options.Get("maxDatagramSize").As<Napi::Number>().Uint32Value(), 1, 65535);
     max_reads_ = std::clamp<uint32_t>(options.Get("maxReadsPerWakeup").As<Napi::Number>().Uint32Value(), 1, 64);
 
-    fd_ = socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) ThrowErrno(env, "socket", errno);
+    Napi::Value adopt = options.Get("fd");
+    bool adopted = adopt.IsNumber();
+    if (adopted) {
+      Adopt(env, adopt.As<Napi::Number>().Int32Value());
+    } else {
+      fd_ = socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd_ < 0) ThrowErrno(env, "socket", errno);
+    }
     int on = 1;
     if (family_ == AF_INET6) {
-      int v6only = options.Get("ipv6Only").ToBoolean() ? 1 : 0;
-      SetOption(env, IPPROTO_IPV6, IPV6_V6ONLY, v6only, "setsockopt(IPV6_V6ONLY)");
+      if (!adopted) {  // fixed once bound; an adopted socket keeps its own
+        int v6only = options.Get("ipv6Only").ToBoolean() ? 1 : 0;
+        SetOption(env, IPPROTO_IPV6, IPV6_V6ONLY, v6only, "setsockopt(IPV6_V6ONLY)");
+      }
       SetOption(env, IPPROTO_IPV6, IPV6_RECVPKTINFO, on, "setsockopt(IPV6_RECVPKTINFO)");
     } else {
       SetOption(env, IPPROTO_IP, IP_PKTINFO, on, "setsockopt(IP_PKTINFO)");
@@ -106,6 +117,32 @@ class UdpSocket : public PolledWrap<UdpSocket> {
   }
 
  private:
+  // Takes an fd (e.g. received over SCM_RIGHTS from a process in another
+  // namespace); it is closed on refusal too, so the caller never leaks it.
+  void Adopt(Napi::Env env, int fd) {
+    fd_ = fd;
+    int type = 0, domain = 0, protocol = 0;
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0) Refuse(env, "getsockopt(SO_TYPE)", errno, "");
+    len = sizeof(int);
+    getsockopt(fd_, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    len = sizeof(int);
+    getsockopt(fd_, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
+    if (type != SOCK_DGRAM || protocol != IPPROTO_UDP || (domain != AF_INET && domain != AF_INET6)) {
+      Refuse(env, "getsockopt(SO_TYPE)", ENOTSOCK, "fd is not a UDP socket");
+    }
+    family_ = domain;
+    int flags = fcntl(fd_, F_GETFL);
+    if (flags < 0 || fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) Refuse(env, "fcntl(O_NONBLOCK)", errno, "");
+  }
+
+  [[noreturn]] void Refuse(Napi::Env env, const char* syscall, int err, const std::string& detail) {
+    CloseFd(fd_);
+    ThrowErrno(env, syscall, err, detail);
+  }
+
+  Napi::Value Family(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), family_ == AF_INET6 ? 6 : 4); }
+
   void SetOption(Napi::Env env, int level, int name, int value, const char* what) {
     if (setsockopt(fd_, level, name, &value, sizeof(value)) != 0) {
       int err = errno;
