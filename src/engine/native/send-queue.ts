@@ -11,7 +11,14 @@ export class SendQueue<T> {
   /** Items refused because the queue was full. */
   dropped = 0;
 
-  constructor(private readonly limit: number) {}
+  /**
+   * `retain` copies an item as it is queued: callers may reuse their buffers as
+   * soon as a send call returns, whether the item went out or waits here.
+   */
+  constructor(
+    private readonly limit: number,
+    private readonly retain: (item: T) => T = (item) => item,
+  ) {}
 
   get length(): number {
     return this.items.length - this.head;
@@ -21,7 +28,7 @@ export class SendQueue<T> {
   pushFrom(items: readonly T[], from: number): number {
     const room = Math.max(0, this.limit - this.length);
     const take = Math.min(room, items.length - from);
-    for (let i = 0; i < take; i++) this.items.push(items[from + i]!);
+    for (let i = 0; i < take; i++) this.items.push(this.retain(items[from + i]!));
     this.dropped += items.length - from - take;
     return take;
   }

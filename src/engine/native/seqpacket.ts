@@ -77,7 +77,7 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
   private constructor(handle: NativeSeqpacketSocket, options: SeqpacketSocketOptions) {
     super();
     this.handle = handle;
-    this.queue = new SendQueue(options.maxQueuedMessages ?? 4096);
+    this.queue = new SendQueue(options.maxQueuedMessages ?? 4096, (m) => ({ data: Buffer.from(m.data), fds: m.fds }));
     if (options.recvBufferSize !== undefined || options.sendBufferSize !== undefined) {
       handle.setBufferSizes(options.recvBufferSize, options.sendBufferSize);
     }

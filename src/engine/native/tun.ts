@@ -120,7 +120,7 @@ export class Tun extends EventEmitter<TunEvents> {
     this.handle = handle;
     this.name = handle.name;
     this.vnetHeader = vnetHeader;
-    this.queue = new SendQueue(maxQueued);
+    this.queue = new SendQueue(maxQueued, (packet) => Buffer.from(packet));
   }
 
   /**

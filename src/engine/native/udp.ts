@@ -180,7 +180,7 @@ export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
     super();
     this.handle = handle;
     this.family = family;
-    this.queue = new SendQueue(maxQueued);
+    this.queue = new SendQueue(maxQueued, (d) => ({ ...d, data: Buffer.from(d.data) }));
   }
 
   /**
