@@ -43,7 +43,6 @@ export function withNetns<T>(target: number | string, fn: () => T): T {
       try {
         addon.setns(home, addon.CLONE_NEWNET);
       } catch (cause) {
-        // eslint-disable-next-line no-unsafe-finally -- this outranks fn's own error
         throw new OxyError(ERR_NETNS_RESTORE, 'could not switch the main thread back to its network namespace', { cause });
       }
     }
