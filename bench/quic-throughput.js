@@ -3,7 +3,8 @@
 //     over QUIC, plain TLS over TCP, and the HTTP/2 tunnel transport;
 //   - QUIC handshake time (median of sequential dials, retry included);
 //   - QUIC datagrams per second (connector → edge, 1,200-byte payloads).
-// The edge side runs in a worker thread, so each end has its own event loop, as in
+// QUIC runs twice: with UDP GSO (the default) and without. UDP payloads are quiche's
+// default 1,350 bytes, as on a real path. The edge side runs in a worker thread, so each end has its own event loop, as in
 // production where they are different processes. Figures are printed, never asserted.
 //
 //   npx tsc -p tsconfig.json && node bench/quic-throughput.js [MB=128] [rounds=3]
@@ -60,7 +61,7 @@ async function edgeMain() {
   const { kind, id } = workerData;
   if (kind === 'quic') {
     let dgrams = 0;
-    const listener = await quic.listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1' }, (conn) => {
+    const listener = await quic.listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', gso: workerData.gso }, (conn) => {
       conn.onStream(serveStream);
       conn.onDatagram(() => dgrams++);
     });
@@ -82,8 +83,8 @@ async function edgeMain() {
 
 // ---------------------------------------------------------------------------- connector (main)
 
-async function startEdge(kind, id) {
-  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { kind, id } });
+async function startEdge(kind, id, gso = true) {
+  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { kind, id, gso } });
   const [{ port }] = await once(worker, 'message');
   return { worker, port };
 }
@@ -158,6 +159,19 @@ async function main() {
     await worker.terminate();
   }
 
+  // QUIC without UDP GSO (one sendmmsg slot per packet), for comparison.
+  {
+    const { worker, port } = await startEdge('quic', id, false);
+    const conn = await quic.dialQuic({ host: '127.0.0.1', port, ca: id.caCert, gso: false });
+    results['quic-nogso'] = { up: [], down: [] };
+    for (let r = 0; r < rounds; r++) {
+      results['quic-nogso'].up.push(await transfer(() => conn.openStream(), 'up', bytes));
+      results['quic-nogso'].down.push(await transfer(() => conn.openStream(), 'down', bytes));
+    }
+    conn.close();
+    await worker.terminate();
+  }
+
   // QUIC.
   const { worker, port } = await startEdge('quic', id);
   const handshakes = [];
@@ -194,11 +208,12 @@ async function main() {
     const up = median(r.up);
     const down = median(r.down);
     const ratio = (x, base) => (base ? ` (${(x / base).toFixed(2)}× TLS)` : '');
-    return `${name.padEnd(8)} up ${up.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(up, median(results.tls.up))}   down ${down.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(down, median(results.tls.down))}`;
+    return `${name.padEnd(10)} up ${up.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(up, median(results.tls.up))}   down ${down.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(down, median(results.tls.down))}`;
   };
   console.log(`single stream, ${mb} MiB per transfer, median of ${rounds} rounds, loopback, edge in a worker thread`);
   console.log(row('tls', results.tls));
   if (results.http2) console.log(row('http2', results.http2));
+  console.log(row('quic-nogso', results['quic-nogso']));
   console.log(row('quic', results.quic));
   if (results.http2) {
     console.log(

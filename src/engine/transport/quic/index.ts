@@ -38,6 +38,8 @@ export interface QuicSocketOptions {
   socket?: PktinfoUdpSocket;
   /** SO_RCVBUF/SO_SNDBUF of a socket we bind. Default 8 MiB. */
   socketBufferBytes?: number;
+  /** Send runs of packets with UDP GSO (one system call, one trip down the stack). Default true; off by itself where refused. */
+  gso?: boolean;
 }
 
 export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
@@ -73,7 +75,7 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
       sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       maxDatagramSize: Math.max(2048, (options.tuning?.maxUdpPayloadSize ?? 0) + 64),
     });
-  const endpoint = new QuicEndpoint(socket, options.socket === undefined);
+  const endpoint = new QuicEndpoint(socket, options.socket === undefined, options.gso ?? true);
   let conn: QuicTunnelConnection;
   try {
     const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -170,7 +172,7 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
       sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       maxDatagramSize: Math.max(2048, (options.tuning?.maxUdpPayloadSize ?? 0) + 64),
     });
-  const endpoint = new QuicEndpoint(socket, options.socket === undefined);
+  const endpoint = new QuicEndpoint(socket, options.socket === undefined, options.gso ?? true);
   let config;
   try {
     config = buildQuicheConfig('server', { cert: options.cert, key: options.key }, options.tuning ?? {}, options);
