@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+/**
+ * HTTP through the tunnel (HTTP/2 transport), each figure as a ratio to a baseline measured
+ * in the same run, every server in a process of its own:
+ *  - single-stream throughput, download and upload, vs the same bytes over plain loopback
+ *    TCP and plain TLS (aim: >= 0.5 of TLS both ways);
+ *  - requests/s with keep-alive and small bodies vs hitting the origin directly (aim >= 0.35);
+ *  - memory per idle stream (edge + connector RSS growth over N open streams);
+ *  - peak RSS of edge and connector while 1 GiB goes up and down (flat memory).
+ *   npm run build && node bench/tunnel-http.js [--mib 256] [--big-mib 1024] [--seconds 5] [--idle 500] [--protocol http2]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import tls from 'node:tls';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Agent, Pool, request } from 'undici';
+import { arg, fmt, rssMiB, spawnUntil } from './lib/run.js';
+import { execFileSync } from 'node:child_process';
+
+const MiB = 1024 * 1024;
+const mib = Number(arg('mib', 256));
+const bigMib = Number(arg('big-mib', 1024));
+const seconds = Number(arg('seconds', 5));
+const idle = Number(arg('idle', 500));
+const protocol = arg('protocol', 'http2');
+const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
+const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));
+const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
+const oxy = (...args) => execFileSync(process.execPath, [bin, ...args], { env });
+const children = [];
+const spawnOxy = async (args, re) => {
+  const p = await spawnUntil(process.execPath, [bin, ...args], re, { env });
+  children.push(p.child);
+  return p;
+};
+const HOST = 'bench.example.com';
+
+async function rawTransfer(port, secure, op, n) {
+  const socket = await new Promise((resolve, reject) => {
+    const s = secure ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(s)) : net.connect(port, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+  const t0 = performance.now();
+  socket.write(`${op} ${n}`.padEnd(20));
+  if (op === 'get') {
+    let got = 0;
+    for await (const chunk of socket) got += chunk.length;
+    if (got !== n) throw new Error(`got ${got} of ${n}`);
+  } else {
+    const chunk = Buffer.alloc(256 * 1024, 3);
+    for (let sent = 0; sent < n; sent += chunk.length) if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
+    for await (const _ of socket) void _;
+  }
+  return n / MiB / ((performance.now() - t0) / 1000);
+}
+
+async function httpTransfer(origin, host, op, n, dispatcher) {
+  const t0 = performance.now();
+  if (op === 'get') {
+    const res = await request(`${origin}/bytes/${n}`, { headers: { host }, dispatcher });
+    let got = 0;
+    for await (const chunk of res.body) got += chunk.length;
+    if (got !== n) throw new Error(`got ${got} of ${n}`);
+  } else {
+    const chunk = Buffer.alloc(256 * 1024, 3);
+    let sent = 0;
+    const body = new Readable({ read() { if (sent >= n) this.push(null); else { sent += chunk.length; this.push(chunk); } } });
+    const res = await request(`${origin}/sink`, { method: 'POST', body, headers: { host, 'content-length': String(n) }, dispatcher });
+    if (Number(await res.body.text()) !== n) throw new Error('short upload');
+  }
+  return n / MiB / ((performance.now() - t0) / 1000);
+}
+
+async function requestsPerSecond(origin, host) {
+  const pool = new Pool(origin, { connections: 32, pipelining: 1 });
+  const deadline = performance.now() + seconds * 1000;
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (performance.now() < deadline) {
+        const res = await pool.request({ path: '/small', method: 'GET', headers: { host } });
+        await res.body.dump();
+        done++;
+      }
+    }),
+  );
+  await pool.close();
+  return done / seconds;
+}
+
+const best = async (times, fn) => {
+  let top = 0;
+  for (let i = 0; i < times; i++) top = Math.max(top, await fn());
+  return top;
+};
+
+try {
+  oxy('edge', 'init');
+  oxy('tunnel', 'create', 'bench');
+  oxy('tunnel', 'route', 'dns', 'bench', HOST);
+  const origin = await spawnUntil(process.execPath, [servers, 'http'], /ready (\d+)/);
+  children.push(origin.child);
+  const originUrl = `http://127.0.0.1:${origin.match[1]}`;
+  const tcp = await spawnUntil(process.execPath, [servers, 'tcp'], /ready (\d+)/);
+  const tlsServer = await spawnUntil(process.execPath, [servers, 'tls', join(home, 'edge')], /ready (\d+)/);
+  children.push(tcp.child, tlsServer.child);
+  const edge = await spawnOxy(['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  const tunnelPort = /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
+  const edgeUrl = `http://127.0.0.1:${edge.match[1]}`;
+  const connector = await spawnOxy(['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
+
+  const n = mib * MiB;
+  const agent = new Agent({ connections: 4 });
+  console.log(`# HTTP through the tunnel (${protocol}), ${mib} MiB per transfer, best of 3`);
+  const rows = [];
+  for (const op of ['get', 'put']) {
+    const rawTcp = await best(3, () => rawTransfer(Number(tcp.match[1]), false, op, n));
+    const rawTls = await best(3, () => rawTransfer(Number(tlsServer.match[1]), true, op, n));
+    const direct = await best(3, () => httpTransfer(originUrl, HOST, op, n, agent));
+    const tunnel = await best(3, () => httpTransfer(edgeUrl, HOST, op, n, agent));
+    rows.push([op === 'get' ? 'download (origin → client)' : 'upload (client → origin)', rawTcp, rawTls, direct, tunnel]);
+  }
+  for (const [name, rawTcp, rawTls, direct, tunnel] of rows) {
+    console.log(`${name}: tunnel ${fmt(tunnel)} MiB/s | plain TCP ${fmt(rawTcp)} | plain TLS ${fmt(rawTls)} | direct HTTP ${fmt(direct)}`);
+    console.log(`  ratio tunnel/TLS ${fmt(tunnel / rawTls, 2)}  tunnel/TCP ${fmt(tunnel / rawTcp, 2)}  tunnel/direct-HTTP ${fmt(tunnel / direct, 2)}`);
+  }
+
+  const directRps = await requestsPerSecond(originUrl, HOST);
+  const tunnelRps = await requestsPerSecond(edgeUrl, HOST);
+  console.log(`requests/s (keep-alive, 32 concurrent, 64-byte bodies, ${seconds}s): tunnel ${fmt(tunnelRps, 0)} | direct ${fmt(directRps, 0)} | ratio ${fmt(tunnelRps / directRps, 2)}`);
+
+  const before = rssMiB(edge.child.pid) + rssMiB(connector.child.pid);
+  const idlePool = new Pool(edgeUrl, { connections: idle });
+  const open = await Promise.all(Array.from({ length: idle }, () => idlePool.request({ path: '/idle', method: 'GET', headers: { host: HOST } })));
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = rssMiB(edge.child.pid) + rssMiB(connector.child.pid);
+  console.log(`memory per idle stream: ${fmt(((after - before) * 1024) / idle)} KiB (edge + connector RSS ${fmt(before)} → ${fmt(after)} MiB over ${idle} open streams)`);
+  for (const r of open) r.body.on('error', () => undefined).destroy();
+  await idlePool.destroy();
+
+  if (bigMib > 0) {
+    let peak = 0;
+    const base = { edge: rssMiB(edge.child.pid), connector: rssMiB(connector.child.pid) };
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(edge.child.pid) + rssMiB(connector.child.pid))), 100);
+    const down = await httpTransfer(edgeUrl, HOST, 'get', bigMib * MiB, agent);
+    const up = await httpTransfer(edgeUrl, HOST, 'put', bigMib * MiB, agent);
+    clearInterval(sampler);
+    console.log(`${bigMib} MiB down ${fmt(down)} MiB/s and up ${fmt(up)} MiB/s; edge + connector RSS ${fmt(base.edge + base.connector)} MiB before, peak ${fmt(peak)} MiB during`);
+  }
+  await agent.close();
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(home, { recursive: true, force: true });
+}
