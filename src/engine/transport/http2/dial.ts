@@ -12,6 +12,7 @@ import { OxyError } from '../../../core/errors.js';
 import { spkiPin } from '../../edge/identity.js';
 import { TunnelErrorCode } from '../../protocol/codes.js';
 import { Http2TunnelConnection } from './connection.js';
+import { ReadAheadDuplex } from './read-ahead.js';
 import { CONNECTION_WINDOW, MAX_SESSION_MEMORY_MB, tunnelSettings, type Http2TuningOptions } from './settings.js';
 
 export const H2_ALPN = 'h2';
@@ -34,7 +35,9 @@ export interface DialHttp2Options extends Http2TuningOptions {
 export async function dialHttp2Tunnel(options: DialHttp2Options): Promise<Http2TunnelConnection> {
   const socket = await connectTls(options);
   socket.setNoDelay(true);
-  const session = http2.performServerHandshake(socket, {
+  // The connector's session runs over a Duplex that always drains the socket: with large
+  // windows, two Node http2 peers sending at once can otherwise deadlock (read-ahead.ts).
+  const session = http2.performServerHandshake(new ReadAheadDuplex(socket), {
     settings: tunnelSettings(options.settings),
     maxSessionMemory: options.maxSessionMemoryMb ?? MAX_SESSION_MEMORY_MB,
   });
