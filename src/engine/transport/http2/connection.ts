@@ -88,6 +88,8 @@ export class Http2TunnelConnection implements TunnelConnection {
   readonly closed: Promise<TunnelCloseInfo>;
 
   private readonly session: Session;
+  /** The TLS socket under the session (the session may run on a wrapper of it). */
+  private readonly socket: Socket;
   private resolveClosed!: (info: TunnelCloseInfo) => void;
   private closeInfo: TunnelCloseInfo | undefined;
   private localClose: TunnelCloseInfo | undefined;
@@ -115,6 +117,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   constructor(role: TunnelRole, session: Session, socket: Socket) {
     this.role = role;
     this.session = session;
+    this.socket = socket;
     this.localAddress = socket.localAddress ?? '';
     this.localPort = socket.localPort ?? 0;
     this.remoteAddress = socket.remoteAddress ?? '';
