@@ -123,7 +123,20 @@ export async function registerConnection(
     features: credentials.features ?? [],
     proof: computeRegistrationProof(ids, nonce, credentials.secret),
   });
-  const answer = await control.expect('registered', left());
+  let answer;
+  try {
+    answer = await control.expect('registered', left());
+  } catch (err) {
+    // The edge closes right after its `error` message; if the close won the race, its
+    // reason carries the same verdict.
+    if (conn.isClosed && !(err instanceof OxyError && err.code === TunnelErrorCode.UNAUTHORIZED)) {
+      const info = await conn.closed;
+      if (info.remote && info.code === TunnelCloseCode.UNAUTHORIZED) {
+        throw new OxyError(TunnelErrorCode.UNAUTHORIZED, info.reason || UNAUTHORIZED_MESSAGE, { cause: err });
+      }
+    }
+    throw err;
+  }
   return { control, connectionId: answer.connectionId, location: answer.location };
 }
 
