@@ -62,7 +62,16 @@ export interface DrainMessage {
   reason: string;
 }
 
-export type ControlMessage = HelloMessage | RegisterMessage | RegisteredMessage | ErrorMessage | DrainMessage;
+/**
+ * edge → connector, after `registered` and whenever they change: the private networks this
+ * tunnel serves in each vnet. The connector off-ramps only to destinations inside them.
+ */
+export interface RoutesMessage {
+  type: 'routes';
+  routes: { vnetId: string; network: string }[];
+}
+
+export type ControlMessage = HelloMessage | RegisterMessage | RegisteredMessage | ErrorMessage | DrainMessage | RoutesMessage;
 export type ControlMessageType = ControlMessage['type'];
 
 // ---------------------------------------------------------------------------- codec
@@ -145,6 +154,8 @@ const str: Check = (v) => typeof v === 'string';
 const int: Check = (v) => Number.isSafeInteger(v) && (v as number) >= 0;
 const bool: Check = (v) => typeof v === 'boolean';
 const strList: Check = (v) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const routeList: Check = (v) =>
+  Array.isArray(v) && v.every((r) => typeof r === 'object' && r !== null && typeof r.vnetId === 'string' && typeof r.network === 'string');
 
 const SHAPES: Record<ControlMessageType, Record<string, Check>> = {
   hello: { version: int, nonce: str, location: str },
@@ -160,6 +171,7 @@ const SHAPES: Record<ControlMessageType, Record<string, Check>> = {
   registered: { connectionId: str, location: str },
   error: { code: str, message: str, retryable: bool },
   drain: { reason: str },
+  routes: { routes: routeList },
 };
 
 /** Throws MALFORMED unless `value` is a control message of a known type with every field typed. */
@@ -306,7 +318,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       this.emit('message', message);
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve(message);
-      else if (message.type !== 'drain') this.backlog.push(message);
+      // drain and routes are events (see 'drain' / 'message'), not answers anyone awaits.
+      else if (message.type !== 'drain' && message.type !== 'routes') this.backlog.push(message);
     }
   }
 
