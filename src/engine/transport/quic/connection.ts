@@ -129,6 +129,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private released = false;
   private inService = false;
   private maxDatagram = 0;
+  /** close() was called: CONNECTION_CLOSE goes out in the next service, after pending data. */
+  private pendingClose: { code: number; reason: Buffer } | undefined;
 
   private readonly streams = new Map<number, QuicStream>();
   private readonly blocked = new Set<QuicStream>();
@@ -268,13 +270,15 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     this.datagramHandler = handler;
   }
 
+  /**
+   * Closes now for the application (closed resolves, streams fail); on the wire, what the
+   * streams already handed to quiche goes out first (as far as the congestion window lets
+   * it in this turn), then CONNECTION_CLOSE — so a last control message (an `error`
+   * before an UNAUTHORIZED close) usually reaches the peer. No retransmission after that.
+   */
   close(code: number = TunnelCloseCode.NO_ERROR, reason = ''): void {
     if (this.closeInfo) return;
-    try {
-      this.quic.close(true, code, truncateUtf8(reason, MAX_REASON_BYTES));
-    } catch (err) {
-      debug('%s close: %s', this.role, (err as Error).message);
-    }
+    this.pendingClose = { code, reason: truncateUtf8(reason, MAX_REASON_BYTES) };
     this.finish({ code, reason, remote: false });
     this.hooks.markDirty(this);
   }
@@ -322,6 +326,16 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     try {
       if (!this.closeInfo) this.deliver();
       more = this.emit(out);
+      const pending = this.pendingClose;
+      if (pending) {
+        this.pendingClose = undefined;
+        try {
+          this.quic.close(true, pending.code, pending.reason);
+        } catch (err) {
+          debug('%s close: %s', this.role, (err as Error).message);
+        }
+        more = this.emit(out);
+      }
       this.checkClosed();
     } finally {
       this.inService = false;
