@@ -8,6 +8,8 @@ import { parseDuration } from './duration.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
+import { PrivateOfframp } from './private.js';
+import { DEFAULT_WARP_ROUTING } from './config.js';
 import { buildIngress, clientVersion, createDialer, resolveCredentials, resolveEdge, type CredentialSources, type ProtocolChoice } from './run.js';
 
 export interface ConnectorRunFlags {
@@ -23,6 +25,7 @@ export interface ConnectorRunFlags {
 
 export interface StartedConnector {
   connector: Connector;
+  offramp: PrivateOfframp;
   metrics: MetricsServer;
   origins: OriginProxy;
   stop(graceMs?: number): Promise<void>;
@@ -38,7 +41,8 @@ export async function startConnector(
   const ingress = buildIngress({ config: o.config, url: o.flags.url, helloWorld: o.flags['hello-world'] });
   const origins = new OriginProxy(ingress, log);
   await origins.start();
-  const handler = new StreamHandler(origins, log);
+  const offramp = new PrivateOfframp(o.config?.warpRouting ?? DEFAULT_WARP_ROUTING, log);
+  const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp });
   const connector = new Connector({
     tunnelId: creds.TunnelID,
     secret: Buffer.from(creds.TunnelSecret, 'base64'),
@@ -47,6 +51,9 @@ export async function startConnector(
     log,
     version: clientVersion(o.version),
     haConnections: o.flags['ha-connections'],
+    onControlMessage: (m) => {
+      if (m.type === 'routes') offramp.setRoutes(m.routes);
+    },
   });
   const metrics = await startMetricsServer(o.flags.metrics, createRegistry('oxy_connector'), () => ({
     readyConnections: connector.readyConnections,
@@ -57,6 +64,7 @@ export async function startConnector(
   connector.start();
   return {
     connector,
+    offramp,
     metrics,
     origins,
     stop: async (graceMs = parseDuration(o.flags['grace-period'], '--grace-period')) => {

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isOxyError, OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { TunnelCloseCode, TunnelErrorCode } from '../protocol/codes.js';
-import type { ControlChannel } from '../protocol/control.js';
+import type { ControlChannel, ControlMessage } from '../protocol/control.js';
 import { registerConnection } from '../protocol/registration.js';
 import type { TunnelConnection } from '../transport/types.js';
 import type { StreamHandler } from './stream-handler.js';
@@ -31,6 +31,8 @@ export interface ConnectorOptions {
   retryBaseMs?: number;
   maxRetryDelayMs?: number;
   features?: string[];
+  /** Messages the edge sends on a connection's control stream after registration (e.g. routes). */
+  onControlMessage?: (message: ControlMessage, connIndex: number) => void;
 }
 
 interface Slot {
@@ -89,6 +91,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           features: this.o.features,
         });
         Object.assign(slot, { control: reg.control, connectionId: reg.connectionId, registered: true });
+        if (this.o.onControlMessage) reg.control.on('message', (m) => this.o.onControlMessage!(m, connIndex));
         failures = 0;
         slot.conn.onStream(this.o.handler.handle);
         this.o.log.info(

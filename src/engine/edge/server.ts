@@ -17,6 +17,8 @@ import type { TunnelConnection } from '../transport/types.js';
 import { HttpOnramp } from './http-onramp.js';
 import { TunnelRegistry, type LiveConnection } from './registry.js';
 import { StoreView } from './store-view.js';
+import { PrivateEgress } from './private-egress.js';
+import type { ControlChannel } from '../protocol/control.js';
 
 export interface TunnelListener {
   protocol: string;
@@ -46,6 +48,8 @@ export class EdgeServer {
   readonly registry = new TunnelRegistry();
   readonly view: StoreView;
   readonly metrics = createRegistry('oxy_edge');
+  readonly egress: PrivateEgress;
+  readonly #controls = new Map<LiveConnection, ControlChannel>();
   #listeners: TunnelListener[] = [];
   #http?: Server;
   #metricsServer?: MetricsServer;
@@ -55,6 +59,11 @@ export class EdgeServer {
 
   constructor(private readonly o: EdgeOptions) {
     this.view = new StoreView(o.store, o.storePollMs);
+    this.egress = new PrivateEgress(this.view, this.registry);
+    // Connectors learn route changes made with the CLI as soon as the view reloads.
+    this.view.on('reload', () => {
+      for (const [live, control] of this.#controls) this.#sendRoutes(live, control);
+    });
     this.#connectionsGauge = new Gauge({ name: 'oxy_edge_tunnel_connections', help: 'Registered connector connections', registers: [this.metrics] });
     this.#registrations = new Counter({ name: 'oxy_edge_registrations_total', help: 'Connector registrations by result', labelNames: ['result'], registers: [this.metrics] });
     this.#requests = new Counter({ name: 'oxy_edge_http_requests_total', help: 'Public HTTP requests by response status', labelNames: ['status'], registers: [this.metrics] });
@@ -113,11 +122,19 @@ export class EdgeServer {
     });
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, ip: conn.remoteAddress, protocol: conn.protocol }, 'Registered tunnel connection');
     reg.control.on('drain', () => (live.draining = true));
+    this.#controls.set(live, reg.control);
+    this.#sendRoutes(live, reg.control);
     const closed = await conn.closed;
+    this.#controls.delete(live);
     this.registry.remove(live);
     this.#connectionsGauge.set(this.registry.size);
     this.view.forgetConnection(live.id);
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
+  }
+
+  #sendRoutes(live: LiveConnection, control: ControlChannel): void {
+    if (!control.isOpen) return;
+    control.send({ type: 'routes', routes: this.view.routesForTunnel(live.tunnelId) }).catch(() => undefined);
   }
 
   async stop(): Promise<void> {

@@ -17,6 +17,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #hostnames = new Map<string, string>();
   #wildcards: [suffix: string, tunnelId: string][] = [];
   #routes = new RouteTable<DetailedRoute>([]);
+  #routesByTunnel = new Map<string, { vnetId: string; network: string }[]>();
 
   constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS) {
     super();
@@ -47,7 +48,15 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     wildcards.sort((a, b) => b[0].length - a[0].length);
     this.#hostnames = exact;
     this.#wildcards = wildcards;
-    this.#routes = new RouteTable(this.store.routes.allLive());
+    const routes = this.store.routes.allLive();
+    this.#routes = new RouteTable(routes);
+    const byTunnel = new Map<string, { vnetId: string; network: string }[]>();
+    for (const r of routes) {
+      const list = byTunnel.get(r.tunnelId) ?? [];
+      list.push({ vnetId: r.vnetId, network: r.network });
+      byTunnel.set(r.tunnelId, list);
+    }
+    this.#routesByTunnel = byTunnel;
     this.emit('reload');
     return true;
   }
@@ -60,6 +69,11 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
 
   get routes(): RouteTable<DetailedRoute> {
     return this.#routes;
+  }
+
+  /** The private networks a tunnel serves, per vnet: what its connectors may off-ramp to. */
+  routesForTunnel(tunnelId: string): { vnetId: string; network: string }[] {
+    return this.#routesByTunnel.get(tunnelId) ?? [];
   }
 
   /** A live tunnel's secret; read from the store each time so a deleted tunnel stops at once. */

@@ -1,0 +1,67 @@
+/**
+ * Egress to private networks through tunnels: the route for (vnet, destination IP) names
+ * the tunnel; a `tcp` (or `udp`) stream to a connector of that tunnel carries the flow,
+ * and the connector dials the destination. Used by the IP path (upgraded TCP flows) and by
+ * the HTTP CONNECT on-ramp.
+ */
+import { OxyError } from '../../core/errors.js';
+import { parseIp } from '../../core/cidr.js';
+import type { DetailedRoute } from '../../store/index.js';
+import { readStreamHeader, ResponseStatus, writeRequestHeader, type Metadata } from '../protocol/stream-header.js';
+import type { TunnelStream } from '../transport/types.js';
+import type { TunnelRegistry } from './registry.js';
+import type { StoreView } from './store-view.js';
+
+export const ERR_NO_ROUTE = 'OXY_ERR_NO_ROUTE';
+export const ERR_NO_CONNECTOR = 'OXY_ERR_NO_CONNECTOR';
+export const ERR_DIAL_FAILED = 'OXY_ERR_DIAL_FAILED';
+
+export const formatHostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+export class PrivateEgress {
+  /** Flows refused because the route's tunnel had no live connector. */
+  noConnector = 0;
+
+  constructor(
+    private readonly view: StoreView,
+    private readonly registry: TunnelRegistry,
+  ) {}
+
+  /** The route that carries `ip` in `vnetId`, if any. */
+  route(vnetId: string, ip: string | Uint8Array): DetailedRoute | undefined {
+    return this.view.routes.lookup(vnetId, ip);
+  }
+
+  /** Whether a flow to `ip` in `vnetId` can go anywhere right now (route and a live connector). */
+  reachable(vnetId: string, ip: string | Uint8Array): DetailedRoute | undefined {
+    const route = this.route(vnetId, ip);
+    return route && this.registry.pick(route.tunnelId) ? route : undefined;
+  }
+
+  /**
+   * Opens a stream to `ip:port` through the tunnel that serves it in `vnetId`; resolves once
+   * the connector has connected. Rejects with OXY_ERR_NO_ROUTE, OXY_ERR_NO_CONNECTOR or
+   * OXY_ERR_DIAL_FAILED (the connector's reason in the message).
+   */
+  async open(kind: 'tcp' | 'udp', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute }> {
+    const address = parseIp(ip).address;
+    const route = this.route(vnetId, address);
+    if (!route) throw new OxyError(ERR_NO_ROUTE, `No route matches the IP ${address} in virtual network ${vnetId}`);
+    const live = this.registry.pick(route.tunnelId);
+    if (!live) {
+      this.noConnector++;
+      throw new OxyError(ERR_NO_CONNECTOR, `The tunnel ${route.tunnelName} serving ${route.network} has no connector connected`);
+    }
+    const stream = await live.conn.openStream();
+    writeRequestHeader(stream, { kind, destination: formatHostPort(address, port), metadata: [['Vnet', vnetId], ...metadata] });
+    const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 60_000 }).catch((err: Error) => {
+      stream.destroy();
+      throw new OxyError(ERR_DIAL_FAILED, `Tunnel ${route.tunnelName} did not answer for ${formatHostPort(address, port)}: ${err.message}`, { cause: err });
+    });
+    if (answer.status !== ResponseStatus.OK) {
+      stream.destroy();
+      throw new OxyError(ERR_DIAL_FAILED, `Tunnel ${route.tunnelName} could not reach ${formatHostPort(address, port)}: ${answer.message}`);
+    }
+    return { stream, route };
+  }
+}
