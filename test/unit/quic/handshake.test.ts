@@ -85,4 +85,16 @@ describe('QUIC handshake (loopback)', () => {
     expect(['timeout', 'unreachable']).toContain((err as QuicDialError).failure);
     expect(Date.now() - started).toBeLessThan(5000);
   });
+
+  it('a listener refuses a broken certificate or an unknown congestion control with a clear error', async () => {
+    const id = await edgeIdentity();
+    const bad = await listenQuic({ cert: 'not a pem', key: id.key, host: '127.0.0.1' }, () => {}).catch((e) => e);
+    expect(isOxyError(bad, TunnelErrorCode.HANDSHAKE)).toBe(true);
+    expect((bad as Error).message).toMatch(/certificate or key/);
+    const cc = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', tuning: { congestionControl: 'vegas' } }, () => {}).catch(
+      (e) => e,
+    );
+    expect(isOxyError(cc, 'OXY_ERR_INVALID_ARGUMENT')).toBe(true);
+    expect((cc as Error).message).toMatch(/vegas/);
+  });
 });

@@ -5,6 +5,7 @@
  * loads in ~10 ms instead of ~85 ms for the package root.
  */
 import { quiche, type Config as QuicheConfig } from '@matrixai/quic/native/index.js';
+import { OxyError } from '../../../core/errors.js';
 
 export { quiche };
 export type { QuicheConfig };
@@ -33,8 +34,10 @@ export interface QuicTuningOptions {
   maxConcurrentStreams?: number;
   /** Largest UDP payload sent/accepted. Default 1350 (fits any path without PMTU discovery). */
   maxUdpPayloadSize?: number;
-  /** 'cubic' (default), 'reno', 'bbr' or 'bbr2' where quiche has it. */
+  /** 'cubic' (default), 'reno' or 'bbr' (the names this quiche build knows). */
   congestionControl?: string;
+  /** HyStart++ (leave slow start early on RTT growth). Default true. */
+  hystart?: boolean;
   /** DATAGRAM receive/send queue lengths in quiche. Default 4096 each. */
   datagramQueueLength?: number;
 }
@@ -81,8 +84,13 @@ export function buildQuicheConfig(role: 'client' | 'server', tls: TlsMaterial, t
   config.setInitialMaxStreamsUni(0);
   config.setMaxStreamWindow(Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024));
   config.setMaxConnectionWindow(Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024));
-  config.setCcAlgorithmName(tuning.congestionControl ?? 'cubic');
-  config.enableHystart(true);
+  const cc = tuning.congestionControl ?? 'cubic';
+  try {
+    config.setCcAlgorithmName(cc);
+  } catch (cause) {
+    throw new OxyError('OXY_ERR_INVALID_ARGUMENT', `Unknown QUIC congestion control "${cc}" (cubic, reno or bbr)`, { cause });
+  }
+  config.enableHystart(tuning.hystart ?? true);
   config.enableDgram(true, queue, queue);
   config.setDisableActiveMigration(true);
   return config;

@@ -9,7 +9,7 @@
  * To bind inside another network namespace, create the socket there yourself
  * (`withNetns(path, () => PktinfoUdpSocket.bind(…))`) and pass it as `socket`.
  */
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { OxyError } from '../../../core/errors.js';
@@ -162,6 +162,7 @@ export interface QuicListener {
  * withNetns (or pass a `socket` made there).
  */
 export async function listenQuic(options: QuicListenOptions, onConnection: (conn: QuicTunnelConnection) => void): Promise<QuicListener> {
+  checkServerIdentity(options.cert, options.key);
   const socket =
     options.socket ??
     PktinfoUdpSocket.bind({
@@ -178,6 +179,7 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
     config = buildQuicheConfig('server', { cert: options.cert, key: options.key }, options.tuning ?? {}, options);
   } catch (err) {
     void endpoint.shutdown(0, '');
+    if (err instanceof OxyError) throw err;
     throw new OxyError(TunnelErrorCode.HANDSHAKE, `QUIC listener: bad certificate or key: ${(err as Error).message}`, { cause: err });
   }
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -194,4 +196,16 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
     connections: () => endpoint.connections(),
     close: (code = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down') => endpoint.shutdown(code, reason),
   };
+}
+
+/** BoringSSL takes an unusable certificate silently (every handshake fails later): check it now. */
+function checkServerIdentity(cert: string, key: string): void {
+  let problem: string | undefined;
+  try {
+    const leaf = new X509Certificate(cert);
+    if (!leaf.checkPrivateKey(createPrivateKey(key))) problem = 'the key does not belong to the certificate';
+  } catch (err) {
+    problem = (err as Error).message;
+  }
+  if (problem) throw new OxyError(TunnelErrorCode.HANDSHAKE, `QUIC listener: bad certificate or key: ${problem}`);
 }
