@@ -17,6 +17,8 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     'http-listen': Flags.string({ default: '127.0.0.1:8080', description: 'HOST:PORT of the public HTTP listener' }),
     metrics: Flags.string({ default: '127.0.0.1:7845', description: 'HOST:PORT of the metrics listener' }),
     location: Flags.string({ default: 'local', description: "This edge's location name, shown in tunnel list" }),
+    'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
+    'gue-listen': Flags.string({ description: 'HOST:PORT for unconnected IP tunnels (GUE)' }),
     ...logFlags,
   };
 
@@ -30,6 +32,8 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       httpListen: this.flags['http-listen'],
       metricsListen: this.flags.metrics,
       location: this.flags.location,
+      ipTunnelListen: this.flags['ip-tunnel-listen'],
+      gueListen: this.flags['gue-listen'],
     });
     log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
     const signal = await shutdownSignal();

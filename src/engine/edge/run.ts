@@ -3,6 +3,7 @@ import type { Logger } from '../observe/log.js';
 import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from './identity-files.js';
 import { http2TunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
+import { startIpPath } from './ip-path.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -13,6 +14,10 @@ export interface RunEdgeOptions {
   metricsListen?: string;
   location: string;
   defaultTunnel?: string;
+  /** SEQPACKET path for connected IP tunnels (warp connect). */
+  ipTunnelListen?: string;
+  /** HOST:PORT for GUE (unconnected IP tunnels). */
+  gueListen?: string;
 }
 
 /** Starts an edge from the data directory (creating its identity on first run). */
@@ -34,5 +39,9 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     defaultTunnel: o.defaultTunnel,
   });
   await edge.start();
+  if (o.ipTunnelListen || o.gueListen) {
+    const ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen });
+    edge.onStop(() => ip.close());
+  }
   return edge;
 }

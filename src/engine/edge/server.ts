@@ -51,6 +51,7 @@ export class EdgeServer {
   readonly egress: PrivateEgress;
   readonly #controls = new Map<LiveConnection, ControlChannel>();
   #listeners: TunnelListener[] = [];
+  #onStop: (() => unknown)[] = [];
   #http?: Server;
   #metricsServer?: MetricsServer;
   readonly #connectionsGauge: Gauge;
@@ -137,7 +138,13 @@ export class EdgeServer {
     control.send({ type: 'routes', routes: this.view.routesForTunnel(live.tunnelId) }).catch(() => undefined);
   }
 
+  /** Something started alongside the edge (the IP path, on-ramps) to stop with it, first. */
+  onStop(fn: () => unknown): void {
+    this.#onStop.push(fn);
+  }
+
   async stop(): Promise<void> {
+    for (const fn of this.#onStop.splice(0)) await fn();
     this.view.stop();
     this.#http?.closeAllConnections();
     await Promise.all([

@@ -18,6 +18,8 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #wildcards: [suffix: string, tunnelId: string][] = [];
   #routes = new RouteTable<DetailedRoute>([]);
   #routesByTunnel = new Map<string, { vnetId: string; network: string }[]>();
+  #vnetIds = new Map<string, string>();
+  #defaultVnet: string | undefined;
 
   constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS) {
     super();
@@ -57,6 +59,13 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       byTunnel.set(r.tunnelId, list);
     }
     this.#routesByTunnel = byTunnel;
+    const vnetIds = new Map<string, string>();
+    for (const v of this.store.vnets.list()) {
+      vnetIds.set(v.id, v.id);
+      vnetIds.set(v.name, v.id);
+      if (v.isDefault) this.#defaultVnet = v.id;
+    }
+    this.#vnetIds = vnetIds;
     this.emit('reload');
     return true;
   }
@@ -69,6 +78,11 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
 
   get routes(): RouteTable<DetailedRoute> {
     return this.#routes;
+  }
+
+  /** A live vnet's ID from its ID or name; '' means the default vnet. */
+  vnetId(ref: string): string | undefined {
+    return ref === '' ? this.#defaultVnet : this.#vnetIds.get(ref);
   }
 
   /** The private networks a tunnel serves, per vnet: what its connectors may off-ramp to. */

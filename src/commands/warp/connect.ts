@@ -1,0 +1,50 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { logFlags, loggerFrom } from '../../cli/log-flags.js';
+import { shutdownSignal } from '../../cli/signals.js';
+import { nowRfc3339 } from '../../core/common.js';
+import { parseNetworkArg } from '../../core/routes.js';
+import { resolveVnet } from '../../core/vnets.js';
+import { clearWarpState, writeWarpState } from '../../core/warp-state.js';
+import { DEFAULT_WARP_ADDRESS, startWarp } from '../../engine/device/warp.js';
+import { OxyError } from '../../core/errors.js';
+
+export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
+  static summary = "Send this host's private traffic to the edge, in a virtual network";
+  static description =
+    'Creates a TUN on this host, routes the CIDRs of the virtual network\'s IP routes into it (or those given with --route), ' +
+    'and carries its packets to the edge as a connected IP tunnel whose context names the account and the virtual network. ' +
+    'Without --vnet the default virtual network is used. Connecting again with another --vnet switches networks: TCP ' +
+    'connections made in the old one break, as they would with WARP. Needs root (or CAP_NET_ADMIN).';
+  static examples = ['<%= config.bin %> warp connect --vnet vnet-sydney', '<%= config.bin %> warp connect --route 198.18.0.0/24'];
+  static flags = {
+    vnet: Flags.string({ description: 'ID or name of the virtual network [default: the default one]' }),
+    route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet]' }),
+    edge: Flags.string({ default: '/run/oxyctl/ip-tunnel.sock', description: "Path of the edge's SEQPACKET IP tunnel on-ramp (edge run --ip-tunnel-listen)" }),
+    tun: Flags.string({ default: 'oxywarp0', description: 'Name of the TUN device' }),
+    address: Flags.string({ default: DEFAULT_WARP_ADDRESS, description: "This device's address on the TUN" }),
+    ...logFlags,
+  };
+
+  async run(): Promise<void> {
+    const log = loggerFrom(this.flags);
+    const vnet = this.flags.vnet === undefined ? this.store.vnets.defaultVnet() : resolveVnet(this.store, this.flags.vnet);
+    if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");
+    const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? this.store.routes.liveInVnet(vnet.id).map((r) => r.network);
+    if (routes.length === 0) throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
+    const warp = await startWarp({
+      seqpacketPath: this.flags.edge,
+      context: { tenant: this.store.accountTag, vnet: vnet.id },
+      routes,
+      tunName: this.flags.tun,
+      address: this.flags.address,
+      log,
+    });
+    writeWarpState(this.home, { pid: process.pid, vnetId: vnet.id, vnetName: vnet.name, routes, tun: warp.tun, edge: this.flags.edge, since: nowRfc3339() });
+    const outcome = await Promise.race([shutdownSignal(), warp.ended.then(() => 'edge-closed' as const)]);
+    warp.close();
+    clearWarpState(this.home);
+    log.info({ reason: outcome }, 'Disconnected');
+    if (outcome === 'edge-closed') throw new OxyError('OXY_ERR_WARP_DISCONNECTED', 'The edge closed the IP tunnel.');
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The edge's IP path joined to the tunnels (the product's main path): IP packets from
+ * devices (SEQPACKET connected IP tunnels, GUE) become flows; each new flow is routed by
+ * longest prefix on (vnet, destination) to the tunnel that serves it; TCP flows are
+ * upgraded through the kernel and carried as `tcp` streams to a connector of that tunnel,
+ * UDP flows as `udp` streams. No route, or a route whose tunnel has no live connector:
+ * the device gets an ICMP destination unreachable at once, not a hang. A flow keeps the
+ * route it was given until it ends, whatever the store does meanwhile.
+ */
+import type { Socket } from 'node:net';
+import { Counter } from 'prom-client';
+import { formatAddress, buildIcmpUnreachable, TransportKind, type PacketView } from '../packet/index.js';
+import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
+import { GueOnRamp, IpEdge, SeqpacketOnRamp, type UdpFlow } from './ip/index.js';
+import type { Flow } from '../flow/index.js';
+import type { Logger } from '../observe/log.js';
+import { splitHostPort } from '../observe/metrics.js';
+import type { EdgeServer } from './server.js';
+import type { DetailedRoute } from '../../store/index.js';
+
+export interface IpPathOptions {
+  edge: EdgeServer;
+  log: Logger;
+  /** Unix SEQPACKET socket path for connected IP tunnels (`warp connect`). */
+  seqpacketPath?: string;
+  /** HOST:PORT for unconnected IP tunnels (GUE). */
+  gueListen?: string;
+  limits?: { maxFlows?: number; maxFlowsPerTenant?: number };
+}
+
+interface Routed {
+  vnetId: string;
+  route: DetailedRoute;
+}
+
+export interface IpPath {
+  ipEdge: IpEdge<Routed>;
+  close(): Promise<void>;
+}
+
+export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
+  const { edge, log } = o;
+  const unreachable = new Counter({
+    name: 'oxy_edge_ip_unreachable_total',
+    help: 'New IP flows answered with ICMP unreachable, by reason',
+    labelNames: ['reason'],
+    registers: [edge.metrics],
+  });
+  const tell = (flow: Flow<Routed>, packet: PacketView, reason: 'no-route' | 'no-connector' | 'unknown-vnet') => {
+    unreachable.inc({ reason });
+    const icmp = buildIcmpUnreachable(packet, reason === 'no-connector' ? 'host' : 'network');
+    const session = flow.attachment as { send(p: Buffer): void } | undefined;
+    if (icmp && session) session.send(icmp);
+    log.debug({ reason, dst: formatAddress(packet.dst), vnet: flow.scope.context.vnet }, 'IP flow unreachable');
+  };
+
+  const ipEdge = await IpEdge.create<Routed>({
+    limits: o.limits,
+    decideFlow(flow, packet) {
+      const vnetId = edge.view.vnetId(flow.scope.context.vnet);
+      if (!vnetId) {
+        tell(flow, packet, 'unknown-vnet');
+        return 'drop';
+      }
+      const route = edge.egress.route(vnetId, packet.dst);
+      if (!route) {
+        tell(flow, packet, 'no-route');
+        return 'drop';
+      }
+      if (!edge.registry.pick(route.tunnelId)) {
+        edge.egress.noConnector++;
+        tell(flow, packet, 'no-connector');
+        return 'drop';
+      }
+      if (packet.transport === TransportKind.Tcp || packet.transport === TransportKind.Udp) return { verdict: 'upgrade', route: { vnetId, route } };
+      return 'drop';
+    },
+    onTcpStream(socket: Socket, flow) {
+      const { vnetId } = flow.decision.route!;
+      socket.pause();
+      edge.egress
+        .open('tcp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]])
+        .then(({ stream }) => {
+          stream.on('error', () => socket.destroy());
+          socket.on('error', () => stream.destroy());
+          socket.pipe(stream);
+          stream.pipe(socket);
+          socket.resume();
+        })
+        .catch((err: Error) => {
+          log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private TCP flow failed');
+          socket.resetAndDestroy();
+        });
+    },
+    onUdpFlow(udp: UdpFlow<Routed>) {
+      const flow = udp.flow;
+      const { vnetId } = flow.decision.route!;
+      const pending: Buffer[] = [];
+      let stream: NodeJS.WritableStream | undefined;
+      udp.onDatagram = (payload) => {
+        if (stream) stream.write(encodeDatagramRecord(payload));
+        else if (pending.length < 64) pending.push(Buffer.from(payload));
+      };
+      edge.egress
+        .open('udp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]])
+        .then(({ stream: s }) => {
+          stream = s;
+          for (const p of pending.splice(0)) s.write(encodeDatagramRecord(p));
+          const parser = new DatagramRecordParser();
+          s.on('data', (chunk: Buffer) => {
+            for (const d of parser.push(chunk)) udp.send(d);
+          });
+          s.on('error', () => udp.close());
+          s.on('end', () => udp.close());
+          udp.onEnd = () => s.end();
+        })
+        .catch((err: Error) => {
+          log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private UDP flow failed');
+          udp.close();
+        });
+    },
+  });
+
+  // The on-ramps only feed packets in: the route type parameter does not concern them.
+  const anyEdge = ipEdge as unknown as IpEdge;
+  const seqpacket = o.seqpacketPath ? new SeqpacketOnRamp(anyEdge, o.seqpacketPath) : undefined;
+  const gue = o.gueListen ? await GueOnRamp.listen(anyEdge, splitHostPort(o.gueListen)) : undefined;
+  if (seqpacket) log.info({ path: o.seqpacketPath }, 'IP tunnel on-ramp ready (SEQPACKET)');
+  if (gue) log.info({ address: o.gueListen }, 'IP tunnel on-ramp ready (GUE)');
+  return {
+    ipEdge,
+    close: async () => {
+      seqpacket?.close();
+      gue?.close();
+      ipEdge.close();
+    },
+  };
+}

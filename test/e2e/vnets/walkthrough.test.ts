@@ -1,0 +1,172 @@
+/**
+ * The "many private virtual networks" walkthrough, for real: two data centres with a host
+ * at the same address (198.18.0.10), each behind its own tunnel, routed in two vnets; a
+ * device whose traffic goes to the edge through `warp connect`. Every host is a network
+ * namespace this test makes and deletes.
+ *
+ *   device ns ──(SEQPACKET, a file path)── edge ns ──veth 198.18.1.0/30── dc1 ns (connector, host 198.18.0.10 "dc1")
+ *                                                  └─veth 198.18.2.0/30── dc2 ns (connector, host 198.18.0.10 "dc2")
+ */
+import { execFile, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BIN, oxyOk, tempHome } from '../../helpers/cli.js';
+import { TestNetns } from '../../helpers/netns.js';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+
+const run = promisify(execFile);
+
+/** A process in a namespace whose output can be awaited. */
+class NsProcess {
+  output = '';
+  constructor(readonly child: ChildProcess) {
+    child.stdout?.on('data', (d) => (this.output += d));
+    child.stderr?.on('data', (d) => (this.output += d));
+  }
+  async waitFor(re: RegExp, timeoutMs = 20_000): Promise<void> {
+    const t0 = Date.now();
+    while (!re.test(this.output)) {
+      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${re}:\n${this.output}`);
+      if (this.child.exitCode !== null) throw new Error(`exited ${this.child.exitCode} before ${re}:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    await new Promise((r) => this.child.once('exit', r));
+  }
+}
+
+/** A host at 198.18.0.10 (plus any extra address) answering HTTP and UDP with its name. */
+const HOST_SERVER = `
+const name = process.argv[1];
+require('http').createServer((q, s) => s.end(name + '\\n')).listen(80, '0.0.0.0');
+const u = require('dgram').createSocket('udp4');
+u.on('message', (m, r) => u.send(Buffer.from(name + ':' + m), r.port, r.address));
+u.bind(5353, '0.0.0.0', () => console.log('host ready'));
+`;
+
+privilegedDescribe('vnets end to end: same IP in two data centres, picked by the device vnet', () => {
+  let home: string;
+  let cleanup: () => void;
+  const spaces: TestNetns[] = [];
+  const procs: NsProcess[] = [];
+  let device: TestNetns;
+  let warp: NsProcess | undefined;
+  let socketPath: string;
+  const env = () => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
+  const oxyIn = (ns: TestNetns, args: string[]) => {
+    const p = new NsProcess(ns.spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] }));
+    procs.push(p);
+    return p;
+  };
+  const curl = (url: string, timeout = 5) =>
+    run('ip', ['netns', 'exec', device.name, 'curl', '-sS', '--max-time', String(timeout), url]).then(
+      (r) => ({ ok: true, out: r.stdout }),
+      (e: { stderr?: string; code?: number }) => ({ ok: false, out: e.stderr ?? '', code: e.code }),
+    );
+  const udp = (ip: string, text: string) =>
+    run('ip', ['netns', 'exec', device.name, process.execPath, '-e', `
+      const s = require('dgram').createSocket('udp4');
+      s.on('message', (m) => { console.log(String(m)); process.exit(0); });
+      s.send('${text}', 5353, '${ip}');
+      setTimeout(() => process.exit(2), 3000);`]).then((r) => r.stdout.trim());
+  const connectError = (ip: string) =>
+    run('ip', ['netns', 'exec', device.name, process.execPath, '-e', `
+      require('net').connect(80, '${ip}').on('connect', () => { console.log('connected'); process.exit(0); })
+        .on('error', (e) => { console.log(e.code); process.exit(0); });
+      setTimeout(() => { console.log('timeout'); process.exit(0); }, 8000);`]).then((r) => r.stdout.trim());
+  const connectWarp = async (vnet: string, routes: string[]) => {
+    await warp?.stop();
+    warp = oxyIn(device, ['warp', 'connect', '--vnet', vnet, '--edge', socketPath, ...routes.flatMap((r) => ['--route', r])]);
+    await warp.waitFor(/Connected to the edge/);
+  };
+
+  beforeAll(async () => {
+    ({ home, cleanup } = tempHome());
+    socketPath = join(home, 'ip-tunnel.sock');
+    const edge = TestNetns.create('oxyedge');
+    const dc1 = TestNetns.create('oxydc1');
+    const dc2 = TestNetns.create('oxydc2');
+    device = TestNetns.create('oxydev');
+    spaces.push(edge, dc1, dc2, device);
+    edge.veth('to-dc1', dc1, 'to-edge');
+    edge.veth('to-dc2', dc2, 'to-edge');
+    edge.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc1');
+    edge.ip('addr', 'add', '198.18.2.1/30', 'dev', 'to-dc2');
+    for (const [dc, n, name] of [[dc1, 1, 'dc1'], [dc2, 2, 'dc2']] as const) {
+      dc.ip('addr', 'add', `198.18.${n}.2/30`, 'dev', 'to-edge');
+      dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
+      dc.ip('addr', 'add', '198.18.3.3/32', 'dev', 'lo');
+      const host = new NsProcess(dc.spawn(process.execPath, ['-e', HOST_SERVER, name], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      procs.push(host);
+      await host.waitFor(/host ready/);
+    }
+
+    await oxyOk(home, ['vnet', 'add', '--default', 'vnet-frankfurt', 'For London and Munich employees primarily']);
+    await oxyOk(home, ['vnet', 'add', 'vnet-sydney', 'For APAC employees primarily']);
+    await oxyOk(home, ['tunnel', 'create', 'tunnel-fra']);
+    await oxyOk(home, ['tunnel', 'create', 'tunnel-syd']);
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-frankfurt', '198.18.0.0/24', 'tunnel-fra']);
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '198.18.0.0/24', 'tunnel-syd']);
+    // Only Frankfurt routes 198.18.3.0/24: Sydney devices must never reach it.
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-frankfurt', '198.18.3.0/24', 'tunnel-fra']);
+    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1', '--ip', '198.18.2.1']);
+
+    const edgeRun = oxyIn(edge, ['edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', socketPath]);
+    await edgeRun.waitFor(/IP tunnel on-ramp ready/);
+    const config = join(home, 'connector.yml');
+    writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
+    for (const [dc, n, tunnel] of [[dc1, 1, 'tunnel-fra'], [dc2, 2, 'tunnel-syd']] as const) {
+      const c = oxyIn(dc, ['tunnel', 'run', '--protocol', 'http2', '--edge', `198.18.${n}.1:7844`, '--config', config, '--ha-connections', '2', tunnel]);
+      await c.waitFor(/Registered tunnel connection connIndex=1 /);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([warp, ...procs].map((p) => p?.stop()));
+    for (const ns of spaces) ns.delete();
+    cleanup?.();
+  });
+
+  it('a device in vnet-sydney reaches data centre 2 (HTTP and UDP)', async () => {
+    await connectWarp('vnet-sydney', ['198.18.0.0/24', '198.18.3.0/24', '198.18.7.0/24']);
+    expect(await curl('http://198.18.0.10/')).toEqual({ ok: true, out: 'dc2\n' });
+    expect(await udp('198.18.0.10', 'ping')).toBe('dc2:ping');
+    const status = await oxyOk(home, ['warp', 'status']);
+    expect(status).toContain('Virtual network: vnet-sydney');
+  });
+
+  it('never reaches a host routed only in another vnet, and gets unreachable (not a hang) without a route', async () => {
+    const isolated = await curl('http://198.18.3.3/', 5);
+    expect(isolated.ok).toBe(false);
+    // The edge answers with ICMP destination unreachable: the device's kernel fails the
+    // connect at once with that error, instead of retrying SYNs into silence.
+    for (const ip of ['198.18.7.7', '198.18.3.3']) {
+      const t0 = Date.now();
+      const code = await connectError(ip);
+      expect(code).toMatch(/^(ENETUNREACH|EHOSTUNREACH)$/);
+      expect(Date.now() - t0).toBeLessThan(3000);
+    }
+  });
+
+  it('switching the device to vnet-frankfurt reaches data centre 1', async () => {
+    await connectWarp('vnet-frankfurt', ['198.18.0.0/24', '198.18.3.0/24']);
+    expect(await curl('http://198.18.0.10/')).toEqual({ ok: true, out: 'dc1\n' });
+    expect(await curl('http://198.18.3.3/')).toEqual({ ok: true, out: 'dc1\n' });
+    expect(await udp('198.18.0.10', 'hello')).toBe('dc1:hello');
+  });
+
+  it('route changes made with the CLI reach the running edge within a second', async () => {
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--yes', '--vnet', 'vnet-frankfurt', '198.18.3.0/24']);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await curl('http://198.18.3.3/', 5)).ok).toBe(false);
+    // Moved to Sydney's tunnel in Frankfurt's vnet: now dc2 answers for this device.
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-frankfurt', '198.18.3.0/24', 'tunnel-syd']);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await curl('http://198.18.3.3/')).toEqual({ ok: true, out: 'dc2\n' });
+  });
+}, );
