@@ -24,6 +24,7 @@ try {
 }
 
 const CHUNK = 256 * 1024;
+const WARM_UP_BYTES = 64 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------- edge (worker)
 
@@ -118,6 +119,12 @@ async function transfer(openStream, direction, bytes) {
   return bytes / 1e6 / seconds;
 }
 
+/** One untimed transfer each way first: JIT, windows and congestion state warm for every transport alike. */
+async function warmUp(openStream, bytes) {
+  await transfer(openStream, 'up', bytes);
+  await transfer(openStream, 'down', bytes);
+}
+
 function median(values) {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -139,6 +146,7 @@ async function main() {
         s.once('error', reject);
       });
     results.tls = { up: [], down: [] };
+    await warmUp(open, WARM_UP_BYTES);
     for (let r = 0; r < rounds; r++) {
       results.tls.up.push(await transfer(open, 'up', bytes));
       results.tls.down.push(await transfer(open, 'down', bytes));
@@ -151,6 +159,7 @@ async function main() {
     const { worker, port } = await startEdge('http2', id);
     const conn = await http2.dialHttp2Tunnel({ host: '127.0.0.1', port, ca: id.caCert });
     results.http2 = { up: [], down: [] };
+    await warmUp(() => conn.openStream(), WARM_UP_BYTES);
     for (let r = 0; r < rounds; r++) {
       results.http2.up.push(await transfer(() => conn.openStream(), 'up', bytes));
       results.http2.down.push(await transfer(() => conn.openStream(), 'down', bytes));
@@ -164,6 +173,7 @@ async function main() {
     const { worker, port } = await startEdge('quic', id, false);
     const conn = await quic.dialQuic({ host: '127.0.0.1', port, ca: id.caCert, gso: false });
     results['quic-nogso'] = { up: [], down: [] };
+    await warmUp(() => conn.openStream(), WARM_UP_BYTES);
     for (let r = 0; r < rounds; r++) {
       results['quic-nogso'].up.push(await transfer(() => conn.openStream(), 'up', bytes));
       results['quic-nogso'].down.push(await transfer(() => conn.openStream(), 'down', bytes));
@@ -183,6 +193,7 @@ async function main() {
   }
   const conn = await quic.dialQuic({ host: '127.0.0.1', port, ca: id.caCert });
   results.quic = { up: [], down: [] };
+  await warmUp(() => conn.openStream(), WARM_UP_BYTES);
   for (let r = 0; r < rounds; r++) {
     results.quic.up.push(await transfer(() => conn.openStream(), 'up', bytes));
     results.quic.down.push(await transfer(() => conn.openStream(), 'down', bytes));
@@ -210,7 +221,7 @@ async function main() {
     const ratio = (x, base) => (base ? ` (${(x / base).toFixed(2)}× TLS)` : '');
     return `${name.padEnd(10)} up ${up.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(up, median(results.tls.up))}   down ${down.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(down, median(results.tls.down))}`;
   };
-  console.log(`single stream, ${mb} MiB per transfer, median of ${rounds} rounds, loopback, edge in a worker thread`);
+  console.log(`single stream, ${mb} MiB per transfer, median of ${rounds} rounds after a 64 MiB warm-up each way, loopback, edge in a worker thread`);
   console.log(row('tls', results.tls));
   if (results.http2) console.log(row('http2', results.http2));
   console.log(row('quic-nogso', results['quic-nogso']));
