@@ -1,0 +1,346 @@
+/**
+ * The HTTP forward-proxy on-ramp (`oxyctl edge run --proxy-listen HOST:PORT`):
+ * `CONNECT host:port` tunnels, and absolute-form requests (`GET http://host/path`).
+ *
+ * Egress is the shared egress pipeline (hooks/egress.ts): by default through the tunnel
+ * whose route covers the destination IP in the client's vnet, else directly from the
+ * edge host. The client's vnet is the store's default unless the request carries an
+ * `Oxy-Vnet: <name or ID>` header (CONNECT requests and absolute-form requests alike; the
+ * header is not forwarded) or a hook sets `ctx.vnet` (e.g. from `Proxy-Authorization`).
+ *
+ * Per connection, hooks fire in the order of HOOK_ORDER['connect-proxy'] (hooks/order.ts):
+ * newCtx → proxyProtocol.handleConnection → ingress.handleConnection →
+ * http.handleProxyConnectRequest → egress (dns, upstream IPs, decision, connect,
+ * established) → http.handleProxyConnectResponse → tunnel.shouldInterceptHttps →
+ * tunnel.appTunnelPipeline (or the engine's splice) → ingress.handleConnectionClose.
+ *
+ * Failures answer with a status and an RFC 9209 `Proxy-Status` header
+ * (`oxyctl; error=destination_ip_prohibited`, …). A hook that throws fails only its
+ * connection (502, `error=proxy_internal_error`) and is named in the log line.
+ */
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { Readable, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from '../observe/log.js';
+import { splitHostPort } from '../observe/metrics.js';
+import { Egress, EgressError, type ProxyErrorType } from '../hooks/egress.js';
+import { readProxyHeader } from '../hooks/proxy-protocol.js';
+import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
+import { parseSni } from '../hooks/sni.js';
+import type { BodyTransform, ConnectResponse, HookContext } from '../hooks/types.js';
+
+export interface ConnectProxyOptions {
+  /** HOST:PORT to listen on (port 0: any). */
+  listen: string;
+  runner: HookRunner;
+  egress: Egress;
+  log: Logger;
+  /** Every connection starts with a PROXY protocol v1/v2 header (from a load balancer in front). */
+  proxyProtocol?: boolean;
+  /** Name in Proxy-Status headers. Default `oxyctl`. */
+  proxyName?: string;
+}
+
+/** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'oxy-vnet']);
+
+const pairs = (raw: string[]): [string, string][] => {
+  const out: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
+  return out;
+};
+
+const headerOf = (h: [string, string][], name: string): string | undefined => h.find(([k]) => k.toLowerCase() === name)?.[1];
+
+const STATUS_TEXT: Record<number, string> = { 200: 'Connection Established', 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 502: 'Bad Gateway', 504: 'Gateway Timeout' };
+
+/** Splits a CONNECT authority (`host:port`, `[v6]:port`). */
+export function parseAuthority(authority: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]/\s]+)):(\d{1,5})$/.exec(authority);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port === 0 || port > 65535) return undefined;
+  return { host: m[1] ?? m[2], port };
+}
+
+export class ConnectProxy {
+  readonly #tcp: net.Server;
+  readonly #http: HttpServer;
+  readonly #conns = new WeakMap<Duplex, HookConnection>();
+  readonly #sockets = new Set<Socket>();
+  readonly #name: string;
+
+  private constructor(private readonly o: ConnectProxyOptions) {
+    this.#name = o.proxyName ?? 'oxyctl';
+    this.#http = createHttpServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, (req, res) => void this.#request(req, res));
+    this.#http.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#connect(req, socket as Socket, head));
+    this.#http.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.#tcp = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => void this.#accept(socket));
+  }
+
+  static async listen(o: ConnectProxyOptions): Promise<ConnectProxy> {
+    const proxy = new ConnectProxy(o);
+    const { host, port } = splitHostPort(o.listen);
+    await new Promise<void>((resolve, reject) => {
+      proxy.#tcp.once('error', reject);
+      proxy.#tcp.listen(port, host, () => {
+        proxy.#tcp.off('error', reject);
+        resolve();
+      });
+    });
+    return proxy;
+  }
+
+  get address(): AddressInfo {
+    return this.#tcp.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await new Promise((resolve) => this.#tcp.close(resolve));
+  }
+
+  /** A new client connection: context, PROXY header, ingress admission, then HTTP. */
+  async #accept(socket: Socket): Promise<void> {
+    const r = this.o.runner;
+    socket.on('error', () => undefined);
+    this.#sockets.add(socket);
+    let conn: HookConnection;
+    try {
+      conn = r.connection(
+        'connect-proxy',
+        { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+        { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
+      );
+    } catch (err) {
+      this.#sockets.delete(socket);
+      this.o.log.error({ hook: (err as HookError).hook, err: (err as HookError).cause ?? err }, 'Hook failed; closing its connection');
+      socket.destroy();
+      return;
+    }
+    this.#conns.set(socket, conn);
+    let closeReason = 'closed';
+    socket.once('close', (hadError) => {
+      this.#sockets.delete(socket);
+      r.close(conn, { bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, durationMs: Date.now() - conn.startedAt, reason: hadError && closeReason === 'closed' ? 'error' : closeReason });
+    });
+    try {
+      if (this.o.proxyProtocol) {
+        const header = await readProxyHeader(socket);
+        conn.proxyHeader = header;
+        if (header.command === 'PROXY' && header.source) conn.client = header.source;
+        if (r.proxyHeader && (await r.call(conn, 'proxyProtocol.handleConnection', r.proxyHeader, header, conn as HookContext<unknown>))?.action === 'block') {
+          closeReason = 'blocked';
+          socket.destroy();
+          return;
+        }
+      }
+      if (r.ingressConnection && (await r.call(conn, 'ingress.handleConnection', r.ingressConnection, conn as HookContext<unknown>))?.action === 'block') {
+        closeReason = 'blocked';
+        socket.destroy();
+        return;
+      }
+    } catch (err) {
+      r.failed(conn, err, 'Refused proxy connection');
+      socket.destroy();
+      return;
+    }
+    if (socket.destroyed) return;
+    this.#http.emit('connection', socket);
+    if (socket.isPaused()) socket.resume();
+  }
+
+  #errorHead(status: number, error: ProxyErrorType, details: string): ConnectResponse {
+    const headers: [string, string][] = [
+      ['Proxy-Status', `${this.#name}; error=${error}; details=${JSON.stringify(details.replace(/[^\x20-\x7e]/g, ' '))}`],
+      ['Content-Length', '0'],
+      ['Connection', 'close'],
+    ];
+    return { status, statusText: STATUS_TEXT[status] ?? 'Error', headers };
+  }
+
+  #writeHead(socket: Duplex, res: ConnectResponse): void {
+    let text = `HTTP/1.1 ${res.status} ${res.statusText}\r\n`;
+    for (const [k, v] of res.headers) text += `${k}: ${v}\r\n`;
+    socket.write(`${text}\r\n`);
+  }
+
+  async #connect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const r = this.o.runner;
+    const conn = this.#conns.get(socket)!;
+    const ctx = conn as HookContext<unknown>;
+    const authority = req.url ?? '';
+    const target = parseAuthority(authority);
+    if (!target) {
+      this.#writeHead(socket, this.#errorHead(400, 'destination_unavailable', `CONNECT needs host:port, not ${authority}`));
+      socket.end();
+      return;
+    }
+    const headers = pairs(req.rawHeaders);
+    const vnet = headerOf(headers, 'oxy-vnet');
+    if (vnet) conn.vnet = vnet;
+    let upstream: Duplex | undefined;
+    try {
+      if (r.connectRequest) {
+        const directive = await r.call(conn, 'http.handleProxyConnectRequest', r.connectRequest, { authority, host: target.host, port: target.port, headers }, ctx);
+        if (directive?.action === 'block') {
+          const status = directive.status ?? 403;
+          this.#writeHead(socket, this.#errorHead(status, 'destination_ip_prohibited', directive.reason ?? 'refused by the proxy'));
+          socket.end();
+          return;
+        }
+      }
+      let res: ConnectResponse;
+      try {
+        upstream = (await this.o.egress.connectTcp(conn, target.host, target.port)).socket;
+        res = { status: 200, statusText: 'Connection Established', headers: [] };
+      } catch (err) {
+        if (!(err instanceof EgressError)) throw err;
+        conn.log.info({ target: authority, code: err.code, reason: err.message }, 'CONNECT refused');
+        res = this.#errorHead(err.status, err.proxyError, err.message);
+      }
+      if (r.connectResponse) await r.call(conn, 'http.handleProxyConnectResponse', r.connectResponse, res, ctx);
+      if (socket.destroyed) {
+        upstream?.destroy();
+        return;
+      }
+      this.#writeHead(socket, res);
+      if (!upstream || res.status < 200 || res.status > 299) {
+        upstream?.destroy();
+        socket.end();
+        return;
+      }
+      await this.#tunnel(conn, socket, upstream, head, { address: target.host, port: target.port });
+    } catch (err) {
+      r.failed(conn, err, 'CONNECT failed');
+      upstream?.destroy();
+      if (err instanceof HookError && socket.writable && !upstream) {
+        this.#writeHead(socket, this.#errorHead(502, 'proxy_internal_error', `hook ${err.hook} failed`));
+        socket.end();
+        socket.destroySoon();
+      } else socket.destroy();
+    }
+  }
+
+  /** After the 200: intercept decision, then the app's pipeline or the engine's splice. */
+  async #tunnel(conn: HookConnection, client: Socket, upstream: Duplex, head: Buffer, target: { address: string; port: number }): Promise<void> {
+    const r = this.o.runner;
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    let intercept = false;
+    let sni: string | undefined;
+    if (r.shouldInterceptHttps) {
+      const first = head.length ? head : await firstChunk(client);
+      if (!first) {
+        upstream.end();
+        return;
+      }
+      head = first;
+      sni = parseSni(first);
+      intercept = (await r.call(conn, 'tunnel.shouldInterceptHttps', r.shouldInterceptHttps, sni, conn as HookContext<unknown>)) === true;
+    }
+    if (r.appTunnelPipeline) {
+      if (head.length) client.unshift(head);
+      await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, client, upstream, { sni, intercept, upstream: target }, conn as HookContext<unknown>);
+      return;
+    }
+    if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
+    if (head.length) upstream.write(head);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  /** An absolute-form request (`GET http://host/path`): forwarded with one upstream connection. */
+  async #request(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const r = this.o.runner;
+    const conn = this.#conns.get(req.socket)!;
+    const ctx = conn as HookContext<unknown>;
+    conn.traced = 'http-proxy';
+    let upstream: Duplex | undefined;
+    try {
+      if (!/^http:\/\//i.test(req.url ?? '')) {
+        return this.#answer(res, 400, 'destination_unavailable', 'This is a forward proxy: send CONNECT host:port or absolute-form requests (GET http://host/path)');
+      }
+      const headers = pairs(req.rawHeaders);
+      const vnet = headerOf(headers, 'oxy-vnet');
+      if (vnet) conn.vnet = vnet;
+      const head = { method: req.method ?? 'GET', url: req.url!, headers };
+      const original = new URL(head.url);
+      let bodyIn: BodyTransform | undefined;
+      if (r.httpRequest) {
+        const outcome = await r.call(conn, 'http.handleRequest', r.httpRequest, head, ctx);
+        if (outcome && 'respond' in outcome) {
+          const body = outcome.respond.body ?? '';
+          res.writeHead(outcome.respond.status, [...(outcome.respond.headers ?? []), ['Content-Length', String(Buffer.byteLength(body))]].flat());
+          res.end(body);
+          req.resume();
+          return;
+        }
+        bodyIn = outcome?.body;
+      }
+      const url = new URL(head.url);
+      const port = Number(url.port || 80);
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      let out = head.headers.filter(([k]) => !HOP.has(k.toLowerCase()));
+      if (url.host !== original.host) out = [...out.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', url.host]];
+      if (bodyIn) out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
+      out.push(['Connection', 'close']);
+      try {
+        upstream = (await this.o.egress.connectTcp(conn, host, port)).socket;
+      } catch (err) {
+        if (!(err instanceof EgressError)) throw err;
+        conn.log.info({ target: `${host}:${port}`, code: err.code, reason: err.message }, 'Proxy request refused');
+        return this.#answer(res, err.status, err.proxyError, err.message);
+      }
+      const sock = upstream;
+      const outgoing = httpRequest({ method: head.method, path: `${url.pathname}${url.search}`, headers: out.flat(), createConnection: () => sock as Socket, setHost: false });
+      const upload = pipeline(bodyIn ? Readable.from(bodyIn(req)) : req, outgoing);
+      const response = await new Promise<IncomingMessage>((resolve, reject) => {
+        outgoing.once('response', resolve);
+        outgoing.once('error', reject);
+      });
+      const resHead = { status: response.statusCode ?? 502, headers: pairs(response.rawHeaders).filter(([k]) => !HOP.has(k.toLowerCase())) };
+      let bodyOut: BodyTransform | undefined;
+      if (r.httpResponse) bodyOut = (await r.call(conn, 'http.handleResponse', r.httpResponse, resHead, ctx))?.body;
+      if (bodyOut) resHead.headers = resHead.headers.filter(([k]) => k.toLowerCase() !== 'content-length');
+      res.writeHead(resHead.status, resHead.headers.flat());
+      await pipeline(bodyOut ? Readable.from(bodyOut(response)) : response, res);
+      await upload;
+    } catch (err) {
+      r.failed(conn, err, 'Proxy request failed');
+      upstream?.destroy();
+      if (!res.headersSent) this.#answer(res, 502, 'proxy_internal_error', err instanceof HookError ? `hook ${err.hook} failed` : 'upstream failed');
+      else res.destroy();
+    }
+  }
+
+  #answer(res: ServerResponse, status: number, error: ProxyErrorType, details: string): void {
+    const body = `${details}\n`;
+    res.writeHead(status, {
+      'proxy-status': `${this.#name}; error=${error}; details=${JSON.stringify(details.replace(/[^\x20-\x7e]/g, ' '))}`,
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  }
+}
+
+/** The client's first bytes after the 200 (the ClientHello of a TLS client); undefined if it ended first. */
+function firstChunk(socket: Socket): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const done = (chunk?: Buffer) => {
+      socket.off('data', done);
+      socket.off('end', onEnd);
+      socket.pause();
+      resolve(chunk);
+    };
+    const onEnd = () => done(undefined);
+    socket.on('data', done);
+    socket.once('end', onEnd);
+  });
+}

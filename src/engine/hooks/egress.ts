@@ -1,0 +1,212 @@
+/**
+ * The egress pipeline every on-ramp shares, with its hook points in the documented order:
+ * DNS (`dnsResolveOverride` or the system resolver, for hostnames only) →
+ * `handleUpstreamIps` → `handleConnection` (default: through the tunnel whose route covers
+ * the IP in the connection's vnet, else direct) → connect (`tcpConnectOverride` for direct;
+ * `PrivateEgress.open` for tunnels; the TCP downgrader for IP off-ramps) →
+ * `handleConnectionEstablished`.
+ *
+ * Failures are {@link EgressError}s carrying the HTTP status and the RFC 9209
+ * `Proxy-Status` error type an HTTP on-ramp answers with.
+ */
+import { lookup } from 'node:dns/promises';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { OxyError, isOxyError } from '../../core/errors.js';
+import { isUuid } from '../../core/common.js';
+import { ERR_DIAL_FAILED, ERR_NO_CONNECTOR, ERR_NO_ROUTE, type PrivateEgress } from '../edge/private-egress.js';
+import type { StoreView } from '../edge/store-view.js';
+import type { DowngradeSession, TcpDowngrader } from '../netns/downgrader.js';
+import { HookError, type HookConnection, type HookRunner } from './runner.js';
+import type { EgressDecision, EstablishedInfo, HookContext, IpOffRamp, SocketAddress } from './types.js';
+
+export const ERR_EGRESS_BLOCKED = 'OXY_ERR_EGRESS_BLOCKED';
+export const ERR_EGRESS_DNS = 'OXY_ERR_EGRESS_DNS';
+export const ERR_EGRESS_CONNECT = 'OXY_ERR_EGRESS_CONNECT';
+
+/** RFC 9209 proxy error types used here. */
+export type ProxyErrorType =
+  | 'destination_ip_prohibited'
+  | 'destination_ip_unroutable'
+  | 'destination_unavailable'
+  | 'dns_error'
+  | 'connection_refused'
+  | 'connection_timeout'
+  | 'proxy_internal_error';
+
+/** An egress that could not happen: the HTTP status and Proxy-Status error to answer with. */
+export class EgressError extends OxyError {
+  constructor(
+    code: string,
+    message: string,
+    readonly status: number,
+    readonly proxyError: ProxyErrorType,
+    cause?: unknown,
+  ) {
+    super(code, message, { cause });
+    this.name = 'EgressError';
+  }
+}
+
+export interface EgressResult {
+  socket: Duplex;
+  info: EstablishedInfo;
+}
+
+/** Vnet references (ID or name; undefined: the default) to IDs, cached until the store view reloads. */
+export class VnetResolver {
+  #cache = new Map<string, string | undefined>();
+
+  constructor(private readonly view: StoreView) {
+    view.on('reload', () => this.#cache.clear());
+  }
+
+  resolve(ref: string | undefined): string | undefined {
+    const key = ref ?? '';
+    if (this.#cache.has(key)) return this.#cache.get(key);
+    const vnets = this.view.store.vnets;
+    const vnet = !ref ? vnets.defaultVnet() : isUuid(ref) ? vnets.byId(ref.toLowerCase()) : vnets.byLiveName(ref);
+    const id = vnet && !vnet.deletedAt ? vnet.id : undefined;
+    this.#cache.set(key, id);
+    return id;
+  }
+}
+
+export interface EgressOptions {
+  runner: HookRunner;
+  /** Tunnels; without it, `tunnel` decisions fail and the default is always direct. */
+  tunnels?: PrivateEgress;
+  vnets?: VnetResolver;
+  /** For `downgrade` decisions (needs the netns privileges); made on first use. */
+  downgrader?: () => Promise<TcpDowngrader>;
+  /** Direct connect timeout (ms). Default 10 s. */
+  connectTimeoutMs?: number;
+}
+
+export class Egress {
+  readonly #sessions = new WeakMap<IpOffRamp, DowngradeSession>();
+
+  constructor(private readonly o: EgressOptions) {}
+
+  /**
+   * Connects `host:port` for `conn`, running the egress hooks. `source` is the client's
+   * tuple for `downgrade` egress (IP flows). Rejects with EgressError, or HookError when a
+   * hook failed.
+   */
+  async connectTcp(conn: HookConnection, host: string, port: number, source?: SocketAddress): Promise<EgressResult> {
+    const r = this.o.runner;
+    const ctx = conn as HookContext<unknown>;
+    let ips: string[];
+    if (net.isIP(host)) ips = [host];
+    else if (r.dnsResolve) ips = await r.call(conn, 'egress.dnsResolveOverride', r.dnsResolve, host, ctx);
+    else ips = await resolveHost(host);
+    if (r.upstreamIps) ips = (await r.call(conn, 'egress.handleUpstreamIps', r.upstreamIps, ips, { host, port }, ctx)) ?? ips;
+    if (!ips?.length) throw new EgressError(ERR_EGRESS_DNS, `No address to connect to for ${host}`, 502, 'dns_error');
+    const ip = ips[0];
+    const decision: EgressDecision = r.egressConnection
+      ? await r.call(conn, 'egress.handleConnection', r.egressConnection, { host, port, ip, ips }, ctx)
+      : this.defaultDecision(conn, ip);
+    if (!decision || typeof decision !== 'object') throw new HookError('egress.handleConnection', new Error(`returned ${String(decision)}, not a decision`));
+    let result: EgressResult;
+    switch (decision.action) {
+      case 'block':
+        throw new EgressError(ERR_EGRESS_BLOCKED, decision.reason ?? `Egress to ${host}:${port} is not allowed`, decision.status ?? 403, 'destination_ip_prohibited');
+      case 'direct':
+        result = await this.#direct(conn, { address: decision.address ?? ip, port: decision.port ?? port });
+        break;
+      case 'tunnel':
+        result = await this.#tunnel(conn, decision.vnet ?? conn.vnet, decision.address ?? ip, decision.port ?? port);
+        break;
+      case 'downgrade':
+        result = await this.#downgrade(conn, decision.offRamp, { address: decision.address ?? ip, port: decision.port ?? port }, source);
+        break;
+      default:
+        throw new HookError('egress.handleConnection', new Error(`unknown action ${(decision as { action: string }).action}`));
+    }
+    if (r.established) r.event(conn, 'egress.handleConnectionEstablished', r.established, result.info, ctx);
+    return result;
+  }
+
+  /** The default: through a tunnel when a route in the connection's vnet covers `ip`, else direct. */
+  defaultDecision(conn: HookConnection, ip: string): EgressDecision {
+    const tunnels = this.o.tunnels;
+    if (tunnels && this.o.vnets) {
+      const vnetId = this.o.vnets.resolve(conn.vnet);
+      if (vnetId && tunnels.route(vnetId, ip)) return { action: 'tunnel', vnet: vnetId };
+    }
+    return { action: 'direct' };
+  }
+
+  async #direct(conn: HookConnection, upstream: SocketAddress): Promise<EgressResult> {
+    const r = this.o.runner;
+    const info: EstablishedInfo = { upstream, via: 'direct' };
+    if (r.tcpConnect) {
+      const socket = await r.call(conn, 'egress.tcpConnectOverride', r.tcpConnect, upstream, conn as HookContext<unknown>);
+      if (socket) return { socket, info };
+    }
+    const socket = net.connect({ host: upstream.address, port: upstream.port, allowHalfOpen: true });
+    socket.setNoDelay(true);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new EgressError(ERR_EGRESS_CONNECT, `Connecting to ${hostPort(upstream)} timed out`, 504, 'connection_timeout'));
+      }, this.o.connectTimeoutMs ?? 10_000);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        resolve();
+      });
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(new EgressError(ERR_EGRESS_CONNECT, `Connecting to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err));
+      };
+      socket.once('error', onError);
+    });
+    return { socket, info };
+  }
+
+  async #tunnel(conn: HookConnection, vnetRef: string | undefined, address: string, port: number): Promise<EgressResult> {
+    const tunnels = this.o.tunnels;
+    const vnetId = this.o.vnets?.resolve(vnetRef);
+    if (!tunnels || !vnetId) {
+      throw new EgressError(ERR_NO_ROUTE, `No virtual network ${vnetRef ?? '(default)'} to route ${address} in`, 502, 'destination_ip_unroutable');
+    }
+    try {
+      const { stream, route } = await tunnels.open('tcp', vnetId, address, port);
+      return {
+        socket: stream,
+        info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } },
+      };
+    } catch (err) {
+      if (isOxyError(err, ERR_NO_ROUTE)) throw new EgressError(ERR_NO_ROUTE, err.message, 502, 'destination_ip_unroutable', err);
+      if (isOxyError(err, ERR_NO_CONNECTOR)) throw new EgressError(ERR_NO_CONNECTOR, err.message, 502, 'destination_unavailable', err);
+      if (isOxyError(err, ERR_DIAL_FAILED)) throw new EgressError(ERR_DIAL_FAILED, err.message, 502, 'connection_refused', err);
+      throw err;
+    }
+  }
+
+  async #downgrade(conn: HookConnection, offRamp: IpOffRamp, upstream: SocketAddress, source?: SocketAddress): Promise<EgressResult> {
+    if (!this.o.downgrader) throw new EgressError(ERR_EGRESS_CONNECT, 'This edge has no downgrader for IP off-ramps', 502, 'proxy_internal_error');
+    let session = this.#sessions.get(offRamp);
+    if (!session) {
+      const downgrader = await this.o.downgrader();
+      session = downgrader.session({ tenant: conn.tenant ?? 'default', vnet: conn.vnet ?? '' }, (packet) => offRamp.send(packet));
+      const s = session;
+      offRamp.onPacket((packet) => s.receive(packet));
+      this.#sessions.set(offRamp, session);
+    }
+    const src = source ?? conn.client;
+    const socket = await session.connect({ src: src.address, srcPort: source?.port, dst: upstream.address, dstPort: upstream.port });
+    return { socket, info: { upstream, via: 'downgrade' } };
+  }
+}
+
+async function resolveHost(host: string): Promise<string[]> {
+  try {
+    return (await lookup(host, { all: true })).map((a) => a.address);
+  } catch (err) {
+    throw new EgressError(ERR_EGRESS_DNS, `Cannot resolve ${host}: ${(err as Error).message}`, 502, 'dns_error', err);
+  }
+}
+
+export const hostPort = (a: SocketAddress): string => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
