@@ -6,7 +6,7 @@ import { nowRfc3339 } from '../../core/common.js';
 import { parseNetworkArg } from '../../core/routes.js';
 import { resolveVnet } from '../../core/vnets.js';
 import { clearWarpState, writeWarpState } from '../../core/warp-state.js';
-import { DEFAULT_WARP_ADDRESS, startWarp } from '../../engine/device/warp.js';
+import { DEFAULT_WARP_ADDRESS, DEFAULT_WARP_MTU, startWarp } from '../../engine/device/warp.js';
 import { OxyError } from '../../core/errors.js';
 
 export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
@@ -23,6 +23,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     edge: Flags.string({ default: '/run/oxyctl/ip-tunnel.sock', description: "Path of the edge's SEQPACKET IP tunnel on-ramp (edge run --ip-tunnel-listen)" }),
     tun: Flags.string({ default: 'oxywarp0', description: 'Name of the TUN device' }),
     address: Flags.string({ default: DEFAULT_WARP_ADDRESS, description: "This device's address on the TUN" }),
+    mtu: Flags.integer({ default: DEFAULT_WARP_MTU, min: 1280, max: 65535, description: 'MTU of the TUN' }),
     ...logFlags,
   };
 
@@ -38,6 +39,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
       routes,
       tunName: this.flags.tun,
       address: this.flags.address,
+      mtu: this.flags.mtu,
       log,
     });
     writeWarpState(this.home, { pid: process.pid, vnetId: vnet.id, vnetName: vnet.name, routes, tun: warp.tun, edge: this.flags.edge, since: nowRfc3339() });

@@ -34,15 +34,18 @@ export interface Warp {
 }
 
 export const DEFAULT_WARP_ADDRESS = '100.96.0.2';
+export const DEFAULT_WARP_MTU = 65000;
 
 export async function startWarp(o: WarpOptions): Promise<Warp> {
   let socket: SeqpacketSocket;
   try {
-    socket = SeqpacketSocket.connect(o.seqpacketPath);
+    socket = SeqpacketSocket.connect(o.seqpacketPath, { maxMessageSize: 65535 + 64, batchSize: 128 });
   } catch (err) {
     throw new OxyError('OXY_ERR_WARP_CONNECT', `Cannot reach the edge's IP tunnel on-ramp at ${o.seqpacketPath}: ${(err as Error).message}. Is 'oxyctl edge run --ip-tunnel-listen ${o.seqpacketPath}' running?`, { cause: err });
   }
-  const tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? 1500, txQueueLength: 5000, up: true });
+  // A large MTU lets the device's kernel hand over 64 KB segments: one datagram each to the
+  // edge, whose kernel re-segments for the real path. Per-packet work, not bytes, is the cost.
+  const tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? DEFAULT_WARP_MTU, txQueueLength: 5000, batchSize: 128, up: true });
   try {
     const ip = (...args: string[]) => run('ip', args);
     const v6 = (cidr: string) => cidr.includes(':');

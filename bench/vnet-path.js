@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+/**
+ * The product's main path, device → edge → tunnel → private host, against the same
+ * client talking to the same host over a plain veth, in one run (needs root: it builds
+ * network namespaces and removes them):
+ *  - iperf3 throughput (ratio to veth);
+ *  - HTTP requests/s with keep-alive from the device (ratio to veth);
+ *  - time from `oxyctl tunnel route ip add` returning to the first routed connection.
+ *   npm run build && node bench/vnet-path.js [--seconds 5] [--protocol http2]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { arg, fmt } from './lib/run.js';
+
+const seconds = Number(arg('seconds', 5));
+const protocol = arg('protocol', 'http2');
+const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
+const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
+const tag = randomBytes(2).toString('hex');
+const names = { edge: `oxyb-edge-${tag}`, dc: `oxyb-dc-${tag}`, dev: `oxyb-dev-${tag}` };
+const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, env });
+const ipn = (ns, ...args) => sh('ip', ['-n', ns, ...args]);
+const inNs = (ns, cmd, args) => sh('ip', ['netns', 'exec', ns, cmd, ...args]);
+const oxy = (...args) => sh(process.execPath, [bin, ...args]);
+const children = [];
+const spawnIn = (ns, cmd, args, wait) =>
+  new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    const on = (d) => {
+      out += d;
+      if (wait.test(out)) resolve(child);
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', on);
+    child.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
+    setTimeout(() => reject(new Error(`timeout waiting for ${wait}: ${out}`)), 30_000);
+  });
+
+const LOAD = `
+const http = require('http');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+const [host, ms] = [process.argv[1], Number(process.argv[2])];
+let done = 0; const end = Date.now() + ms;
+const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent }, (res) => { res.resume(); res.on('end', r); }).on('error', r));
+Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await one(); done++; } })).then(() => { console.log(done / (ms / 1000)); process.exit(0); });`;
+
+try {
+  for (const ns of Object.values(names)) sh('ip', ['netns', 'add', ns]);
+  for (const ns of Object.values(names)) ipn(ns, 'link', 'set', 'lo', 'up');
+  ipn(names.edge, 'link', 'add', 'to-dc', 'type', 'veth', 'peer', 'name', 'to-edge', 'netns', names.dc);
+  ipn(names.dev, 'link', 'add', 'to-dc', 'type', 'veth', 'peer', 'name', 'to-dev', 'netns', names.dc);
+  ipn(names.edge, 'addr', 'add', '198.18.1.1/30', 'dev', 'to-dc');
+  ipn(names.dc, 'addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
+  ipn(names.dev, 'addr', 'add', '198.18.9.1/30', 'dev', 'to-dc');
+  ipn(names.dc, 'addr', 'add', '198.18.9.2/30', 'dev', 'to-dev');
+  for (const [ns, dev] of [[names.edge, 'to-dc'], [names.dc, 'to-edge'], [names.dc, 'to-dev'], [names.dev, 'to-dc']]) ipn(ns, 'link', 'set', dev, 'up');
+  ipn(names.dc, 'addr', 'add', '198.18.0.10/32', 'dev', 'lo');
+  ipn(names.dc, 'addr', 'add', '198.18.4.10/32', 'dev', 'lo');
+
+  await spawnIn(names.dc, process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('ok')).listen(80,'0.0.0.0',()=>console.log('ready'))"], /ready/);
+  await spawnIn(names.dc, 'iperf3', ['-s', '-B', '0.0.0.0', '--forceflush'], /Server listening/);
+
+  oxy('vnet', 'add', 'lab');
+  oxy('tunnel', 'create', 'dc');
+  oxy('tunnel', 'route', 'ip', 'add', '198.18.0.0/24', 'dc');
+  oxy('edge', 'init', '--ip', '198.18.1.1');
+  const sock = join(home, 'ip.sock');
+  await spawnIn(names.edge, process.execPath, [bin, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', sock], /IP tunnel on-ramp ready/);
+  await spawnIn(names.dc, process.execPath, [bin, 'tunnel', 'run', '--protocol', protocol, '--edge', '198.18.1.1:7844', '--hello-world', 'dc'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
+  await spawnIn(names.dev, process.execPath, [bin, 'warp', 'connect', '--edge', sock, '--route', '198.18.0.0/24', '--route', '198.18.4.0/24'], /Connected to the edge/);
+
+  const iperf = (target) => JSON.parse(inNs(names.dev, 'iperf3', ['-c', target, '-t', String(seconds), '-J'])).end.sum_received.bits_per_second / 1e9;
+  const veth = iperf('198.18.9.2');
+  const tunnel = iperf('198.18.0.10');
+  console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth`);
+  console.log(`iperf3: tunnel ${fmt(tunnel, 2)} Gbit/s | veth ${fmt(veth, 2)} Gbit/s | ratio ${fmt(tunnel / veth, 3)}`);
+  const rps = (target) => Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(seconds * 1000)]).trim());
+  const vethRps = rps('198.18.9.2');
+  const tunnelRps = rps('198.18.0.10');
+  console.log(`HTTP requests/s (16 keep-alive connections): tunnel ${fmt(tunnelRps, 0)} | veth ${fmt(vethRps, 0)} | ratio ${fmt(tunnelRps / vethRps, 3)}`);
+
+  const probe = `require('net').connect(80,'198.18.4.10').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1)); setTimeout(()=>process.exit(2),2000)`;
+  oxy('tunnel', 'route', 'ip', 'add', '198.18.4.0/24', 'dc');
+  const t0 = performance.now();
+  let tries = 0;
+  for (;;) {
+    tries++;
+    try {
+      inNs(names.dev, process.execPath, ['-e', probe]);
+      break;
+    } catch {
+      if (performance.now() - t0 > 10_000) throw new Error('route never took effect');
+    }
+  }
+  console.log(`route ip add → first routed connection: ${fmt(performance.now() - t0, 0)} ms (${tries} attempts; the edge polls the store every 250 ms)`);
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+  for (const ns of Object.values(names)) {
+    try {
+      sh('ip', ['netns', 'delete', ns]);
+    } catch {}
+  }
+  rmSync(home, { recursive: true, force: true });
+}
