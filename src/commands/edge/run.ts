@@ -11,12 +11,17 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     "routes requests by Host to the tunnel named by 'oxyctl tunnel route dns', and the metrics listener (/metrics, " +
     '/ready, /healthcheck). Routes and hostnames changed with the CLI apply within a second, without a restart. ' +
     'Creates the edge identity on first run (see oxyctl edge init).';
-  static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845'];
+  static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
+    '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
+  ];
   static flags = {
     'tunnel-listen': Flags.string({ default: '0.0.0.0:7844', description: 'HOST:PORT of the tunnel listener connectors dial' }),
     'http-listen': Flags.string({ default: '127.0.0.1:8080', description: 'HOST:PORT of the public HTTP listener' }),
     metrics: Flags.string({ default: '127.0.0.1:7845', description: 'HOST:PORT of the metrics listener' }),
     location: Flags.string({ default: 'local', description: "This edge's location name, shown in tunnel list" }),
+    'proxy-listen': Flags.string({ description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)' }),
+    hooks: Flags.string({ description: 'An ES module whose start(settings, parentState) returns the hooks that steer traffic (see docs/hooks.md)' }),
+    'trace-hooks': Flags.boolean({ default: false, description: 'Log the order in which hooks fired, once per connection' }),
     'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
     'gue-listen': Flags.string({ description: 'HOST:PORT for unconnected IP tunnels (GUE)' }),
     ...logFlags,
@@ -34,6 +39,9 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       location: this.flags.location,
       ipTunnelListen: this.flags['ip-tunnel-listen'],
       gueListen: this.flags['gue-listen'],
+      proxyListen: this.flags['proxy-listen'],
+      hooks: this.flags.hooks,
+      traceHooks: this.flags['trace-hooks'],
     });
     log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
     const signal = await shutdownSignal();

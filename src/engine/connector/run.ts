@@ -18,6 +18,8 @@ import { TunnelErrorCode } from '../protocol/codes.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import { dialHttp2Tunnel } from '../transport/http2/index.js';
+import { dialQuic } from '../transport/quic/index.js';
+import { dialAuto } from '../transport/auto.js';
 import type { TunnelConnection } from '../transport/types.js';
 import { Ingress } from './ingress.js';
 import type { ConnectorConfig } from './config.js';
@@ -126,7 +128,7 @@ export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs
   });
 }
 
-/** How each HA connection dials the edge. QUIC and auto arrive with the QUIC transport. */
+/** How each HA connection dials the edge: http2 (TLS over TCP), quic (UDP) or auto (quic, falling back to http2). */
 export function createDialer(protocol: ProtocolChoice, edge: EdgeTarget, log: Logger): Dialer {
   let ca: Promise<string> | undefined = edge.ca ? Promise.resolve(edge.ca) : undefined;
   const trustAnchor = (): Promise<string> => {
@@ -136,9 +138,14 @@ export function createDialer(protocol: ProtocolChoice, edge: EdgeTarget, log: Lo
     });
     return ca;
   };
-  const http2 = async (signal: AbortSignal): Promise<TunnelConnection> =>
+  const http2 = async (signal?: AbortSignal): Promise<TunnelConnection> =>
     dialHttp2Tunnel({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal });
+  const quic = async (signal?: AbortSignal, timeoutMs?: number): Promise<TunnelConnection> =>
+    dialQuic({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal, timeoutMs });
   if (protocol === 'http2') return (_i, signal) => http2(signal);
-  log.warn({ protocol }, 'QUIC is not available in this build; using http2');
-  return (_i, signal) => http2(signal);
+  if (protocol === 'quic') return (_i, signal) => quic(signal);
+  // auto: QUIC first, HTTP/2 when UDP is blocked or the handshake times out; shared by all HA slots.
+  const state = {};
+  return (connIndex, signal) =>
+    dialAuto({ quic: (q) => quic(q.signal, q.timeoutMs), http2: (h) => http2(h.signal), log, state, signal, fields: { connIndex } });
 }

@@ -1,4 +1,5 @@
 import { Http2TunnelListener } from '../transport/http2/index.js';
+import { listenQuic } from '../transport/quic/index.js';
 import { splitHostPort } from '../observe/metrics.js';
 import type { Logger } from '../observe/log.js';
 import type { StartTunnelListener } from './server.js';
@@ -12,5 +13,20 @@ export function http2TunnelListener(listen: string, tls: { key: string; cert: st
     const { host, port } = splitHostPort(listen);
     const address = await listener.listen(port, host);
     return { protocol: 'http2', address, close: () => listener.close() };
+  };
+}
+
+/**
+ * The QUIC tunnel listener on UDP, on the same port as the TLS listener started before it
+ * (as cloudflared's edge serves both on 7844), answering each client from the address it
+ * dialed (IP_PKTINFO).
+ */
+export function quicTunnelListener(listen: string, tls: { key: string; cert: string }, log: Logger): StartTunnelListener {
+  return async (onConnection, started) => {
+    const { host } = splitHostPort(listen);
+    const port = started[0]?.address.port ?? splitHostPort(listen).port;
+    const listener = await listenQuic({ cert: tls.cert, key: tls.key, host, port }, onConnection);
+    log.debug({ port }, 'QUIC listener bound');
+    return { protocol: 'quic', address: listener.address, close: () => listener.close() };
   };
 }

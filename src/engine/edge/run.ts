@@ -1,8 +1,9 @@
 import type { Store } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
 import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from './identity-files.js';
-import { http2TunnelListener } from './listeners.js';
+import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
+import { loadHooks, type HookRunner } from '../hooks/index.js';
 import { startIpPath } from './ip-path.js';
 
 export interface RunEdgeOptions {
@@ -16,8 +17,16 @@ export interface RunEdgeOptions {
   defaultTunnel?: string;
   /** SEQPACKET path for connected IP tunnels (warp connect). */
   ipTunnelListen?: string;
+  /** Also accept QUIC on UDP at the tunnel port (default true). */
+  quic?: boolean;
   /** HOST:PORT for GUE (unconnected IP tunnels). */
   gueListen?: string;
+  /** HOST:PORT of the HTTP CONNECT forward proxy (`--proxy-listen`). */
+  proxyListen?: string;
+  /** A hooks module to load (`--hooks`), or a runner made by the caller (tests). */
+  hooks?: string | HookRunner;
+  /** Record and log the order hooks fire per connection (`--trace-hooks`). */
+  traceHooks?: boolean;
 }
 
 /** Starts an edge from the data directory (creating its identity on first run). */
@@ -29,14 +38,21 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   const identity = loadEdgeIdentity(o.home);
   // Connections a previous run recorded are gone with it.
   o.store.tunnels.forgetConnectionsAt(o.location);
+  const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks }) : o.hooks;
   const edge = new EdgeServer({
     store: o.store,
     log: o.log,
     location: o.location,
-    tunnelListeners: [http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)],
+    tunnelListeners: [
+      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log),
+      ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)]),
+    ],
     httpListen: o.httpListen,
     metricsListen: o.metricsListen,
     defaultTunnel: o.defaultTunnel,
+    proxyListen: o.proxyListen,
+    hooks,
+    home: o.home,
   });
   await edge.start();
   if (o.ipTunnelListen || o.gueListen) {

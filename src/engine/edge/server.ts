@@ -19,15 +19,20 @@ import { TunnelRegistry, type LiveConnection } from './registry.js';
 import { StoreView } from './store-view.js';
 import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
+import { ConnectProxy } from './connect-proxy.js';
+import { Egress, HookRunner, VnetResolver, saveHooksState } from '../hooks/index.js';
 
 export interface TunnelListener {
   protocol: string;
-  address: AddressInfo;
+  address: { address: string; port: number };
   close(): Promise<void>;
 }
 
-/** Starts one tunnel listener (HTTP/2, QUIC) that hands each accepted connection over. */
-export type StartTunnelListener = (onConnection: (conn: TunnelConnection) => void) => Promise<TunnelListener>;
+/**
+ * Starts one tunnel listener (HTTP/2, QUIC) that hands each accepted connection over;
+ * `started` are the listeners started before it (QUIC takes the TLS listener's port).
+ */
+export type StartTunnelListener = (onConnection: (conn: TunnelConnection) => void, started: TunnelListener[]) => Promise<TunnelListener>;
 
 export interface EdgeOptions {
   store: Store;
@@ -42,6 +47,12 @@ export interface EdgeOptions {
   defaultTunnel?: string;
   /** How often the store is polled for changes made by the CLI. */
   storePollMs?: number;
+  /** HOST:PORT of the HTTP CONNECT forward proxy on-ramp; undefined: none. */
+  proxyListen?: string;
+  /** The application's hooks (`--hooks`); default: none (the engine's defaults). */
+  hooks?: HookRunner;
+  /** Where `lifecycle.stateForRestart` is saved on stop (OXY_HOME); unset: not saved. */
+  home?: string;
 }
 
 export class EdgeServer {
@@ -54,6 +65,11 @@ export class EdgeServer {
   #onStop: (() => unknown)[] = [];
   #http?: Server;
   #metricsServer?: MetricsServer;
+  #proxy?: ConnectProxy;
+  /** The application's hooks (none: the engine's defaults). */
+  readonly hooks: HookRunner;
+  /** The egress pipeline shared by on-ramps (hooks, then direct or through a tunnel). */
+  readonly hookedEgress: Egress;
   readonly #connectionsGauge: Gauge;
   readonly #registrations: Counter<'result'>;
   readonly #requests: Counter<'status'>;
@@ -61,6 +77,8 @@ export class EdgeServer {
   constructor(private readonly o: EdgeOptions) {
     this.view = new StoreView(o.store, o.storePollMs);
     this.egress = new PrivateEgress(this.view, this.registry);
+    this.hooks = o.hooks ?? HookRunner.none(o.log);
+    this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: new VnetResolver(this.view) });
     // Connectors learn route changes made with the CLI as soon as the view reloads.
     this.view.on('reload', () => {
       for (const [live, control] of this.#controls) this.#sendRoutes(live, control);
@@ -70,12 +88,16 @@ export class EdgeServer {
     this.#requests = new Counter({ name: 'oxy_edge_http_requests_total', help: 'Public HTTP requests by response status', labelNames: ['status'], registers: [this.metrics] });
   }
 
-  get tunnelAddresses(): { protocol: string; address: AddressInfo }[] {
+  get tunnelAddresses(): { protocol: string; address: { address: string; port: number } }[] {
     return this.#listeners.map((l) => ({ protocol: l.protocol, address: l.address }));
   }
 
   get httpAddress(): AddressInfo | undefined {
     return this.#http?.address() as AddressInfo | undefined;
+  }
+
+  get proxyAddress(): AddressInfo | undefined {
+    return this.#proxy?.address;
   }
 
   get metricsAddress(): AddressInfo | undefined {
@@ -84,7 +106,7 @@ export class EdgeServer {
 
   async start(): Promise<void> {
     this.view.start();
-    for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn)));
+    for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn), this.#listeners));
     if (this.o.httpListen) {
       const onramp = new HttpOnramp({ view: this.view, registry: this.registry, log: this.o.log, requests: this.#requests, defaultTunnel: this.o.defaultTunnel });
       this.#http = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, onramp.handleRequest);
@@ -95,11 +117,15 @@ export class EdgeServer {
         this.#http!.listen(port, host, resolve);
       });
     }
+    if (this.o.proxyListen) {
+      this.#proxy = await ConnectProxy.listen({ listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log });
+    }
     if (this.o.metricsListen) {
       this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }));
     }
     for (const l of this.#listeners) this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}` }, 'Tunnel listener ready');
     if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}` }, 'Public HTTP listener ready');
+    if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}` }, 'CONNECT proxy listener ready');
   }
 
   async #register(conn: TunnelConnection): Promise<void> {
@@ -151,7 +177,9 @@ export class EdgeServer {
       ...this.#listeners.map((l) => l.close()),
       this.#http && new Promise((resolve) => this.#http!.close(resolve)),
       this.#metricsServer?.close(),
+      this.#proxy?.close(),
     ]);
+    if (this.o.home) await saveHooksState(this.hooks, this.o.home);
     for (const live of this.registry.connections()) {
       live.conn.close(TunnelCloseCode.SHUTDOWN, 'edge shutting down');
       this.view.forgetConnection(live.id);
