@@ -103,16 +103,15 @@ export class Egress {
     if (r.upstreamIps) ips = (await r.call(conn, 'egress.handleUpstreamIps', r.upstreamIps, ips, { host, port }, ctx)) ?? ips;
     if (!ips?.length) throw new EgressError(ERR_EGRESS_DNS, `No address to connect to for ${host}`, 502, 'dns_error');
     const ip = ips[0];
-    const decision: EgressDecision = r.egressConnection
-      ? await r.call(conn, 'egress.handleConnection', r.egressConnection, { host, port, ip, ips }, ctx)
-      : this.defaultDecision(conn, ip);
-    if (!decision || typeof decision !== 'object') throw new HookError('egress.handleConnection', new Error(`returned ${String(decision)}, not a decision`));
+    let decision = r.egressConnection ? await r.call(conn, 'egress.handleConnection', r.egressConnection, { host, port, ip, ips }, ctx) : undefined;
+    decision ??= this.defaultDecision(conn, ip);
+    if (typeof decision !== 'object') throw new HookError('egress.handleConnection', new Error(`returned ${String(decision)}, not a decision`));
     let result: EgressResult;
     switch (decision.action) {
       case 'block':
         throw new EgressError(ERR_EGRESS_BLOCKED, decision.reason ?? `Egress to ${host}:${port} is not allowed`, decision.status ?? 403, 'destination_ip_prohibited');
       case 'direct':
-        result = await this.#direct(conn, { address: decision.address ?? ip, port: decision.port ?? port });
+        result = await this.#directFirst(conn, decision.address ? [decision.address] : ips, decision.port ?? port);
         break;
       case 'tunnel':
         result = await this.#tunnel(conn, decision.vnet ?? conn.vnet, decision.address ?? ip, decision.port ?? port);
@@ -135,6 +134,17 @@ export class Egress {
       if (vnetId && tunnels.route(vnetId, ip)) return { action: 'tunnel', vnet: vnetId };
     }
     return { action: 'direct' };
+  }
+
+  /** Tries the addresses in order; the last failure is the answer. */
+  async #directFirst(conn: HookConnection, addresses: string[], port: number): Promise<EgressResult> {
+    for (let i = 0; ; i++) {
+      try {
+        return await this.#direct(conn, { address: addresses[i], port });
+      } catch (err) {
+        if (!(err instanceof EgressError) || i === addresses.length - 1) throw err;
+      }
+    }
   }
 
   async #direct(conn: HookConnection, upstream: SocketAddress): Promise<EgressResult> {

@@ -370,9 +370,9 @@ export interface EgressHook<C = unknown> {
    * Decides how a connection leaves: blocked, directly from the edge host, through a tunnel, or downgraded to IP packets.
    * @fires once per egress, after `handleUpstreamIps`, before connecting.
    * @default `tunnel` when a route in the context's vnet (default vnet if unset) covers the IP, else `direct`
-   * @returns an {@link EgressDecision}.
+   * @returns an {@link EgressDecision}; `undefined` for the default.
    */
-  handleConnection?(target: EgressTarget, ctx: HookContext<C>): MaybePromise<EgressDecision>;
+  handleConnection?(target: EgressTarget, ctx: HookContext<C>): MaybePromise<EgressDecision | undefined | void>;
 
   /**
    * Makes the TCP connection for `direct` egress instead of the engine.
