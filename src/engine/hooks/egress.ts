@@ -131,6 +131,8 @@ export class Egress {
     const tunnels = this.o.tunnels;
     if (tunnels && this.o.vnets) {
       const vnetId = this.o.vnets.resolve(conn.vnet);
+      // A vnet the client named but that does not exist is an error, not a reason to leave directly.
+      if (!vnetId && conn.vnet !== undefined) return { action: 'tunnel', vnet: conn.vnet };
       if (vnetId && tunnels.route(vnetId, ip)) return { action: 'tunnel', vnet: vnetId };
     }
     return { action: 'direct' };
