@@ -64,9 +64,13 @@ export async function startEdge(home: string, extra: string[] = [], ports: { tun
   return { edge, tunnelPort: Number(tunnel[1]), httpPort: Number(http[1]) };
 }
 
+/** Both tunnel transports: e2e suites run once over each. */
+export const PROTOCOLS = ['http2', 'quic'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
 /** A connector for `tunnel` against a local edge; resolves once `connections` registered. */
-export async function startConnector(home: string, tunnelPort: number, args: string[], connections = 4) {
-  const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', ...args]);
+export async function startConnector(home: string, tunnelPort: number, args: string[], connections = 4, protocol: Protocol = 'http2') {
+  const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, ...args]);
   for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
   const metrics = await c.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/);
   return { connector: c, metricsPort: Number(metrics[1]) };

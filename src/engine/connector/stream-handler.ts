@@ -38,11 +38,15 @@ export class StreamHandler {
   readonly handle = (stream: TunnelStream): void => {
     this.#active++;
     stream.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
     this.#serve(stream)
       .catch((err) => {
         this.log.debug({ err }, 'stream ended with an error');
         stream.destroy();
       })
+      // A stream counts as in flight until the transport closed it: its last bytes and end
+      // must reach the edge before a graceful stop closes the connection.
+      .then(() => closed)
       .finally(() => {
         if (--this.#active === 0) this.#idle?.();
       });

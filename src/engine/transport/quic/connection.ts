@@ -658,7 +658,16 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       item.reject(err);
     }
     for (const waiter of this.acceptWaiters.splice(0)) waiter.reject(err);
-    for (const stream of [...this.streams.values()]) stream.destroy(err);
+    for (const stream of [...this.streams.values()]) {
+      // A stream whose END arrived in the same batch as the close is complete: let its reader
+      // see 'end' (as HTTP/2 does) rather than an error for data it already has.
+      if (stream.remoteEnded && stream.writableFinished) {
+        if (stream.readableEnded) stream.destroy();
+        else stream.once('end', () => stream.destroy());
+      } else {
+        stream.destroy(err);
+      }
+    }
     this.streams.clear();
     this.blocked.clear();
     this.resumed.clear();
