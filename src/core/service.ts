@@ -112,6 +112,8 @@ export interface ServiceEnv {
   /** Whether systemd is PID 1 on the live system. */
   systemdRunning(): boolean;
   uid(): number;
+  /** The live system's root: '/' (tests point it elsewhere). */
+  systemRoot: string;
 }
 
 export const defaultServiceEnv: ServiceEnv = {
@@ -121,6 +123,7 @@ export const defaultServiceEnv: ServiceEnv = {
   },
   systemdRunning: () => existsSync('/run/systemd/system'),
   uid: () => process.getuid?.() ?? 0,
+  systemRoot: '/',
 };
 
 export interface ServiceOptions {
@@ -149,12 +152,20 @@ export interface ServiceResult {
   notice?: string;
 }
 
-const isLive = (root: string): boolean => resolve(root) === '/';
-const under = (root: string, path: string): string => (isLive(root) ? path : join(resolve(root), path));
+/** Where the files go: the live system (no --root, or --root /), or another tree, enabled offline. */
+interface Target {
+  live: boolean;
+  base: string;
+}
+function targetOf(root: string | undefined, env: ServiceEnv): Target {
+  const live = root === undefined || resolve(root) === '/';
+  return { live, base: live ? env.systemRoot : resolve(root) };
+}
+const under = (t: Target, path: string): string => join(t.base, path);
 
 /** The command line the unit runs: the packaged CLI, or this process's when the package is not installed. */
-function execFor(root: string): string[] {
-  if (!isLive(root) || existsSync(PACKAGED_BIN)) return [PACKAGED_BIN];
+function execFor(t: Target): string[] {
+  if (!t.live || existsSync(under(t, PACKAGED_BIN))) return [PACKAGED_BIN];
   return [process.execPath, realpathSync(process.argv[1])];
 }
 
@@ -195,8 +206,8 @@ function connectorSource(opts: InstallOptions): ConnectorSource {
   return { configFile: path };
 }
 
-function requireRootUser(root: string, env: ServiceEnv, verb: string): void {
-  if (isLive(root) && env.uid() !== 0) {
+function requireRootUser(t: Target, env: ServiceEnv, verb: string): void {
+  if (t.live && env.uid() !== 0) {
     throw new OxyError(ERR_SERVICE_ROOT, `oxyctl service ${verb} must be run as root (sudo oxyctl service ${verb} …), or with --root DIR to write into another tree.`);
   }
 }
@@ -210,18 +221,18 @@ function systemctl(env: ServiceEnv, ran: string[][], args: string[]): void {
   }
 }
 
-const offlineNotice = (unit: string, root: string, reason: string): string =>
+const offlineNotice = (unit: string, t: Target, reason: string): string =>
   `${reason}, so ${unit} was not enabled or started. On the target system run: systemctl daemon-reload && systemctl enable --now ${unit}` +
-  (isLive(root) ? '' : ` (or systemctl --root=${resolve(root)} enable ${unit} to enable it offline)`);
+  (t.live ? '' : ` (or systemctl --root=${t.base} enable ${unit} to enable it offline)`);
 
 /** Writes the unit (and the token file), then enables and starts it where systemd runs. */
 export function installService(opts: InstallOptions, env: ServiceEnv = defaultServiceEnv): ServiceResult {
-  const root = opts.root ?? '/';
+  const t = targetOf(opts.root, env);
   const unit = unitName(opts.kind);
   const source = opts.kind === 'connector' ? connectorSource(opts) : undefined;
-  requireRootUser(root, env, 'install');
+  requireRootUser(t, env, 'install');
 
-  const unitPath = under(root, `${ADMIN_UNIT_DIR}/${unit}`);
+  const unitPath = under(t, `${ADMIN_UNIT_DIR}/${unit}`);
   if (existsSync(unitPath)) {
     throw new OxyError(
       ERR_SERVICE_EXISTS,
@@ -232,28 +243,28 @@ export function installService(opts: InstallOptions, env: ServiceEnv = defaultSe
   }
   const files: string[] = [];
   if (source && 'token' in source) {
-    const envPath = under(root, TOKEN_ENV_FILE);
+    const envPath = under(t, TOKEN_ENV_FILE);
     mkdirSync(dirname(envPath), { recursive: true, mode: 0o755 });
     writeFileSync(envPath, `# The tunnel token for oxyctl.service (oxyctl service install).\nTUNNEL_TOKEN=${source.token}\n`, { mode: 0o600 });
     chmodSync(envPath, 0o600);
     files.push(envPath);
   }
   mkdirSync(dirname(unitPath), { recursive: true, mode: 0o755 });
-  writeFileSync(unitPath, unitText({ kind: opts.kind, source, exec: execFor(root), origin: 'service install' }), { mode: 0o644 });
+  writeFileSync(unitPath, unitText({ kind: opts.kind, source, exec: execFor(t), origin: 'service install' }), { mode: 0o644 });
   chmodSync(unitPath, 0o644);
   files.push(unitPath);
 
   const ran: string[][] = [];
-  if (!isLive(root)) {
-    const r = env.run('systemctl', [`--root=${resolve(root)}`, 'enable', unit]);
+  if (!t.live) {
+    const r = env.run('systemctl', [`--root=${t.base}`, 'enable', unit]);
     if (!r.error && r.status === 0) {
-      ran.push(['systemctl', `--root=${resolve(root)}`, 'enable', unit]);
-      return { unit, files, systemctl: ran, enabled: true, notice: `Enabled ${unit} offline in ${resolve(root)}: it starts when that system boots.` };
+      ran.push(['systemctl', `--root=${t.base}`, 'enable', unit]);
+      return { unit, files, systemctl: ran, enabled: true, notice: `Enabled ${unit} offline in ${t.base}: it starts when that system boots.` };
     }
-    return { unit, files, systemctl: ran, enabled: false, notice: offlineNotice(unit, root, `systemctl could not enable it offline in ${resolve(root)}`) };
+    return { unit, files, systemctl: ran, enabled: false, notice: offlineNotice(unit, t, `systemctl could not enable it offline in ${t.base}`) };
   }
   if (!env.systemdRunning()) {
-    return { unit, files, systemctl: ran, enabled: false, notice: offlineNotice(unit, root, 'systemd is not running on this system (a container?)') };
+    return { unit, files, systemctl: ran, enabled: false, notice: offlineNotice(unit, t, 'systemd is not running on this system (a container?)') };
   }
   systemctl(env, ran, ['daemon-reload']);
   systemctl(env, ran, ['enable', '--now', unit]);
@@ -262,10 +273,10 @@ export function installService(opts: InstallOptions, env: ServiceEnv = defaultSe
 
 /** Stops and disables the unit where systemd runs, then removes what install wrote. */
 export function uninstallService(opts: ServiceOptions, env: ServiceEnv = defaultServiceEnv): ServiceResult {
-  const root = opts.root ?? '/';
+  const t = targetOf(opts.root, env);
   const unit = unitName(opts.kind);
-  requireRootUser(root, env, 'uninstall');
-  const unitPath = under(root, `${ADMIN_UNIT_DIR}/${unit}`);
+  requireRootUser(t, env, 'uninstall');
+  const unitPath = under(t, `${ADMIN_UNIT_DIR}/${unit}`);
   if (!existsSync(unitPath)) {
     throw new OxyError(
       ERR_SERVICE_NOT_INSTALLED,
@@ -274,9 +285,9 @@ export function uninstallService(opts: ServiceOptions, env: ServiceEnv = default
   }
   const ran: string[][] = [];
   let notice: string | undefined;
-  if (!isLive(root)) {
-    const r = env.run('systemctl', [`--root=${resolve(root)}`, 'disable', unit]);
-    if (!r.error && r.status === 0) ran.push(['systemctl', `--root=${resolve(root)}`, 'disable', unit]);
+  if (!t.live) {
+    const r = env.run('systemctl', [`--root=${t.base}`, 'disable', unit]);
+    if (!r.error && r.status === 0) ran.push(['systemctl', `--root=${t.base}`, 'disable', unit]);
   } else if (env.systemdRunning()) {
     systemctl(env, ran, ['disable', '--now', unit]);
   } else {
@@ -285,12 +296,12 @@ export function uninstallService(opts: ServiceOptions, env: ServiceEnv = default
   const files = [unitPath];
   rmSync(unitPath, { force: true });
   // Offline `systemctl --root disable` may be unavailable: never leave a dangling enable link behind.
-  rmSync(under(root, `${ADMIN_UNIT_DIR}/multi-user.target.wants/${unit}`), { force: true });
-  if (opts.kind === 'connector' && existsSync(under(root, TOKEN_ENV_FILE))) {
-    rmSync(under(root, TOKEN_ENV_FILE));
-    files.push(under(root, TOKEN_ENV_FILE));
+  rmSync(under(t, `${ADMIN_UNIT_DIR}/multi-user.target.wants/${unit}`), { force: true });
+  if (opts.kind === 'connector' && existsSync(under(t, TOKEN_ENV_FILE))) {
+    rmSync(under(t, TOKEN_ENV_FILE));
+    files.push(under(t, TOKEN_ENV_FILE));
   }
-  if (isLive(root) && env.systemdRunning()) systemctl(env, ran, ['daemon-reload']);
+  if (t.live && env.systemdRunning()) systemctl(env, ran, ['daemon-reload']);
   return { unit, files, systemctl: ran, enabled: false, notice };
 }
 
