@@ -275,8 +275,8 @@ export interface IpFlowHook<C = unknown> {
   handleFlow?(flow: IpFlowInfo, packet: Buffer, ctx: HookContext<C>): FlowAction;
 
   /**
-   * Sees every packet from the client of a flow that `handleFlow` did not drop (the first one included), before the engine.
-   * @fires per packet, synchronously, after `handleFlow` for the first packet.
+   * Sees every later packet from the client of a flow that `handleFlow` did not drop (the first packet is `handleFlow`'s), before the engine.
+   * @fires per packet after the first, synchronously; recorded once in traces.
    * @default keep the packet unchanged
    * @returns `'drop'` to drop it, a Buffer to send instead (same flow: keep the 5-tuple), `undefined` to keep it.
    */

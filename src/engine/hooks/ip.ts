@@ -1,0 +1,165 @@
+/**
+ * The IP-flow hooks on the IP edge. `withIpHooks(runner, options, egress)` wraps the
+ * options an IpEdge is created with (the edge's own routing, or the echo defaults):
+ *
+ * - new flow: `newCtx` → `ipFlow.handleFlow` (sync): drop / reject (reset) / pass as IP
+ *   (`forward`) / upgrade / redirect; upgrade and redirect then go through the wrapped
+ *   `decideFlow` (routing) unless egress hooks will decide;
+ * - later packets of a flow: `ipFlow.handlePacket` (attachPacketHook: wraps the edge's
+ *   receive path, installed only when the hook is implemented);
+ * - upgraded TCP: `ingress.handleConnection`, then egress through the shared pipeline
+ *   when the app implements egress or tunnel hooks (downgrade to an IP off-ramp included),
+ *   else the wrapped `onTcpStream`;
+ * - flow end: `ingress.handleConnectionClose` with the flow's counters.
+ *
+ * With none of these hooks implemented the options come back unchanged: no cost.
+ */
+import type net from 'node:net';
+import type { Flow } from '../flow/flow.js';
+import type { FlowDecision, FlowVerdict } from '../flow/types.js';
+import type { IpEdge, IpEdgeOptions } from '../edge/ip/edge.js';
+import type { IpSession } from '../edge/ip/edge.js';
+import { PacketView, flowKey, formatAddress, parsePacket } from '../packet/index.js';
+import type { Egress } from './egress.js';
+import type { HookConnection, HookRunner } from './runner.js';
+import type { FlowAction, HookContext, SocketAddress } from './types.js';
+
+interface FlowHookState {
+  conn: HookConnection;
+  redirect?: SocketAddress;
+}
+
+/** The hook state of each live flow. */
+export type FlowContexts = WeakMap<Flow<unknown>, FlowHookState>;
+
+/** Whether any hook that concerns IP flows is implemented. */
+export function hasIpHooks(r: HookRunner): boolean {
+  return Boolean(r.handleFlow || r.handlePacket || r.ingressConnection || r.ingressClose || egressHooked(r));
+}
+
+const egressHooked = (r: HookRunner) => Boolean(r.egressConnection || r.upstreamIps || r.tcpConnect || r.established || r.appTunnelPipeline);
+
+export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egress?: Egress, flows: FlowContexts = new WeakMap()): IpEdgeOptions<R> {
+  if (!hasIpHooks(runner)) return base;
+  const r = runner;
+  const baseDecide = base.decideFlow;
+  const baseTcp = base.onTcpStream;
+  const viaEgress = egress !== undefined && egressHooked(r);
+
+  const decideFlow = (flow: Flow<R>, packet: PacketView): FlowDecision<R> | FlowVerdict => {
+    const src = { address: formatAddress(flow.src), port: flow.srcPort };
+    const dst = { address: formatAddress(flow.dst), port: flow.dstPort };
+    let conn: HookConnection | undefined;
+    let action: FlowAction | undefined;
+    try {
+      conn = r.connection('ip-flow', src, dst);
+      conn.tenant = flow.tenant;
+      conn.vnet = flow.vnet || undefined;
+      if (r.handleFlow) {
+        const info = { version: flow.version, protocol: flow.protocol, src, dst, tenant: flow.tenant, vnet: flow.vnet };
+        action = r.call(conn, 'ipFlow.handleFlow', r.handleFlow, info, packet.buf.subarray(0, packet.length), conn as HookContext<unknown>);
+      }
+    } catch (err) {
+      if (conn) {
+        r.failed(conn, err, 'IP flow failed');
+        r.close(conn, { bytesIn: 0, bytesOut: 0, durationMs: 0, reason: 'error' });
+      } else r.log.error({ err }, 'Hook failed; dropping the flow');
+      return 'drop';
+    }
+    if (action?.action === 'drop') {
+      r.close(conn, { bytesIn: packet.length, bytesOut: 0, packetsIn: 1, packetsOut: 0, durationMs: 0, reason: 'dropped' });
+      return action.reset ? 'reject' : 'drop';
+    }
+    flows.set(flow as Flow<unknown>, { conn, redirect: action?.action === 'redirect' ? action.to : undefined });
+    if (action?.action === 'pass') return 'forward';
+    // upgrade / redirect / no opinion: the edge's routing decides, unless the egress hooks will.
+    // Egress hooks take TCP flows only (UDP egress through them is not wired yet).
+    if (flow.protocol === 6 && (viaEgress || action?.action === 'redirect')) return action || !baseDecide ? 'upgrade' : baseDecide(flow, packet);
+    return baseDecide ? baseDecide(flow, packet) : 'upgrade';
+  };
+
+  const onTcpStream = (socket: net.Socket, flow: Flow<R>): void => {
+    const state = flows.get(flow as Flow<unknown>);
+    if (!state) return baseTcp ? baseTcp(socket, flow) : void socket.pipe(socket);
+    const { conn } = state;
+    const ctx = conn as HookContext<unknown>;
+    socket.pause();
+    void (async () => {
+      try {
+        if (r.ingressConnection && (await r.call(conn, 'ingress.handleConnection', r.ingressConnection, ctx))?.action === 'block') {
+          socket.resetAndDestroy();
+          return;
+        }
+        if (!viaEgress && !state.redirect) {
+          socket.resume();
+          return baseTcp ? baseTcp(socket, flow) : void socket.pipe(socket);
+        }
+        const target = state.redirect ?? conn.local;
+        const { socket: upstream, info } = await egress!.connectTcp(conn, target.address, target.port, conn.client);
+        upstream.on('error', () => socket.destroy());
+        socket.on('error', () => upstream.destroy());
+        socket.on('close', () => upstream.destroy());
+        if (r.appTunnelPipeline) {
+          socket.resume();
+          await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, socket, upstream, { intercept: false, upstream: info.upstream }, ctx);
+          return;
+        }
+        socket.pipe(upstream);
+        upstream.pipe(socket);
+        socket.resume();
+      } catch (err) {
+        r.failed(conn, err, 'IP flow failed');
+        socket.resetAndDestroy();
+      }
+    })();
+  };
+
+  return {
+    ...base,
+    decideFlow,
+    onTcpStream,
+    onFlowEnd(flow, reason) {
+      const state = flows.get(flow as Flow<unknown>);
+      if (state) {
+        flows.delete(flow as Flow<unknown>);
+        r.close(state.conn, {
+          bytesIn: flow.bytesIn,
+          bytesOut: flow.bytesOut,
+          packetsIn: flow.packetsIn,
+          packetsOut: flow.packetsOut,
+          durationMs: Date.now() - state.conn.startedAt,
+          reason,
+        });
+      }
+      base.onFlowEnd?.(flow, reason);
+    },
+  };
+}
+
+/**
+ * Installs `ipFlow.handlePacket` on an IP edge: every packet of a known flow passes the
+ * hook before the engine (the first packet of a flow is `handleFlow`'s). Does nothing if
+ * the hook is not implemented.
+ */
+export function attachPacketHook(edge: IpEdge<unknown>, runner: HookRunner, flows: FlowContexts): void {
+  const hook = runner.handlePacket;
+  if (!hook) return;
+  const view = new PacketView();
+  const inner = edge.receive.bind(edge);
+  edge.receive = (session: IpSession, packet: Buffer): void => {
+    const parsed = parsePacket(packet, view);
+    const flow = parsed.ok && !parsed.isFragment ? edge.table.lookup(session.scope, flowKey(parsed)) : undefined;
+    const state = flow && flows.get(flow as Flow<unknown>);
+    if (!state) return inner(session, packet);
+    let action;
+    try {
+      action = runner.callPerPacket(state.conn, 'ipFlow.handlePacket', hook, packet, state.conn as HookContext<unknown>);
+    } catch (err) {
+      runner.failed(state.conn, err, 'IP flow failed');
+      edge.table.end(flow!, 'closed');
+      return;
+    }
+    if (action === 'drop') return;
+    inner(session, Buffer.isBuffer(action) ? action : packet);
+  };
+}
