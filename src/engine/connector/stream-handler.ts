@@ -4,8 +4,8 @@
  * bridged to the origin's socket (or raw bytes to a tcp:// service), answering with a
  * response header first. Streams are counted so a graceful stop can wait for them.
  */
-import { PassThrough, type Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough } from 'node:stream';
+import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
 import { decodeRequestHead, encodeResponseHead, headerValue, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
 import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
@@ -78,7 +78,7 @@ export class StreamHandler {
     if (!hasBody) stream.resume();
     const { head: resHead, body } = await this.origins.proxyHttp(rule, head, upload, abort.signal);
     respond(stream, resHead);
-    if (body) await pipeline(body, stream);
+    if (body) await pump(body, stream);
     else stream.end();
   }
 
@@ -98,7 +98,7 @@ export class StreamHandler {
     const upgraded = await this.origins.proxyUpgrade(rule, head);
     respond(stream, upgraded.head);
     if ('socket' in upgraded) return bridge(stream, upgraded.socket);
-    if (upgraded.body) await pipeline(upgraded.body, stream);
+    if (upgraded.body) await pump(upgraded.body, stream);
     else stream.end();
   }
 }
@@ -112,10 +112,4 @@ function refuse(stream: TunnelStream, status: number, message: string): void {
   stream.end();
 }
 
-/** Pipes both ways; either side failing tears both down. */
-export async function bridge(a: Duplex, b: Duplex): Promise<void> {
-  await Promise.all([
-    pipeline(a, b).catch(() => b.destroy()),
-    pipeline(b, a).catch(() => a.destroy()),
-  ]);
-}
+export { bridge };

@@ -7,8 +7,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Counter } from 'prom-client';
+import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HttpRequestHead } from '../protocol/http-head.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader, type StreamKind } from '../protocol/stream-header.js';
@@ -69,10 +69,10 @@ export class HttpOnramp {
     try {
       const head = requestHead(req);
       stream = await this.#openStream(head.host, 'http', head);
-      const upload = pipeline(req, stream, { end: true }).catch(() => stream?.destroy());
+      const upload = pump(req, stream).catch(() => stream?.destroy());
       const response = await this.#responseHead(stream);
       res.writeHead(response.status, response.headers.flat());
-      await pipeline(stream, res);
+      await pump(stream, res);
       await upload;
       this.o.requests?.inc({ status: String(response.status) });
     } catch (err) {
@@ -98,7 +98,7 @@ export class HttpOnramp {
         return;
       }
       if (head.length) stream.write(head);
-      await Promise.all([pipeline(socket, stream).catch(() => stream?.destroy()), pipeline(stream, socket).catch(() => socket.destroy())]);
+      await bridge(socket, stream);
     } catch (err) {
       const status = err instanceof OnrampError ? err.status : 502;
       this.o.requests?.inc({ status: String(status) });
