@@ -7,9 +7,10 @@ import { shutdownSignal } from './signals.js';
 /** Runs until SIGINT/SIGTERM (graceful stop) or a fatal error such as a refused secret. */
 export async function runConnectorUntilSignal(log: Logger, o: Parameters<typeof startConnector>[1]): Promise<void> {
   const graceMs = parseDuration(o.flags['grace-period'], '--grace-period');
+  const signalled = shutdownSignal();
   const started = await startConnector(log, o);
   const fatal = new Promise<Error>((resolve) => started.connector.once('fatal', resolve));
-  const outcome = await Promise.race([shutdownSignal(), fatal]);
+  const outcome = await Promise.race([signalled, fatal]);
   if (outcome instanceof Error) {
     await started.stop(0);
     throw new OxyError('OXY_ERR_TUNNEL_UNAUTHORIZED', `Tunnel could not register: ${outcome.message}`);

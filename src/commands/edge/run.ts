@@ -29,6 +29,8 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
 
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
+    // Listen for signals before starting: one arriving during start-up must stop us gracefully too.
+    const signalled = shutdownSignal();
     const edge = await runEdge({
       home: this.home,
       store: this.store,
@@ -44,7 +46,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       traceHooks: this.flags['trace-hooks'],
     });
     log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
-    const signal = await shutdownSignal();
+    const signal = await signalled;
     log.info({ signal }, 'Shutting down the edge');
     await edge.stop();
   }

@@ -20,13 +20,14 @@ export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
 
   async run(): Promise<{ url: string }> {
     const log = loggerFrom(this.flags);
+    const signalled = shutdownSignal();
     const quick = await startQuickTunnel({ log, httpListen: this.flags['http-listen'], version: this.config.version, flags: this.flags });
     const line = `|  ${quick.url}`;
     const banner = 'Your quick Tunnel has been created! Visit it at:';
     const width = Math.max(banner.length, quick.url.length) + 4;
     log.info(`\n+${'-'.repeat(width)}+\n|  ${banner.padEnd(width - 2)}|\n${line.padEnd(width + 1)}|\n+${'-'.repeat(width)}+`);
     process.stdout.write(`${quick.url}\n`);
-    const signal = await shutdownSignal();
+    const signal = await signalled;
     log.info({ signal }, 'Initiating graceful shutdown due to signal');
     await quick.stop(parseDuration(this.flags['grace-period'], '--grace-period'));
     return { url: quick.url };

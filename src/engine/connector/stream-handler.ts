@@ -38,7 +38,6 @@ export class StreamHandler {
   readonly handle = (stream: TunnelStream): void => {
     this.#active++;
     stream.on('error', () => undefined);
-    const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
     this.#serve(stream)
       .catch((err) => {
         this.log.debug({ err }, 'stream ended with an error');
@@ -46,7 +45,7 @@ export class StreamHandler {
       })
       // A stream counts as in flight until the transport closed it: its last bytes and end
       // must reach the edge before a graceful stop closes the connection.
-      .then(() => closed)
+      .then(() => untilClosed(stream, CLOSE_WAIT_MS))
       .finally(() => {
         if (--this.#active === 0) this.#idle?.();
       });
@@ -101,6 +100,20 @@ export class StreamHandler {
     if (upgraded.body) await pump(upgraded.body, stream);
     else stream.end();
   }
+}
+
+/** How long a served stream may take to be closed by its transport before it stops counting. */
+const CLOSE_WAIT_MS = 2000;
+
+function untilClosed(stream: TunnelStream, maxMs: number): Promise<void> {
+  if (stream.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, maxMs).unref();
+    stream.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function respond(stream: TunnelStream, head: HttpResponseHead): void {
