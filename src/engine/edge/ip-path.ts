@@ -17,6 +17,7 @@ import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
+import { attachPacketHook, withIpHooks, type FlowContexts } from '../hooks/index.js';
 
 export interface IpPathOptions {
   edge: EdgeServer;
@@ -54,7 +55,9 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     log.debug({ reason, dst: formatAddress(packet.dst), vnet: flow.scope.context.vnet }, 'IP flow unreachable');
   };
 
-  const ipEdge = await IpEdge.create<Routed>({
+  // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
+  const flows: FlowContexts = new WeakMap();
+  const ipEdge = await IpEdge.create<Routed>(withIpHooks(edge.hooks, {
     limits: o.limits,
     decideFlow(flow, packet) {
       const vnetId = edge.view.vnetId(flow.scope.context.vnet);
@@ -119,7 +122,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
           udp.close();
         });
     },
-  });
+  }, edge.hookedEgress, flows));
+  attachPacketHook(ipEdge as unknown as IpEdge, edge.hooks, flows);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.
   const anyEdge = ipEdge as unknown as IpEdge;
