@@ -60,7 +60,7 @@ done < <(cd "$APP/dist" && find . -type f -printf '%P\0')
 find "$APP/dist" -type d -empty -delete
 cp -a node_modules "$APP/"
 # Offline and without lifecycle scripts: the native modules are already built.
-(cd "$APP" && npm prune --omit=dev --offline --ignore-scripts --no-audit --no-fund --loglevel=error)
+(cd "$APP" && npm prune --omit=dev --offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 rm -rf "$APP/node_modules/.bin" "$APP/package-lock.json" "$APP/node_modules/.package-lock.json"
 # Build leftovers of node-gyp modules: keep build/Release/*.node, drop objects, sources, makefiles.
 while IFS= read -r -d '' gyp; do
@@ -70,6 +70,8 @@ while IFS= read -r -d '' gyp; do
   find "$build/Release" -mindepth 1 \( ! -name '*.node' -o -name 'test_extension.node' \) -prune -exec rm -rf {} +
 done < <(find "$APP/node_modules" -name binding.gyp -print0)
 rm -rf "$APP/node_modules/better-sqlite3/deps" "$APP/node_modules/better-sqlite3/src"
+# Headers for compiling our addon (binding.gyp): nothing loads them at run time.
+rm -rf "$APP/node_modules/node-addon-api"
 # What packages publish for their developers: dotfiles (.npmignore, .eslintrc, .github …),
 # tests, docs and benchmarks at a package's top level.
 find "$APP/node_modules" -name '.*' -prune -exec rm -rf {} +
