@@ -98,7 +98,8 @@ fi
 if ((${#RPMS[@]})); then
   mkdir -p "$STAGE/rpm"
   cp "${RPMS[@]}" "$STAGE/rpm/"
-  rpmsign --addsign --define "__gpg $(command -v gpg)" --define "_gpg_name $FPR" "$STAGE"/rpm/*.rpm >/dev/null
+  # rpmsign warns that it cannot set GPG_TTY without a terminal: harmless with an agent or no passphrase.
+  rpmsign --addsign --define "__gpg $(command -v gpg)" --define "_gpg_name $FPR" "$STAGE"/rpm/*.rpm >/dev/null 2> >(grep -v 'GPG_TTY' >&2)
   createrepo_c --quiet --general-compress-type=gz "$STAGE/rpm"
   gpg --batch --yes --local-user "$FPR" --armor --detach-sign --output "$STAGE/rpm/repodata/repomd.xml.asc" "$STAGE/rpm/repodata/repomd.xml"
   if [ -n "$URL" ]; then

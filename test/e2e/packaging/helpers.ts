@@ -106,7 +106,7 @@ export function aptRoot(root: string, sourcesLine: string, installed: DpkgStanza
     join(dpkg, 'status'),
     installed
       .map((p) =>
-        Object.entries({ Package: p.Package, Status: 'install ok installed', Priority: 'optional', ...p, Maintainer: 'test <test@example.invalid>', Description: 'stand-in for the host package' })
+        Object.entries({ ...p, Status: 'install ok installed', Priority: 'optional', Maintainer: 'test <test@example.invalid>', Description: 'stand-in for the host package' })
           .map(([k, v]) => `${k}: ${v}`)
           .join('\n'),
       )
