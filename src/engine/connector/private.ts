@@ -12,6 +12,7 @@ import { metaGet, ResponseStatus, writeResponseHeader, type StreamRequestHeader 
 import type { TunnelStream } from '../transport/types.js';
 import type { WarpRouting } from './config.js';
 import { dialTcp } from './origin.js';
+import { PktinfoUdpSocket } from '../native/index.js';
 import { bridge } from './stream-handler.js';
 
 export function splitDestination(destination: string): { host: string; port: number } | undefined {
@@ -19,7 +20,7 @@ export function splitDestination(destination: string): { host: string; port: num
   if (!m) return undefined;
   const host = m[1] ?? m[2];
   const port = Number(m[3]);
-  return isIP(host) && port > 0 && port < 65536 ? { host, port } : undefined;
+  return isIP(host) && port >= 0 && port < 65536 ? { host, port } : undefined;
 }
 
 export class PrivateOfframp {
@@ -74,6 +75,76 @@ export class PrivateOfframp {
       this.#active--;
     }
   };
+
+  #icmp = new Map<4 | 6, PktinfoUdpSocket>();
+  /** Echo flows waiting for replies: `${host}|${identifier}` → their stream. */
+  #echoes = new Map<string, TunnelStream>();
+
+  /**
+   * ICMP echo (ping) to a private host: the stream carries ICMP messages (no IP header) as
+   * length-prefixed datagrams both ways; requests go out of a raw ICMP socket (CAP_NET_RAW)
+   * with the device's identifier and sequence, replies with that identifier come back.
+   */
+  readonly handleIcmp = async (header: StreamRequestHeader, stream: TunnelStream): Promise<void> => {
+    const dest = this.#admit(header, stream);
+    if (!dest) return;
+    const family = isIP(dest.host) === 6 ? 6 : 4;
+    let socket: PktinfoUdpSocket;
+    try {
+      socket = this.#icmpSocket(family);
+    } catch (err) {
+      writeResponseHeader(stream, { status: ResponseStatus.DIAL_FAILED, message: `ICMP needs a raw socket: ${(err as Error).message}`, metadata: [] });
+      stream.end();
+      return;
+    }
+    writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
+    this.#active++;
+    const keys = new Set<string>();
+    const parser = new DatagramRecordParser();
+    stream.on('data', (chunk: Buffer) => {
+      for (const message of parser.push(chunk)) {
+        // Only echo requests leave: type 8 (ICMP) / 128 (ICMPv6).
+        if (message.length < 8 || message[0] !== (family === 4 ? 8 : 128)) continue;
+        const key = `${dest.host}|${message.readUInt16BE(4)}`;
+        keys.add(key);
+        this.#echoes.set(key, stream);
+        try {
+          socket.send(message, 0, dest.host);
+        } catch (err) {
+          // No path to the host from here (ENETUNREACH …): the ping goes unanswered, as it would.
+          this.log.debug({ err, dest: dest.host }, 'ICMP echo not sent');
+        }
+      }
+    });
+    await new Promise<void>((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      stream.once('error', resolve);
+    });
+    for (const key of keys) if (this.#echoes.get(key) === stream) this.#echoes.delete(key);
+    this.#active--;
+    stream.end();
+  };
+
+  #icmpSocket(family: 4 | 6): PktinfoUdpSocket {
+    let socket = this.#icmp.get(family);
+    if (socket) return socket;
+    socket = PktinfoUdpSocket.bind({ address: family === 4 ? '0.0.0.0' : '::', ipv6Only: true, rawProtocol: family === 4 ? 1 : 58 });
+    socket.unref();
+    socket.on('batch', (batch) => {
+      for (let i = 0; i < batch.count; i++) {
+        const data = batch.payload(i);
+        // IPv4 raw sockets deliver the IP header; ICMPv6 ones do not.
+        const icmp = family === 4 ? data.subarray((data[0] & 0x0f) * 4) : data;
+        if (icmp.length < 8 || icmp[0] !== (family === 4 ? 0 : 129)) continue;
+        const stream = this.#echoes.get(`${batch.sourceAddress(i)}|${icmp.readUInt16BE(4)}`);
+        stream?.write(encodeDatagramRecord(icmp));
+      }
+    });
+    socket.on('error', (err) => this.log.warn({ err }, 'ICMP socket error'));
+    this.#icmp.set(family, socket);
+    return socket;
+  }
 
   /** UDP over a stream: length-prefixed datagrams each way, one flow per stream. */
   readonly handleUdp = async (header: StreamRequestHeader, stream: TunnelStream): Promise<void> => {

@@ -42,7 +42,7 @@ export async function startConnector(
   const origins = new OriginProxy(ingress, log);
   await origins.start();
   const offramp = new PrivateOfframp(o.config?.warpRouting ?? DEFAULT_WARP_ROUTING, log);
-  const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp });
+  const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp });
   const connector = new Connector({
     tunnelId: creds.TunnelID,
     secret: Buffer.from(creds.TunnelSecret, 'base64'),

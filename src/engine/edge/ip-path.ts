@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net';
 import { Counter } from 'prom-client';
-import { formatAddress, buildIcmpUnreachable, TransportKind, type PacketView } from '../packet/index.js';
+import { buildIcmp, buildIcmpUnreachable, formatAddress, parsePacket, PacketView, TransportKind } from '../packet/index.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { GueOnRamp, IpEdge, SeqpacketOnRamp, type UdpFlow } from './ip/index.js';
 import type { Flow } from '../flow/index.js';
@@ -55,6 +55,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     log.debug({ reason, dst: formatAddress(packet.dst), vnet: flow.scope.context.vnet }, 'IP flow unreachable');
   };
 
+  let sendToClient: (flow: Flow<Routed>, packet: Buffer) => void = () => undefined;
+  const echoes = new EchoRelay(edge, log, (flow, packet) => sendToClient(flow, packet));
   // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
   const flows: FlowContexts = new WeakMap();
   const ipEdge = await IpEdge.create<Routed>(withIpHooks(edge.hooks, {
@@ -76,7 +78,15 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         return 'drop';
       }
       if (packet.transport === TransportKind.Tcp || packet.transport === TransportKind.Udp) return { verdict: 'upgrade', route: { vnetId, route } };
+      // Pings travel as IP to the connector, which echoes them off the private host.
+      if (packet.isEcho) return { verdict: 'forward', route: { vnetId, route } };
       return 'drop';
+    },
+    onIpPacket(flow, packet) {
+      echoes.send(flow, packet);
+    },
+    onFlowEnd(flow) {
+      echoes.end(flow);
     },
     onTcpStream(socket: Socket, flow) {
       const { vnetId } = flow.decision.route!;
@@ -124,6 +134,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     },
   }, edge.hookedEgress, flows));
   attachPacketHook(ipEdge as unknown as IpEdge, edge.hooks, flows);
+  sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.
   const anyEdge = ipEdge as unknown as IpEdge;
@@ -139,4 +150,62 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       ipEdge.close();
     },
   };
+}
+
+/**
+ * ICMP echo flows through tunnels: the ICMP message (no IP header) of each request goes
+ * on an `ip-packets` stream to the connector; each reply comes back as an ICMP message
+ * and is wrapped in an IP header addressed to the device.
+ */
+class EchoRelay {
+  readonly #streams = new WeakMap<Flow<Routed>, { stream?: NodeJS.ReadWriteStream; pending: Buffer[]; closed?: boolean }>();
+  readonly #view = new PacketView();
+
+  constructor(
+    private readonly edge: EdgeServer,
+    private readonly log: Logger,
+    private readonly toClient: (flow: Flow<Routed>, packet: Buffer) => void,
+  ) {}
+
+  send(flow: Flow<Routed>, packet: Buffer): void {
+    const view = parsePacket(packet, this.#view);
+    if (!view.ok) return;
+    const message = Buffer.from(packet.subarray(view.l4Offset, view.length));
+    let state = this.#streams.get(flow);
+    if (!state) {
+      state = { pending: [] };
+      this.#streams.set(flow, state);
+      this.#open(flow, state);
+    }
+    if (state.stream) state.stream.write(encodeDatagramRecord(message));
+    else if (state.pending.length < 16) state.pending.push(message);
+  }
+
+  #open(flow: Flow<Routed>, state: { stream?: NodeJS.ReadWriteStream; pending: Buffer[]; closed?: boolean }): void {
+    const { vnetId } = flow.decision.route!;
+    this.edge.egress
+      .open('ip-packets', vnetId, formatAddress(flow.dst), 0, [['Tenant', flow.scope.context.tenant]])
+      .then(({ stream }) => {
+        if (state.closed) return stream.end();
+        state.stream = stream;
+        for (const m of state.pending.splice(0)) stream.write(encodeDatagramRecord(m));
+        const parser = new DatagramRecordParser();
+        stream.on('data', (chunk: Buffer) => {
+          for (const icmp of parser.push(chunk)) {
+            if (icmp.length < 8) continue;
+            const reply = buildIcmp({ src: flow.dst, dst: flow.src }, icmp[0], icmp[1], icmp.readUInt32BE(4), icmp.subarray(8));
+            this.toClient(flow, reply);
+          }
+        });
+        stream.on('error', () => undefined);
+      })
+      .catch((err: Error) => this.log.info({ err, dst: formatAddress(flow.dst) }, 'Private ICMP flow failed'));
+  }
+
+  end(flow: Flow<Routed>): void {
+    const state = this.#streams.get(flow);
+    if (!state) return;
+    state.closed = true;
+    state.stream?.end();
+  }
 }

@@ -43,7 +43,7 @@ export class PrivateEgress {
    * the connector has connected. Rejects with OXY_ERR_NO_ROUTE, OXY_ERR_NO_CONNECTOR or
    * OXY_ERR_DIAL_FAILED (the connector's reason in the message).
    */
-  async open(kind: 'tcp' | 'udp', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute }> {
+  async open(kind: 'tcp' | 'udp' | 'ip-packets', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute }> {
     const address = parseIp(ip).address;
     const route = this.route(vnetId, address);
     if (!route) throw new OxyError(ERR_NO_ROUTE, `No route matches the IP ${address} in virtual network ${vnetId}`);

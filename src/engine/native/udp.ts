@@ -160,6 +160,11 @@ export interface PktinfoUdpSocketOptions {
   maxDatagramSize?: number;
   /** Datagrams kept while the send buffer is full; more are dropped and counted. Default 4096. */
   maxQueuedDatagrams?: number;
+  /**
+   * A raw socket of this IP protocol instead of UDP (1 = ICMP, 58 = ICMPv6; needs
+   * CAP_NET_RAW). IPv4 raw sockets receive the IP header too; ports are meaningless (use 0).
+   */
+  rawProtocol?: number;
 }
 
 export interface PktinfoUdpSocketEvents {
@@ -349,5 +354,6 @@ function nativeOptions(options: PktinfoUdpSocketOptions) {
     batchSize: options.batchSize ?? 64,
     maxDatagramSize: options.maxDatagramSize ?? 2048,
     maxReadsPerWakeup: options.maxReadsPerWakeup ?? 4,
+    ...(options.rawProtocol === undefined ? {} : { rawProtocol: options.rawProtocol }),
   };
 }

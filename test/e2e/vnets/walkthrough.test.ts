@@ -57,6 +57,8 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
   let device: TestNetns;
   let warp: NsProcess | undefined;
   let socketPath: string;
+  /** The edge and the connectors: they must stay up whatever devices send. */
+  const daemons: NsProcess[] = [];
   const env = () => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
   const oxyIn = (ns: TestNetns, args: string[]) => {
     const p = new NsProcess(ns.spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -74,6 +76,11 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
       s.on('message', (m) => { console.log(String(m)); process.exit(0); });
       s.send('${text}', 5353, '${ip}');
       setTimeout(() => process.exit(2), 3000);`]).then((r) => r.stdout.trim());
+  const ping = (ip: string) =>
+    run('ip', ['netns', 'exec', device.name, 'ping', '-c', '2', '-i', '0.2', '-W', '2', ip]).then(
+      (r) => /2 received/.test(r.stdout),
+      () => false,
+    );
   const connectError = (ip: string) =>
     run('ip', ['netns', 'exec', device.name, process.execPath, '-e', `
       require('net').connect(80, '${ip}').on('connect', () => { console.log('connected'); process.exit(0); })
@@ -101,6 +108,8 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
       dc.ip('addr', 'add', `198.18.${n}.2/30`, 'dev', 'to-edge');
       dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
       dc.ip('addr', 'add', '198.18.3.3/32', 'dev', 'lo');
+      // Only data centre 1 has .11: a ping tells the two data centres apart.
+      if (n === 1) dc.ip('addr', 'add', '198.18.0.11/32', 'dev', 'lo');
       const host = new NsProcess(dc.spawn(process.execPath, ['-e', HOST_SERVER, name], { stdio: ['ignore', 'pipe', 'pipe'] }));
       procs.push(host);
       await host.waitFor(/host ready/);
@@ -118,11 +127,13 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
 
     const edgeRun = oxyIn(edge, ['edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', socketPath]);
     await edgeRun.waitFor(/IP tunnel on-ramp ready/);
+    daemons.push(edgeRun);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     for (const [dc, n, tunnel] of [[dc1, 1, 'tunnel-fra'], [dc2, 2, 'tunnel-syd']] as const) {
       const c = oxyIn(dc, ['tunnel', 'run', '--protocol', 'http2', '--edge', `198.18.${n}.1:7844`, '--config', config, '--ha-connections', '2', tunnel]);
       await c.waitFor(/Registered tunnel connection connIndex=1 /);
+      daemons.push(c);
     }
   }, 120_000);
 
@@ -132,10 +143,12 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     cleanup?.();
   });
 
-  it('a device in vnet-sydney reaches data centre 2 (HTTP and UDP)', async () => {
+  it('a device in vnet-sydney reaches data centre 2 (HTTP, UDP and ping)', async () => {
     await connectWarp('vnet-sydney', ['198.18.0.0/24', '198.18.3.0/24', '198.18.7.0/24']);
     expect(await curl('http://198.18.0.10/')).toEqual({ ok: true, out: 'dc2\n' });
     expect(await udp('198.18.0.10', 'ping')).toBe('dc2:ping');
+    expect(await ping('198.18.0.10')).toBe(true);
+    expect(await ping('198.18.0.11')).toBe(false); // only data centre 1 has it
     const status = await oxyOk(home, ['warp', 'status']);
     expect(status).toContain('Virtual network: vnet-sydney');
   });
@@ -158,9 +171,12 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     expect(await curl('http://198.18.0.10/')).toEqual({ ok: true, out: 'dc1\n' });
     expect(await curl('http://198.18.3.3/')).toEqual({ ok: true, out: 'dc1\n' });
     expect(await udp('198.18.0.10', 'hello')).toBe('dc1:hello');
+    expect(await ping('198.18.0.11')).toBe(true);
   });
 
   it('route changes made with the CLI reach the running edge within a second', async () => {
+    // Every connector is still up: nothing the device sent (pings to missing hosts included) broke one.
+    for (const p of daemons) expect(p.child.exitCode).toBeNull();
     await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--yes', '--vnet', 'vnet-frankfurt', '198.18.3.0/24']);
     await new Promise((r) => setTimeout(r, 1000));
     expect((await curl('http://198.18.3.3/', 5)).ok).toBe(false);

@@ -79,7 +79,12 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     if (adopted) {
       Adopt(env, adopt.As<Napi::Number>().Int32Value());
     } else {
-      fd_ = socket(family_, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      // rawProtocol: a raw socket of that IP protocol (e.g. ICMP for echo off-ramps, needs
+      // CAP_NET_RAW); its datagrams carry the same pktinfo, batching and source choice.
+      Napi::Value raw = options.Get("rawProtocol");
+      int type = raw.IsNumber() ? SOCK_RAW : SOCK_DGRAM;
+      int protocol = raw.IsNumber() ? raw.As<Napi::Number>().Int32Value() : 0;
+      fd_ = socket(family_, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
       if (fd_ < 0) ThrowErrno(env, "socket", errno);
     }
     int on = 1;
