@@ -245,7 +245,9 @@ export function installService(opts: InstallOptions, env: ServiceEnv = defaultSe
   if (source && 'token' in source) {
     const envPath = under(t, TOKEN_ENV_FILE);
     mkdirSync(dirname(envPath), { recursive: true, mode: 0o755 });
-    writeFileSync(envPath, `# The tunnel token for oxyctl.service (oxyctl service install).\nTUNNEL_TOKEN=${source.token}\n`, { mode: 0o600 });
+    // Created afresh ('wx') so the token is never readable through an older file's mode.
+    rmSync(envPath, { force: true });
+    writeFileSync(envPath, `# The tunnel token for oxyctl.service (oxyctl service install).\nTUNNEL_TOKEN=${source.token}\n`, { mode: 0o600, flag: 'wx' });
     chmodSync(envPath, 0o600);
     files.push(envPath);
   }
