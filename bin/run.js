@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import { execute } from '@oclif/core';
+// The bundled CLI (lib/, built by `npm run build`): oclif and the commands in a few files.
+import { execute } from '../lib/run.js';
 
 await execute({ dir: import.meta.url });

@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../core/paths.js';
 import type Database from 'better-sqlite3';
 import { OxyError } from '../core/errors.js';
 
-/** Shipped next to dist/ and src/: both sit two levels below the package root. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+/** Shipped at the package root, beside dist/, lib/ and src/. */
+export const MIGRATIONS_DIR = join(packageRoot(), 'migrations');
 
 export interface Migration {
   version: number;

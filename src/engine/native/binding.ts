@@ -5,7 +5,8 @@
  */
 import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../../core/paths.js';
 
 import { OxyError } from '../../core/errors.js';
 import { ERR_NATIVE_UNAVAILABLE, NativeError } from './errors.js';
@@ -111,8 +112,7 @@ export interface NativeAddon {
 /** Where the addon is looked for; OXY_NATIVE_ADDON overrides (e.g. a Debug build). */
 export function addonPath(): string {
   if (process.env.OXY_NATIVE_ADDON) return process.env.OXY_NATIVE_ADDON;
-  // Same depth from src/engine/native and dist/engine/native.
-  return fileURLToPath(new URL('../../../build/Release/oxy_native.node', import.meta.url));
+  return join(packageRoot(), 'build/Release/oxy_native.node');
 }
 
 let loaded: NativeAddon | undefined;
