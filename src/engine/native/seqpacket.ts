@@ -13,6 +13,7 @@ import { unlinkSync } from 'node:fs';
 import { native, type NativeSeqpacketServer, type NativeSeqpacketSocket } from './binding.js';
 import { closedError, type NativeError } from './errors.js';
 import { SendQueue } from './send-queue.js';
+import { QueuedEndpoint } from './endpoint.js';
 
 const NO_FDS: readonly number[] = Object.freeze([]);
 
@@ -48,10 +49,7 @@ interface QueuedMessage {
   fds: readonly number[];
 }
 
-export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
-  private handle: NativeSeqpacketSocket | undefined;
-  private readonly queue: SendQueue<QueuedMessage>;
-  private reading = true;
+export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, NativeSeqpacketSocket, QueuedMessage> {
   private ending = false;
   private peerEnded = false;
   private readonly sendQueued = (items: readonly QueuedMessage[], start: number) => {
@@ -75,9 +73,7 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
   private readonly reportError = (err: NativeError) => this.emit('error', err);
 
   private constructor(handle: NativeSeqpacketSocket, options: SeqpacketSocketOptions) {
-    super();
-    this.handle = handle;
-    this.queue = new SendQueue(options.maxQueuedMessages ?? 4096, (m) => ({ data: Buffer.from(m.data), fds: m.fds }));
+    super(handle, new SendQueue(options.maxQueuedMessages ?? 4096, (m) => ({ data: Buffer.from(m.data), fds: m.fds })));
     if (options.recvBufferSize !== undefined || options.sendBufferSize !== undefined) {
       handle.setBufferSizes(options.recvBufferSize, options.sendBufferSize);
     }
@@ -155,34 +151,9 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
     if (this.queue.length === 0) this.handle.shutdown();
   }
 
-  pause(): void {
-    this.reading = false;
-    this.updateEvents();
-  }
-
-  resume(): void {
-    this.reading = true;
-    this.updateEvents();
-  }
-
-  ref(): this {
-    this.handle?.ref();
-    return this;
-  }
-
-  unref(): this {
-    this.handle?.unref();
-    return this;
-  }
-
-  /** Closes at once; queued messages are dropped (and their fds closed). */
-  close(): void {
-    const handle = this.handle;
-    if (!handle) return;
-    this.handle = undefined;
-    this.queue.clear((item) => closeAll(item.fds));
-    handle.close();
-    this.emit('close');
+  /** Queued messages own dup()s of their fds. */
+  protected override disposeQueued(item: QueuedMessage): void {
+    closeAll(item.fds);
   }
 
   private deliver(data: Buffer, offsets: Uint32Array, count: number, fds: (number[] | undefined)[] | undefined): void {
@@ -222,9 +193,6 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
     this.updateEvents();
   }
 
-  private updateEvents(): void {
-    this.handle?.setEvents(this.reading, this.queue.length > 0);
-  }
 }
 
 export interface SeqpacketServerOptions {

@@ -8,11 +8,11 @@
  * TUN (same namespace): setUp, setMtu, setTxQueueLength. Addresses and routes
  * are left to `ip` (or netlink) — they need no fast path.
  */
-import { EventEmitter } from 'node:events';
 
 import { native, type NativeTunDevice } from './binding.js';
 import { closedError, type NativeError } from './errors.js';
 import { SendQueue } from './send-queue.js';
+import { QueuedEndpoint } from './endpoint.js';
 
 export const VIRTIO_NET_HDR_SIZE = 10;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
@@ -106,21 +106,16 @@ export interface TunEvents {
   close: [];
 }
 
-export class Tun extends EventEmitter<TunEvents> {
+export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> {
   readonly name: string;
   readonly vnetHeader: boolean;
-  private handle: NativeTunDevice | undefined;
-  private readonly queue: SendQueue<Uint8Array>;
-  private reading = true;
   private readonly writeFrom = (items: readonly Uint8Array[], start: number) => this.open().writeBatch(items, start);
   private readonly reportError = (err: NativeError) => this.emit('error', err);
 
   private constructor(handle: NativeTunDevice, vnetHeader: boolean, maxQueued: number) {
-    super();
-    this.handle = handle;
+    super(handle, new SendQueue(maxQueued, (packet) => Buffer.from(packet)));
     this.name = handle.name;
     this.vnetHeader = vnetHeader;
-    this.queue = new SendQueue(maxQueued, (packet) => Buffer.from(packet));
   }
 
   /**
@@ -242,34 +237,6 @@ export class Tun extends EventEmitter<TunEvents> {
     return this.queue.dropped;
   }
 
-  pause(): void {
-    this.reading = false;
-    this.updateEvents();
-  }
-
-  resume(): void {
-    this.reading = true;
-    this.updateEvents();
-  }
-
-  ref(): this {
-    this.handle?.ref();
-    return this;
-  }
-
-  unref(): this {
-    this.handle?.unref();
-    return this;
-  }
-
-  close(): void {
-    const handle = this.handle;
-    if (!handle) return;
-    this.handle = undefined;
-    this.queue.clear();
-    handle.close();
-    this.emit('close');
-  }
 
   private open(): NativeTunDevice {
     if (!this.handle) throw closedError(`Tun ${this.name}`);
@@ -282,9 +249,6 @@ export class Tun extends EventEmitter<TunEvents> {
     this.updateEvents();
   }
 
-  private updateEvents(): void {
-    this.handle?.setEvents(this.reading, this.queue.length > 0);
-  }
 }
 
 function offloadFlags(offload: TunOffload): number {

@@ -4,13 +4,13 @@
  * A server bound to the wildcard can so answer from the address the client
  * dialed, which Node's dgram cannot do (the kernel picks the route's source).
  */
-import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 
 import { formatAddressBytes } from './address.js';
 import { native, type NativeUdpSocket } from './binding.js';
 import { closedError, type NativeError } from './errors.js';
 import { SendQueue } from './send-queue.js';
+import { QueuedEndpoint } from './endpoint.js';
 
 // Record layout of UdpBatch.meta, as written by cpp/udp.cc (little-endian).
 export const UDP_RECORD_SIZE = 56;
@@ -173,19 +173,14 @@ export interface PktinfoUdpSocketEvents {
   close: [];
 }
 
-export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
+export class PktinfoUdpSocket extends QueuedEndpoint<PktinfoUdpSocketEvents, NativeUdpSocket, OutgoingDatagram> {
   readonly family: 4 | 6;
-  private handle: NativeUdpSocket | undefined;
-  private readonly queue: SendQueue<OutgoingDatagram>;
-  private reading = true;
   private readonly sendFrom = (items: readonly OutgoingDatagram[], start: number) => this.open().sendBatch(items, start);
   private readonly reportError = (err: NativeError) => this.emit('error', err);
 
   private constructor(handle: NativeUdpSocket, family: 4 | 6, maxQueued: number) {
-    super();
-    this.handle = handle;
+    super(handle, new SendQueue(maxQueued, (d) => ({ ...d, data: Buffer.from(d.data) })));
     this.family = family;
-    this.queue = new SendQueue(maxQueued, (d) => ({ ...d, data: Buffer.from(d.data) }));
   }
 
   /**
@@ -299,36 +294,6 @@ export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
     return this.open().getBufferSizes()[1];
   }
 
-  /** Stops reading (the kernel queues, then drops, further datagrams). */
-  pause(): void {
-    this.reading = false;
-    this.updateEvents();
-  }
-
-  resume(): void {
-    this.reading = true;
-    this.updateEvents();
-  }
-
-  /** Like net.Socket#ref/unref: an unref'd socket does not keep the process alive. */
-  ref(): this {
-    this.handle?.ref();
-    return this;
-  }
-
-  unref(): this {
-    this.handle?.unref();
-    return this;
-  }
-
-  close(): void {
-    const handle = this.handle;
-    if (!handle) return;
-    this.handle = undefined;
-    this.queue.clear();
-    handle.close();
-    this.emit('close');
-  }
 
   private open(): NativeUdpSocket {
     if (!this.handle) throw closedError('PktinfoUdpSocket');
@@ -341,9 +306,6 @@ export class PktinfoUdpSocket extends EventEmitter<PktinfoUdpSocketEvents> {
     this.updateEvents();
   }
 
-  private updateEvents(): void {
-    this.handle?.setEvents(this.reading, this.queue.length > 0);
-  }
 }
 
 function nativeOptions(options: PktinfoUdpSocketOptions) {

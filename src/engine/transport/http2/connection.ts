@@ -41,6 +41,7 @@ import type {
   TunnelRole,
   TunnelStream,
 } from '../types.js';
+import { abortedError, StreamInbox, truncateUtf8 } from '../common.js';
 import {
   H2_HEADER_REVERSE_ID,
   H2_HEADER_STREAM,
@@ -96,9 +97,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   private remoteClose: TunnelCloseInfo | undefined;
   private lastError: Error | undefined;
 
-  private streamHandler: ((stream: TunnelStream) => void) | undefined;
-  private readonly backlog: TunnelStream[] = [];
-  private readonly acceptWaiters: Array<{ resolve: (s: TunnelStream) => void; reject: (e: Error) => void }> = [];
+  private readonly inbox = new StreamInbox();
   private datagramHandler: ((data: Buffer) => void) | undefined;
 
   // edge (HTTP/2 client) state
@@ -163,35 +162,11 @@ export class Http2TunnelConnection implements TunnelConnection {
   }
 
   onStream(handler: (stream: TunnelStream) => void): void {
-    this.streamHandler = handler;
-    for (const stream of this.backlog.splice(0)) handler(stream);
+    this.inbox.onStream(handler);
   }
 
   acceptStream(options: AcceptStreamOptions = {}): Promise<TunnelStream> {
-    const queued = this.backlog.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.isClosed) return Promise.reject(this.closedError());
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => done(abortedError());
-      const done = (err: Error | null, stream?: TunnelStream): void => {
-        const i = this.acceptWaiters.indexOf(waiter);
-        if (i >= 0) this.acceptWaiters.splice(i, 1);
-        if (timer) clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve(stream!);
-      };
-      const waiter = { resolve: (s: TunnelStream) => done(null, s), reject: (e: Error) => done(e) };
-      this.acceptWaiters.push(waiter);
-      if (options.timeoutMs !== undefined) {
-        timer = setTimeout(
-          () => done(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream from the peer within ${options.timeoutMs} ms`)),
-          options.timeoutMs,
-        );
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.inbox.accept(options, () => (this.isClosed ? this.closedError() : undefined));
   }
 
   sendDatagram(data: Uint8Array): boolean {
@@ -404,10 +379,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   }
 
   private deliver(stream: TunnelStream): void {
-    const waiter = this.acceptWaiters.shift();
-    if (waiter) waiter.resolve(stream);
-    else if (this.streamHandler) this.streamHandler(stream);
-    else this.backlog.push(stream);
+    this.inbox.deliver(stream);
   }
 
   private adoptUserStream(stream: Http2Stream): TunnelStream {
@@ -468,7 +440,7 @@ export class Http2TunnelConnection implements TunnelConnection {
       pending.reject(err);
     }
     this.pendingReverse.clear();
-    for (const waiter of this.acceptWaiters.splice(0)) waiter.reject(err);
+    this.inbox.fail(err);
   }
 
   private closedError(): OxyError {
@@ -481,14 +453,4 @@ export class Http2TunnelConnection implements TunnelConnection {
   }
 }
 
-function abortedError(): OxyError {
-  return new OxyError(TunnelErrorCode.ABORTED, 'The operation was aborted');
-}
 
-function truncateUtf8(text: string, maxBytes: number): Buffer {
-  const buf = Buffer.from(text, 'utf8');
-  if (buf.length <= maxBytes) return buf;
-  let end = maxBytes;
-  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--; // do not split a code point
-  return buf.subarray(0, end);
-}

@@ -35,6 +35,7 @@ import type {
   TunnelRole,
   TunnelStream,
 } from '../types.js';
+import { abortedError, StreamInbox, truncateUtf8 } from '../common.js';
 import { QUIC_ALPN, quiche, type QuicheConnection, type QuicheHost, type QuicheRecvInfo } from './config.js';
 import { QuicStream, type QuicStreamOwner } from './stream.js';
 
@@ -141,9 +142,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private readonly peerSeenAbove = new Set<number>();
   private readonly peerBit: number;
 
-  private streamHandler: ((stream: TunnelStream) => void) | undefined;
-  private readonly backlog: TunnelStream[] = [];
-  private readonly acceptWaiters: Array<{ resolve: (s: TunnelStream) => void; reject: (e: Error) => void }> = [];
+  private readonly inbox = new StreamInbox();
   private readonly openQueue: QueuedOpen[] = [];
   private datagramHandler: ((data: Buffer) => void) | undefined;
   private readonly counters = { datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
@@ -217,36 +216,11 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   }
 
   onStream(handler: (stream: TunnelStream) => void): void {
-    this.streamHandler = handler;
-    for (const stream of this.backlog.splice(0)) handler(stream);
+    this.inbox.onStream(handler);
   }
 
   acceptStream(options: AcceptStreamOptions = {}): Promise<TunnelStream> {
-    const queued = this.backlog.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.closeInfo) return Promise.reject(this.closedErrorNow());
-    if (options.signal?.aborted) return Promise.reject(abortedError());
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => done(abortedError());
-      const done = (err: Error | null, stream?: TunnelStream): void => {
-        const i = this.acceptWaiters.indexOf(waiter);
-        if (i >= 0) this.acceptWaiters.splice(i, 1);
-        if (timer) clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve(stream!);
-      };
-      const waiter = { resolve: (s: TunnelStream) => done(null, s), reject: (e: Error) => done(e) };
-      this.acceptWaiters.push(waiter);
-      if (options.timeoutMs !== undefined) {
-        timer = setTimeout(
-          () => done(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream from the peer within ${options.timeoutMs} ms`)),
-          options.timeoutMs,
-        );
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.inbox.accept(options, () => (this.closeInfo ? this.closedErrorNow() : undefined));
   }
 
   sendDatagram(data: Uint8Array): boolean {
@@ -527,10 +501,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   }
 
   private deliverStream(stream: TunnelStream): void {
-    const waiter = this.acceptWaiters.shift();
-    if (waiter) waiter.resolve(stream);
-    else if (this.streamHandler) this.streamHandler(stream);
-    else this.backlog.push(stream);
+    this.inbox.deliver(stream);
   }
 
   private canOpen(): boolean {
@@ -657,7 +628,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
       item.reject(err);
     }
-    for (const waiter of this.acceptWaiters.splice(0)) waiter.reject(err);
+    this.inbox.fail(err);
     for (const stream of [...this.streams.values()]) {
       // A stream whose END arrived in the same batch as the close is complete: let its reader
       // see 'end' (as HTTP/2 does) rather than an error for data it already has.
@@ -783,14 +754,4 @@ function verifyServer(quic: QuicheConnection, verify: ClientVerification): strin
   return undefined;
 }
 
-function abortedError(): OxyError {
-  return new OxyError(TunnelErrorCode.ABORTED, 'The operation was aborted');
-}
 
-function truncateUtf8(text: string, maxBytes: number): Buffer {
-  const buf = Buffer.from(text, 'utf8');
-  if (buf.length <= maxBytes) return buf;
-  let end = maxBytes;
-  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--;
-  return buf.subarray(0, end);
-}
