@@ -133,14 +133,25 @@ try {
   const tunnelRps = await requestsPerSecond(edgeUrl, HOST);
   console.log(`requests/s (keep-alive, 32 concurrent, 64-byte bodies, ${seconds}s): tunnel ${fmt(tunnelRps, 0)} | direct ${fmt(directRps, 0)} | ratio ${fmt(tunnelRps / directRps, 2)}`);
 
+  // Idle streams: open a first round and close it (so allocator pools and JIT are warm),
+  // then measure RSS around a second round held open.
+  const idleRound = async () => {
+    const pool = new Pool(edgeUrl, { connections: idle });
+    const open = await Promise.all(Array.from({ length: idle }, () => pool.request({ path: '/idle', method: 'GET', headers: { host: HOST } })));
+    await new Promise((r) => setTimeout(r, 1500));
+    return { pool, open };
+  };
+  const closeRound = async ({ pool, open }) => {
+    for (const r of open) r.body.on('error', () => undefined).destroy();
+    await pool.destroy();
+    await new Promise((r) => setTimeout(r, 1500));
+  };
+  await closeRound(await idleRound());
   const before = rssMiB(edge.child.pid) + rssMiB(connector.child.pid);
-  const idlePool = new Pool(edgeUrl, { connections: idle });
-  const open = await Promise.all(Array.from({ length: idle }, () => idlePool.request({ path: '/idle', method: 'GET', headers: { host: HOST } })));
-  await new Promise((r) => setTimeout(r, 1000));
+  const round = await idleRound();
   const after = rssMiB(edge.child.pid) + rssMiB(connector.child.pid);
-  console.log(`memory per idle stream: ${fmt(((after - before) * 1024) / idle)} KiB (edge + connector RSS ${fmt(before)} → ${fmt(after)} MiB over ${idle} open streams)`);
-  for (const r of open) r.body.on('error', () => undefined).destroy();
-  await idlePool.destroy();
+  console.log(`memory per idle stream: ${fmt(((after - before) * 1024) / idle)} KiB (edge + connector RSS ${fmt(before)} → ${fmt(after)} MiB with ${idle} streams held open, after a warm-up round)`);
+  await closeRound(round);
 
   if (bigMib > 0) {
     let peak = 0;

@@ -179,7 +179,9 @@ function createDispatcher(origin: string, o: OriginRequest, socketPath?: string)
   };
   const options = {
     connect,
-    connections: o.keepAliveConnections,
+    // keepAliveConnections bounds idle connections in cloudflared, never concurrency: leave
+    // undici unbounded (a cap here queued every request past the 100th, e.g. SSE streams).
+    connections: null,
     keepAliveTimeout: o.keepAliveTimeoutMs,
     allowH2: o.http2Origin,
   };

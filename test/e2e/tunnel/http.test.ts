@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
+import { Pool, request } from 'undici';
 import WebSocket from 'ws';
 import { oxyJson, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
@@ -88,6 +88,16 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
       // Events arrive spread over time (not buffered into one chunk at the end).
       expect(arrivals.length).toBeGreaterThanOrEqual(3);
       expect(arrivals.at(-1)! - arrivals[0]).toBeGreaterThanOrEqual(150);
+    });
+
+    it('holds 150 long-lived streams at once (origin connections are not capped at keepAliveConnections)', async () => {
+      const pool = new Pool(`http://127.0.0.1:${httpPort}`, { connections: 150 });
+      const open = await Promise.all(
+        Array.from({ length: 150 }, () => pool.request({ path: '/sse', method: 'GET', headers: { host: 'app.example.com' }, headersTimeout: 10_000 })),
+      );
+      expect(open.every((r) => r.statusCode === 200)).toBe(true);
+      for (const r of open) r.body.on('error', () => undefined).destroy();
+      await pool.destroy();
     });
 
     it('carries WebSocket upgrades both ways', async () => {
