@@ -3,6 +3,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
 import { runEdge } from '../../engine/edge/run.js';
+import { EDGE_DEFAULTS, loadEdgeConfig } from '../../engine/edge/config.js';
 
 export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
   static summary = 'Run the edge in the foreground';
@@ -15,13 +16,15 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
   ];
   static flags = {
-    'tunnel-listen': Flags.string({ default: '0.0.0.0:7844', description: 'HOST:PORT of the tunnel listener connectors dial' }),
-    'http-listen': Flags.string({ default: '127.0.0.1:8080', description: 'HOST:PORT of the public HTTP listener' }),
-    metrics: Flags.string({ default: '127.0.0.1:7845', description: 'HOST:PORT of the metrics listener' }),
-    location: Flags.string({ default: 'local', description: "This edge's location name, shown in tunnel list" }),
+    'tunnel-listen': Flags.string({ description: 'HOST:PORT of the tunnel listener connectors dial (TLS on TCP, QUIC on UDP) [default: 0.0.0.0:7844]' }),
+    'http-listen': Flags.string({ description: 'HOST:PORT of the public HTTP listener [default: 127.0.0.1:8080]' }),
+    metrics: Flags.string({ description: 'HOST:PORT of the metrics listener [default: 127.0.0.1:7845]' }),
+    location: Flags.string({ description: "This edge's location name, shown in tunnel list [default: local]" }),
     'proxy-listen': Flags.string({ description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)' }),
     hooks: Flags.string({ description: 'An ES module whose start(settings, parentState) returns the hooks that steer traffic (see docs/hooks.md)' }),
-    'trace-hooks': Flags.boolean({ default: false, description: 'Log the order in which hooks fired, once per connection' }),
+    'trace-hooks': Flags.boolean({ description: 'Log the order in which hooks fired, once per connection' }),
+    quic: Flags.boolean({ allowNo: true, description: 'Also listen for QUIC on UDP at the tunnel port (--no-quic: HTTP/2 over TLS only) [default: true]' }),
+    config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant); flags win' }),
     'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
     'gue-listen': Flags.string({ description: 'HOST:PORT for unconnected IP tunnels (GUE)' }),
     ...logFlags,
@@ -31,19 +34,24 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     const log = loggerFrom(this.flags);
     // Listen for signals before starting: one arriving during start-up must stop us gracefully too.
     const signalled = shutdownSignal();
+    const file = this.flags.config ? loadEdgeConfig(this.flags.config) : {};
+    const pick = <K extends keyof typeof EDGE_DEFAULTS>(key: K): string => this.flags[key] ?? file[key] ?? EDGE_DEFAULTS[key];
+    const limits = file['ip-limits'];
     const edge = await runEdge({
       home: this.home,
       store: this.store,
       log,
-      tunnelListen: this.flags['tunnel-listen'],
-      httpListen: this.flags['http-listen'],
-      metricsListen: this.flags.metrics,
-      location: this.flags.location,
-      ipTunnelListen: this.flags['ip-tunnel-listen'],
-      gueListen: this.flags['gue-listen'],
-      proxyListen: this.flags['proxy-listen'],
-      hooks: this.flags.hooks,
-      traceHooks: this.flags['trace-hooks'],
+      tunnelListen: pick('tunnel-listen'),
+      httpListen: pick('http-listen'),
+      metricsListen: pick('metrics'),
+      location: pick('location'),
+      quic: this.flags.quic ?? file.quic,
+      ipTunnelListen: this.flags['ip-tunnel-listen'] ?? file['ip-tunnel-listen'],
+      gueListen: this.flags['gue-listen'] ?? file['gue-listen'],
+      ipLimits: limits && { maxFlows: limits['max-flows'], maxFlowsPerTenant: limits['max-flows-per-tenant'] },
+      proxyListen: this.flags['proxy-listen'] ?? file['proxy-listen'],
+      hooks: this.flags.hooks ?? file.hooks,
+      traceHooks: this.flags['trace-hooks'] || file['trace-hooks'],
     });
     log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
     const signal = await signalled;

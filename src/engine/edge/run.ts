@@ -21,6 +21,8 @@ export interface RunEdgeOptions {
   quic?: boolean;
   /** HOST:PORT for GUE (unconnected IP tunnels). */
   gueListen?: string;
+  /** Flow limits of the IP path. */
+  ipLimits?: { maxFlows?: number; maxFlowsPerTenant?: number };
   /** HOST:PORT of the HTTP CONNECT forward proxy (`--proxy-listen`). */
   proxyListen?: string;
   /** A hooks module to load (`--hooks`), or a runner made by the caller (tests). */
@@ -56,7 +58,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   });
   await edge.start();
   if (o.ipTunnelListen || o.gueListen) {
-    const ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen });
+    const ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits });
     edge.onStop(() => ip.close());
   }
   return edge;

@@ -1,0 +1,64 @@
+/**
+ * The edge's YAML file (`edge run --config edge.yml`): the same settings as the flags,
+ * under the flags' names, plus flow limits for the IP path. Flags given on the command line
+ * win over the file; the file wins over the defaults.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { OxyError } from '../../core/errors.js';
+
+export interface EdgeSettingsFile {
+  'tunnel-listen'?: string;
+  'http-listen'?: string;
+  metrics?: string;
+  location?: string;
+  quic?: boolean;
+  'proxy-listen'?: string;
+  hooks?: string;
+  'trace-hooks'?: boolean;
+  'ip-tunnel-listen'?: string;
+  'gue-listen'?: string;
+  'ip-limits'?: { 'max-flows'?: number; 'max-flows-per-tenant'?: number };
+}
+
+export const EDGE_DEFAULTS = {
+  'tunnel-listen': '0.0.0.0:7844',
+  'http-listen': '127.0.0.1:8080',
+  metrics: '127.0.0.1:7845',
+  location: 'local',
+} as const;
+
+const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen'] as const;
+const BOOLEANS = ['quic', 'trace-hooks'] as const;
+
+export function loadEdgeConfig(path: string): EdgeSettingsFile {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new OxyError('OXY_ERR_CONFIG', `Cannot read the edge config ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new OxyError('OXY_ERR_CONFIG', `The edge config ${path} must be a YAML mapping`);
+  const file = raw as Record<string, unknown>;
+  const bad = (key: string, want: string): never => {
+    throw new OxyError('OXY_ERR_CONFIG', `In ${path}: ${key} must be ${want}`);
+  };
+  for (const key of Object.keys(file)) {
+    if ((STRINGS as readonly string[]).includes(key)) {
+      if (typeof file[key] !== 'string') bad(key, 'a string');
+    } else if ((BOOLEANS as readonly string[]).includes(key)) {
+      if (typeof file[key] !== 'boolean') bad(key, 'true or false');
+    } else if (key === 'ip-limits') {
+      const limits = file[key];
+      if (typeof limits !== 'object' || limits === null) bad(key, 'a mapping');
+      for (const [k, v] of Object.entries(limits as object)) {
+        if (!['max-flows', 'max-flows-per-tenant'].includes(k)) bad(`ip-limits.${k}`, 'one of max-flows, max-flows-per-tenant');
+        if (!Number.isInteger(v) || (v as number) <= 0) bad(`ip-limits.${k}`, 'a positive integer');
+      }
+    } else {
+      throw new OxyError('OXY_ERR_CONFIG', `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'ip-limits'].join(', ')})`);
+    }
+  }
+  return file as EdgeSettingsFile;
+}
