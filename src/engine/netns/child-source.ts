@@ -9,6 +9,12 @@
  *                                        connects from the namespace; the connected
  *                                        socket is sent back as a handle (SCM_RIGHTS
  *                                        underneath) and closed here
+ *   → { op: 'listen', id, backlog }       a TCP listener on [::]:0 in the namespace, sent back
+ *                                        as a handle and closed here
+ *   → { op: 'tun', id, name, mtu, txQueueLength, batchSize, maxPacketSize }
+ *                                        (unprivileged mode) opens a TUN here, sets it up, and
+ *                                        sends its fd over the SEQPACKET pair on fd 4
+ *                                        (SCM_RIGHTS; the message is the request id as JSON)
  *   ← { op: 'ready', pid }               once, at start
  *   ← { id, ok, error? }                 one reply per request (with the socket for connect)
  *
@@ -51,8 +57,33 @@ process.on('message', (m) => {
       clearTimeout(timer);
       reply({ id: m.id, ok: false, error: err.code || err.message });
     });
+  } else if (m.op === 'listen') {
+    const server = net.createServer();
+    server.once('error', (err) => reply({ id: m.id, ok: false, error: err.code || err.message }));
+    server.listen({ port: 0, backlog: m.backlog || 4096 }, () => {
+      reply({ id: m.id, ok: true }, server);
+      server.close();
+    });
+  } else if (m.op === 'tun') {
+    try {
+      const addon = require(process.env.OXY_NATIVE_ADDON);
+      addon.setErrorFactory((syscall, errno, code, message) => Object.assign(new Error(message), { code }));
+      const tun = new addon.TunDevice({ name: m.name, vnetHeader: false, offload: 0, multiQueue: false, batchSize: m.batchSize, maxPacketSize: m.maxPacketSize });
+      if (m.mtu) tun.setMtu(m.mtu);
+      if (m.txQueueLength) {
+        // SIOCSIFTXQLEN is refused inside a user namespace; the same change over netlink is not.
+        try { tun.setTxQueueLength(m.txQueueLength); }
+        catch { execFileSync('ip', ['link', 'set', 'dev', tun.name, 'txqueuelen', String(m.txQueueLength)]); }
+      }
+      pair = pair || new addon.SeqpacketSocket(4, { maxMessageSize: 256, batchSize: 1 });
+      pair.send(Buffer.from(JSON.stringify({ id: m.id })), [tun.fd]);
+      tun.close();
+    } catch (err) {
+      reply({ id: m.id, ok: false, error: err.code || err.message });
+    }
   }
 });
+let pair;
 process.on('disconnect', () => process.exit(0));
 reply({ op: 'ready', pid: process.pid });
 `;

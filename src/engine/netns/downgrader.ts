@@ -109,9 +109,7 @@ export class TcpDowngrader {
     const name = options.name ?? 'oxdn0';
     let tun: Tun | undefined;
     try {
-      tun = ns.run(() =>
-        Tun.open({ name, mtu: options.mtu ?? 65000, txQueueLength: options.txQueueLength ?? 5000, batchSize: options.batchSize ?? 128 }),
-      );
+      tun = await ns.openTun({ name, mtu: options.mtu ?? 65000, txQueueLength: options.txQueueLength ?? 5000, batchSize: options.batchSize ?? 128 });
       await ns.sysctl('net.ipv6.ip_nonlocal_bind', 1);
       await ns.ip([
         `link set ${name} addrgenmode none`,

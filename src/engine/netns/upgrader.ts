@@ -126,18 +126,14 @@ export class TcpUpgrader {
   /** Opens the TUN and the listener in `ns` and configures addresses and routes. */
   static async create(ns: UnnamedNetns, options: UpgraderOptions = {}): Promise<TcpUpgrader> {
     const name = options.name ?? 'oxup0';
-    const server = net.createServer({ noDelay: true });
-    const tun = ns.run(() => {
-      const device = Tun.open({ name, mtu: options.mtu ?? 65000, txQueueLength: options.txQueueLength ?? 5000, batchSize: options.batchSize ?? 128 });
-      try {
-        // No host: bound synchronously to [::] (dual stack) in this namespace.
-        server.listen({ port: 0, backlog: options.backlog ?? 4096 });
-      } catch (err) {
-        device.close();
-        throw err;
-      }
-      return device;
-    });
+    const tun = await ns.openTun({ name, mtu: options.mtu ?? 65000, txQueueLength: options.txQueueLength ?? 5000, batchSize: options.batchSize ?? 128 });
+    let server: net.Server;
+    try {
+      server = await ns.listen(options.backlog ?? 4096);
+    } catch (err) {
+      tun.close();
+      throw err;
+    }
     const upgrader = new TcpUpgrader(ns, tun, server, options);
     upgrader.listenPort = (server.address() as net.AddressInfo).port;
     try {
@@ -224,6 +220,8 @@ export class TcpUpgrader {
   }
 
   private accepted(socket: net.Socket): void {
+    // A listener handed over from the namespace child has no server-level noDelay.
+    socket.setNoDelay(true);
     let remote = socket.remoteAddress ?? '';
     if (remote.startsWith('::ffff:')) remote = remote.slice(7);
     let flow: Flow | undefined;
