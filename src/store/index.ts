@@ -3,11 +3,13 @@ import { HostnameRepository } from './hostnames.js';
 import { RouteRepository } from './routes.js';
 import { TunnelRepository } from './tunnels.js';
 import { VnetRepository } from './vnets.js';
+import { DeviceRepository } from './devices.js';
 
 export type { Vnet, VnetFilter } from './vnets.js';
 export type { Tunnel, TunnelConnection, TunnelFilter } from './tunnels.js';
 export type { Route, DetailedRoute, RouteFilter, NetworkRange } from './routes.js';
 export type { HostnameRoute } from './hostnames.js';
+export type { Device } from './devices.js';
 
 /** The local store: one SQLite database per data directory, with its repositories. */
 export class Store {
@@ -15,6 +17,7 @@ export class Store {
   readonly tunnels: TunnelRepository;
   readonly routes: RouteRepository;
   readonly hostnames: HostnameRepository;
+  readonly devices: DeviceRepository;
   readonly accountTag: string;
 
   constructor(readonly db: Db, readonly home: string) {
@@ -22,6 +25,7 @@ export class Store {
     this.tunnels = new TunnelRepository(db);
     this.routes = new RouteRepository(db);
     this.hostnames = new HostnameRepository(db);
+    this.devices = new DeviceRepository(db);
     this.accountTag = (db.prepare('SELECT account_tag FROM account WHERE id = 1').get() as { account_tag: string }).account_tag;
   }
 

@@ -6,7 +6,12 @@ import { nowRfc3339 } from '../../core/common.js';
 import { parseNetworkArg } from '../../core/routes.js';
 import { resolveVnet } from '../../core/vnets.js';
 import { clearWarpState, writeWarpState } from '../../core/warp-state.js';
-import { DEFAULT_WARP_ADDRESS, DEFAULT_WARP_MTU, startWarp } from '../../engine/device/warp.js';
+import { DEFAULT_WARP_ADDRESS, DEFAULT_WARP_MTU, startWarp, streamChannel } from '../../engine/device/warp.js';
+import { decodeDeviceToken } from '../../core/devices.js';
+import { createDialer, resolveEdge } from '../../engine/connector/run.js';
+import type { Logger } from '../../engine/observe/log.js';
+
+const DEFAULT_ON_RAMP = '/run/oxyctl/ip-tunnel.sock';
 import { OxyError } from '../../core/errors.js';
 
 export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
@@ -20,7 +25,9 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   static flags = {
     vnet: Flags.string({ description: 'ID or name of the virtual network [default: the default one]' }),
     route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet]' }),
-    edge: Flags.string({ default: '/run/oxyctl/ip-tunnel.sock', description: "Path of the edge's SEQPACKET IP tunnel on-ramp (edge run --ip-tunnel-listen)" }),
+    edge: Flags.string({ description: "The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or HOST:PORT of its tunnel listener with --token [default: from the token]" }),
+    token: Flags.string({ description: "A device token from 'oxyctl warp enroll': connect to a remote edge over the tunnel transport", env: 'WARP_TOKEN' }),
+    protocol: Flags.option({ options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Transport to a remote edge (with --token)' })(),
     tun: Flags.string({ default: 'oxywarp0', description: 'Name of the TUN device' }),
     address: Flags.string({ default: DEFAULT_WARP_ADDRESS, description: "This device's address on the TUN" }),
     mtu: Flags.integer({ default: DEFAULT_WARP_MTU, min: 1280, max: 65535, description: 'MTU of the TUN' }),
@@ -29,12 +36,14 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
 
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
+    if (this.flags.token) return this.remote(log);
     const vnet = this.flags.vnet === undefined ? this.store.vnets.defaultVnet() : resolveVnet(this.store, this.flags.vnet);
     if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");
     const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? this.store.routes.liveInVnet(vnet.id).map((r) => r.network);
     if (routes.length === 0) throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
+    const edgePath = this.flags.edge ?? DEFAULT_ON_RAMP;
     const warp = await startWarp({
-      seqpacketPath: this.flags.edge,
+      seqpacketPath: edgePath,
       context: { tenant: this.store.accountTag, vnet: vnet.id },
       routes,
       tunName: this.flags.tun,
@@ -42,7 +51,27 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
       mtu: this.flags.mtu,
       log,
     });
-    writeWarpState(this.home, { pid: process.pid, vnetId: vnet.id, vnetName: vnet.name, routes, tun: warp.tun, edge: this.flags.edge, since: nowRfc3339() });
+    writeWarpState(this.home, { pid: process.pid, vnetId: vnet.id, vnetName: vnet.name, routes, tun: warp.tun, edge: edgePath, since: nowRfc3339() });
+    await this.untilDone(warp, log);
+  }
+
+  /** A device on another host: the edge's tunnel listener, with the enrolled identity. */
+  private async remote(log: Logger): Promise<void> {
+    const token = decodeDeviceToken(this.flags.token!);
+    const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
+    if (routes.length === 0) throw new OxyError('OXY_ERR_NO_ROUTES', 'With --token, give the networks to send to the edge with --route CIDR (repeatable).');
+    const address = this.flags.edge ?? token.e;
+    if (!address || !address.includes(':')) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
+    const edge = resolveEdge(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: address }, { edge: address, caPin: token.p });
+    const conn = await createDialer(this.flags.protocol, edge, log)(0, new AbortController().signal);
+    const vnet = this.flags.vnet ?? '';
+    const channel = await streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version });
+    const warp = await startWarp({ channel, context: { tenant: token.a, vnet }, routes, tunName: this.flags.tun, address: this.flags.address, mtu: this.flags.mtu, log });
+    writeWarpState(this.home, { pid: process.pid, vnetId: vnet, vnetName: vnet || '(default)', routes, tun: warp.tun, edge: address, since: nowRfc3339() });
+    await this.untilDone(warp, log);
+  }
+
+  private async untilDone(warp: { close(): void; ended: Promise<void> }, log: Logger): Promise<void> {
     const outcome = await Promise.race([shutdownSignal(), warp.ended.then(() => 'edge-closed' as const)]);
     warp.close();
     clearWarpState(this.home);

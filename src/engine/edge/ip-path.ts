@@ -139,12 +139,25 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // The on-ramps only feed packets in: the route type parameter does not concern them.
   const anyEdge = ipEdge as unknown as IpEdge;
   const seqpacket = o.seqpacketPath ? new SeqpacketOnRamp(anyEdge, o.seqpacketPath) : undefined;
+  // Devices on other hosts: one IP session per ip-packets stream, packets as datagram records.
+  edge.deviceStreams = (stream, vnetRef) => {
+    const session = anyEdge.openSession({ tenant: edge.view.accountTag, vnet: vnetRef }, (packet) => stream.write(encodeDatagramRecord(packet)));
+    const parser = new DatagramRecordParser();
+    stream.on('data', (chunk: Buffer) => {
+      for (const packet of parser.push(chunk)) session.receive(packet);
+      session.clock();
+    });
+    const end = () => session.close();
+    stream.once('end', end);
+    stream.once('close', end);
+  };
   const gue = o.gueListen ? await GueOnRamp.listen(anyEdge, splitHostPort(o.gueListen)) : undefined;
   if (seqpacket) log.info({ path: o.seqpacketPath }, 'IP tunnel on-ramp ready (SEQPACKET)');
   if (gue) log.info({ address: o.gueListen }, 'IP tunnel on-ramp ready (GUE)');
   return {
     ipEdge,
     close: async () => {
+      edge.deviceStreams = undefined;
       seqpacket?.close();
       gue?.close();
       ipEdge.close();

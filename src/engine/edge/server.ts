@@ -13,7 +13,8 @@ import type { Logger } from '../observe/log.js';
 import { createRegistry, splitHostPort, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
 import { acceptRegistration } from '../protocol/registration.js';
-import type { TunnelConnection } from '../transport/types.js';
+import type { TunnelConnection, TunnelStream } from '../transport/types.js';
+import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
 import { HttpOnramp } from './http-onramp.js';
 import { TunnelRegistry, type LiveConnection } from './registry.js';
 import { StoreView } from './store-view.js';
@@ -131,13 +132,20 @@ export class EdgeServer {
   async #register(conn: TunnelConnection): Promise<void> {
     let reg;
     try {
-      reg = await acceptRegistration(conn, { lookupSecret: (id) => this.view.tunnelSecret(id), location: this.o.location });
+      reg = await acceptRegistration(conn, {
+        lookupSecret: (id) => this.view.tunnelSecret(id) ?? this.view.deviceSecret(id),
+        location: this.o.location,
+      });
     } catch (err) {
       this.#registrations.inc({ result: 'refused' });
       this.o.log.warn({ err, ip: conn.remoteAddress, protocol: conn.protocol }, 'Refused tunnel connection');
       return;
     }
     const r = reg.request;
+    if (r.features.includes('device') || !this.view.tunnelSecret(r.tunnelId)) {
+      await this.#serveDevice(conn, r.tunnelId);
+      return;
+    }
     const live: LiveConnection = { id: reg.connectionId, tunnelId: r.tunnelId, connectorId: r.connectorId, connIndex: r.connIndex, conn, draining: false };
     this.registry.add(live);
     this.#registrations.inc({ result: 'ok' });
@@ -157,6 +165,36 @@ export class EdgeServer {
     this.#connectionsGauge.set(this.registry.size);
     this.view.forgetConnection(live.id);
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
+  }
+
+  /** Handles `ip-packets` streams of an enrolled device (warp connect --token); set by the IP path. */
+  deviceStreams?: (stream: TunnelStream, vnetRef: string) => void;
+
+  async #serveDevice(conn: TunnelConnection, deviceId: string): Promise<void> {
+    const serve = this.deviceStreams;
+    if (!this.view.deviceSecret(deviceId) || !serve) {
+      this.o.log.warn({ device: deviceId }, 'Refused device connection: not an enrolled device, or this edge has no IP path (--ip-tunnel-listen)');
+      conn.close(TunnelCloseCode.PROTOCOL_ERROR, 'this edge does not serve devices');
+      return;
+    }
+    this.o.log.info({ device: deviceId, ip: conn.remoteAddress, protocol: conn.protocol }, 'Device connected');
+    conn.onStream(async (stream) => {
+      stream.on('error', () => undefined);
+      try {
+        const header = await readStreamHeader(stream, { expect: 'request', timeoutMs: 30_000 });
+        if (header.kind !== 'ip-packets') {
+          writeResponseHeader(stream, { status: ResponseStatus.BAD_REQUEST, message: 'devices send ip-packets streams', metadata: [] });
+          stream.end();
+          return;
+        }
+        writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
+        serve(stream, metaGet(header.metadata, 'Vnet') ?? '');
+      } catch {
+        stream.destroy();
+      }
+    });
+    const closed = await conn.closed;
+    this.o.log.info({ device: deviceId, code: closed.code, reason: closed.reason }, 'Device disconnected');
   }
 
   #sendRoutes(live: LiveConnection, control: ControlChannel): void {

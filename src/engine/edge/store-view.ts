@@ -96,6 +96,16 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     return t && !t.deletedAt ? Buffer.from(t.secret, 'base64') : undefined;
   }
 
+  /** An enrolled device's secret (`warp enroll`). */
+  deviceSecret(deviceId: string): Buffer | undefined {
+    const d = this.store.devices.byId(deviceId);
+    return d && !d.deletedAt ? Buffer.from(d.secret, 'base64') : undefined;
+  }
+
+  get accountTag(): string {
+    return this.store.accountTag;
+  }
+
   recordConnection(c: TunnelConnection): void {
     this.store.tunnels.recordConnection(c);
   }

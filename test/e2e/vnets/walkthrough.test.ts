@@ -55,6 +55,7 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
   let device: TestNetns;
+  let remote: TestNetns;
   let warp: NsProcess | undefined;
   let socketPath: string;
   /** The edge and the connectors: they must stay up whatever devices send. */
@@ -99,7 +100,12 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     const dc1 = TestNetns.create('oxydc1');
     const dc2 = TestNetns.create('oxydc2');
     device = TestNetns.create('oxydev');
-    spaces.push(edge, dc1, dc2, device);
+    remote = TestNetns.create('oxyrem');
+    spaces.push(edge, dc1, dc2, device, remote);
+    // A device on another host: it reaches the edge's tunnel listener over a link.
+    edge.veth('to-rem', remote, 'to-edge');
+    edge.ip('addr', 'add', '198.18.6.1/30', 'dev', 'to-rem');
+    remote.ip('addr', 'add', '198.18.6.2/30', 'dev', 'to-edge');
     edge.veth('to-dc1', dc1, 'to-edge');
     edge.veth('to-dc2', dc2, 'to-edge');
     edge.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc1');
@@ -123,7 +129,7 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '198.18.0.0/24', 'tunnel-syd']);
     // Only Frankfurt routes 198.18.3.0/24: Sydney devices must never reach it.
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-frankfurt', '198.18.3.0/24', 'tunnel-fra']);
-    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1', '--ip', '198.18.2.1']);
+    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1', '--ip', '198.18.2.1', '--ip', '198.18.6.1', '--advertise', '198.18.6.1:7844']);
 
     const edgeRun = oxyIn(edge, ['edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', socketPath]);
     await edgeRun.waitFor(/IP tunnel on-ramp ready/);
@@ -185,4 +191,20 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     await new Promise((r) => setTimeout(r, 1000));
     expect(await curl('http://198.18.3.3/')).toEqual({ ok: true, out: 'dc2\n' });
   });
-}, );
+
+  it('a device on another host, enrolled with a token, reaches its vnet over the tunnel transport', async () => {
+    const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
+    for (const protocol of ['http2', 'quic']) {
+      const w = oxyIn(remote, ['warp', 'connect', '--token', token, '--protocol', protocol, '--vnet', 'vnet-sydney', '--route', '198.18.0.0/24', '--tun', 'oxyrem0']);
+      await w.waitFor(/Connected to the edge/);
+      const r = await run('ip', ['netns', 'exec', remote.name, 'curl', '-sS', '--max-time', '5', 'http://198.18.0.10/']);
+      expect(r.stdout).toBe('dc2\n');
+      await w.stop();
+    }
+    // A forged token (another secret) is refused by the edge.
+    const forged = JSON.parse(Buffer.from(token, 'base64').toString());
+    forged.s = Buffer.alloc(32, 7).toString('base64');
+    const bad = oxyIn(remote, ['warp', 'connect', '--token', Buffer.from(JSON.stringify(forged)).toString('base64'), '--protocol', 'http2', '--route', '198.18.0.0/24', '--tun', 'oxyrem1']);
+    await bad.waitFor(/Unauthorized: Invalid tunnel secret/);
+  });
+});

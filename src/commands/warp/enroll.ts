@@ -1,0 +1,21 @@
+import { Args } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { enrollDevice, encodeDeviceToken } from '../../core/devices.js';
+import { localEdgeTrust } from '../../engine/edge/identity-files.js';
+
+export default class WarpEnroll extends BaseCommand<typeof WarpEnroll> {
+  static summary = 'Enroll a device that reaches private networks from another host';
+  static description =
+    "Records a device and prints its token: the account, the device's ID and secret, the edge address and its CA pin. " +
+    "On the device: oxyctl warp connect --token TOKEN --vnet VNET --route CIDR. Treat the token like a password.";
+  static examples = ['<%= config.bin %> warp enroll laptop-ana'];
+  static args = { name: Args.string({ description: 'A name for the device', required: true }) };
+
+  async run(): Promise<{ id: string; name: string; token: string }> {
+    const device = enrollDevice(this.store, this.args.name);
+    const edge = localEdgeTrust(this.home);
+    const token = encodeDeviceToken({ a: this.store.accountTag, d: device.id, s: device.secret, e: edge?.endpoint, p: edge?.caPin });
+    process.stdout.write(`${token}\n`);
+    return { id: device.id, name: device.name, token };
+  }
+}

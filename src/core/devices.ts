@@ -1,0 +1,40 @@
+import { randomBytes } from 'node:crypto';
+import { OxyError } from './errors.js';
+import { isUuid, newId, nowRfc3339 } from './common.js';
+import type { Device, Store } from '../store/index.js';
+
+/** What `warp connect --token` needs on another host: who it is, its secret, and the edge. */
+export interface DeviceToken {
+  /** account (tenant) */
+  a: string;
+  /** device id */
+  d: string;
+  /** base64 secret */
+  s: string;
+  /** edge HOST:PORT */
+  e?: string;
+  /** edge CA pin */
+  p?: string;
+}
+
+export function enrollDevice(store: Store, name: string): Device {
+  if (!name.trim() || isUuid(name)) throw new OxyError('OXY_ERR_INVALID_NAME', 'A device name cannot be empty or a UUID.');
+  return store.write(() => {
+    if (store.devices.byLiveName(name)) throw new OxyError('OXY_ERR_DEVICE_EXISTS', `A device named ${name} is already enrolled.`);
+    const device: Device = { id: newId(), name, secret: randomBytes(32).toString('base64'), createdAt: nowRfc3339(), deletedAt: null };
+    store.devices.insert(device);
+    return device;
+  });
+}
+
+export const encodeDeviceToken = (t: DeviceToken): string => Buffer.from(JSON.stringify(t)).toString('base64');
+
+export function decodeDeviceToken(text: string): DeviceToken {
+  try {
+    const t = JSON.parse(Buffer.from(text.trim(), 'base64').toString('utf8')) as DeviceToken;
+    if (typeof t.a === 'string' && typeof t.d === 'string' && typeof t.s === 'string') return t;
+  } catch {
+    // fall through
+  }
+  throw new OxyError('OXY_ERR_INVALID_TOKEN', "Provided device token is not valid. Get one with: oxyctl warp enroll NAME");
+}

@@ -1,0 +1,46 @@
+import type { Db } from './db.js';
+
+export interface Device {
+  id: string;
+  name: string;
+  /** base64 of the device secret (32 bytes). */
+  secret: string;
+  createdAt: string;
+  deletedAt: string | null;
+}
+
+interface DeviceDbRow {
+  id: string;
+  name: string;
+  secret: string;
+  created_at: string;
+  deleted_at: string | null;
+}
+
+const toDevice = (r: DeviceDbRow): Device => ({ id: r.id, name: r.name, secret: r.secret, createdAt: r.created_at, deletedAt: r.deleted_at });
+
+export class DeviceRepository {
+  private readonly insertStmt;
+  private readonly byIdStmt;
+  private readonly byLiveNameStmt;
+
+  constructor(db: Db) {
+    this.insertStmt = db.prepare('INSERT INTO devices (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)');
+    this.byIdStmt = db.prepare<[string], DeviceDbRow>('SELECT * FROM devices WHERE id = ?');
+    this.byLiveNameStmt = db.prepare<[string], DeviceDbRow>('SELECT * FROM devices WHERE name = ? AND deleted_at IS NULL');
+  }
+
+  insert(d: Omit<Device, 'deletedAt'>): void {
+    this.insertStmt.run(d);
+  }
+
+  byId(id: string): Device | undefined {
+    const r = this.byIdStmt.get(id);
+    return r && toDevice(r);
+  }
+
+  byLiveName(name: string): Device | undefined {
+    const r = this.byLiveNameStmt.get(name);
+    return r && toDevice(r);
+  }
+}
