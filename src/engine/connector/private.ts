@@ -7,9 +7,10 @@ import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { RouteTable } from '../../core/route-table.js';
 import type { Logger } from '../observe/log.js';
-import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
+import { DatagramRecordParser, DatagramType, encodeDatagram, encodeDatagramRecord } from '../protocol/datagram.js';
+import { FlowDatagrams } from '../protocol/flow-datagrams.js';
 import { metaGet, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
-import type { TunnelStream } from '../transport/types.js';
+import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { WarpRouting } from './config.js';
 import { dialTcp } from './origin.js';
 import { PktinfoUdpSocket } from '../native/index.js';
@@ -33,13 +34,31 @@ export class PrivateOfframp {
     private readonly log: Logger,
   ) {}
 
+  #routesKnown = false;
+  #routesArrived: (() => void)[] = [];
+
   /** The routes the edge says this tunnel serves. */
   setRoutes(routes: { vnetId: string; network: string }[]): void {
     this.#routes = new RouteTable(routes.map((r, i) => ({ id: String(i), vnetId: r.vnetId, network: r.network, tunnelId: '' })));
+    this.#routesKnown = true;
+    for (const resolve of this.#routesArrived.splice(0)) resolve();
     this.log.debug({ routes: routes.length }, 'Updated the private routes this tunnel serves');
   }
 
-  #admit(header: StreamRequestHeader, stream: TunnelStream): { host: string; port: number } | undefined {
+  /**
+   * Over QUIC the control stream and a flow's stream are not ordered: the first flow can
+   * arrive before the edge's routes do. Wait for them (briefly) rather than refuse it.
+   */
+  async #routesReady(): Promise<void> {
+    if (this.#routesKnown) return;
+    await new Promise<void>((resolve) => {
+      this.#routesArrived.push(resolve);
+      setTimeout(resolve, 2000).unref();
+    });
+  }
+
+  async #admit(header: StreamRequestHeader, stream: TunnelStream): Promise<{ host: string; port: number } | undefined> {
+    await this.#routesReady();
     const dest = splitDestination(header.destination);
     const vnet = metaGet(header.metadata, 'Vnet') ?? '';
     const refuse = (status: number, why: string) => {
@@ -59,7 +78,7 @@ export class PrivateOfframp {
   }
 
   readonly handleTcp = async (header: StreamRequestHeader, stream: TunnelStream): Promise<void> => {
-    const dest = this.#admit(header, stream);
+    const dest = await this.#admit(header, stream);
     if (!dest) return;
     this.#active++;
     try {
@@ -77,6 +96,7 @@ export class PrivateOfframp {
   };
 
   #icmp = new Map<4 | 6, PktinfoUdpSocket>();
+  readonly #udpDatagrams = new FlowDatagrams();
   /** Echo flows waiting for replies: `${host}|${identifier}` → their stream. */
   #echoes = new Map<string, TunnelStream>();
 
@@ -86,7 +106,7 @@ export class PrivateOfframp {
    * with the device's identifier and sequence, replies with that identifier come back.
    */
   readonly handleIcmp = async (header: StreamRequestHeader, stream: TunnelStream): Promise<void> => {
-    const dest = this.#admit(header, stream);
+    const dest = await this.#admit(header, stream);
     if (!dest) return;
     const family = isIP(dest.host) === 6 ? 6 : 4;
     let socket: PktinfoUdpSocket;
@@ -146,24 +166,35 @@ export class PrivateOfframp {
     return socket;
   }
 
-  /** UDP over a stream: length-prefixed datagrams each way, one flow per stream. */
-  readonly handleUdp = async (header: StreamRequestHeader, stream: TunnelStream): Promise<void> => {
-    const dest = this.#admit(header, stream);
+  /**
+   * A UDP flow: one stream per flow frames its life; payloads go as QUIC DATAGRAM frames
+   * tagged with the edge's flow id when the connection has them, else as records on the stream.
+   */
+  readonly handleUdp = async (header: StreamRequestHeader, stream: TunnelStream, conn?: TunnelConnection): Promise<void> => {
+    const dest = await this.#admit(header, stream);
     if (!dest) return;
     this.#active++;
     const socket = createSocket(isIP(dest.host) === 6 ? 'udp6' : 'udp4');
+    const flowId = Number(metaGet(header.metadata, 'FlowId'));
+    const viaDatagrams = conn !== undefined && conn.supportsDatagrams && !conn.datagramsReliable && Number.isInteger(flowId) && flowId > 0;
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
         socket.connect(dest.port, dest.host, () => resolve());
       });
       writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
-      const parser = new DatagramRecordParser();
-      socket.on('message', (msg) => stream.write(encodeDatagramRecord(msg)));
       socket.on('error', (err) => this.log.debug({ err, dest: header.destination }, 'UDP flow error'));
-      stream.on('data', (chunk: Buffer) => {
-        for (const datagram of parser.push(chunk)) socket.send(datagram);
-      });
+      if (viaDatagrams) {
+        this.#udpDatagrams.attach(conn, flowId, (payload) => socket.send(payload));
+        socket.on('message', (msg) => conn.sendDatagram(encodeDatagram(DatagramType.UDP, flowId, msg)));
+        stream.resume();
+      } else {
+        const parser = new DatagramRecordParser();
+        socket.on('message', (msg) => stream.write(encodeDatagramRecord(msg)));
+        stream.on('data', (chunk: Buffer) => {
+          for (const datagram of parser.push(chunk)) socket.send(datagram);
+        });
+      }
       await new Promise<void>((resolve) => {
         stream.once('end', resolve);
         stream.once('close', resolve);
@@ -174,6 +205,7 @@ export class PrivateOfframp {
       writeResponseHeader(stream, { status: ResponseStatus.DIAL_FAILED, message: (err as Error).message, metadata: [] });
       stream.end();
     } finally {
+      if (viaDatagrams) this.#udpDatagrams.detach(conn, flowId);
       socket.close();
       this.#active--;
     }

@@ -9,11 +9,11 @@ import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
 import { decodeRequestHead, encodeResponseHead, headerValue, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
 import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
-import type { TunnelStream } from '../transport/types.js';
+import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
 
 /** Extra stream kinds (tcp/udp/ip-packets to private networks) plug in here. */
-export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream) => Promise<void>;
+export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream, conn?: TunnelConnection) => Promise<void>;
 
 export class StreamHandler {
   #active = 0;
@@ -35,10 +35,10 @@ export class StreamHandler {
     return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => (this.#idle = resolve));
   }
 
-  readonly handle = (stream: TunnelStream): void => {
+  readonly handle = (stream: TunnelStream, conn?: TunnelConnection): void => {
     this.#active++;
     stream.on('error', () => undefined);
-    this.#serve(stream)
+    this.#serve(stream, conn)
       .catch((err) => {
         this.log.debug({ err }, 'stream ended with an error');
         stream.destroy();
@@ -51,7 +51,7 @@ export class StreamHandler {
       });
   };
 
-  async #serve(stream: TunnelStream): Promise<void> {
+  async #serve(stream: TunnelStream, conn?: TunnelConnection): Promise<void> {
     const header = await readStreamHeader(stream, { expect: 'request', timeoutMs: 30_000 });
     if (!this.accepting) {
       refuse(stream, ResponseStatus.FORBIDDEN, 'The connector is shutting down');
@@ -60,7 +60,7 @@ export class StreamHandler {
     if (header.kind === 'http') return this.#http(stream, decodeRequestHead(header.metadata));
     if (header.kind === 'websocket') return this.#upgrade(stream, decodeRequestHead(header.metadata));
     const extra = this.extraKinds[header.kind];
-    if (extra) return extra(header, stream);
+    if (extra) return extra(header, stream, conn);
     refuse(stream, ResponseStatus.BAD_REQUEST, `This connector does not serve '${header.kind}' streams`);
   }
 

@@ -91,9 +91,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           features: this.o.features,
         });
         Object.assign(slot, { control: reg.control, connectionId: reg.connectionId, registered: true });
-        if (this.o.onControlMessage) reg.control.on('message', (m) => this.o.onControlMessage!(m, connIndex));
+        if (this.o.onControlMessage) {
+          reg.control.on('message', (m) => this.o.onControlMessage!(m, connIndex));
+          if (reg.control.latestRoutes) this.o.onControlMessage(reg.control.latestRoutes, connIndex);
+        }
         failures = 0;
-        slot.conn.onStream(this.o.handler.handle);
+        const conn = slot.conn;
+        conn.onStream((stream) => this.o.handler.handle(stream, conn));
         this.o.log.info(
           { connIndex, connection: reg.connectionId, event: 0, ip: slot.conn.remoteAddress, location: reg.location, protocol: slot.conn.protocol },
           'Registered tunnel connection',

@@ -10,7 +10,8 @@
 import type { Socket } from 'node:net';
 import { Counter } from 'prom-client';
 import { buildIcmp, buildIcmpUnreachable, formatAddress, parsePacket, PacketView, TransportKind } from '../packet/index.js';
-import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
+import { DatagramRecordParser, DatagramType, encodeDatagram, encodeDatagramRecord } from '../protocol/datagram.js';
+import { FlowDatagrams } from '../protocol/flow-datagrams.js';
 import { GueOnRamp, IpEdge, SeqpacketOnRamp, type UdpFlow } from './ip/index.js';
 import type { Flow } from '../flow/index.js';
 import type { Logger } from '../observe/log.js';
@@ -56,6 +57,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   };
 
   let sendToClient: (flow: Flow<Routed>, packet: Buffer) => void = () => undefined;
+  const udpDatagrams = new FlowDatagrams();
   const echoes = new EchoRelay(edge, log, (flow, packet) => sendToClient(flow, packet));
   // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
   const flows: FlowContexts = new WeakMap();
@@ -109,23 +111,32 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       const flow = udp.flow;
       const { vnetId } = flow.decision.route!;
       const pending: Buffer[] = [];
-      let stream: NodeJS.WritableStream | undefined;
+      let send: ((payload: Buffer) => void) | undefined;
       udp.onDatagram = (payload) => {
-        if (stream) stream.write(encodeDatagramRecord(payload));
+        if (send) send(payload);
         else if (pending.length < 64) pending.push(Buffer.from(payload));
       };
+      const flowId = udpDatagrams.nextId();
       edge.egress
-        .open('udp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]])
-        .then(({ stream: s }) => {
-          stream = s;
-          for (const p of pending.splice(0)) s.write(encodeDatagramRecord(p));
-          const parser = new DatagramRecordParser();
-          s.on('data', (chunk: Buffer) => {
-            for (const d of parser.push(chunk)) udp.send(d);
-          });
-          s.on('error', () => udp.close());
-          s.on('end', () => udp.close());
-          udp.onEnd = () => s.end();
+        .open('udp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant], ['FlowId', String(flowId)]])
+        .then(({ stream, conn }) => {
+          // QUIC: payloads ride DATAGRAM frames (lossy, like UDP); the stream only frames the
+          // flow's life. HTTP/2: payloads are records on the stream.
+          if (conn.supportsDatagrams && !conn.datagramsReliable) {
+            udpDatagrams.attach(conn, flowId, (payload) => udp.send(payload));
+            send = (payload) => void conn.sendDatagram(encodeDatagram(DatagramType.UDP, flowId, payload));
+            stream.once('close', () => udpDatagrams.detach(conn, flowId));
+          } else {
+            send = (payload) => void stream.write(encodeDatagramRecord(payload));
+            const parser = new DatagramRecordParser();
+            stream.on('data', (chunk: Buffer) => {
+              for (const d of parser.push(chunk)) udp.send(d);
+            });
+          }
+          for (const p of pending.splice(0)) send(p);
+          stream.on('error', () => udp.close());
+          stream.on('end', () => udp.close());
+          udp.onEnd = () => stream.end();
         })
         .catch((err: Error) => {
           log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private UDP flow failed');

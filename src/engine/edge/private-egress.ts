@@ -8,7 +8,7 @@ import { OxyError } from '../../core/errors.js';
 import { parseIp } from '../../core/cidr.js';
 import type { DetailedRoute } from '../../store/index.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader, type Metadata } from '../protocol/stream-header.js';
-import type { TunnelStream } from '../transport/types.js';
+import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 
@@ -43,7 +43,7 @@ export class PrivateEgress {
    * the connector has connected. Rejects with OXY_ERR_NO_ROUTE, OXY_ERR_NO_CONNECTOR or
    * OXY_ERR_DIAL_FAILED (the connector's reason in the message).
    */
-  async open(kind: 'tcp' | 'udp' | 'ip-packets', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute }> {
+  async open(kind: 'tcp' | 'udp' | 'ip-packets', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute; conn: TunnelConnection }> {
     const address = parseIp(ip).address;
     const route = this.route(vnetId, address);
     if (!route) throw new OxyError(ERR_NO_ROUTE, `No route matches the IP ${address} in virtual network ${vnetId}`);
@@ -62,6 +62,6 @@ export class PrivateEgress {
       stream.destroy();
       throw new OxyError(ERR_DIAL_FAILED, `Tunnel ${route.tunnelName} could not reach ${formatHostPort(address, port)}: ${answer.message}`);
     }
-    return { stream, route };
+    return { stream, route, conn: live.conn };
   }
 }

@@ -212,6 +212,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   peerDrainReason: string | undefined;
   /** We announced our own drain. */
   localDraining = false;
+  /**
+   * The last `routes` message: it can arrive in the same read as `registered`, before the
+   * receiver had a chance to listen for it, so it is kept for late listeners.
+   */
+  latestRoutes: RoutesMessage | undefined;
 
   private readonly parser: ControlFrameParser;
   private readonly backlog: ControlMessage[] = [];
@@ -315,6 +320,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         this.peerDrainReason = message.reason;
         this.emit('drain', message.reason);
       }
+      if (message.type === 'routes') this.latestRoutes = message;
       this.emit('message', message);
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve(message);

@@ -136,8 +136,10 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     daemons.push(edgeRun);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
-    for (const [dc, n, tunnel] of [[dc1, 1, 'tunnel-fra'], [dc2, 2, 'tunnel-syd']] as const) {
-      const c = oxyIn(dc, ['tunnel', 'run', '--protocol', 'http2', '--edge', `198.18.${n}.1:7844`, '--config', config, '--ha-connections', '2', tunnel]);
+    // Data centre 1 connects over HTTP/2, data centre 2 over QUIC: UDP payloads travel as
+    // stream records on one and as QUIC DATAGRAM frames on the other.
+    for (const [dc, n, tunnel, protocol] of [[dc1, 1, 'tunnel-fra', 'http2'], [dc2, 2, 'tunnel-syd', 'quic']] as const) {
+      const c = oxyIn(dc, ['tunnel', 'run', '--protocol', protocol, '--edge', `198.18.${n}.1:7844`, '--config', config, '--ha-connections', '2', tunnel]);
       await c.waitFor(/Registered tunnel connection connIndex=1 /);
       daemons.push(c);
     }
