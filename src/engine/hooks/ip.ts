@@ -18,7 +18,7 @@ import type net from 'node:net';
 import type { Flow } from '../flow/flow.js';
 import type { FlowDecision, FlowVerdict } from '../flow/types.js';
 import type { IpEdge, IpEdgeOptions } from '../edge/ip/edge.js';
-import type { IpSession } from '../edge/ip/edge.js';
+import type { IpSession, UdpFlow } from '../edge/ip/edge.js';
 import { PacketView, flowKey, formatAddress, parsePacket } from '../packet/index.js';
 import type { Egress } from './egress.js';
 import type { HookConnection, HookRunner } from './runner.js';
@@ -34,7 +34,7 @@ export type FlowContexts = WeakMap<Flow<unknown>, FlowHookState>;
 
 /** Whether any hook that concerns IP flows is implemented. */
 export function hasIpHooks(r: HookRunner): boolean {
-  return Boolean(r.handleFlow || r.handlePacket || r.ingressConnection || r.ingressClose || egressHooked(r));
+  return Boolean(r.handleFlow || r.handlePacket || r.ingressConnection || r.ingressClose || r.udpConnect || egressHooked(r));
 }
 
 const egressHooked = (r: HookRunner) => Boolean(r.egressConnection || r.upstreamIps || r.tcpConnect || r.established || r.appTunnelPipeline);
@@ -73,7 +73,7 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
     flows.set(flow as Flow<unknown>, { conn, redirect: action?.action === 'redirect' ? action.to : undefined });
     if (action?.action === 'pass') return 'forward';
     // upgrade / redirect / no opinion: the edge's routing decides, unless the egress hooks will.
-    // Egress hooks take TCP flows only (UDP egress through them is not wired yet).
+    // TCP flows may go through the egress pipeline; UDP flows meet egress.udpConnectOverride once upgraded.
     if (flow.protocol === 6 && (viaEgress || action?.action === 'redirect')) return action || !baseDecide ? 'upgrade' : baseDecide(flow, packet);
     return baseDecide ? baseDecide(flow, packet) : 'upgrade';
   };
@@ -114,10 +114,40 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
     })();
   };
 
+  const baseUdp = base.onUdpFlow;
+  /** UDP flows: `egress.udpConnectOverride` may hand back its own association; else the engine's. */
+  const onUdpFlow = (udp: UdpFlow<R>): void => {
+    const state = flows.get(udp.flow as Flow<unknown>);
+    if (!state || !r.udpConnect) return baseUdp ? baseUdp(udp) : void (udp.onDatagram = (p) => udp.send(p));
+    const { conn } = state;
+    const pending: Buffer[] = [];
+    udp.onDatagram = (payload) => void (pending.length < 64 && pending.push(Buffer.from(payload)));
+    const target = state.redirect ?? conn.local;
+    void (async () => {
+      try {
+        const assoc = await r.call(conn, 'egress.udpConnectOverride', r.udpConnect!, target, conn as HookContext<unknown>);
+        if (!assoc) {
+          if (baseUdp) baseUdp(udp);
+          else udp.onDatagram = (p) => udp.send(p);
+          for (const p of pending.splice(0)) udp.onDatagram?.(p, udp);
+          return;
+        }
+        assoc.onMessage((payload) => udp.send(payload));
+        udp.onDatagram = (payload) => assoc.send(Buffer.from(payload));
+        udp.onEnd = () => assoc.close();
+        for (const p of pending.splice(0)) assoc.send(p);
+      } catch (err) {
+        r.failed(conn, err, 'IP flow failed');
+        udp.close();
+      }
+    })();
+  };
+
   return {
     ...base,
     decideFlow,
     onTcpStream,
+    onUdpFlow,
     onFlowEnd(flow, reason) {
       const state = flows.get(flow as Flow<unknown>);
       if (state) {
