@@ -1,9 +1,11 @@
 /**
  * The edge's IP path joined to the tunnels (the product's main path): IP packets from
- * devices (SEQPACKET connected IP tunnels, GUE) become flows; each new flow is routed by
- * longest prefix on (vnet, destination) to the tunnel that serves it; TCP flows are
- * upgraded through the kernel and carried as `tcp` streams to a connector of that tunnel,
- * UDP flows as `udp` streams. No route, or a route whose tunnel has no live connector:
+ * devices (SEQPACKET connected IP tunnels, GUE, devices on other hosts over the tunnel
+ * transport) become flows; each new flow is routed by longest prefix on (vnet, destination)
+ * to the tunnel that serves it; TCP flows are upgraded through the kernel and carried as
+ * `tcp` streams to a connector of that tunnel, UDP flows as `udp` streams (payloads as QUIC
+ * DATAGRAM frames where the connection has them), pings as ICMP messages on `ip-packets`
+ * streams. No route, or a route whose tunnel has no live connector:
  * the device gets an ICMP destination unreachable at once, not a hang. A flow keeps the
  * route it was given until it ends, whatever the store does meanwhile.
  */
