@@ -38,3 +38,19 @@ export function decodeDeviceToken(text: string): DeviceToken {
   }
   throw new OxyError('OXY_ERR_INVALID_TOKEN', "Provided device token is not valid. Get one with: oxyctl warp enroll NAME");
 }
+
+/** An enrolled device by ID or live name. */
+export function resolveDevice(store: Store, ref: string): Device {
+  const device = isUuid(ref) ? store.devices.byId(ref.toLowerCase()) : store.devices.byLiveName(ref);
+  if (!device || device.deletedAt) throw new OxyError('OXY_ERR_DEVICE_NOT_FOUND', `${ref} is neither the ID nor the name of any enrolled device`);
+  return device;
+}
+
+/** Revokes a device: its token stops working at its next registration with the edge. */
+export function revokeDevice(store: Store, ref: string): Device {
+  return store.write(() => {
+    const device = resolveDevice(store, ref);
+    store.devices.softDelete(device.id, nowRfc3339());
+    return store.devices.byId(device.id)!;
+  });
+}

@@ -23,11 +23,23 @@ export class DeviceRepository {
   private readonly insertStmt;
   private readonly byIdStmt;
   private readonly byLiveNameStmt;
+  private readonly listStmt;
+  private readonly deleteStmt;
 
   constructor(db: Db) {
     this.insertStmt = db.prepare('INSERT INTO devices (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)');
     this.byIdStmt = db.prepare<[string], DeviceDbRow>('SELECT * FROM devices WHERE id = ?');
     this.byLiveNameStmt = db.prepare<[string], DeviceDbRow>('SELECT * FROM devices WHERE name = ? AND deleted_at IS NULL');
+    this.listStmt = db.prepare<[number], DeviceDbRow>('SELECT * FROM devices WHERE (? = 1 OR deleted_at IS NULL) ORDER BY created_at, rowid');
+    this.deleteStmt = db.prepare('UPDATE devices SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL');
+  }
+
+  list(showDeleted = false): Device[] {
+    return this.listStmt.all(showDeleted ? 1 : 0).map(toDevice);
+  }
+
+  softDelete(id: string, at: string): void {
+    this.deleteStmt.run(at, id);
   }
 
   insert(d: Omit<Device, 'deletedAt'>): void {

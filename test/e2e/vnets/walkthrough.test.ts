@@ -208,5 +208,9 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     forged.s = Buffer.alloc(32, 7).toString('base64');
     const bad = oxyIn(remote, ['warp', 'connect', '--token', Buffer.from(JSON.stringify(forged)).toString('base64'), '--protocol', 'http2', '--route', '198.18.0.0/24', '--tun', 'oxyrem1']);
     await bad.waitFor(/Unauthorized: Invalid tunnel secret/);
+    // A revoked device is refused at its next registration.
+    await oxyOk(home, ['warp', 'revoke', '--yes', 'laptop']);
+    const revoked = oxyIn(remote, ['warp', 'connect', '--token', token, '--protocol', 'http2', '--route', '198.18.0.0/24', '--tun', 'oxyrem2']);
+    await revoked.waitFor(/Unauthorized: Invalid tunnel secret/);
   });
 });
