@@ -88,15 +88,19 @@ export function readCredentialsFile(path: string): TunnelCredentials {
 
 export const encodeToken = (token: TunnelToken): string => Buffer.from(JSON.stringify(token)).toString('base64');
 
-export function decodeToken(text: string): TunnelToken {
+/** base64 of a JSON object whose named fields must be strings (tunnel and device tokens). */
+export function decodeBase64Token<T>(text: string, requiredStrings: readonly string[], invalid: string): T {
   try {
-    const token = JSON.parse(Buffer.from(text.trim(), 'base64').toString('utf8')) as TunnelToken;
-    if (typeof token.a === 'string' && typeof token.s === 'string' && typeof token.t === 'string') return token;
+    const token = JSON.parse(Buffer.from(text.trim(), 'base64').toString('utf8')) as Record<string, unknown>;
+    if (token && requiredStrings.every((k) => typeof token[k] === 'string')) return token as T;
   } catch {
     // fall through to the error below
   }
-  throw new OxyError('OXY_ERR_INVALID_TOKEN', 'Provided Tunnel token is not valid. Get a new one with: oxyctl tunnel token TUNNEL');
+  throw new OxyError('OXY_ERR_INVALID_TOKEN', invalid);
 }
+
+export const decodeToken = (text: string): TunnelToken =>
+  decodeBase64Token<TunnelToken>(text, ['a', 's', 't'], 'Provided Tunnel token is not valid. Get a new one with: oxyctl tunnel token TUNNEL');
 
 export const tokenToCredentials = (token: TunnelToken): TunnelCredentials => ({
   AccountTag: token.a,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { OxyError } from './errors.js';
 import { isUuid, newId, nowRfc3339 } from './common.js';
+import { decodeBase64Token } from './credentials.js';
 import type { Device, Store } from '../store/index.js';
 
 /** What `warp connect --token` needs on another host: who it is, its secret, and the edge. */
@@ -29,15 +30,8 @@ export function enrollDevice(store: Store, name: string): Device {
 
 export const encodeDeviceToken = (t: DeviceToken): string => Buffer.from(JSON.stringify(t)).toString('base64');
 
-export function decodeDeviceToken(text: string): DeviceToken {
-  try {
-    const t = JSON.parse(Buffer.from(text.trim(), 'base64').toString('utf8')) as DeviceToken;
-    if (typeof t.a === 'string' && typeof t.d === 'string' && typeof t.s === 'string') return t;
-  } catch {
-    // fall through
-  }
-  throw new OxyError('OXY_ERR_INVALID_TOKEN', "Provided device token is not valid. Get one with: oxyctl warp enroll NAME");
-}
+export const decodeDeviceToken = (text: string): DeviceToken =>
+  decodeBase64Token<DeviceToken>(text, ['a', 'd', 's'], 'Provided device token is not valid. Get one with: oxyctl warp enroll NAME');
 
 /** An enrolled device by ID or live name. */
 export function resolveDevice(store: Store, ref: string): Device {
