@@ -14,6 +14,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
+import { setns } from '../../src/engine/native/index.js';
 
 const live = new Set<TestNetns>();
 let exitHookInstalled = false;
@@ -118,4 +119,19 @@ export function useNetns(prefix?: string, setup?: (ns: TestNetns) => void): () =
     if (!ns) throw new Error('namespace not created yet (use it inside tests or hooks)');
     return ns;
   };
+}
+
+/**
+ * Runs an async `fn` with the main thread inside the namespace `target` (an fd from
+ * openNetns), switching back to `home` when it settles. Unlike withNetns this spans awaits:
+ * everything the process does meanwhile happens in `target`, which is safe only because each
+ * test file runs in its own process.
+ */
+export async function insideNetnsAsync<T>(target: number, home: number, fn: () => Promise<T>): Promise<T> {
+  setns(target);
+  try {
+    return await fn();
+  } finally {
+    setns(home);
+  }
 }

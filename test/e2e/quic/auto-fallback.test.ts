@@ -4,12 +4,12 @@
 // test (sockets are created lazily by Node's TCP stack), and always switches back.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
-import { closeFd, currentNetns, openNetns, setns } from '../../../src/engine/native/index.js';
+import { closeFd, currentNetns, openNetns } from '../../../src/engine/native/index.js';
 import { dialAuto, type AutoProtocolState } from '../../../src/engine/transport/auto.js';
 import { dialHttp2Tunnel, Http2TunnelListener } from '../../../src/engine/transport/http2/index.js';
 import { dialQuic, listenQuic, type QuicListener } from '../../../src/engine/transport/quic/index.js';
 import type { TunnelConnection } from '../../../src/engine/transport/types.js';
-import { TestNetns } from '../../helpers/netns.js';
+import { insideNetnsAsync, TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { collect, echo } from '../../unit/quic/support.js';
 
@@ -22,15 +22,7 @@ privilegedDescribe('--protocol auto falls back to HTTP/2 when UDP to the edge is
   let h2Listener: Http2TunnelListener | undefined;
   let port = 0;
 
-  /** Runs `fn` with the main thread inside the test namespace. */
-  async function inside<T>(fn: () => Promise<T>): Promise<T> {
-    setns(target);
-    try {
-      return await fn();
-    } finally {
-      setns(home);
-    }
-  }
+  const inside = <T>(fn: () => Promise<T>): Promise<T> => insideNetnsAsync(target, home, fn);
 
   beforeAll(async () => {
     id = await createEdgeIdentity({ ips: ['127.0.0.1'] });

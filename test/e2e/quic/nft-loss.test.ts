@@ -3,9 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
-import { closeFd, currentNetns, openNetns, setns } from '../../../src/engine/native/index.js';
+import { closeFd, currentNetns, openNetns } from '../../../src/engine/native/index.js';
 import { dialQuic, listenQuic, type QuicListener } from '../../../src/engine/transport/quic/index.js';
-import { TestNetns } from '../../helpers/netns.js';
+import { insideNetnsAsync, TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { collect, echo, sha256 } from '../../unit/quic/support.js';
 
@@ -16,14 +16,7 @@ privilegedDescribe('QUIC under 1% nftables loss (network namespace)', () => {
   let target = -1;
   let listener: QuicListener | undefined;
 
-  async function inside<T>(fn: () => Promise<T>): Promise<T> {
-    setns(target);
-    try {
-      return await fn();
-    } finally {
-      setns(home);
-    }
-  }
+  const inside = <T>(fn: () => Promise<T>): Promise<T> => insideNetnsAsync(target, home, fn);
 
   beforeAll(async () => {
     id = await createEdgeIdentity({ ips: ['127.0.0.1'] });
