@@ -20,7 +20,7 @@ import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
-import { attachPacketHook, withIpHooks, type FlowContexts } from '../hooks/index.js';
+import { attachPacketHook, withIpHooks, type FlowContexts, type IpOffRamp } from '../hooks/index.js';
 
 export interface IpPathOptions {
   edge: EdgeServer;
@@ -164,6 +164,28 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     stream.once('end', end);
     stream.once('close', end);
   };
+  // The vnet off-ramp (`downgrade` egress toward the edge's own network): a stream the hooks
+  // took over leaves as IP packets that come back in here in a scope of their own (tenant,
+  // vnet, reentry), are routed like a device's flows without the hooks, and reach the tunnel
+  // that serves the destination. One session per (tenant, vnet).
+  const offRamps = new Map<string, { offRamp: IpOffRamp; session: { close(): void } }>();
+  edge.vnetOffRamp = (tenant, vnet) => {
+    const key = `${tenant}\u0000${vnet}`;
+    let entry = offRamps.get(key);
+    if (!entry) {
+      let toDowngrader: (packet: Buffer) => void = () => undefined;
+      const session = anyEdge.openSession({ tenant, vnet, reentry: true }, (packet) => toDowngrader(packet));
+      const offRamp: IpOffRamp = {
+        send(packet) {
+          session.clock();
+          session.receive(packet);
+        },
+        onPacket: (receive) => void (toDowngrader = receive),
+      };
+      offRamps.set(key, (entry = { offRamp, session }));
+    }
+    return entry.offRamp;
+  };
   const gue = o.gueListen ? await GueOnRamp.listen(anyEdge, splitHostPort(o.gueListen)) : undefined;
   if (seqpacket) log.info({ path: o.seqpacketPath }, 'IP tunnel on-ramp ready (SEQPACKET)');
   if (gue) log.info({ address: o.gueListen }, 'IP tunnel on-ramp ready (GUE)');
@@ -171,6 +193,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     ipEdge,
     close: async () => {
       edge.deviceStreams = undefined;
+      edge.vnetOffRamp = undefined;
+      for (const { session } of offRamps.values()) session.close();
       seqpacket?.close();
       gue?.close();
       ipEdge.close();

@@ -3,7 +3,7 @@ import type { Logger } from '../observe/log.js';
 import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from './identity-files.js';
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
-import { loadHooks, type HookRunner } from '../hooks/index.js';
+import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';
 import { startIpPath } from './ip-path.js';
 
 export interface RunEdgeOptions {
@@ -40,7 +40,9 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   const identity = loadEdgeIdentity(o.home);
   // Connections a previous run recorded are gone with it.
   o.store.tunnels.forgetConnectionsAt(o.location);
-  const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks }) : o.hooks;
+  let edgeRef: EdgeServer | undefined;
+  const vnetOffRamp = (ctx: HookContext) => edgeRef?.vnetOffRamp?.(ctx.tenant ?? edgeRef.view.accountTag, ctx.vnet ?? '');
+  const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
   const edge = new EdgeServer({
     store: o.store,
     log: o.log,
@@ -56,6 +58,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     hooks,
     home: o.home,
   });
+  edgeRef = edge;
   await edge.start();
   if (o.ipTunnelListen || o.gueListen) {
     const ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits });

@@ -21,7 +21,8 @@ import { StoreView } from './store-view.js';
 import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
 import { ConnectProxy } from './connect-proxy.js';
-import { Egress, HookRunner, VnetResolver, saveHooksState } from '../hooks/index.js';
+import { Egress, HookRunner, VnetResolver, saveHooksState, type IpOffRamp } from '../hooks/index.js';
+import { TcpDowngrader } from '../netns/downgrader.js';
 
 export interface TunnelListener {
   protocol: string;
@@ -79,7 +80,7 @@ export class EdgeServer {
     this.view = new StoreView(o.store, o.storePollMs);
     this.egress = new PrivateEgress(this.view, this.registry);
     this.hooks = o.hooks ?? HookRunner.none(o.log);
-    this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: new VnetResolver(this.view) });
+    this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: new VnetResolver(this.view), downgrader: () => this.#downgrader() });
     // Connectors learn route changes made with the CLI as soon as the view reloads.
     this.view.on('reload', () => {
       for (const [live, control] of this.#controls) this.#sendRoutes(live, control);
@@ -165,6 +166,29 @@ export class EdgeServer {
     this.#connectionsGauge.set(this.registry.size);
     this.view.forgetConnection(live.id);
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
+  }
+
+  /**
+   * The edge's own IP network of (tenant, vnet) as an off-ramp for `downgrade` egress (set by
+   * the IP path; hooks reach it as `settings.vnetOffRamp(ctx)`).
+   */
+  vnetOffRamp?: (tenant: string, vnet: string) => IpOffRamp;
+
+  #downgraderPromise?: Promise<TcpDowngrader>;
+
+  /** The TCP downgrader for `downgrade` egress, in a namespace of its own; made on first use. */
+  #downgrader(): Promise<TcpDowngrader> {
+    this.#downgraderPromise ??= TcpDowngrader.create().then(
+      (d) => {
+        this.onStop(() => d.close());
+        return d;
+      },
+      (err: Error) => {
+        this.#downgraderPromise = undefined;
+        throw err;
+      },
+    );
+    return this.#downgraderPromise;
   }
 
   /** Handles `ip-packets` streams of an enrolled device (warp connect --token); set by the IP path. */

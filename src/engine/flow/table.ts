@@ -105,9 +105,9 @@ export class FlowTable<R = unknown> {
     return (this.now = Date.now());
   }
 
-  /** The scope for a context: interned by (tenant, vnet), so sessions of the same vnet share flows. */
+  /** The scope for a context: interned by (tenant, vnet, reentry), so sessions of the same vnet share flows. */
   scope(context: IpContext): FlowScope {
-    const name = `${context.tenant}\u0000${context.vnet}`;
+    const name = `${context.tenant}\u0000${context.vnet}${context.reentry ? '\u0000reentry' : ''}`;
     let scope = this.scopes.get(name);
     if (!scope) {
       let tenant = this.tenants.get(context.tenant);

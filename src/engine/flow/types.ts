@@ -15,6 +15,12 @@ export interface IpContext {
   tenant: string;
   /** Virtual network; '' means the tenant's default. */
   vnet: string;
+  /**
+   * Packets a `downgrade` egress put back into the edge's own IP network (the vnet
+   * off-ramp): their flows live in a scope of their own, apart from the client flows they
+   * carry the tuples of, and the IP-flow hooks do not see them again.
+   */
+  reentry?: boolean;
   [field: string]: unknown;
 }
 

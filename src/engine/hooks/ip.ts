@@ -47,6 +47,8 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
   const viaEgress = egress !== undefined && egressHooked(r);
 
   const decideFlow = (flow: Flow<R>, packet: PacketView): FlowDecision<R> | FlowVerdict => {
+    // A stream the hooks already had, downgraded back into the edge's network: route it.
+    if (flow.scope.context.reentry) return baseDecide ? baseDecide(flow, packet) : 'upgrade';
     const src = { address: formatAddress(flow.src), port: flow.srcPort };
     const dst = { address: formatAddress(flow.dst), port: flow.dstPort };
     let conn: HookConnection | undefined;

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { ERR_HOOKS_MODULE, HookRunner, type HookTrace } from './runner.js';
-import type { Hooks, HookSettings } from './types.js';
+import type { HookContext, Hooks, HookSettings, IpOffRamp } from './types.js';
 
 /** Hook names per family: anything else in a module's hooks is a mistake worth an error. */
 export const HOOK_FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -58,6 +58,8 @@ export interface LoadHooksOptions {
   location: string;
   log: Logger;
   trace?: boolean | HookTrace;
+  /** The edge's vnet off-ramp for (the tenant and vnet of) a connection, once the IP path runs. */
+  vnetOffRamp?: (ctx: HookContext) => IpOffRamp | undefined;
 }
 
 /** Imports `path` (relative to the working directory), runs its start() and returns the runner. */
@@ -77,7 +79,12 @@ export async function loadHooks(path: string, o: LoadHooksOptions): Promise<Hook
     parentState = JSON.parse(readFileSync(statePath, 'utf8'));
     rmSync(statePath, { force: true });
   }
-  const settings: HookSettings = { module: path, home: o.home, location: o.location, log: o.log.child({ hooks: path }) };
+  const vnetOffRamp = (ctx: HookContext): IpOffRamp => {
+    const offRamp = o.vnetOffRamp?.(ctx);
+    if (!offRamp) throw new Error('settings.vnetOffRamp needs the edge IP path: start the edge with --ip-tunnel-listen or --gue-listen');
+    return offRamp;
+  };
+  const settings: HookSettings = { module: path, home: o.home, location: o.location, log: o.log.child({ hooks: path }), vnetOffRamp };
   let hooks: unknown;
   try {
     hooks = await (start as (s: HookSettings, p: unknown) => unknown)(settings, parentState);

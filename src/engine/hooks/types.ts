@@ -438,6 +438,14 @@ export interface HookSettings {
   location: string;
   /** A logger for the application (`hooks=<module>`). */
   log: Logger;
+  /**
+   * The edge's own IP network as an off-ramp for `downgrade` egress: the stream leaves as IP
+   * packets with the client's tuple, which enter the edge's IP routing in the connection's
+   * tenant and vnet (the IP-flow hooks do not see them again) and follow the route to the
+   * tunnel that serves the destination. Needs the edge's IP path (`--ip-tunnel-listen` or
+   * `--gue-listen`); throws otherwise.
+   */
+  vnetOffRamp(ctx: HookContext): IpOffRamp;
 }
 
 /** The contract of a `--hooks` module: `export async function start(settings, parentState) { return { … } }`. */

@@ -7,7 +7,7 @@
  *   device ns ──(SEQPACKET, a file path)── edge ns ──veth 198.18.1.0/30── dc1 ns (connector, host 198.18.0.10 "dc1")
  *                                                  └─veth 198.18.2.0/30── dc2 ns (connector, host 198.18.0.10 "dc2")
  */
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,30 +15,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, oxyOk, tempHome } from '../../helpers/cli.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
+import { NsProcess } from '../../helpers/vnet-site.js';
 
 const run = promisify(execFile);
-
-/** A process in a namespace whose output can be awaited. */
-class NsProcess {
-  output = '';
-  constructor(readonly child: ChildProcess) {
-    child.stdout?.on('data', (d) => (this.output += d));
-    child.stderr?.on('data', (d) => (this.output += d));
-  }
-  async waitFor(re: RegExp, timeoutMs = 20_000): Promise<void> {
-    const t0 = Date.now();
-    while (!re.test(this.output)) {
-      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${re}:\n${this.output}`);
-      if (this.child.exitCode !== null) throw new Error(`exited ${this.child.exitCode} before ${re}:\n${this.output}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill('SIGTERM');
-    await new Promise((r) => this.child.once('exit', r));
-  }
-}
 
 /** A host at 198.18.0.10 (plus any extra address) answering HTTP and UDP with its name. */
 const HOST_SERVER = `

@@ -1,0 +1,108 @@
+/**
+ * One private site behind the edge, for tests of the edge's IP path with real processes:
+ * an edge namespace running `oxyctl edge run` (extra flags: e.g. --hooks), a data-centre
+ * namespace with a connector of tunnel "site" that serves 198.18.0.0/24 in vnet "site"
+ * (host 198.18.0.10 on its lo), and a device namespace whose traffic to that range goes
+ * to the edge through `oxyctl warp connect`. Every host is a namespace made and deleted here.
+ *
+ *   device ns ──(SEQPACKET, a file path)── edge ns ──veth 198.18.1.0/30── dc ns (connector, host 198.18.0.10)
+ */
+import { execFile, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, oxyOk, tempHome } from './cli.js';
+import { TestNetns } from './netns.js';
+
+/** A process in a namespace whose output can be awaited. */
+export class NsProcess {
+  output = '';
+  constructor(readonly child: ChildProcess) {
+    child.stdout?.on('data', (d) => (this.output += d));
+    child.stderr?.on('data', (d) => (this.output += d));
+  }
+
+  async waitFor(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const t0 = Date.now();
+    for (;;) {
+      const m = this.output.match(re);
+      if (m) return m;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${re}:\n${this.output}`);
+      if (this.child.exitCode !== null) throw new Error(`exited ${this.child.exitCode} before ${re}:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    await new Promise((r) => this.child.once('exit', r));
+  }
+}
+
+export interface VnetSite {
+  home: string;
+  edgeNs: TestNetns;
+  dc: TestNetns;
+  device: TestNetns;
+  edge: NsProcess;
+  connector: NsProcess;
+  warp: NsProcess;
+  /** Runs a command in the device namespace; never throws on its exit code. */
+  inDevice(command: string, args: string[], options?: { input?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Starts a long-running process in a namespace; stopped by close(). */
+  spawnIn(ns: TestNetns, command: string, args: string[]): NsProcess;
+  close(): Promise<void>;
+}
+
+export async function startVnetSite(o: { edgeArgs?: string[]; protocol?: 'http2' | 'quic' } = {}): Promise<VnetSite> {
+  const { home, cleanup } = tempHome();
+  const spaces: TestNetns[] = [];
+  const procs: NsProcess[] = [];
+  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
+  const spawnIn = (ns: TestNetns, command: string, args: string[]) => {
+    const p = new NsProcess(ns.spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    procs.push(p);
+    return p;
+  };
+  const close = async () => {
+    await Promise.all(procs.reverse().map((p) => p.stop()));
+    for (const ns of spaces) ns.delete();
+    cleanup();
+  };
+  try {
+    const socketPath = join(home, 'ip-tunnel.sock');
+    const edgeNs = TestNetns.create('oxyedge');
+    const dc = TestNetns.create('oxydc');
+    const device = TestNetns.create('oxydev');
+    spaces.push(edgeNs, dc, device);
+    edgeNs.veth('to-dc', dc, 'to-edge');
+    edgeNs.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc');
+    dc.ip('addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
+    dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
+
+    await oxyOk(home, ['vnet', 'add', '--default', 'site', 'the private site']);
+    await oxyOk(home, ['tunnel', 'create', 'site']);
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
+    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
+    const edge = spawnIn(edgeNs, process.execPath, [BIN, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', socketPath, ...(o.edgeArgs ?? [])]);
+    await edge.waitFor(/IP tunnel on-ramp ready/);
+    const config = join(home, 'connector.yml');
+    writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
+    const connector = spawnIn(dc, process.execPath, [BIN, 'tunnel', 'run', '--protocol', o.protocol ?? 'http2', '--edge', '198.18.1.1:7844', '--config', config, '--ha-connections', '1', 'site']);
+    await connector.waitFor(/Registered tunnel connection connIndex=0 /);
+    const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, '--route', '198.18.0.0/24']);
+    await warp.waitFor(/Connected to the edge/);
+    const inDevice: VnetSite['inDevice'] = (command, args, opts = {}) =>
+      new Promise((resolve) => {
+        const child = execFile('ip', ['netns', 'exec', device.name, command, ...args], { timeout: opts.timeoutMs ?? 20_000, encoding: 'utf8' }, (err, stdout, stderr) =>
+          resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0, stdout, stderr }),
+        );
+        if (opts.input !== undefined) child.stdin?.end(opts.input);
+        else child.stdin?.end();
+      });
+    return { home, edgeNs, dc, device, edge, connector, warp, inDevice, spawnIn, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
