@@ -54,7 +54,7 @@ export interface VnetSite {
   close(): Promise<void>;
 }
 
-export async function startVnetSite(o: { edgeArgs?: string[]; protocol?: 'http2' | 'quic' } = {}): Promise<VnetSite> {
+export async function startVnetSite(o: { edgeArgs?: string[]; protocol?: 'http2' | 'quic'; deviceRoutes?: string[] } = {}): Promise<VnetSite> {
   const { home, cleanup } = tempHome();
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
@@ -90,7 +90,7 @@ export async function startVnetSite(o: { edgeArgs?: string[]; protocol?: 'http2'
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     const connector = spawnIn(dc, process.execPath, [BIN, 'tunnel', 'run', '--protocol', o.protocol ?? 'http2', '--edge', '198.18.1.1:7844', '--config', config, '--ha-connections', '1', 'site']);
     await connector.waitFor(/Registered tunnel connection connIndex=0 /);
-    const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, '--route', '198.18.0.0/24']);
+    const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, ...['198.18.0.0/24', ...(o.deviceRoutes ?? [])].flatMap((r) => ['--route', r])]);
     await warp.waitFor(/Connected to the edge/);
     const inDevice: VnetSite['inDevice'] = (command, args, opts = {}) =>
       new Promise((resolve) => {

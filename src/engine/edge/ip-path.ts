@@ -12,9 +12,8 @@
 import type { Socket } from 'node:net';
 import { Counter } from 'prom-client';
 import { buildIcmp, buildIcmpUnreachable, formatAddress, parsePacket, PacketView, TransportKind } from '../packet/index.js';
-import { DatagramRecordParser, DatagramType, encodeDatagram, encodeDatagramRecord } from '../protocol/datagram.js';
-import { FlowDatagrams } from '../protocol/flow-datagrams.js';
-import { GueOnRamp, IpEdge, SeqpacketOnRamp, type UdpFlow } from './ip/index.js';
+import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
+import { GueOnRamp, IpEdge, SeqpacketOnRamp, bridgeUdp, type UdpFlow } from './ip/index.js';
 import type { Flow } from '../flow/index.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
@@ -59,7 +58,6 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   };
 
   let sendToClient: (flow: Flow<Routed>, packet: Buffer) => void = () => undefined;
-  const udpDatagrams = new FlowDatagrams();
   const echoes = new EchoRelay(edge, log, (flow, packet) => sendToClient(flow, packet));
   // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
   const flows: FlowContexts = new WeakMap();
@@ -111,39 +109,9 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     },
     onUdpFlow(udp: UdpFlow<Routed>) {
       const flow = udp.flow;
-      const { vnetId } = flow.decision.route!;
-      const pending: Buffer[] = [];
-      let send: ((payload: Buffer) => void) | undefined;
-      udp.onDatagram = (payload) => {
-        if (send) send(payload);
-        else if (pending.length < 64) pending.push(Buffer.from(payload));
-      };
-      const flowId = udpDatagrams.nextId();
-      edge.egress
-        .open('udp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant], ['FlowId', String(flowId)]])
-        .then(({ stream, conn }) => {
-          // QUIC: payloads ride DATAGRAM frames (lossy, like UDP); the stream only frames the
-          // flow's life. HTTP/2: payloads are records on the stream.
-          if (conn.supportsDatagrams && !conn.datagramsReliable) {
-            udpDatagrams.attach(conn, flowId, (payload) => udp.send(payload));
-            send = (payload) => void conn.sendDatagram(encodeDatagram(DatagramType.UDP, flowId, payload));
-            stream.once('close', () => udpDatagrams.detach(conn, flowId));
-          } else {
-            send = (payload) => void stream.write(encodeDatagramRecord(payload));
-            const parser = new DatagramRecordParser();
-            stream.on('data', (chunk: Buffer) => {
-              for (const d of parser.push(chunk)) udp.send(d);
-            });
-          }
-          for (const p of pending.splice(0)) send(p);
-          stream.on('error', () => udp.close());
-          stream.on('end', () => udp.close());
-          udp.onEnd = () => stream.end();
-        })
-        .catch((err: Error) => {
-          log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private UDP flow failed');
-          udp.close();
-        });
+      const dst = `${formatAddress(flow.dst)}:${flow.dstPort}`;
+      const making = edge.egress.openUdp(flow.decision.route!.vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]]);
+      bridgeUdp(udp, making.then((r) => r.assoc), () => undefined, (err) => log.info({ err, dst }, 'Private UDP flow failed'));
     },
   }, edge.hookedEgress, flows));
   attachPacketHook(ipEdge as unknown as IpEdge, edge.hooks, flows);

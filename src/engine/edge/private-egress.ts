@@ -8,6 +8,9 @@ import { OxyError } from '../../core/errors.js';
 import { parseIp } from '../../core/cidr.js';
 import type { DetailedRoute } from '../../store/index.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader, type Metadata } from '../protocol/stream-header.js';
+import { DatagramRecordParser, DatagramType, encodeDatagram, encodeDatagramRecord } from '../protocol/datagram.js';
+import { FlowDatagrams } from '../protocol/flow-datagrams.js';
+import type { EngineUdpAssociation } from '../hooks/types.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
@@ -21,6 +24,7 @@ export const formatHostPort = (ip: string, port: number): string => (ip.includes
 export class PrivateEgress {
   /** Flows refused because the route's tunnel had no live connector. */
   noConnector = 0;
+  readonly #udpDatagrams = new FlowDatagrams();
 
   constructor(
     private readonly view: StoreView,
@@ -63,5 +67,45 @@ export class PrivateEgress {
       throw new OxyError(ERR_DIAL_FAILED, `Tunnel ${route.tunnelName} could not reach ${formatHostPort(address, port)}: ${answer.message}`);
     }
     return { stream, route, conn: live.conn };
+  }
+
+  /**
+   * A UDP association with `ip:port` through the tunnel that serves it in `vnetId`. Over
+   * QUIC the payloads ride DATAGRAM frames tagged with a flow id (lossy, like UDP) and the
+   * stream only frames the flow's life; over HTTP/2 they are records on the stream.
+   */
+  async openUdp(vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ assoc: EngineUdpAssociation; route: DetailedRoute }> {
+    const flowId = this.#udpDatagrams.nextId();
+    const { stream, route, conn } = await this.open('udp', vnetId, ip, port, [...metadata, ['FlowId', String(flowId)]]);
+    const datagrams = conn.supportsDatagrams && !conn.datagramsReliable;
+    const closed: (() => void)[] = [];
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      if (datagrams) this.#udpDatagrams.detach(conn, flowId);
+      for (const fn of closed.splice(0)) fn();
+    };
+    stream.on('error', end);
+    stream.on('end', end);
+    stream.once('close', end);
+    const flowDatagrams = this.#udpDatagrams;
+    const assoc: EngineUdpAssociation = {
+      send: datagrams
+        ? (payload) => void conn.sendDatagram(encodeDatagram(DatagramType.UDP, flowId, payload))
+        : (payload) => void stream.write(encodeDatagramRecord(payload)),
+      onMessage(receive) {
+        if (datagrams) flowDatagrams.attach(conn, flowId, receive);
+        else {
+          const parser = new DatagramRecordParser();
+          stream.on('data', (chunk: Buffer) => {
+            for (const d of parser.push(chunk)) receive(d);
+          });
+        }
+      },
+      close: () => stream.end(),
+      onClose: (fn) => void (ended ? fn() : closed.push(fn)),
+    };
+    return { assoc, route };
   }
 }

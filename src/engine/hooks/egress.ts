@@ -9,6 +9,7 @@
  * Failures are {@link EgressError}s carrying the HTTP status and the RFC 9209
  * `Proxy-Status` error type an HTTP on-ramp answers with.
  */
+import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,7 +19,8 @@ import { ERR_DIAL_FAILED, ERR_NO_CONNECTOR, ERR_NO_ROUTE, type PrivateEgress } f
 import type { StoreView } from '../edge/store-view.js';
 import type { DowngradeSession, TcpDowngrader } from '../netns/downgrader.js';
 import { HookError, type HookConnection, type HookRunner } from './runner.js';
-import type { EgressDecision, EstablishedInfo, HookContext, IpOffRamp, SocketAddress } from './types.js';
+import { PacketView, TransportKind, buildUdp, formatAddress, parseAddress, parsePacket } from '../packet/index.js';
+import type { EgressDecision, EngineUdpAssociation, EstablishedInfo, HookContext, IpOffRamp, SocketAddress, UdpAssociation } from './types.js';
 
 export const ERR_EGRESS_BLOCKED = 'OXY_ERR_EGRESS_BLOCKED';
 export const ERR_EGRESS_DNS = 'OXY_ERR_EGRESS_DNS';
@@ -83,8 +85,21 @@ export interface EgressOptions {
   connectTimeoutMs?: number;
 }
 
+export interface UdpResult {
+  assoc: UdpAssociation & { onClose?(fn: () => void): void };
+  info: EstablishedInfo;
+}
+
+interface OffRampState {
+  /** The (tenant, vnet) of the first connection that used the off-ramp: its downgrade session's. */
+  context?: { tenant: string; vnet: string };
+  tcp?: DowngradeSession;
+  /** UDP receivers by `client|port|upstream|port`. */
+  udp: Map<string, (payload: Buffer) => void>;
+}
+
 export class Egress {
-  readonly #sessions = new WeakMap<IpOffRamp, DowngradeSession>();
+  readonly #offRamps = new WeakMap<IpOffRamp, OffRampState>();
 
   constructor(private readonly o: EgressOptions) {}
 
@@ -94,6 +109,47 @@ export class Egress {
    * hook failed.
    */
   async connectTcp(conn: HookConnection, host: string, port: number, source?: SocketAddress): Promise<EgressResult> {
+    const { ip, ips, decision } = await this.#decide(conn, host, port);
+    let result: EgressResult;
+    switch (decision.action) {
+      case 'direct':
+        result = await this.#directFirst(conn, decision.address ? [decision.address] : ips, decision.port ?? port);
+        break;
+      case 'tunnel':
+        result = await this.#tunnel(conn, decision.vnet ?? conn.vnet, decision.address ?? ip, decision.port ?? port);
+        break;
+      case 'downgrade':
+        result = await this.#downgrade(conn, decision.offRamp, { address: decision.address ?? ip, port: decision.port ?? port }, source);
+        break;
+    }
+    this.#established(conn, result.info);
+    return result;
+  }
+
+  /**
+   * Makes the UDP association of an upgraded UDP flow from `source` to `ip:port`, running the
+   * egress hooks as for TCP (`udpConnectOverride` for direct egress). Rejects like connectTcp.
+   */
+  async connectUdp(conn: HookConnection, ip: string, port: number, source: SocketAddress): Promise<UdpResult> {
+    const { decision, ip: chosen } = await this.#decide(conn, ip, port);
+    let result: UdpResult;
+    switch (decision.action) {
+      case 'direct':
+        result = await this.#directUdp(conn, { address: decision.address ?? chosen, port: decision.port ?? port });
+        break;
+      case 'tunnel':
+        result = await this.#tunnelUdp(conn, decision.vnet ?? conn.vnet, decision.address ?? chosen, decision.port ?? port);
+        break;
+      case 'downgrade':
+        result = this.#downgradeUdp(conn, decision.offRamp, { address: decision.address ?? chosen, port: decision.port ?? port }, source);
+        break;
+    }
+    this.#established(conn, result.info);
+    return result;
+  }
+
+  /** DNS → handleUpstreamIps → handleConnection (or the default); a block throws. */
+  async #decide(conn: HookConnection, host: string, port: number): Promise<{ ip: string; ips: string[]; decision: Exclude<EgressDecision, { action: 'block' }> }> {
     const r = this.o.runner;
     const ctx = conn as HookContext<unknown>;
     let ips: string[];
@@ -106,24 +162,21 @@ export class Egress {
     let decision = r.egressConnection ? await r.call(conn, 'egress.handleConnection', r.egressConnection, { host, port, ip, ips }, ctx) : undefined;
     decision ??= this.defaultDecision(conn, ip);
     if (typeof decision !== 'object') throw new HookError('egress.handleConnection', new Error(`returned ${String(decision)}, not a decision`));
-    let result: EgressResult;
     switch (decision.action) {
       case 'block':
         throw new EgressError(ERR_EGRESS_BLOCKED, decision.reason ?? `Egress to ${host}:${port} is not allowed`, decision.status ?? 403, 'destination_ip_prohibited');
       case 'direct':
-        result = await this.#directFirst(conn, decision.address ? [decision.address] : ips, decision.port ?? port);
-        break;
       case 'tunnel':
-        result = await this.#tunnel(conn, decision.vnet ?? conn.vnet, decision.address ?? ip, decision.port ?? port);
-        break;
       case 'downgrade':
-        result = await this.#downgrade(conn, decision.offRamp, { address: decision.address ?? ip, port: decision.port ?? port }, source);
-        break;
+        return { ip, ips, decision };
       default:
         throw new HookError('egress.handleConnection', new Error(`unknown action ${(decision as { action: string }).action}`));
     }
-    if (r.established) r.event(conn, 'egress.handleConnectionEstablished', r.established, result.info, ctx);
-    return result;
+  }
+
+  #established(conn: HookConnection, info: EstablishedInfo): void {
+    const r = this.o.runner;
+    if (r.established) r.event(conn, 'egress.handleConnectionEstablished', r.established, info, conn as HookContext<unknown>);
   }
 
   /** The default: through a tunnel when a route in the connection's vnet covers `ip`, else direct. */
@@ -178,17 +231,25 @@ export class Egress {
   }
 
   async #tunnel(conn: HookConnection, vnetRef: string | undefined, address: string, port: number): Promise<EgressResult> {
+    const { stream, route, vnetId } = await this.#throughTunnel(vnetRef, address, (tunnels, vnetId) => tunnels.open('tcp', vnetId, address, port));
+    return { socket: stream, info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } } };
+  }
+
+  async #tunnelUdp(conn: HookConnection, vnetRef: string | undefined, address: string, port: number): Promise<UdpResult> {
+    const metadata: [string, string][] = conn.tenant ? [['Tenant', conn.tenant]] : [];
+    const { assoc, route, vnetId } = await this.#throughTunnel(vnetRef, address, (tunnels, vnetId) => tunnels.openUdp(vnetId, address, port, metadata));
+    return { assoc, info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } } };
+  }
+
+  /** Opens through the tunnel serving `address` in the vnet, with the failures as EgressErrors. */
+  async #throughTunnel<T>(vnetRef: string | undefined, address: string, open: (tunnels: PrivateEgress, vnetId: string) => Promise<T>): Promise<T & { vnetId: string }> {
     const tunnels = this.o.tunnels;
     const vnetId = this.o.vnets?.resolve(vnetRef);
     if (!tunnels || !vnetId) {
       throw new EgressError(ERR_NO_ROUTE, `No virtual network ${vnetRef ?? '(default)'} to route ${address} in`, 502, 'destination_ip_unroutable');
     }
     try {
-      const { stream, route } = await tunnels.open('tcp', vnetId, address, port);
-      return {
-        socket: stream,
-        info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } },
-      };
+      return { ...(await open(tunnels, vnetId)), vnetId };
     } catch (err) {
       if (isOxyError(err, ERR_NO_ROUTE)) throw new EgressError(ERR_NO_ROUTE, err.message, 502, 'destination_ip_unroutable', err);
       if (isOxyError(err, ERR_NO_CONNECTOR)) throw new EgressError(ERR_NO_CONNECTOR, err.message, 502, 'destination_unavailable', err);
@@ -197,18 +258,82 @@ export class Egress {
     }
   }
 
+  /** Direct UDP: the app's association (`udpConnectOverride`), else a connected socket from the edge host. */
+  async #directUdp(conn: HookConnection, upstream: SocketAddress): Promise<UdpResult> {
+    const r = this.o.runner;
+    const info: EstablishedInfo = { upstream, via: 'direct' };
+    if (r.udpConnect) {
+      const assoc = await r.call(conn, 'egress.udpConnectOverride', r.udpConnect, upstream, conn as HookContext<unknown>);
+      if (assoc) return { assoc, info };
+    }
+    const socket = createSocket(net.isIPv6(upstream.address) ? 'udp6' : 'udp4');
+    socket.on('error', () => socket.close());
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) => reject(new EgressError(ERR_EGRESS_CONNECT, `UDP to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err)));
+      socket.connect(upstream.port, upstream.address, () => resolve());
+    });
+    const closed: (() => void)[] = [];
+    socket.once('close', () => closed.splice(0).forEach((fn) => fn()));
+    const assoc: EngineUdpAssociation = {
+      send: (payload) => socket.send(payload),
+      onMessage: (receive) => void socket.on('message', (m) => receive(m)),
+      close: () => {
+        try {
+          socket.close();
+        } catch {
+          // already closed
+        }
+      },
+      onClose: (fn) => void closed.push(fn),
+    };
+    return { assoc, info };
+  }
+
+  /** UDP downgrade: the IP and UDP headers go on each payload (and come off each reply). */
+  #downgradeUdp(conn: HookConnection, offRamp: IpOffRamp, upstream: SocketAddress, source: SocketAddress): UdpResult {
+    const state = this.#offRamp(conn, offRamp);
+    const src = parseAddress(source.address);
+    const dst = parseAddress(upstream.address);
+    const key = `${source.address}|${source.port}|${upstream.address}|${upstream.port}`;
+    const assoc: UdpAssociation = {
+      send: (payload) => offRamp.send(buildUdp({ src, dst, srcPort: source.port, dstPort: upstream.port, payload })),
+      onMessage: (receive) => void state.udp.set(key, receive),
+      close: () => void state.udp.delete(key),
+    };
+    return { assoc, info: { upstream, via: 'downgrade' } };
+  }
+
+  /** What this egress keeps per IP off-ramp: its TCP downgrade session and UDP receivers; replies are sorted between them. */
+  #offRamp(conn: HookConnection, offRamp: IpOffRamp): OffRampState {
+    let state = this.#offRamps.get(offRamp);
+    if (!state) {
+      const s: OffRampState = { udp: new Map() };
+      const view = new PacketView();
+      offRamp.onPacket((packet) => {
+        if (s.udp.size) {
+          const v = parsePacket(packet, view);
+          if (v.ok && v.transport === TransportKind.Udp) {
+            const receive = s.udp.get(`${formatAddress(v.dst)}|${v.dstPort}|${formatAddress(v.src)}|${v.srcPort}`);
+            if (receive) return receive(Buffer.from(v.payload));
+          }
+        }
+        s.tcp?.receive(packet);
+      });
+      this.#offRamps.set(offRamp, (state = s));
+    }
+    state.context ??= { tenant: conn.tenant ?? 'default', vnet: conn.vnet ?? '' };
+    return state;
+  }
+
   async #downgrade(conn: HookConnection, offRamp: IpOffRamp, upstream: SocketAddress, source?: SocketAddress): Promise<EgressResult> {
     if (!this.o.downgrader) throw new EgressError(ERR_EGRESS_CONNECT, 'This edge has no downgrader for IP off-ramps', 502, 'proxy_internal_error');
-    let session = this.#sessions.get(offRamp);
-    if (!session) {
+    const state = this.#offRamp(conn, offRamp);
+    if (!state.tcp) {
       const downgrader = await this.o.downgrader();
-      session = downgrader.session({ tenant: conn.tenant ?? 'default', vnet: conn.vnet ?? '' }, (packet) => offRamp.send(packet));
-      const s = session;
-      offRamp.onPacket((packet) => s.receive(packet));
-      this.#sessions.set(offRamp, session);
+      state.tcp ??= downgrader.session(state.context!, (packet) => offRamp.send(packet));
     }
     const src = source ?? conn.client;
-    const socket = await session.connect({ src: src.address, srcPort: source?.port, dst: upstream.address, dstPort: upstream.port });
+    const socket = await state.tcp.connect({ src: src.address, srcPort: source?.port, dst: upstream.address, dstPort: upstream.port });
     return { socket, info: { upstream, via: 'downgrade' } };
   }
 }

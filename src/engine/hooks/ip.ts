@@ -19,6 +19,7 @@ import type { Flow } from '../flow/flow.js';
 import type { FlowDecision, FlowVerdict } from '../flow/types.js';
 import type { IpEdge, IpEdgeOptions } from '../edge/ip/edge.js';
 import type { IpSession, UdpFlow } from '../edge/ip/edge.js';
+import { bridgeUdp } from '../edge/ip/udp-bridge.js';
 import { PacketView, flowKey, formatAddress, parsePacket } from '../packet/index.js';
 import type { Egress } from './egress.js';
 import type { HookConnection, HookRunner } from './runner.js';
@@ -45,6 +46,8 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
   const baseDecide = base.decideFlow;
   const baseTcp = base.onTcpStream;
   const viaEgress = egress !== undefined && egressHooked(r);
+  // UDP flows go through the egress pipeline too once the app implements an egress hook for them.
+  const udpViaEgress = egress !== undefined && (egressHooked(r) || Boolean(r.udpConnect));
 
   const decideFlow = (flow: Flow<R>, packet: PacketView): FlowDecision<R> | FlowVerdict => {
     // A stream the hooks already had, downgraded back into the edge's network: route it.
@@ -74,9 +77,10 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
     }
     flows.set(flow as Flow<unknown>, { conn, redirect: action?.action === 'redirect' ? action.to : undefined });
     if (action?.action === 'pass') return 'forward';
-    // upgrade / redirect / no opinion: the edge's routing decides, unless the egress hooks will.
-    // TCP flows may go through the egress pipeline; UDP flows meet egress.udpConnectOverride once upgraded.
-    if (flow.protocol === 6 && (viaEgress || action?.action === 'redirect')) return action || !baseDecide ? 'upgrade' : baseDecide(flow, packet);
+    // upgrade / redirect / no opinion: the edge's routing decides, unless the egress hooks will
+    // (then a flow without a route meets them too, instead of an ICMP unreachable).
+    const hooked = flow.protocol === 6 ? viaEgress : flow.protocol === 17 && udpViaEgress;
+    if (hooked || ((flow.protocol === 6 || flow.protocol === 17) && action?.action === 'redirect')) return 'upgrade';
     return baseDecide ? baseDecide(flow, packet) : 'upgrade';
   };
 
@@ -117,32 +121,26 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
   };
 
   const baseUdp = base.onUdpFlow;
-  /** UDP flows: `egress.udpConnectOverride` may hand back its own association; else the engine's. */
+  const toBase = (udp: UdpFlow<R>) => (baseUdp ? baseUdp(udp) : void (udp.onDatagram = (p) => udp.send(p)));
+  const udpHooked = Boolean(r.ingressConnection || r.udpConnect || udpViaEgress);
+  /**
+   * UDP flows: `ingress.handleConnection`, then the egress pipeline (handleConnection,
+   * udpConnectOverride for direct, tunnel, downgrade) when the app hooks egress; with no
+   * pipeline (embedded IP edges) `egress.udpConnectOverride` may still hand back its own
+   * association. Otherwise the wrapped `onUdpFlow` (the edge's routing).
+   */
   const onUdpFlow = (udp: UdpFlow<R>): void => {
     const state = flows.get(udp.flow as Flow<unknown>);
-    if (!state || !r.udpConnect) return baseUdp ? baseUdp(udp) : void (udp.onDatagram = (p) => udp.send(p));
+    if (!state || !udpHooked) return toBase(udp);
     const { conn } = state;
-    const pending: Buffer[] = [];
-    udp.onDatagram = (payload) => void (pending.length < 64 && pending.push(Buffer.from(payload)));
+    const ctx = conn as HookContext<unknown>;
     const target = state.redirect ?? conn.local;
-    void (async () => {
-      try {
-        const assoc = await r.call(conn, 'egress.udpConnectOverride', r.udpConnect!, target, conn as HookContext<unknown>);
-        if (!assoc) {
-          if (baseUdp) baseUdp(udp);
-          else udp.onDatagram = (p) => udp.send(p);
-          for (const p of pending.splice(0)) udp.onDatagram?.(p, udp);
-          return;
-        }
-        assoc.onMessage((payload) => udp.send(payload));
-        udp.onDatagram = (payload) => assoc.send(Buffer.from(payload));
-        udp.onEnd = () => assoc.close();
-        for (const p of pending.splice(0)) assoc.send(p);
-      } catch (err) {
-        r.failed(conn, err, 'IP flow failed');
-        udp.close();
-      }
+    const making = (async () => {
+      if (r.ingressConnection && (await r.call(conn, 'ingress.handleConnection', r.ingressConnection, ctx))?.action === 'block') return 'blocked';
+      if (udpViaEgress) return (await egress!.connectUdp(conn, target.address, target.port, conn.client)).assoc;
+      return (r.udpConnect && (await r.call(conn, 'egress.udpConnectOverride', r.udpConnect, target, ctx))) || 'engine';
     })();
+    bridgeUdp(udp, making, () => toBase(udp), (err) => r.failed(conn, err, 'IP flow failed'));
   };
 
   return {

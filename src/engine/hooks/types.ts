@@ -234,6 +234,11 @@ export interface UdpAssociation {
   close(): void;
 }
 
+/** The engine's own UDP associations also tell when the far side ended (a tunnel stream closed). */
+export interface EngineUdpAssociation extends UdpAssociation {
+  onClose(fn: () => void): void;
+}
+
 /** What the tunnel pipeline knows besides the two sockets. */
 export interface PipelineInfo {
   /** SNI of the client's TLS ClientHello, if it sent one and `shouldInterceptHttps` ran. */

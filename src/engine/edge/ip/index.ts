@@ -20,6 +20,7 @@
  * share the edge's namespace (`{ ns: edge.ns }`).
  */
 export { IpEdge, IpSession, UdpFlow, defaultDecision, type IpEdgeOptions, type IpEdgeStats } from './edge.js';
+export { bridgeUdp } from './udp-bridge.js';
 export { SeqpacketOnRamp, type SeqpacketOnRampOptions } from './seqpacket-onramp.js';
 export { parseContext, MAX_CONTEXT_BYTES } from './context.js';
 export { GueOnRamp, encodeGueHeader, decodeGueContext, GUE_CONTEXT_MAGIC, GUE_CONTEXT_VERSION, type GueOnRampOptions, type GueStats } from './gue.js';
