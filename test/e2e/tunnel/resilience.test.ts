@@ -105,3 +105,24 @@ describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
     }
   });
 });
+
+// A crashed edge says nothing to its QUIC connectors; the restarted one (same identity)
+// answers their next packet with a stateless reset instead of letting them wait for the
+// 15 s idle timeout.
+describe('QUIC stateless reset', () => {
+  it('a connector learns at its next packet that a killed and restarted edge lost its connection', async () => {
+    const port = await freePort();
+    let e = await startEdge(home, [], { tunnel: port });
+    procs.push(e.edge);
+    const { connector } = await startConnector(home, port, ['--hello-world', 'web'], 2, 'quic');
+    procs.push(connector);
+    expect((await hello(e.httpPort)).status).toBe(200);
+    await e.edge.stop('SIGKILL');
+    e = await startEdge(home, [], { tunnel: port });
+    procs.push(e.edge);
+    await connector.waitFor(/Connection terminated .*QUIC stateless reset/, 15_000);
+    await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){2}/, 30_000);
+    expect((await hello(e.httpPort)).status).toBe(200);
+    expect(connector.output).not.toMatch(/idle timeout/);
+  }, 60_000);
+});

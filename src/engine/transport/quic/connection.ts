@@ -589,7 +589,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
           this.finish({ code: peer.errorCode === 0 ? TunnelCloseCode.NO_ERROR : TunnelCloseCode.PROTOCOL_ERROR, reason: reason || what, remote: true, error: err });
         }
       } else if (quic.isTimedOut() || (quic.isClosed() && !local)) {
-        const message = this.isEstablished ? 'QUIC idle timeout: no packet from the peer' : 'QUIC handshake timed out';
+        // Closed with no error and no timeout: quiche accepted a stateless reset (the edge lost the connection, e.g. it restarted).
+        const message = !quic.isTimedOut() && this.isEstablished ? 'QUIC stateless reset: the peer no longer knows this connection' : this.isEstablished ? 'QUIC idle timeout: no packet from the peer' : 'QUIC handshake timed out';
         this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, message) });
       } else if (local) {
         const what = describeTransportError(local.errorCode);

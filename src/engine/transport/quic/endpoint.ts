@@ -12,7 +12,8 @@
  *    is bound to the wildcard on a multi-homed host. One flush per turn lets quiche coalesce
  *    ACKs and frames instead of answering packet by packet.
  *  - New connections (server): Initial packets only, at least 1200 bytes; version
- *    negotiation; stateless retry (./retry.ts) before any state is allocated.
+ *    negotiation; stateless retry (./retry.ts) before any state is allocated. Short-header
+ *    packets for unknown connections get a stateless reset (./stateless-reset.ts).
  *  - Application work (writes, opens, datagrams, closes) schedules a flush with
  *    setImmediate, so everything queued in one turn goes out together.
  */
@@ -22,6 +23,7 @@ import type { OutgoingDatagram, PktinfoUdpSocket, UdpBatch } from '../../native/
 import { CID_LENGTH, quiche, type QuicheConfig, type QuicheHost } from './config.js';
 import { QuicTunnelConnection, type QuicEndpointHooks } from './connection.js';
 import { RetryTokens } from './retry.js';
+import type { StatelessResets } from './stateless-reset.js';
 
 const debug = debuglog('oxy:transport:quic');
 
@@ -33,6 +35,8 @@ const SLAB_SIZE = 256 * 1024;
 export interface ServerSide {
   config: QuicheConfig;
   retry: RetryTokens | undefined;
+  /** Answers packets for connections this process does not know (after a restart). */
+  resets?: StatelessResets;
   keepAliveMs: number;
   onConnection: (conn: QuicTunnelConnection) => void;
   maxConnections: number;
@@ -192,6 +196,9 @@ export class QuicEndpoint implements QuicEndpointHooks {
         this.dirtySet.add(conn);
       } else if ((packet[0]! & 0x80) !== 0) {
         this.newConnection(packet, from, to);
+      } else if (this.server.resets && !this.closing) {
+        const reset = this.server.resets.packet(packet.subarray(1, 1 + CID_LENGTH), packet.length);
+        if (reset) this.sendNow([{ data: reset, address: from.host, port: from.port, sourceAddress: this.sourceFor(to.host) }]);
       }
     }
     this.flush();
@@ -239,6 +246,8 @@ export class QuicEndpoint implements QuicEndpointHooks {
     }
     let quic;
     try {
+      // quiche copies the transport parameters at accept: the token is this CID's alone.
+      if (server.resets) server.config.setStatelessResetToken(server.resets.tokenValue(scid));
       quic = quiche.Connection.accept(scid, odcid, to, from, server.config);
     } catch (err) {
       debug('accept failed: %s', (err as Error).message);

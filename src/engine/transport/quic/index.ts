@@ -26,6 +26,7 @@ import {
 import { QuicDialError, QuicTunnelConnection } from './connection.js';
 import { QuicEndpoint } from './endpoint.js';
 import { RetryTokens } from './retry.js';
+import { StatelessResets } from './stateless-reset.js';
 
 export { QUIC_ALPN, type QuicTimingOptions, type QuicTuningOptions } from './config.js';
 export { QuicDialError, QuicTunnelConnection, STREAM_RESET_CODE, type QuicDialFailure } from './connection.js';
@@ -186,6 +187,7 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
   endpoint.listen({
     config,
     retry: options.retry === false ? undefined : new RetryTokens(),
+    resets: new StatelessResets(options.key),
     keepAliveMs: options.keepAliveMs ?? Math.floor(idleTimeoutMs / 3),
     onConnection,
     maxConnections: options.maxConnections ?? 10_000,
