@@ -10,6 +10,7 @@ import { packageRoot } from '../../core/paths.js';
 
 import { OxyError } from '../../core/errors.js';
 import { ERR_NATIVE_UNAVAILABLE, NativeError } from './errors.js';
+import type { TcpInfo } from './tcp-info.js';
 
 type Bytes = Uint8Array;
 type OnError = (err: NativeError) => void;
@@ -105,6 +106,7 @@ export interface NativeAddon {
   openNetns(path: string): number;
   closeFd(fd: number): void;
   dupFd(fd: number): number;
+  tcpInfo(fd: number): TcpInfo;
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -35,3 +35,4 @@ export {
   type SeqpacketSocketOptions,
 } from './seqpacket.js';
 export { closeFd, currentNetns, dupFd, openNetns, setns, withNetns } from './netns.js';
+export { socketFd, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';

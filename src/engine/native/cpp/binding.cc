@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SeqpacketServer", InitSeqpacketServer(env));
   InitSeqpacketFunctions(env, exports);
   InitNetns(env, exports);
+  InitTcpInfo(env, exports);
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

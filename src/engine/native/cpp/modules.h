@@ -11,5 +11,6 @@ Napi::Function InitSeqpacketSocket(Napi::Env env);
 Napi::Function InitSeqpacketServer(Napi::Env env);
 void InitSeqpacketFunctions(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
+void InitTcpInfo(Napi::Env env, Napi::Object exports);
 
 }  // namespace oxy

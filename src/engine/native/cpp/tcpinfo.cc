@@ -1,0 +1,44 @@
+// TCP_INFO of a connected TCP socket: what the kernel knows of its health
+// (retransmissions, RTT, congestion window). Node exposes none of it; the edge reads
+// it from an accepted socket's fd just before the socket closes.
+#include "common.h"
+#include "modules.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace oxy {
+
+namespace {
+
+// tcpInfo(fd) -> {state, totalRetrans, retransmits, lost, unacked, rttUs, rttVarUs, rtoUs, sndMss, sndCwnd}
+Napi::Value TcpInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) ThrowErrno(env, "getsockopt(TCP_INFO)", errno, "fd " + std::to_string(fd));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("state", ti.tcpi_state);
+  out.Set("totalRetrans", ti.tcpi_total_retrans);
+  out.Set("retransmits", ti.tcpi_retransmits);
+  out.Set("lost", ti.tcpi_lost);
+  out.Set("unacked", ti.tcpi_unacked);
+  out.Set("rttUs", ti.tcpi_rtt);
+  out.Set("rttVarUs", ti.tcpi_rttvar);
+  out.Set("rtoUs", ti.tcpi_rto);
+  out.Set("sndMss", ti.tcpi_snd_mss);
+  out.Set("sndCwnd", ti.tcpi_snd_cwnd);
+  return out;
+}
+
+}  // namespace
+
+void InitTcpInfo(Napi::Env env, Napi::Object exports) {
+  exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
+}
+
+}  // namespace oxy
