@@ -4,13 +4,11 @@ import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from '../ip/harness.js';
 import { logSink } from './support.js';
 import { IpEdge } from '../../../src/engine/edge/ip/index.js';
-import { TcpDowngrader } from '../../../src/engine/netns/index.js';
-import { Egress, HOOK_ORDER, HookRunner, HookTrace, attachPacketHook, validateHooks, withIpHooks, type FlowContexts, type IpOffRamp } from '../../../src/engine/hooks/index.js';
-// @ts-expect-error plain JS example
-import { sshHooks } from '../../../examples/ssh-sessions.js';
+import { HOOK_ORDER, HookRunner, HookTrace, attachPacketHook, validateHooks, withIpHooks, type FlowContexts } from '../../../src/engine/hooks/index.js';
 
 // IP-flow hooks driven on the IP edge directly (as test/e2e/ip/ does): plain TCP clients →
 // downgrader → SEQPACKET → edge (hooks) → upgrade. Addresses: 198.18.0.0/15, inside namespaces.
+// examples/ssh-sessions.js (upgrade, terminate SSH, downgrade) has its own file: ssh-sessions.test.ts.
 
 function readAll(socket: net.Socket): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -85,55 +83,4 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
       t.close();
     }
   });
-});
-
-privilegedDescribe('examples/ssh-sessions.js: port 22 upgraded, observed, downgraded toward its destination', () => {
-  let h: Harness;
-  let destination: IpEdge;
-  let downgrader: TcpDowngrader | undefined;
-  const logs = logSink();
-  const trace = new HookTrace();
-
-  beforeAll(async () => {
-    // The destination network: another IP edge whose defaults echo TCP (an "SSH server" that echoes).
-    destination = await IpEdge.create();
-    let toEdge: (packet: Buffer) => void = () => undefined;
-    const session = destination.openSession({ tenant: 'dst', vnet: '' }, (packet) => toEdge(packet));
-    const offRamp: IpOffRamp = { send: (packet) => session.receive(packet), onPacket: (receive) => (toEdge = receive) };
-    const runner = new HookRunner(validateHooks('ssh', sshHooks({ offRamp, log: logs.log })), { log: logs.log, trace });
-    const flows: FlowContexts = new WeakMap();
-    let edgeNs: IpEdge['ns'] | undefined;
-    const egress = new Egress({ runner, downgrader: async () => (downgrader ??= await TcpDowngrader.create({ ns: edgeNs, timeouts: { tcpCloseLingerMs: 200 } })) });
-    h = await createHarness(withIpHooks(runner, { timeouts: { tcpCloseLingerMs: 200 } }, egress, flows));
-    edgeNs = h.edge.ns;
-  });
-  afterAll(() => {
-    h?.close();
-    downgrader?.close();
-    destination?.close();
-  });
-
-  it('carries the session to the destination as IP packets and logs it', async () => {
-    const t = await h.tunnel({ tenant: 'acme', vnet: '' });
-    try {
-      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 42022, dst: '198.18.3.3', dstPort: 22 });
-      let got = '';
-      socket.on('data', (d: Buffer) => (got += d));
-      socket.write('SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n');
-      await expect.poll(() => got, { timeout: 5000 }).toBe('SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n');
-      for (const key of 'ls\n') socket.write(key);
-      await expect.poll(() => got, { timeout: 5000 }).toBe('SSH-2.0-OpenSSH_9.2p1 Debian-2\r\nls\n');
-      socket.end();
-      await expect.poll(() => logs.text(), { timeout: 10_000 }).toMatch(/SSH session ended flow=198\.18\.1\.1:42022 to=198\.18\.3\.3:22 client="SSH-2\.0-OpenSSH_9\.2p1 Debian-2" server="SSH-2\.0-OpenSSH_9\.2p1 Debian-2" bytesIn=\d+ bytesOut=\d+ keystrokes=[1-3] reason=fin/);
-      expect(logs.text()).toMatch(/SSH client identification flow=198\.18\.1\.1:42022 client="SSH-2\.0-OpenSSH_9\.2p1 Debian-2"/);
-      // The destination edge saw the flow with the client's tuple: downgraded, not proxied from the edge's address.
-      expect([...destination.table.flows()].length + destination.stats.packetsIn).toBeGreaterThan(0);
-      const entry = await trace.waitFor();
-      expect(entry.hooks).toEqual(HOOK_ORDER['ip-flow'].filter((n) => entry.hooks.includes(n)));
-      expect(entry.hooks).toContain('egress.handleConnection');
-      expect(entry.hooks).toContain('tunnel.appTunnelPipeline');
-    } finally {
-      t.close();
-    }
-  }, 30_000);
 });
