@@ -89,6 +89,26 @@ export class TestNetns {
     peer.ip('link', 'set', peerName, 'up');
   }
 
+  /**
+   * Loses `percent` % of the packets this namespace sends on `dev` (a veth end) to `peerDev`
+   * in `peer`, at random, as a lossy link would: `tc qdisc … netem loss` on `dev` where the
+   * kernel has netem, else nftables dropping that share on the peer's ingress (netdev hook).
+   * Either way the loss happens after the sender's TCP handed the packet on, so TCP sees it and
+   * retransmits (a drop in the sender's own output or egress hooks is reported back as a local
+   * drop instead). Returns which was used.
+   */
+  lossyLink(dev: string, peer: TestNetns, peerDev: string, percent: number): 'netem' | 'nftables' {
+    try {
+      this.exec('tc', ['qdisc', 'add', 'dev', dev, 'root', 'netem', 'loss', `${percent}%`]);
+      return 'netem';
+    } catch {
+      peer.exec('nft', ['add table netdev oxyloss']);
+      peer.exec('nft', [`add chain netdev oxyloss in { type filter hook ingress device ${peerDev} priority 0 ; }`]);
+      peer.exec('nft', [`add rule netdev oxyloss in numgen random mod 100 < ${percent} counter drop`]);
+      return 'nftables';
+    }
+  }
+
   /** Deletes the namespace; safe to call twice. Interfaces inside go with it. */
   delete(): void {
     if (this.deleted) return;

@@ -19,16 +19,17 @@
  * connection (502, `error=proxy_internal_error`) and is named in the log line.
  */
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import net, { type AddressInfo, type Socket } from 'node:net';
-import { Readable, type Duplex } from 'node:stream';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../observe/log.js';
-import { splitHostPort } from '../observe/metrics.js';
 import { Egress, EgressError, type ProxyErrorType } from '../hooks/egress.js';
-import { readProxyHeader } from '../hooks/proxy-protocol.js';
+import { requestHook, responseHook, rewritten, writeSynthetic } from '../hooks/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import { parseSni } from '../hooks/sni.js';
-import type { BodyTransform, ConnectResponse, HookContext } from '../hooks/types.js';
+import type { ConnectResponse, HookContext } from '../hooks/types.js';
+import { pairsFromRaw as pairs } from '../protocol/http-head.js';
+import { AdmittingListener } from './admission.js';
 
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */
@@ -45,12 +46,6 @@ export interface ConnectProxyOptions {
 /** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'oxy-vnet']);
 
-const pairs = (raw: string[]): [string, string][] => {
-  const out: [string, string][] = [];
-  for (let i = 0; i < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
-  return out;
-};
-
 const headerOf = (h: [string, string][], name: string): string | undefined => h.find(([k]) => k.toLowerCase() === name)?.[1];
 
 const STATUS_TEXT: Record<number, string> = { 200: 'Connection Established', 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 502: 'Bad Gateway', 504: 'Gateway Timeout' };
@@ -65,10 +60,8 @@ export function parseAuthority(authority: string): { host: string; port: number 
 }
 
 export class ConnectProxy {
-  readonly #tcp: net.Server;
+  readonly #listener: AdmittingListener;
   readonly #http: HttpServer;
-  readonly #conns = new WeakMap<Duplex, HookConnection>();
-  readonly #sockets = new Set<Socket>();
   readonly #name: string;
 
   private constructor(private readonly o: ConnectProxyOptions) {
@@ -79,79 +72,21 @@ export class ConnectProxy {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
       else socket.destroy();
     });
-    this.#tcp = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => void this.#accept(socket));
+    this.#listener = new AdmittingListener(this.#http, { runner: o.runner, onramp: 'connect-proxy', log: o.log, proxyProtocol: o.proxyProtocol });
   }
 
   static async listen(o: ConnectProxyOptions): Promise<ConnectProxy> {
     const proxy = new ConnectProxy(o);
-    const { host, port } = splitHostPort(o.listen);
-    await new Promise<void>((resolve, reject) => {
-      proxy.#tcp.once('error', reject);
-      proxy.#tcp.listen(port, host, () => {
-        proxy.#tcp.off('error', reject);
-        resolve();
-      });
-    });
+    await proxy.#listener.listen(o.listen);
     return proxy;
   }
 
   get address(): AddressInfo {
-    return this.#tcp.address() as AddressInfo;
+    return this.#listener.address;
   }
 
-  async close(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise((resolve) => this.#tcp.close(resolve));
-  }
-
-  /** A new client connection: context, PROXY header, ingress admission, then HTTP. */
-  async #accept(socket: Socket): Promise<void> {
-    const r = this.o.runner;
-    socket.on('error', () => undefined);
-    this.#sockets.add(socket);
-    let conn: HookConnection;
-    try {
-      conn = r.connection(
-        'connect-proxy',
-        { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
-        { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
-      );
-    } catch (err) {
-      this.#sockets.delete(socket);
-      this.o.log.error({ hook: (err as HookError).hook, err: (err as HookError).cause ?? err }, 'Hook failed; closing its connection');
-      socket.destroy();
-      return;
-    }
-    this.#conns.set(socket, conn);
-    let closeReason = 'closed';
-    socket.once('close', (hadError) => {
-      this.#sockets.delete(socket);
-      r.close(conn, { bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, durationMs: Date.now() - conn.startedAt, reason: hadError && closeReason === 'closed' ? 'error' : closeReason });
-    });
-    try {
-      if (this.o.proxyProtocol) {
-        const header = await readProxyHeader(socket);
-        conn.proxyHeader = header;
-        if (header.command === 'PROXY' && header.source) conn.client = header.source;
-        if (r.proxyHeader && (await r.call(conn, 'proxyProtocol.handleConnection', r.proxyHeader, header, conn as HookContext<unknown>))?.action === 'block') {
-          closeReason = 'blocked';
-          socket.destroy();
-          return;
-        }
-      }
-      if (r.ingressConnection && (await r.call(conn, 'ingress.handleConnection', r.ingressConnection, conn as HookContext<unknown>))?.action === 'block') {
-        closeReason = 'blocked';
-        socket.destroy();
-        return;
-      }
-    } catch (err) {
-      r.failed(conn, err, 'Refused proxy connection');
-      socket.destroy();
-      return;
-    }
-    if (socket.destroyed) return;
-    this.#http.emit('connection', socket);
-    if (socket.isPaused()) socket.resume();
+  close(): Promise<void> {
+    return this.#listener.close();
   }
 
   #errorHead(status: number, error: ProxyErrorType, details: string): ConnectResponse {
@@ -171,7 +106,7 @@ export class ConnectProxy {
 
   async #connect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const r = this.o.runner;
-    const conn = this.#conns.get(socket)!;
+    const conn = this.#listener.connection(socket);
     const ctx = conn as HookContext<unknown>;
     const authority = req.url ?? '';
     const target = parseAuthority(authority);
@@ -258,8 +193,7 @@ export class ConnectProxy {
   /** An absolute-form request (`GET http://host/path`): forwarded with one upstream connection. */
   async #request(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const r = this.o.runner;
-    const conn = this.#conns.get(req.socket)!;
-    const ctx = conn as HookContext<unknown>;
+    const conn = this.#listener.connection(req.socket);
     conn.traced = 'http-proxy';
     let upstream: Duplex | undefined;
     try {
@@ -271,24 +205,17 @@ export class ConnectProxy {
       if (vnet) conn.vnet = vnet;
       const head = { method: req.method ?? 'GET', url: req.url!, headers };
       const original = new URL(head.url);
-      let bodyIn: BodyTransform | undefined;
-      if (r.httpRequest) {
-        const outcome = await r.call(conn, 'http.handleRequest', r.httpRequest, head, ctx);
-        if (outcome && 'respond' in outcome) {
-          const body = outcome.respond.body ?? '';
-          res.writeHead(outcome.respond.status, [...(outcome.respond.headers ?? []), ['Content-Length', String(Buffer.byteLength(body))]].flat());
-          res.end(body);
-          req.resume();
-          return;
-        }
-        bodyIn = outcome?.body;
+      const outcome = await requestHook(r, conn, head);
+      if ('respond' in outcome) {
+        writeSynthetic(res, outcome.respond);
+        req.resume();
+        return;
       }
       const url = new URL(head.url);
       const port = Number(url.port || 80);
       const host = url.hostname.replace(/^\[|\]$/g, '');
       let out = head.headers.filter(([k]) => !HOP.has(k.toLowerCase()));
       if (url.host !== original.host) out = [...out.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', url.host]];
-      if (bodyIn) out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
       out.push(['Connection', 'close']);
       try {
         upstream = (await this.o.egress.connectTcp(conn, host, port)).socket;
@@ -299,20 +226,18 @@ export class ConnectProxy {
       }
       const sock = upstream;
       const outgoing = httpRequest({ method: head.method, path: `${url.pathname}${url.search}`, headers: out.flat(), createConnection: () => sock as Socket, setHost: false });
-      const upload = pipeline(bodyIn ? Readable.from(bodyIn(req)) : req, outgoing);
+      const upload = pipeline(rewritten(req, outcome.body), outgoing);
       const response = await new Promise<IncomingMessage>((resolve, reject) => {
         outgoing.once('response', resolve);
         outgoing.once('error', reject);
       });
       const resHead = { status: response.statusCode ?? 502, headers: pairs(response.rawHeaders).filter(([k]) => !HOP.has(k.toLowerCase())) };
-      let bodyOut: BodyTransform | undefined;
-      if (r.httpResponse) bodyOut = (await r.call(conn, 'http.handleResponse', r.httpResponse, resHead, ctx))?.body;
-      if (bodyOut) resHead.headers = resHead.headers.filter(([k]) => k.toLowerCase() !== 'content-length');
+      const bodyOut = await responseHook(r, conn, resHead);
       res.writeHead(resHead.status, resHead.headers.flat());
-      await pipeline(bodyOut ? Readable.from(bodyOut(response)) : response, res);
+      await pipeline(rewritten(response, bodyOut), res);
       await upload;
     } catch (err) {
-      r.failed(conn, err, 'Proxy request failed');
+      r.failed(conn, err, 'Proxy request failed', 'request');
       upstream?.destroy();
       if (!res.headersSent) this.#answer(res, 502, 'proxy_internal_error', err instanceof HookError ? `hook ${err.hook} failed` : 'upstream failed');
       else res.destroy();

@@ -1,25 +1,48 @@
 /**
- * The public HTTP on-ramp: requests whose Host names a public hostname (`tunnel route
- * dns`) travel as `http` streams to a connector of that tunnel; upgrades (WebSocket, and
- * raw `Upgrade: tcp` for tcp:// services) as `websocket` streams whose bytes are piped both
- * ways after the 101. Bodies stream with backpressure in both directions.
+ * The public HTTP on-ramp (`edge run --http-listen`): requests whose Host names a public
+ * hostname (`tunnel route dns`) travel as `http` streams to a connector of that tunnel;
+ * upgrades (WebSocket, and raw `Upgrade: tcp` for tcp:// services) as `websocket` streams
+ * whose bytes are piped both ways after the 101. Bodies stream with backpressure in both
+ * directions.
+ *
+ * Hooks (`ctx.onramp` `public-hostname`, order in HOOK_ORDER['public-hostname']): when the
+ * application implements an `ingress` or an HTTP request hook, or the listener expects
+ * PROXY headers (`--proxy-protocol`), each TCP connection is admitted first (admission.ts:
+ * newCtx → proxyProtocol.handleConnection → ingress.handleConnection), then per request
+ * http.handleRequest runs before the request goes into the tunnel and http.handleResponse
+ * on the tunnel's answer, with streaming body rewrites both ways; ingress.handleConnectionClose
+ * ends the connection. Upgrades run both hooks on their heads but never rewrite bodies (the
+ * bytes after a 101 are the upgraded protocol's). A hook that throws fails only its request
+ * (502, and a log line naming it). Without such hooks the listener is a plain http.Server:
+ * no hook code runs per connection or per request.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Counter } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
-import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HttpRequestHead } from '../protocol/http-head.js';
+import { splitHostPort } from '../observe/metrics.js';
+import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';
+import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from '../hooks/http.js';
+import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
+import type { BodyTransform, HttpSynthetic } from '../hooks/types.js';
+import { AdmittingListener } from './admission.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 
 export interface HttpOnrampOptions {
+  /** HOST:PORT to listen on (port 0: any). */
+  listen: string;
   view: StoreView;
   registry: TunnelRegistry;
   log: Logger;
+  /** The application's hooks (HookRunner.none(): the engine's defaults). */
+  runner: HookRunner;
+  /** Every connection starts with a PROXY protocol v1/v2 header (a load balancer in front). */
+  proxyProtocol?: boolean;
   requests?: Counter<'status'>;
   /** Quick tunnel: the tunnel that serves every host without a hostname route. */
   defaultTunnel?: string;
@@ -33,19 +56,71 @@ class OnrampError extends Error {
   }
 }
 
-function requestHead(req: IncomingMessage): HttpRequestHead {
-  const headers = pairsFromRaw(req.rawHeaders).filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) || req.headers.upgrade !== undefined);
-  const client = req.socket.remoteAddress ?? '';
-  const xff = req.headers['x-forwarded-for'];
-  const forwarded = headers.filter(([k]) => !/^x-forwarded-(for|proto)$/i.test(k));
+/**
+ * The head that goes into the tunnel: hop-by-hop headers dropped (all kept for an upgrade,
+ * which needs them), `X-Forwarded-For` extended with the client, `X-Forwarded-Proto` set.
+ */
+function tunnelHead(method: string, host: string, path: string, headers: HeaderPairs, client: string, upgrade: boolean): HttpRequestHead {
+  let xff: string | undefined;
+  const forwarded: HeaderPairs = [];
+  for (const pair of headers) {
+    const name = pair[0].toLowerCase();
+    if (name === 'x-forwarded-for') xff = xff === undefined ? pair[1] : `${xff}, ${pair[1]}`;
+    else if (name !== 'x-forwarded-proto' && (upgrade || !HOP_BY_HOP.has(name))) forwarded.push(pair);
+  }
   forwarded.push(['X-Forwarded-For', xff ? `${xff}, ${client}` : client], ['X-Forwarded-Proto', 'http']);
-  return { method: req.method ?? 'GET', host: req.headers.host ?? '', path: req.url ?? '/', headers: forwarded };
+  return { method, host, path, headers: forwarded };
 }
 
-export class HttpOnramp {
-  constructor(private readonly o: HttpOnrampOptions) {}
+const requestHead = (req: IncomingMessage): HttpRequestHead =>
+  tunnelHead(req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', pairsFromRaw(req.rawHeaders), req.socket.remoteAddress ?? '', req.headers.upgrade !== undefined);
 
-  async #openStream(host: string, kind: StreamKind, head: HttpRequestHead): Promise<TunnelStream> {
+/** What a request becomes after `http.handleRequest`: the hook's own answer, or the head for the tunnel and a body rewrite. */
+type Hooked = HttpSynthetic | { head: HttpRequestHead; body?: BodyTransform };
+
+export class HttpOnramp {
+  readonly #server: HttpServer;
+  /** Set when hooks or PROXY headers need each connection admitted before HTTP. */
+  readonly #admitting?: AdmittingListener;
+
+  static async listen(o: HttpOnrampOptions): Promise<HttpOnramp> {
+    const onramp = new HttpOnramp(o);
+    if (onramp.#admitting) await onramp.#admitting.listen(o.listen);
+    else {
+      const { host, port } = splitHostPort(o.listen);
+      await new Promise<void>((resolve, reject) => {
+        onramp.#server.once('error', reject);
+        onramp.#server.listen(port, host, resolve);
+      });
+    }
+    return onramp;
+  }
+
+  private constructor(private readonly o: HttpOnrampOptions) {
+    const r = o.runner;
+    const hooked = o.proxyProtocol || r.ingressConnection || r.ingressClose || r.httpRequest || r.httpResponse;
+    if (!hooked) {
+      this.#server = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, this.#handleRequest);
+      this.#server.on('upgrade', this.#handleUpgrade);
+      return;
+    }
+    this.#server = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, (req, res) => void this.#hookedRequest(req, res));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#hookedUpgrade(req, socket, head));
+    this.#admitting = new AdmittingListener(this.#server, { runner: r, onramp: 'public-hostname', log: o.log, proxyProtocol: o.proxyProtocol });
+  }
+
+  get address(): AddressInfo {
+    return this.#admitting?.address ?? (this.#server.address() as AddressInfo);
+  }
+
+  async close(): Promise<void> {
+    if (this.#admitting) return this.#admitting.close();
+    this.#server.closeAllConnections();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+
+  async #openStream(kind: StreamKind, head: HttpRequestHead): Promise<TunnelStream> {
+    const host = head.host;
     const tunnelId = this.o.view.tunnelForHost(host) ?? this.o.defaultTunnel;
     if (!tunnelId) throw new OnrampError(404, `No tunnel serves the hostname ${host || '(none)'}. Route one with: oxyctl tunnel route dns TUNNEL ${host || 'HOSTNAME'}\n`);
     const live = this.o.registry.pick(tunnelId);
@@ -61,14 +136,14 @@ export class HttpOnramp {
     return decodeResponseHead(header.metadata);
   }
 
-  readonly handleRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  readonly #handleRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let stream: TunnelStream | undefined;
     res.on('close', () => {
       if (!res.writableFinished) stream?.destroy();
     });
     try {
       const head = requestHead(req);
-      stream = await this.#openStream(head.host, 'http', head);
+      stream = await this.#openStream('http', head);
       const upload = pump(req, stream).catch(() => stream?.destroy());
       const response = await this.#responseHead(stream);
       res.writeHead(response.status, response.headers.flat());
@@ -80,44 +155,132 @@ export class HttpOnramp {
     }
   };
 
-  readonly handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+  readonly #handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     let stream: TunnelStream | undefined;
     // After the 101 the bytes are a raw stream that half-closes (a client's FIN ends only its direction).
     (socket as Socket).allowHalfOpen = true;
     socket.on('error', () => stream?.destroy());
     try {
-      const request = requestHead(req);
-      stream = await this.#openStream(request.host, 'websocket', request);
-      const response = await this.#responseHead(stream);
-      const lines = [`HTTP/1.1 ${response.status} ${response.status === 101 ? 'Switching Protocols' : 'Upgrade Refused'}`];
-      for (const [k, v] of response.headers) lines.push(`${k}: ${v}`);
-      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-      this.o.requests?.inc({ status: String(response.status) });
-      if (response.status !== 101) {
-        stream.pipe(socket);
-        return;
-      }
-      if (head.length) stream.write(head);
-      await bridge(socket, stream);
+      stream = await this.#openStream('websocket', requestHead(req));
+      await this.#finishUpgrade(socket, head, stream, await this.#responseHead(stream));
     } catch (err) {
-      const status = err instanceof OnrampError ? err.status : 502;
-      this.o.requests?.inc({ status: String(status) });
-      if (!(err instanceof OnrampError)) this.o.log.warn({ err, host: req.headers.host }, 'Upgrade through the tunnel failed');
-      socket.end(`HTTP/1.1 ${status} Bad Gateway\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${err instanceof Error ? err.message : ''}`);
+      this.#failUpgrade(socket, err, req.headers.host);
       stream?.destroy();
     }
   };
 
-  #fail(res: ServerResponse, err: unknown): void {
+  /** Writes the tunnel's answer to an upgrade; after a 101, bridges the bytes both ways. */
+  async #finishUpgrade(socket: Duplex, head: Buffer, stream: TunnelStream, response: { status: number; headers: HeaderPairs }, upgraded = response.status === 101): Promise<void> {
+    const lines = [`HTTP/1.1 ${response.status} ${response.status === 101 ? 'Switching Protocols' : 'Upgrade Refused'}`];
+    for (const [k, v] of response.headers) lines.push(`${k}: ${v}`);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    this.o.requests?.inc({ status: String(response.status) });
+    if (response.status !== 101) {
+      // A hook that turned the origin's 101 into a refusal: the origin's side is upgraded already.
+      if (upgraded) {
+        stream.destroy();
+        socket.end();
+      } else stream.pipe(socket);
+      return;
+    }
+    if (head.length) stream.write(head);
+    await bridge(socket, stream);
+  }
+
+  /**
+   * `http.handleRequest` on the client's head (absolute URL, headers as sent): the hook's own
+   * answer, or the head for the tunnel — the URL's host and path (the Host header follows a
+   * changed host), hop-by-hop headers dropped, `X-Forwarded-For` naming `ctx.client`.
+   */
+  async #requestHooks(conn: HookConnection, req: IncomingMessage, upgrade: boolean): Promise<Hooked> {
+    const host = req.headers.host ?? '';
+    const path = req.url ?? '/';
+    const url = `http://${host}${path}`;
+    const head = { method: req.method ?? 'GET', url, headers: pairsFromRaw(req.rawHeaders) };
+    const outcome = await requestHook(this.o.runner, conn, head);
+    if ('respond' in outcome) return outcome;
+    let target = { host, path };
+    if (head.url !== url) {
+      const u = new URL(head.url);
+      target = { host: u.host, path: `${u.pathname}${u.search}` };
+      if (target.host !== host) head.headers = [...head.headers.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', target.host]];
+    }
+    if (upgrade && outcome.body) conn.log.warn({ hook: 'http.handleRequest', host: target.host }, 'Body rewrite ignored on an upgrade request');
+    return { head: tunnelHead(head.method, target.host, target.path, head.headers, conn.client.address, upgrade), body: upgrade ? undefined : outcome.body };
+  }
+
+  async #hookedRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const conn = this.#admitting!.connection(req.socket);
+    let stream: TunnelStream | undefined;
+    res.on('close', () => {
+      if (!res.writableFinished) stream?.destroy();
+    });
+    try {
+      const hooked = await this.#requestHooks(conn, req, false);
+      if ('respond' in hooked) {
+        writeSynthetic(res, hooked.respond);
+        req.resume();
+        this.o.requests?.inc({ status: String(hooked.respond.status) });
+        return;
+      }
+      stream = await this.#openStream('http', hooked.head);
+      const upload = pump(rewritten(req, hooked.body), stream).catch(() => stream?.destroy());
+      const response = await this.#responseHead(stream);
+      const body = await responseHook(this.o.runner, conn, response);
+      res.writeHead(response.status, response.headers.flat());
+      await pump(rewritten(stream, body), res);
+      await upload;
+      this.o.requests?.inc({ status: String(response.status) });
+    } catch (err) {
+      stream?.destroy();
+      this.#fail(res, err, conn);
+    }
+  }
+
+  async #hookedUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const conn = this.#admitting!.connection(socket);
+    let stream: TunnelStream | undefined;
+    (socket as Socket).allowHalfOpen = true;
+    socket.on('error', () => stream?.destroy());
+    try {
+      const hooked = await this.#requestHooks(conn, req, true);
+      if ('respond' in hooked) {
+        socket.end(syntheticBytes(hooked.respond, STATUS_CODES[hooked.respond.status] ?? ''));
+        this.o.requests?.inc({ status: String(hooked.respond.status) });
+        return;
+      }
+      stream = await this.#openStream('websocket', hooked.head);
+      const response = await this.#responseHead(stream);
+      const upgraded = response.status === 101;
+      if (await responseHook(this.o.runner, conn, response)) conn.log.warn({ hook: 'http.handleResponse', host: hooked.head.host }, 'Body rewrite ignored on an upgrade response');
+      await this.#finishUpgrade(socket, head, stream, response, upgraded);
+    } catch (err) {
+      this.#failUpgrade(socket, err, req.headers.host, conn);
+      stream?.destroy();
+    }
+  }
+
+  /** Answers a request that failed (a 502 unless the on-ramp chose the status); a hook's failure is logged naming it. */
+  #fail(res: ServerResponse, err: unknown, conn?: HookConnection): void {
     const status = err instanceof OnrampError ? err.status : 502;
     this.o.requests?.inc({ status: String(status) });
-    if (!(err instanceof OnrampError)) this.o.log.warn({ err }, 'Request through the tunnel failed');
+    if (conn && err instanceof HookError) this.o.runner.failed(conn, err, 'Request through the tunnel failed', 'request');
+    else if (!(err instanceof OnrampError)) this.o.log.warn({ err }, 'Request through the tunnel failed');
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const body = err instanceof OnrampError ? err.message : `Bad gateway: ${(err as Error).message}\n`;
+    const body = err instanceof OnrampError ? err.message : err instanceof HookError ? `Bad gateway: hook ${err.hook} failed\n` : `Bad gateway: ${(err as Error).message}\n`;
     res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
+  }
+
+  #failUpgrade(socket: Duplex, err: unknown, host: string | undefined, conn?: HookConnection): void {
+    const status = err instanceof OnrampError ? err.status : 502;
+    this.o.requests?.inc({ status: String(status) });
+    if (conn && err instanceof HookError) this.o.runner.failed(conn, err, 'Upgrade through the tunnel failed', 'request');
+    else if (!(err instanceof OnrampError)) this.o.log.warn({ err, host }, 'Upgrade through the tunnel failed');
+    const message = err instanceof HookError ? `hook ${err.hook} failed\n` : err instanceof Error ? err.message : '';
+    socket.end(`HTTP/1.1 ${status} Bad Gateway\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${message}`);
   }
 }

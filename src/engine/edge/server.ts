@@ -4,13 +4,12 @@
  * metrics listener. Connections are recorded in the store while they live, so
  * `tunnel list` / `tunnel info` show them.
  */
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
 import { nowRfc3339 } from '../../core/common.js';
 import type { Store } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
-import { createRegistry, splitHostPort, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
 import { acceptRegistration } from '../protocol/registration.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
@@ -51,6 +50,8 @@ export interface EdgeOptions {
   storePollMs?: number;
   /** HOST:PORT of the HTTP CONNECT forward proxy on-ramp; undefined: none. */
   proxyListen?: string;
+  /** The forward proxy and the public HTTP listener expect a PROXY protocol v1/v2 header on every connection. */
+  proxyProtocol?: boolean;
   /** The application's hooks (`--hooks`); default: none (the engine's defaults). */
   hooks?: HookRunner;
   /** Where `lifecycle.stateForRestart` is saved on stop (OXY_HOME); unset: not saved. */
@@ -65,7 +66,7 @@ export class EdgeServer {
   readonly #controls = new Map<LiveConnection, ControlChannel>();
   #listeners: TunnelListener[] = [];
   #onStop: (() => unknown)[] = [];
-  #http?: Server;
+  #http?: HttpOnramp;
   #metricsServer?: MetricsServer;
   #proxy?: ConnectProxy;
   /** The application's hooks (none: the engine's defaults). */
@@ -95,7 +96,7 @@ export class EdgeServer {
   }
 
   get httpAddress(): AddressInfo | undefined {
-    return this.#http?.address() as AddressInfo | undefined;
+    return this.#http?.address;
   }
 
   get proxyAddress(): AddressInfo | undefined {
@@ -110,24 +111,21 @@ export class EdgeServer {
     this.view.start();
     for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn), this.#listeners));
     if (this.o.httpListen) {
-      const onramp = new HttpOnramp({ view: this.view, registry: this.registry, log: this.o.log, requests: this.#requests, defaultTunnel: this.o.defaultTunnel });
-      this.#http = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, onramp.handleRequest);
-      this.#http.on('upgrade', onramp.handleUpgrade);
-      const { host, port } = splitHostPort(this.o.httpListen);
-      await new Promise<void>((resolve, reject) => {
-        this.#http!.once('error', reject);
-        this.#http!.listen(port, host, resolve);
+      this.#http = await HttpOnramp.listen({
+        listen: this.o.httpListen, view: this.view, registry: this.registry, log: this.o.log, runner: this.hooks,
+        proxyProtocol: this.o.proxyProtocol, requests: this.#requests, defaultTunnel: this.o.defaultTunnel,
       });
     }
     if (this.o.proxyListen) {
-      this.#proxy = await ConnectProxy.listen({ listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log });
+      this.#proxy = await ConnectProxy.listen({ listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol });
     }
     if (this.o.metricsListen) {
       this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }));
     }
     for (const l of this.#listeners) this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}` }, 'Tunnel listener ready');
-    if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}` }, 'Public HTTP listener ready');
-    if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}` }, 'CONNECT proxy listener ready');
+    const pp = this.o.proxyProtocol ? { proxyProtocol: true } : {};
+    if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}`, ...pp }, 'Public HTTP listener ready');
+    if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}`, ...pp }, 'CONNECT proxy listener ready');
   }
 
   async #register(conn: TunnelConnection): Promise<void> {
@@ -234,10 +232,9 @@ export class EdgeServer {
   async stop(): Promise<void> {
     for (const fn of this.#onStop.splice(0)) await fn();
     this.view.stop();
-    this.#http?.closeAllConnections();
     await Promise.all([
       ...this.#listeners.map((l) => l.close()),
-      this.#http && new Promise((resolve) => this.#http!.close(resolve)),
+      this.#http?.close(),
       this.#metricsServer?.close(),
       this.#proxy?.close(),
     ]);

@@ -39,6 +39,19 @@ export const HOOK_ORDER: Readonly<Record<TracedOnramp, readonly string[]>> = {
     'http.handleResponse',
     'ingress.handleConnectionClose',
   ],
+  /**
+   * Requests to public hostnames (`--http-listen`), routed by Host into a tunnel: no egress
+   * hooks (the hostname's tunnel is the destination). On a kept-alive connection the request
+   * part repeats.
+   */
+  'public-hostname': [
+    'newCtx',
+    'proxyProtocol.handleConnection',
+    'ingress.handleConnection',
+    'http.handleRequest',
+    'http.handleResponse',
+    'ingress.handleConnectionClose',
+  ],
   'ip-flow': [
     'newCtx',
     'ipFlow.handleFlow',
@@ -54,8 +67,8 @@ export const HOOK_ORDER: Readonly<Record<TracedOnramp, readonly string[]>> = {
   ],
 };
 
-/** Hooks after which an `http-proxy` trace may start a new request (keep-alive). */
-const REQUEST_START = 'http.handleRequest';
+/** The hook that starts a request again on a kept-alive connection, for on-ramps that carry several. */
+const REQUEST_START: Partial<Record<TracedOnramp, string>> = { 'http-proxy': 'http.handleRequest', 'public-hostname': 'http.handleRequest' };
 
 /**
  * Where a recorded trace departs from the documented order: a list of messages, empty when
@@ -71,7 +84,7 @@ export function orderViolations(onramp: TracedOnramp, trace: readonly string[]):
       problems.push(`#${i} ${name} is not a ${onramp} hook`);
       continue;
     }
-    if (at <= last && !(onramp === 'http-proxy' && name === REQUEST_START)) {
+    if (at <= last && name !== REQUEST_START[onramp]) {
       problems.push(`#${i} ${name} fired after ${order[last]}, but the documented order puts it before`);
     }
     last = at;

@@ -248,10 +248,13 @@ export class HookRunner {
     }
   }
 
-  /** Logs the failure of a connection; names the hook when a hook failed. */
-  failed(conn: HookConnection, err: unknown, message = 'Connection failed'): void {
+  /**
+   * Logs the failure of a connection, or with `scope: 'request'` of one request on it (the
+   * connection lives on); names the hook when a hook failed.
+   */
+  failed(conn: HookConnection, err: unknown, message = 'Connection failed', scope: 'connection' | 'request' = 'connection'): void {
     if (err instanceof HookError) {
-      conn.log.error({ hook: err.hook, err: err.cause ?? err }, 'Hook failed; closing its connection');
+      conn.log.error({ hook: err.hook, err: err.cause ?? err }, scope === 'request' ? 'Hook failed; failing its request' : 'Hook failed; closing its connection');
     } else {
       conn.log.warn({ err }, message);
     }

@@ -24,8 +24,12 @@ export interface SocketAddress {
   port: number;
 }
 
-/** The on-ramp a connection arrived on. */
-export type Onramp = 'connect-proxy' | 'ip-flow';
+/**
+ * The on-ramp a connection arrived on: the forward proxy (`--proxy-listen`: CONNECT and
+ * absolute-form requests), the public-hostname HTTP listener (`--http-listen`: requests
+ * routed by Host to a tunnel), or an IP flow.
+ */
+export type Onramp = 'connect-proxy' | 'public-hostname' | 'ip-flow';
 
 /**
  * What the engine knows of one connection (a proxy client's TCP connection, or an IP
@@ -102,8 +106,14 @@ export interface ConnectionStats {
   bytesOut: number;
   packetsIn?: number;
   packetsOut?: number;
-  /** TCP retransmissions, where known (IP flows through the engine's kernel: not exposed; undefined). */
+  /**
+   * TCP segments the edge retransmitted to the client (`tcpi_total_retrans`), read from the
+   * kernel just before the socket closed: TCP connections the edge accepted (forward proxy,
+   * public-hostname listener). Undefined where unknown (IP flows, no native addon).
+   */
   retransmits?: number;
+  /** Smoothed round-trip time to the client in ms (`tcpi_rtt`), read with `retransmits`; undefined where unknown. */
+  rttMs?: number;
   durationMs: number;
   /** Why it ended: `closed`, `error`, `blocked`, or an IP flow end reason (`fin`, `rst`, `idle`, …). */
   reason: string;
@@ -159,10 +169,19 @@ export type ConnectDirective = Allow | Block | undefined | void;
 /** A body rewrite: receives the body's chunks, yields the chunks to send instead. */
 export type BodyTransform = (chunks: AsyncIterable<Buffer>) => AsyncIterable<Buffer | string>;
 
-/** A proxied HTTP request (absolute-form, through the forward proxy). */
+/**
+ * A proxied HTTP request: absolute-form through the forward proxy, or a request to a public
+ * hostname. Headers are the client's, in arrival order, names as sent; hop-by-hop headers
+ * are dropped after the hook (and on the public-hostname listener `X-Forwarded-For`/`-Proto`
+ * are set then).
+ */
 export interface HttpRequestHead {
   method: string;
-  /** Absolute URL (`http://host:port/path?query`). */
+  /**
+   * Absolute URL (`http://host:port/path?query`). On the public-hostname listener the host is
+   * the request's Host: a hook that changes it sends the request to the tunnel serving the
+   * new host (and the Host header follows).
+   */
   url: string;
   headers: [string, string][];
 }
@@ -254,15 +273,15 @@ export interface PipelineInfo {
 export interface IngressHook<C = unknown> {
   /**
    * Decides whether a new L4 connection may proceed.
-   * @fires once per connection, after `newCtx` and the PROXY header (if any), before any byte is parsed as HTTP; for IP flows after `handleFlow` chose upgrade or redirect.
+   * @fires once per TCP connection of the forward proxy and of the public-hostname listener, after `newCtx` and the PROXY header (if any), before any byte is parsed as HTTP; for IP flows after `handleFlow` chose upgrade or redirect.
    * @default allow
    * @returns `{ action: 'block' }` closes the connection (IP: the flow is dropped); `undefined` or `{ action: 'allow' }` continues.
    */
   handleConnection?(ctx: HookContext<C>): MaybePromise<IngressDecision>;
 
   /**
-   * Reports a connection's end with its statistics (bytes each way, duration; packets for IP flows).
-   * @fires once per connection that `handleConnection` saw, after both directions closed; last hook of the connection.
+   * Reports a connection's end with its statistics (bytes each way, duration; packets for IP flows; retransmits and RTT for the TCP connections the edge accepted).
+   * @fires once per connection that `handleConnection` saw, after both directions closed; last hook of the connection. Same on-ramps as `handleConnection`; on the forward proxy and the public-hostname listener, implementing it makes the edge read the socket's TCP_INFO before it closes.
    * @default nothing
    * @returns nothing; errors are logged.
    */
@@ -288,11 +307,11 @@ export interface IpFlowHook<C = unknown> {
   handlePacket?(packet: Buffer, ctx: HookContext<C>): PacketAction;
 }
 
-/** Connections that carry a PROXY protocol header (listeners started with PROXY protocol on). */
+/** Connections that carry a PROXY protocol header (`edge run --proxy-protocol`: the forward proxy and the public-hostname listener expect one). */
 export interface ProxyProtocolHook<C = unknown> {
   /**
    * Hands over the parsed PROXY header (addresses and TLVs) of a new connection.
-   * @fires once per connection whose listener accepts PROXY headers, after the header was parsed and `ctx.client` set from it; before `ingress.handleConnection`.
+   * @fires once per connection whose listener expects PROXY headers (forward proxy, public-hostname listener), after the header was parsed and `ctx.client` set from it; before `ingress.handleConnection`. A connection without a valid header is closed (and logged) before any hook but `newCtx`.
    * @default accept the header
    * @returns `{ action: 'block' }` closes the connection; `undefined` continues.
    */
@@ -318,7 +337,7 @@ export interface TunnelHook<C = unknown> {
   appTunnelPipeline?(client: Duplex, upstream: Duplex, info: PipelineInfo, ctx: HookContext<C>): MaybePromise<void>;
 }
 
-/** HTTP on the forward proxy: CONNECT requests and absolute-form requests. */
+/** HTTP requests: CONNECT and absolute-form requests on the forward proxy; requests to public hostnames on the public-hostname listener. */
 export interface HttpRequestHook<C = unknown> {
   /**
    * Sees a CONNECT request's head (authority, headers such as `Proxy-Authorization`) and decides whether to go on.
@@ -338,17 +357,17 @@ export interface HttpRequestHook<C = unknown> {
 
   /**
    * Sees (and may rewrite) a proxied HTTP request: mutate `head` (method, URL, headers), return a body rewrite, or answer it locally.
-   * @fires once per absolute-form request, after `ingress.handleConnection` for its connection, before the egress hooks.
+   * @fires forward proxy: once per absolute-form request, after `ingress.handleConnection` for its connection, before the egress hooks. Public-hostname listener: once per request (upgrades too), after `ingress.handleConnection`, before the request goes into the tunnel (the URL's host picks it). A throw fails only that request (502).
    * @default send the request on unchanged
-   * @returns `{ body }` to rewrite the body as it streams, `{ respond }` to answer without an upstream, `undefined` to send it on.
+   * @returns `{ body }` to rewrite the body as it streams, `{ respond }` to answer without an upstream, `undefined` to send it on. On upgrade requests (WebSocket, `Upgrade: tcp`) a body rewrite is ignored: after the 101 the bytes belong to the upgraded protocol.
    */
   handleRequest?(head: HttpRequestHead, ctx: HookContext<C>): MaybePromise<RequestOutcome>;
 
   /**
    * Sees (and may rewrite) the upstream's response: mutate `head` (status, headers) or return a body rewrite.
-   * @fires once per proxied request, when the upstream's response head arrived, before it is written to the client.
+   * @fires once per proxied request, when the upstream's response head arrived (forward proxy: from the origin; public-hostname listener: from the tunnel, a 101 included), before it is written to the client; not for `{ respond }` answers.
    * @default send the response on unchanged
-   * @returns `{ body }` to rewrite the body as it streams; `undefined` to send it on.
+   * @returns `{ body }` to rewrite the body as it streams; `undefined` to send it on. Ignored on upgrade responses, as for requests.
    */
   handleResponse?(head: HttpResponseHead, ctx: HookContext<C>): MaybePromise<ResponseOutcome>;
 }

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { curl, logSink, startOrigin, startProxyEdge, type Origin, type ProxyEdge } from './support.js';
+import { curl, logSink, startOrigin, startProxyEdge, startTunnelEdge, type Origin, type ProxyEdge, type TunnelEdge } from './support.js';
 import { ConnectProxy } from '../../../src/engine/edge/connect-proxy.js';
 import { Egress, HOOK_ORDER, HookRunner, HookTrace, encodeProxyV2, expectedOrder, orderViolations, type Hooks } from '../../../src/engine/hooks/index.js';
 
@@ -113,6 +113,26 @@ describe('documented hook order', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  describe('public-hostname listener (curl --haproxy-protocol → edge → tunnel → origin)', () => {
+    let t: TunnelEdge;
+    beforeAll(async () => {
+      t = await startTunnelEdge(everyHook(), origin.port, { proxyProtocol: true });
+    });
+    afterAll(async () => {
+      await t?.close();
+    });
+
+    it('two requests on one connection: the connection hooks once, the request hooks per request, in the documented order', async () => {
+      t.trace.clear();
+      const r = await curl(['--haproxy-protocol', '-H', `Host: ${t.hostname}`, `${t.http}/one`, `${t.http}/two`]);
+      expect(r.code, r.stderr).toBe(0);
+      const entry = await t.trace.waitFor((e) => e.onramp === 'public-hostname');
+      expect(orderViolations('public-hostname', entry.hooks)).toEqual([]);
+      const request = ['http.handleRequest', 'http.handleResponse'];
+      expect(entry.hooks).toEqual([...HOOK_ORDER['public-hostname'].slice(0, 3), ...request, ...request, 'ingress.handleConnectionClose']);
+    });
   });
 
   it('the checker catches a reorder', () => {

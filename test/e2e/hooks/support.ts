@@ -1,13 +1,16 @@
 /**
  * Shared pieces of the hook tests: curl as the real client, a loopback origin that echoes
- * what it received, an in-process edge with the CONNECT proxy and a hooks module, and a
+ * what it received, an in-process edge with the CONNECT proxy and a hooks module (plus,
+ * for the public-hostname on-ramp, its HTTP listener and a real connector process), and a
  * log sink to read the edge's lines.
  */
 import { spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { tempHome } from '../../helpers/cli.js';
+import { WebSocketServer } from 'ws';
+import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { startConnector, type OxyProcess } from '../../helpers/processes.js';
 import { Store } from '../../../src/store/index.js';
 import { runEdge } from '../../../src/engine/edge/run.js';
 import type { EdgeServer } from '../../../src/engine/edge/server.js';
@@ -22,13 +25,20 @@ export interface CurlResult {
   stderr: string;
 }
 
-/** Runs curl with a 10 s limit; never throws on a curl failure (its exit code is in the result). */
-export function curl(args: string[]): Promise<CurlResult> {
+/**
+ * Runs curl with a 10 s limit; never throws on a curl failure (its exit code is in the result).
+ * `netns`: inside that network namespace (`ip netns exec`). `onData` sees stdout as it arrives.
+ */
+export function curl(args: string[], o: { netns?: string; onData?: (chunk: string) => void } = {}): Promise<CurlResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('curl', ['--silent', '--show-error', '--max-time', '10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = ['--silent', '--show-error', '--max-time', '10', ...args];
+    const child = o.netns ? spawn('ip', ['netns', 'exec', o.netns, 'curl', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('curl', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      stdout += d;
+      o.onData?.(d);
+    });
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
@@ -46,7 +56,11 @@ export interface Origin {
   close(): Promise<void>;
 }
 
-/** A loopback HTTP origin answering JSON `{ method, url, headers, body }` of each request. */
+/**
+ * A loopback HTTP origin answering JSON `{ method, url, headers, body }` of each request;
+ * `/chunks` streams four lines 150 ms apart instead, and `/ws` is a WebSocket echo (its
+ * upgrade request is recorded too).
+ */
 export async function startOrigin(): Promise<Origin> {
   const seen: Origin['seen'] = [];
   const server = createServer((req, res) => {
@@ -55,10 +69,16 @@ export async function startOrigin(): Promise<Origin> {
     req.on('end', () => {
       const entry = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
       seen.push(entry);
+      if (req.url === '/chunks') return void streamChunks(res);
       const text = JSON.stringify(entry);
       res.writeHead(200, { 'content-type': 'application/json', 'x-origin': 'yes', 'content-length': Buffer.byteLength(text) });
       res.end(text);
     });
+  });
+  const wss = new WebSocketServer({ server, path: '/ws' });
+  wss.on('connection', (ws, req) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' });
+    ws.on('message', (m, binary) => ws.send(m, { binary }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -67,10 +87,24 @@ export async function startOrigin(): Promise<Origin> {
     seen,
     close: () =>
       new Promise<void>((r) => {
+        for (const ws of wss.clients) ws.terminate();
         server.closeAllConnections();
         server.close(() => r());
       }),
   };
+}
+
+function streamChunks(res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  let n = 0;
+  const timer = setInterval(() => {
+    res.write(`chunk ${n}\n`);
+    if (++n === 4) {
+      clearInterval(timer);
+      res.end();
+    }
+  }, 150);
+  res.on('close', () => clearInterval(timer));
 }
 
 /** A logger whose text lines are collected (cloudflared-style, as `edge run` prints them). */
@@ -92,11 +126,18 @@ export interface ProxyEdge {
   close(): Promise<void>;
 }
 
+export interface EdgeListeners {
+  /** Listen addresses (default: the CONNECT proxy on loopback, no public HTTP listener). */
+  proxyListen?: string;
+  httpListen?: string;
+  proxyProtocol?: boolean;
+}
+
 /**
  * An in-process edge with the CONNECT proxy on loopback and `hooks` (an examples/ file
  * name, a hooks object, or none). Tracing is on so tests can read the hook order.
  */
-export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string): Promise<ProxyEdge> {
+export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string, listeners: EdgeListeners = {}): Promise<ProxyEdge> {
   const temp = home ? undefined : tempHome();
   const dir = home ?? temp!.home;
   const logs = logSink();
@@ -106,7 +147,7 @@ export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string)
       ? await loadHooks(`${EXAMPLES}${hooks}`, { home: dir, location: 'test', log: logs.log, trace })
       : new HookRunner(validateHooks('test', hooks), { log: logs.log, trace });
   const store = Store.open(dir);
-  const edge = await runEdge({ home: dir, store, log: logs.log, tunnelListen: '127.0.0.1:0', location: 'test', proxyListen: '127.0.0.1:0', hooks: runner });
+  const edge = await runEdge({ home: dir, store, log: logs.log, tunnelListen: '127.0.0.1:0', location: 'test', proxyListen: '127.0.0.1:0', ...listeners, hooks: runner });
   const proxyPort = edge.proxyAddress!.port;
   return {
     edge,
@@ -121,6 +162,40 @@ export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string)
       await edge.stop();
       store.close();
       temp?.cleanup();
+    },
+  };
+}
+
+export interface TunnelEdge extends ProxyEdge {
+  /** The public HTTP listener's port and base URL; requests name `hostname` in their Host. */
+  httpPort: number;
+  http: string;
+  hostname: string;
+  connector: OxyProcess;
+}
+
+/**
+ * startProxyEdge() plus the public HTTP listener and a tunnel whose connector (a real
+ * `oxyctl tunnel run` process, one HA connection) serves `hostname` from a loopback origin.
+ */
+export async function startTunnelEdge(hooks: Hooks<any>, originPort: number, listeners: EdgeListeners = {}, hostname = 'app.example.test'): Promise<TunnelEdge> {
+  const { home, cleanup } = tempHome();
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', hostname]);
+  const p = await startProxyEdge(hooks, home, { httpListen: '127.0.0.1:0', ...listeners });
+  const tunnelPort = p.edge.tunnelAddresses.find((l) => l.protocol === 'http2')!.address.port;
+  const { connector } = await startConnector(home, tunnelPort, ['--url', `http://127.0.0.1:${originPort}`, '--ha-connections', '1', 'web'], 1);
+  const httpPort = p.edge.httpAddress!.port;
+  return {
+    ...p,
+    httpPort,
+    http: `http://127.0.0.1:${httpPort}`,
+    hostname,
+    connector,
+    async close() {
+      await connector.stop();
+      await p.close();
+      cleanup();
     },
   };
 }
