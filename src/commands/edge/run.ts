@@ -14,6 +14,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     'Creates the edge identity on first run (see oxyctl edge init).';
   static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
+    '<%= config.bin %> edge run --http-listen 0.0.0.0:8080 --proxy-listen 0.0.0.0:3128 --proxy-protocol',
   ];
   static flags = {
     'tunnel-listen': Flags.string({ description: 'HOST:PORT of the tunnel listener connectors dial (TLS on TCP, QUIC on UDP) [default: 0.0.0.0:7844]' }),
@@ -21,6 +22,10 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     metrics: Flags.string({ description: 'HOST:PORT of the metrics listener [default: 127.0.0.1:7845]' }),
     location: Flags.string({ description: "This edge's location name, shown in tunnel list [default: local]" }),
     'proxy-listen': Flags.string({ description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)' }),
+    'proxy-protocol': Flags.boolean({
+      allowNo: true,
+      description: 'Expect a PROXY protocol v1/v2 header (from a load balancer in front) on every connection to the forward proxy and the public HTTP listener; the client is the address it names, and a connection without one is closed',
+    }),
     hooks: Flags.string({ description: 'An ES module whose start(settings, parentState) returns the hooks that steer traffic (see docs/hooks.md)' }),
     'trace-hooks': Flags.boolean({ description: 'Log the order in which hooks fired, once per connection' }),
     quic: Flags.boolean({ allowNo: true, description: 'Also listen for QUIC on UDP at the tunnel port (--no-quic: HTTP/2 over TLS only) [default: true]' }),
@@ -50,6 +55,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       gueListen: this.flags['gue-listen'] ?? file['gue-listen'],
       ipLimits: limits && { maxFlows: limits['max-flows'], maxFlowsPerTenant: limits['max-flows-per-tenant'] },
       proxyListen: this.flags['proxy-listen'] ?? file['proxy-listen'],
+      proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
       hooks: this.flags.hooks ?? file.hooks,
       traceHooks: this.flags['trace-hooks'] || file['trace-hooks'],
     });

@@ -14,6 +14,7 @@ export interface EdgeSettingsFile {
   location?: string;
   quic?: boolean;
   'proxy-listen'?: string;
+  'proxy-protocol'?: boolean;
   hooks?: string;
   'trace-hooks'?: boolean;
   'ip-tunnel-listen'?: string;
@@ -29,7 +30,7 @@ export const EDGE_DEFAULTS = {
 } as const;
 
 const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen'] as const;
-const BOOLEANS = ['quic', 'trace-hooks'] as const;
+const BOOLEANS = ['quic', 'trace-hooks', 'proxy-protocol'] as const;
 
 export function loadEdgeConfig(path: string): EdgeSettingsFile {
   let raw: unknown;

@@ -25,6 +25,8 @@ export interface RunEdgeOptions {
   ipLimits?: { maxFlows?: number; maxFlowsPerTenant?: number };
   /** HOST:PORT of the HTTP CONNECT forward proxy (`--proxy-listen`). */
   proxyListen?: string;
+  /** The forward proxy and the public HTTP listener expect a PROXY v1/v2 header (`--proxy-protocol`). */
+  proxyProtocol?: boolean;
   /** A hooks module to load (`--hooks`), or a runner made by the caller (tests). */
   hooks?: string | HookRunner;
   /** Record and log the order hooks fire per connection (`--trace-hooks`). */
@@ -55,6 +57,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     metricsListen: o.metricsListen,
     defaultTunnel: o.defaultTunnel,
     proxyListen: o.proxyListen,
+    proxyProtocol: o.proxyProtocol,
     hooks,
     home: o.home,
   });
