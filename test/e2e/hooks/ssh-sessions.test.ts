@@ -79,6 +79,22 @@ async function startSshd(ns: TestNetns, dir: string, addresses: string[], caPub:
   return sshd;
 }
 
+/**
+ * Stops sshd and the session processes it forked: they outlive it, and one whose client
+ * vanished with the test's namespaces would wait for TCP keepalive (hours).
+ */
+async function stopSshd(ns: TestNetns | undefined, sshd: NsProcess | undefined): Promise<void> {
+  await sshd?.stop();
+  if (!ns) return;
+  for (const pid of execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sshd') process.kill(pid, 'SIGTERM');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
 privilegedDescribe('examples/ssh-sessions.js: real ssh → edge (SSH terminated, commands logged) → downgrade → real sshd', () => {
   const client = useNetns('oxy-sshcli');
   const dest = useNetns('oxy-sshdst');
@@ -159,7 +175,7 @@ privilegedDescribe('examples/ssh-sessions.js: real ssh → edge (SSH terminated,
   });
 
   afterAll(async () => {
-    await sshd?.stop();
+    await stopSshd(sshd && dest(), sshd);
     device?.close();
     onRamp?.close();
     edge?.close();
@@ -265,7 +281,7 @@ privilegedDescribe('examples/ssh-sessions.js with oxyctl edge run --hooks: downg
     writeFileSync(join(dir, 'known_hosts'), `198.18.0.10 ${readFileSync(join(keys, 'host_key.pub'), 'utf8')}`);
   }, 120_000);
   afterAll(async () => {
-    await sshd?.stop();
+    await stopSshd(site?.dc, sshd);
     await site?.close();
     rmSync(dir, { recursive: true, force: true });
   });
