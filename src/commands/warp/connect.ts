@@ -24,7 +24,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   static examples = ['<%= config.bin %> warp connect --vnet vnet-sydney', '<%= config.bin %> warp connect --route 198.18.0.0/24'];
   static flags = {
     vnet: Flags.string({ description: 'ID or name of the virtual network [default: the default one]' }),
-    route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet]' }),
+    route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet, followed as they change with --token]' }),
     edge: Flags.string({ description: "The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or HOST:PORT of its tunnel listener with --token [default: from the token]" }),
     token: Flags.string({ description: "A device token from 'oxyctl warp enroll': connect to a remote edge over the tunnel transport", env: 'WARP_TOKEN' }),
     protocol: Flags.option({ options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Transport to a remote edge (with --token)' })(),
@@ -58,8 +58,8 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   /** A device on another host: the edge's tunnel listener, with the enrolled identity. */
   private async remote(log: Logger): Promise<void> {
     const token = decodeDeviceToken(this.flags.token!);
+    // Without --route: the vnet's routes as the edge sends them, kept in step with its store.
     const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
-    if (routes.length === 0) throw new OxyError('OXY_ERR_NO_ROUTES', 'With --token, give the networks to send to the edge with --route CIDR (repeatable).');
     const address = this.flags.edge ?? token.e;
     if (!address || !address.includes(':')) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
     const edge = resolveEdge(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: address }, { edge: address, caPin: token.p });
@@ -67,15 +67,16 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const vnet = this.flags.vnet ?? '';
     const channel = await streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version });
     const warp = await startWarp({ channel, context: { tenant: token.a, vnet }, routes, tunName: this.flags.tun, address: this.flags.address, mtu: this.flags.mtu, log });
-    writeWarpState(this.home, { pid: process.pid, vnetId: vnet, vnetName: vnet || '(default)', routes, tun: warp.tun, edge: address, since: nowRfc3339() });
+    writeWarpState(this.home, { pid: process.pid, vnetId: vnet, vnetName: vnet || '(default)', routes: warp.routes, tun: warp.tun, edge: address, since: nowRfc3339() });
     await this.untilDone(warp, log);
   }
 
-  private async untilDone(warp: { close(): void; ended: Promise<void> }, log: Logger): Promise<void> {
-    const outcome = await Promise.race([shutdownSignal(), warp.ended.then(() => 'edge-closed' as const)]);
+  private async untilDone(warp: { close(): void; ended: Promise<string | void> }, log: Logger): Promise<void> {
+    let why = '';
+    const outcome = await Promise.race([shutdownSignal(), warp.ended.then((reason) => ((why = reason ?? ''), 'edge-closed' as const))]);
     warp.close();
     clearWarpState(this.home);
     log.info({ reason: outcome }, 'Disconnected');
-    if (outcome === 'edge-closed') throw new OxyError('OXY_ERR_WARP_DISCONNECTED', 'The edge closed the IP tunnel.');
+    if (outcome === 'edge-closed') throw new OxyError('OXY_ERR_WARP_DISCONNECTED', `The edge closed the IP tunnel${why ? `: ${why}` : '.'}`);
   }
 }

@@ -13,6 +13,7 @@ import { SeqpacketSocket, Tun } from '../native/index.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { registerConnection } from '../protocol/registration.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader } from '../protocol/stream-header.js';
+import type { RoutesMessage } from '../protocol/control.js';
 import type { TunnelConnection } from '../transport/types.js';
 
 const run = promisify(execFile);
@@ -21,8 +22,11 @@ const run = promisify(execFile);
 export interface PacketChannel {
   send(packet: Buffer): void;
   onPacket(handler: (packet: Buffer) => void): void;
-  ended: Promise<void>;
+  /** Resolves when the edge ends the channel, with its reason when it gave one. */
+  ended: Promise<string | void>;
   close(): void;
+  /** The vnet's routes as the edge sends them (remote edges): now, and at every change. */
+  onRoutes?(handler: (networks: string[]) => void): void;
 }
 
 export interface WarpOptions {
@@ -30,7 +34,7 @@ export interface WarpOptions {
   seqpacketPath?: string;
   channel?: PacketChannel;
   context: { tenant: string; vnet: string; [field: string]: unknown };
-  /** CIDRs routed into the TUN. */
+  /** CIDRs routed into the TUN; empty: the routes the edge sends (a channel with onRoutes), kept in step. */
   routes: string[];
   tunName?: string;
   /** The device's address on the TUN (the source of its private traffic). */
@@ -41,11 +45,15 @@ export interface WarpOptions {
 
 export interface Warp {
   tun: string;
-  routes: string[];
+  /** The CIDRs routed into the TUN now. */
+  readonly routes: string[];
   close(): void;
-  /** Resolves when the edge closes the tunnel. */
-  ended: Promise<void>;
+  /** Resolves when the edge closes the tunnel, with its reason when it gave one. */
+  ended: Promise<string | void>;
 }
+
+/** How long a device following the edge's routes waits for the first list. */
+const FIRST_ROUTES_TIMEOUT_MS = 10_000;
 
 export const DEFAULT_WARP_ADDRESS = '100.96.0.2';
 export const DEFAULT_WARP_MTU = 65000;
@@ -77,7 +85,7 @@ export function seqpacketChannel(path: string, context: object): PacketChannel {
  * and opens one `ip-packets` stream naming its vnet; packets travel as datagram records.
  */
 export async function streamChannel(conn: TunnelConnection, o: { deviceId: string; secret: Buffer; vnet: string; version: string }): Promise<PacketChannel> {
-  await registerConnection(conn, { tunnelId: o.deviceId, connectorId: randomUUID(), connIndex: 0, secret: o.secret, clientVersion: o.version, features: ['device'] });
+  const { control } = await registerConnection(conn, { tunnelId: o.deviceId, connectorId: randomUUID(), connIndex: 0, secret: o.secret, clientVersion: o.version, features: ['device'] });
   const stream = await conn.openStream();
   writeRequestHeader(stream, { kind: 'ip-packets', destination: '', metadata: [['Vnet', o.vnet]] });
   const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 10_000 });
@@ -90,39 +98,84 @@ export async function streamChannel(conn: TunnelConnection, o: { deviceId: strin
       void stream.on('data', (chunk: Buffer) => {
         for (const packet of parser.push(chunk)) handler(packet);
       }),
-    ended: Promise.race([conn.closed.then(() => undefined), new Promise<void>((resolve) => stream.once('close', () => resolve()))]),
+    // The stream usually ends a moment before the connection's close (and its reason) arrives.
+    ended: new Promise<string | void>((resolve) => {
+      void conn.closed.then((info) => resolve(info.reason || undefined));
+      stream.once('close', () => setTimeout(resolve, 250).unref());
+    }),
     close: () => {
       stream.destroy();
       conn.close();
+    },
+    onRoutes(handler) {
+      const networks = (m: RoutesMessage) => m.routes.map((r) => r.network);
+      control.on('message', (m) => void (m.type === 'routes' && handler(networks(m))));
+      if (control.latestRoutes) handler(networks(control.latestRoutes));
     },
   };
 }
 
 export async function startWarp(o: WarpOptions): Promise<Warp> {
   const channel = o.channel ?? seqpacketChannel(o.seqpacketPath!, o.context);
+  const followEdge = o.routes.length === 0 && channel.onRoutes !== undefined;
   const tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? DEFAULT_WARP_MTU, txQueueLength: 5000, batchSize: 128, up: true });
+  const ip = (...args: string[]) => run('ip', args);
+  const family = (cidr: string) => (cidr.includes(':') ? ['-6'] : []);
+  let routes: string[] = [];
+  /** Steers exactly `next` into the TUN: adds what is new, removes what went. */
+  const steer = async (next: string[]) => {
+    for (const route of next.filter((r) => !routes.includes(r))) await ip(...family(route), 'route', 'replace', route, 'dev', tun.name);
+    for (const route of routes.filter((r) => !next.includes(r))) await ip(...family(route), 'route', 'del', route, 'dev', tun.name).catch(() => undefined);
+    routes = next;
+  };
   try {
-    const ip = (...args: string[]) => run('ip', args);
-    const v6 = (cidr: string) => cidr.includes(':');
     await ip('addr', 'add', `${o.address ?? DEFAULT_WARP_ADDRESS}/32`, 'dev', tun.name);
-    for (const route of o.routes) await ip(...(v6(route) ? ['-6'] : []), 'route', 'replace', route, 'dev', tun.name);
+    await steer(followEdge ? await firstRoutes(channel) : o.routes);
   } catch (err) {
     tun.close();
     channel.close();
+    if (err instanceof OxyError) throw err;
     throw new OxyError('OXY_ERR_WARP_ROUTES', `Could not configure ${tun.name}: ${(err as Error).message}`, { cause: err });
+  }
+  if (followEdge) {
+    // Changes are applied one after the other, in the order the edge sent them.
+    let applying = Promise.resolve();
+    channel.onRoutes!((next) => {
+      applying = applying.then(async () => {
+        if (next.join(',') === routes.join(',')) return;
+        await steer(next).catch((err: Error) => o.log.warn({ err }, 'Could not apply the routes the edge sent'));
+        o.log.info({ routes: routes.join(',') }, 'Routes updated');
+      });
+    });
   }
   tun.on('packets', (batch) => {
     for (let i = 0; i < batch.count; i++) channel.send(batch.packet(i));
   });
   channel.onPacket((packet) => tun.write(packet));
-  o.log.info({ tun: tun.name, vnet: o.context.vnet, routes: o.routes.join(',') }, 'Connected to the edge');
+  o.log.info({ tun: tun.name, vnet: o.context.vnet, routes: routes.join(',') }, 'Connected to the edge');
   return {
     tun: tun.name,
-    routes: o.routes,
+    get routes() {
+      return routes;
+    },
     ended: channel.ended,
     close: () => {
       channel.close();
       tun.close(); // removing the device removes its routes
     },
   };
+}
+
+/** The first routes list the edge sends after the device's stream was accepted. */
+function firstRoutes(channel: PacketChannel): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new OxyError('OXY_ERR_NO_ROUTES', `The edge sent no routes for this virtual network within ${FIRST_ROUTES_TIMEOUT_MS / 1000} s: pass the networks with --route CIDR.`)),
+      FIRST_ROUTES_TIMEOUT_MS,
+    );
+    channel.onRoutes!((networks) => {
+      clearTimeout(timer);
+      resolve(networks);
+    });
+  });
 }

@@ -142,7 +142,7 @@ export class EdgeServer {
     }
     const r = reg.request;
     if (r.features.includes('device') || !this.view.tunnelSecret(r.tunnelId)) {
-      await this.#serveDevice(conn, r.tunnelId);
+      await this.#serveDevice(conn, r.tunnelId, reg.control);
       return;
     }
     const live: LiveConnection = { id: reg.connectionId, tunnelId: r.tunnelId, connectorId: r.connectorId, connIndex: r.connIndex, conn, draining: false };
@@ -192,7 +192,13 @@ export class EdgeServer {
   /** Handles `ip-packets` streams of an enrolled device (warp connect --token); set by the IP path. */
   deviceStreams?: (stream: TunnelStream, vnetRef: string) => void;
 
-  async #serveDevice(conn: TunnelConnection, deviceId: string): Promise<void> {
+  /**
+   * A device (warp connect --token): its `ip-packets` streams join the IP path; the routes of
+   * its vnet go to it over the control stream (again whenever they change, so it can steer
+   * them into its TUN), and revoking it (`warp revoke`) closes its connection at the next
+   * store reload.
+   */
+  async #serveDevice(conn: TunnelConnection, deviceId: string, control: ControlChannel): Promise<void> {
     const serve = this.deviceStreams;
     if (!this.view.deviceSecret(deviceId) || !serve) {
       this.o.log.warn({ device: deviceId }, 'Refused device connection: not an enrolled device, or this edge has no IP path (--ip-tunnel-listen)');
@@ -200,6 +206,26 @@ export class EdgeServer {
       return;
     }
     this.o.log.info({ device: deviceId, ip: conn.remoteAddress, protocol: conn.protocol }, 'Device connected');
+    let vnetRef: string | undefined;
+    let sent = '';
+    const sendRoutes = () => {
+      if (vnetRef === undefined || !control.isOpen) return;
+      const vnetId = this.view.vnetId(vnetRef);
+      const routes = vnetId ? this.view.routesInVnet(vnetId) : [];
+      const key = routes.map((r) => r.network).join(',');
+      if (key === sent) return;
+      sent = key;
+      control.send({ type: 'routes', routes }).catch(() => undefined);
+    };
+    const onReload = () => {
+      if (!this.view.deviceSecret(deviceId)) {
+        this.o.log.info({ device: deviceId }, 'Device revoked; closing its connection');
+        conn.close(TunnelCloseCode.UNAUTHORIZED, 'device revoked');
+        return;
+      }
+      sendRoutes();
+    };
+    this.view.on('reload', onReload);
     conn.onStream(async (stream) => {
       stream.on('error', () => undefined);
       try {
@@ -210,12 +236,16 @@ export class EdgeServer {
           return;
         }
         writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
-        serve(stream, metaGet(header.metadata, 'Vnet') ?? '');
+        vnetRef = metaGet(header.metadata, 'Vnet') ?? '';
+        serve(stream, vnetRef);
+        sent = '';
+        sendRoutes();
       } catch {
         stream.destroy();
       }
     });
     const closed = await conn.closed;
+    this.view.off('reload', onReload);
     this.o.log.info({ device: deviceId, code: closed.code, reason: closed.reason }, 'Device disconnected');
   }
 

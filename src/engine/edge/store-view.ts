@@ -18,6 +18,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #wildcards: [suffix: string, tunnelId: string][] = [];
   #routes = new RouteTable<DetailedRoute>([]);
   #routesByTunnel = new Map<string, { vnetId: string; network: string }[]>();
+  #routesByVnet = new Map<string, { vnetId: string; network: string }[]>();
   #vnetIds = new Map<string, string>();
   #defaultVnet: string | undefined;
 
@@ -52,13 +53,18 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     this.#wildcards = wildcards;
     const routes = this.store.routes.allLive();
     this.#routes = new RouteTable(routes);
-    const byTunnel = new Map<string, { vnetId: string; network: string }[]>();
-    for (const r of routes) {
-      const list = byTunnel.get(r.tunnelId) ?? [];
-      list.push({ vnetId: r.vnetId, network: r.network });
-      byTunnel.set(r.tunnelId, list);
-    }
-    this.#routesByTunnel = byTunnel;
+    const groupBy = (key: (r: DetailedRoute) => string) => {
+      const groups = new Map<string, { vnetId: string; network: string }[]>();
+      for (const r of routes) {
+        const list = groups.get(key(r)) ?? [];
+        list.push({ vnetId: r.vnetId, network: r.network });
+        groups.set(key(r), list);
+      }
+      return groups;
+    };
+    this.#routesByTunnel = groupBy((r) => r.tunnelId);
+    this.#routesByVnet = groupBy((r) => r.vnetId);
+    for (const list of this.#routesByVnet.values()) list.sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
     const vnetIds = new Map<string, string>();
     for (const v of this.store.vnets.list()) {
       vnetIds.set(v.id, v.id);
@@ -83,6 +89,11 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   /** A live vnet's ID from its ID or name; '' means the default vnet. */
   vnetId(ref: string): string | undefined {
     return ref === '' ? this.#defaultVnet : this.#vnetIds.get(ref);
+  }
+
+  /** The live routes of a vnet (what a device sends into its tunnel), in network order. */
+  routesInVnet(vnetId: string): { vnetId: string; network: string }[] {
+    return this.#routesByVnet.get(vnetId) ?? [];
   }
 
   /** The private networks a tunnel serves, per vnet: what its connectors may off-ramp to. */

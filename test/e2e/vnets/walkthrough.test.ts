@@ -192,4 +192,23 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     const revoked = oxyIn(remote, ['warp', 'connect', '--token', token, '--protocol', 'http2', '--route', '198.18.0.0/24', '--tun', 'oxyrem2']);
     await revoked.waitFor(/Unauthorized: Invalid tunnel secret/);
   });
+
+  it('a remote device without --route follows its vnet routes from the edge, and is cut off when revoked', async () => {
+    const token = (await oxyOk(home, ['warp', 'enroll', 'tablet'])).trim();
+    const w = oxyIn(remote, ['warp', 'connect', '--token', token, '--protocol', 'quic', '--vnet', 'vnet-sydney', '--tun', 'oxyrem3']);
+    await w.waitFor(/Connected to the edge .*routes=198\.18\.0\.0\/24\n/);
+    const r = await run('ip', ['netns', 'exec', remote.name, 'curl', '-sS', '--max-time', '5', 'http://198.18.0.10/']);
+    expect(r.stdout).toBe('dc2\n');
+    const steered = () => remote.ip('route', 'show', 'dev', 'oxyrem3');
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '198.18.4.0/24', 'tunnel-syd']);
+    await w.waitFor(/Routes updated routes=198\.18\.0\.0\/24,198\.18\.4\.0\/24/);
+    expect(steered()).toContain('198.18.4.0/24');
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--yes', '--vnet', 'vnet-sydney', '198.18.4.0/24']);
+    await w.waitFor(/Routes updated routes=198\.18\.0\.0\/24\n/);
+    expect(steered()).not.toContain('198.18.4.0/24');
+    // Revoked while connected: the edge closes the device's connection at its next store reload.
+    await oxyOk(home, ['warp', 'revoke', '--yes', 'tablet']);
+    await w.waitFor(/The edge closed the IP tunnel: device revoked/, 5000);
+    expect(await new Promise((resolve) => (w.child.exitCode !== null ? resolve(w.child.exitCode) : w.child.once('exit', resolve)))).not.toBe(0);
+  });
 });
