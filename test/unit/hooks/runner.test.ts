@@ -72,6 +72,15 @@ describe('order checks', () => {
     expect(orderViolations('http-proxy', ['newCtx', 'http.handleRequest', 'http.handleResponse', 'http.handleRequest', 'http.handleResponse'])).toEqual([]);
     expect(orderViolations('ip-flow', ['nope'])).toEqual(['#0 nope is not a ip-flow hook']);
   });
+
+  it('on kept-alive connections any request hook may start the next request; the rest may not go back', () => {
+    // An app with only handleResponse: one per request.
+    expect(orderViolations('public-hostname', ['newCtx', 'http.handleResponse', 'http.handleResponse', 'ingress.handleConnectionClose'])).toEqual([]);
+    expect(orderViolations('http-proxy', ['egress.handleConnection', 'http.handleResponse', 'egress.handleConnection', 'http.handleResponse'])).toEqual([]);
+    expect(orderViolations('public-hostname', ['ingress.handleConnection', 'http.handleRequest', 'ingress.handleConnection'])).toHaveLength(1);
+    expect(orderViolations('public-hostname', ['http.handleResponse', 'ingress.handleConnectionClose', 'http.handleRequest'])).toHaveLength(1);
+    expect(orderViolations('connect-proxy', ['http.handleProxyConnectResponse', 'http.handleProxyConnectRequest'])).toHaveLength(1);
+  });
 });
 
 describe('parseSni', () => {
