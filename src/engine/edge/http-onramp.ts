@@ -151,6 +151,8 @@ export class HttpOnramp {
       await upload;
       this.o.requests?.inc({ status: String(response.status) });
     } catch (err) {
+      // A refusal or a timeout after the stream opened: close it on both sides.
+      stream?.destroy();
       this.#fail(res, err);
     }
   };

@@ -342,7 +342,10 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       if (n < item.buf.length || (item.buf.length === 0 && sent === null)) {
         item.buf = item.buf.subarray(n);
         this.blocked.add(stream);
-        if (n > 0) this.dirty();
+        // quiche answers Done (null) both for no credit and for a stream the peer stopped
+        // (STOP_SENDING): the next service's capacity check tells them apart, so a stopped
+        // stream fails at once instead of waiting for an unrelated packet.
+        if (n > 0 || sent === null) this.dirty();
         return false;
       }
       pending.shift();

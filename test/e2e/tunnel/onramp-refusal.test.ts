@@ -1,0 +1,73 @@
+// The public HTTP on-ramp answers 502 when the connector refuses a request or does not
+// answer in time; the tunnel stream it had opened must be closed on both sides, not left
+// open for the life of the connection.
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { HttpOnramp } from '../../../src/engine/edge/http-onramp.js';
+import { TunnelRegistry } from '../../../src/engine/edge/registry.js';
+import type { StoreView } from '../../../src/engine/edge/store-view.js';
+import { HookRunner } from '../../../src/engine/hooks/index.js';
+import { createLogger } from '../../../src/engine/observe/log.js';
+import { encodeResponseHead } from '../../../src/engine/protocol/http-head.js';
+import { readStreamHeader, ResponseStatus, writeResponseHeader } from '../../../src/engine/protocol/stream-header.js';
+import type { TunnelConnection } from '../../../src/engine/transport/types.js';
+import { http2Pair } from '../transport/helpers.js';
+import { connectPair } from '../../unit/quic/support.js';
+
+const log = createLogger({ level: 'silent' });
+
+async function tunnelPair(protocol: 'http2' | 'quic'): Promise<{ edge: TunnelConnection; connector: TunnelConnection; close(): Promise<void> }> {
+  if (protocol === 'http2') return http2Pair();
+  const pair = await connectPair();
+  return { edge: pair.server, connector: pair.client, close: () => pair.close() };
+}
+
+async function until(check: () => boolean, ms = 3000): Promise<void> {
+  for (const end = Date.now() + ms; !check() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+}
+
+describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+
+  it('a 502 for a refused or unanswered request closes its tunnel stream on both sides', async () => {
+    const pair = await tunnelPair(protocol);
+    cleanups.push(() => pair.close());
+    // A connector that refuses /refuse as the real one does (a refusal header, then the
+    // end of its side) and answers /slow only after the edge's response timeout.
+    pair.connector.onStream((stream) => {
+      stream.on('error', () => undefined);
+      void readStreamHeader(stream, { expect: 'request' }).then((header) => {
+        stream.resume();
+        if (header.destination.endsWith('/refuse')) {
+          writeResponseHeader(stream, { status: ResponseStatus.FORBIDDEN, message: 'refused by policy', metadata: [] });
+          stream.end();
+        } else {
+          setTimeout(() => {
+            if (stream.destroyed) return;
+            writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead({ status: 200, headers: [] }) });
+            stream.end('too late');
+          }, 400);
+        }
+      }, () => stream.destroy());
+    });
+    const registry = new TunnelRegistry();
+    registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
+    const view = { tunnelForHost: () => 't1' } as unknown as StoreView;
+    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 200 });
+    cleanups.push(() => onramp.close());
+
+    const url = `http://127.0.0.1:${onramp.address.port}`;
+    const statuses = await Promise.all([
+      ...Array.from({ length: 20 }, () => request(`${url}/refuse`, { headers: { host: 'app.example.com' } })),
+      ...Array.from({ length: 5 }, () => request(`${url}/slow`, { headers: { host: 'app.example.com' } })),
+    ].map((p) => p.then(async (res) => (await res.body.text(), res.statusCode))));
+    expect(statuses).toEqual(Array(25).fill(502));
+
+    await new Promise((r) => setTimeout(r, 500)); // the late answers are written
+    await until(() => pair.edge.stats().activeStreams === 0 && pair.connector.stats().activeStreams === 0);
+    expect({ edge: pair.edge.stats().activeStreams, connector: pair.connector.stats().activeStreams }).toEqual({ edge: 0, connector: 0 });
+  });
+});
