@@ -12,6 +12,8 @@ import { createDialer, resolveEdge } from '../../engine/connector/run.js';
 import type { Logger } from '../../engine/observe/log.js';
 
 const DEFAULT_ON_RAMP = '/run/oxyctl/ip-tunnel.sock';
+/** How often a local device looks for route changes in the store (the edge polls at 250 ms). */
+const STORE_POLL_MS = 500;
 import { OxyError } from '../../core/errors.js';
 
 export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
@@ -24,7 +26,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   static examples = ['<%= config.bin %> warp connect --vnet vnet-sydney', '<%= config.bin %> warp connect --route 198.18.0.0/24'];
   static flags = {
     vnet: Flags.string({ description: 'ID or name of the virtual network [default: the default one]' }),
-    route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet, followed as they change with --token]' }),
+    route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet, followed as they change]' }),
     edge: Flags.string({ description: "The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or HOST:PORT of its tunnel listener with --token [default: from the token]" }),
     token: Flags.string({ description: "A device token from 'oxyctl warp enroll': connect to a remote edge over the tunnel transport", env: 'WARP_TOKEN' }),
     protocol: Flags.option({ options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Transport to a remote edge (with --token)' })(),
@@ -39,19 +41,40 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     if (this.flags.token) return this.remote(log);
     const vnet = this.flags.vnet === undefined ? this.store.vnets.defaultVnet() : resolveVnet(this.store, this.flags.vnet);
     if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");
-    const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? this.store.routes.liveInVnet(vnet.id).map((r) => r.network);
-    if (routes.length === 0) throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
+    const given = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
+    const vnetRoutes = () => this.store.routes.liveInVnet(vnet.id).map((r) => r.network).sort();
+    if (given.length === 0 && vnetRoutes().length === 0) {
+      throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
+    }
     const edgePath = this.flags.edge ?? DEFAULT_ON_RAMP;
+    const save = this.stateSaver({ vnetId: vnet.id, vnetName: vnet.name, edge: edgePath });
     const warp = await startWarp({
+      onRoutesUpdated: save,
       seqpacketPath: edgePath,
       context: { tenant: this.store.accountTag, vnet: vnet.id },
-      routes,
+      routes: given,
+      // Without --route: the vnet's routes, followed as the store changes (same host as the edge).
+      routeFeed: (handler) => {
+        let version = -1;
+        let last = '';
+        const poll = () => {
+          const now = this.store.dataVersion();
+          if (now === version) return;
+          version = now;
+          const networks = vnetRoutes();
+          if (networks.join(',') === last) return;
+          last = networks.join(',');
+          handler(networks);
+        };
+        poll();
+        setInterval(poll, STORE_POLL_MS).unref();
+      },
       tunName: this.flags.tun,
       address: this.flags.address,
       mtu: this.flags.mtu,
       log,
     });
-    writeWarpState(this.home, { pid: process.pid, vnetId: vnet.id, vnetName: vnet.name, routes, tun: warp.tun, edge: edgePath, since: nowRfc3339() });
+    save(warp.routes);
     await this.untilDone(warp, log);
   }
 
@@ -66,9 +89,16 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const conn = await createDialer(this.flags.protocol, edge, log)(0, new AbortController().signal);
     const vnet = this.flags.vnet ?? '';
     const channel = await streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version });
-    const warp = await startWarp({ channel, context: { tenant: token.a, vnet }, routes, tunName: this.flags.tun, address: this.flags.address, mtu: this.flags.mtu, log });
-    writeWarpState(this.home, { pid: process.pid, vnetId: vnet, vnetName: vnet || '(default)', routes: warp.routes, tun: warp.tun, edge: address, since: nowRfc3339() });
+    const save = this.stateSaver({ vnetId: vnet, vnetName: vnet || '(default)', edge: address });
+    const warp = await startWarp({ channel, context: { tenant: token.a, vnet }, routes, onRoutesUpdated: save, tunName: this.flags.tun, address: this.flags.address, mtu: this.flags.mtu, log });
+    save(warp.routes);
     await this.untilDone(warp, log);
+  }
+
+  /** Writes `warp status`'s state file; called again with the routes after each update. */
+  private stateSaver(what: { vnetId: string; vnetName: string; edge: string }): (routes: string[]) => void {
+    const since = nowRfc3339();
+    return (routes) => writeWarpState(this.home, { pid: process.pid, ...what, routes, tun: this.flags.tun, since });
   }
 
   private async untilDone(warp: { close(): void; ended: Promise<string | void> }, log: Logger): Promise<void> {

@@ -34,8 +34,12 @@ export interface WarpOptions {
   seqpacketPath?: string;
   channel?: PacketChannel;
   context: { tenant: string; vnet: string; [field: string]: unknown };
-  /** CIDRs routed into the TUN; empty: the routes the edge sends (a channel with onRoutes), kept in step. */
+  /** CIDRs routed into the TUN; empty: those of `routeFeed` (or the channel's onRoutes), kept in step. */
   routes: string[];
+  /** Where the vnet's routes come from when `routes` is empty: now, and at every change. */
+  routeFeed?: (handler: (networks: string[]) => void) => void;
+  /** Called after a route update was applied, with the routes now steered. */
+  onRoutesUpdated?: (routes: string[]) => void;
   tunName?: string;
   /** The device's address on the TUN (the source of its private traffic). */
   address?: string;
@@ -117,7 +121,7 @@ export async function streamChannel(conn: TunnelConnection, o: { deviceId: strin
 
 export async function startWarp(o: WarpOptions): Promise<Warp> {
   const channel = o.channel ?? seqpacketChannel(o.seqpacketPath!, o.context);
-  const followEdge = o.routes.length === 0 && channel.onRoutes !== undefined;
+  const feed = o.routes.length === 0 ? (o.routeFeed ?? channel.onRoutes?.bind(channel)) : undefined;
   const tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? DEFAULT_WARP_MTU, txQueueLength: 5000, batchSize: 128, up: true });
   const ip = (...args: string[]) => run('ip', args);
   const family = (cidr: string) => (cidr.includes(':') ? ['-6'] : []);
@@ -128,25 +132,41 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
     for (const route of routes.filter((r) => !next.includes(r))) await ip(...family(route), 'route', 'del', route, 'dev', tun.name).catch(() => undefined);
     routes = next;
   };
+  // One subscription: the first list configures the TUN, later ones are applied in order.
+  let first: Promise<string[]> | undefined;
+  let configured!: () => void;
+  let applying = new Promise<void>((resolve) => (configured = resolve));
+  if (feed) {
+    first = new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new OxyError('OXY_ERR_NO_ROUTES', `No routes came for this virtual network within ${FIRST_ROUTES_TIMEOUT_MS / 1000} s: pass the networks with --route CIDR.`)),
+        FIRST_ROUTES_TIMEOUT_MS,
+      );
+      let initial = true;
+      feed((next) => {
+        if (initial) {
+          initial = false;
+          clearTimeout(timer);
+          return resolve(next);
+        }
+        applying = applying.then(async () => {
+          if (next.join(',') === routes.join(',')) return;
+          await steer(next).catch((err: Error) => o.log.warn({ err }, 'Could not apply the new routes'));
+          o.log.info({ routes: routes.join(',') }, 'Routes updated');
+          o.onRoutesUpdated?.(routes);
+        });
+      });
+    });
+  }
   try {
     await ip('addr', 'add', `${o.address ?? DEFAULT_WARP_ADDRESS}/32`, 'dev', tun.name);
-    await steer(followEdge ? await firstRoutes(channel) : o.routes);
+    await steer(first ? await first : o.routes);
+    configured();
   } catch (err) {
     tun.close();
     channel.close();
     if (err instanceof OxyError) throw err;
     throw new OxyError('OXY_ERR_WARP_ROUTES', `Could not configure ${tun.name}: ${(err as Error).message}`, { cause: err });
-  }
-  if (followEdge) {
-    // Changes are applied one after the other, in the order the edge sent them.
-    let applying = Promise.resolve();
-    channel.onRoutes!((next) => {
-      applying = applying.then(async () => {
-        if (next.join(',') === routes.join(',')) return;
-        await steer(next).catch((err: Error) => o.log.warn({ err }, 'Could not apply the routes the edge sent'));
-        o.log.info({ routes: routes.join(',') }, 'Routes updated');
-      });
-    });
   }
   tun.on('packets', (batch) => {
     for (let i = 0; i < batch.count; i++) channel.send(batch.packet(i));
@@ -164,18 +184,4 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
       tun.close(); // removing the device removes its routes
     },
   };
-}
-
-/** The first routes list the edge sends after the device's stream was accepted. */
-function firstRoutes(channel: PacketChannel): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new OxyError('OXY_ERR_NO_ROUTES', `The edge sent no routes for this virtual network within ${FIRST_ROUTES_TIMEOUT_MS / 1000} s: pass the networks with --route CIDR.`)),
-      FIRST_ROUTES_TIMEOUT_MS,
-    );
-    channel.onRoutes!((networks) => {
-      clearTimeout(timer);
-      resolve(networks);
-    });
-  });
 }

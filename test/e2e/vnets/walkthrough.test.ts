@@ -193,6 +193,18 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     await revoked.waitFor(/Unauthorized: Invalid tunnel secret/);
   });
 
+  it('a local device without --route follows its vnet routes as the store changes (warp status too)', async () => {
+    await connectWarp('vnet-sydney', []);
+    await warp!.waitFor(/Connected to the edge .*routes=198\.18\.0\.0\/24\n/);
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '198.18.4.0/24', 'tunnel-syd']);
+    await warp!.waitFor(/Routes updated routes=198\.18\.0\.0\/24,198\.18\.4\.0\/24/);
+    expect(device.ip('route', 'show', 'dev', 'oxywarp0')).toContain('198.18.4.0/24');
+    expect(await oxyOk(home, ['warp', 'status'])).toContain('Routes: 198.18.0.0/24, 198.18.4.0/24');
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--yes', '--vnet', 'vnet-sydney', '198.18.4.0/24']);
+    await warp!.waitFor(/Routes updated routes=198\.18\.0\.0\/24\n/);
+    expect(device.ip('route', 'show', 'dev', 'oxywarp0')).not.toContain('198.18.4.0/24');
+  });
+
   it('a remote device without --route follows its vnet routes from the edge, and is cut off when revoked', async () => {
     const token = (await oxyOk(home, ['warp', 'enroll', 'tablet'])).trim();
     const w = oxyIn(remote, ['warp', 'connect', '--token', token, '--protocol', 'quic', '--vnet', 'vnet-sydney', '--tun', 'oxyrem3']);
