@@ -214,6 +214,25 @@ privilegedDescribe('UDP, ICMP and GUE through the IP edge', () => {
       client.close();
     }
   });
+
+  it('GUE on-ramp: a sender that went quiet has its session closed (idleMs)', async () => {
+    const quiet = await GueOnRamp.listen(edge, { port: 0, host: '127.0.0.1', idleMs: 200 });
+    const client = dgram.createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    try {
+      const header = encodeGueHeader('quiet-tenant', '', 4);
+      const reply = new Promise<Buffer>((resolve) => client.once('message', resolve));
+      client.send(Buffer.concat([header, buildUdp({ src: A, dst: B, srcPort: 6001, dstPort: 9, payload: Buffer.from('once') })]), quiet.port, '127.0.0.1');
+      await reply;
+      expect(quiet.stats.sessions).toBe(1);
+      await expect.poll(() => quiet.stats.idleClosed, { timeout: 3000 }).toBe(1);
+      expect(quiet.stats.sessions).toBe(0);
+      expect([...edge.table.flows()].some((f) => f.tenant === 'quiet-tenant')).toBe(false);
+    } finally {
+      client.close();
+      quiet.close();
+    }
+  });
 });
 
 privilegedDescribe('ICMP and TCP handed to a pluggable IP off-ramp (forward verdict)', () => {

@@ -39,6 +39,11 @@ export interface GueOnRampOptions {
   host?: string;
   /** Sessions (distinct sender + context) kept; the oldest is closed beyond this. Default 65536. */
   maxSessions?: number;
+  /**
+   * A session that sent nothing for this long is closed (its flows end 'session-closed').
+   * Default: the edge's TCP idle timeout, so a live TCP flow (which sends ACKs) keeps it.
+   */
+  idleMs?: number;
 }
 
 export interface GueStats {
@@ -46,6 +51,8 @@ export interface GueStats {
   malformed: number;
   badContext: number;
   sessions: number;
+  /** Sessions closed because they were idle. */
+  idleClosed: number;
 }
 
 /** Encodes the GUE header with the context in private data (for clients and tests). */
@@ -79,12 +86,18 @@ export function decodeGueContext(datagram: Buffer, headerLength: number): { tena
 
 interface GueSession {
   session: IpSession;
+  /** The on-ramp's coarse clock when the sender last sent something. */
+  lastSeen: number;
 }
 
 export class GueOnRamp {
-  readonly stats: GueStats = { datagrams: 0, malformed: 0, badContext: 0, sessions: 0 };
+  readonly stats: GueStats = { datagrams: 0, malformed: 0, badContext: 0, sessions: 0, idleClosed: 0 };
   private readonly sessions = new Map<string, GueSession>();
   private readonly maxSessions: number;
+  private readonly idleMs: number;
+  /** A coarse clock (set by the sweep timer): no Date.now() per datagram. */
+  private now = Date.now();
+  private readonly sweeper: NodeJS.Timeout;
 
   private constructor(
     private readonly edge: IpEdge,
@@ -92,8 +105,23 @@ export class GueOnRamp {
     options: GueOnRampOptions,
   ) {
     this.maxSessions = options.maxSessions ?? 65536;
+    this.idleMs = options.idleMs ?? edge.table.tcpIdleMs;
     socket.on('message', (datagram, rinfo) => this.datagram(datagram, rinfo));
     socket.on('error', () => {});
+    this.sweeper = setInterval(() => this.sweep(), Math.max(10, Math.min(this.idleMs / 4, 1000)));
+    this.sweeper.unref();
+  }
+
+  /** Closes the sessions idle for longer than idleMs. */
+  private sweep(): void {
+    this.now = Date.now();
+    for (const [name, entry] of this.sessions) {
+      if (this.now - entry.lastSeen <= this.idleMs) continue;
+      this.sessions.delete(name);
+      entry.session.close();
+      this.stats.idleClosed++;
+    }
+    this.stats.sessions = this.sessions.size;
   }
 
   static async listen(edge: IpEdge, options: GueOnRampOptions): Promise<GueOnRamp> {
@@ -131,6 +159,7 @@ export class GueOnRamp {
       if (!context) return void this.stats.badContext++;
       entry = this.open(name, context, Buffer.from(datagram.subarray(0, headerLength)), rinfo);
     }
+    entry.lastSeen = this.now;
     entry.session.receive(datagram.subarray(headerLength));
   }
 
@@ -149,13 +178,14 @@ export class GueOnRamp {
     const session = this.edge.openSession({ ...context, peer: `${rinfo.address}:${rinfo.port}` }, (packet) => {
       socket.send([packet[0]! >> 4 === 6 ? header6 : header4, packet], rinfo.port, rinfo.address);
     });
-    const entry = { session };
+    const entry = { session, lastSeen: this.now };
     this.sessions.set(name, entry);
     this.stats.sessions = this.sessions.size;
     return entry;
   }
 
   close(): void {
+    clearInterval(this.sweeper);
     for (const entry of this.sessions.values()) entry.session.close();
     this.sessions.clear();
     this.socket.close();
