@@ -390,6 +390,21 @@ export class Http2TunnelConnection implements TunnelConnection {
 
   /** Make resets and connection loss visible as errors on the stream (see file comment). */
   private guardStream(stream: Http2Stream): void {
+    // Node ends a stream's writable side with its last DATA frame, and destroys the stream as
+    // soon as both END_STREAMs are through, while that write's callback may still wait for
+    // the socket (always so on the connector's read-ahead socket, which completes writes on
+    // setImmediate): 'close' then came without 'finish', so every response looked cut short
+    // (an ERR_STREAM_DESTROYED and a premature-close error per request). A stream that
+    // completed cleanly is destroyed once its writes are done.
+    const destroy = stream.destroy;
+    stream.destroy = function (this: Http2Stream, err?: Error) {
+      if (err == null && this.closed && this.rstCode === h2c.NGHTTP2_NO_ERROR && this.writableEnded && !this.writableFinished && !this.destroyed) {
+        this.destroy = destroy;
+        this.once('finish', () => destroy.call(this));
+        return this;
+      }
+      return destroy.call(this, err);
+    };
     const original = stream._destroy;
     let localReset = false;
     stream._destroy = (err: Error | null, callback: (error?: Error | null) => void): void => {
