@@ -96,7 +96,8 @@ export class OriginProxy {
     return { origin, dispatcher };
   }
 
-  async proxyHttp(rule: IngressRule, head: HttpRequestHead, body: Readable | null, signal?: AbortSignal): Promise<ProxiedResponse> {
+  /** `signal`: an AbortSignal, or an EventEmitter that emits 'abort' (as undici takes). */
+  async proxyHttp(rule: IngressRule, head: HttpRequestHead, body: Readable | null, signal?: Dispatcher.RequestOptions['signal']): Promise<ProxiedResponse> {
     const s = rule.service;
     if (s.kind === 'http_status') return { head: { status: s.status, headers: [['content-length', '0']] }, body: null };
     if (s.kind === 'tcp') return badGateway(`rule #${rule.index} serves ${rule.serviceText}, which takes TCP streams, not HTTP requests\n`);

@@ -4,6 +4,7 @@
  * bridged to the origin's socket (or raw bytes to a tcp:// service), answering with a
  * response header first. Streams are counted so a graceful stop can wait for them.
  */
+import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
@@ -69,13 +70,13 @@ export class StreamHandler {
     const hasBody = headerValue(head.headers, 'content-length') !== undefined
       ? headerValue(head.headers, 'content-length') !== '0'
       : headerValue(head.headers, 'transfer-encoding') !== undefined || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(head.method);
-    const abort = new AbortController();
+    const abort = new RequestAbort();
     // A reset (the client went away) errors the stream; a clean end of the upload does not abort.
     stream.once('error', () => abort.abort());
     // undici destroys a request body once consumed; the stream must outlive it for the response.
     const upload = hasBody ? stream.pipe(new PassThrough()) : null;
     if (!hasBody) stream.resume();
-    const { head: resHead, body } = await this.origins.proxyHttp(rule, head, upload, abort.signal);
+    const { head: resHead, body } = await this.origins.proxyHttp(rule, head, upload, abort);
     respond(stream, resHead);
     if (body) await pump(body, stream);
     else stream.end();
@@ -99,6 +100,21 @@ export class StreamHandler {
     if ('socket' in upgraded) return bridge(stream, upgraded.socket);
     if (upgraded.body) await pump(upgraded.body, stream);
     else stream.end();
+  }
+}
+
+/**
+ * The abort signal of one origin request, in the EventEmitter form undici also takes: an
+ * AbortController costs several microseconds per request on Node 20 (its AbortSignal is an
+ * EventTarget), a measurable share of a small proxied request.
+ */
+class RequestAbort extends EventEmitter<{ abort: [] }> {
+  aborted = false;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
   }
 }
 
