@@ -91,16 +91,15 @@ export function encodeRequestHeader(
 ): Buffer {
   const kind = KIND_TO_BYTE[header.kind];
   if (kind === undefined) throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream kind: ${String(header.kind)}`);
-  const dest = Buffer.from(header.destination, 'utf8');
-  checkU16(dest.length, 'destination');
-  const meta = metadataParts(header.metadata);
-  const bodyLen = 1 + 2 + dest.length + meta.size;
+  const destLen = Buffer.byteLength(header.destination, 'utf8');
+  checkU16(destLen, 'destination');
+  const bodyLen = 1 + 2 + destLen + metadataSize(header.metadata);
   const out = allocFrame(FrameType.REQUEST, bodyLen, maxSize);
   let off = HEADER_PREFIX_SIZE;
   out[off++] = kind;
-  off = out.writeUInt16BE(dest.length, off);
-  off += dest.copy(out, off);
-  writeMetadata(out, off, meta.parts);
+  off = out.writeUInt16BE(destLen, off);
+  off += out.write(header.destination, off, 'utf8');
+  writeMetadata(out, off, header.metadata);
   return out;
 }
 
@@ -111,15 +110,14 @@ export function encodeResponseHeader(
   if (!Number.isInteger(header.status) || header.status < 0 || header.status > 0xffff) {
     throw new OxyError(ProtocolErrorCode.MALFORMED, `Response status out of range: ${header.status}`);
   }
-  const msg = Buffer.from(header.message, 'utf8');
-  checkU16(msg.length, 'message');
-  const meta = metadataParts(header.metadata);
-  const bodyLen = 2 + 2 + msg.length + meta.size;
+  const msgLen = Buffer.byteLength(header.message, 'utf8');
+  checkU16(msgLen, 'message');
+  const bodyLen = 2 + 2 + msgLen + metadataSize(header.metadata);
   const out = allocFrame(FrameType.RESPONSE, bodyLen, maxSize);
   let off = out.writeUInt16BE(header.status, HEADER_PREFIX_SIZE);
-  off = out.writeUInt16BE(msg.length, off);
-  off += msg.copy(out, off);
-  writeMetadata(out, off, meta.parts);
+  off = out.writeUInt16BE(msgLen, off);
+  off += out.write(header.message, off, 'utf8');
+  writeMetadata(out, off, header.metadata);
   return out;
 }
 
@@ -135,30 +133,27 @@ function allocFrame(type: number, bodyLen: number, maxSize: number): Buffer {
   return out;
 }
 
-function metadataParts(metadata: Metadata): { size: number; parts: Buffer[] } {
+// Encoding sizes every string first and writes it straight into the one frame buffer: a
+// Buffer per key and value cost more than the rest of the encoding on the per-request path.
+function metadataSize(metadata: Metadata): number {
   checkU16(metadata.length, 'metadata count');
-  const parts: Buffer[] = [];
   let size = 2;
   for (const [key, value] of metadata) {
     if (key.length === 0) throw new OxyError(ProtocolErrorCode.MALFORMED, 'Empty metadata key');
-    const k = Buffer.from(key, 'utf8');
-    const v = Buffer.from(value, 'utf8');
-    checkU16(k.length, 'metadata key');
-    parts.push(k, v);
-    size += 2 + k.length + 4 + v.length;
+    const k = Buffer.byteLength(key, 'utf8');
+    checkU16(k, 'metadata key');
+    size += 2 + k + 4 + Buffer.byteLength(value, 'utf8');
   }
-  return { size, parts };
+  return size;
 }
 
-function writeMetadata(out: Buffer, off: number, parts: Buffer[]): number {
-  off = out.writeUInt16BE(parts.length / 2, off);
-  for (let i = 0; i < parts.length; i += 2) {
-    const k = parts[i]!;
-    const v = parts[i + 1]!;
-    off = out.writeUInt16BE(k.length, off);
-    off += k.copy(out, off);
-    off = out.writeUInt32BE(v.length, off);
-    off += v.copy(out, off);
+function writeMetadata(out: Buffer, off: number, metadata: Metadata): number {
+  off = out.writeUInt16BE(metadata.length, off);
+  for (const [key, value] of metadata) {
+    const k = out.write(key, off + 2, 'utf8');
+    off = out.writeUInt16BE(k, off) + k;
+    const v = out.write(value, off + 4, 'utf8');
+    off = out.writeUInt32BE(v, off) + v;
   }
   return off;
 }
@@ -309,8 +304,11 @@ class BodyReader {
   }
   utf8(len: number, what: string): string {
     this.need(len);
-    const bytes = this.buf.subarray(this.off, this.off + len);
+    const start = this.off;
     this.off += len;
+    // Header names and values are nearly always ASCII: no validating decoder needed.
+    if (isAsciiRange(this.buf, start, this.off)) return this.buf.toString('latin1', start, this.off);
+    const bytes = this.buf.subarray(start, this.off);
     try {
       return decoder.decode(bytes);
     } catch {
@@ -330,6 +328,11 @@ class BodyReader {
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function isAsciiRange(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i]! > 0x7f) return false;
+  return true;
+}
 
 function decodeRequestBody(body: Buffer): StreamRequestHeader {
   const r = new BodyReader(body);
