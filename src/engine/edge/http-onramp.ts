@@ -24,7 +24,7 @@ import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
-import { readStreamHeader, ResponseStatus, writeRequestHeader, type StreamKind } from '../protocol/stream-header.js';
+import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';
 import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from '../hooks/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
@@ -119,14 +119,17 @@ export class HttpOnramp {
     await new Promise((resolve) => this.#server.close(resolve));
   }
 
-  async #openStream(kind: StreamKind, head: HttpRequestHead): Promise<TunnelStream> {
+  /** Opens a stream and writes its request header; `end`: the request has no body, so that write ends the stream too. */
+  async #openStream(kind: StreamKind, head: HttpRequestHead, end = false): Promise<TunnelStream> {
     const host = head.host;
     const tunnelId = this.o.view.tunnelForHost(host) ?? this.o.defaultTunnel;
     if (!tunnelId) throw new OnrampError(404, `No tunnel serves the hostname ${host || '(none)'}. Route one with: oxyctl tunnel route dns TUNNEL ${host || 'HOSTNAME'}\n`);
     const live = this.o.registry.pick(tunnelId);
     if (!live) throw new OnrampError(502, `The tunnel ${tunnelId} for ${host} has no connector connected right now.\n`);
     const stream = await live.conn.openStream();
-    writeRequestHeader(stream, { kind, destination: `http://${host}${head.path}`, metadata: encodeRequestHead(head) });
+    const header = encodeRequestHeader({ kind, destination: `http://${host}${head.path}`, metadata: encodeRequestHead(head) });
+    if (end) stream.end(header);
+    else stream.write(header);
     return stream;
   }
 
@@ -142,9 +145,12 @@ export class HttpOnramp {
       if (!res.writableFinished) stream?.destroy();
     });
     try {
-      const head = requestHead(req);
-      stream = await this.#openStream('http', head);
-      const upload = pump(req, stream).catch(() => stream?.destroy());
+      // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3): the
+      // header and the end of the stream go in one write, with no pipe to set up.
+      const bodyless = (req.headers['content-length'] ?? '0') === '0' && req.headers['transfer-encoding'] === undefined;
+      stream = await this.#openStream('http', requestHead(req), bodyless);
+      if (bodyless) req.resume();
+      const upload = bodyless ? undefined : pump(req, stream).catch(() => stream?.destroy());
       const response = await this.#responseHead(stream);
       res.writeHead(response.status, response.headers.flat());
       await pump(stream, res);
