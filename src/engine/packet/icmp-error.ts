@@ -65,11 +65,21 @@ export function buildIcmpPacketTooBig(original: Buffer | PacketView, mtu: number
 
 /** Builds ICMP/ICMPv6 time exceeded in transit (code 0) for `original`, whose TTL ran out. */
 export function buildIcmpTimeExceeded(original: Buffer | PacketView, options: IcmpErrorOptions = {}): Buffer | null {
+  return timeExceeded(original, 0, options);
+}
+
+/**
+ * Builds ICMP/ICMPv6 time exceeded, "fragment reassembly time exceeded" (code 1; RFC 792,
+ * RFC 8200 §4.5) for the first fragment (offset 0) of a datagram that never completed.
+ */
+export function buildIcmpReassemblyTimeExceeded(firstFragment: Buffer | PacketView, options: IcmpErrorOptions = {}): Buffer | null {
+  return timeExceeded(firstFragment, 1, options);
+}
+
+function timeExceeded(original: Buffer | PacketView, code: 0 | 1, options: IcmpErrorOptions): Buffer | null {
   const view = asView(original);
   if (!view) return null;
-  return view.version === 4
-    ? buildIcmpError(view, Icmp4Type.TIME_EXCEEDED, 0, 0, options)
-    : buildIcmpError(view, Icmp6Type.TIME_EXCEEDED, 0, 0, options);
+  return buildIcmpError(view, view.version === 4 ? Icmp4Type.TIME_EXCEEDED : Icmp6Type.TIME_EXCEEDED, code, 0, options);
 }
 
 /**
