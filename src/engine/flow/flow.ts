@@ -101,5 +101,7 @@ export class FlowScope {
 export class TenantState {
   flows = 0;
   refused = 0;
+  /** Bytes its pending IP fragments hold (see reassembly.ts). */
+  fragmentBytes = 0;
   constructor(readonly tenant: string) {}
 }
