@@ -4,6 +4,7 @@ import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from '../ip/harness.js';
 import { logSink } from './support.js';
 import { IpEdge } from '../../../src/engine/edge/ip/index.js';
+import { buildUdp, fragmentPacket, parseAddress, parsePacket } from '../../../src/engine/packet/index.js';
 import { HOOK_ORDER, HookRunner, HookTrace, attachPacketHook, validateHooks, withIpHooks, type FlowContexts } from '../../../src/engine/hooks/index.js';
 
 // IP-flow hooks driven on the IP edge directly (as test/e2e/ip/ does): plain TCP clients →
@@ -24,6 +25,7 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
   const trace = new HookTrace();
   const logs = logSink();
   let packets = 0;
+  const packetSizes: number[] = [];
   let closes: { reason: string; packetsIn?: number }[] = [];
 
   beforeAll(async () => {
@@ -31,7 +33,10 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
       validateHooks('test', {
         ipFlow: {
           handleFlow: (flow: { dst: { port: number } }) => (flow.dst.port === 23 ? { action: 'drop', reset: true } : flow.dst.port === 25 ? { action: 'drop' } : undefined),
-          handlePacket: () => void packets++,
+          handlePacket: (packet: Buffer) => {
+            packets++;
+            packetSizes.push(packet.length);
+          },
         },
         ingress: { handleConnectionClose: (stats: { reason: string; packetsIn?: number }) => void closes.push(stats) },
       }),
@@ -81,6 +86,23 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
       expect(packets).toBeGreaterThanOrEqual(3);
     } finally {
       t.close();
+    }
+  });
+
+  it('a datagram that arrives in fragments meets handlePacket whole, once, like any later packet of its flow', () => {
+    const replies: Buffer[] = [];
+    const session = h.edge.openSession({ tenant: 'acme', vnet: '' }, (packet) => replies.push(Buffer.from(packet)));
+    try {
+      const datagram = (payload: Buffer) =>
+        buildUdp({ src: parseAddress('198.18.1.1'), dst: parseAddress('198.18.2.2'), srcPort: 41008, dstPort: 7, payload, dontFragment: false, identification: 9 });
+      session.receive(datagram(Buffer.from('first'))); // handleFlow decides the flow on this one
+      packetSizes.length = 0;
+      const big = datagram(Buffer.alloc(3000, 1));
+      for (const piece of fragmentPacket(big, 1280, 9)) session.receive(piece);
+      expect(packetSizes).toEqual([big.length]);
+      expect(replies.map((r) => { const v = parsePacket(r); return v.ok ? v.payloadLength : -1; })).toEqual([5, 3000]);
+    } finally {
+      session.close();
     }
   });
 });

@@ -7,22 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { useNetns } from '../../helpers/netns.js';
 import { IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
-import { attachDevice, type Device } from './device.js';
-
-/** Runs a command in the namespace without blocking the event loop (the edge runs on it). */
-function run(child: ChildProcess, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { attachDevice, run, type Device } from './device.js';
 
 privilegedDescribe('device namespace: real curl and iperf3 through the SEQPACKET on-ramp and the upgrade', () => {
   const ns = useNetns('oxy-ipdev');

@@ -4,8 +4,10 @@
  * programs in the namespace (curl, iperf3) reach what the edge serves behind the upgrade.
  *
  * Device namespace: oxdev0 198.18.1.1/32, route 198.18.2.0/24 (and 2001:db8:2::/64) via
- * oxdev0, MTU 65000 so big segments cross.
+ * oxdev0, MTU 65000 so big segments cross (pass a smaller `mtu` to make its kernel fragment).
  */
+import type { ChildProcess } from 'node:child_process';
+
 import { SeqpacketSocket, Tun, withNetns } from '../../../src/engine/native/index.js';
 import type { TestNetns } from '../../helpers/netns.js';
 
@@ -62,4 +64,19 @@ export function attachDevice(ns: TestNetns, onRampPath: string, context: object,
       tun.close();
     },
   };
+}
+
+/** Runs a command in the device namespace without blocking the event loop (the edge runs on it). */
+export function run(child: ChildProcess, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }

@@ -9,6 +9,9 @@
  * With no callbacks at all the edge serves locally, which is what tests want: TCP
  * streams and UDP datagrams are echoed, ICMP echo requests answered.
  *
+ * IP fragments are reassembled per scope first (../../flow/reassembly.ts); the whole
+ * datagram then takes the same path as one that arrived unfragmented.
+ *
  * Callback order for a new flow: decideFlow → onFlowStart → (TCP: onTcpStream once the
  * kernel accepted the connection; UDP: onUdpFlow before its first datagram) → … →
  * onFlowEnd. Callbacks run synchronously on the packet path: keep them short.
@@ -16,6 +19,7 @@
 import type net from 'node:net';
 
 import { FlowTable, type FlowHooks, type FlowLimits, type FlowTimeouts } from '../../flow/table.js';
+import { Reassembler, type ReassemblyLimits } from '../../flow/reassembly.js';
 import type { Flow, FlowScope } from '../../flow/flow.js';
 import type { FlowDecision, FlowEndReason, FlowVerdict, IpContext } from '../../flow/types.js';
 import {
@@ -24,6 +28,7 @@ import {
   TcpFlag,
   TransportKind,
   buildIcmpEcho,
+  buildIcmpReassemblyTimeExceeded,
   buildTcp,
   buildUdp,
   flowKey,
@@ -47,6 +52,8 @@ export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
   onIpPacket?(flow: Flow<R>, packet: Buffer): void;
   limits?: FlowLimits;
   timeouts?: FlowTimeouts;
+  /** IP fragment reassembly: timeout and memory budgets (defaults in ReassemblyLimits). */
+  reassembly?: ReassemblyLimits;
   /** The TUN upgrade namespace: its TUN and NAT settings. */
   upgrade?: UpgraderOptions;
   /** Share an existing namespace; default: a new one, closed with the edge. */
@@ -54,12 +61,18 @@ export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
 }
 
 export interface IpEdgeStats {
+  /** Packets received: fragments as they arrived, and each datagram reassembled from them once more. */
   packetsIn: number;
   packetsOut: number;
   /** Refused by the parser, by reason. */
   malformed: Partial<Record<MalformedReason, number>>;
-  /** Dropped for a reason other than malformed (fragment, tcp-no-flow, verdict-drop, …). */
+  /**
+   * Dropped for a reason other than malformed (tcp-no-flow, verdict-drop, …; fragment-*
+   * from reassembly: see ReassemblyDrop).
+   */
   dropped: Record<string, number>;
+  /** Datagrams reassembled from fragments (each then received as one packet). */
+  reassembled: number;
 }
 
 /** The default decision: what the edge can serve locally. */
@@ -79,7 +92,8 @@ function echoDatagrams(udp: UdpFlow): void {
 
 export class IpEdge<R = unknown> {
   readonly table: FlowTable<R>;
-  readonly stats: IpEdgeStats = { packetsIn: 0, packetsOut: 0, malformed: {}, dropped: {} };
+  readonly stats: IpEdgeStats = { packetsIn: 0, packetsOut: 0, malformed: {}, dropped: {}, reassembled: 0 };
+  readonly reassembler: Reassembler;
   private readonly view = new PacketView();
   private readonly decide: (flow: Flow<R>, packet: PacketView) => FlowDecision<R> | FlowVerdict;
   private readonly onTcpStream: (socket: net.Socket, flow: Flow<R>) => void;
@@ -103,6 +117,11 @@ export class IpEdge<R = unknown> {
       timeouts: options.timeouts,
       hooks: { onFlowStart: options.onFlowStart, onFlowEnd: options.onFlowEnd },
       release: (flow, reason) => this.release(flow, reason),
+    });
+    this.reassembler = new Reassembler({
+      limits: options.reassembly,
+      onDrop: (reason) => this.drop(reason),
+      onTimeout: (first, session) => this.reassemblyTimedOut(first, session as IpSession),
     });
     upgrader.onReturn = (flow, view) => this.fromKernel(flow as Flow<R>, view);
     upgrader.onSocket = (flow, socket) => {
@@ -146,6 +165,10 @@ export class IpEdge<R = unknown> {
     (flow.attachment as IpSession).send(packet);
   }
 
+  private malformed(reason: MalformedReason): void {
+    this.stats.malformed[reason] = (this.stats.malformed[reason] ?? 0) + 1;
+  }
+
   private drop(reason: string): void {
     this.stats.dropped[reason] = (this.stats.dropped[reason] ?? 0) + 1;
   }
@@ -154,11 +177,8 @@ export class IpEdge<R = unknown> {
   receive(session: IpSession, packet: Buffer): void {
     this.stats.packetsIn++;
     const view = parsePacket(packet, this.view);
-    if (!view.ok) {
-      this.stats.malformed[view.reason] = (this.stats.malformed[view.reason] ?? 0) + 1;
-      return;
-    }
-    if (view.isFragment) return this.drop('fragment');
+    if (!view.ok) return this.malformed(view.reason);
+    if (view.isFragment) return this.fragment(session, view);
     const table = this.table;
     const key = flowKey(view);
     let flow = table.lookup(session.scope, key);
@@ -202,6 +222,26 @@ export class IpEdge<R = unknown> {
       return;
     }
     this.drop(verdict === 'reject' ? 'verdict-reject' : 'verdict-drop');
+  }
+
+  /**
+   * One fragment: held until its datagram is whole, which then enters receive() again —
+   * through whatever wraps it (the per-packet hook) — exactly as if it had arrived so.
+   */
+  private fragment(session: IpSession, fragment: PacketView): void {
+    const whole = this.reassembler.add(session.scope, fragment, this.table.now, session);
+    if (!whole) return;
+    this.stats.reassembled++;
+    this.receive(session, whole);
+  }
+
+  /** ICMP "fragment reassembly time exceeded" to the sender of a datagram that never completed. */
+  private reassemblyTimedOut(firstFragment: Buffer, session: IpSession): void {
+    if (!this.sessions.has(session)) return;
+    const error = buildIcmpReassemblyTimeExceeded(firstFragment);
+    if (!error) return;
+    this.stats.packetsOut++;
+    session.send(error);
   }
 
   private newFlow(session: IpSession, view: PacketView, key: string): Flow<R> | undefined {
@@ -329,6 +369,7 @@ export class IpEdge<R = unknown> {
     this.closed = true;
     for (const session of [...this.sessions]) this.closeSession(session);
     this.table.close();
+    this.reassembler.close();
     this.upgrader.close();
     if (this.ownsNs) this.ns.close();
   }
