@@ -143,9 +143,9 @@ export class Reassembler {
    * Takes one fragment (`view.isFragment`), parsed from a packet the caller may reuse
    * afterwards. Returns the whole datagram when this fragment completed it (a new
    * Buffer, the IP packet as the sender had it before fragmenting), else undefined.
-   * `now` is the caller's clock (ms); `attachment` is handed back by onTimeout.
+   * `attachment` is handed back by onTimeout; `now` (ms) is for tests.
    */
-  add(scope: FlowScope, view: PacketView, now: number, attachment?: unknown): Buffer | undefined {
+  add(scope: FlowScope, view: PacketView, attachment?: unknown, now = Date.now()): Buffer | undefined {
     const buf = view.buf;
     const offset = view.fragmentOffset;
     const end = offset + (view.length - view.l4Offset);

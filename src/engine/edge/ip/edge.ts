@@ -229,7 +229,8 @@ export class IpEdge<R = unknown> {
    * through whatever wraps it (the per-packet hook) — exactly as if it had arrived so.
    */
   private fragment(session: IpSession, fragment: PacketView): void {
-    const whole = this.reassembler.add(session.scope, fragment, this.table.now, session);
+    // Not the table's coarse clock: on-ramps need not advance it, and the timeout counts from here.
+    const whole = this.reassembler.add(session.scope, fragment, session);
     if (!whole) return;
     this.stats.reassembled++;
     this.receive(session, whole);
