@@ -57,7 +57,8 @@ const badGateway = (message: string): ProxiedResponse => ({
 });
 
 export class OriginProxy {
-  readonly #dispatchers = new Map<string, Dispatcher>();
+  /** Origin URL and dispatcher of each HTTP rule, made on its first request. */
+  readonly #targets = new Map<IngressRule, { origin: string; dispatcher: Dispatcher }>();
   #helloWorld?: HelloWorld;
 
   constructor(
@@ -71,13 +72,22 @@ export class OriginProxy {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#dispatchers.values()].map((d) => d.close().catch(() => undefined)));
-    this.#dispatchers.clear();
+    await Promise.all([...this.#targets.values()].map((t) => t.dispatcher.close().catch(() => undefined)));
+    this.#targets.clear();
     await this.#helloWorld?.close();
   }
 
   /** Where an HTTP rule sends requests: the origin URL plus a dispatcher keyed by its options. */
   #target(rule: IngressRule): { origin: string; dispatcher: Dispatcher } {
+    let target = this.#targets.get(rule);
+    if (!target) {
+      target = this.#newTarget(rule);
+      this.#targets.set(rule, target);
+    }
+    return target;
+  }
+
+  #newTarget(rule: IngressRule): { origin: string; dispatcher: Dispatcher } {
     const s = rule.service;
     let origin: string;
     let socketPath: string | undefined;
@@ -87,13 +97,7 @@ export class OriginProxy {
       origin = s.tls ? 'https://localhost' : 'http://localhost';
       socketPath = s.path;
     } else throw new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not an HTTP service`);
-    const key = `${rule.index}|${origin}|${socketPath ?? ''}`;
-    let dispatcher = this.#dispatchers.get(key);
-    if (!dispatcher) {
-      dispatcher = createDispatcher(origin, rule.originRequest, socketPath);
-      this.#dispatchers.set(key, dispatcher);
-    }
-    return { origin, dispatcher };
+    return { origin, dispatcher: createDispatcher(origin, rule.originRequest, socketPath) };
   }
 
   /** `signal`: an AbortSignal, or an EventEmitter that emits 'abort' (as undici takes). */

@@ -67,9 +67,8 @@ export class StreamHandler {
 
   async #http(stream: TunnelStream, head: HttpRequestHead): Promise<void> {
     const rule = this.origins.ingress.match(head.host, head.path.split('?')[0]);
-    const hasBody = headerValue(head.headers, 'content-length') !== undefined
-      ? headerValue(head.headers, 'content-length') !== '0'
-      : headerValue(head.headers, 'transfer-encoding') !== undefined || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(head.method);
+    const length = headerValue(head.headers, 'content-length');
+    const hasBody = length !== undefined ? length !== '0' : headerValue(head.headers, 'transfer-encoding') !== undefined || !BODYLESS_METHODS.has(head.method);
     const abort = new RequestAbort();
     // A reset (the client went away) errors the stream; a clean end of the upload does not abort.
     stream.once('error', () => abort.abort());
@@ -102,6 +101,9 @@ export class StreamHandler {
     else stream.end();
   }
 }
+
+/** Methods whose requests carry no body unless a Content-Length or Transfer-Encoding says so. */
+const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
 /**
  * The abort signal of one origin request, in the EventEmitter form undici also takes: an
