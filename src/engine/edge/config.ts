@@ -19,7 +19,7 @@ export interface EdgeSettingsFile {
   'trace-hooks'?: boolean;
   'ip-tunnel-listen'?: string;
   'gue-listen'?: string;
-  'ip-limits'?: { 'max-flows'?: number; 'max-flows-per-tenant'?: number };
+  'ip-limits'?: Partial<Record<(typeof IP_LIMITS)[number], number>>;
 }
 
 export const EDGE_DEFAULTS = {
@@ -28,6 +28,9 @@ export const EDGE_DEFAULTS = {
   metrics: '127.0.0.1:7845',
   location: 'local',
 } as const;
+
+/** Flow-table limits and IP fragment reassembly budgets of the IP path. */
+export const IP_LIMITS = ['max-flows', 'max-flows-per-tenant', 'reassembly-bytes', 'reassembly-bytes-per-tenant', 'reassembly-timeout-ms'] as const;
 
 const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen'] as const;
 const BOOLEANS = ['quic', 'trace-hooks', 'proxy-protocol'] as const;
@@ -54,7 +57,7 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
       const limits = file[key];
       if (typeof limits !== 'object' || limits === null) bad(key, 'a mapping');
       for (const [k, v] of Object.entries(limits as object)) {
-        if (!['max-flows', 'max-flows-per-tenant'].includes(k)) bad(`ip-limits.${k}`, 'one of max-flows, max-flows-per-tenant');
+        if (!(IP_LIMITS as readonly string[]).includes(k)) bad(`ip-limits.${k}`, `one of ${IP_LIMITS.join(', ')}`);
         if (!Number.isInteger(v) || (v as number) <= 0) bad(`ip-limits.${k}`, 'a positive integer');
       }
     } else {

@@ -15,6 +15,7 @@ import { buildIcmp, buildIcmpUnreachable, formatAddress, parsePacket, PacketView
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { GueOnRamp, IpEdge, SeqpacketOnRamp, bridgeUdp, type UdpFlow } from './ip/index.js';
 import type { Flow } from '../flow/index.js';
+import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import type { EdgeServer } from './server.js';
@@ -28,7 +29,7 @@ export interface IpPathOptions {
   seqpacketPath?: string;
   /** HOST:PORT for unconnected IP tunnels (GUE). */
   gueListen?: string;
-  limits?: { maxFlows?: number; maxFlowsPerTenant?: number };
+  limits?: { maxFlows?: number; maxFlowsPerTenant?: number; reassembly?: ReassemblyLimits };
 }
 
 interface Routed {
@@ -63,6 +64,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   const flows: FlowContexts = new WeakMap();
   const ipEdge = await IpEdge.create<Routed>(withIpHooks(edge.hooks, {
     limits: o.limits,
+    reassembly: o.limits?.reassembly,
     decideFlow(flow, packet) {
       const vnetId = edge.view.vnetId(flow.scope.context.vnet);
       if (!vnetId) {

@@ -4,7 +4,7 @@ import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from './identi
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
 import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';
-import { startIpPath } from './ip-path.js';
+import { startIpPath, type IpPathOptions } from './ip-path.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -22,7 +22,7 @@ export interface RunEdgeOptions {
   /** HOST:PORT for GUE (unconnected IP tunnels). */
   gueListen?: string;
   /** Flow limits of the IP path. */
-  ipLimits?: { maxFlows?: number; maxFlowsPerTenant?: number };
+  ipLimits?: IpPathOptions['limits'];
   /** HOST:PORT of the HTTP CONNECT forward proxy (`--proxy-listen`). */
   proxyListen?: string;
   /** The forward proxy and the public HTTP listener expect a PROXY v1/v2 header (`--proxy-protocol`). */
