@@ -26,6 +26,8 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
   readonly stats = { connections: 0, badContext: 0, sendErrors: 0 };
   private readonly server: SeqpacketServer;
   private readonly sockets = new Set<SeqpacketSocket>();
+  /** Set while the flow clock is fresh for the current batch of messages (see clock()). */
+  private clocked = false;
 
   constructor(
     private readonly edge: IpEdge,
@@ -56,6 +58,7 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
       // No fds are expected on an IP tunnel: close any, never leak them.
       for (const fd of fds) closeFd(fd);
       if (session) {
+        this.clock();
         session.receive(data);
         return;
       }
@@ -73,6 +76,17 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
       this.sockets.delete(socket);
       session?.close();
     });
+  }
+
+  /**
+   * Advances the edge's flow clock once per batch: the socket hands over a recvmmsg batch as
+   * consecutive messages in one turn, so one Date.now() serves them all.
+   */
+  private clock(): void {
+    if (this.clocked) return;
+    this.clocked = true;
+    this.edge.clock();
+    queueMicrotask(() => (this.clocked = false));
   }
 
   close(): void {
