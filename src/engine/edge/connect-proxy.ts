@@ -26,7 +26,7 @@ import type { Logger } from '../observe/log.js';
 import { Egress, EgressError, type ProxyErrorType } from '../hooks/egress.js';
 import { requestHook, responseHook, rewritten, writeSynthetic } from '../hooks/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
-import { parseSni } from '../hooks/sni.js';
+import { decideIntercept } from '../hooks/intercept.js';
 import type { ConnectResponse, HookContext } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './admission.js';
@@ -167,25 +167,24 @@ export class ConnectProxy {
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
+    // Bytes that came with the CONNECT request are the client's first.
+    if (head.length) client.unshift(head);
     let intercept = false;
     let sni: string | undefined;
     if (r.shouldInterceptHttps) {
-      const first = head.length ? head : await firstChunk(client);
-      if (!first) {
+      const decision = await decideIntercept(r, conn, client, upstream);
+      if (!decision.open) {
         upstream.end();
+        client.end();
         return;
       }
-      head = first;
-      sni = parseSni(first);
-      intercept = (await r.call(conn, 'tunnel.shouldInterceptHttps', r.shouldInterceptHttps, sni, conn as HookContext<unknown>)) === true;
+      ({ sni, intercept } = decision);
     }
     if (r.appTunnelPipeline) {
-      if (head.length) client.unshift(head);
       await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, client, upstream, { sni, intercept, upstream: target }, conn as HookContext<unknown>);
       return;
     }
     if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
-    if (head.length) upstream.write(head);
     client.pipe(upstream);
     upstream.pipe(client);
   }
@@ -256,16 +255,3 @@ export class ConnectProxy {
 }
 
 /** The client's first bytes after the 200 (the ClientHello of a TLS client); undefined if it ended first. */
-function firstChunk(socket: Socket): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const done = (chunk?: Buffer) => {
-      socket.off('data', done);
-      socket.off('end', onEnd);
-      socket.pause();
-      resolve(chunk);
-    };
-    const onEnd = () => done(undefined);
-    socket.on('data', done);
-    socket.once('end', onEnd);
-  });
-}

@@ -22,6 +22,7 @@ import type { IpSession, UdpFlow } from '../edge/ip/edge.js';
 import { bridgeUdp } from '../edge/ip/udp-bridge.js';
 import { PacketView, flowKey, formatAddress, parsePacket } from '../packet/index.js';
 import type { Egress } from './egress.js';
+import { decideIntercept } from './intercept.js';
 import type { HookConnection, HookRunner } from './runner.js';
 import type { FlowAction, HookContext, SocketAddress } from './types.js';
 
@@ -38,7 +39,7 @@ export function hasIpHooks(r: HookRunner): boolean {
   return Boolean(r.handleFlow || r.handlePacket || r.ingressConnection || r.ingressClose || r.udpConnect || egressHooked(r));
 }
 
-const egressHooked = (r: HookRunner) => Boolean(r.egressConnection || r.upstreamIps || r.tcpConnect || r.established || r.appTunnelPipeline);
+const egressHooked = (r: HookRunner) => Boolean(r.egressConnection || r.upstreamIps || r.tcpConnect || r.established || r.shouldInterceptHttps || r.appTunnelPipeline);
 
 export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egress?: Egress, flows: FlowContexts = new WeakMap()): IpEdgeOptions<R> {
   if (!hasIpHooks(runner)) return base;
@@ -105,11 +106,23 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
         upstream.on('error', () => socket.destroy());
         socket.on('error', () => upstream.destroy());
         socket.on('close', () => upstream.destroy());
+        let intercept = false;
+        let sni: string | undefined;
+        if (r.shouldInterceptHttps) {
+          const decision = await decideIntercept(r, conn, socket, upstream);
+          if (!decision.open) {
+            upstream.end();
+            socket.end();
+            return;
+          }
+          ({ sni, intercept } = decision);
+        }
         if (r.appTunnelPipeline) {
           socket.resume();
-          await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, socket, upstream, { intercept: false, upstream: info.upstream }, ctx);
+          await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, socket, upstream, { sni, intercept, upstream: info.upstream }, ctx);
           return;
         }
+        if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
         socket.pipe(upstream);
         upstream.pipe(socket);
         socket.resume();

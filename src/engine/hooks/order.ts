@@ -62,6 +62,7 @@ export const HOOK_ORDER: Readonly<Record<TracedOnramp, readonly string[]>> = {
     'egress.tcpConnectOverride',
     'egress.udpConnectOverride',
     'egress.handleConnectionEstablished',
+    'tunnel.shouldInterceptHttps',
     'tunnel.appTunnelPipeline',
     'ingress.handleConnectionClose',
   ],

@@ -322,7 +322,7 @@ export interface ProxyProtocolHook<C = unknown> {
 export interface TunnelHook<C = unknown> {
   /**
    * Decides, from the TLS SNI of the client's first bytes, whether to intercept HTTPS. An intercepted connection goes to `appTunnelPipeline` (the engine mints no certificates).
-   * @fires once per CONNECT tunnel after the 200 is written, when the client's first bytes arrive; only if implemented (otherwise nothing waits for them).
+   * @fires once per CONNECT tunnel (after the 200 is written) and per upgraded TCP IP flow (after egress connected), when the first bytes arrive: the client's (`sni` from its ClientHello, if any) or, for protocols where the server speaks first, the upstream's (`sni` undefined, at once); only if implemented (otherwise nothing waits for them).
    * @default false (splice)
    * @returns `true` to intercept.
    */

@@ -37,6 +37,10 @@ export function start(settings) {
       handleConnectionEstablished: (info, ctx) => ctx.log.info({ via: info.via, upstream: info.upstream.address + ':' + info.upstream.port }, 'egress established'),
     },
     tunnel: {
+      shouldInterceptHttps(sni, ctx) {
+        ctx.log.info({ sni: sni ?? 'none', port: ctx.local.port }, 'intercept asked');
+        return false;
+      },
       appTunnelPipeline(client, upstream, _info, ctx) {
         client.once('data', (chunk) => ctx.log.info({ line: String(chunk).split('\\r\\n')[0] }, 'app saw request'));
         client.pipe(upstream);
@@ -52,6 +56,8 @@ const HOST = `
 require('http').createServer((q, s) => s.end('site host saw ' + q.url + '\\n')).listen(80, '198.18.0.10');
 const u = require('dgram').createSocket('udp4');
 u.on('message', (m, r) => u.send(Buffer.from('site:' + m), r.port, r.address));
+// Waits for the client as a TLS server would, then closes.
+require('net').createServer((c) => c.once('data', () => c.end())).listen(443, '198.18.0.10');
 u.bind(5353, '198.18.0.10', () => console.log('host ready'));
 `;
 
@@ -85,6 +91,12 @@ privilegedDescribe('egress hooks on device IP flows (edge run --hooks)', () => {
     }
     expect(site.edge.output).toMatch(/egress established .*via=downgrade upstream=198\.18\.0\.10:80/);
   }, 60_000);
+
+  it('TCP: shouldInterceptHttps gets the SNI of a TLS client on an IP flow, and none for plain HTTP', async () => {
+    await site.inDevice('curl', ['-sS', '--max-time', '5', 'https://secure.site.test/', '--resolve', 'secure.site.test:443:198.18.0.10']);
+    await site.edge.waitFor(/intercept asked .*sni=secure\.site\.test port=443/);
+    expect(site.edge.output).toMatch(/intercept asked .*sni=none port=80/);
+  }, 30_000);
 
   it('UDP: downgraded toward the vnet, answered by the host', async () => {
     expect(await udp('198.18.0.10', 'hello')).toBe('site:hello');

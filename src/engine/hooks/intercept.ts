@@ -1,0 +1,54 @@
+/**
+ * `tunnel.shouldInterceptHttps` needs the client's first bytes (a TLS ClientHello names the
+ * server). Waiting for them must not hang protocols where the server speaks first (SMTP,
+ * SSH banners, FTP): whichever side sends first decides. If it is the upstream, the
+ * connection is not a TLS client's and the hook gets no SNI at once. The bytes read are put
+ * back (`unshift`) so the pipeline or the splice sees the streams whole.
+ */
+import type { Duplex } from 'node:stream';
+import { parseSni } from './sni.js';
+import type { HookConnection, HookRunner } from './runner.js';
+import type { HookContext } from './types.js';
+
+export interface InterceptDecision {
+  sni?: string;
+  intercept: boolean;
+  /** False when either side ended before sending anything: nothing more to do. */
+  open: boolean;
+}
+
+export async function decideIntercept(r: HookRunner, conn: HookConnection, client: Duplex, upstream: Duplex): Promise<InterceptDecision> {
+  const first = await firstOfEither(client, upstream);
+  if (!first) return { intercept: false, open: false };
+  const sni = first.from === client ? parseSni(first.chunk) : undefined;
+  const intercept = (await r.call(conn, 'tunnel.shouldInterceptHttps', r.shouldInterceptHttps!, sni, conn as HookContext<unknown>)) === true;
+  return { sni, intercept, open: true };
+}
+
+/** The first chunk either stream sends (put back into it), or undefined if one ended first. */
+function firstOfEither(a: Duplex, b: Duplex): Promise<{ from: Duplex; chunk: Buffer } | undefined> {
+  return new Promise((resolve) => {
+    const cleanups: (() => void)[] = [];
+    const done = (result?: { from: Duplex; chunk: Buffer }) => {
+      for (const fn of cleanups.splice(0)) fn();
+      if (result) result.from.unshift(result.chunk);
+      resolve(result);
+    };
+    for (const s of [a, b]) {
+      const onData = (chunk: Buffer) => done({ from: s, chunk });
+      const onEnd = () => done(undefined);
+      s.on('data', onData);
+      s.once('end', onEnd);
+      s.once('close', onEnd);
+      cleanups.push(() => {
+        s.off('data', onData);
+        s.off('end', onEnd);
+        s.off('close', onEnd);
+        s.pause();
+      });
+    }
+    // A stream paused on purpose (an upgraded socket waits so) does not flow for a new 'data' listener.
+    a.resume();
+    b.resume();
+  });
+}
