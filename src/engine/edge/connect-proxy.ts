@@ -26,7 +26,7 @@ import type { Logger } from '../observe/log.js';
 import { Egress, EgressError, type ProxyErrorType } from '../hooks/egress.js';
 import { requestHook, responseHook, rewritten, writeSynthetic } from '../hooks/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
-import { decideIntercept } from '../hooks/intercept.js';
+import { runTunnel } from '../hooks/intercept.js';
 import type { ConnectResponse, HookContext } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './admission.js';
@@ -163,30 +163,9 @@ export class ConnectProxy {
 
   /** After the 200: intercept decision, then the app's pipeline or the engine's splice. */
   async #tunnel(conn: HookConnection, client: Socket, upstream: Duplex, head: Buffer, target: { address: string; port: number }): Promise<void> {
-    const r = this.o.runner;
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-    client.on('close', () => upstream.destroy());
     // Bytes that came with the CONNECT request are the client's first.
     if (head.length) client.unshift(head);
-    let intercept = false;
-    let sni: string | undefined;
-    if (r.shouldInterceptHttps) {
-      const decision = await decideIntercept(r, conn, client, upstream);
-      if (!decision.open) {
-        upstream.end();
-        client.end();
-        return;
-      }
-      ({ sni, intercept } = decision);
-    }
-    if (r.appTunnelPipeline) {
-      await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, client, upstream, { sni, intercept, upstream: target }, conn as HookContext<unknown>);
-      return;
-    }
-    if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
-    client.pipe(upstream);
-    upstream.pipe(client);
+    await runTunnel(this.o.runner, conn, client, upstream, target);
   }
 
   /** An absolute-form request (`GET http://host/path`): forwarded with one upstream connection. */

@@ -1,4 +1,8 @@
 /**
+ * The tunnel phase of a connection that has its upstream (a CONNECT tunnel, an upgraded TCP
+ * IP flow): `tunnel.shouldInterceptHttps`, then `tunnel.appTunnelPipeline` or the engine's
+ * splice.
+ *
  * `tunnel.shouldInterceptHttps` needs the client's first bytes (a TLS ClientHello names the
  * server). Waiting for them must not hang protocols where the server speaks first (SMTP,
  * SSH banners, FTP): whichever side sends first decides. If it is the upstream, the
@@ -8,7 +12,35 @@
 import type { Duplex } from 'node:stream';
 import { parseSni } from './sni.js';
 import type { HookConnection, HookRunner } from './runner.js';
-import type { HookContext } from './types.js';
+import type { HookContext, SocketAddress } from './types.js';
+
+/** Runs the tunnel phase; errors on either side destroy the other. */
+export async function runTunnel(r: HookRunner, conn: HookConnection, client: Duplex, upstream: Duplex, upstreamAddress: SocketAddress): Promise<void> {
+  upstream.on('error', () => client.destroy());
+  client.on('error', () => upstream.destroy());
+  client.on('close', () => upstream.destroy());
+  let intercept = false;
+  let sni: string | undefined;
+  if (r.shouldInterceptHttps) {
+    const decision = await decideIntercept(r, conn, client, upstream);
+    if (!decision.open) {
+      upstream.end();
+      client.end();
+      return;
+    }
+    ({ sni, intercept } = decision);
+  }
+  if (r.appTunnelPipeline) {
+    // A stream paused on purpose (the upgrade, the intercept decision) would not flow for the app's 'data' listeners.
+    for (const s of [client, upstream]) if (s.isPaused()) s.resume();
+    await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, client, upstream, { sni, intercept, upstream: upstreamAddress }, conn as HookContext<unknown>);
+    return;
+  }
+  if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
+  // pipe() resumes a paused source.
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
 
 export interface InterceptDecision {
   sni?: string;
@@ -17,7 +49,7 @@ export interface InterceptDecision {
   open: boolean;
 }
 
-export async function decideIntercept(r: HookRunner, conn: HookConnection, client: Duplex, upstream: Duplex): Promise<InterceptDecision> {
+async function decideIntercept(r: HookRunner, conn: HookConnection, client: Duplex, upstream: Duplex): Promise<InterceptDecision> {
   const first = await firstOfEither(client, upstream);
   if (!first) return { intercept: false, open: false };
   const sni = first.from === client ? parseSni(first.chunk) : undefined;

@@ -22,7 +22,7 @@ import type { IpSession, UdpFlow } from '../edge/ip/edge.js';
 import { bridgeUdp } from '../edge/ip/udp-bridge.js';
 import { PacketView, flowKey, formatAddress, parsePacket } from '../packet/index.js';
 import type { Egress } from './egress.js';
-import { decideIntercept } from './intercept.js';
+import { runTunnel } from './intercept.js';
 import type { HookConnection, HookRunner } from './runner.js';
 import type { FlowAction, HookContext, SocketAddress } from './types.js';
 
@@ -103,29 +103,7 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
         }
         const target = state.redirect ?? conn.local;
         const { socket: upstream, info } = await egress!.connectTcp(conn, target.address, target.port, conn.client);
-        upstream.on('error', () => socket.destroy());
-        socket.on('error', () => upstream.destroy());
-        socket.on('close', () => upstream.destroy());
-        let intercept = false;
-        let sni: string | undefined;
-        if (r.shouldInterceptHttps) {
-          const decision = await decideIntercept(r, conn, socket, upstream);
-          if (!decision.open) {
-            upstream.end();
-            socket.end();
-            return;
-          }
-          ({ sni, intercept } = decision);
-        }
-        if (r.appTunnelPipeline) {
-          socket.resume();
-          await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, socket, upstream, { sni, intercept, upstream: info.upstream }, ctx);
-          return;
-        }
-        if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
-        socket.pipe(upstream);
-        upstream.pipe(socket);
-        socket.resume();
+        await runTunnel(r, conn, socket, upstream, info.upstream);
       } catch (err) {
         r.failed(conn, err, 'IP flow failed');
         socket.resetAndDestroy();

@@ -39,6 +39,31 @@ describe('tunnel.shouldInterceptHttps', () => {
     expect(seen).toEqual(['sni.example.test']);
   });
 
+  it('hands both streams to an app pipeline that reads with data listeners, after the decision paused them', async () => {
+    const q = await startProxyEdge({
+      tunnel: {
+        shouldInterceptHttps: () => true,
+        appTunnelPipeline(client: net.Socket, upstream: net.Socket) {
+          upstream.on('data', (d: Buffer) => client.write(String(d).toUpperCase()));
+          client.on('data', (d: Buffer) => upstream.write(d));
+          return new Promise<void>((resolve) => client.once('close', () => resolve()));
+        },
+      },
+    });
+    const socket = net.connect(q.proxyPort, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8').on('data', (d) => (text += d));
+    socket.write(`CONNECT 127.0.0.1:${bannerPort} HTTP/1.1\r\nHost: 127.0.0.1:${bannerPort}\r\n\r\n`);
+    try {
+      await expect.poll(() => text, { timeout: 3000 }).toMatch(/\r\n\r\n220 BANNER\.TEST READY\r\n$/);
+      socket.write('HELO me\r\n');
+      await expect.poll(() => text, { timeout: 3000 }).toMatch(/250 GOT HELO ME\r\n$/);
+    } finally {
+      socket.destroy();
+      await q.close();
+    }
+  });
+
   it('does not wait for the client when the server speaks first', async () => {
     seen.length = 0;
     const socket = net.connect(p.proxyPort, '127.0.0.1');
