@@ -13,13 +13,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the built CLI as a real process, without a terminal, against a data directory. */
-export function oxy(home: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Runs a command without a terminal and without blocking the event loop; never throws on a non-zero exit. */
+export function run(cmd: string, args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
@@ -27,6 +24,11 @@ export function oxy(home: string, args: string[], env: Record<string, string> = 
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** Runs the built CLI as a real process, without a terminal, against a data directory. */
+export function oxy(home: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return run(process.execPath, [BIN, ...args], { env: { OXY_HOME: home, NO_COLOR: '1', ...env } });
 }
 
 /** Like oxy() but fails the test, showing stderr, when the command fails. */

@@ -1,9 +1,8 @@
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, startEdge, freePort } from '../../helpers/processes.js';
 
 const run = promisify(execFile);
 let homes: { home: string; cleanup: () => void }[];
@@ -16,14 +15,6 @@ afterEach(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));
   for (const h of homes) h.cleanup();
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe('quick tunnel', () => {
   it('oxyctl tunnel --hello-world prints a URL that reaches the hello-world origin, and cleans up', async () => {

@@ -1,9 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, PROTOCOLS, startConnector, startEdge, freePort } from '../../helpers/processes.js';
 import { startEventsOrigin } from '../../helpers/origins.js';
 
 let home: string;
@@ -23,14 +22,6 @@ afterEach(async () => {
 
 const hello = (httpPort: number) =>
   request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' } }).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** The local ports of the connector's TCP connections to the edge. */
 function connectorPorts(edgePort: number): number[] {

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, PROTOCOLS, startConnector, startEdge, freePort } from '../../helpers/processes.js';
 import { startBannerEchoServer, type Running } from '../../helpers/origins.js';
 
 describe.each(PROTOCOLS)('over %s', (protocol) => {
@@ -13,14 +13,6 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
   const procs: OxyProcess[] = [];
   let sshd: Running<unknown>;
   let localPort: number;
-
-  async function freePort(): Promise<number> {
-    const s = createServer();
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    const port = (s.address() as { port: number }).port;
-    await new Promise((r) => s.close(r));
-    return port;
-  }
 
   beforeAll(async () => {
     ({ home, cleanup } = tempHome());
