@@ -17,3 +17,9 @@ export const yesFlag = Flags.boolean({
   char: 'y',
   description: 'Confirm without asking (required when there is no terminal).',
 });
+
+/** `service install|uninstall --root`: an image being built instead of the live system. */
+export const serviceRootFlag = Flags.string({
+  description: 'Write into this root directory instead of the live system (an image being built); enables the unit offline',
+  env: 'OXY_SERVICE_ROOT',
+});

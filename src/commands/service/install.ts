@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { outputFlag } from '../../cli/flags.js';
+import { outputFlag, serviceRootFlag } from '../../cli/flags.js';
 import { installService, serviceReport, type ServiceResult } from '../../core/service.js';
 
 export default class ServiceInstall extends BaseCommand<typeof ServiceInstall> {
@@ -23,10 +23,7 @@ export default class ServiceInstall extends BaseCommand<typeof ServiceInstall> {
     token: Flags.string({ description: "The tunnel token, from 'oxyctl tunnel token'", exclusive: ['config', 'edge'] }),
     config: Flags.string({ description: "Config file naming 'tunnel' and 'credentials-file' [default: config.yml in the data directory]", exclusive: ['edge'] }),
     edge: Flags.boolean({ description: 'Install the edge service (oxyctl-edge.service) instead of the connector' }),
-    root: Flags.string({
-      description: 'Write into this root directory instead of the live system (an image being built); enables the unit offline',
-      env: 'OXY_SERVICE_ROOT',
-    }),
+    root: serviceRootFlag,
     output: outputFlag,
   };
 

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { outputFlag } from '../../cli/flags.js';
+import { outputFlag, serviceRootFlag } from '../../cli/flags.js';
 import { uninstallService, serviceReport, type ServiceResult } from '../../core/service.js';
 
 export default class ServiceUninstall extends BaseCommand<typeof ServiceUninstall> {
@@ -12,10 +12,7 @@ export default class ServiceUninstall extends BaseCommand<typeof ServiceUninstal
   static examples = ['<%= config.bin %> service uninstall', '<%= config.bin %> service uninstall --edge'];
   static flags = {
     edge: Flags.boolean({ description: 'Uninstall the edge service (oxyctl-edge.service) instead of the connector' }),
-    root: Flags.string({
-      description: 'Write into this root directory instead of the live system (an image being built); enables the unit offline',
-      env: 'OXY_SERVICE_ROOT',
-    }),
+    root: serviceRootFlag,
     output: outputFlag,
   };
 
