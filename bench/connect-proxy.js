@@ -27,7 +27,8 @@ const PSK = 'Proxy-Authorization: Preshared bench-key';
 if (process.argv[2] === '--serve') {
   const hooksFile = process.argv[3];
   const { ConnectProxy } = await import('../dist/engine/edge/connect-proxy.js');
-  const { Egress, HookRunner, loadHooks } = await import('../dist/engine/hooks/index.js');
+  const { HookRunner, loadHooks } = await import('../dist/engine/hooks/index.js');
+  const { Egress } = await import('../dist/engine/edge/pipeline/index.js');
   const { createLogger } = await import('../dist/engine/observe/log.js');
   const log = createLogger({ level: 'warn' });
   const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 const dist = new URL('../dist/', import.meta.url);
-const { createEdgeIdentity } = await import(new URL('engine/edge/identity.js', dist).href);
+const { createEdgeIdentity } = await import(new URL('engine/transport/identity.js', dist).href);
 const quic = await import(new URL('engine/transport/quic/index.js', dist).href);
 let http2 = null;
 try {

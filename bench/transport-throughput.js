@@ -13,7 +13,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { createEdgeIdentity } from '../dist/engine/edge/identity.js';
+import { createEdgeIdentity } from '../dist/engine/transport/identity.js';
 import { dialHttp2Tunnel, Http2TunnelListener } from '../dist/engine/transport/http2/index.js';
 
 const args = new Map();

@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { installService, uninstallService, unitText, type ServiceEnv } from '../../src/core/service.js';
+import { installService, uninstallService, unitText, type ServiceEnv } from '../../src/cli/service.js';
 import { encodeToken } from '../../src/core/credentials.js';
 import { isOxyError } from '../../src/core/errors.js';
 import { oxy, oxyOk, tempHome } from '../helpers/cli.js';

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { outputFlag } from '../../cli/flags.js';
-import { initEdgeIdentity } from '../../engine/edge/identity-files.js';
+import { initEdgeIdentity } from '../../engine/transport/identity-files.js';
 
 export default class EdgeInit extends BaseCommand<typeof EdgeInit> {
   static summary = "Create the edge's identity: a CA and a server certificate";

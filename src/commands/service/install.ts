@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { outputFlag, serviceRootFlag } from '../../cli/flags.js';
-import { installService, serviceReport, type ServiceResult } from '../../core/service.js';
+import { installService, serviceReport, type ServiceResult } from '../../cli/service.js';
 
 export default class ServiceInstall extends BaseCommand<typeof ServiceInstall> {
   static summary = 'Install oxyctl as a system service (systemd)';

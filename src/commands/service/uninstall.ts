@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { outputFlag, serviceRootFlag } from '../../cli/flags.js';
-import { uninstallService, serviceReport, type ServiceResult } from '../../core/service.js';
+import { uninstallService, serviceReport, type ServiceResult } from '../../cli/service.js';
 
 export default class ServiceUninstall extends BaseCommand<typeof ServiceUninstall> {
   static summary = 'Uninstall the oxyctl system service';

@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { tunnelCredentials, tunnelToken } from '../../core/tunnels.js';
 import { writeCredentialsFile } from '../../core/credentials.js';
-import { localEdgeTrust } from '../../engine/edge/identity-files.js';
+import { localEdgeTrust } from '../../engine/transport/identity-files.js';
 
 export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
   static summary = 'Fetch the credentials token for an existing tunnel (by name or UUID) that allows to run it';

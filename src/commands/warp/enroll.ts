@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { enrollDevice, encodeDeviceToken } from '../../core/devices.js';
-import { localEdgeTrust } from '../../engine/edge/identity-files.js';
+import { localEdgeTrust } from '../../engine/transport/identity-files.js';
 
 export default class WarpEnroll extends BaseCommand<typeof WarpEnroll> {
   static summary = 'Enroll a device that reaches private networks from another host';

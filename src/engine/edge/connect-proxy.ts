@@ -2,7 +2,7 @@
  * The HTTP forward-proxy on-ramp (`oxyctl edge run --proxy-listen HOST:PORT`):
  * `CONNECT host:port` tunnels, and absolute-form requests (`GET http://host/path`).
  *
- * Egress is the shared egress pipeline (hooks/egress.ts): by default through the tunnel
+ * Egress is the shared egress pipeline (edge/pipeline/egress.ts): by default through the tunnel
  * whose route covers the destination IP in the client's vnet, else directly from the
  * edge host. The client's vnet is the store's default unless the request carries an
  * `Oxy-Vnet: <name or ID>` header (CONNECT requests and absolute-form requests alike; the
@@ -23,13 +23,13 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../observe/log.js';
-import { Egress, EgressError, type ProxyErrorType } from '../hooks/egress.js';
-import { requestHook, responseHook, rewritten, writeSynthetic } from '../hooks/http.js';
+import { Egress, EgressError, type ProxyErrorType } from './pipeline/egress.js';
+import { requestHook, responseHook, rewritten, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
-import { runTunnel } from '../hooks/intercept.js';
+import { runTunnel } from './pipeline/intercept.js';
 import type { ConnectResponse, HookContext } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
-import { AdmittingListener } from './admission.js';
+import { AdmittingListener } from './pipeline/admission.js';
 
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */

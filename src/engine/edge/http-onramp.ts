@@ -26,10 +26,10 @@ import { splitHostPort } from '../observe/metrics.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
 import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';
-import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from '../hooks/http.js';
+import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import type { BodyTransform, HttpSynthetic } from '../hooks/types.js';
-import { AdmittingListener } from './admission.js';
+import { AdmittingListener } from './pipeline/admission.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 

@@ -20,7 +20,8 @@ import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
-import { attachPacketHook, withIpHooks, type FlowContexts, type IpOffRamp } from '../hooks/index.js';
+import type { IpOffRamp } from '../hooks/index.js';
+import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 export interface IpPathOptions {
   edge: EdgeServer;

@@ -1,6 +1,6 @@
 import type { Store } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
-import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from './identity-files.js';
+import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
 import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';

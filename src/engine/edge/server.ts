@@ -20,7 +20,8 @@ import { StoreView } from './store-view.js';
 import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
 import { ConnectProxy } from './connect-proxy.js';
-import { Egress, HookRunner, VnetResolver, saveHooksState, type IpOffRamp } from '../hooks/index.js';
+import { HookRunner, saveHooksState, type IpOffRamp } from '../hooks/index.js';
+import { Egress, VnetResolver } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
 
 export interface TunnelListener {

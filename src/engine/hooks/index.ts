@@ -15,7 +15,3 @@ export * from './types.js';
 export { HookRunner, HookConnection, HookError, HookTrace, ERR_HOOK, ERR_HOOKS_MODULE, type TraceEntry, type HookRunnerOptions } from './runner.js';
 export { HOOK_ORDER, orderViolations, expectedOrder, type TracedOnramp } from './order.js';
 export { loadHooks, saveHooksState, validateHooks, hooksStatePath, HOOK_FAMILIES, type LoadHooksOptions } from './load.js';
-export { Egress, EgressError, VnetResolver, ERR_EGRESS_BLOCKED, ERR_EGRESS_CONNECT, ERR_EGRESS_DNS, type EgressOptions, type EgressResult, type ProxyErrorType } from './egress.js';
-export { ProxyProtocolParser, readProxyHeader, encodeProxyV2, PP2_TYPE, V2_SIGNATURE, ERR_PROXY_PROTOCOL } from './proxy-protocol.js';
-export { parseSni } from './sni.js';
-export { withIpHooks, attachPacketHook, hasIpHooks, type FlowContexts } from './ip.js';

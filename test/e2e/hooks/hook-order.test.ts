@@ -2,7 +2,9 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl, logSink, startOrigin, startProxyEdge, startTunnelEdge, type Origin, type ProxyEdge, type TunnelEdge } from './support.js';
 import { ConnectProxy } from '../../../src/engine/edge/connect-proxy.js';
-import { Egress, HOOK_ORDER, HookRunner, HookTrace, encodeProxyV2, expectedOrder, orderViolations, type Hooks } from '../../../src/engine/hooks/index.js';
+import { HOOK_ORDER, HookRunner, HookTrace, expectedOrder, orderViolations, type Hooks } from '../../../src/engine/hooks/index.js';
+import { Egress } from '../../../src/engine/edge/pipeline/index.js';
+import { encodeProxyV2 } from '../../../src/engine/protocol/proxy-protocol.js';
 
 /**
  * An app implementing every hook of the forward proxy; the recorded trace must be the

@@ -5,7 +5,8 @@ import { createHarness, type Harness } from '../ip/harness.js';
 import { logSink } from './support.js';
 import { IpEdge } from '../../../src/engine/edge/ip/index.js';
 import { buildUdp, fragmentPacket, parseAddress, parsePacket } from '../../../src/engine/packet/index.js';
-import { HOOK_ORDER, HookRunner, HookTrace, attachPacketHook, validateHooks, withIpHooks, type FlowContexts } from '../../../src/engine/hooks/index.js';
+import { HOOK_ORDER, HookRunner, HookTrace, validateHooks } from '../../../src/engine/hooks/index.js';
+import { attachPacketHook, withIpHooks, type FlowContexts } from '../../../src/engine/edge/pipeline/index.js';
 
 // IP-flow hooks driven on the IP edge directly (as test/e2e/ip/ does): plain TCP clients →
 // downgrader → SEQPACKET → edge (hooks) → upgrade. Addresses: 198.18.0.0/15, inside namespaces.

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PP2_TYPE, encodeProxyV2 } from '../../../src/engine/hooks/index.js';
+import { PP2_TYPE, encodeProxyV2 } from '../../../src/engine/protocol/proxy-protocol.js';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, startConnector } from '../../helpers/processes.js';
 import { curl, startOrigin, type Origin } from './support.js';

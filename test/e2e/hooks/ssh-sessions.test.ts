@@ -27,7 +27,8 @@ import { tempHome } from '../../helpers/cli.js';
 import { IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
 import { TcpDowngrader } from '../../../src/engine/netns/index.js';
 import { Tun, withNetns } from '../../../src/engine/native/index.js';
-import { Egress, HOOK_ORDER, HookRunner, HookTrace, loadHooks, validateHooks, withIpHooks, type FlowContexts, type IpOffRamp } from '../../../src/engine/hooks/index.js';
+import { HOOK_ORDER, HookRunner, HookTrace, loadHooks, validateHooks, type IpOffRamp } from '../../../src/engine/hooks/index.js';
+import { Egress, withIpHooks, type FlowContexts } from '../../../src/engine/edge/pipeline/index.js';
 // @ts-expect-error plain JS example
 import { sshHooks } from '../../../examples/ssh-sessions.js';
 

@@ -4,7 +4,8 @@ import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from '../ip/harness.js';
 import { logSink } from './support.js';
 import type { IpEdge } from '../../../src/engine/edge/ip/index.js';
-import { HookRunner, HookTrace, attachPacketHook, validateHooks, withIpHooks, type FlowContexts } from '../../../src/engine/hooks/index.js';
+import { HookRunner, HookTrace, validateHooks } from '../../../src/engine/hooks/index.js';
+import { attachPacketHook, withIpHooks, type FlowContexts } from '../../../src/engine/edge/pipeline/index.js';
 import { buildUdp, parseAddress, parsePacket } from '../../../src/engine/packet/index.js';
 
 // egress.udpConnectOverride on upgraded UDP flows: the app hands back its own association

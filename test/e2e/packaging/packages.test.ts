@@ -28,7 +28,7 @@ import { aptRoot, dnfRoot, haveCommand, hostVersion, run, runOk, serveStatic, th
 
 const TOOLS = ['dpkg-deb', 'dpkg-shlibdeps', 'rpmbuild', 'rpmsign', 'lintian', 'reprepro', 'createrepo_c', 'gpg', 'apt-get', 'dnf', 'man'];
 const missingTools = TOOLS.filter((t) => !haveCommand(t));
-const built = existsSync(join(ROOT, 'dist/core/service.js')) && existsSync(join(ROOT, 'build/Release/oxy_native.node'));
+const built = existsSync(join(ROOT, 'dist/cli/service.js')) && existsSync(join(ROOT, 'build/Release/oxy_native.node'));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const DEB_ARCH = 'amd64';
 const RPM_ARCH = 'x86_64';

@@ -3,7 +3,7 @@
 // the loopback of a namespace this test creates; the main thread stays inside it for the
 // test (sockets are created lazily by Node's TCP stack), and always switches back.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { closeFd, currentNetns, openNetns } from '../../../src/engine/native/index.js';
 import { dialAuto, type AutoProtocolState } from '../../../src/engine/transport/auto.js';
 import { dialHttp2Tunnel, Http2TunnelListener } from '../../../src/engine/transport/http2/index.js';

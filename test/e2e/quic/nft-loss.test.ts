@@ -2,7 +2,7 @@
 // test creates, both directions of the QUIC port: every stream still completes intact.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { closeFd, currentNetns, openNetns } from '../../../src/engine/native/index.js';
 import { dialQuic, listenQuic, type QuicListener } from '../../../src/engine/transport/quic/index.js';
 import { insideNetnsAsync, TestNetns } from '../../helpers/netns.js';

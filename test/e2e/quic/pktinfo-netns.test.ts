@@ -11,7 +11,7 @@
 // one address per family fails. Builds on test/e2e/native/multi-address.test.ts, which
 // shows the same at the UDP level.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import {
   dialQuic,

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialHttp2Tunnel, Http2TunnelListener, type AcceptHttp2Options, type DialHttp2Options } from '../../../src/engine/transport/http2/index.js';
 import type { TunnelConnection } from '../../../src/engine/transport/types.js';
 

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { certificatePin, createEdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { certificatePin, createEdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
 import { dialHttp2Tunnel, Http2TunnelListener } from '../../../src/engine/transport/http2/index.js';
 import { testIdentity } from './helpers.js';

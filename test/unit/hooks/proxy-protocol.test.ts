@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProxyProtocolParser, encodeProxyV2, MAX_V2_LENGTH, V2_SIGNATURE } from '../../../src/engine/hooks/proxy-protocol.js';
+import { ProxyProtocolParser, encodeProxyV2, MAX_V2_LENGTH, V2_SIGNATURE } from '../../../src/engine/protocol/proxy-protocol.js';
 
 const feed = (chunks: Buffer[]) => {
   const p = new ProxyProtocolParser();

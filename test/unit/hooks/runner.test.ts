@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HookError, HookRunner, HookTrace, validateHooks, expectedOrder, orderViolations } from '../../../src/engine/hooks/index.js';
-import { parseSni } from '../../../src/engine/hooks/sni.js';
+import { parseSni } from '../../../src/engine/protocol/sni.js';
 import { createLogger } from '../../../src/engine/observe/log.js';
 
 const log = createLogger({ level: 'silent' });

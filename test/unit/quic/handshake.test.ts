@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
-import { createEdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
 import { dialQuic, listenQuic, QUIC_ALPN, QuicDialError, type QuicListener } from '../../../src/engine/transport/quic/index.js';
 import { collect, connectPair, edgeIdentity, echo, type Pair } from './support.js';

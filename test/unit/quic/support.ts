@@ -2,7 +2,7 @@
 // pair on loopback, and stream helpers.
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/edge/identity.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import {
   dialQuic,
   listenQuic,

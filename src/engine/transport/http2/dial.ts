@@ -9,7 +9,7 @@ import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { OxyError } from '../../../core/errors.js';
-import { spkiPin } from '../../edge/identity.js';
+import { spkiPin } from '../identity.js';
 import { TunnelErrorCode } from '../../protocol/codes.js';
 import { Http2TunnelConnection } from './connection.js';
 import { ReadAheadDuplex } from './read-ahead.js';

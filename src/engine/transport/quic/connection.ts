@@ -23,7 +23,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
-import { spkiPin } from '../../edge/identity.js';
+import { spkiPin } from '../identity.js';
 import type { OutgoingDatagram } from '../../native/index.js';
 import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
 import type {

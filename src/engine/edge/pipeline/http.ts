@@ -7,8 +7,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import type { HookConnection, HookRunner } from './runner.js';
-import type { BodyTransform, HookContext, HttpRequestHead, HttpResponseHead, HttpSynthetic } from './types.js';
+import type { HookConnection, HookRunner } from '../../hooks/runner.js';
+import type { BodyTransform, HookContext, HttpRequestHead, HttpResponseHead, HttpSynthetic } from '../../hooks/types.js';
 
 const withoutContentLength = (headers: [string, string][]) => headers.filter(([k]) => k.toLowerCase() !== 'content-length');
 

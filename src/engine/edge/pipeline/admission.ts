@@ -10,13 +10,13 @@
  */
 import type { Server as HttpServer } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { OxyError } from '../../core/errors.js';
-import { ERR_PROXY_PROTOCOL, readProxyHeader } from '../hooks/proxy-protocol.js';
-import type { HookConnection, HookError, HookRunner } from '../hooks/runner.js';
-import type { HookContext, Onramp } from '../hooks/types.js';
-import { tcpInfoAtClose } from '../native/tcp-info.js';
-import type { Logger } from '../observe/log.js';
-import { splitHostPort } from '../observe/metrics.js';
+import { OxyError } from '../../../core/errors.js';
+import { ERR_PROXY_PROTOCOL, readProxyHeader } from '../../protocol/proxy-protocol.js';
+import type { HookConnection, HookError, HookRunner } from '../../hooks/runner.js';
+import type { HookContext, Onramp } from '../../hooks/types.js';
+import { tcpInfoAtClose } from '../../native/tcp-info.js';
+import type { Logger } from '../../observe/log.js';
+import { splitHostPort } from '../../observe/metrics.js';
 
 export interface AdmissionOptions {
   runner: HookRunner;

@@ -15,16 +15,16 @@
  * With none of these hooks implemented the options come back unchanged: no cost.
  */
 import type net from 'node:net';
-import type { Flow } from '../flow/flow.js';
-import type { FlowDecision, FlowVerdict } from '../flow/types.js';
-import type { IpEdge, IpEdgeOptions } from '../edge/ip/edge.js';
-import type { IpSession, UdpFlow } from '../edge/ip/edge.js';
-import { bridgeUdp } from '../edge/ip/udp-bridge.js';
-import { PacketView, flowKey, formatAddress, parsePacket } from '../packet/index.js';
+import type { Flow } from '../../flow/flow.js';
+import type { FlowDecision, FlowVerdict } from '../../flow/types.js';
+import type { IpEdge, IpEdgeOptions } from '../ip/edge.js';
+import type { IpSession, UdpFlow } from '../ip/edge.js';
+import { bridgeUdp } from '../ip/udp-bridge.js';
+import { PacketView, flowKey, formatAddress, parsePacket } from '../../packet/index.js';
 import type { Egress } from './egress.js';
 import { runTunnel } from './intercept.js';
-import type { HookConnection, HookRunner } from './runner.js';
-import type { FlowAction, HookContext, SocketAddress } from './types.js';
+import type { HookConnection, HookRunner } from '../../hooks/runner.js';
+import type { FlowAction, HookContext, SocketAddress } from '../../hooks/types.js';
 
 interface FlowHookState {
   conn: HookConnection;

@@ -16,8 +16,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { loadConfig } from '../engine/connector/config.js';
-import { decodeToken } from './credentials.js';
-import { OxyError } from './errors.js';
+import { decodeToken } from '../core/credentials.js';
+import { OxyError } from '../core/errors.js';
 
 export type ServiceKind = 'connector' | 'edge';
 

@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
-import type { ProxyHeader, ProxyTlv, SocketAddress } from './types.js';
+import type { ProxyHeader, ProxyTlv, SocketAddress } from '../hooks/types.js';
 
 export const ERR_PROXY_PROTOCOL = 'OXY_ERR_PROXY_PROTOCOL';
 

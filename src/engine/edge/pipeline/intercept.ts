@@ -10,9 +10,9 @@
  * back (`unshift`) so the pipeline or the splice sees the streams whole.
  */
 import type { Duplex } from 'node:stream';
-import { parseSni } from './sni.js';
-import type { HookConnection, HookRunner } from './runner.js';
-import type { HookContext, SocketAddress } from './types.js';
+import { parseSni } from '../../protocol/sni.js';
+import type { HookConnection, HookRunner } from '../../hooks/runner.js';
+import type { HookContext, SocketAddress } from '../../hooks/types.js';
 
 /** Runs the tunnel phase; errors on either side destroy the other. */
 export async function runTunnel(r: HookRunner, conn: HookConnection, client: Duplex, upstream: Duplex, upstreamAddress: SocketAddress): Promise<void> {
