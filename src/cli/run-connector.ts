@@ -1,4 +1,5 @@
 import type { Logger } from '../engine/observe/log.js';
+import { exitOnCrash } from './crash.js';
 import { parseDuration } from '../engine/connector/duration.js';
 import { startConnector } from '../engine/connector/start.js';
 import { OxyError } from '../core/errors.js';
@@ -7,6 +8,7 @@ import { shutdownSignal } from './signals.js';
 /** Runs until SIGINT/SIGTERM (graceful stop) or a fatal error such as a refused secret. */
 export async function runConnectorUntilSignal(log: Logger, o: Parameters<typeof startConnector>[1]): Promise<void> {
   const graceMs = parseDuration(o.flags['grace-period'], '--grace-period');
+  exitOnCrash(log);
   const signalled = shutdownSignal();
   const started = await startConnector(log, o);
   const fatal = new Promise<Error>((resolve) => started.connector.once('fatal', resolve));

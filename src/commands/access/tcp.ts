@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { exitOnCrash } from '../../cli/crash.js';
 import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
@@ -21,6 +22,7 @@ export default class AccessTcp extends BaseCommand<typeof AccessTcp> {
 
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
+    exitOnCrash(log);
     const server = await startAccessTcp({ edgeUrl: this.flags.edge, hostname: this.flags.hostname, listen: splitHostPort(this.flags.url), log });
     await shutdownSignal();
     server.close();

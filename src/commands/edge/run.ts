@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { exitOnCrash } from '../../cli/crash.js';
 import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
@@ -37,6 +38,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
 
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
+    exitOnCrash(log);
     // Listen for signals before starting: one arriving during start-up must stop us gracefully too.
     const signalled = shutdownSignal();
     const file = this.flags.config ? loadEdgeConfig(this.flags.config) : {};

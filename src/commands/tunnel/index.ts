@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { exitOnCrash } from '../../cli/crash.js';
 import { BaseCommand } from '../../cli/base-command.js';
 import { tunnelRunFlags } from '../../cli/tunnel-run-flags.js';
 import { loggerFrom } from '../../cli/log-flags.js';
@@ -20,6 +21,7 @@ export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
 
   async run(): Promise<{ url: string }> {
     const log = loggerFrom(this.flags);
+    exitOnCrash(log);
     const signalled = shutdownSignal();
     const quick = await startQuickTunnel({ log, httpListen: this.flags['http-listen'], version: this.config.version, flags: this.flags });
     const line = `|  ${quick.url}`;

@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { exitOnCrash } from '../../cli/crash.js';
 import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
@@ -38,6 +39,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
 
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
+    exitOnCrash(log);
     if (this.flags.token) return this.remote(log);
     const vnet = this.flags.vnet === undefined ? this.store.vnets.defaultVnet() : resolveVnet(this.store, this.flags.vnet);
     if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");

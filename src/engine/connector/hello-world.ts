@@ -3,7 +3,8 @@
  * connector starts and proxies to like any other origin, as cloudflared does. It serves a
  * page describing the request, `/ws` (WebSocket echo) and `/sse` (a tick every second).
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import { createHttpServer } from '../util/http-server.js';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 
@@ -25,7 +26,7 @@ const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(
 
 export async function startHelloWorld(): Promise<HelloWorld> {
   const timers = new Set<NodeJS.Timeout>();
-  const server: Server = createServer((req, res) => {
+  const server: Server = createHttpServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/sse') {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });

@@ -18,7 +18,7 @@
  * (`oxyctl; error=destination_ip_prohibited`, …). A hook that throws fails only its
  * connection (502, `error=proxy_internal_error`) and is named in the log line.
  */
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,6 +30,7 @@ import { runTunnel } from './pipeline/intercept.js';
 import type { ConnectResponse, HookContext } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './pipeline/admission.js';
+import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */
@@ -41,6 +42,8 @@ export interface ConnectProxyOptions {
   proxyProtocol?: boolean;
   /** Name in Proxy-Status headers. Default `oxyctl`. */
   proxyName?: string;
+  /** Client-side timeouts (defaults: HTTP_TIMEOUTS). */
+  timeouts?: Partial<HttpTimeouts>;
 }
 
 /** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
@@ -66,7 +69,7 @@ export class ConnectProxy {
 
   private constructor(private readonly o: ConnectProxyOptions) {
     this.#name = o.proxyName ?? 'oxyctl';
-    this.#http = createHttpServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, (req, res) => void this.#request(req, res));
+    this.#http = createHttpServer((req, res) => void this.#request(req, res), o.timeouts);
     this.#http.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#connect(req, socket as Socket, head));
     this.#http.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
@@ -204,11 +207,14 @@ export class ConnectProxy {
       }
       const sock = upstream;
       const outgoing = httpRequest({ method: head.method, path: `${url.pathname}${url.search}`, headers: out.flat(), createConnection: () => sock as Socket, setHost: false });
-      const upload = pipeline(rewritten(req, outcome.body), outgoing);
+      outgoing.on('error', () => upstream?.destroy());
+      // Settled here: a failed upload (the client went away) must not surface as an unhandled rejection.
+      const upload = pipeline(rewritten(req, outcome.body), outgoing).catch(() => upstream?.destroy());
       const response = await new Promise<IncomingMessage>((resolve, reject) => {
         outgoing.once('response', resolve);
         outgoing.once('error', reject);
       });
+      response.on('error', () => undefined);
       const resHead = { status: response.statusCode ?? 502, headers: pairs(response.rawHeaders).filter(([k]) => !HOP.has(k.toLowerCase())) };
       const bodyOut = await responseHook(r, conn, resHead);
       res.writeHead(resHead.status, resHead.headers.flat());

@@ -16,11 +16,12 @@
  * (502, and a log line naming it). Without such hooks the listener is a plain http.Server:
  * no hook code runs per connection or per request.
  */
-import { createServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Counter } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
+import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
@@ -48,6 +49,8 @@ export interface HttpOnrampOptions {
   defaultTunnel?: string;
   /** How long to wait for the connector's response head. */
   responseTimeoutMs?: number;
+  /** Client-side timeouts (defaults: HTTP_TIMEOUTS). */
+  timeouts?: Partial<HttpTimeouts>;
 }
 
 class OnrampError extends Error {
@@ -100,11 +103,11 @@ export class HttpOnramp {
     const r = o.runner;
     const hooked = o.proxyProtocol || r.ingressConnection || r.ingressClose || r.httpRequest || r.httpResponse;
     if (!hooked) {
-      this.#server = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, this.#handleRequest);
+      this.#server = createHttpServer(this.#handleRequest, o.timeouts);
       this.#server.on('upgrade', this.#handleUpgrade);
       return;
     }
-    this.#server = createServer({ requestTimeout: 0, keepAliveTimeout: 75_000 }, (req, res) => void this.#hookedRequest(req, res));
+    this.#server = createHttpServer((req, res) => void this.#hookedRequest(req, res), o.timeouts);
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#hookedUpgrade(req, socket, head));
     this.#admitting = new AdmittingListener(this.#server, { runner: r, onramp: 'public-hostname', log: o.log, proxyProtocol: o.proxyProtocol });
   }
@@ -168,6 +171,7 @@ export class HttpOnramp {
     // After the 101 the bytes are a raw stream that half-closes (a client's FIN ends only its direction).
     (socket as Socket).allowHalfOpen = true;
     socket.on('error', () => stream?.destroy());
+    req.on('error', () => undefined);
     try {
       stream = await this.#openStream('websocket', requestHead(req));
       await this.#finishUpgrade(socket, head, stream, await this.#responseHead(stream));
@@ -250,6 +254,7 @@ export class HttpOnramp {
     let stream: TunnelStream | undefined;
     (socket as Socket).allowHalfOpen = true;
     socket.on('error', () => stream?.destroy());
+    req.on('error', () => undefined);
     try {
       const hooked = await this.#requestHooks(conn, req, true);
       if ('respond' in hooked) {

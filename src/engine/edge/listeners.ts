@@ -10,6 +10,8 @@ export function http2TunnelListener(listen: string, tls: { key: string; cert: st
     const listener = new Http2TunnelListener({ key: tls.key, cert: tls.cert });
     listener.on('connection', onConnection);
     listener.on('connectionError', (err) => log.debug({ err }, 'tunnel connection failed before registration'));
+    // After listen: accept failures (EMFILE) are logged; the listener keeps accepting.
+    listener.on('error', (err) => log.error({ err }, 'Tunnel listener error'));
     const { host, port } = splitHostPort(listen);
     const address = await listener.listen(port, host);
     return { protocol: 'http2', address, close: () => listener.close() };

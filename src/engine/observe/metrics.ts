@@ -2,7 +2,8 @@
  * The metrics listener both the edge and the connector run: Prometheus `/metrics`,
  * `/ready` (cloudflared's readiness document) and `/healthcheck`.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createHttpServer } from '../util/http-server.js';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
@@ -25,11 +26,12 @@ export interface MetricsServer {
 
 /** Listens on HOST:PORT (port 0 picks one); `ready()` decides 200 or 503. */
 export async function startMetricsServer(listen: string, registry: Registry, ready: () => Readiness): Promise<MetricsServer> {
-  const server = createServer(async (req, res) => {
+  const server = createHttpServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': registry.contentType });
-      res.end(await registry.metrics());
+      const text = await registry.metrics().catch(() => undefined);
+      res.writeHead(text === undefined ? 500 : 200, { 'content-type': registry.contentType });
+      res.end(text ?? '');
     } else if (path === '/ready') {
       const r = ready();
       const status = r.readyConnections > 0 ? 200 : 503;

@@ -101,6 +101,7 @@ export class AdmittingListener {
       this.#tcp.once('error', reject);
       this.#tcp.listen(port, host, () => {
         this.#tcp.off('error', reject);
+        this.#tcp.on('error', (err) => this.o.log.error({ err, onramp: this.o.onramp }, 'Listener error'));
         resolve();
       });
     });

@@ -1,0 +1,52 @@
+/**
+ * The one way the edge and the connector make an HTTP/1.1 server (public listener, CONNECT
+ * proxy, metrics): every socket, request and response has an 'error' handler (an aborted
+ * request emits 'error' on its IncomingMessage; without a listener that kills the process),
+ * and every phase of a connection is timed out, so a client that stops sending (slowloris)
+ * is closed instead of held forever.
+ */
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+export interface HttpTimeouts {
+  /** From the first byte of a request to the end of its head (slowloris on headers). */
+  headersMs: number;
+  /** From the first byte of a request to the end of its body (a body dripped byte by byte). */
+  requestMs: number;
+  /** A socket with no bytes either way for this long is closed (not after an upgrade/CONNECT: those are the application's). */
+  idleMs: number;
+  /** An idle keep-alive connection between requests. */
+  keepAliveMs: number;
+}
+
+/**
+ * Defaults for public listeners: nginx-like header and idle limits; the request limit is
+ * generous because it bounds an upload's whole transfer.
+ */
+export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 30_000, requestMs: 600_000, idleMs: 120_000, keepAliveMs: 75_000 };
+
+const ignore = (): void => undefined;
+
+export function createHttpServer(handler: RequestListener, timeouts: Partial<HttpTimeouts> = {}): Server {
+  const t = { ...HTTP_TIMEOUTS, ...timeouts };
+  const server = createServer({
+    headersTimeout: t.headersMs,
+    requestTimeout: t.requestMs,
+    keepAliveTimeout: t.keepAliveMs,
+    // How often Node checks the header/request deadlines; a fraction of the shortest one.
+    connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(Math.min(t.headersMs, t.requestMs) / 4))),
+  });
+  server.timeout = t.idleMs;
+  // After listen (callers reject on a listen error themselves): an accept that fails (EMFILE) is not fatal.
+  server.on('error', ignore);
+  // Sockets also arrive by emit('connection') from an admitting listener: this covers both.
+  server.on('connection', (socket: Socket) => socket.on('error', ignore));
+  // Before the handler: a request or response that errors (client gone) is handled by the
+  // handler's own pipes or not at all, never by the process.
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    req.on('error', ignore);
+    res.on('error', ignore);
+  });
+  server.on('request', handler);
+  return server;
+}
