@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import { bridge } from '../connector/stream-handler.js';
+import { bridge } from '../util/pump.js';
 
 /** Opens one raw byte stream to the tcp:// service behind `hostname`. */
 export function dialThroughEdge(edgeUrl: string, hostname: string): Promise<Socket> {

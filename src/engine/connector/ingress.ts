@@ -4,6 +4,7 @@
  * a request's Host and path. Texts of validation errors are cloudflared's.
  */
 import { OxyError } from '../../core/errors.js';
+import { matchHost } from '../../core/host-match.js';
 import { parseDuration } from './duration.js';
 
 export const ERR_INGRESS = 'OXY_ERR_INGRESS_INVALID';
@@ -182,12 +183,6 @@ export class Ingress {
 function ruleMatches(rule: IngressRule, hostname: string, path: string): boolean {
   const hostOk = !rule.hostname || rule.hostname === '*' || matchHost(rule.hostname.toLowerCase(), hostname);
   return hostOk && (!rule.path || rule.path.test(path));
-}
-
-/** `*.example.com` matches any subdomain of example.com, not example.com itself. */
-export function matchHost(ruleHost: string, reqHost: string): boolean {
-  if (ruleHost === reqHost) return true;
-  return ruleHost.startsWith('*.') && reqHost.endsWith(ruleHost.slice(1));
 }
 
 function stripPort(host: string): string {

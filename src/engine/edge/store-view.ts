@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { RouteTable } from '../../core/route-table.js';
-import { matchHost } from '../connector/ingress.js';
+import { matchHost } from '../../core/host-match.js';
 import type { DetailedRoute, Store, TunnelConnection } from '../../store/index.js';
 
 export const STORE_POLL_MS = 250;

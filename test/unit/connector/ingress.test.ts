@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Ingress, matchHost, parseService } from '../../../src/engine/connector/ingress.js';
+import { Ingress, parseService } from '../../../src/engine/connector/ingress.js';
+import { matchHost } from '../../../src/core/host-match.js';
 import { parseDuration } from '../../../src/engine/connector/duration.js';
 
 const rules = Ingress.parse(
