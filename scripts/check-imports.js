@@ -29,7 +29,9 @@ export const LAYERS = [
   // The hooks API (types, runner, order, load): the vocabulary every layer above may use;
   // it depends on nothing in the engine but logging.
   { hooks: ['engine/hooks/'] },
-  { observe: ['engine/observe/'], util: ['engine/util/'] },
+  { observe: ['engine/observe/'] },
+  // Node plumbing with no engine knowledge (stream pumps, hardened HTTP servers).
+  { util: ['engine/util/'] },
   // Use-cases and the store below them share errors and paths: one module.
   { 'core/store': ['core/', 'store/'] },
 ];
