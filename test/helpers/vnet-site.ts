@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import { BIN, oxyOk, tempHome } from './cli.js';
 import { TestNetns } from './netns.js';
 
+/** The edge's metrics port inside its own namespace (nothing else listens there). */
+export const SITE_METRICS_PORT = 7845;
+
 /** A process in a namespace whose output can be awaited. */
 export class NsProcess {
   output = '';
@@ -54,7 +57,15 @@ export interface VnetSite {
   close(): Promise<void>;
 }
 
-export async function startVnetSite(o: { edgeArgs?: string[]; protocol?: 'http2' | 'quic'; deviceRoutes?: string[] } = {}): Promise<VnetSite> {
+export async function startVnetSite(
+  o: {
+    edgeArgs?: string[];
+    protocol?: 'http2' | 'quic';
+    deviceRoutes?: string[];
+    /** Runs before the edge starts (e.g. `warp enroll`), with the data directory. */
+    beforeEdge?: (home: string) => Promise<void>;
+  } = {},
+): Promise<VnetSite> {
   const { home, cleanup } = tempHome();
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
@@ -84,7 +95,8 @@ export async function startVnetSite(o: { edgeArgs?: string[]; protocol?: 'http2'
     await oxyOk(home, ['tunnel', 'create', 'site']);
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
     await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
-    const edge = spawnIn(edgeNs, process.execPath, [BIN, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', socketPath, ...(o.edgeArgs ?? [])]);
+    await o.beforeEdge?.(home);
+    const edge = spawnIn(edgeNs, process.execPath, [BIN, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${SITE_METRICS_PORT}`, '--ip-tunnel-listen', socketPath, ...(o.edgeArgs ?? [])]);
     await edge.waitFor(/IP tunnel on-ramp ready/);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');

@@ -32,7 +32,10 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     quic: Flags.boolean({ allowNo: true, description: 'Also listen for QUIC on UDP at the tunnel port (--no-quic: HTTP/2 over TLS only) [default: true]' }),
     config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms); flags win' }),
     'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
-    'gue-listen': Flags.string({ description: 'HOST:PORT for unconnected IP tunnels (GUE)' }),
+    'gue-listen': Flags.string({
+      description:
+        'HOST:PORT for unconnected IP tunnels (GUE). Every datagram must be authenticated with an enrolled device\'s key (oxyctl warp enroll; format in docs/gue.md); a non-loopback address needs at least one enrolled device',
+    }),
     ...logFlags,
   };
 

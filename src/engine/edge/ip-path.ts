@@ -13,7 +13,8 @@ import type { Socket } from 'node:net';
 import { Counter } from 'prom-client';
 import { buildIcmp, buildIcmpUnreachable, formatAddress, parsePacket, PacketView, TransportKind } from '../packet/index.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
-import { GueOnRamp, IpEdge, SeqpacketOnRamp, bridgeUdp, type UdpFlow } from './ip/index.js';
+import { GueOnRamp, IpEdge, SeqpacketOnRamp, bridgeUdp, deriveGueKeys, type GueCredential, type GueDropReason, type UdpFlow } from './ip/index.js';
+import { OxyError } from '../../core/errors.js';
 import type { Flow } from '../flow/index.js';
 import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
@@ -157,7 +158,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     }
     return entry.offRamp;
   };
-  const gue = o.gueListen ? await GueOnRamp.listen(anyEdge, splitHostPort(o.gueListen)) : undefined;
+  const gue = o.gueListen ? await startGue(edge, anyEdge, log, o.gueListen) : undefined;
   if (seqpacket) log.info({ path: o.seqpacketPath }, 'IP tunnel on-ramp ready (SEQPACKET)');
   if (gue) log.info({ address: o.gueListen }, 'IP tunnel on-ramp ready (GUE)');
   return {
@@ -169,6 +170,81 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       seqpacket?.close();
       gue?.close();
       ipEdge.close();
+    },
+  };
+}
+
+const GUE_HINTS: Partial<Record<GueDropReason, string>> = {
+  unauthenticated: 'GUE context v1 carries no key: senders need a device key (oxyctl warp enroll NAME) and the v2 context (docs/gue.md)',
+  'unknown-key': 'the key ID is not an enrolled device (oxyctl warp devices), or it was revoked',
+  'bad-mac': "the MAC does not verify with the device's key",
+  stale: "the sender's clock is more than 2 minutes from the edge's (keep NTP on both)",
+  replayed: 'a counter the edge has already seen (each sender needs a device key of its own)',
+  'wrong-tenant': 'the context names a tenant the key does not belong to',
+  'wrong-vnet': 'the context names a vnet that does not exist',
+};
+
+const isLoopback = (host: string) => /^127\./.test(host) || host === '::1' || host === 'localhost';
+
+/**
+ * GUE on a non-loopback address with no enrolled device would be a port nobody may use:
+ * refused at start with what to do (checked before anything listens).
+ */
+export function checkGueListen(listen: string, enrolledDevices: number): void {
+  const { host } = splitHostPort(listen);
+  if (!isLoopback(host) && enrolledDevices === 0) {
+    throw new OxyError(
+      'OXY_ERR_GUE_NO_KEYS',
+      `GUE on ${listen} would accept no sender: no device is enrolled. Enroll one first (oxyctl warp enroll NAME), or bind GUE to loopback (--gue-listen 127.0.0.1:PORT).`,
+    );
+  }
+}
+
+/**
+ * The GUE on-ramp keyed by enrolled devices: each datagram must carry a device's key ID and
+ * a MAC under its key; its tenant must be the store's account and its vnet a live one.
+ * Drops are counted by reason (metrics) and logged at most every 10 s per reason.
+ */
+async function startGue(edge: EdgeServer, ipEdge: IpEdge, log: Logger, listen: string): Promise<{ close(): void }> {
+  const { host, port } = splitHostPort(listen);
+  const dropped = new Counter({
+    name: 'oxy_edge_gue_dropped_total',
+    help: 'GUE datagrams dropped, by reason',
+    labelNames: ['reason'],
+    registers: [edge.metrics],
+  });
+  const lastLogged = new Map<GueDropReason, number>();
+  const credentials = new Map<string, GueCredential>();
+  const gue = await GueOnRamp.listen(ipEdge, {
+    host,
+    port,
+    credentials(keyId) {
+      let credential = credentials.get(keyId);
+      if (credential) return credential;
+      const secret = edge.view.enrolledDevice(keyId);
+      if (!secret) return undefined;
+      credential = { keys: deriveGueKeys(secret), tenant: edge.view.accountTag, allowsVnet: (vnet) => edge.view.vnetId(vnet) !== undefined };
+      credentials.set(keyId, credential);
+      return credential;
+    },
+    onDrop(reason, from) {
+      dropped.inc({ reason });
+      const now = Date.now();
+      if (now - (lastLogged.get(reason) ?? 0) < 10_000) return;
+      lastLogged.set(reason, now);
+      log.warn({ reason, from, hint: GUE_HINTS[reason] }, 'GUE datagram refused (further ones for this reason are only counted for 10 s)');
+    },
+  });
+  // Revoked devices and deleted vnets end their sessions at the next store reload.
+  const recheck = () => {
+    credentials.clear();
+    gue.recheck();
+  };
+  edge.view.on('reload', recheck);
+  return {
+    close() {
+      edge.view.off('reload', recheck);
+      gue.close();
     },
   };
 }

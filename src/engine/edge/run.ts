@@ -4,7 +4,7 @@ import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../trans
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
 import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';
-import { startIpPath, type IpPathOptions } from './ip-path.js';
+import { checkGueListen, startIpPath, type IpPathOptions } from './ip-path.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -35,6 +35,7 @@ export interface RunEdgeOptions {
 
 /** Starts an edge from the data directory (creating its identity on first run). */
 export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
+  if (o.gueListen) checkGueListen(o.gueListen, o.store.devices.list().length);
   if (!edgeIdentityExists(o.home)) {
     await initEdgeIdentity(o.home);
     o.log.info({ dir: `${o.home}/edge` }, 'Created the edge identity (oxyctl edge init)');

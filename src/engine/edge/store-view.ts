@@ -21,6 +21,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #routesByVnet = new Map<string, { vnetId: string; network: string }[]>();
   #vnetIds = new Map<string, string>();
   #defaultVnet: string | undefined;
+  #devices = new Map<string, Buffer>();
 
   constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS) {
     super();
@@ -72,6 +73,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       if (v.isDefault) this.#defaultVnet = v.id;
     }
     this.#vnetIds = vnetIds;
+    this.#devices = new Map(this.store.devices.list().map((d) => [d.id, Buffer.from(d.secret, 'base64')]));
     this.emit('reload');
     return true;
   }
@@ -111,6 +113,16 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   deviceSecret(deviceId: string): Buffer | undefined {
     const d = this.store.devices.byId(deviceId);
     return d && !d.deletedAt ? Buffer.from(d.secret, 'base64') : undefined;
+  }
+
+  /** A live enrolled device's secret as of the last reload (per-datagram paths: no store read). */
+  enrolledDevice(deviceId: string): Buffer | undefined {
+    return this.#devices.get(deviceId);
+  }
+
+  /** How many devices are enrolled (as of the last reload). */
+  get enrolledDevices(): number {
+    return this.#devices.size;
   }
 
   get accountTag(): string {

@@ -3,10 +3,24 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { IpEdge, SeqpacketOnRamp, GueOnRamp, encodeGueHeader } from '../../../src/engine/edge/ip/index.js';
+import { IpEdge, SeqpacketOnRamp, GueOnRamp, GueClient, deriveGueKeys, type GueCredential } from '../../../src/engine/edge/ip/index.js';
 import { SeqpacketSocket } from '../../../src/engine/native/index.js';
 import { TcpFlag, buildIcmpEcho, buildTcp, buildUdp, parseAddress, parsePacket, formatAddress, verifyTransportChecksum, type PacketView } from '../../../src/engine/packet/index.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
+
+/** Two GUE senders' keys (device IDs and secrets as `warp enroll` makes them), each of its own tenant. */
+const GUE_DEVICES: Record<string, { secret: Buffer; tenant: string }> = {
+  '0e6f1f3c-6b7a-4b43-9d7e-5d1c2a3b4c5d': { secret: randomBytes(32), tenant: 'gue-tenant' },
+  '7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d': { secret: randomBytes(32), tenant: 'quiet-tenant' },
+};
+const gueCredentials = (keyId: string): GueCredential | undefined => {
+  const d = GUE_DEVICES[keyId];
+  return d && { keys: deriveGueKeys(d.secret), tenant: d.tenant };
+};
+const gueClient = (tenant: string) => {
+  const [deviceId, d] = Object.entries(GUE_DEVICES).find(([, v]) => v.tenant === tenant)!;
+  return new GueClient({ deviceId, secret: d.secret });
+};
 
 const A = parseAddress('198.18.1.1');
 const B = parseAddress('198.18.2.2');
@@ -81,7 +95,7 @@ privilegedDescribe('UDP, ICMP and GUE through the IP edge', () => {
       },
     });
     onRamp = new SeqpacketOnRamp(edge, path);
-    gue = await GueOnRamp.listen(edge, { port: 0, host: '127.0.0.1' });
+    gue = await GueOnRamp.listen(edge, { port: 0, host: '127.0.0.1', credentials: gueCredentials });
   });
   afterAll(() => {
     gue?.close();
@@ -190,39 +204,54 @@ privilegedDescribe('UDP, ICMP and GUE through the IP edge', () => {
     expect(onRamp.stats.badContext).toBeGreaterThanOrEqual(1);
   });
 
-  it('GUE on-ramp: context in private data, replies encapsulated back with it', async () => {
+  it('GUE on-ramp: context in private data, authenticated replies encapsulated back with it', async () => {
     const client = dgram.createSocket('udp4');
     await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    const sender = gueClient('gue-tenant');
+    const replies: Buffer[] = [];
+    client.on('message', (m) => replies.push(m));
     try {
-      const header = encodeGueHeader('gue-tenant', 'gue-vnet', 4);
-      const reply = new Promise<Buffer>((resolve) => client.once('message', resolve));
-      client.send(Buffer.concat([header, buildUdp({ src: A, dst: B, srcPort: 6000, dstPort: 9, payload: Buffer.from('via gue') })]), gue.port, '127.0.0.1');
-      const datagram = await reply;
-      expect(datagram.subarray(0, header.length).equals(header)).toBe(true);
-      const inner = parsed(datagram.subarray(header.length));
-      expect(inner.payload.toString()).toBe('via gue');
+      const udp = (n: number) => buildUdp({ src: A, dst: B, srcPort: 6000, dstPort: 9, payload: Buffer.from(`via gue ${n}`) });
+      client.send(sender.encapsulate(udp(0), { tenant: 'gue-tenant', vnet: 'gue-vnet' }), gue.port, '127.0.0.1');
+      await expect.poll(() => replies.length).toBe(1);
+      const inner = parsed(sender.decapsulate(replies[0]!)!);
+      expect(inner.payload.toString()).toBe('via gue 0');
+      // A reply opens once; reflected back at the edge it does not verify (a key per direction).
+      expect(sender.decapsulate(Buffer.from(replies[0]!))).toBeUndefined();
+      client.send(replies[0]!, gue.port, '127.0.0.1');
+      await expect.poll(() => gue.stats.dropped['bad-mac']).toBe(1);
       expect(udpTenants).toContain('gue-tenant');
       const flow = [...edge.table.flows()].find((f) => f.tenant === 'gue-tenant')!;
       expect(flow.vnet).toBe('gue-vnet');
       expect(flow.scope.context.peer).toMatch(/^127\.0\.0\.1:\d+$/);
-      // Not GUE variant 0 / no context: counted and dropped.
-      const malformedBefore = gue.stats.malformed + gue.stats.badContext;
+      // Reordered datagrams are served (the replay window), a second copy is not.
+      const [d1, d2, d3] = [1, 2, 3].map((n) => sender.encapsulate(udp(n), { vnet: 'gue-vnet' }));
+      for (const d of [d3, d1, d2, d2]) client.send(d!, gue.port, '127.0.0.1');
+      await expect.poll(() => replies.length).toBe(4);
+      await expect.poll(() => gue.stats.dropped.replayed).toBe(1);
+      expect(replies.slice(1).map((r) => parsed(sender.decapsulate(r)!).payload.toString())).toEqual(['via gue 3', 'via gue 1', 'via gue 2']);
+      // Not GUE variant 0 / no context / another tenant than the key's: counted and dropped.
+      const before = { ...gue.stats.dropped };
       client.send(Buffer.from([0x40, 4, 0, 0, 1, 2, 3]), gue.port, '127.0.0.1');
       client.send(Buffer.concat([Buffer.from([1, 4, 0, 0, 0, 0, 0, 0]), buildUdp({ src: A, dst: B, srcPort: 1, dstPort: 9 })]), gue.port, '127.0.0.1');
-      await expect.poll(() => gue.stats.malformed + gue.stats.badContext).toBe(malformedBefore + 2);
+      client.send(sender.encapsulate(udp(4), { tenant: 'quiet-tenant' }), gue.port, '127.0.0.1');
+      await expect.poll(() => gue.stats.dropped.malformed).toBe(before.malformed + 1);
+      await expect.poll(() => gue.stats.dropped['bad-context']).toBe(before['bad-context'] + 1);
+      await expect.poll(() => gue.stats.dropped['wrong-tenant']).toBe(before['wrong-tenant'] + 1);
+      expect(replies).toHaveLength(4);
     } finally {
       client.close();
     }
   });
 
   it('GUE on-ramp: a sender that went quiet has its session closed (idleMs)', async () => {
-    const quiet = await GueOnRamp.listen(edge, { port: 0, host: '127.0.0.1', idleMs: 200 });
+    const quiet = await GueOnRamp.listen(edge, { port: 0, host: '127.0.0.1', idleMs: 200, credentials: gueCredentials });
     const client = dgram.createSocket('udp4');
     await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
     try {
-      const header = encodeGueHeader('quiet-tenant', '', 4);
       const reply = new Promise<Buffer>((resolve) => client.once('message', resolve));
-      client.send(Buffer.concat([header, buildUdp({ src: A, dst: B, srcPort: 6001, dstPort: 9, payload: Buffer.from('once') })]), quiet.port, '127.0.0.1');
+      const packet = buildUdp({ src: A, dst: B, srcPort: 6001, dstPort: 9, payload: Buffer.from('once') });
+      client.send(gueClient('quiet-tenant').encapsulate(packet), quiet.port, '127.0.0.1');
       await reply;
       expect(quiet.stats.sessions).toBe(1);
       await expect.poll(() => quiet.stats.idleClosed, { timeout: 3000 }).toBe(1);

@@ -23,4 +23,17 @@ export { IpEdge, IpSession, UdpFlow, defaultDecision, type IpEdgeOptions, type I
 export { bridgeUdp } from './udp-bridge.js';
 export { SeqpacketOnRamp, type SeqpacketOnRampOptions } from './seqpacket-onramp.js';
 export { parseContext, MAX_CONTEXT_BYTES } from './context.js';
-export { GueOnRamp, encodeGueHeader, decodeGueContext, GUE_CONTEXT_MAGIC, GUE_CONTEXT_VERSION, type GueOnRampOptions, type GueStats } from './gue.js';
+export {
+  GueOnRamp,
+  GueClient,
+  deriveGueKeys,
+  encodeGueHeader,
+  GUE_CONTEXT_MAGIC,
+  GUE_CONTEXT_VERSION,
+  GUE_MAX_SKEW_S,
+  type GueCredential,
+  type GueDropReason,
+  type GueKeys,
+  type GueOnRampOptions,
+  type GueStats,
+} from './gue.js';
