@@ -6,14 +6,14 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
-import type { Duplex, Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { Agent, Pool, upgrade, type Dispatcher } from 'undici';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { startHelloWorld, type HelloWorld } from './hello-world.js';
 import type { Ingress, IngressRule, OriginRequest } from './ingress.js';
 import { HOP_BY_HOP, headerValue, type HeaderPairs, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
-
+import { dialErrorType, errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
 
 export interface ProxiedResponse {
   head: HttpResponseHead;
@@ -51,10 +51,11 @@ function responsePairs(headers: Record<string, string | string[] | undefined>): 
   return pairs;
 }
 
-const badGateway = (message: string): ProxiedResponse => ({
-  head: { status: 502, headers: [['content-type', 'text/plain; charset=utf-8'], ['content-length', String(Buffer.byteLength(message))]] },
-  body: null,
-});
+/** A 502 with its body (a head announcing a length must be followed by that many bytes) and nothing internal: details go to the log. */
+function badGateway(error: ProxyErrorType, text: string): ProxiedResponse {
+  const page = errorPage(502, error, text);
+  return { head: { status: page.status, headers: page.headers }, body: Readable.from([page.body]) };
+}
 
 export class OriginProxy {
   /** Origin URL and dispatcher of each HTTP rule, made on its first request. */
@@ -104,7 +105,10 @@ export class OriginProxy {
   async proxyHttp(rule: IngressRule, head: HttpRequestHead, body: Readable | null, signal?: Dispatcher.RequestOptions['signal']): Promise<ProxiedResponse> {
     const s = rule.service;
     if (s.kind === 'http_status') return { head: { status: s.status, headers: [['content-length', '0']] }, body: null };
-    if (s.kind === 'tcp') return badGateway(`rule #${rule.index} serves ${rule.serviceText}, which takes TCP streams, not HTTP requests\n`);
+    if (s.kind === 'tcp') {
+      this.log.warn({ originService: rule.serviceText, rule: rule.index, host: head.host }, 'An HTTP request matched a rule whose service takes TCP streams');
+      return badGateway('destination_unavailable', `${head.host} does not serve HTTP.`);
+    }
     const { origin, dispatcher } = this.#target(rule);
     try {
       const res = await dispatcher.request({
@@ -122,7 +126,7 @@ export class OriginProxy {
       return { head: { status: res.statusCode, headers: responsePairs(res.headers) }, body: noBody ? null : res.body };
     } catch (err) {
       this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Request failed');
-      return badGateway(`Unable to reach the origin service. The service may be down or it may not be responding to traffic from oxyctl: ${(err as Error).message}\n`);
+      return badGateway(dialErrorType(err), `The origin for ${head.host} is not reachable right now.`);
     }
   }
 
@@ -142,7 +146,7 @@ export class OriginProxy {
       return { head: { status: 101, headers }, socket: res.socket };
     } catch (err) {
       this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Upgrade failed');
-      return badGateway(`Unable to upgrade the connection at the origin service: ${(err as Error).message}\n`);
+      return badGateway(dialErrorType(err), `The origin for ${head.host} did not accept the upgrade.`);
     }
   }
 

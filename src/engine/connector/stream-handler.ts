@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { bridge, pump } from '../util/pump.js';
 import type { Logger } from '../observe/log.js';
 import { decodeRequestHead, encodeResponseHead, headerValue, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
+import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
@@ -87,8 +88,10 @@ export class StreamHandler {
       // Raw bytes after the 101: the client bridges a local TCP connection (oxyctl access tcp).
       const socket = await this.origins.dialTcp(rule).catch((err: Error) => err);
       if (socket instanceof Error) {
-        respond(stream, { status: 502, headers: [['content-type', 'text/plain']] });
-        stream.end(`Unable to reach ${rule.serviceText}: ${socket.message}\n`);
+        this.log.error({ err: socket, originService: rule.serviceText }, 'Unable to reach the TCP origin');
+        const page = errorPage(502, dialErrorType(socket), `The origin for ${head.host} is not reachable right now.`);
+        respond(stream, page);
+        stream.end(page.body);
         return;
       }
       respond(stream, { status: 101, headers: [['connection', 'Upgrade'], ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp']] });

@@ -27,6 +27,9 @@ import { splitHostPort } from '../observe/metrics.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
 import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';
+import { errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
+import { isOxyError } from '../../core/errors.js';
+import { ProtocolErrorCode } from '../protocol/codes.js';
 import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import type { BodyTransform, HttpSynthetic } from '../hooks/types.js';
@@ -53,8 +56,14 @@ export interface HttpOnrampOptions {
   timeouts?: Partial<HttpTimeouts>;
 }
 
+/** A request the on-ramp answers itself: status, RFC 9209 error type, the visitor's text; `detail` is for the log only. */
 class OnrampError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    readonly proxyError: ProxyErrorType,
+    message: string,
+    readonly detail?: Record<string, unknown>,
+  ) {
     super(message);
   }
 }
@@ -75,7 +84,19 @@ function tunnelHead(method: string, host: string, path: string, headers: HeaderP
   return { method, host, path, headers: forwarded };
 }
 
-const requestHead = (req: IncomingMessage): HttpRequestHead =>
+/**
+ * RFC 9112 §3.2: a request with more than one Host is answered 400 (which one the origin
+ * would take is anyone's guess: a routing and smuggling hazard).
+ */
+function checkHost(req: IncomingMessage): void {
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].length === 4 && req.rawHeaders[i].toLowerCase() === 'host') hosts++;
+  if (hosts > 1) throw new OnrampError(400, 'http_request_error', 'A request must have exactly one Host header.');
+}
+
+const requestHead = (req: IncomingMessage): HttpRequestHead => (checkHost(req), headFor(req));
+
+const headFor = (req: IncomingMessage): HttpRequestHead =>
   tunnelHead(req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', pairsFromRaw(req.rawHeaders), req.socket.remoteAddress ?? '', req.headers.upgrade !== undefined);
 
 /** What a request becomes after `http.handleRequest`: the hook's own answer, or the head for the tunnel and a body rewrite. */
@@ -126,9 +147,9 @@ export class HttpOnramp {
   async #openStream(kind: StreamKind, head: HttpRequestHead, end = false): Promise<TunnelStream> {
     const host = head.host;
     const tunnelId = this.o.view.tunnelForHost(host) ?? this.o.defaultTunnel;
-    if (!tunnelId) throw new OnrampError(404, `No tunnel serves the hostname ${host || '(none)'}. Route one with: oxyctl tunnel route dns TUNNEL ${host || 'HOSTNAME'}\n`);
+    if (!tunnelId) throw new OnrampError(404, 'destination_not_found', `No tunnel serves the hostname ${host || '(none)'}.`);
     const live = this.o.registry.pick(tunnelId);
-    if (!live) throw new OnrampError(502, `The tunnel ${tunnelId} for ${host} has no connector connected right now.\n`);
+    if (!live) throw new OnrampError(502, 'destination_unavailable', `No connector is serving ${host} right now.`, { tunnelID: tunnelId });
     const stream = await live.conn.openStream();
     const header = encodeRequestHeader({ kind, destination: `http://${host}${head.path}`, metadata: encodeRequestHead(head) });
     if (end) stream.end(header);
@@ -138,7 +159,7 @@ export class HttpOnramp {
 
   async #responseHead(stream: TunnelStream) {
     const header = await readStreamHeader(stream, { expect: 'response', timeoutMs: this.o.responseTimeoutMs ?? 120_000 });
-    if (header.status !== ResponseStatus.OK) throw new OnrampError(502, `${header.message || 'The connector refused the request'}\n`);
+    if (header.status !== ResponseStatus.OK) throw new OnrampError(502, 'destination_unavailable', 'The connector refused the request.', { status: header.status, reason: header.message });
     return decodeResponseHead(header.metadata);
   }
 
@@ -205,6 +226,7 @@ export class HttpOnramp {
    * changed host), hop-by-hop headers dropped, `X-Forwarded-For` naming `ctx.client`.
    */
   async #requestHooks(conn: HookConnection, req: IncomingMessage, upgrade: boolean): Promise<Hooked> {
+    checkHost(req);
     const host = req.headers.host ?? '';
     const path = req.url ?? '/';
     const url = `http://${host}${path}`;
@@ -273,27 +295,40 @@ export class HttpOnramp {
     }
   }
 
-  /** Answers a request that failed (a 502 unless the on-ramp chose the status); a hook's failure is logged naming it. */
+  /**
+   * What a visitor sees when a request failed, and what the log gets: the on-ramp's own refusals
+   * as they are; a timeout waiting for the connector a 504; anything else (the stream reset, a
+   * hook threw) a 502 that names no internals.
+   */
+  #failure(err: unknown, host: string | undefined, conn?: HookConnection, what = 'Request'): OnrampError {
+    if (conn && err instanceof HookError) this.o.runner.failed(conn, err, `${what} through the tunnel failed`, 'request');
+    else if (err instanceof OnrampError) this.o.log.debug({ host, status: err.status, ...err.detail }, err.message);
+    else this.o.log.warn({ err, host }, `${what} through the tunnel failed`);
+    if (err instanceof OnrampError) return err;
+    if (isOxyError(err, ProtocolErrorCode.TIMEOUT)) return new OnrampError(504, 'http_response_timeout', `The connector for ${host} did not answer in time.`);
+    if (err instanceof HookError) return new OnrampError(502, 'proxy_internal_error', 'Bad gateway.');
+    return new OnrampError(502, 'destination_unavailable', `The connector for ${host} did not answer.`);
+  }
+
+  /** Answers a request that failed (see #failure). */
   #fail(res: ServerResponse, err: unknown, conn?: HookConnection): void {
-    const status = err instanceof OnrampError ? err.status : 502;
-    this.o.requests?.inc({ status: String(status) });
-    if (conn && err instanceof HookError) this.o.runner.failed(conn, err, 'Request through the tunnel failed', 'request');
-    else if (!(err instanceof OnrampError)) this.o.log.warn({ err }, 'Request through the tunnel failed');
+    const failure = this.#failure(err, res.req.headers.host, conn);
+    this.o.requests?.inc({ status: String(failure.status) });
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const body = err instanceof OnrampError ? err.message : err instanceof HookError ? `Bad gateway: hook ${err.hook} failed\n` : `Bad gateway: ${(err as Error).message}\n`;
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
+    const page = errorPage(failure.status, failure.proxyError, failure.message);
+    res.writeHead(page.status, page.headers.flat());
+    res.end(page.body);
   }
 
   #failUpgrade(socket: Duplex, err: unknown, host: string | undefined, conn?: HookConnection): void {
-    const status = err instanceof OnrampError ? err.status : 502;
-    this.o.requests?.inc({ status: String(status) });
-    if (conn && err instanceof HookError) this.o.runner.failed(conn, err, 'Upgrade through the tunnel failed', 'request');
-    else if (!(err instanceof OnrampError)) this.o.log.warn({ err, host }, 'Upgrade through the tunnel failed');
-    const message = err instanceof HookError ? `hook ${err.hook} failed\n` : err instanceof Error ? err.message : '';
-    socket.end(`HTTP/1.1 ${status} Bad Gateway\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${message}`);
+    const failure = this.#failure(err, host, conn, 'Upgrade');
+    this.o.requests?.inc({ status: String(failure.status) });
+    const page = errorPage(failure.status, failure.proxyError, failure.message);
+    let text = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? 'Error'}\r\n`;
+    for (const [k, v] of page.headers) text += `${k}: ${v}\r\n`;
+    socket.end(Buffer.concat([Buffer.from(`${text}connection: close\r\n\r\n`, 'latin1'), page.body]));
   }
 }
