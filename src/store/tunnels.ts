@@ -72,6 +72,19 @@ const toConnection = (r: ConnectionDbRow): TunnelConnection => ({
   openedAt: r.opened_at,
 });
 
+/**
+ * The writes a running edge makes to record its live connections. Shared with the edge's
+ * background writer (engine/edge/store-writer.ts), which runs them on a connection of its own
+ * off the event loop.
+ */
+export const CONNECTION_WRITES = {
+  record: `INSERT OR REPLACE INTO tunnel_connections
+     (id, tunnel_id, connector_id, conn_index, protocol, origin_ip, edge_location, client_version, arch, opened_at)
+   VALUES (@id, @tunnelId, @connectorId, @connIndex, @protocol, @originIp, @edgeLocation, @clientVersion, @arch, @openedAt)`,
+  forget: 'DELETE FROM tunnel_connections WHERE id = ?',
+  forgetAt: 'DELETE FROM tunnel_connections WHERE edge_location = ?',
+} as const;
+
 /** LIKE patterns treat % and _ as wildcards; names may contain `_`. */
 const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
@@ -104,14 +117,10 @@ export class TunnelRepository {
         ORDER BY created_at, rowid`,
     );
     this.deleteStmt = db.prepare('UPDATE tunnels SET deleted_at = ? WHERE id = ?');
-    this.insertConnStmt = db.prepare(
-      `INSERT OR REPLACE INTO tunnel_connections
-         (id, tunnel_id, connector_id, conn_index, protocol, origin_ip, edge_location, client_version, arch, opened_at)
-       VALUES (@id, @tunnelId, @connectorId, @connIndex, @protocol, @originIp, @edgeLocation, @clientVersion, @arch, @openedAt)`,
-    );
-    this.deleteConnStmt = db.prepare('DELETE FROM tunnel_connections WHERE id = ?');
+    this.insertConnStmt = db.prepare(CONNECTION_WRITES.record);
+    this.deleteConnStmt = db.prepare(CONNECTION_WRITES.forget);
     this.clearConnsStmt = db.prepare('DELETE FROM tunnel_connections WHERE tunnel_id = ?');
-    this.clearAtStmt = db.prepare('DELETE FROM tunnel_connections WHERE edge_location = ?');
+    this.clearAtStmt = db.prepare(CONNECTION_WRITES.forgetAt);
     this.connsStmt = db.prepare<[string], ConnectionDbRow>(
       'SELECT * FROM tunnel_connections WHERE tunnel_id = ? ORDER BY conn_index, opened_at',
     );

@@ -41,8 +41,6 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     o.log.info({ dir: `${o.home}/edge` }, 'Created the edge identity (oxyctl edge init)');
   }
   const identity = loadEdgeIdentity(o.home);
-  // Connections a previous run recorded are gone with it.
-  o.store.tunnels.forgetConnectionsAt(o.location);
   let edgeRef: EdgeServer | undefined;
   const vnetOffRamp = (ctx: HookContext) => edgeRef?.vnetOffRamp?.(ctx.tenant ?? edgeRef.view.accountTag, ctx.vnet ?? '');
   const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;

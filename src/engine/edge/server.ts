@@ -2,7 +2,8 @@
  * The edge (`oxyctl edge run`): tunnel listeners (HTTP/2 over TLS, QUIC) where
  * connectors register, the public HTTP on-ramp that routes by Host to them, and the
  * metrics listener. Connections are recorded in the store while they live, so
- * `tunnel list` / `tunnel info` show them.
+ * `tunnel list` / `tunnel info` show them; those writes run off the event loop
+ * (bookkeeping.ts), so a locked or full store never holds up traffic.
  */
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
@@ -23,6 +24,8 @@ import { ConnectProxy } from './connect-proxy.js';
 import { HookRunner, saveHooksState, type IpOffRamp } from '../hooks/index.js';
 import { Egress, VnetResolver } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
+import { ConnectionBook } from './bookkeeping.js';
+import { SqliteConnectionWriter } from './store-writer.js';
 
 export interface TunnelListener {
   protocol: string;
@@ -62,6 +65,8 @@ export interface EdgeOptions {
 export class EdgeServer {
   readonly registry = new TunnelRegistry();
   readonly view: StoreView;
+  /** Writes live connections to the store, off the event loop. */
+  readonly book: ConnectionBook;
   readonly metrics = createRegistry('oxy_edge');
   readonly egress: PrivateEgress;
   readonly #controls = new Map<LiveConnection, ControlChannel>();
@@ -79,7 +84,10 @@ export class EdgeServer {
   readonly #requests: Counter<'status'>;
 
   constructor(private readonly o: EdgeOptions) {
-    this.view = new StoreView(o.store, o.storePollMs);
+    this.view = new StoreView(o.store, o.storePollMs, o.log);
+    this.book = new ConnectionBook(new SqliteConnectionWriter(o.store.home), o.log);
+    // Connections an earlier run at this location recorded are gone with it.
+    this.book.forgetAt(o.location);
     this.egress = new PrivateEgress(this.view, this.registry);
     this.hooks = o.hooks ?? HookRunner.none(o.log);
     this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: new VnetResolver(this.view), downgrader: () => this.#downgrader() });
@@ -151,7 +159,7 @@ export class EdgeServer {
     this.#registrations.inc({ result: 'ok' });
     this.#connectionsGauge.set(this.registry.size);
     const [clientVersion = '', arch = ''] = r.clientVersion.split(' ');
-    this.view.recordConnection({
+    this.book.record({
       id: live.id, tunnelId: live.tunnelId, connectorId: live.connectorId, connIndex: live.connIndex, protocol: conn.protocol,
       originIp: conn.remoteAddress, edgeLocation: this.o.location, clientVersion, arch, openedAt: nowRfc3339(),
     });
@@ -163,7 +171,7 @@ export class EdgeServer {
     this.#controls.delete(live);
     this.registry.remove(live);
     this.#connectionsGauge.set(this.registry.size);
-    this.view.forgetConnection(live.id);
+    this.book.forget(live.id);
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
   }
 
@@ -272,7 +280,8 @@ export class EdgeServer {
     if (this.o.home) await saveHooksState(this.hooks, this.o.home);
     for (const live of this.registry.connections()) {
       live.conn.close(TunnelCloseCode.SHUTDOWN, 'edge shutting down');
-      this.view.forgetConnection(live.id);
+      this.book.forget(live.id);
     }
+    await this.book.close();
   }
 }

@@ -3,11 +3,16 @@
  * hostnames and the IP route table. Changes made with the CLI (another process) reach it
  * within one poll: `PRAGMA data_version` moves whenever another connection commits, and
  * only then is the view rebuilt.
+ *
+ * Traffic never reads the database itself: secrets are looked up in memory after a
+ * `data_version` check (one read of the WAL index, which another process's write lock does
+ * not block), and a reload that fails keeps the last view and is tried again at the next poll.
  */
 import { EventEmitter } from 'node:events';
 import { RouteTable } from '../../core/route-table.js';
 import { matchHost } from '../../core/host-match.js';
-import type { DetailedRoute, Store, TunnelConnection } from '../../store/index.js';
+import type { DetailedRoute, Store } from '../../store/index.js';
+import type { Logger } from '../observe/log.js';
 
 export const STORE_POLL_MS = 250;
 
@@ -21,15 +26,29 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #routesByVnet = new Map<string, { vnetId: string; network: string }[]>();
   #vnetIds = new Map<string, string>();
   #defaultVnet: string | undefined;
+  #tunnelSecrets = new Map<string, Buffer>();
   #devices = new Map<string, Buffer>();
+  #failing = false;
 
-  constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS) {
+  constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS, private readonly log?: Logger) {
     super();
     this.refresh();
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => this.refresh(), this.pollMs).unref();
+    this.#timer ??= setInterval(() => this.#poll(), this.pollMs).unref();
+  }
+
+  /** refresh() for traffic: a store that cannot be read leaves the last view in place. */
+  #poll(): void {
+    try {
+      this.refresh();
+      if (this.#failing) this.log?.info('Store readable again');
+      this.#failing = false;
+    } catch (err) {
+      if (!this.#failing) this.log?.warn({ err }, 'Could not read the store; serving the last view until it can be read');
+      this.#failing = true;
+    }
   }
 
   stop(): void {
@@ -73,6 +92,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       if (v.isDefault) this.#defaultVnet = v.id;
     }
     this.#vnetIds = vnetIds;
+    this.#tunnelSecrets = new Map(this.store.tunnels.list().map((t) => [t.id, Buffer.from(t.secret, 'base64')]));
     this.#devices = new Map(this.store.devices.list().map((d) => [d.id, Buffer.from(d.secret, 'base64')]));
     this.emit('reload');
     return true;
@@ -103,16 +123,16 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     return this.#routesByTunnel.get(tunnelId) ?? [];
   }
 
-  /** A live tunnel's secret; read from the store each time so a deleted tunnel stops at once. */
+  /** A live tunnel's secret; the view is brought up to date first, so a deleted tunnel stops at once. */
   tunnelSecret(tunnelId: string): Buffer | undefined {
-    const t = this.store.tunnels.byId(tunnelId);
-    return t && !t.deletedAt ? Buffer.from(t.secret, 'base64') : undefined;
+    this.#poll();
+    return this.#tunnelSecrets.get(tunnelId);
   }
 
   /** An enrolled device's secret (`warp enroll`). */
   deviceSecret(deviceId: string): Buffer | undefined {
-    const d = this.store.devices.byId(deviceId);
-    return d && !d.deletedAt ? Buffer.from(d.secret, 'base64') : undefined;
+    this.#poll();
+    return this.#devices.get(deviceId);
   }
 
   /** A live enrolled device's secret as of the last reload (per-datagram paths: no store read). */
@@ -127,13 +147,5 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
 
   get accountTag(): string {
     return this.store.accountTag;
-  }
-
-  recordConnection(c: TunnelConnection): void {
-    this.store.tunnels.recordConnection(c);
-  }
-
-  forgetConnection(id: string): void {
-    this.store.tunnels.forgetConnection(id);
   }
 }

@@ -1,0 +1,96 @@
+/**
+ * The edge's SQLite writer: a worker thread with a connection of its own, so a write that
+ * waits on another process's lock (busy_timeout) or on the disk blocks that thread, never
+ * the event loop that carries traffic. It runs the store's connection writes by name
+ * (store/tunnels.ts CONNECTION_WRITES); retrying is the caller's (bookkeeping.ts).
+ */
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { STORE_FILE } from '../../store/db.js';
+import { CONNECTION_WRITES } from '../../store/tunnels.js';
+import type { ConnectionWriter, ConnectionWrite } from './bookkeeping.js';
+
+/** How long one attempt waits for another process's lock before it fails (and is retried). */
+const WRITER_BUSY_TIMEOUT_MS = 1000;
+
+// The worker's code is plain JavaScript in a string: the same source then runs from src/
+// (vitest), dist/ and the bundled lib/, none of which can start a worker from the others'
+// files. It opens the store the CLI already created and migrated.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('busy_timeout = ' + workerData.busyTimeoutMs);
+db.pragma('synchronous = NORMAL');
+db.pragma('foreign_keys = ON');
+const statements = {};
+for (const [name, sql] of Object.entries(workerData.sql)) statements[name] = db.prepare(sql);
+parentPort.on('message', ({ id, op, arg }) => {
+  try {
+    statements[op].run(arg);
+    parentPort.postMessage({ id });
+  } catch (err) {
+    parentPort.postMessage({ id, error: { message: err.message, code: err.code } });
+  }
+});
+`;
+
+class WriteError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+    this.name = 'WriteError';
+  }
+}
+
+export class SqliteConnectionWriter implements ConnectionWriter {
+  #worker?: Worker;
+  #nextId = 0;
+  readonly #waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+
+  constructor(private readonly home: string) {}
+
+  run(op: ConnectionWrite['op'], arg: unknown): Promise<void> {
+    const worker = this.#worker ?? this.#start();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      worker.postMessage({ id, op, arg });
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    await worker?.terminate();
+  }
+
+  #start(): Worker {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {
+        driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+        path: join(this.home, STORE_FILE),
+        busyTimeoutMs: WRITER_BUSY_TIMEOUT_MS,
+        sql: CONNECTION_WRITES,
+      },
+    });
+    worker.unref();
+    worker.on('message', (m: { id: number; error?: { message: string; code?: string } }) => {
+      const w = this.#waiting.get(m.id);
+      this.#waiting.delete(m.id);
+      if (m.error) w?.reject(new WriteError(m.error.message, m.error.code ?? 'SQLITE_ERROR'));
+      else w?.resolve();
+    });
+    // A worker that could not open the store (or died) fails what it held; the next write starts another.
+    const fail = (err: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      for (const w of this.#waiting.values()) w.reject(new WriteError(err.message, 'OXY_ERR_STORE_WRITER'));
+      this.#waiting.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`store writer exited (${code})`)));
+    this.#worker = worker;
+    return worker;
+  }
+}

@@ -1,0 +1,104 @@
+// Another process holds the store's write lock for 15 s (as `sqlite3 oxy.db` with
+// `begin immediate` would) while a connector dies and its replacement registers: traffic
+// keeps flowing, the edge neither stalls nor dies, and the connection records catch up
+// once the lock is released.
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { request } from 'undici';
+import { oxyJson, oxyOk, tempHome } from '../../helpers/cli.js';
+import { OxyProcess, startConnector, startEdge } from '../../helpers/processes.js';
+
+let home: string;
+let cleanup: () => void;
+let procs: OxyProcess[];
+
+beforeEach(async () => {
+  ({ home, cleanup } = tempHome());
+  procs = [];
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+});
+afterEach(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+  cleanup();
+});
+
+const LOCK_MS = 15_000;
+
+interface Sample {
+  at: number;
+  status: number;
+  ms: number;
+}
+
+/** Requests in a loop (4 at a time) until stopped; records when each was sent, its status and how long it took. */
+function load(httpPort: number) {
+  const samples: Sample[] = [];
+  let running = true;
+  const one = async () => {
+    while (running) {
+      const at = Date.now();
+      const status = await request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' }, headersTimeout: 30_000 })
+        .then(async (r) => (await r.body.text(), r.statusCode))
+        .catch(() => 0);
+      samples.push({ at, status, ms: Date.now() - at });
+    }
+  };
+  const workers = Array.from({ length: 4 }, one);
+  return { samples, stop: async () => ((running = false), await Promise.all(workers)) };
+}
+
+const connectionIds = (edge: OxyProcess, from: number) =>
+  [...edge.output.slice(from).matchAll(/Registered tunnel connection .*connection=([0-9a-f-]+)/g)].map((m) => m[1]).sort();
+
+it('a store locked by another process for 15 s neither stalls nor kills the edge; bookkeeping catches up', async () => {
+  const e = await startEdge(home);
+  procs.push(e.edge);
+  const first = await startConnector(home, e.tunnelPort, ['--hello-world', 'web']);
+  procs.push(first.connector);
+  const traffic = load(e.httpPort);
+
+  const locker = new Database(join(home, 'oxy.db'));
+  locker.exec('BEGIN IMMEDIATE');
+  const lockedAt = Date.now();
+  try {
+    // A connector dies (the edge forgets its 4 connections) and another registers (4 records).
+    first.connector.kill();
+    await e.edge.waitFor(/(Unregistered tunnel connection[^\n]*\n[\s\S]*){4}/);
+    const mark = e.edge.output.length;
+    const second = await startConnector(home, e.tunnelPort, ['--hello-world', 'web']);
+    procs.push(second.connector);
+    const registeredAt = Date.now();
+    await e.edge.waitFor(/Could not write connection records to the store; retrying/);
+    // Keep the lock for its full 15 s under load.
+    await new Promise((r) => setTimeout(r, Math.max(0, LOCK_MS - (Date.now() - lockedAt))));
+    const during = traffic.samples.filter((s) => s.at > registeredAt + 500);
+    expect(during.length).toBeGreaterThan(20);
+    expect(during.filter((s) => s.status !== 200)).toEqual([]);
+    expect(e.edge.child.exitCode).toBeNull();
+
+    locker.exec('COMMIT');
+    const ids = connectionIds(e.edge, mark);
+    expect(ids).toHaveLength(4);
+    // The queued writes land: the store shows the new connector's connections, not the dead one's.
+    const deadline = Date.now() + 15_000;
+    let recorded: string[] = [];
+    while (Date.now() < deadline) {
+      const info = await oxyJson<{ connections: { id: string }[] }>(home, ['tunnel', 'info', 'web']);
+      recorded = info.connections.map((c) => c.id).sort();
+      if (recorded.join() === ids.join()) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(recorded).toEqual(ids);
+    await e.edge.waitFor(/Store writable again/);
+  } finally {
+    if (locker.inTransaction) locker.exec('ROLLBACK');
+    locker.close();
+    await traffic.stop();
+  }
+  // No request waited on the database: the slowest took well under the 10 s busy timeout.
+  const slowest = Math.max(...traffic.samples.map((s) => s.ms));
+  expect(slowest).toBeLessThan(3000);
+  expect(e.edge.child.exitCode).toBeNull();
+}, 60_000);
