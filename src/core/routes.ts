@@ -82,7 +82,14 @@ export interface RouteListFilter {
 
 /** Filter flags take IDs (also of deleted tunnels and vnets) or live names. */
 export function listRoutes(store: Store, filter: RouteListFilter = {}): DetailedRoute[] {
-  const rangeOf = (text?: string) => (text === undefined ? undefined : networkRange(parseCidr(text)));
+  const rangeOf = (text?: string) => {
+    if (text === undefined) return undefined;
+    try {
+      return networkRange(parseCidr(text));
+    } catch (err) {
+      throw new OxyError('OXY_ERR_INVALID_CIDR', `Invalid network CIDR in a filter: ${(err as Error).message.replace(/^Invalid CIDR /, '')}`, { cause: err });
+    }
+  };
   const q: RouteFilter = {
     isDeleted: filter.isDeleted,
     commentIs: filter.commentIs,

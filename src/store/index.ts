@@ -4,12 +4,14 @@ import { RouteRepository } from './routes.js';
 import { TunnelRepository } from './tunnels.js';
 import { VnetRepository } from './vnets.js';
 import { DeviceRepository } from './devices.js';
+import { DashboardTokenRepository } from './dashboard-tokens.js';
 
 export type { Vnet, VnetFilter } from './vnets.js';
 export type { Tunnel, TunnelConnection, TunnelFilter } from './tunnels.js';
 export type { Route, DetailedRoute, RouteFilter, NetworkRange } from './routes.js';
 export type { HostnameRoute } from './hostnames.js';
 export type { Device } from './devices.js';
+export type { DashboardToken } from './dashboard-tokens.js';
 
 /** The local store: one SQLite database per data directory, with its repositories. */
 export class Store {
@@ -18,6 +20,7 @@ export class Store {
   readonly routes: RouteRepository;
   readonly hostnames: HostnameRepository;
   readonly devices: DeviceRepository;
+  readonly dashboardTokens: DashboardTokenRepository;
   readonly accountTag: string;
 
   constructor(readonly db: Db, readonly home: string) {
@@ -26,6 +29,7 @@ export class Store {
     this.routes = new RouteRepository(db);
     this.hostnames = new HostnameRepository(db);
     this.devices = new DeviceRepository(db);
+    this.dashboardTokens = new DashboardTokenRepository(db);
     this.accountTag = (db.prepare('SELECT account_tag FROM account WHERE id = 1').get() as { account_tag: string }).account_tag;
   }
 

@@ -13,7 +13,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     "routes requests by Host to the tunnel named by 'oxyctl tunnel route dns', and the metrics listener (/metrics, " +
     '/ready, /healthcheck). Routes and hostnames changed with the CLI apply within a second, without a restart. ' +
     'Creates the edge identity on first run (see oxyctl edge init).';
-  static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
+  static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --dashboard-listen 127.0.0.1:7846', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
     '<%= config.bin %> edge run --http-listen 0.0.0.0:8080 --proxy-listen 0.0.0.0:3128 --proxy-protocol',
   ];
@@ -36,6 +36,9 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       description:
         'HOST:PORT for unconnected IP tunnels (GUE). Every datagram must be authenticated with an enrolled device\'s key (oxyctl warp enroll; format in docs/gue.md); a non-loopback address needs at least one enrolled device',
     }),
+    'dashboard-listen': Flags.string({ description: "HOST:PORT of the web dashboard and its JSON API (/api/v1); log in with the token from 'oxyctl edge dashboard-token' [default: off]" }),
+    'dashboard-tls': Flags.boolean({ description: "Serve the dashboard over HTTPS with the edge's certificate (needed to bind it beyond loopback)" }),
+    'dashboard-insecure': Flags.boolean({ description: 'Allow the dashboard on a non-loopback address without TLS (e.g. behind a TLS proxy)' }),
     ...logFlags,
   };
 
@@ -67,6 +70,9 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
       hooks: this.flags.hooks ?? file.hooks,
       traceHooks: this.flags['trace-hooks'] || file['trace-hooks'],
+      dashboardListen: this.flags['dashboard-listen'] ?? file['dashboard-listen'],
+      dashboardTls: this.flags['dashboard-tls'] || file['dashboard-tls'],
+      dashboardInsecure: this.flags['dashboard-insecure'] || file['dashboard-insecure'],
     });
     log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
     const signal = await signalled;

@@ -19,6 +19,9 @@ export interface EdgeSettingsFile {
   'trace-hooks'?: boolean;
   'ip-tunnel-listen'?: string;
   'gue-listen'?: string;
+  'dashboard-listen'?: string;
+  'dashboard-tls'?: boolean;
+  'dashboard-insecure'?: boolean;
   'ip-limits'?: Partial<Record<(typeof IP_LIMITS)[number], number>>;
 }
 
@@ -32,8 +35,8 @@ export const EDGE_DEFAULTS = {
 /** Flow-table limits and IP fragment reassembly budgets of the IP path. */
 export const IP_LIMITS = ['max-flows', 'max-flows-per-tenant', 'reassembly-bytes', 'reassembly-bytes-per-tenant', 'reassembly-timeout-ms'] as const;
 
-const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen'] as const;
-const BOOLEANS = ['quic', 'trace-hooks', 'proxy-protocol'] as const;
+const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen', 'dashboard-listen'] as const;
+const BOOLEANS = ['quic', 'trace-hooks', 'proxy-protocol', 'dashboard-tls', 'dashboard-insecure'] as const;
 
 export function loadEdgeConfig(path: string): EdgeSettingsFile {
   let raw: unknown;

@@ -31,6 +31,7 @@ import type { ConnectResponse, HookContext } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './pipeline/admission.js';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
+import type { TrafficRecorder } from './traffic.js';
 
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */
@@ -44,6 +45,7 @@ export interface ConnectProxyOptions {
   proxyName?: string;
   /** Client-side timeouts (defaults: HTTP_TIMEOUTS). */
   timeouts?: Partial<HttpTimeouts>;
+  traffic?: TrafficRecorder;
 }
 
 /** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
@@ -93,6 +95,7 @@ export class ConnectProxy {
   }
 
   #errorHead(status: number, error: ProxyErrorType, details: string): ConnectResponse {
+    this.o.traffic?.error(error);
     const headers: [string, string][] = [
       ['Proxy-Status', `${this.#name}; error=${error}; details=${JSON.stringify(details.replace(/[^\x20-\x7e]/g, ' '))}`],
       ['Content-Length', '0'],
@@ -229,6 +232,7 @@ export class ConnectProxy {
   }
 
   #answer(res: ServerResponse, status: number, error: ProxyErrorType, details: string): void {
+    this.o.traffic?.error(error);
     const body = `${details}\n`;
     res.writeHead(status, {
       'proxy-status': `${this.#name}; error=${error}; details=${JSON.stringify(details.replace(/[^\x20-\x7e]/g, ' '))}`,

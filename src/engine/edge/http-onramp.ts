@@ -36,6 +36,7 @@ import type { BodyTransform, HttpSynthetic } from '../hooks/types.js';
 import { AdmittingListener } from './pipeline/admission.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
+import type { TrafficRecorder } from './traffic.js';
 
 export interface HttpOnrampOptions {
   /** HOST:PORT to listen on (port 0: any). */
@@ -54,6 +55,7 @@ export interface HttpOnrampOptions {
   responseTimeoutMs?: number;
   /** Client-side timeouts (defaults: HTTP_TIMEOUTS). */
   timeouts?: Partial<HttpTimeouts>;
+  traffic?: TrafficRecorder;
 }
 
 /** A request the on-ramp answers itself: status, RFC 9209 error type, the visitor's text; `detail` is for the log only. */
@@ -67,6 +69,9 @@ class OnrampError extends Error {
     super(message);
   }
 }
+
+/** Bytes a client's socket has moved so far, both ways: the difference across a request is its share. */
+const socketBytes = (s: Socket | Duplex): number => ((s as Socket).bytesRead ?? 0) + ((s as Socket).bytesWritten ?? 0);
 
 /**
  * The head that goes into the tunnel: hop-by-hop headers dropped (all kept for an upgrade,
@@ -165,6 +170,7 @@ export class HttpOnramp {
 
   readonly #handleRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let stream: TunnelStream | undefined;
+    const mark = this.o.traffic ? socketBytes(req.socket) : 0;
     res.on('close', () => {
       if (!res.writableFinished) stream?.destroy();
     });
@@ -185,10 +191,12 @@ export class HttpOnramp {
       stream?.destroy();
       this.#fail(res, err);
     }
+    this.o.traffic?.http(req.headers.host ?? '', socketBytes(req.socket) - mark);
   };
 
   readonly #handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     let stream: TunnelStream | undefined;
+    const mark = this.o.traffic ? socketBytes(socket) : 0;
     // After the 101 the bytes are a raw stream that half-closes (a client's FIN ends only its direction).
     (socket as Socket).allowHalfOpen = true;
     socket.on('error', () => stream?.destroy());
@@ -200,6 +208,7 @@ export class HttpOnramp {
       this.#failUpgrade(socket, err, req.headers.host);
       stream?.destroy();
     }
+    this.o.traffic?.http(req.headers.host ?? '', socketBytes(socket) - mark);
   };
 
   /** Writes the tunnel's answer to an upgrade; after a 101, bridges the bytes both ways. */
@@ -246,6 +255,7 @@ export class HttpOnramp {
   async #hookedRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const conn = this.#admitting!.connection(req.socket);
     let stream: TunnelStream | undefined;
+    const mark = this.o.traffic ? socketBytes(req.socket) : 0;
     res.on('close', () => {
       if (!res.writableFinished) stream?.destroy();
     });
@@ -269,11 +279,13 @@ export class HttpOnramp {
       stream?.destroy();
       this.#fail(res, err, conn);
     }
+    this.o.traffic?.http(req.headers.host ?? '', socketBytes(req.socket) - mark);
   }
 
   async #hookedUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const conn = this.#admitting!.connection(socket);
     let stream: TunnelStream | undefined;
+    const mark = this.o.traffic ? socketBytes(socket) : 0;
     (socket as Socket).allowHalfOpen = true;
     socket.on('error', () => stream?.destroy());
     req.on('error', () => undefined);
@@ -293,6 +305,7 @@ export class HttpOnramp {
       this.#failUpgrade(socket, err, req.headers.host, conn);
       stream?.destroy();
     }
+    this.o.traffic?.http(req.headers.host ?? '', socketBytes(socket) - mark);
   }
 
   /**
@@ -314,6 +327,7 @@ export class HttpOnramp {
   #fail(res: ServerResponse, err: unknown, conn?: HookConnection): void {
     const failure = this.#failure(err, res.req.headers.host, conn);
     this.o.requests?.inc({ status: String(failure.status) });
+    this.o.traffic?.error(failure.proxyError);
     if (res.headersSent) {
       res.destroy();
       return;
@@ -326,6 +340,7 @@ export class HttpOnramp {
   #failUpgrade(socket: Duplex, err: unknown, host: string | undefined, conn?: HookConnection): void {
     const failure = this.#failure(err, host, conn, 'Upgrade');
     this.o.requests?.inc({ status: String(failure.status) });
+    this.o.traffic?.error(failure.proxyError);
     const page = errorPage(failure.status, failure.proxyError, failure.message);
     let text = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? 'Error'}\r\n`;
     for (const [k, v] of page.headers) text += `${k}: ${v}\r\n`;

@@ -5,6 +5,8 @@ import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
 import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';
 import { checkGueListen, startIpPath, type IpPathOptions } from './ip-path.js';
+import { TrafficRecorder } from './traffic.js';
+import { DashboardServer } from './dashboard/server.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -31,6 +33,12 @@ export interface RunEdgeOptions {
   hooks?: string | HookRunner;
   /** Record and log the order hooks fire per connection (`--trace-hooks`). */
   traceHooks?: boolean;
+  /** HOST:PORT of the web dashboard (`--dashboard-listen`); unset: none. */
+  dashboardListen?: string;
+  /** Serve the dashboard over HTTPS with the edge's certificate. */
+  dashboardTls?: boolean;
+  /** Allow the dashboard on a non-loopback address without TLS. */
+  dashboardInsecure?: boolean;
 }
 
 /** Starts an edge from the data directory (creating its identity on first run). */
@@ -44,6 +52,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   let edgeRef: EdgeServer | undefined;
   const vnetOffRamp = (ctx: HookContext) => edgeRef?.vnetOffRamp?.(ctx.tenant ?? edgeRef.view.accountTag, ctx.vnet ?? '');
   const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
+  const traffic = o.dashboardListen ? new TrafficRecorder() : undefined;
   const edge = new EdgeServer({
     store: o.store,
     log: o.log,
@@ -59,12 +68,24 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     proxyProtocol: o.proxyProtocol,
     hooks,
     home: o.home,
+    traffic,
   });
   edgeRef = edge;
   await edge.start();
+  let ip: Awaited<ReturnType<typeof startIpPath>> | undefined;
   if (o.ipTunnelListen || o.gueListen) {
-    const ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits });
-    edge.onStop(() => ip.close());
+    const started = (ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits }));
+    edge.onStop(() => started.close());
+  }
+  if (o.dashboardListen && traffic) {
+    const dashboard = await DashboardServer.listen({
+      listen: o.dashboardListen, log: o.log, store: o.store, view: edge.view, traffic, devices: edge.devices, defaultTunnel: o.defaultTunnel,
+      flows: ip && (() => ip.ipEdge.table.activeByScope()),
+      tls: o.dashboardTls ? { key: identity.key, cert: identity.certChain } : undefined,
+      insecure: o.dashboardInsecure,
+    });
+    edge.onStop(() => dashboard.close());
+    o.log.info({ url: dashboard.url }, 'Dashboard ready (log in with the token from: oxyctl edge dashboard-token)');
   }
   return edge;
 }

@@ -26,6 +26,7 @@ import { Egress, VnetResolver } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
 import { ConnectionBook } from './bookkeeping.js';
 import { SqliteConnectionWriter } from './store-writer.js';
+import type { TrafficRecorder } from './traffic.js';
 
 export interface TunnelListener {
   protocol: string;
@@ -60,6 +61,17 @@ export interface EdgeOptions {
   hooks?: HookRunner;
   /** Where `lifecycle.stateForRestart` is saved on stop (OXY_HOME); unset: not saved. */
   home?: string;
+  /** Counts on-ramp traffic for the dashboard (`--dashboard-listen`); unset: not counted. */
+  traffic?: TrafficRecorder;
+}
+
+/** A device connected to this edge now (warp connect --token). */
+export interface ConnectedDevice {
+  ip: string;
+  protocol: string;
+  since: Date;
+  /** The vnet its IP stream named ('' = the default); undefined until that stream opens. */
+  vnet?: string;
 }
 
 export class EdgeServer {
@@ -70,6 +82,8 @@ export class EdgeServer {
   readonly metrics = createRegistry('oxy_edge');
   readonly egress: PrivateEgress;
   readonly #controls = new Map<LiveConnection, ControlChannel>();
+  /** Devices connected now, by device ID. */
+  readonly devices = new Map<string, ConnectedDevice>();
   #listeners: TunnelListener[] = [];
   #onStop: (() => unknown)[] = [];
   #http?: HttpOnramp;
@@ -122,11 +136,13 @@ export class EdgeServer {
     if (this.o.httpListen) {
       this.#http = await HttpOnramp.listen({
         listen: this.o.httpListen, view: this.view, registry: this.registry, log: this.o.log, runner: this.hooks,
-        proxyProtocol: this.o.proxyProtocol, requests: this.#requests, defaultTunnel: this.o.defaultTunnel,
+        proxyProtocol: this.o.proxyProtocol, requests: this.#requests, defaultTunnel: this.o.defaultTunnel, traffic: this.o.traffic,
       });
     }
     if (this.o.proxyListen) {
-      this.#proxy = await ConnectProxy.listen({ listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol });
+      this.#proxy = await ConnectProxy.listen({
+        listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol, traffic: this.o.traffic,
+      });
     }
     if (this.o.metricsListen) {
       this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }));
@@ -215,6 +231,8 @@ export class EdgeServer {
       return;
     }
     this.o.log.info({ device: deviceId, ip: conn.remoteAddress, protocol: conn.protocol }, 'Device connected');
+    const connected: ConnectedDevice = { ip: conn.remoteAddress, protocol: conn.protocol, since: new Date() };
+    this.devices.set(deviceId, connected);
     let vnetRef: string | undefined;
     let sent = '';
     const sendRoutes = () => {
@@ -246,6 +264,7 @@ export class EdgeServer {
         }
         writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
         vnetRef = metaGet(header.metadata, 'Vnet') ?? '';
+        connected.vnet = vnetRef;
         serve(stream, vnetRef);
         sent = '';
         sendRoutes();
@@ -255,6 +274,7 @@ export class EdgeServer {
     });
     const closed = await conn.closed;
     this.view.off('reload', onReload);
+    if (this.devices.get(deviceId) === connected) this.devices.delete(deviceId);
     this.o.log.info({ device: deviceId, code: closed.code, reason: closed.reason }, 'Device disconnected');
   }
 

@@ -56,6 +56,15 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     this.#timer = undefined;
   }
 
+  /**
+   * Rebuilds the view now. Writes made through this process's own store connection (the
+   * dashboard's) do not move `data_version`, so their writer calls this.
+   */
+  reload(): void {
+    this.#version = -1;
+    this.refresh();
+  }
+
   /** Rebuilds the view if the store changed since the last look; returns whether it did. */
   refresh(): boolean {
     const version = this.store.dataVersion();

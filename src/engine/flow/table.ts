@@ -121,6 +121,11 @@ export class FlowTable<R = unknown> {
     return scope;
   }
 
+  /** Active flows per scope (tenant, vnet as the sessions named it), for the dashboard. */
+  activeByScope(): { context: IpContext; flows: number }[] {
+    return [...this.scopes.values()].map((s) => ({ context: s.context, flows: s.flows.size }));
+  }
+
   /** Flows of a tenant now, and how many it had refused. */
   tenantStats(tenant: string): { flows: number; refused: number } {
     const state = this.tenants.get(tenant);
