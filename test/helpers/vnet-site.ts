@@ -62,6 +62,8 @@ export async function startVnetSite(
     edgeArgs?: string[];
     protocol?: 'http2' | 'quic';
     deviceRoutes?: string[];
+    /** More `warp connect` flags. */
+    warpArgs?: string[];
     /** Runs before the edge starts (e.g. `warp enroll`), with the data directory. */
     beforeEdge?: (home: string) => Promise<void>;
   } = {},
@@ -102,7 +104,7 @@ export async function startVnetSite(
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     const connector = spawnIn(dc, process.execPath, [BIN, 'tunnel', 'run', '--protocol', o.protocol ?? 'http2', '--edge', '198.18.1.1:7844', '--config', config, '--ha-connections', '1', 'site']);
     await connector.waitFor(/Registered tunnel connection connIndex=0 /);
-    const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, ...['198.18.0.0/24', ...(o.deviceRoutes ?? [])].flatMap((r) => ['--route', r])]);
+    const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, ...['198.18.0.0/24', ...(o.deviceRoutes ?? [])].flatMap((r) => ['--route', r]), ...(o.warpArgs ?? [])]);
     await warp.waitFor(/Connected to the edge/);
     const inDevice: VnetSite['inDevice'] = (command, args, opts = {}) =>
       new Promise((resolve) => {

@@ -7,7 +7,7 @@ import { nowRfc3339 } from '../../core/common.js';
 import { parseNetworkArg } from '../../core/routes.js';
 import { resolveVnet } from '../../core/vnets.js';
 import { clearWarpState, writeWarpState } from '../../core/warp-state.js';
-import { DEFAULT_WARP_ADDRESS, DEFAULT_WARP_MTU, startWarp, streamChannel } from '../../engine/device/warp.js';
+import { DEFAULT_WARP_ADDRESS, DEFAULT_WARP_ADDRESS6, DEFAULT_WARP_MTU, startWarp, streamChannel } from '../../engine/device/warp.js';
 import { decodeDeviceToken } from '../../core/devices.js';
 import { createDialer, resolveEdge } from '../../engine/connector/run.js';
 import type { Logger } from '../../engine/observe/log.js';
@@ -33,6 +33,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     protocol: Flags.option({ options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Transport to a remote edge (with --token)' })(),
     tun: Flags.string({ default: 'oxywarp0', description: 'Name of the TUN device' }),
     address: Flags.string({ default: DEFAULT_WARP_ADDRESS, description: "This device's address on the TUN" }),
+    address6: Flags.string({ default: DEFAULT_WARP_ADDRESS6, description: "This device's IPv6 address on the TUN (the source of its IPv6 private traffic)" }),
     mtu: Flags.integer({ default: DEFAULT_WARP_MTU, min: 1280, max: 65535, description: 'MTU of the TUN' }),
     ...logFlags,
   };
@@ -73,6 +74,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
       },
       tunName: this.flags.tun,
       address: this.flags.address,
+      address6: this.flags.address6,
       mtu: this.flags.mtu,
       log,
     });
@@ -92,7 +94,17 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const vnet = this.flags.vnet ?? '';
     const channel = await streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version });
     const save = this.stateSaver({ vnetId: vnet, vnetName: vnet || '(default)', edge: address });
-    const warp = await startWarp({ channel, context: { tenant: token.a, vnet }, routes, onRoutesUpdated: save, tunName: this.flags.tun, address: this.flags.address, mtu: this.flags.mtu, log });
+    const warp = await startWarp({
+      channel,
+      context: { tenant: token.a, vnet },
+      routes,
+      onRoutesUpdated: save,
+      tunName: this.flags.tun,
+      address: this.flags.address,
+      address6: this.flags.address6,
+      mtu: this.flags.mtu,
+      log,
+    });
     save(warp.routes);
     await this.untilDone(warp, log);
   }

@@ -7,7 +7,7 @@ import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { RouteTable } from '../../core/route-table.js';
 import type { Logger } from '../observe/log.js';
-import { DatagramRecordParser, DatagramType, encodeDatagram, encodeDatagramRecord } from '../protocol/datagram.js';
+import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { FlowDatagrams } from '../protocol/flow-datagrams.js';
 import { metaGet, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
@@ -186,8 +186,9 @@ export class PrivateOfframp {
       socket.on('error', (err) => this.log.debug({ err, dest: header.destination }, 'UDP flow error'));
       if (viaDatagrams) {
         this.#udpDatagrams.attach(conn, flowId, (payload) => socket.send(payload));
-        socket.on('message', (msg) => conn.sendDatagram(encodeDatagram(DatagramType.UDP, flowId, msg)));
-        stream.resume();
+        // Payloads too large for a DATAGRAM frame go as records on the stream, both ways.
+        socket.on('message', (msg) => this.#udpDatagrams.send(conn, stream, flowId, msg));
+        FlowDatagrams.readStream(stream, (payload) => socket.send(payload));
       } else {
         const parser = new DatagramRecordParser();
         socket.on('message', (msg) => stream.write(encodeDatagramRecord(msg)));

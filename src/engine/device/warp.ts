@@ -43,6 +43,8 @@ export interface WarpOptions {
   tunName?: string;
   /** The device's address on the TUN (the source of its private traffic). */
   address?: string;
+  /** Its IPv6 address on the TUN (the source of IPv6 private traffic). */
+  address6?: string;
   mtu?: number;
   log: Logger;
 }
@@ -60,6 +62,8 @@ export interface Warp {
 const FIRST_ROUTES_TIMEOUT_MS = 10_000;
 
 export const DEFAULT_WARP_ADDRESS = '100.96.0.2';
+/** A unique local address (RFC 4193): IPv6 routes need a source on the TUN. */
+export const DEFAULT_WARP_ADDRESS6 = 'fd00:6f78::2';
 export const DEFAULT_WARP_MTU = 65000;
 
 /** The local on-ramp: a connected SEQPACKET socket whose first datagram is the context. */
@@ -160,6 +164,10 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
   }
   try {
     await ip('addr', 'add', `${o.address ?? DEFAULT_WARP_ADDRESS}/32`, 'dev', tun.name);
+    // nodad: usable at once (a TUN has no neighbours); a host with IPv6 off keeps IPv4 working.
+    await ip('-6', 'addr', 'add', `${o.address6 ?? DEFAULT_WARP_ADDRESS6}/128`, 'dev', tun.name, 'nodad').catch((err: Error) =>
+      o.log.warn({ err }, 'No IPv6 address on the TUN: IPv6 routes will not work'),
+    );
     await steer(first ? await first : o.routes);
     configured();
   } catch (err) {

@@ -52,6 +52,20 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     labelNames: ['reason'],
     registers: [edge.metrics],
   });
+  // Read at scrape time from the egress's counters.
+  new Counter({
+    name: 'oxy_edge_udp_payloads_total',
+    help: 'UDP payloads of private flows sent toward connectors, by path: datagram, stream (too large for a QUIC DATAGRAM frame), dropped (the connection refused it)',
+    labelNames: ['path'],
+    registers: [edge.metrics],
+    collect() {
+      const c = edge.egress.udpCounters;
+      this.reset();
+      this.inc({ path: 'datagram' }, c.datagrams);
+      this.inc({ path: 'stream' }, c.oversize);
+      this.inc({ path: 'dropped' }, c.dropped);
+    },
+  });
   const tell = (flow: Flow<Routed>, packet: PacketView, reason: 'no-route' | 'no-connector' | 'unknown-vnet') => {
     unreachable.inc({ reason });
     const icmp = buildIcmpUnreachable(packet, reason === 'no-connector' ? 'host' : 'network');

@@ -8,8 +8,8 @@ import { OxyError } from '../../core/errors.js';
 import { parseIp } from '../../core/cidr.js';
 import type { DetailedRoute } from '../../store/index.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader, type Metadata } from '../protocol/stream-header.js';
-import { DatagramRecordParser, DatagramType, encodeDatagram, encodeDatagramRecord } from '../protocol/datagram.js';
-import { FlowDatagrams } from '../protocol/flow-datagrams.js';
+import { encodeDatagramRecord } from '../protocol/datagram.js';
+import { FlowDatagrams, type FlowDatagramCounters } from '../protocol/flow-datagrams.js';
 import type { EngineUdpAssociation } from '../hooks/types.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { TunnelRegistry } from './registry.js';
@@ -25,6 +25,11 @@ export class PrivateEgress {
   /** Flows refused because the route's tunnel had no live connector. */
   noConnector = 0;
   readonly #udpDatagrams = new FlowDatagrams();
+
+  /** UDP payloads sent toward connectors: as datagrams, carried on streams, dropped. */
+  get udpCounters(): FlowDatagramCounters {
+    return this.#udpDatagrams.counters;
+  }
 
   constructor(
     private readonly view: StoreView,
@@ -91,17 +96,11 @@ export class PrivateEgress {
     stream.once('close', end);
     const flowDatagrams = this.#udpDatagrams;
     const assoc: EngineUdpAssociation = {
-      send: datagrams
-        ? (payload) => void conn.sendDatagram(encodeDatagram(DatagramType.UDP, flowId, payload))
-        : (payload) => void stream.write(encodeDatagramRecord(payload)),
+      send: datagrams ? (payload) => flowDatagrams.send(conn, stream, flowId, payload) : (payload) => void stream.write(encodeDatagramRecord(payload)),
       onMessage(receive) {
+        // Over QUIC the stream carries the payloads too large for a DATAGRAM frame.
         if (datagrams) flowDatagrams.attach(conn, flowId, receive);
-        else {
-          const parser = new DatagramRecordParser();
-          stream.on('data', (chunk: Buffer) => {
-            for (const d of parser.push(chunk)) receive(d);
-          });
-        }
+        FlowDatagrams.readStream(stream, receive);
       },
       close: () => stream.end(),
       onClose: (fn) => void (ended ? fn() : closed.push(fn)),

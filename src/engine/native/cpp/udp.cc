@@ -89,7 +89,9 @@ class UdpSocket : public PolledWrap<UdpSocket> {
     }
     int on = 1;
     if (family_ == AF_INET6) {
-      if (!adopted) {  // fixed once bound; an adopted socket keeps its own
+      // Fixed once bound; an adopted socket keeps its own. Raw sockets refuse it (EINVAL: the
+      // kernel allows it only before a protocol is bound) and are IPv6-only anyway.
+      if (!adopted && !options.Get("rawProtocol").IsNumber()) {
         int v6only = options.Get("ipv6Only").ToBoolean() ? 1 : 0;
         SetOption(env, IPPROTO_IPV6, IPV6_V6ONLY, v6only, "setsockopt(IPV6_V6ONLY)");
       }
