@@ -1,0 +1,236 @@
+#!/usr/bin/env node
+/**
+ * oxyctl against its peers, every figure a ratio to a baseline measured in the same run on
+ * loopback (issue 16). The bench starts everything itself, each in a process of its own:
+ *  - an origin (bench/lib/servers.js http: GET /small answers 64 bytes, GET /bytes/N, POST /sink);
+ *  - OpenSSH's reverse tunnel (`ssh -R`, the classic "expose localhost"), against a private
+ *    sshd on a free port with throwaway keys;
+ *  - the quick tunnel (`oxyctl tunnel --url`) over HTTP/2 and over QUIC;
+ *  - edge and connector as separate processes (`edge run` + `tunnel run`), per protocol, for
+ *    the CPU each spends per small request (utime + stime from /proc/PID/stat, the counter
+ *    process.cpuUsage() reads) — the origin's own CPU per request is printed beside them as
+ *    the reference for what a Node HTTP server costs on this machine at this moment;
+ *  - squid and oxyctl's CONNECT proxy (`edge run --proxy-listen`, no hooks).
+ * Small requests: wrk, 32 keep-alive connections, 2 threads. Bulk: curl, one stream of
+ * --mib MiB down (GET) and up (chunked POST). Printed, not asserted.
+ *
+ *   npm run build && node bench/peers.js [--seconds 5] [--mib 1024] [--skip ssh,squid,quic,separate]
+ *
+ * Needs Debian's wrk, curl, openssh-server/-client and squid (scripts/setup.sh installs them).
+ * A missing peer prints a line saying so and its column is left out. wireguard-go is the IP
+ * path's peer and lives in bench/vnet-path.js's domain (namespaces, root), not here.
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { arg, fmt, spawnUntil } from './lib/run.js';
+
+const run = promisify(execFile);
+const seconds = Number(arg('seconds', 5));
+const mib = Number(arg('mib', 1024));
+const skip = new Set(String(arg('skip', '')).split(',').filter(Boolean));
+const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'oxy-peers-'));
+chmodSync(dir, 0o755);
+const children = [];
+const HOST = 'bench.example.com';
+const MiB = 1024 * 1024;
+
+const have = (cmd, args = ['-h']) => {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    return err.code !== 'ENOENT';
+  }
+};
+
+async function freePort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function waitListening(port, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s.destroy() || true));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const spawnTracked = async (cmd, args, re, options = {}) => {
+  const p = await spawnUntil(cmd, args, re, options);
+  children.push(p.child);
+  return p;
+};
+
+/** utime + stime of a process, in µs (what process.cpuUsage() adds up, read from outside). */
+const cpuMicros = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+};
+
+/** wrk's requests/s for GET /small; with `pids`, also each process's CPU µs per request. */
+async function wrk(base, host, pids = {}) {
+  const args = ['-t2', '-c32', `-d${seconds}s`, ...(host ? ['-H', `Host: ${host}`] : []), `${base}/small`];
+  await run('wrk', ['-t2', '-c32', '-d1s', ...args.slice(3)]); // warm-up: JIT, pools, windows
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
+  const { stdout } = await run('wrk', args);
+  const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
+  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
+  if (errors) throw new Error(`wrk through ${base}: ${errors[1]} error responses`);
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (cpuMicros(pid) - before[k]) / requests]));
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), cpu };
+}
+
+/** MB/s (10^6 bytes) of one curl download or upload of --mib MiB. */
+async function curl(url, op, host, proxy) {
+  const common = ['-s', '-o', '/dev/null', '-w', op === 'get' ? '%{speed_download}' : '%{speed_upload}', ...(host ? ['-H', `Host: ${host}`] : []), ...(proxy ? ['-p', '-x', proxy] : [])];
+  if (op === 'get') {
+    const { stdout } = await run('curl', [...common, `${url}/bytes/${mib * MiB}`], { maxBuffer: 1 << 20 });
+    return Number(stdout) / 1e6;
+  }
+  // Upload: a chunked POST fed from /dev/zero through a pipe.
+  const t0 = performance.now();
+  await new Promise((resolve, reject) => {
+    const c = spawn('sh', ['-c', `head -c ${mib * MiB} /dev/zero | curl ${common.slice(0, 3).join(' ')} ${host ? `-H 'Host: ${host}'` : ''} ${proxy ? `-p -x ${proxy}` : ''} -T - ${url}/sink`], { stdio: 'ignore' });
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`upload to ${url} failed (curl exit ${code})`))));
+  });
+  return (mib * MiB) / 1e6 / ((performance.now() - t0) / 1000);
+}
+
+async function startSshReverse(originPort) {
+  const sshDir = join(dir, 'ssh');
+  execFileSync('mkdir', ['-p', sshDir]);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'host')]);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'client')]);
+  writeFileSync(join(sshDir, 'authorized_keys'), readFileSync(join(sshDir, 'client.pub')));
+  const sshdPort = await freePort();
+  writeFileSync(
+    join(sshDir, 'sshd_config'),
+    [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${join(sshDir, 'host')}`, `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`, `PidFile ${join(sshDir, 'pid')}`, 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'AllowTcpForwarding yes', 'PermitRootLogin prohibit-password', ''].join('\n'),
+  );
+  await spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', join(sshDir, 'sshd_config')], /Server listening/);
+  const remotePort = await freePort();
+  const ssh = spawn('ssh', ['-N', '-i', join(sshDir, 'client'), '-p', String(sshdPort), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-R', `${remotePort}:127.0.0.1:${originPort}`, '127.0.0.1'], { stdio: 'ignore' });
+  children.push(ssh);
+  await waitListening(remotePort);
+  return `http://127.0.0.1:${remotePort}`;
+}
+
+async function startSquid() {
+  const squidDir = join(dir, 'squid');
+  execFileSync('mkdir', ['-p', squidDir]);
+  chmodSync(squidDir, 0o777);
+  const port = await freePort();
+  writeFileSync(
+    join(squidDir, 'squid.conf'),
+    [`http_port 127.0.0.1:${port}`, 'http_access allow all', 'cache deny all', 'access_log none', `cache_log ${join(squidDir, 'cache.log')}`, 'pid_filename none', `coredump_dir ${squidDir}`, 'shutdown_lifetime 0 seconds', ''].join('\n'),
+  );
+  const child = spawn('squid', ['-N', '-f', join(squidDir, 'squid.conf')], { stdio: 'ignore' });
+  children.push(child);
+  await waitListening(port);
+  return `http://127.0.0.1:${port}`;
+}
+
+const oxyEnv = (home) => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
+
+async function startQuick(originUrl, protocol) {
+  const home = join(dir, `quick-${protocol}`);
+  const { match } = await spawnTracked(process.execPath, [bin, 'tunnel', '--url', originUrl, '--protocol', protocol, '--loglevel', 'warn'], /^(http:\/\/\S+)$/m, { env: oxyEnv(home) });
+  return match[1];
+}
+
+/** Edge and connector as two processes: the edge also runs the CONNECT proxy. */
+async function startSeparate(originUrl, protocol) {
+  const home = join(dir, `separate-${protocol}`);
+  const env = oxyEnv(home);
+  for (const args of [['edge', 'init'], ['tunnel', 'create', 'bench'], ['tunnel', 'route', 'dns', 'bench', HOST]]) execFileSync(process.execPath, [bin, ...args], { env, stdio: 'ignore' });
+  const edge = await spawnTracked(
+    process.execPath,
+    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...(protocol === 'quic' ? ['--quic'] : [])],
+    /CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/,
+    { env },
+  );
+  const out = edge.output();
+  const tunnelPort = new RegExp(`Tunnel listener ready protocol=${protocol} address=127\\.0\\.0\\.1:(\\d+)`).exec(out)[1];
+  const httpPort = /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/.exec(out)[1];
+  const proxyPort = edge.match[1];
+  const connector = await spawnTracked(process.execPath, [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/, { env });
+  return { url: `http://127.0.0.1:${httpPort}`, proxy: `http://127.0.0.1:${proxyPort}`, edgePid: edge.child.pid, connectorPid: connector.child.pid };
+}
+
+const ratio = (x, base) => (base ? fmt(x / base, 2) : '-');
+
+try {
+  for (const tool of ['wrk', 'curl']) if (!have(tool, ['--version'])) throw new Error(`${tool} is not installed (bash scripts/setup.sh installs it)`);
+  console.log(`# oxyctl vs peers, loopback, ${seconds} s of wrk (32 conns, 64-byte bodies), ${mib} MiB per bulk transfer; machine load ${fmt(loadavg()[0])} on ${(await import('node:os')).cpus().length} cores`);
+  const origin = await spawnTracked(process.execPath, [servers, 'http'], /ready (\d+)/);
+  const originUrl = `http://127.0.0.1:${origin.match[1]}`;
+  const rows = [];
+  const measure = async (name, url, host, pids, bulk = true) => {
+    const small = await wrk(url, host, { ...pids, origin: origin.child.pid });
+    const down = bulk ? await curl(url, 'get', host) : undefined;
+    const up = bulk ? await curl(url, 'put', host) : undefined;
+    rows.push({ name, ...small, down, up });
+    console.log(`  measured ${name}`);
+  };
+  await measure('direct to the origin', originUrl);
+  if (skip.has('ssh')) console.log('  ssh -R skipped');
+  else if (!have('/usr/sbin/sshd', ['-V'])) console.log('  sshd not installed: ssh -R left out');
+  else await measure('ssh -R (OpenSSH)', await startSshReverse(Number(origin.match[1])));
+  await measure('quick tunnel, HTTP/2', await startQuick(originUrl, 'http2'));
+  if (!skip.has('quic')) await measure('quick tunnel, QUIC', await startQuick(originUrl, 'quic'));
+  const proxies = [];
+  if (!skip.has('separate')) {
+    for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
+      const s = await startSeparate(originUrl, protocol);
+      await measure(`edge + connector processes, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`, s.url, HOST, { edge: s.edgePid, connector: s.connectorPid }, false);
+      if (protocol === 'http2') proxies.push(['oxyctl CONNECT proxy (no hooks)', s.proxy]);
+    }
+  }
+  if (skip.has('squid')) console.log('  squid skipped');
+  else if (!have('squid', ['-v'])) console.log('  squid not installed: its row is left out');
+  else proxies.unshift(['squid CONNECT', await startSquid()]);
+
+  const direct = rows[0];
+  const ssh = rows.find((r) => r.name.startsWith('ssh'));
+  console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const cpu = r.cpu.edge !== undefined ? `${fmt(r.cpu.edge, 0)} / ${fmt(r.cpu.connector, 0)} / ${fmt(r.cpu.origin, 0)}` : `origin ${fmt(r.cpu.origin, 0)}`;
+    const bulk = r.down !== undefined ? [fmt(r.down, 0), ratio(r.down, ssh?.down), fmt(r.up, 0), ratio(r.up, ssh?.up)] : ['-', '-', '-', '-'];
+    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} |`);
+  }
+  if (proxies.length) {
+    const results = [];
+    for (const [name, proxy] of proxies) {
+      await curl(originUrl, 'get', undefined, proxy); // warm-up
+      results.push([name, await curl(originUrl, 'get', undefined, proxy)]);
+    }
+    const squid = results.find(([n]) => n.startsWith('squid'))?.[1];
+    console.log(`\n| CONNECT proxy, one ${mib} MiB download | MB/s | × squid |\n|---|---|---|`);
+    for (const [name, mbps] of results) console.log(`| ${name} | ${fmt(mbps, 0)} | ${ratio(mbps, squid)} |`);
+  }
+  const quick = rows.filter((r) => r.name.startsWith('quick'));
+  if (quick.length === 2) console.log(`\nQUIC / HTTP/2 (quick tunnel): small requests ${ratio(quick[1].rps, quick[0].rps)}, download ${ratio(quick[1].down, quick[0].down)}, upload ${ratio(quick[1].up, quick[0].up)}`);
+  console.log(`(machine load at the end: ${fmt(loadavg()[0])}; other work shares these cores, so read the ratios, not the absolute figures)`);
+} finally {
+  for (const c of children) c.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+}
