@@ -1,4 +1,5 @@
-import { Command, Flags, type Interfaces } from '@oclif/core';
+import { Command, Errors, Flags, type Interfaces } from '@oclif/core';
+import { stripVTControlCharacters as stripAnsi } from 'node:util';
 import { isOxyError } from '../core/errors.js';
 import { resolveHome } from '../core/common.js';
 import { Store } from '../store/index.js';
@@ -55,16 +56,55 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     process.stdout.write(format ? await renderDocument(format, value) : await human());
   }
 
-  protected async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+  /**
+   * A failure: with `--output json|yaml` the document `{error: {code, message}}` on stdout
+   * (parse errors too, as OXY_ERR_USAGE), so scripts branch on the code; in text the message
+   * on stderr as cloudflared words it, and the code after it only with `--loglevel debug`.
+   */
+  protected async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
+    const format = this.#outputFormat();
+    if (format && !(err instanceof Errors.ExitError)) {
+      const code = isOxyError(err) ? err.code : err instanceof Errors.CLIError ? 'OXY_ERR_USAGE' : 'OXY_ERR_INTERNAL';
+      const message = err instanceof Errors.CLIError && !isOxyError(err) ? stripAnsi(err.message) : err.message;
+      process.stdout.write(await renderDocument(format, { error: { code, message } }));
+      this.exit(isOxyError(err) ? err.exitCode : (err.oclif?.exit ?? 1));
+    }
     if (isOxyError(err)) {
-      process.stderr.write(`${err.message}\n`);
+      process.stderr.write(this.#debug() ? `${err.message} [${err.code}]\n` : `${err.message}\n`);
       this.exit(err.exitCode);
     }
     return super.catch(err);
+  }
+
+  /** `--output`/`-o`, read from the parsed flags or, when parsing failed, from argv. */
+  #outputFormat(): OutputFormat | undefined {
+    const parsed = (this.flags as { output?: OutputFormat } | undefined)?.output;
+    if (parsed) return parsed;
+    const value = rawFlag(this.argv, ['--output', '-o']);
+    return value === 'json' || value === 'yaml' ? value : undefined;
+  }
+
+  #debug(): boolean {
+    const parsed = (this.flags as { loglevel?: string } | undefined)?.loglevel;
+    return (parsed ?? rawFlag(this.argv, ['--loglevel'])) === 'debug';
   }
 
   protected async finally(err: Error | undefined): Promise<unknown> {
     this.#store?.close();
     return super.finally(err);
   }
+}
+
+/** The value of a flag in raw argv (`--flag v`, `--flag=v`, `-o v`, `-ov`), for errors raised before parsing ended. */
+function rawFlag(argv: string[], names: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') break;
+    for (const name of names) {
+      if (arg === name) return argv[i + 1];
+      if (arg.startsWith(`${name}=`)) return arg.slice(name.length + 1);
+      if (name.length === 2 && arg.startsWith(name) && !arg.startsWith('--')) return arg.slice(2);
+    }
+  }
+  return undefined;
 }

@@ -21,12 +21,6 @@ import { OxyError } from '../core/errors.js';
 
 export type ServiceKind = 'connector' | 'edge';
 
-export const ERR_SERVICE_EXISTS = 'OXY_ERR_SERVICE_EXISTS';
-export const ERR_SERVICE_NOT_INSTALLED = 'OXY_ERR_SERVICE_NOT_INSTALLED';
-export const ERR_SERVICE_NO_TUNNEL = 'OXY_ERR_SERVICE_NO_TUNNEL';
-export const ERR_SERVICE_CONFIG = 'OXY_ERR_SERVICE_CONFIG';
-export const ERR_SERVICE_ROOT = 'OXY_ERR_SERVICE_ROOT';
-export const ERR_SERVICE_SYSTEMCTL = 'OXY_ERR_SERVICE_SYSTEMCTL';
 
 /** Where the packages install the CLI; the units run it from here. */
 export const PACKAGED_BIN = '/usr/bin/oxyctl';
@@ -171,7 +165,7 @@ function execFor(t: Target): string[] {
 
 function connectorSource(opts: InstallOptions): ConnectorSource {
   if (opts.token !== undefined && opts.configFile !== undefined) {
-    throw new OxyError(ERR_SERVICE_NO_TUNNEL, 'Give either --token or --config, not both.');
+    throw new OxyError('OXY_ERR_SERVICE_NO_TUNNEL', 'Give either --token or --config, not both.');
   }
   if (opts.token !== undefined) {
     const token = opts.token.trim();
@@ -185,7 +179,7 @@ function connectorSource(opts: InstallOptions): ConnectorSource {
   const configFile = opts.configFile ?? ['config.yml', 'config.yaml'].map((f) => join(opts.home, f)).find((f) => existsSync(f));
   if (configFile === undefined) {
     throw new OxyError(
-      ERR_SERVICE_NO_TUNNEL,
+      'OXY_ERR_SERVICE_NO_TUNNEL',
       `Cannot determine which tunnel the service should run: no --token, no --config, and no config.yml in ${opts.home}.\n` +
         "Run 'oxyctl service install --token TOKEN' with the token from 'oxyctl tunnel token TUNNEL', or " +
         "'oxyctl service install --config FILE' with a config file naming 'tunnel' and 'credentials-file'.",
@@ -195,20 +189,20 @@ function connectorSource(opts: InstallOptions): ConnectorSource {
   const config = loadConfig(path);
   if (!config.tunnel || !config.credentialsFile) {
     throw new OxyError(
-      ERR_SERVICE_CONFIG,
+      'OXY_ERR_SERVICE_CONFIG',
       `Configuration file ${path} must contain entries 'tunnel' and 'credentials-file': the service runs with its own ` +
         `data directory (${SERVICE_HOME}) and cannot read the tunnel store in ${opts.home}.`,
     );
   }
   if (!isAbsolute(config.credentialsFile)) {
-    throw new OxyError(ERR_SERVICE_CONFIG, `The credentials-file in ${path} must be an absolute path for the service: ${config.credentialsFile}`);
+    throw new OxyError('OXY_ERR_SERVICE_CONFIG', `The credentials-file in ${path} must be an absolute path for the service: ${config.credentialsFile}`);
   }
   return { configFile: path };
 }
 
 function requireRootUser(t: Target, env: ServiceEnv, verb: string): void {
   if (t.live && env.uid() !== 0) {
-    throw new OxyError(ERR_SERVICE_ROOT, `oxyctl service ${verb} must be run as root (sudo oxyctl service ${verb} …), or with --root DIR to write into another tree.`);
+    throw new OxyError('OXY_ERR_SERVICE_ROOT', `oxyctl service ${verb} must be run as root (sudo oxyctl service ${verb} …), or with --root DIR to write into another tree.`);
   }
 }
 
@@ -217,7 +211,7 @@ function systemctl(env: ServiceEnv, ran: string[][], args: string[]): void {
   ran.push(['systemctl', ...args]);
   if (r.error || r.status !== 0) {
     const why = r.error ? r.error.message : r.stderr.trim() || `exit status ${r.status}`;
-    throw new OxyError(ERR_SERVICE_SYSTEMCTL, `systemctl ${args.join(' ')} failed: ${why}`);
+    throw new OxyError('OXY_ERR_SERVICE_SYSTEMCTL', `systemctl ${args.join(' ')} failed: ${why}`);
   }
 }
 
@@ -235,7 +229,7 @@ export function installService(opts: InstallOptions, env: ServiceEnv = defaultSe
   const unitPath = under(t, `${ADMIN_UNIT_DIR}/${unit}`);
   if (existsSync(unitPath)) {
     throw new OxyError(
-      ERR_SERVICE_EXISTS,
+      'OXY_ERR_SERVICE_EXISTS',
       `oxyctl service is already installed at ${unitPath}; if you are running an oxyctl tunnel, you can point it to multiple ` +
         'origins, avoiding the need to run more than one oxyctl service on the same machine; otherwise if you are really sure, ' +
         `you can do \`oxyctl service uninstall${opts.kind === 'edge' ? ' --edge' : ''}\` to clean up the existing service and then try again this command`,
@@ -281,7 +275,7 @@ export function uninstallService(opts: ServiceOptions, env: ServiceEnv = default
   const unitPath = under(t, `${ADMIN_UNIT_DIR}/${unit}`);
   if (!existsSync(unitPath)) {
     throw new OxyError(
-      ERR_SERVICE_NOT_INSTALLED,
+      'OXY_ERR_SERVICE_NOT_INSTALLED',
       `oxyctl service is not installed: ${unitPath} does not exist (a unit shipped by the package is managed with systemctl disable --now ${unit}).`,
     );
   }

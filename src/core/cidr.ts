@@ -19,8 +19,6 @@ import { OxyError } from './errors.js';
 
 export type IpFamily = 4 | 6;
 
-export const ERR_INVALID_IP = 'OXY_ERR_INVALID_IP';
-export const ERR_INVALID_CIDR = 'OXY_ERR_INVALID_CIDR';
 
 export interface ParsedIp {
   family: IpFamily;
@@ -46,7 +44,7 @@ const PREFIX_RE = /^(?:0|[1-9][0-9]{0,2})$/;
 /** Parses an IP address; throws OxyError `OXY_ERR_INVALID_IP`. */
 export function parseIp(text: string): ParsedIp {
   const bytes = parseAddressBytes(text);
-  if (bytes === undefined) throw new OxyError(ERR_INVALID_IP, `Invalid IP address: ${JSON.stringify(text)}`);
+  if (bytes === undefined) throw new OxyError('OXY_ERR_INVALID_IP', `Invalid IP address: ${JSON.stringify(text)}`);
   return { family: bytes.length === 4 ? 4 : 6, bytes, address: formatIp(bytes) };
 }
 
@@ -59,7 +57,7 @@ export function parseCidr(text: string): ParsedCidr {
   const slash = text.indexOf('/');
   const prefixText = slash < 0 ? '' : text.slice(slash + 1);
   const fail = (why: string): never => {
-    throw new OxyError(ERR_INVALID_CIDR, `Invalid CIDR ${JSON.stringify(text)}: ${why}`);
+    throw new OxyError('OXY_ERR_INVALID_CIDR', `Invalid CIDR ${JSON.stringify(text)}: ${why}`);
   };
   if (slash < 0) fail('expected ADDRESS/PREFIX-LENGTH, e.g. 10.1.0.0/16');
   if (!PREFIX_RE.test(prefixText)) fail('prefix length is not a number');
@@ -90,7 +88,7 @@ export function canonicalCidr(text: string): string {
 /** Canonical text of a 4- or 16-byte address (RFC 5952 for IPv6). */
 export function formatIp(bytes: Uint8Array): string {
   if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  if (bytes.length !== 16) throw new OxyError(ERR_INVALID_IP, `An IP address has 4 or 16 bytes, not ${bytes.length}`);
+  if (bytes.length !== 16) throw new OxyError('OXY_ERR_INVALID_IP', `An IP address has 4 or 16 bytes, not ${bytes.length}`);
   return ipaddr.fromByteArray(Array.from(bytes)).toString();
 }
 

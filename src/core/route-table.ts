@@ -25,7 +25,7 @@
  * each other's addresses.
  */
 import { OxyError } from './errors.js';
-import { canonicalCidr, ERR_INVALID_CIDR, ERR_INVALID_IP, isIPv4Mapped, parseCidr, parseIp } from './cidr.js';
+import { canonicalCidr, isIPv4Mapped, parseCidr, parseIp } from './cidr.js';
 
 export interface RouteEntry {
   id: string;
@@ -35,7 +35,6 @@ export interface RouteEntry {
   tunnelId: string;
 }
 
-export const ERR_ROUTE_CONFLICT = 'OXY_ERR_ROUTE_CONFLICT';
 
 /** Disjoint ranges of one family in one vnet. `starts[0]` is always address 0. */
 interface RangeMap {
@@ -69,7 +68,7 @@ export class RouteTable<R extends RouteEntry = RouteEntry> {
       const cidr = parseCidr(route.network);
       if (cidr.hostBitsSet) {
         throw new OxyError(
-          ERR_INVALID_CIDR,
+          'OXY_ERR_INVALID_CIDR',
           `Route ${route.id} has host bits set in ${route.network}; the network is ${cidr.network}`,
         );
       }
@@ -94,7 +93,7 @@ export class RouteTable<R extends RouteEntry = RouteEntry> {
       return this.lookupAt(vnetId, bytes, 0, bytes.length === 4 ? 4 : 16);
     }
     if (ip.length !== 4 && ip.length !== 16) {
-      throw new OxyError(ERR_INVALID_IP, `An IP address has 4 or 16 bytes, not ${ip.length}`);
+      throw new OxyError('OXY_ERR_INVALID_IP', `An IP address has 4 or 16 bytes, not ${ip.length}`);
     }
     return this.lookupAt(vnetId, ip, 0, ip.length);
   }
@@ -208,7 +207,7 @@ function buildRangeMap<K extends number | bigint, R extends RouteEntry>(
       const first = routes[prefixes[i - 1].index];
       const second = routes[prefix.index];
       throw new OxyError(
-        ERR_ROUTE_CONFLICT,
+        'OXY_ERR_ROUTE_CONFLICT',
         `Routes ${first.id} and ${second.id} both route ${canonicalCidr(second.network)} in virtual network ${second.vnetId}`,
       );
     }

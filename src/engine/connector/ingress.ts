@@ -7,7 +7,6 @@ import { OxyError } from '../../core/errors.js';
 import { matchHost } from '../../core/host-match.js';
 import { parseDuration } from './duration.js';
 
-export const ERR_INGRESS = 'OXY_ERR_INGRESS_INVALID';
 
 /** Per-rule settings for talking to the origin (cloudflared's originRequest). */
 export interface OriginRequest {
@@ -64,7 +63,7 @@ export interface UnvalidatedRule {
 }
 
 const fail = (message: string): never => {
-  throw new OxyError(ERR_INGRESS, message);
+  throw new OxyError('OXY_ERR_INGRESS_INVALID', message);
 };
 
 const ORIGIN_REQUEST_KEYS: Record<string, (o: OriginRequest, v: unknown) => void> = {

@@ -14,7 +14,6 @@ import { credentialsPath, decodeToken, readCredentialsFile, tokenToCredentials, 
 import type { Store } from '../../store/index.js';
 import { DEFAULT_TUNNEL_PORT, localEdgeTrust } from '../transport/identity-files.js';
 import { spkiPin } from '../transport/identity.js';
-import { TunnelErrorCode } from '../protocol/codes.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import { dialHttp2Tunnel } from '../transport/http2/index.js';
@@ -110,8 +109,8 @@ export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs
       socket.destroy();
       reject(err);
     };
-    socket.setTimeout(timeoutMs, () => fail(new OxyError(TunnelErrorCode.HANDSHAKE, `TLS handshake with ${host}:${port} timed out`)));
-    socket.once('error', (err) => fail(new OxyError(TunnelErrorCode.HANDSHAKE, `TLS connection to ${host}:${port} failed: ${err.message}`, { cause: err })));
+    socket.setTimeout(timeoutMs, () => fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `TLS handshake with ${host}:${port} timed out`)));
+    socket.once('error', (err) => fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `TLS connection to ${host}:${port} failed: ${err.message}`, { cause: err })));
     socket.once('secureConnect', () => {
       const seen = new Set<string>();
       for (let cert = socket.getPeerCertificate(true); cert?.raw && !seen.has(cert.fingerprint256); cert = cert.issuerCertificate) {
@@ -123,7 +122,7 @@ export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs
           return;
         }
       }
-      fail(new OxyError(TunnelErrorCode.PIN_MISMATCH, `The edge at ${host}:${port} presented no certificate with the pinned CA key (wrong token or wrong edge?)`));
+      fail(new OxyError('OXY_ERR_TUNNEL_PIN_MISMATCH', `The edge at ${host}:${port} presented no certificate with the pinned CA key (wrong token or wrong edge?)`));
     });
   });
 }

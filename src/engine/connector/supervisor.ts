@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isOxyError, OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import { TunnelCloseCode, TunnelErrorCode } from '../protocol/codes.js';
+import { TunnelCloseCode } from '../protocol/codes.js';
 import type { ControlChannel, ControlMessage } from '../protocol/control.js';
 import { registerConnection } from '../protocol/registration.js';
 import type { TunnelConnection } from '../transport/types.js';
@@ -112,7 +112,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         slot.registered = false;
         slot.conn?.close(TunnelCloseCode.NO_ERROR, 'registration failed');
         if (signal.aborted) break;
-        if (isOxyError(err, TunnelErrorCode.UNAUTHORIZED) || isOxyError(err, TunnelErrorCode.PIN_MISMATCH)) {
+        if (isOxyError(err, 'OXY_ERR_TUNNEL_UNAUTHORIZED') || isOxyError(err, 'OXY_ERR_TUNNEL_PIN_MISMATCH')) {
           this.o.log.error({ connIndex, err }, 'Register tunnel error from server side');
           this.emit('fatal', err as OxyError);
           this.#stop.abort();

@@ -15,9 +15,6 @@ import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 
-export const ERR_NO_ROUTE = 'OXY_ERR_NO_ROUTE';
-export const ERR_NO_CONNECTOR = 'OXY_ERR_NO_CONNECTOR';
-export const ERR_DIAL_FAILED = 'OXY_ERR_DIAL_FAILED';
 
 export const formatHostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
@@ -55,21 +52,21 @@ export class PrivateEgress {
   async open(kind: 'tcp' | 'udp' | 'ip-packets', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute; conn: TunnelConnection }> {
     const address = parseIp(ip).address;
     const route = this.route(vnetId, address);
-    if (!route) throw new OxyError(ERR_NO_ROUTE, `No route matches the IP ${address} in virtual network ${vnetId}`);
+    if (!route) throw new OxyError('OXY_ERR_NO_ROUTE', `No route matches the IP ${address} in virtual network ${vnetId}`);
     const live = this.registry.pick(route.tunnelId);
     if (!live) {
       this.noConnector++;
-      throw new OxyError(ERR_NO_CONNECTOR, `The tunnel ${route.tunnelName} serving ${route.network} has no connector connected`);
+      throw new OxyError('OXY_ERR_NO_CONNECTOR', `The tunnel ${route.tunnelName} serving ${route.network} has no connector connected`);
     }
     const stream = await live.conn.openStream();
     writeRequestHeader(stream, { kind, destination: formatHostPort(address, port), metadata: [['Vnet', vnetId], ...metadata] });
     const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 60_000 }).catch((err: Error) => {
       stream.destroy();
-      throw new OxyError(ERR_DIAL_FAILED, `Tunnel ${route.tunnelName} did not answer for ${formatHostPort(address, port)}: ${err.message}`, { cause: err });
+      throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} did not answer for ${formatHostPort(address, port)}: ${err.message}`, { cause: err });
     });
     if (answer.status !== ResponseStatus.OK) {
       stream.destroy();
-      throw new OxyError(ERR_DIAL_FAILED, `Tunnel ${route.tunnelName} could not reach ${formatHostPort(address, port)}: ${answer.message}`);
+      throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} could not reach ${formatHostPort(address, port)}: ${answer.message}`);
     }
     return { stream, route, conn: live.conn };
   }

@@ -12,6 +12,6 @@
  *   }
  */
 export * from './types.js';
-export { HookRunner, HookConnection, HookError, HookTrace, ERR_HOOK, ERR_HOOKS_MODULE, type TraceEntry, type HookRunnerOptions } from './runner.js';
+export { HookRunner, HookConnection, HookError, HookTrace, type TraceEntry, type HookRunnerOptions } from './runner.js';
 export { HOOK_ORDER, orderViolations, expectedOrder, type TracedOnramp } from './order.js';
 export { loadHooks, saveHooksState, validateHooks, hooksStatePath, HOOK_FAMILIES, type LoadHooksOptions } from './load.js';

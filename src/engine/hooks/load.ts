@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import { ERR_HOOKS_MODULE, HookRunner, type HookTrace } from './runner.js';
+import { HookRunner, type HookTrace } from './runner.js';
 import type { HookContext, Hooks, HookSettings, IpOffRamp } from './types.js';
 
 /** Hook names per family: anything else in a module's hooks is a mistake worth an error. */
@@ -23,7 +23,7 @@ export const HOOK_FAMILIES: Readonly<Record<string, readonly string[]>> = {
   lifecycle: ['stateForRestart'],
 };
 
-const moduleError = (path: string, message: string, cause?: unknown) => new OxyError(ERR_HOOKS_MODULE, `Hooks module ${path}: ${message}`, { cause });
+const moduleError = (path: string, message: string, cause?: unknown) => new OxyError('OXY_ERR_HOOKS_MODULE', `Hooks module ${path}: ${message}`, { cause });
 
 /** Checks the object `start` returned; throws OXY_ERR_HOOKS_MODULE naming the first problem. */
 export function validateHooks(path: string, hooks: unknown): Hooks<unknown> {

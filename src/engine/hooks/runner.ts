@@ -31,8 +31,6 @@ import type {
   ConnectionStats,
 } from './types.js';
 
-export const ERR_HOOK = 'OXY_ERR_HOOK';
-export const ERR_HOOKS_MODULE = 'OXY_ERR_HOOKS_MODULE';
 
 /** An error thrown (or a promise rejected) inside an application hook. */
 export class HookError extends OxyError {
@@ -40,7 +38,7 @@ export class HookError extends OxyError {
     readonly hook: string,
     cause: unknown,
   ) {
-    super(ERR_HOOK, `Hook ${hook} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super('OXY_ERR_HOOK', `Hook ${hook} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'HookError';
   }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../../core/paths.js';
 
 import { OxyError } from '../../core/errors.js';
-import { ERR_NATIVE_UNAVAILABLE, NativeError } from './errors.js';
+import { NativeError } from './errors.js';
 import type { TcpInfo } from './tcp-info.js';
 
 type Bytes = Uint8Array;
@@ -126,13 +126,13 @@ export function native(): NativeAddon {
   try {
     addon = createRequire(import.meta.url)(path) as NativeAddon;
   } catch (cause) {
-    throw new OxyError(ERR_NATIVE_UNAVAILABLE, `native addon not loadable from ${path}; build it with \`npm run install\` (node-gyp rebuild)`, {
+    throw new OxyError('OXY_ERR_NATIVE_UNAVAILABLE', `native addon not loadable from ${path}; build it with \`npm run install\` (node-gyp rebuild)`, {
       cause,
     });
   }
-  if (!addon.supported) throw new OxyError(ERR_NATIVE_UNAVAILABLE, `native addon is Linux-only (this is ${process.platform})`);
+  if (!addon.supported) throw new OxyError('OXY_ERR_NATIVE_UNAVAILABLE', `native addon is Linux-only (this is ${process.platform})`);
   // Batch metadata is written in host order and read as little-endian.
-  if (endianness() !== 'LE') throw new OxyError(ERR_NATIVE_UNAVAILABLE, 'native addon supports little-endian hosts only');
+  if (endianness() !== 'LE') throw new OxyError('OXY_ERR_NATIVE_UNAVAILABLE', 'native addon supports little-endian hosts only');
   addon.setErrorFactory((syscall, errno, code, message) => new NativeError(syscall, errno, code, message));
   loaded = addon;
   return addon;

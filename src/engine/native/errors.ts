@@ -1,4 +1,4 @@
-import { OxyError } from '../../core/errors.js';
+import { OxyError, type SystemErrorCode } from '../../core/errors.js';
 
 /**
  * A failed system call inside the addon. `code` is the errno name (`EADDRINUSE`,
@@ -12,7 +12,7 @@ export class NativeError extends OxyError {
   index?: number;
 
   constructor(syscall: string, errno: number, code: string, message: string) {
-    super(code, message);
+    super(code as SystemErrorCode, message);
     this.name = 'NativeError';
     this.errno = errno;
     this.syscall = syscall;
@@ -24,9 +24,3 @@ export function closedError(what: string): NativeError {
   return new NativeError('(none: closed)', 9, 'EBADF', `${what} is closed`);
 }
 
-/** Raised when the addon is not built or the platform is not Linux. */
-export const ERR_NATIVE_UNAVAILABLE = 'OXY_ERR_NATIVE_UNAVAILABLE';
-/** withNetns was given a function that returned a promise (it would run in the wrong namespace). */
-export const ERR_NETNS_ASYNC = 'OXY_ERR_NETNS_ASYNC';
-/** The thread could not switch back to its namespace: sockets created now land in the wrong one. */
-export const ERR_NETNS_RESTORE = 'OXY_ERR_NETNS_RESTORE';

@@ -1,6 +1,6 @@
 export { addonPath, nativeAvailable } from './binding.js';
 export { formatAddressBytes } from './address.js';
-export { NativeError, ERR_NATIVE_UNAVAILABLE, ERR_NETNS_ASYNC, ERR_NETNS_RESTORE } from './errors.js';
+export { NativeError } from './errors.js';
 export {
   PktinfoUdpSocket,
   UdpBatch,

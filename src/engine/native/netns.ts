@@ -7,7 +7,6 @@
  */
 import { OxyError } from '../../core/errors.js';
 import { native } from './binding.js';
-import { ERR_NETNS_ASYNC, ERR_NETNS_RESTORE } from './errors.js';
 
 /** Opens a namespace: a name (`ip netns add NAME`) or a path (/proc/PID/ns/net). */
 export function openNetns(nameOrPath: string): number {
@@ -43,7 +42,7 @@ export function withNetns<T>(target: number | string, fn: () => T): T {
       try {
         addon.setns(home, addon.CLONE_NEWNET);
       } catch (cause) {
-        throw new OxyError(ERR_NETNS_RESTORE, 'could not switch the main thread back to its network namespace', { cause });
+        throw new OxyError('OXY_ERR_NETNS_RESTORE', 'could not switch the main thread back to its network namespace', { cause });
       }
     }
   } finally {
@@ -51,7 +50,7 @@ export function withNetns<T>(target: number | string, fn: () => T): T {
     if (typeof target === 'string') addon.closeFd(targetFd);
   }
   if (typeof (result as { then?: unknown } | null)?.then === 'function') {
-    throw new OxyError(ERR_NETNS_ASYNC, 'withNetns needs a synchronous function: its async part would run in the original namespace');
+    throw new OxyError('OXY_ERR_NETNS_ASYNC', 'withNetns needs a synchronous function: its async part would run in the original namespace');
   }
   return result;
 }

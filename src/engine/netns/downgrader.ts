@@ -35,7 +35,6 @@ import { OxyError } from '../../core/errors.js';
 import { UnnamedNetns } from './namespace.js';
 import { writeAll, type TunLinkOptions } from './upgrader.js';
 
-export const ERR_DOWNGRADE_EXHAUSTED = 'OXY_ERR_DOWNGRADE_EXHAUSTED';
 
 const PEER_PORT = 9;
 const V4_PEER = '198.18.128.1';
@@ -141,11 +140,11 @@ export class TcpDowngrader {
     const pool = v4 ? this.pool4 : this.pool6;
     this.table.clock();
     const refusal = this.table.admit(session.scope);
-    if (refusal) throw new OxyError(ERR_DOWNGRADE_EXHAUSTED, `downgrade refused: ${refusal}`);
+    if (refusal) throw new OxyError('OXY_ERR_DOWNGRADE_EXHAUSTED', `downgrade refused: ${refusal}`);
     const slot = pool.allocate();
     if (slot < 0) {
       this.table.refuse(session.scope, 'nat-exhausted');
-      throw new OxyError(ERR_DOWNGRADE_EXHAUSTED, 'downgrade refused: NAT slots exhausted');
+      throw new OxyError('OXY_ERR_DOWNGRADE_EXHAUSTED', 'downgrade refused: NAT slots exhausted');
     }
     const flow = this.table.createFromTuple(session.scope, IpProtocol.TCP, src, srcPort, dst, target.dstPort);
     flow.slot = slot;
@@ -163,7 +162,7 @@ export class TcpDowngrader {
       });
       if (flow.ended) {
         socket.destroy();
-        throw new OxyError(ERR_DOWNGRADE_EXHAUSTED, `downgraded flow ended before its socket arrived (${flow.endReason})`);
+        throw new OxyError('OXY_ERR_DOWNGRADE_EXHAUSTED', `downgraded flow ended before its socket arrived (${flow.endReason})`);
       }
       flow.handle = socket;
       socket.on('error', () => {});

@@ -29,8 +29,6 @@ import { addonPath, closeFd, openNetns, SeqpacketSocket, Tun, withNetns } from '
 import { native } from '../native/binding.js';
 import { NAMESPACE_CHILD_SOURCE } from './child-source.js';
 
-export const ERR_NETNS_CREATE = 'OXY_ERR_NETNS_CREATE';
-export const ERR_NETNS_CHILD = 'OXY_ERR_NETNS_CHILD';
 
 interface Reply {
   id?: number;
@@ -95,7 +93,7 @@ export class UnnamedNetns {
       this.pending.delete(message.id);
       waiter.resolve({ reply: message, handle });
     });
-    child.on('exit', () => this.failPending(new OxyError(ERR_NETNS_CHILD, 'namespace child exited')));
+    child.on('exit', () => this.failPending(new OxyError('OXY_ERR_NETNS_CHILD', 'namespace child exited')));
   }
 
   /** Creates the namespace (root: `unshare --net`) with `lo` up; or joins one (`join`). */
@@ -132,7 +130,7 @@ export class UnnamedNetns {
     } catch (cause) {
       child.kill('SIGKILL');
       if (pair) closeFd(pair[0]);
-      throw new OxyError(ERR_NETNS_CREATE, `could not start the namespace child (${launcher.join(' ')}): ${(cause as Error).message}`, { cause });
+      throw new OxyError('OXY_ERR_NETNS_CREATE', `could not start the namespace child (${launcher.join(' ')}): ${(cause as Error).message}`, { cause });
     }
     child.removeAllListeners('exit');
     child.removeAllListeners('error');
@@ -148,7 +146,7 @@ export class UnnamedNetns {
     } catch (cause) {
       child.kill('SIGKILL');
       if (pair) closeFd(pair[0]);
-      throw new OxyError(ERR_NETNS_CREATE, `could not open the namespace of the child: ${(cause as Error).message}`, { cause });
+      throw new OxyError('OXY_ERR_NETNS_CREATE', `could not open the namespace of the child: ${(cause as Error).message}`, { cause });
     }
     const channel = pair ? SeqpacketSocket.fromFd(pair[0], { maxMessageSize: 256 }) : undefined;
     channel?.unref();
@@ -164,7 +162,7 @@ export class UnnamedNetns {
 
   /** The namespace fd (valid until close(); privileged mode only). */
   get netnsFd(): number {
-    if (this.fd < 0) throw new OxyError(ERR_NETNS_CHILD, 'an unprivileged namespace has no fd in this process');
+    if (this.fd < 0) throw new OxyError('OXY_ERR_NETNS_CHILD', 'an unprivileged namespace has no fd in this process');
     return this.fd;
   }
 
@@ -175,7 +173,7 @@ export class UnnamedNetns {
 
   /** Runs `fn` synchronously inside the namespace (privileged mode only). */
   run<T>(fn: () => T): T {
-    if (this.closed) throw new OxyError(ERR_NETNS_CHILD, 'namespace is closed');
+    if (this.closed) throw new OxyError('OXY_ERR_NETNS_CHILD', 'namespace is closed');
     return withNetns(this.netnsFd, fn);
   }
 
@@ -188,7 +186,7 @@ export class UnnamedNetns {
     const answer = this.request({ op: 'tun', name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, batchSize: io.batchSize, maxPacketSize: o.maxPacketSize ?? 65535 }, id);
     // The fd arrives on the SEQPACKET pair; only a failure is answered over IPC.
     const failed = answer.then(({ reply }) => {
-      throw new OxyError(ERR_NETNS_CHILD, `opening a TUN in the namespace failed: ${reply.error}`);
+      throw new OxyError('OXY_ERR_NETNS_CHILD', `opening a TUN in the namespace failed: ${reply.error}`);
     });
     // Link ioctls already ran in the child: adopting the fd must not redo them here.
     return Tun.fromFd(await Promise.race([fd, failed]), io);
@@ -204,32 +202,32 @@ export class UnnamedNetns {
       return server;
     }
     const { reply, handle } = await this.request({ op: 'listen', backlog });
-    if (!reply.ok || !handle) throw new OxyError(ERR_NETNS_CHILD, `listening in the namespace failed: ${reply.error ?? 'no server'}`);
+    if (!reply.ok || !handle) throw new OxyError('OXY_ERR_NETNS_CHILD', `listening in the namespace failed: ${reply.error ?? 'no server'}`);
     return handle as net.Server;
   }
 
   /** Runs `ip -batch` lines inside the namespace. */
   async ip(lines: readonly string[]): Promise<void> {
     const { reply } = await this.request({ op: 'ip', lines });
-    if (!reply.ok) throw new OxyError(ERR_NETNS_CHILD, `ip in namespace failed: ${reply.error}`);
+    if (!reply.ok) throw new OxyError('OXY_ERR_NETNS_CHILD', `ip in namespace failed: ${reply.error}`);
   }
 
   /** Sets a net.* sysctl inside the namespace (e.g. net.ipv4.ip_nonlocal_bind). */
   async sysctl(name: string, value: string | number): Promise<void> {
     const { reply } = await this.request({ op: 'sysctl', name, value });
-    if (!reply.ok) throw new OxyError(ERR_NETNS_CHILD, `sysctl ${name} in namespace failed: ${reply.error}`);
+    if (!reply.ok) throw new OxyError('OXY_ERR_NETNS_CHILD', `sysctl ${name} in namespace failed: ${reply.error}`);
   }
 
   /** A TCP client socket made inside the namespace, connected (the kernel sent the SYN from there). */
   async connect(options: { host: string; port: number; localAddress?: string; localPort?: number; timeoutMs?: number }): Promise<net.Socket> {
     const { reply, handle } = await this.request({ op: 'connect', ...options });
-    if (!reply.ok || !handle) throw new OxyError(ERR_NETNS_CHILD, `connect from namespace failed: ${reply.error ?? 'no socket'}`);
+    if (!reply.ok || !handle) throw new OxyError('OXY_ERR_NETNS_CHILD', `connect from namespace failed: ${reply.error ?? 'no socket'}`);
     return handle as net.Socket;
   }
 
   private request(message: Record<string, unknown>, id = this.nextId++): Promise<{ reply: Reply; handle: unknown }> {
     const child = this.child;
-    if (this.closed || !child?.connected) return Promise.reject(new OxyError(ERR_NETNS_CHILD, 'namespace child is gone'));
+    if (this.closed || !child?.connected) return Promise.reject(new OxyError('OXY_ERR_NETNS_CHILD', 'namespace child is gone'));
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       child.send({ ...message, id }, (err) => {
@@ -247,7 +245,7 @@ export class UnnamedNetns {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.failPending(new OxyError(ERR_NETNS_CHILD, 'namespace closed'));
+    this.failPending(new OxyError('OXY_ERR_NETNS_CHILD', 'namespace closed'));
     const child = this.child;
     this.child = undefined;
     if (child) {

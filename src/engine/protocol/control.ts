@@ -6,9 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { OxyError } from '../../core/errors.js';
+import { OxyError, isErrorCode } from '../../core/errors.js';
 import { ChunkQueue } from './chunks.js';
-import { ProtocolErrorCode, TunnelErrorCode } from './codes.js';
 
 export const CONTROL_VERSION = 1;
 export const DEFAULT_MAX_CONTROL_MESSAGE = 64 * 1024;
@@ -80,7 +79,7 @@ export function encodeControlMessage(message: ControlMessage, maxSize = DEFAULT_
   validateControlMessage(message);
   const json = Buffer.from(JSON.stringify(message), 'utf8');
   if (json.length > maxSize) {
-    throw new OxyError(ProtocolErrorCode.OVERSIZE, `Control message of ${json.length} bytes exceeds ${maxSize}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Control message of ${json.length} bytes exceeds ${maxSize}`);
   }
   const out = Buffer.allocUnsafe(4 + json.length);
   out.writeUInt32BE(json.length, 0);
@@ -118,7 +117,7 @@ export class ControlFrameParser {
           this.bodyLength = this.queue.readUInt(4);
           if (this.bodyLength > this.maxSize) {
             throw new OxyError(
-              ProtocolErrorCode.OVERSIZE,
+              'OXY_ERR_PROTOCOL_OVERSIZE',
               `Control message of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`,
             );
           }
@@ -143,7 +142,7 @@ function decodeControlBody(body: Buffer): ControlMessage {
   try {
     value = JSON.parse(decoder.decode(body));
   } catch (err) {
-    throw new OxyError(ProtocolErrorCode.MALFORMED, 'Control message is not UTF-8 JSON', { cause: err });
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'Control message is not UTF-8 JSON', { cause: err });
   }
   validateControlMessage(value);
   return value;
@@ -177,15 +176,15 @@ const SHAPES: Record<ControlMessageType, Record<string, Check>> = {
 /** Throws MALFORMED unless `value` is a control message of a known type with every field typed. */
 export function validateControlMessage(value: unknown): asserts value is ControlMessage {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new OxyError(ProtocolErrorCode.MALFORMED, 'Control message is not a JSON object');
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'Control message is not a JSON object');
   }
   const record = value as Record<string, unknown>;
   const type = record.type;
   const shape = typeof type === 'string' && Object.hasOwn(SHAPES, type) ? SHAPES[type as ControlMessageType] : undefined;
-  if (!shape) throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown control message type: ${String(type)}`);
+  if (!shape) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown control message type: ${String(type)}`);
   for (const [field, check] of Object.entries(shape)) {
     if (!check(record[field])) {
-      throw new OxyError(ProtocolErrorCode.MALFORMED, `Control message '${type}' has a bad or missing '${field}'`);
+      throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Control message '${type}' has a bad or missing '${field}'`);
     }
   }
 }
@@ -231,13 +230,13 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     stream.on('end', () =>
       this.finish(
         this.parser.midFrame
-          ? new OxyError(ProtocolErrorCode.TRUNCATED, 'Control stream ended inside a message')
+          ? new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', 'Control stream ended inside a message')
           : null,
       ),
     );
     stream.on('error', (err) => this.finish(err));
     stream.on('close', () =>
-      this.finish(new OxyError(TunnelErrorCode.CLOSED, 'Control stream closed')),
+      this.finish(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Control stream closed')),
     );
   }
 
@@ -249,7 +248,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     const frame = encodeControlMessage(message);
     return new Promise((resolve, reject) => {
       if (this.stream.destroyed || this.stream.writableEnded) {
-        reject(new OxyError(TunnelErrorCode.CLOSED, 'Control stream is closed'));
+        reject(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Control stream is closed'));
         return;
       }
       this.stream.write(frame, (err) => (err ? reject(err) : resolve()));
@@ -267,7 +266,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     const queued = this.backlog.shift();
     if (queued) return Promise.resolve(queued);
     if (this.closedWith !== undefined) {
-      return Promise.reject(this.closedWith ?? new OxyError(TunnelErrorCode.CLOSED, 'Control stream ended'));
+      return Promise.reject(this.closedWith ?? new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Control stream ended'));
     }
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -286,7 +285,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         timer = setTimeout(() => {
           const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
-          reject(new OxyError(ProtocolErrorCode.TIMEOUT, `No control message within ${timeoutMs} ms`));
+          reject(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No control message within ${timeoutMs} ms`));
         }, timeoutMs);
       }
     });
@@ -296,8 +295,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   async expect<T extends ControlMessageType>(type: T, timeoutMs?: number): Promise<Extract<ControlMessage, { type: T }>> {
     const message = await this.next(timeoutMs);
     if (message.type === type) return message as Extract<ControlMessage, { type: T }>;
-    if (message.type === 'error') throw new OxyError(message.code, message.message);
-    throw new OxyError(ProtocolErrorCode.UNEXPECTED, `Expected control message '${type}', got '${message.type}'`);
+    if (message.type === 'error') throw peerError(message);
+    throw new OxyError('OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE', `Expected control message '${type}', got '${message.type}'`);
   }
 
   /** End our side of the control stream. */
@@ -332,8 +331,14 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private finish(err: Error | null): void {
     if (this.closedWith !== undefined) return;
     this.closedWith = err;
-    const reason = err ?? new OxyError(TunnelErrorCode.CLOSED, 'Control stream ended');
+    const reason = err ?? new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Control stream ended');
     for (const waiter of this.waiters.splice(0)) waiter.reject(reason);
     this.emit('close', err ?? undefined);
   }
+}
+
+/** The peer's `error` message as an OxyError; a code this build does not know stays in the message. */
+function peerError(message: ErrorMessage): OxyError {
+  if (isErrorCode(message.code)) return new OxyError(message.code, message.message);
+  return new OxyError('OXY_ERR_INTERNAL', `${message.message} (peer error ${message.code})`);
 }

@@ -14,7 +14,6 @@
  */
 import { OxyError } from '../../core/errors.js';
 import { ChunkQueue } from './chunks.js';
-import { ProtocolErrorCode } from './codes.js';
 
 export const DATAGRAM_PREFIX_SIZE = 5;
 export const DatagramType = { UDP: 0x01, IP: 0x02 } as const;
@@ -29,7 +28,7 @@ export interface TunnelDatagram {
 
 export function encodeDatagram(type: DatagramTypeValue, flowId: number, payload: Uint8Array): Buffer {
   if (!Number.isInteger(flowId) || flowId < 0 || flowId > 0xffffffff) {
-    throw new OxyError(ProtocolErrorCode.MALFORMED, `Flow id out of range: ${flowId}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Flow id out of range: ${flowId}`);
   }
   const out = Buffer.allocUnsafe(DATAGRAM_PREFIX_SIZE + payload.length);
   out[0] = type;
@@ -40,11 +39,11 @@ export function encodeDatagram(type: DatagramTypeValue, flowId: number, payload:
 
 export function decodeDatagram(data: Buffer): TunnelDatagram {
   if (data.length < DATAGRAM_PREFIX_SIZE) {
-    throw new OxyError(ProtocolErrorCode.MALFORMED, `Datagram of ${data.length} bytes is shorter than its prefix`);
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Datagram of ${data.length} bytes is shorter than its prefix`);
   }
   const type = data[0]!;
   if (type !== DatagramType.UDP && type !== DatagramType.IP) {
-    throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown datagram type 0x${type.toString(16)}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown datagram type 0x${type.toString(16)}`);
   }
   return { type, flowId: data.readUInt32BE(1), payload: data.subarray(DATAGRAM_PREFIX_SIZE) };
 }
@@ -56,7 +55,7 @@ export const MAX_STREAM_DATAGRAM = 0xffff;
 /** `[u16 BE length][datagram]`: one record of the datagram stream. */
 export function encodeDatagramRecord(datagram: Uint8Array): Buffer {
   if (datagram.length > MAX_STREAM_DATAGRAM) {
-    throw new OxyError(ProtocolErrorCode.OVERSIZE, `Datagram of ${datagram.length} bytes exceeds ${MAX_STREAM_DATAGRAM}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Datagram of ${datagram.length} bytes exceeds ${MAX_STREAM_DATAGRAM}`);
   }
   const out = Buffer.allocUnsafe(2 + datagram.length);
   out.writeUInt16BE(datagram.length, 0);

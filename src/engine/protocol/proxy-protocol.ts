@@ -9,7 +9,6 @@ import type { Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
 import type { ProxyHeader, ProxyTlv, SocketAddress } from '../hooks/types.js';
 
-export const ERR_PROXY_PROTOCOL = 'OXY_ERR_PROXY_PROTOCOL';
 
 export const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const V1_PREFIX = Buffer.from('PROXY ');
@@ -17,7 +16,7 @@ const V1_MAX = 107;
 /** Largest v2 address+TLV block accepted. */
 export const MAX_V2_LENGTH = 4096;
 
-const fail = (message: string) => new OxyError(ERR_PROXY_PROTOCOL, `Invalid PROXY protocol header: ${message}`);
+const fail = (message: string) => new OxyError('OXY_ERR_PROXY_PROTOCOL', `Invalid PROXY protocol header: ${message}`);
 
 export type ParseResult = { header: ProxyHeader; rest: Buffer } | undefined;
 

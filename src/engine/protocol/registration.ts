@@ -18,7 +18,7 @@
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { OxyError } from '../../core/errors.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
-import { ProtocolErrorCode, TunnelCloseCode, TunnelErrorCode } from './codes.js';
+import { TunnelCloseCode } from './codes.js';
 import { CONTROL_VERSION, ControlChannel, type RegisterMessage } from './control.js';
 import { encodeRequestHeader, readStreamHeader } from './stream-header.js';
 
@@ -106,12 +106,12 @@ export async function registerConnection(
   const header = await readStreamHeader(stream, { expect: 'request', timeoutMs: left() });
   if (header.kind !== 'control') {
     stream.destroy();
-    throw new OxyError(ProtocolErrorCode.UNEXPECTED, `Expected the control stream first, got a '${header.kind}' stream`);
+    throw new OxyError('OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE', `Expected the control stream first, got a '${header.kind}' stream`);
   }
   const control = new ControlChannel(stream);
   const hello = await control.expect('hello', left());
   if (hello.version !== CONTROL_VERSION) {
-    throw new OxyError(ProtocolErrorCode.UNSUPPORTED_VERSION, `Edge speaks control version ${hello.version}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION', `Edge speaks control version ${hello.version}`);
   }
   const nonce = Buffer.from(hello.nonce, 'base64');
   const ids = { tunnelId: credentials.tunnelId, connectorId: credentials.connectorId, connIndex: credentials.connIndex };
@@ -129,10 +129,10 @@ export async function registerConnection(
   } catch (err) {
     // The edge closes right after its `error` message; if the close won the race, its
     // reason carries the same verdict.
-    if (conn.isClosed && !(err instanceof OxyError && err.code === TunnelErrorCode.UNAUTHORIZED)) {
+    if (conn.isClosed && !(err instanceof OxyError && err.code === 'OXY_ERR_TUNNEL_UNAUTHORIZED')) {
       const info = await conn.closed;
       if (info.remote && info.code === TunnelCloseCode.UNAUTHORIZED) {
-        throw new OxyError(TunnelErrorCode.UNAUTHORIZED, info.reason || UNAUTHORIZED_MESSAGE, { cause: err });
+        throw new OxyError('OXY_ERR_TUNNEL_UNAUTHORIZED', info.reason || UNAUTHORIZED_MESSAGE, { cause: err });
       }
     }
     throw err;
@@ -177,18 +177,18 @@ export async function acceptRegistration(
     const request = await control.expect('register', timeoutMs);
     const secret = await options.lookupSecret(request.tunnelId);
     if (!secret || !verifyRegistration(request, nonce, secret)) {
-      await refuse(conn, control, TunnelCloseCode.UNAUTHORIZED, TunnelErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE);
-      throw new OxyError(TunnelErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE);
+      await refuse(conn, control, TunnelCloseCode.UNAUTHORIZED, 'OXY_ERR_TUNNEL_UNAUTHORIZED', UNAUTHORIZED_MESSAGE);
+      throw new OxyError('OXY_ERR_TUNNEL_UNAUTHORIZED', UNAUTHORIZED_MESSAGE);
     }
     const connectionId = options.connectionId ?? randomUUID();
     await control.send({ type: 'registered', connectionId, location: options.location });
     return { control, connectionId, location: options.location, request, stream };
   } catch (err) {
     if (!conn.isClosed) {
-      const timeout = err instanceof OxyError && err.code === ProtocolErrorCode.TIMEOUT;
+      const timeout = err instanceof OxyError && err.code === 'OXY_ERR_PROTOCOL_TIMEOUT';
       const code = timeout ? TunnelCloseCode.REGISTRATION_TIMEOUT : TunnelCloseCode.PROTOCOL_ERROR;
       const message = err instanceof Error ? err.message : String(err);
-      await refuse(conn, control, code, err instanceof OxyError ? err.code : ProtocolErrorCode.MALFORMED, message);
+      await refuse(conn, control, code, err instanceof OxyError ? err.code : 'OXY_ERR_PROTOCOL_MALFORMED', message);
     }
     throw err;
   }

@@ -11,7 +11,6 @@
 import type { Duplex, Readable } from 'node:stream';
 import { OxyError } from '../../core/errors.js';
 import { ChunkQueue } from './chunks.js';
-import { ProtocolErrorCode } from './codes.js';
 
 export const HEADER_MAGIC = 0x4f58; // "OX"
 export const PROTOCOL_VERSION = 1;
@@ -90,7 +89,7 @@ export function encodeRequestHeader(
   maxSize = DEFAULT_MAX_HEADER_SIZE,
 ): Buffer {
   const kind = KIND_TO_BYTE[header.kind];
-  if (kind === undefined) throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream kind: ${String(header.kind)}`);
+  if (kind === undefined) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown stream kind: ${String(header.kind)}`);
   const destLen = Buffer.byteLength(header.destination, 'utf8');
   checkU16(destLen, 'destination');
   const bodyLen = 1 + 2 + destLen + metadataSize(header.metadata);
@@ -108,7 +107,7 @@ export function encodeResponseHeader(
   maxSize = DEFAULT_MAX_HEADER_SIZE,
 ): Buffer {
   if (!Number.isInteger(header.status) || header.status < 0 || header.status > 0xffff) {
-    throw new OxyError(ProtocolErrorCode.MALFORMED, `Response status out of range: ${header.status}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Response status out of range: ${header.status}`);
   }
   const msgLen = Buffer.byteLength(header.message, 'utf8');
   checkU16(msgLen, 'message');
@@ -123,7 +122,7 @@ export function encodeResponseHeader(
 
 function allocFrame(type: number, bodyLen: number, maxSize: number): Buffer {
   if (bodyLen > maxSize) {
-    throw new OxyError(ProtocolErrorCode.OVERSIZE, `Stream header of ${bodyLen} bytes exceeds the limit of ${maxSize}`);
+    throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Stream header of ${bodyLen} bytes exceeds the limit of ${maxSize}`);
   }
   const out = Buffer.allocUnsafe(HEADER_PREFIX_SIZE + bodyLen);
   out.writeUInt16BE(HEADER_MAGIC, 0);
@@ -139,7 +138,7 @@ function metadataSize(metadata: Metadata): number {
   checkU16(metadata.length, 'metadata count');
   let size = 2;
   for (const [key, value] of metadata) {
-    if (key.length === 0) throw new OxyError(ProtocolErrorCode.MALFORMED, 'Empty metadata key');
+    if (key.length === 0) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'Empty metadata key');
     const k = Buffer.byteLength(key, 'utf8');
     checkU16(k, 'metadata key');
     size += 2 + k + 4 + Buffer.byteLength(value, 'utf8');
@@ -159,7 +158,7 @@ function writeMetadata(out: Buffer, off: number, metadata: Metadata): number {
 }
 
 function checkU16(n: number, what: string): void {
-  if (n > 0xffff) throw new OxyError(ProtocolErrorCode.OVERSIZE, `Stream header ${what} too long (${n})`);
+  if (n > 0xffff) throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Stream header ${what} too long (${n})`);
 }
 
 // ---------------------------------------------------------------------------- parse
@@ -181,7 +180,7 @@ export interface StreamHeaderParserOptions {
 /**
  * Incremental parser of one stream header. Feed chunks with `push()`; it returns the header
  * once complete (then `rest()` gives the payload bytes that followed), or null while more
- * bytes are needed. Throws an OxyError with a ProtocolErrorCode on bad input; after a throw
+ * bytes are needed. Throws an OxyError with an OXY_ERR_PROTOCOL_* code on bad input; after a throw
  * the parser stays failed.
  */
 export class StreamHeaderParser {
@@ -222,7 +221,7 @@ export class StreamHeaderParser {
   end(): never {
     this.state = State.FAILED;
     throw new OxyError(
-      ProtocolErrorCode.TRUNCATED,
+      'OXY_ERR_PROTOCOL_TRUNCATED',
       `Stream ended inside the stream header (${this.queue.length} bytes received)`,
     );
   }
@@ -239,20 +238,20 @@ export class StreamHeaderParser {
       if (magic !== HEADER_MAGIC) throw badMagic(magic);
       const version = prefix[2]!;
       if (version !== PROTOCOL_VERSION) {
-        throw new OxyError(ProtocolErrorCode.UNSUPPORTED_VERSION, `Unsupported stream header version ${version}`);
+        throw new OxyError('OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION', `Unsupported stream header version ${version}`);
       }
       this.type = prefix[3]!;
       if (this.type !== FrameType.REQUEST && this.type !== FrameType.RESPONSE) {
-        throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream header type 0x${this.type.toString(16)}`);
+        throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown stream header type 0x${this.type.toString(16)}`);
       }
       const got = this.type === FrameType.REQUEST ? 'request' : 'response';
       if (this.expect !== undefined && got !== this.expect) {
-        throw new OxyError(ProtocolErrorCode.UNEXPECTED, `Expected a ${this.expect} header, got a ${got} header`);
+        throw new OxyError('OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE', `Expected a ${this.expect} header, got a ${got} header`);
       }
       this.bodyLength = prefix.readUInt32BE(4);
       if (this.bodyLength > this.maxSize) {
         throw new OxyError(
-          ProtocolErrorCode.OVERSIZE,
+          'OXY_ERR_PROTOCOL_OVERSIZE',
           `Stream header of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`,
         );
       }
@@ -276,7 +275,7 @@ export class StreamHeaderParser {
 
 function badMagic(magic: number): OxyError {
   return new OxyError(
-    ProtocolErrorCode.BAD_MAGIC,
+    'OXY_ERR_PROTOCOL_BAD_MAGIC',
     `Not an oxy stream header (magic 0x${magic.toString(16).padStart(4, '0')})`,
   );
 }
@@ -312,17 +311,17 @@ class BodyReader {
     try {
       return decoder.decode(bytes);
     } catch {
-      throw new OxyError(ProtocolErrorCode.MALFORMED, `Invalid UTF-8 in ${what}`);
+      throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Invalid UTF-8 in ${what}`);
     }
   }
   finish(): void {
     if (this.off !== this.buf.length) {
-      throw new OxyError(ProtocolErrorCode.MALFORMED, `${this.buf.length - this.off} trailing bytes in stream header`);
+      throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `${this.buf.length - this.off} trailing bytes in stream header`);
     }
   }
   private need(n: number): void {
     if (this.off + n > this.buf.length) {
-      throw new OxyError(ProtocolErrorCode.MALFORMED, 'Stream header field runs past the declared length');
+      throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'Stream header field runs past the declared length');
     }
   }
 }
@@ -338,7 +337,7 @@ function decodeRequestBody(body: Buffer): StreamRequestHeader {
   const r = new BodyReader(body);
   const kindByte = r.u8();
   const kind = BYTE_TO_KIND.get(kindByte);
-  if (kind === undefined) throw new OxyError(ProtocolErrorCode.MALFORMED, `Unknown stream kind ${kindByte}`);
+  if (kind === undefined) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown stream kind ${kindByte}`);
   const destination = r.utf8(r.u16(), 'destination');
   const metadata = decodeMetadata(r);
   r.finish();
@@ -359,7 +358,7 @@ function decodeMetadata(r: BodyReader): MetadataEntry[] {
   const out: MetadataEntry[] = [];
   for (let i = 0; i < count; i++) {
     const key = r.utf8(r.u16(), 'metadata key');
-    if (key.length === 0) throw new OxyError(ProtocolErrorCode.MALFORMED, 'Empty metadata key');
+    if (key.length === 0) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'Empty metadata key');
     const value = r.utf8(r.u32(), 'metadata value');
     out.push([key, value]);
   }
@@ -427,7 +426,7 @@ export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = 
     };
     const onError = (err: Error): void => fail(err);
     const onClose = (): void =>
-      fail(new OxyError(ProtocolErrorCode.TRUNCATED, 'Stream closed before its header was complete'));
+      fail(new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', 'Stream closed before its header was complete'));
     const onAbort = (): void => fail(new OxyError('OXY_ERR_ABORTED', 'Reading the stream header was aborted'));
     if (options.signal?.aborted) {
       onAbort();
@@ -440,7 +439,7 @@ export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = 
     options.signal?.addEventListener('abort', onAbort, { once: true });
     if (options.timeoutMs !== undefined) {
       timer = setTimeout(
-        () => fail(new OxyError(ProtocolErrorCode.TIMEOUT, `No stream header within ${options.timeoutMs} ms`)),
+        () => fail(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream header within ${options.timeoutMs} ms`)),
         options.timeoutMs,
       );
     }

@@ -7,7 +7,6 @@
  * to HTTP/2 until `retryQuicAfterMs` has passed.
  */
 import { isOxyError } from '../../core/errors.js';
-import { TunnelErrorCode } from '../protocol/codes.js';
 import type { TunnelConnection, TunnelProtocol } from './types.js';
 
 /** The part of a pino logger dialAuto uses. */
@@ -44,11 +43,11 @@ const DEFAULT_RETRY_QUIC_AFTER_MS = 10 * 60_000;
 
 /** Failures after which HTTP/2 is tried. Everything else is thrown as is. */
 export function shouldFallBack(err: unknown): boolean {
-  if (isOxyError(err, TunnelErrorCode.ABORTED) || isOxyError(err, TunnelErrorCode.PIN_MISMATCH)) return false;
+  if (isOxyError(err, 'OXY_ERR_ABORTED') || isOxyError(err, 'OXY_ERR_TUNNEL_PIN_MISMATCH')) return false;
   const failure = (err as { failure?: string } | null)?.failure;
   if (failure !== undefined) return failure === 'timeout' || failure === 'unreachable' || failure === 'refused' || failure === 'closed';
   // Not a QUIC dial error (socket creation failed, …): UDP is unusable here.
-  return !isOxyError(err, TunnelErrorCode.HANDSHAKE);
+  return !isOxyError(err, 'OXY_ERR_TUNNEL_HANDSHAKE');
 }
 
 export async function dialAuto(options: DialAutoOptions): Promise<TunnelConnection & { protocol: TunnelProtocol }> {

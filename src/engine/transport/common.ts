@@ -1,10 +1,9 @@
 import { OxyError } from '../../core/errors.js';
-import { TunnelErrorCode } from '../protocol/codes.js';
 import type { AcceptStreamOptions, TunnelStream } from './types.js';
 
 /** What both transports (HTTP/2, QUIC) do alike. */
 
-export const abortedError = (): OxyError => new OxyError(TunnelErrorCode.ABORTED, 'The operation was aborted');
+export const abortedError = (): OxyError => new OxyError('OXY_ERR_ABORTED', 'The operation was aborted');
 
 /** The first `maxBytes` of `text` as UTF-8, never splitting a code point (close reasons are bounded). */
 export function truncateUtf8(text: string, maxBytes: number): Buffer {

@@ -3,16 +3,7 @@
 import { networkInterfaces } from 'node:os';
 import { expect, it } from 'vitest';
 
-import {
-  ERR_NETNS_ASYNC,
-  PktinfoUdpSocket,
-  closeFd,
-  currentNetns,
-  openNetns,
-  setns,
-  withNetns,
-  type UdpBatch,
-} from '../../../src/engine/native/index.js';
+import { PktinfoUdpSocket, closeFd, currentNetns, openNetns, setns, withNetns, type UdpBatch } from '../../../src/engine/native/index.js';
 import { useNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { currentNetnsInode } from './support.js';
@@ -79,7 +70,7 @@ privilegedDescribe('setns / withNetns', () => {
     ).toThrow('boom');
     expect(currentNetnsInode()).toBe(home);
 
-    expect(() => withNetns(ns().path, async () => 1)).toThrow(expect.objectContaining({ code: ERR_NETNS_ASYNC }));
+    expect(() => withNetns(ns().path, async () => 1)).toThrow(expect.objectContaining({ code: 'OXY_ERR_NETNS_ASYNC' }));
     expect(currentNetnsInode()).toBe(home);
   });
 

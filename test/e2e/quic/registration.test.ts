@@ -3,7 +3,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
-import { TunnelCloseCode, TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
+import { TunnelCloseCode } from '../../../src/engine/protocol/codes.js';
 import { acceptRegistration, registerConnection, UNAUTHORIZED_MESSAGE } from '../../../src/engine/protocol/registration.js';
 import { connectPair, edgeIdentity, type Pair } from '../../unit/quic/support.js';
 
@@ -38,7 +38,7 @@ describe('registration over QUIC', () => {
     for (const result of [edgeResult, connResult]) {
       expect(result.status).toBe('rejected');
       const err = (result as PromiseRejectedResult).reason;
-      expect(isOxyError(err, TunnelErrorCode.UNAUTHORIZED), String(err)).toBe(true);
+      expect(isOxyError(err, 'OXY_ERR_TUNNEL_UNAUTHORIZED'), String(err)).toBe(true);
       expect((err as Error).message).toBe(UNAUTHORIZED_MESSAGE);
     }
     expect(await pair.client.closed).toMatchObject({ code: TunnelCloseCode.UNAUTHORIZED, reason: UNAUTHORIZED_MESSAGE, remote: true });

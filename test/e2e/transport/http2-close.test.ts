@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { TunnelCloseCode, TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
+import { TunnelCloseCode } from '../../../src/engine/protocol/codes.js';
 import { ControlChannel } from '../../../src/engine/protocol/control.js';
 import { DatagramType, decodeDatagram, encodeDatagram, type TunnelDatagram } from '../../../src/engine/protocol/datagram.js';
 import { errorOf, http2Pair, type Pair } from './helpers.js';
@@ -47,11 +47,11 @@ describe('HTTP/2 transport close and datagrams', () => {
     await new Promise((r) => setTimeout(r, 50));
     const localError = errorOf(stream);
     pair.connector.close(TunnelCloseCode.SHUTDOWN, 'bye');
-    expect(await localError).toMatchObject({ code: TunnelErrorCode.CLOSED });
-    expect(await peerStreamError).toMatchObject({ code: TunnelErrorCode.CLOSED });
+    expect(await localError).toMatchObject({ code: 'OXY_ERR_TUNNEL_CLOSED' });
+    expect(await peerStreamError).toMatchObject({ code: 'OXY_ERR_TUNNEL_CLOSED' });
     await pair.edge.closed;
-    await expect(pair.edge.openStream()).rejects.toMatchObject({ code: TunnelErrorCode.CLOSED, message: 'Tunnel connection closed: bye' });
-    await expect(pair.connector.openStream()).rejects.toMatchObject({ code: TunnelErrorCode.CLOSED });
+    await expect(pair.edge.openStream()).rejects.toMatchObject({ code: 'OXY_ERR_TUNNEL_CLOSED', message: 'Tunnel connection closed: bye' });
+    await expect(pair.connector.openStream()).rejects.toMatchObject({ code: 'OXY_ERR_TUNNEL_CLOSED' });
   });
 
   it('a lost transport closes with TRANSPORT_LOST', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
-import { TunnelCloseCode, TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
+import { TunnelCloseCode } from '../../../src/engine/protocol/codes.js';
 import { acceptRegistration, registerConnection, UNAUTHORIZED_MESSAGE } from '../../../src/engine/protocol/registration.js';
 import { http2Pair, type Pair } from './helpers.js';
 
@@ -60,7 +60,7 @@ describe('registration over HTTP/2', () => {
     for (const result of [edgeResult, connResult]) {
       expect(result.status).toBe('rejected');
       const err = (result as PromiseRejectedResult).reason;
-      expect(isOxyError(err, TunnelErrorCode.UNAUTHORIZED), String(err)).toBe(true);
+      expect(isOxyError(err, 'OXY_ERR_TUNNEL_UNAUTHORIZED'), String(err)).toBe(true);
       expect((err as Error).message).toBe(UNAUTHORIZED_MESSAGE);
     }
     const closed = await pair.connector.closed;
@@ -74,7 +74,7 @@ describe('registration over HTTP/2', () => {
       acceptRegistration(pair.edge, { location: 'test01', lookupSecret: () => undefined }),
       registerConnection(pair.connector, { tunnelId, secret, connectorId: 'c', connIndex: 0, clientVersion: 't' }),
     ]);
-    expect(edgeResult).toMatchObject({ status: 'rejected', reason: { code: TunnelErrorCode.UNAUTHORIZED } });
-    expect(connResult).toMatchObject({ status: 'rejected', reason: { code: TunnelErrorCode.UNAUTHORIZED } });
+    expect(edgeResult).toMatchObject({ status: 'rejected', reason: { code: 'OXY_ERR_TUNNEL_UNAUTHORIZED' } });
+    expect(connResult).toMatchObject({ status: 'rejected', reason: { code: 'OXY_ERR_TUNNEL_UNAUTHORIZED' } });
   });
 });

@@ -1,7 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { certificatePin, createEdgeIdentity } from '../../../src/engine/transport/identity.js';
-import { TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
 import { dialHttp2Tunnel, Http2TunnelListener } from '../../../src/engine/transport/http2/index.js';
 import { testIdentity } from './helpers.js';
 
@@ -40,13 +39,13 @@ describe('edge TLS identity and connector verification', () => {
 
     const other = await createEdgeIdentity({ ips: ['127.0.0.1'] });
     await expect(dialHttp2Tunnel({ host: '127.0.0.1', port, ca: id.caCert, caPin: other.caPin })).rejects.toMatchObject({
-      code: TunnelErrorCode.PIN_MISMATCH,
+      code: 'OXY_ERR_TUNNEL_PIN_MISMATCH',
     });
     await expect(dialHttp2Tunnel({ host: '127.0.0.1', port, ca: other.caCert })).rejects.toMatchObject({
-      code: TunnelErrorCode.HANDSHAKE,
+      code: 'OXY_ERR_TUNNEL_HANDSHAKE',
     });
     await expect(dialHttp2Tunnel({ host: '127.0.0.1', servername: 'wrong.oxy.test', port, ca: id.caCert })).rejects.toMatchObject({
-      code: TunnelErrorCode.HANDSHAKE,
+      code: 'OXY_ERR_TUNNEL_HANDSHAKE',
     });
   });
 });

@@ -1,7 +1,6 @@
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
-import { ProtocolErrorCode } from '../../../src/engine/protocol/codes.js';
 import {
   ControlChannel,
   ControlFrameParser,
@@ -52,7 +51,7 @@ describe('control messages', () => {
   it('rejects an oversized length before reading, and garbage with a code', () => {
     const big = Buffer.alloc(4);
     big.writeUInt32BE(1 << 20);
-    expect(() => new ControlFrameParser(64 * 1024).push(big)).toThrow(expect.objectContaining({ code: ProtocolErrorCode.OVERSIZE }));
+    expect(() => new ControlFrameParser(64 * 1024).push(big)).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_OVERSIZE' }));
     const frame = (body: string): Buffer => {
       const b = Buffer.from(body);
       const len = Buffer.alloc(4);
@@ -64,7 +63,7 @@ describe('control messages', () => {
         new ControlFrameParser().push(frame(body));
         throw new Error(`accepted ${body}`);
       } catch (err) {
-        expect(isOxyError(err, ProtocolErrorCode.MALFORMED), `${body}: ${(err as Error).message}`).toBe(true);
+        expect(isOxyError(err, 'OXY_ERR_PROTOCOL_MALFORMED'), `${body}: ${(err as Error).message}`).toBe(true);
       }
     }
   });
@@ -85,7 +84,7 @@ describe('control messages', () => {
     expect(drains).toEqual(['going away']);
     await left.send(messages[3]!);
     await expect(right.expect('registered', 1000)).rejects.toMatchObject({ code: 'OXY_ERR_TUNNEL_UNAUTHORIZED', message: 'Unauthorized: Invalid tunnel secret' });
-    await expect(right.next(10)).rejects.toMatchObject({ code: ProtocolErrorCode.TIMEOUT });
+    await expect(right.next(10)).rejects.toMatchObject({ code: 'OXY_ERR_PROTOCOL_TIMEOUT' });
     const waiting = right.next();
     left.end();
     await expect(waiting).rejects.toMatchObject({ code: 'OXY_ERR_TUNNEL_CLOSED' });
@@ -96,7 +95,7 @@ describe('control messages', () => {
     const right = new ControlChannel(b);
     const waiting = right.next();
     a.write(Buffer.from([0xff, 0xff, 0xff, 0xff]));
-    await expect(waiting).rejects.toMatchObject({ code: ProtocolErrorCode.OVERSIZE });
+    await expect(waiting).rejects.toMatchObject({ code: 'OXY_ERR_PROTOCOL_OVERSIZE' });
     expect(right.isOpen).toBe(false);
   });
 });

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { ProtocolErrorCode } from '../../../src/engine/protocol/codes.js';
 import {
   DatagramRecordParser,
   DatagramType,
@@ -19,9 +18,9 @@ describe('datagram framing', () => {
   });
 
   it('rejects short and unknown datagrams with a code', () => {
-    expect(() => decodeDatagram(Buffer.from([1, 0, 0]))).toThrow(expect.objectContaining({ code: ProtocolErrorCode.MALFORMED }));
-    expect(() => decodeDatagram(Buffer.from([9, 0, 0, 0, 1]))).toThrow(expect.objectContaining({ code: ProtocolErrorCode.MALFORMED }));
-    expect(() => encodeDatagram(DatagramType.IP, -1, Buffer.alloc(0))).toThrow(expect.objectContaining({ code: ProtocolErrorCode.MALFORMED }));
+    expect(() => decodeDatagram(Buffer.from([1, 0, 0]))).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_MALFORMED' }));
+    expect(() => decodeDatagram(Buffer.from([9, 0, 0, 0, 1]))).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_MALFORMED' }));
+    expect(() => encodeDatagram(DatagramType.IP, -1, Buffer.alloc(0))).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_MALFORMED' }));
   });
 
   it('splits a datagram stream delivered byte by byte', () => {
@@ -31,6 +30,6 @@ describe('datagram framing', () => {
     const out: Buffer[] = [];
     for (let i = 0; i < wire.length; i += 1 + (i % 1000)) out.push(...parser.push(wire.subarray(i, i + 1 + (i % 1000))));
     expect(out).toEqual(datagrams);
-    expect(() => encodeDatagramRecord(Buffer.alloc(65536))).toThrow(expect.objectContaining({ code: ProtocolErrorCode.OVERSIZE }));
+    expect(() => encodeDatagramRecord(Buffer.alloc(65536))).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_OVERSIZE' }));
   });
 });

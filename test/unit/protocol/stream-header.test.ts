@@ -1,7 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
-import { ProtocolErrorCode } from '../../../src/engine/protocol/codes.js';
 import {
   DEFAULT_MAX_HEADER_SIZE,
   encodeRequestHeader,
@@ -70,36 +69,36 @@ describe('stream header', () => {
   it('rejects an oversized declared length before the body arrives', () => {
     const parser = new StreamHeaderParser({ maxSize: 1024 });
     const prefix = Buffer.from([0x4f, 0x58, 1, 1, 0, 0, 0x04, 0x01]); // body 1025
-    expectCode(() => parser.push(prefix), ProtocolErrorCode.OVERSIZE);
-    expectCode(() => encodeRequestHeader({ kind: 'http', destination: 'x'.repeat(100), metadata: [['k', 'v'.repeat(DEFAULT_MAX_HEADER_SIZE)]] }), ProtocolErrorCode.OVERSIZE);
+    expectCode(() => parser.push(prefix), 'OXY_ERR_PROTOCOL_OVERSIZE');
+    expectCode(() => encodeRequestHeader({ kind: 'http', destination: 'x'.repeat(100), metadata: [['k', 'v'.repeat(DEFAULT_MAX_HEADER_SIZE)]] }), 'OXY_ERR_PROTOCOL_OVERSIZE');
   });
 
   it('rejects garbage with a code as soon as it can tell', () => {
-    expectCode(() => new StreamHeaderParser().push(Buffer.from('GET / HTTP/1.1\r\n')), ProtocolErrorCode.BAD_MAGIC);
-    expectCode(() => new StreamHeaderParser().push(Buffer.from([0x16, 0x03])), ProtocolErrorCode.BAD_MAGIC);
-    expectCode(() => new StreamHeaderParser().push(Buffer.from([0x4f, 0x58, 9, 1, 0, 0, 0, 0])), ProtocolErrorCode.UNSUPPORTED_VERSION);
-    expectCode(() => new StreamHeaderParser().push(Buffer.from([0x4f, 0x58, 1, 7, 0, 0, 0, 0])), ProtocolErrorCode.MALFORMED);
+    expectCode(() => new StreamHeaderParser().push(Buffer.from('GET / HTTP/1.1\r\n')), 'OXY_ERR_PROTOCOL_BAD_MAGIC');
+    expectCode(() => new StreamHeaderParser().push(Buffer.from([0x16, 0x03])), 'OXY_ERR_PROTOCOL_BAD_MAGIC');
+    expectCode(() => new StreamHeaderParser().push(Buffer.from([0x4f, 0x58, 9, 1, 0, 0, 0, 0])), 'OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION');
+    expectCode(() => new StreamHeaderParser().push(Buffer.from([0x4f, 0x58, 1, 7, 0, 0, 0, 0])), 'OXY_ERR_PROTOCOL_MALFORMED');
     // declared body shorter than its fields
     const good = encodeRequestHeader(request);
     const cut = Buffer.from(good);
     cut.writeUInt32BE(5, 4);
-    expectCode(() => new StreamHeaderParser().push(cut.subarray(0, 13)), ProtocolErrorCode.MALFORMED);
+    expectCode(() => new StreamHeaderParser().push(cut.subarray(0, 13)), 'OXY_ERR_PROTOCOL_MALFORMED');
     // unknown kind
     const badKind = Buffer.from(good);
     badKind[8] = 99;
-    expectCode(() => new StreamHeaderParser().push(badKind), ProtocolErrorCode.MALFORMED);
+    expectCode(() => new StreamHeaderParser().push(badKind), 'OXY_ERR_PROTOCOL_MALFORMED');
     // trailing bytes inside the body
     const trailing = Buffer.concat([good, Buffer.from([0])]);
     trailing.writeUInt32BE(good.length - 8 + 1, 4);
-    expectCode(() => new StreamHeaderParser().push(trailing), ProtocolErrorCode.MALFORMED);
+    expectCode(() => new StreamHeaderParser().push(trailing), 'OXY_ERR_PROTOCOL_MALFORMED');
     // invalid UTF-8 in the destination
     const enc = encodeRequestHeader({ kind: 'tcp', destination: 'ab', metadata: [] });
     enc[11] = 0xff;
-    expectCode(() => new StreamHeaderParser().push(enc), ProtocolErrorCode.MALFORMED);
+    expectCode(() => new StreamHeaderParser().push(enc), 'OXY_ERR_PROTOCOL_MALFORMED');
     // a response where a request was expected
     expectCode(
       () => new StreamHeaderParser({ expect: 'request' }).push(encodeResponseHeader({ status: 0, message: '', metadata: [] })),
-      ProtocolErrorCode.UNEXPECTED,
+      'OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE',
     );
   });
 
@@ -116,13 +115,13 @@ describe('stream header', () => {
 
     const short = new PassThrough();
     short.end(encodeRequestHeader(request).subarray(0, 20));
-    await expect(readStreamHeader(short)).rejects.toMatchObject({ code: ProtocolErrorCode.TRUNCATED });
+    await expect(readStreamHeader(short)).rejects.toMatchObject({ code: 'OXY_ERR_PROTOCOL_TRUNCATED' });
 
     const garbage = new PassThrough();
     garbage.write('SSH-2.0-OpenSSH\r\n');
-    await expect(readStreamHeader(garbage)).rejects.toMatchObject({ code: ProtocolErrorCode.BAD_MAGIC });
+    await expect(readStreamHeader(garbage)).rejects.toMatchObject({ code: 'OXY_ERR_PROTOCOL_BAD_MAGIC' });
 
     const silent = new PassThrough();
-    await expect(readStreamHeader(silent, { timeoutMs: 20 })).rejects.toMatchObject({ code: ProtocolErrorCode.TIMEOUT });
+    await expect(readStreamHeader(silent, { timeoutMs: 20 })).rejects.toMatchObject({ code: 'OXY_ERR_PROTOCOL_TIMEOUT' });
   });
 });

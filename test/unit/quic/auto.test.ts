@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { OxyError } from '../../../src/core/errors.js';
-import { TunnelErrorCode } from '../../../src/engine/protocol/codes.js';
 import { dialAuto, shouldFallBack, type AutoProtocolState } from '../../../src/engine/transport/auto.js';
 import { QuicDialError } from '../../../src/engine/transport/quic/index.js';
 import type { TunnelConnection } from '../../../src/engine/transport/types.js';
@@ -30,7 +29,7 @@ describe('--protocol auto (decision logic)', () => {
     const conn = await dialAuto({
       quic: async ({ timeoutMs }) => {
         given = timeoutMs;
-        throw new QuicDialError(TunnelErrorCode.HANDSHAKE, 'timeout', 'QUIC handshake with 198.18.0.1:7844 did not complete within 1234 ms');
+        throw new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'timeout', 'QUIC handshake with 198.18.0.1:7844 did not complete within 1234 ms');
       },
       http2: async () => fake('http2'),
       log,
@@ -47,15 +46,15 @@ describe('--protocol auto (decision logic)', () => {
 
   it('does not fall back on a certificate or pin failure, nor on abort', async () => {
     for (const err of [
-      new QuicDialError(TunnelErrorCode.HANDSHAKE, 'tls', 'unknown CA'),
-      new QuicDialError(TunnelErrorCode.PIN_MISMATCH, 'tls', 'pin'),
-      new QuicDialError(TunnelErrorCode.ABORTED, 'aborted', 'aborted'),
+      new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'tls', 'unknown CA'),
+      new QuicDialError('OXY_ERR_TUNNEL_PIN_MISMATCH', 'tls', 'pin'),
+      new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'aborted'),
     ]) {
       expect(shouldFallBack(err)).toBe(false);
       await expect(dialAuto({ quic: async () => Promise.reject(err), http2: async () => fake('http2') })).rejects.toBe(err);
     }
-    expect(shouldFallBack(new QuicDialError(TunnelErrorCode.HANDSHAKE, 'refused', 'alpn'))).toBe(true);
-    expect(shouldFallBack(new QuicDialError(TunnelErrorCode.HANDSHAKE, 'unreachable', 'EPERM'))).toBe(true);
+    expect(shouldFallBack(new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'refused', 'alpn'))).toBe(true);
+    expect(shouldFallBack(new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'unreachable', 'EPERM'))).toBe(true);
     expect(shouldFallBack(new OxyError('EACCES', 'socket refused'))).toBe(true);
   });
 
@@ -64,7 +63,7 @@ describe('--protocol auto (decision logic)', () => {
     let quicTries = 0;
     const quic = async () => {
       quicTries++;
-      throw new QuicDialError(TunnelErrorCode.HANDSHAKE, 'timeout', 'timed out');
+      throw new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'timeout', 'timed out');
     };
     const http2 = async () => fake('http2');
     await dialAuto({ quic, http2, state });

@@ -11,7 +11,7 @@
 import type { Server as HttpServer } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { OxyError } from '../../../core/errors.js';
-import { ERR_PROXY_PROTOCOL, readProxyHeader } from '../../protocol/proxy-protocol.js';
+import { readProxyHeader } from '../../protocol/proxy-protocol.js';
 import type { HookConnection, HookError, HookRunner } from '../../hooks/runner.js';
 import type { HookContext, Onramp } from '../../hooks/types.js';
 import { tcpInfoAtClose } from '../../native/tcp-info.js';
@@ -69,7 +69,7 @@ export async function admitConnection(socket: Socket, o: AdmissionOptions): Prom
     }
     if (r.ingressConnection && (await r.call(conn, 'ingress.handleConnection', r.ingressConnection, ctx))?.action === 'block') return refuse('blocked');
   } catch (err) {
-    if (err instanceof OxyError && err.code === ERR_PROXY_PROTOCOL) {
+    if (err instanceof OxyError && err.code === 'OXY_ERR_PROXY_PROTOCOL') {
       conn.log.warn({ onramp: o.onramp, client: `${socket.remoteAddress}:${socket.remotePort}`, err }, 'Closed a connection without a valid PROXY protocol header');
     } else r.failed(conn, err, 'Refused connection');
     return refuse('error');

@@ -13,18 +13,15 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { OxyError, isOxyError } from '../../../core/errors.js';
+import { OxyError, isOxyError, type ErrorCode } from '../../../core/errors.js';
 import { isUuid } from '../../../core/common.js';
-import { ERR_DIAL_FAILED, ERR_NO_CONNECTOR, ERR_NO_ROUTE, type PrivateEgress } from '../private-egress.js';
+import { type PrivateEgress } from '../private-egress.js';
 import type { StoreView } from '../store-view.js';
 import type { DowngradeSession, TcpDowngrader } from '../../netns/downgrader.js';
 import { HookError, type HookConnection, type HookRunner } from '../../hooks/runner.js';
 import { PacketView, TransportKind, buildUdp, formatAddress, parseAddress, parsePacket } from '../../packet/index.js';
 import type { EgressDecision, EngineUdpAssociation, EstablishedInfo, HookContext, IpOffRamp, SocketAddress, UdpAssociation } from '../../hooks/types.js';
 
-export const ERR_EGRESS_BLOCKED = 'OXY_ERR_EGRESS_BLOCKED';
-export const ERR_EGRESS_DNS = 'OXY_ERR_EGRESS_DNS';
-export const ERR_EGRESS_CONNECT = 'OXY_ERR_EGRESS_CONNECT';
 
 /** RFC 9209 proxy error types used here. */
 export type ProxyErrorType =
@@ -39,7 +36,7 @@ export type ProxyErrorType =
 /** An egress that could not happen: the HTTP status and Proxy-Status error to answer with. */
 export class EgressError extends OxyError {
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     readonly status: number,
     readonly proxyError: ProxyErrorType,
@@ -157,14 +154,14 @@ export class Egress {
     else if (r.dnsResolve) ips = await r.call(conn, 'egress.dnsResolveOverride', r.dnsResolve, host, ctx);
     else ips = await resolveHost(host);
     if (r.upstreamIps) ips = (await r.call(conn, 'egress.handleUpstreamIps', r.upstreamIps, ips, { host, port }, ctx)) ?? ips;
-    if (!ips?.length) throw new EgressError(ERR_EGRESS_DNS, `No address to connect to for ${host}`, 502, 'dns_error');
+    if (!ips?.length) throw new EgressError('OXY_ERR_EGRESS_DNS', `No address to connect to for ${host}`, 502, 'dns_error');
     const ip = ips[0];
     let decision = r.egressConnection ? await r.call(conn, 'egress.handleConnection', r.egressConnection, { host, port, ip, ips }, ctx) : undefined;
     decision ??= this.defaultDecision(conn, ip);
     if (typeof decision !== 'object') throw new HookError('egress.handleConnection', new Error(`returned ${String(decision)}, not a decision`));
     switch (decision.action) {
       case 'block':
-        throw new EgressError(ERR_EGRESS_BLOCKED, decision.reason ?? `Egress to ${host}:${port} is not allowed`, decision.status ?? 403, 'destination_ip_prohibited');
+        throw new EgressError('OXY_ERR_EGRESS_BLOCKED', decision.reason ?? `Egress to ${host}:${port} is not allowed`, decision.status ?? 403, 'destination_ip_prohibited');
       case 'direct':
       case 'tunnel':
       case 'downgrade':
@@ -214,7 +211,7 @@ export class Egress {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new EgressError(ERR_EGRESS_CONNECT, `Connecting to ${hostPort(upstream)} timed out`, 504, 'connection_timeout'));
+        reject(new EgressError('OXY_ERR_EGRESS_CONNECT', `Connecting to ${hostPort(upstream)} timed out`, 504, 'connection_timeout'));
       }, this.o.connectTimeoutMs ?? 10_000);
       socket.once('connect', () => {
         clearTimeout(timer);
@@ -223,7 +220,7 @@ export class Egress {
       });
       const onError = (err: Error) => {
         clearTimeout(timer);
-        reject(new EgressError(ERR_EGRESS_CONNECT, `Connecting to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err));
+        reject(new EgressError('OXY_ERR_EGRESS_CONNECT', `Connecting to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err));
       };
       socket.once('error', onError);
     });
@@ -246,14 +243,14 @@ export class Egress {
     const tunnels = this.o.tunnels;
     const vnetId = this.o.vnets?.resolve(vnetRef);
     if (!tunnels || !vnetId) {
-      throw new EgressError(ERR_NO_ROUTE, `No virtual network ${vnetRef ?? '(default)'} to route ${address} in`, 502, 'destination_ip_unroutable');
+      throw new EgressError('OXY_ERR_NO_ROUTE', `No virtual network ${vnetRef ?? '(default)'} to route ${address} in`, 502, 'destination_ip_unroutable');
     }
     try {
       return { ...(await open(tunnels, vnetId)), vnetId };
     } catch (err) {
-      if (isOxyError(err, ERR_NO_ROUTE)) throw new EgressError(ERR_NO_ROUTE, err.message, 502, 'destination_ip_unroutable', err);
-      if (isOxyError(err, ERR_NO_CONNECTOR)) throw new EgressError(ERR_NO_CONNECTOR, err.message, 502, 'destination_unavailable', err);
-      if (isOxyError(err, ERR_DIAL_FAILED)) throw new EgressError(ERR_DIAL_FAILED, err.message, 502, 'connection_refused', err);
+      if (isOxyError(err, 'OXY_ERR_NO_ROUTE')) throw new EgressError('OXY_ERR_NO_ROUTE', err.message, 502, 'destination_ip_unroutable', err);
+      if (isOxyError(err, 'OXY_ERR_NO_CONNECTOR')) throw new EgressError('OXY_ERR_NO_CONNECTOR', err.message, 502, 'destination_unavailable', err);
+      if (isOxyError(err, 'OXY_ERR_DIAL_FAILED')) throw new EgressError('OXY_ERR_DIAL_FAILED', err.message, 502, 'connection_refused', err);
       throw err;
     }
   }
@@ -269,7 +266,7 @@ export class Egress {
     const socket = createSocket(net.isIPv6(upstream.address) ? 'udp6' : 'udp4');
     socket.on('error', () => socket.close());
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', (err) => reject(new EgressError(ERR_EGRESS_CONNECT, `UDP to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err)));
+      socket.once('error', (err) => reject(new EgressError('OXY_ERR_EGRESS_CONNECT', `UDP to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err)));
       socket.connect(upstream.port, upstream.address, () => resolve());
     });
     const closed: (() => void)[] = [];
@@ -326,7 +323,7 @@ export class Egress {
   }
 
   async #downgrade(conn: HookConnection, offRamp: IpOffRamp, upstream: SocketAddress, source?: SocketAddress): Promise<EgressResult> {
-    if (!this.o.downgrader) throw new EgressError(ERR_EGRESS_CONNECT, 'This edge has no downgrader for IP off-ramps', 502, 'proxy_internal_error');
+    if (!this.o.downgrader) throw new EgressError('OXY_ERR_EGRESS_CONNECT', 'This edge has no downgrader for IP off-ramps', 502, 'proxy_internal_error');
     const state = this.#offRamp(conn, offRamp);
     if (!state.tcp) {
       const downgrader = await this.o.downgrader();
@@ -342,7 +339,7 @@ async function resolveHost(host: string): Promise<string[]> {
   try {
     return (await lookup(host, { all: true })).map((a) => a.address);
   } catch (err) {
-    throw new EgressError(ERR_EGRESS_DNS, `Cannot resolve ${host}: ${(err as Error).message}`, 502, 'dns_error', err);
+    throw new EgressError('OXY_ERR_EGRESS_DNS', `Cannot resolve ${host}: ${(err as Error).message}`, 502, 'dns_error', err);
   }
 }
 

@@ -30,7 +30,7 @@ import { constants as h2c, type ClientHttp2Session, type Http2Stream, type Incom
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
-import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
+import { TunnelCloseCode } from '../../protocol/codes.js';
 import { DatagramRecordParser, encodeDatagramRecord, MAX_STREAM_DATAGRAM } from '../../protocol/datagram.js';
 import type {
   AcceptStreamOptions,
@@ -261,7 +261,7 @@ export class Http2TunnelConnection implements TunnelConnection {
       try {
         stream = session.request({ ':method': 'POST', ':path': H2_PATH, ...item.headers }, { endStream: false });
       } catch (err) {
-        item.reject(new OxyError(TunnelErrorCode.CLOSED, 'Could not open an HTTP/2 stream', { cause: err }));
+        item.reject(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Could not open an HTTP/2 stream', { cause: err }));
         continue;
       }
       this.activeRequests++;
@@ -412,7 +412,7 @@ export class Http2TunnelConnection implements TunnelConnection {
       if (this.isClosed && !finished && !(stream.closed && stream.rstCode === h2c.NGHTTP2_NO_ERROR)) {
         const info = this.closeInfo ?? this.localClose ?? this.remoteClose;
         err = new OxyError(
-          TunnelErrorCode.CLOSED,
+          'OXY_ERR_TUNNEL_CLOSED',
           `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`,
           { cause: err ?? info },
         );
@@ -422,7 +422,7 @@ export class Http2TunnelConnection implements TunnelConnection {
           stream.close(err ? h2c.NGHTTP2_INTERNAL_ERROR : h2c.NGHTTP2_CANCEL);
         }
       } else if (!localReset && stream.rstCode !== h2c.NGHTTP2_NO_ERROR && !(err instanceof OxyError)) {
-        err = new OxyError(TunnelErrorCode.STREAM_RESET, `Stream reset by peer (HTTP/2 code ${stream.rstCode})`, {
+        err = new OxyError('OXY_ERR_STREAM_RESET', `Stream reset by peer (HTTP/2 code ${stream.rstCode})`, {
           cause: err ?? undefined,
         });
       }
@@ -461,7 +461,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   private closedError(): OxyError {
     const info = this.closeInfo ?? this.localClose ?? this.remoteClose;
     return new OxyError(
-      TunnelErrorCode.CLOSED,
+      'OXY_ERR_TUNNEL_CLOSED',
       `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`,
       { cause: info },
     );

@@ -10,7 +10,6 @@ import { isIP } from 'node:net';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { OxyError } from '../../../core/errors.js';
 import { spkiPin } from '../identity.js';
-import { TunnelErrorCode } from '../../protocol/codes.js';
 import { Http2TunnelConnection } from './connection.js';
 import { ReadAheadDuplex } from './read-ahead.js';
 import { CONNECTION_WINDOW, MAX_SESSION_MEMORY_MB, tunnelSettings, type Http2TuningOptions } from './settings.js';
@@ -57,7 +56,7 @@ export interface AcceptHttp2Options extends Http2TuningOptions {
 export async function acceptHttp2Tunnel(socket: TLSSocket, options: AcceptHttp2Options = {}): Promise<Http2TunnelConnection> {
   if (socket.alpnProtocol !== H2_ALPN) {
     socket.destroy();
-    throw new OxyError(TunnelErrorCode.HANDSHAKE, `Connector did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`);
+    throw new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `Connector did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`);
   }
   socket.setNoDelay(true);
   const session = http2.connect('https://oxy-connector.invalid', {
@@ -72,7 +71,7 @@ export async function acceptHttp2Tunnel(socket: TLSSocket, options: AcceptHttp2O
     const timer = setTimeout(() => {
       cleanup();
       conn.close();
-      reject(new OxyError(TunnelErrorCode.HANDSHAKE, `No HTTP/2 SETTINGS from the connector within ${timeoutMs} ms`));
+      reject(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `No HTTP/2 SETTINGS from the connector within ${timeoutMs} ms`));
     }, timeoutMs);
     const onSettings = (): void => {
       cleanup();
@@ -80,7 +79,7 @@ export async function acceptHttp2Tunnel(socket: TLSSocket, options: AcceptHttp2O
     };
     const onClose = (): void => {
       cleanup();
-      reject(new OxyError(TunnelErrorCode.HANDSHAKE, 'Connector closed during the HTTP/2 handshake'));
+      reject(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', 'Connector closed during the HTTP/2 handshake'));
     };
     const cleanup = (): void => {
       clearTimeout(timer);
@@ -121,7 +120,7 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
         const nameError = tls.checkServerIdentity(servername || host, cert);
         if (nameError) return nameError;
         if (options.caPin && !chainHasPin(cert, options.caPin)) {
-          pinError = new OxyError(TunnelErrorCode.PIN_MISMATCH, 'The edge certificate chain does not contain the pinned CA key');
+          pinError = new OxyError('OXY_ERR_TUNNEL_PIN_MISMATCH', 'The edge certificate chain does not contain the pinned CA key');
           return pinError;
         }
         return undefined;
@@ -129,8 +128,8 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
     };
     const socket = tls.connect(connectOptions);
     const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    const timer = setTimeout(() => fail(new OxyError(TunnelErrorCode.HANDSHAKE, `TLS handshake timed out after ${timeoutMs} ms`)), timeoutMs);
-    const onAbort = (): void => fail(new OxyError(TunnelErrorCode.ABORTED, 'Dial aborted'));
+    const timer = setTimeout(() => fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `TLS handshake timed out after ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = (): void => fail(new OxyError('OXY_ERR_ABORTED', 'Dial aborted'));
     const cleanup = (): void => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
@@ -144,14 +143,14 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
     const onError = (err: Error): void =>
       fail(
         pinError ??
-          new OxyError(TunnelErrorCode.HANDSHAKE, `TLS connection to ${options.host}:${options.port} failed: ${err.message}`, {
+          new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `TLS connection to ${options.host}:${options.port} failed: ${err.message}`, {
             cause: err,
           }),
       );
     socket.once('error', onError);
     socket.once('secureConnect', () => {
       if (socket.alpnProtocol !== H2_ALPN) {
-        fail(new OxyError(TunnelErrorCode.HANDSHAKE, `Edge did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`));
+        fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `Edge did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`));
         return;
       }
       cleanup();

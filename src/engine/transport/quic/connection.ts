@@ -22,10 +22,10 @@
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { debuglog } from 'node:util';
-import { OxyError } from '../../../core/errors.js';
+import { OxyError, type ErrorCode } from '../../../core/errors.js';
 import { spkiPin } from '../identity.js';
 import type { OutgoingDatagram } from '../../native/index.js';
-import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
+import { TunnelCloseCode } from '../../protocol/codes.js';
 import type {
   AcceptStreamOptions,
   OpenStreamOptions,
@@ -55,7 +55,7 @@ export type QuicDialFailure = 'timeout' | 'unreachable' | 'tls' | 'refused' | 'a
 export class QuicDialError extends OxyError {
   readonly failure: QuicDialFailure;
 
-  constructor(code: string, failure: QuicDialFailure, message: string, cause?: unknown) {
+  constructor(code: ErrorCode, failure: QuicDialFailure, message: string, cause?: unknown) {
     super(code, message, { cause });
     this.name = 'QuicDialError';
     this.failure = failure;
@@ -320,7 +320,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
 
   /** Close without a packet (listener or socket gone). */
   abandon(reason: string): void {
-    this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, reason) });
+    this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason, remote: false, error: new OxyError('OXY_ERR_TUNNEL_CLOSED', reason) });
     this.release();
   }
 
@@ -523,7 +523,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private streamSendFailed(stream: QuicStream, err: Error): void {
     const code = errorCodeOf(err, 'StreamStopped');
     if (code !== undefined) stream.abortedByPeer('stopped', code);
-    else stream.destroy(new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${stream.id}: ${err.message}`, { cause: err }));
+    else stream.destroy(new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${stream.id}: ${err.message}`, { cause: err }));
   }
 
   /** Handshake done: verify (client), then release the dialer or tell the listener. */
@@ -539,7 +539,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       } catch {
         // already closing
       }
-      const err = new QuicDialError(pin ? TunnelErrorCode.PIN_MISMATCH : TunnelErrorCode.HANDSHAKE, 'tls', message);
+      const err = new QuicDialError(pin ? 'OXY_ERR_TUNNEL_PIN_MISMATCH' : 'OXY_ERR_TUNNEL_HANDSHAKE', 'tls', message);
       this.rejectHandshake(err);
       this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: err });
       return false;
@@ -588,17 +588,17 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
           this.finish({ code: peer.errorCode, reason, remote: true });
         } else {
           const what = describeTransportError(peer.errorCode);
-          const err = new OxyError(TunnelErrorCode.CLOSED, `QUIC peer closed the connection: ${what}${reason ? ` (${reason})` : ''}`);
+          const err = new OxyError('OXY_ERR_TUNNEL_CLOSED', `QUIC peer closed the connection: ${what}${reason ? ` (${reason})` : ''}`);
           this.finish({ code: peer.errorCode === 0 ? TunnelCloseCode.NO_ERROR : TunnelCloseCode.PROTOCOL_ERROR, reason: reason || what, remote: true, error: err });
         }
       } else if (quic.isTimedOut() || (quic.isClosed() && !local)) {
         // Closed with no error and no timeout: quiche accepted a stateless reset (the edge lost the connection, e.g. it restarted).
         const message = !quic.isTimedOut() && this.isEstablished ? 'QUIC stateless reset: the peer no longer knows this connection' : this.isEstablished ? 'QUIC idle timeout: no packet from the peer' : 'QUIC handshake timed out';
-        this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, message) });
+        this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: new OxyError('OXY_ERR_TUNNEL_CLOSED', message) });
       } else if (local) {
         const what = describeTransportError(local.errorCode);
         const message = `QUIC connection failed: ${what}`;
-        this.finish({ code: TunnelCloseCode.PROTOCOL_ERROR, reason: message, remote: false, error: new OxyError(TunnelErrorCode.CLOSED, message) });
+        this.finish({ code: TunnelCloseCode.PROTOCOL_ERROR, reason: message, remote: false, error: new OxyError('OXY_ERR_TUNNEL_CLOSED', message) });
       }
     }
     if (quic.isClosed()) this.release();
@@ -624,7 +624,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
             ? 'timeout'
             : 'closed';
       this.rejectHandshake(
-        new QuicDialError(TunnelErrorCode.HANDSHAKE, failure, `QUIC handshake failed: ${info.reason || 'connection closed'}`, info.error ?? info),
+        new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', failure, `QUIC handshake failed: ${info.reason || 'connection closed'}`, info.error ?? info),
       );
     }
     const err = this.closedErrorNow();
@@ -677,7 +677,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
 
   private closedErrorNow(): OxyError {
     const info = this.closeInfo;
-    return new OxyError(TunnelErrorCode.CLOSED, `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`, { cause: info });
+    return new OxyError('OXY_ERR_TUNNEL_CLOSED', `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`, { cause: info });
   }
 }
 

@@ -16,7 +16,6 @@
  * lost) never looks complete. Resets are QUIC RESET_STREAM / STOP_SENDING, not frames.
  */
 import { OxyError } from '../../../core/errors.js';
-import { ProtocolErrorCode } from '../../protocol/codes.js';
 
 export const FRAMING_VERSION = 0x01;
 export const FRAME_DATA = 0x00;
@@ -75,7 +74,7 @@ export class StreamFrameParser {
         case 'preamble': {
           const version = chunk[off++]!;
           if (version !== FRAMING_VERSION) {
-            throw new OxyError(ProtocolErrorCode.UNSUPPORTED_VERSION, `QUIC stream framing version ${version} is not supported`);
+            throw new OxyError('OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION', `QUIC stream framing version ${version} is not supported`);
           }
           this.state = 'header';
           break;
@@ -97,7 +96,7 @@ export class StreamFrameParser {
           if (type !== FRAME_DATA) throw malformed(`unknown frame type 0x${type.toString(16)}`);
           if (length === 0) throw malformed('empty DATA frame');
           if (length > MAX_FRAME_PAYLOAD) {
-            throw new OxyError(ProtocolErrorCode.OVERSIZE, `DATA frame of ${length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
+            throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `DATA frame of ${length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
           }
           this.remaining = length;
           this.state = 'payload';
@@ -120,5 +119,5 @@ export class StreamFrameParser {
 }
 
 function malformed(what: string): OxyError {
-  return new OxyError(ProtocolErrorCode.MALFORMED, `QUIC stream framing: ${what}`);
+  return new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `QUIC stream framing: ${what}`);
 }

@@ -14,7 +14,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { OxyError } from '../../../core/errors.js';
 import { PktinfoUdpSocket } from '../../native/index.js';
-import { TunnelCloseCode, TunnelErrorCode } from '../../protocol/codes.js';
+import { TunnelCloseCode } from '../../protocol/codes.js';
 import {
   buildQuicheConfig,
   CID_LENGTH,
@@ -64,7 +64,7 @@ export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
 
 /** Dials the edge; resolves once the handshake completed and the edge certificate verified. */
 export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConnection> {
-  if (options.signal?.aborted) throw new QuicDialError(TunnelErrorCode.ABORTED, 'aborted', 'The operation was aborted');
+  if (options.signal?.aborted) throw new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'The operation was aborted');
   const address = isIP(options.host) !== 0 ? options.host : (await lookup(options.host)).address;
   const family = isIP(address) === 4 ? 4 : 6;
   const socket =
@@ -99,7 +99,7 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
     endpoint.attachClient(conn, address, options.port);
   } catch (err) {
     endpoint.shutdown(TunnelCloseCode.INTERNAL_ERROR, 'dial failed');
-    throw new QuicDialError(TunnelErrorCode.HANDSHAKE, 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
+    throw new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
   }
   endpoint.markDirty(conn);
 
@@ -111,13 +111,13 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
       const hint = endpoint.sendErrors > 0 ? ` (UDP send failed: ${endpoint.lastSendError?.message})` : '';
       reject(
         new QuicDialError(
-          TunnelErrorCode.HANDSHAKE,
+          'OXY_ERR_TUNNEL_HANDSHAKE',
           endpoint.sendErrors > 0 ? 'unreachable' : 'timeout',
           `QUIC handshake with ${address}:${options.port} did not complete within ${timeoutMs} ms${hint}`,
         ),
       );
     }, timeoutMs);
-    onAbort = () => reject(new QuicDialError(TunnelErrorCode.ABORTED, 'aborted', 'The operation was aborted'));
+    onAbort = () => reject(new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'The operation was aborted'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
@@ -181,7 +181,7 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
   } catch (err) {
     void endpoint.shutdown(0, '');
     if (err instanceof OxyError) throw err;
-    throw new OxyError(TunnelErrorCode.HANDSHAKE, `QUIC listener: bad certificate or key: ${(err as Error).message}`, { cause: err });
+    throw new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `QUIC listener: bad certificate or key: ${(err as Error).message}`, { cause: err });
   }
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   endpoint.listen({
@@ -209,5 +209,5 @@ function checkServerIdentity(cert: string, key: string): void {
   } catch (err) {
     problem = (err as Error).message;
   }
-  if (problem) throw new OxyError(TunnelErrorCode.HANDSHAKE, `QUIC listener: bad certificate or key: ${problem}`);
+  if (problem) throw new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `QUIC listener: bad certificate or key: ${problem}`);
 }

@@ -10,7 +10,6 @@
  */
 import { Duplex } from 'node:stream';
 import { OxyError } from '../../../core/errors.js';
-import { TunnelErrorCode } from '../../protocol/codes.js';
 import type { TunnelStream } from '../types.js';
 import { encodeData, endFrame, preamble, StreamFrameParser } from './framing.js';
 
@@ -81,7 +80,7 @@ export class QuicStream extends Duplex implements TunnelStream {
   /** quiche reported the FIN. Without END before it, the stream was cut: an error, never 'end'. */
   receiveFin(): void {
     if (!this.parser.ended) {
-      this.destroy(new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${this.id} ended without its END frame`));
+      this.destroy(new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} ended without its END frame`));
     }
   }
 
@@ -89,7 +88,7 @@ export class QuicStream extends Duplex implements TunnelStream {
   abortedByPeer(kind: 'reset' | 'stopped', code: number): void {
     this.peerAborted = true;
     this.destroy(
-      new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`),
+      new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`),
     );
   }
 
@@ -137,7 +136,7 @@ export class QuicStream extends Duplex implements TunnelStream {
     if (this.owner.flushStream(this)) {
       callback();
     } else if (this.destroyed) {
-      callback(this.owner.closedError() ?? new OxyError(TunnelErrorCode.STREAM_RESET, `QUIC stream ${this.id} was reset`));
+      callback(this.owner.closedError() ?? new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} was reset`));
     } else {
       this.writeCallback = callback;
     }
