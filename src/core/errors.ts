@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   OXY_ERR_INVALID_CIDR: 'Not a network in CIDR notation, or host bits set.',
   OXY_ERR_CONFIG: 'A config file (connector or edge) cannot be read, is not YAML, or has a wrong key or value.',
   OXY_ERR_STORE_TOO_NEW: 'The data directory was written by a newer oxyctl: refuse rather than corrupt it.',
+  OXY_ERR_STORE_WRITER: "The edge's background store writer could not open the store or died.",
   // ─── Tunnels, credentials, tokens ────────────────────────────────────────────
   OXY_ERR_TUNNEL_NOT_FOUND: 'No tunnel with that ID or name.',
   OXY_ERR_TUNNEL_NOT_GIVEN: 'tunnel run without a tunnel (argument, config, --token or credentials).',
@@ -92,6 +93,7 @@ export const ERROR_CODES = {
   OXY_ERR_NETNS_CREATE: 'The network namespace for upgraded flows could not be created.',
   OXY_ERR_NETNS_CHILD: 'The namespace child process failed or exited.',
   OXY_ERR_DOWNGRADE_EXHAUSTED: 'No NAT slot left to downgrade a flow.',
+  OXY_ERR_GUE_NO_KEYS: 'GUE on a non-loopback address with no enrolled device: no sender could authenticate.',
   OXY_ERR_WARP_CONNECT: "The device cannot reach the edge's IP tunnel on-ramp, or the edge refused it.",
   OXY_ERR_WARP_DISCONNECTED: 'The edge closed the IP tunnel.',
   OXY_ERR_WARP_ROUTES: "The device's TUN routes could not be configured.",

@@ -29,7 +29,6 @@ import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind 
 import type { TunnelStream } from '../transport/types.js';
 import { errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { isOxyError } from '../../core/errors.js';
-import { ProtocolErrorCode } from '../protocol/codes.js';
 import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import type { BodyTransform, HttpSynthetic } from '../hooks/types.js';
@@ -318,7 +317,7 @@ export class HttpOnramp {
     else if (err instanceof OnrampError) this.o.log.debug({ host, status: err.status, ...err.detail }, err.message);
     else this.o.log.warn({ err, host }, `${what} through the tunnel failed`);
     if (err instanceof OnrampError) return err;
-    if (isOxyError(err, ProtocolErrorCode.TIMEOUT)) return new OnrampError(504, 'http_response_timeout', `The connector for ${host} did not answer in time.`);
+    if (isOxyError(err, 'OXY_ERR_PROTOCOL_TIMEOUT')) return new OnrampError(504, 'http_response_timeout', `The connector for ${host} did not answer in time.`);
     if (err instanceof HookError) return new OnrampError(502, 'proxy_internal_error', 'Bad gateway.');
     return new OnrampError(502, 'destination_unavailable', `The connector for ${host} did not answer.`);
   }
