@@ -86,6 +86,14 @@ export const ERROR_CODES = {
   OXY_ERR_DIAL_FAILED: 'The connector could not reach the private destination.',
   OXY_ERR_ORIGIN_TIMEOUT: 'The connector timed out dialing an origin.',
   OXY_ERR_ACCESS_REFUSED: 'The edge refused an access tcp stream.',
+  // ─── Edge dashboard API ───────────────────────────────────────────────────────
+  OXY_ERR_DASHBOARD_BAD_REQUEST: 'A dashboard API call with a missing or wrongly typed field.',
+  OXY_ERR_DASHBOARD_CSRF: 'A state-changing browser call without its X-CSRF-Token.',
+  OXY_ERR_DASHBOARD_INSECURE: 'The dashboard would listen in plain HTTP beyond loopback.',
+  OXY_ERR_DASHBOARD_INTERNAL: 'The dashboard could not answer (the edge log says why).',
+  OXY_ERR_DASHBOARD_METHOD: 'An HTTP method the dashboard API does not allow there.',
+  OXY_ERR_DASHBOARD_NOT_FOUND: 'No such dashboard API call.',
+  OXY_ERR_DASHBOARD_UNAUTHORIZED: "Not logged in, or not the dashboard's token.",
   // ─── IP path: namespaces, native addon, devices ───────────────────────────────
   OXY_ERR_NATIVE_UNAVAILABLE: 'The native addon is not built or the platform is not Linux.',
   OXY_ERR_NETNS_ASYNC: 'withNetns was given a function that returned a promise (it would run in the wrong namespace).',
