@@ -33,7 +33,9 @@ if (process.argv[2] === '--serve') {
   const log = createLogger({ level: 'warn' });
   const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));
   const runner = hooksFile === 'none' ? HookRunner.none(log) : await loadHooks(join(ROOT, 'examples', hooksFile), { home, location: 'bench', log });
-  const proxy = await ConnectProxy.listen({ listen: '127.0.0.1:0', runner, egress: new Egress({ runner }), log });
+  const { parseAllowEntry } = await import('../dist/engine/edge/proxy-policy.js');
+  // The proxy denies by default: the benchmark's origins are on loopback.
+  const proxy = await ConnectProxy.listen({ listen: '127.0.0.1:0', runner, egress: new Egress({ runner }), log, allow: [parseAllowEntry('127.0.0.0/8')] });
   console.log(`listening ${proxy.address.port}`);
   process.on('SIGTERM', () => {
     rmSync(home, { recursive: true, force: true });

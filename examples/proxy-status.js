@@ -4,7 +4,7 @@
  * routing), saved by egress.handleConnectionEstablished in the connection's context and
  * written by http.handleProxyConnectResponse.
  *
- *   oxyctl edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/proxy-status.js
+ *   oxyctl edge run --proxy-listen 127.0.0.1:3128 --proxy-allow 127.0.0.1:8080 --hooks ./examples/proxy-status.js
  *   curl -sv -p -x http://127.0.0.1:3128 http://localhost:8080/ 2>&1 | grep -i proxy-status
  *   < Proxy-Status: oxyctl; next-hop="127.0.0.1:8080"
  *

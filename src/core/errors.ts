@@ -81,6 +81,8 @@ export const ERROR_CODES = {
   OXY_ERR_EGRESS_BLOCKED: 'Egress refused by policy (a hook, or a private address without a route).',
   OXY_ERR_EGRESS_DNS: 'The destination name does not resolve.',
   OXY_ERR_EGRESS_CONNECT: 'The destination refused or did not answer.',
+  OXY_ERR_PROXY_ALLOW: 'A --proxy-allow entry (or proxy-allow in edge.yml) that is not CIDR[:PORTS].',
+  OXY_ERR_PROXY_DENIED: "The forward proxy's policy refuses the destination (no allow list, not in it, the edge host, or the edge's own listener).",
   OXY_ERR_NO_ROUTE: 'No route matches the destination IP in the virtual network.',
   OXY_ERR_NO_CONNECTOR: 'The tunnel serving the route has no connector connected.',
   OXY_ERR_DIAL_FAILED: 'The connector could not reach the private destination.',

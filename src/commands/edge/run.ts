@@ -15,7 +15,8 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     'Creates the edge identity on first run (see oxyctl edge init).';
   static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --dashboard-listen 127.0.0.1:7846', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
-    '<%= config.bin %> edge run --http-listen 0.0.0.0:8080 --proxy-listen 0.0.0.0:3128 --proxy-protocol',
+    '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --proxy-allow 198.18.0.0/15:80,443',
+    '<%= config.bin %> edge run --http-listen 0.0.0.0:8080 --proxy-listen 10.0.0.5:3128 --proxy-allow 10.0.0.0/8 --proxy-protocol',
   ];
   static flags = {
     'tunnel-listen': Flags.string({ description: 'HOST:PORT of the tunnel listener connectors dial (TLS on TCP, QUIC on UDP) [default: 0.0.0.0:7844]' }),
@@ -23,6 +24,10 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     metrics: Flags.string({ description: 'HOST:PORT of the metrics listener [default: 127.0.0.1:7845]' }),
     location: Flags.string({ description: "This edge's location name, shown in tunnel list [default: local]" }),
     'proxy-listen': Flags.string({ description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)' }),
+    'proxy-allow': Flags.string({
+      multiple: true,
+      description: 'A destination the forward proxy may connect to: CIDR or CIDR:PORTS (198.18.0.0/15:80,443, [2001:db8::/32]:8000-8999); repeatable. Without it the proxy refuses every destination unless --hooks decide. The edge host\'s own addresses open only to entries that name them (127.0.0.1:8080); the edge\'s own listeners never',
+    }),
     'proxy-protocol': Flags.boolean({
       allowNo: true,
       description: 'Expect a PROXY protocol v1/v2 header (from a load balancer in front) on every connection to the forward proxy and the public HTTP listener; the client is the address it names, and a connection without one is closed',
@@ -67,6 +72,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
         reassembly: { maxBytes: limits['reassembly-bytes'], maxBytesPerTenant: limits['reassembly-bytes-per-tenant'], timeoutMs: limits['reassembly-timeout-ms'] },
       },
       proxyListen: this.flags['proxy-listen'] ?? file['proxy-listen'],
+      proxyAllow: this.flags['proxy-allow'] ?? file['proxy-allow'],
       proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
       hooks: this.flags.hooks ?? file.hooks,
       traceHooks: this.flags['trace-hooks'] || file['trace-hooks'],

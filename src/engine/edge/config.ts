@@ -15,6 +15,8 @@ export interface EdgeSettingsFile {
   quic?: boolean;
   'proxy-listen'?: string;
   'proxy-protocol'?: boolean;
+  /** CIDR[:PORTS] entries the forward proxy may connect to (a list, or one string). */
+  'proxy-allow'?: string[];
   hooks?: string;
   'trace-hooks'?: boolean;
   'ip-tunnel-listen'?: string;
@@ -56,6 +58,10 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
       if (typeof file[key] !== 'string') bad(key, 'a string');
     } else if ((BOOLEANS as readonly string[]).includes(key)) {
       if (typeof file[key] !== 'boolean') bad(key, 'true or false');
+    } else if (key === 'proxy-allow') {
+      const v = file[key];
+      if (typeof v === 'string') file[key] = [v];
+      else if (!Array.isArray(v) || !v.every((e) => typeof e === 'string')) bad(key, 'a list of CIDR[:PORTS] strings');
     } else if (key === 'ip-limits') {
       const limits = file[key];
       if (typeof limits !== 'object' || limits === null) bad(key, 'a mapping');
@@ -64,7 +70,7 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
         if (!Number.isInteger(v) || (v as number) <= 0) bad(`ip-limits.${k}`, 'a positive integer');
       }
     } else {
-      throw new OxyError('OXY_ERR_CONFIG', `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'ip-limits'].join(', ')})`);
+      throw new OxyError('OXY_ERR_CONFIG', `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'ip-limits'].join(', ')})`);
     }
   }
   return file as EdgeSettingsFile;

@@ -27,11 +27,13 @@ import { Egress, EgressError, type ProxyErrorType } from './pipeline/egress.js';
 import { requestHook, responseHook, rewritten, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import { runTunnel } from './pipeline/intercept.js';
-import type { ConnectResponse, HookContext } from '../hooks/types.js';
+import type { ConnectResponse, EstablishedInfo, HookContext } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './pipeline/admission.js';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { TrafficRecorder } from './traffic.js';
+import { proxyGuard, type AllowEntry } from './proxy-policy.js';
+import { hostPort, type EgressGuard } from './pipeline/egress.js';
 
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */
@@ -46,7 +48,15 @@ export interface ConnectProxyOptions {
   /** Client-side timeouts (defaults: HTTP_TIMEOUTS). */
   timeouts?: Partial<HttpTimeouts>;
   traffic?: TrafficRecorder;
+  /** `--proxy-allow`: the destinations the proxy may connect to (proxy-policy.ts). Without it and without hooks that decide, none. */
+  allow?: AllowEntry[];
+  /** TCP ports the edge itself listens on: never a destination on this host. */
+  ownPorts?: () => number[];
 }
+
+/** The runner implements a hook that decides who may connect or where to: the app owns the proxy's policy. */
+const hooksDecide = (r: HookRunner): boolean =>
+  Boolean(r.ingressConnection || r.proxyHeader || r.connectRequest || r.httpRequest || r.egressConnection || r.tcpConnect || r.upstreamIps || r.dnsResolve);
 
 /** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'oxy-vnet']);
@@ -68,9 +78,11 @@ export class ConnectProxy {
   readonly #listener: AdmittingListener;
   readonly #http: HttpServer;
   readonly #name: string;
+  readonly #guard: EgressGuard;
 
   private constructor(private readonly o: ConnectProxyOptions) {
     this.#name = o.proxyName ?? 'oxyctl';
+    this.#guard = proxyGuard({ allow: o.allow, hooks: hooksDecide(o.runner), ownPorts: () => [this.address.port, ...(o.ownPorts?.() ?? [])] });
     this.#http = createHttpServer((req, res) => void this.#request(req, res), o.timeouts);
     this.#http.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#connect(req, socket as Socket, head));
     this.#http.on('clientError', (_err, socket) => {
@@ -125,6 +137,7 @@ export class ConnectProxy {
     const vnet = headerOf(headers, 'oxy-vnet');
     if (vnet) conn.vnet = vnet;
     let upstream: Duplex | undefined;
+    let info: EstablishedInfo | undefined;
     try {
       if (r.connectRequest) {
         const directive = await r.call(conn, 'http.handleProxyConnectRequest', r.connectRequest, { authority, host: target.host, port: target.port, headers }, ctx);
@@ -137,7 +150,7 @@ export class ConnectProxy {
       }
       let res: ConnectResponse;
       try {
-        upstream = (await this.o.egress.connectTcp(conn, target.host, target.port)).socket;
+        ({ socket: upstream, info } = await this.o.egress.connectTcp(conn, target.host, target.port, undefined, this.#guard));
         res = { status: 200, statusText: 'Connection Established', headers: [] };
       } catch (err) {
         if (!(err instanceof EgressError)) throw err;
@@ -155,6 +168,7 @@ export class ConnectProxy {
         socket.end();
         return;
       }
+      this.#logTunnel(conn, socket, authority, info!);
       await this.#tunnel(conn, socket, upstream, head, { address: target.host, port: target.port });
     } catch (err) {
       r.failed(conn, err, 'CONNECT failed');
@@ -165,6 +179,19 @@ export class ConnectProxy {
         socket.destroySoon();
       } else socket.destroy();
     }
+  }
+
+  /** Every accepted CONNECT is logged once it ends: who, where to, how much and how long. */
+  #logTunnel(conn: HookConnection, socket: Socket, destination: string, info: EstablishedInfo): void {
+    const started = Date.now();
+    const [in0, out0] = [socket.bytesRead, socket.bytesWritten];
+    socket.once('close', () =>
+      conn.log.info({
+        client: hostPort(conn.client), destination, upstream: hostPort(info.upstream), via: info.via,
+        bytesIn: socket.bytesRead - in0, bytesOut: socket.bytesWritten - out0, durationMs: Date.now() - started,
+        proxyStatus: `${this.#name}; next-hop="${hostPort(info.upstream)}"`,
+      }, 'CONNECT'),
+    );
   }
 
   /** After the 200: intercept decision, then the app's pipeline or the engine's splice. */
@@ -202,7 +229,7 @@ export class ConnectProxy {
       if (url.host !== original.host) out = [...out.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', url.host]];
       out.push(['Connection', 'close']);
       try {
-        upstream = (await this.o.egress.connectTcp(conn, host, port)).socket;
+        upstream = (await this.o.egress.connectTcp(conn, host, port, undefined, this.#guard)).socket;
       } catch (err) {
         if (!(err instanceof EgressError)) throw err;
         conn.log.info({ target: `${host}:${port}`, code: err.code, reason: err.message }, 'Proxy request refused');

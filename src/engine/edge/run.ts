@@ -27,6 +27,8 @@ export interface RunEdgeOptions {
   ipLimits?: IpPathOptions['limits'];
   /** HOST:PORT of the HTTP CONNECT forward proxy (`--proxy-listen`). */
   proxyListen?: string;
+  /** `--proxy-allow`: destinations the forward proxy may connect to. */
+  proxyAllow?: string[];
   /** The forward proxy and the public HTTP listener expect a PROXY v1/v2 header (`--proxy-protocol`). */
   proxyProtocol?: boolean;
   /** A hooks module to load (`--hooks`), or a runner made by the caller (tests). */
@@ -65,6 +67,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     metricsListen: o.metricsListen,
     defaultTunnel: o.defaultTunnel,
     proxyListen: o.proxyListen,
+    proxyAllow: o.proxyAllow,
     proxyProtocol: o.proxyProtocol,
     hooks,
     home: o.home,

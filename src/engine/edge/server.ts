@@ -21,6 +21,7 @@ import { StoreView } from './store-view.js';
 import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
 import { ConnectProxy } from './connect-proxy.js';
+import { parseAllowEntry } from './proxy-policy.js';
 import { HookRunner, saveHooksState, type IpOffRamp } from '../hooks/index.js';
 import { Egress, VnetResolver } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
@@ -55,6 +56,8 @@ export interface EdgeOptions {
   storePollMs?: number;
   /** HOST:PORT of the HTTP CONNECT forward proxy on-ramp; undefined: none. */
   proxyListen?: string;
+  /** `--proxy-allow`: destinations the forward proxy may connect to (CIDR[:PORTS]); without it (and without hooks that decide) none. */
+  proxyAllow?: string[];
   /** The forward proxy and the public HTTP listener expect a PROXY protocol v1/v2 header on every connection. */
   proxyProtocol?: boolean;
   /** The application's hooks (`--hooks`); default: none (the engine's defaults). */
@@ -142,6 +145,7 @@ export class EdgeServer {
     if (this.o.proxyListen) {
       this.#proxy = await ConnectProxy.listen({
         listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol, traffic: this.o.traffic,
+        allow: this.o.proxyAllow?.map(parseAllowEntry), ownPorts: () => this.#ownPorts(),
       });
     }
     if (this.o.metricsListen) {
@@ -151,6 +155,11 @@ export class EdgeServer {
     const pp = this.o.proxyProtocol ? { proxyProtocol: true } : {};
     if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}`, ...pp }, 'Public HTTP listener ready');
     if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}`, ...pp }, 'CONNECT proxy listener ready');
+  }
+
+  /** The TCP ports this edge listens on (the forward proxy never connects to them on this host). */
+  #ownPorts(): number[] {
+    return [...this.#listeners.map((l) => l.address.port), this.httpAddress?.port, this.metricsAddress?.port].filter((p): p is number => p !== undefined);
   }
 
   async #register(conn: TunnelConnection): Promise<void> {

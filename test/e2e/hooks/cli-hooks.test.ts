@@ -11,7 +11,7 @@ let cleanup: () => void;
 let origin: Origin;
 
 async function startProxyProcess(args: string[]): Promise<{ edge: OxyProcess; port: number }> {
-  const edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', ...args]);
+  const edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8', ...args]);
   const m = await edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/);
   await edge.waitFor(/Edge running/);
   return { edge, port: Number(m[1]) };

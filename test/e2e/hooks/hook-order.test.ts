@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { curl, logSink, startOrigin, startProxyEdge, startTunnelEdge, type Origin, type ProxyEdge, type TunnelEdge } from './support.js';
+import { curl, logSink, startOrigin, startProxyEdge, startTunnelEdge, TEST_ALLOW, type Origin, type ProxyEdge, type TunnelEdge } from './support.js';
 import { ConnectProxy } from '../../../src/engine/edge/connect-proxy.js';
+import { parseAllowEntry } from '../../../src/engine/edge/proxy-policy.js';
 import { HOOK_ORDER, HookRunner, HookTrace, expectedOrder, orderViolations, type Hooks } from '../../../src/engine/hooks/index.js';
 import { Egress } from '../../../src/engine/edge/pipeline/index.js';
 import { encodeProxyV2 } from '../../../src/engine/protocol/proxy-protocol.js';
@@ -94,7 +95,7 @@ describe('documented hook order', () => {
       },
     };
     const runner = new HookRunner(hooks as Hooks<unknown>, { log: logs.log, trace });
-    const proxy = await ConnectProxy.listen({ listen: '127.0.0.1:0', runner, egress: new Egress({ runner }), log: logs.log, proxyProtocol: true });
+    const proxy = await ConnectProxy.listen({ listen: '127.0.0.1:0', runner, egress: new Egress({ runner }), log: logs.log, proxyProtocol: true, allow: TEST_ALLOW.map(parseAllowEntry) });
     try {
       const socket = net.connect(proxy.address.port, '127.0.0.1');
       await new Promise((r) => socket.once('connect', r));

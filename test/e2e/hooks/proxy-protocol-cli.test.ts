@@ -31,7 +31,7 @@ const APP = `export function start(settings) {
 `;
 
 async function startEdge(args: string[]): Promise<OxyProcess> {
-  const p = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', ...args]);
+  const p = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8', ...args]);
   procs.push(p);
   await p.waitFor(/Edge running/);
   return p;

@@ -131,7 +131,12 @@ export interface EdgeListeners {
   proxyListen?: string;
   httpListen?: string;
   proxyProtocol?: boolean;
+  /** The proxy's allow list; default: the test ranges (loopback, 198.18.0.0/15, 2001:db8::/32). */
+  proxyAllow?: string[];
 }
+
+/** Where test traffic may go: the proxy denies everything else by default. */
+export const TEST_ALLOW = ['127.0.0.0/8', '::1', '198.18.0.0/15', '2001:db8::/32'];
 
 /**
  * An in-process edge with the CONNECT proxy on loopback and `hooks` (an examples/ file
@@ -147,7 +152,7 @@ export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string,
       ? await loadHooks(`${EXAMPLES}${hooks}`, { home: dir, location: 'test', log: logs.log, trace })
       : new HookRunner(validateHooks('test', hooks), { log: logs.log, trace });
   const store = Store.open(dir);
-  const edge = await runEdge({ home: dir, store, log: logs.log, tunnelListen: '127.0.0.1:0', location: 'test', proxyListen: '127.0.0.1:0', ...listeners, hooks: runner });
+  const edge = await runEdge({ home: dir, store, log: logs.log, tunnelListen: '127.0.0.1:0', location: 'test', proxyListen: '127.0.0.1:0', proxyAllow: TEST_ALLOW, ...listeners, hooks: runner });
   const proxyPort = edge.proxyAddress!.port;
   return {
     edge,

@@ -22,7 +22,7 @@ beforeAll(async () => {
   await oxyOk(home.home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
   const quick = new OxyProcess(home.home, ['tunnel', '--hello-world', '--protocol', 'http2']);
   procs.push(quick);
-  const e = await startEdge(home.home, ['--hooks', hooks, '--proxy-listen', '127.0.0.1:0']);
+  const e = await startEdge(home.home, ['--hooks', hooks, '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8']);
   procs.push(e.edge);
   const c = await startConnector(home.home, e.tunnelPort, ['--hello-world', 'web']);
   procs.push(c.connector);

@@ -47,6 +47,12 @@ export class EgressError extends OxyError {
   }
 }
 
+/**
+ * An on-ramp's own limit on where it connects (the CONNECT proxy's allow list): called with
+ * each address the egress is about to connect to; an EgressError refuses it.
+ */
+export type EgressGuard = (target: SocketAddress, via: 'direct' | 'tunnel' | 'downgrade') => EgressError | undefined;
+
 export interface EgressResult {
   socket: Duplex;
   info: EstablishedInfo;
@@ -105,17 +111,32 @@ export class Egress {
    * tuple for `downgrade` egress (IP flows). Rejects with EgressError, or HookError when a
    * hook failed.
    */
-  async connectTcp(conn: HookConnection, host: string, port: number, source?: SocketAddress): Promise<EgressResult> {
+  async connectTcp(conn: HookConnection, host: string, port: number, source?: SocketAddress, guard?: EgressGuard): Promise<EgressResult> {
     const { ip, ips, decision } = await this.#decide(conn, host, port);
+    const check = (address: string, p: number, via: 'direct' | 'tunnel' | 'downgrade') => {
+      const refused = guard?.({ address, port: p }, via);
+      if (refused) throw refused;
+    };
     let result: EgressResult;
     switch (decision.action) {
-      case 'direct':
-        result = await this.#directFirst(conn, decision.address ? [decision.address] : ips, decision.port ?? port);
+      case 'direct': {
+        const p = decision.port ?? port;
+        let addresses = decision.address ? [decision.address] : ips;
+        // Only the addresses the guard allows are tried; none: the first refusal is the answer.
+        if (guard) {
+          const allowed = addresses.filter((a) => !guard({ address: a, port: p }, 'direct'));
+          if (!allowed.length) check(addresses[0], p, 'direct');
+          addresses = allowed;
+        }
+        result = await this.#directFirst(conn, addresses, p);
         break;
+      }
       case 'tunnel':
+        check(decision.address ?? ip, decision.port ?? port, 'tunnel');
         result = await this.#tunnel(conn, decision.vnet ?? conn.vnet, decision.address ?? ip, decision.port ?? port);
         break;
       case 'downgrade':
+        check(decision.address ?? ip, decision.port ?? port, 'downgrade');
         result = await this.#downgrade(conn, decision.offRamp, { address: decision.address ?? ip, port: decision.port ?? port }, source);
         break;
     }
