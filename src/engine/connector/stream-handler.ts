@@ -39,19 +39,38 @@ export class StreamHandler {
 
   readonly handle = (stream: TunnelStream, conn?: TunnelConnection): void => {
     this.#active++;
-    stream.on('error', () => undefined);
-    this.#serve(stream, conn)
-      .catch((err) => {
+    stream.on('error', ignore);
+    // One promise reaction per stream (this runs for every proxied request).
+    this.#serve(stream, conn).then(
+      () => this.#served(stream),
+      (err) => {
         this.log.debug({ err }, 'stream ended with an error');
         stream.destroy();
-      })
-      // A stream counts as in flight until the transport closed it: its last bytes and end
-      // must reach the edge before a graceful stop closes the connection.
-      .then(() => untilClosed(stream, CLOSE_WAIT_MS))
-      .finally(() => {
-        if (--this.#active === 0) this.#idle?.();
-      });
+        this.#served(stream);
+      },
+    );
   };
+
+  /**
+   * A stream counts as in flight until the transport closed it (at most CLOSE_WAIT_MS more):
+   * its last bytes and end must reach the edge before a graceful stop closes the connection.
+   */
+  #served(stream: TunnelStream): void {
+    if (stream.closed) return this.#release();
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      clearTimeout(timer);
+      this.#release();
+    };
+    const timer = setTimeout(release, CLOSE_WAIT_MS).unref();
+    stream.once('close', release);
+  }
+
+  #release(): void {
+    if (--this.#active === 0) this.#idle?.();
+  }
 
   async #serve(stream: TunnelStream, conn?: TunnelConnection): Promise<void> {
     const header = await readStreamHeader(stream, { expect: 'request', timeoutMs: 30_000 });
@@ -67,7 +86,7 @@ export class StreamHandler {
   }
 
   async #http(stream: TunnelStream, head: HttpRequestHead): Promise<void> {
-    const rule = this.origins.ingress.match(head.host, head.path.split('?')[0]);
+    const rule = this.origins.ingress.match(head.host, pathOnly(head.path));
     const length = headerValue(head.headers, 'content-length');
     const hasBody = length !== undefined ? length !== '0' : headerValue(head.headers, 'transfer-encoding') !== undefined || !BODYLESS_METHODS.has(head.method);
     const abort = new RequestAbort();
@@ -83,7 +102,7 @@ export class StreamHandler {
   }
 
   async #upgrade(stream: TunnelStream, head: HttpRequestHead): Promise<void> {
-    const rule = this.origins.ingress.match(head.host, head.path.split('?')[0]);
+    const rule = this.origins.ingress.match(head.host, pathOnly(head.path));
     if (rule.service.kind === 'tcp') {
       // Raw bytes after the 101: the client bridges a local TCP connection (oxyctl access tcp).
       const socket = await this.origins.dialTcp(rule).catch((err: Error) => err);
@@ -126,16 +145,13 @@ class RequestAbort extends EventEmitter<{ abort: [] }> {
 /** How long a served stream may take to be closed by its transport before it stops counting. */
 const CLOSE_WAIT_MS = 2000;
 
-function untilClosed(stream: TunnelStream, maxMs: number): Promise<void> {
-  if (stream.closed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, maxMs).unref();
-    stream.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
+const ignore = (): void => undefined;
+
+/** The path of a request target without its query, for ingress matching. */
+const pathOnly = (target: string): string => {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+};
 
 function respond(stream: TunnelStream, head: HttpResponseHead): void {
   writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead(head) });

@@ -61,6 +61,11 @@ const MAX_REASON_BYTES = 1024;
 
 type Session = ClientHttp2Session | ServerHttp2Session;
 
+/** The request head of an edge-opened stream of `kind` (Node copies it; built once for data streams). */
+const requestHeaders = (kind: string): Record<string, string> => ({ ':method': 'POST', ':path': H2_PATH, [H2_HEADER_STREAM]: kind });
+const DATA_STREAM_HEADERS = requestHeaders(H2_STREAM_DATA);
+const OPEN_OPTIONS = { endStream: false } as const;
+
 interface QueuedOpen {
   headers: Record<string, string>;
   resolve: (stream: Http2Stream) => void;
@@ -156,7 +161,16 @@ export class Http2TunnelConnection implements TunnelConnection {
     if (this.isClosed) return Promise.reject(this.closedError());
     if (options.signal?.aborted) return Promise.reject(abortedError());
     if (this.role === 'edge') {
-      return this.request({ [H2_HEADER_STREAM]: H2_STREAM_DATA }, options.signal).then((s) => this.adoptUserStream(s));
+      // A free stream slot and nothing queued ahead (the usual case): open it now, with no
+      // queue entry and no promise chain — this runs once per proxied request.
+      if (this.openQueue.length === 0 && this.activeRequests < this.peerStreamLimit()) {
+        try {
+          return Promise.resolve(this.adoptUserStream(this.openNow(DATA_STREAM_HEADERS)));
+        } catch (err) {
+          return Promise.reject(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Could not open an HTTP/2 stream', { cause: err }));
+        }
+      }
+      return this.request(DATA_STREAM_HEADERS, options.signal).then((s) => this.adoptUserStream(s));
     }
     return this.requestReverse(options.signal);
   }
@@ -217,11 +231,11 @@ export class Http2TunnelConnection implements TunnelConnection {
 
   private startEdge(session: ClientHttp2Session): void {
     session.on('remoteSettings', () => this.pumpOpens());
-    this.request({ [H2_HEADER_STREAM]: H2_STREAM_REVERSE_OPEN }).then(
+    this.request(requestHeaders(H2_STREAM_REVERSE_OPEN)).then(
       (stream) => this.attachReverseOpen(stream),
       (err) => debug('edge: reverse-open stream failed: %s', (err as Error).message),
     );
-    this.request({ [H2_HEADER_STREAM]: H2_STREAM_DATAGRAMS }).then(
+    this.request(requestHeaders(H2_STREAM_DATAGRAMS)).then(
       (stream) => this.attachDatagrams(stream),
       (err) => debug('edge: datagram stream failed: %s', (err as Error).message),
     );
@@ -252,27 +266,34 @@ export class Http2TunnelConnection implements TunnelConnection {
   }
 
   private pumpOpens(): void {
-    const session = this.session as ClientHttp2Session;
     while (this.openQueue.length > 0 && this.activeRequests < this.peerStreamLimit()) {
       if (this.isClosed) return;
       const item = this.openQueue.shift()!;
       if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
       let stream: Http2Stream;
       try {
-        stream = session.request({ ':method': 'POST', ':path': H2_PATH, ...item.headers }, { endStream: false });
+        stream = this.openNow(item.headers);
       } catch (err) {
         item.reject(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Could not open an HTTP/2 stream', { cause: err }));
         continue;
       }
-      this.activeRequests++;
-      stream.once('close', () => {
-        this.activeRequests--;
-        this.pumpOpens();
-      });
-      this.guardStream(stream);
       item.resolve(stream);
     }
   }
+
+  /** Opens one request stream in a free slot (the caller checked the limit); throws when the session refuses. */
+  private openNow(headers: Record<string, string>): Http2Stream {
+    const stream = (this.session as ClientHttp2Session).request(headers, OPEN_OPTIONS);
+    this.activeRequests++;
+    stream.once('close', this.onRequestClose);
+    this.guardStream(stream);
+    return stream;
+  }
+
+  private readonly onRequestClose = (): void => {
+    this.activeRequests--;
+    this.pumpOpens();
+  };
 
   private attachReverseOpen(stream: Http2Stream): void {
     // The connector writes u32 request ids; each becomes an edge-opened `reverse` stream.
@@ -288,7 +309,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   }
 
   private openReverse(id: number): void {
-    this.request({ [H2_HEADER_STREAM]: H2_STREAM_REVERSE, [H2_HEADER_REVERSE_ID]: String(id) }).then(
+    this.request({ ...requestHeaders(H2_STREAM_REVERSE), [H2_HEADER_REVERSE_ID]: String(id) }).then(
       (stream) => this.deliver(this.adoptUserStream(stream)),
       (err) => debug('edge: reverse stream %d failed: %s', id, (err as Error).message),
     );
