@@ -26,12 +26,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: CommandArgs<T>;
   /** Every positional argument, for commands that take several (`strict = false`). */
   protected positionals!: string[];
+  /** Flags given on the command line or by environment (not defaults): a config file never overrides these. */
+  protected explicitFlags!: Set<string>;
   #store?: Store;
 
   async init(): Promise<void> {
     await super.init();
     const ctor = this.ctor as typeof BaseCommand;
-    const { flags, args, argv } = await this.parse({
+    const { flags, args, argv, metadata } = await this.parse({
       flags: ctor.flags,
       baseFlags: ctor.baseFlags,
       args: ctor.args,
@@ -40,6 +42,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as CommandFlags<T>;
     this.args = args as CommandArgs<T>;
     this.positionals = argv as string[];
+    this.explicitFlags = new Set(Object.keys(flags).filter((k) => (flags as Record<string, unknown>)[k] !== undefined && !metadata.flags[k]?.setFromDefault));
   }
 
   protected get home(): string {

@@ -15,6 +15,7 @@ export async function runConnectorUntilSignal(log: Logger, o: Parameters<typeof 
   const outcome = await Promise.race([signalled, fatal]);
   if (outcome instanceof Error) {
     await started.stop(0);
+    if (outcome instanceof OxyError && outcome.code === 'OXY_ERR_TUNNEL_UNREACHABLE') throw outcome;
     throw new OxyError('OXY_ERR_TUNNEL_UNAUTHORIZED', `Tunnel could not register: ${outcome.message}`);
   }
   log.info({ signal: outcome, gracePeriod: o.flags['grace-period'] }, 'Initiating graceful shutdown due to signal');

@@ -3,11 +3,12 @@
  * rules with originRequest defaults, and warp-routing for private-network traffic.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { OxyError } from '../../core/errors.js';
 import { parseDuration } from './duration.js';
-import { Ingress, type UnvalidatedRule } from './ingress.js';
+import { Ingress, newNotes, type ConfigNotes, type UnvalidatedRule } from './ingress.js';
 
 export interface WarpRouting {
   enabled: boolean;
@@ -40,19 +41,41 @@ export interface ConnectorConfig {
   /** Undefined when the file has no ingress rules (then --url / --hello-world decide). */
   ingress?: Ingress;
   warpRouting: WarpRouting;
-  /** Keys this version does not know, for cloudflared's "unused keys" warning. */
-  unknownKeys: string[];
+  /**
+   * Keys nested under ingress/originRequest/warp-routing that this version does not know
+   * (cloudflared's "unused keys"), and known ones that have no effect here. Top-level keys
+   * are flags: the command that reads the file sorts them (cli/config-file.ts).
+   */
+  notes: ConfigNotes;
 }
 
-const KNOWN_TOP_LEVEL = new Set([
-  'tunnel', 'credentials-file', 'ingress', 'originRequest', 'warp-routing', 'protocol', 'loglevel', 'logfile',
-  'metrics', 'ha-connections', 'grace-period', 'edge', 'no-autoupdate', 'url', 'hello-world', 'token',
-]);
+/** Top-level keys that are the file's own structure rather than a flag's value. */
+export const STRUCTURE_KEYS = new Set(['tunnel', 'credentials-file', 'ingress', 'originRequest', 'warp-routing']);
 
-/** `--config`, else config.yml / config.yaml in the data directory. */
-export function findConfigFile(home: string, explicit?: string): string | undefined {
+/** Where a config file is looked for, in cloudflared's order, under oxyctl's names then cloudflared's. */
+export function configSearchDirs(home: string): { dir: string; cloudflared: boolean }[] {
+  const user = homedir();
+  const ours = [home, join(user, '.oxyctl'), '/etc/oxyctl', '/usr/local/etc/oxyctl'];
+  const theirs = [join(user, '.cloudflared'), join(user, '.cloudflare-warp'), join(user, 'cloudflare-warp'), '/etc/cloudflared', '/usr/local/etc/cloudflared'];
+  return [...new Set(ours)].map((dir) => ({ dir, cloudflared: false })).concat(theirs.map((dir) => ({ dir, cloudflared: true })));
+}
+
+/**
+ * `--config`, else the first config.yml / config.yaml of the search directories. A file in
+ * a cloudflared directory is reported through `onCloudflared` (one notice line), so an
+ * existing cloudflared host migrates by installing oxyctl.
+ */
+export function findConfigFile(home: string, explicit?: string, onCloudflared?: (path: string) => void): string | undefined {
   if (explicit) return explicit;
-  return ['config.yml', 'config.yaml'].map((f) => join(home, f)).find((f) => existsSync(f));
+  for (const { dir, cloudflared } of configSearchDirs(home)) {
+    for (const name of ['config.yml', 'config.yaml']) {
+      const path = join(dir, name);
+      if (!existsSync(path)) continue;
+      if (cloudflared) onCloudflared?.(path);
+      return path;
+    }
+  }
+  return undefined;
 }
 
 export function readRawConfig(path: string): RawConfig {
@@ -76,9 +99,9 @@ export function readRawConfig(path: string): RawConfig {
 }
 
 export function parseConfig(raw: RawConfig, source: string, options: { requireIngress?: boolean } = {}): ConnectorConfig {
-  const unknownKeys = Object.keys(raw).filter((k) => !KNOWN_TOP_LEVEL.has(k));
+  const notes = newNotes();
   const ingress =
-    raw.ingress !== undefined || options.requireIngress ? Ingress.parse(raw.ingress, raw.originRequest, unknownKeys) : undefined;
+    raw.ingress !== undefined || options.requireIngress ? Ingress.parse(raw.ingress, raw.originRequest, notes) : undefined;
   const wr = raw['warp-routing'] ?? {};
   const warpRouting: WarpRouting = {
     enabled: wr.enabled === undefined ? true : wr.enabled === true,
@@ -86,7 +109,7 @@ export function parseConfig(raw: RawConfig, source: string, options: { requireIn
     maxActiveFlows: wr.maxActiveFlows === undefined ? 0 : Number(wr.maxActiveFlows),
     tcpKeepAliveMs: wr.tcpKeepAlive === undefined ? DEFAULT_WARP_ROUTING.tcpKeepAliveMs : parseDuration(wr.tcpKeepAlive as string, 'warp-routing.tcpKeepAlive'),
   };
-  for (const k of Object.keys(wr)) if (!['enabled', 'connectTimeout', 'maxActiveFlows', 'tcpKeepAlive'].includes(k)) unknownKeys.push(`warp-routing.${k}`);
+  for (const k of Object.keys(wr)) if (!['enabled', 'connectTimeout', 'maxActiveFlows', 'tcpKeepAlive'].includes(k)) notes.unknown.push(`warp-routing.${k}`);
   return {
     source,
     raw,
@@ -94,7 +117,7 @@ export function parseConfig(raw: RawConfig, source: string, options: { requireIn
     credentialsFile: raw['credentials-file'],
     ingress,
     warpRouting,
-    unknownKeys,
+    notes,
   };
 }
 

@@ -3,9 +3,11 @@
  * whose last rule must match everything. The connector picks the first rule that matches
  * a request's Host and path. Texts of validation errors are cloudflared's.
  */
+import { domainToASCII } from 'node:url';
 import { OxyError } from '../../core/errors.js';
 import { matchHost } from '../../core/host-match.js';
 import { parseDuration } from './duration.js';
+import { IpAccessPolicy } from './ip-access.js';
 
 
 /** Per-rule settings for talking to the origin (cloudflared's originRequest). */
@@ -21,6 +23,14 @@ export interface OriginRequest {
   noTLSVerify: boolean;
   disableChunkedEncoding: boolean;
   http2Origin: boolean;
+  /** Dial the origin's first resolved address only (no RFC 8305 racing of IPv6 and IPv4). */
+  noHappyEyeballs: boolean;
+  /** The rule is a bastion: each stream names its destination (Cf-Access-Jump-Destination). */
+  bastionMode: boolean;
+  /** 'socks': a tcp:// rule's streams speak SOCKS5 and pick their destination. */
+  proxyType?: string;
+  /** Destinations a socks-proxy rule may reach. */
+  ipRules?: IpAccessPolicy;
 }
 
 export const DEFAULT_ORIGIN_REQUEST: OriginRequest = {
@@ -32,19 +42,28 @@ export const DEFAULT_ORIGIN_REQUEST: OriginRequest = {
   noTLSVerify: false,
   disableChunkedEncoding: false,
   http2Origin: false,
+  noHappyEyeballs: false,
+  bastionMode: false,
 };
 
 export type OriginService =
   | { kind: 'http'; url: URL }
   | { kind: 'unix'; path: string; tls: boolean }
-  | { kind: 'tcp'; host: string; port: number; scheme: string }
+  /** Raw TCP after an upgrade (tcp://, ssh://, rdp://, smb://, any other scheme). No port: none known for the scheme. */
+  | { kind: 'tcp'; host: string; port?: number; scheme: string }
   | { kind: 'http_status'; status: number }
-  | { kind: 'hello_world' };
+  | { kind: 'hello_world' }
+  /** Each stream names its destination in Cf-Access-Jump-Destination. */
+  | { kind: 'bastion' }
+  /** Each stream speaks SOCKS5; destinations checked against the rule's ipRules. */
+  | { kind: 'socks' };
 
 export interface IngressRule {
-  /** 1-based, as cloudflared numbers rules in messages. */
+  /** 0-based, as `tunnel ingress rule` prints it ("Matched rule #0"); validation messages say index + 1. */
   index: number;
   hostname?: string;
+  /** The hostname's IDNA ASCII form when it differs (môô.example.com → xn--m-xgaa.example.com). */
+  punycodeHostname?: string;
   path?: RegExp;
   /** The path regex as written in the config. */
   pathText?: string;
@@ -78,43 +97,71 @@ const ORIGIN_REQUEST_KEYS: Record<string, (o: OriginRequest, v: unknown) => void
   noTLSVerify: (o, v) => (o.noTLSVerify = v === true),
   disableChunkedEncoding: (o, v) => (o.disableChunkedEncoding = v === true),
   http2Origin: (o, v) => (o.http2Origin = v === true),
+  noHappyEyeballs: (o, v) => (o.noHappyEyeballs = v === true),
+  bastionMode: (o, v) => (o.bastionMode = v === true),
+  proxyType: (o, v) => (o.proxyType = v ? String(v) : undefined),
 };
 
-/** Applies an originRequest block over defaults; unknown keys are returned for a warning. */
+/**
+ * originRequest keys cloudflared knows that mean nothing here: proxyAddress/proxyPort place
+ * cloudflared's own local proxy (oxyctl serves bastion and SOCKS on the stream itself),
+ * `access` checks Cloudflare Access JWTs, matchSNItoHost is not implemented yet.
+ */
+export const NO_EFFECT_ORIGIN_KEYS = new Set(['proxyAddress', 'proxyPort', 'access', 'matchSNItoHost']);
+
+/** What a config says that the connector will not act on: unknown keys, and known keys without effect here. */
+export interface ConfigNotes {
+  unknown: string[];
+  noEffect: string[];
+}
+
+export const newNotes = (): ConfigNotes => ({ unknown: [], noEffect: [] });
+
+/** Applies an originRequest block over defaults; unknown and ineffective keys are noted for a warning. */
 export function mergeOriginRequest(
   base: OriginRequest,
   raw: Record<string, unknown> | undefined,
-  unknownKeys: string[] = [],
+  notes: ConfigNotes = newNotes(),
   where = 'originRequest',
 ): OriginRequest {
   const merged = { ...base };
   for (const [key, value] of Object.entries(raw ?? {})) {
     const apply = ORIGIN_REQUEST_KEYS[key];
     if (apply) apply(merged, value);
-    else unknownKeys.push(`${where}.${key}`);
+    else if (key === 'ipRules') merged.ipRules = IpAccessPolicy.parse(value, where);
+    else if (NO_EFFECT_ORIGIN_KEYS.has(key)) notes.noEffect.push(`${where}.${key}`);
+    else notes.unknown.push(`${where}.${key}`);
   }
   return merged;
 }
+
+/** Ports cloudflared adds to a TCP-over-WebSocket service written without one. */
+const DEFAULT_TCP_PORTS: Record<string, number> = { ssh: 22, rdp: 3389, smb: 445, tcp: 7864 };
 
 export function parseService(text: string): OriginService {
   if (text.startsWith('unix:')) return { kind: 'unix', path: text.slice(5), tls: false };
   if (text.startsWith('unix+tls:')) return { kind: 'unix', path: text.slice(9), tls: true };
   if (text.startsWith('http_status:')) {
     const status = Number(text.slice(12));
-    if (!Number.isInteger(status) || status < 100 || status > 999) fail(`invalid HTTP status: ${text.slice(12)} is not a status code (100-999)`);
+    if (!/^\d+$/.test(text.slice(12))) fail(`invalid HTTP status code: ${text.slice(12)} is not a number`);
+    if (status < 100 || status > 999) fail(`invalid HTTP status code: ${status}`);
     return { kind: 'http_status', status };
   }
-  if (text === 'hello_world' || text === 'hello-world' || text === 'helloworld') return { kind: 'hello_world' };
+  if (text === 'hello_world' || text === 'hello-world') return { kind: 'hello_world' };
+  if (text === 'bastion') return { kind: 'bastion' };
+  if (text === 'socks-proxy') return { kind: 'socks' };
   let url: URL | undefined;
   try {
     url = new URL(text);
   } catch {
     url = undefined;
   }
-  if (!url || !url.hostname || !/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+  const written = /^([a-z][a-z0-9+.-]*):\/\/[^/?#]*([^?#]*)/i.exec(text);
+  if (!url || !url.hostname || !written) {
     return fail(`${text} is an invalid address, please make sure it has a scheme and a hostname`);
   }
-  if (url.pathname !== '/' && url.pathname !== '') {
+  // As Go's url.Path: "https://localhost:8000/" has the path "/", which cloudflared refuses too.
+  if (written[2] !== '') {
     fail(
       `${text} is an invalid address, ingress rules don't support proxying to a different path on the origin service. ` +
         `The path will be the same as the eyeball request's path`,
@@ -122,13 +169,9 @@ export function parseService(text: string): OriginService {
   }
   const scheme = url.protocol.slice(0, -1);
   if (scheme === 'http' || scheme === 'https' || scheme === 'ws' || scheme === 'wss') return { kind: 'http', url };
-  if (['tcp', 'ssh', 'rdp', 'smb'].includes(scheme)) {
-    const defaults: Record<string, number> = { ssh: 22, rdp: 3389, smb: 445 };
-    const port = url.port ? Number(url.port) : defaults[scheme];
-    if (!port) fail(`${text} is an invalid address, a tcp:// service needs a port`);
-    return { kind: 'tcp', host: url.hostname.replace(/^\[|\]$/g, ''), port, scheme };
-  }
-  return fail(`${text} is an invalid address, the scheme ${scheme}:// is not supported (use http, https, tcp, ssh, unix: or http_status:)`);
+  // Any other scheme is TCP over the upgraded stream, as cloudflared's tcpOverWSService.
+  const port = url.port ? Number(url.port) : DEFAULT_TCP_PORTS[scheme];
+  return { kind: 'tcp', host: url.hostname.replace(/^\[|\]$/g, ''), ...(port ? { port } : {}), scheme };
 }
 
 export class Ingress {
@@ -136,20 +179,30 @@ export class Ingress {
 
   /** cloudflared's single-origin mode (--url / --hello-world): one catch-all rule. */
   static singleOrigin(service: string, originRequest: OriginRequest = DEFAULT_ORIGIN_REQUEST): Ingress {
-    return new Ingress([{ index: 1, service: parseService(service), serviceText: service, originRequest }]);
+    const parsed = service === 'bastion' || originRequest.bastionMode ? ({ kind: 'bastion' } as const) : parseService(service);
+    return new Ingress([{ index: 0, service: parsed, serviceText: parsed.kind === 'bastion' ? 'bastion' : service, originRequest }]);
   }
 
-  static parse(rules: UnvalidatedRule[] | undefined, defaults?: Record<string, unknown>, unknownKeys: string[] = []): Ingress {
-    if (!rules || rules.length === 0) fail("The config file doesn't contain any ingress rules");
-    const base = mergeOriginRequest(DEFAULT_ORIGIN_REQUEST, defaults, unknownKeys);
+  static parse(rules: UnvalidatedRule[] | undefined, defaults?: Record<string, unknown>, notes: ConfigNotes = newNotes()): Ingress {
+    if (!Array.isArray(rules) || rules.length === 0) fail("The config file doesn't contain any ingress rules");
+    const base = mergeOriginRequest(DEFAULT_ORIGIN_REQUEST, defaults, notes);
     return new Ingress(
       rules!.map((r, i) => {
         for (const key of Object.keys(r)) {
-          if (!['hostname', 'path', 'service', 'originRequest'].includes(key)) unknownKeys.push(`ingress[${i}].${key}`);
+          if (!['hostname', 'path', 'service', 'originRequest'].includes(key)) notes.unknown.push(`ingress[${i}].${key}`);
         }
-        if (typeof r.service !== 'string' || r.service === '') fail(`Rule #${i + 1} has no service: every ingress rule needs one`);
-        const service = parseService(r.service!);
+        const originRequest = mergeOriginRequest(base, r.originRequest, notes, `ingress[${i}].originRequest`);
+        // cloudflared: `service: bastion`, or bastionMode on a rule, which then needs no service.
+        const bastion = r.service === 'bastion' || originRequest.bastionMode;
+        if (!bastion && (typeof r.service !== 'string' || r.service === '')) fail(`Rule #${i + 1} has no service: every ingress rule needs one`);
+        const service: OriginService = bastion ? { kind: 'bastion' } : parseService(r.service!);
+        if (bastion) originRequest.bastionMode = true;
+        if (originRequest.ipRules && service.kind !== 'socks' && originRequest.proxyType !== 'socks') {
+          notes.noEffect.push(`ingress[${i}].originRequest.ipRules (only socks-proxy rules and proxyType: socks use it)`);
+        }
         validateHostname(r, i, rules!.length);
+        const hostname = r.hostname || undefined;
+        const ascii = hostname && hostname !== '*' ? domainToASCII(hostname) : '';
         let path: RegExp | undefined;
         if (r.path) {
           try {
@@ -159,13 +212,14 @@ export class Ingress {
           }
         }
         return {
-          index: i + 1,
-          hostname: r.hostname || undefined,
+          index: i,
+          hostname,
+          punycodeHostname: ascii && ascii !== hostname?.toLowerCase() ? ascii : undefined,
           path,
           pathText: r.path || undefined,
           service,
-          serviceText: r.service!,
-          originRequest: mergeOriginRequest(base, r.originRequest, unknownKeys, `ingress[${i}].originRequest`),
+          serviceText: bastion ? 'bastion' : r.service!,
+          originRequest,
         };
       }),
     );
@@ -179,8 +233,13 @@ export class Ingress {
   }
 }
 
-function ruleMatches(rule: IngressRule, hostname: string, path: string): boolean {
-  const hostOk = !rule.hostname || rule.hostname === '*' || matchHost(rule.hostname.toLowerCase(), hostname);
+/** cloudflared's Rule.Matches: the hostname or its punycode form, then the path regex. */
+export function ruleMatches(rule: Pick<IngressRule, 'hostname' | 'punycodeHostname' | 'path'>, hostname: string, path: string): boolean {
+  const hostOk =
+    !rule.hostname ||
+    rule.hostname === '*' ||
+    matchHost(rule.hostname.toLowerCase(), hostname) ||
+    (rule.punycodeHostname !== undefined && matchHost(rule.punycodeHostname, hostname));
   return hostOk && (!rule.path || rule.path.test(path));
 }
 

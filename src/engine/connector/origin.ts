@@ -105,7 +105,7 @@ export class OriginProxy {
   async proxyHttp(rule: IngressRule, head: HttpRequestHead, body: Readable | null, signal?: Dispatcher.RequestOptions['signal']): Promise<ProxiedResponse> {
     const s = rule.service;
     if (s.kind === 'http_status') return { head: { status: s.status, headers: [['content-length', '0']] }, body: null };
-    if (s.kind === 'tcp') {
+    if (s.kind === 'tcp' || s.kind === 'bastion' || s.kind === 'socks') {
       this.log.warn({ originService: rule.serviceText, rule: rule.index, host: head.host }, 'An HTTP request matched a rule whose service takes TCP streams');
       return badGateway('destination_unavailable', `${head.host} does not serve HTTP.`);
     }
@@ -132,7 +132,7 @@ export class OriginProxy {
 
   /** A request asking to upgrade (WebSocket): the origin's 101 head and its socket, or a 502. */
   async proxyUpgrade(rule: IngressRule, head: HttpRequestHead): Promise<UpgradedResponse | ProxiedResponse> {
-    if (rule.service.kind === 'http_status' || rule.service.kind === 'tcp') return this.proxyHttp(rule, head, null);
+    if (rule.service.kind !== 'http' && rule.service.kind !== 'unix' && rule.service.kind !== 'hello_world') return this.proxyHttp(rule, head, null);
     const { origin, dispatcher } = this.#target(rule);
     try {
       const res = await upgrade(new URL(head.path, origin), {
@@ -150,17 +150,23 @@ export class OriginProxy {
     }
   }
 
-  /** A TCP stream to a tcp:// (ssh://, …) service. */
-  dialTcp(rule: IngressRule): Promise<Socket> {
+  /**
+   * A TCP stream for a rule: its tcp:// (ssh://, …) service, or `to` — the destination a
+   * bastion or SOCKS stream names — with the rule's timeouts.
+   */
+  dialTcp(rule: IngressRule, to?: { host: string; port: number }): Promise<Socket> {
     const s = rule.service;
-    if (s.kind !== 'tcp') return Promise.reject(new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not a TCP service`));
-    return dialTcp(s.host, s.port, rule.originRequest.connectTimeoutMs, rule.originRequest.tcpKeepAliveMs);
+    const dest = to ?? (s.kind === 'tcp' ? s : undefined);
+    if (!dest) return Promise.reject(new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not a TCP service`));
+    if (!dest.port) return Promise.reject(new OxyError('OXY_ERR_ORIGIN_ADDRESS', `${rule.serviceText} has no port, and ${s.kind === 'tcp' ? `${s.scheme}://` : 'it'} has no default one`));
+    const o = rule.originRequest;
+    return dialTcp(dest.host, dest.port, o.connectTimeoutMs, o.tcpKeepAliveMs, !o.noHappyEyeballs);
   }
 }
 
-export function dialTcp(host: string, port: number, timeoutMs: number, keepAliveMs: number): Promise<Socket> {
+export function dialTcp(host: string, port: number, timeoutMs: number, keepAliveMs: number, happyEyeballs = true): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, noDelay: true, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs });
+    const socket = netConnect({ host, port, noDelay: true, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs, autoSelectFamily: happyEyeballs });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${host}:${port}: i/o timeout after ${timeoutMs} ms`));
@@ -184,6 +190,7 @@ function createDispatcher(origin: string, o: OriginRequest, socketPath?: string)
     ca: o.caPool ? readFileSync(o.caPool) : undefined,
     keepAlive: o.tcpKeepAliveMs > 0,
     keepAliveInitialDelay: o.tcpKeepAliveMs,
+    autoSelectFamily: !o.noHappyEyeballs,
     socketPath,
   };
   const options = {

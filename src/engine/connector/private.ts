@@ -32,6 +32,8 @@ export class PrivateOfframp {
   constructor(
     private readonly warp: WarpRouting,
     private readonly log: Logger,
+    /** Source addresses of ICMP echo requests (cloudflared's --icmpv4-src / --icmpv6-src). */
+    private readonly icmpSource: { 4?: string; 6?: string } = {},
   ) {}
 
   #routesKnown = false;
@@ -149,7 +151,7 @@ export class PrivateOfframp {
   #icmpSocket(family: 4 | 6): PktinfoUdpSocket {
     let socket = this.#icmp.get(family);
     if (socket) return socket;
-    socket = PktinfoUdpSocket.bind({ address: family === 4 ? '0.0.0.0' : '::', ipv6Only: true, rawProtocol: family === 4 ? 1 : 58 });
+    socket = PktinfoUdpSocket.bind({ address: this.icmpSource[family] ?? (family === 4 ? '0.0.0.0' : '::'), ipv6Only: true, rawProtocol: family === 4 ? 1 : 58 });
     socket.unref();
     socket.on('batch', (batch) => {
       for (let i = 0; i < batch.count; i++) {

@@ -4,8 +4,10 @@
  * trust it, which ingress rules, and how to dial (http2, quic, auto).
  */
 import { X509Certificate } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { arch } from 'node:os';
 import { OxyError } from '../../core/errors.js';
@@ -20,7 +22,7 @@ import { dialHttp2Tunnel } from '../transport/http2/index.js';
 import { dialQuic } from '../transport/quic/index.js';
 import { dialAuto } from '../transport/auto.js';
 import type { TunnelConnection } from '../transport/types.js';
-import { Ingress } from './ingress.js';
+import { Ingress, type OriginRequest } from './ingress.js';
 import type { ConnectorConfig } from './config.js';
 import type { Dialer } from './supervisor.js';
 
@@ -29,6 +31,8 @@ export type ProtocolChoice = 'http2' | 'quic' | 'auto';
 export interface EdgeTarget {
   host: string;
   port: number;
+  /** The edge's name when `host` was resolved from it: SNI and the certificate check use it. */
+  servername?: string;
   ca?: string;
   caPin?: string;
 }
@@ -38,18 +42,32 @@ export interface CredentialSources {
   store?: () => Store;
   tunnelRef?: string;
   token?: string;
+  /** A file holding the token (--token-file). */
+  tokenFile?: string;
   credentialsFile?: string;
+  /** The credentials JSON itself (--credentials-contents). */
+  credentialsContents?: string;
   config?: ConnectorConfig;
 }
 
-/** cloudflared's order: --token, --credentials-file, the config's credentials-file, then the tunnel's file or the store. */
+/**
+ * cloudflared's order: --token (or --token-file), --credentials-contents, --credentials-file,
+ * the config's credentials-file, `<TunnelID>.json` next to the config file, then the tunnel's
+ * file or the store.
+ */
 export function resolveCredentials(s: CredentialSources): { creds: TunnelCredentials; caPin?: string } {
-  if (s.token) {
-    const token = decodeToken(s.token);
+  const tokenText = s.token ?? (s.tokenFile ? readTokenFile(s.tokenFile) : undefined);
+  if (tokenText) {
+    const token = decodeToken(tokenText);
     return { creds: tokenToCredentials(token), caPin: token.p };
   }
+  if (s.credentialsContents) return { creds: parseCredentials(s.credentialsContents, '--credentials-contents') };
   const file = s.credentialsFile ?? s.config?.credentialsFile;
   if (file) return { creds: readCredentialsFile(file) };
+  const configRef = s.tunnelRef ?? s.config?.tunnel;
+  if (configRef && isUuid(configRef) && s.config?.source && existsSync(join(dirname(s.config.source), `${configRef.toLowerCase()}.json`))) {
+    return { creds: readCredentialsFile(join(dirname(s.config.source), `${configRef.toLowerCase()}.json`)) };
+  }
   const ref = s.tunnelRef ?? s.config?.tunnel;
   if (!ref) {
     throw new OxyError(
@@ -68,6 +86,43 @@ export function resolveCredentials(s: CredentialSources): { creds: TunnelCredent
   return { creds: { AccountTag: store.accountTag, TunnelSecret: tunnel.secret, TunnelID: tunnel.id, Endpoint: '' } };
 }
 
+function readTokenFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new OxyError('OXY_ERR_INVALID_TOKEN', `Cannot read the token file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function parseCredentials(text: string, where: string): TunnelCredentials {
+  let c: Partial<TunnelCredentials>;
+  try {
+    c = JSON.parse(text);
+  } catch (err) {
+    throw new OxyError('OXY_ERR_CREDENTIALS_READ', `${where} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof c.TunnelID !== 'string' || typeof c.TunnelSecret !== 'string') {
+    throw new OxyError('OXY_ERR_CREDENTIALS_READ', `${where} must hold TunnelID and TunnelSecret, as a credentials file does`);
+  }
+  return { AccountTag: c.AccountTag ?? '', TunnelSecret: c.TunnelSecret, TunnelID: c.TunnelID, Endpoint: c.Endpoint ?? '' };
+}
+
+/** The edge's host as an address of the family --edge-ip-version asks for ('auto': the resolver's first). */
+export async function resolveEdgeHost(host: string, version: '4' | '6' | 'auto' = '4'): Promise<string> {
+  const family = isIP(host);
+  if (family !== 0) {
+    if (version !== 'auto' && String(family) !== version) {
+      throw new OxyError('OXY_ERR_EDGE_ADDRESS', `The edge address ${host} is IPv${family}, but --edge-ip-version is ${version}`);
+    }
+    return host;
+  }
+  try {
+    return (await lookup(host, version === 'auto' ? {} : { family: Number(version) })).address;
+  } catch (err) {
+    throw new OxyError('OXY_ERR_EDGE_ADDRESS', `Cannot resolve the edge ${host} to an IPv${version === 'auto' ? '4/6' : version} address: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** --edge, else the credentials' endpoint, else the local edge's advertised address; trust from the token pin, --edge-ca or the local edge CA. */
 export function resolveEdge(home: string, creds: TunnelCredentials, flags: { edge?: string; edgeCa?: string; caPin?: string }): EdgeTarget {
   const local = localEdgeTrust(home);
@@ -84,15 +139,31 @@ export function resolveEdge(home: string, creds: TunnelCredentials, flags: { edg
   return { host, port, ca, caPin };
 }
 
-export function buildIngress(o: { config?: ConnectorConfig; url?: string; helloWorld?: boolean }): Ingress {
-  if (o.helloWorld) return Ingress.singleOrigin('hello_world');
+export const URL_WITH_INGRESS = "You can't set the --url flag (or $TUNNEL_URL) when using multiple-origin ingress rules";
+
+/**
+ * cloudflared's choice: --hello-world, --bastion, --url, --unix-socket (one catch-all rule
+ * shaped by the origin flags), else the config's rules, else http://localhost:8080.
+ */
+export function buildIngress(o: {
+  config?: ConnectorConfig;
+  url?: string;
+  helloWorld?: boolean;
+  bastion?: boolean;
+  unixSocket?: string;
+  originRequest?: OriginRequest;
+}): Ingress {
+  const single = (service: string) => Ingress.singleOrigin(service, o.originRequest);
+  if (o.helloWorld) return single('hello_world');
+  if (o.bastion) return single('bastion');
   if (o.url) {
-    if (o.config?.ingress) throw new OxyError('OXY_ERR_INGRESS_INVALID', "You can't set the --url flag (or $TUNNEL_URL) when using multiple-origin ingress rules");
-    return Ingress.singleOrigin(/^[a-z][a-z0-9+.-]*:/i.test(o.url) ? o.url : `http://${o.url}`);
+    if (o.config?.ingress) throw new OxyError('OXY_ERR_INGRESS_INVALID', URL_WITH_INGRESS);
+    return single(/^[a-z][a-z0-9+.-]*:/i.test(o.url) ? o.url : `http://${o.url}`);
   }
+  if (o.unixSocket) return single(`unix:${o.unixSocket}`);
   if (o.config?.ingress) return o.config.ingress;
   // cloudflared's default origin when nothing is configured.
-  return Ingress.singleOrigin('http://localhost:8080');
+  return single('http://localhost:8080');
 }
 
 export const clientVersion = (version: string): string => `${version} linux_${arch() === 'x64' ? 'amd64' : arch()}`;
@@ -128,7 +199,7 @@ export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs
 }
 
 /** How each HA connection dials the edge: http2 (TLS over TCP), quic (UDP) or auto (quic, falling back to http2). */
-export function createDialer(protocol: ProtocolChoice, edge: EdgeTarget, log: Logger): Dialer {
+export function createDialer(protocol: ProtocolChoice, edge: EdgeTarget, log: Logger, localAddress?: string): Dialer {
   let ca: Promise<string> | undefined = edge.ca ? Promise.resolve(edge.ca) : undefined;
   const trustAnchor = (): Promise<string> => {
     ca ??= fetchPinnedCa(edge.host, edge.port, edge.caPin!).catch((err) => {
@@ -138,9 +209,9 @@ export function createDialer(protocol: ProtocolChoice, edge: EdgeTarget, log: Lo
     return ca;
   };
   const http2 = async (signal?: AbortSignal): Promise<TunnelConnection> =>
-    dialHttp2Tunnel({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal });
+    dialHttp2Tunnel({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal, localAddress, servername: edge.servername });
   const quic = async (signal?: AbortSignal, timeoutMs?: number): Promise<TunnelConnection> =>
-    dialQuic({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal, timeoutMs });
+    dialQuic({ host: edge.host, port: edge.port, ca: await trustAnchor(), caPin: edge.caPin, signal, timeoutMs, localAddress, servername: edge.servername });
   if (protocol === 'http2') return (_i, signal) => http2(signal);
   if (protocol === 'quic') return (_i, signal) => quic(signal);
   // auto: QUIC first, HTTP/2 when UDP is blocked or the handshake times out; shared by all HA slots.

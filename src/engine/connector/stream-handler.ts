@@ -13,6 +13,7 @@ import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
+import { socksHandshake } from './socks.js';
 
 /** Extra stream kinds (tcp/udp/ip-packets to private networks) plug in here. */
 export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream, conn?: TunnelConnection) => Promise<void>;
@@ -103,10 +104,25 @@ export class StreamHandler {
 
   async #upgrade(stream: TunnelStream, head: HttpRequestHead): Promise<void> {
     const rule = this.origins.ingress.match(head.host, pathOnly(head.path));
-    if (rule.service.kind === 'tcp') {
+    const kind = rule.service.kind;
+    if (kind === 'socks' || (kind === 'tcp' && rule.originRequest.proxyType === 'socks')) {
+      // SOCKS5 after the 101: the client names each destination; ipRules decide (socks.ts).
+      respond(stream, { status: 101, headers: [['connection', 'Upgrade'], ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp']] });
+      const socket = await socksHandshake(stream, rule.originRequest.ipRules, (host, port) => this.origins.dialTcp(rule, { host, port }), this.log);
+      return socket ? bridge(stream, socket) : undefined;
+    }
+    if (kind === 'tcp' || kind === 'bastion') {
       // Raw bytes after the 101: the client bridges a local TCP connection (oxyctl access tcp).
-      const socket = await this.origins.dialTcp(rule).catch((err: Error) => err);
+      // A bastion dials what the request names, as cloudflared's Cf-Access-Jump-Destination.
+      const jump = kind === 'bastion' ? bastionDestination(head) : undefined;
+      const socket = await (jump instanceof Error ? Promise.resolve(jump) : this.origins.dialTcp(rule, jump).catch((err: Error) => err));
       if (socket instanceof Error) {
+        if (jump instanceof Error) {
+          const page = errorPage(400, 'http_request_error', jump.message);
+          respond(stream, page);
+          stream.end(page.body);
+          return;
+        }
         this.log.error({ err: socket, originService: rule.serviceText }, 'Unable to reach the TCP origin');
         const page = errorPage(502, dialErrorType(socket), `The origin for ${head.host} is not reachable right now.`);
         respond(stream, page);
@@ -122,6 +138,21 @@ export class StreamHandler {
     if (upgraded.body) await pump(upgraded.body, stream);
     else stream.end();
   }
+}
+
+/** cloudflared's bastion header: the destination as HOST:PORT or a URL (carrier.ResolveBastionDest). */
+export const JUMP_DESTINATION_HEADER = 'cf-access-jump-destination';
+
+function bastionDestination(head: HttpRequestHead): { host: string; port: number } | Error {
+  const raw = headerValue(head.headers, JUMP_DESTINATION_HEADER);
+  if (!raw) return new Error(`A bastion needs the ${JUMP_DESTINATION_HEADER} header naming HOST:PORT`);
+  try {
+    const url = new URL(raw.includes('://') ? raw : `tcp://${raw}`);
+    if (url.hostname && url.port) return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
+  } catch {
+    // fall through
+  }
+  return new Error(`${JUMP_DESTINATION_HEADER}: ${raw} is not HOST:PORT`);
 }
 
 /** Methods whose requests carry no body unless a Content-Length or Transfer-Encoding says so. */

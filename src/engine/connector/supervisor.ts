@@ -30,6 +30,12 @@ export interface ConnectorOptions {
   /** First retry delay; doubles per failure up to maxRetryDelayMs, with jitter. */
   retryBaseMs?: number;
   maxRetryDelayMs?: number;
+  /**
+   * cloudflared's --retries: before the first registration ever, a slot that failed this
+   * many retries in a row gives up and the connector stops (fatal). Once connected, slots
+   * retry for as long as it runs. Undefined: retry forever.
+   */
+  maxRetries?: number;
   features?: string[];
   /** Messages the edge sends on a connection's control stream after registration (e.g. routes). */
   onControlMessage?: (message: ControlMessage, connIndex: number) => void;
@@ -54,6 +60,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   readonly #slots: Slot[];
   readonly #stop = new AbortController();
   #loops: Promise<void>[] = [];
+  #everRegistered = false;
 
   constructor(private readonly o: ConnectorOptions) {
     super();
@@ -91,6 +98,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           features: this.o.features,
         });
         Object.assign(slot, { control: reg.control, connectionId: reg.connectionId, registered: true });
+        this.#everRegistered = true;
         if (this.o.onControlMessage) {
           reg.control.on('message', (m) => this.o.onControlMessage!(m, connIndex));
           if (reg.control.latestRoutes) this.o.onControlMessage(reg.control.latestRoutes, connIndex);
@@ -119,6 +127,16 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           break;
         }
         this.o.log.error({ connIndex, err, ip: slot.conn?.remoteAddress }, 'Unable to establish connection with the edge');
+        if (this.o.maxRetries !== undefined && !this.#everRegistered && failures >= this.o.maxRetries) {
+          const giveUp = new OxyError(
+            'OXY_ERR_TUNNEL_UNREACHABLE',
+            `Could not connect to the edge after ${failures + 1} attempts (--retries ${this.o.maxRetries}): ${(err as Error).message}`,
+            { cause: err },
+          );
+          this.emit('fatal', giveUp);
+          this.#stop.abort();
+          break;
+        }
       }
       const delay = Math.min(this.o.maxRetryDelayMs ?? 60_000, base * 2 ** failures++) * (0.5 + Math.random() * 0.5);
       this.o.log.info({ connIndex, retryingIn: `${(delay / 1000).toFixed(2)}s` }, 'Retrying connection');

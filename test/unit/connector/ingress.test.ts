@@ -15,15 +15,15 @@ const rules = Ingress.parse(
 );
 
 describe('ingress rules', () => {
-  it('pick the first rule matching host (port ignored) and path; the last catches everything', () => {
-    expect(rules.match('www.example.com', '/').index).toBe(1);
-    expect(rules.match('WWW.Example.com:8443', '/x').index).toBe(1);
-    expect(rules.match('a.example.xyz', '/page.html').index).toBe(2);
-    expect(rules.match('a.b.example.xyz', '/page.html').index).toBe(2);
-    expect(rules.match('a.example.xyz', '/dir/page.html').index).toBe(5);
-    expect(rules.match('example.xyz', '/page.html').index).toBe(5);
-    expect(rules.match('anything.test', '/status/x').index).toBe(4);
-    expect(rules.match('anything.test', '/').index).toBe(5);
+  it('pick the first rule matching host (port ignored) and path; the last catches everything (0-based, as cloudflared)', () => {
+    expect(rules.match('www.example.com', '/').index).toBe(0);
+    expect(rules.match('WWW.Example.com:8443', '/x').index).toBe(0);
+    expect(rules.match('a.example.xyz', '/page.html').index).toBe(1);
+    expect(rules.match('a.b.example.xyz', '/page.html').index).toBe(1);
+    expect(rules.match('a.example.xyz', '/dir/page.html').index).toBe(4);
+    expect(rules.match('example.xyz', '/page.html').index).toBe(4);
+    expect(rules.match('anything.test', '/status/x').index).toBe(3);
+    expect(rules.match('anything.test', '/').index).toBe(4);
   });
 
   it('parse services of every kind, and merge originRequest over the defaults', () => {

@@ -26,6 +26,8 @@ export interface DialHttp2Options extends Http2TuningOptions {
   ca?: string | string[];
   /** base64 SHA-256 of an SPKI that must appear in the edge's verified chain (edge CA pin). */
   caPin?: string;
+  /** Local address to dial from (--edge-bind-address). */
+  localAddress?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -112,6 +114,8 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
     const connectOptions: tls.ConnectionOptions = {
       host: options.host,
       port: options.port,
+      // tls.connect hands localAddress to net.connect; its type omits it.
+      ...({ localAddress: options.localAddress } as object),
       servername: isIP(servername) === 0 ? servername : undefined,
       ca: options.ca,
       ALPNProtocols: [H2_ALPN],
