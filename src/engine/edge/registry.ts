@@ -1,9 +1,14 @@
 /**
  * The tunnels connected to this edge right now: for each tunnel, its registered
  * connections. New streams go to the connection with the fewest active streams, so HA
- * connections share load and a dead one is skipped as soon as it closes.
+ * connections share load and a dead one is skipped as soon as it closes — or, when its peer
+ * died without a word (a SIGKILLed connector over QUIC), as soon as it leaves something
+ * unanswered for LIVENESS_MS.
  */
 import type { TunnelConnection } from '../transport/types.js';
+
+/** A connection that has left a probe or a new stream unanswered this long is not picked while another answers. */
+export const LIVENESS_MS = 1000;
 
 export interface LiveConnection {
   id: string;
@@ -13,6 +18,8 @@ export interface LiveConnection {
   conn: TunnelConnection;
   /** Set when the connector announced it is draining: no new streams. */
   draining: boolean;
+  /** Asked whether it is alive (a sibling registered) and not answered yet: picked only when no other is ready. */
+  probing?: boolean;
 }
 
 export class TunnelRegistry {
@@ -33,11 +40,19 @@ export class TunnelRegistry {
   /** A connection to open a stream on, or undefined when the tunnel has none ready. */
   pick(tunnelId: string): LiveConnection | undefined {
     let best: LiveConnection | undefined;
+    let bestRank = Infinity;
     for (const live of this.#byTunnel.get(tunnelId) ?? []) {
       if (live.draining || live.conn.isClosed) continue;
-      if (!best || live.conn.stats().activeStreams < best.conn.stats().activeStreams) best = live;
+      // Silent connections rank after every answering one (but are still used when none answers).
+      const rank = live.conn.stats().activeStreams + (live.conn.unansweredMs() > LIVENESS_MS ? 2e9 : live.probing ? 1e9 : 0);
+      if (rank < bestRank) [best, bestRank] = [live, rank];
     }
     return best;
+  }
+
+  /** Another connection of the same connector and index: the connector redialled it, so this one is stale. */
+  superseded(live: LiveConnection): LiveConnection[] {
+    return this.connections(live.tunnelId).filter((c) => c !== live && c.connectorId === live.connectorId && c.connIndex === live.connIndex);
   }
 
   connections(tunnelId?: string): LiveConnection[] {

@@ -180,6 +180,7 @@ export class EdgeServer {
       return;
     }
     const live: LiveConnection = { id: reg.connectionId, tunnelId: r.tunnelId, connectorId: r.connectorId, connIndex: r.connIndex, conn, draining: false };
+    this.#checkSiblings(live);
     this.registry.add(live);
     this.#registrations.inc({ result: 'ok' });
     this.#connectionsGauge.set(this.registry.size);
@@ -198,6 +199,24 @@ export class EdgeServer {
     this.#connectionsGauge.set(this.registry.size);
     this.book.forget(live.id);
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
+  }
+
+  /**
+   * A (re)registration says the connector's other connections may be dead: a connector
+   * killed over QUIC says nothing, and its connections would look idle until the idle
+   * timeout. The same connector redialling an index closes the old connection at once; the
+   * tunnel's other connections are probed, and picked only once they answered (or when no
+   * other connection is ready).
+   */
+  #checkSiblings(live: LiveConnection): void {
+    for (const old of this.registry.superseded(live)) {
+      this.o.log.info({ tunnelID: old.tunnelId, connIndex: old.connIndex, connection: old.id }, 'Closing a connection its connector has replaced');
+      old.conn.close(TunnelCloseCode.NO_ERROR, 'superseded by a new registration of the same connector');
+    }
+    for (const other of this.registry.connections(live.tunnelId)) {
+      other.probing = true;
+      void other.conn.probe().then((answered) => (other.probing = !answered));
+    }
   }
 
   /**

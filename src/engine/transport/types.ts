@@ -116,4 +116,17 @@ export interface TunnelConnection {
   close(code?: number, reason?: string): void;
 
   stats(): TunnelConnectionStats;
+
+  /**
+   * Liveness: asks the peer for an answer now (a QUIC or HTTP/2 PING); resolves true once the
+   * peer answered, false if the connection closed first. A dead peer says nothing (a
+   * SIGKILLed connector over QUIC), so only a missing answer shows it.
+   */
+  probe(): Promise<boolean>;
+
+  /**
+   * How long a probe, or a stream this side opened, has waited without any packet from the
+   * peer (ms); 0 when nothing waits. A live peer answers within a round trip.
+   */
+  unansweredMs(): number;
 }

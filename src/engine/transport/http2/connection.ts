@@ -117,6 +117,9 @@ export class Http2TunnelConnection implements TunnelConnection {
   private datagramStream: Http2Stream | undefined;
   private userStreams = 0;
   private readonly counters = { datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
+  /** When the PING in flight was sent (0: none). */
+  private pingSince = 0;
+  private readonly probeWaiters: ((answered: boolean) => void)[] = [];
 
   constructor(role: TunnelRole, session: Session, socket: Socket) {
     this.role = role;
@@ -225,6 +228,24 @@ export class Http2TunnelConnection implements TunnelConnection {
       queuedOpens: this.role === 'edge' ? this.openQueue.length : this.pendingReverse.size,
       ...this.counters,
     };
+  }
+
+  probe(): Promise<boolean> {
+    if (this.isClosed) return Promise.resolve(false);
+    const answer = new Promise<boolean>((resolve) => this.probeWaiters.push(resolve));
+    if (!this.pingSince) {
+      const sent = this.session.ping((err) => {
+        this.pingSince = 0;
+        for (const answered of this.probeWaiters.splice(0)) answered(!err);
+      });
+      if (sent) this.pingSince = performance.now();
+      else for (const answered of this.probeWaiters.splice(0)) answered(false);
+    }
+    return answer;
+  }
+
+  unansweredMs(): number {
+    return this.pingSince && performance.now() - this.pingSince;
   }
 
   // -------------------------------------------------------------------------- edge side

@@ -150,6 +150,9 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private timer: NodeJS.Timeout | undefined;
   private timerDeadline = 0;
   private keepAlive: NodeJS.Timeout | undefined;
+  /** When something sent started waiting for the peer's next packet (0: nothing waits). */
+  private awaitingSince = 0;
+  private readonly probeWaiters: ((answered: boolean) => void)[] = [];
 
   constructor(hooks: QuicEndpointHooks, quic: QuicheConnection, options: QuicConnectionOptions) {
     this.hooks = hooks;
@@ -261,6 +264,22 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     return { activeStreams: this.streams.size, queuedOpens: this.openQueue.length, ...this.counters };
   }
 
+  probe(): Promise<boolean> {
+    if (this.closeInfo || !this.isEstablished) return Promise.resolve(false);
+    try {
+      this.quic.sendAckEliciting();
+    } catch {
+      return Promise.resolve(false);
+    }
+    this.awaitingSince ||= performance.now();
+    this.hooks.markDirty(this);
+    return new Promise((resolve) => this.probeWaiters.push(resolve));
+  }
+
+  unansweredMs(): number {
+    return this.awaitingSince && performance.now() - this.awaitingSince;
+  }
+
   /** quiche's connection statistics (packets, losses, bytes) and the path's RTT/cwnd. */
   quicStats(): { lost: number; sent: number; recv: number; rttMs: number; cwnd: number } {
     const s = this.quic.stats();
@@ -273,6 +292,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   /** Feeds one received UDP payload to quiche (`to` = the local address it arrived on). */
   receivePacket(packet: Buffer, from?: QuicheHost, to?: QuicheHost): void {
     const info = from === undefined ? this.recvInfo : { from, to: to ?? this.recvInfo.to };
+    this.awaitingSince = 0;
+    if (this.probeWaiters.length) for (const answered of this.probeWaiters.splice(0)) answered(true);
     try {
       this.quic.recv(packet, info);
     } catch (err) {
@@ -516,6 +537,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     this.nextLocalId += 4;
     const stream = new QuicStream(this, id, true);
     this.streams.set(id, stream);
+    // Its first packet is ack-eliciting: a live peer answers within a round trip.
+    this.awaitingSince ||= performance.now();
     this.flushStream(stream); // the preamble: quiche creates the stream and the peer sees it
     return stream;
   }
@@ -605,6 +628,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   }
 
   private finish(info: TunnelCloseInfo): void {
+    for (const answered of this.probeWaiters.splice(0)) answered(false);
     if (this.closeInfo) return;
     this.closeInfo = info;
     debug('%s closed: %d %s (remote %s)', this.role, info.code, info.reason, info.remote);

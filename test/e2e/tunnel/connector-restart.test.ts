@@ -1,0 +1,70 @@
+// A connector SIGKILLed over QUIC tells the edge nothing: its connections look idle until the
+// idle timeout (15 s). Once a replacement registers, traffic must move to it at once: the edge
+// probes the tunnel's other connections and stops picking one that does not answer within 1 s.
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { request } from 'undici';
+import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { OxyProcess, startConnector, startEdge } from '../../helpers/processes.js';
+
+let home: string;
+let cleanup: () => void;
+let procs: OxyProcess[];
+
+beforeEach(async () => {
+  ({ home, cleanup } = tempHome());
+  procs = [];
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+});
+afterEach(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+  cleanup();
+});
+
+interface Sample {
+  at: number;
+  status: number;
+  ms: number;
+}
+
+/** Four clients, each sending its next request when the last one ended (given up after 5 s, as a client would), until stopped. */
+function load(httpPort: number) {
+  const samples: Sample[] = [];
+  let running = true;
+  const client = async () => {
+    while (running) {
+      const at = Date.now();
+      const status = await request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' }, headersTimeout: 5000, bodyTimeout: 5000 })
+        .then(async (r) => (await r.body.text(), r.statusCode))
+        .catch(() => 0);
+      samples.push({ at, status, ms: Date.now() - at });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const clients = Array.from({ length: 4 }, client);
+  return { samples, stop: async () => ((running = false), await Promise.all(clients)) };
+}
+
+it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after the new registration all succeed', async () => {
+  const e = await startEdge(home);
+  procs.push(e.edge);
+  const first = await startConnector(home, e.tunnelPort, ['--hello-world', 'web'], 4, 'quic');
+  procs.push(first.connector);
+  const before = await request(`http://127.0.0.1:${e.httpPort}/`, { headers: { host: 'app.example.com' } });
+  await before.body.dump();
+  expect(before.statusCode).toBe(200);
+  first.connector.kill();
+  await first.connector.exited();
+  const second = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--hello-world', 'web']);
+  procs.push(second);
+  // The edge registered the replacement's first connection; the dead one's still look idle.
+  await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){5}/);
+  const registeredAt = Date.now();
+  expect(e.edge.output).not.toContain('Unregistered tunnel connection');
+  const traffic = load(e.httpPort);
+  await new Promise((r) => setTimeout(r, 6000));
+  await traffic.stop();
+  const after = traffic.samples.filter((s) => s.at >= registeredAt + 2000);
+  expect(after.length).toBeGreaterThan(10);
+  expect(after.filter((s) => s.status !== 200)).toEqual([]);
+}, 60_000);
