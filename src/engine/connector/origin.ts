@@ -7,7 +7,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Readable, type Duplex } from 'node:stream';
-import { Agent, Pool, upgrade, type Dispatcher } from 'undici';
+import { Agent, upgrade, type Dispatcher } from 'undici';
+import { boundedIdlePools } from './origin-pool.js';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { startHelloWorld, type HelloWorld } from './hello-world.js';
@@ -193,13 +194,16 @@ function createDispatcher(origin: string, o: OriginRequest, socketPath?: string)
     autoSelectFamily: !o.noHappyEyeballs,
     socketPath,
   };
+  // keepAliveConnections bounds idle connections (origin-pool.ts), never concurrency: undici's
+  // pools stay unbounded (a cap here queued every request past the 100th, e.g. SSE streams).
+  const pools = boundedIdlePools(o.keepAliveConnections);
   const options = {
     connect,
-    // keepAliveConnections bounds idle connections in cloudflared, never concurrency: leave
-    // undici unbounded (a cap here queued every request past the 100th, e.g. SSE streams).
     connections: null,
+    // Idle for keepAliveTimeout at most, whatever Keep-Alive hint the origin sends.
     keepAliveTimeout: o.keepAliveTimeoutMs,
+    keepAliveMaxTimeout: o.keepAliveTimeoutMs,
     allowH2: o.http2Origin,
   };
-  return socketPath ? new Pool(origin, options) : new Agent(options);
+  return socketPath ? pools.poolFactory(origin, options) : new Agent({ ...options, factory: pools.poolFactory as (origin: URL, opts: object) => Dispatcher });
 }
