@@ -163,6 +163,30 @@ describe('dashboard API', () => {
     token = next;
   });
 
+  it('serves the built single page with caching headers: index revalidated, hashed assets immutable, nothing from elsewhere', async () => {
+    const index = await request(`${d.base}/`);
+    const html = await index.body.text();
+    expect(index.statusCode).toBe(200);
+    expect(index.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(index.headers['cache-control']).toBe('no-cache');
+    expect(index.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(html).not.toMatch(/https?:\/\//);
+    const again = await request(`${d.base}/`, { headers: { 'if-none-match': String(index.headers.etag) } });
+    expect(again.statusCode).toBe(304);
+    await again.body.dump();
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1];
+    const asset = await request(`${d.base}${script}`);
+    expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(asset.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    expect((await asset.body.text()).length).toBeGreaterThan(1000);
+    // A view's own path is the same page; a missing asset is a 404.
+    const view = await request(`${d.base}/routes`);
+    expect(await view.body.text()).toBe(html);
+    const missing = await request(`${d.base}/assets/nothing.js`);
+    expect(missing.statusCode).toBe(404);
+    await missing.body.dump();
+  });
+
   it('lists enrolled devices and revokes one through the same use-case as warp revoke', async () => {
     await oxyOk(home, ['warp', 'enroll', 'laptop']);
     const list = await api(d.base, 'GET', '/api/v1/devices', { bearer: token });

@@ -1,0 +1,126 @@
+/** The dashboard's calls to the edge's JSON API (docs/dashboard-api.md). */
+
+export interface Connection {
+  id: string;
+  connector_id: string;
+  conn_index: number;
+  edge: string;
+  protocol: string;
+  origin_ip: string;
+  client_version: string;
+  arch: string;
+  opened_at: string;
+  uptime_seconds: number;
+}
+export interface Tunnel {
+  id: string;
+  name: string;
+  created_at: string;
+  status: 'healthy' | 'degraded' | 'down';
+  hostnames: string[];
+  connections: Connection[];
+}
+export interface Vnet {
+  id: string;
+  name: string;
+  comment: string;
+  is_default_network: boolean;
+  created_at: string;
+  deleted_at: string | null;
+}
+export interface Route {
+  id: string;
+  network: string;
+  tunnel_id: string;
+  tunnel_name: string;
+  virtual_network_id: string;
+  virtual_network_name: string;
+  comment: string;
+  created_at: string;
+  deleted_at: string | null;
+}
+export interface Device {
+  id: string;
+  name: string;
+  created_at: string;
+  connected: boolean;
+  origin_ip: string | null;
+  protocol: string | null;
+  connected_since: string | null;
+  vnet_id: string | null;
+  vnet_name: string | null;
+}
+export interface Rate {
+  requests_total: number;
+  requests_per_s: number;
+  bytes_per_s: number;
+}
+export interface Traffic {
+  at: string;
+  interval_ms: number;
+  tunnels: ({ id: string; name: string } & Rate)[];
+  hostnames: ({ hostname: string; tunnel_id: string | null } & Rate)[];
+  flows: { vnet_id: string | null; vnet_name: string; active: number }[];
+  errors: { proxy_status: string; total: number; per_s: number }[];
+}
+export interface Update {
+  traffic: Traffic;
+  tunnels: Tunnel[];
+  devices: Device[];
+}
+
+/** A refused call: the API's code and message (the CLI's own words). */
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+let csrf: string | null = null;
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && csrf) headers['x-csrf-token'] = csrf;
+  const res = await fetch(`/api/v1/${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : undefined;
+  if (!res.ok) throw new ApiError(res.status, data?.error?.code ?? 'OXY_ERR_UNKNOWN', data?.error?.message ?? `${res.status} ${res.statusText}`);
+  return data as T;
+}
+
+export async function login(token: string): Promise<void> {
+  csrf = (await call<{ csrf_token: string }>('POST', 'login', { token })).csrf_token;
+}
+
+/** Whether the browser still has a session (after a reload); picks its CSRF token up again. */
+export async function resume(): Promise<boolean> {
+  try {
+    csrf = (await call<{ csrf_token: string | null }>('GET', 'session')).csrf_token;
+    return true;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return false;
+    throw err;
+  }
+}
+
+export async function logout(): Promise<void> {
+  await call('DELETE', 'session');
+  csrf = null;
+}
+
+const q = (params: Record<string, string | undefined>): string => {
+  const s = new URLSearchParams(Object.entries(params).filter((e): e is [string, string] => !!e[1])).toString();
+  return s ? `?${s}` : '';
+};
+
+export const api = {
+  vnets: () => call<{ vnets: Vnet[] }>('GET', 'vnets').then((r) => r.vnets),
+  addVnet: (v: { name: string; comment?: string; is_default?: boolean }) => call<Vnet>('POST', 'vnets', v),
+  deleteVnet: (ref: string, force = false) => call<{ vnet: Vnet; deleted_routes: number }>('DELETE', `vnets/${encodeURIComponent(ref)}${force ? '?force=true' : ''}`),
+  routes: (filter: { vnet?: string; tunnel?: string } = {}) => call<{ routes: Route[] }>('GET', `routes${q(filter)}`).then((r) => r.routes),
+  addRoute: (r: { network: string; tunnel: string; vnet?: string; comment?: string }) => call<Route>('POST', 'routes', r),
+  deleteRoute: (id: string) => call<Route>('DELETE', `routes/${encodeURIComponent(id)}`),
+  lookup: (ip: string, vnet?: string) => call<{ ip: string; route: Route | null }>('GET', `route-lookup${q({ ip, vnet })}`),
+  revoke: (ref: string) => call<{ id: string; name: string }>('POST', `devices/${encodeURIComponent(ref)}/revoke`),
+};
