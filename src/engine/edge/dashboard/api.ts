@@ -5,7 +5,7 @@
  * cloudflared's 1014 here too). After a write the edge's view of the store reloads at once,
  * so connectors, devices and the next update see it.
  */
-import { isOxyError, OxyError } from '../../../core/errors.js';
+import { isOxyError, OxyError, type ErrorCode } from '../../../core/errors.js';
 import { routeDocument, vnetDocument } from '../../../core/documents.js';
 import { addRoute, deleteRoute, getRouteForIp, listRoutes } from '../../../core/routes.js';
 import { addVnet, deleteVnet, listVnets } from '../../../core/vnets.js';
@@ -38,7 +38,7 @@ export interface ApiDeps {
 const ok = (body: unknown, status = 200): ApiResult => ({ status, body });
 
 /** An error as the API answers it: `{ error: { code, message, api_code? } }`. */
-export function errorBody(code: string, message: string, apiCode?: number): { error: { code: string; message: string; api_code?: number } } {
+export function errorBody(code: ErrorCode | string, message: string, apiCode?: number): { error: { code: string; message: string; api_code?: number } } {
   return { error: { code, message, ...(apiCode === undefined ? {} : { api_code: apiCode }) } };
 }
 

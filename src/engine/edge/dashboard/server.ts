@@ -8,7 +8,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { OxyError } from '../../../core/errors.js';
+import { OxyError, type ErrorCode } from '../../../core/errors.js';
 import type { Store } from '../../../store/index.js';
 import type { Logger } from '../../observe/log.js';
 import { splitHostPort } from '../../observe/metrics.js';
@@ -43,7 +43,7 @@ const SECURITY_HEADERS = {
 export const isLoopbackHost = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: ErrorCode, message: string) {
     super(message);
   }
 }
