@@ -16,6 +16,7 @@ export default class AccessTcp extends BaseCommand<typeof AccessTcp> {
   static flags = {
     hostname: Flags.string({ required: true, description: 'Public hostname of the tcp:// service' }),
     url: Flags.string({ required: true, description: 'HOST:PORT to listen on locally' }),
+    destination: Flags.string({ description: 'HOST:PORT a bastion service should connect to (Cf-Access-Jump-Destination)' }),
     edge: Flags.string({ default: 'http://127.0.0.1:8080', description: "URL of the edge's public HTTP listener" }),
     ...logFlags,
   };
@@ -23,7 +24,7 @@ export default class AccessTcp extends BaseCommand<typeof AccessTcp> {
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
-    const server = await startAccessTcp({ edgeUrl: this.flags.edge, hostname: this.flags.hostname, listen: splitHostPort(this.flags.url), log });
+    const server = await startAccessTcp({ edgeUrl: this.flags.edge, hostname: this.flags.hostname, destination: this.flags.destination, listen: splitHostPort(this.flags.url), log });
     await shutdownSignal();
     server.close();
   }

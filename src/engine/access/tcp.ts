@@ -9,15 +9,18 @@ import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { bridge } from '../util/pump.js';
 
-/** Opens one raw byte stream to the tcp:// service behind `hostname`. */
-export function dialThroughEdge(edgeUrl: string, hostname: string): Promise<Socket> {
+/**
+ * Opens one raw byte stream to the tcp:// service behind `hostname`; `destination` names the
+ * target of a bastion service (cloudflared's Cf-Access-Jump-Destination).
+ */
+export function dialThroughEdge(edgeUrl: string, hostname: string, destination?: string): Promise<Socket> {
   const url = new URL(edgeUrl);
   return new Promise((resolve, reject) => {
     const req = httpRequest({
       host: url.hostname,
       port: url.port || 80,
       path: '/',
-      headers: { host: hostname, connection: 'Upgrade', upgrade: 'tcp' },
+      headers: { host: hostname, connection: 'Upgrade', upgrade: 'tcp', ...(destination ? { 'cf-access-jump-destination': destination } : {}) },
     });
     req.on('upgrade', (_res, socket, head) => {
       // A raw byte stream half-closes: the client's FIN must not end our sending side.
@@ -35,11 +38,11 @@ export function dialThroughEdge(edgeUrl: string, hostname: string): Promise<Sock
   });
 }
 
-export async function startAccessTcp(o: { edgeUrl: string; hostname: string; listen: { host: string; port: number }; log: Logger }): Promise<Server> {
+export async function startAccessTcp(o: { edgeUrl: string; hostname: string; destination?: string; listen: { host: string; port: number }; log: Logger }): Promise<Server> {
   const server = createServer({ allowHalfOpen: true }, async (local) => {
     local.on('error', () => undefined);
     try {
-      const remote = await dialThroughEdge(o.edgeUrl, o.hostname);
+      const remote = await dialThroughEdge(o.edgeUrl, o.hostname, o.destination);
       await bridge(local, remote);
     } catch (err) {
       o.log.error({ err, hostname: o.hostname }, 'Failed to connect through the edge');

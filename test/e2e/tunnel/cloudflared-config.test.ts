@@ -1,0 +1,156 @@
+/**
+ * A cloudflared config.yml takes effect under oxyctl, checked by behaviour: the protocol the
+ * connections really use, the metrics port really bound, the log file really written, the
+ * HA connection count; flags before the subcommand and on the command line win over the file;
+ * keys without effect and unknown keys are said on stderr. Then the services cloudflared has
+ * beyond HTTP: socks-proxy (whose ipRules are enforced) and bastion.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { OxyProcess, freePort, startEdge } from '../../helpers/processes.js';
+
+const run = promisify(execFile);
+let home: string;
+let cleanup: () => void;
+let edge: Awaited<ReturnType<typeof startEdge>>;
+const procs: OxyProcess[] = [];
+
+beforeAll(async () => {
+  ({ home, cleanup } = tempHome());
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+  edge = await startEdge(home);
+  procs.push(edge.edge);
+});
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+  cleanup();
+});
+
+const curlHost = (host: string) => run('curl', ['-sS', '-H', `Host: ${host}`, `http://127.0.0.1:${edge.httpPort}/`]);
+
+describe('config.yml keys act as their flags', () => {
+  it('protocol, metrics, logfile, ha-connections, hello-world, edge, pidfile from the file', async () => {
+    const metricsPort = await freePort();
+    const logfile = join(home, 'logs', 'connector.log');
+    const pidfile = join(home, 'connector.pid');
+    writeFileSync(
+      join(home, 'config.yml'),
+      `tunnel: web
+protocol: quic
+metrics: 127.0.0.1:${metricsPort}
+logfile: ${logfile}
+pidfile: ${pidfile}
+ha-connections: 2
+grace-period: 1s
+hello-world: true
+edge: 127.0.0.1:${edge.tunnelPort}
+no-autoupdate: true
+surprise-key: 1
+`,
+    );
+    const c = new OxyProcess(home, ['tunnel', 'run']);
+    procs.push(c);
+    await c.waitFor(/Registered tunnel connection connIndex=0 .*protocol=quic/);
+    await c.waitFor(/Registered tunnel connection connIndex=1 .*protocol=quic/);
+    expect(c.output).toContain('has keys oxyctl does not know, ignored: surprise-key');
+    expect(c.output).toContain('no-autoupdate has no effect in oxyctl');
+    const ready = await fetch(`http://127.0.0.1:${metricsPort}/ready`);
+    expect(await ready.json()).toMatchObject({ status: 200, readyConnections: 2 });
+    expect((await curlHost('app.example.com')).stdout).toContain('Congrats!');
+    expect(readFileSync(logfile, 'utf8')).toMatch(/Registered tunnel connection connIndex=1 /);
+    expect(readFileSync(pidfile, 'utf8').trim()).toBe(String(c.child.pid));
+    expect(c.output).not.toMatch(/connIndex=2 /);
+    c.child.kill('SIGTERM');
+    expect(await c.exited()).toBe(0);
+  });
+
+  it('flags before the subcommand win over the file; cloudflared-only flags are accepted with one notice', async () => {
+    const c = new OxyProcess(home, ['tunnel', '--no-autoupdate', '-p', 'http2', '--metrics', '127.0.0.1:0', 'run', '--region', 'us']);
+    procs.push(c);
+    await c.waitFor(/Registered tunnel connection connIndex=0 .*protocol=http2/);
+    expect(c.output).toContain('--no-autoupdate has no effect in oxyctl');
+    expect(c.output).toContain('--region has no effect in oxyctl');
+    c.child.kill('SIGTERM');
+    expect(await c.exited()).toBe(0);
+  });
+
+  it('gives up after --retries when the edge never answers', async () => {
+    const dead = await freePort();
+    writeFileSync(join(home, 'none.yml'), '');
+    const pidfile = join(home, 'never.pid');
+    const c = new OxyProcess(home, ['tunnel', 'run', '--config', join(home, 'none.yml'), '-p', 'http2', '--edge', `127.0.0.1:${dead}`, '--retries', '1', '--pidfile', pidfile, '--hello-world', 'web']);
+    procs.push(c);
+    expect(await c.exited()).not.toBe(0);
+    expect(c.output).toContain('Could not connect to the edge after 2 attempts (--retries 1)');
+    expect(existsSync(pidfile)).toBe(false); // written only after a connection registered
+  });
+});
+
+describe('socks-proxy and bastion services', () => {
+  let allowed: Server;
+  let denied: Server;
+  let access: { socks: number; bastion: number };
+  const origin = (text: string) =>
+    new Promise<Server>((resolve) => {
+      const s = createServer((_req, res) => res.end(text));
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    });
+  const portOf = (s: Server) => (s.address() as { port: number }).port;
+
+  beforeAll(async () => {
+    allowed = await origin('allowed origin');
+    denied = await origin('denied origin');
+    await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'socks.example.com']);
+    await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'bastion.example.com']);
+    const config = join(home, 'socks.yml');
+    writeFileSync(
+      config,
+      `ingress:
+  - hostname: socks.example.com
+    service: socks-proxy
+    originRequest:
+      ipRules:
+        - prefix: 127.0.0.1/32
+          ports: [${portOf(allowed)}]
+          allow: true
+        - prefix: 0.0.0.0/0
+          allow: false
+  - hostname: bastion.example.com
+    service: bastion
+  - service: http_status:404
+`,
+    );
+    const c = new OxyProcess(home, ['tunnel', 'run', '--config', config, '-p', 'http2', '--edge', `127.0.0.1:${edge.tunnelPort}`, '--metrics', '127.0.0.1:0', 'web']);
+    procs.push(c);
+    await c.waitFor(/Registered tunnel connection connIndex=0 /);
+    access = { socks: await freePort(), bastion: await freePort() };
+    const edgeUrl = `http://127.0.0.1:${edge.httpPort}`;
+    const a1 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'socks.example.com', '--url', `127.0.0.1:${access.socks}`, '--edge', edgeUrl]);
+    const a2 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(allowed)}`, '--url', `127.0.0.1:${access.bastion}`, '--edge', edgeUrl]);
+    procs.push(a1, a2);
+    await Promise.all([a1.waitFor(/Start Websocket listener/), a2.waitFor(/Start Websocket listener/)]);
+  });
+  afterAll(() => {
+    allowed.close();
+    denied.close();
+  });
+
+  it('socks-proxy reaches what ipRules allow and refuses the rest (SOCKS reply 2)', async () => {
+    const viaSocks = (port: number) => run('curl', ['-sS', '--max-time', '10', '--socks5', `127.0.0.1:${access.socks}`, `http://127.0.0.1:${port}/`]);
+    expect((await viaSocks(portOf(allowed))).stdout).toBe('allowed origin');
+    const refused = await viaSocks(portOf(denied)).catch((err: { stderr: string; code: number }) => err);
+    expect(refused).toMatchObject({ code: 97 }); // curl: "connection to proxy closed" / SOCKS5 refusal
+    expect((refused as { stderr: string }).stderr).toMatch(/not allowed|SOCKS5/i);
+  });
+
+  it('bastion dials the destination the client names', async () => {
+    const { stdout } = await run('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${access.bastion}/`]);
+    expect(stdout).toBe('allowed origin');
+  });
+});
