@@ -108,9 +108,15 @@ export class EdgeServer {
     this.egress = new PrivateEgress(this.view, this.registry);
     this.hooks = o.hooks ?? HookRunner.none(o.log);
     this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: new VnetResolver(this.view), downgrader: () => this.#downgrader() });
-    // Connectors learn route changes made with the CLI as soon as the view reloads.
+    // Connectors learn route changes made with the CLI as soon as the view reloads; the
+    // connections of a tunnel deleted meanwhile (`tunnel delete --force`) are closed.
     this.view.on('reload', () => {
-      for (const [live, control] of this.#controls) this.#sendRoutes(live, control);
+      for (const [live, control] of this.#controls) {
+        if (!this.view.isLiveTunnel(live.tunnelId)) {
+          this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id }, 'Tunnel deleted; closing its connection');
+          live.conn.close(TunnelCloseCode.UNAUTHORIZED, 'tunnel deleted');
+        } else this.#sendRoutes(live, control);
+      }
     });
     this.#connectionsGauge = new Gauge({ name: 'oxy_edge_tunnel_connections', help: 'Registered connector connections', registers: [this.metrics] });
     this.#registrations = new Counter({ name: 'oxy_edge_registrations_total', help: 'Connector registrations by result', labelNames: ['result'], registers: [this.metrics] });

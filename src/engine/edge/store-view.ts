@@ -138,6 +138,11 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     return this.#tunnelSecrets.get(tunnelId);
   }
 
+  /** Whether a tunnel existed, not deleted, at the last reload (no store read). */
+  isLiveTunnel(tunnelId: string): boolean {
+    return this.#tunnelSecrets.has(tunnelId);
+  }
+
   /** An enrolled device's secret (`warp enroll`). */
   deviceSecret(deviceId: string): Buffer | undefined {
     this.#poll();
