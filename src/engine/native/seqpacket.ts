@@ -8,7 +8,8 @@
  * cpp/seqpacket.cc).
  */
 import { EventEmitter } from 'node:events';
-import { unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
+import { OxyError } from '../../core/errors.js';
 
 import { native, type NativeSeqpacketServer, type NativeSeqpacketSocket } from './binding.js';
 import { closedError, type NativeError } from './errors.js';
@@ -237,10 +238,21 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
     handle.setEvents(true);
   }
 
-  /** Binds and listens on a path (EADDRINUSE if it exists) or a '\0abstract' name. */
+  /**
+   * Binds and listens on a path or a '\0abstract' name. A socket file nobody listens on
+   * any more (left by a process that crashed) is removed and reused; a live one, or a path
+   * that is not a socket, is refused (OXY_ERR_LISTEN_IN_USE).
+   */
   static listen(path: string, options: SeqpacketServerOptions = {}): SeqpacketServer {
     const addon = native();
-    const fd = addon.seqpacketListen(path, options.backlog ?? 128);
+    let fd: number;
+    try {
+      fd = addon.seqpacketListen(path, options.backlog ?? 128);
+    } catch (err) {
+      if ((err as NativeError).code !== 'EADDRINUSE' || path.startsWith('\0')) throw err;
+      removeStaleSocket(path);
+      fd = addon.seqpacketListen(path, options.backlog ?? 128);
+    }
     let handle: NativeSeqpacketServer;
     try {
       handle = new addon.SeqpacketServer(fd);
@@ -280,6 +292,26 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
     }
     this.emit('close');
   }
+}
+
+/** Unlinks a socket file no process listens on (connecting is refused); throws if it is live or not a socket. */
+function removeStaleSocket(path: string): void {
+  if (!lstatSync(path).isSocket()) {
+    throw new OxyError('OXY_ERR_LISTEN_IN_USE', `${path} exists and is not a socket: remove it or choose another path`);
+  }
+  let fd: number;
+  try {
+    fd = native().seqpacketConnect(path);
+  } catch (err) {
+    // ECONNREFUSED: nobody listens there any more. Anything else (EPROTOTYPE: a live socket of another type, EACCES) stays.
+    if ((err as NativeError).code !== 'ECONNREFUSED') {
+      throw new OxyError('OXY_ERR_LISTEN_IN_USE', `${path} is in use (${(err as Error).message}): choose another path`, { cause: err });
+    }
+    unlinkSync(path);
+    return;
+  }
+  native().closeFd(fd);
+  throw new OxyError('OXY_ERR_LISTEN_IN_USE', `Another process is listening on ${path} (is an edge already running?): stop it or choose another path`);
 }
 
 function closeAll(fds: readonly number[]): void {

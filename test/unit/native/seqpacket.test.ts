@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { NativeError, SeqpacketServer, SeqpacketSocket, closeFd } from '../../../src/engine/native/index.js';
+import { native } from '../../../src/engine/native/binding.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'oxy-seqpacket-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -196,6 +197,21 @@ describe('SeqpacketSocket', () => {
 });
 
 describe('SeqpacketServer', () => {
+  it('reuses a socket file nobody listens on (left by a crashed process); refuses a path that is not a socket', async () => {
+    const where = join(dir, `stale-${randomBytes(4).toString('hex')}.sock`);
+    closeFd(native().seqpacketListen(where, 1)); // a crash: the fd is gone, the file stays
+    expect(existsSync(where)).toBe(true);
+    const server = track(SeqpacketServer.listen(where));
+    const accepted = new Promise<SeqpacketSocket>((resolve) => server.once('connection', resolve));
+    track(SeqpacketSocket.connect(where));
+    track(await accepted);
+
+    const file = join(dir, `file-${randomBytes(4).toString('hex')}`);
+    writeFileSync(file, 'data');
+    expect(() => SeqpacketServer.listen(file)).toThrow(expect.objectContaining({ code: 'OXY_ERR_LISTEN_IN_USE', message: expect.stringContaining('is not a socket') }));
+    expect(existsSync(file)).toBe(true);
+  });
+
   for (const [kind, path] of [
     ['filesystem path', () => join(dir, `srv-${randomBytes(4).toString('hex')}.sock`)],
     ['abstract name', () => `\0oxy-test-${process.pid}-${randomBytes(4).toString('hex')}`],
@@ -215,7 +231,9 @@ describe('SeqpacketServer', () => {
       expect(atServer.messages[0]!.data.toString()).toBe('ping');
       expect(atClient.messages[0]!.data.toString()).toBe('pong');
 
-      expect(() => SeqpacketServer.listen(where)).toThrow(expect.objectContaining({ code: 'EADDRINUSE', syscall: 'bind' }));
+      // A live listener is never taken over: a path is refused by name, an abstract name by the kernel.
+      if (where.startsWith('\0')) expect(() => SeqpacketServer.listen(where)).toThrow(expect.objectContaining({ code: 'EADDRINUSE', syscall: 'bind' }));
+      else expect(() => SeqpacketServer.listen(where)).toThrow(expect.objectContaining({ code: 'OXY_ERR_LISTEN_IN_USE', message: expect.stringContaining('Another process is listening on') }));
       client.close();
       await atServer.end();
       server.close();

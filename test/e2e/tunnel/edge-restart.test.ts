@@ -1,0 +1,75 @@
+// An edge that crashed (SIGKILL) with every on-ramp configured starts again at once: the
+// SEQPACKET socket file it left behind is found stale (nobody listens) and reused, where it
+// used to fail with EADDRINUSE until someone deleted it. A live one is still refused.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { request } from 'undici';
+import { oxy, oxyOk, tempHome } from '../../helpers/cli.js';
+import { OxyProcess, freePort, startConnector } from '../../helpers/processes.js';
+import { SeqpacketSocket } from '../../../src/engine/native/seqpacket.js';
+
+let home: string;
+let cleanup: () => void;
+let procs: OxyProcess[];
+
+beforeEach(async () => {
+  ({ home, cleanup } = tempHome());
+  procs = [];
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+});
+afterEach(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+  cleanup();
+});
+
+const hello = (httpPort: number) =>
+  request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' } }).then(async (r) => (await r.body.dump(), r.statusCode), () => 0);
+
+it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP tunnel socket; a live one is refused', async () => {
+  const [tunnel, http, metrics, proxy, gue] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const socket = join(home, 'ip.sock');
+  const args = [
+    'edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnel}`, '--http-listen', `127.0.0.1:${http}`, '--metrics', `127.0.0.1:${metrics}`,
+    '--proxy-listen', `127.0.0.1:${proxy}`, '--proxy-allow', '198.18.0.0/15', '--ip-tunnel-listen', socket, '--gue-listen', `127.0.0.1:${gue}`,
+  ];
+  const first = new OxyProcess(home, args);
+  procs.push(first);
+  await first.waitFor(/Edge running/, 30_000);
+  const { connector } = await startConnector(home, tunnel, ['--hello-world', 'web']);
+  procs.push(connector);
+  expect(await hello(http)).toBe(200);
+
+  await first.stop('SIGKILL');
+  expect(existsSync(socket)).toBe(true); // left behind by the crash
+
+  const restartedAt = Date.now();
+  const second = new OxyProcess(home, args);
+  procs.push(second);
+  await second.waitFor(/Edge running/, 15_000);
+  const back = Date.now() - restartedAt;
+  expect(second.output).toContain('IP tunnel on-ramp ready (SEQPACKET)');
+  expect(second.output).toContain('IP tunnel on-ramp ready (GUE)');
+  expect(second.output).toContain('CONNECT proxy listener ready');
+  // Node's start-up on a busy 2-core machine included; it used to be "never" (EADDRINUSE, exit).
+  expect(back).toBeLessThan(5000);
+  console.log(`edge back ${back} ms after its restart`);
+  // The socket is the new edge's: a device connects to it.
+  const device = SeqpacketSocket.connect(socket);
+  device.close();
+  const ready = await request(`http://127.0.0.1:${metrics}/ready`);
+  await ready.body.dump();
+  expect(ready.statusCode).toBe(200);
+  // The connector finds the new edge and traffic flows again.
+  await second.waitFor(/Registered tunnel connection/, 15_000);
+  const deadline = Date.now() + 10_000;
+  while ((await hello(http)) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  expect(await hello(http)).toBe(200);
+
+  // Another edge on the same path while this one lives: refused, and the live socket kept.
+  const other = await oxy(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--no-quic', '--ip-tunnel-listen', socket]);
+  expect(other.code).not.toBe(0);
+  expect(other.stderr).toContain(`Another process is listening on ${socket}`);
+  SeqpacketSocket.connect(socket).close();
+}, 90_000);
