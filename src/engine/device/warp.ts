@@ -6,13 +6,13 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { OxyError } from '../../core/errors.js';
+import { OxyError, isErrorCode } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { randomUUID } from 'node:crypto';
 import { SeqpacketSocket, Tun } from '../native/index.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { registerConnection } from '../protocol/registration.js';
-import { readStreamHeader, ResponseStatus, writeRequestHeader } from '../protocol/stream-header.js';
+import { metaGet, readStreamHeader, ResponseStatus, writeRequestHeader } from '../protocol/stream-header.js';
 import type { RoutesMessage } from '../protocol/control.js';
 import type { TunnelConnection } from '../transport/types.js';
 
@@ -76,13 +76,24 @@ export function seqpacketChannel(path: string, context: object): PacketChannel {
   }
   socket.send(Buffer.from(JSON.stringify(context)));
   socket.on('error', () => undefined);
+  // The edge refuses a context with one JSON datagram (`{"error":…}`; an IP packet never starts with `{`).
+  let refusal: string | undefined;
+  socket.on('message', (data: Buffer) => {
+    if (data[0] !== 0x7b) return;
+    try {
+      refusal = (JSON.parse(data.toString('utf8')) as { error?: { message?: string } }).error?.message;
+    } catch {
+      refusal = data.toString('utf8');
+    }
+  });
   return {
     send: (packet) => void socket.send(packet),
-    onPacket: (handler) => void socket.on('message', (packet: Buffer) => handler(packet)),
-    ended: new Promise<void>((resolve) => {
-      socket.once('end', resolve);
-      socket.once('close', resolve);
-      socket.once('error', () => resolve());
+    onPacket: (handler) => void socket.on('message', (packet: Buffer) => packet[0] !== 0x7b && handler(packet)),
+    ended: new Promise<string | void>((resolve) => {
+      const done = () => resolve(refusal);
+      socket.once('end', done);
+      socket.once('close', done);
+      socket.once('error', done);
     }),
     close: () => socket.close(),
   };
@@ -97,7 +108,14 @@ export async function streamChannel(conn: TunnelConnection, o: { deviceId: strin
   const stream = await conn.openStream();
   writeRequestHeader(stream, { kind: 'ip-packets', destination: '', metadata: [['Vnet', o.vnet]] });
   const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 10_000 });
-  if (answer.status !== ResponseStatus.OK) throw new OxyError('OXY_ERR_WARP_CONNECT', `The edge refused the device: ${answer.message}`);
+  if (answer.status !== ResponseStatus.OK) {
+    // The edge names what was wrong (an unknown vnet: OXY_ERR_VNET_NOT_FOUND) with its code.
+    const code = metaGet(answer.metadata, 'Error-Code');
+    stream.destroy();
+    conn.close();
+    if (code && isErrorCode(code)) throw new OxyError(code, answer.message);
+    throw new OxyError('OXY_ERR_WARP_CONNECT', `The edge refused the device: ${answer.message}`);
+  }
   const parser = new DatagramRecordParser();
   stream.on('error', () => undefined);
   return {

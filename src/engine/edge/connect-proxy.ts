@@ -27,7 +27,7 @@ import { Egress, EgressError, type ProxyErrorType } from './pipeline/egress.js';
 import { requestHook, responseHook, rewritten, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import { runTunnel } from './pipeline/intercept.js';
-import type { ConnectResponse, EstablishedInfo, HookContext } from '../hooks/types.js';
+import type { ConnectResponse, EstablishedInfo, HookContext, VirtualNetwork } from '../hooks/types.js';
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './pipeline/admission.js';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
@@ -52,6 +52,8 @@ export interface ConnectProxyOptions {
   allow?: AllowEntry[];
   /** TCP ports the edge itself listens on: never a destination on this host. */
   ownPorts?: () => number[];
+  /** The edge's one vnet resolver (StoreView.vnet): `Oxy-Vnet` names a vnet, none means the default. */
+  vnets?: (ref: string | undefined) => VirtualNetwork | undefined;
 }
 
 /** The runner implements a hook that decides who may connect or where to: the app owns the proxy's policy. */
@@ -116,6 +118,15 @@ export class ConnectProxy {
     return { status, statusText: STATUS_TEXT[status] ?? 'Error', headers };
   }
 
+  /** The client's vnet (`Oxy-Vnet`, else the default), resolved once onto the connection; the refusal text for an unknown one. */
+  #resolveVnet(conn: HookConnection, headers: [string, string][]): string | undefined {
+    const named = headerOf(headers, 'oxy-vnet');
+    const vnet = this.o.vnets?.(named);
+    if (named && !vnet) return `virtual network ${named} not found (Oxy-Vnet header): name one of the edge's virtual networks, or send no Oxy-Vnet for the default`;
+    conn.vnet = vnet;
+    return undefined;
+  }
+
   #writeHead(socket: Duplex, res: ConnectResponse): void {
     let text = `HTTP/1.1 ${res.status} ${res.statusText}\r\n`;
     for (const [k, v] of res.headers) text += `${k}: ${v}\r\n`;
@@ -134,8 +145,12 @@ export class ConnectProxy {
       return;
     }
     const headers = pairs(req.rawHeaders);
-    const vnet = headerOf(headers, 'oxy-vnet');
-    if (vnet) conn.vnet = vnet;
+    const vnetError = this.#resolveVnet(conn, headers);
+    if (vnetError) {
+      this.#writeHead(socket, this.#errorHead(400, 'destination_not_found', vnetError));
+      socket.end();
+      return;
+    }
     let upstream: Duplex | undefined;
     let info: EstablishedInfo | undefined;
     try {
@@ -212,8 +227,8 @@ export class ConnectProxy {
         return this.#answer(res, 400, 'destination_unavailable', 'This is a forward proxy: send CONNECT host:port or absolute-form requests (GET http://host/path)');
       }
       const headers = pairs(req.rawHeaders);
-      const vnet = headerOf(headers, 'oxy-vnet');
-      if (vnet) conn.vnet = vnet;
+      const vnetError = this.#resolveVnet(conn, headers);
+      if (vnetError) return this.#answer(res, 400, 'destination_not_found', vnetError);
       const head = { method: req.method ?? 'GET', url: req.url!, headers };
       const original = new URL(head.url);
       const outcome = await requestHook(r, conn, head);

@@ -15,7 +15,8 @@ import { buildIcmp, buildIcmpUnreachable, formatAddress, parsePacket, PacketView
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { GueOnRamp, IpEdge, SeqpacketOnRamp, bridgeUdp, deriveGueKeys, type GueCredential, type GueDropReason, type UdpFlow } from './ip/index.js';
 import { OxyError } from '../../core/errors.js';
-import type { Flow } from '../flow/index.js';
+import { unknownVnetError } from '../../core/vnets.js';
+import type { Flow, IpContext } from '../flow/index.js';
 import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
@@ -66,7 +67,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       this.inc({ path: 'dropped' }, c.dropped);
     },
   });
-  const tell = (flow: Flow<Routed>, packet: PacketView, reason: 'no-route' | 'no-connector' | 'unknown-vnet') => {
+  const tell = (flow: Flow<Routed>, packet: PacketView, reason: 'no-route' | 'no-connector') => {
     unreachable.inc({ reason });
     const icmp = buildIcmpUnreachable(packet, reason === 'no-connector' ? 'host' : 'network');
     const session = flow.attachment as { send(p: Buffer): void } | undefined;
@@ -82,11 +83,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     limits: o.limits,
     reassembly: o.limits?.reassembly,
     decideFlow(flow, packet) {
-      const vnetId = edge.view.vnetId(flow.scope.context.vnet);
-      if (!vnetId) {
-        tell(flow, packet, 'unknown-vnet');
-        return 'drop';
-      }
+      // The on-ramp resolved the vnet: the context carries its ID (a vnet deleted since has no routes).
+      const vnetId = flow.scope.context.vnet;
       const route = edge.egress.route(vnetId, packet.dst);
       if (!route) {
         tell(flow, packet, 'no-route');
@@ -137,10 +135,16 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.
   const anyEdge = ipEdge as unknown as IpEdge;
-  const seqpacket = o.seqpacketPath ? new SeqpacketOnRamp(anyEdge, o.seqpacketPath) : undefined;
-  // Devices on other hosts: one IP session per ip-packets stream, packets as datagram records.
-  edge.deviceStreams = (stream, vnetRef) => {
-    const session = anyEdge.openSession({ tenant: edge.view.accountTag, vnet: vnetRef }, (packet) => stream.write(encodeDatagramRecord(packet)));
+  // A local device names its vnet in its context: resolved here, once; an unknown one is refused at once.
+  const resolveContext = (context: IpContext): IpContext => {
+    const vnet = edge.view.vnet(context.vnet);
+    if (!vnet) throw unknownVnetError(context.vnet);
+    return { ...context, vnet: vnet.id, vnetName: vnet.name };
+  };
+  const seqpacket = o.seqpacketPath ? new SeqpacketOnRamp(anyEdge, o.seqpacketPath, { resolveContext }) : undefined;
+  // Devices on other hosts: one IP session per ip-packets stream (its vnet resolved by the server), packets as datagram records.
+  edge.deviceStreams = (stream, vnet) => {
+    const session = anyEdge.openSession({ tenant: edge.view.accountTag, vnet: vnet.id, vnetName: vnet.name }, (packet) => stream.write(encodeDatagramRecord(packet)));
     const parser = new DatagramRecordParser();
     stream.on('data', (chunk: Buffer) => {
       for (const packet of parser.push(chunk)) session.receive(packet);
@@ -155,12 +159,13 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // vnet, reentry), are routed like a device's flows without the hooks, and reach the tunnel
   // that serves the destination. One session per (tenant, vnet).
   const offRamps = new Map<string, { offRamp: IpOffRamp; session: { close(): void } }>();
-  edge.vnetOffRamp = (tenant, vnet) => {
-    const key = `${tenant}\u0000${vnet}`;
+  edge.vnetOffRamp = (tenant, named) => {
+    const vnet = named ?? edge.view.vnet(undefined) ?? { id: '', name: '' };
+    const key = `${tenant}\u0000${vnet.id}`;
     let entry = offRamps.get(key);
     if (!entry) {
       let toDowngrader: (packet: Buffer) => void = () => undefined;
-      const session = anyEdge.openSession({ tenant, vnet, reentry: true }, (packet) => toDowngrader(packet));
+      const session = anyEdge.openSession({ tenant, vnet: vnet.id, vnetName: vnet.name, reentry: true }, (packet) => toDowngrader(packet));
       const offRamp: IpOffRamp = {
         send(packet) {
           session.clock();
@@ -237,7 +242,7 @@ async function startGue(edge: EdgeServer, ipEdge: IpEdge, log: Logger, listen: s
       if (credential) return credential;
       const secret = edge.view.enrolledDevice(keyId);
       if (!secret) return undefined;
-      credential = { keys: deriveGueKeys(secret), tenant: edge.view.accountTag, allowsVnet: (vnet) => edge.view.vnetId(vnet) !== undefined };
+      credential = { keys: deriveGueKeys(secret), tenant: edge.view.accountTag, vnet: (ref) => edge.view.vnet(ref) };
       credentials.set(keyId, credential);
       return credential;
     },

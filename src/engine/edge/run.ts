@@ -52,7 +52,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   }
   const identity = loadEdgeIdentity(o.home);
   let edgeRef: EdgeServer | undefined;
-  const vnetOffRamp = (ctx: HookContext) => edgeRef?.vnetOffRamp?.(ctx.tenant ?? edgeRef.view.accountTag, ctx.vnet ?? '');
+  const vnetOffRamp = (ctx: HookContext) => edgeRef?.vnetOffRamp?.(ctx.tenant ?? edgeRef.view.accountTag, ctx.vnet);
   const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
   const traffic = o.dashboardListen ? new TrafficRecorder() : undefined;
   const edge = new EdgeServer({

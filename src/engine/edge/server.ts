@@ -8,6 +8,7 @@
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
 import { nowRfc3339 } from '../../core/common.js';
+import { unknownVnetError } from '../../core/vnets.js';
 import type { Store } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
@@ -22,8 +23,8 @@ import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
 import { ConnectProxy } from './connect-proxy.js';
 import { parseAllowEntry } from './proxy-policy.js';
-import { HookRunner, saveHooksState, type IpOffRamp } from '../hooks/index.js';
-import { Egress, VnetResolver } from './pipeline/index.js';
+import { HookRunner, saveHooksState, type IpOffRamp, type VirtualNetwork } from '../hooks/index.js';
+import { Egress } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
 import { ConnectionBook } from './bookkeeping.js';
 import { SqliteConnectionWriter } from './store-writer.js';
@@ -107,7 +108,7 @@ export class EdgeServer {
     this.book.forgetAt(o.location);
     this.egress = new PrivateEgress(this.view, this.registry);
     this.hooks = o.hooks ?? HookRunner.none(o.log);
-    this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: new VnetResolver(this.view), downgrader: () => this.#downgrader() });
+    this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: (ref) => this.view.vnet(ref), downgrader: () => this.#downgrader() });
     // Connectors learn route changes made with the CLI as soon as the view reloads; the
     // connections of a tunnel deleted meanwhile (`tunnel delete --force`) are closed.
     this.view.on('reload', () => {
@@ -152,6 +153,7 @@ export class EdgeServer {
       this.#proxy = await ConnectProxy.listen({
         listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol, traffic: this.o.traffic,
         allow: this.o.proxyAllow?.map(parseAllowEntry), ownPorts: () => this.#ownPorts(),
+        vnets: (ref) => this.view.vnet(ref),
       });
     }
     if (this.o.metricsListen) {
@@ -229,7 +231,7 @@ export class EdgeServer {
    * The edge's own IP network of (tenant, vnet) as an off-ramp for `downgrade` egress (set by
    * the IP path; hooks reach it as `settings.vnetOffRamp(ctx)`).
    */
-  vnetOffRamp?: (tenant: string, vnet: string) => IpOffRamp;
+  vnetOffRamp?: (tenant: string, vnet: VirtualNetwork | undefined) => IpOffRamp;
 
   #downgraderPromise?: Promise<TcpDowngrader>;
 
@@ -249,7 +251,7 @@ export class EdgeServer {
   }
 
   /** Handles `ip-packets` streams of an enrolled device (warp connect --token); set by the IP path. */
-  deviceStreams?: (stream: TunnelStream, vnetRef: string) => void;
+  deviceStreams?: (stream: TunnelStream, vnet: VirtualNetwork) => void;
 
   /**
    * A device (warp connect --token): its `ip-packets` streams join the IP path; the routes of
@@ -267,12 +269,11 @@ export class EdgeServer {
     this.o.log.info({ device: deviceId, ip: conn.remoteAddress, protocol: conn.protocol }, 'Device connected');
     const connected: ConnectedDevice = { ip: conn.remoteAddress, protocol: conn.protocol, since: new Date() };
     this.devices.set(deviceId, connected);
-    let vnetRef: string | undefined;
+    let vnetId: string | undefined;
     let sent = '';
     const sendRoutes = () => {
-      if (vnetRef === undefined || !control.isOpen) return;
-      const vnetId = this.view.vnetId(vnetRef);
-      const routes = vnetId ? this.view.routesInVnet(vnetId) : [];
+      if (vnetId === undefined || !control.isOpen) return;
+      const routes = this.view.routesInVnet(vnetId);
       const key = routes.map((r) => r.network).join(',');
       if (key === sent) return;
       sent = key;
@@ -296,10 +297,19 @@ export class EdgeServer {
           stream.end();
           return;
         }
+        // The device's vnet, resolved once: an unknown one is refused now, with its code.
+        const named = metaGet(header.metadata, 'Vnet') ?? '';
+        const vnet = this.view.vnet(named);
+        if (!vnet) {
+          const err = unknownVnetError(named);
+          writeResponseHeader(stream, { status: ResponseStatus.BAD_REQUEST, message: err.message, metadata: [['Error-Code', err.code]] });
+          stream.end();
+          return;
+        }
         writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
-        vnetRef = metaGet(header.metadata, 'Vnet') ?? '';
-        connected.vnet = vnetRef;
-        serve(stream, vnetRef);
+        vnetId = vnet.id;
+        connected.vnet = vnet.id;
+        serve(stream, vnet);
         sent = '';
         sendRoutes();
       } catch {

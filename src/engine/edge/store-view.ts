@@ -11,7 +11,9 @@
 import { EventEmitter } from 'node:events';
 import { RouteTable } from '../../core/route-table.js';
 import { matchHost } from '../../core/host-match.js';
-import type { DetailedRoute, Store } from '../../store/index.js';
+import { findVnet, type VnetLookup } from '../../core/vnets.js';
+import type { VirtualNetwork } from '../hooks/types.js';
+import type { DetailedRoute, Store, Vnet } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
 
 export const STORE_POLL_MS = 250;
@@ -24,8 +26,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #routes = new RouteTable<DetailedRoute>([]);
   #routesByTunnel = new Map<string, { vnetId: string; network: string }[]>();
   #routesByVnet = new Map<string, { vnetId: string; network: string }[]>();
-  #vnetIds = new Map<string, string>();
-  #defaultVnet: string | undefined;
+  #vnets: VnetLookup = memoryVnets([]);
   #tunnelSecrets = new Map<string, Buffer>();
   #devices = new Map<string, Buffer>();
   #failing = false;
@@ -94,13 +95,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     this.#routesByTunnel = groupBy((r) => r.tunnelId);
     this.#routesByVnet = groupBy((r) => r.vnetId);
     for (const list of this.#routesByVnet.values()) list.sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
-    const vnetIds = new Map<string, string>();
-    for (const v of this.store.vnets.list()) {
-      vnetIds.set(v.id, v.id);
-      vnetIds.set(v.name, v.id);
-      if (v.isDefault) this.#defaultVnet = v.id;
-    }
-    this.#vnetIds = vnetIds;
+    this.#vnets = memoryVnets(this.store.vnets.list());
     this.#tunnelSecrets = new Map(this.store.tunnels.list().map((t) => [t.id, Buffer.from(t.secret, 'base64')]));
     this.#devices = new Map(this.store.devices.list().map((d) => [d.id, Buffer.from(d.secret, 'base64')]));
     this.emit('reload');
@@ -117,9 +112,18 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     return this.#routes;
   }
 
-  /** A live vnet's ID from its ID or name; '' means the default vnet. */
-  vnetId(ref: string): string | undefined {
-    return ref === '' ? this.#defaultVnet : this.#vnetIds.get(ref);
+  /**
+   * The vnet an on-ramp's reference names (ID or name; '' or undefined: the default), as of
+   * the last reload: core's one rule (findVnet), over memory. Undefined: no such live vnet.
+   */
+  vnet(ref: string | undefined): VirtualNetwork | undefined {
+    const vnet = findVnet(this.#vnets, ref);
+    return vnet && { id: vnet.id, name: vnet.name };
+  }
+
+  /** vnet(ref)'s ID. */
+  vnetId(ref: string | undefined): string | undefined {
+    return this.vnet(ref)?.id;
   }
 
   /** The live routes of a vnet (what a device sends into its tunnel), in network order. */
@@ -162,4 +166,12 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   get accountTag(): string {
     return this.store.accountTag;
   }
+}
+
+/** The live vnets of one reload, looked up as the store's repository would. */
+function memoryVnets(live: Vnet[]): VnetLookup {
+  const byId = new Map(live.map((v) => [v.id, v]));
+  const byName = new Map(live.map((v) => [v.name, v]));
+  const byDefault = live.find((v) => v.isDefault);
+  return { byId: (id) => byId.get(id), byLiveName: (name) => byName.get(name), defaultVnet: () => byDefault };
 }

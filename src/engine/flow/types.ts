@@ -13,8 +13,13 @@
  */
 export interface IpContext {
   tenant: string;
-  /** Virtual network; '' means the tenant's default. */
+  /**
+   * Virtual network: its ID once the edge's on-ramp resolved it (flows are keyed by it);
+   * '' means the tenant's default where nothing resolves (bare IpEdge uses).
+   */
   vnet: string;
+  /** The vnet's name, for hooks and logs (set by the on-ramp that resolved `vnet`). */
+  vnetName?: string;
   /**
    * Packets a `downgrade` egress put back into the edge's own IP network (the vnet
    * off-ramp): their flows live in a scope of their own, apart from the client flows they

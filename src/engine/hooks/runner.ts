@@ -28,6 +28,7 @@ import type {
   ProxyProtocolHook,
   SocketAddress,
   TunnelHook,
+  VirtualNetwork,
   ConnectionStats,
 } from './types.js';
 
@@ -49,7 +50,7 @@ let nextConnectionId = 1;
 export class HookConnection implements HookContext<unknown> {
   readonly id = nextConnectionId++;
   readonly startedAt = Date.now();
-  vnet: string | undefined;
+  vnet: VirtualNetwork | undefined;
   tenant?: string;
   proxyHeader?: ProxyHeader;
   ext: unknown;

@@ -47,11 +47,13 @@ export interface HookContext<C = unknown> {
   /** When the connection arrived (ms since the epoch). */
   readonly startedAt: number;
   /**
-   * Virtual network (ID or name) in which egress through a tunnel looks up its route.
-   * Undefined: the store's default vnet. The CONNECT proxy sets it from an `Oxy-Vnet`
-   * request header; IP flows from their on-ramp context. Hooks may change it.
+   * The virtual network in which egress through a tunnel looks up its route, resolved once
+   * by the on-ramp: the CONNECT proxy's `Oxy-Vnet` request header (an unknown one is
+   * refused with a 400 before any hook), else the default vnet; an IP flow's on-ramp
+   * context. Undefined when the store has no vnet at all. To send one connection into
+   * another vnet, return a `tunnel` egress decision naming it.
    */
-  vnet: string | undefined;
+  readonly vnet: VirtualNetwork | undefined;
   /** Tenant (account) of an IP flow's on-ramp context. */
   readonly tenant?: string;
   /** The parsed PROXY protocol header, when the listener accepts them and the client sent one. */
@@ -60,6 +62,12 @@ export interface HookContext<C = unknown> {
   readonly log: Logger;
   /** The application's per-connection context, created by `newCtx()`. */
   readonly ext: C;
+}
+
+/** A virtual network as an on-ramp resolved it: routes are keyed by `id`; `name` is for people. */
+export interface VirtualNetwork {
+  id: string;
+  name: string;
 }
 
 // ─── PROXY protocol ────────────────────────────────────────────────────────────
@@ -127,7 +135,7 @@ export interface IpFlowInfo {
   src: SocketAddress;
   dst: SocketAddress;
   tenant: string;
-  vnet: string;
+  vnet: VirtualNetwork;
 }
 
 /**

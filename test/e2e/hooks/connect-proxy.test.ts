@@ -61,10 +61,10 @@ describe('CONNECT proxy default egress', () => {
     expect(JSON.parse(r.stdout).body).toHaveLength(4 * 1024 * 1024);
   });
 
-  it('answers 502 destination_ip_unroutable for a vnet that does not exist', async () => {
+  it('refuses a vnet that does not exist at once: 400 destination_not_found naming it', async () => {
     const r = await curl(['-v', '-p', '-x', p.proxy, '--proxy-header', 'Oxy-Vnet: nowhere', `http://127.0.0.1:${origin.port}/`]);
-    expect(r.stderr).toMatch(/response 502/);
-    expect(receivedHeaders(r.stderr).join('\n')).toMatch(/Proxy-Status: oxyctl; error=destination_ip_unroutable/);
+    expect(r.stderr).toMatch(/response 400/);
+    expect(receivedHeaders(r.stderr).join('\n')).toMatch(/Proxy-Status: oxyctl; error=destination_not_found; details="virtual network nowhere not found/);
   });
 
   it('answers 502 connection_refused when the connector cannot reach the destination', async () => {

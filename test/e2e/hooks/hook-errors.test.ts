@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addVnet } from '../../../src/core/vnets.js';
 import { curl, receivedHeaders, startOrigin, startProxyEdge, type Origin, type ProxyEdge } from './support.js';
 
 // A hook that throws fails only its own connection, with a log line naming the hook.
@@ -19,10 +20,14 @@ beforeAll(async () => {
     },
     http: {
       async handleProxyConnectResponse(_res, ctx) {
-        if (ctx.vnet === 'make-it-fail') throw new Error('response hook rejected');
+        if (ctx.vnet?.name === 'make-it-fail') throw new Error('response hook rejected');
       },
     },
   });
+  // The vnet the async hook fails for (on-ramps refuse a vnet the store does not have).
+  addVnet(p.store, { name: 'office' }); // the first vnet is the default
+  addVnet(p.store, { name: 'make-it-fail' });
+  p.edge.view.reload();
 });
 afterAll(async () => {
   await p?.close();

@@ -81,8 +81,11 @@ export interface GueCredential {
   keys: GueKeys;
   /** The only tenant its datagrams may name. */
   tenant: string;
-  /** Whether its datagrams may name this vnet (ID or name; '' = default). Default: any. */
-  allowsVnet?(vnet: string): boolean;
+  /**
+   * The vnet its datagrams name (ID or name; '' = default), resolved: sessions carry its ID
+   * and name; undefined refuses them ('wrong-vnet'). Default: any, taken as named.
+   */
+  vnet?(ref: string): { id: string; name: string } | undefined;
 }
 
 /** Derives a device's GUE keys from its enrolment secret (the token's `s`, base64-decoded). */
@@ -325,7 +328,7 @@ export class GueOnRamp {
   recheck(): void {
     for (const [name, entry] of this.sessions) {
       const credential = this.options.credentials(entry.keyId);
-      if (!credential || (credential.allowsVnet && !credential.allowsVnet(entry.vnet))) this.closeSession(name, entry);
+      if (!credential || (credential.vnet && !credential.vnet(entry.vnet))) this.closeSession(name, entry);
     }
     for (const keyId of this.keyState.keys()) if (!this.options.credentials(keyId)) this.keyState.delete(keyId);
   }
@@ -374,11 +377,12 @@ export class GueOnRamp {
     let entry = this.sessions.get(name);
     if (!entry) {
       const tenant = t === 0 ? credential.tenant : datagram.toString('utf8', OFF_NAMES, OFF_NAMES + t);
-      const vnet = datagram.toString('utf8', OFF_NAMES + t, OFF_NAMES + t + v);
+      const named = datagram.toString('utf8', OFF_NAMES + t, OFF_NAMES + t + v);
       if (tenant !== credential.tenant) return this.drop('wrong-tenant', rinfo);
-      if (credential.allowsVnet && !credential.allowsVnet(vnet)) return this.drop('wrong-vnet', rinfo);
+      const vnet = credential.vnet ? credential.vnet(named) : { id: named, name: named };
+      if (!vnet) return this.drop('wrong-vnet', rinfo);
       if (!this.state(keyId).guard.accept(seconds, datagram.readUInt32BE(OFF_SEQUENCE))) return this.drop('replayed', rinfo);
-      entry = this.open(name, keyId, { tenant, vnet }, header, rinfo);
+      entry = this.open(name, keyId, { tenant, vnet: vnet.id, vnetName: vnet.name }, header, rinfo);
     } else if (!this.state(keyId).guard.accept(seconds, datagram.readUInt32BE(OFF_SEQUENCE))) {
       return this.drop('replayed', rinfo);
     }
@@ -392,7 +396,7 @@ export class GueOnRamp {
     return state;
   }
 
-  private open(name: string, keyId: string, context: { tenant: string; vnet: string }, header: Buffer, rinfo: dgram.RemoteInfo): GueSession {
+  private open(name: string, keyId: string, context: { tenant: string; vnet: string; vnetName: string }, header: Buffer, rinfo: dgram.RemoteInfo): GueSession {
     if (this.sessions.size >= this.maxSessions) {
       const [oldestName, oldest] = this.sessions.entries().next().value as [string, GueSession];
       this.closeSession(oldestName, oldest);

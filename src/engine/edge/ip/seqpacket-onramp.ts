@@ -10,11 +10,19 @@ import { EventEmitter } from 'node:events';
 import { SeqpacketServer, closeFd, type SeqpacketSocket } from '../../native/index.js';
 import type { IpEdge, IpSession } from './edge.js';
 import { parseContext } from './context.js';
+import type { OxyError } from '../../../core/errors.js';
+import type { IpContext } from '../../flow/types.js';
 
 export interface SeqpacketOnRampOptions {
   /** Largest datagram (context or packet). Default 65535 + 64. */
   maxMessageSize?: number;
   backlog?: number;
+  /**
+   * Checks and completes a client's context (the edge resolves its vnet); throwing an
+   * OxyError refuses the client: it reads one datagram `{"error":{"code","message"}}`
+   * (never an IP packet: the first byte is `{`) and the connection closes.
+   */
+  resolveContext?(context: IpContext): IpContext;
 }
 
 export interface SeqpacketOnRampEvents {
@@ -23,7 +31,7 @@ export interface SeqpacketOnRampEvents {
 }
 
 export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
-  readonly stats = { connections: 0, badContext: 0, sendErrors: 0 };
+  readonly stats = { connections: 0, badContext: 0, refused: 0, sendErrors: 0 };
   private readonly server: SeqpacketServer;
   private readonly sockets = new Set<SeqpacketSocket>();
   /** Set while the flow clock is fresh for the current batch of messages (see clock()). */
@@ -32,7 +40,7 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
   constructor(
     private readonly edge: IpEdge,
     readonly path: string,
-    options: SeqpacketOnRampOptions = {},
+    private readonly options: SeqpacketOnRampOptions = {},
   ) {
     super();
     this.server = SeqpacketServer.listen(path, {
@@ -62,9 +70,19 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
         session.receive(data);
         return;
       }
-      const context = parseContext(data);
-      if (!context) {
+      const parsed = parseContext(data);
+      if (!parsed) {
         this.stats.badContext++;
+        socket.close();
+        return;
+      }
+      let context = parsed;
+      try {
+        context = this.options.resolveContext?.(parsed) ?? parsed;
+      } catch (err) {
+        this.stats.refused++;
+        const { code, message } = err as OxyError;
+        send(Buffer.from(JSON.stringify({ error: { code, message } })));
         socket.close();
         return;
       }

@@ -14,13 +14,12 @@ import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OxyError, isOxyError, type ErrorCode } from '../../../core/errors.js';
-import { isUuid } from '../../../core/common.js';
 import { type PrivateEgress } from '../private-egress.js';
-import type { StoreView } from '../store-view.js';
 import type { DowngradeSession, TcpDowngrader } from '../../netns/downgrader.js';
 import { HookError, type HookConnection, type HookRunner } from '../../hooks/runner.js';
 import { PacketView, TransportKind, buildUdp, formatAddress, parseAddress, parsePacket } from '../../packet/index.js';
-import type { EgressDecision, EngineUdpAssociation, EstablishedInfo, HookContext, IpOffRamp, SocketAddress, UdpAssociation } from '../../hooks/types.js';
+import type { EgressDecision, EngineUdpAssociation, EstablishedInfo, HookContext, IpOffRamp, SocketAddress, UdpAssociation, VirtualNetwork } from '../../hooks/types.js';
+import type { IpContext } from '../../flow/types.js';
 
 
 /** RFC 9209 proxy error types used here. */
@@ -28,6 +27,7 @@ export type ProxyErrorType =
   | 'destination_ip_prohibited'
   | 'destination_ip_unroutable'
   | 'destination_unavailable'
+  | 'destination_not_found'
   | 'dns_error'
   | 'connection_refused'
   | 'connection_timeout'
@@ -58,30 +58,12 @@ export interface EgressResult {
   info: EstablishedInfo;
 }
 
-/** Vnet references (ID or name; undefined: the default) to IDs, cached until the store view reloads. */
-export class VnetResolver {
-  #cache = new Map<string, string | undefined>();
-
-  constructor(private readonly view: StoreView) {
-    view.on('reload', () => this.#cache.clear());
-  }
-
-  resolve(ref: string | undefined): string | undefined {
-    const key = ref ?? '';
-    if (this.#cache.has(key)) return this.#cache.get(key);
-    const vnets = this.view.store.vnets;
-    const vnet = !ref ? vnets.defaultVnet() : isUuid(ref) ? vnets.byId(ref.toLowerCase()) : vnets.byLiveName(ref);
-    const id = vnet && !vnet.deletedAt ? vnet.id : undefined;
-    this.#cache.set(key, id);
-    return id;
-  }
-}
-
 export interface EgressOptions {
   runner: HookRunner;
   /** Tunnels; without it, `tunnel` decisions fail and the default is always direct. */
   tunnels?: PrivateEgress;
-  vnets?: VnetResolver;
+  /** The edge's one vnet resolver (StoreView.vnet), for a `tunnel` decision that names a vnet. */
+  vnets?: (ref: string) => VirtualNetwork | undefined;
   /** For `downgrade` decisions (needs the netns privileges); made on first use. */
   downgrader?: () => Promise<TcpDowngrader>;
   /** Direct connect timeout (ms). Default 10 s. */
@@ -95,7 +77,7 @@ export interface UdpResult {
 
 interface OffRampState {
   /** The (tenant, vnet) of the first connection that used the off-ramp: its downgrade session's. */
-  context?: { tenant: string; vnet: string };
+  context?: IpContext;
   tcp?: DowngradeSession;
   /** UDP receivers by `client|port|upstream|port`. */
   udp: Map<string, (payload: Buffer) => void>;
@@ -199,13 +181,8 @@ export class Egress {
 
   /** The default: through a tunnel when a route in the connection's vnet covers `ip`, else direct. */
   defaultDecision(conn: HookConnection, ip: string): EgressDecision {
-    const tunnels = this.o.tunnels;
-    if (tunnels && this.o.vnets) {
-      const vnetId = this.o.vnets.resolve(conn.vnet);
-      // A vnet the client named but that does not exist is an error, not a reason to leave directly.
-      if (!vnetId && conn.vnet !== undefined) return { action: 'tunnel', vnet: conn.vnet };
-      if (vnetId && tunnels.route(vnetId, ip)) return { action: 'tunnel', vnet: vnetId };
-    }
+    const vnet = conn.vnet;
+    if (vnet && this.o.tunnels?.route(vnet.id, ip)) return { action: 'tunnel', vnet: vnet.id };
     return { action: 'direct' };
   }
 
@@ -248,23 +225,29 @@ export class Egress {
     return { socket, info };
   }
 
-  async #tunnel(conn: HookConnection, vnetRef: string | undefined, address: string, port: number): Promise<EgressResult> {
+  async #tunnel(conn: HookConnection, vnetRef: string | VirtualNetwork | undefined, address: string, port: number): Promise<EgressResult> {
     const { stream, route, vnetId } = await this.#throughTunnel(vnetRef, address, (tunnels, vnetId) => tunnels.open('tcp', vnetId, address, port));
     return { socket: stream, info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } } };
   }
 
-  async #tunnelUdp(conn: HookConnection, vnetRef: string | undefined, address: string, port: number): Promise<UdpResult> {
+  async #tunnelUdp(conn: HookConnection, vnetRef: string | VirtualNetwork | undefined, address: string, port: number): Promise<UdpResult> {
     const metadata: [string, string][] = conn.tenant ? [['Tenant', conn.tenant]] : [];
     const { assoc, route, vnetId } = await this.#throughTunnel(vnetRef, address, (tunnels, vnetId) => tunnels.openUdp(vnetId, address, port, metadata));
     return { assoc, info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } } };
   }
 
   /** Opens through the tunnel serving `address` in the vnet, with the failures as EgressErrors. */
-  async #throughTunnel<T>(vnetRef: string | undefined, address: string, open: (tunnels: PrivateEgress, vnetId: string) => Promise<T>): Promise<T & { vnetId: string }> {
+  async #throughTunnel<T>(
+    vnetRef: string | VirtualNetwork | undefined,
+    address: string,
+    open: (tunnels: PrivateEgress, vnetId: string) => Promise<T>,
+  ): Promise<T & { vnetId: string }> {
     const tunnels = this.o.tunnels;
-    const vnetId = this.o.vnets?.resolve(vnetRef);
+    // The connection's vnet was resolved by its on-ramp; a hook's decision may name another.
+    const vnetId = (typeof vnetRef === 'string' ? this.o.vnets?.(vnetRef) : vnetRef)?.id;
     if (!tunnels || !vnetId) {
-      throw new EgressError('OXY_ERR_NO_ROUTE', `No virtual network ${vnetRef ?? '(default)'} to route ${address} in`, 502, 'destination_ip_unroutable');
+      const named = typeof vnetRef === 'string' ? vnetRef : '(default)';
+      throw new EgressError('OXY_ERR_NO_ROUTE', `No virtual network ${named} to route ${address} in`, 502, 'destination_ip_unroutable');
     }
     try {
       return { ...(await open(tunnels, vnetId)), vnetId };
@@ -339,7 +322,7 @@ export class Egress {
       });
       this.#offRamps.set(offRamp, (state = s));
     }
-    state.context ??= { tenant: conn.tenant ?? 'default', vnet: conn.vnet ?? '' };
+    state.context ??= { tenant: conn.tenant ?? 'default', vnet: conn.vnet?.id ?? '', vnetName: conn.vnet?.name };
     return state;
   }
 

@@ -60,9 +60,10 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
     try {
       conn = r.connection('ip-flow', src, dst);
       conn.tenant = flow.tenant;
-      conn.vnet = flow.vnet || undefined;
+      const vnet = { id: flow.vnet, name: flow.scope.context.vnetName ?? flow.vnet };
+      conn.vnet = flow.vnet ? vnet : undefined;
       if (r.handleFlow) {
-        const info = { version: flow.version, protocol: flow.protocol, src, dst, tenant: flow.tenant, vnet: flow.vnet };
+        const info = { version: flow.version, protocol: flow.protocol, src, dst, tenant: flow.tenant, vnet };
         action = r.call(conn, 'ipFlow.handleFlow', r.handleFlow, info, packet.buf.subarray(0, packet.length), conn as HookContext<unknown>);
       }
     } catch (err) {
