@@ -34,7 +34,7 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
     token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
     [tunnelPort, proxyPort] = [await freePort(), await freePort()];
     socketPath = join(home, 'ip-tunnel.sock');
-    edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--proxy-listen', `127.0.0.1:${proxyPort}`, '--ip-tunnel-listen', socketPath, '--metrics', '127.0.0.1:0', '--no-quic']);
+    edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--proxy-listen', `127.0.0.1:${proxyPort}`, '--proxy-allow', '127.0.0.1/32:9', '--ip-tunnel-listen', socketPath, '--metrics', '127.0.0.1:0', '--no-quic']);
     await edge.waitFor(/Edge running/);
   }, 60_000);
 
