@@ -150,6 +150,10 @@ describe('dashboard API', () => {
     const ended = (async () => {
       for await (const chunk of res.body) text += chunk.toString();
     })();
+    // A script's stream, with the token itself, ends with it too.
+    const scripted = await request(`${d.base}/api/v1/events`, { headers: { authorization: `Bearer ${token}` } });
+    expect(scripted.statusCode).toBe(200);
+    const scriptedEnded = scripted.body.dump({ limit: Infinity });
     await until(async () => text.includes('event: update'), 'a first update');
     const update = JSON.parse(/event: update\ndata: (.*)\n/.exec(text)![1]);
     expect(update.tunnels.map((t: { name: string }) => t.name)).toContain('web');
@@ -157,6 +161,7 @@ describe('dashboard API', () => {
     // A new token: the old one and its sessions stop working, the stream ends.
     const next = await newToken(home);
     await ended;
+    await scriptedEnded;
     expect((await api(d.base, 'GET', '/api/v1/tunnels', { cookie: s.cookie })).status).toBe(401);
     expect((await api(d.base, 'GET', '/api/v1/tunnels', { bearer: token })).status).toBe(401);
     expect((await api(d.base, 'GET', '/api/v1/tunnels', { bearer: next })).status).toBe(200);

@@ -159,6 +159,15 @@ privilegedDescribe('dashboard in a browser', () => {
     await row.locator('[data-connected="true"]').waitFor({ timeout: 10_000 });
     expect(await row.textContent()).toContain('lab');
     await shot('05-devices');
+    // Its packets make IP flows in its vnet (the edge answers them; nothing leaves the test's namespaces).
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'lab', '198.18.91.0/24', 'web']);
+    await warp.waitFor(/Routes updated routes=.*198\.18\.91\.0\/24/);
+    deviceNs.exec('sh', ['-c', 'ping -c 1 -W 1 198.18.91.5 >/dev/null 2>&1; true']);
+    await page.getByRole('link', { name: 'Traffic' }).click();
+    const flows = page.getByRole('table', { name: 'Active IP flows' });
+    await expect.poll(() => flows.textContent(), { timeout: 10_000 }).toMatch(/lab\s*[1-9]/);
+    await shot('06-traffic-flows');
+    await page.getByRole('link', { name: 'Devices' }).click();
     await row.getByRole('button', { name: 'Revoke laptop' }).click();
     await row.getByRole('button', { name: 'Confirm revoke' }).click();
     await warp.waitFor(/The edge closed the IP tunnel: device revoked/, 5000);

@@ -31,7 +31,8 @@ export function RateChart({ title, times, series, format }: ChartProps) {
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] } },
         axes: [{ stroke: '#64748b' }, { stroke: '#64748b', size: 64, values: (_u, splits) => splits.map(format) }],
-        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2, value: (_u: uPlot, v: number | null) => (v == null ? '–' : format(v)) }))],
+        // Without the cursor on the chart, the legend shows each line's latest value.
+        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2, value: (u: uPlot, v: number | null, si: number) => format(v ?? (u.data[si]?.at(-1) as number | undefined) ?? 0) }))],
       },
       [times, ...series.map((s) => s.values)],
       box.current,

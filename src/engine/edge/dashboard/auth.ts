@@ -69,6 +69,11 @@ export class DashboardAuth {
     return { kind: 'session', id, session };
   }
 
+  /** Whether a principal may go on (an open event stream): its token not replaced, its session not expired. */
+  stillAllowed(p: Principal): boolean {
+    return p.kind === 'bearer' ? dashboardTokenCurrent(this.store, p.tokenHash) : this.#sessions.has(p.id) && this.stillValid(p.session);
+  }
+
   /** Whether a session may go on: not expired, and its token not replaced. */
   stillValid(session: Session): boolean {
     return session.expires > Date.now() && dashboardTokenCurrent(this.store, session.tokenHash);

@@ -11,7 +11,6 @@ import type { IpContext } from '../../flow/types.js';
 import type { ConnectedDevice } from '../server.js';
 import type { StoreView } from '../store-view.js';
 import type { TrafficRecorder } from '../traffic.js';
-import type { Session } from './auth.js';
 
 export const TICK_MS = 1000;
 
@@ -55,7 +54,8 @@ export interface Update {
 
 interface Watcher {
   res: ServerResponse;
-  session?: Session;
+  /** Whether the caller may still watch (its session or token is current). */
+  allowed: () => boolean;
 }
 
 export class LiveFeed {
@@ -65,7 +65,7 @@ export class LiveFeed {
   #prev = { at: Date.now(), hosts: new Map<string, { requests: number; bytes: number }>(), errors: new Map<string, number>() };
   #last?: TrafficSnapshot;
 
-  constructor(private readonly s: LiveSources, private readonly sessionValid: (s: Session) => boolean) {}
+  constructor(private readonly s: LiveSources) {}
 
   tunnels(): TunnelOverview[] {
     return tunnelOverview(this.s.store, this.#seen);
@@ -94,10 +94,10 @@ export class LiveFeed {
     return this.#timer && this.#last ? this.#last : this.#sample(this.tunnels());
   }
 
-  /** Streams updates to `res` until it closes. */
-  watch(res: ServerResponse, session?: Session): void {
+  /** Streams updates to `res` until it closes, or until `allowed()` says the caller's access ended. */
+  watch(res: ServerResponse, allowed: () => boolean): void {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
-    const watcher = { res, session };
+    const watcher = { res, allowed };
     this.#watchers.add(watcher);
     res.on('error', () => undefined);
     res.on('close', () => {
@@ -124,7 +124,7 @@ export class LiveFeed {
   #tick(): void {
     const update = this.#update();
     for (const w of this.#watchers) {
-      if (w.session && !this.sessionValid(w.session)) w.res.end();
+      if (!w.allowed()) w.res.end();
       else this.#send(w, update);
     }
   }

@@ -77,7 +77,7 @@ export class DashboardServer {
 
   private constructor(private readonly o: DashboardOptions) {
     this.#auth = new DashboardAuth(o.store, o.tls !== undefined);
-    this.live = new LiveFeed(o, (s) => this.#auth.stillValid(s));
+    this.live = new LiveFeed(o);
     this.#files = loadStaticFiles(o.assetsDir);
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
     if (o.tls) {
@@ -170,7 +170,7 @@ export class DashboardServer {
     }
     if (segments[0] === 'session' && segments.length === 1) return this.#session(req, res, method, principal);
     if (segments[0] === 'events' && segments.length === 1 && method === 'GET') {
-      this.live.watch(res, principal.kind === 'session' ? principal.session : undefined);
+      this.live.watch(res, () => this.#auth.stillAllowed(principal));
       return;
     }
     const body = method === 'POST' ? await readJson(req) : (req.resume(), {});
