@@ -1,13 +1,11 @@
 import type { Logger } from '../engine/observe/log.js';
 import { exitOnCrash } from './crash.js';
-import { parseDuration } from '../engine/connector/duration.js';
 import { startConnector } from '../engine/connector/start.js';
 import { OxyError } from '../core/errors.js';
 import { shutdownSignal } from './signals.js';
 
 /** Runs until SIGINT/SIGTERM (graceful stop) or a fatal error such as a refused secret. */
 export async function runConnectorUntilSignal(log: Logger, o: Parameters<typeof startConnector>[1]): Promise<void> {
-  const graceMs = parseDuration(o.flags['grace-period'], '--grace-period');
   exitOnCrash(log);
   const signalled = shutdownSignal();
   const started = await startConnector(log, o);
@@ -18,6 +16,6 @@ export async function runConnectorUntilSignal(log: Logger, o: Parameters<typeof 
     if (outcome instanceof OxyError && outcome.code === 'OXY_ERR_TUNNEL_UNREACHABLE') throw outcome;
     throw new OxyError('OXY_ERR_TUNNEL_UNAUTHORIZED', `Tunnel could not register: ${outcome.message}`);
   }
-  log.info({ signal: outcome, gracePeriod: o.flags['grace-period'] }, 'Initiating graceful shutdown due to signal');
-  await started.stop(graceMs);
+  log.info({ signal: outcome, gracePeriod: `${o.options.gracePeriodMs / 1000}s` }, 'Initiating graceful shutdown due to signal');
+  await started.stop(o.options.gracePeriodMs);
 }

@@ -1,5 +1,9 @@
 import { Flags } from '@oclif/core';
 import { logFlags } from './log-flags.js';
+import { parseDuration } from '../engine/connector/duration.js';
+import { DEFAULT_ORIGIN_REQUEST, type OriginRequest } from '../engine/connector/ingress.js';
+import type { ProtocolChoice } from '../engine/connector/run.js';
+import type { ConnectorOptions } from '../engine/connector/start.js';
 
 /** Origin flags (cloudflared's): they shape the single origin of --url / --hello-world / --unix-socket / --bastion. */
 export const originFlags = {
@@ -52,3 +56,82 @@ export const namedTunnelFlags = {
 
 /** The flags a config file's top-level keys stand for (cloudflared's config is tunnel run's flags). */
 export const configFileFlags = { ...tunnelRunFlags, ...namedTunnelFlags };
+
+/** tunnel run's flags as oclif parses them (cloudflared's names). */
+export interface ConnectorRunFlags {
+  protocol: ProtocolChoice;
+  edge?: string;
+  'edge-ca'?: string;
+  'edge-ip-version'?: '4' | '6' | 'auto';
+  'edge-bind-address'?: string;
+  url?: string;
+  'hello-world'?: boolean;
+  bastion?: boolean;
+  'unix-socket'?: string;
+  'ha-connections': number;
+  retries?: number;
+  'grace-period': string;
+  metrics: string;
+  pidfile?: string;
+  label?: string;
+  'max-active-flows'?: number;
+  'icmpv4-src'?: string;
+  'icmpv6-src'?: string;
+  'no-tls-verify'?: boolean;
+  'origin-ca-pool'?: string;
+  'origin-server-name'?: string;
+  'http-host-header'?: string;
+  'proxy-connect-timeout'?: string;
+  'proxy-tls-timeout'?: string;
+  'proxy-tcp-keepalive'?: string;
+  'proxy-no-happy-eyeballs'?: boolean;
+  'proxy-keepalive-connections'?: number;
+  'proxy-keepalive-timeout'?: string;
+  'no-chunked-encoding'?: boolean;
+  'http2-origin'?: boolean;
+}
+
+/** The single origin's settings from cloudflared's origin flags (they do not touch a config's rules). */
+export function originRequestFromFlags(f: ConnectorRunFlags): OriginRequest {
+  const o: OriginRequest = { ...DEFAULT_ORIGIN_REQUEST };
+  const ms = (v: string | undefined, flag: string, fallback: number) => (v === undefined ? fallback : parseDuration(v, `--${flag}`));
+  o.connectTimeoutMs = ms(f['proxy-connect-timeout'], 'proxy-connect-timeout', o.connectTimeoutMs);
+  o.tlsTimeoutMs = ms(f['proxy-tls-timeout'], 'proxy-tls-timeout', o.tlsTimeoutMs);
+  o.tcpKeepAliveMs = ms(f['proxy-tcp-keepalive'], 'proxy-tcp-keepalive', o.tcpKeepAliveMs);
+  o.keepAliveTimeoutMs = ms(f['proxy-keepalive-timeout'], 'proxy-keepalive-timeout', o.keepAliveTimeoutMs);
+  if (f['proxy-keepalive-connections'] !== undefined) o.keepAliveConnections = f['proxy-keepalive-connections'];
+  o.noTLSVerify = f['no-tls-verify'] === true;
+  o.noHappyEyeballs = f['proxy-no-happy-eyeballs'] === true;
+  o.disableChunkedEncoding = f['no-chunked-encoding'] === true;
+  o.http2Origin = f['http2-origin'] === true;
+  o.bastionMode = f.bastion === true;
+  if (f['origin-ca-pool']) o.caPool = f['origin-ca-pool'];
+  if (f['origin-server-name']) o.originServerName = f['origin-server-name'];
+  if (f['http-host-header']) o.httpHostHeader = f['http-host-header'];
+  return o;
+}
+
+/** The connector's options from tunnel run's flags: names mapped and durations parsed, once. */
+export function connectorOptions(f: ConnectorRunFlags): ConnectorOptions {
+  return {
+    protocol: f.protocol,
+    edge: f.edge,
+    edgeCa: f['edge-ca'],
+    edgeIpVersion: f['edge-ip-version'],
+    edgeBindAddress: f['edge-bind-address'],
+    url: f.url,
+    helloWorld: f['hello-world'],
+    bastion: f.bastion,
+    unixSocket: f['unix-socket'],
+    haConnections: f['ha-connections'],
+    retries: f.retries,
+    gracePeriodMs: parseDuration(f['grace-period'], '--grace-period'),
+    metrics: f.metrics,
+    pidfile: f.pidfile,
+    label: f.label,
+    maxActiveFlows: f['max-active-flows'],
+    icmpSource: { 4: f['icmpv4-src'], 6: f['icmpv6-src'] },
+    originRequest: originRequestFromFlags(f),
+  };
+}
+

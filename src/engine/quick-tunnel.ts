@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createTunnel } from '../core/tunnels.js';
 import { Store } from '../store/index.js';
-import { startConnector, type ConnectorRunFlags, type StartedConnector } from './connector/start.js';
+import { startConnector, type ConnectorOptions, type StartedConnector } from './connector/start.js';
 import { runEdge } from './edge/run.js';
 import type { EdgeServer } from './edge/server.js';
 import type { Logger } from './observe/log.js';
@@ -21,7 +21,7 @@ export interface QuickTunnel {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function startQuickTunnel(o: { log: Logger; httpListen: string; version: string; flags: Omit<ConnectorRunFlags, 'edge' | 'edge-ca'> }): Promise<QuickTunnel> {
+export async function startQuickTunnel(o: { log: Logger; httpListen: string; version: string; options: Omit<ConnectorOptions, 'edge' | 'edgeCa'> }): Promise<QuickTunnel> {
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-quick-'));
   const store = Store.open(home);
   try {
@@ -33,7 +33,7 @@ export async function startQuickTunnel(o: { log: Logger; httpListen: string; ver
       tunnelRef: tunnel.id,
       store: () => store,
       version: o.version,
-      flags: { ...o.flags, edge: `127.0.0.1:${tunnelAddr.port}` },
+      options: { ...o.options, edge: `127.0.0.1:${tunnelAddr.port}` },
     });
     await new Promise<void>((resolve) => connector.connector.once('registered', () => resolve()));
     const http = edge.httpAddress!;

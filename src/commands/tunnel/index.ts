@@ -1,10 +1,9 @@
 import { Flags } from '@oclif/core';
 import { exitOnCrash } from '../../cli/crash.js';
 import { BaseCommand } from '../../cli/base-command.js';
-import { tunnelRunFlags } from '../../cli/tunnel-run-flags.js';
+import { connectorOptions, tunnelRunFlags } from '../../cli/tunnel-run-flags.js';
 import { loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
-import { parseDuration } from '../../engine/connector/duration.js';
 import { startQuickTunnel } from '../../engine/quick-tunnel.js';
 
 export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
@@ -23,7 +22,8 @@ export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
     const signalled = shutdownSignal();
-    const quick = await startQuickTunnel({ log, httpListen: this.flags['http-listen'], version: this.config.version, flags: this.flags });
+    const options = connectorOptions(this.flags);
+    const quick = await startQuickTunnel({ log, httpListen: this.flags['http-listen'], version: this.config.version, options });
     const line = `|  ${quick.url}`;
     const banner = 'Your quick Tunnel has been created! Visit it at:';
     const width = Math.max(banner.length, quick.url.length) + 4;
@@ -31,7 +31,7 @@ export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
     process.stdout.write(`${quick.url}\n`);
     const signal = await signalled;
     log.info({ signal }, 'Initiating graceful shutdown due to signal');
-    await quick.stop(parseDuration(this.flags['grace-period'], '--grace-period'));
+    await quick.stop(options.gracePeriodMs);
     return { url: quick.url };
   }
 }

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { configFileFlags, namedTunnelFlags, tunnelRunFlags } from '../../cli/tunnel-run-flags.js';
+import { configFileFlags, connectorOptions, namedTunnelFlags, tunnelRunFlags } from '../../cli/tunnel-run-flags.js';
 import { loggerFrom } from '../../cli/log-flags.js';
 import { runConnectorUntilSignal } from '../../cli/run-connector.js';
 import { applyConfigFile } from '../../cli/config-file.js';
@@ -42,7 +42,7 @@ export default class TunnelRun extends BaseCommand<typeof TunnelRun> {
       credentialsFile: this.flags['credentials-file'],
       credentialsContents: this.flags['credentials-contents'],
       config,
-      flags: this.flags,
+      options: connectorOptions(this.flags),
       version: this.config.version,
     });
   }

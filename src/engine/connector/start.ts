@@ -4,9 +4,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
-import { DEFAULT_ORIGIN_REQUEST, type OriginRequest } from './ingress.js';
+import type { OriginRequest } from './ingress.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
-import { parseDuration } from './duration.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
@@ -14,57 +13,39 @@ import { PrivateOfframp } from './private.js';
 import { DEFAULT_WARP_ROUTING } from './config.js';
 import { buildIngress, clientVersion, createDialer, resolveCredentials, resolveEdge, resolveEdgeHost, type CredentialSources, type ProtocolChoice } from './run.js';
 
-export interface ConnectorRunFlags {
+/**
+ * What a connector runs with: typed, camelCase, durations already in milliseconds. The CLI
+ * maps its cloudflared-named flags onto it once (cli/tunnel-run-flags.ts connectorOptions).
+ */
+export interface ConnectorOptions {
   protocol: ProtocolChoice;
+  /** HOST:PORT of the edge [default: from the token or credentials, else the local edge]. */
   edge?: string;
-  'edge-ca'?: string;
-  'edge-ip-version'?: '4' | '6' | 'auto';
-  'edge-bind-address'?: string;
+  /** PEM file of the edge's CA. */
+  edgeCa?: string;
+  /** The IP family a named edge is dialled in. */
+  edgeIpVersion?: '4' | '6' | 'auto';
+  edgeBindAddress?: string;
+  /** The single origin (without ingress rules in a config). */
   url?: string;
-  'hello-world'?: boolean;
+  helloWorld?: boolean;
   bastion?: boolean;
-  'unix-socket'?: string;
-  'ha-connections': number;
+  unixSocket?: string;
+  haConnections: number;
+  /** Retries for connection/protocol errors before giving up. */
   retries?: number;
-  'grace-period': string;
+  /** How long a stop waits for in-flight requests. */
+  gracePeriodMs: number;
+  /** HOST:PORT of the metrics server. */
   metrics: string;
   pidfile?: string;
   label?: string;
-  'max-active-flows'?: number;
-  'icmpv4-src'?: string;
-  'icmpv6-src'?: string;
-  'no-tls-verify'?: boolean;
-  'origin-ca-pool'?: string;
-  'origin-server-name'?: string;
-  'http-host-header'?: string;
-  'proxy-connect-timeout'?: string;
-  'proxy-tls-timeout'?: string;
-  'proxy-tcp-keepalive'?: string;
-  'proxy-no-happy-eyeballs'?: boolean;
-  'proxy-keepalive-connections'?: number;
-  'proxy-keepalive-timeout'?: string;
-  'no-chunked-encoding'?: boolean;
-  'http2-origin'?: boolean;
-}
-
-/** The single origin's settings from cloudflared's origin flags (they do not touch a config's rules). */
-export function originRequestFromFlags(f: ConnectorRunFlags): OriginRequest {
-  const o: OriginRequest = { ...DEFAULT_ORIGIN_REQUEST };
-  const ms = (v: string | undefined, flag: string, fallback: number) => (v === undefined ? fallback : parseDuration(v, `--${flag}`));
-  o.connectTimeoutMs = ms(f['proxy-connect-timeout'], 'proxy-connect-timeout', o.connectTimeoutMs);
-  o.tlsTimeoutMs = ms(f['proxy-tls-timeout'], 'proxy-tls-timeout', o.tlsTimeoutMs);
-  o.tcpKeepAliveMs = ms(f['proxy-tcp-keepalive'], 'proxy-tcp-keepalive', o.tcpKeepAliveMs);
-  o.keepAliveTimeoutMs = ms(f['proxy-keepalive-timeout'], 'proxy-keepalive-timeout', o.keepAliveTimeoutMs);
-  if (f['proxy-keepalive-connections'] !== undefined) o.keepAliveConnections = f['proxy-keepalive-connections'];
-  o.noTLSVerify = f['no-tls-verify'] === true;
-  o.noHappyEyeballs = f['proxy-no-happy-eyeballs'] === true;
-  o.disableChunkedEncoding = f['no-chunked-encoding'] === true;
-  o.http2Origin = f['http2-origin'] === true;
-  o.bastionMode = f.bastion === true;
-  if (f['origin-ca-pool']) o.caPool = f['origin-ca-pool'];
-  if (f['origin-server-name']) o.originServerName = f['origin-server-name'];
-  if (f['http-host-header']) o.httpHostHeader = f['http-host-header'];
-  return o;
+  /** Overrides warp-routing maxActiveFlows. */
+  maxActiveFlows?: number;
+  /** Source addresses of ICMP messages to private networks, per family. */
+  icmpSource?: { 4?: string; 6?: string };
+  /** The single origin's settings (cloudflared's origin flags); a config's rules keep theirs. */
+  originRequest: OriginRequest;
 }
 
 export interface StartedConnector {
@@ -78,42 +59,42 @@ export interface StartedConnector {
 /** Resolves credentials, edge, ingress and dialer, then starts the supervisor and metrics. */
 export async function startConnector(
   log: Logger,
-  o: CredentialSources & { flags: ConnectorRunFlags; version: string },
+  o: CredentialSources & { options: ConnectorOptions; version: string },
 ): Promise<StartedConnector> {
-  const f = o.flags;
+  const f = o.options;
   const { creds, caPin } = resolveCredentials(o);
-  const edge = resolveEdge(o.home, creds, { edge: f.edge, edgeCa: f['edge-ca'], caPin });
+  const edge = resolveEdge(o.home, creds, { edge: f.edge, edgeCa: f.edgeCa, caPin });
   // A name is resolved once, in the family --edge-ip-version asks for; the TLS name stays the name.
-  const address = await resolveEdgeHost(edge.host, f['edge-ip-version']);
+  const address = await resolveEdgeHost(edge.host, f.edgeIpVersion);
   if (address !== edge.host) Object.assign(edge, { servername: edge.host, host: address });
   const ingress = buildIngress({
     config: o.config,
     url: f.url,
-    helloWorld: f['hello-world'],
+    helloWorld: f.helloWorld,
     bastion: f.bastion,
-    unixSocket: f['unix-socket'],
-    originRequest: originRequestFromFlags(f),
+    unixSocket: f.unixSocket,
+    originRequest: f.originRequest,
   });
   const origins = new OriginProxy(ingress, log);
   await origins.start();
   const warpRouting = { ...(o.config?.warpRouting ?? DEFAULT_WARP_ROUTING) };
-  if (f['max-active-flows'] !== undefined) warpRouting.maxActiveFlows = f['max-active-flows'];
-  const offramp = new PrivateOfframp(warpRouting, log, { 4: f['icmpv4-src'], 6: f['icmpv6-src'] });
+  if (f.maxActiveFlows !== undefined) warpRouting.maxActiveFlows = f.maxActiveFlows;
+  const offramp = new PrivateOfframp(warpRouting, log, f.icmpSource ?? {});
   const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp });
   const connector = new Connector({
     tunnelId: creds.TunnelID,
     secret: Buffer.from(creds.TunnelSecret, 'base64'),
-    dial: createDialer(f.protocol, edge, log, f['edge-bind-address']),
+    dial: createDialer(f.protocol, edge, log, f.edgeBindAddress),
     handler,
     log,
     version: clientVersion(o.version),
-    haConnections: f['ha-connections'],
+    haConnections: f.haConnections,
     maxRetries: f.retries,
     onControlMessage: (m) => {
       if (m.type === 'routes') offramp.setRoutes(m.routes);
     },
   });
-  const metrics = await startMetricsServer(o.flags.metrics, createRegistry('oxy_connector'), () => ({
+  const metrics = await startMetricsServer(f.metrics, createRegistry('oxy_connector'), () => ({
     readyConnections: connector.readyConnections,
     connectorId: connector.connectorId,
   }));
@@ -138,7 +119,7 @@ export async function startConnector(
     offramp,
     metrics,
     origins,
-    stop: async (graceMs = parseDuration(o.flags['grace-period'], '--grace-period')) => {
+    stop: async (graceMs = f.gracePeriodMs) => {
       await connector.stop(graceMs);
       await Promise.all([metrics.close(), origins.close()]);
     },
