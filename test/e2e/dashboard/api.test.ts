@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -183,7 +184,11 @@ describe('dashboard API', () => {
     const asset = await request(`${d.base}${script}`);
     expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect(asset.headers['cache-control']).toBe('public, max-age=31536000, immutable');
-    expect((await asset.body.text()).length).toBeGreaterThan(1000);
+    const plain = await asset.body.text();
+    expect(plain.length).toBeGreaterThan(1000);
+    const zipped = await request(`${d.base}${script}`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(Buffer.from(await zipped.body.arrayBuffer())).toString()).toBe(plain);
     // A view's own path is the same page; a missing asset is a 404.
     const view = await request(`${d.base}/routes`);
     expect(await view.body.text()).toBe(html);

@@ -129,6 +129,17 @@ privilegedDescribe('dashboard in a browser', () => {
     await lookup.getByRole('button', { name: 'Look up' }).click();
     await expect.poll(() => lookup.textContent()).toContain('goes through web by route 10.99.0.0/16 in lab');
     await shot('03-routes');
+    // A vnet added here, given a route by the CLI: deleting it asks first, in the CLI's words.
+    const vnetForm = page.getByRole('form', { name: 'Add a virtual network' });
+    await vnetForm.getByLabel('Name').fill('scratch');
+    await vnetForm.getByRole('button', { name: 'Add virtual network' }).click();
+    await page.locator('tr[data-vnet="scratch"]').waitFor();
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'scratch', '10.98.0.0/16', 'backup']);
+    await page.getByRole('button', { name: 'Delete virtual network scratch' }).click();
+    await expect.poll(() => page.getByRole('region', { name: 'Virtual networks' }).getByRole('alert').textContent()).toContain('is used by 1 IP route(s)');
+    await page.getByRole('button', { name: 'Delete scratch with its routes' }).click();
+    await page.locator('tr[data-vnet="scratch"]').waitFor({ state: 'detached' });
+    expect(await oxyOk(home, ['tunnel', 'route', 'ip', 'show'])).not.toContain('10.98.0.0/16');
   });
 
   it('moves the request counter while curl sends traffic', async () => {

@@ -135,6 +135,18 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
   }, []);
   const routeAction = useAction(reload);
   const vnetAction = useAction(reload);
+  /** A vnet whose deletion was refused for its routes: offer to delete it with them (--force). */
+  const [forceable, setForceable] = useState<Vnet | null>(null);
+  const deleteVnet = async (v: Vnet, force = false) => {
+    setForceable(null);
+    try {
+      await api.deleteVnet(v.id, force);
+      reload();
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'OXY_ERR_VNET_IN_USE') setForceable(v);
+      await vnetAction.run(() => Promise.reject(err));
+    }
+  };
   const lookupAction = useAction(() => undefined);
   const shown = useMemo(() => {
     const f = filter.trim().toLowerCase();
@@ -210,7 +222,7 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
           (v) => html`<tr key=${v.id} data-vnet=${v.name}>
             <td>${v.name}</td><td>${v.is_default_network ? 'yes' : ''}</td><td>${v.comment}</td>
             <td>${routes.filter((r) => r.virtual_network_id === v.id).length}</td><td><code title=${v.id}>${shortId(v.id)}</code></td>
-            <td><button class="danger small" aria-label=${`Delete virtual network ${v.name}`} onClick=${() => vnetAction.run(() => api.deleteVnet(v.id))}>Delete</button></td>
+            <td><button class="danger small" aria-label=${`Delete virtual network ${v.name}`} onClick=${() => deleteVnet(v)}>Delete</button></td>
           </tr>`,
         )}</tbody>
       </table>
@@ -220,7 +232,8 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
         <label class="check"><input type="checkbox" checked=${vnetForm.is_default} onChange=${(e: Event) => setVnetForm({ ...vnetForm, is_default: (e.target as HTMLInputElement).checked })} /> default</label>
         <button type="submit" disabled=${vnetAction.busy}>Add virtual network</button>
       </form>
-      ${vnetAction.error && html`<p class="error" role="alert">${vnetAction.error}</p>`}
+      ${vnetAction.error && html`<p class="error" role="alert">${vnetAction.error}
+        ${forceable && html` <button class="danger small" onClick=${() => deleteVnet(forceable, true)}>Delete ${forceable.name} with its routes</button>`}</p>`}
     </section>
   </div>`;
 }

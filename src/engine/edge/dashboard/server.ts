@@ -144,8 +144,10 @@ export class DashboardServer {
       res.end();
       return;
     }
-    res.writeHead(200, { ...SECURITY_HEADERS, ...file.headers, 'content-length': file.body.length });
-    res.end(req.method === 'HEAD' ? undefined : file.body);
+    const gzip = file.gzip && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? '')) ? file.gzip : undefined;
+    const body = gzip ?? file.body;
+    res.writeHead(200, { ...SECURITY_HEADERS, ...file.headers, vary: 'accept-encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}), 'content-length': body.length });
+    res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   async #api(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, relative } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { packageRoot } from '../../../core/paths.js';
 
 export const DASHBOARD_ASSETS_DIR = join(packageRoot(), 'dist', 'dashboard');
@@ -23,8 +24,13 @@ const TYPES: Record<string, string> = {
 
 export interface StaticFile {
   body: Buffer;
+  /** The same bytes gzipped (made once at start-up), for clients that accept it; only when smaller. */
+  gzip?: Buffer;
   headers: Record<string, string>;
 }
+
+/** Text files worth compressing. */
+const COMPRESSIBLE = new Set(['.html', '.js', '.css', '.svg', '.json']);
 
 /** Every file under the build directory by URL path ('/' is index.html); empty if the front end was not built. */
 export function loadStaticFiles(dir = DASHBOARD_ASSETS_DIR): Map<string, StaticFile> {
@@ -35,8 +41,10 @@ export function loadStaticFiles(dir = DASHBOARD_ASSETS_DIR): Map<string, StaticF
     const url = `/${relative(dir, path).split('\\').join('/')}`;
     const body = readFileSync(path);
     const immutable = url.startsWith('/assets/');
+    const gzip = COMPRESSIBLE.has(extname(path)) ? gzipSync(body, { level: 9 }) : undefined;
     files.set(url === '/index.html' ? '/' : url, {
       body,
+      gzip: gzip && gzip.length < body.length ? gzip : undefined,
       headers: {
         'content-type': TYPES[extname(path)] ?? 'application/octet-stream',
         'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
