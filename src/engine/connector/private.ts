@@ -178,24 +178,34 @@ export class PrivateOfframp {
     this.#active++;
     const socket = createSocket(isIP(dest.host) === 6 ? 'udp6' : 'udp4');
     const flowId = Number(metaGet(header.metadata, 'FlowId'));
+    // A send that throws (the socket closing as a datagram arrives) loses that datagram, as UDP may.
+    const toOrigin = (payload: Buffer) => {
+      try {
+        socket.send(payload);
+      } catch (err) {
+        this.log.debug({ err, dest: header.destination }, 'UDP datagram not sent');
+      }
+    };
     const viaDatagrams = conn !== undefined && conn.supportsDatagrams && !conn.datagramsReliable && Number.isInteger(flowId) && flowId > 0;
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
-        socket.connect(dest.port, dest.host, () => resolve());
+        // Node hands a failed connect (ENETUNREACH, …) to this callback, not to 'error': a
+        // socket taken for connected then threw ERR_SOCKET_BAD_PORT on its first send.
+        (socket.connect as (port: number, host: string, cb: (err?: Error) => void) => void)(dest.port, dest.host, (err) => (err ? reject(err) : resolve()));
       });
       writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
       socket.on('error', (err) => this.log.debug({ err, dest: header.destination }, 'UDP flow error'));
       if (viaDatagrams) {
-        this.#udpDatagrams.attach(conn, flowId, (payload) => socket.send(payload));
+        this.#udpDatagrams.attach(conn, flowId, toOrigin);
         // Payloads too large for a DATAGRAM frame go as records on the stream, both ways.
         socket.on('message', (msg) => this.#udpDatagrams.send(conn, stream, flowId, msg));
-        FlowDatagrams.readStream(stream, (payload) => socket.send(payload));
+        FlowDatagrams.readStream(stream, toOrigin);
       } else {
         const parser = new DatagramRecordParser();
         socket.on('message', (msg) => stream.write(encodeDatagramRecord(msg)));
         stream.on('data', (chunk: Buffer) => {
-          for (const datagram of parser.push(chunk)) socket.send(datagram);
+          for (const datagram of parser.push(chunk)) toOrigin(datagram);
         });
       }
       await new Promise<void>((resolve) => {

@@ -7,33 +7,15 @@
  * sender keeps being served. And an edge refuses to open GUE on a non-loopback address
  * when no device could use it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxy, oxyOk, tempHome } from '../../helpers/cli.js';
+import { GueSender } from '../../helpers/gue-sender.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { SITE_METRICS_PORT, startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
 
-const SENDER = new URL('./gue-sender.mjs', import.meta.url).pathname;
-
-/** The GUE sender in a namespace, driven one JSON line at a time. */
-class Sender {
-  private readonly lines: AsyncIterator<string>;
-  constructor(readonly child: ChildProcess) {
-    child.stderr?.on('data', (d) => process.stderr.write(d));
-    this.lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  }
-  async do<T = Record<string, unknown>>(command: Record<string, unknown>): Promise<T> {
-    this.child.stdin!.write(`${JSON.stringify(command)}\n`);
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error('the GUE sender exited');
-    return JSON.parse(value as string) as T;
-  }
-}
-
 privilegedDescribe('GUE on-ramp authentication (device keys, replay window, tenant and vnet)', () => {
   let site: VnetSite;
-  let sender: Sender;
+  let sender: GueSender;
   let device: { device: string; secret: string };
 
   const dropped = (): Record<string, number> => {
@@ -60,14 +42,11 @@ privilegedDescribe('GUE on-ramp authentication (device keys, replay window, tena
        u.bind(5353, '198.18.0.10', () => console.log('echo ready'));`,
     ]);
     await echo.waitFor(/echo ready/);
-    sender = new Sender(site.dc.spawn(process.execPath, [SENDER, '198.18.1.1', '6080'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    sender = GueSender.start(site.dc, '198.18.1.1', 6080);
   }, 60_000);
 
   afterAll(async () => {
-    if (sender) {
-      sender.child.stdin?.end();
-      if (sender.child.exitCode === null) await new Promise((r) => sender.child.once('exit', r));
-    }
+    await sender?.stop();
     await site?.close();
   });
 

@@ -1,16 +1,17 @@
 // A GUE sender for tests, run inside a network namespace (node gue-sender.mjs EDGE_HOST EDGE_PORT).
 // It uses the built engine (dist/): one JSON command per stdin line, one JSON answer per line.
-//   {"op":"request","device":ID,"secret":B64,"vnet":V,"payload":P}  → {"reply":"…"} or {"reply":null}
+//   {"op":"request","device":ID,"secret":B64,"vnet":V,"payload":P[,"timeoutMs":T,"retryMs":R]} → {"reply":"…"} or {"reply":null}
 //   {"op":"send","kind":K,"device":ID,"secret":B64,"vnet":V,"payload":P} → {"sent":true}
 //     kinds: v1 (unauthenticated format), wrong-key, unknown-key, replay (the last good datagram
 //     again), wrong-tenant, wrong-vnet, stale (a clock 10 minutes behind), bad-mac (one bit flipped)
 //   {"op":"replies"} → {"replies":[…]} every reply payload that arrived, {"forged":n} those not verifying
+//   {"op":"raw","port":P,"datagrams":[hex…]} → {"sent":n}: each datagram as is to EDGE_HOST:P (hostile input)
 import { randomBytes, randomUUID } from 'node:crypto';
 import dgram from 'node:dgram';
 import readline from 'node:readline';
 
-const { GueClient } = await import(new URL('../../../dist/engine/edge/ip/gue.js', import.meta.url));
-const { buildUdp, parseAddress, parsePacket, PacketView } = await import(new URL('../../../dist/engine/packet/index.js', import.meta.url));
+const { GueClient } = await import(new URL('../../dist/engine/edge/ip/gue.js', import.meta.url));
+const { buildUdp, parseAddress, parsePacket, PacketView } = await import(new URL('../../dist/engine/packet/index.js', import.meta.url));
 
 const [host, port] = [process.argv[2], Number(process.argv[3])];
 const DEVICE_IP = parseAddress('198.18.9.1');
@@ -36,7 +37,7 @@ socket.on('message', (datagram) => {
   const view = parsePacket(packet, new PacketView());
   const text = view.ok ? view.payload.toString() : '<malformed>';
   replies.push(text);
-  if (waiting && text.includes(waiting.payload)) waiting.resolve(text);
+  if (waiting && text.endsWith(waiting.payload)) waiting.resolve(text);
 });
 
 const send = (datagram) => new Promise((r) => socket.send(datagram, port, host, r));
@@ -45,15 +46,24 @@ let last;
 async function handle(c) {
   const vnet = c.vnet ?? '';
   if (c.op === 'replies') return { replies, forged };
+  if (c.op === 'raw') {
+    for (const hex of c.datagrams) await new Promise((r) => socket.send(Buffer.from(hex, 'hex'), c.port, host, r));
+    return { sent: c.datagrams.length };
+  }
   if (c.op === 'request') {
     good = clientFor(c.device, c.secret);
     last = good.encapsulate(packetOf(c.payload), { vnet });
+    let retry;
     const reply = new Promise((resolve) => {
       waiting = { payload: c.payload, resolve };
       setTimeout(() => resolve(null), c.timeoutMs ?? 3000);
+      // retryMs: the request again (a fresh counter) until answered, as a UDP client retries.
+      if (c.retryMs) retry = setInterval(() => void send((last = good.encapsulate(packetOf(c.payload), { vnet }))), c.retryMs);
     });
     await send(last);
-    return { reply: await reply };
+    const answer = await reply;
+    clearInterval(retry);
+    return { reply: answer };
   }
   const packet = packetOf(c.payload, 40001);
   let datagram;
