@@ -1,12 +1,15 @@
 import { OxyError } from '../core/errors.js';
 
 /**
- * Destructive commands ask on a terminal; without one (scripts, CI) they refuse unless the
- * user already confirmed with --yes/--force, so nothing is deleted by accident.
+ * Destructive commands ask on a terminal. Without one (scripts, CI), the commands cloudflared
+ * has (`tunnel delete`, `vnet delete`, `route ip delete`) go ahead as cloudflared does — it
+ * never asks, and scripts written for it must keep working; oxyctl's own ones
+ * (`warp revoke`, `withoutTerminal: 'refuse'`) refuse unless confirmed with --yes.
  */
-export async function confirmDestructive(question: string, confirmed: boolean): Promise<void> {
+export async function confirmDestructive(question: string, confirmed: boolean, withoutTerminal: 'proceed' | 'refuse' = 'proceed'): Promise<void> {
   if (confirmed) return;
   if (!process.stdin.isTTY || !process.stdout.isTTY) {
+    if (withoutTerminal === 'proceed') return;
     throw new OxyError(
       'OXY_ERR_CONFIRMATION_REQUIRED',
       `${question} This deletes data and needs confirmation, but there is no terminal to ask on. Pass --yes to confirm.`,

@@ -15,7 +15,7 @@ export const vnetFlag = Flags.string({
 
 export const yesFlag = Flags.boolean({
   char: 'y',
-  description: 'Confirm without asking (required when there is no terminal).',
+  description: 'Confirm without asking (without a terminal, deleting goes ahead as in cloudflared).',
 });
 
 /** `service install|uninstall --root`: an image being built instead of the live system. */

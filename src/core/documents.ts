@@ -65,6 +65,35 @@ export const tunnelDocument = (t: TunnelView): TunnelDocument => ({
   connections: t.connections.map(connectionDocument),
 });
 
+/** cloudflared's `tunnel info -o json` (cmd/cloudflared/tunnel/info.go): connectors, each with its connections. */
+export interface TunnelInfoDocument {
+  id: string;
+  name: string;
+  createdAt: string;
+  conns: {
+    id: string;
+    features: string[];
+    version: string;
+    arch: string;
+    run_at: string;
+    conns: { colo_name: string; id: string; is_pending_reconnect: boolean; origin_ip: string; opened_at: string }[];
+  }[];
+}
+
+export function tunnelInfoDocument(t: TunnelView): TunnelInfoDocument {
+  const connectors = new Map<string, TunnelInfoDocument['conns'][number]>();
+  for (const c of [...t.connections].sort((a, b) => a.connIndex - b.connIndex)) {
+    let connector = connectors.get(c.connectorId);
+    if (!connector) {
+      connector = { id: c.connectorId, features: [], version: c.clientVersion, arch: c.arch, run_at: c.openedAt, conns: [] };
+      connectors.set(c.connectorId, connector);
+    }
+    if (c.openedAt < connector.run_at) connector.run_at = c.openedAt;
+    connector.conns.push({ colo_name: c.edgeLocation, id: c.id, is_pending_reconnect: false, origin_ip: c.originIp, opened_at: c.openedAt });
+  }
+  return { id: t.id, name: t.name, createdAt: t.createdAt, conns: [...connectors.values()] };
+}
+
 export interface RouteDocument {
   id: string;
   network: string;

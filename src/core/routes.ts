@@ -49,7 +49,7 @@ export function addRoute(
   const exists = () =>
     new OxyError(
       'OXY_ERR_ROUTE_EXISTS',
-      `Failed to add route: code: ${ROUTE_EXISTS_API_CODE}, reason: You already have a route defined for this exact IP subnet`,
+      `API error: Failed to add route: code: ${ROUTE_EXISTS_API_CODE}, reason: You already have a route defined for this exact IP subnet`,
       { apiCode: ROUTE_EXISTS_API_CODE },
     );
   try {

@@ -50,7 +50,7 @@ describe('oxyctl tunnel route ip', () => {
     const again = await oxy(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '10.1.0.0/16', 'tunnel-fra']);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toBe(
-      'Failed to add route: code: 1014, reason: You already have a route defined for this exact IP subnet\n',
+      'API error: Failed to add route: code: 1014, reason: You already have a route defined for this exact IP subnet\n',
     );
     // Without --vnet the default (vnet-frankfurt) is meant, which has it too.
     const dflt = await oxy(home, ['tunnel', 'route', 'ip', 'add', '10.1.0.0/16', 'tunnel-syd']);
@@ -132,8 +132,8 @@ describe('oxyctl tunnel route ip', () => {
 
   it('deletes by CIDR within a vnet or by ID', async () => {
     await walkthrough();
-    expect((await oxy(home, ['tunnel', 'route', 'ip', 'delete', '10.1.0.0/16'])).stderr).toContain('Pass --yes to confirm');
-    const out = await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--yes', '--vnet', 'vnet-sydney', '10.1.0.0/16']);
+    // No terminal: no prompt and no --yes needed, as cloudflared.
+    const out = await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--vnet', 'vnet-sydney', '10.1.0.0/16']);
     expect(out).toMatch(/^Successfully deleted route with ID [0-9a-f-]{36}\n$/);
     const left = await oxyJson<RouteDoc[]>(home, ['tunnel', 'route', 'ip', 'show']);
     expect(left.map((r) => r.tunnel_name)).toEqual(['tunnel-fra']);

@@ -12,6 +12,13 @@ interface TunnelDoc {
   connections: { id: string; colo_name: string; connector_id: string; origin_ip: string }[];
 }
 
+interface InfoDoc {
+  id: string;
+  name: string;
+  createdAt: string;
+  conns: { id: string; arch: string; version: string; conns: { colo_name: string; origin_ip: string; is_pending_reconnect: boolean }[] }[];
+}
+
 let home: string;
 let cleanup: () => void;
 beforeEach(() => ({ home, cleanup } = tempHome()));
@@ -106,7 +113,7 @@ describe('oxyctl tunnel list / info', () => {
     expect(await names('--sort-by', 'numConnections', '--invert-sort')).toEqual(['prod-a', 'prod-b', 'dev-x']);
     expect(await names('--sort-by', 'name', '--invert-sort')).toEqual(['prod-b', 'prod-a', 'dev-x']);
     expect(await oxyOk(home, ['tunnel', 'list', '--name', 'nope'])).toBe(
-      "You have no tunnels, use 'oxyctl tunnel create' to define a new tunnel\n",
+      "No tunnels were found for the given filter flags. You can use 'oxyctl tunnel create' to create a tunnel.\n",
     );
   });
 
@@ -115,15 +122,22 @@ describe('oxyctl tunnel list / info', () => {
     const [t] = await oxyJson<TunnelDoc[]>(home, ['tunnel', 'list']);
     expect(await oxyOk(home, ['tunnel', 'info', 't'])).toContain(`Your tunnel ${t.id} does not have any active connection.`);
     recordConnection(t.id, 0);
-    const info = await oxyJson<TunnelDoc>(home, ['tunnel', 'info', t.id]);
-    expect(info.connections).toHaveLength(1);
-    expect(info.connections[0]).toMatchObject({ origin_ip: '198.18.0.7', colo_name: 'fra' });
-    const human = await oxyOk(home, ['tunnel', 'info', 't']);
-    expect(human).toContain('CONNECTOR ID');
-    expect(human).toContain('11111111-2222-4333-8444-555555555555');
+    recordConnection(t.id, 1);
+    recordConnection(t.id, 2, 'lhr');
+    // cloudflared's document: createdAt, and conns per connector, each with its conns.
+    const info = await oxyJson<InfoDoc>(home, ['tunnel', 'info', t.id]);
+    expect(Object.keys(info)).toEqual(['id', 'name', 'createdAt', 'conns']);
+    expect(info.conns).toHaveLength(1);
+    expect(info.conns[0]).toMatchObject({ id: '11111111-2222-4333-8444-555555555555', arch: 'linux_amd64', version: '0.1.0' });
+    expect(info.conns[0].conns.map((c) => c.colo_name)).toEqual(['fra', 'fra', 'lhr']);
+    expect(info.conns[0].conns[0]).toMatchObject({ origin_ip: '198.18.0.7', is_pending_reconnect: false });
+    // One row per connector; EDGE counts its connections per location.
+    const { header, rows } = parseTable((await oxyOk(home, ['tunnel', 'info', 't'])).split('\n\n')[1]);
+    expect(header).toEqual(['CONNECTOR ID', 'CREATED', 'ARCHITECTURE', 'VERSION', 'ORIGIN IP', 'EDGE']);
+    expect(rows).toEqual([['11111111-2222-4333-8444-555555555555', '2026-01-01T00:00:00Z', 'linux_amd64', '0.1.0', '198.18.0.7', '2xfra, 1xlhr']]);
 
-    expect(await oxyOk(home, ['tunnel', 'cleanup', 't'])).toContain('Cleaned up 1 connection(s) of tunnel t');
-    expect((await oxyJson<TunnelDoc>(home, ['tunnel', 'info', 't'])).connections).toEqual([]);
+    expect(await oxyOk(home, ['tunnel', 'cleanup', 't'])).toContain('Cleaned up 3 connection(s) of tunnel t');
+    expect((await oxyJson<InfoDoc>(home, ['tunnel', 'info', 't'])).conns).toEqual([]);
     const missing = await oxy(home, ['tunnel', 'info', 'ghost']);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain('ghost is neither the ID nor the name of any of your tunnels');
@@ -137,9 +151,10 @@ describe('oxyctl tunnel delete', () => {
     const [a] = await oxyJson<TunnelDoc[]>(home, ['tunnel', 'list', '--name', 'a']);
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '10.1.0.0/16', 'a']);
 
-    const noTty = await oxy(home, ['tunnel', 'delete', 'b']);
+    // Without a terminal, as cloudflared: no prompt, no failure (the routed tunnel is still refused).
+    const noTty = await oxy(home, ['tunnel', 'delete', 'a']);
     expect(noTty.code).not.toBe(0);
-    expect(noTty.stderr).toContain('Pass --yes to confirm');
+    expect(noTty.stderr).toContain('Cannot delete tunnel a because 1 IP route(s) point to it');
 
     const routed = await oxy(home, ['tunnel', 'delete', '--yes', 'a', 'b']);
     expect(routed.code).not.toBe(0);

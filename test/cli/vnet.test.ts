@@ -1,6 +1,28 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { oxy, oxyJson, oxyOk, parseTable, tempHome } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { BIN, oxy, oxyJson, oxyOk, parseTable, tempHome } from '../helpers/cli.js';
+
+/** Runs the CLI on a pseudo-terminal (util-linux `script`), answering `answer` once it asks. */
+function onTerminal(home: string, args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qec', [process.execPath, BIN, ...args].join(' '), '/dev/null'], {
+      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let answered = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      output += d;
+      if (!answered && output.includes('(y/N)')) {
+        answered = true;
+        child.stdin.write(answer);
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
 
 interface VnetDoc {
   id: string;
@@ -68,6 +90,9 @@ describe('oxyctl vnet', () => {
     expect((await oxyJson<VnetDoc[]>(home, ['vnet', 'list', '--name', 'a'])).map((v) => v.name)).toEqual(['a']);
     expect((await oxyJson<VnetDoc[]>(home, ['vnet', 'list', '--is-default'])).map((v) => v.name)).toEqual(['a']);
     expect((await oxyJson<VnetDoc[]>(home, ['vnet', 'list', '--no-is-default'])).map((v) => v.name)).toEqual(['b']);
+    // Go-style booleans, as cloudflared's scripts write them.
+    expect((await oxyJson<VnetDoc[]>(home, ['vnet', 'list', '--is-default=false'])).map((v) => v.name)).toEqual(['b']);
+    expect((await oxyJson<VnetDoc[]>(home, ['vnet', 'list', '--is-default=true'])).map((v) => v.name)).toEqual(['a']);
   });
 
   it('is also reachable as `oxyctl tunnel vnet`', async () => {
@@ -113,10 +138,8 @@ describe('oxyctl vnet', () => {
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'side', '10.1.0.0/16', 't']);
 
     await oxyOk(home, ['vnet', 'add', 'empty']);
-    const noTty = await oxy(home, ['vnet', 'delete', 'empty']);
-    expect(noTty.code).not.toBe(0);
-    expect(noTty.stderr).toContain('Pass --yes to confirm');
-    expect(await oxyOk(home, ['vnet', 'delete', '--yes', 'empty'])).toBe("Successfully deleted virtual network 'empty'\n");
+    // Without a terminal, as cloudflared: no prompt, no failure.
+    expect(await oxyOk(home, ['vnet', 'delete', 'empty'])).toBe("Successfully deleted virtual network 'empty'\n");
 
     const isDefault = await oxy(home, ['vnet', 'delete', '--yes', 'main']);
     expect(isDefault.code).not.toBe(0);
@@ -135,5 +158,15 @@ describe('oxyctl vnet', () => {
     expect(withDeleted.find((v) => v.name === 'side')?.deleted_at).toMatch(/Z$/);
     // A deleted vnet's name is free again.
     await oxyOk(home, ['vnet', 'add', 'side']);
+  });
+
+  it('keeps the prompt on a terminal: answering no deletes nothing', async () => {
+    await oxyOk(home, ['vnet', 'add', 'main']);
+    await oxyOk(home, ['vnet', 'add', 'empty']);
+    const r = await onTerminal(home, ['vnet', 'delete', 'empty'], 'n\r');
+    expect(r.output).toMatch(/Delete virtual network empty \([0-9a-f-]{36}\)\? \(y\/N\)/);
+    expect(r.output).toContain('Aborted: nothing was deleted.');
+    expect(r.code).not.toBe(0);
+    expect(parseTable(await oxyOk(home, ['vnet', 'list'])).rows.map((row) => row[1])).toEqual(['main', 'empty']);
   });
 });

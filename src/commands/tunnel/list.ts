@@ -36,7 +36,7 @@ export default class TunnelList extends BaseCommand<typeof TunnelList> {
     ).map(tunnelDocument);
     await this.print(this.flags.output, docs, () =>
       docs.length === 0
-        ? "You have no tunnels, use 'oxyctl tunnel create' to define a new tunnel\n"
+        ? "No tunnels were found for the given filter flags. You can use 'oxyctl tunnel create' to create a tunnel.\n"
         : renderTable(
             ['ID', 'NAME', 'CREATED', 'CONNECTIONS'],
             docs.map((t) => [t.id, t.name, t.created_at, connectionsCell(t.connections)]),

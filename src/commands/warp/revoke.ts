@@ -13,7 +13,7 @@ export default class WarpRevoke extends BaseCommand<typeof WarpRevoke> {
 
   async run(): Promise<{ id: string; name: string }> {
     const device = resolveDevice(this.store, this.args.device);
-    await confirmDestructive(`Revoke device ${device.name} (${device.id})?`, this.flags.yes);
+    await confirmDestructive(`Revoke device ${device.name} (${device.id})?`, this.flags.yes, 'refuse');
     revokeDevice(this.store, device.id);
     process.stdout.write(`Revoked device ${device.name} with id ${device.id}\n`);
     return { id: device.id, name: device.name };

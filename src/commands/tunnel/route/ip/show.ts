@@ -34,7 +34,7 @@ export default class RouteIpShow extends BaseCommand<typeof RouteIpShow> {
       supersetOf: f['filter-network-is-superset-of'],
     }).map(routeDocument);
     await this.print(f.output, docs, () =>
-      docs.length === 0 ? "You have no routes, use 'oxyctl tunnel route ip add' to add a route\n" : renderRoutes(docs),
+      docs.length === 0 ? "No routes were found for the given filter flags. You can use 'oxyctl tunnel route ip add' to add a route.\n" : renderRoutes(docs),
     );
     return docs;
   }
