@@ -29,7 +29,7 @@ for tool in node npm dpkg-deb dpkg-gencontrol dpkg-shlibdeps dpkg-parsechangelog
   command -v "$tool" >/dev/null || die "$tool is missing (Debian packages: dpkg-dev binutils; run npm run setup)"
 done
 [[ $FORMATS != *rpm* ]] || command -v rpmbuild >/dev/null || die "rpmbuild is missing (Debian package: rpm)"
-for f in lib/run.js dist/commands dist/core/service.js oclif.manifest.json build/Release/oxy_native.node man/oxyctl.1 node_modules; do
+for f in lib/run.js dist/commands dist/cli/service.js oclif.manifest.json build/Release/oxy_native.node man/oxyctl.1 node_modules; do
   [ -e "$f" ] || die "$f is missing: build the project first (npm ci && npm run build)"
 done
 

@@ -1,4 +1,5 @@
 import type { Store } from '../../store/index.js';
+import type { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
@@ -47,8 +48,13 @@ export interface RunEdgeOptions {
 export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   if (o.gueListen) checkGueListen(o.gueListen, o.store.devices.list().length);
   if (!edgeIdentityExists(o.home)) {
-    await initEdgeIdentity(o.home);
-    o.log.info({ dir: `${o.home}/edge` }, 'Created the edge identity (oxyctl edge init)');
+    try {
+      await initEdgeIdentity(o.home);
+      o.log.info({ dir: `${o.home}/edge` }, 'Created the edge identity (oxyctl edge init)');
+    } catch (err) {
+      // Another edge on this data directory created it first: use that one.
+      if ((err as OxyError).code !== 'OXY_ERR_EDGE_EXISTS') throw err;
+    }
   }
   const identity = loadEdgeIdentity(o.home);
   let edgeRef: EdgeServer | undefined;

@@ -3,7 +3,8 @@
  * with their keys (keys mode 0400, written atomically), plus edge.json with the address
  * connectors dial, which `tunnel token` puts into tokens together with the CA pin.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { OxyError } from '../../core/errors.js';
 import { writeSecretFileAtomic } from '../../core/credentials.js';
@@ -33,25 +34,58 @@ export async function initEdgeIdentity(
   home: string,
   options: { hostnames?: string[]; ips?: string[]; advertise?: string; force?: boolean } = {},
 ): Promise<{ identity: EdgeIdentity; settings: EdgeSettings }> {
-  if (edgeIdentityExists(home) && !options.force) {
-    throw new OxyError(
-      'OXY_ERR_EDGE_EXISTS',
-      `The edge identity in ${dir(home)} already exists. Use --force to replace it (connectors pinned to the old CA will stop connecting).`,
-    );
-  }
+  if (edgeIdentityExists(home) && !options.force) throw identityExists(home);
   const hostnames = options.hostnames?.length ? options.hostnames : ['localhost'];
   const ips = options.ips?.length ? options.ips : ['127.0.0.1', '::1'];
   const identity = await createEdgeIdentity({ hostnames, ips });
   const settings: EdgeSettings = { advertise: options.advertise ?? `127.0.0.1:${DEFAULT_TUNNEL_PORT}`, hostnames, ips };
-  const f = files(home);
-  mkdirSync(dir(home), { recursive: true, mode: 0o700 });
-  writeSecretFileAtomic(f.caKey, identity.caKey);
-  writeSecretFileAtomic(f.key, identity.key);
-  writeSecretFileAtomic(f.cert, identity.certChain);
-  writeSecretFileAtomic(f.caCert, identity.caCert);
-  writeSecretFileAtomic(f.settings, `${JSON.stringify(settings, null, 2)}\n`);
+  writeIdentityFiles(home, identity, settings, options.force === true);
   return { identity, settings };
 }
+
+/**
+ * Two edges started at once on a fresh data directory must not interleave their files (one's
+ * certificate with the other's key): the files are written into a fresh directory that is
+ * renamed into place in one step, and the loser of the race finds the winner's identity.
+ */
+function writeIdentityFiles(home: string, identity: EdgeIdentity, settings: EdgeSettings, force: boolean): void {
+  const target = dir(home);
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const staged = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.new`;
+  const write = (d: string) => {
+    const f = files(d);
+    writeSecretFileAtomic(f.caKey, identity.caKey);
+    writeSecretFileAtomic(f.key, identity.key);
+    writeSecretFileAtomic(f.cert, identity.certChain);
+    writeSecretFileAtomic(f.caCert, identity.caCert);
+    writeSecretFileAtomic(f.settings, `${JSON.stringify(settings, null, 2)}\n`);
+  };
+  // files() joins 'edge' below its argument: stage under <staged>/edge, move that directory.
+  write(staged);
+  try {
+    if (existsSync(target) && readdirSync(target).length > 0) {
+      if (!force && edgeIdentityExists(home)) throw identityExists(home);
+      // Other state lives here too (hooks-state.json): replace the identity files one by one.
+      for (const [name, path] of Object.entries(files(staged))) renameSync(path, files(home)[name as keyof ReturnType<typeof files>]);
+      return;
+    }
+    try {
+      renameSync(join(staged, 'edge'), target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && edgeIdentityExists(home)) throw identityExists(home);
+      throw err;
+    }
+  } finally {
+    rmSync(staged, { recursive: true, force: true });
+  }
+}
+
+const identityExists = (home: string) =>
+  new OxyError(
+    'OXY_ERR_EDGE_EXISTS',
+    `The edge identity in ${dir(home)} already exists. Use --force to replace it (connectors pinned to the old CA will stop connecting).`,
+  );
 
 export interface LoadedEdgeIdentity {
   caCert: string;
