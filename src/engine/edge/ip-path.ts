@@ -22,7 +22,8 @@ import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../observe/metrics.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
-import type { IpOffRamp } from '../hooks/index.js';
+import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
+import type { TunnelStream } from '../transport/types.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 export interface IpPathOptions {
@@ -42,6 +43,10 @@ interface Routed {
 
 export interface IpPath {
   ipEdge: IpEdge<Routed>;
+  /** Joins an enrolled device's `ip-packets` stream (its vnet resolved by the server). */
+  deviceStreams(stream: TunnelStream, vnet: VirtualNetwork): void;
+  /** The edge's own IP network of (tenant, vnet; none: the default) as an off-ramp for `downgrade` egress. */
+  vnetOffRamp(tenant: string, vnet: VirtualNetwork | undefined): IpOffRamp;
   close(): Promise<void>;
 }
 
@@ -143,7 +148,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   };
   const seqpacket = o.seqpacketPath ? new SeqpacketOnRamp(anyEdge, o.seqpacketPath, { resolveContext }) : undefined;
   // Devices on other hosts: one IP session per ip-packets stream (its vnet resolved by the server), packets as datagram records.
-  edge.deviceStreams = (stream, vnet) => {
+  const deviceStreams = (stream: TunnelStream, vnet: VirtualNetwork): void => {
     const session = anyEdge.openSession({ tenant: edge.view.accountTag, vnet: vnet.id, vnetName: vnet.name }, (packet) => stream.write(encodeDatagramRecord(packet)));
     const parser = new DatagramRecordParser();
     stream.on('data', (chunk: Buffer) => {
@@ -159,7 +164,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // vnet, reentry), are routed like a device's flows without the hooks, and reach the tunnel
   // that serves the destination. One session per (tenant, vnet).
   const offRamps = new Map<string, { offRamp: IpOffRamp; session: { close(): void } }>();
-  edge.vnetOffRamp = (tenant, named) => {
+  const vnetOffRamp = (tenant: string, named: VirtualNetwork | undefined): IpOffRamp => {
     const vnet = named ?? edge.view.vnet(undefined) ?? { id: '', name: '' };
     const key = `${tenant}\u0000${vnet.id}`;
     let entry = offRamps.get(key);
@@ -182,9 +187,9 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   if (gue) log.info({ address: o.gueListen }, 'IP tunnel on-ramp ready (GUE)');
   return {
     ipEdge,
+    deviceStreams,
+    vnetOffRamp,
     close: async () => {
-      edge.deviceStreams = undefined;
-      edge.vnetOffRamp = undefined;
       for (const { session } of offRamps.values()) session.close();
       seqpacket?.close();
       gue?.close();

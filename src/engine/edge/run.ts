@@ -5,7 +5,7 @@ import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../trans
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
 import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';
-import { checkGueListen, startIpPath, type IpPathOptions } from './ip-path.js';
+import { checkGueListen, type IpPathOptions } from './ip-path.js';
 import { TrafficRecorder } from './traffic.js';
 import { DashboardServer } from './dashboard/server.js';
 
@@ -57,8 +57,9 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     }
   }
   const identity = loadEdgeIdentity(o.home);
-  let edgeRef: EdgeServer | undefined;
-  const vnetOffRamp = (ctx: HookContext) => edgeRef?.vnetOffRamp?.(ctx.tenant ?? edgeRef.view.accountTag, ctx.vnet);
+  // The one cycle: hooks may ask for the edge's vnet off-ramp while traffic flows, and the
+  // edge runs the hooks. The closure reads `edge`, built right below, only at traffic time.
+  const vnetOffRamp = (ctx: HookContext) => edge.vnetOffRamp(ctx);
   const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
   const traffic = o.dashboardListen ? new TrafficRecorder() : undefined;
   const edge = new EdgeServer({
@@ -78,18 +79,14 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     hooks,
     home: o.home,
     traffic,
+    ip: o.ipTunnelListen || o.gueListen ? { seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits } : undefined,
   });
-  edgeRef = edge;
   await edge.start();
-  let ip: Awaited<ReturnType<typeof startIpPath>> | undefined;
-  if (o.ipTunnelListen || o.gueListen) {
-    const started = (ip = await startIpPath({ edge, log: o.log, seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits }));
-    edge.onStop(() => started.close());
-  }
+  const ipEdge = edge.ipEdge;
   if (o.dashboardListen && traffic) {
     const dashboard = await DashboardServer.listen({
       listen: o.dashboardListen, log: o.log, store: o.store, view: edge.view, traffic, devices: edge.devices, defaultTunnel: o.defaultTunnel,
-      flows: ip && (() => ip.ipEdge.table.activeByScope()),
+      flows: ipEdge && (() => ipEdge.table.activeByScope()),
       tls: o.dashboardTls ? { key: identity.key, cert: identity.certChain } : undefined,
       insecure: o.dashboardInsecure,
     });

@@ -23,12 +23,13 @@ import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
 import { ConnectProxy } from './connect-proxy.js';
 import { parseAllowEntry } from './proxy-policy.js';
-import { HookRunner, saveHooksState, type IpOffRamp, type VirtualNetwork } from '../hooks/index.js';
+import { HookRunner, saveHooksState, type HookContext, type IpOffRamp } from '../hooks/index.js';
 import { Egress } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
 import { ConnectionBook } from './bookkeeping.js';
 import { SqliteConnectionWriter } from './store-writer.js';
 import type { TrafficRecorder } from './traffic.js';
+import { startIpPath, type IpPath, type IpPathOptions } from './ip-path.js';
 
 export interface TunnelListener {
   protocol: string;
@@ -67,6 +68,8 @@ export interface EdgeOptions {
   home?: string;
   /** Counts on-ramp traffic for the dashboard (`--dashboard-listen`); unset: not counted. */
   traffic?: TrafficRecorder;
+  /** The IP path's on-ramps (SEQPACKET, GUE) and limits; unset: no IP path (devices refused). */
+  ip?: Omit<IpPathOptions, 'edge' | 'log'>;
 }
 
 /** A device connected to this edge now (warp connect --token). */
@@ -93,6 +96,7 @@ export class EdgeServer {
   #http?: HttpOnramp;
   #metricsServer?: MetricsServer;
   #proxy?: ConnectProxy;
+  #ip?: IpPath;
   /** The application's hooks (none: the engine's defaults). */
   readonly hooks: HookRunner;
   /** The egress pipeline shared by on-ramps (hooks, then direct or through a tunnel). */
@@ -140,8 +144,14 @@ export class EdgeServer {
     return this.#metricsServer?.address;
   }
 
+  /**
+   * Starts the parts in dependency order: the store view, the IP path (it routes through the
+   * view, the registry and the hooks built by the constructor), then the listeners that feed
+   * them, so nothing is reachable before what serves it exists.
+   */
   async start(): Promise<void> {
     this.view.start();
+    if (this.o.ip) this.#ip = await startIpPath({ edge: this, log: this.o.log, ...this.o.ip });
     for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn), this.#listeners));
     if (this.o.httpListen) {
       this.#http = await HttpOnramp.listen({
@@ -228,10 +238,17 @@ export class EdgeServer {
   }
 
   /**
-   * The edge's own IP network of (tenant, vnet) as an off-ramp for `downgrade` egress (set by
-   * the IP path; hooks reach it as `settings.vnetOffRamp(ctx)`).
+   * The edge's own IP network of a connection's (tenant, vnet) as an off-ramp for `downgrade`
+   * egress; hooks reach it as `settings.vnetOffRamp(ctx)`. Undefined without the IP path.
    */
-  vnetOffRamp?: (tenant: string, vnet: VirtualNetwork | undefined) => IpOffRamp;
+  vnetOffRamp(ctx: HookContext): IpOffRamp | undefined {
+    return this.#ip?.vnetOffRamp(ctx.tenant ?? this.view.accountTag, ctx.vnet);
+  }
+
+  /** The IP path's flow engine, when --ip-tunnel-listen or --gue-listen runs one. */
+  get ipEdge(): IpPath['ipEdge'] | undefined {
+    return this.#ip?.ipEdge;
+  }
 
   #downgraderPromise?: Promise<TcpDowngrader>;
 
@@ -250,9 +267,6 @@ export class EdgeServer {
     return this.#downgraderPromise;
   }
 
-  /** Handles `ip-packets` streams of an enrolled device (warp connect --token); set by the IP path. */
-  deviceStreams?: (stream: TunnelStream, vnet: VirtualNetwork) => void;
-
   /**
    * A device (warp connect --token): its `ip-packets` streams join the IP path; the routes of
    * its vnet go to it over the control stream (again whenever they change, so it can steer
@@ -260,7 +274,7 @@ export class EdgeServer {
    * store reload.
    */
   async #serveDevice(conn: TunnelConnection, deviceId: string, control: ControlChannel): Promise<void> {
-    const serve = this.deviceStreams;
+    const serve = this.#ip?.deviceStreams;
     if (!this.view.deviceSecret(deviceId) || !serve) {
       this.o.log.warn({ device: deviceId }, 'Refused device connection: not an enrolled device, or this edge has no IP path (--ip-tunnel-listen)');
       conn.close(TunnelCloseCode.PROTOCOL_ERROR, 'this edge does not serve devices');
@@ -334,6 +348,7 @@ export class EdgeServer {
 
   async stop(): Promise<void> {
     for (const fn of this.#onStop.splice(0)) await fn();
+    await this.#ip?.close();
     this.view.stop();
     await Promise.all([
       ...this.#listeners.map((l) => l.close()),
