@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
 import type { OriginRequest } from './ingress.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import { createConnectorMetrics } from '../observe/connector-metrics.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
@@ -80,7 +81,10 @@ export async function startConnector(
   const warpRouting = { ...(o.config?.warpRouting ?? DEFAULT_WARP_ROUTING) };
   if (f.maxActiveFlows !== undefined) warpRouting.maxActiveFlows = f.maxActiveFlows;
   const offramp = new PrivateOfframp(warpRouting, log, f.icmpSource ?? {});
-  const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp });
+  const registry = createRegistry('oxy_connector');
+  // The connector is made below; the gauge reads it at scrape time.
+  const metricsOf = createConnectorMetrics(registry, () => connector.readyConnections);
+  const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp }, metricsOf);
   const connector = new Connector({
     tunnelId: creds.TunnelID,
     secret: Buffer.from(creds.TunnelSecret, 'base64'),
@@ -94,7 +98,10 @@ export async function startConnector(
       if (m.type === 'routes') offramp.setRoutes(m.routes);
     },
   });
-  const metrics = await startMetricsServer(f.metrics, createRegistry('oxy_connector'), () => ({
+  connector.on('registered', (_i, connectionId, info) => metricsOf.connectionRegistered(connectionId, info.location, info.protocol));
+  connector.on('unregistered', (_i, info) => metricsOf.connectionClosed(info.connectionId, info.protocol));
+  connector.on('failed', () => metricsOf.connectionFailed(f.protocol));
+  const metrics = await startMetricsServer(f.metrics, registry, () => ({
     readyConnections: connector.readyConnections,
     connectorId: connector.connectorId,
   }));

@@ -13,6 +13,7 @@ import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamReque
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
 import { socksHandshake } from './socks.js';
+import type { ConnectorMetrics } from '../observe/connector-metrics.js';
 
 /** Extra stream kinds (tcp/udp/ip-packets to private networks) plug in here. */
 export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream, conn?: TunnelConnection) => Promise<void>;
@@ -26,6 +27,8 @@ export class StreamHandler {
     private readonly origins: OriginProxy,
     private readonly log: Logger,
     private readonly extraKinds: Partial<Record<StreamRequestHeader['kind'], KindHandler>> = {},
+    /** cloudflared's request metrics (observe/connector-metrics.ts); none in tests that do not need them. */
+    private readonly metrics?: ConnectorMetrics,
   ) {}
 
   get active(): number {
@@ -93,7 +96,17 @@ export class StreamHandler {
     const upload = hasBody ? stream.pipe(new PassThrough()) : null;
     if (!hasBody) stream.resume();
     // A reset (the client went away) errors the stream, which aborts the origin request.
-    return this.origins.relayHttp(rule, head, upload, stream, (resHead) => respond(stream, resHead));
+    const m = this.metrics;
+    if (!m) return this.origins.relayHttp(rule, head, upload, stream, (resHead) => respond(stream, resHead));
+    m.requestStarted();
+    try {
+      await this.origins.relayHttp(rule, head, upload, stream, (resHead) => {
+        m.responded(resHead);
+        respond(stream, resHead);
+      });
+    } finally {
+      m.requestEnded();
+    }
   }
 
   async #upgrade(stream: TunnelStream, head: HttpRequestHead): Promise<void> {

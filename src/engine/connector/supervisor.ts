@@ -49,8 +49,10 @@ interface Slot {
 }
 
 export interface ConnectorEvents {
-  registered: [connIndex: number, connectionId: string];
-  unregistered: [connIndex: number];
+  registered: [connIndex: number, connectionId: string, info: { location: string; protocol: string }];
+  unregistered: [connIndex: number, info: { connectionId: string; protocol: string }];
+  /** A dial or registration failed (the slot retries, unless the failure was fatal). */
+  failed: [connIndex: number, err: unknown];
   /** Unrecoverable (e.g. the edge refused the secret): the connector stopped. */
   fatal: [Error];
 }
@@ -110,16 +112,17 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           { connIndex, connection: reg.connectionId, event: 0, ip: slot.conn.remoteAddress, location: reg.location, protocol: slot.conn.protocol },
           'Registered tunnel connection',
         );
-        this.emit('registered', connIndex, reg.connectionId);
+        this.emit('registered', connIndex, reg.connectionId, { location: reg.location, protocol: conn.protocol });
         const closed = await slot.conn.closed;
         slot.registered = false;
-        this.emit('unregistered', connIndex);
+        this.emit('unregistered', connIndex, { connectionId: reg.connectionId, protocol: conn.protocol });
         if (signal.aborted) break;
         this.o.log.warn({ connIndex, code: closed.code, reason: closed.reason }, 'Connection terminated');
       } catch (err) {
         slot.registered = false;
         slot.conn?.close(TunnelCloseCode.NO_ERROR, 'registration failed');
         if (signal.aborted) break;
+        this.emit('failed', connIndex, err);
         if (isOxyError(err, 'OXY_ERR_TUNNEL_UNAUTHORIZED') || isOxyError(err, 'OXY_ERR_TUNNEL_PIN_MISMATCH')) {
           this.o.log.error({ connIndex, err }, 'Register tunnel error from server side');
           this.emit('fatal', err as OxyError);

@@ -64,6 +64,16 @@ surprise-key: 1
     expect(await ready.json()).toMatchObject({ status: 200, readyConnections: 2 });
     expect((await curlHost('app.example.com')).stdout).toContain('Congrats!');
     expect(readFileSync(logfile, 'utf8')).toMatch(/Registered tunnel connection connIndex=1 /);
+    // cloudflared's metric names, oxyctl_ for cloudflared_ (README: the relabel rule).
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^oxyctl_tunnel_ha_connections 2$/m);
+    expect(metrics).toMatch(/^oxyctl_tunnel_total_requests 1$/m);
+    expect(metrics).toMatch(/^oxyctl_tunnel_response_by_code\{status_code="200"\} 1$/m);
+    expect(metrics).toMatch(/^oxyctl_tunnel_request_errors 0$/m);
+    expect(metrics).toMatch(/^oxyctl_tunnel_concurrent_requests_per_tunnel 0$/m);
+    expect(metrics).toMatch(/^oxyctl_tunnel_server_locations\{connection_id="[0-9a-f-]{36}",edge_location="[^"]+"\} 1$/m);
+    expect(metrics).toMatch(/^oxyctl_tunnel_connection_events\{protocol="quic",event="registered"\} 2$/m);
+    expect(metrics).toMatch(/^oxyctl_quic_client_total_connections 2$/m);
     expect(readFileSync(pidfile, 'utf8').trim()).toBe(String(c.child.pid));
     expect(c.output).not.toMatch(/connIndex=2 /);
     c.child.kill('SIGTERM');

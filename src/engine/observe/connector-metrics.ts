@@ -1,0 +1,72 @@
+/**
+ * The connector's /metrics under cloudflared's names, with `oxyctl_` where cloudflared has
+ * `cloudflared_` (and `oxyctl_quic_` for its `quic_`), so a dashboard built for cloudflared
+ * works after one relabel rule (README: "Coming from cloudflared"). Counted where the work
+ * happens: requests in the stream handler, connections in the supervisor.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { HttpResponseHead } from '../protocol/http-head.js';
+
+export const METRICS_NAMESPACE = 'oxyctl';
+
+export interface ConnectorMetrics {
+  requestStarted(): void;
+  /** The response head the connector sends back (an error page carries Proxy-Status). */
+  responded(head: HttpResponseHead): void;
+  requestEnded(): void;
+  connectionRegistered(connectionId: string, location: string, protocol: string): void;
+  connectionClosed(connectionId: string, protocol: string): void;
+  connectionFailed(protocol: string): void;
+}
+
+export function createConnectorMetrics(registry: Registry, readyConnections: () => number): ConnectorMetrics {
+  const t = `${METRICS_NAMESPACE}_tunnel`;
+  const q = `${METRICS_NAMESPACE}_quic_client`;
+  const registers = [registry];
+  const totalRequests = new Counter({ name: `${t}_total_requests`, help: 'Amount of requests proxied through all the tunnels', registers });
+  const concurrent = new Gauge({ name: `${t}_concurrent_requests_per_tunnel`, help: 'Concurrent requests proxied through each tunnel', registers });
+  const maxConcurrent = new Gauge({ name: `${t}_max_concurrent_requests_per_tunnel`, help: 'Largest number of concurrent requests proxied through each tunnel so far', registers });
+  const byCode = new Counter({ name: `${t}_response_by_code`, help: 'Count of responses by HTTP status code', labelNames: ['status_code'], registers });
+  const errors = new Counter({ name: `${t}_request_errors`, help: 'Count of error proxying to origin', registers });
+  new Gauge({ name: `${t}_ha_connections`, help: 'Number of active ha connections', registers, collect() { this.set(readyConnections()); } });
+  const locations = new Gauge({ name: `${t}_server_locations`, help: 'Where each tunnel is connected to. 1 means current location, 0 means previous locations.', labelNames: ['connection_id', 'edge_location'], registers });
+  const registerSuccess = new Counter({ name: `${t}_tunnel_register_success`, help: 'Count of successful tunnel registrations', labelNames: ['rpcName'], registers });
+  const registerFail = new Counter({ name: `${t}_tunnel_register_fail`, help: 'Count of failed tunnel registrations (dial or registration)', labelNames: ['error', 'rpcName'], registers });
+  const events = new Counter({ name: `${t}_connection_events`, help: 'Tunnel connection events per protocol (registered, closed, failed)', labelNames: ['protocol', 'event'], registers });
+  const quicTotal = new Counter({ name: `${q}_total_connections`, help: 'Number of QUIC connections initiated', registers });
+  const quicClosed = new Counter({ name: `${q}_closed_connections`, help: 'Number of QUIC connections closed', registers });
+  const locationOf = new Map<string, string>();
+  let inFlight = 0;
+  let peak = 0;
+  return {
+    requestStarted() {
+      totalRequests.inc();
+      concurrent.set(++inFlight);
+      if (inFlight > peak) maxConcurrent.set((peak = inFlight));
+    },
+    responded(head) {
+      byCode.labels(String(head.status)).inc();
+      if (head.headers.some(([k]) => k === 'proxy-status')) errors.inc();
+    },
+    requestEnded() {
+      concurrent.set(--inFlight);
+    },
+    connectionRegistered(connectionId, location, protocol) {
+      locationOf.set(connectionId, location);
+      locations.labels(connectionId, location).set(1);
+      registerSuccess.labels('registerConnection').inc();
+      events.labels(protocol, 'registered').inc();
+      if (protocol === 'quic') quicTotal.inc();
+    },
+    connectionClosed(connectionId, protocol) {
+      const location = locationOf.get(connectionId);
+      if (location !== undefined) locations.labels(connectionId, location).set(0);
+      events.labels(protocol, 'closed').inc();
+      if (protocol === 'quic') quicClosed.inc();
+    },
+    connectionFailed(protocol) {
+      registerFail.labels('dial_or_register', 'registerConnection').inc();
+      events.labels(protocol, 'failed').inc();
+    },
+  };
+}
