@@ -7,7 +7,7 @@
  * wall-clock requests/s.
  *   npm run build && node bench/h2-small.js [--seconds 3] [--concurrency 32]
  */
-import { createEdgeIdentity } from '../dist/engine/edge/identity.js';
+import { createEdgeIdentity } from '../dist/engine/transport/identity.js';
 import { dialHttp2Tunnel, Http2TunnelListener } from '../dist/engine/transport/http2/index.js';
 import { arg, fmt } from './lib/run.js';
 

@@ -32,8 +32,14 @@ export interface QuicTuningOptions {
   maxConnectionWindow?: number;
   /** initial_max_streams_bidi: streams the peer may have open toward us at once. Default 1000. */
   maxConcurrentStreams?: number;
-  /** Largest UDP payload sent/accepted. Default 1350 (fits any path without PMTU discovery). */
+  /**
+   * Largest UDP payload sent (and, unless maxRecvUdpPayloadSize says otherwise, accepted).
+   * Default 1350, which fits any path without PMTU discovery; a connector dialing a loopback
+   * address and the edge's listener use LOOPBACK_UDP_PAYLOAD (see there).
+   */
   maxUdpPayloadSize?: number;
+  /** Largest UDP payload accepted, advertised to the peer (max_udp_payload_size). Default maxUdpPayloadSize. */
+  maxRecvUdpPayloadSize?: number;
   /** 'cubic' (default), 'reno' or 'bbr' (the names this quiche build knows). */
   congestionControl?: string;
   /** HyStart++ (leave slow start early on RTT growth). Default true. */
@@ -54,6 +60,20 @@ export interface QuicTimingOptions {
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 15_000;
 
+/**
+ * UDP payload for QUIC over loopback (the quick tunnel, an edge and a connector on one host):
+ * the largest packet quiche sends once the handshake is done (it keeps packet lengths within a
+ * 2-byte varint; handshake packets stay at 1,200). The binding costs ~5 µs per packet whatever
+ * its size, so bulk speed grows with the payload: 2–3× at 16 KB against 1,350 bytes (issue 16,
+ * docs/decisions.md). A peer only ever sends up to what the other advertised, so the edge
+ * accepts and offers this size to every connector, and a connector asks for it only when it
+ * dials a loopback address; elsewhere both stay at 1,350.
+ */
+export const LOOPBACK_UDP_PAYLOAD = 16_383;
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: the path whose MTU is 64 KiB. */
+export const isLoopbackAddress = (address: string): boolean => address === '::1' || /^(::ffff:)?127\./i.test(address);
+
 export interface TlsMaterial {
   /** Server: certificate chain PEM and key PEM. */
   cert?: string;
@@ -70,11 +90,12 @@ export function buildQuicheConfig(role: 'client' | 'server', tls: TlsMaterial, t
       ? quiche.Config.withBoringSslCtx(false, false, null, [encoder.encode(tls.key!)], [encoder.encode(tls.cert!)], null)
       : quiche.Config.withBoringSslCtx(true, false, encoder.encode(([] as string[]).concat(tls.ca ?? []).join('\n')), null, null, null);
   const payload = tuning.maxUdpPayloadSize ?? quiche.MAX_DATAGRAM_SIZE;
+  const recvPayload = tuning.maxRecvUdpPayloadSize ?? payload;
   const streamWindow = tuning.initialMaxStreamData ?? 8 * 1024 * 1024;
   const queue = tuning.datagramQueueLength ?? 4096;
   config.setApplicationProtos([QUIC_ALPN]);
   config.setMaxIdleTimeout(timing.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
-  config.setMaxRecvUdpPayloadSize(payload);
+  config.setMaxRecvUdpPayloadSize(recvPayload);
   config.setMaxSendUdpPayloadSize(payload);
   config.setInitialMaxData(tuning.initialMaxData ?? 32 * 1024 * 1024);
   config.setInitialMaxStreamDataBidiLocal(streamWindow);

@@ -19,6 +19,8 @@ import {
   buildQuicheConfig,
   CID_LENGTH,
   DEFAULT_IDLE_TIMEOUT_MS,
+  isLoopbackAddress,
+  LOOPBACK_UDP_PAYLOAD,
   quiche,
   type QuicTimingOptions,
   type QuicTuningOptions,
@@ -28,7 +30,7 @@ import { QuicEndpoint } from './endpoint.js';
 import { RetryTokens } from './retry.js';
 import { StatelessResets } from './stateless-reset.js';
 
-export { QUIC_ALPN, type QuicTimingOptions, type QuicTuningOptions } from './config.js';
+export { LOOPBACK_UDP_PAYLOAD, QUIC_ALPN, type QuicTimingOptions, type QuicTuningOptions } from './config.js';
 export { QuicDialError, QuicTunnelConnection, STREAM_RESET_CODE, type QuicDialFailure } from './connection.js';
 
 /** UDP socket buffers: large, so a burst at 100+ MB/s is not dropped by the kernel. */
@@ -67,6 +69,7 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
   if (options.signal?.aborted) throw new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'The operation was aborted');
   const address = isIP(options.host) !== 0 ? options.host : (await lookup(options.host)).address;
   const family = isIP(address) === 4 ? 4 : 6;
+  const tuning = isLoopbackAddress(address) ? { maxUdpPayloadSize: LOOPBACK_UDP_PAYLOAD, ...options.tuning } : (options.tuning ?? {});
   const socket =
     options.socket ??
     PktinfoUdpSocket.bind({
@@ -74,13 +77,13 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
       ipv6Only: family === 6,
       recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
-      maxDatagramSize: Math.max(2048, (options.tuning?.maxUdpPayloadSize ?? 0) + 64),
+      maxDatagramSize: Math.max(2048, Math.max(tuning.maxUdpPayloadSize ?? 0, tuning.maxRecvUdpPayloadSize ?? 0) + 64),
     });
   const endpoint = new QuicEndpoint(socket, options.socket === undefined, options.gso ?? true);
   let conn: QuicTunnelConnection;
   try {
     const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-    const config = buildQuicheConfig('client', { ca: options.ca }, options.tuning ?? {}, { idleTimeoutMs });
+    const config = buildQuicheConfig('client', { ca: options.ca }, tuning, { idleTimeoutMs });
     const serverName = options.servername ?? (isIP(options.host) === 0 ? options.host : null);
     const local = { host: endpoint.localAddress, port: endpoint.localPort };
     const remote = { host: address, port: options.port };
@@ -164,6 +167,9 @@ export interface QuicListener {
  */
 export async function listenQuic(options: QuicListenOptions, onConnection: (conn: QuicTunnelConnection) => void): Promise<QuicListener> {
   checkServerIdentity(options.cert, options.key);
+  // Offer and accept loopback-sized packets: each connector sends at most what it asked for
+  // itself (1,350 unless it dialed a loopback address), and quiche sends it no more either.
+  const tuning = { maxUdpPayloadSize: LOOPBACK_UDP_PAYLOAD, maxRecvUdpPayloadSize: LOOPBACK_UDP_PAYLOAD, ...options.tuning };
   const socket =
     options.socket ??
     PktinfoUdpSocket.bind({
@@ -172,12 +178,12 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
       ipv6Only: options.ipv6Only ?? false,
       recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
-      maxDatagramSize: Math.max(2048, (options.tuning?.maxUdpPayloadSize ?? 0) + 64),
+      maxDatagramSize: Math.max(2048, Math.max(tuning.maxUdpPayloadSize ?? 0, tuning.maxRecvUdpPayloadSize ?? 0) + 64),
     });
   const endpoint = new QuicEndpoint(socket, options.socket === undefined, options.gso ?? true);
   let config;
   try {
-    config = buildQuicheConfig('server', { cert: options.cert, key: options.key }, options.tuning ?? {}, options);
+    config = buildQuicheConfig('server', { cert: options.cert, key: options.key }, tuning, options);
   } catch (err) {
     void endpoint.shutdown(0, '');
     if (err instanceof OxyError) throw err;
