@@ -12,7 +12,7 @@
  *   npm run build && node bench/dashboard-overhead.js [--seconds 4] [--rounds 4] [--protocol http2]
  * Needs Debian's chromium (scripts/setup.sh) and playwright-core (a devDependency).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -31,11 +31,18 @@ const HOST = 'bench.example.com';
 const children = [];
 const homes = [];
 
-/** CPU seconds (user + system) a process has used so far. */
-const cpuSeconds = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
+/**
+ * CPU seconds a process has used so far, summed over its threads from schedstat (nanoseconds;
+ * /proc/PID/stat counts 10 ms ticks, as coarse as the signal measured here).
+ */
+const cpuSeconds = (pid) =>
+  readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => {
+    try {
+      return sum + Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+    } catch {
+      return sum; // a thread that ended meanwhile
+    }
+  }, 0);
 
 /** An edge (with the dashboard or not), a connector and an origin, in a data directory of their own. */
 async function setUp(dashboard) {
