@@ -85,8 +85,9 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
     const deadline = Date.now() + 15_000;
     let recorded: string[] = [];
     while (Date.now() < deadline) {
-      const info = await oxyJson<{ connections: { id: string }[] }>(home, ['tunnel', 'info', 'web']);
-      recorded = info.connections.map((c) => c.id).sort();
+      // cloudflared's document: connectors, each with its connections.
+      const info = await oxyJson<{ conns: { conns: { id: string }[] }[] }>(home, ['tunnel', 'info', 'web']);
+      recorded = info.conns.flatMap((c) => c.conns.map((x) => x.id)).sort();
       if (recorded.join() === ids.join()) break;
       await new Promise((r) => setTimeout(r, 200));
     }
