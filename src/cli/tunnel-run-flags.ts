@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { logFlags } from './log-flags.js';
+import { logFilePath, logFlags } from './log-flags.js';
 import { parseDuration } from '../engine/connector/duration.js';
 import { DEFAULT_ORIGIN_REQUEST, type OriginRequest } from '../engine/connector/ingress.js';
 import type { ProtocolChoice } from '../engine/connector/run.js';
@@ -60,6 +60,8 @@ export const configFileFlags = { ...tunnelRunFlags, ...namedTunnelFlags };
 /** tunnel run's flags as oclif parses them (cloudflared's names). */
 export interface ConnectorRunFlags {
   protocol: ProtocolChoice;
+  logfile?: string;
+  'log-directory'?: string;
   edge?: string;
   'edge-ca'?: string;
   'edge-ip-version'?: '4' | '6' | 'auto';
@@ -132,6 +134,7 @@ export function connectorOptions(f: ConnectorRunFlags): ConnectorOptions {
     maxActiveFlows: f['max-active-flows'],
     icmpSource: { 4: f['icmpv4-src'], 6: f['icmpv6-src'] },
     originRequest: originRequestFromFlags(f),
+    logFile: logFilePath(f),
   };
 }
 

@@ -43,6 +43,8 @@ export const ERROR_CODES = {
   OXY_ERR_EDGE_ADDRESS: 'The edge address does not resolve in the IP version --edge-ip-version asks for.',
   OXY_ERR_ORIGIN_ADDRESS: 'A TCP service without a port, for a scheme with no default one (ftp://host).',
   OXY_ERR_LOGFILE: 'The --logfile / --log-directory file cannot be opened.',
+  OXY_ERR_CONNECTOR_UNREACHABLE: "tunnel ready / tunnel diag cannot reach the connector's metrics server.",
+  OXY_ERR_TUNNEL_NOT_READY: 'tunnel ready: the connector has no registered connection (/ready is not 200).',
   // ─── Virtual networks, routes, hostnames, devices ─────────────────────────────
   OXY_ERR_VNET_NOT_FOUND: 'No virtual network with that ID or name.',
   OXY_ERR_VNET_EXISTS: 'A virtual network with that name already exists (cloudflared API code 1000).',

@@ -47,6 +47,8 @@ export interface ConnectorOptions {
   icmpSource?: { 4?: string; 6?: string };
   /** The single origin's settings (cloudflared's origin flags); a config's rules keep theirs. */
   originRequest: OriginRequest;
+  /** Where the log is also written (--logfile / --log-directory), for `tunnel diag`. */
+  logFile?: string;
 }
 
 export interface StartedConnector {
@@ -101,10 +103,29 @@ export async function startConnector(
   connector.on('registered', (_i, connectionId, info) => metricsOf.connectionRegistered(connectionId, info.location, info.protocol));
   connector.on('unregistered', (_i, info) => metricsOf.connectionClosed(info.connectionId, info.protocol));
   connector.on('failed', () => metricsOf.connectionFailed(f.protocol));
-  const metrics = await startMetricsServer(f.metrics, registry, () => ({
-    readyConnections: connector.readyConnections,
-    connectorId: connector.connectorId,
-  }));
+  const metrics = await startMetricsServer(
+    f.metrics,
+    registry,
+    () => ({ readyConnections: connector.readyConnections, connectorId: connector.connectorId }),
+    {
+      // What `tunnel diag` collects from a running connector (cloudflared's /diag/configuration and /diag/tunnel).
+      '/diag/configuration': () => ({
+        uid: String(process.getuid?.() ?? ''),
+        logfile: f.logFile ?? '',
+        config_file: o.config?.source ?? '',
+        protocol: f.protocol,
+        ha_connections: f.haConnections,
+        version: clientVersion(o.version),
+      }),
+      '/diag/tunnel': () => ({
+        tunnelID: creds.TunnelID,
+        connectorID: connector.connectorId,
+        edge: `${edge.host}:${edge.port}`,
+        connections: connector.connections().map((c, index) => ({ index, isConnected: c !== undefined, protocol: c?.protocol ?? '', edgeAddress: c?.remoteAddress ?? '' })),
+        icmpSources: f.icmpSource ?? {},
+      }),
+    },
+  );
   if (f.pidfile) {
     const pidfile = f.pidfile;
     connector.once('registered', () => {

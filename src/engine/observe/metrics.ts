@@ -25,10 +25,20 @@ export interface MetricsServer {
 }
 
 /** Listens on HOST:PORT (port 0 picks one); `ready()` decides 200 or 503. */
-export async function startMetricsServer(listen: string, registry: Registry, ready: () => Readiness): Promise<MetricsServer> {
+export async function startMetricsServer(
+  listen: string,
+  registry: Registry,
+  ready: () => Readiness,
+  /** Further JSON documents by path (the connector's /diag/* for `tunnel diag`). */
+  documents: Record<string, () => unknown> = {},
+): Promise<MetricsServer> {
   const server = createHttpServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/metrics') {
+    const document = Object.hasOwn(documents, path) ? documents[path] : undefined;
+    if (document) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(document()));
+    } else if (path === '/metrics') {
       const text = await registry.metrics().catch(() => undefined);
       res.writeHead(text === undefined ? 500 : 200, { 'content-type': registry.contentType });
       res.end(text ?? '');

@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { BIN, oxy, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, freePort, startEdge } from '../../helpers/processes.js';
 
 const run = promisify(execFile);
@@ -74,6 +74,17 @@ surprise-key: 1
     expect(metrics).toMatch(/^oxyctl_tunnel_server_locations\{connection_id="[0-9a-f-]{36}",edge_location="[^"]+"\} 1$/m);
     expect(metrics).toMatch(/^oxyctl_tunnel_connection_events\{protocol="quic",event="registered"\} 2$/m);
     expect(metrics).toMatch(/^oxyctl_quic_client_total_connections 2$/m);
+    // tunnel ready and tunnel diag against this connector's metrics server.
+    expect((await oxy(home, ['tunnel', 'ready', '--metrics', `127.0.0.1:${metricsPort}`])).code).toBe(0);
+    const diag = await run(process.execPath, [BIN, 'tunnel', 'diag', '--metrics', `127.0.0.1:${metricsPort}`], { cwd: home, env: { ...process.env, OXY_HOME: home } });
+    const archive = /Diagnostic file written: (.*\.tar\.gz)/.exec(diag.stdout)![1];
+    expect((await run('tar', ['tzf', archive])).stdout.split('\n').filter(Boolean).sort()).toEqual(
+      ['configuration.json', 'metrics.txt', 'oxyctl.log', 'systeminformation.json', 'tunnel.json'],
+    );
+    const log = (await run('tar', ['xzOf', archive, 'oxyctl.log'])).stdout;
+    expect(log).toMatch(/Registered tunnel connection connIndex=0 /);
+    const tunnel = JSON.parse((await run('tar', ['xzOf', archive, 'tunnel.json'])).stdout);
+    expect(tunnel.connections.filter((x: { isConnected: boolean }) => x.isConnected)).toHaveLength(2);
     expect(readFileSync(pidfile, 'utf8').trim()).toBe(String(c.child.pid));
     expect(c.output).not.toMatch(/connIndex=2 /);
     c.child.kill('SIGTERM');
@@ -99,6 +110,9 @@ surprise-key: 1
     expect(await c.exited()).not.toBe(0);
     expect(c.output).toContain('Could not connect to the edge after 2 attempts (--retries 1)');
     expect(existsSync(pidfile)).toBe(false); // written only after a connection registered
+    const notReady = await oxy(home, ['tunnel', 'ready', '--metrics', `127.0.0.1:${dead}`]);
+    expect(notReady.code).not.toBe(0);
+    expect(notReady.stderr).toContain("Cannot reach the connector's metrics server");
   });
 });
 
