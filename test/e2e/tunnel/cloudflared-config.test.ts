@@ -116,6 +116,40 @@ surprise-key: 1
   });
 });
 
+describe('a cloudflared host migrates by installing oxyctl', () => {
+  it('runs from ~/.cloudflared/config.yml and its <TunnelID>.json credentials, with one notice', async () => {
+    const { mkdirSync } = await import('node:fs');
+    const user = join(home, 'user');
+    const data = join(home, 'data-empty');
+    mkdirSync(join(user, '.cloudflared'), { recursive: true });
+    mkdirSync(data);
+    const [web] = JSON.parse(await oxyOk(home, ['tunnel', 'list', '--name', 'web', '-o', 'json'])) as { id: string }[];
+    const ours = JSON.parse(readFileSync(join(home, `${web.id}.json`), 'utf8'));
+    // Exactly the fields cloudflared writes (no Endpoint), next to a config naming the tunnel by ID.
+    writeFileSync(join(user, '.cloudflared', `${web.id}.json`), JSON.stringify({ AccountTag: ours.AccountTag, TunnelSecret: ours.TunnelSecret, TunnelID: ours.TunnelID }));
+    writeFileSync(
+      join(user, '.cloudflared', 'config.yml'),
+      `tunnel: ${web.id}
+protocol: http2
+metrics: 127.0.0.1:0
+edge: 127.0.0.1:${edge.tunnelPort}
+ingress:
+  - hostname: app.example.com
+    service: hello_world
+  - service: http_status:404
+`,
+    );
+    // The edge CA is trusted from the edge's data directory (a connector elsewhere would use --edge-ca or a token).
+    const c = new OxyProcess(data, ['tunnel', 'run', '--edge-ca', join(home, 'edge', 'ca.pem')], { HOME: user });
+    procs.push(c);
+    await c.waitFor(/Registered tunnel connection connIndex=0 /);
+    expect(c.output).toContain(`Using cloudflared's config file ${join(user, '.cloudflared', 'config.yml')}`);
+    expect((await curlHost('app.example.com')).stdout).toContain('Congrats!');
+    c.child.kill('SIGTERM');
+    expect(await c.exited()).toBe(0);
+  });
+});
+
 describe('socks-proxy and bastion services', () => {
   let allowed: Server;
   let denied: Server;
