@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { OxyError } from './errors.js';
 import { isUuid, newId, nowRfc3339 } from './common.js';
 import { decodeBase64Token } from './credentials.js';
+import { resolveVnet } from './vnets.js';
 import type { Device, Store } from '../store/index.js';
 
 /** What `warp connect --token` needs on another host: who it is, its secret, and the edge. */
@@ -18,13 +19,19 @@ export interface DeviceToken {
   p?: string;
 }
 
-export function enrollDevice(store: Store, name: string): Device {
+/**
+ * Enrolls a device; with `vnets` (IDs or names) it may use only those virtual networks, over
+ * GUE and over `warp connect --token` alike. Without, every vnet of the account.
+ */
+export function enrollDevice(store: Store, name: string, vnets: readonly string[] = []): Device & { vnets: string[] } {
   if (!name.trim() || isUuid(name)) throw new OxyError('OXY_ERR_INVALID_NAME', 'A device name cannot be empty or a UUID.');
   return store.write(() => {
     if (store.devices.byLiveName(name)) throw new OxyError('OXY_ERR_DEVICE_EXISTS', `A device named ${name} is already enrolled.`);
+    const vnetIds = vnets.map((ref) => resolveVnet(store, ref).id);
     const device: Device = { id: newId(), name, secret: randomBytes(32).toString('base64'), createdAt: nowRfc3339(), deletedAt: null };
     store.devices.insert(device);
-    return device;
+    store.devices.addVnets(device.id, vnetIds);
+    return { ...device, vnets: vnetIds };
   });
 }
 

@@ -113,6 +113,7 @@ export const ERROR_CODES = {
   OXY_ERR_NETNS_CHILD: 'The namespace child process failed or exited.',
   OXY_ERR_DOWNGRADE_EXHAUSTED: 'No NAT slot left to downgrade a flow.',
   OXY_ERR_GUE_NO_KEYS: 'GUE on a non-loopback address with no enrolled device: no sender could authenticate.',
+  OXY_ERR_VNET_NOT_ALLOWED: 'The device was enrolled for other virtual networks (warp enroll --vnet).',
   OXY_ERR_WARP_CONNECT: "The device cannot reach the edge's IP tunnel on-ramp, or the edge refused it.",
   OXY_ERR_WARP_DISCONNECTED: 'The edge closed the IP tunnel.',
   OXY_ERR_WARP_ROUTES: "The device's TUN routes could not be configured.",

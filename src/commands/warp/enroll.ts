@@ -1,4 +1,4 @@
-import { Args } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { enrollDevice, encodeDeviceToken } from '../../core/devices.js';
 import { localEdgeTrust } from '../../engine/transport/identity-files.js';
@@ -9,11 +9,14 @@ export default class WarpEnroll extends BaseCommand<typeof WarpEnroll> {
     "Records a device and prints its token: the account, the device's ID and secret, the edge address and its CA pin. " +
     "On the device: oxyctl warp connect --token TOKEN --vnet VNET --route CIDR. " +
     "The same device ID and secret key its GUE datagrams to the edge's --gue-listen (docs/gue.md). Treat the token like a password.";
-  static examples = ['<%= config.bin %> warp enroll laptop-ana'];
+  static examples = ['<%= config.bin %> warp enroll laptop-ana', '<%= config.bin %> warp enroll --vnet vnet-sydney branch-router'];
   static args = { name: Args.string({ description: 'A name for the device', required: true }) };
+  static flags = {
+    vnet: Flags.string({ multiple: true, description: 'ID or name of a virtual network the device may use (repeatable) [default: every one]' }),
+  };
 
   async run(): Promise<{ id: string; name: string; token: string }> {
-    const device = enrollDevice(this.store, this.args.name);
+    const device = enrollDevice(this.store, this.args.name, this.flags.vnet ?? []);
     const edge = localEdgeTrust(this.home);
     const token = encodeDeviceToken({ a: this.store.accountTag, d: device.id, s: device.secret, e: edge?.endpoint, p: edge?.caPin });
     process.stdout.write(`${token}\n`);

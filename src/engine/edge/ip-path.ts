@@ -247,7 +247,15 @@ async function startGue(edge: EdgeServer, ipEdge: IpEdge, log: Logger, listen: s
       if (credential) return credential;
       const secret = edge.view.enrolledDevice(keyId);
       if (!secret) return undefined;
-      credential = { keys: deriveGueKeys(secret), tenant: edge.view.accountTag, vnet: (ref) => edge.view.vnet(ref) };
+      credential = {
+        keys: deriveGueKeys(secret),
+        tenant: edge.view.accountTag,
+        // A live vnet the device may use (warp enroll --vnet); undefined refuses ('wrong-vnet').
+        vnet: (ref) => {
+          const vnet = edge.view.vnet(ref);
+          return vnet && edge.view.deviceMayUse(keyId, vnet.id) ? vnet : undefined;
+        },
+      };
       credentials.set(keyId, credential);
       return credential;
     },

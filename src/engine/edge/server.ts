@@ -320,6 +320,13 @@ export class EdgeServer {
           stream.end();
           return;
         }
+        if (!this.view.deviceMayUse(deviceId, vnet.id)) {
+          this.o.log.warn({ device: deviceId, vnet: vnet.name }, 'Refused a device stream: the device may not use this virtual network');
+          const message = `This device may not use the virtual network ${vnet.name}: it was enrolled for others (warp enroll --vnet)`;
+          writeResponseHeader(stream, { status: ResponseStatus.BAD_REQUEST, message, metadata: [['Error-Code', 'OXY_ERR_VNET_NOT_ALLOWED']] });
+          stream.end();
+          return;
+        }
         writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
         vnetId = vnet.id;
         connected.vnet = vnet.id;

@@ -29,6 +29,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   #vnets: VnetLookup = memoryVnets([]);
   #tunnelSecrets = new Map<string, Buffer>();
   #devices = new Map<string, Buffer>();
+  #deviceVnets = new Map<string, Set<string>>();
   #failing = false;
 
   constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS, private readonly log?: Logger) {
@@ -98,6 +99,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     this.#vnets = memoryVnets(this.store.vnets.list());
     this.#tunnelSecrets = new Map(this.store.tunnels.list().map((t) => [t.id, Buffer.from(t.secret, 'base64')]));
     this.#devices = new Map(this.store.devices.list().map((d) => [d.id, Buffer.from(d.secret, 'base64')]));
+    this.#deviceVnets = this.store.devices.allVnetRestrictions();
     this.emit('reload');
     return true;
   }
@@ -156,6 +158,12 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   /** A live enrolled device's secret as of the last reload (per-datagram paths: no store read). */
   enrolledDevice(deviceId: string): Buffer | undefined {
     return this.#devices.get(deviceId);
+  }
+
+  /** Whether an enrolled device may use a vnet (`warp enroll --vnet`; none given: every one). */
+  deviceMayUse(deviceId: string, vnetId: string): boolean {
+    const allowed = this.#deviceVnets.get(deviceId);
+    return allowed === undefined || allowed.has(vnetId);
   }
 
   /** How many devices are enrolled (as of the last reload). */
