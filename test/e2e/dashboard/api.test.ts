@@ -44,7 +44,7 @@ describe('dashboard API', () => {
       expect(r.body.error.code).toBe('OXY_ERR_DASHBOARD_UNAUTHORIZED');
     }
     expect((await api(d.base, 'GET', '/api/v1/tunnels', { bearer: 'oxyd_wrong' })).status).toBe(401);
-    expect((await api(d.base, 'GET', '/api/v1/tunnels', { cookie: 'oxy_dashboard=forged' })).status).toBe(401);
+    expect((await api(d.base, 'GET', '/api/v1/tunnels', { cookie: `oxy_dashboard_${new URL(d.base).port}=forged` })).status).toBe(401);
     const bad = await api(d.base, 'POST', '/api/v1/login', { body: { token: 'oxyd_wrong' } });
     expect(bad.status).toBe(401);
     expect(bad.body.error.message).toContain('oxyctl edge dashboard-token');

@@ -11,7 +11,11 @@ import type { IncomingMessage } from 'node:http';
 import { dashboardTokenCurrent, verifyDashboardToken } from '../../../core/dashboard.js';
 import type { Store } from '../../../store/index.js';
 
-export const SESSION_COOKIE = 'oxy_dashboard';
+/**
+ * The session cookie's name: per listening port, since browsers scope cookies by host and not
+ * by port, so two dashboards on one host would otherwise overwrite each other's sessions.
+ */
+export const sessionCookie = (req: IncomingMessage): string => `oxy_dashboard_${req.socket.localPort ?? 0}`;
 /** A session ends this long after login even while its token is current. */
 const SESSION_TTL_MS = 12 * 3600_000;
 /** Oldest sessions are dropped beyond this many. */
@@ -31,24 +35,24 @@ export class DashboardAuth {
 
   constructor(private readonly store: Store, private readonly secureCookies: boolean) {}
 
-  /** Checks a login token; a new session and its cookie, or undefined. */
-  login(token: string): { id: string; session: Session; cookie: string } | undefined {
+  /** Checks a login token; a new session and its cookie (for the port `req` came to), or undefined. */
+  login(req: IncomingMessage, token: string): { id: string; session: Session; cookie: string } | undefined {
     const tokenHash = verifyDashboardToken(this.store, token);
     if (!tokenHash) return undefined;
     if (this.#sessions.size >= MAX_SESSIONS) this.#sessions.delete(this.#sessions.keys().next().value!);
     const id = randomBytes(32).toString('base64url');
     const session = { tokenHash, csrf: randomBytes(24).toString('base64url'), expires: Date.now() + SESSION_TTL_MS };
     this.#sessions.set(id, session);
-    return { id, session, cookie: this.#cookie(id, SESSION_TTL_MS / 1000) };
+    return { id, session, cookie: this.#cookie(req, id, SESSION_TTL_MS / 1000) };
   }
 
-  logout(id: string): string {
+  logout(req: IncomingMessage, id: string): string {
     this.#sessions.delete(id);
-    return this.#cookie('', 0);
+    return this.#cookie(req, '', 0);
   }
 
-  #cookie(value: string, maxAge: number): string {
-    return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${this.secureCookies ? '; Secure' : ''}`;
+  #cookie(req: IncomingMessage, value: string, maxAge: number): string {
+    return `${sessionCookie(req)}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${this.secureCookies ? '; Secure' : ''}`;
   }
 
   /** The request's principal, or undefined (answer 401). */
@@ -59,7 +63,7 @@ export class DashboardAuth {
       const tokenHash = m ? verifyDashboardToken(this.store, m[1]) : undefined;
       return tokenHash ? { kind: 'bearer', tokenHash } : undefined;
     }
-    const id = cookieValue(req.headers.cookie, SESSION_COOKIE);
+    const id = cookieValue(req.headers.cookie, sessionCookie(req));
     const session = id ? this.#sessions.get(id) : undefined;
     if (!id || !session) return undefined;
     if (!this.stillValid(session)) {

@@ -157,7 +157,7 @@ export class DashboardServer {
     if (segments[0] === 'login' && segments.length === 1) {
       if (method !== 'POST') throw new HttpError(405, 'OXY_ERR_DASHBOARD_METHOD', 'Log in with POST');
       const body = await readJson(req);
-      const login = typeof body.token === 'string' ? this.#auth.login(body.token.trim()) : undefined;
+      const login = typeof body.token === 'string' ? this.#auth.login(req, body.token.trim()) : undefined;
       if (!login) throw new HttpError(401, 'OXY_ERR_DASHBOARD_UNAUTHORIZED', "That is not the dashboard's token. Print a new one with: oxyctl edge dashboard-token");
       this.o.log.info({ client: req.socket.remoteAddress }, 'Dashboard login');
       this.#json(res, 200, { csrf_token: login.session.csrf }, { 'set-cookie': login.cookie });
@@ -185,7 +185,7 @@ export class DashboardServer {
     req.resume();
     if (method === 'GET') this.#json(res, 200, p.kind === 'session' ? { csrf_token: p.session.csrf } : { csrf_token: null });
     else if (method === 'DELETE') {
-      const cookie = p.kind === 'session' ? this.#auth.logout(p.id) : undefined;
+      const cookie = p.kind === 'session' ? this.#auth.logout(req, p.id) : undefined;
       res.writeHead(204, { ...SECURITY_HEADERS, 'cache-control': 'no-store', ...(cookie ? { 'set-cookie': cookie } : {}) });
       res.end();
     } else throw new HttpError(405, 'OXY_ERR_DASHBOARD_METHOD', 'GET or DELETE /api/v1/session');
