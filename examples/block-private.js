@@ -11,6 +11,7 @@
  */
 import { privateCidrs } from './lib/private-cidrs.js';
 
+/** @type {import('oxyctl/hooks').HooksModuleStart} */
 export function start(settings) {
   const cidrs = privateCidrs();
   settings.log.info({ cidrs: cidrs.cidrs.join(',') }, 'Blocking egress to private ranges');

@@ -12,6 +12,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { privateCidrs } from './lib/private-cidrs.js';
 
+/** @type {import('oxyctl/hooks').HooksModuleStart<{ canAccessPrivateCidrs: boolean }>} */
 export function start() {
   const expected = Buffer.from(`Preshared ${process.env.OXY_PRESHARED_KEY ?? 'oxy-is-a-proxy'}`);
   const cidrs = privateCidrs();

@@ -10,6 +10,7 @@
  *
  * Proxy name: OXY_PROXY_NAME (default `oxyctl`).
  */
+/** @type {import('oxyctl/hooks').HooksModuleStart<{ upstream?: import('oxyctl/hooks').SocketAddress; via?: string }>} */
 export function start() {
   const name = process.env.OXY_PROXY_NAME ?? 'oxyctl';
   const hostPort = ({ address, port }) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);

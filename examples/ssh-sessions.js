@@ -174,15 +174,22 @@ function relayChannel(local, remote, onExit) {
 /** What the session logs and how it counts (ctx.ext). */
 const newCtx = () => ({ ssh: false, user: undefined, clientId: undefined, serverId: undefined, commands: 0, lines: 0 });
 
+/** @typedef {ReturnType<typeof newCtx>} SshCtx */
+
 /**
  * @param {object} options
- * @param {IpOffRamp | ((ctx) => IpOffRamp)} [options.offRamp] where the destination leg is downgraded to (an IpOffRamp of docs/hooks.md), or a function of the connection that returns one (default: the engine's egress)
+ * @param {import('oxyctl/hooks').IpOffRamp | ((ctx: import('oxyctl/hooks').HookContext<SshCtx>) => import('oxyctl/hooks').IpOffRamp)} [options.offRamp] where the destination leg is downgraded to (an IpOffRamp of docs/hooks.md), or a function of the connection that returns one (default: the engine's egress)
  * @param {string|Buffer} options.hostKey the edge's SSH host key (OpenSSH private key)
  * @param {string|Buffer} options.caKey the session CA (ed25519, OpenSSH private key)
  * @param {string|(() => string)} options.authorizedKeys an authorized_keys text, or a function that reads one (at each login)
  * @param {(key: Buffer) => boolean} [options.verifyDestination] checks a destination's host key blob (default: any; its fingerprint is logged)
+ * @param {import('oxyctl/hooks').HookSettings['log']} [options.log] where sessions are logged (default: each connection's logger)
+ * @param {number} [options.port] the SSH port whose flows are terminated (default 22)
+ * @param {number} [options.certificateTtlSeconds] lifetime of the certificates the session CA signs
+ * @param {number} [options.loginTimeoutMs] how long a user has to log in
+ * @returns {import('oxyctl/hooks').Hooks<SshCtx>}
  */
-export function sshHooks({ offRamp, log, port = SSH_PORT, hostKey, caKey, authorizedKeys, certificateTtlSeconds = 120, loginTimeoutMs = 60_000, verifyDestination } = {}) {
+export function sshHooks({ offRamp, log, port = SSH_PORT, hostKey, caKey, authorizedKeys, certificateTtlSeconds = 120, loginTimeoutMs = 60_000, verifyDestination }) {
   const host = parseKey(hostKey, 'hostKey');
   const ca = parseKey(caKey, 'caKey');
   const readAuthorized = typeof authorizedKeys === 'function' ? authorizedKeys : () => authorizedKeys ?? '';
@@ -354,7 +361,7 @@ export function sshHooks({ offRamp, log, port = SSH_PORT, hostKey, caKey, author
     }
 
     server.injectSocket(socket);
-    return closed;
+    return closed.then(() => undefined);
   }
 
   return {
@@ -405,6 +412,7 @@ function keyFile(path, comment) {
   return readFileSync(path, 'utf8');
 }
 
+/** @type {import('oxyctl/hooks').HooksModuleStart} */
 export function start(settings) {
   const dir = join(settings.home, 'ssh-sessions');
   mkdirSync(dir, { recursive: true, mode: 0o700 });

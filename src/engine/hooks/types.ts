@@ -304,7 +304,7 @@ export interface IpFlowHook<C = unknown> {
    * @default `upgrade` (TCP, UDP, ICMP echo); other protocols `drop`
    * @returns a {@link FlowAction}: drop (optionally reset), upgrade, redirect to another address, or pass as IP.
    */
-  handleFlow?(flow: IpFlowInfo, packet: Buffer, ctx: HookContext<C>): FlowAction;
+  handleFlow?(flow: IpFlowInfo, packet: Buffer, ctx: HookContext<C>): FlowAction | undefined | void;
 
   /**
    * Sees every later packet from the client of a flow that `handleFlow` did not drop (the first packet is `handleFlow`'s), before the engine.

@@ -64,7 +64,7 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
       conn.vnet = flow.vnet ? vnet : undefined;
       if (r.handleFlow) {
         const info = { version: flow.version, protocol: flow.protocol, src, dst, tenant: flow.tenant, vnet };
-        action = r.call(conn, 'ipFlow.handleFlow', r.handleFlow, info, packet.buf.subarray(0, packet.length), conn as HookContext<unknown>);
+        action = r.call(conn, 'ipFlow.handleFlow', r.handleFlow, info, packet.buf.subarray(0, packet.length), conn as HookContext<unknown>) || undefined;
       }
     } catch (err) {
       if (conn) {
