@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
 import type { OriginRequest } from './ingress.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
-import { createConnectorMetrics } from '../observe/connector-metrics.js';
+import { createConnectorMetrics } from './metrics.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';

@@ -13,7 +13,7 @@ import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamReque
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
 import { socksHandshake } from './socks.js';
-import type { ConnectorMetrics } from '../observe/connector-metrics.js';
+import type { ConnectorMetrics } from './metrics.js';
 
 /** Extra stream kinds (tcp/udp/ip-packets to private networks) plug in here. */
 export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream, conn?: TunnelConnection) => Promise<void>;
@@ -27,7 +27,7 @@ export class StreamHandler {
     private readonly origins: OriginProxy,
     private readonly log: Logger,
     private readonly extraKinds: Partial<Record<StreamRequestHeader['kind'], KindHandler>> = {},
-    /** cloudflared's request metrics (observe/connector-metrics.ts); none in tests that do not need them. */
+    /** cloudflared's request metrics (connector/metrics.ts); none in tests that do not need them. */
     private readonly metrics?: ConnectorMetrics,
   ) {}
 
