@@ -4,7 +4,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
 import { runEdge } from '../../engine/edge/run.js';
-import { EDGE_DEFAULTS, loadEdgeConfig } from '../../engine/edge/config.js';
+import { EDGE_DEFAULTS, httpTimeouts, loadEdgeConfig } from '../../engine/edge/config.js';
 
 export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
   static summary = 'Run the edge in the foreground';
@@ -35,7 +35,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     hooks: Flags.string({ description: 'An ES module whose start(settings, parentState) returns the hooks that steer traffic (see docs/hooks.md)' }),
     'trace-hooks': Flags.boolean({ description: 'Log the order in which hooks fired, once per connection' }),
     quic: Flags.boolean({ allowNo: true, description: 'Also listen for QUIC on UDP at the tunnel port (--no-quic: HTTP/2 over TLS only) [default: true]' }),
-    config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms); flags win' }),
+    config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms) and http-timeouts of the HTTP listeners (headers-ms, request-ms, idle-ms, keep-alive-ms); flags win' }),
     'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
     'gue-listen': Flags.string({
       description:
@@ -73,6 +73,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       },
       proxyListen: this.flags['proxy-listen'] ?? file['proxy-listen'],
       proxyAllow: this.flags['proxy-allow'] ?? file['proxy-allow'],
+      httpTimeouts: httpTimeouts(file['http-timeouts']),
       proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
       hooks: this.flags.hooks ?? file.hooks,
       traceHooks: this.flags['trace-hooks'] || file['trace-hooks'],

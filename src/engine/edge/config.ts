@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { OxyError } from '../../core/errors.js';
+import type { HttpTimeouts } from '../util/http-server.js';
 
 export interface EdgeSettingsFile {
   'tunnel-listen'?: string;
@@ -25,6 +26,8 @@ export interface EdgeSettingsFile {
   'dashboard-tls'?: boolean;
   'dashboard-insecure'?: boolean;
   'ip-limits'?: Partial<Record<(typeof IP_LIMITS)[number], number>>;
+  /** Client timeouts of the public HTTP, proxy and metrics listeners (util/http-server.ts HTTP_TIMEOUTS). */
+  'http-timeouts'?: Partial<Record<(typeof HTTP_TIMEOUT_KEYS)[number], number>>;
 }
 
 export const EDGE_DEFAULTS = {
@@ -35,6 +38,12 @@ export const EDGE_DEFAULTS = {
 } as const;
 
 /** Flow-table limits and IP fragment reassembly budgets of the IP path. */
+export const HTTP_TIMEOUT_KEYS = ['headers-ms', 'request-ms', 'idle-ms', 'keep-alive-ms'] as const;
+
+/** The file's http-timeouts as the listeners take them. */
+export const httpTimeouts = (t: EdgeSettingsFile['http-timeouts']): Partial<HttpTimeouts> | undefined =>
+  t && { headersMs: t['headers-ms'], requestMs: t['request-ms'], idleMs: t['idle-ms'], keepAliveMs: t['keep-alive-ms'] };
+
 export const IP_LIMITS = ['max-flows', 'max-flows-per-tenant', 'reassembly-bytes', 'reassembly-bytes-per-tenant', 'reassembly-timeout-ms'] as const;
 
 const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen', 'dashboard-listen'] as const;
@@ -62,15 +71,16 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
       const v = file[key];
       if (typeof v === 'string') file[key] = [v];
       else if (!Array.isArray(v) || !v.every((e) => typeof e === 'string')) bad(key, 'a list of CIDR[:PORTS] strings');
-    } else if (key === 'ip-limits') {
+    } else if (key === 'ip-limits' || key === 'http-timeouts') {
+      const known: readonly string[] = key === 'ip-limits' ? IP_LIMITS : HTTP_TIMEOUT_KEYS;
       const limits = file[key];
       if (typeof limits !== 'object' || limits === null) bad(key, 'a mapping');
       for (const [k, v] of Object.entries(limits as object)) {
-        if (!(IP_LIMITS as readonly string[]).includes(k)) bad(`ip-limits.${k}`, `one of ${IP_LIMITS.join(', ')}`);
-        if (!Number.isInteger(v) || (v as number) <= 0) bad(`ip-limits.${k}`, 'a positive integer');
+        if (!known.includes(k)) bad(`${key}.${k}`, `one of ${known.join(', ')}`);
+        if (!Number.isInteger(v) || (v as number) <= 0) bad(`${key}.${k}`, 'a positive integer');
       }
     } else {
-      throw new OxyError('OXY_ERR_CONFIG', `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'ip-limits'].join(', ')})`);
+      throw new OxyError('OXY_ERR_CONFIG', `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'ip-limits', 'http-timeouts'].join(', ')})`);
     }
   }
   return file as EdgeSettingsFile;

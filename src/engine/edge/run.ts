@@ -1,6 +1,7 @@
 import type { Store } from '../../store/index.js';
 import type { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
+import type { HttpTimeouts } from '../util/http-server.js';
 import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
@@ -28,6 +29,8 @@ export interface RunEdgeOptions {
   ipLimits?: IpPathOptions['limits'];
   /** HOST:PORT of the HTTP CONNECT forward proxy (`--proxy-listen`). */
   proxyListen?: string;
+  /** Client timeouts of the HTTP listeners (edge.yml http-timeouts); default HTTP_TIMEOUTS. */
+  httpTimeouts?: Partial<HttpTimeouts>;
   /** `--proxy-allow`: destinations the forward proxy may connect to. */
   proxyAllow?: string[];
   /** The forward proxy and the public HTTP listener expect a PROXY v1/v2 header (`--proxy-protocol`). */
@@ -75,6 +78,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     defaultTunnel: o.defaultTunnel,
     proxyListen: o.proxyListen,
     proxyAllow: o.proxyAllow,
+    httpTimeouts: o.httpTimeouts,
     proxyProtocol: o.proxyProtocol,
     hooks,
     home: o.home,

@@ -24,6 +24,7 @@ import type { ControlChannel } from '../protocol/control.js';
 import { ConnectProxy } from './connect-proxy.js';
 import { parseAllowEntry } from './proxy-policy.js';
 import { HookRunner, saveHooksState, type HookContext, type IpOffRamp } from '../hooks/index.js';
+import type { HttpTimeouts } from '../util/http-server.js';
 import { Egress } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
 import { ConnectionBook } from './bookkeeping.js';
@@ -58,6 +59,8 @@ export interface EdgeOptions {
   storePollMs?: number;
   /** HOST:PORT of the HTTP CONNECT forward proxy on-ramp; undefined: none. */
   proxyListen?: string;
+  /** Client timeouts of the public HTTP, proxy and metrics listeners; default HTTP_TIMEOUTS. */
+  httpTimeouts?: Partial<HttpTimeouts>;
   /** `--proxy-allow`: destinations the forward proxy may connect to (CIDR[:PORTS]); without it (and without hooks that decide) none. */
   proxyAllow?: string[];
   /** The forward proxy and the public HTTP listener expect a PROXY protocol v1/v2 header on every connection. */
@@ -156,18 +159,18 @@ export class EdgeServer {
     if (this.o.httpListen) {
       this.#http = await HttpOnramp.listen({
         listen: this.o.httpListen, view: this.view, registry: this.registry, log: this.o.log, runner: this.hooks,
-        proxyProtocol: this.o.proxyProtocol, requests: this.#requests, defaultTunnel: this.o.defaultTunnel, traffic: this.o.traffic,
+        proxyProtocol: this.o.proxyProtocol, requests: this.#requests, defaultTunnel: this.o.defaultTunnel, timeouts: this.o.httpTimeouts, traffic: this.o.traffic,
       });
     }
     if (this.o.proxyListen) {
       this.#proxy = await ConnectProxy.listen({
         listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol, traffic: this.o.traffic,
-        allow: this.o.proxyAllow?.map(parseAllowEntry), ownPorts: () => this.#ownPorts(),
+        allow: this.o.proxyAllow?.map(parseAllowEntry), ownPorts: () => this.#ownPorts(), timeouts: this.o.httpTimeouts,
         vnets: (ref) => this.view.vnet(ref),
       });
     }
     if (this.o.metricsListen) {
-      this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }));
+      this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }), {}, this.o.httpTimeouts);
     }
     for (const l of this.#listeners) this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}` }, 'Tunnel listener ready');
     const pp = this.o.proxyProtocol ? { proxyProtocol: true } : {};

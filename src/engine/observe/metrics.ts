@@ -3,7 +3,7 @@
  * `/ready` (cloudflared's readiness document) and `/healthcheck`.
  */
 import type { Server } from 'node:http';
-import { createHttpServer } from '../util/http-server.js';
+import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
@@ -31,6 +31,8 @@ export async function startMetricsServer(
   ready: () => Readiness,
   /** Further JSON documents by path (the connector's /diag/* for `tunnel diag`). */
   documents: Record<string, () => unknown> = {},
+  /** Client timeouts (default HTTP_TIMEOUTS). */
+  timeouts?: Partial<HttpTimeouts>,
 ): Promise<MetricsServer> {
   const server = createHttpServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -54,7 +56,7 @@ export async function startMetricsServer(
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('404 page not found\n');
     }
-  });
+  }, timeouts);
   const { host, port } = splitHostPort(listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -28,7 +28,8 @@ export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 30_000, requestMs: 600_0
 const ignore = (): void => undefined;
 
 export function createHttpServer(handler: RequestListener, timeouts: Partial<HttpTimeouts> = {}): Server {
-  const t = { ...HTTP_TIMEOUTS, ...timeouts };
+  const t = { ...HTTP_TIMEOUTS };
+  for (const [k, v] of Object.entries(timeouts) as [keyof HttpTimeouts, number | undefined][]) if (v !== undefined) t[k] = v;
   const server = createServer({
     headersTimeout: t.headersMs,
     requestTimeout: t.requestMs,
@@ -47,6 +48,19 @@ export function createHttpServer(handler: RequestListener, timeouts: Partial<Htt
     req.on('error', ignore);
     res.on('error', ignore);
   });
-  server.on('request', handler);
+  // A handler that throws or rejects fails its request (500, or the connection if the head went), never the process.
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    try {
+      const done = handler(req, res) as unknown;
+      if (done instanceof Promise) done.catch(() => failed(res));
+    } catch {
+      failed(res);
+    }
+  });
   return server;
+}
+
+function failed(res: ServerResponse): void {
+  if (res.headersSent) res.destroy();
+  else res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 22 }).end('Internal server error\n');
 }
