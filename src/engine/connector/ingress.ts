@@ -129,7 +129,10 @@ export function mergeOriginRequest(
     const apply = ORIGIN_REQUEST_KEYS[key];
     if (apply) apply(merged, value);
     else if (key === 'ipRules') merged.ipRules = IpAccessPolicy.parse(value, where);
-    else if (NO_EFFECT_ORIGIN_KEYS.has(key)) notes.noEffect.push(`${where}.${key}`);
+    else if (NO_EFFECT_ORIGIN_KEYS.has(key)) {
+      // Said once per key, wherever it appears.
+      if (!notes.noEffect.some((n) => n.endsWith(`.${key}`))) notes.noEffect.push(`${where}.${key}`);
+    }
     else notes.unknown.push(`${where}.${key}`);
   }
   return merged;
@@ -197,8 +200,9 @@ export class Ingress {
         if (!bastion && (typeof r.service !== 'string' || r.service === '')) fail(`Rule #${i + 1} has no service: every ingress rule needs one`);
         const service: OriginService = bastion ? { kind: 'bastion' } : parseService(r.service!);
         if (bastion) originRequest.bastionMode = true;
-        if (originRequest.ipRules && service.kind !== 'socks' && originRequest.proxyType !== 'socks') {
-          notes.noEffect.push(`ingress[${i}].originRequest.ipRules (only socks-proxy rules and proxyType: socks use it)`);
+        if (originRequest.ipRules && service.kind !== 'socks' && service.kind !== 'bastion' && originRequest.proxyType !== 'socks') {
+          const note = 'originRequest.ipRules on rules whose destination is fixed (only socks-proxy, bastion and proxyType: socks rules use it)';
+          if (!notes.noEffect.includes(note)) notes.noEffect.push(note);
         }
         validateHostname(r, i, rules!.length);
         const hostname = r.hostname || undefined;

@@ -15,6 +15,30 @@ export const SocksReply = { SUCCEEDED: 0, GENERAL_FAILURE: 1, NOT_ALLOWED: 2, HO
 
 export type SocksDial = (host: string, port: number) => Promise<Socket>;
 
+/**
+ * Where a client-chosen destination (SOCKS, bastion) may go: a name is resolved first, so the
+ * policy judges the address that will be dialled. No policy: anywhere.
+ */
+export async function checkDestination(
+  host: string,
+  port: number,
+  policy: IpAccessPolicy | undefined,
+): Promise<{ ip: string } | { refused: 'dns' } | { refused: 'policy'; ip: string; rule: string }> {
+  let ip = host.replace(/^\[|\]$/g, '');
+  if (!isIP(ip)) {
+    try {
+      ip = (await lookup(host)).address;
+    } catch {
+      return { refused: 'dns' };
+    }
+  }
+  if (policy) {
+    const { allow, rule } = policy.allowed(ip, port);
+    if (!allow) return { refused: 'policy', ip, rule: rule ? rule.prefix.network : 'default deny' };
+  }
+  return { ip };
+}
+
 /** Reads exactly n bytes (the stream stays paused: leftover bytes remain for the bridge). */
 function readExact(s: Duplex, n: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -71,23 +95,13 @@ export async function socksHandshake(stream: Duplex, policy: IpAccessPolicy | un
     stream.end(reply(SocksReply.COMMAND_NOT_SUPPORTED));
     return null;
   }
-  let ip = host;
-  if (!isIP(host)) {
-    try {
-      ip = (await lookup(host)).address;
-    } catch {
-      stream.end(reply(SocksReply.HOST_UNREACHABLE));
-      return null;
-    }
+  const checked = await checkDestination(host, port, policy);
+  if ('refused' in checked) {
+    if (checked.refused === 'policy') log.info({ destination: `${host}:${port}`, ip: checked.ip, rule: checked.rule }, 'SOCKS destination refused by ipRules');
+    stream.end(reply(checked.refused === 'policy' ? SocksReply.NOT_ALLOWED : SocksReply.HOST_UNREACHABLE));
+    return null;
   }
-  if (policy) {
-    const { allow, rule } = policy.allowed(ip, port);
-    if (!allow) {
-      log.info({ destination: `${host}:${port}`, ip, rule: rule ? `${rule.prefix.network}` : 'default deny' }, 'SOCKS destination refused by ipRules');
-      stream.end(reply(SocksReply.NOT_ALLOWED));
-      return null;
-    }
-  }
+  const ip = checked.ip;
   try {
     const socket = await dial(ip, port);
     stream.write(reply(SocksReply.SUCCEEDED));

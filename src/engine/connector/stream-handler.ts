@@ -12,7 +12,7 @@ import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
-import { socksHandshake } from './socks.js';
+import { checkDestination, socksHandshake } from './socks.js';
 import type { ConnectorMetrics } from './metrics.js';
 
 /** Extra stream kinds (tcp/udp/ip-packets to private networks) plug in here. */
@@ -121,7 +121,20 @@ export class StreamHandler {
     if (kind === 'tcp' || kind === 'bastion') {
       // Raw bytes after the 101: the client bridges a local TCP connection (oxyctl access tcp).
       // A bastion dials what the request names, as cloudflared's Cf-Access-Jump-Destination.
-      const jump = kind === 'bastion' ? bastionDestination(head) : undefined;
+      let jump = kind === 'bastion' ? bastionDestination(head) : undefined;
+      // A bastion's ipRules bound where clients may jump, as they bound a socks-proxy.
+      if (jump && !(jump instanceof Error)) {
+        const checked = await checkDestination(jump.host, jump.port, rule.originRequest.ipRules);
+        if ('refused' in checked) {
+          const page = checked.refused === 'policy'
+            ? errorPage(403, 'destination_ip_prohibited', `${jump.host}:${jump.port} is not allowed by this bastion's ipRules.`)
+            : errorPage(502, 'dns_error', `${jump.host} does not resolve.`);
+          respond(stream, page);
+          stream.end(page.body);
+          return;
+        }
+        jump = { host: checked.ip, port: jump.port };
+      }
       const socket = await (jump instanceof Error ? Promise.resolve(jump) : this.origins.dialTcp(rule, jump).catch((err: Error) => err));
       if (socket instanceof Error) {
         if (jump instanceof Error) {

@@ -153,7 +153,7 @@ ingress:
 describe('socks-proxy and bastion services', () => {
   let allowed: Server;
   let denied: Server;
-  let access: { socks: number; bastion: number };
+  let access: { socks: number; bastion: number; bastionDenied: number };
   const origin = (text: string) =>
     new Promise<Server>((resolve) => {
       const s = createServer((_req, res) => res.end(text));
@@ -181,18 +181,24 @@ describe('socks-proxy and bastion services', () => {
           allow: false
   - hostname: bastion.example.com
     service: bastion
+    originRequest:
+      ipRules:
+        - prefix: 127.0.0.0/8
+          ports: [${portOf(allowed)}]
+          allow: true
   - service: http_status:404
 `,
     );
     const c = new OxyProcess(home, ['tunnel', 'run', '--config', config, '-p', 'http2', '--edge', `127.0.0.1:${edge.tunnelPort}`, '--metrics', '127.0.0.1:0', 'web']);
     procs.push(c);
     await c.waitFor(/Registered tunnel connection connIndex=0 /);
-    access = { socks: await freePort(), bastion: await freePort() };
+    access = { socks: await freePort(), bastion: await freePort(), bastionDenied: await freePort() };
     const edgeUrl = `http://127.0.0.1:${edge.httpPort}`;
     const a1 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'socks.example.com', '--url', `127.0.0.1:${access.socks}`, '--edge', edgeUrl]);
     const a2 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(allowed)}`, '--url', `127.0.0.1:${access.bastion}`, '--edge', edgeUrl]);
-    procs.push(a1, a2);
-    await Promise.all([a1.waitFor(/Start Websocket listener/), a2.waitFor(/Start Websocket listener/)]);
+    const a3 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(denied)}`, '--url', `127.0.0.1:${access.bastionDenied}`, '--edge', edgeUrl]);
+    procs.push(a1, a2, a3);
+    await Promise.all([a1, a2, a3].map((a) => a.waitFor(/Start Websocket listener/)));
   });
   afterAll(() => {
     allowed.close();
@@ -207,8 +213,10 @@ describe('socks-proxy and bastion services', () => {
     expect((refused as { stderr: string }).stderr).toMatch(/not allowed|SOCKS5/i);
   });
 
-  it('bastion dials the destination the client names', async () => {
+  it('bastion dials the destination the client names, within its ipRules', async () => {
     const { stdout } = await run('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${access.bastion}/`]);
     expect(stdout).toBe('allowed origin');
+    const refused = await run('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${access.bastionDenied}/`]).catch((err: { code: number }) => err);
+    expect(refused).toMatchObject({ code: 52 }); // empty reply: access tcp closes the local connection the edge refused
   });
 });
