@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   OXY_ERR_STORE_TOO_NEW: 'The data directory was written by a newer oxyctl: refuse rather than corrupt it.',
   OXY_ERR_STORE_UNREADABLE: 'The store file is empty, unreadable, not SQLite or damaged: refused rather than taken for an empty store.',
   OXY_ERR_STORE_READ_ONLY: 'A command that changes the store ran on a read-only data directory (reading works).',
+  OXY_ERR_STORE_BUSY: 'Another process holds the store locked longer than this one waits (the edge waits ~0.1 s, never stalling traffic): retry.',
   OXY_ERR_STORE_DISK_FULL: 'The disk holding the data directory is full; the store was not changed.',
   OXY_ERR_STORE_WRITER: "The edge's background store writer could not open the store or died.",
   // ─── Tunnels, credentials, tokens ────────────────────────────────────────────

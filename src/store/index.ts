@@ -42,6 +42,11 @@ export class Store {
     return writeTransaction(this.db, fn);
   }
 
+  /** How long this connection waits for another process's lock before a write fails (OXY_ERR_STORE_BUSY). */
+  setBusyTimeout(ms: number): void {
+    this.db.pragma(`busy_timeout = ${ms}`);
+  }
+
   /** Changes whenever any connection commits to the database: the edge polls it to reload. */
   dataVersion(): number {
     return this.db.pragma('data_version', { simple: true }) as number;

@@ -101,6 +101,9 @@ export function explainStoreError(err: unknown, path: string): unknown {
   if (code === 'SQLITE_FULL' || code === 'ENOSPC' || ((code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN') && diskFull(dir))) {
     return new OxyError('OXY_ERR_STORE_DISK_FULL', `The disk holding ${dir} is full: free some space and retry (the store was not changed).`, { cause: err });
   }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new OxyError('OXY_ERR_STORE_BUSY', `The store ${path} is locked by another process (a long transaction, or a sqlite3 shell holding it): retry once it is released (nothing was changed).`, { cause: err });
+  }
   if (code.startsWith('SQLITE_READONLY') || code === 'EROFS') {
     return new OxyError('OXY_ERR_STORE_READ_ONLY', `The store in ${dir} is read-only: this command changes it. Run it where the data directory can be written.`, { cause: err });
   }

@@ -84,6 +84,9 @@ export interface ConnectedDevice {
   vnet?: string;
 }
 
+/** How long the edge's own store connection waits on another process's lock (on the event loop). */
+const EDGE_BUSY_TIMEOUT_MS = 100;
+
 export class EdgeServer {
   readonly registry = new TunnelRegistry();
   readonly view: StoreView;
@@ -109,6 +112,9 @@ export class EdgeServer {
   readonly #requests: Counter<'status'>;
 
   constructor(private readonly o: EdgeOptions) {
+    // What the edge itself still does on its own connection (reads; the dashboard's writes)
+    // must not hold the event loop for the CLI's 10 s: a lock held longer fails that call.
+    o.store.setBusyTimeout(EDGE_BUSY_TIMEOUT_MS);
     this.view = new StoreView(o.store, o.storePollMs, o.log);
     this.book = new ConnectionBook(new SqliteConnectionWriter(o.store.home), o.log);
     // Connections an earlier run at this location recorded are gone with it.

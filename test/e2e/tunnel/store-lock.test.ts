@@ -8,6 +8,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { request } from 'undici';
 import { oxyJson, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, startConnector, startEdge } from '../../helpers/processes.js';
+import { api, newToken, startDashboardEdge } from '../dashboard/support.js';
 
 let home: string;
 let cleanup: () => void;
@@ -102,4 +103,32 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
   const slowest = Math.max(...traffic.samples.map((s) => s.ms));
   expect(slowest).toBeLessThan(3000);
   expect(e.edge.child.exitCode).toBeNull();
+}, 60_000);
+
+it("a dashboard change while another process holds the lock answers 503 at once; traffic is not held up", async () => {
+  const token = await newToken(home);
+  const d = await startDashboardEdge(home);
+  procs.push(d.edge);
+  const { connector } = await startConnector(home, d.tunnelPort, ['--hello-world', 'web']);
+  procs.push(connector);
+  const locker = new Database(join(home, 'oxy.db'));
+  locker.exec('BEGIN IMMEDIATE');
+  try {
+    const traffic = load(d.httpPort);
+    const t0 = Date.now();
+    const change = await api(d.base, 'POST', '/api/v1/vnets', { bearer: token, body: { name: 'site' } });
+    const took = Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 500));
+    await traffic.stop();
+    expect(change.status).toBe(503);
+    expect(change.body.error).toMatchObject({ code: 'OXY_ERR_STORE_BUSY', message: expect.stringContaining('is locked by another process') });
+    expect(took).toBeLessThan(3000); // not the CLI's 10 s busy timeout
+    expect(traffic.samples.filter((s) => s.status !== 200)).toEqual([]);
+    expect(Math.max(...traffic.samples.map((s) => s.ms))).toBeLessThan(3000);
+  } finally {
+    if (locker.inTransaction) locker.exec('ROLLBACK');
+    locker.close();
+  }
+  // Released: the same change lands.
+  expect((await api(d.base, 'POST', '/api/v1/vnets', { bearer: token, body: { name: 'site' } })).status).toBe(201);
 }, 60_000);

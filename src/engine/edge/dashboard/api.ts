@@ -47,6 +47,7 @@ export function statusOf(err: OxyError): number {
   // The store cannot take the change (read-only, disk full): the request was fine.
   if (err.code.startsWith('OXY_ERR_STORE_')) return 503;
   if (err.code.endsWith('_NOT_FOUND')) return 404;
+  if (err.code === 'OXY_ERR_STORE_BUSY') return 503;
   if (err.code.endsWith('_EXISTS') || /_(IN_USE|IS_DEFAULT|DEFAULT_REQUIRED|ACTIVE|HAS_ROUTES)$/.test(err.code)) return 409;
   return 400;
 }
