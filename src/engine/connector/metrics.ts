@@ -19,6 +19,23 @@ export interface ConnectorMetrics {
   connectionFailed(protocol: string): void;
 }
 
+/** Where the UDP payloads of private flows went (the off-ramp's counters), read at scrape time. */
+export function registerUdpPayloadMetrics(registry: Registry, counters: () => { datagrams: number; oversize: number; dropped: number }): void {
+  new Counter({
+    name: `${METRICS_NAMESPACE}_private_udp_payloads_total`,
+    help: 'UDP payloads of private flows sent toward the edge, by path: datagram, stream (too large for a QUIC DATAGRAM frame), dropped (the connection refused it)',
+    labelNames: ['path'],
+    registers: [registry],
+    collect() {
+      const c = counters();
+      this.reset();
+      this.inc({ path: 'datagram' }, c.datagrams);
+      this.inc({ path: 'stream' }, c.oversize);
+      this.inc({ path: 'dropped' }, c.dropped);
+    },
+  });
+}
+
 export function createConnectorMetrics(registry: Registry, readyConnections: () => number): ConnectorMetrics {
   const t = `${METRICS_NAMESPACE}_tunnel`;
   const q = `${METRICS_NAMESPACE}_quic_client`;

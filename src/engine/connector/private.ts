@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { RouteTable } from '../../core/route-table.js';
 import type { Logger } from '../observe/log.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
-import { FlowDatagrams } from '../protocol/flow-datagrams.js';
+import { FlowDatagrams, type FlowDatagramCounters } from '../protocol/flow-datagrams.js';
 import { metaGet, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { WarpRouting } from './config.js';
@@ -99,6 +99,11 @@ export class PrivateOfframp {
 
   #icmp = new Map<4 | 6, PktinfoUdpSocket>();
   readonly #udpDatagrams = new FlowDatagrams();
+
+  /** UDP payloads sent toward the edge: as datagrams, carried on streams, dropped. */
+  get udpCounters(): FlowDatagramCounters {
+    return this.#udpDatagrams.counters;
+  }
   /** Echo flows waiting for replies: `${host}|${identifier}` → their stream. */
   #echoes = new Map<string, TunnelStream>();
 

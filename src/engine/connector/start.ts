@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
 import type { OriginRequest } from './ingress.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
-import { createConnectorMetrics } from './metrics.js';
+import { createConnectorMetrics, registerUdpPayloadMetrics } from './metrics.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
@@ -86,6 +86,7 @@ export async function startConnector(
   const registry = createRegistry('oxy_connector');
   // The connector is made below; the gauge reads it at scrape time.
   const metricsOf = createConnectorMetrics(registry, () => connector.readyConnections);
+  registerUdpPayloadMetrics(registry, () => offramp.udpCounters);
   const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp }, metricsOf);
   const connector = new Connector({
     tunnelId: creds.TunnelID,

@@ -2,7 +2,8 @@
  * No silent losses on the IP path through a QUIC connector: `ping -6` from a device reaches an
  * IPv6 host behind the tunnel (the connector's raw ICMPv6 socket), and UDP datagrams of any
  * size up to 60,000 bytes cross both ways byte for byte — payloads too large for a QUIC
- * DATAGRAM frame ride the flow's stream and are counted (oxy_edge_udp_payloads_total).
+ * DATAGRAM frame ride the flow's stream and are counted (oxy_edge_udp_payloads_total, and the
+ * connector's oxyctl_private_udp_payloads_total).
  * Real processes and sockets in namespaces (vnet-site.ts).
  */
 import { createHash } from 'node:crypto';
@@ -77,5 +78,10 @@ privilegedDescribe('IP path through a QUIC connector: ping -6 and UDP of every s
     expect(count('stream')).toBe(10);
     expect(count('datagram')).toBeGreaterThanOrEqual(4);
     expect(count('dropped')).toBe(0);
+    // The echoes came back the same way: the connector counts its side.
+    const connectorPort = (await site.connector.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/))[1];
+    const connectorMetrics = site.dc.exec('curl', ['-s', `http://127.0.0.1:${connectorPort}/metrics`]);
+    expect(connectorMetrics).toMatch(/^oxyctl_private_udp_payloads_total\{path="stream"\} 10$/m);
+    expect(connectorMetrics).toMatch(/^oxyctl_private_udp_payloads_total\{path="dropped"\} 0$/m);
   });
 });
