@@ -7,6 +7,8 @@
  * Traffic never reads the database itself: secrets are looked up in memory after a
  * `data_version` check (one read of the WAL index, which another process's write lock does
  * not block), and a reload that fails keeps the last view and is tried again at the next poll.
+ * `data_version` does not move for commits on the edge's own connection: whoever writes there
+ * (the dashboard) calls reload().
  */
 import { EventEmitter } from 'node:events';
 import { RouteTable } from '../../core/route-table.js';
