@@ -44,7 +44,12 @@ export class Http2TunnelListener extends EventEmitter<Http2TunnelListenerEvents>
       handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
     });
     this.server.on('secureConnection', (socket: TLSSocket) => void this.onSocket(socket));
-    this.server.on('tlsClientError', (err) => this.emit('connectionError', err));
+    // Node leaves a socket whose handshake failed or timed out open when this event has a
+    // listener: close it, or a client that stalls mid-handshake holds it forever.
+    this.server.on('tlsClientError', (err, socket) => {
+      socket.destroy();
+      this.emit('connectionError', err);
+    });
     this.server.on('error', (err) => this.emit('error', err));
   }
 
