@@ -119,7 +119,7 @@ export const ERROR_CODES = {
   OXY_ERR_WARP_DISCONNECTED: 'The edge closed the IP tunnel.',
   OXY_ERR_WARP_ROUTES: "The device's TUN routes could not be configured.",
   OXY_ERR_NO_ROUTES: 'No routes came for the virtual network in time.',
-  OXY_ERR_LISTEN_IN_USE: 'A listen path is in use by a live process, or is not a socket (a stale socket file is reused).',
+  OXY_ERR_LISTEN_IN_USE: 'A listen path or address is in use by a live process, or a path is not a socket (a stale socket file is reused).',
 } as const satisfies Record<`OXY_ERR_${string}`, string>;
 
 /** A catalogued error code. */

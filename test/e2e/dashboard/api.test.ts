@@ -8,6 +8,8 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -226,6 +228,21 @@ describe('dashboard listener', () => {
         await tls.stop();
       }
     } finally {
+      cleanup();
+    }
+  });
+
+  it('says so when its address is taken', async () => {
+    const { home, cleanup } = tempHome();
+    const taken = createServer().listen(0, '127.0.0.1');
+    try {
+      await once(taken, 'listening');
+      const listen = `127.0.0.1:${(taken.address() as { port: number }).port}`;
+      const r = await oxy(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-quic', '--dashboard-listen', listen]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`The dashboard cannot listen on ${listen}: the address is in use. Choose another --dashboard-listen.`);
+    } finally {
+      taken.close();
       cleanup();
     }
   });

@@ -65,9 +65,15 @@ export class DashboardServer {
     }
     const dashboard = new DashboardServer(o);
     await new Promise<void>((resolve, reject) => {
-      dashboard.#server.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new OxyError('OXY_ERR_LISTEN_IN_USE', `The dashboard cannot listen on ${o.listen}: the address is in use. Choose another --dashboard-listen.`, { cause: err })
+            : err,
+        );
+      dashboard.#server.once('error', failed);
       dashboard.#server.listen(port, host, () => {
-        dashboard.#server.off('error', reject);
+        dashboard.#server.off('error', failed);
         resolve();
       });
     });
