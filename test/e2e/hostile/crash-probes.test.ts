@@ -53,3 +53,19 @@ describe('a probe then a close never crashes an HTTP listener', () => {
     else expect(await goodGet(port, 'x', '/healthcheck')).toEqual({ status: 200, body: 'OK\n' });
   });
 });
+
+describe('an uncaught exception is a bug, never a policy', () => {
+  it('the edge logs it with its stack through the logger and exits 70 at once', async () => {
+    const bug = join(home.home, 'bug.js');
+    // A hooks module with a bug outside any hook call: nothing in the engine can catch it.
+    writeFileSync(bug, `export function start() { setTimeout(() => { throw new Error('planted bug'); }, 300); return {}; }\n`);
+    const edge = new OxyProcess(home.home, ['edge', 'run', '--location', 'bug', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--hooks', bug]);
+    try {
+      expect(await edge.exited()).toBe(70);
+    } finally {
+      edge.kill();
+    }
+    expect(edge.output).toMatch(/FTL Bug: uncaught exception; exiting \(please report this\) error="planted bug" stack=.*bug\.js/);
+  });
+});
+
