@@ -35,7 +35,7 @@ export const tunnelRunFlags = {
   'ha-connections': Flags.integer({ default: 4, min: 1, max: 16, description: 'Number of HA connections to the edge' }),
   retries: Flags.integer({ default: 5, min: 0, description: 'Maximum number of retries for connection/protocol errors before giving up', env: 'TUNNEL_RETRIES' }),
   'grace-period': Flags.string({ default: '30s', description: 'When oxyctl receives SIGINT/SIGTERM it waits this long for in-flight requests to finish', env: 'TUNNEL_GRACE_PERIOD' }),
-  metrics: Flags.string({ default: '127.0.0.1:0', description: 'HOST:PORT of the metrics server (/metrics, /ready, /healthcheck)', env: 'TUNNEL_METRICS' }),
+  metrics: Flags.string({ default: '127.0.0.1:0', description: 'HOST:PORT of the metrics server (/metrics, /ready, /healthcheck); the default takes the first free of 127.0.0.1:20241-20245, else a random port, as cloudflared', env: 'TUNNEL_METRICS' }),
   pidfile: Flags.string({ description: "Write the application's PID to this file after the first successful connection", env: 'TUNNEL_PIDFILE' }),
   label: Flags.string({ description: 'A label for this connector, shown in its logs and registration', env: 'TUNNEL_LABEL' }),
   'max-active-flows': Flags.integer({ min: 0, description: 'Overrides warp-routing maxActiveFlows: the most private-network flows at once (0: no limit)', env: 'TUNNEL_MAX_ACTIVE_FLOWS' }),

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
 import type { OriginRequest } from './ingress.js';
-import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import { createRegistry, metricsAddresses, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { createConnectorMetrics, registerUdpPayloadMetrics } from './metrics.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
@@ -105,7 +105,7 @@ export async function startConnector(
   connector.on('unregistered', (_i, info) => metricsOf.connectionClosed(info.connectionId, info.protocol));
   connector.on('failed', () => metricsOf.connectionFailed(f.protocol));
   const metrics = await startMetricsServer(
-    f.metrics,
+    metricsAddresses(f.metrics),
     registry,
     () => ({ readyConnections: connector.readyConnections, connectorId: connector.connectorId }),
     {

@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { OxyError } from '../../core/errors.js';
+import { KNOWN_METRICS_ADDRESSES } from './metrics.js';
 
 const base = (metrics: string): string => `http://${metrics}`;
 
@@ -27,6 +28,26 @@ export async function checkReady(metrics: string, timeoutMs = 5000): Promise<voi
   const url = `${base(metrics)}/ready`;
   const r = await get(url, timeoutMs);
   if (r.status !== 200) throw new OxyError('OXY_ERR_TUNNEL_NOT_READY', `${url} endpoint returned status code ${r.status}\n${r.body.trim()}`);
+}
+
+/**
+ * The connector to diagnose when no --metrics is given: the one oxyctl connector listening on
+ * a known metrics address (cloudflared's search); none or several is an error naming them.
+ */
+export async function findLocalConnector(addresses: string[] = KNOWN_METRICS_ADDRESSES): Promise<string> {
+  const found = (
+    await Promise.all(
+      addresses.map(async (a) => {
+        const r = await get(`${base(a)}/diag/configuration`, 1000).catch(() => undefined);
+        return r?.status === 200 ? a : undefined;
+      }),
+    )
+  ).filter((a): a is string => a !== undefined);
+  if (found.length === 1) return found[0];
+  if (found.length === 0) {
+    throw new OxyError('OXY_ERR_CONNECTOR_UNREACHABLE', `No oxyctl connector answers on the known metrics addresses (${addresses.join(', ')}): pass --metrics HOST:PORT.`);
+  }
+  throw new OxyError('OXY_ERR_CONNECTOR_UNREACHABLE', `Several connectors answer (${found.join(', ')}): pass --metrics with the one to diagnose.`);
 }
 
 export interface DiagOptions {

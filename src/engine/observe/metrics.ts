@@ -25,8 +25,20 @@ export interface MetricsServer {
 }
 
 /** Listens on HOST:PORT (port 0 picks one); `ready()` decides 200 or 503. */
+/**
+ * cloudflared's known metrics addresses: with the default address (any port: `localhost:0`,
+ * `127.0.0.1:0`) the connector takes the first free one, else a random port, so `tunnel diag`
+ * finds a local connector without --metrics.
+ */
+export const KNOWN_METRICS_ADDRESSES = ['127.0.0.1:20241', '127.0.0.1:20242', '127.0.0.1:20243', '127.0.0.1:20244', '127.0.0.1:20245'];
+
+/** Where a connector's metrics server tries to listen, in order. */
+export const metricsAddresses = (listen: string): string[] =>
+  /^(localhost|127\.0\.0\.1):0$/.test(listen) ? [...KNOWN_METRICS_ADDRESSES, listen] : [listen];
+
 export async function startMetricsServer(
-  listen: string,
+  /** HOST:PORT, or several tried in order (the first that binds wins). */
+  listen: string | string[],
   registry: Registry,
   ready: () => Readiness,
   /** Further JSON documents by path (the connector's /diag/* for `tunnel diag`). */
@@ -57,11 +69,22 @@ export async function startMetricsServer(
       res.end('404 page not found\n');
     }
   }, timeouts);
-  const { host, port } = splitHostPort(listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
+  const candidates = typeof listen === 'string' ? [listen] : listen;
+  for (const [i, address] of candidates.entries()) {
+    const { host, port } = splitHostPort(address);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      break;
+    } catch (err) {
+      if (i === candidates.length - 1) throw err;
+    }
+  }
   return {
     server,
     address: server.address() as AddressInfo,

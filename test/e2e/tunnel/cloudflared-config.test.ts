@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, oxy, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, freePort, startEdge } from '../../helpers/processes.js';
+import { findLocalConnector } from '../../../src/engine/observe/diag.js';
 
 const run = promisify(execFile);
 let home: string;
@@ -81,6 +82,10 @@ surprise-key: 1
     expect((await run('tar', ['tzf', archive])).stdout.split('\n').filter(Boolean).sort()).toEqual(
       ['configuration.json', 'metrics.txt', 'oxyctl.log', 'systeminformation.json', 'tunnel.json'],
     );
+    // Without --metrics, diag looks on the known addresses (here a list the test controls).
+    const dead = await freePort();
+    expect(await findLocalConnector([`127.0.0.1:${dead}`, `127.0.0.1:${metricsPort}`])).toBe(`127.0.0.1:${metricsPort}`);
+    await expect(findLocalConnector([`127.0.0.1:${dead}`])).rejects.toThrow('pass --metrics HOST:PORT');
     const log = (await run('tar', ['xzOf', archive, 'oxyctl.log'])).stdout;
     expect(log).toMatch(/Registered tunnel connection connIndex=0 /);
     const tunnel = JSON.parse((await run('tar', ['xzOf', archive, 'tunnel.json'])).stdout);
