@@ -56,11 +56,11 @@ function StatusBadge({ status }: { status: Tunnel['status'] }) {
   return html`<span class=${`badge ${status}`} data-status=${status}>${status}</span>`;
 }
 
-function Tunnels({ tunnels }: { tunnels: Tunnel[] }) {
+function Tunnels({ tunnels, traffic }: { tunnels: Tunnel[]; traffic?: Traffic }) {
   const [open, setOpen] = useState<string | null>(null);
   if (tunnels.length === 0) return html`<p class="empty">No tunnels yet: <code>oxyctl tunnel create NAME</code>.</p>`;
   return html`<table class="grid" aria-label="Tunnels">
-    <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Connections</th><th scope="col">Hostnames</th><th scope="col">ID</th></tr></thead>
+    <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Connections</th><th scope="col">Hostnames</th><th scope="col" class="num">Requests/s</th><th scope="col">ID</th></tr></thead>
     <tbody>
       ${tunnels.map(
         (t) => html`<tr key=${t.id} data-tunnel=${t.name}>
@@ -70,10 +70,11 @@ function Tunnels({ tunnels }: { tunnels: Tunnel[] }) {
             <td><${StatusBadge} status=${t.status} /></td>
             <td>${t.connections.length}</td>
             <td>${t.hostnames.join(', ') || html`<span class="muted">none</span>`}</td>
+            <td class="num">${rate(traffic?.tunnels.find((x) => x.id === t.id)?.requests_per_s ?? 0)}</td>
             <td><code title=${t.id}>${shortId(t.id)}</code></td>
           </tr>
           ${open === t.id &&
-          html`<tr id=${`conns-${t.id}`} class="details"><td colspan="5">
+          html`<tr id=${`conns-${t.id}`} class="details"><td colspan="6">
             ${t.connections.length === 0
               ? html`<p class="muted">No connector is connected.</p>`
               : html`<table class="inner" aria-label=${`Connections of ${t.name}`}>
@@ -119,6 +120,7 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
   const [routes, setRoutes] = useState<Route[]>([]);
   const [filter, setFilter] = useState('');
   const [vnetFilter, setVnetFilter] = useState('');
+  const [tunnelFilter, setTunnelFilter] = useState('');
   const [form, setForm] = useState({ network: '', tunnel: '', vnet: '', comment: '' });
   const [vnetForm, setVnetForm] = useState({ name: '', comment: '', is_default: false });
   const [lookup, setLookup] = useState({ ip: '', vnet: '' });
@@ -151,9 +153,9 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
   const shown = useMemo(() => {
     const f = filter.trim().toLowerCase();
     return routes.filter(
-      (r) => (!vnetFilter || r.virtual_network_id === vnetFilter) && (!f || [r.network, r.tunnel_name, r.virtual_network_name, r.comment, r.id].some((x) => x.toLowerCase().includes(f))),
+      (r) => (!vnetFilter || r.virtual_network_id === vnetFilter) && (!tunnelFilter || r.tunnel_id === tunnelFilter) && (!f || [r.network, r.tunnel_name, r.virtual_network_name, r.comment, r.id].some((x) => x.toLowerCase().includes(f))),
     );
-  }, [routes, filter, vnetFilter]);
+  }, [routes, filter, vnetFilter, tunnelFilter]);
 
   const addRoute = async (e: Event) => {
     e.preventDefault();
@@ -176,6 +178,9 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
       <div class="toolbar">
         <label>Filter <input type="search" placeholder="network, tunnel, comment…" value=${filter} onInput=${(e: Event) => setFilter(value(e))} /></label>
         <label>Virtual network <select value=${vnetFilter} onChange=${(e: Event) => setVnetFilter(value(e))}>${vnetOptions('all')}</select></label>
+        <label>Tunnel <select value=${tunnelFilter} onChange=${(e: Event) => setTunnelFilter(value(e))}>
+          <option value="">all</option>${tunnels.map((t) => html`<option value=${t.id}>${t.name}</option>`)}
+        </select></label>
       </div>
       <table class="grid" aria-label="IP routes">
         <thead><tr><th scope="col">Network</th><th scope="col">Virtual network</th><th scope="col">Tunnel</th><th scope="col">Comment</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
@@ -376,7 +381,7 @@ function Dashboard({ onLoggedOut }: { onLoggedOut: () => void }) {
     <main id="main" tabindex="-1">
       <h1>${VIEWS.find((v) => v.id === view)!.label}${view === 'tunnels' && tunnels.length > 0 ? html` <small class="muted">${tunnels.length - down} of ${tunnels.length} healthy</small>` : ''}</h1>
       ${!update ? html`<p class="muted">Loading…</p>`
-        : view === 'tunnels' ? html`<${Tunnels} tunnels=${tunnels} />`
+        : view === 'tunnels' ? html`<${Tunnels} tunnels=${tunnels} traffic=${update.traffic} />`
         : view === 'routes' ? html`<${Routes} tunnels=${tunnels} />`
         : view === 'devices' ? html`<${Devices} devices=${update.devices} />`
         : html`<${TrafficView} history=${history} />`}
