@@ -32,7 +32,7 @@ import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './pipeline/admission.js';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { TrafficRecorder } from './traffic.js';
-import { proxyGuard, type AllowEntry } from './proxy-policy.js';
+import { proxyGuard, refusesEverything, type AllowEntry } from './proxy-policy.js';
 import { hostPort, type EgressGuard } from './pipeline/egress.js';
 
 export interface ConnectProxyOptions {
@@ -81,10 +81,14 @@ export class ConnectProxy {
   readonly #http: HttpServer;
   readonly #name: string;
   readonly #guard: EgressGuard;
+  /** Set when the proxy allows nothing: every request is refused before DNS or hooks' egress. */
+  readonly #closed?: EgressError;
 
   private constructor(private readonly o: ConnectProxyOptions) {
     this.#name = o.proxyName ?? 'oxyctl';
-    this.#guard = proxyGuard({ allow: o.allow, hooks: hooksDecide(o.runner), ownPorts: () => [this.address.port, ...(o.ownPorts?.() ?? [])] });
+    const policy = { allow: o.allow, hooks: hooksDecide(o.runner), ownPorts: () => [this.address.port, ...(o.ownPorts?.() ?? [])] };
+    this.#guard = proxyGuard(policy);
+    this.#closed = refusesEverything(policy);
     this.#http = createHttpServer((req, res) => void this.#request(req, res), o.timeouts);
     this.#http.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#connect(req, socket as Socket, head));
     this.#http.on('clientError', (_err, socket) => {
@@ -165,6 +169,7 @@ export class ConnectProxy {
       }
       let res: ConnectResponse;
       try {
+        if (this.#closed) throw this.#closed;
         ({ socket: upstream, info } = await this.o.egress.connectTcp(conn, target.host, target.port, undefined, this.#guard));
         res = { status: 200, statusText: 'Connection Established', headers: [] };
       } catch (err) {
@@ -244,6 +249,7 @@ export class ConnectProxy {
       if (url.host !== original.host) out = [...out.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', url.host]];
       out.push(['Connection', 'close']);
       try {
+        if (this.#closed) throw this.#closed;
         upstream = (await this.o.egress.connectTcp(conn, host, port, undefined, this.#guard)).socket;
       } catch (err) {
         if (!(err instanceof EgressError)) throw err;

@@ -88,11 +88,20 @@ export interface ProxyPolicyOptions {
   ownPorts: () => number[];
 }
 
+const deny = (message: string) => new EgressError('OXY_ERR_PROXY_DENIED', message, 403, 'destination_ip_prohibited');
+
+/**
+ * The refusal of a proxy that allows nothing at all (no allow list, no hooks that decide),
+ * answered before any DNS lookup; undefined when some destination may be allowed.
+ */
+export const refusesEverything = (o: ProxyPolicyOptions): EgressError | undefined =>
+  !o.allow && !o.hooks ? deny('This proxy allows no destinations: the edge runs without --proxy-allow or --hooks') : undefined;
+
 /** The proxy's egress guard: undefined to connect, or the EgressError to answer with. */
 export function proxyGuard(o: ProxyPolicyOptions): EgressGuard {
-  const deny = (message: string) => new EgressError('OXY_ERR_PROXY_DENIED', message, 403, 'destination_ip_prohibited');
   return (target, via) => {
-    if (!o.allow && !o.hooks) return deny('This proxy allows no destinations: the edge runs without --proxy-allow or --hooks');
+    const all = refusesEverything(o);
+    if (all) return all;
     let bytes: Uint8Array;
     try {
       bytes = parseIp(target.address).bytes;

@@ -50,6 +50,10 @@ describe('the CONNECT proxy denies by default', () => {
       expect(r.status).toBe(403);
       expect(r.proxyStatus).toMatch(/^oxyctl; error=destination_ip_prohibited; details=".*--proxy-allow/);
     }
+    // Refused before any lookup: a name answers 403 like an address, never a DNS error.
+    const named = await via(proxy, 'http://nothing.invalid:80/');
+    expect(named.status).toBe(403);
+    expect(named.proxyStatus).toMatch(/error=destination_ip_prohibited/);
     expect(origin.seen).toHaveLength(0);
   });
 
