@@ -201,8 +201,13 @@ describe('dashboard API', () => {
 
   it('lists enrolled devices and revokes one through the same use-case as warp revoke', async () => {
     await oxyOk(home, ['warp', 'enroll', 'laptop']);
+    await oxyOk(home, ['vnet', 'add', 'guests']);
+    await oxyOk(home, ['warp', 'enroll', '--vnet', 'guests', 'kiosk']);
     const list = await api(d.base, 'GET', '/api/v1/devices', { bearer: token });
-    expect(list.body.devices).toEqual([expect.objectContaining({ name: 'laptop', connected: false, vnet_id: null })]);
+    expect(list.body.devices).toEqual([
+      expect.objectContaining({ name: 'laptop', connected: false, vnet_id: null, allowed_vnets: [] }),
+      expect.objectContaining({ name: 'kiosk', allowed_vnets: ['guests'] }),
+    ]);
     expect((await api(d.base, 'POST', '/api/v1/devices/laptop/revoke', { bearer: token })).status).toBe(200);
     expect(await oxyOk(home, ['warp', 'devices'])).not.toContain('laptop');
     const again = await api(d.base, 'POST', '/api/v1/devices/laptop/revoke', { bearer: token });

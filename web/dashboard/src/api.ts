@@ -49,6 +49,7 @@ export interface Device {
   connected_since: string | null;
   vnet_id: string | null;
   vnet_name: string | null;
+  allowed_vnets: string[];
 }
 export interface Rate {
   requests_total: number;

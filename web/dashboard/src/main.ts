@@ -249,12 +249,13 @@ function Devices({ devices }: { devices: Device[] }) {
   if (devices.length === 0) return html`<p class="empty">No devices are enrolled: <code>oxyctl warp enroll NAME</code>.</p>`;
   return html`<div>
     <table class="grid" aria-label="Devices">
-      <thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">Virtual network</th><th scope="col">From</th><th scope="col">Since</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+      <thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">Virtual network</th><th scope="col">May use</th><th scope="col">From</th><th scope="col">Since</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${devices.map(
         (d) => html`<tr key=${d.id} data-device=${d.name}>
           <th scope="row">${d.name}</th>
           <td><span class=${`badge ${d.connected ? 'healthy' : 'down'}`} data-connected=${String(d.connected)}>${d.connected ? 'connected' : 'not connected'}</span></td>
           <td>${d.vnet_name ?? html`<span class="muted">–</span>`}</td>
+          <td>${d.allowed_vnets.length ? d.allowed_vnets.join(', ') : html`<span class="muted">every vnet</span>`}</td>
           <td>${d.origin_ip ? `${d.origin_ip} (${d.protocol})` : ''}</td>
           <td>${d.connected_since ? new Date(d.connected_since).toLocaleTimeString() : ''}</td>
           <td>${confirming === d.id

@@ -35,6 +35,8 @@ export interface DeviceOverview {
   connected_since: string | null;
   vnet_id: string | null;
   vnet_name: string | null;
+  /** The vnets it was enrolled for (`warp enroll --vnet`), by name; empty: every vnet. */
+  allowed_vnets: string[];
 }
 
 export interface TrafficSnapshot {
@@ -72,6 +74,8 @@ export class LiveFeed {
   }
 
   devices(): DeviceOverview[] {
+    const restrictions = this.s.store.devices.allVnetRestrictions();
+    const vnetName = (id: string) => this.s.store.vnets.byId(id)?.name ?? id;
     return this.s.store.devices.list().map((d) => {
       const live = this.s.devices.get(d.id);
       const vnetId = live?.vnet === undefined ? undefined : this.s.view.vnetId(live.vnet);
@@ -84,7 +88,8 @@ export class LiveFeed {
         protocol: live?.protocol ?? null,
         connected_since: live ? live.since.toISOString() : null,
         vnet_id: vnetId ?? null,
-        vnet_name: vnetId ? (this.s.store.vnets.byId(vnetId)?.name ?? null) : null,
+        vnet_name: vnetId ? vnetName(vnetId) : null,
+        allowed_vnets: [...(restrictions.get(d.id) ?? [])].map(vnetName).sort(),
       };
     });
   }
