@@ -59,7 +59,8 @@ export interface VnetSite {
 
 export async function startVnetSite(
   o: {
-    edgeArgs?: string[];
+    /** More `edge run` flags (a function: given the data directory). */
+    edgeArgs?: string[] | ((home: string) => string[]);
     protocol?: 'http2' | 'quic';
     deviceRoutes?: string[];
     /** More `warp connect` flags. */
@@ -98,7 +99,7 @@ export async function startVnetSite(
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
     await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
     await o.beforeEdge?.(home);
-    const edge = spawnIn(edgeNs, process.execPath, [BIN, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${SITE_METRICS_PORT}`, '--ip-tunnel-listen', socketPath, ...(o.edgeArgs ?? [])]);
+    const edge = spawnIn(edgeNs, process.execPath, [BIN, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${SITE_METRICS_PORT}`, '--ip-tunnel-listen', socketPath, ...(typeof o.edgeArgs === 'function' ? o.edgeArgs(home) : (o.edgeArgs ?? []))]);
     await edge.waitFor(/IP tunnel on-ramp ready/);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');

@@ -35,7 +35,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     hooks: Flags.string({ description: 'An ES module whose start(settings, parentState) returns the hooks that steer traffic (see docs/hooks.md)' }),
     'trace-hooks': Flags.boolean({ description: 'Log the order in which hooks fired, once per connection' }),
     quic: Flags.boolean({ allowNo: true, description: 'Also listen for QUIC on UDP at the tunnel port (--no-quic: HTTP/2 over TLS only) [default: true]' }),
-    config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms) and http-timeouts of the HTTP listeners (headers-ms, request-ms, idle-ms, keep-alive-ms); flags win' }),
+    config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant, max-flows-per-session, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms) and http-timeouts of the HTTP listeners (headers-ms, request-ms, idle-ms, keep-alive-ms); flags win' }),
     'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
     'gue-listen': Flags.string({
       description:
@@ -69,6 +69,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       ipLimits: limits && {
         maxFlows: limits['max-flows'],
         maxFlowsPerTenant: limits['max-flows-per-tenant'],
+        maxFlowsPerSession: limits['max-flows-per-session'],
         reassembly: { maxBytes: limits['reassembly-bytes'], maxBytesPerTenant: limits['reassembly-bytes-per-tenant'], timeoutMs: limits['reassembly-timeout-ms'] },
       },
       proxyListen: this.flags['proxy-listen'] ?? file['proxy-listen'],

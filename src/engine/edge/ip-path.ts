@@ -26,6 +26,14 @@ import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
 import type { TunnelStream } from '../transport/types.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
+/**
+ * Flows one on-ramp session (a device connection, a GUE sender) may hold at once. Each private
+ * flow holds a stream of a connector connection (1,000 each, 4 connections by default), so
+ * one client alone cannot starve every other device's new flows (measured: 2,500 UDP flows
+ * from one SEQPACKET session stalled another device's flows for the 30 s UDP idle timeout).
+ */
+export const DEFAULT_MAX_FLOWS_PER_SESSION = 1000;
+
 export interface IpPathOptions {
   edge: EdgeServer;
   log: Logger;
@@ -33,7 +41,7 @@ export interface IpPathOptions {
   seqpacketPath?: string;
   /** HOST:PORT for unconnected IP tunnels (GUE). */
   gueListen?: string;
-  limits?: { maxFlows?: number; maxFlowsPerTenant?: number; reassembly?: ReassemblyLimits };
+  limits?: { maxFlows?: number; maxFlowsPerTenant?: number; maxFlowsPerSession?: number; reassembly?: ReassemblyLimits };
 }
 
 interface Routed {
@@ -85,7 +93,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
   const flows: FlowContexts = new WeakMap();
   const ipEdge = await IpEdge.create<Routed>(withIpHooks(edge.hooks, {
-    limits: o.limits,
+    limits: { ...o.limits, maxFlowsPerSession: o.limits?.maxFlowsPerSession ?? DEFAULT_MAX_FLOWS_PER_SESSION },
     reassembly: o.limits?.reassembly,
     decideFlow(flow, packet) {
       // The on-ramp resolved the vnet: the context carries its ID (a vnet deleted since has no routes).
@@ -136,6 +144,17 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     },
   }, edge.hookedEgress, flows));
   attachPacketHook(ipEdge as unknown as IpEdge, edge.hooks, flows);
+  // New flows refused by a limit (global, tenant, session) or for want of a NAT slot.
+  new Counter({
+    name: 'oxy_edge_ip_flows_refused_total',
+    help: 'New IP flows refused by a limit (ip-limits) or for want of a NAT slot, by reason',
+    labelNames: ['reason'],
+    registers: [edge.metrics],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(ipEdge.table.stats.refused)) this.inc({ reason }, n);
+    },
+  });
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.

@@ -28,6 +28,12 @@ export interface FlowLimits {
   maxFlows?: number;
   /** Most concurrent flows per tenant. Default: no limit beyond maxFlows. */
   maxFlowsPerTenant?: number;
+  /**
+   * Most concurrent flows per on-ramp session (one device connection, one GUE sender), so one
+   * client cannot take every stream of the connectors (each private flow holds one). Counted
+   * by the IP edge. Default: no limit beyond the others.
+   */
+  maxFlowsPerSession?: number;
 }
 
 export interface FlowTimeouts {
@@ -69,10 +75,11 @@ export class FlowTable<R = unknown> {
     started: 0,
     ended: 0,
     endedBy: { fin: 0, rst: 0, idle: 0, closed: 0, 'session-closed': 0, shutdown: 0 },
-    refused: { 'global-limit': 0, 'tenant-limit': 0, 'nat-exhausted': 0 },
+    refused: { 'global-limit': 0, 'tenant-limit': 0, 'session-limit': 0, 'nat-exhausted': 0 },
   };
   readonly maxFlows: number;
   readonly maxFlowsPerTenant: number;
+  readonly maxFlowsPerSession: number;
   readonly tcpIdleMs: number;
   readonly udpIdleMs: number;
   readonly otherIdleMs: number;
@@ -87,6 +94,7 @@ export class FlowTable<R = unknown> {
   constructor(options: FlowTableOptions<R> = {}) {
     this.maxFlows = options.limits?.maxFlows ?? 1_000_000;
     this.maxFlowsPerTenant = options.limits?.maxFlowsPerTenant ?? Infinity;
+    this.maxFlowsPerSession = options.limits?.maxFlowsPerSession ?? Infinity;
     this.tcpIdleMs = options.timeouts?.tcpIdleMs ?? 300_000;
     this.udpIdleMs = options.timeouts?.udpIdleMs ?? 30_000;
     this.otherIdleMs = options.timeouts?.otherIdleMs ?? 10_000;

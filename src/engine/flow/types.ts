@@ -61,4 +61,4 @@ export type FlowEndReason =
   | 'shutdown';
 
 /** Why a new flow was not created; stable strings, also the counter names. */
-export type FlowRefusal = 'global-limit' | 'tenant-limit' | 'nat-exhausted';
+export type FlowRefusal = 'global-limit' | 'tenant-limit' | 'session-limit' | 'nat-exhausted';

@@ -42,6 +42,6 @@ describe('edge run --config', () => {
     expect(typed.stderr).toContain('quic must be true or false');
     writeFileSync(file, 'ip-limits:\n  reassembly-byte: 1\n');
     const limit = await oxy(home, ['edge', 'run', '--config', file]);
-    expect(limit.stderr).toContain('ip-limits.reassembly-byte must be one of max-flows, max-flows-per-tenant, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms');
+    expect(limit.stderr).toContain('ip-limits.reassembly-byte must be one of max-flows, max-flows-per-tenant, max-flows-per-session, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms');
   });
 });

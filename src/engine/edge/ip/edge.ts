@@ -100,6 +100,8 @@ export class IpEdge<R = unknown> {
   private readonly onUdpFlow: (udp: UdpFlow<R>) => void;
   private readonly onIpPacket: ((flow: Flow<R>, packet: Buffer) => void) | undefined;
   private readonly sessions = new Set<IpSession>();
+  /** Flows counted in their session's `flows` (started by newFlow), until released. */
+  private readonly inSession = new WeakSet<Flow<R>>();
   private closed = false;
 
   private constructor(
@@ -257,7 +259,8 @@ export class IpEdge<R = unknown> {
       this.drop('icmp-no-flow');
       return undefined;
     }
-    if (table.admit(session.scope)) {
+    const refused = table.admit(session.scope) ?? (session.flows >= table.maxFlowsPerSession ? table.refuse(session.scope, 'session-limit') : undefined);
+    if (refused) {
       if (tcp) this.resetClient(session, view);
       return undefined;
     }
@@ -292,6 +295,8 @@ export class IpEdge<R = unknown> {
       }
     }
     table.start(flow);
+    session.flows++;
+    this.inSession.add(flow);
     if (flow.handle instanceof UdpFlow) this.onUdpFlow(flow.handle);
     return flow;
   }
@@ -339,6 +344,7 @@ export class IpEdge<R = unknown> {
   }
 
   private release(flow: Flow<R>, reason: FlowEndReason): void {
+    if (this.inSession.delete(flow)) (flow.attachment as IpSession).flows--;
     if (flow.protocol === IpProtocol.TCP) {
       this.upgrader.detach(flow);
       // After FIN or RST the kernel closes or resets the socket itself (the app sees 'end' or ECONNRESET).
@@ -379,6 +385,8 @@ export class IpEdge<R = unknown> {
 /** The flows of one on-ramp context. */
 export class IpSession {
   private closed = false;
+  /** Flows of this session now (limits.maxFlowsPerSession). */
+  flows = 0;
 
   constructor(
     private readonly edge: IpEdge,
