@@ -14,7 +14,6 @@ import {
   parseAddress,
   parsePacket,
   PacketView,
-  rewriteDestination,
   rewriteSource,
   TcpFlag,
   verifyTransportChecksum,

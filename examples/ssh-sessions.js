@@ -108,17 +108,17 @@ function typedLines(onLine) {
   const decoder = new StringDecoder('utf8');
   let line = '';
   let approximate = false;
-  let escape = ''; // '' | 'esc' | 'ss3' | 'csi:<params>'
+  let esc = ''; // '' | 'esc' | 'ss3' | 'csi:<params>'
   let afterCr = false;
   return (chunk) => {
     for (const ch of decoder.write(chunk)) {
-      if (escape) {
-        if (escape === 'esc') escape = ch === '[' ? 'csi:' : ch === 'O' ? 'ss3' : '';
-        else if (escape === 'ss3') escape = '';
+      if (esc) {
+        if (esc === 'esc') esc = ch === '[' ? 'csi:' : ch === 'O' ? 'ss3' : '';
+        else if (esc === 'ss3') esc = '';
         else if (ch >= '@' && ch <= '~') {
-          if (!PASTE.has(escape.slice(4) + ch)) approximate = true;
-          escape = '';
-        } else escape += ch;
+          if (!PASTE.has(esc.slice(4) + ch)) approximate = true;
+          esc = '';
+        } else esc += ch;
         continue;
       }
       const crlf = afterCr && ch === '\n';
@@ -130,7 +130,7 @@ function typedLines(onLine) {
       else if (ch === '\x15') line = '';
       else if (ch === '\x17') line = line.replace(/\S*\s*$/, '');
       else if (ch === '\x03') [line, approximate] = ['', false];
-      else if (ch === '\x1b') escape = 'esc';
+      else if (ch === '\x1b') esc = 'esc';
       else if (ch === '\x04' && !line) continue;
       else if (ch < ' ' && ch !== '\t') approximate = true;
       else if (line.length < MAX_LINE) {

@@ -15,7 +15,7 @@ const closer = (server: Server | TcpServer) => () =>
 
 /** An HTTP origin: /events streams `count` SSE events `everyMs` apart, then ends. */
 export async function startEventsOrigin(count = 5, everyMs = 300): Promise<Running<Server>> {
-  const server = createHttpServer((req, res) => {
+  const server = createHttpServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     let n = 0;
     const timer = setInterval(() => {

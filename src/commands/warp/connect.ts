@@ -88,7 +88,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     // Without --route: the vnet's routes as the edge sends them, kept in step with its store.
     const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
     const address = this.flags.edge ?? token.e;
-    if (!address || !address.includes(':')) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
+    if (!address?.includes(':')) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
     const edge = resolveEdge(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: address }, { edge: address, caPin: token.p });
     const conn = await createDialer(this.flags.protocol, edge, log)(0, new AbortController().signal);
     const vnet = this.flags.vnet ?? '';

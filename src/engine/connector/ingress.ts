@@ -160,7 +160,7 @@ export function parseService(text: string): OriginService {
     url = undefined;
   }
   const written = /^([a-z][a-z0-9+.-]*):\/\/[^/?#]*([^?#]*)/i.exec(text);
-  if (!url || !url.hostname || !written) {
+  if (!url?.hostname || !written) {
     return fail(`${text} is an invalid address, please make sure it has a scheme and a hostname`);
   }
   // As Go's url.Path: "https://localhost:8000/" has the path "/", which cloudflared refuses too.

@@ -191,7 +191,7 @@ export class PrivateOfframp {
         this.log.debug({ err, dest: header.destination }, 'UDP datagram not sent');
       }
     };
-    const viaDatagrams = conn !== undefined && conn.supportsDatagrams && !conn.datagramsReliable && Number.isInteger(flowId) && flowId > 0;
+    const viaDatagrams = conn?.supportsDatagrams && !conn.datagramsReliable && Number.isInteger(flowId) && flowId > 0;
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);

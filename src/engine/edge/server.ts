@@ -14,7 +14,7 @@ import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
 import { acceptRegistration } from '../protocol/registration.js';
-import type { TunnelConnection, TunnelStream } from '../transport/types.js';
+import type { TunnelConnection } from '../transport/types.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
 import { HttpOnramp } from './http-onramp.js';
 import { TunnelRegistry, type LiveConnection } from './registry.js';

@@ -42,6 +42,7 @@ export function withNetns<T>(target: number | string, fn: () => T): T {
       try {
         addon.setns(home, addon.CLONE_NEWNET);
       } catch (cause) {
+        // biome-ignore lint/correctness/noUnsafeFinally: failing to switch back must win over fn's outcome: sockets made now would land in the wrong namespace
         throw new OxyError('OXY_ERR_NETNS_RESTORE', 'could not switch the main thread back to its network namespace', { cause });
       }
     }

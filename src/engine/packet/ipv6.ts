@@ -35,6 +35,7 @@ export function walkIpv6Extensions(buf: Uint8Array, start: number, end: number, 
   for (let count = 0; ; count++) {
     let headerLength: number;
     switch (next) {
+      // biome-ignore lint/suspicious/noFallthroughSwitchClause: hop-by-hop has the layout of the option-style headers below
       case IpProtocol.HOP_BY_HOP:
         if (offset !== start) return 'ipv6-hop-by-hop-not-first';
       // falls through: same layout as the other option-style headers

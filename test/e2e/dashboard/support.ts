@@ -2,6 +2,7 @@
 import { request } from 'undici';
 import { oxyJson } from '../../helpers/cli.js';
 import { OxyProcess, startEdge } from '../../helpers/processes.js';
+import { until as sharedUntil } from '../../helpers/until.js';
 
 export interface DashboardEdge {
   edge: OxyProcess;
@@ -51,12 +52,5 @@ export async function login(base: string, token: string): Promise<{ cookie: stri
 }
 
 /** Polls `fn` until it returns a truthy value. */
-export async function until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+export const until = <T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> =>
+  sharedUntil(fn, timeoutMs, what, 100) as Promise<T>;

@@ -18,7 +18,7 @@ export function probe(port: number, chunks: (string | Buffer)[], o: { holdMs?: n
       else s.destroy();
       resolve(Buffer.concat(got));
     };
-    s.on('data', (d) => got.push(d));
+    s.on('data', (d: Buffer) => got.push(d));
     s.on('error', finish);
     s.on('close', finish);
     s.on('connect', async () => {

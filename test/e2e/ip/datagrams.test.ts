@@ -198,7 +198,7 @@ privilegedDescribe('UDP, ICMP and GUE through the IP edge', () => {
     await expect.poll(() => ended.find(([f]) => f.tenant === 'bye')?.[1], { timeout: 3000 }).toBe('session-closed');
     const bad = SeqpacketSocket.connect(path);
     bad.on('error', () => {});
-    const closed = new Promise((r) => bad.once('close', r));
+    const closed = new Promise<void>((r) => bad.once('close', () => r()));
     bad.send(Buffer.from('{"vnet": "no tenant"}'));
     await closed;
     expect(onRamp.stats.badContext).toBeGreaterThanOrEqual(1);

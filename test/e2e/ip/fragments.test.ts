@@ -5,7 +5,7 @@
  * a 4,000-byte UDP datagram leave it in fragments.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { useNetns } from '../../helpers/netns.js';

@@ -3,6 +3,7 @@ import { TunnelCloseCode } from '../../../src/engine/protocol/codes.js';
 import { ControlChannel } from '../../../src/engine/protocol/control.js';
 import { DatagramType, decodeDatagram, encodeDatagram, type TunnelDatagram } from '../../../src/engine/protocol/datagram.js';
 import { errorOf, http2Pair, type Pair } from './helpers.js';
+import { until } from '../../helpers/until.js';
 
 let pair: Pair | undefined;
 afterEach(async () => {
@@ -76,7 +77,7 @@ describe('HTTP/2 transport close and datagrams', () => {
       expect(pair.edge.sendDatagram(encodeDatagram(DatagramType.UDP, flow, Buffer.from(`down ${i}`)))).toBe(true);
       expect(pair.connector.sendDatagram(encodeDatagram(DatagramType.IP, flow, Buffer.alloc(1 + (i % 1400), i)))).toBe(true);
     }
-    for (let i = 0; i < 100 && (atConnector.length < 200 || atEdge.length < 200); i++) await new Promise((r) => setTimeout(r, 10));
+    await until(() => atConnector.length >= 200 && atEdge.length >= 200, 3000, '200 datagrams each way');
     expect(atConnector).toHaveLength(200);
     expect(atEdge).toHaveLength(200);
     atConnector.forEach((d, i) => expect(d).toEqual({ type: DatagramType.UDP, flowId: 1000 + (i % 5), payload: Buffer.from(`down ${i}`) }));

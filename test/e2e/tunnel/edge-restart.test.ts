@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { oxy, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, freePort, startConnector } from '../../helpers/processes.js';
 import { SeqpacketSocket } from '../../../src/engine/native/seqpacket.js';
+import { until } from '../../helpers/until.js';
 
 let home: string;
 let cleanup: () => void;
@@ -63,9 +64,7 @@ it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP
   expect(ready.statusCode).toBe(200);
   // The connector finds the new edge and traffic flows again.
   await second.waitFor(/Registered tunnel connection/, 15_000);
-  const deadline = Date.now() + 10_000;
-  while ((await hello(http)) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  expect(await hello(http)).toBe(200);
+  await until(async () => (await hello(http)) === 200, 10_000, 'hello world through the restarted edge', 100);
 
   // Another edge on the same path while this one lives: refused, and the live socket kept.
   const other = await oxy(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--no-quic', '--ip-tunnel-listen', socket]);

@@ -13,6 +13,7 @@ import { readStreamHeader, ResponseStatus, writeResponseHeader } from '../../../
 import type { TunnelConnection } from '../../../src/engine/transport/types.js';
 import { http2Pair } from '../transport/helpers.js';
 import { connectPair } from '../../unit/quic/support.js';
+import { until } from '../../helpers/until.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -20,10 +21,6 @@ async function tunnelPair(protocol: 'http2' | 'quic'): Promise<{ edge: TunnelCon
   if (protocol === 'http2') return http2Pair();
   const pair = await connectPair();
   return { edge: pair.server, connector: pair.client, close: () => pair.close() };
-}
-
-async function until(check: () => boolean, ms = 3000): Promise<void> {
-  for (const end = Date.now() + ms; !check() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
 }
 
 describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {

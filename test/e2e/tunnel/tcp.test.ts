@@ -43,7 +43,7 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
       const received: Buffer[] = [];
       let total = 0;
       const done = new Promise<void>((resolve, reject) => {
-        socket.on('data', (d) => {
+        socket.on('data', (d: Buffer) => {
           received.push(d);
           total += d.length;
           if (total === banner.length + payload.length) resolve();

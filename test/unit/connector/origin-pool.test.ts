@@ -20,7 +20,7 @@ async function origin(): Promise<{ port: number; open: () => number; release: ()
   const sockets = new Set<Socket>();
   let held: (() => void)[] = [];
   let released = false;
-  const server: Server = createServer({ keepAliveTimeout: 75_000 }, (req, res) => {
+  const server: Server = createServer({ keepAliveTimeout: 75_000 }, (_req, res) => {
     const answer = () => res.end('ok');
     if (released) answer();
     else held.push(answer);

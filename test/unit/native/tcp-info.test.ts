@@ -56,7 +56,7 @@ describe('tcpInfo', () => {
     expect(info()).toBeUndefined();
     socket.write('x'.repeat(100_000));
     client.resume();
-    await new Promise((r) => socket.end(r));
+    await new Promise<void>((r) => socket.end(() => r()));
     socket.destroy();
     await new Promise((r) => socket.once('close', r));
     expect(socketFd(socket)).toBeUndefined();

@@ -22,7 +22,6 @@ const capture = loadKernelPackets();
 const HOST4 = parseAddress('198.18.0.1');
 const PEER4 = parseAddress('198.18.0.2');
 const HOST6 = parseAddress('2001:db8::1');
-const PEER6 = parseAddress('2001:db8::2');
 
 describe('kernel-built packets', () => {
   it.each(capture.packets.map((p) => [p.name, p] as const))('%s parses and its checksums verify', (_name, packet) => {

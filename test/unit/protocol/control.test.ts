@@ -31,8 +31,10 @@ function duplexPair(): [Duplex, Duplex] {
   const bToA = new PassThrough();
   // A channel that fails destroys its Duplex with the error, which reaches these too.
   for (const s of [aToB, bToA]) s.on('error', () => undefined);
-  const a = Duplex.from({ writable: aToB, readable: bToA });
-  const b = Duplex.from({ writable: bToA, readable: aToB });
+  // Node takes a {readable, writable} pair; @types/node types only the web-streams one.
+  const pair = (writable: PassThrough, readable: PassThrough) => Duplex.from({ writable, readable } as unknown as Parameters<typeof Duplex.from>[0]);
+  const a = pair(aToB, bToA);
+  const b = pair(bToA, aToB);
   for (const s of [a, b]) s.on('error', () => undefined);
   return [a, b];
 }

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { isOxyError } from '../../../src/core/errors.js';
+import { isOxyError, type ErrorCode } from '../../../src/core/errors.js';
 import {
   DEFAULT_MAX_HEADER_SIZE,
   encodeRequestHeader,
@@ -24,7 +24,7 @@ const request: Omit<StreamRequestHeader, 'type'> = {
   ],
 };
 
-function expectCode(fn: () => unknown, code: string): void {
+function expectCode(fn: () => unknown, code: ErrorCode): void {
   try {
     fn();
   } catch (err) {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DatagramType, decodeDatagram, encodeDatagram } from '../../../src/engine/protocol/datagram.js';
 import { connectPair, type Pair } from './support.js';
+import { until } from '../../helpers/until.js';
 
 describe('QUIC datagrams', () => {
   const pairs: Pair[] = [];
@@ -23,8 +24,7 @@ describe('QUIC datagrams', () => {
       atClient.push(`${flowId}:${payload.toString()}`);
     });
     for (let i = 0; i < 50; i++) expect(p.client.sendDatagram(encodeDatagram(DatagramType.UDP, i, Buffer.from(`d${i}`)))).toBe(true);
-    const deadline = Date.now() + 3000;
-    while (atClient.length < 50 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until(() => atClient.length >= 50, 3000, '50 datagrams at the client');
     // Loopback without loss delivers all of them; QUIC does not promise order.
     expect(atServer.sort()).toEqual(Array.from({ length: 50 }, (_, i) => `${i}:d${i}`).sort());
     expect(atClient.length).toBe(50);
@@ -40,8 +40,7 @@ describe('QUIC datagrams', () => {
     let got = 0;
     p.server.onDatagram((d) => (got = d.length));
     expect(p.client.sendDatagram(Buffer.alloc(max, 3))).toBe(true);
-    const deadline = Date.now() + 2000;
-    while (got === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until(() => got > 0, 2000, 'the largest datagram');
     expect(got).toBe(max);
   });
 

@@ -75,7 +75,7 @@ describe('QUIC under packet loss', () => {
     const raw = Buffer.concat([header, payload, Buffer.from([FRAME_END, 0, 0, 0, 0])]);
     // Straight into quiche, bypassing the Duplex (which would add the FIN).
     expect(FRAMING_VERSION).toBe(1);
-    expect(p.client.quic.streamSend(stream.id, raw, false)).toBe(raw.length);
+    expect(p.client.quic.streamSend(stream.id!, raw, false)).toBe(raw.length);
     (p.client as unknown as { hooks: { markDirty(c: unknown): void } }).hooks.markDirty(p.client);
     expect((await body).toString()).toBe('no fin needed');
     stream.on('error', () => {});

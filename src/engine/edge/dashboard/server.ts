@@ -9,7 +9,6 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { OxyError, type ErrorCode } from '../../../core/errors.js';
-import type { Store } from '../../../store/index.js';
 import type { Logger } from '../../observe/log.js';
 import { splitHostPort } from '../../observe/metrics.js';
 import { createHttpServer, HTTP_TIMEOUTS } from '../../util/http-server.js';

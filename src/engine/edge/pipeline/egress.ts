@@ -225,7 +225,7 @@ export class Egress {
     return { socket, info };
   }
 
-  async #tunnel(conn: HookConnection, vnetRef: string | VirtualNetwork | undefined, address: string, port: number): Promise<EgressResult> {
+  async #tunnel(_conn: HookConnection, vnetRef: string | VirtualNetwork | undefined, address: string, port: number): Promise<EgressResult> {
     const { stream, route, vnetId } = await this.#throughTunnel(vnetRef, address, (tunnels, vnetId) => tunnels.open('tcp', vnetId, address, port));
     return { socket: stream, info: { upstream: { address, port }, via: 'tunnel', route: { network: route.network, tunnelName: route.tunnelName, vnetId } } };
   }

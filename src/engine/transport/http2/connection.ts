@@ -95,6 +95,7 @@ export class Http2TunnelConnection implements TunnelConnection {
 
   private readonly session: Session;
   /** The TLS socket under the session (the session may run on a wrapper of it). */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: tests destroy it to lose the transport under a live session
   private readonly socket: Socket;
   private resolveClosed!: (info: TunnelCloseInfo) => void;
   private closeInfo: TunnelCloseInfo | undefined;
