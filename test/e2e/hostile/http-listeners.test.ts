@@ -156,7 +156,7 @@ function exchange(port: number, bytes: Buffer): Promise<Buffer> {
       reject(new Error(`hang: open ${HANG_MS} ms after ${JSON.stringify(bytes.toString('latin1').slice(0, 300))}; got ${JSON.stringify(Buffer.concat(got).toString('latin1').slice(0, 200))}`));
     }, HANG_MS);
     s.on('connect', () => s.write(bytes));
-    s.on('data', (d) => {
+    s.on('data', (d: Buffer) => {
       got.push(d);
       clearTimeout(quiet);
       quiet = setTimeout(() => s.end(), QUIET_MS);
