@@ -43,6 +43,7 @@ export async function startAccessTcp(o: { edgeUrl: string; hostname: string; des
     local.on('error', () => undefined);
     try {
       const remote = await dialThroughEdge(o.edgeUrl, o.hostname, o.destination);
+      remote.on('error', () => undefined); // the bridge handles errors while it runs; none may crash after
       await bridge(local, remote);
     } catch (err) {
       o.log.error({ err, hostname: o.hostname }, 'Failed to connect through the edge');

@@ -282,6 +282,7 @@ export function dialTcp(host: string, port: number, timeoutMs: number, keepAlive
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
+      socket.on('error', () => undefined); // the bridge handles errors while it runs; none may crash after
       resolve(socket);
     });
     socket.once('error', (err) => {

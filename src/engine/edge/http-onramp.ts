@@ -103,6 +103,8 @@ const requestHead = (req: IncomingMessage): HttpRequestHead => (checkHost(req), 
 const headFor = (req: IncomingMessage): HttpRequestHead =>
   tunnelHead(req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', pairsFromRaw(req.rawHeaders), req.socket.remoteAddress ?? '', req.headers.upgrade !== undefined);
 
+const ignore = (): void => undefined;
+
 /** What a request becomes after `http.handleRequest`: the hook's own answer, or the head for the tunnel and a body rewrite. */
 type Hooked = HttpSynthetic | { head: HttpRequestHead; body?: BodyTransform };
 
@@ -155,6 +157,8 @@ export class HttpOnramp {
     const live = this.o.registry.pick(tunnelId);
     if (!live) throw new OnrampError(502, 'destination_unavailable', `No connector is serving ${host} right now.`, { tunnelID: tunnelId });
     const stream = await live.conn.openStream();
+    // The pumps handle errors while they run; one that comes after (a reset once done) must not crash.
+    stream.on('error', ignore);
     const header = encodeRequestHeader({ kind, destination: `http://${host}${head.path}`, metadata: encodeRequestHead(head) });
     if (end) stream.end(header);
     else stream.write(header);

@@ -122,6 +122,9 @@ export class Egress {
         result = await this.#downgrade(conn, decision.offRamp, { address: decision.address ?? ip, port: decision.port ?? port }, source);
         break;
     }
+    // Whoever uses the socket handles its errors while piping; one in between (the client's
+    // hooks still running, or after the pipes settled) must not crash the edge.
+    result.socket.on('error', () => undefined);
     this.#established(conn, result.info);
     return result;
   }
