@@ -21,7 +21,7 @@
  * path's peer and lives in bench/vnet-path.js's domain (namespaces, root), not here.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,17 +83,29 @@ const cpuMicros = (pid) => {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 };
 
-/** wrk's requests/s for GET /small; with `pids`, also each process's CPU µs per request. */
+/**
+ * Time a process's threads spent runnable but waiting for a core, in µs (/proc/PID/task/N/schedstat
+ * field 2): on a machine shared with other work this, not our CPU, is what idles the tunnel.
+ */
+const waitMicros = (pid) => {
+  let ns = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[1]);
+  return ns / 1000;
+};
+
+/** wrk's requests/s for GET /small; with `pids`, also each process's CPU and run-queue wait µs per request. */
 async function wrk(base, host, pids = {}) {
   const args = ['-t2', '-c32', `-d${seconds}s`, ...(host ? ['-H', `Host: ${host}`] : []), `${base}/small`];
   await run('wrk', ['-t2', '-c32', '-d1s', ...args.slice(3)]); // warm-up: JIT, pools, windows
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMicros(pid)]));
+  const waitBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, waitMicros(pid)]));
   const { stdout } = await run('wrk', args);
   const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
   const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
   if (errors) throw new Error(`wrk through ${base}: ${errors[1]} error responses`);
   const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (cpuMicros(pid) - before[k]) / requests]));
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), cpu };
+  const wait = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (waitMicros(pid) - waitBefore[k]) / requests]));
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), cpu, wait };
 }
 
 /** MB/s (10^6 bytes) of one curl download or upload of --mib MiB. */
@@ -161,7 +173,7 @@ async function startSeparate(originUrl, protocol) {
   for (const args of [['edge', 'init'], ['tunnel', 'create', 'bench'], ['tunnel', 'route', 'dns', 'bench', HOST]]) execFileSync(process.execPath, [bin, ...args], { env, stdio: 'ignore' });
   const edge = await spawnTracked(
     process.execPath,
-    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...(protocol === 'quic' ? ['--quic'] : [])],
+    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.1/32', '--metrics', '127.0.0.1:0', ...(protocol === 'quic' ? ['--quic'] : [])],
     /CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/,
     { env },
   );
@@ -208,18 +220,23 @@ try {
 
   const direct = rows[0];
   const ssh = rows.find((r) => r.name.startsWith('ssh'));
-  console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | waiting for a core, µs/request (edge / connector) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const cpu = r.cpu.edge !== undefined ? `${fmt(r.cpu.edge, 0)} / ${fmt(r.cpu.connector, 0)} / ${fmt(r.cpu.origin, 0)}` : `origin ${fmt(r.cpu.origin, 0)}`;
     const bulk = r.down !== undefined ? [fmt(r.down, 0), ratio(r.down, ssh?.down), fmt(r.up, 0), ratio(r.up, ssh?.up)] : ['-', '-', '-', '-'];
-    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} |`);
+    const wait = r.wait.edge !== undefined ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}` : '-';
+    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} | ${wait} |`);
   }
   if (proxies.length) {
     const results = [];
     for (const [name, proxy] of proxies) {
-      await curl(originUrl, 'get', undefined, proxy); // warm-up
-      results.push([name, await curl(originUrl, 'get', undefined, proxy)]);
+      try {
+        await curl(originUrl, 'get', undefined, proxy); // warm-up
+        results.push([name, await curl(originUrl, 'get', undefined, proxy)]);
+      } catch (err) {
+        console.log(`  ${name}: ${err.message.split('\n')[0]}`);
+      }
     }
     const squid = results.find(([n]) => n.startsWith('squid'))?.[1];
     console.log(`\n| CONNECT proxy, one ${mib} MiB download | MB/s | × squid |\n|---|---|---|`);

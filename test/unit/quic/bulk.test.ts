@@ -36,4 +36,31 @@ describe('QUIC bulk transfer', () => {
     expect(sha256(gotUp)).toBe(sha256(up));
     expect(sha256(gotDown)).toBe(sha256(down));
   }, 120_000);
+
+  // A reader slower than the stream: its buffer is full when the END arrives, so reading had
+  // paused with every byte already taken from quiche — resuming must not ask quiche again
+  // (the stream is gone there: InvalidStreamState used to destroy it and cut the tail).
+  it('a slow reader gets every byte of downloads that end while it is behind', async () => {
+    const p = await connectPair();
+    pairs.push(p);
+    p.server.onStream((peer) => {
+      peer.resume();
+      peer.end(randomBytes(4 * 1024 * 1024));
+    });
+    for (let round = 0; round < 6; round++) {
+      const stream = await p.client.openStream();
+      stream.end();
+      let got = 0;
+      await new Promise<void>((resolve, reject) => {
+        stream.on('error', reject);
+        stream.on('end', resolve);
+        stream.on('data', (chunk: Buffer) => {
+          got += chunk.length;
+          stream.pause();
+          setTimeout(() => stream.resume(), 1);
+        });
+      });
+      expect(got).toBe(4 * 1024 * 1024);
+    }
+  }, 60_000);
 });

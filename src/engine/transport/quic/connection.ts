@@ -471,6 +471,9 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       this.deliverStream(stream);
     }
     if (stream.readPaused) return;
+    // Past END every byte is read and quiche may have freed the stream (InvalidStreamState
+    // would cut what the reader has not taken yet): only a late FIN is left to drop.
+    if (stream.remoteEnded) return this.discard(id);
     const scratch = scratchBuffer();
     for (;;) {
       let result: [number, boolean] | null;

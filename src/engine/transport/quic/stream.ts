@@ -116,7 +116,10 @@ export class QuicStream extends Duplex implements TunnelStream {
   override _read(): void {
     if (!this.readPaused) return;
     this.readPaused = false;
-    this.owner.resumeRead(this);
+    // After END every byte is out of quiche (END travels with the FIN), which may have freed
+    // the stream already: asking it again would fail with InvalidStreamState and cut the tail
+    // still in our buffer.
+    if (!this.parser.ended) this.owner.resumeRead(this);
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
