@@ -1,10 +1,10 @@
 // A connector SIGKILLed over QUIC tells the edge nothing: its connections look idle until the
 // idle timeout (15 s). Once a replacement registers, traffic must move to it at once: the edge
 // probes the tunnel's other connections and stops picking one that does not answer within 1 s.
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
 
 let home: string;
 let cleanup: () => void;
@@ -68,3 +68,30 @@ it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after t
   expect(after.length).toBeGreaterThan(10);
   expect(after.filter((s) => s.status !== 200)).toEqual([]);
 }, 60_000);
+
+// A connector that hangs (SIGSTOP: its kernel still ACKs TCP, nothing answers above it) while
+// another connector of the tunnel serves: its connections leave new streams and PINGs
+// unanswered, and after 1 s the edge stops picking them.
+describe.each(PROTOCOLS)('a hung connector over %s', (protocol) => {
+  it('stops getting requests: those sent 2 s after it hung all go to the other connector', async () => {
+    const e = await startEdge(home);
+    procs.push(e.edge);
+    const hung = await startConnector(home, e.tunnelPort, ['--hello-world', 'web'], 2, protocol);
+    procs.push(hung.connector);
+    const other = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--ha-connections', '2', '--hello-world', 'web']);
+    procs.push(other);
+    await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
+    hung.connector.child.kill('SIGSTOP');
+    const stoppedAt = Date.now();
+    try {
+      const traffic = load(e.httpPort);
+      await new Promise((r) => setTimeout(r, 6000));
+      await traffic.stop();
+      const after = traffic.samples.filter((s) => s.at >= stoppedAt + 2000);
+      expect(after.length).toBeGreaterThan(10);
+      expect(after.filter((s) => s.status !== 200)).toEqual([]);
+    } finally {
+      hung.connector.child.kill('SIGCONT');
+    }
+  }, 60_000);
+});

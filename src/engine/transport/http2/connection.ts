@@ -81,6 +81,9 @@ interface PendingReverse {
   onAbort?: () => void;
 }
 
+/** How long an answer to a PING proves the peer alive before a new stream asks again. */
+const LIVENESS_PING_MS = 1000;
+
 export class Http2TunnelConnection implements TunnelConnection {
   readonly protocol = 'http2' as const;
   readonly role: TunnelRole;
@@ -120,6 +123,8 @@ export class Http2TunnelConnection implements TunnelConnection {
   private readonly counters = { datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
   /** When the PING in flight was sent (0: none). */
   private pingSince = 0;
+  /** When the peer last answered a PING (a connection starts out trusted). */
+  private answeredAt = performance.now();
   private readonly probeWaiters: ((answered: boolean) => void)[] = [];
 
   constructor(role: TunnelRole, session: Session, socket: Socket) {
@@ -165,6 +170,9 @@ export class Http2TunnelConnection implements TunnelConnection {
     if (this.isClosed) return Promise.reject(this.closedError());
     if (options.signal?.aborted) return Promise.reject(abortedError());
     if (this.role === 'edge') {
+      // A stream is about to wait on the peer: one that has not proved alive in the last
+      // second is asked (a host that vanished leaves TCP silent for minutes; see unansweredMs).
+      if (!this.pingSince && performance.now() - this.answeredAt > LIVENESS_PING_MS) void this.probe();
       // A free stream slot and nothing queued ahead (the usual case): open it now, with no
       // queue entry and no promise chain — this runs once per proxied request.
       if (this.openQueue.length === 0 && this.activeRequests < this.peerStreamLimit()) {
@@ -237,6 +245,7 @@ export class Http2TunnelConnection implements TunnelConnection {
     if (!this.pingSince) {
       const sent = this.session.ping((err) => {
         this.pingSince = 0;
+        if (!err) this.answeredAt = performance.now();
         for (const answered of this.probeWaiters.splice(0)) answered(!err);
       });
       if (sent) this.pingSince = performance.now();
