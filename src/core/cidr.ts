@@ -14,7 +14,7 @@
  * `::ffff:10.1.2.3`) matches the IPv4 routes, as Go's `IPNet.Contains` does. The
  * consequence: an IPv6 route never matches a mapped address, even `::/0`.
  */
-import ipaddr from 'ipaddr.js';
+import { addressBytes, formatAddress, isIPv4Mapped } from './address.js';
 import { OxyError } from './errors.js';
 
 export type IpFamily = 4 | 6;
@@ -87,15 +87,8 @@ export function canonicalCidr(text: string): string {
 
 /** Canonical text of a 4- or 16-byte address (RFC 5952 for IPv6). */
 export function formatIp(bytes: Uint8Array): string {
-  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  if (bytes.length !== 16) throw new OxyError('OXY_ERR_INVALID_IP', `An IP address has 4 or 16 bytes, not ${bytes.length}`);
-  return ipaddr.fromByteArray(Array.from(bytes)).toString();
-}
-
-/** Whether the 16 bytes at `offset` are an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
-export function isIPv4Mapped(buf: Uint8Array, offset: number): boolean {
-  for (let i = 0; i < 10; i++) if (buf[offset + i] !== 0) return false;
-  return buf[offset + 10] === 0xff && buf[offset + 11] === 0xff;
+  if (bytes.length !== 4 && bytes.length !== 16) throw new OxyError('OXY_ERR_INVALID_IP', `An IP address has 4 or 16 bytes, not ${bytes.length}`);
+  return formatAddress(bytes);
 }
 
 /**
@@ -103,35 +96,8 @@ export function isIPv4Mapped(buf: Uint8Array, offset: number): boolean {
  * IPv4 bytes (addresses); CIDR parsing unmaps itself because the prefix length moves too.
  */
 function parseAddressBytes(text: string, unmap = true): Uint8Array | undefined {
-  // ipaddr.js validates by catching its own exceptions, and an exception costs ~10 µs:
-  // send each text only to the parser of its family, and parse once.
-  if (!text.includes(':')) {
-    return ipaddr.IPv4.isValidFourPartDecimal(text) ? Uint8Array.from(ipaddr.IPv4.parse(text).octets) : undefined;
-  }
-  const hex = embeddedIPv4ToHex(text);
-  if (hex === undefined || hex.includes('%')) return undefined;
-  let bytes: Uint8Array;
-  try {
-    bytes = Uint8Array.from(ipaddr.IPv6.parse(hex).toByteArray());
-  } catch {
-    return undefined;
-  }
-  return unmap && isIPv4Mapped(bytes, 0) ? bytes.slice(12) : bytes;
-}
-
-/**
- * Rewrites a trailing dotted quad in IPv6 text as two hex groups ("::ffff:1.2.3.4" →
- * "::ffff:102:304"); undefined when that quad is not strict four-part decimal. ipaddr.js
- * would read "::1.2.3.4" (IPv4-compatible, ::102:304 for Go) as ::ffff:1.2.3.4, and
- * "::ffff:010.0.0.1" as ::ffff:10.0.0.1, which Go refuses.
- */
-function embeddedIPv4ToHex(text: string): string | undefined {
-  const colon = text.lastIndexOf(':');
-  const tail = text.slice(colon + 1);
-  if (colon < 0 || !tail.includes('.')) return text;
-  if (!ipaddr.IPv4.isValidFourPartDecimal(tail)) return undefined;
-  const [a, b, c, d] = ipaddr.IPv4.parse(tail).octets;
-  return `${text.slice(0, colon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  const bytes = addressBytes(text);
+  return bytes && unmap && bytes.length === 16 && isIPv4Mapped(bytes, 0) ? bytes.subarray(12) : bytes;
 }
 
 /** Clears the bits after `prefixLength`; returns whether any was set. */

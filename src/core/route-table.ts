@@ -25,7 +25,8 @@
  * each other's addresses.
  */
 import { OxyError } from './errors.js';
-import { canonicalCidr, isIPv4Mapped, parseCidr, parseIp } from './cidr.js';
+import { isIPv4Mapped } from './address.js';
+import { canonicalCidr, parseCidr, parseIp } from './cidr.js';
 
 export interface RouteEntry {
   id: string;

@@ -4,7 +4,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
 import { startAccessTcp } from '../../engine/access/tcp.js';
-import { splitHostPort } from '../../engine/observe/metrics.js';
+import { splitHostPort } from '../../core/address.js';
 
 export default class AccessTcp extends BaseCommand<typeof AccessTcp> {
   static summary = 'Connect to a tcp:// service behind a tunnel through a local listener';

@@ -17,7 +17,7 @@ import type { Store } from '../../store/index.js';
 import { DEFAULT_TUNNEL_PORT, localEdgeTrust } from '../transport/identity-files.js';
 import { spkiPin } from '../transport/identity.js';
 import type { Logger } from '../observe/log.js';
-import { splitHostPort } from '../observe/metrics.js';
+import { splitHostPort } from '../../core/address.js';
 import { dialHttp2Tunnel } from '../transport/http2/index.js';
 import { dialQuic } from '../transport/quic/index.js';
 import { dialAuto } from '../transport/auto.js';

@@ -23,7 +23,7 @@ import type { Counter } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { Logger } from '../observe/log.js';
-import { splitHostPort } from '../observe/metrics.js';
+import { splitHostPort } from '../../core/address.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
 import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';

@@ -19,7 +19,7 @@ import { unknownVnetError } from '../../core/vnets.js';
 import type { Flow, IpContext } from '../flow/index.js';
 import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
-import { splitHostPort } from '../observe/metrics.js';
+import { splitHostPort } from '../../core/address.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';

@@ -1,6 +1,6 @@
 import { Http2TunnelListener } from '../transport/http2/index.js';
 import { listenQuic } from '../transport/quic/index.js';
-import { splitHostPort } from '../observe/metrics.js';
+import { splitHostPort } from '../../core/address.js';
 import type { Logger } from '../observe/log.js';
 import type { StartTunnelListener } from './server.js';
 

@@ -4,6 +4,7 @@
  * and the connector dials the destination. Used by the IP path (upgraded TCP flows) and by
  * the HTTP CONNECT on-ramp.
  */
+import { joinHostPort } from '../../core/address.js';
 import { OxyError } from '../../core/errors.js';
 import { parseIp } from '../../core/cidr.js';
 import type { DetailedRoute } from '../../store/index.js';
@@ -16,7 +17,6 @@ import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 
 
-export const formatHostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
 export class PrivateEgress {
   /** Flows refused because the route's tunnel had no live connector. */
@@ -59,14 +59,14 @@ export class PrivateEgress {
       throw new OxyError('OXY_ERR_NO_CONNECTOR', `The tunnel ${route.tunnelName} serving ${route.network} has no connector connected`);
     }
     const stream = await live.conn.openStream();
-    writeRequestHeader(stream, { kind, destination: formatHostPort(address, port), metadata: [['Vnet', vnetId], ...metadata] });
+    writeRequestHeader(stream, { kind, destination: joinHostPort(address, port), metadata: [['Vnet', vnetId], ...metadata] });
     const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 60_000 }).catch((err: Error) => {
       stream.destroy();
-      throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} did not answer for ${formatHostPort(address, port)}: ${err.message}`, { cause: err });
+      throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} did not answer for ${joinHostPort(address, port)}: ${err.message}`, { cause: err });
     });
     if (answer.status !== ResponseStatus.OK) {
       stream.destroy();
-      throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} could not reach ${formatHostPort(address, port)}: ${answer.message}`);
+      throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} could not reach ${joinHostPort(address, port)}: ${answer.message}`);
     }
     return { stream, route, conn: live.conn };
   }

@@ -1,5 +1,4 @@
 export { addonPath, nativeAvailable } from './binding.js';
-export { formatAddressBytes } from './address.js';
 export { NativeError } from './errors.js';
 export {
   PktinfoUdpSocket,

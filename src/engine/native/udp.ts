@@ -6,7 +6,7 @@
  */
 import { isIP } from 'node:net';
 
-import { formatAddressBytes } from './address.js';
+import { formatAddress } from '../../core/address.js';
 import { native, type NativeUdpSocket } from './binding.js';
 import { closedError, type NativeError } from './errors.js';
 import { SendQueue } from './send-queue.js';
@@ -67,7 +67,7 @@ export class UdpBatch {
   /** IPv4-mapped sources on a dual-stack socket are given as plain IPv4. */
   sourceAddress(i: number): string {
     const base = i * UDP_RECORD_SIZE;
-    const text = formatAddressBytes(this.meta, base + OFF_SRC_ADDR, this.sourceFamily(i));
+    const text = formatAddress(this.meta, base + OFF_SRC_ADDR, this.sourceFamily(i) === 4 ? 4 : 16);
     const scope = this.meta.readUInt32LE(base + OFF_SRC_SCOPE);
     return scope === 0 ? text : `${text}%${scope}`;
   }
@@ -83,7 +83,7 @@ export class UdpBatch {
 
   destinationAddress(i: number): string | undefined {
     const family = this.destinationFamily(i);
-    return family === undefined ? undefined : formatAddressBytes(this.meta, i * UDP_RECORD_SIZE + OFF_DST_ADDR, family);
+    return family === undefined ? undefined : formatAddress(this.meta, i * UDP_RECORD_SIZE + OFF_DST_ADDR, family === 4 ? 4 : 16);
   }
 
   /** Raw 4- or 16-byte views, for callers that key maps on bytes instead of strings. */

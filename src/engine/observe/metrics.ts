@@ -2,6 +2,7 @@
  * The metrics listener both the edge and the connector run: Prometheus `/metrics`,
  * `/ready` (cloudflared's readiness document) and `/healthcheck`.
  */
+import { splitHostPort } from '../../core/address.js';
 import type { Server } from 'node:http';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { AddressInfo } from 'node:net';
@@ -92,9 +93,3 @@ export async function startMetricsServer(
   };
 }
 
-/** "127.0.0.1:2000", "[::1]:0", "localhost:9000". */
-export function splitHostPort(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
-  if (!m) throw new Error(`${text} is not HOST:PORT`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port: Number(m[3]) };
-}

@@ -1,4 +1,4 @@
-import { formatAddress } from './address.js';
+import { formatAddress } from '../../core/address.js';
 import { IpProtocol } from './constants.js';
 import { ipv6Walk, walkIpv6Extensions } from './ipv6.js';
 import type { PacketView } from './view.js';

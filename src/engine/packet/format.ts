@@ -1,4 +1,4 @@
-import { formatAddress, formatEndpoint } from './address.js';
+import { formatAddress, formatEndpoint } from '../../core/address.js';
 import { TransportKind, type ParseResult } from './view.js';
 
 const FLAG_LETTERS = 'FSRPAUEC';

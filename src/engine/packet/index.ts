@@ -43,5 +43,5 @@ export {
 } from './icmp-error.js';
 export { buildFragment, fragmentPacket, unfragmentablePart, ipv6NextHeaderField, IPV6_FRAGMENT_HEADER_LENGTH } from './fragment.js';
 export { flowKey, reverseFlowKey, quotedFlowKey, flowKeyOf, parseFlowKey, describeFlowKey, type FlowKey, type FlowTuple } from './flow-key.js';
-export { formatAddress, formatEndpoint, parseAddress } from './address.js';
+export { formatAddress, formatEndpoint, parseAddress } from '../../core/address.js';
 export { describePacket } from './format.js';

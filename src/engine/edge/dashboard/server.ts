@@ -10,7 +10,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { OxyError, type ErrorCode } from '../../../core/errors.js';
 import type { Logger } from '../../observe/log.js';
-import { splitHostPort } from '../../observe/metrics.js';
+import { splitHostPort } from '../../../core/address.js';
 import { createHttpServer, HTTP_TIMEOUTS } from '../../util/http-server.js';
 import { errorBody, handleApi } from './api.js';
 import { DashboardAuth, type Principal } from './auth.js';

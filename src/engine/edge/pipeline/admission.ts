@@ -16,7 +16,7 @@ import type { HookConnection, HookError, HookRunner } from '../../hooks/runner.j
 import type { HookContext, Onramp } from '../../hooks/types.js';
 import { tcpInfoAtClose } from '../../native/tcp-info.js';
 import type { Logger } from '../../observe/log.js';
-import { splitHostPort } from '../../observe/metrics.js';
+import { splitHostPort } from '../../../core/address.js';
 
 export interface AdmissionOptions {
   runner: HookRunner;

@@ -9,6 +9,7 @@
  * Failures are {@link EgressError}s carrying the HTTP status and the RFC 9209
  * `Proxy-Status` error type an HTTP on-ramp answers with.
  */
+import { joinHostPort } from '../../../core/address.js';
 import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
@@ -350,4 +351,4 @@ async function resolveHost(host: string): Promise<string[]> {
   }
 }
 
-export const hostPort = (a: SocketAddress): string => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+export const hostPort = (a: SocketAddress): string => joinHostPort(a.address, a.port);
