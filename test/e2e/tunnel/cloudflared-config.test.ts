@@ -158,7 +158,7 @@ ingress:
 describe('socks-proxy and bastion services', () => {
   let allowed: Server;
   let denied: Server;
-  let access: { socks: number; bastion: number; bastionDenied: number };
+  let access: { socks: number; socks2: number; bastion: number; bastionDenied: number };
   const origin = (text: string) =>
     new Promise<Server>((resolve) => {
       const s = createServer((_req, res) => res.end(text));
@@ -171,6 +171,7 @@ describe('socks-proxy and bastion services', () => {
     denied = await origin('denied origin');
     await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'socks.example.com']);
     await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'bastion.example.com']);
+    await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'socks2.example.com']);
     const config = join(home, 'socks.yml');
     writeFileSync(
       config,
@@ -184,6 +185,14 @@ describe('socks-proxy and bastion services', () => {
           allow: true
         - prefix: 0.0.0.0/0
           allow: false
+  - hostname: socks2.example.com
+    service: tcp://127.0.0.1:9
+    originRequest:
+      proxyType: socks
+      ipRules:
+        - prefix: 127.0.0.1/32
+          ports: [${portOf(allowed)}]
+          allow: true
   - hostname: bastion.example.com
     service: bastion
     originRequest:
@@ -197,13 +206,14 @@ describe('socks-proxy and bastion services', () => {
     const c = new OxyProcess(home, ['tunnel', 'run', '--config', config, '-p', 'http2', '--edge', `127.0.0.1:${edge.tunnelPort}`, '--metrics', '127.0.0.1:0', 'web']);
     procs.push(c);
     await c.waitFor(/Registered tunnel connection connIndex=0 /);
-    access = { socks: await freePort(), bastion: await freePort(), bastionDenied: await freePort() };
+    access = { socks: await freePort(), socks2: await freePort(), bastion: await freePort(), bastionDenied: await freePort() };
     const edgeUrl = `http://127.0.0.1:${edge.httpPort}`;
     const a1 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'socks.example.com', '--url', `127.0.0.1:${access.socks}`, '--edge', edgeUrl]);
     const a2 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(allowed)}`, '--url', `127.0.0.1:${access.bastion}`, '--edge', edgeUrl]);
     const a3 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(denied)}`, '--url', `127.0.0.1:${access.bastionDenied}`, '--edge', edgeUrl]);
-    procs.push(a1, a2, a3);
-    await Promise.all([a1, a2, a3].map((a) => a.waitFor(/Start Websocket listener/)));
+    const a4 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'socks2.example.com', '--url', `127.0.0.1:${access.socks2}`, '--edge', edgeUrl]);
+    procs.push(a1, a2, a3, a4);
+    await Promise.all([a1, a2, a3, a4].map((a) => a.waitFor(/Start Websocket listener/)));
   });
   afterAll(() => {
     allowed.close();
@@ -216,6 +226,12 @@ describe('socks-proxy and bastion services', () => {
     const refused = await viaSocks(portOf(denied)).catch((err: { stderr: string; code: number }) => err);
     expect(refused).toMatchObject({ code: 97 }); // curl: "connection to proxy closed" / SOCKS5 refusal
     expect((refused as { stderr: string }).stderr).toMatch(/not allowed|SOCKS5/i);
+  });
+
+  it('proxyType: socks makes a tcp:// rule a SOCKS5 proxy under its ipRules', async () => {
+    const viaSocks = (port: number) => run('curl', ['-sS', '--max-time', '10', '--socks5', `127.0.0.1:${access.socks2}`, `http://127.0.0.1:${port}/`]);
+    expect((await viaSocks(portOf(allowed))).stdout).toBe('allowed origin');
+    expect(await viaSocks(portOf(denied)).catch((err: { code: number }) => err)).toMatchObject({ code: 97 });
   });
 
   it('bastion dials the destination the client names, within its ipRules', async () => {
