@@ -98,6 +98,8 @@ function flagName(token: string): { name: string; inlineValue?: string; short: b
 }
 
 export function rewriteArgv(input: string[], commands: Record<string, ManifestCommand>): RewrittenArgv {
+  // cloudflared's -v / --version anywhere before a command: the version.
+  if (input.length === 1 && input[0] === '-v') return { argv: ['--version'], notices: [] };
   const byId = new Map<string, ManifestCommand>();
   for (const [id, cmd] of Object.entries(commands)) {
     byId.set(id, cmd);

@@ -190,3 +190,11 @@ describe('oxyctl tunnel token', () => {
     expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ TunnelID: t.id, TunnelSecret: creds.TunnelSecret });
   });
 });
+
+describe('oxyctl version', () => {
+  it('answers version, version --short, --version and -v as cloudflared does', async () => {
+    expect(await oxyOk(home, ['version'])).toMatch(/^oxyctl version \d+\.\d+\.\d+ \(node v/);
+    expect(await oxyOk(home, ['version', '--short'])).toMatch(/^\d+\.\d+\.\d+\n$/);
+    expect(await oxyOk(home, ['-v'])).toBe(await oxyOk(home, ['--version']));
+  });
+});

@@ -22,6 +22,7 @@ describe("cloudflared's command lines", () => {
     ['vnet update --default=false v1', 'vnet update v1 --no-default'],
     ['vnet update --default=true v1', 'vnet update v1 --default'],
     ['tunnel run --hello-world=false NAME', 'tunnel run NAME'],
+    ['-v', '--version'],
   ])('%s → %s', (input, want) => expect(rw(input).argv.join(' ')).toBe(want));
 
   it('takes out flags that mean nothing here, with their values, and says so once', () => {
