@@ -102,6 +102,9 @@ export class AdmittingListener {
       this.#tcp.listen(port, host, () => {
         this.#tcp.off('error', reject);
         this.#tcp.on('error', (err) => this.o.log.error({ err, onramp: this.o.onramp }, 'Listener error'));
+        // The HTTP server never listens itself, and Node starts enforcing headersTimeout and
+        // requestTimeout on 'listening': without this a slowloris client lived forever here.
+        this.http.emit('listening');
         resolve();
       });
     });
@@ -118,6 +121,8 @@ export class AdmittingListener {
 
   async close(): Promise<void> {
     for (const s of this.#sockets) s.destroy();
+    // Stops the HTTP server's timeout checks (it was never listening: its callback says so, ignored).
+    this.http.close(() => undefined);
     await new Promise((resolve) => this.#tcp.close(resolve));
   }
 
