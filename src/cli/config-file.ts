@@ -86,6 +86,8 @@ async function flagValue(def: FlagDef, key: string, value: unknown, file: string
     if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
     return bad(`expected true or false, got ${JSON.stringify(value)}`);
   }
+  // cloudflared's list-valued flags (`edge: [a, b]`): oxyctl dials one edge address, the first.
+  if (Array.isArray(value) && value.length >= 1 && value.every((v) => typeof v !== 'object')) value = value[0];
   if (value === null || typeof value === 'object') return bad(`expected a single value, got ${JSON.stringify(value)}`);
   const text = String(value);
   if (def.options && !def.options.includes(text)) bad(`expected one of ${def.options.join(', ')}, got ${text}`);
