@@ -21,11 +21,11 @@ const vnets = arg('vnets', 1000);
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));
 
-const store = Store.open(home);
-store.write(() => {
-  for (let i = 0; i < vnets; i++) addVnet(store, { name: `vnet-${i}`, comment: `bench vnet ${i}` });
+const store = await Store.open(home);
+await store.write(async () => {
+  for (let i = 0; i < vnets; i++) await addVnet(store, { name: `vnet-${i}`, comment: `bench vnet ${i}` });
 });
-store.close();
+await store.close();
 
 const time = (args, env = {}) => {
   const t0 = process.hrtime.bigint();

@@ -2,7 +2,7 @@ import { Command, Errors, Flags, type Interfaces } from '@oclif/core';
 import { stripVTControlCharacters as stripAnsi } from 'node:util';
 import { isOxyError } from '../core/errors.js';
 import { resolveHome } from '../core/common.js';
-import { Store } from '../store/index.js';
+import { Store, storeUrlFor } from '../store/index.js';
 import { renderDocument, type OutputFormat } from './output.js';
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>;
@@ -20,6 +20,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       description: 'Data directory holding oxy.db and tunnel credentials [default: $OXY_HOME or ~/.oxyctl]',
       helpGroup: 'GLOBAL',
     }),
+    store: Flags.string({
+      description: 'The store: sqlite:PATH or postgres://USER@HOST/DB [default: $OXY_STORE or sqlite:<home>/oxy.db]',
+      helpGroup: 'GLOBAL',
+    }),
   };
 
   protected flags!: CommandFlags<T>;
@@ -28,7 +32,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected positionals!: string[];
   /** Flags given on the command line or by environment (not defaults): a config file never overrides these. */
   protected explicitFlags!: Set<string>;
-  #store?: Store;
+  #store?: Promise<Store>;
 
   async init(): Promise<void> {
     await super.init();
@@ -49,8 +53,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return resolveHome(this.flags.home);
   }
 
-  protected get store(): Store {
-    this.#store ??= Store.open(this.home);
+  /** The store, opened (and migrated) on first use. */
+  protected get store(): Promise<Store> {
+    return this.openStore();
+  }
+
+  /** Opens the store; `fallbackUrl` (a config file's `store:`) counts after --store and OXY_STORE. */
+  protected openStore(fallbackUrl?: string): Promise<Store> {
+    this.#store ??= Store.open({ home: this.home, url: storeUrlFor(this.home, this.flags.store, fallbackUrl) });
     return this.#store;
   }
 
@@ -93,7 +103,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected async finally(err: Error | undefined): Promise<unknown> {
-    this.#store?.close();
+    const store = await this.#store?.catch(() => undefined);
+    await store?.close();
     return super.finally(err);
   }
 }

@@ -14,3 +14,10 @@ export const nowRfc3339 = (): string => new Date().toISOString().replace(/\.\d{3
 export function resolveHome(flag?: string): string {
   return resolve(flag || process.env.OXY_HOME || join(homedir(), '.oxyctl'));
 }
+
+/** Maps in order, one at a time: each step may depend on the ones before (one transaction, one connection). */
+export async function sequentially<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (const item of items) out.push(await fn(item));
+  return out;
+}

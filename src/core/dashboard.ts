@@ -13,11 +13,11 @@ const TOKEN_PREFIX = 'oxyd_';
 export const hashDashboardToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 /** Makes a new dashboard token (the previous ones stop working) and returns it: the only time it is shown. */
-export function createDashboardToken(store: Store): string {
+export async function createDashboardToken(store: Store): Promise<string> {
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
-  store.write(() => {
-    store.dashboardTokens.clear();
-    store.dashboardTokens.insert({ id: newId(), tokenHash: hashDashboardToken(token), createdAt: nowRfc3339() });
+  await store.write(async () => {
+    await store.dashboardTokens.clear();
+    await store.dashboardTokens.insert({ id: newId(), tokenHash: hashDashboardToken(token), createdAt: nowRfc3339() });
   });
   return token;
 }
@@ -26,14 +26,14 @@ export function createDashboardToken(store: Store): string {
  * The hash of `token` if it is the current dashboard token. Looked up by its SHA-256, so the
  * lookup's timing says nothing useful about the token itself.
  */
-export function verifyDashboardToken(store: Store, token: string): string | undefined {
+export async function verifyDashboardToken(store: Store, token: string): Promise<string | undefined> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return undefined;
   const hash = hashDashboardToken(token);
-  return store.dashboardTokens.exists(hash) ? hash : undefined;
+  return (await store.dashboardTokens.exists(hash)) ? hash : undefined;
 }
 
 /** Whether a token that logged in (by its hash) is still current: a new token ends old sessions. */
-export const dashboardTokenCurrent = (store: Store, tokenHash: string): boolean => store.dashboardTokens.exists(tokenHash);
+export const dashboardTokenCurrent = (store: Store, tokenHash: string): Promise<boolean> => store.dashboardTokens.exists(tokenHash);
 
 export type TunnelStatus = 'healthy' | 'degraded' | 'down';
 
@@ -64,12 +64,12 @@ export interface TunnelOverview {
  * connections than it had at its best (`seen`, connector ID → most connections seen, kept by
  * the caller across calls) or than its highest connection index implies; else `healthy`.
  */
-export function tunnelOverview(store: Store, seen: Map<string, number> = new Map(), now = Date.now()): TunnelOverview[] {
-  const connections = store.tunnels.connectionsByTunnel();
+export async function tunnelOverview(store: Store, seen: Map<string, number> = new Map(), now = Date.now()): Promise<TunnelOverview[]> {
+  const [connections, allHostnames, allTunnels] = await Promise.all([store.tunnels.connectionsByTunnel(), store.hostnames.allLive(), store.tunnels.list({})]);
   const hostnames = new Map<string, string[]>();
-  for (const h of store.hostnames.allLive()) hostnames.set(h.tunnelId, [...(hostnames.get(h.tunnelId) ?? []), h.hostname]);
+  for (const h of allHostnames) hostnames.set(h.tunnelId, [...(hostnames.get(h.tunnelId) ?? []), h.hostname]);
   const live = new Set<string>();
-  const tunnels = store.tunnels.list({}).map((t): TunnelOverview => {
+  const tunnels = allTunnels.map((t): TunnelOverview => {
     const conns = connections.get(t.id) ?? [];
     const perConnector = new Map<string, { count: number; highest: number }>();
     for (const c of conns) {

@@ -28,6 +28,9 @@ export const ERROR_CODES = {
   OXY_ERR_STORE_BUSY: 'Another process holds the store locked longer than this one waits (the edge waits ~0.1 s, never stalling traffic): retry.',
   OXY_ERR_STORE_DISK_FULL: 'The disk holding the data directory is full; the store was not changed.',
   OXY_ERR_STORE_WRITER: "The edge's background store writer could not open the store or died.",
+  OXY_ERR_STORE_URL: 'A store URL that is neither sqlite:PATH nor postgres://USER@HOST/DB.',
+  OXY_ERR_STORE_UNREACHABLE: 'The PostgreSQL store cannot be reached or refuses the user (server down, wrong URL, authentication).',
+  OXY_ERR_STORE_NOT_EMPTY: 'store copy into a store that already holds data: it copies only into a new, empty one.',
   // ─── Tunnels, credentials, tokens ────────────────────────────────────────────
   OXY_ERR_TUNNEL_NOT_FOUND: 'No tunnel with that ID or name.',
   OXY_ERR_TUNNEL_NOT_GIVEN: 'tunnel run without a tunnel (argument, config, --token or credentials).',

@@ -2,7 +2,7 @@ import { domainToASCII } from 'node:url';
 import { OxyError } from './errors.js';
 import { newId, nowRfc3339 } from './common.js';
 import { resolveTunnel } from './tunnels.js';
-import type { HostnameRoute, Store } from '../store/index.js';
+import { isUniqueViolation, type HostnameRoute, type Store } from '../store/index.js';
 
 const LABELS_RE = /^(\*\.)?([a-z0-9_]([a-z0-9-_]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9-_]{0,61}[a-z0-9_])?$/;
 
@@ -22,24 +22,29 @@ export interface DnsRouteResult {
 }
 
 /** Points a public hostname at a tunnel, as `cloudflared tunnel route dns` does with a CNAME. */
-export function routeDns(store: Store, input: { tunnel: string; hostname: string; overwrite?: boolean }): DnsRouteResult {
+export async function routeDns(store: Store, input: { tunnel: string; hostname: string; overwrite?: boolean }): Promise<DnsRouteResult> {
   const hostname = normalizeHostname(input.hostname);
-  return store.write(() => {
-    const tunnel = resolveTunnel(store, input.tunnel);
-    const existing = store.hostnames.live(hostname);
-    if (existing && existing.tunnelId === tunnel.id) return { route: existing, tunnelName: tunnel.name };
-    if (existing && !input.overwrite) {
-      throw new OxyError(
+  const exists = () =>
+    new OxyError(
         'OXY_ERR_HOSTNAME_EXISTS',
         `Failed to add route: code: 1003, reason: Failed to create record ${hostname} with err An A, AAAA, or CNAME record with that host already exists. ` +
           `Use --overwrite-dns to point it at this tunnel instead.`,
         { apiCode: 1003 },
       );
-    }
-    const at = nowRfc3339();
-    if (existing) store.hostnames.softDelete(existing.id, at);
-    const route: HostnameRoute = { id: newId(), hostname, tunnelId: tunnel.id, createdAt: at, deletedAt: null };
-    store.hostnames.insert(route);
-    return { route, tunnelName: tunnel.name, replacedTunnelId: existing?.tunnelId };
-  });
+  try {
+    return await store.write(async () => {
+      const tunnel = await resolveTunnel(store, input.tunnel);
+      const existing = await store.hostnames.live(hostname);
+      if (existing && existing.tunnelId === tunnel.id) return { route: existing, tunnelName: tunnel.name };
+      if (existing && !input.overwrite) throw exists();
+      const at = nowRfc3339();
+      if (existing) await store.hostnames.softDelete(existing.id, at);
+      const route: HostnameRoute = { id: newId(), hostname, tunnelId: tunnel.id, createdAt: at, deletedAt: null };
+      await store.hostnames.insert(route);
+      return { route, tunnelName: tunnel.name, replacedTunnelId: existing?.tunnelId };
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw exists();
+    throw err;
+  }
 }

@@ -4,7 +4,7 @@ import { parseCidr, parseIp, type ParsedCidr } from './cidr.js';
 import { RouteTable } from './route-table.js';
 import { defaultVnetForWrite, resolveVnet } from './vnets.js';
 import { resolveTunnel } from './tunnels.js';
-import type { DetailedRoute, NetworkRange, RouteFilter, Store, Vnet } from '../store/index.js';
+import { isUniqueViolation, type DetailedRoute, type NetworkRange, type RouteFilter, type Store, type Vnet } from '../store/index.js';
 
 export type { DetailedRoute };
 
@@ -41,10 +41,10 @@ export function networkRange(cidr: ParsedCidr): NetworkRange {
   return { family: cidr.family, prefixLen: cidr.prefixLength, start, end };
 }
 
-export function addRoute(
+export async function addRoute(
   store: Store,
   input: { network: string; tunnel: string; vnet?: string; comment?: string },
-): DetailedRoute {
+): Promise<DetailedRoute> {
   const cidr = parseNetworkArg(input.network);
   const exists = () =>
     new OxyError(
@@ -53,20 +53,20 @@ export function addRoute(
       { apiCode: ROUTE_EXISTS_API_CODE },
     );
   try {
-    return store.write(() => {
-      const vnet = input.vnet === undefined ? defaultVnetForWrite(store) : resolveVnet(store, input.vnet);
-      const tunnel = resolveTunnel(store, input.tunnel);
-      if (store.routes.liveByNetwork(vnet.id, cidr.network)) throw exists();
+    return await store.write(async () => {
+      const vnet = input.vnet === undefined ? await defaultVnetForWrite(store) : await resolveVnet(store, input.vnet);
+      const tunnel = await resolveTunnel(store, input.tunnel);
+      if (await store.routes.liveByNetwork(vnet.id, cidr.network)) throw exists();
       const id = newId();
-      store.routes.insert(
+      await store.routes.insert(
         { id, vnetId: vnet.id, tunnelId: tunnel.id, network: cidr.network, comment: input.comment ?? '', createdAt: nowRfc3339() },
         networkRange(cidr),
       );
-      return store.routes.byId(id)!;
+      return (await store.routes.byId(id))!;
     });
   } catch (err) {
-    // The schema's unique index is the last word when writers race.
-    if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw exists();
+    // The schema's unique index is the last word when writers race (on either backend).
+    if (isUniqueViolation(err)) throw exists();
     throw err;
   }
 }
@@ -81,7 +81,7 @@ export interface RouteListFilter {
 }
 
 /** Filter flags take IDs (also of deleted tunnels and vnets) or live names. */
-export function listRoutes(store: Store, filter: RouteListFilter = {}): DetailedRoute[] {
+export async function listRoutes(store: Store, filter: RouteListFilter = {}): Promise<DetailedRoute[]> {
   const rangeOf = (text?: string) => {
     if (text === undefined) return undefined;
     try {
@@ -93,8 +93,8 @@ export function listRoutes(store: Store, filter: RouteListFilter = {}): Detailed
   const q: RouteFilter = {
     isDeleted: filter.isDeleted,
     commentIs: filter.commentIs,
-    tunnelId: filter.tunnel === undefined ? undefined : isUuid(filter.tunnel) ? filter.tunnel.toLowerCase() : resolveTunnel(store, filter.tunnel).id,
-    vnetId: filter.vnet === undefined ? undefined : isUuid(filter.vnet) ? filter.vnet.toLowerCase() : resolveVnet(store, filter.vnet).id,
+    tunnelId: filter.tunnel === undefined ? undefined : isUuid(filter.tunnel) ? filter.tunnel.toLowerCase() : (await resolveTunnel(store, filter.tunnel)).id,
+    vnetId: filter.vnet === undefined ? undefined : isUuid(filter.vnet) ? filter.vnet.toLowerCase() : (await resolveVnet(store, filter.vnet)).id,
     subsetOf: rangeOf(filter.subsetOf),
     supersetOf: rangeOf(filter.supersetOf),
   };
@@ -102,21 +102,21 @@ export function listRoutes(store: Store, filter: RouteListFilter = {}): Detailed
 }
 
 /** The vnet a read means without --vnet: the default, if any vnet exists at all. */
-function vnetForRead(store: Store, ref?: string): Vnet | undefined {
+function vnetForRead(store: Store, ref?: string): Promise<Vnet | undefined> {
   return ref === undefined ? store.vnets.defaultVnet() : resolveVnet(store, ref);
 }
 
 /** Deletes a route given its ID, or its CIDR within a vnet (default: the default vnet). */
-export function deleteRoute(store: Store, ref: string, vnetRef?: string): DetailedRoute {
-  return store.write(() => {
+export function deleteRoute(store: Store, ref: string, vnetRef?: string): Promise<DetailedRoute> {
+  return store.write(async () => {
     let route: DetailedRoute | undefined;
     if (isUuid(ref)) {
-      route = store.routes.byId(ref.toLowerCase());
+      route = await store.routes.byId(ref.toLowerCase());
       if (!route || route.deletedAt) throw new OxyError('OXY_ERR_ROUTE_NOT_FOUND', `There is no route with ID ${ref}.`);
     } else {
       const cidr = parseNetworkArg(ref);
-      const vnet = vnetForRead(store, vnetRef);
-      route = vnet && store.routes.liveByNetwork(vnet.id, cidr.network);
+      const vnet = await vnetForRead(store, vnetRef);
+      route = vnet && (await store.routes.liveByNetwork(vnet.id, cidr.network));
       if (!route) {
         throw new OxyError(
           'OXY_ERR_ROUTE_NOT_FOUND',
@@ -125,21 +125,21 @@ export function deleteRoute(store: Store, ref: string, vnetRef?: string): Detail
         );
       }
     }
-    store.routes.softDelete(route.id, nowRfc3339());
-    return store.routes.byId(route.id)!;
+    await store.routes.softDelete(route.id, nowRfc3339());
+    return (await store.routes.byId(route.id))!;
   });
 }
 
 /** The route that carries traffic to `ip` in a vnet: longest prefix wins. */
-export function getRouteForIp(store: Store, ipText: string, vnetRef?: string): { ip: string; route?: DetailedRoute } {
+export async function getRouteForIp(store: Store, ipText: string, vnetRef?: string): Promise<{ ip: string; route?: DetailedRoute }> {
   let ip;
   try {
     ip = parseIp(ipText);
   } catch (err) {
     throw new OxyError('OXY_ERR_INVALID_IP', `Invalid IP ${ipText}`, { cause: err });
   }
-  const vnet = vnetForRead(store, vnetRef);
+  const vnet = await vnetForRead(store, vnetRef);
   if (!vnet) return { ip: ip.address };
-  const table = new RouteTable(store.routes.liveInVnet(vnet.id));
+  const table = new RouteTable(await store.routes.liveInVnet(vnet.id));
   return { ip: ip.address, route: table.lookup(vnet.id, ip.bytes) };
 }

@@ -1,6 +1,6 @@
 import { existsSync, rmSync } from 'node:fs';
 import { OxyError } from './errors.js';
-import { isUuid, newId, nowRfc3339 } from './common.js';
+import { isUuid, newId, nowRfc3339, sequentially } from './common.js';
 import {
   credentialsPath,
   encodeToken,
@@ -8,7 +8,7 @@ import {
   writeCredentialsFile,
   type TunnelCredentials,
 } from './credentials.js';
-import type { Store, Tunnel, TunnelConnection, TunnelFilter } from '../store/index.js';
+import { isUniqueViolation, type Store, type Tunnel, type TunnelConnection, type TunnelFilter } from '../store/index.js';
 
 export type { Tunnel, TunnelConnection };
 
@@ -33,8 +33,8 @@ const view = (t: Tunnel, connections: TunnelConnection[]): TunnelView => ({
 });
 
 /** A live tunnel by ID or name, as every TUNNEL argument takes it. */
-export function resolveTunnel(store: Store, ref: string): Tunnel {
-  const tunnel = isUuid(ref) ? store.tunnels.byId(ref.toLowerCase()) : store.tunnels.byLiveName(ref);
+export async function resolveTunnel(store: Store, ref: string): Promise<Tunnel> {
+  const tunnel = isUuid(ref) ? await store.tunnels.byId(ref.toLowerCase()) : await store.tunnels.byLiveName(ref);
   if (!tunnel || tunnel.deletedAt) {
     throw new OxyError('OXY_ERR_TUNNEL_NOT_FOUND', `${ref} is neither the ID nor the name of any of your tunnels`);
   }
@@ -47,10 +47,10 @@ export interface CreatedTunnel {
 }
 
 /** Records a tunnel and writes its credentials file; if the file cannot be written, no tunnel is recorded. */
-export function createTunnel(
+export async function createTunnel(
   store: Store,
   input: { name: string; secret?: string; credentialsFile?: string; endpoint?: string },
-): CreatedTunnel {
+): Promise<CreatedTunnel> {
   const name = input.name;
   if (!name.trim()) throw new OxyError('OXY_ERR_INVALID_NAME', 'A tunnel name cannot be empty.');
   if (isUuid(name)) {
@@ -68,30 +68,30 @@ export function createTunnel(
     TunnelID: tunnel.id,
     Endpoint: input.endpoint ?? '',
   };
+  const exists = () => new OxyError('OXY_ERR_TUNNEL_EXISTS', `Create Tunnel API call failed: tunnel with name already exists`, { apiCode: 1013 });
   try {
-    store.write(() => {
-      if (store.tunnels.byLiveName(name)) {
-        throw new OxyError('OXY_ERR_TUNNEL_EXISTS', `Create Tunnel API call failed: tunnel with name already exists`, { apiCode: 1013 });
-      }
-      store.tunnels.insert(tunnel);
+    await store.write(async () => {
+      if (await store.tunnels.byLiveName(name)) throw exists();
+      await store.tunnels.insert(tunnel);
       // Inside the transaction: a failed write rolls the row back.
       writeCredentialsFile(file, creds);
     });
   } catch (err) {
     // The commit itself failed after the file was written: no tunnel, so no file either.
-    if (store.tunnels.byId(tunnel.id) === undefined) rmSync(file, { force: true });
+    if ((await store.tunnels.byId(tunnel.id)) === undefined) rmSync(file, { force: true });
+    if (isUniqueViolation(err)) throw exists();
     throw err;
   }
   return { tunnel: view(tunnel, []), credentialsFile: file };
 }
 
-export function listTunnels(
+export async function listTunnels(
   store: Store,
   filter: TunnelFilter,
   sort: { by?: TunnelSortKey; invert?: boolean } = {},
-): TunnelView[] {
-  const connections = store.tunnels.connectionsByTunnel();
-  const tunnels = store.tunnels.list(filter).map((t) => view(t, connections.get(t.id) ?? []));
+): Promise<TunnelView[]> {
+  const connections = await store.tunnels.connectionsByTunnel();
+  const tunnels = (await store.tunnels.list(filter)).map((t) => view(t, connections.get(t.id) ?? []));
   const by = sort.by ?? 'name';
   const key = (t: TunnelView): string | number =>
     by === 'numConnections' ? t.connections.length : by === 'deletedAt' ? (t.deletedAt ?? '') : t[by];
@@ -103,9 +103,9 @@ export function listTunnels(
   return sort.invert ? tunnels.reverse() : tunnels;
 }
 
-export function tunnelInfo(store: Store, ref: string): TunnelView {
-  const t = resolveTunnel(store, ref);
-  return view(t, store.tunnels.connections(t.id));
+export async function tunnelInfo(store: Store, ref: string): Promise<TunnelView> {
+  const t = await resolveTunnel(store, ref);
+  return view(t, await store.tunnels.connections(t.id));
 }
 
 export interface TunnelDeletion {
@@ -118,12 +118,12 @@ export interface TunnelDeletion {
  * Deletes tunnels all-or-nothing. A tunnel with live connections or routes is kept
  * unless `force`, which also removes its routes, hostnames and connection records.
  */
-export function deleteTunnels(store: Store, refs: string[], options: { force?: boolean } = {}): TunnelDeletion[] {
-  const deletions = store.write(() =>
-    refs.map((ref) => {
-      const t = resolveTunnel(store, ref);
-      const connections = store.tunnels.connections(t.id);
-      const routes = store.routes.countLiveForTunnel(t.id);
+export async function deleteTunnels(store: Store, refs: string[], options: { force?: boolean } = {}): Promise<TunnelDeletion[]> {
+  const deletions = await store.write(() =>
+    sequentially(refs, async (ref) => {
+      const t = await resolveTunnel(store, ref);
+      const connections = await store.tunnels.connections(t.id);
+      const routes = await store.routes.countLiveForTunnel(t.id);
       if (!options.force && connections.length > 0) {
         throw new OxyError(
           'OXY_ERR_TUNNEL_ACTIVE',
@@ -139,11 +139,11 @@ export function deleteTunnels(store: Store, refs: string[], options: { force?: b
         );
       }
       const at = nowRfc3339();
-      const deletedRoutes = store.routes.softDeleteForTunnel(t.id, at);
-      const deletedHostnames = store.hostnames.softDeleteForTunnel(t.id, at);
-      store.tunnels.forgetConnections(t.id);
-      store.tunnels.softDelete(t.id, at);
-      return { tunnel: view(store.tunnels.byId(t.id)!, []), deletedRoutes, deletedHostnames };
+      const deletedRoutes = await store.routes.softDeleteForTunnel(t.id, at);
+      const deletedHostnames = await store.hostnames.softDeleteForTunnel(t.id, at);
+      await store.tunnels.forgetConnections(t.id);
+      await store.tunnels.softDelete(t.id, at);
+      return { tunnel: view((await store.tunnels.byId(t.id))!, []), deletedRoutes, deletedHostnames };
     }),
   );
   // As cloudflared does: the secret of a deleted tunnel is useless, so its default file goes too.
@@ -151,22 +151,22 @@ export function deleteTunnels(store: Store, refs: string[], options: { force?: b
   return deletions;
 }
 
-export function tunnelCredentials(store: Store, ref: string, endpoint = ''): TunnelCredentials {
-  const t = resolveTunnel(store, ref);
+export async function tunnelCredentials(store: Store, ref: string, endpoint = ''): Promise<TunnelCredentials> {
+  const t = await resolveTunnel(store, ref);
   return { AccountTag: store.accountTag, TunnelSecret: t.secret, TunnelID: t.id, Endpoint: endpoint };
 }
 
-export function tunnelToken(store: Store, ref: string, edge?: { endpoint?: string; caPin?: string }): string {
-  const c = tunnelCredentials(store, ref);
+export async function tunnelToken(store: Store, ref: string, edge?: { endpoint?: string; caPin?: string }): Promise<string> {
+  const c = await tunnelCredentials(store, ref);
   return encodeToken({ a: c.AccountTag, s: c.TunnelSecret, t: c.TunnelID, e: edge?.endpoint || undefined, p: edge?.caPin });
 }
 
 /** Forgets the recorded connections of tunnels (cloudflared's `tunnel cleanup`). */
-export function cleanupTunnels(store: Store, refs: string[]): { tunnel: TunnelView; forgotten: number }[] {
+export function cleanupTunnels(store: Store, refs: string[]): Promise<{ tunnel: TunnelView; forgotten: number }[]> {
   return store.write(() =>
-    refs.map((ref) => {
-      const t = resolveTunnel(store, ref);
-      return { tunnel: view(t, []), forgotten: store.tunnels.forgetConnections(t.id) };
+    sequentially(refs, async (ref) => {
+      const t = await resolveTunnel(store, ref);
+      return { tunnel: view(t, []), forgotten: await store.tunnels.forgetConnections(t.id) };
     }),
   );
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createTunnel } from '../core/tunnels.js';
-import { Store } from '../store/index.js';
+import { STORE_FILE, Store } from '../store/index.js';
 import { startConnector, type ConnectorOptions, type StartedConnector } from './connector/start.js';
 import { runEdge } from './edge/run.js';
 import type { EdgeServer } from './edge/server.js';
@@ -23,15 +23,16 @@ export interface QuickTunnel {
 
 export async function startQuickTunnel(o: { log: Logger; httpListen: string; version: string; options: Omit<ConnectorOptions, 'edge' | 'edgeCa'> }): Promise<QuickTunnel> {
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-quick-'));
-  const store = Store.open(home);
+  // Always a throwaway SQLite store of its own, whatever OXY_STORE says.
+  const store = await Store.open({ home, url: `sqlite:${join(home, STORE_FILE)}` });
   try {
-    const { tunnel } = createTunnel(store, { name: `quick-${randomBytes(4).toString('hex')}` });
+    const { tunnel } = await createTunnel(store, { name: `quick-${randomBytes(4).toString('hex')}` });
     const edge = await runEdge({ home, store, log: o.log, tunnelListen: '127.0.0.1:0', httpListen: o.httpListen, location: 'quick', defaultTunnel: tunnel.id });
     const tunnelAddr = edge.tunnelAddresses[0].address;
     const connector = await startConnector(o.log, {
       home,
       tunnelRef: tunnel.id,
-      store: () => store,
+      store: async () => store,
       version: o.version,
       options: { ...o.options, edge: `127.0.0.1:${tunnelAddr.port}` },
     });
@@ -44,12 +45,12 @@ export async function startQuickTunnel(o: { log: Logger; httpListen: string; ver
       stop: async (graceMs) => {
         await connector.stop(graceMs);
         await edge.stop();
-        store.close();
+        await store.close();
         rmSync(home, { recursive: true, force: true });
       },
     };
   } catch (err) {
-    store.close();
+    await store.close();
     rmSync(home, { recursive: true, force: true });
     throw err;
   }

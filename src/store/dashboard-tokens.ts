@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import type { Sql } from './sql.js';
 
 /** A dashboard login token as stored: its SHA-256 (hex), never the token. */
 export interface DashboardToken {
@@ -8,26 +8,20 @@ export interface DashboardToken {
 }
 
 export class DashboardTokenRepository {
-  private readonly insertStmt;
-  private readonly existsStmt;
-  private readonly clearStmt;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.insertStmt = db.prepare('INSERT INTO dashboard_tokens (id, token_hash, created_at) VALUES (@id, @tokenHash, @createdAt)');
-    this.existsStmt = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM dashboard_tokens WHERE token_hash = ?');
-    this.clearStmt = db.prepare('DELETE FROM dashboard_tokens');
+  async insert(t: DashboardToken): Promise<void> {
+    await this.sql.run('INSERT INTO dashboard_tokens (id, token_hash, created_at) VALUES (@id, @tokenHash, @createdAt)', {
+      id: t.id, tokenHash: t.tokenHash, createdAt: t.createdAt,
+    });
   }
 
-  insert(t: DashboardToken): void {
-    this.insertStmt.run(t);
-  }
-
-  exists(tokenHash: string): boolean {
-    return this.existsStmt.get(tokenHash) !== undefined;
+  async exists(tokenHash: string): Promise<boolean> {
+    return (await this.sql.get('SELECT 1 AS one FROM dashboard_tokens WHERE token_hash = @tokenHash', { tokenHash })) !== undefined;
   }
 
   /** Forgets every token (the previous ones stop working). */
-  clear(): number {
-    return this.clearStmt.run().changes;
+  async clear(): Promise<number> {
+    return this.sql.run('DELETE FROM dashboard_tokens');
   }
 }

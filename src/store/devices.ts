@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import { bytewise, insertionOrder, type Sql } from './sql.js';
 
 export interface Device {
   id: string;
@@ -20,52 +20,43 @@ interface DeviceDbRow {
 const toDevice = (r: DeviceDbRow): Device => ({ id: r.id, name: r.name, secret: r.secret, createdAt: r.created_at, deletedAt: r.deleted_at });
 
 export class DeviceRepository {
-  private readonly insertStmt;
-  private readonly byIdStmt;
-  private readonly byLiveNameStmt;
-  private readonly listStmt;
-  private readonly deleteStmt;
-  private readonly addVnetStmt;
-  private readonly vnetsStmt;
-  private readonly allVnetsStmt;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.insertStmt = db.prepare('INSERT INTO devices (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)');
-    this.byIdStmt = db.prepare<[string], DeviceDbRow>('SELECT * FROM devices WHERE id = ?');
-    this.byLiveNameStmt = db.prepare<[string], DeviceDbRow>('SELECT * FROM devices WHERE name = ? AND deleted_at IS NULL');
-    this.listStmt = db.prepare<[number], DeviceDbRow>('SELECT * FROM devices WHERE (? = 1 OR deleted_at IS NULL) ORDER BY created_at, rowid');
-    this.deleteStmt = db.prepare('UPDATE devices SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL');
-    this.addVnetStmt = db.prepare('INSERT OR IGNORE INTO device_vnets (device_id, vnet_id) VALUES (?, ?)');
-    this.vnetsStmt = db.prepare<[string], { vnet_id: string }>('SELECT vnet_id FROM device_vnets WHERE device_id = ? ORDER BY vnet_id');
-    this.allVnetsStmt = db.prepare<[], { device_id: string; vnet_id: string }>('SELECT device_id, vnet_id FROM device_vnets');
+  async list(showDeleted = false): Promise<Device[]> {
+    const rows = await this.sql.all<DeviceDbRow>(
+      `SELECT * FROM devices WHERE (@showDeleted = 1 OR deleted_at IS NULL) ORDER BY created_at, ${insertionOrder(this.sql)}`,
+      { showDeleted: showDeleted ? 1 : 0 },
+    );
+    return rows.map(toDevice);
   }
 
-  list(showDeleted = false): Device[] {
-    return this.listStmt.all(showDeleted ? 1 : 0).map(toDevice);
+  async softDelete(id: string, at: string): Promise<void> {
+    await this.sql.run('UPDATE devices SET deleted_at = @at WHERE id = @id AND deleted_at IS NULL', { id, at });
   }
 
-  softDelete(id: string, at: string): void {
-    this.deleteStmt.run(at, id);
-  }
-
-  insert(d: Omit<Device, 'deletedAt'>): void {
-    this.insertStmt.run(d);
+  async insert(d: Omit<Device, 'deletedAt'>): Promise<void> {
+    await this.sql.run('INSERT INTO devices (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)', {
+      id: d.id, name: d.name, secret: d.secret, createdAt: d.createdAt,
+    });
   }
 
   /** Restricts a device to these vnets (added to those it has). */
-  addVnets(id: string, vnetIds: readonly string[]): void {
-    for (const vnetId of vnetIds) this.addVnetStmt.run(id, vnetId);
+  async addVnets(id: string, vnetIds: readonly string[]): Promise<void> {
+    for (const vnetId of vnetIds) {
+      await this.sql.run('INSERT INTO device_vnets (device_id, vnet_id) VALUES (@id, @vnetId) ON CONFLICT DO NOTHING', { id, vnetId });
+    }
   }
 
   /** The vnets a device is restricted to; empty: every vnet. */
-  vnetsOf(id: string): string[] {
-    return this.vnetsStmt.all(id).map((r) => r.vnet_id);
+  async vnetsOf(id: string): Promise<string[]> {
+    const rows = await this.sql.all<{ vnet_id: string }>(`SELECT vnet_id FROM device_vnets WHERE device_id = @id ORDER BY ${bytewise(this.sql, 'vnet_id')}`, { id });
+    return rows.map((r) => r.vnet_id);
   }
 
   /** Every device's vnet restriction (devices without one are absent). */
-  allVnetRestrictions(): Map<string, Set<string>> {
+  async allVnetRestrictions(): Promise<Map<string, Set<string>>> {
     const out = new Map<string, Set<string>>();
-    for (const r of this.allVnetsStmt.all()) {
+    for (const r of await this.sql.all<{ device_id: string; vnet_id: string }>('SELECT device_id, vnet_id FROM device_vnets')) {
       let set = out.get(r.device_id);
       if (!set) out.set(r.device_id, (set = new Set()));
       set.add(r.vnet_id);
@@ -73,13 +64,13 @@ export class DeviceRepository {
     return out;
   }
 
-  byId(id: string): Device | undefined {
-    const r = this.byIdStmt.get(id);
+  async byId(id: string): Promise<Device | undefined> {
+    const r = await this.sql.get<DeviceDbRow>('SELECT * FROM devices WHERE id = @id', { id });
     return r && toDevice(r);
   }
 
-  byLiveName(name: string): Device | undefined {
-    const r = this.byLiveNameStmt.get(name);
+  async byLiveName(name: string): Promise<Device | undefined> {
+    const r = await this.sql.get<DeviceDbRow>('SELECT * FROM devices WHERE name = @name AND deleted_at IS NULL', { name });
     return r && toDevice(r);
   }
 }

@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import { bytewise, type Sql } from './sql.js';
 
 export interface HostnameRoute {
   id: string;
@@ -25,40 +25,28 @@ const toHostname = (r: HostnameDbRow): HostnameRoute => ({
 });
 
 export class HostnameRepository {
-  private readonly insertStmt;
-  private readonly liveStmt;
-  private readonly allLiveStmt;
-  private readonly deleteStmt;
-  private readonly deleteByTunnelStmt;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.insertStmt = db.prepare(
-      'INSERT INTO hostnames (id, hostname, tunnel_id, created_at) VALUES (@id, @hostname, @tunnelId, @createdAt)',
-    );
-    this.liveStmt = db.prepare<[string], HostnameDbRow>('SELECT * FROM hostnames WHERE hostname = ? AND deleted_at IS NULL');
-    this.allLiveStmt = db.prepare<[], HostnameDbRow>('SELECT * FROM hostnames WHERE deleted_at IS NULL ORDER BY hostname');
-    this.deleteStmt = db.prepare('UPDATE hostnames SET deleted_at = ? WHERE id = ?');
-    this.deleteByTunnelStmt = db.prepare('UPDATE hostnames SET deleted_at = ? WHERE tunnel_id = ? AND deleted_at IS NULL');
+  async insert(h: Omit<HostnameRoute, 'deletedAt'>): Promise<void> {
+    await this.sql.run('INSERT INTO hostnames (id, hostname, tunnel_id, created_at) VALUES (@id, @hostname, @tunnelId, @createdAt)', {
+      id: h.id, hostname: h.hostname, tunnelId: h.tunnelId, createdAt: h.createdAt,
+    });
   }
 
-  insert(h: Omit<HostnameRoute, 'deletedAt'>): void {
-    this.insertStmt.run(h);
-  }
-
-  live(hostname: string): HostnameRoute | undefined {
-    const r = this.liveStmt.get(hostname);
+  async live(hostname: string): Promise<HostnameRoute | undefined> {
+    const r = await this.sql.get<HostnameDbRow>('SELECT * FROM hostnames WHERE hostname = @hostname AND deleted_at IS NULL', { hostname });
     return r && toHostname(r);
   }
 
-  allLive(): HostnameRoute[] {
-    return this.allLiveStmt.all().map(toHostname);
+  async allLive(): Promise<HostnameRoute[]> {
+    return (await this.sql.all<HostnameDbRow>(`SELECT * FROM hostnames WHERE deleted_at IS NULL ORDER BY ${bytewise(this.sql, 'hostname')}`)).map(toHostname);
   }
 
-  softDelete(id: string, at: string): void {
-    this.deleteStmt.run(at, id);
+  async softDelete(id: string, at: string): Promise<void> {
+    await this.sql.run('UPDATE hostnames SET deleted_at = @at WHERE id = @id', { id, at });
   }
 
-  softDeleteForTunnel(tunnelId: string, at: string): number {
-    return this.deleteByTunnelStmt.run(at, tunnelId).changes;
+  async softDeleteForTunnel(tunnelId: string, at: string): Promise<number> {
+    return this.sql.run('UPDATE hostnames SET deleted_at = @at WHERE tunnel_id = @tunnelId AND deleted_at IS NULL', { tunnelId, at });
   }
 }

@@ -1,11 +1,16 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../core/paths.js';
-import type Database from 'better-sqlite3';
 import { OxyError } from '../core/errors.js';
+import type { Dialect } from './sql.js';
 
-/** Shipped at the package root, beside dist/, lib/ and src/. */
+/**
+ * Shipped at the package root, beside dist/, lib/ and src/: SQLite's in migrations/,
+ * PostgreSQL's twins (same numbers, same names, one schema version) in migrations/postgres/.
+ */
 export const MIGRATIONS_DIR = join(packageRoot(), 'migrations');
+
+export const migrationsDir = (dialect: Dialect): string => (dialect === 'sqlite' ? MIGRATIONS_DIR : join(MIGRATIONS_DIR, 'postgres'));
 
 export interface Migration {
   version: number;
@@ -30,30 +35,10 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
   return migrations;
 }
 
-/**
- * Applies every migration newer than `PRAGMA user_version`, each in its own IMMEDIATE
- * transaction that re-reads the version first, so two processes opening a fresh store at
- * once apply each migration exactly once.
- */
-/** Returns whether any migration was applied. */
-export function migrate(db: Database.Database, migrations = loadMigrations()): boolean {
-  const latest = migrations.length;
-  const current = () => db.pragma('user_version', { simple: true }) as number;
-  const before = current();
-  if (before > latest) {
-    throw new OxyError(
-      'OXY_ERR_STORE_TOO_NEW',
-      `The store ${db.name} has schema version ${before}, but this oxyctl only knows versions up to ${latest}. ` +
-        'Upgrade oxyctl, or point --home / OXY_HOME at another data directory.',
-    );
-  }
-  for (const m of migrations) {
-    if (m.version <= current()) continue;
-    db.transaction(() => {
-      if (current() >= m.version) return;
-      db.exec(m.sql());
-      db.pragma(`user_version = ${m.version}`);
-    }).immediate();
-  }
-  return current() !== before;
+export function storeTooNew(displayUrl: string, version: number, latest: number): OxyError {
+  return new OxyError(
+    'OXY_ERR_STORE_TOO_NEW',
+    `The store ${displayUrl} has schema version ${version}, but this oxyctl only knows versions up to ${latest}. ` +
+      'Upgrade oxyctl, or point --store / OXY_STORE (or --home / OXY_HOME) at another store.',
+  );
 }

@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import { bytewise, type Sql } from './sql.js';
 
 export interface Route {
   id: string;
@@ -60,71 +60,45 @@ const toRoute = (r: RouteDbRow): DetailedRoute => ({
   vnetName: r.vnet_name,
 });
 
-const DETAILED = `SELECT r.*, t.name AS tunnel_name, v.name AS vnet_name
+const DETAILED = `SELECT r.id, r.vnet_id, r.tunnel_id, r.network, r.comment, r.created_at, r.deleted_at,
+    t.name AS tunnel_name, v.name AS vnet_name
   FROM routes r JOIN tunnels t ON t.id = r.tunnel_id JOIN vnets v ON v.id = r.vnet_id`;
 
 export class RouteRepository {
-  private readonly insertStmt;
-  private readonly byIdStmt;
-  private readonly liveByNetworkStmt;
-  private readonly listStmt;
-  private readonly liveInVnetStmt;
-  private readonly allLiveStmt;
-  private readonly deleteStmt;
-  private readonly deleteByVnetStmt;
-  private readonly deleteByTunnelStmt;
-  private readonly countByVnetStmt;
-  private readonly countByTunnelStmt;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.insertStmt = db.prepare(
+  async insert(route: Omit<Route, 'deletedAt'>, range: NetworkRange): Promise<void> {
+    await this.sql.run(
       `INSERT INTO routes (id, vnet_id, tunnel_id, network, family, prefix_len, range_start, range_end, comment, created_at)
        VALUES (@id, @vnetId, @tunnelId, @network, @family, @prefixLen, @start, @end, @comment, @createdAt)`,
+      {
+        id: route.id, vnetId: route.vnetId, tunnelId: route.tunnelId, network: route.network, comment: route.comment, createdAt: route.createdAt,
+        family: range.family, prefixLen: range.prefixLen, start: range.start, end: range.end,
+      },
     );
-    this.byIdStmt = db.prepare<[string], RouteDbRow>(`${DETAILED} WHERE r.id = ?`);
-    this.liveByNetworkStmt = db.prepare<[string, string], RouteDbRow>(
-      `${DETAILED} WHERE r.vnet_id = ? AND r.network = ? AND r.deleted_at IS NULL`,
-    );
-    this.listStmt = db.prepare<Record<string, unknown>, RouteDbRow>(
+  }
+
+  async byId(id: string): Promise<DetailedRoute | undefined> {
+    const r = await this.sql.get<RouteDbRow>(`${DETAILED} WHERE r.id = @id`, { id });
+    return r && toRoute(r);
+  }
+
+  async liveByNetwork(vnetId: string, network: string): Promise<DetailedRoute | undefined> {
+    const r = await this.sql.get<RouteDbRow>(`${DETAILED} WHERE r.vnet_id = @vnetId AND r.network = @network AND r.deleted_at IS NULL`, { vnetId, network });
+    return r && toRoute(r);
+  }
+
+  async list(filter: RouteFilter = {}): Promise<DetailedRoute[]> {
+    const rows = await this.sql.all<RouteDbRow>(
       `${DETAILED}
         WHERE (CASE WHEN @isDeleted = 1 THEN r.deleted_at IS NOT NULL ELSE r.deleted_at IS NULL END)
-          AND (@tunnelId IS NULL OR r.tunnel_id = @tunnelId)
-          AND (@vnetId IS NULL OR r.vnet_id = @vnetId)
-          AND (@commentIs IS NULL OR r.comment = @commentIs)
-          AND (@subFamily IS NULL OR (r.family = @subFamily AND r.range_start >= @subStart AND r.range_end <= @subEnd))
-          AND (@supFamily IS NULL OR (r.family = @supFamily AND r.range_start <= @supStart AND r.range_end >= @supEnd))
-        ORDER BY v.name, r.family, r.range_start, r.prefix_len`,
-    );
-    this.liveInVnetStmt = db.prepare<[string], RouteDbRow>(`${DETAILED} WHERE r.vnet_id = ? AND r.deleted_at IS NULL`);
-    this.allLiveStmt = db.prepare<[], RouteDbRow>(`${DETAILED} WHERE r.deleted_at IS NULL`);
-    this.deleteStmt = db.prepare('UPDATE routes SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL');
-    this.deleteByVnetStmt = db.prepare('UPDATE routes SET deleted_at = ? WHERE vnet_id = ? AND deleted_at IS NULL');
-    this.deleteByTunnelStmt = db.prepare('UPDATE routes SET deleted_at = ? WHERE tunnel_id = ? AND deleted_at IS NULL');
-    this.countByVnetStmt = db.prepare<[string], { n: number }>(
-      'SELECT count(*) AS n FROM routes WHERE vnet_id = ? AND deleted_at IS NULL',
-    );
-    this.countByTunnelStmt = db.prepare<[string], { n: number }>(
-      'SELECT count(*) AS n FROM routes WHERE tunnel_id = ? AND deleted_at IS NULL',
-    );
-  }
-
-  insert(route: Omit<Route, 'deletedAt'>, range: NetworkRange): void {
-    this.insertStmt.run({ ...route, family: range.family, prefixLen: range.prefixLen, start: range.start, end: range.end });
-  }
-
-  byId(id: string): DetailedRoute | undefined {
-    const r = this.byIdStmt.get(id);
-    return r && toRoute(r);
-  }
-
-  liveByNetwork(vnetId: string, network: string): DetailedRoute | undefined {
-    const r = this.liveByNetworkStmt.get(vnetId, network);
-    return r && toRoute(r);
-  }
-
-  list(filter: RouteFilter = {}): DetailedRoute[] {
-    return this.listStmt
-      .all({
+          AND (@tunnelId::text IS NULL OR r.tunnel_id = @tunnelId)
+          AND (@vnetId::text IS NULL OR r.vnet_id = @vnetId)
+          AND (@commentIs::text IS NULL OR r.comment = @commentIs)
+          AND (@subFamily::integer IS NULL OR (r.family = @subFamily AND r.range_start >= @subStart AND r.range_end <= @subEnd))
+          AND (@supFamily::integer IS NULL OR (r.family = @supFamily AND r.range_start <= @supStart AND r.range_end >= @supEnd))
+        ORDER BY ${bytewise(this.sql, 'v.name')}, r.family, r.range_start, r.prefix_len`,
+      {
         isDeleted: filter.isDeleted ? 1 : 0,
         tunnelId: filter.tunnelId ?? null,
         vnetId: filter.vnetId ?? null,
@@ -135,35 +109,38 @@ export class RouteRepository {
         supFamily: filter.supersetOf?.family ?? null,
         supStart: filter.supersetOf?.start ?? null,
         supEnd: filter.supersetOf?.end ?? null,
-      })
-      .map(toRoute);
+      },
+    );
+    return rows.map(toRoute);
   }
 
-  liveInVnet(vnetId: string): DetailedRoute[] {
-    return this.liveInVnetStmt.all(vnetId).map(toRoute);
+  async liveInVnet(vnetId: string): Promise<DetailedRoute[]> {
+    return (await this.sql.all<RouteDbRow>(`${DETAILED} WHERE r.vnet_id = @vnetId AND r.deleted_at IS NULL`, { vnetId })).map(toRoute);
   }
 
-  allLive(): DetailedRoute[] {
-    return this.allLiveStmt.all().map(toRoute);
+  async allLive(): Promise<DetailedRoute[]> {
+    return (await this.sql.all<RouteDbRow>(`${DETAILED} WHERE r.deleted_at IS NULL`)).map(toRoute);
   }
 
-  softDelete(id: string, at: string): boolean {
-    return this.deleteStmt.run(at, id).changes === 1;
+  async softDelete(id: string, at: string): Promise<boolean> {
+    return (await this.sql.run('UPDATE routes SET deleted_at = @at WHERE id = @id AND deleted_at IS NULL', { id, at })) === 1;
   }
 
-  softDeleteInVnet(vnetId: string, at: string): number {
-    return this.deleteByVnetStmt.run(at, vnetId).changes;
+  async softDeleteInVnet(vnetId: string, at: string): Promise<number> {
+    return this.sql.run('UPDATE routes SET deleted_at = @at WHERE vnet_id = @vnetId AND deleted_at IS NULL', { vnetId, at });
   }
 
-  softDeleteForTunnel(tunnelId: string, at: string): number {
-    return this.deleteByTunnelStmt.run(at, tunnelId).changes;
+  async softDeleteForTunnel(tunnelId: string, at: string): Promise<number> {
+    return this.sql.run('UPDATE routes SET deleted_at = @at WHERE tunnel_id = @tunnelId AND deleted_at IS NULL', { tunnelId, at });
   }
 
-  countLiveInVnet(vnetId: string): number {
-    return this.countByVnetStmt.get(vnetId)!.n;
+  async countLiveInVnet(vnetId: string): Promise<number> {
+    const r = await this.sql.get<{ n: number }>('SELECT CAST(count(*) AS INTEGER) AS n FROM routes WHERE vnet_id = @vnetId AND deleted_at IS NULL', { vnetId });
+    return r!.n;
   }
 
-  countLiveForTunnel(tunnelId: string): number {
-    return this.countByTunnelStmt.get(tunnelId)!.n;
+  async countLiveForTunnel(tunnelId: string): Promise<number> {
+    const r = await this.sql.get<{ n: number }>('SELECT CAST(count(*) AS INTEGER) AS n FROM routes WHERE tunnel_id = @tunnelId AND deleted_at IS NULL', { tunnelId });
+    return r!.n;
   }
 }

@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import { insertionOrder, type Sql } from './sql.js';
 
 export interface Tunnel {
   id: string;
@@ -73,115 +73,100 @@ const toConnection = (r: ConnectionDbRow): TunnelConnection => ({
 });
 
 /**
- * The writes a running edge makes to record its live connections. Shared with the edge's
- * background writer (engine/edge/store-writer.ts), which runs them on a connection of its own
- * off the event loop.
+ * The writes a running edge makes to record its live connections (named parameters; SQL
+ * both backends take). The SQLite edge runs them in its background writer
+ * (engine/edge/store-writer.ts) on a connection of its own off the event loop; on PostgreSQL
+ * they are plain async queries.
  */
 export const CONNECTION_WRITES = {
-  record: `INSERT OR REPLACE INTO tunnel_connections
+  record: `INSERT INTO tunnel_connections
      (id, tunnel_id, connector_id, conn_index, protocol, origin_ip, edge_location, client_version, arch, opened_at)
-   VALUES (@id, @tunnelId, @connectorId, @connIndex, @protocol, @originIp, @edgeLocation, @clientVersion, @arch, @openedAt)`,
-  forget: 'DELETE FROM tunnel_connections WHERE id = ?',
-  forgetAt: 'DELETE FROM tunnel_connections WHERE edge_location = ?',
+   VALUES (@id, @tunnelId, @connectorId, @connIndex, @protocol, @originIp, @edgeLocation, @clientVersion, @arch, @openedAt)
+   ON CONFLICT (id) DO UPDATE SET tunnel_id = excluded.tunnel_id, connector_id = excluded.connector_id,
+     conn_index = excluded.conn_index, protocol = excluded.protocol, origin_ip = excluded.origin_ip,
+     edge_location = excluded.edge_location, client_version = excluded.client_version, arch = excluded.arch,
+     opened_at = excluded.opened_at`,
+  forget: 'DELETE FROM tunnel_connections WHERE id = @id',
+  forgetAt: 'DELETE FROM tunnel_connections WHERE edge_location = @edgeLocation',
 } as const;
 
 /** LIKE patterns treat % and _ as wildcards; names may contain `_`. */
 const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 export class TunnelRepository {
-  private readonly insertStmt;
-  private readonly byIdStmt;
-  private readonly byLiveNameStmt;
-  private readonly listStmt;
-  private readonly deleteStmt;
-  private readonly insertConnStmt;
-  private readonly deleteConnStmt;
-  private readonly clearConnsStmt;
-  private readonly clearAtStmt;
-  private readonly connsStmt;
-  private readonly allConnsStmt;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.insertStmt = db.prepare(
-      'INSERT INTO tunnels (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)',
-    );
-    this.byIdStmt = db.prepare<[string], TunnelDbRow>('SELECT * FROM tunnels WHERE id = ?');
-    this.byLiveNameStmt = db.prepare<[string], TunnelDbRow>('SELECT * FROM tunnels WHERE name = ? AND deleted_at IS NULL');
-    this.listStmt = db.prepare<Record<string, unknown>, TunnelDbRow>(
+  async insert(t: Omit<Tunnel, 'deletedAt'>): Promise<void> {
+    await this.sql.run('INSERT INTO tunnels (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)', {
+      id: t.id, name: t.name, secret: t.secret, createdAt: t.createdAt,
+    });
+  }
+
+  async byId(id: string): Promise<Tunnel | undefined> {
+    const r = await this.sql.get<TunnelDbRow>('SELECT * FROM tunnels WHERE id = @id', { id });
+    return r && toTunnel(r);
+  }
+
+  async byLiveName(name: string): Promise<Tunnel | undefined> {
+    const r = await this.sql.get<TunnelDbRow>('SELECT * FROM tunnels WHERE name = @name AND deleted_at IS NULL', { name });
+    return r && toTunnel(r);
+  }
+
+  async list(filter: TunnelFilter = {}): Promise<Tunnel[]> {
+    // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE does the same.
+    const like = this.sql.dialect === 'sqlite' ? 'LIKE' : 'ILIKE';
+    const rows = await this.sql.all<TunnelDbRow>(
       `SELECT * FROM tunnels
-        WHERE (@id IS NULL OR id = @id)
-          AND (@name IS NULL OR name = @name)
-          AND (@namePrefix IS NULL OR name LIKE @namePrefix ESCAPE '\\')
-          AND (@excludeNamePrefix IS NULL OR name NOT LIKE @excludeNamePrefix ESCAPE '\\')
+        WHERE (@id::text IS NULL OR id = @id)
+          AND (@name::text IS NULL OR name = @name)
+          AND (@namePrefix::text IS NULL OR name ${like} @namePrefix ESCAPE '\\')
+          AND (@excludeNamePrefix::text IS NULL OR name NOT ${like} @excludeNamePrefix ESCAPE '\\')
           AND (@showDeleted = 1 OR deleted_at IS NULL)
-        ORDER BY created_at, rowid`,
-    );
-    this.deleteStmt = db.prepare('UPDATE tunnels SET deleted_at = ? WHERE id = ?');
-    this.insertConnStmt = db.prepare(CONNECTION_WRITES.record);
-    this.deleteConnStmt = db.prepare(CONNECTION_WRITES.forget);
-    this.clearConnsStmt = db.prepare('DELETE FROM tunnel_connections WHERE tunnel_id = ?');
-    this.clearAtStmt = db.prepare(CONNECTION_WRITES.forgetAt);
-    this.connsStmt = db.prepare<[string], ConnectionDbRow>(
-      'SELECT * FROM tunnel_connections WHERE tunnel_id = ? ORDER BY conn_index, opened_at',
-    );
-    this.allConnsStmt = db.prepare<[], ConnectionDbRow>('SELECT * FROM tunnel_connections ORDER BY conn_index, opened_at');
-  }
-
-  insert(t: Omit<Tunnel, 'deletedAt'>): void {
-    this.insertStmt.run(t);
-  }
-
-  byId(id: string): Tunnel | undefined {
-    const r = this.byIdStmt.get(id);
-    return r && toTunnel(r);
-  }
-
-  byLiveName(name: string): Tunnel | undefined {
-    const r = this.byLiveNameStmt.get(name);
-    return r && toTunnel(r);
-  }
-
-  list(filter: TunnelFilter = {}): Tunnel[] {
-    return this.listStmt
-      .all({
+        ORDER BY created_at, ${insertionOrder(this.sql)}`,
+      {
         id: filter.id ?? null,
         name: filter.name ?? null,
         namePrefix: filter.namePrefix === undefined ? null : likePrefix(filter.namePrefix),
         excludeNamePrefix: filter.excludeNamePrefix === undefined ? null : likePrefix(filter.excludeNamePrefix),
         showDeleted: filter.showDeleted ? 1 : 0,
-      })
-      .map(toTunnel);
+      },
+    );
+    return rows.map(toTunnel);
   }
 
-  softDelete(id: string, at: string): void {
-    this.deleteStmt.run(at, id);
+  async softDelete(id: string, at: string): Promise<void> {
+    await this.sql.run('UPDATE tunnels SET deleted_at = @at WHERE id = @id', { id, at });
   }
 
-  recordConnection(c: TunnelConnection): void {
-    this.insertConnStmt.run(c);
+  async recordConnection(c: TunnelConnection): Promise<void> {
+    await this.sql.run(CONNECTION_WRITES.record, {
+      id: c.id, tunnelId: c.tunnelId, connectorId: c.connectorId, connIndex: c.connIndex, protocol: c.protocol, originIp: c.originIp,
+      edgeLocation: c.edgeLocation, clientVersion: c.clientVersion, arch: c.arch, openedAt: c.openedAt,
+    });
   }
 
-  forgetConnection(id: string): void {
-    this.deleteConnStmt.run(id);
+  async forgetConnection(id: string): Promise<void> {
+    await this.sql.run(CONNECTION_WRITES.forget, { id });
   }
 
-  forgetConnections(tunnelId: string): number {
-    return this.clearConnsStmt.run(tunnelId).changes;
+  async forgetConnections(tunnelId: string): Promise<number> {
+    return this.sql.run('DELETE FROM tunnel_connections WHERE tunnel_id = @tunnelId', { tunnelId });
   }
 
   /** Forgets what an edge location recorded (it restarted, so those connections are gone). */
-  forgetConnectionsAt(edgeLocation: string): number {
-    return this.clearAtStmt.run(edgeLocation).changes;
+  async forgetConnectionsAt(edgeLocation: string): Promise<number> {
+    return this.sql.run(CONNECTION_WRITES.forgetAt, { edgeLocation });
   }
 
-  connections(tunnelId: string): TunnelConnection[] {
-    return this.connsStmt.all(tunnelId).map(toConnection);
+  async connections(tunnelId: string): Promise<TunnelConnection[]> {
+    const rows = await this.sql.all<ConnectionDbRow>('SELECT * FROM tunnel_connections WHERE tunnel_id = @tunnelId ORDER BY conn_index, opened_at', { tunnelId });
+    return rows.map(toConnection);
   }
 
   /** All recorded connections grouped by tunnel: one query for a whole `tunnel list`. */
-  connectionsByTunnel(): Map<string, TunnelConnection[]> {
+  async connectionsByTunnel(): Promise<Map<string, TunnelConnection[]>> {
     const byTunnel = new Map<string, TunnelConnection[]>();
-    for (const c of this.allConnsStmt.all().map(toConnection)) {
+    for (const c of (await this.sql.all<ConnectionDbRow>('SELECT * FROM tunnel_connections ORDER BY conn_index, opened_at')).map(toConnection)) {
       const list = byTunnel.get(c.tunnelId) ?? [];
       list.push(c);
       byTunnel.set(c.tunnelId, list);

@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import { insertionOrder, type Sql } from './sql.js';
 
 export interface Vnet {
   id: string;
@@ -35,88 +35,67 @@ const toVnet = (r: VnetDbRow): Vnet => ({
 });
 
 export class VnetRepository {
-  private readonly insertStmt;
-  private readonly byIdStmt;
-  private readonly byLiveNameStmt;
-  private readonly defaultStmt;
-  private readonly listStmt;
-  private readonly clearDefaultStmt;
-  private readonly setDefaultStmt;
-  private readonly renameStmt;
-  private readonly commentStmt;
-  private readonly deleteStmt;
+  constructor(private readonly sql: Sql) {}
 
-  constructor(db: Db) {
-    this.insertStmt = db.prepare(
+  async insert(v: Omit<Vnet, 'deletedAt'>): Promise<void> {
+    await this.sql.run(
       'INSERT INTO vnets (id, name, comment, is_default, created_at) VALUES (@id, @name, @comment, @isDefault, @createdAt)',
+      { id: v.id, name: v.name, comment: v.comment, isDefault: v.isDefault ? 1 : 0, createdAt: v.createdAt },
     );
-    this.byIdStmt = db.prepare<[string], VnetDbRow>('SELECT * FROM vnets WHERE id = ?');
-    this.byLiveNameStmt = db.prepare<[string], VnetDbRow>('SELECT * FROM vnets WHERE name = ? AND deleted_at IS NULL');
-    this.defaultStmt = db.prepare<[], VnetDbRow>('SELECT * FROM vnets WHERE is_default = 1');
-    this.listStmt = db.prepare<Record<string, unknown>, VnetDbRow>(
+  }
+
+  async byId(id: string): Promise<Vnet | undefined> {
+    const r = await this.sql.get<VnetDbRow>('SELECT * FROM vnets WHERE id = @id', { id });
+    return r && toVnet(r);
+  }
+
+  async byLiveName(name: string): Promise<Vnet | undefined> {
+    const r = await this.sql.get<VnetDbRow>('SELECT * FROM vnets WHERE name = @name AND deleted_at IS NULL', { name });
+    return r && toVnet(r);
+  }
+
+  async defaultVnet(): Promise<Vnet | undefined> {
+    const r = await this.sql.get<VnetDbRow>('SELECT * FROM vnets WHERE is_default = 1');
+    return r && toVnet(r);
+  }
+
+  async list(filter: VnetFilter = {}): Promise<Vnet[]> {
+    const rows = await this.sql.all<VnetDbRow>(
       `SELECT * FROM vnets
-        WHERE (@id IS NULL OR id = @id)
-          AND (@name IS NULL OR name = @name)
-          AND (@isDefault IS NULL OR is_default = @isDefault)
+        WHERE (@id::text IS NULL OR id = @id)
+          AND (@name::text IS NULL OR name = @name)
+          AND (@isDefault::integer IS NULL OR is_default = @isDefault)
           AND (@showDeleted = 1 OR deleted_at IS NULL)
-        ORDER BY created_at, rowid`,
-    );
-    this.clearDefaultStmt = db.prepare('UPDATE vnets SET is_default = 0 WHERE is_default = 1');
-    this.setDefaultStmt = db.prepare('UPDATE vnets SET is_default = 1 WHERE id = ?');
-    this.renameStmt = db.prepare('UPDATE vnets SET name = ? WHERE id = ?');
-    this.commentStmt = db.prepare('UPDATE vnets SET comment = ? WHERE id = ?');
-    this.deleteStmt = db.prepare('UPDATE vnets SET deleted_at = ?, is_default = 0 WHERE id = ?');
-  }
-
-  insert(v: Omit<Vnet, 'deletedAt'>): void {
-    this.insertStmt.run({ ...v, isDefault: v.isDefault ? 1 : 0 });
-  }
-
-  byId(id: string): Vnet | undefined {
-    const r = this.byIdStmt.get(id);
-    return r && toVnet(r);
-  }
-
-  byLiveName(name: string): Vnet | undefined {
-    const r = this.byLiveNameStmt.get(name);
-    return r && toVnet(r);
-  }
-
-  defaultVnet(): Vnet | undefined {
-    const r = this.defaultStmt.get();
-    return r && toVnet(r);
-  }
-
-  list(filter: VnetFilter = {}): Vnet[] {
-    return this.listStmt
-      .all({
+        ORDER BY created_at, ${insertionOrder(this.sql)}`,
+      {
         id: filter.id ?? null,
         name: filter.name ?? null,
         isDefault: filter.isDefault === undefined ? null : filter.isDefault ? 1 : 0,
         showDeleted: filter.showDeleted ? 1 : 0,
-      })
-      .map(toVnet);
+      },
+    );
+    return rows.map(toVnet);
   }
 
   /** Makes `id` the only default; call inside a write transaction. */
-  makeDefault(id: string): void {
-    this.clearDefault();
-    this.setDefaultStmt.run(id);
+  async makeDefault(id: string): Promise<void> {
+    await this.clearDefault();
+    await this.sql.run('UPDATE vnets SET is_default = 1 WHERE id = @id', { id });
   }
 
-  clearDefault(): void {
-    this.clearDefaultStmt.run();
+  async clearDefault(): Promise<void> {
+    await this.sql.run('UPDATE vnets SET is_default = 0 WHERE is_default = 1');
   }
 
-  rename(id: string, name: string): void {
-    this.renameStmt.run(name, id);
+  async rename(id: string, name: string): Promise<void> {
+    await this.sql.run('UPDATE vnets SET name = @name WHERE id = @id', { id, name });
   }
 
-  setComment(id: string, comment: string): void {
-    this.commentStmt.run(comment, id);
+  async setComment(id: string, comment: string): Promise<void> {
+    await this.sql.run('UPDATE vnets SET comment = @comment WHERE id = @id', { id, comment });
   }
 
-  softDelete(id: string, at: string): void {
-    this.deleteStmt.run(at, id);
+  async softDelete(id: string, at: string): Promise<void> {
+    await this.sql.run('UPDATE vnets SET deleted_at = @at, is_default = 0 WHERE id = @id', { id, at });
   }
 }

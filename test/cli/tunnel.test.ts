@@ -1,8 +1,7 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { oxy, oxyJson, oxyOk, parseTable, tempHome } from '../helpers/cli.js';
-import { Store } from '../../src/store/index.js';
+import { openTestStore, testBackend, oxy, oxyJson, oxyOk, parseTable, tempHome } from '../helpers/cli.js';
 
 interface TunnelDoc {
   id: string;
@@ -25,9 +24,9 @@ beforeEach(() => ({ home, cleanup } = tempHome()));
 afterEach(() => cleanup());
 
 /** What the edge records when a connector registers, written straight into the store. */
-function recordConnection(tunnelId: string, connIndex: number, edgeLocation = 'fra') {
-  const store = Store.open(home);
-  store.tunnels.recordConnection({
+async function recordConnection(tunnelId: string, connIndex: number, edgeLocation = 'fra') {
+  const store = await openTestStore(home);
+  await store.tunnels.recordConnection({
     id: crypto.randomUUID(),
     tunnelId,
     connectorId: '11111111-2222-4333-8444-555555555555',
@@ -39,7 +38,7 @@ function recordConnection(tunnelId: string, connIndex: number, edgeLocation = 'f
     arch: 'linux_amd64',
     openedAt: '2026-01-01T00:00:00Z',
   });
-  store.close();
+  await store.close();
 }
 
 describe('oxyctl tunnel create', () => {
@@ -53,7 +52,8 @@ describe('oxyctl tunnel create', () => {
     expect(Object.keys(creds).sort()).toEqual(['AccountTag', 'Endpoint', 'TunnelID', 'TunnelSecret']);
     expect(creds.TunnelID).toBe(id);
     expect(Buffer.from(creds.TunnelSecret, 'base64').length).toBeGreaterThanOrEqual(32);
-    expect(statSync(join(home, 'oxy.db')).mode & 0o077).toBe(0);
+    // The SQLite store holds tunnel secrets: owner-only (PostgreSQL's access is the server's).
+    if (testBackend === 'sqlite') expect(statSync(join(home, 'oxy.db')).mode & 0o077).toBe(0);
   });
 
   it('takes --secret and --credentials-file, and -o json', async () => {
@@ -97,9 +97,9 @@ describe('oxyctl tunnel list / info', () => {
     const all = await oxyJson<TunnelDoc[]>(home, ['tunnel', 'list']);
     expect(all.map((t) => t.name)).toEqual(['dev-x', 'prod-a', 'prod-b']);
     const prodA = all[1];
-    recordConnection(prodA.id, 0, 'fra');
-    recordConnection(prodA.id, 1, 'fra');
-    recordConnection(prodA.id, 2, 'lhr');
+    await recordConnection(prodA.id, 0, 'fra');
+    await recordConnection(prodA.id, 1, 'fra');
+    await recordConnection(prodA.id, 2, 'lhr');
 
     const table = parseTable(await oxyOk(home, ['tunnel', 'list']));
     expect(table.header).toEqual(['ID', 'NAME', 'CREATED', 'CONNECTIONS']);
@@ -162,7 +162,7 @@ describe('oxyctl tunnel delete', () => {
     // All or nothing: b was not deleted either.
     expect(await oxyJson<TunnelDoc[]>(home, ['tunnel', 'list'])).toHaveLength(2);
 
-    recordConnection(a.id, 0);
+    await recordConnection(a.id, 0);
     const active = await oxy(home, ['tunnel', 'delete', '--yes', 'a']);
     expect(active.stderr).toContain('has active connections');
 

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Store } from '../../src/store/index.js';
+import { sharedPostgres } from './postgres.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin/run.js');
@@ -28,7 +30,7 @@ export function run(cmd: string, args: string[], opts: { env?: Record<string, st
 
 /** Runs the built CLI as a real process, without a terminal, against a data directory. */
 export function oxy(home: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return run(process.execPath, [BIN, ...args], { env: { OXY_HOME: home, NO_COLOR: '1', ...env } });
+  return run(process.execPath, [BIN, ...args], { env: { OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home), ...env } });
 }
 
 /** Like oxy() but fails the test, showing stderr, when the command fails. */
@@ -42,10 +44,45 @@ export async function oxyJson<T = unknown>(home: string, args: string[]): Promis
   return JSON.parse(await oxyOk(home, [...args, '-o', 'json'])) as T;
 }
 
-/** A fresh data directory per test; removed by the returned cleanup. */
+/**
+ * The backend of this leg of the test matrix: `OXY_TEST_STORE=postgres` (the vitest project
+ * `postgres`) gives each data directory a fresh database in the run's throwaway cluster.
+ */
+export const testBackend: 'sqlite' | 'postgres' = process.env.OXY_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+
+const storeUrls = new Map<string, string>();
+
+/** The store URL of a data directory made by tempHome(): its SQLite file, or its PostgreSQL database. */
+export function storeUrl(home: string): string {
+  return storeUrls.get(home) ?? `sqlite:${join(home, 'oxy.db')}`;
+}
+
+/** OXY_STORE for processes working on `home` (nothing on the SQLite leg: the default). */
+export function storeEnv(home: string): Record<string, string> {
+  const url = storeUrls.get(home);
+  return url ? { OXY_STORE: url } : {};
+}
+
+/** Opens the store of a data directory made by tempHome(), on this leg's backend. */
+export function openTestStore(home: string): Promise<Store> {
+  return Store.open({ home, url: storeUrl(home) });
+}
+
+/** A fresh data directory per test (and on the PostgreSQL leg a fresh database); removed by the returned cleanup. */
 export function tempHome(): { home: string; cleanup: () => void } {
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-test-'));
-  return { home, cleanup: () => rmSync(home, { recursive: true, force: true }) };
+  if (testBackend === 'postgres') {
+    const pg = sharedPostgres();
+    if (!pg) throw new Error('OXY_TEST_STORE=postgres but no cluster: run through vitest (project postgres), whose globalSetup starts one');
+    storeUrls.set(home, pg.createDatabase());
+  }
+  return {
+    home,
+    cleanup: () => {
+      storeUrls.delete(home);
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Splits the tab-separated table printed when stdout is not a terminal. */

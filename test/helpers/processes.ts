@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { BIN } from './cli.js';
+import { BIN, storeEnv } from './cli.js';
 
 /** A loopback TCP port free right now (for a process that must come back on the same port). */
 export async function freePort(): Promise<number> {
@@ -19,7 +19,7 @@ export class OxyProcess {
 
   constructor(home: string, args: string[], env: Record<string, string> = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...env },
+      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const onData = (d: Buffer) => {

@@ -10,7 +10,7 @@
 import { execFile, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, oxyOk, tempHome } from './cli.js';
+import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
 import { TestNetns } from './netns.js';
 
 /** The edge's metrics port inside its own namespace (nothing else listens there). */
@@ -72,7 +72,7 @@ export async function startVnetSite(
   const { home, cleanup } = tempHome();
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
-  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
+  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) };
   const spawnIn = (ns: TestNetns, command: string, args: string[]) => {
     const p = new NsProcess(ns.spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
     procs.push(p);

@@ -12,7 +12,7 @@ export default class EdgeDashboardToken extends BaseCommand<typeof EdgeDashboard
   static flags = { output: outputFlag };
 
   async run(): Promise<{ token: string }> {
-    const doc = { token: createDashboardToken(this.store) };
+    const doc = { token: await createDashboardToken(await this.store) };
     await this.print(this.flags.output, doc, () => `${doc.token}\n`);
     return doc;
   }

@@ -57,7 +57,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     const limits = file['ip-limits'];
     const edge = await runEdge({
       home: this.home,
-      store: this.store,
+      store: await this.openStore(file.store),
       log,
       tunnelListen: pick('tunnel-listen'),
       httpListen: pick('http-listen'),

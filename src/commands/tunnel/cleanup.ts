@@ -11,7 +11,7 @@ export default class TunnelCleanup extends BaseCommand<typeof TunnelCleanup> {
 
   async run(): Promise<{ id: string; name: string; forgotten_connections: number }[]> {
     const refs = this.positionals;
-    const result = cleanupTunnels(this.store, refs).map((c) => ({ id: c.tunnel.id, name: c.tunnel.name, forgotten_connections: c.forgotten }));
+    const result = (await cleanupTunnels(await this.store, refs)).map((c) => ({ id: c.tunnel.id, name: c.tunnel.name, forgotten_connections: c.forgotten }));
     for (const r of result) process.stdout.write(`Cleaned up ${r.forgotten_connections} connection(s) of tunnel ${r.name} with id ${r.id}\n`);
     return result;
   }

@@ -18,7 +18,7 @@ export default class TunnelCreate extends BaseCommand<typeof TunnelCreate> {
   };
 
   async run(): Promise<TunnelDocument & { credentials_file: string }> {
-    const { tunnel, credentialsFile } = createTunnel(this.store, {
+    const { tunnel, credentialsFile } = await createTunnel(await this.store, {
       name: this.args.name,
       secret: this.flags.secret,
       credentialsFile: this.flags['credentials-file'],

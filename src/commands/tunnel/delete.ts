@@ -1,3 +1,4 @@
+import { sequentially } from '../../core/common.js';
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
 import { outputFlag, yesFlag } from '../../cli/flags.js';
@@ -21,9 +22,10 @@ export default class TunnelDelete extends BaseCommand<typeof TunnelDelete> {
 
   async run(): Promise<(TunnelDocument & { deleted_routes: number })[]> {
     const refs = this.positionals;
-    const names = refs.map((r) => resolveTunnel(this.store, r).name);
+    const store = await this.store;
+    const names = (await sequentially(refs, (r) => resolveTunnel(store, r))).map((t) => t.name);
     await confirmDestructive(`Delete tunnel(s) ${names.join(', ')}?`, this.flags.yes || this.flags.force);
-    const docs = deleteTunnels(this.store, refs, { force: this.flags.force }).map((d) => ({
+    const docs = (await deleteTunnels(store, refs, { force: this.flags.force })).map((d) => ({
       ...tunnelDocument(d.tunnel),
       deleted_routes: d.deletedRoutes,
     }));

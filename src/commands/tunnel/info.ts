@@ -15,7 +15,7 @@ export default class TunnelInfo extends BaseCommand<typeof TunnelInfo> {
   static flags = { output: outputFlag };
 
   async run(): Promise<TunnelInfoDocument> {
-    const doc = tunnelInfoDocument(tunnelInfo(this.store, this.args.tunnel));
+    const doc = tunnelInfoDocument(await tunnelInfo(await this.store, this.args.tunnel));
     await this.print(this.flags.output, doc, async () => {
       if (doc.conns.length === 0) return `Your tunnel ${doc.id} does not have any active connection.\n`;
       const head = `NAME:     ${doc.name}\nID:       ${doc.id}\nCREATED:  ${doc.createdAt}\n\n`;

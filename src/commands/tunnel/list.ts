@@ -23,8 +23,9 @@ export default class TunnelList extends BaseCommand<typeof TunnelList> {
   };
 
   async run(): Promise<TunnelDocument[]> {
-    const docs = listTunnels(
-      this.store,
+    const docs = (
+      await listTunnels(
+      await this.store,
       {
         id: this.flags.id?.toLowerCase(),
         name: this.flags.name,
@@ -33,6 +34,7 @@ export default class TunnelList extends BaseCommand<typeof TunnelList> {
         showDeleted: this.flags['show-deleted'],
       },
       { by: this.flags['sort-by'], invert: this.flags['invert-sort'] },
+      )
     ).map(tunnelDocument);
     await this.print(this.flags.output, docs, () =>
       docs.length === 0

@@ -19,11 +19,11 @@ export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
     const file = this.flags['credentials-file'];
     const edge = localEdgeTrust(this.home);
     if (file) {
-      writeCredentialsFile(file, tunnelCredentials(this.store, this.args.tunnel, edge?.endpoint));
+      writeCredentialsFile(file, await tunnelCredentials(await this.store, this.args.tunnel, edge?.endpoint));
       process.stdout.write(`Tunnel credentials written to ${file}. Keep this file secret.\n`);
       return { credentials_file: file };
     }
-    const token = tunnelToken(this.store, this.args.tunnel, edge && { endpoint: edge.endpoint, caPin: edge.caPin });
+    const token = await tunnelToken(await this.store, this.args.tunnel, edge && { endpoint: edge.endpoint, caPin: edge.caPin });
     process.stdout.write(`${token}\n`);
     return { token };
   }

@@ -29,7 +29,7 @@ export default class VnetAdd extends BaseCommand<typeof VnetAdd> {
   };
 
   async run(): Promise<VnetDocument> {
-    const vnet = addVnet(this.store, { name: this.args.name, comment: this.args.comment, isDefault: this.flags.default });
+    const vnet = await addVnet(await this.store, { name: this.args.name, comment: this.args.comment, isDefault: this.flags.default });
     const doc = vnetDocument(vnet);
     await this.print(this.flags.output, doc, () =>
       `Successfully added virtual 'network' ${vnet.name} with ID: ${vnet.id}${vnet.isDefault ? ' (as the new default for this account) ' : ''}\n` +

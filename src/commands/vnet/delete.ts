@@ -20,10 +20,11 @@ export default class VnetDelete extends BaseCommand<typeof VnetDelete> {
   };
 
   async run(): Promise<VnetDocument & { deleted_routes: number }> {
-    const vnet = resolveVnet(this.store, this.args.vnet);
-    assertVnetDeletable(this.store, vnet, this.flags.force);
+    const store = await this.store;
+    const vnet = await resolveVnet(store, this.args.vnet);
+    await assertVnetDeletable(store, vnet, this.flags.force);
     await confirmDestructive(`Delete virtual network ${vnet.name} (${vnet.id})?`, this.flags.yes || this.flags.force);
-    const { vnet: deleted, deletedRoutes } = deleteVnet(this.store, vnet.id, { force: this.flags.force });
+    const { vnet: deleted, deletedRoutes } = await deleteVnet(store, vnet.id, { force: this.flags.force });
     const doc = { ...vnetDocument(deleted), deleted_routes: deletedRoutes };
     await this.print(this.flags.output, doc, () => `Successfully deleted virtual network '${this.args.vnet}'\n`);
     return doc;

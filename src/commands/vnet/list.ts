@@ -19,12 +19,14 @@ export default class VnetList extends BaseCommand<typeof VnetList> {
   };
 
   async run(): Promise<VnetDocument[]> {
-    const docs = listVnets(this.store, {
+    const docs = (
+      await listVnets(await this.store, {
       id: this.flags.id?.toLowerCase(),
       name: this.flags.name,
       isDefault: this.flags['is-default'],
       showDeleted: this.flags['show-deleted'],
-    }).map(vnetDocument);
+      })
+    ).map(vnetDocument);
     await this.print(this.flags.output, docs, () =>
       docs.length === 0
         ? "No virtual networks were found for the given filter flags. You can use 'oxyctl vnet add' to add a virtual network.\n"

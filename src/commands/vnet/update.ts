@@ -20,7 +20,7 @@ export default class VnetUpdate extends BaseCommand<typeof VnetUpdate> {
   };
 
   async run(): Promise<VnetDocument> {
-    const vnet = updateVnet(this.store, this.args.vnet, {
+    const vnet = await updateVnet(await this.store, this.args.vnet, {
       name: this.flags.name,
       comment: this.flags.comment,
       isDefault: this.flags.default,

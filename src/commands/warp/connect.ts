@@ -42,11 +42,12 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
     if (this.flags.token) return this.remote(log);
-    const vnet = this.flags.vnet === undefined ? this.store.vnets.defaultVnet() : resolveVnet(this.store, this.flags.vnet);
+    const store = await this.store;
+    const vnet = this.flags.vnet === undefined ? await store.vnets.defaultVnet() : await resolveVnet(store, this.flags.vnet);
     if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");
     const given = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
-    const vnetRoutes = () => this.store.routes.liveInVnet(vnet.id).map((r) => r.network).sort();
-    if (given.length === 0 && vnetRoutes().length === 0) {
+    const vnetRoutes = async () => (await store.routes.liveInVnet(vnet.id)).map((r) => r.network).sort();
+    if (given.length === 0 && (await vnetRoutes()).length === 0) {
       throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
     }
     const edgePath = this.flags.edge ?? DEFAULT_ON_RAMP;
@@ -54,23 +55,24 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const warp = await startWarp({
       onRoutesUpdated: save,
       seqpacketPath: edgePath,
-      context: { tenant: this.store.accountTag, vnet: vnet.id },
+      context: { tenant: store.accountTag, vnet: vnet.id },
       routes: given,
       // Without --route: the vnet's routes, followed as the store changes (same host as the edge).
       routeFeed: (handler) => {
-        let version = -1;
         let last = '';
-        const poll = () => {
-          const now = this.store.dataVersion();
-          if (now === version) return;
-          version = now;
-          const networks = vnetRoutes();
-          if (networks.join(',') === last) return;
-          last = networks.join(',');
-          handler(networks);
-        };
-        poll();
-        setInterval(poll, STORE_POLL_MS).unref();
+        const look = () =>
+          vnetRoutes().then(
+            (networks) => {
+              if (networks.join(',') === last) return;
+              last = networks.join(',');
+              handler(networks);
+            },
+            (err: Error) => log.warn({ err }, 'Cannot read the routes of the virtual network'),
+          );
+        void look();
+        store.watch(() => void look(), { pollMs: STORE_POLL_MS, onError: (err) => log.warn({ err }, 'Store connection lost; reconnecting') }).catch(
+          (err: Error) => log.warn({ err }, 'Cannot follow store changes'),
+        );
       },
       tunName: this.flags.tun,
       address: this.flags.address,

@@ -16,9 +16,10 @@ export default class WarpEnroll extends BaseCommand<typeof WarpEnroll> {
   };
 
   async run(): Promise<{ id: string; name: string; token: string }> {
-    const device = enrollDevice(this.store, this.args.name, this.flags.vnet ?? []);
+    const store = await this.store;
+    const device = await enrollDevice(store, this.args.name, this.flags.vnet ?? []);
     const edge = localEdgeTrust(this.home);
-    const token = encodeDeviceToken({ a: this.store.accountTag, d: device.id, s: device.secret, e: edge?.endpoint, p: edge?.caPin });
+    const token = encodeDeviceToken({ a: store.accountTag, d: device.id, s: device.secret, e: edge?.endpoint, p: edge?.caPin });
     process.stdout.write(`${token}\n`);
     return { id: device.id, name: device.name, token };
   }

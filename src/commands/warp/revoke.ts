@@ -12,9 +12,10 @@ export default class WarpRevoke extends BaseCommand<typeof WarpRevoke> {
   static flags = { yes: yesFlag };
 
   async run(): Promise<{ id: string; name: string }> {
-    const device = resolveDevice(this.store, this.args.device);
+    const store = await this.store;
+    const device = await resolveDevice(store, this.args.device);
     await confirmDestructive(`Revoke device ${device.name} (${device.id})?`, this.flags.yes, 'refuse');
-    revokeDevice(this.store, device.id);
+    await revokeDevice(store, device.id);
     process.stdout.write(`Revoked device ${device.name} with id ${device.id}\n`);
     return { id: device.id, name: device.name };
   }

@@ -39,7 +39,8 @@ export interface EdgeTarget {
 
 export interface CredentialSources {
   home: string;
-  store?: () => Store;
+  /** The store (opened only when the credentials must come from it). */
+  store?: () => Promise<Store>;
   tunnelRef?: string;
   token?: string;
   /** A file holding the token (--token-file). */
@@ -55,7 +56,7 @@ export interface CredentialSources {
  * the config's credentials-file, `<TunnelID>.json` next to the config file, then the tunnel's
  * file or the store.
  */
-export function resolveCredentials(s: CredentialSources): { creds: TunnelCredentials; caPin?: string } {
+export async function resolveCredentials(s: CredentialSources): Promise<{ creds: TunnelCredentials; caPin?: string }> {
   const tokenText = s.token ?? (s.tokenFile ? readTokenFile(s.tokenFile) : undefined);
   if (tokenText) {
     const token = decodeToken(tokenText);
@@ -76,8 +77,8 @@ export function resolveCredentials(s: CredentialSources): { creds: TunnelCredent
     );
   }
   if (isUuid(ref) && existsSync(credentialsPath(s.home, ref.toLowerCase()))) return { creds: readCredentialsFile(credentialsPath(s.home, ref.toLowerCase())) };
-  const store = s.store?.();
-  const tunnel = store && (isUuid(ref) ? store.tunnels.byId(ref.toLowerCase()) : store.tunnels.byLiveName(ref));
+  const store = await s.store?.();
+  const tunnel = store && (isUuid(ref) ? await store.tunnels.byId(ref.toLowerCase()) : await store.tunnels.byLiveName(ref));
   if (!store || !tunnel || tunnel.deletedAt) {
     throw new OxyError('OXY_ERR_TUNNEL_NOT_FOUND', `${ref} is neither the ID nor the name of any of your tunnels`);
   }

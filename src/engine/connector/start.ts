@@ -65,7 +65,7 @@ export async function startConnector(
   o: CredentialSources & { options: ConnectorOptions; version: string },
 ): Promise<StartedConnector> {
   const f = o.options;
-  const { creds, caPin } = resolveCredentials(o);
+  const { creds, caPin } = await resolveCredentials(o);
   const edge = resolveEdge(o.home, creds, { edge: f.edge, edgeCa: f.edgeCa, caPin });
   // A name is resolved once, in the family --edge-ip-version asks for; the TLS name stays the name.
   const address = await resolveEdgeHost(edge.host, f.edgeIpVersion);

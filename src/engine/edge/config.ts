@@ -25,6 +25,8 @@ export interface EdgeSettingsFile {
   'dashboard-listen'?: string;
   'dashboard-tls'?: boolean;
   'dashboard-insecure'?: boolean;
+  /** The store URL (sqlite:PATH, postgres://…); --store and OXY_STORE win. */
+  store?: string;
   'ip-limits'?: Partial<Record<(typeof IP_LIMITS)[number], number>>;
   /** Client timeouts of the public HTTP, proxy and metrics listeners (util/http-server.ts HTTP_TIMEOUTS). */
   'http-timeouts'?: Partial<Record<(typeof HTTP_TIMEOUT_KEYS)[number], number>>;
@@ -46,7 +48,7 @@ export const httpTimeouts = (t: EdgeSettingsFile['http-timeouts']): Partial<Http
 
 export const IP_LIMITS = ['max-flows', 'max-flows-per-tenant', 'max-flows-per-session', 'reassembly-bytes', 'reassembly-bytes-per-tenant', 'reassembly-timeout-ms'] as const;
 
-const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen', 'dashboard-listen'] as const;
+const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen', 'dashboard-listen', 'store'] as const;
 const BOOLEANS = ['quic', 'trace-hooks', 'proxy-protocol', 'dashboard-tls', 'dashboard-insecure'] as const;
 
 export function loadEdgeConfig(path: string): EdgeSettingsFile {

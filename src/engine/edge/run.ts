@@ -49,7 +49,7 @@ export interface RunEdgeOptions {
 
 /** Starts an edge from the data directory (creating its identity on first run). */
 export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
-  if (o.gueListen) checkGueListen(o.gueListen, o.store.devices.list().length);
+  if (o.gueListen) checkGueListen(o.gueListen, (await o.store.devices.list()).length);
   if (!edgeIdentityExists(o.home)) {
     try {
       await initEdgeIdentity(o.home);

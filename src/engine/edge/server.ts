@@ -28,7 +28,7 @@ import type { HttpTimeouts } from '../util/http-server.js';
 import { Egress } from './pipeline/index.js';
 import { TcpDowngrader } from '../netns/downgrader.js';
 import { ConnectionBook } from './bookkeeping.js';
-import { SqliteConnectionWriter } from './store-writer.js';
+import { connectionWriter } from './store-writer.js';
 import type { TrafficRecorder } from './traffic.js';
 import { startIpPath, type IpPath, type IpPathOptions } from './ip-path.js';
 
@@ -55,7 +55,7 @@ export interface EdgeOptions {
   metricsListen?: string;
   /** Quick tunnel: serve every host without a hostname route from this tunnel. */
   defaultTunnel?: string;
-  /** How often the store is polled for changes made by the CLI. */
+  /** How often a SQLite store is polled for changes made by the CLI (PostgreSQL notifies). */
   storePollMs?: number;
   /** HOST:PORT of the HTTP CONNECT forward proxy on-ramp; undefined: none. */
   proxyListen?: string;
@@ -116,7 +116,7 @@ export class EdgeServer {
     // must not hold the event loop for the CLI's 10 s: a lock held longer fails that call.
     o.store.setBusyTimeout(EDGE_BUSY_TIMEOUT_MS);
     this.view = new StoreView(o.store, o.storePollMs, o.log);
-    this.book = new ConnectionBook(new SqliteConnectionWriter(o.store.home), o.log);
+    this.book = new ConnectionBook(connectionWriter(o.store), o.log);
     // Connections an earlier run at this location recorded are gone with it.
     this.book.forgetAt(o.location);
     this.egress = new PrivateEgress(this.view, this.registry);
@@ -159,7 +159,7 @@ export class EdgeServer {
    * them, so nothing is reachable before what serves it exists.
    */
   async start(): Promise<void> {
-    this.view.start();
+    await this.view.start();
     if (this.o.ip) this.#ip = await startIpPath({ edge: this, log: this.o.log, ...this.o.ip });
     for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn), this.#listeners));
     if (this.o.httpListen) {
@@ -193,7 +193,10 @@ export class EdgeServer {
     let reg;
     try {
       reg = await acceptRegistration(conn, {
-        lookupSecret: (id) => this.view.tunnelSecret(id) ?? this.view.deviceSecret(id),
+        lookupSecret: async (id) => {
+          await this.view.settle();
+          return this.view.tunnelSecret(id) ?? this.view.deviceSecret(id);
+        },
         location: this.o.location,
       });
     } catch (err) {
@@ -365,7 +368,6 @@ export class EdgeServer {
   async stop(): Promise<void> {
     for (const fn of this.#onStop.splice(0)) await fn();
     await this.#ip?.close();
-    this.view.stop();
     await Promise.all([
       ...this.#listeners.map((l) => l.close()),
       this.#http?.close(),
@@ -378,5 +380,6 @@ export class EdgeServer {
       this.book.forget(live.id);
     }
     await this.book.close();
+    await this.view.stop();
   }
 }

@@ -1,14 +1,10 @@
 /**
- * What a running edge knows of the store, in memory: live tunnels' secrets, public
- * hostnames and the IP route table. Changes made with the CLI (another process) reach it
- * within one poll: `PRAGMA data_version` moves whenever another connection commits, and
- * only then is the view rebuilt.
- *
- * Traffic never reads the database itself: secrets are looked up in memory after a
- * `data_version` check (one read of the WAL index, which another process's write lock does
- * not block), and a reload that fails keeps the last view and is tried again at the next poll.
- * `data_version` does not move for commits on the edge's own connection: whoever writes there
- * (the dashboard) calls reload().
+ * What a running edge knows of the store, in memory: live tunnels' and devices' secrets,
+ * vnets, public hostnames and the IP route table. The data plane reads only this, never
+ * the database. Changes made elsewhere (the CLI, other hosts) reach it through the store's
+ * watch — SQLite: a `data_version` poll; PostgreSQL: LISTEN/NOTIFY, and a full reload after
+ * a lost connection comes back — and the whole view is rebuilt, then swapped in at once.
+ * A rebuild that fails keeps the last view, and the next change (or poll) tries again.
  */
 import { EventEmitter } from 'node:events';
 import { RouteTable } from '../../core/route-table.js';
@@ -20,72 +16,125 @@ import type { Logger } from '../observe/log.js';
 
 export const STORE_POLL_MS = 250;
 
+interface Snapshot {
+  hostnames: Map<string, string>;
+  wildcards: [suffix: string, tunnelId: string][];
+  routes: RouteTable<DetailedRoute>;
+  routesByTunnel: Map<string, { vnetId: string; network: string }[]>;
+  routesByVnet: Map<string, { vnetId: string; network: string }[]>;
+  vnets: VnetLookup;
+  tunnelSecrets: Map<string, Buffer>;
+  deviceSecrets: Map<string, Buffer>;
+  /** Devices enrolled for some vnets only (`warp enroll --vnet`). */
+  deviceVnets: Map<string, Set<string>>;
+}
+
+const EMPTY: Snapshot = {
+  hostnames: new Map(),
+  wildcards: [],
+  routes: new RouteTable<DetailedRoute>([]),
+  routesByTunnel: new Map(),
+  routesByVnet: new Map(),
+  vnets: memoryVnets([]),
+  tunnelSecrets: new Map(),
+  deviceSecrets: new Map(),
+  deviceVnets: new Map(),
+};
+
 export class StoreView extends EventEmitter<{ reload: [] }> {
-  #version = -1;
-  #timer?: NodeJS.Timeout;
-  #hostnames = new Map<string, string>();
-  #wildcards: [suffix: string, tunnelId: string][] = [];
-  #routes = new RouteTable<DetailedRoute>([]);
-  #routesByTunnel = new Map<string, { vnetId: string; network: string }[]>();
-  #routesByVnet = new Map<string, { vnetId: string; network: string }[]>();
-  #vnets: VnetLookup = memoryVnets([]);
-  #tunnelSecrets = new Map<string, Buffer>();
-  #devices = new Map<string, Buffer>();
-  #deviceVnets = new Map<string, Set<string>>();
+  #s = EMPTY;
+  #stopWatch?: Promise<() => Promise<void>>;
+  /** The reload in flight, and whether another change arrived meanwhile. */
+  #loading?: Promise<void>;
+  #again = false;
   #failing = false;
 
-  constructor(readonly store: Store, private readonly pollMs = STORE_POLL_MS, private readonly log?: Logger) {
+  constructor(
+    readonly store: Store,
+    private readonly pollMs = STORE_POLL_MS,
+    private readonly log?: Logger,
+  ) {
     super();
-    this.refresh();
   }
 
-  start(): void {
-    this.#timer ??= setInterval(() => this.#poll(), this.pollMs).unref();
+  /** Loads the view, then follows the store's changes. */
+  async start(): Promise<void> {
+    await this.refresh();
+    this.#stopWatch ??= this.store.watch(() => void this.refresh().catch(() => undefined), {
+      pollMs: this.pollMs,
+      onError: (err) => this.log?.warn({ err }, 'Lost the store connection; reconnecting (serving the last view meanwhile)'),
+    });
+    await this.#stopWatch;
   }
 
-  /** refresh() for traffic: a store that cannot be read leaves the last view in place. */
-  #poll(): void {
-    try {
-      this.refresh();
-      if (this.#failing) this.log?.info('Store readable again');
-      this.#failing = false;
-    } catch (err) {
-      if (!this.#failing) this.log?.warn({ err }, 'Could not read the store; serving the last view until it can be read');
-      this.#failing = true;
-    }
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+  async stop(): Promise<void> {
+    const stop = this.#stopWatch;
+    this.#stopWatch = undefined;
+    await (await stop?.catch(() => undefined))?.();
   }
 
   /**
-   * Rebuilds the view now. Writes made through this process's own store connection (the
+   * Rebuilds the view now. Writes made through this process's own SQLite connection (the
    * dashboard's) do not move `data_version`, so their writer calls this.
    */
-  reload(): void {
-    this.#version = -1;
-    this.refresh();
+  reload(): Promise<void> {
+    return this.refresh();
   }
 
-  /** Rebuilds the view if the store changed since the last look; returns whether it did. */
-  refresh(): boolean {
-    const version = this.store.dataVersion();
-    if (version === this.#version) return false;
-    this.#version = version;
+  /**
+   * Brings the view up to date before a registration is checked, so a tunnel deleted a moment
+   * ago is refused at once: SQLite's `data_version` is read (no lock); PostgreSQL's
+   * notifications keep the view current, so nothing is awaited there.
+   */
+  async settle(): Promise<void> {
+    if (this.store.driver.changed?.()) await this.refresh().catch(() => undefined);
+  }
+
+  /**
+   * Rebuilds the view from the store. Changes arriving during a rebuild coalesce into one
+   * more rebuild after it; until a rebuild completes, the previous view keeps serving.
+   */
+  refresh(): Promise<void> {
+    if (this.#loading) {
+      this.#again = true;
+      return this.#loading;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.#again = false;
+        try {
+          this.#s = await this.#load();
+          if (this.#failing) this.log?.info('Store readable again');
+          this.#failing = false;
+        } catch (err) {
+          if (!this.#failing) this.log?.warn({ err }, 'Could not read the store; serving the last view until it can be read');
+          this.#failing = true;
+          throw err;
+        }
+        this.emit('reload');
+      } while (this.#again);
+    };
+    this.#loading = run().finally(() => (this.#loading = undefined));
+    return this.#loading;
+  }
+
+  async #load(): Promise<Snapshot> {
+    const [hostnames, routes, vnets, tunnels, devices, deviceVnets] = await Promise.all([
+      this.store.hostnames.allLive(),
+      this.store.routes.allLive(),
+      this.store.vnets.list(),
+      this.store.tunnels.list(),
+      this.store.devices.list(),
+      this.store.devices.allVnetRestrictions(),
+    ]);
     const exact = new Map<string, string>();
     const wildcards: [string, string][] = [];
-    for (const h of this.store.hostnames.allLive()) {
+    for (const h of hostnames) {
       if (h.hostname.startsWith('*.')) wildcards.push([h.hostname, h.tunnelId]);
       else exact.set(h.hostname, h.tunnelId);
     }
     // Most specific wildcard first.
     wildcards.sort((a, b) => b[0].length - a[0].length);
-    this.#hostnames = exact;
-    this.#wildcards = wildcards;
-    const routes = this.store.routes.allLive();
-    this.#routes = new RouteTable(routes);
     const groupBy = (key: (r: DetailedRoute) => string) => {
       const groups = new Map<string, { vnetId: string; network: string }[]>();
       for (const r of routes) {
@@ -95,25 +144,29 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       }
       return groups;
     };
-    this.#routesByTunnel = groupBy((r) => r.tunnelId);
-    this.#routesByVnet = groupBy((r) => r.vnetId);
-    for (const list of this.#routesByVnet.values()) list.sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
-    this.#vnets = memoryVnets(this.store.vnets.list());
-    this.#tunnelSecrets = new Map(this.store.tunnels.list().map((t) => [t.id, Buffer.from(t.secret, 'base64')]));
-    this.#devices = new Map(this.store.devices.list().map((d) => [d.id, Buffer.from(d.secret, 'base64')]));
-    this.#deviceVnets = this.store.devices.allVnetRestrictions();
-    this.emit('reload');
-    return true;
+    const routesByVnet = groupBy((r) => r.vnetId);
+    for (const list of routesByVnet.values()) list.sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
+    return {
+      hostnames: exact,
+      wildcards,
+      routes: new RouteTable(routes),
+      routesByTunnel: groupBy((r) => r.tunnelId),
+      routesByVnet,
+      vnets: memoryVnets(vnets),
+      tunnelSecrets: new Map(tunnels.map((t) => [t.id, Buffer.from(t.secret, 'base64')])),
+      deviceSecrets: new Map(devices.map((d) => [d.id, Buffer.from(d.secret, 'base64')])),
+      deviceVnets,
+    };
   }
 
   /** The tunnel serving a public hostname (exact name first, then the longest `*.` pattern). */
   tunnelForHost(host: string): string | undefined {
     const name = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
-    return this.#hostnames.get(name) ?? this.#wildcards.find(([pattern]) => matchHost(pattern, name))?.[1];
+    return this.#s.hostnames.get(name) ?? this.#s.wildcards.find(([pattern]) => matchHost(pattern, name))?.[1];
   }
 
   get routes(): RouteTable<DetailedRoute> {
-    return this.#routes;
+    return this.#s.routes;
   }
 
   /**
@@ -121,7 +174,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
    * the last reload: core's one rule (findVnet), over memory. Undefined: no such live vnet.
    */
   vnet(ref: string | undefined): VirtualNetwork | undefined {
-    const vnet = findVnet(this.#vnets, ref);
+    const vnet = findVnet(this.#s.vnets, ref);
     return vnet && { id: vnet.id, name: vnet.name };
   }
 
@@ -130,47 +183,50 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     return this.vnet(ref)?.id;
   }
 
+  /** A live vnet's name. */
+  vnetName(vnetId: string): string | undefined {
+    return this.#s.vnets.byId(vnetId)?.name;
+  }
+
   /** The live routes of a vnet (what a device sends into its tunnel), in network order. */
   routesInVnet(vnetId: string): { vnetId: string; network: string }[] {
-    return this.#routesByVnet.get(vnetId) ?? [];
+    return this.#s.routesByVnet.get(vnetId) ?? [];
   }
 
   /** The private networks a tunnel serves, per vnet: what its connectors may off-ramp to. */
   routesForTunnel(tunnelId: string): { vnetId: string; network: string }[] {
-    return this.#routesByTunnel.get(tunnelId) ?? [];
+    return this.#s.routesByTunnel.get(tunnelId) ?? [];
   }
 
-  /** A live tunnel's secret; the view is brought up to date first, so a deleted tunnel stops at once. */
+  /** A live tunnel's secret; a deleted tunnel stops registering at the next reload. */
   tunnelSecret(tunnelId: string): Buffer | undefined {
-    this.#poll();
-    return this.#tunnelSecrets.get(tunnelId);
+    return this.#s.tunnelSecrets.get(tunnelId);
   }
 
-  /** Whether a tunnel existed, not deleted, at the last reload (no store read). */
+  /** Whether a tunnel existed, not deleted, at the last reload. */
   isLiveTunnel(tunnelId: string): boolean {
-    return this.#tunnelSecrets.has(tunnelId);
+    return this.#s.tunnelSecrets.has(tunnelId);
   }
 
   /** An enrolled device's secret (`warp enroll`). */
   deviceSecret(deviceId: string): Buffer | undefined {
-    this.#poll();
-    return this.#devices.get(deviceId);
+    return this.#s.deviceSecrets.get(deviceId);
   }
 
-  /** A live enrolled device's secret as of the last reload (per-datagram paths: no store read). */
+  /** A live enrolled device's secret as of the last reload (per-datagram paths). */
   enrolledDevice(deviceId: string): Buffer | undefined {
-    return this.#devices.get(deviceId);
+    return this.#s.deviceSecrets.get(deviceId);
   }
 
   /** Whether an enrolled device may use a vnet (`warp enroll --vnet`; none given: every one). */
   deviceMayUse(deviceId: string, vnetId: string): boolean {
-    const allowed = this.#deviceVnets.get(deviceId);
+    const allowed = this.#s.deviceVnets.get(deviceId);
     return allowed === undefined || allowed.has(vnetId);
   }
 
   /** How many devices are enrolled (as of the last reload). */
   get enrolledDevices(): number {
-    return this.#devices.size;
+    return this.#s.deviceSecrets.size;
   }
 
   get accountTag(): string {

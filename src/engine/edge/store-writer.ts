@@ -1,15 +1,39 @@
 /**
- * The edge's SQLite writer: a worker thread with a connection of its own, so a write that
- * waits on another process's lock (busy_timeout) or on the disk blocks that thread, never
- * the event loop that carries traffic. It runs the store's connection writes by name
- * (store/tunnels.ts CONNECTION_WRITES); retrying is the caller's (bookkeeping.ts).
+ * The edge's connection writers. SQLite: a worker thread with a connection of its own, so a
+ * write that waits on another process's lock (busy_timeout) or on the disk blocks that
+ * thread, never the event loop that carries traffic; it runs the store's connection writes
+ * by name (store/tunnels.ts CONNECTION_WRITES). PostgreSQL: the store's own async queries
+ * (they never block the event loop). Retrying is the caller's (bookkeeping.ts).
  */
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { STORE_FILE } from '../../store/db.js';
-import { CONNECTION_WRITES } from '../../store/tunnels.js';
+import { CONNECTION_WRITES, type TunnelConnection } from '../../store/tunnels.js';
+import type { Store } from '../../store/index.js';
+import { SqliteDriver } from '../../store/sqlite.js';
 import type { ConnectionWriter, ConnectionWrite } from './bookkeeping.js';
+
+/** The writer for the store's backend. */
+export function connectionWriter(store: Store): ConnectionWriter {
+  return store.driver instanceof SqliteDriver ? new SqliteConnectionWriter(store.driver.path) : new StoreConnectionWriter(store);
+}
+
+/** Named parameters of each write (CONNECTION_WRITES). */
+const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown> =>
+  op === 'record' ? { ...(arg as TunnelConnection) } : op === 'forget' ? { id: arg } : { edgeLocation: arg };
+
+/** PostgreSQL: the repository's queries, awaited off the data path by the book. */
+class StoreConnectionWriter implements ConnectionWriter {
+  constructor(private readonly store: Store) {}
+
+  async run(op: ConnectionWrite['op'], arg: unknown): Promise<void> {
+    const t = this.store.tunnels;
+    if (op === 'record') await t.recordConnection(arg as TunnelConnection);
+    else if (op === 'forget') await t.forgetConnection(arg as string);
+    else await t.forgetConnectionsAt(arg as string);
+  }
+
+  async close(): Promise<void> {}
+}
 
 /** How long one attempt waits for another process's lock before it fails (and is retried). */
 const WRITER_BUSY_TIMEOUT_MS = 1000;
@@ -48,14 +72,15 @@ export class SqliteConnectionWriter implements ConnectionWriter {
   #nextId = 0;
   readonly #waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
 
-  constructor(private readonly home: string) {}
+  /** `path`: the SQLite store file. */
+  constructor(private readonly path: string) {}
 
   run(op: ConnectionWrite['op'], arg: unknown): Promise<void> {
     const worker = this.#worker ?? this.#start();
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, op, arg });
+      worker.postMessage({ id, op, arg: params(op, arg) });
     });
   }
 
@@ -70,7 +95,7 @@ export class SqliteConnectionWriter implements ConnectionWriter {
       eval: true,
       workerData: {
         driver: createRequire(import.meta.url).resolve('better-sqlite3'),
-        path: join(this.home, STORE_FILE),
+        path: this.path,
         busyTimeoutMs: WRITER_BUSY_TIMEOUT_MS,
         sql: CONNECTION_WRITES,
       },

@@ -151,7 +151,7 @@ export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string,
     typeof hooks === 'string'
       ? await loadHooks(`${EXAMPLES}${hooks}`, { home: dir, location: 'test', log: logs.log, trace })
       : new HookRunner(validateHooks('test', hooks), { log: logs.log, trace });
-  const store = Store.open(dir);
+  const store = await Store.open(dir);
   const edge = await runEdge({ home: dir, store, log: logs.log, tunnelListen: '127.0.0.1:0', location: 'test', proxyListen: '127.0.0.1:0', proxyAllow: TEST_ALLOW, ...listeners, hooks: runner });
   const proxyPort = edge.proxyAddress!.port;
   return {
@@ -165,7 +165,7 @@ export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string,
     logs,
     async close() {
       await edge.stop();
-      store.close();
+      await store.close();
       temp?.cleanup();
     },
   };

@@ -17,9 +17,9 @@ beforeAll(async () => {
   process.env.OXY_VNET_POLICY = JSON.stringify({ lab: { allow: ['127.0.0.1/32'] }, guest: { deny: ['127.0.0.1/32'] } });
   const temp = tempHome();
   cleanup = temp.cleanup;
-  const store = Store.open(temp.home);
-  for (const name of ['office', 'lab', 'guest']) addVnet(store, { name });
-  store.close();
+  const store = await Store.open(temp.home);
+  for (const name of ['office', 'lab', 'guest']) await addVnet(store, { name });
+  await store.close();
   origin = await startOrigin();
   p = await startProxyEdge('vnet-policy.js', temp.home);
 });

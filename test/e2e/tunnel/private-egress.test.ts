@@ -25,14 +25,14 @@ beforeAll(async () => {
   // Store data only: traffic goes to 127.0.0.1, inside this /32.
   await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'lab', '127.0.0.1/32', 'dc1']);
   vnets = Object.fromEntries((await oxyJson<{ id: string; name: string }[]>(home, ['vnet', 'list'])).map((v) => [v.name, v.id]));
-  store = Store.open(home);
+  store = await Store.open(home);
   edge = await runEdge({ home, store, log: createLogger({ level: 'silent' }), tunnelListen: '127.0.0.1:0', location: 'test' });
   ({ connector } = await startConnector(home, edge.tunnelAddresses[0].address.port, ['--hello-world', 'dc1']));
 });
 afterAll(async () => {
   await connector?.stop();
   await edge?.stop();
-  store?.close();
+  await store?.close();
   await echo.close();
   cleanup();
 });

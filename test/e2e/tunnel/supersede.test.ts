@@ -22,20 +22,20 @@ const conns: TunnelConnection[] = [];
 
 beforeEach(async () => {
   ({ home, cleanup } = tempHome());
-  store = Store.open(home);
-  createTunnel(store, { name: 'web' }); // before the edge: its view reads the store at start
+  store = await Store.open(home);
+  await createTunnel(store, { name: 'web' }); // before the edge: its view reads the store at start
   edge = await runEdge({ home, store, log: createLogger({ level: 'silent' }), tunnelListen: '127.0.0.1:0', location: 'test' });
 });
 afterEach(async () => {
   for (const c of conns.splice(0)) c.close();
   await edge.stop();
-  store.close();
+  await store.close();
   cleanup();
 });
 
 it('a new registration of the same connector and index supersedes the old connection at once', async () => {
-  const tunnel = store.tunnels.byLiveName('web')!;
-  const secret = Buffer.from(store.tunnels.byId(tunnel.id)!.secret, 'base64');
+  const tunnel = (await store.tunnels.byLiveName('web'))!;
+  const secret = Buffer.from((await store.tunnels.byId(tunnel.id))!.secret, 'base64');
   const identity = loadEdgeIdentity(home);
   const port = edge.tunnelAddresses.find((l) => l.protocol === 'quic')!.address.port;
   const connectorId = randomUUID();

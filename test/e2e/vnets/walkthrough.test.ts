@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BIN, oxyOk, tempHome } from '../../helpers/cli.js';
+import { BIN, oxyOk, storeEnv, tempHome } from '../../helpers/cli.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { NsProcess } from '../../helpers/vnet-site.js';
@@ -39,7 +39,7 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
   let socketPath: string;
   /** The edge and the connectors: they must stay up whatever devices send. */
   const daemons: NsProcess[] = [];
-  const env = () => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
+  const env = () => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) });
   const oxyIn = (ns: TestNetns, args: string[]) => {
     const p = new NsProcess(ns.spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] }));
     procs.push(p);

@@ -13,13 +13,14 @@ import { tempHome } from '../../helpers/cli.js';
 let home: string;
 let cleanup: () => void;
 let store: Store;
-beforeEach(() => {
+beforeEach(async () => {
   ({ home, cleanup } = tempHome());
-  store = Store.open(home);
-  store.tunnels.insert({ id: 't1', name: 'web', secret: Buffer.alloc(32).toString('base64'), createdAt: '2026-12-02T00:00:00Z' });
+  // The SQLite writer's own test: always a SQLite store, whichever leg runs it.
+  store = await Store.open({ home, url: `sqlite:${join(home, 'oxy.db')}` });
+  await store.tunnels.insert({ id: 't1', name: 'web', secret: Buffer.alloc(32).toString('base64'), createdAt: '2026-12-02T00:00:00Z' });
 });
-afterEach(() => {
-  store.close();
+afterEach(async () => {
+  await store.close();
   cleanup();
 });
 
@@ -29,7 +30,7 @@ const connection = (id: string) => ({
 
 it('queues through a held lock without throwing or growing, and lands the records once it is released', async () => {
   const lines: string[] = [];
-  const book = new ConnectionBook(new SqliteConnectionWriter(home), createLogger({ stream: { write: (s: string) => lines.push(s) } }), { minMs: 20, maxMs: 100 });
+  const book = new ConnectionBook(new SqliteConnectionWriter(join(home, 'oxy.db')), createLogger({ stream: { write: (s: string) => lines.push(s) } }), { minMs: 20, maxMs: 100 });
   const locker = new Database(join(home, 'oxy.db'));
   locker.exec('BEGIN IMMEDIATE');
   try {
@@ -46,7 +47,7 @@ it('queues through a held lock without throwing or growing, and lands the record
     locker.close();
   }
   await book.idle();
-  expect(store.tunnels.connections('t1').map((c) => c.id).sort()).toEqual(['stays-1', 'stays-2']);
+  expect((await store.tunnels.connections('t1')).map((c) => c.id).sort()).toEqual(['stays-1', 'stays-2']);
   expect(lines.join('')).toContain('Store writable again');
   await book.close();
 });

@@ -19,7 +19,7 @@ export default class RouteDns extends BaseCommand<typeof RouteDns> {
   };
 
   async run(): Promise<{ hostname: string; tunnel_id: string; tunnel_name: string }> {
-    const { route, tunnelName, replacedTunnelId } = routeDns(this.store, {
+    const { route, tunnelName, replacedTunnelId } = await routeDns(await this.store, {
       tunnel: this.args.tunnel,
       hostname: this.args.hostname,
       overwrite: this.flags['overwrite-dns'],

@@ -69,9 +69,9 @@ const flag = (q: URLSearchParams, key: string): boolean => ['1', 'true', 'yes'].
 const param = (q: URLSearchParams, key: string): string | undefined => q.get(key) || undefined;
 
 /** Runs one API call; a use-case's OxyError becomes its JSON error with a matching status. */
-export function handleApi(d: ApiDeps, r: ApiRequest): ApiResult {
+export async function handleApi(d: ApiDeps, r: ApiRequest): Promise<ApiResult> {
   try {
-    return route(d, r);
+    return await route(d, r);
   } catch (err) {
     if (isOxyError(err)) return { status: statusOf(err), body: errorBody(err.code, err.message, err.apiCode) };
     throw err;
@@ -79,29 +79,29 @@ export function handleApi(d: ApiDeps, r: ApiRequest): ApiResult {
 }
 
 /** A write through a core use-case, then the edge's view reloaded so everything sees it now. */
-function write<T>(d: ApiDeps, fn: () => T): T {
-  const result = fn();
-  d.view.reload();
+async function write<T>(d: ApiDeps, fn: () => Promise<T>): Promise<T> {
+  const result = await fn();
+  await d.view.reload();
   return result;
 }
 
-function route(d: ApiDeps, r: ApiRequest): ApiResult {
+async function route(d: ApiDeps, r: ApiRequest): Promise<ApiResult> {
   const [resource, ref, action] = r.segments;
   const m = r.method;
   const q = r.query;
   switch (`${m} ${resource}${ref === undefined ? '' : '/:ref'}${action === undefined ? '' : `/${action}`}`) {
     case 'GET tunnels':
-      return ok({ tunnels: d.live.tunnels() });
+      return ok({ tunnels: await d.live.tunnels() });
     case 'GET vnets':
-      return ok({ vnets: listVnets(d.store, { showDeleted: flag(q, 'show_deleted') }).map(vnetDocument) });
+      return ok({ vnets: (await listVnets(d.store, { showDeleted: flag(q, 'show_deleted') })).map(vnetDocument) });
     case 'POST vnets':
-      return ok(vnetDocument(write(d, () => addVnet(d.store, { name: requiredString(r.body, 'name'), comment: optionalString(r.body, 'comment'), isDefault: r.body.is_default === true }))), 201);
+      return ok(vnetDocument(await write(d, () => addVnet(d.store, { name: requiredString(r.body, 'name'), comment: optionalString(r.body, 'comment'), isDefault: r.body.is_default === true }))), 201);
     case 'DELETE vnets/:ref': {
-      const { vnet, deletedRoutes } = write(d, () => deleteVnet(d.store, ref, { force: flag(q, 'force') }));
+      const { vnet, deletedRoutes } = await write(d, () => deleteVnet(d.store, ref, { force: flag(q, 'force') }));
       return ok({ vnet: vnetDocument(vnet), deleted_routes: deletedRoutes });
     }
     case 'GET routes': {
-      const routes = listRoutes(d.store, {
+      const routes = await listRoutes(d.store, {
         isDeleted: flag(q, 'is_deleted'),
         tunnel: param(q, 'tunnel'),
         vnet: param(q, 'vnet'),
@@ -113,22 +113,22 @@ function route(d: ApiDeps, r: ApiRequest): ApiResult {
     }
     case 'POST routes': {
       const input = { network: requiredString(r.body, 'network'), tunnel: requiredString(r.body, 'tunnel'), vnet: optionalString(r.body, 'vnet'), comment: optionalString(r.body, 'comment') };
-      return ok(routeDocument(write(d, () => addRoute(d.store, input))), 201);
+      return ok(routeDocument(await write(d, () => addRoute(d.store, input))), 201);
     }
     case 'DELETE routes/:ref':
-      return ok(routeDocument(write(d, () => deleteRoute(d.store, ref, param(q, 'vnet')))));
+      return ok(routeDocument(await write(d, () => deleteRoute(d.store, ref, param(q, 'vnet')))));
     case 'GET route-lookup': {
-      const { ip, route: found } = getRouteForIp(d.store, q.get('ip') ?? '', param(q, 'vnet'));
+      const { ip, route: found } = await getRouteForIp(d.store, q.get('ip') ?? '', param(q, 'vnet'));
       return ok({ ip, route: found ? routeDocument(found) : null });
     }
     case 'GET devices':
-      return ok({ devices: d.live.devices() });
+      return ok({ devices: await d.live.devices() });
     case 'POST devices/:ref/revoke': {
-      const device = write(d, () => revokeDevice(d.store, ref));
+      const device = await write(d, () => revokeDevice(d.store, ref));
       return ok({ id: device.id, name: device.name, deleted_at: device.deletedAt });
     }
     case 'GET traffic':
-      return ok(d.live.traffic());
+      return ok(await d.live.traffic());
     default:
       return { status: 404, body: errorBody('OXY_ERR_DASHBOARD_NOT_FOUND', `There is no API call ${m} /api/v1/${r.segments.join('/')}; see docs/dashboard-api.md`) };
   }

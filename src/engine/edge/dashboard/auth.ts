@@ -36,8 +36,8 @@ export class DashboardAuth {
   constructor(private readonly store: Store, private readonly secureCookies: boolean) {}
 
   /** Checks a login token; a new session and its cookie (for the port `req` came to), or undefined. */
-  login(req: IncomingMessage, token: string): { id: string; session: Session; cookie: string } | undefined {
-    const tokenHash = verifyDashboardToken(this.store, token);
+  async login(req: IncomingMessage, token: string): Promise<{ id: string; session: Session; cookie: string } | undefined> {
+    const tokenHash = await verifyDashboardToken(this.store, token);
     if (!tokenHash) return undefined;
     if (this.#sessions.size >= MAX_SESSIONS) this.#sessions.delete(this.#sessions.keys().next().value!);
     const id = randomBytes(32).toString('base64url');
@@ -56,17 +56,17 @@ export class DashboardAuth {
   }
 
   /** The request's principal, or undefined (answer 401). */
-  authenticate(req: IncomingMessage): Principal | undefined {
+  async authenticate(req: IncomingMessage): Promise<Principal | undefined> {
     const auth = req.headers.authorization;
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)$/i.exec(auth);
-      const tokenHash = m ? verifyDashboardToken(this.store, m[1]) : undefined;
+      const tokenHash = m ? await verifyDashboardToken(this.store, m[1]) : undefined;
       return tokenHash ? { kind: 'bearer', tokenHash } : undefined;
     }
     const id = cookieValue(req.headers.cookie, sessionCookie(req));
     const session = id ? this.#sessions.get(id) : undefined;
     if (!id || !session) return undefined;
-    if (!this.stillValid(session)) {
+    if (!(await this.stillValid(session))) {
       this.#sessions.delete(id);
       return undefined;
     }
@@ -74,13 +74,13 @@ export class DashboardAuth {
   }
 
   /** Whether a principal may go on (an open event stream): its token not replaced, its session not expired. */
-  stillAllowed(p: Principal): boolean {
-    return p.kind === 'bearer' ? dashboardTokenCurrent(this.store, p.tokenHash) : this.#sessions.has(p.id) && this.stillValid(p.session);
+  async stillAllowed(p: Principal): Promise<boolean> {
+    return p.kind === 'bearer' ? dashboardTokenCurrent(this.store, p.tokenHash) : this.#sessions.has(p.id) && (await this.stillValid(p.session));
   }
 
   /** Whether a session may go on: not expired, and its token not replaced. */
-  stillValid(session: Session): boolean {
-    return session.expires > Date.now() && dashboardTokenCurrent(this.store, session.tokenHash);
+  async stillValid(session: Session): Promise<boolean> {
+    return session.expires > Date.now() && (await dashboardTokenCurrent(this.store, session.tokenHash));
   }
 
   /**

@@ -57,7 +57,7 @@ export interface Update {
 interface Watcher {
   res: ServerResponse;
   /** Whether the caller may still watch (its session or token is current). */
-  allowed: () => boolean;
+  allowed: () => Promise<boolean>;
 }
 
 export class LiveFeed {
@@ -69,14 +69,14 @@ export class LiveFeed {
 
   constructor(private readonly s: LiveSources) {}
 
-  tunnels(): TunnelOverview[] {
+  tunnels(): Promise<TunnelOverview[]> {
     return tunnelOverview(this.s.store, this.#seen);
   }
 
-  devices(): DeviceOverview[] {
-    const restrictions = this.s.store.devices.allVnetRestrictions();
-    const vnetName = (id: string) => this.s.store.vnets.byId(id)?.name ?? id;
-    return this.s.store.devices.list().map((d) => {
+  async devices(): Promise<DeviceOverview[]> {
+    const [restrictions, devices] = await Promise.all([this.s.store.devices.allVnetRestrictions(), this.s.store.devices.list()]);
+    const vnetName = (id: string) => this.s.view.vnetName(id) ?? id;
+    return devices.map((d) => {
       const live = this.s.devices.get(d.id);
       const vnetId = live?.vnet === undefined ? undefined : this.s.view.vnetId(live.vnet);
       return {
@@ -95,12 +95,12 @@ export class LiveFeed {
   }
 
   /** The latest traffic sample (taken now when no stream is sampling). */
-  traffic(): TrafficSnapshot {
-    return this.#timer && this.#last ? this.#last : this.#sample(this.tunnels());
+  async traffic(): Promise<TrafficSnapshot> {
+    return this.#timer && this.#last ? this.#last : this.#sample(await this.tunnels());
   }
 
   /** Streams updates to `res` until it closes, or until `allowed()` says the caller's access ended. */
-  watch(res: ServerResponse, allowed: () => boolean): void {
+  async watch(res: ServerResponse, allowed: () => Promise<boolean>): Promise<void> {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     const watcher = { res, allowed };
     this.#watchers.add(watcher);
@@ -111,8 +111,8 @@ export class LiveFeed {
     });
     // Reconnect after 2 s if the stream drops; first update at once.
     res.write('retry: 2000\n\n');
-    this.#send(watcher, this.#update());
-    this.#timer ??= setInterval(() => this.#tick(), TICK_MS).unref();
+    this.#timer ??= setInterval(() => void this.#tick().catch(() => undefined), TICK_MS).unref();
+    this.#send(watcher, await this.#update());
   }
 
   close(): void {
@@ -126,10 +126,10 @@ export class LiveFeed {
     this.#timer = undefined;
   }
 
-  #tick(): void {
-    const update = this.#update();
-    for (const w of this.#watchers) {
-      if (!w.allowed()) w.res.end();
+  async #tick(): Promise<void> {
+    const update = await this.#update();
+    for (const w of [...this.#watchers]) {
+      if (!(await w.allowed())) w.res.end();
       else this.#send(w, update);
     }
   }
@@ -138,9 +138,9 @@ export class LiveFeed {
     w.res.write(data);
   }
 
-  #update(): string {
-    const tunnels = this.tunnels();
-    const update: Update = { traffic: (this.#last = this.#sample(tunnels)), tunnels, devices: this.devices() };
+  async #update(): Promise<string> {
+    const [tunnels, devices] = await Promise.all([this.tunnels(), this.devices()]);
+    const update: Update = { traffic: (this.#last = this.#sample(tunnels)), tunnels, devices };
     return `event: update\ndata: ${JSON.stringify(update)}\n\n`;
   }
 
@@ -170,7 +170,7 @@ export class LiveFeed {
     for (const { context, flows } of this.s.flows?.() ?? []) flowsByVnet.set(context.vnet, (flowsByVnet.get(context.vnet) ?? 0) + flows);
     const flows = [...flowsByVnet].map(([ref, active]) => {
       const id = this.s.view.vnetId(ref);
-      return { vnet_id: id ?? null, vnet_name: (id && this.s.store.vnets.byId(id)?.name) || ref || '(default)', active };
+      return { vnet_id: id ?? null, vnet_name: (id && this.s.view.vnetName(id)) || ref || '(default)', active };
     });
     this.#prev = { at: now, hosts, errors: new Map(this.s.traffic.errors) };
     return {

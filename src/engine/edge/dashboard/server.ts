@@ -162,13 +162,13 @@ export class DashboardServer {
     if (segments[0] === 'login' && segments.length === 1) {
       if (method !== 'POST') throw new HttpError(405, 'OXY_ERR_DASHBOARD_METHOD', 'Log in with POST');
       const body = await readJson(req);
-      const login = typeof body.token === 'string' ? this.#auth.login(req, body.token.trim()) : undefined;
+      const login = typeof body.token === 'string' ? await this.#auth.login(req, body.token.trim()) : undefined;
       if (!login) throw new HttpError(401, 'OXY_ERR_DASHBOARD_UNAUTHORIZED', "That is not the dashboard's token. Print a new one with: oxyctl edge dashboard-token");
       this.o.log.info({ client: req.socket.remoteAddress }, 'Dashboard login');
       this.#json(res, 200, { csrf_token: login.session.csrf }, { 'set-cookie': login.cookie });
       return;
     }
-    const principal = this.#auth.authenticate(req);
+    const principal = await this.#auth.authenticate(req);
     if (!principal) {
       throw new HttpError(401, 'OXY_ERR_DASHBOARD_UNAUTHORIZED', 'Log in first (POST /api/v1/login), or send Authorization: Bearer TOKEN; print a token with: oxyctl edge dashboard-token');
     }
@@ -177,11 +177,11 @@ export class DashboardServer {
     }
     if (segments[0] === 'session' && segments.length === 1) return this.#session(req, res, method, principal);
     if (segments[0] === 'events' && segments.length === 1 && method === 'GET') {
-      this.live.watch(res, () => this.#auth.stillAllowed(principal));
+      await this.live.watch(res, () => this.#auth.stillAllowed(principal));
       return;
     }
     const body = method === 'POST' ? await readJson(req) : (req.resume(), {});
-    const result = handleApi({ store: this.o.store, view: this.o.view, live: this.live }, { method, segments, query: url.searchParams, body });
+    const result = await handleApi({ store: this.o.store, view: this.o.view, live: this.live }, { method, segments, query: url.searchParams, body });
     if (changes && result.status < 400) this.o.log.info({ method, path: url.pathname, client: req.socket.remoteAddress }, 'Dashboard change');
     this.#json(res, result.status, result.body);
   }

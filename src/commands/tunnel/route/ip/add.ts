@@ -22,7 +22,7 @@ export default class RouteIpAdd extends BaseCommand<typeof RouteIpAdd> {
   static flags = { vnet: vnetFlag, output: outputFlag };
 
   async run(): Promise<RouteDocument> {
-    const route = addRoute(this.store, { ...this.args, vnet: this.flags.vnet });
+    const route = await addRoute(await this.store, { ...this.args, vnet: this.flags.vnet });
     const doc = routeDocument(route);
     await this.print(this.flags.output, doc, () => `Successfully added route for ${route.network} over tunnel ${route.tunnelId}\n`);
     return doc;

@@ -18,7 +18,7 @@ export default class RouteIpDelete extends BaseCommand<typeof RouteIpDelete> {
 
   async run(): Promise<RouteDocument> {
     await confirmDestructive(`Delete the route ${this.args.route}?`, this.flags.yes);
-    const doc = routeDocument(deleteRoute(this.store, this.args.route, this.flags.vnet));
+    const doc = routeDocument(await deleteRoute(await this.store, this.args.route, this.flags.vnet));
     await this.print(this.flags.output, doc, () => `Successfully deleted route with ID ${doc.id}\n`);
     return doc;
   }

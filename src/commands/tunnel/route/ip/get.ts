@@ -15,7 +15,7 @@ export default class RouteIpGet extends BaseCommand<typeof RouteIpGet> {
   static flags = { vnet: vnetFlag, output: outputFlag };
 
   async run(): Promise<RouteDocument | null> {
-    const { ip, route } = getRouteForIp(this.store, this.args.ip, this.flags.vnet);
+    const { ip, route } = await getRouteForIp(await this.store, this.args.ip, this.flags.vnet);
     const doc = route ? routeDocument(route) : null;
     await this.print(this.flags.output, doc, () => (doc ? renderRoutes([doc]) : `No route matches the IP ${ip}\n`));
     return doc;

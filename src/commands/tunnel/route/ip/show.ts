@@ -25,14 +25,16 @@ export default class RouteIpShow extends BaseCommand<typeof RouteIpShow> {
 
   async run(): Promise<RouteDocument[]> {
     const f = this.flags;
-    const docs = listRoutes(this.store, {
+    const docs = (
+      await listRoutes(await this.store, {
       isDeleted: f['filter-is-deleted'],
       tunnel: f['filter-tunnel-id'],
       vnet: f['filter-vnet-id'],
       commentIs: f['filter-comment-is'],
       subsetOf: f['filter-network-is-subset-of'],
       supersetOf: f['filter-network-is-superset-of'],
-    }).map(routeDocument);
+      })
+    ).map(routeDocument);
     await this.print(f.output, docs, () =>
       docs.length === 0 ? "No routes were found for the given filter flags. You can use 'oxyctl tunnel route ip add' to add a route.\n" : renderRoutes(docs),
     );

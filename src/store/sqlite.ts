@@ -1,0 +1,206 @@
+/**
+ * The embedded backend: one SQLite file (better-sqlite3), WAL, foreign keys, a busy
+ * timeout. Calls are synchronous underneath — the CLI's start-up stays a file open,
+ * with no worker thread — and wrapped in the async interface the PostgreSQL backend needs.
+ *
+ * An empty, unreadable or damaged file is refused (never taken for a new, empty store); a new
+ * store is created whole in a temporary file linked into place; on a read-only directory the
+ * store is read from a private copy and a write says the directory is read-only; a full disk
+ * and a held lock are said as such (sqlite-file.ts).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { loadMigrations, migrationsDir, storeTooNew, type Migration } from './migrate.js';
+import { forSqlite, type Driver, type Params } from './sql.js';
+import { checkStoreFile, explainStoreError, isReadOnlyDir, readOnlySnapshot } from './sqlite-file.js';
+
+/** How long a writer waits for another process's transaction before SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+export class SqliteDriver implements Driver {
+  readonly dialect = 'sqlite' as const;
+  readonly db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
+  /** Set while this process holds the write transaction (the connection is shared). */
+  readonly #inTransaction = new AsyncLocalStorage<true>();
+  #writers: Promise<unknown> = Promise.resolve();
+
+  /** A read-only directory's store is read from a copy, removed at close. */
+  #snapshot?: { path: string; dispose: () => void };
+
+  constructor(readonly path: string) {
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      checkStoreFile(path);
+      if (isReadOnlyDir(dirname(path))) {
+        this.#snapshot = readOnlySnapshot(path);
+        process.once('exit', this.#snapshot.dispose);
+        this.db = new Database(this.#snapshot.path);
+        // An older schema is brought up to date in the copy only.
+        this.migrateSync();
+        this.db.pragma('query_only = ON');
+        return;
+      }
+      if (!existsSync(path)) createStoreFile(path);
+      this.db = new Database(path, { fileMustExist: true });
+      // The store holds tunnel secrets: owner-only, like the credentials files.
+      chmodSync(path, 0o600);
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('foreign_keys = ON');
+    } catch (err) {
+      this.#snapshot?.dispose();
+      throw explainStoreError(err, path);
+    }
+  }
+
+  setBusyTimeout(ms: number): void {
+    this.db.pragma(`busy_timeout = ${ms}`);
+  }
+
+  get displayUrl(): string {
+    return `sqlite:${this.path}`;
+  }
+
+  #prepare(sql: string): Database.Statement {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) this.#statements.set(sql, (stmt = this.db.prepare(forSqlite(sql))));
+    return stmt;
+  }
+
+  async all<T>(sql: string, params?: Params): Promise<T[]> {
+    const stmt = this.#prepare(sql);
+    return (params ? stmt.all(params) : stmt.all()) as T[];
+  }
+
+  async get<T>(sql: string, params?: Params): Promise<T | undefined> {
+    const stmt = this.#prepare(sql);
+    return (params ? stmt.get(params) : stmt.get()) as T | undefined;
+  }
+
+  async run(sql: string, params?: Params): Promise<number> {
+    const stmt = this.#prepare(sql);
+    try {
+      return (params ? stmt.run(params) : stmt.run()).changes;
+    } catch (err) {
+      throw explainStoreError(err, this.path);
+    }
+  }
+
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#inTransaction.getStore()) return fn();
+    // One connection per process: this process's writers take turns.
+    const turn = this.#writers.then(() =>
+      this.#inTransaction.run(true, async () => {
+        // Taken up front, so it never fails half-way on a lock upgrade.
+        try {
+          this.db.exec('BEGIN IMMEDIATE');
+        } catch (err) {
+          throw explainStoreError(err, this.path);
+        }
+        try {
+          const result = await fn();
+          this.db.exec('COMMIT');
+          return result;
+        } catch (err) {
+          if (this.db.inTransaction) this.db.exec('ROLLBACK');
+          throw explainStoreError(err, this.path);
+        }
+      }),
+    );
+    this.#writers = turn.catch(() => undefined);
+    return turn;
+  }
+
+  async schemaVersion(): Promise<number> {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  /**
+   * Applies every migration newer than `PRAGMA user_version`, each in its own IMMEDIATE
+   * transaction that re-reads the version first, so two processes opening a fresh store at
+   * once apply each migration exactly once. Returns whether any was applied.
+   */
+  migrateSync(migrations: Migration[] = loadMigrations(migrationsDir('sqlite'))): boolean {
+    return migrateDb(this.db, this.path, migrations);
+  }
+
+  async migrate(): Promise<boolean> {
+    return this.migrateSync();
+  }
+
+  #seenVersion = -1;
+
+  /** `PRAGMA data_version` moves whenever another connection commits (one read of the WAL index). */
+  changed(): boolean {
+    const now = this.db.pragma('data_version', { simple: true }) as number;
+    if (now === this.#seenVersion) return false;
+    this.#seenVersion = now;
+    return true;
+  }
+
+  /** Polls `data_version`: `onChange` only when another connection committed. */
+  async watch(onChange: () => void, options: { pollMs?: number } = {}): Promise<() => Promise<void>> {
+    this.changed();
+    const timer = setInterval(() => {
+      if (this.changed()) onChange();
+    }, options.pollMs ?? 250).unref();
+    return async () => clearInterval(timer);
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+    if (this.#snapshot) {
+      this.#snapshot.dispose();
+      process.off('exit', this.#snapshot.dispose);
+    }
+  }
+}
+
+/**
+ * Creates the store whole: migrated, with its account tag, in a temporary file linked into
+ * place. So an oxy.db is never seen half-made, and an empty one is always a damaged store
+ * (refused), never one another process is creating. Of processes racing to create it, one
+ * link wins and the others open the winner's.
+ */
+function createStoreFile(path: string): void {
+  const tmp = `${path}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    const driver = new Database(tmp);
+    try {
+      driver.pragma('journal_mode = WAL');
+      migrateDb(driver, tmp);
+      driver.prepare('INSERT OR IGNORE INTO account (id, account_tag) VALUES (1, ?)').run(randomBytes(16).toString('hex'));
+    } finally {
+      driver.close(); // checkpoints: everything is in the file itself
+    }
+    chmodSync(tmp, 0o600);
+    try {
+      linkSync(tmp, path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  } finally {
+    for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  }
+}
+
+export function migrateDb(db: Database.Database, path: string, migrations: Migration[] = loadMigrations(migrationsDir('sqlite'))): boolean {
+  const latest = migrations.length;
+  const current = () => db.pragma('user_version', { simple: true }) as number;
+  const before = current();
+  if (before > latest) throw storeTooNew(`sqlite:${path}`, before, latest);
+  for (const m of migrations) {
+    if (m.version <= current()) continue;
+    db.transaction(() => {
+      if (current() >= m.version) return;
+      db.exec(m.sql());
+      db.pragma(`user_version = ${m.version}`);
+    }).immediate();
+  }
+  return current() !== before;
+}
