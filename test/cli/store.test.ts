@@ -46,10 +46,11 @@ describe('oxyctl store', () => {
     await inSrc(['warp', 'enroll', '--vnet', 'vnet-syd', 'laptop']);
     await inSrc(['warp', 'enroll', 'phone']);
     await inSrc(['warp', 'revoke', '--yes', 'phone']);
+    await inSrc(['edge', 'dashboard-token']);
 
     const dest = testBackend === 'postgres' ? storeUrl(home) : `sqlite:${join(home, 'copy.db')}`;
     const copied = JSON.parse(await oxyOk(home, ['store', 'copy', sqlite, dest, '-o', 'json'])) as { rows: Record<string, number>; accountTag: string };
-    expect(copied.rows).toEqual({ account: 1, vnets: 3, tunnels: 3, devices: 2, tunnel_connections: 0, routes: 4, hostnames: 1 });
+    expect(copied.rows).toEqual({ account: 1, vnets: 3, tunnels: 3, devices: 2, tunnel_connections: 0, routes: 4, hostnames: 1, dashboard_tokens: 1 });
 
     const listings = [
       ['vnet', 'list', '--show-deleted'],
