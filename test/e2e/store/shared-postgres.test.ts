@@ -1,0 +1,117 @@
+/**
+ * Two edges sharing one PostgreSQL store (real processes, a throwaway cluster of this file's
+ * own so it can be cut): a change made with the CLI reaches both edges by LISTEN/NOTIFY; a
+ * dropped database connection reconnects and reloads; a PostgreSQL restart under load costs
+ * no request (the edges serve from memory) and changes flow again after it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { OxyProcess, startConnector } from '../../helpers/processes.js';
+import { startPostgres, type Postgres } from '../../helpers/postgres.js';
+import { Store } from '../../../src/store/index.js';
+
+let pg: Postgres;
+let home: string;
+let cleanup: () => void;
+let env: Record<string, string>;
+const procs: OxyProcess[] = [];
+const edges: { name: string; httpPort: number; proc: OxyProcess }[] = [];
+
+async function startEdgeAt(location: string) {
+  const proc = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--location', location, '--no-quic'], env);
+  procs.push(proc);
+  const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
+  const http = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  edges.push({ name: location, httpPort: Number(http[1]), proc });
+  const c = await startConnectorWith(Number(tunnel[1]));
+  procs.push(c);
+}
+
+async function startConnectorWith(tunnelPort: number): Promise<OxyProcess> {
+  const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', '--ha-connections', '2', '--hello-world', 'web'], env);
+  for (let i = 0; i < 2; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
+  return c;
+}
+
+const get = async (port: number, host: string) => {
+  const r = await request(`http://127.0.0.1:${port}/`, { headers: { host }, headersTimeout: 5000, bodyTimeout: 5000 });
+  const body = await r.body.text();
+  return { status: r.statusCode, body };
+};
+
+/** Polls until every edge serves `host` from the tunnel; resolves to how long that took. */
+async function servedEverywhere(host: string, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    const answers = await Promise.all(edges.map((e) => get(e.httpPort, host).catch(() => ({ status: 0, body: '' }))));
+    if (answers.every((a) => a.status === 200)) return Date.now() - t0;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${host} not served by every edge after ${timeoutMs} ms: ${answers.map((a) => a.status).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  ({ home, cleanup } = tempHome());
+  env = { OXY_STORE: pg.createDatabase('oxy') };
+  await oxyOk(home, ['tunnel', 'create', 'web'], env);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com'], env);
+  await startEdgeAt('edge-a');
+  await startEdgeAt('edge-b');
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop()));
+  await pg?.stop();
+  cleanup?.();
+});
+
+describe('two edges on one PostgreSQL store', () => {
+  it('both serve the tunnel, and tunnel list counts the connections of both edges', async () => {
+    for (const e of edges) expect(await get(e.httpPort, 'app.example.com')).toMatchObject({ status: 200 });
+    const list = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { connections: { colo_name: string }[] }[];
+    expect(list[0].connections.map((c) => c.colo_name).sort()).toEqual(['edge-a', 'edge-a', 'edge-b', 'edge-b']);
+  });
+
+  it('a hostname added with the CLI reaches every edge (LISTEN/NOTIFY, no poll)', async () => {
+    await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'new.example.com'], env);
+    expect(await servedEverywhere('new.example.com', 5000)).toBeLessThan(5000);
+  });
+
+  it('a dropped database connection reconnects with backoff and reloads in full', async () => {
+    const admin = await Store.open({ home, url: env.OXY_STORE });
+    // Cuts every other session: the edges' LISTEN connections and pools.
+    await admin.driver.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'oxy'");
+    await admin.close();
+    await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'after-drop.example.com'], env);
+    await servedEverywhere('after-drop.example.com', 15_000);
+    for (const e of edges) await e.proc.waitFor(/Lost the store connection; reconnecting/);
+  });
+
+  it('PostgreSQL restarted under load: every request is served from memory, and changes flow again after', async () => {
+    let ok = 0;
+    const failures: string[] = [];
+    let running = true;
+    const load = Promise.all(
+      edges.map(async (e) => {
+        while (running) {
+          const r = await get(e.httpPort, 'app.example.com').catch((err: Error) => ({ status: 0, body: err.message }));
+          if (r.status === 200 && r.body.length > 0) ok++;
+          else failures.push(`${e.name}: ${r.status} ${r.body.slice(0, 80)}`);
+        }
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    pg.stopServer();
+    await new Promise((r) => setTimeout(r, 1500));
+    pg.startServer();
+    await new Promise((r) => setTimeout(r, 300));
+    running = false;
+    await load;
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(20);
+    await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'after-restart.example.com'], env);
+    await servedEverywhere('after-restart.example.com', 15_000);
+  });
+});
