@@ -1,13 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { spawn } from 'node:child_process';
-import { BIN, oxy, oxyJson, oxyOk, parseTable, tempHome } from '../helpers/cli.js';
+import { BIN, oxy, oxyJson, oxyOk, parseTable, tempHome, storeEnv } from '../helpers/cli.js';
 
 /** Runs the CLI on a pseudo-terminal (util-linux `script`), answering `answer` once it asks. */
 function onTerminal(home: string, args: string[], answer: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('script', ['-qec', [process.execPath, BIN, ...args].join(' '), '/dev/null'], {
-      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1' },
+      env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let output = '';
