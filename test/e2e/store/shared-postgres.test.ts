@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, startConnector } from '../../helpers/processes.js';
+import { OxyProcess } from '../../helpers/processes.js';
 import { startPostgres, type Postgres } from '../../helpers/postgres.js';
 import { Store } from '../../../src/store/index.js';
 
