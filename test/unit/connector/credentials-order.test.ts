@@ -19,22 +19,22 @@ beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'oxy-creds-'))));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('tunnel run credentials, in cloudflared order', () => {
-  it('--token-file, then --credentials-contents, then --credentials-file, then <TunnelID>.json next to the config', () => {
+  it('--token-file, then --credentials-contents, then --credentials-file, then <TunnelID>.json next to the config', async () => {
     const configFile = join(dir, 'config.yml');
     writeFileSync(join(dir, `${ID(4)}.json`), JSON.stringify(creds(4))); // exactly cloudflared's fields
     writeFileSync(join(dir, 'three.json'), JSON.stringify(creds(3)));
     writeFileSync(join(dir, 'token'), `${token(1)}\n`);
     const config = parseConfig({ tunnel: ID(4) }, configFile);
     const base = { home: join(dir, 'home'), config };
-    expect(resolveCredentials({ ...base, tokenFile: join(dir, 'token'), credentialsContents: JSON.stringify(creds(2)) }).creds.TunnelID).toBe(ID(1));
-    expect(resolveCredentials({ ...base, credentialsContents: JSON.stringify(creds(2)), credentialsFile: join(dir, 'three.json') }).creds.TunnelID).toBe(ID(2));
-    expect(resolveCredentials({ ...base, credentialsFile: join(dir, 'three.json') }).creds.TunnelID).toBe(ID(3));
-    const fromConfigDir = resolveCredentials(base).creds;
+    expect((await resolveCredentials({ ...base, tokenFile: join(dir, 'token'), credentialsContents: JSON.stringify(creds(2)) })).creds.TunnelID).toBe(ID(1));
+    expect((await resolveCredentials({ ...base, credentialsContents: JSON.stringify(creds(2)), credentialsFile: join(dir, 'three.json') })).creds.TunnelID).toBe(ID(2));
+    expect((await resolveCredentials({ ...base, credentialsFile: join(dir, 'three.json') })).creds.TunnelID).toBe(ID(3));
+    const fromConfigDir = (await resolveCredentials(base)).creds;
     expect(fromConfigDir).toEqual({ ...creds(4), Endpoint: '' });
   });
 
-  it('says what is wrong with --credentials-contents and an unreadable --token-file', () => {
-    expect(() => resolveCredentials({ home: dir, credentialsContents: '{"TunnelID":1}' })).toThrow('--credentials-contents must hold TunnelID and TunnelSecret');
-    expect(() => resolveCredentials({ home: dir, tokenFile: join(dir, 'missing') })).toThrow(`Cannot read the token file ${join(dir, 'missing')}`);
+  it('says what is wrong with --credentials-contents and an unreadable --token-file', async () => {
+    await expect(resolveCredentials({ home: dir, credentialsContents: '{"TunnelID":1}' })).rejects.toThrow('--credentials-contents must hold TunnelID and TunnelSecret');
+    await expect(resolveCredentials({ home: dir, tokenFile: join(dir, 'missing') })).rejects.toThrow(`Cannot read the token file ${join(dir, 'missing')}`);
   });
 });
