@@ -15,7 +15,8 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { loadConfig } from '../engine/connector/config.js';
+import { findConfigFile, loadConfig } from '../engine/connector/config.js';
+import { cloudflaredNotice } from './config-file.js';
 import { decodeToken } from '../core/credentials.js';
 import { OxyError } from '../core/errors.js';
 
@@ -176,11 +177,13 @@ function connectorSource(opts: InstallOptions): ConnectorSource {
     }
     return { token };
   }
-  const configFile = opts.configFile ?? ['config.yml', 'config.yaml'].map((f) => join(opts.home, f)).find((f) => existsSync(f));
+  // Where tunnel run looks (cloudflared's directories last, with a notice): a cloudflared host's
+  // /etc/cloudflared/config.yml becomes the service's config as it is.
+  const configFile = findConfigFile(opts.home, opts.configFile, (p) => process.stderr.write(`${cloudflaredNotice(p)}\n`));
   if (configFile === undefined) {
     throw new OxyError(
       'OXY_ERR_SERVICE_NO_TUNNEL',
-      `Cannot determine which tunnel the service should run: no --token, no --config, and no config.yml in ${opts.home}.\n` +
+      `Cannot determine which tunnel the service should run: no --token, no --config, and no config.yml in ${opts.home} or where tunnel run looks.\n` +
         "Run 'oxyctl service install --token TOKEN' with the token from 'oxyctl tunnel token TUNNEL', or " +
         "'oxyctl service install --config FILE' with a config file naming 'tunnel' and 'credentials-file'.",
     );

@@ -101,6 +101,20 @@ describe('oxyctl service install / uninstall (into a fake root)', () => {
     expect(readFileSync(join(root, UNIT), 'utf8')).toContain(`--config ${config}\n`);
   });
 
+  it("on a cloudflared host, the config in ~/.cloudflared is the service's, with one notice", async () => {
+    const user = mkdtempSync(join(tmpdir(), 'oxyctl-user-'));
+    try {
+      mkdirSync(join(user, '.cloudflared'));
+      const config = writeConfig(join(user, '.cloudflared'));
+      const r = await oxy(home, ['service', 'install', '--root', root], { HOME: user });
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`Using cloudflared's config file ${config}`);
+      expect(settings(readFileSync(join(root, UNIT), 'utf8')).get('ExecStart')).toEqual([`/usr/bin/oxyctl tunnel run --config ${config}`]);
+    } finally {
+      rmSync(user, { recursive: true, force: true });
+    }
+  });
+
   it('--edge writes oxyctl-edge.service running the edge; uninstall --edge removes it', async () => {
     const out = await oxyOk(home, ['service', 'install', '--edge', '--root', root, '-o', 'json']);
     const doc = JSON.parse(out) as { unit: string; files: string[] };
