@@ -24,7 +24,7 @@ const CONCURRENCY = 64;
 /** The edges run with short client timeouts (edge.yml http-timeouts), so they close every connection soon. */
 const TIMEOUTS = { 'headers-ms': 1000, 'request-ms': 2000, 'idle-ms': 2000, 'keep-alive-ms': 500 };
 /** Every connection must be closed within this of its bytes (timeouts plus Node's check interval and a busy machine). */
-const HANG_MS = 8000;
+const HANG_MS = 15_000;
 /** Quiet this long after the last bytes from the edge, the client half-closes. */
 const QUIET_MS = 150;
 
