@@ -162,8 +162,8 @@ const oxyEnv = (home) => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
 
 async function startQuick(originUrl, protocol) {
   const home = join(dir, `quick-${protocol}`);
-  const { match } = await spawnTracked(process.execPath, [bin, 'tunnel', '--url', originUrl, '--protocol', protocol, '--loglevel', 'warn'], /^(http:\/\/\S+)$/m, { env: oxyEnv(home) });
-  return match[1];
+  const { match, child } = await spawnTracked(process.execPath, [bin, 'tunnel', '--url', originUrl, '--protocol', protocol, '--loglevel', 'warn'], /^(http:\/\/\S+)$/m, { env: oxyEnv(home) });
+  return { url: match[1], pid: child.pid };
 }
 
 /** Edge and connector as two processes: the edge also runs the CONNECT proxy. */
@@ -204,8 +204,10 @@ try {
   if (skip.has('ssh')) console.log('  ssh -R skipped');
   else if (!have('/usr/sbin/sshd', ['-V'])) console.log('  sshd not installed: ssh -R left out');
   else await measure('ssh -R (OpenSSH)', await startSshReverse(Number(origin.match[1])));
-  await measure('quick tunnel, HTTP/2', await startQuick(originUrl, 'http2'));
-  if (!skip.has('quic')) await measure('quick tunnel, QUIC', await startQuick(originUrl, 'quic'));
+  for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
+    const quick = await startQuick(originUrl, protocol);
+    await measure(`quick tunnel, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`, quick.url, undefined, { tunnel: quick.pid });
+  }
   const proxies = [];
   if (!skip.has('separate')) {
     for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
@@ -223,9 +225,14 @@ try {
   console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | waiting for a core, µs/request (edge / connector) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    const cpu = r.cpu.edge !== undefined ? `${fmt(r.cpu.edge, 0)} / ${fmt(r.cpu.connector, 0)} / ${fmt(r.cpu.origin, 0)}` : `origin ${fmt(r.cpu.origin, 0)}`;
+    const cpu =
+      r.cpu.edge !== undefined
+        ? `${fmt(r.cpu.edge, 0)} / ${fmt(r.cpu.connector, 0)} / ${fmt(r.cpu.origin, 0)}`
+        : r.cpu.tunnel !== undefined
+          ? `${fmt(r.cpu.tunnel, 0)} (both, one process) / ${fmt(r.cpu.origin, 0)}`
+          : `origin ${fmt(r.cpu.origin, 0)}`;
     const bulk = r.down !== undefined ? [fmt(r.down, 0), ratio(r.down, ssh?.down), fmt(r.up, 0), ratio(r.up, ssh?.up)] : ['-', '-', '-', '-'];
-    const wait = r.wait.edge !== undefined ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}` : '-';
+    const wait = r.wait.edge !== undefined ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}` : r.wait.tunnel !== undefined ? `${fmt(r.wait.tunnel, 0)} (one process)` : '-';
     console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} | ${wait} |`);
   }
   if (proxies.length) {
