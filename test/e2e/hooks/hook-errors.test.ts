@@ -25,9 +25,9 @@ beforeAll(async () => {
     },
   });
   // The vnet the async hook fails for (on-ramps refuse a vnet the store does not have).
-  addVnet(p.store, { name: 'office' }); // the first vnet is the default
-  addVnet(p.store, { name: 'make-it-fail' });
-  p.edge.view.reload();
+  await addVnet(p.store, { name: 'office' }); // the first vnet is the default
+  await addVnet(p.store, { name: 'make-it-fail' });
+  await p.edge.view.reload();
 });
 afterAll(async () => {
   await p?.close();
