@@ -56,9 +56,13 @@ export interface ConnectProxyOptions {
   vnets?: (ref: string | undefined) => VirtualNetwork | undefined;
 }
 
-/** The runner implements a hook that decides who may connect or where to: the app owns the proxy's policy. */
+/**
+ * The runner implements a hook that decides who may connect or where to: the app owns the
+ * proxy's policy. Not `http.handleRequest` alone: the public listener shares it, and an app that
+ * rewrites requests to its hostnames has not thereby opened a proxy.
+ */
 const hooksDecide = (r: HookRunner): boolean =>
-  Boolean(r.ingressConnection || r.proxyHeader || r.connectRequest || r.httpRequest || r.egressConnection || r.tcpConnect || r.upstreamIps || r.dnsResolve);
+  Boolean(r.ingressConnection || r.proxyHeader || r.connectRequest || r.egressConnection || r.tcpConnect || r.upstreamIps || r.dnsResolve);
 
 /** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'oxy-vnet']);

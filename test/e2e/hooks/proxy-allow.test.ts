@@ -57,6 +57,17 @@ describe('the CONNECT proxy denies by default', () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it('hooks that only rewrite requests (http.handleRequest) do not open it', async () => {
+    const rewrite = join(home.home, 'rewrite.js');
+    writeFileSync(rewrite, `export function start() { return { http: { handleRequest(head) { head.headers.push(['X-Seen', '1']); } } }; }\n`);
+    const { proxy } = await proxyEdge(['--hooks', rewrite]);
+    for (const connect of [true, false]) {
+      const r = await via(proxy, `http://127.0.0.1:${origin.port}/`, connect);
+      expect(r.status).toBe(403);
+      expect(r.proxyStatus).toMatch(/allows no destinations/);
+    }
+  });
+
   it('a catch-all allow list opens neither the edge host nor its listeners', async () => {
     const e = await proxyEdge(['--proxy-allow', '0.0.0.0/0', '--proxy-allow', '::/0']);
     for (const url of [`http://127.0.0.1:${origin.port}/`, `http://localhost:${origin.port}/`, `http://[::ffff:127.0.0.1]:${origin.port}/`, `http://127.0.0.1:${e.metricsPort}/metrics`]) {
