@@ -10,7 +10,7 @@ import type { Driver } from './sql.js';
  * Every table of the schema, parents before children (foreign keys). A migration that adds
  * a table adds it here too (test/unit/store/copy.test.ts fails until it does).
  */
-export const COPY_TABLES = ['account', 'vnets', 'tunnels', 'devices', 'device_vnets', 'tunnel_connections', 'routes', 'hostnames', 'dashboard_tokens'] as const;
+export const COPY_TABLES = ['account', 'vnets', 'tunnels', 'devices', 'device_vnets', 'edges', 'tunnel_connections', 'routes', 'hostnames', 'dashboard_tokens'] as const;
 
 /** Tables the copy leaves alone: the backends' own bookkeeping. */
 const INTERNAL = new Set(['oxy_schema']);

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { OxyError } from '../core/errors.js';
 import { DashboardTokenRepository } from './dashboard-tokens.js';
 import { DeviceRepository } from './devices.js';
+import { EdgeRepository } from './edges.js';
 import { HostnameRepository } from './hostnames.js';
 import { RouteRepository } from './routes.js';
 import type { Dialect, Driver } from './sql.js';
@@ -15,6 +16,7 @@ export type { Tunnel, TunnelConnection, TunnelFilter } from './tunnels.js';
 export type { Route, DetailedRoute, RouteFilter, NetworkRange } from './routes.js';
 export type { HostnameRoute } from './hostnames.js';
 export type { Device } from './devices.js';
+export type { EdgeRecord, LiveEdge } from './edges.js';
 export type { DashboardToken } from './dashboard-tokens.js';
 export type { Dialect } from './sql.js';
 export { isUniqueViolation } from './sql.js';
@@ -62,6 +64,7 @@ export class Store {
   readonly hostnames: HostnameRepository;
   readonly devices: DeviceRepository;
   readonly dashboardTokens: DashboardTokenRepository;
+  readonly edges: EdgeRepository;
 
   private constructor(
     readonly driver: Driver,
@@ -74,6 +77,7 @@ export class Store {
     this.hostnames = new HostnameRepository(driver);
     this.devices = new DeviceRepository(driver);
     this.dashboardTokens = new DashboardTokenRepository(driver);
+    this.edges = new EdgeRepository(driver);
   }
 
   /** Opens (creating if needed) the store, migrated to the latest schema. */

@@ -1,3 +1,4 @@
+import { LIVE_CONNECTION, liveSince } from './edges.js';
 import { insertionOrder, type Sql } from './sql.js';
 
 export interface Tunnel {
@@ -20,6 +21,8 @@ export interface TunnelConnection {
   clientVersion: string;
   arch: string;
   openedAt: string;
+  /** The edge holding it (edges table); unset for rows written before edges recorded themselves. */
+  edgeId?: string | null;
 }
 
 export interface TunnelFilter {
@@ -49,6 +52,7 @@ interface ConnectionDbRow {
   client_version: string;
   arch: string;
   opened_at: string;
+  edge_id?: string | null;
 }
 
 const toTunnel = (r: TunnelDbRow): Tunnel => ({
@@ -70,6 +74,7 @@ const toConnection = (r: ConnectionDbRow): TunnelConnection => ({
   clientVersion: r.client_version,
   arch: r.arch,
   openedAt: r.opened_at,
+  edgeId: r.edge_id ?? null,
 });
 
 /**
@@ -80,12 +85,12 @@ const toConnection = (r: ConnectionDbRow): TunnelConnection => ({
  */
 export const CONNECTION_WRITES = {
   record: `INSERT INTO tunnel_connections
-     (id, tunnel_id, connector_id, conn_index, protocol, origin_ip, edge_location, client_version, arch, opened_at)
-   VALUES (@id, @tunnelId, @connectorId, @connIndex, @protocol, @originIp, @edgeLocation, @clientVersion, @arch, @openedAt)
+     (id, tunnel_id, connector_id, conn_index, protocol, origin_ip, edge_location, client_version, arch, opened_at, edge_id)
+   VALUES (@id, @tunnelId, @connectorId, @connIndex, @protocol, @originIp, @edgeLocation, @clientVersion, @arch, @openedAt, @edgeId)
    ON CONFLICT (id) DO UPDATE SET tunnel_id = excluded.tunnel_id, connector_id = excluded.connector_id,
      conn_index = excluded.conn_index, protocol = excluded.protocol, origin_ip = excluded.origin_ip,
      edge_location = excluded.edge_location, client_version = excluded.client_version, arch = excluded.arch,
-     opened_at = excluded.opened_at`,
+     opened_at = excluded.opened_at, edge_id = excluded.edge_id`,
   forget: 'DELETE FROM tunnel_connections WHERE id = @id',
   forgetAt: 'DELETE FROM tunnel_connections WHERE edge_location = @edgeLocation',
 } as const;
@@ -141,7 +146,7 @@ export class TunnelRepository {
   async recordConnection(c: TunnelConnection): Promise<void> {
     await this.sql.run(CONNECTION_WRITES.record, {
       id: c.id, tunnelId: c.tunnelId, connectorId: c.connectorId, connIndex: c.connIndex, protocol: c.protocol, originIp: c.originIp,
-      edgeLocation: c.edgeLocation, clientVersion: c.clientVersion, arch: c.arch, openedAt: c.openedAt,
+      edgeLocation: c.edgeLocation, clientVersion: c.clientVersion, arch: c.arch, openedAt: c.openedAt, edgeId: c.edgeId ?? null,
     });
   }
 
@@ -159,14 +164,20 @@ export class TunnelRepository {
   }
 
   async connections(tunnelId: string): Promise<TunnelConnection[]> {
-    const rows = await this.sql.all<ConnectionDbRow>('SELECT * FROM tunnel_connections WHERE tunnel_id = @tunnelId ORDER BY conn_index, opened_at', { tunnelId });
+    const rows = await this.sql.all<ConnectionDbRow>(
+      `SELECT * FROM tunnel_connections WHERE tunnel_id = @tunnelId AND ${LIVE_CONNECTION} ORDER BY conn_index, opened_at`,
+      { tunnelId, liveSince: liveSince() },
+    );
     return rows.map(toConnection);
   }
 
   /** All recorded connections grouped by tunnel: one query for a whole `tunnel list`. */
   async connectionsByTunnel(): Promise<Map<string, TunnelConnection[]>> {
     const byTunnel = new Map<string, TunnelConnection[]>();
-    for (const c of (await this.sql.all<ConnectionDbRow>('SELECT * FROM tunnel_connections ORDER BY conn_index, opened_at')).map(toConnection)) {
+    const rows = await this.sql.all<ConnectionDbRow>(`SELECT * FROM tunnel_connections WHERE ${LIVE_CONNECTION} ORDER BY conn_index, opened_at`, {
+      liveSince: liveSince(),
+    });
+    for (const c of rows.map(toConnection)) {
       const list = byTunnel.get(c.tunnelId) ?? [];
       list.push(c);
       byTunnel.set(c.tunnelId, list);

@@ -8,7 +8,7 @@
  * The queue stays bounded while the store is unavailable: a connection that closes before
  * its record was written cancels the record instead of queueing a delete.
  */
-import type { TunnelConnection } from '../../store/index.js';
+import type { EdgeRecord, TunnelConnection } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
 
 /** Runs one named write of the store's connection writes; rejects with the store's error. */
@@ -20,10 +20,13 @@ export interface ConnectionWriter {
 export type ConnectionWrite =
   | { op: 'record'; arg: TunnelConnection }
   | { op: 'forget'; arg: string }
-  | { op: 'forgetAt'; arg: string };
+  | { op: 'forgetAt'; arg: string }
+  /** The edge itself (edges table): recorded, then its heartbeat renewed. */
+  | { op: 'edge'; arg: EdgeRecord }
+  | { op: 'edgeDown'; arg: string };
 
 /** Errors no retry can fix: the write is dropped (and logged). */
-const PERMANENT = /^SQLITE_(CONSTRAINT|ERROR$|MISMATCH$|RANGE$)/;
+const PERMANENT = /^SQLITE_(CONSTRAINT|ERROR$|MISMATCH$|RANGE$)|^(22|23|42)[0-9A-Z]{3}$/;
 
 /** While writes keep failing, say so at most this often. */
 const REPEAT_LOG_MS = 30_000;
@@ -61,6 +64,21 @@ export class ConnectionBook {
   /** Forgets what an earlier run at this edge location recorded. */
   forgetAt(location: string): void {
     this.#push({ op: 'forgetAt', arg: location });
+  }
+
+  /**
+   * Records this edge or renews its heartbeat. A heartbeat still waiting in the queue (the
+   * store is unavailable) is brought up to date rather than queued again.
+   */
+  beat(edge: EdgeRecord): void {
+    const waiting = this.#queue.findIndex((w, n) => w.op === 'edge' && !(n === 0 && this.#running));
+    if (waiting >= 0) this.#queue[waiting] = { op: 'edge', arg: edge };
+    else this.#push({ op: 'edge', arg: edge });
+  }
+
+  /** The edge stops: its record goes (after the forgets queued before). */
+  edgeDown(id: string): void {
+    this.#push({ op: 'edgeDown', arg: id });
   }
 
   /** Resolves once every queued write has landed (or been dropped). */

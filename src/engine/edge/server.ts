@@ -7,9 +7,10 @@
  */
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
-import { nowRfc3339 } from '../../core/common.js';
+import { newId, nowRfc3339 } from '../../core/common.js';
 import { unknownVnetError } from '../../core/vnets.js';
-import type { Store } from '../../store/index.js';
+import type { EdgeRecord, Store } from '../../store/index.js';
+import { EDGE_HEARTBEAT_MS } from '../../store/edges.js';
 import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
@@ -92,6 +93,10 @@ export class EdgeServer {
   readonly view: StoreView;
   /** Writes live connections to the store, off the event loop. */
   readonly book: ConnectionBook;
+  /** This edge's id in the store's edge registry (`oxyctl edge list`), new at every start. */
+  readonly id = newId();
+  #heartbeat?: NodeJS.Timeout;
+  #startedAt = new Date().toISOString();
   readonly metrics = createRegistry('oxy_edge');
   readonly egress: PrivateEgress;
   readonly #controls = new Map<LiveConnection, ControlChannel>();
@@ -182,6 +187,16 @@ export class EdgeServer {
     const pp = this.o.proxyProtocol ? { proxyProtocol: true } : {};
     if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}`, ...pp }, 'Public HTTP listener ready');
     if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}`, ...pp }, 'CONNECT proxy listener ready');
+    // The edge registry: recorded now, renewed while it runs, through the book (never awaited).
+    const beat = () => this.book.beat(this.#record());
+    beat();
+    this.#heartbeat = setInterval(beat, EDGE_HEARTBEAT_MS).unref();
+  }
+
+  #record(): EdgeRecord {
+    const l = this.#listeners[0]?.address;
+    const tunnelAddress = l ? (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`) : '';
+    return { id: this.id, location: this.o.location, tunnelAddress, startedAt: this.#startedAt, heartbeatAt: new Date().toISOString() };
   }
 
   /** The TCP ports this edge listens on (the forward proxy never connects to them on this host). */
@@ -217,7 +232,7 @@ export class EdgeServer {
     const [clientVersion = '', arch = ''] = r.clientVersion.split(' ');
     this.book.record({
       id: live.id, tunnelId: live.tunnelId, connectorId: live.connectorId, connIndex: live.connIndex, protocol: conn.protocol,
-      originIp: conn.remoteAddress, edgeLocation: this.o.location, clientVersion, arch, openedAt: nowRfc3339(),
+      originIp: conn.remoteAddress, edgeLocation: this.o.location, clientVersion, arch, openedAt: nowRfc3339(), edgeId: this.id,
     });
     this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, ip: conn.remoteAddress, protocol: conn.protocol }, 'Registered tunnel connection');
     reg.control.on('drain', () => (live.draining = true));
@@ -379,6 +394,8 @@ export class EdgeServer {
       live.conn.close(TunnelCloseCode.SHUTDOWN, 'edge shutting down');
       this.book.forget(live.id);
     }
+    clearInterval(this.#heartbeat);
+    this.book.edgeDown(this.id);
     await this.book.close();
     await this.view.stop();
   }

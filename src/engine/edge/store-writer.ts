@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { CONNECTION_WRITES, type TunnelConnection } from '../../store/tunnels.js';
+import { EDGE_WRITES, type EdgeRecord } from '../../store/edges.js';
 import type { Store } from '../../store/index.js';
 import { SqliteDriver } from '../../store/sqlite.js';
 import type { ConnectionWriter, ConnectionWrite } from './bookkeeping.js';
@@ -18,8 +19,11 @@ export function connectionWriter(store: Store): ConnectionWriter {
 }
 
 /** Named parameters of each write (CONNECTION_WRITES). */
-const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown> =>
-  op === 'record' ? { ...(arg as TunnelConnection) } : op === 'forget' ? { id: arg } : { edgeLocation: arg };
+const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown> => {
+  if (op === 'record') return { ...(arg as TunnelConnection), edgeId: (arg as TunnelConnection).edgeId ?? null };
+  if (op === 'edge') return { ...(arg as EdgeRecord) };
+  return op === 'forgetAt' ? { edgeLocation: arg } : { id: arg };
+};
 
 /** PostgreSQL: the repository's queries, awaited off the data path by the book. */
 class StoreConnectionWriter implements ConnectionWriter {
@@ -29,7 +33,9 @@ class StoreConnectionWriter implements ConnectionWriter {
     const t = this.store.tunnels;
     if (op === 'record') await t.recordConnection(arg as TunnelConnection);
     else if (op === 'forget') await t.forgetConnection(arg as string);
-    else await t.forgetConnectionsAt(arg as string);
+    else if (op === 'forgetAt') await t.forgetConnectionsAt(arg as string);
+    else if (op === 'edge') await this.store.edges.record(arg as EdgeRecord);
+    else await this.store.edges.remove(arg as string);
   }
 
   async close(): Promise<void> {}
@@ -97,7 +103,7 @@ export class SqliteConnectionWriter implements ConnectionWriter {
         driver: createRequire(import.meta.url).resolve('better-sqlite3'),
         path: this.path,
         busyTimeoutMs: WRITER_BUSY_TIMEOUT_MS,
-        sql: CONNECTION_WRITES,
+        sql: { ...CONNECTION_WRITES, ...EDGE_WRITES },
       },
     });
     worker.unref();

@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess } from '../../helpers/processes.js';
 import { startPostgres, type Postgres } from '../../helpers/postgres.js';
+import { until } from '../../helpers/until.js';
 import { Store } from '../../../src/store/index.js';
 
 let pg: Postgres;
@@ -40,21 +41,19 @@ const get = async (port: number, host: string) => {
   return { status: r.statusCode, body };
 };
 
-/** Polls until every edge serves `host` from the tunnel; resolves to how long that took. */
-async function servedEverywhere(host: string, timeoutMs: number): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
+/** Polls until every edge serves `host` from the tunnel. */
+async function servedEverywhere(host: string, timeoutMs: number): Promise<void> {
+  await until(async () => {
     const answers = await Promise.all(edges.map((e) => get(e.httpPort, host).catch(() => ({ status: 0, body: '' }))));
-    if (answers.every((a) => a.status === 200)) return Date.now() - t0;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${host} not served by every edge after ${timeoutMs} ms: ${answers.map((a) => a.status).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return answers.every((a) => a.status === 200);
+  }, timeoutMs, `every edge to serve ${host}`);
 }
 
 beforeAll(async () => {
   pg = await startPostgres();
   ({ home, cleanup } = tempHome());
-  env = { OXY_STORE: pg.createDatabase('oxy') };
+  // Heartbeats every second: a killed edge is dead after 3 s.
+  env = { OXY_STORE: pg.createDatabase('oxy'), OXY_EDGE_HEARTBEAT_MS: '1000' };
   await oxyOk(home, ['tunnel', 'create', 'web'], env);
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com'], env);
   await startEdgeAt('edge-a');
@@ -72,11 +71,14 @@ describe('two edges on one PostgreSQL store', () => {
     for (const e of edges) expect(await get(e.httpPort, 'app.example.com')).toMatchObject({ status: 200 });
     const list = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { connections: { colo_name: string }[] }[];
     expect(list[0].connections.map((c) => c.colo_name).sort()).toEqual(['edge-a', 'edge-a', 'edge-b', 'edge-b']);
+    const registry = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'], env)) as { location: string; connections: number; tunnel_address: string }[];
+    expect(registry.map((e) => [e.location, e.connections])).toEqual([['edge-a', 2], ['edge-b', 2]]);
+    expect(registry[0].tunnel_address).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
   it('a hostname added with the CLI reaches every edge (LISTEN/NOTIFY, no poll)', async () => {
     await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'new.example.com'], env);
-    expect(await servedEverywhere('new.example.com', 5000)).toBeLessThan(5000);
+    await servedEverywhere('new.example.com', 5000);
   });
 
   it('a dropped database connection reconnects with backoff and reloads in full', async () => {
@@ -113,5 +115,20 @@ describe('two edges on one PostgreSQL store', () => {
     expect(ok).toBeGreaterThan(20);
     await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'after-restart.example.com'], env);
     await servedEverywhere('after-restart.example.com', 15_000);
+  });
+
+  it('a killed edge drops out of edge list, and its connections out of tunnel list, once its heartbeat is stale', async () => {
+    const b = edges.find((e) => e.name === 'edge-b')!;
+    b.proc.kill();
+    await b.proc.exited();
+    const t0 = Date.now();
+    const colos = async () => (JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { connections: { colo_name: string }[] }[])[0].connections.map((c) => c.colo_name).sort();
+    await until(async () => (await colos()).join() === 'edge-a,edge-a', 15_000, "edge-b's connections to drop out");
+    // Not before its heartbeat (renewed every second) went stale: 3 s.
+    expect(Date.now() - t0).toBeGreaterThan(1000);
+    const registry = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'], env)) as { location: string }[];
+    expect(registry.map((e) => e.location)).toEqual(['edge-a']);
+    // The survivor still serves.
+    expect(await get(edges.find((e) => e.name === 'edge-a')!.httpPort, 'app.example.com')).toMatchObject({ status: 200 });
   });
 });
