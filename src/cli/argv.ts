@@ -82,6 +82,9 @@ export const NO_EFFECT_FLAGS: Record<string, boolean> = {
   'host-key-path': true,
 };
 
+/** No-effect flags already said on this run's command line: a config key of the same name is not said again. */
+export const saidNoEffect = new Set<string>();
+
 export interface RewrittenArgv {
   argv: string[];
   /** One line per ignored flag, for stderr. */
@@ -168,6 +171,7 @@ function cleanFlags(argv: string[], command: ManifestCommand | undefined): Rewri
       if (inlineValue === undefined && NO_EFFECT_FLAGS[name] && i + 1 < stopAt) i++;
       const line = `--${name} has no effect in oxyctl (accepted for cloudflared compatibility)`;
       if (!notices.includes(line)) notices.push(line);
+      saidNoEffect.add(name);
       continue;
     }
     if (own?.type === 'boolean' && inlineValue !== undefined && /^(true|false|1|0|t|f)$/i.test(inlineValue)) {

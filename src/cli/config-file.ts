@@ -6,7 +6,7 @@
  */
 import { OxyError } from '../core/errors.js';
 import { findConfigFile, readRawConfig, parseConfig, STRUCTURE_KEYS, type ConnectorConfig, type RawConfig } from '../engine/connector/config.js';
-import { NO_EFFECT_FLAGS } from './argv.js';
+import { NO_EFFECT_FLAGS, saidNoEffect } from './argv.js';
 
 /** The part of an oclif flag definition a config value needs. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -63,7 +63,9 @@ export async function applyRawConfig(raw: RawConfig, file: string, u: Omit<Confi
     if (def) {
       if (!u.explicitFlags.has(key)) u.flags[key] = await flagValue(def, key, value, file);
       applied.push(key);
-    } else if (key in NO_EFFECT_FLAGS) noEffect.push(key);
+    } else if (key in NO_EFFECT_FLAGS) {
+      if (!saidNoEffect.has(key)) noEffect.push(key);
+    }
     else unknown.push(key);
   }
   return { file, config, applied, unknown: [...unknown, ...config.notes.unknown], noEffect: [...noEffect, ...config.notes.noEffect] };

@@ -102,6 +102,8 @@ surprise-key: 1
     await c.waitFor(/Registered tunnel connection connIndex=0 .*protocol=http2/);
     expect(c.output).toContain('--no-autoupdate has no effect in oxyctl');
     expect(c.output).toContain('--region has no effect in oxyctl');
+    // Said once: config.yml's no-autoupdate key is not said again.
+    expect(c.count(/no-autoupdate/)).toBe(1);
     c.child.kill('SIGTERM');
     expect(await c.exited()).toBe(0);
   });
