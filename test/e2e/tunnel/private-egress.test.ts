@@ -80,4 +80,20 @@ describe('private egress through a tunnel', () => {
     await connector.waitFor(/Refused private flow: 127\.0\.0\.3 is not inside a route/);
     stream.destroy();
   });
+
+  it('--max-active-flows (cloudflared\'s flag for warp-routing maxActiveFlows) bounds flows at once', async () => {
+    await oxyOk(home, ['vnet', 'add', 'capped']);
+    await oxyOk(home, ['tunnel', 'create', 'dc2']);
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'capped', '127.0.0.1/32', 'dc2']);
+    const capped = (await oxyJson<{ id: string; name: string }[]>(home, ['vnet', 'list'])).find((v) => v.name === 'capped')!.id;
+    const { connector: c2 } = await startConnector(home, edge.tunnelAddresses[0].address.port, ['--hello-world', '--max-active-flows', '1', 'dc2'], 1);
+    try {
+      const first = await edge.egress.open('tcp', capped, '127.0.0.1', echo.port);
+      expect(await readSome(first.stream, 3)).toBe('hi\n');
+      await expect(edge.egress.open('tcp', capped, '127.0.0.1', echo.port)).rejects.toThrow(/too many active flows \(maxActiveFlows 1\)/);
+      first.stream.destroy();
+    } finally {
+      await c2.stop();
+    }
+  });
 });
