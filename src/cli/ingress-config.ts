@@ -1,9 +1,8 @@
 import { OxyError } from '../core/errors.js';
-import { type RawConfig } from '../engine/connector/config.js';
+import { findConfigFile, readRawConfig, type RawConfig } from '../engine/connector/config.js';
 import { URL_WITH_INGRESS } from '../engine/connector/run.js';
 import { applyRawConfig, cloudflaredNotice, type AppliedConfig } from './config-file.js';
 import { configFileFlags } from './tunnel-run-flags.js';
-import { findConfigFile, readRawConfig } from '../engine/connector/config.js';
 
 /**
  * The config the `tunnel ingress` commands check, announced as cloudflared does, failures
