@@ -198,3 +198,14 @@ describe('oxyctl version', () => {
     expect(await oxyOk(home, ['-v'])).toBe(await oxyOk(home, ['--version']));
   });
 });
+
+describe('cloudflared commands with no meaning here', () => {
+  it('tunnel login and update succeed and say why nothing happened', async () => {
+    const login = await oxy(home, ['tunnel', 'login']);
+    expect(login).toMatchObject({ code: 0, stdout: '' });
+    expect(login.stderr).toContain('oxyctl needs no login');
+    const update = await oxy(home, ['update']);
+    expect(update).toMatchObject({ code: 0, stdout: '' });
+    expect(update.stderr).toContain('oxyctl does not update itself');
+  });
+});
