@@ -5,7 +5,10 @@
  * network namespaces and removes them):
  *  - iperf3 throughput (ratio to veth);
  *  - HTTP requests/s with keep-alive from the device (ratio to veth);
- *  - time from `oxyctl tunnel route ip add` returning to the first routed connection.
+ *  - time from `oxyctl tunnel route ip add` returning to the first routed connection;
+ *  - the same iperf3 and requests/s through Debian's wireguard-go between the device and the
+ *    host namespaces (userspace WireGuard over the same veth: the peer the issue names), when
+ *    it is installed; configured over its UAPI socket, so wireguard-tools is not needed.
  *   npm run build && node bench/vnet-path.js [--seconds 5] [--protocol http2]
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -13,7 +16,9 @@ import { mkdtempSync, rmSync, } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { arg, fmt } from './lib/run.js';
 
 const seconds = Number(arg('seconds', 5));
@@ -51,6 +56,53 @@ let done = 0; const end = Date.now() + ms;
 const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent }, (res) => { res.resume(); res.on('end', r); }).on('error', r));
 Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await one(); done++; } })).then(() => { console.log(done / (ms / 1000)); process.exit(0); });`;
 
+/** An X25519 key pair as WireGuard's UAPI wants it (hex). */
+function wgKeys() {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const hex = (b64url) => Buffer.from(b64url, 'base64url').toString('hex');
+  return { priv: hex(privateKey.export({ format: 'jwk' }).d), pub: hex(publicKey.export({ format: 'jwk' }).x) };
+}
+
+/** Sends one UAPI `set` to wireguard-go's socket; resolves when it answers errno=0. */
+function uapiSet(ifname, lines) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(`/var/run/wireguard/${ifname}.sock`);
+    let out = '';
+    s.on('error', reject);
+    s.on('data', (d) => {
+      out += d;
+      if (out.endsWith('\n\n')) {
+        s.end();
+        if (/errno=0/.test(out)) resolve();
+        else reject(new Error(`wireguard-go ${ifname}: ${out.trim()}`));
+      }
+    });
+    s.write(`set=1\n${lines.join('\n')}\n\n`);
+  });
+}
+
+/** wireguard-go in the device and host namespaces over their veth, tunnel 198.18.99.1 ↔ .2. */
+async function startWireguard() {
+  const [dev, dc] = [wgKeys(), wgKeys()];
+  const wgEnv = { ...env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' };
+  const sides = [
+    { ns: names.dev, ifname: `wgv${tag}`, keys: dev, peer: dc, addr: '198.18.99.1/24', peerIp: '198.18.99.2/32', endpoint: '198.18.9.2:51820' },
+    { ns: names.dc, ifname: `wgh${tag}`, keys: dc, peer: dev, addr: '198.18.99.2/24', peerIp: '198.18.99.1/32', endpoint: '198.18.9.1:51820' },
+  ];
+  for (const side of sides) {
+    const child = spawn('ip', ['netns', 'exec', side.ns, 'wireguard-go', '-f', side.ifname], { env: wgEnv, stdio: 'ignore' });
+    children.push(child);
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(`/var/run/wireguard/${side.ifname}.sock`)) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`wireguard-go ${side.ifname} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await uapiSet(side.ifname, [`private_key=${side.keys.priv}`, 'listen_port=51820', `public_key=${side.peer.pub}`, `endpoint=${side.endpoint}`, `allowed_ip=${side.peerIp}`]);
+    ipn(side.ns, 'addr', 'add', side.addr, 'dev', side.ifname);
+    ipn(side.ns, 'link', 'set', side.ifname, 'up');
+  }
+}
+
 try {
   for (const ns of Object.values(names)) sh('ip', ['netns', 'add', ns]);
   for (const ns of Object.values(names)) ipn(ns, 'link', 'set', 'lo', 'up');
@@ -85,6 +137,19 @@ try {
   const vethRps = rps('198.18.9.2');
   const tunnelRps = rps('198.18.0.10');
   console.log(`HTTP requests/s (16 keep-alive connections): tunnel ${fmt(tunnelRps, 0)} | veth ${fmt(vethRps, 0)} | ratio ${fmt(tunnelRps / vethRps, 3)}`);
+  let hasWg = true;
+  try {
+    execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });
+  } catch {
+    hasWg = false;
+  }
+  if (!hasWg) console.log('wireguard-go not installed (apt-get install wireguard-go): its figures are left out');
+  else {
+    await startWireguard();
+    const wg = iperf('198.18.99.2');
+    const wgRps = rps('198.18.99.2');
+    console.log(`wireguard-go between the same namespaces: iperf3 ${fmt(wg, 2)} Gbit/s (oxyctl tunnel / wireguard-go ${fmt(tunnel / wg, 2)}) | requests/s ${fmt(wgRps, 0)} (oxyctl / wireguard-go ${fmt(tunnelRps / wgRps, 2)})`);
+  }
 
   const probe = `require('net').connect(80,'198.18.4.10').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1)); setTimeout(()=>process.exit(2),2000)`;
   oxy('tunnel', 'route', 'ip', 'add', '198.18.4.0/24', 'dc');
@@ -108,4 +173,5 @@ try {
     } catch {}
   }
   rmSync(home, { recursive: true, force: true });
+  for (const side of ['wgv', 'wgh']) rmSync(`/var/run/wireguard/${side}${tag}.sock`, { force: true });
 }
