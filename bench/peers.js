@@ -77,19 +77,35 @@ const spawnTracked = async (cmd, args, re, options = {}) => {
   return p;
 };
 
-/** utime + stime of a process, in µs (what process.cpuUsage() adds up, read from outside). */
-const cpuMicros = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+/** A process and its descendants (sshd forks a process per connection). */
+const family = (pid) => {
+  const out = [pid];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    if (kids) for (const kid of kids.split(' ')) out.push(...family(Number(kid)));
+  }
+  return out;
+};
+
+/** utime + stime of processes, in µs (what process.cpuUsage() adds up, read from outside). */
+const cpuMicros = (pids) => {
+  let ticks = 0;
+  for (const pid of [pids].flat()) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10_000;
 };
 
 /**
  * Time a process's threads spent runnable but waiting for a core, in µs (/proc/PID/task/N/schedstat
  * field 2): on a machine shared with other work this, not our CPU, is what idles the tunnel.
  */
-const waitMicros = (pid) => {
+const waitMicros = (pids) => {
   let ns = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[1]);
+  for (const pid of [pids].flat()) {
+    for (const task of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[1]);
+  }
   return ns / 1000;
 };
 
@@ -135,12 +151,13 @@ async function startSshReverse(originPort) {
     join(sshDir, 'sshd_config'),
     [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${join(sshDir, 'host')}`, `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`, `PidFile ${join(sshDir, 'pid')}`, 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'AllowTcpForwarding yes', 'PermitRootLogin prohibit-password', ''].join('\n'),
   );
-  await spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', join(sshDir, 'sshd_config')], /Server listening/);
+  const sshd = await spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', join(sshDir, 'sshd_config')], /Server listening/);
   const remotePort = await freePort();
   const ssh = spawn('ssh', ['-N', '-i', join(sshDir, 'client'), '-p', String(sshdPort), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-R', `${remotePort}:127.0.0.1:${originPort}`, '127.0.0.1'], { stdio: 'ignore' });
   children.push(ssh);
   await waitListening(remotePort);
-  return `http://127.0.0.1:${remotePort}`;
+  // The session's processes: sshd's per-connection children (the "edge") and the client.
+  return { url: `http://127.0.0.1:${remotePort}`, pids: { edge: family(sshd.child.pid), connector: [ssh.pid] } };
 }
 
 async function startSquid() {
@@ -203,7 +220,10 @@ try {
   await measure('direct to the origin', originUrl);
   if (skip.has('ssh')) console.log('  ssh -R skipped');
   else if (!have('/usr/sbin/sshd', ['-V'])) console.log('  sshd not installed: ssh -R left out');
-  else await measure('ssh -R (OpenSSH)', await startSshReverse(Number(origin.match[1])));
+  else {
+    const ssh = await startSshReverse(Number(origin.match[1]));
+    await measure('ssh -R (OpenSSH; CPU: sshd / ssh)', ssh.url, undefined, ssh.pids);
+  }
   for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
     const quick = await startQuick(originUrl, protocol);
     await measure(`quick tunnel, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`, quick.url, undefined, { tunnel: quick.pid });
@@ -222,8 +242,8 @@ try {
 
   const direct = rows[0];
   const ssh = rows.find((r) => r.name.startsWith('ssh'));
-  console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | waiting for a core, µs/request (edge / connector) |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | tunnel CPU ÷ origin CPU | waiting for a core, µs/request (edge / connector) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const cpu =
       r.cpu.edge !== undefined
@@ -233,7 +253,10 @@ try {
           : `origin ${fmt(r.cpu.origin, 0)}`;
     const bulk = r.down !== undefined ? [fmt(r.down, 0), ratio(r.down, ssh?.down), fmt(r.up, 0), ratio(r.up, ssh?.up)] : ['-', '-', '-', '-'];
     const wait = r.wait.edge !== undefined ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}` : r.wait.tunnel !== undefined ? `${fmt(r.wait.tunnel, 0)} (one process)` : '-';
-    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} | ${wait} |`);
+    // CPU per request against the origin's own (a Node HTTP server): the figure that moves least with the machine's load.
+    const tunnelCpu = r.cpu.edge !== undefined ? r.cpu.edge + r.cpu.connector : r.cpu.tunnel;
+    const relative = tunnelCpu !== undefined ? fmt(tunnelCpu / r.cpu.origin, 1) : '-';
+    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} | ${relative} | ${wait} |`);
   }
   if (proxies.length) {
     const results = [];
