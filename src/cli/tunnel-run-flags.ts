@@ -26,7 +26,7 @@ export const originFlags = {
 /** Flags `tunnel run` and the quick tunnel share, with cloudflared's names. */
 export const tunnelRunFlags = {
   protocol: Flags.option({ char: 'p', options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Protocol implementation to connect with the edge', env: 'TUNNEL_TRANSPORT_PROTOCOL' })(),
-  edge: Flags.string({ description: 'HOST:PORT of the edge [default: from the token or credentials, else the local edge]', env: 'TUNNEL_EDGE' }),
+  edge: Flags.string({ description: 'HOST:PORT of the edge, or several comma-separated (HA connections spread over them) [default: from the token or credentials, else the local edge]', env: 'TUNNEL_EDGE' }),
   'edge-ca': Flags.string({ description: "PEM file of the edge's CA [default: the local edge's]" }),
   'edge-ip-version': Flags.option({ options: ['4', '6', 'auto'] as const, default: '4', description: 'Which IP version to dial the edge with when its address is a name', env: 'TUNNEL_EDGE_IP_VERSION' })(),
   'edge-bind-address': Flags.string({ description: 'Local IP address to dial the edge from', env: 'TUNNEL_EDGE_BIND_ADDRESS' }),

@@ -140,6 +140,36 @@ export function resolveEdge(home: string, creds: TunnelCredentials, flags: { edg
   return { host, port, ca, caPin };
 }
 
+/**
+ * Every edge the connector may use: --edge (or the token's or credentials' endpoint) names one
+ * or several, comma-separated (`edge1:7844,edge2:7844`); they share one trust (edges of one
+ * deployment share the CA).
+ */
+export function resolveEdges(home: string, creds: TunnelCredentials, flags: { edge?: string; edgeCa?: string; caPin?: string }): EdgeTarget[] {
+  const list = flags.edge ?? (creds.Endpoint || localEdgeTrust(home)?.endpoint || `127.0.0.1:${DEFAULT_TUNNEL_PORT}`);
+  const addresses = list.split(',').map((a) => a.trim()).filter(Boolean);
+  return addresses.map((edge) => resolveEdge(home, creds, { ...flags, edge }));
+}
+
+/**
+ * HA connections spread over several edges: slot i starts on edge i mod n (4 connections, 2
+ * edges: 2 + 2), and a slot whose dial fails moves to the next edge for its next attempt (the
+ * supervisor's backoff in between), so the connections of an edge that died move to the others.
+ */
+export function spreadDialer(dialers: Dialer[]): Dialer {
+  if (dialers.length === 1) return dialers[0];
+  const offsets = new Map<number, number>();
+  return async (connIndex, signal) => {
+    const offset = offsets.get(connIndex) ?? 0;
+    try {
+      return await dialers[(connIndex + offset) % dialers.length](connIndex, signal);
+    } catch (err) {
+      offsets.set(connIndex, offset + 1);
+      throw err;
+    }
+  };
+}
+
 export const URL_WITH_INGRESS = "You can't set the --url flag (or $TUNNEL_URL) when using multiple-origin ingress rules";
 
 /**

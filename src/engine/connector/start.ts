@@ -12,7 +12,7 @@ import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
 import { PrivateOfframp } from './private.js';
 import { DEFAULT_WARP_ROUTING } from './config.js';
-import { buildIngress, clientVersion, createDialer, resolveCredentials, resolveEdge, resolveEdgeHost, type CredentialSources, type ProtocolChoice } from './run.js';
+import { buildIngress, clientVersion, createDialer, resolveCredentials, resolveEdgeHost, resolveEdges, spreadDialer, type CredentialSources, type ProtocolChoice } from './run.js';
 
 /**
  * What a connector runs with: typed, camelCase, durations already in milliseconds. The CLI
@@ -20,7 +20,7 @@ import { buildIngress, clientVersion, createDialer, resolveCredentials, resolveE
  */
 export interface ConnectorOptions {
   protocol: ProtocolChoice;
-  /** HOST:PORT of the edge [default: from the token or credentials, else the local edge]. */
+  /** HOST:PORT of the edge, or several comma-separated [default: from the token or credentials, else the local edge]. */
   edge?: string;
   /** PEM file of the edge's CA. */
   edgeCa?: string;
@@ -66,10 +66,13 @@ export async function startConnector(
 ): Promise<StartedConnector> {
   const f = o.options;
   const { creds, caPin } = await resolveCredentials(o);
-  const edge = resolveEdge(o.home, creds, { edge: f.edge, edgeCa: f.edgeCa, caPin });
+  const edges = resolveEdges(o.home, creds, { edge: f.edge, edgeCa: f.edgeCa, caPin });
   // A name is resolved once, in the family --edge-ip-version asks for; the TLS name stays the name.
-  const address = await resolveEdgeHost(edge.host, f.edgeIpVersion);
-  if (address !== edge.host) Object.assign(edge, { servername: edge.host, host: address });
+  for (const e of edges) {
+    const address = await resolveEdgeHost(e.host, f.edgeIpVersion);
+    if (address !== e.host) Object.assign(e, { servername: e.host, host: address });
+  }
+  const edgeList = edges.map((e) => `${e.host}:${e.port}`).join(',');
   const ingress = buildIngress({
     config: o.config,
     url: f.url,
@@ -91,7 +94,7 @@ export async function startConnector(
   const connector = new Connector({
     tunnelId: creds.TunnelID,
     secret: Buffer.from(creds.TunnelSecret, 'base64'),
-    dial: createDialer(f.protocol, edge, log, f.edgeBindAddress),
+    dial: spreadDialer(edges.map((e) => createDialer(f.protocol, e, log, f.edgeBindAddress))),
     handler,
     log,
     version: clientVersion(o.version),
@@ -121,7 +124,7 @@ export async function startConnector(
       '/diag/tunnel': () => ({
         tunnelID: creds.TunnelID,
         connectorID: connector.connectorId,
-        edge: `${edge.host}:${edge.port}`,
+        edge: edgeList,
         connections: connector.connections().map((c, index) => ({ index, isConnected: c !== undefined, protocol: c?.protocol ?? '', edgeAddress: c?.remoteAddress ?? '' })),
         icmpSources: f.icmpSource ?? {},
       }),
@@ -138,7 +141,7 @@ export async function startConnector(
     });
   }
   log.info(
-    { tunnelID: creds.TunnelID, connectorID: connector.connectorId, edge: `${edge.host}:${edge.port}`, protocol: f.protocol, ...(f.label ? { label: f.label } : {}) },
+    { tunnelID: creds.TunnelID, connectorID: connector.connectorId, edge: edgeList, protocol: f.protocol, ...(f.label ? { label: f.label } : {}) },
     'Starting tunnel',
   );
   log.info({ address: `${metrics.address.address}:${metrics.address.port}` }, 'Starting metrics server on /metrics');

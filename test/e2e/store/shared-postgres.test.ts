@@ -17,14 +17,14 @@ let home: string;
 let cleanup: () => void;
 let env: Record<string, string>;
 const procs: OxyProcess[] = [];
-const edges: { name: string; httpPort: number; proc: OxyProcess }[] = [];
+const edges: { name: string; httpPort: number; tunnelPort: number; proc: OxyProcess }[] = [];
 
 async function startEdgeAt(location: string) {
   const proc = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--location', location, '--no-quic'], env);
   procs.push(proc);
   const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
   const http = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
-  edges.push({ name: location, httpPort: Number(http[1]), proc });
+  edges.push({ name: location, httpPort: Number(http[1]), tunnelPort: Number(tunnel[1]), proc });
   const c = await startConnectorWith(Number(tunnel[1]));
   procs.push(c);
 }
@@ -58,7 +58,18 @@ beforeAll(async () => {
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com'], env);
   await startEdgeAt('edge-a');
   await startEdgeAt('edge-b');
+  // One connector over both edges: its 4 HA connections spread 2 + 2.
+  await oxyOk(home, ['tunnel', 'create', 'spread'], env);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'spread', 'spread.example.com'], env);
+  const spread = new OxyProcess(home, ['tunnel', 'run', '--edge', edges.map((e) => `127.0.0.1:${e.tunnelPort}`).join(','), '--protocol', 'http2', '--hello-world', 'spread'], env);
+  procs.push(spread);
+  for (let i = 0; i < 4; i++) await spread.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
 }, 90_000);
+
+const coloNames = async (tunnel: string) => {
+  const list = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { name: string; connections: { colo_name: string }[] }[];
+  return (list.find((t) => t.name === tunnel)?.connections ?? []).map((c) => c.colo_name).sort();
+};
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
@@ -71,8 +82,11 @@ describe('two edges on one PostgreSQL store', () => {
     for (const e of edges) expect(await get(e.httpPort, 'app.example.com')).toMatchObject({ status: 200 });
     const list = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { connections: { colo_name: string }[] }[];
     expect(list[0].connections.map((c) => c.colo_name).sort()).toEqual(['edge-a', 'edge-a', 'edge-b', 'edge-b']);
+    // The connector given both edges spread its 4 connections over them.
+    expect(await coloNames('spread')).toEqual(['edge-a', 'edge-a', 'edge-b', 'edge-b']);
+    for (const e of edges) expect(await get(e.httpPort, 'spread.example.com')).toMatchObject({ status: 200 });
     const registry = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'], env)) as { location: string; connections: number; tunnel_address: string }[];
-    expect(registry.map((e) => [e.location, e.connections])).toEqual([['edge-a', 2], ['edge-b', 2]]);
+    expect(registry.map((e) => [e.location, e.connections])).toEqual([['edge-a', 4], ['edge-b', 4]]);
     expect(registry[0].tunnel_address).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
@@ -122,13 +136,15 @@ describe('two edges on one PostgreSQL store', () => {
     b.proc.kill();
     await b.proc.exited();
     const t0 = Date.now();
-    const colos = async () => (JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { connections: { colo_name: string }[] }[])[0].connections.map((c) => c.colo_name).sort();
-    await until(async () => (await colos()).join() === 'edge-a,edge-a', 15_000, "edge-b's connections to drop out");
+    await until(async () => (await coloNames('web')).join() === 'edge-a,edge-a', 15_000, "edge-b's connections to drop out");
     // Not before its heartbeat (renewed every second) went stale: 3 s.
     expect(Date.now() - t0).toBeGreaterThan(1000);
     const registry = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'], env)) as { location: string }[];
     expect(registry.map((e) => e.location)).toEqual(['edge-a']);
-    // The survivor still serves.
-    expect(await get(edges.find((e) => e.name === 'edge-a')!.httpPort, 'app.example.com')).toMatchObject({ status: 200 });
-  });
+    // The survivor still serves, and the connector over both edges moved its connections to it.
+    const a = edges.find((e) => e.name === 'edge-a')!;
+    expect(await get(a.httpPort, 'app.example.com')).toMatchObject({ status: 200 });
+    await until(async () => (await coloNames('spread')).join() === 'edge-a,edge-a,edge-a,edge-a', 30_000, 'the spread connector to move to edge-a');
+    expect(await get(a.httpPort, 'spread.example.com')).toMatchObject({ status: 200 });
+  }, 60_000);
 });
