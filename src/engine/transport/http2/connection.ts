@@ -81,8 +81,8 @@ interface PendingReverse {
   onAbort?: () => void;
 }
 
-/** How long an answer to a PING proves the peer alive before a new stream asks again. */
-const LIVENESS_PING_MS = 1000;
+/** At most one liveness PING per this many ms while streams keep opening (a busy connection). */
+const LIVENESS_PING_EVERY_MS = 100;
 
 export class Http2TunnelConnection implements TunnelConnection {
   readonly protocol = 'http2' as const;
@@ -125,6 +125,9 @@ export class Http2TunnelConnection implements TunnelConnection {
   private pingSince = 0;
   /** When the peer last answered a PING (a connection starts out trusted). */
   private answeredAt = performance.now();
+  /** When the oldest stream opened since the last PING was sent began waiting (0: none). */
+  private streamWaitSince = 0;
+  private pingTimer: NodeJS.Timeout | undefined;
   private readonly probeWaiters: ((answered: boolean) => void)[] = [];
 
   constructor(role: TunnelRole, session: Session, socket: Socket) {
@@ -170,9 +173,7 @@ export class Http2TunnelConnection implements TunnelConnection {
     if (this.isClosed) return Promise.reject(this.closedError());
     if (options.signal?.aborted) return Promise.reject(abortedError());
     if (this.role === 'edge') {
-      // A stream is about to wait on the peer: one that has not proved alive in the last
-      // second is asked (a host that vanished leaves TCP silent for minutes; see unansweredMs).
-      if (!this.pingSince && performance.now() - this.answeredAt > LIVENESS_PING_MS) void this.probe();
+      this.watchStream();
       // A free stream slot and nothing queued ahead (the usual case): open it now, with no
       // queue entry and no promise chain — this runs once per proxied request.
       if (this.openQueue.length === 0 && this.activeRequests < this.peerStreamLimit()) {
@@ -242,20 +243,49 @@ export class Http2TunnelConnection implements TunnelConnection {
   probe(): Promise<boolean> {
     if (this.isClosed) return Promise.resolve(false);
     const answer = new Promise<boolean>((resolve) => this.probeWaiters.push(resolve));
-    if (!this.pingSince) {
-      const sent = this.session.ping((err) => {
-        this.pingSince = 0;
-        if (!err) this.answeredAt = performance.now();
-        for (const answered of this.probeWaiters.splice(0)) answered(!err);
-      });
-      if (sent) this.pingSince = performance.now();
-      else for (const answered of this.probeWaiters.splice(0)) answered(false);
-    }
+    this.ping();
     return answer;
   }
 
+  /** Sends a PING unless one is in flight; its answer proves alive every stream opened before it. */
+  private ping(): void {
+    if (this.pingSince || this.isClosed) return;
+    clearTimeout(this.pingTimer);
+    this.pingTimer = undefined;
+    const sentAt = performance.now();
+    const covered = this.streamWaitSince;
+    const sent = this.session.ping((err) => {
+      this.pingSince = 0;
+      if (!err) {
+        this.answeredAt = performance.now();
+        // Streams opened after this PING left still wait for the next one.
+        if (this.streamWaitSince === covered) this.streamWaitSince = 0;
+        else this.ping();
+      }
+      for (const answered of this.probeWaiters.splice(0)) answered(!err);
+    });
+    if (sent) this.pingSince = sentAt;
+    else for (const answered of this.probeWaiters.splice(0)) answered(false);
+  }
+
+  /**
+   * A stream is about to wait on the peer: a host that vanished leaves TCP silent for minutes,
+   * so a PING follows every new stream (at most one in flight, one per LIVENESS_PING_EVERY_MS),
+   * and unansweredMs() counts from the oldest stream it has not yet vouched for.
+   */
+  private watchStream(): void {
+    if (this.streamWaitSince) return;
+    const now = performance.now();
+    this.streamWaitSince = now;
+    if (this.pingSince || this.pingTimer) return;
+    const wait = this.answeredAt + LIVENESS_PING_EVERY_MS - now;
+    if (wait <= 0) this.ping();
+    else (this.pingTimer = setTimeout(() => this.ping(), wait)).unref();
+  }
+
   unansweredMs(): number {
-    return this.pingSince && performance.now() - this.pingSince;
+    const since = Math.min(this.pingSince || Infinity, this.streamWaitSince || Infinity);
+    return since === Infinity ? 0 : performance.now() - since;
   }
 
   // -------------------------------------------------------------------------- edge side
@@ -483,6 +513,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   }
 
   private onSessionClose(): void {
+    clearTimeout(this.pingTimer);
     if (this.closeInfo) return;
     const info: TunnelCloseInfo = this.localClose ??
       this.remoteClose ?? {
