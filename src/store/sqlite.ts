@@ -147,7 +147,13 @@ export class SqliteDriver implements Driver {
   async watch(onChange: () => void, options: { pollMs?: number } = {}): Promise<() => Promise<void>> {
     this.changed();
     const timer = setInterval(() => {
-      if (this.changed()) onChange();
+      let changed = true;
+      try {
+        changed = this.changed();
+      } catch {
+        // A store that cannot be read right now: the reload says so (and keeps the last view), never a crash in a timer.
+      }
+      if (changed) onChange();
     }, options.pollMs ?? 250).unref();
     return async () => clearInterval(timer);
   }
