@@ -69,6 +69,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     store: o.store,
     log: o.log,
     location: o.location,
+    advertise: identity.settings.advertise,
     tunnelListeners: [
       http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log),
       ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)]),

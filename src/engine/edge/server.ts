@@ -50,6 +50,8 @@ export interface EdgeOptions {
   log: Logger;
   /** Edge location name, shown to connectors and in `tunnel list` (CONNECTIONS column). */
   location: string;
+  /** HOST:PORT connectors dial (`edge init --advertise`): recorded in the edge registry when the tunnel listener is on a wildcard address. */
+  advertise?: string;
   tunnelListeners: StartTunnelListener[];
   /** HOST:PORT of the public HTTP on-ramp; undefined: none. */
   httpListen?: string;
@@ -195,7 +197,8 @@ export class EdgeServer {
 
   #record(): EdgeRecord {
     const l = this.#listeners[0]?.address;
-    const tunnelAddress = l ? (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`) : '';
+    const wildcard = !l || l.address === '0.0.0.0' || l.address === '::';
+    const tunnelAddress = wildcard ? (this.o.advertise ?? '') : l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`;
     return { id: this.id, location: this.o.location, tunnelAddress, startedAt: this.#startedAt, heartbeatAt: new Date().toISOString() };
   }
 

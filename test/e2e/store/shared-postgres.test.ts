@@ -88,6 +88,9 @@ describe('two edges on one PostgreSQL store', () => {
     const registry = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'], env)) as { location: string; connections: number; tunnel_address: string }[];
     expect(registry.map((e) => [e.location, e.connections])).toEqual([['edge-a', 4], ['edge-b', 4]]);
     expect(registry[0].tunnel_address).toMatch(/^127\.0\.0\.1:\d+$/);
+    // A token names every live edge: a connector given only the token spreads over them.
+    const token = JSON.parse(Buffer.from((await oxyOk(home, ['tunnel', 'token', 'web'], env)).trim(), 'base64').toString()) as { e: string };
+    expect(token.e.split(',').sort()).toEqual(edges.map((e) => `127.0.0.1:${e.tunnelPort}`).sort());
   });
 
   it('a hostname added with the CLI reaches every edge (LISTEN/NOTIFY, no poll)', async () => {
