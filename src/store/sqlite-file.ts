@@ -76,9 +76,15 @@ export function readOnlySnapshot(path: string): { path: string; dispose: () => v
     throw new OxyError('OXY_ERR_STORE_READ_ONLY', `${dirname(path)} is read-only, and no temporary copy of the store can be made in ${tmpdir()}: ${(err as Error).message}`, { cause: err });
   }
   const copy = join(dir, 'oxy.db');
-  copyFileSync(path, copy);
-  if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
-  return { path: copy, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  const dispose = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    copyFileSync(path, copy);
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+  } catch (err) {
+    dispose();
+    throw err;
+  }
+  return { path: copy, dispose };
 }
 
 /** Whether the filesystem holding `dir` has no space left for us. */
