@@ -78,6 +78,11 @@ find "$APP/node_modules" -name '.*' -prune -exec rm -rf {} +
 find "$APP/node_modules" -mindepth 2 -maxdepth 3 -type d \( -name test -o -name tests -o -name __tests__ -o -name docs \
   -o -name benchmarks -o -name benchmark -o -name example -o -name examples \) -prune -exec rm -rf {} +
 find "$APP/node_modules" -mindepth 2 -maxdepth 3 -type f -name '*.html' -delete
+# Prebuilt addons for other platforms, and for the Bare runtime (*.bare: tar-stream's optional
+# bare-fs family; Node never loads them): lintian rightly calls them foreign binaries.
+find "$APP/node_modules" -type f -name '*.bare' -delete
+find "$APP/node_modules" -type d -regex '.*/prebuilds/[^/]*' ! -name "$(node -p 'process.platform + "-" + process.arch')" -prune -exec rm -rf {} +
+find "$APP/node_modules" -type d -empty -delete
 # Normal modes: directories and scripts with a shebang 0755, everything else 0644.
 find "$APP" -type d -exec chmod 0755 {} +
 find "$APP" -type f -exec chmod 0644 {} +
