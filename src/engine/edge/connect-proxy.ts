@@ -95,8 +95,11 @@ export class ConnectProxy {
     this.#closed = refusesEverything(policy);
     this.#http = createHttpServer((req, res) => void this.#request(req, res), o.timeouts);
     this.#http.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#connect(req, socket as Socket, head));
-    this.#http.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // Closed for good once written: the socket is half-open capable, and a client that never
+      // closes its side (slowloris) would otherwise keep it.
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`, () => socket.destroy());
       else socket.destroy();
     });
     this.#listener = new AdmittingListener(this.#http, { runner: o.runner, onramp: 'connect-proxy', log: o.log, proxyProtocol: o.proxyProtocol });

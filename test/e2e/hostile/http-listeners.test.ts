@@ -368,13 +368,16 @@ describe('hostile input to the HTTP listeners, a good client served throughout',
     const good = goodClient();
     const statuses: Record<string, number> = {};
     // Slowloris: connections that send a header byte now and then; they must not starve anyone.
-    const slow = Array.from({ length: 100 }, (_, i) => net.connect([ports.plain, ports.hooked, ports.proxy, ports.metrics][i % 4], '127.0.0.1'));
+    const slowNames = ['plain', 'hooked', 'proxy', 'metrics'] as const;
+    const slow = Array.from({ length: 100 }, (_, i) => net.connect(ports[slowNames[i % 4]], '127.0.0.1'));
     let slowClosed = 0;
+    const slowOpen = () => slow.map((s, i) => (s.destroyed ? '' : `${slowNames[i % 4]}(${s.bytesWritten}B written, ${s.bytesRead}B read)`)).filter(Boolean).slice(0, 8).join(' ');
     const drip = setInterval(() => {
       for (const s of slow) if (!s.destroyed) s.write('X');
     }, 200);
     for (const s of slow) {
       s.on('error', () => undefined);
+      s.resume(); // read what the edge sends, so its close is seen
       s.once('close', () => slowClosed++);
       s.once('connect', () => s.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Slow: `));
     }
@@ -393,7 +396,7 @@ describe('hostile input to the HTTP listeners, a good client served throughout',
         expectAlive();
       }
       // The edge closes every slowloris connection itself (headers timeout, 1 s).
-      await expect.poll(() => slowClosed, { timeout: 5000 }).toBe(slow.length);
+      await expect.poll(() => slowClosed, { timeout: 5000, message: `still open: ${slowOpen()}` }).toBe(slow.length);
     } finally {
       clearInterval(drip);
       for (const s of slow) s.destroy();
