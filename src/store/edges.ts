@@ -22,6 +22,8 @@ export interface LiveEdge extends EdgeRecord {
  */
 export const EDGE_HEARTBEAT_MS = Number(process.env.OXY_EDGE_HEARTBEAT_MS) || 5000;
 export const EDGE_TTL_MS = 3 * EDGE_HEARTBEAT_MS;
+/** A dead edge's row and its connections are deleted (by any live edge) after this long. */
+export const EDGE_FORGET_MS = 60 * 60_000;
 
 /** The oldest heartbeat of a live edge, as of now. */
 export const liveSince = (now = Date.now()): string => new Date(now - EDGE_TTL_MS).toISOString();
@@ -37,6 +39,9 @@ export const EDGE_WRITES = {
      ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, tunnel_address = excluded.tunnel_address`,
   /** A stopping edge (it forgot its connections one by one before). */
   edgeDown: 'DELETE FROM edges WHERE id = @id',
+  /** Edges dead since before @before: their connections, then their rows. */
+  pruneConnections: 'DELETE FROM tunnel_connections WHERE edge_id IN (SELECT id FROM edges WHERE heartbeat_at < @before)',
+  pruneEdges: 'DELETE FROM edges WHERE heartbeat_at < @before',
 } as const;
 
 interface EdgeDbRow {
@@ -57,6 +62,12 @@ export class EdgeRepository {
 
   async remove(id: string): Promise<void> {
     await this.sql.run(EDGE_WRITES.edgeDown, { id });
+  }
+
+  /** Forgets edges whose last heartbeat is older than `before`, with their connections; returns how many edges. */
+  async prune(before: string): Promise<number> {
+    await this.sql.run(EDGE_WRITES.pruneConnections, { before });
+    return this.sql.run(EDGE_WRITES.pruneEdges, { before });
   }
 
   /** Edges whose heartbeat is fresh, with the connections each holds. */

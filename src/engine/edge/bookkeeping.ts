@@ -23,7 +23,10 @@ export type ConnectionWrite =
   | { op: 'forgetAt'; arg: string }
   /** The edge itself (edges table): recorded, then its heartbeat renewed. */
   | { op: 'edge'; arg: EdgeRecord }
-  | { op: 'edgeDown'; arg: string };
+  | { op: 'edgeDown'; arg: string }
+  /** Edges dead since before `arg` (ISO time): their connections, then their rows. */
+  | { op: 'pruneConnections'; arg: string }
+  | { op: 'pruneEdges'; arg: string };
 
 /** Errors no retry can fix: the write is dropped (and logged). */
 const PERMANENT = /^SQLITE_(CONSTRAINT|ERROR$|MISMATCH$|RANGE$)|^(22|23|42)[0-9A-Z]{3}$/;
@@ -74,6 +77,12 @@ export class ConnectionBook {
     const waiting = this.#queue.findIndex((w, n) => w.op === 'edge' && !(n === 0 && this.#running));
     if (waiting >= 0) this.#queue[waiting] = { op: 'edge', arg: edge };
     else this.#push({ op: 'edge', arg: edge });
+  }
+
+  /** Forgets the edges dead since before `before`, and their connections. */
+  prune(before: string): void {
+    this.#push({ op: 'pruneConnections', arg: before });
+    this.#push({ op: 'pruneEdges', arg: before });
   }
 
   /** The edge stops: its record goes (after the forgets queued before). */

@@ -10,7 +10,7 @@ import { Counter, Gauge } from 'prom-client';
 import { newId, nowRfc3339 } from '../../core/common.js';
 import { unknownVnetError } from '../../core/vnets.js';
 import type { EdgeRecord, Store } from '../../store/index.js';
-import { EDGE_HEARTBEAT_MS } from '../../store/edges.js';
+import { EDGE_FORGET_MS, EDGE_HEARTBEAT_MS } from '../../store/edges.js';
 import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
@@ -190,7 +190,12 @@ export class EdgeServer {
     if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}`, ...pp }, 'Public HTTP listener ready');
     if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}`, ...pp }, 'CONNECT proxy listener ready');
     // The edge registry: recorded now, renewed while it runs, through the book (never awaited).
-    const beat = () => this.book.beat(this.#record());
+    // Now and then it also forgets edges dead for long, with their connections.
+    let beats = 0;
+    const beat = () => {
+      this.book.beat(this.#record());
+      if (beats++ % 60 === 0) this.book.prune(new Date(Date.now() - EDGE_FORGET_MS).toISOString());
+    };
     beat();
     this.#heartbeat = setInterval(beat, EDGE_HEARTBEAT_MS).unref();
   }

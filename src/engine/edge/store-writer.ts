@@ -22,6 +22,7 @@ export function connectionWriter(store: Store): ConnectionWriter {
 const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown> => {
   if (op === 'record') return { ...(arg as TunnelConnection), edgeId: (arg as TunnelConnection).edgeId ?? null };
   if (op === 'edge') return { ...(arg as EdgeRecord) };
+  if (op === 'pruneConnections' || op === 'pruneEdges') return { before: arg };
   return op === 'forgetAt' ? { edgeLocation: arg } : { id: arg };
 };
 
@@ -35,7 +36,8 @@ class StoreConnectionWriter implements ConnectionWriter {
     else if (op === 'forget') await t.forgetConnection(arg as string);
     else if (op === 'forgetAt') await t.forgetConnectionsAt(arg as string);
     else if (op === 'edge') await this.store.edges.record(arg as EdgeRecord);
-    else await this.store.edges.remove(arg as string);
+    else if (op === 'edgeDown') await this.store.edges.remove(arg as string);
+    else await this.store.driver.run(EDGE_WRITES[op], { before: arg as string });
   }
 
   async close(): Promise<void> {}
