@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { BIN, storeEnv } from './cli.js';
+import { afterEach, beforeEach } from 'vitest';
+import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
 
 /** A loopback TCP port free right now (for a process that must come back on the same port). */
 export async function freePort(): Promise<number> {
@@ -85,4 +86,24 @@ export async function startConnector(home: string, tunnelPort: number, args: str
   for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
   const metrics = await c.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/);
   return { connector: c, metricsPort: Number(metrics[1]) };
+}
+
+/**
+ * Per test, a fresh data directory holding tunnel `web` that serves app.example.com, and the
+ * processes the test starts there (push them onto `procs`): SIGKILLed and removed after it.
+ */
+export function useWebTunnel(): { readonly home: string; readonly procs: OxyProcess[] } {
+  const t = { home: '', procs: [] as OxyProcess[] };
+  let cleanup = () => {};
+  beforeEach(async () => {
+    ({ home: t.home, cleanup } = tempHome());
+    t.procs = [];
+    await oxyOk(t.home, ['tunnel', 'create', 'web']);
+    await oxyOk(t.home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+  });
+  afterEach(async () => {
+    await Promise.all(t.procs.map((p) => p.stop('SIGKILL')));
+    cleanup();
+  });
+  return t;
 }

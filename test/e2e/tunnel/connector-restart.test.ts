@@ -1,25 +1,11 @@
 // A connector SIGKILLed over QUIC tells the edge nothing: its connections look idle until the
 // idle timeout (15 s). Once a replacement registers, traffic must move to it at once: the edge
 // probes the tunnel's other connections and stops picking one that does not answer within 1 s.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
 
-let home: string;
-let cleanup: () => void;
-let procs: OxyProcess[];
-
-beforeEach(async () => {
-  ({ home, cleanup } = tempHome());
-  procs = [];
-  await oxyOk(home, ['tunnel', 'create', 'web']);
-  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
-});
-afterEach(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
-  cleanup();
-});
+const t = useWebTunnel();
 
 interface Sample {
   at: number;
@@ -46,17 +32,17 @@ function load(httpPort: number, timeoutMs = 5000) {
 }
 
 it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after the new registration all succeed', async () => {
-  const e = await startEdge(home);
-  procs.push(e.edge);
-  const first = await startConnector(home, e.tunnelPort, ['--hello-world', 'web'], 4, 'quic');
-  procs.push(first.connector);
+  const e = await startEdge(t.home);
+  t.procs.push(e.edge);
+  const first = await startConnector(t.home, e.tunnelPort, ['--hello-world', 'web'], 4, 'quic');
+  t.procs.push(first.connector);
   const before = await request(`http://127.0.0.1:${e.httpPort}/`, { headers: { host: 'app.example.com' } });
   await before.body.dump();
   expect(before.statusCode).toBe(200);
   first.connector.kill();
   await first.connector.exited();
-  const second = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--hello-world', 'web']);
-  procs.push(second);
+  const second = new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--hello-world', 'web']);
+  t.procs.push(second);
   // The edge registered the replacement's first connection; the dead one's still look idle.
   await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){5}/);
   const registeredAt = Date.now();
@@ -74,12 +60,12 @@ it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after t
 // unanswered, and after 1 s the edge stops picking them.
 describe.each(PROTOCOLS)('a hung connector over %s', (protocol) => {
   it('stops getting requests: those sent 2.5 s after it hung all go to the other connector', async () => {
-    const e = await startEdge(home);
-    procs.push(e.edge);
-    const hung = await startConnector(home, e.tunnelPort, ['--ha-connections', '2', '--hello-world', 'web'], 2, protocol);
-    procs.push(hung.connector);
-    const other = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--ha-connections', '2', '--hello-world', 'web']);
-    procs.push(other);
+    const e = await startEdge(t.home);
+    t.procs.push(e.edge);
+    const hung = await startConnector(t.home, e.tunnelPort, ['--ha-connections', '2', '--hello-world', 'web'], 2, protocol);
+    t.procs.push(hung.connector);
+    const other = new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--ha-connections', '2', '--hello-world', 'web']);
+    t.procs.push(other);
     await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
     hung.connector.child.kill('SIGSTOP');
     const stoppedAt = Date.now();

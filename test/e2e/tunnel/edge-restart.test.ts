@@ -3,51 +3,38 @@
 // used to fail with EADDRINUSE until someone deleted it. A live one is still refused.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxy, oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, freePort, startConnector } from '../../helpers/processes.js';
+import { oxy, } from '../../helpers/cli.js';
+import { OxyProcess, useWebTunnel, freePort, startConnector } from '../../helpers/processes.js';
 import { SeqpacketSocket } from '../../../src/engine/native/seqpacket.js';
 import { until } from '../../helpers/until.js';
 
-let home: string;
-let cleanup: () => void;
-let procs: OxyProcess[];
-
-beforeEach(async () => {
-  ({ home, cleanup } = tempHome());
-  procs = [];
-  await oxyOk(home, ['tunnel', 'create', 'web']);
-  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
-});
-afterEach(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
-  cleanup();
-});
+const t = useWebTunnel();
 
 const hello = (httpPort: number) =>
   request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' } }).then(async (r) => (await r.body.dump(), r.statusCode), () => 0);
 
 it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP tunnel socket; a live one is refused', async () => {
   const [tunnel, http, metrics, proxy, gue] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const socket = join(home, 'ip.sock');
+  const socket = join(t.home, 'ip.sock');
   const args = [
     'edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnel}`, '--http-listen', `127.0.0.1:${http}`, '--metrics', `127.0.0.1:${metrics}`,
     '--proxy-listen', `127.0.0.1:${proxy}`, '--proxy-allow', '198.18.0.0/15', '--ip-tunnel-listen', socket, '--gue-listen', `127.0.0.1:${gue}`,
   ];
-  const first = new OxyProcess(home, args);
-  procs.push(first);
+  const first = new OxyProcess(t.home, args);
+  t.procs.push(first);
   await first.waitFor(/Edge running/, 30_000);
-  const { connector } = await startConnector(home, tunnel, ['--hello-world', 'web']);
-  procs.push(connector);
+  const { connector } = await startConnector(t.home, tunnel, ['--hello-world', 'web']);
+  t.procs.push(connector);
   expect(await hello(http)).toBe(200);
 
   await first.stop('SIGKILL');
   expect(existsSync(socket)).toBe(true); // left behind by the crash
 
   const restartedAt = Date.now();
-  const second = new OxyProcess(home, args);
-  procs.push(second);
+  const second = new OxyProcess(t.home, args);
+  t.procs.push(second);
   await second.waitFor(/Edge running/, 15_000);
   const back = Date.now() - restartedAt;
   expect(second.output).toContain('IP tunnel on-ramp ready (SEQPACKET)');
@@ -67,7 +54,7 @@ it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP
   await until(async () => (await hello(http)) === 200, 10_000, 'hello world through the restarted edge', 100);
 
   // Another edge on the same path while this one lives: refused, and the live socket kept.
-  const other = await oxy(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--no-quic', '--ip-tunnel-listen', socket]);
+  const other = await oxy(t.home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--no-quic', '--ip-tunnel-listen', socket]);
   expect(other.code).not.toBe(0);
   expect(other.stderr).toContain(`Another process is listening on ${socket}`);
   SeqpacketSocket.connect(socket).close();

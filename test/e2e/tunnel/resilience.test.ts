@@ -1,24 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, PROTOCOLS, startConnector, startEdge, freePort } from '../../helpers/processes.js';
+import { oxyOk, } from '../../helpers/cli.js';
+import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge, freePort } from '../../helpers/processes.js';
 import { startEventsOrigin } from '../../helpers/origins.js';
 
-let home: string;
-let cleanup: () => void;
-let procs: OxyProcess[];
-
-beforeEach(async () => {
-  ({ home, cleanup } = tempHome());
-  procs = [];
-  await oxyOk(home, ['tunnel', 'create', 'web']);
-  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
-});
-afterEach(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
-  cleanup();
-});
+const t = useWebTunnel();
 
 const hello = (httpPort: number) =>
   request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' } }).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
@@ -31,12 +18,12 @@ function connectorPorts(edgePort: number): number[] {
 
 describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
   it('refuses a wrong secret with a clear error on both sides', async () => {
-    const e = await startEdge(home);
-    procs.push(e.edge);
-    const [, id] = /"t":"([^"]+)"/.exec(Buffer.from((await oxyOk(home, ['tunnel', 'token', 'web'])).trim(), 'base64').toString())!;
+    const e = await startEdge(t.home);
+    t.procs.push(e.edge);
+    const [, id] = /"t":"([^"]+)"/.exec(Buffer.from((await oxyOk(t.home, ['tunnel', 'token', 'web'])).trim(), 'base64').toString())!;
     const forged = Buffer.from(JSON.stringify({ a: 'x', s: Buffer.alloc(32, 1).toString('base64'), t: id })).toString('base64');
-    const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--token', forged, '--hello-world']);
-    procs.push(c);
+    const c = new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--token', forged, '--hello-world']);
+    t.procs.push(c);
     expect(await c.exited()).not.toBe(0);
     expect(c.output).toContain('Unauthorized: Invalid tunnel secret');
     await e.edge.waitFor(/Refused tunnel connection .*Unauthorized: Invalid tunnel secret/);
@@ -44,10 +31,10 @@ describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
 
   // Killing one TCP connection with ss -K: the HTTP/2 transport's case (QUIC has no TCP socket to kill).
   it.runIf(protocol === 'http2')('reconnects a killed connection while the other HA connections keep serving', async () => {
-    const e = await startEdge(home);
-    procs.push(e.edge);
-    const { connector } = await startConnector(home, e.tunnelPort, ['--hello-world', 'web'], 4, protocol);
-    procs.push(connector);
+    const e = await startEdge(t.home);
+    t.procs.push(e.edge);
+    const { connector } = await startConnector(t.home, e.tunnelPort, ['--hello-world', 'web'], 4, protocol);
+    t.procs.push(connector);
     const ports = connectorPorts(e.tunnelPort);
     expect(ports).toHaveLength(4);
     execFileSync('ss', ['-K', 'dst', `127.0.0.1:${e.tunnelPort}`, 'sport', '=', `:${ports[0]}`]);
@@ -60,14 +47,14 @@ describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
 
   it('survives an edge restart', async () => {
     const port = await freePort();
-    let e = await startEdge(home, [], { tunnel: port });
-    procs.push(e.edge);
-    const { connector } = await startConnector(home, port, ['--hello-world', 'web'], 4, protocol);
-    procs.push(connector);
+    let e = await startEdge(t.home, [], { tunnel: port });
+    t.procs.push(e.edge);
+    const { connector } = await startConnector(t.home, port, ['--hello-world', 'web'], 4, protocol);
+    t.procs.push(connector);
     expect((await hello(e.httpPort)).status).toBe(200);
     await e.edge.stop();
-    e = await startEdge(home, [], { tunnel: port });
-    procs.push(e.edge);
+    e = await startEdge(t.home, [], { tunnel: port });
+    t.procs.push(e.edge);
     await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){4}/, 30_000);
     expect((await hello(e.httpPort)).status).toBe(200);
   });
@@ -75,10 +62,10 @@ describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
   it('on SIGTERM finishes an in-flight SSE stream within the grace period and refuses new requests', async () => {
     const origin = await startEventsOrigin(8, 250);
     try {
-      const e = await startEdge(home);
-      procs.push(e.edge);
-      const { connector } = await startConnector(home, e.tunnelPort, ['--url', `http://127.0.0.1:${origin.port}`, '--grace-period', '10s', 'web'], 4, protocol);
-      procs.push(connector);
+      const e = await startEdge(t.home);
+      t.procs.push(e.edge);
+      const { connector } = await startConnector(t.home, e.tunnelPort, ['--url', `http://127.0.0.1:${origin.port}`, '--grace-period', '10s', 'web'], 4, protocol);
+      t.procs.push(connector);
       const res = await request(`http://127.0.0.1:${e.httpPort}/events`, { headers: { host: 'app.example.com' } });
       const body = res.body.text();
       await new Promise((r) => setTimeout(r, 300));
@@ -103,14 +90,14 @@ describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
 describe('QUIC stateless reset', () => {
   it('a connector learns at its next packet that a killed and restarted edge lost its connection', async () => {
     const port = await freePort();
-    let e = await startEdge(home, [], { tunnel: port });
-    procs.push(e.edge);
-    const { connector } = await startConnector(home, port, ['--hello-world', 'web'], 2, 'quic');
-    procs.push(connector);
+    let e = await startEdge(t.home, [], { tunnel: port });
+    t.procs.push(e.edge);
+    const { connector } = await startConnector(t.home, port, ['--hello-world', 'web'], 2, 'quic');
+    t.procs.push(connector);
     expect((await hello(e.httpPort)).status).toBe(200);
     await e.edge.stop('SIGKILL');
-    e = await startEdge(home, [], { tunnel: port });
-    procs.push(e.edge);
+    e = await startEdge(t.home, [], { tunnel: port });
+    t.procs.push(e.edge);
     await connector.waitFor(/Connection terminated .*QUIC stateless reset/, 15_000);
     await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){2}/, 30_000);
     expect((await hello(e.httpPort)).status).toBe(200);

@@ -4,26 +4,13 @@
 // once the lock is released.
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxyJson, oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, startConnector, startEdge } from '../../helpers/processes.js';
+import { oxyJson, } from '../../helpers/cli.js';
+import { OxyProcess, useWebTunnel, startConnector, startEdge } from '../../helpers/processes.js';
 import { api, newToken, startDashboardEdge } from '../dashboard/support.js';
 
-let home: string;
-let cleanup: () => void;
-let procs: OxyProcess[];
-
-beforeEach(async () => {
-  ({ home, cleanup } = tempHome());
-  procs = [];
-  await oxyOk(home, ['tunnel', 'create', 'web']);
-  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
-});
-afterEach(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
-  cleanup();
-});
+const t = useWebTunnel();
 
 const LOCK_MS = 15_000;
 
@@ -54,13 +41,13 @@ const connectionIds = (edge: OxyProcess, from: number) =>
   [...edge.output.slice(from).matchAll(/Registered tunnel connection .*connection=([0-9a-f-]+)/g)].map((m) => m[1]).sort();
 
 it('a store locked by another process for 15 s neither stalls nor kills the edge; bookkeeping catches up', async () => {
-  const e = await startEdge(home);
-  procs.push(e.edge);
-  const first = await startConnector(home, e.tunnelPort, ['--hello-world', 'web']);
-  procs.push(first.connector);
+  const e = await startEdge(t.home);
+  t.procs.push(e.edge);
+  const first = await startConnector(t.home, e.tunnelPort, ['--hello-world', 'web']);
+  t.procs.push(first.connector);
   const traffic = load(e.httpPort);
 
-  const locker = new Database(join(home, 'oxy.db'));
+  const locker = new Database(join(t.home, 'oxy.db'));
   locker.exec('BEGIN IMMEDIATE');
   const lockedAt = Date.now();
   try {
@@ -68,8 +55,8 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
     first.connector.kill();
     await e.edge.waitFor(/(Unregistered tunnel connection[^\n]*\n[\s\S]*){4}/);
     const mark = e.edge.output.length;
-    const second = await startConnector(home, e.tunnelPort, ['--hello-world', 'web']);
-    procs.push(second.connector);
+    const second = await startConnector(t.home, e.tunnelPort, ['--hello-world', 'web']);
+    t.procs.push(second.connector);
     const registeredAt = Date.now();
     await e.edge.waitFor(/Could not write connection records to the store; retrying/);
     // Keep the lock for its full 15 s under load.
@@ -87,7 +74,7 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
     let recorded: string[] = [];
     while (Date.now() < deadline) {
       // cloudflared's document: connectors, each with its connections.
-      const info = await oxyJson<{ conns: { conns: { id: string }[] }[] }>(home, ['tunnel', 'info', 'web']);
+      const info = await oxyJson<{ conns: { conns: { id: string }[] }[] }>(t.home, ['tunnel', 'info', 'web']);
       recorded = info.conns.flatMap((c) => c.conns.map((x) => x.id)).sort();
       if (recorded.join() === ids.join()) break;
       await new Promise((r) => setTimeout(r, 200));
@@ -106,12 +93,12 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
 }, 60_000);
 
 it("a dashboard change while another process holds the lock answers 503 at once; traffic is not held up", async () => {
-  const token = await newToken(home);
-  const d = await startDashboardEdge(home);
-  procs.push(d.edge);
-  const { connector } = await startConnector(home, d.tunnelPort, ['--hello-world', 'web']);
-  procs.push(connector);
-  const locker = new Database(join(home, 'oxy.db'));
+  const token = await newToken(t.home);
+  const d = await startDashboardEdge(t.home);
+  t.procs.push(d.edge);
+  const { connector } = await startConnector(t.home, d.tunnelPort, ['--hello-world', 'web']);
+  t.procs.push(connector);
+  const locker = new Database(join(t.home, 'oxy.db'));
   locker.exec('BEGIN IMMEDIATE');
   try {
     const traffic = load(d.httpPort);
