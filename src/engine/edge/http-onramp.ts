@@ -33,7 +33,7 @@ import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } 
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
 import type { BodyTransform, HttpSynthetic } from '../hooks/types.js';
 import { AdmittingListener } from './pipeline/admission.js';
-import type { TunnelRegistry } from './registry.js';
+import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 import type { TrafficRecorder } from './traffic.js';
 
@@ -105,6 +105,26 @@ const headFor = (req: IncomingMessage): HttpRequestHead =>
 
 const ignore = (): void => undefined;
 
+/**
+ * Methods that may be sent again (RFC 9110 §9.2.2): without a body, a request of these that
+ * went to a connection that died before anyone could tell is resent on another connection.
+ */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Sends of one idempotent request at most (the first and the retries). */
+const MAX_SENDS = 3;
+/** How often a request waiting for its answer checks that its connection still answers. */
+const WATCH_EVERY_MS = 100;
+
+/** A request's connection died (closed, or silent past LIVENESS_MS) before its answer began, and another answers. */
+class ConnectionLost extends Error {
+  constructor(readonly next: LiveConnection) {
+    super('tunnel connection lost');
+  }
+}
+
+/** RFC 9112 §6.3: without Content-Length or Transfer-Encoding a request has no body. */
+const isBodyless = (req: IncomingMessage): boolean => (req.headers['content-length'] ?? '0') === '0' && req.headers['transfer-encoding'] === undefined;
+
 /** What a request becomes after `http.handleRequest`: the hook's own answer, or the head for the tunnel and a body rewrite. */
 type Hooked = HttpSynthetic | { head: HttpRequestHead; body?: BodyTransform };
 
@@ -151,10 +171,15 @@ export class HttpOnramp {
 
   /** Opens a stream and writes its request header; `end`: the request has no body, so that write ends the stream too. */
   async #openStream(kind: StreamKind, head: HttpRequestHead, end = false): Promise<TunnelStream> {
+    return (await this.#open(kind, head, end)).stream;
+  }
+
+  /** `on`: a connection known to answer (a resend), else the registry's pick. */
+  async #open(kind: StreamKind, head: HttpRequestHead, end: boolean, on?: LiveConnection): Promise<{ stream: TunnelStream; live: LiveConnection }> {
     const host = head.host;
     const tunnelId = this.o.view.tunnelForHost(host) ?? this.o.defaultTunnel;
     if (!tunnelId) throw new OnrampError(404, 'destination_not_found', `No tunnel serves the hostname ${host || '(none)'}.`);
-    const live = this.o.registry.pick(tunnelId);
+    const live = on && !on.conn.isClosed && !on.draining ? on : this.o.registry.pick(tunnelId);
     if (!live) throw new OnrampError(502, 'destination_unavailable', `No connector is serving ${host} right now.`, { tunnelID: tunnelId });
     const stream = await live.conn.openStream();
     // The pumps handle errors while they run; one that comes after (a reset once done) must not crash.
@@ -162,7 +187,74 @@ export class HttpOnramp {
     const header = encodeRequestHeader({ kind, destination: `http://${host}${head.path}`, metadata: encodeRequestHead(head) });
     if (end) stream.end(header);
     else stream.write(header);
-    return stream;
+    return { stream, live };
+  }
+
+  /**
+   * A bodyless request: sent whole, then its answer's head awaited. An idempotent one whose
+   * connection dies before the answer begins (closed, or silent past LIVENESS_MS — a connector
+   * SIGKILLed over QUIC says nothing for 15 s) is sent again on a connection that has just
+   * answered a probe (a sibling, or a replacement that registers meanwhile), up to MAX_SENDS
+   * times; `onStream` learns each stream so a client that leaves destroys the current one.
+   */
+  async #bodylessExchange(head: HttpRequestHead, onStream: (s: TunnelStream) => void) {
+    const retryable = IDEMPOTENT.has(head.method);
+    let on: LiveConnection | undefined;
+    for (let sends = 1; ; sends++) {
+      const { stream, live } = await this.#open('http', head, true, on);
+      onStream(stream);
+      if (!retryable || sends === MAX_SENDS) return { stream, response: await this.#responseHead(stream) };
+      try {
+        return { stream, response: await this.#watchedResponseHead(stream, live) };
+      } catch (err) {
+        if (!(err instanceof ConnectionLost)) throw err;
+        stream.destroy();
+        on = err.next;
+        this.o.log.info({ host: head.host, method: head.method, connection: live.id, sends }, 'Resending an idempotent request: its tunnel connection stopped answering');
+      }
+    }
+  }
+
+  /**
+   * The answer's head, or ConnectionLost once `live` is closed or silent past LIVENESS_MS and
+   * another connection of its tunnel answered a probe. Only a probe's answer counts: a
+   * connection with nothing in flight looks fine whether its peer lives or not.
+   */
+  async #watchedResponseHead(stream: TunnelStream, live: LiveConnection) {
+    const answer = this.#responseHead(stream);
+    let found: (next: LiveConnection) => void = ignore;
+    const resend = new Promise<LiveConnection>((resolve) => (found = resolve));
+    const probed = new Set<LiveConnection>([live]);
+    const probeOthers = (): void => {
+      for (const other of this.o.registry.connections(live.tunnelId)) {
+        if (probed.has(other) || other.draining || other.conn.isClosed) continue;
+        probed.add(other);
+        void other.conn.probe().then((answered) => answered && found(other));
+      }
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      if (live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS) probeOthers();
+      timer = setTimeout(check, WATCH_EVERY_MS);
+    };
+    // Most answers come within LIVENESS_MS: those requests never pay for a check.
+    timer = setTimeout(check, LIVENESS_MS);
+    try {
+      const first = await Promise.race([answer, resend]);
+      if ('status' in first) return first;
+      throw new ConnectionLost(first);
+    } catch (err) {
+      if (err instanceof ConnectionLost || err instanceof OnrampError || !live.conn.isClosed) throw err;
+      // The stream reset because its connection closed: resend if a sibling answers a probe soon.
+      clearTimeout(timer);
+      probeOthers();
+      const next = await Promise.race([resend, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), LIVENESS_MS)))]);
+      if (next) throw new ConnectionLost(next);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      answer.catch(ignore);
+    }
   }
 
   async #responseHead(stream: TunnelStream) {
@@ -178,13 +270,18 @@ export class HttpOnramp {
       if (!res.writableFinished) stream?.destroy();
     });
     try {
-      // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3): the
-      // header and the end of the stream go in one write, with no pipe to set up.
-      const bodyless = (req.headers['content-length'] ?? '0') === '0' && req.headers['transfer-encoding'] === undefined;
-      stream = await this.#openStream('http', requestHead(req), bodyless);
-      if (bodyless) req.resume();
-      const upload = bodyless ? undefined : pump(req, stream).catch(() => stream?.destroy());
-      const response = await this.#responseHead(stream);
+      // A request without a body: the header and the end of the stream go in one write, with
+      // no pipe to set up, and an idempotent one may be resent.
+      let response: { status: number; headers: HeaderPairs };
+      let upload: Promise<void> | undefined;
+      if (isBodyless(req)) {
+        req.resume();
+        ({ stream, response } = await this.#bodylessExchange(requestHead(req), (s) => (stream = s)));
+      } else {
+        const s = (stream = await this.#openStream('http', requestHead(req)));
+        upload = pump(req, s).catch(() => void s.destroy());
+        response = await this.#responseHead(s);
+      }
       res.writeHead(response.status, response.headers.flat());
       await pump(stream, res);
       await upload;
@@ -270,9 +367,16 @@ export class HttpOnramp {
         this.o.requests?.inc({ status: String(hooked.respond.status) });
         return;
       }
-      stream = await this.#openStream('http', hooked.head);
-      const upload = pump(rewritten(req, hooked.body), stream).catch(() => stream?.destroy());
-      const response = await this.#responseHead(stream);
+      let response: { status: number; headers: HeaderPairs };
+      let upload: Promise<void> | undefined;
+      if (isBodyless(req) && !hooked.body) {
+        req.resume();
+        ({ stream, response } = await this.#bodylessExchange(hooked.head, (s) => (stream = s)));
+      } else {
+        const s = (stream = await this.#openStream('http', hooked.head));
+        upload = pump(rewritten(req, hooked.body), s).catch(() => void s.destroy());
+        response = await this.#responseHead(s);
+      }
       const body = await responseHook(this.o.runner, conn, response);
       res.writeHead(response.status, response.headers.flat());
       await pump(rewritten(stream, body), res);

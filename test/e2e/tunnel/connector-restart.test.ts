@@ -1,6 +1,8 @@
 // A connector SIGKILLed over QUIC tells the edge nothing: its connections look idle until the
 // idle timeout (15 s). Once a replacement registers, traffic must move to it at once: the edge
 // probes the tunnel's other connections and stops picking one that does not answer within 1 s.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
@@ -53,6 +55,43 @@ it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after t
   const after = traffic.samples.filter((s) => s.at >= registeredAt + 2000);
   expect(after.length).toBeGreaterThan(10);
   expect(after.filter((s) => s.status !== 200)).toEqual([]);
+}, 60_000);
+
+// Requests already sent on the dead connections before anyone could tell: an idempotent one
+// without a body is resent once the replacement answers; one with a body is never resent.
+it('a GET sent to a SIGKILLed QUIC connector is answered by its replacement; a POST is not resent', async () => {
+  const seen: string[] = [];
+  const origin = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => res.end(`origin ${req.method} ${req.url}`));
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  try {
+    const e = await startEdge(t.home);
+    t.procs.push(e.edge);
+    const first = await startConnector(t.home, e.tunnelPort, ['--url', url, 'web'], 4, 'quic');
+    t.procs.push(first.connector);
+    first.connector.kill();
+    await first.connector.exited();
+    const sentAt = Date.now();
+    const send = (method: string, path: string, body?: string) =>
+      request(`http://127.0.0.1:${e.httpPort}${path}`, { method, body, headers: { host: 'app.example.com' }, headersTimeout: 30_000 }).then(async (r) => ({ status: r.statusCode, body: await r.body.text(), ms: Date.now() - sentAt }));
+    const get = send('GET', '/get');
+    const post = send('POST', '/post', 'hello');
+    t.procs.push(new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--url', url, 'web']));
+    // Answered by the replacement, well before the dead connections' 15 s idle timeout.
+    const got = await get;
+    expect(got).toMatchObject({ status: 200, body: 'origin GET /get' });
+    expect(got.ms).toBeLessThan(10_000);
+    expect(e.edge.output).toMatch(/INF Resending an idempotent request: its tunnel connection stopped answering host=app\.example\.com method=GET /);
+    // The POST waited on its dead connection and failed there: the origin never saw it.
+    expect((await post).status).toBe(502);
+    expect(seen).toEqual(['GET /get']);
+  } finally {
+    origin.close();
+  }
 }, 60_000);
 
 // A connector that hangs (SIGSTOP: its kernel still ACKs TCP, nothing answers above it) while
