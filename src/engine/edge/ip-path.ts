@@ -19,7 +19,7 @@ import { unknownVnetError } from '../../core/vnets.js';
 import type { Flow, IpContext } from '../flow/index.js';
 import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
-import { splitHostPort } from '../../core/address.js';
+import { joinHostPort, splitHostPort } from '../../core/address.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
@@ -203,7 +203,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   };
   const gue = o.gueListen ? await startGue(edge, anyEdge, log, o.gueListen) : undefined;
   if (seqpacket) log.info({ path: o.seqpacketPath }, 'IP tunnel on-ramp ready (SEQPACKET)');
-  if (gue) log.info({ address: o.gueListen }, 'IP tunnel on-ramp ready (GUE)');
+  if (gue) log.info({ address: gue.address }, 'IP tunnel on-ramp ready (GUE)');
   return {
     ipEdge,
     deviceStreams,
@@ -248,7 +248,7 @@ export function checkGueListen(listen: string, enrolledDevices: number): void {
  * a MAC under its key; its tenant must be the store's account and its vnet a live one.
  * Drops are counted by reason (metrics) and logged at most every 10 s per reason.
  */
-async function startGue(edge: EdgeServer, ipEdge: IpEdge, log: Logger, listen: string): Promise<{ close(): void }> {
+async function startGue(edge: EdgeServer, ipEdge: IpEdge, log: Logger, listen: string): Promise<{ address: string; close(): void }> {
   const { host, port } = splitHostPort(listen);
   const dropped = new Counter({
     name: 'oxy_edge_gue_dropped_total',
@@ -293,6 +293,8 @@ async function startGue(edge: EdgeServer, ipEdge: IpEdge, log: Logger, listen: s
   };
   edge.view.on('reload', recheck);
   return {
+    // The bound port: a sender must learn it when the edge was given port 0.
+    address: joinHostPort(host, gue.port),
     close() {
       edge.view.off('reload', recheck);
       gue.close();
