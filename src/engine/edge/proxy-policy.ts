@@ -15,6 +15,7 @@
 import { networkInterfaces } from 'node:os';
 import { OxyError } from '../../core/errors.js';
 import { parseCidr, parseIp, type ParsedCidr } from '../../core/cidr.js';
+import { joinHostPort } from '../../core/address.js';
 import { EgressError, type EgressGuard } from './pipeline/egress.js';
 
 export interface AllowEntry {
@@ -113,6 +114,6 @@ export function proxyGuard(o: ProxyPolicyOptions): EgressGuard {
     if (local && o.ownPorts().includes(target.port)) return deny('The proxy does not connect to the edge itself');
     if (!o.allow) return local ? deny('The proxy does not connect to the edge host; allow it with --proxy-allow 127.0.0.1:PORT') : undefined;
     const entry = o.allow.find((e) => (!local || e.local) && contains(e.cidr, bytes) && (e.ports.length === 0 || e.ports.some(([lo, hi]) => target.port >= lo && target.port <= hi)));
-    return entry ? undefined : deny(`${target.address}:${target.port} is not in the proxy's allow list`);
+    return entry ? undefined : deny(`${joinHostPort(target.address, target.port)} is not in the proxy's allow list`);
   };
 }

@@ -73,6 +73,10 @@ describe('the CONNECT proxy denies by default', () => {
     for (const url of [`http://127.0.0.1:${origin.port}/`, `http://localhost:${origin.port}/`, `http://[::ffff:127.0.0.1]:${origin.port}/`, `http://127.0.0.1:${e.metricsPort}/metrics`]) {
       for (const connect of [true, false]) expect((await via(e.proxy, url, connect)).status, url).toBe(403);
     }
+    // The refusal names an IPv6 destination as one (bracketed), not as "::1:PORT".
+    const v6 = await via(e.proxy, `http://[::1]:${origin.port}/`);
+    expect(v6.status).toBe(403);
+    expect(v6.proxyStatus).toContain(`details="[::1]:${origin.port} is not in the proxy's allow list"`);
     expect(origin.seen).toHaveLength(0);
   });
 
