@@ -13,6 +13,7 @@ import { startConnector, type ConnectorOptions, type StartedConnector } from './
 import { runEdge } from './edge/run.js';
 import type { EdgeServer } from './edge/server.js';
 import type { Logger } from './observe/log.js';
+import type { ConnectorConfig } from './connector/config.js';
 
 export interface QuickTunnel {
   url: string;
@@ -21,7 +22,7 @@ export interface QuickTunnel {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function startQuickTunnel(o: { log: Logger; httpListen: string; version: string; options: Omit<ConnectorOptions, 'edge' | 'edgeCa'> }): Promise<QuickTunnel> {
+export async function startQuickTunnel(o: { log: Logger; httpListen: string; version: string; options: Omit<ConnectorOptions, 'edge' | 'edgeCa'>; config?: ConnectorConfig }): Promise<QuickTunnel> {
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-quick-'));
   // Always a throwaway SQLite store of its own, whatever OXY_STORE says.
   const store = await Store.open({ home, url: `sqlite:${join(home, STORE_FILE)}` });
@@ -34,6 +35,8 @@ export async function startQuickTunnel(o: { log: Logger; httpListen: string; ver
       tunnelRef: tunnel.id,
       store: async () => store,
       version: o.version,
+      // Its rules and warp-routing only: the tunnel is the ephemeral one, never the file's.
+      config: o.config && { ...o.config, tunnel: undefined, credentialsFile: undefined },
       options: { ...o.options, edge: `127.0.0.1:${tunnelAddr.port}` },
     });
     await new Promise<void>((resolve) => connector.connector.once('registered', () => resolve()));

@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, startEdge, freePort } from '../../helpers/processes.js';
 
@@ -26,6 +28,35 @@ describe('quick tunnel', () => {
     expect(quick.output).toContain('Your quick Tunnel has been created!');
     quick.child.kill('SIGINT');
     expect(await quick.exited()).toBe(0);
+  });
+
+  it("reads config.yml as cloudflared's quick tunnel does: protocol, metrics, loglevel, logfile take effect", async () => {
+    const home = homes[0].home;
+    const metricsPort = await freePort();
+    const logfile = join(home, 'quick.log');
+    writeFileSync(
+      join(home, 'config.yml'),
+      `tunnel: someone-elses\nprotocol: quic\nmetrics: 127.0.0.1:${metricsPort}\nloglevel: warn\nlogfile: ${logfile}\nha-connections: 1\nhello-world: true\n`,
+    );
+    const quick = new OxyProcess(home, ['tunnel']);
+    procs.push(quick);
+    const [, url] = await quick.waitFor(/^(http:\/\/127\.0\.0\.1:\d+)$/m);
+    expect((await run('curl', ['-sS', `${url}/`])).stdout).toContain('Congrats!');
+    // The metrics port the file names is bound, and its /metrics counts QUIC connections only.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^oxyctl_tunnel_connection_events\{protocol="quic",event="registered"\} 1$/m);
+    expect(metrics).not.toMatch(/protocol="http2",event="registered"/);
+    // loglevel: warn hides the info lines; the log file gets what the terminal gets.
+    expect(quick.output).not.toMatch(/Registered tunnel connection/);
+    expect(quick.output).toContain('tunnel has no effect on a quick tunnel');
+    expect(readFileSync(logfile, 'utf8')).not.toMatch(/Registered tunnel connection/);
+    quick.child.kill('SIGINT');
+    expect(await quick.exited()).toBe(0);
+    // The command line wins over the file.
+    const second = new OxyProcess(home, ['tunnel', '-p', 'http2', '--loglevel', 'info', '--metrics', '127.0.0.1:0']);
+    procs.push(second);
+    await second.waitFor(/Registered tunnel connection connIndex=0 .*protocol=http2/);
+    await vi.waitFor(() => expect(readFileSync(logfile, 'utf8')).toMatch(/Registered tunnel connection connIndex=0 .*protocol=http2/), { timeout: 5000 });
   });
 });
 
