@@ -10,7 +10,7 @@ import { NO_EFFECT_FLAGS, saidNoEffect } from './argv.js';
 
 /** The part of an oclif flag definition a config value needs. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-type FlagDef = { type: 'boolean' | 'option'; options?: readonly string[]; parse?: (input: any, ...rest: any[]) => unknown };
+type FlagDef = { type: 'boolean' | 'option'; multiple?: boolean; options?: readonly string[]; parse?: (input: any, ...rest: any[]) => unknown };
 type FlagDefs = Record<string, FlagDef>;
 
 export interface ConfigFileUse {
@@ -88,8 +88,11 @@ async function flagValue(def: FlagDef, key: string, value: unknown, file: string
     if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
     return bad(`expected true or false, got ${JSON.stringify(value)}`);
   }
-  // cloudflared's list-valued flags (`edge: [a, b]`): oxyctl dials one edge address, the first.
-  if (Array.isArray(value) && value.length >= 1 && value.every((v) => typeof v !== 'object')) value = value[0];
+  // cloudflared's list-valued flags (`edge: [a, b]`): every value for a repeatable flag, else the first.
+  if (Array.isArray(value) && value.length >= 1 && value.every((v) => typeof v !== 'object')) {
+    if (def.multiple) return Promise.all(value.map((v) => flagValue({ ...def, multiple: false }, key, v, file)));
+    value = value[0];
+  }
   if (value === null || typeof value === 'object') return bad(`expected a single value, got ${JSON.stringify(value)}`);
   const text = String(value);
   if (def.options && !def.options.includes(text)) bad(`expected one of ${def.options.join(', ')}, got ${text}`);

@@ -26,7 +26,7 @@ export const originFlags = {
 /** Flags `tunnel run` and the quick tunnel share, with cloudflared's names. */
 export const tunnelRunFlags = {
   protocol: Flags.option({ char: 'p', options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Protocol implementation to connect with the edge', env: 'TUNNEL_TRANSPORT_PROTOCOL' })(),
-  edge: Flags.string({ description: 'HOST:PORT of the edge, or several comma-separated (HA connections spread over them) [default: from the token or credentials, else the local edge]', env: 'TUNNEL_EDGE' }),
+  edge: Flags.string({ multiple: true, description: 'HOST:PORT of the edge; repeatable, or several comma-separated (HA connections spread over them) [default: from the token or credentials, else the local edge]', env: 'TUNNEL_EDGE' }),
   'edge-ca': Flags.string({ description: "PEM file of the edge's CA [default: the local edge's]" }),
   'edge-ip-version': Flags.option({ options: ['4', '6', 'auto'] as const, default: '4', description: 'Which IP version to dial the edge with when its address is a name', env: 'TUNNEL_EDGE_IP_VERSION' })(),
   'edge-bind-address': Flags.string({ description: 'Local IP address to dial the edge from', env: 'TUNNEL_EDGE_BIND_ADDRESS' }),
@@ -62,7 +62,8 @@ export interface ConnectorRunFlags {
   protocol: ProtocolChoice;
   logfile?: string;
   'log-directory'?: string;
-  edge?: string;
+  /** Repeated flags, or one string (from $TUNNEL_EDGE); each may be a comma-separated list. */
+  edge?: string[] | string;
   'edge-ca'?: string;
   'edge-ip-version'?: '4' | '6' | 'auto';
   'edge-bind-address'?: string;
@@ -113,11 +114,17 @@ export function originRequestFromFlags(f: ConnectorRunFlags): OriginRequest {
   return o;
 }
 
+/** --edge given several times (cloudflared's way) or as a comma list: one comma list, or undefined when not given. */
+export function edgeList(edge: string[] | string | undefined): string | undefined {
+  const list = [edge ?? []].flat().flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
+  return list.length === 0 ? undefined : list.join(',');
+}
+
 /** The connector's options from tunnel run's flags: names mapped and durations parsed, once. */
 export function connectorOptions(f: ConnectorRunFlags): ConnectorOptions {
   return {
     protocol: f.protocol,
-    edge: f.edge,
+    edge: edgeList(f.edge),
     edgeCa: f['edge-ca'],
     edgeIpVersion: f['edge-ip-version'],
     edgeBindAddress: f['edge-bind-address'],

@@ -58,10 +58,10 @@ beforeAll(async () => {
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com'], env);
   await startEdgeAt('edge-a');
   await startEdgeAt('edge-b');
-  // One connector over both edges: its 4 HA connections spread 2 + 2.
+  // One connector over both edges (--edge repeated, as cloudflared's): its 4 HA connections spread 2 + 2.
   await oxyOk(home, ['tunnel', 'create', 'spread'], env);
   await oxyOk(home, ['tunnel', 'route', 'dns', 'spread', 'spread.example.com'], env);
-  const spread = new OxyProcess(home, ['tunnel', 'run', '--edge', edges.map((e) => `127.0.0.1:${e.tunnelPort}`).join(','), '--protocol', 'http2', '--hello-world', 'spread'], env);
+  const spread = new OxyProcess(home, ['tunnel', 'run', ...edges.flatMap((e) => ['--edge', `127.0.0.1:${e.tunnelPort}`]), '--protocol', 'http2', '--hello-world', 'spread'], env);
   procs.push(spread);
   for (let i = 0; i < 4; i++) await spread.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
 }, 90_000);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { applyRawConfig } from '../../../src/cli/config-file.js';
-import { configFileFlags } from '../../../src/cli/tunnel-run-flags.js';
+import { configFileFlags, edgeList } from '../../../src/cli/tunnel-run-flags.js';
 
 const apply = (raw: Record<string, unknown>, flags: Record<string, unknown> = {}, explicit: string[] = []) =>
   applyRawConfig(raw, 'config.yml', { flagDefs: configFileFlags, flags, explicitFlags: new Set(explicit) });
@@ -9,7 +9,12 @@ describe('config.yml keys as tunnel run flags', () => {
   it("take the flag's parsed value unless the command line or environment set it", async () => {
     const flags: Record<string, unknown> = { protocol: 'auto', 'ha-connections': 4, 'hello-world': false, loglevel: 'warn' };
     const r = await apply({ protocol: 'quic', 'ha-connections': 2, 'hello-world': 'true', loglevel: 'debug', edge: ['198.18.0.1:7844', '198.18.0.2:7844'] }, flags, ['loglevel']);
-    expect(flags).toEqual({ protocol: 'quic', 'ha-connections': 2, 'hello-world': true, loglevel: 'warn', edge: '198.18.0.1:7844' });
+    expect(flags).toEqual({ protocol: 'quic', 'ha-connections': 2, 'hello-world': true, loglevel: 'warn', edge: ['198.18.0.1:7844', '198.18.0.2:7844'] });
+    // --edge repeated, a comma list, or both (and $TUNNEL_EDGE's one string): one list of edges.
+    expect(edgeList(flags.edge as string[])).toBe('198.18.0.1:7844,198.18.0.2:7844');
+    expect(edgeList(['198.18.0.1:7844', '198.18.0.2:7844, 198.18.0.3:7844'])).toBe('198.18.0.1:7844,198.18.0.2:7844,198.18.0.3:7844');
+    expect(edgeList('198.18.0.1:7844,198.18.0.2:7844')).toBe('198.18.0.1:7844,198.18.0.2:7844');
+    expect(edgeList(undefined)).toBeUndefined();
     expect(r.applied.sort()).toEqual(['edge', 'ha-connections', 'hello-world', 'loglevel', 'protocol']);
   });
 
