@@ -98,10 +98,32 @@ function checkHost(req: IncomingMessage): void {
   if (hosts > 1) throw new OnrampError(400, 'http_request_error', 'A request must have exactly one Host header.');
 }
 
+/**
+ * Where a request goes: its Host and its origin-form target. An absolute-form target
+ * (`GET http://other.example.com/x`) names the host itself, and RFC 9112 §3.2.2 says the
+ * Host header is then ignored: routing by Host while the origin read the URL would let a
+ * request for one hostname (and its hooks) reach another name's virtual host behind the
+ * same origin. The head carries the URL's host and path, and a Host header that says so.
+ */
+function requestTarget(req: IncomingMessage): { host: string; path: string; headers: HeaderPairs } {
+  const target = req.url ?? '/';
+  const headers = pairsFromRaw(req.rawHeaders);
+  if (target.startsWith('/') || target === '*') return { host: req.headers.host ?? '', path: target, headers };
+  let url: URL | undefined;
+  try {
+    url = new URL(target);
+  } catch {}
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.host) throw new OnrampError(400, 'http_request_error', 'The request target must be a path or an http(s) URL.');
+  const host = url.host;
+  return { host, path: `${url.pathname}${url.search}`, headers: [...headers.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', host]] };
+}
+
 const requestHead = (req: IncomingMessage): HttpRequestHead => (checkHost(req), headFor(req));
 
-const headFor = (req: IncomingMessage): HttpRequestHead =>
-  tunnelHead(req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', pairsFromRaw(req.rawHeaders), req.socket.remoteAddress ?? '', req.headers.upgrade !== undefined);
+function headFor(req: IncomingMessage): HttpRequestHead {
+  const t = requestTarget(req);
+  return tunnelHead(req.method ?? 'GET', t.host, t.path, t.headers, req.socket.remoteAddress ?? '', req.headers.upgrade !== undefined);
+}
 
 const ignore = (): void => undefined;
 
@@ -336,10 +358,9 @@ export class HttpOnramp {
    */
   async #requestHooks(conn: HookConnection, req: IncomingMessage, upgrade: boolean): Promise<Hooked> {
     checkHost(req);
-    const host = req.headers.host ?? '';
-    const path = req.url ?? '/';
+    const { host, path, headers } = requestTarget(req);
     const url = `http://${host}${path}`;
-    const head = { method: req.method ?? 'GET', url, headers: pairsFromRaw(req.rawHeaders) };
+    const head = { method: req.method ?? 'GET', url, headers };
     const outcome = await requestHook(this.o.runner, conn, head);
     if ('respond' in outcome) return outcome;
     let target = { host, path };
