@@ -9,7 +9,9 @@ import { resolveVnet } from '../../core/vnets.js';
 import { clearWarpState, writeWarpState } from '../../core/warp-state.js';
 import { DEFAULT_WARP_ADDRESS, DEFAULT_WARP_ADDRESS6, DEFAULT_WARP_MTU, startWarp, streamChannel } from '../../engine/device/warp.js';
 import { decodeDeviceToken } from '../../core/devices.js';
-import { createDialer, resolveEdge } from '../../engine/connector/run.js';
+import { createDialer, resolveEdges } from '../../engine/connector/run.js';
+import { failoverChannel } from '../../engine/device/failover.js';
+import { edgeList } from '../../cli/tunnel-run-flags.js';
 import type { Logger } from '../../engine/observe/log.js';
 
 const DEFAULT_ON_RAMP = '/run/oxyctl/ip-tunnel.sock';
@@ -28,7 +30,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   static flags = {
     vnet: Flags.string({ description: 'ID or name of the virtual network [default: the default one]' }),
     route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet, followed as they change]' }),
-    edge: Flags.string({ description: "The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or HOST:PORT of its tunnel listener with --token [default: from the token]" }),
+    edge: Flags.string({ multiple: true, description: "The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or with --token HOST:PORT of its tunnel listener; with --token repeatable or comma-separated, the device moving to another edge when its edge goes away [default: from the token]" }),
     token: Flags.string({ description: "A device token from 'oxyctl warp enroll': connect to a remote edge over the tunnel transport", env: 'WARP_TOKEN' }),
     protocol: Flags.option({ options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Transport to a remote edge (with --token)' })(),
     tun: Flags.string({ default: 'oxywarp0', description: 'Name of the TUN device' }),
@@ -50,7 +52,8 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     if (given.length === 0 && (await vnetRoutes()).length === 0) {
       throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
     }
-    const edgePath = this.flags.edge ?? DEFAULT_ON_RAMP;
+    if ((this.flags.edge?.length ?? 0) > 1) throw new OxyError('OXY_ERR_USAGE', 'Several --edge are for a device with --token (edges on other hosts); a local device takes one on-ramp path.');
+    const edgePath = this.flags.edge?.[0] ?? DEFAULT_ON_RAMP;
     const save = this.stateSaver({ vnetId: vnet.id, vnetName: vnet.name, edge: edgePath });
     const warp = await startWarp({
       onRoutesUpdated: save,
@@ -84,18 +87,23 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     await this.untilDone(warp, log);
   }
 
-  /** A device on another host: the edge's tunnel listener, with the enrolled identity. */
+  /** A device on another host: the edges' tunnel listeners, with the enrolled identity; an edge that goes away is left for the next. */
   private async remote(log: Logger): Promise<void> {
     const token = decodeDeviceToken(this.flags.token!);
     // Without --route: the vnet's routes as the edge sends them, kept in step with its store.
     const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
-    const address = this.flags.edge ?? token.e;
-    if (!address?.includes(':')) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
-    const edge = resolveEdge(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: address }, { edge: address, caPin: token.p });
-    const conn = await createDialer(this.flags.protocol, edge, log)(0, new AbortController().signal);
+    const list = edgeList(this.flags.edge) ?? token.e;
+    if (!list || list.split(',').some((a) => !a.includes(':'))) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
+    const edges = resolveEdges(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: list }, { edge: list, caPin: token.p });
+    const dialers = edges.map((edge) => createDialer(this.flags.protocol, edge, log));
     const vnet = this.flags.vnet ?? '';
-    const channel = await streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version });
-    const save = this.stateSaver({ vnetId: vnet, vnetName: vnet || '(default)', edge: address });
+    const channel = await failoverChannel({
+      edges: list.split(',').map((a) => a.trim()).filter(Boolean),
+      dial: (i, signal) => dialers[i](0, signal),
+      attach: (conn) => streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version }),
+      log,
+    });
+    const save = this.stateSaver({ vnetId: vnet, vnetName: vnet || '(default)', edge: list });
     const warp = await startWarp({
       channel,
       context: { tenant: token.a, vnet },

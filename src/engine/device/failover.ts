@@ -1,0 +1,127 @@
+/**
+ * A device's channel over several edges (`warp connect --token` with a list of edges): one
+ * channel at a time, to one edge; when that edge goes away (its transport dies, it shuts
+ * down) the device dials the next edge of the list, round and round with backoff, and the
+ * TUN, its routes and the flows of its applications stay where they are. Only a refusal
+ * ends it for good: an edge that refuses the device (revoked: UNAUTHORIZED, or its ip-packets
+ * stream answered with an error) would refuse it on every edge of the same store.
+ */
+import { OxyError } from '../../core/errors.js';
+import type { Logger } from '../observe/log.js';
+import { TunnelCloseCode } from '../protocol/codes.js';
+import type { TunnelCloseInfo, TunnelConnection } from '../transport/types.js';
+import type { PacketChannel } from './warp.js';
+
+export interface FailoverOptions {
+  /** The edges, as HOST:PORT (for logs); `dial(i)` reaches edge i. */
+  edges: string[];
+  dial(edge: number, signal: AbortSignal): Promise<TunnelConnection>;
+  /** Opens the packet channel on a fresh connection; a rejection is a refusal (not retried). */
+  attach(conn: TunnelConnection): Promise<PacketChannel>;
+  log: Logger;
+  /** First pause after a failed round of dials; doubled up to `maxBackoffMs`. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  dialTimeoutMs?: number;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+  });
+
+/** How long to wait for the connection's close (and its code) after the stream ended. */
+const CLOSE_INFO_WAIT_MS = 500;
+
+/** Connects to the first edge that answers (trying each once), then follows the edges as they come and go. */
+export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel> {
+  const stop = new AbortController();
+  const packetHandlers: ((packet: Buffer) => void)[] = [];
+  const routeHandlers: ((networks: string[]) => void)[] = [];
+  let current: { channel: PacketChannel; conn: TunnelConnection; edge: number } | undefined;
+  let lastError: Error | undefined;
+  let finish!: (reason: string | void) => void;
+  const ended = new Promise<string | void>((resolve) => (finish = resolve));
+
+  /** One dial and attach on edge i; undefined when the edge cannot be reached. */
+  const tryEdge = async (i: number): Promise<{ channel: PacketChannel; conn: TunnelConnection; edge: number } | undefined> => {
+    let conn: TunnelConnection;
+    try {
+      conn = await o.dial(i, AbortSignal.any([stop.signal, AbortSignal.timeout(o.dialTimeoutMs ?? 10_000)]));
+    } catch (err) {
+      lastError = err as Error;
+      o.log.warn({ edge: o.edges[i], err }, 'Cannot reach the edge');
+      return undefined;
+    }
+    const channel = await o.attach(conn);
+    return { channel, conn, edge: i };
+  };
+
+  const use = (next: { channel: PacketChannel; conn: TunnelConnection; edge: number }) => {
+    current = next;
+    next.channel.onPacket((packet) => {
+      for (const h of packetHandlers) h(packet);
+    });
+    for (const h of routeHandlers) next.channel.onRoutes?.(h);
+    void next.channel.ended.then(() => lost(next));
+  };
+
+  const lost = async (was: { conn: TunnelConnection; edge: number }) => {
+    if (stop.signal.aborted) return finish();
+    const info = await Promise.race([was.conn.closed, new Promise<undefined>((r) => setTimeout(r, CLOSE_INFO_WAIT_MS))]);
+    if (info && refused(info)) return finish(info.reason || undefined);
+    current = undefined;
+    o.log.warn({ edge: o.edges[was.edge], reason: info?.reason || undefined }, 'Lost the edge; moving to another');
+    let backoff = o.backoffMs ?? 250;
+    for (let attempt = 1; !stop.signal.aborted; attempt++) {
+      const i = (was.edge + attempt) % o.edges.length;
+      let next: Awaited<ReturnType<typeof tryEdge>>;
+      try {
+        next = await tryEdge(i);
+      } catch (err) {
+        return finish((err as Error).message);
+      }
+      if (stop.signal.aborted) return next?.channel.close();
+      if (next) {
+        o.log.info({ edge: o.edges[i] }, 'Moved to the edge');
+        return use(next);
+      }
+      // A pause after each full round of the list (every edge tried once).
+      if (attempt % o.edges.length === 0) {
+        await sleep(backoff * (0.5 + Math.random() / 2), stop.signal);
+        backoff = Math.min(backoff * 2, o.maxBackoffMs ?? 8000);
+      }
+    }
+    finish();
+  };
+
+  for (let i = 0; i < o.edges.length && !current; i++) {
+    const first = await tryEdge(i);
+    if (first) use(first);
+  }
+  if (!current) {
+    // One edge: its own error (a pin mismatch, a refused dial) says it best.
+    if (o.edges.length === 1 && lastError) throw lastError;
+    throw new OxyError('OXY_ERR_WARP_CONNECT', `Cannot reach any edge (${o.edges.join(', ')}; the last: ${lastError?.message}): is 'oxyctl edge run' running there, and the address right?`, { cause: lastError });
+  }
+  return {
+    send: (packet) => current?.channel.send(packet),
+    onPacket: (handler) => void packetHandlers.push(handler),
+    onRoutes(handler) {
+      routeHandlers.push(handler);
+      current?.channel.onRoutes?.(handler);
+    },
+    ended,
+    close: () => {
+      stop.abort();
+      current?.channel.close();
+      finish();
+    },
+  };
+}
+
+/** The edge turned the device away (revoked): every edge of the store would. */
+function refused(info: TunnelCloseInfo): boolean {
+  return info.remote && info.code === TunnelCloseCode.UNAUTHORIZED;
+}
