@@ -31,9 +31,12 @@ export interface ConnectorOptions {
   retryBaseMs?: number;
   maxRetryDelayMs?: number;
   /**
-   * cloudflared's --retries: before the first registration ever, a slot that failed this
-   * many retries in a row gives up and the connector stops (fatal). Once connected, slots
-   * retry for as long as it runs. Undefined: retry forever.
+   * cloudflared's --retries, per connection as cloudflared counts it (supervisor/tunnel.go: one
+   * backoff per connection index, reset when it registers): a slot whose connection failed or
+   * dropped and then failed this many reconnects in a row gives up. Before any registration
+   * that stops the connector (fatal, as cloudflared's first connection); later the slot stays
+   * down while others serve, and when every slot gave up the connector stops (fatal) where
+   * cloudflared would idle with no connection. Undefined: retry forever.
    */
   maxRetries?: number;
   features?: string[];
@@ -63,6 +66,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   readonly #stop = new AbortController();
   #loops: Promise<void>[] = [];
   #everRegistered = false;
+  #gaveUp = 0;
 
   constructor(private readonly o: ConnectorOptions) {
     super();
@@ -88,6 +92,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     const signal = this.#stop.signal;
     const base = this.o.retryBaseMs ?? 1000;
     let failures = 0;
+    let lastError: Error | undefined;
     while (!signal.aborted) {
       try {
         slot.conn = await this.o.dial(connIndex, signal);
@@ -106,6 +111,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           if (reg.control.latestRoutes) this.o.onControlMessage(reg.control.latestRoutes, connIndex);
         }
         failures = 0;
+        lastError = undefined;
         const conn = slot.conn;
         conn.onStream((stream) => this.o.handler.handle(stream, conn));
         this.o.log.info(
@@ -130,21 +136,29 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           break;
         }
         this.o.log.error({ connIndex, err, ip: slot.conn?.remoteAddress }, 'Unable to establish connection with the edge');
-        if (this.o.maxRetries !== undefined && !this.#everRegistered && failures >= this.o.maxRetries) {
-          const giveUp = new OxyError(
-            'OXY_ERR_TUNNEL_UNREACHABLE',
-            `Could not connect to the edge after ${failures + 1} attempts (--retries ${this.o.maxRetries}): ${(err as Error).message}`,
-            { cause: err },
-          );
-          this.emit('fatal', giveUp);
-          this.#stop.abort();
+        lastError = err as Error;
+      }
+      if (this.o.maxRetries !== undefined && failures >= this.o.maxRetries) {
+        const why = lastError ? `: ${lastError.message}` : '';
+        if (!this.#everRegistered) {
+          this.#fatal(`Could not connect to the edge after ${failures + 1} attempts (--retries ${this.o.maxRetries})${why}`, lastError);
           break;
         }
+        this.o.log.error({ connIndex, retries: this.o.maxRetries }, 'Connection gave up: it dropped and every reconnect since failed (--retries); not retrying');
+        if (++this.#gaveUp === this.#slots.length) {
+          this.#fatal(`Every connection to the edge dropped and failed ${this.o.maxRetries} reconnects in a row (--retries ${this.o.maxRetries})${why}`, lastError);
+        }
+        break;
       }
       const delay = Math.min(this.o.maxRetryDelayMs ?? 60_000, base * 2 ** failures++) * (0.5 + Math.random() * 0.5);
       this.o.log.info({ connIndex, retryingIn: `${(delay / 1000).toFixed(2)}s` }, 'Retrying connection');
       await sleep(delay, undefined, { signal }).catch(() => undefined);
     }
+  }
+
+  #fatal(message: string, cause: unknown): void {
+    this.emit('fatal', new OxyError('OXY_ERR_TUNNEL_UNREACHABLE', message, { cause }));
+    this.#stop.abort();
   }
 
   /**

@@ -8,9 +8,10 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BIN, oxy, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, freePort, startEdge } from '../../helpers/processes.js';
 import { findLocalConnector } from '../../../src/engine/observe/diag.js';
@@ -121,6 +122,51 @@ surprise-key: 1
     expect(notReady.code).not.toBe(0);
     expect(notReady.stderr).toContain("Cannot reach the connector's metrics server");
   });
+});
+
+describe('--retries bounds the reconnects of a connection at any time, as cloudflared', () => {
+  it('a dropped connection that fails --retries reconnects in a row gives up; a reconnect that succeeds starts the count again', async () => {
+    // A TCP relay in front of the edge: closing it drops the connections and refuses reconnects.
+    const relayPort = await freePort();
+    const sockets = new Set<Socket>();
+    let relay: NetServer | undefined;
+    const relayUp = () =>
+      new Promise<void>((resolve) => {
+        relay = createNetServer((down) => {
+          const up = connect(edge.tunnelPort, '127.0.0.1');
+          for (const s of [down, up]) {
+            sockets.add(s);
+            s.on('error', () => undefined).on('close', () => sockets.delete(s));
+          }
+          down.pipe(up).pipe(down);
+        });
+        relay.listen(relayPort, '127.0.0.1', () => resolve());
+      });
+    const relayDown = () => {
+      relay?.close();
+      for (const s of sockets) s.destroy();
+    };
+    await relayUp();
+    writeFileSync(join(home, 'none.yml'), '');
+    const c = new OxyProcess(home, ['tunnel', 'run', '--config', join(home, 'none.yml'), '-p', 'http2', '--edge', `127.0.0.1:${relayPort}`, '--retries', '3', '--ha-connections', '2', '--metrics', '127.0.0.1:0', '--hello-world', 'web']);
+    procs.push(c);
+    const registered = () => c.count(/Registered tunnel connection/);
+    const refused = () => c.count(/Unable to establish connection with the edge/);
+    await vi.waitFor(() => expect(registered()).toBe(2), { timeout: 15_000 });
+    // A blip: each connection fails one reconnect, then the edge is back and both register again.
+    relayDown();
+    await vi.waitFor(() => expect(refused()).toBeGreaterThanOrEqual(2), { timeout: 15_000, interval: 20 });
+    await relayUp();
+    await vi.waitFor(() => expect(registered()).toBe(4), { timeout: 15_000 });
+    expect(c.output).not.toContain('gave up');
+    // Gone for good: each connection makes 3 reconnects (the count restarted), gives up, and the connector exits non-zero.
+    const before = refused();
+    relayDown();
+    expect(await c.exited()).not.toBe(0);
+    expect(c.count(/Connection gave up/)).toBe(2);
+    expect(refused() - before).toBe(6);
+    expect(c.output).toContain('Every connection to the edge dropped and failed 3 reconnects in a row (--retries 3)');
+  }, 40_000);
 });
 
 describe('a cloudflared host migrates by installing oxyctl', () => {
