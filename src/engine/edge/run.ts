@@ -94,6 +94,7 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
       flows: ipEdge && (() => ipEdge.table.activeByScope()),
       tls: o.dashboardTls ? { key: identity.key, cert: identity.certChain } : undefined,
       insecure: o.dashboardInsecure,
+      timeouts: o.httpTimeouts,
     });
     edge.onStop(() => dashboard.close());
     o.log.info({ url: dashboard.url }, 'Dashboard ready (log in with the token from: oxyctl edge dashboard-token)');

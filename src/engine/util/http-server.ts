@@ -3,9 +3,11 @@
  * proxy, metrics): every socket, request and response has an 'error' handler (an aborted
  * request emits 'error' on its IncomingMessage; without a listener that kills the process),
  * and every phase of a connection is timed out, so a client that stops sending (slowloris)
- * is closed instead of held forever.
+ * is closed instead of held forever. With `tls` (the dashboard's HTTPS) the TLS handshake
+ * counts as part of the head: one that fails or stalls closes its socket.
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 
 export interface HttpTimeouts {
@@ -27,17 +29,25 @@ export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 30_000, requestMs: 600_0
 
 const ignore = (): void => undefined;
 
-export function createHttpServer(handler: RequestListener, timeouts: Partial<HttpTimeouts> = {}): Server {
+export function createHttpServer(handler: RequestListener, timeouts: Partial<HttpTimeouts> = {}, tls?: { key: string; cert: string }): Server {
   const t = { ...HTTP_TIMEOUTS };
   for (const [k, v] of Object.entries(timeouts) as [keyof HttpTimeouts, number | undefined][]) if (v !== undefined) t[k] = v;
-  const server = createServer({
+  const options = {
     headersTimeout: t.headersMs,
     requestTimeout: t.requestMs,
     keepAliveTimeout: t.keepAliveMs,
     // How often Node checks the header/request deadlines; a fraction of the shortest one.
     connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(Math.min(t.headersMs, t.requestMs) / 4))),
-  });
+  };
+  // https.Server is an http.Server over TLS sockets (Node's types keep them apart).
+  const server = tls ? (createHttpsServer({ ...options, ...tls, handshakeTimeout: t.headersMs }) as unknown as Server) : createServer(options);
   server.timeout = t.idleMs;
+  if (tls) {
+    // Node leaves a socket whose handshake failed or timed out open when 'tlsClientError' has
+    // a listener (and without one, it is the default listener that closes it): close it here.
+    server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+    server.on('secureConnection', (socket: Socket) => socket.on('error', ignore));
+  }
   // After listen (callers reject on a listen error themselves): an accept that fails (EMFILE) is not fatal.
   server.on('error', ignore);
   // Sockets also arrive by emit('connection') from an admitting listener: this covers both.

@@ -6,12 +6,11 @@
  * cookie would otherwise cross the network in the clear.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { OxyError, type ErrorCode } from '../../../core/errors.js';
 import type { Logger } from '../../observe/log.js';
 import { splitHostPort } from '../../../core/address.js';
-import { createHttpServer, HTTP_TIMEOUTS } from '../../util/http-server.js';
+import { createHttpServer, type HttpTimeouts } from '../../util/http-server.js';
 import { errorBody, handleApi } from './api.js';
 import { DashboardAuth, type Principal } from './auth.js';
 import { LiveFeed, type LiveSources } from './live.js';
@@ -25,6 +24,8 @@ export interface DashboardOptions extends LiveSources {
   tls?: { key: string; cert: string };
   /** Allow a non-loopback bind without TLS. */
   insecure?: boolean;
+  /** Client timeouts (edge.yml http-timeouts; the TLS handshake counts as the head); default HTTP_TIMEOUTS. */
+  timeouts?: Partial<HttpTimeouts>;
   /** Where the built front end is (default: dist/dashboard in the package). */
   assetsDir?: string;
 }
@@ -84,14 +85,9 @@ export class DashboardServer {
     this.#auth = new DashboardAuth(o.store, o.tls !== undefined);
     this.live = new LiveFeed(o);
     this.#files = loadStaticFiles(o.assetsDir);
-    const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
-    if (o.tls) {
-      const t = HTTP_TIMEOUTS;
-      this.#server = createHttpsServer({ key: o.tls.key, cert: o.tls.cert, headersTimeout: t.headersMs, requestTimeout: t.requestMs, keepAliveTimeout: t.keepAliveMs }, handler);
-      this.#server.timeout = t.idleMs;
-      this.#server.on('secureConnection', (socket) => socket.on('error', () => undefined));
-      this.#server.on('tlsClientError', () => undefined);
-    } else this.#server = createHttpServer(handler);
+    // A handler that rejects fails its request (createHttpServer answers 500), never the process.
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    this.#server = createHttpServer(handler, o.timeouts, o.tls);
     this.#server.on('clientError', (_err, socket) => socket.destroy());
   }
 
