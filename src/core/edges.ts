@@ -17,3 +17,9 @@ const edgeDocument = (e: LiveEdge): EdgeDocument => ({
 export async function listEdges(store: Store): Promise<EdgeDocument[]> {
   return (await store.edges.live()).map(edgeDocument);
 }
+
+/** The tunnel addresses of every live edge, comma-separated (a token's `e`), else `fallback` (this host's edge). */
+export async function edgeEndpoints(store: Store, fallback?: string): Promise<string | undefined> {
+  const live = [...new Set((await listEdges(store)).map((e) => e.tunnel_address).filter(Boolean))].join(',');
+  return live || fallback;
+}

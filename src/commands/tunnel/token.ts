@@ -3,7 +3,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { tunnelCredentials, tunnelToken } from '../../core/tunnels.js';
 import { writeCredentialsFile } from '../../core/credentials.js';
 import { localEdgeTrust } from '../../engine/transport/identity-files.js';
-import { listEdges } from '../../core/edges.js';
+import { edgeEndpoints } from '../../core/edges.js';
 
 export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
   static summary = 'Fetch the credentials token for an existing tunnel (by name or UUID) that allows to run it';
@@ -28,8 +28,7 @@ export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
     }
     const store = await this.store;
     // The token carries every live edge of the store (a connector spreads over them), else this host's.
-    const live = [...new Set((await listEdges(store)).map((e) => e.tunnel_address).filter(Boolean))].join(',');
-    const token = await tunnelToken(store, this.args.tunnel, { endpoint: live || edge?.endpoint, caPin: edge?.caPin });
+    const token = await tunnelToken(store, this.args.tunnel, { endpoint: await edgeEndpoints(store, edge?.endpoint), caPin: edge?.caPin });
     process.stdout.write(`${token}\n`);
     return { token };
   }

@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { decodeDeviceToken } from '../../../src/core/devices.js';
 import { BIN, oxyOk, storeEnv, tempHome } from '../../helpers/cli.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
@@ -61,18 +62,20 @@ privilegedDescribe('a device over two edges of one PostgreSQL store', () => {
     await oxyOk(home, ['tunnel', 'create', 'site']);
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
     await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
-    const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
     for (const [location, port] of [['edge-a', 7844], ['edge-b', 7846]] as const) {
-      const edge = spawnIn(edges, [BIN, 'edge', 'run', '--location', location, '--tunnel-listen', `0.0.0.0:${port}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', join(home, `${location}.sock`), '--no-quic']);
+      const edge = spawnIn(edges, [BIN, 'edge', 'run', '--location', location, '--tunnel-listen', `198.18.1.1:${port}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', join(home, `${location}.sock`), '--no-quic']);
       await edge.waitFor(/Edge running/);
       if (location === 'edge-b') edgeB = edge;
     }
+    // Enrolled once both edges run: the token names both (`oxyctl edge list`'s tunnel addresses).
+    const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
+    expect(decodeDeviceToken(token).e?.split(',').sort()).toEqual(['198.18.1.1:7844', '198.18.1.1:7846']);
     spawnIn(dc, ['-e', "require('http').createServer((q, s) => s.end('site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0')"]);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     const connector = spawnIn(dc, [BIN, 'tunnel', 'run', '--protocol', 'http2', '--edge', '198.18.1.1:7844', '--edge', '198.18.1.1:7846', '--config', config, '--ha-connections', '2', 'site']);
     for (let i = 0; i < 2; i++) await connector.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
-    // The device names edge-b first: it connects there. Its routes follow the vnet's (no --route).
+    // --edge given twice overrides the token's order: the device names edge-b first and connects there. Its routes follow the vnet's (no --route).
     warp = spawnIn(device, [BIN, 'warp', 'connect', '--token', token, '--protocol', 'http2', '--edge', '198.18.1.1:7846', '--edge', '198.18.1.1:7844']);
     await warp.waitFor(/Connected to the edge/);
     await until(async () => (await getFromDevice('http://198.18.0.10/')) === 'site 198.18.0.10', 15_000, 'the device to reach the site');
