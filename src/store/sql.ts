@@ -37,6 +37,11 @@ export interface Driver extends Sql {
    */
   watch(onChange: () => void, options?: { pollMs?: number; onError?: (err: Error) => void }): Promise<() => Promise<void>>;
   /** SQLite: how long a write waits for another process's lock. */
+  /**
+   * Why this process reads a copy of the store and cannot write it (a read-only data
+   * directory, a full disk), as the error to give a long-running writer; undefined otherwise.
+   */
+  readonly unwritable?: Error;
   setBusyTimeout?(ms: number): void;
   /** SQLite: whether another connection committed since the last call (a cheap synchronous read). */
   changed?(): boolean;

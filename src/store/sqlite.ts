@@ -15,6 +15,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { loadMigrations, migrationsDir, storeTooNew, type Migration } from './migrate.js';
 import { forSqlite, type Driver, type Params } from './sql.js';
+import { isOxyError, OxyError } from '../core/errors.js';
 import { checkStoreFile, explainStoreError, isReadOnlyDir, readOnlySnapshot } from './sqlite-file.js';
 
 /** How long a writer waits for another process's transaction before SQLITE_BUSY. */
@@ -31,21 +32,22 @@ export class SqliteDriver implements Driver {
   /** A read-only directory's store is read from a copy, removed at close. */
   #snapshot?: { path: string; dispose: () => void };
 
+  /** Set when a full disk left no room to open the store in place: writes say this, reads use a copy. */
+  #diskFull?: OxyError;
+
   constructor(readonly path: string) {
+    let db: Database.Database | undefined;
+    let copied = false;
     try {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       checkStoreFile(path);
       if (isReadOnlyDir(dirname(path))) {
-        this.#snapshot = readOnlySnapshot(path);
-        process.once('exit', this.#snapshot.dispose);
-        this.db = new Database(this.#snapshot.path);
-        // An older schema is brought up to date in the copy only.
-        this.migrateSync();
-        this.db.pragma('query_only = ON');
+        copied = true;
+        this.db = this.#openSnapshot();
         return;
       }
       if (!existsSync(path)) createStoreFile(path);
-      this.db = new Database(path, { fileMustExist: true });
+      this.db = db = new Database(path, { fileMustExist: true });
       // The store holds tunnel secrets: owner-only, like the credentials files.
       chmodSync(path, 0o600);
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -53,9 +55,48 @@ export class SqliteDriver implements Driver {
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
     } catch (err) {
-      this.#snapshot?.dispose();
-      throw explainStoreError(err, path);
+      db?.close();
+      const explained = explainStoreError(err, path);
+      // A full disk has no room for the -shm index every WAL reader needs: read a copy in
+      // $TMPDIR (list, info and get keep working), and tell writers the disk is full.
+      if (!isOxyError(explained, 'OXY_ERR_STORE_DISK_FULL') || copied || !existsSync(path)) throw explained;
+      try {
+        this.db = this.#openSnapshot();
+      } catch {
+        throw explained;
+      }
+      this.#diskFull = explained;
     }
+  }
+
+  get unwritable(): OxyError | undefined {
+    if (this.#diskFull) return this.#diskFull;
+    if (this.#snapshot) return new OxyError('OXY_ERR_STORE_READ_ONLY', `The store in ${dirname(this.path)} is read-only, and this command writes it. Run it where the data directory can be written.`);
+    return undefined;
+  }
+
+  /** Opens a private copy of the store, read-only (see readOnlySnapshot). */
+  #openSnapshot(): Database.Database {
+    const snapshot = readOnlySnapshot(this.path);
+    try {
+      const db = new Database(snapshot.path);
+      // Assigned before the migration, which runs on this.db. An older schema is brought up to date in the copy only.
+      (this as { db: Database.Database }).db = db;
+      this.migrateSync();
+      db.pragma('query_only = ON');
+      this.#snapshot = snapshot;
+      process.once('exit', snapshot.dispose);
+      return db;
+    } catch (err) {
+      snapshot.dispose();
+      throw err;
+    }
+  }
+
+  /** A store error in the user's terms; on a full disk, a write refused by the read-only copy says the disk is full. */
+  #explain(err: unknown): unknown {
+    if (this.#diskFull && String((err as { code?: string }).code).startsWith('SQLITE_READONLY')) return this.#diskFull;
+    return explainStoreError(err, this.path);
   }
 
   setBusyTimeout(ms: number): void {
@@ -87,7 +128,7 @@ export class SqliteDriver implements Driver {
     try {
       return (params ? stmt.run(params) : stmt.run()).changes;
     } catch (err) {
-      throw explainStoreError(err, this.path);
+      throw this.#explain(err);
     }
   }
 
@@ -100,7 +141,7 @@ export class SqliteDriver implements Driver {
         try {
           this.db.exec('BEGIN IMMEDIATE');
         } catch (err) {
-          throw explainStoreError(err, this.path);
+          throw this.#explain(err);
         }
         try {
           const result = await fn();
@@ -108,7 +149,7 @@ export class SqliteDriver implements Driver {
           return result;
         } catch (err) {
           if (this.db.inTransaction) this.db.exec('ROLLBACK');
-          throw explainStoreError(err, this.path);
+          throw this.#explain(err);
         }
       }),
     );

@@ -91,7 +91,7 @@ privilegedDescribe('the data directory on a read-only or full file system', () =
     await oxyOk(home, ['tunnel', 'create', 'web']);
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '198.18.5.0/24', 'web']);
     const [tunnel] = await oxyJson<{ id: string }[]>(home, ['tunnel', 'list']);
-    const [vnets, tunnels, info, show, get, add] = await inMountNamespace(
+    const [vnets, tunnels, info, show, get, add, edge] = await inMountNamespace(
       `mount --bind ${home} ${home}; mount -o remount,bind,ro ${home}`,
       [
         ['vnet', 'list', '-o', 'json'],
@@ -100,6 +100,8 @@ privilegedDescribe('the data directory on a read-only or full file system', () =
         ['tunnel', 'route', 'ip', 'show', '-o', 'json'],
         ['tunnel', 'route', 'ip', 'get', '198.18.5.7', '-o', 'json'],
         ['vnet', 'add', 'other', '-o', 'json'],
+        // An edge on a copy would never see a change: it refuses to start.
+        ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
       ],
       { OXY_HOME: home },
     );
@@ -111,29 +113,39 @@ privilegedDescribe('the data directory on a read-only or full file system', () =
     expect(get.stdout).toContain('198.18.5.0/24');
     expect(add.code).toBe(1);
     expect(JSON.parse(add.stdout).error).toMatchObject({ code: 'OXY_ERR_STORE_READ_ONLY', message: expect.stringContaining(`The store in ${home} is read-only`) });
+    expect(edge.code).toBe(1);
+    expect(edge.stderr).toContain(`The store in ${home} is read-only`);
     // Nothing changed underneath.
     expect((await oxyJson<{ name: string }[]>(home, ['vnet', 'list'])).map((v) => v.name)).toEqual(['site']);
   });
 
-  it('a full disk is said as such, changes nothing, and the same command works once space is freed', async () => {
+  it('a full disk is said as such, changes nothing, still answers reads, and the same command works once space is freed', async () => {
     const mnt = mkdtempSync(join(tmpdir(), 'oxyctl-full-'));
     try {
       const data = join(mnt, 'home');
-      const [create, add, retried, show] = await inMountNamespace(
+      const [list, create, add, edge, retried, show] = await inMountNamespace(
         `mount -t tmpfs -o size=512k tmpfs ${mnt}; ${process.execPath} ${BIN} tunnel create web >/dev/null; dd if=/dev/zero of=${mnt}/fill bs=4k 2>/dev/null || true`,
         [
+          // Reads need a -shm index the full disk has no room for: they read a copy in $TMPDIR.
+          ['tunnel', 'list', '-o', 'json'],
           ['tunnel', 'create', 'other', '-o', 'json'],
           ['tunnel', 'route', 'ip', 'add', '198.18.6.0/24', 'web', '-o', 'json'],
+          ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
           { sh: `rm ${mnt}/fill` },
           ['tunnel', 'route', 'ip', 'add', '198.18.6.0/24', 'web'],
           ['tunnel', 'route', 'ip', 'show', '-o', 'json'],
         ],
         { OXY_HOME: data },
       );
+      expect(list, list.stderr).toMatchObject({ code: 0 });
+      expect(JSON.parse(list.stdout).map((t: { name: string }) => t.name)).toEqual(['web']);
       for (const r of [create, add]) {
         expect(r.code).toBe(1);
         expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'OXY_ERR_STORE_DISK_FULL', message: expect.stringContaining(`The disk holding ${data} is full`) });
       }
+      // The edge would read a copy that never changes: it refuses to start.
+      expect(edge.code).toBe(1);
+      expect(edge.stderr).toContain(`The disk holding ${data} is full`);
       expect(retried, retried.stderr).toMatchObject({ code: 0 });
       expect(JSON.parse(show.stdout).map((r: { network: string }) => r.network)).toEqual(['198.18.6.0/24']);
     } finally {

@@ -49,6 +49,8 @@ export interface RunEdgeOptions {
 
 /** Starts an edge from the data directory (creating its identity on first run). */
 export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
+  // A store read from a copy (read-only directory, full disk) would never show a change: refuse.
+  if (o.store.driver.unwritable) throw o.store.driver.unwritable;
   if (o.gueListen) checkGueListen(o.gueListen, (await o.store.devices.list()).length);
   if (!edgeIdentityExists(o.home)) {
     try {
