@@ -31,6 +31,10 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
   });
 
+/** How often the device asks its edge for an answer, and how long without one means the edge is gone. */
+const PROBE_EVERY_MS = 1000;
+const SILENT_MS = 3000;
+
 /** How long to wait for the connection's close (and its code) after the stream ended. */
 const CLOSE_INFO_WAIT_MS = 500;
 
@@ -64,7 +68,18 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
       for (const h of packetHandlers) h(packet);
     });
     for (const h of routeHandlers) next.channel.onRoutes?.(h);
-    void next.channel.ended.then(() => lost(next));
+    // A killed edge over QUIC says nothing (no RST as over TCP): probe it, and leave it when silent.
+    const watchdog = setInterval(() => {
+      if (next.conn.unansweredMs() > SILENT_MS) {
+        o.log.warn({ edge: o.edges[next.edge], silentMs: next.conn.unansweredMs() }, 'The edge went silent');
+        next.channel.close();
+      } else if (next.conn.unansweredMs() === 0) void next.conn.probe().catch(() => undefined);
+    }, PROBE_EVERY_MS);
+    watchdog.unref();
+    void next.channel.ended.then(() => {
+      clearInterval(watchdog);
+      return lost(next);
+    });
   };
 
   const lost = async (was: { conn: TunnelConnection; edge: number }) => {
