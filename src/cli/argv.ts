@@ -70,7 +70,6 @@ export const NO_EFFECT_FLAGS: Record<string, boolean> = {
   'proxy-port': true,
   'proxy-connection-timeout': true,
   'proxy-expect-continue-timeout': true,
-  'match-sni-to-host': false,
   socks5: false,
   'ssh-server': false,
   'local-ssh-port': true,

@@ -12,6 +12,7 @@ export const originFlags = {
   'no-tls-verify': Flags.boolean({ description: "Disables TLS verification of the certificate presented by your origin", env: 'NO_TLS_VERIFY' }),
   'origin-ca-pool': Flags.string({ description: 'Path to the CA for the certificate of your origin', env: 'TUNNEL_ORIGIN_CA_POOL' }),
   'origin-server-name': Flags.string({ description: 'Hostname that oxyctl should expect from your origin server certificate', env: 'TUNNEL_ORIGIN_SERVER_NAME' }),
+  'match-sni-to-host': Flags.boolean({ description: 'Match the TLS SNI sent to your origin to the Host header of each request (an origin with a certificate per host)' }),
   'http-host-header': Flags.string({ description: 'Sets the HTTP Host header for the local webserver', env: 'TUNNEL_HTTP_HOST_HEADER' }),
   'proxy-connect-timeout': Flags.string({ aliases: ['connect-timeout'], description: 'HTTP proxy timeout for establishing a new connection', env: 'TUNNEL_PROXY_CONNECT_TIMEOUT' }),
   'proxy-tls-timeout': Flags.string({ description: 'HTTP proxy timeout for completing a TLS handshake', env: 'TUNNEL_PROXY_TLS_TIMEOUT' }),
@@ -84,6 +85,7 @@ export interface ConnectorRunFlags {
   'origin-ca-pool'?: string;
   'origin-server-name'?: string;
   'http-host-header'?: string;
+  'match-sni-to-host'?: boolean;
   'proxy-connect-timeout'?: string;
   'proxy-tls-timeout'?: string;
   'proxy-tcp-keepalive'?: string;
@@ -104,6 +106,7 @@ export function originRequestFromFlags(f: ConnectorRunFlags): OriginRequest {
   o.keepAliveTimeoutMs = ms(f['proxy-keepalive-timeout'], 'proxy-keepalive-timeout', o.keepAliveTimeoutMs);
   if (f['proxy-keepalive-connections'] !== undefined) o.keepAliveConnections = f['proxy-keepalive-connections'];
   o.noTLSVerify = f['no-tls-verify'] === true;
+  o.matchSNItoHost = f['match-sni-to-host'] === true;
   o.noHappyEyeballs = f['proxy-no-happy-eyeballs'] === true;
   o.disableChunkedEncoding = f['no-chunked-encoding'] === true;
   o.http2Origin = f['http2-origin'] === true;

@@ -19,6 +19,8 @@ export interface OriginRequest {
   keepAliveTimeoutMs: number;
   httpHostHeader?: string;
   originServerName?: string;
+  /** TLS SNI to the origin = the Host the request carries to it (after httpHostHeader). */
+  matchSNItoHost: boolean;
   caPool?: string;
   noTLSVerify: boolean;
   disableChunkedEncoding: boolean;
@@ -40,6 +42,7 @@ export const DEFAULT_ORIGIN_REQUEST: OriginRequest = {
   keepAliveConnections: 100,
   keepAliveTimeoutMs: 90_000,
   noTLSVerify: false,
+  matchSNItoHost: false,
   disableChunkedEncoding: false,
   http2Origin: false,
   noHappyEyeballs: false,
@@ -93,6 +96,7 @@ const ORIGIN_REQUEST_KEYS: Record<string, (o: OriginRequest, v: unknown) => void
   keepAliveTimeout: (o, v) => (o.keepAliveTimeoutMs = parseDuration(v as string, 'keepAliveTimeout')),
   httpHostHeader: (o, v) => (o.httpHostHeader = String(v)),
   originServerName: (o, v) => (o.originServerName = String(v)),
+  matchSNItoHost: (o, v) => (o.matchSNItoHost = v === true),
   caPool: (o, v) => (o.caPool = String(v)),
   noTLSVerify: (o, v) => (o.noTLSVerify = v === true),
   disableChunkedEncoding: (o, v) => (o.disableChunkedEncoding = v === true),
@@ -105,9 +109,9 @@ const ORIGIN_REQUEST_KEYS: Record<string, (o: OriginRequest, v: unknown) => void
 /**
  * originRequest keys cloudflared knows that mean nothing here: proxyAddress/proxyPort place
  * cloudflared's own local proxy (oxyctl serves bastion and SOCKS on the stream itself),
- * `access` checks Cloudflare Access JWTs, matchSNItoHost is not implemented yet.
+ * `access` checks Cloudflare Access JWTs.
  */
-export const NO_EFFECT_ORIGIN_KEYS = new Set(['proxyAddress', 'proxyPort', 'access', 'matchSNItoHost']);
+export const NO_EFFECT_ORIGIN_KEYS = new Set(['proxyAddress', 'proxyPort', 'access']);
 
 /** What a config says that the connector will not act on: unknown keys, and known keys without effect here. */
 export interface ConfigNotes {

@@ -4,10 +4,10 @@
  * origin; bodies stream both ways with backpressure; WebSocket (and other) upgrades hand
  * back the origin socket; tcp:// services get a plain socket.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Readable, type Duplex, type Writable } from 'node:stream';
-import { Agent, upgrade, type Dispatcher } from 'undici';
+import { Agent, buildConnector, upgrade, type Dispatcher } from 'undici';
 import { boundedIdlePools } from './origin-pool.js';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
@@ -129,9 +129,28 @@ class RelayHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/** An HTTP rule's origin: its URL, its dispatcher, and (matchSNItoHost) one dispatcher per SNI name. */
+interface Target {
+  origin: string;
+  dispatcher: Dispatcher;
+  socketPath?: string;
+  tls: boolean;
+  /** Least recently used first; at most SNI_DISPATCHERS, the oldest closed (gracefully) on overflow. */
+  bySni?: Map<string, Dispatcher>;
+}
+
+/** Per-rule bound on matchSNItoHost's dispatchers (one per Host seen): Hosts are client-chosen. */
+export const SNI_DISPATCHERS = 64;
+
+/** The name a Host header gives for SNI: no port, no brackets; none for an IP literal (RFC 6066 §3). */
+export function sniName(host: string): string | undefined {
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
+  return name === '' || isIP(name) !== 0 ? undefined : name;
+}
+
 export class OriginProxy {
   /** Origin URL and dispatcher of each HTTP rule, made on its first request. */
-  readonly #targets = new Map<IngressRule, { origin: string; dispatcher: Dispatcher }>();
+  readonly #targets = new Map<IngressRule, Target>();
   #helloWorld?: HelloWorld;
 
   constructor(
@@ -145,22 +164,43 @@ export class OriginProxy {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#targets.values()].map((t) => t.dispatcher.close().catch(() => undefined)));
+    const all = [...this.#targets.values()].flatMap((t) => [t.dispatcher, ...(t.bySni?.values() ?? [])]);
+    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
     this.#targets.clear();
     await this.#helloWorld?.close();
   }
 
-  /** Where an HTTP rule sends requests: the origin URL plus a dispatcher keyed by its options. */
-  #target(rule: IngressRule): { origin: string; dispatcher: Dispatcher } {
+  /**
+   * Where an HTTP rule sends a request: the origin URL plus a dispatcher made with the rule's
+   * options — with matchSNItoHost on a TLS origin, one whose SNI is the Host the origin gets
+   * (cloudflared sets it on a shared transport per request, a race between hosts; a dispatcher
+   * per name cannot mix them up).
+   */
+  #target(rule: IngressRule, head: HttpRequestHead): { origin: string; dispatcher: Dispatcher; servername: string } {
     let target = this.#targets.get(rule);
     if (!target) {
       target = this.#newTarget(rule);
       this.#targets.set(rule, target);
     }
-    return target;
+    const o = rule.originRequest;
+    const name = o.matchSNItoHost && target.tls ? sniName(o.httpHostHeader ?? headerValue(head.headers, 'host') ?? head.host) : undefined;
+    if (!name) return { origin: target.origin, dispatcher: target.dispatcher, servername: requestServername(target.origin, o) };
+    target.bySni ??= new Map();
+    let dispatcher = target.bySni.get(name);
+    if (dispatcher) target.bySni.delete(name); // re-inserted below: most recently used last
+    else {
+      dispatcher = createDispatcher(target.origin, { ...o, originServerName: name }, target.socketPath);
+      if (target.bySni.size >= SNI_DISPATCHERS) {
+        const [oldest, old] = target.bySni.entries().next().value!;
+        target.bySni.delete(oldest);
+        void old.close().catch(() => undefined); // in-flight requests finish first
+      }
+    }
+    target.bySni.set(name, dispatcher);
+    return { origin: target.origin, dispatcher, servername: name };
   }
 
-  #newTarget(rule: IngressRule): { origin: string; dispatcher: Dispatcher } {
+  #newTarget(rule: IngressRule): Target {
     const s = rule.service;
     let origin: string;
     let socketPath: string | undefined;
@@ -170,7 +210,7 @@ export class OriginProxy {
       origin = s.tls ? 'https://localhost' : 'http://localhost';
       socketPath = s.path;
     } else throw new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not an HTTP service`);
-    return { origin, dispatcher: createDispatcher(origin, rule.originRequest, socketPath) };
+    return { origin, socketPath, tls: origin.startsWith('https:'), dispatcher: createDispatcher(origin, rule.originRequest, socketPath) };
   }
 
   /** `signal`: an AbortSignal, or an EventEmitter that emits 'abort' (as undici takes). */
@@ -181,10 +221,11 @@ export class OriginProxy {
       this.log.warn({ originService: rule.serviceText, rule: rule.index, host: head.host }, 'An HTTP request matched a rule whose service takes TCP streams');
       return badGateway('destination_unavailable', `${head.host} does not serve HTTP.`);
     }
-    const { origin, dispatcher } = this.#target(rule);
+    const { origin, dispatcher, servername } = this.#target(rule, head);
     try {
       const res = await dispatcher.request({
         origin,
+        ...sniOption(servername),
         path: head.path,
         method: head.method as Dispatcher.HttpMethod,
         headers: forwardHeaders(head, rule),
@@ -218,7 +259,7 @@ export class OriginProxy {
         return res.body ? pump(res.body, out) : void out.end();
       });
     }
-    const { origin, dispatcher } = this.#target(rule);
+    const { origin, dispatcher, servername } = this.#target(rule, head);
     return new Promise((resolve, reject) => {
       const failEarly = (err: Error): void => {
         this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Request failed');
@@ -230,7 +271,7 @@ export class OriginProxy {
       const handler = new RelayHandler(out, writeHead, head.method === 'HEAD', resolve, reject, failEarly);
       try {
         dispatcher.dispatch(
-          { origin, path: head.path, method: head.method as Dispatcher.HttpMethod, headers: forwardHeaders(head, rule), body: body ?? undefined, headersTimeout: 0, bodyTimeout: 0 },
+          { origin, ...sniOption(servername), path: head.path, method: head.method as Dispatcher.HttpMethod, headers: forwardHeaders(head, rule), body: body ?? undefined, headersTimeout: 0, bodyTimeout: 0 },
           handler,
         );
       } catch (err) {
@@ -242,10 +283,11 @@ export class OriginProxy {
   /** A request asking to upgrade (WebSocket): the origin's 101 head and its socket, or a 502. */
   async proxyUpgrade(rule: IngressRule, head: HttpRequestHead): Promise<UpgradedResponse | ProxiedResponse> {
     if (rule.service.kind !== 'http' && rule.service.kind !== 'unix' && rule.service.kind !== 'hello_world') return this.proxyHttp(rule, head, null);
-    const { origin, dispatcher } = this.#target(rule);
+    const { origin, dispatcher, servername } = this.#target(rule, head);
     try {
       const res = await upgrade(new URL(head.path, origin), {
         dispatcher,
+        ...sniOption(servername),
         method: head.method as Dispatcher.HttpMethod,
         headers: forwardHeaders(head, rule),
         protocol: headerValue(head.headers, 'upgrade') ?? 'websocket',
@@ -292,11 +334,27 @@ export function dialTcp(host: string, port: number, timeoutMs: number, keepAlive
   });
 }
 
+/**
+ * The TLS name a dispatcher's connections send, whatever the request's Host: undici otherwise
+ * takes SNI from each request's Host header — over originServerName, and re-dialling whenever
+ * consecutive requests' Hosts differ. cloudflared (Go) sends originServerName, else the origin
+ * URL's host name, else none (an IP address); matchSNItoHost asks for the Host (a dispatcher per name).
+ */
+function pinnedSni(connect: buildConnector.BuildOptions, sni: string | undefined): buildConnector.connector {
+  const base = buildConnector({ ...connect, servername: sni });
+  return (opts, callback) => base({ ...opts, servername: undefined }, callback);
+}
+
+/** undici reads a request's `servername` (core/request.js) but does not declare it in its option types. */
+const sniOption = (servername: string): object => ({ servername });
+
+/** What requests pass as `servername`: constant per dispatcher, so undici never re-dials for it (pinnedSni drops it). */
+export const requestServername = (origin: string, o: OriginRequest): string => o.originServerName ?? new URL(origin).hostname;
+
 function createDispatcher(origin: string, o: OriginRequest, socketPath?: string): Dispatcher {
   const connect = {
     timeout: o.connectTimeoutMs,
     rejectUnauthorized: !o.noTLSVerify,
-    servername: o.originServerName,
     ca: o.caPool ? readFileSync(o.caPool) : undefined,
     keepAlive: o.tcpKeepAliveMs > 0,
     keepAliveInitialDelay: o.tcpKeepAliveMs,
@@ -307,7 +365,7 @@ function createDispatcher(origin: string, o: OriginRequest, socketPath?: string)
   // pools stay unbounded (a cap here queued every request past the 100th, e.g. SSE streams).
   const pools = boundedIdlePools(o.keepAliveConnections);
   const options = {
-    connect,
+    connect: pinnedSni(connect, o.originServerName ?? sniName(new URL(origin).host)),
     connections: null,
     // Idle for keepAliveTimeout at most, whatever Keep-Alive hint the origin sends.
     keepAliveTimeout: o.keepAliveTimeoutMs,

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxy, oxyOk, tempHome } from '../../helpers/cli.js';
@@ -86,6 +87,48 @@ describe('tunnel run flags', () => {
     await strict.stop('SIGTERM');
     await connector(['--url', `https://127.0.0.1:${portOf(tlsOrigin)}`, '--no-tls-verify', 'tls']);
     expect((await curlHost('tls.example.com')).stdout).toBe('over tls');
+  });
+
+  it('originRequest.matchSNItoHost: the TLS origin receives each request\'s Host as SNI (after httpHostHeader); without it, none', async () => {
+    await oxyOk(home, ['tunnel', 'create', 'sni']);
+    for (const host of ['a', 'b', 'plain', 'named', 'server-name', 'inner'].map((h) => `${h}.sni.example.com`)) await oxyOk(home, ['tunnel', 'route', 'dns', 'sni', host]);
+    const sniOrigin = await listen(
+      createTlsServer({ cert: readFileSync(join(home, 'edge', 'cert.pem')), key: readFileSync(join(home, 'edge', 'key.pem')) }, (req, res) =>
+        res.end(`sni=${(req.socket as TLSSocket).servername}`),
+      ),
+      0,
+    );
+    const service = `https://127.0.0.1:${portOf(sniOrigin)}`;
+    const config = join(home, 'sni.yml');
+    writeFileSync(
+      config,
+      `ingress:
+  - hostname: plain.sni.example.com
+    service: ${service}
+    originRequest: { noTLSVerify: true }
+  - hostname: named.sni.example.com
+    service: https://localhost:${portOf(sniOrigin)}
+    originRequest: { noTLSVerify: true }
+  - hostname: server-name.sni.example.com
+    service: ${service}
+    originRequest: { noTLSVerify: true, originServerName: origin.example }
+  - hostname: inner.sni.example.com
+    service: ${service}
+    originRequest: { noTLSVerify: true, matchSNItoHost: true, httpHostHeader: origin.internal }
+  - service: ${service}
+    originRequest: { noTLSVerify: true, matchSNItoHost: true }
+`,
+    );
+    const c = await connector(['--config', config, 'sni']);
+    expect(c.output).not.toContain('matchSNItoHost');
+    // One rule, several hosts: each connection to the origin names its own host (a cached one too).
+    for (const host of ['a.sni.example.com', 'b.sni.example.com', 'a.sni.example.com']) expect((await curlHost(host)).stdout).toBe(`sni=${host}`);
+    expect((await curlHost('inner.sni.example.com')).stdout).toBe('sni=origin.internal');
+    // Without it, as Go's: originServerName, else the service URL's name, else none (an IP address) — never the client's Host.
+    expect((await curlHost('plain.sni.example.com')).stdout).toBe('sni=false');
+    expect((await curlHost('named.sni.example.com')).stdout).toBe('sni=localhost');
+    expect((await curlHost('server-name.sni.example.com')).stdout).toBe('sni=origin.example');
+    sniOrigin.close();
   });
 
   it('--edge-ip-version 6 refuses an IPv4 edge address, naming both', async () => {

@@ -230,7 +230,7 @@ describe('cloudflared config_test.go TestOriginRequestConfigOverrides / Defaults
     const ing = parseIngressYaml(RULES);
     expect(ing.rules[0].originRequest).toEqual({
       connectTimeoutMs: 30_000, tlsTimeoutMs: 10_000, tcpKeepAliveMs: 30_000, keepAliveConnections: 100, keepAliveTimeoutMs: 90_000,
-      noTLSVerify: false, disableChunkedEncoding: false, http2Origin: false, noHappyEyeballs: false, bastionMode: false,
+      noTLSVerify: false, matchSNItoHost: false, disableChunkedEncoding: false, http2Origin: false, noHappyEyeballs: false, bastionMode: false,
     });
     expect(ing.rules[1].originRequest).toMatchObject(RULE1);
   });
