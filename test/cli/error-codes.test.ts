@@ -58,4 +58,10 @@ describe('error codes on the command line', () => {
     expect(debug.code).toBe(1);
     expect(debug.stderr.trim()).toMatch(/^Provided device token is not valid\..* \[OXY_ERR_INVALID_TOKEN\]$/);
   });
+
+  it('warp connect: several --edge only with --token (a local device has one on-ramp), refused before anything is set up', async () => {
+    const r = await oxy(home, ['warp', 'connect', '--edge', '/run/a.sock', '--edge', '/run/b.sock', '--route', '198.18.0.0/24', '--loglevel', 'debug']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toMatch(/Several --edge are for a device with --token.* \[OXY_ERR_USAGE\]$/);
+  });
 });

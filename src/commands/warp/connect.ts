@@ -44,6 +44,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
     if (this.flags.token) return this.remote(log);
+    if ((this.flags.edge?.length ?? 0) > 1) throw new OxyError('OXY_ERR_USAGE', 'Several --edge are for a device with --token (edges on other hosts); a local device takes one on-ramp path.');
     const store = await this.store;
     const vnet = this.flags.vnet === undefined ? await store.vnets.defaultVnet() : await resolveVnet(store, this.flags.vnet);
     if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");
@@ -52,7 +53,6 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     if (given.length === 0 && (await vnetRoutes()).length === 0) {
       throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
     }
-    if ((this.flags.edge?.length ?? 0) > 1) throw new OxyError('OXY_ERR_USAGE', 'Several --edge are for a device with --token (edges on other hosts); a local device takes one on-ramp path.');
     const edgePath = this.flags.edge?.[0] ?? DEFAULT_ON_RAMP;
     const save = this.stateSaver({ vnetId: vnet.id, vnetName: vnet.name, edge: edgePath });
     const warp = await startWarp({
