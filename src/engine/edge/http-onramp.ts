@@ -251,7 +251,12 @@ export class HttpOnramp {
       for (const other of this.o.registry.connections(live.tunnelId)) {
         if (probed.has(other) || other.draining || other.conn.isClosed) continue;
         probed.add(other);
-        void other.conn.probe().then((answered) => answered && found(other));
+        void other.conn.probe().then((answered) => {
+          // The request's own connection may have spoken meanwhile (a connector that was only
+          // starved of CPU): then nothing is resent, and the sibling may be asked again later.
+          if (answered && (live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS)) found(other);
+          else probed.delete(other);
+        });
       }
     };
     let timer: NodeJS.Timeout | undefined;
