@@ -74,8 +74,15 @@ export class LiveFeed {
   }
 
   async devices(): Promise<DeviceOverview[]> {
-    const [restrictions, devices] = await Promise.all([this.s.store.devices.allVnetRestrictions(), this.s.store.devices.list()]);
-    const vnetName = (id: string) => this.s.view.vnetName(id) ?? id;
+    const [restrictions, devices, vnets] = await Promise.all([
+      this.s.store.devices.allVnetRestrictions(),
+      this.s.store.devices.list(),
+      this.s.store.vnets.list(),
+    ]);
+    // From the store, not the edge's view: a vnet made a moment ago by the CLI has its name here
+    // before the view's next reload.
+    const names = new Map(vnets.map((v) => [v.id, v.name]));
+    const vnetName = (id: string) => names.get(id) ?? this.s.view.vnetName(id) ?? id;
     return devices.map((d) => {
       const live = this.s.devices.get(d.id);
       const vnetId = live?.vnet === undefined ? undefined : this.s.view.vnetId(live.vnet);
