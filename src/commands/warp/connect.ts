@@ -97,13 +97,21 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const edges = resolveEdges(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: list }, { edge: list, caPin: token.p });
     const dialers = edges.map((edge) => createDialer(this.flags.protocol, edge, log));
     const vnet = this.flags.vnet ?? '';
+    // warp status names the edge in use now; rewritten when the device moves.
+    const state = { vnetId: vnet, vnetName: vnet || '(default)', edge: list };
+    let save: ((routes: string[]) => void) | undefined;
+    let routesNow: () => string[] = () => [];
     const channel = await failoverChannel({
       edges: list.split(',').map((a) => a.trim()).filter(Boolean),
       dial: (i, signal) => dialers[i](0, signal),
       attach: (conn) => streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version }),
       log,
+      onEdge: (edge) => {
+        state.edge = edge;
+        save?.(routesNow());
+      },
     });
-    const save = this.stateSaver({ vnetId: vnet, vnetName: vnet || '(default)', edge: list });
+    save = this.stateSaver(state);
     const warp = await startWarp({
       channel,
       context: { tenant: token.a, vnet },
@@ -115,6 +123,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
       mtu: this.flags.mtu,
       log,
     });
+    routesNow = () => warp.routes;
     save(warp.routes);
     await this.untilDone(warp, log);
   }

@@ -19,6 +19,8 @@ export interface FailoverOptions {
   /** Opens the packet channel on a fresh connection; a rejection is a refusal (not retried). */
   attach(conn: TunnelConnection): Promise<PacketChannel>;
   log: Logger;
+  /** Called with the edge's address whenever the device is connected to an edge (the first, and each move). */
+  onEdge?(edge: string): void;
   /** First pause after a failed round of dials; doubled up to `maxBackoffMs`. */
   backoffMs?: number;
   maxBackoffMs?: number;
@@ -64,6 +66,7 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
 
   const use = (next: { channel: PacketChannel; conn: TunnelConnection; edge: number }) => {
     current = next;
+    o.onEdge?.(o.edges[next.edge]);
     next.channel.onPacket((packet) => {
       for (const h of packetHandlers) h(packet);
     });

@@ -134,6 +134,8 @@ for (const protocol of ['http2', 'quic'] as const)
     });
 
     it('kill -9 of its edge: the device moves to the other edge and its traffic resumes', async () => {
+      const status = async () => (JSON.parse(await oxyOk(home, ['warp', 'status', '-o', 'json'])) as { edge: string }).edge;
+      expect(await status()).toBe('198.18.1.1:7846');
       edgeB.child.kill('SIGKILL');
       // Over HTTP/2 the kernel resets the killed edge's TCP connection; over QUIC it only goes silent (3 s).
       await warp.waitFor(/Lost the edge; moving to another/, 10_000);
@@ -141,6 +143,8 @@ for (const protocol of ['http2', 'quic'] as const)
       await until(async () => (await getFromDevice('http://198.18.0.10/')) === 'site 198.18.0.10', 15_000, 'traffic through edge-a');
       // Same process, same TUN: the device did not restart.
       expect(warp.child.exitCode).toBeNull();
+      // warp status names the edge in use now.
+      expect(await status()).toBe('198.18.1.1:7844');
       expect(await getFromDevice('http://198.18.3.10/')).toBe('site 198.18.3.10');
     });
   });
