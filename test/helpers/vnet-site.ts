@@ -65,6 +65,8 @@ export async function startVnetSite(
     deviceRoutes?: string[];
     /** More `warp connect` flags. */
     warpArgs?: string[];
+    /** More `tunnel run` flags for the connector in the data centre. */
+    connectorArgs?: string[];
     /** Runs before the edge starts (e.g. `warp enroll`), with the data directory. */
     beforeEdge?: (home: string) => Promise<void>;
   } = {},
@@ -103,7 +105,7 @@ export async function startVnetSite(
     await edge.waitFor(/IP tunnel on-ramp ready/);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
-    const connector = spawnIn(dc, process.execPath, [BIN, 'tunnel', 'run', '--protocol', o.protocol ?? 'http2', '--edge', '198.18.1.1:7844', '--config', config, '--ha-connections', '1', 'site']);
+    const connector = spawnIn(dc, process.execPath, [BIN, 'tunnel', 'run', '--protocol', o.protocol ?? 'http2', '--edge', '198.18.1.1:7844', '--config', config, '--ha-connections', '1', ...(o.connectorArgs ?? []), 'site']);
     await connector.waitFor(/Registered tunnel connection connIndex=0 /);
     const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, ...['198.18.0.0/24', ...(o.deviceRoutes ?? [])].flatMap((r) => ['--route', r]), ...(o.warpArgs ?? [])]);
     await warp.waitFor(/Connected to the edge/);
