@@ -3,6 +3,7 @@ import { exitOnCrash } from '../../cli/crash.js';
 import { BaseCommand } from '../../cli/base-command.js';
 import { configFileFlags, connectorOptions, namedTunnelFlags, tunnelRunFlags } from '../../cli/tunnel-run-flags.js';
 import { applyConfigFile } from '../../cli/config-file.js';
+import { OxyError } from '../../core/errors.js';
 import { loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
 import { startQuickTunnel } from '../../engine/quick-tunnel.js';
@@ -31,6 +32,11 @@ export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
       flags,
       explicitFlags: this.explicitFlags,
     });
+    // cloudflared's TunnelCommand: a quick tunnel needs --url or --hello-world (flag, env or file).
+    if (!this.flags.url && !this.flags['hello-world']) {
+      if (config?.tunnel) throw new OxyError('OXY_ERR_USAGE', `Use 'oxyctl tunnel run' to start tunnel ${config.tunnel} (${file} names it); 'oxyctl tunnel' alone starts a quick tunnel, with --url or --hello-world.`);
+      throw new OxyError('OXY_ERR_USAGE', "You did not specify any valid additional argument to the oxyctl tunnel command. To run a quick tunnel pass --url (e.g. oxyctl tunnel --url localhost:8080) or --hello-world; to run a named tunnel, 'oxyctl tunnel run NAME'.");
+    }
     // The keys that name a tunnel or its edge: a quick tunnel makes its own (cloudflared ignores them here too).
     const named = [...(config?.tunnel ? ['tunnel'] : []), ...(config?.credentialsFile ? ['credentials-file'] : [])];
     named.push(...applied.filter((k) => k in namedTunnelFlags || k === 'edge' || k === 'edge-ca').filter((k) => k !== 'config'));

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { oxy, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, startEdge, freePort } from '../../helpers/processes.js';
 
 const run = promisify(execFile);
@@ -52,6 +52,16 @@ describe('quick tunnel', () => {
     expect(readFileSync(logfile, 'utf8')).not.toMatch(/Registered tunnel connection/);
     quick.child.kill('SIGINT');
     expect(await quick.exited()).toBe(0);
+    // As cloudflared's: without --url or --hello-world there is no quick tunnel; a file naming a tunnel points to tunnel run.
+    writeFileSync(join(home, 'config.yml'), 'tunnel: someone-elses\nprotocol: quic\n');
+    const bare = await oxy(home, ['tunnel']);
+    expect(bare.code).not.toBe(0);
+    expect(bare.stderr).toContain("Use 'oxyctl tunnel run' to start tunnel someone-elses");
+    writeFileSync(join(home, 'config.yml'), `hello-world: true\nlogfile: ${logfile}\n`);
+    writeFileSync(join(home, 'empty.yml'), 'protocol: quic\n');
+    const none = await oxy(home, ['tunnel', '--config', join(home, 'empty.yml')]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('To run a quick tunnel pass --url');
     // The command line wins over the file.
     const second = new OxyProcess(home, ['tunnel', '-p', 'http2', '--loglevel', 'info', '--metrics', '127.0.0.1:0']);
     procs.push(second);
