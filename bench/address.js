@@ -31,5 +31,6 @@ const rows = [
   ['format IPv6 (16 bytes)', time((i) => formatAddress(v6[i & 63])), time((i) => ipaddr.fromByteArray(Array.from(v6[i & 63])).toString())],
 ];
 console.log('operation                 ours ns/op  ipaddr.js ns/op  ipaddr.js / ours');
-for (const [name, ours, theirs] of rows) console.log(`${name.padEnd(24)} ${ours.toFixed(0).padStart(10)} ${theirs.toFixed(0).padStart(16)} ${(theirs / ours).toFixed(1).padStart(16)}×`);
+for (const [name, ours, theirs] of rows)
+  console.log(`${name.padEnd(24)} ${ours.toFixed(0).padStart(10)} ${theirs.toFixed(0).padStart(16)} ${(theirs / ours).toFixed(1).padStart(16)}×`);
 console.log(`parse IPv6 text (ipaddr.js, strict): ${time((i) => parseAddress(v6text[i & 63])).toFixed(0)} ns/op`);

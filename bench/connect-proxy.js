@@ -75,7 +75,11 @@ async function main() {
 
   const targets = [{ name: 'direct' }];
   const children = [];
-  for (const [name, hooks] of [['oxy', 'none'], ['oxy+psk', 'preshared-key.js'], ['oxy+status', 'proxy-status.js']]) {
+  for (const [name, hooks] of [
+    ['oxy', 'none'],
+    ['oxy+psk', 'preshared-key.js'],
+    ['oxy+status', 'proxy-status.js'],
+  ]) {
     const { child, match } = await spawnUntil(process.execPath, [fileURLToPath(import.meta.url), '--serve', hooks], /listening (\d+)/, {
       env: { ...process.env, OXY_PRESHARED_KEY: 'bench-key' },
     });
@@ -86,7 +90,20 @@ async function main() {
   if (spawnSync('tinyproxy', ['-v']).status === 0) {
     tinyDir = mkdtempSync(join(tmpdir(), 'tinyproxy-'));
     const port = await freePort();
-    writeFileSync(join(tinyDir, 'tinyproxy.conf'), [`Port ${port}`, 'Listen 127.0.0.1', 'Timeout 60', 'MaxClients 1024', 'Allow 127.0.0.1', 'LogLevel Critical', `PidFile "${tinyDir}/pid"`, 'DisableViaHeader Yes', ''].join('\n'));
+    writeFileSync(
+      join(tinyDir, 'tinyproxy.conf'),
+      [
+        `Port ${port}`,
+        'Listen 127.0.0.1',
+        'Timeout 60',
+        'MaxClients 1024',
+        'Allow 127.0.0.1',
+        'LogLevel Critical',
+        `PidFile "${tinyDir}/pid"`,
+        'DisableViaHeader Yes',
+        '',
+      ].join('\n'),
+    );
     const child = spawn('tinyproxy', ['-d', '-c', join(tinyDir, 'tinyproxy.conf')], { stdio: 'ignore' });
     children.push(child);
     await waitListening(port);
@@ -185,9 +202,11 @@ async function requests(t, port, clients, seconds) {
     done++;
   };
   const started = Date.now();
-  await Promise.all(Array.from({ length: clients }, async () => {
-    while (Date.now() < until) await one();
-  }));
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (Date.now() < until) await one();
+    }),
+  );
   return done / ((Date.now() - started) / 1000);
 }
 

@@ -58,14 +58,30 @@ async function setUp(dashboard) {
   children.push(origin.child);
   const edge = await spawnUntil(
     process.execPath,
-    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...(dashboard ? ['--dashboard-listen', '127.0.0.1:0'] : [])],
+    [
+      bin,
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      ...(dashboard ? ['--dashboard-listen', '127.0.0.1:0'] : []),
+    ],
     dashboard ? /Dashboard ready .*url=(http:\/\/127\.0\.0\.1:\d+)\// : /Edge running/,
     { env },
   );
   children.push(edge.child);
   const tunnelPort = /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
   const httpPort = /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
-  const connector = await spawnUntil(process.execPath, [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', `http://127.0.0.1:${origin.match[1]}`, 'bench'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/, { env });
+  const connector = await spawnUntil(
+    process.execPath,
+    [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', `http://127.0.0.1:${origin.match[1]}`, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    { env },
+  );
   children.push(connector.child);
   return { home, edge, url: `http://127.0.0.1:${httpPort}`, dashboard: dashboard ? edge.match[1] : undefined, token };
 }
@@ -94,7 +110,15 @@ try {
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   await page.goto(s.dashboard);
@@ -159,12 +183,22 @@ try {
 
   const watching = dashboardMsPerSecond / 1000 / loadedCpuPerSecond;
   const counting = countNs / 1000 / per(total.unwatched);
-  console.log(`# Dashboard overhead on an edge under small-request load (${protocol}, 32 concurrent), ${rounds}×2 rounds of ${seconds}s; 2 cores shared with other work${sink < 0 ? '' : ''}`);
-  console.log(`edge under load, browser on about:blank: ${fmt(per(total.unwatched))} µs CPU/request, ${fmt(total.unwatched.requests / (rounds * seconds), 0)} requests/s, ${fmt(loadedCpuPerSecond * 1000, 0)} ms CPU/s`);
-  console.log(`edge under load, browser on Traffic:     ${fmt(per(total.watched))} µs CPU/request, ${fmt(total.watched.requests / (rounds * seconds), 0)} requests/s (Chromium drawing the page competes for the same cores; the page counted ${seen})`);
-  console.log(`dashboard's own work (idle edge, watched − unwatched): ${fmt(dashboardMsPerSecond, 2)} ms CPU/s = ${fmt(watching * 100, 2)} % of the loaded edge's CPU`);
+  console.log(
+    `# Dashboard overhead on an edge under small-request load (${protocol}, 32 concurrent), ${rounds}×2 rounds of ${seconds}s; 2 cores shared with other work${sink < 0 ? '' : ''}`,
+  );
+  console.log(
+    `edge under load, browser on about:blank: ${fmt(per(total.unwatched))} µs CPU/request, ${fmt(total.unwatched.requests / (rounds * seconds), 0)} requests/s, ${fmt(loadedCpuPerSecond * 1000, 0)} ms CPU/s`,
+  );
+  console.log(
+    `edge under load, browser on Traffic:     ${fmt(per(total.watched))} µs CPU/request, ${fmt(total.watched.requests / (rounds * seconds), 0)} requests/s (Chromium drawing the page competes for the same cores; the page counted ${seen})`,
+  );
+  console.log(
+    `dashboard's own work (idle edge, watched − unwatched): ${fmt(dashboardMsPerSecond, 2)} ms CPU/s = ${fmt(watching * 100, 2)} % of the loaded edge's CPU`,
+  );
   console.log(`per-request counting: ${fmt(countNs, 0)} ns = ${fmt(counting * 100, 2)} % of the edge's CPU/request`);
-  console.log(`dashboard total: ${fmt(1 + watching + counting, 4)} × an edge without it (aim ≤ 1.02); under-load ratio with Chromium on the same cores: ${fmt(per(total.watched) / per(total.unwatched), 3)}`);
+  console.log(
+    `dashboard total: ${fmt(1 + watching + counting, 4)} × an edge without it (aim ≤ 1.02); under-load ratio with Chromium on the same cores: ${fmt(per(total.watched) / per(total.unwatched), 3)}`,
+  );
 } finally {
   await browser?.close();
   for (const c of children) c.kill('SIGKILL');

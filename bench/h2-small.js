@@ -34,12 +34,14 @@ async function one() {
 const run = async (ms) => {
   const deadline = performance.now() + ms;
   let n = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < deadline) {
-      await one();
-      n++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline) {
+        await one();
+        n++;
+      }
+    }),
+  );
   return n;
 };
 await run(500);
@@ -49,7 +51,9 @@ const n = await run(seconds * 1000);
 const cpu = process.cpuUsage(c0);
 const wall = (performance.now() - t0) / 1000;
 const us = (cpu.user + cpu.system) / n;
-console.log(`http2 streams: ${fmt(n / wall, 0)}/s wall, ${fmt(us, 1)} µs CPU per stream (edge + connector, one process; machine busy: load ${(await import('node:os')).loadavg()[0].toFixed(1)})`);
+console.log(
+  `http2 streams: ${fmt(n / wall, 0)}/s wall, ${fmt(us, 1)} µs CPU per stream (edge + connector, one process; machine busy: load ${(await import('node:os')).loadavg()[0].toFixed(1)})`,
+);
 edge.close();
 connector.close();
 await listener.close();

@@ -204,7 +204,9 @@ async function udpPps(edge) {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < N; i++) session.receive(copies[i & 1023]);
   const ns = Number(process.hrtime.bigint() - t0);
-  console.log(`64-byte UDP echo in process:           ${Math.round(N / (ns / 1e9)).toLocaleString()} packets/s (${(ns / N).toFixed(0)} ns/packet incl. reply build; ${replies} replies)`);
+  console.log(
+    `64-byte UDP echo in process:           ${Math.round(N / (ns / 1e9)).toLocaleString()} packets/s (${(ns / N).toFixed(0)} ns/packet incl. reply build; ${replies} replies)`,
+  );
   session.close();
 }
 
@@ -226,7 +228,9 @@ async function flowScale() {
   gc();
   const heap1 = process.memoryUsage().heapUsed;
   const active = edge.table.stats.active;
-  console.log(`UDP flows: ${active.toLocaleString()} concurrent, created at ${Math.round(active / seconds).toLocaleString()} flows/s, ~${Math.round((heap1 - heap0) / active)} bytes of JS heap per flow`);
+  console.log(
+    `UDP flows: ${active.toLocaleString()} concurrent, created at ${Math.round(active / seconds).toLocaleString()} flows/s, ~${Math.round((heap1 - heap0) / active)} bytes of JS heap per flow`,
+  );
 
   // TCP: a SYN per flow → NAT slot + rewrite + TUN write (the kernel answers each).
   const syns = [];
@@ -246,7 +250,9 @@ async function flowScale() {
   gc();
   const heap3 = process.memoryUsage().heapUsed;
   const tcpFlows = edge.table.stats.active - active;
-  console.log(`TCP flows: ${tcpFlows.toLocaleString()} concurrent (NAT slots ${edge.upgrader.activeSlots.toLocaleString()}), created at ${Math.round(tcpFlows / tcpSeconds).toLocaleString()} flows/s, ~${Math.round((heap3 - heap2) / Math.max(1, tcpFlows))} bytes of JS heap per flow`);
+  console.log(
+    `TCP flows: ${tcpFlows.toLocaleString()} concurrent (NAT slots ${edge.upgrader.activeSlots.toLocaleString()}), created at ${Math.round(tcpFlows / tcpSeconds).toLocaleString()} flows/s, ~${Math.round((heap3 - heap2) / Math.max(1, tcpFlows))} bytes of JS heap per flow`,
+  );
 }
 
 try {

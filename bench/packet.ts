@@ -34,13 +34,59 @@ const nat6 = parseAddress('2001:db8:ffff::1');
 const tsOptions = Buffer.from([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]); // NOP NOP timestamps
 
 const packets: { name: string; buf: Buffer; nat: Buffer }[] = [
-  { name: 'tcp4 ack 52B', buf: buildTcp({ src: client4, dst: server4, srcPort: 40000, dstPort: 80, seq: 1, ack: 1, flags: TcpFlag.ACK, options: tsOptions }), nat: nat4 },
+  {
+    name: 'tcp4 ack 52B',
+    buf: buildTcp({ src: client4, dst: server4, srcPort: 40000, dstPort: 80, seq: 1, ack: 1, flags: TcpFlag.ACK, options: tsOptions }),
+    nat: nat4,
+  },
   { name: 'udp4 100B', buf: buildUdp({ src: client4, dst: server4, srcPort: 40000, dstPort: 53, payload: Buffer.alloc(72, 7) }), nat: nat4 },
-  { name: 'tcp4 data 1500B', buf: buildTcp({ src: client4, dst: server4, srcPort: 40000, dstPort: 80, seq: 1, ack: 1, flags: TcpFlag.ACK | TcpFlag.PSH, options: tsOptions, payload: Buffer.alloc(1448, 1) }), nat: nat4 },
-  { name: 'tcp6 data 1500B', buf: buildTcp({ src: client6, dst: server6, srcPort: 40000, dstPort: 443, seq: 1, ack: 1, flags: TcpFlag.ACK, options: tsOptions, payload: Buffer.alloc(1428, 1) }), nat: nat6 },
+  {
+    name: 'tcp4 data 1500B',
+    buf: buildTcp({
+      src: client4,
+      dst: server4,
+      srcPort: 40000,
+      dstPort: 80,
+      seq: 1,
+      ack: 1,
+      flags: TcpFlag.ACK | TcpFlag.PSH,
+      options: tsOptions,
+      payload: Buffer.alloc(1448, 1),
+    }),
+    nat: nat4,
+  },
+  {
+    name: 'tcp6 data 1500B',
+    buf: buildTcp({
+      src: client6,
+      dst: server6,
+      srcPort: 40000,
+      dstPort: 443,
+      seq: 1,
+      ack: 1,
+      flags: TcpFlag.ACK,
+      options: tsOptions,
+      payload: Buffer.alloc(1428, 1),
+    }),
+    nat: nat6,
+  },
   { name: 'udp6 100B', buf: buildUdp({ src: client6, dst: server6, srcPort: 40000, dstPort: 443, payload: Buffer.alloc(52, 7) }), nat: nat6 },
   // What a TUN with IFF_VNET_HDR + TSO hands over: one 64 KB super-packet.
-  { name: 'tcp4 TSO 64KB', buf: buildTcp({ src: client4, dst: server4, srcPort: 40000, dstPort: 80, seq: 1, ack: 1, flags: TcpFlag.ACK, options: tsOptions, payload: Buffer.alloc(65535 - 52, 1) }), nat: nat4 },
+  {
+    name: 'tcp4 TSO 64KB',
+    buf: buildTcp({
+      src: client4,
+      dst: server4,
+      srcPort: 40000,
+      dstPort: 80,
+      seq: 1,
+      ack: 1,
+      flags: TcpFlag.ACK,
+      options: tsOptions,
+      payload: Buffer.alloc(65535 - 52, 1),
+    }),
+    nat: nat4,
+  },
 ];
 
 let sink = 0; // keeps results alive so the JIT cannot drop the work

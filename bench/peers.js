@@ -126,7 +126,15 @@ async function wrk(base, host, pids = {}) {
 
 /** MB/s (10^6 bytes) of one curl download or upload of --mib MiB. */
 async function curl(url, op, host, proxy) {
-  const common = ['-s', '-o', '/dev/null', '-w', op === 'get' ? '%{speed_download}' : '%{speed_upload}', ...(host ? ['-H', `Host: ${host}`] : []), ...(proxy ? ['-p', '-x', proxy] : [])];
+  const common = [
+    '-s',
+    '-o',
+    '/dev/null',
+    '-w',
+    op === 'get' ? '%{speed_download}' : '%{speed_upload}',
+    ...(host ? ['-H', `Host: ${host}`] : []),
+    ...(proxy ? ['-p', '-x', proxy] : []),
+  ];
   if (op === 'get') {
     const { stdout } = await run('curl', [...common, `${url}/bytes/${mib * MiB}`], { maxBuffer: 1 << 20 });
     return Number(stdout) / 1e6;
@@ -134,7 +142,14 @@ async function curl(url, op, host, proxy) {
   // Upload: a chunked POST fed from /dev/zero through a pipe.
   const t0 = performance.now();
   await new Promise((resolve, reject) => {
-    const c = spawn('sh', ['-c', `head -c ${mib * MiB} /dev/zero | curl ${common.slice(0, 3).join(' ')} ${host ? `-H 'Host: ${host}'` : ''} ${proxy ? `-p -x ${proxy}` : ''} -T - ${url}/sink`], { stdio: 'ignore' });
+    const c = spawn(
+      'sh',
+      [
+        '-c',
+        `head -c ${mib * MiB} /dev/zero | curl ${common.slice(0, 3).join(' ')} ${host ? `-H 'Host: ${host}'` : ''} ${proxy ? `-p -x ${proxy}` : ''} -T - ${url}/sink`,
+      ],
+      { stdio: 'ignore' },
+    );
     c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`upload to ${url} failed (curl exit ${code})`))));
   });
   return (mib * MiB) / 1e6 / ((performance.now() - t0) / 1000);
@@ -149,11 +164,44 @@ async function startSshReverse(originPort) {
   const sshdPort = await freePort();
   writeFileSync(
     join(sshDir, 'sshd_config'),
-    [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${join(sshDir, 'host')}`, `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`, `PidFile ${join(sshDir, 'pid')}`, 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'AllowTcpForwarding yes', 'PermitRootLogin prohibit-password', ''].join('\n'),
+    [
+      `Port ${sshdPort}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${join(sshDir, 'host')}`,
+      `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`,
+      `PidFile ${join(sshDir, 'pid')}`,
+      'StrictModes no',
+      'UsePAM no',
+      'PasswordAuthentication no',
+      'AllowTcpForwarding yes',
+      'PermitRootLogin prohibit-password',
+      '',
+    ].join('\n'),
   );
   const sshd = await spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', join(sshDir, 'sshd_config')], /Server listening/);
   const remotePort = await freePort();
-  const ssh = spawn('ssh', ['-N', '-i', join(sshDir, 'client'), '-p', String(sshdPort), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-R', `${remotePort}:127.0.0.1:${originPort}`, '127.0.0.1'], { stdio: 'ignore' });
+  const ssh = spawn(
+    'ssh',
+    [
+      '-N',
+      '-i',
+      join(sshDir, 'client'),
+      '-p',
+      String(sshdPort),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      '-R',
+      `${remotePort}:127.0.0.1:${originPort}`,
+      '127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   children.push(ssh);
   await waitListening(remotePort);
   // The session's processes: sshd's per-connection children (the "edge") and the client.
@@ -167,7 +215,17 @@ async function startSquid() {
   const port = await freePort();
   writeFileSync(
     join(squidDir, 'squid.conf'),
-    [`http_port 127.0.0.1:${port}`, 'http_access allow all', 'cache deny all', 'access_log none', `cache_log ${join(squidDir, 'cache.log')}`, 'pid_filename none', `coredump_dir ${squidDir}`, 'shutdown_lifetime 0 seconds', ''].join('\n'),
+    [
+      `http_port 127.0.0.1:${port}`,
+      'http_access allow all',
+      'cache deny all',
+      'access_log none',
+      `cache_log ${join(squidDir, 'cache.log')}`,
+      'pid_filename none',
+      `coredump_dir ${squidDir}`,
+      'shutdown_lifetime 0 seconds',
+      '',
+    ].join('\n'),
   );
   const child = spawn('squid', ['-N', '-f', join(squidDir, 'squid.conf')], { stdio: 'ignore' });
   children.push(child);
@@ -179,7 +237,12 @@ const oxyEnv = (home) => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
 
 async function startQuick(originUrl, protocol) {
   const home = join(dir, `quick-${protocol}`);
-  const { match, child } = await spawnTracked(process.execPath, [bin, 'tunnel', '--url', originUrl, '--protocol', protocol, '--loglevel', 'warn'], /^(http:\/\/\S+)$/m, { env: oxyEnv(home) });
+  const { match, child } = await spawnTracked(
+    process.execPath,
+    [bin, 'tunnel', '--url', originUrl, '--protocol', protocol, '--loglevel', 'warn'],
+    /^(http:\/\/\S+)$/m,
+    { env: oxyEnv(home) },
+  );
   return { url: match[1], pid: child.pid };
 }
 
@@ -187,10 +250,30 @@ async function startQuick(originUrl, protocol) {
 async function startSeparate(originUrl, protocol) {
   const home = join(dir, `separate-${protocol}`);
   const env = oxyEnv(home);
-  for (const args of [['edge', 'init'], ['tunnel', 'create', 'bench'], ['tunnel', 'route', 'dns', 'bench', HOST]]) execFileSync(process.execPath, [bin, ...args], { env, stdio: 'ignore' });
+  for (const args of [
+    ['edge', 'init'],
+    ['tunnel', 'create', 'bench'],
+    ['tunnel', 'route', 'dns', 'bench', HOST],
+  ])
+    execFileSync(process.execPath, [bin, ...args], { env, stdio: 'ignore' });
   const edge = await spawnTracked(
     process.execPath,
-    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.1/32', '--metrics', '127.0.0.1:0', ...(protocol === 'quic' ? ['--quic'] : [])],
+    [
+      bin,
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--proxy-listen',
+      '127.0.0.1:0',
+      '--proxy-allow',
+      '127.0.0.1/32',
+      '--metrics',
+      '127.0.0.1:0',
+      ...(protocol === 'quic' ? ['--quic'] : []),
+    ],
     /CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/,
     { env },
   );
@@ -198,7 +281,12 @@ async function startSeparate(originUrl, protocol) {
   const tunnelPort = new RegExp(`Tunnel listener ready protocol=${protocol} address=127\\.0\\.0\\.1:(\\d+)`).exec(out)[1];
   const httpPort = /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/.exec(out)[1];
   const proxyPort = edge.match[1];
-  const connector = await spawnTracked(process.execPath, [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/, { env });
+  const connector = await spawnTracked(
+    process.execPath,
+    [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    { env },
+  );
   return { url: `http://127.0.0.1:${httpPort}`, proxy: `http://127.0.0.1:${proxyPort}`, edgePid: edge.child.pid, connectorPid: connector.child.pid };
 }
 
@@ -206,7 +294,9 @@ const ratio = (x, base) => (base ? fmt(x / base, 2) : '-');
 
 try {
   for (const tool of ['wrk', 'curl']) if (!have(tool, ['--version'])) throw new Error(`${tool} is not installed (bash scripts/setup.sh installs it)`);
-  console.log(`# oxyctl vs peers, loopback, ${seconds} s of wrk (32 conns, 64-byte bodies), ${mib} MiB per bulk transfer; machine load ${fmt(loadavg()[0])} on ${(await import('node:os')).cpus().length} cores`);
+  console.log(
+    `# oxyctl vs peers, loopback, ${seconds} s of wrk (32 conns, 64-byte bodies), ${mib} MiB per bulk transfer; machine load ${fmt(loadavg()[0])} on ${(await import('node:os')).cpus().length} cores`,
+  );
   const origin = await spawnTracked(process.execPath, [servers, 'http'], /ready (\d+)/);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
   const rows = [];
@@ -232,7 +322,13 @@ try {
   if (!skip.has('separate')) {
     for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
       const s = await startSeparate(originUrl, protocol);
-      await measure(`edge + connector processes, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`, s.url, HOST, { edge: s.edgePid, connector: s.connectorPid }, false);
+      await measure(
+        `edge + connector processes, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`,
+        s.url,
+        HOST,
+        { edge: s.edgePid, connector: s.connectorPid },
+        false,
+      );
       if (protocol === 'http2') proxies.push(['oxyctl CONNECT proxy (no hooks)', s.proxy]);
     }
   }
@@ -242,7 +338,9 @@ try {
 
   const direct = rows[0];
   const ssh = rows.find((r) => r.name.startsWith('ssh'));
-  console.log('\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | tunnel CPU ÷ origin CPU | waiting for a core, µs/request (edge / connector) |');
+  console.log(
+    '\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | tunnel CPU ÷ origin CPU | waiting for a core, µs/request (edge / connector) |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const cpu =
@@ -252,11 +350,18 @@ try {
           ? `${fmt(r.cpu.tunnel, 0)} (both, one process) / ${fmt(r.cpu.origin, 0)}`
           : `origin ${fmt(r.cpu.origin, 0)}`;
     const bulk = r.down !== undefined ? [fmt(r.down, 0), ratio(r.down, ssh?.down), fmt(r.up, 0), ratio(r.up, ssh?.up)] : ['-', '-', '-', '-'];
-    const wait = r.wait.edge !== undefined ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}` : r.wait.tunnel !== undefined ? `${fmt(r.wait.tunnel, 0)} (one process)` : '-';
+    const wait =
+      r.wait.edge !== undefined
+        ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}`
+        : r.wait.tunnel !== undefined
+          ? `${fmt(r.wait.tunnel, 0)} (one process)`
+          : '-';
     // CPU per request against the origin's own (a Node HTTP server): the figure that moves least with the machine's load.
     const tunnelCpu = r.cpu.edge !== undefined ? r.cpu.edge + r.cpu.connector : r.cpu.tunnel;
     const relative = tunnelCpu !== undefined ? fmt(tunnelCpu / r.cpu.origin, 1) : '-';
-    console.log(`| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} | ${relative} | ${wait} |`);
+    console.log(
+      `| ${r.name} | ${fmt(r.rps, 0)} | ${ratio(r.rps, direct.rps)} | ${ratio(r.rps, ssh?.rps)} | ${bulk.join(' | ')} | ${cpu} | ${relative} | ${wait} |`,
+    );
   }
   if (proxies.length) {
     const results = [];
@@ -273,7 +378,10 @@ try {
     for (const [name, mbps] of results) console.log(`| ${name} | ${fmt(mbps, 0)} | ${ratio(mbps, squid)} |`);
   }
   const quick = rows.filter((r) => r.name.startsWith('quick'));
-  if (quick.length === 2) console.log(`\nQUIC / HTTP/2 (quick tunnel): small requests ${ratio(quick[1].rps, quick[0].rps)}, download ${ratio(quick[1].down, quick[0].down)}, upload ${ratio(quick[1].up, quick[0].up)}`);
+  if (quick.length === 2)
+    console.log(
+      `\nQUIC / HTTP/2 (quick tunnel): small requests ${ratio(quick[1].rps, quick[0].rps)}, download ${ratio(quick[1].down, quick[0].down)}, upload ${ratio(quick[1].up, quick[0].up)}`,
+    );
   console.log(`(machine load at the end: ${fmt(loadavg()[0])}; other work shares these cores, so read the ratios, not the absolute figures)`);
 } finally {
   for (const c of children) c.kill('SIGTERM');

@@ -99,7 +99,9 @@ function bulk(payload) {
   const cpu = process.cpuUsage(c0);
   const seconds = (performance.now() - w0) / 1000;
   const per = (k) => `${fmt(t[k][0] / t[k][1] / 1000, 2)} µs × ${t[k][1]}`;
-  console.log(`payload ${payload}: ${fmt(total / 1e6 / seconds, 0)} MB/s through the binding alone, ${fmt((cpu.user + cpu.system) / (total / 1e6), 0)} µs CPU per MB`);
+  console.log(
+    `payload ${payload}: ${fmt(total / 1e6 / seconds, 0)} MB/s through the binding alone, ${fmt((cpu.user + cpu.system) / (total / 1e6), 0)} µs CPU per MB`,
+  );
   console.log(`  send ${per('send')} | recv ${per('recv')} | streamSend ${per('streamSend')} | streamRecv ${per('streamRecv')}`);
 }
 

@@ -206,7 +206,7 @@ async function main() {
   let dropped = 0;
   const until = performance.now() + 2000;
   while (performance.now() < until) {
-    for (let i = 0; i < 256; i++) (conn.sendDatagram(payload) ? sent++ : dropped++);
+    for (let i = 0; i < 256; i++) conn.sendDatagram(payload) ? sent++ : dropped++;
     await new Promise((r) => setImmediate(r));
   }
   await new Promise((r) => setTimeout(r, 200));

@@ -56,7 +56,10 @@ function ipv4Prefix() {
 
 function ipv6Prefix() {
   const len = pick([32, 48, 56, 64, 64, 64, 96, 112, 128]);
-  const base = pick([[0x20, 0x01, 0x0d, 0xb8], [0xfd, int(256)]]);
+  const base = pick([
+    [0x20, 0x01, 0x0d, 0xb8],
+    [0xfd, int(256)],
+  ]);
   const bytes = Uint8Array.from({ length: 16 }, (_, i) => (i < base.length ? base[i] : i < 8 || rand() < 0.3 ? int(256) : 0));
   return [mask(bytes, len), len];
 }
@@ -104,16 +107,11 @@ for (let i = 0; i < LOOKUPS; i++) {
   addrBuf.set(bytes, o);
   addrLen[i] = bytes.length;
 }
-const addrViews = Array.from({ length: Math.min(LOOKUPS, 500_000) }, (_, i) =>
-  addrBuf.subarray(i * STRIDE, i * STRIDE + addrLen[i]),
-);
+const addrViews = Array.from({ length: Math.min(LOOKUPS, 500_000) }, (_, i) => addrBuf.subarray(i * STRIDE, i * STRIDE + addrLen[i]));
 const addrTexts = Array.from({ length: Math.min(addrViews.length, 100_000) }, (_, i) => format(addrViews[i]));
 
 const v4count = prefixes.filter((p) => p.bytes.length === 4).length;
-console.log(
-  `routes: ${routes.length} in ${VNETS} vnets (${v4count} IPv4, ${routes.length - v4count} IPv6); ` +
-    `node ${process.version}`,
-);
+console.log(`routes: ${routes.length} in ${VNETS} vnets (${v4count} IPv4, ${routes.length - v4count} IPv6); ` + `node ${process.version}`);
 
 // ---- build ----
 const buildTimes = [];
@@ -124,9 +122,7 @@ for (let i = 0; i < 5; i++) {
   buildTimes.push(Number(process.hrtime.bigint() - t0) / 1e6);
 }
 buildTimes.sort((a, b) => a - b);
-console.log(
-  `build: ${buildTimes[2].toFixed(1)} ms median of 5 (min ${buildTimes[0].toFixed(1)}, max ${buildTimes[4].toFixed(1)})`,
-);
+console.log(`build: ${buildTimes[2].toFixed(1)} ms median of 5 (min ${buildTimes[0].toFixed(1)}, max ${buildTimes[4].toFixed(1)})`);
 
 // ---- table lookups ----
 // Garbage collections during a run: a lookup that allocates shows up here.

@@ -33,7 +33,7 @@ if (process.argv[2] === '--child') {
   view.on('reload', () => {
     const t = process.hrtime.bigint();
     for (const tunnelRoutes of [view.routesForTunnel(process.env.BENCH_TUNNEL)]) {
-      for (const r of tunnelRoutes) if (!seen.has(r.network)) (seen.add(r.network), process.send({ network: r.network, t: String(t) }));
+      for (const r of tunnelRoutes) if (!seen.has(r.network)) seen.add(r.network), process.send({ network: r.network, t: String(t) });
     }
   });
   await view.start();

@@ -70,18 +70,12 @@ async function best(fn) {
 
 /** A fresh connection pair per run; `accepted` = edge side, `dialed` = connector side. */
 async function plainPair(kind, id) {
-  const server =
-    kind === 'tls'
-      ? tls.createServer({ key: id.key, cert: id.certChain })
-      : net.createServer();
+  const server = kind === 'tls' ? tls.createServer({ key: id.key, cert: id.certChain }) : net.createServer();
   const event = kind === 'tls' ? 'secureConnection' : 'connection';
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const accepted = new Promise((resolve) => server.once(event, resolve));
   const { port } = server.address();
-  const dialed =
-    kind === 'tls'
-      ? tls.connect({ host: '127.0.0.1', port, ca: id.caCert })
-      : net.connect({ host: '127.0.0.1', port });
+  const dialed = kind === 'tls' ? tls.connect({ host: '127.0.0.1', port, ca: id.caCert }) : net.connect({ host: '127.0.0.1', port });
   await new Promise((resolve) => dialed.once(kind === 'tls' ? 'secureConnect' : 'connect', resolve));
   const edge = await accepted;
   for (const s of [edge, dialed]) s.setNoDelay(true);

@@ -68,7 +68,15 @@ async function httpTransfer(origin, host, op, n, dispatcher) {
   } else {
     const chunk = Buffer.alloc(256 * 1024, 3);
     let sent = 0;
-    const body = new Readable({ read() { if (sent >= n) this.push(null); else { sent += chunk.length; this.push(chunk); } } });
+    const body = new Readable({
+      read() {
+        if (sent >= n) this.push(null);
+        else {
+          sent += chunk.length;
+          this.push(chunk);
+        }
+      },
+    });
     const res = await request(`${origin}/sink`, { method: 'POST', body, headers: { host, 'content-length': String(n) }, dispatcher });
     if (Number(await res.body.text()) !== n) throw new Error('short upload');
   }
@@ -108,10 +116,16 @@ try {
   const tcp = await spawnUntil(process.execPath, [servers, 'tcp'], /ready (\d+)/);
   const tlsServer = await spawnUntil(process.execPath, [servers, 'tls', join(home, 'edge')], /ready (\d+)/);
   children.push(tcp.child, tlsServer.child);
-  const edge = await spawnOxy(['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  const edge = await spawnOxy(
+    ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
+    /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/,
+  );
   const tunnelPort = /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
   const edgeUrl = `http://127.0.0.1:${edge.match[1]}`;
-  const connector = await spawnOxy(['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
+  const connector = await spawnOxy(
+    ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+  );
 
   const n = mib * MiB;
   const agent = new Agent({ connections: 4 });
@@ -131,7 +145,9 @@ try {
 
   const directRps = await requestsPerSecond(originUrl, HOST);
   const tunnelRps = await requestsPerSecond(edgeUrl, HOST);
-  console.log(`requests/s (keep-alive, 32 concurrent, 64-byte bodies, ${seconds}s): tunnel ${fmt(tunnelRps, 0)} | direct ${fmt(directRps, 0)} | ratio ${fmt(tunnelRps / directRps, 2)}`);
+  console.log(
+    `requests/s (keep-alive, 32 concurrent, 64-byte bodies, ${seconds}s): tunnel ${fmt(tunnelRps, 0)} | direct ${fmt(directRps, 0)} | ratio ${fmt(tunnelRps / directRps, 2)}`,
+  );
 
   // Idle streams: open a first round and close it (so allocator pools and JIT are warm),
   // then measure RSS around a second round held open.
@@ -150,7 +166,9 @@ try {
   const before = rssMiB(edge.child.pid) + rssMiB(connector.child.pid);
   const round = await idleRound();
   const after = rssMiB(edge.child.pid) + rssMiB(connector.child.pid);
-  console.log(`memory per idle stream: ${fmt(((after - before) * 1024) / idle)} KiB (edge + connector RSS ${fmt(before)} → ${fmt(after)} MiB with ${idle} streams held open, after a warm-up round)`);
+  console.log(
+    `memory per idle stream: ${fmt(((after - before) * 1024) / idle)} KiB (edge + connector RSS ${fmt(before)} → ${fmt(after)} MiB with ${idle} streams held open, after a warm-up round)`,
+  );
   await closeRound(round);
 
   if (bigMib > 0) {
@@ -160,7 +178,9 @@ try {
     const down = await httpTransfer(edgeUrl, HOST, 'get', bigMib * MiB, agent);
     const up = await httpTransfer(edgeUrl, HOST, 'put', bigMib * MiB, agent);
     clearInterval(sampler);
-    console.log(`${bigMib} MiB down ${fmt(down)} MiB/s and up ${fmt(up)} MiB/s; edge + connector RSS ${fmt(base.edge + base.connector)} MiB before, peak ${fmt(peak)} MiB during`);
+    console.log(
+      `${bigMib} MiB down ${fmt(down)} MiB/s and up ${fmt(up)} MiB/s; edge + connector RSS ${fmt(base.edge + base.connector)} MiB before, peak ${fmt(peak)} MiB during`,
+    );
   }
   await agent.close();
 } finally {

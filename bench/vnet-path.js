@@ -12,7 +12,7 @@
  *   npm run build && node bench/vnet-path.js [--seconds 5] [--protocol http2]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,7 +97,13 @@ async function startWireguard() {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`wireguard-go ${side.ifname} did not start`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    await uapiSet(side.ifname, [`private_key=${side.keys.priv}`, 'listen_port=51820', `public_key=${side.peer.pub}`, `endpoint=${side.endpoint}`, `allowed_ip=${side.peerIp}`]);
+    await uapiSet(side.ifname, [
+      `private_key=${side.keys.priv}`,
+      'listen_port=51820',
+      `public_key=${side.peer.pub}`,
+      `endpoint=${side.endpoint}`,
+      `allowed_ip=${side.peerIp}`,
+    ]);
     ipn(side.ns, 'addr', 'add', side.addr, 'dev', side.ifname);
     ipn(side.ns, 'link', 'set', side.ifname, 'up');
   }
@@ -112,7 +118,13 @@ try {
   ipn(names.dc, 'addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
   ipn(names.dev, 'addr', 'add', '198.18.9.1/30', 'dev', 'to-dc');
   ipn(names.dc, 'addr', 'add', '198.18.9.2/30', 'dev', 'to-dev');
-  for (const [ns, dev] of [[names.edge, 'to-dc'], [names.dc, 'to-edge'], [names.dc, 'to-dev'], [names.dev, 'to-dc']]) ipn(ns, 'link', 'set', dev, 'up');
+  for (const [ns, dev] of [
+    [names.edge, 'to-dc'],
+    [names.dc, 'to-edge'],
+    [names.dc, 'to-dev'],
+    [names.dev, 'to-dc'],
+  ])
+    ipn(ns, 'link', 'set', dev, 'up');
   ipn(names.dc, 'addr', 'add', '198.18.0.10/32', 'dev', 'lo');
   ipn(names.dc, 'addr', 'add', '198.18.4.10/32', 'dev', 'lo');
 
@@ -124,9 +136,24 @@ try {
   oxy('tunnel', 'route', 'ip', 'add', '198.18.0.0/24', 'dc');
   oxy('edge', 'init', '--ip', '198.18.1.1');
   const sock = join(home, 'ip.sock');
-  await spawnIn(names.edge, process.execPath, [bin, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', sock], /IP tunnel on-ramp ready/);
-  await spawnIn(names.dc, process.execPath, [bin, 'tunnel', 'run', '--protocol', protocol, '--edge', '198.18.1.1:7844', '--hello-world', 'dc'], /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
-  await spawnIn(names.dev, process.execPath, [bin, 'warp', 'connect', '--edge', sock, '--route', '198.18.0.0/24', '--route', '198.18.4.0/24'], /Connected to the edge/);
+  await spawnIn(
+    names.edge,
+    process.execPath,
+    [bin, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', sock],
+    /IP tunnel on-ramp ready/,
+  );
+  await spawnIn(
+    names.dc,
+    process.execPath,
+    [bin, 'tunnel', 'run', '--protocol', protocol, '--edge', '198.18.1.1:7844', '--hello-world', 'dc'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+  );
+  await spawnIn(
+    names.dev,
+    process.execPath,
+    [bin, 'warp', 'connect', '--edge', sock, '--route', '198.18.0.0/24', '--route', '198.18.4.0/24'],
+    /Connected to the edge/,
+  );
 
   const iperf = (target) => JSON.parse(inNs(names.dev, 'iperf3', ['-c', target, '-t', String(seconds), '-J'])).end.sum_received.bits_per_second / 1e9;
   const veth = iperf('198.18.9.2');
@@ -148,7 +175,9 @@ try {
     await startWireguard();
     const wg = iperf('198.18.99.2');
     const wgRps = rps('198.18.99.2');
-    console.log(`wireguard-go between the same namespaces: iperf3 ${fmt(wg, 2)} Gbit/s (oxyctl tunnel / wireguard-go ${fmt(tunnel / wg, 2)}) | requests/s ${fmt(wgRps, 0)} (oxyctl / wireguard-go ${fmt(tunnelRps / wgRps, 2)})`);
+    console.log(
+      `wireguard-go between the same namespaces: iperf3 ${fmt(wg, 2)} Gbit/s (oxyctl tunnel / wireguard-go ${fmt(tunnel / wg, 2)}) | requests/s ${fmt(wgRps, 0)} (oxyctl / wireguard-go ${fmt(tunnelRps / wgRps, 2)})`,
+    );
   }
 
   const probe = `require('net').connect(80,'198.18.4.10').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1)); setTimeout(()=>process.exit(2),2000)`;

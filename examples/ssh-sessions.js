@@ -189,7 +189,17 @@ const newCtx = () => ({ ssh: false, user: undefined, clientId: undefined, server
  * @param {number} [options.loginTimeoutMs] how long a user has to log in
  * @returns {import('oxyctl/hooks').Hooks<SshCtx>}
  */
-export function sshHooks({ offRamp, log, port = SSH_PORT, hostKey, caKey, authorizedKeys, certificateTtlSeconds = 120, loginTimeoutMs = 60_000, verifyDestination }) {
+export function sshHooks({
+  offRamp,
+  log,
+  port = SSH_PORT,
+  hostKey,
+  caKey,
+  authorizedKeys,
+  certificateTtlSeconds = 120,
+  loginTimeoutMs = 60_000,
+  verifyDestination,
+}) {
   const host = parseKey(hostKey, 'hostKey');
   const ca = parseKey(caKey, 'caKey');
   const readAuthorized = typeof authorizedKeys === 'function' ? authorizedKeys : () => authorizedKeys ?? '';
@@ -227,15 +237,27 @@ export function sshHooks({ offRamp, log, port = SSH_PORT, hostKey, caKey, author
       authHandler: (_methodsLeft, _partial, next) => {
         if (tried) return next(false);
         tried = true;
-        userLogin.then((user) => {
-          const key = parseKey(ed25519Pair().private, 'session key');
-          const cert = userCertificate({ ca, key, principals: [user], keyId: `oxyctl ssh-sessions user=${user} flow=${where().flow}`, ttlSeconds: certificateTtlSeconds });
-          next({ type: 'publickey', username: user, key: certificateKey(key, cert) });
-        }, () => next(false));
+        userLogin.then(
+          (user) => {
+            const key = parseKey(ed25519Pair().private, 'session key');
+            const cert = userCertificate({
+              ca,
+              key,
+              principals: [user],
+              keyId: `oxyctl ssh-sessions user=${user} flow=${where().flow}`,
+              ttlSeconds: certificateTtlSeconds,
+            });
+            next({ type: 'publickey', username: user, key: certificateKey(key, cert) });
+          },
+          () => next(false),
+        );
       },
     });
     presentCertificate(destination);
-    upstream.on('data', firstLine((id) => (s.serverId = id)));
+    upstream.on(
+      'data',
+      firstLine((id) => (s.serverId = id)),
+    );
 
     // User leg: an SSH server on the client's stream.
     const server = new ssh2.Server({ hostKeys: [{ key: host }], ident: 'oxyctl-ssh-sessions' }, (conn, info) => {
@@ -393,7 +415,18 @@ export function sshHooks({ offRamp, log, port = SSH_PORT, hostKey, caKey, author
         const s = ctx.ext;
         if (!s.ssh) return;
         (log ?? ctx.log).info(
-          { flow: `${ctx.client.address}:${ctx.client.port}`, to: `${ctx.local.address}:${ctx.local.port}`, user: s.user, client: s.clientId, server: s.serverId, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, commands: s.commands, lines: s.lines, reason: stats.reason },
+          {
+            flow: `${ctx.client.address}:${ctx.client.port}`,
+            to: `${ctx.local.address}:${ctx.local.port}`,
+            user: s.user,
+            client: s.clientId,
+            server: s.serverId,
+            bytesIn: stats.bytesIn,
+            bytesOut: stats.bytesOut,
+            commands: s.commands,
+            lines: s.lines,
+            reason: stats.reason,
+          },
           'SSH session ended',
         );
       },
@@ -422,6 +455,9 @@ export function start(settings) {
   writeFileSync(join(dir, 'ca.pub'), caPub, { mode: 0o644 });
   const authorized = join(dir, 'authorized_keys');
   if (!existsSync(authorized)) writeFileSync(authorized, "# Users' public keys, one per line, as in ~/.ssh/authorized_keys\n", { mode: 0o600 });
-  settings.log.info({ ca: caPub.trim(), trustedUserCaKeys: join(dir, 'ca.pub'), authorizedKeys: authorized }, 'SSH sessions: destinations trust this CA (TrustedUserCAKeys)');
+  settings.log.info(
+    { ca: caPub.trim(), trustedUserCaKeys: join(dir, 'ca.pub'), authorizedKeys: authorized },
+    'SSH sessions: destinations trust this CA (TrustedUserCAKeys)',
+  );
   return sshHooks({ log: settings.log, offRamp: (ctx) => settings.vnetOffRamp(ctx), hostKey, caKey, authorizedKeys: () => readFileSync(authorized, 'utf8') });
 }

@@ -16,5 +16,7 @@ if (!dir) {
 }
 const { unitText, unitName, PACKAGED_CONFIG_FILE } = await import(new URL('../dist/cli/service.js', import.meta.url).href);
 mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, unitName('connector')), unitText({ kind: 'connector', source: { configFile: PACKAGED_CONFIG_FILE }, origin: 'package' }), { mode: 0o644 });
+writeFileSync(join(dir, unitName('connector')), unitText({ kind: 'connector', source: { configFile: PACKAGED_CONFIG_FILE }, origin: 'package' }), {
+  mode: 0o644,
+});
 writeFileSync(join(dir, unitName('edge')), unitText({ kind: 'edge', origin: 'package' }), { mode: 0o644 });

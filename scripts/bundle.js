@@ -19,7 +19,8 @@ for (const file of walk(join(dist, 'commands'))) input[relative(dist, file).repl
 
 // Inlined: oclif and the pure-JS packages it loads at start-up. Everything else stays a
 // normal import from node_modules (native addons, packages loaded on demand).
-const INLINE = /^(@oclif\/core|semver|debug|ms|supports-color|has-flag|ansis|tinyglobby|fdir|picomatch|lilconfig|minimatch|brace-expansion|balanced-match|wordwrap|widest-line|string-width|strip-ansi|ansi-regex|emoji-regex|is-fullwidth-code-point|wrap-ansi|ansi-styles|indent-string|clean-stack|escape-string-regexp|get-package-type|is-wsl|is-docker|is-inside-container|cli-spinners|ejs|jake|async|filelist|lru-cache|yallist|js-yaml|argparse|natural-orderby|slice-ansi|color-convert|color-name)(\/|$)/;
+const INLINE =
+  /^(@oclif\/core|semver|debug|ms|supports-color|has-flag|ansis|tinyglobby|fdir|picomatch|lilconfig|minimatch|brace-expansion|balanced-match|wordwrap|widest-line|string-width|strip-ansi|ansi-regex|emoji-regex|is-fullwidth-code-point|wrap-ansi|ansi-styles|indent-string|clean-stack|escape-string-regexp|get-package-type|is-wsl|is-docker|is-inside-container|cli-spinners|ejs|jake|async|filelist|lru-cache|yallist|js-yaml|argparse|natural-orderby|slice-ansi|color-convert|color-name)(\/|$)/;
 
 rmSync(join(root, 'lib'), { recursive: true, force: true });
 await build({

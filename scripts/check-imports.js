@@ -36,8 +36,9 @@ export const LAYERS = [
   { 'core/store': ['core/', 'store/'] },
 ];
 
-const owners = LAYERS.flatMap((layer, rank) => Object.entries(layer).flatMap(([name, prefixes]) => prefixes.map((prefix) => ({ prefix, name, rank }))))
-  .sort((a, b) => b.prefix.length - a.prefix.length);
+const owners = LAYERS.flatMap((layer, rank) => Object.entries(layer).flatMap(([name, prefixes]) => prefixes.map((prefix) => ({ prefix, name, rank })))).sort(
+  (a, b) => b.prefix.length - a.prefix.length,
+);
 
 /** The module and layer rank of a path relative to src/, or undefined if no layer owns it. */
 export function moduleOf(srcPath) {

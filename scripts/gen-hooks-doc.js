@@ -149,7 +149,7 @@ export function renderHooksDoc(typesText, orderText) {
   out.push('export async function start(settings, parentState) {');
   out.push('  return {');
   out.push('    newCtx: () => ({ canAccessPrivateCidrs: false }),           // ctx.ext of every hook of the connection');
-  out.push("    http: { handleProxyConnectRequest(head, ctx) { /* read head.headers, set ctx.ext.… */ } },");
+  out.push('    http: { handleProxyConnectRequest(head, ctx) { /* read head.headers, set ctx.ext.… */ } },');
   out.push("    egress: { handleConnection(target, ctx) { return { action: 'block' }; } },");
   out.push('  };');
   out.push('}');

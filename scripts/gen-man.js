@@ -31,10 +31,8 @@ const esc = (s = '') =>
     .replace(/^([.'])/gm, '\\&$1');
 const words = (id) => id.split(':');
 const pageName = (id) => ['oxyctl', ...words(id)].join('-');
-const header = (name, summary) =>
-  `.TH ${name.toUpperCase()} 1 "" "oxyctl ${pkg.version}" "oxyctl manual"\n.SH NAME\n${esc(name)} \\- ${esc(summary)}\n`;
-const example = (e, id) =>
-  (typeof e === 'string' ? e : e.command).replace(/<%= config.bin %>/g, 'oxyctl').replace(/<%= command.id %>/g, words(id).join(' '));
+const header = (name, summary) => `.TH ${name.toUpperCase()} 1 "" "oxyctl ${pkg.version}" "oxyctl manual"\n.SH NAME\n${esc(name)} \\- ${esc(summary)}\n`;
+const example = (e, id) => (typeof e === 'string' ? e : e.command).replace(/<%= config.bin %>/g, 'oxyctl').replace(/<%= command.id %>/g, words(id).join(' '));
 
 function commandPage(cmd) {
   const name = pageName(cmd.id);

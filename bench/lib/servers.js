@@ -34,7 +34,11 @@ if (kind === 'http') {
     if (m) {
       const n = Number(m[1]);
       res.writeHead(200, { 'content-length': n, 'content-type': 'application/octet-stream' });
-      const pump = source(n, (b) => res.write(b), () => res.end());
+      const pump = source(
+        n,
+        (b) => res.write(b),
+        () => res.end(),
+      );
       res.on('drain', pump);
       pump();
     } else if (req.url === '/sink') {
@@ -56,7 +60,11 @@ if (kind === 'http') {
       const [op, count] = head.toString().trim().split(' ');
       const n = Number(count);
       if (op === 'get') {
-        const pump = source(n, (b) => socket.write(b), () => socket.end());
+        const pump = source(
+          n,
+          (b) => socket.write(b),
+          () => socket.end(),
+        );
         socket.on('drain', pump);
         pump();
       } else {
@@ -69,6 +77,7 @@ if (kind === 'http') {
     });
   };
   const dir = process.argv[3];
-  const server = kind === 'tls' ? tls.createServer({ key: readFileSync(`${dir}/key.pem`), cert: readFileSync(`${dir}/cert.pem`) }, onSocket) : net.createServer(onSocket);
+  const server =
+    kind === 'tls' ? tls.createServer({ key: readFileSync(`${dir}/key.pem`), cert: readFileSync(`${dir}/cert.pem`) }, onSocket) : net.createServer(onSocket);
   server.listen(0, '127.0.0.1', () => console.log(`ready ${server.address().port}`));
 }

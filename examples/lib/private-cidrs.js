@@ -17,7 +17,11 @@ export const DEFAULT_PRIVATE_CIDRS = [
 ];
 
 /** A matcher for `cidrs` (default: OXY_PRIVATE_CIDRS, else DEFAULT_PRIVATE_CIDRS). */
-export function privateCidrs(cidrs = process.env.OXY_PRIVATE_CIDRS?.split(',').map((s) => s.trim()).filter(Boolean) ?? DEFAULT_PRIVATE_CIDRS) {
+export function privateCidrs(
+  cidrs = process.env.OXY_PRIVATE_CIDRS?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean) ?? DEFAULT_PRIVATE_CIDRS,
+) {
   const list = new BlockList();
   for (const cidr of cidrs) {
     const [net, bits] = cidr.split('/');

@@ -24,6 +24,12 @@ for (const line of text.split('\n')) {
     current.header = `* ${weekday} ${month} ${dd} ${year} ${trailer[1]} - ${current.version}-1`;
     continue;
   }
-  if (current && line.trim()) current.lines.push(line.replace(/^ {2}\* /, '- ').replace(/^ {4}/, '  ').replace(/%/g, '%%'));
+  if (current && line.trim())
+    current.lines.push(
+      line
+        .replace(/^ {2}\* /, '- ')
+        .replace(/^ {4}/, '  ')
+        .replace(/%/g, '%%'),
+    );
 }
 process.stdout.write(entries.map((e) => `${e.header}\n${e.lines.join('\n')}\n`).join('\n'));

@@ -65,8 +65,7 @@ export async function applyRawConfig(raw: RawConfig, file: string, u: Omit<Confi
       applied.push(key);
     } else if (key in NO_EFFECT_FLAGS) {
       if (!saidNoEffect.has(key)) noEffect.push(key);
-    }
-    else unknown.push(key);
+    } else unknown.push(key);
   }
   return { file, config, applied, unknown: [...unknown, ...config.notes.unknown], noEffect: [...noEffect, ...config.notes.noEffect] };
 }
@@ -74,7 +73,10 @@ export async function applyRawConfig(raw: RawConfig, file: string, u: Omit<Confi
 export function configWarnings(a: Pick<AppliedConfig, 'file' | 'unknown' | 'noEffect'>): string[] {
   const lines: string[] = [];
   if (a.unknown.length > 0) lines.push(`Warning: ${a.file} has keys oxyctl does not know, ignored: ${a.unknown.join(', ')}`);
-  if (a.noEffect.length > 0) lines.push(`Note: ${a.file}: ${a.noEffect.join(', ')} ha${a.noEffect.length === 1 ? 's' : 've'} no effect in oxyctl (accepted for cloudflared compatibility)`);
+  if (a.noEffect.length > 0)
+    lines.push(
+      `Note: ${a.file}: ${a.noEffect.join(', ')} ha${a.noEffect.length === 1 ? 's' : 've'} no effect in oxyctl (accepted for cloudflared compatibility)`,
+    );
   return lines;
 }
 

@@ -17,7 +17,11 @@ export const useColor = (): boolean => Boolean(process.stdout.isTTY) && !('NO_CO
 export async function renderTable(headers: string[], rows: string[][]): Promise<string> {
   if (!process.stdout.isTTY) return [headers, ...rows].map((r) => `${r.join('\t')}\n`).join('');
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => `${cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()}\n`;
+  const line = (cells: string[]) =>
+    `${cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd()}\n`;
   let head = line(headers);
   if (useColor()) {
     const { default: chalk } = await import('chalk');

@@ -22,7 +22,6 @@ import { OxyError } from '../core/errors.js';
 
 export type ServiceKind = 'connector' | 'edge';
 
-
 /** Where the packages install the CLI; the units run it from here. */
 export const PACKAGED_BIN = '/usr/bin/oxyctl';
 /** The services' data directory (systemd StateDirectory=oxyctl). */
@@ -205,7 +204,10 @@ function connectorSource(opts: InstallOptions): ConnectorSource {
 
 function requireRootUser(t: Target, env: ServiceEnv, verb: string): void {
   if (t.live && env.uid() !== 0) {
-    throw new OxyError('OXY_ERR_SERVICE_ROOT', `oxyctl service ${verb} must be run as root (sudo oxyctl service ${verb} …), or with --root DIR to write into another tree.`);
+    throw new OxyError(
+      'OXY_ERR_SERVICE_ROOT',
+      `oxyctl service ${verb} must be run as root (sudo oxyctl service ${verb} …), or with --root DIR to write into another tree.`,
+    );
   }
 }
 

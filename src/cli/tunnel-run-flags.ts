@@ -9,37 +9,86 @@ import type { ConnectorOptions } from '../engine/connector/start.js';
 export const originFlags = {
   'unix-socket': Flags.string({ description: 'Path to unix socket to use instead of --url', env: 'TUNNEL_UNIX_SOCKET' }),
   bastion: Flags.boolean({ description: 'Runs as jump host: each stream names its destination (Cf-Access-Jump-Destination)', env: 'TUNNEL_BASTION' }),
-  'no-tls-verify': Flags.boolean({ description: "Disables TLS verification of the certificate presented by your origin", env: 'NO_TLS_VERIFY' }),
+  'no-tls-verify': Flags.boolean({ description: 'Disables TLS verification of the certificate presented by your origin', env: 'NO_TLS_VERIFY' }),
   'origin-ca-pool': Flags.string({ description: 'Path to the CA for the certificate of your origin', env: 'TUNNEL_ORIGIN_CA_POOL' }),
-  'origin-server-name': Flags.string({ description: 'Hostname that oxyctl should expect from your origin server certificate', env: 'TUNNEL_ORIGIN_SERVER_NAME' }),
-  'match-sni-to-host': Flags.boolean({ description: 'Match the TLS SNI sent to your origin to the Host header of each request (an origin with a certificate per host)' }),
+  'origin-server-name': Flags.string({
+    description: 'Hostname that oxyctl should expect from your origin server certificate',
+    env: 'TUNNEL_ORIGIN_SERVER_NAME',
+  }),
+  'match-sni-to-host': Flags.boolean({
+    description: 'Match the TLS SNI sent to your origin to the Host header of each request (an origin with a certificate per host)',
+  }),
   'http-host-header': Flags.string({ description: 'Sets the HTTP Host header for the local webserver', env: 'TUNNEL_HTTP_HOST_HEADER' }),
-  'proxy-connect-timeout': Flags.string({ aliases: ['connect-timeout'], description: 'HTTP proxy timeout for establishing a new connection', env: 'TUNNEL_PROXY_CONNECT_TIMEOUT' }),
+  'proxy-connect-timeout': Flags.string({
+    aliases: ['connect-timeout'],
+    description: 'HTTP proxy timeout for establishing a new connection',
+    env: 'TUNNEL_PROXY_CONNECT_TIMEOUT',
+  }),
   'proxy-tls-timeout': Flags.string({ description: 'HTTP proxy timeout for completing a TLS handshake', env: 'TUNNEL_PROXY_TLS_TIMEOUT' }),
   'proxy-tcp-keepalive': Flags.string({ description: 'HTTP proxy TCP keepalive duration', env: 'TUNNEL_PROXY_TCP_KEEPALIVE' }),
-  'proxy-no-happy-eyeballs': Flags.boolean({ description: 'HTTP proxy should disable "happy eyeballs" for IPv4/v6 fallback', env: 'TUNNEL_PROXY_NO_HAPPY_EYEBALLS' }),
+  'proxy-no-happy-eyeballs': Flags.boolean({
+    description: 'HTTP proxy should disable "happy eyeballs" for IPv4/v6 fallback',
+    env: 'TUNNEL_PROXY_NO_HAPPY_EYEBALLS',
+  }),
   'proxy-keepalive-connections': Flags.integer({ description: 'HTTP proxy maximum keepalive connection pool size', env: 'TUNNEL_PROXY_KEEPALIVE_CONNECTIONS' }),
   'proxy-keepalive-timeout': Flags.string({ description: 'HTTP proxy timeout for closing an idle connection', env: 'TUNNEL_PROXY_KEEPALIVE_TIMEOUT' }),
-  'no-chunked-encoding': Flags.boolean({ description: 'Disables chunked transfer encoding; useful if you are running a WSGI server', env: 'TUNNEL_NO_CHUNKED_ENCODING' }),
+  'no-chunked-encoding': Flags.boolean({
+    description: 'Disables chunked transfer encoding; useful if you are running a WSGI server',
+    env: 'TUNNEL_NO_CHUNKED_ENCODING',
+  }),
   'http2-origin': Flags.boolean({ description: 'Enables HTTP/2 origin servers', env: 'TUNNEL_ORIGIN_ENABLE_HTTP2' }),
 };
 
 /** Flags `tunnel run` and the quick tunnel share, with cloudflared's names. */
 export const tunnelRunFlags = {
-  protocol: Flags.option({ char: 'p', options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Protocol implementation to connect with the edge', env: 'TUNNEL_TRANSPORT_PROTOCOL' })(),
-  edge: Flags.string({ multiple: true, description: 'HOST:PORT of the edge; repeatable, or several comma-separated (HA connections spread over them) [default: from the token or credentials, else the local edge]', env: 'TUNNEL_EDGE' }),
+  protocol: Flags.option({
+    char: 'p',
+    options: ['http2', 'quic', 'auto'] as const,
+    default: 'auto',
+    description: 'Protocol implementation to connect with the edge',
+    env: 'TUNNEL_TRANSPORT_PROTOCOL',
+  })(),
+  edge: Flags.string({
+    multiple: true,
+    description:
+      'HOST:PORT of the edge; repeatable, or several comma-separated (HA connections spread over them) [default: from the token or credentials, else the local edge]',
+    env: 'TUNNEL_EDGE',
+  }),
   'edge-ca': Flags.string({ description: "PEM file of the edge's CA [default: the local edge's]" }),
-  'edge-ip-version': Flags.option({ options: ['4', '6', 'auto'] as const, default: '4', description: 'Which IP version to dial the edge with when its address is a name', env: 'TUNNEL_EDGE_IP_VERSION' })(),
+  'edge-ip-version': Flags.option({
+    options: ['4', '6', 'auto'] as const,
+    default: '4',
+    description: 'Which IP version to dial the edge with when its address is a name',
+    env: 'TUNNEL_EDGE_IP_VERSION',
+  })(),
   'edge-bind-address': Flags.string({ description: 'Local IP address to dial the edge from', env: 'TUNNEL_EDGE_BIND_ADDRESS' }),
   url: Flags.string({ description: 'Connect to the local webserver at URL', env: 'TUNNEL_URL' }),
   'hello-world': Flags.boolean({ description: 'Run Hello World Server', env: 'TUNNEL_HELLO_WORLD' }),
   'ha-connections': Flags.integer({ default: 4, min: 1, max: 16, description: 'Number of HA connections to the edge' }),
-  retries: Flags.integer({ default: 5, min: 0, description: 'Maximum number of retries for connection/protocol errors before giving up', env: 'TUNNEL_RETRIES' }),
-  'grace-period': Flags.string({ default: '30s', description: 'When oxyctl receives SIGINT/SIGTERM it waits this long for in-flight requests to finish', env: 'TUNNEL_GRACE_PERIOD' }),
-  metrics: Flags.string({ default: '127.0.0.1:0', description: 'HOST:PORT of the metrics server (/metrics, /ready, /healthcheck); the default takes the first free of 127.0.0.1:20241-20245, else a random port, as cloudflared', env: 'TUNNEL_METRICS' }),
+  retries: Flags.integer({
+    default: 5,
+    min: 0,
+    description: 'Maximum number of retries for connection/protocol errors before giving up',
+    env: 'TUNNEL_RETRIES',
+  }),
+  'grace-period': Flags.string({
+    default: '30s',
+    description: 'When oxyctl receives SIGINT/SIGTERM it waits this long for in-flight requests to finish',
+    env: 'TUNNEL_GRACE_PERIOD',
+  }),
+  metrics: Flags.string({
+    default: '127.0.0.1:0',
+    description:
+      'HOST:PORT of the metrics server (/metrics, /ready, /healthcheck); the default takes the first free of 127.0.0.1:20241-20245, else a random port, as cloudflared',
+    env: 'TUNNEL_METRICS',
+  }),
   pidfile: Flags.string({ description: "Write the application's PID to this file after the first successful connection", env: 'TUNNEL_PIDFILE' }),
   label: Flags.string({ description: 'A label for this connector, shown in its logs and registration', env: 'TUNNEL_LABEL' }),
-  'max-active-flows': Flags.integer({ min: 0, description: 'Overrides warp-routing maxActiveFlows: the most private-network flows at once (0: no limit)', env: 'TUNNEL_MAX_ACTIVE_FLOWS' }),
+  'max-active-flows': Flags.integer({
+    min: 0,
+    description: 'Overrides warp-routing maxActiveFlows: the most private-network flows at once (0: no limit)',
+    env: 'TUNNEL_MAX_ACTIVE_FLOWS',
+  }),
   'icmpv4-src': Flags.string({ description: 'Source address for ICMPv4 messages to private networks', env: 'TUNNEL_ICMPV4_SRC' }),
   'icmpv6-src': Flags.string({ description: 'Source address for ICMPv6 messages to private networks', env: 'TUNNEL_ICMPV6_SRC' }),
   ...originFlags,
@@ -48,7 +97,11 @@ export const tunnelRunFlags = {
 
 /** `tunnel run`'s own flags beyond the shared ones: where the tunnel's identity comes from. */
 export const namedTunnelFlags = {
-  config: Flags.string({ description: 'Path to the config file (YAML) [default: config.yml in the data directory, then ~/.oxyctl, /etc/oxyctl, /usr/local/etc/oxyctl, then cloudflared\'s]', env: 'TUNNEL_CONFIG' }),
+  config: Flags.string({
+    description:
+      "Path to the config file (YAML) [default: config.yml in the data directory, then ~/.oxyctl, /etc/oxyctl, /usr/local/etc/oxyctl, then cloudflared's]",
+    env: 'TUNNEL_CONFIG',
+  }),
   'credentials-file': Flags.string({ aliases: ['cred-file'], description: 'File path of tunnel credentials', env: 'TUNNEL_CRED_FILE' }),
   'credentials-contents': Flags.string({ description: 'Contents of the tunnel credentials JSON file', env: 'TUNNEL_CRED_CONTENTS' }),
   token: Flags.string({ description: "The tunnel token, from 'oxyctl tunnel token'", env: 'TUNNEL_TOKEN' }),
@@ -119,7 +172,11 @@ export function originRequestFromFlags(f: ConnectorRunFlags): OriginRequest {
 
 /** --edge given several times (cloudflared's way) or as a comma list: one comma list, or undefined when not given. */
 export function edgeList(edge: string[] | string | undefined): string | undefined {
-  const list = [edge ?? []].flat().flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
+  const list = [edge ?? []]
+    .flat()
+    .flatMap((e) => e.split(','))
+    .map((e) => e.trim())
+    .filter(Boolean);
   return list.length === 0 ? undefined : list.join(',');
 }
 
@@ -147,4 +204,3 @@ export function connectorOptions(f: ConnectorRunFlags): ConnectorOptions {
     logFile: logFilePath(f),
   };
 }
-

@@ -19,7 +19,6 @@ import { OxyError } from './errors.js';
 
 export type IpFamily = 4 | 6;
 
-
 export interface ParsedIp {
   family: IpFamily;
   /** 4 bytes for IPv4 (also for a mapped IPv6 input), 16 for IPv6, network byte order. */

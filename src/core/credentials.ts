@@ -78,10 +78,7 @@ export function readCredentialsFile(path: string): TunnelCredentials {
     });
   }
   if (typeof parsed.TunnelID !== 'string' || typeof parsed.TunnelSecret !== 'string' || typeof parsed.AccountTag !== 'string') {
-    throw new OxyError(
-      'OXY_ERR_CREDENTIALS_READ',
-      `${path} is not a tunnel credentials file: it needs AccountTag, TunnelSecret and TunnelID.`,
-    );
+    throw new OxyError('OXY_ERR_CREDENTIALS_READ', `${path} is not a tunnel credentials file: it needs AccountTag, TunnelSecret and TunnelID.`);
   }
   return { Endpoint: '', ...parsed } as TunnelCredentials;
 }

@@ -11,7 +11,12 @@ export interface EdgeDocument {
 }
 
 const edgeDocument = (e: LiveEdge): EdgeDocument => ({
-  id: e.id, location: e.location, tunnel_address: e.tunnelAddress, started_at: e.startedAt, heartbeat_at: e.heartbeatAt, connections: e.connections,
+  id: e.id,
+  location: e.location,
+  tunnel_address: e.tunnelAddress,
+  started_at: e.startedAt,
+  heartbeat_at: e.heartbeatAt,
+  connections: e.connections,
 });
 
 export async function listEdges(store: Store): Promise<EdgeDocument[]> {

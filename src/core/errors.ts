@@ -42,7 +42,7 @@ export const ERROR_CODES = {
   OXY_ERR_CREDENTIALS_WRITE: 'The tunnel credentials file cannot be written.',
   OXY_ERR_INVALID_SECRET: 'A tunnel secret that is not base64 of at least 32 bytes.',
   OXY_ERR_INVALID_TOKEN: 'A tunnel or device token that does not decode.',
-  OXY_ERR_INGRESS_INVALID: 'Ingress rules that cloudflared would refuse (texts are cloudflared\'s).',
+  OXY_ERR_INGRESS_INVALID: "Ingress rules that cloudflared would refuse (texts are cloudflared's).",
   OXY_ERR_TUNNEL_UNREACHABLE: 'tunnel run gave up: the edge was not reached within --retries attempts.',
   OXY_ERR_EDGE_ADDRESS: 'The edge address does not resolve in the IP version --edge-ip-version asks for.',
   OXY_ERR_ORIGIN_ADDRESS: 'A TCP service without a port, for a scheme with no default one (ftp://host).',

@@ -26,11 +26,11 @@ export async function routeDns(store: Store, input: { tunnel: string; hostname: 
   const hostname = normalizeHostname(input.hostname);
   const exists = () =>
     new OxyError(
-        'OXY_ERR_HOSTNAME_EXISTS',
-        `Failed to add route: code: 1003, reason: Failed to create record ${hostname} with err An A, AAAA, or CNAME record with that host already exists. ` +
-          `Use --overwrite-dns to point it at this tunnel instead.`,
-        { apiCode: 1003 },
-      );
+      'OXY_ERR_HOSTNAME_EXISTS',
+      `Failed to add route: code: 1003, reason: Failed to create record ${hostname} with err An A, AAAA, or CNAME record with that host already exists. ` +
+        `Use --overwrite-dns to point it at this tunnel instead.`,
+      { apiCode: 1003 },
+    );
   try {
     return await store.write(async () => {
       const tunnel = await resolveTunnel(store, input.tunnel);

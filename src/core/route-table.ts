@@ -36,7 +36,6 @@ export interface RouteEntry {
   tunnelId: string;
 }
 
-
 /** Disjoint ranges of one family in one vnet. `starts[0]` is always address 0. */
 interface RangeMap {
   /** IPv4: one word per range. IPv6: four words per range, most significant first. */
@@ -68,10 +67,7 @@ export class RouteTable<R extends RouteEntry = RouteEntry> {
     this.#routes.forEach((route, index) => {
       const cidr = parseCidr(route.network);
       if (cidr.hostBitsSet) {
-        throw new OxyError(
-          'OXY_ERR_INVALID_CIDR',
-          `Route ${route.id} has host bits set in ${route.network}; the network is ${cidr.network}`,
-        );
+        throw new OxyError('OXY_ERR_INVALID_CIDR', `Route ${route.id} has host bits set in ${route.network}; the network is ${cidr.network}`);
       }
       let lists = byVnet.get(route.vnetId);
       if (lists === undefined) byVnet.set(route.vnetId, (lists = { v4: [], v6: [] }));
@@ -171,11 +167,7 @@ const V6: Family<bigint> = {
  * prefix either nests in the ones on the stack or lies after them, so a sweep with a
  * stack of open prefixes emits a range boundary at every start and after every end.
  */
-function buildRangeMap<K extends number | bigint, R extends RouteEntry>(
-  prefixes: Prefix<K>[],
-  family: Family<K>,
-  routes: R[],
-): RangeMap {
+function buildRangeMap<K extends number | bigint, R extends RouteEntry>(prefixes: Prefix<K>[], family: Family<K>, routes: R[]): RangeMap {
   prefixes.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.prefixLength - b.prefixLength));
   const starts: K[] = [];
   const values: number[] = [];

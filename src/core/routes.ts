@@ -41,10 +41,7 @@ export function networkRange(cidr: ParsedCidr): NetworkRange {
   return { family: cidr.family, prefixLen: cidr.prefixLength, start, end };
 }
 
-export async function addRoute(
-  store: Store,
-  input: { network: string; tunnel: string; vnet?: string; comment?: string },
-): Promise<DetailedRoute> {
+export async function addRoute(store: Store, input: { network: string; tunnel: string; vnet?: string; comment?: string }): Promise<DetailedRoute> {
   const cidr = parseNetworkArg(input.network);
   const exists = () =>
     new OxyError(

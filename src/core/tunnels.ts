@@ -1,13 +1,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { OxyError } from './errors.js';
 import { isUuid, newId, nowRfc3339, sequentially } from './common.js';
-import {
-  credentialsPath,
-  encodeToken,
-  tunnelSecret,
-  writeCredentialsFile,
-  type TunnelCredentials,
-} from './credentials.js';
+import { credentialsPath, encodeToken, tunnelSecret, writeCredentialsFile, type TunnelCredentials } from './credentials.js';
 import { isUniqueViolation, type Store, type Tunnel, type TunnelConnection, type TunnelFilter } from '../store/index.js';
 
 export type { Tunnel, TunnelConnection };
@@ -85,16 +79,11 @@ export async function createTunnel(
   return { tunnel: view(tunnel, []), credentialsFile: file };
 }
 
-export async function listTunnels(
-  store: Store,
-  filter: TunnelFilter,
-  sort: { by?: TunnelSortKey; invert?: boolean } = {},
-): Promise<TunnelView[]> {
+export async function listTunnels(store: Store, filter: TunnelFilter, sort: { by?: TunnelSortKey; invert?: boolean } = {}): Promise<TunnelView[]> {
   const connections = await store.tunnels.connectionsByTunnel();
   const tunnels = (await store.tunnels.list(filter)).map((t) => view(t, connections.get(t.id) ?? []));
   const by = sort.by ?? 'name';
-  const key = (t: TunnelView): string | number =>
-    by === 'numConnections' ? t.connections.length : by === 'deletedAt' ? (t.deletedAt ?? '') : t[by];
+  const key = (t: TunnelView): string | number => (by === 'numConnections' ? t.connections.length : by === 'deletedAt' ? (t.deletedAt ?? '') : t[by]);
   tunnels.sort((a, b) => {
     const ka = key(a);
     const kb = key(b);

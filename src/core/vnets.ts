@@ -58,8 +58,7 @@ export async function resolveVnet(store: Store, ref: string): Promise<Vnet> {
   return vnet;
 }
 
-const vnetExists = (name: string) =>
-  new OxyError('OXY_ERR_VNET_EXISTS', `virtual network with name ${name} already exists`, { apiCode: 1000 });
+const vnetExists = (name: string) => new OxyError('OXY_ERR_VNET_EXISTS', `virtual network with name ${name} already exists`, { apiCode: 1000 });
 
 async function insertVnet(store: Store, name: string, comment: string, makeDefault: boolean): Promise<Vnet> {
   validateVnetName(name);
@@ -91,11 +90,7 @@ export function listVnets(store: Store, filter: VnetFilter): Promise<Vnet[]> {
   return store.vnets.list(filter);
 }
 
-export function updateVnet(
-  store: Store,
-  ref: string,
-  changes: { name?: string; comment?: string; isDefault?: boolean },
-): Promise<Vnet> {
+export function updateVnet(store: Store, ref: string, changes: { name?: string; comment?: string; isDefault?: boolean }): Promise<Vnet> {
   return store.write(async () => {
     const vnet = await resolveVnet(store, ref);
     if (changes.name !== undefined && changes.name !== vnet.name) {

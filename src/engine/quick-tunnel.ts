@@ -22,7 +22,13 @@ export interface QuickTunnel {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function startQuickTunnel(o: { log: Logger; httpListen: string; version: string; options: Omit<ConnectorOptions, 'edge' | 'edgeCa'>; config?: ConnectorConfig }): Promise<QuickTunnel> {
+export async function startQuickTunnel(o: {
+  log: Logger;
+  httpListen: string;
+  version: string;
+  options: Omit<ConnectorOptions, 'edge' | 'edgeCa'>;
+  config?: ConnectorConfig;
+}): Promise<QuickTunnel> {
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-quick-'));
   // Always a throwaway SQLite store of its own, whatever OXY_STORE says.
   const store = await Store.open({ home, url: `sqlite:${join(home, STORE_FILE)}` });

@@ -10,7 +10,18 @@ import type { Driver } from './sql.js';
  * Every table of the schema, parents before children (foreign keys). A migration that adds
  * a table adds it here too (test/unit/store/copy.test.ts fails until it does).
  */
-export const COPY_TABLES = ['account', 'vnets', 'tunnels', 'devices', 'device_vnets', 'edges', 'tunnel_connections', 'routes', 'hostnames', 'dashboard_tokens'] as const;
+export const COPY_TABLES = [
+  'account',
+  'vnets',
+  'tunnels',
+  'devices',
+  'device_vnets',
+  'edges',
+  'tunnel_connections',
+  'routes',
+  'hostnames',
+  'dashboard_tokens',
+] as const;
 
 /** Tables the copy leaves alone: the backends' own bookkeeping. */
 const INTERNAL = new Set(['oxy_schema']);
@@ -19,7 +30,7 @@ export async function schemaTables(driver: Driver): Promise<string[]> {
   const rows =
     driver.dialect === 'sqlite'
       ? await driver.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-      : await driver.all<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename");
+      : await driver.all<{ name: string }>('SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename');
   return rows.map((r) => r.name).filter((n) => !INTERNAL.has(n));
 }
 

@@ -12,7 +12,9 @@ export class DashboardTokenRepository {
 
   async insert(t: DashboardToken): Promise<void> {
     await this.sql.run('INSERT INTO dashboard_tokens (id, token_hash, created_at) VALUES (@id, @tokenHash, @createdAt)', {
-      id: t.id, tokenHash: t.tokenHash, createdAt: t.createdAt,
+      id: t.id,
+      tokenHash: t.tokenHash,
+      createdAt: t.createdAt,
     });
   }
 

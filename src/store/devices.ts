@@ -36,7 +36,10 @@ export class DeviceRepository {
 
   async insert(d: Omit<Device, 'deletedAt'>): Promise<void> {
     await this.sql.run('INSERT INTO devices (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)', {
-      id: d.id, name: d.name, secret: d.secret, createdAt: d.createdAt,
+      id: d.id,
+      name: d.name,
+      secret: d.secret,
+      createdAt: d.createdAt,
     });
   }
 
@@ -49,7 +52,9 @@ export class DeviceRepository {
 
   /** The vnets a device is restricted to; empty: every vnet. */
   async vnetsOf(id: string): Promise<string[]> {
-    const rows = await this.sql.all<{ vnet_id: string }>(`SELECT vnet_id FROM device_vnets WHERE device_id = @id ORDER BY ${bytewise(this.sql, 'vnet_id')}`, { id });
+    const rows = await this.sql.all<{ vnet_id: string }>(`SELECT vnet_id FROM device_vnets WHERE device_id = @id ORDER BY ${bytewise(this.sql, 'vnet_id')}`, {
+      id,
+    });
     return rows.map((r) => r.vnet_id);
   }
 

@@ -80,7 +80,12 @@ export class EdgeRepository {
       { since },
     );
     return rows.map((r) => ({
-      id: r.id, location: r.location, tunnelAddress: r.tunnel_address, startedAt: r.started_at, heartbeatAt: r.heartbeat_at, connections: r.connections,
+      id: r.id,
+      location: r.location,
+      tunnelAddress: r.tunnel_address,
+      startedAt: r.started_at,
+      heartbeatAt: r.heartbeat_at,
+      connections: r.connections,
     }));
   }
 }

@@ -29,7 +29,10 @@ export class HostnameRepository {
 
   async insert(h: Omit<HostnameRoute, 'deletedAt'>): Promise<void> {
     await this.sql.run('INSERT INTO hostnames (id, hostname, tunnel_id, created_at) VALUES (@id, @hostname, @tunnelId, @createdAt)', {
-      id: h.id, hostname: h.hostname, tunnelId: h.tunnelId, createdAt: h.createdAt,
+      id: h.id,
+      hostname: h.hostname,
+      tunnelId: h.tunnelId,
+      createdAt: h.createdAt,
     });
   }
 

@@ -38,10 +38,7 @@ export function parseStoreUrl(text: string): StoreUrl {
   } else if (/^postgres(ql)?:\/\//.test(text)) {
     return { dialect: 'postgres', url: text };
   }
-  throw new OxyError(
-    'OXY_ERR_STORE_URL',
-    `${text} is not a store URL. Use sqlite:PATH (the default is sqlite:$OXY_HOME/oxy.db) or postgres://USER@HOST/DB.`,
-  );
+  throw new OxyError('OXY_ERR_STORE_URL', `${text} is not a store URL. Use sqlite:PATH (the default is sqlite:$OXY_HOME/oxy.db) or postgres://USER@HOST/DB.`);
 }
 
 export interface OpenStoreOptions {

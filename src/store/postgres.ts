@@ -37,7 +37,10 @@ export class PostgresDriver implements Driver {
   readonly #tx = new AsyncLocalStorage<pg.PoolClient>();
   readonly #statements = new Map<string, { name: string; text: string; names: string[] }>();
 
-  constructor(readonly url: string, options: { onError?: (err: Error) => void } = {}) {
+  constructor(
+    readonly url: string,
+    options: { onError?: (err: Error) => void } = {},
+  ) {
     this.displayUrl = redactUrl(url);
     this.#pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 10_000 });
     // An idle client whose server went away: the next query gets a fresh one.

@@ -72,8 +72,16 @@ export class RouteRepository {
       `INSERT INTO routes (id, vnet_id, tunnel_id, network, family, prefix_len, range_start, range_end, comment, created_at)
        VALUES (@id, @vnetId, @tunnelId, @network, @family, @prefixLen, @start, @end, @comment, @createdAt)`,
       {
-        id: route.id, vnetId: route.vnetId, tunnelId: route.tunnelId, network: route.network, comment: route.comment, createdAt: route.createdAt,
-        family: range.family, prefixLen: range.prefixLen, start: range.start, end: range.end,
+        id: route.id,
+        vnetId: route.vnetId,
+        tunnelId: route.tunnelId,
+        network: route.network,
+        comment: route.comment,
+        createdAt: route.createdAt,
+        family: range.family,
+        prefixLen: range.prefixLen,
+        start: range.start,
+        end: range.end,
       },
     );
   }
@@ -140,7 +148,9 @@ export class RouteRepository {
   }
 
   async countLiveForTunnel(tunnelId: string): Promise<number> {
-    const r = await this.sql.get<{ n: number }>('SELECT CAST(count(*) AS INTEGER) AS n FROM routes WHERE tunnel_id = @tunnelId AND deleted_at IS NULL', { tunnelId });
+    const r = await this.sql.get<{ n: number }>('SELECT CAST(count(*) AS INTEGER) AS n FROM routes WHERE tunnel_id = @tunnelId AND deleted_at IS NULL', {
+      tunnelId,
+    });
     return r!.n;
   }
 }

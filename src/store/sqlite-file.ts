@@ -42,12 +42,19 @@ export function checkStoreFile(path: string): void {
     closeSync(fd);
   }
   if (header.toString('latin1') !== SQLITE_HEADER) {
-    throw new OxyError('OXY_ERR_STORE_UNREADABLE', `The store ${path} is not a SQLite database: restore it from a backup, or move it away to start with a new store.`);
+    throw new OxyError(
+      'OXY_ERR_STORE_UNREADABLE',
+      `The store ${path} is not a SQLite database: restore it from a backup, or move it away to start with a new store.`,
+    );
   }
 }
 
 const unreadable = (path: string, err: unknown) =>
-  new OxyError('OXY_ERR_STORE_UNREADABLE', `The store ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): check its owner and permissions.`, { cause: err });
+  new OxyError(
+    'OXY_ERR_STORE_UNREADABLE',
+    `The store ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): check its owner and permissions.`,
+    { cause: err },
+  );
 
 /** Whether the data directory cannot be written (a read-only mount, or no permission). */
 export function isReadOnlyDir(home: string): boolean {
@@ -73,7 +80,11 @@ export function readOnlySnapshot(path: string): { path: string; dispose: () => v
   try {
     dir = mkdtempSync(join(tmpdir(), 'oxyctl-ro-'));
   } catch (err) {
-    throw new OxyError('OXY_ERR_STORE_READ_ONLY', `${dirname(path)} is read-only, and no temporary copy of the store can be made in ${tmpdir()}: ${(err as Error).message}`, { cause: err });
+    throw new OxyError(
+      'OXY_ERR_STORE_READ_ONLY',
+      `${dirname(path)} is read-only, and no temporary copy of the store can be made in ${tmpdir()}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   const copy = join(dir, 'oxy.db');
   const dispose = () => rmSync(dir, { recursive: true, force: true });
@@ -108,16 +119,28 @@ export function explainStoreError(err: unknown, path: string): unknown {
     return new OxyError('OXY_ERR_STORE_DISK_FULL', `The disk holding ${dir} is full: free some space and retry (the store was not changed).`, { cause: err });
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new OxyError('OXY_ERR_STORE_BUSY', `The store ${path} is locked by another process (a long transaction, or a sqlite3 shell holding it): retry once it is released (nothing was changed).`, { cause: err });
+    return new OxyError(
+      'OXY_ERR_STORE_BUSY',
+      `The store ${path} is locked by another process (a long transaction, or a sqlite3 shell holding it): retry once it is released (nothing was changed).`,
+      { cause: err },
+    );
   }
   if (code.startsWith('SQLITE_READONLY') || code === 'EROFS') {
-    return new OxyError('OXY_ERR_STORE_READ_ONLY', `The store in ${dir} is read-only: this command changes it. Run it where the data directory can be written.`, { cause: err });
+    return new OxyError(
+      'OXY_ERR_STORE_READ_ONLY',
+      `The store in ${dir} is read-only: this command changes it. Run it where the data directory can be written.`,
+      { cause: err },
+    );
   }
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
     return new OxyError('OXY_ERR_STORE_UNREADABLE', `The store ${path} is damaged (${(err as Error).message}): restore it from a backup.`, { cause: err });
   }
   if (code === 'SQLITE_CANTOPEN' || code === 'EACCES' || code === 'EPERM') {
-    return new OxyError('OXY_ERR_STORE_UNREADABLE', `The store ${path} cannot be opened (${(err as Error).message}): check the data directory's owner and permissions.`, { cause: err });
+    return new OxyError(
+      'OXY_ERR_STORE_UNREADABLE',
+      `The store ${path} cannot be opened (${(err as Error).message}): check the data directory's owner and permissions.`,
+      { cause: err },
+    );
   }
   return err;
 }

@@ -71,7 +71,11 @@ export class SqliteDriver implements Driver {
 
   get unwritable(): OxyError | undefined {
     if (this.#diskFull) return this.#diskFull;
-    if (this.#snapshot) return new OxyError('OXY_ERR_STORE_READ_ONLY', `The store in ${dirname(this.path)} is read-only, and this command writes it. Run it where the data directory can be written.`);
+    if (this.#snapshot)
+      return new OxyError(
+        'OXY_ERR_STORE_READ_ONLY',
+        `The store in ${dirname(this.path)} is read-only, and this command writes it. Run it where the data directory can be written.`,
+      );
     return undefined;
   }
 

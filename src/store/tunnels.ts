@@ -103,7 +103,10 @@ export class TunnelRepository {
 
   async insert(t: Omit<Tunnel, 'deletedAt'>): Promise<void> {
     await this.sql.run('INSERT INTO tunnels (id, name, secret, created_at) VALUES (@id, @name, @secret, @createdAt)', {
-      id: t.id, name: t.name, secret: t.secret, createdAt: t.createdAt,
+      id: t.id,
+      name: t.name,
+      secret: t.secret,
+      createdAt: t.createdAt,
     });
   }
 
@@ -145,8 +148,17 @@ export class TunnelRepository {
 
   async recordConnection(c: TunnelConnection): Promise<void> {
     await this.sql.run(CONNECTION_WRITES.record, {
-      id: c.id, tunnelId: c.tunnelId, connectorId: c.connectorId, connIndex: c.connIndex, protocol: c.protocol, originIp: c.originIp,
-      edgeLocation: c.edgeLocation, clientVersion: c.clientVersion, arch: c.arch, openedAt: c.openedAt, edgeId: c.edgeId ?? null,
+      id: c.id,
+      tunnelId: c.tunnelId,
+      connectorId: c.connectorId,
+      connIndex: c.connIndex,
+      protocol: c.protocol,
+      originIp: c.originIp,
+      edgeLocation: c.edgeLocation,
+      clientVersion: c.clientVersion,
+      arch: c.arch,
+      openedAt: c.openedAt,
+      edgeId: c.edgeId ?? null,
     });
   }
 

@@ -38,10 +38,13 @@ export class VnetRepository {
   constructor(private readonly sql: Sql) {}
 
   async insert(v: Omit<Vnet, 'deletedAt'>): Promise<void> {
-    await this.sql.run(
-      'INSERT INTO vnets (id, name, comment, is_default, created_at) VALUES (@id, @name, @comment, @isDefault, @createdAt)',
-      { id: v.id, name: v.name, comment: v.comment, isDefault: v.isDefault ? 1 : 0, createdAt: v.createdAt },
-    );
+    await this.sql.run('INSERT INTO vnets (id, name, comment, is_default, created_at) VALUES (@id, @name, @comment, @isDefault, @createdAt)', {
+      id: v.id,
+      name: v.name,
+      comment: v.comment,
+      isDefault: v.isDefault ? 1 : 0,
+      createdAt: v.createdAt,
+    });
   }
 
   async byId(id: string): Promise<Vnet | undefined> {

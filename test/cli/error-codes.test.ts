@@ -30,7 +30,10 @@ describe('error codes on the command line', () => {
     expect(errorDocument(cidr)).toMatchObject({ code: 'OXY_ERR_INVALID_CIDR' });
 
     const tunnel = await oxy(home, ['tunnel', 'delete', '-f', 'no-such-tunnel', '-o', 'json']);
-    expect(errorDocument(tunnel)).toEqual({ code: 'OXY_ERR_TUNNEL_NOT_FOUND', message: 'no-such-tunnel is neither the ID nor the name of any of your tunnels' });
+    expect(errorDocument(tunnel)).toEqual({
+      code: 'OXY_ERR_TUNNEL_NOT_FOUND',
+      message: 'no-such-tunnel is neither the ID nor the name of any of your tunnels',
+    });
 
     // A command line that does not parse is a document too (exit 2, as oclif's usage errors).
     const usage = await oxy(home, ['vnet', 'add', '--no-such-flag', 'x', '-o', 'json']);

@@ -30,9 +30,7 @@ describe('oxyctl tunnel ingress', () => {
     const bad = await oxy(home, ['tunnel', 'ingress', 'validate', '--json', '{"ingress":[{"hostname":"a.com","service":"http://x"}]}']);
     expect(bad.code).not.toBe(0);
     expect(bad.stdout).toBe('Validating rules from cmdline flag --json\n');
-    expect(bad.stderr).toBe(
-      'Validation failed: The last ingress rule must match all URLs (i.e. it should not have a hostname or path filter)\n',
-    );
+    expect(bad.stderr).toBe('Validation failed: The last ingress rule must match all URLs (i.e. it should not have a hostname or path filter)\n');
   });
 
   it('says when there is no config file', async () => {

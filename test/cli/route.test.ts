@@ -49,9 +49,7 @@ describe('oxyctl tunnel route ip', () => {
 
     const again = await oxy(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '10.1.0.0/16', 'tunnel-fra']);
     expect(again.code).not.toBe(0);
-    expect(again.stderr).toBe(
-      'API error: Failed to add route: code: 1014, reason: You already have a route defined for this exact IP subnet\n',
-    );
+    expect(again.stderr).toBe('API error: Failed to add route: code: 1014, reason: You already have a route defined for this exact IP subnet\n');
     // Without --vnet the default (vnet-frankfurt) is meant, which has it too.
     const dflt = await oxy(home, ['tunnel', 'route', 'ip', 'add', '10.1.0.0/16', 'tunnel-syd']);
     expect(dflt.stderr).toContain('code: 1014');
@@ -69,8 +67,7 @@ describe('oxyctl tunnel route ip', () => {
   it('answers route ip get by vnet with the longest prefix', async () => {
     const w = await walkthrough();
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-sydney', '10.1.2.0/24', 'tunnel-fra', 'narrow']);
-    const get = (ip: string, vnet?: string) =>
-      oxyJson<RouteDoc | null>(home, ['tunnel', 'route', 'ip', 'get', ...(vnet ? ['--vnet', vnet] : []), ip]);
+    const get = (ip: string, vnet?: string) => oxyJson<RouteDoc | null>(home, ['tunnel', 'route', 'ip', 'get', ...(vnet ? ['--vnet', vnet] : []), ip]);
     expect((await get('10.1.2.3'))?.tunnel_id).toBe(w.tunnelFra);
     expect(await get('10.1.2.3', 'vnet-sydney')).toMatchObject({ network: '10.1.2.0/24', comment: 'narrow' });
     expect(await get('10.1.3.3', 'vnet-sydney')).toMatchObject({ network: '10.1.0.0/16', tunnel_id: w.tunnelSyd });

@@ -139,7 +139,9 @@ describe('oxyctl service install / uninstall (into a fake root)', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe('Provided Tunnel token is not valid. Get a new one with: oxyctl tunnel token TUNNEL\n');
 
-    const injected = Buffer.from(`${JSON.stringify({ a: 'x', s: 'y', t: 'z' })}`).toString('base64').replace(/=*$/, '\nEVIL=1');
+    const injected = Buffer.from(`${JSON.stringify({ a: 'x', s: 'y', t: 'z' })}`)
+      .toString('base64')
+      .replace(/=*$/, '\nEVIL=1');
     const inj = await oxy(home, ['service', 'install', '--root', root, '--token', injected]);
     expect(inj.code).toBe(1);
 

@@ -112,7 +112,10 @@ privilegedDescribe('the data directory on a read-only or full file system', () =
     expect(JSON.parse(show.stdout)).toMatchObject([{ network: '198.18.5.0/24', tunnel_id: tunnel.id }]);
     expect(get.stdout).toContain('198.18.5.0/24');
     expect(add.code).toBe(1);
-    expect(JSON.parse(add.stdout).error).toMatchObject({ code: 'OXY_ERR_STORE_READ_ONLY', message: expect.stringContaining(`The store in ${home} is read-only`) });
+    expect(JSON.parse(add.stdout).error).toMatchObject({
+      code: 'OXY_ERR_STORE_READ_ONLY',
+      message: expect.stringContaining(`The store in ${home} is read-only`),
+    });
     expect(edge.code).toBe(1);
     expect(edge.stderr).toContain(`The store in ${home} is read-only`);
     // Nothing changed underneath.
@@ -141,7 +144,10 @@ privilegedDescribe('the data directory on a read-only or full file system', () =
       expect(JSON.parse(list.stdout).map((t: { name: string }) => t.name)).toEqual(['web']);
       for (const r of [create, add]) {
         expect(r.code).toBe(1);
-        expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'OXY_ERR_STORE_DISK_FULL', message: expect.stringContaining(`The disk holding ${data} is full`) });
+        expect(JSON.parse(r.stdout).error).toMatchObject({
+          code: 'OXY_ERR_STORE_DISK_FULL',
+          message: expect.stringContaining(`The disk holding ${data} is full`),
+        });
       }
       // The edge would read a copy that never changes: it refuses to start.
       expect(edge.code).toBe(1);

@@ -52,7 +52,18 @@ describe('oxyctl store', () => {
 
     const dest = testBackend === 'postgres' ? storeUrl(home) : `sqlite:${join(home, 'copy.db')}`;
     const copied = JSON.parse(await oxyOk(home, ['store', 'copy', sqlite, dest, '-o', 'json'])) as { rows: Record<string, number>; accountTag: string };
-    expect(copied.rows).toEqual({ account: 1, vnets: 3, tunnels: 3, devices: 2, tunnel_connections: 0, routes: 4, hostnames: 1, dashboard_tokens: 1, device_vnets: 1, edges: 0 });
+    expect(copied.rows).toEqual({
+      account: 1,
+      vnets: 3,
+      tunnels: 3,
+      devices: 2,
+      tunnel_connections: 0,
+      routes: 4,
+      hostnames: 1,
+      dashboard_tokens: 1,
+      device_vnets: 1,
+      edges: 0,
+    });
 
     const listings = [
       ['vnet', 'list', '--show-deleted'],

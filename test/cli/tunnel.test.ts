@@ -59,9 +59,7 @@ describe('oxyctl tunnel create', () => {
   it('takes --secret and --credentials-file, and -o json', async () => {
     const secret = Buffer.alloc(40, 7).toString('base64');
     const file = join(home, 'custom.json');
-    const doc = await oxyJson<TunnelDoc & { credentials_file: string }>(home, [
-      'tunnel', 'create', '--secret', secret, '--credentials-file', file, 'ex',
-    ]);
+    const doc = await oxyJson<TunnelDoc & { credentials_file: string }>(home, ['tunnel', 'create', '--secret', secret, '--credentials-file', file, 'ex']);
     expect(doc).toMatchObject({ name: 'ex', credentials_file: file, connections: [] });
     expect(JSON.parse(readFileSync(file, 'utf8')).TunnelSecret).toBe(secret);
   });

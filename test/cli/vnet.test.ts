@@ -41,9 +41,7 @@ afterEach(() => cleanup());
 describe('oxyctl vnet', () => {
   it('adds vnets; the first one becomes the default and --default moves the default', async () => {
     const first = await oxyOk(home, ['vnet', 'add', 'vnet-frankfurt', 'For London and Munich employees primarily']);
-    expect(first).toMatch(
-      /^Successfully added virtual 'network' vnet-frankfurt with ID: [0-9a-f-]{36} \(as the new default for this account\) \n/,
-    );
+    expect(first).toMatch(/^Successfully added virtual 'network' vnet-frankfurt with ID: [0-9a-f-]{36} \(as the new default for this account\) \n/);
     const second = await oxyOk(home, ['vnet', 'add', 'vnet-sydney', 'For APAC employees primarily']);
     expect(second).toMatch(/^Successfully added virtual 'network' vnet-sydney with ID: [0-9a-f-]{36}\n/);
     await oxyOk(home, ['vnet', 'add', '-d', 'vnet-nyc']);
@@ -116,9 +114,7 @@ describe('oxyctl vnet', () => {
   it('updates name, comment and default; the default cannot be unset directly', async () => {
     await oxyOk(home, ['vnet', 'add', 'a']);
     await oxyOk(home, ['vnet', 'add', 'b']);
-    expect(await oxyOk(home, ['vnet', 'update', '--name', 'b2', '--comment', 'new', 'b'])).toBe(
-      "Successfully updated virtual network 'b'\n",
-    );
+    expect(await oxyOk(home, ['vnet', 'update', '--name', 'b2', '--comment', 'new', 'b'])).toBe("Successfully updated virtual network 'b'\n");
     await oxyOk(home, ['vnet', 'update', '--default', 'b2']);
     const vnets = await oxyJson<VnetDoc[]>(home, ['vnet', 'list']);
     expect(vnets.map((v) => [v.name, v.comment, v.is_default_network])).toEqual([

@@ -87,6 +87,9 @@ export function tempHome(): { home: string; cleanup: () => void } {
 
 /** Splits the tab-separated table printed when stdout is not a terminal. */
 export function parseTable(stdout: string): { header: string[]; rows: string[][] } {
-  const [header, ...rows] = stdout.trimEnd().split('\n').map((l) => l.split('\t'));
+  const [header, ...rows] = stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => l.split('\t'));
   return { header, rows };
 }

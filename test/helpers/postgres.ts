@@ -16,7 +16,9 @@ import { freePort } from './processes.js';
 export function postgresBinDir(): string | undefined {
   const base = '/usr/lib/postgresql';
   if (!existsSync(base)) return undefined;
-  const versions = readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(base)
+    .filter((v) => existsSync(join(base, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
   return versions.length ? join(base, versions[0], 'bin') : undefined;
 }
 
@@ -66,8 +68,15 @@ export class Postgres {
   startServer(): void {
     const c = this.cluster;
     run(c, join(c.bin, 'pg_ctl'), [
-      '-D', join(c.dir, 'data'), '-l', join(c.dir, 'log'), '-w', '-t', '30',
-      '-o', `-p ${c.port} -k ${c.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
+      '-D',
+      join(c.dir, 'data'),
+      '-l',
+      join(c.dir, 'log'),
+      '-w',
+      '-t',
+      '30',
+      '-o',
+      `-p ${c.port} -k ${c.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
       'start',
     ]);
   }

@@ -69,7 +69,15 @@ export class OxyProcess {
 /** An edge on loopback with ephemeral ports; resolves once its listeners are ready. */
 export async function startEdge(home: string, extra: string[] = [], ports: { tunnel?: number } = {}) {
   const edge = new OxyProcess(home, [
-    'edge', 'run', '--tunnel-listen', `127.0.0.1:${ports.tunnel ?? 0}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...extra,
+    'edge',
+    'run',
+    '--tunnel-listen',
+    `127.0.0.1:${ports.tunnel ?? 0}`,
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    ...extra,
   ]);
   const tunnel = await edge.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
   const http = await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);

@@ -101,18 +101,59 @@ export async function startVnetSite(
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
     await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
     await o.beforeEdge?.(home);
-    const edge = spawnIn(edgeNs, process.execPath, [BIN, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${SITE_METRICS_PORT}`, '--ip-tunnel-listen', socketPath, ...(typeof o.edgeArgs === 'function' ? o.edgeArgs(home) : (o.edgeArgs ?? []))]);
+    const edge = spawnIn(edgeNs, process.execPath, [
+      BIN,
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '0.0.0.0:7844',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      `127.0.0.1:${SITE_METRICS_PORT}`,
+      '--ip-tunnel-listen',
+      socketPath,
+      ...(typeof o.edgeArgs === 'function' ? o.edgeArgs(home) : (o.edgeArgs ?? [])),
+    ]);
     await edge.waitFor(/IP tunnel on-ramp ready/);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
-    const connector = spawnIn(dc, process.execPath, [BIN, 'tunnel', 'run', '--protocol', o.protocol ?? 'http2', '--edge', '198.18.1.1:7844', '--config', config, '--ha-connections', '1', ...(o.connectorArgs ?? []), 'site']);
+    const connector = spawnIn(dc, process.execPath, [
+      BIN,
+      'tunnel',
+      'run',
+      '--protocol',
+      o.protocol ?? 'http2',
+      '--edge',
+      '198.18.1.1:7844',
+      '--config',
+      config,
+      '--ha-connections',
+      '1',
+      ...(o.connectorArgs ?? []),
+      'site',
+    ]);
     await connector.waitFor(/Registered tunnel connection connIndex=0 /);
-    const warp = spawnIn(device, process.execPath, [BIN, 'warp', 'connect', '--vnet', 'site', '--edge', socketPath, ...['198.18.0.0/24', ...(o.deviceRoutes ?? [])].flatMap((r) => ['--route', r]), ...(o.warpArgs ?? [])]);
+    const warp = spawnIn(device, process.execPath, [
+      BIN,
+      'warp',
+      'connect',
+      '--vnet',
+      'site',
+      '--edge',
+      socketPath,
+      ...['198.18.0.0/24', ...(o.deviceRoutes ?? [])].flatMap((r) => ['--route', r]),
+      ...(o.warpArgs ?? []),
+    ]);
     await warp.waitFor(/Connected to the edge/);
     const inDevice: VnetSite['inDevice'] = (command, args, opts = {}) =>
       new Promise((resolve) => {
-        const child = execFile('ip', ['netns', 'exec', device.name, command, ...args], { timeout: opts.timeoutMs ?? 20_000, encoding: 'utf8' }, (err, stdout, stderr) =>
-          resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0, stdout, stderr }),
+        const child = execFile(
+          'ip',
+          ['netns', 'exec', device.name, command, ...args],
+          { timeout: opts.timeoutMs ?? 20_000, encoding: 'utf8' },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0, stdout, stderr }),
         );
         if (opts.input !== undefined) child.stdin?.end(opts.input);
         else child.stdin?.end();

@@ -41,13 +41,32 @@ describe('cidr helpers', () => {
   });
 
   it('refuses what Go refuses', () => {
-    for (const bad of ['10.1/16', '010.0.0.0/8', '0x0a.0.0.0/8', '10.0.0.0/33', '10.0.0.0/', '10.0.0.0', '10.0.0.0/08',
-      '10.0.0.0/-1', '::/129', 'fe80::%eth0/64', '', '/8', 'x/8', ' 10.0.0.0/8']) {
-      expect(code(() => parseCidr(bad)), bad).toBe('OXY_ERR_INVALID_CIDR');
+    for (const bad of [
+      '10.1/16',
+      '010.0.0.0/8',
+      '0x0a.0.0.0/8',
+      '10.0.0.0/33',
+      '10.0.0.0/',
+      '10.0.0.0',
+      '10.0.0.0/08',
+      '10.0.0.0/-1',
+      '::/129',
+      'fe80::%eth0/64',
+      '',
+      '/8',
+      'x/8',
+      ' 10.0.0.0/8',
+    ]) {
+      expect(
+        code(() => parseCidr(bad)),
+        bad,
+      ).toBe('OXY_ERR_INVALID_CIDR');
     }
-    for (const bad of ['10.1', '1.2.3.4.5', 'fe80::1%eth0', '', '10.0.0.0/8', 'localhost', '::ffff:010.0.0.1',
-      '::ffff:1.2.3', '1.2.3.4::', '::1.2.3.4:5']) {
-      expect(code(() => parseIp(bad)), bad).toBe('OXY_ERR_INVALID_IP');
+    for (const bad of ['10.1', '1.2.3.4.5', 'fe80::1%eth0', '', '10.0.0.0/8', 'localhost', '::ffff:010.0.0.1', '::ffff:1.2.3', '1.2.3.4::', '::1.2.3.4:5']) {
+      expect(
+        code(() => parseIp(bad)),
+        bad,
+      ).toBe('OXY_ERR_INVALID_IP');
     }
   });
 
@@ -139,13 +158,9 @@ describe('RouteTable hand cases', () => {
     expect(code(() => table.lookup('a', '10.1'))).toBe('OXY_ERR_INVALID_IP');
     expect(code(() => table.lookup('a', new Uint8Array(5)))).toBe('OXY_ERR_INVALID_IP');
     expect(code(() => new RouteTable([route('x', 'a', '10.1.2.3/16')]))).toBe('OXY_ERR_INVALID_CIDR');
-    expect(code(() => new RouteTable([route('x', 'a', '10.0.0.0/8'), route('y', 'a', '10.0.0.0/8')]))).toBe(
-      'OXY_ERR_ROUTE_CONFLICT',
-    );
+    expect(code(() => new RouteTable([route('x', 'a', '10.0.0.0/8'), route('y', 'a', '10.0.0.0/8')]))).toBe('OXY_ERR_ROUTE_CONFLICT');
     // The same network spelled two ways is still one network.
-    expect(code(() => new RouteTable([route('x', 'a', '::ffff:10.0.0.0/104'), route('y', 'a', '10.0.0.0/8')]))).toBe(
-      'OXY_ERR_ROUTE_CONFLICT',
-    );
+    expect(code(() => new RouteTable([route('x', 'a', '::ffff:10.0.0.0/104'), route('y', 'a', '10.0.0.0/8')]))).toBe('OXY_ERR_ROUTE_CONFLICT');
   });
 
   it('works empty', () => {

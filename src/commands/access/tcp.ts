@@ -24,7 +24,13 @@ export default class AccessTcp extends BaseCommand<typeof AccessTcp> {
   async run(): Promise<void> {
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
-    const server = await startAccessTcp({ edgeUrl: this.flags.edge, hostname: this.flags.hostname, destination: this.flags.destination, listen: splitHostPort(this.flags.url), log });
+    const server = await startAccessTcp({
+      edgeUrl: this.flags.edge,
+      hostname: this.flags.hostname,
+      destination: this.flags.destination,
+      listen: splitHostPort(this.flags.url),
+      log,
+    });
     await shutdownSignal();
     server.close();
   }

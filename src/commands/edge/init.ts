@@ -29,8 +29,10 @@ export default class EdgeInit extends BaseCommand<typeof EdgeInit> {
       force: this.flags.force,
     });
     const doc = { ca_pin: identity.caPin, advertise: settings.advertise, hostnames: settings.hostnames, ips: settings.ips };
-    await this.print(this.flags.output, doc, () =>
-      `Created the edge identity in ${this.home}/edge\nCA pin (sha256 of its public key): ${identity.caPin}\nConnectors dial: ${settings.advertise}\n`,
+    await this.print(
+      this.flags.output,
+      doc,
+      () => `Created the edge identity in ${this.home}/edge\nCA pin (sha256 of its public key): ${identity.caPin}\nConnectors dial: ${settings.advertise}\n`,
     );
     return doc;
   }

@@ -7,7 +7,7 @@ export default class EdgeList extends BaseCommand<typeof EdgeList> {
   static summary = 'List the edges running on this store';
   static description =
     'Every running edge records itself in the store (its location and tunnel listener) and renews a heartbeat every ' +
-    "5 s; this lists those whose heartbeat is fresh, with the tunnel connections each holds. An edge that stopped " +
+    '5 s; this lists those whose heartbeat is fresh, with the tunnel connections each holds. An edge that stopped ' +
     "or died drops out within 15 s, and so do its connections in 'tunnel list' and 'tunnel info'. With a shared " +
     'PostgreSQL store (--store postgres://…) that is every edge of the deployment.';
   static examples = ['<%= config.bin %> edge list', '<%= config.bin %> edge list -o json --store postgres://oxy@db/oxy'];

@@ -13,7 +13,10 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     "routes requests by Host to the tunnel named by 'oxyctl tunnel route dns', and the metrics listener (/metrics, " +
     '/ready, /healthcheck). Routes and hostnames changed with the CLI apply within a second, without a restart. ' +
     'Creates the edge identity on first run (see oxyctl edge init).';
-  static examples = ['<%= config.bin %> edge run', '<%= config.bin %> edge run --dashboard-listen 127.0.0.1:7846', '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
+  static examples = [
+    '<%= config.bin %> edge run',
+    '<%= config.bin %> edge run --dashboard-listen 127.0.0.1:7846',
+    '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --proxy-allow 198.18.0.0/15:80,443',
     '<%= config.bin %> edge run --http-listen 0.0.0.0:8080 --proxy-listen 10.0.0.5:3128 --proxy-allow 10.0.0.0/8 --proxy-protocol',
@@ -23,25 +26,34 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     'http-listen': Flags.string({ description: 'HOST:PORT of the public HTTP listener [default: 127.0.0.1:8080]' }),
     metrics: Flags.string({ description: 'HOST:PORT of the metrics listener [default: 127.0.0.1:7845]' }),
     location: Flags.string({ description: "This edge's location name, shown in tunnel list [default: local]" }),
-    'proxy-listen': Flags.string({ description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)' }),
+    'proxy-listen': Flags.string({
+      description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)',
+    }),
     'proxy-allow': Flags.string({
       multiple: true,
-      description: 'A destination the forward proxy may connect to: CIDR or CIDR:PORTS (198.18.0.0/15:80,443, [2001:db8::/32]:8000-8999); repeatable. Without it the proxy refuses every destination unless --hooks decide. The edge host\'s own addresses open only to entries that name them (127.0.0.1:8080); the edge\'s own listeners never',
+      description:
+        "A destination the forward proxy may connect to: CIDR or CIDR:PORTS (198.18.0.0/15:80,443, [2001:db8::/32]:8000-8999); repeatable. Without it the proxy refuses every destination unless --hooks decide. The edge host's own addresses open only to entries that name them (127.0.0.1:8080); the edge's own listeners never",
     }),
     'proxy-protocol': Flags.boolean({
       allowNo: true,
-      description: 'Expect a PROXY protocol v1/v2 header (from a load balancer in front) on every connection to the forward proxy and the public HTTP listener; the client is the address it names, and a connection without one is closed',
+      description:
+        'Expect a PROXY protocol v1/v2 header (from a load balancer in front) on every connection to the forward proxy and the public HTTP listener; the client is the address it names, and a connection without one is closed',
     }),
     hooks: Flags.string({ description: 'An ES module whose start(settings, parentState) returns the hooks that steer traffic (see docs/hooks.md)' }),
     'trace-hooks': Flags.boolean({ description: 'Log the order in which hooks fired, once per connection' }),
     quic: Flags.boolean({ allowNo: true, description: 'Also listen for QUIC on UDP at the tunnel port (--no-quic: HTTP/2 over TLS only) [default: true]' }),
-    config: Flags.string({ description: 'Edge YAML file: the same settings under the flags\' names, plus ip-limits (max-flows, max-flows-per-tenant, max-flows-per-session, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms) and http-timeouts of the HTTP listeners (headers-ms, request-ms, idle-ms, keep-alive-ms); flags win' }),
+    config: Flags.string({
+      description:
+        "Edge YAML file: the same settings under the flags' names, plus ip-limits (max-flows, max-flows-per-tenant, max-flows-per-session, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms) and http-timeouts of the HTTP listeners (headers-ms, request-ms, idle-ms, keep-alive-ms); flags win",
+    }),
     'ip-tunnel-listen': Flags.string({ description: 'Unix SEQPACKET path for connected IP tunnels from devices (oxyctl warp connect)' }),
     'gue-listen': Flags.string({
       description:
-        'HOST:PORT for unconnected IP tunnels (GUE). Every datagram must be authenticated with an enrolled device\'s key (oxyctl warp enroll; format in docs/gue.md); a non-loopback address needs at least one enrolled device',
+        "HOST:PORT for unconnected IP tunnels (GUE). Every datagram must be authenticated with an enrolled device's key (oxyctl warp enroll; format in docs/gue.md); a non-loopback address needs at least one enrolled device",
     }),
-    'dashboard-listen': Flags.string({ description: "HOST:PORT of the web dashboard and its JSON API (/api/v1); log in with the token from 'oxyctl edge dashboard-token' [default: off]" }),
+    'dashboard-listen': Flags.string({
+      description: "HOST:PORT of the web dashboard and its JSON API (/api/v1); log in with the token from 'oxyctl edge dashboard-token' [default: off]",
+    }),
     'dashboard-tls': Flags.boolean({ description: "Serve the dashboard over HTTPS with the edge's certificate (needed to bind it beyond loopback)" }),
     'dashboard-insecure': Flags.boolean({ description: 'Allow the dashboard on a non-loopback address without TLS (e.g. behind a TLS proxy)' }),
     ...logFlags,
@@ -70,7 +82,11 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
         maxFlows: limits['max-flows'],
         maxFlowsPerTenant: limits['max-flows-per-tenant'],
         maxFlowsPerSession: limits['max-flows-per-session'],
-        reassembly: { maxBytes: limits['reassembly-bytes'], maxBytesPerTenant: limits['reassembly-bytes-per-tenant'], timeoutMs: limits['reassembly-timeout-ms'] },
+        reassembly: {
+          maxBytes: limits['reassembly-bytes'],
+          maxBytesPerTenant: limits['reassembly-bytes-per-tenant'],
+          timeoutMs: limits['reassembly-timeout-ms'],
+        },
       },
       proxyListen: this.flags['proxy-listen'] ?? file['proxy-listen'],
       proxyAllow: this.flags['proxy-allow'] ?? file['proxy-allow'],

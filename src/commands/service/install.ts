@@ -18,10 +18,13 @@ export default class ServiceInstall extends BaseCommand<typeof ServiceInstall> {
     '<%= config.bin %> service install --edge',
     '<%= config.bin %> service install --root /srv/image --token "$TOKEN"',
   ];
-  static args = { token: Args.string({ description: "The tunnel token, as cloudflared takes it (same as --token)" }) };
+  static args = { token: Args.string({ description: 'The tunnel token, as cloudflared takes it (same as --token)' }) };
   static flags = {
     token: Flags.string({ description: "The tunnel token, from 'oxyctl tunnel token'", exclusive: ['config', 'edge'] }),
-    config: Flags.string({ description: "Config file naming 'tunnel' and 'credentials-file' [default: config.yml in the data directory]", exclusive: ['edge'] }),
+    config: Flags.string({
+      description: "Config file naming 'tunnel' and 'credentials-file' [default: config.yml in the data directory]",
+      exclusive: ['edge'],
+    }),
     edge: Flags.boolean({ description: 'Install the edge service (oxyctl-edge.service) instead of the connector' }),
     root: serviceRootFlag,
     output: outputFlag,

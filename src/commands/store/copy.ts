@@ -21,9 +21,14 @@ export default class StoreCopy extends BaseCommand<typeof StoreCopy> {
 
   async run(): Promise<CopyResult> {
     const result = await copyStores(this.home, this.args.from, this.args.to);
-    await this.print(this.flags.output, result, () =>
-      `Copied ${Object.entries(result.rows).filter(([t]) => t !== 'account').map(([t, n]) => `${n} ${t}`).join(', ')}\n` +
-      `from ${result.from} to ${result.to} (account ${result.accountTag})\n`,
+    await this.print(
+      this.flags.output,
+      result,
+      () =>
+        `Copied ${Object.entries(result.rows)
+          .filter(([t]) => t !== 'account')
+          .map(([t, n]) => `${n} ${t}`)
+          .join(', ')}\n` + `from ${result.from} to ${result.to} (account ${result.accountTag})\n`,
     );
     return result;
   }

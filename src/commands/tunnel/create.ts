@@ -24,9 +24,12 @@ export default class TunnelCreate extends BaseCommand<typeof TunnelCreate> {
       credentialsFile: this.flags['credentials-file'],
     });
     const doc = { ...tunnelDocument(tunnel), credentials_file: credentialsFile };
-    await this.print(this.flags.output, doc, () =>
-      `Tunnel credentials written to ${credentialsFile}. Keep this file secret. To revoke these credentials, delete the tunnel.\n\n` +
-      `Created tunnel ${tunnel.name} with id ${tunnel.id}\n`,
+    await this.print(
+      this.flags.output,
+      doc,
+      () =>
+        `Tunnel credentials written to ${credentialsFile}. Keep this file secret. To revoke these credentials, delete the tunnel.\n\n` +
+        `Created tunnel ${tunnel.name} with id ${tunnel.id}\n`,
     );
     return doc;
   }

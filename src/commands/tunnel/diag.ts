@@ -6,11 +6,18 @@ export default class TunnelDiag extends BaseCommand<typeof TunnelDiag> {
   static summary = 'Creates a diagnostic report from a local oxyctl connector';
   static description =
     "Collects a running connector's configuration and tunnel state (/diag/*), its metrics, its log file (when it runs " +
-    'with --logfile or --log-directory) and this host\'s system information into oxyctl-diag-<time>.tar.gz in the ' +
+    "with --logfile or --log-directory) and this host's system information into oxyctl-diag-<time>.tar.gz in the " +
     "current directory, as cloudflared's tunnel diag does (no network traces, container or pod logs here).";
-  static examples = ['<%= config.bin %> tunnel diag', '<%= config.bin %> tunnel diag --metrics 127.0.0.1:20241', '<%= config.bin %> tunnel diag --metrics 127.0.0.1:20241 --no-diag-logs'];
+  static examples = [
+    '<%= config.bin %> tunnel diag',
+    '<%= config.bin %> tunnel diag --metrics 127.0.0.1:20241',
+    '<%= config.bin %> tunnel diag --metrics 127.0.0.1:20241 --no-diag-logs',
+  ];
   static flags = {
-    metrics: Flags.string({ description: "HOST:PORT of the connector's metrics server [default: the one connector on 127.0.0.1:20241-20245]", env: 'TUNNEL_METRICS' }),
+    metrics: Flags.string({
+      description: "HOST:PORT of the connector's metrics server [default: the one connector on 127.0.0.1:20241-20245]",
+      env: 'TUNNEL_METRICS',
+    }),
     'no-diag-logs': Flags.boolean({ description: 'Log collection will not be performed' }),
     'no-diag-metrics': Flags.boolean({ description: 'Metric collection will not be performed' }),
     'no-diag-system': Flags.boolean({ description: 'System information collection will not be performed' }),

@@ -34,13 +34,23 @@ export default class QuickTunnel extends BaseCommand<typeof QuickTunnel> {
     });
     // cloudflared's TunnelCommand: a quick tunnel needs --url or --hello-world (flag, env or file).
     if (!this.flags.url && !this.flags['hello-world']) {
-      if (config?.tunnel) throw new OxyError('OXY_ERR_USAGE', `Use 'oxyctl tunnel run' to start tunnel ${config.tunnel} (${file} names it); 'oxyctl tunnel' alone starts a quick tunnel, with --url or --hello-world.`);
-      throw new OxyError('OXY_ERR_USAGE', "You did not specify any valid additional argument to the oxyctl tunnel command. To run a quick tunnel pass --url (e.g. oxyctl tunnel --url localhost:8080) or --hello-world; to run a named tunnel, 'oxyctl tunnel run NAME'.");
+      if (config?.tunnel)
+        throw new OxyError(
+          'OXY_ERR_USAGE',
+          `Use 'oxyctl tunnel run' to start tunnel ${config.tunnel} (${file} names it); 'oxyctl tunnel' alone starts a quick tunnel, with --url or --hello-world.`,
+        );
+      throw new OxyError(
+        'OXY_ERR_USAGE',
+        "You did not specify any valid additional argument to the oxyctl tunnel command. To run a quick tunnel pass --url (e.g. oxyctl tunnel --url localhost:8080) or --hello-world; to run a named tunnel, 'oxyctl tunnel run NAME'.",
+      );
     }
     // The keys that name a tunnel or its edge: a quick tunnel makes its own (cloudflared ignores them here too).
     const named = [...(config?.tunnel ? ['tunnel'] : []), ...(config?.credentialsFile ? ['credentials-file'] : [])];
     named.push(...applied.filter((k) => k in namedTunnelFlags || k === 'edge' || k === 'edge-ca').filter((k) => k !== 'config'));
-    if (named.length > 0) process.stderr.write(`Note: ${file}: ${named.join(', ')} ha${named.length === 1 ? 's' : 've'} no effect on a quick tunnel (it makes its own tunnel and edge; 'oxyctl tunnel run' runs a named one)\n`);
+    if (named.length > 0)
+      process.stderr.write(
+        `Note: ${file}: ${named.join(', ')} ha${named.length === 1 ? 's' : 've'} no effect on a quick tunnel (it makes its own tunnel and edge; 'oxyctl tunnel run' runs a named one)\n`,
+      );
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
     const signalled = shutdownSignal();

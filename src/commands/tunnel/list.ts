@@ -25,15 +25,15 @@ export default class TunnelList extends BaseCommand<typeof TunnelList> {
   async run(): Promise<TunnelDocument[]> {
     const docs = (
       await listTunnels(
-      await this.store,
-      {
-        id: this.flags.id?.toLowerCase(),
-        name: this.flags.name,
-        namePrefix: this.flags['name-prefix'],
-        excludeNamePrefix: this.flags['exclude-name-prefix'],
-        showDeleted: this.flags['show-deleted'],
-      },
-      { by: this.flags['sort-by'], invert: this.flags['invert-sort'] },
+        await this.store,
+        {
+          id: this.flags.id?.toLowerCase(),
+          name: this.flags.name,
+          namePrefix: this.flags['name-prefix'],
+          excludeNamePrefix: this.flags['exclude-name-prefix'],
+          showDeleted: this.flags['show-deleted'],
+        },
+        { by: this.flags['sort-by'], invert: this.flags['invert-sort'] },
       )
     ).map(tunnelDocument);
     await this.print(this.flags.output, docs, () =>

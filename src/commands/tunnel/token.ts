@@ -15,7 +15,10 @@ export default class TunnelToken extends BaseCommand<typeof TunnelToken> {
   static examples = ['<%= config.bin %> tunnel token example', '<%= config.bin %> tunnel token --credentials-file ./example.json example'];
   static args = { tunnel: Args.string({ description: 'ID or name of the tunnel', required: true }) };
   static flags = {
-    'credentials-file': Flags.string({ aliases: ['cred-file'], description: 'Write the credentials JSON to this file (mode 0400) instead of printing a token.' }),
+    'credentials-file': Flags.string({
+      aliases: ['cred-file'],
+      description: 'Write the credentials JSON to this file (mode 0400) instead of printing a token.',
+    }),
   };
 
   async run(): Promise<{ token?: string; credentials_file?: string }> {

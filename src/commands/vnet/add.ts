@@ -22,8 +22,7 @@ export default class VnetAdd extends BaseCommand<typeof VnetAdd> {
   static flags = {
     default: Flags.boolean({
       char: 'd',
-      description:
-        'The virtual network becomes the default one: operations that omit a virtual network (such as new IP routes) use it.',
+      description: 'The virtual network becomes the default one: operations that omit a virtual network (such as new IP routes) use it.',
     }),
     output: outputFlag,
   };
@@ -31,9 +30,12 @@ export default class VnetAdd extends BaseCommand<typeof VnetAdd> {
   async run(): Promise<VnetDocument> {
     const vnet = await addVnet(await this.store, { name: this.args.name, comment: this.args.comment, isDefault: this.flags.default });
     const doc = vnetDocument(vnet);
-    await this.print(this.flags.output, doc, () =>
-      `Successfully added virtual 'network' ${vnet.name} with ID: ${vnet.id}${vnet.isDefault ? ' (as the new default for this account) ' : ''}\n` +
-      "You can now add IP routes attached to this virtual network. See `oxyctl tunnel route ip add -h`\n",
+    await this.print(
+      this.flags.output,
+      doc,
+      () =>
+        `Successfully added virtual 'network' ${vnet.name} with ID: ${vnet.id}${vnet.isDefault ? ' (as the new default for this account) ' : ''}\n` +
+        'You can now add IP routes attached to this virtual network. See `oxyctl tunnel route ip add -h`\n',
     );
     return doc;
   }

@@ -21,10 +21,10 @@ export default class VnetList extends BaseCommand<typeof VnetList> {
   async run(): Promise<VnetDocument[]> {
     const docs = (
       await listVnets(await this.store, {
-      id: this.flags.id?.toLowerCase(),
-      name: this.flags.name,
-      isDefault: this.flags['is-default'],
-      showDeleted: this.flags['show-deleted'],
+        id: this.flags.id?.toLowerCase(),
+        name: this.flags.name,
+        isDefault: this.flags['is-default'],
+        showDeleted: this.flags['show-deleted'],
       })
     ).map(vnetDocument);
     await this.print(this.flags.output, docs, () =>

@@ -10,7 +10,10 @@ export default class VnetUpdate extends BaseCommand<typeof VnetUpdate> {
     'Updates the virtual network (given its ID or name). If it becomes the new default, the previous default stops ' +
     'being the default. A virtual network cannot stop being the default directly: make another one the default instead.';
   static aliases = ['tunnel:vnet:update'];
-  static examples = ['<%= config.bin %> vnet update --name vnet-fra --comment "Frankfurt" vnet-frankfurt', '<%= config.bin %> vnet update --default vnet-sydney'];
+  static examples = [
+    '<%= config.bin %> vnet update --name vnet-fra --comment "Frankfurt" vnet-frankfurt',
+    '<%= config.bin %> vnet update --default vnet-sydney',
+  ];
   static args = { vnet: Args.string({ description: 'ID or (current) name of the virtual network', required: true }) };
   static flags = {
     name: Flags.string({ char: 'n', description: 'The new name for the virtual network.' }),

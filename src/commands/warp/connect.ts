@@ -22,15 +22,22 @@ import { OxyError } from '../../core/errors.js';
 export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   static summary = "Send this host's private traffic to the edge, in a virtual network";
   static description =
-    'Creates a TUN on this host, routes the CIDRs of the virtual network\'s IP routes into it (or those given with --route), ' +
+    "Creates a TUN on this host, routes the CIDRs of the virtual network's IP routes into it (or those given with --route), " +
     'and carries its packets to the edge as a connected IP tunnel whose context names the account and the virtual network. ' +
     'Without --vnet the default virtual network is used. Connecting again with another --vnet switches networks: TCP ' +
     'connections made in the old one break, as they would with WARP. Needs root (or CAP_NET_ADMIN).';
   static examples = ['<%= config.bin %> warp connect --vnet vnet-sydney', '<%= config.bin %> warp connect --route 198.18.0.0/24'];
   static flags = {
     vnet: Flags.string({ description: 'ID or name of the virtual network [default: the default one]' }),
-    route: Flags.string({ multiple: true, description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet, followed as they change]' }),
-    edge: Flags.string({ multiple: true, description: "The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or with --token HOST:PORT of its tunnel listener; with --token repeatable or comma-separated, the device moving to another edge when its edge goes away [default: from the token]" }),
+    route: Flags.string({
+      multiple: true,
+      description: 'CIDR to send through the tunnel (repeatable) [default: the routes of the vnet, followed as they change]',
+    }),
+    edge: Flags.string({
+      multiple: true,
+      description:
+        'The edge: the path of its SEQPACKET IP tunnel on-ramp (same host) [default: /run/oxyctl/ip-tunnel.sock], or with --token HOST:PORT of its tunnel listener; with --token repeatable or comma-separated, the device moving to another edge when its edge goes away [default: from the token]',
+    }),
     token: Flags.string({ description: "A device token from 'oxyctl warp enroll': connect to a remote edge over the tunnel transport", env: 'WARP_TOKEN' }),
     protocol: Flags.option({ options: ['http2', 'quic', 'auto'] as const, default: 'auto', description: 'Transport to a remote edge (with --token)' })(),
     tun: Flags.string({ default: 'oxywarp0', description: 'Name of the TUN device' }),
@@ -44,14 +51,18 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const log = loggerFrom(this.flags);
     exitOnCrash(log);
     if (this.flags.token) return this.remote(log);
-    if ((this.flags.edge?.length ?? 0) > 1) throw new OxyError('OXY_ERR_USAGE', 'Several --edge are for a device with --token (edges on other hosts); a local device takes one on-ramp path.');
+    if ((this.flags.edge?.length ?? 0) > 1)
+      throw new OxyError('OXY_ERR_USAGE', 'Several --edge are for a device with --token (edges on other hosts); a local device takes one on-ramp path.');
     const store = await this.store;
     const vnet = this.flags.vnet === undefined ? await store.vnets.defaultVnet() : await resolveVnet(store, this.flags.vnet);
     if (!vnet) throw new OxyError('OXY_ERR_VNET_NOT_FOUND', "There is no virtual network yet: add one with 'oxyctl vnet add', or pass --route.");
     const given = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
     const vnetRoutes = async () => (await store.routes.liveInVnet(vnet.id)).map((r) => r.network).sort();
     if (given.length === 0 && (await vnetRoutes()).length === 0) {
-      throw new OxyError('OXY_ERR_NO_ROUTES', `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`);
+      throw new OxyError(
+        'OXY_ERR_NO_ROUTES',
+        `Virtual network ${vnet.name} has no IP routes to send anywhere. Add one with 'oxyctl tunnel route ip add --vnet ${vnet.name} CIDR TUNNEL'.`,
+      );
     }
     const edgePath = this.flags.edge?.[0] ?? DEFAULT_ON_RAMP;
     const save = this.stateSaver({ vnetId: vnet.id, vnetName: vnet.name, edge: edgePath });
@@ -73,9 +84,9 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
             (err: Error) => log.warn({ err }, 'Cannot read the routes of the virtual network'),
           );
         void look();
-        store.watch(() => void look(), { pollMs: STORE_POLL_MS, onError: (err) => log.warn({ err }, 'Store connection lost; reconnecting') }).catch(
-          (err: Error) => log.warn({ err }, 'Cannot follow store changes'),
-        );
+        store
+          .watch(() => void look(), { pollMs: STORE_POLL_MS, onError: (err) => log.warn({ err }, 'Store connection lost; reconnecting') })
+          .catch((err: Error) => log.warn({ err }, 'Cannot follow store changes'));
       },
       tunName: this.flags.tun,
       address: this.flags.address,
@@ -93,7 +104,8 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     // Without --route: the vnet's routes as the edge sends them, kept in step with its store.
     const routes = this.flags.route?.map((r) => parseNetworkArg(r).network) ?? [];
     const list = edgeList(this.flags.edge) ?? token.e;
-    if (!list || list.split(',').some((a) => !a.includes(':'))) throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
+    if (!list || list.split(',').some((a) => !a.includes(':')))
+      throw new OxyError('OXY_ERR_EDGE_TRUST', 'With --token, --edge must be HOST:PORT (or the token must carry the edge address).');
     const edges = resolveEdges(this.home, { AccountTag: token.a, TunnelID: token.d, TunnelSecret: token.s, Endpoint: list }, { edge: list, caPin: token.p });
     const dialers = edges.map((edge) => createDialer(this.flags.protocol, edge, log));
     const vnet = this.flags.vnet ?? '';
@@ -102,7 +114,10 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     let save: ((routes: string[]) => void) | undefined;
     let routesNow: () => string[] = () => [];
     const channel = await failoverChannel({
-      edges: list.split(',').map((a) => a.trim()).filter(Boolean),
+      edges: list
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean),
       dial: (i, signal) => dialers[i](0, signal),
       attach: (conn) => streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version }),
       log,

@@ -12,11 +12,19 @@ export default class WarpDevices extends BaseCommand<typeof WarpDevices> {
   };
 
   async run(): Promise<{ id: string; name: string; created_at: string; deleted_at: string | null }[]> {
-    const docs = (await (await this.store).devices.list(this.flags['show-deleted'])).map((d) => ({ id: d.id, name: d.name, created_at: d.createdAt, deleted_at: d.deletedAt }));
+    const docs = (await (await this.store).devices.list(this.flags['show-deleted'])).map((d) => ({
+      id: d.id,
+      name: d.name,
+      created_at: d.createdAt,
+      deleted_at: d.deletedAt,
+    }));
     await this.print(this.flags.output, docs, () =>
       docs.length === 0
         ? "No devices are enrolled; use 'oxyctl warp enroll NAME' to enroll one.\n"
-        : renderTable(['ID', 'NAME', 'CREATED', 'DELETED'], docs.map((d) => [d.id, d.name, d.created_at, timeCell(d.deleted_at)])),
+        : renderTable(
+            ['ID', 'NAME', 'CREATED', 'DELETED'],
+            docs.map((d) => [d.id, d.name, d.created_at, timeCell(d.deleted_at)]),
+          ),
     );
     return docs;
   }

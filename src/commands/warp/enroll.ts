@@ -8,7 +8,7 @@ export default class WarpEnroll extends BaseCommand<typeof WarpEnroll> {
   static summary = 'Enroll a device that reaches private networks from another host';
   static description =
     "Records a device and prints its token: the account, the device's ID and secret, the edges to dial (every edge running on this store, else this host's) and the CA pin. " +
-    "On the device: oxyctl warp connect --token TOKEN --vnet VNET --route CIDR. " +
+    'On the device: oxyctl warp connect --token TOKEN --vnet VNET --route CIDR. ' +
     "The same device ID and secret key its GUE datagrams to the edge's --gue-listen (docs/gue.md). Treat the token like a password.";
   static examples = ['<%= config.bin %> warp enroll laptop-ana', '<%= config.bin %> warp enroll --vnet vnet-sydney branch-router'];
   static args = { name: Args.string({ description: 'A name for the device', required: true }) };

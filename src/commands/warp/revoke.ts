@@ -6,7 +6,8 @@ import { resolveDevice, revokeDevice } from '../../core/devices.js';
 
 export default class WarpRevoke extends BaseCommand<typeof WarpRevoke> {
   static summary = "Revoke an enrolled device's token";
-  static description = 'The device is refused at its next registration with the edge (a reconnect, or a new warp connect); its GUE datagrams are refused within a store poll.';
+  static description =
+    'The device is refused at its next registration with the edge (a reconnect, or a new warp connect); its GUE datagrams are refused within a store poll.';
   static examples = ['<%= config.bin %> warp revoke --yes laptop-ana'];
   static args = { device: Args.string({ description: 'ID or name of the device', required: true }) };
   static flags = { yes: yesFlag };

@@ -38,7 +38,13 @@ export function dialThroughEdge(edgeUrl: string, hostname: string, destination?:
   });
 }
 
-export async function startAccessTcp(o: { edgeUrl: string; hostname: string; destination?: string; listen: { host: string; port: number }; log: Logger }): Promise<Server> {
+export async function startAccessTcp(o: {
+  edgeUrl: string;
+  hostname: string;
+  destination?: string;
+  listen: { host: string; port: number };
+  log: Logger;
+}): Promise<Server> {
   const server = createServer({ allowHalfOpen: true }, async (local) => {
     local.on('error', () => undefined);
     try {

@@ -100,12 +100,12 @@ export function readRawConfig(path: string): RawConfig {
 
 export function parseConfig(raw: RawConfig, source: string, options: { requireIngress?: boolean } = {}): ConnectorConfig {
   const notes = newNotes();
-  const ingress =
-    raw.ingress !== undefined || options.requireIngress ? Ingress.parse(raw.ingress, raw.originRequest, notes) : undefined;
+  const ingress = raw.ingress !== undefined || options.requireIngress ? Ingress.parse(raw.ingress, raw.originRequest, notes) : undefined;
   const wr = raw['warp-routing'] ?? {};
   const warpRouting: WarpRouting = {
     enabled: wr.enabled === undefined ? true : wr.enabled === true,
-    connectTimeoutMs: wr.connectTimeout === undefined ? DEFAULT_WARP_ROUTING.connectTimeoutMs : parseDuration(wr.connectTimeout as string, 'warp-routing.connectTimeout'),
+    connectTimeoutMs:
+      wr.connectTimeout === undefined ? DEFAULT_WARP_ROUTING.connectTimeoutMs : parseDuration(wr.connectTimeout as string, 'warp-routing.connectTimeout'),
     maxActiveFlows: wr.maxActiveFlows === undefined ? 0 : Number(wr.maxActiveFlows),
     tcpKeepAliveMs: wr.tcpKeepAlive === undefined ? DEFAULT_WARP_ROUTING.tcpKeepAliveMs : parseDuration(wr.tcpKeepAlive as string, 'warp-routing.tcpKeepAlive'),
   };
@@ -121,5 +121,4 @@ export function parseConfig(raw: RawConfig, source: string, options: { requireIn
   };
 }
 
-export const loadConfig = (path: string, options?: { requireIngress?: boolean }): ConnectorConfig =>
-  parseConfig(readRawConfig(path), path, options);
+export const loadConfig = (path: string, options?: { requireIngress?: boolean }): ConnectorConfig => parseConfig(readRawConfig(path), path, options);

@@ -18,7 +18,11 @@ const page = (req: IncomingMessage) => `<!doctype html>
 <body>
 <h1>Congrats! You created a tunnel!</h1>
 <p>oxyctl proxied this request through the edge and your tunnel to a local origin.</p>
-<pre>${escapeHtml(`${req.method} ${req.url} HTTP/${req.httpVersion}\n${Object.entries(req.headers).map(([k, v]) => `${k}: ${v}`).join('\n')}`)}</pre>
+<pre>${escapeHtml(
+  `${req.method} ${req.url} HTTP/${req.httpVersion}\n${Object.entries(req.headers)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\n')}`,
+)}</pre>
 </body></html>
 `;
 

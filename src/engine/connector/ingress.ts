@@ -9,7 +9,6 @@ import { matchHost } from '../../core/host-match.js';
 import { parseDuration } from './duration.js';
 import { IpAccessPolicy } from './ip-access.js';
 
-
 /** Per-rule settings for talking to the origin (cloudflared's originRequest). */
 export interface OriginRequest {
   connectTimeoutMs: number;
@@ -136,8 +135,7 @@ export function mergeOriginRequest(
     else if (NO_EFFECT_ORIGIN_KEYS.has(key)) {
       // Said once per key, wherever it appears.
       if (!notes.noEffect.some((n) => n.endsWith(`.${key}`))) notes.noEffect.push(`${where}.${key}`);
-    }
-    else notes.unknown.push(`${where}.${key}`);
+    } else notes.unknown.push(`${where}.${key}`);
   }
   return merged;
 }

@@ -34,7 +34,10 @@ export class IpAccessPolicy {
         const ports = r.ports === undefined || r.ports === null ? [] : Array.isArray(r.ports) ? r.ports.map(Number) : [NaN];
         for (const p of ports) {
           if (!Number.isInteger(p) || p < 1 || p > 65535) {
-            throw new OxyError('OXY_ERR_INGRESS_INVALID', `unable to create ip rule for ${where}.ipRules[${i}]: invalid port ${String(p)}, needs to be between 1 and 65535`);
+            throw new OxyError(
+              'OXY_ERR_INGRESS_INVALID',
+              `unable to create ip rule for ${where}.ipRules[${i}]: invalid port ${String(p)}, needs to be between 1 and 65535`,
+            );
           }
         }
         return { prefix, ports: ports.sort((a, b) => a - b), allow: r.allow === true };

@@ -42,14 +42,45 @@ export function createConnectorMetrics(registry: Registry, readyConnections: () 
   const registers = [registry];
   const totalRequests = new Counter({ name: `${t}_total_requests`, help: 'Amount of requests proxied through all the tunnels', registers });
   const concurrent = new Gauge({ name: `${t}_concurrent_requests_per_tunnel`, help: 'Concurrent requests proxied through each tunnel', registers });
-  const maxConcurrent = new Gauge({ name: `${t}_max_concurrent_requests_per_tunnel`, help: 'Largest number of concurrent requests proxied through each tunnel so far', registers });
+  const maxConcurrent = new Gauge({
+    name: `${t}_max_concurrent_requests_per_tunnel`,
+    help: 'Largest number of concurrent requests proxied through each tunnel so far',
+    registers,
+  });
   const byCode = new Counter({ name: `${t}_response_by_code`, help: 'Count of responses by HTTP status code', labelNames: ['status_code'], registers });
   const errors = new Counter({ name: `${t}_request_errors`, help: 'Count of error proxying to origin', registers });
-  new Gauge({ name: `${t}_ha_connections`, help: 'Number of active ha connections', registers, collect() { this.set(readyConnections()); } });
-  const locations = new Gauge({ name: `${t}_server_locations`, help: 'Where each tunnel is connected to. 1 means current location, 0 means previous locations.', labelNames: ['connection_id', 'edge_location'], registers });
-  const registerSuccess = new Counter({ name: `${t}_tunnel_register_success`, help: 'Count of successful tunnel registrations', labelNames: ['rpcName'], registers });
-  const registerFail = new Counter({ name: `${t}_tunnel_register_fail`, help: 'Count of failed tunnel registrations (dial or registration)', labelNames: ['error', 'rpcName'], registers });
-  const events = new Counter({ name: `${t}_connection_events`, help: 'Tunnel connection events per protocol (registered, closed, failed)', labelNames: ['protocol', 'event'], registers });
+  new Gauge({
+    name: `${t}_ha_connections`,
+    help: 'Number of active ha connections',
+    registers,
+    collect() {
+      this.set(readyConnections());
+    },
+  });
+  const locations = new Gauge({
+    name: `${t}_server_locations`,
+    help: 'Where each tunnel is connected to. 1 means current location, 0 means previous locations.',
+    labelNames: ['connection_id', 'edge_location'],
+    registers,
+  });
+  const registerSuccess = new Counter({
+    name: `${t}_tunnel_register_success`,
+    help: 'Count of successful tunnel registrations',
+    labelNames: ['rpcName'],
+    registers,
+  });
+  const registerFail = new Counter({
+    name: `${t}_tunnel_register_fail`,
+    help: 'Count of failed tunnel registrations (dial or registration)',
+    labelNames: ['error', 'rpcName'],
+    registers,
+  });
+  const events = new Counter({
+    name: `${t}_connection_events`,
+    help: 'Tunnel connection events per protocol (registered, closed, failed)',
+    labelNames: ['protocol', 'event'],
+    registers,
+  });
   const quicTotal = new Counter({ name: `${q}_total_connections`, help: 'Number of QUIC connections initiated', registers });
   const quicClosed = new Counter({ name: `${q}_closed_connections`, help: 'Number of QUIC connections closed', registers });
   const locationOf = new Map<string, string>();

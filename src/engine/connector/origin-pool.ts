@@ -48,10 +48,13 @@ export function boundedIdlePools(maxIdleConnections: number): { poolFactory: (or
     t.client = new Client(origin, {
       ...opts,
       connect: ((options: Parameters<Connector>[0], callback: (err: Error | null, socket: Socket | null) => void) =>
-        connect(options as never, ((err: Error | null, socket: Socket | null) => {
-          if (socket) t.socket = socket;
-          callback(err, socket);
-        }) as never)) as Connector,
+        connect(
+          options as never,
+          ((err: Error | null, socket: Socket | null) => {
+            if (socket) t.socket = socket;
+            callback(err, socket);
+          }) as never,
+        )) as Connector,
     });
     t.client.on('drain', () => {
       if (!isIdle(t)) return;

@@ -187,7 +187,8 @@ export class OriginProxy {
     if (!name) return { origin: target.origin, dispatcher: target.dispatcher, servername: requestServername(target.origin, o) };
     target.bySni ??= new Map();
     let dispatcher = target.bySni.get(name);
-    if (dispatcher) target.bySni.delete(name); // re-inserted below: most recently used last
+    if (dispatcher)
+      target.bySni.delete(name); // re-inserted below: most recently used last
     else {
       dispatcher = createDispatcher(target.origin, { ...o, originServerName: name }, target.socketPath);
       if (target.bySni.size >= SNI_DISPATCHERS) {
@@ -271,7 +272,16 @@ export class OriginProxy {
       const handler = new RelayHandler(out, writeHead, head.method === 'HEAD', resolve, reject, failEarly);
       try {
         dispatcher.dispatch(
-          { origin, ...sniOption(servername), path: head.path, method: head.method as Dispatcher.HttpMethod, headers: forwardHeaders(head, rule), body: body ?? undefined, headersTimeout: 0, bodyTimeout: 0 },
+          {
+            origin,
+            ...sniOption(servername),
+            path: head.path,
+            method: head.method as Dispatcher.HttpMethod,
+            headers: forwardHeaders(head, rule),
+            body: body ?? undefined,
+            headersTimeout: 0,
+            bodyTimeout: 0,
+          },
           handler,
         );
       } catch (err) {
@@ -309,7 +319,10 @@ export class OriginProxy {
     const s = rule.service;
     const dest = to ?? (s.kind === 'tcp' ? s : undefined);
     if (!dest) return Promise.reject(new OxyError('OXY_ERR_INTERNAL', `rule #${rule.index} is not a TCP service`));
-    if (!dest.port) return Promise.reject(new OxyError('OXY_ERR_ORIGIN_ADDRESS', `${rule.serviceText} has no port, and ${s.kind === 'tcp' ? `${s.scheme}://` : 'it'} has no default one`));
+    if (!dest.port)
+      return Promise.reject(
+        new OxyError('OXY_ERR_ORIGIN_ADDRESS', `${rule.serviceText} has no port, and ${s.kind === 'tcp' ? `${s.scheme}://` : 'it'} has no default one`),
+      );
     const o = rule.originRequest;
     return dialTcp(dest.host, dest.port, o.connectTimeoutMs, o.tcpKeepAliveMs, !o.noHappyEyeballs);
   }

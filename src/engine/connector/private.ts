@@ -156,7 +156,11 @@ export class PrivateOfframp {
   #icmpSocket(family: 4 | 6): PktinfoUdpSocket {
     let socket = this.#icmp.get(family);
     if (socket) return socket;
-    socket = PktinfoUdpSocket.bind({ address: this.icmpSource[family] ?? (family === 4 ? '0.0.0.0' : '::'), ipv6Only: true, rawProtocol: family === 4 ? 1 : 58 });
+    socket = PktinfoUdpSocket.bind({
+      address: this.icmpSource[family] ?? (family === 4 ? '0.0.0.0' : '::'),
+      ipv6Only: true,
+      rawProtocol: family === 4 ? 1 : 58,
+    });
     socket.unref();
     socket.on('batch', (batch) => {
       for (let i = 0; i < batch.count; i++) {

@@ -120,7 +120,11 @@ export async function resolveEdgeHost(host: string, version: '4' | '6' | 'auto' 
   try {
     return (await lookup(host, version === 'auto' ? {} : { family: Number(version) })).address;
   } catch (err) {
-    throw new OxyError('OXY_ERR_EDGE_ADDRESS', `Cannot resolve the edge ${host} to an IPv${version === 'auto' ? '4/6' : version} address: ${(err as Error).message}`, { cause: err });
+    throw new OxyError(
+      'OXY_ERR_EDGE_ADDRESS',
+      `Cannot resolve the edge ${host} to an IPv${version === 'auto' ? '4/6' : version} address: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
@@ -147,7 +151,10 @@ export function resolveEdge(home: string, creds: TunnelCredentials, flags: { edg
  */
 export function resolveEdges(home: string, creds: TunnelCredentials, flags: { edge?: string; edgeCa?: string; caPin?: string }): EdgeTarget[] {
   const list = flags.edge ?? (creds.Endpoint || localEdgeTrust(home)?.endpoint || `127.0.0.1:${DEFAULT_TUNNEL_PORT}`);
-  const addresses = list.split(',').map((a) => a.trim()).filter(Boolean);
+  const addresses = list
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
   return addresses.map((edge) => resolveEdge(home, creds, { ...flags, edge }));
 }
 
@@ -224,7 +231,9 @@ export function fetchPinnedCa(host: string, port: number, pin: string, timeoutMs
           return;
         }
       }
-      fail(new OxyError('OXY_ERR_TUNNEL_PIN_MISMATCH', `The edge at ${host}:${port} presented no certificate with the pinned CA key (wrong token or wrong edge?)`));
+      fail(
+        new OxyError('OXY_ERR_TUNNEL_PIN_MISMATCH', `The edge at ${host}:${port} presented no certificate with the pinned CA key (wrong token or wrong edge?)`),
+      );
     });
   });
 }

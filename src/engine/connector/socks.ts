@@ -11,7 +11,15 @@ import type { Logger } from '../observe/log.js';
 import type { IpAccessPolicy } from './ip-access.js';
 
 /** RFC 1928 §6 reply codes. */
-export const SocksReply = { SUCCEEDED: 0, GENERAL_FAILURE: 1, NOT_ALLOWED: 2, HOST_UNREACHABLE: 4, REFUSED: 5, COMMAND_NOT_SUPPORTED: 7, ADDRESS_NOT_SUPPORTED: 8 } as const;
+export const SocksReply = {
+  SUCCEEDED: 0,
+  GENERAL_FAILURE: 1,
+  NOT_ALLOWED: 2,
+  HOST_UNREACHABLE: 4,
+  REFUSED: 5,
+  COMMAND_NOT_SUPPORTED: 7,
+  ADDRESS_NOT_SUPPORTED: 8,
+} as const;
 
 export type SocksDial = (host: string, port: number) => Promise<Socket>;
 

@@ -12,7 +12,17 @@ import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
 import { PrivateOfframp } from './private.js';
 import { DEFAULT_WARP_ROUTING } from './config.js';
-import { buildIngress, clientVersion, createDialer, resolveCredentials, resolveEdgeHost, resolveEdges, spreadDialer, type CredentialSources, type ProtocolChoice } from './run.js';
+import {
+  buildIngress,
+  clientVersion,
+  createDialer,
+  resolveCredentials,
+  resolveEdgeHost,
+  resolveEdges,
+  spreadDialer,
+  type CredentialSources,
+  type ProtocolChoice,
+} from './run.js';
 
 /**
  * What a connector runs with: typed, camelCase, durations already in milliseconds. The CLI
@@ -60,10 +70,7 @@ export interface StartedConnector {
 }
 
 /** Resolves credentials, edge, ingress and dialer, then starts the supervisor and metrics. */
-export async function startConnector(
-  log: Logger,
-  o: CredentialSources & { options: ConnectorOptions; version: string },
-): Promise<StartedConnector> {
+export async function startConnector(log: Logger, o: CredentialSources & { options: ConnectorOptions; version: string }): Promise<StartedConnector> {
   const f = o.options;
   const { creds, caPin } = await resolveCredentials(o);
   const edges = resolveEdges(o.home, creds, { edge: f.edge, edgeCa: f.edgeCa, caPin });
@@ -125,7 +132,9 @@ export async function startConnector(
         tunnelID: creds.TunnelID,
         connectorID: connector.connectorId,
         edge: edgeList,
-        connections: connector.connections().map((c, index) => ({ index, isConnected: c !== undefined, protocol: c?.protocol ?? '', edgeAddress: c?.remoteAddress ?? '' })),
+        connections: connector
+          .connections()
+          .map((c, index) => ({ index, isConnected: c !== undefined, protocol: c?.protocol ?? '', edgeAddress: c?.remoteAddress ?? '' })),
         icmpSources: f.icmpSource ?? {},
       }),
     },
@@ -157,4 +166,3 @@ export async function startConnector(
     },
   };
 }
-

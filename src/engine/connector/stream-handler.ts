@@ -114,7 +114,13 @@ export class StreamHandler {
     const kind = rule.service.kind;
     if (kind === 'socks' || (kind === 'tcp' && rule.originRequest.proxyType === 'socks')) {
       // SOCKS5 after the 101: the client names each destination; ipRules decide (socks.ts).
-      respond(stream, { status: 101, headers: [['connection', 'Upgrade'], ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp']] });
+      respond(stream, {
+        status: 101,
+        headers: [
+          ['connection', 'Upgrade'],
+          ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp'],
+        ],
+      });
       const socket = await socksHandshake(stream, rule.originRequest.ipRules, (host, port) => this.origins.dialTcp(rule, { host, port }), this.log);
       return socket ? bridge(stream, socket) : undefined;
     }
@@ -126,9 +132,10 @@ export class StreamHandler {
       if (jump && !(jump instanceof Error)) {
         const checked = await checkDestination(jump.host, jump.port, rule.originRequest.ipRules);
         if ('refused' in checked) {
-          const page = checked.refused === 'policy'
-            ? errorPage(403, 'destination_ip_prohibited', `${jump.host}:${jump.port} is not allowed by this bastion's ipRules.`)
-            : errorPage(502, 'dns_error', `${jump.host} does not resolve.`);
+          const page =
+            checked.refused === 'policy'
+              ? errorPage(403, 'destination_ip_prohibited', `${jump.host}:${jump.port} is not allowed by this bastion's ipRules.`)
+              : errorPage(502, 'dns_error', `${jump.host} does not resolve.`);
           respond(stream, page);
           stream.end(page.body);
           return;
@@ -149,7 +156,13 @@ export class StreamHandler {
         stream.end(page.body);
         return;
       }
-      respond(stream, { status: 101, headers: [['connection', 'Upgrade'], ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp']] });
+      respond(stream, {
+        status: 101,
+        headers: [
+          ['connection', 'Upgrade'],
+          ['upgrade', headerValue(head.headers, 'upgrade') ?? 'tcp'],
+        ],
+      });
       return bridge(stream, socket);
     }
     const upgraded = await this.origins.proxyUpgrade(rule, head);

@@ -144,9 +144,15 @@ export class Connector extends EventEmitter<ConnectorEvents> {
           this.#fatal(`Could not connect to the edge after ${failures + 1} attempts (--retries ${this.o.maxRetries})${why}`, lastError);
           break;
         }
-        this.o.log.error({ connIndex, retries: this.o.maxRetries }, 'Connection gave up: it dropped and every reconnect since failed (--retries); not retrying');
+        this.o.log.error(
+          { connIndex, retries: this.o.maxRetries },
+          'Connection gave up: it dropped and every reconnect since failed (--retries); not retrying',
+        );
         if (++this.#gaveUp === this.#slots.length) {
-          this.#fatal(`Every connection to the edge dropped and failed ${this.o.maxRetries} reconnects in a row (--retries ${this.o.maxRetries})${why}`, lastError);
+          this.#fatal(
+            `Every connection to the edge dropped and failed ${this.o.maxRetries} reconnects in a row (--retries ${this.o.maxRetries})${why}`,
+            lastError,
+          );
         }
         break;
       }

@@ -121,7 +121,11 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
   if (!current) {
     // One edge: its own error (a pin mismatch, a refused dial) says it best.
     if (o.edges.length === 1 && lastError) throw lastError;
-    throw new OxyError('OXY_ERR_WARP_CONNECT', `Cannot reach any edge (${o.edges.join(', ')}; the last: ${lastError?.message}): is 'oxyctl edge run' running there, and the address right?`, { cause: lastError });
+    throw new OxyError(
+      'OXY_ERR_WARP_CONNECT',
+      `Cannot reach any edge (${o.edges.join(', ')}; the last: ${lastError?.message}): is 'oxyctl edge run' running there, and the address right?`,
+      { cause: lastError },
+    );
   }
   return {
     send: (packet) => current?.channel.send(packet),

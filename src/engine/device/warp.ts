@@ -72,7 +72,11 @@ export function seqpacketChannel(path: string, context: object): PacketChannel {
   try {
     socket = SeqpacketSocket.connect(path, { maxMessageSize: 65535 + 64, batchSize: 128 });
   } catch (err) {
-    throw new OxyError('OXY_ERR_WARP_CONNECT', `Cannot reach the edge's IP tunnel on-ramp at ${path}: ${(err as Error).message}. Is 'oxyctl edge run --ip-tunnel-listen ${path}' running?`, { cause: err });
+    throw new OxyError(
+      'OXY_ERR_WARP_CONNECT',
+      `Cannot reach the edge's IP tunnel on-ramp at ${path}: ${(err as Error).message}. Is 'oxyctl edge run --ip-tunnel-listen ${path}' running?`,
+      { cause: err },
+    );
   }
   socket.send(Buffer.from(JSON.stringify(context)));
   socket.on('error', () => undefined);
@@ -104,7 +108,14 @@ export function seqpacketChannel(path: string, context: object): PacketChannel {
  * and opens one `ip-packets` stream naming its vnet; packets travel as datagram records.
  */
 export async function streamChannel(conn: TunnelConnection, o: { deviceId: string; secret: Buffer; vnet: string; version: string }): Promise<PacketChannel> {
-  const { control } = await registerConnection(conn, { tunnelId: o.deviceId, connectorId: randomUUID(), connIndex: 0, secret: o.secret, clientVersion: o.version, features: ['device'] });
+  const { control } = await registerConnection(conn, {
+    tunnelId: o.deviceId,
+    connectorId: randomUUID(),
+    connIndex: 0,
+    secret: o.secret,
+    clientVersion: o.version,
+    features: ['device'],
+  });
   const stream = await conn.openStream();
   writeRequestHeader(stream, { kind: 'ip-packets', destination: '', metadata: [['Vnet', o.vnet]] });
   const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 10_000 });
@@ -161,7 +172,13 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
   if (feed) {
     first = new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new OxyError('OXY_ERR_NO_ROUTES', `No routes came for this virtual network within ${FIRST_ROUTES_TIMEOUT_MS / 1000} s: pass the networks with --route CIDR.`)),
+        () =>
+          reject(
+            new OxyError(
+              'OXY_ERR_NO_ROUTES',
+              `No routes came for this virtual network within ${FIRST_ROUTES_TIMEOUT_MS / 1000} s: pass the networks with --route CIDR.`,
+            ),
+          ),
         FIRST_ROUTES_TIMEOUT_MS,
       );
       let initial = true;

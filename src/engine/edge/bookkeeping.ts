@@ -146,7 +146,10 @@ export class ConnectionBook {
     const now = Date.now();
     if (this.#failures === 1 || now - this.#lastLog >= REPEAT_LOG_MS) {
       this.#lastLog = now;
-      this.log.warn({ err, op: w.op, attempts: this.#failures, pending: this.#queue.length }, 'Could not write connection records to the store; retrying (traffic is not affected)');
+      this.log.warn(
+        { err, op: w.op, attempts: this.#failures, pending: this.#queue.length },
+        'Could not write connection records to the store; retrying (traffic is not affected)',
+      );
     }
     if (this.#closed) return;
     const delay = Math.min(this.backoff.maxMs, this.backoff.minMs * 2 ** Math.min(this.#failures - 1, 16));

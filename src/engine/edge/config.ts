@@ -46,9 +46,27 @@ export const HTTP_TIMEOUT_KEYS = ['headers-ms', 'request-ms', 'idle-ms', 'keep-a
 export const httpTimeouts = (t: EdgeSettingsFile['http-timeouts']): Partial<HttpTimeouts> | undefined =>
   t && { headersMs: t['headers-ms'], requestMs: t['request-ms'], idleMs: t['idle-ms'], keepAliveMs: t['keep-alive-ms'] };
 
-export const IP_LIMITS = ['max-flows', 'max-flows-per-tenant', 'max-flows-per-session', 'reassembly-bytes', 'reassembly-bytes-per-tenant', 'reassembly-timeout-ms'] as const;
+export const IP_LIMITS = [
+  'max-flows',
+  'max-flows-per-tenant',
+  'max-flows-per-session',
+  'reassembly-bytes',
+  'reassembly-bytes-per-tenant',
+  'reassembly-timeout-ms',
+] as const;
 
-const STRINGS = ['tunnel-listen', 'http-listen', 'metrics', 'location', 'proxy-listen', 'hooks', 'ip-tunnel-listen', 'gue-listen', 'dashboard-listen', 'store'] as const;
+const STRINGS = [
+  'tunnel-listen',
+  'http-listen',
+  'metrics',
+  'location',
+  'proxy-listen',
+  'hooks',
+  'ip-tunnel-listen',
+  'gue-listen',
+  'dashboard-listen',
+  'store',
+] as const;
 const BOOLEANS = ['quic', 'trace-hooks', 'proxy-protocol', 'dashboard-tls', 'dashboard-insecure'] as const;
 
 export function loadEdgeConfig(path: string): EdgeSettingsFile {
@@ -82,7 +100,10 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
         if (!Number.isInteger(v) || (v as number) <= 0) bad(`${key}.${k}`, 'a positive integer');
       }
     } else {
-      throw new OxyError('OXY_ERR_CONFIG', `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'ip-limits', 'http-timeouts'].join(', ')})`);
+      throw new OxyError(
+        'OXY_ERR_CONFIG',
+        `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'ip-limits', 'http-timeouts'].join(', ')})`,
+      );
     }
   }
   return file as EdgeSettingsFile;

@@ -65,11 +65,29 @@ const hooksDecide = (r: HookRunner): boolean =>
   Boolean(r.ingressConnection || r.proxyHeader || r.connectRequest || r.egressConnection || r.tcpConnect || r.upstreamIps || r.dnsResolve);
 
 /** Hop-by-hop headers a proxy does not forward (RFC 9110 §7.6.1), plus our own. */
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'oxy-vnet']);
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'oxy-vnet',
+]);
 
 const headerOf = (h: [string, string][], name: string): string | undefined => h.find(([k]) => k.toLowerCase() === name)?.[1];
 
-const STATUS_TEXT: Record<number, string> = { 200: 'Connection Established', 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 502: 'Bad Gateway', 504: 'Gateway Timeout' };
+const STATUS_TEXT: Record<number, string> = {
+  200: 'Connection Established',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  407: 'Proxy Authentication Required',
+  502: 'Bad Gateway',
+  504: 'Gateway Timeout',
+};
 
 /** Splits a CONNECT authority (`host:port`, `[v6]:port`). */
 export function parseAuthority(authority: string): { host: string; port: number } | undefined {
@@ -98,7 +116,12 @@ export class ConnectProxy {
     this.#http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Closed for good once written: the socket is half-open capable, and a client that never
       // closes its side (slowloris) would otherwise keep it.
-      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      const status =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? '431 Request Header Fields Too Large'
+            : '400 Bad Request';
       if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`, () => socket.destroy());
       else socket.destroy();
     });
@@ -133,7 +156,8 @@ export class ConnectProxy {
   #resolveVnet(conn: HookConnection, headers: [string, string][]): string | undefined {
     const named = headerOf(headers, 'oxy-vnet');
     const vnet = this.o.vnets?.(named);
-    if (named && !vnet) return `virtual network ${named} not found (Oxy-Vnet header): name one of the edge's virtual networks, or send no Oxy-Vnet for the default`;
+    if (named && !vnet)
+      return `virtual network ${named} not found (Oxy-Vnet header): name one of the edge's virtual networks, or send no Oxy-Vnet for the default`;
     conn.vnet = vnet;
     return undefined;
   }
@@ -166,7 +190,13 @@ export class ConnectProxy {
     let info: EstablishedInfo | undefined;
     try {
       if (r.connectRequest) {
-        const directive = await r.call(conn, 'http.handleProxyConnectRequest', r.connectRequest, { authority, host: target.host, port: target.port, headers }, ctx);
+        const directive = await r.call(
+          conn,
+          'http.handleProxyConnectRequest',
+          r.connectRequest,
+          { authority, host: target.host, port: target.port, headers },
+          ctx,
+        );
         if (directive?.action === 'block') {
           const status = directive.status ?? 403;
           this.#writeHead(socket, this.#errorHead(status, 'destination_ip_prohibited', directive.reason ?? 'refused by the proxy'));
@@ -213,11 +243,19 @@ export class ConnectProxy {
     const started = Date.now();
     const [in0, out0] = [socket.bytesRead, socket.bytesWritten];
     socket.once('close', () =>
-      conn.log.info({
-        client: hostPort(conn.client), destination, upstream: hostPort(info.upstream), via: info.via,
-        bytesIn: socket.bytesRead - in0, bytesOut: socket.bytesWritten - out0, durationMs: Date.now() - started,
-        proxyStatus: `${this.#name}; next-hop="${hostPort(info.upstream)}"`,
-      }, 'CONNECT'),
+      conn.log.info(
+        {
+          client: hostPort(conn.client),
+          destination,
+          upstream: hostPort(info.upstream),
+          via: info.via,
+          bytesIn: socket.bytesRead - in0,
+          bytesOut: socket.bytesWritten - out0,
+          durationMs: Date.now() - started,
+          proxyStatus: `${this.#name}; next-hop="${hostPort(info.upstream)}"`,
+        },
+        'CONNECT',
+      ),
     );
   }
 
@@ -236,7 +274,12 @@ export class ConnectProxy {
     let upstream: Duplex | undefined;
     try {
       if (!/^http:\/\//i.test(req.url ?? '')) {
-        return this.#answer(res, 400, 'destination_unavailable', 'This is a forward proxy: send CONNECT host:port or absolute-form requests (GET http://host/path)');
+        return this.#answer(
+          res,
+          400,
+          'destination_unavailable',
+          'This is a forward proxy: send CONNECT host:port or absolute-form requests (GET http://host/path)',
+        );
       }
       const headers = pairs(req.rawHeaders);
       const vnetError = this.#resolveVnet(conn, headers);
@@ -264,7 +307,13 @@ export class ConnectProxy {
         return this.#answer(res, err.status, err.proxyError, err.message);
       }
       const sock = upstream;
-      const outgoing = httpRequest({ method: head.method, path: `${url.pathname}${url.search}`, headers: out.flat(), createConnection: () => sock as Socket, setHost: false });
+      const outgoing = httpRequest({
+        method: head.method,
+        path: `${url.pathname}${url.search}`,
+        headers: out.flat(),
+        createConnection: () => sock as Socket,
+        setHost: false,
+      });
       outgoing.on('error', () => upstream?.destroy());
       // Settled here: a failed upload (the client went away) must not surface as an unhandled rejection.
       const upload = pipeline(rewritten(req, outcome.body), outgoing).catch(() => upstream?.destroy());

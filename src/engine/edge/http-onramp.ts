@@ -113,7 +113,8 @@ function requestTarget(req: IncomingMessage): { host: string; path: string; head
   try {
     url = new URL(target);
   } catch {}
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.host) throw new OnrampError(400, 'http_request_error', 'The request target must be a path or an http(s) URL.');
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.host)
+    throw new OnrampError(400, 'http_request_error', 'The request target must be a path or an http(s) URL.');
   const host = url.host;
   return { host, path: `${url.pathname}${url.search}`, headers: [...headers.filter(([k]) => k.toLowerCase() !== 'host'), ['Host', host]] };
 }
@@ -232,7 +233,10 @@ export class HttpOnramp {
         if (!(err instanceof ConnectionLost)) throw err;
         stream.destroy();
         on = err.next;
-        this.o.log.info({ host: head.host, method: head.method, connection: live.id, sends }, 'Resending an idempotent request: its tunnel connection stopped answering');
+        this.o.log.info(
+          { host: head.host, method: head.method, connection: live.id, sends },
+          'Resending an idempotent request: its tunnel connection stopped answering',
+        );
       }
     }
   }
@@ -286,7 +290,8 @@ export class HttpOnramp {
 
   async #responseHead(stream: TunnelStream) {
     const header = await readStreamHeader(stream, { expect: 'response', timeoutMs: this.o.responseTimeoutMs ?? 120_000 });
-    if (header.status !== ResponseStatus.OK) throw new OnrampError(502, 'destination_unavailable', 'The connector refused the request.', { status: header.status, reason: header.message });
+    if (header.status !== ResponseStatus.OK)
+      throw new OnrampError(502, 'destination_unavailable', 'The connector refused the request.', { status: header.status, reason: header.message });
     return decodeResponseHead(header.metadata);
   }
 
@@ -339,7 +344,13 @@ export class HttpOnramp {
   };
 
   /** Writes the tunnel's answer to an upgrade; after a 101, bridges the bytes both ways. */
-  async #finishUpgrade(socket: Duplex, head: Buffer, stream: TunnelStream, response: { status: number; headers: HeaderPairs }, upgraded = response.status === 101): Promise<void> {
+  async #finishUpgrade(
+    socket: Duplex,
+    head: Buffer,
+    stream: TunnelStream,
+    response: { status: number; headers: HeaderPairs },
+    upgraded = response.status === 101,
+  ): Promise<void> {
     const lines = [`HTTP/1.1 ${response.status} ${response.status === 101 ? 'Switching Protocols' : 'Upgrade Refused'}`];
     for (const [k, v] of response.headers) lines.push(`${k}: ${v}`);
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -432,7 +443,8 @@ export class HttpOnramp {
       stream = await this.#openStream('websocket', hooked.head);
       const response = await this.#responseHead(stream);
       const upgraded = response.status === 101;
-      if (await responseHook(this.o.runner, conn, response)) conn.log.warn({ hook: 'http.handleResponse', host: hooked.head.host }, 'Body rewrite ignored on an upgrade response');
+      if (await responseHook(this.o.runner, conn, response))
+        conn.log.warn({ hook: 'http.handleResponse', host: hooked.head.host }, 'Body rewrite ignored on an upgrade response');
       await this.#finishUpgrade(socket, head, stream, response, upgraded);
     } catch (err) {
       this.#failUpgrade(socket, err, req.headers.host, conn);

@@ -92,57 +92,69 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   const echoes = new EchoRelay(edge, log, (flow, packet) => sendToClient(flow, packet));
   // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
   const flows: FlowContexts = new WeakMap();
-  const ipEdge = await IpEdge.create<Routed>(withIpHooks(edge.hooks, {
-    limits: { ...o.limits, maxFlowsPerSession: o.limits?.maxFlowsPerSession ?? DEFAULT_MAX_FLOWS_PER_SESSION },
-    reassembly: o.limits?.reassembly,
-    decideFlow(flow, packet) {
-      // The on-ramp resolved the vnet: the context carries its ID (a vnet deleted since has no routes).
-      const vnetId = flow.scope.context.vnet;
-      const route = edge.egress.route(vnetId, packet.dst);
-      if (!route) {
-        tell(flow, packet, 'no-route');
-        return 'drop';
-      }
-      if (!edge.registry.pick(route.tunnelId)) {
-        edge.egress.noConnector++;
-        tell(flow, packet, 'no-connector');
-        return 'drop';
-      }
-      if (packet.transport === TransportKind.Tcp || packet.transport === TransportKind.Udp) return { verdict: 'upgrade', route: { vnetId, route } };
-      // Pings travel as IP to the connector, which echoes them off the private host.
-      if (packet.isEcho) return { verdict: 'forward', route: { vnetId, route } };
-      return 'drop';
-    },
-    onIpPacket(flow, packet) {
-      echoes.send(flow, packet);
-    },
-    onFlowEnd(flow) {
-      echoes.end(flow);
-    },
-    onTcpStream(socket: Socket, flow) {
-      const { vnetId } = flow.decision.route!;
-      socket.pause();
-      edge.egress
-        .open('tcp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]])
-        .then(({ stream }) => {
-          stream.on('error', () => socket.destroy());
-          socket.on('error', () => stream.destroy());
-          socket.pipe(stream);
-          stream.pipe(socket);
-          socket.resume();
-        })
-        .catch((err: Error) => {
-          log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private TCP flow failed');
-          socket.resetAndDestroy();
-        });
-    },
-    onUdpFlow(udp: UdpFlow<Routed>) {
-      const flow = udp.flow;
-      const dst = `${formatAddress(flow.dst)}:${flow.dstPort}`;
-      const making = edge.egress.openUdp(flow.decision.route!.vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]]);
-      bridgeUdp(udp, making.then((r) => r.assoc), () => undefined, (err) => log.info({ err, dst }, 'Private UDP flow failed'));
-    },
-  }, edge.hookedEgress, flows));
+  const ipEdge = await IpEdge.create<Routed>(
+    withIpHooks(
+      edge.hooks,
+      {
+        limits: { ...o.limits, maxFlowsPerSession: o.limits?.maxFlowsPerSession ?? DEFAULT_MAX_FLOWS_PER_SESSION },
+        reassembly: o.limits?.reassembly,
+        decideFlow(flow, packet) {
+          // The on-ramp resolved the vnet: the context carries its ID (a vnet deleted since has no routes).
+          const vnetId = flow.scope.context.vnet;
+          const route = edge.egress.route(vnetId, packet.dst);
+          if (!route) {
+            tell(flow, packet, 'no-route');
+            return 'drop';
+          }
+          if (!edge.registry.pick(route.tunnelId)) {
+            edge.egress.noConnector++;
+            tell(flow, packet, 'no-connector');
+            return 'drop';
+          }
+          if (packet.transport === TransportKind.Tcp || packet.transport === TransportKind.Udp) return { verdict: 'upgrade', route: { vnetId, route } };
+          // Pings travel as IP to the connector, which echoes them off the private host.
+          if (packet.isEcho) return { verdict: 'forward', route: { vnetId, route } };
+          return 'drop';
+        },
+        onIpPacket(flow, packet) {
+          echoes.send(flow, packet);
+        },
+        onFlowEnd(flow) {
+          echoes.end(flow);
+        },
+        onTcpStream(socket: Socket, flow) {
+          const { vnetId } = flow.decision.route!;
+          socket.pause();
+          edge.egress
+            .open('tcp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]])
+            .then(({ stream }) => {
+              stream.on('error', () => socket.destroy());
+              socket.on('error', () => stream.destroy());
+              socket.pipe(stream);
+              stream.pipe(socket);
+              socket.resume();
+            })
+            .catch((err: Error) => {
+              log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private TCP flow failed');
+              socket.resetAndDestroy();
+            });
+        },
+        onUdpFlow(udp: UdpFlow<Routed>) {
+          const flow = udp.flow;
+          const dst = `${formatAddress(flow.dst)}:${flow.dstPort}`;
+          const making = edge.egress.openUdp(flow.decision.route!.vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]]);
+          bridgeUdp(
+            udp,
+            making.then((r) => r.assoc),
+            () => undefined,
+            (err) => log.info({ err, dst }, 'Private UDP flow failed'),
+          );
+        },
+      },
+      edge.hookedEgress,
+      flows,
+    ),
+  );
   attachPacketHook(ipEdge as unknown as IpEdge, edge.hooks, flows);
   // New flows refused by a limit (global, tenant, session) or for want of a NAT slot.
   new Counter({
@@ -168,7 +180,9 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   const seqpacket = o.seqpacketPath ? new SeqpacketOnRamp(anyEdge, o.seqpacketPath, { resolveContext }) : undefined;
   // Devices on other hosts: one IP session per ip-packets stream (its vnet resolved by the server), packets as datagram records.
   const deviceStreams = (stream: TunnelStream, vnet: VirtualNetwork): void => {
-    const session = anyEdge.openSession({ tenant: edge.view.accountTag, vnet: vnet.id, vnetName: vnet.name }, (packet) => stream.write(encodeDatagramRecord(packet)));
+    const session = anyEdge.openSession({ tenant: edge.view.accountTag, vnet: vnet.id, vnetName: vnet.name }, (packet) =>
+      stream.write(encodeDatagramRecord(packet)),
+    );
     const parser = new DatagramRecordParser();
     stream.on('data', (chunk: Buffer) => {
       for (const packet of parser.push(chunk)) session.receive(packet);

@@ -16,8 +16,6 @@ import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 
-
-
 export class PrivateEgress {
   /** Flows refused because the route's tunnel had no live connector. */
   noConnector = 0;
@@ -49,7 +47,13 @@ export class PrivateEgress {
    * the connector has connected. Rejects with OXY_ERR_NO_ROUTE, OXY_ERR_NO_CONNECTOR or
    * OXY_ERR_DIAL_FAILED (the connector's reason in the message).
    */
-  async open(kind: 'tcp' | 'udp' | 'ip-packets', vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ stream: TunnelStream; route: DetailedRoute; conn: TunnelConnection }> {
+  async open(
+    kind: 'tcp' | 'udp' | 'ip-packets',
+    vnetId: string,
+    ip: string,
+    port: number,
+    metadata: Metadata = [],
+  ): Promise<{ stream: TunnelStream; route: DetailedRoute; conn: TunnelConnection }> {
     const address = parseIp(ip).address;
     const route = this.route(vnetId, address);
     if (!route) throw new OxyError('OXY_ERR_NO_ROUTE', `No route matches the IP ${address} in virtual network ${vnetId}`);

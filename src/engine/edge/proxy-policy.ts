@@ -32,7 +32,10 @@ const ENTRY_RE = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::([0-9,-]+))?$/;
 /** `10.0.0.0/8`, `198.18.0.1`, `127.0.0.1:8080`, `10.0.0.0/8:80,443,8000-8999`, `[2001:db8::/32]:443`. */
 export function parseAllowEntry(text: string): AllowEntry {
   const fail = (why: string): never => {
-    throw new OxyError('OXY_ERR_PROXY_ALLOW', `Invalid --proxy-allow entry ${JSON.stringify(text)}: ${why}. Write CIDR or CIDR:PORTS, e.g. 198.18.0.0/15:80,443 or [2001:db8::/32]:8000-8999`);
+    throw new OxyError(
+      'OXY_ERR_PROXY_ALLOW',
+      `Invalid --proxy-allow entry ${JSON.stringify(text)}: ${why}. Write CIDR or CIDR:PORTS, e.g. 198.18.0.0/15:80,443 or [2001:db8::/32]:8000-8999`,
+    );
   };
   const m = ENTRY_RE.exec(text.trim());
   // A bare IPv6 address has colons: read it whole, without ports.
@@ -113,7 +116,9 @@ export function proxyGuard(o: ProxyPolicyOptions): EgressGuard {
     const local = via === 'direct' && isLocalAddress(bytes);
     if (local && o.ownPorts().includes(target.port)) return deny('The proxy does not connect to the edge itself');
     if (!o.allow) return local ? deny('The proxy does not connect to the edge host; allow it with --proxy-allow 127.0.0.1:PORT') : undefined;
-    const entry = o.allow.find((e) => (!local || e.local) && contains(e.cidr, bytes) && (e.ports.length === 0 || e.ports.some(([lo, hi]) => target.port >= lo && target.port <= hi)));
+    const entry = o.allow.find(
+      (e) => (!local || e.local) && contains(e.cidr, bytes) && (e.ports.length === 0 || e.ports.some(([lo, hi]) => target.port >= lo && target.port <= hi)),
+    );
     return entry ? undefined : deny(`${joinHostPort(target.address, target.port)} is not in the proxy's allow list`);
   };
 }

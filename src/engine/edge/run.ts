@@ -65,7 +65,8 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   // The one cycle: hooks may ask for the edge's vnet off-ramp while traffic flows, and the
   // edge runs the hooks. The closure reads `edge`, built right below, only at traffic time.
   const vnetOffRamp = (ctx: HookContext) => edge.vnetOffRamp(ctx);
-  const hooks = typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
+  const hooks =
+    typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
   const traffic = o.dashboardListen ? new TrafficRecorder() : undefined;
   const edge = new EdgeServer({
     store: o.store,
@@ -92,7 +93,13 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   const ipEdge = edge.ipEdge;
   if (o.dashboardListen && traffic) {
     const dashboard = await DashboardServer.listen({
-      listen: o.dashboardListen, log: o.log, store: o.store, view: edge.view, traffic, devices: edge.devices, defaultTunnel: o.defaultTunnel,
+      listen: o.dashboardListen,
+      log: o.log,
+      store: o.store,
+      view: edge.view,
+      traffic,
+      devices: edge.devices,
+      defaultTunnel: o.defaultTunnel,
       flows: ipEdge && (() => ipEdge.table.activeByScope()),
       tls: o.dashboardTls ? { key: identity.key, cert: identity.certChain } : undefined,
       insecure: o.dashboardInsecure,

@@ -140,8 +140,18 @@ export class EdgeServer {
       }
     });
     this.#connectionsGauge = new Gauge({ name: 'oxy_edge_tunnel_connections', help: 'Registered connector connections', registers: [this.metrics] });
-    this.#registrations = new Counter({ name: 'oxy_edge_registrations_total', help: 'Connector registrations by result', labelNames: ['result'], registers: [this.metrics] });
-    this.#requests = new Counter({ name: 'oxy_edge_http_requests_total', help: 'Public HTTP requests by response status', labelNames: ['status'], registers: [this.metrics] });
+    this.#registrations = new Counter({
+      name: 'oxy_edge_registrations_total',
+      help: 'Connector registrations by result',
+      labelNames: ['result'],
+      registers: [this.metrics],
+    });
+    this.#requests = new Counter({
+      name: 'oxy_edge_http_requests_total',
+      help: 'Public HTTP requests by response status',
+      labelNames: ['status'],
+      registers: [this.metrics],
+    });
   }
 
   get tunnelAddresses(): { protocol: string; address: { address: string; port: number } }[] {
@@ -171,19 +181,40 @@ export class EdgeServer {
     for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn), this.#listeners));
     if (this.o.httpListen) {
       this.#http = await HttpOnramp.listen({
-        listen: this.o.httpListen, view: this.view, registry: this.registry, log: this.o.log, runner: this.hooks,
-        proxyProtocol: this.o.proxyProtocol, requests: this.#requests, defaultTunnel: this.o.defaultTunnel, timeouts: this.o.httpTimeouts, traffic: this.o.traffic,
+        listen: this.o.httpListen,
+        view: this.view,
+        registry: this.registry,
+        log: this.o.log,
+        runner: this.hooks,
+        proxyProtocol: this.o.proxyProtocol,
+        requests: this.#requests,
+        defaultTunnel: this.o.defaultTunnel,
+        timeouts: this.o.httpTimeouts,
+        traffic: this.o.traffic,
       });
     }
     if (this.o.proxyListen) {
       this.#proxy = await ConnectProxy.listen({
-        listen: this.o.proxyListen, runner: this.hooks, egress: this.hookedEgress, log: this.o.log, proxyProtocol: this.o.proxyProtocol, traffic: this.o.traffic,
-        allow: this.o.proxyAllow?.map(parseAllowEntry), ownPorts: () => this.#ownPorts(), timeouts: this.o.httpTimeouts,
+        listen: this.o.proxyListen,
+        runner: this.hooks,
+        egress: this.hookedEgress,
+        log: this.o.log,
+        proxyProtocol: this.o.proxyProtocol,
+        traffic: this.o.traffic,
+        allow: this.o.proxyAllow?.map(parseAllowEntry),
+        ownPorts: () => this.#ownPorts(),
+        timeouts: this.o.httpTimeouts,
         vnets: (ref) => this.view.vnet(ref),
       });
     }
     if (this.o.metricsListen) {
-      this.#metricsServer = await startMetricsServer(this.o.metricsListen, this.metrics, () => ({ readyConnections: this.#listeners.length }), {}, this.o.httpTimeouts);
+      this.#metricsServer = await startMetricsServer(
+        this.o.metricsListen,
+        this.metrics,
+        () => ({ readyConnections: this.#listeners.length }),
+        {},
+        this.o.httpTimeouts,
+      );
     }
     for (const l of this.#listeners) this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}` }, 'Tunnel listener ready');
     const pp = this.o.proxyProtocol ? { proxyProtocol: true } : {};
@@ -239,10 +270,22 @@ export class EdgeServer {
     this.#connectionsGauge.set(this.registry.size);
     const [clientVersion = '', arch = ''] = r.clientVersion.split(' ');
     this.book.record({
-      id: live.id, tunnelId: live.tunnelId, connectorId: live.connectorId, connIndex: live.connIndex, protocol: conn.protocol,
-      originIp: conn.remoteAddress, edgeLocation: this.o.location, clientVersion, arch, openedAt: nowRfc3339(), edgeId: this.id,
+      id: live.id,
+      tunnelId: live.tunnelId,
+      connectorId: live.connectorId,
+      connIndex: live.connIndex,
+      protocol: conn.protocol,
+      originIp: conn.remoteAddress,
+      edgeLocation: this.o.location,
+      clientVersion,
+      arch,
+      openedAt: nowRfc3339(),
+      edgeId: this.id,
     });
-    this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, ip: conn.remoteAddress, protocol: conn.protocol }, 'Registered tunnel connection');
+    this.o.log.info(
+      { tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, ip: conn.remoteAddress, protocol: conn.protocol },
+      'Registered tunnel connection',
+    );
     reg.control.on('drain', () => (live.draining = true));
     this.#controls.set(live, reg.control);
     this.#sendRoutes(live, reg.control);
@@ -251,7 +294,10 @@ export class EdgeServer {
     this.registry.remove(live);
     this.#connectionsGauge.set(this.registry.size);
     this.book.forget(live.id);
-    this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason }, 'Unregistered tunnel connection');
+    this.o.log.info(
+      { tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason },
+      'Unregistered tunnel connection',
+    );
   }
 
   /**
@@ -391,12 +437,7 @@ export class EdgeServer {
   async stop(): Promise<void> {
     for (const fn of this.#onStop.splice(0)) await fn();
     await this.#ip?.close();
-    await Promise.all([
-      ...this.#listeners.map((l) => l.close()),
-      this.#http?.close(),
-      this.#metricsServer?.close(),
-      this.#proxy?.close(),
-    ]);
+    await Promise.all([...this.#listeners.map((l) => l.close()), this.#http?.close(), this.#metricsServer?.close(), this.#proxy?.close()]);
     if (this.o.home) await saveHooksState(this.hooks, this.o.home);
     for (const live of this.registry.connections()) {
       live.conn.close(TunnelCloseCode.SHUTDOWN, 'edge shutting down');

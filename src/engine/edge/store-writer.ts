@@ -69,7 +69,10 @@ parentPort.on('message', ({ id, op, arg }) => {
 `;
 
 class WriteError extends Error {
-  constructor(message: string, readonly code: string) {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
     super(message);
     this.name = 'WriteError';
   }

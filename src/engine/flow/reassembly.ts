@@ -271,7 +271,14 @@ export class Reassembler {
 function datagramKey(view: PacketView): string {
   const b = view.buf;
   if (view.version === 4) {
-    return String.fromCharCode(0x400 | view.protocol, (b[12] << 8) | b[13], (b[14] << 8) | b[15], (b[16] << 8) | b[17], (b[18] << 8) | b[19], (b[4] << 8) | b[5]);
+    return String.fromCharCode(
+      0x400 | view.protocol,
+      (b[12] << 8) | b[13],
+      (b[14] << 8) | b[15],
+      (b[16] << 8) | b[17],
+      (b[18] << 8) | b[19],
+      (b[4] << 8) | b[5],
+    );
   }
   const id = view.l4Offset - 4;
   let key = String.fromCharCode(0x600, (b[id] << 8) | b[id + 1], (b[id + 2] << 8) | b[id + 3]);

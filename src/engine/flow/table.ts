@@ -163,17 +163,7 @@ export class FlowTable<R = unknown> {
 
   /** A flow for the packet's 5-tuple, not yet in the table: decide it, then start() it. */
   create(scope: FlowScope, key: FlowKey, view: PacketView): Flow<R> {
-    return new Flow<R>(
-      scope,
-      key,
-      view.version,
-      view.protocol,
-      Buffer.from(view.src),
-      view.srcPort,
-      Buffer.from(view.dst),
-      view.dstPort,
-      this.now,
-    );
+    return new Flow<R>(scope, key, view.version, view.protocol, Buffer.from(view.src), view.srcPort, Buffer.from(view.dst), view.dstPort, this.now);
   }
 
   /** A flow for a tuple held outside a packet (a downgraded stream), not yet in the table. */

@@ -32,7 +32,6 @@ import type {
   ConnectionStats,
 } from './types.js';
 
-
 /** An error thrown (or a promise rejected) inside an application hook. */
 export class HookError extends OxyError {
   constructor(
@@ -253,7 +252,10 @@ export class HookRunner {
    */
   failed(conn: HookConnection, err: unknown, message = 'Connection failed', scope: 'connection' | 'request' = 'connection'): void {
     if (err instanceof HookError) {
-      conn.log.error({ hook: err.hook, err: err.cause ?? err }, scope === 'request' ? 'Hook failed; failing its request' : 'Hook failed; closing its connection');
+      conn.log.error(
+        { hook: err.hook, err: err.cause ?? err },
+        scope === 'request' ? 'Hook failed; failing its request' : 'Hook failed; closing its connection',
+      );
     } else {
       conn.log.warn({ err }, message);
     }

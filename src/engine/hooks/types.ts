@@ -145,11 +145,7 @@ export interface IpFlowInfo {
  * - `redirect`: like upgrade, with egress toward `to` instead of the flow's destination.
  * - `pass`: the packets stay IP and go to the IP off-ramp.
  */
-export type FlowAction =
-  | { action: 'drop'; reset?: boolean }
-  | { action: 'upgrade' }
-  | { action: 'redirect'; to: SocketAddress }
-  | { action: 'pass' };
+export type FlowAction = { action: 'drop'; reset?: boolean } | { action: 'upgrade' } | { action: 'redirect'; to: SocketAddress } | { action: 'pass' };
 
 /** `handlePacket`'s answer: keep the packet (`undefined`/`'keep'`), `'drop'` it, or a replacement. */
 export type PacketAction = 'keep' | 'drop' | Buffer | undefined | void;

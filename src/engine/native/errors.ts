@@ -23,4 +23,3 @@ export class NativeError extends OxyError {
 export function closedError(what: string): NativeError {
   return new NativeError('(none: closed)', 9, 'EBADF', `${what} is closed`);
 }
-

@@ -193,7 +193,6 @@ export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, Nativ
     }
     this.updateEvents();
   }
-
 }
 
 export interface SeqpacketServerOptions {

@@ -237,7 +237,6 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
     return this.queue.dropped;
   }
 
-
   private open(): NativeTunDevice {
     if (!this.handle) throw closedError(`Tun ${this.name}`);
     return this.handle;
@@ -248,15 +247,9 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
     this.queue.flush(this.writeFrom, this.reportError);
     this.updateEvents();
   }
-
 }
 
 function offloadFlags(offload: TunOffload): number {
   const flags = native().TUN_F;
-  return (
-    (offload.checksum ? flags.CSUM : 0) |
-    (offload.tso4 ? flags.TSO4 : 0) |
-    (offload.tso6 ? flags.TSO6 : 0) |
-    (offload.tsoEcn ? flags.TSO_ECN : 0)
-  );
+  return (offload.checksum ? flags.CSUM : 0) | (offload.tso4 ? flags.TSO4 : 0) | (offload.tso6 ? flags.TSO6 : 0) | (offload.tsoEcn ? flags.TSO_ECN : 0);
 }

@@ -294,7 +294,6 @@ export class PktinfoUdpSocket extends QueuedEndpoint<PktinfoUdpSocketEvents, Nat
     return this.open().getBufferSizes()[1];
   }
 
-
   private open(): NativeUdpSocket {
     if (!this.handle) throw closedError('PktinfoUdpSocket');
     return this.handle;
@@ -305,7 +304,6 @@ export class PktinfoUdpSocket extends QueuedEndpoint<PktinfoUdpSocketEvents, Nat
     this.queue.flush(this.sendFrom, this.reportError);
     this.updateEvents();
   }
-
 }
 
 function nativeOptions(options: PktinfoUdpSocketOptions) {

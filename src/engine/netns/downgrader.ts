@@ -35,7 +35,6 @@ import { OxyError } from '../../core/errors.js';
 import { UnnamedNetns } from './namespace.js';
 import { writeAll, type TunLinkOptions } from './upgrader.js';
 
-
 const PEER_PORT = 9;
 const V4_PEER = '198.18.128.1';
 const V6_PEER = '2001:db8:ff:128::1';

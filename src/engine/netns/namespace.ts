@@ -29,7 +29,6 @@ import { addonPath, closeFd, openNetns, SeqpacketSocket, Tun, withNetns } from '
 import { native } from '../native/binding.js';
 import { NAMESPACE_CHILD_SOURCE } from './child-source.js';
 
-
 interface Reply {
   id?: number;
   op?: string;
@@ -183,7 +182,10 @@ export class UnnamedNetns {
     if (!this.unprivileged) return this.run(() => Tun.open({ name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, ...io }));
     const id = this.nextId++;
     const fd = new Promise<number>((resolve) => this.pendingFds.set(id, resolve));
-    const answer = this.request({ op: 'tun', name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, batchSize: io.batchSize, maxPacketSize: o.maxPacketSize ?? 65535 }, id);
+    const answer = this.request(
+      { op: 'tun', name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, batchSize: io.batchSize, maxPacketSize: o.maxPacketSize ?? 65535 },
+      id,
+    );
     // The fd arrives on the SEQPACKET pair; only a failure is answered over IPC.
     const failed = answer.then(({ reply }) => {
       throw new OxyError('OXY_ERR_NETNS_CHILD', `opening a TUN in the namespace failed: ${reply.error}`);

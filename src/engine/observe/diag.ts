@@ -19,7 +19,11 @@ async function get(url: string, timeoutMs: number): Promise<{ status: number; bo
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
     return { status: res.status, body: await res.text() };
   } catch (err) {
-    throw new OxyError('OXY_ERR_CONNECTOR_UNREACHABLE', `Cannot reach the connector's metrics server at ${url}: ${(err as Error).message}. Pass the address its --metrics listens on.`, { cause: err });
+    throw new OxyError(
+      'OXY_ERR_CONNECTOR_UNREACHABLE',
+      `Cannot reach the connector's metrics server at ${url}: ${(err as Error).message}. Pass the address its --metrics listens on.`,
+      { cause: err },
+    );
   }
 }
 
@@ -45,7 +49,10 @@ export async function findLocalConnector(addresses: string[] = KNOWN_METRICS_ADD
   ).filter((a): a is string => a !== undefined);
   if (found.length === 1) return found[0];
   if (found.length === 0) {
-    throw new OxyError('OXY_ERR_CONNECTOR_UNREACHABLE', `No oxyctl connector answers on the known metrics addresses (${addresses.join(', ')}): pass --metrics HOST:PORT.`);
+    throw new OxyError(
+      'OXY_ERR_CONNECTOR_UNREACHABLE',
+      `No oxyctl connector answers on the known metrics addresses (${addresses.join(', ')}): pass --metrics HOST:PORT.`,
+    );
   }
   throw new OxyError('OXY_ERR_CONNECTOR_UNREACHABLE', `Several connectors answer (${found.join(', ')}): pass --metrics with the one to diagnose.`);
 }
@@ -82,7 +89,10 @@ export async function collectDiag(o: DiagOptions): Promise<{ path: string; entri
   // The connector must answer: without it there is nothing to diagnose.
   const configuration = await get(`${url}/diag/configuration`, 5000);
   if (configuration.status !== 200) {
-    throw new OxyError('OXY_ERR_CONNECTOR_UNREACHABLE', `${url} does not serve /diag/configuration (status ${configuration.status}): is it an oxyctl connector's --metrics address?`);
+    throw new OxyError(
+      'OXY_ERR_CONNECTOR_UNREACHABLE',
+      `${url} does not serve /diag/configuration (status ${configuration.status}): is it an oxyctl connector's --metrics address?`,
+    );
   }
   const files: { name: string; content: string | Buffer }[] = [{ name: 'configuration.json', content: configuration.body }];
   const attempt = async (name: string, fetchIt: () => Promise<string | Buffer>) => {
@@ -102,7 +112,10 @@ export async function collectDiag(o: DiagOptions): Promise<{ path: string; entri
       return readTail(logfile, LOG_TAIL_BYTES);
     });
   }
-  const stamp = (o.now ?? new Date()).toISOString().replace(/\.\d{3}Z$/, '').replace(/:/g, '-');
+  const stamp = (o.now ?? new Date())
+    .toISOString()
+    .replace(/\.\d{3}Z$/, '')
+    .replace(/:/g, '-');
   const path = `${o.outDir}/oxyctl-diag-${stamp}.tar.gz`;
   const archive = pack();
   const written = pipeline(archive, createGzip(), createWriteStream(path, { mode: 0o600 }));

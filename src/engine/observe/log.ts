@@ -34,7 +34,13 @@ export interface LogOptions {
 
 /** cloudflared's level names map onto pino's. */
 const LEVELS: Record<string, LevelWithSilent> = {
-  trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', error: 'error', fatal: 'fatal', silent: 'silent',
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  warn: 'warn',
+  error: 'error',
+  fatal: 'fatal',
+  silent: 'silent',
 };
 
 export function createLogger(options: LogOptions = {}): Logger {

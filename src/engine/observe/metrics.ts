@@ -34,8 +34,7 @@ export interface MetricsServer {
 export const KNOWN_METRICS_ADDRESSES = ['127.0.0.1:20241', '127.0.0.1:20242', '127.0.0.1:20243', '127.0.0.1:20244', '127.0.0.1:20245'];
 
 /** Where a connector's metrics server tries to listen, in order. */
-export const metricsAddresses = (listen: string): string[] =>
-  /^(localhost|127\.0\.0\.1):0$/.test(listen) ? [...KNOWN_METRICS_ADDRESSES, listen] : [listen];
+export const metricsAddresses = (listen: string): string[] => (/^(localhost|127\.0\.0\.1):0$/.test(listen) ? [...KNOWN_METRICS_ADDRESSES, listen] : [listen]);
 
 export async function startMetricsServer(
   /** HOST:PORT, or several tried in order (the first that binds wins). */
@@ -92,4 +91,3 @@ export async function startMetricsServer(
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
-

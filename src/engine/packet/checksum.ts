@@ -92,13 +92,7 @@ export function pseudoHeaderSum(src: Uint8Array, dst: Uint8Array, protocol: numb
  * Same as {@link pseudoHeaderSum} for addresses that sit next to each other inside a
  * packet (IPv4 bytes 12..19, IPv6 bytes 8..39), without making views.
  */
-export function pseudoHeaderSumAt(
-  buf: Uint8Array,
-  addressesOffset: number,
-  addressLength: number,
-  protocol: number,
-  upperLayerLength: number,
-): number {
+export function pseudoHeaderSumAt(buf: Uint8Array, addressesOffset: number, addressLength: number, protocol: number, upperLayerLength: number): number {
   const addresses = sumWords(buf, addressesOffset, addressesOffset + 2 * addressLength);
   return addresses + protocol + (upperLayerLength >>> 16) + (upperLayerLength & 0xffff);
 }

@@ -176,9 +176,7 @@ export function describeFlowKey(key: FlowKey): string {
   const src = formatAddress(t.src);
   const dst = formatAddress(t.dst);
   if (t.protocol === IpProtocol.TCP || t.protocol === IpProtocol.UDP) {
-    return t.version === 6
-      ? `${name} [${src}]:${t.srcPort} > [${dst}]:${t.dstPort}`
-      : `${name} ${src}:${t.srcPort} > ${dst}:${t.dstPort}`;
+    return t.version === 6 ? `${name} [${src}]:${t.srcPort} > [${dst}]:${t.dstPort}` : `${name} ${src}:${t.srcPort} > ${dst}:${t.dstPort}`;
   }
   const id = t.srcPort !== 0 ? ` id ${t.srcPort}` : '';
   return `${name} ${src} > ${dst}${id}`;

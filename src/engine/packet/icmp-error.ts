@@ -39,11 +39,7 @@ export interface IcmpErrorOptions {
  * original is malformed, an ICMP error itself, a non-initial fragment, or was sent to a
  * multicast/broadcast address or from an address that is not a host's.
  */
-export function buildIcmpUnreachable(
-  original: Buffer | PacketView,
-  reason: UnreachableReason = 'host',
-  options: IcmpErrorOptions = {},
-): Buffer | null {
+export function buildIcmpUnreachable(original: Buffer | PacketView, reason: UnreachableReason = 'host', options: IcmpErrorOptions = {}): Buffer | null {
   const view = asView(original);
   if (!view) return null;
   return view.version === 4
@@ -113,13 +109,7 @@ function asView(original: Buffer | PacketView): PacketView | undefined {
   return parsed.ok ? parsed : undefined;
 }
 
-function buildIcmpError(
-  view: PacketView,
-  type: number,
-  code: number,
-  restOfHeader: number,
-  options: IcmpErrorOptions,
-): Buffer | null {
+function buildIcmpError(view: PacketView, type: number, code: number, restOfHeader: number, options: IcmpErrorOptions): Buffer | null {
   const v4 = view.version === 4;
   const tooBig = v4 ? type === 3 && code === 4 : type === Icmp6Type.PACKET_TOO_BIG;
   if (!mayAnswerWithIcmpError(view, tooBig)) return null;

@@ -26,9 +26,7 @@ export function computeTransportChecksum(view: PacketView): number {
   const l4 = view.l4Offset;
   const end = view.l4End;
   const pseudo =
-    view.transport === TransportKind.Icmp && view.version === 4
-      ? 0
-      : pseudoHeaderSumAt(buf, view.srcOffset, view.addressLength, view.protocol, end - l4);
+    view.transport === TransportKind.Icmp && view.version === 4 ? 0 : pseudoHeaderSumAt(buf, view.srcOffset, view.addressLength, view.protocol, end - l4);
   // The field sits an even distance from l4Offset, so both ranges stay word-aligned.
   const sum = sumWords(buf, checksumOffset + 2, end, sumWords(buf, l4, checksumOffset, pseudo));
   const checksum = finishChecksum(sum);

@@ -116,10 +116,7 @@ export class ControlFrameParser {
           if (this.queue.length < 4) break;
           this.bodyLength = this.queue.readUInt(4);
           if (this.bodyLength > this.maxSize) {
-            throw new OxyError(
-              'OXY_ERR_PROTOCOL_OVERSIZE',
-              `Control message of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`,
-            );
+            throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Control message of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`);
           }
           this.state = State.BODY;
         }
@@ -227,17 +224,9 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     this.stream = stream;
     this.parser = new ControlFrameParser(options.maxMessageSize);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('end', () =>
-      this.finish(
-        this.parser.midFrame
-          ? new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', 'Control stream ended inside a message')
-          : null,
-      ),
-    );
+    stream.on('end', () => this.finish(this.parser.midFrame ? new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', 'Control stream ended inside a message') : null));
     stream.on('error', (err) => this.finish(err));
-    stream.on('close', () =>
-      this.finish(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Control stream closed')),
-    );
+    stream.on('close', () => this.finish(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'Control stream closed')));
   }
 
   get isOpen(): boolean {

@@ -25,11 +25,18 @@ const HEADER_PREFIX = 'HttpHeader:';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy. */
 export const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
 ]);
 
-export const headerValue = (headers: HeaderPairs, name: string): string | undefined =>
-  headers.find(([k]) => k.toLowerCase() === name)?.[1];
+export const headerValue = (headers: HeaderPairs, name: string): string | undefined => headers.find(([k]) => k.toLowerCase() === name)?.[1];
 
 const headerEntries = (headers: HeaderPairs): MetadataEntry[] => headers.map(([k, v]) => [`${HEADER_PREFIX}${k}`, v] as const);
 

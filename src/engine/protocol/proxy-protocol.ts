@@ -9,7 +9,6 @@ import type { Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
 import type { ProxyHeader, ProxyTlv, SocketAddress } from '../hooks/types.js';
 
-
 export const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const V1_PREFIX = Buffer.from('PROXY ');
 const V1_MAX = 107;
@@ -117,7 +116,14 @@ export class ProxyProtocolParser {
     }
     const local = cmd === 0;
     return {
-      header: { version: 2, command: local ? 'LOCAL' : 'PROXY', protocol, source: local ? undefined : source, destination: local ? undefined : destination, tlvs },
+      header: {
+        version: 2,
+        command: local ? 'LOCAL' : 'PROXY',
+        protocol,
+        source: local ? undefined : source,
+        destination: local ? undefined : destination,
+        tlvs,
+      },
       rest,
     };
   }

@@ -36,7 +36,11 @@ export function errorPage(status: number, error: ProxyErrorType, text: string): 
   const body = Buffer.from(text.endsWith('\n') ? text : `${text}\n`);
   return {
     status,
-    headers: [['content-type', 'text/plain; charset=utf-8'], ['proxy-status', proxyStatus(error)], ['content-length', String(body.length)]],
+    headers: [
+      ['content-type', 'text/plain; charset=utf-8'],
+      ['proxy-status', proxyStatus(error)],
+      ['content-length', String(body.length)],
+    ],
     body,
   };
 }

@@ -28,8 +28,7 @@ const TRANSCRIPT_LABEL = Buffer.from('oxy-register-v1\0', 'latin1');
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** The fields of a registration request that the proof covers (plus the nonce). */
-export type RegistrationRequest = Pick<RegisterMessage, 'tunnelId' | 'connectorId' | 'connIndex'> &
-  Partial<RegisterMessage>;
+export type RegistrationRequest = Pick<RegisterMessage, 'tunnelId' | 'connectorId' | 'connIndex'> & Partial<RegisterMessage>;
 
 function transcript(request: Pick<RegisterMessage, 'tunnelId' | 'connectorId' | 'connIndex'>, nonce: Uint8Array): Buffer {
   const tunnel = Buffer.from(request.tunnelId, 'utf8');
@@ -59,11 +58,7 @@ export function computeRegistrationProof(
  * Whether `request.proof` proves knowledge of `secret` for this nonce. Constant-time in the
  * proof bytes. The edge calls this with the secret it looked up for `request.tunnelId`.
  */
-export function verifyRegistration(
-  request: RegistrationRequest,
-  nonce: Uint8Array,
-  secret: Uint8Array,
-): boolean {
+export function verifyRegistration(request: RegistrationRequest, nonce: Uint8Array, secret: Uint8Array): boolean {
   if (typeof request.proof !== 'string' || nonce.length !== NONCE_SIZE || secret.length === 0) return false;
   const expected = createHmac('sha256', secret).update(transcript(request, nonce)).digest();
   const given = Buffer.from(request.proof, 'base64');
@@ -94,11 +89,7 @@ export interface Registered {
  * "Unauthorized: Invalid tunnel secret") or a protocol/timeout error. Does not close `conn`
  * on failure (the edge does; the caller may also).
  */
-export async function registerConnection(
-  conn: TunnelConnection,
-  credentials: ConnectorCredentials,
-  options: { timeoutMs?: number } = {},
-): Promise<Registered> {
+export async function registerConnection(conn: TunnelConnection, credentials: ConnectorCredentials, options: { timeoutMs?: number } = {}): Promise<Registered> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
   const left = (): number => Math.max(1, deadline - Date.now());
@@ -163,10 +154,7 @@ export interface AcceptedRegistration extends Registered {
  * gets an `error` message, `conn` is closed with the code's close code and reason, and this
  * rejects with the same OxyError code.
  */
-export async function acceptRegistration(
-  conn: TunnelConnection,
-  options: AcceptRegistrationOptions,
-): Promise<AcceptedRegistration> {
+export async function acceptRegistration(conn: TunnelConnection, options: AcceptRegistrationOptions): Promise<AcceptedRegistration> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const stream = await conn.openStream();
   stream.write(encodeRequestHeader({ kind: 'control', destination: '', metadata: [] }));
@@ -194,13 +182,7 @@ export async function acceptRegistration(
   }
 }
 
-async function refuse(
-  conn: TunnelConnection,
-  control: ControlChannel,
-  closeCode: number,
-  code: string,
-  message: string,
-): Promise<void> {
+async function refuse(conn: TunnelConnection, control: ControlChannel, closeCode: number, code: string, message: string): Promise<void> {
   if (control.isOpen) {
     await control.send({ type: 'error', code, message, retryable: false }).catch(() => undefined);
   }

@@ -29,9 +29,7 @@ const KIND_TO_BYTE: Record<StreamKind, number> = {
   udp: 5,
   control: 6,
 };
-const BYTE_TO_KIND = new Map<number, StreamKind>(
-  Object.entries(KIND_TO_BYTE).map(([k, v]) => [v, k as StreamKind]),
-);
+const BYTE_TO_KIND = new Map<number, StreamKind>(Object.entries(KIND_TO_BYTE).map(([k, v]) => [v, k as StreamKind]));
 
 /**
  * Ordered key/value pairs; keys may repeat (several `HttpHeader:Set-Cookie`). Conventional
@@ -84,10 +82,7 @@ export function metaGetAll(metadata: Metadata, key: string): string[] {
 
 // ---------------------------------------------------------------------------- encode
 
-export function encodeRequestHeader(
-  header: Omit<StreamRequestHeader, 'type'> | StreamRequestHeader,
-  maxSize = DEFAULT_MAX_HEADER_SIZE,
-): Buffer {
+export function encodeRequestHeader(header: Omit<StreamRequestHeader, 'type'> | StreamRequestHeader, maxSize = DEFAULT_MAX_HEADER_SIZE): Buffer {
   const kind = KIND_TO_BYTE[header.kind];
   if (kind === undefined) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown stream kind: ${String(header.kind)}`);
   const destLen = Buffer.byteLength(header.destination, 'utf8');
@@ -102,10 +97,7 @@ export function encodeRequestHeader(
   return out;
 }
 
-export function encodeResponseHeader(
-  header: Omit<StreamResponseHeader, 'type'> | StreamResponseHeader,
-  maxSize = DEFAULT_MAX_HEADER_SIZE,
-): Buffer {
+export function encodeResponseHeader(header: Omit<StreamResponseHeader, 'type'> | StreamResponseHeader, maxSize = DEFAULT_MAX_HEADER_SIZE): Buffer {
   if (!Number.isInteger(header.status) || header.status < 0 || header.status > 0xffff) {
     throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Response status out of range: ${header.status}`);
   }
@@ -220,10 +212,7 @@ export class StreamHeaderParser {
   /** Call when the stream ended: throws TRUNCATED if a header was begun or expected. */
   end(): never {
     this.state = State.FAILED;
-    throw new OxyError(
-      'OXY_ERR_PROTOCOL_TRUNCATED',
-      `Stream ended inside the stream header (${this.queue.length} bytes received)`,
-    );
+    throw new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', `Stream ended inside the stream header (${this.queue.length} bytes received)`);
   }
 
   private step(): StreamHeader | null {
@@ -250,10 +239,7 @@ export class StreamHeaderParser {
       }
       this.bodyLength = prefix.readUInt32BE(4);
       if (this.bodyLength > this.maxSize) {
-        throw new OxyError(
-          'OXY_ERR_PROTOCOL_OVERSIZE',
-          `Stream header of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`,
-        );
+        throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Stream header of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`);
       }
       this.state = State.BODY;
     }
@@ -274,10 +260,7 @@ export class StreamHeaderParser {
 }
 
 function badMagic(magic: number): OxyError {
-  return new OxyError(
-    'OXY_ERR_PROTOCOL_BAD_MAGIC',
-    `Not an oxy stream header (magic 0x${magic.toString(16).padStart(4, '0')})`,
-  );
+  return new OxyError('OXY_ERR_PROTOCOL_BAD_MAGIC', `Not an oxy stream header (magic 0x${magic.toString(16).padStart(4, '0')})`);
 }
 
 /** A bounds-checked reader over one header body. */
@@ -425,8 +408,7 @@ export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = 
       }
     };
     const onError = (err: Error): void => fail(err);
-    const onClose = (): void =>
-      fail(new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', 'Stream closed before its header was complete'));
+    const onClose = (): void => fail(new OxyError('OXY_ERR_PROTOCOL_TRUNCATED', 'Stream closed before its header was complete'));
     const onAbort = (): void => fail(new OxyError('OXY_ERR_ABORTED', 'Reading the stream header was aborted'));
     if (options.signal?.aborted) {
       onAbort();
@@ -438,10 +420,7 @@ export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = 
     stream.on('close', onClose);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     if (options.timeoutMs !== undefined) {
-      timer = setTimeout(
-        () => fail(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream header within ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
+      timer = setTimeout(() => fail(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream header within ${options.timeoutMs} ms`)), options.timeoutMs);
     }
   });
 }

@@ -56,10 +56,7 @@ export class StreamInbox {
       const waiter = { resolve: (s: TunnelStream) => done(null, s), reject: (e: Error) => done(e) };
       this.#waiters.push(waiter);
       if (options.timeoutMs !== undefined) {
-        timer = setTimeout(
-          () => done(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream from the peer within ${options.timeoutMs} ms`)),
-          options.timeoutMs,
-        );
+        timer = setTimeout(() => done(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream from the peer within ${options.timeoutMs} ms`)), options.timeoutMs);
       }
       options.signal?.addEventListener('abort', onAbort, { once: true });
     });

@@ -73,10 +73,7 @@ export async function createEdgeIdentity(options: EdgeIdentityOptions = {}): Pro
   );
 
   const serverKeys = (await crypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const sans: X509.JsonGeneralNames = [
-    ...hostnames.map((value) => ({ type: 'dns' as const, value })),
-    ...ips.map((value) => ({ type: 'ip' as const, value })),
-  ];
+  const sans: X509.JsonGeneralNames = [...hostnames.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))];
   const server = await x509.X509CertificateGenerator.create(
     {
       serialNumber: randomSerial(),

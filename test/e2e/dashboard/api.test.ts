@@ -63,10 +63,19 @@ describe('dashboard API', () => {
     expect(noCsrf.body.error.code).toBe('OXY_ERR_DASHBOARD_CSRF');
     const wrong = await api(d.base, 'POST', '/api/v1/vnets', { cookie: s.cookie, csrf: 'x'.repeat(s.csrf.length), body: { name: 'csrf-less' } });
     expect(wrong.status).toBe(403);
-    const crossSite = await api(d.base, 'POST', '/api/v1/vnets', { cookie: s.cookie, csrf: s.csrf, body: { name: 'csrf-less' }, headers: { origin: 'http://evil.example' } });
+    const crossSite = await api(d.base, 'POST', '/api/v1/vnets', {
+      cookie: s.cookie,
+      csrf: s.csrf,
+      body: { name: 'csrf-less' },
+      headers: { origin: 'http://evil.example' },
+    });
     expect(crossSite.status).toBe(403);
     // A form post (not JSON) cannot even log in.
-    const form = await request(`${d.base}/api/v1/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${token}` });
+    const form = await request(`${d.base}/api/v1/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${token}`,
+    });
     expect(form.statusCode).toBe(415);
     await form.body.dump();
     expect(await oxyOk(home, ['vnet', 'list'])).not.toContain('csrf-less');
@@ -220,11 +229,36 @@ describe('dashboard listener', () => {
   it('refuses a non-loopback bind without --dashboard-tls or --dashboard-insecure, and serves HTTPS with --dashboard-tls', async () => {
     const { home, cleanup } = tempHome();
     try {
-      const r = await oxy(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-quic', '--dashboard-listen', '0.0.0.0:0']);
+      const r = await oxy(home, [
+        'edge',
+        'run',
+        '--tunnel-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+        '--metrics',
+        '127.0.0.1:0',
+        '--no-quic',
+        '--dashboard-listen',
+        '0.0.0.0:0',
+      ]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain('--dashboard-tls');
       expect(r.stderr).toContain('--dashboard-insecure');
-      const tls = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-quic', '--dashboard-listen', '0.0.0.0:0', '--dashboard-tls']);
+      const tls = new OxyProcess(home, [
+        'edge',
+        'run',
+        '--tunnel-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+        '--metrics',
+        '127.0.0.1:0',
+        '--no-quic',
+        '--dashboard-listen',
+        '0.0.0.0:0',
+        '--dashboard-tls',
+      ]);
       try {
         const m = await tls.waitFor(/Dashboard ready .*url=https:\/\/0\.0\.0\.0:(\d+)\//);
         const out = await curl('curl', ['-sS', '-k', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${m[1]}/api/v1/tunnels`]);
@@ -243,7 +277,19 @@ describe('dashboard listener', () => {
     try {
       await once(taken, 'listening');
       const listen = `127.0.0.1:${(taken.address() as { port: number }).port}`;
-      const r = await oxy(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-quic', '--dashboard-listen', listen]);
+      const r = await oxy(home, [
+        'edge',
+        'run',
+        '--tunnel-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+        '--metrics',
+        '127.0.0.1:0',
+        '--no-quic',
+        '--dashboard-listen',
+        listen,
+      ]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain(`The dashboard cannot listen on ${listen}: the address is in use. Choose another --dashboard-listen.`);
     } finally {

@@ -40,7 +40,8 @@ privilegedDescribe('dashboard in a browser', () => {
   };
   const shot = (name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
   const curl = (n: number) => {
-    for (let i = 0; i < n; i++) expect(edgeNs.exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: app.example.com', `http://127.0.0.1:${httpPort}/`])).toBe('200');
+    for (let i = 0; i < n; i++)
+      expect(edgeNs.exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: app.example.com', `http://127.0.0.1:${httpPort}/`])).toBe('200');
   };
   let httpPort: number;
 
@@ -62,8 +63,18 @@ privilegedDescribe('dashboard in a browser', () => {
     await oxyOk(home, ['vnet', 'add', 'lab', 'Test lab']);
     await oxyOk(home, ['edge', 'init', '--ip', '127.0.0.1', '--ip', '198.18.90.1', '--advertise', `198.18.90.1:${TUNNEL_PORT}`]);
     const edge = oxyIn(edgeNs, [
-      'edge', 'run', '--tunnel-listen', `0.0.0.0:${TUNNEL_PORT}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0',
-      '--ip-tunnel-listen', join(home, 'ip.sock'), '--dashboard-listen', '127.0.0.1:0',
+      'edge',
+      'run',
+      '--tunnel-listen',
+      `0.0.0.0:${TUNNEL_PORT}`,
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--ip-tunnel-listen',
+      join(home, 'ip.sock'),
+      '--dashboard-listen',
+      '127.0.0.1:0',
     ]);
     base = (await edge.waitFor(/Dashboard ready .*url=(http:\/\/127\.0\.0\.1:\d+)\//))[1];
     httpPort = Number((await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/))[1]);
@@ -74,7 +85,15 @@ privilegedDescribe('dashboard in a browser', () => {
     browser = await chromium.launch({
       executablePath: wrapper,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   }, 90_000);
@@ -119,8 +138,15 @@ privilegedDescribe('dashboard in a browser', () => {
     await form.getByLabel('Comment').fill('added in the browser');
     await form.getByRole('button', { name: 'Add route' }).click();
     await page.locator('tr[data-route="10.99.0.0/16"]').waitFor();
-    const shown = await oxyJson<{ network: string; tunnel_name: string; virtual_network_name: string; comment: string }[]>(home, ['tunnel', 'route', 'ip', 'show']);
-    expect(shown).toContainEqual(expect.objectContaining({ network: '10.99.0.0/16', tunnel_name: 'web', virtual_network_name: 'lab', comment: 'added in the browser' }));
+    const shown = await oxyJson<{ network: string; tunnel_name: string; virtual_network_name: string; comment: string }[]>(home, [
+      'tunnel',
+      'route',
+      'ip',
+      'show',
+    ]);
+    expect(shown).toContainEqual(
+      expect.objectContaining({ network: '10.99.0.0/16', tunnel_name: 'web', virtual_network_name: 'lab', comment: 'added in the browser' }),
+    );
     await form.getByLabel('Network', { exact: true }).fill('10.99.0.0/16');
     await form.getByRole('button', { name: 'Add route' }).click();
     await expect.poll(() => page.getByRole('alert').textContent(), POLL).toContain('code: 1014');
@@ -138,7 +164,9 @@ privilegedDescribe('dashboard in a browser', () => {
     await page.locator('tr[data-vnet="scratch"]').waitFor();
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'scratch', '10.98.0.0/16', 'backup']);
     await page.getByRole('button', { name: 'Delete virtual network scratch' }).click();
-    await expect.poll(() => page.getByRole('region', { name: 'Virtual networks' }).getByRole('alert').textContent(), POLL).toContain('is used by 1 IP route(s)');
+    await expect
+      .poll(() => page.getByRole('region', { name: 'Virtual networks' }).getByRole('alert').textContent(), POLL)
+      .toContain('is used by 1 IP route(s)');
     await page.getByRole('button', { name: 'Delete scratch with its routes' }).click();
     await page.locator('tr[data-vnet="scratch"]').waitFor({ state: 'detached' });
     expect(await oxyOk(home, ['tunnel', 'route', 'ip', 'show'])).not.toContain('10.98.0.0/16');

@@ -11,7 +11,21 @@ let cleanup: () => void;
 let origin: Origin;
 
 async function startProxyProcess(args: string[]): Promise<{ edge: OxyProcess; port: number }> {
-  const edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8', ...args]);
+  const edge = new OxyProcess(home, [
+    'edge',
+    'run',
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    '--proxy-listen',
+    '127.0.0.1:0',
+    '--proxy-allow',
+    '127.0.0.0/8',
+    ...args,
+  ]);
   const m = await edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/);
   await edge.waitFor(/Edge running/);
   return { edge, port: Number(m[1]) };
@@ -34,7 +48,9 @@ describe('oxyctl edge run --hooks', () => {
       const r = await curl(['-v', '-p', '-x', `http://127.0.0.1:${port}`, `http://127.0.0.1:${origin.port}/`]);
       expect(r.code, r.stderr).toBe(0);
       expect(receivedHeaders(r.stderr)).toContain(`Proxy-Status: oxyctl; next-hop="127.0.0.1:${origin.port}"`);
-      await edge.waitFor(/INF Hook trace connection=\d+ onramp=connect-proxy hooks=newCtx>egress\.handleConnectionEstablished>http\.handleProxyConnectResponse/);
+      await edge.waitFor(
+        /INF Hook trace connection=\d+ onramp=connect-proxy hooks=newCtx>egress\.handleConnectionEstablished>http\.handleProxyConnectResponse/,
+      );
     } finally {
       await edge.stop();
     }

@@ -50,7 +50,10 @@ describe('CONNECT proxy default egress', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).url).toBe('/tunneled');
     const vnets = await oxyJson<{ id: string; name: string }[]>(home, ['vnet', 'list']);
-    expect(established[0]).toMatchObject({ via: 'tunnel', route: { network: '127.0.0.1/32', tunnelName: 'dc1', vnetId: vnets.find((v) => v.name === 'lab')!.id } });
+    expect(established[0]).toMatchObject({
+      via: 'tunnel',
+      route: { network: '127.0.0.1/32', tunnelName: 'dc1', vnetId: vnets.find((v) => v.name === 'lab')!.id },
+    });
   });
 
   it('carries a 4 MB body through the tunnel intact', async () => {

@@ -12,10 +12,12 @@ import { encodeProxyV2 } from '../../../src/engine/protocol/proxy-protocol.js';
  * documented order (hooks/order.ts). An engine change that reorders hooks fails here.
  */
 function everyHook(): Hooks<{ seen: string[] }> {
-  const note = (name: string) => (...args: unknown[]) => {
-    (args.at(-1) as { ext: { seen: string[] } }).ext.seen.push(name);
-    return undefined;
-  };
+  const note =
+    (name: string) =>
+    (...args: unknown[]) => {
+      (args.at(-1) as { ext: { seen: string[] } }).ext.seen.push(name);
+      return undefined;
+    };
   return {
     newCtx: () => ({ seen: [] }),
     proxyProtocol: { handleConnection: note('proxyProtocol.handleConnection') },
@@ -95,11 +97,24 @@ describe('documented hook order', () => {
       },
     };
     const runner = new HookRunner(hooks as Hooks<unknown>, { log: logs.log, trace });
-    const proxy = await ConnectProxy.listen({ listen: '127.0.0.1:0', runner, egress: new Egress({ runner }), log: logs.log, proxyProtocol: true, allow: TEST_ALLOW.map(parseAllowEntry) });
+    const proxy = await ConnectProxy.listen({
+      listen: '127.0.0.1:0',
+      runner,
+      egress: new Egress({ runner }),
+      log: logs.log,
+      proxyProtocol: true,
+      allow: TEST_ALLOW.map(parseAllowEntry),
+    });
     try {
       const socket = net.connect(proxy.address.port, '127.0.0.1');
       await new Promise((r) => socket.once('connect', r));
-      socket.write(encodeProxyV2({ source: { address: '198.18.0.7', port: 40000 }, destination: { address: '198.18.0.1', port: 3128 }, tlvs: [{ type: 0xe0, value: Buffer.from('tenant-a') }] }));
+      socket.write(
+        encodeProxyV2({
+          source: { address: '198.18.0.7', port: 40000 },
+          destination: { address: '198.18.0.1', port: 3128 },
+          tlvs: [{ type: 0xe0, value: Buffer.from('tenant-a') }],
+        }),
+      );
       socket.write(`CONNECT 127.0.0.1:${origin.port} HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n\r\n`);
       let got = '';
       socket.on('data', (d) => (got += d));

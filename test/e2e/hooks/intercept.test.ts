@@ -35,7 +35,16 @@ describe('tunnel.shouldInterceptHttps', () => {
   it('hands the SNI of a TLS client to the hook, then splices', async () => {
     seen.length = 0;
     // A TLS client toward a server that is not TLS: the handshake fails there, but its ClientHello went first.
-    await curl(['-p', '-x', p.proxy, '--max-time', '3', `https://sni.example.test:${silentPort}/`, '--connect-to', `sni.example.test:${silentPort}:127.0.0.1:${silentPort}`]);
+    await curl([
+      '-p',
+      '-x',
+      p.proxy,
+      '--max-time',
+      '3',
+      `https://sni.example.test:${silentPort}/`,
+      '--connect-to',
+      `sni.example.test:${silentPort}:127.0.0.1:${silentPort}`,
+    ]);
     expect(seen).toEqual(['sni.example.test']);
   });
 

@@ -33,7 +33,8 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
     const runner = new HookRunner(
       validateHooks('test', {
         ipFlow: {
-          handleFlow: (flow: { dst: { port: number } }) => (flow.dst.port === 23 ? { action: 'drop', reset: true } : flow.dst.port === 25 ? { action: 'drop' } : undefined),
+          handleFlow: (flow: { dst: { port: number } }) =>
+            flow.dst.port === 23 ? { action: 'drop', reset: true } : flow.dst.port === 25 ? { action: 'drop' } : undefined,
           handlePacket: (packet: Buffer) => {
             packets++;
             packetSizes.push(packet.length);
@@ -83,7 +84,9 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
       socket.end('echo me');
       expect(await done).toBe('echo me');
       const entry = await trace.waitFor(undefined, 15_000);
-      expect(entry.hooks).toEqual(HOOK_ORDER['ip-flow'].filter((n) => ['ipFlow.handleFlow', 'ipFlow.handlePacket', 'ingress.handleConnectionClose'].includes(n)));
+      expect(entry.hooks).toEqual(
+        HOOK_ORDER['ip-flow'].filter((n) => ['ipFlow.handleFlow', 'ipFlow.handlePacket', 'ingress.handleConnectionClose'].includes(n)),
+      );
       expect(packets).toBeGreaterThanOrEqual(3);
     } finally {
       t.close();
@@ -95,13 +98,26 @@ privilegedDescribe('ipFlow.handleFlow and handlePacket on the IP edge', () => {
     const session = h.edge.openSession({ tenant: 'acme', vnet: '' }, (packet) => replies.push(Buffer.from(packet)));
     try {
       const datagram = (payload: Buffer) =>
-        buildUdp({ src: parseAddress('198.18.1.1'), dst: parseAddress('198.18.2.2'), srcPort: 41008, dstPort: 7, payload, dontFragment: false, identification: 9 });
+        buildUdp({
+          src: parseAddress('198.18.1.1'),
+          dst: parseAddress('198.18.2.2'),
+          srcPort: 41008,
+          dstPort: 7,
+          payload,
+          dontFragment: false,
+          identification: 9,
+        });
       session.receive(datagram(Buffer.from('first'))); // handleFlow decides the flow on this one
       packetSizes.length = 0;
       const big = datagram(Buffer.alloc(3000, 1));
       for (const piece of fragmentPacket(big, 1280, 9)) session.receive(piece);
       expect(packetSizes).toEqual([big.length]);
-      expect(replies.map((r) => { const v = parsePacket(r); return v.ok ? v.payloadLength : -1; })).toEqual([5, 3000]);
+      expect(
+        replies.map((r) => {
+          const v = parsePacket(r);
+          return v.ok ? v.payloadLength : -1;
+        }),
+      ).toEqual([5, 3000]);
     } finally {
       session.close();
     }

@@ -15,7 +15,19 @@ let origin: Origin;
 const procs: OxyProcess[] = [];
 
 async function proxyEdge(args: string[]): Promise<{ edge: OxyProcess; proxy: string; metricsPort: number; httpPort: number }> {
-  const edge = new OxyProcess(home.home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', ...args]);
+  const edge = new OxyProcess(home.home, [
+    'edge',
+    'run',
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    '--proxy-listen',
+    '127.0.0.1:0',
+    ...args,
+  ]);
   procs.push(edge);
   const proxy = await edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/);
   const http = await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
@@ -28,7 +40,9 @@ async function via(proxy: string, url: string, connect = true): Promise<{ status
   const r = await curl(['-v', ...(connect ? ['-p'] : []), '-x', proxy, url]);
   const heads = r.stderr.split(/\r?\n/).filter((l) => /^< HTTP\//.test(l));
   const status = Number(heads[0]?.split(' ')[2] ?? 0);
-  const proxyStatus = receivedHeaders(r.stderr).find((h) => /^proxy-status:/i.test(h))?.replace(/^proxy-status:\s*/i, '');
+  const proxyStatus = receivedHeaders(r.stderr)
+    .find((h) => /^proxy-status:/i.test(h))
+    ?.replace(/^proxy-status:\s*/i, '');
   return { status: status === 200 && connect ? Number(heads[1]?.split(' ')[2] ?? 0) || 200 : status, proxyStatus, body: r.stdout };
 }
 
@@ -70,7 +84,12 @@ describe('the CONNECT proxy denies by default', () => {
 
   it('a catch-all allow list opens neither the edge host nor its listeners', async () => {
     const e = await proxyEdge(['--proxy-allow', '0.0.0.0/0', '--proxy-allow', '::/0']);
-    for (const url of [`http://127.0.0.1:${origin.port}/`, `http://localhost:${origin.port}/`, `http://[::ffff:127.0.0.1]:${origin.port}/`, `http://127.0.0.1:${e.metricsPort}/metrics`]) {
+    for (const url of [
+      `http://127.0.0.1:${origin.port}/`,
+      `http://localhost:${origin.port}/`,
+      `http://[::ffff:127.0.0.1]:${origin.port}/`,
+      `http://127.0.0.1:${e.metricsPort}/metrics`,
+    ]) {
       for (const connect of [true, false]) expect((await via(e.proxy, url, connect)).status, url).toBe(403);
     }
     // The refusal names an IPv6 destination as one (bracketed), not as "::1:PORT".
@@ -80,7 +99,7 @@ describe('the CONNECT proxy denies by default', () => {
     expect(origin.seen).toHaveLength(0);
   });
 
-  it('an entry naming loopback opens it, on its ports only; the edge\'s own listeners stay closed; accepted CONNECTs are logged', async () => {
+  it("an entry naming loopback opens it, on its ports only; the edge's own listeners stay closed; accepted CONNECTs are logged", async () => {
     const e = await proxyEdge(['--proxy-allow', `127.0.0.0/8:${origin.port}`, '--proxy-allow', '127.0.0.1']);
     const ok = await via(e.proxy, `http://127.0.0.1:${origin.port}/hello`);
     expect(ok.status).toBe(200);
@@ -96,7 +115,11 @@ describe('the CONNECT proxy denies by default', () => {
     }
     // 127.0.0.2 is in 127.0.0.0/8 but only on the origin's port.
     expect((await via(e.proxy, `http://127.0.0.2:${origin.port + 1}/`)).status).toBe(403);
-    await e.edge.waitFor(new RegExp(`INF CONNECT .*client=127\\.0\\.0\\.1:\\d+ destination=127\\.0\\.0\\.1:${origin.port} upstream=127\\.0\\.0\\.1:${origin.port} via=direct bytesIn=\\d+ bytesOut=\\d+ durationMs=\\d+ proxyStatus=`));
+    await e.edge.waitFor(
+      new RegExp(
+        `INF CONNECT .*client=127\\.0\\.0\\.1:\\d+ destination=127\\.0\\.0\\.1:${origin.port} upstream=127\\.0\\.0\\.1:${origin.port} via=direct bytesIn=\\d+ bytesOut=\\d+ durationMs=\\d+ proxyStatus=`,
+      ),
+    );
   });
 
   it('edge.yml proxy-allow; a bad entry is refused at start with what to write', async () => {
@@ -104,7 +127,20 @@ describe('the CONNECT proxy denies by default', () => {
     writeFileSync(yml, `proxy-allow:\n  - 127.0.0.1:${origin.port}\n`);
     const e = await proxyEdge(['--config', yml]);
     expect((await via(e.proxy, `http://127.0.0.1:${origin.port}/`)).status).toBe(200);
-    const bad = await oxy(home.home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '10.0.0.0/33']);
+    const bad = await oxy(home.home, [
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--proxy-listen',
+      '127.0.0.1:0',
+      '--proxy-allow',
+      '10.0.0.0/33',
+    ]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('Invalid --proxy-allow entry "10.0.0.0/33"');
     expect(bad.stderr).toContain('CIDR:PORTS');

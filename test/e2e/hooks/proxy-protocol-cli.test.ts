@@ -31,7 +31,21 @@ const APP = `export function start(settings) {
 `;
 
 async function startEdge(args: string[]): Promise<OxyProcess> {
-  const p = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8', ...args]);
+  const p = new OxyProcess(home, [
+    'edge',
+    'run',
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    '--proxy-listen',
+    '127.0.0.1:0',
+    '--proxy-allow',
+    '127.0.0.0/8',
+    ...args,
+  ]);
   procs.push(p);
   await p.waitFor(/Edge running/);
   return p;
@@ -77,18 +91,25 @@ describe('oxyctl edge run --proxy-protocol', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(origin.seen.at(-1)!.url).toBe('/v1');
     const port = r.stdout.slice(r.stdout.lastIndexOf('\n') + 1);
-    await edge.waitFor(new RegExp(`INF PROXY header hooks=\\S+ onramp=connect-proxy version=1 source=127\\.0\\.0\\.1:${port} client=127\\.0\\.0\\.1:${port} tlvs=`));
+    await edge.waitFor(
+      new RegExp(`INF PROXY header hooks=\\S+ onramp=connect-proxy version=1 source=127\\.0\\.0\\.1:${port} client=127\\.0\\.0\\.1:${port} tlvs=`),
+    );
   });
 
   it('forward proxy: a v2 header with TLVs from a Node client; the source it names becomes the client', async () => {
     const answer = await exchange(
       proxyPort,
-      v2([{ type: 0xe0, value: Buffer.from('tenant-a') }, { type: PP2_TYPE.AUTHORITY, value: Buffer.from('lb.example.test') }]),
+      v2([
+        { type: 0xe0, value: Buffer.from('tenant-a') },
+        { type: PP2_TYPE.AUTHORITY, value: Buffer.from('lb.example.test') },
+      ]),
       `GET http://127.0.0.1:${origin.port}/v2 HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\nConnection: close\r\n\r\n`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
     expect(origin.seen.at(-1)!.url).toBe('/v2');
-    await edge.waitFor(/INF PROXY header hooks=\S+ onramp=connect-proxy version=2 source=198\.18\.0\.7:40000 client=198\.18\.0\.7:40000 tlvs="e0=tenant-a,2=lb\.example\.test"/);
+    await edge.waitFor(
+      /INF PROXY header hooks=\S+ onramp=connect-proxy version=2 source=198\.18\.0\.7:40000 client=198\.18\.0\.7:40000 tlvs="e0=tenant-a,2=lb\.example\.test"/,
+    );
   });
 
   it('public-hostname listener: the header source is the client the origin sees in X-Forwarded-For', async () => {
@@ -106,7 +127,9 @@ describe('oxyctl edge run --proxy-protocol', () => {
     const direct = await curl(['-H', `Host: ${HOST}`, `http://127.0.0.1:${httpPort}/no-header`]);
     expect(direct.code).not.toBe(0);
     expect(origin.seen.length).toBe(before);
-    await edge.waitFor(/WRN Closed a connection without a valid PROXY protocol header connection=\d+ onramp=connect-proxy client=127\.0\.0\.1:\d+ error="Invalid PROXY protocol header: no PROXY signature"/);
+    await edge.waitFor(
+      /WRN Closed a connection without a valid PROXY protocol header connection=\d+ onramp=connect-proxy client=127\.0\.0\.1:\d+ error="Invalid PROXY protocol header: no PROXY signature"/,
+    );
     await edge.waitFor(/WRN Closed a connection without a valid PROXY protocol header connection=\d+ onramp=public-hostname/);
   });
 

@@ -83,7 +83,7 @@ describe('HTTP hooks on the public-hostname listener (curl → edge → tunnel �
     expect(arrivals.at(-1)! - arrivals[0]).toBeGreaterThanOrEqual(250);
   });
 
-  it('answers with the hook\'s 403 without reaching the origin', async () => {
+  it("answers with the hook's 403 without reaching the origin", async () => {
     const before = origin.seen.length;
     const r = await curl(['-i', ...at('/forbidden')]);
     expect(r.stdout).toMatch(/^HTTP\/1\.1 403/);
@@ -95,7 +95,18 @@ describe('HTTP hooks on the public-hostname listener (curl → edge → tunnel �
   it('a throwing handleRequest fails only its request (502, log line naming the hook); the next one on the same connection works', async () => {
     const before = origin.seen.length;
     // Two URLs in one curl: the second reuses the first's connection (num_connects 0).
-    const r = await curl(['-H', `Host: ${e.hostname}`, '-o', '/dev/null', '-w', '%{http_code} %{num_connects}\\n', `${e.http}/boom`, '-o', '/dev/null', `${e.http}/fine`]);
+    const r = await curl([
+      '-H',
+      `Host: ${e.hostname}`,
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code} %{num_connects}\\n',
+      `${e.http}/boom`,
+      '-o',
+      '/dev/null',
+      `${e.http}/fine`,
+    ]);
     expect(r.stdout.trim().split('\n')).toEqual(['502 1', '200 0']);
     expect(e.logs.text()).toMatch(/ERR Hook failed; failing its request connection=\d+ hook=http\.handleRequest error="request hook exploded"/);
     expect(origin.seen.slice(before).map((s) => s.url)).toEqual(['/fine']);

@@ -27,7 +27,15 @@ function statsHooks(closed: Map<string, ConnectionStats>): Hooks {
 
 /** Downloads /big with curl (through the proxy when `proxy` is given); returns curl's local port. */
 async function download(url: string, o: { proxy?: string; host?: string; netns?: string }): Promise<number> {
-  const args = ['-o', '/dev/null', '-w', '%{size_download} %{local_port}', ...(o.proxy ? ['-x', o.proxy] : []), ...(o.host ? ['-H', `Host: ${o.host}`] : []), url];
+  const args = [
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{size_download} %{local_port}',
+    ...(o.proxy ? ['-x', o.proxy] : []),
+    ...(o.host ? ['-H', `Host: ${o.host}`] : []),
+    url,
+  ];
   const r = await curl(['--max-time', '60', ...args], { netns: o.netns });
   expect(r.code, r.stderr).toBe(0);
   const [size, port] = r.stdout.split(' ').map(Number);

@@ -42,8 +42,22 @@ const keygen = (path: string, ...extra: string[]) => execFileSync('ssh-keygen', 
 const fingerprintOf = (pub: string) => execFileSync('ssh-keygen', ['-l', '-f', pub], { encoding: 'utf8' }).split(' ')[1];
 
 /** ssh's options for the tests: nothing from ~/.ssh or /etc/ssh, host keys only from `knownHosts`. */
-const sshOptions = (knownHosts: string) =>
-  ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=10'];
+const sshOptions = (knownHosts: string) => [
+  '-F',
+  '/dev/null',
+  '-o',
+  'BatchMode=yes',
+  '-o',
+  'IdentitiesOnly=yes',
+  '-o',
+  `UserKnownHostsFile=${knownHosts}`,
+  '-o',
+  'GlobalKnownHostsFile=/dev/null',
+  '-o',
+  'StrictHostKeyChecking=yes',
+  '-o',
+  'ConnectTimeout=10',
+];
 
 /**
  * OpenSSH's sshd in `ns` on `addresses`, host key `dir`/dst_host (made here), letting in only
@@ -164,7 +178,10 @@ privilegedDescribe('examples/ssh-sessions.js: real ssh → edge (SSH terminated,
     const runner = new HookRunner(validateHooks('ssh', hooks), { log: logs.log, trace });
     const flows: FlowContexts = new WeakMap();
     let edgeNs: IpEdge['ns'] | undefined;
-    const egress = new Egress({ runner, downgrader: async () => (downgrader ??= await TcpDowngrader.create({ ns: edgeNs, timeouts: { tcpCloseLingerMs: 200 } })) });
+    const egress = new Egress({
+      runner,
+      downgrader: async () => (downgrader ??= await TcpDowngrader.create({ ns: edgeNs, timeouts: { tcpCloseLingerMs: 200 } })),
+    });
     edge = await IpEdge.create(withIpHooks(runner, { timeouts: { tcpCloseLingerMs: 200 } }, egress, flows));
     edgeNs = edge.ns;
     onRamp = new SeqpacketOnRamp(edge, path);
@@ -189,12 +206,20 @@ privilegedDescribe('examples/ssh-sessions.js: real ssh → edge (SSH terminated,
     expect(run.stdout).toBe('hello\nroot\n');
     expect(run.code).toBe(0);
     const text = logs.text();
-    expect(text).toMatch(new RegExp(`SSH login flow=198\\.18\\.1\\.1:\\d+ to=198\\.18\\.3\\.3:22 user=root key=${fingerprintOf(file('client.pub')).replace(/[+/]/g, '\\$&')}`));
+    expect(text).toMatch(
+      new RegExp(`SSH login flow=198\\.18\\.1\\.1:\\d+ to=198\\.18\\.3\\.3:22 user=root key=${fingerprintOf(file('client.pub')).replace(/[+/]/g, '\\$&')}`),
+    );
     expect(text).toMatch(/SSH command flow=198\.18\.1\.1:\d+ to=198\.18\.3\.3:22 user=root command="echo hello; id -un" channel=0/);
     expect(text).toMatch(/SSH exit flow=\S+ to=198\.18\.3\.3:22 user=root channel=0 status=0/);
     // The destination saw the client's address (downgraded, not proxied) and the session certificate.
-    expect(sshd!.output).toMatch(/Accepted publickey for root from 198\.18\.1\.1 port \d+ ssh2: ED25519-CERT SHA256:\S+ ID oxyctl ssh-sessions user=root flow=198\.18\.1\.1:\d+ \(serial \d+\) CA ED25519 SHA256:/);
-    await expect.poll(() => logs.text(), { timeout: 10_000 }).toMatch(/SSH session ended flow=\S+ to=198\.18\.3\.3:22 user=root client="?SSH-2\.0-OpenSSH_[^ ]+.* server="?SSH-2\.0-OpenSSH_\S+.* bytesIn=\d+ bytesOut=\d+ commands=1 lines=0 reason=\w+/);
+    expect(sshd!.output).toMatch(
+      /Accepted publickey for root from 198\.18\.1\.1 port \d+ ssh2: ED25519-CERT SHA256:\S+ ID oxyctl ssh-sessions user=root flow=198\.18\.1\.1:\d+ \(serial \d+\) CA ED25519 SHA256:/,
+    );
+    await expect
+      .poll(() => logs.text(), { timeout: 10_000 })
+      .toMatch(
+        /SSH session ended flow=\S+ to=198\.18\.3\.3:22 user=root client="?SSH-2\.0-OpenSSH_[^ ]+.* server="?SSH-2\.0-OpenSSH_\S+.* bytesIn=\d+ bytesOut=\d+ commands=1 lines=0 reason=\w+/,
+      );
     const entry = await trace.waitFor(undefined, 10_000);
     expect(entry.hooks).toEqual(HOOK_ORDER['ip-flow'].filter((n) => entry.hooks.includes(n)));
     expect(entry.hooks).toEqual(expect.arrayContaining(['ipFlow.handleFlow', 'egress.handleConnection', 'tunnel.appTunnelPipeline']));
@@ -236,7 +261,9 @@ privilegedDescribe('examples/ssh-sessions.js: real ssh → edge (SSH terminated,
     expect(run.code).toBe(255);
     expect(run.stderr).toContain('Permission denied (publickey)');
     expect(logs.text()).toMatch(
-      new RegExp(`SSH login refused \\S+ \\S+ user=root key=${fingerprintOf(file('stranger.pub')).replace(/[+/]/g, '\\$&')} reason="key not in authorized_keys"`),
+      new RegExp(
+        `SSH login refused \\S+ \\S+ user=root key=${fingerprintOf(file('stranger.pub')).replace(/[+/]/g, '\\$&')} reason="key not in authorized_keys"`,
+      ),
     );
   }, 30_000);
 

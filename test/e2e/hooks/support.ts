@@ -32,7 +32,9 @@ export interface CurlResult {
 export function curl(args: string[], o: { netns?: string; onData?: (chunk: string) => void } = {}): Promise<CurlResult> {
   return new Promise((resolve, reject) => {
     const argv = ['--silent', '--show-error', '--max-time', '10', ...args];
-    const child = o.netns ? spawn('ip', ['netns', 'exec', o.netns, 'curl', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('curl', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = o.netns
+      ? spawn('ip', ['netns', 'exec', o.netns, 'curl', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('curl', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => {
@@ -46,7 +48,11 @@ export function curl(args: string[], o: { netns?: string; onData?: (chunk: strin
 }
 
 /** Response headers curl -v printed for the proxy's CONNECT answer and the origin's (`< Name: value`). */
-export const receivedHeaders = (stderr: string): string[] => stderr.split(/\r?\n/).filter((l) => l.startsWith('< ')).map((l) => l.slice(2));
+export const receivedHeaders = (stderr: string): string[] =>
+  stderr
+    .split(/\r?\n/)
+    .filter((l) => l.startsWith('< '))
+    .map((l) => l.slice(2));
 
 export interface Origin {
   server: Server;
@@ -152,7 +158,17 @@ export async function startProxyEdge(hooks?: string | Hooks<any>, home?: string,
       ? await loadHooks(`${EXAMPLES}${hooks}`, { home: dir, location: 'test', log: logs.log, trace })
       : new HookRunner(validateHooks('test', hooks), { log: logs.log, trace });
   const store = await Store.open(dir);
-  const edge = await runEdge({ home: dir, store, log: logs.log, tunnelListen: '127.0.0.1:0', location: 'test', proxyListen: '127.0.0.1:0', proxyAllow: TEST_ALLOW, ...listeners, hooks: runner });
+  const edge = await runEdge({
+    home: dir,
+    store,
+    log: logs.log,
+    tunnelListen: '127.0.0.1:0',
+    location: 'test',
+    proxyListen: '127.0.0.1:0',
+    proxyAllow: TEST_ALLOW,
+    ...listeners,
+    hooks: runner,
+  });
   const proxyPort = edge.proxyAddress!.port;
   return {
     edge,
@@ -183,7 +199,12 @@ export interface TunnelEdge extends ProxyEdge {
  * startProxyEdge() plus the public HTTP listener and a tunnel whose connector (a real
  * `oxyctl tunnel run` process, one HA connection) serves `hostname` from a loopback origin.
  */
-export async function startTunnelEdge(hooks: Hooks<any>, originPort: number, listeners: EdgeListeners = {}, hostname = 'app.example.test'): Promise<TunnelEdge> {
+export async function startTunnelEdge(
+  hooks: Hooks<any>,
+  originPort: number,
+  listeners: EdgeListeners = {},
+  hostname = 'app.example.test',
+): Promise<TunnelEdge> {
   const { home, cleanup } = tempHome();
   await oxyOk(home, ['tunnel', 'create', 'web']);
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', hostname]);

@@ -65,11 +65,16 @@ privilegedDescribe('egress hooks on device IP flows (edge run --hooks)', () => {
   let site: VnetSite;
   const dir = mkdtempSync(join(tmpdir(), 'oxy-app-'));
   const udp = (ip: string, text: string, port = 5353) =>
-    site.inDevice(process.execPath, ['-e', `
+    site
+      .inDevice(process.execPath, [
+        '-e',
+        `
       const s = require('dgram').createSocket('udp4');
       s.on('message', (m) => { console.log(String(m)); process.exit(0); });
       s.send('${text}', ${port}, '${ip}');
-      setTimeout(() => { console.log('no answer'); process.exit(0); }, 3000);`]).then((r) => r.stdout.trim());
+      setTimeout(() => { console.log('no answer'); process.exit(0); }, 3000);`,
+      ])
+      .then((r) => r.stdout.trim());
 
   beforeAll(async () => {
     const app = join(dir, 'app.mjs');

@@ -40,7 +40,9 @@ describe('examples/vnet-policy.js: a CIDR allowed in one vnet, denied in another
   it('vnet guest is refused the same address: 403, Proxy-Status naming the vnet, nothing reaches the origin', async () => {
     const r = await through('guest', '/from-guest');
     expect(r.stderr).toMatch(/response 403/);
-    expect(receivedHeaders(r.stderr).join('\n')).toMatch(/^Proxy-Status: oxyctl; error=destination_ip_prohibited; details="127\.0\.0\.1 is not reachable from virtual network guest"/m);
+    expect(receivedHeaders(r.stderr).join('\n')).toMatch(
+      /^Proxy-Status: oxyctl; error=destination_ip_prohibited; details="127\.0\.0\.1 is not reachable from virtual network guest"/m,
+    );
     expect(origin.seen.some((s) => s.url === '/from-guest')).toBe(false);
   });
 

@@ -32,7 +32,10 @@ beforeAll(async () => {
   await oxyOk(home.home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
   const hooks = join(home.home, 'hooks.js');
   writeFileSync(hooks, `export function start() { return { http: { handleRequest() {} } }; }\n`);
-  for (const [name, extra] of [['plain', []], ['hooked', ['--hooks', hooks]]] as const) {
+  for (const [name, extra] of [
+    ['plain', []],
+    ['hooked', ['--hooks', hooks]],
+  ] as const) {
     const e = await startEdge(home.home, [...extra, '--location', name]);
     procs.push(e.edge);
     procs.push((await startConnector(home.home, e.tunnelPort, ['--url', url, '--ha-connections', '1', 'web'], 1)).connector);
@@ -52,10 +55,14 @@ const statusOf = (reply: Buffer) => Number(/^HTTP\/1\.1 (\d{3})/.exec(reply.toSt
 describe.each(['plain', 'hooked'])('an absolute-form target on the %s public listener', (name) => {
   it('routes by the URL, not by Host; the origin sees the path and a Host that match', async () => {
     seen.length = 0;
-    const other = await probe(ports[name], ['GET http://other.example.com/secret HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n'], { holdMs: 10_000 });
+    const other = await probe(ports[name], ['GET http://other.example.com/secret HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n'], {
+      holdMs: 10_000,
+    });
     expect(statusOf(other), other.toString()).toBe(404);
     expect(other.toString()).toContain('other.example.com');
-    const app = await probe(ports[name], ['GET http://app.example.com/abs?q=1 HTTP/1.1\r\nHost: ignored.example.com\r\nConnection: close\r\n\r\n'], { holdMs: 10_000 });
+    const app = await probe(ports[name], ['GET http://app.example.com/abs?q=1 HTTP/1.1\r\nHost: ignored.example.com\r\nConnection: close\r\n\r\n'], {
+      holdMs: 10_000,
+    });
     expect(statusOf(app), app.toString()).toBe(200);
     expect(seen).toEqual([{ url: '/abs?q=1', host: 'app.example.com' }]);
   });

@@ -48,7 +48,8 @@ describe('a probe then a close never crashes an HTTP listener', () => {
     for (const p of procs) expect(p.child.exitCode, p.output).toBeNull();
     for (const p of procs) expect(p.output).not.toMatch(/Bug: |Error: |at .*\(node:/);
     // Still serving: the public listeners through the tunnel, the others their own pages.
-    if (name === 'quick' || name === 'hooked') expect(await goodGet(port, 'app.example.com')).toMatchObject({ status: 200, body: expect.stringContaining('Congrats') });
+    if (name === 'quick' || name === 'hooked')
+      expect(await goodGet(port, 'app.example.com')).toMatchObject({ status: 200, body: expect.stringContaining('Congrats') });
     else if (name === 'proxy') expect((await goodGet(port, 'x')).status).toBe(400);
     else expect(await goodGet(port, 'x', '/healthcheck')).toEqual({ status: 200, body: 'OK\n' });
   });
@@ -59,7 +60,20 @@ describe('an uncaught exception is a bug, never a policy', () => {
     const bug = join(home.home, 'bug.js');
     // A hooks module with a bug outside any hook call: nothing in the engine can catch it.
     writeFileSync(bug, `export function start() { setTimeout(() => { throw new Error('planted bug'); }, 300); return {}; }\n`);
-    const edge = new OxyProcess(home.home, ['edge', 'run', '--location', 'bug', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--hooks', bug]);
+    const edge = new OxyProcess(home.home, [
+      'edge',
+      'run',
+      '--location',
+      'bug',
+      '--tunnel-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--hooks',
+      bug,
+    ]);
     try {
       expect(await edge.exited()).toBe(70);
     } finally {
@@ -68,4 +82,3 @@ describe('an uncaught exception is a bug, never a policy', () => {
     expect(edge.output).toMatch(/FTL Bug: uncaught exception; exiting \(please report this\) error="planted bug" stack=.*bug\.js/);
   });
 });
-

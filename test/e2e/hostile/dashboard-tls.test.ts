@@ -19,7 +19,22 @@ beforeAll(async () => {
   home = tempHome();
   const config = join(home.home, 'edge.yml');
   writeFileSync(config, 'http-timeouts:\n  headers-ms: 1000\n');
-  edge = new OxyProcess(home.home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-quic', '--config', config, '--dashboard-listen', '127.0.0.1:0', '--dashboard-tls']);
+  edge = new OxyProcess(home.home, [
+    'edge',
+    'run',
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    '--no-quic',
+    '--config',
+    config,
+    '--dashboard-listen',
+    '127.0.0.1:0',
+    '--dashboard-tls',
+  ]);
   port = Number((await edge.waitFor(/Dashboard ready .* url=https:\/\/127\.0\.0\.1:(\d+)\//))[1]);
 }, 60_000);
 
@@ -55,7 +70,9 @@ it('closes a client that stops mid-handshake, and one that stops mid-head, withi
 
 function fetchOverTls(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`));
+    const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () =>
+      s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`),
+    );
     let text = '';
     s.setEncoding('latin1').on('data', (d: string) => (text += d));
     s.on('error', reject);

@@ -44,7 +44,9 @@ privilegedDescribe('a flood of flows from one session does not starve other devi
     flood.on('error', () => undefined);
     flood.send(Buffer.from(JSON.stringify({ tenant: 'flood', vnet: 'site' })));
     for (let i = 0; i < 2500; i++) {
-      flood.send(buildUdp({ src: parseAddress('198.18.9.1'), dst: parseAddress('198.18.0.10'), srcPort: 10_000 + i, dstPort: 5353, payload: Buffer.from('flood') }));
+      flood.send(
+        buildUdp({ src: parseAddress('198.18.9.1'), dst: parseAddress('198.18.0.10'), srcPort: 10_000 + i, dstPort: 5353, payload: Buffer.from('flood') }),
+      );
     }
     await expect.poll(refused, { timeout: 10_000 }).toBe(2000);
     const t0 = Date.now();

@@ -58,12 +58,28 @@ beforeAll(async () => {
   const hooks = join(home.home, 'hooks.js');
   writeFileSync(hooks, `export function start() { return { ingress: { handleConnection() {} }, http: { handleRequest() {}, handleResponse() {} } }; }\n`);
   const config = join(home.home, 'edge.yml');
-  writeFileSync(config, `http-timeouts:\n${Object.entries(TIMEOUTS).map(([k, v]) => `  ${k}: ${v}\n`).join('')}`);
+  writeFileSync(
+    config,
+    `http-timeouts:\n${Object.entries(TIMEOUTS)
+      .map(([k, v]) => `  ${k}: ${v}\n`)
+      .join('')}`,
+  );
   // One after the other: the first creates the edge identity both use.
-  const plain = await startEdge(home.home, ['--config', config, '--location', 'plain', '--proxy-listen', '127.0.0.1:0', '--proxy-allow', `127.0.0.1:${origin.port}`]);
+  const plain = await startEdge(home.home, [
+    '--config',
+    config,
+    '--location',
+    'plain',
+    '--proxy-listen',
+    '127.0.0.1:0',
+    '--proxy-allow',
+    `127.0.0.1:${origin.port}`,
+  ]);
   const hooked = await startEdge(home.home, ['--config', config, '--location', 'hooked', '--hooks', hooks]);
   procs.push(plain.edge, hooked.edge);
-  const connectors = await Promise.all([plain, hooked].map((e) => startConnector(home.home, e.tunnelPort, ['--url', `http://127.0.0.1:${origin.port}`, '--ha-connections', '1', 'web'], 1)));
+  const connectors = await Promise.all(
+    [plain, hooked].map((e) => startConnector(home.home, e.tunnelPort, ['--url', `http://127.0.0.1:${origin.port}`, '--ha-connections', '1', 'web'], 1)),
+  );
   procs.push(...connectors.map((c) => c.connector));
   ports.plain = plain.httpPort;
   ports.hooked = hooked.httpPort;
@@ -98,9 +114,16 @@ function goodClient(): { stop(): Promise<number> } {
     while (running) {
       for (const port of [ports.plain, ports.hooked]) {
         const body = randomBytes(1 + Math.floor(Math.random() * 65536));
-        const res = await request(`http://127.0.0.1:${port}/good`, { method: 'POST', body, headers: { host: HOST }, headersTimeout: 20_000, bodyTimeout: 20_000 });
+        const res = await request(`http://127.0.0.1:${port}/good`, {
+          method: 'POST',
+          body,
+          headers: { host: HOST },
+          headersTimeout: 20_000,
+          bodyTimeout: 20_000,
+        });
         const echo = Buffer.from(await res.body.arrayBuffer());
-        if (res.statusCode !== 200 || !echo.equals(body)) throw new Error(`good POST on ${port}: ${res.statusCode}, ${echo.length}/${body.length} bytes, equal=${echo.equals(body)}`);
+        if (res.statusCode !== 200 || !echo.equals(body))
+          throw new Error(`good POST on ${port}: ${res.statusCode}, ${echo.length}/${body.length} bytes, equal=${echo.equals(body)}`);
       }
       const tunneled = await connectGet(ports.proxy, `127.0.0.1:${origin.port}`, '/good-connect');
       if (!tunneled.endsWith('hello /good-connect')) throw new Error(`good CONNECT: ${tunneled}`);
@@ -153,7 +176,11 @@ function exchange(port: number, bytes: Buffer): Promise<Buffer> {
     let quiet: NodeJS.Timeout | undefined;
     const hang = setTimeout(() => {
       s.destroy();
-      reject(new Error(`hang: open ${HANG_MS} ms after ${JSON.stringify(bytes.toString('latin1').slice(0, 300))}; got ${JSON.stringify(Buffer.concat(got).toString('latin1').slice(0, 200))}`));
+      reject(
+        new Error(
+          `hang: open ${HANG_MS} ms after ${JSON.stringify(bytes.toString('latin1').slice(0, 300))}; got ${JSON.stringify(Buffer.concat(got).toString('latin1').slice(0, 200))}`,
+        ),
+      );
     }, HANG_MS);
     s.on('connect', () => s.write(bytes));
     s.on('data', (d: Buffer) => {
@@ -174,9 +201,11 @@ function exchange(port: number, bytes: Buffer): Promise<Buffer> {
 /** Runs `fn` over `items`, `limit` at a time; rejects with the first failure. */
 async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
 }
 
 // ─── Generators ──────────────────────────────────────────────────────────────
@@ -188,27 +217,67 @@ const eol = fc.constantFrom('\r\n', '\r\n', '\r\n', '\n', '\r', '\r\r\n');
 const method = fc.oneof(fc.constantFrom('GET', 'POST', 'PUT', 'HEAD', 'OPTIONS', 'DELETE', 'PATCH', 'TRACE', 'CONNECT', 'PRI', 'get'), token, junk);
 const target = (proxyPort: number) =>
   fc.oneof(
-    fc.constantFrom('/', '/x?y=1', '*', '/%00', '/../../etc/passwd', `http://${HOST}/abs`, `${HOST}:80`, `127.0.0.1:${proxyPort}`, `http://127.0.0.1:${proxyPort}/`, '[::1]:80', 'a:99999', ''),
+    fc.constantFrom(
+      '/',
+      '/x?y=1',
+      '*',
+      '/%00',
+      '/../../etc/passwd',
+      `http://${HOST}/abs`,
+      `${HOST}:80`,
+      `127.0.0.1:${proxyPort}`,
+      `http://127.0.0.1:${proxyPort}/`,
+      '[::1]:80',
+      'a:99999',
+      '',
+    ),
     fc.webPath(),
     junk,
   );
 const version = fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1x', 'HTTP/0.9', '');
 const header = fc.oneof(
   fc.constantFrom<[string, string]>(
-    ['Host', HOST], ['Host', HOST], ['Host', ''], ['Host', 'other.example.org'], ['Host', `${HOST}:99999`],
-    ['Content-Length', '0'], ['Content-Length', '5'], ['Content-Length', '-1'], ['Content-Length', '99999999999999999999'], ['Content-Length', '5, 5'], ['Content-Length', 'abc'],
-    ['Transfer-Encoding', 'chunked'], ['Transfer-Encoding', 'chunked, identity'], ['Transfer-Encoding', 'xchunked'], ['Transfer-Encoding', ' chunked'], ['Transfer-Encoding', 'gzip'],
-    ['Connection', 'keep-alive'], ['Connection', 'close'], ['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Upgrade', 'tcp'], ['Upgrade', 'h2c'],
-    ['Expect', '100-continue'], ['X-Forwarded-For', '1.2.3.4'], ['Proxy-Authorization', 'Basic eDp5'], ['Oxy-Vnet', 'nope'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+    ['Host', HOST],
+    ['Host', HOST],
+    ['Host', ''],
+    ['Host', 'other.example.org'],
+    ['Host', `${HOST}:99999`],
+    ['Content-Length', '0'],
+    ['Content-Length', '5'],
+    ['Content-Length', '-1'],
+    ['Content-Length', '99999999999999999999'],
+    ['Content-Length', '5, 5'],
+    ['Content-Length', 'abc'],
+    ['Transfer-Encoding', 'chunked'],
+    ['Transfer-Encoding', 'chunked, identity'],
+    ['Transfer-Encoding', 'xchunked'],
+    ['Transfer-Encoding', ' chunked'],
+    ['Transfer-Encoding', 'gzip'],
+    ['Connection', 'keep-alive'],
+    ['Connection', 'close'],
+    ['Connection', 'Upgrade'],
+    ['Upgrade', 'websocket'],
+    ['Upgrade', 'tcp'],
+    ['Upgrade', 'h2c'],
+    ['Expect', '100-continue'],
+    ['X-Forwarded-For', '1.2.3.4'],
+    ['Proxy-Authorization', 'Basic eDp5'],
+    ['Oxy-Vnet', 'nope'],
+    ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
   ),
   fc.tuple(token, fc.string({ maxLength: 30 })),
   fc.tuple(junk, junk),
 );
-const chunkSize = fc.oneof(fc.nat({ max: 40 }).map((n) => n.toString(16)), fc.constantFrom('ZZ', '-1', 'fffffffffffffffffff', '0x5', '5 ', '5;ext=1', '', ' '));
+const chunkSize = fc.oneof(
+  fc.nat({ max: 40 }).map((n) => n.toString(16)),
+  fc.constantFrom('ZZ', '-1', 'fffffffffffffffffff', '0x5', '5 ', '5;ext=1', '', ' '),
+);
 const body = fc.oneof(
   fc.constant(''),
   fc.string({ unit: 'binary', maxLength: 200 }),
-  fc.array(fc.tuple(chunkSize, fc.string({ maxLength: 40 })), { maxLength: 4 }).map((chunks) => `${chunks.map(([size, data]) => `${size}\r\n${data}\r\n`).join('')}0\r\n\r\n`),
+  fc
+    .array(fc.tuple(chunkSize, fc.string({ maxLength: 40 })), { maxLength: 4 })
+    .map((chunks) => `${chunks.map(([size, data]) => `${size}\r\n${data}\r\n`).join('')}0\r\n\r\n`),
 );
 /** A well-formed request with random method, path, headers and a body framed by Content-Length or chunks. */
 const validRequest = (proxyPort: number, absolute: boolean) =>
@@ -251,35 +320,45 @@ const hostileRequest = (proxyPort: number) =>
 
 /** Byte-level damage to a good request: one byte changed, a header line injected, or a CRLF lost. */
 const damaged = (proxyPort: number) =>
-  fc.tuple(validRequest(proxyPort, false), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('byte', 'inject', 'crlf')).map(([text, at, byte, how]) => {
-    const i = at % text.length;
-    if (how === 'byte') return text.slice(0, i) + String.fromCharCode(byte) + text.slice(i + 1);
-    if (how === 'crlf') return text.replace('\r\n', '\n');
-    const eoh = text.indexOf('\r\n') + 2;
-    return `${text.slice(0, eoh)}${String.fromCharCode(byte)}X-Inj: ${byte}\r\n${text.slice(eoh)}`;
-  });
+  fc
+    .tuple(validRequest(proxyPort, false), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('byte', 'inject', 'crlf'))
+    .map(([text, at, byte, how]) => {
+      const i = at % text.length;
+      if (how === 'byte') return text.slice(0, i) + String.fromCharCode(byte) + text.slice(i + 1);
+      if (how === 'crlf') return text.replace('\r\n', '\n');
+      const eoh = text.indexOf('\r\n') + 2;
+      return `${text.slice(0, eoh)}${String.fromCharCode(byte)}X-Inj: ${byte}\r\n${text.slice(eoh)}`;
+    });
 
 const oneRequest = (proxyPort: number, absolute: boolean) =>
-  fc.oneof({ arbitrary: validRequest(proxyPort, absolute), weight: 4 }, { arbitrary: damaged(proxyPort), weight: 3 }, { arbitrary: hostileRequest(proxyPort), weight: 3 });
+  fc.oneof(
+    { arbitrary: validRequest(proxyPort, absolute), weight: 4 },
+    { arbitrary: damaged(proxyPort), weight: 3 },
+    { arbitrary: hostileRequest(proxyPort), weight: 3 },
+  );
 
 /** `arb` one time in five, else undefined. */
-const sometimes = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.oneof({ arbitrary: fc.constant(undefined), weight: 4 }, { arbitrary: arb, weight: 1 });
+const sometimes = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+  fc.oneof({ arbitrary: fc.constant(undefined), weight: 4 }, { arbitrary: arb, weight: 1 });
 
 /** One to three requests back to back, sometimes cut short, sometimes followed by random bytes. */
 const payload = (proxyPort: number, absolute = false) =>
-  fc.record({
-    // A bad request pipelined behind a good one makes Node refuse the connection before the good
-    // one is answered: single good requests keep the tunnel path busy too.
-    requests: fc.oneof({ arbitrary: validRequest(proxyPort, absolute).map((r) => [r]), weight: 2 }, { arbitrary: fc.array(oneRequest(proxyPort, absolute), { minLength: 1, maxLength: 3 }), weight: 3 }),
-    cut: sometimes(fc.nat()),
-    tail: sometimes(fc.uint8Array({ maxLength: 64 })),
-  }).map(
-    ({ requests, cut, tail }) => {
+  fc
+    .record({
+      // A bad request pipelined behind a good one makes Node refuse the connection before the good
+      // one is answered: single good requests keep the tunnel path busy too.
+      requests: fc.oneof(
+        { arbitrary: validRequest(proxyPort, absolute).map((r) => [r]), weight: 2 },
+        { arbitrary: fc.array(oneRequest(proxyPort, absolute), { minLength: 1, maxLength: 3 }), weight: 3 },
+      ),
+      cut: sometimes(fc.nat()),
+      tail: sometimes(fc.uint8Array({ maxLength: 64 })),
+    })
+    .map(({ requests, cut, tail }) => {
       let bytes = Buffer.from(requests.join(''), 'latin1');
       if (cut !== undefined) bytes = bytes.subarray(0, cut % (bytes.length + 1));
       return tail ? Buffer.concat([bytes, Buffer.from(tail)]) : bytes;
-    },
-  );
+    });
 
 /** A CONNECT authority or an absolute URL naming a host by name (the proxy would ask DNS). */
 const NEEDS_DNS = /CONNECT[ \t]+[^\s]*[a-z]|http:\/\/[^\s/]*[a-z]/i;
@@ -298,7 +377,11 @@ const SMUGGLING: [string, string, number][] = [
   ['CL.TE', `POST /a HTTP/1.1\r\n${H}Content-Length: 35\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nX: y`, 400],
   ['TE.CL', `POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n2c\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n\r\n0\r\n\r\n`, 400],
   ['TE.TE (obfuscated)', `POST /a HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n`, 400],
-  ['TE with a space before the colon', `POST /a HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n`, 400],
+  [
+    'TE with a space before the colon',
+    `POST /a HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n`,
+    400,
+  ],
   ['duplicate Content-Length', `POST /a HTTP/1.1\r\n${H}Content-Length: 0\r\nContent-Length: 40\r\n\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n`, 400],
   ['Content-Length list', `POST /a HTTP/1.1\r\n${H}Content-Length: 0, 40\r\n\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n`, 400],
   ['duplicate Host', `GET /smuggled HTTP/1.1\r\n${H}Host: other.example.org\r\n\r\n`, 400],
@@ -350,7 +433,9 @@ describe('hostile input to the HTTP listeners, a good client served throughout',
               const drip = setInterval(() => s.writable && s.write('X'), 200);
               s.on('error', () => undefined);
               s.resume();
-              s.once('connect', () => s.write(what === 'head' ? `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Slow: ` : `POST / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 100000\r\n\r\n`));
+              s.once('connect', () =>
+                s.write(what === 'head' ? `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Slow: ` : `POST / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 100000\r\n\r\n`),
+              );
               const give = setTimeout(() => s.destroy(), 6000);
               s.once('close', () => {
                 clearInterval(drip);
@@ -371,7 +456,12 @@ describe('hostile input to the HTTP listeners, a good client served throughout',
     const slowNames = ['plain', 'hooked', 'proxy', 'metrics'] as const;
     const slow = Array.from({ length: 100 }, (_, i) => net.connect(ports[slowNames[i % 4]], '127.0.0.1'));
     let slowClosed = 0;
-    const slowOpen = () => slow.map((s, i) => (s.destroyed ? '' : `${slowNames[i % 4]}(${s.bytesWritten}B written, ${s.bytesRead}B read)`)).filter(Boolean).slice(0, 8).join(' ');
+    const slowOpen = () =>
+      slow
+        .map((s, i) => (s.destroyed ? '' : `${slowNames[i % 4]}(${s.bytesWritten}B written, ${s.bytesRead}B read)`))
+        .filter(Boolean)
+        .slice(0, 8)
+        .join(' ');
     const drip = setInterval(() => {
       for (const s of slow) if (!s.destroyed) s.write('X');
     }, 200);

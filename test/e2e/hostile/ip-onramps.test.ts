@@ -63,13 +63,15 @@ function quicInitials(): Buffer[] {
 const quicDatagrams = (initials: Buffer[]) =>
   fc.oneof(
     mutate(initials),
-    fc.tuple(fc.integer({ min: 0xc0, max: 0xff }), fc.constantFrom(1, 0, 0xff00001d, 0x1a2a3a4a), fc.nat(25), bytes(200)).map(([first, version, dcidLength, rest]) => {
-      const head = Buffer.alloc(6);
-      head[0] = first;
-      head.writeUInt32BE(version >>> 0, 1);
-      head[5] = dcidLength;
-      return Buffer.concat([head, rest]);
-    }),
+    fc
+      .tuple(fc.integer({ min: 0xc0, max: 0xff }), fc.constantFrom(1, 0, 0xff00001d, 0x1a2a3a4a), fc.nat(25), bytes(200))
+      .map(([first, version, dcidLength, rest]) => {
+        const head = Buffer.alloc(6);
+        head[0] = first;
+        head.writeUInt32BE(version >>> 0, 1);
+        head[5] = dcidLength;
+        return Buffer.concat([head, rest]);
+      }),
     fc.tuple(fc.integer({ min: 0x40, max: 0x7f }), bytes(100)).map(([first, rest]) => Buffer.concat([Buffer.from([first]), rest])),
     bytes(1300),
   );
@@ -78,16 +80,18 @@ const quicDatagrams = (initials: Buffer[]) =>
 const gueDatagrams = (authentic: Buffer[]) =>
   fc.oneof(
     mutate(authentic),
-    fc.tuple(fc.nat(31), fc.constantFrom(4, 41, 0, 17), fc.constantFrom(1, 2, 3), fc.nat(255), fc.nat(255), bytes(180)).map(([hlen, proto, version, t, v, rest]) =>
-      Buffer.concat([Buffer.from([hlen, proto, 0, 0, 0x4f, version, t, v]), rest]),
-    ),
+    fc
+      .tuple(fc.nat(31), fc.constantFrom(4, 41, 0, 17), fc.constantFrom(1, 2, 3), fc.nat(255), fc.nat(255), bytes(180))
+      .map(([hlen, proto, version, t, v, rest]) => Buffer.concat([Buffer.from([hlen, proto, 0, 0, 0x4f, version, t, v]), rest])),
     bytes(300),
   );
 
 /** First messages on a SEQPACKET connection: the context, as JSON or not. */
 const contexts = fc.oneof(
   fc.json().map((j) => Buffer.from(j)),
-  fc.record({ tenant: fc.oneof(fc.string(), fc.integer(), fc.constant(null)), vnet: fc.oneof(fc.string(), fc.constant('site'), fc.array(fc.nat())) }).map((o) => Buffer.from(JSON.stringify(o))),
+  fc
+    .record({ tenant: fc.oneof(fc.string(), fc.integer(), fc.constant(null)), vnet: fc.oneof(fc.string(), fc.constant('site'), fc.array(fc.nat())) })
+    .map((o) => Buffer.from(JSON.stringify(o))),
   bytes(200),
 );
 

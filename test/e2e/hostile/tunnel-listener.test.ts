@@ -61,7 +61,13 @@ const genFrame = fc
 type Case = { kind: 'raw'; bytes: Uint8Array } | { kind: 'tls'; alpn?: string; bytes: Uint8Array } | { kind: 'h2'; frames: Buffer[]; tail: Uint8Array };
 
 const genCase: fc.Arbitrary<Case> = fc.oneof(
-  fc.record({ kind: fc.constant('raw' as const), bytes: fc.oneof(fc.uint8Array({ maxLength: 512 }), fc.uint8Array({ maxLength: 200 }).map((b) => Uint8Array.from([0x16, 0x03, 0x01, ...b]))) }),
+  fc.record({
+    kind: fc.constant('raw' as const),
+    bytes: fc.oneof(
+      fc.uint8Array({ maxLength: 512 }),
+      fc.uint8Array({ maxLength: 200 }).map((b) => Uint8Array.from([0x16, 0x03, 0x01, ...b])),
+    ),
+  }),
   fc.record({ kind: fc.constant('tls' as const), alpn: fc.constantFrom(undefined, 'h2', 'http/1.1', 'x'), bytes: fc.uint8Array({ maxLength: 512 }) }),
   fc.record({ kind: fc.constant('h2' as const), frames: fc.array(genFrame, { maxLength: 8 }), tail: fc.uint8Array({ maxLength: 32 }) }),
 );
@@ -98,7 +104,13 @@ it(`${CASES} generated connections to the tunnel listener: no crash, none held o
   const good = (async () => {
     while (running) {
       const body = randomBytes(1 + Math.floor(Math.random() * 65536));
-      const res = await request(`http://127.0.0.1:${edge.httpPort}/echo`, { method: 'POST', body, headers: { host: HOST }, headersTimeout: 10_000, bodyTimeout: 10_000 });
+      const res = await request(`http://127.0.0.1:${edge.httpPort}/echo`, {
+        method: 'POST',
+        body,
+        headers: { host: HOST },
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
       const echo = Buffer.from(await res.body.arrayBuffer());
       if (res.statusCode !== 200 || !echo.equals(body)) throw new Error(`good POST: ${res.statusCode}, ${echo.length}/${body.length} bytes`);
       rounds++;
@@ -107,9 +119,11 @@ it(`${CASES} generated connections to the tunnel listener: no crash, none held o
   try {
     const cases = fc.sample(genCase, { numRuns: CASES, seed: 12 });
     let next = 0;
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < cases.length) await play(cases[next++], edge.tunnelPort);
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < cases.length) await play(cases[next++], edge.tunnelPort);
+      }),
+    );
   } finally {
     running = false;
     await good;

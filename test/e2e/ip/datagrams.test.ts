@@ -5,7 +5,17 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { IpEdge, SeqpacketOnRamp, GueOnRamp, GueClient, deriveGueKeys, type GueCredential } from '../../../src/engine/edge/ip/index.js';
 import { SeqpacketSocket } from '../../../src/engine/native/index.js';
-import { TcpFlag, buildIcmpEcho, buildTcp, buildUdp, parseAddress, parsePacket, formatAddress, verifyTransportChecksum, type PacketView } from '../../../src/engine/packet/index.js';
+import {
+  TcpFlag,
+  buildIcmpEcho,
+  buildTcp,
+  buildUdp,
+  parseAddress,
+  parsePacket,
+  formatAddress,
+  verifyTransportChecksum,
+  type PacketView,
+} from '../../../src/engine/packet/index.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
 
 /** Two GUE senders' keys (device IDs and secrets as `warp enroll` makes them), each of its own tenant. */
@@ -281,7 +291,10 @@ privilegedDescribe('ICMP and TCP handed to a pluggable IP off-ramp (forward verd
         const view = parsed(packet);
         if (view.protocolName === 'icmp') {
           // The off-ramp answers the ping itself (as a remote host would).
-          edge.sendToClient(flow, buildIcmpEcho({ src: flow.dst, dst: flow.src, id: view.echoId, seq: view.echoSeq, reply: true, payload: Buffer.from('from off-ramp') }));
+          edge.sendToClient(
+            flow,
+            buildIcmpEcho({ src: flow.dst, dst: flow.src, id: view.echoId, seq: view.echoSeq, reply: true, payload: Buffer.from('from off-ramp') }),
+          );
         }
       },
     });

@@ -80,13 +80,28 @@ privilegedDescribe('IP edge: fragments from a session are reassembled, then serv
 
     it(`IPv${version}: a SYN in tiny fragments (8 bytes first, RFC 1858) is decided on the whole segment and answered by the kernel`, async () => {
       const { session, replies } = open(`tcp${version}`);
-      const syn = buildTcp({ src: client, dst: server, srcPort: 40001, dstPort: 80, seq: 1000, flags: TcpFlag.SYN, dontFragment: false, identification: 44, options: Buffer.from([2, 4, 0x05, 0x00]) });
+      const syn = buildTcp({
+        src: client,
+        dst: server,
+        srcPort: 40001,
+        dstPort: 80,
+        seq: 1000,
+        flags: TcpFlag.SYN,
+        dontFragment: false,
+        identification: 44,
+        options: Buffer.from([2, 4, 0x05, 0x00]),
+      });
       const headerLength = version === 4 ? 20 : 40;
       const tcpLength = syn.length - headerLength;
       session.receive(buildFragment(syn, 8, tcpLength, 44));
       session.receive(buildFragment(syn, 0, 8, 44));
       await expect.poll(() => replies.length).toBeGreaterThan(0);
-      expect([replies[0].protocol, replies[0].tcpFlags, replies[0].tcpAck, replies[0].dstPort]).toEqual([IpProtocol.TCP, TcpFlag.SYN | TcpFlag.ACK, 1001, 40001]);
+      expect([replies[0].protocol, replies[0].tcpFlags, replies[0].tcpAck, replies[0].dstPort]).toEqual([
+        IpProtocol.TCP,
+        TcpFlag.SYN | TcpFlag.ACK,
+        1001,
+        40001,
+      ]);
     });
 
     it(`IPv${version}: overlapping fragments drop the datagram; a missing one times out with ICMP "reassembly time exceeded"`, async () => {
@@ -102,7 +117,11 @@ privilegedDescribe('IP edge: fragments from a session are reassembled, then serv
       expect(replies).toHaveLength(0);
       // Another datagram lacks its middle fragment: after the timeout the sender hears of it.
       const timeouts = edge.stats.dropped['fragment-timeout'] ?? 0;
-      const next = fragmentPacket(buildUdp({ src: client, dst: server, srcPort: 40002, dstPort: 7, payload: bytes(3000), dontFragment: false, identification: 48 }), 1280, 48);
+      const next = fragmentPacket(
+        buildUdp({ src: client, dst: server, srcPort: 40002, dstPort: 7, payload: bytes(3000), dontFragment: false, identification: 48 }),
+        1280,
+        48,
+      );
       session.receive(next[0]);
       session.receive(next[2]);
       await expect.poll(() => replies.length, { timeout: 3000 }).toBe(1);
@@ -117,7 +136,8 @@ privilegedDescribe('IP edge: fragments from a session are reassembled, then serv
   it('two tenants sending identical fragments (same addresses and identification) each get their own datagram back', () => {
     const a = open('tenant-a');
     const b = open('tenant-b');
-    const datagram = (seed: number) => buildUdp({ src: CLIENT4, dst: SERVER4, srcPort: 40003, dstPort: 7, payload: bytes(3000, seed), dontFragment: false, identification: 46 });
+    const datagram = (seed: number) =>
+      buildUdp({ src: CLIENT4, dst: SERVER4, srcPort: 40003, dstPort: 7, payload: bytes(3000, seed), dontFragment: false, identification: 46 });
     const piecesA = fragmentPacket(datagram(1), 1280, 46);
     const piecesB = fragmentPacket(datagram(2), 1280, 46);
     for (let i = 0; i < piecesA.length; i++) {

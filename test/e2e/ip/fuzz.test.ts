@@ -29,7 +29,10 @@ const mutated = fc
     for (const [at, value] of flips) packet[at % packet.length] = value;
     return cut % 4 === 0 ? packet.subarray(0, cut % (packet.length + 1)) : packet;
   });
-const anyPacket = fc.oneof(mutated, fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)));
+const anyPacket = fc.oneof(
+  mutated,
+  fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+);
 
 privilegedDescribe('on-ramp path fuzz: malformed and mutated packets never crash the edge', () => {
   let edge: IpEdge;

@@ -80,10 +80,13 @@ privilegedDescribe('GUE on-ramp authentication (device keys, replay window, tena
     // The edge picks the change up at its next store poll; from then on the key is unknown.
     let n = 0;
     await expect
-      .poll(async () => {
-        await sender.do({ op: 'request', ...device, vnet: 'site', payload: `after-revoke-${n++}`, timeoutMs: 200 });
-        return (dropped()['unknown-key'] ?? 0) > before;
-      }, { timeout: 10_000 })
+      .poll(
+        async () => {
+          await sender.do({ op: 'request', ...device, vnet: 'site', payload: `after-revoke-${n++}`, timeoutMs: 200 });
+          return (dropped()['unknown-key'] ?? 0) > before;
+        },
+        { timeout: 10_000 },
+      )
       .toBe(true);
     expect((await sender.do<{ reply: string | null }>({ op: 'request', ...device, vnet: 'site', payload: 'still-revoked', timeoutMs: 1000 })).reply).toBeNull();
   });

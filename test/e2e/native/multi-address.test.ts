@@ -100,10 +100,7 @@ privilegedDescribe('wildcard UDP server on a multi-address interface (network na
   });
 
   it('control: a Node dgram server on the wildcard answers from the wrong address for one of them', async () => {
-    const [v4, v6] = withNetns(server!.path, () => [
-      dgramEcho(bindDgramSync('udp4', '0.0.0.0')),
-      dgramEcho(bindDgramSync('udp6', '::', 0, true)),
-    ]);
+    const [v4, v6] = withNetns(server!.path, () => [dgramEcho(bindDgramSync('udp4', '0.0.0.0')), dgramEcho(bindDgramSync('udp6', '::', 0, true))]);
     closers.push(v4!, v6!);
 
     const replies4 = await dial(v4!.address().port, V4);

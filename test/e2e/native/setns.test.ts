@@ -19,9 +19,7 @@ privilegedDescribe('setns / withNetns', () => {
   it('a socket created inside lives there: binds an address only that namespace has, and talks to itself', async () => {
     const here = Object.values(networkInterfaces()).flatMap((list) => list ?? []);
     expect(here.map((i) => i.address)).not.toContain(ONLY_THERE);
-    expect(() => PktinfoUdpSocket.bind({ address: ONLY_THERE })).toThrow(
-      expect.objectContaining({ code: 'EADDRNOTAVAIL', syscall: 'bind' }),
-    );
+    expect(() => PktinfoUdpSocket.bind({ address: ONLY_THERE })).toThrow(expect.objectContaining({ code: 'EADDRNOTAVAIL', syscall: 'bind' }));
 
     const home = currentNetnsInode();
     const socket = withNetns(ns().path, () => PktinfoUdpSocket.bind({ address: ONLY_THERE }));

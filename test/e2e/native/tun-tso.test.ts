@@ -38,9 +38,7 @@ privilegedDescribe('Tun TSO (network namespace)', () => {
   });
 
   it('hands over TCP super-packets with gso_type TCPV4 and gso_size = MSS', async () => {
-    tun = withNetns(ns().path, () =>
-      Tun.open({ name: 'oxytso0', vnetHeader: true, offload: { checksum: true, tso4: true, tso6: true }, mtu: 1500, up: true }),
-    );
+    tun = withNetns(ns().path, () => Tun.open({ name: 'oxytso0', vnetHeader: true, offload: { checksum: true, tso4: true, tso6: true }, mtu: 1500, up: true }));
     ns().ipBatch([`addr add ${LOCAL}/24 dev oxytso0`, 'route add 198.18.8.0/24 dev oxytso0']);
 
     const device = tun;

@@ -131,9 +131,7 @@ privilegedDescribe('Tun (network namespace)', () => {
         if (++got === 100) resolve();
       }),
     );
-    const packets = Array.from({ length: 100 }, (_, i) =>
-      buildUdp4(REMOTE, REMOTE_PORT, LOCAL, socket.address().port, Buffer.from(`reply ${i}`)),
-    );
+    const packets = Array.from({ length: 100 }, (_, i) => buildUdp4(REMOTE, REMOTE_PORT, LOCAL, socket.address().port, Buffer.from(`reply ${i}`)));
     expect(tun.writeBatch(packets)).toBe(100);
     await delivered;
   });

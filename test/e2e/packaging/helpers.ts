@@ -81,7 +81,15 @@ export interface DpkgStanza {
  */
 export function aptRoot(root: string, sourcesLine: string, installed: DpkgStanza[]): { env: Record<string, string>; root: string } {
   const apt = join(root, 'apt');
-  for (const d of ['etc/apt/sources.list.d', 'etc/apt/apt.conf.d', 'etc/apt/preferences.d', 'etc/apt/trusted.gpg.d', 'state/lists/partial', 'cache/archives/partial', 'log']) {
+  for (const d of [
+    'etc/apt/sources.list.d',
+    'etc/apt/apt.conf.d',
+    'etc/apt/preferences.d',
+    'etc/apt/trusted.gpg.d',
+    'state/lists/partial',
+    'cache/archives/partial',
+    'log',
+  ]) {
     mkdirSync(join(apt, d), { recursive: true });
   }
   const dpkg = join(root, 'var/lib/dpkg');
@@ -91,7 +99,13 @@ export function aptRoot(root: string, sourcesLine: string, installed: DpkgStanza
     join(dpkg, 'status'),
     installed
       .map((p) =>
-        Object.entries({ ...p, Status: 'install ok installed', Priority: 'optional', Maintainer: 'test <test@example.invalid>', Description: 'stand-in for the host package' })
+        Object.entries({
+          ...p,
+          Status: 'install ok installed',
+          Priority: 'optional',
+          Maintainer: 'test <test@example.invalid>',
+          Description: 'stand-in for the host package',
+        })
           .map(([k, v]) => `${k}: ${v}`)
           .join('\n'),
       )
@@ -132,6 +146,20 @@ export function dnfRoot(dir: string, baseurl: string, gpgkey: string): { args: s
     `[main]\nreposdir=${dir}/repos\ncachedir=${dir}/cache\nlogdir=${dir}/log\npersistdir=${dir}/persist\ninstall_weak_deps=False\n`,
   );
   return {
-    args: ['-y', '--config', join(dir, 'dnf.conf'), '--installroot', join(dir, 'root'), '--releasever', '1', '--setopt', `reposdir=${dir}/repos`, '--disablerepo', '*', '--enablerepo', 'oxyctl'],
+    args: [
+      '-y',
+      '--config',
+      join(dir, 'dnf.conf'),
+      '--installroot',
+      join(dir, 'root'),
+      '--releasever',
+      '1',
+      '--setopt',
+      `reposdir=${dir}/repos`,
+      '--disablerepo',
+      '*',
+      '--enablerepo',
+      'oxyctl',
+    ],
   };
 }

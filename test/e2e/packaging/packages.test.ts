@@ -104,9 +104,7 @@ function body(): void {
     });
 
     it('ships the CLI with production dependencies only, native addons, man pages, units and docs', async () => {
-      const files = (await runOk('sh', ['-c', 'dpkg-deb --fsys-tarfile "$0" | tar -t', deb]))
-        .split('\n')
-        .map((f) => f.replace(/^\.\//, '/'));
+      const files = (await runOk('sh', ['-c', 'dpkg-deb --fsys-tarfile "$0" | tar -t', deb])).split('\n').map((f) => f.replace(/^\.\//, '/'));
       for (const f of [
         '/usr/bin/oxyctl',
         '/usr/lib/oxyctl/bin/run.js',
@@ -159,7 +157,14 @@ function body(): void {
       const release = readFileSync(join(dists, 'Release'), 'utf8');
       expect(release).toMatch(/^Codename: stable$/m);
       expect(release).toMatch(/^Architectures: amd64$/m);
-      expect(release).toMatch(new RegExp(`^ ${createHash('sha256').update(readFileSync(join(dists, 'main/binary-amd64/Packages'))).digest('hex')} +\\d+ main/binary-amd64/Packages$`, 'm'));
+      expect(release).toMatch(
+        new RegExp(
+          `^ ${createHash('sha256')
+            .update(readFileSync(join(dists, 'main/binary-amd64/Packages')))
+            .digest('hex')} +\\d+ main/binary-amd64/Packages$`,
+          'm',
+        ),
+      );
       const key = join(repo, 'oxyctl-archive-keyring.gpg');
       await runOk('gpgv', ['--keyring', key, join(dists, 'Release.gpg'), join(dists, 'Release')]);
       await runOk('gpgv', ['--keyring', key, join(dists, 'InRelease')]);
@@ -169,7 +174,11 @@ function body(): void {
     });
 
     it('apt-get update and apt-get install oxyctl from it; the installed oxyctl runs with the system node and man reads its page', async () => {
-      const { env, root } = aptRoot(join(work, 'apt-good'), sources('good', join(repo, 'oxyctl-archive-keyring.gpg')), HOST_DEPS(hostVersion('nodejs', '20.20.2-1')));
+      const { env, root } = aptRoot(
+        join(work, 'apt-good'),
+        sources('good', join(repo, 'oxyctl-archive-keyring.gpg')),
+        HOST_DEPS(hostVersion('nodejs', '20.20.2-1')),
+      );
       const update = await run('apt-get', ['update'], { env });
       expect(update.stderr).toBe('');
       expect(update.code).toBe(0);
@@ -184,12 +193,20 @@ function body(): void {
       await runOk('dpkg', [`--root=${root}`, '--verify', 'oxyctl']);
 
       const system = { PATH: '/usr/bin:/bin', OXY_HOME: join(work, 'home'), NO_COLOR: '1' };
-      expect((await runOk(join(root, 'usr/bin/oxyctl'), ['--version'], { env: system })).trim()).toMatch(new RegExp(`^oxyctl/${VERSION.replace(/\./g, '\\.')} linux-x64 node-v2\\d\\.`));
+      expect((await runOk(join(root, 'usr/bin/oxyctl'), ['--version'], { env: system })).trim()).toMatch(
+        new RegExp(`^oxyctl/${VERSION.replace(/\./g, '\\.')} linux-x64 node-v2\\d\\.`),
+      );
       // The store (better-sqlite3's addon) and our addon load from the installed tree.
-      expect(await runOk(join(root, 'usr/bin/oxyctl'), ['vnet', 'add', 'pkg-vnet'], { env: system })).toContain("Successfully added virtual 'network' pkg-vnet");
-      const native = await runOk('/usr/bin/node', ['--input-type=module', '-e', "const n = await import('./dist/engine/native/index.js'); console.log(n.nativeAvailable())"], {
-        cwd: join(root, 'usr/lib/oxyctl'),
-      });
+      expect(await runOk(join(root, 'usr/bin/oxyctl'), ['vnet', 'add', 'pkg-vnet'], { env: system })).toContain(
+        "Successfully added virtual 'network' pkg-vnet",
+      );
+      const native = await runOk(
+        '/usr/bin/node',
+        ['--input-type=module', '-e', "const n = await import('./dist/engine/native/index.js'); console.log(n.nativeAvailable())"],
+        {
+          cwd: join(root, 'usr/lib/oxyctl'),
+        },
+      );
       expect(native.trim()).toBe('true');
       const page = await runOk('man', ['oxyctl'], { env: { MANPATH: join(root, 'usr/share/man'), MANWIDTH: '100', MANPAGER: 'cat', PAGER: 'cat' } });
       expect(page).toMatch(/^NAME\n +oxyctl +- +Self-hostable +private +networking/m);
@@ -227,7 +244,9 @@ function body(): void {
       const { env } = aptRoot(join(work, 'apt-tampered'), sources('tampered', join(repo, 'oxyctl-archive-keyring.gpg')), HOST_DEPS('20.20.2-1'));
       const update = await run('apt-get', ['update'], { env });
       expect(update.code).toBe(100);
-      expect(update.stderr).toMatch(/Failed to fetch .*\/tampered\/deb\/dists\/stable\/main\/binary-amd64\/Packages.* (File has unexpected size|Hash Sum mismatch)/);
+      expect(update.stderr).toMatch(
+        /Failed to fetch .*\/tampered\/deb\/dists\/stable\/main\/binary-amd64\/Packages.* (File has unexpected size|Hash Sum mismatch)/,
+      );
       expect(await runOk('apt-cache', ['policy', 'oxyctl'], { env })).not.toContain('Candidate: 0');
     }, 60_000);
 
@@ -238,7 +257,11 @@ function body(): void {
         let text = readFileSync(join(dists, name), 'utf8');
         for (const f of ['main/binary-amd64/Packages', 'main/binary-amd64/Packages.gz']) {
           const data = readFileSync(join(dists, f));
-          for (const [alg, len] of [['md5', 32], ['sha1', 40], ['sha256', 64]] as const) {
+          for (const [alg, len] of [
+            ['md5', 32],
+            ['sha1', 40],
+            ['sha256', 64],
+          ] as const) {
             const line = new RegExp(`^ [0-9a-f]{${len}} +\\d+ ${f.replace(/[.+]/g, '\\$&')}$`, 'm');
             text = text.replace(line, ` ${createHash(alg).update(data).digest('hex')} ${data.length} ${f}`);
           }
@@ -280,7 +303,13 @@ function body(): void {
       expect(requires).toContain('nodejs >= 20');
       expect(requires).toEqual(expect.arrayContaining(['libc.so.6()(64bit)', 'libstdc++.so.6()(64bit)']));
       const files = (await runOk('rpm', ['-qpl', rpm])).split('\n');
-      for (const f of ['/usr/bin/oxyctl', '/usr/lib/oxyctl/bin/run.js', '/usr/lib/systemd/system/oxyctl.service', '/usr/lib/systemd/system/oxyctl-edge.service', '/usr/share/man/man1/oxyctl.1.gz']) {
+      for (const f of [
+        '/usr/bin/oxyctl',
+        '/usr/lib/oxyctl/bin/run.js',
+        '/usr/lib/systemd/system/oxyctl.service',
+        '/usr/lib/systemd/system/oxyctl-edge.service',
+        '/usr/share/man/man1/oxyctl.1.gz',
+      ]) {
         expect(files).toContain(f);
       }
       expect(files.some((f) => f.startsWith('/usr/lib/oxyctl/node_modules/vitest'))).toBe(false);
@@ -318,7 +347,10 @@ function body(): void {
     it('dnf refuses repodata whose repomd.xml does not match its signature', async () => {
       cpSync(repo, join(served, 'yum-tampered'), { recursive: true });
       const repomd = join(served, 'yum-tampered/rpm/repodata/repomd.xml');
-      writeFileSync(repomd, readFileSync(repomd, 'utf8').replace(/<revision>(\d+)<\/revision>/, (_, n) => `<revision>${Number(n) + 1}</revision>`));
+      writeFileSync(
+        repomd,
+        readFileSync(repomd, 'utf8').replace(/<revision>(\d+)<\/revision>/, (_, n) => `<revision>${Number(n) + 1}</revision>`),
+      );
       const dnf = dnfRoot(join(work, 'dnf-tampered'), `${server.url}/yum-tampered/rpm`, join(repo, 'oxyctl-archive-keyring.asc'));
       const r = await run('dnf', [...dnf.args, 'makecache']);
       expect(r.code).not.toBe(0);

@@ -13,13 +13,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
-import {
-  dialQuic,
-  listenQuic,
-  QuicDialError,
-  type QuicListener,
-  type QuicTunnelConnection,
-} from '../../../src/engine/transport/quic/index.js';
+import { dialQuic, listenQuic, QuicDialError, type QuicListener, type QuicTunnelConnection } from '../../../src/engine/transport/quic/index.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { bindDgramSync } from '../native/support.js';
@@ -81,7 +75,10 @@ privilegedDescribe('QUIC listener on the wildcard of a multi-address interface (
       accepted.push(conn);
       echo(conn);
     });
-    closers.push(() => socket.close(), () => listener.close());
+    closers.push(
+      () => socket.close(),
+      () => listener.close(),
+    );
     expect(listener.address.address).toBe('::');
 
     for (const address of [...V4, ...V6]) {
@@ -99,9 +96,7 @@ privilegedDescribe('QUIC listener on the wildcard of a multi-address interface (
       new DgramAsPktinfo(bindDgramSync('udp4', '0.0.0.0')),
       new DgramAsPktinfo(bindDgramSync('udp6', '::', 0, true)),
     ]);
-    const listeners = await Promise.all(
-      [dgram4!, dgram6!].map((d) => listenQuic({ cert: id.certChain, key: id.key, socket: d.asPktinfo() }, echo)),
-    );
+    const listeners = await Promise.all([dgram4!, dgram6!].map((d) => listenQuic({ cert: id.certChain, key: id.key, socket: d.asPktinfo() }, echo)));
     closers.push(
       () => dgram4!.close(),
       () => dgram6!.close(),

@@ -20,7 +20,11 @@ const procs: OxyProcess[] = [];
 const edges: { name: string; httpPort: number; tunnelPort: number; proc: OxyProcess }[] = [];
 
 async function startEdgeAt(location: string) {
-  const proc = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--location', location, '--no-quic'], env);
+  const proc = new OxyProcess(
+    home,
+    ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--location', location, '--no-quic'],
+    env,
+  );
   procs.push(proc);
   const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
   const http = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
@@ -30,7 +34,11 @@ async function startEdgeAt(location: string) {
 }
 
 async function startConnectorWith(tunnelPort: number): Promise<OxyProcess> {
-  const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', '--ha-connections', '2', '--hello-world', 'web'], env);
+  const c = new OxyProcess(
+    home,
+    ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', '--ha-connections', '2', '--hello-world', 'web'],
+    env,
+  );
   for (let i = 0; i < 2; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
   return c;
 }
@@ -43,10 +51,14 @@ const get = async (port: number, host: string) => {
 
 /** Polls until every edge serves `host` from the tunnel. */
 async function servedEverywhere(host: string, timeoutMs: number): Promise<void> {
-  await until(async () => {
-    const answers = await Promise.all(edges.map((e) => get(e.httpPort, host).catch(() => ({ status: 0, body: '' }))));
-    return answers.every((a) => a.status === 200);
-  }, timeoutMs, `every edge to serve ${host}`);
+  await until(
+    async () => {
+      const answers = await Promise.all(edges.map((e) => get(e.httpPort, host).catch(() => ({ status: 0, body: '' }))));
+      return answers.every((a) => a.status === 200);
+    },
+    timeoutMs,
+    `every edge to serve ${host}`,
+  );
 }
 
 beforeAll(async () => {
@@ -61,7 +73,11 @@ beforeAll(async () => {
   // One connector over both edges (--edge repeated, as cloudflared's): its 4 HA connections spread 2 + 2.
   await oxyOk(home, ['tunnel', 'create', 'spread'], env);
   await oxyOk(home, ['tunnel', 'route', 'dns', 'spread', 'spread.example.com'], env);
-  const spread = new OxyProcess(home, ['tunnel', 'run', ...edges.flatMap((e) => ['--edge', `127.0.0.1:${e.tunnelPort}`]), '--protocol', 'http2', '--hello-world', 'spread'], env);
+  const spread = new OxyProcess(
+    home,
+    ['tunnel', 'run', ...edges.flatMap((e) => ['--edge', `127.0.0.1:${e.tunnelPort}`]), '--protocol', 'http2', '--hello-world', 'spread'],
+    env,
+  );
   procs.push(spread);
   for (let i = 0; i < 4; i++) await spread.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
 }, 90_000);
@@ -86,7 +102,10 @@ describe('two edges on one PostgreSQL store', () => {
     expect(await coloNames('spread')).toEqual(['edge-a', 'edge-a', 'edge-b', 'edge-b']);
     for (const e of edges) expect(await get(e.httpPort, 'spread.example.com')).toMatchObject({ status: 200 });
     const registry = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'], env)) as { location: string; connections: number; tunnel_address: string }[];
-    expect(registry.map((e) => [e.location, e.connections])).toEqual([['edge-a', 4], ['edge-b', 4]]);
+    expect(registry.map((e) => [e.location, e.connections])).toEqual([
+      ['edge-a', 4],
+      ['edge-b', 4],
+    ]);
     expect(registry[0].tunnel_address).toMatch(/^127\.0\.0\.1:\d+$/);
     // A token names every live edge: a connector given only the token spreads over them.
     const token = JSON.parse(Buffer.from((await oxyOk(home, ['tunnel', 'token', 'web'], env)).trim(), 'base64').toString()) as { e: string };

@@ -78,11 +78,18 @@ surprise-key: 1
     expect(metrics).toMatch(/^oxyctl_quic_client_total_connections 2$/m);
     // tunnel ready and tunnel diag against this connector's metrics server.
     expect((await oxy(home, ['tunnel', 'ready', '--metrics', `127.0.0.1:${metricsPort}`])).code).toBe(0);
-    const diag = await run(process.execPath, [BIN, 'tunnel', 'diag', '--metrics', `127.0.0.1:${metricsPort}`], { cwd: home, env: { ...process.env, OXY_HOME: home } });
+    const diag = await run(process.execPath, [BIN, 'tunnel', 'diag', '--metrics', `127.0.0.1:${metricsPort}`], {
+      cwd: home,
+      env: { ...process.env, OXY_HOME: home },
+    });
     const archive = /Diagnostic file written: (.*\.tar\.gz)/.exec(diag.stdout)![1];
-    expect((await run('tar', ['tzf', archive])).stdout.split('\n').filter(Boolean).sort()).toEqual(
-      ['configuration.json', 'metrics.txt', 'oxyctl.log', 'systeminformation.json', 'tunnel.json'],
-    );
+    expect((await run('tar', ['tzf', archive])).stdout.split('\n').filter(Boolean).sort()).toEqual([
+      'configuration.json',
+      'metrics.txt',
+      'oxyctl.log',
+      'systeminformation.json',
+      'tunnel.json',
+    ]);
     // Without --metrics, diag looks on the known addresses (here a list the test controls).
     const dead = await freePort();
     expect(await findLocalConnector([`127.0.0.1:${dead}`, `127.0.0.1:${metricsPort}`])).toBe(`127.0.0.1:${metricsPort}`);
@@ -113,7 +120,22 @@ surprise-key: 1
     const dead = await freePort();
     writeFileSync(join(home, 'none.yml'), '');
     const pidfile = join(home, 'never.pid');
-    const c = new OxyProcess(home, ['tunnel', 'run', '--config', join(home, 'none.yml'), '-p', 'http2', '--edge', `127.0.0.1:${dead}`, '--retries', '1', '--pidfile', pidfile, '--hello-world', 'web']);
+    const c = new OxyProcess(home, [
+      'tunnel',
+      'run',
+      '--config',
+      join(home, 'none.yml'),
+      '-p',
+      'http2',
+      '--edge',
+      `127.0.0.1:${dead}`,
+      '--retries',
+      '1',
+      '--pidfile',
+      pidfile,
+      '--hello-world',
+      'web',
+    ]);
     procs.push(c);
     expect(await c.exited()).not.toBe(0);
     expect(c.output).toContain('Could not connect to the edge after 2 attempts (--retries 1)');
@@ -148,7 +170,24 @@ describe('--retries bounds the reconnects of a connection at any time, as cloudf
     };
     await relayUp();
     writeFileSync(join(home, 'none.yml'), '');
-    const c = new OxyProcess(home, ['tunnel', 'run', '--config', join(home, 'none.yml'), '-p', 'http2', '--edge', `127.0.0.1:${relayPort}`, '--retries', '3', '--ha-connections', '2', '--metrics', '127.0.0.1:0', '--hello-world', 'web']);
+    const c = new OxyProcess(home, [
+      'tunnel',
+      'run',
+      '--config',
+      join(home, 'none.yml'),
+      '-p',
+      'http2',
+      '--edge',
+      `127.0.0.1:${relayPort}`,
+      '--retries',
+      '3',
+      '--ha-connections',
+      '2',
+      '--metrics',
+      '127.0.0.1:0',
+      '--hello-world',
+      'web',
+    ]);
     procs.push(c);
     const registered = () => c.count(/Registered tunnel connection/);
     const refused = () => c.count(/Unable to establish connection with the edge/);
@@ -179,7 +218,10 @@ describe('a cloudflared host migrates by installing oxyctl', () => {
     const [web] = JSON.parse(await oxyOk(home, ['tunnel', 'list', '--name', 'web', '-o', 'json'])) as { id: string }[];
     const ours = JSON.parse(readFileSync(join(home, `${web.id}.json`), 'utf8'));
     // Exactly the fields cloudflared writes (no Endpoint), next to a config naming the tunnel by ID.
-    writeFileSync(join(user, '.cloudflared', `${web.id}.json`), JSON.stringify({ AccountTag: ours.AccountTag, TunnelSecret: ours.TunnelSecret, TunnelID: ours.TunnelID }));
+    writeFileSync(
+      join(user, '.cloudflared', `${web.id}.json`),
+      JSON.stringify({ AccountTag: ours.AccountTag, TunnelSecret: ours.TunnelSecret, TunnelID: ours.TunnelID }),
+    );
     writeFileSync(
       join(user, '.cloudflared', 'config.yml'),
       `tunnel: ${web.id}
@@ -251,14 +293,48 @@ describe('socks-proxy and bastion services', () => {
   - service: http_status:404
 `,
     );
-    const c = new OxyProcess(home, ['tunnel', 'run', '--config', config, '-p', 'http2', '--edge', `127.0.0.1:${edge.tunnelPort}`, '--metrics', '127.0.0.1:0', 'web']);
+    const c = new OxyProcess(home, [
+      'tunnel',
+      'run',
+      '--config',
+      config,
+      '-p',
+      'http2',
+      '--edge',
+      `127.0.0.1:${edge.tunnelPort}`,
+      '--metrics',
+      '127.0.0.1:0',
+      'web',
+    ]);
     procs.push(c);
     await c.waitFor(/Registered tunnel connection connIndex=0 /);
     access = { socks: await freePort(), socks2: await freePort(), bastion: await freePort(), bastionDenied: await freePort() };
     const edgeUrl = `http://127.0.0.1:${edge.httpPort}`;
     const a1 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'socks.example.com', '--url', `127.0.0.1:${access.socks}`, '--edge', edgeUrl]);
-    const a2 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(allowed)}`, '--url', `127.0.0.1:${access.bastion}`, '--edge', edgeUrl]);
-    const a3 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'bastion.example.com', '--destination', `127.0.0.1:${portOf(denied)}`, '--url', `127.0.0.1:${access.bastionDenied}`, '--edge', edgeUrl]);
+    const a2 = new OxyProcess(home, [
+      'access',
+      'tcp',
+      '--hostname',
+      'bastion.example.com',
+      '--destination',
+      `127.0.0.1:${portOf(allowed)}`,
+      '--url',
+      `127.0.0.1:${access.bastion}`,
+      '--edge',
+      edgeUrl,
+    ]);
+    const a3 = new OxyProcess(home, [
+      'access',
+      'tcp',
+      '--hostname',
+      'bastion.example.com',
+      '--destination',
+      `127.0.0.1:${portOf(denied)}`,
+      '--url',
+      `127.0.0.1:${access.bastionDenied}`,
+      '--edge',
+      edgeUrl,
+    ]);
     const a4 = new OxyProcess(home, ['access', 'tcp', '--hostname', 'socks2.example.com', '--url', `127.0.0.1:${access.socks2}`, '--edge', edgeUrl]);
     procs.push(a1, a2, a3, a4);
     await Promise.all([a1, a2, a3, a4].map((a) => a.waitFor(/Start Websocket listener/)));

@@ -77,7 +77,11 @@ it('a GET sent to a SIGKILLed QUIC connector is answered by its replacement; a P
     await first.connector.exited();
     const sentAt = Date.now();
     const send = (method: string, path: string, body?: string) =>
-      request(`http://127.0.0.1:${e.httpPort}${path}`, { method, body, headers: { host: 'app.example.com' }, headersTimeout: 30_000 }).then(async (r) => ({ status: r.statusCode, body: await r.body.text(), ms: Date.now() - sentAt }));
+      request(`http://127.0.0.1:${e.httpPort}${path}`, { method, body, headers: { host: 'app.example.com' }, headersTimeout: 30_000 }).then(async (r) => ({
+        status: r.statusCode,
+        body: await r.body.text(),
+        ms: Date.now() - sentAt,
+      }));
     const get = send('GET', '/get');
     const post = send('POST', '/post', 'hello');
     t.procs.push(new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--url', url, 'web']));
@@ -103,7 +107,18 @@ describe.each(PROTOCOLS)('a hung connector over %s', (protocol) => {
     t.procs.push(e.edge);
     const hung = await startConnector(t.home, e.tunnelPort, ['--ha-connections', '2', '--hello-world', 'web'], 2, protocol);
     t.procs.push(hung.connector);
-    const other = new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--ha-connections', '2', '--hello-world', 'web']);
+    const other = new OxyProcess(t.home, [
+      'tunnel',
+      'run',
+      '--edge',
+      `127.0.0.1:${e.tunnelPort}`,
+      '--protocol',
+      protocol,
+      '--ha-connections',
+      '2',
+      '--hello-world',
+      'web',
+    ]);
     t.procs.push(other);
     await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
     hung.connector.child.kill('SIGSTOP');

@@ -19,7 +19,10 @@ afterEach(async () => {
 describe('edge run --config', () => {
   it('takes its settings from the YAML file, flags winning over it', async () => {
     const file = join(home, 'edge.yml');
-    writeFileSync(file, 'tunnel-listen: 127.0.0.1:0\nhttp-listen: 127.0.0.1:0\nmetrics: 127.0.0.1:0\nlocation: fra\nquic: false\nip-limits:\n  max-flows: 1000\n  reassembly-bytes: 4194304\n  reassembly-timeout-ms: 2000\n');
+    writeFileSync(
+      file,
+      'tunnel-listen: 127.0.0.1:0\nhttp-listen: 127.0.0.1:0\nmetrics: 127.0.0.1:0\nlocation: fra\nquic: false\nip-limits:\n  max-flows: 1000\n  reassembly-bytes: 4194304\n  reassembly-timeout-ms: 2000\n',
+    );
     await oxyOk(home, ['tunnel', 'create', 'web']);
     const edge = new OxyProcess(home, ['edge', 'run', '--config', file, '--location', 'ams']);
     procs.push(edge);
@@ -42,6 +45,8 @@ describe('edge run --config', () => {
     expect(typed.stderr).toContain('quic must be true or false');
     writeFileSync(file, 'ip-limits:\n  reassembly-byte: 1\n');
     const limit = await oxy(home, ['edge', 'run', '--config', file]);
-    expect(limit.stderr).toContain('ip-limits.reassembly-byte must be one of max-flows, max-flows-per-tenant, max-flows-per-session, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms');
+    expect(limit.stderr).toContain(
+      'ip-limits.reassembly-byte must be one of max-flows, max-flows-per-tenant, max-flows-per-session, reassembly-bytes, reassembly-bytes-per-tenant, reassembly-timeout-ms',
+    );
   });
 });

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxy, } from '../../helpers/cli.js';
+import { oxy } from '../../helpers/cli.js';
 import { OxyProcess, useWebTunnel, freePort, startConnector } from '../../helpers/processes.js';
 import { SeqpacketSocket } from '../../../src/engine/native/seqpacket.js';
 import { until } from '../../helpers/until.js';
@@ -13,14 +13,31 @@ import { until } from '../../helpers/until.js';
 const t = useWebTunnel();
 
 const hello = (httpPort: number) =>
-  request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' } }).then(async (r) => (await r.body.dump(), r.statusCode), () => 0);
+  request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' } }).then(
+    async (r) => (await r.body.dump(), r.statusCode),
+    () => 0,
+  );
 
 it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP tunnel socket; a live one is refused', async () => {
   const [tunnel, http, metrics, proxy, gue] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const socket = join(t.home, 'ip.sock');
   const args = [
-    'edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnel}`, '--http-listen', `127.0.0.1:${http}`, '--metrics', `127.0.0.1:${metrics}`,
-    '--proxy-listen', `127.0.0.1:${proxy}`, '--proxy-allow', '198.18.0.0/15', '--ip-tunnel-listen', socket, '--gue-listen', `127.0.0.1:${gue}`,
+    'edge',
+    'run',
+    '--tunnel-listen',
+    `127.0.0.1:${tunnel}`,
+    '--http-listen',
+    `127.0.0.1:${http}`,
+    '--metrics',
+    `127.0.0.1:${metrics}`,
+    '--proxy-listen',
+    `127.0.0.1:${proxy}`,
+    '--proxy-allow',
+    '198.18.0.0/15',
+    '--ip-tunnel-listen',
+    socket,
+    '--gue-listen',
+    `127.0.0.1:${gue}`,
   ];
   const first = new OxyProcess(t.home, args);
   t.procs.push(first);

@@ -49,7 +49,12 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
     try {
       for (let i = 0; i < 3; i++) {
         const started = Date.now();
-        const res = await request(`http://127.0.0.1:${edge.httpPort}/x`, { dispatcher: agent, headers: { host: 'down.example.com' }, headersTimeout: 5000, bodyTimeout: 2000 });
+        const res = await request(`http://127.0.0.1:${edge.httpPort}/x`, {
+          dispatcher: agent,
+          headers: { host: 'down.example.com' },
+          headersTimeout: 5000,
+          bodyTimeout: 2000,
+        });
         const body = await res.body.text();
         expect(Date.now() - started).toBeLessThan(2000);
         expect(res.statusCode).toBe(502);

@@ -36,19 +36,22 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     // end of its side) and answers /slow only after the edge's response timeout.
     pair.connector.onStream((stream) => {
       stream.on('error', () => undefined);
-      void readStreamHeader(stream, { expect: 'request' }).then((header) => {
-        stream.resume();
-        if (header.destination.endsWith('/refuse')) {
-          writeResponseHeader(stream, { status: ResponseStatus.FORBIDDEN, message: 'refused by policy', metadata: [] });
-          stream.end();
-        } else {
-          setTimeout(() => {
-            if (stream.destroyed) return;
-            writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead({ status: 200, headers: [] }) });
-            stream.end('too late');
-          }, 400);
-        }
-      }, () => stream.destroy());
+      void readStreamHeader(stream, { expect: 'request' }).then(
+        (header) => {
+          stream.resume();
+          if (header.destination.endsWith('/refuse')) {
+            writeResponseHeader(stream, { status: ResponseStatus.FORBIDDEN, message: 'refused by policy', metadata: [] });
+            stream.end();
+          } else {
+            setTimeout(() => {
+              if (stream.destroyed) return;
+              writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead({ status: 200, headers: [] }) });
+              stream.end('too late');
+            }, 400);
+          }
+        },
+        () => stream.destroy(),
+      );
     });
     const registry = new TunnelRegistry();
     registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
@@ -57,10 +60,12 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     cleanups.push(() => onramp.close());
 
     const url = `http://127.0.0.1:${onramp.address.port}`;
-    const statuses = await Promise.all([
-      ...Array.from({ length: 20 }, () => request(`${url}/refuse`, { headers: { host: 'app.example.com' } })),
-      ...Array.from({ length: 5 }, () => request(`${url}/slow`, { headers: { host: 'app.example.com' } })),
-    ].map((p) => p.then(async (res) => (await res.body.text(), res.statusCode))));
+    const statuses = await Promise.all(
+      [
+        ...Array.from({ length: 20 }, () => request(`${url}/refuse`, { headers: { host: 'app.example.com' } })),
+        ...Array.from({ length: 5 }, () => request(`${url}/slow`, { headers: { host: 'app.example.com' } })),
+      ].map((p) => p.then(async (res) => (await res.body.text(), res.statusCode))),
+    );
     // Refused: 502; not answered in time: 504 (RFC 9209 http_response_timeout).
     expect(statuses).toEqual([...Array(20).fill(502), ...Array(5).fill(504)]);
 

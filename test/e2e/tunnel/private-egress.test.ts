@@ -81,7 +81,7 @@ describe('private egress through a tunnel', () => {
     stream.destroy();
   });
 
-  it('--max-active-flows (cloudflared\'s flag for warp-routing maxActiveFlows) bounds flows at once', async () => {
+  it("--max-active-flows (cloudflared's flag for warp-routing maxActiveFlows) bounds flows at once", async () => {
     await oxyOk(home, ['vnet', 'add', 'capped']);
     await oxyOk(home, ['tunnel', 'create', 'dc2']);
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'capped', '127.0.0.1/32', 'dc2']);

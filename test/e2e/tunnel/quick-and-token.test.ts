@@ -96,7 +96,15 @@ describe('tunnel token on another host', () => {
     procs.push(e.edge);
     const token = JSON.parse(Buffer.from((await oxyOk(edgeHost, ['tunnel', 'token', 'web'])).trim(), 'base64').toString());
     token.p = Buffer.alloc(32, 9).toString('base64');
-    const c = new OxyProcess(otherHost, ['tunnel', 'run', '--protocol', 'http2', '--hello-world', '--token', Buffer.from(JSON.stringify(token)).toString('base64')]);
+    const c = new OxyProcess(otherHost, [
+      'tunnel',
+      'run',
+      '--protocol',
+      'http2',
+      '--hello-world',
+      '--token',
+      Buffer.from(JSON.stringify(token)).toString('base64'),
+    ]);
     procs.push(c);
     expect(await c.exited()).not.toBe(0);
     expect(c.output).toMatch(/pin/i);

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxyOk, } from '../../helpers/cli.js';
+import { oxyOk } from '../../helpers/cli.js';
 import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge, freePort } from '../../helpers/processes.js';
 import { startEventsOrigin } from '../../helpers/origins.js';
 
@@ -13,7 +13,11 @@ const hello = (httpPort: number) =>
 /** The local ports of the connector's TCP connections to the edge. */
 function connectorPorts(edgePort: number): number[] {
   const out = execFileSync('ss', ['-Htn', 'state', 'established', 'dst', `127.0.0.1:${edgePort}`], { encoding: 'utf8' });
-  return out.trim().split('\n').filter(Boolean).map((line) => Number(line.trim().split(/\s+/)[2].split(':').pop()));
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => Number(line.trim().split(/\s+/)[2].split(':').pop()));
 }
 
 describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
@@ -64,7 +68,13 @@ describe.each(PROTOCOLS)('tunnel resilience over %s', (protocol) => {
     try {
       const e = await startEdge(t.home);
       t.procs.push(e.edge);
-      const { connector } = await startConnector(t.home, e.tunnelPort, ['--url', `http://127.0.0.1:${origin.port}`, '--grace-period', '10s', 'web'], 4, protocol);
+      const { connector } = await startConnector(
+        t.home,
+        e.tunnelPort,
+        ['--url', `http://127.0.0.1:${origin.port}`, '--grace-period', '10s', 'web'],
+        4,
+        protocol,
+      );
       t.procs.push(connector);
       const res = await request(`http://127.0.0.1:${e.httpPort}/events`, { headers: { host: 'app.example.com' } });
       const body = res.body.text();

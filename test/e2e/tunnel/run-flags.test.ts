@@ -31,17 +31,29 @@ const curlHost = (host: string) => run('curl', ['-sS', '-H', `Host: ${host}`, `h
 
 beforeAll(async () => {
   ({ home, cleanup } = tempHome());
-  for (const [name, host] of [['flags', 'flags.example.com'], ['sock', 'sock.example.com'], ['tls', 'tls.example.com']]) {
+  for (const [name, host] of [
+    ['flags', 'flags.example.com'],
+    ['sock', 'sock.example.com'],
+    ['tls', 'tls.example.com'],
+  ]) {
     await oxyOk(home, ['tunnel', 'create', name]);
     await oxyOk(home, ['tunnel', 'route', 'dns', name, host]);
   }
   edge = await startEdge(home);
   procs.push(edge.edge);
-  echoHost = await listen(createServer((req, res) => res.end(`host=${req.headers.host}`)), 0);
-  unixOrigin = await listen(createServer((_req, res) => res.end('from the unix socket')), join(home, 'origin.sock'));
+  echoHost = await listen(
+    createServer((req, res) => res.end(`host=${req.headers.host}`)),
+    0,
+  );
+  unixOrigin = await listen(
+    createServer((_req, res) => res.end('from the unix socket')),
+    join(home, 'origin.sock'),
+  );
   // The edge's own certificate: signed by a CA no system trusts.
   tlsOrigin = await listen(
-    createTlsServer({ cert: readFileSync(join(home, 'edge', 'cert.pem')), key: readFileSync(join(home, 'edge', 'key.pem')) }, (_req, res) => res.end('over tls')),
+    createTlsServer({ cert: readFileSync(join(home, 'edge', 'cert.pem')), key: readFileSync(join(home, 'edge', 'key.pem')) }, (_req, res) =>
+      res.end('over tls'),
+    ),
     0,
   );
 });
@@ -52,7 +64,19 @@ afterAll(async () => {
 });
 
 const connector = async (args: string[]) => {
-  const c = new OxyProcess(home, ['tunnel', 'run', '-p', 'http2', '--edge', `127.0.0.1:${edge.tunnelPort}`, '--metrics', '127.0.0.1:0', '--ha-connections', '1', ...args]);
+  const c = new OxyProcess(home, [
+    'tunnel',
+    'run',
+    '-p',
+    'http2',
+    '--edge',
+    `127.0.0.1:${edge.tunnelPort}`,
+    '--metrics',
+    '127.0.0.1:0',
+    '--ha-connections',
+    '1',
+    ...args,
+  ]);
   procs.push(c);
   await c.waitFor(/Registered tunnel connection connIndex=0 /);
   return c;
@@ -64,8 +88,18 @@ describe('tunnel run flags', () => {
     writeFileSync(tokenFile, `${(await oxyOk(home, ['tunnel', 'token', 'flags'])).trim()}\n`);
     const logDir = join(home, 'logs');
     await connector([
-      '--token-file', tokenFile, '--url', `http://127.0.0.1:${portOf(echoHost)}`, '--http-host-header', 'inner.example',
-      '--edge-bind-address', '127.0.0.2', '--log-directory', logDir, '--label', 'site-a',
+      '--token-file',
+      tokenFile,
+      '--url',
+      `http://127.0.0.1:${portOf(echoHost)}`,
+      '--http-host-header',
+      'inner.example',
+      '--edge-bind-address',
+      '127.0.0.2',
+      '--log-directory',
+      logDir,
+      '--label',
+      'site-a',
     ]);
     expect((await curlHost('flags.example.com')).stdout).toBe('host=inner.example');
     const info = JSON.parse(await oxyOk(home, ['tunnel', 'info', '-o', 'json', 'flags']));
@@ -89,9 +123,10 @@ describe('tunnel run flags', () => {
     expect((await curlHost('tls.example.com')).stdout).toBe('over tls');
   });
 
-  it('originRequest.matchSNItoHost: the TLS origin receives each request\'s Host as SNI (after httpHostHeader); without it, none', async () => {
+  it("originRequest.matchSNItoHost: the TLS origin receives each request's Host as SNI (after httpHostHeader); without it, none", async () => {
     await oxyOk(home, ['tunnel', 'create', 'sni']);
-    for (const host of ['a', 'b', 'plain', 'named', 'server-name', 'inner'].map((h) => `${h}.sni.example.com`)) await oxyOk(home, ['tunnel', 'route', 'dns', 'sni', host]);
+    for (const host of ['a', 'b', 'plain', 'named', 'server-name', 'inner'].map((h) => `${h}.sni.example.com`))
+      await oxyOk(home, ['tunnel', 'route', 'dns', 'sni', host]);
     const sniOrigin = await listen(
       createTlsServer({ cert: readFileSync(join(home, 'edge', 'cert.pem')), key: readFileSync(join(home, 'edge', 'key.pem')) }, (req, res) =>
         res.end(`sni=${(req.socket as TLSSocket).servername}`),

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { expect, it } from 'vitest';
 import { request } from 'undici';
-import { oxyJson, } from '../../helpers/cli.js';
+import { oxyJson } from '../../helpers/cli.js';
 import { OxyProcess, useWebTunnel, startConnector, startEdge } from '../../helpers/processes.js';
 import { api, newToken, startDashboardEdge } from '../dashboard/support.js';
 
@@ -92,7 +92,7 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
   expect(e.edge.child.exitCode).toBeNull();
 }, 60_000);
 
-it("a dashboard change while another process holds the lock answers 503 at once; traffic is not held up", async () => {
+it('a dashboard change while another process holds the lock answers 503 at once; traffic is not held up', async () => {
   const token = await newToken(t.home);
   const d = await startDashboardEdge(t.home);
   t.procs.push(d.edge);

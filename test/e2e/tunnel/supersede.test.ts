@@ -53,5 +53,10 @@ it('a new registration of the same connector and index supersedes the old connec
   // Only the old index 0 went: the sibling and the new one serve on.
   expect(sibling.isClosed).toBe(false);
   expect(again.isClosed).toBe(false);
-  expect(edge.registry.connections(tunnel.id).map((c) => c.conn.remotePort).sort()).toEqual([sibling.localPort, again.localPort].sort());
+  expect(
+    edge.registry
+      .connections(tunnel.id)
+      .map((c) => c.conn.remotePort)
+      .sort(),
+  ).toEqual([sibling.localPort, again.localPort].sort());
 });

@@ -25,7 +25,16 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
     procs.push(e.edge);
     procs.push((await startConnector(home, e.tunnelPort, ['--config', config, 'bastion'], 4, protocol)).connector);
     localPort = await freePort();
-    const access = new OxyProcess(home, ['access', 'tcp', '--hostname', 'ssh.example.com', '--url', `127.0.0.1:${localPort}`, '--edge', `http://127.0.0.1:${e.httpPort}`]);
+    const access = new OxyProcess(home, [
+      'access',
+      'tcp',
+      '--hostname',
+      'ssh.example.com',
+      '--url',
+      `127.0.0.1:${localPort}`,
+      '--edge',
+      `http://127.0.0.1:${e.httpPort}`,
+    ]);
     procs.push(access);
     await access.waitFor(/Start Websocket listener/);
   });

@@ -34,7 +34,19 @@ privilegedDescribe('a device enrolled with --vnet uses only those vnets', () => 
     await oxyOk(home, ['vnet', 'add', 'office']);
     token = (await oxyOk(home, ['warp', 'enroll', '--vnet', 'office', 'office-router'])).trim();
     [tunnelPort, guePort] = [await freePort(), await freePort()];
-    edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--gue-listen', `127.0.0.1:${guePort}`, '--ip-tunnel-listen', `${home}/ip.sock`, '--metrics', '127.0.0.1:0', '--no-quic']);
+    edge = new OxyProcess(home, [
+      'edge',
+      'run',
+      '--tunnel-listen',
+      `127.0.0.1:${tunnelPort}`,
+      '--gue-listen',
+      `127.0.0.1:${guePort}`,
+      '--ip-tunnel-listen',
+      `${home}/ip.sock`,
+      '--metrics',
+      '127.0.0.1:0',
+      '--no-quic',
+    ]);
     metricsPort = Number((await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/))[1]);
   }, 60_000);
 

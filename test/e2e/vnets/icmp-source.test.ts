@@ -19,7 +19,9 @@ privilegedDescribe('--icmpv4-src / --icmpv6-src choose the source of the pings t
   let site: VnetSite;
   /** Echo requests that reached the data centre's input hook: from the given source, and in all. */
   const counters = (): Record<string, number> => {
-    const out = JSON.parse(site.dc.exec('nft', ['-j', 'list', 'counters', 'table', 'inet', 'oxyicmp'])) as { nftables: { counter?: { name: string; packets: number } }[] };
+    const out = JSON.parse(site.dc.exec('nft', ['-j', 'list', 'counters', 'table', 'inet', 'oxyicmp'])) as {
+      nftables: { counter?: { name: string; packets: number } }[];
+    };
     return Object.fromEntries(out.nftables.filter((x) => x.counter).map((x) => [x.counter!.name, x.counter!.packets]));
   };
   const ping = async (args: string[]) => (await site.inDevice('ping', ['-c', '1', '-W', '2', ...args])).code === 0;

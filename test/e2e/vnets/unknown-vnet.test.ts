@@ -34,7 +34,21 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
     token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
     [tunnelPort, proxyPort] = [await freePort(), await freePort()];
     socketPath = join(home, 'ip-tunnel.sock');
-    edge = new OxyProcess(home, ['edge', 'run', '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--proxy-listen', `127.0.0.1:${proxyPort}`, '--proxy-allow', '127.0.0.1/32:9', '--ip-tunnel-listen', socketPath, '--metrics', '127.0.0.1:0', '--no-quic']);
+    edge = new OxyProcess(home, [
+      'edge',
+      'run',
+      '--tunnel-listen',
+      `127.0.0.1:${tunnelPort}`,
+      '--proxy-listen',
+      `127.0.0.1:${proxyPort}`,
+      '--proxy-allow',
+      '127.0.0.1/32:9',
+      '--ip-tunnel-listen',
+      socketPath,
+      '--metrics',
+      '127.0.0.1:0',
+      '--no-quic',
+    ]);
     await edge.waitFor(/Edge running/);
   }, 60_000);
 
@@ -50,7 +64,9 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
     const answer = new Promise<Buffer>((resolve) => socket.once('message', (m: Buffer) => resolve(Buffer.from(m))));
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.send(Buffer.from(JSON.stringify({ tenant: 'any', vnet: 'no-such-vnet' })));
-    expect(JSON.parse((await answer).toString())).toEqual({ error: { code: 'OXY_ERR_VNET_NOT_FOUND', message: expect.stringContaining('virtual network no-such-vnet not found') } });
+    expect(JSON.parse((await answer).toString())).toEqual({
+      error: { code: 'OXY_ERR_VNET_NOT_FOUND', message: expect.stringContaining('virtual network no-such-vnet not found') },
+    });
     await closed;
     expect(Date.now() - t0).toBeLessThan(1000);
 
@@ -76,7 +92,20 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
 
     // The command: the same refusal, not "no routes" 10 s later.
     const c0 = Date.now();
-    const cli = await oxy(home, ['warp', 'connect', '--token', token, '--protocol', 'http2', '--edge', address, '--vnet', 'no-such-vnet', '--loglevel', 'debug']);
+    const cli = await oxy(home, [
+      'warp',
+      'connect',
+      '--token',
+      token,
+      '--protocol',
+      'http2',
+      '--edge',
+      address,
+      '--vnet',
+      'no-such-vnet',
+      '--loglevel',
+      'debug',
+    ]);
     expect(cli.code).toBe(1);
     expect(cli.stderr).toMatch(/virtual network no-such-vnet not found.*\[OXY_ERR_VNET_NOT_FOUND\]/);
     expect(Date.now() - c0).toBeLessThan(8000);

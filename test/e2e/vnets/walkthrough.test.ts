@@ -51,21 +51,35 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
       (e: { stderr?: string; code?: number }) => ({ ok: false, out: e.stderr ?? '', code: e.code }),
     );
   const udp = (ip: string, text: string) =>
-    run('ip', ['netns', 'exec', device.name, process.execPath, '-e', `
+    run('ip', [
+      'netns',
+      'exec',
+      device.name,
+      process.execPath,
+      '-e',
+      `
       const s = require('dgram').createSocket('udp4');
       s.on('message', (m) => { console.log(String(m)); process.exit(0); });
       s.send('${text}', 5353, '${ip}');
-      setTimeout(() => process.exit(2), 3000);`]).then((r) => r.stdout.trim());
+      setTimeout(() => process.exit(2), 3000);`,
+    ]).then((r) => r.stdout.trim());
   const ping = (ip: string) =>
     run('ip', ['netns', 'exec', device.name, 'ping', '-c', '2', '-i', '0.2', '-W', '2', ip]).then(
       (r) => /2 received/.test(r.stdout),
       () => false,
     );
   const connectError = (ip: string) =>
-    run('ip', ['netns', 'exec', device.name, process.execPath, '-e', `
+    run('ip', [
+      'netns',
+      'exec',
+      device.name,
+      process.execPath,
+      '-e',
+      `
       require('net').connect(80, '${ip}').on('connect', () => { console.log('connected'); process.exit(0); })
         .on('error', (e) => { console.log(e.code); process.exit(0); });
-      setTimeout(() => { console.log('timeout'); process.exit(0); }, 8000);`]).then((r) => r.stdout.trim());
+      setTimeout(() => { console.log('timeout'); process.exit(0); }, 8000);`,
+    ]).then((r) => r.stdout.trim());
   const connectWarp = async (vnet: string, routes: string[]) => {
     await warp?.stop();
     warp = oxyIn(device, ['warp', 'connect', '--vnet', vnet, '--edge', socketPath, ...routes.flatMap((r) => ['--route', r])]);
@@ -89,7 +103,10 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     edge.veth('to-dc2', dc2, 'to-edge');
     edge.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc1');
     edge.ip('addr', 'add', '198.18.2.1/30', 'dev', 'to-dc2');
-    for (const [dc, n, name] of [[dc1, 1, 'dc1'], [dc2, 2, 'dc2']] as const) {
+    for (const [dc, n, name] of [
+      [dc1, 1, 'dc1'],
+      [dc2, 2, 'dc2'],
+    ] as const) {
       dc.ip('addr', 'add', `198.18.${n}.2/30`, 'dev', 'to-edge');
       dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
       dc.ip('addr', 'add', '198.18.3.3/32', 'dev', 'lo');
@@ -110,14 +127,28 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-frankfurt', '198.18.3.0/24', 'tunnel-fra']);
     await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1', '--ip', '198.18.2.1', '--ip', '198.18.6.1', '--advertise', '198.18.6.1:7844']);
 
-    const edgeRun = oxyIn(edge, ['edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', socketPath]);
+    const edgeRun = oxyIn(edge, [
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '0.0.0.0:7844',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--ip-tunnel-listen',
+      socketPath,
+    ]);
     await edgeRun.waitFor(/IP tunnel on-ramp ready/);
     daemons.push(edgeRun);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     // Data centre 1 connects over HTTP/2, data centre 2 over QUIC: UDP payloads travel as
     // stream records on one and as QUIC DATAGRAM frames on the other.
-    for (const [dc, n, tunnel, protocol] of [[dc1, 1, 'tunnel-fra', 'http2'], [dc2, 2, 'tunnel-syd', 'quic']] as const) {
+    for (const [dc, n, tunnel, protocol] of [
+      [dc1, 1, 'tunnel-fra', 'http2'],
+      [dc2, 2, 'tunnel-syd', 'quic'],
+    ] as const) {
       const c = oxyIn(dc, ['tunnel', 'run', '--protocol', protocol, '--edge', `198.18.${n}.1:7844`, '--config', config, '--ha-connections', '2', tunnel]);
       await c.waitFor(/Registered tunnel connection connIndex=1 /);
       daemons.push(c);
@@ -176,7 +207,20 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
   it('a device on another host, enrolled with a token, reaches its vnet over the tunnel transport', async () => {
     const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
     for (const protocol of ['http2', 'quic']) {
-      const w = oxyIn(remote, ['warp', 'connect', '--token', token, '--protocol', protocol, '--vnet', 'vnet-sydney', '--route', '198.18.0.0/24', '--tun', 'oxyrem0']);
+      const w = oxyIn(remote, [
+        'warp',
+        'connect',
+        '--token',
+        token,
+        '--protocol',
+        protocol,
+        '--vnet',
+        'vnet-sydney',
+        '--route',
+        '198.18.0.0/24',
+        '--tun',
+        'oxyrem0',
+      ]);
       await w.waitFor(/Connected to the edge/);
       const r = await run('ip', ['netns', 'exec', remote.name, 'curl', '-sS', '--max-time', '5', 'http://198.18.0.10/']);
       expect(r.stdout).toBe('dc2\n');
@@ -185,7 +229,18 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     // A forged token (another secret) is refused by the edge.
     const forged = JSON.parse(Buffer.from(token, 'base64').toString());
     forged.s = Buffer.alloc(32, 7).toString('base64');
-    const bad = oxyIn(remote, ['warp', 'connect', '--token', Buffer.from(JSON.stringify(forged)).toString('base64'), '--protocol', 'http2', '--route', '198.18.0.0/24', '--tun', 'oxyrem1']);
+    const bad = oxyIn(remote, [
+      'warp',
+      'connect',
+      '--token',
+      Buffer.from(JSON.stringify(forged)).toString('base64'),
+      '--protocol',
+      'http2',
+      '--route',
+      '198.18.0.0/24',
+      '--tun',
+      'oxyrem1',
+    ]);
     await bad.waitFor(/Unauthorized: Invalid tunnel secret/);
     // A revoked device is refused at its next registration.
     await oxyOk(home, ['warp', 'revoke', '--yes', 'laptop']);

@@ -8,7 +8,11 @@ const apply = (raw: Record<string, unknown>, flags: Record<string, unknown> = {}
 describe('config.yml keys as tunnel run flags', () => {
   it("take the flag's parsed value unless the command line or environment set it", async () => {
     const flags: Record<string, unknown> = { protocol: 'auto', 'ha-connections': 4, 'hello-world': false, loglevel: 'warn' };
-    const r = await apply({ protocol: 'quic', 'ha-connections': 2, 'hello-world': 'true', loglevel: 'debug', edge: ['198.18.0.1:7844', '198.18.0.2:7844'] }, flags, ['loglevel']);
+    const r = await apply(
+      { protocol: 'quic', 'ha-connections': 2, 'hello-world': 'true', loglevel: 'debug', edge: ['198.18.0.1:7844', '198.18.0.2:7844'] },
+      flags,
+      ['loglevel'],
+    );
     expect(flags).toEqual({ protocol: 'quic', 'ha-connections': 2, 'hello-world': true, loglevel: 'warn', edge: ['198.18.0.1:7844', '198.18.0.2:7844'] });
     // --edge repeated, a comma list, or both (and $TUNNEL_EDGE's one string): one list of edges.
     expect(edgeList(flags.edge as string[])).toBe('198.18.0.1:7844,198.18.0.2:7844');

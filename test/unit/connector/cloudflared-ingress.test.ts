@@ -27,7 +27,11 @@ describe('cloudflared ingress_test.go TestParseIngress', () => {
         ['*', { kind: 'http', url: new URL('https://localhost:8001') }],
       ],
     ],
-    ['Extra keys', `ingress:\n - hostname: "*"\n   service: https://localhost:8000\nextraKey: extraValue\n`, [['*', { kind: 'http', url: new URL('https://localhost:8000') }]]],
+    [
+      'Extra keys',
+      `ingress:\n - hostname: "*"\n   service: https://localhost:8000\nextraKey: extraValue\n`,
+      [['*', { kind: 'http', url: new URL('https://localhost:8000') }]],
+    ],
     ['ws service', `ingress:\n - hostname: "*"\n   service: wss://localhost:8000\n`, [['*', { kind: 'http', url: new URL('wss://localhost:8000') }]]],
     ['Hostname can be omitted', `ingress:\n - service: https://localhost:8000\n`, [[undefined, { kind: 'http', url: new URL('https://localhost:8000') }]]],
     ['Valid HTTP status', `ingress:\n - service: http_status:404\n`, [[undefined, { kind: 'http_status', status: 404 }]]],
@@ -46,11 +50,21 @@ describe('cloudflared ingress_test.go TestParseIngress', () => {
     ['SMB services', `ingress:\n- service: smb://127.0.0.1\n`, [[undefined, { kind: 'tcp', host: '127.0.0.1', port: 445, scheme: 'smb' }]]],
     ['Other TCP services', `ingress:\n- service: ftp://127.0.0.1\n`, [[undefined, { kind: 'tcp', host: '127.0.0.1', scheme: 'ftp' }]]],
     [
-      'URL isn\'t necessary if using bastion',
+      "URL isn't necessary if using bastion",
       `ingress:\n- hostname: bastion.foo.com\n  originRequest:\n    bastionMode: true\n- service: http_status:404\n`,
-      [['bastion.foo.com', { kind: 'bastion' }], [undefined, { kind: 'http_status', status: 404 }]],
+      [
+        ['bastion.foo.com', { kind: 'bastion' }],
+        [undefined, { kind: 'http_status', status: 404 }],
+      ],
     ],
-    ['Bastion service', `ingress:\n- hostname: bastion.foo.com\n  service: bastion\n- service: http_status:404\n`, [['bastion.foo.com', { kind: 'bastion' }], [undefined, { kind: 'http_status', status: 404 }]]],
+    [
+      'Bastion service',
+      `ingress:\n- hostname: bastion.foo.com\n  service: bastion\n- service: http_status:404\n`,
+      [
+        ['bastion.foo.com', { kind: 'bastion' }],
+        [undefined, { kind: 'http_status', status: 404 }],
+      ],
+    ],
   ];
   it.each(ok)('%s', (_name, yaml, want) => expect(services(parseIngressYaml(yaml))).toEqual(want));
 
@@ -87,7 +101,10 @@ describe('cloudflared ingress_test.go TestParseIngress', () => {
     ['Service with a trailing slash has a path too (Go url.Path "/")', `ingress:\n - service: https://localhost:8000/\n`],
     ['Invalid HTTP status', `ingress:\n - service: http_status:asdf\n`],
     ['Invalid HTTP status code', `ingress:\n - service: http_status:8080\n`],
-    ['Hostname contains port', `ingress:\n - hostname: "test.example.com:443"\n   service: https://localhost:8000\n - hostname: "*"\n   service: https://localhost:8001\n`],
+    [
+      'Hostname contains port',
+      `ingress:\n - hostname: "test.example.com:443"\n   service: https://localhost:8000\n - hostname: "*"\n   service: https://localhost:8001\n`,
+    ],
   ];
   it.each(bad)('%s is refused', (_name, yaml) => expect(() => parseIngressYaml(yaml)).toThrow());
 
@@ -97,7 +114,13 @@ describe('cloudflared ingress_test.go TestParseIngress', () => {
   });
 
   it('TestIsHTTPService', () => {
-    for (const [url, http] of [['http://localhost', true], ['https://127.0.0.1:8000', true], ['ws://localhost', true], ['wss://localhost:8000', true], ['tcp://localhost:9000', false]] as const) {
+    for (const [url, http] of [
+      ['http://localhost', true],
+      ['https://127.0.0.1:8000', true],
+      ['ws://localhost', true],
+      ['wss://localhost:8000', true],
+      ['tcp://localhost:9000', false],
+    ] as const) {
       expect(parseIngressYaml(`ingress:\n- service: ${url}\n`).rules[0].service.kind === 'http').toBe(http);
     }
   });
@@ -119,7 +142,9 @@ describe('cloudflared ingress_test.go TestFindMatchingRule', () => {
 
 describe('cloudflared rule_test.go Test_rule_matches', () => {
   const rule = (hostname: string, path?: string): Pick<IngressRule, 'hostname' | 'punycodeHostname' | 'path'> => {
-    const r = parseIngressYaml(`ingress:\n- hostname: "${hostname}"\n${path !== undefined ? `  path: "${path}"\n` : ''}  service: http_status:200\n- service: http_status:404\n`).rules[0];
+    const r = parseIngressYaml(
+      `ingress:\n- hostname: "${hostname}"\n${path !== undefined ? `  path: "${path}"\n` : ''}  service: http_status:200\n- service: http_status:404\n`,
+    ).rules[0];
     return r;
   };
   const matches = (r: Pick<IngressRule, 'hostname' | 'punycodeHostname' | 'path'>, url: string) => {
@@ -203,18 +228,38 @@ describe('cloudflared config_test.go TestOriginRequestConfigOverrides / Defaults
       allow: true
 `;
   const RULE1 = {
-    connectTimeoutMs: 120_000, tlsTimeoutMs: 2000, tcpKeepAliveMs: 2000, noHappyEyeballs: false, keepAliveTimeoutMs: 2000,
-    keepAliveConnections: 2, httpHostHeader: 'def', originServerName: 'b2', caPool: '/tmp/path1', noTLSVerify: false,
-    disableChunkedEncoding: false, bastionMode: false, proxyType: undefined,
+    connectTimeoutMs: 120_000,
+    tlsTimeoutMs: 2000,
+    tcpKeepAliveMs: 2000,
+    noHappyEyeballs: false,
+    keepAliveTimeoutMs: 2000,
+    keepAliveConnections: 2,
+    httpHostHeader: 'def',
+    originServerName: 'b2',
+    caPool: '/tmp/path1',
+    noTLSVerify: false,
+    disableChunkedEncoding: false,
+    bastionMode: false,
+    proxyType: undefined,
   };
   it('rule 0 inherits the root originRequest, rule 1 overrides all of it', () => {
     const ing = parseIngressYaml(ROOT + RULES);
     // cloudflared turns the root bastionMode into a bastion service for the rule that inherits it.
     expect(ing.rules[0].service).toEqual({ kind: 'bastion' });
     expect(ing.rules[0].originRequest).toMatchObject({
-      connectTimeoutMs: 60_000, tlsTimeoutMs: 1000, tcpKeepAliveMs: 1000, noHappyEyeballs: true, keepAliveTimeoutMs: 1000,
-      keepAliveConnections: 1, httpHostHeader: 'abc', originServerName: 'a1', caPool: '/tmp/path0', noTLSVerify: true,
-      disableChunkedEncoding: true, bastionMode: true, proxyType: 'socks5',
+      connectTimeoutMs: 60_000,
+      tlsTimeoutMs: 1000,
+      tcpKeepAliveMs: 1000,
+      noHappyEyeballs: true,
+      keepAliveTimeoutMs: 1000,
+      keepAliveConnections: 1,
+      httpHostHeader: 'abc',
+      originServerName: 'a1',
+      caPool: '/tmp/path0',
+      noTLSVerify: true,
+      disableChunkedEncoding: true,
+      bastionMode: true,
+      proxyType: 'socks5',
     });
     expect(ing.rules[0].originRequest.ipRules!.rules.map((r) => [r.prefix.network, r.ports, r.allow])).toEqual([
       ['10.0.0.0/8', [80, 8080], false],
@@ -229,8 +274,17 @@ describe('cloudflared config_test.go TestOriginRequestConfigOverrides / Defaults
   it("without a root block, rule 0 has cloudflared's defaults", () => {
     const ing = parseIngressYaml(RULES);
     expect(ing.rules[0].originRequest).toEqual({
-      connectTimeoutMs: 30_000, tlsTimeoutMs: 10_000, tcpKeepAliveMs: 30_000, keepAliveConnections: 100, keepAliveTimeoutMs: 90_000,
-      noTLSVerify: false, matchSNItoHost: false, disableChunkedEncoding: false, http2Origin: false, noHappyEyeballs: false, bastionMode: false,
+      connectTimeoutMs: 30_000,
+      tlsTimeoutMs: 10_000,
+      tcpKeepAliveMs: 30_000,
+      keepAliveConnections: 100,
+      keepAliveTimeoutMs: 90_000,
+      noTLSVerify: false,
+      matchSNItoHost: false,
+      disableChunkedEncoding: false,
+      http2Origin: false,
+      noHappyEyeballs: false,
+      bastionMode: false,
     });
     expect(ing.rules[1].originRequest).toMatchObject(RULE1);
   });

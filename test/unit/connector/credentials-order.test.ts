@@ -27,14 +27,18 @@ describe('tunnel run credentials, in cloudflared order', () => {
     const config = parseConfig({ tunnel: ID(4) }, configFile);
     const base = { home: join(dir, 'home'), config };
     expect((await resolveCredentials({ ...base, tokenFile: join(dir, 'token'), credentialsContents: JSON.stringify(creds(2)) })).creds.TunnelID).toBe(ID(1));
-    expect((await resolveCredentials({ ...base, credentialsContents: JSON.stringify(creds(2)), credentialsFile: join(dir, 'three.json') })).creds.TunnelID).toBe(ID(2));
+    expect(
+      (await resolveCredentials({ ...base, credentialsContents: JSON.stringify(creds(2)), credentialsFile: join(dir, 'three.json') })).creds.TunnelID,
+    ).toBe(ID(2));
     expect((await resolveCredentials({ ...base, credentialsFile: join(dir, 'three.json') })).creds.TunnelID).toBe(ID(3));
     const fromConfigDir = (await resolveCredentials(base)).creds;
     expect(fromConfigDir).toEqual({ ...creds(4), Endpoint: '' });
   });
 
   it('says what is wrong with --credentials-contents and an unreadable --token-file', async () => {
-    await expect(resolveCredentials({ home: dir, credentialsContents: '{"TunnelID":1}' })).rejects.toThrow('--credentials-contents must hold TunnelID and TunnelSecret');
+    await expect(resolveCredentials({ home: dir, credentialsContents: '{"TunnelID":1}' })).rejects.toThrow(
+      '--credentials-contents must hold TunnelID and TunnelSecret',
+    );
     await expect(resolveCredentials({ home: dir, tokenFile: join(dir, 'missing') })).rejects.toThrow(`Cannot read the token file ${join(dir, 'missing')}`);
   });
 });

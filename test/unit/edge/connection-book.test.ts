@@ -25,12 +25,24 @@ afterEach(async () => {
 });
 
 const connection = (id: string) => ({
-  id, tunnelId: 't1', connectorId: 'c1', connIndex: 0, protocol: 'quic', originIp: '127.0.0.1', edgeLocation: 'here', clientVersion: '', arch: '', openedAt: '2026-12-02T00:00:00Z',
+  id,
+  tunnelId: 't1',
+  connectorId: 'c1',
+  connIndex: 0,
+  protocol: 'quic',
+  originIp: '127.0.0.1',
+  edgeLocation: 'here',
+  clientVersion: '',
+  arch: '',
+  openedAt: '2026-12-02T00:00:00Z',
 });
 
 it('queues through a held lock without throwing or growing, and lands the records once it is released', async () => {
   const lines: string[] = [];
-  const book = new ConnectionBook(new SqliteConnectionWriter(join(home, 'oxy.db')), createLogger({ stream: { write: (s: string) => lines.push(s) } }), { minMs: 20, maxMs: 100 });
+  const book = new ConnectionBook(new SqliteConnectionWriter(join(home, 'oxy.db')), createLogger({ stream: { write: (s: string) => lines.push(s) } }), {
+    minMs: 20,
+    maxMs: 100,
+  });
   const locker = new Database(join(home, 'oxy.db'));
   locker.exec('BEGIN IMMEDIATE');
   try {

@@ -177,7 +177,18 @@ describe('Reassembler', () => {
 
       it('reassembles the fragments of a TCP segment (ports and checksum as sent)', () => {
         const { feed } = setup();
-        const segment = buildTcp({ src, dst, srcPort: 40001, dstPort: 80, seq: 1, ack: 2, flags: TcpFlag.ACK | TcpFlag.PSH, payload: payload(4000), identification: 77, dontFragment: false });
+        const segment = buildTcp({
+          src,
+          dst,
+          srcPort: 40001,
+          dstPort: 80,
+          seq: 1,
+          ack: 2,
+          flags: TcpFlag.ACK | TcpFlag.PSH,
+          payload: payload(4000),
+          identification: 77,
+          dontFragment: false,
+        });
         const result = feed(fragmentPacket(segment, 1280, 77).reverse())!;
         expect(result.equals(segment)).toBe(true);
         const view = parseOk(result);

@@ -30,6 +30,9 @@ describe('docs/hooks.md', () => {
   });
 
   it('parses TSDoc tags over several lines', () => {
-    expect(parseDoc('/**\n * Sum.\n * @fires when\n *   it fires\n * @default x\n */')).toEqual({ summary: 'Sum.', tags: { fires: 'when it fires', default: 'x' } });
+    expect(parseDoc('/**\n * Sum.\n * @fires when\n *   it fires\n * @default x\n */')).toEqual({
+      summary: 'Sum.',
+      tags: { fires: 'when it fires', default: 'x' },
+    });
   });
 });

@@ -23,7 +23,18 @@ beforeAll(() => {
   symlinkSync(ROOT, join(dir, 'node_modules/oxyctl'), 'dir');
   writeFileSync(
     join(dir, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, types: [], typeRoots: [join(ROOT, 'node_modules/@types')] }, files: ['app.ts'] }),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        target: 'ES2022',
+        strict: true,
+        noEmit: true,
+        types: [],
+        typeRoots: [join(ROOT, 'node_modules/@types')],
+      },
+      files: ['app.ts'],
+    }),
   );
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

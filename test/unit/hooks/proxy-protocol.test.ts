@@ -11,7 +11,14 @@ const feed = (chunks: Buffer[]) => {
 describe('PROXY protocol v1', () => {
   it('parses TCP4 and keeps the bytes after the header', () => {
     const r = feed([Buffer.from('PROXY TCP4 198.18.0.1 198.18.0.2 56324 443\r\nGET / HTTP/1.1\r\n')]);
-    expect(r!.header).toEqual({ version: 1, command: 'PROXY', protocol: 'tcp4', source: { address: '198.18.0.1', port: 56324 }, destination: { address: '198.18.0.2', port: 443 }, tlvs: [] });
+    expect(r!.header).toEqual({
+      version: 1,
+      command: 'PROXY',
+      protocol: 'tcp4',
+      source: { address: '198.18.0.1', port: 56324 },
+      destination: { address: '198.18.0.2', port: 443 },
+      tlvs: [],
+    });
     expect(r!.rest.toString()).toBe('GET / HTTP/1.1\r\n');
   });
 
@@ -37,12 +44,22 @@ describe('PROXY protocol v1', () => {
 
 describe('PROXY protocol v2', () => {
   it('round-trips IPv4 with TLVs, split anywhere', () => {
-    const header = encodeProxyV2({ source: { address: '198.18.0.7', port: 40000 }, destination: { address: '198.18.0.1', port: 3128 }, tlvs: [{ type: 0x02, value: Buffer.from('example.com') }, { type: 0xe0, value: Buffer.from([1, 2, 3]) }] });
+    const header = encodeProxyV2({
+      source: { address: '198.18.0.7', port: 40000 },
+      destination: { address: '198.18.0.1', port: 3128 },
+      tlvs: [
+        { type: 0x02, value: Buffer.from('example.com') },
+        { type: 0xe0, value: Buffer.from([1, 2, 3]) },
+      ],
+    });
     const data = Buffer.concat([header, Buffer.from('rest')]);
     for (const cut of [1, 11, 12, 15, 16, 20, data.length - 1]) {
       const r = feed([data.subarray(0, cut), data.subarray(cut)]);
       expect(r!.header).toMatchObject({ version: 2, command: 'PROXY', protocol: 'tcp4', source: { address: '198.18.0.7', port: 40000 } });
-      expect(r!.header.tlvs.map((t) => [t.type, t.value.toString('hex')])).toEqual([[2, Buffer.from('example.com').toString('hex')], [0xe0, '010203']]);
+      expect(r!.header.tlvs.map((t) => [t.type, t.value.toString('hex')])).toEqual([
+        [2, Buffer.from('example.com').toString('hex')],
+        [0xe0, '010203'],
+      ]);
       expect(r!.rest.toString()).toBe('rest');
     }
   });
@@ -67,7 +84,11 @@ describe('PROXY protocol v2', () => {
     expect(() => feed([head])).toThrow(/length/);
     head.writeUInt16BE(4, 14);
     expect(() => feed([Buffer.concat([head, Buffer.alloc(4)])])).toThrow(/INET block shorter/);
-    const bad = encodeProxyV2({ source: { address: '198.18.0.7', port: 1 }, destination: { address: '198.18.0.1', port: 2 }, tlvs: [{ type: 1, value: Buffer.from('abc') }] });
+    const bad = encodeProxyV2({
+      source: { address: '198.18.0.7', port: 1 },
+      destination: { address: '198.18.0.1', port: 2 },
+      tlvs: [{ type: 1, value: Buffer.from('abc') }],
+    });
     bad.writeUInt16BE(9, 16 + 12 + 1); // TLV claims 9 bytes, has 3
     expect(() => feed([bad])).toThrow(/TLV 0x1 longer/);
     head[12] = 0x31;

@@ -9,7 +9,16 @@ const client = { address: '198.18.0.1', port: 1 };
 describe('HookRunner', () => {
   it('leaves hooks that are not implemented undefined (call sites test a field, nothing else)', () => {
     const r = HookRunner.none(log);
-    for (const k of ['newCtx', 'ingressConnection', 'egressConnection', 'connectRequest', 'connectResponse', 'handleFlow', 'handlePacket', 'established'] as const) {
+    for (const k of [
+      'newCtx',
+      'ingressConnection',
+      'egressConnection',
+      'connectRequest',
+      'connectResponse',
+      'handleFlow',
+      'handlePacket',
+      'established',
+    ] as const) {
       expect(r[k]).toBeUndefined();
     }
     expect(r.connection('connect-proxy', client, client).ext).toEqual({});
@@ -18,7 +27,11 @@ describe('HookRunner', () => {
   it('creates the context once per connection and passes the same object to every hook', () => {
     const seen: unknown[] = [];
     const r = new HookRunner(
-      { newCtx: () => ({ n: 0 }), egress: { handleConnection: (_t: unknown, ctx: { ext: unknown }) => void seen.push(ctx.ext) }, http: { handleProxyConnectRequest: (_h: unknown, ctx: { ext: unknown }) => void seen.push(ctx.ext) } },
+      {
+        newCtx: () => ({ n: 0 }),
+        egress: { handleConnection: (_t: unknown, ctx: { ext: unknown }) => void seen.push(ctx.ext) },
+        http: { handleProxyConnectRequest: (_h: unknown, ctx: { ext: unknown }) => void seen.push(ctx.ext) },
+      },
       { log },
     );
     const conn = r.connection('connect-proxy', client, client);
@@ -32,8 +45,16 @@ describe('HookRunner', () => {
     const r = new HookRunner({}, { log });
     const conn = r.connection('connect-proxy', client, client);
     expect(r.call(conn, 'x.sync', () => 42)).toBe(42);
-    expect(() => r.call(conn, 'x.throws', () => { throw new Error('boom'); })).toThrow(HookError);
-    await expect(r.call(conn, 'x.rejects', async () => { throw new Error('later'); })).rejects.toMatchObject({ code: 'OXY_ERR_HOOK', hook: 'x.rejects', message: 'Hook x.rejects failed: later' });
+    expect(() =>
+      r.call(conn, 'x.throws', () => {
+        throw new Error('boom');
+      }),
+    ).toThrow(HookError);
+    await expect(
+      r.call(conn, 'x.rejects', async () => {
+        throw new Error('later');
+      }),
+    ).rejects.toMatchObject({ code: 'OXY_ERR_HOOK', hook: 'x.rejects', message: 'Hook x.rejects failed: later' });
   });
 
   it('records the trace per connection (per-packet hooks once) and hands it over at close, once', async () => {

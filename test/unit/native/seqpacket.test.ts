@@ -208,7 +208,9 @@ describe('SeqpacketServer', () => {
 
     const file = join(dir, `file-${randomBytes(4).toString('hex')}`);
     writeFileSync(file, 'data');
-    expect(() => SeqpacketServer.listen(file)).toThrow(expect.objectContaining({ code: 'OXY_ERR_LISTEN_IN_USE', message: expect.stringContaining('is not a socket') }));
+    expect(() => SeqpacketServer.listen(file)).toThrow(
+      expect.objectContaining({ code: 'OXY_ERR_LISTEN_IN_USE', message: expect.stringContaining('is not a socket') }),
+    );
     expect(existsSync(file)).toBe(true);
   });
 
@@ -233,7 +235,10 @@ describe('SeqpacketServer', () => {
 
       // A live listener is never taken over: a path is refused by name, an abstract name by the kernel.
       if (where.startsWith('\0')) expect(() => SeqpacketServer.listen(where)).toThrow(expect.objectContaining({ code: 'EADDRINUSE', syscall: 'bind' }));
-      else expect(() => SeqpacketServer.listen(where)).toThrow(expect.objectContaining({ code: 'OXY_ERR_LISTEN_IN_USE', message: expect.stringContaining('Another process is listening on') }));
+      else
+        expect(() => SeqpacketServer.listen(where)).toThrow(
+          expect.objectContaining({ code: 'OXY_ERR_LISTEN_IN_USE', message: expect.stringContaining('Another process is listening on') }),
+        );
       client.close();
       await atServer.end();
       server.close();

@@ -132,9 +132,7 @@ describe('PktinfoUdpSocket on loopback', () => {
     ] as const) {
       const client = track(dgram.createSocket(type));
       await new Promise<void>((resolve) => client.bind(0, host, resolve));
-      const reply = new Promise<[string, string]>((resolve) =>
-        client.once('message', (msg, rinfo) => resolve([msg.toString(), rinfo.address])),
-      );
+      const reply = new Promise<[string, string]>((resolve) => client.once('message', (msg, rinfo) => resolve([msg.toString(), rinfo.address])));
       client.send(Buffer.from('x'), port, host);
       expect(await reply).toEqual([host, host]);
     }

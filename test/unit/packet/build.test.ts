@@ -88,7 +88,12 @@ describe('ICMP errors', () => {
       parseOk(buildIcmpUnreachable(v4, reason)!).icmpCode,
       parseOk(buildIcmpUnreachable(v6, reason)!).icmpCode,
     ]);
-    expect(codes).toEqual([[0, 0], [1, 3], [3, 4], [13, 1]]);
+    expect(codes).toEqual([
+      [0, 0],
+      [1, 3],
+      [3, 4],
+      [13, 1],
+    ]);
     expect(parseOk(buildIcmpUnreachable(v6)!).icmpType).toBe(1);
     const router = parseAddress('198.18.255.254');
     expect(parseOk(buildIcmpUnreachable(v4, 'network', { from: router })!).src.equals(router)).toBe(true);

@@ -1,13 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  foldSum,
-  internetChecksum,
-  pseudoHeaderSum,
-  sumWords,
-  updateChecksum,
-  updatePartialChecksum,
-} from '../../../src/engine/packet/index.js';
+import { foldSum, internetChecksum, pseudoHeaderSum, sumWords, updateChecksum, updatePartialChecksum } from '../../../src/engine/packet/index.js';
 
 /** RFC 1071 done the slow, obvious way: the oracle for the fast sum. */
 function referenceChecksum(bytes: Uint8Array): number {
@@ -107,11 +100,16 @@ describe('RFC 1624 incremental update', () => {
 
   it('updates a partial (pseudo-header only) checksum the way Linux does', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 4, maxLength: 4 }), (src, dst, newSrc) => {
-        const partial = foldSum(pseudoHeaderSum(src, dst, 6, 40));
-        const updated = updatePartialChecksum(partial, sumWords(src, 0, 4), sumWords(newSrc, 0, 4));
-        expect(updated % 0xffff).toBe(foldSum(pseudoHeaderSum(newSrc, dst, 6, 40)) % 0xffff);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        (src, dst, newSrc) => {
+          const partial = foldSum(pseudoHeaderSum(src, dst, 6, 40));
+          const updated = updatePartialChecksum(partial, sumWords(src, 0, 4), sumWords(newSrc, 0, 4));
+          expect(updated % 0xffff).toBe(foldSum(pseudoHeaderSum(newSrc, dst, 6, 40)) % 0xffff);
+        },
+      ),
     );
   });
 });

@@ -50,10 +50,7 @@ export const port = fc.integer({ min: 0, max: 0xffff });
 const payload = fc.uint8Array({ maxLength: 300 });
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 
-const addressPair = fc.oneof(
-  fc.tuple(ipv4Address, ipv4Address),
-  fc.tuple(ipv6Address, ipv6Address),
-);
+const addressPair = fc.oneof(fc.tuple(ipv4Address, ipv4Address), fc.tuple(ipv6Address, ipv6Address));
 
 const ipFields = fc.record({
   ttl: fc.integer({ min: 0, max: 255 }),

@@ -4,12 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  buildIcmpUnreachable,
-  computeTransportChecksum,
-  verifyIpv4HeaderChecksum,
-  verifyTransportChecksum,
-} from '../../../src/engine/packet/index.js';
+import { buildIcmpUnreachable, computeTransportChecksum, verifyIpv4HeaderChecksum, verifyTransportChecksum } from '../../../src/engine/packet/index.js';
 import { KERNEL_CAPTURE_SCRIPT, parseCapture, parseOk } from './helpers.js';
 
 function canCapture(): boolean {

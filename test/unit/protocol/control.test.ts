@@ -1,12 +1,7 @@
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
-import {
-  ControlChannel,
-  ControlFrameParser,
-  encodeControlMessage,
-  type ControlMessage,
-} from '../../../src/engine/protocol/control.js';
+import { ControlChannel, ControlFrameParser, encodeControlMessage, type ControlMessage } from '../../../src/engine/protocol/control.js';
 
 const messages: ControlMessage[] = [
   { type: 'hello', version: 1, nonce: Buffer.alloc(32, 1).toString('base64'), location: 'test01' },
@@ -85,7 +80,10 @@ describe('control messages', () => {
     expect(right.peerDraining).toBe(true);
     expect(drains).toEqual(['going away']);
     await left.send(messages[3]!);
-    await expect(right.expect('registered', 1000)).rejects.toMatchObject({ code: 'OXY_ERR_TUNNEL_UNAUTHORIZED', message: 'Unauthorized: Invalid tunnel secret' });
+    await expect(right.expect('registered', 1000)).rejects.toMatchObject({
+      code: 'OXY_ERR_TUNNEL_UNAUTHORIZED',
+      message: 'Unauthorized: Invalid tunnel secret',
+    });
     await expect(right.next(10)).rejects.toMatchObject({ code: 'OXY_ERR_PROTOCOL_TIMEOUT' });
     const waiting = right.next();
     left.end();

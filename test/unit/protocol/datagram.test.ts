@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DatagramRecordParser,
-  DatagramType,
-  decodeDatagram,
-  encodeDatagram,
-  encodeDatagramRecord,
-} from '../../../src/engine/protocol/datagram.js';
+import { DatagramRecordParser, DatagramType, decodeDatagram, encodeDatagram, encodeDatagramRecord } from '../../../src/engine/protocol/datagram.js';
 
 describe('datagram framing', () => {
   it('prefixes type and flow id and decodes to a view', () => {

@@ -70,7 +70,10 @@ describe('stream header', () => {
     const parser = new StreamHeaderParser({ maxSize: 1024 });
     const prefix = Buffer.from([0x4f, 0x58, 1, 1, 0, 0, 0x04, 0x01]); // body 1025
     expectCode(() => parser.push(prefix), 'OXY_ERR_PROTOCOL_OVERSIZE');
-    expectCode(() => encodeRequestHeader({ kind: 'http', destination: 'x'.repeat(100), metadata: [['k', 'v'.repeat(DEFAULT_MAX_HEADER_SIZE)]] }), 'OXY_ERR_PROTOCOL_OVERSIZE');
+    expectCode(
+      () => encodeRequestHeader({ kind: 'http', destination: 'x'.repeat(100), metadata: [['k', 'v'.repeat(DEFAULT_MAX_HEADER_SIZE)]] }),
+      'OXY_ERR_PROTOCOL_OVERSIZE',
+    );
   });
 
   it('rejects garbage with a code as soon as it can tell', () => {

@@ -27,9 +27,7 @@ describe('UDP GSO', () => {
     closers.push(sender);
     const data = Buffer.alloc(3 * 1000 + 123);
     for (let i = 0; i < 4; i++) data.fill(i + 1, i * 1000, Math.min(data.length, (i + 1) * 1000));
-    expect(
-      sender.sendBatch([{ data, address: '127.0.0.1', port: receiver.address().port, sourceAddress: '127.0.0.1', segmentSize: 1000 }]),
-    ).toBe(1);
+    expect(sender.sendBatch([{ data, address: '127.0.0.1', port: receiver.address().port, sourceAddress: '127.0.0.1', segmentSize: 1000 }])).toBe(1);
     await all;
     expect(got).toEqual([
       { length: 1000, from: '127.0.0.1', first: 1 },

@@ -90,9 +90,7 @@ describe('QUIC handshake (loopback)', () => {
     const bad = await listenQuic({ cert: 'not a pem', key: id.key, host: '127.0.0.1' }, () => {}).catch((e) => e);
     expect(isOxyError(bad, 'OXY_ERR_TUNNEL_HANDSHAKE')).toBe(true);
     expect((bad as Error).message).toMatch(/certificate or key/);
-    const cc = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', tuning: { congestionControl: 'vegas' } }, () => {}).catch(
-      (e) => e,
-    );
+    const cc = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', tuning: { congestionControl: 'vegas' } }, () => {}).catch((e) => e);
     expect(isOxyError(cc, 'OXY_ERR_INVALID_ARGUMENT')).toBe(true);
     expect((cc as Error).message).toMatch(/vegas/);
   });

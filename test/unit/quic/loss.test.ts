@@ -38,7 +38,9 @@ describe('QUIC under packet loss', () => {
     const results = await Promise.all([run(big), ...small.map(run)]);
     expect(results).toEqual([big, ...small].map(sha256));
     expect(relay.dropped.up + relay.dropped.down).toBeGreaterThan(0);
-    console.log(`relay dropped ${relay.dropped.up} up / ${relay.dropped.down} down of ${relay.forwarded.up + relay.forwarded.down + relay.dropped.up + relay.dropped.down}; quiche counted ${client.quicStats().lost} lost`);
+    console.log(
+      `relay dropped ${relay.dropped.up} up / ${relay.dropped.down} down of ${relay.forwarded.up + relay.forwarded.down + relay.dropped.up + relay.dropped.down}; quiche counted ${client.quicStats().lost} lost`,
+    );
   }, 60_000);
 
   it('the packet carrying END+FIN is lost (blackout right after end()): the stream still ends', async () => {

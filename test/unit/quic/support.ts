@@ -26,10 +26,7 @@ export interface Pair {
 }
 
 /** A listener on 127.0.0.1 and one connection to it, both ends established. */
-export async function connectPair(
-  listen: Partial<QuicListenOptions> = {},
-  dial: Partial<QuicDialOptions> = {},
-): Promise<Pair> {
+export async function connectPair(listen: Partial<QuicListenOptions> = {}, dial: Partial<QuicDialOptions> = {}): Promise<Pair> {
   const id = await edgeIdentity();
   let resolveServer!: (c: QuicTunnelConnection) => void;
   const serverP = new Promise<QuicTunnelConnection>((r) => (resolveServer = r));

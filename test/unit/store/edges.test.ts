@@ -26,7 +26,17 @@ const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
 it('lists live edges only, hides a dead edge’s connections, and prunes edges dead for long', async () => {
   const { tunnel } = await createTunnel(store, { name: 'web' });
   const conn = (id: string, edgeId: string | null) => ({
-    id, tunnelId: tunnel.id, connectorId: 'c', connIndex: 0, protocol: 'quic', originIp: '198.18.0.1', edgeLocation: id, clientVersion: '', arch: '', openedAt: ago(0), edgeId,
+    id,
+    tunnelId: tunnel.id,
+    connectorId: 'c',
+    connIndex: 0,
+    protocol: 'quic',
+    originIp: '198.18.0.1',
+    edgeLocation: id,
+    clientVersion: '',
+    arch: '',
+    openedAt: ago(0),
+    edgeId,
   });
   await store.edges.record({ id: 'live', location: 'fra', tunnelAddress: '198.18.0.1:7844', startedAt: ago(60_000), heartbeatAt: ago(0) });
   await store.edges.record({ id: 'dead', location: 'lhr', tunnelAddress: '198.18.0.2:7844', startedAt: ago(7_200_000), heartbeatAt: ago(EDGE_TTL_MS + 1000) });

@@ -108,8 +108,18 @@ describe(`store (${testBackend})`, () => {
       { id: crypto.randomUUID(), vnetId: a.id, tunnelId: tunnel.id, network: '10.1.0.0/16', comment: '', createdAt: 'now' },
       range,
     );
-    await expect(dup.then(() => 'inserted', (err) => isUniqueViolation(err))).resolves.toBe(true);
-    await expect(store.driver.run('UPDATE vnets SET is_default = 1').then(() => 'updated', (err) => isUniqueViolation(err))).resolves.toBe(true);
+    await expect(
+      dup.then(
+        () => 'inserted',
+        (err) => isUniqueViolation(err),
+      ),
+    ).resolves.toBe(true);
+    await expect(
+      store.driver.run('UPDATE vnets SET is_default = 1').then(
+        () => 'updated',
+        (err) => isUniqueViolation(err),
+      ),
+    ).resolves.toBe(true);
     await store.close();
   });
 

@@ -20,8 +20,16 @@ describe('dashboard tunnel status', () => {
     return store;
   };
   const conn = (tunnelId: string, connectorId: string, connIndex: number) => ({
-    id: `${connectorId}-${connIndex}`, tunnelId, connectorId, connIndex, protocol: 'quic', originIp: '198.18.0.9',
-    edgeLocation: 'local', clientVersion: '0.1.0', arch: 'linux_amd64', openedAt: new Date(Date.now() - 65_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+    id: `${connectorId}-${connIndex}`,
+    tunnelId,
+    connectorId,
+    connIndex,
+    protocol: 'quic',
+    originIp: '198.18.0.9',
+    edgeLocation: 'local',
+    clientVersion: '0.1.0',
+    arch: 'linux_amd64',
+    openedAt: new Date(Date.now() - 65_000).toISOString().replace(/\.\d+Z$/, 'Z'),
   });
 
   it('moves between down, healthy and degraded as connections come and go', async () => {
@@ -31,7 +39,10 @@ describe('dashboard tunnel status', () => {
     const status = async () => (await tunnelOverview(store, seen))[0];
     expect((await status()).status).toBe('down');
     for (const i of [0, 1, 2, 3]) await store.tunnels.recordConnection(conn(tunnel.id, 'a', i));
-    expect(await status()).toMatchObject({ status: 'healthy', connections: expect.arrayContaining([expect.objectContaining({ protocol: 'quic', edge: 'local', origin_ip: '198.18.0.9' })]) });
+    expect(await status()).toMatchObject({
+      status: 'healthy',
+      connections: expect.arrayContaining([expect.objectContaining({ protocol: 'quic', edge: 'local', origin_ip: '198.18.0.9' })]),
+    });
     expect((await status()).connections[0].uptime_seconds).toBeGreaterThanOrEqual(65);
     await store.tunnels.forgetConnection('a-1');
     expect((await status()).status).toBe('degraded');

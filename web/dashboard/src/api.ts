@@ -72,7 +72,11 @@ export interface Update {
 
 /** A refused call: the API's code and message (the CLI's own words). */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -118,7 +122,8 @@ const q = (params: Record<string, string | undefined>): string => {
 export const api = {
   vnets: () => call<{ vnets: Vnet[] }>('GET', 'vnets').then((r) => r.vnets),
   addVnet: (v: { name: string; comment?: string; is_default?: boolean }) => call<Vnet>('POST', 'vnets', v),
-  deleteVnet: (ref: string, force = false) => call<{ vnet: Vnet; deleted_routes: number }>('DELETE', `vnets/${encodeURIComponent(ref)}${force ? '?force=true' : ''}`),
+  deleteVnet: (ref: string, force = false) =>
+    call<{ vnet: Vnet; deleted_routes: number }>('DELETE', `vnets/${encodeURIComponent(ref)}${force ? '?force=true' : ''}`),
   routes: (filter: { vnet?: string; tunnel?: string } = {}) => call<{ routes: Route[] }>('GET', `routes${q(filter)}`).then((r) => r.routes),
   addRoute: (r: { network: string; tunnel: string; vnet?: string; comment?: string }) => call<Route>('POST', 'routes', r),
   deleteRoute: (id: string) => call<Route>('DELETE', `routes/${encodeURIComponent(id)}`),

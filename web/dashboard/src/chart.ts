@@ -32,7 +32,15 @@ export function RateChart({ title, times, series, format }: ChartProps) {
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] } },
         axes: [{ stroke: '#64748b' }, { stroke: '#64748b', size: 64, values: (_u, splits) => splits.map(format) }],
         // Without the cursor on the chart, the legend shows each line's latest value.
-        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2, value: (u: uPlot, v: number | null, si: number) => format(v ?? (u.data[si]?.at(-1) as number | undefined) ?? 0) }))],
+        series: [
+          {},
+          ...series.map((s, i) => ({
+            label: s.label,
+            stroke: PALETTE[i % PALETTE.length],
+            width: 2,
+            value: (u: uPlot, v: number | null, si: number) => format(v ?? (u.data[si]?.at(-1) as number | undefined) ?? 0),
+          })),
+        ],
       },
       [times, ...series.map((s) => s.values)],
       box.current,

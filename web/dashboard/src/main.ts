@@ -20,7 +20,7 @@ const VIEWS: { id: View; label: string }[] = [
 /** Samples kept for the charts (one a second). */
 const HISTORY = 90;
 
-const viewFromHash = (): View => (VIEWS.find((v) => `#/${v.id}` === location.hash)?.id ?? 'tunnels');
+const viewFromHash = (): View => VIEWS.find((v) => `#/${v.id}` === location.hash)?.id ?? 'tunnels';
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 function Login({ onDone }: { onDone: () => void }) {
@@ -73,17 +73,22 @@ function Tunnels({ tunnels, traffic }: { tunnels: Tunnel[]; traffic?: Traffic })
             <td class="num">${rate(traffic?.tunnels.find((x) => x.id === t.id)?.requests_per_s ?? 0)}</td>
             <td><code title=${t.id}>${shortId(t.id)}</code></td>
           </tr>
-          ${open === t.id &&
-          html`<tr id=${`conns-${t.id}`} class="details"><td colspan="6">
-            ${t.connections.length === 0
-              ? html`<p class="muted">No connector is connected.</p>`
-              : html`<table class="inner" aria-label=${`Connections of ${t.name}`}>
+          ${
+            open === t.id &&
+            html`<tr id=${`conns-${t.id}`} class="details"><td colspan="6">
+            ${
+              t.connections.length === 0
+                ? html`<p class="muted">No connector is connected.</p>`
+                : html`<table class="inner" aria-label=${`Connections of ${t.name}`}>
                   <thead><tr><th scope="col">#</th><th scope="col">Edge</th><th scope="col">Protocol</th><th scope="col">Origin IP</th><th scope="col">Connector</th><th scope="col">Uptime</th></tr></thead>
                   <tbody>${t.connections.map(
-                    (c) => html`<tr key=${c.id}><td>${c.conn_index}</td><td>${c.edge}</td><td>${c.protocol}</td><td>${c.origin_ip}</td><td>${c.client_version} ${c.arch}</td><td>${duration(c.uptime_seconds)}</td></tr>`,
+                    (c) =>
+                      html`<tr key=${c.id}><td>${c.conn_index}</td><td>${c.edge}</td><td>${c.protocol}</td><td>${c.origin_ip}</td><td>${c.client_version} ${c.arch}</td><td>${duration(c.uptime_seconds)}</td></tr>`,
                   )}</tbody>
-                </table>`}
-          </td></tr>`}`,
+                </table>`
+            }
+          </td></tr>`
+          }`,
       )}
     </tbody>
   </table>`;
@@ -153,24 +158,34 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
   const shown = useMemo(() => {
     const f = filter.trim().toLowerCase();
     return routes.filter(
-      (r) => (!vnetFilter || r.virtual_network_id === vnetFilter) && (!tunnelFilter || r.tunnel_id === tunnelFilter) && (!f || [r.network, r.tunnel_name, r.virtual_network_name, r.comment, r.id].some((x) => x.toLowerCase().includes(f))),
+      (r) =>
+        (!vnetFilter || r.virtual_network_id === vnetFilter) &&
+        (!tunnelFilter || r.tunnel_id === tunnelFilter) &&
+        (!f || [r.network, r.tunnel_name, r.virtual_network_name, r.comment, r.id].some((x) => x.toLowerCase().includes(f))),
     );
   }, [routes, filter, vnetFilter, tunnelFilter]);
 
   const addRoute = async (e: Event) => {
     e.preventDefault();
-    if (await routeAction.run(() => api.addRoute({ network: form.network.trim(), tunnel: form.tunnel, vnet: form.vnet || undefined, comment: form.comment || undefined }))) setForm({ ...form, network: '', comment: '' });
+    if (
+      await routeAction.run(() =>
+        api.addRoute({ network: form.network.trim(), tunnel: form.tunnel, vnet: form.vnet || undefined, comment: form.comment || undefined }),
+      )
+    )
+      setForm({ ...form, network: '', comment: '' });
   };
   const addVnet = async (e: Event) => {
     e.preventDefault();
-    if (await vnetAction.run(() => api.addVnet({ name: vnetForm.name.trim(), comment: vnetForm.comment || undefined, is_default: vnetForm.is_default }))) setVnetForm({ name: '', comment: '', is_default: false });
+    if (await vnetAction.run(() => api.addVnet({ name: vnetForm.name.trim(), comment: vnetForm.comment || undefined, is_default: vnetForm.is_default })))
+      setVnetForm({ name: '', comment: '', is_default: false });
   };
   const doLookup = async (e: Event) => {
     e.preventDefault();
     setFound(null);
     await lookupAction.run(async () => setFound(await api.lookup(lookup.ip.trim(), lookup.vnet || undefined)));
   };
-  const vnetOptions = (empty: string) => html`<option value="">${empty}</option>${vnets.map((v) => html`<option value=${v.id}>${v.name}${v.is_default_network ? ' (default)' : ''}</option>`)}`;
+  const vnetOptions = (empty: string) =>
+    html`<option value="">${empty}</option>${vnets.map((v) => html`<option value=${v.id}>${v.name}${v.is_default_network ? ' (default)' : ''}</option>`)}`;
 
   return html`<div class="stack">
     <section aria-labelledby="routes-title">
@@ -237,8 +252,11 @@ function Routes({ tunnels }: { tunnels: Tunnel[] }) {
         <label class="check"><input type="checkbox" checked=${vnetForm.is_default} onChange=${(e: Event) => setVnetForm({ ...vnetForm, is_default: (e.target as HTMLInputElement).checked })} /> default</label>
         <button type="submit" disabled=${vnetAction.busy}>Add virtual network</button>
       </form>
-      ${vnetAction.error && html`<p class="error" role="alert">${vnetAction.error}
-        ${forceable && html` <button class="danger small" onClick=${() => deleteVnet(forceable, true)}>Delete ${forceable.name} with its routes</button>`}</p>`}
+      ${
+        vnetAction.error &&
+        html`<p class="error" role="alert">${vnetAction.error}
+        ${forceable && html` <button class="danger small" onClick=${() => deleteVnet(forceable, true)}>Delete ${forceable.name} with its routes</button>`}</p>`
+      }
     </section>
   </div>`;
 }
@@ -258,9 +276,11 @@ function Devices({ devices }: { devices: Device[] }) {
           <td>${d.allowed_vnets.length ? d.allowed_vnets.join(', ') : html`<span class="muted">every vnet</span>`}</td>
           <td>${d.origin_ip ? `${d.origin_ip} (${d.protocol})` : ''}</td>
           <td>${d.connected_since ? new Date(d.connected_since).toLocaleTimeString() : ''}</td>
-          <td>${confirming === d.id
-            ? html`<button class="danger small" autofocus onClick=${() => action.run(() => api.revoke(d.id))}>Confirm revoke</button> <button class="small" onClick=${() => setConfirming(null)}>Cancel</button>`
-            : html`<button class="small" aria-label=${`Revoke ${d.name}`} onClick=${() => setConfirming(d.id)}>Revoke</button>`}</td>
+          <td>${
+            confirming === d.id
+              ? html`<button class="danger small" autofocus onClick=${() => action.run(() => api.revoke(d.id))}>Confirm revoke</button> <button class="small" onClick=${() => setConfirming(null)}>Cancel</button>`
+              : html`<button class="small" aria-label=${`Revoke ${d.name}`} onClick=${() => setConfirming(d.id)}>Revoke</button>`
+          }</td>
         </tr>`,
       )}</tbody>
     </table>
@@ -278,7 +298,10 @@ function TrafficView({ history }: { history: Sample[] }) {
   const times = useMemo(() => history.map((s) => s.t), [history]);
   const perTunnel = (pick: (r: Traffic['tunnels'][number]) => number) => {
     const names = [...new Set(history.flatMap((s) => s.traffic.tunnels.map((t) => t.name)))].sort();
-    return names.map((name) => ({ label: name, values: history.map((s) => pick(s.traffic.tunnels.find((t) => t.name === name) ?? { requests_per_s: 0, bytes_per_s: 0, requests_total: 0 } as never)) }));
+    return names.map((name) => ({
+      label: name,
+      values: history.map((s) => pick(s.traffic.tunnels.find((t) => t.name === name) ?? ({ requests_per_s: 0, bytes_per_s: 0, requests_total: 0 } as never))),
+    }));
   };
   const reqSeries = useMemo(() => perTunnel((t) => t.requests_per_s), [history]);
   const byteSeries = useMemo(() => perTunnel((t) => t.bytes_per_s), [history]);
@@ -305,7 +328,8 @@ function TrafficView({ history }: { history: Sample[] }) {
         <tbody>
           ${last.hostnames.length === 0 && html`<tr><td colspan="5" class="muted">No requests yet.</td></tr>`}
           ${last.hostnames.map(
-            (h) => html`<tr key=${h.hostname} data-hostname=${h.hostname}><td>${h.hostname || html`<span class="muted">(no Host)</span>`}</td><td>${last.tunnels.find((t) => t.id === h.tunnel_id)?.name ?? ''}</td><td class="num">${rate(h.requests_per_s)}</td><td class="num">${bytes(h.bytes_per_s)}</td><td class="num">${h.requests_total}</td></tr>`,
+            (h) =>
+              html`<tr key=${h.hostname} data-hostname=${h.hostname}><td>${h.hostname || html`<span class="muted">(no Host)</span>`}</td><td>${last.tunnels.find((t) => t.id === h.tunnel_id)?.name ?? ''}</td><td class="num">${rate(h.requests_per_s)}</td><td class="num">${bytes(h.bytes_per_s)}</td><td class="num">${h.requests_total}</td></tr>`,
           )}
         </tbody>
       </table>
@@ -358,7 +382,10 @@ function Dashboard({ onLoggedOut }: { onLoggedOut: () => void }) {
     events.onerror = () => {
       setLive(false);
       // A stream the edge ended because the session did (new token, logout): back to the login.
-      void resume().then((ok) => ok || (events.close(), onLoggedOut()), () => undefined);
+      void resume().then(
+        (ok) => ok || (events.close(), onLoggedOut()),
+        () => undefined,
+      );
     };
     return () => events.close();
   }, []);
@@ -381,11 +408,17 @@ function Dashboard({ onLoggedOut }: { onLoggedOut: () => void }) {
     </header>
     <main id="main" tabindex="-1">
       <h1>${VIEWS.find((v) => v.id === view)!.label}${view === 'tunnels' && tunnels.length > 0 ? html` <small class="muted">${tunnels.length - down} of ${tunnels.length} healthy</small>` : ''}</h1>
-      ${!update ? html`<p class="muted">Loading…</p>`
-        : view === 'tunnels' ? html`<${Tunnels} tunnels=${tunnels} traffic=${update.traffic} />`
-        : view === 'routes' ? html`<${Routes} tunnels=${tunnels} />`
-        : view === 'devices' ? html`<${Devices} devices=${update.devices} />`
-        : html`<${TrafficView} history=${history} />`}
+      ${
+        !update
+          ? html`<p class="muted">Loading…</p>`
+          : view === 'tunnels'
+            ? html`<${Tunnels} tunnels=${tunnels} traffic=${update.traffic} />`
+            : view === 'routes'
+              ? html`<${Routes} tunnels=${tunnels} />`
+              : view === 'devices'
+                ? html`<${Devices} devices=${update.devices} />`
+                : html`<${TrafficView} history=${history} />`
+      }
     </main>
   </div>`;
 }

@@ -7,7 +7,7 @@ import { describeRule } from '../../../engine/connector/ingress.js';
 export default class IngressRule extends BaseCommand<typeof IngressRule> {
   static summary = 'Check which ingress rule matches a given request URL';
   static description =
-    'Check which ingress rule matches a given request URL. Ingress rules match a request\'s hostname and path. Hostname is ' +
+    "Check which ingress rule matches a given request URL. Ingress rules match a request's hostname and path. Hostname is " +
     'optional and is either a full hostname like `www.example.com` or a hostname with a `*` for its subdomains, e.g. ' +
     '`*.example.com`. Path is optional and matches a regular expression, like `/[a-zA-Z0-9_]+.html`';
   static examples = ['<%= config.bin %> tunnel ingress rule --config ./config.yml https://app.example.com/static/a.html'];

@@ -8,10 +8,17 @@ export default class IngressValidate extends BaseCommand<typeof IngressValidate>
     'Validates the ingress rules of a config file (--config, else the first config.yml where `tunnel run` looks) or of --json: ' +
     'services must parse, wildcards may only lead a hostname, and the last rule must match everything. Keys oxyctl does not ' +
     'use are listed as a warning, as cloudflared lists unused keys.';
-  static examples = ['<%= config.bin %> tunnel ingress validate --config ./config.yml', `<%= config.bin %> tunnel ingress validate --json '{"ingress":[{"service":"http_status:404"}]}'`];
+  static examples = [
+    '<%= config.bin %> tunnel ingress validate --config ./config.yml',
+    `<%= config.bin %> tunnel ingress validate --json '{"ingress":[{"service":"http_status:404"}]}'`,
+  ];
   static flags = {
     config: Flags.string({ description: 'Path to the config file (YAML)', env: 'TUNNEL_CONFIG' }),
-    json: Flags.string({ char: 'j', description: 'Accepts data in the form of json as an input rather than read from a file', env: 'TUNNEL_INGRESS_VALIDATE_JSON' }),
+    json: Flags.string({
+      char: 'j',
+      description: 'Accepts data in the form of json as an input rather than read from a file',
+      env: 'TUNNEL_INGRESS_VALIDATE_JSON',
+    }),
     url: Flags.string({ hidden: true, description: 'Refused with ingress rules, as by tunnel run', env: 'TUNNEL_URL' }),
   };
 

@@ -8,7 +8,10 @@ export default class RouteDns extends BaseCommand<typeof RouteDns> {
   static description =
     "Points a public hostname at a tunnel: the edge's HTTP listener sends requests whose Host is HOSTNAME (or matches a " +
     '*. wildcard) to a connector of that tunnel.';
-  static examples = ['<%= config.bin %> tunnel route dns example app.example.com', '<%= config.bin %> tunnel route dns --overwrite-dns example "*.example.com"'];
+  static examples = [
+    '<%= config.bin %> tunnel route dns example app.example.com',
+    '<%= config.bin %> tunnel route dns --overwrite-dns example "*.example.com"',
+  ];
   static args = {
     tunnel: Args.string({ description: 'ID or name of the tunnel', required: true }),
     hostname: Args.string({ description: 'Public hostname, e.g. app.example.com or *.example.com', required: true }),

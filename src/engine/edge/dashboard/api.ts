@@ -95,7 +95,14 @@ async function route(d: ApiDeps, r: ApiRequest): Promise<ApiResult> {
     case 'GET vnets':
       return ok({ vnets: (await listVnets(d.store, { showDeleted: flag(q, 'show_deleted') })).map(vnetDocument) });
     case 'POST vnets':
-      return ok(vnetDocument(await write(d, () => addVnet(d.store, { name: requiredString(r.body, 'name'), comment: optionalString(r.body, 'comment'), isDefault: r.body.is_default === true }))), 201);
+      return ok(
+        vnetDocument(
+          await write(d, () =>
+            addVnet(d.store, { name: requiredString(r.body, 'name'), comment: optionalString(r.body, 'comment'), isDefault: r.body.is_default === true }),
+          ),
+        ),
+        201,
+      );
     case 'DELETE vnets/:ref': {
       const { vnet, deletedRoutes } = await write(d, () => deleteVnet(d.store, ref, { force: flag(q, 'force') }));
       return ok({ vnet: vnetDocument(vnet), deleted_routes: deletedRoutes });
@@ -112,7 +119,12 @@ async function route(d: ApiDeps, r: ApiRequest): Promise<ApiResult> {
       return ok({ routes: routes.map(routeDocument) });
     }
     case 'POST routes': {
-      const input = { network: requiredString(r.body, 'network'), tunnel: requiredString(r.body, 'tunnel'), vnet: optionalString(r.body, 'vnet'), comment: optionalString(r.body, 'comment') };
+      const input = {
+        network: requiredString(r.body, 'network'),
+        tunnel: requiredString(r.body, 'tunnel'),
+        vnet: optionalString(r.body, 'vnet'),
+        comment: optionalString(r.body, 'comment'),
+      };
       return ok(routeDocument(await write(d, () => addRoute(d.store, input))), 201);
     }
     case 'DELETE routes/:ref':
@@ -130,6 +142,9 @@ async function route(d: ApiDeps, r: ApiRequest): Promise<ApiResult> {
     case 'GET traffic':
       return ok(await d.live.traffic());
     default:
-      return { status: 404, body: errorBody('OXY_ERR_DASHBOARD_NOT_FOUND', `There is no API call ${m} /api/v1/${r.segments.join('/')}; see docs/dashboard-api.md`) };
+      return {
+        status: 404,
+        body: errorBody('OXY_ERR_DASHBOARD_NOT_FOUND', `There is no API call ${m} /api/v1/${r.segments.join('/')}; see docs/dashboard-api.md`),
+      };
   }
 }

@@ -33,7 +33,10 @@ export type Principal = { kind: 'session'; id: string; session: Session } | { ki
 export class DashboardAuth {
   readonly #sessions = new Map<string, Session>();
 
-  constructor(private readonly store: Store, private readonly secureCookies: boolean) {}
+  constructor(
+    private readonly store: Store,
+    private readonly secureCookies: boolean,
+  ) {}
 
   /** Checks a login token; a new session and its cookie (for the port `req` came to), or undefined. */
   async login(req: IncomingMessage, token: string): Promise<{ id: string; session: Session; cookie: string } | undefined> {

@@ -163,7 +163,13 @@ export class LiveFeed {
       const before = this.#prev.hosts.get(host) ?? { requests: 0, bytes: 0 };
       hosts.set(host, { requests: t.requests, bytes: t.bytes });
       const tunnelId = this.s.view.tunnelForHost(host) ?? this.s.defaultTunnel ?? null;
-      const row = { hostname: host, tunnel_id: tunnelId, requests_total: t.requests, requests_per_s: (t.requests - before.requests) / seconds, bytes_per_s: (t.bytes - before.bytes) / seconds };
+      const row = {
+        hostname: host,
+        tunnel_id: tunnelId,
+        requests_total: t.requests,
+        requests_per_s: (t.requests - before.requests) / seconds,
+        bytes_per_s: (t.bytes - before.bytes) / seconds,
+      };
       hostnames.push(row);
       const sum = tunnelId ? perTunnel.get(tunnelId) : undefined;
       if (sum) {
@@ -172,7 +178,11 @@ export class LiveFeed {
         sum.bytes_per_s += row.bytes_per_s;
       }
     }
-    const errors = [...this.s.traffic.errors].map(([type, total]) => ({ proxy_status: type, total, per_s: (total - (this.#prev.errors.get(type) ?? 0)) / seconds }));
+    const errors = [...this.s.traffic.errors].map(([type, total]) => ({
+      proxy_status: type,
+      total,
+      per_s: (total - (this.#prev.errors.get(type) ?? 0)) / seconds,
+    }));
     const flowsByVnet = new Map<string, number>();
     for (const { context, flows } of this.s.flows?.() ?? []) flowsByVnet.set(context.vnet, (flowsByVnet.get(context.vnet) ?? 0) + flows);
     const flows = [...flowsByVnet].map(([ref, active]) => {

@@ -43,7 +43,11 @@ const SECURITY_HEADERS = {
 export const isLoopbackHost = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly code: ErrorCode, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -68,7 +72,9 @@ export class DashboardServer {
       const failed = (err: NodeJS.ErrnoException) =>
         reject(
           err.code === 'EADDRINUSE'
-            ? new OxyError('OXY_ERR_LISTEN_IN_USE', `The dashboard cannot listen on ${o.listen}: the address is in use. Choose another --dashboard-listen.`, { cause: err })
+            ? new OxyError('OXY_ERR_LISTEN_IN_USE', `The dashboard cannot listen on ${o.listen}: the address is in use. Choose another --dashboard-listen.`, {
+                cause: err,
+              })
             : err,
         );
       dashboard.#server.once('error', failed);
@@ -126,7 +132,13 @@ export class DashboardServer {
 
   #json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     const text = JSON.stringify(body);
-    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers });
+    res.writeHead(status, {
+      ...SECURITY_HEADERS,
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(text),
+      ...headers,
+    });
     res.end(text);
   }
 
@@ -147,7 +159,13 @@ export class DashboardServer {
     }
     const gzip = file.gzip && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? '')) ? file.gzip : undefined;
     const body = gzip ?? file.body;
-    res.writeHead(200, { ...SECURITY_HEADERS, ...file.headers, vary: 'accept-encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}), 'content-length': body.length });
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      ...file.headers,
+      vary: 'accept-encoding',
+      ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+      'content-length': body.length,
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
@@ -159,17 +177,26 @@ export class DashboardServer {
       if (method !== 'POST') throw new HttpError(405, 'OXY_ERR_DASHBOARD_METHOD', 'Log in with POST');
       const body = await readJson(req);
       const login = typeof body.token === 'string' ? await this.#auth.login(req, body.token.trim()) : undefined;
-      if (!login) throw new HttpError(401, 'OXY_ERR_DASHBOARD_UNAUTHORIZED', "That is not the dashboard's token. Print a new one with: oxyctl edge dashboard-token");
+      if (!login)
+        throw new HttpError(401, 'OXY_ERR_DASHBOARD_UNAUTHORIZED', "That is not the dashboard's token. Print a new one with: oxyctl edge dashboard-token");
       this.o.log.info({ client: req.socket.remoteAddress }, 'Dashboard login');
       this.#json(res, 200, { csrf_token: login.session.csrf }, { 'set-cookie': login.cookie });
       return;
     }
     const principal = await this.#auth.authenticate(req);
     if (!principal) {
-      throw new HttpError(401, 'OXY_ERR_DASHBOARD_UNAUTHORIZED', 'Log in first (POST /api/v1/login), or send Authorization: Bearer TOKEN; print a token with: oxyctl edge dashboard-token');
+      throw new HttpError(
+        401,
+        'OXY_ERR_DASHBOARD_UNAUTHORIZED',
+        'Log in first (POST /api/v1/login), or send Authorization: Bearer TOKEN; print a token with: oxyctl edge dashboard-token',
+      );
     }
     if (changes && !this.#auth.csrfSafe(req, principal)) {
-      throw new HttpError(403, 'OXY_ERR_DASHBOARD_CSRF', 'A state-changing call from a browser session must send its X-CSRF-Token (from the login answer) from the dashboard page itself');
+      throw new HttpError(
+        403,
+        'OXY_ERR_DASHBOARD_CSRF',
+        'A state-changing call from a browser session must send its X-CSRF-Token (from the login answer) from the dashboard page itself',
+      );
     }
     if (segments[0] === 'session' && segments.length === 1) return this.#session(req, res, method, principal);
     if (segments[0] === 'events' && segments.length === 1 && method === 'GET') {
@@ -215,6 +242,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   } catch {
     throw new HttpError(400, 'OXY_ERR_DASHBOARD_BAD_REQUEST', 'The body is not valid JSON');
   }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'OXY_ERR_DASHBOARD_BAD_REQUEST', 'The body must be a JSON object');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new HttpError(400, 'OXY_ERR_DASHBOARD_BAD_REQUEST', 'The body must be a JSON object');
   return body as Record<string, unknown>;
 }

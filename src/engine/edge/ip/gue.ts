@@ -59,16 +59,7 @@ const OFF_NAMES = 48;
 const MAX_HEADER = 4 + 31 * 4;
 const REPLAY_WINDOW = 1024;
 
-export type GueDropReason =
-  | 'malformed'
-  | 'bad-context'
-  | 'unauthenticated'
-  | 'unknown-key'
-  | 'bad-mac'
-  | 'stale'
-  | 'replayed'
-  | 'wrong-tenant'
-  | 'wrong-vnet';
+export type GueDropReason = 'malformed' | 'bad-context' | 'unauthenticated' | 'unknown-key' | 'bad-mac' | 'stale' | 'replayed' | 'wrong-tenant' | 'wrong-vnet';
 
 /** The two MAC keys of one device: device → edge, edge → device. */
 export interface GueKeys {
@@ -128,7 +119,12 @@ const uuidOf = (b: Buffer, at: number): string => {
 };
 
 const macOf = (key: Buffer, header: Buffer, rest: Buffer): Buffer =>
-  createHmac('sha256', key).update(header.subarray(0, OFF_MAC)).update(header.subarray(OFF_MAC + MAC_BYTES)).update(rest).digest().subarray(0, MAC_BYTES);
+  createHmac('sha256', key)
+    .update(header.subarray(0, OFF_MAC))
+    .update(header.subarray(OFF_MAC + MAC_BYTES))
+    .update(rest)
+    .digest()
+    .subarray(0, MAC_BYTES);
 
 /** The (seconds, sequence) counter of one sending direction: never repeats, never decreases. */
 class GueCounter {

@@ -35,7 +35,11 @@ export async function admitConnection(socket: Socket, o: AdmissionOptions): Prom
   const r = o.runner;
   let conn: HookConnection;
   try {
-    conn = r.connection(o.onramp, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, { address: socket.localAddress ?? '', port: socket.localPort ?? 0 });
+    conn = r.connection(
+      o.onramp,
+      { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
+    );
   } catch (err) {
     o.log.error({ hook: (err as HookError).hook, err: (err as HookError).cause ?? err }, 'Hook failed; closing its connection');
     socket.destroy();
@@ -70,7 +74,10 @@ export async function admitConnection(socket: Socket, o: AdmissionOptions): Prom
     if (r.ingressConnection && (await r.call(conn, 'ingress.handleConnection', r.ingressConnection, ctx))?.action === 'block') return refuse('blocked');
   } catch (err) {
     if (err instanceof OxyError && err.code === 'OXY_ERR_PROXY_PROTOCOL') {
-      conn.log.warn({ onramp: o.onramp, client: `${socket.remoteAddress}:${socket.remotePort}`, err }, 'Closed a connection without a valid PROXY protocol header');
+      conn.log.warn(
+        { onramp: o.onramp, client: `${socket.remoteAddress}:${socket.remotePort}`, err },
+        'Closed a connection without a valid PROXY protocol header',
+      );
     } else r.failed(conn, err, 'Refused connection');
     return refuse('error');
   }

@@ -19,9 +19,17 @@ import { type PrivateEgress } from '../private-egress.js';
 import type { DowngradeSession, TcpDowngrader } from '../../netns/downgrader.js';
 import { HookError, type HookConnection, type HookRunner } from '../../hooks/runner.js';
 import { PacketView, TransportKind, buildUdp, formatAddress, parseAddress, parsePacket } from '../../packet/index.js';
-import type { EgressDecision, EngineUdpAssociation, EstablishedInfo, HookContext, IpOffRamp, SocketAddress, UdpAssociation, VirtualNetwork } from '../../hooks/types.js';
+import type {
+  EgressDecision,
+  EngineUdpAssociation,
+  EstablishedInfo,
+  HookContext,
+  IpOffRamp,
+  SocketAddress,
+  UdpAssociation,
+  VirtualNetwork,
+} from '../../hooks/types.js';
 import type { IpContext } from '../../flow/types.js';
-
 
 /** RFC 9209 proxy error types used here. */
 export type ProxyErrorType =
@@ -153,7 +161,11 @@ export class Egress {
   }
 
   /** DNS → handleUpstreamIps → handleConnection (or the default); a block throws. */
-  async #decide(conn: HookConnection, host: string, port: number): Promise<{ ip: string; ips: string[]; decision: Exclude<EgressDecision, { action: 'block' }> }> {
+  async #decide(
+    conn: HookConnection,
+    host: string,
+    port: number,
+  ): Promise<{ ip: string; ips: string[]; decision: Exclude<EgressDecision, { action: 'block' }> }> {
     const r = this.o.runner;
     const ctx = conn as HookContext<unknown>;
     let ips: string[];
@@ -168,7 +180,12 @@ export class Egress {
     if (typeof decision !== 'object') throw new HookError('egress.handleConnection', new Error(`returned ${String(decision)}, not a decision`));
     switch (decision.action) {
       case 'block':
-        throw new EgressError('OXY_ERR_EGRESS_BLOCKED', decision.reason ?? `Egress to ${host}:${port} is not allowed`, decision.status ?? 403, 'destination_ip_prohibited');
+        throw new EgressError(
+          'OXY_ERR_EGRESS_BLOCKED',
+          decision.reason ?? `Egress to ${host}:${port} is not allowed`,
+          decision.status ?? 403,
+          'destination_ip_prohibited',
+        );
       case 'direct':
       case 'tunnel':
       case 'downgrade':
@@ -274,7 +291,9 @@ export class Egress {
     const socket = createSocket(net.isIPv6(upstream.address) ? 'udp6' : 'udp4');
     socket.on('error', () => socket.close());
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', (err) => reject(new EgressError('OXY_ERR_EGRESS_CONNECT', `UDP to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err)));
+      socket.once('error', (err) =>
+        reject(new EgressError('OXY_ERR_EGRESS_CONNECT', `UDP to ${hostPort(upstream)} failed: ${err.message}`, 502, 'connection_refused', err)),
+      );
       socket.connect(upstream.port, upstream.address, () => resolve());
     });
     const closed: (() => void)[] = [];

@@ -33,7 +33,15 @@ export async function runTunnel(r: HookRunner, conn: HookConnection, client: Dup
   if (r.appTunnelPipeline) {
     // A stream paused on purpose (the upgrade, the intercept decision) would not flow for the app's 'data' listeners.
     for (const s of [client, upstream]) if (s.isPaused()) s.resume();
-    await r.call(conn, 'tunnel.appTunnelPipeline', r.appTunnelPipeline, client, upstream, { sni, intercept, upstream: upstreamAddress }, conn as HookContext<unknown>);
+    await r.call(
+      conn,
+      'tunnel.appTunnelPipeline',
+      r.appTunnelPipeline,
+      client,
+      upstream,
+      { sni, intercept, upstream: upstreamAddress },
+      conn as HookContext<unknown>,
+    );
     return;
   }
   if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');

@@ -39,7 +39,8 @@ export function hasIpHooks(r: HookRunner): boolean {
   return Boolean(r.handleFlow || r.handlePacket || r.ingressConnection || r.ingressClose || r.udpConnect || egressHooked(r));
 }
 
-const egressHooked = (r: HookRunner) => Boolean(r.egressConnection || r.upstreamIps || r.tcpConnect || r.established || r.shouldInterceptHttps || r.appTunnelPipeline);
+const egressHooked = (r: HookRunner) =>
+  Boolean(r.egressConnection || r.upstreamIps || r.tcpConnect || r.established || r.shouldInterceptHttps || r.appTunnelPipeline);
 
 export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egress?: Egress, flows: FlowContexts = new WeakMap()): IpEdgeOptions<R> {
   if (!hasIpHooks(runner)) return base;
@@ -132,7 +133,12 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
       if (udpViaEgress) return (await egress!.connectUdp(conn, target.address, target.port, conn.client)).assoc;
       return (r.udpConnect && (await r.call(conn, 'egress.udpConnectOverride', r.udpConnect, target, ctx))) || 'engine';
     })();
-    bridgeUdp(udp, making, () => toBase(udp), (err) => r.failed(conn, err, 'IP flow failed'));
+    bridgeUdp(
+      udp,
+      making,
+      () => toBase(udp),
+      (err) => r.failed(conn, err, 'IP flow failed'),
+    );
   };
 
   return {

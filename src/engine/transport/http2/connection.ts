@@ -26,31 +26,22 @@
  * closed by the peer with any non-zero code errors with OXY_ERR_STREAM_RESET; streams cut
  * by the connection closing error with OXY_ERR_TUNNEL_CLOSED.
  */
-import { constants as h2c, type ClientHttp2Session, type Http2Stream, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants as h2c,
+  type ClientHttp2Session,
+  type Http2Stream,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
 import { DatagramRecordParser, encodeDatagramRecord, MAX_STREAM_DATAGRAM } from '../../protocol/datagram.js';
-import type {
-  AcceptStreamOptions,
-  OpenStreamOptions,
-  TunnelCloseInfo,
-  TunnelConnection,
-  TunnelConnectionStats,
-  TunnelRole,
-  TunnelStream,
-} from '../types.js';
+import type { AcceptStreamOptions, OpenStreamOptions, TunnelCloseInfo, TunnelConnection, TunnelConnectionStats, TunnelRole, TunnelStream } from '../types.js';
 import { abortedError, StreamInbox, truncateUtf8 } from '../common.js';
-import {
-  H2_HEADER_REVERSE_ID,
-  H2_HEADER_STREAM,
-  H2_PATH,
-  H2_STREAM_DATA,
-  H2_STREAM_DATAGRAMS,
-  H2_STREAM_REVERSE,
-  H2_STREAM_REVERSE_OPEN,
-} from './settings.js';
+import { H2_HEADER_REVERSE_ID, H2_HEADER_STREAM, H2_PATH, H2_STREAM_DATA, H2_STREAM_DATAGRAMS, H2_STREAM_REVERSE, H2_STREAM_REVERSE_OPEN } from './settings.js';
 
 const debug = debuglog('oxy:transport:http2');
 
@@ -198,13 +189,7 @@ export class Http2TunnelConnection implements TunnelConnection {
 
   sendDatagram(data: Uint8Array): boolean {
     const stream = this.datagramStream;
-    if (
-      this.isClosed ||
-      !stream ||
-      stream.destroyed ||
-      data.length > MAX_STREAM_DATAGRAM ||
-      stream.writableLength > DATAGRAM_BUFFER_LIMIT
-    ) {
+    if (this.isClosed || !stream || stream.destroyed || data.length > MAX_STREAM_DATAGRAM || stream.writableLength > DATAGRAM_BUFFER_LIMIT) {
       this.counters.datagramsDropped++;
       return false;
     }
@@ -493,11 +478,7 @@ export class Http2TunnelConnection implements TunnelConnection {
       const finished = stream.readableEnded && stream.writableFinished;
       if (this.isClosed && !finished && !(stream.closed && stream.rstCode === h2c.NGHTTP2_NO_ERROR)) {
         const info = this.closeInfo ?? this.localClose ?? this.remoteClose;
-        err = new OxyError(
-          'OXY_ERR_TUNNEL_CLOSED',
-          `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`,
-          { cause: err ?? info },
-        );
+        err = new OxyError('OXY_ERR_TUNNEL_CLOSED', `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`, { cause: err ?? info });
       } else if (!stream.closed) {
         if (!finished) {
           localReset = true;
@@ -543,12 +524,6 @@ export class Http2TunnelConnection implements TunnelConnection {
 
   private closedError(): OxyError {
     const info = this.closeInfo ?? this.localClose ?? this.remoteClose;
-    return new OxyError(
-      'OXY_ERR_TUNNEL_CLOSED',
-      `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`,
-      { cause: info },
-    );
+    return new OxyError('OXY_ERR_TUNNEL_CLOSED', `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`, { cause: info });
   }
 }
-
-

@@ -26,15 +26,7 @@ import { OxyError, type ErrorCode } from '../../../core/errors.js';
 import { spkiPin } from '../identity.js';
 import type { OutgoingDatagram } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
-import type {
-  AcceptStreamOptions,
-  OpenStreamOptions,
-  TunnelCloseInfo,
-  TunnelConnection,
-  TunnelConnectionStats,
-  TunnelRole,
-  TunnelStream,
-} from '../types.js';
+import type { AcceptStreamOptions, OpenStreamOptions, TunnelCloseInfo, TunnelConnection, TunnelConnectionStats, TunnelRole, TunnelStream } from '../types.js';
 import { abortedError, StreamInbox, truncateUtf8 } from '../common.js';
 import { QUIC_ALPN, quiche, type QuicheConnection, type QuicheHost, type QuicheRecvInfo } from './config.js';
 import { QuicStream, type QuicStreamOwner } from './stream.js';
@@ -615,11 +607,21 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
         } else {
           const what = describeTransportError(peer.errorCode);
           const err = new OxyError('OXY_ERR_TUNNEL_CLOSED', `QUIC peer closed the connection: ${what}${reason ? ` (${reason})` : ''}`);
-          this.finish({ code: peer.errorCode === 0 ? TunnelCloseCode.NO_ERROR : TunnelCloseCode.PROTOCOL_ERROR, reason: reason || what, remote: true, error: err });
+          this.finish({
+            code: peer.errorCode === 0 ? TunnelCloseCode.NO_ERROR : TunnelCloseCode.PROTOCOL_ERROR,
+            reason: reason || what,
+            remote: true,
+            error: err,
+          });
         }
       } else if (quic.isTimedOut() || (quic.isClosed() && !local)) {
         // Closed with no error and no timeout: quiche accepted a stateless reset (the edge lost the connection, e.g. it restarted).
-        const message = !quic.isTimedOut() && this.isEstablished ? 'QUIC stateless reset: the peer no longer knows this connection' : this.isEstablished ? 'QUIC idle timeout: no packet from the peer' : 'QUIC handshake timed out';
+        const message =
+          !quic.isTimedOut() && this.isEstablished
+            ? 'QUIC stateless reset: the peer no longer knows this connection'
+            : this.isEstablished
+              ? 'QUIC idle timeout: no packet from the peer'
+              : 'QUIC handshake timed out';
         this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: new OxyError('OXY_ERR_TUNNEL_CLOSED', message) });
       } else if (local) {
         const what = describeTransportError(local.errorCode);
@@ -641,15 +643,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       const tls = peer && !peer.isApp && peer.errorCode >= quiche.CRYPTO_ERROR_START && peer.errorCode <= quiche.CRYPTO_ERROR_STOP;
       // no_application_protocol: the edge speaks QUIC, but not our ALPN — a refusal, not a TLS failure.
       const alpn = tls && peer.errorCode === quiche.CRYPTO_ERROR_START + 120;
-      const failure: QuicDialFailure = alpn
-        ? 'refused'
-        : tls
-        ? 'tls'
-        : peer || info.remote
-          ? 'refused'
-          : this.quic.isTimedOut()
-            ? 'timeout'
-            : 'closed';
+      const failure: QuicDialFailure = alpn ? 'refused' : tls ? 'tls' : peer || info.remote ? 'refused' : this.quic.isTimedOut() ? 'timeout' : 'closed';
       this.rejectHandshake(
         new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', failure, `QUIC handshake failed: ${info.reason || 'connection closed'}`, info.error ?? info),
       );
@@ -784,5 +778,3 @@ function verifyServer(quic: QuicheConnection, verify: ClientVerification): strin
   }
   return undefined;
 }
-
-

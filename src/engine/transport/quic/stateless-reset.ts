@@ -21,7 +21,10 @@ export class StatelessResets {
   #sentInWindow = 0;
 
   /** `secret`: the edge's private key (PEM); `perSecond` bounds the resets sent. */
-  constructor(secret: string | Buffer, private readonly perSecond = 200) {
+  constructor(
+    secret: string | Buffer,
+    private readonly perSecond = 200,
+  ) {
     this.#key = createHmac('sha256', 'oxy quic stateless reset').update(secret).digest();
   }
 
@@ -48,7 +51,12 @@ export class StatelessResets {
     if (++this.#sentInWindow > this.perSecond) return undefined;
     const out = Buffer.alloc(length);
     // Unpredictable bits, as a short header looks: form 0, fixed bit 1.
-    createHmac('sha256', this.#key).update('pad').update(cid).update(String(now)).digest().copy(out, 0, 0, length - RESET_TOKEN_LENGTH);
+    createHmac('sha256', this.#key)
+      .update('pad')
+      .update(cid)
+      .update(String(now))
+      .digest()
+      .copy(out, 0, 0, length - RESET_TOKEN_LENGTH);
     out[0] = 0x40 | (out[0]! & 0x3f);
     this.token(cid).copy(out, length - RESET_TOKEN_LENGTH);
     return out;

@@ -87,9 +87,7 @@ export class QuicStream extends Duplex implements TunnelStream {
   /** The peer reset its sending side (RESET_STREAM) or stopped ours (STOP_SENDING). */
   abortedByPeer(kind: 'reset' | 'stopped', code: number): void {
     this.peerAborted = true;
-    this.destroy(
-      new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`),
-    );
+    this.destroy(new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`));
   }
 
   /** The connection flushed `pending` to quiche: release the waiting write. */

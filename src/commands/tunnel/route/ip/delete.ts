@@ -7,8 +7,7 @@ import { deleteRoute } from '../../../../core/routes.js';
 
 export default class RouteIpDelete extends BaseCommand<typeof RouteIpDelete> {
   static summary = "Delete a row from your organization's private routing table";
-  static description =
-    'Deletes a route given its ID, or given its CIDR in a virtual network (the default one without --vnet).';
+  static description = 'Deletes a route given its ID, or given its CIDR in a virtual network (the default one without --vnet).';
   static examples = [
     '<%= config.bin %> tunnel route ip delete --yes 10.1.0.0/16',
     '<%= config.bin %> tunnel route ip delete --yes --vnet vnet-sydney 10.1.0.0/16',
