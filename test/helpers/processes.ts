@@ -66,6 +66,9 @@ export class OxyProcess {
   }
 }
 
+/** `edge run` on loopback with ephemeral tunnel, public-HTTP and metrics ports: the start of most test edges' arguments. */
+export const LOOPBACK_EDGE: readonly string[] = ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'];
+
 /** An edge on loopback with ephemeral ports; resolves once its listeners are ready. */
 export async function startEdge(home: string, extra: string[] = [], ports: { tunnel?: number } = {}) {
   const edge = new OxyProcess(home, [

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { oxy, oxyJson, oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, startConnector } from '../../helpers/processes.js';
+import { OxyProcess, startConnector, LOOPBACK_EDGE } from '../../helpers/processes.js';
 import { api, login, newToken, startDashboardEdge, until, type DashboardEdge } from './support.js';
 
 const curl = promisify(execFile);
@@ -229,36 +229,11 @@ describe('dashboard listener', () => {
   it('refuses a non-loopback bind without --dashboard-tls or --dashboard-insecure, and serves HTTPS with --dashboard-tls', async () => {
     const { home, cleanup } = tempHome();
     try {
-      const r = await oxy(home, [
-        'edge',
-        'run',
-        '--tunnel-listen',
-        '127.0.0.1:0',
-        '--http-listen',
-        '127.0.0.1:0',
-        '--metrics',
-        '127.0.0.1:0',
-        '--no-quic',
-        '--dashboard-listen',
-        '0.0.0.0:0',
-      ]);
+      const r = await oxy(home, [...LOOPBACK_EDGE, '--no-quic', '--dashboard-listen', '0.0.0.0:0']);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain('--dashboard-tls');
       expect(r.stderr).toContain('--dashboard-insecure');
-      const tls = new OxyProcess(home, [
-        'edge',
-        'run',
-        '--tunnel-listen',
-        '127.0.0.1:0',
-        '--http-listen',
-        '127.0.0.1:0',
-        '--metrics',
-        '127.0.0.1:0',
-        '--no-quic',
-        '--dashboard-listen',
-        '0.0.0.0:0',
-        '--dashboard-tls',
-      ]);
+      const tls = new OxyProcess(home, [...LOOPBACK_EDGE, '--no-quic', '--dashboard-listen', '0.0.0.0:0', '--dashboard-tls']);
       try {
         const m = await tls.waitFor(/Dashboard ready .*url=https:\/\/0\.0\.0\.0:(\d+)\//);
         const out = await curl('curl', ['-sS', '-k', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${m[1]}/api/v1/tunnels`]);
@@ -277,19 +252,7 @@ describe('dashboard listener', () => {
     try {
       await once(taken, 'listening');
       const listen = `127.0.0.1:${(taken.address() as { port: number }).port}`;
-      const r = await oxy(home, [
-        'edge',
-        'run',
-        '--tunnel-listen',
-        '127.0.0.1:0',
-        '--http-listen',
-        '127.0.0.1:0',
-        '--metrics',
-        '127.0.0.1:0',
-        '--no-quic',
-        '--dashboard-listen',
-        listen,
-      ]);
+      const r = await oxy(home, [...LOOPBACK_EDGE, '--no-quic', '--dashboard-listen', listen]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain(`The dashboard cannot listen on ${listen}: the address is in use. Choose another --dashboard-listen.`);
     } finally {

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxy, tempHome } from '../../helpers/cli.js';
-import { OxyProcess } from '../../helpers/processes.js';
+import { OxyProcess, LOOPBACK_EDGE } from '../../helpers/processes.js';
 import { EXAMPLES, curl, receivedHeaders, startOrigin, type Origin } from './support.js';
 
 // `oxyctl edge run --proxy-listen --hooks --trace-hooks` as a real process.
@@ -11,21 +11,7 @@ let cleanup: () => void;
 let origin: Origin;
 
 async function startProxyProcess(args: string[]): Promise<{ edge: OxyProcess; port: number }> {
-  const edge = new OxyProcess(home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--proxy-listen',
-    '127.0.0.1:0',
-    '--proxy-allow',
-    '127.0.0.0/8',
-    ...args,
-  ]);
+  const edge = new OxyProcess(home, [...LOOPBACK_EDGE, '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8', ...args]);
   const m = await edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/);
   await edge.waitFor(/Edge running/);
   return { edge, port: Number(m[1]) };

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxy, tempHome } from '../../helpers/cli.js';
-import { OxyProcess } from '../../helpers/processes.js';
+import { OxyProcess, LOOPBACK_EDGE } from '../../helpers/processes.js';
 import { curl, receivedHeaders, startOrigin, type Origin } from './support.js';
 
 let home: { home: string; cleanup: () => void };
@@ -15,19 +15,7 @@ let origin: Origin;
 const procs: OxyProcess[] = [];
 
 async function proxyEdge(args: string[]): Promise<{ edge: OxyProcess; proxy: string; metricsPort: number; httpPort: number }> {
-  const edge = new OxyProcess(home.home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--proxy-listen',
-    '127.0.0.1:0',
-    ...args,
-  ]);
+  const edge = new OxyProcess(home.home, [...LOOPBACK_EDGE, '--proxy-listen', '127.0.0.1:0', ...args]);
   procs.push(edge);
   const proxy = await edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/);
   const http = await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
@@ -127,20 +115,7 @@ describe('the CONNECT proxy denies by default', () => {
     writeFileSync(yml, `proxy-allow:\n  - 127.0.0.1:${origin.port}\n`);
     const e = await proxyEdge(['--config', yml]);
     expect((await via(e.proxy, `http://127.0.0.1:${origin.port}/`)).status).toBe(200);
-    const bad = await oxy(home.home, [
-      'edge',
-      'run',
-      '--tunnel-listen',
-      '127.0.0.1:0',
-      '--http-listen',
-      '127.0.0.1:0',
-      '--metrics',
-      '127.0.0.1:0',
-      '--proxy-listen',
-      '127.0.0.1:0',
-      '--proxy-allow',
-      '10.0.0.0/33',
-    ]);
+    const bad = await oxy(home.home, [...LOOPBACK_EDGE, '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '10.0.0.0/33']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('Invalid --proxy-allow entry "10.0.0.0/33"');
     expect(bad.stderr).toContain('CIDR:PORTS');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PP2_TYPE, encodeProxyV2 } from '../../../src/engine/protocol/proxy-protocol.js';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, startConnector } from '../../helpers/processes.js';
+import { OxyProcess, startConnector, LOOPBACK_EDGE } from '../../helpers/processes.js';
 import { curl, startOrigin, type Origin } from './support.js';
 
 // `oxyctl edge run --proxy-protocol` as a real process: both HTTP listeners (forward proxy,
@@ -31,21 +31,7 @@ const APP = `export function start(settings) {
 `;
 
 async function startEdge(args: string[]): Promise<OxyProcess> {
-  const p = new OxyProcess(home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--proxy-listen',
-    '127.0.0.1:0',
-    '--proxy-allow',
-    '127.0.0.0/8',
-    ...args,
-  ]);
+  const p = new OxyProcess(home, [...LOOPBACK_EDGE, '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.0/8', ...args]);
   procs.push(p);
   await p.waitFor(/Edge running/);
   return p;

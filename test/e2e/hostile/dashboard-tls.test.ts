@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { tempHome } from '../../helpers/cli.js';
-import { OxyProcess } from '../../helpers/processes.js';
+import { OxyProcess, LOOPBACK_EDGE } from '../../helpers/processes.js';
 
 let home: { home: string; cleanup: () => void };
 let edge: OxyProcess;
@@ -19,22 +19,7 @@ beforeAll(async () => {
   home = tempHome();
   const config = join(home.home, 'edge.yml');
   writeFileSync(config, 'http-timeouts:\n  headers-ms: 1000\n');
-  edge = new OxyProcess(home.home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--no-quic',
-    '--config',
-    config,
-    '--dashboard-listen',
-    '127.0.0.1:0',
-    '--dashboard-tls',
-  ]);
+  edge = new OxyProcess(home.home, [...LOOPBACK_EDGE, '--no-quic', '--config', config, '--dashboard-listen', '127.0.0.1:0', '--dashboard-tls']);
   port = Number((await edge.waitFor(/Dashboard ready .* url=https:\/\/127\.0\.0\.1:(\d+)\//))[1]);
 }, 60_000);
 

@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import { afterEach, expect, it } from 'vitest';
 import { request } from 'undici';
 import { tempHome } from '../../helpers/cli.js';
-import { OxyProcess } from '../../helpers/processes.js';
+import { OxyProcess, LOOPBACK_EDGE } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
 const home = tempHome();
@@ -16,19 +16,7 @@ afterEach(async () => {
 });
 
 it('names the port it bound, and that port is the GUE on-ramp', async () => {
-  edge = new OxyProcess(home.home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--no-quic',
-    '--gue-listen',
-    '127.0.0.1:0',
-  ]);
+  edge = new OxyProcess(home.home, [...LOOPBACK_EDGE, '--no-quic', '--gue-listen', '127.0.0.1:0']);
   const port = Number((await edge.waitFor(/IP tunnel on-ramp ready \(GUE\) address=127\.0\.0\.1:(\d+)/))[1]);
   const metrics = Number((await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/))[1]);
   expect(port).toBeGreaterThan(0);
