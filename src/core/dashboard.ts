@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { newId, nowRfc3339 } from './common.js';
 import type { Store } from '../store/index.js';
+import type { TunnelOverview, TunnelStatus } from './dashboard-wire.js';
 
 /** Tokens start with this, so a token pasted in the wrong place is recognisable. */
 const TOKEN_PREFIX = 'oxyd_';
@@ -35,28 +36,7 @@ export async function verifyDashboardToken(store: Store, token: string): Promise
 /** Whether a token that logged in (by its hash) is still current: a new token ends old sessions. */
 export const dashboardTokenCurrent = (store: Store, tokenHash: string): Promise<boolean> => store.dashboardTokens.exists(tokenHash);
 
-export type TunnelStatus = 'healthy' | 'degraded' | 'down';
-
-/** A tunnel as the dashboard shows it: its status, live connections and public hostnames. */
-export interface TunnelOverview {
-  id: string;
-  name: string;
-  created_at: string;
-  status: TunnelStatus;
-  hostnames: string[];
-  connections: {
-    id: string;
-    connector_id: string;
-    conn_index: number;
-    edge: string;
-    protocol: string;
-    origin_ip: string;
-    client_version: string;
-    arch: string;
-    opened_at: string;
-    uptime_seconds: number;
-  }[];
-}
+export type { TunnelOverview, TunnelStatus } from './dashboard-wire.js';
 
 /**
  * Live tunnels with their status, from the connections edges recorded in the store (so every

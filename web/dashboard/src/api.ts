@@ -1,25 +1,15 @@
 /** The dashboard's calls to the edge's JSON API (docs/dashboard-api.md). */
 
-export interface Connection {
-  id: string;
-  connector_id: string;
-  conn_index: number;
-  edge: string;
-  protocol: string;
-  origin_ip: string;
-  client_version: string;
-  arch: string;
-  opened_at: string;
-  uptime_seconds: number;
-}
-export interface Tunnel {
-  id: string;
-  name: string;
-  created_at: string;
-  status: 'healthy' | 'degraded' | 'down';
-  hostnames: string[];
-  connections: Connection[];
-}
+// The shapes the edge sends, declared once beside the code that builds them (type-only: nothing of src/ is bundled).
+export type {
+  DashboardUpdate as Update,
+  DeviceOverview as Device,
+  TrafficRate as Rate,
+  TrafficSnapshot as Traffic,
+  TunnelConnectionOverview as Connection,
+  TunnelOverview as Tunnel,
+} from '../../../src/core/dashboard-wire.js';
+
 export interface Vnet {
   id: string;
   name: string;
@@ -39,37 +29,6 @@ export interface Route {
   created_at: string;
   deleted_at: string | null;
 }
-export interface Device {
-  id: string;
-  name: string;
-  created_at: string;
-  connected: boolean;
-  origin_ip: string | null;
-  protocol: string | null;
-  connected_since: string | null;
-  vnet_id: string | null;
-  vnet_name: string | null;
-  allowed_vnets: string[];
-}
-export interface Rate {
-  requests_total: number;
-  requests_per_s: number;
-  bytes_per_s: number;
-}
-export interface Traffic {
-  at: string;
-  interval_ms: number;
-  tunnels: ({ id: string; name: string } & Rate)[];
-  hostnames: ({ hostname: string; tunnel_id: string | null } & Rate)[];
-  flows: { vnet_id: string | null; vnet_name: string; active: number }[];
-  errors: { proxy_status: string; total: number; per_s: number }[];
-}
-export interface Update {
-  traffic: Traffic;
-  tunnels: Tunnel[];
-  devices: Device[];
-}
-
 /** A refused call: the API's code and message (the CLI's own words). */
 export class ApiError extends Error {
   constructor(

@@ -5,7 +5,10 @@
  * watches; a stream whose session ended (token replaced, logout) is closed at the next tick.
  */
 import type { ServerResponse } from 'node:http';
-import { tunnelOverview, type TunnelOverview } from '../../../core/dashboard.js';
+import { tunnelOverview } from '../../../core/dashboard.js';
+import type { DashboardUpdate as Update, DeviceOverview, TrafficSnapshot, TunnelOverview } from '../../../core/dashboard-wire.js';
+
+export type { DeviceOverview, TrafficSnapshot, Update };
 import type { Store } from '../../../store/index.js';
 import type { IpContext } from '../../flow/types.js';
 import type { ConnectedDevice } from '../server.js';
@@ -23,35 +26,6 @@ export interface LiveSources {
   flows?: () => { context: IpContext; flows: number }[];
   /** Quick tunnel: the tunnel serving hosts without a hostname route. */
   defaultTunnel?: string;
-}
-
-export interface DeviceOverview {
-  id: string;
-  name: string;
-  created_at: string;
-  connected: boolean;
-  origin_ip: string | null;
-  protocol: string | null;
-  connected_since: string | null;
-  vnet_id: string | null;
-  vnet_name: string | null;
-  /** The vnets it was enrolled for (`warp enroll --vnet`), by name; empty: every vnet. */
-  allowed_vnets: string[];
-}
-
-export interface TrafficSnapshot {
-  at: string;
-  interval_ms: number;
-  tunnels: { id: string; name: string; requests_total: number; requests_per_s: number; bytes_per_s: number }[];
-  hostnames: { hostname: string; tunnel_id: string | null; requests_total: number; requests_per_s: number; bytes_per_s: number }[];
-  flows: { vnet_id: string | null; vnet_name: string; active: number }[];
-  errors: { proxy_status: string; total: number; per_s: number }[];
-}
-
-export interface Update {
-  traffic: TrafficSnapshot;
-  tunnels: TunnelOverview[];
-  devices: DeviceOverview[];
 }
 
 interface Watcher {
