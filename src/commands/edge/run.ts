@@ -17,6 +17,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     '<%= config.bin %> edge run',
     '<%= config.bin %> edge run --dashboard-listen 127.0.0.1:7846',
     '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
+    '<%= config.bin %> edge run --location edge2 --tunnel-listen 0.0.0.0:7846 --advertise 203.0.113.10:7846',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --proxy-allow 198.18.0.0/15:80,443',
     '<%= config.bin %> edge run --http-listen 0.0.0.0:8080 --proxy-listen 10.0.0.5:3128 --proxy-allow 10.0.0.0/8 --proxy-protocol',
@@ -26,6 +27,10 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     'http-listen': Flags.string({ description: 'HOST:PORT of the public HTTP listener [default: 127.0.0.1:8080]' }),
     metrics: Flags.string({ description: 'HOST:PORT of the metrics listener [default: 127.0.0.1:7845]' }),
     location: Flags.string({ description: "This edge's location name, shown in tunnel list [default: local]" }),
+    advertise: Flags.string({
+      description:
+        "HOST:PORT connectors dial to reach this edge, recorded in the edge registry and so named in tokens (tunnel token, warp enroll): each edge its own, where several share a data directory [default: edge init's --advertise on a wildcard listener, else the listener's address]",
+    }),
     'proxy-listen': Flags.string({
       description: 'HOST:PORT of the HTTP CONNECT forward proxy (egress direct, or through the tunnel whose route covers the destination)',
     }),
@@ -75,6 +80,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       httpListen: pick('http-listen'),
       metricsListen: pick('metrics'),
       location: pick('location'),
+      advertise: this.flags.advertise ?? file.advertise,
       quic: this.flags.quic ?? file.quic,
       ipTunnelListen: this.flags['ip-tunnel-listen'] ?? file['ip-tunnel-listen'],
       gueListen: this.flags['gue-listen'] ?? file['gue-listen'],

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { OxyError } from '../../core/errors.js';
+import { checkAdvertise } from '../transport/identity-files.js';
 import type { HttpTimeouts } from '../util/http-server.js';
 
 export interface EdgeSettingsFile {
@@ -13,6 +14,8 @@ export interface EdgeSettingsFile {
   'http-listen'?: string;
   metrics?: string;
   location?: string;
+  /** HOST:PORT connectors dial to reach this edge, recorded in the edge registry (tokens name it). */
+  advertise?: string;
   quic?: boolean;
   'proxy-listen'?: string;
   'proxy-protocol'?: boolean;
@@ -60,6 +63,7 @@ const STRINGS = [
   'http-listen',
   'metrics',
   'location',
+  'advertise',
   'proxy-listen',
   'hooks',
   'ip-tunnel-listen',
@@ -106,5 +110,6 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
       );
     }
   }
+  if (typeof file.advertise === 'string') checkAdvertise(file.advertise, `In ${path}: advertise`);
   return file as EdgeSettingsFile;
 }

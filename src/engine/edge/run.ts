@@ -2,7 +2,7 @@ import type { Store } from '../../store/index.js';
 import type { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { HttpTimeouts } from '../util/http-server.js';
-import { edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
+import { checkAdvertise, edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
 import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js';
@@ -18,6 +18,8 @@ export interface RunEdgeOptions {
   httpListen?: string;
   metricsListen?: string;
   location: string;
+  /** HOST:PORT connectors dial to reach this edge (`edge run --advertise`); default: `edge init --advertise` on a wildcard listener, else the listener. */
+  advertise?: string;
   defaultTunnel?: string;
   /** SEQPACKET path for connected IP tunnels (warp connect). */
   ipTunnelListen?: string;
@@ -51,6 +53,7 @@ export interface RunEdgeOptions {
 export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   // A store read from a copy (read-only directory, full disk) would never show a change: refuse.
   if (o.store.driver.unwritable) throw o.store.driver.unwritable;
+  if (o.advertise) checkAdvertise(o.advertise);
   if (o.gueListen) checkGueListen(o.gueListen, (await o.store.devices.list()).length);
   if (!edgeIdentityExists(o.home)) {
     try {
@@ -72,7 +75,8 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     store: o.store,
     log: o.log,
     location: o.location,
-    advertise: identity.settings.advertise,
+    advertise: o.advertise ?? identity.settings.advertise,
+    advertiseAlways: o.advertise !== undefined,
     tunnelListeners: [
       http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log),
       ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)]),

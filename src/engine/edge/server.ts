@@ -52,6 +52,8 @@ export interface EdgeOptions {
   location: string;
   /** HOST:PORT connectors dial (`edge init --advertise`): recorded in the edge registry when the tunnel listener is on a wildcard address. */
   advertise?: string;
+  /** `advertise` is this edge's own (`edge run --advertise`): recorded whatever the listener's address. */
+  advertiseAlways?: boolean;
   tunnelListeners: StartTunnelListener[];
   /** HOST:PORT of the public HTTP on-ramp; undefined: none. */
   httpListen?: string;
@@ -234,7 +236,8 @@ export class EdgeServer {
   #record(): EdgeRecord {
     const l = this.#listeners[0]?.address;
     const wildcard = !l || l.address === '0.0.0.0' || l.address === '::';
-    const tunnelAddress = wildcard ? (this.o.advertise ?? '') : l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`;
+    const tunnelAddress =
+      wildcard || this.o.advertiseAlways ? (this.o.advertise ?? '') : l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`;
     return { id: this.id, location: this.o.location, tunnelAddress, startedAt: this.#startedAt, heartbeatAt: new Date().toISOString() };
   }
 

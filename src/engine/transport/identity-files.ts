@@ -6,6 +6,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { domainToASCII } from 'node:url';
+import { addressBytes } from '../../core/address.js';
 import { OxyError } from '../../core/errors.js';
 import { writeSecretFileAtomic } from '../../core/credentials.js';
 import { certificatePin, createEdgeIdentity, type EdgeIdentity } from './identity.js';
@@ -28,6 +30,42 @@ const files = (home: string) => ({
   settings: join(dir(home), 'edge.json'),
 });
 
+const DNS_NAME_RE = /^([a-z0-9_]([a-z0-9-_]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9-_]{0,61}[a-z0-9_])?$/;
+
+/**
+ * An address connectors can dial, as tokens carry it: HOST:PORT with a DNS name, an IPv4
+ * address or a bracketed IPv6 one, never a wildcard (0.0.0.0, ::), port 1–65535. `where`
+ * names the flag or file key in the error. Returns the text as given.
+ */
+export function checkAdvertise(text: string, where = '--advertise'): string {
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const host = m && (m[1] ?? m[2]);
+  const port = m ? Number(m[3]) : 0;
+  const ip = host ? addressBytes(host) : undefined;
+  const problem = !m
+    ? 'is not HOST:PORT'
+    : !host
+      ? 'has no host'
+      : port < 1 || port > 65535
+        ? 'has a port outside 1-65535'
+        : m[1] !== undefined && ip?.length !== 16
+          ? 'has brackets around something that is not an IPv6 address'
+          : ip
+            ? ip.every((b) => b === 0)
+              ? 'is a wildcard address, which no connector can dial'
+              : undefined
+            : /^[\d.]+$/.test(host) || !DNS_NAME_RE.test(domainToASCII(host.toLowerCase()))
+              ? 'has a host that is neither an IP address nor a DNS name'
+              : undefined;
+  if (problem) {
+    throw new OxyError(
+      'OXY_ERR_EDGE_ADVERTISE',
+      `${where} ${JSON.stringify(text)} ${problem}: give the HOST:PORT connectors dial to reach this edge, e.g. edge1.example.com:7844, 203.0.113.10:7844 or [2001:db8::10]:7844`,
+    );
+  }
+  return text;
+}
+
 export const edgeIdentityExists = (home: string): boolean => existsSync(files(home).key);
 
 export async function initEdgeIdentity(
@@ -37,8 +75,9 @@ export async function initEdgeIdentity(
   if (edgeIdentityExists(home) && !options.force) throw identityExists(home);
   const hostnames = options.hostnames?.length ? options.hostnames : ['localhost'];
   const ips = options.ips?.length ? options.ips : ['127.0.0.1', '::1'];
+  const advertise = options.advertise ? checkAdvertise(options.advertise) : `127.0.0.1:${DEFAULT_TUNNEL_PORT}`;
   const identity = await createEdgeIdentity({ hostnames, ips });
-  const settings: EdgeSettings = { advertise: options.advertise ?? `127.0.0.1:${DEFAULT_TUNNEL_PORT}`, hostnames, ips };
+  const settings: EdgeSettings = { advertise, hostnames, ips };
   writeIdentityFiles(home, identity, settings, options.force === true);
   return { identity, settings };
 }
