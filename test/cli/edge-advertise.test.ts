@@ -33,7 +33,7 @@ describe('edge run --advertise', () => {
     }
     const edges = await until(async () => {
       const list = JSON.parse(await oxyOk(home, ['edge', 'list', '-o', 'json'])) as { location: string; tunnel_address: string }[];
-      return list.length === 2 && list;
+      return list.length === 2 ? list : undefined;
     });
     expect(edges.map((e) => [e.location, e.tunnel_address])).toEqual([
       ['edge1', 'edge1.example.com:7844'],
