@@ -87,6 +87,8 @@ export const ERROR_CODES = {
   OXY_ERR_TUNNEL_HANDSHAKE: 'TLS or ALPN failed while dialing or accepting.',
   OXY_ERR_TUNNEL_PIN_MISMATCH: "The edge's CA public key does not match the configured pin.",
   OXY_ERR_TUNNEL_DATAGRAMS_UNSUPPORTED: 'Datagrams on a connection that does not carry them.',
+  OXY_ERR_PEER_REFUSED: 'A client certificate on the tunnel listener that is not an edge peer certificate of the edge CA (peer links between edges).',
+  OXY_ERR_PEER_UNAVAILABLE: 'The edge that holds the tunnel could not be reached over a peer link (forwarding), or holds no connection for it any more.',
   OXY_ERR_STREAM_RESET: 'The peer reset the stream, or the stream was destroyed before it ended cleanly.',
   OXY_ERR_PROXY_PROTOCOL: 'A PROXY protocol header that is missing, malformed or too slow to arrive.',
   // ─── Edge: hooks, egress, routing ─────────────────────────────────────────────

@@ -44,6 +44,14 @@ export const EDGE_WRITES = {
   pruneEdges: 'DELETE FROM edges WHERE heartbeat_at < @before',
 } as const;
 
+/** A live edge holding at least one connection of a tunnel: where another edge forwards its traffic. */
+export interface TunnelHolder {
+  tunnelId: string;
+  edgeId: string;
+  location: string;
+  tunnelAddress: string;
+}
+
 interface EdgeDbRow {
   id: string;
   location: string;
@@ -68,6 +76,16 @@ export class EdgeRepository {
   async prune(before: string): Promise<number> {
     await this.sql.run(EDGE_WRITES.pruneConnections, { before });
     return this.sql.run(EDGE_WRITES.pruneEdges, { before });
+  }
+
+  /** Which live edges hold connections of which tunnels (the edges' in-memory view, for forwarding). */
+  async holders(since = liveSince()): Promise<TunnelHolder[]> {
+    const rows = await this.sql.all<{ tunnel_id: string; edge_id: string; location: string; tunnel_address: string }>(
+      `SELECT DISTINCT c.tunnel_id, e.id AS edge_id, e.location, e.tunnel_address
+        FROM tunnel_connections c JOIN edges e ON e.id = c.edge_id WHERE e.heartbeat_at >= @since`,
+      { since },
+    );
+    return rows.map((r) => ({ tunnelId: r.tunnel_id, edgeId: r.edge_id, location: r.location, tunnelAddress: r.tunnel_address }));
   }
 
   /** Edges whose heartbeat is fresh, with the connections each holds. */

@@ -16,7 +16,7 @@ export type { Tunnel, TunnelConnection, TunnelFilter } from './tunnels.js';
 export type { Route, DetailedRoute, RouteFilter, NetworkRange } from './routes.js';
 export type { HostnameRoute } from './hostnames.js';
 export type { Device } from './devices.js';
-export type { EdgeRecord, LiveEdge } from './edges.js';
+export type { EdgeRecord, LiveEdge, TunnelHolder } from './edges.js';
 export type { DashboardToken } from './dashboard-tokens.js';
 export type { Dialect } from './sql.js';
 export { isUniqueViolation } from './sql.js';

@@ -27,7 +27,7 @@ import { splitHostPort } from '../../core/address.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
 import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';
-import { errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
+import { errorPage, PROXY_NAME, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { isOxyError } from '../../core/errors.js';
 import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
@@ -138,6 +138,15 @@ const MAX_SENDS = 3;
 /** How often a request waiting for its answer checks that its connection still answers. */
 const WATCH_EVERY_MS = 100;
 
+/**
+ * A forwarded answer names the edge that served it (RFC 9209 `next-hop`, as the CONNECT proxy
+ * names its upstream): `Proxy-Status: oxyctl; next-hop="<its location>"`.
+ */
+function served<T extends { headers: HeaderPairs }>(response: T, live: LiveConnection): T {
+  if (live.via) response.headers.push(['proxy-status', `${PROXY_NAME}; next-hop=${JSON.stringify(live.via.location.replace(/[^\x20-\x7e]/g, '?'))}`]);
+  return response;
+}
+
 /** A request's connection died (closed, or silent past LIVENESS_MS) before its answer began, and another answers. */
 class ConnectionLost extends Error {
   constructor(readonly next: LiveConnection) {
@@ -193,8 +202,8 @@ export class HttpOnramp {
   }
 
   /** Opens a stream and writes its request header; `end`: the request has no body, so that write ends the stream too. */
-  async #openStream(kind: StreamKind, head: HttpRequestHead, end = false): Promise<TunnelStream> {
-    return (await this.#open(kind, head, end)).stream;
+  async #openStream(kind: StreamKind, head: HttpRequestHead, end = false): Promise<{ stream: TunnelStream; live: LiveConnection }> {
+    return this.#open(kind, head, end);
   }
 
   /** `on`: a connection known to answer (a resend), else the registry's pick. */
@@ -204,6 +213,11 @@ export class HttpOnramp {
     if (!tunnelId) throw new OnrampError(404, 'destination_not_found', `No tunnel serves the hostname ${host || '(none)'}.`);
     const live = on && !on.conn.isClosed && !on.draining ? on : this.o.registry.pick(tunnelId);
     if (!live) throw new OnrampError(502, 'destination_unavailable', `No connector is serving ${host} right now.`, { tunnelID: tunnelId });
+    if (live.via)
+      this.o.log.debug(
+        { host, tunnelID: tunnelId, edge: live.via.location, edgeID: live.via.edgeId },
+        'Forwarding a request to the edge that holds its tunnel',
+      );
     const stream = await live.conn.openStream();
     // The pumps handle errors while they run; one that comes after (a reset once done) must not crash.
     stream.on('error', ignore);
@@ -226,9 +240,9 @@ export class HttpOnramp {
     for (let sends = 1; ; sends++) {
       const { stream, live } = await this.#open('http', head, true, on);
       onStream(stream);
-      if (!retryable || sends === MAX_SENDS) return { stream, response: await this.#responseHead(stream) };
+      if (!retryable || sends === MAX_SENDS) return { stream, response: served(await this.#responseHead(stream), live) };
       try {
-        return { stream, response: await this.#watchedResponseHead(stream, live) };
+        return { stream, response: served(await this.#watchedResponseHead(stream, live), live) };
       } catch (err) {
         if (!(err instanceof ConnectionLost)) throw err;
         stream.destroy();
@@ -310,9 +324,10 @@ export class HttpOnramp {
         req.resume();
         ({ stream, response } = await this.#bodylessExchange(requestHead(req), (s) => (stream = s)));
       } else {
-        const s = (stream = await this.#openStream('http', requestHead(req)));
+        const { stream: s, live } = await this.#openStream('http', requestHead(req));
+        stream = s;
         upload = pump(req, s).catch(() => void s.destroy());
-        response = await this.#responseHead(s);
+        response = served(await this.#responseHead(s), live);
       }
       res.writeHead(response.status, response.headers.flat());
       await pump(stream, res);
@@ -334,8 +349,9 @@ export class HttpOnramp {
     socket.on('error', () => stream?.destroy());
     req.on('error', () => undefined);
     try {
-      stream = await this.#openStream('websocket', requestHead(req));
-      await this.#finishUpgrade(socket, head, stream, await this.#responseHead(stream));
+      const { stream: s, live } = await this.#openStream('websocket', requestHead(req));
+      stream = s;
+      await this.#finishUpgrade(socket, head, s, served(await this.#responseHead(s), live));
     } catch (err) {
       this.#failUpgrade(socket, err, req.headers.host);
       stream?.destroy();
@@ -410,9 +426,10 @@ export class HttpOnramp {
         req.resume();
         ({ stream, response } = await this.#bodylessExchange(hooked.head, (s) => (stream = s)));
       } else {
-        const s = (stream = await this.#openStream('http', hooked.head));
+        const { stream: s, live } = await this.#openStream('http', hooked.head);
+        stream = s;
         upload = pump(rewritten(req, hooked.body), s).catch(() => void s.destroy());
-        response = await this.#responseHead(s);
+        response = served(await this.#responseHead(s), live);
       }
       const body = await responseHook(this.o.runner, conn, response);
       res.writeHead(response.status, response.headers.flat());
@@ -440,8 +457,9 @@ export class HttpOnramp {
         this.o.requests?.inc({ status: String(hooked.respond.status) });
         return;
       }
-      stream = await this.#openStream('websocket', hooked.head);
-      const response = await this.#responseHead(stream);
+      const { stream: s, live } = await this.#openStream('websocket', hooked.head);
+      stream = s;
+      const response = served(await this.#responseHead(s), live);
       const upgraded = response.status === 101;
       if (await responseHook(this.o.runner, conn, response))
         conn.log.warn({ hook: 'http.handleResponse', host: hooked.head.host }, 'Body rewrite ignored on an upgrade response');

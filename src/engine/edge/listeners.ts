@@ -1,15 +1,24 @@
 import { Http2TunnelListener } from '../transport/http2/index.js';
 import { listenQuic } from '../transport/quic/index.js';
 import { splitHostPort } from '../../core/address.js';
+import { isOxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { StartTunnelListener } from './server.js';
 
-/** The HTTP/2-over-TLS tunnel listener as an edge listener. */
-export function http2TunnelListener(listen: string, tls: { key: string; cert: string }, log: Logger): StartTunnelListener {
+/**
+ * The HTTP/2-over-TLS tunnel listener as an edge listener; with `peerCa` it also takes peer
+ * links from other edges of the store (forwarding.ts).
+ */
+export function http2TunnelListener(listen: string, tls: { key: string; cert: string; peerCa?: string }, log: Logger): StartTunnelListener {
   return async (onConnection) => {
-    const listener = new Http2TunnelListener({ key: tls.key, cert: tls.cert });
-    listener.on('connection', onConnection);
-    listener.on('connectionError', (err) => log.debug({ err }, 'tunnel connection failed before registration'));
+    const listener = new Http2TunnelListener({ key: tls.key, cert: tls.cert, peerCa: tls.peerCa });
+    listener.on('connection', (conn) => onConnection(conn));
+    listener.on('peer', (conn, edgeId) => onConnection(conn, edgeId));
+    listener.on('connectionError', (err) =>
+      isOxyError(err, 'OXY_ERR_PEER_REFUSED')
+        ? log.debug({ reason: err.message }, 'Refused a client certificate on the tunnel listener')
+        : log.debug({ err }, 'tunnel connection failed before registration'),
+    );
     // After listen: accept failures (EMFILE) are logged; the listener keeps accepting.
     listener.on('error', (err) => log.error({ err }, 'Tunnel listener error'));
     const { host, port } = splitHostPort(listen);

@@ -52,7 +52,7 @@ export class PrivateEgress {
     vnetId: string,
     ip: string,
     port: number,
-    metadata: Metadata = [],
+    metadata: Metadata | ((conn: TunnelConnection) => Metadata) = [],
   ): Promise<{ stream: TunnelStream; route: DetailedRoute; conn: TunnelConnection }> {
     const address = parseIp(ip).address;
     const route = this.route(vnetId, address);
@@ -63,7 +63,8 @@ export class PrivateEgress {
       throw new OxyError('OXY_ERR_NO_CONNECTOR', `The tunnel ${route.tunnelName} serving ${route.network} has no connector connected`);
     }
     const stream = await live.conn.openStream();
-    writeRequestHeader(stream, { kind, destination: joinHostPort(address, port), metadata: [['Vnet', vnetId], ...metadata] });
+    const extra = typeof metadata === 'function' ? metadata(live.conn) : metadata;
+    writeRequestHeader(stream, { kind, destination: joinHostPort(address, port), metadata: [['Vnet', vnetId], ...extra] });
     const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 60_000 }).catch((err: Error) => {
       stream.destroy();
       throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} did not answer for ${joinHostPort(address, port)}: ${err.message}`, { cause: err });
@@ -82,8 +83,17 @@ export class PrivateEgress {
    */
   async openUdp(vnetId: string, ip: string, port: number, metadata: Metadata = []): Promise<{ assoc: EngineUdpAssociation; route: DetailedRoute }> {
     const flowId = this.#udpDatagrams.nextId();
-    const { stream, route, conn } = await this.open('udp', vnetId, ip, port, [...metadata, ['FlowId', String(flowId)]]);
-    const datagrams = conn.supportsDatagrams && !conn.datagramsReliable;
+    // A FlowId asks the connector for DATAGRAM frames: only where this side reads them (not
+    // through a peer edge, whose link carries none).
+    const withDatagrams = (conn: TunnelConnection) => conn.supportsDatagrams && !conn.datagramsReliable;
+    const { stream, route, conn } = await this.open(
+      'udp',
+      vnetId,
+      ip,
+      port,
+      (c): Metadata => (withDatagrams(c) ? [...metadata, ['FlowId', String(flowId)]] : metadata),
+    );
+    const datagrams = withDatagrams(conn);
     const closed: (() => void)[] = [];
     let ended = false;
     const end = () => {

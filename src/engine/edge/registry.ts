@@ -3,7 +3,8 @@
  * connections. New streams go to the connection with the fewest active streams, so HA
  * connections share load and a dead one is skipped as soon as it closes — or, when its peer
  * died without a word (a SIGKILLed connector over QUIC), as soon as it leaves something
- * unanswered for LIVENESS_MS.
+ * unanswered for LIVENESS_MS. A tunnel with no connection here is served through an edge that
+ * holds one (forwarding.ts), when one is given.
  */
 import type { TunnelConnection } from '../transport/types.js';
 
@@ -20,10 +21,19 @@ export interface LiveConnection {
   draining: boolean;
   /** Asked whether it is alive (a sibling registered) and not answered yet: picked only when no other is ready. */
   probing?: boolean;
+  /** Set on a peer edge's link (forwarding): the edge whose connection serves the streams. */
+  via?: { edgeId: string; location: string };
+}
+
+/** Where streams of a tunnel with no local connection go (forwarding.ts). */
+export interface Forwarder {
+  pick(tunnelId: string): LiveConnection | undefined;
 }
 
 export class TunnelRegistry {
   readonly #byTunnel = new Map<string, Set<LiveConnection>>();
+
+  constructor(private readonly forwarder?: Forwarder) {}
 
   add(live: LiveConnection): void {
     let set = this.#byTunnel.get(live.tunnelId);
@@ -37,8 +47,13 @@ export class TunnelRegistry {
     if (set?.size === 0) this.#byTunnel.delete(live.tunnelId);
   }
 
-  /** A connection to open a stream on, or undefined when the tunnel has none ready. */
+  /** A connection to open a stream on: this edge's own, else a peer edge that holds one; undefined when none is ready. */
   pick(tunnelId: string): LiveConnection | undefined {
+    return this.pickLocal(tunnelId) ?? this.forwarder?.pick(tunnelId);
+  }
+
+  /** One of this edge's own connections of the tunnel (a forwarded stream goes only there: one hop, no loop). */
+  pickLocal(tunnelId: string): LiveConnection | undefined {
     let best: LiveConnection | undefined;
     let bestRank = Infinity;
     for (const live of this.#byTunnel.get(tunnelId) ?? []) {

@@ -2,6 +2,8 @@ import type { Store } from '../../store/index.js';
 import type { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { HttpTimeouts } from '../util/http-server.js';
+import { newId } from '../../core/common.js';
+import { createPeerCertificate } from '../transport/identity.js';
 import { checkAdvertise, edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
 import { http2TunnelListener, quicTunnelListener } from './listeners.js';
 import { EdgeServer } from './server.js';
@@ -71,14 +73,24 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
   const hooks =
     typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
   const traffic = o.dashboardListen ? new TrafficRecorder() : undefined;
+  // Forwarding between the store's edges: a peer certificate of the shared CA, minted per start.
+  const id = newId();
+  const peer = identity.caKey ? { ca: identity.caCert, ...(await createPeerCertificate(identity.caCert, identity.caKey, id)) } : undefined;
+  if (!peer)
+    o.log.warn(
+      { dir: `${o.home}/edge` },
+      'No CA key in the edge directory: this edge neither forwards to nor serves other edges (copy ca-key.pem from the first edge)',
+    );
   const edge = new EdgeServer({
+    id,
+    peer,
     store: o.store,
     log: o.log,
     location: o.location,
     advertise: o.advertise ?? identity.settings.advertise,
     advertiseAlways: o.advertise !== undefined,
     tunnelListeners: [
-      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log),
+      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log),
       ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)]),
     ],
     httpListen: o.httpListen,

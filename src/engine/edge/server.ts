@@ -19,6 +19,7 @@ import type { TunnelConnection } from '../transport/types.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
 import { HttpOnramp } from './http-onramp.js';
 import { TunnelRegistry, type LiveConnection } from './registry.js';
+import { Forwarding, type PeerCredentials } from './forwarding.js';
 import { StoreView } from './store-view.js';
 import { PrivateEgress } from './private-egress.js';
 import type { ControlChannel } from '../protocol/control.js';
@@ -40,10 +41,11 @@ export interface TunnelListener {
 }
 
 /**
- * Starts one tunnel listener (HTTP/2, QUIC) that hands each accepted connection over;
+ * Starts one tunnel listener (HTTP/2, QUIC) that hands each accepted connection over, with the
+ * edge id of a peer link from another edge (its certificate checked by the listener);
  * `started` are the listeners started before it (QUIC takes the TLS listener's port).
  */
-export type StartTunnelListener = (onConnection: (conn: TunnelConnection) => void, started: TunnelListener[]) => Promise<TunnelListener>;
+export type StartTunnelListener = (onConnection: (conn: TunnelConnection, peerEdgeId?: string) => void, started: TunnelListener[]) => Promise<TunnelListener>;
 
 export interface EdgeOptions {
   store: Store;
@@ -76,6 +78,10 @@ export interface EdgeOptions {
   home?: string;
   /** Counts on-ramp traffic for the dashboard (`--dashboard-listen`); unset: not counted. */
   traffic?: TrafficRecorder;
+  /** This edge's id in the edge registry (its peer certificate names it); default: a new one. */
+  id?: string;
+  /** The edge CA and this edge's peer certificate: forwarding to and from other edges of the store; unset: none. */
+  peer?: PeerCredentials;
   /** The IP path's on-ramps (SEQPACKET, GUE) and limits; unset: no IP path (devices refused). */
   ip?: Omit<IpPathOptions, 'edge' | 'log'>;
 }
@@ -93,12 +99,14 @@ export interface ConnectedDevice {
 const EDGE_BUSY_TIMEOUT_MS = 100;
 
 export class EdgeServer {
-  readonly registry = new TunnelRegistry();
+  readonly registry: TunnelRegistry;
   readonly view: StoreView;
+  /** Serves tunnels held by other edges, and theirs held here (edge-to-edge forwarding). */
+  readonly forwarding: Forwarding;
   /** Writes live connections to the store, off the event loop. */
   readonly book: ConnectionBook;
   /** This edge's id in the store's edge registry (`oxyctl edge list`), new at every start. */
-  readonly id = newId();
+  readonly id: string;
   #heartbeat?: NodeJS.Timeout;
   #startedAt = new Date().toISOString();
   readonly metrics = createRegistry('oxy_edge');
@@ -125,6 +133,22 @@ export class EdgeServer {
     // must not hold the event loop for the CLI's 10 s: a lock held longer fails that call.
     o.store.setBusyTimeout(EDGE_BUSY_TIMEOUT_MS);
     this.view = new StoreView(o.store, o.storePollMs, o.log);
+    this.id = o.id ?? newId();
+    this.forwarding = new Forwarding({
+      view: this.view,
+      id: this.id,
+      location: o.location,
+      log: o.log,
+      credentials: o.peer,
+      local: (tunnelId) => this.registry.pickLocal(tunnelId),
+      streams: new Counter({
+        name: 'oxy_edge_forwarded_streams_total',
+        help: 'Streams forwarded between edges: out (to the edge holding the tunnel), in (served for another edge)',
+        labelNames: ['direction'],
+        registers: [this.metrics],
+      }),
+    });
+    this.registry = new TunnelRegistry(this.forwarding);
     this.book = new ConnectionBook(connectionWriter(o.store), o.log);
     // Connections an earlier run at this location recorded are gone with it.
     this.book.forgetAt(o.location);
@@ -180,7 +204,8 @@ export class EdgeServer {
   async start(): Promise<void> {
     await this.view.start();
     if (this.o.ip) this.#ip = await startIpPath({ edge: this, log: this.o.log, ...this.o.ip });
-    for (const start of this.o.tunnelListeners) this.#listeners.push(await start((conn) => void this.#register(conn), this.#listeners));
+    const accept = (conn: TunnelConnection, peer?: string) => (peer ? this.forwarding.serve(conn, peer) : void this.#register(conn));
+    for (const start of this.o.tunnelListeners) this.#listeners.push(await start(accept, this.#listeners));
     if (this.o.httpListen) {
       this.#http = await HttpOnramp.listen({
         listen: this.o.httpListen,
@@ -439,6 +464,7 @@ export class EdgeServer {
 
   async stop(): Promise<void> {
     for (const fn of this.#onStop.splice(0)) await fn();
+    this.forwarding.stop();
     await this.#ip?.close();
     await Promise.all([...this.#listeners.map((l) => l.close()), this.#http?.close(), this.#metricsServer?.close(), this.#proxy?.close()]);
     if (this.o.home) await saveHooksState(this.hooks, this.o.home);

@@ -11,7 +11,7 @@ import { RouteTable } from '../../core/route-table.js';
 import { matchHost } from '../../core/host-match.js';
 import { findVnet, type VnetLookup } from '../../core/vnets.js';
 import type { VirtualNetwork } from '../hooks/types.js';
-import type { DetailedRoute, Store, Vnet } from '../../store/index.js';
+import type { DetailedRoute, Store, TunnelHolder, Vnet } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
 
 export const STORE_POLL_MS = 250;
@@ -27,6 +27,8 @@ interface Snapshot {
   deviceSecrets: Map<string, Buffer>;
   /** Devices enrolled for some vnets only (`warp enroll --vnet`). */
   deviceVnets: Map<string, Set<string>>;
+  /** The live edges holding connections of each tunnel (where to forward it). */
+  holders: Map<string, TunnelHolder[]>;
 }
 
 const EMPTY: Snapshot = {
@@ -39,6 +41,7 @@ const EMPTY: Snapshot = {
   tunnelSecrets: new Map(),
   deviceSecrets: new Map(),
   deviceVnets: new Map(),
+  holders: new Map(),
 };
 
 export class StoreView extends EventEmitter<{ reload: [] }> {
@@ -119,14 +122,17 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   }
 
   async #load(): Promise<Snapshot> {
-    const [hostnames, routes, vnets, tunnels, devices, deviceVnets] = await Promise.all([
+    const [hostnames, routes, vnets, tunnels, devices, deviceVnets, holderRows] = await Promise.all([
       this.store.hostnames.allLive(),
       this.store.routes.allLive(),
       this.store.vnets.list(),
       this.store.tunnels.list(),
       this.store.devices.list(),
       this.store.devices.allVnetRestrictions(),
+      this.store.edges.holders(),
     ]);
+    const holders = new Map<string, TunnelHolder[]>();
+    for (const h of holderRows) holders.set(h.tunnelId, [...(holders.get(h.tunnelId) ?? []), h]);
     const exact = new Map<string, string>();
     const wildcards: [string, string][] = [];
     for (const h of hostnames) {
@@ -156,7 +162,19 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       tunnelSecrets: new Map(tunnels.map((t) => [t.id, Buffer.from(t.secret, 'base64')])),
       deviceSecrets: new Map(devices.map((d) => [d.id, Buffer.from(d.secret, 'base64')])),
       deviceVnets,
+      holders,
     };
+  }
+
+  /** Whether a live edge held any tunnel connection at the last reload. */
+  holdsAnything(edgeId: string): boolean {
+    for (const list of this.#s.holders.values()) if (list.some((h) => h.edgeId === edgeId)) return true;
+    return false;
+  }
+
+  /** The live edges (as of the last reload) that hold connections of a tunnel. */
+  holdersOf(tunnelId: string): readonly TunnelHolder[] {
+    return this.#s.holders.get(tunnelId) ?? [];
   }
 
   /** The tunnel serving a public hostname (exact name first, then the longest `*.` pattern). */

@@ -26,11 +26,20 @@ const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown
   return op === 'forgetAt' ? { edgeLocation: arg } : { id: arg };
 };
 
-/** PostgreSQL: the repository's queries, awaited off the data path by the book. */
+/**
+ * PostgreSQL: the repository's queries, awaited off the data path by the book. A change of
+ * which connections an edge holds runs as a write transaction, so it NOTIFYs: the other edges
+ * learn at once where to forward a tunnel's traffic (heartbeats do not notify).
+ */
 class StoreConnectionWriter implements ConnectionWriter {
   constructor(private readonly store: Store) {}
 
   async run(op: ConnectionWrite['op'], arg: unknown): Promise<void> {
+    if (op === 'record' || op === 'forget' || op === 'forgetAt' || op === 'edgeDown') return this.store.write(() => this.#run(op, arg));
+    return this.#run(op, arg);
+  }
+
+  async #run(op: ConnectionWrite['op'], arg: unknown): Promise<void> {
     const t = this.store.tunnels;
     if (op === 'record') await t.recordConnection(arg as TunnelConnection);
     else if (op === 'forget') await t.forgetConnection(arg as string);

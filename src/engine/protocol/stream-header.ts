@@ -20,7 +20,8 @@ export const DEFAULT_MAX_HEADER_SIZE = 64 * 1024;
 
 export const FrameType = { REQUEST: 0x01, RESPONSE: 0x02 } as const;
 
-export type StreamKind = 'http' | 'websocket' | 'tcp' | 'ip-packets' | 'udp' | 'control';
+/** `forward`: only on a peer link between edges; its destination is the tunnel ID (edge/forwarding.ts). */
+export type StreamKind = 'http' | 'websocket' | 'tcp' | 'ip-packets' | 'udp' | 'control' | 'forward';
 const KIND_TO_BYTE: Record<StreamKind, number> = {
   http: 1,
   websocket: 2,
@@ -28,6 +29,7 @@ const KIND_TO_BYTE: Record<StreamKind, number> = {
   'ip-packets': 4,
   udp: 5,
   control: 6,
+  forward: 7,
 };
 const BYTE_TO_KIND = new Map<number, StreamKind>(Object.entries(KIND_TO_BYTE).map(([k, v]) => [v, k as StreamKind]));
 

@@ -132,6 +132,8 @@ export interface LoadedEdgeIdentity {
   key: string;
   caPin: string;
   settings: EdgeSettings;
+  /** The CA's key, to mint peer-link certificates (edge-to-edge forwarding); undefined when not copied here. */
+  caKey?: string;
 }
 
 export function loadEdgeIdentity(home: string): LoadedEdgeIdentity {
@@ -145,6 +147,7 @@ export function loadEdgeIdentity(home: string): LoadedEdgeIdentity {
     certChain: readFileSync(f.cert, 'utf8'),
     key: readFileSync(f.key, 'utf8'),
     caPin: certificatePin(caCert),
+    caKey: existsSync(f.caKey) ? readFileSync(f.caKey, 'utf8') : undefined,
     settings: JSON.parse(readFileSync(f.settings, 'utf8')) as EdgeSettings,
   };
 }

@@ -182,3 +182,53 @@ function installReflectMetadata(): void {
     return undefined;
   };
 }
+
+/** The subject prefix of the client certificates edges mint for their peer links (edge-to-edge forwarding). */
+export const PEER_SUBJECT_PREFIX = 'oxyctl edge peer ';
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * A client certificate for this edge's peer links, signed by the shared edge CA (every edge
+ * of a store holds the CA key: `edge init` on the first, its directory copied to the others).
+ * Short-lived and kept in memory only: minted again at every start. A connector never holds
+ * one (it has no CA key), so it cannot open a peer link.
+ */
+export async function createPeerCertificate(caCertPem: string, caKeyPem: string, edgeId: string, validDays = 30): Promise<{ cert: string; key: string }> {
+  const x509 = await loadX509();
+  const ca = new x509.X509Certificate(caCertPem);
+  const caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(caKeyPem), EC_ALG, false, ['sign']);
+  const keys = (await crypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const notBefore = new Date(Date.now() - 60_000);
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomSerial(),
+      subject: `CN=${escapeDnValue(`${PEER_SUBJECT_PREFIX}${edgeId}`)}`,
+      issuer: ca.subject,
+      notBefore,
+      notAfter: new Date(notBefore.getTime() + validDays * 86_400_000),
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: SIGN_ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+      ],
+    },
+    crypto,
+  );
+  return { cert: `${cert.toString('pem')}\n${caCertPem}`, key: await exportKeyPem(keys.privateKey) };
+}
+
+/**
+ * The edge id a verified client certificate names, when it is a peer certificate (chain to
+ * the CA checked by TLS; here: clientAuth usage and the peer subject), else undefined.
+ */
+export function peerEdgeId(der: Buffer | undefined): string | undefined {
+  if (!der?.length) return undefined;
+  const cert = new NodeX509Certificate(der);
+  const usage = cert.keyUsage ?? [];
+  const cn = /(?:^|\n)CN=(.*)/.exec(cert.subject)?.[1] ?? '';
+  if (!usage.includes(CLIENT_AUTH_OID) || !cn.startsWith(PEER_SUBJECT_PREFIX)) return undefined;
+  return cn.slice(PEER_SUBJECT_PREFIX.length);
+}

@@ -3,6 +3,10 @@
  *  - dialHttp2Tunnel (connector): TLS with ALPN h2 to the edge, verify the edge against the
  *    CA (and optionally its SPKI pin), then become the HTTP/2 server on that socket.
  *  - acceptHttp2Tunnel (edge): on a TLS socket the edge accepted, become the HTTP/2 client.
+ *  - dialHttp2Peer / serveHttp2Tunnel: a peer link between two edges (forwarding), the other
+ *    way round: the dialing edge presents a client certificate of the shared CA and is the
+ *    HTTP/2 client (it opens the streams, with no reverse-open round trip); the edge it dials
+ *    serves them.
  */
 import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
@@ -26,6 +30,11 @@ export interface DialHttp2Options extends Http2TuningOptions {
   ca?: string | string[];
   /** base64 SHA-256 of an SPKI that must appear in the edge's verified chain (edge CA pin). */
   caPin?: string;
+  /** A client certificate chain and its key (peer links between edges; connectors have none). */
+  cert?: string;
+  key?: string;
+  /** Check the edge's name against its certificate (default true; peer links check only the CA). */
+  checkName?: boolean;
   /** Local address to dial from (--edge-bind-address). */
   localAddress?: string;
   timeoutMs?: number;
@@ -34,7 +43,11 @@ export interface DialHttp2Options extends Http2TuningOptions {
 
 /** Connector side: dial the edge and return the tunnel connection (before registration). */
 export async function dialHttp2Tunnel(options: DialHttp2Options): Promise<Http2TunnelConnection> {
-  const socket = await connectTls(options);
+  return serveHttp2Tunnel(await connectTls(options), options);
+}
+
+/** The HTTP/2 server side of a tunnel connection on a TLS socket: a connector, or the edge a peer link dials. */
+export function serveHttp2Tunnel(socket: TLSSocket, options: Http2TuningOptions = {}): Http2TunnelConnection {
   socket.setNoDelay(true);
   // The connector's session runs over a Duplex that always drains the socket: with large
   // windows, two Node http2 peers sending at once can otherwise deadlock (read-ahead.ts).
@@ -44,6 +57,11 @@ export async function dialHttp2Tunnel(options: DialHttp2Options): Promise<Http2T
   });
   setConnectionWindow(session, options.connectionWindow ?? CONNECTION_WINDOW);
   return new Http2TunnelConnection('connector', session, socket);
+}
+
+/** A peer link: dial another edge with this edge's client certificate and be the side that opens streams. */
+export async function dialHttp2Peer(options: DialHttp2Options & { cert: string; key: string }): Promise<Http2TunnelConnection> {
+  return acceptHttp2Tunnel(await connectTls({ ...options, checkName: false }), options);
 }
 
 export interface AcceptHttp2Options extends Http2TuningOptions {
@@ -58,7 +76,7 @@ export interface AcceptHttp2Options extends Http2TuningOptions {
 export async function acceptHttp2Tunnel(socket: TLSSocket, options: AcceptHttp2Options = {}): Promise<Http2TunnelConnection> {
   if (socket.alpnProtocol !== H2_ALPN) {
     socket.destroy();
-    throw new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `Connector did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`);
+    throw new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `Peer did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`);
   }
   socket.setNoDelay(true);
   const session = http2.connect('https://oxy-connector.invalid', {
@@ -118,10 +136,12 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
       ...({ localAddress: options.localAddress } as object),
       servername: isIP(servername) === 0 ? servername : undefined,
       ca: options.ca,
+      cert: options.cert,
+      key: options.key,
       ALPNProtocols: [H2_ALPN],
       minVersion: 'TLSv1.2' as const,
       checkServerIdentity: (host, cert) => {
-        const nameError = tls.checkServerIdentity(servername || host, cert);
+        const nameError = options.checkName === false ? undefined : tls.checkServerIdentity(servername || host, cert);
         if (nameError) return nameError;
         if (options.caPin && !chainHasPin(cert, options.caPin)) {
           pinError = new OxyError('OXY_ERR_TUNNEL_PIN_MISMATCH', 'The edge certificate chain does not contain the pinned CA key');

@@ -1,5 +1,5 @@
 export { Http2TunnelConnection, DATAGRAM_BUFFER_LIMIT } from './connection.js';
-export { acceptHttp2Tunnel, dialHttp2Tunnel, H2_ALPN, type AcceptHttp2Options, type DialHttp2Options } from './dial.js';
+export { acceptHttp2Tunnel, dialHttp2Peer, dialHttp2Tunnel, H2_ALPN, serveHttp2Tunnel, type AcceptHttp2Options, type DialHttp2Options } from './dial.js';
 export { Http2TunnelListener, type Http2TunnelListenerEvents, type Http2TunnelListenerOptions } from './listener.js';
 export {
   CONNECTION_WINDOW,

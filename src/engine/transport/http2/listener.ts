@@ -3,6 +3,12 @@
  * become Http2TunnelConnections (the edge being the HTTP/2 client). Emits 'connection'
  * with each connection once the connector's SETTINGS arrived; registration is the caller's
  * next step (acceptRegistration in ../../protocol/registration.ts).
+ *
+ * With `peerCa`, the listener also takes peer links from other edges (forwarding): it asks
+ * every client for a certificate; a connector sends none and goes on as above, a client whose
+ * certificate chains to the edge CA and is a peer certificate (identity.ts) becomes a 'peer'
+ * (this edge is then the HTTP/2 server and serves the streams it opens), and any other
+ * certificate is refused.
  */
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +16,9 @@ import tls, { type TLSSocket } from 'node:tls';
 import { debuglog } from 'node:util';
 import { TunnelCloseCode } from '../../protocol/codes.js';
 import type { TunnelConnection } from '../types.js';
-import { acceptHttp2Tunnel, H2_ALPN, type AcceptHttp2Options } from './dial.js';
+import { OxyError } from '../../../core/errors.js';
+import { peerEdgeId } from '../identity.js';
+import { acceptHttp2Tunnel, H2_ALPN, serveHttp2Tunnel, type AcceptHttp2Options } from './dial.js';
 
 const debug = debuglog('oxy:transport:http2');
 
@@ -21,10 +29,14 @@ export interface Http2TunnelListenerOptions extends AcceptHttp2Options {
   cert: string;
   /** TLS handshake timeout. Default 15 s. */
   handshakeTimeoutMs?: number;
+  /** PEM of the edge CA: accept peer links from edges holding a peer certificate it signed. */
+  peerCa?: string;
 }
 
 export interface Http2TunnelListenerEvents {
   connection: [TunnelConnection];
+  /** A peer link from another edge (its id from its certificate). */
+  peer: [TunnelConnection, string];
   /** A connection that failed before it became a tunnel connection (TLS, ALPN, SETTINGS). */
   connectionError: [Error];
   error: [Error];
@@ -42,6 +54,8 @@ export class Http2TunnelListener extends EventEmitter<Http2TunnelListenerEvents>
       ALPNProtocols: [H2_ALPN],
       minVersion: 'TLSv1.2',
       handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
+      // A connector answers the request with no certificate; only a peer edge sends one.
+      ...(options.peerCa ? { requestCert: true, rejectUnauthorized: false, ca: options.peerCa } : {}),
     });
     this.server.on('secureConnection', (socket: TLSSocket) => void this.onSocket(socket));
     // Node leaves a socket whose handshake failed or timed out open when this event has a
@@ -78,6 +92,23 @@ export class Http2TunnelListener extends EventEmitter<Http2TunnelListenerEvents>
 
   private async onSocket(socket: TLSSocket): Promise<void> {
     socket.on('error', (err) => debug('edge socket error: %s', err.message));
+    if (this.options.peerCa) {
+      const presented = socket.getPeerCertificate()?.raw;
+      if (presented?.length) {
+        const edgeId = socket.authorized ? peerEdgeId(presented) : undefined;
+        if (!edgeId) {
+          socket.destroy();
+          const why = socket.authorized ? 'not a peer certificate' : String(socket.authorizationError);
+          this.emit('connectionError', new OxyError('OXY_ERR_PEER_REFUSED', `Refused a client certificate on the tunnel listener (${why})`));
+          return;
+        }
+        const conn = serveHttp2Tunnel(socket, this.options);
+        this.connections.add(conn);
+        void conn.closed.then(() => this.connections.delete(conn));
+        this.emit('peer', conn, edgeId);
+        return;
+      }
+    }
     try {
       const conn = await acceptHttp2Tunnel(socket, this.options);
       this.connections.add(conn);

@@ -1,0 +1,216 @@
+/**
+ * Edge-to-edge forwarding (issue 14), real processes on one PostgreSQL store: edge-a holds the
+ * only connector of tunnel `web`; edge-b holds none and serves `web`'s hostname and private
+ * route anyway, over a peer link to edge-a (mTLS with the edges' shared CA). Also: a tunnel no
+ * edge holds is a prompt 502 (no ping-pong); a forwarded stream is never forwarded again; a
+ * client without a peer certificate of the CA cannot open a peer link, while good clients are
+ * served.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { LOOPBACK_EDGE, OxyProcess } from '../../helpers/processes.js';
+import { createEdgeIdentity, createPeerCertificate } from '../../../src/engine/transport/identity.js';
+import { dialHttp2Peer } from '../../../src/engine/transport/http2/index.js';
+import { encodeRequestHeader, readStreamHeader, ResponseStatus } from '../../../src/engine/protocol/stream-header.js';
+
+/** curl with a time limit; stdout as bytes and text. */
+const curl = (args: string[]) =>
+  new Promise<{ raw: Buffer; stdout: string; stderr: string }>((resolve) => {
+    execFile('curl', ['--silent', '--show-error', '--max-time', '10', ...args], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (_err, stdout, stderr) =>
+      resolve({ raw: stdout, stdout: stdout.toString('latin1'), stderr: stderr.toString() }),
+    );
+  });
+
+let home: string;
+let cleanup: () => void;
+const procs: OxyProcess[] = [];
+let origin: http.Server;
+const big = randomBytes(8 * 1024 * 1024);
+const bigSha = createHash('sha256').update(big).digest('hex');
+const edges: Record<'a' | 'b', { http: number; tunnel: number; proxy: number; proc: OxyProcess }> = {} as never;
+
+async function startEdgeAt(location: 'a' | 'b') {
+  const proc = new OxyProcess(home, [
+    ...LOOPBACK_EDGE,
+    '--proxy-listen',
+    '127.0.0.1:0',
+    '--proxy-allow',
+    '127.0.0.1/32',
+    '--location',
+    `edge-${location}`,
+    '--no-quic',
+    '--loglevel',
+    'debug',
+  ]);
+  procs.push(proc);
+  const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
+  const httpPort = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  const proxy = await proc.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/);
+  edges[location] = { http: Number(httpPort[1]), tunnel: Number(tunnel[1]), proxy: Number(proxy[1]), proc };
+}
+
+beforeAll(async () => {
+  ({ home, cleanup } = tempHome());
+  origin = http.createServer((req, res) => {
+    if (req.url === '/big') return void res.end(big);
+    if (req.method === 'POST') {
+      const hash = createHash('sha256');
+      let n = 0;
+      req.on('data', (d: Buffer) => {
+        hash.update(d);
+        n += d.length;
+      });
+      req.on('end', () => res.end(`${n} ${hash.digest('hex')}`));
+      return;
+    }
+    res.end(`origin ${req.url}`);
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  const port = (origin.address() as AddressInfo).port;
+  await oxyOk(home, ['vnet', 'add', 'lab']);
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+  // Store data only: the private traffic goes to the origin on 127.0.0.1, inside this /32.
+  await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'lab', '127.0.0.1/32', 'web']);
+  await oxyOk(home, ['tunnel', 'create', 'orphan']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'orphan', 'orphan.example.com']);
+  await startEdgeAt('a');
+  await startEdgeAt('b');
+  // The connector dials edge-a only.
+  const c = new OxyProcess(home, [
+    'tunnel',
+    'run',
+    '--edge',
+    `127.0.0.1:${edges.a.tunnel}`,
+    '--protocol',
+    'http2',
+    '--ha-connections',
+    '2',
+    '--url',
+    `http://127.0.0.1:${port}`,
+    'web',
+  ]);
+  procs.push(c);
+  for (let i = 0; i < 2; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop()));
+  await new Promise((r) => origin?.close(r));
+  cleanup?.();
+});
+
+const viaB = (args: string[]) => curl(['-i', '-H', 'Host: app.example.com', ...args.map((a) => a.replace('EDGE', `http://127.0.0.1:${edges.b.http}`))]);
+
+describe('edge-to-edge forwarding', () => {
+  it('an edge without a connection of the tunnel serves its hostname through the edge that holds one, and names it', async () => {
+    // The registration reaches edge-b's view by NOTIFY: poll until it forwards.
+    let r = await viaB(['EDGE/hello']);
+    for (const t0 = Date.now(); !r.stdout.includes('origin /hello') && Date.now() - t0 < 5000; ) r = await viaB(['EDGE/hello']);
+    expect(r.stdout).toMatch(/^HTTP\/1\.1 200/);
+    expect(r.stdout).toMatch(/\r\nproxy-status: oxyctl; next-hop="edge-a"\r\n/i);
+    expect(r.stdout.endsWith('\r\n\r\norigin /hello')).toBe(true);
+    // Both edges' logs name the other.
+    await edges.b.proc.waitFor(/Peer link to edge open .*location=edge-a/);
+    await edges.b.proc.waitFor(/Forwarding a request to the edge that holds its tunnel .*edge=edge-a/);
+    await edges.a.proc.waitFor(/Peer link from edge accepted/);
+    await edges.a.proc.waitFor(/Serving a forwarded stream .*from=edge-b/);
+    // The direct edge adds no Proxy-Status.
+    const direct = await curl(['-i', '-H', 'Host: app.example.com', `http://127.0.0.1:${edges.a.http}/hello`]);
+    expect(direct.stdout).not.toMatch(/proxy-status/i);
+  });
+
+  it('carries large bodies byte-exact both ways', async () => {
+    const down = await curl(['-H', 'Host: app.example.com', `http://127.0.0.1:${edges.b.http}/big`]);
+    expect(createHash('sha256').update(down.raw).digest('hex')).toBe(bigSha);
+    const file = join(home, 'up.bin');
+    writeFileSync(file, big);
+    const up = await viaB(['--data-binary', `@${file}`, 'EDGE/up']);
+    expect(up.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
+  });
+
+  it("a private TCP connection arriving on the other edge (CONNECT proxy, a route served by edge-a's connector) works", async () => {
+    const port = (origin.address() as AddressInfo).port;
+    const r = await curl(['-p', '-x', `127.0.0.1:${edges.b.proxy}`, '--proxy-header', 'Oxy-Vnet: lab', `http://127.0.0.1:${port}/private`]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('origin /private');
+  });
+
+  it('a tunnel no edge holds is a prompt 502 from either edge, not a ping-pong', async () => {
+    for (const e of [edges.a, edges.b]) {
+      const t0 = Date.now();
+      const r = await curl(['-i', '-H', 'Host: orphan.example.com', `http://127.0.0.1:${e.http}/`]);
+      expect(r.stdout).toMatch(/^HTTP\/1\.1 502/);
+      expect(r.stdout).toMatch(/proxy-status: oxyctl; error=destination_unavailable/i);
+      expect(Date.now() - t0).toBeLessThan(1000);
+    }
+  });
+
+  it('a forwarded stream is never forwarded again: the edge refuses a tunnel it does not hold itself', async () => {
+    // A peer of the shared CA (the test holds its key, as every edge does) asks edge-b for `web`, which only edge-a holds.
+    const dir = join(home, 'edge');
+    const ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
+    const peer = await createPeerCertificate(ca, readFileSync(join(dir, 'ca-key.pem'), 'utf8'), 'test-peer');
+    const conn = await dialHttp2Peer({ host: '127.0.0.1', port: edges.b.tunnel, ca, ...peer });
+    try {
+      const tunnels = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'])) as { id: string; name: string }[];
+      const web = tunnels.find((t) => t.name === 'web')!.id;
+      const stream = await conn.openStream();
+      stream.on('error', () => undefined);
+      stream.end(encodeRequestHeader({ kind: 'forward', destination: web, metadata: [] }));
+      const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 5000 });
+      expect(answer.status).toBe(ResponseStatus.DIAL_FAILED);
+      expect(answer.message).toMatch(/edge-b holds no connection/);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it('only a peer certificate of the edge CA opens a peer link; others are refused while clients are served', async () => {
+    const dir = join(home, 'edge');
+    const ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
+    const other = await createEdgeIdentity({ ips: ['127.0.0.1'] });
+    const strangerPeer = await createPeerCertificate(other.caCert, other.caKey, 'stranger');
+    const hostile = [
+      // A peer certificate of another CA.
+      strangerPeer,
+      // The edge's own server certificate (the shared CA's, but not a peer certificate).
+      { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') },
+    ];
+    let served = 0;
+    let running = true;
+    const load = (async () => {
+      while (running) {
+        const r = await viaB(['EDGE/during']);
+        if (r.stdout.endsWith('origin /during')) served++;
+        else throw new Error(`a client was not served: ${r.stdout.slice(0, 200)} ${r.stderr}`);
+      }
+    })();
+    try {
+      for (const creds of hostile) {
+        await expect(dialHttp2Peer({ host: '127.0.0.1', port: edges.a.tunnel, ca, ...creds, timeoutMs: 3000 })).rejects.toThrow();
+        // Raw TLS: the handshake may finish, but the edge closes the socket before any byte of HTTP/2.
+        const closedEarly = await new Promise<boolean>((resolve) => {
+          const s = tls.connect({ host: '127.0.0.1', port: edges.a.tunnel, ca, ...creds, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+          let bytes = 0;
+          s.on('data', (d: Buffer) => (bytes += d.length));
+          s.on('error', () => undefined);
+          s.on('close', () => resolve(bytes === 0));
+        });
+        expect(closedEarly).toBe(true);
+      }
+      await edges.a.proc.waitFor(/Refused a client certificate on the tunnel listener/);
+    } finally {
+      running = false;
+      await load;
+    }
+    expect(served).toBeGreaterThan(0);
+  });
+});
