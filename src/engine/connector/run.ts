@@ -158,25 +158,6 @@ export function resolveEdges(home: string, creds: TunnelCredentials, flags: { ed
   return addresses.map((edge) => resolveEdge(home, creds, { ...flags, edge }));
 }
 
-/**
- * HA connections spread over several edges: slot i starts on edge i mod n (4 connections, 2
- * edges: 2 + 2), and a slot whose dial fails moves to the next edge for its next attempt (the
- * supervisor's backoff in between), so the connections of an edge that died move to the others.
- */
-export function spreadDialer(dialers: Dialer[]): Dialer {
-  if (dialers.length === 1) return dialers[0];
-  const offsets = new Map<number, number>();
-  return async (connIndex, signal) => {
-    const offset = offsets.get(connIndex) ?? 0;
-    try {
-      return await dialers[(connIndex + offset) % dialers.length](connIndex, signal);
-    } catch (err) {
-      offsets.set(connIndex, offset + 1);
-      throw err;
-    }
-  };
-}
-
 export const URL_WITH_INGRESS = "You can't set the --url flag (or $TUNNEL_URL) when using multiple-origin ingress rules";
 
 /**

@@ -10,6 +10,7 @@ import { createConnectorMetrics, registerUdpPayloadMetrics } from './metrics.js'
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { Connector } from './supervisor.js';
+import { EdgeSpread } from './spread.js';
 import { PrivateOfframp } from './private.js';
 import { DEFAULT_WARP_ROUTING } from './config.js';
 import {
@@ -19,7 +20,6 @@ import {
   resolveCredentials,
   resolveEdgeHost,
   resolveEdges,
-  spreadDialer,
   type CredentialSources,
   type ProtocolChoice,
 } from './run.js';
@@ -98,10 +98,15 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
   const metricsOf = createConnectorMetrics(registry, () => connector.readyConnections);
   registerUdpPayloadMetrics(registry, () => offramp.udpCounters);
   const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp }, metricsOf);
+  const spread = new EdgeSpread(
+    edges.map((e) => createDialer(f.protocol, e, log, f.edgeBindAddress)),
+    edges.map((e) => `${e.servername ?? e.host}:${e.port}`),
+  );
   const connector = new Connector({
     tunnelId: creds.TunnelID,
     secret: Buffer.from(creds.TunnelSecret, 'base64'),
-    dial: spreadDialer(edges.map((e) => createDialer(f.protocol, e, log, f.edgeBindAddress))),
+    dial: spread.dial,
+    spread,
     handler,
     log,
     version: clientVersion(o.version),

@@ -12,8 +12,9 @@ import { isOxyError, OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
 import type { ControlChannel, ControlMessage } from '../protocol/control.js';
-import { registerConnection } from '../protocol/registration.js';
-import type { TunnelConnection } from '../transport/types.js';
+import { registerConnection, type Registered } from '../protocol/registration.js';
+import type { TunnelConnection, TunnelStream } from '../transport/types.js';
+import type { EdgeSpread } from './spread.js';
 import type { StreamHandler } from './stream-handler.js';
 
 export type Dialer = (connIndex: number, signal: AbortSignal) => Promise<TunnelConnection>;
@@ -40,6 +41,8 @@ export interface ConnectorOptions {
    */
   maxRetries?: number;
   features?: string[];
+  /** With several edges: where each slot belongs, so slots that moved away when their edge died move back when it returns. */
+  spread?: EdgeSpread;
   /** Messages the edge sends on a connection's control stream after registration (e.g. routes). */
   onControlMessage?: (message: ControlMessage, connIndex: number) => void;
 }
@@ -49,7 +52,18 @@ interface Slot {
   control?: ControlChannel;
   connectionId?: string;
   registered: boolean;
+  /** The edge `conn` goes to (its index in the spread), with several edges. */
+  edge?: number;
+  /** The edge's streams in flight on `conn`. */
+  streams?: Set<TunnelStream>;
 }
+
+/** A try to move back gives up on a home edge that does not complete the handshake in this time. */
+const RETURN_DIAL_TIMEOUT_MS = 10_000;
+/** A connection replaced by a move back closes once it has carried no request for this long… */
+const RETIRE_QUIET_MS = 500;
+/** …or after this, whatever still runs on it (a long download, a WebSocket). */
+const RETIRE_GRACE_MS = 30_000;
 
 export interface ConnectorEvents {
   registered: [connIndex: number, connectionId: string, info: { location: string; protocol: string }];
@@ -67,6 +81,8 @@ export class Connector extends EventEmitter<ConnectorEvents> {
   #loops: Promise<void>[] = [];
   #everRegistered = false;
   #gaveUp = 0;
+  /** Connections replaced by a move back, draining. */
+  readonly #retiring = new Set<TunnelConnection>();
 
   constructor(private readonly o: ConnectorOptions) {
     super();
@@ -95,34 +111,21 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     let lastError: Error | undefined;
     while (!signal.aborted) {
       try {
+        const edge = this.o.spread?.at(connIndex);
         slot.conn = await this.o.dial(connIndex, signal);
-        const reg = await registerConnection(slot.conn, {
-          tunnelId: this.o.tunnelId,
-          connectorId: this.connectorId,
-          connIndex,
-          secret: this.o.secret,
-          clientVersion: this.o.version,
-          features: this.o.features,
-        });
-        Object.assign(slot, { control: reg.control, connectionId: reg.connectionId, registered: true });
+        const reg = await this.#register(slot.conn, connIndex);
         this.#everRegistered = true;
-        if (this.o.onControlMessage) {
-          reg.control.on('message', (m) => this.o.onControlMessage!(m, connIndex));
-          if (reg.control.latestRoutes) this.o.onControlMessage(reg.control.latestRoutes, connIndex);
-        }
         failures = 0;
         lastError = undefined;
-        const conn = slot.conn;
-        conn.onStream((stream) => this.o.handler.handle(stream, conn));
-        this.o.log.info(
-          { connIndex, connection: reg.connectionId, event: 0, ip: slot.conn.remoteAddress, location: reg.location, protocol: slot.conn.protocol },
-          'Registered tunnel connection',
-        );
-        this.emit('registered', connIndex, reg.connectionId, { location: reg.location, protocol: conn.protocol });
-        const closed = await slot.conn.closed;
+        this.#serve(connIndex, slot.conn, reg, edge);
+        // Serve until the slot's connection ends. A move back replaces it (the old one drains on its own).
+        let conn = slot.conn;
+        let closed = await conn.closed;
+        while (slot.conn !== conn) closed = await (conn = slot.conn).closed;
         slot.registered = false;
-        this.emit('unregistered', connIndex, { connectionId: reg.connectionId, protocol: conn.protocol });
+        this.emit('unregistered', connIndex, { connectionId: slot.connectionId ?? '', protocol: conn.protocol });
         if (signal.aborted) break;
+        if (slot.edge !== undefined) this.o.spread?.lost(connIndex, slot.edge);
         this.o.log.warn({ connIndex, code: closed.code, reason: closed.reason }, 'Connection terminated');
       } catch (err) {
         slot.registered = false;
@@ -162,6 +165,101 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     }
   }
 
+  #register(conn: TunnelConnection, connIndex: number): Promise<Registered> {
+    return registerConnection(conn, {
+      tunnelId: this.o.tunnelId,
+      connectorId: this.connectorId,
+      connIndex,
+      secret: this.o.secret,
+      clientVersion: this.o.version,
+      features: this.o.features,
+    });
+  }
+
+  /** Puts a registered connection into its slot and serves the edge's streams on it. */
+  #serve(connIndex: number, conn: TunnelConnection, reg: Registered, edge: number | undefined): void {
+    const slot = this.#slots[connIndex];
+    const streams = new Set<TunnelStream>();
+    Object.assign(slot, { conn, control: reg.control, connectionId: reg.connectionId, registered: true, edge, streams });
+    if (this.o.onControlMessage) {
+      reg.control.on('message', (m) => this.o.onControlMessage!(m, connIndex));
+      if (reg.control.latestRoutes) this.o.onControlMessage(reg.control.latestRoutes, connIndex);
+    }
+    conn.onStream((stream) => {
+      // Counted per connection, so a connection that moves back can wait for its own requests.
+      streams.add(stream);
+      stream.once('close', () => streams.delete(stream));
+      this.o.handler.handle(stream, conn);
+    });
+    this.o.log.info(
+      { connIndex, connection: reg.connectionId, event: 0, ip: conn.remoteAddress, location: reg.location, protocol: conn.protocol },
+      'Registered tunnel connection',
+    );
+    this.emit('registered', connIndex, reg.connectionId, { location: reg.location, protocol: conn.protocol });
+    if (this.o.spread?.away(connIndex)) void this.#returnHome(connIndex, conn);
+  }
+
+  /**
+   * A slot serving from another edge than its own dials its home edge now and then (backoff;
+   * longer after the home edge flapped: spread.ts), and once it registers there moves back
+   * make-before-break: the new connection serves first, then the old one drains (the edge
+   * sends it nothing new) and closes when its requests are done.
+   */
+  async #returnHome(connIndex: number, from: TunnelConnection): Promise<void> {
+    const spread = this.o.spread!;
+    const slot = this.#slots[connIndex];
+    const signal = this.#stop.signal;
+    const stale = () => signal.aborted || slot.conn !== from || from.isClosed;
+    let delay = spread.holdMs(connIndex);
+    while (!stale()) {
+      await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal }).catch(() => undefined);
+      if (stale()) return;
+      let next: TunnelConnection | undefined;
+      try {
+        next = await spread.dialHome(connIndex, AbortSignal.any([signal, AbortSignal.timeout(RETURN_DIAL_TIMEOUT_MS)]));
+        const reg = await this.#register(next, connIndex);
+        if (stale()) {
+          next.close(TunnelCloseCode.SHUTDOWN, 'not needed any more');
+          return;
+        }
+        const home = spread.home(connIndex);
+        const old = { conn: from, control: slot.control, connectionId: slot.connectionId ?? '', streams: slot.streams };
+        this.o.log.info({ connIndex, from: spread.names[slot.edge ?? home], to: spread.names[home] }, 'Moving the connection back to its edge');
+        spread.returned(connIndex);
+        this.#serve(connIndex, next, reg, home);
+        await this.#retire(connIndex, old);
+        return;
+      } catch (err) {
+        next?.close(TunnelCloseCode.NO_ERROR, 'registration failed');
+        if (signal.aborted) return;
+        this.o.log.debug({ connIndex, edge: spread.names[spread.home(connIndex)], err }, 'The home edge does not answer yet');
+        delay = Math.min(spread.timing.maxMs, delay * 2);
+      }
+    }
+  }
+
+  /** Drains a connection that was replaced: no new requests from the edge; closed once its own finished (at most RETIRE_GRACE_MS). */
+  async #retire(
+    connIndex: number,
+    old: { conn: TunnelConnection; control?: ControlChannel; connectionId: string; streams?: Set<TunnelStream> },
+  ): Promise<void> {
+    this.#retiring.add(old.conn);
+    await old.control?.drain('moved back to its own edge').catch(() => undefined);
+    // The edge's answer to a probe comes after the drain it read before: it picks this connection no more.
+    await Promise.race([old.conn.probe(), sleep(RETIRE_QUIET_MS)]);
+    const end = Date.now() + RETIRE_GRACE_MS;
+    let quietSince = Date.now();
+    while (!old.conn.isClosed && Date.now() < end) {
+      if ((old.streams?.size ?? 0) > 0) quietSince = Date.now();
+      else if (Date.now() - quietSince >= RETIRE_QUIET_MS) break;
+      await sleep(RETIRE_QUIET_MS / 4);
+    }
+    old.conn.close(TunnelCloseCode.SHUTDOWN, 'moved back to its own edge');
+    this.#retiring.delete(old.conn);
+    this.o.log.info({ connIndex, connection: old.connectionId }, 'Unregistered tunnel connection');
+    this.emit('unregistered', connIndex, { connectionId: old.connectionId, protocol: old.conn.protocol });
+  }
+
   #fatal(message: string, cause: unknown): void {
     this.emit('fatal', new OxyError('OXY_ERR_TUNNEL_UNREACHABLE', message, { cause }));
     this.#stop.abort();
@@ -181,6 +279,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       await Promise.race([this.o.handler.idle(), sleep(graceMs, undefined, { signal: grace.signal }).catch(() => undefined)]);
       grace.abort(); // a pending grace timer would keep the process alive after the streams ended
     }
+    for (const conn of this.#retiring) conn.close(TunnelCloseCode.SHUTDOWN, 'connector shutting down');
     for (const [connIndex, s] of this.#slots.entries()) {
       if (s.conn && !s.conn.isClosed) {
         s.conn.close(TunnelCloseCode.SHUTDOWN, 'connector shutting down');
