@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { oxy, oxyJson, oxyOk, tempHome } from '../helpers/cli.js';
+import { oxy, oxyJson, oxyOk, storeUrl, tempHome } from '../helpers/cli.js';
 
 let home: string;
 let cleanup: () => void;
@@ -31,5 +31,35 @@ describe('racing writers', () => {
     const vnets = await oxyJson<{ is_default_network: boolean }[]>(home, ['vnet', 'list']);
     expect(vnets).toHaveLength(8);
     expect(vnets.filter((v) => v.is_default_network)).toHaveLength(1);
+  });
+
+  it("two hosts' CLIs (8 processes, two data directories on one store) race: nothing lost, 1014 and 1013 exact", async () => {
+    // The second host: its own data directory (credentials files), the same store URL.
+    const other = tempHome();
+    const env = { OXY_STORE: storeUrl(home) };
+    try {
+      await oxyOk(home, ['tunnel', 'create', 't'], env);
+      const host = (i: number) => (i % 2 === 0 ? home : other.home);
+      const runs = await Promise.all([
+        ...Array.from({ length: 4 }, (_, i) => oxy(host(i), ['tunnel', 'route', 'ip', 'add', `10.${i}.0.0/16`, 't'], env)),
+        ...Array.from({ length: 2 }, (_, i) => oxy(host(i), ['tunnel', 'route', 'ip', 'add', '10.99.0.0/16', 't'], env)),
+        ...Array.from({ length: 2 }, (_, i) => oxy(host(i), ['tunnel', 'create', 'same-name'], env)),
+      ]);
+      expect(runs.slice(0, 4).map((r) => r.code)).toEqual([0, 0, 0, 0]);
+      const [route1, route2, create1, create2] = runs.slice(4);
+      expect([route1, route2].filter((r) => r.code === 0)).toHaveLength(1);
+      expect([route1, route2].find((r) => r.code !== 0)?.stderr).toContain('code: 1014');
+      expect([create1, create2].filter((r) => r.code === 0)).toHaveLength(1);
+      expect([create1, create2].find((r) => r.code !== 0)?.stderr).toContain('tunnel with name already exists');
+      // Both hosts read the same rows.
+      for (const h of [home, other.home]) {
+        const routes = JSON.parse(await oxyOk(h, ['tunnel', 'route', 'ip', 'show', '-o', 'json'], env)) as { network: string }[];
+        expect(routes.map((r) => r.network).sort()).toEqual(['10.0.0.0/16', '10.1.0.0/16', '10.2.0.0/16', '10.3.0.0/16', '10.99.0.0/16']);
+        const tunnels = JSON.parse(await oxyOk(h, ['tunnel', 'list', '-o', 'json'], env)) as { name: string }[];
+        expect(tunnels.map((t) => t.name).sort()).toEqual(['same-name', 't']);
+      }
+    } finally {
+      other.cleanup();
+    }
   });
 });
