@@ -10,6 +10,7 @@
         "src/engine/native/cpp/common.cc",
         "src/engine/native/cpp/udp.cc",
         "src/engine/native/cpp/tun.cc",
+        "src/engine/native/cpp/relay.cc",
         "src/engine/native/cpp/seqpacket.cc",
         "src/engine/native/cpp/netns.cc",
         "src/engine/native/cpp/tcpinfo.cc"

@@ -9,10 +9,12 @@
  *  - the same iperf3 and requests/s through Debian's wireguard-go between the device and the
  *    host namespaces (userspace WireGuard over the same veth: the peer the issue names), when
  *    it is installed; configured over its UAPI socket, so wireguard-tools is not needed.
+ *  - CPU per MB and per request in the device, edge and connector processes.
  *   npm run build && node bench/vnet-path.js [--seconds 5] [--protocol http2]
+ *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +24,8 @@ import net from 'node:net';
 import { arg, fmt } from './lib/run.js';
 
 const seconds = Number(arg('seconds', 5));
+/** Extra node flags for edge, connector and device (e.g. --perf-basic-prof for `perf record`). */
+const nodeFlags = (arg('node-flags', '') || '').split(' ').filter(Boolean);
 const protocol = arg('protocol', 'http2');
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
@@ -55,6 +59,46 @@ const [host, ms] = [process.argv[1], Number(process.argv[2])];
 let done = 0; const end = Date.now() + ms;
 const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent }, (res) => { res.resume(); res.on('end', r); }).on('error', r));
 Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await one(); done++; } })).then(() => { console.log(done / (ms / 1000)); process.exit(0); });`;
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
+const cpuSeconds = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+/** Runs `work` and returns its result with the CPU seconds each named process spent meanwhile. */
+const perfDir = arg('perf', '');
+const withCpu = (procs, work, label) => {
+  const perf = !perfDir
+    ? undefined
+    : spawn(
+        'perf',
+        [
+          'record',
+          '-e',
+          'cpu-clock',
+          '-g',
+          '-o',
+          join(perfDir, `${label}.data`),
+          '-p',
+          Object.values(procs)
+            .map((c) => c.pid)
+            .join(','),
+        ],
+        {
+          stdio: 'ignore',
+        },
+      );
+  if (perf) execFileSync('sleep', ['0.5']);
+  const before = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid)]));
+  const result = work();
+  perf?.kill('SIGINT');
+  const cpu = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid) - before[k]]));
+  return { result, cpu };
+};
+const perUnit = (cpu, units, scale, unit) =>
+  Object.entries(cpu)
+    .map(([k, s]) => `${k} ${fmt((s * scale) / units, 1)}`)
+    .join(' / ') + ` ${unit}`;
 
 /** An X25519 key pair as WireGuard's UAPI wants it (hex). */
 function wgKeys() {
@@ -136,34 +180,50 @@ try {
   oxy('tunnel', 'route', 'ip', 'add', '198.18.0.0/24', 'dc');
   oxy('edge', 'init', '--ip', '198.18.1.1');
   const sock = join(home, 'ip.sock');
-  await spawnIn(
+  const edge = await spawnIn(
     names.edge,
     process.execPath,
-    [bin, 'edge', 'run', '--tunnel-listen', '0.0.0.0:7844', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', sock],
+    [
+      ...nodeFlags,
+      bin,
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '0.0.0.0:7844',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--ip-tunnel-listen',
+      sock,
+    ],
     /IP tunnel on-ramp ready/,
   );
-  await spawnIn(
+  const connector = await spawnIn(
     names.dc,
     process.execPath,
-    [bin, 'tunnel', 'run', '--protocol', protocol, '--edge', '198.18.1.1:7844', '--hello-world', 'dc'],
+    [...nodeFlags, bin, 'tunnel', 'run', '--protocol', protocol, '--edge', '198.18.1.1:7844', '--hello-world', 'dc'],
     /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
   );
-  await spawnIn(
+  const device = await spawnIn(
     names.dev,
     process.execPath,
-    [bin, 'warp', 'connect', '--edge', sock, '--route', '198.18.0.0/24', '--route', '198.18.4.0/24'],
+    [...nodeFlags, bin, 'warp', 'connect', '--edge', sock, '--route', '198.18.0.0/24', '--route', '198.18.4.0/24'],
     /Connected to the edge/,
   );
 
   const iperf = (target) => JSON.parse(inNs(names.dev, 'iperf3', ['-c', target, '-t', String(seconds), '-J'])).end.sum_received.bits_per_second / 1e9;
   const veth = iperf('198.18.9.2');
-  const tunnel = iperf('198.18.0.10');
+  const procs = { device, edge, connector };
+  const { result: tunnel, cpu: bulkCpu } = withCpu(procs, () => iperf('198.18.0.10'), 'bulk');
   console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth`);
   console.log(`iperf3: tunnel ${fmt(tunnel, 2)} Gbit/s | veth ${fmt(veth, 2)} Gbit/s | ratio ${fmt(tunnel / veth, 3)}`);
   const rps = (target) => Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(seconds * 1000)]).trim());
   const vethRps = rps('198.18.9.2');
-  const tunnelRps = rps('198.18.0.10');
+  const { result: tunnelRps, cpu: rpsCpu } = withCpu(procs, () => rps('198.18.0.10'), 'requests');
   console.log(`HTTP requests/s (16 keep-alive connections): tunnel ${fmt(tunnelRps, 0)} | veth ${fmt(vethRps, 0)} | ratio ${fmt(tunnelRps / vethRps, 3)}`);
+  console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(bulkCpu, (tunnel * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+  console.log(`CPU per request through the tunnel: ${perUnit(rpsCpu, tunnelRps * seconds, 1e6, 'µs')}`);
   let hasWg = true;
   try {
     execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { OxyError, isErrorCode } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { randomUUID } from 'node:crypto';
-import { SeqpacketSocket, Tun } from '../native/index.js';
+import { closeFd, PacketRelay, seqpacketConnectFd, Tun } from '../native/index.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { registerConnection } from '../protocol/registration.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeRequestHeader } from '../protocol/stream-header.js';
@@ -66,11 +66,10 @@ export const DEFAULT_WARP_ADDRESS = '100.96.0.2';
 export const DEFAULT_WARP_ADDRESS6 = 'fd00:6f78::2';
 export const DEFAULT_WARP_MTU = 65000;
 
-/** The local on-ramp: a connected SEQPACKET socket whose first datagram is the context. */
-export function seqpacketChannel(path: string, context: object): PacketChannel {
-  let socket: SeqpacketSocket;
+/** Connects to the local on-ramp (`edge run --ip-tunnel-listen`); the fd is the caller's. */
+function connectOnRamp(path: string): number {
   try {
-    socket = SeqpacketSocket.connect(path, { maxMessageSize: 65535 + 64, batchSize: 128 });
+    return seqpacketConnectFd(path);
   } catch (err) {
     throw new OxyError(
       'OXY_ERR_WARP_CONNECT',
@@ -78,11 +77,20 @@ export function seqpacketChannel(path: string, context: object): PacketChannel {
       { cause: err },
     );
   }
-  socket.send(Buffer.from(JSON.stringify(context)));
-  socket.on('error', () => undefined);
+}
+
+/**
+ * The local on-ramp: the TUN relayed to the connected SEQPACKET socket inside the addon
+ * (no JS per packet), after a first datagram that is the context. The packets never
+ * pass through `send`/`onPacket`.
+ */
+function relayChannel(tun: Tun, socketFd: number, context: object): PacketChannel {
+  const relay = PacketRelay.attach(tun, socketFd);
+  relay.send(Buffer.from(JSON.stringify(context)));
+  relay.on('error', () => undefined);
   // The edge refuses a context with one JSON datagram (`{"error":…}`; an IP packet never starts with `{`).
   let refusal: string | undefined;
-  socket.on('message', (data: Buffer) => {
+  relay.on('message', (data: Buffer) => {
     if (data[0] !== 0x7b) return;
     try {
       refusal = (JSON.parse(data.toString('utf8')) as { error?: { message?: string } }).error?.message;
@@ -91,15 +99,14 @@ export function seqpacketChannel(path: string, context: object): PacketChannel {
     }
   });
   return {
-    send: (packet) => void socket.send(packet),
-    onPacket: (handler) => void socket.on('message', (packet: Buffer) => packet[0] !== 0x7b && handler(packet)),
+    send: () => undefined,
+    onPacket: () => undefined,
     ended: new Promise<string | void>((resolve) => {
       const done = () => resolve(refusal);
-      socket.once('end', done);
-      socket.once('close', done);
-      socket.once('error', done);
+      relay.once('end', done);
+      relay.once('close', done);
     }),
-    close: () => socket.close(),
+    close: () => relay.close(),
   };
 }
 
@@ -153,9 +160,16 @@ export async function streamChannel(conn: TunnelConnection, o: { deviceId: strin
 }
 
 export async function startWarp(o: WarpOptions): Promise<Warp> {
-  const channel = o.channel ?? seqpacketChannel(o.seqpacketPath!, o.context);
+  const socketFd = o.channel ? undefined : connectOnRamp(o.seqpacketPath!);
+  let tun: Tun;
+  try {
+    tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? DEFAULT_WARP_MTU, txQueueLength: 5000, batchSize: 128, up: true });
+  } catch (err) {
+    if (socketFd !== undefined) closeFd(socketFd);
+    throw err;
+  }
+  const channel = o.channel ?? relayChannel(tun, socketFd!, o.context);
   const feed = o.routes.length === 0 ? (o.routeFeed ?? channel.onRoutes?.bind(channel)) : undefined;
-  const tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? DEFAULT_WARP_MTU, txQueueLength: 5000, batchSize: 128, up: true });
   const ip = (...args: string[]) => run('ip', args);
   const family = (cidr: string) => (cidr.includes(':') ? ['-6'] : []);
   let routes: string[] = [];
@@ -211,10 +225,12 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
     if (err instanceof OxyError) throw err;
     throw new OxyError('OXY_ERR_WARP_ROUTES', `Could not configure ${tun.name}: ${(err as Error).message}`, { cause: err });
   }
-  tun.on('packets', (batch) => {
-    for (let i = 0; i < batch.count; i++) channel.send(batch.packet(i));
-  });
-  channel.onPacket((packet) => tun.write(packet));
+  if (o.channel) {
+    tun.on('packets', (batch) => {
+      for (let i = 0; i < batch.count; i++) channel.send(batch.packet(i));
+    });
+    channel.onPacket((packet) => tun.write(packet));
+  }
   o.log.info({ tun: tun.name, vnet: o.context.vnet, routes: routes.join(',') }, 'Connected to the edge');
   return {
     tun: tun.name,

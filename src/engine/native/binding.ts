@@ -64,6 +64,13 @@ export interface NativeSeqpacketSocket {
   unref(): void;
 }
 
+export interface NativePacketRelay {
+  start(onMessage: (data: Buffer) => void, onEnd: () => void, onError: OnError): void;
+  send(data: Bytes): boolean;
+  stats(): { packetsOut: number; packetsIn: number; tunRefused: number };
+  close(): void;
+}
+
 export interface NativeSeqpacketServer {
   readonly fd: number;
   start(onConnections: (fds: number[]) => void, onError: OnError): void;
@@ -97,6 +104,7 @@ export interface NativeAddon {
     batchSize: number;
     maxPacketSize: number;
   }) => NativeTunDevice;
+  PacketRelay: new (tunFd: number, socketFd: number, options: { maxPacketSize: number; sendBufferSize?: number }) => NativePacketRelay;
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
   seqpacketListen(path: string, backlog: number): number;

@@ -25,9 +25,11 @@ export {
   type TunOptions,
   type VirtioNetHeader,
 } from './tun.js';
+export { PacketRelay, type PacketRelayEvents, type PacketRelayOptions } from './relay.js';
 export {
   SeqpacketServer,
   SeqpacketSocket,
+  seqpacketConnectFd,
   type SeqpacketServerEvents,
   type SeqpacketServerOptions,
   type SeqpacketSocketEvents,

@@ -293,6 +293,11 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
   }
 }
 
+/** Connects to a listening path and returns the bare fd (for a PacketRelay); the caller owns it. */
+export function seqpacketConnectFd(path: string): number {
+  return native().seqpacketConnect(path);
+}
+
 /** Unlinks a socket file no process listens on (connecting is refused); throws if it is live or not a socket. */
 function removeStaleSocket(path: string): void {
   if (!lstatSync(path).isSocket()) {

@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
   exports.Set("UdpSocket", InitUdp(env));
   exports.Set("TunDevice", InitTun(env));
+  exports.Set("PacketRelay", InitPacketRelay(env));
   exports.Set("SeqpacketSocket", InitSeqpacketSocket(env));
   exports.Set("SeqpacketServer", InitSeqpacketServer(env));
   InitSeqpacketFunctions(env, exports);

@@ -7,6 +7,7 @@ namespace oxy {
 
 Napi::Function InitUdp(Napi::Env env);
 Napi::Function InitTun(Napi::Env env);
+Napi::Function InitPacketRelay(Napi::Env env);
 Napi::Function InitSeqpacketSocket(Napi::Env env);
 Napi::Function InitSeqpacketServer(Napi::Env env);
 void InitSeqpacketFunctions(Napi::Env env, Napi::Object exports);

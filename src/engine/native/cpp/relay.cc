@@ -1,0 +1,316 @@
+// A packet relay between a TUN and a connected SOCK_SEQPACKET socket, entirely in
+// C++: each packet the TUN gives is sent as one message, and each message whose first
+// byte is an IPv4/IPv6 version nibble is written to the TUN. No JS runs per packet
+// (no Buffer per batch, so no garbage for V8 either). Messages that are not IP
+// packets (the edge's `{"error":…}` refusal) go to JS. Backpressure instead of
+// drops: while one side cannot take a packet, the relay holds that packet and stops
+// reading the other side until it can.
+//
+// End-of-stream is told from an empty message as in seqpacket.cc: the socket has
+// SO_PASSCRED, so every real message carries SCM_CREDENTIALS and the end none.
+#include "modules.h"
+#include "polled.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace oxy {
+
+namespace {
+
+// Packets moved per direction per wake-up before yielding to the event loop.
+constexpr int kPacketsPerWake = 256;
+constexpr size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8);
+
+bool IsIpPacket(const uint8_t* data, size_t length) {
+  if (length == 0) return false;
+  uint8_t version = data[0] >> 4;
+  return version == 4 || version == 6;
+}
+
+class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "PacketRelay",
+                       {
+                           InstanceMethod("start", &PacketRelay::Start),
+                           InstanceMethod("send", &PacketRelay::Send),
+                           InstanceMethod("close", &PacketRelay::JsClose),
+                           InstanceMethod("stats", &PacketRelay::Stats),
+                       });
+  }
+
+  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize}) takes ownership
+  // of both fds (closed on refusal too).
+  explicit PacketRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRelay>(info), tun_(this), socket_(this) {
+    Napi::Env env = info.Env();
+    tun_fd_ = info[0].As<Napi::Number>().Int32Value();
+    socket_fd_ = info[1].As<Napi::Number>().Int32Value();
+    Napi::Object options = info[2].As<Napi::Object>();
+    size_t max_packet = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
+    up_.resize(max_packet);
+    down_.resize(max_packet + 64);
+    control_.resize(kControlSize);
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(socket_fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET) {
+      Fail(env, "getsockopt(SO_TYPE)", type == 0 ? errno : ENOTSOCK, "socket fd is not SOCK_SEQPACKET");
+    }
+    int on = 1;
+    if (setsockopt(socket_fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) Fail(env, "setsockopt(SO_PASSCRED)", errno, "");
+    Napi::Value send_buffer = options.Get("sendBufferSize");
+    if (send_buffer.IsNumber()) {
+      // A unix socket's send buffer bounds the bytes the peer has not read yet: the
+      // default (~200 KiB) is three 64 KiB packets. Capped by net.core.wmem_max.
+      int size = send_buffer.As<Napi::Number>().Int32Value();
+      setsockopt(socket_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
+    for (int fd : {tun_fd_, socket_fd_}) {
+      int flags = fcntl(fd, F_GETFL);
+      if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) Fail(env, "fcntl(O_NONBLOCK)", errno, "");
+    }
+  }
+
+  ~PacketRelay() override { Shutdown(); }
+
+ private:
+  // One uv_poll per fd, forwarding to the relay.
+  class Side : public FdPoller {
+   public:
+    explicit Side(PacketRelay* relay) : relay_(relay) {}
+
+   protected:
+    void OnPoll(int status, int events) override { relay_->OnPoll(this, status, events); }
+
+   private:
+    PacketRelay* relay_;
+  };
+
+  [[noreturn]] void Fail(Napi::Env env, const char* syscall, int err, const std::string& detail) {
+    CloseFd(tun_fd_);
+    CloseFd(socket_fd_);
+    ThrowErrno(env, syscall, err, detail);
+  }
+
+  // start(onMessage(data), onEnd(), onError(err))
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (socket_fd_ < 0) ThrowErrno(env, "start", EBADF, "relay is closed");
+    on_message_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_end_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "OxyPacketRelay");
+    if (!pinned_) {
+      Ref();  // kept alive while relaying, even if JS drops it
+      pinned_ = true;
+    }
+    Rewatch(env);
+    return env.Undefined();
+  }
+
+  // send(data) -> true when sent, false when the socket is full. For messages of
+  // our own (the context); packets never pass through here.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (socket_fd_ < 0) ThrowErrno(env, "sendmsg", EBADF, "relay is closed");
+    ByteView bytes;
+    if (!GetBytes(info[0], &bytes)) ThrowErrno(env, "sendmsg", EINVAL, "data is not a Buffer/Uint8Array");
+    ssize_t n;
+    do {
+      n = send(socket_fd_, bytes.data, bytes.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+      ThrowErrno(env, "sendmsg", errno, std::to_string(bytes.length) + " bytes");
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("packetsOut", static_cast<double>(packets_out_));
+    stats.Set("packetsIn", static_cast<double>(packets_in_));
+    stats.Set("tunRefused", static_cast<double>(tun_refused_));
+    return stats;
+  }
+
+  Napi::Value JsClose(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  void Shutdown() {
+    tun_.Close();
+    socket_.Close();
+    CloseFd(tun_fd_);
+    CloseFd(socket_fd_);
+    on_message_.Reset();
+    on_end_.Reset();
+    on_error_.Reset();
+    if (pinned_) {
+      pinned_ = false;
+      Unref();
+    }
+  }
+
+  // What each fd is watched for follows from what is held: a held outbound packet
+  // waits for the socket to be writable (and the TUN is not read meanwhile); a held
+  // inbound one waits for the TUN (and the socket is not read).
+  void Rewatch(Napi::Env env) {
+    if (socket_fd_ < 0 || ended_) return;
+    int tun_events = (up_held_ ? 0 : UV_READABLE) | (down_held_ ? UV_WRITABLE : 0);
+    int socket_events = (down_held_ || ended_ ? 0 : UV_READABLE | UV_DISCONNECT) | (up_held_ ? UV_WRITABLE : 0);
+    int rc = tun_.Watch(env, tun_fd_, tun_events);
+    if (rc == 0) rc = socket_.Watch(env, socket_fd_, socket_events);
+    if (rc != 0) ThrowErrno(env, "uv_poll_start", -rc);
+  }
+
+  void OnPoll(Side* side, int status, int events) {
+    Napi::Env env = Env();
+    if (status < 0 && side == &tun_) {
+      Report(env, "uv_poll", -status);
+    } else if (side == &tun_) {
+      if (events & UV_WRITABLE) FlushDown(env);
+      if (events & UV_READABLE) PumpUp(env);
+    } else {
+      if (status < 0 || (events & UV_WRITABLE)) FlushUp(env);
+      if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) PumpDown(env);
+    }
+    if (socket_fd_ >= 0) Rewatch(env);
+  }
+
+  // TUN → socket.
+  void PumpUp(Napi::Env env) {
+    for (int i = 0; i < kPacketsPerWake && !up_held_ && socket_fd_ >= 0; i++) {
+      ssize_t n = read(tun_fd_, up_.data(), up_.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "read", errno);
+        return;
+      }
+      up_length_ = static_cast<size_t>(n);
+      up_held_ = true;
+      FlushUp(env);
+    }
+  }
+
+  void FlushUp(Napi::Env env) {
+    if (!up_held_ || socket_fd_ < 0) return;
+    ssize_t n;
+    do {
+      n = send(socket_fd_, up_.data(), up_length_, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    up_held_ = false;
+    if (n < 0) {
+      if (errno == EPIPE || errno == ECONNRESET) return End(env);
+      return Report(env, "sendmsg", errno);
+    }
+    packets_out_++;
+  }
+
+  // socket → TUN (or to JS when the message is not an IP packet).
+  void PumpDown(Napi::Env env) {
+    for (int i = 0; i < kPacketsPerWake && !down_held_ && socket_fd_ >= 0; i++) {
+      iovec iov = {down_.data(), down_.size()};
+      msghdr hdr;
+      memset(&hdr, 0, sizeof(hdr));
+      hdr.msg_iov = &iov;
+      hdr.msg_iovlen = 1;
+      hdr.msg_control = control_.data();
+      hdr.msg_controllen = control_.size();
+      ssize_t n = recvmsg(socket_fd_, &hdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n < 0) {
+        if (errno == EINTR || errno == ECONNRESET) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "recvmsg", errno);
+        return;
+      }
+      bool has_credentials = false;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
+        if (c->cmsg_level != SOL_SOCKET) continue;
+        if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
+        if (c->cmsg_type == SCM_RIGHTS) {  // never expected here: close, never leak
+          size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t k = 0; k < count; k++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+            close(fd);
+          }
+        }
+      }
+      if (n == 0 && !has_credentials) return End(env);
+      if (hdr.msg_flags & MSG_TRUNC) continue;  // larger than any packet we relay: dropped
+      if (!IsIpPacket(down_.data(), static_cast<size_t>(n))) {
+        if (n > 0) {
+          InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, down_.data(), static_cast<size_t>(n))});
+        }
+        continue;
+      }
+      down_length_ = static_cast<size_t>(n);
+      down_held_ = true;
+      FlushDown(env);
+    }
+  }
+
+  void FlushDown(Napi::Env env) {
+    if (!down_held_ || tun_fd_ < 0) return;
+    ssize_t n;
+    do {
+      n = write(tun_fd_, down_.data(), down_length_);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    down_held_ = false;
+    if (n < 0) {
+      tun_refused_++;  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
+      return;
+    }
+    packets_in_++;
+  }
+
+  void End(Napi::Env env) {
+    if (ended_) return;
+    ended_ = true;
+    up_held_ = false;
+    tun_.Watch(env, tun_fd_, 0);
+    socket_.Watch(env, socket_fd_, 0);
+    if (!on_end_.IsEmpty()) InvokeCallback(env, on_end_, *context_, {});
+  }
+
+  void Report(Napi::Env env, const char* syscall, int err) {
+    if (!on_error_.IsEmpty()) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, syscall, err)});
+  }
+
+  Side tun_;
+  Side socket_;
+  int tun_fd_ = -1;
+  int socket_fd_ = -1;
+  std::vector<uint8_t> up_;
+  std::vector<uint8_t> down_;
+  std::vector<uint8_t> control_;
+  size_t up_length_ = 0;
+  size_t down_length_ = 0;
+  bool up_held_ = false;
+  bool down_held_ = false;
+  bool ended_ = false;
+  bool pinned_ = false;
+  uint64_t packets_out_ = 0;
+  uint64_t packets_in_ = 0;
+  uint64_t tun_refused_ = 0;
+  std::unique_ptr<Napi::AsyncContext> context_;
+  Napi::FunctionReference on_message_;
+  Napi::FunctionReference on_end_;
+  Napi::FunctionReference on_error_;
+};
+
+}  // namespace
+
+Napi::Function InitPacketRelay(Napi::Env env) { return PacketRelay::Init(env); }
+
+}  // namespace oxy

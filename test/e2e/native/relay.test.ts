@@ -1,0 +1,121 @@
+// PacketRelay: a TUN relayed to a SEQPACKET socket inside the addon (what `warp connect`
+// runs on a device). The test holds the other end of a socketpair, as the edge would.
+//
+//   namespace: TUN oxyrly0 with 198.18.5.1/24, route 198.18.6.0/24 → oxyrly0
+//   kernel socket 198.18.5.1:P ⇄ TUN ⇄ relay ⇄ socketpair ⇄ test ("host" 198.18.6.7:9999)
+import type dgram from 'node:dgram';
+import { afterEach, expect, it } from 'vitest';
+
+import { PacketRelay, SeqpacketSocket, Tun, withNetns } from '../../../src/engine/native/index.js';
+import { native } from '../../../src/engine/native/binding.js';
+import { useNetns } from '../../helpers/netns.js';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { buildUdp4, parseUdp4 } from './packets.js';
+import { bindDgramSync } from './support.js';
+
+const LOCAL = '198.18.5.1';
+const REMOTE = '198.18.6.7';
+const REMOTE_PORT = 9999;
+
+/** Resolves once `check` holds (polled), or rejects after `ms`. */
+async function until(check: () => boolean, what: () => string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(what());
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+privilegedDescribe('PacketRelay (network namespace)', () => {
+  const ns = useNetns('oxy-relay');
+  const closers: { close(): void }[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0).reverse()) c.close();
+  });
+
+  function setup(sendBufferSize?: number): { relay: PacketRelay; peer: SeqpacketSocket; socket: dgram.Socket } {
+    const namespace = ns();
+    const tun = withNetns(namespace.path, () => Tun.open({ name: 'oxyrly0', mtu: 1500, txQueueLength: 5000, up: true }));
+    closers.push(tun);
+    namespace.ipBatch([`addr add ${LOCAL}/24 dev oxyrly0`, 'route add 198.18.6.0/24 dev oxyrly0']);
+    const [mine, theirs] = native().seqpacketPair();
+    const peer = SeqpacketSocket.fromFd(theirs);
+    peer.on('error', () => undefined);
+    closers.push(peer);
+    const relay = PacketRelay.attach(tun, mine, { sendBufferSize });
+    relay.on('error', () => undefined);
+    closers.push(relay);
+    const socket = withNetns(namespace.path, () => bindDgramSync('udp4', LOCAL));
+    closers.push(socket);
+    return { relay, peer, socket };
+  }
+
+  it('carries kernel packets to the socket and IP messages to the kernel; other messages go to JS; the peer closing ends it', async () => {
+    const { relay, peer, socket } = setup();
+    const up: Buffer[] = [];
+    peer.on('message', (data) => {
+      const udp = parseUdp4(data);
+      if (udp?.dstPort === REMOTE_PORT) up.push(Buffer.from(udp.payload));
+    });
+    for (let i = 0; i < 3; i++) socket.send(Buffer.from(`up ${i}`), REMOTE_PORT, REMOTE);
+    await until(
+      () => up.length === 3,
+      () => `${up.length} of 3 packets reached the socket`,
+    );
+    expect(up.map(String)).toEqual(['up 0', 'up 1', 'up 2']);
+
+    const down = new Promise<{ msg: Buffer; rinfo: dgram.RemoteInfo }>((resolve) => socket.once('message', (msg, rinfo) => resolve({ msg, rinfo })));
+    peer.send(buildUdp4(REMOTE, REMOTE_PORT, LOCAL, socket.address().port, Buffer.from('down')));
+    const { msg, rinfo } = await down;
+    expect(msg.toString()).toBe('down');
+    expect(rinfo).toMatchObject({ address: REMOTE, port: REMOTE_PORT });
+
+    const messages: string[] = [];
+    relay.on('message', (data) => messages.push(data.toString()));
+    peer.send(Buffer.from('{"error":{"message":"no"}}'));
+    await until(
+      () => messages.length === 1,
+      () => 'the non-IP message never reached JS',
+    );
+    expect(messages).toEqual(['{"error":{"message":"no"}}']);
+    expect(relay.stats).toMatchObject({ packetsIn: 1 });
+    expect(relay.stats.packetsOut).toBeGreaterThanOrEqual(3);
+
+    let ended = false;
+    relay.on('end', () => (ended = true));
+    peer.close();
+    await until(
+      () => ended,
+      () => 'no end after the peer closed',
+    );
+  });
+
+  it('holds packets while the socket is full instead of dropping them, in order', async () => {
+    // A 64 KiB send buffer fills after a few dozen packets; the rest wait in the TUN's queue.
+    const { peer, socket } = setup(64 * 1024);
+    peer.pause();
+    const count = 2000;
+    let sent = 0;
+    for (let i = 0; i < count; i++) {
+      const payload = Buffer.alloc(1000);
+      payload.writeUInt32BE(i);
+      socket.send(payload, REMOTE_PORT, REMOTE, () => sent++);
+    }
+    const seen: number[] = [];
+    peer.on('message', (data) => {
+      const udp = parseUdp4(data);
+      if (udp?.dstPort === REMOTE_PORT) seen.push(udp.payload.readUInt32BE(0));
+    });
+    // dgram sends are asynchronous: every packet is in the TUN (or past it) before the peer reads.
+    await until(
+      () => sent === count,
+      () => `${sent} of ${count} datagrams sent`,
+    );
+    peer.resume();
+    await until(
+      () => seen.length === count,
+      () => `${seen.length} of ${count} packets arrived`,
+    );
+    expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
+  });
+});
