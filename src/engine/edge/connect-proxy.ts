@@ -34,6 +34,7 @@ import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { TrafficRecorder } from './traffic.js';
 import { proxyGuard, refusesEverything, type AllowEntry } from './proxy-policy.js';
 import { hostPort, type EgressGuard } from './pipeline/egress.js';
+import { socketBytes } from '../native/splice.js';
 
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */
@@ -241,29 +242,30 @@ export class ConnectProxy {
   /** Every accepted CONNECT is logged once it ends: who, where to, how much and how long. */
   #logTunnel(conn: HookConnection, socket: Socket, destination: string, info: EstablishedInfo): void {
     const started = Date.now();
-    const [in0, out0] = [socket.bytesRead, socket.bytesWritten];
-    socket.once('close', () =>
+    const before = socketBytes(socket);
+    socket.once('close', () => {
+      const after = socketBytes(socket);
       conn.log.info(
         {
           client: hostPort(conn.client),
           destination,
           upstream: hostPort(info.upstream),
           via: info.via,
-          bytesIn: socket.bytesRead - in0,
-          bytesOut: socket.bytesWritten - out0,
+          bytesIn: after.read - before.read,
+          bytesOut: after.written - before.written,
           durationMs: Date.now() - started,
           proxyStatus: `${this.#name}; next-hop="${hostPort(info.upstream)}"`,
         },
         'CONNECT',
-      ),
-    );
+      );
+    });
   }
 
   /** After the 200: intercept decision, then the app's pipeline or the engine's splice. */
   async #tunnel(conn: HookConnection, client: Socket, upstream: Duplex, head: Buffer, target: { address: string; port: number }): Promise<void> {
     // Bytes that came with the CONNECT request are the client's first.
     if (head.length) client.unshift(head);
-    await runTunnel(this.o.runner, conn, client, upstream, target);
+    await runTunnel(this.o.runner, conn, client, upstream, target, { kernelSplice: true });
   }
 
   /** An absolute-form request (`GET http://host/path`): forwarded with one upstream connection. */

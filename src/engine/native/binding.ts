@@ -115,6 +115,14 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   tcpInfo(fd: number): TcpInfo;
+  spliceSockets(
+    fdA: number,
+    fdB: number,
+    pipeBytes: number,
+    counters: BigUint64Array,
+    done: (error: NativeError | null, aToB: number, bToA: number, cancelled: boolean) => void,
+  ): number;
+  cancelSplice(id: number): void;
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

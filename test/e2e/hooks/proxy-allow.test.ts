@@ -103,11 +103,15 @@ describe('the CONNECT proxy denies by default', () => {
     }
     // 127.0.0.2 is in 127.0.0.0/8 but only on the origin's port.
     expect((await via(e.proxy, `http://127.0.0.2:${origin.port + 1}/`)).status).toBe(403);
-    await e.edge.waitFor(
+    const logged = await e.edge.waitFor(
       new RegExp(
-        `INF CONNECT .*client=127\\.0\\.0\\.1:\\d+ destination=127\\.0\\.0\\.1:${origin.port} upstream=127\\.0\\.0\\.1:${origin.port} via=direct bytesIn=\\d+ bytesOut=\\d+ durationMs=\\d+ proxyStatus=`,
+        `INF CONNECT .*client=127\\.0\\.0\\.1:\\d+ destination=127\\.0\\.0\\.1:${origin.port} upstream=127\\.0\\.0\\.1:${origin.port} via=direct bytesIn=(\\d+) bytesOut=(\\d+) durationMs=\\d+ proxyStatus=`,
       ),
     );
+    // The tunnel's bytes are counted though the kernel relayed them (native/splice.ts): the
+    // client's request in, the origin's whole response out.
+    expect(Number(logged[1])).toBeGreaterThan('GET /hello HTTP/1.1\r\n'.length);
+    expect(Number(logged[2])).toBeGreaterThan(ok.body.length);
   });
 
   it('edge.yml proxy-allow; a bad entry is refused at start with what to write', async () => {

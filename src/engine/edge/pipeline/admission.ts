@@ -15,6 +15,7 @@ import { readProxyHeader } from '../../protocol/proxy-protocol.js';
 import type { HookConnection, HookError, HookRunner } from '../../hooks/runner.js';
 import type { HookContext, Onramp } from '../../hooks/types.js';
 import { tcpInfoAtClose } from '../../native/tcp-info.js';
+import { socketBytes } from '../../native/splice.js';
 import type { Logger } from '../../observe/log.js';
 import { splitHostPort } from '../../../core/address.js';
 
@@ -49,9 +50,10 @@ export async function admitConnection(socket: Socket, o: AdmissionOptions): Prom
   let refused: string | undefined;
   socket.once('close', (hadError) => {
     const info = tcp?.();
+    const bytes = socketBytes(socket);
     r.close(conn, {
-      bytesIn: socket.bytesRead,
-      bytesOut: socket.bytesWritten,
+      bytesIn: bytes.read,
+      bytesOut: bytes.written,
       durationMs: Date.now() - conn.startedAt,
       reason: refused ?? (hadError ? 'error' : 'closed'),
       retransmits: info?.totalRetrans,

@@ -9,13 +9,30 @@
  * connection is not a TLS client's and the hook gets no SNI at once. The bytes read are put
  * back (`unshift`) so the pipeline or the splice sees the streams whole.
  */
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { spliceSockets } from '../../native/splice.js';
 import { parseSni } from '../../protocol/sni.js';
 import type { HookConnection, HookRunner } from '../../hooks/runner.js';
 import type { HookContext, SocketAddress } from '../../hooks/types.js';
 
+export interface TunnelOptions {
+  /**
+   * With no hook on the bytes, relay two plain sockets in the kernel (native/splice.ts)
+   * instead of stream pipes; either side's end or error then ends both.
+   */
+  kernelSplice?: boolean;
+}
+
 /** Runs the tunnel phase; errors on either side destroy the other. */
-export async function runTunnel(r: HookRunner, conn: HookConnection, client: Duplex, upstream: Duplex, upstreamAddress: SocketAddress): Promise<void> {
+export async function runTunnel(
+  r: HookRunner,
+  conn: HookConnection,
+  client: Duplex,
+  upstream: Duplex,
+  upstreamAddress: SocketAddress,
+  o: TunnelOptions = {},
+): Promise<void> {
   upstream.on('error', () => client.destroy());
   client.on('error', () => upstream.destroy());
   client.on('close', () => upstream.destroy());
@@ -45,6 +62,14 @@ export async function runTunnel(r: HookRunner, conn: HookConnection, client: Dup
     return;
   }
   if (intercept) conn.log.warn({ sni }, 'shouldInterceptHttps answered true but no tunnel.appTunnelPipeline is implemented: splicing');
+  const relay = o.kernelSplice && client instanceof Socket && upstream instanceof Socket ? spliceSockets(client, upstream) : undefined;
+  if (relay) {
+    const { error } = await relay;
+    if (error) conn.log.debug({ err: error }, 'Spliced tunnel failed');
+    client.destroy();
+    upstream.destroy();
+    return;
+  }
   // pipe() resumes a paused source.
   client.pipe(upstream);
   upstream.pipe(client);

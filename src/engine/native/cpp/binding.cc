@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSeqpacketFunctions(env, exports);
   InitNetns(env, exports);
   InitTcpInfo(env, exports);
+  InitSplice(env, exports);
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

@@ -13,5 +13,6 @@ Napi::Function InitSeqpacketServer(Napi::Env env);
 void InitSeqpacketFunctions(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitTcpInfo(Napi::Env env, Napi::Object exports);
+void InitSplice(Napi::Env env, Napi::Object exports);
 
 }  // namespace oxy
