@@ -84,6 +84,9 @@ class PeerLink {
   async open(tunnelId: string): Promise<TunnelStream> {
     const conn = this.conn && !this.conn.isClosed ? this.conn : await this.#dial();
     const stream = await conn.openStream();
+    // The caller's request header follows in this tick: one DATA frame for both.
+    stream.cork();
+    process.nextTick(() => stream.uncork());
     stream.write(
       encodeRequestHeader({
         kind: 'forward',
