@@ -58,6 +58,9 @@ interface Slot {
   streams?: Set<TunnelStream>;
 }
 
+/** How often an idle connection asks the edge for an answer, and how long without one means the edge is gone. */
+const PROBE_EVERY_MS = 1000;
+const SILENT_MS = 5000;
 /** A try to move back gives up on a home edge that does not complete the handshake in this time. */
 const RETURN_DIAL_TIMEOUT_MS = 10_000;
 /** A connection replaced by a move back closes once it has carried no request for this long… */
@@ -196,7 +199,25 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       'Registered tunnel connection',
     );
     this.emit('registered', connIndex, reg.connectionId, { location: reg.location, protocol: conn.protocol });
+    this.#watch(connIndex, conn);
     if (this.o.spread?.away(connIndex)) void this.#returnHome(connIndex, conn);
+  }
+
+  /**
+   * A killed edge over QUIC says nothing (no RST as over TCP): its connections would look alive
+   * until the idle timeout (15 s). Probe each connection while nothing waits on it, and close it
+   * once SILENT_MS passed without a packet, so the slot redials (another edge, with several) now.
+   */
+  #watch(connIndex: number, conn: TunnelConnection): void {
+    const watchdog = setInterval(() => {
+      if (conn.isClosed) return clearInterval(watchdog);
+      const silent = conn.unansweredMs();
+      if (silent > SILENT_MS) {
+        this.o.log.warn({ connIndex, silentMs: silent, ip: conn.remoteAddress }, 'The edge went silent; closing the connection');
+        clearInterval(watchdog);
+        conn.close(TunnelCloseCode.TRANSPORT_LOST, 'the edge went silent');
+      } else if (silent === 0) void conn.probe();
+    }, PROBE_EVERY_MS).unref();
   }
 
   /**
