@@ -14,7 +14,7 @@
  * Small requests: wrk, 32 keep-alive connections, 2 threads. Bulk: curl, one stream of
  * --mib MiB down (GET) and up (chunked POST). Printed, not asserted.
  *
- *   npm run build && node bench/peers.js [--seconds 5] [--mib 1024] [--skip ssh,squid,quic,separate]
+ *   npm run build && node bench/peers.js [--seconds 5] [--mib 1024] [--skip ssh,squid,quic,separate,per-request]
  *
  * Needs Debian's wrk, curl, openssh-server/-client and squid (scripts/setup.sh installs them).
  * A missing peer prints a line saying so and its column is left out. wireguard-go is the IP
@@ -247,9 +247,9 @@ async function startQuick(originUrl, protocol) {
 }
 
 /** Edge and connector as two processes: the edge also runs the CONNECT proxy. */
-async function startSeparate(originUrl, protocol) {
-  const home = join(dir, `separate-${protocol}`);
-  const env = oxyEnv(home);
+async function startSeparate(originUrl, protocol, extraEnv = {}) {
+  const home = join(dir, `separate-${protocol}${extraEnv.OXY_HTTP1_STREAMS === '0' ? '-per-request' : ''}`);
+  const env = { ...oxyEnv(home), ...extraEnv };
   for (const args of [
     ['edge', 'init'],
     ['tunnel', 'create', 'bench'],
@@ -319,6 +319,11 @@ try {
     await measure(`quick tunnel, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`, quick.url, undefined, { tunnel: quick.pid });
   }
   const proxies = [];
+  if (!skip.has('separate') && !skip.has('per-request')) {
+    // The same, with the edge's one-stream-per-client-connection path off: what it saves, in this run.
+    const s = await startSeparate(originUrl, 'http2', { OXY_HTTP1_STREAMS: '0' });
+    await measure('edge + connector, HTTP/2, a stream per request (OXY_HTTP1_STREAMS=0)', s.url, HOST, { edge: s.edgePid, connector: s.connectorPid }, false);
+  }
   if (!skip.has('separate')) {
     for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
       const s = await startSeparate(originUrl, protocol);

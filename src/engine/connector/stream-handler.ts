@@ -12,6 +12,7 @@ import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import { readStreamHeader, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { OriginProxy } from './origin.js';
+import { Http1StreamServer } from './http1-stream.js';
 import { checkDestination, socksHandshake } from './socks.js';
 import type { ConnectorMetrics } from './metrics.js';
 
@@ -78,11 +79,14 @@ export class StreamHandler {
   async #serve(stream: TunnelStream, conn?: TunnelConnection): Promise<void> {
     const header = await readStreamHeader(stream, { expect: 'request', timeoutMs: 30_000 });
     if (!this.accepting) {
-      refuse(stream, ResponseStatus.FORBIDDEN, 'The connector is shutting down');
+      // An http1 stream has no response header: ended unread, its request is sent again elsewhere.
+      if (header.kind === 'http1') stream.end();
+      else refuse(stream, ResponseStatus.FORBIDDEN, 'The connector is shutting down');
       return;
     }
     if (header.kind === 'http') return this.#http(stream, decodeRequestHead(header.metadata));
     if (header.kind === 'websocket') return this.#upgrade(stream, decodeRequestHead(header.metadata));
+    if (header.kind === 'http1') return new Http1StreamServer(stream, this.origins, this.log, () => this.accepting, this.metrics).done;
     const extra = this.extraKinds[header.kind];
     if (extra) return extra(header, stream, conn);
     refuse(stream, ResponseStatus.BAD_REQUEST, `This connector does not serve '${header.kind}' streams`);

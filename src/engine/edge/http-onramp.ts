@@ -21,7 +21,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Counter } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
-import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
+import { createHttpServer, HTTP_TIMEOUTS, type HttpTimeouts } from '../util/http-server.js';
+import { Http1FastPath } from './http1-fast.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../../core/address.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
@@ -128,6 +129,9 @@ function headFor(req: IncomingMessage): HttpRequestHead {
 
 const ignore = (): void => undefined;
 
+const definedOnly = <T extends object>(o: Partial<T> | undefined): Partial<T> =>
+  Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+
 /**
  * Methods that may be sent again (RFC 9110 §9.2.2): without a body, a request of these that
  * went to a connection that died before anyone could tell is resent on another connection.
@@ -164,6 +168,8 @@ export class HttpOnramp {
   readonly #server: HttpServer;
   /** Set when hooks or PROXY headers need each connection admitted before HTTP. */
   readonly #admitting?: AdmittingListener;
+  /** Without hooks: keep-alive HTTP/1.1 connections ride one http1 stream each (http1-fast.ts). */
+  #fast?: Http1FastPath;
 
   static async listen(o: HttpOnrampOptions): Promise<HttpOnramp> {
     const onramp = new HttpOnramp(o);
@@ -184,6 +190,7 @@ export class HttpOnramp {
     if (!hooked) {
       this.#server = createHttpServer(this.#handleRequest, o.timeouts);
       this.#server.on('upgrade', this.#handleUpgrade);
+      if (process.env.OXY_HTTP1_STREAMS !== '0') this.#fast = this.#fastPath(this.#server);
       return;
     }
     this.#server = createHttpServer((req, res) => void this.#hookedRequest(req, res), o.timeouts);
@@ -195,7 +202,32 @@ export class HttpOnramp {
     return this.#admitting?.address ?? (this.#server.address() as AddressInfo);
   }
 
+  /**
+   * Puts the fast path in front of Node's server: each accepted connection goes to it first,
+   * and reaches the server's own 'connection' listeners (Node's HTTP parser) only when handed over.
+   */
+  #fastPath(server: HttpServer): Http1FastPath {
+    const listeners = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    const fast = new Http1FastPath({
+      view: this.o.view,
+      registry: this.o.registry,
+      log: this.o.log,
+      requests: this.o.requests,
+      defaultTunnel: this.o.defaultTunnel,
+      responseTimeoutMs: this.o.responseTimeoutMs ?? 120_000,
+      timeouts: { ...HTTP_TIMEOUTS, ...definedOnly(this.o.timeouts) },
+      traffic: this.o.traffic,
+      handOff: (socket) => {
+        for (const l of listeners) l.call(server, socket);
+      },
+    });
+    server.on('connection', (socket: Socket) => fast.accept(socket));
+    return fast;
+  }
+
   async close(): Promise<void> {
+    this.#fast?.close();
     if (this.#admitting) return this.#admitting.close();
     this.#server.closeAllConnections();
     await new Promise((resolve) => this.#server.close(resolve));

@@ -19,6 +19,10 @@ export interface LiveConnection {
   conn: TunnelConnection;
   /** Set when the connector announced it is draining: no new streams. */
   draining: boolean;
+  /** The connector serves http1 streams (HTTP1_STREAM_FEATURE): one stream per client connection. */
+  http1?: boolean;
+  /** Called once when the connector announces it is draining (idle http1 streams end then). */
+  onDrain?: Set<() => void>;
   /** Asked whether it is alive (a sibling registered) and not answered yet: picked only when no other is ready. */
   probing?: boolean;
   /** Set on a peer edge's link (forwarding): the edge whose connection serves the streams. */

@@ -14,6 +14,7 @@ import { EDGE_FORGET_MS, EDGE_HEARTBEAT_MS } from '../../store/edges.js';
 import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
+import { HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
 import { acceptRegistration } from '../protocol/registration.js';
 import type { TunnelConnection } from '../transport/types.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
@@ -291,7 +292,15 @@ export class EdgeServer {
       await this.#serveDevice(conn, r.tunnelId, reg.control);
       return;
     }
-    const live: LiveConnection = { id: reg.connectionId, tunnelId: r.tunnelId, connectorId: r.connectorId, connIndex: r.connIndex, conn, draining: false };
+    const live: LiveConnection = {
+      id: reg.connectionId,
+      tunnelId: r.tunnelId,
+      connectorId: r.connectorId,
+      connIndex: r.connIndex,
+      conn,
+      draining: false,
+      http1: r.features.includes(HTTP1_STREAM_FEATURE),
+    };
     this.#checkSiblings(live);
     this.registry.add(live);
     this.#registrations.inc({ result: 'ok' });
@@ -314,7 +323,10 @@ export class EdgeServer {
       { tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, ip: conn.remoteAddress, protocol: conn.protocol },
       'Registered tunnel connection',
     );
-    reg.control.on('drain', () => (live.draining = true));
+    reg.control.on('drain', () => {
+      live.draining = true;
+      for (const f of live.onDrain ?? []) f();
+    });
     this.#controls.set(live, reg.control);
     this.#sendRoutes(live, reg.control);
     const closed = await conn.closed;

@@ -1,0 +1,291 @@
+/**
+ * The connector's side of an `http1` stream (protocol/http1.ts, WIRE.md §7): the requests of
+ * one client connection, each picking its ingress rule by Host and path. A plain http://
+ * origin (no httpHostHeader, no HTTP/2) gets the bytes spliced: one origin socket held for
+ * the stream, the request head and body written as they come, the origin's bytes piped back
+ * unparsed. Any other rule goes through the per-request path (OriginProxy.relayHttp, undici)
+ * and its answer is written back as HTTP/1.1. The edge sends a request only once the previous
+ * response ended, so switching the origin socket between requests never mixes answers.
+ */
+import { STATUS_CODES } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { PassThrough, Writable } from 'node:stream';
+import type { Logger } from '../observe/log.js';
+import { HOP_BY_HOP, type HttpResponseHead } from '../protocol/http-head.js';
+import { Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
+import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
+import type { TunnelStream } from '../transport/types.js';
+import type { IngressRule } from './ingress.js';
+import type { ConnectorMetrics } from './metrics.js';
+import type { OriginProxy } from './origin.js';
+
+/** Where a rule's requests can be spliced to, or undefined when they need the per-request path. */
+function spliceTarget(rule: IngressRule): { host: string; port: number } | undefined {
+  const s = rule.service;
+  const o = rule.originRequest;
+  if (s.kind !== 'http' || (s.url.protocol !== 'http:' && s.url.protocol !== 'ws:') || o.httpHostHeader !== undefined || o.http2Origin) return undefined;
+  return { host: s.url.hostname.replace(/^\[|\]$/g, ''), port: Number(s.url.port) || 80 };
+}
+
+const pathOnly = (target: string): string => {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+};
+
+const STATUS = /^HTTP\/1\.[01] (\d{3})/;
+
+interface OriginSocket {
+  socket: Socket;
+  rule: IngressRule;
+  /** It has answered a request before (a close with no answer may be its idle timeout: resend). */
+  used: boolean;
+}
+
+interface Current {
+  rec: HeadRecord;
+  rule: IngressRule;
+  bodyLeft: number;
+  answered: boolean;
+  resent: boolean;
+  /** The per-request path's body. */
+  upload?: PassThrough;
+}
+
+export class Http1StreamServer {
+  readonly #reader: Http1RecordReader;
+  #origin: OriginSocket | undefined;
+  #current: Current | undefined;
+  /** Records that came while a per-request relay still ran (rare: the edge waits for each answer). */
+  #queue: (() => void)[] | undefined;
+  #finished = false;
+  #resolve!: () => void;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly stream: TunnelStream,
+    private readonly origins: OriginProxy,
+    private readonly log: Logger,
+    private readonly accepting: () => boolean,
+    private readonly metrics?: ConnectorMetrics,
+  ) {
+    this.done = new Promise((resolve) => (this.#resolve = resolve));
+    this.#reader = new Http1RecordReader(
+      (rec) => this.#enqueue(() => this.#head(rec), false),
+      (bytes) => this.#enqueue(() => this.#body(bytes), true),
+    );
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        this.#reader.push(chunk);
+      } catch (err) {
+        this.log.debug({ err }, 'http1 stream: bad record');
+        this.#finish(err as Error);
+      }
+    });
+    stream.on('end', () => this.#finish());
+    stream.on('close', () => this.#finish());
+    stream.on('error', (err: Error) => this.#finish(err));
+  }
+
+  /** The relayed request's own body goes on at once; a later request waits for its answer to end. */
+  #enqueue(step: () => void, body: boolean): void {
+    if (this.#finished) return;
+    if (this.#queue && (!body || this.#queue.length > 0)) this.#queue.push(step);
+    else step();
+  }
+
+  #head(rec: HeadRecord): void {
+    this.#ended();
+    if (!this.accepting()) {
+      // Shutting down: unanswered, so the edge may send it again elsewhere.
+      this.#finish();
+      return;
+    }
+    const rule = this.origins.ingress.match(rec.host, pathOnly(rec.path));
+    this.metrics?.requestStarted();
+    const current: Current = { rec, rule, bodyLeft: rec.bodyLength, answered: false, resent: false };
+    this.#current = current;
+    const target = spliceTarget(rule);
+    if (!target) return this.#relay(current);
+    let o = this.#origin;
+    if (o && o.rule !== rule) {
+      o.socket.destroy();
+      o = undefined;
+    }
+    o ??= this.#dial(rule, target);
+    o.socket.write(rec.head);
+  }
+
+  #body(bytes: Buffer): void {
+    const c = this.#current;
+    if (!c || c.bodyLeft < bytes.length) return this.#finish(new Error('http1 stream: body bytes past the request'));
+    c.bodyLeft -= bytes.length;
+    if (c.upload) {
+      c.upload.write(bytes);
+      if (c.bodyLeft === 0) c.upload.end();
+    } else if (this.#origin && !this.#origin.socket.write(bytes)) {
+      // The origin reads slower than the client sends: stop reading the tunnel until it drains.
+      this.stream.pause();
+      this.#origin.socket.once('drain', () => this.stream.resume());
+    }
+  }
+
+  #dial(rule: IngressRule, target: { host: string; port: number }): OriginSocket {
+    const o = rule.originRequest;
+    const socket = connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      keepAlive: o.tcpKeepAliveMs > 0,
+      keepAliveInitialDelay: o.tcpKeepAliveMs,
+      autoSelectFamily: !o.noHappyEyeballs,
+    });
+    const origin: OriginSocket = { socket, rule, used: false };
+    const timer = setTimeout(() => socket.destroy(new Error(`dial tcp ${target.host}:${target.port}: i/o timeout`)), o.connectTimeoutMs);
+    socket.once('connect', () => clearTimeout(timer));
+    socket.on('data', (chunk: Buffer) => this.#originData(origin, chunk));
+    let failure: Error | undefined;
+    socket.on('error', (err) => (failure = err));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      this.#originClosed(origin, failure);
+    });
+    this.#origin = origin;
+    return origin;
+  }
+
+  #originData(origin: OriginSocket, chunk: Buffer): void {
+    const c = this.#current;
+    if (origin !== this.#origin || !c || this.#finished) return;
+    if (!c.answered) {
+      c.answered = true;
+      origin.used = true;
+      const m = STATUS.exec(chunk.toString('latin1', 0, 16));
+      this.metrics?.responded({ status: m ? Number(m[1]) : 0, headers: [] });
+    }
+    if (!this.stream.write(chunk)) {
+      origin.socket.pause();
+      this.stream.once('drain', () => origin.socket.resume());
+    }
+  }
+
+  #originClosed(origin: OriginSocket, err: Error | undefined): void {
+    if (origin !== this.#origin || this.#finished) return;
+    this.#origin = undefined;
+    const c = this.#current;
+    if (!c || c.answered) {
+      // After an answer the response is complete or delimited by this close: the edge decides which.
+      if (c) this.stream.end();
+      return;
+    }
+    const target = spliceTarget(c.rule)!;
+    if (origin.used && c.rec.bodyLength === 0 && !c.resent) {
+      // An idle keep-alive connection the origin closed as the request went out (as Go's
+      // transport does, sent once more on a fresh connection).
+      c.resent = true;
+      this.#dial(c.rule, target).socket.write(c.rec.head);
+      return;
+    }
+    this.log.error({ err, originService: c.rule.serviceText, path: c.rec.path }, 'Request failed');
+    const page = errorPage(502, dialErrorType(err), `The origin for ${c.rec.host} is not reachable right now.`);
+    this.#answerPage(c, page);
+  }
+
+  #answerPage(c: Current, page: { status: number; headers: [string, string][]; body: Buffer }): void {
+    c.answered = true;
+    this.metrics?.responded({ status: page.status, headers: page.headers });
+    this.stream.write(responseHeadBytes(page.status, STATUS_CODES[page.status] ?? '', page.headers), 'latin1');
+    this.stream.write(page.body);
+  }
+
+  /** The per-request path for rules that need it: undici, its answer written as HTTP/1.1. */
+  #relay(c: Current): void {
+    if (this.#origin) {
+      this.#origin.socket.destroy();
+      this.#origin = undefined;
+    }
+    const { rec } = c;
+    const head = { method: rec.method, host: rec.host, path: rec.path, headers: headPairs(rec.head) };
+    if (rec.bodyLength > 0) c.upload = new PassThrough();
+    const out = new ResponseWriter(this.stream, rec.method === 'HEAD');
+    this.#queue = [];
+    this.origins
+      .relayHttp(c.rule, head, c.upload ?? null, out, (resHead) => {
+        c.answered = true;
+        this.metrics?.responded(resHead);
+        out.head(resHead);
+      })
+      .catch((err: Error) => {
+        this.log.debug({ err }, 'http1 stream: origin failed mid-response');
+        this.#finish(err);
+      })
+      .finally(() => {
+        const queued = this.#queue ?? [];
+        this.#queue = undefined;
+        for (const step of queued) step();
+      });
+  }
+
+  /** The previous request is over (a new one came, or the stream ends). */
+  #ended(): void {
+    if (this.#current) this.metrics?.requestEnded();
+    this.#current = undefined;
+  }
+
+  #finish(err?: Error): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#ended();
+    this.#origin?.socket.destroy();
+    this.#origin = undefined;
+    this.#queue = undefined;
+    if (err) this.stream.destroy();
+    else this.stream.end();
+    this.#resolve();
+  }
+}
+
+/** A relayed response as HTTP/1.1 bytes on the stream: its head, then its body (chunked when it has no length). */
+class ResponseWriter extends Writable {
+  #chunked = false;
+
+  constructor(
+    private readonly stream: TunnelStream,
+    private readonly headRequest: boolean,
+  ) {
+    super();
+    // The tunnel stream going away aborts the origin request (relayHttp listens to this writer).
+    const gone = (): void => void (this.destroyed || this.writableFinished || this.destroy(new Error('the tunnel stream closed')));
+    stream.once('close', gone);
+    this.once('close', () => stream.off('close', gone));
+  }
+
+  head(h: HttpResponseHead): void {
+    const headers = h.headers.filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()));
+    const bodyless = this.headRequest || h.status === 204 || h.status === 304 || h.status < 200;
+    if (!bodyless && !headers.some(([k]) => k.toLowerCase() === 'content-length')) {
+      this.#chunked = true;
+      headers.push(['transfer-encoding', 'chunked']);
+    }
+    this.stream.write(responseHeadBytes(h.status, STATUS_CODES[h.status] ?? '', headers), 'latin1');
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (chunk.length === 0) return cb();
+    const ok = this.#chunked
+      ? (this.stream.write(`${chunk.length.toString(16)}\r\n`, 'latin1'), this.stream.write(chunk), this.stream.write('\r\n', 'latin1'))
+      : this.stream.write(chunk);
+    if (ok || this.stream.destroyed) cb();
+    else this.stream.once('drain', () => cb());
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.#chunked) this.stream.write('0\r\n\r\n', 'latin1');
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Cut mid-response (the origin failed): the edge must see the stream cut, not a short answer.
+    if (err) this.stream.destroy();
+    cb(err);
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * The public listener's fast path (no hooks, no PROXY headers): a keep-alive HTTP/1.1 client
+ * connection rides one `http1` tunnel stream (protocol/http1.ts, WIRE.md §7) instead of one
+ * stream per request. Each request head is scanned for what routing and framing need (Host,
+ * Content-Length, Connection) and sent whole as one record; the answer's bytes go to the
+ * client as they come, the edge finding only where each response ends (for the request
+ * counters, traffic and keep-alive). Anything else — a head or body not whole in what the
+ * client sent, an upgrade, Expect, chunked uploads, HTTP/1.0 or HTTP/2, odd bytes, a host
+ * with no connector that serves http1 streams, or no route at all (the error pages) — hands
+ * the connection to Node's HTTP server and the per-request path, with every byte not yet
+ * answered, once the answers in flight are written.
+ *
+ * Kept from the per-request path: X-Forwarded-For/-Proto, hop-by-hop headers dropped, the
+ * request counter and traffic per request, 502/504 pages with Proxy-Status, timeouts (head,
+ * idle, keep-alive, the connector's answer), and a request its connection lost before any
+ * answer is sent again: always when the connector ended the stream without reading it, and
+ * for bodyless idempotent ones when the connection died or went silent and a sibling answers
+ * a probe (as #watchedResponseHead does per request).
+ */
+import type { Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import type { Counter } from 'prom-client';
+import type { Logger } from '../observe/log.js';
+import { bodyRecordHeader, encodeHeadRecord, ResponseReader, scanRequest, type FastRequest } from '../protocol/http1.js';
+import { encodeRequestHeader } from '../protocol/stream-header.js';
+import { errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
+import type { TunnelStream } from '../transport/types.js';
+import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
+import type { HttpTimeouts } from '../util/http-server.js';
+import type { StoreView } from './store-view.js';
+import type { TrafficRecorder } from './traffic.js';
+
+export interface FastPathOptions {
+  view: StoreView;
+  registry: TunnelRegistry;
+  log: Logger;
+  requests?: Counter<'status'>;
+  defaultTunnel?: string;
+  responseTimeoutMs: number;
+  timeouts: HttpTimeouts;
+  traffic?: TrafficRecorder;
+  /** Gives a connection to Node's HTTP server (its unread bytes are back on the socket). */
+  handOff: (socket: Socket) => void;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const MAX_SENDS = 3;
+const WATCH_EVERY_MS = 100;
+/** Bytes a client may send ahead (pipelined) while an answer is in flight before we stop reading. */
+const READ_AHEAD = 64 * 1024;
+const STREAM_HEADER = encodeRequestHeader({ kind: 'http1', destination: '', metadata: [] });
+const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n', 'latin1');
+
+const ignore = (): void => undefined;
+
+interface Tunnel {
+  stream: TunnelStream;
+  live: LiveConnection;
+  drained: () => void;
+}
+
+interface InFlight {
+  fr: FastRequest;
+  records: Buffer[];
+  reader: ResponseReader;
+  answered: boolean;
+  sends: number;
+  mark: number;
+  live: LiveConnection;
+  timer?: NodeJS.Timeout;
+  watch?: NodeJS.Timeout;
+}
+
+export class Http1FastPath {
+  readonly #sockets = new Set<Socket>();
+
+  constructor(private readonly o: FastPathOptions) {}
+
+  accept(socket: Socket): void {
+    new FastConnection(socket, this.o, this.#sockets);
+  }
+
+  /** Ends every connection still on the fast path (the listener is closing). */
+  close(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+}
+
+const socketBytes = (s: Socket): number => s.bytesRead + s.bytesWritten;
+
+class FastConnection {
+  #buf: Buffer | undefined;
+  #tunnel: Tunnel | undefined;
+  #req: InFlight | undefined;
+  #gone = false;
+  #clientEnded = false;
+  #handedOff = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly o: FastPathOptions,
+    private readonly sockets: Set<Socket>,
+  ) {
+    sockets.add(socket);
+    socket.on('error', ignore);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('timeout', this.#onTimeout);
+    socket.once('close', this.#onClose);
+    socket.setTimeout(o.timeouts.headersMs);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#buf = this.#buf ? Buffer.concat([this.#buf, chunk]) : chunk;
+    if (!this.#req) this.#next();
+    else if (this.#buf.length > READ_AHEAD) this.socket.pause();
+  };
+
+  readonly #onEnd = (): void => {
+    this.#clientEnded = true;
+    // Unread bytes of a client that half-closed cannot go back on its socket: Node's server would refuse them too.
+    if (!this.#req) this.socket.end();
+  };
+
+  readonly #onTimeout = (): void => {
+    // Before any request: as Node's headers timeout (408); between requests: keep-alive; in one: idle.
+    if (!this.#req && socketBytes(this.socket) === 0) this.socket.end(TIMEOUT_408);
+    this.socket.destroy();
+  };
+
+  readonly #onClose = (): void => {
+    this.#gone = true;
+    this.sockets.delete(this.socket);
+    const req = this.#req;
+    if (req) this.#clear(req);
+    if (req) this.#dropTunnel(true);
+    else this.#dropTunnel(false);
+  };
+
+  /** Starts the next request in the buffer, or hands the connection over. */
+  #next(): void {
+    const buf = this.#buf;
+    if (!buf || this.#req || this.#gone || this.#handedOff) return;
+    const fr = scanRequest(buf, this.socket.remoteAddress ?? '');
+    if (!fr || buf.length < fr.size + fr.bodyLength) return this.#handOff();
+    const live = this.#route(fr.host);
+    if (!live) return this.#handOff();
+    const end = fr.size + fr.bodyLength;
+    this.#buf = buf.length > end ? buf.subarray(end) : undefined;
+    const records = [encodeHeadRecord(fr)];
+    if (fr.bodyLength) records.push(bodyRecordHeader(fr.bodyLength), buf.subarray(fr.size, end));
+    const req: InFlight = {
+      fr,
+      records,
+      reader: new ResponseReader(fr.method === 'HEAD', fr.close),
+      answered: false,
+      sends: 0,
+      mark: this.o.traffic ? socketBytes(this.socket) - (this.#buf?.length ?? 0) : 0,
+      live,
+    };
+    this.#req = req;
+    this.socket.setTimeout(this.o.timeouts.idleMs);
+    this.#send(req, live);
+  }
+
+  /** The connection that serves `host` with http1 streams: the stream's own while it is usable, else the registry's pick. */
+  #route(host: string): LiveConnection | undefined {
+    const tunnelId = this.o.view.tunnelForHost(host) ?? this.o.defaultTunnel;
+    if (!tunnelId) return undefined;
+    const t = this.#tunnel;
+    if (t && t.live.tunnelId === tunnelId && !t.live.draining && !t.live.conn.isClosed) return t.live;
+    const live = this.o.registry.pick(tunnelId);
+    return live?.http1 ? live : undefined;
+  }
+
+  #send(req: InFlight, live: LiveConnection): void {
+    req.sends++;
+    req.live = live;
+    req.answered = false;
+    const t = this.#tunnel;
+    if (t && t.live === live) {
+      this.#write(req, t);
+      return;
+    }
+    this.#dropTunnel(false);
+    live.conn.openStream().then(
+      (stream) => {
+        if (this.#gone || this.#req !== req) {
+          stream.on('error', ignore);
+          stream.destroy();
+          return;
+        }
+        const tunnel = this.#attach(stream, live);
+        stream.write(STREAM_HEADER);
+        this.#write(req, tunnel);
+      },
+      (err: Error) => this.#lost(req, err),
+    );
+  }
+
+  #write(req: InFlight, t: Tunnel): void {
+    for (const r of req.records) t.stream.write(r);
+    this.#watch(req);
+  }
+
+  #attach(stream: TunnelStream, live: LiveConnection): Tunnel {
+    const t: Tunnel = { stream, live, drained: () => this.#req === undefined && this.#tunnel === t && this.#dropTunnel(false) };
+    this.#tunnel = t;
+    (live.onDrain ??= new Set()).add(t.drained);
+    let failure: Error | undefined;
+    stream.on('error', (err: Error) => (failure = err));
+    stream.on('data', (chunk: Buffer) => this.#onTunnelData(t, chunk));
+    stream.on('end', () => this.#onTunnelEnd(t, undefined));
+    stream.on('close', () => this.#onTunnelEnd(t, failure ?? new Error('tunnel stream closed')));
+    return t;
+  }
+
+  /** Ends (or, mid-request, destroys) the connection's stream; its events no longer count. */
+  #dropTunnel(destroy: boolean): boolean {
+    const t = this.#tunnel;
+    if (!t) return false;
+    this.#tunnel = undefined;
+    t.live.onDrain?.delete(t.drained);
+    if (destroy) t.stream.destroy();
+    else t.stream.end();
+    return true;
+  }
+
+  #onTunnelData(t: Tunnel, chunk: Buffer): void {
+    const req = this.#req;
+    if (t !== this.#tunnel) return;
+    if (!req) return this.#broken(new Error('bytes from the connector with no request in flight'));
+    if (!req.answered) {
+      req.answered = true;
+      this.#clear(req);
+    }
+    const out: Buffer[] = [];
+    let used: number;
+    try {
+      used = req.reader.feed(chunk, out);
+    } catch (err) {
+      return this.#broken(err as Error);
+    }
+    if (out.length > 1) this.socket.cork();
+    let ok = true;
+    for (const b of out) ok = this.socket.write(b);
+    if (out.length > 1) this.socket.uncork();
+    if (req.reader.done) {
+      if (used < chunk.length) return this.#broken(new Error('bytes past the end of a response'));
+      return this.#finished(req);
+    }
+    if (!ok) {
+      t.stream.pause();
+      this.socket.once('drain', () => t.stream.resume());
+    }
+  }
+
+  #onTunnelEnd(t: Tunnel, err: Error | undefined): void {
+    if (t !== this.#tunnel) return;
+    this.#tunnel = undefined;
+    t.live.onDrain?.delete(t.drained);
+    const req = this.#req;
+    if (!req) return; // idle: the next request opens a stream
+    if (!err && req.reader.end()) return this.#finished(req);
+    if (req.answered) return this.#broken(err ?? new Error('the response was cut short'));
+    t.stream.destroy();
+    this.#lost(req, err);
+  }
+
+  /**
+   * The request's stream ended or failed before any answer. A clean end means the connector
+   * read nothing (shutting down, its origin socket closed): sent again. A connection that
+   * died: a bodyless idempotent request is sent again on a sibling that answers a probe.
+   */
+  #lost(req: InFlight, err: Error | undefined): void {
+    if (this.#req !== req || this.#gone) return;
+    this.#clear(req);
+    if (req.sends < MAX_SENDS) {
+      if (!err) {
+        const live = this.#route(req.fr.host);
+        if (live) return this.#send(req, live);
+      } else if (IDEMPOTENT.has(req.fr.method) && req.fr.bodyLength === 0) {
+        return void this.#answering(req.live).then((next) => {
+          if (this.#req !== req || this.#gone) return;
+          if (next) this.#send(req, next);
+          else this.#fail(req, 502, 'destination_unavailable', `The connector for ${req.fr.host} did not answer.`, err);
+        });
+      }
+    }
+    this.#fail(req, 502, 'destination_unavailable', `The connector for ${req.fr.host} did not answer.`, err);
+  }
+
+  /** Another connection of the tunnel that answers a probe within LIVENESS_MS, if any. */
+  #answering(dead: LiveConnection): Promise<LiveConnection | undefined> {
+    const others = this.o.registry.connections(dead.tunnelId).filter((c) => c !== dead && !c.draining && !c.conn.isClosed && c.http1);
+    if (others.length === 0) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let left = others.length;
+      const timer = setTimeout(() => resolve(undefined), LIVENESS_MS);
+      for (const other of others)
+        void other.conn.probe().then((answered) => {
+          if (answered) {
+            clearTimeout(timer);
+            resolve(other);
+          } else if (--left === 0) {
+            clearTimeout(timer);
+            resolve(undefined);
+          }
+        });
+    });
+  }
+
+  /** Timers while no answer came: the connector's answer deadline, and the liveness of the request's connection. */
+  #watch(req: InFlight): void {
+    this.#clear(req);
+    req.timer = setTimeout(() => {
+      if (this.#req !== req || req.answered) return;
+      this.#dropTunnel(true);
+      this.#fail(req, 504, 'http_response_timeout', `The connector for ${req.fr.host} did not answer in time.`);
+    }, this.o.responseTimeoutMs);
+    if (!IDEMPOTENT.has(req.fr.method) || req.fr.bodyLength > 0 || req.sends >= MAX_SENDS) return;
+    let probing = false;
+    const check = (): void => {
+      if (this.#req !== req || req.answered) return;
+      const live = req.live;
+      if (!probing && (live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS)) {
+        probing = true;
+        void this.#answering(live).then((next) => {
+          probing = false;
+          // The request's own connection may have spoken meanwhile (only starved of CPU).
+          if (!next || this.#req !== req || req.answered || !(live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS)) return;
+          this.o.log.info(
+            { host: req.fr.host, method: req.fr.method, connection: live.id, sends: req.sends },
+            'Resending an idempotent request: its tunnel connection stopped answering',
+          );
+          this.#dropTunnel(true);
+          this.#send(req, next);
+        });
+      }
+      req.watch = setTimeout(check, WATCH_EVERY_MS);
+    };
+    req.watch = setTimeout(check, LIVENESS_MS);
+  }
+
+  #clear(req: InFlight): void {
+    clearTimeout(req.timer);
+    clearTimeout(req.watch);
+  }
+
+  /** An answer the edge writes itself (the per-request path's pages), then on to the next request. */
+  #fail(req: InFlight, status: number, type: ProxyErrorType, text: string, err?: Error): void {
+    if (status === 504) this.o.log.debug({ host: req.fr.host, status }, text);
+    else this.o.log.warn({ err, host: req.fr.host }, 'Request through the tunnel failed');
+    this.o.traffic?.error(type);
+    const page = errorPage(status, type, text);
+    let head = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? ''}\r\n`;
+    for (const [k, v] of page.headers) head += `${k}: ${v}\r\n`;
+    if (req.fr.close) head += 'Connection: close\r\n';
+    this.socket.write(Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), req.fr.method === 'HEAD' ? Buffer.alloc(0) : page.body]));
+    req.reader.status = page.status;
+    this.#finished(req);
+  }
+
+  /** A response is whole: count it, then keep the connection for the next request (or close it). */
+  #finished(req: InFlight): void {
+    this.#clear(req);
+    this.#req = undefined;
+    this.o.requests?.inc({ status: String(req.reader.status) });
+    this.o.traffic?.http(req.fr.host, socketBytes(this.socket) - req.mark - (this.#buf?.length ?? 0));
+    if (req.reader.close || (this.#clientEnded && !this.#buf)) {
+      this.#dropTunnel(false);
+      this.socket.end();
+      return;
+    }
+    if (req.live.draining) this.#dropTunnel(false);
+    this.socket.setTimeout(this.o.timeouts.keepAliveMs);
+    if (this.socket.isPaused()) this.socket.resume();
+    this.#next();
+  }
+
+  /** The connector's bytes cannot be framed, or the answer was cut: as the per-request path does, the client's connection goes. */
+  #broken(err: Error): void {
+    this.o.log.warn({ err, host: this.#req?.fr.host }, 'Request through the tunnel failed');
+    this.#dropTunnel(true);
+    this.socket.destroy();
+  }
+
+  /** Node's server takes the connection from here, with the bytes not answered yet. */
+  #handOff(): void {
+    if (this.#handedOff) return;
+    if (this.#clientEnded) return void this.socket.end();
+    this.#handedOff = true;
+    this.#dropTunnel(false);
+    const s = this.socket;
+    s.pause();
+    s.off('data', this.#onData);
+    s.off('end', this.#onEnd);
+    s.off('timeout', this.#onTimeout);
+    s.off('close', this.#onClose);
+    s.setTimeout(0);
+    this.sockets.delete(s);
+    if (this.#buf) s.unshift(this.#buf);
+    this.#buf = undefined;
+    // Node's parser would read the socket's handle directly and skip the bytes put back: read them as 'data'.
+    const handle = (s as unknown as { _handle?: { _consumed?: boolean } })._handle;
+    if (handle) handle._consumed = true;
+    this.o.handOff(s);
+    s.resume();
+  }
+}

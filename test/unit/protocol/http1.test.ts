@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { bodyRecordHeader, encodeHeadRecord, Http1RecordReader, ResponseReader, scanRequest, type HeadRecord } from '../../../src/engine/protocol/http1.js';
+
+const req = (text: string) => Buffer.from(text, 'latin1');
+
+describe('scanRequest (the public listener reads only what routing and framing need)', () => {
+  it('takes a plain request: Host, Content-Length, forwarding headers set, hop-by-hop dropped', () => {
+    const text =
+      'POST /a?b=1 HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 198.18.0.9\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Forwarded-Proto: https\r\nContent-Length: 3\r\n\r\nabc';
+    const r = scanRequest(req(text), '198.18.0.1');
+    expect(r).toMatchObject({ method: 'POST', host: 'app.example.com', path: '/a?b=1', bodyLength: 3, close: false, size: text.length - 3 });
+    expect(r!.head).toBe(
+      'POST /a?b=1 HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 3\r\nX-Forwarded-For: 198.18.0.9, 198.18.0.1\r\nX-Forwarded-Proto: http\r\n\r\n',
+    );
+  });
+
+  it('notes Connection: close', () => {
+    expect(scanRequest(req('GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n'), '::1')?.close).toBe(true);
+  });
+
+  it.each([
+    ['an incomplete head', 'GET / HTTP/1.1\r\nHost: a\r\n'],
+    ['HTTP/1.0', 'GET / HTTP/1.0\r\nHost: a\r\n\r\n'],
+    ['an absolute target', 'GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n'],
+    ['no Host', 'GET / HTTP/1.1\r\n\r\n'],
+    ['two Hosts', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    ['two Content-Lengths', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx'],
+    ['a Content-Length list', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx'],
+    ['chunked', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['an upgrade', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'],
+    ['Expect', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n'],
+    ['obs-fold', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n'],
+    ['a bare LF', 'GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n'],
+    ['a NUL', 'GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n'],
+    ['the HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'],
+    ['a huge head', `GET / HTTP/1.1\r\nHost: a\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`],
+  ])('leaves %s to Node’s server', (_what, text) => {
+    expect(scanRequest(req(text), '::1')).toBeUndefined();
+  });
+});
+
+describe('http1 records', () => {
+  it('HEAD and BODY records cross split at every byte', () => {
+    const fr = scanRequest(req('POST /p HTTP/1.1\r\nHost: h.example.com\r\nContent-Length: 5\r\n\r\nhello'), '198.18.0.1')!;
+    const wire = Buffer.concat([encodeHeadRecord(fr), bodyRecordHeader(5), Buffer.from('hello')]);
+    for (let split = 0; split <= wire.length; split++) {
+      const heads: HeadRecord[] = [];
+      const bodies: string[] = [];
+      const reader = new Http1RecordReader(
+        (h) => heads.push(h),
+        (b) => bodies.push(b.toString()),
+      );
+      reader.push(wire.subarray(0, split));
+      reader.push(wire.subarray(split));
+      expect(heads).toHaveLength(1);
+      expect(heads[0]).toMatchObject({ method: 'POST', host: 'h.example.com', path: '/p', bodyLength: 5 });
+      expect(heads[0].head.toString('latin1')).toBe(fr.head);
+      expect(bodies.join('')).toBe('hello');
+    }
+  });
+
+  it('refuses an unknown record type', () => {
+    const reader = new Http1RecordReader(
+      () => undefined,
+      () => undefined,
+    );
+    expect(() => reader.push(Buffer.from([9, 0, 0, 0, 0]))).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_MALFORMED' }));
+  });
+});
+
+/** Feeds `text` in pieces of `step` bytes; returns what went to the client, whether it ended, and the bytes left over. */
+function read(text: string, step: number, headRequest = false, close = false) {
+  const r = new ResponseReader(headRequest, close);
+  const bytes = Buffer.from(text, 'latin1');
+  const out: Buffer[] = [];
+  let rest = 0;
+  for (let i = 0; i < bytes.length && !r.done; i += step) {
+    const piece = bytes.subarray(i, i + step);
+    const used = r.feed(piece, out);
+    if (r.done) rest = bytes.length - i - used;
+  }
+  return { out: Buffer.concat(out).toString('latin1'), done: r.done, status: r.status, close: r.close, rest, reader: r };
+}
+
+describe('ResponseReader (where each answer ends)', () => {
+  const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n';
+  it.each([1, 2, 3, 7, 1000])('Content-Length, chunked with trailers and interim 1xx, in pieces of %i bytes', (step) => {
+    const cl = read('HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 3\r\n\r\nabcEXTRA', step);
+    expect(cl).toMatchObject({ done: true, status: 200, close: false });
+    expect(cl.out).toBe('HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc');
+    expect(cl.rest).toBe(5);
+    const ch = read(chunked, step);
+    expect(ch).toMatchObject({ done: true, status: 200, rest: 0 });
+    expect(ch.out).toBe('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n');
+  });
+
+  it('no body after HEAD, 204 and 304, whatever the length says', () => {
+    expect(read('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n', 100, true)).toMatchObject({ done: true });
+    expect(read('HTTP/1.1 204 No Content\r\n\r\n', 100)).toMatchObject({ done: true, status: 204 });
+    expect(read('HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n', 100)).toMatchObject({ done: true });
+  });
+
+  it('a response without length ends with the stream, and closes the client connection', () => {
+    const r = read('HTTP/1.1 200 OK\r\n\r\nall of it', 4);
+    expect(r).toMatchObject({ done: false, close: true });
+    expect(r.out).toBe('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it');
+    expect(r.reader.end()).toBe(true);
+    expect(read('HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ncut', 100).reader.end()).toBe(false);
+  });
+
+  it('Connection: close for a client that asked for it', () => {
+    expect(read('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 100, false, true).out).toBe(
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+    );
+  });
+
+  it.each([
+    ['a bad status line', 'HTTP/1.1 OK\r\n\r\n'],
+    ['conflicting lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n'],
+    ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+  ])('refuses %s', (_what, text) => {
+    expect(() => read(text, 100)).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_MALFORMED' }));
+  });
+});
