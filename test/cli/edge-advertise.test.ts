@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 describe('edge run --advertise', () => {
-  it('each edge of one data directory records its own address, and the token names both', async () => {
+  it('each edge of one data directory records its own address, and the tokens (tunnel token, warp enroll) name both', async () => {
     await oxyOk(home, ['tunnel', 'create', 'web']);
     for (const [location, advertise] of [
       ['edge1', 'edge1.example.com:7844'],
@@ -41,13 +41,16 @@ describe('edge run --advertise', () => {
     ]);
     const token = JSON.parse(Buffer.from((await oxyOk(home, ['tunnel', 'token', 'web'])).trim(), 'base64').toString()) as { e: string };
     expect(token.e.split(',').sort()).toEqual(['[2001:db8::2]:7846', 'edge1.example.com:7844']);
+    const device = JSON.parse(Buffer.from((await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim(), 'base64').toString()) as { e: string };
+    expect(device.e.split(',').sort()).toEqual(['[2001:db8::2]:7846', 'edge1.example.com:7844']);
   });
 
   it('refuses a malformed address on the command line, in the YAML file and in edge init, naming it', async () => {
-    for (const bad of ['edge1.example.com', '0.0.0.0:7844', '[::]:7844', 'edge1:99999', '[edge1]:7844', '300.1.2.3:7844', ':7844', 'a b:1']) {
-      const r = await oxy(home, [...LOOPBACK_EDGE, '--advertise', bad]);
-      expect(r.code, `${bad}: ${r.stderr}`).not.toBe(0);
-      expect(r.stderr).toContain(`--advertise ${JSON.stringify(bad)} `);
+    const bad = ['edge1.example.com', '0.0.0.0:7844', '[::]:7844', 'edge1:99999', '[edge1]:7844', '300.1.2.3:7844', ':7844', 'a b:1'];
+    const runs = await Promise.all(bad.map((value) => oxy(home, [...LOOPBACK_EDGE, '--advertise', value])));
+    for (const [i, r] of runs.entries()) {
+      expect(r.code, `${bad[i]}: ${r.stderr}`).not.toBe(0);
+      expect(r.stderr).toContain(`--advertise ${JSON.stringify(bad[i])} `);
       expect(r.stderr).toContain('give the HOST:PORT connectors dial');
     }
     const file = join(home, 'edge.yml');
