@@ -10,7 +10,9 @@
  * (the kernel resets TCP); over QUIC a killed edge says nothing, and the connector's probes
  * find it silent (a shorter load there, to keep the file within a minute).
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import { createServer, type Server } from 'node:http';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
@@ -20,6 +22,7 @@ import { until } from '../../helpers/until.js';
 
 const MAX_REQUESTS = 50_000;
 /** The load also runs until the move back is over (+1 s), but never longer than this. */
+const execFileP = promisify(execFile);
 const LOAD_CAP_MS = 40_000;
 const CONCURRENCY = 16;
 /** The origin holds each POST this long: connections always carry requests in flight, so a move that cut one would show. */
@@ -218,6 +221,11 @@ it.each([
     );
     const tunnels = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { connections: { colo_name: string }[] }[];
     expect(tunnels[0].connections.map((c) => c.colo_name).sort()).toEqual(['edge-a', 'edge-a', 'edge-b', 'edge-b']);
+    // curl through both edges, the returned one included.
+    for (const port of [a.httpPort, b.httpPort]) {
+      const { stdout } = await execFileP('curl', ['-sS', '--fail', '-H', 'Host: app.example.com', `http://127.0.0.1:${port}/7`], { encoding: 'buffer' });
+      expect(stdout.equals(expected(7))).toBe(true);
+    }
   },
   75_000,
 );
