@@ -95,12 +95,15 @@ class FastConnection {
   #gone = false;
   #clientEnded = false;
   #handedOff = false;
+  /** What Node's server says on a kept connection: its keep-alive timeout, in whole seconds. */
+  readonly keepAlive: string;
 
   constructor(
     private readonly socket: Socket,
     private readonly o: FastPathOptions,
     private readonly sockets: Set<Socket>,
   ) {
+    this.keepAlive = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(o.timeouts.keepAliveMs / 1000)}\r\n`;
     sockets.add(socket);
     socket.on('error', ignore);
     socket.on('data', this.#onData);
@@ -152,7 +155,7 @@ class FastConnection {
     const req: InFlight = {
       fr,
       records,
-      reader: new ResponseReader(fr.method === 'HEAD', fr.close),
+      reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
       answered: false,
       sends: 0,
       mark: this.o.traffic ? socketBytes(this.socket) - (this.#buf?.length ?? 0) : 0,

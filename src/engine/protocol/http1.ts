@@ -234,9 +234,15 @@ export class ResponseReader {
   #pending: Buffer | undefined;
   #left = 0;
 
+  /**
+   * `keepAlive`: header lines for a response the connection outlives (as Node's server sends
+   * them: a client that reuses connections learns the edge's keep-alive timeout, and does not
+   * reuse one the edge is about to close).
+   */
   constructor(
     private readonly headRequest: boolean,
     close: boolean,
+    private readonly keepAlive = '',
   ) {
     this.close = close;
   }
@@ -379,7 +385,7 @@ export class ResponseReader {
       this.state = 'length';
       this.#left = length;
     }
-    if (this.close) head += 'Connection: close\r\n';
+    head += this.close ? 'Connection: close\r\n' : this.keepAlive;
     return Buffer.from(`${head}\r\n`, 'latin1');
   }
 }
