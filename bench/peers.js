@@ -7,14 +7,16 @@
  *    sshd on a free port with throwaway keys;
  *  - the quick tunnel (`oxyctl tunnel --url`) over HTTP/2 and over QUIC;
  *  - edge and connector as separate processes (`edge run` + `tunnel run`), per protocol, for
- *    the CPU each spends per small request (utime + stime from /proc/PID/stat, the counter
+ *    bulk as ssh -R runs it (two processes, two cores) and for the CPU each spends per small request (utime + stime from /proc/PID/stat, the counter
  *    process.cpuUsage() reads) — the origin's own CPU per request is printed beside them as
  *    the reference for what a Node HTTP server costs on this machine at this moment;
- *  - squid and oxyctl's CONNECT proxy (`edge run --proxy-listen`, no hooks).
+ *  - squid and oxyctl's CONNECT proxy (`edge run --proxy-listen`, no hooks): --rounds alternating
+ *    downloads each, medians of MB/s and of the proxy process's CPU per MB.
  * Small requests: wrk, 32 keep-alive connections, 2 threads. Bulk: curl, one stream of
- * --mib MiB down (GET) and up (chunked POST). Printed, not asserted.
+ * --mib MiB down (GET) and up (chunked POST), with the CPU per MB of every process of the path
+ * but the origin and curl (ssh -R: sshd + ssh). Printed, not asserted.
  *
- *   npm run build && node bench/peers.js [--seconds 5] [--mib 1024] [--skip ssh,squid,quic,separate,per-request]
+ *   npm run build && node bench/peers.js [--seconds 5] [--mib 1024] [--rounds 3] [--skip ssh,squid,quic,separate,separate-bulk,per-request]
  *
  * Needs Debian's wrk, curl, openssh-server/-client and squid (scripts/setup.sh installs them).
  * A missing peer prints a line saying so and its column is left out. wireguard-go is the IP
@@ -33,6 +35,7 @@ const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
 const mib = Number(arg('mib', 1024));
 const skip = new Set(String(arg('skip', '')).split(',').filter(Boolean));
+const rounds = Number(arg('rounds', 3));
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'oxy-peers-'));
@@ -230,7 +233,7 @@ async function startSquid() {
   const child = spawn('squid', ['-N', '-f', join(squidDir, 'squid.conf')], { stdio: 'ignore' });
   children.push(child);
   await waitListening(port);
-  return `http://127.0.0.1:${port}`;
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid };
 }
 
 const oxyEnv = (home) => ({ ...process.env, OXY_HOME: home, NO_COLOR: '1' });
@@ -300,11 +303,18 @@ try {
   const origin = await spawnTracked(process.execPath, [servers, 'http'], /ready (\d+)/);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
   const rows = [];
-  const measure = async (name, url, host, pids, bulk = true) => {
+  const measure = async (name, url, host, pids = {}, bulk = true) => {
     const small = await wrk(url, host, { ...pids, origin: origin.child.pid });
-    const down = bulk ? await curl(url, 'get', host) : undefined;
-    const up = bulk ? await curl(url, 'put', host) : undefined;
-    rows.push({ name, ...small, down, up });
+    // CPU per MB of bulk: every process of the path but the origin and curl (both sides of a tunnel).
+    const tunnelPids = Object.values(pids).flat();
+    const perMB = async (op) => {
+      const c0 = cpuMicros(tunnelPids);
+      const mbps = await curl(url, op, host);
+      return [mbps, tunnelPids.length ? (cpuMicros(tunnelPids) - c0) / 1000 / ((mib * MiB) / 1e6) : undefined];
+    };
+    const [down, downCpu] = bulk ? await perMB('get') : [];
+    const [up, upCpu] = bulk ? await perMB('put') : [];
+    rows.push({ name, ...small, down, up, downCpu, upCpu });
     console.log(`  measured ${name}`);
   };
   await measure('direct to the origin', originUrl);
@@ -332,21 +342,24 @@ try {
         s.url,
         HOST,
         { edge: s.edgePid, connector: s.connectorPid },
-        false,
+        !skip.has('separate-bulk'),
       );
-      if (protocol === 'http2') proxies.push(['oxyctl CONNECT proxy (no hooks)', s.proxy]);
+      if (protocol === 'http2') proxies.push(['oxyctl CONNECT proxy (no hooks)', s.proxy, s.edgePid]);
     }
   }
   if (skip.has('squid')) console.log('  squid skipped');
   else if (!have('squid', ['-v'])) console.log('  squid not installed: its row is left out');
-  else proxies.unshift(['squid CONNECT', await startSquid()]);
+  else {
+    const squid = await startSquid();
+    proxies.unshift(['squid CONNECT', squid.url, squid.pid]);
+  }
 
   const direct = rows[0];
   const ssh = rows.find((r) => r.name.startsWith('ssh'));
   console.log(
-    '\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | CPU µs/request (edge / connector / origin) | tunnel CPU ÷ origin CPU | waiting for a core, µs/request (edge / connector) |',
+    '\n| path | small req/s | × direct | × ssh -R | download MB/s | × ssh -R | upload MB/s | × ssh -R | bulk CPU ms/MB down / up (both sides) | CPU µs/request (edge / connector / origin) | tunnel CPU ÷ origin CPU | waiting for a core, µs/request (edge / connector) |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const cpu =
       r.cpu.edge !== undefined
@@ -354,7 +367,16 @@ try {
         : r.cpu.tunnel !== undefined
           ? `${fmt(r.cpu.tunnel, 0)} (both, one process) / ${fmt(r.cpu.origin, 0)}`
           : `origin ${fmt(r.cpu.origin, 0)}`;
-    const bulk = r.down !== undefined ? [fmt(r.down, 0), ratio(r.down, ssh?.down), fmt(r.up, 0), ratio(r.up, ssh?.up)] : ['-', '-', '-', '-'];
+    const bulk =
+      r.down !== undefined
+        ? [
+            fmt(r.down, 0),
+            ratio(r.down, ssh?.down),
+            fmt(r.up, 0),
+            ratio(r.up, ssh?.up),
+            r.downCpu !== undefined ? `${fmt(r.downCpu, 2)} / ${fmt(r.upCpu, 2)}` : '-',
+          ]
+        : ['-', '-', '-', '-', '-'];
     const wait =
       r.wait.edge !== undefined
         ? `${fmt(r.wait.edge, 0)} / ${fmt(r.wait.connector, 0)}`
@@ -369,18 +391,32 @@ try {
     );
   }
   if (proxies.length) {
-    const results = [];
+    // Alternating rounds, medians: one download swings 2× on a shared machine. CPU per MB is the proxy process's own.
+    const results = new Map();
     for (const [name, proxy] of proxies) {
       try {
         await curl(originUrl, 'get', undefined, proxy); // warm-up
-        results.push([name, await curl(originUrl, 'get', undefined, proxy)]);
+        results.set(name, { mbps: [], cpu: [] });
       } catch (err) {
         console.log(`  ${name}: ${err.message.split('\n')[0]}`);
       }
     }
-    const squid = results.find(([n]) => n.startsWith('squid'))?.[1];
-    console.log(`\n| CONNECT proxy, one ${mib} MiB download | MB/s | × squid |\n|---|---|---|`);
-    for (const [name, mbps] of results) console.log(`| ${name} | ${fmt(mbps, 0)} | ${ratio(mbps, squid)} |`);
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, proxy, pid] of proxies) {
+        const r = results.get(name);
+        if (!r) continue;
+        const c0 = cpuMicros(pid);
+        r.mbps.push(await curl(originUrl, 'get', undefined, proxy));
+        r.cpu.push((cpuMicros(pid) - c0) / 1000 / ((mib * MiB) / 1e6));
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const squid = results.get('squid CONNECT');
+    console.log(`\n| CONNECT proxy, one ${mib} MiB download (median of ${rounds}) | MB/s | × squid | proxy CPU ms/MB | × squid |\n|---|---|---|---|---|`);
+    for (const [name, r] of results)
+      console.log(
+        `| ${name} | ${fmt(median(r.mbps), 0)} | ${ratio(median(r.mbps), squid && median(squid.mbps))} | ${fmt(median(r.cpu), 2)} | ${ratio(median(r.cpu), squid && median(squid.cpu))} |`,
+      );
   }
   const quick = rows.filter((r) => r.name.startsWith('quick'));
   if (quick.length === 2)
