@@ -12,6 +12,7 @@
  *  - CPU per MB and per request in the device, edge and connector processes.
  *   npm run build && node bench/vnet-path.js [--seconds 5] [--protocol http2]
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
+ *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,7 +28,8 @@ const seconds = Number(arg('seconds', 5));
 /** Extra node flags for edge, connector and device (e.g. --perf-basic-prof for `perf record`). */
 const nodeFlags = (arg('node-flags', '') || '').split(' ').filter(Boolean);
 const protocol = arg('protocol', 'http2');
-const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+/** `--bin PATH`: another build's bin/run.js, to compare builds in alternating runs. */
+const bin = arg('bin', fileURLToPath(new URL('../bin/run.js', import.meta.url)));
 const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
 const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
 const tag = randomBytes(2).toString('hex');

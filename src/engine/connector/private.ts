@@ -14,6 +14,7 @@ import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { WarpRouting } from './config.js';
 import { dialTcp } from './origin.js';
 import { PktinfoUdpSocket } from '../native/index.js';
+import { coalesceWrites } from '../util/coalesce.js';
 import { bridge } from './stream-handler.js';
 
 export function splitDestination(destination: string): { host: string; port: number } | undefined {
@@ -91,6 +92,7 @@ export class PrivateOfframp {
         return;
       }
       writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
+      coalesceWrites(stream, socket);
       await bridge(stream, socket);
     } finally {
       this.#active--;

@@ -24,6 +24,7 @@ import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
 import type { TunnelStream } from '../transport/types.js';
+import { coalesceWrites } from '../util/coalesce.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 /**
@@ -131,6 +132,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
               stream.on('error', () => socket.destroy());
               socket.on('error', () => stream.destroy());
               socket.pipe(stream);
+              coalesceWrites(stream, socket);
               stream.pipe(socket);
               socket.resume();
             })
