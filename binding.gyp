@@ -14,7 +14,8 @@
         "src/engine/native/cpp/seqpacket.cc",
         "src/engine/native/cpp/netns.cc",
         "src/engine/native/cpp/tcpinfo.cc",
-        "src/engine/native/cpp/splice.cc"
+        "src/engine/native/cpp/splice.cc",
+        "src/engine/native/cpp/reuseport.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -27,6 +27,9 @@ if (!pgLeg) console.warn(`vitest: skipping the PostgreSQL leg: ${pgMissing}`);
 
 export default defineConfig({
   test: {
+    // Every edge a test starts runs in one process, as before `edge run --workers` (whose
+    // default is the number of cores): tests of the workers pass --workers themselves.
+    env: { OXY_EDGE_WORKERS: '1' },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Network and namespace tests share kernel state; keep files in separate processes.

@@ -5,6 +5,8 @@ import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
 import { runEdge } from '../../engine/edge/run.js';
 import { EDGE_DEFAULTS, httpTimeouts, loadEdgeConfig } from '../../engine/edge/config.js';
+import { defaultWorkers, EdgePrimary, WorkerLink, workerSpec } from '../../engine/edge/workers.js';
+import { availableParallelism } from 'node:os';
 
 export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
   static summary = 'Run the edge in the foreground';
@@ -16,6 +18,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
   static examples = [
     '<%= config.bin %> edge run',
     '<%= config.bin %> edge run --dashboard-listen 127.0.0.1:7846',
+    '<%= config.bin %> edge run --workers 4',
     '<%= config.bin %> edge run --tunnel-listen 0.0.0.0:7844 --http-listen 0.0.0.0:80 --metrics 127.0.0.1:7845',
     '<%= config.bin %> edge run --location edge2 --tunnel-listen 0.0.0.0:7846 --advertise 203.0.113.10:7846',
     '<%= config.bin %> edge run --proxy-listen 127.0.0.1:3128 --hooks ./examples/preshared-key.js --trace-hooks',
@@ -61,18 +64,49 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     }),
     'dashboard-tls': Flags.boolean({ description: "Serve the dashboard over HTTPS with the edge's certificate (needed to bind it beyond loopback)" }),
     'dashboard-insecure': Flags.boolean({ description: 'Allow the dashboard on a non-loopback address without TLS (e.g. behind a TLS proxy)' }),
+    workers: Flags.integer({
+      min: 1,
+      env: 'OXY_EDGE_WORKERS',
+      description:
+        'Worker processes sharing the listeners (SO_REUSEPORT), restarted when one dies; 1 runs the edge in this process [default: the number of cores; 1 with --hooks, --proxy-protocol, --proxy-listen or the IP path]',
+    }),
     ...logFlags,
   };
 
   async run(): Promise<void> {
-    const log = loggerFrom(this.flags);
+    const worker = workerSpec();
+    const log = worker ? loggerFrom(this.flags).child({ worker: worker.index + 1 }) : loggerFrom(this.flags);
     exitOnCrash(log);
     // Listen for signals before starting: one arriving during start-up must stop us gracefully too.
     const signalled = shutdownSignal();
     const file = this.flags.config ? loadEdgeConfig(this.flags.config) : {};
     const pick = <K extends keyof typeof EDGE_DEFAULTS>(key: K): string => this.flags[key] ?? file[key] ?? EDGE_DEFAULTS[key];
+    const auto = defaultWorkers({
+      cores: availableParallelism(),
+      hooks: Boolean(this.flags.hooks ?? file.hooks),
+      proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
+      proxyListen: Boolean(this.flags['proxy-listen'] ?? file['proxy-listen']),
+      ipPath: Boolean(this.flags['ip-tunnel-listen'] ?? file['ip-tunnel-listen'] ?? this.flags['gue-listen'] ?? file['gue-listen']),
+    });
+    const workers = worker ? 1 : (this.flags.workers ?? file.workers ?? auto.count);
+    if (!worker && this.flags.workers === undefined && file.workers === undefined && auto.why) log.info({ workers }, auto.why);
+    if (workers > 1) {
+      const primary = await EdgePrimary.start({
+        count: workers,
+        log,
+        listen: { tunnel: pick('tunnel-listen'), http: pick('http-listen'), proxy: this.flags['proxy-listen'] ?? file['proxy-listen'] },
+        metricsListen: pick('metrics'),
+        httpTimeouts: httpTimeouts(file['http-timeouts']),
+      });
+      log.info({ metrics: `${primary.metricsAddress?.address}:${primary.metricsAddress?.port}`, workers }, 'Edge running');
+      log.info({ signal: await signalled }, 'Shutting down the edge');
+      await primary.stop();
+      return;
+    }
     const limits = file['ip-limits'];
+    const link = worker && new WorkerLink(worker);
     const edge = await runEdge({
+      worker: link,
       home: this.home,
       store: await this.openStore(file.store),
       log,
@@ -104,8 +138,10 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       dashboardTls: this.flags['dashboard-tls'] || file['dashboard-tls'],
       dashboardInsecure: this.flags['dashboard-insecure'] || file['dashboard-insecure'],
     });
-    log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
-    const signal = await signalled;
+    // A worker also stops when its primary is gone (nobody would stop or restart it).
+    if (link) log.info({ workerPid: process.pid }, 'Edge worker running');
+    else log.info({ metrics: `${edge.metricsAddress?.address}:${edge.metricsAddress?.port}` }, 'Edge running');
+    const signal = await (link ? Promise.race([signalled, link.serve(edge)]) : signalled);
     log.info({ signal }, 'Shutting down the edge');
     await edge.stop();
   }

@@ -30,6 +30,8 @@ export interface EdgeSettingsFile {
   'dashboard-insecure'?: boolean;
   /** The store URL (sqlite:PATH, postgres://…); --store and OXY_STORE win. */
   store?: string;
+  /** Worker processes (`--workers`). */
+  workers?: number;
   'ip-limits'?: Partial<Record<(typeof IP_LIMITS)[number], number>>;
   /** Client timeouts of the public HTTP, proxy and metrics listeners (util/http-server.ts HTTP_TIMEOUTS). */
   'http-timeouts'?: Partial<Record<(typeof HTTP_TIMEOUT_KEYS)[number], number>>;
@@ -95,6 +97,8 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
       const v = file[key];
       if (typeof v === 'string') file[key] = [v];
       else if (!Array.isArray(v) || !v.every((e) => typeof e === 'string')) bad(key, 'a list of CIDR[:PORTS] strings');
+    } else if (key === 'workers') {
+      if (!Number.isInteger(file[key]) || (file[key] as number) < 1) bad(key, 'a positive integer');
     } else if (key === 'ip-limits' || key === 'http-timeouts') {
       const known: readonly string[] = key === 'ip-limits' ? IP_LIMITS : HTTP_TIMEOUT_KEYS;
       const limits = file[key];
@@ -106,7 +110,7 @@ export function loadEdgeConfig(path: string): EdgeSettingsFile {
     } else {
       throw new OxyError(
         'OXY_ERR_CONFIG',
-        `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'ip-limits', 'http-timeouts'].join(', ')})`,
+        `In ${path}: unknown key ${key} (known: ${[...STRINGS, ...BOOLEANS, 'proxy-allow', 'workers', 'ip-limits', 'http-timeouts'].join(', ')})`,
       );
     }
   }

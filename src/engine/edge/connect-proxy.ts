@@ -39,6 +39,8 @@ import { socketBytes } from '../native/splice.js';
 export interface ConnectProxyOptions {
   /** HOST:PORT to listen on (port 0: any). */
   listen: string;
+  /** Share the address with the edge's other workers (SO_REUSEPORT). */
+  reusePort?: boolean;
   runner: HookRunner;
   egress: Egress;
   log: Logger;
@@ -131,7 +133,7 @@ export class ConnectProxy {
 
   static async listen(o: ConnectProxyOptions): Promise<ConnectProxy> {
     const proxy = new ConnectProxy(o);
-    await proxy.#listener.listen(o.listen);
+    await proxy.#listener.listen(o.listen, { reusePort: o.reusePort });
     return proxy;
   }
 

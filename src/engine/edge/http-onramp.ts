@@ -37,10 +37,18 @@ import { AdmittingListener } from './pipeline/admission.js';
 import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 import type { TrafficRecorder } from './traffic.js';
+import { listenOn } from '../native/reuseport.js';
+import { HandoffFront, type Siblings } from './handoff.js';
 
 export interface HttpOnrampOptions {
   /** HOST:PORT to listen on (port 0: any). */
   listen: string;
+  /** Share the address with the edge's other workers (SO_REUSEPORT). */
+  reusePort?: boolean;
+  /** The edge's other workers: a connection whose tunnel only a sibling holds is handed to it (handoff.ts; not with hooks or PROXY headers). */
+  siblings?: Siblings;
+  /** Counts connections handed to a sibling. */
+  onHandOff?: () => void;
   view: StoreView;
   registry: TunnelRegistry;
   log: Logger;
@@ -170,16 +178,28 @@ export class HttpOnramp {
   readonly #admitting?: AdmittingListener;
   /** Without hooks: keep-alive HTTP/1.1 connections ride one http1 stream each (http1-fast.ts). */
   #fast?: Http1FastPath;
+  /** A worker's front: reads the first head to hand a connection to a sibling (handoff.ts). */
+  #front?: HandoffFront;
 
   static async listen(o: HttpOnrampOptions): Promise<HttpOnramp> {
     const onramp = new HttpOnramp(o);
-    if (onramp.#admitting) await onramp.#admitting.listen(o.listen);
-    else {
-      const { host, port } = splitHostPort(o.listen);
-      await new Promise<void>((resolve, reject) => {
-        onramp.#server.once('error', reject);
-        onramp.#server.listen(port, host, resolve);
+    if (onramp.#admitting) await onramp.#admitting.listen(o.listen, { reusePort: o.reusePort });
+    else if (o.siblings) {
+      // A worker of several: a connection for a tunnel a sibling holds goes to that sibling.
+      const view = o.view;
+      onramp.#front = new HandoffFront({
+        http: onramp.#server,
+        siblings: o.siblings,
+        tunnelFor: (host) => view.tunnelForHost(host) ?? o.defaultTunnel,
+        holdsHere: (tunnelId) => o.registry.connections(tunnelId).length > 0,
+        headersMs: o.timeouts?.headersMs ?? HTTP_TIMEOUTS.headersMs,
+        log: o.log,
+        onHandOff: o.onHandOff,
       });
+      await onramp.#front.listen(o.listen, o.reusePort === true);
+    } else {
+      const { host, port } = splitHostPort(o.listen);
+      await listenOn(onramp.#server, host, port, { reusePort: o.reusePort });
     }
     return onramp;
   }
@@ -199,7 +219,7 @@ export class HttpOnramp {
   }
 
   get address(): AddressInfo {
-    return this.#admitting?.address ?? (this.#server.address() as AddressInfo);
+    return this.#admitting?.address ?? this.#front?.address ?? (this.#server.address() as AddressInfo);
   }
 
   /**
@@ -230,6 +250,12 @@ export class HttpOnramp {
     this.#fast?.close();
     if (this.#admitting) return this.#admitting.close();
     this.#server.closeAllConnections();
+    if (this.#front) {
+      // Stops the HTTP server's timeout checks (it never listened itself: its callback says so, ignored).
+      this.#server.close(() => undefined);
+      await this.#front.close();
+      return;
+    }
     await new Promise((resolve) => this.#server.close(resolve));
   }
 

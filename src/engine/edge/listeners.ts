@@ -4,12 +4,18 @@ import { splitHostPort } from '../../core/address.js';
 import { isOxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { StartTunnelListener } from './server.js';
+import type { ListenOptions } from '../native/reuseport.js';
 
 /**
  * The HTTP/2-over-TLS tunnel listener as an edge listener; with `peerCa` it also takes peer
  * links from other edges of the store (forwarding.ts).
  */
-export function http2TunnelListener(listen: string, tls: { key: string; cert: string; peerCa?: string }, log: Logger): StartTunnelListener {
+export function http2TunnelListener(
+  listen: string,
+  tls: { key: string; cert: string; peerCa?: string },
+  log: Logger,
+  o: ListenOptions = {},
+): StartTunnelListener {
   return async (onConnection) => {
     const listener = new Http2TunnelListener({ key: tls.key, cert: tls.cert, peerCa: tls.peerCa });
     listener.on('connection', (conn) => onConnection(conn));
@@ -22,7 +28,7 @@ export function http2TunnelListener(listen: string, tls: { key: string; cert: st
     // After listen: accept failures (EMFILE) are logged; the listener keeps accepting.
     listener.on('error', (err) => log.error({ err }, 'Tunnel listener error'));
     const { host, port } = splitHostPort(listen);
-    const address = await listener.listen(port, host);
+    const address = await listener.listen(port, host, o);
     return { protocol: 'http2', address, close: () => listener.close() };
   };
 }
@@ -30,13 +36,14 @@ export function http2TunnelListener(listen: string, tls: { key: string; cert: st
 /**
  * The QUIC tunnel listener on UDP, on the same port as the TLS listener started before it
  * (as cloudflared's edge serves both on 7844), answering each client from the address it
- * dialed (IP_PKTINFO).
+ * dialed (IP_PKTINFO). With `reusePort` every worker binds the port (SO_REUSEPORT) and the
+ * kernel keeps each client's 4-tuple on one worker.
  */
-export function quicTunnelListener(listen: string, tls: { key: string; cert: string }, log: Logger): StartTunnelListener {
+export function quicTunnelListener(listen: string, tls: { key: string; cert: string }, log: Logger, o: ListenOptions = {}): StartTunnelListener {
   return async (onConnection, started) => {
     const { host } = splitHostPort(listen);
     const port = started[0]?.address.port ?? splitHostPort(listen).port;
-    const listener = await listenQuic({ cert: tls.cert, key: tls.key, host, port }, onConnection);
+    const listener = await listenQuic({ cert: tls.cert, key: tls.key, host, port, reusePort: o.reusePort }, onConnection);
     log.debug({ port }, 'QUIC listener bound');
     return { protocol: 'quic', address: listener.address, close: () => listener.close() };
   };

@@ -11,6 +11,7 @@ import { loadHooks, type HookContext, type HookRunner } from '../hooks/index.js'
 import { checkGueListen, type IpPathOptions } from './ip-path.js';
 import { TrafficRecorder } from './traffic.js';
 import { DashboardServer } from './dashboard/server.js';
+import type { WorkerLink, WorkerSpec } from './workers.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -49,10 +50,34 @@ export interface RunEdgeOptions {
   dashboardTls?: boolean;
   /** Allow the dashboard on a non-loopback address without TLS. */
   dashboardInsecure?: boolean;
+  /** This process is one worker of `edge run --workers N` (workers.ts): what it shares and runs alone, and its siblings. */
+  worker?: WorkerLink;
+}
+
+/**
+ * A worker's options: the shared listeners on the addresses the primary gives (SO_REUSEPORT),
+ * no metrics listener (the primary serves it), and what cannot be shared only in worker 0.
+ * Every worker keeps the IP path when one is configured: devices dial the shared tunnel port.
+ */
+function asWorker(o: RunEdgeOptions, w: WorkerSpec): RunEdgeOptions {
+  const alone = w.index === 0;
+  return {
+    ...o,
+    tunnelListen: w.listen.tunnel,
+    httpListen: w.listen.http,
+    proxyListen: w.listen.proxy,
+    metricsListen: undefined,
+    ipTunnelListen: alone ? o.ipTunnelListen : undefined,
+    gueListen: alone ? o.gueListen : undefined,
+    dashboardListen: alone ? o.dashboardListen : undefined,
+  };
 }
 
 /** Starts an edge from the data directory (creating its identity on first run). */
-export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
+export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
+  const o = options.worker ? asWorker(options, options.worker.spec) : options;
+  const hasIp = Boolean(options.ipTunnelListen || options.gueListen);
+  const shared = { reusePort: Boolean(o.worker) };
   // A store read from a copy (read-only directory, full disk) would never show a change: refuse.
   if (o.store.driver.unwritable) throw o.store.driver.unwritable;
   if (o.advertise) checkAdvertise(o.advertise);
@@ -90,8 +115,8 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     advertise: o.advertise ?? identity.settings.advertise,
     advertiseAlways: o.advertise !== undefined,
     tunnelListeners: [
-      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log),
-      ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log)]),
+      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log, shared),
+      ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log, shared)]),
     ],
     httpListen: o.httpListen,
     metricsListen: o.metricsListen,
@@ -103,7 +128,10 @@ export async function runEdge(o: RunEdgeOptions): Promise<EdgeServer> {
     hooks,
     home: o.home,
     traffic,
-    ip: o.ipTunnelListen || o.gueListen ? { seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits } : undefined,
+    ip: hasIp ? { seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits } : undefined,
+    reusePort: shared.reusePort,
+    forgetEarlierRun: o.worker?.spec.forgetEarlierRun,
+    siblings: o.worker,
   });
   await edge.start();
   const ipEdge = edge.ipEdge;

@@ -34,6 +34,7 @@ import { ConnectionBook } from './bookkeeping.js';
 import { connectionWriter } from './store-writer.js';
 import type { TrafficRecorder } from './traffic.js';
 import { startIpPath, type IpPath, type IpPathOptions } from './ip-path.js';
+import type { Siblings } from './handoff.js';
 
 export interface TunnelListener {
   protocol: string;
@@ -85,6 +86,12 @@ export interface EdgeOptions {
   peer?: PeerCredentials;
   /** The IP path's on-ramps (SEQPACKET, GUE) and limits; unset: no IP path (devices refused). */
   ip?: Omit<IpPathOptions, 'edge' | 'log'>;
+  /** Share the TCP listeners' addresses with the edge's other workers (SO_REUSEPORT; `edge run --workers`). */
+  reusePort?: boolean;
+  /** Clear the connection records an earlier run at this location left (default true; a worker's sibling or restart must not). */
+  forgetEarlierRun?: boolean;
+  /** The edge's other workers (`edge run --workers`): told the tunnels this one holds, and handed public connections it does not serve. */
+  siblings?: Siblings;
 }
 
 /** A device connected to this edge now (warp connect --token). */
@@ -128,6 +135,7 @@ export class EdgeServer {
   readonly #connectionsGauge: Gauge;
   readonly #registrations: Counter<'result'>;
   readonly #requests: Counter<'status'>;
+  readonly #handoffs: Counter;
 
   constructor(private readonly o: EdgeOptions) {
     // What the edge itself still does on its own connection (reads; the dashboard's writes)
@@ -152,7 +160,7 @@ export class EdgeServer {
     this.registry = new TunnelRegistry(this.forwarding);
     this.book = new ConnectionBook(connectionWriter(o.store), o.log);
     // Connections an earlier run at this location recorded are gone with it.
-    this.book.forgetAt(o.location);
+    if (o.forgetEarlierRun !== false) this.book.forgetAt(o.location);
     this.egress = new PrivateEgress(this.view, this.registry);
     this.hooks = o.hooks ?? HookRunner.none(o.log);
     this.hookedEgress = new Egress({ runner: this.hooks, tunnels: this.egress, vnets: (ref) => this.view.vnet(ref), downgrader: () => this.#downgrader() });
@@ -171,6 +179,11 @@ export class EdgeServer {
       name: 'oxy_edge_registrations_total',
       help: 'Connector registrations by result',
       labelNames: ['result'],
+      registers: [this.metrics],
+    });
+    this.#handoffs = new Counter({
+      name: 'oxy_edge_worker_handoffs_total',
+      help: 'Public connections handed to the worker that holds their tunnel (edge run --workers)',
       registers: [this.metrics],
     });
     this.#requests = new Counter({
@@ -210,6 +223,9 @@ export class EdgeServer {
     if (this.o.httpListen) {
       this.#http = await HttpOnramp.listen({
         listen: this.o.httpListen,
+        reusePort: this.o.reusePort,
+        siblings: this.o.siblings,
+        onHandOff: () => this.#handoffs.inc(),
         view: this.view,
         registry: this.registry,
         log: this.o.log,
@@ -224,6 +240,7 @@ export class EdgeServer {
     if (this.o.proxyListen) {
       this.#proxy = await ConnectProxy.listen({
         listen: this.o.proxyListen,
+        reusePort: this.o.reusePort,
         runner: this.hooks,
         egress: this.hookedEgress,
         log: this.o.log,
@@ -303,6 +320,7 @@ export class EdgeServer {
     };
     this.#checkSiblings(live);
     this.registry.add(live);
+    this.#tellSiblings();
     this.#registrations.inc({ result: 'ok' });
     this.#connectionsGauge.set(this.registry.size);
     const [clientVersion = '', arch = ''] = r.clientVersion.split(' ');
@@ -332,12 +350,17 @@ export class EdgeServer {
     const closed = await conn.closed;
     this.#controls.delete(live);
     this.registry.remove(live);
+    this.#tellSiblings();
     this.#connectionsGauge.set(this.registry.size);
     this.book.forget(live.id);
     this.o.log.info(
       { tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason },
       'Unregistered tunnel connection',
     );
+  }
+
+  #tellSiblings(): void {
+    this.o.siblings?.held(this.registry.connections().map((c) => c.tunnelId));
   }
 
   /**

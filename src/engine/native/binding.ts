@@ -123,6 +123,7 @@ export interface NativeAddon {
     done: (error: NativeError | null, aToB: number, bToA: number, cancelled: boolean) => void,
   ): number;
   cancelSplice(id: number): void;
+  tcpListenReusePort(address: string, port: number, backlog: number, ipv6Only: boolean): number;
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -39,7 +39,8 @@ export const metricsAddresses = (listen: string): string[] => (/^(localhost|127\
 export async function startMetricsServer(
   /** HOST:PORT, or several tried in order (the first that binds wins). */
   listen: string | string[],
-  registry: Registry,
+  /** A registry, or anything that renders one (the primary of `edge run --workers`: its workers' metrics summed). */
+  registry: Pick<Registry, 'metrics' | 'contentType'>,
   ready: () => Readiness,
   /** Further JSON documents by path (the connector's /diag/* for `tunnel diag`). */
   documents: Record<string, () => unknown> = {},
@@ -51,7 +52,7 @@ export async function startMetricsServer(
     const document = Object.hasOwn(documents, path) ? documents[path] : undefined;
     if (document) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(document()));
+      res.end(JSON.stringify(await document()));
     } else if (path === '/metrics') {
       const text = await registry.metrics().catch(() => undefined);
       res.writeHead(text === undefined ? 500 : 200, { 'content-type': registry.contentType });

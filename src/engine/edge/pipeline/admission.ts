@@ -18,6 +18,7 @@ import { tcpInfoAtClose } from '../../native/tcp-info.js';
 import { socketBytes } from '../../native/splice.js';
 import type { Logger } from '../../observe/log.js';
 import { splitHostPort } from '../../../core/address.js';
+import { listenOn, type ListenOptions } from '../../native/reuseport.js';
 
 export interface AdmissionOptions {
   runner: HookRunner;
@@ -104,19 +105,13 @@ export class AdmittingListener {
     this.#tcp = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => void this.#accept(socket));
   }
 
-  async listen(hostPort: string): Promise<void> {
+  async listen(hostPort: string, o: ListenOptions = {}): Promise<void> {
     const { host, port } = splitHostPort(hostPort);
-    await new Promise<void>((resolve, reject) => {
-      this.#tcp.once('error', reject);
-      this.#tcp.listen(port, host, () => {
-        this.#tcp.off('error', reject);
-        this.#tcp.on('error', (err) => this.o.log.error({ err, onramp: this.o.onramp }, 'Listener error'));
-        // The HTTP server never listens itself, and Node starts enforcing headersTimeout and
-        // requestTimeout on 'listening': without this a slowloris client lived forever here.
-        this.http.emit('listening');
-        resolve();
-      });
-    });
+    await listenOn(this.#tcp, host, port, o);
+    this.#tcp.on('error', (err) => this.o.log.error({ err, onramp: this.o.onramp }, 'Listener error'));
+    // The HTTP server never listens itself, and Node starts enforcing headersTimeout and
+    // requestTimeout on 'listening': without this a slowloris client lived forever here.
+    this.http.emit('listening');
   }
 
   get address(): AddressInfo {

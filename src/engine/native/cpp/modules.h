@@ -14,5 +14,6 @@ void InitSeqpacketFunctions(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitTcpInfo(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
+void InitReusePort(Napi::Env env, Napi::Object exports);
 
 }  // namespace oxy

@@ -19,6 +19,7 @@ import type { TunnelConnection } from '../types.js';
 import { OxyError } from '../../../core/errors.js';
 import { peerEdgeId } from '../identity.js';
 import { acceptHttp2Tunnel, H2_ALPN, serveHttp2Tunnel, type AcceptHttp2Options } from './dial.js';
+import { listenOn, type ListenOptions } from '../../native/reuseport.js';
 
 const debug = debuglog('oxy:transport:http2');
 
@@ -67,14 +68,9 @@ export class Http2TunnelListener extends EventEmitter<Http2TunnelListenerEvents>
     this.server.on('error', (err) => this.emit('error', err));
   }
 
-  listen(port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.address());
-      });
-    });
+  async listen(port = 0, host = '127.0.0.1', o: ListenOptions = {}): Promise<AddressInfo> {
+    await listenOn(this.server, host, port, o);
+    return this.address();
   }
 
   address(): AddressInfo {

@@ -145,6 +145,8 @@ export interface QuicListenOptions extends QuicTimingOptions, QuicSocketOptions 
   /** Default 0 (the kernel picks; read it from `address`). */
   port?: number;
   ipv6Only?: boolean;
+  /** Share the port with other processes (SO_REUSEPORT: `edge run --workers`); the kernel keeps a 4-tuple on one socket. */
+  reusePort?: boolean;
   /** Stateless retry (address validation) before allocating state. Default true. */
   retry?: boolean;
   /** Connections at once; further handshakes are ignored. Default 10,000. */
@@ -176,6 +178,7 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
       address: options.host ?? '::',
       port: options.port ?? 0,
       ipv6Only: options.ipv6Only ?? false,
+      reusePort: options.reusePort,
       recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       maxDatagramSize: Math.max(2048, Math.max(tuning.maxUdpPayloadSize ?? 0, tuning.maxRecvUdpPayloadSize ?? 0) + 64),

@@ -1,0 +1,435 @@
+/**
+ * `edge run --workers N`: one edge over N processes, so the data plane uses every core.
+ *
+ * The primary (the process the user started) runs no traffic: it starts N workers — each the
+ * same `edge run` command, a full edge, told its part in OXY_EDGE_WORKER — restarts a worker
+ * that dies (with backoff, logged), serves the one metrics listener (the workers' metrics
+ * summed), and on SIGTERM/SIGINT stops them all and waits for their drain.
+ *
+ * Workers share the TCP listeners (tunnel TLS, public HTTP, CONNECT proxy) and the QUIC UDP
+ * socket with SO_REUSEPORT: each has sockets of its own on the same address and the kernel
+ * spreads connections (and QUIC 4-tuples) over them by hash, with no hop through the primary.
+ * What cannot be shared runs in worker 1 only: the SEQPACKET on-ramp (a unix socket path),
+ * GUE (its sessions live in one flow table) and the dashboard. Each worker is an edge of its
+ * own in the store's edge registry (`oxyctl edge list` shows one row per worker, with the same
+ * tunnel address), and reads the store through its own view, as separate edges do.
+ *
+ * The first worker starts alone with the configured addresses (port 0 allowed) and reports
+ * the ports it bound; the others, and every restart, listen on those.
+ */
+import { fork, type ChildProcess, type SendHandle } from 'node:child_process';
+import { Socket, type AddressInfo, type SocketConstructorOpts } from 'node:net';
+import type { RawHandle, Siblings } from './handoff.js';
+import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { OxyError } from '../../core/errors.js';
+import type { Logger } from '../observe/log.js';
+import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import type { HttpTimeouts } from '../util/http-server.js';
+
+/** The environment variable that makes `edge run` a worker (its value: a WorkerSpec as JSON). */
+export const WORKER_ENV = 'OXY_EDGE_WORKER';
+
+/** The addresses every worker listens on (SO_REUSEPORT). */
+export interface SharedListen {
+  tunnel: string;
+  http?: string;
+  proxy?: string;
+}
+
+/** What the primary tells a worker. */
+export interface WorkerSpec {
+  /** 0-based; worker 0 also runs what cannot be shared (SEQPACKET, GUE, dashboard). */
+  index: number;
+  count: number;
+  listen: SharedListen;
+  /** Clear the connection records an earlier run at this location left: the first start of worker 0 only. */
+  forgetEarlierRun: boolean;
+  /** Which workers hold which tunnels when it starts (then updates over the channel). */
+  holders: Holders;
+}
+
+/** Per tunnel, the workers (0-based) holding a connection of it. */
+type Holders = [tunnelId: string, workers: number[]][];
+
+type Metrics = MetricObjectWithValues<MetricValue<string>>[];
+type ToPrimary =
+  | { type: 'ready'; listen: SharedListen }
+  | { type: 'metrics'; id: number; metrics: Metrics }
+  | { type: 'held'; tunnels: string[] }
+  | { type: 'handoff'; to: number; head: string };
+type ToWorker = { type: 'metrics'; id: number } | { type: 'holders'; holders: Holders } | { type: 'handoff'; to: number; head: string };
+
+/** This process's part when the primary started it; undefined in a process the user started. */
+export function workerSpec(env: NodeJS.ProcessEnv = process.env): WorkerSpec | undefined {
+  const raw = env[WORKER_ENV];
+  return raw ? (JSON.parse(raw) as WorkerSpec) : undefined;
+}
+
+/** What decides whether the edge may default to one worker per core. */
+export interface WorkerDefaults {
+  cores: number;
+  hooks?: boolean;
+  proxyProtocol?: boolean;
+  proxyListen?: boolean;
+  ipPath?: boolean;
+}
+
+/**
+ * `--workers` when not given: one per core where a request reaching a worker that holds no
+ * connection of its tunnel still reaches one that does. Only the public HTTP listener without
+ * hooks or PROXY headers does that yet (handoff.ts); with the CONNECT proxy, hooks or the IP path
+ * configured the edge stays in one process, and says why.
+ */
+export function defaultWorkers(o: WorkerDefaults): { count: number; why?: string } {
+  const single = o.hooks ? '--hooks' : o.proxyProtocol ? '--proxy-protocol' : o.proxyListen ? '--proxy-listen' : o.ipPath ? 'the IP path' : undefined;
+  if (!single || o.cores === 1) return { count: o.cores };
+  return { count: 1, why: `${single} does not follow a tunnel to the worker that holds it yet: one process (give --workers to override)` };
+}
+
+/** A worker restarted after a crash waits this long, doubling per crash in a row up to RESTART_MAX_MS. */
+const RESTART_MIN_MS = 250;
+const RESTART_MAX_MS = 8000;
+/** A worker that ran this long before it died starts its backoff over. */
+const STABLE_MS = 30_000;
+/** How long a stop waits for a worker's drain before SIGKILL. */
+const STOP_TIMEOUT_MS = 30_000;
+/** How long a scrape waits for each worker's metrics. */
+const SCRAPE_TIMEOUT_MS = 2000;
+
+/** What a worker in the running edge needs from it. */
+export interface WorkerEdge {
+  metrics: Registry;
+  tunnelAddresses: { protocol: string; address: { address: string; port: number } }[];
+  httpAddress?: AddressInfo;
+  proxyAddress?: AddressInfo;
+}
+
+const hostPort = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+
+/**
+ * The worker's side of the primary's channel: reports its bound addresses and the tunnels it
+ * holds connections of, learns which siblings hold which, answers metrics scrapes, and passes
+ * client connections to siblings (handoff.ts) and takes theirs.
+ */
+export class WorkerLink implements Siblings {
+  /** Per tunnel, the sibling workers holding a connection of it (from the primary). */
+  #holders = new Map<string, number[]>();
+  #turn = 0;
+  #held = '';
+  #adopt?: (socket: Socket, head: Buffer) => void;
+
+  constructor(readonly spec: WorkerSpec) {
+    // The channel to the primary must not keep a stopped worker alive (the edge's handles do while it runs).
+    process.channel?.unref();
+    this.#learn(spec.holders);
+    process.on('message', (m: ToWorker, handle?: RawHandle) => {
+      if (m?.type === 'holders') this.#learn(m.holders);
+      else if (m?.type === 'handoff' && handle) {
+        if (!this.#adopt) return handle.close();
+        const socket = new Socket({ handle, readable: true, writable: true } as unknown as SocketConstructorOpts);
+        socket.on('error', () => socket.destroy());
+        this.#adopt(socket, Buffer.from(m.head, 'base64'));
+      }
+    });
+  }
+
+  #learn(holders: Holders): void {
+    this.#holders = new Map(holders.map(([t, ws]) => [t, ws.filter((w) => w !== this.spec.index)]));
+  }
+
+  holder(tunnelId: string): number | undefined {
+    const ws = this.#holders.get(tunnelId);
+    return ws?.length ? ws[this.#turn++ % ws.length] : undefined;
+  }
+
+  handOff(to: number, handle: RawHandle, head: Buffer): void {
+    send({ type: 'handoff', to, head: head.toString('base64') }, handle);
+  }
+
+  /** Where connections handed over by siblings go (the public listener's front). */
+  onAdopt(fn: (socket: Socket, head: Buffer) => void): void {
+    this.#adopt = fn;
+  }
+
+  /** The tunnels this worker holds connections of now (sent when the set changed). */
+  held(tunnelIds: Iterable<string>): void {
+    const tunnels = [...new Set(tunnelIds)].sort();
+    const key = tunnels.join(',');
+    if (key === this.#held) return;
+    this.#held = key;
+    send({ type: 'held', tunnels });
+  }
+
+  /**
+   * Reports the worker ready and answers scrapes; resolves when the primary is gone (it died:
+   * nobody would stop or restart this worker), so the caller drains and exits as on a signal.
+   */
+  serve(edge: WorkerEdge): Promise<'primary gone'> {
+    process.on('message', (m: ToWorker) => {
+      if (m?.type !== 'metrics') return;
+      void edge.metrics.getMetricsAsJSON().then(
+        (metrics) => send({ type: 'metrics', id: m.id, metrics }),
+        () => send({ type: 'metrics', id: m.id, metrics: [] }),
+      );
+    });
+    const [tunnel] = edge.tunnelAddresses;
+    send({
+      type: 'ready',
+      listen: {
+        tunnel: hostPort(tunnel.address),
+        http: edge.httpAddress && hostPort(edge.httpAddress),
+        proxy: edge.proxyAddress && hostPort(edge.proxyAddress),
+      },
+    });
+    return new Promise((resolve) => process.once('disconnect', () => resolve('primary gone')));
+  }
+}
+
+function send(m: ToPrimary, handle?: RawHandle): void {
+  process.send?.(m, handle as unknown as SendHandle, {}, () => undefined);
+}
+
+/** Runs the same command again as worker `spec` (same Node flags, same arguments). */
+export function forkSelf(spec: WorkerSpec): ChildProcess {
+  return fork(process.argv[1]!, process.argv.slice(2), {
+    env: { ...process.env, [WORKER_ENV]: JSON.stringify(spec) },
+    execArgv: process.execArgv,
+    // A process group of its own: a terminal's Ctrl-C reaches the primary only, which stops
+    // the workers once (a second signal would make a worker exit at once, undrained).
+    detached: true,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+export interface PrimaryOptions {
+  count: number;
+  log: Logger;
+  listen: SharedListen;
+  metricsListen?: string;
+  httpTimeouts?: Partial<HttpTimeouts>;
+  /** Starts a worker process; default forkSelf. */
+  spawn?: (spec: WorkerSpec) => ChildProcess;
+}
+
+interface Slot {
+  index: number;
+  child?: ChildProcess;
+  ready: boolean;
+  startedAt: number;
+  crashes: number;
+  restarts: number;
+  restart?: NodeJS.Timeout;
+  /** Tunnels it holds connections of. */
+  held: string[];
+}
+
+export class EdgePrimary {
+  readonly #slots: Slot[];
+  readonly #spawn: (spec: WorkerSpec) => ChildProcess;
+  #listen: SharedListen;
+  #stopping = false;
+  #metricsServer?: MetricsServer;
+  #scrapes = 0;
+  readonly #own = new Registry();
+  readonly #restarts: Counter;
+
+  /** Starts worker 1, then the others on the ports it bound; rejects (having stopped them) if one exits before it is ready. */
+  static async start(o: PrimaryOptions): Promise<EdgePrimary> {
+    const primary = new EdgePrimary(o);
+    try {
+      await primary.#startSlot(primary.#slots[0]!, true);
+      await Promise.all(primary.#slots.slice(1).map((s) => primary.#startSlot(s, false)));
+      if (o.metricsListen) {
+        const aggregate = { contentType: primary.#own.contentType, metrics: () => primary.#scrape() };
+        const ready = () => ({ readyConnections: primary.readyWorkers });
+        primary.#metricsServer = await startMetricsServer(o.metricsListen, aggregate, ready, { '/workers': () => primary.#workersDocument() }, o.httpTimeouts);
+      }
+    } catch (err) {
+      await primary.stop();
+      throw err;
+    }
+    o.log.info({ workers: o.count, pids: primary.pids.join(',') }, 'Edge workers ready');
+    return primary;
+  }
+
+  private constructor(private readonly o: PrimaryOptions) {
+    this.#slots = Array.from({ length: o.count }, (_, index) => ({ index, ready: false, startedAt: 0, crashes: 0, restarts: 0, held: [] }));
+    this.#spawn = o.spawn ?? forkSelf;
+    this.#listen = o.listen;
+    const ready = () => this.readyWorkers;
+    new Gauge({
+      name: 'oxy_edge_workers',
+      help: 'Edge worker processes running and ready',
+      registers: [this.#own],
+      collect() {
+        this.set(ready());
+      },
+    });
+    this.#restarts = new Counter({ name: 'oxy_edge_worker_restarts_total', help: 'Edge worker processes restarted after they died', registers: [this.#own] });
+  }
+
+  get metricsAddress(): AddressInfo | undefined {
+    return this.#metricsServer?.address;
+  }
+
+  get readyWorkers(): number {
+    return this.#slots.filter((s) => s.ready).length;
+  }
+
+  /** The workers' process IDs (running ones). */
+  get pids(): number[] {
+    return this.#slots.flatMap((s) => (s.child?.pid && s.child.exitCode === null ? [s.child.pid] : []));
+  }
+
+  #startSlot(slot: Slot, first: boolean): Promise<void> {
+    const spec: WorkerSpec = {
+      index: slot.index,
+      count: this.o.count,
+      listen: this.#listen,
+      forgetEarlierRun: first && slot.index === 0,
+      holders: this.#holders(),
+    };
+    const child = this.#spawn(spec);
+    const pid = child.pid;
+    slot.child = child;
+    slot.ready = false;
+    slot.startedAt = Date.now();
+    return new Promise((resolve, reject) => {
+      child.on('error', (err) => this.o.log.error({ err, worker: slot.index + 1 }, 'Edge worker process error'));
+      child.on('message', (m: ToPrimary, handle?: RawHandle) => {
+        if (m?.type === 'held') {
+          slot.held = m.tunnels;
+          this.#tellHolders();
+        } else if (m?.type === 'handoff' && handle) this.#relay(slot, m, handle);
+        else if (m?.type === 'ready' && !slot.ready) {
+          slot.ready = true;
+          // Port 0 is now the port worker 1 bound: every other worker, and every restart, takes it.
+          if (slot.index === 0) this.#listen = m.listen;
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        const wasReady = slot.ready;
+        slot.ready = false;
+        if (slot.held.length) {
+          slot.held = [];
+          this.#tellHolders();
+        }
+        if (!wasReady) {
+          reject(
+            new OxyError('OXY_ERR_EDGE_WORKER', `Edge worker ${slot.index + 1} exited (${signal ?? `code ${code}`}) before it was ready; its error is above`, {
+              exitCode: code || 1,
+            }),
+          );
+        }
+        if (this.#stopping || !wasReady) return;
+        this.#restartLater(slot, pid, code, signal);
+      });
+    });
+  }
+
+  #restartLater(slot: Slot, pid: number | undefined, code: number | null, signal: NodeJS.Signals | null): void {
+    slot.crashes = Date.now() - slot.startedAt >= STABLE_MS ? 1 : slot.crashes + 1;
+    const delayMs = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (slot.crashes - 1));
+    this.o.log.error({ worker: slot.index + 1, workerPid: pid, code, signal, restartInMs: delayMs }, 'Edge worker died; restarting it');
+    slot.restart = setTimeout(() => {
+      slot.restart = undefined;
+      if (this.#stopping) return;
+      this.#restarts.inc();
+      slot.restarts++;
+      this.#startSlot(slot, false).then(
+        () => this.o.log.info({ worker: slot.index + 1, workerPid: slot.child?.pid }, 'Edge worker restarted'),
+        // It died again before it was ready: its exit handler did not schedule a restart.
+        () => !this.#stopping && this.#restartLater(slot, slot.child?.pid, slot.child?.exitCode ?? null, slot.child?.signalCode ?? null),
+      );
+    }, delayMs);
+  }
+
+  /** Tells every worker which workers hold which tunnels. */
+  #holders(): Holders {
+    const holders = new Map<string, number[]>();
+    for (const s of this.#slots) for (const t of s.held) holders.set(t, [...(holders.get(t) ?? []), s.index]);
+    return [...holders];
+  }
+
+  #tellHolders(): void {
+    const m: ToWorker = { type: 'holders', holders: this.#holders() };
+    for (const s of this.#slots) if (s.child?.connected) s.child.send(m, undefined, {}, () => undefined);
+  }
+
+  /** A client connection a worker hands to a sibling; back to the sender when the sibling is gone (it serves it then). */
+  #relay(from: Slot, m: { to: number; head: string }, handle: RawHandle): void {
+    const target = this.#slots[m.to];
+    const to = target?.ready && target.child?.connected ? target : from;
+    if (!to.child?.connected) return handle.close();
+    // Sent, the handle is closed here once the worker has it (keepOpen false).
+    to.child.send({ type: 'handoff', to: to.index, head: m.head } satisfies ToWorker, handle as unknown as SendHandle, {}, () => undefined);
+  }
+
+  /** Every ready worker's metrics, summed (counters and gauges) into one document. */
+  async #scrape(): Promise<string> {
+    const each = await this.#scrapeEach();
+    return AggregatorRegistry.aggregate([await this.#own.getMetricsAsJSON(), ...each.map((m) => m ?? [])]).metrics();
+  }
+
+  /** `/workers` on the metrics listener: each worker's process, restarts and share of the traffic. */
+  async #workersDocument(): Promise<unknown> {
+    const each = await this.#scrapeEach();
+    const total = (metrics: Metrics | undefined, name: string) => metrics?.find((m) => m.name === name)?.values.reduce((sum, v) => sum + v.value, 0);
+    return this.#slots.map((s, i) => ({
+      worker: s.index + 1,
+      pid: s.child?.pid,
+      ready: s.ready,
+      restarts: s.restarts,
+      tunnelConnections: total(each[i], 'oxy_edge_tunnel_connections'),
+      httpRequests: total(each[i], 'oxy_edge_http_requests_total'),
+      handoffs: total(each[i], 'oxy_edge_worker_handoffs_total'),
+    }));
+  }
+
+  /** Each worker's metrics (undefined: not ready, or no answer in time), in slot order. */
+  #scrapeEach(): Promise<(Metrics | undefined)[]> {
+    const id = ++this.#scrapes;
+    return Promise.all(
+      this.#slots.map((s) => {
+        const child = s.child;
+        if (!s.ready || !child?.connected) return undefined;
+        return new Promise<Metrics | undefined>((resolve) => {
+          const done = (m: Metrics | undefined) => {
+            clearTimeout(timer);
+            child.off('message', onMessage);
+            resolve(m);
+          };
+          const onMessage = (m: ToPrimary) => m?.type === 'metrics' && m.id === id && done(m.metrics);
+          const timer = setTimeout(() => done(undefined), SCRAPE_TIMEOUT_MS).unref();
+          child.on('message', onMessage);
+          child.send({ type: 'metrics', id } satisfies ToWorker, (err) => err && done(undefined));
+        });
+      }),
+    );
+  }
+
+  /** Stops every worker (SIGTERM: each drains as a single edge does), then the metrics listener. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const running = this.#slots.flatMap((s) => {
+      clearTimeout(s.restart);
+      const child = s.child;
+      return child && child.exitCode === null && child.signalCode === null ? [child] : [];
+    });
+    await Promise.all(
+      running.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            const kill = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS).unref();
+            child.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+    await this.#metricsServer?.close();
+  }
+}

@@ -1,0 +1,131 @@
+// edge run --workers N: worker processes share the listeners (SO_REUSEPORT), a public
+// connection that lands on a worker without a connection of its tunnel is handed to the worker
+// that has one, a killed worker is restarted while the edge keeps serving, SIGTERM drains them
+// all, and --workers 1 is the single process it always was.
+import { get } from 'node:http';
+import { expect, it } from 'vitest';
+import { OxyProcess, startConnector, useWebTunnel } from '../../helpers/processes.js';
+import { until } from '../../helpers/until.js';
+
+const t = useWebTunnel();
+
+interface WorkerRow {
+  worker: number;
+  pid: number;
+  ready: boolean;
+  restarts: number;
+  tunnelConnections?: number;
+  httpRequests?: number;
+  handoffs?: number;
+}
+
+/** One request on a connection of its own (so the kernel picks a worker for each); status and body. */
+const hello = (port: number) =>
+  new Promise<{ status: number; body: string }>((resolve) => {
+    const req = get({ port, host: '127.0.0.1', path: '/', headers: { host: 'app.example.com' }, agent: false, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve({ status: 0, body }));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve({ status: 0, body: '' }));
+  });
+
+const workers = async (metrics: number): Promise<WorkerRow[]> => {
+  const res = await fetch(`http://127.0.0.1:${metrics}/workers`);
+  return (await res.json()) as WorkerRow[];
+};
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function startWorkers(home: string) {
+  const edge = new OxyProcess(home, [
+    'edge',
+    'run',
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    '--workers',
+    '2',
+  ]);
+  const running = await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+) workers=2/, 30_000);
+  const tunnel = Number((await edge.waitFor(/Tunnel listener ready worker=1 protocol=http2 address=127\.0\.0\.1:(\d+)/))[1]);
+  const http = Number((await edge.waitFor(/Public HTTP listener ready worker=1 address=127\.0\.0\.1:(\d+)/))[1]);
+  return { edge, tunnel, http, metrics: Number(running[1]) };
+}
+
+it('two workers serve a tunnel held by one of them through both, survive a killed worker, and stop together', async () => {
+  const { edge, tunnel, http, metrics } = await startWorkers(t.home);
+  t.procs.push(edge);
+  expect(edge.output).toMatch(/Tunnel listener ready worker=2 protocol=http2 address=127\.0\.0\.1:(\d+)/);
+  // One connection: exactly one worker holds the tunnel, the other must hand its clients over.
+  const { connector } = await startConnector(t.home, tunnel, ['--ha-connections', '1', '--hello-world', 'web'], 1);
+  t.procs.push(connector);
+  await until(async () => (await workers(metrics)).some((w) => w.tunnelConnections === 1), 10_000, 'the tunnel connection in a worker', 100);
+
+  const results = await Promise.all(Array.from({ length: 60 }, () => hello(http)));
+  expect(results.filter((r) => r.status === 200)).toHaveLength(60);
+  expect(results.every((r) => r.body.includes('You created a tunnel'))).toBe(true);
+  const rows = await workers(metrics);
+  console.log('after 60 connections:', JSON.stringify(rows));
+  const holder = rows.find((w) => w.tunnelConnections === 1)!;
+  const other = rows.find((w) => w !== holder)!;
+  // The kernel spread the 60 connections over both workers; the holder served them all.
+  expect(other.handoffs).toBeGreaterThan(0);
+  expect(holder.httpRequests).toBe(60);
+  expect(other.httpRequests ?? 0).toBe(0);
+
+  // A killed worker is restarted; the edge serves through it again.
+  process.kill(other.pid, 'SIGKILL');
+  await until(async () => (await workers(metrics)).every((w) => w.ready && alive(w.pid) && w.pid !== other.pid), 15_000, 'the killed worker restarted', 100);
+  expect(edge.output).toMatch(new RegExp(`Edge worker died; restarting it worker=${other.worker} workerPid=${other.pid} code=null signal=SIGKILL`));
+  const after = await Promise.all(Array.from({ length: 30 }, () => hello(http)));
+  expect(after.filter((r) => r.status === 200)).toHaveLength(30);
+  const restarted = (await workers(metrics)).find((w) => w.worker === other.worker)!;
+  expect(restarted.restarts).toBe(1);
+  expect(restarted.handoffs).toBeGreaterThan(0);
+
+  // The holder killed: its tunnel connection goes with it; the connector registers again with a
+  // worker and traffic flows again.
+  process.kill(holder.pid, 'SIGKILL');
+  await until(async () => (await hello(http)).status === 200, 20_000, 'traffic after the holding worker was killed', 200);
+
+  await until(async () => (await workers(metrics)).every((w) => w.ready && w.pid !== holder.pid), 15_000, 'the holder restarted', 100);
+  const pids = (await workers(metrics)).map((w) => w.pid);
+  expect(await edge.stop('SIGTERM')).toBe(0);
+  expect(pids.filter(alive)).toEqual([]);
+  expect(edge.output).toContain('Shutting down the edge worker=1');
+  expect(edge.output).toContain('Shutting down the edge worker=2');
+}, 90_000);
+
+it('--workers 1 runs the edge in the one process, as before', async () => {
+  const edge = new OxyProcess(t.home, [
+    'edge',
+    'run',
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--metrics',
+    '127.0.0.1:0',
+    '--workers',
+    '1',
+  ]);
+  t.procs.push(edge);
+  const m = await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/, 30_000);
+  expect(edge.output).not.toContain('worker=');
+  const res = await fetch(`http://127.0.0.1:${m[1]}/workers`);
+  expect(res.status).toBe(404);
+  expect(await edge.stop('SIGTERM')).toBe(0);
+}, 60_000);
