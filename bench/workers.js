@@ -1,0 +1,178 @@
+#!/usr/bin/env node
+/**
+ * `edge run --workers N` (issue 16): does the edge's CPU per request stay flat with more worker
+ * processes, and how do requests/s scale with cores? Everything on loopback, started here, each
+ * in a process of its own: an origin (bench/lib/servers.js http, GET /small = 64 bytes), one edge
+ * per configuration and a connector over HTTP/2 with 4 HA connections (the kernel spreads them
+ * over the workers by hash: 2 + 2, 3 + 1, or 4 + 0 — then the other worker hands its clients over).
+ * Load: wrk, 32 keep-alive connections, 2 threads, --seconds per run. Configurations, run in
+ * alternating --rounds (the machine is shared: medians, and read ratios within a round):
+ *  - 1 worker (today's single process);
+ *  - 2 workers, unpinned;
+ *  - 2 workers pinned each to a core of its own (`taskset -cp 0` / `-cp 1`);
+ *  - 2 workers pinned both to core 0 (the scaling the second core gives, the other way round).
+ * Per run: requests/s, the edge's CPU per request (primary + workers, utime + stime from
+ * /proc/PID/stat) — also relative to the origin's own CPU per request in that run, the yardstick
+ * for how busy the machine was — the connector's, and each worker's share of requests and tunnel
+ * connections (the primary's /workers document).
+ *
+ *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3]
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { arg, fmt, spawnUntil } from './lib/run.js';
+
+const run = promisify(execFile);
+const seconds = Number(arg('seconds', 5));
+const rounds = Number(arg('rounds', 3));
+const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'oxy-workers-'));
+const HOST = 'bench.example.com';
+const children = [];
+const env = { ...process.env, OXY_HOME: dir, NO_COLOR: '1' };
+delete env.OXY_EDGE_WORKERS;
+
+/** A process and its descendants (the primary's workers). */
+const family = (pid) => {
+  const out = [pid];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    if (kids) for (const kid of kids.split(' ')) out.push(...family(Number(kid)));
+  }
+  return out;
+};
+
+/** utime + stime in µs (what process.cpuUsage() counts), read from outside. */
+const cpuMicros = (pids) => {
+  let ticks = 0;
+  for (const pid of pids) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10_000;
+};
+
+const spawnTracked = async (cmd, args, re) => {
+  const p = await spawnUntil(cmd, args, re, { env });
+  children.push(p.child);
+  return p;
+};
+
+const stop = (child) =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function startEdge(workers, originUrl) {
+  const edge = await spawnTracked(
+    process.execPath,
+    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--workers', String(workers)],
+    /Edge running metrics=127\.0\.0\.1:(\d+)/,
+  );
+  const out = edge.output();
+  const tunnelPort = /Tunnel listener ready (?:worker=1 )?protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(out)[1];
+  const httpPort = /Public HTTP listener ready (?:worker=1 )?address=127\.0\.0\.1:(\d+)/.exec(out)[1];
+  const connector = await spawnTracked(
+    process.execPath,
+    [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+  );
+  return { edge: edge.child, connector: connector.child, url: `http://127.0.0.1:${httpPort}`, metrics: `http://127.0.0.1:${edge.match[1]}` };
+}
+
+const workerRows = async (metrics) => {
+  const res = await fetch(`${metrics}/workers`);
+  return res.ok ? res.json() : undefined;
+};
+
+async function measure(config, originUrl, originPid) {
+  const e = await startEdge(config.workers, originUrl);
+  try {
+    const rows = await workerRows(e.metrics);
+    if (config.pin && rows) rows.forEach((w, i) => execFileSync('taskset', ['-a', '-cp', String(config.pin[i]), String(w.pid)], { stdio: 'ignore' }));
+    const url = `${e.url}/small`;
+    await run('wrk', ['-t2', '-c32', '-d1s', '-H', `Host: ${HOST}`, url]); // warm-up: JIT, pools, windows
+    const edgePids = family(e.edge.pid);
+    const before = { edge: cpuMicros(edgePids), connector: cpuMicros([e.connector.pid]), origin: cpuMicros([originPid]) };
+    const startRows = await workerRows(e.metrics);
+    const { stdout } = await run('wrk', ['-t2', '-c32', `-d${seconds}s`, '-H', `Host: ${HOST}`, url]);
+    const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
+    const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
+    if (errors) throw new Error(`${config.name}: ${errors[1]} error responses`);
+    const endRows = await workerRows(e.metrics);
+    const share = endRows
+      ? endRows.map((w, i) => `${w.httpRequests - (startRows?.[i]?.httpRequests ?? 0)}/${w.tunnelConnections}c`).join(' + ')
+      : `${requests}/4c`;
+    return {
+      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]),
+      edge: (cpuMicros(edgePids) - before.edge) / requests,
+      connector: (cpuMicros([e.connector.pid]) - before.connector) / requests,
+      origin: (cpuMicros([originPid]) - before.origin) / requests,
+      share,
+    };
+  } finally {
+    await stop(e.connector);
+    await stop(e.edge);
+  }
+}
+
+const CONFIGS = [
+  { name: '1 worker', workers: 1 },
+  { name: '2 workers', workers: 2 },
+  { name: '2 workers, one core each (taskset 0 | 1)', workers: 2, pin: [0, 1] },
+  { name: '2 workers, both on core 0 (taskset 0)', workers: 2, pin: [0, 0] },
+];
+
+try {
+  for (const args of [
+    ['edge', 'init'],
+    ['tunnel', 'create', 'bench'],
+    ['tunnel', 'route', 'dns', 'bench', HOST],
+  ]) {
+    execFileSync(process.execPath, [bin, ...args], { env, stdio: 'ignore' });
+  }
+  const origin = await spawnTracked(process.execPath, [servers, 'http'], /ready (\d+)/);
+  const originUrl = `http://127.0.0.1:${origin.match[1]}`;
+  console.log(
+    `cores ${availableParallelism()}, load ${loadavg()
+      .map((l) => fmt(l, 1))
+      .join(' ')} (a shared machine: read ratios within a round)`,
+  );
+  console.log(`wrk -t2 -c32 -d${seconds}s GET /small (64 bytes) through edge + connector (HTTP/2, 4 connections), ${rounds} rounds\n`);
+  const results = new Map(CONFIGS.map((c) => [c.name, []]));
+  for (let r = 1; r <= rounds; r++) {
+    for (const config of CONFIGS) {
+      const m = await measure(config, originUrl, origin.child.pid);
+      results.get(config.name).push(m);
+      console.log(
+        `round ${r}  ${config.name.padEnd(42)} ${fmt(m.rps, 0).padStart(6)} req/s  edge ${fmt(m.edge, 0).padStart(4)} µs/req (${fmt(m.edge / m.origin, 1)}× origin)  connector ${fmt(m.connector, 0).padStart(4)}  origin ${fmt(m.origin, 0).padStart(3)}  requests/connections per worker ${m.share}`,
+      );
+    }
+  }
+  const base = results.get(CONFIGS[0].name);
+  console.log('\nmedians (ratio to 1 worker)');
+  for (const config of CONFIGS) {
+    const ms = results.get(config.name);
+    const rps = median(ms.map((m) => m.rps));
+    const edge = median(ms.map((m) => m.edge));
+    const rel = median(ms.map((m) => m.edge / m.origin));
+    console.log(
+      `  ${config.name.padEnd(42)} ${fmt(rps, 0).padStart(6)} req/s (${fmt(rps / median(base.map((m) => m.rps)), 2)}×)  edge CPU ${fmt(edge, 0)} µs/req (${fmt(edge / median(base.map((m) => m.edge)), 2)}×), ${fmt(rel, 1)}× the origin's (${fmt(rel / median(base.map((m) => m.edge / m.origin)), 2)}×)  connector ${fmt(median(ms.map((m) => m.connector)), 0)} µs/req`,
+    );
+  }
+  console.log(
+    '\nThe connector, the origin and wrk share the same 2 cores: requests/s cannot double here; the CPU per request says whether a worker costs more per request than the single process.',
+  );
+} finally {
+  await Promise.all(children.map(stop));
+  rmSync(dir, { recursive: true, force: true });
+}
