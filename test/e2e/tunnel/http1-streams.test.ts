@@ -135,6 +135,44 @@ describe.each(PROTOCOLS)('one tunnel stream per client connection, over %s', (pr
     expect(answers[2].body).toMatch(/^A GET \/two /);
   });
 
+  it('the origin closing its idle keep-alive socket does not fail the next request of the client connection', async () => {
+    // The spliced origin socket closes (the origin's keep-alive timeout); the connector ends the
+    // stream, and the client's next request goes on a new one.
+    a.server.keepAliveTimeout = 100;
+    const closed = new Promise<void>((resolve) => a.server.once('connection', (s: net.Socket) => s.once('close', () => resolve())));
+    try {
+      const s = net.connect(httpPort, '127.0.0.1');
+      const replies: string[] = [];
+      let buf = '';
+      s.setEncoding('latin1');
+      const answered = (n: number) =>
+        new Promise<void>((resolve) => {
+          const check = (): void => {
+            const parts = buf.split(/(?=HTTP\/1\.1 )/);
+            if (parts.length >= n && /\r\n\r\n[AB] GET/.test(parts[n - 1])) {
+              s.off('data', check);
+              resolve();
+            }
+          };
+          s.on('data', check);
+          check();
+        });
+      s.on('data', (d: string) => (buf += d));
+      await new Promise((r) => s.once('connect', r));
+      s.write(get('/k1'));
+      await answered(1);
+      await closed;
+      s.write(get('/k2'));
+      await answered(2);
+      replies.push(...buf.split(/(?=HTTP\/1\.1 )/).map((r) => r.slice(0, 12)));
+      s.destroy();
+      expect(replies).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+      expect(buf).toContain('A GET /k2');
+    } finally {
+      a.server.keepAliveTimeout = 5000;
+    }
+  });
+
   it('a connector without http1 streams (an older peer) gets a stream per request', async () => {
     const answers = await exchange(oldPort, [get('/x', 'old.example.com'), get('/y', 'old.example.com')], 2);
     expect(answers.map((r) => r.body.replace(/ xff=.*/, ''))).toEqual(['A GET /x body=', 'A GET /y body=']);
