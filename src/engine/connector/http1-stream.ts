@@ -173,8 +173,9 @@ export class Http1StreamServer {
     this.#origin = undefined;
     const c = this.#current;
     if (!c || c.answered) {
-      // After an answer the response is complete or delimited by this close: the edge decides which.
-      if (c) this.stream.end();
+      // After an answer the response is complete or delimited by this close: the edge decides
+      // which. Requests that cross this end are not read: the edge sends them again.
+      if (c) this.#finish();
       return;
     }
     const target = spliceTarget(c.rule)!;
