@@ -4,6 +4,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { logFlags, loggerFrom } from '../../cli/log-flags.js';
 import { shutdownSignal } from '../../cli/signals.js';
 import { runEdge } from '../../engine/edge/run.js';
+import { edgeCanForward } from '../../engine/transport/identity-files.js';
 import { EDGE_DEFAULTS, httpTimeouts, loadEdgeConfig } from '../../engine/edge/config.js';
 import { defaultWorkers, EdgePrimary, WorkerLink, workerSpec } from '../../engine/edge/workers.js';
 import { availableParallelism } from 'node:os';
@@ -68,7 +69,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       min: 1,
       env: 'OXY_EDGE_WORKERS',
       description:
-        'Worker processes sharing the listeners (SO_REUSEPORT), restarted when one dies; 1 runs the edge in this process [default: the number of cores; 1 with --hooks, --proxy-protocol, --proxy-listen or the IP path]',
+        'Worker processes sharing the listeners (SO_REUSEPORT), restarted when one dies; 1 runs the edge in this process [default: the number of cores]',
     }),
     ...logFlags,
   };
@@ -81,12 +82,14 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     const signalled = shutdownSignal();
     const file = this.flags.config ? loadEdgeConfig(this.flags.config) : {};
     const pick = <K extends keyof typeof EDGE_DEFAULTS>(key: K): string => this.flags[key] ?? file[key] ?? EDGE_DEFAULTS[key];
+    const hooks = this.flags.hooks ?? file.hooks;
+    const ipPath = this.flags['ip-tunnel-listen'] ?? file['ip-tunnel-listen'] ?? this.flags['gue-listen'] ?? file['gue-listen'];
+    const proxyProtocol = this.flags['proxy-protocol'] ?? file['proxy-protocol'];
+    const proxyListen = this.flags['proxy-listen'] ?? file['proxy-listen'];
     const auto = defaultWorkers({
       cores: availableParallelism(),
-      hooks: Boolean(this.flags.hooks ?? file.hooks),
-      proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
-      proxyListen: Boolean(this.flags['proxy-listen'] ?? file['proxy-listen']),
-      ipPath: Boolean(this.flags['ip-tunnel-listen'] ?? file['ip-tunnel-listen'] ?? this.flags['gue-listen'] ?? file['gue-listen']),
+      needsForwarding: hooks ? '--hooks' : proxyProtocol ? '--proxy-protocol' : proxyListen ? '--proxy-listen' : ipPath ? 'the IP path' : undefined,
+      canForward: edgeCanForward(this.home),
     });
     const workers = worker ? 1 : (this.flags.workers ?? file.workers ?? auto.count);
     if (!worker && this.flags.workers === undefined && file.workers === undefined && auto.why) log.info({ workers }, auto.why);
@@ -132,7 +135,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       proxyAllow: this.flags['proxy-allow'] ?? file['proxy-allow'],
       httpTimeouts: httpTimeouts(file['http-timeouts']),
       proxyProtocol: this.flags['proxy-protocol'] ?? file['proxy-protocol'],
-      hooks: this.flags.hooks ?? file.hooks,
+      hooks,
       traceHooks: this.flags['trace-hooks'] || file['trace-hooks'],
       dashboardListen: this.flags['dashboard-listen'] ?? file['dashboard-listen'],
       dashboardTls: this.flags['dashboard-tls'] || file['dashboard-tls'],

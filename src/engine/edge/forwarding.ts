@@ -46,6 +46,12 @@ export interface ForwardingOptions {
   local: (tunnelId: string) => LiveConnection | undefined;
   /** Streams forwarded, by direction: `out` to a peer, `in` served for a peer. */
   streams?: Counter<'direction'>;
+  /**
+   * Where to dial a holder instead of its recorded tunnel address: a sibling worker of
+   * `edge run --workers` (they share that address, which lands on any of them) answers on a
+   * private one. `null`: skip the holder (an address this edge shares, with no private one known).
+   */
+  peerAddress?: (holder: TunnelHolder) => string | null | undefined;
 }
 
 const BACKOFF_MIN_MS = 250;
@@ -70,6 +76,11 @@ class PeerLink {
     readonly holder: TunnelHolder,
     private readonly o: ForwardingOptions & { credentials: PeerCredentials },
   ) {}
+
+  /** Where this peer is dialed. */
+  get address(): string {
+    return this.o.peerAddress?.(this.holder) ?? this.holder.tunnelAddress;
+  }
 
   /** Open, being dialed, or due for another dial. */
   get usable(): boolean {
@@ -103,7 +114,7 @@ class PeerLink {
 
   #dial(): Promise<TunnelConnection> {
     this.#dialing ??= (async () => {
-      const { host, port } = splitHostPort(this.holder.tunnelAddress);
+      const { host, port } = splitHostPort(this.address);
       const { ca, cert, key } = this.o.credentials;
       try {
         const conn = await dialHttp2Peer({ host, port, ca, cert, key, timeoutMs: DIAL_TIMEOUT_MS });
@@ -113,7 +124,7 @@ class PeerLink {
         }
         this.conn = conn;
         this.#failures = 0;
-        this.o.log.info({ peer: this.holder.edgeId, location: this.holder.location, address: this.holder.tunnelAddress }, 'Peer link to edge open');
+        this.o.log.info({ peer: this.holder.edgeId, location: this.holder.location, address: this.address }, 'Peer link to edge open');
         void conn.closed.then((info: TunnelCloseInfo) => {
           if (this.conn === conn) this.conn = undefined;
           if (!this.#closed)
@@ -122,10 +133,7 @@ class PeerLink {
         return conn;
       } catch (err) {
         this.#retryAt = Date.now() + Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.#failures++);
-        this.o.log.warn(
-          { err, peer: this.holder.edgeId, location: this.holder.location, address: this.holder.tunnelAddress },
-          'Could not open a peer link to edge',
-        );
+        this.o.log.warn({ err, peer: this.holder.edgeId, location: this.holder.location, address: this.address }, 'Could not open a peer link to edge');
         throw new OxyError('OXY_ERR_PEER_UNAVAILABLE', `The edge ${this.holder.location} could not be reached`, { cause: err });
       } finally {
         this.#dialing = undefined;
@@ -226,7 +234,7 @@ export class Forwarding {
     if (!credentials || this.#stopped) return undefined;
     let best: PeerLink | undefined;
     for (const holder of this.o.view.holdersOf(tunnelId)) {
-      if (holder.edgeId === this.o.id || !holder.tunnelAddress) continue;
+      if (holder.edgeId === this.o.id || !holder.tunnelAddress || this.o.peerAddress?.(holder) === null) continue;
       let link = this.#links.get(holder.edgeId);
       if (!link || link.holder.tunnelAddress !== holder.tunnelAddress) {
         link?.close();

@@ -26,6 +26,12 @@ export interface Siblings {
   onAdopt(fn: (socket: Socket, head: Buffer) => void): void;
   /** Tells the siblings which tunnels this worker holds connections of now. */
   held(tunnelIds: Iterable<string>): void;
+  /**
+   * The private peer-link address of a sibling worker by its edge id (forwarding.ts dials it for
+   * what the hand-off does not cover: CONNECT, hooks, IP flows); `null` for an unknown edge at the
+   * address the workers share (a sibling not announced yet, or gone); undefined: not a sibling.
+   */
+  peerAddress(edgeId: string, tunnelAddress: string): string | null | undefined;
 }
 
 export interface HandoffFrontOptions {

@@ -8,13 +8,14 @@ import type { ListenOptions } from '../native/reuseport.js';
 
 /**
  * The HTTP/2-over-TLS tunnel listener as an edge listener; with `peerCa` it also takes peer
- * links from other edges of the store (forwarding.ts).
+ * links from other edges of the store (forwarding.ts). `name`: what it is called in the logs
+ * (a worker's private listener for its siblings' peer links is `peer`).
  */
 export function http2TunnelListener(
   listen: string,
   tls: { key: string; cert: string; peerCa?: string },
   log: Logger,
-  o: ListenOptions = {},
+  o: ListenOptions & { name?: string } = {},
 ): StartTunnelListener {
   return async (onConnection) => {
     const listener = new Http2TunnelListener({ key: tls.key, cert: tls.cert, peerCa: tls.peerCa });
@@ -29,7 +30,7 @@ export function http2TunnelListener(
     listener.on('error', (err) => log.error({ err }, 'Tunnel listener error'));
     const { host, port } = splitHostPort(listen);
     const address = await listener.listen(port, host, o);
-    return { protocol: 'http2', address, close: () => listener.close() };
+    return { protocol: o.name ?? 'http2', address, close: () => listener.close() };
   };
 }
 

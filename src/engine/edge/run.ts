@@ -117,6 +117,10 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
     tunnelListeners: [
       http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log, shared),
       ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log, shared)]),
+      // A worker's own door for its siblings' peer links: the shared port lands on any worker.
+      ...(o.worker && peer
+        ? [http2TunnelListener('127.0.0.1:0', { key: identity.key, cert: identity.certChain, peerCa: peer.ca }, o.log, { name: 'peer' })]
+        : []),
     ],
     httpListen: o.httpListen,
     metricsListen: o.metricsListen,

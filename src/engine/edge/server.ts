@@ -150,6 +150,7 @@ export class EdgeServer {
       log: o.log,
       credentials: o.peer,
       local: (tunnelId) => this.registry.pickLocal(tunnelId),
+      peerAddress: o.siblings && ((holder) => o.siblings?.peerAddress(holder.edgeId, holder.tunnelAddress)),
       streams: new Counter({
         name: 'oxy_edge_forwarded_streams_total',
         help: 'Streams forwarded between edges: out (to the edge holding the tunnel), in (served for another edge)',
@@ -274,6 +275,11 @@ export class EdgeServer {
     };
     beat();
     this.#heartbeat = setInterval(beat, EDGE_HEARTBEAT_MS).unref();
+  }
+
+  /** The tunnel address this edge records in the edge registry. */
+  get recordedTunnelAddress(): string {
+    return this.#record().tunnelAddress;
   }
 
   #record(): EdgeRecord {

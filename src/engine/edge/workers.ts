@@ -36,6 +36,13 @@ export interface SharedListen {
   proxy?: string;
 }
 
+/** A worker as its siblings' forwarding reaches it: its edge id, its private peer listener, and the tunnel address it records (shared by all). */
+interface Peer {
+  edgeId: string;
+  address: string;
+  recorded: string;
+}
+
 /** What the primary tells a worker. */
 export interface WorkerSpec {
   /** 0-based; worker 0 also runs what cannot be shared (SEQPACKET, GUE, dashboard). */
@@ -46,6 +53,8 @@ export interface WorkerSpec {
   forgetEarlierRun: boolean;
   /** Which workers hold which tunnels when it starts (then updates over the channel). */
   holders: Holders;
+  /** The other workers' peer listeners when it starts (then updates). */
+  peers: Peer[];
 }
 
 /** Per tunnel, the workers (0-based) holding a connection of it. */
@@ -53,11 +62,11 @@ type Holders = [tunnelId: string, workers: number[]][];
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
 type ToPrimary =
-  | { type: 'ready'; listen: SharedListen }
+  | { type: 'ready'; listen: SharedListen; peer?: Peer }
   | { type: 'metrics'; id: number; metrics: Metrics }
   | { type: 'held'; tunnels: string[] }
   | { type: 'handoff'; to: number; head: string };
-type ToWorker = { type: 'metrics'; id: number } | { type: 'holders'; holders: Holders } | { type: 'handoff'; to: number; head: string };
+type ToWorker = { type: 'metrics'; id: number } | { type: 'holders'; holders: Holders; peers: Peer[] } | { type: 'handoff'; to: number; head: string };
 
 /** This process's part when the primary started it; undefined in a process the user started. */
 export function workerSpec(env: NodeJS.ProcessEnv = process.env): WorkerSpec | undefined {
@@ -68,22 +77,25 @@ export function workerSpec(env: NodeJS.ProcessEnv = process.env): WorkerSpec | u
 /** What decides whether the edge may default to one worker per core. */
 export interface WorkerDefaults {
   cores: number;
-  hooks?: boolean;
-  proxyProtocol?: boolean;
-  proxyListen?: boolean;
-  ipPath?: boolean;
+  /** An on-ramp that reaches tunnels through the registry (CONNECT proxy, hooks, PROXY headers, IP path), so across workers only by forwarding. */
+  needsForwarding?: string;
+  /** The edge can forward between workers (it has the CA key to mint peer certificates). */
+  canForward: boolean;
 }
 
 /**
  * `--workers` when not given: one per core where a request reaching a worker that holds no
- * connection of its tunnel still reaches one that does. Only the public HTTP listener without
- * hooks or PROXY headers does that yet (handoff.ts); with the CONNECT proxy, hooks or the IP path
- * configured the edge stays in one process, and says why.
+ * connection of its tunnel still reaches one that does — public HTTP by the hand-off
+ * (handoff.ts), everything else by forwarding to the sibling's peer listener (forwarding.ts),
+ * which needs the edge CA's key; without it, an edge with such on-ramps stays in one process
+ * and says why.
  */
 export function defaultWorkers(o: WorkerDefaults): { count: number; why?: string } {
-  const single = o.hooks ? '--hooks' : o.proxyProtocol ? '--proxy-protocol' : o.proxyListen ? '--proxy-listen' : o.ipPath ? 'the IP path' : undefined;
-  if (!single || o.cores === 1) return { count: o.cores };
-  return { count: 1, why: `${single} does not follow a tunnel to the worker that holds it yet: one process (give --workers to override)` };
+  if (!o.needsForwarding || o.canForward || o.cores === 1) return { count: o.cores };
+  return {
+    count: 1,
+    why: `${o.needsForwarding} needs forwarding between workers, and there is no CA key in the edge directory: one process (give --workers to override)`,
+  };
 }
 
 /** A worker restarted after a crash waits this long, doubling per crash in a row up to RESTART_MAX_MS. */
@@ -98,6 +110,9 @@ const SCRAPE_TIMEOUT_MS = 2000;
 
 /** What a worker in the running edge needs from it. */
 export interface WorkerEdge {
+  id: string;
+  /** The tunnel address it records in the edge registry. */
+  recordedTunnelAddress: string;
   metrics: Registry;
   tunnelAddresses: { protocol: string; address: { address: string; port: number } }[];
   httpAddress?: AddressInfo;
@@ -114,6 +129,9 @@ const hostPort = (a: { address: string; port: number }) => (a.address.includes('
 export class WorkerLink implements Siblings {
   /** Per tunnel, the sibling workers holding a connection of it (from the primary). */
   #holders = new Map<string, number[]>();
+  #peers = new Map<string, Peer>();
+  /** The tunnel address this worker (and so every sibling) records in the edge registry. */
+  #recorded?: string;
   #turn = 0;
   #held = '';
   #adopt?: (socket: Socket, head: Buffer) => void;
@@ -121,9 +139,9 @@ export class WorkerLink implements Siblings {
   constructor(readonly spec: WorkerSpec) {
     // The channel to the primary must not keep a stopped worker alive (the edge's handles do while it runs).
     process.channel?.unref();
-    this.#learn(spec.holders);
+    this.#learn(spec.holders, spec.peers);
     process.on('message', (m: ToWorker, handle?: RawHandle) => {
-      if (m?.type === 'holders') this.#learn(m.holders);
+      if (m?.type === 'holders') this.#learn(m.holders, m.peers);
       else if (m?.type === 'handoff' && handle) {
         if (!this.#adopt) return handle.close();
         const socket = new Socket({ handle, readable: true, writable: true } as unknown as SocketConstructorOpts);
@@ -133,8 +151,15 @@ export class WorkerLink implements Siblings {
     });
   }
 
-  #learn(holders: Holders): void {
+  #learn(holders: Holders, peers: Peer[]): void {
     this.#holders = new Map(holders.map(([t, ws]) => [t, ws.filter((w) => w !== this.spec.index)]));
+    this.#peers = new Map(peers.map((p) => [p.edgeId, p]));
+  }
+
+  peerAddress(edgeId: string, tunnelAddress: string): string | null | undefined {
+    const sibling = this.#peers.get(edgeId);
+    if (sibling) return sibling.address;
+    return this.#recorded !== undefined && tunnelAddress === this.#recorded ? null : undefined;
   }
 
   holder(tunnelId: string): number | undefined {
@@ -173,6 +198,8 @@ export class WorkerLink implements Siblings {
       );
     });
     const [tunnel] = edge.tunnelAddresses;
+    const peerListener = edge.tunnelAddresses.find((l) => l.protocol === 'peer');
+    this.#recorded = edge.recordedTunnelAddress;
     send({
       type: 'ready',
       listen: {
@@ -180,6 +207,7 @@ export class WorkerLink implements Siblings {
         http: edge.httpAddress && hostPort(edge.httpAddress),
         proxy: edge.proxyAddress && hostPort(edge.proxyAddress),
       },
+      peer: peerListener && { edgeId: edge.id, address: hostPort(peerListener.address), recorded: edge.recordedTunnelAddress },
     });
     return new Promise((resolve) => process.once('disconnect', () => resolve('primary gone')));
   }
@@ -221,6 +249,8 @@ interface Slot {
   restart?: NodeJS.Timeout;
   /** Tunnels it holds connections of. */
   held: string[];
+  /** Its private peer listener, once ready. */
+  peer?: Peer;
 }
 
 export class EdgePrimary {
@@ -288,6 +318,7 @@ export class EdgePrimary {
       listen: this.#listen,
       forgetEarlierRun: first && slot.index === 0,
       holders: this.#holders(),
+      peers: this.#peers(),
     };
     const child = this.#spawn(spec);
     const pid = child.pid;
@@ -303,6 +334,8 @@ export class EdgePrimary {
         } else if (m?.type === 'handoff' && handle) this.#relay(slot, m, handle);
         else if (m?.type === 'ready' && !slot.ready) {
           slot.ready = true;
+          slot.peer = m.peer;
+          this.#tellHolders();
           // Port 0 is now the port worker 1 bound: every other worker, and every restart, takes it.
           if (slot.index === 0) this.#listen = m.listen;
           resolve();
@@ -311,8 +344,9 @@ export class EdgePrimary {
       child.once('exit', (code, signal) => {
         const wasReady = slot.ready;
         slot.ready = false;
-        if (slot.held.length) {
+        if (slot.held.length || slot.peer) {
           slot.held = [];
+          slot.peer = undefined;
           this.#tellHolders();
         }
         if (!wasReady) {
@@ -352,8 +386,12 @@ export class EdgePrimary {
     return [...holders];
   }
 
+  #peers(): Peer[] {
+    return this.#slots.flatMap((s) => (s.peer ? [s.peer] : []));
+  }
+
   #tellHolders(): void {
-    const m: ToWorker = { type: 'holders', holders: this.#holders() };
+    const m: ToWorker = { type: 'holders', holders: this.#holders(), peers: this.#peers() };
     for (const s of this.#slots) if (s.child?.connected) s.child.send(m, undefined, {}, () => undefined);
   }
 

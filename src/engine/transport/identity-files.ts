@@ -68,6 +68,9 @@ export function checkAdvertise(text: string, where = '--advertise'): string {
 
 export const edgeIdentityExists = (home: string): boolean => existsSync(files(home).key);
 
+/** Whether an edge of this data directory can mint peer certificates (forwarding): it has the CA key, or will create it on first run. */
+export const edgeCanForward = (home: string): boolean => !edgeIdentityExists(home) || existsSync(files(home).caKey);
+
 export async function initEdgeIdentity(
   home: string,
   options: { hostnames?: string[]; ips?: string[]; advertise?: string; force?: boolean } = {},

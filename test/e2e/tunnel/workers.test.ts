@@ -3,6 +3,8 @@
 // that has one, a killed worker is restarted while the edge keeps serving, SIGTERM drains them
 // all, and --workers 1 is the single process it always was.
 import { get } from 'node:http';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { oxyOk } from '../../helpers/cli.js';
 import { expect, it } from 'vitest';
 import { OxyProcess, startConnector, useWebTunnel } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
@@ -107,6 +109,60 @@ it('two workers serve a tunnel held by one of them through both, survive a kille
   expect(pids.filter(alive)).toEqual([]);
   expect(edge.output).toContain('Shutting down the edge worker=1');
   expect(edge.output).toContain('Shutting down the edge worker=2');
+}, 90_000);
+
+/** A CONNECT through the proxy to 127.0.0.1:port in vnet lab; the first line the destination sent, or what went wrong. */
+const tunnelled = (proxy: number, port: number) =>
+  new Promise<string>((resolve) => {
+    const s = connect(proxy, '127.0.0.1', () => s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nOxy-Vnet: lab\r\n\r\n`));
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString()));
+    s.setTimeout(10_000, () => s.destroy());
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(/\r\n\r\n(.*)\n/s.exec(got)?.[1] ?? got.split('\r\n')[0]));
+  });
+
+it('a CONNECT reaching the worker without the tunnel is forwarded to the sibling that holds it', async () => {
+  const banner = createServer((s) => {
+    s.on('error', () => undefined);
+    s.end('banner\n');
+  });
+  await new Promise<void>((r) => banner.listen(0, '127.0.0.1', r));
+  const port = (banner.address() as AddressInfo).port;
+  try {
+    await oxyOk(t.home, ['vnet', 'add', 'lab']);
+    await oxyOk(t.home, ['tunnel', 'create', 'dc1']);
+    // Store data only: the traffic goes to 127.0.0.1, inside this /32.
+    await oxyOk(t.home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'lab', '127.0.0.1/32', 'dc1']);
+    const edge = new OxyProcess(t.home, [
+      ...['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
+      ...['--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.1/32', '--workers', '2'],
+    ]);
+    t.procs.push(edge);
+    const metrics = Number((await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+) workers=2/, 30_000))[1]);
+    const tunnel = Number((await edge.waitFor(/Tunnel listener ready worker=1 protocol=http2 address=127\.0\.0\.1:(\d+)/))[1]);
+    const proxy = Number((await edge.waitFor(/CONNECT proxy listener ready worker=1 address=127\.0\.0\.1:(\d+)/))[1]);
+    const { connector } = await startConnector(t.home, tunnel, ['--ha-connections', '1', '--hello-world', 'dc1'], 1);
+    t.procs.push(connector);
+    // The sibling learns who holds the tunnel from the store (as separate edges do): wait for that once.
+    await until(
+      async () => (await Promise.all([1, 2, 3, 4].map(() => tunnelled(proxy, port)))).every((l) => l === 'banner'),
+      15_000,
+      'CONNECTs through both workers',
+      200,
+    );
+    const lines = await Promise.all(Array.from({ length: 30 }, () => tunnelled(proxy, port)));
+    expect(lines.filter((l) => l === 'banner')).toHaveLength(30);
+    const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+    // Streams the worker without the tunnel sent to its sibling's own peer listener, not the shared port.
+    expect(Number(/oxy_edge_forwarded_streams_total\{direction="out"\} (\d+)/.exec(text)?.[1])).toBeGreaterThan(0);
+    expect(edge.output).toMatch(/Peer link to edge open worker=\d [^\n]*address=127\.0\.0\.1:(\d+)/);
+    const dialed = Number(/Peer link to edge open worker=\d [^\n]*address=127\.0\.0\.1:(\d+)/.exec(edge.output)![1]);
+    expect(dialed).not.toBe(tunnel);
+    expect(edge.output).toMatch(new RegExp(`Tunnel listener ready worker=\\d protocol=peer address=127\\.0\\.0\\.1:${dialed}`));
+  } finally {
+    banner.close();
+  }
 }, 90_000);
 
 it('--workers 1 runs the edge in the one process, as before', async () => {
