@@ -21,7 +21,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Counter } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
-import { createHttpServer, HTTP_TIMEOUTS, type HttpTimeouts } from '../util/http-server.js';
+import { createHttpServer, httpTimeouts, type HttpTimeouts } from '../util/http-server.js';
 import { Http1FastPath } from './http1-fast.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../../core/address.js';
@@ -137,9 +137,6 @@ function headFor(req: IncomingMessage): HttpRequestHead {
 
 const ignore = (): void => undefined;
 
-const definedOnly = <T extends object>(o: Partial<T> | undefined): Partial<T> =>
-  Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
-
 /**
  * Methods that may be sent again (RFC 9110 §9.2.2): without a body, a request of these that
  * went to a connection that died before anyone could tell is resent on another connection.
@@ -192,7 +189,7 @@ export class HttpOnramp {
         siblings: o.siblings,
         tunnelFor: (host) => view.tunnelForHost(host) ?? o.defaultTunnel,
         holdsHere: (tunnelId) => o.registry.connections(tunnelId).length > 0,
-        headersMs: o.timeouts?.headersMs ?? HTTP_TIMEOUTS.headersMs,
+        headersMs: httpTimeouts(o.timeouts).headersMs,
         log: o.log,
         onHandOff: o.onHandOff,
       });
@@ -236,7 +233,7 @@ export class HttpOnramp {
       requests: this.o.requests,
       defaultTunnel: this.o.defaultTunnel,
       responseTimeoutMs: this.o.responseTimeoutMs ?? 120_000,
-      timeouts: { ...HTTP_TIMEOUTS, ...definedOnly(this.o.timeouts) },
+      timeouts: httpTimeouts(this.o.timeouts),
       traffic: this.o.traffic,
       handOff: (socket) => {
         for (const l of listeners) l.call(server, socket);

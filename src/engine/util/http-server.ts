@@ -29,9 +29,15 @@ export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 30_000, requestMs: 600_0
 
 const ignore = (): void => undefined;
 
-export function createHttpServer(handler: RequestListener, timeouts: Partial<HttpTimeouts> = {}, tls?: { key: string; cert: string }): Server {
+/** HTTP_TIMEOUTS with the values `timeouts` sets (undefined ones keep the default). */
+export function httpTimeouts(timeouts: Partial<HttpTimeouts> = {}): HttpTimeouts {
   const t = { ...HTTP_TIMEOUTS };
   for (const [k, v] of Object.entries(timeouts) as [keyof HttpTimeouts, number | undefined][]) if (v !== undefined) t[k] = v;
+  return t;
+}
+
+export function createHttpServer(handler: RequestListener, timeouts: Partial<HttpTimeouts> = {}, tls?: { key: string; cert: string }): Server {
+  const t = httpTimeouts(timeouts);
   const options = {
     headersTimeout: t.headersMs,
     requestTimeout: t.requestMs,
