@@ -100,6 +100,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
         listen: { tunnel: pick('tunnel-listen'), http: pick('http-listen'), proxy: this.flags['proxy-listen'] ?? file['proxy-listen'] },
         metricsListen: pick('metrics'),
         httpTimeouts: httpTimeouts(file['http-timeouts']),
+        quic: (this.flags.quic ?? file.quic) !== false,
       });
       log.info({ metrics: `${primary.metricsAddress?.address}:${primary.metricsAddress?.port}`, workers }, 'Edge running');
       log.info({ signal: await signalled }, 'Shutting down the edge');

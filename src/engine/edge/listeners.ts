@@ -37,14 +37,19 @@ export function http2TunnelListener(
 /**
  * The QUIC tunnel listener on UDP, on the same port as the TLS listener started before it
  * (as cloudflared's edge serves both on 7844), answering each client from the address it
- * dialed (IP_PKTINFO). With `reusePort` every worker binds the port (SO_REUSEPORT) and the
- * kernel keeps each client's 4-tuple on one worker.
+ * dialed (IP_PKTINFO). A worker (`edge run --workers`) takes its socket of the primary's
+ * SO_REUSEPORT group (`fd`), so the kernel keeps each client's 4-tuple on one worker.
  */
-export function quicTunnelListener(listen: string, tls: { key: string; cert: string }, log: Logger, o: ListenOptions = {}): StartTunnelListener {
+export function quicTunnelListener(
+  listen: string,
+  tls: { key: string; cert: string },
+  log: Logger,
+  o: ListenOptions & { fd?: number } = {},
+): StartTunnelListener {
   return async (onConnection, started) => {
     const { host } = splitHostPort(listen);
     const port = started[0]?.address.port ?? splitHostPort(listen).port;
-    const listener = await listenQuic({ cert: tls.cert, key: tls.key, host, port, reusePort: o.reusePort }, onConnection);
+    const listener = await listenQuic({ cert: tls.cert, key: tls.key, host, port, reusePort: o.reusePort, fd: o.fd }, onConnection);
     log.debug({ port }, 'QUIC listener bound');
     return { protocol: 'quic', address: listener.address, close: () => listener.close() };
   };

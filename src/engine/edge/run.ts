@@ -116,7 +116,9 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
     advertiseAlways: o.advertise !== undefined,
     tunnelListeners: [
       http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log, shared),
-      ...(o.quic === false ? [] : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log, shared)]),
+      ...(o.quic === false
+        ? []
+        : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log, { ...shared, fd: o.worker?.spec.quicFd })]),
       // A worker's own door for its siblings' peer links: the shared port lands on any worker.
       ...(o.worker && peer
         ? [http2TunnelListener('127.0.0.1:0', { key: identity.key, cert: identity.certChain, peerCa: peer.ca }, o.log, { name: 'peer' })]

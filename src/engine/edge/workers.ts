@@ -25,6 +25,8 @@ import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import type { HttpTimeouts } from '../util/http-server.js';
+import { splitHostPort } from '../../core/address.js';
+import { reusePortGroup, type ReusePortGroup } from '../native/reuseport.js';
 
 /** The environment variable that makes `edge run` a worker (its value: a WorkerSpec as JSON). */
 export const WORKER_ENV = 'OXY_EDGE_WORKER';
@@ -55,6 +57,8 @@ export interface WorkerSpec {
   holders: Holders;
   /** The other workers' peer listeners when it starts (then updates). */
   peers: Peer[];
+  /** The fd of its QUIC socket, a member of the primary's SO_REUSEPORT group (reusePortGroup); unset: none. */
+  quicFd?: number;
 }
 
 /** Per tunnel, the workers (0-based) holding a connection of it. */
@@ -218,14 +222,15 @@ function send(m: ToPrimary, handle?: RawHandle): void {
 }
 
 /** Runs the same command again as worker `spec` (same Node flags, same arguments). */
-export function forkSelf(spec: WorkerSpec): ChildProcess {
+export function forkSelf(spec: WorkerSpec, fds: number[] = []): ChildProcess {
   return fork(process.argv[1]!, process.argv.slice(2), {
     env: { ...process.env, [WORKER_ENV]: JSON.stringify(spec) },
     execArgv: process.execArgv,
     // A process group of its own: a terminal's Ctrl-C reaches the primary only, which stops
     // the workers once (a second signal would make a worker exit at once, undrained).
     detached: true,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // fds[i] becomes the worker's fd 4 + i.
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
   });
 }
 
@@ -235,8 +240,10 @@ export interface PrimaryOptions {
   listen: SharedListen;
   metricsListen?: string;
   httpTimeouts?: Partial<HttpTimeouts>;
-  /** Starts a worker process; default forkSelf. */
-  spawn?: (spec: WorkerSpec) => ChildProcess;
+  /** The workers listen for QUIC too (on the tunnel port). */
+  quic: boolean;
+  /** Starts a worker process with `fds` as its fds 4…; default forkSelf. */
+  spawn?: (spec: WorkerSpec, fds: number[]) => ChildProcess;
 }
 
 interface Slot {
@@ -255,7 +262,8 @@ interface Slot {
 
 export class EdgePrimary {
   readonly #slots: Slot[];
-  readonly #spawn: (spec: WorkerSpec) => ChildProcess;
+  readonly #spawn: (spec: WorkerSpec, fds: number[]) => ChildProcess;
+  #group?: ReusePortGroup;
   #listen: SharedListen;
   #stopping = false;
   #metricsServer?: MetricsServer;
@@ -267,6 +275,10 @@ export class EdgePrimary {
   static async start(o: PrimaryOptions): Promise<EdgePrimary> {
     const primary = new EdgePrimary(o);
     try {
+      // The tunnel port and its QUIC sockets, held here for the edge's life (reusePortGroup).
+      const { host, port } = splitHostPort(o.listen.tunnel);
+      primary.#group = await reusePortGroup(host, port, o.quic ? o.count : 0);
+      primary.#listen = { ...o.listen, tunnel: hostPort({ address: host, port: primary.#group.port }) };
       await primary.#startSlot(primary.#slots[0]!, true);
       await Promise.all(primary.#slots.slice(1).map((s) => primary.#startSlot(s, false)));
       if (o.metricsListen) {
@@ -320,7 +332,9 @@ export class EdgePrimary {
       holders: this.#holders(),
       peers: this.#peers(),
     };
-    const child = this.#spawn(spec);
+    const quic = this.#group?.udp[slot.index];
+    if (quic !== undefined) spec.quicFd = 4;
+    const child = this.#spawn(spec, quic === undefined ? [] : [quic]);
     const pid = child.pid;
     slot.child = child;
     slot.ready = false;
@@ -469,5 +483,6 @@ export class EdgePrimary {
       ),
     );
     await this.#metricsServer?.close();
+    this.#group?.close();
   }
 }

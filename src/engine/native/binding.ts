@@ -124,6 +124,8 @@ export interface NativeAddon {
   ): number;
   cancelSplice(id: number): void;
   tcpListenReusePort(address: string, port: number, backlog: number, ipv6Only: boolean): number;
+  udpBindReusePort(address: string, port: number, ipv6Only: boolean): number;
+  socketAddress(fd: number): { family: 4 | 6; address: string; port: number };
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -30,6 +30,38 @@ export async function listenOn(server: Server, host: string | undefined, port: n
 
 /** A listening TCP socket with SO_REUSEPORT on HOST:PORT (a name is resolved first; none: every address, dual-stack). */
 async function reusePortFd(host: string | undefined, port: number): Promise<number> {
-  const address = !host ? '::' : isIP(host) ? host : (await lookup(host)).address;
-  return native().tcpListenReusePort(address, port, BACKLOG, false);
+  return native().tcpListenReusePort(await ipOf(host), port, BACKLOG, false);
+}
+
+const ipOf = async (host: string | undefined) => (!host ? '::' : isIP(host) ? host : (await lookup(host)).address);
+
+/** A port held for a group of SO_REUSEPORT sockets, and UDP members of the group made up front. */
+export interface ReusePortGroup {
+  port: number;
+  /** One bound UDP socket per worker (fds), kept open here: the group's members never change. */
+  udp: number[];
+  close(): void;
+}
+
+/**
+ * Reserves HOST:PORT (port 0: the kernel picks) for the workers' SO_REUSEPORT listeners with a
+ * TCP socket that is bound but never listens (it takes no connections), and makes `udpCount`
+ * UDP sockets of the port's group. The kernel hashes a UDP 4-tuple onto the group's members in
+ * order: a member that left and came back (a worker restarted with a socket of its own) moves
+ * other workers' QUIC connections to sockets that do not know them, and they are reset. Sockets
+ * held by the primary and handed to each worker again keep every 4-tuple where it was.
+ */
+export async function reusePortGroup(host: string | undefined, port: number, udpCount: number): Promise<ReusePortGroup> {
+  const address = await ipOf(host);
+  const n = native();
+  const reserve = n.tcpListenReusePort(address, port, -1, false);
+  const fds = [reserve];
+  try {
+    const bound = n.socketAddress(reserve).port;
+    for (let i = 0; i < udpCount; i++) fds.push(n.udpBindReusePort(address, bound, false));
+    return { port: bound, udp: fds.slice(1), close: () => fds.forEach((fd) => n.closeFd(fd)) };
+  } catch (err) {
+    for (const fd of fds) n.closeFd(fd);
+    throw err;
+  }
 }

@@ -165,6 +165,26 @@ it('a CONNECT reaching the worker without the tunnel is forwarded to the sibling
   }
 }, 90_000);
 
+it("a worker's restart leaves its siblings' QUIC connections alone (the primary holds the port's sockets)", async () => {
+  const { edge, tunnel, metrics } = await startWorkers(t.home);
+  t.procs.push(edge);
+  const { connector } = await startConnector(t.home, tunnel, ['--ha-connections', '8', '--hello-world', 'web'], 8, 'quic');
+  t.procs.push(connector);
+  await until(async () => (await workers(metrics)).reduce((n, w) => n + (w.tunnelConnections ?? 0), 0) === 8, 10_000, '8 connections in the workers', 100);
+  const rows = await workers(metrics);
+  console.log('QUIC connections per worker:', rows.map((w) => w.tunnelConnections).join(' + '));
+  // The worker holding fewer dies; the kernel must keep hashing the survivor's 4-tuples to it.
+  const victim = rows.reduce((a, b) => ((a.tunnelConnections ?? 0) <= (b.tunnelConnections ?? 0) ? a : b));
+  const before = connector.count(/Connection terminated/);
+  process.kill(victim.pid, 'SIGKILL');
+  await until(async () => (await workers(metrics)).every((w) => w.ready && w.pid !== victim.pid), 15_000, 'the worker restarted', 100);
+  // The victim's connections are reset by its successor, which reads their packets from the same socket.
+  await until(async () => connector.count(/Connection terminated/) - before >= (victim.tunnelConnections ?? 0), 20_000, "the victim's connections reset", 100);
+  await until(async () => connector.count(/Registered tunnel connection/) >= 8 + (victim.tunnelConnections ?? 0), 20_000, 'the connector back at 8', 100);
+  // No more than those: a restart that changed the group's members moved the survivor's too (all 8 were reset).
+  expect(connector.count(/Connection terminated/) - before).toBe(victim.tunnelConnections ?? 0);
+}, 90_000);
+
 it('--workers 1 runs the edge in the one process, as before', async () => {
   const edge = new OxyProcess(t.home, [
     'edge',

@@ -147,6 +147,8 @@ export interface QuicListenOptions extends QuicTimingOptions, QuicSocketOptions 
   ipv6Only?: boolean;
   /** Share the port with other processes (SO_REUSEPORT: `edge run --workers`); the kernel keeps a 4-tuple on one socket. */
   reusePort?: boolean;
+  /** A bound UDP socket to adopt (a worker's member of the primary's SO_REUSEPORT group); closed with the listener. */
+  fd?: number;
   /** Stateless retry (address validation) before allocating state. Default true. */
   retry?: boolean;
   /** Connections at once; further handshakes are ignored. Default 10,000. */
@@ -172,17 +174,16 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
   // Offer and accept loopback-sized packets: each connector sends at most what it asked for
   // itself (1,350 unless it dialed a loopback address), and quiche sends it no more either.
   const tuning = { maxUdpPayloadSize: LOOPBACK_UDP_PAYLOAD, maxRecvUdpPayloadSize: LOOPBACK_UDP_PAYLOAD, ...options.tuning };
-  const socket =
-    options.socket ??
-    PktinfoUdpSocket.bind({
-      address: options.host ?? '::',
-      port: options.port ?? 0,
-      ipv6Only: options.ipv6Only ?? false,
-      reusePort: options.reusePort,
-      recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
-      sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
-      maxDatagramSize: Math.max(2048, Math.max(tuning.maxUdpPayloadSize ?? 0, tuning.maxRecvUdpPayloadSize ?? 0) + 64),
-    });
+  const socketOptions = {
+    address: options.host ?? '::',
+    port: options.port ?? 0,
+    ipv6Only: options.ipv6Only ?? false,
+    reusePort: options.reusePort,
+    recvBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+    sendBufferSize: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+    maxDatagramSize: Math.max(2048, Math.max(tuning.maxUdpPayloadSize ?? 0, tuning.maxRecvUdpPayloadSize ?? 0) + 64),
+  };
+  const socket = options.socket ?? (options.fd !== undefined ? PktinfoUdpSocket.fromFd(options.fd, socketOptions) : PktinfoUdpSocket.bind(socketOptions));
   const endpoint = new QuicEndpoint(socket, options.socket === undefined, options.gso ?? true);
   let config;
   try {
