@@ -62,6 +62,9 @@ async function setUp(dashboard) {
       bin,
       'edge',
       'run',
+      // One process: the figures are that process's (edge run --workers defaults to one per core).
+      '--workers',
+      '1',
       '--tunnel-listen',
       '127.0.0.1:0',
       '--http-listen',

@@ -106,7 +106,21 @@ try {
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
   const startEdge = async (location) => {
     const e = await spawnOxy(
-      ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--no-quic', '--location', location],
+      [
+        'edge',
+        'run',
+        '--workers',
+        '1',
+        '--tunnel-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+        '--metrics',
+        '127.0.0.1:0',
+        '--no-quic',
+        '--location',
+        location,
+      ],
       /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/,
     );
     return {

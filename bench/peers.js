@@ -265,6 +265,9 @@ async function startSeparate(originUrl, protocol, extraEnv = {}) {
       bin,
       'edge',
       'run',
+      // One process: the figures are that process's (edge run --workers defaults to one per core).
+      '--workers',
+      '1',
       '--tunnel-listen',
       '127.0.0.1:0',
       '--http-listen',

@@ -117,7 +117,7 @@ try {
   const tlsServer = await spawnUntil(process.execPath, [servers, 'tls', join(home, 'edge')], /ready (\d+)/);
   children.push(tcp.child, tlsServer.child);
   const edge = await spawnOxy(
-    ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
+    ['edge', 'run', '--workers', '1', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
     /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/,
   );
   const tunnelPort = /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];

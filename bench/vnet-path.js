@@ -190,6 +190,9 @@ try {
       bin,
       'edge',
       'run',
+      // One process: the figures are that process's (edge run --workers defaults to one per core).
+      '--workers',
+      '1',
       '--tunnel-listen',
       '0.0.0.0:7844',
       '--http-listen',
