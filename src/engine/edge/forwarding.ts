@@ -11,7 +11,8 @@
  * To the on-ramps a peer is one more LiveConnection (`via` names the serving edge), picked
  * only when the tunnel has no local connection (registry.ts), so they open streams on it
  * as on a connector's connection. Each such stream starts with a `forward` header naming the
- * tunnel; the serving edge (`serve`) splices it onto one of its *own* connections and never
+ * tunnel; the serving edge (`serve`) reads it and the stream's own header (an `http1` stream
+ * needs a connector that serves them), splices it onto one of its *own* connections and never
  * forwards it again (one hop, no loop): holding none, it refuses the stream at once.
  * The peer link carries no datagrams: forwarded UDP flows ride records on their streams.
  */
@@ -42,8 +43,8 @@ export interface ForwardingOptions {
   log: Logger;
   /** Without them this edge neither forwards nor takes peer links (no CA key in its edge directory). */
   credentials?: PeerCredentials;
-  /** This edge's own connection for a tunnel (the registry's local pick). */
-  local: (tunnelId: string) => LiveConnection | undefined;
+  /** This edge's own connection for a tunnel (the registry's local pick); `http1`: one that serves http1 streams. */
+  local: (tunnelId: string, http1: boolean) => LiveConnection | undefined;
   /** Streams forwarded, by direction: `out` to a peer, `in` served for a peer. */
   streams?: Counter<'direction'>;
   /**
@@ -253,6 +254,9 @@ export class Forwarding {
         connIndex: -1,
         conn: new ForwardedConnection(best, tunnelId),
         draining: false,
+        // The public listener's fast path may ride it: the serving edge relays an http1 stream
+        // only to a connection that serves them (else resets it: a prompt 502).
+        http1: true,
         via: { edgeId: best.holder.edgeId, location: best.holder.location },
       };
       best.lives.set(tunnelId, live);
@@ -296,20 +300,33 @@ export class Forwarding {
     if (header.kind !== 'forward') return refuse(ResponseStatus.BAD_REQUEST, 'a peer link carries forward streams only');
     const tunnelId = header.destination;
     const from = metaGet(header.metadata, 'Location') ?? peerId;
-    const live = this.o.local(tunnelId);
+    // The stream as it goes to the connector: its kind says which connections can take it.
+    let inner;
+    try {
+      inner = await readStreamHeader(stream, { expect: 'request', timeoutMs: HEADER_TIMEOUT_MS });
+    } catch (err) {
+      this.o.log.debug({ err, peer: peerId }, 'Unreadable forwarded stream');
+      stream.destroy();
+      return;
+    }
+    const http1 = inner.kind === 'http1';
+    const live = this.o.local(tunnelId, http1);
+    // An http1 stream has no response header: refused by a reset (its client gets a 502).
+    const fail = (message: string) => (http1 ? void stream.destroy() : refuse(ResponseStatus.DIAL_FAILED, message));
     if (!live) {
-      this.o.log.debug({ tunnelID: tunnelId, from }, 'Forwarded stream refused: no connection of the tunnel on this edge');
-      return refuse(ResponseStatus.DIAL_FAILED, `The edge ${this.o.location} holds no connection of the tunnel any more`);
+      this.o.log.debug({ tunnelID: tunnelId, from, kind: inner.kind }, 'Forwarded stream refused: no connection of the tunnel on this edge');
+      return fail(`The edge ${this.o.location} holds no connection of the tunnel any more`);
     }
     let out: TunnelStream;
     try {
       out = await live.conn.openStream();
     } catch {
-      return refuse(ResponseStatus.DIAL_FAILED, `The edge ${this.o.location} could not open a stream to the connector`);
+      return fail(`The edge ${this.o.location} could not open a stream to the connector`);
     }
     out.on('error', ignore);
+    out.write(encodeRequestHeader(inner));
     this.o.streams?.inc({ direction: 'in' });
-    this.o.log.debug({ tunnelID: tunnelId, from, connection: live.id }, 'Serving a forwarded stream');
+    this.o.log.debug({ tunnelID: tunnelId, from, kind: inner.kind, connection: live.id }, 'Serving a forwarded stream');
     await bridge(stream, out);
   }
 

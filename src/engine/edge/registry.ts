@@ -56,12 +56,15 @@ export class TunnelRegistry {
     return this.pickLocal(tunnelId) ?? this.forwarder?.pick(tunnelId);
   }
 
-  /** One of this edge's own connections of the tunnel (a forwarded stream goes only there: one hop, no loop). */
-  pickLocal(tunnelId: string): LiveConnection | undefined {
+  /**
+   * One of this edge's own connections of the tunnel (a forwarded stream goes only there: one
+   * hop, no loop); `http1`: only one whose connector serves http1 streams.
+   */
+  pickLocal(tunnelId: string, http1 = false): LiveConnection | undefined {
     let best: LiveConnection | undefined;
     let bestRank = Infinity;
     for (const live of this.#byTunnel.get(tunnelId) ?? []) {
-      if (live.draining || live.conn.isClosed) continue;
+      if (live.draining || live.conn.isClosed || (http1 && !live.http1)) continue;
       // Silent connections rank after every answering one (but are still used when none answers).
       const rank = live.conn.stats().activeStreams + (live.conn.unansweredMs() > LIVENESS_MS ? 2e9 : live.probing ? 1e9 : 0);
       if (rank < bestRank) [best, bestRank] = [live, rank];

@@ -149,7 +149,7 @@ export class EdgeServer {
       location: o.location,
       log: o.log,
       credentials: o.peer,
-      local: (tunnelId) => this.registry.pickLocal(tunnelId),
+      local: (tunnelId, http1) => this.registry.pickLocal(tunnelId, http1),
       peerAddress: o.siblings && ((holder) => o.siblings?.peerAddress(holder.edgeId, holder.tunnelAddress)),
       streams: new Counter({
         name: 'oxy_edge_forwarded_streams_total',
