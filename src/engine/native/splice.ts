@@ -7,7 +7,8 @@
  * Node keeps both sockets, their listeners and their close: reading stops, what Node had
  * already read is written to the other side first, and the relay works on dups of the fds.
  * Destroying either socket cancels the relay. `socketBytes` includes the relayed bytes (live),
- * so logs and close statistics count them.
+ * so logs and close statistics count them. Setting a relay up costs ~60 µs of CPU: the edge
+ * hands a tunnel over only once it carries bulk (edge/pipeline/intercept.ts).
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
