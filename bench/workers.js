@@ -10,7 +10,9 @@
  *  - 1 worker (today's single process);
  *  - 2 workers, unpinned;
  *  - 2 workers pinned each to a core of its own (`taskset -cp 0` / `-cp 1`);
- *  - 2 workers pinned both to core 0 (the scaling the second core gives, the other way round).
+ *  - 2 workers pinned both to core 0 (the scaling the second core gives, the other way round);
+ *  - 1 worker with 16 wrk connections: the load each of two workers sees, to tell the cost of a
+ *    second process from the cost of fewer requests per event-loop wake-up.
  * Per run: requests/s, the edge's CPU per request (primary + workers, utime + stime from
  * /proc/PID/stat) — also relative to the origin's own CPU per request in that run, the yardstick
  * for how busy the machine was — the connector's, and each worker's share of requests and tunnel
@@ -100,11 +102,12 @@ async function measure(config, originUrl, originPid) {
     const rows = await workerRows(e.metrics);
     if (config.pin && rows) rows.forEach((w, i) => execFileSync('taskset', ['-a', '-cp', String(config.pin[i]), String(w.pid)], { stdio: 'ignore' }));
     const url = `${e.url}/small`;
-    await run('wrk', ['-t2', '-c32', '-d1s', '-H', `Host: ${HOST}`, url]); // warm-up: JIT, pools, windows
+    const c = `-c${config.connections ?? 32}`;
+    await run('wrk', ['-t2', c, '-d1s', '-H', `Host: ${HOST}`, url]); // warm-up: JIT, pools, windows
     const edgePids = family(e.edge.pid);
     const before = { edge: cpuMicros(edgePids), connector: cpuMicros([e.connector.pid]), origin: cpuMicros([originPid]) };
     const startRows = await workerRows(e.metrics);
-    const { stdout } = await run('wrk', ['-t2', '-c32', `-d${seconds}s`, '-H', `Host: ${HOST}`, url]);
+    const { stdout } = await run('wrk', ['-t2', c, `-d${seconds}s`, '-H', `Host: ${HOST}`, url]);
     const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
     if (errors) throw new Error(`${config.name}: ${errors[1]} error responses`);
@@ -127,6 +130,8 @@ async function measure(config, originUrl, originPid) {
 
 const CONFIGS = [
   { name: '1 worker', workers: 1 },
+  // Half the load on one process: what each of two workers sees (fewer requests per wake-up).
+  { name: '1 worker, 16 connections', workers: 1, connections: 16 },
   { name: '2 workers', workers: 2 },
   { name: '2 workers, one core each (taskset 0 | 1)', workers: 2, pin: [0, 1] },
   { name: '2 workers, both on core 0 (taskset 0)', workers: 2, pin: [0, 0] },

@@ -79,7 +79,9 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
     const log = worker ? loggerFrom(this.flags).child({ worker: worker.index + 1 }) : loggerFrom(this.flags);
     exitOnCrash(log);
     // Listen for signals before starting: one arriving during start-up must stop us gracefully too.
-    const signalled = shutdownSignal();
+    // A worker may get two (systemd signals the whole cgroup, then the primary signals it): only
+    // the primary's deadline (SIGKILL) cuts its drain short.
+    const signalled = worker ? shutdownSignal(() => undefined) : shutdownSignal();
     const file = this.flags.config ? loadEdgeConfig(this.flags.config) : {};
     const pick = <K extends keyof typeof EDGE_DEFAULTS>(key: K): string => this.flags[key] ?? file[key] ?? EDGE_DEFAULTS[key];
     const hooks = this.flags.hooks ?? file.hooks;

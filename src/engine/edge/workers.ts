@@ -226,8 +226,8 @@ export function forkSelf(spec: WorkerSpec, fds: number[] = []): ChildProcess {
   return fork(process.argv[1]!, process.argv.slice(2), {
     env: { ...process.env, [WORKER_ENV]: JSON.stringify(spec) },
     execArgv: process.execArgv,
-    // A process group of its own: a terminal's Ctrl-C reaches the primary only, which stops
-    // the workers once (a second signal would make a worker exit at once, undrained).
+    // A process group of its own: a terminal's Ctrl-C reaches the primary only, which then
+    // stops the workers itself (and SIGKILLs one that has not drained in STOP_TIMEOUT_MS).
     detached: true,
     // fds[i] becomes the worker's fd 4 + i.
     stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
