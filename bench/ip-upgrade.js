@@ -5,7 +5,7 @@
 //
 // 1. iperf3 (TCP, one stream) from a device namespace A to a server namespace B:
 //    baseline  A ── veth ── B
-//    upgrade   A: TUN → (device process) SEQPACKET → edge on-ramp → flow → NAT → TUN in the
+//    upgrade   A: TUN → (device process: PacketRelay, as warp connect) SEQPACKET → edge on-ramp → flow → NAT → TUN in the
 //              edge's unnamed namespace → kernel TCP → accepted socket → pipe → a socket
 //              made inside B (namespace child) → iperf3 -s in B
 //    Printed: both rates and their ratio.
@@ -84,23 +84,14 @@ const gbit = (bps) => `${(bps / 1e9).toFixed(2)} Gbit/s`;
 const nativeUrl = new URL('../dist/engine/native/index.js', import.meta.url).href;
 const DEVICE_SOURCE = `
 import { execFileSync } from 'node:child_process';
-import { SeqpacketSocket, Tun, withNetns } from '${nativeUrl}';
+import { PacketRelay, Tun, seqpacketConnectFd, withNetns } from '${nativeUrl}';
 const [ns, name] = process.argv.slice(1);
 const path = '\\0' + name;
 const tun = withNetns('/var/run/netns/' + ns, () => Tun.open({ name: 'oxdev0', mtu: 65000, txQueueLength: 5000, batchSize: 128 }));
 execFileSync('ip', ['-n', ns, '-batch', '-'], { input: ['link set oxdev0 addrgenmode none', 'addr add 198.18.1.1/32 dev oxdev0', 'link set oxdev0 up', 'route add 198.18.2.0/24 dev oxdev0', ''].join('\\n') });
-const tunnel = SeqpacketSocket.connect(path, { maxMessageSize: 65535 + 64, batchSize: 128 });
-tunnel.send(Buffer.from(JSON.stringify({ tenant: 'bench', vnet: '' })));
-tun.on('packets', (batch) => { for (let i = 0; i < batch.count; i++) tunnel.send(batch.packet(i)); });
-const pending = [];
-let scheduled = false;
-tunnel.on('message', (packet) => {
-  pending.push(packet);
-  if (!scheduled) {
-    scheduled = true;
-    queueMicrotask(() => { scheduled = false; tun.writeBatch(pending.splice(0, pending.length)); });
-  }
-});
+// As \`warp connect\` does: the TUN relayed to the on-ramp inside the addon.
+const relay = PacketRelay.attach(tun, seqpacketConnectFd(path));
+relay.send(Buffer.from(JSON.stringify({ tenant: 'bench', vnet: '' })));
 process.on('disconnect', () => process.exit(0));
 process.send('ready');
 `;

@@ -330,7 +330,16 @@ export class OriginProxy {
 
 export function dialTcp(host: string, port: number, timeoutMs: number, keepAliveMs: number, happyEyeballs = true): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, noDelay: true, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs, autoSelectFamily: happyEyeballs });
+    // Half-open: the origin's FIN ends one direction only; the client may still be sending.
+    const socket = netConnect({
+      host,
+      port,
+      noDelay: true,
+      allowHalfOpen: true,
+      keepAlive: keepAliveMs > 0,
+      keepAliveInitialDelay: keepAliveMs,
+      autoSelectFamily: happyEyeballs,
+    });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${host}:${port}: i/o timeout after ${timeoutMs} ms`));

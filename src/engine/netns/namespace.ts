@@ -198,13 +198,16 @@ export class UnnamedNetns {
   async listen(backlog = 4096): Promise<net.Server> {
     if (!this.unprivileged) {
       const { createServer } = await import('node:net');
-      const server = createServer({ noDelay: true });
+      // Half-open: a client's FIN must not close the way back (its answer may still come over the tunnel).
+      const server = createServer({ noDelay: true, allowHalfOpen: true });
       // No host: bound synchronously to [::], so inside the namespace.
       this.run(() => server.listen({ port: 0, backlog }));
       return server;
     }
     const { reply, handle } = await this.request({ op: 'listen', backlog });
     if (!reply.ok || !handle) throw new OxyError('OXY_ERR_NETNS_CHILD', `listening in the namespace failed: ${reply.error ?? 'no server'}`);
+    // Node's IPC rebuilds the server with default options; accepted sockets take this flag from it.
+    (handle as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
     return handle as net.Server;
   }
 

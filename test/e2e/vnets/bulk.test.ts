@@ -1,0 +1,90 @@
+// Bulk TCP over the whole private path (device TUN relayed in the addon → SEQPACKET → edge
+// upgrade → tunnel stream → connector → host), both ways, with the device's FIN arriving
+// before the host answers: every byte arrives, in order, and the half-close is kept.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
+
+const MIB = 1024 * 1024;
+const SIZE = 24 * MIB;
+
+// In the data centre: port 9000 reads until the client's FIN and answers with the byte
+// count and a checksum; port 9001 sends SIZE bytes of a known pattern and closes.
+const HOST = `
+const net = require('net');
+const pattern = (i) => (i * 7 + (i >> 11)) & 255;
+net.createServer((s) => {
+  let n = 0, sum = 0;
+  s.on('data', (c) => { for (let i = 0; i < c.length; i++) { if (c[i] !== pattern(n + i)) sum = -1e9; } n += c.length; });
+  s.on('end', () => s.end('got ' + n + (sum < 0 ? ' corrupt' : ' intact')));
+}).listen(9000, '198.18.0.10');
+net.createServer((s) => {
+  const chunk = 256 * 1024; let sent = 0;
+  const more = () => { while (sent < ${SIZE}) { const b = Buffer.allocUnsafe(chunk); for (let i = 0; i < chunk; i++) b[i] = pattern(sent + i); sent += chunk; if (!s.write(b)) return s.once('drain', more); } s.end(); };
+  more();
+}).listen(9001, '198.18.0.10');
+net.createServer((s) => {
+  let n = 0;
+  s.end('bye');
+  s.on('data', (c) => (n += c.length));
+  s.on('end', () => console.log('host got ' + n + ' after its FIN'));
+}).listen(9002, '198.18.0.10', () => console.log('listening'));
+`;
+
+// On the device: upload SIZE bytes then FIN and print the answer; or download and check.
+const CLIENT = `
+const net = require('net');
+const pattern = (i) => (i * 7 + (i >> 11)) & 255;
+const [mode, size] = [process.argv[1], Number(process.argv[2])];
+if (mode === 'up') {
+  const s = net.connect(9000, '198.18.0.10');
+  let answer = '';
+  s.on('data', (d) => (answer += d));
+  s.on('end', () => { console.log(answer); process.exit(0); });
+  let sent = 0; const chunk = 256 * 1024;
+  const more = () => { while (sent < size) { const b = Buffer.allocUnsafe(chunk); for (let i = 0; i < chunk; i++) b[i] = pattern(sent + i); sent += chunk; if (!s.write(b)) return s.once('drain', more); } s.end(); };
+  s.on('connect', more);
+} else if (mode === 'after') {
+  const s = net.connect(9002, '198.18.0.10');
+  let answer = '';
+  s.on('data', (d) => (answer += d));
+  s.on('end', () => { s.end(Buffer.alloc(size, 1)); console.log(answer); });
+} else {
+  const s = net.connect(9001, '198.18.0.10');
+  let n = 0, ok = true;
+  s.on('data', (c) => { for (let i = 0; i < c.length; i++) if (c[i] !== pattern(n + i)) ok = false; n += c.length; });
+  s.on('end', () => { console.log('got ' + n + (ok ? ' intact' : ' corrupt')); process.exit(0); });
+}
+`;
+
+privilegedDescribe('bulk TCP over the private path', () => {
+  let site: VnetSite;
+  let host: ReturnType<VnetSite['spawnIn']>;
+
+  beforeAll(async () => {
+    site = await startVnetSite();
+    host = site.spawnIn(site.dc, process.execPath, ['-e', HOST]);
+    await host.waitFor(/listening/);
+  }, 60_000);
+  afterAll(async () => {
+    await site?.close();
+  });
+
+  it('24 MiB up from the device, then its FIN: the host reads every byte in order and still answers', async () => {
+    const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'up', String(SIZE)], { timeoutMs: 45_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(`got ${SIZE} intact`);
+  }, 50_000);
+
+  it('24 MiB down to the device: every byte in order, then the end', async () => {
+    const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'down', String(SIZE)], { timeoutMs: 45_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(`got ${SIZE} intact`);
+  }, 50_000);
+
+  it("the host's FIN first: the device reads it and still sends 4 MiB, which the host reads", async () => {
+    const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'after', String(4 * MIB)], { timeoutMs: 30_000 });
+    expect(r.stdout.trim()).toBe('bye');
+    await host.waitFor(new RegExp(`host got ${4 * MIB} after its FIN`), 20_000);
+  }, 50_000);
+});
