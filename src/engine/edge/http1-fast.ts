@@ -4,18 +4,18 @@
  * stream per request. Each request head is scanned for what routing and framing need (Host,
  * Content-Length, Connection) and sent whole as one record; the answer's bytes go to the
  * client as they come, the edge finding only where each response ends (for the request
- * counters, traffic and keep-alive). Anything else — a head or body not whole in what the
- * client sent, an upgrade, Expect, chunked uploads, HTTP/1.0 or HTTP/2, odd bytes, a host
- * with no connector that serves http1 streams, or no route at all (the error pages) — hands
- * the connection to Node's HTTP server and the per-request path, with every byte not yet
- * answered, once the answers in flight are written.
+ * counters, traffic and keep-alive); a Content-Length body follows as it comes. Anything
+ * else — a head not whole in what the client sent, an upgrade, Expect, chunked uploads,
+ * HTTP/1.0 or HTTP/2, odd bytes, a host with no connector that serves http1 streams, or no
+ * route at all (the error pages) — hands the connection to Node's HTTP server and the
+ * per-request path, with every byte not yet answered, once the answers in flight are written.
  *
  * Kept from the per-request path: X-Forwarded-For/-Proto, hop-by-hop headers dropped, the
  * request counter and traffic per request, 502/504 pages with Proxy-Status, timeouts (head,
- * idle, keep-alive, the connector's answer), and a request its connection lost before any
- * answer is sent again: always when the connector ended the stream without reading it, and
- * for bodyless idempotent ones when the connection died or went silent and a sibling answers
- * a probe (as #watchedResponseHead does per request).
+ * body, idle, keep-alive, the connector's answer), and a request its connection lost before
+ * any answer is sent again when all of it is in hand: always when the connector ended the
+ * stream without reading it, and for bodyless idempotent ones when the connection died or went
+ * silent and a sibling answers a probe (as #watchedResponseHead does per request).
  */
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
@@ -61,7 +61,14 @@ interface Tunnel {
 
 interface InFlight {
   fr: FastRequest;
+  /** The request's records so far (all of it once `bodyLeft` is 0): what a resend sends again. */
   records: Buffer[];
+  /** Body bytes the client has still to send (they go on as BODY records as they come). */
+  bodyLeft: number;
+  /** The records went on a stream: later body bytes are written straight to it. */
+  written: boolean;
+  /** Bounds the body's arrival (the request timeout, as Node's server has it). */
+  bodyTimer?: NodeJS.Timeout;
   reader: ResponseReader;
   answered: boolean;
   sends: number;
@@ -113,7 +120,15 @@ class FastConnection {
     socket.setTimeout(o.timeouts.headersMs);
   }
 
-  readonly #onData = (chunk: Buffer): void => {
+  readonly #onData = (data: Buffer): void => {
+    let chunk = data;
+    const req = this.#req;
+    if (req && req.bodyLeft > 0) {
+      const n = Math.min(req.bodyLeft, chunk.length);
+      this.#body(req, chunk.subarray(0, n));
+      if (n === chunk.length) return;
+      chunk = chunk.subarray(n);
+    }
     this.#buf = this.#buf ? Buffer.concat([this.#buf, chunk]) : chunk;
     if (!this.#req) this.#next();
     else if (this.#buf.length > READ_AHEAD) this.socket.pause();
@@ -135,9 +150,11 @@ class FastConnection {
     this.#gone = true;
     this.sockets.delete(this.socket);
     const req = this.#req;
-    if (req) this.#clear(req);
-    if (req) this.#dropTunnel(true);
-    else this.#dropTunnel(false);
+    if (req) {
+      this.#clear(req);
+      clearTimeout(req.bodyTimer);
+    }
+    this.#dropTunnel(req !== undefined);
   };
 
   /** Starts the next request in the buffer, or hands the connection over. */
@@ -145,16 +162,18 @@ class FastConnection {
     const buf = this.#buf;
     if (!buf || this.#req || this.#gone || this.#handedOff) return;
     const fr = scanRequest(buf, this.socket.remoteAddress ?? '');
-    if (!fr || buf.length < fr.size + fr.bodyLength) return this.#handOff();
+    if (!fr) return this.#handOff();
     const live = this.#route(fr.host);
     if (!live) return this.#handOff();
-    const end = fr.size + fr.bodyLength;
+    const end = Math.min(buf.length, fr.size + fr.bodyLength);
     this.#buf = buf.length > end ? buf.subarray(end) : undefined;
     const records = [encodeHeadRecord(fr)];
-    if (fr.bodyLength) records.push(bodyRecordHeader(fr.bodyLength), buf.subarray(fr.size, end));
+    if (end > fr.size) records.push(bodyRecordHeader(end - fr.size), buf.subarray(fr.size, end));
     const req: InFlight = {
       fr,
       records,
+      bodyLeft: fr.size + fr.bodyLength - end,
+      written: false,
       reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
       answered: false,
       sends: 0,
@@ -163,7 +182,33 @@ class FastConnection {
     };
     this.#req = req;
     this.socket.setTimeout(this.o.timeouts.idleMs);
+    if (req.bodyLeft > 0)
+      req.bodyTimer = setTimeout(() => {
+        // A body that drips past the request timeout (slowloris): as Node's server, 408 and close.
+        if (this.#req !== req || req.bodyLeft === 0) return;
+        if (!req.answered) this.socket.write(TIMEOUT_408);
+        this.#dropTunnel(true);
+        this.socket.destroy();
+      }, this.o.timeouts.requestMs);
     this.#send(req, live);
+  }
+
+  /** Body bytes that came after the head: one more BODY record, on the stream or kept until it opens. */
+  #body(req: InFlight, bytes: Buffer): void {
+    req.bodyLeft -= bytes.length;
+    if (req.bodyLeft === 0) clearTimeout(req.bodyTimer);
+    const header = bodyRecordHeader(bytes.length);
+    const t = this.#tunnel;
+    if (!req.written || !t) {
+      req.records.push(header, bytes);
+      return;
+    }
+    t.stream.write(header);
+    if (!t.stream.write(bytes)) {
+      // The tunnel is slower than the client: stop reading the client until it drains.
+      this.socket.pause();
+      t.stream.once('drain', () => this.socket.resume());
+    }
   }
 
   /** The connection that serves `host` with http1 streams: the stream's own while it is usable, else the registry's pick. */
@@ -202,6 +247,7 @@ class FastConnection {
   }
 
   #write(req: InFlight, t: Tunnel): void {
+    req.written = true;
     for (const r of req.records) t.stream.write(r);
     this.#watch(req);
   }
@@ -278,7 +324,8 @@ class FastConnection {
   #lost(req: InFlight, err: Error | undefined): void {
     if (this.#req !== req || this.#gone) return;
     this.#clear(req);
-    if (req.sends < MAX_SENDS) {
+    // Only a request whose every byte is in hand can go again.
+    if (req.sends < MAX_SENDS && req.bodyLeft === 0) {
       if (!err) {
         const live = this.#route(req.fr.host);
         if (live) return this.#send(req, live);
@@ -350,6 +397,11 @@ class FastConnection {
     clearTimeout(req.watch);
   }
 
+  /** The connection cannot carry another request after this one: its body is not all read. */
+  #mustClose(req: InFlight): boolean {
+    return req.reader.close || req.bodyLeft > 0;
+  }
+
   /** An answer the edge writes itself (the per-request path's pages), then on to the next request. */
   #fail(req: InFlight, status: number, type: ProxyErrorType, text: string, err?: Error): void {
     if (status === 504) this.o.log.debug({ host: req.fr.host, status }, text);
@@ -358,19 +410,22 @@ class FastConnection {
     const page = errorPage(status, type, text);
     let head = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? ''}\r\n`;
     for (const [k, v] of page.headers) head += `${k}: ${v}\r\n`;
-    if (req.fr.close) head += 'Connection: close\r\n';
+    if (req.fr.close || req.bodyLeft > 0) head += 'Connection: close\r\n';
+    else head += this.keepAlive;
     this.socket.write(Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), req.fr.method === 'HEAD' ? Buffer.alloc(0) : page.body]));
     req.reader.status = page.status;
+    if (req.bodyLeft > 0) req.reader.close = true;
     this.#finished(req);
   }
 
   /** A response is whole: count it, then keep the connection for the next request (or close it). */
   #finished(req: InFlight): void {
     this.#clear(req);
+    clearTimeout(req.bodyTimer);
     this.#req = undefined;
     this.o.requests?.inc({ status: String(req.reader.status) });
     this.o.traffic?.http(req.fr.host, socketBytes(this.socket) - req.mark - (this.#buf?.length ?? 0));
-    if (req.reader.close || (this.#clientEnded && !this.#buf)) {
+    if (this.#mustClose(req) || (this.#clientEnded && !this.#buf)) {
       this.#dropTunnel(false);
       this.socket.end();
       return;

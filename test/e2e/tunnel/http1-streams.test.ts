@@ -123,6 +123,24 @@ describe.each(PROTOCOLS)('one tunnel stream per client connection, over %s', (pr
     expect(answers.every((r) => r.status === 200 && r.body.endsWith('xff=127.0.0.1'))).toBe(true);
   });
 
+  it('a body that comes over several writes reaches the origin whole, and the connection goes on', async () => {
+    const body = 'x'.repeat(100_000);
+    const head = `POST /large HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const seen = a.seen.length;
+    const s = net.connect(httpPort, '127.0.0.1');
+    let got = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (got += d));
+    await new Promise((r) => s.once('connect', r));
+    s.write(head + body.slice(0, 10));
+    // The origin has the request (head and first bytes) before the rest of the body is sent.
+    await expect.poll(() => a.seen.length, { timeout: 10_000 }).toBe(seen + 1);
+    s.write(body.slice(10) + get('/after'));
+    await expect.poll(() => got.includes('A GET /after '), { timeout: 10_000 }).toBe(true);
+    s.destroy();
+    expect(got).toContain(`A POST /large body=${body} xff=127.0.0.1`);
+  });
+
   it('pipelined requests in one write are answered in order', async () => {
     const answers = await exchange(httpPort, [get('/p1') + get('/b/p2') + get('/p3')], 3);
     expect(answers.map((r) => r.body.split(' ').slice(0, 3).join(' '))).toEqual(['A GET /p1', 'B GET /b/p2', 'A GET /p3']);
