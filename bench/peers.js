@@ -278,9 +278,6 @@ async function startSeparate(originUrl, protocol, extraEnv = {}) {
       '127.0.0.1/32',
       '--metrics',
       '127.0.0.1:0',
-      // One edge process: its CPU per request is read from its pid (bench/workers covers --workers N).
-      '--workers',
-      '1',
       ...(protocol === 'quic' ? ['--quic'] : []),
     ],
     /CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/,
