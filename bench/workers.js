@@ -18,7 +18,7 @@
  * for how busy the machine was — the connector's, and each worker's share of requests and tunnel
  * connections (the primary's /workers document).
  *
- *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3]
+ *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5]
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +31,8 @@ import { arg, fmt, spawnUntil } from './lib/run.js';
 const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 3));
+/** Seconds of load before each measurement: every worker JIT-compiles on its own, at its share of the load. */
+const warmup = Number(arg('warmup', 5));
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'oxy-workers-'));
@@ -103,7 +105,7 @@ async function measure(config, originUrl, originPid) {
     if (config.pin && rows) rows.forEach((w, i) => execFileSync('taskset', ['-a', '-cp', String(config.pin[i]), String(w.pid)], { stdio: 'ignore' }));
     const url = `${e.url}/small`;
     const c = `-c${config.connections ?? 32}`;
-    await run('wrk', ['-t2', c, '-d1s', '-H', `Host: ${HOST}`, url]); // warm-up: JIT, pools, windows
+    await run('wrk', ['-t2', c, `-d${warmup}s`, '-H', `Host: ${HOST}`, url]); // warm-up: JIT, pools, windows
     const edgePids = family(e.edge.pid);
     const before = { edge: cpuMicros(edgePids), connector: cpuMicros([e.connector.pid]), origin: cpuMicros([originPid]) };
     const startRows = await workerRows(e.metrics);
