@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
 import { LOOPBACK_EDGE, OxyProcess } from '../../helpers/processes.js';
 import { createEdgeIdentity, createPeerCertificate } from '../../../src/engine/transport/identity.js';
-import { dialHttp2Peer } from '../../../src/engine/transport/http2/index.js';
+import { dialHttp2Peer, dialHttp2Tunnel } from '../../../src/engine/transport/http2/index.js';
+import { registerConnection } from '../../../src/engine/protocol/registration.js';
 import { encodeRequestHeader, readStreamHeader, ResponseStatus } from '../../../src/engine/protocol/stream-header.js';
 
 /** curl with a time limit; stdout as bytes and text. */
@@ -190,6 +191,27 @@ describe('edge-to-edge forwarding', () => {
       await new Promise((r) => setImmediate(r));
       conn.close();
     }
+  });
+
+  it('a peer certificate does not register as a connector, even with the tunnel secret', async () => {
+    const dir = join(home, 'edge');
+    const ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
+    const peer = await createPeerCertificate(ca, readFileSync(join(dir, 'ca-key.pem'), 'utf8'), 'would-be-connector');
+    const tunnels = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'])) as { id: string; name: string }[];
+    const web = tunnels.find((t) => t.name === 'web')!.id;
+    const secret = Buffer.from((JSON.parse(readFileSync(join(home, `${web}.json`), 'utf8')) as { TunnelSecret: string }).TunnelSecret, 'base64');
+    const registered = edges.a.proc.count(/Registered tunnel connection/);
+    const conn = await dialHttp2Tunnel({ host: '127.0.0.1', port: edges.a.tunnel, ca, ...peer });
+    try {
+      await expect(
+        registerConnection(conn, { tunnelId: web, secret, connectorId: 'x', connIndex: 0, clientVersion: 't' }, { timeoutMs: 2000 }),
+      ).rejects.toThrow();
+    } finally {
+      await new Promise((r) => setImmediate(r));
+      conn.close();
+    }
+    expect(edges.a.proc.count(/Registered tunnel connection/)).toBe(registered);
+    await edges.a.proc.waitFor(/Peer link from edge accepted peer=would-be-connector/);
   });
 
   it('only a peer certificate of the edge CA opens a peer link; others are refused while clients are served', async () => {
