@@ -121,6 +121,7 @@ export interface NativeAddon {
     pipeBytes: number,
     counters: BigUint64Array,
     done: (error: NativeError | null, aToB: number, bToA: number, cancelled: boolean) => void,
+    copy: boolean,
   ): number;
   cancelSplice(id: number): void;
   tcpListenReusePort(address: string, port: number, backlog: number, ipv6Only: boolean): number;

@@ -37,4 +37,4 @@ export {
 } from './seqpacket.js';
 export { closeFd, currentNetns, dupFd, openNetns, setns, withNetns } from './netns.js';
 export { socketFd, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';
-export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOutcome } from './splice.js';
+export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOptions, type SpliceOutcome } from './splice.js';

@@ -68,9 +68,12 @@ async function send(s: net.Socket, total: number, seed: number, end = true): Pro
 const MiB = 1024 * 1024;
 
 describe('spliceSockets', () => {
-  it('relays 16 MiB each way at once, intact; each end passes as a half-close; counted live and at the end', async () => {
+  it.each([
+    ['spliced', false],
+    ['copied on the relay thread', true],
+  ])('relays 16 MiB each way at once (%s), intact; each end passes as a half-close; counted at the end', async (_how, copy) => {
     const { client, near, far, server } = await chain();
-    const relay = spliceSockets(near, far)!;
+    const relay = spliceSockets(near, far, { copy })!;
     expect(relay).toBeDefined();
     const atServer = received(server);
     const atClient = received(client);

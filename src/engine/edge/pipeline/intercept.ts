@@ -74,6 +74,8 @@ export async function runTunnel(
  */
 export const SPLICE_AFTER_BYTES = 256 * 1024;
 
+const isLoopback = (address: string): boolean => address === '::1' || /^(::ffff:)?127\./i.test(address);
+
 /**
  * Moves a piped tunnel to the kernel relay (native/splice.ts) once it has carried
  * SPLICE_AFTER_BYTES either way: unpipe, stop reading, let both sides' pending writes reach the
@@ -107,7 +109,9 @@ function handOverWhenBulk(conn: HookConnection, a: Socket, b: Socket): void {
     b.unpipe(a);
     for (const s of [a, b]) s.pause();
     await Promise.all([flushed(a), flushed(b)]);
-    const relay = ended || a.destroyed || b.destroyed ? undefined : spliceSockets(a, b);
+    // A sender on this host (loopback): copy on the relay thread instead (native/splice.ts SpliceOptions.copy).
+    const local = [a.remoteAddress, b.remoteAddress].some((address) => address !== undefined && isLoopback(address));
+    const relay = ended || a.destroyed || b.destroyed ? undefined : spliceSockets(a, b, { copy: local });
     if (!relay) {
       // Not possible here after all (a side ended or is gone meanwhile): back on the pipes.
       if (!a.destroyed && !b.destroyed) {

@@ -1,4 +1,4 @@
-// Byte relay between two connected stream sockets with splice(2), off the JS thread: the
+// Byte relay between two connected stream sockets with splice(2) (or a plain copy), off the JS thread: the
 // engine's CONNECT tunnel to a direct destination, where no hook needs the bytes. Each
 // direction moves socket → pipe → socket, so the payload is never copied into user space
 // and never crosses into JS (issue 16: Node's 64 KiB reads and two stream objects per chunk
@@ -16,6 +16,7 @@
 #include "modules.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -41,6 +42,8 @@ struct Direction {
   int pipe_w = -1;
   size_t capacity = 0;  // the pipe's size: never ask to splice more into it
   size_t in_pipe = 0;
+  size_t head = 0;                 // copy mode: where the unsent bytes start in `buffer`
+  std::unique_ptr<char[]> buffer;  // copy mode: read(2)/write(2) through it instead of a pipe
   uint64_t bytes = 0;            // delivered to `to`
   uint64_t* counter = nullptr;   // JS's live view of `bytes` (a BigUint64Array element)
   bool eof = false;    // `from` said end of stream
@@ -83,6 +86,7 @@ struct Relay {
   // Moves what can move now; false on an error (recorded). Edge-triggered epoll: each
   // direction runs until neither of its two splices makes progress.
   bool Pump(Direction& d) {
+    if (d.buffer) return PumpCopy(d);
     for (;;) {
       bool progress = false;
       if (!d.eof && d.in_pipe < d.capacity) {
@@ -116,6 +120,46 @@ struct Relay {
       }
       if (d.eof && d.in_pipe == 0 && !d.shut) {
         // Half-close: the peer's FIN passes on; the other direction keeps flowing.
+        if (shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN) return Failed("shutdown", errno);
+        d.shut = true;
+      }
+      if (!progress) return true;
+    }
+  }
+
+  bool PumpCopy(Direction& d) {
+    for (;;) {
+      bool progress = false;
+      size_t tail = d.head + d.in_pipe;
+      if (!d.eof && tail < d.capacity) {
+        ssize_t n = read(d.from, d.buffer.get() + tail, d.capacity - tail);
+        if (n > 0) {
+          d.in_pipe += static_cast<size_t>(n);
+          progress = true;
+        } else if (n == 0) {
+          d.eof = true;
+          progress = true;
+        } else if (errno == EINTR) {
+          continue;
+        } else if (errno != EAGAIN) {
+          return Failed("read", errno);
+        }
+      }
+      if (d.in_pipe > 0) {
+        ssize_t n = send(d.to, d.buffer.get() + d.head, d.in_pipe, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          d.in_pipe -= static_cast<size_t>(n);
+          d.head = d.in_pipe ? d.head + static_cast<size_t>(n) : 0;
+          d.bytes += static_cast<uint64_t>(n);
+          __atomic_store_n(d.counter, d.bytes, __ATOMIC_RELAXED);
+          progress = true;
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else if (n < 0 && errno != EAGAIN) {
+          return Failed("send", errno);
+        }
+      }
+      if (d.eof && d.in_pipe == 0 && !d.shut) {
         if (shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN) return Failed("shutdown", errno);
         d.shut = true;
       }
@@ -176,6 +220,7 @@ class SpliceLoop {
   }
 
   void Run() {
+    pthread_setname_np(pthread_self(), "oxy-relay");  // what `top -H` and /proc/PID/task/*/comm show
     epoll_event events[64];
     for (;;) {
       int n = epoll_wait(epoll_, events, 64, -1);
@@ -276,8 +321,10 @@ size_t MakePipe(Napi::Env env, Direction& d, int size) {
   return got > 0 ? static_cast<size_t>(got) : 65536;
 }
 
-// spliceSockets(fdA, fdB, pipeSize, counters: BigUint64Array(2), callback(err, aToB, bToA, cancelled)) -> id
-// counters[0] (a → b) and counters[1] (b → a) follow the bytes delivered as they move.
+// spliceSockets(fdA, fdB, pipeSize, counters: BigUint64Array(2), callback(err, aToB, bToA, cancelled), copy) -> id
+// counters[0] (a → b) and counters[1] (b → a) follow the bytes delivered as they move. With
+// `copy`, each direction reads into and writes from a buffer of pipeSize bytes on the relay
+// thread instead of splicing (see native/splice.ts for when that is cheaper).
 Napi::Value SpliceSockets(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd_a = info[0].As<Napi::Number>().Int32Value();
@@ -285,6 +332,7 @@ Napi::Value SpliceSockets(const Napi::CallbackInfo& info) {
   int pipe_size = info[2].As<Napi::Number>().Int32Value();
   Napi::TypedArray counters = info[3].As<Napi::TypedArray>();
   Napi::Function callback = info[4].As<Napi::Function>();
+  bool copy = info[5].ToBoolean().Value();
   if (counters.TypedArrayType() != napi_biguint64_array || counters.ElementLength() < 2)
     throw Napi::TypeError::New(env, "spliceSockets: counters must be a BigUint64Array of 2");
   auto* counter = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(counters.ArrayBuffer().Data()) + counters.ByteOffset());
@@ -303,7 +351,12 @@ Napi::Value SpliceSockets(const Napi::CallbackInfo& info) {
     Direction& d = relay->dir[i];
     d.from = relay->fd[i];
     d.to = relay->fd[1 - i];
-    d.capacity = MakePipe(env, d, pipe_size);
+    if (copy) {
+      d.capacity = static_cast<size_t>(pipe_size);
+      d.buffer.reset(new char[d.capacity]);
+    } else {
+      d.capacity = MakePipe(env, d, pipe_size);
+    }
     d.counter = &counter[i];
   }
   uint64_t id = loop.NextId();
