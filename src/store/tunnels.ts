@@ -92,7 +92,9 @@ export const CONNECTION_WRITES = {
      edge_location = excluded.edge_location, client_version = excluded.client_version, arch = excluded.arch,
      opened_at = excluded.opened_at, edge_id = excluded.edge_id`,
   forget: 'DELETE FROM tunnel_connections WHERE id = @id',
-  forgetAt: 'DELETE FROM tunnel_connections WHERE edge_location = @edgeLocation',
+  /** An earlier run's rows at a location: written without an edge id, or by an edge that is not live (never a live edge's). */
+  forgetAt: `DELETE FROM tunnel_connections WHERE edge_location = @edgeLocation
+     AND (edge_id IS NULL OR edge_id NOT IN (SELECT id FROM edges WHERE heartbeat_at >= @liveSince))`,
 } as const;
 
 /** LIKE patterns treat % and _ as wildcards; names may contain `_`. */
@@ -170,9 +172,13 @@ export class TunnelRepository {
     return this.sql.run('DELETE FROM tunnel_connections WHERE tunnel_id = @tunnelId', { tunnelId });
   }
 
-  /** Forgets what an edge location recorded (it restarted, so those connections are gone). */
+  /**
+   * Forgets what an earlier run at an edge location recorded (it restarted, so those
+   * connections are gone): rows without an edge id, or of an edge whose heartbeat is stale.
+   * Another live edge (or worker) at the same location keeps its rows.
+   */
   async forgetConnectionsAt(edgeLocation: string): Promise<number> {
-    return this.sql.run(CONNECTION_WRITES.forgetAt, { edgeLocation });
+    return this.sql.run(CONNECTION_WRITES.forgetAt, { edgeLocation, liveSince: liveSince() });
   }
 
   async connections(tunnelId: string): Promise<TunnelConnection[]> {

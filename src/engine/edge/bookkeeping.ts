@@ -64,7 +64,7 @@ export class ConnectionBook {
     else this.#push({ op: 'forget', arg: id });
   }
 
-  /** Forgets what an earlier run at this edge location recorded. */
+  /** Forgets what an earlier run at this edge location recorded (never a live edge's rows there). */
   forgetAt(location: string): void {
     this.#push({ op: 'forgetAt', arg: location });
   }

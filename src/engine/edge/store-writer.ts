@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { CONNECTION_WRITES, type TunnelConnection } from '../../store/tunnels.js';
-import { EDGE_WRITES, type EdgeRecord } from '../../store/edges.js';
+import { EDGE_WRITES, liveSince, type EdgeRecord } from '../../store/edges.js';
 import type { Store } from '../../store/index.js';
 import { SqliteDriver } from '../../store/sqlite.js';
 import type { ConnectionWriter, ConnectionWrite } from './bookkeeping.js';
@@ -23,7 +23,7 @@ const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown
   if (op === 'record') return { ...(arg as TunnelConnection), edgeId: (arg as TunnelConnection).edgeId ?? null };
   if (op === 'edge') return { ...(arg as EdgeRecord) };
   if (op === 'pruneConnections' || op === 'pruneEdges') return { before: arg };
-  return op === 'forgetAt' ? { edgeLocation: arg } : { id: arg };
+  return op === 'forgetAt' ? { edgeLocation: arg, liveSince: liveSince() } : { id: arg };
 };
 
 /**

@@ -59,3 +59,31 @@ it('lists live edges only, hides a dead edge’s connections, and prunes edges d
   expect(rows.map((r) => r.id).sort()).toEqual(['no-edge', 'on-dead', 'on-live']);
   expect((await store.driver.all<{ id: string }>('SELECT id FROM edges')).map((r) => r.id).sort()).toEqual(['dead', 'live']);
 });
+
+it('forgetting an earlier run at a location keeps the rows of a live edge there (two edges, or workers, share a location)', async () => {
+  const { tunnel } = await createTunnel(store, { name: 'web' });
+  const conn = (id: string, edgeId: string | null) => ({
+    id,
+    tunnelId: tunnel.id,
+    connectorId: 'c',
+    connIndex: 0,
+    protocol: 'quic',
+    originIp: '198.18.0.1',
+    edgeLocation: 'fra',
+    clientVersion: '',
+    arch: '',
+    openedAt: ago(0),
+    edgeId,
+  });
+  await store.edges.record({ id: 'sibling', location: 'fra', tunnelAddress: '198.18.0.1:7844', startedAt: ago(60_000), heartbeatAt: ago(0) });
+  await store.edges.record({ id: 'crashed', location: 'fra', tunnelAddress: '198.18.0.1:7844', startedAt: ago(60_000), heartbeatAt: ago(EDGE_TTL_MS + 1000) });
+  await store.tunnels.recordConnection(conn('of-sibling', 'sibling'));
+  await store.tunnels.recordConnection(conn('of-crashed', 'crashed'));
+  await store.tunnels.recordConnection(conn('of-unknown-edge', 'gone'));
+  await store.tunnels.recordConnection(conn('no-edge', null));
+  await store.tunnels.recordConnection({ ...conn('elsewhere', null), edgeLocation: 'lhr' });
+
+  expect(await store.tunnels.forgetConnectionsAt('fra')).toBe(3);
+  const rows = await store.driver.all<{ id: string }>('SELECT id FROM tunnel_connections');
+  expect(rows.map((r) => r.id).sort()).toEqual(['elsewhere', 'of-sibling']);
+});
