@@ -5,8 +5,10 @@
  * a peer link: TLS to that edge's tunnel listener with a client certificate of the shared edge
  * CA, HTTP/2 with this edge as the side that opens streams (transport/http2/dial.ts
  * dialHttp2Peer). One link per peer edge, kept open and reused; a failed dial backs off
- * (250 ms doubling to 5 s) and that edge is skipped meanwhile, so a dead one costs a prompt
- * 502, not a wait.
+ * (250 ms doubling to 5 s) and that edge is skipped meanwhile; a stream whose peer cannot be
+ * dialed goes to another edge holding the tunnel, if there is one. An edge that died leaves
+ * the holders once its heartbeat is stale (store-view.ts re-reads them every heartbeat
+ * interval), and its link is closed then.
  *
  * To the on-ramps a peer is one more LiveConnection (`via` names the serving edge), picked
  * only when the tunnel has no local connection (registry.ts), so they open streams on it
@@ -164,7 +166,8 @@ class ForwardedConnection implements TunnelConnection {
 
   constructor(
     private readonly link: PeerLink,
-    private readonly tunnelId: string,
+    /** Opens a stream through this link, or through another holder's when this one cannot be dialed. */
+    private readonly open: () => Promise<TunnelStream>,
   ) {}
 
   get localAddress(): string {
@@ -183,7 +186,7 @@ class ForwardedConnection implements TunnelConnection {
     return !this.link.usable;
   }
   openStream(): Promise<TunnelStream> {
-    return this.link.open(this.tunnelId);
+    return this.open();
   }
   onStream(): void {}
   acceptStream(): Promise<TunnelStream> {
@@ -214,14 +217,16 @@ export class Forwarding {
 
   constructor(private readonly o: ForwardingOptions) {
     // Links to edges that no longer hold anything (or died) are closed at the next reload.
-    o.view.on('reload', () => {
+    const prune = () => {
       for (const [edgeId, link] of this.#links) {
         if (!o.view.holdsAnything(edgeId)) {
           link.close();
           this.#links.delete(edgeId);
         }
       }
-    });
+    };
+    o.view.on('reload', prune);
+    o.view.on('holders', prune);
   }
 
   /** Whether this edge forwards and takes peer links. */
@@ -231,6 +236,47 @@ export class Forwarding {
 
   /** A peer edge that holds the tunnel, as a connection to open streams on; undefined: none reachable. */
   pick(tunnelId: string): LiveConnection | undefined {
+    const best = this.#pickLink(tunnelId);
+    if (!best) return undefined;
+    let live = best.lives.get(tunnelId);
+    if (!live) {
+      live = {
+        id: `peer:${best.holder.edgeId}`,
+        tunnelId,
+        connectorId: '',
+        connIndex: -1,
+        conn: new ForwardedConnection(best, () => this.#open(tunnelId, best)),
+        draining: false,
+        // The public listener's fast path may ride it: the serving edge relays an http1 stream
+        // only to a connection that serves them (else resets it: a prompt 502).
+        http1: true,
+        via: { edgeId: best.holder.edgeId, location: best.holder.location },
+      };
+      best.lives.set(tunnelId, live);
+    }
+    return live;
+  }
+
+  /**
+   * A stream through `first`; when its edge cannot be dialed (refused, timed out), through
+   * another edge holding the tunnel — nothing has been sent yet, so no request is repeated.
+   */
+  async #open(tunnelId: string, first: PeerLink): Promise<TunnelStream> {
+    const tried = new Set<PeerLink>();
+    for (let link: PeerLink | undefined = first; ; ) {
+      tried.add(link);
+      try {
+        return await link.open(tunnelId);
+      } catch (err) {
+        link = this.#pickLink(tunnelId, tried);
+        if (!link) throw err;
+        this.o.log.debug({ tunnelID: tunnelId, peer: link.holder.edgeId, location: link.holder.location }, 'Forwarding to another edge that holds the tunnel');
+      }
+    }
+  }
+
+  /** The least loaded usable link to an edge holding the tunnel, other than `skip`'s. */
+  #pickLink(tunnelId: string, skip?: Set<PeerLink>): PeerLink | undefined {
     const credentials = this.o.credentials;
     if (!credentials || this.#stopped) return undefined;
     let best: PeerLink | undefined;
@@ -242,26 +288,9 @@ export class Forwarding {
         link = new PeerLink(holder, { ...this.o, credentials });
         this.#links.set(holder.edgeId, link);
       }
-      if (link.usable && (!best || link.load < best.load)) best = link;
+      if (link.usable && !skip?.has(link) && (!best || link.load < best.load)) best = link;
     }
-    if (!best) return undefined;
-    let live = best.lives.get(tunnelId);
-    if (!live) {
-      live = {
-        id: `peer:${best.holder.edgeId}`,
-        tunnelId,
-        connectorId: '',
-        connIndex: -1,
-        conn: new ForwardedConnection(best, tunnelId),
-        draining: false,
-        // The public listener's fast path may ride it: the serving edge relays an http1 stream
-        // only to a connection that serves them (else resets it: a prompt 502).
-        http1: true,
-        via: { edgeId: best.holder.edgeId, location: best.holder.location },
-      };
-      best.lives.set(tunnelId, live);
-    }
-    return live;
+    return best;
   }
 
   /**

@@ -5,6 +5,11 @@
  * watch — SQLite: a `data_version` poll; PostgreSQL: LISTEN/NOTIFY, and a full reload after
  * a lost connection comes back — and the whole view is rebuilt, then swapped in at once.
  * A rebuild that fails keeps the last view, and the next change (or poll) tries again.
+ *
+ * Heartbeats change no data (PostgreSQL does not NOTIFY them), so which edges hold which
+ * tunnels is also re-read on its own every heartbeat interval, off the request path: an edge
+ * that died (or stopped answering) leaves the holders once its heartbeat is stale, instead
+ * of at the next change of the store.
  */
 import { EventEmitter } from 'node:events';
 import { RouteTable } from '../../core/route-table.js';
@@ -13,6 +18,7 @@ import { findVnet, type VnetLookup } from '../../core/vnets.js';
 import type { VirtualNetwork } from '../hooks/types.js';
 import type { DetailedRoute, Store, TunnelHolder, Vnet } from '../../store/index.js';
 import type { Logger } from '../observe/log.js';
+import { EDGE_HEARTBEAT_MS } from '../../store/edges.js';
 
 export const STORE_POLL_MS = 250;
 
@@ -44,8 +50,11 @@ const EMPTY: Snapshot = {
   holders: new Map(),
 };
 
-export class StoreView extends EventEmitter<{ reload: [] }> {
+export class StoreView extends EventEmitter<{ reload: []; holders: [] }> {
   #s = EMPTY;
+  #holdersTimer?: NodeJS.Timeout;
+  /** Full rebuilds so far: a holders read that overlapped one is dropped (the rebuild read them too). */
+  #loads = 0;
   #stopWatch?: Promise<() => Promise<void>>;
   /** The reload in flight, and whether another change arrived meanwhile. */
   #loading?: Promise<void>;
@@ -56,6 +65,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
     readonly store: Store,
     private readonly pollMs = STORE_POLL_MS,
     private readonly log?: Logger,
+    private readonly holdersMs = EDGE_HEARTBEAT_MS,
   ) {
     super();
   }
@@ -68,9 +78,27 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       onError: (err) => this.log?.warn({ err }, 'Lost the store connection; reconnecting (serving the last view meanwhile)'),
     });
     await this.#stopWatch;
+    this.#holdersTimer ??= setInterval(() => void this.#refreshHolders(), this.holdersMs).unref();
+  }
+
+  /** Re-reads the holders alone (who is live changes with heartbeats, which notify nothing). */
+  async #refreshHolders(): Promise<void> {
+    if (this.#loading) return;
+    const loads = this.#loads;
+    let rows: TunnelHolder[];
+    try {
+      rows = await this.store.edges.holders();
+    } catch {
+      return; // The full reload's own error handling reports an unreadable store.
+    }
+    if (this.#loading || loads !== this.#loads) return;
+    this.#s = { ...this.#s, holders: groupHolders(rows) };
+    this.emit('holders');
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#holdersTimer);
+    this.#holdersTimer = undefined;
     const stop = this.#stopWatch;
     this.#stopWatch = undefined;
     await (await stop?.catch(() => undefined))?.();
@@ -107,6 +135,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
         this.#again = false;
         try {
           this.#s = await this.#load();
+          this.#loads++;
           if (this.#failing) this.log?.info('Store readable again');
           this.#failing = false;
         } catch (err) {
@@ -131,8 +160,7 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
       this.store.devices.allVnetRestrictions(),
       this.store.edges.holders(),
     ]);
-    const holders = new Map<string, TunnelHolder[]>();
-    for (const h of holderRows) holders.set(h.tunnelId, [...(holders.get(h.tunnelId) ?? []), h]);
+    const holders = groupHolders(holderRows);
     const exact = new Map<string, string>();
     const wildcards: [string, string][] = [];
     for (const h of hostnames) {
@@ -250,6 +278,12 @@ export class StoreView extends EventEmitter<{ reload: [] }> {
   get accountTag(): string {
     return this.store.accountTag;
   }
+}
+
+function groupHolders(rows: TunnelHolder[]): Map<string, TunnelHolder[]> {
+  const holders = new Map<string, TunnelHolder[]>();
+  for (const h of rows) holders.set(h.tunnelId, [...(holders.get(h.tunnelId) ?? []), h]);
+  return holders;
 }
 
 /** The live vnets of one reload, looked up as the store's repository would. */
