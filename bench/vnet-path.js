@@ -3,7 +3,7 @@
  * The product's main path, device → edge → tunnel → private host, against the same
  * client talking to the same host over a plain veth, in one run (needs root: it builds
  * network namespaces and removes them):
- *  - iperf3 throughput (ratio to veth);
+ *  - iperf3 throughput both ways (ratio to veth);
  *  - HTTP requests/s with keep-alive from the device (ratio to veth);
  *  - time from `oxyctl tunnel route ip add` returning to the first routed connection;
  *  - the same iperf3 and requests/s through Debian's wireguard-go between the device and the
@@ -217,12 +217,17 @@ try {
     /Connected to the edge/,
   );
 
-  const iperf = (target) => JSON.parse(inNs(names.dev, 'iperf3', ['-c', target, '-t', String(seconds), '-J'])).end.sum_received.bits_per_second / 1e9;
+  const iperf = (target, ...extra) =>
+    JSON.parse(inNs(names.dev, 'iperf3', ['-c', target, '-t', String(seconds), '-J', ...extra])).end.sum_received.bits_per_second / 1e9;
   const veth = iperf('198.18.9.2');
   const procs = { device, edge, connector };
   const { result: tunnel, cpu: bulkCpu } = withCpu(procs, () => iperf('198.18.0.10'), 'bulk');
   console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth`);
   console.log(`iperf3: tunnel ${fmt(tunnel, 2)} Gbit/s | veth ${fmt(veth, 2)} Gbit/s | ratio ${fmt(tunnel / veth, 3)}`);
+  // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
+  const vethDown = iperf('198.18.9.2', '-R');
+  const tunnelDown = iperf('198.18.0.10', '-R');
+  console.log(`iperf3 -R (host → device): tunnel ${fmt(tunnelDown, 2)} Gbit/s | veth ${fmt(vethDown, 2)} Gbit/s | ratio ${fmt(tunnelDown / vethDown, 3)}`);
   const rps = (target) => Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(seconds * 1000)]).trim());
   const vethRps = rps('198.18.9.2');
   const { result: tunnelRps, cpu: rpsCpu } = withCpu(procs, () => rps('198.18.0.10'), 'requests');
