@@ -217,16 +217,19 @@ export class Forwarding {
 
   constructor(private readonly o: ForwardingOptions) {
     // Links to edges that no longer hold anything (or died) are closed at the next reload.
-    const prune = () => {
+    const prune = (reloaded: boolean) => {
       for (const [edgeId, link] of this.#links) {
         if (!o.view.holdsAnything(edgeId)) {
           link.close();
           this.#links.delete(edgeId);
+        } else if (reloaded) {
+          // The fast path tries http1 streams again after a change (a connector that serves them may have registered there).
+          for (const live of link.lives.values()) live.http1 = true;
         }
       }
     };
-    o.view.on('reload', prune);
-    o.view.on('holders', prune);
+    o.view.on('reload', () => prune(true));
+    o.view.on('holders', () => prune(false));
   }
 
   /** Whether this edge forwards and takes peer links. */
@@ -248,7 +251,8 @@ export class Forwarding {
         conn: new ForwardedConnection(best, () => this.#open(tunnelId, best)),
         draining: false,
         // The public listener's fast path may ride it: the serving edge relays an http1 stream
-        // only to a connection that serves them (else resets it: a prompt 502).
+        // only to a connection that serves them; holding only older connectors, it ends the stream
+        // unread and the request takes the per-request path (http1-fast.ts).
         http1: true,
         via: { edgeId: best.holder.edgeId, location: best.holder.location },
       };
@@ -342,6 +346,12 @@ export class Forwarding {
     const live = this.o.local(tunnelId, http1);
     // An http1 stream has no response header: refused by a reset (its client gets a 502).
     const fail = (message: string) => (http1 ? void stream.destroy() : refuse(ResponseStatus.DIAL_FAILED, message));
+    if (!live && http1 && this.o.local(tunnelId, false)) {
+      // Only connectors without http1 streams here: ended unread, the peer's fast path sends the request per request.
+      this.o.log.debug({ tunnelID: tunnelId, from }, 'Forwarded http1 stream ended: the connectors here serve requests one stream each');
+      stream.end();
+      return;
+    }
     if (!live) {
       this.o.log.debug({ tunnelID: tunnelId, from, kind: inner.kind }, 'Forwarded stream refused: no connection of the tunnel on this edge');
       return fail(`The edge ${this.o.location} holds no connection of the tunnel any more`);

@@ -63,6 +63,8 @@ interface InFlight {
   fr: FastRequest;
   /** The request's records so far (all of it once `bodyLeft` is 0): what a resend sends again. */
   records: Buffer[];
+  /** The request's bytes as the client sent them (those in hand): what the per-request path reads after a fallback. */
+  raw: Buffer;
   /** Body bytes the client has still to send (they go on as BODY records as they come). */
   bodyLeft: number;
   /** The records went on a stream: later body bytes are written straight to it. */
@@ -172,6 +174,7 @@ class FastConnection {
     const req: InFlight = {
       fr,
       records,
+      raw: buf.subarray(0, end),
       bodyLeft: fr.size + fr.bodyLength - end,
       written: false,
       reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
@@ -312,6 +315,9 @@ class FastConnection {
     if (!req) return; // idle: the next request opens a stream
     if (!err && req.reader.end()) return this.#finished(req);
     if (req.answered) return this.#broken(err ?? new Error('the response was cut short'));
+    // A peer edge ends an http1 stream unread when its connectors of the tunnel serve none
+    // (forwarding.ts): its requests take the per-request path, until its view reloads.
+    if (!err && t.live.via) t.live.http1 = false;
     t.stream.destroy();
     this.#lost(req, err);
   }
@@ -329,6 +335,7 @@ class FastConnection {
       if (!err) {
         const live = this.#route(req.fr.host);
         if (live) return this.#send(req, live);
+        if (req.live.via) return this.#fallBack(req);
       } else if (IDEMPOTENT.has(req.fr.method) && req.fr.bodyLength === 0) {
         return void this.#answering(req.live).then((next) => {
           if (this.#req !== req || this.#gone) return;
@@ -441,6 +448,14 @@ class FastConnection {
     this.o.log.warn({ err, host: this.#req?.fr.host }, 'Request through the tunnel failed');
     this.#dropTunnel(true);
     this.socket.destroy();
+  }
+
+  /** A request that no http1 stream serves any more goes to the per-request path with the bytes after it. */
+  #fallBack(req: InFlight): void {
+    clearTimeout(req.bodyTimer);
+    this.#req = undefined;
+    this.#buf = this.#buf ? Buffer.concat([req.raw, this.#buf]) : req.raw;
+    this.#handOff();
   }
 
   /** Node's server takes the connection from here, with the bytes not answered yet. */

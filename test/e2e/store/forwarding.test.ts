@@ -80,6 +80,8 @@ beforeAll(async () => {
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
   // Store data only: the private traffic goes to the origin on 127.0.0.1, inside this /32.
   await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'lab', '127.0.0.1/32', 'web']);
+  await oxyOk(home, ['tunnel', 'create', 'old']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'old', 'old.example.com']);
   await oxyOk(home, ['tunnel', 'create', 'orphan']);
   await oxyOk(home, ['tunnel', 'route', 'dns', 'orphan', 'orphan.example.com']);
   await startEdgeAt('a');
@@ -99,7 +101,15 @@ beforeAll(async () => {
     'web',
   ]);
   procs.push(c);
+  // A connector of an older release (no http1 streams), on edge-a too.
+  const old = new OxyProcess(
+    home,
+    ['tunnel', 'run', '--edge', `127.0.0.1:${edges.a.tunnel}`, '--protocol', 'http2', '--ha-connections', '1', '--url', `http://127.0.0.1:${port}`, 'old'],
+    { OXY_HTTP1_STREAMS: '0' },
+  );
+  procs.push(old);
   for (let i = 0; i < 2; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
+  await old.waitFor(/Registered tunnel connection connIndex=0 /);
 }, 45_000);
 
 afterAll(async () => {
@@ -147,6 +157,17 @@ describe('edge-to-edge forwarding', () => {
     const r = await curl(['-p', '-x', `127.0.0.1:${edges.b.proxy}`, '--proxy-header', 'Oxy-Vnet: lab', `http://127.0.0.1:${port}/private`]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('origin /private');
+  });
+
+  it('a keep-alive client through the other edge reaches an older connector (no http1 streams) by the per-request path', async () => {
+    const viaBOld = () => curl(['-i', '-H', 'Host: old.example.com', `http://127.0.0.1:${edges.b.http}/one`, `http://127.0.0.1:${edges.b.http}/two`]);
+    let r = await viaBOld();
+    for (const t0 = Date.now(); !r.stdout.includes('origin /two') && Date.now() - t0 < 5000; ) r = await viaBOld();
+    expect(r.stdout).toMatch(/^HTTP\/1\.1 200[\s\S]*\r\n\r\norigin \/oneHTTP\/1\.1 200[\s\S]*\r\n\r\norigin \/two$/);
+    // A later connection too (edge-b learned that edge-a serves this tunnel per request).
+    const again = await viaBOld();
+    expect(again.stdout).toMatch(/\r\n\r\norigin \/two$/);
+    expect(again.stdout).not.toMatch(/ 502 /);
   });
 
   it('a tunnel no edge holds is a prompt 502 from either edge, not a ping-pong', async () => {
