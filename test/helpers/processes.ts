@@ -1,15 +1,36 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { createServer, Server } from 'node:net';
 import { afterEach, beforeEach } from 'vitest';
 import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
 
-/** A loopback TCP port free right now (for a process that must come back on the same port). */
+/**
+ * A loopback port free right now for TCP and UDP, for a process that must come back on the
+ * same port (an edge's tunnel listener and its QUIC socket). It lies below the kernel's
+ * ephemeral range: a port the kernel handed out (port 0) may be given next to a client's
+ * socket — a connector's QUIC socket redialling the killed edge took its port, and the edge
+ * came back to EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  const from = Math.max(1024, low - 16_000);
+  if (low - from < 1000) throw new Error(`the ephemeral port range starts at ${low}: no room below it for test listeners`);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = from + Math.floor(Math.random() * (low - from));
+    if ((await bindable(createServer(), port)) && (await bindable(createSocket('udp4'), port))) return port;
+  }
+  throw new Error(`no free loopback port below ${low}`);
+}
+
+async function bindable(s: Server | UdpSocket, port: number): Promise<boolean> {
+  const ok = await new Promise<boolean>((resolve) => {
+    s.once('error', () => resolve(false));
+    if (s instanceof Server) s.listen(port, '127.0.0.1', () => resolve(true));
+    else s.bind(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise<void>((r) => s.close(() => r()));
+  return ok;
 }
 
 /** A running oxyctl process whose stderr (logs) is collected and searchable. */
