@@ -27,6 +27,7 @@ import { encodeRequestHeader, metaGet, readStreamHeader, ResponseStatus, writeRe
 import { dialHttp2Peer } from '../transport/http2/index.js';
 import type { TunnelCloseInfo, TunnelConnection, TunnelConnectionStats, TunnelStream } from '../transport/types.js';
 import { bridge } from '../util/pump.js';
+import type { Siblings } from './handoff.js';
 import type { LiveConnection } from './registry.js';
 import type { StoreView } from './store-view.js';
 
@@ -55,6 +56,8 @@ export interface ForwardingOptions {
    * private one. `null`: skip the holder (an address this edge shares, with no private one known).
    */
   peerAddress?: (holder: TunnelHolder) => string | null | undefined;
+  /** Sibling workers (`edge run --workers`): which hold the tunnel now, told by the primary before the store view has it. */
+  siblings?: Pick<Siblings, 'siblingHolders' | 'siblingHoldsAnything'>;
 }
 
 const BACKOFF_MIN_MS = 250;
@@ -219,7 +222,7 @@ export class Forwarding {
     // Links to edges that no longer hold anything (or died) are closed at the next reload.
     const prune = (reloaded: boolean) => {
       for (const [edgeId, link] of this.#links) {
-        if (!o.view.holdsAnything(edgeId)) {
+        if (!o.view.holdsAnything(edgeId) && !o.siblings?.siblingHoldsAnything(edgeId)) {
           link.close();
           this.#links.delete(edgeId);
         } else if (reloaded) {
@@ -279,12 +282,21 @@ export class Forwarding {
     }
   }
 
+  /** The edges holding the tunnel: the store view's, and the sibling workers the primary named that it does not show yet. */
+  #holders(tunnelId: string): readonly TunnelHolder[] {
+    const known = this.o.view.holdersOf(tunnelId);
+    const siblings = this.o.siblings?.siblingHolders(tunnelId);
+    if (!siblings?.length) return known;
+    const more = siblings.filter((s) => !known.some((h) => h.edgeId === s.edgeId)).map((s) => ({ tunnelId, location: this.o.location, ...s }));
+    return more.length ? [...known, ...more] : known;
+  }
+
   /** The least loaded usable link to an edge holding the tunnel, other than `skip`'s. */
   #pickLink(tunnelId: string, skip?: Set<PeerLink>): PeerLink | undefined {
     const credentials = this.o.credentials;
     if (!credentials || this.#stopped) return undefined;
     let best: PeerLink | undefined;
-    for (const holder of this.o.view.holdersOf(tunnelId)) {
+    for (const holder of this.#holders(tunnelId)) {
       if (holder.edgeId === this.o.id || !holder.tunnelAddress || this.o.peerAddress?.(holder) === null) continue;
       let link = this.#links.get(holder.edgeId);
       if (!link || link.holder.tunnelAddress !== holder.tunnelAddress) {

@@ -32,6 +32,13 @@ export interface Siblings {
    * address the workers share (a sibling not announced yet, or gone); undefined: not a sibling.
    */
   peerAddress(edgeId: string, tunnelAddress: string): string | null | undefined;
+  /**
+   * The sibling workers holding a connection of the tunnel, as the primary told a moment ago:
+   * forwarding reaches a tunnel that registered on a sibling before the store view shows it.
+   */
+  siblingHolders(tunnelId: string): { edgeId: string; tunnelAddress: string }[];
+  /** Whether a sibling worker (by edge id) holds any tunnel now. */
+  siblingHoldsAnything(edgeId: string): boolean;
 }
 
 export interface HandoffFrontOptions {

@@ -151,6 +151,7 @@ export class EdgeServer {
       credentials: o.peer,
       local: (tunnelId, http1) => this.registry.pickLocal(tunnelId, http1),
       peerAddress: o.siblings && ((holder) => o.siblings?.peerAddress(holder.edgeId, holder.tunnelAddress)),
+      siblings: o.siblings,
       streams: new Counter({
         name: 'oxy_edge_forwarded_streams_total',
         help: 'Streams forwarded between edges: out (to the edge holding the tunnel), in (served for another edge)',

@@ -43,6 +43,8 @@ interface Peer {
   edgeId: string;
   address: string;
   recorded: string;
+  /** Its slot (0-based), set by the primary. */
+  index?: number;
 }
 
 /** What the primary tells a worker. */
@@ -158,6 +160,19 @@ export class WorkerLink implements Siblings {
   #learn(holders: Holders, peers: Peer[]): void {
     this.#holders = new Map(holders.map(([t, ws]) => [t, ws.filter((w) => w !== this.spec.index)]));
     this.#peers = new Map(peers.map((p) => [p.edgeId, p]));
+  }
+
+  siblingHolders(tunnelId: string): { edgeId: string; tunnelAddress: string }[] {
+    const ws = this.#holders.get(tunnelId);
+    if (!ws?.length) return [];
+    return [...this.#peers.values()].filter((p) => p.index !== undefined && ws.includes(p.index)).map((p) => ({ edgeId: p.edgeId, tunnelAddress: p.recorded }));
+  }
+
+  siblingHoldsAnything(edgeId: string): boolean {
+    const index = this.#peers.get(edgeId)?.index;
+    if (index === undefined) return false;
+    for (const ws of this.#holders.values()) if (ws.includes(index)) return true;
+    return false;
   }
 
   peerAddress(edgeId: string, tunnelAddress: string): string | null | undefined {
@@ -401,7 +416,7 @@ export class EdgePrimary {
   }
 
   #peers(): Peer[] {
-    return this.#slots.flatMap((s) => (s.peer ? [s.peer] : []));
+    return this.#slots.flatMap((s) => (s.peer ? [{ ...s.peer, index: s.index }] : []));
   }
 
   #tellHolders(): void {
