@@ -139,7 +139,15 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
     forgetEarlierRun: o.worker?.spec.forgetEarlierRun,
     siblings: o.worker,
   });
-  await edge.start();
+  // Starting waits on children whose handles are unref'd (the IP path's namespace child answers
+  // over its IPC channel): with nothing else open yet — a worker without the SEQPACKET on-ramp,
+  // whose channel to the primary is unref'd too — Node would exit mid-start (code 13).
+  const starting = setInterval(() => undefined, 60_000);
+  try {
+    await edge.start();
+  } finally {
+    clearInterval(starting);
+  }
   const ipEdge = edge.ipEdge;
   if (o.dashboardListen && traffic) {
     const dashboard = await DashboardServer.listen({
