@@ -9,6 +9,8 @@ import { postgresMissing } from './test/helpers/postgres.js';
  */
 export const POSTGRES_LEG = [
   'test/unit/store/**/*.test.ts',
+  'test/cli/edge-advertise.test.ts',
+  'test/cli/error-codes.test.ts',
   'test/cli/route.test.ts',
   'test/cli/race.test.ts',
   'test/cli/tunnel.test.ts',
