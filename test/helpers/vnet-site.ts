@@ -164,3 +164,72 @@ export async function startVnetSite(
     throw err;
   }
 }
+
+/** The hosts of a device reaching a site through edges over veths, before any process runs. */
+export interface DeviceNets {
+  home: string;
+  env: Record<string, string | undefined>;
+  edges: TestNetns;
+  dc: TestNetns;
+  device: TestNetns;
+  /** The connector's config file (warp-routing on, connectTimeout 2s). */
+  connectorConfig: string;
+  /** Starts `node ARGS` in a namespace with env; stopped by close(). */
+  spawnIn(ns: TestNetns, args: string[]): NsProcess;
+  /** Runs a command in the device namespace: its stdout, or '' when it failed. */
+  inDevice(command: string, args: string[]): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * device ns ──veth 198.18.2.0/30── edges ns ──veth 198.18.1.0/30── dc ns (hosts 198.18.0.10 + dcHosts on lo),
+ * the device routed to 198.18.1.0/30 through the edges; a store with vnet "site", tunnel "site"
+ * serving 198.18.0.0/24 and `edge init --ip 198.18.1.1`. Namespace names: [edges, dc, device].
+ */
+export async function startDeviceNets(names: [string, string, string], o: { env?: Record<string, string>; dcHosts?: string[] } = {}): Promise<DeviceNets> {
+  const { home, cleanup } = tempHome();
+  const spaces: TestNetns[] = [];
+  const procs: NsProcess[] = [];
+  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home), ...o.env };
+  const close = async () => {
+    await Promise.all(procs.reverse().map((p) => p.stop()));
+    for (const ns of spaces) ns.delete();
+    cleanup();
+  };
+  try {
+    const edges = TestNetns.create(names[0]);
+    const dc = TestNetns.create(names[1]);
+    const device = TestNetns.create(names[2]);
+    spaces.push(edges, dc, device);
+    edges.veth('to-dc', dc, 'to-edge');
+    edges.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc');
+    dc.ip('addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
+    for (const host of ['198.18.0.10', ...(o.dcHosts ?? [])]) dc.ip('addr', 'add', `${host}/32`, 'dev', 'lo');
+    edges.veth('to-dev', device, 'to-edges');
+    edges.ip('addr', 'add', '198.18.2.1/30', 'dev', 'to-dev');
+    device.ip('addr', 'add', '198.18.2.2/30', 'dev', 'to-edges');
+    device.ip('route', 'add', '198.18.1.0/30', 'via', '198.18.2.1');
+
+    await oxyOk(home, ['vnet', 'add', '--default', 'site']);
+    await oxyOk(home, ['tunnel', 'create', 'site']);
+    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
+    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
+    const connectorConfig = join(home, 'connector.yml');
+    writeFileSync(connectorConfig, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
+    const spawnIn = (ns: TestNetns, args: string[]) => {
+      const p = new NsProcess(ns.spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+      procs.push(p);
+      return p;
+    };
+    const inDevice = (command: string, args: string[]) =>
+      new Promise<string>((resolve) =>
+        execFile('ip', ['netns', 'exec', device.name, command, ...args], { encoding: 'utf8', timeout: 10_000 }, (err, stdout) =>
+          resolve(err ? '' : stdout.trim()),
+        ),
+      );
+    return { home, env, edges, dc, device, connectorConfig, spawnIn, inDevice, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -10,62 +10,26 @@
  * device); then edge-b is killed with SIGKILL and the device's traffic resumes through edge-a.
  * Once with the device on HTTP/2, once on QUIC (where a killed edge says nothing).
  */
-import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeDeviceToken } from '../../../src/core/devices.js';
-import { BIN, oxyOk, storeEnv, tempHome } from '../../helpers/cli.js';
-import { TestNetns } from '../../helpers/netns.js';
+import { BIN, oxyOk } from '../../helpers/cli.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
-import { NsProcess } from '../../helpers/vnet-site.js';
+import { type DeviceNets, type NsProcess, startDeviceNets } from '../../helpers/vnet-site.js';
 
 for (const protocol of ['http2', 'quic'] as const)
   privilegedDescribe(`a device over two edges of one PostgreSQL store (${protocol})`, () => {
-    let home: string;
-    let cleanup: () => void;
-    let env: Record<string, string | undefined>;
-    const spaces: TestNetns[] = [];
-    const procs: NsProcess[] = [];
-    let device: TestNetns;
+    let nets: DeviceNets;
     let edgeB: NsProcess;
     let warp: NsProcess;
-    const spawnIn = (ns: TestNetns, args: string[]) => {
-      const p = new NsProcess(ns.spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
-      procs.push(p);
-      return p;
-    };
     /** One HTTP GET from the device namespace: the body, or '' when it failed. */
-    const getFromDevice = (url: string, timeoutS = 2) =>
-      new Promise<string>((resolve) =>
-        execFile('ip', ['netns', 'exec', device.name, 'curl', '-s', '-m', String(timeoutS), url], { encoding: 'utf8', timeout: 10_000 }, (err, stdout) =>
-          resolve(err ? '' : stdout.trim()),
-        ),
-      );
+    const getFromDevice = (url: string, timeoutS = 2) => nets.inDevice('curl', ['-s', '-m', String(timeoutS), url]);
 
     beforeAll(async () => {
-      ({ home, cleanup } = tempHome());
       // Heartbeats every second: the registry sees a killed edge within 3 s.
-      env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home), OXY_EDGE_HEARTBEAT_MS: '1000' };
-      const edges = TestNetns.create('oxyedges');
-      const dc = TestNetns.create('oxydc');
-      device = TestNetns.create('oxydev');
-      spaces.push(edges, dc, device);
-      edges.veth('to-dc', dc, 'to-edge');
-      edges.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc');
-      dc.ip('addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
-      dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
-      dc.ip('addr', 'add', '198.18.3.10/32', 'dev', 'lo');
-      edges.veth('to-dev', device, 'to-edges');
-      edges.ip('addr', 'add', '198.18.2.1/30', 'dev', 'to-dev');
-      device.ip('addr', 'add', '198.18.2.2/30', 'dev', 'to-edges');
-      device.ip('route', 'add', '198.18.1.0/30', 'via', '198.18.2.1');
-
-      await oxyOk(home, ['vnet', 'add', '--default', 'site']);
-      await oxyOk(home, ['tunnel', 'create', 'site']);
-      await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
-      await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
+      nets = await startDeviceNets(['oxyedges', 'oxydc', 'oxydev'], { env: { OXY_EDGE_HEARTBEAT_MS: '1000' }, dcHosts: ['198.18.3.10'] });
+      const { home, edges, dc, device, spawnIn } = nets;
       for (const [location, port] of [
         ['edge-a', 7844],
         ['edge-b', 7846],
@@ -92,8 +56,6 @@ for (const protocol of ['http2', 'quic'] as const)
       const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
       expect(decodeDeviceToken(token).e?.split(',').sort()).toEqual(['198.18.1.1:7844', '198.18.1.1:7846']);
       spawnIn(dc, ['-e', "require('http').createServer((q, s) => s.end('site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0')"]);
-      const config = join(home, 'connector.yml');
-      writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
       const connector = spawnIn(dc, [
         BIN,
         'tunnel',
@@ -105,7 +67,7 @@ for (const protocol of ['http2', 'quic'] as const)
         '--edge',
         '198.18.1.1:7846',
         '--config',
-        config,
+        nets.connectorConfig,
         '--ha-connections',
         '2',
         'site',
@@ -118,14 +80,12 @@ for (const protocol of ['http2', 'quic'] as const)
     }, 60_000);
 
     afterAll(async () => {
-      await Promise.all(procs.reverse().map((p) => p.stop()));
-      for (const ns of spaces) ns.delete();
-      cleanup?.();
+      await nets?.close();
     });
 
     it('a route added with the CLI is used by the device (on edge-b) within 1 s', async () => {
       expect(await getFromDevice('http://198.18.3.10/', 1)).toBe('');
-      await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.3.0/24', 'site'], env as Record<string, string>);
+      await oxyOk(nets.home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.3.0/24', 'site'], nets.env as Record<string, string>);
       const t0 = Date.now();
       await until(async () => (await getFromDevice('http://198.18.3.10/', 1)) === 'site 198.18.3.10', 5000, 'the device to use the new route');
       const ms = Date.now() - t0;
@@ -134,7 +94,7 @@ for (const protocol of ['http2', 'quic'] as const)
     });
 
     it('kill -9 of its edge: the device moves to the other edge and its traffic resumes', async () => {
-      const status = async () => (JSON.parse(await oxyOk(home, ['warp', 'status', '-o', 'json'])) as { edge: string }).edge;
+      const status = async () => (JSON.parse(await oxyOk(nets.home, ['warp', 'status', '-o', 'json'])) as { edge: string }).edge;
       expect(await status()).toBe('198.18.1.1:7846');
       edgeB.child.kill('SIGKILL');
       // Over HTTP/2 the kernel resets the killed edge's TCP connection; over QUIC it only goes silent (3 s).

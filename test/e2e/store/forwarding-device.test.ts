@@ -9,55 +9,20 @@
  * site through edge-b's peer link to edge-a: TCP byte-exact, UDP both ways (forwarded UDP rides
  * the flow's stream, the connector does not answer with datagrams edge-b cannot read).
  */
-import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BIN, oxyOk, storeEnv, tempHome } from '../../helpers/cli.js';
-import { TestNetns } from '../../helpers/netns.js';
+import { BIN, oxyOk } from '../../helpers/cli.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
-import { NsProcess } from '../../helpers/vnet-site.js';
+import { type DeviceNets, type NsProcess, startDeviceNets } from '../../helpers/vnet-site.js';
 
 privilegedDescribe("a device on one edge reaching a site whose connector is on another edge's", () => {
-  let home: string;
-  let cleanup: () => void;
-  let env: Record<string, string | undefined>;
-  const spaces: TestNetns[] = [];
-  const procs: NsProcess[] = [];
-  let device: TestNetns;
+  let nets: DeviceNets;
   const edgeLogs: Record<string, NsProcess> = {};
-  const spawnIn = (ns: TestNetns, args: string[]) => {
-    const p = new NsProcess(ns.spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
-    procs.push(p);
-    return p;
-  };
-  /** Runs a command in the device namespace: its stdout, or '' when it failed. */
-  const inDevice = (cmd: string, args: string[]) =>
-    new Promise<string>((resolve) =>
-      execFile('ip', ['netns', 'exec', device.name, cmd, ...args], { encoding: 'utf8', timeout: 10_000 }, (err, stdout) => resolve(err ? '' : stdout.trim())),
-    );
 
   beforeAll(async () => {
-    ({ home, cleanup } = tempHome());
-    env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) };
-    const edges = TestNetns.create('oxyfwde');
-    const dc = TestNetns.create('oxyfwdc');
-    device = TestNetns.create('oxyfwdd');
-    spaces.push(edges, dc, device);
-    edges.veth('to-dc', dc, 'to-edge');
-    edges.ip('addr', 'add', '198.18.1.1/30', 'dev', 'to-dc');
-    dc.ip('addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
-    dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
-    edges.veth('to-dev', device, 'to-edges');
-    edges.ip('addr', 'add', '198.18.2.1/30', 'dev', 'to-dev');
-    device.ip('addr', 'add', '198.18.2.2/30', 'dev', 'to-edges');
-    device.ip('route', 'add', '198.18.1.0/30', 'via', '198.18.2.1');
-
-    await oxyOk(home, ['vnet', 'add', '--default', 'site']);
-    await oxyOk(home, ['tunnel', 'create', 'site']);
-    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
-    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
+    nets = await startDeviceNets(['oxyfwde', 'oxyfwdc', 'oxyfwdd']);
+    const { home, edges, dc, device, spawnIn } = nets;
     for (const [location, port] of [
       ['edge-a', 7844],
       ['edge-b', 7846],
@@ -90,8 +55,6 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
        require('http').createServer((q, s) => s.end(q.url === '/big' ? big : 'site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0');
        const u = require('dgram').createSocket('udp4'); u.on('message', (m, r) => u.send(Buffer.concat([Buffer.from('echo '), m]), r.port, r.address)); u.bind(53, '0.0.0.0');`,
     ]);
-    const config = join(home, 'connector.yml');
-    writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     const connector = spawnIn(dc, [
       BIN,
       'tunnel',
@@ -101,7 +64,7 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
       '--edge',
       '198.18.1.1:7844',
       '--config',
-      config,
+      nets.connectorConfig,
       '--ha-connections',
       '2',
       'site',
@@ -112,14 +75,16 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(procs.reverse().map((p) => p.stop()));
-    for (const ns of spaces) ns.delete();
-    cleanup?.();
+    await nets?.close();
   });
 
   it('TCP: the device gets the site through edge-b, forwarded to edge-a; a 1 MiB answer byte-exact', async () => {
-    await until(async () => (await inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10', 15_000, 'the device to reach the site');
-    const size = await inDevice('curl', ['-s', '-m', '5', '-o', '/dev/null', '-w', '%{size_download}', 'http://198.18.0.10/big']);
+    await until(
+      async () => (await nets.inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10',
+      15_000,
+      'the device to reach the site',
+    );
+    const size = await nets.inDevice('curl', ['-s', '-m', '5', '-o', '/dev/null', '-w', '%{size_download}', 'http://198.18.0.10/big']);
     expect(size).toBe(String(1 << 20));
     expect(edgeLogs['edge-b'].output).toMatch(/Peer link to edge open .*location=edge-a/);
     expect(edgeLogs['edge-a'].output).toMatch(/Peer link from edge accepted/);
@@ -129,11 +94,11 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
     const script = `const s = require('dgram').createSocket('udp4');
       s.on('message', (m) => { console.log(m.toString()); process.exit(0); });
       s.send('ping over udp', 53, '198.18.0.10'); setTimeout(() => process.exit(1), 3000);`;
-    expect(await inDevice(process.execPath, ['-e', script])).toBe('echo ping over udp');
+    expect(await nets.inDevice(process.execPath, ['-e', script])).toBe('echo ping over udp');
   });
 
   it('ICMP: a ping of the site host is answered through the forward', async () => {
-    const out = await inDevice('ping', ['-c', '1', '-W', '3', '198.18.0.10']);
+    const out = await nets.inDevice('ping', ['-c', '1', '-W', '3', '198.18.0.10']);
     expect(out).toMatch(/1 received/);
   });
 });
