@@ -1,6 +1,17 @@
 /** The edges sharing this store (`oxyctl edge list`): those whose heartbeat is fresh. */
 import type { LiveEdge, Store } from '../store/index.js';
 
+/** One process of an edge (a worker of `edge run --workers N`, or the edge itself). */
+export interface EdgeWorkerDocument {
+  id: string;
+  connections: number;
+}
+
+/**
+ * An edge the user started: its processes' rows of the edge registry grouped by their
+ * group id (rows written before groups stay one edge each). `id`: the group's; started:
+ * the earliest; heartbeat: the latest; connections: the sum over its workers.
+ */
 export interface EdgeDocument {
   id: string;
   location: string;
@@ -8,19 +19,31 @@ export interface EdgeDocument {
   started_at: string;
   heartbeat_at: string;
   connections: number;
+  workers: EdgeWorkerDocument[];
 }
 
-const edgeDocument = (e: LiveEdge): EdgeDocument => ({
-  id: e.id,
-  location: e.location,
-  tunnel_address: e.tunnelAddress,
-  started_at: e.startedAt,
-  heartbeat_at: e.heartbeatAt,
-  connections: e.connections,
-});
-
 export async function listEdges(store: Store): Promise<EdgeDocument[]> {
-  return (await store.edges.live()).map(edgeDocument);
+  const groups = new Map<string, LiveEdge[]>();
+  // Rows come ordered by location, then start: a group takes the place of its first row.
+  for (const e of await store.edges.live()) {
+    const key = e.groupId ?? `row:${e.id}`;
+    groups.set(key, [...(groups.get(key) ?? []), e]);
+  }
+  return [...groups.values()].map((rows) => {
+    const first = rows[0]!;
+    return {
+      id: first.groupId ?? first.id,
+      location: first.location,
+      tunnel_address: first.tunnelAddress,
+      started_at: rows.map((e) => e.startedAt).sort()[0]!, // ISO times sort as text
+      heartbeat_at: rows
+        .map((e) => e.heartbeatAt)
+        .sort()
+        .at(-1)!,
+      connections: rows.reduce((n, e) => n + e.connections, 0),
+      workers: rows.map((e) => ({ id: e.id, connections: e.connections })),
+    };
+  });
 }
 
 /** The tunnel addresses of every live edge, comma-separated (a token's `e`), else `fallback` (this host's edge). */

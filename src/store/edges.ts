@@ -8,6 +8,8 @@ export interface EdgeRecord {
   tunnelAddress: string;
   startedAt: string;
   heartbeatAt: string;
+  /** The edge process group it belongs to: the primary's id for a worker of `edge run --workers N`, else its own id; unset: none (rows written before groups). */
+  groupId?: string;
 }
 
 export interface LiveEdge extends EdgeRecord {
@@ -34,8 +36,8 @@ export const LIVE_CONNECTION = '(edge_id IS NULL OR edge_id IN (SELECT id FROM e
 /** The writes a running edge makes about itself (named parameters, both backends). */
 export const EDGE_WRITES = {
   /** Records the edge, or renews its heartbeat (re-creating a row someone removed). */
-  edge: `INSERT INTO edges (id, location, tunnel_address, started_at, heartbeat_at)
-     VALUES (@id, @location, @tunnelAddress, @startedAt, @heartbeatAt)
+  edge: `INSERT INTO edges (id, location, tunnel_address, started_at, heartbeat_at, group_id)
+     VALUES (@id, @location, @tunnelAddress, @startedAt, @heartbeatAt, @groupId)
      ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, tunnel_address = excluded.tunnel_address`,
   /** A stopping edge (it forgot its connections one by one before). */
   edgeDown: 'DELETE FROM edges WHERE id = @id',
@@ -58,6 +60,7 @@ interface EdgeDbRow {
   tunnel_address: string;
   started_at: string;
   heartbeat_at: string;
+  group_id: string | null;
   connections: number;
 }
 
@@ -65,7 +68,7 @@ export class EdgeRepository {
   constructor(private readonly sql: Sql) {}
 
   async record(e: EdgeRecord): Promise<void> {
-    await this.sql.run(EDGE_WRITES.edge, { ...e });
+    await this.sql.run(EDGE_WRITES.edge, { ...e, groupId: e.groupId ?? null });
   }
 
   async remove(id: string): Promise<void> {
@@ -91,7 +94,7 @@ export class EdgeRepository {
   /** Edges whose heartbeat is fresh, with the connections each holds. */
   async live(since = liveSince()): Promise<LiveEdge[]> {
     const rows = await this.sql.all<EdgeDbRow>(
-      `SELECT e.id, e.location, e.tunnel_address, e.started_at, e.heartbeat_at,
+      `SELECT e.id, e.location, e.tunnel_address, e.started_at, e.heartbeat_at, e.group_id,
           CAST((SELECT count(*) FROM tunnel_connections c WHERE c.edge_id = e.id) AS INTEGER) AS connections
         FROM edges e WHERE e.heartbeat_at >= @since
         ORDER BY ${bytewise(this.sql, 'e.location')}, e.started_at`,
@@ -103,6 +106,7 @@ export class EdgeRepository {
       tunnelAddress: r.tunnel_address,
       startedAt: r.started_at,
       heartbeatAt: r.heartbeat_at,
+      ...(r.group_id === null ? {} : { groupId: r.group_id }),
       connections: r.connections,
     }));
   }

@@ -137,6 +137,7 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
     ip: hasIp ? { seqpacketPath: o.ipTunnelListen, gueListen: o.gueListen, limits: o.ipLimits } : undefined,
     reusePort: shared.reusePort,
     forgetEarlierRun: o.worker?.spec.forgetEarlierRun,
+    group: o.worker?.spec.group,
     siblings: o.worker,
   });
   // Starting waits on children whose handles are unref'd (the IP path's namespace child answers

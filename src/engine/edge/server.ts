@@ -82,6 +82,8 @@ export interface EdgeOptions {
   traffic?: TrafficRecorder;
   /** This edge's id in the edge registry (its peer certificate names it); default: a new one. */
   id?: string;
+  /** The edge process group its edges row names (`edge run --workers`: the primary's); default: its own id. */
+  group?: string;
   /** The edge CA and this edge's peer certificate: forwarding to and from other edges of the store; unset: none. */
   peer?: PeerCredentials;
   /** The IP path's on-ramps (SEQPACKET, GUE) and limits; unset: no IP path (devices refused). */
@@ -288,7 +290,14 @@ export class EdgeServer {
     const wildcard = !l || l.address === '0.0.0.0' || l.address === '::';
     const tunnelAddress =
       wildcard || this.o.advertiseAlways ? (this.o.advertise ?? '') : l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`;
-    return { id: this.id, location: this.o.location, tunnelAddress, startedAt: this.#startedAt, heartbeatAt: new Date().toISOString() };
+    return {
+      id: this.id,
+      location: this.o.location,
+      tunnelAddress,
+      startedAt: this.#startedAt,
+      heartbeatAt: new Date().toISOString(),
+      groupId: this.o.group ?? this.id,
+    };
   }
 
   /** The TCP ports this edge listens on (the forward proxy never connects to them on this host). */

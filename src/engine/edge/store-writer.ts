@@ -21,7 +21,7 @@ export function connectionWriter(store: Store): ConnectionWriter {
 /** Named parameters of each write (CONNECTION_WRITES). */
 const params = (op: ConnectionWrite['op'], arg: unknown): Record<string, unknown> => {
   if (op === 'record') return { ...(arg as TunnelConnection), edgeId: (arg as TunnelConnection).edgeId ?? null };
-  if (op === 'edge') return { ...(arg as EdgeRecord) };
+  if (op === 'edge') return { ...(arg as EdgeRecord), groupId: (arg as EdgeRecord).groupId ?? null };
   if (op === 'pruneConnections' || op === 'pruneEdges') return { before: arg };
   return op === 'forgetAt' ? { edgeLocation: arg, liveSince: liveSince() } : { id: arg };
 };

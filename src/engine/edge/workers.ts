@@ -21,6 +21,7 @@ import { fork, type ChildProcess, type SendHandle } from 'node:child_process';
 import { Socket, type AddressInfo, type SocketConstructorOpts } from 'node:net';
 import type { RawHandle, Siblings } from './handoff.js';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { newId } from '../../core/common.js';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
@@ -53,6 +54,8 @@ export interface WorkerSpec {
   index: number;
   count: number;
   listen: SharedListen;
+  /** The edge process group its edges row names (an id the primary makes at start): `edge list` shows the workers as one edge. */
+  group: string;
   /** Clear the connection records an earlier run at this location left: the first start of worker 0 only. */
   forgetEarlierRun: boolean;
   /** Which workers hold which tunnels when it starts (then updates over the channel). */
@@ -285,6 +288,8 @@ export class EdgePrimary {
   #scrapes = 0;
   readonly #own = new Registry();
   readonly #restarts: Counter;
+  /** The edge process group the workers' edges rows name. */
+  readonly #groupId = newId();
 
   /** Starts worker 1, then the others on the ports it bound; rejects (having stopped them) if one exits before it is ready. */
   static async start(o: PrimaryOptions): Promise<EdgePrimary> {
@@ -342,6 +347,7 @@ export class EdgePrimary {
     const spec: WorkerSpec = {
       index: slot.index,
       count: this.o.count,
+      group: this.#groupId,
       listen: this.#listen,
       forgetEarlierRun: first && slot.index === 0,
       holders: this.#holders(),

@@ -75,6 +75,24 @@ it('two workers serve a tunnel held by one of them through both, survive a kille
   const { connector } = await startConnector(t.home, tunnel, ['--ha-connections', '1', '--hello-world', 'web'], 1);
   t.procs.push(connector);
   await until(async () => (await workers(metrics)).some((w) => w.tunnelConnections === 1), 10_000, 'the tunnel connection in a worker', 100);
+  // edge list: the edge the user started is one row, its 2 workers counted, their connections summed.
+  await until(
+    async () => {
+      const lines = (await oxyOk(t.home, ['edge', 'list'])).trim().split('\n');
+      return lines.length === 2 && /\bWORKERS\s+CONNECTIONS$/.test(lines[0]!) && /\s2\s+1$/.test(lines[1]!);
+    },
+    10_000,
+    'edge list to show one edge with WORKERS 2 and CONNECTIONS 1',
+    200,
+  );
+  const [listed, ...more] = JSON.parse(await oxyOk(t.home, ['edge', 'list', '-o', 'json'])) as {
+    connections: number;
+    workers: { id: string; connections: number }[];
+  }[];
+  expect(more).toEqual([]);
+  expect(listed!.connections).toBe(1);
+  expect(new Set(listed!.workers.map((w) => w.id)).size).toBe(2);
+  expect(listed!.workers.map((w) => w.connections).sort()).toEqual([0, 1]);
 
   const results = await Promise.all(Array.from({ length: 60 }, () => hello(http)));
   expect(results.filter((r) => r.status === 200)).toHaveLength(60);

@@ -4,6 +4,7 @@
  * id stay shown, and an edge dead for long is forgotten with its connections.
  */
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { listEdges } from '../../../src/core/edges.js';
 import { createTunnel } from '../../../src/core/tunnels.js';
 import { EDGE_TTL_MS } from '../../../src/store/edges.js';
 import type { Store } from '../../../src/store/index.js';
@@ -86,4 +87,55 @@ it('forgetting an earlier run at a location keeps the rows of a live edge there 
   expect(await store.tunnels.forgetConnectionsAt('fra')).toBe(3);
   const rows = await store.driver.all<{ id: string }>('SELECT id FROM tunnel_connections');
   expect(rows.map((r) => r.id).sort()).toEqual(['elsewhere', 'of-sibling']);
+});
+
+it('edge list shows one edge per process group: its live workers, the earliest start, the latest heartbeat, the sum of connections', async () => {
+  const { tunnel } = await createTunnel(store, { name: 'web' });
+  const conn = (id: string, edgeId: string) => ({
+    id,
+    tunnelId: tunnel.id,
+    connectorId: 'c',
+    connIndex: 0,
+    protocol: 'quic',
+    originIp: '198.18.0.1',
+    edgeLocation: 'fra',
+    clientVersion: '',
+    arch: '',
+    openedAt: ago(0),
+    edgeId,
+  });
+  const fra = { location: 'fra', tunnelAddress: '198.18.0.1:7844' };
+  // `edge run --workers 3` at fra: one worker died (stale heartbeat), one holds no connection.
+  await store.edges.record({ id: 'w1', ...fra, startedAt: ago(50_000), heartbeatAt: ago(2000), groupId: 'g' });
+  await store.edges.record({ id: 'w2', ...fra, startedAt: ago(60_000), heartbeatAt: ago(1000), groupId: 'g' });
+  await store.edges.record({ id: 'w3', ...fra, startedAt: ago(70_000), heartbeatAt: ago(EDGE_TTL_MS + 1000), groupId: 'g' });
+  // A single-process edge names its own id; a row written before groups has none.
+  await store.edges.record({ id: 'solo', location: 'lhr', tunnelAddress: '198.18.0.2:7844', startedAt: ago(10_000), heartbeatAt: ago(0), groupId: 'solo' });
+  await store.edges.record({ id: 'old', location: 'syd', tunnelAddress: '198.18.0.3:7844', startedAt: ago(10_000), heartbeatAt: ago(0) });
+  await store.tunnels.recordConnection(conn('a', 'w1'));
+  await store.tunnels.recordConnection(conn('b', 'w1'));
+  await store.tunnels.recordConnection(conn('c', 'w3'));
+  await store.tunnels.recordConnection(conn('d', 'solo'));
+
+  const edges = await listEdges(store);
+  expect(edges.map((e) => [e.id, e.location, e.workers.length, e.connections])).toEqual([
+    ['g', 'fra', 2, 2],
+    ['solo', 'lhr', 1, 1],
+    ['old', 'syd', 1, 0],
+  ]);
+  const [g] = edges;
+  expect(g!.tunnel_address).toBe('198.18.0.1:7844');
+  expect(g!.started_at).toBe((await store.edges.live()).find((e) => e.id === 'w2')!.startedAt);
+  expect(g!.heartbeat_at).toBe((await store.edges.live()).find((e) => e.id === 'w2')!.heartbeatAt);
+  expect(g!.workers.sort((a, b) => a.id.localeCompare(b.id))).toEqual([
+    { id: 'w1', connections: 2 },
+    { id: 'w2', connections: 0 },
+  ]);
+  // The per-worker rows stay as they were (tunnel list/info and forwarding use them).
+  expect((await store.edges.live()).map((e) => [e.id, e.groupId]).sort()).toEqual([
+    ['old', undefined],
+    ['solo', 'solo'],
+    ['w1', 'g'],
+    ['w2', 'g'],
+  ]);
 });
