@@ -20,7 +20,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { chromium } from 'playwright-core';
-import { arg, fmt, spawnUntil } from './lib/run.js';
+import { arg, EDGE_RUN_LOOPBACK, fmt, spawnUntil, tunnelPortIn } from './lib/run.js';
 
 const seconds = Number(arg('seconds', 4));
 const rounds = Number(arg('rounds', 4));
@@ -58,26 +58,12 @@ async function setUp(dashboard) {
   children.push(origin.child);
   const edge = await spawnUntil(
     process.execPath,
-    [
-      bin,
-      'edge',
-      'run',
-      // One process: the figures are that process's (edge run --workers defaults to one per core).
-      '--workers',
-      '1',
-      '--tunnel-listen',
-      '127.0.0.1:0',
-      '--http-listen',
-      '127.0.0.1:0',
-      '--metrics',
-      '127.0.0.1:0',
-      ...(dashboard ? ['--dashboard-listen', '127.0.0.1:0'] : []),
-    ],
+    [bin, ...EDGE_RUN_LOOPBACK, ...(dashboard ? ['--dashboard-listen', '127.0.0.1:0'] : [])],
     dashboard ? /Dashboard ready .*url=(http:\/\/127\.0\.0\.1:\d+)\// : /Edge running/,
     { env },
   );
   children.push(edge.child);
-  const tunnelPort = /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
+  const tunnelPort = tunnelPortIn(edge.output());
   const httpPort = /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
   const connector = await spawnUntil(
     process.execPath,

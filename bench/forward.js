@@ -15,8 +15,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, Pool, request } from 'undici';
-import { readFileSync } from 'node:fs';
-import { arg, fmt, spawnUntil } from './lib/run.js';
+import { arg, best, cpuMicros, EDGE_RUN_LOOPBACK, fmt, spawnUntil, tunnelPortIn } from './lib/run.js';
 
 const MiB = 1024 * 1024;
 const seconds = Number(arg('seconds', 5));
@@ -78,24 +77,13 @@ async function transfer(origin, op, n, dispatcher) {
   return n / MiB / ((performance.now() - t0) / 1000);
 }
 
-/** CPU time (µs) a process has used so far: utime + stime from /proc (clock ticks of 10 ms). */
-const cpuUs = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
-};
 /** Requests/s of `fn`, and each process's CPU µs per request while it ran. */
 async function measured(procs, fn) {
-  const before = procs.map((p) => cpuUs(p.pid));
+  const before = procs.map((p) => cpuMicros(p.pid));
   const rps = await fn();
-  const per = procs.map((p, i) => (cpuUs(p.pid) - before[i]) / (rps * seconds));
+  const per = procs.map((p, i) => (cpuMicros(p.pid) - before[i]) / (rps * seconds));
   return { rps, per };
 }
-
-const best = async (times, fn) => {
-  let top = 0;
-  for (let i = 0; i < times; i++) top = Math.max(top, await fn());
-  return top;
-};
 
 try {
   oxy('edge', 'init');
@@ -105,28 +93,11 @@ try {
   children.push(origin.child);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
   const startEdge = async (location) => {
-    const e = await spawnOxy(
-      [
-        'edge',
-        'run',
-        '--workers',
-        '1',
-        '--tunnel-listen',
-        '127.0.0.1:0',
-        '--http-listen',
-        '127.0.0.1:0',
-        '--metrics',
-        '127.0.0.1:0',
-        '--no-quic',
-        '--location',
-        location,
-      ],
-      /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/,
-    );
+    const e = await spawnOxy([...EDGE_RUN_LOOPBACK, '--no-quic', '--location', location], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
     return {
       pid: e.child.pid,
       url: `http://127.0.0.1:${e.match[1]}`,
-      tunnelPort: /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(e.output())[1],
+      tunnelPort: tunnelPortIn(e.output()),
     };
   };
   const a = await startEdge('edge-a');

@@ -29,7 +29,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { arg, fmt, spawnUntil } from './lib/run.js';
+import { arg, cpuMicros, EDGE_RUN_LOOPBACK, family, fmt, spawnUntil, tunnelPortIn } from './lib/run.js';
 
 const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
@@ -78,26 +78,6 @@ const spawnTracked = async (cmd, args, re, options = {}) => {
   const p = await spawnUntil(cmd, args, re, options);
   children.push(p.child);
   return p;
-};
-
-/** A process and its descendants (sshd forks a process per connection). */
-const family = (pid) => {
-  const out = [pid];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-    if (kids) for (const kid of kids.split(' ')) out.push(...family(Number(kid)));
-  }
-  return out;
-};
-
-/** utime + stime of processes, in µs (what process.cpuUsage() adds up, read from outside). */
-const cpuMicros = (pids) => {
-  let ticks = 0;
-  for (const pid of [pids].flat()) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * 10_000;
 };
 
 /**
@@ -261,30 +241,12 @@ async function startSeparate(originUrl, protocol, extraEnv = {}) {
     execFileSync(process.execPath, [bin, ...args], { env, stdio: 'ignore' });
   const edge = await spawnTracked(
     process.execPath,
-    [
-      bin,
-      'edge',
-      'run',
-      // One process: the figures are that process's (edge run --workers defaults to one per core).
-      '--workers',
-      '1',
-      '--tunnel-listen',
-      '127.0.0.1:0',
-      '--http-listen',
-      '127.0.0.1:0',
-      '--proxy-listen',
-      '127.0.0.1:0',
-      '--proxy-allow',
-      '127.0.0.1/32',
-      '--metrics',
-      '127.0.0.1:0',
-      ...(protocol === 'quic' ? ['--quic'] : []),
-    ],
+    [bin, ...EDGE_RUN_LOOPBACK, '--proxy-listen', '127.0.0.1:0', '--proxy-allow', '127.0.0.1/32', ...(protocol === 'quic' ? ['--quic'] : [])],
     /CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/,
     { env },
   );
   const out = edge.output();
-  const tunnelPort = new RegExp(`Tunnel listener ready protocol=${protocol} address=127\\.0\\.0\\.1:(\\d+)`).exec(out)[1];
+  const tunnelPort = tunnelPortIn(out, protocol);
   const httpPort = /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/.exec(out)[1];
   const proxyPort = edge.match[1];
   const connector = await spawnTracked(

@@ -17,7 +17,7 @@ import tls from 'node:tls';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, Pool, request } from 'undici';
-import { arg, fmt, rssMiB, spawnUntil } from './lib/run.js';
+import { arg, best, EDGE_RUN_LOOPBACK, fmt, rssMiB, spawnUntil, tunnelPortIn } from './lib/run.js';
 import { execFileSync } from 'node:child_process';
 
 const MiB = 1024 * 1024;
@@ -100,12 +100,6 @@ async function requestsPerSecond(origin, host) {
   return done / seconds;
 }
 
-const best = async (times, fn) => {
-  let top = 0;
-  for (let i = 0; i < times; i++) top = Math.max(top, await fn());
-  return top;
-};
-
 try {
   oxy('edge', 'init');
   oxy('tunnel', 'create', 'bench');
@@ -116,11 +110,8 @@ try {
   const tcp = await spawnUntil(process.execPath, [servers, 'tcp'], /ready (\d+)/);
   const tlsServer = await spawnUntil(process.execPath, [servers, 'tls', join(home, 'edge')], /ready (\d+)/);
   children.push(tcp.child, tlsServer.child);
-  const edge = await spawnOxy(
-    ['edge', 'run', '--workers', '1', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'],
-    /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/,
-  );
-  const tunnelPort = /Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(edge.output())[1];
+  const edge = await spawnOxy(EDGE_RUN_LOOPBACK, /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  const tunnelPort = tunnelPortIn(edge.output());
   const edgeUrl = `http://127.0.0.1:${edge.match[1]}`;
   const connector = await spawnOxy(
     ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'],

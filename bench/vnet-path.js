@@ -15,14 +15,14 @@
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
-import { arg, fmt } from './lib/run.js';
+import { arg, cpuMicros, fmt } from './lib/run.js';
 
 const seconds = Number(arg('seconds', 5));
 /** Extra node flags for edge, connector and device (e.g. --perf-basic-prof for `perf record`). */
@@ -63,10 +63,7 @@ const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent
 Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await one(); done++; } })).then(() => { console.log(done / (ms / 1000)); process.exit(0); });`;
 
 /** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
-const cpuSeconds = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
+const cpuSeconds = (pid) => cpuMicros(pid) / 1e6;
 /** Runs `work` and returns its result with the CPU seconds each named process spent meanwhile. */
 const perfDir = arg('perf', '');
 const withCpu = (procs, work, label) => {

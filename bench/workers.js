@@ -21,12 +21,12 @@
  *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5]
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { arg, fmt, spawnUntil } from './lib/run.js';
+import { arg, cpuMicros, family, fmt, spawnUntil } from './lib/run.js';
 
 const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
@@ -40,26 +40,6 @@ const HOST = 'bench.example.com';
 const children = [];
 const env = { ...process.env, OXY_HOME: dir, NO_COLOR: '1' };
 delete env.OXY_EDGE_WORKERS;
-
-/** A process and its descendants (the primary's workers). */
-const family = (pid) => {
-  const out = [pid];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-    if (kids) for (const kid of kids.split(' ')) out.push(...family(Number(kid)));
-  }
-  return out;
-};
-
-/** utime + stime in µs (what process.cpuUsage() counts), read from outside. */
-const cpuMicros = (pids) => {
-  let ticks = 0;
-  for (const pid of pids) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * 10_000;
-};
 
 const spawnTracked = async (cmd, args, re) => {
   const p = await spawnUntil(cmd, args, re, { env });

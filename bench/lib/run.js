@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Spawns a process and resolves with it once its output matches `re`. */
 export function spawnUntil(cmd, args, re, options = {}) {
@@ -27,3 +27,51 @@ export const arg = (name, dflt) => {
   return i >= 0 ? process.argv[i + 1] : dflt;
 };
 export const fmt = (x, d = 1) => x.toFixed(d);
+
+/** A process and its descendants (a primary's workers, sshd's process per connection). */
+export const family = (pid) => {
+  const out = [pid];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    if (kids) for (const kid of kids.split(' ')) out.push(...family(Number(kid)));
+  }
+  return out;
+};
+
+/**
+ * utime + stime of a process or processes so far, in µs (what process.cpuUsage() counts), read
+ * from outside: /proc/PID/stat, in clock ticks of 10 ms.
+ */
+export const cpuMicros = (pids) => {
+  let ticks = 0;
+  for (const pid of [pids].flat()) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10_000;
+};
+
+/** The highest of `times` results of `fn` (a transfer's best run on a busy machine). */
+export const best = async (times, fn) => {
+  let top = 0;
+  for (let i = 0; i < times; i++) top = Math.max(top, await fn());
+  return top;
+};
+
+/** `edge run` as one process on loopback ports the kernel picks (--workers defaults to one per core). */
+export const EDGE_RUN_LOOPBACK = [
+  'edge',
+  'run',
+  '--workers',
+  '1',
+  '--tunnel-listen',
+  '127.0.0.1:0',
+  '--http-listen',
+  '127.0.0.1:0',
+  '--metrics',
+  '127.0.0.1:0',
+];
+
+/** The tunnel port an edge's output names for `protocol`. */
+export const tunnelPortIn = (output, protocol = 'http2') =>
+  new RegExp(`Tunnel listener ready protocol=${protocol} address=127\\.0\\.0\\.1:(\\d+)`).exec(output)[1];
