@@ -139,3 +139,15 @@ export function useWebTunnel(): { readonly home: string; readonly procs: OxyProc
   });
   return t;
 }
+
+/**
+ * One edge process on loopback ports for store tests (HTTP/2 only, debug log), pushed to `procs`
+ * (for the test to stop) before it is awaited: its process and ports.
+ */
+export async function startLoopbackEdge(home: string, location: string, procs: OxyProcess[], env?: Record<string, string>) {
+  const proc = new OxyProcess(home, [...LOOPBACK_EDGE, '--location', location, '--no-quic', '--loglevel', 'debug'], env);
+  procs.push(proc);
+  const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
+  const httpPort = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  return { proc, tunnel: Number(tunnel[1]), http: Number(httpPort[1]) };
+}

@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { LOOPBACK_EDGE, OxyProcess } from '../../helpers/processes.js';
+import { OxyProcess, startLoopbackEdge } from '../../helpers/processes.js';
 
 /** Heartbeats every 300 ms: an edge is dead 900 ms after its last one. */
 const env = { OXY_EDGE_HEARTBEAT_MS: '300' };
@@ -30,13 +30,7 @@ let origin: http.Server;
 let edgeA: OxyProcess;
 let httpB: number;
 
-async function startEdge(location: string) {
-  const proc = new OxyProcess(home, [...LOOPBACK_EDGE, '--location', location, '--no-quic', '--loglevel', 'debug'], env);
-  procs.push(proc);
-  const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
-  const httpPort = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
-  return { proc, tunnel: Number(tunnel[1]), http: Number(httpPort[1]) };
-}
+const startEdge = (location: string) => startLoopbackEdge(home, location, procs, env);
 
 beforeAll(async () => {
   ({ home, cleanup } = tempHome());

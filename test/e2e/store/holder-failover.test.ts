@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { LOOPBACK_EDGE, OxyProcess } from '../../helpers/processes.js';
+import { OxyProcess, startLoopbackEdge } from '../../helpers/processes.js';
 
 const curl = (port: number) =>
   new Promise<string>((resolve) =>
@@ -23,11 +23,7 @@ let origin: http.Server;
 const edges: Record<string, { proc: OxyProcess; tunnel: number; http: number }> = {};
 
 async function startEdge(location: string) {
-  const proc = new OxyProcess(home, [...LOOPBACK_EDGE, '--location', location, '--no-quic', '--loglevel', 'debug']);
-  procs.push(proc);
-  const tunnel = await proc.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
-  const httpPort = await proc.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
-  edges[location] = { proc, tunnel: Number(tunnel[1]), http: Number(httpPort[1]) };
+  edges[location] = await startLoopbackEdge(home, location, procs);
 }
 
 beforeAll(async () => {

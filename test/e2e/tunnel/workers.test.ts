@@ -6,7 +6,7 @@ import { get } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { oxyOk } from '../../helpers/cli.js';
 import { expect, it } from 'vitest';
-import { OxyProcess, startConnector, useWebTunnel } from '../../helpers/processes.js';
+import { LOOPBACK_EDGE, OxyProcess, startConnector, useWebTunnel } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
 const t = useWebTunnel();
@@ -49,18 +49,7 @@ const alive = (pid: number) => {
 };
 
 async function startWorkers(home: string) {
-  const edge = new OxyProcess(home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--workers',
-    '2',
-  ]);
+  const edge = new OxyProcess(home, [...LOOPBACK_EDGE, '--workers', '2']);
   const running = await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+) workers=2/, 30_000);
   const tunnel = Number((await edge.waitFor(/Tunnel listener ready worker=1 protocol=http2 address=127\.0\.0\.1:(\d+)/))[1]);
   const http = Number((await edge.waitFor(/Public HTTP listener ready worker=1 address=127\.0\.0\.1:(\d+)/))[1]);
@@ -207,18 +196,7 @@ it("a worker's restart leaves its siblings' QUIC connections alone (the primary 
 }, 90_000);
 
 it('--workers 1 runs the edge in the one process, as before', async () => {
-  const edge = new OxyProcess(t.home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    '--workers',
-    '1',
-  ]);
+  const edge = new OxyProcess(t.home, [...LOOPBACK_EDGE, '--workers', '1']);
   t.procs.push(edge);
   const m = await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/, 30_000);
   expect(edge.output).not.toContain('worker=');
