@@ -178,6 +178,13 @@ export interface DeviceNets {
   spawnIn(ns: TestNetns, args: string[]): NsProcess;
   /** Runs a command in the device namespace: its stdout, or '' when it failed. */
   inDevice(command: string, args: string[]): Promise<string>;
+  /**
+   * `edge run` in the edges namespace on 198.18.1.1:PORT (IP on-ramp at HOME/NAME.sock, HTTP and
+   * metrics on loopback) with `more` flags, once its output matches `running`.
+   */
+  startEdge(name: string, port: number, more: string[], running?: RegExp, timeoutMs?: number): Promise<NsProcess>;
+  /** `tunnel run` of tunnel "site" in the dc namespace with the connector config (not awaited). */
+  startConnector(protocol: 'http2' | 'quic', edges: string[], haConnections: number): NsProcess;
   close(): Promise<void>;
 }
 
@@ -227,7 +234,20 @@ export async function startDeviceNets(names: [string, string, string], o: { env?
           resolve(err ? '' : stdout.trim()),
         ),
       );
-    return { home, env, edges, dc, device, connectorConfig, spawnIn, inDevice, close };
+    const startEdge: DeviceNets['startEdge'] = async (name, port, more, running = /Edge running/, timeoutMs = 20_000) => {
+      const edge = spawnIn(edges, [
+        ...[BIN, 'edge', 'run', '--tunnel-listen', `198.18.1.1:${port}`, ...more],
+        ...['--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', join(home, `${name}.sock`)],
+      ]);
+      await edge.waitFor(running, timeoutMs);
+      return edge;
+    };
+    const startConnector: DeviceNets['startConnector'] = (protocol, edgeAddrs, haConnections) =>
+      spawnIn(dc, [
+        ...[BIN, 'tunnel', 'run', '--protocol', protocol, ...edgeAddrs.flatMap((e) => ['--edge', e])],
+        ...['--config', connectorConfig, '--ha-connections', String(haConnections), 'site'],
+      ]);
+    return { home, env, edges, dc, device, connectorConfig, spawnIn, inDevice, startEdge, startConnector, close };
   } catch (err) {
     await close();
     throw err;

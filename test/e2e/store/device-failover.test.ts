@@ -10,7 +10,6 @@
  * device); then edge-b is killed with SIGKILL and the device's traffic resumes through edge-a.
  * Once with the device on HTTP/2, once on QUIC (where a killed edge says nothing).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeDeviceToken } from '../../../src/core/devices.js';
 import { BIN, oxyOk } from '../../helpers/cli.js';
@@ -29,49 +28,19 @@ for (const protocol of ['http2', 'quic'] as const)
     beforeAll(async () => {
       // Heartbeats every second: the registry sees a killed edge within 3 s.
       nets = await startDeviceNets(['oxyedges', 'oxydc', 'oxydev'], { env: { OXY_EDGE_HEARTBEAT_MS: '1000' }, dcHosts: ['198.18.3.10'] });
-      const { home, edges, dc, device, spawnIn } = nets;
+      const { home, dc, device, spawnIn } = nets;
       for (const [location, port] of [
         ['edge-a', 7844],
         ['edge-b', 7846],
       ] as const) {
-        const edge = spawnIn(edges, [
-          BIN,
-          'edge',
-          'run',
-          '--location',
-          location,
-          '--tunnel-listen',
-          `198.18.1.1:${port}`,
-          '--http-listen',
-          '127.0.0.1:0',
-          '--metrics',
-          '127.0.0.1:0',
-          '--ip-tunnel-listen',
-          join(home, `${location}.sock`),
-        ]);
-        await edge.waitFor(/Edge running/);
+        const edge = await nets.startEdge(location, port, ['--location', location]);
         if (location === 'edge-b') edgeB = edge;
       }
       // Enrolled once both edges run: the token names both (`oxyctl edge list`'s tunnel addresses).
       const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
       expect(decodeDeviceToken(token).e?.split(',').sort()).toEqual(['198.18.1.1:7844', '198.18.1.1:7846']);
       spawnIn(dc, ['-e', "require('http').createServer((q, s) => s.end('site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0')"]);
-      const connector = spawnIn(dc, [
-        BIN,
-        'tunnel',
-        'run',
-        '--protocol',
-        'http2',
-        '--edge',
-        '198.18.1.1:7844',
-        '--edge',
-        '198.18.1.1:7846',
-        '--config',
-        nets.connectorConfig,
-        '--ha-connections',
-        '2',
-        'site',
-      ]);
+      const connector = nets.startConnector('http2', ['198.18.1.1:7844', '198.18.1.1:7846'], 2);
       for (let i = 0; i < 2; i++) await connector.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
       // --edge given twice overrides the token's order: the device names edge-b first and connects there. Its routes follow the vnet's (no --route).
       warp = spawnIn(device, [BIN, 'warp', 'connect', '--token', token, '--protocol', protocol, '--edge', '198.18.1.1:7846', '--edge', '198.18.1.1:7844']);

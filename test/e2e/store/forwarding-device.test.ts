@@ -9,7 +9,6 @@
  * site through edge-b's peer link to edge-a: TCP byte-exact, UDP both ways (forwarded UDP rides
  * the flow's stream, the connector does not answer with datagrams edge-b cannot read).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, oxyOk } from '../../helpers/cli.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
@@ -22,29 +21,12 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
 
   beforeAll(async () => {
     nets = await startDeviceNets(['oxyfwde', 'oxyfwdc', 'oxyfwdd']);
-    const { home, edges, dc, device, spawnIn } = nets;
+    const { home, dc, device, spawnIn } = nets;
     for (const [location, port] of [
       ['edge-a', 7844],
       ['edge-b', 7846],
     ] as const) {
-      const edge = spawnIn(edges, [
-        BIN,
-        'edge',
-        'run',
-        '--location',
-        location,
-        '--tunnel-listen',
-        `198.18.1.1:${port}`,
-        '--advertise',
-        `198.18.1.1:${port}`,
-        '--http-listen',
-        '127.0.0.1:0',
-        '--metrics',
-        '127.0.0.1:0',
-        '--ip-tunnel-listen',
-        join(home, `${location}.sock`),
-      ]);
-      await edge.waitFor(/Edge running/);
+      const edge = await nets.startEdge(location, port, ['--location', location, '--advertise', `198.18.1.1:${port}`]);
       edgeLogs[location] = edge;
     }
     const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
@@ -55,20 +37,7 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
        require('http').createServer((q, s) => s.end(q.url === '/big' ? big : 'site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0');
        const u = require('dgram').createSocket('udp4'); u.on('message', (m, r) => u.send(Buffer.concat([Buffer.from('echo '), m]), r.port, r.address)); u.bind(53, '0.0.0.0');`,
     ]);
-    const connector = spawnIn(dc, [
-      BIN,
-      'tunnel',
-      'run',
-      '--protocol',
-      'quic',
-      '--edge',
-      '198.18.1.1:7844',
-      '--config',
-      nets.connectorConfig,
-      '--ha-connections',
-      '2',
-      'site',
-    ]);
+    const connector = nets.startConnector('quic', ['198.18.1.1:7844'], 2);
     for (let i = 0; i < 2; i++) await connector.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
     const warp = spawnIn(device, [BIN, 'warp', 'connect', '--token', token, '--protocol', 'http2', '--edge', '198.18.1.1:7846']);
     await warp.waitFor(/Connected to the edge/);

@@ -6,7 +6,6 @@
  *
  *   device ns ──veth 198.18.2.0/30── edge ns (one edge, 2 workers, :7844) ──veth 198.18.1.0/30── dc ns (connector, host 198.18.0.10)
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, oxyOk } from '../../helpers/cli.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
@@ -19,13 +18,8 @@ privilegedDescribe('a device on one edge worker reaching a site whose connector 
 
   beforeAll(async () => {
     nets = await startDeviceNets(['oxywrke', 'oxywrkc', 'oxywrkd']);
-    const { home, edges, dc, device, spawnIn } = nets;
-    edge = spawnIn(edges, [
-      BIN,
-      ...['edge', 'run', '--workers', '2', '--tunnel-listen', '198.18.1.1:7844', '--advertise', '198.18.1.1:7844'],
-      ...['--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', join(home, 'edge.sock')],
-    ]);
-    await edge.waitFor(/Edge running .*workers=2/, 30_000);
+    const { home, dc, device, spawnIn } = nets;
+    edge = await nets.startEdge('edge', 7844, ['--workers', '2', '--advertise', '198.18.1.1:7844'], /Edge running .*workers=2/, 30_000);
     const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
     spawnIn(dc, [
       '-e',
@@ -39,20 +33,7 @@ privilegedDescribe('a device on one edge worker reaching a site whose connector 
     // connector's one connection sits on the worker the device is not on (½ a try).
     for (let attempt = 0; ; attempt++) {
       const seen = (edge.output.match(/Registered tunnel connection worker=\d/g) ?? []).length;
-      const connector = spawnIn(dc, [
-        BIN,
-        'tunnel',
-        'run',
-        '--protocol',
-        'quic',
-        '--edge',
-        '198.18.1.1:7844',
-        '--config',
-        nets.connectorConfig,
-        '--ha-connections',
-        '1',
-        'site',
-      ]);
+      const connector = nets.startConnector('quic', ['198.18.1.1:7844'], 1);
       await connector.waitFor(/Registered tunnel connection connIndex=0 /);
       await until(async () => (edge.output.match(/Registered tunnel connection worker=\d/g) ?? []).length > seen, 5000, 'the edge to log the registration');
       const worker = [...edge.output.matchAll(/Registered tunnel connection worker=(\d)/g)].at(-1)![1];
