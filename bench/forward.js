@@ -8,30 +8,16 @@
  * server in a process of its own.
  *   npm run build && node bench/forward.js [--seconds 5] [--mib 256] [--connections 32]
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Agent, Pool, request } from 'undici';
-import { arg, best, cpuMicros, EDGE_RUN_LOOPBACK, fmt, spawnUntil, tunnelPortIn } from './lib/run.js';
+import { arg, best, cpuMicros, EDGE_RUN_LOOPBACK, fmt, spawnUntil, tunnelPortIn, oxyBench, SERVERS } from './lib/run.js';
 
 const MiB = 1024 * 1024;
 const seconds = Number(arg('seconds', 5));
 const mib = Number(arg('mib', 256));
 const connections = Number(arg('connections', 32));
-const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
-const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
-const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));
-const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
-const oxy = (...args) => execFileSync(process.execPath, [bin, ...args], { env });
-const children = [];
-const spawnOxy = async (args, re) => {
-  const p = await spawnUntil(process.execPath, [bin, ...args], re, { env });
-  children.push(p.child);
-  return p;
-};
+const { home, children, oxy, spawnOxy } = oxyBench();
 const HOST = 'bench.example.com';
 
 async function requestsPerSecond(origin) {
@@ -89,7 +75,7 @@ try {
   oxy('edge', 'init');
   oxy('tunnel', 'create', 'bench');
   oxy('tunnel', 'route', 'dns', 'bench', HOST);
-  const origin = await spawnUntil(process.execPath, [servers, 'http'], /ready (\d+)/);
+  const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
   children.push(origin.child);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
   const startEdge = async (location) => {

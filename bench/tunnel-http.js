@@ -9,16 +9,13 @@
  *  - peak RSS of edge and connector while 1 GiB goes up and down (flat memory).
  *   npm run build && node bench/tunnel-http.js [--mib 256] [--big-mib 1024] [--seconds 5] [--idle 500] [--protocol http2]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Agent, Pool, request } from 'undici';
-import { arg, best, EDGE_RUN_LOOPBACK, fmt, rssMiB, spawnUntil, tunnelPortIn } from './lib/run.js';
-import { execFileSync } from 'node:child_process';
+import { arg, best, EDGE_RUN_LOOPBACK, fmt, rssMiB, spawnUntil, tunnelPortIn, oxyBench, SERVERS } from './lib/run.js';
 
 const MiB = 1024 * 1024;
 const mib = Number(arg('mib', 256));
@@ -26,17 +23,7 @@ const bigMib = Number(arg('big-mib', 1024));
 const seconds = Number(arg('seconds', 5));
 const idle = Number(arg('idle', 500));
 const protocol = arg('protocol', 'http2');
-const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
-const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
-const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));
-const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
-const oxy = (...args) => execFileSync(process.execPath, [bin, ...args], { env });
-const children = [];
-const spawnOxy = async (args, re) => {
-  const p = await spawnUntil(process.execPath, [bin, ...args], re, { env });
-  children.push(p.child);
-  return p;
-};
+const { home, children, oxy, spawnOxy } = oxyBench();
 const HOST = 'bench.example.com';
 
 async function rawTransfer(port, secure, op, n) {
@@ -104,11 +91,11 @@ try {
   oxy('edge', 'init');
   oxy('tunnel', 'create', 'bench');
   oxy('tunnel', 'route', 'dns', 'bench', HOST);
-  const origin = await spawnUntil(process.execPath, [servers, 'http'], /ready (\d+)/);
+  const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
   children.push(origin.child);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
-  const tcp = await spawnUntil(process.execPath, [servers, 'tcp'], /ready (\d+)/);
-  const tlsServer = await spawnUntil(process.execPath, [servers, 'tls', join(home, 'edge')], /ready (\d+)/);
+  const tcp = await spawnUntil(process.execPath, [SERVERS, 'tcp'], /ready (\d+)/);
+  const tlsServer = await spawnUntil(process.execPath, [SERVERS, 'tls', join(home, 'edge')], /ready (\d+)/);
   children.push(tcp.child, tlsServer.child);
   const edge = await spawnOxy(EDGE_RUN_LOOPBACK, /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
   const tunnelPort = tunnelPortIn(edge.output());

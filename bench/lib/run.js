@@ -1,5 +1,8 @@
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Spawns a process and resolves with it once its output matches `re`. */
 export function spawnUntil(cmd, args, re, options = {}) {
@@ -75,3 +78,24 @@ export const EDGE_RUN_LOOPBACK = [
 /** The tunnel port an edge's output names for `protocol`. */
 export const tunnelPortIn = (output, protocol = 'http2') =>
   new RegExp(`Tunnel listener ready protocol=${protocol} address=127\\.0\\.0\\.1:(\\d+)`).exec(output)[1];
+
+/** bin/run.js (the built CLI) and the benchmarks' server processes (./servers.js). */
+export const OXY_BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
+export const SERVERS = fileURLToPath(new URL('./servers.js', import.meta.url));
+
+/**
+ * A data directory of its own (the caller removes `home`) and the CLI over it: `oxy` runs a
+ * command, `spawnOxy` starts one until its output matches `re`, tracked in `children`.
+ */
+export function oxyBench() {
+  const home = mkdtempSync(join(tmpdir(), 'oxy-bench-'));
+  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
+  const children = [];
+  const oxy = (...args) => execFileSync(process.execPath, [OXY_BIN, ...args], { env });
+  const spawnOxy = async (args, re) => {
+    const p = await spawnUntil(process.execPath, [OXY_BIN, ...args], re, { env });
+    children.push(p.child);
+    return p;
+  };
+  return { home, children, oxy, spawnOxy };
+}
