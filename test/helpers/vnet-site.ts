@@ -12,6 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
 import { TestNetns } from './netns.js';
+import { until } from './until.js';
 
 /** The edge's metrics port inside its own namespace (nothing else listens there). */
 export const SITE_METRICS_PORT = 7845;
@@ -183,6 +184,10 @@ export interface DeviceNets {
    * metrics on loopback) with `more` flags, once its output matches `running`.
    */
   startEdge(name: string, port: number, more: string[], running?: RegExp, timeoutMs?: number): Promise<NsProcess>;
+  /** The site's servers in the dc namespace: HTTP on :80 (a 1 MiB answer on /big), with `udpEcho` a UDP echo on :53. */
+  startSite(o?: { udpEcho?: boolean }): NsProcess;
+  /** Waits until the device reaches the site over TCP, then fetches /big: the bytes it got. */
+  siteBigAnswer(): Promise<number>;
   /** `tunnel run` of tunnel "site" in the dc namespace with the connector config (not awaited). */
   startConnector(protocol: 'http2' | 'quic', edges: string[], haConnections: number): NsProcess;
   close(): Promise<void>;
@@ -247,7 +252,28 @@ export async function startDeviceNets(names: [string, string, string], o: { env?
         ...[BIN, 'tunnel', 'run', '--protocol', protocol, ...edgeAddrs.flatMap((e) => ['--edge', e])],
         ...['--config', connectorConfig, '--ha-connections', String(haConnections), 'site'],
       ]);
-    return { home, env, edges, dc, device, connectorConfig, spawnIn, inDevice, startEdge, startConnector, close };
+    const startSite: DeviceNets['startSite'] = (so = {}) =>
+      spawnIn(dc, [
+        '-e',
+        [
+          "const big = Buffer.alloc(1 << 20, 'z');",
+          "require('http').createServer((q, s) => s.end(q.url === '/big' ? big : 'site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0');",
+          ...(so.udpEcho
+            ? [
+                "const u = require('dgram').createSocket('udp4'); u.on('message', (m, r) => u.send(Buffer.concat([Buffer.from('echo '), m]), r.port, r.address)); u.bind(53, '0.0.0.0');",
+              ]
+            : []),
+        ].join('\n'),
+      ]);
+    const siteBigAnswer = async () => {
+      await until(
+        async () => (await inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10',
+        15_000,
+        'the device to reach the site',
+      );
+      return Number(await inDevice('curl', ['-s', '-m', '5', '-o', '/dev/null', '-w', '%{size_download}', 'http://198.18.0.10/big']));
+    };
+    return { home, env, edges, dc, device, connectorConfig, spawnIn, inDevice, startEdge, startSite, siteBigAnswer, startConnector, close };
   } catch (err) {
     await close();
     throw err;

@@ -12,7 +12,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, oxyOk } from '../../helpers/cli.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { until } from '../../helpers/until.js';
 import { type DeviceNets, type NsProcess, startDeviceNets } from '../../helpers/vnet-site.js';
 
 privilegedDescribe("a device on one edge reaching a site whose connector is on another edge's", () => {
@@ -21,7 +20,7 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
 
   beforeAll(async () => {
     nets = await startDeviceNets(['oxyfwde', 'oxyfwdc', 'oxyfwdd']);
-    const { home, dc, device, spawnIn } = nets;
+    const { home, device, spawnIn } = nets;
     for (const [location, port] of [
       ['edge-a', 7844],
       ['edge-b', 7846],
@@ -30,13 +29,7 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
       edgeLogs[location] = edge;
     }
     const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
-    // The site: HTTP on :80 (a 1 MiB answer on /big), UDP echo on :53.
-    spawnIn(dc, [
-      '-e',
-      `const big = Buffer.alloc(1 << 20, 'z');
-       require('http').createServer((q, s) => s.end(q.url === '/big' ? big : 'site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0');
-       const u = require('dgram').createSocket('udp4'); u.on('message', (m, r) => u.send(Buffer.concat([Buffer.from('echo '), m]), r.port, r.address)); u.bind(53, '0.0.0.0');`,
-    ]);
+    nets.startSite({ udpEcho: true });
     const connector = nets.startConnector('quic', ['198.18.1.1:7844'], 2);
     for (let i = 0; i < 2; i++) await connector.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
     const warp = spawnIn(device, [BIN, 'warp', 'connect', '--token', token, '--protocol', 'http2', '--edge', '198.18.1.1:7846']);
@@ -48,13 +41,7 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
   });
 
   it('TCP: the device gets the site through edge-b, forwarded to edge-a; a 1 MiB answer byte-exact', async () => {
-    await until(
-      async () => (await nets.inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10',
-      15_000,
-      'the device to reach the site',
-    );
-    const size = await nets.inDevice('curl', ['-s', '-m', '5', '-o', '/dev/null', '-w', '%{size_download}', 'http://198.18.0.10/big']);
-    expect(size).toBe(String(1 << 20));
+    expect(await nets.siteBigAnswer()).toBe(1 << 20);
     expect(edgeLogs['edge-b'].output).toMatch(/Peer link to edge open .*location=edge-a/);
     expect(edgeLogs['edge-a'].output).toMatch(/Peer link from edge accepted/);
   });

@@ -18,14 +18,10 @@ privilegedDescribe('a device on one edge worker reaching a site whose connector 
 
   beforeAll(async () => {
     nets = await startDeviceNets(['oxywrke', 'oxywrkc', 'oxywrkd']);
-    const { home, dc, device, spawnIn } = nets;
+    const { home, device, spawnIn } = nets;
     edge = await nets.startEdge('edge', 7844, ['--workers', '2', '--advertise', '198.18.1.1:7844'], /Edge running .*workers=2/, 30_000);
     const token = (await oxyOk(home, ['warp', 'enroll', 'laptop'])).trim();
-    spawnIn(dc, [
-      '-e',
-      `const big = Buffer.alloc(1 << 20, 'z');
-       require('http').createServer((q, s) => s.end(q.url === '/big' ? big : 'site ' + q.socket.localAddress + '\\n')).listen(80, '0.0.0.0');`,
-    ]);
+    nets.startSite();
     const warp = spawnIn(device, [BIN, 'warp', 'connect', '--token', token, '--protocol', 'http2', '--edge', '198.18.1.1:7844']);
     await warp.waitFor(/Connected to the edge/);
     const deviceWorker = (await edge.waitFor(/Device connected worker=(\d)/))[1];
@@ -48,13 +44,7 @@ privilegedDescribe('a device on one edge worker reaching a site whose connector 
   });
 
   it('TCP and ping reach the site across the workers; a 1 MiB answer byte-exact', async () => {
-    await until(
-      async () => (await nets.inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10',
-      15_000,
-      'the device to reach the site',
-    );
-    const size = await nets.inDevice('curl', ['-s', '-m', '5', '-o', '/dev/null', '-w', '%{size_download}', 'http://198.18.0.10/big']);
-    expect(size).toBe(String(1 << 20));
+    expect(await nets.siteBigAnswer()).toBe(1 << 20);
     expect(await nets.inDevice('ping', ['-c', '1', '-W', '3', '198.18.0.10'])).toMatch(/1 received/);
     expect(edge.output).toMatch(/Peer link to edge open worker=\d/);
   });
