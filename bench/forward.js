@@ -9,9 +9,8 @@
  *   npm run build && node bench/forward.js [--seconds 5] [--mib 256] [--connections 32]
  */
 import { rmSync } from 'node:fs';
-import { Readable } from 'node:stream';
 import { Agent, Pool, request } from 'undici';
-import { arg, best, cpuMicros, EDGE_RUN_LOOPBACK, fmt, spawnUntil, tunnelPortIn, oxyBench, SERVERS } from './lib/run.js';
+import { arg, best, cpuMicros, EDGE_RUN_LOOPBACK, fmt, spawnUntil, tunnelPortIn, httpTransfer, oxyBench, SERVERS } from './lib/run.js';
 
 const MiB = 1024 * 1024;
 const seconds = Number(arg('seconds', 5));
@@ -38,30 +37,7 @@ async function requestsPerSecond(origin) {
   return done / seconds;
 }
 
-async function transfer(origin, op, n, dispatcher) {
-  const t0 = performance.now();
-  if (op === 'get') {
-    const res = await request(`${origin}/bytes/${n}`, { headers: { host: HOST }, dispatcher });
-    let got = 0;
-    for await (const chunk of res.body) got += chunk.length;
-    if (got !== n) throw new Error(`got ${got} of ${n}`);
-  } else {
-    const chunk = Buffer.alloc(256 * 1024, 3);
-    let sent = 0;
-    const body = new Readable({
-      read() {
-        if (sent >= n) this.push(null);
-        else {
-          sent += chunk.length;
-          this.push(chunk);
-        }
-      },
-    });
-    const res = await request(`${origin}/sink`, { method: 'POST', body, headers: { host: HOST, 'content-length': String(n) }, dispatcher });
-    if (Number(await res.body.text()) !== n) throw new Error('short upload');
-  }
-  return n / MiB / ((performance.now() - t0) / 1000);
-}
+const transfer = (origin, op, n, dispatcher) => httpTransfer(origin, HOST, op, n, dispatcher);
 
 /** Requests/s of `fn`, and each process's CPU µs per request while it ran. */
 async function measured(procs, fn) {

@@ -13,9 +13,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Readable } from 'node:stream';
-import { Agent, Pool, request } from 'undici';
-import { arg, best, EDGE_RUN_LOOPBACK, fmt, rssMiB, spawnUntil, tunnelPortIn, oxyBench, SERVERS } from './lib/run.js';
+import { Agent, Pool } from 'undici';
+import { arg, best, EDGE_RUN_LOOPBACK, fmt, rssMiB, spawnUntil, tunnelPortIn, httpTransfer, oxyBench, SERVERS } from './lib/run.js';
 
 const MiB = 1024 * 1024;
 const mib = Number(arg('mib', 256));
@@ -41,31 +40,6 @@ async function rawTransfer(port, secure, op, n) {
     const chunk = Buffer.alloc(256 * 1024, 3);
     for (let sent = 0; sent < n; sent += chunk.length) if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
     for await (const _ of socket) void _;
-  }
-  return n / MiB / ((performance.now() - t0) / 1000);
-}
-
-async function httpTransfer(origin, host, op, n, dispatcher) {
-  const t0 = performance.now();
-  if (op === 'get') {
-    const res = await request(`${origin}/bytes/${n}`, { headers: { host }, dispatcher });
-    let got = 0;
-    for await (const chunk of res.body) got += chunk.length;
-    if (got !== n) throw new Error(`got ${got} of ${n}`);
-  } else {
-    const chunk = Buffer.alloc(256 * 1024, 3);
-    let sent = 0;
-    const body = new Readable({
-      read() {
-        if (sent >= n) this.push(null);
-        else {
-          sent += chunk.length;
-          this.push(chunk);
-        }
-      },
-    });
-    const res = await request(`${origin}/sink`, { method: 'POST', body, headers: { host, 'content-length': String(n) }, dispatcher });
-    if (Number(await res.body.text()) !== n) throw new Error('short upload');
   }
   return n / MiB / ((performance.now() - t0) / 1000);
 }

@@ -2,7 +2,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 
 /** Spawns a process and resolves with it once its output matches `re`. */
 export function spawnUntil(cmd, args, re, options = {}) {
@@ -98,4 +100,30 @@ export function oxyBench() {
     return p;
   };
   return { home, children, oxy, spawnOxy };
+}
+
+/** MiB/s of one GET /bytes/N or POST /sink of `n` bytes to servers.js's HTTP server (through `origin`, as `host`). */
+export async function httpTransfer(origin, host, op, n, dispatcher) {
+  const t0 = performance.now();
+  if (op === 'get') {
+    const res = await request(`${origin}/bytes/${n}`, { headers: { host }, dispatcher });
+    let got = 0;
+    for await (const chunk of res.body) got += chunk.length;
+    if (got !== n) throw new Error(`got ${got} of ${n}`);
+  } else {
+    const chunk = Buffer.alloc(256 * 1024, 3);
+    let sent = 0;
+    const body = new Readable({
+      read() {
+        if (sent >= n) this.push(null);
+        else {
+          sent += chunk.length;
+          this.push(chunk);
+        }
+      },
+    });
+    const res = await request(`${origin}/sink`, { method: 'POST', body, headers: { host, 'content-length': String(n) }, dispatcher });
+    if (Number(await res.body.text()) !== n) throw new Error('short upload');
+  }
+  return n / (1024 * 1024) / ((performance.now() - t0) / 1000);
 }
