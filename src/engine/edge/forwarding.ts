@@ -330,14 +330,15 @@ export class Forwarding {
 
   async #relay(stream: TunnelStream, peerId: string): Promise<void> {
     stream.on('error', ignore);
-    let header;
-    try {
-      header = await readStreamHeader(stream, { expect: 'request', timeoutMs: HEADER_TIMEOUT_MS });
-    } catch (err) {
-      this.o.log.debug({ err, peer: peerId }, 'Unreadable forwarded stream');
-      stream.destroy();
-      return;
-    }
+    // Two headers in a row: the forward header naming the tunnel, then the stream's own.
+    const readHeader = () =>
+      readStreamHeader(stream, { expect: 'request', timeoutMs: HEADER_TIMEOUT_MS }).catch((err) => {
+        this.o.log.debug({ err, peer: peerId }, 'Unreadable forwarded stream');
+        stream.destroy();
+        return undefined;
+      });
+    const header = await readHeader();
+    if (!header) return;
     const refuse = (status: number, message: string) => {
       writeResponseHeader(stream, { status, message, metadata: [] });
       stream.end();
@@ -346,14 +347,8 @@ export class Forwarding {
     const tunnelId = header.destination;
     const from = metaGet(header.metadata, 'Location') ?? peerId;
     // The stream as it goes to the connector: its kind says which connections can take it.
-    let inner;
-    try {
-      inner = await readStreamHeader(stream, { expect: 'request', timeoutMs: HEADER_TIMEOUT_MS });
-    } catch (err) {
-      this.o.log.debug({ err, peer: peerId }, 'Unreadable forwarded stream');
-      stream.destroy();
-      return;
-    }
+    const inner = await readHeader();
+    if (!inner) return;
     const http1 = inner.kind === 'http1';
     const live = this.o.local(tunnelId, http1);
     // An http1 stream has no response header: refused by a reset (its client gets a 502).
