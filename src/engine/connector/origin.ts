@@ -170,6 +170,28 @@ export class OriginProxy {
     await this.#helloWorld?.close();
   }
 
+  /** One request to a rule's origin, as proxyHttp and relayHttp send it. */
+  #request(rule: IngressRule, head: HttpRequestHead, body: Readable | null): { dispatcher: Dispatcher; options: Dispatcher.DispatchOptions } {
+    const { origin, dispatcher, servername } = this.#target(rule, head);
+    const options = {
+      origin,
+      ...sniOption(servername),
+      path: head.path,
+      method: head.method as Dispatcher.HttpMethod,
+      headers: forwardHeaders(head, rule),
+      body: body ?? undefined,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    };
+    return { dispatcher, options };
+  }
+
+  /** A request the origin did not take: logged, and the 502 page its client gets. */
+  #unreachable(rule: IngressRule, head: HttpRequestHead, err: unknown): ProxiedResponse & { bytes: Buffer } {
+    this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Request failed');
+    return badGateway(dialErrorType(err), `The origin for ${head.host} is not reachable right now.`);
+  }
+
   /**
    * Where an HTTP rule sends a request: the origin URL plus a dispatcher made with the rule's
    * options — with matchSNItoHost on a TLS origin, one whose SNI is the Host the origin gets
@@ -222,25 +244,14 @@ export class OriginProxy {
       this.log.warn({ originService: rule.serviceText, rule: rule.index, host: head.host }, 'An HTTP request matched a rule whose service takes TCP streams');
       return badGateway('destination_unavailable', `${head.host} does not serve HTTP.`);
     }
-    const { origin, dispatcher, servername } = this.#target(rule, head);
+    const { dispatcher, options } = this.#request(rule, head, body);
     try {
-      const res = await dispatcher.request({
-        origin,
-        ...sniOption(servername),
-        path: head.path,
-        method: head.method as Dispatcher.HttpMethod,
-        headers: forwardHeaders(head, rule),
-        body: body ?? undefined,
-        signal,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      });
+      const res = await dispatcher.request({ ...options, signal });
       const noBody = head.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
       if (noBody) res.body.resume();
       return { head: { status: res.statusCode, headers: responsePairs(res.headers) }, body: noBody ? null : res.body };
     } catch (err) {
-      this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Request failed');
-      return badGateway(dialErrorType(err), `The origin for ${head.host} is not reachable right now.`);
+      return this.#unreachable(rule, head, err);
     }
   }
 
@@ -260,30 +271,17 @@ export class OriginProxy {
         return res.body ? pump(res.body, out) : void out.end();
       });
     }
-    const { origin, dispatcher, servername } = this.#target(rule, head);
+    const { dispatcher, options } = this.#request(rule, head, body);
     return new Promise((resolve, reject) => {
       const failEarly = (err: Error): void => {
-        this.log.error({ err, originService: rule.serviceText, path: head.path }, 'Request failed');
-        const page = badGateway(dialErrorType(err), `The origin for ${head.host} is not reachable right now.`);
+        const page = this.#unreachable(rule, head, err);
         writeHead(page.head);
         out.end(page.bytes);
         resolve();
       };
       const handler = new RelayHandler(out, writeHead, head.method === 'HEAD', resolve, reject, failEarly);
       try {
-        dispatcher.dispatch(
-          {
-            origin,
-            ...sniOption(servername),
-            path: head.path,
-            method: head.method as Dispatcher.HttpMethod,
-            headers: forwardHeaders(head, rule),
-            body: body ?? undefined,
-            headersTimeout: 0,
-            bodyTimeout: 0,
-          },
-          handler,
-        );
+        dispatcher.dispatch(options, handler);
       } catch (err) {
         handler.onResponseError(undefined, err as Error);
       }
