@@ -24,21 +24,24 @@ afterEach(async () => {
 
 const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
 
+/** A tunnel connection record opened just now, held by `edgeId` (null: written before edges had ids). */
+const connection = (tunnelId: string, id: string, edgeId: string | null, edgeLocation: string) => ({
+  id,
+  tunnelId,
+  connectorId: 'c',
+  connIndex: 0,
+  protocol: 'quic',
+  originIp: '198.18.0.1',
+  edgeLocation,
+  clientVersion: '',
+  arch: '',
+  openedAt: ago(0),
+  edgeId,
+});
+
 it('lists live edges only, hides a dead edge’s connections, and prunes edges dead for long', async () => {
   const { tunnel } = await createTunnel(store, { name: 'web' });
-  const conn = (id: string, edgeId: string | null) => ({
-    id,
-    tunnelId: tunnel.id,
-    connectorId: 'c',
-    connIndex: 0,
-    protocol: 'quic',
-    originIp: '198.18.0.1',
-    edgeLocation: id,
-    clientVersion: '',
-    arch: '',
-    openedAt: ago(0),
-    edgeId,
-  });
+  const conn = (id: string, edgeId: string | null) => connection(tunnel.id, id, edgeId, id);
   await store.edges.record({ id: 'live', location: 'fra', tunnelAddress: '198.18.0.1:7844', startedAt: ago(60_000), heartbeatAt: ago(0) });
   await store.edges.record({ id: 'dead', location: 'lhr', tunnelAddress: '198.18.0.2:7844', startedAt: ago(7_200_000), heartbeatAt: ago(EDGE_TTL_MS + 1000) });
   await store.edges.record({ id: 'long-dead', location: 'syd', tunnelAddress: '198.18.0.3:7844', startedAt: ago(9_000_000), heartbeatAt: ago(7_200_000) });
@@ -63,19 +66,7 @@ it('lists live edges only, hides a dead edge’s connections, and prunes edges d
 
 it('forgetting an earlier run at a location keeps the rows of a live edge there (two edges, or workers, share a location)', async () => {
   const { tunnel } = await createTunnel(store, { name: 'web' });
-  const conn = (id: string, edgeId: string | null) => ({
-    id,
-    tunnelId: tunnel.id,
-    connectorId: 'c',
-    connIndex: 0,
-    protocol: 'quic',
-    originIp: '198.18.0.1',
-    edgeLocation: 'fra',
-    clientVersion: '',
-    arch: '',
-    openedAt: ago(0),
-    edgeId,
-  });
+  const conn = (id: string, edgeId: string | null) => connection(tunnel.id, id, edgeId, 'fra');
   await store.edges.record({ id: 'sibling', location: 'fra', tunnelAddress: '198.18.0.1:7844', startedAt: ago(60_000), heartbeatAt: ago(0) });
   await store.edges.record({ id: 'crashed', location: 'fra', tunnelAddress: '198.18.0.1:7844', startedAt: ago(60_000), heartbeatAt: ago(EDGE_TTL_MS + 1000) });
   await store.tunnels.recordConnection(conn('of-sibling', 'sibling'));
@@ -91,19 +82,7 @@ it('forgetting an earlier run at a location keeps the rows of a live edge there 
 
 it('edge list shows one edge per process group: its live workers, the earliest start, the latest heartbeat, the sum of connections', async () => {
   const { tunnel } = await createTunnel(store, { name: 'web' });
-  const conn = (id: string, edgeId: string) => ({
-    id,
-    tunnelId: tunnel.id,
-    connectorId: 'c',
-    connIndex: 0,
-    protocol: 'quic',
-    originIp: '198.18.0.1',
-    edgeLocation: 'fra',
-    clientVersion: '',
-    arch: '',
-    openedAt: ago(0),
-    edgeId,
-  });
+  const conn = (id: string, edgeId: string) => connection(tunnel.id, id, edgeId, 'fra');
   const fra = { location: 'fra', tunnelAddress: '198.18.0.1:7844' };
   // `edge run --workers 3` at fra: one worker died (stale heartbeat), one holds no connection.
   await store.edges.record({ id: 'w1', ...fra, startedAt: ago(50_000), heartbeatAt: ago(2000), groupId: 'g' });
