@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BIN, oxy, oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, freePort, startEdge } from '../../helpers/processes.js';
+import { until } from '../../helpers/until.js';
 import { findLocalConnector } from '../../../src/engine/observe/diag.js';
 
 const run = promisify(execFile);
@@ -67,7 +68,17 @@ surprise-key: 1
     expect((await curlHost('app.example.com')).stdout).toContain('Congrats!');
     expect(readFileSync(logfile, 'utf8')).toMatch(/Registered tunnel connection connIndex=1 /);
     // cloudflared's metric names, oxyctl_ for cloudflared_ (README: the relabel rule).
-    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    // The request's end reaches the connector's gauge when the client's tunnel stream ends
+    // (one stream per client connection), a moment after curl has its answer.
+    const scrape = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const metrics = await until(
+      async () => {
+        const text = await scrape();
+        return /^oxyctl_tunnel_concurrent_requests_per_tunnel 0$/m.test(text) ? text : undefined;
+      },
+      5000,
+      'the concurrent-requests gauge back at 0',
+    );
     expect(metrics).toMatch(/^oxyctl_tunnel_ha_connections 2$/m);
     expect(metrics).toMatch(/^oxyctl_tunnel_total_requests 1$/m);
     expect(metrics).toMatch(/^oxyctl_tunnel_response_by_code\{status_code="200"\} 1$/m);
