@@ -39,7 +39,10 @@ export class NsProcess {
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     this.child.kill('SIGTERM');
+    // A process that ignores SIGTERM would surface only as a hook timeout: name it and show its last words.
+    const slow = setTimeout(() => console.error(`still running 20 s after SIGTERM: ${this.child.spawnargs.join(' ')}\n${this.output.slice(-2000)}`), 20_000);
     await new Promise((r) => this.child.once('exit', r));
+    clearTimeout(slow);
   }
 }
 

@@ -66,6 +66,8 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     }
     const edgePath = this.flags.edge?.[0] ?? DEFAULT_ON_RAMP;
     const save = this.stateSaver({ vnetId: vnet.id, vnetName: vnet.name, edge: edgePath });
+    // The store's change feed holds a connection of its own (PostgreSQL LISTEN): stopped on the way out, or the process never exits.
+    let unwatch: Promise<(() => Promise<void>) | undefined> = Promise.resolve(undefined);
     const warp = await startWarp({
       onRoutesUpdated: save,
       seqpacketPath: edgePath,
@@ -84,9 +86,9 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
             (err: Error) => log.warn({ err }, 'Cannot read the routes of the virtual network'),
           );
         void look();
-        store
+        unwatch = store
           .watch(() => void look(), { pollMs: STORE_POLL_MS, onError: (err) => log.warn({ err }, 'Store connection lost; reconnecting') })
-          .catch((err: Error) => log.warn({ err }, 'Cannot follow store changes'));
+          .catch((err: Error) => void log.warn({ err }, 'Cannot follow store changes'));
       },
       tunName: this.flags.tun,
       address: this.flags.address,
@@ -95,7 +97,11 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
       log,
     });
     save(warp.routes);
-    await this.untilDone(warp, log);
+    try {
+      await this.untilDone(warp, log);
+    } finally {
+      await (await unwatch)?.();
+    }
   }
 
   /** A device on another host: the edges' tunnel listeners, with the enrolled identity; an edge that goes away is left for the next. */
