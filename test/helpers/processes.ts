@@ -5,6 +5,9 @@ import { createServer, Server } from 'node:net';
 import { afterEach, beforeEach } from 'vitest';
 import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
 
+/** Ports oxyctl binds by itself (the connector's default metrics ports, the edge's default tunnel port): a test that took one would race a process started without flags. */
+const FIXED_PORTS = new Set([20241, 20242, 20243, 20244, 20245, 7844]);
+
 /**
  * A loopback port free right now for TCP and UDP, for a process that must come back on the
  * same port (an edge's tunnel listener and its QUIC socket). It lies below the kernel's
@@ -18,6 +21,7 @@ export async function freePort(): Promise<number> {
   if (low - from < 1000) throw new Error(`the ephemeral port range starts at ${low}: no room below it for test listeners`);
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = from + Math.floor(Math.random() * (low - from));
+    if (FIXED_PORTS.has(port)) continue;
     if ((await bindable(createServer(), port)) && (await bindable(createSocket('udp4'), port))) return port;
   }
   throw new Error(`no free loopback port below ${low}`);
