@@ -40,6 +40,8 @@ const MAX_REASON_BYTES = 1024;
 /** Packets one connection may emit per service before yielding to the event loop. */
 const MAX_PACKETS_PER_SERVICE = 256;
 const READ_CHUNK = 256 * 1024;
+/** Up to this many open streams, deliver() asks quiche stream by stream instead of iterating readable(). */
+const SCAN_STREAMS = 64;
 
 /** Why a dial failed, for `--protocol auto` (fall back to HTTP/2 on timeout/unreachable). */
 export type QuicDialFailure = 'timeout' | 'unreachable' | 'tls' | 'refused' | 'aborted' | 'closed';
@@ -408,7 +410,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       if (!this.onEstablished()) return;
     }
     // Streams with bytes (or a FIN or a reset) waiting.
-    for (const id of quic.readable()) this.readStream(id);
+    if (quic.isReadable()) this.readReadable();
     if (this.resumed.size > 0) {
       for (const stream of [...this.resumed]) {
         this.resumed.delete(stream);
@@ -451,6 +453,33 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     }
   }
 
+  /**
+   * Reads every stream quiche has bytes, a FIN or a reset for. quiche's `readable()` iterator
+   * costs ~10 µs a call in the binding (it builds a JS generator with fresh functions), more
+   * than the rest of a small request's binding calls together, so with few streams we ask per
+   * stream (`streamReadable`, ~0.1 µs): the ones we hold, then new peer streams in id order
+   * from the first unseen one. Whatever that misses (a stream we already dropped, whose late
+   * FIN or data quiche still holds) leaves the connection readable: then the iterator runs.
+   */
+  private readReadable(): void {
+    const quic = this.quic;
+    if (this.streams.size > SCAN_STREAMS) {
+      for (const id of quic.readable()) this.readStream(id);
+      return;
+    }
+    let paused = false;
+    for (const stream of this.streams.values()) {
+      if (!stream.readPaused && quic.streamReadable(stream.id)) this.readStream(stream.id);
+      if (stream.readPaused) paused = true;
+    }
+    for (let id = (this.peerWatermark << 2) | this.peerBit; quic.streamReadable(id); id = (this.peerWatermark << 2) | this.peerBit) {
+      this.readStream(id);
+      if (this.streams.get(id)?.readPaused) break;
+    }
+    // A paused reader stays readable by design; anything else left is a stream we do not hold.
+    if (!paused && quic.isReadable()) for (const id of quic.readable()) this.readStream(id);
+  }
+
   private readStream(id: number): void {
     let stream = this.streams.get(id);
     if (!stream) {
@@ -491,7 +520,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
         stream.receiveFin();
         return;
       }
-      if (stream.readPaused || stream.destroyed) return;
+      // A short read took all quiche had in order: asking again would only say Done.
+      if (n < scratch.length || stream.readPaused || stream.destroyed) return;
     }
   }
 
@@ -688,7 +718,10 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       return;
     }
     const deadline = performance.now() + ms;
-    if (this.timer && Math.abs(deadline - this.timerDeadline) < 1) return;
+    // A deadline that moved later (the idle timer does at every packet) keeps the armed timer:
+    // firing early costs one onTimeout() that finds nothing due, re-arming costs a timer-list
+    // removal and insert at every service.
+    if (this.timer && deadline - this.timerDeadline > -1) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerDeadline = deadline;
     this.timer = setTimeout(this.onTimer, ms);

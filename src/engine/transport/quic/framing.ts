@@ -35,8 +35,22 @@ export function endFrame(): Buffer {
   return END_FRAME;
 }
 
-/** DATA frame headers + payload views for `data` (no copy of the payload). */
+/**
+ * Up to this many payload bytes, a DATA frame is one buffer (header and a copy of the
+ * payload): one streamSend() call into the binding instead of two, which costs more than the
+ * copy (~0.5 µs a call).
+ */
+const COPY_BELOW = 8 * 1024;
+
+/** DATA frame headers + payload views for `data` (no copy of the payload unless it is small). */
 export function encodeData(data: Buffer): Buffer[] {
+  if (data.length <= COPY_BELOW) {
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_SIZE + data.length);
+    frame[0] = FRAME_DATA;
+    frame.writeUInt32BE(data.length, 1);
+    data.copy(frame, FRAME_HEADER_SIZE);
+    return [frame];
+  }
   const out: Buffer[] = [];
   for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) {
     const part = data.subarray(off, Math.min(data.length, off + MAX_FRAME_PAYLOAD));

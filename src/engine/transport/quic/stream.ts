@@ -32,6 +32,8 @@ export interface PendingWrite {
 
 /** Readable/writable buffer sizes of the Duplex, above what quiche holds. */
 const HIGH_WATER_MARK = 256 * 1024;
+/** Corked writes up to this many bytes in all become one buffer (one binding call). */
+const WRITEV_CONCAT_BELOW = 64 * 1024;
 
 export class QuicStream extends Duplex implements TunnelStream {
   readonly id: number;
@@ -103,8 +105,13 @@ export class QuicStream extends Duplex implements TunnelStream {
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
     const frames: Buffer[] = [];
-    for (const { chunk } of chunks) for (const part of encodeData(chunk)) frames.push(part);
-    this.queueFrames(frames, false, callback);
+    let bytes = 0;
+    for (const { chunk } of chunks) {
+      for (const part of encodeData(chunk)) frames.push(part);
+      bytes += chunk.length;
+    }
+    // Small writes corked together go to quiche in one call.
+    this.queueFrames(frames.length > 1 && bytes <= WRITEV_CONCAT_BELOW ? [Buffer.concat(frames)] : frames, false, callback);
   }
 
   override _final(callback: (err?: Error | null) => void): void {

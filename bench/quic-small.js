@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+/**
+ * Small requests through edge + connector processes over QUIC, and what each one costs in
+ * quiche binding calls, packets and event-loop turns (issue 16: "count before choosing"),
+ * beside HTTP/2 in the same run. wrk (32 keep-alive connections, 64-byte bodies) against the
+ * edge's public listener; CPU per request from /proc/PID/stat of each process; binding calls
+ * counted by a preload (bench/lib/quic-count.js) in edge and connector. `--bin DIR` runs
+ * another build's bin/run.js (alternate old/new builds on a busy machine); `--count 0` leaves
+ * the preload out (its wrappers cost CPU of their own).
+ *   npm run build && node bench/quic-small.js [--seconds 5] [--rounds 2] [--bin /tmp/old] [--count 1]
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+
+const run = promisify(execFile);
+const seconds = Number(arg('seconds', 5));
+const rounds = Number(arg('rounds', 2));
+const count = arg('count', '1') !== '0';
+/** With --perf DIR: edge and connector run with --perf-basic-prof, recorded by perf (cpu-clock) during each measurement (DIR/<protocol>-<process>.data). */
+const perfDir = arg('perf', undefined);
+const root = resolve(arg('bin', fileURLToPath(new URL('..', import.meta.url))));
+const bin = join(root, 'bin/run.js');
+const preload = fileURLToPath(new URL('./lib/quic-count.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'oxy-quic-small-'));
+const HOST = 'bench.example.com';
+const children = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function start(protocol, originUrl) {
+  const home = join(dir, protocol);
+  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', OXY_QUIC_COUNT_DIR: dir, OXY_QUIC_COUNT_ROOT: root };
+  if (count && protocol === 'quic') env.NODE_OPTIONS = `--import ${preload}`;
+  if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
+  for (const args of [
+    ['edge', 'init'],
+    ['tunnel', 'create', 'bench'],
+    ['tunnel', 'route', 'dns', 'bench', HOST],
+  ])
+    execFileSync(process.execPath, [bin, ...args], { env: { ...env, NODE_OPTIONS: '' }, stdio: 'ignore' });
+  const edge = await spawnUntil(
+    process.execPath,
+    [bin, ...EDGE_RUN_LOOPBACK, ...(protocol === 'quic' ? ['--quic'] : [])],
+    /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/,
+    {
+      env,
+    },
+  );
+  children.push(edge.child);
+  await sleep(300);
+  const tunnelPort = tunnelPortIn(edge.output(), protocol);
+  const connector = await spawnUntil(
+    process.execPath,
+    [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    { env },
+  );
+  children.push(connector.child);
+  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid } };
+}
+
+async function snapshot(pids) {
+  const out = {};
+  for (const [k, pid] of Object.entries(pids)) {
+    rmSync(join(dir, `${pid}.json`), { force: true });
+    process.kill(pid, 'SIGUSR2');
+  }
+  for (const [k, pid] of Object.entries(pids)) {
+    for (let i = 0; i < 100; i++) {
+      try {
+        out[k] = JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8'));
+        break;
+      } catch {
+        await sleep(20);
+      }
+    }
+  }
+  return out;
+}
+
+async function wrk(url, pids, counted, recorded) {
+  const args = ['-t2', '-c32', `-d${seconds}s`, '-H', `Host: ${HOST}`, `${url}/small`];
+  await run('wrk', ['-t2', '-c32', '-d1s', ...args.slice(3)]);
+  const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
+  const n0 = counted ? await snapshot(pids) : undefined;
+  const perf =
+    perfDir && recorded
+      ? Object.entries(pids).map(([k, p]) =>
+          execFile('perf', ['record', '-e', 'cpu-clock', '-g', '-o', join(perfDir, `${recorded}-${k}.data`), '-p', String(p), '--', 'sleep', String(seconds)]),
+        )
+      : [];
+  const { stdout } = await run('wrk', args);
+  await Promise.all(perf.map((c) => new Promise((r) => c.on('exit', r))));
+  const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
+  const n1 = counted ? await snapshot(pids) : undefined;
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (cpuMicros(p) - c0[k]) / requests]));
+  const per = {};
+  if (counted) {
+    for (const k of Object.keys(pids)) {
+      const a = n0[k];
+      const b = n1[k];
+      const calls = {};
+      for (const [name, n] of Object.entries(b.calls)) {
+        const d = (n - (a.calls[name] ?? 0)) / requests;
+        if (d >= 0.05) calls[name] = Number(fmt(d, 2));
+      }
+      per[k] = {
+        packetsOut: Number(fmt((b.packetsOut - a.packetsOut) / requests, 2)),
+        packetsIn: Number(fmt((b.packetsIn - a.packetsIn) / requests, 2)),
+        turns: Number(fmt((b.turns - a.turns) / requests, 2)),
+        calls,
+      };
+    }
+  }
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), cpu, per };
+}
+
+try {
+  console.log(`# small requests, edge + connector processes, ${seconds} s of wrk x ${rounds} rounds; ${bin}; load ${fmt(loadavg()[0])}`);
+  const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
+  children.push(origin.child);
+  const originUrl = `http://127.0.0.1:${origin.match[1]}`;
+  const h2 = await start('http2', originUrl);
+  const quic = await start('quic', originUrl);
+  for (let r = 0; r < rounds; r++) {
+    const a = await wrk(h2.url, h2.pids, false, 'http2');
+    const b = await wrk(quic.url, quic.pids, count, 'quic');
+    console.log(
+      `round ${r + 1}: HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}`,
+    );
+    if (count) for (const [k, v] of Object.entries(b.per)) console.log(`  QUIC ${k} per request: ${JSON.stringify(v)}`);
+  }
+} finally {
+  for (const c of children) c.kill();
+  rmSync(dir, { recursive: true, force: true });
+}
