@@ -65,7 +65,7 @@ async function start(protocol, originUrl) {
 
 async function snapshot(pids) {
   const out = {};
-  for (const [k, pid] of Object.entries(pids)) {
+  for (const pid of Object.values(pids)) {
     rmSync(join(dir, `${pid}.json`), { force: true });
     process.kill(pid, 'SIGUSR2');
   }
