@@ -10,6 +10,11 @@
  * registers it. An edge that keeps coming and going is damped: each return that did not last
  * STABLE_MS doubles the wait before the next one, so a crash-looping edge is not handed the
  * same connections over and over.
+ *
+ * An edge that refuses the tunnel (its CA does not match the pin, or it refuses the registration:
+ * another store, a secret it does not know) is remembered as refusing until it registers a slot
+ * again: slots leave it for edges that do not refuse, and only when every edge refuses is the
+ * refusal final (the supervisor stops, as it does with one edge).
  */
 import type { Dialer } from './supervisor.js';
 
@@ -32,6 +37,8 @@ export class EdgeSpread {
   readonly #at = new Map<number, number>();
   /** Per slot: when it last moved home, and how long it must hold off before the next return. */
   readonly #returns = new Map<number, { at: number; holdMs: number }>();
+  /** Edges whose last answer was a refusal, with it. */
+  readonly #refusing = new Map<number, Error>();
 
   constructor(
     readonly dialers: Dialer[],
@@ -72,8 +79,45 @@ export class EdgeSpread {
     this.#move(connIndex, edge);
   }
 
+  /**
+   * `edge` refused the slot: it is refusing until it registers one (`accepted`), and the slot's
+   * next dial goes to an edge that does not refuse. `first`: the edge was not refusing before
+   * (worth a loud log); `all`: every edge refuses now.
+   */
+  refused(connIndex: number, edge: number, err: Error): { first: boolean; all: boolean } {
+    const first = !this.#refusing.has(edge);
+    this.#refusing.set(edge, err);
+    const at = this.at(connIndex);
+    if (this.dialers.length > 1 && at === edge) this.#move(connIndex, edge);
+    // A failed dial moved the slot on already, maybe to another edge that refuses.
+    else if (this.#refusing.has(at)) this.#at.set(connIndex, this.#next(edge));
+    return { first, all: this.#refusing.size === this.dialers.length };
+  }
+
+  /** `edge` registered a slot: it does not refuse (any more). True when it did. */
+  accepted(edge: number): boolean {
+    return this.#refusing.delete(edge);
+  }
+
+  /** Whether `edge`'s last answer was a refusal. */
+  refusing(edge: number): boolean {
+    return this.#refusing.has(edge);
+  }
+
+  /** Every edge's refusal, for the error that stops the connector: `HOST:PORT: message; …`. */
+  refusals(): string {
+    return [...this.#refusing].map(([edge, err]) => `${this.names[edge]}: ${err.message}`).join('; ');
+  }
+
+  /** The edge after `from` that does not refuse (`from` itself if it is the only one), else simply the next one. */
+  #next(from: number): number {
+    const n = this.dialers.length;
+    for (let k = 1; k <= n; k++) if (!this.#refusing.has((from + k) % n)) return (from + k) % n;
+    return (from + 1) % n;
+  }
+
   #move(connIndex: number, from: number): void {
-    this.#at.set(connIndex, (from + 1) % this.dialers.length);
+    this.#at.set(connIndex, this.#next(from));
     // Lost home soon after coming back: the home edge flaps, so hold off longer before the next return.
     const r = this.#returns.get(connIndex);
     if (r && from === this.home(connIndex)) {

@@ -1,9 +1,11 @@
 /**
  * The connector's supervisor: keeps `haConnections` registered connections to the edge.
  * Each slot dials, registers over the control stream, serves streams until the connection
- * ends, then reconnects with exponential backoff and jitter. A refused secret is fatal
- * (retrying cannot help). `stop()` drains: no new requests, in-flight ones get the grace
- * period, then connections close.
+ * ends, then reconnects with exponential backoff and jitter. A refusal (the edge refuses the
+ * secret or the tunnel, or its CA does not match the pin) is fatal when every edge refuses —
+ * with one edge, at once; with several, a refusing edge is left for the others and retried
+ * (spread.ts), as cloudflared keeps its other connections when one index's registration fails.
+ * `stop()` drains: no new requests, in-flight ones get the grace period, then connections close.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -57,6 +59,11 @@ interface Slot {
   /** The edge's streams in flight on `conn`. */
   streams?: Set<TunnelStream>;
 }
+
+/** Answers that redialling the same edge at once cannot change: the edge refuses this connector. */
+const isRefusal = (err: unknown): err is OxyError => isOxyError(err, 'OXY_ERR_TUNNEL_UNAUTHORIZED') || isOxyError(err, 'OXY_ERR_TUNNEL_PIN_MISMATCH');
+/** The longest pause between two tries of a home edge that refuses the tunnel. */
+const REFUSING_RETRY_MAX_MS = 60_000;
 
 /** How often an idle connection asks the edge for an answer, and how long without one means the edge is gone. */
 const PROBE_EVERY_MS = 1000;
@@ -113,13 +120,14 @@ export class Connector extends EventEmitter<ConnectorEvents> {
     let failures = 0;
     let lastError: Error | undefined;
     while (!signal.aborted) {
+      const edge = this.o.spread?.at(connIndex);
       try {
-        const edge = this.o.spread?.at(connIndex);
         slot.conn = await this.o.dial(connIndex, signal);
         const reg = await this.#register(slot.conn, connIndex);
         this.#everRegistered = true;
         failures = 0;
         lastError = undefined;
+        if (edge !== undefined) this.#accepted(edge);
         this.#serve(connIndex, slot.conn, reg, edge);
         // Serve until the slot's connection ends. A move back replaces it (the old one drains on its own).
         let conn = slot.conn;
@@ -135,13 +143,13 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         slot.conn?.close(TunnelCloseCode.NO_ERROR, 'registration failed');
         if (signal.aborted) break;
         this.emit('failed', connIndex, err);
-        if (isOxyError(err, 'OXY_ERR_TUNNEL_UNAUTHORIZED') || isOxyError(err, 'OXY_ERR_TUNNEL_PIN_MISMATCH')) {
-          this.o.log.error({ connIndex, err }, 'Register tunnel error from server side');
-          this.emit('fatal', err as OxyError);
-          this.#stop.abort();
-          break;
+        if (isRefusal(err)) {
+          if (this.#refused(connIndex, edge, err)) break;
+        } else {
+          this.o.log.error({ connIndex, err, ip: slot.conn?.remoteAddress }, 'Unable to establish connection with the edge');
+          // A dial that failed moved the slot on already; an edge that failed the registration is left too.
+          if (edge !== undefined) this.o.spread?.lost(connIndex, edge);
         }
-        this.o.log.error({ connIndex, err, ip: slot.conn?.remoteAddress }, 'Unable to establish connection with the edge');
         lastError = err as Error;
       }
       if (this.o.maxRetries !== undefined && failures >= this.o.maxRetries) {
@@ -166,6 +174,31 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       this.o.log.info({ connIndex, retryingIn: `${(delay / 1000).toFixed(2)}s` }, 'Retrying connection');
       await sleep(delay, undefined, { signal }).catch(() => undefined);
     }
+  }
+
+  /**
+   * An edge refused the slot. With other edges that do not refuse, it is logged (loudly the first
+   * time) and left; once every edge refuses, the connector stops. True when it stopped.
+   */
+  #refused(connIndex: number, edge: number | undefined, err: OxyError): boolean {
+    const spread = this.o.spread;
+    const verdict = spread && edge !== undefined ? spread.refused(connIndex, edge, err) : { first: true, all: true };
+    if (verdict.all) {
+      this.o.log.error({ connIndex, err }, 'Register tunnel error from server side');
+      // One edge: its own error, as always. Several: what each of them said.
+      const fatal = (spread?.names.length ?? 1) > 1 ? new OxyError(err.code, `every edge refused the tunnel: ${spread!.refusals()}`, { cause: err }) : err;
+      this.emit('fatal', fatal);
+      this.#stop.abort();
+      return true;
+    }
+    const fields = { connIndex, edge: spread!.names[edge!], err };
+    if (verdict.first) this.o.log.error(fields, 'The edge refused the tunnel; using the other edges and retrying it with backoff');
+    else this.o.log.debug(fields, 'The edge still refuses the tunnel');
+    return false;
+  }
+
+  #accepted(edge: number): void {
+    if (this.o.spread?.accepted(edge)) this.o.log.info({ edge: this.o.spread.names[edge] }, 'The edge accepts the tunnel again');
   }
 
   #register(conn: TunnelConnection, connIndex: number): Promise<Registered> {
@@ -239,6 +272,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       try {
         next = await spread.dialHome(connIndex, AbortSignal.any([signal, AbortSignal.timeout(RETURN_DIAL_TIMEOUT_MS)]));
         const reg = await this.#register(next, connIndex);
+        this.#accepted(spread.home(connIndex));
         if (stale()) {
           next.close(TunnelCloseCode.SHUTDOWN, 'not needed any more');
           return;
@@ -253,6 +287,12 @@ export class Connector extends EventEmitter<ConnectorEvents> {
       } catch (err) {
         next?.close(TunnelCloseCode.NO_ERROR, 'registration failed');
         if (signal.aborted) return;
+        if (isRefusal(err)) {
+          if (this.#refused(connIndex, spread.home(connIndex), err)) return;
+          // A refusing edge is fixed by a person, not by the next second: try it less often.
+          delay = Math.min(REFUSING_RETRY_MAX_MS, delay * 2);
+          continue;
+        }
         this.o.log.debug({ connIndex, edge: spread.names[spread.home(connIndex)], err }, 'The home edge does not answer yet');
         delay = Math.min(spread.timing.maxMs, delay * 2);
       }

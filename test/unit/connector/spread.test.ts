@@ -75,3 +75,27 @@ it('with one edge nothing moves', async () => {
   spread.lost(2, 0);
   expect([spread.at(2), spread.away(2)]).toEqual([0, false]);
 });
+
+it('an edge that refuses is left for edges that do not, until it accepts again; all refusing is final', () => {
+  const ok = async () => ({}) as TunnelConnection;
+  const spread = new EdgeSpread([ok, ok, ok], ['a:7844', 'b:7844', 'c:7844']);
+  const no = (edge: number) => new Error(`edge ${edge} refuses`);
+  expect(spread.refused(1, 1, no(1))).toEqual({ first: true, all: false });
+  expect(spread.at(1)).toBe(2);
+  // Slot 2's edge refuses too: it skips edge 0's neighbour that refuses (1) and lands on 0.
+  expect(spread.refused(2, 2, no(2))).toEqual({ first: true, all: false });
+  expect(spread.at(2)).toBe(0);
+  // Slot 1 sat on edge 2 and is refused there again: edge 0, never back to refusing 1.
+  expect(spread.refused(1, 2, no(2))).toEqual({ first: false, all: false });
+  expect(spread.at(1)).toBe(0);
+  // A dropped connection moves a slot only to an edge that does not refuse: here, its own.
+  spread.lost(0, 0);
+  expect(spread.at(0)).toBe(0);
+  // Edge 1 accepts a slot again (a try home): the others may go there once more.
+  expect(spread.accepted(1)).toBe(true);
+  expect(spread.accepted(1)).toBe(false);
+  expect(spread.refused(0, 0, no(0)).all).toBe(false);
+  expect(spread.at(0)).toBe(1);
+  expect(spread.refused(0, 1, no(1))).toEqual({ first: true, all: true });
+  expect(spread.refusals()).toBe('c:7844: edge 2 refuses; a:7844: edge 0 refuses; b:7844: edge 1 refuses');
+});
