@@ -33,7 +33,8 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     const pair = await tunnelPair(protocol);
     cleanups.push(() => pair.close());
     // A connector that refuses /refuse as the real one does (a refusal header, then the
-    // end of its side) and answers /slow only after the edge's response timeout.
+    // end of its side) and answers /slow only after the edge's response timeout. The timeout
+    // (1 s) leaves a loaded machine room to deliver the refusals in time (200 ms did not, in CI).
     pair.connector.onStream((stream) => {
       stream.on('error', () => undefined);
       void readStreamHeader(stream, { expect: 'request' }).then(
@@ -47,7 +48,7 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
               if (stream.destroyed) return;
               writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead({ status: 200, headers: [] }) });
               stream.end('too late');
-            }, 400);
+            }, 2000);
           }
         },
         () => stream.destroy(),
@@ -56,7 +57,7 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     const registry = new TunnelRegistry();
     registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
     const view = { tunnelForHost: () => 't1' } as unknown as StoreView;
-    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 200 });
+    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 1000 });
     cleanups.push(() => onramp.close());
 
     const url = `http://127.0.0.1:${onramp.address.port}`;
@@ -69,7 +70,7 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     // Refused: 502; not answered in time: 504 (RFC 9209 http_response_timeout).
     expect(statuses).toEqual([...Array(20).fill(502), ...Array(5).fill(504)]);
 
-    await new Promise((r) => setTimeout(r, 500)); // the late answers are written
+    await new Promise((r) => setTimeout(r, 1200)); // the late answers are written
     await until(() => pair.edge.stats().activeStreams === 0 && pair.connector.stats().activeStreams === 0);
     expect({ edge: pair.edge.stats().activeStreams, connector: pair.connector.stats().activeStreams }).toEqual({ edge: 0, connector: 0 });
   });
