@@ -15,7 +15,8 @@
         "src/engine/native/cpp/netns.cc",
         "src/engine/native/cpp/tcpinfo.cc",
         "src/engine/native/cpp/splice.cc",
-        "src/engine/native/cpp/reuseport.cc"
+        "src/engine/native/cpp/reuseport.cc",
+        "src/engine/native/cpp/fastnat.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -35,6 +35,11 @@ export class Flow<R = unknown> {
 
   /** Owner-defined state (the NAT slot, the upgraded socket, the on-ramp session…). */
   slot = -1;
+  /**
+   * The flow's id in the upgrader's native fast path (-1: none). While set, most of its packets
+   * bypass JS: its counters and lastSeen are brought up to date at each sweep and at its end.
+   */
+  fastId = -1;
   /** The on-ramp session that carries the client's packets. */
   attachment: unknown = undefined;
   /** The upgraded socket or UDP handle, if any. */

@@ -57,6 +57,8 @@ export interface FlowTableOptions<R> {
   release?(flow: Flow<R>, reason: FlowEndReason): void;
   /** How often idle and closing flows are looked for. Default: a quarter of the shortest timeout, 50 ms–1 s. */
   sweepIntervalMs?: number;
+  /** Called before each sweep: an owner that counts packets elsewhere (the fast path) brings lastSeen up to date. */
+  refresh?(): void;
 }
 
 export interface FlowTableStats {
@@ -89,6 +91,7 @@ export class FlowTable<R = unknown> {
   private readonly tenants = new Map<string, TenantState>();
   private readonly hooks: FlowHooks<R>;
   private readonly release: ((flow: Flow<R>, reason: FlowEndReason) => void) | undefined;
+  private readonly refresh: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(options: FlowTableOptions<R> = {}) {
@@ -102,6 +105,7 @@ export class FlowTable<R = unknown> {
     this.tcpHandshakeMs = options.timeouts?.tcpHandshakeMs ?? 20_000;
     this.hooks = options.hooks ?? {};
     this.release = options.release;
+    this.refresh = options.refresh;
     const shortest = Math.min(this.tcpIdleMs, this.udpIdleMs, this.otherIdleMs, this.tcpCloseLingerMs, this.tcpHandshakeMs);
     const interval = options.sweepIntervalMs ?? Math.min(1000, Math.max(50, shortest / 4));
     this.timer = setInterval(() => this.sweep(), interval);
@@ -202,6 +206,7 @@ export class FlowTable<R = unknown> {
 
   /** Ends idle flows and TCP flows whose close linger is over. Runs by itself; public for tests. */
   sweep(now = this.clock()): number {
+    this.refresh?.();
     let ended = 0;
     for (const scope of this.scopes.values()) {
       for (const flow of scope.flows.values()) {

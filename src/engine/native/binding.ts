@@ -42,9 +42,27 @@ export interface NativeTunDevice {
   start(onBatch: (data: Buffer, offsets: Uint32Array, count: number) => void, onWritable: () => void, onError: OnError): void;
   setEvents(readable: boolean, writable: boolean): void;
   writeBatch(packets: readonly Bytes[], start: number): number;
+  setFastNat(nat: NativeFastNat): void;
   close(): void;
   ref(): void;
   unref(): void;
+}
+
+export interface NativeFastNat {
+  add(
+    id: number,
+    peer: number,
+    src: Bytes,
+    srcPort: number,
+    dst: Bytes,
+    dstPort: number,
+    nat: Bytes,
+    natPort: number,
+    listen: Bytes,
+    listenPort: number,
+  ): boolean;
+  remove(id: number): void;
+  totals(): [toKernel: number, toClients: number, lost: number];
 }
 
 export interface NativeSeqpacketSocket {
@@ -59,6 +77,7 @@ export interface NativeSeqpacketSocket {
   send(data: Bytes, fds?: readonly number[]): boolean;
   shutdown(): void;
   setBufferSizes(recv: number | undefined, send: number | undefined): void;
+  joinFastNat(nat: NativeFastNat): number;
   close(): void;
   ref(): void;
   unref(): void;
@@ -107,6 +126,7 @@ export interface NativeAddon {
   PacketRelay: new (tunFd: number, socketFd: number, options: { maxPacketSize: number; sendBufferSize?: number }) => NativePacketRelay;
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
+  FastNat: new (stats: Float64Array) => NativeFastNat;
   seqpacketListen(path: string, backlog: number): number;
   seqpacketConnect(path: string): number;
   seqpacketPair(): [number, number];

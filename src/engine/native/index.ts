@@ -25,6 +25,7 @@ export {
   type TunOptions,
   type VirtioNetHeader,
 } from './tun.js';
+export { FastNat, type FastNatCounters } from './fast-nat.js';
 export { PacketRelay, type PacketRelayEvents, type PacketRelayOptions } from './relay.js';
 export {
   SeqpacketServer,

@@ -15,6 +15,7 @@ import { native, type NativeSeqpacketServer, type NativeSeqpacketSocket } from '
 import { closedError, type NativeError } from './errors.js';
 import { SendQueue } from './send-queue.js';
 import { QueuedEndpoint } from './endpoint.js';
+import type { FastNat } from './fast-nat.js';
 
 const NO_FDS: readonly number[] = Object.freeze([]);
 
@@ -135,6 +136,14 @@ export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, Nativ
     if (this.queue.pushFrom([{ data, fds: owned }], 0) === 0) closeAll(owned);
     this.updateEvents();
     return false;
+  }
+
+  /**
+   * Lets `nat` take this socket's packets of its registered flows before they become
+   * 'message's, and send theirs to it (see fast-nat.ts). Returns the id to register flows under.
+   */
+  joinFastNat(nat: FastNat): number {
+    return this.open().joinFastNat(nat.handle);
   }
 
   get queuedMessages(): number {

@@ -13,6 +13,7 @@ import { native, type NativeTunDevice } from './binding.js';
 import { closedError, type NativeError } from './errors.js';
 import { SendQueue } from './send-queue.js';
 import { QueuedEndpoint } from './endpoint.js';
+import type { FastNat } from './fast-nat.js';
 
 export const VIRTIO_NET_HDR_SIZE = 10;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
@@ -227,6 +228,14 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
       this.updateEvents();
     }
     return written;
+  }
+
+  /**
+   * Lets `nat` pass its flows' packets read here to their clients, and write theirs here,
+   * without JS (see fast-nat.ts). Not with vnetHeader.
+   */
+  useFastNat(nat: FastNat): void {
+    this.open().setFastNat(nat.handle);
   }
 
   get queuedPackets(): number {

@@ -19,13 +19,17 @@
  * link allows big packets gets ~64 KB segments (what TSO would give) while one with
  * MSS 1460 gets ordinary packets — no segmentation in JS. Reads and writes are
  * batched (one N-API call per batch), txqueuelen 5000.
+ *
+ * Established flows whose client is a SEQPACKET socket move to the native fast path
+ * (`goFast`, native/fast-nat.ts): their packets are NATed between that socket and the TUN in
+ * the read batches, with no JS turn per packet; JS keeps SYN, FIN, RST and everything unusual.
  */
 import net from 'node:net';
 
 import { NatPool } from '../flow/nat.js';
 import type { Flow } from '../flow/flow.js';
 import { parseAddress, parsePacket, rewriteDestination, rewriteSource, PacketView, TransportKind } from '../packet/index.js';
-import { Tun, type PacketBatch } from '../native/index.js';
+import { FastNat, Tun, type FastNatCounters, type PacketBatch } from '../native/index.js';
 import type { UnnamedNetns } from './namespace.js';
 
 export interface TunLinkOptions {
@@ -45,6 +49,8 @@ export interface UpgraderOptions extends TunLinkOptions {
   /** Addresses in the IPv4 slot pool (from 198.19.0.1). Default 16 (16 × 64512 slots). */
   poolAddresses?: number;
   backlog?: number;
+  /** Flows on the native fast path at once (more stay on the JS path). Default 16,384. */
+  fastFlows?: number;
 }
 
 export interface UpgraderStats {
@@ -89,6 +95,9 @@ export class TcpUpgrader {
   readonly stats: UpgraderStats = { toKernel: 0, fromKernel: 0, unmatched: 0, orphanSockets: 0, tunDropped: 0, tunRefused: 0 };
   readonly pool4: NatPool;
   readonly pool6: NatPool;
+  /** Established flows' packets, NATed without JS (see goFast). */
+  readonly fastNat: FastNat;
+  private readonly counters: FastNatCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, lastSeen: 0 };
   /** Un-NATed packets from the kernel, for the flow's client. The view is valid during the call only. */
   onReturn: (flow: Flow, view: PacketView) => void = () => {};
   /** An accepted socket and its flow. */
@@ -117,6 +126,8 @@ export class TcpUpgrader {
   ) {
     this.pool4 = new NatPool({ base: V4_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
     this.pool6 = new NatPool({ base: V6_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
+    this.fastNat = new FastNat(options.fastFlows ?? 16384);
+    tun.useFastNat(this.fastNat);
     tun.on('packets', (batch) => this.fromTun(batch));
     tun.on('error', () => {});
     server.on('connection', (socket) => this.accepted(socket));
@@ -166,8 +177,50 @@ export class TcpUpgrader {
     return true;
   }
 
-  /** Returns the flow's slot. */
+  /**
+   * Moves an attached flow to the fast path: its packets from the SEQPACKET socket that joined
+   * as `peer` (SeqpacketSocket.joinFastNat) and from the kernel are NATed natively from now on.
+   * False when it cannot (no slot, already there, fast table full).
+   */
+  goFast(flow: Flow, peer: number): boolean {
+    if (flow.slot < 0 || flow.fastId >= 0) return false;
+    const v4 = flow.version === 4;
+    const pool = v4 ? this.pool4 : this.pool6;
+    const id = this.fastNat.add(
+      peer,
+      flow.src,
+      flow.srcPort,
+      flow.dst,
+      flow.dstPort,
+      pool.address(flow.slot),
+      pool.port(flow.slot),
+      v4 ? this.listen4 : this.listen6,
+      this.listenPort,
+    );
+    if (id < 0) return false;
+    flow.fastId = id;
+    return true;
+  }
+
+  /** Adds what the fast path counted for the flow since the last call to its counters and lastSeen. */
+  syncFast(flow: Flow): void {
+    if (flow.fastId < 0) return;
+    const c = this.fastNat.take(flow.fastId, this.counters);
+    if (c.lastSeen === 0) return;
+    flow.packetsIn += c.packetsIn;
+    flow.bytesIn += c.bytesIn;
+    flow.packetsOut += c.packetsOut;
+    flow.bytesOut += c.bytesOut;
+    if (c.lastSeen > flow.lastSeen) flow.lastSeen = c.lastSeen;
+  }
+
+  /** Returns the flow's slot (and takes it off the fast path, its counters brought up to date). */
   detach(flow: Flow): void {
+    if (flow.fastId >= 0) {
+      this.syncFast(flow);
+      this.fastNat.remove(flow.fastId);
+      flow.fastId = -1;
+    }
     if (flow.slot < 0) return;
     const flows = flow.version === 4 ? this.flows4 : this.flows6;
     if (flows.get(flow.slot) === flow) {

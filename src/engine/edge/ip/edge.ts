@@ -58,6 +58,12 @@ export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
   upgrade?: UpgraderOptions;
   /** Share an existing namespace; default: a new one, closed with the edge. */
   ns?: UnnamedNetns;
+  /**
+   * Established TCP flows of SEQPACKET clients go on the upgrader's native fast path (no JS
+   * per packet; see netns/upgrader.ts goFast). Default true; OXY_IP_FAST_PATH=0 turns it off
+   * (to compare); a per-packet hook (attachPacketHook) turns it off too.
+   */
+  fastPath?: boolean;
 }
 
 export interface IpEdgeStats {
@@ -102,6 +108,10 @@ export class IpEdge<R = unknown> {
   private readonly sessions = new Set<IpSession>();
   /** Flows counted in their session's `flows` (started by newFlow), until released. */
   private readonly inSession = new WeakSet<Flow<R>>();
+  /** Flows on the native fast path (their counters are brought up to date before each sweep). */
+  private readonly fastFlows = new Set<Flow<R>>();
+  /** Whether established flows may take the fast path; false once something must see every packet. */
+  fastPath: boolean;
   private closed = false;
 
   private constructor(
@@ -114,11 +124,15 @@ export class IpEdge<R = unknown> {
     this.onTcpStream = options.onTcpStream ?? echoStream;
     this.onUdpFlow = options.onUdpFlow ?? (echoDatagrams as (udp: UdpFlow<R>) => void);
     this.onIpPacket = options.onIpPacket;
+    this.fastPath = options.fastPath ?? process.env.OXY_IP_FAST_PATH !== '0';
     this.table = new FlowTable<R>({
       limits: options.limits,
       timeouts: options.timeouts,
       hooks: { onFlowStart: options.onFlowStart, onFlowEnd: options.onFlowEnd },
       release: (flow, reason) => this.release(flow, reason),
+      refresh: () => {
+        for (const flow of this.fastFlows) upgrader.syncFast(flow);
+      },
     });
     this.reassembler = new Reassembler({
       limits: options.reassembly,
@@ -130,8 +144,16 @@ export class IpEdge<R = unknown> {
       flow.handle = socket;
       flow.established = true;
       socket.on('error', () => {});
+      this.goFast(flow as Flow<R>);
       this.onTcpStream(socket, flow as Flow<R>);
     };
+  }
+
+  /** An established flow of a client that joined the fast path, not closing: its packets bypass JS from now on. */
+  private goFast(flow: Flow<R>): void {
+    if (!this.fastPath || flow.ended || flow.finIn || flow.finOut) return;
+    const peer = (flow.attachment as IpSession).fastPeer;
+    if (peer !== undefined && this.upgrader.goFast(flow, peer)) this.fastFlows.add(flow);
   }
 
   /** Creates the namespace (unless given), its TUN and listener. Needs root (see netns/namespace.ts). */
@@ -346,6 +368,7 @@ export class IpEdge<R = unknown> {
   private release(flow: Flow<R>, reason: FlowEndReason): void {
     if (this.inSession.delete(flow)) (flow.attachment as IpSession).flows--;
     if (flow.protocol === IpProtocol.TCP) {
+      this.fastFlows.delete(flow);
       this.upgrader.detach(flow);
       // After FIN or RST the kernel closes or resets the socket itself (the app sees 'end' or ECONNRESET).
       if (reason !== 'fin' && reason !== 'rst') (flow.handle as net.Socket | undefined)?.destroy();
@@ -387,6 +410,8 @@ export class IpSession {
   private closed = false;
   /** Flows of this session now (limits.maxFlowsPerSession). */
   flows = 0;
+  /** The on-ramp's id on the upgrader's fast path (SeqpacketSocket.joinFastNat), if its socket joined. */
+  fastPeer: number | undefined;
 
   constructor(
     private readonly edge: IpEdge,

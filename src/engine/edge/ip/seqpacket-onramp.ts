@@ -87,6 +87,8 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
         return;
       }
       session = this.edge.openSession(context, send);
+      // Established TCP flows of this client then pass between its socket and the TUN natively.
+      if (this.edge.fastPath) session.fastPeer = socket.joinFastNat(this.edge.upgrader.fastNat);
       this.emit('session', session);
     });
     socket.on('error', () => {});

@@ -172,6 +172,8 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
 export function attachPacketHook(edge: IpEdge<unknown>, runner: HookRunner, flows: FlowContexts): void {
   const hook = runner.handlePacket;
   if (!hook) return;
+  // The hook sees every packet: none may take the native fast path.
+  edge.fastPath = false;
   const view = new PacketView();
   const inner = edge.receive.bind(edge);
   edge.receive = (session: IpSession, packet: Buffer): void => {

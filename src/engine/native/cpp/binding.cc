@@ -1,5 +1,6 @@
 // oxy_native: see src/engine/native/README.md for the API and its design.
 #include "common.h"
+#include "fastnat.h"
 #include "modules.h"
 
 #include <linux/if_tun.h>
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("UdpSocket", InitUdp(env));
   exports.Set("TunDevice", InitTun(env));
   exports.Set("PacketRelay", InitPacketRelay(env));
+  exports.Set("FastNat", InitFastNat(env));
   exports.Set("SeqpacketSocket", InitSeqpacketSocket(env));
   exports.Set("SeqpacketServer", InitSeqpacketServer(env));
   InitSeqpacketFunctions(env, exports);

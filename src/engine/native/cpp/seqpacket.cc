@@ -7,6 +7,7 @@
 // (UV_DISCONNECT) tells us the peer is gone; we then read until that bare 0.
 // Side effect of SO_PASSCRED: an unnamed socket that sends gets an autobound
 // abstract name (as with any SO_PASSCRED unix socket); nothing relies on it.
+#include "fastnat.h"
 #include "modules.h"
 #include "polled.h"
 
@@ -119,6 +120,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         InstanceMethod("send", &SeqpacketSocket::Send),
         InstanceMethod("shutdown", &SeqpacketSocket::ShutdownWrite),
         InstanceMethod("setBufferSizes", &SeqpacketSocket::SetBufferSizes),
+        InstanceMethod("joinFastNat", &SeqpacketSocket::JoinFastNat),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "SeqpacketSocket", methods);
@@ -143,7 +145,33 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     fd_ = fd;
   }
 
+ ~SeqpacketSocket() override { LeaveFastNat(); }
+
  private:
+  void Shutdown() override {
+    LeaveFastNat();
+    PolledWrap<SeqpacketSocket>::Shutdown();
+  }
+
+  void LeaveFastNat() {
+    if (fast_) fast_->DropPeer(&peer_);
+    fast_.reset();
+    peer_.fd = -1;
+  }
+
+  // joinFastNat(nat) -> the id this socket's flows are registered under (nat.add).
+  Napi::Value JoinFastNat(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "joinFastNat");
+    LeaveFastNat();
+    fast_ = FastNat::From(info[0]);
+    if (!fast_) ThrowErrno(env, "joinFastNat", EINVAL, "not a FastNat");
+    peer_.fd = fd_;
+    peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
+    peer_id_ = fast_->AddPeer(&peer_);
+    return Napi::Number::New(env, peer_id_);
+  }
+
   void ResetCallbacks() override {
     on_batch_.Reset();
     on_writable_.Reset();
@@ -168,6 +196,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
   Napi::Value SetEvents(const Napi::CallbackInfo& info) {
     bool readable = info[0].ToBoolean() && !ended_;
     wanted_ = (readable ? UV_READABLE | UV_DISCONNECT : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
+    peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
     SetWatch(info.Env(), wanted_);
     return info.Env().Undefined();
   }
@@ -264,7 +293,10 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     std::vector<std::pair<uint32_t, std::vector<int>>> passed;
     int read_errno = 0;
     bool eof = false;
-    while (offsets_list.size() - 1 < batch_size_ && scratch.size() - used >= max_message_) {
+    double now = 0;
+    // Messages the fast path took count too: a busy peer must not hold the loop.
+    uint32_t reads = 0;
+    while (reads++ < batch_size_ && scratch.size() - used >= max_message_) {
       iovec iov = {scratch.data() + used, max_message_};
       msghdr hdr;
       memset(&hdr, 0, sizeof(hdr));
@@ -301,6 +333,11 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         for (int fd : fds) close(fd);
         read_errno = EMSGSIZE;
         continue;
+      }
+      if (fast_ && fds.empty()) {
+        if (now == 0) now = NowMs();
+        // An established flow's packet: NATed and written to the TUN, its space reused.
+        if (fast_->FromClient(peer_id_, scratch.data() + used, static_cast<size_t>(n), now)) continue;
       }
       uint32_t index = static_cast<uint32_t>(offsets_list.size() - 1);
       used += static_cast<size_t>(n);
@@ -341,6 +378,9 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
   uint32_t max_message_ = 256 * 1024;
   uint32_t batch_size_ = 64;
   int wanted_ = 0;
+  std::shared_ptr<FastNat> fast_;
+  FastPeer peer_;
+  uint32_t peer_id_ = 0;
   bool ended_ = false;
   Napi::FunctionReference on_batch_;
   Napi::FunctionReference on_writable_;

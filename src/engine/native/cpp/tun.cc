@@ -1,6 +1,7 @@
 // TUN device (IFF_TUN|IFF_NO_PI, optionally IFF_VNET_HDR with offloads), read and
 // written in batches: one JS callback per wake-up carries every packet that was
 // waiting (up to batchSize), as one Buffer plus an offsets array.
+#include "fastnat.h"
 #include "modules.h"
 #include "polled.h"
 
@@ -37,6 +38,7 @@ class TunDevice : public PolledWrap<TunDevice> {
         InstanceMethod("start", &TunDevice::Start),
         InstanceMethod("setEvents", &TunDevice::SetEvents),
         InstanceMethod("writeBatch", &TunDevice::WriteBatch),
+        InstanceMethod("setFastNat", &TunDevice::SetFastNat),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "TunDevice", methods);
@@ -73,7 +75,10 @@ class TunDevice : public PolledWrap<TunDevice> {
     buffer_.resize(kBatchBytes + max_packet_);
   }
 
-  ~TunDevice() override { CloseFd(control_fd_); }
+  ~TunDevice() override {
+    if (fast_) fast_->SetTunFd(-1);
+    CloseFd(control_fd_);
+  }
 
  private:
   void Create(Napi::Env env, const std::string& name, bool vnet_header, bool multi_queue) {
@@ -116,7 +121,22 @@ class TunDevice : public PolledWrap<TunDevice> {
     ThrowErrno(env, syscall, err, detail);
   }
 
+  // setFastNat(nat): packets read for the nat's flows go to their clients without JS, and the
+  // nat writes its client packets to this TUN. Not with IFF_VNET_HDR.
+  Napi::Value SetFastNat(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "setFastNat");
+    if (vnet_header_) ThrowErrno(env, "setFastNat", EINVAL, "a TUN with IFF_VNET_HDR");
+    if (fast_) fast_->SetTunFd(-1);
+    fast_ = FastNat::From(info[0]);
+    if (!fast_) ThrowErrno(env, "setFastNat", EINVAL, "not a FastNat");
+    fast_->SetTunFd(fd_);
+    return env.Undefined();
+  }
+
   void Shutdown() override {
+    if (fast_) fast_->SetTunFd(-1);
+    fast_.reset();
     PolledWrap<TunDevice>::Shutdown();
     CloseFd(control_fd_);
   }
@@ -220,7 +240,11 @@ class TunDevice : public PolledWrap<TunDevice> {
     offsets_.clear();
     offsets_.push_back(0);
     int read_errno = 0;
-    while (offsets_.size() - 1 < batch_size_ && buffer_.size() - used >= max_packet_) {
+    double now = 0;
+    if (fast_) fast_->BeginKernelBatch();
+    // Packets the fast path took count too: a busy kernel must not hold the loop.
+    uint32_t reads = 0;
+    while (reads++ < batch_size_ && buffer_.size() - used >= max_packet_) {
       ssize_t n = read(fd_, buffer_.data() + used, max_packet_);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -228,6 +252,11 @@ class TunDevice : public PolledWrap<TunDevice> {
         break;
       }
       if (n == 0) break;
+      if (fast_) {
+        if (now == 0) now = NowMs();
+        // For an established flow: un-NATed and sent to its client, its space reused.
+        if (fast_->FromKernel(buffer_.data() + used, static_cast<size_t>(n), now)) continue;
+      }
       used += static_cast<size_t>(n);
       offsets_.push_back(static_cast<uint32_t>(used));
     }
@@ -280,6 +309,7 @@ class TunDevice : public PolledWrap<TunDevice> {
   uint32_t max_packet_ = 65535;
   std::vector<uint8_t> buffer_;
   std::vector<uint32_t> offsets_;
+  std::shared_ptr<FastNat> fast_;
   Napi::FunctionReference on_batch_;
   Napi::FunctionReference on_writable_;
   Napi::FunctionReference on_error_;

@@ -1,0 +1,310 @@
+// See fastnat.h. Checksums are updated incrementally (RFC 1624) for the words the NAT
+// changes: addresses (IPv4 header and TCP pseudo-header) and ports.
+#include "fastnat.h"
+
+#include "common.h"
+
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace oxy {
+
+namespace {
+
+constexpr int kStride = 5;  // packetsIn, bytesIn, packetsOut, bytesOut, lastSeen
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04;
+
+struct Tcp {
+  uint32_t version;
+  size_t total;  // IP length (link padding after it is ignored)
+  size_t l4;
+  size_t addr_len;
+  size_t src;  // offsets of the addresses
+  size_t dst;
+  uint8_t flags;
+};
+
+// Plain TCP packets only: IPv4 without options or fragmentation, IPv6 without extension headers.
+bool ParseTcp(const uint8_t* p, size_t length, Tcp* out) {
+  if (length < 40) return false;
+  uint32_t version = p[0] >> 4;
+  size_t total, l4;
+  if (version == 4) {
+    if ((p[0] & 0x0f) != 5 || p[9] != 6 || (((p[6] << 8) | p[7]) & 0x3fff) != 0) return false;
+    total = (p[2] << 8) | p[3];
+    l4 = 20;
+    *out = {4, total, l4, 4, 12, 16, 0};
+  } else if (version == 6) {
+    if (p[6] != 6) return false;
+    total = 40 + ((p[4] << 8) | p[5]);
+    l4 = 40;
+    *out = {6, total, l4, 16, 8, 24, 0};
+  } else {
+    return false;
+  }
+  if (total > length || total < l4 + 20) return false;
+  size_t data_offset = static_cast<size_t>(p[l4 + 12] >> 4) * 4;
+  if (data_offset < 20 || l4 + data_offset > total) return false;
+  out->flags = p[l4 + 13];
+  return true;
+}
+
+uint32_t Fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum;
+}
+
+uint32_t SumWords(const uint8_t* p, size_t length) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i < length; i += 2) sum += (p[i] << 8) | p[i + 1];
+  return sum;
+}
+
+// HC' = ~(~HC + ~m + m')
+void Adjust(uint8_t* field, uint32_t old_sum, uint32_t new_sum) {
+  uint32_t sum = (~((field[0] << 8) | field[1]) & 0xffff) + (~Fold(old_sum) & 0xffff) + Fold(new_sum);
+  uint32_t checksum = ~Fold(sum) & 0xffff;
+  field[0] = checksum >> 8;
+  field[1] = checksum & 0xff;
+}
+
+uint16_t Port(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+void Rewrite(uint8_t* p, const Tcp& t, const uint8_t* src, uint16_t sport, const uint8_t* dst, uint16_t dport) {
+  uint32_t old_addresses = SumWords(p + t.src, t.addr_len) + SumWords(p + t.dst, t.addr_len);
+  uint32_t new_addresses = SumWords(src, t.addr_len) + SumWords(dst, t.addr_len);
+  memcpy(p + t.src, src, t.addr_len);
+  memcpy(p + t.dst, dst, t.addr_len);
+  if (t.version == 4) Adjust(p + 10, old_addresses, new_addresses);
+  uint8_t* tcp = p + t.l4;
+  uint32_t old_ports = Port(tcp) + Port(tcp + 2);
+  tcp[0] = sport >> 8;
+  tcp[1] = sport & 0xff;
+  tcp[2] = dport >> 8;
+  tcp[3] = dport & 0xff;
+  Adjust(tcp + 16, old_addresses + old_ports, new_addresses + sport + dport);
+}
+
+void CopyAddress(Napi::Value value, uint8_t out[16]) {
+  ByteView bytes;
+  memset(out, 0, 16);
+  if (GetBytes(value, &bytes)) memcpy(out, bytes.data, bytes.length < 16 ? bytes.length : 16);
+}
+
+}  // namespace
+
+// The JS face: new FastNat(stats: Float64Array); flow ids run from 0 to stats.length / 5 - 1.
+class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "FastNat",
+                       {InstanceMethod("add", &FastNatWrap::Add), InstanceMethod("remove", &FastNatWrap::Remove),
+                        InstanceMethod("totals", &FastNatWrap::Totals)});
+  }
+
+  explicit FastNatWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastNatWrap>(info) {
+    Napi::Float64Array stats = info[0].As<Napi::Float64Array>();
+    stats_ = Napi::Persistent(stats);
+    nat_ = std::make_shared<FastNat>(stats.Data(), static_cast<uint32_t>(stats.ElementLength() / kStride));
+  }
+
+  ~FastNatWrap() override { nat_->Detach(); }
+
+  std::shared_ptr<FastNat> nat() const { return nat_; }
+
+ private:
+  // add(id, peer, src, sport, dst, dport, nat, natPort, listen, listenPort): addresses as 4 or 16 bytes.
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    FastNat& n = *nat_;
+    uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+    uint32_t peer = info[1].As<Napi::Number>().Uint32Value();
+    if (id >= n.capacity_ || n.by_id_.count(id) != 0 || n.peers_.count(peer) == 0) return Napi::Boolean::New(env, false);
+    auto* entry = new FastNat::Entry();
+    memset(entry, 0, sizeof(*entry));
+    entry->id = id;
+    entry->peer = peer;
+    uint32_t version = info[2].As<Napi::Uint8Array>().ByteLength() == 4 ? 4 : 6;
+    entry->client.peer = peer;
+    entry->client.version = version;
+    CopyAddress(info[2], entry->client.src);
+    entry->client.sport = static_cast<uint16_t>(info[3].As<Napi::Number>().Uint32Value());
+    CopyAddress(info[4], entry->client.dst);
+    entry->client.dport = static_cast<uint16_t>(info[5].As<Napi::Number>().Uint32Value());
+    entry->nat.version = version;
+    CopyAddress(info[6], entry->nat.addr);
+    entry->nat.port = static_cast<uint16_t>(info[7].As<Napi::Number>().Uint32Value());
+    entry->listen.version = version;
+    CopyAddress(info[8], entry->listen.addr);
+    entry->listen.port = static_cast<uint16_t>(info[9].As<Napi::Number>().Uint32Value());
+    if (n.by_client_.count(entry->client) != 0 || n.by_nat_.count(entry->nat) != 0) {
+      delete entry;
+      return Napi::Boolean::New(env, false);
+    }
+    n.by_client_[entry->client] = entry;
+    n.by_nat_[entry->nat] = entry;
+    n.by_id_[id] = entry;
+    for (int i = 0; i < kStride; i++) n.stats_[id * kStride + i] = 0;
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value Remove(const Napi::CallbackInfo& info) {
+    auto it = nat_->by_id_.find(info[0].As<Napi::Number>().Uint32Value());
+    if (it != nat_->by_id_.end()) nat_->Erase(it->second);
+    return info.Env().Undefined();
+  }
+
+  // totals() -> [client → kernel, kernel → client, lost] packets handled here since creation.
+  Napi::Value Totals(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array result = Napi::Array::New(env, 3);
+    for (uint32_t i = 0; i < 3; i++) result.Set(i, nat_->totals_[i]);
+    return result;
+  }
+
+  Napi::Reference<Napi::Float64Array> stats_;
+  std::shared_ptr<FastNat> nat_;
+};
+
+FastNat::~FastNat() {
+  for (auto& [id, entry] : by_id_) delete entry;
+}
+
+void FastNat::Detach() {
+  for (auto& [id, entry] : by_id_) delete entry;
+  by_id_.clear();
+  by_client_.clear();
+  by_nat_.clear();
+  stats_ = nullptr;
+  tun_fd_ = -1;
+}
+
+std::shared_ptr<FastNat> FastNat::From(Napi::Value value) {
+  if (!value.IsObject()) return nullptr;
+  // Only our JS wrapper (native/fast-nat.ts) passes these.
+  FastNatWrap* wrap = Napi::ObjectWrap<FastNatWrap>::Unwrap(value.As<Napi::Object>());
+  return wrap == nullptr ? nullptr : wrap->nat();
+}
+
+uint32_t FastNat::AddPeer(FastPeer* peer) {
+  uint32_t id = next_peer_++;
+  peers_[id] = peer;
+  return id;
+}
+
+void FastNat::DropPeer(FastPeer* peer) {
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (it->second != peer) {
+      ++it;
+      continue;
+    }
+    uint32_t id = it->first;
+    it = peers_.erase(it);
+    std::vector<Entry*> gone;
+    for (auto& [flow, entry] : by_id_)
+      if (entry->peer == id) gone.push_back(entry);
+    for (Entry* entry : gone) Erase(entry);
+  }
+}
+
+void FastNat::BeginKernelBatch() {
+  for (auto& [id, peer] : peers_) peer->blocked = false;
+}
+
+void FastNat::Erase(Entry* entry) {
+  by_client_.erase(entry->client);
+  by_nat_.erase(entry->nat);
+  by_id_.erase(entry->id);
+  delete entry;
+}
+
+void FastNat::Count(const Entry* entry, int offset, size_t bytes, double now) {
+  double* s = stats_ + entry->id * kStride;
+  s[offset] += 1;
+  s[offset + 1] += static_cast<double>(bytes);
+  s[4] = now;
+}
+
+bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double now) {
+  if (tun_fd_ < 0 || stats_ == nullptr || by_client_.empty()) return false;
+  Tcp t;
+  if (!ParseTcp(packet, length, &t)) return false;
+  Tuple key;
+  memset(&key, 0, sizeof(key));
+  key.peer = peer;
+  key.version = t.version;
+  memcpy(key.src, packet + t.src, t.addr_len);
+  memcpy(key.dst, packet + t.dst, t.addr_len);
+  key.sport = Port(packet + t.l4);
+  key.dport = Port(packet + t.l4 + 2);
+  auto it = by_client_.find(key);
+  if (it == by_client_.end() || it->second->slow) return false;
+  Entry* entry = it->second;
+  if (t.flags & (kSyn | kFin | kRst)) {
+    // JS keeps the TCP state: from here on every packet of this flow is its.
+    entry->slow = true;
+    return false;
+  }
+  Rewrite(packet, t, entry->nat.addr, entry->nat.port, entry->listen.addr, entry->listen.port);
+  ssize_t n;
+  do {
+    n = write(tun_fd_, packet, t.total);
+  } while (n < 0 && errno == EINTR);
+  // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
+  totals_[n < 0 ? 2 : 0]++;
+  Count(entry, 0, t.total, now);
+  return true;
+}
+
+bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
+  if (stats_ == nullptr || by_nat_.empty()) return false;
+  Tcp t;
+  if (!ParseTcp(packet, length, &t)) return false;
+  Endpoint key;
+  memset(&key, 0, sizeof(key));
+  key.version = t.version;
+  memcpy(key.addr, packet + t.dst, t.addr_len);
+  key.port = Port(packet + t.l4 + 2);
+  auto it = by_nat_.find(key);
+  if (it == by_nat_.end() || it->second->slow) return false;
+  Entry* entry = it->second;
+  if (t.flags & (kSyn | kFin | kRst)) {
+    entry->slow = true;
+    return false;
+  }
+  auto peer_it = peers_.find(entry->peer);
+  if (peer_it == peers_.end()) return false;
+  FastPeer* peer = peer_it->second;
+  if (peer->fd < 0 || peer->js_backlog || peer->blocked) return false;
+  uint8_t saved[40 + 20];
+  size_t header = t.l4 + 20;
+  memcpy(saved, packet, header);
+  Rewrite(packet, t, entry->client.dst, entry->client.dport, entry->client.src, entry->client.sport);
+  ssize_t n;
+  do {
+    n = send(peer->fd, packet, t.total, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    // JS queues it (and what follows in this batch) behind the full socket, in order.
+    memcpy(packet, saved, header);
+    peer->blocked = true;
+    return false;
+  }
+  totals_[n < 0 ? 2 : 1]++;
+  Count(entry, 2, t.total, now);
+  return true;
+}
+
+Napi::Function InitFastNat(Napi::Env env) { return FastNatWrap::Init(env); }
+
+double NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec / 1000000);
+}
+
+}  // namespace oxy

@@ -1,0 +1,112 @@
+// The IP edge's fast path for established upgraded TCP flows: a NAT table the SEQPACKET
+// sockets and the upgrade TUN consult in their read batches, on the loop thread, before
+// anything reaches JS. A client packet of a registered flow is NATed and written to the TUN
+// there; a kernel packet for one is un-NATed and sent to its client's socket. Anything else
+// (SYN, FIN, RST, fragments, IP options, unknown flows, a client socket with messages queued
+// in JS) goes to JS as before, and a flow that showed FIN or RST stays with JS from then on.
+// JS registers a flow once its upgraded socket is accepted and removes it when the flow ends;
+// counters and the last-seen time go to a Float64Array JS reads when it needs them.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+
+namespace oxy {
+
+// What a SEQPACKET socket lends the fast path.
+struct FastPeer {
+  int fd = -1;
+  // JS holds messages queued for this socket (it watches for writable): sends must wait behind them.
+  bool js_backlog = false;
+  // A send failed with EAGAIN in the current TUN batch: the rest of the batch goes through JS.
+  bool blocked = false;
+};
+
+// The table itself, shared (std::shared_ptr) by its JS object and the sockets and TUN that
+// use it, so no finalization order leaves one of them with a dangling pointer.
+class FastNat {
+ public:
+  FastNat(double* stats, uint32_t capacity) : stats_(stats), capacity_(capacity) {}
+  ~FastNat();
+
+  // The table behind a JS FastNat object (null if it is not one).
+  static std::shared_ptr<FastNat> From(Napi::Value value);
+  // The JS object is gone (its stats array with it): handle nothing any more.
+  void Detach();
+
+  // The peer gets an id JS names it by in add(); DropPeer forgets its flows (socket closed).
+  uint32_t AddPeer(FastPeer* peer);
+  void DropPeer(FastPeer* peer);
+  void SetTunFd(int fd) { tun_fd_ = fd; }
+
+  // Called by the read batches: true when the packet was handled here (JS must not see it).
+  bool FromClient(uint32_t peer, uint8_t* packet, size_t length, double now);
+  bool FromKernel(uint8_t* packet, size_t length, double now);
+  // Start of a TUN read batch: peers blocked in the previous one may be tried again.
+  void BeginKernelBatch();
+
+ private:
+  struct Tuple {
+    uint32_t peer;
+    uint32_t version;
+    uint8_t src[16];
+    uint8_t dst[16];
+    uint16_t sport;
+    uint16_t dport;
+  };
+  struct Endpoint {
+    uint32_t version;
+    uint8_t addr[16];
+    uint16_t port;
+    uint16_t pad;
+  };
+  struct Entry {
+    uint32_t id;
+    uint32_t peer;
+    Tuple client;   // as the client sends: src → dst
+    Endpoint nat;   // the slot the kernel sees the client as
+    Endpoint listen;
+    bool slow;
+  };
+  template <class K>
+  struct BytesHash {
+    size_t operator()(const K& k) const {
+      // FNV-1a over the key's bytes (keys are zero-filled, so padding is stable).
+      const auto* p = reinterpret_cast<const uint8_t*>(&k);
+      uint64_t h = 1469598103934665603ull;
+      for (size_t i = 0; i < sizeof(K); i++) h = (h ^ p[i]) * 1099511628211ull;
+      return static_cast<size_t>(h);
+    }
+  };
+  template <class K>
+  struct BytesEq {
+    bool operator()(const K& a, const K& b) const { return memcmp(&a, &b, sizeof(K)) == 0; }
+  };
+
+  friend class FastNatWrap;
+  void Erase(Entry* entry);
+  void Count(const Entry* entry, int offset, size_t bytes, double now);
+
+  std::unordered_map<Tuple, Entry*, BytesHash<Tuple>, BytesEq<Tuple>> by_client_;
+  std::unordered_map<Endpoint, Entry*, BytesHash<Endpoint>, BytesEq<Endpoint>> by_nat_;
+  std::unordered_map<uint32_t, Entry*> by_id_;
+  std::unordered_map<uint32_t, FastPeer*> peers_;
+  uint32_t next_peer_ = 1;
+  int tun_fd_ = -1;
+  // Per flow id: packetsIn, bytesIn, packetsOut, bytesOut, lastSeen (ms); JS reads and zeroes the counters.
+  double* stats_ = nullptr;
+  uint32_t capacity_ = 0;
+  // Packets handled here (client → kernel, kernel → client), and those lost to a failed write/send.
+  double totals_[3] = {0, 0, 0};
+};
+
+Napi::Function InitFastNat(Napi::Env env);
+
+// Wall-clock milliseconds, coarse (as JS's Date.now() for the flow table's idle sweep).
+double NowMs();
+
+}  // namespace oxy

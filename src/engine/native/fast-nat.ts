@@ -1,0 +1,84 @@
+/**
+ * The IP edge's fast path for established upgraded TCP flows (cpp/fastnat.cc): the SEQPACKET
+ * sockets that joined it and the upgrade TUN it is attached to NAT and pass those flows'
+ * packets in their read batches, without a JS turn, a Buffer or a parse in JS per packet.
+ * SYN, FIN and RST, fragments, IP options and anything unknown still reach JS, and a flow that
+ * showed FIN or RST stays with JS from then on (its TCP state and close are JS's). Packets to a
+ * client whose socket has messages queued in JS wait behind them (JS sends them, in order).
+ *
+ * Counters and the last-seen time of each registered flow accumulate in a Float64Array that
+ * `take()` reads and zeroes, so the flow table's idle sweep and end-of-flow figures stay right.
+ */
+import { native, type NativeFastNat } from './binding.js';
+
+const STRIDE = 5;
+
+export interface FastNatCounters {
+  packetsIn: number;
+  bytesIn: number;
+  packetsOut: number;
+  bytesOut: number;
+  /** Wall-clock ms of the last packet either way; 0 when none passed since the last take(). */
+  lastSeen: number;
+}
+
+export class FastNat {
+  /** @internal */
+  readonly handle: NativeFastNat;
+  private readonly stats: Float64Array;
+  private readonly free: number[] = [];
+  private next = 0;
+
+  /** `capacity`: flows registered at once; more stay on the JS path. */
+  constructor(readonly capacity = 65536) {
+    this.stats = new Float64Array(capacity * STRIDE);
+    this.handle = new (native().FastNat)(this.stats);
+  }
+
+  /**
+   * Registers a flow of the client socket `peer` (SeqpacketSocket.joinFastNat): its packets
+   * src:srcPort → dst:dstPort become nat:natPort → listen:listenPort and back. Returns the
+   * flow's id, or -1 (table full, or the tuple already registered).
+   */
+  add(
+    peer: number,
+    src: Uint8Array,
+    srcPort: number,
+    dst: Uint8Array,
+    dstPort: number,
+    nat: Uint8Array,
+    natPort: number,
+    listen: Uint8Array,
+    listenPort: number,
+  ): number {
+    const id = this.free.pop() ?? (this.next < this.capacity ? this.next++ : -1);
+    if (id < 0) return -1;
+    if (this.handle.add(id, peer, src, srcPort, dst, dstPort, nat, natPort, listen, listenPort)) return id;
+    this.free.push(id);
+    return -1;
+  }
+
+  /** What passed since the last take() (and zeroes it). */
+  take(id: number, into: FastNatCounters): FastNatCounters {
+    const s = this.stats;
+    const at = id * STRIDE;
+    into.packetsIn = s[at]!;
+    into.bytesIn = s[at + 1]!;
+    into.packetsOut = s[at + 2]!;
+    into.bytesOut = s[at + 3]!;
+    into.lastSeen = s[at + 4]!;
+    s.fill(0, at, at + STRIDE);
+    return into;
+  }
+
+  remove(id: number): void {
+    this.handle.remove(id);
+    this.free.push(id);
+  }
+
+  /** Packets handled without JS since creation: client → kernel, kernel → client, lost to a failed write. */
+  get totals(): { toKernel: number; toClients: number; lost: number } {
+    const [toKernel, toClients, lost] = this.handle.totals();
+    return { toKernel, toClients, lost };
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The native fast path (native/fast-nat.ts): an established upgraded TCP flow of a SEQPACKET
+ * client passes between its socket and the TUN without JS, yet the flow table still sees its
+ * traffic (counters at the end, lastSeen for the idle sweep) and JS still closes it on FIN.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { createHarness, type Harness } from './harness.js';
+import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
+
+privilegedDescribe('IP edge fast path for established TCP flows', () => {
+  let h: Harness;
+  const ended: [Flow, FlowEndReason][] = [];
+
+  beforeAll(async () => {
+    h = await createHarness({
+      onFlowEnd: (flow, reason) => ended.push([flow, reason]),
+      timeouts: { tcpCloseLingerMs: 200, tcpIdleMs: 1500 },
+      fastPath: true,
+    });
+  });
+  afterAll(() => h?.close());
+
+  const endOf = async (dstPort: number) => {
+    await expect.poll(() => ended.find(([f]) => f.dstPort === dstPort), { timeout: 10_000 }).toBeTruthy();
+    return ended.find(([f]) => f.dstPort === dstPort)!;
+  };
+
+  it('carries an echoed stream byte-exact without JS per packet, and still counts it and ends it on FIN', async () => {
+    const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+    try {
+      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41001, dst: '198.18.2.2', dstPort: 7001 });
+      const before = h.edge.upgrader.fastNat.totals;
+      const total = 8 * 1024 * 1024;
+      const data = randomBytes(total);
+      const received: Buffer[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        socket.on('data', (c: Buffer) => received.push(c));
+        socket.once('end', resolve);
+        socket.once('error', reject);
+      });
+      socket.end(data);
+      await done;
+      const echoed = Buffer.concat(received);
+      expect(echoed.length).toBe(total);
+      expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+      const after = h.edge.upgrader.fastNat.totals;
+      const fastIn = after.toKernel - before.toKernel;
+      const fastOut = after.toClients - before.toClients;
+      // Most of the flow's packets went natively, both ways.
+      expect(fastIn).toBeGreaterThan(10);
+      expect(fastOut).toBeGreaterThan(10);
+      const [flow, reason] = await endOf(7001);
+      // Ended by the close (JS saw the FINs), not left to the idle sweep. ('rst' too: under load the
+      // namespace's kernel sometimes resets after both FINs, with the fast path off as well.)
+      expect(['fin', 'rst']).toContain(reason);
+      // The flow's counters include what passed natively.
+      expect(flow.packetsIn).toBeGreaterThan(fastIn);
+      expect(flow.packetsOut).toBeGreaterThan(fastOut);
+      expect(flow.bytesIn).toBeGreaterThan(total);
+      expect(flow.bytesOut).toBeGreaterThan(total);
+      expect(h.edge.upgrader.activeSlots).toBe(0);
+    } finally {
+      t.close();
+    }
+  }, 30_000);
+
+  it('a flow busy only on the fast path is not idle; once silent it is', async () => {
+    const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+    try {
+      const socket: net.Socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41002, dst: '198.18.2.2', dstPort: 7002 });
+      socket.on('data', () => undefined);
+      socket.on('error', () => undefined);
+      const before = h.edge.upgrader.fastNat.totals.toKernel;
+      // 3 s of traffic, twice the idle timeout, a write every 200 ms.
+      for (let i = 0; i < 15; i++) {
+        socket.write('tick');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(h.edge.upgrader.fastNat.totals.toKernel - before).toBeGreaterThan(10);
+      expect(ended.find(([f]) => f.dstPort === 7002)).toBeUndefined();
+      // Silent now: the sweep ends it after the idle timeout.
+      const [, reason] = await endOf(7002);
+      expect(reason).toBe('idle');
+      socket.destroy();
+    } finally {
+      t.close();
+    }
+  }, 30_000);
+});
