@@ -10,7 +10,8 @@
  * the holders once its heartbeat is stale (store-view.ts re-reads them every heartbeat
  * interval), and its link is closed then.
  *
- * To the on-ramps a peer is one more LiveConnection (`via` names the serving edge), picked
+ * To the on-ramps a peer is one more LiveConnection (`via` names the edge it goes to first;
+ * `servedVia(stream)` the one a stream went through, after a failover too), picked
  * only when the tunnel has no local connection (registry.ts), so they open streams on it
  * as on a connector's connection. Each such stream starts with a `forward` header naming the
  * tunnel; the serving edge (`serve`) reads it and the stream's own header (an `http1` stream
@@ -65,6 +66,12 @@ const BACKOFF_MAX_MS = 5000;
 const DIAL_TIMEOUT_MS = 5000;
 /** How long a peer may take to send a forwarded stream's header. */
 const HEADER_TIMEOUT_MS = 10_000;
+/** The edge each forwarded stream went through: the picked holder's, or another's after a failover (`#open`). */
+const SERVED_BY = new WeakMap<TunnelStream, { edgeId: string; location: string }>();
+
+/** The edge that serves a stream this edge forwarded (undefined: not forwarded), for Proxy-Status and logs. */
+export const servedVia = (stream: TunnelStream): { edgeId: string; location: string } | undefined => SERVED_BY.get(stream);
+
 const NO_STATS: TunnelConnectionStats = { activeStreams: 0, queuedOpens: 0, datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
 const ignore = (): void => undefined;
 
@@ -273,7 +280,9 @@ export class Forwarding {
     for (let link: PeerLink | undefined = first; ; ) {
       tried.add(link);
       try {
-        return await link.open(tunnelId);
+        const stream = await link.open(tunnelId);
+        SERVED_BY.set(stream, { edgeId: link.holder.edgeId, location: link.holder.location });
+        return stream;
       } catch (err) {
         link = this.#pickLink(tunnelId, tried);
         if (!link) throw err;

@@ -28,7 +28,8 @@ import { splitHostPort } from '../../core/address.js';
 import { HOP_BY_HOP, decodeResponseHead, encodeRequestHead, pairsFromRaw, type HeaderPairs, type HttpRequestHead } from '../protocol/http-head.js';
 import { encodeRequestHeader, readStreamHeader, ResponseStatus, type StreamKind } from '../protocol/stream-header.js';
 import type { TunnelStream } from '../transport/types.js';
-import { errorPage, PROXY_NAME, type ProxyErrorType } from '../protocol/proxy-status.js';
+import { errorPage, nextHopStatus, type ProxyErrorType } from '../protocol/proxy-status.js';
+import { servedVia } from './forwarding.js';
 import { isOxyError } from '../../core/errors.js';
 import { requestHook, responseHook, rewritten, syntheticBytes, writeSynthetic } from './pipeline/http.js';
 import { HookError, type HookConnection, type HookRunner } from '../hooks/runner.js';
@@ -149,10 +150,12 @@ const WATCH_EVERY_MS = 100;
 
 /**
  * A forwarded answer names the edge that served it (RFC 9209 `next-hop`, as the CONNECT proxy
- * names its upstream): `Proxy-Status: oxyctl; next-hop="<its location>"`.
+ * names its upstream): `Proxy-Status: oxyctl; next-hop="<its location>"` — the edge the stream
+ * went through, which after a holder failover is not the one picked first.
  */
-function served<T extends { headers: HeaderPairs }>(response: T, live: LiveConnection): T {
-  if (live.via) response.headers.push(['proxy-status', `${PROXY_NAME}; next-hop=${JSON.stringify(live.via.location.replace(/[^\x20-\x7e]/g, '?'))}`]);
+function served<T extends { headers: HeaderPairs }>(response: T, stream: TunnelStream): T {
+  const via = servedVia(stream);
+  if (via) response.headers.push(['proxy-status', nextHopStatus(via.location)]);
   return response;
 }
 
@@ -295,9 +298,9 @@ export class HttpOnramp {
     for (let sends = 1; ; sends++) {
       const { stream, live } = await this.#open('http', head, true, on);
       onStream(stream);
-      if (!retryable || sends === MAX_SENDS) return { stream, response: served(await this.#responseHead(stream), live) };
+      if (!retryable || sends === MAX_SENDS) return { stream, response: served(await this.#responseHead(stream), stream) };
       try {
-        return { stream, response: served(await this.#watchedResponseHead(stream, live), live) };
+        return { stream, response: served(await this.#watchedResponseHead(stream, live), stream) };
       } catch (err) {
         if (!(err instanceof ConnectionLost)) throw err;
         stream.destroy();
@@ -379,10 +382,10 @@ export class HttpOnramp {
         req.resume();
         ({ stream, response } = await this.#bodylessExchange(requestHead(req), (s) => (stream = s)));
       } else {
-        const { stream: s, live } = await this.#openStream('http', requestHead(req));
+        const { stream: s } = await this.#openStream('http', requestHead(req));
         stream = s;
         upload = pump(req, s).catch(() => void s.destroy());
-        response = served(await this.#responseHead(s), live);
+        response = served(await this.#responseHead(s), s);
       }
       res.writeHead(response.status, response.headers.flat());
       await pump(stream, res);
@@ -404,9 +407,9 @@ export class HttpOnramp {
     socket.on('error', () => stream?.destroy());
     req.on('error', () => undefined);
     try {
-      const { stream: s, live } = await this.#openStream('websocket', requestHead(req));
+      const { stream: s } = await this.#openStream('websocket', requestHead(req));
       stream = s;
-      await this.#finishUpgrade(socket, head, s, served(await this.#responseHead(s), live));
+      await this.#finishUpgrade(socket, head, s, served(await this.#responseHead(s), s));
     } catch (err) {
       this.#failUpgrade(socket, err, req.headers.host);
       stream?.destroy();
@@ -481,10 +484,10 @@ export class HttpOnramp {
         req.resume();
         ({ stream, response } = await this.#bodylessExchange(hooked.head, (s) => (stream = s)));
       } else {
-        const { stream: s, live } = await this.#openStream('http', hooked.head);
+        const { stream: s } = await this.#openStream('http', hooked.head);
         stream = s;
         upload = pump(rewritten(req, hooked.body), s).catch(() => void s.destroy());
-        response = served(await this.#responseHead(s), live);
+        response = served(await this.#responseHead(s), s);
       }
       const body = await responseHook(this.o.runner, conn, response);
       res.writeHead(response.status, response.headers.flat());
@@ -512,9 +515,9 @@ export class HttpOnramp {
         this.o.requests?.inc({ status: String(hooked.respond.status) });
         return;
       }
-      const { stream: s, live } = await this.#openStream('websocket', hooked.head);
+      const { stream: s } = await this.#openStream('websocket', hooked.head);
       stream = s;
-      const response = served(await this.#responseHead(s), live);
+      const response = served(await this.#responseHead(s), s);
       const upgraded = response.status === 101;
       if (await responseHook(this.o.runner, conn, response))
         conn.log.warn({ hook: 'http.handleResponse', host: hooked.head.host }, 'Body rewrite ignored on an upgrade response');

@@ -11,7 +11,8 @@
  * per-request path, with every byte not yet answered, once the answers in flight are written.
  *
  * Kept from the per-request path: X-Forwarded-For/-Proto, hop-by-hop headers dropped, the
- * request counter and traffic per request, 502/504 pages with Proxy-Status, timeouts (head,
+ * request counter and traffic per request, 502/504 pages with Proxy-Status, a forwarded answer's
+ * Proxy-Status naming the edge that served it (the stream's, set once per stream), timeouts (head,
  * body, idle, keep-alive, the connector's answer), and a request its connection lost before
  * any answer is sent again when all of it is in hand: always when the connector ended the
  * stream without reading it, and for bodyless idempotent ones when the connection died or went
@@ -23,7 +24,8 @@ import type { Counter } from 'prom-client';
 import type { Logger } from '../observe/log.js';
 import { bodyRecordHeader, encodeHeadRecord, ResponseReader, scanRequest, type FastRequest } from '../protocol/http1.js';
 import { encodeRequestHeader } from '../protocol/stream-header.js';
-import { errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
+import { errorPage, nextHopStatus, type ProxyErrorType } from '../protocol/proxy-status.js';
+import { servedVia } from './forwarding.js';
 import type { TunnelStream } from '../transport/types.js';
 import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
 import type { HttpTimeouts } from '../util/http-server.js';
@@ -57,6 +59,8 @@ interface Tunnel {
   stream: TunnelStream;
   live: LiveConnection;
   drained: () => void;
+  /** `Proxy-Status` naming the edge that serves a forwarded stream (the one it went through), else ''. */
+  proxyStatus: string;
 }
 
 interface InFlight {
@@ -251,12 +255,19 @@ class FastConnection {
 
   #write(req: InFlight, t: Tunnel): void {
     req.written = true;
+    req.reader.extra = t.proxyStatus;
     for (const r of req.records) t.stream.write(r);
     this.#watch(req);
   }
 
   #attach(stream: TunnelStream, live: LiveConnection): Tunnel {
-    const t: Tunnel = { stream, live, drained: () => this.#req === undefined && this.#tunnel === t && this.#dropTunnel(false) };
+    const via = live.via && servedVia(stream);
+    const t: Tunnel = {
+      stream,
+      live,
+      drained: () => this.#req === undefined && this.#tunnel === t && this.#dropTunnel(false),
+      proxyStatus: via ? `Proxy-Status: ${nextHopStatus(via.location)}\r\n` : '',
+    };
     this.#tunnel = t;
     (live.onDrain ??= new Set()).add(t.drained);
     let failure: Error | undefined;

@@ -231,6 +231,8 @@ export class ResponseReader {
   status = 0;
   /** The client connection must close after this response (asked for, or close-delimited). */
   close: boolean;
+  /** Header lines added to the final response head (a forwarded answer's Proxy-Status), CRLF-terminated; '' for none. */
+  extra = '';
   #pending: Buffer | undefined;
   #left = 0;
 
@@ -386,6 +388,6 @@ export class ResponseReader {
       this.#left = length;
     }
     head += this.close ? 'Connection: close\r\n' : this.keepAlive;
-    return Buffer.from(`${head}\r\n`, 'latin1');
+    return Buffer.from(`${head}${this.extra}\r\n`, 'latin1');
   }
 }

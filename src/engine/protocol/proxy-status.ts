@@ -21,6 +21,9 @@ export const PROXY_NAME = 'oxyctl';
 
 export const proxyStatus = (error: ProxyErrorType, name = PROXY_NAME): string => `${name}; error=${error}`;
 
+/** A forwarded answer's Proxy-Status value: the edge (its location) that served it, as RFC 9209's `next-hop`. */
+export const nextHopStatus = (location: string, name = PROXY_NAME): string => `${name}; next-hop=${JSON.stringify(location.replace(/[^\x20-\x7e]/g, '?'))}`;
+
 /** The error type for a failed dial to an origin (a Node/undici error code). */
 export function dialErrorType(err: unknown): ProxyErrorType {
   const code = (err as { code?: string })?.code ?? '';

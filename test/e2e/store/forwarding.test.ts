@@ -127,8 +127,9 @@ describe('edge-to-edge forwarding', () => {
     for (const t0 = Date.now(); !r.stdout.includes('origin /hello') && Date.now() - t0 < 5000; ) r = await viaB(['EDGE/hello']);
     expect(r.stdout).toMatch(/^HTTP\/1\.1 200/);
     expect(r.stdout.endsWith('\r\n\r\norigin /hello')).toBe(true);
-    // The per-request path (here HTTP/1.0; also upgrades, hooks, chunked uploads) names the
-    // serving edge in Proxy-Status; the keep-alive fast path passes the origin's bytes as they are.
+    // Both paths name the serving edge in Proxy-Status: the keep-alive fast path (one stream per
+    // client connection) and the per-request path (here HTTP/1.0; also upgrades, hooks, chunked uploads).
+    expect(r.stdout).toMatch(/\r\nproxy-status: oxyctl; next-hop="edge-a"\r\n/i);
     const named = await viaB(['-0', 'EDGE/named']);
     expect(named.stdout).toMatch(/\r\nproxy-status: oxyctl; next-hop="edge-a"\r\n/i);
     expect(named.stdout.endsWith('\r\n\r\norigin /named')).toBe(true);

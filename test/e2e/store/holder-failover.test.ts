@@ -3,23 +3,30 @@
  * edge-a and edge-c each hold a connection of `web`, edge-b forwards. The holder edge-b
  * prefers is killed (-9); within its heartbeat's life it is still a holder in edge-b's view,
  * and the next request, which dials it first and is refused, is served through the other.
+ * Then the killed holder's address accepts TCP and never answers TLS (a hung host): requests on
+ * both HTTP paths wait for that dial, are served through the other holder, and their
+ * Proxy-Status names the holder that served them, not the one picked first.
  */
 import { execFile } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
 import { OxyProcess, startLoopbackEdge } from '../../helpers/processes.js';
 
-const curl = (port: number) =>
+const curl = (port: number, ...args: string[]) =>
   new Promise<string>((resolve) =>
-    execFile('curl', ['--silent', '-i', '--max-time', '5', '-H', 'Host: app.example.com', `http://127.0.0.1:${port}/x`], (_err, stdout) => resolve(stdout)),
+    execFile('curl', ['--silent', '-i', '--max-time', '15', ...args, '-H', 'Host: app.example.com', `http://127.0.0.1:${port}/x`], (_err, stdout) =>
+      resolve(stdout),
+    ),
   );
 
 let home: string;
 let cleanup: () => void;
 const procs: OxyProcess[] = [];
 let origin: http.Server;
+let hung: Server | undefined;
+const held: Socket[] = [];
 const edges: Record<string, { proc: OxyProcess; tunnel: number; http: number }> = {};
 
 async function startEdge(location: string) {
@@ -45,6 +52,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
   await new Promise((r) => origin?.close(r));
+  for (const s of held) s.destroy();
+  hung?.close();
   cleanup?.();
 });
 
@@ -62,4 +71,28 @@ it('a request forwarded to a holder that refuses the dial is served through the 
   // (Usually through the failover — 'Forwarding to another edge that holds the tunnel' in
   // edge-b's log; a reload in between may already put the live holder first.)
   expect(r).toContain('origin /x');
+  const survivor = preferred === 'edge-a' ? 'edge-c' : 'edge-a';
+  expect(r).toMatch(new RegExp(`\\r\\nproxy-status: oxyctl; next-hop="${survivor}"\\r\\n`, 'i'));
 });
+
+it('after a failover on the per-request path, Proxy-Status names the holder that served the request', async () => {
+  const b = edges['edge-b'];
+  const dead = Object.keys(edges).find((l) => edges[l].proc.child.exitCode !== null || edges[l].proc.child.signalCode !== null)!;
+  const survivor = dead === 'edge-a' ? 'edge-c' : 'edge-a';
+  await edges[dead].proc.exited();
+  // The dead holder's address now takes TCP connections and never answers (a hung host). While
+  // its last refused dial backs off (250 ms) edge-b forwards to the survivor; the first request
+  // after that dials the dead holder again, waits for the dial's timeout (5 s) and fails over.
+  hung = createServer((s) => void held.push(s.on('error', () => undefined)));
+  await new Promise<void>((r) => hung!.listen(edges[dead].tunnel, '127.0.0.1', r));
+  const failovers = b.proc.count(/Forwarding to another edge that holds the tunnel/);
+  for (const t0 = Date.now(); held.length === 0 && Date.now() - t0 < 10_000; ) {
+    // HTTP/1.0: the per-request path (the fast path's failover is the test above).
+    const r = await curl(b.http, '-0');
+    expect(r).toMatch(/^HTTP\/1\.[01] 200/);
+    expect(r).toContain('origin /x');
+    expect(r).toMatch(new RegExp(`\\r\\nproxy-status: oxyctl; next-hop="${survivor}"\\r\\n`, 'i'));
+  }
+  expect(held.length).toBeGreaterThan(0);
+  expect(b.proc.count(/Forwarding to another edge that holds the tunnel/)).toBeGreaterThan(failovers);
+}, 30_000);
