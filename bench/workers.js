@@ -20,8 +20,8 @@
  *
  *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5]
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,10 @@ const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 3));
 /** Seconds of load before each measurement: every worker JIT-compiles on its own, at its share of the load. */
 const warmup = Number(arg('warmup', 5));
+/** Extra node flags for the edge (its workers inherit them), e.g. --perf-basic-prof for `perf record`. */
+const nodeFlags = arg('node-flags', '').split(' ').filter(Boolean);
+/** `--perf DIR`: `perf record -e cpu-clock -g` of the edge's processes during each measurement (DIR/<round>-<config>.data). */
+const perfDir = arg('perf', '');
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'oxy-workers-'));
@@ -54,12 +58,44 @@ const stop = (child) =>
     child.kill('SIGTERM');
   });
 
+/**
+ * What a process did so far, from /proc: read- and write-type system calls (its threads together;
+ * libuv reads and writes sockets with read/readv/write/writev) and the times its main thread slept
+ * and was woken (voluntary context switches: event-loop wake-ups, about).
+ */
+const activity = (pids) => {
+  const sum = { reads: 0, writes: 0, wakeups: 0, preempted: 0 };
+  for (const pid of pids) {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    sum.reads += Number(/syscr: (\d+)/.exec(io)[1]);
+    sum.writes += Number(/syscw: (\d+)/.exec(io)[1]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    sum.wakeups += Number(/\nvoluntary_ctxt_switches:\s+(\d+)/.exec(status)[1]);
+    sum.preempted += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)[1]);
+  }
+  return sum;
+};
+
+const ALL_CORES = `0-${availableParallelism() - 1}`;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function startEdge(workers, originUrl) {
   const edge = await spawnTracked(
     process.execPath,
-    [bin, 'edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--workers', String(workers)],
+    [
+      ...nodeFlags,
+      bin,
+      'edge',
+      'run',
+      '--tunnel-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--workers',
+      String(workers),
+    ],
     /Edge running metrics=127\.0\.0\.1:(\d+)/,
   );
   const out = edge.output();
@@ -78,31 +114,53 @@ const workerRows = async (metrics) => {
   return res.ok ? res.json() : undefined;
 };
 
-async function measure(config, originUrl, originPid) {
+async function measure(config, originUrl, originPid, label) {
   const e = await startEdge(config.workers, originUrl);
   try {
     const rows = await workerRows(e.metrics);
-    if (config.pin && rows) rows.forEach((w, i) => execFileSync('taskset', ['-a', '-cp', String(config.pin[i]), String(w.pid)], { stdio: 'ignore' }));
-    const url = `${e.url}/small`;
-    const c = `-c${config.connections ?? 32}`;
-    await run('wrk', ['-t2', c, `-d${warmup}s`, '-H', `Host: ${HOST}`, url]); // warm-up: JIT, pools, windows
-    const edgePids = family(e.edge.pid);
-    const before = { edge: cpuMicros(edgePids), connector: cpuMicros([e.connector.pid]), origin: cpuMicros([originPid]) };
+    // The processes that serve requests (the workers, or the single process), apart from the primary.
+    const serving = rows?.map((w) => w.pid) ?? [e.edge.pid];
+    const pin = (cpus, pid) => execFileSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
+    if (config.pin) serving.forEach((pid, i) => pin(String(config.pin[i]), pid));
+    // The load's side (wrk, connector, origin) on cores of its own, or on every core.
+    const rest = config.rest ?? ALL_CORES;
+    pin(rest, e.connector.pid);
+    pin(rest, originPid);
+    const wrk = (d) => run('taskset', ['-c', rest, 'wrk', '-t2', `-c${config.connections ?? 32}`, `-d${d}s`, '-H', `Host: ${HOST}`, `${e.url}/small`]);
+    await wrk(warmup); // warm-up: JIT, pools, windows
+    const groups = { serving, primary: rows ? [e.edge.pid] : [], connector: [e.connector.pid], origin: [originPid] };
+    const snapshot = () => Object.fromEntries(Object.entries(groups).map(([k, pids]) => [k, { cpu: cpuMicros(pids), ...activity(pids) }]));
+    const eachCpu = () => serving.map((p) => cpuMicros([p]));
     const startRows = await workerRows(e.metrics);
-    const { stdout } = await run('wrk', ['-t2', c, `-d${seconds}s`, '-H', `Host: ${HOST}`, url]);
+    const before = snapshot();
+    const beforeEach = eachCpu();
+    const perf = perfDir
+      ? spawn('perf', ['record', '-e', 'cpu-clock', '-g', '-o', join(perfDir, `${label}.data`), '-p', family(e.edge.pid).join(',')], { stdio: 'ignore' })
+      : undefined;
+    const { stdout } = await wrk(seconds);
+    if (perf) await new Promise((resolve) => (perf.once('exit', resolve), perf.kill('SIGINT')));
+    const after = snapshot();
+    const afterEach = eachCpu();
     const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
     if (errors) throw new Error(`${config.name}: ${errors[1]} error responses`);
     const endRows = await workerRows(e.metrics);
-    const share = endRows
-      ? endRows.map((w, i) => `${w.httpRequests - (startRows?.[i]?.httpRequests ?? 0)}/${w.tunnelConnections}c`).join(' + ')
-      : `${requests}/4c`;
+    const served = endRows?.map((w, i) => w.httpRequests - (startRows?.[i]?.httpRequests ?? 0)) ?? [requests];
+    const per = (k, field) => (after[k][field] - before[k][field]) / requests;
     return {
       rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]),
-      edge: (cpuMicros(edgePids) - before.edge) / requests,
-      connector: (cpuMicros([e.connector.pid]) - before.connector) / requests,
-      origin: (cpuMicros([originPid]) - before.origin) / requests,
-      share,
+      edge: per('serving', 'cpu') + per('primary', 'cpu'),
+      primary: per('primary', 'cpu'),
+      connector: per('connector', 'cpu'),
+      origin: per('origin', 'cpu'),
+      // System calls and wake-ups per request of the serving processes, and of the connector.
+      calls: per('serving', 'reads') + per('serving', 'writes'),
+      wakeups: per('serving', 'wakeups'),
+      preempted: per('serving', 'preempted'),
+      connectorCalls: per('connector', 'reads') + per('connector', 'writes'),
+      // Each worker: its CPU per request it served itself, requests, tunnel connections.
+      share: served.map((n, i) => `${fmt((afterEach[i] - beforeEach[i]) / Math.max(n, 1), 0)}µs×${n}/${endRows?.[i]?.tunnelConnections ?? 4}c`).join(' + '),
+      handoffs: endRows ? endRows.reduce((sum, w, i) => sum + (w.handoffs ?? 0) - (startRows?.[i]?.handoffs ?? 0), 0) : 0,
     };
   } finally {
     await stop(e.connector);
@@ -110,14 +168,23 @@ async function measure(config, originUrl, originPid) {
   }
 }
 
-const CONFIGS = [
+const ALL_CONFIGS = [
   { name: '1 worker', workers: 1 },
   // Half the load on one process: what each of two workers sees (fewer requests per wake-up).
   { name: '1 worker, 16 connections', workers: 1, connections: 16 },
   { name: '2 workers', workers: 2 },
   { name: '2 workers, one core each (taskset 0 | 1)', workers: 2, pin: [0, 1] },
   { name: '2 workers, both on core 0 (taskset 0)', workers: 2, pin: [0, 0] },
+  // The edge alone on core 0, wrk + connector + origin on core 1: its CPU per request without the load's processes beside it.
+  { name: 'edge on core 0, load on 1: 1 worker', workers: 1, pin: [0], rest: '1' },
+  { name: 'edge on core 0, load on 1: 2 workers', workers: 2, pin: [0, 0], rest: '1' },
 ];
+/** `--configs 0,2`: only those (by position above), for quicker A/B runs. */
+const CONFIGS = arg('configs')
+  ? arg('configs')
+      .split(',')
+      .map((i) => ALL_CONFIGS[Number(i)])
+  : ALL_CONFIGS;
 
 try {
   for (const args of [
@@ -138,10 +205,15 @@ try {
   const results = new Map(CONFIGS.map((c) => [c.name, []]));
   for (let r = 1; r <= rounds; r++) {
     for (const config of CONFIGS) {
-      const m = await measure(config, originUrl, origin.child.pid);
+      const m = await measure(
+        config,
+        originUrl,
+        origin.child.pid,
+        `${r}-${config.name.split(',')[0].replace(/ /g, '-')}${config.pin ? `-pin${config.pin.join('')}` : ''}${config.rest ? `-rest${config.rest}` : ''}${config.connections ? `-c${config.connections}` : ''}`,
+      );
       results.get(config.name).push(m);
       console.log(
-        `round ${r}  ${config.name.padEnd(42)} ${fmt(m.rps, 0).padStart(6)} req/s  edge ${fmt(m.edge, 0).padStart(4)} µs/req (${fmt(m.edge / m.origin, 1)}× origin)  connector ${fmt(m.connector, 0).padStart(4)}  origin ${fmt(m.origin, 0).padStart(3)}  requests/connections per worker ${m.share}`,
+        `round ${r}  ${config.name.padEnd(42)} ${fmt(m.rps, 0).padStart(6)} req/s  edge ${fmt(m.edge, 0).padStart(4)} µs/req (${fmt(m.edge / m.origin, 1)}× origin; primary ${fmt(m.primary, 1)})  connector ${fmt(m.connector, 0).padStart(4)}  origin ${fmt(m.origin, 0).padStart(3)}  | edge syscalls ${fmt(m.calls, 2)}/req, wake-ups ${fmt(m.wakeups, 2)}/req, preempted ${fmt(m.preempted, 2)}/req; connector syscalls ${fmt(m.connectorCalls, 2)}/req | per worker ${m.share}, ${m.handoffs} hand-offs`,
       );
     }
   }
