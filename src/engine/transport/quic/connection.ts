@@ -111,6 +111,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   /** Set once the handshake completes (and, on the client, verification passed). */
   readonly handshake: Promise<void>;
 
+  /** @internal the endpoint has this connection in its list for the next flush. */
+  queued = false;
   /** @internal the quiche connection (the endpoint feeds it). */
   readonly quic: QuicheConnection;
   private readonly hooks: QuicEndpointHooks;
