@@ -10,7 +10,7 @@
  *   npm run build && node bench/quic-small.js [--seconds 5] [--rounds 2] [--bin /tmp/old] [--count 1]
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,7 +116,7 @@ async function wrk(url, pids, counted, recorded) {
       };
     }
   }
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), cpu, per };
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), requests, cpu, per };
 }
 
 try {
@@ -129,6 +129,7 @@ try {
   for (let r = 0; r < rounds; r++) {
     const a = await wrk(h2.url, h2.pids, false, 'http2');
     const b = await wrk(quic.url, quic.pids, count, 'quic');
+    if (perfDir) writeFileSync(join(perfDir, `requests-${r + 1}.json`), JSON.stringify({ http2: a.requests, quic: b.requests }));
     console.log(
       `round ${r + 1}: HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}`,
     );
