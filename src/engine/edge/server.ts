@@ -10,7 +10,7 @@ import { Counter, Gauge } from 'prom-client';
 import { newId, nowRfc3339 } from '../../core/common.js';
 import { unknownVnetError } from '../../core/vnets.js';
 import type { EdgeRecord, Store } from '../../store/index.js';
-import { EDGE_FORGET_MS, EDGE_HEARTBEAT_MS } from '../../store/edges.js';
+import { EDGE_FORGET_MS, EDGE_HEARTBEAT_MS, EDGE_TTL_MS } from '../../store/edges.js';
 import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
@@ -321,6 +321,7 @@ export class EdgeServer {
       return;
     }
     const r = reg.request;
+    this.#watchSilence(conn, r.tunnelId);
     if (r.features.includes('device') || !this.view.tunnelSecret(r.tunnelId)) {
       await this.#serveDevice(conn, r.tunnelId, reg.control);
       return;
@@ -373,6 +374,24 @@ export class EdgeServer {
       { tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id, code: closed.code, reason: closed.reason },
       'Unregistered tunnel connection',
     );
+  }
+
+  /**
+   * A connector whose host froze or vanished sends no FIN: over HTTP/2 its connection would stay
+   * registered (and listed by `tunnel list` on every edge) until TCP gave up, minutes later. Each
+   * idle connection is asked for a PING answer every heartbeat interval; one silent for as long
+   * as a dead edge's heartbeat takes to go stale (EDGE_TTL_MS, 15 s) is closed, which unregisters it.
+   */
+  #watchSilence(conn: TunnelConnection, tunnelId: string): void {
+    const watchdog = setInterval(() => {
+      if (conn.isClosed) return clearInterval(watchdog);
+      const silent = conn.unansweredMs();
+      if (silent > EDGE_TTL_MS) {
+        this.o.log.warn({ tunnelID: tunnelId, silentMs: Math.round(silent), ip: conn.remoteAddress }, 'The connector went silent; closing its connection');
+        clearInterval(watchdog);
+        conn.close(TunnelCloseCode.TRANSPORT_LOST, 'the connector went silent');
+      } else if (silent === 0) void conn.probe();
+    }, EDGE_HEARTBEAT_MS).unref();
   }
 
   #tellSiblings(): void {
