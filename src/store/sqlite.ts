@@ -10,13 +10,18 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, existsSync, type FSWatcher, linkSync, mkdirSync, rmSync, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { loadMigrations, migrationsDir, storeTooNew, type Migration } from './migrate.js';
 import { forSqlite, type Driver, type Params } from './sql.js';
 import { isOxyError, OxyError } from '../core/errors.js';
 import { checkStoreFile, explainStoreError, isReadOnlyDir, readOnlySnapshot } from './sqlite-file.js';
+
+/** A wake that saw no commit reads `data_version` once more this much later (the WAL index follows the WAL write). */
+const WAKE_AGAIN_MS = 10;
+/** Wakes read `data_version` at most once per this interval. */
+const WAKE_GAP_MS = 50;
 
 /** How long a writer waits for another process's transaction before SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -188,10 +193,18 @@ export class SqliteDriver implements Driver {
     return true;
   }
 
-  /** Polls `data_version`: `onChange` only when another connection committed. */
+  /**
+   * `onChange` when another connection committed: `data_version` is read when the WAL file is
+   * written (inotify, through fs.watch on the database's directory: a commit elsewhere reaches
+   * this process in milliseconds, as a NOTIFY does on PostgreSQL) and every `pollMs` (for
+   * filesystems without inotify, and a WAL file that was not there yet). A commit's last WAL
+   * write lands a moment before the WAL index shows it, so a wake reads again WAKE_AGAIN_MS
+   * later if it saw nothing; wakes read at most once per WAKE_GAP_MS, so a burst of commits
+   * costs a few reloads, not one each.
+   */
   async watch(onChange: () => void, options: { pollMs?: number } = {}): Promise<() => Promise<void>> {
     this.changed();
-    const timer = setInterval(() => {
+    const check = (): boolean => {
       let changed = true;
       try {
         changed = this.changed();
@@ -199,8 +212,37 @@ export class SqliteDriver implements Driver {
         // A store that cannot be read right now: the reload says so (and keeps the last view), never a crash in a timer.
       }
       if (changed) onChange();
-    }, options.pollMs ?? 250).unref();
-    return async () => clearInterval(timer);
+      return changed;
+    };
+    const timer = setInterval(check, options.pollMs ?? 250).unref();
+    let wake: NodeJS.Timeout | undefined;
+    let again: NodeJS.Timeout | undefined;
+    let lastWake = 0;
+    let watcher: FSWatcher | undefined;
+    const wal = `${basename(this.path)}-wal`;
+    try {
+      watcher = watch(dirname(this.path), { persistent: false }, (_event, file) => {
+        if (file !== wal || wake) return;
+        wake = setTimeout(
+          () => {
+            wake = undefined;
+            lastWake = Date.now();
+            clearTimeout(again);
+            if (!check()) again = setTimeout(check, WAKE_AGAIN_MS).unref();
+          },
+          Math.max(0, lastWake + WAKE_GAP_MS - Date.now()),
+        ).unref();
+      });
+      watcher.on('error', () => watcher?.close());
+    } catch {
+      // No inotify here (or no such directory any more): the poll alone.
+    }
+    return async () => {
+      clearInterval(timer);
+      clearTimeout(wake);
+      clearTimeout(again);
+      watcher?.close();
+    };
   }
 
   async close(): Promise<void> {

@@ -20,7 +20,8 @@ import type { DetailedRoute, Store, TunnelHolder, Vnet } from '../../store/index
 import type { Logger } from '../observe/log.js';
 import { EDGE_HEARTBEAT_MS } from '../../store/edges.js';
 
-export const STORE_POLL_MS = 250;
+/** How often a SQLite store is polled for other processes' commits (a fallback: a write to its WAL file wakes the view at once). `OXY_STORE_POLL_MS` lengthens it in tests of that wake. */
+export const STORE_POLL_MS = Number(process.env.OXY_STORE_POLL_MS) || 250;
 
 interface Snapshot {
   hostnames: Map<string, string>;
