@@ -4,7 +4,8 @@
  * client talking to the same host over a plain veth, in one run (needs root: it builds
  * network namespaces and removes them):
  *  - iperf3 throughput both ways (ratio to veth);
- *  - HTTP requests/s with keep-alive from the device (ratio to veth);
+ *  - HTTP requests/s with keep-alive from the device (ratio to veth), and with a new connection
+ *    per request (a new flow each: its setup cost);
  *  - time from `oxyctl tunnel route ip add` returning to the first routed connection;
  *  - the same iperf3 and requests/s through Debian's wireguard-go between the device and the
  *    host namespaces (userspace WireGuard over the same veth: the peer the issue names), when
@@ -56,11 +57,18 @@ const spawnIn = (ns, cmd, args, wait) =>
 
 const LOAD = `
 const http = require('http');
-const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-const [host, ms] = [process.argv[1], Number(process.argv[2])];
+const [host, ms, fresh] = [process.argv[1], Number(process.argv[2]), process.argv[3] === 'fresh'];
+const agent = new http.Agent({ keepAlive: !fresh, maxSockets: 16 });
 let done = 0; const end = Date.now() + ms;
-const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent }, (res) => { res.resume(); res.on('end', r); }).on('error', r));
+const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent, headers: fresh ? { connection: 'close' } : {} }, (res) => { res.resume(); res.on('end', r); }).on('error', r));
 Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await one(); done++; } })).then(() => { console.log(done / (ms / 1000)); process.exit(0); });`;
+
+/** Median ms from connect to the end of the answer, one new connection at a time (latency of a flow's setup). */
+const FIRST = `
+const http = require('http');
+const host = process.argv[1]; const times = [];
+const one = () => new Promise((r) => { const t = performance.now(); http.get({ host, port: 80, path: '/', agent: false, headers: { connection: 'close' } }, (res) => { res.resume(); res.on('end', () => { times.push(performance.now() - t); r(); }); }).on('error', r); });
+(async () => { for (let i = 0; i < 60; i++) await one(); times.sort((a, b) => a - b); console.log(times[times.length >> 1]); })();`;
 
 /** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
 const cpuSeconds = (pid) => cpuMicros(pid) / 1e6;
@@ -225,12 +233,25 @@ try {
   const vethDown = iperf('198.18.9.2', '-R');
   const tunnelDown = iperf('198.18.0.10', '-R');
   console.log(`iperf3 -R (host → device): tunnel ${fmt(tunnelDown, 2)} Gbit/s | veth ${fmt(vethDown, 2)} Gbit/s | ratio ${fmt(tunnelDown / vethDown, 3)}`);
-  const rps = (target) => Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(seconds * 1000)]).trim());
+  const rps = (target, fresh = false, ms = seconds * 1000) =>
+    Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(ms), fresh ? 'fresh' : '']).trim());
   const vethRps = rps('198.18.9.2');
   const { result: tunnelRps, cpu: rpsCpu } = withCpu(procs, () => rps('198.18.0.10'), 'requests');
   console.log(`HTTP requests/s (16 keep-alive connections): tunnel ${fmt(tunnelRps, 0)} | veth ${fmt(vethRps, 0)} | ratio ${fmt(tunnelRps / vethRps, 3)}`);
   console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(bulkCpu, (tunnel * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
   console.log(`CPU per request through the tunnel: ${perUnit(rpsCpu, tunnelRps * seconds, 1e6, 'µs')}`);
+  // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
+  const vethFlows = rps('198.18.9.2', true);
+  rps('198.18.0.10', true, 2000); // warm-up: the flow-setup code paths are compiled before they are measured
+  const { result: tunnelFlows, cpu: flowCpu } = withCpu(procs, () => rps('198.18.0.10', true), 'flows');
+  console.log(
+    `HTTP requests/s, a new connection each (16 clients): tunnel ${fmt(tunnelFlows, 0)} | veth ${fmt(vethFlows, 0)} | ratio ${fmt(tunnelFlows / vethFlows, 3)}`,
+  );
+  console.log(`CPU per new connection through the tunnel: ${perUnit(flowCpu, tunnelFlows * seconds, 1e6, 'µs')}`);
+  const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
+  console.log(
+    `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms`,
+  );
   let hasWg = true;
   try {
     execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });

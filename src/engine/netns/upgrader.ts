@@ -247,6 +247,7 @@ export class TcpUpgrader {
   }
 
   private readonly scratch4 = Buffer.alloc(4);
+  private readonly remotes = new Map<string, Buffer>();
   private readonly scratch6 = Buffer.alloc(16);
 
   private fromTun(batch: PacketBatch): void {
@@ -279,7 +280,12 @@ export class TcpUpgrader {
     if (remote.startsWith('::ffff:')) remote = remote.slice(7);
     let flow: Flow | undefined;
     try {
-      const address = parseAddress(remote);
+      // Remote addresses are the pools' few slot addresses: parsed once each, not per connection.
+      let address = this.remotes.get(remote);
+      if (!address) {
+        address = parseAddress(remote);
+        if (this.remotes.size < 1024) this.remotes.set(remote, address);
+      }
       const v4 = address.length === 4;
       const slot = (v4 ? this.pool4 : this.pool6).slotOf(address, 0, socket.remotePort ?? 0);
       flow = slot < 0 ? undefined : (v4 ? this.flows4 : this.flows6).get(slot);
