@@ -5,7 +5,8 @@
  * store: it does not know the tunnel and refuses the registration) and edge-c (another CA: the
  * pin does not match). Every slot serves through edge-a; the bad edges are named in the log and
  * retried; when edge-b's address becomes an edge of the right store the slot moves back to it.
- * Only when every edge refuses does the connector exit, naming each edge's refusal.
+ * Only when every edge refuses does the connector exit, naming each edge's refusal. A certificate
+ * that fails TLS verification (a CA file that trusts another CA) is a failed dial, as before.
  */
 import { execFile } from 'node:child_process';
 import { cpSync } from 'node:fs';
@@ -97,3 +98,17 @@ it('serves through the good edge while the others refuse it, names them, and mov
   await conn.waitFor(/Registered tunnel connection connIndex=1 .*location=edge-b2/, 20_000);
   expect(conn.child.exitCode).toBe(null);
 }, 60_000);
+
+it('an edge whose certificate does not verify (the CA file trusts another) is a failed dial: the others serve, and it never stops the connector', async () => {
+  // On the store's own host the connector trusts edge-a's CA file: edge-c's certificate fails TLS.
+  const conn = new OxyProcess(store, [
+    ...['tunnel', 'run', '--edge', `127.0.0.1:${a.tunnel}`, '--edge', `127.0.0.1:${c.tunnel}`, '--protocol', 'http2', '--ha-connections', '2'],
+    ...['--url', `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, 'web'],
+  ]);
+  procs.push(conn);
+  for (let i = 0; i < 2; i++) await conn.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} .*location=edge-a`), 20_000);
+  expect(conn.output).toMatch(new RegExp(`Unable to establish connection with the edge connIndex=1 .*TLS connection to 127\\.0\\.0\\.1:${c.tunnel} failed`));
+  // Slot 1 keeps trying its own edge (debug) while it serves through edge-a, and the connector runs on.
+  expect(conn.child.exitCode).toBe(null);
+  expect(await curl(a.http)).toMatch(/^HTTP\/1\.1 200[\s\S]*origin \/x$/);
+}, 40_000);
