@@ -110,6 +110,7 @@ async function wrk(url, pids, counted, recorded) {
       }
       per[k] = {
         packetsOut: Number(fmt((b.packetsOut - a.packetsOut) / requests, 2)),
+        ackOnlyOut: Number(fmt((b.smallOut - a.smallOut) / requests, 2)),
         packetsIn: Number(fmt((b.packetsIn - a.packetsIn) / requests, 2)),
         turns: Number(fmt((b.turns - a.turns) / requests, 2)),
         calls,

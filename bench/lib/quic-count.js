@@ -1,6 +1,7 @@
 /**
  * Preload (`node --import …/quic-count.js`) that counts every call into the quiche binding
- * by method, packets out (send() with a packet) and in (recv()), and event-loop turns that
+ * by method, packets out (send() with a packet; `smallOut`: under 64 bytes, ACK-only) and in
+ * (recv()), and event-loop turns that
  * did any of it. On SIGUSR2 the process writes its counts as JSON to
  * $OXY_QUIC_COUNT_DIR/<pid>.json (bench/quic-small.js divides them by requests).
  */
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 
 const root = process.env.OXY_QUIC_COUNT_ROOT ?? process.cwd();
 const { quiche } = await import(join(root, 'node_modules/@matrixai/quic/dist/native/index.js'));
-const counts = { turns: 0, packetsOut: 0, packetsIn: 0, calls: {} };
+const counts = { turns: 0, packetsOut: 0, smallOut: 0, packetsIn: 0, calls: {} };
 let turnMarked = false;
 const proto = quiche.Connection.prototype;
 for (const name of Object.getOwnPropertyNames(proto)) {
@@ -23,7 +24,11 @@ for (const name of Object.getOwnPropertyNames(proto)) {
       setImmediate(() => (turnMarked = false));
     }
     const r = fn.apply(this, args);
-    if (name === 'send' && r !== null) counts.packetsOut++;
+    if (name === 'send' && r !== null) {
+      counts.packetsOut++;
+      // ACK-only (or PING) short-header packets: no STREAM frame, under 64 bytes.
+      if (r[0] < 64) counts.smallOut++;
+    }
     if (name === 'recv') counts.packetsIn++;
     return r;
   };
