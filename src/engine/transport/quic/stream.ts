@@ -33,7 +33,7 @@ export interface PendingWrite {
 /** Readable/writable buffer sizes of the Duplex, above what quiche holds. */
 const HIGH_WATER_MARK = 256 * 1024;
 /** Corked writes up to this many bytes in all become one buffer (one binding call). */
-const WRITEV_CONCAT_BELOW = 64 * 1024;
+const WRITEV_CONCAT_BELOW = 16 * 1024;
 
 export class QuicStream extends Duplex implements TunnelStream {
   readonly id: number;
