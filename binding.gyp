@@ -1,6 +1,6 @@
 {
   # Native addon for src/engine/native (Linux only): UDP with IP_PKTINFO, TUN,
-  # SEQPACKET Unix sockets, setns, TCP_INFO, splice(2) relays. Built by `npm install` (scripts.install) or
+  # SEQPACKET Unix sockets, setns, TCP_INFO, splice(2) relays, the connector's read-ahead. Built by `npm install` (scripts.install) or
   # `npx node-gyp rebuild`; the wrapper loads build/Release/oxy_native.node.
   "targets": [
     {
@@ -16,7 +16,8 @@
         "src/engine/native/cpp/tcpinfo.cc",
         "src/engine/native/cpp/splice.cc",
         "src/engine/native/cpp/reuseport.cc",
-        "src/engine/native/cpp/fastnat.cc"
+        "src/engine/native/cpp/fastnat.cc",
+        "src/engine/native/cpp/readahead.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -144,6 +144,8 @@ export interface NativeAddon {
     copy: boolean,
   ): number;
   cancelSplice(id: number): void;
+  readAhead(tcpFd: number, maxQueued: number, done: (error: NativeError | null, cancelled: boolean) => void): [number, number];
+  cancelReadAhead(id: number): void;
   tcpListenReusePort(address: string, port: number, backlog: number, ipv6Only: boolean): number;
   udpBindReusePort(address: string, port: number, ipv6Only: boolean): number;
   socketAddress(fd: number): { family: 4 | 6; address: string; port: number };

@@ -81,7 +81,7 @@ export interface SpliceOptions {
 }
 
 /** Stops Node reading the socket at all (a paused stream still reads up to its high-water mark). */
-function stopReading(s: Socket): void {
+export function stopReading(s: Socket): void {
   s.pause();
   const handle = (s as unknown as { _handle?: { reading?: boolean; readStop?: () => number } | null })._handle;
   if (handle?.reading) {

@@ -62,6 +62,14 @@ describe('HTTP/2 transport close and datagrams', () => {
     expect(await pair.connector.closed).toMatchObject({ code: TunnelCloseCode.TRANSPORT_LOST, remote: false });
   });
 
+  it('a reset TCP connection closes the connector with TRANSPORT_LOST and says why', async () => {
+    pair = await http2Pair();
+    // The connector's TCP socket sits under its read-ahead relay: the reset must still reach its session.
+    // (A TLSSocket cannot reset; the TCP socket under the edge's TLS can: Node keeps it as `_parent`.)
+    (pair.edge as unknown as { socket: { _parent: { resetAndDestroy(): void } } }).socket._parent.resetAndDestroy();
+    expect(await pair.connector.closed).toMatchObject({ code: TunnelCloseCode.TRANSPORT_LOST, reason: expect.stringContaining('ECONNRESET') });
+  });
+
   it('carries flow-tagged datagrams both ways over the datagram stream', async () => {
     pair = await http2Pair();
     expect(pair.edge.supportsDatagrams).toBe(true);

@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTcpInfo(env, exports);
   InitSplice(env, exports);
   InitReusePort(env, exports);
+  InitReadAhead(env, exports);
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

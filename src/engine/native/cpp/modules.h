@@ -15,5 +15,6 @@ void InitNetns(Napi::Env env, Napi::Object exports);
 void InitTcpInfo(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
 void InitReusePort(Napi::Env env, Napi::Object exports);
+void InitReadAhead(Napi::Env env, Napi::Object exports);
 
 }  // namespace oxy

@@ -207,14 +207,21 @@ export class Http2TunnelConnection implements TunnelConnection {
     this.localClose = { code, reason, remote: false };
     const session = this.session;
     if (session.destroyed) return;
-    const opaque = truncateUtf8(reason, MAX_REASON_BYTES);
-    try {
-      session.goaway(code, 0, opaque);
-    } catch (err) {
-      debug('goaway failed: %s', (err as Error).message);
-    }
     this.failPending(this.closedError());
-    session.destroy(undefined, code);
+    // On the next turn: close() is often called from a stream's 'error' or 'close' listener,
+    // which for a peer's RST_STREAM runs inside nghttp2's stream-close callback; sending from
+    // there (GOAWAY, the RST_STREAMs of the streams the session destroys) re-enters nghttp2
+    // while it still holds the reset stream's queued DATA, and Node then loops on empty DATA
+    // frames for good (seen on both ends once both run on native sockets).
+    setImmediate(() => {
+      if (session.destroyed) return;
+      try {
+        session.goaway(code, 0, truncateUtf8(reason, MAX_REASON_BYTES));
+      } catch (err) {
+        debug('goaway failed: %s', (err as Error).message);
+      }
+      session.destroy(undefined, code);
+    });
   }
 
   stats(): TunnelConnectionStats {

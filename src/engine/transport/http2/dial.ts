@@ -10,9 +10,11 @@
  */
 import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
-import { isIP } from 'node:net';
+import net, { isIP, type Socket } from 'node:net';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
+import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
+import { readAheadSocket } from '../../native/read-ahead.js';
 import { spkiPin } from '../identity.js';
 import { Http2TunnelConnection } from './connection.js';
 import { ReadAheadDuplex } from './read-ahead.js';
@@ -20,6 +22,7 @@ import { CONNECTION_WINDOW, MAX_SESSION_MEMORY_MB, tunnelSettings, type Http2Tun
 
 export const H2_ALPN = 'h2';
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
+const debug = debuglog('oxy:transport:http2');
 
 export interface DialHttp2Options extends Http2TuningOptions {
   host: string;
@@ -41,27 +44,37 @@ export interface DialHttp2Options extends Http2TuningOptions {
   signal?: AbortSignal;
 }
 
-/** Connector side: dial the edge and return the tunnel connection (before registration). */
+/**
+ * Connector side: dial the edge and return the tunnel connection (before registration). The
+ * TCP socket goes under the addon's read-ahead relay, TLS and the HTTP/2 session run natively
+ * above it; without the addon, the session reads ahead in JS (`ReadAheadDuplex`).
+ */
 export async function dialHttp2Tunnel(options: DialHttp2Options): Promise<Http2TunnelConnection> {
-  return serveHttp2Tunnel(await connectTls(options), options);
+  const { socket, tcp } = await connectTls(options, true);
+  if (!tcp) return serveHttp2Tunnel(socket, options);
+  const session = http2.performServerHandshake(socket, serverOptions(options));
+  setConnectionWindow(session, options.connectionWindow ?? CONNECTION_WINDOW);
+  return new Http2TunnelConnection('connector', session, tcp);
 }
 
-/** The HTTP/2 server side of a tunnel connection on a TLS socket: a connector, or the edge a peer link dials. */
+/** The HTTP/2 server side of a tunnel connection on a TLS socket: the edge a peer link dials (or a connector without the addon). */
 export function serveHttp2Tunnel(socket: TLSSocket, options: Http2TuningOptions = {}): Http2TunnelConnection {
   socket.setNoDelay(true);
-  // The connector's session runs over a Duplex that always drains the socket: with large
-  // windows, two Node http2 peers sending at once can otherwise deadlock (read-ahead.ts).
-  const session = http2.performServerHandshake(new ReadAheadDuplex(socket), {
-    settings: tunnelSettings(options.settings),
-    maxSessionMemory: options.maxSessionMemoryMb ?? MAX_SESSION_MEMORY_MB,
-  });
+  // The session runs over a Duplex that always drains the socket: with large windows, two
+  // Node http2 peers sending at once can otherwise deadlock (read-ahead.ts).
+  const session = http2.performServerHandshake(new ReadAheadDuplex(socket), serverOptions(options));
   setConnectionWindow(session, options.connectionWindow ?? CONNECTION_WINDOW);
   return new Http2TunnelConnection('connector', session, socket);
 }
 
+const serverOptions = (options: Http2TuningOptions): http2.ServerSessionOptions => ({
+  settings: tunnelSettings(options.settings),
+  maxSessionMemory: options.maxSessionMemoryMb ?? MAX_SESSION_MEMORY_MB,
+});
+
 /** A peer link: dial another edge with this edge's client certificate and be the side that opens streams. */
 export async function dialHttp2Peer(options: DialHttp2Options & { cert: string; key: string }): Promise<Http2TunnelConnection> {
-  return acceptHttp2Tunnel(await connectTls({ ...options, checkName: false }), options);
+  return acceptHttp2Tunnel((await connectTls({ ...options, checkName: false }, false)).socket, options);
 }
 
 export interface AcceptHttp2Options extends Http2TuningOptions {
@@ -125,7 +138,11 @@ function setConnectionWindow(session: http2.Http2Session, size: number): void {
   else apply();
 }
 
-function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
+/**
+ * TLS to the edge. With `readAhead`, TCP is dialed first and moved under the addon's read-ahead
+ * relay (`tcp` is then the TCP socket, for addresses and close; TLS runs over the relay's pair).
+ */
+function connectTls(options: DialHttp2Options, readAhead: boolean): Promise<{ socket: TLSSocket; tcp?: Socket }> {
   const servername = options.servername ?? options.host;
   return new Promise((resolve, reject) => {
     let pinError: OxyError | undefined;
@@ -150,18 +167,23 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
         return undefined;
       },
     };
-    const socket = tls.connect(connectOptions);
+    let socket: TLSSocket | undefined;
+    let tcp: Socket | undefined;
     const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     const timer = setTimeout(() => fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `TLS handshake timed out after ${timeoutMs} ms`)), timeoutMs);
     const onAbort = (): void => fail(new OxyError('OXY_ERR_ABORTED', 'Dial aborted'));
+    let settled = false;
     const cleanup = (): void => {
+      settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      socket.off('error', onError);
+      socket?.off('error', onError);
+      tcp?.off('error', onError);
     };
     const fail = (err: Error): void => {
       cleanup();
-      socket.destroy();
+      socket?.destroy();
+      tcp?.destroy();
       reject(err);
     };
     const onError = (err: Error): void =>
@@ -171,15 +193,44 @@ function connectTls(options: DialHttp2Options): Promise<TLSSocket> {
             cause: err,
           }),
       );
-    socket.once('error', onError);
-    socket.once('secureConnect', () => {
-      if (socket.alpnProtocol !== H2_ALPN) {
-        fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `Edge did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`));
-        return;
-      }
-      cleanup();
-      resolve(socket);
-    });
+    const startTls = (under?: Socket): void => {
+      const s = tls.connect(under ? { ...connectOptions, socket: under } : connectOptions);
+      socket = s;
+      s.once('error', onError);
+      s.once('secureConnect', () => {
+        if (s.alpnProtocol !== H2_ALPN) {
+          fail(new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `Edge did not negotiate ALPN h2 (got ${String(s.alpnProtocol)})`));
+          return;
+        }
+        cleanup();
+        resolve({ socket: s, tcp });
+      });
+    };
+    if (readAhead) {
+      const t = net.connect({ host: options.host, port: options.port, localAddress: options.localAddress });
+      tcp = t;
+      t.on('error', (err) => debug('tunnel socket error: %s', err.message));
+      t.once('error', onError);
+      t.once('connect', () => {
+        if (settled) return; // timed out or aborted meanwhile
+        t.setNoDelay(true);
+        // What the edge can send beyond what the session consumed is bounded by the connection
+        // window we advertise (plus TLS and frame overhead): the relay queues up to twice that.
+        const relay = readAheadSocket(t, 2 * (options.connectionWindow ?? CONNECTION_WINDOW));
+        if (!relay) {
+          tcp = undefined; // the session reads ahead in JS on the TLS socket itself
+          t.off('error', onError);
+          startTls(t);
+          return;
+        }
+        relay.socket.on('error', (err) => debug('read-ahead pair error: %s', err.message));
+        startTls(relay.socket);
+        // A reset or a failed send on the TCP socket: the session hears it as its socket's error.
+        void relay.ended.then(({ error }) => {
+          if (error && !socket?.destroyed) socket?.destroy(error);
+        });
+      });
+    } else startTls();
     if (options.signal?.aborted) onAbort();
     else options.signal?.addEventListener('abort', onAbort, { once: true });
   });

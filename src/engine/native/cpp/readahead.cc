@@ -1,0 +1,423 @@
+// A read-ahead under the connector's TLS (issue 16): a thread that always drains the TCP socket
+// to the edge, so Node's HTTP/2 session can run on a native socket and still never deadlock.
+//
+// Node's Http2Session stops reading its socket while one of its writes is in progress
+// (node_http2.cc MaybeStopReading). With large windows, two such sessions sending bulk at
+// once both stop reading and both writes stall for good. One side that always drains is
+// enough. Before, that was a JS Duplex between the TLS socket and the session (a JS turn, a
+// JSStreamSocket and a copy per 16 KiB TLS record: the transport's largest bulk cost). Here the
+// session's TLS runs natively over one end of a socketpair; this thread moves bytes between the
+// other end and the TCP socket:
+//   TCP → pair: always read while the queue is under `max_queued` (a list of blocks that grows
+//               as needed), written into the pair as Node takes them. HTTP/2 flow control bounds
+//               the queue: the edge cannot send past the windows our session advertised.
+//   pair → TCP: through a fixed buffer, at the pace the edge reads.
+//
+// One thread per process, an edge-triggered epoll loop over every relay. The JS thread starts
+// relays (gets the socketpair end for its net.Socket) and cancels them; each relay reports once
+// through its own thread-safe function: done, failed (errno) or cancelled. On a failure our end
+// of the pair stays open until the report ran, so Node hears of the error before any EOF.
+// Ownership: Node keeps its TCP socket (not reading it); the relay works on a dup of its fd.
+#include "common.h"
+#include "modules.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace oxy {
+
+namespace {
+
+constexpr size_t kBlock = 256 * 1024;  // read-ahead block; also the pair → TCP buffer
+constexpr int kMaxIov = 16;
+
+struct Block {
+  std::unique_ptr<char[]> data;
+  size_t head = 0;  // first byte not yet written into the pair
+  size_t tail = 0;  // end of what was read from TCP
+};
+
+struct Outcome {
+  int err = 0;
+  const char* syscall = nullptr;
+  bool cancelled = false;
+  int local = -1;  // closed on the JS thread, after the callback ran
+};
+
+struct ReadAhead {
+  uint64_t id = 0;
+  int tcp = -1;    // our dup of Node's TCP socket
+  int local = -1;  // our end of the socketpair; Node's TLS runs on the other
+  size_t max_queued = 0;
+
+  // TCP → pair
+  std::deque<Block> queue;
+  std::unique_ptr<char[]> spare;  // a drained block kept for the next read
+  size_t queued = 0;
+  bool down_eof = false;
+  bool down_shut = false;
+  bool local_gone = false;  // Node closed its end: nothing more to deliver
+
+  // pair → TCP
+  std::unique_ptr<char[]> up{new char[kBlock]};
+  size_t up_head = 0;
+  size_t up_len = 0;
+  bool up_eof = false;
+  bool up_shut = false;
+
+  Napi::ThreadSafeFunction tsfn;
+  int err = 0;
+  const char* syscall = nullptr;
+
+  ~ReadAhead() {
+    CloseFd(tcp);
+    CloseFd(local);
+  }
+
+  bool Failed(const char* call, int e) {
+    err = e;
+    syscall = call;
+    return false;
+  }
+
+  // Writes queued bytes into the pair until it is full. EPIPE/ECONNRESET: Node closed its end.
+  bool Deliver(bool* progress) {
+    while (queued > 0 && !local_gone) {
+      iovec iov[kMaxIov];
+      int n_iov = 0;
+      for (auto it = queue.begin(); it != queue.end() && n_iov < kMaxIov; ++it) {
+        if (it->tail == it->head) continue;
+        iov[n_iov].iov_base = it->data.get() + it->head;
+        iov[n_iov].iov_len = it->tail - it->head;
+        n_iov++;
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(n_iov);
+      ssize_t n = sendmsg(local, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return true;
+        if (errno == EPIPE || errno == ECONNRESET) {
+          DropQueue();
+          local_gone = true;
+          *progress = true;
+          return true;
+        }
+        return Failed("sendmsg", errno);
+      }
+      *progress = true;
+      size_t left = static_cast<size_t>(n);
+      queued -= left;
+      while (left > 0) {
+        Block& b = queue.front();
+        size_t take = std::min(left, b.tail - b.head);
+        b.head += take;
+        left -= take;
+        if (b.head == b.tail && (queue.size() > 1 || b.tail == kBlock)) Recycle();
+      }
+      if (queue.size() == 1 && queue.front().head == queue.front().tail) queue.front().head = queue.front().tail = 0;
+    }
+    return true;
+  }
+
+  void Recycle() {
+    if (!spare) spare = std::move(queue.front().data);
+    queue.pop_front();
+  }
+
+  void DropQueue() {
+    queue.clear();
+    queued = 0;
+  }
+
+  bool PumpDown() {
+    for (;;) {
+      bool progress = false;
+      if (!Deliver(&progress)) return false;
+      if (!down_eof && queued < max_queued) {
+        if (queue.empty() || queue.back().tail == kBlock) {
+          Block b;
+          b.data = spare ? std::move(spare) : std::unique_ptr<char[]>(new char[kBlock]);
+          queue.push_back(std::move(b));
+        }
+        Block& b = queue.back();
+        ssize_t n = read(tcp, b.data.get() + b.tail, kBlock - b.tail);
+        if (n > 0) {
+          if (local_gone) {
+            b.head = b.tail = 0;  // nobody to deliver to: read and drop
+          } else {
+            b.tail += static_cast<size_t>(n);
+            queued += static_cast<size_t>(n);
+          }
+          progress = true;
+        } else if (n == 0) {
+          down_eof = true;
+          progress = true;
+        } else if (errno == EINTR) {
+          continue;
+        } else if (errno != EAGAIN) {
+          return Failed("read", errno);
+        }
+      }
+      if (down_eof && queued == 0 && !down_shut) {
+        // The edge's FIN passes on to Node; the other direction keeps flowing.
+        if (!local_gone && shutdown(local, SHUT_WR) != 0 && errno != ENOTCONN) return Failed("shutdown", errno);
+        down_shut = true;
+      }
+      if (!progress) return true;
+    }
+  }
+
+  bool PumpUp() {
+    for (;;) {
+      bool progress = false;
+      size_t tail = up_head + up_len;
+      if (!up_eof && tail < kBlock) {
+        ssize_t n = read(local, up.get() + tail, kBlock - tail);
+        if (n > 0) {
+          up_len += static_cast<size_t>(n);
+          progress = true;
+        } else if (n == 0) {
+          up_eof = true;
+          progress = true;
+        } else if (errno == EINTR) {
+          continue;
+        } else if (errno == ECONNRESET) {
+          up_eof = true;  // Node closed its end with bytes of ours unread: what it wrote is all read
+          progress = true;
+        } else if (errno != EAGAIN) {
+          return Failed("read", errno);
+        }
+      }
+      if (up_len > 0) {
+        ssize_t n = send(tcp, up.get() + up_head, up_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          up_len -= static_cast<size_t>(n);
+          up_head = up_len ? up_head + static_cast<size_t>(n) : 0;
+          progress = true;
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else if (n < 0 && errno != EAGAIN) {
+          return Failed("send", errno);
+        }
+      }
+      if (up_eof && up_len == 0 && !up_shut) {
+        if (shutdown(tcp, SHUT_WR) != 0 && errno != ENOTCONN) return Failed("shutdown", errno);
+        up_shut = true;
+      }
+      if (!progress) return true;
+    }
+  }
+
+  // Both ends passed on. Once Node closed its end, what the edge still sends is read and
+  // dropped until its FIN: closing a socket with unread bytes would reset it, and a reset can
+  // discard our last bytes (a GOAWAY) before the edge read them. The JS side bounds the wait.
+  bool Done() const { return up_shut && down_shut; }
+};
+
+struct Command {
+  std::unique_ptr<ReadAhead> start;  // set: start this relay; else cancel `cancel`
+  uint64_t cancel = 0;
+};
+
+class ReadAheadLoop {
+ public:
+  static ReadAheadLoop& Get() {
+    static ReadAheadLoop* loop = new ReadAheadLoop();  // never destroyed: the thread outlives statics at exit
+    return *loop;
+  }
+
+  const char* failed_call() const { return failed_call_; }
+  int failed_errno() const { return failed_errno_; }
+  uint64_t NextId() { return next_id_++; }
+
+  void Post(Command cmd) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(cmd));
+    }
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_, &one, sizeof one);
+    (void)ignored;
+  }
+
+ private:
+  ReadAheadLoop() {
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) {
+      failed_call_ = "epoll_create1";
+      failed_errno_ = errno;
+      return;
+    }
+    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_ < 0) {
+      failed_call_ = "eventfd";
+      failed_errno_ = errno;
+      return;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 0;  // the wake-up eventfd
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+    std::thread([this] { Run(); }).detach();
+  }
+
+  void Run() {
+    pthread_setname_np(pthread_self(), "oxy-readahead");
+    epoll_event events[64];
+    for (;;) {
+      int n = epoll_wait(epoll_, events, 64, -1);
+      if (n < 0) continue;  // EINTR
+      for (int i = 0; i < n; i++) {
+        uint64_t key = events[i].data.u64;
+        if (key == 0) {
+          Commands();
+          continue;
+        }
+        auto it = relays_.find(key >> 1);
+        if (it == relays_.end()) continue;  // finished earlier in this batch
+        ReadAhead& r = *it->second;
+        // The pair hung up: Node closed its end (read what it wrote, deliver nothing more).
+        if ((key & 1) && (events[i].events & EPOLLHUP)) r.local_gone = true;
+        Step(it);
+      }
+    }
+  }
+
+  void Step(std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>>::iterator it) {
+    ReadAhead& r = *it->second;
+    bool ok = r.PumpUp() && r.PumpDown();
+    if (!ok || r.Done()) Finish(it, false);
+  }
+
+  void Commands() {
+    uint64_t count;
+    ssize_t ignored = read(wake_, &count, sizeof count);
+    (void)ignored;
+    std::deque<Command> batch;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      batch.swap(queue_);
+    }
+    for (Command& cmd : batch) {
+      if (cmd.start) {
+        std::unique_ptr<ReadAhead> r = std::move(cmd.start);
+        uint64_t id = r->id;
+        auto it = relays_.emplace(id, std::move(r)).first;
+        ReadAhead& relay = *it->second;
+        bool ok = true;
+        for (int which = 0; which < 2; which++) {
+          epoll_event ev{};
+          ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+          ev.data.u64 = (id << 1) | static_cast<uint64_t>(which);
+          if (epoll_ctl(epoll_, EPOLL_CTL_ADD, which ? relay.local : relay.tcp, &ev) != 0) ok = relay.Failed("epoll_ctl", errno);
+        }
+        if (!ok) Finish(it, false);
+        else Step(it);  // bytes may already wait: edge-triggered epoll reports only new ones
+      } else {
+        auto it = relays_.find(cmd.cancel);
+        if (it != relays_.end()) Finish(it, true);
+      }
+    }
+  }
+
+  void Finish(std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>>::iterator it, bool cancelled) {
+    std::unique_ptr<ReadAhead> r = std::move(it->second);
+    relays_.erase(it);
+    // Node keeps the TCP socket open through its own fd: remove ours from the epoll before closing it.
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, r->tcp, nullptr);
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, r->local, nullptr);
+    auto* out = new Outcome{r->err, r->syscall, cancelled, -1};
+    if (r->err != 0) std::swap(out->local, r->local);  // Node must see the error before an EOF
+    Napi::ThreadSafeFunction tsfn = r->tsfn;
+    r.reset();
+    napi_status status = tsfn.BlockingCall(out, Report);
+    if (status != napi_ok) {
+      CloseFd(out->local);
+      delete out;
+    }
+    tsfn.Release();
+  }
+
+  static void Report(Napi::Env env, Napi::Function callback, Outcome* out) {
+    std::unique_ptr<Outcome> o(out);
+    if (env != nullptr) {
+      Napi::Value err = o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null();
+      try {
+        callback.Call({err, Napi::Boolean::New(env, o->cancelled)});
+      } catch (const Napi::Error& e) {
+        napi_fatal_exception(env, e.Value());
+      }
+    }
+    CloseFd(o->local);
+  }
+
+  int epoll_ = -1;
+  int wake_ = -1;
+  const char* failed_call_ = "";
+  int failed_errno_ = 0;
+  std::atomic<uint64_t> next_id_{1};
+  std::mutex mutex_;
+  std::deque<Command> queue_;
+  std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>> relays_;  // loop thread only
+};
+
+// readAhead(tcpFd, maxQueued, callback(err, cancelled)) -> [id, fd]: `fd` is Node's end of the
+// socketpair (for a net.Socket that then owns it). The TCP socket must not be read by Node.
+Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int tcp_fd = info[0].As<Napi::Number>().Int32Value();
+  double max_queued = info[1].As<Napi::Number>().DoubleValue();
+  Napi::Function callback = info[2].As<Napi::Function>();
+  ReadAheadLoop& loop = ReadAheadLoop::Get();
+  if (loop.failed_call()[0] != '\0') ThrowErrno(env, loop.failed_call(), loop.failed_errno(), "read-ahead thread");
+
+  auto relay = std::make_unique<ReadAhead>();
+  relay->max_queued = max_queued > static_cast<double>(kBlock) ? static_cast<size_t>(max_queued) : kBlock;
+  relay->tcp = fcntl(tcp_fd, F_DUPFD_CLOEXEC, 0);
+  if (relay->tcp < 0) ThrowErrno(env, "dup", errno, "fd " + std::to_string(tcp_fd));
+  int flags = fcntl(relay->tcp, F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(relay->tcp, F_SETFL, flags | O_NONBLOCK);
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) ThrowErrno(env, "socketpair", errno);
+  relay->local = pair[0];
+  uint64_t id = loop.NextId();
+  relay->id = id;
+  relay->tsfn = Napi::ThreadSafeFunction::New(env, callback, "oxyReadAhead", 0, 1);
+  loop.Post(Command{std::move(relay), 0});
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
+  out.Set(1u, Napi::Number::New(env, pair[1]));
+  return out;
+}
+
+// cancelReadAhead(id): the relay stops, closes its fds and reports `cancelled` (unless it had
+// already finished: then its report is on the way).
+Napi::Value CancelReadAhead(const Napi::CallbackInfo& info) {
+  uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  ReadAheadLoop::Get().Post(Command{nullptr, id});
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitReadAhead(Napi::Env env, Napi::Object exports) {
+  exports.Set("readAhead", Napi::Function::New(env, StartReadAhead, "readAhead"));
+  exports.Set("cancelReadAhead", Napi::Function::New(env, CancelReadAhead, "cancelReadAhead"));
+}
+
+}  // namespace oxy
