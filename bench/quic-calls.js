@@ -108,3 +108,68 @@ function bulk(payload) {
 console.log(`# quiche binding per-call costs, ${mib} MiB on one stream, in memory (machine load ${fmt(loadavg()[0])})`);
 bulk(quiche.MAX_DATAGRAM_SIZE);
 bulk(LOOPBACK_UDP_PAYLOAD);
+
+/**
+ * The calls a small request makes (issue 16, docs/decisions.md "QUIC per request"): the
+ * connection's getters, readable() (a JS generator per call), and one 64-byte message each way
+ * on an open stream — streamSend, send (one packet: quiche puts one STREAM frame per packet),
+ * recv, streamRecv — plus 32 streams' messages to show the packets that makes.
+ */
+function small() {
+  const { client, server, flush } = pair(quiche.MAX_DATAGRAM_SIZE);
+  const buf = Buffer.allocUnsafe(65536);
+  const scratch = Buffer.allocUnsafe(65536);
+  const from = { host: '127.0.0.1', port: 40001 };
+  const to = { host: '127.0.0.1', port: 40002 };
+  client.streamSend(0, Buffer.from([1]), false);
+  flush(false);
+  for (const id of server.readable()) server.streamRecv(id, scratch);
+  const N = 100_000;
+  const each = (name, fn) => {
+    for (let i = 0; i < 1000; i++) fn();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) fn();
+    return `${name} ${fmt(Number(process.hrtime.bigint() - t0) / N / 1000, 2)}`;
+  };
+  const getters = [
+    each('isReadable', () => server.isReadable()),
+    each('streamReadable', () => server.streamReadable(0)),
+    each('timeout', () => server.timeout()),
+    each('peerError', () => server.peerError()),
+    each('send (nothing to send)', () => server.send(buf)),
+    each('readable() iterated', () => {
+      for (const _ of server.readable()) void _;
+    }),
+  ];
+  console.log(`  per call, µs: ${getters.join(' | ')}`);
+  const message = Buffer.alloc(64, 1);
+  const M = 20_000;
+  const sum = { streamSend: 0, send: 0, recv: 0, streamRecv: 0 };
+  const time = (k, fn) => {
+    const t0 = process.hrtime.bigint();
+    const r = fn();
+    sum[k] += Number(process.hrtime.bigint() - t0);
+    return r;
+  };
+  for (let i = 0; i < M; i++) {
+    time('streamSend', () => client.streamSend(0, message, false));
+    const r = time('send', () => client.send(buf));
+    time('recv', () => server.recv(buf.subarray(0, r[0]), { to, from }));
+    time('streamRecv', () => server.streamRecv(0, scratch));
+    flush(false);
+  }
+  console.log(
+    `  one 64-byte message, µs: ${Object.entries(sum)
+      .map(([k, v]) => `${k} ${fmt(v / M / 1000, 2)}`)
+      .join(' | ')}`,
+  );
+  for (let s = 1; s <= 32; s++) client.streamSend(4 * s, message, false);
+  let packets = 0;
+  for (let r = client.send(buf); r !== null; r = client.send(buf)) {
+    packets++;
+    server.recv(buf.subarray(0, r[0]), { to, from });
+  }
+  console.log(`  32 streams with 64 bytes each leave as ${packets} packets`);
+}
+console.log("# a small request's calls, 1,350-byte packets");
+small();
