@@ -2,9 +2,10 @@
  * A device's channel over several edges (`warp connect --token` with a list of edges): one
  * channel at a time, to one edge; when that edge goes away (its transport dies, it shuts
  * down) the device dials the next edge of the list, round and round with backoff, and the
- * TUN, its routes and the flows of its applications stay where they are. Only a refusal
- * ends it for good: an edge that refuses the device (revoked: UNAUTHORIZED, or its ip-packets
- * stream answered with an error) would refuse it on every edge of the same store.
+ * TUN, its routes and the flows of its applications stay where they are. An edge that refuses
+ * the device (UNAUTHORIZED, or its ip-packets stream answered with an error) is left for the
+ * others too — one edge may run on another store — and only when every edge refused it since
+ * one last accepted it (a revoked device: every edge of the store says the same) does it end.
  */
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
@@ -47,6 +48,8 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
   const routeHandlers: ((networks: string[]) => void)[] = [];
   let current: { channel: PacketChannel; conn: TunnelConnection; edge: number } | undefined;
   let lastError: Error | undefined;
+  /** Edges that refused the device since they last accepted it, with what they said. */
+  const refusing = new Map<number, Error>();
   let finish!: (reason: string | void) => void;
   const ended = new Promise<string | void>((resolve) => (finish = resolve));
 
@@ -60,8 +63,28 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
       o.log.warn({ edge: o.edges[i], err }, 'Cannot reach the edge');
       return undefined;
     }
-    const channel = await o.attach(conn);
+    let channel: PacketChannel;
+    try {
+      channel = await o.attach(conn);
+    } catch (err) {
+      conn.close();
+      refuse(i, err as Error);
+      return undefined;
+    }
+    refusing.delete(i);
     return { channel, conn, edge: i };
+  };
+
+  /** Edge i refused the device: logged and left; throws once every edge refuses (one edge: its own error). */
+  const refuse = (i: number, err: Error): void => {
+    lastError = err;
+    refusing.set(i, err);
+    if (refusing.size === o.edges.length) {
+      if (o.edges.length === 1) throw err;
+      const said = [...refusing].map(([edge, e]) => `${o.edges[edge]}: ${e.message}`).join('; ');
+      throw new OxyError((err as OxyError).code ?? 'OXY_ERR_WARP_CONNECT', `every edge refused the device: ${said}`, { cause: err });
+    }
+    o.log.error({ edge: o.edges[i], err }, 'The edge refused the device; trying the other edges');
   };
 
   const use = (next: { channel: PacketChannel; conn: TunnelConnection; edge: number }) => {
@@ -88,8 +111,15 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
   const lost = async (was: { conn: TunnelConnection; edge: number }) => {
     if (stop.signal.aborted) return finish();
     const info = await Promise.race([was.conn.closed, new Promise<undefined>((r) => setTimeout(r, CLOSE_INFO_WAIT_MS))]);
-    if (info && refused(info)) return finish(info.reason || undefined);
     current = undefined;
+    if (info && refused(info)) {
+      try {
+        refuse(was.edge, new OxyError('OXY_ERR_TUNNEL_UNAUTHORIZED', info.reason || 'the edge turned the device away'));
+      } catch {
+        // Every edge refuses (revoked): the edge's own words end it, as with one edge.
+        return finish(info.reason || undefined);
+      }
+    }
     o.log.warn({ edge: o.edges[was.edge], reason: info?.reason || undefined }, 'Lost the edge; moving to another');
     let backoff = o.backoffMs ?? 250;
     for (let attempt = 1; !stop.signal.aborted; attempt++) {
