@@ -12,6 +12,7 @@
 import { createServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { SendHandle } from 'node:child_process';
 import { splitHostPort } from '../../core/address.js';
 import { listenOn } from '../native/reuseport.js';
 import type { Logger } from '../observe/log.js';
@@ -135,18 +136,31 @@ export interface RawHandle {
  * without closing the fd, so the server's connection count drops at once. Passing the net.Socket
  * itself would tie the server's close() to the receiving process acknowledging the socket's end
  * (Node's handle-passing bookkeeping), which a relay through the primary never sends.
+ * The handle leaves the socket before its buffered bytes are taken: `socket.read()` on a socket
+ * that still has it starts reading again (net.Socket#_read), and a handle reading in the sender
+ * after the hand-off swallowed the bytes the receiver was owed (TLS records: bad record mac).
+ * The sender closes the handle once sent (`sendHandle`).
  * Internal API (net.Socket has no public readStop or detach): undefined when it is not there.
  */
-function detach(socket: Socket, read: Buffer[]): RawHandle | undefined {
+export function detach(socket: Socket, read: Buffer[]): RawHandle | undefined {
   const s = socket as unknown as { _handle?: RawHandle | null };
   const handle = s._handle;
   if (!handle || typeof handle.readStop !== 'function') return undefined;
   handle.readStop();
-  for (let more = socket.read() as Buffer | null; more; more = socket.read() as Buffer | null) read.push(more);
   handle.onread = () => undefined;
   s._handle = null;
+  for (let more = socket.read() as Buffer | null; more; more = socket.read() as Buffer | null) read.push(more);
   socket.destroy();
   return handle;
+}
+
+/**
+ * Sends a raw handle over an IPC channel and closes this process's copy once the message is
+ * written (the fd travels with it, SCM_RIGHTS): Node closes a passed net.Socket itself, never a
+ * raw handle, so each hand-off left an fd open in the sender, and with it the connection.
+ */
+export function sendHandle(send: (handle: SendHandle, done: () => void) => void, handle: RawHandle): void {
+  send(handle as unknown as SendHandle, () => handle.close());
 }
 
 /** The authority a request head is routed by: an absolute-form target's (RFC 9112 §3.2.2), else Host (the view normalizes it). */

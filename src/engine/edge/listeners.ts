@@ -1,3 +1,4 @@
+import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import { Http2TunnelListener } from '../transport/http2/index.js';
 import { listenQuic } from '../transport/quic/index.js';
 import { splitHostPort } from '../../core/address.js';
@@ -9,13 +10,15 @@ import type { ListenOptions } from '../native/reuseport.js';
 /**
  * The HTTP/2-over-TLS tunnel listener as an edge listener; with `peerCa` it also takes peer
  * links from other edges of the store (forwarding.ts). `name`: what it is called in the logs
- * (a worker's private listener for its siblings' peer links is `peer`).
+ * (a worker's private listener for its siblings' peer links is `peer`). `placed`: it does not
+ * listen itself, it serves the connections given to the function it registers — a worker of
+ * `edge run --workers`, whose primary accepts on `listen` and places each connection in a worker.
  */
 export function http2TunnelListener(
   listen: string,
   tls: { key: string; cert: string; peerCa?: string },
   log: Logger,
-  o: ListenOptions & { name?: string } = {},
+  o: ListenOptions & { name?: string; placed?: (adopt: (socket: Socket) => void) => void } = {},
 ): StartTunnelListener {
   return async (onConnection) => {
     const listener = new Http2TunnelListener({ key: tls.key, cert: tls.cert, peerCa: tls.peerCa });
@@ -29,7 +32,11 @@ export function http2TunnelListener(
     // After listen: accept failures (EMFILE) are logged; the listener keeps accepting.
     listener.on('error', (err) => log.error({ err }, 'Tunnel listener error'));
     const { host, port } = splitHostPort(listen);
-    const address = await listener.listen(port, host, o);
+    let address: AddressInfo;
+    if (o.placed) {
+      o.placed((socket) => listener.adopt(socket));
+      address = { address: host, port, family: isIPv6(host) ? 'IPv6' : 'IPv4' };
+    } else address = await listener.listen(port, host, o);
     return { protocol: o.name ?? 'http2', address, close: () => listener.close() };
   };
 }

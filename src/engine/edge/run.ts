@@ -115,7 +115,10 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
     advertise: o.advertise ?? identity.settings.advertise,
     advertiseAlways: o.advertise !== undefined,
     tunnelListeners: [
-      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log, shared),
+      // A worker's connections on the tunnel port come from the primary, which places each (workers.ts).
+      http2TunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain, peerCa: peer?.ca }, o.log, {
+        placed: o.worker && ((adopt) => o.worker?.onTunnelSocket(adopt)),
+      }),
       ...(o.quic === false
         ? []
         : [quicTunnelListener(o.tunnelListen, { key: identity.key, cert: identity.certChain }, o.log, { ...shared, fd: o.worker?.spec.quicFd })]),

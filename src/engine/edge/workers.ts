@@ -6,9 +6,14 @@
  * that dies (with backoff, logged), serves the one metrics listener (the workers' metrics
  * summed), and on SIGTERM/SIGINT stops them all and waits for their drain.
  *
- * Workers share the TCP listeners (tunnel TLS, public HTTP, CONNECT proxy) and the QUIC UDP
- * socket with SO_REUSEPORT: each has sockets of its own on the same address and the kernel
- * spreads connections (and QUIC 4-tuples) over them by hash, with no hop through the primary.
+ * Workers share the public listeners (HTTP, CONNECT proxy) and the QUIC UDP socket with
+ * SO_REUSEPORT: each has sockets of its own on the same address and the kernel spreads
+ * connections (and QUIC 4-tuples) over them by hash, with no hop through the primary. The
+ * tunnel port's TCP listener (HTTP/2 connectors, devices, peer edges) is the primary's: it
+ * places each connection, before its TLS handshake, in the worker holding the fewest (fd
+ * passing), so a connector's HA connections spread evenly over the workers and each of them
+ * serves the tunnel's public traffic itself (the kernel's hash left all 4 in one worker 1 time
+ * in 8, 3 + 1 half the time). A tunnel connection is long-lived: one hop at its start.
  * What cannot be shared runs in worker 1 only: the SEQPACKET on-ramp (a unix socket path),
  * GUE (its sessions live in one flow table) and the dashboard. Each worker is an edge of its
  * own in the store's edge registry (`oxyctl edge list` shows one row per worker, with the same
@@ -17,9 +22,9 @@
  * The first worker starts alone with the configured addresses (port 0 allowed) and reports
  * the ports it bound; the others, and every restart, listen on those.
  */
-import { fork, type ChildProcess, type SendHandle } from 'node:child_process';
-import { Socket, type AddressInfo, type SocketConstructorOpts } from 'node:net';
-import type { RawHandle, Siblings } from './handoff.js';
+import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, Socket, type AddressInfo, type Server as TcpServer, type SocketConstructorOpts } from 'node:net';
+import { detach, sendHandle, type RawHandle, type Siblings } from './handoff.js';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { newId } from '../../core/common.js';
 import { OxyError } from '../../core/errors.js';
@@ -74,8 +79,15 @@ type ToPrimary =
   | { type: 'ready'; listen: SharedListen; peer?: Peer }
   | { type: 'metrics'; id: number; metrics: Metrics }
   | { type: 'held'; tunnels: string[] }
-  | { type: 'handoff'; to: number; head: string };
-type ToWorker = { type: 'metrics'; id: number } | { type: 'holders'; holders: Holders; peers: Peer[] } | { type: 'handoff'; to: number; head: string };
+  | { type: 'handoff'; to: number; head: string }
+  /** The tunnel-port connections it has open, and the last placement (`seq`) it has received. */
+  | { type: 'tunnel-sockets'; open: number; seen: number };
+type ToWorker =
+  | { type: 'metrics'; id: number }
+  | { type: 'holders'; holders: Holders; peers: Peer[] }
+  | { type: 'handoff'; to: number; head: string }
+  /** A tunnel-port connection the primary accepted (the handle goes with it), numbered. */
+  | { type: 'tunnel'; seq: number };
 
 /** This process's part when the primary started it; undefined in a process the user started. */
 export function workerSpec(env: NodeJS.ProcessEnv = process.env): WorkerSpec | undefined {
@@ -144,6 +156,10 @@ export class WorkerLink implements Siblings {
   #turn = 0;
   #held = '';
   #adopt?: (socket: Socket, head: Buffer) => void;
+  #adoptTunnel?: (socket: Socket) => void;
+  /** Tunnel-port connections the primary placed here that are open, and the last one's number. */
+  #tunnelSockets = 0;
+  #seen = 0;
 
   constructor(readonly spec: WorkerSpec) {
     // The channel to the primary must not keep a stopped worker alive (the edge's handles do while it runs).
@@ -156,8 +172,36 @@ export class WorkerLink implements Siblings {
         const socket = new Socket({ handle, readable: true, writable: true } as unknown as SocketConstructorOpts);
         socket.on('error', () => socket.destroy());
         this.#adopt(socket, Buffer.from(m.head, 'base64'));
-      }
+      } else if (m?.type === 'tunnel' && handle) this.#takeTunnel(m.seq, handle);
     });
+  }
+
+  /** A tunnel-port connection the primary placed here: to the tunnel listener (TLS), counted while open. */
+  #takeTunnel(seq: number, handle: RawHandle): void {
+    this.#seen = seq;
+    if (!this.#adoptTunnel) {
+      handle.close();
+      return this.#reportTunnelSockets();
+    }
+    // Unread until TLS takes the handle over: bytes read into the JS stream first would be lost to it.
+    const socket = new Socket({ handle, readable: true, writable: true, pauseOnCreate: true } as unknown as SocketConstructorOpts);
+    socket.on('error', () => socket.destroy());
+    this.#tunnelSockets++;
+    socket.once('close', () => {
+      this.#tunnelSockets--;
+      this.#reportTunnelSockets();
+    });
+    this.#reportTunnelSockets();
+    this.#adoptTunnel(socket);
+  }
+
+  #reportTunnelSockets(): void {
+    send({ type: 'tunnel-sockets', open: this.#tunnelSockets, seen: this.#seen });
+  }
+
+  /** Where the tunnel-port connections the primary places in this worker go (the HTTP/2 tunnel listener). */
+  onTunnelSocket(fn: (socket: Socket) => void): void {
+    this.#adoptTunnel = fn;
   }
 
   #learn(holders: Holders, peers: Peer[]): void {
@@ -190,7 +234,8 @@ export class WorkerLink implements Siblings {
   }
 
   handOff(to: number, handle: RawHandle, head: Buffer): void {
-    send({ type: 'handoff', to, head: head.toString('base64') }, handle);
+    const m: ToPrimary = { type: 'handoff', to, head: head.toString('base64') };
+    sendHandle((h, done) => process.send?.(m, h, {}, done), handle);
   }
 
   /** Where connections handed over by siblings go (the public listener's front). */
@@ -235,8 +280,8 @@ export class WorkerLink implements Siblings {
   }
 }
 
-function send(m: ToPrimary, handle?: RawHandle): void {
-  process.send?.(m, handle as unknown as SendHandle, {}, () => undefined);
+function send(m: ToPrimary): void {
+  process.send?.(m, undefined, {}, () => undefined);
 }
 
 /** Runs the same command again as worker `spec` (same Node flags, same arguments). */
@@ -276,12 +321,18 @@ interface Slot {
   held: string[];
   /** Its private peer listener, once ready. */
   peer?: Peer;
+  /** Tunnel-port connections open in it (its last report), and placements sent after the last one it had seen then. */
+  tunnelSockets: number;
+  placed: number[];
 }
 
 export class EdgePrimary {
   readonly #slots: Slot[];
   readonly #spawn: (spec: WorkerSpec, fds: number[]) => ChildProcess;
   #group?: ReusePortGroup;
+  /** The tunnel port's TCP listener: each connection goes to the worker with the fewest (#place). */
+  #tunnelServer?: TcpServer;
+  #placements = 0;
   #listen: SharedListen;
   #stopping = false;
   #metricsServer?: MetricsServer;
@@ -298,8 +349,9 @@ export class EdgePrimary {
       // The tunnel port and its QUIC sockets, held here for the edge's life (reusePortGroup).
       const { host, port } = splitHostPort(o.listen.tunnel);
       primary.#group = await reusePortGroup(host, port, o.quic ? o.count : 0);
-      primary.#listen = { ...o.listen, tunnel: hostPort({ address: host, port: primary.#group.port }) };
+      primary.#listen = { ...o.listen, tunnel: hostPort(primary.#group) };
       await primary.#startSlot(primary.#slots[0]!, true);
+      await primary.#listenTunnel(primary.#group.takeTcp());
       await Promise.all(primary.#slots.slice(1).map((s) => primary.#startSlot(s, false)));
       if (o.metricsListen) {
         const aggregate = { contentType: primary.#own.contentType, metrics: () => primary.#scrape() };
@@ -315,7 +367,16 @@ export class EdgePrimary {
   }
 
   private constructor(private readonly o: PrimaryOptions) {
-    this.#slots = Array.from({ length: o.count }, (_, index) => ({ index, ready: false, startedAt: 0, crashes: 0, restarts: 0, held: [] }));
+    this.#slots = Array.from({ length: o.count }, (_, index) => ({
+      index,
+      ready: false,
+      startedAt: 0,
+      crashes: 0,
+      restarts: 0,
+      held: [],
+      tunnelSockets: 0,
+      placed: [],
+    }));
     this.#spawn = o.spawn ?? forkSelf;
     this.#listen = o.listen;
     const ready = () => this.readyWorkers;
@@ -367,7 +428,10 @@ export class EdgePrimary {
           slot.held = m.tunnels;
           this.#tellHolders();
         } else if (m?.type === 'handoff' && handle) this.#relay(slot, m, handle);
-        else if (m?.type === 'ready' && !slot.ready) {
+        else if (m?.type === 'tunnel-sockets') {
+          slot.tunnelSockets = m.open;
+          slot.placed = slot.placed.filter((seq) => seq > m.seen);
+        } else if (m?.type === 'ready' && !slot.ready) {
           slot.ready = true;
           slot.peer = m.peer;
           this.#tellHolders();
@@ -379,6 +443,8 @@ export class EdgePrimary {
       child.once('exit', (code, signal) => {
         const wasReady = slot.ready;
         slot.ready = false;
+        slot.tunnelSockets = 0;
+        slot.placed = [];
         if (slot.held.length || slot.peer) {
           slot.held = [];
           slot.peer = undefined;
@@ -430,13 +496,52 @@ export class EdgePrimary {
     for (const s of this.#slots) if (s.child?.connected) s.child.send(m, undefined, {}, () => undefined);
   }
 
+  /** Listens on the tunnel port's TCP socket (held since start, bound): from now on connectors, devices and peer edges reach the workers through #place. */
+  async #listenTunnel(fd: number): Promise<void> {
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.#place(socket));
+    this.#tunnelServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ fd }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    // After listen: accept failures (EMFILE) are logged; the listener keeps accepting.
+    server.on('error', (err) => this.o.log.error({ err }, 'Tunnel listener error'));
+  }
+
+  /**
+   * A tunnel-port connection, unread: to the ready worker with the fewest such connections
+   * (those it reported, plus those sent since that it had not seen yet); on a tie, the next in
+   * turn. With none ready it is closed (connectors redial).
+   */
+  #place(socket: Socket): void {
+    socket.on('error', () => socket.destroy());
+    const n = this.#slots.length;
+    let best: Slot | undefined;
+    let fewest = Infinity;
+    for (let i = 0; i < n; i++) {
+      const s = this.#slots[(this.#placements + i) % n]!;
+      if (!s.ready || !s.child?.connected) continue;
+      const load = s.tunnelSockets + s.placed.length;
+      if (load < fewest) [best, fewest] = [s, load];
+    }
+    const handle = best && detach(socket, []);
+    if (!best?.child || !handle) return void socket.destroy();
+    const seq = ++this.#placements;
+    best.placed.push(seq);
+    const child = best.child;
+    sendHandle((h, done) => child.send({ type: 'tunnel', seq } satisfies ToWorker, h, {}, done), handle);
+  }
+
   /** A client connection a worker hands to a sibling; back to the sender when the sibling is gone (it serves it then). */
   #relay(from: Slot, m: { to: number; head: string }, handle: RawHandle): void {
     const target = this.#slots[m.to];
     const to = target?.ready && target.child?.connected ? target : from;
     if (!to.child?.connected) return handle.close();
-    // Sent, the handle is closed here once the worker has it (keepOpen false).
-    to.child.send({ type: 'handoff', to: to.index, head: m.head } satisfies ToWorker, handle as unknown as SendHandle, {}, () => undefined);
+    const child = to.child;
+    sendHandle((h, done) => child.send({ type: 'handoff', to: to.index, head: m.head } satisfies ToWorker, h, {}, done), handle);
   }
 
   /** Every ready worker's metrics, summed (counters and gauges) into one document. */
@@ -485,6 +590,8 @@ export class EdgePrimary {
   /** Stops every worker (SIGTERM: each drains as a single edge does), then the metrics listener. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    // No new tunnel connections into workers that drain (connectors dial another edge meanwhile).
+    const tunnelClosed = new Promise((resolve) => (this.#tunnelServer ? this.#tunnelServer.close(resolve) : resolve(undefined)));
     const running = this.#slots.flatMap((s) => {
       clearTimeout(s.restart);
       const child = s.child;
@@ -504,6 +611,7 @@ export class EdgePrimary {
       ),
     );
     await this.#metricsServer?.close();
+    await tunnelClosed;
     this.#group?.close();
   }
 }

@@ -37,29 +37,47 @@ const ipOf = async (host: string | undefined) => (!host ? '::' : isIP(host) ? ho
 
 /** A port held for a group of SO_REUSEPORT sockets, and UDP members of the group made up front. */
 export interface ReusePortGroup {
+  /** The address bound (a name resolved) and the port (the kernel's pick for port 0). */
+  address: string;
   port: number;
   /** One bound UDP socket per worker (fds), kept open here: the group's members never change. */
   udp: number[];
+  /**
+   * Takes the TCP socket that holds the port (bound, not listening) to listen on it; the
+   * group no longer closes it then (its new owner does).
+   */
+  takeTcp(): number;
   close(): void;
 }
 
 /**
- * Reserves HOST:PORT (port 0: the kernel picks) for the workers' SO_REUSEPORT listeners with a
- * TCP socket that is bound but never listens (it takes no connections), and makes `udpCount`
- * UDP sockets of the port's group. The kernel hashes a UDP 4-tuple onto the group's members in
- * order: a member that left and came back (a worker restarted with a socket of its own) moves
- * other workers' QUIC connections to sockets that do not know them, and they are reset. Sockets
- * held by the primary and handed to each worker again keep every 4-tuple where it was.
+ * Reserves HOST:PORT (port 0: the kernel picks) with a TCP socket that is bound but does not
+ * listen (the primary of `edge run --workers` listens on it later: it places each tunnel
+ * connection in a worker itself), and makes `udpCount` UDP sockets of the port's SO_REUSEPORT
+ * group. The kernel hashes a UDP 4-tuple onto the group's members in order: a member that left
+ * and came back (a worker restarted with a socket of its own) moves other workers' QUIC
+ * connections to sockets that do not know them, and they are reset. Sockets held by the primary
+ * and handed to each worker again keep every 4-tuple where it was.
  */
 export async function reusePortGroup(host: string | undefined, port: number, udpCount: number): Promise<ReusePortGroup> {
   const address = await ipOf(host);
   const n = native();
   const reserve = n.tcpListenReusePort(address, port, -1, false);
   const fds = [reserve];
+  let tcpTaken = false;
   try {
     const bound = n.socketAddress(reserve).port;
     for (let i = 0; i < udpCount; i++) fds.push(n.udpBindReusePort(address, bound, false));
-    return { port: bound, udp: fds.slice(1), close: () => fds.forEach((fd) => n.closeFd(fd)) };
+    return {
+      address,
+      port: bound,
+      udp: fds.slice(1),
+      takeTcp: () => {
+        tcpTaken = true;
+        return reserve;
+      },
+      close: () => fds.forEach((fd) => (fd !== reserve || !tcpTaken) && n.closeFd(fd)),
+    };
   } catch (err) {
     for (const fd of fds) n.closeFd(fd);
     throw err;

@@ -2,7 +2,8 @@
 // connection that lands on a worker without a connection of its tunnel is handed to the worker
 // that has one, a killed worker is restarted while the edge keeps serving, SIGTERM drains them
 // all, and --workers 1 is the single process it always was.
-import { get } from 'node:http';
+import { readdirSync } from 'node:fs';
+import { Agent, get } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { oxyOk } from '../../helpers/cli.js';
 import { expect, it } from 'vitest';
@@ -116,6 +117,55 @@ it('two workers serve a tunnel held by one of them through both, survive a kille
   expect(pids.filter(alive)).toEqual([]);
   expect(edge.output).toContain('Shutting down the edge worker=1');
   expect(edge.output).toContain('Shutting down the edge worker=2');
+}, 90_000);
+
+/** `count` requests one after another on one kept-alive connection (a new one per call); their statuses. */
+const keptAlive = (port: number, count: number) =>
+  new Promise<number[]>((resolve) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const statuses: number[] = [];
+    const next = () => {
+      if (statuses.length === count) return (agent.destroy(), resolve(statuses));
+      const req = get({ port, host: '127.0.0.1', path: '/', headers: { host: 'app.example.com' }, agent, timeout: 10_000 }, (res) => {
+        res.resume();
+        res.on('end', () => (statuses.push(res.statusCode ?? 0), next()));
+      });
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => (statuses.push(0), next()));
+    };
+    next();
+  });
+
+/** The process's open file descriptors. */
+const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+
+it("spreads a connector's HTTP/2 connections evenly over the workers; a kept-alive client handed to a sibling gets every answer, and no hand-off leaves an fd behind", async () => {
+  const { edge, tunnel, http, metrics } = await startWorkers(t.home);
+  t.procs.push(edge);
+  const one = await startConnector(t.home, tunnel, ['--ha-connections', '1', '--hello-world', 'web'], 1);
+  t.procs.push(one.connector);
+  await until(async () => (await workers(metrics)).some((w) => w.tunnelConnections === 1), 10_000, 'the tunnel connection in a worker', 100);
+  const other = (await workers(metrics)).find((w) => !w.tunnelConnections)!;
+  const before = { primary: fds(edge.child.pid!), other: fds(other.pid) };
+  // 16 connections of 5 requests each: about half land on the worker without the tunnel and are
+  // handed over after their first head; the rest of their requests must reach the sibling intact.
+  const statuses = (await Promise.all(Array.from({ length: 16 }, () => keptAlive(http, 5)))).flat();
+  expect(statuses.filter((s) => s === 200)).toHaveLength(80);
+  expect((await workers(metrics)).find((w) => w.pid === other.pid)!.handoffs).toBeGreaterThan(0);
+  // Every hand-off closed its fd in the worker that handed it and in the primary that relayed it.
+  await until(
+    async () => fds(edge.child.pid!) <= before.primary && fds(other.pid) <= before.other,
+    10_000,
+    `fds back (primary ${before.primary}, worker ${before.other})`,
+    100,
+  );
+  await one.connector.stop('SIGTERM');
+  await until(async () => (await workers(metrics)).every((w) => !w.tunnelConnections), 10_000, 'the connection gone', 100);
+  // The primary places each connection on the tunnel port in the worker holding the fewest.
+  const four = await startConnector(t.home, tunnel, ['--ha-connections', '4', '--hello-world', 'web'], 4);
+  t.procs.push(four.connector);
+  await until(async () => (await workers(metrics)).reduce((n, w) => n + (w.tunnelConnections ?? 0), 0) === 4, 10_000, '4 connections in the workers', 100);
+  expect((await workers(metrics)).map((w) => w.tunnelConnections)).toEqual([2, 2]);
 }, 90_000);
 
 /** A CONNECT through the proxy to 127.0.0.1:port in vnet lab; the first line the destination sent, or what went wrong. */

@@ -11,7 +11,7 @@
  * certificate is refused.
  */
 import { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { debuglog } from 'node:util';
 import { TunnelCloseCode } from '../../protocol/codes.js';
@@ -75,6 +75,11 @@ export class Http2TunnelListener extends EventEmitter<Http2TunnelListenerEvents>
 
   address(): AddressInfo {
     return this.server.address() as AddressInfo;
+  }
+
+  /** Serves a TCP connection accepted elsewhere (TLS handshake on): `edge run --workers` places them. */
+  adopt(socket: Socket): void {
+    this.server.emit('connection', socket);
   }
 
   /** Stop accepting and close every connection with `code`/`reason`. */
