@@ -16,6 +16,8 @@ const walk = (d) => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirect
 
 const input = { run: join(dist, 'cli/execute.js') };
 for (const file of walk(join(dist, 'commands'))) input[relative(dist, file).replace(/\.js$/, '')] = file;
+// A worker thread's entry (the quick tunnel's connector) must be a file of its own.
+input['engine/quick-connector-worker'] = join(dist, 'engine/quick-connector-worker.js');
 
 // Inlined: oclif and the pure-JS packages it loads at start-up. Everything else stays a
 // normal import from node_modules (native addons, packages loaded on demand).

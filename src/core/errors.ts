@@ -74,6 +74,7 @@ export const ERROR_CODES = {
   OXY_ERR_EDGE_ADVERTISE: 'An --advertise address (edge init, edge run, advertise: in edge.yml) that is not a HOST:PORT connectors can dial.',
   OXY_ERR_EDGE_TRUST: 'The connector or device has no way to trust the edge (no pin, no local edge, no address).',
   OXY_ERR_EDGE_WORKER: 'An edge worker process (edge run --workers N) exited before it was ready.',
+  OXY_ERR_QUICK_CONNECTOR: "The quick tunnel's connector thread ended before it registered.",
   // ─── Tunnel protocol and transports ───────────────────────────────────────────
   OXY_ERR_PROTOCOL_BAD_MAGIC: 'The first bytes are not the protocol magic: not an oxy tunnel peer, or garbage.',
   OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION: 'A version this build does not speak.',
