@@ -3,25 +3,31 @@
  * `edge run --workers N` (issue 16): does the edge's CPU per request stay flat with more worker
  * processes, and how do requests/s scale with cores? Everything on loopback, started here, each
  * in a process of its own: an origin (bench/lib/servers.js http, GET /small = 64 bytes), one edge
- * per configuration and a connector over HTTP/2 with 4 HA connections (the kernel spreads them
- * over the workers by hash: 2 + 2, 3 + 1, or 4 + 0 — then the other worker hands its clients over).
- * Load: wrk, 32 keep-alive connections, 2 threads, --seconds per run. Configurations, run in
- * alternating --rounds (the machine is shared: medians, and read ratios within a round):
- *  - 1 worker (today's single process);
- *  - 2 workers, unpinned;
- *  - 2 workers pinned each to a core of its own (`taskset -cp 0` / `-cp 1`);
- *  - 2 workers pinned both to core 0 (the scaling the second core gives, the other way round);
- *  - 1 worker with 16 wrk connections: the load each of two workers sees, to tell the cost of a
- *    second process from the cost of fewer requests per event-loop wake-up.
- * Per run: requests/s, the edge's CPU per request (primary + workers, utime + stime from
- * /proc/PID/stat) — also relative to the origin's own CPU per request in that run, the yardstick
- * for how busy the machine was — the connector's, and each worker's share of requests and tunnel
- * connections (the primary's /workers document).
+ * per configuration and a connector over HTTP/2 with 4 HA connections (the primary places them
+ * in the workers holding the fewest: 2 + 2). Load: wrk, 32 keep-alive connections, 2 threads,
+ * --seconds per run after --warmup seconds of the same load. Configurations, run in alternating
+ * --rounds (the machine is shared: read ratios within a round, and their medians):
+ *  0 1 worker (the single process);
+ *  1 1 worker with 16 wrk connections (fewer requests in flight per process, as each of two sees);
+ *  2 2 workers, unpinned;
+ *  3 2 workers pinned each to a core of its own (`taskset -a -cp 0` / `-cp 1`);
+ *  4 2 workers pinned both to core 0;
+ *  5 2 workers at nice 3: together they weigh one process with the scheduler (CFS shares CPU per
+ *    thread: an extra busy process takes CPU from wrk, the connector and the origin);
+ *  6, 7 the edge alone on core 0 (1 worker, then 2), wrk + connector + origin on core 1.
+ * Per run, the accounting that says where the edge's CPU goes: its CPU per request (primary +
+ * workers, utime + stime from /proc/PID/stat; also ÷ the origin's, the yardstick for how busy the
+ * machine was), the primary's part, each worker's CPU per request it served itself, read/write
+ * system calls, wake-ups (voluntary context switches) and preemptions per request of the serving
+ * processes (/proc/PID/io, status), the connector's CPU and system calls, hand-offs between
+ * workers in the measured run, and wrk's socket errors (requests never answered).
+ * `--configs 0,2` runs some of them; `--bin PATH` another build (A/B); `--node-flags
+ * --perf-basic-prof --perf DIR` records the edge's processes per run.
  *
  *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5]
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +43,8 @@ const warmup = Number(arg('warmup', 5));
 const nodeFlags = arg('node-flags', '').split(' ').filter(Boolean);
 /** `--perf DIR`: `perf record -e cpu-clock -g` of the edge's processes during each measurement (DIR/<round>-<config>.data). */
 const perfDir = arg('perf', '');
-const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+/** `--bin PATH`: another build's bin/run.js for the edge and connector (alternate old/new builds in A/B runs). */
+const bin = arg('bin', fileURLToPath(new URL('../bin/run.js', import.meta.url)));
 const servers = fileURLToPath(new URL('./lib/servers.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'oxy-workers-'));
 const HOST = 'bench.example.com';
@@ -122,6 +129,10 @@ async function measure(config, originUrl, originPid, label) {
     const serving = rows?.map((w) => w.pid) ?? [e.edge.pid];
     const pin = (cpus, pid) => execFileSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
     if (config.pin) serving.forEach((pid, i) => pin(String(config.pin[i]), pid));
+    // Each worker's weight with the scheduler (every thread of it): `nice` 3 ≈ half of nice 0's (CFS).
+    if (config.nice)
+      for (const pid of serving)
+        for (const task of readdirSync(`/proc/${pid}/task`)) execFileSync('renice', ['-n', String(config.nice), '-p', task], { stdio: 'ignore' });
     // The load's side (wrk, connector, origin) on cores of its own, or on every core.
     const rest = config.rest ?? ALL_CORES;
     pin(rest, e.connector.pid);
@@ -144,6 +155,9 @@ async function measure(config, originUrl, originPid, label) {
     const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
     if (errors) throw new Error(`${config.name}: ${errors[1]} error responses`);
+    // Requests that never got an answer (a hand-off that lost bytes showed as read timeouts).
+    const socketErrors = /Socket errors: (.*)/.exec(stdout);
+    if (socketErrors) console.log(`  ${config.name}: wrk socket errors: ${socketErrors[1]}`);
     const endRows = await workerRows(e.metrics);
     const served = endRows?.map((w, i) => w.httpRequests - (startRows?.[i]?.httpRequests ?? 0)) ?? [requests];
     const per = (k, field) => (after[k][field] - before[k][field]) / requests;
@@ -175,6 +189,8 @@ const ALL_CONFIGS = [
   { name: '2 workers', workers: 2 },
   { name: '2 workers, one core each (taskset 0 | 1)', workers: 2, pin: [0, 1] },
   { name: '2 workers, both on core 0 (taskset 0)', workers: 2, pin: [0, 0] },
+  // Two workers that together weigh what one process does with the scheduler (CFS shares CPU per thread).
+  { name: '2 workers at nice 3 (together: 1 process)', workers: 2, nice: 3 },
   // The edge alone on core 0, wrk + connector + origin on core 1: its CPU per request without the load's processes beside it.
   { name: 'edge on core 0, load on 1: 1 worker', workers: 1, pin: [0], rest: '1' },
   { name: 'edge on core 0, load on 1: 2 workers', workers: 2, pin: [0, 0], rest: '1' },
@@ -218,14 +234,25 @@ try {
     }
   }
   const base = results.get(CONFIGS[0].name);
-  console.log('\nmedians (ratio to 1 worker)');
+  console.log('\nmedians (in brackets: the median of the ratios to 1 worker in the same round)');
   for (const config of CONFIGS) {
     const ms = results.get(config.name);
     const rps = median(ms.map((m) => m.rps));
     const edge = median(ms.map((m) => m.edge));
     const rel = median(ms.map((m) => m.edge / m.origin));
+    // The same ratios taken within each round (the machine's load changes between rounds).
+    const inRound = (f) => median(ms.map((m, i) => f(m) / f(base[i])));
     console.log(
-      `  ${config.name.padEnd(42)} ${fmt(rps, 0).padStart(6)} req/s (${fmt(rps / median(base.map((m) => m.rps)), 2)}×)  edge CPU ${fmt(edge, 0)} µs/req (${fmt(edge / median(base.map((m) => m.edge)), 2)}×), ${fmt(rel, 1)}× the origin's (${fmt(rel / median(base.map((m) => m.edge / m.origin)), 2)}×)  connector ${fmt(median(ms.map((m) => m.connector)), 0)} µs/req`,
+      `  ${config.name.padEnd(42)} ${fmt(rps, 0).padStart(6)} req/s (${fmt(
+        inRound((m) => m.rps),
+        2,
+      )}×)  edge CPU ${fmt(edge, 0)} µs/req (${fmt(
+        inRound((m) => m.edge),
+        2,
+      )}×), ${fmt(rel, 1)}× the origin's (${fmt(
+        inRound((m) => m.edge / m.origin),
+        2,
+      )}×)  connector ${fmt(median(ms.map((m) => m.connector)), 0)} µs/req  syscalls ${fmt(median(ms.map((m) => m.calls)), 2)}/req  wake-ups ${fmt(median(ms.map((m) => m.wakeups)), 2)}/req`,
     );
   }
   console.log(
