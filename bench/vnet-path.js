@@ -11,7 +11,7 @@
  *    host namespaces (userspace WireGuard over the same veth: the peer the issue names), when
  *    it is installed; configured over its UAPI socket, so wireguard-tools is not needed.
  *  - CPU per MB and per request in the device, edge and connector processes.
- *   npm run build && node bench/vnet-path.js [--seconds 5] [--protocol http2]
+ *   npm run build && node bench/vnet-path.js [--seconds 5] [--rounds 3] [--protocol http2]
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  */
@@ -26,6 +26,8 @@ import net from 'node:net';
 import { arg, cpuMicros, fmt } from './lib/run.js';
 
 const seconds = Number(arg('seconds', 5));
+/** Interleaved rounds of veth, tunnel and wireguard-go per measurement (medians are printed). */
+const rounds = Number(arg('rounds', 3));
 /** Extra node flags for edge, connector and device (e.g. --perf-basic-prof for `perf record`). */
 const nodeFlags = (arg('node-flags', '') || '').split(' ').filter(Boolean);
 const protocol = arg('protocol', 'http2');
@@ -224,49 +226,70 @@ try {
 
   const iperf = (target, ...extra) =>
     JSON.parse(inNs(names.dev, 'iperf3', ['-c', target, '-t', String(seconds), '-J', ...extra])).end.sum_received.bits_per_second / 1e9;
-  const veth = iperf('198.18.9.2');
-  const procs = { device, edge, connector };
-  const { result: tunnel, cpu: bulkCpu } = withCpu(procs, () => iperf('198.18.0.10'), 'bulk');
-  console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth`);
-  console.log(`iperf3: tunnel ${fmt(tunnel, 2)} Gbit/s | veth ${fmt(veth, 2)} Gbit/s | ratio ${fmt(tunnel / veth, 3)}`);
-  // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
-  const vethDown = iperf('198.18.9.2', '-R');
-  const tunnelDown = iperf('198.18.0.10', '-R');
-  console.log(`iperf3 -R (host → device): tunnel ${fmt(tunnelDown, 2)} Gbit/s | veth ${fmt(vethDown, 2)} Gbit/s | ratio ${fmt(tunnelDown / vethDown, 3)}`);
   const rps = (target, fresh = false, ms = seconds * 1000) =>
     Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(ms), fresh ? 'fresh' : '']).trim());
-  const vethRps = rps('198.18.9.2');
-  const { result: tunnelRps, cpu: rpsCpu } = withCpu(procs, () => rps('198.18.0.10'), 'requests');
-  console.log(`HTTP requests/s (16 keep-alive connections): tunnel ${fmt(tunnelRps, 0)} | veth ${fmt(vethRps, 0)} | ratio ${fmt(tunnelRps / vethRps, 3)}`);
-  console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(bulkCpu, (tunnel * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
-  console.log(`CPU per request through the tunnel: ${perUnit(rpsCpu, tunnelRps * seconds, 1e6, 'µs')}`);
-  // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
-  const vethFlows = rps('198.18.9.2', true);
-  rps('198.18.0.10', true, 2000); // warm-up: the flow-setup code paths are compiled before they are measured
-  const { result: tunnelFlows, cpu: flowCpu } = withCpu(procs, () => rps('198.18.0.10', true), 'flows');
-  console.log(
-    `HTTP requests/s, a new connection each (16 clients): tunnel ${fmt(tunnelFlows, 0)} | veth ${fmt(vethFlows, 0)} | ratio ${fmt(tunnelFlows / vethFlows, 3)}`,
-  );
-  console.log(`CPU per new connection through the tunnel: ${perUnit(flowCpu, tunnelFlows * seconds, 1e6, 'µs')}`);
-  const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
-  console.log(
-    `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms`,
-  );
+  const procs = { device, edge, connector };
   let hasWg = true;
   try {
     execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });
   } catch {
     hasWg = false;
   }
-  if (!hasWg) console.log('wireguard-go not installed (apt-get install wireguard-go): its figures are left out');
-  else {
-    await startWireguard();
-    const wg = iperf('198.18.99.2');
-    const wgRps = rps('198.18.99.2');
-    console.log(
-      `wireguard-go between the same namespaces: iperf3 ${fmt(wg, 2)} Gbit/s (oxyctl tunnel / wireguard-go ${fmt(tunnel / wg, 2)}) | requests/s ${fmt(wgRps, 0)} (oxyctl / wireguard-go ${fmt(tunnelRps / wgRps, 2)})`,
-    );
-  }
+  if (hasWg) await startWireguard();
+  else console.log('wireguard-go not installed (apt-get install wireguard-go): its figures are left out');
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  /**
+   * `rounds` rounds of veth, tunnel and wireguard-go back to back (the machine's load moves
+   * between measurements taken minutes apart): medians of each and of the per-round ratios;
+   * the tunnel's CPU summed over its rounds.
+   */
+  const compare = (label, measure) => {
+    const rows = { veth: [], tunnel: [], wg: [] };
+    const cpu = { device: 0, edge: 0, connector: 0 };
+    for (let r = 0; r < rounds; r++) {
+      rows.veth.push(measure('198.18.9.2'));
+      const { result, cpu: used } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
+      rows.tunnel.push(result);
+      for (const k of Object.keys(cpu)) cpu[k] += used[k];
+      if (hasWg) rows.wg.push(measure('198.18.99.2'));
+    }
+    const ratio = (other) => median(rows.tunnel.map((t, i) => t / other[i]));
+    return {
+      tunnel: median(rows.tunnel),
+      veth: median(rows.veth),
+      wg: hasWg ? median(rows.wg) : NaN,
+      toVeth: ratio(rows.veth),
+      toWg: hasWg ? ratio(rows.wg) : NaN,
+      total: rows.tunnel.reduce((a, b) => a + b, 0),
+      cpu,
+    };
+  };
+  const line = (what, c, digits, unit) =>
+    `${what}: tunnel ${fmt(c.tunnel, digits)}${unit} | veth ${fmt(c.veth, digits)}${unit} | ratio ${fmt(c.toVeth, 3)}` +
+    (hasWg ? ` | wireguard-go ${fmt(c.wg, digits)}${unit}, oxyctl / wireguard-go ${fmt(c.toWg, 2)}` : '');
+  console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth and over wireguard-go; medians of ${rounds} interleaved rounds`);
+  const up = compare('bulk', (t) => iperf(t));
+  console.log(line('iperf3 (device → host)', up, 2, ' Gbit/s'));
+  // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
+  const down = compare('bulk-r', (t) => iperf(t, '-R'));
+  console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
+  const req = compare('requests', (t) => rps(t));
+  console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
+  console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+  console.log(`CPU per request through the tunnel: ${perUnit(req.cpu, req.total * seconds, 1e6, 'µs')}`);
+  // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
+  rps('198.18.0.10', true, 2000); // warm-up: the flow-setup code paths are compiled before they are measured
+  const synRetrans = () => Number(/TcpExtTCPSynRetrans\s+(\d+)/.exec(inNs(names.dev, 'nstat', ['-az', 'TcpExtTCPSynRetrans']))?.[1] ?? 0);
+  const retransBefore = synRetrans();
+  const flows = compare('flows', (t) => rps(t, true));
+  console.log(line('HTTP requests/s, a new connection each (16 clients)', flows, 0, ''));
+  console.log(`SYNs the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore}`);
+  console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
+  const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
+  console.log(
+    `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
+      (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : ''),
+  );
 
   const probe = `require('net').connect(80,'198.18.4.10').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1)); setTimeout(()=>process.exit(2),2000)`;
   oxy('tunnel', 'route', 'ip', 'add', '198.18.4.0/24', 'dc');

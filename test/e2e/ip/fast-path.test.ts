@@ -29,44 +29,51 @@ privilegedDescribe('IP edge fast path for established TCP flows', () => {
     return ended.find(([f]) => f.dstPort === dstPort)!;
   };
 
-  it('carries an echoed stream byte-exact without JS per packet, and still counts it and ends it on FIN', async () => {
-    const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
-    try {
-      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41001, dst: '198.18.2.2', dstPort: 7001 });
-      const before = h.edge.upgrader.fastNat.totals;
-      const total = 8 * 1024 * 1024;
-      const data = randomBytes(total);
-      const received: Buffer[] = [];
-      const done = new Promise<void>((resolve, reject) => {
-        socket.on('data', (c: Buffer) => received.push(c));
-        socket.once('end', resolve);
-        socket.once('error', reject);
-      });
-      socket.end(data);
-      await done;
-      const echoed = Buffer.concat(received);
-      expect(echoed.length).toBe(total);
-      expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
-      const after = h.edge.upgrader.fastNat.totals;
-      const fastIn = after.toKernel - before.toKernel;
-      const fastOut = after.toClients - before.toClients;
-      // Most of the flow's packets went natively, both ways.
-      expect(fastIn).toBeGreaterThan(10);
-      expect(fastOut).toBeGreaterThan(10);
-      const [flow, reason] = await endOf(7001);
-      // Ended by the close (JS saw the FINs), not left to the idle sweep. ('rst' too: under load the
-      // namespace's kernel sometimes resets after both FINs, with the fast path off as well.)
-      expect(['fin', 'rst']).toContain(reason);
-      // The flow's counters include what passed natively.
-      expect(flow.packetsIn).toBeGreaterThan(fastIn);
-      expect(flow.packetsOut).toBeGreaterThan(fastOut);
-      expect(flow.bytesIn).toBeGreaterThan(total);
-      expect(flow.bytesOut).toBeGreaterThan(total);
-      expect(h.edge.upgrader.activeSlots).toBe(0);
-    } finally {
-      t.close();
-    }
-  }, 30_000);
+  it.each([
+    { family: 'IPv4', src: '198.18.1.1', dst: '198.18.2.2', port: 7001 },
+    { family: 'IPv6', src: '2001:db8:1::1', dst: '2001:db8:2::2', port: 7003 },
+  ])(
+    '$family: carries an echoed stream byte-exact without JS per packet, and still counts it and ends it on FIN',
+    async ({ src, dst, port }) => {
+      const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+      try {
+        const socket = await t.session.connect({ src, srcPort: 41001, dst, dstPort: port });
+        const before = h.edge.upgrader.fastNat.totals;
+        const total = 8 * 1024 * 1024;
+        const data = randomBytes(total);
+        const received: Buffer[] = [];
+        const done = new Promise<void>((resolve, reject) => {
+          socket.on('data', (c: Buffer) => received.push(c));
+          socket.once('end', resolve);
+          socket.once('error', reject);
+        });
+        socket.end(data);
+        await done;
+        const echoed = Buffer.concat(received);
+        expect(echoed.length).toBe(total);
+        expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+        const after = h.edge.upgrader.fastNat.totals;
+        const fastIn = after.toKernel - before.toKernel;
+        const fastOut = after.toClients - before.toClients;
+        // Most of the flow's packets went natively, both ways.
+        expect(fastIn).toBeGreaterThan(10);
+        expect(fastOut).toBeGreaterThan(10);
+        const [flow, reason] = await endOf(port);
+        // Ended by the close (JS saw the FINs), not left to the idle sweep. ('rst' too: under load the
+        // namespace's kernel sometimes resets after both FINs, with the fast path off as well.)
+        expect(['fin', 'rst']).toContain(reason);
+        // The flow's counters include what passed natively.
+        expect(flow.packetsIn).toBeGreaterThan(fastIn);
+        expect(flow.packetsOut).toBeGreaterThan(fastOut);
+        expect(flow.bytesIn).toBeGreaterThan(total);
+        expect(flow.bytesOut).toBeGreaterThan(total);
+        expect(h.edge.upgrader.activeSlots).toBe(0);
+      } finally {
+        t.close();
+      }
+    },
+    30_000,
+  );
 
   it('a flow busy only on the fast path is not idle; once silent it is', async () => {
     const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
