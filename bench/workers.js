@@ -255,8 +255,23 @@ try {
       )}×)  connector ${fmt(median(ms.map((m) => m.connector)), 0)} µs/req  syscalls ${fmt(median(ms.map((m) => m.calls)), 2)}/req  wake-ups ${fmt(median(ms.map((m) => m.wakeups)), 2)}/req`,
     );
   }
+  // The scaling, in words, from the pinned runs (when they ran): same-round ratios' medians.
+  const ratio = (a, b, f) => {
+    const [x, y] = [results.get(a), results.get(b)];
+    return x?.length && y?.length ? median(x.map((m, i) => f(m) / f(y[i]))) : undefined;
+  };
+  const [one, two] = ['edge on core 0, load on 1: 1 worker', 'edge on core 0, load on 1: 2 workers'];
+  const alone = ratio(two, one, (m) => m.edge);
+  const wakeups = ratio(two, one, (m) => m.wakeups);
+  const spread = ratio('2 workers, one core each (taskset 0 | 1)', '2 workers, both on core 0 (taskset 0)', (m) => m.rps);
+  console.log('\nScaling (medians of same-round ratios):');
+  if (alone !== undefined)
+    console.log(
+      `  the edge alone on core 0 (wrk, connector, origin on core 1): 2 workers cost ${fmt(alone, 2)}× the CPU per request of 1, waking ${fmt(wakeups, 2)}× as often per request`,
+    );
+  if (spread !== undefined) console.log(`  2 workers on a core each vs both on core 0: ${fmt(spread, 2)}× the requests/s`);
   console.log(
-    '\nThe connector, the origin and wrk share the same 2 cores: requests/s cannot double here; the CPU per request says whether a worker costs more per request than the single process.',
+    `  on ${availableParallelism()} cores shared with wrk, the connector and the origin, requests/s follow the box's total CPU per request; a worker per otherwise idle core is what scales`,
   );
 } finally {
   await Promise.all(children.map(stop));
