@@ -20,7 +20,7 @@
  * MSS 1460 gets ordinary packets — no segmentation in JS. Reads and writes are
  * batched (one N-API call per batch), txqueuelen 5000.
  *
- * Established flows whose client is a SEQPACKET socket move to the native fast path
+ * Flows whose client is a SEQPACKET socket go on the native fast path from their SYN
  * (`goFast`, native/fast-nat.ts): their packets are NATed between that socket and the TUN in
  * the read batches, with no JS turn per packet; JS keeps SYN, FIN, RST and everything unusual.
  */
@@ -95,7 +95,7 @@ export class TcpUpgrader {
   readonly stats: UpgraderStats = { toKernel: 0, fromKernel: 0, unmatched: 0, orphanSockets: 0, tunDropped: 0, tunRefused: 0 };
   readonly pool4: NatPool;
   readonly pool6: NatPool;
-  /** Established flows' packets, NATed without JS (see goFast). */
+  /** Upgraded flows' packets, NATed without JS (see goFast). */
   readonly fastNat: FastNat;
   private readonly counters: FastNatCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, lastSeen: 0 };
   /** Un-NATed packets from the kernel, for the flow's client. The view is valid during the call only. */

@@ -75,6 +75,26 @@ privilegedDescribe('IP edge fast path for established TCP flows', () => {
     30_000,
   );
 
+  it('a short flow: only SYN and the close go through JS; the handshake ACK and the data pass natively', async () => {
+    const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+    try {
+      const jsBefore = h.edge.upgrader.stats.toKernel;
+      const fastBefore = h.edge.upgrader.fastNat.totals.toKernel;
+      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41004, dst: '198.18.2.2', dstPort: 7004 });
+      const echoed = new Promise<string>((resolve) => socket.once('data', (c: Buffer) => resolve(c.toString())));
+      socket.write('hello');
+      expect(await echoed).toBe('hello');
+      // SYN only so far; the ACK that completed the handshake and 'hello' went natively.
+      expect(h.edge.upgrader.stats.toKernel - jsBefore).toBe(1);
+      expect(h.edge.upgrader.fastNat.totals.toKernel - fastBefore).toBeGreaterThanOrEqual(2);
+      socket.on('data', () => undefined);
+      socket.end();
+      await endOf(7004);
+    } finally {
+      t.close();
+    }
+  });
+
   it('a flow busy only on the fast path is not idle; once silent it is', async () => {
     const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
     try {

@@ -144,12 +144,15 @@ export class IpEdge<R = unknown> {
       flow.handle = socket;
       flow.established = true;
       socket.on('error', () => {});
-      this.goFast(flow as Flow<R>);
       this.onTcpStream(socket, flow as Flow<R>);
     };
   }
 
-  /** An established flow of a client that joined the fast path, not closing: its packets bypass JS from now on. */
+  /**
+   * A new upgraded TCP flow of a client that joined the fast path: from its SYN on, its packets
+   * bypass JS except SYNs, FIN and RST (and everything after those), so the handshake's ACK and
+   * what the client sends before the socket is accepted go natively too.
+   */
   private goFast(flow: Flow<R>): void {
     if (!this.fastPath || flow.ended || flow.finIn || flow.finOut) return;
     const peer = (flow.attachment as IpSession).fastPeer;
@@ -319,6 +322,7 @@ export class IpEdge<R = unknown> {
     table.start(flow);
     session.flows++;
     this.inSession.add(flow);
+    if (tcp && flow.decision.verdict === 'upgrade') this.goFast(flow);
     if (flow.handle instanceof UdpFlow) this.onUdpFlow(flow.handle);
     return flow;
   }

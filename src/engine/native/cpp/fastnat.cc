@@ -244,8 +244,10 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   auto it = by_client_.find(key);
   if (it == by_client_.end() || it->second->slow) return false;
   Entry* entry = it->second;
-  if (t.flags & (kSyn | kFin | kRst)) {
-    // JS keeps the TCP state: from here on every packet of this flow is its.
+  // JS keeps the TCP state: SYNs (handshake, retransmits, a reused tuple) are its, and after a
+  // FIN or RST every packet of this flow is.
+  if (t.flags & kSyn) return false;
+  if (t.flags & (kFin | kRst)) {
     entry->slow = true;
     return false;
   }
@@ -272,7 +274,8 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
   auto it = by_nat_.find(key);
   if (it == by_nat_.end() || it->second->slow) return false;
   Entry* entry = it->second;
-  if (t.flags & (kSyn | kFin | kRst)) {
+  if (t.flags & kSyn) return false;
+  if (t.flags & (kFin | kRst)) {
     entry->slow = true;
     return false;
   }

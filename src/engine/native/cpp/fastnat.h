@@ -4,7 +4,7 @@
 // there; a kernel packet for one is un-NATed and sent to its client's socket. Anything else
 // (SYN, FIN, RST, fragments, IP options, unknown flows, a client socket with messages queued
 // in JS) goes to JS as before, and a flow that showed FIN or RST stays with JS from then on.
-// JS registers a flow once its upgraded socket is accepted and removes it when the flow ends;
+// JS registers a flow at its first SYN and removes it when the flow ends;
 // counters and the last-seen time go to a Float64Array JS reads when it needs them.
 #pragma once
 
