@@ -46,27 +46,38 @@ describe('HTTP/2 transport streams', () => {
     expect(gotUp).toEqual({ bytes: total, sha256: sentUp });
   });
 
-  it('8 streams carry 16 MB each way at once: no deadlock with both sessions on native sockets', async () => {
-    // Node's http2 stops reading while a write is pending; with windows larger than the kernel
-    // buffers, two sessions sending at once would both stop for good unless one side always
-    // drains its socket (the connector's read-ahead: the addon's relay, or ReadAheadDuplex).
-    pair = await http2Pair();
-    const total = 16 * 1024 * 1024;
-    const one = async (): Promise<void> => {
-      const accepted = pair!.connector.acceptStream({ timeoutMs: 5000 });
-      const edgeStream = await pair!.edge.openStream();
-      const connStream = await accepted;
-      const [sentDown, sentUp, gotDown, gotUp] = await Promise.all([
-        pumpPattern(edgeStream, total),
-        pumpPattern(connStream, total),
-        drainHash(connStream),
-        drainHash(edgeStream),
-      ]);
-      expect(gotDown).toEqual({ bytes: total, sha256: sentDown });
-      expect(gotUp).toEqual({ bytes: total, sha256: sentUp });
-    };
-    await Promise.all(Array.from({ length: 8 }, one));
-  }, 60_000);
+  it.each(['native', 'js'])(
+    '8 streams carry 16 MB each way at once: no deadlock (%s read-ahead)',
+    async (readAhead) => {
+      // Node's http2 stops reading while a write is pending; with windows larger than the kernel
+      // buffers, two sessions sending at once would both stop for good unless one side always
+      // drains its socket (the connector's read-ahead: the addon's relay, or ReadAheadDuplex).
+      const before = process.env.OXY_H2_READAHEAD;
+      process.env.OXY_H2_READAHEAD = readAhead;
+      try {
+        pair = await http2Pair();
+      } finally {
+        if (before === undefined) delete process.env.OXY_H2_READAHEAD;
+        else process.env.OXY_H2_READAHEAD = before;
+      }
+      const total = 16 * 1024 * 1024;
+      const one = async (): Promise<void> => {
+        const accepted = pair!.connector.acceptStream({ timeoutMs: 5000 });
+        const edgeStream = await pair!.edge.openStream();
+        const connStream = await accepted;
+        const [sentDown, sentUp, gotDown, gotUp] = await Promise.all([
+          pumpPattern(edgeStream, total),
+          pumpPattern(connStream, total),
+          drainHash(connStream),
+          drainHash(edgeStream),
+        ]);
+        expect(gotDown).toEqual({ bytes: total, sha256: sentDown });
+        expect(gotUp).toEqual({ bytes: total, sha256: sentUp });
+      };
+      await Promise.all(Array.from({ length: 8 }, one));
+    },
+    60_000,
+  );
 
   it('carries 50 MB each way on a connector-opened stream', async () => {
     pair = await http2Pair();

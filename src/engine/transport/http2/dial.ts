@@ -24,6 +24,12 @@ export const H2_ALPN = 'h2';
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
 const debug = debuglog('oxy:transport:http2');
 
+/**
+ * OXY_H2_READAHEAD=js keeps the connector's session on the JS read-ahead (ReadAheadDuplex) even
+ * where the addon's relay works: the same build then measures both (docs/decisions.md).
+ */
+const nativeReadAhead = (): boolean => process.env.OXY_H2_READAHEAD !== 'js';
+
 export interface DialHttp2Options extends Http2TuningOptions {
   host: string;
   port: number;
@@ -47,7 +53,8 @@ export interface DialHttp2Options extends Http2TuningOptions {
 /**
  * Connector side: dial the edge and return the tunnel connection (before registration). The
  * TCP socket goes under the addon's read-ahead relay, TLS and the HTTP/2 session run natively
- * above it; without the addon, the session reads ahead in JS (`ReadAheadDuplex`).
+ * above it; without the addon (or with OXY_H2_READAHEAD=js), the session reads ahead in JS
+ * (`ReadAheadDuplex`).
  */
 export async function dialHttp2Tunnel(options: DialHttp2Options): Promise<Http2TunnelConnection> {
   const { socket, tcp } = await connectTls(options, true);
@@ -216,7 +223,7 @@ function connectTls(options: DialHttp2Options, readAhead: boolean): Promise<{ so
         t.setNoDelay(true);
         // What the edge can send beyond what the session consumed is bounded by the connection
         // window we advertise (plus TLS and frame overhead): the relay queues up to twice that.
-        const relay = readAheadSocket(t, 2 * (options.connectionWindow ?? CONNECTION_WINDOW));
+        const relay = nativeReadAhead() ? readAheadSocket(t, 2 * (options.connectionWindow ?? CONNECTION_WINDOW)) : undefined;
         if (!relay) {
           tcp = undefined; // the session reads ahead in JS on the TLS socket itself
           t.off('error', onError);
