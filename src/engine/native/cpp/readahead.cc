@@ -144,19 +144,24 @@ struct ReadAhead {
     queued = 0;
   }
 
+  // A read that returns less than it asked for emptied the socket: with edge-triggered epoll
+  // the next bytes bring a new event, so the Pump* loops do not ask again (a syscall per message).
   bool PumpDown() {
+    bool dry = false;
     for (;;) {
       bool progress = false;
       if (!Deliver(&progress)) return false;
-      if (!down_eof && queued < max_queued) {
+      if (!dry && !down_eof && queued < max_queued) {
         if (queue.empty() || queue.back().tail == kBlock) {
           Block b;
           b.data = spare ? std::move(spare) : std::unique_ptr<char[]>(new char[kBlock]);
           queue.push_back(std::move(b));
         }
         Block& b = queue.back();
-        ssize_t n = read(tcp, b.data.get() + b.tail, kBlock - b.tail);
+        size_t room = kBlock - b.tail;
+        ssize_t n = read(tcp, b.data.get() + b.tail, room);
         if (n > 0) {
+          dry = static_cast<size_t>(n) < room;
           if (local_gone) {
             b.head = b.tail = 0;  // nobody to deliver to: read and drop
           } else {
@@ -183,12 +188,14 @@ struct ReadAhead {
   }
 
   bool PumpUp() {
+    bool dry = false;
     for (;;) {
       bool progress = false;
       size_t tail = up_head + up_len;
-      if (!up_eof && tail < kBlock) {
+      if (!dry && !up_eof && tail < kBlock) {
         ssize_t n = read(local, up.get() + tail, kBlock - tail);
         if (n > 0) {
+          dry = static_cast<size_t>(n) < kBlock - tail;
           up_len += static_cast<size_t>(n);
           progress = true;
         } else if (n == 0) {
@@ -292,15 +299,22 @@ class ReadAheadLoop {
         if (it == relays_.end()) continue;  // finished earlier in this batch
         ReadAhead& r = *it->second;
         // The pair hung up: Node closed its end (read what it wrote, deliver nothing more).
-        if ((key & 1) && (events[i].events & EPOLLHUP)) r.local_gone = true;
-        Step(it);
+        uint32_t ev = events[i].events;
+        if ((key & 1) && (ev & EPOLLHUP)) r.local_gone = true;
+        // Only the directions this event can move: readable TCP or writable pair feed Node,
+        // readable pair or writable TCP feed the edge.
+        bool readable = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+        bool writable = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+        bool down = (key & 1) ? writable : readable;
+        bool up = (key & 1) ? readable : writable;
+        Step(it, down, up);
       }
     }
   }
 
-  void Step(std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>>::iterator it) {
+  void Step(std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>>::iterator it, bool down = true, bool up = true) {
     ReadAhead& r = *it->second;
-    bool ok = r.PumpUp() && r.PumpDown();
+    bool ok = (!up || r.PumpUp()) && (!down || r.PumpDown());
     if (!ok || r.Done()) Finish(it, false);
   }
 
