@@ -3,12 +3,11 @@
  * in one process, around an ephemeral tunnel in a throwaway data directory, so one command
  * gives a URL that reaches the origin. Everything is removed when it stops.
  *
- * With OXY_QUICK_WORKER=1 the connector runs on a worker thread of its own
- * (quick-connector-worker.ts), so edge and connector can each take a core as `ssh -R`'s two
- * processes do; it opens the same store, logs through this thread's logger and stops when
- * told. Not the default: on the busy 2-core machine it was measured (docs/decisions.md,
- * 2026-12-02 "HTTP/2 bulk") it cost small requests/s (more waiting for a core) for no clear
- * bulk gain; measure again where cores are free.
+ * The connector runs on a worker thread of its own (quick-connector-worker.ts), so edge and
+ * connector each take a core as `ssh -R`'s two processes do: 1 GiB through the quick tunnel
+ * 0.82-0.98x `ssh -R` down against 0.54-0.67x on one thread, at less CPU per MB (decisions.md,
+ * "HTTP/2 bulk"). It opens the same store, logs through this thread's logger and stops when
+ * told. OXY_QUICK_WORKER=0 (or a build without the worker's file) keeps it on this thread.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -100,9 +99,9 @@ export async function startQuickTunnel(o: {
   }
 }
 
-/** The worker's file next to this module's build (dist/ or the bundled lib/), when asked for; undefined to run here. */
+/** The worker's file next to this module's build (dist/ or the bundled lib/); undefined to run here. */
 function workerEntry(): string | undefined {
-  if (process.env.OXY_QUICK_WORKER !== '1') return undefined;
+  if (process.env.OXY_QUICK_WORKER === '0') return undefined;
   const here = fileURLToPath(import.meta.url);
   const build = here.includes('/lib/') ? 'lib' : here.includes('/dist/') ? 'dist' : undefined;
   const entry = build && join(packageRoot(), build, 'engine/quick-connector-worker.js');

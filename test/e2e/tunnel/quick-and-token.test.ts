@@ -30,21 +30,23 @@ describe('quick tunnel', () => {
     expect(await quick.exited()).toBe(0);
   });
 
-  it('with OXY_QUICK_WORKER=1 the connector runs on a thread of its own: requests, config, logs and a clean stop as on one thread', async () => {
+  it('the connector on its own thread (the default) or on the main one (OXY_QUICK_WORKER=0): requests, config, logs and a clean stop', async () => {
     const home = homes[0].home;
     const logfile = join(home, 'quick.log');
     // The config file reaches the connector's thread (parsed again there).
     writeFileSync(join(home, 'config.yml'), `logfile: ${logfile}\nhello-world: true\nwarp-routing:\n  enabled: false\n`);
-    const quick = new OxyProcess(home, ['tunnel', '--protocol', 'http2'], { OXY_QUICK_WORKER: '1' });
-    procs.push(quick);
-    const [, url] = await quick.waitFor(/^(http:\/\/127\.0\.0\.1:\d+)$/m);
-    expect((await run('curl', ['-sS', `${url}/`])).stdout).toContain('Congrats! You created a tunnel!');
-    // The connector's log lines come through this process's logger, to stderr and the log file.
-    expect(quick.output).toMatch(/Registered tunnel connection tunnelID=/);
-    expect(readFileSync(logfile, 'utf8')).toMatch(/Starting metrics server/);
-    quick.child.kill('SIGINT');
-    expect(await quick.exited()).toBe(0);
-    expect(quick.output).toMatch(/Unregistered tunnel connection/);
+    for (const worker of ['1', '0']) {
+      const quick = new OxyProcess(home, ['tunnel', '--protocol', 'http2'], { OXY_QUICK_WORKER: worker });
+      procs.push(quick);
+      const [, url] = await quick.waitFor(/^(http:\/\/127\.0\.0\.1:\d+)$/m);
+      expect((await run('curl', ['-sS', `${url}/`])).stdout).toContain('Congrats! You created a tunnel!');
+      // The connector's log lines come through the process's logger, to stderr and the log file.
+      expect(quick.output).toMatch(/Registered tunnel connection tunnelID=/);
+      expect(readFileSync(logfile, 'utf8')).toMatch(/Starting metrics server/);
+      quick.child.kill('SIGINT');
+      expect(await quick.exited()).toBe(0);
+      expect(quick.output).toMatch(/Unregistered tunnel connection/);
+    }
   });
 
   it("reads config.yml as cloudflared's quick tunnel does: protocol, metrics, loglevel, logfile take effect", async () => {
