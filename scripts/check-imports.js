@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS = [
   { commands: ['commands/'] },
   { cli: ['cli/'] },
-  { 'engine-app': ['engine/quick-tunnel.ts'] },
+  { 'engine-app': ['engine/quick-tunnel.ts', 'engine/quick-connector-worker.ts'] },
   // On-ramps and off-ramps: the edge, the connector, the device (warp), access clients.
   { edge: ['engine/edge/'], connector: ['engine/connector/'], device: ['engine/device/'], access: ['engine/access/'] },
   { transport: ['engine/transport/'], netns: ['engine/netns/'] },
