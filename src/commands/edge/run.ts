@@ -69,7 +69,7 @@ export default class EdgeRun extends BaseCommand<typeof EdgeRun> {
       min: 1,
       env: 'OXY_EDGE_WORKERS',
       description:
-        'Worker processes sharing the listeners (SO_REUSEPORT), restarted when one dies; 1 runs the edge in this process [default: the number of cores]',
+        'Worker processes, restarted when one dies: public listeners and QUIC shared with SO_REUSEPORT, tunnel TCP connections placed by this process in the least-loaded worker; 1 runs the edge in this process [default: the number of cores]',
     }),
     ...logFlags,
   };
