@@ -25,6 +25,25 @@ export function formatRecord(line: string): string {
   return `${time} ${LEVEL_TAGS[rec.level as number] ?? 'INF'} ${rec.msg ?? ''}${fields.length ? ` ${fields.join(' ')}` : ''}\n`;
 }
 
+/**
+ * An error's message with its causes' appended, each only when the text so far does not already
+ * hold it: our errors usually embed their cause's message ("TLS connection to … failed: <cause>"),
+ * and pino's own serializer would print it twice.
+ */
+export function messageWithCauses(err: unknown): string {
+  let text = '';
+  const seen = new Set<unknown>();
+  for (let e = err; e instanceof Error && !seen.has(e); e = e.cause) {
+    seen.add(e);
+    if (!text) text = e.message;
+    else if (e.message && !text.includes(e.message)) text += `: ${e.message}`;
+  }
+  return text;
+}
+
+const errSerializer = (err: unknown) =>
+  err instanceof Error ? { ...pino.stdSerializers.err(err), message: messageWithCauses(err) } : pino.stdSerializers.err(err as Error);
+
 export interface LogOptions {
   level?: string;
   format?: LogFormat;
@@ -47,7 +66,7 @@ export function createLogger(options: LogOptions = {}): Logger {
   const out = options.stream ?? process.stderr;
   const level = LEVELS[options.level ?? 'info'] ?? 'info';
   const destination = options.format === 'json' ? { write: (s: string) => out.write(s) } : { write: (s: string) => out.write(formatRecord(s)) };
-  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.epochTime }, destination);
+  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.epochTime, serializers: { err: errSerializer } }, destination);
 }
 
 export const LOG_LEVELS = Object.keys(LEVELS);

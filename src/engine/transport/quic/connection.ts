@@ -677,7 +677,12 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       const alpn = tls && peer.errorCode === quiche.CRYPTO_ERROR_START + 120;
       const failure: QuicDialFailure = alpn ? 'refused' : tls ? 'tls' : peer || info.remote ? 'refused' : this.quic.isTimedOut() ? 'timeout' : 'closed';
       this.rejectHandshake(
-        new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', failure, `QUIC handshake failed: ${info.reason || 'connection closed'}`, info.error ?? info),
+        new QuicDialError(
+          'OXY_ERR_TUNNEL_HANDSHAKE',
+          failure,
+          `QUIC handshake with ${this.remoteAddress}:${this.remotePort} failed: ${info.reason || 'connection closed'}`,
+          info.error ?? info,
+        ),
       );
     }
     const err = this.closedErrorNow();
