@@ -80,7 +80,10 @@ export class Flow<R = unknown> {
 
   /** @internal Accounts one TCP packet's flags; returns true when the flow must end now (RST). */
   tcpFlags(flags: number, fromClient: boolean, now: number): boolean {
-    if (flags & TcpFlag.RST) return true;
+    // After both FINs a bare RST (no ACK) is a socket already closed answering a stray segment
+    // (a retransmission that crossed the close): the close was graceful and lingers on. An abort
+    // (close with unread data) carries ACK and still ends the flow as 'rst'.
+    if (flags & TcpFlag.RST) return this.closingSince === 0 || (flags & TcpFlag.ACK) !== 0;
     if (flags & TcpFlag.FIN) {
       if (fromClient) this.finIn = true;
       else this.finOut = true;

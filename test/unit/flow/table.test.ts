@@ -98,7 +98,30 @@ describe('FlowTable', () => {
     expect(t.sweep(600)).toBe(0);
     expect(t.sweep(700)).toBe(1);
     expect(flow.endReason).toBe('fin');
-    expect(flow.tcpFlags(TcpFlag.RST, false, 0)).toBe(true);
+  });
+
+  it('TCP: after both FINs a bare RST (a closed socket answering a stray retransmission) does not make the close an abort; RST+ACK does', () => {
+    const { t } = table({ timeouts: { tcpCloseLingerMs: 500 } });
+    const scope = t.scope({ tenant: 'a', vnet: '' });
+    const open = (port: number) => {
+      const syn = parsePacket(buildTcp({ src: A, dst: B, srcPort: port, dstPort: 80, seq: 1, flags: TcpFlag.SYN })) as PacketView;
+      const flow = t.create(scope, flowKey(syn), syn);
+      t.start(flow);
+      return flow;
+    };
+    const early = open(1);
+    expect(early.tcpFlags(TcpFlag.RST, false, 50)).toBe(true); // before the close: an abort
+    const closed = open(2);
+    closed.tcpFlags(TcpFlag.FIN | TcpFlag.ACK, true, 100);
+    closed.tcpFlags(TcpFlag.FIN | TcpFlag.ACK, false, 200);
+    expect(closed.tcpFlags(TcpFlag.RST, false, 250)).toBe(false);
+    expect(closed.tcpFlags(TcpFlag.RST | TcpFlag.ACK, true, 260)).toBe(true);
+    const lingering = open(3);
+    lingering.tcpFlags(TcpFlag.FIN | TcpFlag.ACK, true, 100);
+    lingering.tcpFlags(TcpFlag.FIN | TcpFlag.ACK, false, 200);
+    lingering.tcpFlags(TcpFlag.RST, false, 250);
+    t.sweep(700);
+    expect(lingering.endReason).toBe('fin');
   });
 
   it('close() ends every flow with shutdown', () => {
