@@ -2,9 +2,10 @@
  * The connector's side of an `http1` stream (protocol/http1.ts, WIRE.md §7): the requests of
  * one client connection, each picking its ingress rule by Host and path. A plain http://
  * origin (no httpHostHeader, no HTTP/2) gets the bytes spliced: one origin socket held for
- * the stream, the request head and body written as they come, the origin's bytes piped back
- * unparsed. Any other rule goes through the per-request path (OriginProxy.relayHttp, undici)
- * and its answer is written back as HTTP/1.1. The edge sends a request only once the previous
+ * the stream, the request head and body written as they come (a chunked body as the client
+ * chunked it: the edge checked its framing), the origin's bytes piped back unparsed. Any other
+ * rule goes through the per-request path (OriginProxy.relayHttp, undici), a chunked body
+ * de-chunked for it, and its answer is written back as HTTP/1.1. The edge sends a request only once the previous
  * response ended, so switching the origin socket between requests never mixes answers.
  */
 import { STATUS_CODES } from 'node:http';
@@ -12,7 +13,7 @@ import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
 import type { Logger } from '../observe/log.js';
 import { HOP_BY_HOP, type HttpResponseHead } from '../protocol/http-head.js';
-import { Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
+import { CHUNKED_BODY, ChunkedBody, Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
 import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import type { TunnelStream } from '../transport/types.js';
 import type { IngressRule } from './ingress.js';
@@ -44,11 +45,14 @@ interface OriginSocket {
 interface Current {
   rec: HeadRecord;
   rule: IngressRule;
+  /** Body bytes still to come (Infinity for a chunked body: the edge knows where it ends). */
   bodyLeft: number;
   answered: boolean;
   resent: boolean;
   /** The per-request path's body. */
   upload?: PassThrough;
+  /** A chunked body on the per-request path: de-chunked for undici, which chunks it again. */
+  chunked?: ChunkedBody;
 }
 
 export class Http1StreamServer {
@@ -102,7 +106,7 @@ export class Http1StreamServer {
     }
     const rule = this.origins.ingress.match(rec.host, pathOnly(rec.path));
     this.metrics?.requestStarted();
-    const current: Current = { rec, rule, bodyLeft: rec.bodyLength, answered: false, resent: false };
+    const current: Current = { rec, rule, bodyLeft: rec.bodyLength === CHUNKED_BODY ? Infinity : rec.bodyLength, answered: false, resent: false };
     this.#current = current;
     const target = spliceTarget(rule);
     if (!target) return this.#relay(current);
@@ -120,13 +124,34 @@ export class Http1StreamServer {
     if (!c || c.bodyLeft < bytes.length) return this.#finish(new Error('http1 stream: body bytes past the request'));
     c.bodyLeft -= bytes.length;
     if (c.upload) {
-      c.upload.write(bytes);
-      if (c.bodyLeft === 0) c.upload.end();
-    } else if (this.#origin && !this.#origin.socket.write(bytes)) {
-      // The origin reads slower than the client sends: stop reading the tunnel until it drains.
-      this.stream.pause();
-      this.#origin.socket.once('drain', () => this.stream.resume());
-    }
+      // The origin request is over (undici destroys a body it no longer reads): the rest goes nowhere.
+      if (c.upload.destroyed) return;
+      let data: Buffer[] = [bytes];
+      if (c.chunked) {
+        data = [];
+        try {
+          c.chunked.feed(bytes, data);
+        } catch (err) {
+          return this.#finish(err as Error);
+        }
+      }
+      let ok = true;
+      for (const d of data) ok = c.upload.write(d);
+      if (c.bodyLeft === 0 || c.chunked?.done) c.upload.end();
+      else if (!ok) this.#pauseFor(c.upload);
+    } else if (this.#origin && !this.#origin.socket.write(bytes)) this.#pauseFor(this.#origin.socket);
+  }
+
+  /** The origin reads slower than the client sends: stop reading the tunnel until `w` drains. */
+  #pauseFor(w: PassThrough | Socket): void {
+    this.stream.pause();
+    const resume = (): void => {
+      w.off('drain', resume);
+      w.off('close', resume);
+      this.stream.resume();
+    };
+    w.on('drain', resume);
+    w.on('close', resume);
   }
 
   #dial(rule: IngressRule, target: { host: string; port: number }): OriginSocket {
@@ -206,7 +231,8 @@ export class Http1StreamServer {
     }
     const { rec } = c;
     const head = { method: rec.method, host: rec.host, path: rec.path, headers: headPairs(rec.head) };
-    if (rec.bodyLength > 0) c.upload = new PassThrough();
+    if (rec.bodyLength > 0) c.upload = new PassThrough().on('error', () => undefined);
+    if (rec.bodyLength === CHUNKED_BODY) c.chunked = new ChunkedBody();
     const out = new ResponseWriter(this.stream, rec.method === 'HEAD');
     this.#queue = [];
     this.origins

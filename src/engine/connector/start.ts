@@ -9,7 +9,7 @@ import { createRegistry, metricsAddresses, startMetricsServer, type MetricsServe
 import { createConnectorMetrics, registerUdpPayloadMetrics } from './metrics.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
-import { HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
+import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
 import { Connector } from './supervisor.js';
 import { EdgeSpread } from './spread.js';
 import { PrivateOfframp } from './private.js';
@@ -114,8 +114,14 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
     haConnections: f.haConnections,
     maxRetries: f.retries,
     // This connector serves http1 streams (one per client connection): the edge uses them only with
-    // connectors that say so. OXY_HTTP1_STREAMS=0 leaves them out (an older peer, for tests and bench/peers.js).
-    features: process.env.OXY_HTTP1_STREAMS === '0' ? [] : [HTTP1_STREAM_FEATURE],
+    // connectors that say so. OXY_HTTP1_STREAMS=0 leaves them out (an older peer, for tests and bench/peers.js);
+    // =nochunked announces them without chunked request bodies (a peer before those: they go per request).
+    features:
+      process.env.OXY_HTTP1_STREAMS === '0'
+        ? []
+        : process.env.OXY_HTTP1_STREAMS === 'nochunked'
+          ? [HTTP1_STREAM_FEATURE]
+          : [HTTP1_STREAM_FEATURE, HTTP1_CHUNKED_FEATURE],
     onControlMessage: (m) => {
       if (m.type === 'routes') offramp.setRoutes(m.routes);
     },

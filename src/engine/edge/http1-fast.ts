@@ -2,13 +2,17 @@
  * The public listener's fast path (no hooks, no PROXY headers): a keep-alive HTTP/1.1 client
  * connection rides one `http1` tunnel stream (protocol/http1.ts, WIRE.md §7) instead of one
  * stream per request. Each request head is scanned for what routing and framing need (Host,
- * Content-Length, Connection) and sent whole as one record; the answer's bytes go to the
- * client as they come, the edge finding only where each response ends (for the request
- * counters, traffic and keep-alive); a Content-Length body follows as it comes. Anything
- * else — a head not whole in what the client sent, an upgrade, Expect, chunked uploads,
- * HTTP/1.0 or HTTP/2, odd bytes, a host with no connector that serves http1 streams, or no
- * route at all (the error pages) — hands the connection to Node's HTTP server and the
+ * Content-Length, Transfer-Encoding, Connection) and sent whole as one record; the answer's
+ * bytes go to the client as they come, the edge finding only where each response ends (for
+ * the request counters, traffic and keep-alive); a body follows as it comes — a chunked one
+ * unchanged, its framing checked on the way (ChunkedBody), so only bytes every parser reads
+ * alike reach the origin. Anything else — a head not whole in what the client sent, an upgrade,
+ * Expect, HTTP/1.0 or HTTP/2, odd bytes, chunk framing beyond the plainest in what came with
+ * the head, a host with no connector that serves http1 streams (or chunked bodies on them), or
+ * no route at all (the error pages) — hands the connection to Node's HTTP server and the
  * per-request path, with every byte not yet answered, once the answers in flight are written.
+ * Odd framing later in a chunked body (the request is on its way) is answered as Node's
+ * parser answers it: 400 and close.
  *
  * Kept from the per-request path: X-Forwarded-For/-Proto, hop-by-hop headers dropped, the
  * request counter and traffic per request, 502/504 pages with Proxy-Status, a forwarded answer's
@@ -22,7 +26,7 @@ import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { Counter } from 'prom-client';
 import type { Logger } from '../observe/log.js';
-import { bodyRecordHeader, encodeHeadRecord, ResponseReader, scanRequest, type FastRequest } from '../protocol/http1.js';
+import { bodyRecordHeader, CHUNKED_BODY, ChunkedBody, encodeHeadRecord, ResponseReader, scanRequest, type FastRequest } from '../protocol/http1.js';
 import { encodeRequestHeader } from '../protocol/stream-header.js';
 import { errorPage, nextHopStatus, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { servedVia } from './forwarding.js';
@@ -54,6 +58,8 @@ const READ_AHEAD = 64 * 1024;
 const CORKED_LIMIT = 1024 * 1024;
 const STREAM_HEADER = encodeRequestHeader({ kind: 'http1', destination: '', metadata: [] });
 const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n', 'latin1');
+/** What Node's server answers a request its parser refuses. */
+const BAD_REQUEST_400 = Buffer.from('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n', 'latin1');
 
 const ignore = (): void => undefined;
 
@@ -71,8 +77,10 @@ interface InFlight {
   records: Buffer[];
   /** The request's bytes as the client sent them (those in hand): what the per-request path reads after a fallback. */
   raw: Buffer;
-  /** Body bytes the client has still to send (they go on as BODY records as they come). */
+  /** Body bytes the client has still to send (they go on as BODY records as they come); Infinity while a chunked body has not ended. */
   bodyLeft: number;
+  /** A chunked body's framing, checked as it comes. */
+  chunked?: ChunkedBody;
   /** The records went on a stream: later body bytes are written straight to it. */
   written: boolean;
   /** Bounds the body's arrival (the request timeout, as Node's server has it). */
@@ -137,8 +145,19 @@ class FastConnection {
     let chunk = data;
     const req = this.#req;
     if (req && req.bodyLeft > 0) {
-      const n = Math.min(req.bodyLeft, chunk.length);
-      this.#body(req, chunk.subarray(0, n));
+      let n: number;
+      if (req.chunked) {
+        try {
+          n = req.chunked.feed(chunk);
+        } catch (err) {
+          return this.#endBody(req, BAD_REQUEST_400, err as Error);
+        }
+        if (req.chunked.done) req.bodyLeft = 0;
+      } else {
+        n = Math.min(req.bodyLeft, chunk.length);
+        req.bodyLeft -= n;
+      }
+      this.#body(req, n === chunk.length ? chunk : chunk.subarray(0, n));
       if (n === chunk.length) return;
       chunk = chunk.subarray(n);
     }
@@ -151,6 +170,11 @@ class FastConnection {
     this.#clientEnded = true;
     // Unread bytes of a client that half-closed cannot go back on its socket: Node's server would refuse them too.
     if (!this.#req) this.socket.end();
+    // A body cut by the client's FIN never ends: the origin must see the request aborted now, not at the request timeout.
+    else if (this.#req.bodyLeft > 0) {
+      this.#dropTunnel(true);
+      this.socket.destroy();
+    }
   };
 
   readonly #onTimeout = (): void => {
@@ -176,9 +200,20 @@ class FastConnection {
     if (!buf || this.#req || this.#gone || this.#handedOff) return;
     const fr = scanRequest(buf, this.socket.remoteAddress ?? '');
     if (!fr) return this.#handOff();
-    const live = this.#route(fr.host);
+    const isChunked = fr.bodyLength === CHUNKED_BODY;
+    const live = this.#route(fr.host, isChunked);
     if (!live) return this.#handOff();
-    const end = Math.min(buf.length, fr.size + fr.bodyLength);
+    let end = Math.min(buf.length, fr.size + fr.bodyLength);
+    let chunked: ChunkedBody | undefined;
+    if (isChunked) {
+      chunked = new ChunkedBody();
+      try {
+        // Framing the fast path does not take, seen before anything went: Node's parser judges it.
+        end = fr.size + chunked.feed(buf.subarray(fr.size));
+      } catch {
+        return this.#handOff();
+      }
+    }
     this.#buf = buf.length > end ? buf.subarray(end) : undefined;
     const records = [encodeHeadRecord(fr)];
     if (end > fr.size) records.push(bodyRecordHeader(end - fr.size), buf.subarray(fr.size, end));
@@ -186,7 +221,8 @@ class FastConnection {
       fr,
       records,
       raw: buf.subarray(0, end),
-      bodyLeft: fr.size + fr.bodyLength - end,
+      bodyLeft: chunked ? (chunked.done ? 0 : Infinity) : fr.size + fr.bodyLength - end,
+      chunked,
       written: false,
       reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
       answered: false,
@@ -199,17 +235,21 @@ class FastConnection {
     if (req.bodyLeft > 0)
       req.bodyTimer = setTimeout(() => {
         // A body that drips past the request timeout (slowloris): as Node's server, 408 and close.
-        if (this.#req !== req || req.bodyLeft === 0) return;
-        if (!req.answered) this.socket.write(TIMEOUT_408);
-        this.#dropTunnel(true);
-        this.socket.destroy();
+        if (this.#req === req && req.bodyLeft > 0) this.#endBody(req, TIMEOUT_408);
       }, this.o.timeouts.requestMs);
     this.#send(req, live);
   }
 
+  /** A body that cannot go on (too slow, or framing the fast path does not take): Node's answer, and the connection and its stream go. */
+  #endBody(req: InFlight, answer: Buffer, err?: Error): void {
+    if (err) this.o.log.debug({ err, host: req.fr.host }, 'Chunked request body refused');
+    if (!req.answered) this.socket.write(answer);
+    this.#dropTunnel(true);
+    this.socket.destroy();
+  }
+
   /** Body bytes that came after the head: one more BODY record, on the stream or kept until it opens. */
   #body(req: InFlight, bytes: Buffer): void {
-    req.bodyLeft -= bytes.length;
     if (req.bodyLeft === 0) clearTimeout(req.bodyTimer);
     const header = bodyRecordHeader(bytes.length);
     const t = this.#tunnel;
@@ -225,14 +265,14 @@ class FastConnection {
     }
   }
 
-  /** The connection that serves `host` with http1 streams: the stream's own while it is usable, else the registry's pick. */
-  #route(host: string): LiveConnection | undefined {
+  /** The connection that serves `host` with http1 streams (and chunked bodies on them when asked): the stream's own while it is usable, else the registry's pick. */
+  #route(host: string, chunked: boolean): LiveConnection | undefined {
     const tunnelId = this.o.view.tunnelForHost(host) ?? this.o.defaultTunnel;
     if (!tunnelId) return undefined;
     const t = this.#tunnel;
-    if (t && t.live.tunnelId === tunnelId && !t.live.draining && !t.live.conn.isClosed) return t.live;
-    const live = this.o.registry.pick(tunnelId);
-    return live?.http1 ? live : undefined;
+    let live = t?.live;
+    if (!live || live.tunnelId !== tunnelId || live.draining || live.conn.isClosed) live = this.o.registry.pick(tunnelId);
+    return live?.http1 && (!chunked || live.http1Chunked) ? live : undefined;
   }
 
   #send(req: InFlight, live: LiveConnection): void {
@@ -355,7 +395,7 @@ class FastConnection {
     // Only a request whose every byte is in hand can go again.
     if (req.sends < MAX_SENDS && req.bodyLeft === 0) {
       if (!err) {
-        const live = this.#route(req.fr.host);
+        const live = this.#route(req.fr.host, req.chunked !== undefined);
         if (live) return this.#send(req, live);
         if (req.live.via) return this.#fallBack(req);
       } else if (IDEMPOTENT.has(req.fr.method) && req.fr.bodyLength === 0) {

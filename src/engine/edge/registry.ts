@@ -21,6 +21,8 @@ export interface LiveConnection {
   draining: boolean;
   /** The connector serves http1 streams (HTTP1_STREAM_FEATURE): one stream per client connection. */
   http1?: boolean;
+  /** ... and takes chunked request bodies on them (HTTP1_CHUNKED_FEATURE). */
+  http1Chunked?: boolean;
   /** Called once when the connector announces it is draining (idle http1 streams end then). */
   onDrain?: Set<() => void>;
   /** Asked whether it is alive (a sibling registered) and not answered yet: picked only when no other is ready. */

@@ -14,7 +14,7 @@ import { EDGE_FORGET_MS, EDGE_HEARTBEAT_MS, EDGE_TTL_MS } from '../../store/edge
 import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
-import { HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
+import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
 import { acceptRegistration } from '../protocol/registration.js';
 import type { TunnelConnection } from '../transport/types.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
@@ -334,6 +334,7 @@ export class EdgeServer {
       conn,
       draining: false,
       http1: r.features.includes(HTTP1_STREAM_FEATURE),
+      http1Chunked: r.features.includes(HTTP1_CHUNKED_FEATURE),
     };
     this.#checkSiblings(live);
     this.registry.add(live);

@@ -5,7 +5,8 @@
  *
  *   edge → connector  records [u8 type][u32 length][payload]:
  *                     HEAD  u32 body length | u16 len + host | u16 len + path | u8 len + method | request head bytes
- *                     BODY  body bytes (Content-Length bodies only; they follow their HEAD)
+ *                     BODY  body bytes as the client sent them (a Content-Length body, or a chunked
+ *                           one with its framing when the HEAD says CHUNKED_BODY); they follow their HEAD
  *   connector → edge  raw HTTP/1.1 responses, one per HEAD, in order; the end of the stream
  *                     ends a response that is delimited by the close of its connection.
  *
@@ -19,6 +20,10 @@ import { OxyError } from '../../core/errors.js';
 
 /** The registration feature a connector announces when it serves `http1` streams. */
 export const HTTP1_STREAM_FEATURE = 'http1-stream/1';
+/** ... and when it takes chunked request bodies on them (a HEAD's body length CHUNKED_BODY). */
+export const HTTP1_CHUNKED_FEATURE = 'http1-chunked/1';
+/** A HEAD's body length for a chunked body: its BODY records carry the chunked bytes, framing checked by the edge. */
+export const CHUNKED_BODY = 0xffffffff;
 
 export const Http1Record = { HEAD: 1, BODY: 2 } as const;
 
@@ -33,7 +38,7 @@ export interface FastRequest {
   host: string;
   /** Origin-form target. */
   path: string;
-  /** Content-Length, 0 without a body. */
+  /** Content-Length, 0 without a body, CHUNKED_BODY for `Transfer-Encoding: chunked`. */
   bodyLength: number;
   /** The client asked to close after this request. */
   close: boolean;
@@ -46,8 +51,8 @@ export interface FastRequest {
 const FAST_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
 /** Dropped from the forwarded head, as the per-request path drops them (HOP_BY_HOP, X-Forwarded-Proto). */
 const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'proxy-authorization', 'proxy-authenticate', 'x-forwarded-proto']);
-/** Headers whose presence needs the full server (upgrades, 100-continue, chunked uploads). */
-const SLOW = new Set(['transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
+/** Headers whose presence needs the full server (upgrades, 100-continue). */
+const SLOW = new Set(['upgrade', 'expect', 'http2-settings']);
 const REQUEST_LINE = /^([A-Z]+) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Bytes a plain head never has (controls, obs-text, lone CR/LF are checked per line). */
@@ -56,9 +61,10 @@ const ODD = /[^\t\x20-\x7e\r\n]/;
 /**
  * A request at the start of `buf` that the fast path can carry, or undefined: an incomplete
  * head, or anything beyond a plain origin-form HTTP/1.1 request with one Host and at most a
- * Content-Length body (absolute targets, upgrades, Expect, chunked uploads, HTTP/1.0, odd
- * bytes, a second Host or Content-Length) — Node's server then takes the connection, with
- * its limits and error answers.
+ * Content-Length body or one `Transfer-Encoding: chunked` (absolute targets, upgrades, Expect,
+ * other transfer codings, both framings at once, HTTP/1.0, odd bytes, a second Host,
+ * Content-Length or Transfer-Encoding) — Node's server then takes the connection, with its
+ * limits and error answers. A chunked body's framing is checked as it comes (ChunkedBody).
  */
 export function scanRequest(buf: Buffer, client: string): FastRequest | undefined {
   const end = buf.indexOf(CRLF2);
@@ -70,6 +76,7 @@ export function scanRequest(buf: Buffer, client: string): FastRequest | undefine
   if (!first || !FAST_METHODS.has(first[1])) return undefined;
   let host: string | undefined;
   let length: string | undefined;
+  let chunked: boolean | undefined;
   let xff: string | undefined;
   let close = false;
   let head = `${lines[0]}\r\n`;
@@ -86,8 +93,13 @@ export function scanRequest(buf: Buffer, client: string): FastRequest | undefine
       if (host !== undefined) return undefined;
       host = value;
     } else if (key === 'content-length') {
-      if (length !== undefined || !/^\d{1,15}$/.test(value)) return undefined;
+      // A length the HEAD record cannot carry (u32, CHUNKED_BODY excluded) is Node's too.
+      if (length !== undefined || !/^\d{1,10}$/.test(value) || Number(value) >= CHUNKED_BODY) return undefined;
       length = value;
+    } else if (key === 'transfer-encoding') {
+      // Only one plain `chunked`: lists, other codings and repeats are the full parser's.
+      if (chunked !== undefined || value.toLowerCase() !== 'chunked') return undefined;
+      chunked = true;
     } else if (key === 'x-forwarded-for') {
       xff = xff === undefined ? value : `${xff}, ${value}`;
       continue;
@@ -98,9 +110,9 @@ export function scanRequest(buf: Buffer, client: string): FastRequest | undefine
     }
     if (!DROPPED.has(key)) head += `${line}\r\n`;
   }
-  if (host === undefined) return undefined;
+  if (host === undefined || (chunked && length !== undefined)) return undefined;
   head += `X-Forwarded-For: ${xff ? `${xff}, ${client}` : client}\r\nX-Forwarded-Proto: http\r\n\r\n`;
-  return { method: first[1], host, path: first[2], bodyLength: length === undefined ? 0 : Number(length), close, head, size: end + 4 };
+  return { method: first[1], host, path: first[2], bodyLength: chunked ? CHUNKED_BODY : length === undefined ? 0 : Number(length), close, head, size: end + 4 };
 }
 
 /** A HEAD record for `req` (one buffer: header and payload). */
@@ -131,6 +143,171 @@ export function bodyRecordHeader(length: number): Buffer {
   out.writeUInt32BE(length, 1);
   return out;
 }
+
+/** Hex digits a chunk size may have (4 GiB - 1): a longer size is not ours to judge. */
+const MAX_SIZE_DIGITS = 8;
+/** Bytes of chunk extensions a size line may have. */
+const MAX_EXTENSIONS = 256;
+const SEMI = 0x3b;
+const EQUALS = 0x3d;
+const CR = 0x0d;
+const LF = 0x0a;
+const COLON = 0x3a;
+/** RFC 9110 tchar, by byte. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+/** Hex digit values + 1 (0: not a hex digit). */
+const HEX = new Uint8Array(256);
+for (let i = 0; i < 16; i++) {
+  HEX['0123456789abcdef'.charCodeAt(i)] = i + 1;
+  HEX['0123456789ABCDEF'.charCodeAt(i)] = i + 1;
+}
+
+/** Fields a parser might read as framing or routing even in trailers: refused there. */
+const FRAMING = new Set(['content-length', 'transfer-encoding', 'host', 'connection', 'te', 'trailer', 'upgrade', 'expect', 'keep-alive']);
+
+const enum Chunk {
+  Size,
+  /** In a chunk extension's name (after ';') or value (after '='): tokens only. */
+  ExtName,
+  ExtValue,
+  SizeLf,
+  Data,
+  DataCr,
+  DataLf,
+  /** The first byte of a trailer line, or the CR of the empty line that ends the body. */
+  TrailerStart,
+  TrailerName,
+  TrailerValue,
+  TrailerLf,
+  EndLf,
+  Done,
+}
+
+/**
+ * The framing of a chunked request body (RFC 9112 §7.1), checked byte by byte as it comes and
+ * passed on unchanged: only the plainest form — hex sizes of at most 8 digits, chunk extensions
+ * as `;name` or `;name=value` tokens with no whitespace or quotes (256 bytes a line), CRLF line ends, trailer fields shaped as the head's fields (no obs-fold, no odd
+ * bytes) and at most MAX_FAST_HEAD bytes of them. Anything else throws, so nothing a stricter
+ * or laxer parser downstream could read differently is ever passed on: the bytes handed on are
+ * a prefix of a body every HTTP/1.1 parser reads the same way.
+ */
+export class ChunkedBody {
+  #state = Chunk.Size;
+  #digits = 0;
+  /** Bytes of the current extension name or value, and of the line's extensions. */
+  #ext = 0;
+  #extBytes = 0;
+  #left = 0;
+  #trailerBytes = 0;
+  /** The trailer field name so far, lower case. */
+  #name = '';
+
+  /** The last chunk and the trailer section's empty line went by. */
+  get done(): boolean {
+    return this.#state === Chunk.Done;
+  }
+
+  /**
+   * Checks `chunk` (body bytes, framing included) and pushes the chunks' data into `data` when
+   * given (views). Returns the number of bytes of `chunk` that are body, all checked (less than
+   * its length only once the body ended: the rest is the next request). Throws
+   * OXY_ERR_PROTOCOL_MALFORMED on framing it does not take.
+   */
+  feed(chunk: Buffer, data?: Buffer[]): number {
+    const n = chunk.length;
+    let off = 0;
+    while (off < n && this.#state !== Chunk.Done) {
+      const c = chunk[off];
+      switch (this.#state) {
+        case Chunk.Size:
+          if (HEX[c] !== 0 && this.#digits < MAX_SIZE_DIGITS) {
+            this.#left = this.#left * 16 + HEX[c] - 1;
+            this.#digits++;
+          } else if (c === CR && this.#digits > 0) this.#state = Chunk.SizeLf;
+          else if (c === SEMI && this.#digits > 0) this.#extension(Chunk.ExtName);
+          else throw bad('a chunk size line');
+          off++;
+          break;
+        case Chunk.ExtName:
+        case Chunk.ExtValue:
+          if (++this.#extBytes > MAX_EXTENSIONS) throw bad('a chunk extension (too long)');
+          if (TCHAR[c]) this.#ext++;
+          else if (this.#ext === 0) throw bad('a chunk extension');
+          else if (c === CR) this.#state = Chunk.SizeLf;
+          else if (c === SEMI) this.#extension(Chunk.ExtName);
+          else if (c === EQUALS && this.#state === Chunk.ExtName) this.#extension(Chunk.ExtValue);
+          else throw bad('a chunk extension');
+          off++;
+          break;
+        case Chunk.SizeLf:
+          if (c !== LF) throw bad('a chunk size line');
+          off++;
+          this.#digits = 0;
+          this.#extBytes = 0;
+          this.#state = this.#left === 0 ? Chunk.TrailerStart : Chunk.Data;
+          break;
+        case Chunk.Data: {
+          const k = Math.min(this.#left, n - off);
+          data?.push(chunk.subarray(off, off + k));
+          off += k;
+          this.#left -= k;
+          if (this.#left === 0) this.#state = Chunk.DataCr;
+          break;
+        }
+        case Chunk.DataCr:
+        case Chunk.DataLf:
+          if (c !== (this.#state === Chunk.DataCr ? CR : LF)) throw bad('the end of a chunk');
+          off++;
+          this.#state = this.#state === Chunk.DataCr ? Chunk.DataLf : Chunk.Size;
+          break;
+        case Chunk.TrailerStart:
+          if (c === CR) this.#state = Chunk.EndLf;
+          else if (TCHAR[c]) {
+            this.#state = Chunk.TrailerName;
+            this.#name = lower(c);
+          } else throw bad('a trailer field');
+          off = this.#trailer(off);
+          break;
+        case Chunk.TrailerName:
+          if (c === COLON) {
+            if (FRAMING.has(this.#name)) throw bad('a framing field in the trailers');
+            this.#state = Chunk.TrailerValue;
+          } else if (TCHAR[c]) this.#name += lower(c);
+          else throw bad('a trailer field');
+          off = this.#trailer(off);
+          break;
+        case Chunk.TrailerValue:
+          if (c === CR) this.#state = Chunk.TrailerLf;
+          else if (c !== 0x09 && (c < 0x20 || c > 0x7e)) throw bad('a trailer field');
+          off = this.#trailer(off);
+          break;
+        case Chunk.TrailerLf:
+        case Chunk.EndLf:
+          if (c !== LF) throw bad('a trailer field');
+          this.#state = this.#state === Chunk.EndLf ? Chunk.Done : Chunk.TrailerStart;
+          off = this.#trailer(off);
+          break;
+      }
+    }
+    return off;
+  }
+
+  /** A chunk extension's name or value starts (it must have a byte). */
+  #extension(state: Chunk): void {
+    this.#state = state;
+    this.#ext = 0;
+  }
+
+  /** One more byte of the trailer section, within its bound. */
+  #trailer(off: number): number {
+    if (++this.#trailerBytes > MAX_FAST_HEAD) throw bad('the trailer section (too large)');
+    return off + 1;
+  }
+}
+
+const lower = (c: number): string => String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+const bad = (what: string): OxyError => new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `chunked body: ${what} the fast path does not take`);
 
 export interface HeadRecord {
   bodyLength: number;

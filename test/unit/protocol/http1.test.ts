@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { bodyRecordHeader, encodeHeadRecord, Http1RecordReader, ResponseReader, scanRequest, type HeadRecord } from '../../../src/engine/protocol/http1.js';
+import {
+  bodyRecordHeader,
+  CHUNKED_BODY,
+  ChunkedBody,
+  encodeHeadRecord,
+  Http1RecordReader,
+  ResponseReader,
+  scanRequest,
+  type HeadRecord,
+} from '../../../src/engine/protocol/http1.js';
 
 const req = (text: string) => Buffer.from(text, 'latin1');
 
@@ -26,7 +35,13 @@ describe('scanRequest (the public listener reads only what routing and framing n
     ['two Hosts', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
     ['two Content-Lengths', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx'],
     ['a Content-Length list', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx'],
-    ['chunked', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['chunked with a Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n'],
+    ['a Content-Length with chunked', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['two Transfer-Encodings', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['a coding list', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'],
+    ['another coding', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n'],
+    ['a length a HEAD record cannot carry', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4294967295\r\n\r\n'],
+    ['a 15-digit length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999\r\n\r\n'],
     ['an upgrade', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'],
     ['Expect', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n'],
     ['obs-fold', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n'],
@@ -37,6 +52,81 @@ describe('scanRequest (the public listener reads only what routing and framing n
     ['a huge head', `GET / HTTP/1.1\r\nHost: a\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`],
   ])('leaves %s to Node’s server', (_what, text) => {
     expect(scanRequest(req(text), '::1')).toBeUndefined();
+  });
+});
+
+describe('scanRequest and chunked bodies', () => {
+  it('takes one plain Transfer-Encoding: chunked and keeps it in the head the origin gets', () => {
+    const r = scanRequest(req('PUT /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'), '::1');
+    expect(r).toMatchObject({ method: 'PUT', bodyLength: CHUNKED_BODY });
+    expect(r!.head).toContain('\r\nTransfer-Encoding: Chunked\r\n');
+  });
+});
+
+/** Feeds `text` to a ChunkedBody in pieces of `step` bytes: the body's bytes, its data, and the bytes after it. */
+function chunks(text: string, step: number) {
+  const c = new ChunkedBody();
+  const bytes = Buffer.from(text, 'latin1');
+  const body: Buffer[] = [];
+  const data: Buffer[] = [];
+  let rest = '';
+  for (let i = 0; i < bytes.length; i += step) {
+    const piece = bytes.subarray(i, i + step);
+    if (c.done) {
+      rest += piece.toString('latin1');
+      continue;
+    }
+    const used = c.feed(piece, data);
+    body.push(piece.subarray(0, used));
+    rest += piece.subarray(used).toString('latin1');
+  }
+  return { done: c.done, body: Buffer.concat(body).toString('latin1'), data: Buffer.concat(data).toString('latin1'), rest };
+}
+
+describe('ChunkedBody (a chunked request body, checked and passed on unchanged)', () => {
+  const body = '5\r\nhello\r\n00A;a=1;b\r\n0123456789\r\n0;last\r\nX-Sum: abc\r\nX-Other:\tv v\r\n\r\n';
+  it.each([1, 2, 3, 5, 7, 1000])('finds where the body ends, its data and the next request, in pieces of %i bytes', (step) => {
+    expect(chunks(`${body}GET / HTTP/1.1\r\n`, step)).toEqual({ done: true, body, data: 'hello0123456789', rest: 'GET / HTTP/1.1\r\n' });
+    expect(chunks('0\r\n\r\nnext', step)).toEqual({ done: true, body: '0\r\n\r\n', data: '', rest: 'next' });
+  });
+
+  it('is not done before the last chunk and the empty line', () => {
+    expect(chunks('5\r\nhello\r\n0\r\n', 100)).toMatchObject({ done: false, body: '5\r\nhello\r\n0\r\n' });
+    expect(chunks('5\r\nhel', 100)).toMatchObject({ done: false, data: 'hel' });
+  });
+
+  it.each([
+    ['a quoted chunk extension', '5;a="b"\r\nhello\r\n0\r\n\r\n'],
+    ['an empty extension', '5;\r\nhello\r\n0\r\n\r\n'],
+    ['an empty extension value', '5;a=\r\nhello\r\n0\r\n\r\n'],
+    ['an extension without a name', '5;=b\r\nhello\r\n0\r\n\r\n'],
+    ['two values', '5;a=b=c\r\nhello\r\n0\r\n\r\n'],
+    ['whitespace in extensions', '5; a=b\r\nhello\r\n0\r\n\r\n'],
+    ['a bare LF after an extension', '5;a=b\nhello\r\n0\r\n\r\n'],
+    ['a long extension', `5;a=${'b'.repeat(300)}\r\nhello\r\n0\r\n\r\n`],
+    ['an empty size', '\r\nhello\r\n0\r\n\r\n'],
+    ['a non-hex size', 'ZZ\r\n'],
+    ['a sign', '-1\r\n'],
+    ['0x', '0x5\r\nhello\r\n'],
+    ['space after the size', '5 \r\nhello\r\n'],
+    ['space before the size', ' 5\r\nhello\r\n'],
+    ['more than 8 digits', '000000005\r\nhello\r\n'],
+    ['an overflowing size', 'fffffffffffffffff1\r\nab\r\n'],
+    ['a bare LF after the size', '5\nhello\r\n'],
+    ['a bare CR after the size', '5\rhello\r\n'],
+    ['data longer than its size', '3\r\nhello\r\n'],
+    ['a bare LF after the data', '5\r\nhello\n0\r\n\r\n'],
+    ['obs-fold in the trailers', '0\r\nX-A: 1\r\n folded\r\n\r\n'],
+    ['a trailer without a colon', '0\r\nX-A\r\n\r\n'],
+    ['a space before a trailer colon', '0\r\nX-A : 1\r\n\r\n'],
+    ['a NUL in a trailer', '0\r\nX-A: \0\r\n\r\n'],
+    ['obs-text in a trailer', '0\r\nX-A: \xff\r\n\r\n'],
+    ['a bare LF in the trailers', '0\r\nX-A: 1\n\r\n'],
+    ['Content-Length in the trailers', '0\r\nContent-Length: 5\r\n\r\n'],
+    ['Transfer-Encoding in the trailers', '0\r\ntransfer-encoding: chunked\r\n\r\n'],
+    ['a huge trailer section', `0\r\nX-A: ${'a'.repeat(17_000)}\r\n\r\n`],
+  ])('refuses %s, wherever the reads split it', (_what, text) => {
+    for (const step of [1, 4, 100_000]) expect(() => chunks(text, step)).toThrow(expect.objectContaining({ code: 'OXY_ERR_PROTOCOL_MALFORMED' }));
   });
 });
 
