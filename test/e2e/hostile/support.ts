@@ -45,6 +45,11 @@ export const crashProbes = (host: string): string[][] => [
   // A body cut short by the client.
   [`POST /x HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 1000\r\n\r\nabc`],
   [`POST /x HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab`],
+  // A Content-Length an http1 stream's HEAD record cannot carry (a u32: it once threw in the edge).
+  [`POST /x HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 999999999999999\r\n\r\nabc`],
+  // A chunked body that turns odd after its first chunk went on, then one cut short.
+  [`POST /x HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n`, 'zz\r\n'],
+  [`POST /x HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: `],
   // A head cut short.
   [`GET / HTTP/1.1\r\nHost: ${host}\r\nX-A: `],
   // Two requests pipelined, the second broken.
