@@ -148,7 +148,19 @@ describe.each(PROTOCOLS)('chunked uploads on http1 streams, over %s', (protocol)
     // A connector from before chunked bodies on http1 streams: it announces the streams only.
     const older = new OxyProcess(
       home.home,
-      ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', protocol, '--ha-connections', '1', '--url', `http://127.0.0.1:${origin.port}`, 'older'],
+      [
+        'tunnel',
+        'run',
+        '--edge',
+        `127.0.0.1:${e.tunnelPort}`,
+        '--protocol',
+        protocol,
+        '--ha-connections',
+        '1',
+        '--url',
+        `http://127.0.0.1:${origin.port}`,
+        'older',
+      ],
       { OXY_HTTP1_STREAMS: 'nochunked' },
     );
     procs.push(older);
