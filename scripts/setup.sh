@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(iproute2 iperf3 nftables iptables curl tcpdump man-db python3 make g++ binutils dpkg-dev rpm lintian reprepro createrepo-c dnf gnupg tinyproxy iputils-ping openssh-server openssh-client wrk squid wireguard-go chromium postgresql)
+DEBIAN_PACKAGES=(iproute2 iperf3 nftables iptables curl tcpdump man-db python3 make g++ binutils dpkg-dev rpm lintian reprepro createrepo-c dnf gnupg tinyproxy iputils-ping openssh-server openssh-client wrk squid wireguard-go chromium postgresql libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

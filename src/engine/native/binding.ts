@@ -99,6 +99,54 @@ export interface NativeSeqpacketServer {
   unref(): void;
 }
 
+/** cpp/quicclient.cc: one QUIC client connection on ngtcp2 + GnuTLS with its own UDP socket. */
+export interface NativeQuicClient {
+  openStream(): number;
+  write(id: number, data: Bytes | undefined, fin: boolean): number;
+  shutdownStream(id: number, code: number): void;
+  setReadPaused(id: number, paused: boolean): void;
+  sendDatagram(data: Bytes): boolean;
+  closeConnection(code: number, reason: string, transport: boolean): void;
+  probe(): void;
+  info(): {
+    rttMs: number;
+    cwnd: number;
+    sent: number;
+    recv: number;
+    localAddress: { family: 4 | 6; address: string; port: number };
+    maxDatagramSize: number;
+    alpn: string;
+    sendErrors: number;
+  };
+  peerCertificates(): Buffer[];
+  streamsLeft(): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeQuicClientOptions {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  family: 4 | 6;
+  alpn: string;
+  /** Trusted CA certificates, PEM. */
+  ca: string;
+  /** Dialed name (SNI and the certificate name check), or null for an IP. */
+  serverName: string | null;
+  maxUdpPayloadSize: number;
+  maxRecvUdpPayloadSize: number;
+  socketBufferBytes: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+  initialMaxData: number;
+  initialMaxStreamData: number;
+  maxStreamWindow: number;
+  maxConnectionWindow: number;
+  maxConcurrentStreams: number;
+}
+
 export interface NativeAddon {
   supported: boolean;
   setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;
@@ -149,6 +197,7 @@ export interface NativeAddon {
   tcpListenReusePort(address: string, port: number, backlog: number, ipv6Only: boolean): number;
   udpBindReusePort(address: string, port: number, ipv6Only: boolean): number;
   socketAddress(fd: number): { family: 4 | 6; address: string; port: number };
+  QuicClient: new (options: NativeQuicClientOptions, onEvents: (batch: Buffer) => void) => NativeQuicClient;
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -40,3 +40,11 @@ export { closeFd, currentNetns, dupFd, openNetns, setns, withNetns } from './net
 export { socketFd, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';
 export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOptions, type SpliceOutcome } from './splice.js';
 export { READ_AHEAD_LINGER_MS, readAheadSocket, type ReadAheadSocket } from './read-ahead.js';
+export {
+  createQuicClient,
+  QUIC_CLIENT_HIGH_WATER,
+  QuicClientClose,
+  QuicClientEvent,
+  type NativeQuicClient,
+  type NativeQuicClientOptions,
+} from './quic-client.js';

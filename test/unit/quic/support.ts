@@ -8,6 +8,7 @@ import {
   listenQuic,
   type QuicDialOptions,
   type QuicListener,
+  type QuicClientConnection,
   type QuicListenOptions,
   type QuicTunnelConnection,
 } from '../../../src/engine/transport/quic/index.js';
@@ -20,7 +21,8 @@ export function edgeIdentity(): Promise<EdgeIdentity> {
 
 export interface Pair {
   listener: QuicListener;
-  client: QuicTunnelConnection;
+  /** quiche, or ngtcp2 with OXY_QUIC_IMPL=ngtcp2 (the edge is always quiche). */
+  client: QuicClientConnection;
   server: QuicTunnelConnection;
   close(): Promise<void>;
 }
@@ -55,7 +57,7 @@ export function collect(stream: Duplex): Promise<Buffer> {
 }
 
 /** Echo every stream the connection receives. */
-export function echo(conn: QuicTunnelConnection): void {
+export function echo(conn: QuicClientConnection): void {
   conn.onStream((s) => {
     s.on('error', () => {});
     s.pipe(s);

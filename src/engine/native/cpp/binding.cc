@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSplice(env, exports);
   InitReusePort(env, exports);
   InitReadAhead(env, exports);
+  exports.Set("QuicClient", InitQuicClient(env));
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

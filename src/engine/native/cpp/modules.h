@@ -16,5 +16,6 @@ void InitTcpInfo(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
 void InitReusePort(Napi::Env env, Napi::Object exports);
 void InitReadAhead(Napi::Env env, Napi::Object exports);
+Napi::Function InitQuicClient(Napi::Env env);
 
 }  // namespace oxy

@@ -580,7 +580,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private onEstablished(): boolean {
     const quic = this.quic;
     const alpn = Buffer.from(quic.applicationProto()).toString();
-    const problem = alpn !== QUIC_ALPN ? `the edge chose ALPN "${alpn}"` : this.verify ? verifyServer(quic, this.verify) : undefined;
+    const problem = alpn !== QUIC_ALPN ? `the edge chose ALPN "${alpn}"` : this.verify ? verifyEdgeChain(quic.peerCertChain() ?? [], this.verify) : undefined;
     if (problem) {
       const pin = problem.startsWith('pin:');
       const message = pin ? problem.slice(4) : problem;
@@ -795,12 +795,12 @@ export function describeTransportError(code: number): string {
 }
 
 /**
- * Checks BoringSSL leaves to us: the certificate's IP SAN when dialing an IP (no SNI to
+ * Checks the TLS stack leaves to us (BoringSSL for quiche, GnuTLS for ngtcp2): the certificate's IP SAN when dialing an IP (no SNI to
  * check a name against), and the CA pin by walking signatures from the leaf up through
  * the presented chain and the trusted CAs. A "pin:" prefix marks a pin mismatch.
  */
-function verifyServer(quic: QuicheConnection, verify: ClientVerification): string | undefined {
-  const chain = (quic.peerCertChain() ?? []).map((der) => new X509Certificate(Buffer.from(der)));
+export function verifyEdgeChain(presented: readonly Uint8Array[], verify: ClientVerification): string | undefined {
+  const chain = presented.map((der) => new X509Certificate(Buffer.from(der)));
   const leaf = chain[0];
   if (!leaf) return 'the edge presented no certificate';
   if (verify.ip !== undefined && isIP(verify.ip) !== 0 && leaf.checkIP(verify.ip) === undefined) {

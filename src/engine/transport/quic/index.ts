@@ -21,17 +21,20 @@ import {
   DEFAULT_IDLE_TIMEOUT_MS,
   isLoopbackAddress,
   LOOPBACK_UDP_PAYLOAD,
+  QUIC_ALPN,
   quiche,
   type QuicTimingOptions,
   type QuicTuningOptions,
 } from './config.js';
 import { QuicDialError, QuicTunnelConnection } from './connection.js';
+import { Ngtcp2TunnelConnection } from './ngtcp2-connection.js';
 import { QuicEndpoint } from './endpoint.js';
 import { RetryTokens } from './retry.js';
 import { StatelessResets } from './stateless-reset.js';
 
 export { LOOPBACK_UDP_PAYLOAD, QUIC_ALPN, type QuicTimingOptions, type QuicTuningOptions } from './config.js';
 export { QuicDialError, QuicTunnelConnection, STREAM_RESET_CODE, type QuicDialFailure } from './connection.js';
+export { Ngtcp2TunnelConnection } from './ngtcp2-connection.js';
 
 /** UDP socket buffers: large, so a burst at 100+ MB/s is not dropped by the kernel. */
 const SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
@@ -64,12 +67,21 @@ export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
   tuning?: QuicTuningOptions;
 }
 
+/** The connector's QUIC connection: quiche through our driver, or ngtcp2 in the addon (`OXY_QUIC_IMPL=ngtcp2`). */
+export type QuicClientConnection = QuicTunnelConnection | Ngtcp2TunnelConnection;
+
+/** Which QUIC library the connector dials with: `OXY_QUIC_IMPL=ngtcp2` picks the addon's ngtcp2 client. */
+export function quicClientImpl(): 'quiche' | 'ngtcp2' {
+  return process.env.OXY_QUIC_IMPL === 'ngtcp2' ? 'ngtcp2' : 'quiche';
+}
+
 /** Dials the edge; resolves once the handshake completed and the edge certificate verified. */
-export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConnection> {
+export async function dialQuic(options: QuicDialOptions): Promise<QuicClientConnection> {
   if (options.signal?.aborted) throw new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'The operation was aborted');
   const address = isIP(options.host) !== 0 ? options.host : (await lookup(options.host)).address;
   const family = isIP(address) === 4 ? 4 : 6;
   const tuning = isLoopbackAddress(address) ? { maxUdpPayloadSize: LOOPBACK_UDP_PAYLOAD, ...options.tuning } : (options.tuning ?? {});
+  if (quicClientImpl() === 'ngtcp2' && options.socket === undefined) return dialNgtcp2(options, address, family, tuning);
   const socket =
     options.socket ??
     PktinfoUdpSocket.bind({
@@ -129,6 +141,69 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicTunnelConn
   } catch (err) {
     conn.close(TunnelCloseCode.NO_ERROR, 'dial abandoned');
     void endpoint.shutdown(TunnelCloseCode.NO_ERROR, 'dial abandoned');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** dialQuic on the addon's ngtcp2 client: same options, defaults, checks and errors. */
+async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 | 6, tuning: QuicTuningOptions): Promise<Ngtcp2TunnelConnection> {
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const serverName = options.servername ?? (isIP(options.host) === 0 ? options.host : null);
+  const payload = tuning.maxUdpPayloadSize ?? quiche.MAX_DATAGRAM_SIZE;
+  const streamWindow = tuning.initialMaxStreamData ?? 8 * 1024 * 1024;
+  const ca = ([] as string[]).concat(options.ca);
+  let conn: Ngtcp2TunnelConnection;
+  try {
+    conn = new Ngtcp2TunnelConnection(
+      {
+        remoteAddress: address,
+        remotePort: options.port,
+        localAddress: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
+        family,
+        alpn: QUIC_ALPN,
+        ca: ca.join('\n'),
+        serverName,
+        maxUdpPayloadSize: payload,
+        maxRecvUdpPayloadSize: tuning.maxRecvUdpPayloadSize ?? payload,
+        socketBufferBytes: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+        idleTimeoutMs,
+        keepAliveMs: options.keepAliveMs ?? Math.floor(idleTimeoutMs / 3),
+        initialMaxData: tuning.initialMaxData ?? 32 * 1024 * 1024,
+        initialMaxStreamData: streamWindow,
+        maxStreamWindow: Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024),
+        maxConnectionWindow: Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024),
+        maxConcurrentStreams: tuning.maxConcurrentStreams ?? 1000,
+      },
+      { ip: serverName === null ? address : undefined, caPin: options.caPin, ca },
+    );
+  } catch (err) {
+    throw new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
+  }
+  const timeoutMs = options.handshakeTimeoutMs ?? options.timeoutMs ?? 10_000;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const hint = conn.sendErrors > 0 ? ` (UDP send failed: ${conn.lastSendError?.message})` : '';
+      reject(
+        new QuicDialError(
+          'OXY_ERR_TUNNEL_HANDSHAKE',
+          conn.sendErrors > 0 ? 'unreachable' : 'timeout',
+          `QUIC handshake with ${address}:${options.port} did not complete within ${timeoutMs} ms${hint}`,
+        ),
+      );
+    }, timeoutMs);
+    onAbort = () => reject(new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'The operation was aborted'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([conn.handshake, guard]);
+    return conn;
+  } catch (err) {
+    conn.abandon('dial abandoned');
     throw err;
   } finally {
     clearTimeout(timer);
