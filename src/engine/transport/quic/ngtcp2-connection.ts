@@ -387,7 +387,12 @@ export class Ngtcp2TunnelConnection implements TunnelConnection, QuicStreamOwner
     debug('connector (ngtcp2) closed: %d %s (remote %s)', info.code, info.reason, info.remote);
     if (!this.isEstablished) {
       this.rejectHandshake(
-        new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', this.failure ?? 'closed', `QUIC handshake failed: ${info.reason || 'connection closed'}`, info.error ?? info),
+        new QuicDialError(
+          'OXY_ERR_TUNNEL_HANDSHAKE',
+          this.failure ?? 'closed',
+          `QUIC handshake failed: ${info.reason || 'connection closed'}`,
+          info.error ?? info,
+        ),
       );
     }
     const err = this.closedErrorNow();

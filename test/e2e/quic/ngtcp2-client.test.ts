@@ -1,0 +1,124 @@
+// The connector's QUIC client on ngtcp2 (OXY_QUIC_IMPL=ngtcp2: the addon's ngtcp2 + GnuTLS)
+// against the unchanged quiche edge: processes, curl through the tunnel, many streams at once,
+// bulk bytes both ways, a refused certificate, and a redial after the edge was killed.
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isOxyError } from '../../../src/core/errors.js';
+import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { dialQuic, listenQuic, Ngtcp2TunnelConnection, type QuicDialError } from '../../../src/engine/transport/quic/index.js';
+import { OxyProcess, startEdge, useWebTunnel } from '../../helpers/processes.js';
+
+const run = promisify(execFile);
+const t = useWebTunnel();
+const NGTCP2 = { OXY_QUIC_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:transport:quic' };
+const BULK = randomBytes(24 * 1024 * 1024);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+let origin: Server;
+let originUrl = '';
+beforeAll(async () => {
+  origin = createServer((req, res) => {
+    if (req.url === '/bulk') return void res.end(BULK);
+    if (req.method === 'POST') {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
+      req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
+      return;
+    }
+    res.end(`hello ${req.url}`);
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+});
+afterAll(() => origin.close());
+
+async function tunnel(connections = 2) {
+  const e = await startEdge(t.home);
+  t.procs.push(e.edge);
+  const c = new OxyProcess(
+    t.home,
+    ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--ha-connections', String(connections), '--url', originUrl, 'web'],
+    NGTCP2,
+  );
+  t.procs.push(c);
+  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} [^\\n]*protocol=quic`));
+  return { ...e, connector: c };
+}
+
+const get = (port: number, path: string) =>
+  request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(async (r) => ({
+    status: r.statusCode,
+    body: Buffer.from(await r.body.arrayBuffer()),
+  }));
+
+describe('connector on ngtcp2, edge on quiche', () => {
+  it('registers over ngtcp2 and serves curl, 300 concurrent requests and bulk bytes both ways', async () => {
+    const e = await tunnel();
+    // The debug line proves the ngtcp2 client carried the registration.
+    expect(e.connector.output).toMatch(/connector \(ngtcp2\) established with 127\.0\.0\.1:/);
+    const curl = await run('curl', ['-sS', '-H', 'Host: app.example.com', `http://127.0.0.1:${e.httpPort}/curl`]);
+    expect(curl.stdout).toBe('hello /curl');
+
+    const many = await Promise.all(Array.from({ length: 300 }, (_, i) => get(e.httpPort, `/r${i}`)));
+    expect(many.map((r) => r.status)).toEqual(many.map(() => 200));
+    expect(many.map((r) => r.body.toString())).toEqual(many.map((_, i) => `hello /r${i}`));
+
+    const down = await get(e.httpPort, '/bulk');
+    expect(down.status).toBe(200);
+    expect(down.body.length).toBe(BULK.length);
+    expect(sha(down.body)).toBe(sha(BULK));
+
+    const up = await request(`http://127.0.0.1:${e.httpPort}/up`, { method: 'POST', body: BULK, headers: { host: 'app.example.com' } });
+    expect(await up.body.text()).toBe(`${BULK.length} ${sha(BULK)}`);
+  }, 60_000);
+
+  it('redials when the edge is killed and another takes its port', async () => {
+    const e = await tunnel(1);
+    expect((await get(e.httpPort, '/before')).body.toString()).toBe('hello /before');
+    e.edge.kill();
+    await e.edge.exited();
+    const second = await startEdge(t.home, [], { tunnel: e.tunnelPort });
+    t.procs.push(second.edge);
+    // The new edge answers the old connection's packets with a stateless reset (or the
+    // connector's watchdog gives up on the silent connection): it dials again.
+    await second.edge.waitFor(/Registered tunnel connection [^\n]*connIndex=0 [^\n]*protocol=quic/, 30_000);
+    expect((await get(second.httpPort, '/after')).body.toString()).toBe('hello /after');
+    expect(e.connector.output).toMatch(/Connection terminated connIndex=0 /);
+    expect(e.connector.count(/connector \(ngtcp2\) established/)).toBeGreaterThanOrEqual(2);
+  }, 60_000);
+});
+
+describe('ngtcp2 dial in process', () => {
+  const saved = process.env.OXY_QUIC_IMPL;
+  beforeAll(() => {
+    process.env.OXY_QUIC_IMPL = 'ngtcp2';
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.OXY_QUIC_IMPL;
+    else process.env.OXY_QUIC_IMPL = saved;
+  });
+
+  it('refuses an edge whose certificate another CA signed, saying so', async () => {
+    const edge = await createEdgeIdentity({ hostnames: ['localhost'], ips: ['127.0.0.1'] });
+    const other = await createEdgeIdentity({ hostnames: ['localhost'], ips: ['127.0.0.1'] });
+    const listener = await listenQuic({ cert: edge.certChain, key: edge.key, host: '127.0.0.1' }, () => {});
+    try {
+      const err = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: other.caCert, timeoutMs: 5000 }).catch((e: unknown) => e);
+      expect(isOxyError(err, 'OXY_ERR_TUNNEL_HANDSHAKE'), String(err)).toBe(true);
+      expect((err as QuicDialError).failure).toBe('tls');
+      expect((err as Error).message).toMatch(/TLS alert 48 \(unknown CA\)/);
+      // The same CA passes: the refusal was the certificate's.
+      const ok = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: edge.caCert, caPin: edge.caPin });
+      expect(ok).toBeInstanceOf(Ngtcp2TunnelConnection);
+      ok.close();
+    } finally {
+      await listener.close();
+    }
+  });
+});
