@@ -390,7 +390,7 @@ export class Ngtcp2TunnelConnection implements TunnelConnection, QuicStreamOwner
         new QuicDialError(
           'OXY_ERR_TUNNEL_HANDSHAKE',
           this.failure ?? 'closed',
-          `QUIC handshake failed: ${info.reason || 'connection closed'}`,
+          `QUIC handshake with ${this.remoteAddress}:${this.remotePort} failed: ${info.reason || 'connection closed'}`,
           info.error ?? info,
         ),
       );
