@@ -6,12 +6,14 @@
  * edge's public listener; CPU per request from /proc/PID/stat of each process; binding calls
  * counted by a preload (bench/lib/quic-count.js) in edge and connector. A third tunnel has its
  * connector on the addon's ngtcp2 client (OXY_QUIC_IMPL=ngtcp2; the edge stays on quiche);
- * `--ngtcp2 0` leaves it out. The three are measured in turn each round. `--bin DIR` runs
+ * `--ngtcp2 0` leaves it out. The three are measured in turn each round; with `--mib N` each
+ * round also moves N MiB down (GET) and up (chunked POST) through each with curl: MB/s and CPU
+ * ms per MB of edge and connector. `--bin DIR` runs
  * another build's bin/run.js (alternate old/new builds on a busy machine); `--count 0` leaves
  * the preload out (its wrappers cost CPU of their own).
- *   npm run build && node bench/quic-small.js [--seconds 5] [--rounds 2] [--bin /tmp/old] [--count 1] [--ngtcp2 1]
+ *   npm run build && node bench/quic-small.js [--seconds 5] [--rounds 2] [--bin /tmp/old] [--count 1] [--ngtcp2 1] [--mib 0]
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +26,7 @@ const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 2));
 const count = arg('count', '1') !== '0';
 const withNgtcp2 = arg('ngtcp2', '1') !== '0';
+const mib = Number(arg('mib', 0));
 /** With --perf DIR: edge and connector run with --perf-basic-prof, recorded by perf (cpu-clock) during each measurement (DIR/<protocol>-<process>.data). */
 const perfDir = arg('perf', undefined);
 const root = resolve(arg('bin', fileURLToPath(new URL('..', import.meta.url))));
@@ -123,6 +126,28 @@ async function wrk(url, pids, counted, recorded) {
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]), requests, cpu, per };
 }
 
+/** One curl of --mib MiB down or up (chunked, from /dev/zero) through a tunnel: MB/s and CPU ms per MB of each process. */
+async function bulk(url, pids, op) {
+  const bytes = mib * 1024 * 1024;
+  const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
+  const t0 = performance.now();
+  const command =
+    op === 'down'
+      ? `curl -sf -o /dev/null -H 'Host: ${HOST}' ${url}/bytes/${bytes}`
+      : `head -c ${bytes} /dev/zero | curl -sf -o /dev/null -H 'Host: ${HOST}' -T - ${url}/sink`;
+  await new Promise((resolve, reject) => {
+    const c = spawn('sh', ['-c', command], { stdio: 'ignore' });
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${op} through ${url} failed (curl exit ${code})`))));
+  });
+  const mb = bytes / 1e6;
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (cpuMicros(p) - c0[k]) / 1000 / mb]));
+  return { mbps: mb / ((performance.now() - t0) / 1000), cpu };
+}
+
+function bulkLine(name, r) {
+  return `${name} ${fmt(r.mbps, 0)} MB/s (edge ${fmt(r.cpu.edge, 2)} connector ${fmt(r.cpu.connector, 2)} ms/MB)`;
+}
+
 try {
   console.log(`# small requests, edge + connector processes, ${seconds} s of wrk x ${rounds} rounds; ${bin}; load ${fmt(loadavg()[0])}`);
   const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
@@ -144,6 +169,13 @@ try {
       `round ${r + 1} (load ${fmt(loadavg()[0])}): HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}${third}`,
     );
     if (count) for (const [k, v] of Object.entries(b.per)) console.log(`  QUIC ${k} per request: ${JSON.stringify(v)}`);
+    if (mib > 0) {
+      for (const op of ['down', 'up']) {
+        const parts = [bulkLine('HTTP/2', await bulk(h2.url, h2.pids, op)), bulkLine('QUIC', await bulk(quic.url, quic.pids, op))];
+        if (ng) parts.push(bulkLine('QUIC/ngtcp2', await bulk(ng.url, ng.pids, op)));
+        console.log(`  ${mib} MiB ${op} (load ${fmt(loadavg()[0])}): ${parts.join(' | ')}`);
+      }
+    }
   }
 } finally {
   for (const c of children) c.kill();
