@@ -20,22 +20,16 @@
 // Ownership: Node keeps its TCP socket (not reading it); the relay works on a dup of its fd.
 #include "common.h"
 #include "modules.h"
+#include "relay-loop.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
 
 namespace oxy {
 
@@ -236,120 +230,46 @@ struct ReadAhead {
   bool Done() const { return up_shut && down_shut; }
 };
 
-struct Command {
-  std::unique_ptr<ReadAhead> start;  // set: start this relay; else cancel `cancel`
-  uint64_t cancel = 0;
-};
-
-class ReadAheadLoop {
+class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
  public:
-  static ReadAheadLoop& Get() {
-    static ReadAheadLoop* loop = new ReadAheadLoop();  // never destroyed: the thread outlives statics at exit
-    return *loop;
+  ReadAheadLoop() : RelayLoop("oxy-readahead") {}
+
+  void Started(Relays::iterator it) {
+    ReadAhead& relay = *it->second;
+    bool ok = true;
+    for (int which = 0; which < 2; which++) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.data.u64 = (relay.id << 1) | static_cast<uint64_t>(which);
+      if (epoll_ctl(epoll_, EPOLL_CTL_ADD, which ? relay.local : relay.tcp, &ev) != 0) ok = relay.Failed("epoll_ctl", errno);
+    }
+    if (!ok) Finish(it, false);
+    else Step(it);  // bytes may already wait: edge-triggered epoll reports only new ones
   }
 
-  const char* failed_call() const { return failed_call_; }
-  int failed_errno() const { return failed_errno_; }
-  uint64_t NextId() { return next_id_++; }
-
-  void Post(Command cmd) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(cmd));
-    }
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_, &one, sizeof one);
-    (void)ignored;
+  // The key's low bit: 0 the TCP socket, 1 Node's end of the pair.
+  void Event(uint64_t key, uint32_t ev) {
+    auto it = relays_.find(key >> 1);
+    if (it == relays_.end()) return;  // finished earlier in this batch
+    ReadAhead& r = *it->second;
+    // The pair hung up: Node closed its end (read what it wrote, deliver nothing more).
+    if ((key & 1) && (ev & EPOLLHUP)) r.local_gone = true;
+    // Only the directions this event can move: readable TCP or writable pair feed Node,
+    // readable pair or writable TCP feed the edge.
+    bool readable = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    bool writable = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    bool down = (key & 1) ? writable : readable;
+    bool up = (key & 1) ? readable : writable;
+    Step(it, down, up);
   }
 
- private:
-  ReadAheadLoop() {
-    epoll_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_ < 0) {
-      failed_call_ = "epoll_create1";
-      failed_errno_ = errno;
-      return;
-    }
-    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_ < 0) {
-      failed_call_ = "eventfd";
-      failed_errno_ = errno;
-      return;
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = 0;  // the wake-up eventfd
-    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
-    std::thread([this] { Run(); }).detach();
-  }
-
-  void Run() {
-    pthread_setname_np(pthread_self(), "oxy-readahead");
-    epoll_event events[64];
-    for (;;) {
-      int n = epoll_wait(epoll_, events, 64, -1);
-      if (n < 0) continue;  // EINTR
-      for (int i = 0; i < n; i++) {
-        uint64_t key = events[i].data.u64;
-        if (key == 0) {
-          Commands();
-          continue;
-        }
-        auto it = relays_.find(key >> 1);
-        if (it == relays_.end()) continue;  // finished earlier in this batch
-        ReadAhead& r = *it->second;
-        // The pair hung up: Node closed its end (read what it wrote, deliver nothing more).
-        uint32_t ev = events[i].events;
-        if ((key & 1) && (ev & EPOLLHUP)) r.local_gone = true;
-        // Only the directions this event can move: readable TCP or writable pair feed Node,
-        // readable pair or writable TCP feed the edge.
-        bool readable = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
-        bool writable = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
-        bool down = (key & 1) ? writable : readable;
-        bool up = (key & 1) ? readable : writable;
-        Step(it, down, up);
-      }
-    }
-  }
-
-  void Step(std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>>::iterator it, bool down = true, bool up = true) {
+  void Step(Relays::iterator it, bool down = true, bool up = true) {
     ReadAhead& r = *it->second;
     bool ok = (!up || r.PumpUp()) && (!down || r.PumpDown());
     if (!ok || r.Done()) Finish(it, false);
   }
 
-  void Commands() {
-    uint64_t count;
-    ssize_t ignored = read(wake_, &count, sizeof count);
-    (void)ignored;
-    std::deque<Command> batch;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      batch.swap(queue_);
-    }
-    for (Command& cmd : batch) {
-      if (cmd.start) {
-        std::unique_ptr<ReadAhead> r = std::move(cmd.start);
-        uint64_t id = r->id;
-        auto it = relays_.emplace(id, std::move(r)).first;
-        ReadAhead& relay = *it->second;
-        bool ok = true;
-        for (int which = 0; which < 2; which++) {
-          epoll_event ev{};
-          ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-          ev.data.u64 = (id << 1) | static_cast<uint64_t>(which);
-          if (epoll_ctl(epoll_, EPOLL_CTL_ADD, which ? relay.local : relay.tcp, &ev) != 0) ok = relay.Failed("epoll_ctl", errno);
-        }
-        if (!ok) Finish(it, false);
-        else Step(it);  // bytes may already wait: edge-triggered epoll reports only new ones
-      } else {
-        auto it = relays_.find(cmd.cancel);
-        if (it != relays_.end()) Finish(it, true);
-      }
-    }
-  }
-
-  void Finish(std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>>::iterator it, bool cancelled) {
+  void Finish(Relays::iterator it, bool cancelled) {
     std::unique_ptr<ReadAhead> r = std::move(it->second);
     relays_.erase(it);
     // Node keeps the TCP socket open through its own fd: remove ours from the epoll before closing it.
@@ -380,14 +300,6 @@ class ReadAheadLoop {
     CloseFd(o->local);
   }
 
-  int epoll_ = -1;
-  int wake_ = -1;
-  const char* failed_call_ = "";
-  int failed_errno_ = 0;
-  std::atomic<uint64_t> next_id_{1};
-  std::mutex mutex_;
-  std::deque<Command> queue_;
-  std::unordered_map<uint64_t, std::unique_ptr<ReadAhead>> relays_;  // loop thread only
 };
 
 // readAhead(tcpFd, maxQueued, callback(err, cancelled)) -> [id, fd]: `fd` is Node's end of the
@@ -412,7 +324,7 @@ Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
   uint64_t id = loop.NextId();
   relay->id = id;
   relay->tsfn = Napi::ThreadSafeFunction::New(env, callback, "oxyReadAhead", 0, 1);
-  loop.Post(Command{std::move(relay), 0});
+  loop.Start(std::move(relay));
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
   out.Set(1u, Napi::Number::New(env, pair[1]));
@@ -423,7 +335,7 @@ Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
 // already finished: then its report is on the way).
 Napi::Value CancelReadAhead(const Napi::CallbackInfo& info) {
   uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
-  ReadAheadLoop::Get().Post(Command{nullptr, id});
+  ReadAheadLoop::Get().Cancel(id);
   return info.Env().Undefined();
 }
 

@@ -14,21 +14,15 @@
 // cancels it when either socket is destroyed. The relay closes only its own dups and pipes.
 #include "common.h"
 #include "modules.h"
+#include "relay-loop.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
 
 namespace oxy {
 
@@ -170,109 +164,33 @@ struct Relay {
   bool Done() const { return dir[0].shut && dir[1].shut; }
 };
 
-struct Command {
-  std::unique_ptr<Relay> start;  // set: start this relay; else cancel `cancel`
-  uint64_t cancel = 0;
-};
-
-class SpliceLoop {
+class SpliceLoop : public RelayLoop<SpliceLoop, Relay> {
  public:
-  static SpliceLoop& Get() {
-    static SpliceLoop* loop = new SpliceLoop();  // never destroyed: the thread outlives statics at exit
-    return *loop;
+  SpliceLoop() : RelayLoop("oxy-relay") {}
+
+  void Started(Relays::iterator it) {
+    Relay& relay = *it->second;
+    bool ok = true;
+    for (int fd : relay.fd) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.data.u64 = relay.id;
+      if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) ok = relay.Failed("epoll_ctl", errno);
+    }
+    // Bytes may already wait in either socket: edge-triggered epoll reports only new ones.
+    if (ok) ok = relay.Pump(relay.dir[0]) && relay.Pump(relay.dir[1]);
+    if (!ok || relay.Done()) Finish(it, false);
   }
 
-  // Empty string when the loop runs; else why it could not start.
-  const char* failed_call() const { return failed_call_; }
-  int failed_errno() const { return failed_errno_; }
-
-  uint64_t NextId() { return next_id_++; }
-
-  void Post(Command cmd) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(cmd));
-    }
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_, &one, sizeof one);
-    (void)ignored;
+  void Event(uint64_t id, uint32_t) {
+    auto it = relays_.find(id);
+    if (it == relays_.end()) return;  // finished earlier in this batch
+    Relay& r = *it->second;
+    bool ok = r.Pump(r.dir[0]) && r.Pump(r.dir[1]);
+    if (!ok || r.Done()) Finish(it, false);
   }
 
- private:
-  SpliceLoop() {
-    epoll_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_ < 0) {
-      failed_call_ = "epoll_create1";
-      failed_errno_ = errno;
-      return;
-    }
-    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_ < 0) {
-      failed_call_ = "eventfd";
-      failed_errno_ = errno;
-      return;
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = 0;  // id 0: the wake-up eventfd
-    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
-    std::thread([this] { Run(); }).detach();
-  }
-
-  void Run() {
-    pthread_setname_np(pthread_self(), "oxy-relay");  // what `top -H` and /proc/PID/task/*/comm show
-    epoll_event events[64];
-    for (;;) {
-      int n = epoll_wait(epoll_, events, 64, -1);
-      if (n < 0) continue;  // EINTR
-      for (int i = 0; i < n; i++) {
-        uint64_t id = events[i].data.u64;
-        if (id == 0) {
-          Commands();
-          continue;
-        }
-        auto it = relays_.find(id);
-        if (it == relays_.end()) continue;  // finished earlier in this batch
-        Relay& r = *it->second;
-        bool ok = r.Pump(r.dir[0]) && r.Pump(r.dir[1]);
-        if (!ok || r.Done()) Finish(it, false);
-      }
-    }
-  }
-
-  void Commands() {
-    uint64_t count;
-    ssize_t ignored = read(wake_, &count, sizeof count);
-    (void)ignored;
-    std::deque<Command> batch;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      batch.swap(queue_);
-    }
-    for (Command& cmd : batch) {
-      if (cmd.start) {
-        std::unique_ptr<Relay> r = std::move(cmd.start);
-        uint64_t id = r->id;
-        auto it = relays_.emplace(id, std::move(r)).first;
-        Relay& relay = *it->second;
-        bool ok = true;
-        for (int fd : relay.fd) {
-          epoll_event ev{};
-          ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-          ev.data.u64 = id;
-          if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) ok = relay.Failed("epoll_ctl", errno);
-        }
-        // Bytes may already wait in either socket: edge-triggered epoll reports only new ones.
-        if (ok) ok = relay.Pump(relay.dir[0]) && relay.Pump(relay.dir[1]);
-        if (!ok || relay.Done()) Finish(it, false);
-      } else {
-        auto it = relays_.find(cmd.cancel);
-        if (it != relays_.end()) Finish(it, true);
-      }
-    }
-  }
-
-  void Finish(std::unordered_map<uint64_t, std::unique_ptr<Relay>>::iterator it, bool cancelled) {
+  void Finish(Relays::iterator it, bool cancelled) {
     std::unique_ptr<Relay> r = std::move(it->second);
     relays_.erase(it);
     // Node keeps the sockets open through its own fds, so closing our dups would leave them
@@ -299,14 +217,6 @@ class SpliceLoop {
     }
   }
 
-  int epoll_ = -1;
-  int wake_ = -1;
-  const char* failed_call_ = "";
-  int failed_errno_ = 0;
-  std::atomic<uint64_t> next_id_{1};
-  std::mutex mutex_;
-  std::deque<Command> queue_;
-  std::unordered_map<uint64_t, std::unique_ptr<Relay>> relays_;  // loop thread only
 };
 
 // A pipe of about `size` bytes (F_SETPIPE_SZ; the default 64 KiB if the user's pipe budget
@@ -363,7 +273,7 @@ Napi::Value SpliceSockets(const Napi::CallbackInfo& info) {
   relay->id = id;
   relay->counters = new Napi::Reference<Napi::Object>(Napi::Persistent(counters.As<Napi::Object>()));
   relay->tsfn = Napi::ThreadSafeFunction::New(env, callback, "oxySplice", 0, 1);
-  loop.Post(Command{std::move(relay), 0});
+  loop.Start(std::move(relay));
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
@@ -371,7 +281,7 @@ Napi::Value SpliceSockets(const Napi::CallbackInfo& info) {
 // already finished: then its report is on the way).
 Napi::Value CancelSplice(const Napi::CallbackInfo& info) {
   uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
-  SpliceLoop::Get().Post(Command{nullptr, id});
+  SpliceLoop::Get().Cancel(id);
   return info.Env().Undefined();
 }
 
