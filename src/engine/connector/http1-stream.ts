@@ -34,6 +34,8 @@ const pathOnly = (target: string): string => {
 };
 
 const STATUS = /^HTTP\/1\.[01] (\d{3})/;
+/** Bytes an origin socket may hold (corked or unsent) before the tunnel stream pauses. */
+const CORKED_LIMIT = 1024 * 1024;
 
 interface OriginSocket {
   socket: Socket;
@@ -62,6 +64,12 @@ export class Http1StreamServer {
   /** Records that came while a per-request relay still ran (rare: the edge waits for each answer). */
   #queue: (() => void)[] | undefined;
   #finished = false;
+  /** The origin socket corked until the end of this event-loop turn. */
+  #corked: Socket | undefined;
+  readonly #uncork = (): void => {
+    this.#corked?.uncork();
+    this.#corked = undefined;
+  };
   #resolve!: () => void;
   readonly done: Promise<void>;
 
@@ -139,7 +147,18 @@ export class Http1StreamServer {
       for (const d of data) ok = c.upload.write(d);
       if (c.bodyLeft === 0 || c.chunked?.done) c.upload.end();
       else if (!ok) this.#pauseFor(c.upload);
-    } else if (this.#origin && !this.#origin.socket.write(bytes)) this.#pauseFor(this.#origin.socket);
+    } else if (this.#origin) {
+      // An upload's bytes arrive one TLS record (16 KiB) per 'data': held corked until the end of
+      // this event-loop turn, they leave in one writev instead of one write each.
+      const socket = this.#origin.socket;
+      if (!this.#corked) {
+        this.#corked = socket;
+        socket.cork();
+        setImmediate(this.#uncork);
+      }
+      socket.write(bytes);
+      if (socket.writableLength > CORKED_LIMIT) this.#pauseFor(socket);
+    }
   }
 
   /** The origin reads slower than the client sends: stop reading the tunnel until `w` drains. */

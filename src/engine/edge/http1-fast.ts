@@ -2,7 +2,8 @@
  * The public listener's fast path (no hooks, no PROXY headers): a keep-alive HTTP/1.1 client
  * connection rides one `http1` tunnel stream (protocol/http1.ts, WIRE.md §7) instead of one
  * stream per request. Each request head is scanned for what routing and framing need (Host,
- * Content-Length, Transfer-Encoding, Connection) and sent whole as one record; the answer's
+ * Content-Length, Transfer-Encoding, Connection; Expect: 100-continue is answered at once, as
+ * Node's server answers it) and sent whole as one record; the answer's
  * bytes go to the client as they come, the edge finding only where each response ends (for
  * the request counters, traffic and keep-alive); a body follows as it comes — a chunked one
  * unchanged, its framing checked on the way (ChunkedBody), so only bytes every parser reads
@@ -58,6 +59,7 @@ const READ_AHEAD = 64 * 1024;
 const CORKED_LIMIT = 1024 * 1024;
 const STREAM_HEADER = encodeRequestHeader({ kind: 'http1', destination: '', metadata: [] });
 const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n', 'latin1');
+const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 /** What Node's server answers a request its parser refuses. */
 const BAD_REQUEST_400 = Buffer.from('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n', 'latin1');
 
@@ -231,6 +233,8 @@ class FastConnection {
       live,
     };
     this.#req = req;
+    // As Node's server: go on at once (the origin never sees the Expect; undici on the per-request path refuses it).
+    if (fr.expectContinue && req.bodyLeft > 0) this.socket.write(CONTINUE_100);
     this.socket.setTimeout(this.o.timeouts.idleMs);
     if (req.bodyLeft > 0)
       req.bodyTimer = setTimeout(() => {

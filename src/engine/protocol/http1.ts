@@ -42,6 +42,8 @@ export interface FastRequest {
   bodyLength: number;
   /** The client asked to close after this request. */
   close: boolean;
+  /** `Expect: 100-continue`: the edge answers 100 itself, as Node's server does, and drops the header (the per-request path's undici refuses it). */
+  expectContinue: boolean;
   /** The head as the origin gets it: hop-by-hop headers dropped, X-Forwarded-For/-Proto set. */
   head: string;
   /** Bytes of the client's buffer the head took. */
@@ -51,8 +53,8 @@ export interface FastRequest {
 const FAST_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
 /** Dropped from the forwarded head, as the per-request path drops them (HOP_BY_HOP, X-Forwarded-Proto). */
 const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'proxy-authorization', 'proxy-authenticate', 'x-forwarded-proto']);
-/** Headers whose presence needs the full server (upgrades, 100-continue). */
-const SLOW = new Set(['upgrade', 'expect', 'http2-settings']);
+/** Headers whose presence needs the full server (upgrades). */
+const SLOW = new Set(['upgrade', 'http2-settings']);
 const REQUEST_LINE = /^([A-Z]+) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Bytes a plain head never has (controls, obs-text, lone CR/LF are checked per line). */
@@ -61,8 +63,8 @@ const ODD = /[^\t\x20-\x7e\r\n]/;
 /**
  * A request at the start of `buf` that the fast path can carry, or undefined: an incomplete
  * head, or anything beyond a plain origin-form HTTP/1.1 request with one Host and at most a
- * Content-Length body or one `Transfer-Encoding: chunked` (absolute targets, upgrades, Expect,
- * other transfer codings, both framings at once, HTTP/1.0, odd bytes, a second Host,
+ * Content-Length body or one `Transfer-Encoding: chunked`, and at most `Expect: 100-continue`
+ * (absolute targets, upgrades, other expectations, other transfer codings, both framings at once, HTTP/1.0, odd bytes, a second Host,
  * Content-Length or Transfer-Encoding) — Node's server then takes the connection, with its
  * limits and error answers. A chunked body's framing is checked as it comes (ChunkedBody).
  */
@@ -77,6 +79,7 @@ export function scanRequest(buf: Buffer, client: string): FastRequest | undefine
   let host: string | undefined;
   let length: string | undefined;
   let chunked: boolean | undefined;
+  let expect: boolean | undefined;
   let xff: string | undefined;
   let close = false;
   let head = `${lines[0]}\r\n`;
@@ -96,6 +99,11 @@ export function scanRequest(buf: Buffer, client: string): FastRequest | undefine
       // A length the HEAD record cannot carry (u32, CHUNKED_BODY excluded) is Node's too.
       if (length !== undefined || !/^\d{1,10}$/.test(value) || Number(value) >= CHUNKED_BODY) return undefined;
       length = value;
+    } else if (key === 'expect') {
+      // Only one `100-continue` (curl sends it with every upload of unknown size): Node answers anything else 417.
+      if (expect !== undefined || value.toLowerCase() !== '100-continue') return undefined;
+      expect = true;
+      continue;
     } else if (key === 'transfer-encoding') {
       // Only one plain `chunked`: lists, other codings and repeats are the full parser's.
       if (chunked !== undefined || value.toLowerCase() !== 'chunked') return undefined;
@@ -112,7 +120,16 @@ export function scanRequest(buf: Buffer, client: string): FastRequest | undefine
   }
   if (host === undefined || (chunked && length !== undefined)) return undefined;
   head += `X-Forwarded-For: ${xff ? `${xff}, ${client}` : client}\r\nX-Forwarded-Proto: http\r\n\r\n`;
-  return { method: first[1], host, path: first[2], bodyLength: chunked ? CHUNKED_BODY : length === undefined ? 0 : Number(length), close, head, size: end + 4 };
+  return {
+    method: first[1],
+    host,
+    path: first[2],
+    bodyLength: chunked ? CHUNKED_BODY : length === undefined ? 0 : Number(length),
+    close,
+    expectContinue: expect === true,
+    head,
+    size: end + 4,
+  };
 }
 
 /** A HEAD record for `req` (one buffer: header and payload). */
@@ -322,11 +339,14 @@ export interface HeadRecord {
 const MAX_RECORD = 1024 * 1024;
 
 /**
- * Reads records off the connector's side of an http1 stream: `push` chunks, get each record
- * whole (a view into the chunk when it holds the record, no copy).
+ * Reads records off the connector's side of an http1 stream: `push` chunks, get each HEAD
+ * whole and BODY bytes as they come (views into the chunks, no copy: a 64 KiB BODY record
+ * arrives as four 16 KiB TLS records, and gathering it would copy it about twice).
  */
 export class Http1RecordReader {
   #pending: Buffer | undefined;
+  /** Bytes of the current BODY record still to come. */
+  #bodyLeft = 0;
 
   constructor(
     private readonly onHead: (head: HeadRecord) => void,
@@ -334,18 +354,33 @@ export class Http1RecordReader {
   ) {}
 
   push(chunk: Buffer): void {
-    const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
-    this.#pending = undefined;
+    let buf = chunk;
     let off = 0;
+    if (this.#bodyLeft > 0) {
+      off = Math.min(this.#bodyLeft, buf.length);
+      this.#bodyLeft -= off;
+      this.onBody(off === buf.length ? buf : buf.subarray(0, off));
+    } else if (this.#pending) {
+      // A record header (or a HEAD) split across chunks: rare and small.
+      buf = Buffer.concat([this.#pending, chunk]);
+      this.#pending = undefined;
+    }
     while (buf.length - off >= 5) {
       const type = buf[off];
       const len = buf.readUInt32BE(off + 1);
       if (len > MAX_RECORD) throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `http1 record of ${len} bytes`);
+      if (type === Http1Record.BODY) {
+        const n = Math.min(len, buf.length - off - 5);
+        const bytes = buf.subarray(off + 5, off + 5 + n);
+        off += 5 + n;
+        this.#bodyLeft = len - n;
+        if (n > 0) this.onBody(bytes);
+        continue;
+      }
       if (buf.length - off - 5 < len) break;
       const payload = buf.subarray(off + 5, off + 5 + len);
       off += 5 + len;
-      if (type === Http1Record.BODY) this.onBody(payload);
-      else if (type === Http1Record.HEAD) this.onHead(decodeHead(payload));
+      if (type === Http1Record.HEAD) this.onHead(decodeHead(payload));
       else throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown http1 record type ${type}`);
     }
     if (off < buf.length) this.#pending = off === 0 ? buf : buf.subarray(off);

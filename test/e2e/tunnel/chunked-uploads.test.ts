@@ -231,6 +231,18 @@ describe.each(PROTOCOLS)('chunked uploads on http1 streams, over %s', (protocol)
     expect(JSON.parse(answers[2].body)).toMatchObject({ path: '/p', bytes: 0 });
   });
 
+  it.each(setups)('$name: Expect: 100-continue (as curl -T - sends it): 100 from the edge, then the body on the fast path', async (s) => {
+    const body = randomBytes(300_000);
+    const c = new Client(s.port());
+    await c.ready();
+    await c.write(Buffer.from(head('/expect', 'Expect: 100-continue\r\n')));
+    await expect.poll(() => c.buf, { timeout: 5000 }).toBe('HTTP/1.1 100 Continue\r\n\r\n');
+    await c.write(chunked(body, [16_384], 'X-T: 1\r\n'));
+    const [, a] = await c.waitAnswers(2);
+    c.s.destroy();
+    expect(JSON.parse(a.body)).toMatchObject({ path: '/expect', bytes: body.length, sha: sha(body), trailers: { 'x-t': '1' } });
+  });
+
   it.each(setups)('$name: a client that aborts mid-body: the origin sees the request cut, the next client is served', async (s) => {
     const c = new Client(s.port());
     await c.ready();

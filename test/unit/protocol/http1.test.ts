@@ -43,7 +43,8 @@ describe('scanRequest (the public listener reads only what routing and framing n
     ['a length a HEAD record cannot carry', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4294967295\r\n\r\n'],
     ['a 15-digit length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999\r\n\r\n'],
     ['an upgrade', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'],
-    ['Expect', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n'],
+    ['another expectation', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n'],
+    ['two Expects', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n'],
     ['obs-fold', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n'],
     ['a space before the colon', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n'],
     ['a bare LF', 'GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n'],
@@ -60,6 +61,13 @@ describe('scanRequest and chunked bodies', () => {
     const r = scanRequest(req('PUT /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'), '::1');
     expect(r).toMatchObject({ method: 'PUT', bodyLength: CHUNKED_BODY });
     expect(r!.head).toContain('\r\nTransfer-Encoding: Chunked\r\n');
+  });
+
+  it('takes Expect: 100-continue (curl sends it with uploads) and drops it from the head', () => {
+    const r = scanRequest(req('PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n'), '::1');
+    expect(r).toMatchObject({ expectContinue: true, bodyLength: CHUNKED_BODY });
+    expect(r!.head).not.toMatch(/expect/i);
+    expect(scanRequest(req('GET / HTTP/1.1\r\nHost: a\r\n\r\n'), '::1')?.expectContinue).toBe(false);
   });
 });
 
@@ -148,6 +156,21 @@ describe('http1 records', () => {
       expect(heads[0].head.toString('latin1')).toBe(fr.head);
       expect(bodies.join('')).toBe('hello');
     }
+  });
+
+  it('hands BODY bytes on as they come, as views of the chunks (a record is not gathered first)', () => {
+    const payload = Buffer.alloc(40_000, 7);
+    const wire = Buffer.concat([bodyRecordHeader(payload.length), payload]);
+    const pieces = [wire.subarray(0, 3), wire.subarray(3, 16_384), wire.subarray(16_384, 32_768), wire.subarray(32_768)];
+    const got: Buffer[] = [];
+    const reader = new Http1RecordReader(
+      () => undefined,
+      (b) => got.push(b),
+    );
+    for (const p of pieces) reader.push(p);
+    expect(got.map((b) => b.length)).toEqual([16_384 - 5, 16_384, wire.length - 32_768]);
+    expect(got[1].buffer).toBe(pieces[2].buffer);
+    expect(Buffer.concat(got).equals(payload)).toBe(true);
   });
 
   it('refuses an unknown record type', () => {
