@@ -324,18 +324,14 @@ class QuicClient : public PolledWrap<QuicClient> {
   // ------------------------------------------------------------------ events to JS
 
   void Event(uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) {
-    size_t at = events_.size();
-    events_.resize(at + 16 + len);
-    uint8_t* p = events_.data() + at;
-    p[0] = type;
-    p[1] = flag;
-    p[2] = 0;
-    p[3] = 0;
+    uint8_t head[16] = {type, flag, 0, 0};
     uint32_t l = uint32_t(len);
-    memcpy(p + 4, &l, 4);
+    memcpy(head + 4, &l, 4);
     double d = double(id);
-    memcpy(p + 8, &d, 8);
-    if (len) memcpy(p + 16, data, len);
+    memcpy(head + 8, &d, 8);
+    // insert, not resize: a resize zeroes the bytes the payload then overwrites.
+    events_.insert(events_.end(), head, head + 16);
+    if (len) events_.insert(events_.end(), data, data + len);
   }
 
   void EventCode(uint8_t type, int64_t id, uint64_t code) {
