@@ -145,6 +145,8 @@ export interface NativeQuicClientOptions {
   maxStreamWindow: number;
   maxConnectionWindow: number;
   maxConcurrentStreams: number;
+  /** 'cubic', 'reno', 'bbr' or 'bbr2'. */
+  congestionControl: string;
 }
 
 export interface NativeAddon {

@@ -25,6 +25,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -64,6 +67,14 @@ constexpr size_t kRecvBatch = 64;
 // A stream's unsent bytes above this: write() reports it and a kEvWritable follows once the
 // flush got below half of it.
 constexpr uint64_t kStreamHighWater = 1024 * 1024;
+
+void LogPrintf(void*, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
 
 uint64_t Now() {
   timespec ts;
@@ -144,9 +155,10 @@ class QuicClient : public PolledWrap<QuicClient> {
     }
     fd_ = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) ThrowErrno(env, "socket", errno);
+    // Past net.core.[rw]mem_max when allowed (root), as the pktinfo socket does.
     int buf = o.Get("socketBufferBytes").As<Napi::Number>().Int32Value();
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+    if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf)) != 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+    if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf)) != 0) setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
     if (bind(fd_, reinterpret_cast<sockaddr*>(&local_addr), local_len) != 0) ThrowErrno(env, "bind", errno);
     // Connected: the kernel drops datagrams from any other source (as the quiche client does)
     // and reports ICMP unreachable as ECONNREFUSED.
@@ -287,7 +299,11 @@ class QuicClient : public PolledWrap<QuicClient> {
     ngtcp2_settings settings;
     ngtcp2_settings_default(&settings);
     settings.initial_ts = Now();
-    settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
+    std::string cc = o.Get("congestionControl").As<Napi::String>().Utf8Value();
+    settings.cc_algo = cc == "reno"   ? NGTCP2_CC_ALGO_RENO
+                       : cc == "bbr"  ? NGTCP2_CC_ALGO_BBR
+                       : cc == "bbr2" ? NGTCP2_CC_ALGO_BBR2
+                                      : NGTCP2_CC_ALGO_CUBIC;
     settings.max_tx_udp_payload_size = max_payload_;
     // Full-size packets from the start (the peer's max_udp_payload_size still caps them) and
     // no path MTU probing: the payload size is chosen for the path by the caller, as for quiche.
@@ -296,6 +312,7 @@ class QuicClient : public PolledWrap<QuicClient> {
     settings.max_window = uint64_t(o.Get("maxConnectionWindow").As<Napi::Number>().Int64Value());
     settings.max_stream_window = uint64_t(o.Get("maxStreamWindow").As<Napi::Number>().Int64Value());
     settings.handshake_timeout = UINT64_MAX;  // the dialer's own timeout applies
+    if (getenv("OXY_NGTCP2_LOG")) settings.log_printf = &LogPrintf;  // ngtcp2's own trace, to stderr
 
     ngtcp2_transport_params params;
     ngtcp2_transport_params_default(&params);
@@ -546,6 +563,7 @@ class QuicClient : public PolledWrap<QuicClient> {
     if (session_ && gnutls_alpn_get_selected_protocol(session_, &sel) == 0) alpn_sel = &sel;
     out.Set("alpn", alpn_sel ? Napi::String::New(env, reinterpret_cast<const char*>(alpn_sel->data), alpn_sel->size) : Napi::String::New(env, ""));
     out.Set("sendErrors", double(send_errors_));
+    out.Set("sendDropped", double(send_dropped_));
     return out;
   }
 
@@ -900,6 +918,8 @@ class QuicClient : public PolledWrap<QuicClient> {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
           send_errors_++;
           EventCode(kEvSendError, 0, uint64_t(errno));
+        } else {
+          send_dropped_++;
         }
         done++;
         continue;
@@ -1037,6 +1057,7 @@ class QuicClient : public PolledWrap<QuicClient> {
   uint64_t packets_sent_ = 0;
   uint64_t packets_recv_ = 0;
   uint64_t send_errors_ = 0;
+  uint64_t send_dropped_ = 0;
 };
 
 }  // namespace

@@ -176,6 +176,7 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
         maxStreamWindow: Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024),
         maxConnectionWindow: Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024),
         maxConcurrentStreams: tuning.maxConcurrentStreams ?? 1000,
+        congestionControl: tuning.congestionControl ?? process.env.OXY_NGTCP2_CC ?? 'cubic',
       },
       { ip: serverName === null ? address : undefined, caPin: options.caPin, ca },
     );
