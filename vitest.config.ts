@@ -2,10 +2,11 @@ import { defineConfig } from 'vitest/config';
 import { postgresMissing } from './test/helpers/postgres.js';
 
 /**
- * Two legs: every test on SQLite (the default store), and the tests that exercise the store —
+ * Three legs: every test on SQLite (the default store); the tests that exercise the store —
  * its unit tests, the CLI tests that use it, the vnet walkthrough — again on PostgreSQL, in a
- * throwaway cluster the `postgres` project's globalSetup starts (test/helpers/postgres.ts).
- * Run one leg with `--project sqlite` or `--project postgres`.
+ * throwaway cluster the `postgres` project's globalSetup starts (test/helpers/postgres.ts); and
+ * the QUIC tests again with the connector on ngtcp2 (`ngtcp2`).
+ * Run one leg with `--project sqlite`, `--project postgres` or `--project ngtcp2`.
  */
 export const POSTGRES_LEG = [
   'test/unit/store/**/*.test.ts',
@@ -20,6 +21,9 @@ export const POSTGRES_LEG = [
   'test/e2e/vnets/walkthrough.test.ts',
   'test/e2e/store/**/*.test.ts',
 ];
+
+/** The QUIC tests again with the connector's QUIC client on the addon's ngtcp2 (the edge stays on quiche). */
+export const NGTCP2_LEG = ['test/unit/quic/**/*.test.ts', 'test/e2e/quic/registration.test.ts', 'test/e2e/quic/nft-loss.test.ts'];
 
 // Without PostgreSQL the leg is left out with a note — unless OXY_REQUIRE_PRIVILEGED_TESTS=1
 // (CI), where its globalSetup then fails the run.
@@ -38,6 +42,7 @@ export default defineConfig({
     pool: 'forks',
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['test/**/*.test.ts'], exclude: ['test/e2e/store/**'] } },
+      { extends: true, test: { name: 'ngtcp2', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'ngtcp2' } } },
       ...(!pgLeg ? [] : [{
         extends: true,
         test: { name: 'postgres', include: POSTGRES_LEG, env: { OXY_TEST_STORE: 'postgres' }, globalSetup: ['test/helpers/postgres-global.ts'] },

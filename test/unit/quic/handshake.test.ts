@@ -1,7 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
 import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
-import { dialQuic, listenQuic, QUIC_ALPN, QuicDialError, type QuicListener } from '../../../src/engine/transport/quic/index.js';
+import {
+  dialQuic,
+  listenQuic,
+  Ngtcp2TunnelConnection,
+  QUIC_ALPN,
+  QuicDialError,
+  quicClientImpl,
+  type QuicListener,
+} from '../../../src/engine/transport/quic/index.js';
 import { collect, connectPair, edgeIdentity, echo, type Pair } from './support.js';
 
 describe('QUIC handshake (loopback)', () => {
@@ -14,6 +22,8 @@ describe('QUIC handshake (loopback)', () => {
     const pair: Pair = await connectPair();
     cleanups.push(pair.close);
     expect(pair.client.protocol).toBe('quic');
+    // The ngtcp2 leg (vitest project `ngtcp2`, OXY_QUIC_IMPL=ngtcp2) really dials with ngtcp2.
+    expect(pair.client instanceof Ngtcp2TunnelConnection).toBe(quicClientImpl() === 'ngtcp2');
     expect(pair.client.role).toBe('connector');
     expect(pair.server.role).toBe('edge');
     expect(pair.server.remotePort).toBe(pair.client.localPort);
