@@ -71,6 +71,18 @@ describe('QUIC connection close and idle timeout', () => {
     expect(p.server.isClosed).toBe(false);
   });
 
+  it('probe() is answered, and without keep-alive the connection is quiet afterwards', async () => {
+    const p = await connectPair({ keepAliveMs: 0 }, { keepAliveMs: 0 });
+    pairs.push(p);
+    expect(await p.client.probe()).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    const sent = p.client.quicStats().sent;
+    await new Promise((r) => setTimeout(r, 400));
+    // A probe that left a PING timer behind would send packets on every loop turn.
+    expect(p.client.quicStats().sent - sent).toBeLessThan(5);
+    expect(p.client.isClosed).toBe(false);
+  });
+
   it('closing the listener closes its connections with SHUTDOWN', async () => {
     const p = await connectPair();
     await p.listener.close();

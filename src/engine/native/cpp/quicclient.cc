@@ -834,7 +834,7 @@ class QuicClient : public PolledWrap<QuicClient> {
     in_flush_ = false;
     if (probing_) {
       probing_ = false;
-      ngtcp2_conn_set_keep_alive_timeout(conn_, keep_alive_ > 0 ? keep_alive_ : UINT64_MAX);
+      ngtcp2_conn_set_keep_alive_timeout(conn_, keep_alive_);  // 0 is off (UINT64_MAX would overflow its expiry)
     }
     // Before HANDSHAKE_DONE ngtcp2 coalesces the close behind a Handshake packet, and quiche drops
     // the whole datagram once it has discarded its Handshake keys: wait (briefly) for confirmation.
