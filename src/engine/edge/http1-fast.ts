@@ -55,7 +55,7 @@ const MAX_SENDS = 3;
 const WATCH_EVERY_MS = 100;
 /** Bytes a client may send ahead (pipelined) while an answer is in flight before we stop reading. */
 const READ_AHEAD = 64 * 1024;
-/** Bytes a client socket may hold (corked or unsent) before its tunnel stream pauses. */
+/** Bytes a client socket may hold (corked or unsent) before its tunnel stream pauses, and the other way round. */
 const CORKED_LIMIT = 1024 * 1024;
 const STREAM_HEADER = encodeRequestHeader({ kind: 'http1', destination: '', metadata: [] });
 const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n', 'latin1');
@@ -261,9 +261,14 @@ class FastConnection {
       req.records.push(header, bytes);
       return;
     }
+    // One writev for the record's header and bytes.
+    t.stream.cork();
     t.stream.write(header);
-    if (!t.stream.write(bytes)) {
-      // The tunnel is slower than the client: stop reading the client until it drains.
+    t.stream.write(bytes);
+    t.stream.uncork();
+    // The tunnel is slower than the client: stop reading the client until it drains. Not at the
+    // stream's high-water mark (16 KiB: every 64 KiB read would stop and restart the client's reads).
+    if (t.stream.writableLength > CORKED_LIMIT) {
       this.socket.pause();
       t.stream.once('drain', () => this.socket.resume());
     }
