@@ -117,6 +117,10 @@ export interface NativeQuicClient {
     maxDatagramSize: number;
     alpn: string;
     sendErrors: number;
+    /** Packets dropped because the socket's send buffer was full (loss recovery resends them). */
+    sendDropped: number;
+    /** Streams the addon still holds (unacknowledged bytes, or not closed by ngtcp2 yet). */
+    streams: number;
   };
   peerCertificates(): Buffer[];
   streamsLeft(): number;

@@ -564,6 +564,7 @@ class QuicClient : public PolledWrap<QuicClient> {
     out.Set("alpn", alpn_sel ? Napi::String::New(env, reinterpret_cast<const char*>(alpn_sel->data), alpn_sel->size) : Napi::String::New(env, ""));
     out.Set("sendErrors", double(send_errors_));
     out.Set("sendDropped", double(send_dropped_));
+    out.Set("streams", double(streams_.size()));
     return out;
   }
 

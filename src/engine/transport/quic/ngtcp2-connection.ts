@@ -178,6 +178,11 @@ export class Ngtcp2TunnelConnection implements TunnelConnection, QuicStreamOwner
     return { lost: 0, sent: info.sent, recv: info.recv, rttMs: info.rttMs, cwnd: info.cwnd };
   }
 
+  /** Streams the addon still holds: bytes not yet acknowledged, or not closed by ngtcp2 yet. */
+  nativeStreams(): number {
+    return this.released ? 0 : this.native.info().streams;
+  }
+
   /** Drops the connection without a packet (the dial was abandoned before the handshake). */
   abandon(reason: string): void {
     this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason, remote: false, error: new OxyError('OXY_ERR_TUNNEL_CLOSED', reason) });
