@@ -198,7 +198,7 @@ export interface NativeAddon {
     copy: boolean,
   ): number;
   cancelSplice(id: number): void;
-  readAhead(tcpFd: number, maxQueued: number, done: (error: NativeError | null, cancelled: boolean) => void): [number, number];
+  readAhead(tcpFd: number, maxQueued: number, done: (error: NativeError | null, cancelled: boolean) => void, placement?: string): [number, number];
   cancelReadAhead(id: number): void;
   tcpListenReusePort(address: string, port: number, backlog: number, ipv6Only: boolean): number;
   udpBindReusePort(address: string, port: number, ipv6Only: boolean): number;

@@ -23,10 +23,12 @@
 #include "relay-loop.h"
 
 #include <fcntl.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <memory>
@@ -73,6 +75,7 @@ struct ReadAhead {
   bool up_shut = false;
 
   Napi::ThreadSafeFunction tsfn;
+  size_t moved = 0;  // bytes read either way since the loop last looked (its bulk measure)
   int err = 0;
   const char* syscall = nullptr;
 
@@ -155,6 +158,7 @@ struct ReadAhead {
         size_t room = kBlock - b.tail;
         ssize_t n = read(tcp, b.data.get() + b.tail, room);
         if (n > 0) {
+          moved += static_cast<size_t>(n);
           dry = static_cast<size_t>(n) < room;
           if (local_gone) {
             b.head = b.tail = 0;  // nobody to deliver to: read and drop
@@ -189,6 +193,7 @@ struct ReadAhead {
       if (!dry && !up_eof && tail < kBlock) {
         ssize_t n = read(local, up.get() + tail, kBlock - tail);
         if (n > 0) {
+          moved += static_cast<size_t>(n);
           dry = static_cast<size_t>(n) < kBlock - tail;
           up_len += static_cast<size_t>(n);
           progress = true;
@@ -230,9 +235,50 @@ struct ReadAhead {
   bool Done() const { return up_shut && down_shut; }
 };
 
+// Where the relays run. On the 2-core box a message that wakes the relay thread cost more than
+// the relay's copies (issue 16: ~0.6 wake-ups and ~6 µs of the connector's CPU per small
+// request), so by default (kAuto) the turns run on the JS thread's own libuv loop — still a
+// drain whether or not the session reads the pair, which is all the deadlock needs — and move to
+// the thread while bulk flows, where the second core pays (h2bulk). kThread/kInline: A/B runs.
+enum class Placement { kAuto, kThread, kInline };
+
 class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
  public:
   ReadAheadLoop() : RelayLoop("oxy-readahead") {}
+
+  // The first relay of the process decides (from its env's JS thread).
+  void Place(napi_env env, Placement placement) {
+    if (placed_.exchange(true)) return;
+    placement_ = placement;
+    if (placement != Placement::kThread) RunInline(env);
+  }
+
+  // Bytes moved (both ways, all relays) in a window that send the turns to the thread, and under
+  // which a window brings them back. Small requests at ~20k/s move ~1 MiB per window.
+  static constexpr uint64_t kWindowMs = 100;
+  static constexpr size_t kToThread = 8 * 1024 * 1024;
+  static constexpr size_t kToJsLoop = 2 * 1024 * 1024;
+
+  void AfterTurn(bool on_js_loop) {
+    if (placement_ != Placement::kAuto) return;
+    uint64_t now = NowMs();
+    bool window_over = now - window_start_ >= kWindowMs;
+    if (on_js_loop && !threaded_ && window_bytes_ >= kToThread) ToThread();
+    else if (!on_js_loop && threaded_ && window_over && window_bytes_ < kToJsLoop) ToJsLoop();
+    if (window_over) {
+      window_start_ = now;
+      window_bytes_ = 0;
+    }
+  }
+
+  // A quiet spell on the thread ends its window too (and may hand the turns back).
+  int ThreadTimeoutMs() const { return placement_ == Placement::kAuto ? static_cast<int>(kWindowMs) : -1; }
+
+  static uint64_t NowMs() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  }
 
   void Started(Relays::iterator it) {
     ReadAhead& relay = *it->second;
@@ -266,6 +312,8 @@ class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
   void Step(Relays::iterator it, bool down = true, bool up = true) {
     ReadAhead& r = *it->second;
     bool ok = (!up || r.PumpUp()) && (!down || r.PumpDown());
+    window_bytes_ += r.moved;
+    r.moved = 0;
     if (!ok || r.Done()) Finish(it, false);
   }
 
@@ -287,9 +335,22 @@ class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
     tsfn.Release();
   }
 
+  // Whether this env still runs JS: a report that lands while a worker's env tears down (its
+  // loop drained once more) must not call in — node-addon-api makes that failure fatal
+  // ("Error::Error napi_define_properties", seen 1 in 13 quick tunnels stopped with SIGINT).
+  static bool CanCallJs(napi_env env) {
+    napi_value fn;
+    napi_value recv;
+    napi_value result;
+    auto noop = [](napi_env, napi_callback_info) -> napi_value { return nullptr; };
+    if (napi_create_function(env, "probe", NAPI_AUTO_LENGTH, noop, nullptr, &fn) != napi_ok) return false;
+    if (napi_get_undefined(env, &recv) != napi_ok) return false;
+    return napi_call_function(env, recv, fn, 0, nullptr, &result) == napi_ok;
+  }
+
   static void Report(Napi::Env env, Napi::Function callback, Outcome* out) {
     std::unique_ptr<Outcome> o(out);
-    if (env != nullptr) {
+    if (env != nullptr && CanCallJs(env)) {
       Napi::Value err = o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null();
       try {
         callback.Call({err, Napi::Boolean::New(env, o->cancelled)});
@@ -300,17 +361,25 @@ class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
     CloseFd(o->local);
   }
 
+ private:
+  std::atomic<bool> placed_{false};
+  std::atomic<Placement> placement_{Placement::kThread};
+  uint64_t window_start_ = 0;
+  size_t window_bytes_ = 0;
 };
 
-// readAhead(tcpFd, maxQueued, callback(err, cancelled)) -> [id, fd]: `fd` is Node's end of the
-// socketpair (for a net.Socket that then owns it). The TCP socket must not be read by Node.
+// readAhead(tcpFd, maxQueued, callback(err, cancelled), placement) -> [id, fd]: `fd` is Node's
+// end of the socketpair (for a net.Socket that then owns it). The TCP socket must not be read
+// by Node. placement: 'auto' (default), 'thread' or 'inline' (see Placement).
 Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int tcp_fd = info[0].As<Napi::Number>().Int32Value();
   double max_queued = info[1].As<Napi::Number>().DoubleValue();
   Napi::Function callback = info[2].As<Napi::Function>();
+  std::string where = info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "auto";
   ReadAheadLoop& loop = ReadAheadLoop::Get();
   if (loop.failed_call()[0] != '\0') ThrowErrno(env, loop.failed_call(), loop.failed_errno(), "read-ahead thread");
+  loop.Place(env, where == "thread" ? Placement::kThread : where == "inline" ? Placement::kInline : Placement::kAuto);
 
   auto relay = std::make_unique<ReadAhead>();
   relay->max_queued = max_queued > static_cast<double>(kBlock) ? static_cast<size_t>(max_queued) : kBlock;

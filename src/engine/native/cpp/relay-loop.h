@@ -3,19 +3,27 @@
 // threads only post start and cancel commands (a queue and an eventfd wake-up); everything
 // else, every relay's state included, belongs to the loop thread.
 //
-// Derived (CRTP) provides, all called on the loop thread:
+// Derived (CRTP) provides, all called where the loop's turns run (below):
 //   void Started(Relays::iterator)          a relay was added: register its fds, first pump
 //   void Event(uint64_t key, uint32_t ev)   an epoll event whose data.u64 is not 0
 //   void Finish(Relays::iterator, bool cancelled)   remove it and report to JS
+// and may provide AfterTurn(bool on_js_loop) and ThreadTimeoutMs() (see RunInline).
+//
+// A loop may also run its turns on a JS thread's libuv loop (RunInline: a uv_poll on the epoll
+// fd) and move between there and its thread (ToThread/ToJsLoop): turns run one at a time under
+// turn_, whichever thread runs them.
 #pragma once
 
+#include <napi.h>
 #include <pthread.h>
+#include <uv.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -50,11 +58,55 @@ class RelayLoop {
   // The relay stops and reports `cancelled`, unless it had finished: then its report is on the way.
   void Cancel(uint64_t id) { Post(Command{nullptr, id}); }
 
+  // Default hooks: nothing after a turn; the thread waits for events without a timeout.
+  void AfterTurn(bool) {}
+  int ThreadTimeoutMs() const { return -1; }
+
+  // From `env`'s JS thread: its libuv loop runs the turns from now on (until ToThread). When
+  // the env ends (a worker thread's), the turns go back to the thread for good.
+  bool RunInline(napi_env env) {
+    std::lock_guard<std::mutex> lock(turn_);
+    uv_loop_t* uv = nullptr;
+    if (inline_ok_ || napi_get_uv_event_loop(env, &uv) != napi_ok || uv == nullptr) return false;
+    poll_.data = this;
+    back_.data = this;
+    if (uv_poll_init(uv, &poll_, epoll_) != 0) return false;
+    if (uv_async_init(uv, &back_, OnBack) != 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+      return false;
+    }
+    // The relays keep the loop alive (their thread-safe functions), not these.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&back_));
+    napi_add_async_cleanup_hook(env, OnEnvGone, this, &cleanup_);
+    inline_ok_ = true;
+    threaded_ = false;
+    uv_poll_start(&poll_, UV_READABLE, OnPoll);
+    return true;
+  }
+
  protected:
   explicit RelayLoop(const char* thread_name) : thread_name_(thread_name) {}
 
+  // With turn_ held, on the JS loop: the thread runs the turns from the next one.
+  void ToThread() {
+    threaded_ = true;
+    uv_poll_stop(&poll_);
+    parked_.notify_one();
+  }
+
+  // With turn_ held, on the thread: the JS loop runs the turns again.
+  void ToJsLoop() {
+    if (!inline_ok_) return;
+    threaded_ = false;
+    uv_async_send(&back_);
+  }
+
   int epoll_ = -1;
-  Relays relays_;  // loop thread only
+  Relays relays_;  // under turn_
+  std::mutex turn_;  // held while a turn runs
+  bool threaded_ = true;    // the thread runs the turns; else the JS loop (RunInline)
+  bool inline_ok_ = false;  // a JS loop is attached and alive
 
  private:
   struct Command {
@@ -94,15 +146,53 @@ class RelayLoop {
 
   void Run() {
     pthread_setname_np(pthread_self(), thread_name_);  // what `top -H` and /proc/PID/task/*/comm show
-    epoll_event events[64];
     for (;;) {
-      int n = epoll_wait(epoll_, events, 64, -1);
-      if (n < 0) continue;  // EINTR
-      for (int i = 0; i < n; i++) {
-        if (events[i].data.u64 == 0) Commands();
-        else static_cast<Derived*>(this)->Event(events[i].data.u64, events[i].events);
+      {
+        std::unique_lock<std::mutex> lock(turn_);
+        parked_.wait(lock, [this] { return threaded_; });
       }
+      Turn(static_cast<Derived*>(this)->ThreadTimeoutMs(), false);
     }
+  }
+
+  // One batch of events. Across a hand-over both threads may hold a batch: the lock runs them
+  // one after the other, and an edge-triggered event is reported to one of them only.
+  void Turn(int timeout, bool on_js_loop) {
+    epoll_event events[64];
+    int n = epoll_wait(epoll_, events, 64, timeout);
+    std::lock_guard<std::mutex> lock(turn_);
+    auto* self = static_cast<Derived*>(this);
+    for (int i = 0; i < n; i++) {  // n < 0: EINTR
+      if (events[i].data.u64 == 0) Commands();
+      else self->Event(events[i].data.u64, events[i].events);
+    }
+    self->AfterTurn(on_js_loop);
+  }
+
+  static void OnPoll(uv_poll_t* handle, int, int) { static_cast<RelayLoop*>(handle->data)->Turn(0, true); }
+
+  static void OnBack(uv_async_t* handle) {
+    auto* self = static_cast<RelayLoop*>(handle->data);
+    std::lock_guard<std::mutex> lock(self->turn_);
+    if (!self->threaded_ && self->inline_ok_) uv_poll_start(&self->poll_, UV_READABLE, OnPoll);
+  }
+
+  static void OnEnvGone(napi_async_cleanup_hook_handle handle, void* arg) {
+    auto* self = static_cast<RelayLoop*>(arg);
+    {
+      std::lock_guard<std::mutex> lock(self->turn_);
+      self->inline_ok_ = false;
+      self->threaded_ = true;
+      self->parked_.notify_one();
+    }
+    self->cleanup_ = handle;
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->poll_), OnClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->back_), OnClosed);
+  }
+
+  static void OnClosed(uv_handle_t* handle) {
+    auto* self = static_cast<RelayLoop*>(handle->data);
+    if (++self->closed_ == 2) napi_remove_async_cleanup_hook(self->cleanup_);
   }
 
   void Commands() {
@@ -127,6 +217,11 @@ class RelayLoop {
   }
 
   const char* thread_name_;
+  std::condition_variable parked_;  // the thread waits here while the JS loop runs the turns
+  uv_poll_t poll_{};
+  uv_async_t back_{};
+  napi_async_cleanup_hook_handle cleanup_ = nullptr;
+  int closed_ = 0;
   int wake_ = -1;
   const char* failed_call_ = "";
   int failed_errno_ = 0;

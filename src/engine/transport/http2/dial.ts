@@ -26,9 +26,11 @@ const debug = debuglog('oxy:transport:http2');
 
 /**
  * OXY_H2_READAHEAD=js keeps the connector's session on the JS read-ahead (ReadAheadDuplex) even
- * where the addon's relay works: the same build then measures both (docs/decisions.md).
+ * where the addon's relay works; =thread keeps the addon's relays on their thread, =inline on the
+ * JS thread's loop (the default moves them by load): the same build then measures each
+ * (docs/decisions.md).
  */
-const nativeReadAhead = (): boolean => process.env.OXY_H2_READAHEAD !== 'js';
+const readAheadMode = (): string => process.env.OXY_H2_READAHEAD ?? 'auto';
 
 export interface DialHttp2Options extends Http2TuningOptions {
   host: string;
@@ -223,7 +225,9 @@ function connectTls(options: DialHttp2Options, readAhead: boolean): Promise<{ so
         t.setNoDelay(true);
         // What the edge can send beyond what the session consumed is bounded by the connection
         // window we advertise (plus TLS and frame overhead): the relay queues up to twice that.
-        const relay = nativeReadAhead() ? readAheadSocket(t, 2 * (options.connectionWindow ?? CONNECTION_WINDOW)) : undefined;
+        const mode = readAheadMode();
+        const placement = mode === 'thread' || mode === 'inline' ? mode : 'auto';
+        const relay = mode !== 'js' ? readAheadSocket(t, 2 * (options.connectionWindow ?? CONNECTION_WINDOW), placement) : undefined;
         if (!relay) {
           tcp = undefined; // the session reads ahead in JS on the TLS socket itself
           t.off('error', onError);

@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+/**
+ * Small requests through edge + connector processes over HTTP/2 (`http1` streams: one tunnel
+ * stream per client connection), for A/B work on the per-request CPU (issue 16): every config
+ * starts its own edge + connector pair on one origin, and the rounds alternate between them
+ * (wrk, 32 keep-alive connections, 64-byte answers). Prints requests/s and CPU µs per request
+ * of each process (/proc/PID/stat), with system calls per request when `--syscalls 1`
+ * (perf stat on raw_syscalls:sys_enter, all threads of the process), and records perf
+ * profiles with `--perf DIR` (the processes then run with --perf-basic-prof).
+ *
+ *   npm run build && node bench/h1-small.js [--seconds 5] [--rounds 3] \
+ *     [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
+ *
+ * e.g. `--config old@/tmp/oxy-old --config new`, or `--config js:OXY_H2_READAHEAD=js --config native`.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+
+const run = promisify(execFile);
+const seconds = Number(arg('seconds', 5));
+const rounds = Number(arg('rounds', 3));
+const syscalls = arg('syscalls', '0') !== '0';
+const perfDir = arg('perf', undefined);
+const here = fileURLToPath(new URL('..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-small-'));
+const HOST = 'bench.example.com';
+const children = [];
+
+/** NAME[@DIR][:ENV=V,...] */
+const configs = process.argv
+  .flatMap((a, i) => (a === '--config' ? [process.argv[i + 1]] : []))
+  .map((spec) => {
+    const [head, envText = ''] = spec.split(/:(.*)/s);
+    const [name, root = here] = head.split('@');
+    const env = Object.fromEntries(
+      envText
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
+    );
+    return { name, bin: join(resolve(root), 'bin/run.js'), env };
+  });
+if (configs.length === 0) configs.push({ name: 'this build', bin: join(here, 'bin/run.js'), env: {} });
+
+async function start(c, i, originUrl) {
+  const env = { ...process.env, OXY_HOME: join(dir, String(i)), NO_COLOR: '1', ...c.env };
+  if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
+  for (const args of [
+    ['edge', 'init'],
+    ['tunnel', 'create', 'bench'],
+    ['tunnel', 'route', 'dns', 'bench', HOST],
+  ])
+    execFileSync(process.execPath, [c.bin, ...args], { env: { ...env, NODE_OPTIONS: '' }, stdio: 'ignore' });
+  const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
+  children.push(edge.child);
+  await new Promise((r) => setTimeout(r, 300));
+  const connector = await spawnUntil(
+    process.execPath,
+    [c.bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPortIn(edge.output())}`, '--protocol', 'http2', '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    { env },
+  );
+  children.push(connector.child);
+  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid } };
+}
+
+/** Voluntary context switches (sleeps: each is a wake-up later) of all threads of `pid`. */
+const wakeups = (pid) => {
+  let n = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      n += Number(/\nvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'))[1]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return n;
+};
+
+/** perf stat counting system calls of `pid` (all its threads) for `secs`. */
+const countSyscalls = (pid, secs) =>
+  run('perf', ['stat', '-x', ',', '-e', 'raw_syscalls:sys_enter', '-p', String(pid), '--', 'sleep', String(secs)]).then(
+    ({ stderr }) => Number(stderr.trim().split('\n').pop().split(',')[0]),
+    () => Number.NaN,
+  );
+
+async function wrk(name, url, pids, round) {
+  const args = ['-t2', '-c32', `-d${seconds}s`, '-H', `Host: ${HOST}`, `${url}/small`];
+  await run('wrk', ['-t2', '-c32', '-d1s', ...args.slice(3)]);
+  const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
+  const w0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, wakeups(p)]));
+  const side = [];
+  if (syscalls) for (const [k, p] of Object.entries(pids)) side.push(countSyscalls(p, seconds - 0.5).then((n) => [k, n]));
+  if (perfDir)
+    for (const [k, p] of Object.entries(pids))
+      side.push(
+        run('perf', [
+          'record',
+          '-e',
+          'cpu-clock',
+          '-g',
+          '-o',
+          join(perfDir, `${name}-${round}-${k}.data`),
+          '-p',
+          String(p),
+          '--',
+          'sleep',
+          String(seconds - 0.5),
+        ]).then(() => undefined),
+      );
+  const { stdout } = await run('wrk', args);
+  const counted = Object.fromEntries((await Promise.all(side)).filter(Boolean));
+  const requests = Number(/(\d+) requests in/.exec(stdout)[1]);
+  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
+  if (errors) throw new Error(`${name}: ${errors[1]} error responses`);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)[1]);
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (cpuMicros(p) - c0[k]) / requests]));
+  const wake = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (wakeups(p) - w0[k]) / requests]));
+  // Syscalls were counted for (seconds - 0.5) s: per request at the measured rate.
+  const sys = Object.fromEntries(Object.entries(counted).map(([k, n]) => [k, n / (rps * (seconds - 0.5))]));
+  return { rps, cpu, sys, wake };
+}
+
+try {
+  console.log(`# http1 streams over HTTP/2, edge + connector processes, ${seconds} s of wrk x ${rounds} rounds, load ${fmt(loadavg()[0])}`);
+  const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
+  children.push(origin.child);
+  const originUrl = `http://127.0.0.1:${origin.match[1]}`;
+  const pairs = [];
+  for (const [i, c] of configs.entries()) pairs.push(await start(c, i, originUrl));
+  const all = configs.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    const line = [];
+    for (const [i, c] of configs.entries()) {
+      const m = await wrk(c.name, pairs[i].url, pairs[i].pids, r + 1);
+      all[i].push(m);
+      const sys = m.sys.edge !== undefined ? ` (syscalls ${fmt(m.sys.edge, 2)} / ${fmt(m.sys.connector, 2)})` : '';
+      line.push(
+        `${c.name}: ${fmt(m.rps, 0)}/s, µs/req ${fmt(m.cpu.edge)} / ${fmt(m.cpu.connector)}, wake-ups ${fmt(m.wake.edge, 2)} / ${fmt(m.wake.connector, 2)}${sys}`,
+      );
+    }
+    console.log(`round ${r + 1} (load ${fmt(loadavg()[0])}): ${line.join(' | ')}`);
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  for (const [i, c] of configs.entries())
+    console.log(
+      `median ${c.name}: ${fmt(median(all[i].map((m) => m.rps)), 0)}/s, edge ${fmt(median(all[i].map((m) => m.cpu.edge)))} µs, connector ${fmt(median(all[i].map((m) => m.cpu.connector)))} µs per request`,
+    );
+} finally {
+  for (const c of children) c.kill();
+  rmSync(dir, { recursive: true, force: true });
+}
