@@ -79,6 +79,8 @@ interface InFlight {
   records: Buffer[];
   /** The request's bytes as the client sent them (those in hand): what the per-request path reads after a fallback. */
   raw: Buffer;
+  /** `raw` is the whole request (no body bytes came after the head's read): only then can it go to the per-request path. */
+  rawWhole: boolean;
   /** Body bytes the client has still to send (they go on as BODY records as they come); Infinity while a chunked body has not ended. */
   bodyLeft: number;
   /** A chunked body's framing, checked as it comes. */
@@ -223,6 +225,7 @@ class FastConnection {
       fr,
       records,
       raw: buf.subarray(0, end),
+      rawWhole: true,
       bodyLeft: chunked ? (chunked.done ? 0 : Infinity) : fr.size + fr.bodyLength - end,
       chunked,
       written: false,
@@ -254,6 +257,7 @@ class FastConnection {
 
   /** Body bytes that came after the head: one more BODY record, on the stream or kept until it opens. */
   #body(req: InFlight, bytes: Buffer): void {
+    req.rawWhole = false;
     if (req.bodyLeft === 0) clearTimeout(req.bodyTimer);
     const header = bodyRecordHeader(bytes.length);
     const t = this.#tunnel;
@@ -406,7 +410,7 @@ class FastConnection {
       if (!err) {
         const live = this.#route(req.fr.host, req.chunked !== undefined);
         if (live) return this.#send(req, live);
-        if (req.live.via) return this.#fallBack(req);
+        if (req.live.via && req.rawWhole) return this.#fallBack(req);
       } else if (IDEMPOTENT.has(req.fr.method) && req.fr.bodyLength === 0) {
         return void this.#answering(req.live).then((next) => {
           if (this.#req !== req || this.#gone) return;
