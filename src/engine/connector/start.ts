@@ -11,6 +11,7 @@ import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
 import { Connector } from './supervisor.js';
+import { quicClientImpl } from '../transport/quic/index.js';
 import { EdgeSpread } from './spread.js';
 import { PrivateOfframp } from './private.js';
 import { DEFAULT_WARP_ROUTING } from './config.js';
@@ -165,7 +166,15 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
     });
   }
   log.info(
-    { tunnelID: creds.TunnelID, connectorID: connector.connectorId, edge: edgeList, protocol: f.protocol, ...(f.label ? { label: f.label } : {}) },
+    {
+      tunnelID: creds.TunnelID,
+      connectorID: connector.connectorId,
+      edge: edgeList,
+      protocol: f.protocol,
+      // Which QUIC library dials (OXY_QUIC_IMPL=ngtcp2: the addon's ngtcp2 client), when not the default.
+      ...(f.protocol !== 'http2' && quicClientImpl() === 'ngtcp2' ? { quicClient: 'ngtcp2' } : {}),
+      ...(f.label ? { label: f.label } : {}),
+    },
     'Starting tunnel',
   );
   log.info({ address: `${metrics.address.address}:${metrics.address.port}` }, 'Starting metrics server on /metrics');

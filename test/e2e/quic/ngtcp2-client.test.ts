@@ -60,7 +60,8 @@ const get = (port: number, path: string) =>
 describe('connector on ngtcp2, edge on quiche', () => {
   it('registers over ngtcp2 and serves curl, 300 concurrent requests and bulk bytes both ways', async () => {
     const e = await tunnel();
-    // The debug line proves the ngtcp2 client carried the registration.
+    // The start line names the library; the debug line proves the ngtcp2 client carried the registration.
+    expect(e.connector.output).toMatch(/Starting tunnel [^\n]*protocol=quic quicClient=ngtcp2/);
     expect(e.connector.output).toMatch(/connector \(ngtcp2\) established with 127\.0\.0\.1:/);
     const curl = await run('curl', ['-sS', '-H', 'Host: app.example.com', `http://127.0.0.1:${e.httpPort}/curl`]);
     expect(curl.stdout).toBe('hello /curl');
