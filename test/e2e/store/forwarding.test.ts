@@ -151,6 +151,12 @@ describe('edge-to-edge forwarding', () => {
     writeFileSync(file, big);
     const up = await viaB(['--data-binary', `@${file}`, 'EDGE/up']);
     expect(up.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
+    // Chunked (curl -T - sends it so, with Expect: 100-continue): forwarded per request, direct on the http1 stream.
+    const chunked = ['-H', 'Transfer-Encoding: chunked', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`];
+    const upB = await viaB([...chunked, 'EDGE/up']);
+    expect(upB.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
+    const upA = await curl(['-i', '-H', 'Host: app.example.com', ...chunked, `http://127.0.0.1:${edges.a.http}/up`]);
+    expect(upA.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
   });
 
   it("a private TCP connection arriving on the other edge (CONNECT proxy, a route served by edge-a's connector) works", async () => {
