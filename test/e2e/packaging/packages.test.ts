@@ -39,6 +39,15 @@ const HOST_DEPS = (nodeVersion: string): DpkgStanza[] => [
   { Package: 'libc6', Version: hostVersion('libc6', '2.36-9'), Architecture: DEB_ARCH, 'Multi-Arch': 'same' },
   { Package: 'libgcc-s1', Version: hostVersion('libgcc-s1', '12.2.0-14'), Architecture: DEB_ARCH, 'Multi-Arch': 'same' },
   { Package: 'libstdc++6', Version: hostVersion('libstdc++6', '12.2.0-14'), Architecture: DEB_ARCH, 'Multi-Arch': 'same' },
+  // Our addon's QUIC client (ngtcp2 + GnuTLS).
+  { Package: 'libngtcp2-9', Version: hostVersion('libngtcp2-9', '0.12.1+dfsg-1+deb12u1'), Architecture: DEB_ARCH, 'Multi-Arch': 'same' },
+  {
+    Package: 'libngtcp2-crypto-gnutls2',
+    Version: hostVersion('libngtcp2-crypto-gnutls2', '0.12.1+dfsg-1+deb12u1'),
+    Architecture: DEB_ARCH,
+    'Multi-Arch': 'same',
+  },
+  { Package: 'libgnutls30', Version: hostVersion('libgnutls30', '3.7.9-2+deb12u7'), Architecture: DEB_ARCH, 'Multi-Arch': 'same' },
 ];
 
 let work: string;
@@ -93,8 +102,16 @@ function body(): void {
       expect(await field('Architecture')).toBe(DEB_ARCH);
       const depends = (await field('Depends')).split(/,\s*/);
       expect(depends[0]).toBe('nodejs (>= 20)');
-      // From dpkg-shlibdeps on the native addons (our own, better-sqlite3, quiche).
-      expect(depends).toEqual(expect.arrayContaining([expect.stringMatching(/^libc6 \(>= 2\.\d+\)$/), expect.stringMatching(/^libstdc\+\+6 \(>= /)]));
+      // From dpkg-shlibdeps on the native addons (our own with ngtcp2 + GnuTLS, better-sqlite3, quiche).
+      expect(depends).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^libc6 \(>= 2\.\d+\)$/),
+          expect.stringMatching(/^libstdc\+\+6 \(>= /),
+          expect.stringMatching(/^libngtcp2-9 \(>= /),
+          expect.stringMatching(/^libngtcp2-crypto-gnutls2 \(>= /),
+          expect.stringMatching(/^libgnutls30 \(>= /),
+        ]),
+      );
       expect(await field('Homepage')).toBe('https://github.com/oxyctl/oxyctl');
       expect(await field('License')).toBe('Apache-2.0');
       expect(await field('Maintainer')).toMatch(/^.+ <[^@\s]+@[^@\s]+>$/);
