@@ -118,34 +118,10 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicClientConn
   }
   endpoint.markDirty(conn);
 
-  const timeoutMs = options.handshakeTimeoutMs ?? options.timeoutMs ?? 10_000;
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const hint = endpoint.sendErrors > 0 ? ` (UDP send failed: ${endpoint.lastSendError?.message})` : '';
-      reject(
-        new QuicDialError(
-          'OXY_ERR_TUNNEL_HANDSHAKE',
-          endpoint.sendErrors > 0 ? 'unreachable' : 'timeout',
-          `QUIC handshake with ${address}:${options.port} did not complete within ${timeoutMs} ms${hint}`,
-        ),
-      );
-    }, timeoutMs);
-    onAbort = () => reject(new QuicDialError('OXY_ERR_ABORTED', 'aborted', 'The operation was aborted'));
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-  });
-  try {
-    await Promise.race([conn.handshake, guard]);
-    return conn;
-  } catch (err) {
+  return awaitHandshake(conn, options, address, endpoint, () => {
     conn.close(TunnelCloseCode.NO_ERROR, 'dial abandoned');
     void endpoint.shutdown(TunnelCloseCode.NO_ERROR, 'dial abandoned');
-    throw err;
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) options.signal?.removeEventListener('abort', onAbort);
-  }
+  });
 }
 
 /** dialQuic on the addon's ngtcp2 client: same options, defaults, checks and errors. */
@@ -183,16 +159,30 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
   } catch (err) {
     throw new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
   }
+  return awaitHandshake(conn, options, address, conn, () => conn.abandon('dial abandoned'));
+}
+
+/**
+ * A dialed connection once its handshake completes; within the handshake timeout (the error says
+ * why UDP sends failed, when they did) and until `options.signal` aborts, else `abandon()`s it.
+ */
+async function awaitHandshake<C extends { handshake: Promise<unknown> }>(
+  conn: C,
+  options: QuicDialOptions,
+  address: string,
+  sends: { sendErrors: number; lastSendError?: Error },
+  abandon: () => void,
+): Promise<C> {
   const timeoutMs = options.handshakeTimeoutMs ?? options.timeoutMs ?? 10_000;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const guard = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const hint = conn.sendErrors > 0 ? ` (UDP send failed: ${conn.lastSendError?.message})` : '';
+      const hint = sends.sendErrors > 0 ? ` (UDP send failed: ${sends.lastSendError?.message})` : '';
       reject(
         new QuicDialError(
           'OXY_ERR_TUNNEL_HANDSHAKE',
-          conn.sendErrors > 0 ? 'unreachable' : 'timeout',
+          sends.sendErrors > 0 ? 'unreachable' : 'timeout',
           `QUIC handshake with ${address}:${options.port} did not complete within ${timeoutMs} ms${hint}`,
         ),
       );
@@ -204,7 +194,7 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
     await Promise.race([conn.handshake, guard]);
     return conn;
   } catch (err) {
-    conn.abandon('dial abandoned');
+    abandon();
     throw err;
   } finally {
     clearTimeout(timer);
