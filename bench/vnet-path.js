@@ -61,9 +61,9 @@ const LOAD = `
 const http = require('http');
 const [host, ms, fresh] = [process.argv[1], Number(process.argv[2]), process.argv[3] === 'fresh'];
 const agent = new http.Agent({ keepAlive: !fresh, maxSockets: 16 });
-let done = 0; const end = Date.now() + ms;
-const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent, headers: fresh ? { connection: 'close' } : {} }, (res) => { res.resume(); res.on('end', r); }).on('error', r));
-Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) { await one(); done++; } })).then(() => { console.log(done / (ms / 1000)); process.exit(0); });`;
+let done = 0; let failed = 0; const end = Date.now() + ms;
+const one = () => new Promise((r) => http.get({ host, port: 80, path: '/', agent, headers: fresh ? { connection: 'close' } : {} }, (res) => { res.resume(); res.on('end', () => { done++; r(); }); }).on('error', () => { failed++; r(); }));
+Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end) await one(); })).then(() => { console.log(done / (ms / 1000), failed); process.exit(0); });`;
 
 /** Median ms from connect to the end of the answer, one new connection at a time (latency of a flow's setup). */
 const FIRST = `
@@ -233,8 +233,19 @@ try {
       execFileSync('sleep', ['1']);
     }
   };
-  const rps = (target, fresh = false, ms = seconds * 1000) =>
-    Number(inNs(names.dev, process.execPath, ['-e', LOAD, target, String(ms), fresh ? 'fresh' : '']).trim());
+  /** Failed requests per target (a reset connection): counted apart, never as requests. */
+  const failures = new Map();
+  const rps = (target, fresh = false, ms = seconds * 1000) => {
+    const [rate, failed] = inNs(names.dev, process.execPath, ['-e', LOAD, target, String(ms), fresh ? 'fresh' : ''])
+      .trim()
+      .split(' ')
+      .map(Number);
+    failures.set(target, (failures.get(target) ?? 0) + failed);
+    return rate;
+  };
+  const failedLine = () =>
+    `requests that failed (reset or refused), all phases so far: tunnel ${failures.get('198.18.0.10') ?? 0} | veth ${failures.get('198.18.9.2') ?? 0}` +
+    (hasWg ? ` | wireguard-go ${failures.get('198.18.99.2') ?? 0}` : '');
   const procs = { device, edge, connector };
   let hasWg = true;
   try {
@@ -296,6 +307,7 @@ try {
     `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
   );
   console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
+  console.log(failedLine());
   const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
   console.log(
     `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +

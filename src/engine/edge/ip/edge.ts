@@ -228,6 +228,7 @@ export class IpEdge<R = unknown> {
           const rst = flow.tcpFlags(view.tcpFlags, true, table.now);
           this.upgrader.toKernel(flow, view);
           if (rst) table.end(flow, 'rst');
+          else if (flow.closingSince !== 0) this.leaveSession(flow);
           return;
         }
         case TransportKind.Udp:
@@ -244,6 +245,7 @@ export class IpEdge<R = unknown> {
         table.end(flow, 'rst');
         return;
       }
+      if (view.transport === TransportKind.Tcp && flow.closingSince !== 0) this.leaveSession(flow);
       if (this.onIpPacket) this.onIpPacket(flow, view.buf.subarray(0, view.length));
       else this.drop('no-off-ramp');
       return;
@@ -367,6 +369,17 @@ export class IpEdge<R = unknown> {
     const rst = flow.tcpFlags(view.tcpFlags, false, this.table.now);
     (flow.attachment as IpSession).send(packet);
     if (rst) this.table.end(flow, 'rst');
+    else if (flow.closingSince !== 0) this.leaveSession(flow);
+  }
+
+  /**
+   * A TCP flow past both FINs holds no stream any more, only its NAT slot while it lingers for
+   * the last ACKs (tcpCloseLingerMs): it stops counting toward its session's limit. Counted, a
+   * device opening short connections hit maxFlowsPerSession (1,000) at ~800 new connections/s
+   * and every SYN beyond was reset (the bench's "slow mode" of flow setup).
+   */
+  private leaveSession(flow: Flow<R>): void {
+    if (this.inSession.delete(flow)) (flow.attachment as IpSession).flows--;
   }
 
   private release(flow: Flow<R>, reason: FlowEndReason): void {
