@@ -13,6 +13,7 @@ namespace {
 
 struct InstanceData {
   Napi::FunctionReference error_factory;
+  bool stopped = false;  // the env was seen no longer running JS (see CanCallJs)
 };
 
 InstanceData* GetInstanceData(Napi::Env env) {
@@ -31,12 +32,19 @@ Napi::Object ErrnoError(Napi::Env env, const char* syscall, int err, const std::
   std::string message = std::string(syscall) + " failed: " + code + " (" + strerror(err) + ")";
   if (!detail.empty()) message += ": " + detail;
 
+  // Any call below may run JS: an env that stopped gets a bare object (nobody will read it).
+  if (!CanCallJs(env)) return Napi::Object::New(env);
   InstanceData* data = GetInstanceData(env);
   if (!data->error_factory.IsEmpty()) {
-    Napi::Value made = data->error_factory.Call(
-        {Napi::String::New(env, syscall), Napi::Number::New(env, err), Napi::String::New(env, code),
-         Napi::String::New(env, message)});
-    if (made.IsObject()) return made.As<Napi::Object>();
+    napi_value args[] = {Napi::String::New(env, syscall), Napi::Number::New(env, err), Napi::String::New(env, code),
+                         Napi::String::New(env, message)};
+    napi_value made;
+    if (CallJs(env, data->error_factory.Value(), nullptr, 4, args, &made)) {
+      napi_valuetype type;
+      if (napi_typeof(env, made, &type) == napi_ok && type == napi_object) return Napi::Object(env, made);
+    } else if (!CanCallJs(env)) {
+      return Napi::Object::New(env);
+    }
   }
   Napi::Object error = Napi::Error::New(env, message).Value();
   error.Set("code", code);
@@ -53,14 +61,45 @@ void SetErrorFactory(const Napi::CallbackInfo& info) {
   GetInstanceData(info.Env())->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
 }
 
+bool CanCallJs(napi_env env) {
+  InstanceData* data = GetInstanceData(env);
+  if (data->stopped) return false;
+  // napi_strict_equals runs no JS but, like every call that may, fails (napi_pending_exception
+  // with none pending) once the env stopped running JS or V8 terminates it.
+  napi_value undefined;
+  bool same = false;
+  bool pending = false;
+  if (napi_get_undefined(env, &undefined) == napi_ok && napi_strict_equals(env, undefined, undefined, &same) == napi_ok) return true;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return true;  // a JS error, not the env
+  data->stopped = true;
+  return false;
+}
+
+bool CallJs(napi_env env, napi_value fn, napi_async_context context, size_t argc, const napi_value* argv,
+            napi_value* result) {
+  if (!CanCallJs(env)) return false;
+  napi_value recv;
+  napi_value ignored;
+  if (result == nullptr) result = &ignored;
+  napi_status status = context != nullptr ? (napi_get_global(env, &recv), napi_make_callback(env, context, recv, fn, argc, argv, result))
+                                          : (napi_get_undefined(env, &recv), napi_call_function(env, recv, fn, argc, argv, result));
+  if (status == napi_ok) return true;
+  bool pending = false;
+  napi_value err = nullptr;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
+  // An env that stopped has no exception at all, and V8's termination reads as null: dropped
+  // (CanCallJs notes a stopped env). Only a JS error goes to 'uncaughtException' — Node's handler
+  // would touch a terminating isolate and abort; a literal `throw null` is lost with it.
+  napi_valuetype type = napi_null;
+  if (err != nullptr) napi_typeof(env, err, &type);
+  if (CanCallJs(env) && type != napi_null) napi_fatal_exception(env, err);
+  return false;
+}
+
 void InvokeCallback(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext& context,
                     std::initializer_list<napi_value> args) {
   if (fn.IsEmpty()) return;
-  try {
-    fn.MakeCallback(env.Global(), args, context);
-  } catch (const Napi::Error& e) {
-    napi_fatal_exception(env, e.Value());
-  }
+  CallJs(env, fn.Value(), context, args.size(), args.begin(), nullptr);
 }
 
 bool ParseSockaddr(const std::string& text, uint16_t port, int socket_family, sockaddr_storage* out,
@@ -217,16 +256,23 @@ void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<FdPoller*>(handle->data);
   if (self == nullptr) return;
   if (status < 0) self->events_ = 0;  // libuv stops a poll handle that reports an error (POLLERR)
-  // No JS frame is below us: a C++ exception escaping here would terminate the
-  // process, so it becomes an 'uncaughtException' instead.
   Napi::Env env(self->env_);
   Napi::HandleScope scope(env);
+  // A worker's env that stopped running JS still turns its loop (and closes handles) once more:
+  // nothing to tell JS any more. The owner's finalizer closes the handle.
+  if (!CanCallJs(env)) {
+    uv_poll_stop(handle);
+    self->events_ = 0;
+    return;
+  }
+  // No JS frame is below us: a C++ exception escaping here would terminate the
+  // process, so it becomes an 'uncaughtException' instead (unless the env stopped meanwhile).
   try {
     self->OnPoll(status, events);
   } catch (const Napi::Error& e) {
-    napi_fatal_exception(env, e.Value());
+    if (CanCallJs(env)) napi_fatal_exception(env, e.Value());
   } catch (const std::exception& e) {
-    napi_fatal_exception(env, Napi::Error::New(env, e.what()).Value());
+    if (CanCallJs(env)) napi_fatal_exception(env, Napi::Error::New(env, e.what()).Value());
   }
 }
 

@@ -23,8 +23,23 @@ Napi::Object ErrnoError(Napi::Env env, const char* syscall, int err, const std::
 
 void SetErrorFactory(const Napi::CallbackInfo& info);
 
-// Calls a JS callback from a libuv callback. MakeCallback runs microtasks after
-// the call, like Node's own handles; an exception becomes 'uncaughtException'.
+// Calls into JS from libuv or a thread-safe function: a worker's env stops under such callbacks.
+// Worker.terminate() ends whatever JS runs (V8's termination: the call fails with no JS error),
+// then the env's loop turns once more and closes handles with JS off, where every call that may
+// run JS fails. node-addon-api turns such a failure into a fatal error ("Error::Error
+// napi_define_properties", or std::terminate: exit 134, 1 quick tunnel in 2 stopped with SIGINT
+// over QUIC). So these calls use the raw API, and an env seen stopping is never called again.
+//
+// CanCallJs: whether `env` still runs JS (false for good once it did not).
+bool CanCallJs(napi_env env);
+
+// Calls `fn` (through MakeCallback when `context` is set: microtasks run after it, as for Node's
+// own handles). A JS exception becomes 'uncaughtException'; in an env that stopped, the call is
+// dropped. Returns whether it ran.
+bool CallJs(napi_env env, napi_value fn, napi_async_context context, size_t argc, const napi_value* argv,
+            napi_value* result);
+
+// CallJs from a libuv callback with node-addon-api's types.
 void InvokeCallback(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext& context,
                     std::initializer_list<napi_value> args);
 

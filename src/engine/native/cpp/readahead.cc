@@ -55,6 +55,7 @@ struct Outcome {
 
 struct ReadAhead {
   uint64_t id = 0;
+  napi_env env = nullptr;
   int tcp = -1;    // our dup of Node's TCP socket
   int local = -1;  // our end of the socketpair; Node's TLS runs on the other
   size_t max_queued = 0;
@@ -317,12 +318,16 @@ class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
     if (!ok || r.Done()) Finish(it, false);
   }
 
+  void Unwatch(ReadAhead& r) {
+    // Node keeps the TCP socket open through its own fd: remove ours from the epoll before closing it.
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, r.tcp, nullptr);
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, r.local, nullptr);
+  }
+
   void Finish(Relays::iterator it, bool cancelled) {
     std::unique_ptr<ReadAhead> r = std::move(it->second);
     relays_.erase(it);
-    // Node keeps the TCP socket open through its own fd: remove ours from the epoll before closing it.
-    epoll_ctl(epoll_, EPOLL_CTL_DEL, r->tcp, nullptr);
-    epoll_ctl(epoll_, EPOLL_CTL_DEL, r->local, nullptr);
+    Unwatch(*r);
     auto* out = new Outcome{r->err, r->syscall, cancelled, -1};
     if (r->err != 0) std::swap(out->local, r->local);  // Node must see the error before an EOF
     Napi::ThreadSafeFunction tsfn = r->tsfn;
@@ -332,31 +337,17 @@ class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
       CloseFd(out->local);
       delete out;
     }
-    tsfn.Release();
+    if (status != napi_closing) tsfn.Release();  // napi_closing released it already
   }
 
-  // Whether this env still runs JS: a report that lands while a worker's env tears down (its
-  // loop drained once more) must not call in — node-addon-api makes that failure fatal
-  // ("Error::Error napi_define_properties", seen 1 in 13 quick tunnels stopped with SIGINT).
-  static bool CanCallJs(napi_env env) {
-    napi_value fn;
-    napi_value recv;
-    napi_value result;
-    auto noop = [](napi_env, napi_callback_info) -> napi_value { return nullptr; };
-    if (napi_create_function(env, "probe", NAPI_AUTO_LENGTH, noop, nullptr, &fn) != napi_ok) return false;
-    if (napi_get_undefined(env, &recv) != napi_ok) return false;
-    return napi_call_function(env, recv, fn, 0, nullptr, &result) == napi_ok;
-  }
-
+  // A report that lands while a worker's env tears down (its loop drained once more) is dropped
+  // (CallJs); env is null once the env is gone.
   static void Report(Napi::Env env, Napi::Function callback, Outcome* out) {
     std::unique_ptr<Outcome> o(out);
     if (env != nullptr && CanCallJs(env)) {
-      Napi::Value err = o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null();
-      try {
-        callback.Call({err, Napi::Boolean::New(env, o->cancelled)});
-      } catch (const Napi::Error& e) {
-        napi_fatal_exception(env, e.Value());
-      }
+      Napi::HandleScope scope(env);
+      napi_value args[] = {o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null(), Napi::Boolean::New(env, o->cancelled)};
+      CallJs(env, callback, nullptr, 2, args, nullptr);
     }
     CloseFd(o->local);
   }
@@ -392,6 +383,7 @@ Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
   relay->local = pair[0];
   uint64_t id = loop.NextId();
   relay->id = id;
+  relay->env = env;
   relay->tsfn = Napi::ThreadSafeFunction::New(env, callback, "oxyReadAhead", 0, 1);
   loop.Start(std::move(relay));
   Napi::Array out = Napi::Array::New(env, 2);

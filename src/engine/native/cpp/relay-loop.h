@@ -7,7 +7,14 @@
 //   void Started(Relays::iterator)          a relay was added: register its fds, first pump
 //   void Event(uint64_t key, uint32_t ev)   an epoll event whose data.u64 is not 0
 //   void Finish(Relays::iterator, bool cancelled)   remove it and report to JS
+//   void Unwatch(Relay&)                    remove its fds from epoll_
 // and may provide AfterTurn(bool on_js_loop) and ThreadTimeoutMs() (see RunInline).
+// A Relay has `id`, `env` (the JS thread's that started it) and `tsfn` (its one report).
+//
+// Relays never outlive their env: a worker's env that ends (Worker.terminate(), or its loop ran
+// out) frees its thread-safe functions and the memory JS lent (splice's counters), whatever
+// threads still hold them. A relay finishing after that called into freed memory (a silent
+// abort, or worse). An env cleanup hook drops that env's relays first, unreported.
 //
 // A loop may also run its turns on a JS thread's libuv loop (RunInline: a uv_poll on the epoll
 // fd) and move between there and its thread (ToThread/ToJsLoop): turns run one at a time under
@@ -30,6 +37,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace oxy {
 
@@ -53,8 +61,11 @@ class RelayLoop {
   int failed_errno() const { return failed_errno_; }
   uint64_t NextId() { return next_id_++; }
 
-  // The relay (its `id` from NextId()) starts on the loop thread.
-  void Start(std::unique_ptr<Relay> relay) { Post(Command{std::move(relay), 0}); }
+  // From the relay's env's JS thread: it starts on the loop thread.
+  void Start(std::unique_ptr<Relay> relay) {
+    WatchEnv(relay->env);
+    Post(Command{std::move(relay), 0});
+  }
   // The relay stops and reports `cancelled`, unless it had finished: then its report is on the way.
   void Cancel(uint64_t id) { Post(Command{nullptr, id}); }
 
@@ -177,6 +188,54 @@ class RelayLoop {
     if (!self->threaded_ && self->inline_ok_) uv_poll_start(&self->poll_, UV_READABLE, OnPoll);
   }
 
+  struct EnvKey {
+    RelayLoop* loop;
+    napi_env env;
+  };
+
+  // The first relay of an env hooks its cleanup (the hook stays until the env ends).
+  void WatchEnv(napi_env env) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!envs_.emplace(env).second) return;
+    }
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, new EnvKey{this, env});
+  }
+
+  // On the env's thread, while it ends (its thread-safe functions are not freed yet).
+  static void OnEnvCleanup(void* arg) {
+    std::unique_ptr<EnvKey> key(static_cast<EnvKey*>(arg));
+    key->loop->Forget(key->env);
+  }
+
+  void Forget(napi_env env) {
+    std::deque<Command> unstarted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      envs_.erase(env);
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        if (it->start && it->start->env == env) {
+          unstarted.push_back(std::move(*it));
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (Command& cmd : unstarted) cmd.start->tsfn.Release();
+    std::lock_guard<std::mutex> lock(turn_);
+    auto* self = static_cast<Derived*>(this);
+    for (auto it = relays_.begin(); it != relays_.end();) {
+      if (it->second->env != env) {
+        ++it;
+        continue;
+      }
+      self->Unwatch(*it->second);
+      it->second->tsfn.Release();
+      it = relays_.erase(it);
+    }
+  }
+
   static void OnEnvGone(napi_async_cleanup_hook_handle handle, void* arg) {
     auto* self = static_cast<RelayLoop*>(arg);
     {
@@ -227,7 +286,8 @@ class RelayLoop {
   int failed_errno_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::mutex mutex_;
-  std::deque<Command> queue_;
+  std::deque<Command> queue_;              // under mutex_
+  std::unordered_set<napi_env> envs_;      // under mutex_: envs whose cleanup is hooked
 };
 
 }  // namespace oxy

@@ -55,6 +55,7 @@ struct Outcome {
 
 struct Relay {
   uint64_t id = 0;
+  napi_env env = nullptr;
   int fd[2] = {-1, -1};  // our dups of the two sockets
   Direction dir[2];      // [0] a → b, [1] b → a
   Napi::ThreadSafeFunction tsfn;
@@ -190,31 +191,33 @@ class SpliceLoop : public RelayLoop<SpliceLoop, Relay> {
     if (!ok || r.Done()) Finish(it, false);
   }
 
+  void Unwatch(Relay& r) {
+    // Node keeps the sockets open through its own fds, so closing our dups would leave them
+    // registered in this epoll: remove them first.
+    for (int fd : r.fd) epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+  }
+
   void Finish(Relays::iterator it, bool cancelled) {
     std::unique_ptr<Relay> r = std::move(it->second);
     relays_.erase(it);
-    // Node keeps the sockets open through its own fds, so closing our dups would leave them
-    // registered in this epoll: remove them first.
-    for (int fd : r->fd) epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+    Unwatch(*r);
     auto* out = new Outcome{r->err, r->syscall, r->dir[0].bytes, r->dir[1].bytes, cancelled, r->counters};
     Napi::ThreadSafeFunction tsfn = r->tsfn;
     r.reset();  // closes our dups and pipes before JS hears of it (and closes the sockets)
     napi_status status = tsfn.BlockingCall(out, Report);
     if (status != napi_ok) delete out;
-    tsfn.Release();
+    if (status != napi_closing) tsfn.Release();  // napi_closing released it already
   }
 
   static void Report(Napi::Env env, Napi::Function callback, Outcome* out) {
     std::unique_ptr<Outcome> o(out);
-    if (env == nullptr) return;  // the environment is going away (the reference goes with it)
+    if (env == nullptr || !CanCallJs(env)) return;  // the environment is going away (the reference goes with it)
+    Napi::HandleScope scope(env);
     delete o->counters;
-    Napi::Value err = o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null();
-    try {
-      callback.Call({err, Napi::Number::New(env, static_cast<double>(o->a_to_b)), Napi::Number::New(env, static_cast<double>(o->b_to_a)),
-                     Napi::Boolean::New(env, o->cancelled)});
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
+    napi_value args[] = {o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null(),
+                         Napi::Number::New(env, static_cast<double>(o->a_to_b)), Napi::Number::New(env, static_cast<double>(o->b_to_a)),
+                         Napi::Boolean::New(env, o->cancelled)};
+    CallJs(env, callback, nullptr, 4, args, nullptr);
   }
 
 };
@@ -271,6 +274,7 @@ Napi::Value SpliceSockets(const Napi::CallbackInfo& info) {
   }
   uint64_t id = loop.NextId();
   relay->id = id;
+  relay->env = env;
   relay->counters = new Napi::Reference<Napi::Object>(Napi::Persistent(counters.As<Napi::Object>()));
   relay->tsfn = Napi::ThreadSafeFunction::New(env, callback, "oxySplice", 0, 1);
   loop.Start(std::move(relay));
