@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { expect } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialHttp2Tunnel, Http2TunnelListener, type AcceptHttp2Options, type DialHttp2Options } from '../../../src/engine/transport/http2/index.js';
 import type { TunnelConnection } from '../../../src/engine/transport/types.js';
@@ -79,6 +80,19 @@ export function drainHash(stream: Readable): Promise<{ bytes: number; sha256: st
     stream.once('end', () => resolve({ bytes, sha256: hash.digest('hex') }));
     stream.once('error', reject);
   });
+}
+
+/**
+ * Opens a stream from `opener` (accepted on `acceptor`), sends `total` bytes each way at once and
+ * checks that both sides received every byte in order.
+ */
+export async function bothWaysOnOneStream(opener: TunnelConnection, acceptor: TunnelConnection, total: number): Promise<void> {
+  const accepted = acceptor.acceptStream({ timeoutMs: 5000 });
+  const opened = await opener.openStream();
+  const other = await accepted;
+  const [sentOut, sentBack, gotOut, gotBack] = await Promise.all([pumpPattern(opened, total), pumpPattern(other, total), drainHash(other), drainHash(opened)]);
+  expect(gotOut).toEqual({ bytes: total, sha256: sentOut });
+  expect(gotBack).toEqual({ bytes: total, sha256: sentBack });
 }
 
 export function readAll(stream: Readable): Promise<Buffer> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TunnelStream } from '../../../src/engine/transport/types.js';
-import { drainHash, echoStreams, errorOf, http2Pair, pumpPattern, readAll, type Pair } from './helpers.js';
+import { bothWaysOnOneStream, echoStreams, errorOf, http2Pair, pumpPattern, readAll, type Pair } from './helpers.js';
 
 let pair: Pair | undefined;
 afterEach(async () => {
@@ -32,18 +32,7 @@ describe('HTTP/2 transport streams', () => {
 
   it('carries 50 MB each way at once on one stream, sha256 intact', async () => {
     pair = await http2Pair();
-    const total = 50 * 1024 * 1024;
-    const accepted = pair.connector.acceptStream({ timeoutMs: 5000 });
-    const edgeStream = await pair.edge.openStream();
-    const connStream = await accepted;
-    const [sentDown, sentUp, gotDown, gotUp] = await Promise.all([
-      pumpPattern(edgeStream, total),
-      pumpPattern(connStream, total),
-      drainHash(connStream),
-      drainHash(edgeStream),
-    ]);
-    expect(gotDown).toEqual({ bytes: total, sha256: sentDown });
-    expect(gotUp).toEqual({ bytes: total, sha256: sentUp });
+    await bothWaysOnOneStream(pair.edge, pair.connector, 50 * 1024 * 1024);
   });
 
   it.each(['native', 'js'])(
@@ -60,39 +49,14 @@ describe('HTTP/2 transport streams', () => {
         if (before === undefined) delete process.env.OXY_H2_READAHEAD;
         else process.env.OXY_H2_READAHEAD = before;
       }
-      const total = 16 * 1024 * 1024;
-      const one = async (): Promise<void> => {
-        const accepted = pair!.connector.acceptStream({ timeoutMs: 5000 });
-        const edgeStream = await pair!.edge.openStream();
-        const connStream = await accepted;
-        const [sentDown, sentUp, gotDown, gotUp] = await Promise.all([
-          pumpPattern(edgeStream, total),
-          pumpPattern(connStream, total),
-          drainHash(connStream),
-          drainHash(edgeStream),
-        ]);
-        expect(gotDown).toEqual({ bytes: total, sha256: sentDown });
-        expect(gotUp).toEqual({ bytes: total, sha256: sentUp });
-      };
-      await Promise.all(Array.from({ length: 8 }, one));
+      await Promise.all(Array.from({ length: 8 }, () => bothWaysOnOneStream(pair!.edge, pair!.connector, 16 * 1024 * 1024)));
     },
     60_000,
   );
 
   it('carries 50 MB each way on a connector-opened stream', async () => {
     pair = await http2Pair();
-    const total = 50 * 1024 * 1024;
-    const accepted = pair.edge.acceptStream({ timeoutMs: 5000 });
-    const connStream = await pair.connector.openStream();
-    const edgeStream = await accepted;
-    const [sentUp, sentDown, gotUp, gotDown] = await Promise.all([
-      pumpPattern(connStream, total),
-      pumpPattern(edgeStream, total),
-      drainHash(edgeStream),
-      drainHash(connStream),
-    ]);
-    expect(gotUp).toEqual({ bytes: total, sha256: sentUp });
-    expect(gotDown).toEqual({ bytes: total, sha256: sentDown });
+    await bothWaysOnOneStream(pair.connector, pair.edge, 50 * 1024 * 1024);
   });
 
   it('half-closes: each side keeps writing after the other ended', async () => {

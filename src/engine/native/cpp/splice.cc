@@ -78,14 +78,27 @@ struct Relay {
     return false;
   }
 
+  // Reads from `from` into the pipe (or, in copy mode, the buffer's free tail).
+  static ssize_t Fill(Direction& d) {
+    size_t tail = d.head + d.in_pipe;
+    if (d.buffer) return read(d.from, d.buffer.get() + tail, d.capacity - tail);
+    return splice(d.from, nullptr, d.pipe_w, nullptr, d.capacity - tail, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  }
+
+  // Writes what the pipe (or buffer) holds into `to`. No SPLICE_F_MORE: it corks the socket,
+  // and the tail of a burst would wait for the next one.
+  static ssize_t Drain(Direction& d) {
+    if (d.buffer) return send(d.to, d.buffer.get() + d.head, d.in_pipe, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return splice(d.pipe_r, nullptr, d.to, nullptr, d.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  }
+
   // Moves what can move now; false on an error (recorded). Edge-triggered epoll: each
-  // direction runs until neither of its two splices makes progress.
+  // direction runs until neither its read nor its write makes progress.
   bool Pump(Direction& d) {
-    if (d.buffer) return PumpCopy(d);
     for (;;) {
       bool progress = false;
-      if (!d.eof && d.in_pipe < d.capacity) {
-        ssize_t n = splice(d.from, nullptr, d.pipe_w, nullptr, d.capacity - d.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (!d.eof && d.head + d.in_pipe < d.capacity) {
+        ssize_t n = Fill(d);
         if (n > 0) {
           d.in_pipe += static_cast<size_t>(n);
           progress = true;
@@ -95,66 +108,25 @@ struct Relay {
         } else if (errno == EINTR) {
           continue;
         } else if (errno != EAGAIN) {
-          return Failed("splice", errno);
+          return Failed(d.buffer ? "read" : "splice", errno);
         }
       }
       if (d.in_pipe > 0) {
-        // No SPLICE_F_MORE: it corks the socket, and the tail of a burst would wait for the next one.
-        unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-        ssize_t n = splice(d.pipe_r, nullptr, d.to, nullptr, d.in_pipe, flags);
+        ssize_t n = Drain(d);
         if (n > 0) {
           d.in_pipe -= static_cast<size_t>(n);
+          if (d.buffer) d.head = d.in_pipe ? d.head + static_cast<size_t>(n) : 0;
           d.bytes += static_cast<uint64_t>(n);
           __atomic_store_n(d.counter, d.bytes, __ATOMIC_RELAXED);
           progress = true;
         } else if (n < 0 && errno == EINTR) {
           continue;
         } else if (n < 0 && errno != EAGAIN) {
-          return Failed("splice", errno);
+          return Failed(d.buffer ? "send" : "splice", errno);
         }
       }
       if (d.eof && d.in_pipe == 0 && !d.shut) {
         // Half-close: the peer's FIN passes on; the other direction keeps flowing.
-        if (shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN) return Failed("shutdown", errno);
-        d.shut = true;
-      }
-      if (!progress) return true;
-    }
-  }
-
-  bool PumpCopy(Direction& d) {
-    for (;;) {
-      bool progress = false;
-      size_t tail = d.head + d.in_pipe;
-      if (!d.eof && tail < d.capacity) {
-        ssize_t n = read(d.from, d.buffer.get() + tail, d.capacity - tail);
-        if (n > 0) {
-          d.in_pipe += static_cast<size_t>(n);
-          progress = true;
-        } else if (n == 0) {
-          d.eof = true;
-          progress = true;
-        } else if (errno == EINTR) {
-          continue;
-        } else if (errno != EAGAIN) {
-          return Failed("read", errno);
-        }
-      }
-      if (d.in_pipe > 0) {
-        ssize_t n = send(d.to, d.buffer.get() + d.head, d.in_pipe, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-          d.in_pipe -= static_cast<size_t>(n);
-          d.head = d.in_pipe ? d.head + static_cast<size_t>(n) : 0;
-          d.bytes += static_cast<uint64_t>(n);
-          __atomic_store_n(d.counter, d.bytes, __ATOMIC_RELAXED);
-          progress = true;
-        } else if (n < 0 && errno == EINTR) {
-          continue;
-        } else if (n < 0 && errno != EAGAIN) {
-          return Failed("send", errno);
-        }
-      }
-      if (d.eof && d.in_pipe == 0 && !d.shut) {
         if (shutdown(d.to, SHUT_WR) != 0 && errno != ENOTCONN) return Failed("shutdown", errno);
         d.shut = true;
       }
