@@ -20,6 +20,8 @@ export const POSTGRES_LEG = [
   'test/cli/store.test.ts',
   'test/e2e/vnets/walkthrough.test.ts',
   'test/e2e/store/**/*.test.ts',
+  // edge run --workers on the shared store: the workers' registry and view on PostgreSQL.
+  'test/e2e/tunnel/workers.test.ts',
 ];
 
 /** The QUIC tests again with the connector's QUIC client on the addon's ngtcp2 (the edge stays on quiche). */
