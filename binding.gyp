@@ -1,7 +1,7 @@
 {
   # Native addon for src/engine/native (Linux only): UDP with IP_PKTINFO, TUN,
   # SEQPACKET Unix sockets, setns, TCP_INFO, splice(2) relays, the connector's read-ahead, a QUIC
-  # client on ngtcp2. Built by `npm install` (scripts.install) or
+  # client and server on ngtcp2. Built by `npm install` (scripts.install) or
   # `npx node-gyp rebuild`; the wrapper loads build/Release/oxy_native.node.
   "targets": [
     {
@@ -19,7 +19,9 @@
         "src/engine/native/cpp/reuseport.cc",
         "src/engine/native/cpp/fastnat.cc",
         "src/engine/native/cpp/readahead.cc",
-        "src/engine/native/cpp/quicclient.cc"
+        "src/engine/native/cpp/quic-core.cc",
+        "src/engine/native/cpp/quicclient.cc",
+        "src/engine/native/cpp/quicserver.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
@@ -28,7 +30,7 @@
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS!='linux'", {"sources=": ["src/engine/native/cpp/unsupported.cc"]}],
-        # QUIC client on ngtcp2 + GnuTLS (Debian: libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev).
+        # QUIC client and server on ngtcp2 + GnuTLS (Debian: libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev).
         ["OS=='linux'", {"libraries": ["-lngtcp2_crypto_gnutls", "-lngtcp2", "-lgnutls"]}]
       ]
     }

@@ -99,6 +99,23 @@ export interface NativeSeqpacketServer {
   unref(): void;
 }
 
+/** Info of one ngtcp2 connection (cpp/quic-core.cc), client or server. */
+export interface NativeQuicInfo {
+  rttMs: number;
+  cwnd: number;
+  sent: number;
+  recv: number;
+  localAddress: { family: 4 | 6; address: string; port: number };
+  remoteAddress: { family: 4 | 6; address: string; port: number };
+  maxDatagramSize: number;
+  alpn: string;
+  sendErrors: number;
+  /** Packets dropped because the socket's send buffer was full (loss recovery resends them). */
+  sendDropped: number;
+  /** Streams the addon still holds (unacknowledged bytes, or not closed by ngtcp2 yet). */
+  streams: number;
+}
+
 /** cpp/quicclient.cc: one QUIC client connection on ngtcp2 + GnuTLS with its own UDP socket. */
 export interface NativeQuicClient {
   openStream(): number;
@@ -108,20 +125,7 @@ export interface NativeQuicClient {
   sendDatagram(data: Bytes): boolean;
   closeConnection(code: number, reason: string, transport: boolean): void;
   probe(): void;
-  info(): {
-    rttMs: number;
-    cwnd: number;
-    sent: number;
-    recv: number;
-    localAddress: { family: 4 | 6; address: string; port: number };
-    maxDatagramSize: number;
-    alpn: string;
-    sendErrors: number;
-    /** Packets dropped because the socket's send buffer was full (loss recovery resends them). */
-    sendDropped: number;
-    /** Streams the addon still holds (unacknowledged bytes, or not closed by ngtcp2 yet). */
-    streams: number;
-  };
+  info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
   streamsLeft(): number;
   close(): void;
@@ -129,19 +133,10 @@ export interface NativeQuicClient {
   unref(): void;
 }
 
-export interface NativeQuicClientOptions {
-  remoteAddress: string;
-  remotePort: number;
-  localAddress: string;
-  family: 4 | 6;
-  alpn: string;
-  /** Trusted CA certificates, PEM. */
-  ca: string;
-  /** Dialed name (SNI and the certificate name check), or null for an IP. */
-  serverName: string | null;
+/** Connection settings both the client and the server take (cpp/quic-core.cc ConnSettings). */
+export interface NativeQuicConnSettings {
   maxUdpPayloadSize: number;
   maxRecvUdpPayloadSize: number;
-  socketBufferBytes: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
   initialMaxData: number;
@@ -151,6 +146,56 @@ export interface NativeQuicClientOptions {
   maxConcurrentStreams: number;
   /** 'cubic', 'reno', 'bbr' or 'bbr2'. */
   congestionControl: string;
+}
+
+export interface NativeQuicClientOptions extends NativeQuicConnSettings {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  family: 4 | 6;
+  alpn: string;
+  /** Trusted CA certificates, PEM. */
+  ca: string;
+  /** Dialed name (SNI and the certificate name check), or null for an IP. */
+  serverName: string | null;
+  socketBufferBytes: number;
+}
+
+/** cpp/quicserver.cc: the edge's QUIC listener on ngtcp2 + GnuTLS; connections are named by handle. */
+export interface NativeQuicServer {
+  openStream(conn: number): number;
+  write(conn: number, id: number, data: Bytes | undefined, fin: boolean): number;
+  shutdownStream(conn: number, id: number, code: number): void;
+  setReadPaused(conn: number, id: number, paused: boolean): void;
+  sendDatagram(conn: number, data: Bytes): boolean;
+  closeConnection(conn: number, code: number, reason: string, transport: boolean): void;
+  probe(conn: number): void;
+  info(conn: number): NativeQuicInfo;
+  streamsLeft(conn: number): number;
+  /** Forgets a connection without a packet. */
+  abandon(conn: number): void;
+  /** Takes no new connections. */
+  stop(): void;
+  stats(): { connections: number; cids: number; refused: number; invalidTokens: number; resetsSent: number; acceptFailures: number };
+  address(): { family: 4 | 6; address: string; port: number };
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeQuicServerOptions extends NativeQuicConnSettings {
+  /** A bound UDP socket; the server works on a duplicate of it. */
+  fd: number;
+  alpn: string;
+  /** Certificate chain and key, PEM. */
+  cert: string;
+  key: string;
+  /** HMAC key of the stateless reset tokens (StatelessResets.key). */
+  resetKey: Uint8Array;
+  /** HMAC key of the retry tokens (RetryTokens.key); absent: no retry. */
+  retryKey?: Uint8Array;
+  retryLifetimeMs: number;
+  maxConnections: number;
 }
 
 export interface NativeAddon {
@@ -204,6 +249,7 @@ export interface NativeAddon {
   udpBindReusePort(address: string, port: number, ipv6Only: boolean): number;
   socketAddress(fd: number): { family: 4 | 6; address: string; port: number };
   QuicClient: new (options: NativeQuicClientOptions, onEvents: (batch: Buffer) => void) => NativeQuicClient;
+  QuicServer: new (options: NativeQuicServerOptions, onEvents: (batch: Buffer) => void) => NativeQuicServer;
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

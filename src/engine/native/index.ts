@@ -42,9 +42,14 @@ export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOptions, type
 export { READ_AHEAD_LINGER_MS, readAheadSocket, type ReadAheadSocket } from './read-ahead.js';
 export {
   createQuicClient,
-  QUIC_CLIENT_HIGH_WATER,
-  QuicClientClose,
-  QuicClientEvent,
+  createQuicServer,
+  QUIC_STREAM_HIGH_WATER,
+  QuicClose,
+  QuicEvent,
   type NativeQuicClient,
   type NativeQuicClientOptions,
-} from './quic-client.js';
+  type NativeQuicConnSettings,
+  type NativeQuicInfo,
+  type NativeQuicServer,
+  type NativeQuicServerOptions,
+} from './quic.js';

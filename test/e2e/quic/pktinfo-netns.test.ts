@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
-import { dialQuic, listenQuic, QuicDialError, type QuicListener, type QuicTunnelConnection } from '../../../src/engine/transport/quic/index.js';
+import { dialQuic, listenQuic, QuicDialError, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { bindDgramSync } from '../native/support.js';
@@ -70,7 +70,7 @@ privilegedDescribe('QUIC listener on the wildcard of a multi-address interface (
 
   it('answers each of two IPv4 and two IPv6 addresses from that address (one dual-stack socket on ::)', async () => {
     const socket = withNetns(server!.path, () => PktinfoUdpSocket.bind({ address: '::' }));
-    const accepted: QuicTunnelConnection[] = [];
+    const accepted: QuicServerConnection[] = [];
     const listener: QuicListener = await listenQuic({ cert: id.certChain, key: id.key, socket }, (conn) => {
       accepted.push(conn);
       echo(conn);

@@ -8,6 +8,7 @@ import {
   QUIC_ALPN,
   QuicDialError,
   quicClientImpl,
+  quicServerImpl,
   type QuicListener,
 } from '../../../src/engine/transport/quic/index.js';
 import { collect, connectPair, edgeIdentity, echo, type Pair } from './support.js';
@@ -24,6 +25,9 @@ describe('QUIC handshake (loopback)', () => {
     expect(pair.client.protocol).toBe('quic');
     // The ngtcp2 leg (vitest project `ngtcp2`, OXY_QUIC_IMPL=ngtcp2) really dials with ngtcp2.
     expect(pair.client instanceof Ngtcp2TunnelConnection).toBe(quicClientImpl() === 'ngtcp2');
+    // The ngtcp2 edge legs (OXY_QUIC_SERVER_IMPL=ngtcp2) really listen with ngtcp2.
+    expect(pair.listener.impl).toBe(quicServerImpl());
+    expect(pair.server instanceof Ngtcp2TunnelConnection).toBe(quicServerImpl() === 'ngtcp2');
     expect(pair.client.role).toBe('connector');
     expect(pair.server.role).toBe('edge');
     expect(pair.server.remotePort).toBe(pair.client.localPort);

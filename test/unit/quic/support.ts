@@ -10,7 +10,7 @@ import {
   type QuicListener,
   type QuicClientConnection,
   type QuicListenOptions,
-  type QuicTunnelConnection,
+  type QuicServerConnection,
 } from '../../../src/engine/transport/quic/index.js';
 
 let identity: Promise<EdgeIdentity> | undefined;
@@ -21,17 +21,17 @@ export function edgeIdentity(): Promise<EdgeIdentity> {
 
 export interface Pair {
   listener: QuicListener;
-  /** quiche, or ngtcp2 with OXY_QUIC_IMPL=ngtcp2 (the edge is always quiche). */
+  /** quiche, or ngtcp2 with OXY_QUIC_IMPL=ngtcp2; the edge's with OXY_QUIC_SERVER_IMPL=ngtcp2. */
   client: QuicClientConnection;
-  server: QuicTunnelConnection;
+  server: QuicServerConnection;
   close(): Promise<void>;
 }
 
 /** A listener on 127.0.0.1 and one connection to it, both ends established. */
 export async function connectPair(listen: Partial<QuicListenOptions> = {}, dial: Partial<QuicDialOptions> = {}): Promise<Pair> {
   const id = await edgeIdentity();
-  let resolveServer!: (c: QuicTunnelConnection) => void;
-  const serverP = new Promise<QuicTunnelConnection>((r) => (resolveServer = r));
+  let resolveServer!: (c: QuicServerConnection) => void;
+  const serverP = new Promise<QuicServerConnection>((r) => (resolveServer = r));
   const listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', ...listen }, resolveServer);
   const client = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: id.caCert, ...dial });
   const server = await serverP;

@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitReusePort(env, exports);
   InitReadAhead(env, exports);
   exports.Set("QuicClient", InitQuicClient(env));
+  exports.Set("QuicServer", InitQuicServer(env));
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

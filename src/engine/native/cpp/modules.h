@@ -17,5 +17,6 @@ void InitSplice(Napi::Env env, Napi::Object exports);
 void InitReusePort(Napi::Env env, Napi::Object exports);
 void InitReadAhead(Napi::Env env, Napi::Object exports);
 Napi::Function InitQuicClient(Napi::Env env);
+Napi::Function InitQuicServer(Napi::Env env);
 
 }  // namespace oxy

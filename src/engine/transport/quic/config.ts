@@ -84,35 +84,77 @@ export interface TlsMaterial {
 
 const encoder = new TextEncoder();
 
+/** The congestion controllers ngtcp2 0.12 has (quiche checks its own names). */
+const NGTCP2_CONGESTION_CONTROLS = ['cubic', 'reno', 'bbr', 'bbr2'];
+
+/**
+ * Tuning and timing with every default filled in: what quiche's config (buildQuicheConfig) and
+ * the addon's ngtcp2 connections (client and server) are both built from.
+ */
+export interface QuicSettings {
+  maxUdpPayloadSize: number;
+  maxRecvUdpPayloadSize: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+  initialMaxData: number;
+  initialMaxStreamData: number;
+  maxStreamWindow: number;
+  maxConnectionWindow: number;
+  maxConcurrentStreams: number;
+  congestionControl: string;
+  hystart: boolean;
+  datagramQueueLength: number;
+}
+
+export function quicSettings(tuning: QuicTuningOptions, timing: QuicTimingOptions, library: 'quiche' | 'ngtcp2' = 'quiche'): QuicSettings {
+  const payload = tuning.maxUdpPayloadSize ?? quiche.MAX_DATAGRAM_SIZE;
+  const streamWindow = tuning.initialMaxStreamData ?? 8 * 1024 * 1024;
+  const idleTimeoutMs = timing.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const cc = tuning.congestionControl ?? (library === 'ngtcp2' ? process.env.OXY_NGTCP2_CC : undefined) ?? 'cubic';
+  if (library === 'ngtcp2' && !NGTCP2_CONGESTION_CONTROLS.includes(cc)) {
+    throw new OxyError('OXY_ERR_INVALID_ARGUMENT', `Unknown QUIC congestion control "${cc}" (cubic, reno, bbr or bbr2)`);
+  }
+  return {
+    maxUdpPayloadSize: payload,
+    maxRecvUdpPayloadSize: tuning.maxRecvUdpPayloadSize ?? payload,
+    idleTimeoutMs,
+    keepAliveMs: timing.keepAliveMs ?? Math.floor(idleTimeoutMs / 3),
+    initialMaxData: tuning.initialMaxData ?? 32 * 1024 * 1024,
+    initialMaxStreamData: streamWindow,
+    maxStreamWindow: Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024),
+    maxConnectionWindow: Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024),
+    maxConcurrentStreams: tuning.maxConcurrentStreams ?? 1000,
+    congestionControl: cc,
+    hystart: tuning.hystart ?? true,
+    datagramQueueLength: tuning.datagramQueueLength ?? 4096,
+  };
+}
+
 export function buildQuicheConfig(role: 'client' | 'server', tls: TlsMaterial, tuning: QuicTuningOptions, timing: QuicTimingOptions): QuicheConfig {
   const config =
     role === 'server'
       ? quiche.Config.withBoringSslCtx(false, false, null, [encoder.encode(tls.key!)], [encoder.encode(tls.cert!)], null)
       : quiche.Config.withBoringSslCtx(true, false, encoder.encode(([] as string[]).concat(tls.ca ?? []).join('\n')), null, null, null);
-  const payload = tuning.maxUdpPayloadSize ?? quiche.MAX_DATAGRAM_SIZE;
-  const recvPayload = tuning.maxRecvUdpPayloadSize ?? payload;
-  const streamWindow = tuning.initialMaxStreamData ?? 8 * 1024 * 1024;
-  const queue = tuning.datagramQueueLength ?? 4096;
+  const s = quicSettings(tuning, timing);
   config.setApplicationProtos([QUIC_ALPN]);
-  config.setMaxIdleTimeout(timing.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
-  config.setMaxRecvUdpPayloadSize(recvPayload);
-  config.setMaxSendUdpPayloadSize(payload);
-  config.setInitialMaxData(tuning.initialMaxData ?? 32 * 1024 * 1024);
-  config.setInitialMaxStreamDataBidiLocal(streamWindow);
-  config.setInitialMaxStreamDataBidiRemote(streamWindow);
+  config.setMaxIdleTimeout(s.idleTimeoutMs);
+  config.setMaxRecvUdpPayloadSize(s.maxRecvUdpPayloadSize);
+  config.setMaxSendUdpPayloadSize(s.maxUdpPayloadSize);
+  config.setInitialMaxData(s.initialMaxData);
+  config.setInitialMaxStreamDataBidiLocal(s.initialMaxStreamData);
+  config.setInitialMaxStreamDataBidiRemote(s.initialMaxStreamData);
   config.setInitialMaxStreamDataUni(0);
-  config.setInitialMaxStreamsBidi(tuning.maxConcurrentStreams ?? 1000);
+  config.setInitialMaxStreamsBidi(s.maxConcurrentStreams);
   config.setInitialMaxStreamsUni(0);
-  config.setMaxStreamWindow(Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024));
-  config.setMaxConnectionWindow(Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024));
-  const cc = tuning.congestionControl ?? 'cubic';
+  config.setMaxStreamWindow(s.maxStreamWindow);
+  config.setMaxConnectionWindow(s.maxConnectionWindow);
   try {
-    config.setCcAlgorithmName(cc);
+    config.setCcAlgorithmName(s.congestionControl);
   } catch (cause) {
-    throw new OxyError('OXY_ERR_INVALID_ARGUMENT', `Unknown QUIC congestion control "${cc}" (cubic, reno or bbr)`, { cause });
+    throw new OxyError('OXY_ERR_INVALID_ARGUMENT', `Unknown QUIC congestion control "${s.congestionControl}" (cubic, reno or bbr)`, { cause });
   }
-  config.enableHystart(tuning.hystart ?? true);
-  config.enableDgram(true, queue, queue);
+  config.enableHystart(s.hystart);
+  config.enableDgram(true, s.datagramQueueLength, s.datagramQueueLength);
   config.setDisableActiveMigration(true);
   return config;
 }

@@ -19,17 +19,18 @@
  *  - close(code, reason): CONNECTION_CLOSE (application) with both; the peer's `closed`
  *    resolves with them. Streams are destroyed with OXY_ERR_TUNNEL_CLOSED.
  */
-import { X509Certificate } from 'node:crypto';
-import { isIP } from 'node:net';
 import { debuglog } from 'node:util';
-import { OxyError, type ErrorCode } from '../../../core/errors.js';
-import { spkiPin } from '../identity.js';
+import { OxyError } from '../../../core/errors.js';
 import type { OutgoingDatagram } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
-import type { AcceptStreamOptions, OpenStreamOptions, TunnelCloseInfo, TunnelConnection, TunnelConnectionStats, TunnelRole, TunnelStream } from '../types.js';
-import { abortedError, StreamInbox, truncateUtf8 } from '../common.js';
-import { QUIC_ALPN, quiche, type QuicheConnection, type QuicheHost, type QuicheRecvInfo } from './config.js';
-import { QuicStream, type QuicStreamOwner } from './stream.js';
+import type { TunnelCloseInfo, TunnelConnection, TunnelRole } from '../types.js';
+import { truncateUtf8 } from '../common.js';
+import { QuicConnectionBase } from './base.js';
+import { quiche, type QuicheConnection, type QuicheHost, type QuicheRecvInfo } from './config.js';
+import { describeTransportError, type ClientVerification, type QuicDialFailure } from './errors.js';
+import { QuicStream } from './stream.js';
+
+export { describeTransportError, QuicDialError, verifyEdgeChain, type ClientVerification, type QuicDialFailure } from './errors.js';
 
 const debug = debuglog('oxy:transport:quic');
 
@@ -42,19 +43,6 @@ const MAX_PACKETS_PER_SERVICE = 256;
 const READ_CHUNK = 256 * 1024;
 /** Up to this many open streams, deliver() asks quiche stream by stream instead of iterating readable(). */
 const SCAN_STREAMS = 64;
-
-/** Why a dial failed, for `--protocol auto` (fall back to HTTP/2 on timeout/unreachable). */
-export type QuicDialFailure = 'timeout' | 'unreachable' | 'tls' | 'refused' | 'aborted' | 'closed';
-
-export class QuicDialError extends OxyError {
-  readonly failure: QuicDialFailure;
-
-  constructor(code: ErrorCode, failure: QuicDialFailure, message: string, cause?: unknown) {
-    super(code, message, { cause });
-    this.name = 'QuicDialError';
-    this.failure = failure;
-  }
-}
 
 /** What a connection needs from the endpoint that owns its socket. */
 export interface QuicEndpointHooks {
@@ -72,15 +60,6 @@ export interface QuicEndpointHooks {
   released(conn: QuicTunnelConnection): void;
 }
 
-export interface ClientVerification {
-  /** The dialed IP when no DNS name was given: checked against the certificate's IP SANs. */
-  ip?: string;
-  /** base64 SHA-256 of the SPKI of a CA that must sign the edge certificate (chain walk). */
-  caPin?: string;
-  /** Trusted CA PEMs: parents for the pin walk when the edge does not send its CA. */
-  ca: string[];
-}
-
 export interface QuicConnectionOptions {
   role: TunnelRole;
   local: QuicheHost;
@@ -89,27 +68,13 @@ export interface QuicConnectionOptions {
   verify?: ClientVerification;
 }
 
-interface QueuedOpen {
-  resolve: (stream: TunnelStream) => void;
-  reject: (err: Error) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-}
-
 let readScratch: Buffer | undefined;
 
-export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
-  readonly protocol = 'quic' as const;
-  readonly role: TunnelRole;
+export class QuicTunnelConnection extends QuicConnectionBase implements TunnelConnection {
   readonly localAddress: string;
   readonly localPort: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
-  readonly supportsDatagrams = true;
-  readonly datagramsReliable = false;
-  readonly closed: Promise<TunnelCloseInfo>;
-  /** Set once the handshake completes (and, on the client, verification passed). */
-  readonly handshake: Promise<void>;
 
   /** @internal the endpoint has this connection in its list for the next flush. */
   queued = false;
@@ -118,57 +83,30 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private readonly hooks: QuicEndpointHooks;
   private readonly verify: ClientVerification | undefined;
   private readonly recvInfo: QuicheRecvInfo;
-  private resolveClosed!: (info: TunnelCloseInfo) => void;
-  private resolveHandshake!: () => void;
-  private rejectHandshake!: (err: Error) => void;
-  private closeInfo: TunnelCloseInfo | undefined;
-  private isEstablished = false;
   private released = false;
   private inService = false;
-  private maxDatagram = 0;
   /** close() was called: CONNECTION_CLOSE goes out in the next service, after pending data. */
   private pendingClose: { code: number; reason: Buffer } | undefined;
 
-  private readonly streams = new Map<number, QuicStream>();
   private readonly blocked = new Set<QuicStream>();
   private readonly resumed = new Set<QuicStream>();
   private nextLocalId: number;
-  /** Peer-opened bidi streams: every index below this was seen; `peerSeenAbove` holds later ones. */
-  private peerWatermark = 0;
-  private readonly peerSeenAbove = new Set<number>();
-  private readonly peerBit: number;
-
-  private readonly inbox = new StreamInbox();
-  private readonly openQueue: QueuedOpen[] = [];
-  private datagramHandler: ((data: Buffer) => void) | undefined;
-  private readonly counters = { datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 };
 
   private timer: NodeJS.Timeout | undefined;
   private timerDeadline = 0;
   private keepAlive: NodeJS.Timeout | undefined;
-  /** When something sent started waiting for the peer's next packet (0: nothing waits). */
-  private awaitingSince = 0;
-  private readonly probeWaiters: ((answered: boolean) => void)[] = [];
 
   constructor(hooks: QuicEndpointHooks, quic: QuicheConnection, options: QuicConnectionOptions) {
+    super(options.role);
     this.hooks = hooks;
     this.quic = quic;
-    this.role = options.role;
     this.verify = options.verify;
     this.localAddress = options.local.host;
     this.localPort = options.local.port;
     this.remoteAddress = options.remote.host;
     this.remotePort = options.remote.port;
     this.recvInfo = { from: options.remote, to: options.local };
-    // QUIC stream ids: bit 0 is the initiator (0 client, 1 server), bit 1 set for unidirectional.
     this.nextLocalId = options.role === 'connector' ? 0 : 1;
-    this.peerBit = options.role === 'connector' ? 1 : 0;
-    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
-    this.handshake = new Promise((resolve, reject) => {
-      this.resolveHandshake = resolve;
-      this.rejectHandshake = reject;
-    });
-    this.handshake.catch(() => {});
     if (options.keepAliveMs > 0) {
       this.keepAlive = setInterval(() => {
         if (this.closeInfo) return;
@@ -183,44 +121,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     }
   }
 
-  get isClosed(): boolean {
-    return this.closeInfo !== undefined;
-  }
-
-  /** Largest datagram sendDatagram() takes (QUIC DATAGRAM payload on this path). */
-  get maxDatagramSize(): number {
-    return this.maxDatagram;
-  }
-
   // -------------------------------------------------------------------------- public API
-
-  openStream(options: OpenStreamOptions = {}): Promise<TunnelStream> {
-    if (this.closeInfo) return Promise.reject(this.closedErrorNow());
-    if (options.signal?.aborted) return Promise.reject(abortedError());
-    if (this.openQueue.length === 0 && this.canOpen()) return Promise.resolve(this.openNow());
-    return new Promise((resolve, reject) => {
-      const item: QueuedOpen = { resolve, reject, signal: options.signal };
-      if (options.signal) {
-        item.onAbort = () => {
-          const i = this.openQueue.indexOf(item);
-          if (i >= 0) {
-            this.openQueue.splice(i, 1);
-            reject(abortedError());
-          }
-        };
-        options.signal.addEventListener('abort', item.onAbort, { once: true });
-      }
-      this.openQueue.push(item);
-    });
-  }
-
-  onStream(handler: (stream: TunnelStream) => void): void {
-    this.inbox.onStream(handler);
-  }
-
-  acceptStream(options: AcceptStreamOptions = {}): Promise<TunnelStream> {
-    return this.inbox.accept(options, () => (this.closeInfo ? this.closedErrorNow() : undefined));
-  }
 
   sendDatagram(data: Uint8Array): boolean {
     if (this.closeInfo || !this.isEstablished || data.length > this.maxDatagram || this.quic.isDgramSendQueueFull()) {
@@ -239,10 +140,6 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     return true;
   }
 
-  onDatagram(handler: (data: Buffer) => void): void {
-    this.datagramHandler = handler;
-  }
-
   /**
    * Closes now for the application (closed resolves, streams fail); on the wire, what the
    * streams already handed to quiche goes out first (as far as the congestion window lets
@@ -254,10 +151,6 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     this.pendingClose = { code, reason: truncateUtf8(reason, MAX_REASON_BYTES) };
     this.finish({ code, reason, remote: false });
     this.hooks.markDirty(this);
-  }
-
-  stats(): TunnelConnectionStats {
-    return { activeStreams: this.streams.size, queuedOpens: this.openQueue.length, ...this.counters };
   }
 
   probe(): Promise<boolean> {
@@ -272,10 +165,6 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     return new Promise((resolve) => this.probeWaiters.push(resolve));
   }
 
-  unansweredMs(): number {
-    return this.awaitingSince && performance.now() - this.awaitingSince;
-  }
-
   /** quiche's connection statistics (packets, losses, bytes) and the path's RTT/cwnd. */
   quicStats(): { lost: number; sent: number; recv: number; rttMs: number; cwnd: number } {
     const s = this.quic.stats();
@@ -288,8 +177,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   /** Feeds one received UDP payload to quiche (`to` = the local address it arrived on). */
   receivePacket(packet: Buffer, from?: QuicheHost, to?: QuicheHost): void {
     const info = from === undefined ? this.recvInfo : { from, to: to ?? this.recvInfo.to };
-    this.awaitingSince = 0;
-    if (this.probeWaiters.length) for (const answered of this.probeWaiters.splice(0)) answered(true);
+    this.answered();
     try {
       this.quic.recv(packet, info);
     } catch (err) {
@@ -395,10 +283,6 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     this.hooks.markDirty(this);
   }
 
-  closedError(): OxyError | undefined {
-    return this.closeInfo ? this.closedErrorNow() : undefined;
-  }
-
   // -------------------------------------------------------------------------- internals
 
   private dirty(): void {
@@ -448,11 +332,7 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
       }
     }
     // Opens waiting for the peer's stream limit.
-    while (this.openQueue.length > 0 && this.canOpen()) {
-      const item = this.openQueue.shift()!;
-      if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
-      item.resolve(this.openNow());
-    }
+    this.serveOpens();
   }
 
   /**
@@ -485,13 +365,8 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   private readStream(id: number): void {
     let stream = this.streams.get(id);
     if (!stream) {
-      if ((id & 2) !== 0 || (id & 1) !== this.peerBit || !this.firstSightOfPeerStream(id >> 2)) {
-        this.discard(id);
-        return;
-      }
-      stream = new QuicStream(this, id, false);
-      this.streams.set(id, stream);
-      this.deliverStream(stream);
+      stream = this.adoptPeerStream(id);
+      if (!stream) return this.discard(id);
     }
     if (stream.readPaused) return;
     // Past END every byte is read and quiche may have freed the stream (InvalidStreamState
@@ -540,34 +415,11 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     }
   }
 
-  private firstSightOfPeerStream(index: number): boolean {
-    if (index < this.peerWatermark || this.peerSeenAbove.has(index)) return false;
-    if (index === this.peerWatermark) {
-      this.peerWatermark++;
-      while (this.peerSeenAbove.delete(this.peerWatermark)) this.peerWatermark++;
-    } else {
-      this.peerSeenAbove.add(index);
-    }
-    return true;
-  }
-
-  private deliverStream(stream: TunnelStream): void {
-    this.inbox.deliver(stream);
-  }
-
-  private canOpen(): boolean {
-    return this.isEstablished && !this.closeInfo && this.quic.peerStreamsLeftBidi() > 0;
-  }
-
-  private openNow(): QuicStream {
+  protected tryOpen(): QuicStream | undefined {
+    if (!this.isEstablished || this.closeInfo || this.quic.peerStreamsLeftBidi() <= 0) return undefined;
     const id = this.nextLocalId;
     this.nextLocalId += 4;
-    const stream = new QuicStream(this, id, true);
-    this.streams.set(id, stream);
-    // Its first packet is ack-eliciting: a live peer answers within a round trip.
-    this.awaitingSince ||= performance.now();
-    this.flushStream(stream); // the preamble: quiche creates the stream and the peer sees it
-    return stream;
+    return this.openLocal(id); // the preamble: quiche creates the stream and the peer sees it
   }
 
   private streamSendFailed(stream: QuicStream, err: Error): void {
@@ -579,19 +431,15 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
   /** Handshake done: verify (client), then release the dialer or tell the listener. */
   private onEstablished(): boolean {
     const quic = this.quic;
-    const alpn = Buffer.from(quic.applicationProto()).toString();
-    const problem = alpn !== QUIC_ALPN ? `the edge chose ALPN "${alpn}"` : this.verify ? verifyEdgeChain(quic.peerCertChain() ?? [], this.verify) : undefined;
-    if (problem) {
-      const pin = problem.startsWith('pin:');
-      const message = pin ? problem.slice(4) : problem;
+    const err = this.checkEdge(Buffer.from(quic.applicationProto()).toString(), () => quic.peerCertChain() ?? [], this.verify);
+    if (err) {
       try {
         quic.close(false, quiche.CRYPTO_ERROR_START + 42 /* bad_certificate */, Buffer.from(''));
       } catch {
         // already closing
       }
-      const err = new QuicDialError(pin ? 'OXY_ERR_TUNNEL_PIN_MISMATCH' : 'OXY_ERR_TUNNEL_HANDSHAKE', 'tls', message);
       this.rejectHandshake(err);
-      this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: message, remote: false, error: err });
+      this.finish({ code: TunnelCloseCode.TRANSPORT_LOST, reason: err.message, remote: false, error: err });
       return false;
     }
     this.isEstablished = true;
@@ -664,47 +512,18 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     if (quic.isClosed()) this.release();
   }
 
-  private finish(info: TunnelCloseInfo): void {
-    for (const answered of this.probeWaiters.splice(0)) answered(false);
-    if (this.closeInfo) return;
-    this.closeInfo = info;
-    debug('%s closed: %d %s (remote %s)', this.role, info.code, info.reason, info.remote);
+  protected dialFailure(info: TunnelCloseInfo): QuicDialFailure {
+    const peer = this.quic.peerError() ?? this.quic.localError();
+    const tls = peer && !peer.isApp && peer.errorCode >= quiche.CRYPTO_ERROR_START && peer.errorCode <= quiche.CRYPTO_ERROR_STOP;
+    // no_application_protocol: the edge speaks QUIC, but not our ALPN — a refusal, not a TLS failure.
+    const alpn = tls && peer.errorCode === quiche.CRYPTO_ERROR_START + 120;
+    return alpn ? 'refused' : tls ? 'tls' : peer || info.remote ? 'refused' : this.quic.isTimedOut() ? 'timeout' : 'closed';
+  }
+
+  protected onFinish(): void {
     if (this.keepAlive) clearInterval(this.keepAlive);
-    if (!this.isEstablished) {
-      const peer = this.quic.peerError() ?? this.quic.localError();
-      const tls = peer && !peer.isApp && peer.errorCode >= quiche.CRYPTO_ERROR_START && peer.errorCode <= quiche.CRYPTO_ERROR_STOP;
-      // no_application_protocol: the edge speaks QUIC, but not our ALPN — a refusal, not a TLS failure.
-      const alpn = tls && peer.errorCode === quiche.CRYPTO_ERROR_START + 120;
-      const failure: QuicDialFailure = alpn ? 'refused' : tls ? 'tls' : peer || info.remote ? 'refused' : this.quic.isTimedOut() ? 'timeout' : 'closed';
-      this.rejectHandshake(
-        new QuicDialError(
-          'OXY_ERR_TUNNEL_HANDSHAKE',
-          failure,
-          `QUIC handshake with ${this.remoteAddress}:${this.remotePort} failed: ${info.reason || 'connection closed'}`,
-          info.error ?? info,
-        ),
-      );
-    }
-    const err = this.closedErrorNow();
-    for (const item of this.openQueue.splice(0)) {
-      if (item.onAbort) item.signal?.removeEventListener('abort', item.onAbort);
-      item.reject(err);
-    }
-    this.inbox.fail(err);
-    for (const stream of [...this.streams.values()]) {
-      // A stream whose END arrived in the same batch as the close is complete: let its reader
-      // see 'end' (as HTTP/2 does) rather than an error for data it already has.
-      if (stream.remoteEnded && stream.writableFinished) {
-        if (stream.readableEnded) stream.destroy();
-        else stream.once('end', () => stream.destroy());
-      } else {
-        stream.destroy(err);
-      }
-    }
-    this.streams.clear();
     this.blocked.clear();
     this.resumed.clear();
-    this.resolveClosed(info);
   }
 
   private release(): void {
@@ -735,11 +554,6 @@ export class QuicTunnelConnection implements TunnelConnection, QuicStreamOwner {
     // Draining connections must not hold the process open.
     if (this.closeInfo) this.timer.unref();
   }
-
-  private closedErrorNow(): OxyError {
-    const info = this.closeInfo;
-    return new OxyError('OXY_ERR_TUNNEL_CLOSED', `Tunnel connection closed${info?.reason ? `: ${info.reason}` : ''}`, { cause: info });
-  }
 }
 
 // ---------------------------------------------------------------------------- helpers
@@ -753,68 +567,4 @@ function scratchBuffer(): Buffer {
 function errorCodeOf(err: Error, kind: 'StreamReset' | 'StreamStopped'): number | undefined {
   const match = new RegExp(`${kind}\\((\\d{1,16})\\)`).exec(err.message ?? '');
   return match ? Number(match[1]) : undefined;
-}
-
-const TRANSPORT_ERRORS: Record<number, string> = {
-  0x0: 'no error',
-  0x1: 'internal error',
-  0x2: 'connection refused',
-  0x3: 'flow control error',
-  0x4: 'stream limit error',
-  0x5: 'stream state error',
-  0x6: 'final size error',
-  0x7: 'frame encoding error',
-  0x8: 'transport parameter error',
-  0x9: 'connection id limit error',
-  0xa: 'protocol violation',
-  0xb: 'invalid token',
-  0xc: 'application error',
-  0xd: 'crypto buffer exceeded',
-  0xe: 'key update error',
-  0xf: 'AEAD limit reached',
-  0x10: 'no viable path',
-};
-
-const TLS_ALERTS: Record<number, string> = {
-  40: 'handshake failure',
-  42: 'bad certificate',
-  43: 'unsupported certificate',
-  45: 'certificate expired',
-  46: 'certificate unknown',
-  48: 'unknown CA',
-  80: 'internal error',
-  120: 'no application protocol',
-};
-
-export function describeTransportError(code: number): string {
-  if (code >= quiche.CRYPTO_ERROR_START && code <= quiche.CRYPTO_ERROR_STOP) {
-    const alert = code - quiche.CRYPTO_ERROR_START;
-    return `TLS alert ${alert}${TLS_ALERTS[alert] ? ` (${TLS_ALERTS[alert]})` : ''}`;
-  }
-  return TRANSPORT_ERRORS[code] ?? `transport error 0x${code.toString(16)}`;
-}
-
-/**
- * Checks the TLS stack leaves to us (BoringSSL for quiche, GnuTLS for ngtcp2): the certificate's IP SAN when dialing an IP (no SNI to
- * check a name against), and the CA pin by walking signatures from the leaf up through
- * the presented chain and the trusted CAs. A "pin:" prefix marks a pin mismatch.
- */
-export function verifyEdgeChain(presented: readonly Uint8Array[], verify: ClientVerification): string | undefined {
-  const chain = presented.map((der) => new X509Certificate(Buffer.from(der)));
-  const leaf = chain[0];
-  if (!leaf) return 'the edge presented no certificate';
-  if (verify.ip !== undefined && isIP(verify.ip) !== 0 && leaf.checkIP(verify.ip) === undefined) {
-    return `the edge certificate is not valid for ${verify.ip}`;
-  }
-  if (verify.caPin !== undefined) {
-    const candidates = [...chain.slice(1), ...verify.ca.map((pem) => new X509Certificate(pem))];
-    let current: X509Certificate | undefined = leaf;
-    for (let depth = 0; current && depth < 8; depth++) {
-      if (spkiPin(current.publicKey.export({ type: 'spki', format: 'der' })) === verify.caPin) return undefined;
-      const child: X509Certificate = current;
-      current = candidates.find((c) => c !== child && child.checkIssued(c) && child.verify(c.publicKey));
-    }
-    return 'pin:the edge certificate is not signed by a CA whose public key matches the configured pin';
-  }
-  return undefined;
 }

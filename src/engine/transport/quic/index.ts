@@ -15,6 +15,7 @@ import { isIP } from 'node:net';
 import { OxyError } from '../../../core/errors.js';
 import { PktinfoUdpSocket } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
+import { createQuicClient } from '../../native/index.js';
 import {
   buildQuicheConfig,
   CID_LENGTH,
@@ -23,11 +24,13 @@ import {
   LOOPBACK_UDP_PAYLOAD,
   QUIC_ALPN,
   quiche,
+  quicSettings,
   type QuicTimingOptions,
   type QuicTuningOptions,
 } from './config.js';
 import { QuicDialError, QuicTunnelConnection } from './connection.js';
 import { Ngtcp2TunnelConnection } from './ngtcp2-connection.js';
+import { Ngtcp2Listener } from './ngtcp2-listener.js';
 import { QuicEndpoint } from './endpoint.js';
 import { RetryTokens } from './retry.js';
 import { StatelessResets } from './stateless-reset.js';
@@ -74,6 +77,14 @@ export type QuicClientConnection = QuicTunnelConnection | Ngtcp2TunnelConnection
 export function quicClientImpl(): 'quiche' | 'ngtcp2' {
   return process.env.OXY_QUIC_IMPL === 'ngtcp2' ? 'ngtcp2' : 'quiche';
 }
+
+/** Which QUIC library the edge listens with: `OXY_QUIC_SERVER_IMPL=ngtcp2` picks the addon's ngtcp2 server. */
+export function quicServerImpl(): 'quiche' | 'ngtcp2' {
+  return process.env.OXY_QUIC_SERVER_IMPL === 'ngtcp2' ? 'ngtcp2' : 'quiche';
+}
+
+/** The edge's side of a QUIC tunnel connection: quiche through our driver, or one of the addon's ngtcp2 server. */
+export type QuicServerConnection = QuicTunnelConnection | Ngtcp2TunnelConnection;
 
 /** Dials the edge; resolves once the handshake completed and the edge certificate verified. */
 export async function dialQuic(options: QuicDialOptions): Promise<QuicClientConnection> {
@@ -126,36 +137,27 @@ export async function dialQuic(options: QuicDialOptions): Promise<QuicClientConn
 
 /** dialQuic on the addon's ngtcp2 client: same options, defaults, checks and errors. */
 async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 | 6, tuning: QuicTuningOptions): Promise<Ngtcp2TunnelConnection> {
-  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   const serverName = options.servername ?? (isIP(options.host) === 0 ? options.host : null);
-  const payload = tuning.maxUdpPayloadSize ?? quiche.MAX_DATAGRAM_SIZE;
-  const streamWindow = tuning.initialMaxStreamData ?? 8 * 1024 * 1024;
   const ca = ([] as string[]).concat(options.ca);
   let conn: Ngtcp2TunnelConnection;
   try {
-    conn = new Ngtcp2TunnelConnection(
-      {
-        remoteAddress: address,
-        remotePort: options.port,
-        localAddress: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
-        family,
-        alpn: QUIC_ALPN,
-        ca: ca.join('\n'),
-        serverName,
-        maxUdpPayloadSize: payload,
-        maxRecvUdpPayloadSize: tuning.maxRecvUdpPayloadSize ?? payload,
-        socketBufferBytes: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
-        idleTimeoutMs,
-        keepAliveMs: options.keepAliveMs ?? Math.floor(idleTimeoutMs / 3),
-        initialMaxData: tuning.initialMaxData ?? 32 * 1024 * 1024,
-        initialMaxStreamData: streamWindow,
-        maxStreamWindow: Math.max(streamWindow, tuning.maxStreamWindow ?? 24 * 1024 * 1024),
-        maxConnectionWindow: Math.max(tuning.initialMaxData ?? 0, tuning.maxConnectionWindow ?? 64 * 1024 * 1024),
-        maxConcurrentStreams: tuning.maxConcurrentStreams ?? 1000,
-        congestionControl: tuning.congestionControl ?? process.env.OXY_NGTCP2_CC ?? 'cubic',
-      },
-      { ip: serverName === null ? address : undefined, caPin: options.caPin, ca },
-    );
+    const settings = quicSettings(tuning, options, 'ngtcp2');
+    const native = {
+      ...settings,
+      remoteAddress: address,
+      remotePort: options.port,
+      localAddress: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
+      family,
+      alpn: QUIC_ALPN,
+      ca: ca.join('\n'),
+      serverName,
+      socketBufferBytes: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+    };
+    conn = new Ngtcp2TunnelConnection((onEvents) => createQuicClient(native, onEvents), {
+      role: 'connector',
+      remote: { address, port: options.port },
+      verify: { ip: serverName === null ? address : undefined, caPin: options.caPin, ca },
+    });
   } catch (err) {
     throw new QuicDialError('OXY_ERR_TUNNEL_HANDSHAKE', 'closed', `QUIC dial failed: ${(err as Error).message}`, err);
   }
@@ -219,13 +221,17 @@ export interface QuicListenOptions extends QuicTimingOptions, QuicSocketOptions 
   retry?: boolean;
   /** Connections at once; further handshakes are ignored. Default 10,000. */
   maxConnections?: number;
+  /** The QUIC library: quiche, or the addon's ngtcp2 server. Default: `OXY_QUIC_SERVER_IMPL`, else quiche. */
+  impl?: 'quiche' | 'ngtcp2';
   tuning?: QuicTuningOptions;
 }
 
 export interface QuicListener {
   readonly address: { address: string; port: number; family: 4 | 6 };
-  /** Live connections (handshaking ones included). */
-  connections(): QuicTunnelConnection[];
+  /** Which library serves: quiche (default) or the addon's ngtcp2 (`OXY_QUIC_SERVER_IMPL=ngtcp2`). */
+  readonly impl: 'quiche' | 'ngtcp2';
+  /** Live connections (quiche: handshaking ones included; ngtcp2: established ones). */
+  connections(): QuicServerConnection[];
   /** Closes every connection with `code`/`reason` (default SHUTDOWN), then the socket. */
   close(code?: number, reason?: string): Promise<void>;
 }
@@ -235,7 +241,7 @@ export interface QuicListener {
  * completed. The socket is bound before the first await, so the call may be made inside
  * withNetns (or pass a `socket` made there).
  */
-export async function listenQuic(options: QuicListenOptions, onConnection: (conn: QuicTunnelConnection) => void): Promise<QuicListener> {
+export async function listenQuic(options: QuicListenOptions, onConnection: (conn: QuicServerConnection) => void): Promise<QuicListener> {
   checkServerIdentity(options.cert, options.key);
   // Offer and accept loopback-sized packets: each connector sends at most what it asked for
   // itself (1,350 unless it dialed a loopback address), and quiche sends it no more either.
@@ -250,6 +256,8 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
     maxDatagramSize: Math.max(2048, Math.max(tuning.maxUdpPayloadSize ?? 0, tuning.maxRecvUdpPayloadSize ?? 0) + 64),
   };
   const socket = options.socket ?? (options.fd !== undefined ? PktinfoUdpSocket.fromFd(options.fd, socketOptions) : PktinfoUdpSocket.bind(socketOptions));
+  // The addon's server works on a duplicate of a real pktinfo socket (not a stand-in without an fd).
+  if ((options.impl ?? quicServerImpl()) === 'ngtcp2' && socket.fd >= 0) return listenNgtcp2(options, socket, tuning, onConnection);
   const endpoint = new QuicEndpoint(socket, options.socket === undefined, options.gso ?? true);
   let config;
   try {
@@ -271,8 +279,41 @@ export async function listenQuic(options: QuicListenOptions, onConnection: (conn
   const address = socket.address();
   return {
     address,
+    impl: 'quiche',
     connections: () => endpoint.connections(),
     close: (code = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down') => endpoint.shutdown(code, reason),
+  };
+}
+
+function listenNgtcp2(
+  options: QuicListenOptions,
+  socket: PktinfoUdpSocket,
+  tuning: QuicTuningOptions,
+  onConnection: (conn: QuicServerConnection) => void,
+): QuicListener {
+  let listener: Ngtcp2Listener;
+  try {
+    listener = new Ngtcp2Listener({
+      socket,
+      ownsSocket: options.socket === undefined,
+      cert: options.cert,
+      key: options.key,
+      settings: quicSettings(tuning, options, 'ngtcp2'),
+      retry: options.retry === false ? undefined : new RetryTokens(),
+      resets: new StatelessResets(options.key),
+      maxConnections: options.maxConnections ?? 10_000,
+      onConnection,
+    });
+  } catch (err) {
+    if (options.socket === undefined && !socket.closed) socket.close();
+    if (err instanceof OxyError) throw err;
+    throw new OxyError('OXY_ERR_TUNNEL_HANDSHAKE', `QUIC listener: ${(err as Error).message}`, { cause: err });
+  }
+  return {
+    address: listener.address,
+    impl: 'ngtcp2',
+    connections: () => listener.connections(),
+    close: (code = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down') => listener.close(code, reason),
   };
 }
 

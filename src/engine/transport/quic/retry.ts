@@ -6,16 +6,17 @@
  *   [u32 BE issued-at seconds][u8 odcid length][odcid][16-byte HMAC-SHA256 prefix]
  *
  * where the MAC covers the issue time, the original destination CID and the client's
- * address. Nothing is stored: the key is per listener and random.
+ * address. Nothing is stored: the key is per listener and random. The addon's ngtcp2 server
+ * (native/cpp/quicserver.cc) mints and checks the same format with `key`.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 const MAC_LENGTH = 16;
 
 export class RetryTokens {
-  private readonly key = randomBytes(32);
+  readonly key = randomBytes(32);
 
-  constructor(private readonly lifetimeMs = 10_000) {}
+  constructor(readonly lifetimeMs = 10_000) {}
 
   mint(odcid: Uint8Array, clientAddress: string, now = Date.now()): Buffer {
     const issued = Math.floor(now / 1000);

@@ -28,6 +28,11 @@ export class StatelessResets {
     this.#key = createHmac('sha256', 'oxy quic stateless reset').update(secret).digest();
   }
 
+  /** The HMAC key of the tokens (the addon's ngtcp2 server computes them itself). */
+  get key(): Buffer {
+    return this.#key;
+  }
+
   token(cid: Uint8Array): Buffer {
     return createHmac('sha256', this.#key).update(cid).digest().subarray(0, RESET_TOKEN_LENGTH);
   }

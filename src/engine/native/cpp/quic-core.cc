@@ -1,0 +1,793 @@
+// One QUIC connection on ngtcp2 0.12 + GnuTLS: see quic-core.h.
+#include "quic-core.h"
+
+#include <gnutls/crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace oxy {
+namespace quic {
+
+const char kPriority[] =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE";
+
+uint64_t Now() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * NGTCP2_SECONDS + uint64_t(ts.tv_nsec);
+}
+
+void LogPrintf(void*, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+// ------------------------------------------------------------------ EventBatch
+
+void EventBatch::Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len) {
+  uint8_t head[16] = {type, flag, 0, 0};
+  uint32_t l = uint32_t(len);
+  memcpy(head + 4, &l, 4);
+  memcpy(head + 8, &id, 8);
+  // insert, not resize: a resize zeroes the bytes the payload then overwrites.
+  bytes_.insert(bytes_.end(), head, head + 16);
+  if (len) bytes_.insert(bytes_.end(), data, data + len);
+}
+
+Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
+  auto* batch = new std::vector<uint8_t>();
+  batch->swap(bytes_);
+  return Napi::Buffer<uint8_t>::New(env, batch->data(), batch->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, batch);
+}
+
+// ------------------------------------------------------------------ Host
+
+int Host::IssueCid(Conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen) {
+  if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+  cid->datalen = cidlen;
+  if (gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+  return 0;
+}
+
+// ------------------------------------------------------------------ setup
+
+ConnSettings ConnSettings::FromJs(Napi::Object o) {
+  ConnSettings s;
+  auto num = [&](const char* name) { return uint64_t(o.Get(name).As<Napi::Number>().Int64Value()); };
+  s.max_payload = std::clamp<uint32_t>(uint32_t(num("maxUdpPayloadSize")), 1200, 65527);
+  s.max_recv_payload = o.Has("maxRecvUdpPayloadSize") ? uint32_t(num("maxRecvUdpPayloadSize")) : s.max_payload;
+  s.idle_timeout_ms = num("idleTimeoutMs");
+  s.keep_alive_ms = num("keepAliveMs");
+  s.initial_max_data = num("initialMaxData");
+  s.initial_max_stream_data = num("initialMaxStreamData");
+  s.max_stream_window = num("maxStreamWindow");
+  s.max_connection_window = num("maxConnectionWindow");
+  s.max_concurrent_streams = num("maxConcurrentStreams");
+  s.congestion_control = o.Get("congestionControl").As<Napi::String>().Utf8Value();
+  return s;
+}
+
+Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) : host_(host), handle_(handle), settings_(s) {
+  timer_ = new uv_timer_t();
+  uv_timer_init(loop, timer_);
+  timer_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+}
+
+Conn::~Conn() { Teardown(); }
+
+std::string Conn::InitTls(bool server, gnutls_certificate_credentials_t cred, const std::string& alpn, const std::string& server_name) {
+  server_ = server;
+  int rv = gnutls_init(&session_, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_END_OF_EARLY_DATA);
+  if (rv != 0) return std::string("gnutls_init: ") + gnutls_strerror(rv);
+  rv = server ? ngtcp2_crypto_gnutls_configure_server_session(session_) : ngtcp2_crypto_gnutls_configure_client_session(session_);
+  if (rv != 0) return "ngtcp2_crypto_gnutls_configure_session failed";
+  rv = gnutls_priority_set_direct(session_, kPriority, nullptr);
+  if (rv != 0) return std::string("gnutls_priority_set_direct: ") + gnutls_strerror(rv);
+  conn_ref_.get_conn = [](ngtcp2_crypto_conn_ref* ref) { return static_cast<Conn*>(ref->user_data)->conn_; };
+  conn_ref_.user_data = this;
+  gnutls_session_set_ptr(session_, &conn_ref_);
+  rv = gnutls_credentials_set(session_, GNUTLS_CRD_CERTIFICATE, cred);
+  if (rv != 0) return std::string("gnutls_credentials_set: ") + gnutls_strerror(rv);
+  alpn_ = alpn;
+  gnutls_datum_t datum = {reinterpret_cast<unsigned char*>(alpn_.data()), unsigned(alpn_.size())};
+  // Mandatory on both sides: a peer without our ALPN fails the handshake (alert 120).
+  gnutls_alpn_set_protocols(session_, &datum, 1, GNUTLS_ALPN_MANDATORY);
+  if (server) return "";
+  // The chain is verified against the CA during the handshake, and the name when dialing
+  // one (as BoringSSL does for quiche); an IP's SAN and the CA pin are checked in JS.
+  if (!server_name.empty()) {
+    server_name_ = server_name;
+    gnutls_server_name_set(session_, GNUTLS_NAME_DNS, server_name_.data(), server_name_.size());
+    gnutls_session_set_verify_cert(session_, server_name_.c_str(), 0);
+  } else {
+    gnutls_session_set_verify_cert(session_, nullptr, 0);
+  }
+  return "";
+}
+
+void Conn::FillCallbacks(ngtcp2_callbacks* cb, bool server) {
+  if (server) {
+    cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  } else {
+    cb->client_initial = ngtcp2_crypto_client_initial_cb;
+    cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+  }
+  cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb->encrypt = ngtcp2_crypto_encrypt_cb;
+  cb->decrypt = ngtcp2_crypto_decrypt_cb;
+  cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb->update_key = ngtcp2_crypto_update_key_cb;
+  cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb->rand = [](uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) { gnutls_rnd(GNUTLS_RND_RANDOM, dest, len); };
+  cb->get_new_connection_id = [](ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen, void* user) {
+    auto* self = static_cast<Conn*>(user);
+    return self->host_->IssueCid(self, cid, token, cidlen);
+  };
+  cb->remove_connection_id = [](ngtcp2_conn*, const ngtcp2_cid* cid, void* user) {
+    auto* self = static_cast<Conn*>(user);
+    self->host_->RetireCid(self, cid);
+    return 0;
+  };
+  cb->handshake_completed = [](ngtcp2_conn*, void* user) {
+    auto* self = static_cast<Conn*>(user);
+    // A server's handshake is confirmed when it completes (RFC 9001 §4.1.2): a close need not wait.
+    if (self->server_) self->confirmed_ = true;
+    self->Event(kEvHandshake, 0, 0, nullptr, 0);
+    return 0;
+  };
+  cb->handshake_confirmed = [](ngtcp2_conn*, void* user) {
+    auto* self = static_cast<Conn*>(user);
+    self->confirmed_ = true;
+    if (self->close_pending_) self->Dirty();
+    return 0;
+  };
+  cb->recv_stream_data = &Conn::OnStreamData;
+  cb->acked_stream_data_offset = &Conn::OnAcked;
+  cb->stream_close = &Conn::OnStreamClose;
+  cb->stream_reset = [](ngtcp2_conn*, int64_t id, uint64_t, uint64_t code, void* user, void*) {
+    static_cast<Conn*>(user)->EventCode(kEvReset, id, code);
+    return 0;
+  };
+  // Called when *we* stop reading (ngtcp2 answers a peer's STOP_SENDING with RESET_STREAM itself;
+  // our writes to that stream then fail with STREAM_SHUT_WR).
+  cb->stream_stop_sending = [](ngtcp2_conn*, int64_t id, uint64_t code, void* user, void*) {
+    auto* self = static_cast<Conn*>(user);
+    if (Stream* s = self->Find(id)) s->write_closed = true;
+    self->EventCode(kEvStopSending, id, code);
+    return 0;
+  };
+  cb->extend_max_local_streams_bidi = [](ngtcp2_conn*, uint64_t, void* user) {
+    static_cast<Conn*>(user)->Event(kEvStreamsAvailable, 0, 0, nullptr, 0);
+    return 0;
+  };
+  cb->extend_max_stream_data = [](ngtcp2_conn*, int64_t id, uint64_t, void* user, void*) {
+    auto* self = static_cast<Conn*>(user);
+    if (Stream* s = self->Find(id)) self->Enqueue(s);
+    return 0;
+  };
+  cb->recv_datagram = [](ngtcp2_conn*, uint32_t, const uint8_t* data, size_t len, void* user) {
+    static_cast<Conn*>(user)->Event(kEvDatagram, 0, 0, data, len);
+    return 0;
+  };
+  cb->recv_stateless_reset = [](ngtcp2_conn*, const ngtcp2_pkt_stateless_reset*, void* user) {
+    static_cast<Conn*>(user)->stateless_reset_ = true;
+    return 0;
+  };
+}
+
+void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params) {
+  const ConnSettings& s = settings_;
+  ngtcp2_settings_default(settings);
+  settings->initial_ts = Now();
+  settings->cc_algo = s.congestion_control == "reno"   ? NGTCP2_CC_ALGO_RENO
+                      : s.congestion_control == "bbr"  ? NGTCP2_CC_ALGO_BBR
+                      : s.congestion_control == "bbr2" ? NGTCP2_CC_ALGO_BBR2
+                                                       : NGTCP2_CC_ALGO_CUBIC;
+  settings->max_tx_udp_payload_size = s.max_payload;
+  // Full-size packets from the start (the peer's max_udp_payload_size still caps them) and
+  // no path MTU probing: the payload size is chosen for the path by the caller, as for quiche.
+  settings->no_tx_udp_payload_size_shaping = 1;
+  settings->no_pmtud = 1;
+  settings->max_window = s.max_connection_window;
+  settings->max_stream_window = s.max_stream_window;
+  // Client: the dialer has its own timeout. Server: a half-done handshake lives as long as an idle connection.
+  settings->handshake_timeout = server_ ? s.idle_timeout_ms * NGTCP2_MILLISECONDS : UINT64_MAX;
+  if (getenv("OXY_NGTCP2_LOG")) settings->log_printf = &LogPrintf;  // ngtcp2's own trace, to stderr
+
+  ngtcp2_transport_params_default(params);
+  params->initial_max_data = s.initial_max_data;
+  params->initial_max_stream_data_bidi_local = s.initial_max_stream_data;
+  params->initial_max_stream_data_bidi_remote = s.initial_max_stream_data;
+  params->initial_max_stream_data_uni = 0;
+  params->initial_max_streams_bidi = s.max_concurrent_streams;
+  params->initial_max_streams_uni = 0;
+  params->max_idle_timeout = s.idle_timeout_ms * NGTCP2_MILLISECONDS;
+  params->max_udp_payload_size = s.max_recv_payload;
+  params->max_datagram_frame_size = 65535;
+  params->disable_active_migration = 1;
+}
+
+std::string Conn::InitClient(const ngtcp2_path& path) {
+  ngtcp2_callbacks cb{};
+  FillCallbacks(&cb, false);
+  ngtcp2_cid dcid, scid;
+  // 20-byte IDs as the quiche client uses: the edge routes short headers by a 20-byte slice.
+  dcid.datalen = 20;
+  scid.datalen = 20;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+  ngtcp2_settings settings;
+  ngtcp2_transport_params params;
+  FillSettings(&settings, &params);
+  int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params, nullptr, this);
+  if (rv != 0) return std::string("ngtcp2_conn_client_new: ") + ngtcp2_strerror(rv);
+  ngtcp2_conn_set_tls_native_handle(conn_, session_);
+  if (settings_.keep_alive_ms > 0) ngtcp2_conn_set_keep_alive_timeout(conn_, settings_.keep_alive_ms * NGTCP2_MILLISECONDS);
+  return "";
+}
+
+std::string Conn::InitServer(const ngtcp2_path& path, const ServerInit& init) {
+  ngtcp2_callbacks cb{};
+  FillCallbacks(&cb, true);
+  ngtcp2_settings settings;
+  ngtcp2_transport_params params;
+  FillSettings(&settings, &params);
+  if (init.token) settings.token = {const_cast<uint8_t*>(init.token), init.tokenlen};
+  params.original_dcid = init.original_dcid;
+  if (init.retried) {
+    params.retry_scid = init.retry_scid;
+    params.retry_scid_present = 1;
+  }
+  memcpy(params.stateless_reset_token, init.reset_token, NGTCP2_STATELESS_RESET_TOKENLEN);
+  params.stateless_reset_token_present = 1;
+  int rv = ngtcp2_conn_server_new(&conn_, &init.dcid, &init.scid, &path, init.version, &cb, &settings, &params, nullptr, this);
+  if (rv != 0) return std::string("ngtcp2_conn_server_new: ") + ngtcp2_strerror(rv);
+  ngtcp2_conn_set_tls_native_handle(conn_, session_);
+  if (settings_.keep_alive_ms > 0) ngtcp2_conn_set_keep_alive_timeout(conn_, settings_.keep_alive_ms * NGTCP2_MILLISECONDS);
+  return "";
+}
+
+// ------------------------------------------------------------------ events to JS
+
+void Conn::EventCode(uint8_t type, int64_t id, uint64_t code) {
+  double d = double(code);
+  Event(type, 0, id, reinterpret_cast<const uint8_t*>(&d), 8);
+}
+
+void Conn::CloseEvent(uint8_t kind, uint64_t code, const uint8_t* reason, size_t reason_len) {
+  std::vector<uint8_t> payload(8 + reason_len);
+  double d = double(code);
+  memcpy(payload.data(), &d, 8);
+  if (reason_len) memcpy(payload.data() + 8, reason, reason_len);
+  Event(kEvClosed, kind, 0, payload.data(), payload.size());
+}
+
+void Conn::ReportSendError(int err) {
+  send_errors++;
+  EventCode(kEvSendError, 0, uint64_t(err));
+}
+
+// ------------------------------------------------------------------ ngtcp2 callbacks
+
+int Conn::OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, const uint8_t* data, size_t len, void* user, void*) {
+  auto* self = static_cast<Conn*>(user);
+  bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
+  Stream* s = self->Find(id);
+  if (!s) s = self->Create(id);
+  self->Event(kEvData, fin ? 1 : 0, id, data, len);
+  // Credit goes back at once unless the reader paused; then on resume (SetReadPaused).
+  if (s->read_paused) {
+    s->owed_credit += len;
+  } else {
+    ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+  }
+  ngtcp2_conn_extend_max_offset(conn, len);
+  return 0;
+}
+
+int Conn::OnAcked(ngtcp2_conn*, int64_t id, uint64_t offset, uint64_t len, void* user, void*) {
+  auto* self = static_cast<Conn*>(user);
+  Stream* s = self->Find(id);
+  if (!s) return 0;
+  uint64_t upto = offset + len;
+  while (!s->chunks.empty() && s->base + s->chunks.front().length <= upto) {
+    s->base += s->chunks.front().length;
+    s->chunks.pop_front();
+  }
+  return 0;
+}
+
+int Conn::OnStreamClose(ngtcp2_conn* conn, uint32_t, int64_t id, uint64_t, void* user, void*) {
+  auto* self = static_cast<Conn*>(user);
+  // ngtcp2 does not raise the peer's stream limit by itself: one closed, one more allowed.
+  bool peer_initiated = (id & 1) == (self->server_ ? 0 : 1);
+  if (peer_initiated && (id & 2) == 0) ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+  auto it = self->streams_.find(id);
+  if (it != self->streams_.end()) {
+    it->second->write_closed = true;
+    if (!it->second->in_queue) self->streams_.erase(it);
+    else self->dead_.push_back(id);
+  }
+  self->Event(kEvStreamClosed, 0, id, nullptr, 0);
+  return 0;
+}
+
+Stream* Conn::Find(int64_t id) {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second.get();
+}
+
+Stream* Conn::Create(int64_t id) {
+  auto s = std::make_unique<Stream>();
+  s->id = id;
+  Stream* raw = s.get();
+  streams_[id] = std::move(s);
+  return raw;
+}
+
+void Conn::Dirty() {
+  if (in_flush_ || scheduled || !Usable()) return;
+  scheduled = true;
+  host_->Schedule(this);
+}
+
+void Conn::Enqueue(Stream* s) {
+  if (s->in_queue || !s->HasWork()) return;
+  s->in_queue = true;
+  sendq_.push_back(s->id);
+  Dirty();
+}
+
+// ------------------------------------------------------------------ JS calls
+
+int64_t Conn::OpenStream() {
+  if (!Usable() || !ngtcp2_conn_get_handshake_completed(conn_)) return -1;
+  int64_t id;
+  if (ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr) != 0) return -1;
+  Create(id);
+  return id;
+}
+
+double Conn::Write(int64_t id, const uint8_t* data, size_t len, bool fin) {
+  Stream* s = Usable() ? Find(id) : nullptr;
+  if (!s || s->write_closed || s->fin) return -1;
+  if (len > 0) {
+    Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[len]), len};
+    memcpy(c.data.get(), data, len);
+    s->chunks.push_back(std::move(c));
+    s->total += len;
+  }
+  if (fin) s->fin = true;
+  Enqueue(s);
+  uint64_t unsent = s->total - s->sent;
+  if (unsent > kStreamHighWater) s->want_writable = true;
+  return double(unsent);
+}
+
+void Conn::ShutdownStream(int64_t id, uint64_t code) {
+  if (!Usable()) return;
+  if (Stream* s = Find(id)) {
+    s->write_closed = true;
+    ngtcp2_conn_shutdown_stream(conn_, id, code);
+    // Nothing of it was ever sent: ngtcp2 refers to none of its bytes, and a peer on ngtcp2 0.12
+    // that never saw the stream answers our STOP_SENDING with nothing, so ngtcp2 would keep it
+    // open for the connection's life. Our table lets it go now.
+    if (s->sent == 0) {
+      if (s->in_queue) dead_.push_back(id);
+      else streams_.erase(id);
+    }
+    Dirty();
+  }
+}
+
+void Conn::SetReadPaused(int64_t id, bool paused) {
+  Stream* s = Usable() ? Find(id) : nullptr;
+  if (!s) return;
+  s->read_paused = paused;
+  if (!paused && s->owed_credit > 0) {
+    ngtcp2_conn_extend_max_stream_offset(conn_, id, s->owed_credit);
+    s->owed_credit = 0;
+    Dirty();
+  }
+}
+
+bool Conn::SendDatagram(const uint8_t* data, size_t len) {
+  if (!Usable() || datagrams_.size() >= 4096) return false;
+  datagrams_.emplace_back(data, data + len);
+  Dirty();
+  return true;
+}
+
+void Conn::Close(uint64_t code, const std::string& reason, bool transport) {
+  if (!Usable() || close_pending_) return;
+  close_pending_ = true;
+  close_code_ = code;
+  close_reason_ = reason;
+  close_transport_ = transport;
+  close_deadline_ = Now() + (ngtcp2_conn_get_handshake_completed(conn_) ? 3 * ngtcp2_conn_get_pto(conn_) : 0);
+  Dirty();
+}
+
+// An ack-eliciting packet now (a PING: ngtcp2 0.12 sends one when the keep-alive timer is due).
+void Conn::Probe() {
+  if (!Usable()) return;
+  ngtcp2_conn_set_keep_alive_timeout(conn_, 1);
+  probing_ = true;
+  Dirty();
+}
+
+Napi::Object Conn::Info(Napi::Env env) {
+  Napi::Object out = Napi::Object::New(env);
+  if (!conn_) return out;
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn_, &st);
+  out.Set("rttMs", double(st.smoothed_rtt) / NGTCP2_MILLISECONDS);
+  out.Set("cwnd", double(st.cwnd));
+  out.Set("sent", double(packets_sent));
+  out.Set("recv", double(packets_recv));
+  const ngtcp2_path* path = ngtcp2_conn_get_path(conn_);
+  sockaddr_storage addr{};
+  memcpy(&addr, path->local.addr, std::min<size_t>(path->local.addrlen, sizeof(addr)));
+  out.Set("localAddress", SockaddrToObject(env, addr));
+  memset(&addr, 0, sizeof(addr));
+  memcpy(&addr, path->remote.addr, std::min<size_t>(path->remote.addrlen, sizeof(addr)));
+  out.Set("remoteAddress", SockaddrToObject(env, addr));
+  const ngtcp2_transport_params* remote = ngtcp2_conn_get_remote_transport_params(conn_);
+  size_t dgram = 0;
+  if (remote && remote->max_datagram_frame_size > 0) {
+    // Room in one packet: the short header (1 + 20-byte DCID + 4 packet number), AEAD tag,
+    // DATAGRAM frame type and length.
+    size_t payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
+    size_t room = payload > 64 ? payload - 1 - 20 - 4 - 16 - 1 - 4 : 0;
+    dgram = std::min<size_t>(room, remote->max_datagram_frame_size > 5 ? remote->max_datagram_frame_size - 5 : 0);
+  }
+  out.Set("maxDatagramSize", double(dgram));
+  gnutls_datum_t sel;
+  bool selected = session_ && gnutls_alpn_get_selected_protocol(session_, &sel) == 0;
+  out.Set("alpn", selected ? Napi::String::New(env, reinterpret_cast<const char*>(sel.data), sel.size) : Napi::String::New(env, ""));
+  out.Set("sendErrors", double(send_errors));
+  out.Set("sendDropped", double(send_dropped));
+  out.Set("streams", double(streams_.size()));
+  return out;
+}
+
+Napi::Array Conn::PeerCertificates(Napi::Env env) {
+  Napi::Array out = Napi::Array::New(env);
+  if (!session_) return out;
+  unsigned n = 0;
+  const gnutls_datum_t* certs = gnutls_certificate_get_peers(session_, &n);
+  for (unsigned i = 0; certs && i < n; i++) out.Set(i, Napi::Buffer<uint8_t>::Copy(env, certs[i].data, certs[i].size));
+  return out;
+}
+
+uint64_t Conn::StreamsLeft() { return Usable() && ngtcp2_conn_get_handshake_completed(conn_) ? ngtcp2_conn_get_streams_bidi_left(conn_) : 0; }
+
+// ------------------------------------------------------------------ receiving
+
+void Conn::Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64_t ts) {
+  if (!Usable()) return;
+  packets_recv++;
+  ngtcp2_pkt_info pi{};
+  int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, data, len, ts);
+  if (rv != 0) {
+    HandleReadError(rv);
+    return;
+  }
+  if (!answered_) {
+    answered_ = true;
+    Event(kEvAnswered, 0, 0, nullptr, 0);
+  }
+  Dirty();
+}
+
+void Conn::HandleReadError(int rv) {
+  switch (rv) {
+    case NGTCP2_ERR_DRAINING: {
+      if (stateless_reset_) {
+        CloseEvent(kCloseStatelessReset, 0, nullptr, 0);
+      } else {
+        ngtcp2_connection_close_error ccerr;
+        ngtcp2_conn_get_connection_close_error(conn_, &ccerr);
+        bool app = ccerr.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+        CloseEvent(app ? kClosePeerApp : kClosePeerTransport, ccerr.error_code, ccerr.reason, ccerr.reasonlen);
+      }
+      Finish();
+      return;
+    }
+    case NGTCP2_ERR_DROP_CONN:
+    case NGTCP2_ERR_RETRY:
+      CloseEvent(kCloseLocalError, NGTCP2_INTERNAL_ERROR, nullptr, 0);
+      Finish();
+      return;
+    case NGTCP2_ERR_CLOSING:
+      return;
+    default:
+      break;
+  }
+  // Anything else is fatal for the connection (the header says: send CONNECTION_CLOSE).
+  ngtcp2_connection_close_error ccerr;
+  ngtcp2_connection_close_error_default(&ccerr);
+  std::string reason = ngtcp2_strerror(rv);
+  if (rv == NGTCP2_ERR_CRYPTO) {
+    uint8_t alert = ngtcp2_conn_get_tls_alert(conn_);
+    // GnuTLS refused the edge's certificate: say why, with the alert BoringSSL would send.
+    unsigned status = server_ ? 0 : gnutls_session_get_verify_cert_status(session_);
+    if (!server_ && status == 0 && gnutls_certificate_verify_peers3(session_, server_name_.empty() ? nullptr : server_name_.c_str(), &status) != 0) status = 0;
+    if (status != 0) {
+      alert = (status & GNUTLS_CERT_SIGNER_NOT_FOUND) ? 48 : (status & GNUTLS_CERT_EXPIRED) ? 45 : 42;
+      gnutls_datum_t text;
+      if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0) {
+        reason.assign(reinterpret_cast<const char*>(text.data), text.size);
+        gnutls_free(text.data);
+      }
+    }
+    ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, nullptr, 0);
+  } else {
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, rv, nullptr, 0);
+  }
+  SendClose(ccerr);
+  CloseEvent(kCloseLocalError, ccerr.error_code, reinterpret_cast<const uint8_t*>(reason.data()), reason.size());
+  Finish();
+}
+
+void Conn::OnTimer(uv_timer_t* handle) {
+  auto* self = static_cast<Conn*>(handle->data);
+  if (!self || !self->Usable()) return;
+  int rv = ngtcp2_conn_handle_expiry(self->conn_, Now());
+  if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+    bool established = ngtcp2_conn_get_handshake_completed(self->conn_);
+    self->CloseEvent(established ? kCloseIdle : kCloseHandshakeTimeout, 0, nullptr, 0);
+    self->Finish();
+  } else if (rv != 0) {
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, rv, nullptr, 0);
+    self->SendClose(ccerr);
+    self->CloseEvent(kCloseLocalError, ccerr.error_code, nullptr, 0);
+    self->Finish();
+  } else {
+    self->Flush();
+  }
+  self->host_->AfterTimer(self);
+}
+
+// ------------------------------------------------------------------ sending
+
+void Conn::Flush() {
+  if (!Usable()) return;
+  answered_ = false;
+  in_flush_ = true;
+  flush_gen_++;
+  uint64_t ts = Now();
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  size_t total_pkts = 0;
+  bool fatal = false;
+  ngtcp2_ssize nwrite = 0;
+  std::vector<int64_t> requeue;
+  const size_t max = settings_.max_payload;
+  while (total_pkts < kMaxPacketsPerFlush) {
+    uint8_t* dest = host_->TxSlot();
+    nwrite = 0;
+    bool dgram_tried = false;
+    for (;;) {
+      ngtcp2_pkt_info pi{};
+      if (!datagrams_.empty() && !dgram_tried) {
+        dgram_tried = true;
+        std::vector<uint8_t>& d = datagrams_.front();
+        ngtcp2_vec v = {d.data(), d.size()};
+        int accepted = 0;
+        nwrite = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, dest, max, &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v, 1, ts);
+        if (accepted) {
+          datagrams_.pop_front();
+          dgram_tried = false;  // the next one may fit in the same packet
+        }
+        if (nwrite == NGTCP2_ERR_WRITE_MORE) continue;
+        if (nwrite < 0) {
+          if (nwrite == NGTCP2_ERR_INVALID_ARGUMENT || nwrite == NGTCP2_ERR_INVALID_STATE) {
+            if (!accepted && !datagrams_.empty()) datagrams_.pop_front();  // too large or not allowed: dropped
+            continue;
+          }
+          fatal = true;
+          break;
+        }
+        break;  // a packet is complete (or nothing could be written)
+      }
+      Stream* s = NextSendable(requeue);
+      ngtcp2_vec vecs[16];
+      size_t nvec = 0;
+      uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+      int64_t id = -1;
+      if (s) {
+        id = s->id;
+        nvec = Vecs(s, vecs, 16);
+        uint64_t offered = 0;
+        for (size_t i = 0; i < nvec; i++) offered += vecs[i].len;
+        if (s->fin && s->sent + offered == s->total) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+      }
+      ngtcp2_ssize datalen = -1;
+      nwrite = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, dest, max, &datalen, flags, id, vecs, nvec, ts);
+      if (s && datalen >= 0) Advance(s, uint64_t(datalen), (flags & NGTCP2_WRITE_STREAM_FLAG_FIN) != 0);
+      if (nwrite == NGTCP2_ERR_WRITE_MORE) {
+        if (s && s->HasWork()) requeue.push_back(s->id);
+        continue;
+      }
+      if (nwrite == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
+        s->blocked_gen = flush_gen_;
+        requeue.push_back(s->id);
+        continue;
+      }
+      if (nwrite == NGTCP2_ERR_STREAM_SHUT_WR || nwrite == NGTCP2_ERR_STREAM_NOT_FOUND) {
+        if (s) s->write_closed = true;
+        continue;
+      }
+      if (nwrite < 0) {
+        fatal = true;
+        break;
+      }
+      if (s && s->HasWork()) requeue.push_back(s->id);
+      break;
+    }
+    if (fatal) {
+      ngtcp2_connection_close_error ccerr;
+      ngtcp2_connection_close_error_default(&ccerr);
+      ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, int(nwrite), nullptr, 0);
+      SendClose(ccerr);
+      const char* what = ngtcp2_strerror(int(nwrite));
+      CloseEvent(kCloseLocalError, ccerr.error_code, reinterpret_cast<const uint8_t*>(what), strlen(what));
+      Finish();
+      in_flush_ = false;
+      return;
+    }
+    if (nwrite == 0) break;
+    host_->TxPush(this, ps.path, size_t(nwrite));
+    total_pkts++;
+  }
+  ngtcp2_conn_update_pkt_tx_time(conn_, ts);
+  for (int64_t id : requeue) {
+    if (Stream* s = Find(id)) Enqueue(s);
+  }
+  for (int64_t id : dead_) {
+    Stream* s = Find(id);
+    if (s && !s->in_queue) streams_.erase(id);
+  }
+  dead_.clear();
+  in_flush_ = false;
+  if (probing_) {
+    probing_ = false;
+    ngtcp2_conn_set_keep_alive_timeout(conn_, settings_.keep_alive_ms * NGTCP2_MILLISECONDS);  // 0 is off
+  }
+  // Before HANDSHAKE_DONE ngtcp2 coalesces the close behind a Handshake packet, and quiche drops
+  // the whole datagram once it has discarded its Handshake keys: wait (briefly) for confirmation.
+  if (close_pending_ && (confirmed_ || ts >= close_deadline_)) {
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_default(&ccerr);
+    auto* reason = reinterpret_cast<const uint8_t*>(close_reason_.data());
+    if (close_transport_) {
+      ngtcp2_connection_close_error_set_transport_error(&ccerr, close_code_, reason, close_reason_.size());
+    } else {
+      ngtcp2_connection_close_error_set_application_error(&ccerr, close_code_, reason, close_reason_.size());
+    }
+    SendClose(ccerr);
+    Finish();
+    return;
+  }
+  // Cap reached with more to send: go on next turn.
+  if (total_pkts >= kMaxPacketsPerFlush) Dirty();
+  ArmTimer();
+}
+
+// The next stream with data this flush can still send, round robin.
+Stream* Conn::NextSendable(std::vector<int64_t>& requeue) {
+  while (!sendq_.empty()) {
+    int64_t id = sendq_.front();
+    sendq_.pop_front();
+    Stream* s = Find(id);
+    if (!s) continue;
+    s->in_queue = false;
+    if (!s->HasWork()) continue;
+    if (s->blocked_gen == flush_gen_) {
+      requeue.push_back(id);
+      continue;
+    }
+    return s;
+  }
+  return nullptr;
+}
+
+size_t Conn::Vecs(Stream* s, ngtcp2_vec* out, size_t max) {
+  uint64_t pos = s->base;
+  size_t n = 0;
+  for (auto& c : s->chunks) {
+    uint64_t end = pos + c.length;
+    if (end > s->sent) {
+      uint64_t skip = s->sent > pos ? s->sent - pos : 0;
+      out[n].base = c.data.get() + skip;
+      out[n].len = size_t(c.length - skip);
+      if (++n == max) break;
+    }
+    pos = end;
+  }
+  return n;
+}
+
+void Conn::Advance(Stream* s, uint64_t n, bool fin_offered) {
+  s->sent += n;
+  if (fin_offered && s->sent == s->total) s->fin_sent = true;
+  if (s->want_writable && s->total - s->sent <= kStreamHighWater / 2) {
+    s->want_writable = false;
+    Event(kEvWritable, 0, s->id, nullptr, 0);
+  }
+}
+
+void Conn::SendClose(const ngtcp2_connection_close_error& ccerr) {
+  if (!conn_ || ngtcp2_conn_is_in_closing_period(conn_) || ngtcp2_conn_is_in_draining_period(conn_)) return;
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_pkt_info pi{};
+  uint8_t* dest = host_->TxSlot();
+  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, dest, settings_.max_payload, &ccerr, Now());
+  if (n > 0) host_->TxPush(this, ps.path, size_t(n));
+}
+
+void Conn::ArmTimer() {
+  if (!Usable() || !timer_) return;
+  uint64_t expiry = ngtcp2_conn_get_expiry(conn_);
+  if (close_pending_ && close_deadline_ < expiry) expiry = close_deadline_;
+  if (expiry == UINT64_MAX) {
+    uv_timer_stop(timer_);
+    return;
+  }
+  uint64_t now = Now();
+  uint64_t ms = expiry <= now ? 0 : (expiry - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS;
+  uv_timer_start(timer_, &Conn::OnTimer, ms, 0);
+}
+
+// ------------------------------------------------------------------ teardown
+
+void Conn::Finish() {
+  if (closed_) return;
+  closed_ = true;
+  if (timer_) uv_timer_stop(timer_);
+  host_->Finished(this);
+}
+
+void Conn::Teardown() {
+  closed_ = true;
+  if (timer_) {
+    uv_timer_stop(timer_);
+    timer_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+  if (conn_) {
+    ngtcp2_conn_del(conn_);
+    conn_ = nullptr;
+  }
+  if (session_) {
+    gnutls_deinit(session_);
+    session_ = nullptr;
+  }
+  streams_.clear();
+  sendq_.clear();
+  datagrams_.clear();
+}
+
+}  // namespace quic
+}  // namespace oxy

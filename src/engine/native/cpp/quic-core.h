@@ -1,0 +1,243 @@
+// One QUIC connection on ngtcp2 0.12 + GnuTLS, shared by the addon's client (quicclient.cc:
+// one connection, its own connected socket) and server (quicserver.cc: many connections on one
+// pktinfo socket). The connection owns ngtcp2's state, the TLS session, its streams' unsent and
+// unacknowledged bytes, its datagram queue and its timer; its host owns the socket, the packet
+// batch being built and the event batch handed to JS. See docs/decisions.md "QUIC on ngtcp2".
+//
+// Event record (to JS): [u8 type][u8 flag][u16 0][u32 length][f64 stream id][length bytes].
+#pragma once
+
+#include "common.h"
+
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace oxy {
+namespace quic {
+
+enum EventType : uint8_t {
+  kEvHandshake = 1,
+  kEvData = 2,         // flag 1: FIN
+  kEvReset = 3,        // payload f64 code
+  kEvStopSending = 4,  // payload f64 code
+  kEvWritable = 5,
+  kEvStreamClosed = 6,
+  kEvDatagram = 7,
+  kEvStreamsAvailable = 8,
+  kEvClosed = 9,  // flag: CloseKind; payload f64 code + reason
+  kEvAnswered = 10,
+  kEvSendError = 11,  // payload f64 errno
+  kEvConn = 12,       // server: the records after this one are of connection `id`
+};
+
+enum CloseKind : uint8_t {
+  kClosePeerApp = 1,
+  kClosePeerTransport = 2,
+  kCloseLocalError = 3,
+  kCloseIdle = 4,
+  kCloseHandshakeTimeout = 5,
+  kCloseStatelessReset = 6,
+};
+
+constexpr size_t kMaxPacketsPerSend = 64;
+constexpr size_t kMaxPacketsPerFlush = 512;
+constexpr size_t kRecvBatch = 64;
+// A stream's unsent bytes above this: write() reports it and a kEvWritable follows once the
+// flush got below half of it.
+constexpr uint64_t kStreamHighWater = 1024 * 1024;
+
+extern const char kPriority[];
+uint64_t Now();
+void LogPrintf(void*, const char* fmt, ...);
+
+// Records for JS, packed back to back; one Buffer per loop callback (Take()).
+class EventBatch {
+ public:
+  void Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len);
+  bool empty() const { return bytes_.empty(); }
+  // Hands the bytes to a Buffer that owns them.
+  Napi::Buffer<uint8_t> Take(Napi::Env env);
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+struct Chunk {
+  std::unique_ptr<uint8_t[]> data;
+  size_t length;
+};
+
+struct Stream {
+  int64_t id;
+  // Bytes from `base` (acknowledged before it) on: ngtcp2 refers to them until acked.
+  std::deque<Chunk> chunks;
+  uint64_t base = 0;    // stream offset of chunks.front()
+  uint64_t sent = 0;    // stream offset of the first byte not yet handed to ngtcp2
+  uint64_t total = 0;   // stream offset past the last byte queued
+  bool fin = false;     // JS asked for the FIN after `total`
+  bool fin_sent = false;
+  bool in_queue = false;
+  bool write_closed = false;  // reset, stopped or finished: nothing more to send
+  bool want_writable = false;
+  bool read_paused = false;
+  uint64_t owed_credit = 0;  // bytes delivered while paused, credited on resume
+  uint64_t blocked_gen = 0;  // flush generation in which flow control blocked it
+
+  bool HasWork() const { return !write_closed && (sent < total || (fin && !fin_sent)); }
+};
+
+class Conn;
+
+// What a connection needs from the object that owns its socket.
+class Host {
+ public:
+  virtual ~Host() = default;
+  // A record for JS about connection `c`.
+  virtual void Emit(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) = 0;
+  // Flush `c` in this loop turn's check phase.
+  virtual void Schedule(Conn* c) = 0;
+  // Room for one packet (max payload bytes), valid until the next TxPush.
+  virtual uint8_t* TxSlot() = 0;
+  // The slot holds a packet of `len` bytes for `path`; sent at TxSend (or when the batch is full).
+  virtual void TxPush(Conn* c, const ngtcp2_path& path, size_t len) = 0;
+  virtual void TxSend() = 0;
+  // `c` is over (its close record is queued): stop its I/O once this callback is done.
+  virtual void Finished(Conn* c) = 0;
+  // End of a callback that ran on the connection's own timer: send, deliver, finalize.
+  virtual void AfterTimer(Conn* c) = 0;
+  // A connection ID (and its stateless reset token) the connection issues / retires.
+  virtual int IssueCid(Conn* c, ngtcp2_cid* cid, uint8_t* token, size_t cidlen);
+  virtual void RetireCid(Conn* c, const ngtcp2_cid* cid) {}
+};
+
+struct ConnSettings {
+  uint32_t max_payload = 1350;
+  uint32_t max_recv_payload = 1350;
+  uint64_t idle_timeout_ms = 15000;
+  uint64_t keep_alive_ms = 0;
+  uint64_t initial_max_data = 0;
+  uint64_t initial_max_stream_data = 0;
+  uint64_t max_stream_window = 0;
+  uint64_t max_connection_window = 0;
+  uint64_t max_concurrent_streams = 1000;
+  std::string congestion_control;
+  // Reads the fields above from the options object JS passes (same names on both sides).
+  static ConnSettings FromJs(Napi::Object o);
+};
+
+class Conn {
+ public:
+  Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // TLS: a client session verifying against `cred`'s CAs (and `server_name` when given); a
+  // server session presenting `cred`'s certificate. ALPN is mandatory on both.
+  std::string InitTls(bool server, gnutls_certificate_credentials_t cred, const std::string& alpn, const std::string& server_name);
+  // ngtcp2_conn_client_new / server_new with the settings and transport parameters. Returns "" or why it failed.
+  std::string InitClient(const ngtcp2_path& path);
+  struct ServerInit {
+    ngtcp2_cid dcid, scid, original_dcid;
+    bool retried;
+    ngtcp2_cid retry_scid;
+    uint32_t version;
+    uint8_t reset_token[NGTCP2_STATELESS_RESET_TOKENLEN];
+    const uint8_t* token;  // the validated Retry token, or null
+    size_t tokenlen;
+  };
+  std::string InitServer(const ngtcp2_path& path, const ServerInit& init);
+
+  // One received datagram. Errors close the connection (a record for JS, Finished()).
+  void Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64_t ts);
+  // Writes everything ngtcp2 lets out now (data, ACKs, datagrams, close) to the host, then re-arms the timer.
+  void Flush();
+
+  // JS calls (the host's methods forward them).
+  int64_t OpenStream();
+  double Write(int64_t id, const uint8_t* data, size_t len, bool fin);
+  void ShutdownStream(int64_t id, uint64_t code);
+  void SetReadPaused(int64_t id, bool paused);
+  bool SendDatagram(const uint8_t* data, size_t len);
+  void Close(uint64_t code, const std::string& reason, bool transport);
+  void Probe();
+  Napi::Object Info(Napi::Env env);
+  Napi::Array PeerCertificates(Napi::Env env);
+  uint64_t StreamsLeft();
+
+  bool Usable() const { return conn_ != nullptr && !closed_; }
+  uint32_t handle() const { return handle_; }
+  bool scheduled = false;  // the host has it in its flush list
+  uint64_t packets_sent = 0;
+  uint64_t packets_recv = 0;
+  uint64_t send_errors = 0;
+  uint64_t send_dropped = 0;
+  // The CIDs routed to this connection (server).
+  std::vector<std::string> cids;
+
+  void ReportSendError(int err);
+  // Stops the timer and frees ngtcp2/GnuTLS state (the connection is over).
+  void Teardown();
+
+ private:
+  void Event(uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) { host_->Emit(this, type, flag, id, data, len); }
+  void EventCode(uint8_t type, int64_t id, uint64_t code);
+  void CloseEvent(uint8_t kind, uint64_t code, const uint8_t* reason, size_t reason_len);
+  void FillCallbacks(ngtcp2_callbacks* cb, bool server);
+  void FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params);
+  void HandleReadError(int rv);
+  void SendClose(const ngtcp2_connection_close_error& ccerr);
+  void ArmTimer();
+  void Finish();
+  void Dirty();
+  void Enqueue(Stream* s);
+  Stream* Find(int64_t id);
+  Stream* Create(int64_t id);
+  Stream* NextSendable(std::vector<int64_t>& requeue);
+  static size_t Vecs(Stream* s, ngtcp2_vec* out, size_t max);
+  void Advance(Stream* s, uint64_t n, bool fin_offered);
+
+  static int OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, const uint8_t* data, size_t len, void* user, void*);
+  static int OnAcked(ngtcp2_conn*, int64_t id, uint64_t offset, uint64_t len, void* user, void*);
+  static int OnStreamClose(ngtcp2_conn*, uint32_t, int64_t id, uint64_t, void* user, void*);
+  static void OnTimer(uv_timer_t* handle);
+
+  Host* host_;
+  uint32_t handle_;
+  ConnSettings settings_;
+  bool server_ = false;
+  gnutls_session_t session_ = nullptr;
+  ngtcp2_crypto_conn_ref conn_ref_{};
+  ngtcp2_conn* conn_ = nullptr;
+  std::string alpn_;
+  std::string server_name_;
+  uv_timer_t* timer_ = nullptr;
+
+  bool in_flush_ = false;
+  uint64_t flush_gen_ = 0;
+  bool closed_ = false;
+  bool stateless_reset_ = false;
+  bool probing_ = false;
+  bool answered_ = false;  // a kEvAnswered is queued since the last flush
+  bool close_pending_ = false;
+  bool close_transport_ = false;
+  bool confirmed_ = false;
+  uint64_t close_deadline_ = 0;
+  uint64_t close_code_ = 0;
+  std::string close_reason_;
+
+  std::unordered_map<int64_t, std::unique_ptr<Stream>> streams_;
+  std::deque<int64_t> sendq_;
+  std::vector<int64_t> dead_;
+  std::deque<std::vector<uint8_t>> datagrams_;
+};
+
+}  // namespace quic
+}  // namespace oxy

@@ -1,0 +1,63 @@
+/**
+ * The addon's QUIC on ngtcp2 + GnuTLS (cpp/quic-core.cc): a client (cpp/quicclient.cc) that owns
+ * its UDP socket, and the edge's server (cpp/quicserver.cc) with many connections on one pktinfo
+ * socket. Timers and packets stay on the loop thread in C++; JS sees stream bytes and connection
+ * events only, in one Buffer per loop callback; the driver on top is
+ * ../transport/quic/ngtcp2-connection.ts.
+ *
+ * Event record: [u8 type][u8 flag][u16 0][u32 length][f64 stream id][length bytes]. From the
+ * server, a CONN record (id: the connection's handle) names the connection of the records after it.
+ */
+import {
+  native,
+  type NativeQuicClient,
+  type NativeQuicClientOptions,
+  type NativeQuicConnSettings,
+  type NativeQuicInfo,
+  type NativeQuicServer,
+  type NativeQuicServerOptions,
+} from './binding.js';
+
+export type { NativeQuicClient, NativeQuicClientOptions, NativeQuicConnSettings, NativeQuicInfo, NativeQuicServer, NativeQuicServerOptions };
+
+export const QuicEvent = {
+  HANDSHAKE: 1,
+  /** flag 1: FIN. */
+  DATA: 2,
+  /** payload: f64 application error code. */
+  RESET: 3,
+  STOP_SENDING: 4,
+  /** The stream's unsent bytes fell below half of QUIC_STREAM_HIGH_WATER. */
+  WRITABLE: 5,
+  STREAM_CLOSED: 6,
+  DATAGRAM: 7,
+  STREAMS_AVAILABLE: 8,
+  /** flag: QuicClose; payload: f64 code, then the reason. */
+  CLOSED: 9,
+  /** Packets from the peer arrived. */
+  ANSWERED: 10,
+  /** payload: f64 errno of a failed send or an ICMP error. */
+  SEND_ERROR: 11,
+  /** Server: the records that follow are about connection `id`. */
+  CONN: 12,
+} as const;
+
+export const QuicClose = {
+  PEER_APPLICATION: 1,
+  PEER_TRANSPORT: 2,
+  LOCAL_ERROR: 3,
+  IDLE: 4,
+  HANDSHAKE_TIMEOUT: 5,
+  STATELESS_RESET: 6,
+} as const;
+
+/** write() returns the stream's unsent bytes: above this, wait for WRITABLE. */
+export const QUIC_STREAM_HIGH_WATER = 1024 * 1024;
+
+export function createQuicClient(options: NativeQuicClientOptions, onEvents: (batch: Buffer) => void): NativeQuicClient {
+  return new (native().QuicClient)(options, onEvents);
+}
+
+export function createQuicServer(options: NativeQuicServerOptions, onEvents: (batch: Buffer) => void): NativeQuicServer {
+  return new (native().QuicServer)(options, onEvents);
+}
