@@ -10,6 +10,8 @@ export interface WarpState {
   routes: string[];
   tun: string;
   edge: string;
+  /** The transport to a remote edge (`http2` or `quic`, what `--protocol auto` settled on); absent on the local on-ramp. */
+  protocol?: string;
   since: string;
 }
 

@@ -116,7 +116,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
     const dialers = edges.map((edge) => createDialer(this.flags.protocol, edge, log));
     const vnet = this.flags.vnet ?? '';
     // warp status names the edge in use now; rewritten when the device moves.
-    const state = { vnetId: vnet, vnetName: vnet || '(default)', edge: list };
+    const state: { vnetId: string; vnetName: string; edge: string; protocol?: string } = { vnetId: vnet, vnetName: vnet || '(default)', edge: list };
     let save: ((routes: string[]) => void) | undefined;
     let routesNow: () => string[] = () => [];
     const channel = await failoverChannel({
@@ -127,8 +127,9 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
       dial: (i, signal) => dialers[i](0, signal),
       attach: (conn) => streamChannel(conn, { deviceId: token.d, secret: Buffer.from(token.s, 'base64'), vnet, version: this.config.version }),
       log,
-      onEdge: (edge) => {
+      onEdge: (edge, protocol) => {
         state.edge = edge;
+        state.protocol = protocol;
         save?.(routesNow());
       },
     });
@@ -150,7 +151,7 @@ export default class WarpConnect extends BaseCommand<typeof WarpConnect> {
   }
 
   /** Writes `warp status`'s state file; called again with the routes after each update. */
-  private stateSaver(what: { vnetId: string; vnetName: string; edge: string }): (routes: string[]) => void {
+  private stateSaver(what: { vnetId: string; vnetName: string; edge: string; protocol?: string }): (routes: string[]) => void {
     const since = nowRfc3339();
     return (routes) => writeWarpState(this.home, { pid: process.pid, ...what, routes, tun: this.flags.tun, since });
   }

@@ -12,7 +12,7 @@ export default class WarpStatus extends BaseCommand<typeof WarpStatus> {
     const doc = state ? { connected: true, ...state } : { connected: false };
     await this.print(this.flags.output, doc, () =>
       state
-        ? `Status update: Connected\nVirtual network: ${state.vnetName} (${state.vnetId})\nRoutes: ${state.routes.join(', ')}\nDevice: ${state.tun}\nEdge: ${state.edge}\nSince: ${state.since}\n`
+        ? `Status update: Connected\nVirtual network: ${state.vnetName} (${state.vnetId})\nRoutes: ${state.routes.join(', ')}\nDevice: ${state.tun}\nEdge: ${state.edge}${state.protocol ? ` (${state.protocol})` : ''}\nSince: ${state.since}\n`
         : 'Status update: Disconnected\n',
     );
     return doc;

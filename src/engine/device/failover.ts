@@ -20,8 +20,8 @@ export interface FailoverOptions {
   /** Opens the packet channel on a fresh connection; a rejection is a refusal (not retried). */
   attach(conn: TunnelConnection): Promise<PacketChannel>;
   log: Logger;
-  /** Called with the edge's address whenever the device is connected to an edge (the first, and each move). */
-  onEdge?(edge: string): void;
+  /** Called with the edge's address and transport whenever the device is connected to an edge (the first, and each move). */
+  onEdge?(edge: string, protocol: string): void;
   /** First pause after a failed round of dials; doubled up to `maxBackoffMs`. */
   backoffMs?: number;
   maxBackoffMs?: number;
@@ -89,7 +89,7 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
 
   const use = (next: { channel: PacketChannel; conn: TunnelConnection; edge: number }) => {
     current = next;
-    o.onEdge?.(o.edges[next.edge]);
+    o.onEdge?.(o.edges[next.edge], next.conn.protocol);
     next.channel.onPacket((packet) => {
       for (const h of packetHandlers) h(packet);
     });
@@ -132,7 +132,7 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
       }
       if (stop.signal.aborted) return next?.channel.close();
       if (next) {
-        o.log.info({ edge: o.edges[i] }, 'Moved to the edge');
+        o.log.info({ edge: o.edges[i], protocol: next.conn.protocol }, 'Moved to the edge');
         return use(next);
       }
       // A pause after each full round of the list (every edge tried once).
