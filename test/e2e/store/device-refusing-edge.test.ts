@@ -46,27 +46,31 @@ privilegedDescribe('a device whose first edge refuses it', () => {
     other?.cleanup();
   });
 
-  it.each(['http2', 'quic'] as const)('says which edge refused it, connects through the other and reaches the site (%s)', async (protocol) => {
-    const token = (await oxyOk(nets.home, ['warp', 'enroll', `laptop-${protocol}`])).trim();
-    const warp = nets.spawnIn(nets.device, [
-      ...[BIN, 'warp', 'connect', '--token', token, '--protocol', protocol],
-      ...['--edge', '198.18.1.1:7848', '--edge', '198.18.1.1:7844'],
-    ]);
-    try {
-      await warp.waitFor(/The edge refused the device; trying the other edges edge=198\.18\.1\.1:7848/);
-      await warp.waitFor(/Connected to the edge/);
-      await until(
-        async () => (await nets.inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10',
-        15_000,
-        'the device to reach the site',
-      );
-      const status = JSON.parse(await oxyOk(nets.home, ['warp', 'status', '-o', 'json'])) as { edge: string; protocol?: string };
-      expect(status.edge).toBe('198.18.1.1:7844');
-      expect(status.protocol).toBe(protocol);
-      expect(warp.child.exitCode).toBeNull();
-    } finally {
-      // One device at a time holds the device namespace's routes.
-      await warp.stop();
-    }
-  }, 40_000);
+  it.each(['http2', 'quic'] as const)(
+    'says which edge refused it, connects through the other and reaches the site (%s)',
+    async (protocol) => {
+      const token = (await oxyOk(nets.home, ['warp', 'enroll', `laptop-${protocol}`])).trim();
+      const warp = nets.spawnIn(nets.device, [
+        ...[BIN, 'warp', 'connect', '--token', token, '--protocol', protocol],
+        ...['--edge', '198.18.1.1:7848', '--edge', '198.18.1.1:7844'],
+      ]);
+      try {
+        await warp.waitFor(/The edge refused the device; trying the other edges edge=198\.18\.1\.1:7848/);
+        await warp.waitFor(/Connected to the edge/);
+        await until(
+          async () => (await nets.inDevice('curl', ['-s', '-m', '2', 'http://198.18.0.10/'])) === 'site 198.18.0.10',
+          15_000,
+          'the device to reach the site',
+        );
+        const status = JSON.parse(await oxyOk(nets.home, ['warp', 'status', '-o', 'json'])) as { edge: string; protocol?: string };
+        expect(status.edge).toBe('198.18.1.1:7844');
+        expect(status.protocol).toBe(protocol);
+        expect(warp.child.exitCode).toBeNull();
+      } finally {
+        // One device at a time holds the device namespace's routes.
+        await warp.stop();
+      }
+    },
+    40_000,
+  );
 });
