@@ -5,8 +5,8 @@ import { postgresMissing } from './test/helpers/postgres.js';
  * Three legs: every test on SQLite (the default store); the tests that exercise the store —
  * its unit tests, the CLI tests that use it, the vnet walkthrough — again on PostgreSQL, in a
  * throwaway cluster the `postgres` project's globalSetup starts (test/helpers/postgres.ts); and
- * the QUIC tests again with the connector on ngtcp2 (`ngtcp2`).
- * Run one leg with `--project sqlite`, `--project postgres` or `--project ngtcp2`.
+ * the QUIC tests again on ngtcp2 (`ngtcp2`, `ngtcp2-edge`, `ngtcp2-both`: see NGTCP2_LEG).
+ * Run one leg with `--project sqlite`, `--project postgres`, `--project ngtcp2`, ….
  */
 export const POSTGRES_LEG = [
   'test/unit/store/**/*.test.ts',
@@ -24,7 +24,11 @@ export const POSTGRES_LEG = [
   'test/e2e/tunnel/workers.test.ts',
 ];
 
-/** The QUIC tests again with the connector's QUIC client on the addon's ngtcp2 (the edge stays on quiche). */
+/**
+ * The QUIC tests again on the addon's ngtcp2: `ngtcp2` with the connector's client on it (the edge
+ * on quiche), `ngtcp2-edge` with the edge's server on it (the connector on quiche), `ngtcp2-both`
+ * with both.
+ */
 export const NGTCP2_LEG = ['test/unit/quic/**/*.test.ts', 'test/e2e/quic/registration.test.ts', 'test/e2e/quic/nft-loss.test.ts'];
 
 // Without PostgreSQL the leg is left out with a note — unless OXY_REQUIRE_PRIVILEGED_TESTS=1
@@ -45,6 +49,11 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['test/**/*.test.ts'], exclude: ['test/e2e/store/**'] } },
       { extends: true, test: { name: 'ngtcp2', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'ngtcp2' } } },
+      { extends: true, test: { name: 'ngtcp2-edge', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_SERVER_IMPL: 'ngtcp2' } } },
+      {
+        extends: true,
+        test: { name: 'ngtcp2-both', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'ngtcp2', OXY_QUIC_SERVER_IMPL: 'ngtcp2' } },
+      },
       ...(!pgLeg ? [] : [{
         extends: true,
         test: { name: 'postgres', include: POSTGRES_LEG, env: { OXY_TEST_STORE: 'postgres' }, globalSetup: ['test/helpers/postgres-global.ts'] },
