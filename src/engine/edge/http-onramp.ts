@@ -19,7 +19,7 @@
 import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Counter } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
 import { createHttpServer, httpTimeouts, type HttpTimeouts } from '../util/http-server.js';
 import { Http1FastPath } from './http1-fast.js';
@@ -58,6 +58,8 @@ export interface HttpOnrampOptions {
   /** Every connection starts with a PROXY protocol v1/v2 header (a load balancer in front). */
   proxyProtocol?: boolean;
   requests?: Counter<'status'>;
+  /** Request body bytes the fast path holds while tunnel streams open. */
+  opening?: Gauge;
   /** Quick tunnel: the tunnel that serves every host without a hostname route. */
   defaultTunnel?: string;
   /** How long to wait for the connector's response head. */
@@ -234,6 +236,7 @@ export class HttpOnramp {
       registry: this.o.registry,
       log: this.o.log,
       requests: this.o.requests,
+      opening: this.o.opening,
       defaultTunnel: this.o.defaultTunnel,
       responseTimeoutMs: this.o.responseTimeoutMs ?? 120_000,
       timeouts: httpTimeouts(this.o.timeouts),

@@ -25,7 +25,7 @@
  */
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
-import type { Counter } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import type { Logger } from '../observe/log.js';
 import { bodyRecordHeader, CHUNKED_BODY, ChunkedBody, encodeHeadRecord, ResponseReader, scanRequest, type FastRequest } from '../protocol/http1.js';
 import { encodeRequestHeader } from '../protocol/stream-header.js';
@@ -42,6 +42,8 @@ export interface FastPathOptions {
   registry: TunnelRegistry;
   log: Logger;
   requests?: Counter<'status'>;
+  /** Request body bytes held while their tunnel streams open (each request's at most OPENING_LIMIT and one read). */
+  opening?: Gauge;
   defaultTunnel?: string;
   responseTimeoutMs: number;
   timeouts: HttpTimeouts;
@@ -57,6 +59,11 @@ const WATCH_EVERY_MS = 100;
 const READ_AHEAD = 64 * 1024;
 /** Bytes a client socket may hold (corked or unsent) before its tunnel stream pauses, and the other way round. */
 const CORKED_LIMIT = 1024 * 1024;
+/**
+ * Body bytes a request may queue while its stream opens (a connection at its stream limit, a
+ * peer edge still being dialed) before the client is not read until the stream takes them.
+ */
+export const OPENING_LIMIT = 1024 * 1024;
 const STREAM_HEADER = encodeRequestHeader({ kind: 'http1', destination: '', metadata: [] });
 const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n', 'latin1');
 const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
@@ -87,6 +94,10 @@ interface InFlight {
   chunked?: ChunkedBody;
   /** The records went on a stream: later body bytes are written straight to it. */
   written: boolean;
+  /** Body bytes in `records` no stream has had yet (OPENING_LIMIT bounds them). */
+  queued: number;
+  /** Body bytes went straight to a stream, so `records` is not the whole request: it cannot be sent again. */
+  streamed: boolean;
   /** Bounds the body's arrival (the request timeout, as Node's server has it). */
   bodyTimer?: NodeJS.Timeout;
   reader: ResponseReader;
@@ -194,6 +205,7 @@ class FastConnection {
     if (req) {
       this.#clear(req);
       clearTimeout(req.bodyTimer);
+      this.#unqueue(req);
     }
     this.#dropTunnel(req !== undefined);
   };
@@ -229,6 +241,8 @@ class FastConnection {
       bodyLeft: chunked ? (chunked.done ? 0 : Infinity) : fr.size + fr.bodyLength - end,
       chunked,
       written: false,
+      queued: 0,
+      streamed: false,
       reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
       answered: false,
       sends: 0,
@@ -236,6 +250,7 @@ class FastConnection {
       live,
     };
     this.#req = req;
+    this.#queue(req, end - fr.size);
     // As Node's server: go on at once (the origin never sees the Expect; undici on the per-request path refuses it).
     if (fr.expectContinue && req.bodyLeft > 0) this.socket.write(CONTINUE_100);
     this.socket.setTimeout(this.o.timeouts.idleMs);
@@ -263,8 +278,10 @@ class FastConnection {
     const t = this.#tunnel;
     if (!req.written || !t) {
       req.records.push(header, bytes);
+      this.#queue(req, bytes.length);
       return;
     }
+    req.streamed = true;
     // One writev for the record's header and bytes.
     t.stream.cork();
     t.stream.write(header);
@@ -317,7 +334,31 @@ class FastConnection {
     req.written = true;
     req.reader.extra = t.proxyStatus;
     for (const r of req.records) t.stream.write(r);
+    // A client held while the stream opened reads again once the stream took the queue in.
+    if (this.#unqueue(req) > OPENING_LIMIT) {
+      const resume = (): void => {
+        if (this.#req === req && !this.#gone && !this.#handedOff) this.socket.resume();
+      };
+      if (t.stream.writableLength > CORKED_LIMIT) t.stream.once('drain', resume);
+      else resume();
+    }
     this.#watch(req);
+  }
+
+  /** Body bytes kept for a stream that is not open yet: above OPENING_LIMIT the client waits. */
+  #queue(req: InFlight, n: number): void {
+    if (n === 0) return;
+    req.queued += n;
+    this.o.opening?.inc(n);
+    if (req.queued > OPENING_LIMIT) this.socket.pause();
+  }
+
+  /** The queue went on a stream (or is dropped with the request): returns what it held. */
+  #unqueue(req: InFlight): number {
+    const n = req.queued;
+    if (n > 0) this.o.opening?.dec(n);
+    req.queued = 0;
+    return n;
   }
 
   #attach(stream: TunnelStream, live: LiveConnection): Tunnel {
@@ -406,7 +447,7 @@ class FastConnection {
     if (this.#req !== req || this.#gone) return;
     this.#clear(req);
     // Only a request whose every byte is in hand can go again.
-    if (req.sends < MAX_SENDS && req.bodyLeft === 0) {
+    if (req.sends < MAX_SENDS && req.bodyLeft === 0 && !req.streamed) {
       if (!err) {
         const live = this.#route(req.fr.host, req.chunked !== undefined);
         if (live) return this.#send(req, live);
@@ -504,6 +545,7 @@ class FastConnection {
   #finished(req: InFlight): void {
     this.#clear(req);
     clearTimeout(req.bodyTimer);
+    this.#unqueue(req);
     this.#req = undefined;
     this.o.requests?.inc({ status: String(req.reader.status) });
     this.o.traffic?.http(req.fr.host, socketBytes(this.socket) - req.mark - (this.#buf?.length ?? 0));
@@ -528,6 +570,7 @@ class FastConnection {
   /** A request that no http1 stream serves any more goes to the per-request path with the bytes after it. */
   #fallBack(req: InFlight): void {
     clearTimeout(req.bodyTimer);
+    this.#unqueue(req);
     this.#req = undefined;
     this.#buf = this.#buf ? Buffer.concat([req.raw, this.#buf]) : req.raw;
     this.#handOff();

@@ -138,6 +138,7 @@ export class EdgeServer {
   readonly #registrations: Counter<'result'>;
   readonly #requests: Counter<'status'>;
   readonly #handoffs: Counter;
+  readonly #opening: Gauge;
 
   constructor(private readonly o: EdgeOptions) {
     // What the edge itself still does on its own connection (reads; the dashboard's writes)
@@ -190,6 +191,11 @@ export class EdgeServer {
       help: 'Public connections handed to the worker that holds their tunnel (edge run --workers)',
       registers: [this.metrics],
     });
+    this.#opening = new Gauge({
+      name: 'oxy_edge_http_opening_bytes',
+      help: 'Request body bytes the public listener holds while tunnel streams open (bounded per request)',
+      registers: [this.metrics],
+    });
     this.#requests = new Counter({
       name: 'oxy_edge_http_requests_total',
       help: 'Public HTTP requests by response status',
@@ -236,6 +242,7 @@ export class EdgeServer {
         runner: this.hooks,
         proxyProtocol: this.o.proxyProtocol,
         requests: this.#requests,
+        opening: this.#opening,
         defaultTunnel: this.o.defaultTunnel,
         timeouts: this.o.httpTimeouts,
         traffic: this.o.traffic,
