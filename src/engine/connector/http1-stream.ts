@@ -206,7 +206,10 @@ export class Http1StreamServer {
       const m = STATUS.exec(chunk.toString('latin1', 0, 16));
       this.metrics?.responded({ status: m ? Number(m[1]) : 0, headers: [] });
     }
-    if (!this.stream.write(chunk)) {
+    // Paused only above CORKED_LIMIT unsent, not at the Http2Stream's 16 KiB high-water mark:
+    // that stopped and restarted reading the origin (two epoll_ctl) after every 64 KiB read.
+    this.stream.write(chunk);
+    if (this.stream.writableLength > CORKED_LIMIT && !origin.socket.isPaused()) {
       origin.socket.pause();
       this.stream.once('drain', () => origin.socket.resume());
     }

@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+/**
+ * One-stream bulk through edge + connector processes over HTTP/2 (`http1` streams), for A/B work
+ * on the CPU per MB (issue 16): every config starts its own edge + connector pair on one origin,
+ * and the rounds alternate between them, each a curl download (GET /bytes/N) and a chunked
+ * upload (`curl -T -` from /dev/zero). Prints MB/s and CPU ms per MB of each process
+ * (/proc/PID/stat, all threads), with system calls per MB when `--syscalls 1` (perf stat on
+ * raw_syscalls:sys_enter) and perf profiles with `--perf DIR` (processes run with
+ * --perf-basic-prof), `--strace DIR` writes `strace -c -f` counts per process (slow: counts only).
+ *
+ *   npm run build && node bench/h1-bulk.js [--mib 1024] [--rounds 3] [--dirs down,up] \
+ *     [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+
+const run = promisify(execFile);
+const mib = Number(arg('mib', 1024));
+const rounds = Number(arg('rounds', 3));
+const dirs = String(arg('dirs', 'down,up')).split(',');
+const syscalls = arg('syscalls', '0') !== '0';
+const perfDir = arg('perf', undefined);
+const straceDir = arg('strace', undefined);
+const here = fileURLToPath(new URL('..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-bulk-'));
+const HOST = 'bench.example.com';
+const MB = (mib * 1024 * 1024) / 1e6;
+const children = [];
+
+/** NAME[@DIR][:ENV=V,...] */
+const configs = process.argv
+  .flatMap((a, i) => (a === '--config' ? [process.argv[i + 1]] : []))
+  .map((spec) => {
+    const [head, envText = ''] = spec.split(/:(.*)/s);
+    const [name, root = here] = head.split('@');
+    const env = Object.fromEntries(
+      envText
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
+    );
+    return { name, bin: join(resolve(root), 'bin/run.js'), env };
+  });
+if (configs.length === 0) configs.push({ name: 'this build', bin: join(here, 'bin/run.js'), env: {} });
+
+async function start(c, i, originUrl) {
+  const env = { ...process.env, OXY_HOME: join(dir, String(i)), NO_COLOR: '1', ...c.env };
+  if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
+  for (const args of [
+    ['edge', 'init'],
+    ['tunnel', 'create', 'bench'],
+    ['tunnel', 'route', 'dns', 'bench', HOST],
+  ])
+    execFileSync(process.execPath, [c.bin, ...args], { env: { ...env, NODE_OPTIONS: '' }, stdio: 'ignore' });
+  const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
+  children.push(edge.child);
+  const connector = await spawnUntil(
+    process.execPath,
+    [c.bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPortIn(edge.output())}`, '--protocol', 'http2', '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    { env },
+  );
+  children.push(connector.child);
+  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid } };
+}
+
+const countSyscalls = (pid) => {
+  const p = spawn('perf', ['stat', '-x', ',', '-e', 'raw_syscalls:sys_enter', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (d) => (err += d));
+  const done = new Promise((r) => p.on('exit', () => r(Number(err.trim().split('\n').pop().split(',')[0]))));
+  return () => (p.kill('SIGINT'), done);
+};
+
+const record = (pid, file) => {
+  const p = spawn('perf', ['record', '-e', 'cpu-clock', '-g', '-o', file, '-p', String(pid)], { stdio: 'ignore' });
+  const done = new Promise((r) => p.on('exit', r));
+  return () => (p.kill('SIGINT'), done);
+};
+
+/** One transfer: MB/s. */
+function curl(url, op) {
+  const out = ['-sSf', '-o', '/dev/null', '-H', `'Host: ${HOST}'`];
+  const t0 = performance.now();
+  const cmd =
+    op === 'down'
+      ? `curl ${out.join(' ')} '${url}/bytes/${mib * 1024 * 1024}'`
+      : `head -c ${mib * 1024 * 1024} /dev/zero | curl ${out.join(' ')} -T - '${url}/sink'`;
+  return run('sh', ['-c', cmd], { maxBuffer: 1 << 20 }).then(() => MB / ((performance.now() - t0) / 1000));
+}
+
+async function transfer(name, url, pids, op, round) {
+  const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
+  const stops = [];
+  if (syscalls) for (const [k, p] of Object.entries(pids)) stops.push([k, countSyscalls(p)]);
+  if (perfDir) for (const [k, p] of Object.entries(pids)) stops.push([undefined, record(p, join(perfDir, `${name}-${op}-${round}-${k}.data`))]);
+  if (straceDir)
+    for (const [k, p] of Object.entries(pids)) {
+      const t = spawn('strace', ['-c', '-f', '-o', join(straceDir, `${name}-${op}-${round}-${k}.txt`), '-p', String(p)], { stdio: 'ignore' });
+      stops.push([undefined, () => (t.kill('SIGINT'), new Promise((r) => t.on('exit', r)))]);
+    }
+  await new Promise((r) => setTimeout(r, syscalls || perfDir || straceDir ? 300 : 0));
+  const mbps = await curl(url, op);
+  const sys = {};
+  for (const [k, stop] of stops) {
+    const n = await stop();
+    if (k) sys[k] = n / MB;
+  }
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (cpuMicros(p) - c0[k]) / 1000 / MB]));
+  return { mbps, cpu, sys };
+}
+
+try {
+  console.log(`# one-stream bulk over HTTP/2 http1 streams, edge + connector processes, ${mib} MiB x ${rounds} rounds, load ${fmt(loadavg()[0])}`);
+  const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
+  children.push(origin.child);
+  const originUrl = `http://127.0.0.1:${origin.match[1]}`;
+  const pairs = [];
+  for (const [i, c] of configs.entries()) pairs.push(await start(c, i, originUrl));
+  for (const [i] of configs.entries()) await curl(pairs[i].url, 'down'); // warm-up
+  const all = configs.map(() => ({ down: [], up: [] }));
+  for (let r = 0; r < rounds; r++) {
+    for (const op of dirs) {
+      const line = [];
+      for (const [i, c] of configs.entries()) {
+        const pids = { ...pairs[i].pids, origin: origin.child.pid };
+        const m = await transfer(c.name, pairs[i].url, pids, op, r + 1);
+        all[i][op].push(m);
+        const sys = m.sys.edge !== undefined ? ` syscalls/MB ${fmt(m.sys.edge, 0)} / ${fmt(m.sys.connector, 0)}` : '';
+        line.push(`${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (origin ${fmt(m.cpu.origin, 2)})${sys}`);
+      }
+      console.log(`round ${r + 1} ${op} (load ${fmt(loadavg()[0])}): ${line.join(' | ')}`);
+    }
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  for (const [i, c] of configs.entries())
+    for (const op of dirs) {
+      const ms = all[i][op];
+      console.log(
+        `median ${c.name} ${op}: ${fmt(median(ms.map((m) => m.mbps)), 0)} MB/s, edge ${fmt(median(ms.map((m) => m.cpu.edge)), 2)} + connector ${fmt(median(ms.map((m) => m.cpu.connector)), 2)} = ${fmt(median(ms.map((m) => m.cpu.edge + m.cpu.connector)), 2)} ms/MB`,
+      );
+    }
+} finally {
+  for (const c of children) c.kill();
+  rmSync(dir, { recursive: true, force: true });
+}
