@@ -4,14 +4,15 @@
  * quiche binding calls, packets and event-loop turns (issue 16: "count before choosing"),
  * beside HTTP/2 in the same run. wrk (32 keep-alive connections, 64-byte bodies) against the
  * edge's public listener; CPU per request from /proc/PID/stat of each process; binding calls
- * counted by a preload (bench/lib/quic-count.js) in edge and connector. A third tunnel has its
- * connector on the addon's ngtcp2 client (OXY_QUIC_IMPL=ngtcp2; the edge stays on quiche);
- * `--ngtcp2 0` leaves it out. The three are measured in turn each round; with `--mib N` each
- * round also moves N MiB down (GET) and up (chunked POST) through each with curl: MB/s and CPU
- * ms per MB of edge and connector. `--bin DIR` runs
+ * counted by a preload (bench/lib/quic-count.js) in edge and connector. Three more tunnels run on
+ * the addon's ngtcp2: the connector's client (OXY_QUIC_IMPL=ngtcp2, edge on quiche), the edge's
+ * server (OXY_QUIC_SERVER_IMPL=ngtcp2, connector on quiche) and both; `--ngtcp2 0` leaves them
+ * out, `--ngtcp2 both` keeps only the last. All are measured in turn each round; with `--mib N`
+ * each round also moves N MiB down (GET) and up (chunked POST) through each with curl: MB/s and
+ * CPU ms per MB of edge and connector. `--bin DIR` runs
  * another build's bin/run.js (alternate old/new builds on a busy machine); `--count 0` leaves
  * the preload out (its wrappers cost CPU of their own).
- *   npm run build && node bench/quic-small.js [--seconds 5] [--rounds 2] [--bin /tmp/old] [--count 1] [--ngtcp2 1] [--mib 0]
+ *   npm run build && node bench/quic-small.js [--seconds 5] [--rounds 2] [--bin /tmp/old] [--count 1] [--ngtcp2 1|0|both] [--mib 0]
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +26,7 @@ const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 2));
 const count = arg('count', '1') !== '0';
-const withNgtcp2 = arg('ngtcp2', '1') !== '0';
+const ngtcp2 = arg('ngtcp2', '1');
 const mib = Number(arg('mib', 0));
 /** With --perf DIR: edge and connector run with --perf-basic-prof, recorded by perf (cpu-clock) during each measurement (DIR/<protocol>-<process>.data). */
 const perfDir = arg('perf', undefined);
@@ -37,10 +38,19 @@ const HOST = 'bench.example.com';
 const children = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function start(protocol, originUrl, impl = 'quiche') {
-  const home = join(dir, `${protocol}-${impl}`);
-  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', OXY_QUIC_COUNT_DIR: dir, OXY_QUIC_COUNT_ROOT: root, OXY_QUIC_IMPL: impl };
-  if (count && protocol === 'quic') env.NODE_OPTIONS = `--import ${preload}`;
+/** A tunnel: `client` / `server` name the connector's and the edge's QUIC library. */
+async function start(protocol, originUrl, client = 'quiche', server = 'quiche') {
+  const home = join(dir, `${protocol}-${client}-${server}`);
+  const env = {
+    ...process.env,
+    OXY_HOME: home,
+    NO_COLOR: '1',
+    OXY_QUIC_COUNT_DIR: dir,
+    OXY_QUIC_COUNT_ROOT: root,
+    OXY_QUIC_IMPL: client,
+    OXY_QUIC_SERVER_IMPL: server,
+  };
+  if (count && protocol === 'quic' && client === 'quiche' && server === 'quiche') env.NODE_OPTIONS = `--import ${preload}`;
   if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
   for (const args of [
     ['edge', 'init'],
@@ -155,24 +165,33 @@ try {
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;
   const h2 = await start('http2', originUrl);
   const quic = await start('quic', originUrl);
-  const ng = withNgtcp2 ? await start('quic', originUrl, 'ngtcp2') : undefined;
+  // The ngtcp2 sides make no quiche calls: only the all-quiche tunnel is counted.
+  const others = [];
+  if (ngtcp2 === '1') others.push({ name: 'ngtcp2 connector', t: await start('quic', originUrl, 'ngtcp2') });
+  if (ngtcp2 === '1') others.push({ name: 'ngtcp2 edge', t: await start('quic', originUrl, 'quiche', 'ngtcp2') });
+  if (ngtcp2 !== '0') others.push({ name: 'ngtcp2 both', t: await start('quic', originUrl, 'ngtcp2', 'ngtcp2') });
   for (let r = 0; r < rounds; r++) {
     const a = await wrk(h2.url, h2.pids, false, 'http2');
     const b = await wrk(quic.url, quic.pids, count, 'quic');
-    // The ngtcp2 connector makes no quiche calls: only the edge's are counted.
-    const c = ng ? await wrk(ng.url, ng.pids, false, 'quic-ngtcp2') : undefined;
-    if (perfDir) writeFileSync(join(perfDir, `requests-${r + 1}.json`), JSON.stringify({ http2: a.requests, quic: b.requests, ngtcp2: c?.requests }));
-    const third = c
-      ? ` | QUIC/ngtcp2 connector ${fmt(c.rps, 0)} req/s (${fmt(c.rps / a.rps, 2)}× HTTP/2, ${fmt(c.rps / b.rps, 2)}× quiche), edge ${fmt(c.cpu.edge)} connector ${fmt(c.cpu.connector)}`
-      : '';
+    const rest = [];
+    for (const o of others) rest.push({ name: o.name, ...(await wrk(o.t.url, o.t.pids, false, `quic-${o.name.replace(' ', '-')}`)) });
+    if (perfDir)
+      writeFileSync(
+        join(perfDir, `requests-${r + 1}.json`),
+        JSON.stringify({ http2: a.requests, quic: b.requests, ...Object.fromEntries(rest.map((c) => [c.name, c.requests])) }),
+      );
+    const more = rest.map(
+      (c) =>
+        ` | QUIC/${c.name} ${fmt(c.rps, 0)} req/s (${fmt(c.rps / a.rps, 2)}× HTTP/2, ${fmt(c.rps / b.rps, 2)}× quiche), edge ${fmt(c.cpu.edge)} connector ${fmt(c.cpu.connector)}`,
+    );
     console.log(
-      `round ${r + 1} (load ${fmt(loadavg()[0])}): HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}${third}`,
+      `round ${r + 1} (load ${fmt(loadavg()[0])}): HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}${more.join('')}`,
     );
     if (count) for (const [k, v] of Object.entries(b.per)) console.log(`  QUIC ${k} per request: ${JSON.stringify(v)}`);
     if (mib > 0) {
       for (const op of ['down', 'up']) {
         const parts = [bulkLine('HTTP/2', await bulk(h2.url, h2.pids, op)), bulkLine('QUIC', await bulk(quic.url, quic.pids, op))];
-        if (ng) parts.push(bulkLine('QUIC/ngtcp2', await bulk(ng.url, ng.pids, op)));
+        for (const o of others) parts.push(bulkLine(`QUIC/${o.name}`, await bulk(o.t.url, o.t.pids, op)));
         console.log(`  ${mib} MiB ${op} (load ${fmt(loadavg()[0])}): ${parts.join(' | ')}`);
       }
     }

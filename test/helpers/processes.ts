@@ -95,18 +95,12 @@ export class OxyProcess {
 export const LOOPBACK_EDGE: readonly string[] = ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0'];
 
 /** An edge on loopback with ephemeral ports; resolves once its listeners are ready. */
-export async function startEdge(home: string, extra: string[] = [], ports: { tunnel?: number } = {}) {
-  const edge = new OxyProcess(home, [
-    'edge',
-    'run',
-    '--tunnel-listen',
-    `127.0.0.1:${ports.tunnel ?? 0}`,
-    '--http-listen',
-    '127.0.0.1:0',
-    '--metrics',
-    '127.0.0.1:0',
-    ...extra,
-  ]);
+export async function startEdge(home: string, extra: string[] = [], ports: { tunnel?: number } = {}, env: Record<string, string> = {}) {
+  const edge = new OxyProcess(
+    home,
+    ['edge', 'run', '--tunnel-listen', `127.0.0.1:${ports.tunnel ?? 0}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...extra],
+    env,
+  );
   const tunnel = await edge.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
   const http = await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
   return { edge, tunnelPort: Number(tunnel[1]), httpPort: Number(http[1]) };

@@ -45,7 +45,8 @@ export function http2TunnelListener(
  * The QUIC tunnel listener on UDP, on the same port as the TLS listener started before it
  * (as cloudflared's edge serves both on 7844), answering each client from the address it
  * dialed (IP_PKTINFO). A worker (`edge run --workers`) takes its socket of the primary's
- * SO_REUSEPORT group (`fd`), so the kernel keeps each client's 4-tuple on one worker.
+ * SO_REUSEPORT group (`fd`), so the kernel keeps each client's 4-tuple on one worker. quiche by
+ * default; the addon's ngtcp2 server with `OXY_QUIC_SERVER_IMPL=ngtcp2` (the log line says so).
  */
 export function quicTunnelListener(
   listen: string,
@@ -57,7 +58,12 @@ export function quicTunnelListener(
     const { host } = splitHostPort(listen);
     const port = started[0]?.address.port ?? splitHostPort(listen).port;
     const listener = await listenQuic({ cert: tls.cert, key: tls.key, host, port, reusePort: o.reusePort, fd: o.fd }, onConnection);
-    log.debug({ port }, 'QUIC listener bound');
-    return { protocol: 'quic', address: listener.address, close: () => listener.close() };
+    log.debug({ port, library: listener.impl }, 'QUIC listener bound');
+    return {
+      protocol: 'quic',
+      address: listener.address,
+      ...(listener.impl === 'ngtcp2' ? { quicServer: 'ngtcp2' as const } : {}),
+      close: () => listener.close(),
+    };
   };
 }

@@ -39,6 +39,8 @@ import type { Siblings } from './handoff.js';
 export interface TunnelListener {
   protocol: string;
   address: { address: string; port: number };
+  /** QUIC: the library serving, when not the default (`OXY_QUIC_SERVER_IMPL=ngtcp2`). */
+  quicServer?: 'ngtcp2';
   close(): Promise<void>;
 }
 
@@ -272,7 +274,10 @@ export class EdgeServer {
         this.o.httpTimeouts,
       );
     }
-    for (const l of this.#listeners) this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}` }, 'Tunnel listener ready');
+    for (const l of this.#listeners) {
+      const library = l.quicServer ? { quicServer: l.quicServer } : {};
+      this.o.log.info({ protocol: l.protocol, address: `${l.address.address}:${l.address.port}`, ...library }, 'Tunnel listener ready');
+    }
     const pp = this.o.proxyProtocol ? { proxyProtocol: true } : {};
     if (this.httpAddress) this.o.log.info({ address: `${this.httpAddress.address}:${this.httpAddress.port}`, ...pp }, 'Public HTTP listener ready');
     if (this.proxyAddress) this.o.log.info({ address: `${this.proxyAddress.address}:${this.proxyAddress.port}`, ...pp }, 'CONNECT proxy listener ready');

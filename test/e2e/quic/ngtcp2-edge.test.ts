@@ -1,0 +1,149 @@
+// The edge's QUIC listener on ngtcp2 (OXY_QUIC_SERVER_IMPL=ngtcp2: the addon's ngtcp2 + GnuTLS
+// server), with the connector on either library: processes, curl through the tunnel, many
+// requests at once, bulk bytes both ways, a client that trusts another CA refused, and hostile
+// datagrams at the QUIC port while a good client is served.
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isOxyError } from '../../../src/core/errors.js';
+import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { dialQuic, listenQuic, Ngtcp2TunnelConnection, type QuicDialError } from '../../../src/engine/transport/quic/index.js';
+import { OxyProcess, startEdge, useWebTunnel } from '../../helpers/processes.js';
+
+const run = promisify(execFile);
+const t = useWebTunnel();
+const EDGE = { OXY_QUIC_SERVER_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:transport:quic' };
+const BULK = randomBytes(24 * 1024 * 1024);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+let origin: Server;
+let originUrl = '';
+beforeAll(async () => {
+  origin = createServer((req, res) => {
+    if (req.url === '/bulk') return void res.end(BULK);
+    if (req.method === 'POST') {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
+      req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
+      return;
+    }
+    res.end(`hello ${req.url}`);
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+});
+afterAll(() => origin.close());
+
+async function tunnel(client: 'quiche' | 'ngtcp2', connections = 2) {
+  const e = await startEdge(t.home, [], {}, EDGE);
+  t.procs.push(e.edge);
+  const c = new OxyProcess(
+    t.home,
+    ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--ha-connections', String(connections), '--url', originUrl, 'web'],
+    client === 'ngtcp2' ? { OXY_QUIC_IMPL: 'ngtcp2' } : {},
+  );
+  t.procs.push(c);
+  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} [^\\n]*protocol=quic`));
+  return { ...e, connector: c };
+}
+
+const get = (port: number, path: string) =>
+  request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(async (r) => ({
+    status: r.statusCode,
+    body: Buffer.from(await r.body.arrayBuffer()),
+  }));
+
+/** QUIC-shaped garbage: random bytes, truncated long headers, Initials with random CIDs (a flood), short headers. */
+function hostileDatagrams(count: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = i % 5;
+    if (kind === 0) out.push(randomBytes(1 + (i % 1400)));
+    else if (kind === 1)
+      out.push(Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1]), randomBytes(i % 6)])); // cut inside the header
+    else if (kind === 2) {
+      // An Initial of the right size and version, DCID/SCID of 8 random bytes, garbage after.
+      const head = Buffer.from([0xc3, 0, 0, 0, 1, 8, ...randomBytes(8), 8, ...randomBytes(8), 0]);
+      out.push(Buffer.concat([head, randomBytes(1200 - head.length)]));
+    } else if (kind === 3) out.push(Buffer.concat([Buffer.from([0x40 | (i & 0x3f)]), randomBytes(20 + (i % 200))]));
+    else out.push(Buffer.concat([Buffer.from([0xc0, 0xff, 0, 0, 0x1d, 255]), randomBytes(1300)])); // another version, a CID too long
+  }
+  return out;
+}
+
+describe.each(['quiche', 'ngtcp2'] as const)('edge on ngtcp2, connector on %s', (client) => {
+  it('registers and serves curl, 300 concurrent requests and bulk bytes both ways', async () => {
+    const e = await tunnel(client);
+    // The listener line names the library; the debug line proves the ngtcp2 edge took the registration.
+    expect(e.edge.output).toMatch(/Tunnel listener ready protocol=quic [^\n]*quicServer=ngtcp2/);
+    expect(e.edge.output).toMatch(/edge \(ngtcp2\) established with 127\.0\.0\.1:/);
+    const curl = await run('curl', ['-sS', '-H', 'Host: app.example.com', `http://127.0.0.1:${e.httpPort}/curl`]);
+    expect(curl.stdout).toBe('hello /curl');
+
+    const many = await Promise.all(Array.from({ length: 300 }, (_, i) => get(e.httpPort, `/r${i}`)));
+    expect(many.map((r) => r.status)).toEqual(many.map(() => 200));
+    expect(many.map((r) => r.body.toString())).toEqual(many.map((_, i) => `hello /r${i}`));
+
+    const down = await get(e.httpPort, '/bulk');
+    expect(down.status).toBe(200);
+    expect(down.body.length).toBe(BULK.length);
+    expect(sha(down.body)).toBe(sha(BULK));
+
+    const up = await request(`http://127.0.0.1:${e.httpPort}/up`, { method: 'POST', body: BULK, headers: { host: 'app.example.com' } });
+    expect(await up.body.text()).toBe(`${BULK.length} ${sha(BULK)}`);
+  }, 60_000);
+
+  it('keeps serving a good client while hostile datagrams hit the QUIC port', async () => {
+    const e = await tunnel(client, 1);
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
+    let stop = false;
+    const flood = (async () => {
+      const packets = hostileDatagrams(3000);
+      for (let i = 0; i < packets.length && !stop; i += 50) {
+        await Promise.all(packets.slice(i, i + 50).map((p) => new Promise<void>((r) => socket.send(p, e.tunnelPort, '127.0.0.1', () => r()))));
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    for (let round = 0; round < 20; round++) {
+      const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => get(e.httpPort, `/g${round}-${i}`)));
+      expect(replies.map((r) => r.body.toString())).toEqual(replies.map((_, i) => `hello /g${round}-${i}`));
+    }
+    stop = true;
+    await flood;
+    socket.close();
+    expect(e.edge.child.exitCode).toBeNull();
+    expect(e.edge.child.signalCode).toBeNull();
+    expect(e.connector.output).not.toMatch(/Connection terminated/);
+    expect((await get(e.httpPort, '/after')).body.toString()).toBe('hello /after');
+  }, 60_000);
+});
+
+describe('ngtcp2 edge in process', () => {
+  it('a client that trusts another CA is refused (unknown CA); one that trusts ours passes', async () => {
+    const edge = await createEdgeIdentity({ hostnames: ['localhost'], ips: ['127.0.0.1'] });
+    const other = await createEdgeIdentity({ hostnames: ['localhost'], ips: ['127.0.0.1'] });
+    const accepted: unknown[] = [];
+    const listener = await listenQuic({ cert: edge.certChain, key: edge.key, host: '127.0.0.1', impl: 'ngtcp2' }, (c) => accepted.push(c));
+    try {
+      expect(listener.impl).toBe('ngtcp2');
+      const err = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: other.caCert, timeoutMs: 5000 }).catch((e: unknown) => e);
+      expect(isOxyError(err, 'OXY_ERR_TUNNEL_HANDSHAKE'), String(err)).toBe(true);
+      expect((err as QuicDialError).failure).toBe('tls');
+      expect((err as Error).message).toMatch(/TLS alert 48 \(unknown CA\)|certificate/);
+      expect(listener.connections()).toHaveLength(0);
+      const ok = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: edge.caCert, caPin: edge.caPin });
+      await expect.poll(() => accepted.length).toBe(1);
+      expect(accepted[0]).toBeInstanceOf(Ngtcp2TunnelConnection);
+      ok.close();
+    } finally {
+      await listener.close();
+    }
+  });
+});
