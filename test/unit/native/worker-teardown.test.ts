@@ -51,48 +51,13 @@ it('a worker terminated while its UDP socket calls into JS: the call is dropped,
 
 // Relays on the addon's threads hold their env's thread-safe function: the first to finish after
 // the env ended locked its freed mutex (uv_mutex_lock → abort(), no message).
-for (const placement of ['auto', 'thread'] as const) {
-  it(`read-ahead relays (${placement}) of a terminated worker finish without reporting to it`, () => {
-    const { status, out } = runChild(
-      `
-      const { Worker } = require('node:worker_threads');
-      const net = require('node:net');
-      const peers = [];
-      const server = net.createServer((s) => { s.on('error', () => {}); peers.push(s); s.write(Buffer.alloc(100000)); });
-      await new Promise((r) => server.listen(0, '127.0.0.1', r));
-      for (let i = 0; i < 8; i++) {
-        const w = new Worker(WORKER, { eval: true, workerData: { port: server.address().port, placement: ${JSON.stringify(placement)} } });
-        await new Promise((r) => w.once('message', r));
-        await w.terminate();
-        for (const p of peers.splice(0)) p.destroy();  // each relay now finishes
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      server.close();`,
-      `
-      const { parentPort, workerData } = require('node:worker_threads');
-      const net = require('node:net');
-      (async () => {
-        const keep = [];
-        for (let k = 0; k < 4; k++) {
-          const s = net.connect(workerData.port, '127.0.0.1');
-          s.on('error', () => {});
-          await new Promise((r) => s.once('connect', r));
-          s.pause();
-          const [, fd] = addon.readAhead(s._handle.fd, 1 << 20, () => {}, workerData.placement);
-          const pair = new net.Socket({ fd, readable: true, writable: true });
-          pair.on('error', () => {});
-          pair.resume();
-          keep.push(s, pair);
-        }
-        parentPort.postMessage('ready');
-      })();`,
-    );
-    expect(status).toBe(0);
-    expect(out).toContain('done');
-  });
-}
 
-it('splice relays of a terminated worker finish without reporting to it or writing its counters', () => {
+/**
+ * Rounds of: a worker starts relays on loopback connections to this process (`startRelays`, with
+ * `connect()` and `addon` in scope), is terminated while they live; then the peers write and
+ * close, so each relay finishes after its env is gone.
+ */
+function relaysOutliveWorker(startRelays: string, data: Record<string, unknown> = {}) {
   const { status, out } = runChild(
     `
     const { Worker } = require('node:worker_threads');
@@ -101,7 +66,7 @@ it('splice relays of a terminated worker finish without reporting to it or writi
     const server = net.createServer((s) => { s.on('error', () => {}); peers.push(s); s.write(Buffer.alloc(100000)); });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     for (let i = 0; i < 8; i++) {
-      const w = new Worker(WORKER, { eval: true, workerData: { port: server.address().port } });
+      const w = new Worker(WORKER, { eval: true, workerData: { ...${JSON.stringify(data)}, port: server.address().port } });
       await new Promise((r) => w.once('message', r));
       await w.terminate();
       for (const p of peers.splice(0)) { p.write(Buffer.alloc(100000)); p.destroy(); }
@@ -111,18 +76,45 @@ it('splice relays of a terminated worker finish without reporting to it or writi
     `
     const { parentPort, workerData } = require('node:worker_threads');
     const net = require('node:net');
+    const keep = [];
+    const connect = async () => {
+      const s = net.connect(workerData.port, '127.0.0.1');
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      s.pause();
+      keep.push(s);
+      return s;
+    };
     (async () => {
-      const keep = [];
-      for (let k = 0; k < 2; k++) {
-        const a = net.connect(workerData.port, '127.0.0.1');
-        const b = net.connect(workerData.port, '127.0.0.1');
-        for (const s of [a, b]) { s.on('error', () => {}); await new Promise((r) => s.once('connect', r)); s.pause(); }
-        addon.spliceSockets(a._handle.fd, b._handle.fd, 65536, new BigUint64Array(2), () => {}, k === 1);
-        keep.push(a, b);
-      }
+      ${startRelays}
       parentPort.postMessage('ready');
     })();`,
   );
   expect(status).toBe(0);
   expect(out).toContain('done');
+}
+
+for (const placement of ['auto', 'thread'] as const) {
+  it(`read-ahead relays (${placement}) of a terminated worker finish without reporting to it`, () => {
+    relaysOutliveWorker(
+      `for (let k = 0; k < 4; k++) {
+        const s = await connect();
+        const [, fd] = addon.readAhead(s._handle.fd, 1 << 20, () => {}, workerData.placement);
+        const pair = new net.Socket({ fd, readable: true, writable: true });
+        pair.on('error', () => {});
+        pair.resume();
+        keep.push(pair);
+      }`,
+      { placement },
+    );
+  });
+}
+
+it('splice relays of a terminated worker finish without reporting to it or writing its counters', () => {
+  relaysOutliveWorker(
+    `for (let k = 0; k < 2; k++) {
+      const [a, b] = [await connect(), await connect()];
+      addon.spliceSockets(a._handle.fd, b._handle.fd, 65536, new BigUint64Array(2), () => {}, k === 1);
+    }`,
+  );
 });
