@@ -14,6 +14,7 @@
  *   npm run build && node bench/vnet-path.js [--seconds 5] [--rounds 3] [--protocol http2]
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
+ *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +32,7 @@ const rounds = Number(arg('rounds', 3));
 /** Extra node flags for edge, connector and device (e.g. --perf-basic-prof for `perf record`). */
 const nodeFlags = (arg('node-flags', '') || '').split(' ').filter(Boolean);
 const protocol = arg('protocol', 'http2');
+const phases = new Set(arg('phases', 'bulk,requests,flows').split(','));
 /** `--bin PATH`: another build's bin/run.js, to compare builds in alternating runs. */
 const bin = arg('bin', fileURLToPath(new URL('../bin/run.js', import.meta.url)));
 const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
@@ -286,33 +288,39 @@ try {
     `${what}: tunnel ${fmt(c.tunnel, digits)}${unit} | veth ${fmt(c.veth, digits)}${unit} | ratio ${fmt(c.toVeth, 3)}` +
     (hasWg ? ` | wireguard-go ${fmt(c.wg, digits)}${unit}, oxyctl / wireguard-go ${fmt(c.toWg, 2)}` : '');
   console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth and over wireguard-go; medians of ${rounds} interleaved rounds`);
-  const up = compare('bulk', (t) => iperf(t));
-  console.log(line('iperf3 (device → host)', up, 2, ' Gbit/s'));
-  // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
-  const down = compare('bulk-r', (t) => iperf(t, '-R'));
-  console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
-  const req = compare('requests', (t) => rps(t));
-  console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
-  console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
-  console.log(`CPU per request through the tunnel: ${perUnit(req.cpu, req.total * seconds, 1e6, 'µs')}`);
-  // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
-  rps('198.18.0.10', true, 2000); // warm-up: the flow-setup code paths are compiled before they are measured
-  const counter = (name) => Number(new RegExp(`${name}\\s+(\\d+)`).exec(inNs(names.dev, 'nstat', ['-az', name]))?.[1] ?? 0);
-  const synRetrans = () => counter('TcpExtTCPSynRetrans');
-  const segsBefore = counter('TcpRetransSegs');
-  const retransBefore = synRetrans();
-  const flows = compare('flows', (t) => rps(t, true));
-  console.log(line('HTTP requests/s, a new connection each (16 clients)', flows, 0, ''));
-  console.log(
-    `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
-  );
-  console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
+  if (phases.has('bulk')) {
+    const up = compare('bulk', (t) => iperf(t));
+    console.log(line('iperf3 (device → host)', up, 2, ' Gbit/s'));
+    // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
+    const down = compare('bulk-r', (t) => iperf(t, '-R'));
+    console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
+    console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+  }
+  if (phases.has('requests')) {
+    const req = compare('requests', (t) => rps(t));
+    console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
+    console.log(`CPU per request through the tunnel: ${perUnit(req.cpu, req.total * seconds, 1e6, 'µs')}`);
+  }
+  if (phases.has('flows')) {
+    // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
+    rps('198.18.0.10', true, 2000); // warm-up: the flow-setup code paths are compiled before they are measured
+    const counter = (name) => Number(new RegExp(`${name}\\s+(\\d+)`).exec(inNs(names.dev, 'nstat', ['-az', name]))?.[1] ?? 0);
+    const synRetrans = () => counter('TcpExtTCPSynRetrans');
+    const segsBefore = counter('TcpRetransSegs');
+    const retransBefore = synRetrans();
+    const flows = compare('flows', (t) => rps(t, true));
+    console.log(line('HTTP requests/s, a new connection each (16 clients)', flows, 0, ''));
+    console.log(
+      `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
+    );
+    console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
+    const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
+    console.log(
+      `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
+        (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : ''),
+    );
+  }
   console.log(failedLine());
-  const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
-  console.log(
-    `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
-      (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : ''),
-  );
 
   const probe = `require('net').connect(80,'198.18.4.10').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1)); setTimeout(()=>process.exit(2),2000)`;
   oxy('tunnel', 'route', 'ip', 'add', '198.18.4.0/24', 'dc');

@@ -225,7 +225,7 @@ export interface NativeAddon {
   PacketRelay: new (tunFd: number, socketFd: number, options: { maxPacketSize: number; sendBufferSize?: number }) => NativePacketRelay;
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
-  FastNat: new (stats: Float64Array) => NativeFastNat;
+  FastNat: new (stats: Float64Array, fastClose: boolean) => NativeFastNat;
   seqpacketListen(path: string, backlog: number): number;
   seqpacketConnect(path: string): number;
   seqpacketPair(): [number, number];

@@ -2,8 +2,11 @@
  * The IP edge's fast path for established upgraded TCP flows (cpp/fastnat.cc): the SEQPACKET
  * sockets that joined it and the upgrade TUN it is attached to NAT and pass those flows'
  * packets in their read batches, without a JS turn, a Buffer or a parse in JS per packet.
- * SYN, FIN and RST, fragments, IP options and anything unknown still reach JS, and a flow that
- * showed FIN or RST stays with JS from then on (its TCP state and close are JS's). Packets to a
+ * Clients' SYNs, every FIN and RST, fragments, IP options and anything unknown still reach JS, and
+ * a flow that showed RST stays with JS from then on. With `fastClose` (default; OXY_IP_FAST_CLOSE=0
+ * turns it off, to compare) the kernel's SYN-ACK and the ACKs after a FIN pass natively (only the
+ * rest of the FIN's read batch follows it to JS, so nothing overtakes it); without it a flow that
+ * showed FIN stays with JS too, as before. Packets to a
  * client whose socket has messages queued in JS wait behind them (JS sends them, in order).
  *
  * Counters and the last-seen time of each registered flow accumulate in a Float64Array that
@@ -30,9 +33,12 @@ export class FastNat {
   private next = 0;
 
   /** `capacity`: flows registered at once; more stay on the JS path. */
-  constructor(readonly capacity = 65536) {
+  constructor(
+    readonly capacity = 65536,
+    readonly fastClose = process.env.OXY_IP_FAST_CLOSE !== '0',
+  ) {
     this.stats = new Float64Array(capacity * STRIDE);
-    this.handle = new (native().FastNat)(this.stats);
+    this.handle = new (native().FastNat)(this.stats, fastClose);
   }
 
   /**

@@ -22,7 +22,8 @@
  *
  * Flows whose client is a SEQPACKET socket go on the native fast path from their SYN
  * (`goFast`, native/fast-nat.ts): their packets are NATed between that socket and the TUN in
- * the read batches, with no JS turn per packet; JS keeps SYN, FIN, RST and everything unusual.
+ * the read batches, with no JS turn per packet; JS keeps the client's SYN, every FIN and RST and
+ * everything unusual.
  */
 import net from 'node:net';
 
@@ -51,6 +52,11 @@ export interface UpgraderOptions extends TunLinkOptions {
   backlog?: number;
   /** Flows on the native fast path at once (more stay on the JS path). Default 16,384. */
   fastFlows?: number;
+  /**
+   * The kernel's SYN-ACK and the ACKs after a FIN take the fast path too (JS still sees every
+   * FIN). Default true; OXY_IP_FAST_CLOSE=0 turns it off (see native/fast-nat.ts).
+   */
+  fastClose?: boolean;
 }
 
 export interface UpgraderStats {
@@ -126,7 +132,7 @@ export class TcpUpgrader {
   ) {
     this.pool4 = new NatPool({ base: V4_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
     this.pool6 = new NatPool({ base: V6_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
-    this.fastNat = new FastNat(options.fastFlows ?? 16384);
+    this.fastNat = new FastNat(options.fastFlows ?? 16384, options.fastClose);
     tun.useFastNat(this.fastNat);
     tun.on('packets', (batch) => this.fromTun(batch));
     tun.on('error', () => {});

@@ -16,7 +16,7 @@ namespace oxy {
 namespace {
 
 constexpr int kStride = 5;  // packetsIn, bytesIn, packetsOut, bytesOut, lastSeen
-constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04;
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
 
 struct Tcp {
   uint32_t version;
@@ -97,7 +97,8 @@ void CopyAddress(Napi::Value value, uint8_t out[16]) {
 
 }  // namespace
 
-// The JS face: new FastNat(stats: Float64Array); flow ids run from 0 to stats.length / 5 - 1.
+// The JS face: new FastNat(stats: Float64Array, fastClose: boolean); flow ids run from 0 to
+// stats.length / 5 - 1.
 class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -109,7 +110,8 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
   explicit FastNatWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastNatWrap>(info) {
     Napi::Float64Array stats = info[0].As<Napi::Float64Array>();
     stats_ = Napi::Persistent(stats);
-    nat_ = std::make_shared<FastNat>(stats.Data(), static_cast<uint32_t>(stats.ElementLength() / kStride));
+    bool fast_close = info.Length() < 2 || info[1].ToBoolean().Value();
+    nat_ = std::make_shared<FastNat>(stats.Data(), static_cast<uint32_t>(stats.ElementLength() / kStride), fast_close);
   }
 
   ~FastNatWrap() override { nat_->Detach(); }
@@ -212,7 +214,31 @@ void FastNat::DropPeer(FastPeer* peer) {
 }
 
 void FastNat::BeginKernelBatch() {
+  batch_++;
   for (auto& [id, peer] : peers_) peer->blocked = false;
+}
+
+bool FastNat::ToJs(Entry* entry, uint8_t flags, bool from_kernel) {
+  // After an RST every packet of the flow is JS's (it ends the flow).
+  if (flags & kRst) {
+    entry->slow = true;
+    return true;
+  }
+  if (!fast_close_) {
+    // JS keeps the TCP state: SYNs (handshake, retransmits, a reused tuple) are its, and after a
+    // FIN every packet of this flow is.
+    if (flags & kFin) entry->slow = true;
+    return (flags & (kSyn | kFin)) != 0;
+  }
+  // The kernel's SYN-ACK needs no judgement; a client's SYN (a retransmit, a reused tuple) does.
+  if (flags & kSyn) return !(from_kernel && (flags & kAck));
+  // JS sees every FIN (the flow's close and linger are its); what follows it in the same batch
+  // goes to JS too, since JS's packets leave after the batch's native ones.
+  if (flags & kFin) {
+    entry->held_in = batch_;
+    return true;
+  }
+  return entry->held_in == batch_;
 }
 
 void FastNat::Erase(Entry* entry) {
@@ -244,13 +270,7 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   auto it = by_client_.find(key);
   if (it == by_client_.end() || it->second->slow) return false;
   Entry* entry = it->second;
-  // JS keeps the TCP state: SYNs (handshake, retransmits, a reused tuple) are its, and after a
-  // FIN or RST every packet of this flow is.
-  if (t.flags & kSyn) return false;
-  if (t.flags & (kFin | kRst)) {
-    entry->slow = true;
-    return false;
-  }
+  if (ToJs(entry, t.flags, false)) return false;
   Rewrite(packet, t, entry->nat.addr, entry->nat.port, entry->listen.addr, entry->listen.port);
   ssize_t n;
   do {
@@ -274,11 +294,7 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
   auto it = by_nat_.find(key);
   if (it == by_nat_.end() || it->second->slow) return false;
   Entry* entry = it->second;
-  if (t.flags & kSyn) return false;
-  if (t.flags & (kFin | kRst)) {
-    entry->slow = true;
-    return false;
-  }
+  if (ToJs(entry, t.flags, true)) return false;
   auto peer_it = peers_.find(entry->peer);
   if (peer_it == peers_.end()) return false;
   FastPeer* peer = peer_it->second;

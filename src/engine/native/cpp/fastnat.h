@@ -3,7 +3,10 @@
 // anything reaches JS. A client packet of a registered flow is NATed and written to the TUN
 // there; a kernel packet for one is un-NATed and sent to its client's socket. Anything else
 // (SYN, FIN, RST, fragments, IP options, unknown flows, a client socket with messages queued
-// in JS) goes to JS as before, and a flow that showed FIN or RST stays with JS from then on.
+// in JS) goes to JS as before, and a flow that showed RST stays with JS from then on. With
+// `fast close` (the default) the kernel's SYN-ACK passes here too, and after a FIN only the
+// rest of that read batch goes to JS (so nothing overtakes the FIN): the close's ACKs do not
+// cross into JS. Without it, a flow that showed FIN stays with JS as well.
 // JS registers a flow at its first SYN and removes it when the flow ends;
 // counters and the last-seen time go to a Float64Array JS reads when it needs them.
 #pragma once
@@ -30,7 +33,7 @@ struct FastPeer {
 // use it, so no finalization order leaves one of them with a dangling pointer.
 class FastNat {
  public:
-  FastNat(double* stats, uint32_t capacity) : stats_(stats), capacity_(capacity) {}
+  FastNat(double* stats, uint32_t capacity, bool fast_close) : stats_(stats), capacity_(capacity), fast_close_(fast_close) {}
   ~FastNat();
 
   // The table behind a JS FastNat object (null if it is not one).
@@ -48,6 +51,8 @@ class FastNat {
   bool FromKernel(uint8_t* packet, size_t length, double now);
   // Start of a TUN read batch: peers blocked in the previous one may be tried again.
   void BeginKernelBatch();
+  // Start of a client socket's read batch (a FIN's hold on its flow ends with the batch).
+  void BeginClientBatch() { batch_++; }
 
  private:
   struct Tuple {
@@ -71,6 +76,8 @@ class FastNat {
     Endpoint nat;   // the slot the kernel sees the client as
     Endpoint listen;
     bool slow;
+    // The read batch in which a FIN of this flow went to JS: the rest of that batch follows it.
+    uint64_t held_in;
   };
   template <class K>
   struct BytesHash {
@@ -89,6 +96,8 @@ class FastNat {
 
   friend class FastNatWrap;
   void Erase(Entry* entry);
+  // Whether a packet with these TCP flags goes to JS (and marks the flow for it).
+  bool ToJs(Entry* entry, uint8_t flags, bool from_kernel);
   void Count(const Entry* entry, int offset, size_t bytes, double now);
 
   std::unordered_map<Tuple, Entry*, BytesHash<Tuple>, BytesEq<Tuple>> by_client_;
@@ -100,6 +109,9 @@ class FastNat {
   // Per flow id: packetsIn, bytesIn, packetsOut, bytesOut, lastSeen (ms); JS reads and zeroes the counters.
   double* stats_ = nullptr;
   uint32_t capacity_ = 0;
+  bool fast_close_ = true;
+  // Read batches begun (either kind): 0 is never one, so a fresh entry holds nothing.
+  uint64_t batch_ = 1;
   // Packets handled here (client → kernel, kernel → client), and those lost to a failed write/send.
   double totals_[3] = {0, 0, 0};
 };

@@ -294,6 +294,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     int read_errno = 0;
     bool eof = false;
     double now = 0;
+    if (fast_) fast_->BeginClientBatch();
     // Messages the fast path took count too: a busy peer must not hold the loop.
     uint32_t reads = 0;
     while (reads++ < batch_size_ && scratch.size() - used >= max_message_) {

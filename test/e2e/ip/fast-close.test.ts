@@ -1,0 +1,114 @@
+/**
+ * Fast close (native/fast-nat.ts `fastClose`, OXY_IP_FAST_CLOSE): the kernel's SYN-ACK and the
+ * packets after a FIN pass natively, while JS still sees the client's SYN and every FIN (the
+ * flow's close and linger are its). Without it a flow that showed FIN stays with JS for good.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { createHarness, type Harness } from './harness.js';
+import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
+
+const TAIL = 2 * 1024 * 1024;
+const tail = randomBytes(TAIL);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Port 7201 answers the client's FIN with 2 MiB, then its own FIN (a half-closed flow busy one way),
+ * 300 ms later (so the test sees the FIN reach the flow table first); others echo.
+ */
+function serve(socket: net.Socket, flow: Flow): void {
+  if (flow.dstPort !== 7201) {
+    socket.pipe(socket);
+    return;
+  }
+  socket.on('data', () => undefined);
+  socket.once('end', () => setTimeout(() => socket.end(tail), 300));
+}
+
+for (const fastClose of [true, false]) {
+  privilegedDescribe(`IP edge fast path, fastClose ${fastClose}`, () => {
+    let h: Harness;
+    const ended: [Flow, FlowEndReason][] = [];
+
+    beforeAll(async () => {
+      h = await createHarness({
+        onFlowEnd: (flow, reason) => ended.push([flow, reason]),
+        onTcpStream: serve,
+        timeouts: { tcpCloseLingerMs: 200 },
+        fastPath: true,
+        upgrade: { fastClose },
+      });
+    });
+    afterAll(() => h?.close());
+
+    const endOf = async (srcPort: number) => {
+      await expect.poll(() => ended.find(([f]) => f.srcPort === srcPort), { timeout: 10_000 }).toBeTruthy();
+      return ended.find(([f]) => f.srcPort === srcPort)!;
+    };
+
+    describe('a short flow', () => {
+      it(`JS sees the SYN, ${fastClose ? 'not' : 'and'} the SYN-ACK, and each FIN; the flow ends 'fin'`, async () => {
+        const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+        try {
+          const stats = h.edge.upgrader.stats;
+          const [toKernel, fromKernel] = [stats.toKernel, stats.fromKernel];
+          const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 43001, dst: '198.18.2.2', dstPort: 7200 });
+          // The handshake is done: the SYN went through JS; the SYN-ACK only without fast close.
+          expect(stats.toKernel - toKernel).toBe(1);
+          expect(stats.fromKernel - fromKernel).toBe(fastClose ? 0 : 1);
+          const echoed: Buffer[] = [];
+          await new Promise<void>((resolve, reject) => {
+            socket.on('data', (c: Buffer) => echoed.push(c));
+            socket.once('end', resolve);
+            socket.once('error', reject);
+            socket.end('hello');
+          });
+          expect(Buffer.concat(echoed).toString()).toBe('hello');
+          const [, reason] = await endOf(43001);
+          expect(reason).toBe('fin');
+          if (fastClose) {
+            // SYN and the client's FIN; the kernel's FIN. The ACKs of the close went natively.
+            expect(stats.toKernel - toKernel).toBe(2);
+            expect(stats.fromKernel - fromKernel).toBe(1);
+          } else {
+            expect(stats.toKernel - toKernel).toBeGreaterThanOrEqual(3);
+          }
+        } finally {
+          t.close();
+        }
+      });
+    });
+
+    it('a half-closed flow: 2 MiB after the client FIN arrive byte-exact, natively only with fast close', async () => {
+      const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+      try {
+        const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 43002, dst: '198.18.2.2', dstPort: 7201 });
+        const received: Buffer[] = [];
+        const done = new Promise<void>((resolve, reject) => {
+          socket.on('data', (c: Buffer) => received.push(c));
+          socket.once('end', resolve);
+          socket.once('error', reject);
+        });
+        socket.end('that is all');
+        // The client's FIN reached the flow table; the server answers 300 ms after it.
+        await expect.poll(() => [...h.edge.table.flows()].find((f) => f.srcPort === 43002)?.finIn, { timeout: 250, interval: 10 }).toBe(true);
+        const native = h.edge.upgrader.fastNat.totals.toClients;
+        await done;
+        const got = Buffer.concat(received);
+        expect(got.length).toBe(TAIL);
+        expect(sha(got)).toBe(sha(tail));
+        // After a FIN: natively with fast close (JS takes what meets a full client socket); never without.
+        const after = h.edge.upgrader.fastNat.totals.toClients - native;
+        if (fastClose) expect(after).toBeGreaterThan(0);
+        else expect(after).toBe(0);
+        const [, reason] = await endOf(43002);
+        expect(reason).toBe('fin');
+      } finally {
+        t.close();
+      }
+    }, 30_000);
+  });
+}
