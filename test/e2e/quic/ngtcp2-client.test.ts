@@ -2,60 +2,26 @@
 // against the unchanged quiche edge: processes, curl through the tunnel, many streams at once,
 // bulk bytes both ways, a refused certificate, and a redial after the edge was killed.
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
 import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialQuic, listenQuic, Ngtcp2TunnelConnection, type QuicDialError } from '../../../src/engine/transport/quic/index.js';
-import { OxyProcess, startEdge, useWebTunnel } from '../../helpers/processes.js';
+import { startEdge, useWebTunnel } from '../../helpers/processes.js';
+import { getVia, quicTunnel, sha256hex, useBulkOrigin } from './support.js';
 
 const run = promisify(execFile);
 const t = useWebTunnel();
 const NGTCP2 = { OXY_QUIC_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:transport:quic' };
 const BULK = randomBytes(24 * 1024 * 1024);
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sha = sha256hex;
 
-let origin: Server;
-let originUrl = '';
-beforeAll(async () => {
-  origin = createServer((req, res) => {
-    if (req.url === '/bulk') return void res.end(BULK);
-    if (req.method === 'POST') {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
-      req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
-      return;
-    }
-    res.end(`hello ${req.url}`);
-  });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-});
-afterAll(() => origin.close());
+const origin = useBulkOrigin(BULK);
 
-async function tunnel(connections = 2) {
-  const e = await startEdge(t.home);
-  t.procs.push(e.edge);
-  const c = new OxyProcess(
-    t.home,
-    ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--ha-connections', String(connections), '--url', originUrl, 'web'],
-    NGTCP2,
-  );
-  t.procs.push(c);
-  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} [^\\n]*protocol=quic`));
-  return { ...e, connector: c };
-}
-
-const get = (port: number, path: string) =>
-  request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(async (r) => ({
-    status: r.statusCode,
-    body: Buffer.from(await r.body.arrayBuffer()),
-  }));
+const tunnel = (connections = 2) => quicTunnel(t, origin.url, { connections, connectorEnv: NGTCP2 });
+const get = getVia;
 
 describe('connector on ngtcp2, edge on quiche', () => {
   it('registers over ngtcp2 and serves curl, 300 concurrent requests and bulk bytes both ways', async () => {

@@ -3,61 +3,28 @@
 // requests at once, bulk bytes both ways, a client that trusts another CA refused, and hostile
 // datagrams at the QUIC port while a good client is served.
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
 import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialQuic, listenQuic, Ngtcp2TunnelConnection, type QuicDialError } from '../../../src/engine/transport/quic/index.js';
-import { OxyProcess, startEdge, useWebTunnel } from '../../helpers/processes.js';
+import { useWebTunnel } from '../../helpers/processes.js';
+import { getVia, quicTunnel, sha256hex, useBulkOrigin } from './support.js';
 
 const run = promisify(execFile);
 const t = useWebTunnel();
 const EDGE = { OXY_QUIC_SERVER_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:transport:quic' };
 const BULK = randomBytes(24 * 1024 * 1024);
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sha = sha256hex;
 
-let origin: Server;
-let originUrl = '';
-beforeAll(async () => {
-  origin = createServer((req, res) => {
-    if (req.url === '/bulk') return void res.end(BULK);
-    if (req.method === 'POST') {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
-      req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
-      return;
-    }
-    res.end(`hello ${req.url}`);
-  });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-});
-afterAll(() => origin.close());
+const origin = useBulkOrigin(BULK);
 
-async function tunnel(client: 'quiche' | 'ngtcp2', connections = 2) {
-  const e = await startEdge(t.home, [], {}, EDGE);
-  t.procs.push(e.edge);
-  const c = new OxyProcess(
-    t.home,
-    ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--ha-connections', String(connections), '--url', originUrl, 'web'],
-    client === 'ngtcp2' ? { OXY_QUIC_IMPL: 'ngtcp2' } : {},
-  );
-  t.procs.push(c);
-  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} [^\\n]*protocol=quic`));
-  return { ...e, connector: c };
-}
-
-const get = (port: number, path: string) =>
-  request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(async (r) => ({
-    status: r.statusCode,
-    body: Buffer.from(await r.body.arrayBuffer()),
-  }));
+const tunnel = (client: 'quiche' | 'ngtcp2', connections = 2) =>
+  quicTunnel(t, origin.url, { connections, edgeEnv: EDGE, connectorEnv: client === 'ngtcp2' ? { OXY_QUIC_IMPL: 'ngtcp2' } : {} });
+const get = getVia;
 
 /** QUIC-shaped garbage: random bytes, truncated long headers, Initials with random CIDs (a flood), short headers. */
 function hostileDatagrams(count: number): Buffer[] {

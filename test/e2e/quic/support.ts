@@ -1,7 +1,13 @@
 // Shared bits of the QUIC e2e tests.
+import { createHash } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { afterAll, beforeAll } from 'vitest';
 import type { OutgoingDatagram, PktinfoUdpSocket } from '../../../src/engine/native/index.js';
+import { OxyProcess, startEdge } from '../../helpers/processes.js';
 
 /**
  * A Node dgram socket dressed as a PktinfoUdpSocket, for control experiments: it hands the
@@ -56,4 +62,58 @@ export function recordSources(socket: PktinfoUdpSocket): Set<string> {
     for (let i = 0; i < batch.count; i++) sources.add(batch.sourceAddress(i));
   });
   return sources;
+}
+
+export const sha256hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * The origin of the QUIC tunnel e2e tests: GET /bulk answers `bulk`, a POST answers
+ * "<bytes> <sha256>" of its body, anything else "hello <path>". Started in a beforeAll, closed after.
+ */
+export function useBulkOrigin(bulk: Buffer): { readonly url: string } {
+  const o = { url: '' };
+  let origin: Server | undefined;
+  beforeAll(async () => {
+    origin = createServer((req, res) => {
+      if (req.url === '/bulk') return void res.end(bulk);
+      if (req.method === 'POST') {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
+        req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
+        return;
+      }
+      res.end(`hello ${req.url}`);
+    });
+    await new Promise<void>((r) => origin!.listen(0, '127.0.0.1', r));
+    o.url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  });
+  afterAll(() => origin?.close());
+  return o;
+}
+
+/** GET `path` of app.example.com through an edge's public listener. */
+export const getVia = (port: number, path: string) =>
+  request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(async (r) => ({
+    status: r.statusCode,
+    body: Buffer.from(await r.body.arrayBuffer()),
+  }));
+
+/** An edge and a QUIC connector for tunnel `web` of `t` (each with its own env), once `connections` registered. */
+export async function quicTunnel(
+  t: { readonly home: string; readonly procs: OxyProcess[] },
+  originUrl: string,
+  o: { connections?: number; edgeEnv?: Record<string, string>; connectorEnv?: Record<string, string> } = {},
+) {
+  const connections = o.connections ?? 2;
+  const e = await startEdge(t.home, [], {}, o.edgeEnv);
+  t.procs.push(e.edge);
+  const c = new OxyProcess(
+    t.home,
+    ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--ha-connections', String(connections), '--url', originUrl, 'web'],
+    o.connectorEnv,
+  );
+  t.procs.push(c);
+  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} [^\\n]*protocol=quic`));
+  return { ...e, connector: c };
 }

@@ -95,6 +95,69 @@ struct Stream {
 
 class Conn;
 
+// Packets built for one sendmmsg: each with its connection (counters, errors) and, on an
+// unconnected socket, its destination and the local address to send from (IP_PKTINFO).
+class PacketBatch {
+ public:
+  void Init(size_t max_payload);
+  // Room for the next packet (max payload bytes), valid until Push.
+  uint8_t* Slot() { return tx_.data() + count_ * max_payload_; }
+  // The slot holds a packet of `len` bytes for `path` (c: null for a packet of no connection).
+  // Returns true when the batch is full: Send it.
+  bool Push(Conn* c, const ngtcp2_path& path, size_t len);
+  // sendmmsg of every packet, to `path` and from its local address unless `connected`.
+  void Send(int fd, bool connected);
+
+ private:
+  struct Meta {
+    size_t len;
+    Conn* conn;
+    sockaddr_storage remote;
+    socklen_t remote_len;
+    sockaddr_storage local;
+  };
+  size_t max_payload_ = 0;
+  size_t count_ = 0;
+  std::vector<uint8_t> tx_;
+  std::vector<Meta> meta_;
+};
+
+// One flush per loop turn: a uv_check (plus a uv_idle so the loop does not block before it runs).
+class TurnScheduler {
+ public:
+  void Init(uv_loop_t* loop, void* owner, uv_check_cb cb);
+  // Runs the callback in this turn's check phase (once, however often armed).
+  void Arm();
+  // In the callback: the turn's flush is running.
+  void Disarm();
+  void Close();
+  bool usable() const { return check_ != nullptr; }
+
+ private:
+  uv_check_t* check_ = nullptr;
+  uv_idle_t* idle_ = nullptr;
+  uv_check_cb cb_ = nullptr;
+  bool armed_ = false;
+};
+
+// A timer below libuv's millisecond: a timerfd (CLOCK_MONOTONIC, absolute ns) watched by uv_poll.
+// ngtcp2's pacing on loopback asks for waits of tens of µs between bursts; a 1 ms uv_timer each
+// time capped bulk at about a congestion window per millisecond.
+class SoonTimer {
+ public:
+  void Init(uv_loop_t* loop, void* owner, void (*cb)(void* owner));
+  // Fires at `ts` (Now() clock) unless armed earlier already.
+  void At(uint64_t ts);
+  void Close();
+
+ private:
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  uint64_t due_ = UINT64_MAX;
+  void* owner_ = nullptr;
+  void (*cb_)(void*) = nullptr;
+};
+
 // What a connection needs from the object that owns its socket.
 class Host {
  public:
@@ -112,6 +175,8 @@ class Host {
   virtual void Finished(Conn* c) = 0;
   // End of a callback that ran on the connection's own timer: send, deliver, finalize.
   virtual void AfterTimer(Conn* c) = 0;
+  // Flush `c` at `ts`, within the millisecond (a SoonTimer).
+  virtual void FlushAt(Conn* c, uint64_t ts) = 0;
   // A connection ID (and its stateless reset token) the connection issues / retires.
   virtual int IssueCid(Conn* c, ngtcp2_cid* cid, uint8_t* token, size_t cidlen);
   virtual void RetireCid(Conn* c, const ngtcp2_cid* cid) {}
@@ -183,6 +248,8 @@ class Conn {
   std::vector<std::string> cids;
 
   void ReportSendError(int err);
+  // The packet left (true) or the kernel had no room for it (false: loss recovery resends it).
+  void Sent(bool ok) { ok ? packets_sent++ : send_dropped++; }
   // Stops the timer and frees ngtcp2/GnuTLS state (the connection is over).
   void Teardown();
 

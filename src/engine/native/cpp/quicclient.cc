@@ -96,16 +96,10 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     if (problem.empty()) problem = conn_->InitClient(Path());
     if (!problem.empty()) throw Napi::Error::New(env, "QuicClient: " + problem);
 
-    check_ = new uv_check_t();
-    uv_check_init(loop, check_);
-    check_->data = this;
-    idle_ = new uv_idle_t();
-    uv_idle_init(loop, idle_);
-    idle_->data = this;
-
+    turn_.Init(loop, this, &QuicClient::OnCheck);
+    soon_.Init(loop, this, [](void* owner) { static_cast<QuicClient*>(owner)->FlushNow(); });
     rx_.resize(kRecvBatch * size_t(max_payload_ + 64));
-    tx_.resize(kMaxPacketsPerSend * size_t(max_payload_));
-    tx_len_.resize(kMaxPacketsPerSend);
+    batch_.Init(max_payload_);
     SetWatch(env, UV_READABLE);
     conn_->scheduled = true;
     Schedule(conn_.get());
@@ -117,47 +111,18 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   void Emit(Conn*, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override { events_.Add(type, flag, double(id), data, len); }
 
-  void Schedule(Conn*) override {
-    if (flush_scheduled_ || !check_) return;
-    flush_scheduled_ = true;
-    uv_check_start(check_, &QuicClient::OnCheck);
-    uv_idle_start(idle_, [](uv_idle_t*) {});
+  void Schedule(Conn*) override { turn_.Arm(); }
+
+  void FlushAt(Conn*, uint64_t ts) override { soon_.At(ts); }
+
+  uint8_t* TxSlot() override { return batch_.Slot(); }
+
+  void TxPush(Conn* c, const ngtcp2_path& path, size_t len) override {
+    if (batch_.Push(c, path, len)) TxSend();
   }
 
-  uint8_t* TxSlot() override { return tx_.data() + tx_count_ * max_payload_; }
-
-  void TxPush(Conn*, const ngtcp2_path&, size_t len) override {
-    tx_len_[tx_count_++] = len;
-    if (tx_count_ == kMaxPacketsPerSend) TxSend();
-  }
-
-  void TxSend() override {
-    size_t n = tx_count_;
-    tx_count_ = 0;
-    if (n == 0 || fd_ < 0) return;
-    mmsghdr msgs[kMaxPacketsPerSend];
-    iovec iovs[kMaxPacketsPerSend];
-    for (size_t i = 0; i < n; i++) {
-      iovs[i] = {tx_.data() + i * max_payload_, tx_len_[i]};
-      memset(&msgs[i].msg_hdr, 0, sizeof(msghdr));
-      msgs[i].msg_hdr.msg_iov = &iovs[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    size_t done = 0;
-    for (int attempts = 0; done < n && attempts < 64; attempts++) {
-      int rc = sendmmsg(fd_, msgs + done, unsigned(n - done), 0);
-      if (rc < 0) {
-        if (errno == EINTR) continue;
-        // Full socket buffer: the packets are lost, QUIC's loss recovery resends them.
-        if (errno != EAGAIN && errno != EWOULDBLOCK) conn_->ReportSendError(errno);
-        else conn_->send_dropped++;
-        done++;
-        continue;
-      }
-      done += size_t(rc);
-      conn_->packets_sent += uint64_t(rc);
-    }
-  }
+  // Connected: the kernel knows the destination.
+  void TxSend() override { batch_.Send(fd_, true); }
 
   void Finished(Conn*) override {
     closed_ = true;
@@ -289,16 +254,18 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   static void OnCheck(uv_check_t* handle) {
     auto* self = static_cast<QuicClient*>(handle->data);
     if (!self) return;
-    uv_check_stop(self->check_);
-    uv_idle_stop(self->idle_);
-    self->flush_scheduled_ = false;
-    if (!self->Usable()) return;
-    Napi::HandleScope scope(self->env_);
-    self->conn_->scheduled = false;
-    self->conn_->Flush();
-    self->TxSend();
-    self->Deliver();
-    self->MaybeFinalize();
+    self->turn_.Disarm();
+    self->FlushNow();
+  }
+
+  void FlushNow() {
+    if (!Usable()) return;
+    Napi::HandleScope scope(env_);
+    conn_->scheduled = false;
+    conn_->Flush();
+    TxSend();
+    Deliver();
+    MaybeFinalize();
   }
 
   // ------------------------------------------------------------------ teardown
@@ -318,18 +285,8 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   void ResetCallbacks() override { on_events_.Reset(); }
 
   void Teardown() {
-    if (check_) {
-      uv_check_stop(check_);
-      check_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(check_), [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
-      check_ = nullptr;
-    }
-    if (idle_) {
-      uv_idle_stop(idle_);
-      idle_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
-      idle_ = nullptr;
-    }
+    turn_.Close();
+    soon_.Close();
     if (conn_) conn_->Teardown();
     if (cred_) {
       gnutls_certificate_free_credentials(cred_);
@@ -347,18 +304,15 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   socklen_t local_len_ = 0;
   uint32_t max_payload_ = 1350;
 
-  uv_check_t* check_ = nullptr;
-  uv_idle_t* idle_ = nullptr;
-  bool flush_scheduled_ = false;
+  TurnScheduler turn_;
+  SoonTimer soon_;
   int in_js_ = 0;
   bool closed_ = false;
   bool finish_pending_ = false;
 
   EventBatch events_;
   std::vector<uint8_t> rx_;
-  std::vector<uint8_t> tx_;
-  std::vector<size_t> tx_len_;
-  size_t tx_count_ = 0;
+  PacketBatch batch_;
 };
 
 }  // namespace

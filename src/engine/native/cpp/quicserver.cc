@@ -44,13 +44,6 @@ constexpr size_t kControlSize = 128;
 constexpr size_t kMacLength = 16;
 constexpr int kResetsPerSecond = 200;
 
-struct TxMeta {
-  size_t len;
-  sockaddr_storage remote;
-  socklen_t remote_len;
-  sockaddr_storage local;
-};
-
 void Hmac(const std::vector<uint8_t>& key, const uint8_t* a, size_t alen, const uint8_t* b, size_t blen, uint8_t out[32]) {
   gnutls_hmac_hd_t h;
   gnutls_hmac_init(&h, GNUTLS_MAC_SHA256, key.data(), key.size());
@@ -139,18 +132,13 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     getsockname(fd_, reinterpret_cast<sockaddr*>(&bound_), &bound_len_);
 
     napi_get_uv_event_loop(env, &loop_);
-    check_ = new uv_check_t();
-    uv_check_init(loop_, check_);
-    check_->data = this;
-    idle_ = new uv_idle_t();
-    uv_idle_init(loop_, idle_);
-    idle_->data = this;
+    turn_.Init(loop_, this, &QuicServer::OnCheck);
+    soon_.Init(loop_, this, [](void* owner) { static_cast<QuicServer*>(owner)->OnSoon(); });
 
     rx_.resize(kRecvBatch * recv_slot_);
     rx_names_.resize(kRecvBatch);
     rx_control_.resize(kRecvBatch * kControlSize);
-    tx_.resize(kMaxPacketsPerSend * size_t(max_payload_));
-    tx_meta_.resize(kMaxPacketsPerSend);
+    batch_.Init(max_payload_);
     SetWatch(env, UV_READABLE);
   }
 
@@ -169,63 +157,22 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
 
   void Schedule(Conn* c) override {
     dirty_.push_back(c->handle());
-    if (flush_scheduled_ || !check_) return;
-    flush_scheduled_ = true;
-    uv_check_start(check_, &QuicServer::OnCheck);
-    uv_idle_start(idle_, [](uv_idle_t*) {});
+    turn_.Arm();
   }
 
-  uint8_t* TxSlot() override { return tx_.data() + tx_count_ * max_payload_; }
+  void FlushAt(Conn* c, uint64_t ts) override {
+    soon_list_.push_back(c->handle());
+    soon_.At(ts);
+  }
+
+  uint8_t* TxSlot() override { return batch_.Slot(); }
 
   void TxPush(Conn* c, const ngtcp2_path& path, size_t len) override {
-    TxMeta& m = tx_meta_[tx_count_];
-    m.len = len;
-    m.remote_len = path.remote.addrlen;
-    memcpy(&m.remote, path.remote.addr, std::min<size_t>(path.remote.addrlen, sizeof(m.remote)));
-    memcpy(&m.local, path.local.addr, std::min<size_t>(path.local.addrlen, sizeof(m.local)));
-    tx_conn_[tx_count_] = c;
-    if (++tx_count_ == kMaxPacketsPerSend) TxSend();
+    if (batch_.Push(c, path, len)) TxSend();
   }
 
-  // sendmmsg of the batch, each packet from its path's local address.
-  void TxSend() override {
-    size_t n = tx_count_;
-    tx_count_ = 0;
-    if (n == 0 || fd_ < 0) return;
-    mmsghdr msgs[kMaxPacketsPerSend];
-    iovec iovs[kMaxPacketsPerSend];
-    alignas(cmsghdr) uint8_t control[kMaxPacketsPerSend][CMSG_SPACE(sizeof(in6_pktinfo))];
-    for (size_t i = 0; i < n; i++) {
-      TxMeta& m = tx_meta_[i];
-      iovs[i] = {tx_.data() + i * max_payload_, m.len};
-      msghdr& h = msgs[i].msg_hdr;
-      memset(&h, 0, sizeof(h));
-      h.msg_name = &m.remote;
-      h.msg_namelen = m.remote_len;
-      h.msg_iov = &iovs[i];
-      h.msg_iovlen = 1;
-      SetSource(h, control[i], sizeof(control[i]), m);
-    }
-    size_t done = 0;
-    for (int attempts = 0; done < n && attempts < 64; attempts++) {
-      int rc = sendmmsg(fd_, msgs + done, unsigned(n - done), 0);
-      if (rc < 0) {
-        if (errno == EINTR) continue;
-        // Full socket buffer: the packet is lost, QUIC's loss recovery resends it. Another
-        // refusal (unreachable, EPERM) is counted on the connection and the rest go on.
-        if (Conn* c = tx_conn_[done]) {
-          if (errno != EAGAIN && errno != EWOULDBLOCK) c->ReportSendError(errno);
-          else c->send_dropped++;
-        }
-        done++;
-        continue;
-      }
-      for (size_t i = done; i < done + size_t(rc); i++) {
-        if (tx_conn_[i]) tx_conn_[i]->packets_sent++;
-      }
-      done += size_t(rc);
-    }
-  }
+  // Each packet to its path's remote address, from its local one (pktinfo).
+  void TxSend() override { batch_.Send(fd_, false); }
 
   void Finished(Conn* c) override {
     for (const std::string& key : c->cids) {
@@ -511,69 +458,43 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     TxPush(nullptr, path, len);
   }
 
-  // IP_PKTINFO for IPv4 (and IPv4-mapped) destinations, IPV6_PKTINFO otherwise; none for a wildcard.
-  void SetSource(msghdr& h, uint8_t* control, size_t size, const TxMeta& m) {
-    memset(control, 0, size);
-    if (m.local.ss_family == AF_INET) {
-      const in_addr& src = reinterpret_cast<const sockaddr_in*>(&m.local)->sin_addr;
-      if (src.s_addr == INADDR_ANY) return;
-      SetV4(h, control, src);
-      return;
-    }
-    const in6_addr& src = reinterpret_cast<const sockaddr_in6*>(&m.local)->sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(&src)) {
-      in_addr v4;
-      memcpy(&v4, &src.s6_addr[12], 4);
-      if (v4.s_addr == INADDR_ANY) return;
-      SetV4(h, control, v4);
-      return;
-    }
-    if (IN6_IS_ADDR_UNSPECIFIED(&src)) return;
-    h.msg_control = control;
-    h.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = IPPROTO_IPV6;
-    c->cmsg_type = IPV6_PKTINFO;
-    c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
-    in6_pktinfo pi{};
-    pi.ipi6_addr = src;
-    memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-  }
-
-  static void SetV4(msghdr& h, uint8_t* control, const in_addr& src) {
-    h.msg_control = control;
-    h.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = IPPROTO_IP;
-    c->cmsg_type = IP_PKTINFO;
-    c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
-    in_pktinfo pi{};
-    pi.ipi_spec_dst = src;
-    memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-  }
-
   // ------------------------------------------------------------------ rhythm
 
   static void OnCheck(uv_check_t* handle) {
     auto* self = static_cast<QuicServer*>(handle->data);
     if (!self) return;
-    uv_check_stop(self->check_);
-    uv_idle_stop(self->idle_);
-    self->flush_scheduled_ = false;
+    self->turn_.Disarm();
     Napi::HandleScope scope(self->env_);
     self->FlushDirty();
     self->EndCallback();
   }
 
-  // Every connection with work flushes once (one made dirty meanwhile joins this round).
+  // The precise timer: connections that waited for pacing flush now (one not yet due asks again).
+  void OnSoon() {
+    Napi::HandleScope scope(env_);
+    std::vector<uint32_t> list;
+    list.swap(soon_list_);
+    for (uint32_t handle : list) {
+      Conn* c = Find(handle);
+      if (!c || c->scheduled) continue;
+      c->scheduled = true;
+      dirty_.push_back(handle);
+    }
+    FlushDirty();
+    EndCallback();
+  }
+
+  // Every connection with work flushes once; one that asks again meanwhile (pacing: due within
+  // the millisecond) goes next turn.
   void FlushDirty() {
-    for (size_t i = 0; i < dirty_.size(); i++) {
-      Conn* c = Find(dirty_[i]);
+    std::vector<uint32_t> list;
+    list.swap(dirty_);
+    for (uint32_t handle : list) {
+      Conn* c = Find(handle);
       if (!c || !c->scheduled) continue;
       c->scheduled = false;
       c->Flush();
     }
-    dirty_.clear();
     TxSend();
   }
 
@@ -702,18 +623,8 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   void ResetCallbacks() override { on_events_.Reset(); }
 
   void Teardown() {
-    if (check_) {
-      uv_check_stop(check_);
-      check_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(check_), [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
-      check_ = nullptr;
-    }
-    if (idle_) {
-      uv_idle_stop(idle_);
-      idle_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
-      idle_ = nullptr;
-    }
+    turn_.Close();
+    soon_.Close();
     // Closes JS asked for (listener.close()) leave before the socket closes.
     if (fd_ >= 0) FlushDirty();
     conns_.clear();
@@ -751,9 +662,9 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> finished_;
 
-  uv_check_t* check_ = nullptr;
-  uv_idle_t* idle_ = nullptr;
-  bool flush_scheduled_ = false;
+  TurnScheduler turn_;
+  SoonTimer soon_;
+  std::vector<uint32_t> soon_list_;
   int in_js_ = 0;
 
   EventBatch events_;
@@ -762,10 +673,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   std::vector<uint8_t> rx_;
   std::vector<sockaddr_storage> rx_names_;
   std::vector<uint8_t> rx_control_;
-  std::vector<uint8_t> tx_;
-  std::vector<TxMeta> tx_meta_;
-  Conn* tx_conn_[kMaxPacketsPerSend] = {};
-  size_t tx_count_ = 0;
+  PacketBatch batch_;
 
   time_t reset_window_ = 0;
   int resets_in_window_ = 0;

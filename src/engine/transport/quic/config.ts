@@ -6,6 +6,7 @@
  */
 import { quiche, type Config as QuicheConfig } from '@matrixai/quic/native/index.js';
 import { OxyError } from '../../../core/errors.js';
+import type { NativeQuicConnSettings } from '../../native/index.js';
 
 export { quiche };
 export type { QuicheConfig };
@@ -89,19 +90,9 @@ const NGTCP2_CONGESTION_CONTROLS = ['cubic', 'reno', 'bbr', 'bbr2'];
 
 /**
  * Tuning and timing with every default filled in: what quiche's config (buildQuicheConfig) and
- * the addon's ngtcp2 connections (client and server) are both built from.
+ * the addon's ngtcp2 connections (client and server: NativeQuicConnSettings) are both built from.
  */
-export interface QuicSettings {
-  maxUdpPayloadSize: number;
-  maxRecvUdpPayloadSize: number;
-  idleTimeoutMs: number;
-  keepAliveMs: number;
-  initialMaxData: number;
-  initialMaxStreamData: number;
-  maxStreamWindow: number;
-  maxConnectionWindow: number;
-  maxConcurrentStreams: number;
-  congestionControl: string;
+export interface QuicSettings extends NativeQuicConnSettings {
   hystart: boolean;
   datagramQueueLength: number;
 }
