@@ -1,11 +1,13 @@
 // Shared bits of the QUIC e2e tests.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
 import { request } from 'undici';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { OutgoingDatagram, PktinfoUdpSocket } from '../../../src/engine/native/index.js';
 import { OxyProcess, startEdge } from '../../helpers/processes.js';
 
@@ -116,4 +118,22 @@ export async function quicTunnel(
   t.procs.push(c);
   for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} [^\\n]*protocol=quic`));
   return { ...e, connector: c };
+}
+
+/** Through an edge's public listener: curl, 300 concurrent requests, `bulk` (the origin's) byte-exact down and up. */
+export async function expectServes(httpPort: number, bulk: Buffer): Promise<void> {
+  const curl = await promisify(execFile)('curl', ['-sS', '-H', 'Host: app.example.com', `http://127.0.0.1:${httpPort}/curl`]);
+  expect(curl.stdout).toBe('hello /curl');
+
+  const many = await Promise.all(Array.from({ length: 300 }, (_, i) => getVia(httpPort, `/r${i}`)));
+  expect(many.map((r) => r.status)).toEqual(many.map(() => 200));
+  expect(many.map((r) => r.body.toString())).toEqual(many.map((_, i) => `hello /r${i}`));
+
+  const down = await getVia(httpPort, '/bulk');
+  expect(down.status).toBe(200);
+  expect(down.body.length).toBe(bulk.length);
+  expect(sha256hex(down.body)).toBe(sha256hex(bulk));
+
+  const up = await request(`http://127.0.0.1:${httpPort}/up`, { method: 'POST', body: bulk, headers: { host: 'app.example.com' } });
+  expect(await up.body.text()).toBe(`${bulk.length} ${sha256hex(bulk)}`);
 }
