@@ -26,7 +26,10 @@
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
-      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      # SWALLOW_UNTHROWABLE_EXCEPTIONS: a method that fails while a worker's env stops (JS still
+      # running after Worker.terminate(), calls into JS refused) returns quietly instead of
+      # rethrowing from node-addon-api's wrapper (std::terminate, exit 134): decisions "Leftovers".
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS!='linux'", {"sources=": ["src/engine/native/cpp/unsupported.cc"]}],

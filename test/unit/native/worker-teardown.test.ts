@@ -49,6 +49,30 @@ it('a worker terminated while its UDP socket calls into JS: the call is dropped,
   expect(out).toContain('done');
 });
 
+it('a worker terminated while its JS calls an addon method: the method returns, the process lives', () => {
+  // Once terminate() is asked, the env refuses calls into JS while its JS still runs: a method
+  // whose N-API call fails then threw, and node-addon-api's wrapper could not rethrow it into JS
+  // ("terminate called after throwing an instance of 'Napi::Error'"). The define
+  // NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp) lets the method return instead.
+  const { status, out } = runChild(
+    `
+    const { Worker } = require('node:worker_threads');
+    for (let i = 0; i < 12; i++) {
+      const w = new Worker(WORKER, { eval: true });
+      await new Promise((r) => w.once('online', r));
+      await new Promise((r) => setTimeout(r, 10 + (i % 4) * 10));
+      await w.terminate();
+    }`,
+    `
+    const u = new addon.UdpSocket(4, { batchSize: 4, maxDatagramSize: 2048, maxReadsPerWakeup: 1 });
+    u.bind('127.0.0.1', 0);
+    for (;;) u.address();`,
+  );
+  expect(out).not.toMatch(/FATAL|terminate called/);
+  expect(status).toBe(0);
+  expect(out).toContain('done');
+});
+
 // Relays on the addon's threads hold their env's thread-safe function: the first to finish after
 // the env ended locked its freed mutex (uv_mutex_lock → abort(), no message).
 

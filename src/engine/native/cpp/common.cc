@@ -77,14 +77,14 @@ bool CanCallJs(napi_env env) {
 
 bool CallJs(napi_env env, napi_value fn, napi_async_context context, size_t argc, const napi_value* argv,
             napi_value* result) {
-  if (!CanCallJs(env)) return false;
+  bool pending = false;
+  if (!CanCallJs(env) || (napi_is_exception_pending(env, &pending) == napi_ok && pending)) return false;  // the pending one wins
   napi_value recv;
   napi_value ignored;
   if (result == nullptr) result = &ignored;
   napi_status status = context != nullptr ? (napi_get_global(env, &recv), napi_make_callback(env, context, recv, fn, argc, argv, result))
                                           : (napi_get_undefined(env, &recv), napi_call_function(env, recv, fn, argc, argv, result));
   if (status == napi_ok) return true;
-  bool pending = false;
   napi_value err = nullptr;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
   // An env that stopped has no exception at all, and V8's termination reads as null: dropped
@@ -94,6 +94,15 @@ bool CallJs(napi_env env, napi_value fn, napi_async_context context, size_t argc
   if (err != nullptr) napi_typeof(env, err, &type);
   if (CanCallJs(env) && type != napi_null) napi_fatal_exception(env, err);
   return false;
+}
+
+void RaiseUncaught(napi_env env, const Napi::Error* js, const char* what) {
+  // Reading the error may call into JS too: in an env that stops meanwhile it throws again.
+  try {
+    if (CanCallJs(env)) napi_fatal_exception(env, js != nullptr ? js->Value() : Napi::Error::New(env, what).Value());
+  } catch (const std::exception&) {
+    // The env stopped under us: nobody to tell.
+  }
 }
 
 void InvokeCallback(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext& context,
@@ -265,15 +274,7 @@ void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
     self->events_ = 0;
     return;
   }
-  // No JS frame is below us: a C++ exception escaping here would terminate the
-  // process, so it becomes an 'uncaughtException' instead (unless the env stopped meanwhile).
-  try {
-    self->OnPoll(status, events);
-  } catch (const Napi::Error& e) {
-    if (CanCallJs(env)) napi_fatal_exception(env, e.Value());
-  } catch (const std::exception& e) {
-    if (CanCallJs(env)) napi_fatal_exception(env, Napi::Error::New(env, e.what()).Value());
-  }
+  GuardCallback(env, [self, status, events] { self->OnPoll(status, events); });
 }
 
 void CloseFd(int& fd) {

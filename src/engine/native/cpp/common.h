@@ -39,6 +39,20 @@ bool CanCallJs(napi_env env);
 bool CallJs(napi_env env, napi_value fn, napi_async_context context, size_t argc, const napi_value* argv,
             napi_value* result);
 
+// Runs `body` from a libuv or thread callback: no JS frame is below, so a C++ exception escaping
+// would terminate the process. It becomes an 'uncaughtException' instead, unless the env stopped.
+void RaiseUncaught(napi_env env, const Napi::Error* js, const char* what);
+template <typename Body>
+void GuardCallback(napi_env env, Body&& body) {
+  try {
+    body();
+  } catch (const Napi::Error& e) {
+    RaiseUncaught(env, &e, nullptr);
+  } catch (const std::exception& e) {
+    RaiseUncaught(env, nullptr, e.what());
+  }
+}
+
 // CallJs from a libuv callback with node-addon-api's types.
 void InvokeCallback(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext& context,
                     std::initializer_list<napi_value> args);

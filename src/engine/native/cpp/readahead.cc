@@ -345,9 +345,11 @@ class ReadAheadLoop : public RelayLoop<ReadAheadLoop, ReadAhead> {
   static void Report(Napi::Env env, Napi::Function callback, Outcome* out) {
     std::unique_ptr<Outcome> o(out);
     if (env != nullptr && CanCallJs(env)) {
-      Napi::HandleScope scope(env);
-      napi_value args[] = {o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null(), Napi::Boolean::New(env, o->cancelled)};
-      CallJs(env, callback, nullptr, 2, args, nullptr);
+      GuardCallback(env, [&] {
+        Napi::HandleScope scope(env);
+        napi_value args[] = {o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null(), Napi::Boolean::New(env, o->cancelled)};
+        CallJs(env, callback, nullptr, 2, args, nullptr);
+      });
     }
     CloseFd(o->local);
   }

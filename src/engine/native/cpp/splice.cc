@@ -184,12 +184,14 @@ class SpliceLoop : public RelayLoop<SpliceLoop, Relay> {
   static void Report(Napi::Env env, Napi::Function callback, Outcome* out) {
     std::unique_ptr<Outcome> o(out);
     if (env == nullptr || !CanCallJs(env)) return;  // the environment is going away (the reference goes with it)
-    Napi::HandleScope scope(env);
     delete o->counters;
-    napi_value args[] = {o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null(),
-                         Napi::Number::New(env, static_cast<double>(o->a_to_b)), Napi::Number::New(env, static_cast<double>(o->b_to_a)),
-                         Napi::Boolean::New(env, o->cancelled)};
-    CallJs(env, callback, nullptr, 4, args, nullptr);
+    GuardCallback(env, [&] {
+      Napi::HandleScope scope(env);
+      napi_value args[] = {o->err != 0 ? Napi::Value(ErrnoError(env, o->syscall, o->err)) : env.Null(),
+                           Napi::Number::New(env, static_cast<double>(o->a_to_b)), Napi::Number::New(env, static_cast<double>(o->b_to_a)),
+                           Napi::Boolean::New(env, o->cancelled)};
+      CallJs(env, callback, nullptr, 4, args, nullptr);
+    });
   }
 
 };
