@@ -9,7 +9,8 @@
  * --perf-basic-prof), `--strace DIR` writes `strace -c -f` counts per process (slow: counts only).
  *
  *   npm run build && node bench/h1-bulk.js [--mib 1024] [--rounds 3] [--dirs down,up] \
- *     [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
+ *     [--fresh 1] [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
+ * --fresh 1 starts new processes for every round (a process's CPU per MB can stay off its twin's).
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +27,7 @@ const dirs = String(arg('dirs', 'down,up')).split(',');
 const syscalls = arg('syscalls', '0') !== '0';
 const perfDir = arg('perf', undefined);
 const straceDir = arg('strace', undefined);
+const fresh = arg('fresh', '0') !== '0';
 const here = fileURLToPath(new URL('..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-bulk-'));
 const HOST = 'bench.example.com';
@@ -125,6 +127,13 @@ try {
   for (const [i] of configs.entries()) await curl(pairs[i].url, 'down'); // warm-up
   const all = configs.map(() => ({ down: [], up: [] }));
   for (let r = 0; r < rounds; r++) {
+    if (fresh && r > 0) {
+      // New processes for every round: one process can run ~1.7x the CPU per MB of its twin for
+      // its whole life on this machine, which a per-pair A/B would read as the build's.
+      for (const p of pairs) for (const pid of Object.values(p.pids)) process.kill(pid);
+      for (const [i, c] of configs.entries()) pairs[i] = await start(c, `${i}-${r}`, originUrl);
+      for (const [i] of configs.entries()) await curl(pairs[i].url, 'down');
+    }
     for (const op of dirs) {
       const line = [];
       for (const [i, c] of configs.entries()) {
