@@ -6,6 +6,7 @@
  * Then the killed holder's address accepts TCP and never answers TLS (a hung host): requests on
  * both HTTP paths wait for that dial, are served through the other holder, and their
  * Proxy-Status names the holder that served them, not the one picked first.
+ * Heartbeats every 10 s: the killed holder stays in edge-b's view for 30 s, the whole file.
  */
 import { execFile } from 'node:child_process';
 import http from 'node:http';
@@ -28,14 +29,16 @@ let origin: http.Server;
 let hung: Server | undefined;
 const held: Socket[] = [];
 const edges: Record<string, { proc: OxyProcess; tunnel: number; http: number }> = {};
+/** Answers to /slow, held until the test lets them go. */
+const slow: http.ServerResponse[] = [];
 
 async function startEdge(location: string) {
-  edges[location] = await startLoopbackEdge(home, location, procs);
+  edges[location] = await startLoopbackEdge(home, location, procs, { OXY_EDGE_HEARTBEAT_MS: '10000' });
 }
 
 beforeAll(async () => {
   ({ home, cleanup } = tempHome());
-  origin = http.createServer((req, res) => res.end(`origin ${req.url}`));
+  origin = http.createServer((req, res) => (req.url === '/slow' ? void slow.push(res) : res.end(`origin ${req.url}`)));
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
   await oxyOk(home, ['tunnel', 'create', 'web']);
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
@@ -50,6 +53,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
+  for (const res of slow) res.end('origin /slow');
   await Promise.all(procs.map((p) => p.stop()));
   await new Promise((r) => origin?.close(r));
   for (const s of held) s.destroy();
@@ -81,10 +85,15 @@ it('after a failover on the per-request path, Proxy-Status names the holder that
   const survivor = dead === 'edge-a' ? 'edge-c' : 'edge-a';
   await edges[dead].proc.exited();
   // The dead holder's address now takes TCP connections and never answers (a hung host). While
-  // its last refused dial backs off (250 ms) edge-b forwards to the survivor; the first request
-  // after that dials the dead holder again, waits for the dial's timeout (5 s) and fails over.
+  // its last refused dial backs off edge-b forwards to the survivor; the first request after that
+  // dials the dead holder again, waits for the dial's timeout (5 s) and fails over.
   hung = createServer((s) => void held.push(s.on('error', () => undefined)));
   await new Promise<void>((r) => hung!.listen(edges[dead].tunnel, '127.0.0.1', r));
+  // edge-b picks the least busy holder, and between two idle ones the first it lists: keep a
+  // request open on the survivor so that the dead holder (no streams) is the one picked.
+  execFile('curl', ['--silent', '-0', '--max-time', '40', '-H', 'Host: app.example.com', `http://127.0.0.1:${b.http}/slow`], () => undefined);
+  for (const t0 = Date.now(); slow.length === 0 && Date.now() - t0 < 15_000; ) await new Promise((r) => setTimeout(r, 50));
+  expect(slow.length).toBe(1);
   // Loop until edge-b fails over, not until the hung port takes a connection: the connector,
   // which was given the dead edge's address too, redials it and is held there as well.
   const failovers = b.proc.count(/Forwarding to another edge that holds the tunnel/);
