@@ -557,6 +557,7 @@ int64_t Conn::OpenStream() {
   int64_t id;
   if (ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr) != 0) return -1;
   Create(id);
+  awaiting_answer_ = true;  // JS's unansweredMs() runs from here
   return id;
 }
 
@@ -625,6 +626,7 @@ void Conn::Probe() {
   if (!Usable()) return;
   ngtcp2_conn_set_keep_alive_timeout(conn_, 1);
   probing_ = true;
+  awaiting_answer_ = true;
   Dirty();
 }
 
@@ -685,8 +687,8 @@ void Conn::Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64
     HandleReadError(rv);
     return;
   }
-  if (!answered_) {
-    answered_ = true;
+  if (awaiting_answer_) {
+    awaiting_answer_ = false;
     Event(kEvAnswered, 0, 0, nullptr, 0);
   }
   Dirty();
@@ -767,7 +769,6 @@ void Conn::OnTimer(uv_timer_t* handle) {
 
 void Conn::Flush() {
   if (!Usable()) return;
-  answered_ = false;
   in_flush_ = true;
   flush_gen_++;
   uint64_t ts = Now();
@@ -855,7 +856,12 @@ void Conn::Flush() {
     host_->TxPush(this, ps.path, size_t(nwrite));
     total_pkts++;
   }
-  ngtcp2_conn_update_pkt_tx_time(conn_, ts);
+  // Pacing from the first RTT sample on: before it ngtcp2 paces at cwnd per initial RTT (333 ms),
+  // so the server's first flight (its certificate chain) held everything ack-eliciting after it
+  // — HANDSHAKE_DONE, the first response bytes — for ~110 ms.
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn_, &st);
+  if (st.first_rtt_sample_ts != UINT64_MAX) ngtcp2_conn_update_pkt_tx_time(conn_, ts);
   for (int64_t id : requeue) {
     if (Stream* s = Find(id)) Enqueue(s);
   }

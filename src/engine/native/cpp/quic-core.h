@@ -292,7 +292,9 @@ class Conn {
   bool closed_ = false;
   bool stateless_reset_ = false;
   bool probing_ = false;
-  bool answered_ = false;  // a kEvAnswered is queued since the last flush
+  // Something JS sent waits for the peer's next packet (a stream opened, a probe): the next
+  // packet read is reported (kEvAnswered) once; otherwise reads cost JS nothing.
+  bool awaiting_answer_ = true;
   bool close_pending_ = false;
   bool close_transport_ = false;
   bool confirmed_ = false;
