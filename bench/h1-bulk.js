@@ -13,12 +13,12 @@
  * --fresh 1 starts new processes for every round (a process's CPU per MB can stay off its twin's).
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, rssMiB, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
 
 const run = promisify(execFile);
 const mib = Number(arg('mib', 1024));
@@ -68,7 +68,7 @@ async function start(c, i, originUrl) {
     { env },
   );
   children.push(connector.child);
-  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid } };
+  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid }, output: edge.output };
 }
 
 const countSyscalls = (pid) => {
@@ -125,6 +125,10 @@ try {
   const pairs = [];
   for (const [i, c] of configs.entries()) pairs.push(await start(c, i, originUrl));
   for (const [i] of configs.entries()) await curl(pairs[i].url, 'down'); // warm-up
+  // BENCH_WRK=S in a config's env: S seconds of small requests (wrk, 32 connections) through its
+  // pair first, as bench/peers.js runs them before its bulk transfers.
+  for (const [i, c] of configs.entries())
+    if (c.env.BENCH_WRK) await run('wrk', ['-t2', '-c32', `-d${c.env.BENCH_WRK}s`, '-H', `Host: ${HOST}`, `${pairs[i].url}/small`]);
   const all = configs.map(() => ({ down: [], up: [] }));
   for (let r = 0; r < rounds; r++) {
     if (fresh && r > 0) {
@@ -141,11 +145,13 @@ try {
         const m = await transfer(c.name, pairs[i].url, pids, op, r + 1);
         all[i][op].push(m);
         const sys = m.sys.edge !== undefined ? ` syscalls/MB ${fmt(m.sys.edge, 0)} / ${fmt(m.sys.connector, 0)}` : '';
-        line.push(`${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (origin ${fmt(m.cpu.origin, 2)})${sys}`);
+        const rss = `RSS ${fmt(rssMiB(pids.edge), 0)} / ${fmt(rssMiB(pids.connector), 0)} MiB`;
+        line.push(`${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (origin ${fmt(m.cpu.origin, 2)})${sys}, ${rss}`);
       }
       console.log(`round ${r + 1} ${op} (load ${fmt(loadavg()[0])}): ${line.join(' | ')}`);
     }
   }
+  if (arg('edge-log', undefined)) writeFileSync(arg('edge-log'), pairs.map((p) => p.output()).join('\n=====\n'));
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const [i, c] of configs.entries())
     for (const op of dirs) {
