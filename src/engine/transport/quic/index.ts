@@ -232,6 +232,8 @@ export interface QuicListener {
   readonly impl: 'quiche' | 'ngtcp2';
   /** Live connections (quiche: handshaking ones included; ngtcp2: established ones). */
   connections(): QuicServerConnection[];
+  /** ngtcp2: the addon's own counts (connections and routed CIDs it holds, refusals, resets sent). */
+  nativeStats?(): ReturnType<Ngtcp2Listener['stats']>;
   /** Closes every connection with `code`/`reason` (default SHUTDOWN), then the socket. */
   close(code?: number, reason?: string): Promise<void>;
 }
@@ -313,6 +315,7 @@ function listenNgtcp2(
     address: listener.address,
     impl: 'ngtcp2',
     connections: () => listener.connections(),
+    nativeStats: () => listener.stats(),
     close: (code = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down') => listener.close(code, reason),
   };
 }

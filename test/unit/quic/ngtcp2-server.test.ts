@@ -1,0 +1,53 @@
+// What only the ngtcp2 edge has: the addon's listener holds many connections on one socket,
+// routes each by CID, and forgets every connection and CID once they are done — closed by the
+// client, by the edge, or gone silent — as a long-lived edge must. Clients on both libraries.
+import { afterEach, describe, expect, it } from 'vitest';
+import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { collect, echo, edgeIdentity } from './support.js';
+
+describe('ngtcp2 edge', () => {
+  const saved = process.env.OXY_QUIC_IMPL;
+  let listener: QuicListener | undefined;
+  afterEach(async () => {
+    await listener?.close();
+    listener = undefined;
+    if (saved === undefined) delete process.env.OXY_QUIC_IMPL;
+    else process.env.OXY_QUIC_IMPL = saved;
+  });
+
+  it('serves 40 connections at once on one socket and forgets them all once closed', async () => {
+    const id = await edgeIdentity();
+    const accepted: QuicServerConnection[] = [];
+    listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2', idleTimeoutMs: 1500, keepAliveMs: 0 }, (c) => {
+      accepted.push(c);
+      echo(c);
+    });
+    const port = listener.address.port;
+    const clients: QuicClientConnection[] = [];
+    for (let i = 0; i < 40; i++) {
+      // Half on each library; the client's library is chosen when it dials.
+      process.env.OXY_QUIC_IMPL = i % 2 === 0 ? 'ngtcp2' : 'quiche';
+      clients.push(await dialQuic({ host: '127.0.0.1', port, ca: id.caCert, keepAliveMs: 0 }));
+    }
+    await expect.poll(() => listener!.connections().length).toBe(40);
+    expect(listener.nativeStats!().connections).toBe(40);
+    // Every connection's bytes come back on that connection (CID routing).
+    const bodies = await Promise.all(
+      clients.map(async (c, i) => {
+        const s = await c.openStream();
+        const body = collect(s);
+        s.end(`client ${i}`);
+        return (await body).toString();
+      }),
+    );
+    expect(bodies).toEqual(clients.map((_, i) => `client ${i}`));
+    // A third close from the client, a third from the edge, a third go silent (idle timeout).
+    for (let i = 0; i < 40; i++) {
+      if (i % 3 === 0) clients[i]!.close(0, 'client done');
+      else if (i % 3 === 1) accepted.find((a) => a.remotePort === clients[i]!.localPort)!.close(0, 'edge done');
+      else (clients[i] as { abandon(reason: string): void }).abandon('gone');
+    }
+    await expect.poll(() => listener!.nativeStats!(), { timeout: 8000 }).toMatchObject({ connections: 0, cids: 0 });
+    expect(listener.connections()).toHaveLength(0);
+  }, 20_000);
+});
