@@ -150,8 +150,9 @@ export class IpEdge<R = unknown> {
 
   /**
    * A new upgraded TCP flow of a client that joined the fast path: from its SYN on, its packets
-   * bypass JS except SYNs, FIN and RST (and everything after those), so the handshake's ACK and
-   * what the client sends before the socket is accepted go natively too.
+   * bypass JS except the client's SYNs, every FIN and RST (and everything after an RST; see
+   * native/fast-nat.ts fastClose), so the handshake's ACK and what the client sends before the
+   * socket is accepted go natively too.
    */
   private goFast(flow: Flow<R>): void {
     if (!this.fastPath || flow.ended || flow.finIn || flow.finOut) return;
