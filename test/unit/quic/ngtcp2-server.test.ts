@@ -3,7 +3,7 @@
 // client, by the edge, or gone silent — as a long-lived edge must. Clients on both libraries.
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
-import { collect, echo, edgeIdentity } from './support.js';
+import { collect, echo, edgeIdentity, lossyRelay } from './support.js';
 
 describe('ngtcp2 edge', () => {
   const saved = process.env.OXY_QUIC_IMPL;
@@ -50,4 +50,24 @@ describe('ngtcp2 edge', () => {
     await expect.poll(() => listener!.nativeStats!(), { timeout: 8000 }).toMatchObject({ connections: 0, cids: 0 });
     expect(listener.connections()).toHaveLength(0);
   }, 20_000);
+
+  it('a client whose copy of the CONNECTION_CLOSE was lost still reads the code and reason (closing period)', async () => {
+    const id = await edgeIdentity();
+    let server: QuicServerConnection | undefined;
+    listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2' }, (c) => (server = c));
+    const relay = await lossyRelay(listener.address.port, { up: 0, down: 0 });
+    try {
+      const client = await dialQuic({ host: '127.0.0.1', port: relay.port, ca: id.caCert, keepAliveMs: 0 });
+      await expect.poll(() => server).toBeDefined();
+      relay.loss.down = 1; // the edge's CONNECTION_CLOSE is lost
+      server!.close(0x1234, 'edge says bye');
+      await expect.poll(() => relay.dropped.down).toBeGreaterThan(0);
+      relay.loss.down = 0;
+      // The client's next packet reaches the closing edge, which answers with its close again.
+      void client.probe();
+      expect(await client.closed).toMatchObject({ code: 0x1234, reason: 'edge says bye', remote: true });
+    } finally {
+      relay.close();
+    }
+  });
 });

@@ -679,6 +679,10 @@ uint64_t Conn::StreamsLeft() { return Usable() && ngtcp2_conn_get_handshake_comp
 // ------------------------------------------------------------------ receiving
 
 void Conn::Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64_t ts) {
+  if (closing_) {
+    ResendClose();
+    return;
+  }
   if (!Usable()) return;
   packets_recv++;
   ngtcp2_pkt_info pi{};
@@ -746,6 +750,12 @@ void Conn::HandleReadError(int rv) {
 
 void Conn::OnTimer(uv_timer_t* handle) {
   auto* self = static_cast<Conn*>(handle->data);
+  if (self && self->closing_) {
+    self->closing_ = false;  // the closing period is over: the host forgets the connection
+    self->host_->Finished(self);
+    self->host_->AfterTimer(self);
+    return;
+  }
   if (!self || !self->Usable()) return;
   int rv = ngtcp2_conn_handle_expiry(self->conn_, Now());
   if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
@@ -887,7 +897,8 @@ void Conn::Flush() {
       ngtcp2_connection_close_error_set_application_error(&ccerr, close_code_, reason, close_reason_.size());
     }
     SendClose(ccerr);
-    Finish();
+    if (server_ && !close_packet_.empty()) EnterClosing();
+    else Finish();
     return;
   }
   // Cap reached with more to send: go on next turn.
@@ -945,7 +956,32 @@ void Conn::SendClose(const ngtcp2_connection_close_error& ccerr) {
   ngtcp2_pkt_info pi{};
   uint8_t* dest = host_->TxSlot();
   ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, dest, settings_.max_payload, &ccerr, Now());
-  if (n > 0) host_->TxPush(this, ps.path, size_t(n));
+  if (n <= 0) return;
+  if (server_) {
+    // Kept for the closing period: sent again to whatever the peer still sends (EnterClosing).
+    close_packet_.assign(dest, dest + n);
+    memcpy(&close_local_, ps.path.local.addr, std::min<size_t>(ps.path.local.addrlen, sizeof(close_local_)));
+    memcpy(&close_remote_, ps.path.remote.addr, std::min<size_t>(ps.path.remote.addrlen, sizeof(close_remote_)));
+    close_local_len_ = ps.path.local.addrlen;
+    close_remote_len_ = ps.path.remote.addrlen;
+  }
+  host_->TxPush(this, ps.path, size_t(n));
+}
+
+// RFC 9000 §10.2.1: a server that closed keeps its connection IDs for three PTOs and answers
+// every packet with its CONNECTION_CLOSE again, so a peer whose copy was lost still reads the
+// code and reason (not a stateless reset). JS is done with the connection already.
+void Conn::EnterClosing() {
+  closed_ = true;
+  closing_ = true;
+  uint64_t ms = std::max<uint64_t>(1, 3 * ngtcp2_conn_get_pto(conn_) / NGTCP2_MILLISECONDS);
+  uv_timer_start(timer_, &Conn::OnTimer, ms, 0);
+}
+
+void Conn::ResendClose() {
+  ngtcp2_path path = {{reinterpret_cast<sockaddr*>(&close_local_), close_local_len_}, {reinterpret_cast<sockaddr*>(&close_remote_), close_remote_len_}, nullptr};
+  memcpy(host_->TxSlot(), close_packet_.data(), close_packet_.size());
+  host_->TxPush(this, path, close_packet_.size());
 }
 
 void Conn::ArmTimer() {
@@ -979,6 +1015,7 @@ void Conn::Finish() {
 
 void Conn::Teardown() {
   closed_ = true;
+  closing_ = false;
   if (timer_) {
     uv_timer_stop(timer_);
     timer_->data = nullptr;

@@ -261,6 +261,8 @@ class Conn {
   void FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params);
   void HandleReadError(int rv);
   void SendClose(const ngtcp2_connection_close_error& ccerr);
+  void EnterClosing();
+  void ResendClose();
   void ArmTimer();
   void Finish();
   void Dirty();
@@ -301,6 +303,13 @@ class Conn {
   uint64_t close_deadline_ = 0;
   uint64_t close_code_ = 0;
   std::string close_reason_;
+  // Server, after its CONNECTION_CLOSE: the packet and its path, answered to late packets.
+  bool closing_ = false;
+  std::vector<uint8_t> close_packet_;
+  sockaddr_storage close_local_{};
+  sockaddr_storage close_remote_{};
+  socklen_t close_local_len_ = 0;
+  socklen_t close_remote_len_ = 0;
 
   std::unordered_map<int64_t, std::unique_ptr<Stream>> streams_;
   std::deque<int64_t> sendq_;
