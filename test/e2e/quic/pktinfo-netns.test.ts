@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
-import { dialQuic, listenQuic, QuicDialError, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { dialQuic, listenQuic, QuicDialError, quicServerImpl, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { bindDgramSync } from '../native/support.js';
@@ -80,6 +80,8 @@ privilegedDescribe('QUIC listener on the wildcard of a multi-address interface (
       () => listener.close(),
     );
     expect(listener.address.address).toBe('::');
+    // The ngtcp2 edge legs (OXY_QUIC_SERVER_IMPL=ngtcp2) answer from the addon's server.
+    expect(listener.impl).toBe(quicServerImpl());
 
     for (const address of [...V4, ...V6]) {
       const result = await dial(address, listener.address.port);

@@ -76,16 +76,22 @@ bool PacketBatch::Push(Conn* c, const ngtcp2_path& path, size_t len) {
 
 namespace {
 
-void SetV4Source(msghdr& h, uint8_t* control, const in_addr& src) {
+// One control message (the buffer holds the largest, IPV6_PKTINFO).
+template <class T>
+void PutCmsg(msghdr& h, uint8_t* control, int level, int type, const T& value) {
   h.msg_control = control;
-  h.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+  h.msg_controllen = CMSG_SPACE(sizeof(T));
   cmsghdr* c = CMSG_FIRSTHDR(&h);
-  c->cmsg_level = IPPROTO_IP;
-  c->cmsg_type = IP_PKTINFO;
-  c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(sizeof(T));
+  memcpy(CMSG_DATA(c), &value, sizeof(T));
+}
+
+void SetV4Source(msghdr& h, uint8_t* control, const in_addr& src) {
   in_pktinfo pi{};
   pi.ipi_spec_dst = src;
-  memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+  PutCmsg(h, control, IPPROTO_IP, IP_PKTINFO, pi);
 }
 
 // IP_PKTINFO for an IPv4 (or IPv4-mapped) source, IPV6_PKTINFO otherwise; none for a wildcard.
@@ -104,15 +110,9 @@ void SetSource(msghdr& h, uint8_t* control, size_t size, const sockaddr_storage&
     return;
   }
   if (IN6_IS_ADDR_UNSPECIFIED(&src)) return;
-  h.msg_control = control;
-  h.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-  cmsghdr* c = CMSG_FIRSTHDR(&h);
-  c->cmsg_level = IPPROTO_IPV6;
-  c->cmsg_type = IPV6_PKTINFO;
-  c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
   in6_pktinfo pi{};
   pi.ipi6_addr = src;
-  memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+  PutCmsg(h, control, IPPROTO_IPV6, IPV6_PKTINFO, pi);
 }
 
 }  // namespace
