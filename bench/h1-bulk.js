@@ -13,7 +13,7 @@
  * --fresh 1 starts new processes for every round (a process's CPU per MB can stay off its twin's).
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,8 +96,25 @@ function curl(url, op) {
   return run('sh', ['-c', cmd], { maxBuffer: 1 << 20 }).then(() => MB / ((performance.now() - t0) / 1000));
 }
 
+/** CPU µs so far of `pid`'s threads named `comm` (the connector's read-ahead relay: oxy-readahead). */
+const threadMicros = (pid, comm) => {
+  let ticks = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== comm) continue;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ticks * 10_000;
+};
+
 async function transfer(name, url, pids, op, round) {
   const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
+  const relay0 = threadMicros(pids.connector, 'oxy-readahead');
   const stops = [];
   if (syscalls) for (const [k, p] of Object.entries(pids)) stops.push([k, countSyscalls(p)]);
   if (perfDir) for (const [k, p] of Object.entries(pids)) stops.push([undefined, record(p, join(perfDir, `${name}-${op}-${round}-${k}.data`))]);
@@ -114,6 +131,7 @@ async function transfer(name, url, pids, op, round) {
     if (k) sys[k] = n / MB;
   }
   const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (cpuMicros(p) - c0[k]) / 1000 / MB]));
+  cpu.relay = (threadMicros(pids.connector, 'oxy-readahead') - relay0) / 1000 / MB;
   return { mbps, cpu, sys };
 }
 
@@ -146,7 +164,9 @@ try {
         all[i][op].push(m);
         const sys = m.sys.edge !== undefined ? ` syscalls/MB ${fmt(m.sys.edge, 0)} / ${fmt(m.sys.connector, 0)}` : '';
         const rss = `RSS ${fmt(rssMiB(pids.edge), 0)} / ${fmt(rssMiB(pids.connector), 0)} MiB`;
-        line.push(`${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (origin ${fmt(m.cpu.origin, 2)})${sys}, ${rss}`);
+        line.push(
+          `${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (its relay thread ${fmt(m.cpu.relay, 2)}; origin ${fmt(m.cpu.origin, 2)})${sys}, ${rss}`,
+        );
       }
       console.log(`round ${r + 1} ${op} (load ${fmt(loadavg()[0])}): ${line.join(' | ')}`);
     }
