@@ -145,7 +145,8 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   // Hands the batch to JS (one call, one Buffer). JS may call back into us meanwhile.
   void Deliver() {
-    if (events_.empty() || on_events_.IsEmpty()) return;
+    // Building the Buffer runs JS: not in an env that stopped (a worker being terminated).
+    if (events_.empty() || on_events_.IsEmpty() || !CanCallJs(env_)) return;
     Napi::Buffer<uint8_t> buf = events_.Take(env_);
     in_js_++;
     InvokeCallback(env_, on_events_, *context_, {buf});

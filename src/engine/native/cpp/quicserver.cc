@@ -501,7 +501,8 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   // Sends, hands the batch to JS (JS may call back into us meanwhile), frees finished connections.
   void EndCallback() {
     TxSend();
-    if (!events_.empty() && !on_events_.IsEmpty()) {
+    // Building the Buffer runs JS: not in an env that stopped (a worker being terminated).
+    if (!events_.empty() && !on_events_.IsEmpty() && CanCallJs(env_)) {
       Napi::Buffer<uint8_t> buf = events_.Take(env_);
       events_tagged_ = false;
       in_js_++;
