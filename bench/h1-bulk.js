@@ -12,13 +12,12 @@
  *     [--fresh 1] [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
  * --fresh 1 starts new processes for every round (a process's CPU per MB can stay off its twin's).
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, rssMiB, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+import { arg, benchConfigs, cpuMicros, EDGE_RUN_LOOPBACK, fmt, initBenchTunnel, rssMiB, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
 
 const run = promisify(execFile);
 const mib = Number(arg('mib', 1024));
@@ -28,37 +27,18 @@ const syscalls = arg('syscalls', '0') !== '0';
 const perfDir = arg('perf', undefined);
 const straceDir = arg('strace', undefined);
 const fresh = arg('fresh', '0') !== '0';
-const here = fileURLToPath(new URL('..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-bulk-'));
 const HOST = 'bench.example.com';
 const MB = (mib * 1024 * 1024) / 1e6;
 const children = [];
 
 /** NAME[@DIR][:ENV=V,...] */
-const configs = process.argv
-  .flatMap((a, i) => (a === '--config' ? [process.argv[i + 1]] : []))
-  .map((spec) => {
-    const [head, envText = ''] = spec.split(/:(.*)/s);
-    const [name, root = here] = head.split('@');
-    const env = Object.fromEntries(
-      envText
-        .split(',')
-        .filter(Boolean)
-        .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
-    );
-    return { name, bin: join(resolve(root), 'bin/run.js'), env };
-  });
-if (configs.length === 0) configs.push({ name: 'this build', bin: join(here, 'bin/run.js'), env: {} });
+const configs = benchConfigs();
 
 async function start(c, i, originUrl) {
   const env = { ...process.env, OXY_HOME: join(dir, String(i)), NO_COLOR: '1', ...c.env };
   if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
-  for (const args of [
-    ['edge', 'init'],
-    ['tunnel', 'create', 'bench'],
-    ['tunnel', 'route', 'dns', 'bench', HOST],
-  ])
-    execFileSync(process.execPath, [c.bin, ...args], { env: { ...env, NODE_OPTIONS: '' }, stdio: 'ignore' });
+  initBenchTunnel(c.bin, env, HOST);
   const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
   children.push(edge.child);
   const connector = await spawnUntil(

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -100,6 +100,37 @@ export function oxyBench() {
     return p;
   };
   return { home, children, oxy, spawnOxy };
+}
+
+/**
+ * The builds and environments to compare: each `--config NAME[@DIR][:ENV=V,...]` on the command
+ * line (DIR: another checkout's root), or this build alone.
+ */
+export function benchConfigs() {
+  const configs = process.argv
+    .flatMap((a, i) => (a === '--config' ? [process.argv[i + 1]] : []))
+    .map((spec) => {
+      const [head, envText = ''] = spec.split(/:(.*)/s);
+      const [name, root] = head.split('@');
+      const env = Object.fromEntries(
+        envText
+          .split(',')
+          .filter(Boolean)
+          .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
+      );
+      return { name, bin: root ? join(resolve(root), 'bin/run.js') : OXY_BIN, env };
+    });
+  return configs.length ? configs : [{ name: 'this build', bin: OXY_BIN, env: {} }];
+}
+
+/** An edge identity and a tunnel `bench` routed for `host`, made with `bin` in `env`'s OXY_HOME. */
+export function initBenchTunnel(bin, env, host) {
+  for (const args of [
+    ['edge', 'init'],
+    ['tunnel', 'create', 'bench'],
+    ['tunnel', 'route', 'dns', 'bench', host],
+  ])
+    execFileSync(process.execPath, [bin, ...args], { env: { ...env, NODE_OPTIONS: '' }, stdio: 'ignore' });
 }
 
 /** MiB/s of one GET /bytes/N or POST /sink of `n` bytes to servers.js's HTTP server (through `origin`, as `host`). */
