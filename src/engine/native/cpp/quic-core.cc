@@ -650,8 +650,10 @@ Napi::Object Conn::Info(Napi::Env env) {
   size_t dgram = 0;
   if (remote && remote->max_datagram_frame_size > 0) {
     // Room in one packet: the short header (1 + 20-byte DCID + 4 packet number), AEAD tag,
-    // DATAGRAM frame type and length.
-    size_t payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
+    // DATAGRAM frame type and length. Packets are full size from the start (no shaping, no
+    // PMTUD), so the path's size is ours capped by the peer's, not ngtcp2's path value (1,200
+    // until PMTUD, which would refuse every UDP payload over ~1,150 bytes on the IP path).
+    size_t payload = std::min<size_t>(settings_.max_payload, remote->max_udp_payload_size);
     size_t room = payload > 64 ? payload - 1 - 20 - 4 - 16 - 1 - 4 : 0;
     dgram = std::min<size_t>(room, remote->max_datagram_frame_size > 5 ? remote->max_datagram_frame_size - 5 : 0);
   }
