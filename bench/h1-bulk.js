@@ -27,6 +27,8 @@ const syscalls = arg('syscalls', '0') !== '0';
 const perfDir = arg('perf', undefined);
 const straceDir = arg('strace', undefined);
 const fresh = arg('fresh', '0') !== '0';
+const gc = arg('gc', '0') !== '0';
+const GC_WATCH = new URL('./lib/gc-watch.cjs', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-bulk-'));
 const HOST = 'bench.example.com';
 const MB = (mib * 1024 * 1024) / 1e6;
@@ -38,6 +40,7 @@ const configs = benchConfigs();
 async function start(c, i, originUrl) {
   const env = { ...process.env, OXY_HOME: join(dir, String(i)), NO_COLOR: '1', ...c.env };
   if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
+  if (gc) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --require ${GC_WATCH}`;
   initBenchTunnel(c.bin, env, HOST);
   const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
   children.push(edge.child);
@@ -92,7 +95,16 @@ const threadMicros = (pid, comm) => {
   return ticks * 10_000;
 };
 
+/** GC ms so far of `pid`'s threads by kind (bench/lib/gc-watch.cjs writes them every 200 ms). */
+const gcTimes = (pid) => {
+  const t = { major: 0, minor: 0, incr: 0, nmajor: 0, nminor: 0 };
+  for (const f of readdirSync('/tmp').filter((f) => f.startsWith(`gc-${pid}-`) && f.endsWith('.json')))
+    for (const [k, v] of Object.entries(JSON.parse(readFileSync(join('/tmp', f), 'utf8')))) if (k in t) t[k] += v;
+  return t;
+};
+
 async function transfer(name, url, pids, op, round) {
+  const gc0 = { edge: gcTimes(pids.edge), connector: gcTimes(pids.connector) };
   const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
   const relay0 = threadMicros(pids.connector, 'oxy-readahead');
   const stops = [];
@@ -112,7 +124,17 @@ async function transfer(name, url, pids, op, round) {
   }
   const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, (cpuMicros(p) - c0[k]) / 1000 / MB]));
   cpu.relay = (threadMicros(pids.connector, 'oxy-readahead') - relay0) / 1000 / MB;
-  return { mbps, cpu, sys };
+  if (gc) await new Promise((r) => setTimeout(r, 300));
+  const gcs = Object.fromEntries(
+    Object.entries(gc0).map(([k, g0]) => {
+      const g = gcTimes(pids[k]);
+      return [
+        k,
+        `${fmt(g.major - g0.major, 0)}+${fmt(g.incr - g0.incr, 0)} ms major (${g.nmajor - g0.nmajor}), ${fmt(g.minor - g0.minor, 0)} ms minor (${g.nminor - g0.nminor})`,
+      ];
+    }),
+  );
+  return { mbps, cpu, sys, gcs };
 }
 
 try {
@@ -144,8 +166,9 @@ try {
         all[i][op].push(m);
         const sys = m.sys.edge !== undefined ? ` syscalls/MB ${fmt(m.sys.edge, 0)} / ${fmt(m.sys.connector, 0)}` : '';
         const rss = `RSS ${fmt(rssMiB(pids.edge), 0)} / ${fmt(rssMiB(pids.connector), 0)} MiB`;
+        const gcText = gc ? `, GC ${m.gcs.edge} / ${m.gcs.connector}` : '';
         line.push(
-          `${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (its relay thread ${fmt(m.cpu.relay, 2)}; origin ${fmt(m.cpu.origin, 2)})${sys}, ${rss}`,
+          `${c.name}: ${fmt(m.mbps, 0)} MB/s, ms/MB ${fmt(m.cpu.edge, 2)} / ${fmt(m.cpu.connector, 2)} (its relay thread ${fmt(m.cpu.relay, 2)}; origin ${fmt(m.cpu.origin, 2)})${sys}, ${rss}${gcText}`,
         );
       }
       console.log(`round ${r + 1} ${op} (load ${fmt(loadavg()[0])}): ${line.join(' | ')}`);

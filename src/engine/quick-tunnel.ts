@@ -24,6 +24,7 @@ import { runEdge } from './edge/run.js';
 import type { EdgeServer } from './edge/server.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { parseConfig, type ConnectorConfig } from './connector/config.js';
+import { tuneGcForDataPlane } from './util/gc.js';
 
 export interface QuickTunnel {
   url: string;
@@ -58,6 +59,7 @@ export async function startQuickTunnel(o: {
   options: Omit<ConnectorOptions, 'edge' | 'edgeCa'>;
   config?: ConnectorConfig;
 }): Promise<QuickTunnel> {
+  tuneGcForDataPlane(); // process-wide: the connector's thread too
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-quick-'));
   // Always a throwaway SQLite store of its own, whatever OXY_STORE says.
   const storeUrl = `sqlite:${join(home, STORE_FILE)}`;

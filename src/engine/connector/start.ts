@@ -25,6 +25,7 @@ import {
   type CredentialSources,
   type ProtocolChoice,
 } from './run.js';
+import { tuneGcForDataPlane } from '../util/gc.js';
 
 /**
  * What a connector runs with: typed, camelCase, durations already in milliseconds. The CLI
@@ -73,6 +74,7 @@ export interface StartedConnector {
 
 /** Resolves credentials, edge, ingress and dialer, then starts the supervisor and metrics. */
 export async function startConnector(log: Logger, o: CredentialSources & { options: ConnectorOptions; version: string }): Promise<StartedConnector> {
+  tuneGcForDataPlane();
   const f = o.options;
   const { creds, caPin } = await resolveCredentials(o);
   const edges = resolveEdges(o.home, creds, { edge: f.edge, edgeCa: f.edgeCa, caPin });

@@ -12,6 +12,7 @@ import { checkGueListen, type IpPathOptions } from './ip-path.js';
 import { TrafficRecorder } from './traffic.js';
 import { DashboardServer } from './dashboard/server.js';
 import type { WorkerLink, WorkerSpec } from './workers.js';
+import { tuneGcForDataPlane } from '../util/gc.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -75,6 +76,7 @@ function asWorker(o: RunEdgeOptions, w: WorkerSpec): RunEdgeOptions {
 
 /** Starts an edge from the data directory (creating its identity on first run). */
 export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
+  tuneGcForDataPlane();
   const o = options.worker ? asWorker(options, options.worker.spec) : options;
   const hasIp = Boolean(options.ipTunnelListen || options.gueListen);
   const shared = { reusePort: Boolean(o.worker) };
