@@ -20,6 +20,7 @@
         "src/engine/native/cpp/fastnat.cc",
         "src/engine/native/cpp/readahead.cc",
         "src/engine/native/cpp/quic-core.cc",
+        "src/engine/native/cpp/quic-pump.cc",
         "src/engine/native/cpp/quicclient.cc",
         "src/engine/native/cpp/quicserver.cc"
       ],

@@ -9,7 +9,7 @@
  * profiles with `--perf DIR` (the processes then run with --perf-basic-prof).
  *
  *   npm run build && node bench/h1-small.js [--seconds 5] [--rounds 3] \
- *     [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
+ *     [--protocol http2|quic] [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
  *
  * e.g. `--config old@/tmp/oxy-old --config new`, or `--config js:OXY_H2_READAHEAD=js --config native`.
  */
@@ -25,6 +25,8 @@ const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 3));
 const syscalls = arg('syscalls', '0') !== '0';
 const perfDir = arg('perf', undefined);
+/** The tunnel protocol of every config (`--protocol quic`), or per config with OXY_BENCH_PROTOCOL=quic in its env. */
+const protocol = arg('protocol', 'http2');
 const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-small-'));
 const HOST = 'bench.example.com';
 const children = [];
@@ -41,7 +43,18 @@ async function start(c, i, originUrl) {
   await new Promise((r) => setTimeout(r, 300));
   const connector = await spawnUntil(
     process.execPath,
-    [c.bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPortIn(edge.output())}`, '--protocol', 'http2', '--url', originUrl, 'bench'],
+    [
+      c.bin,
+      'tunnel',
+      'run',
+      '--edge',
+      `127.0.0.1:${tunnelPortIn(edge.output())}`,
+      '--protocol',
+      c.env.OXY_BENCH_PROTOCOL ?? protocol,
+      '--url',
+      originUrl,
+      'bench',
+    ],
     /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
     { env },
   );
@@ -107,7 +120,7 @@ async function wrk(name, url, pids, round) {
 }
 
 try {
-  console.log(`# http1 streams over HTTP/2, edge + connector processes, ${seconds} s of wrk x ${rounds} rounds, load ${fmt(loadavg()[0])}`);
+  console.log(`# http1 streams over ${protocol}, edge + connector processes, ${seconds} s of wrk x ${rounds} rounds, load ${fmt(loadavg()[0])}`);
   const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
   children.push(origin.child);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;

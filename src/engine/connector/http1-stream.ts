@@ -7,15 +7,22 @@
  * rule goes through the per-request path (OriginProxy.relayHttp, undici), a chunked body
  * de-chunked for it, and its answer is written back as HTTP/1.1. The edge sends a request only once the previous
  * response ended, so switching the origin socket between requests never mixes answers.
+ *
+ * On the addon's QUIC (ngtcp2) a spliced origin socket is handed to the addon once connected
+ * (TunnelStream.pumpTo): its answers go out as the stream's data without reaching JS, the request
+ * heads and bodies read here are written to it by the addon; per request JS still picks the rule
+ * and counts the answer's status. `OXY_QUIC_PUMP=0` keeps the socket in JS.
  */
 import { STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
+import { debuglog, getSystemErrorName } from 'node:util';
+import { socketFd } from '../native/index.js';
 import type { Logger } from '../observe/log.js';
 import { HOP_BY_HOP, type HttpResponseHead } from '../protocol/http-head.js';
 import { CHUNKED_BODY, ChunkedBody, Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
 import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
-import type { TunnelStream } from '../transport/types.js';
+import type { FdPump, TunnelStream } from '../transport/types.js';
 import type { IngressRule } from './ingress.js';
 import type { ConnectorMetrics } from './metrics.js';
 import type { OriginProxy } from './origin.js';
@@ -36,12 +43,22 @@ const pathOnly = (target: string): string => {
 const STATUS = /^HTTP\/1\.[01] (\d{3})/;
 /** Bytes an origin socket may hold (corked or unsent) before the tunnel stream pauses. */
 const CORKED_LIMIT = 1024 * 1024;
+/** Origin sockets are pumped by the addon where the stream can (QUIC on ngtcp2). */
+const PUMP = process.env.OXY_QUIC_PUMP !== '0';
+const debug = debuglog('oxy:connector:http1');
 
 interface OriginSocket {
   socket: Socket;
   rule: IngressRule;
   /** It has answered a request before (a close with no answer may be its idle timeout: resend). */
   used: boolean;
+  /** The addon pumps it (the socket is closed then): writes go here. */
+  pump?: FdPump;
+  /** Bytes written before the socket connected, when it is to be pumped (head: a request starts). */
+  early?: { data: Buffer; head: boolean }[];
+  earlyBytes: number;
+  /** The tunnel stream paused for this origin: resumed on drain or when it goes. */
+  resume?: () => void;
 }
 
 interface Current {
@@ -120,11 +137,57 @@ export class Http1StreamServer {
     if (!target) return this.#relay(current);
     let o = this.#origin;
     if (o && o.rule !== rule) {
-      o.socket.destroy();
+      this.#drop(o);
       o = undefined;
     }
     o ??= this.#dial(rule, target);
-    o.socket.write(rec.head);
+    this.#write(o, rec.head, true);
+  }
+
+  /** Request bytes for a spliced origin: the addon's pump, held until it connects, or the socket. */
+  #write(o: OriginSocket, data: Buffer, head: boolean): void {
+    if (o.pump) {
+      if (!o.pump.write(data, head)) this.#pauseForOrigin(o);
+      return;
+    }
+    if (o.early) {
+      o.early.push({ data, head });
+      o.earlyBytes += data.length;
+      if (o.earlyBytes > CORKED_LIMIT) this.#pauseForOrigin(o);
+      return;
+    }
+    if (head) {
+      o.socket.write(data);
+      return;
+    }
+    // An upload's bytes arrive one TLS record (16 KiB) per 'data': held corked until the end of
+    // this event-loop turn, they leave in one writev instead of one write each.
+    const socket = o.socket;
+    if (!this.#corked) {
+      this.#corked = socket;
+      socket.cork();
+      setImmediate(this.#uncork);
+    }
+    socket.write(data);
+    if (socket.writableLength > CORKED_LIMIT) this.#pauseFor(socket);
+  }
+
+  /** Stop reading the tunnel until the pumped origin drains (or goes). */
+  #pauseForOrigin(o: OriginSocket): void {
+    if (o.resume) return;
+    this.stream.pause();
+    o.resume = () => {
+      o.resume = undefined;
+      this.stream.resume();
+    };
+  }
+
+  /** Closes an origin socket (or its pump) that is no longer wanted. */
+  #drop(o: OriginSocket): void {
+    o.pump?.close();
+    o.socket.destroy();
+    o.early = undefined;
+    o.resume?.();
   }
 
   #body(bytes: Buffer): void {
@@ -148,16 +211,7 @@ export class Http1StreamServer {
       if (c.bodyLeft === 0 || c.chunked?.done) c.upload.end();
       else if (!ok) this.#pauseFor(c.upload);
     } else if (this.#origin) {
-      // An upload's bytes arrive one TLS record (16 KiB) per 'data': held corked until the end of
-      // this event-loop turn, they leave in one writev instead of one write each.
-      const socket = this.#origin.socket;
-      if (!this.#corked) {
-        this.#corked = socket;
-        socket.cork();
-        setImmediate(this.#uncork);
-      }
-      socket.write(bytes);
-      if (socket.writableLength > CORKED_LIMIT) this.#pauseFor(socket);
+      this.#write(this.#origin, bytes, false);
     }
   }
 
@@ -183,28 +237,60 @@ export class Http1StreamServer {
       keepAliveInitialDelay: o.tcpKeepAliveMs,
       autoSelectFamily: !o.noHappyEyeballs,
     });
-    const origin: OriginSocket = { socket, rule, used: false };
+    const origin: OriginSocket = { socket, rule, used: false, earlyBytes: 0 };
+    if (PUMP && this.stream.pumpTo) origin.early = [];
     const timer = setTimeout(() => socket.destroy(new Error(`dial tcp ${target.host}:${target.port}: i/o timeout`)), o.connectTimeoutMs);
-    socket.once('connect', () => clearTimeout(timer));
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      if (origin.early) this.#pump(origin);
+    });
     socket.on('data', (chunk: Buffer) => this.#originData(origin, chunk));
     let failure: Error | undefined;
     socket.on('error', (err) => (failure = err));
     socket.on('close', () => {
       clearTimeout(timer);
-      this.#originClosed(origin, failure);
+      if (!origin.pump) this.#originClosed(origin, failure);
     });
     this.#origin = origin;
     return origin;
+  }
+
+  /** The origin connected: the addon takes its socket, or (it cannot now) JS keeps it. */
+  #pump(origin: OriginSocket): void {
+    const early = origin.early ?? [];
+    origin.early = undefined;
+    const fd = socketFd(origin.socket);
+    const pump =
+      origin === this.#origin && !this.#finished && fd !== undefined
+        ? this.stream.pumpTo?.(fd, {
+            answer: (status) => this.#answered(origin, status),
+            end: (errno) =>
+              this.#originClosed(
+                origin,
+                errno ? Object.assign(new Error(`origin socket: ${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno) }) : undefined,
+              ),
+            drain: () => origin.resume?.(),
+          })
+        : undefined;
+    if (pump) {
+      debug('stream %d: origin socket pumped by the addon', this.stream.id);
+      origin.pump = pump;
+      // The addon holds a duplicate: closing ours sends nothing to the origin.
+      origin.socket.removeAllListeners('data');
+      origin.socket.destroy();
+    }
+    const resume = origin.resume;
+    origin.resume = undefined;
+    for (const e of early) this.#write(origin, e.data, e.head);
+    if (resume && !origin.resume) resume();
   }
 
   #originData(origin: OriginSocket, chunk: Buffer): void {
     const c = this.#current;
     if (origin !== this.#origin || !c || this.#finished) return;
     if (!c.answered) {
-      c.answered = true;
-      origin.used = true;
       const m = STATUS.exec(chunk.toString('latin1', 0, 16));
-      this.metrics?.responded({ status: m ? Number(m[1]) : 0, headers: [] });
+      this.#answered(origin, m ? Number(m[1]) : 0);
     }
     // Paused only above CORKED_LIMIT unsent, not at the Http2Stream's 16 KiB high-water mark:
     // that stopped and restarted reading the origin (two epoll_ctl) after every 64 KiB read.
@@ -215,7 +301,17 @@ export class Http1StreamServer {
     }
   }
 
+  /** The origin's first bytes for the current request. */
+  #answered(origin: OriginSocket, status: number): void {
+    const c = this.#current;
+    if (origin !== this.#origin || !c || c.answered || this.#finished) return;
+    c.answered = true;
+    origin.used = true;
+    this.metrics?.responded({ status, headers: [] });
+  }
+
   #originClosed(origin: OriginSocket, err: Error | undefined): void {
+    if (origin.pump) this.#drop(origin);
     if (origin !== this.#origin || this.#finished) return;
     this.#origin = undefined;
     const c = this.#current;
@@ -230,7 +326,7 @@ export class Http1StreamServer {
       // An idle keep-alive connection the origin closed as the request went out (as Go's
       // transport does, sent once more on a fresh connection).
       c.resent = true;
-      this.#dial(c.rule, target).socket.write(c.rec.head);
+      this.#write(this.#dial(c.rule, target), c.rec.head, true);
       return;
     }
     this.log.error({ err, originService: c.rule.serviceText, path: c.rec.path }, 'Request failed');
@@ -248,7 +344,7 @@ export class Http1StreamServer {
   /** The per-request path for rules that need it: undici, its answer written as HTTP/1.1. */
   #relay(c: Current): void {
     if (this.#origin) {
-      this.#origin.socket.destroy();
+      this.#drop(this.#origin);
       this.#origin = undefined;
     }
     const { rec } = c;
@@ -284,7 +380,7 @@ export class Http1StreamServer {
     if (this.#finished) return;
     this.#finished = true;
     this.#ended();
-    this.#origin?.socket.destroy();
+    if (this.#origin) this.#drop(this.#origin);
     this.#origin = undefined;
     this.#queue = undefined;
     if (err) this.stream.destroy();

@@ -128,6 +128,11 @@ export interface NativeQuicClient {
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
   streamsLeft(): number;
+  /** Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc). */
+  attachPump(id: number, fd: number): boolean;
+  /** Bytes for the pump's fd; returns those not yet written, -1 when it takes none. */
+  pumpWrite(id: number, data: Bytes, head: boolean): number;
+  closePump(id: number): void;
   close(): void;
   ref(): void;
   unref(): void;

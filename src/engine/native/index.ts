@@ -46,6 +46,7 @@ export {
   QUIC_STREAM_HIGH_WATER,
   QuicClose,
   QuicEvent,
+  QuicPumpEvent,
   type NativeQuicClient,
   type NativeQuicClientOptions,
   type NativeQuicConnSettings,

@@ -40,6 +40,16 @@ export const QuicEvent = {
   SEND_ERROR: 11,
   /** Server: the records that follow are about connection `id`. */
   CONN: 12,
+  /** A stream's fd pump (cpp/quic-pump.cc): flag QuicPumpEvent, payload f64. */
+  PUMP: 13,
+} as const;
+
+export const QuicPumpEvent = {
+  /** payload: the answer's status (0: no status line). Lazy: it rides the next batch. */
+  ANSWER: 1,
+  /** payload: errno (0: EOF). */
+  END: 2,
+  DRAIN: 3,
 } as const;
 
 export const QuicClose = {

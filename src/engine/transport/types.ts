@@ -28,6 +28,32 @@ export type TunnelRole = 'edge' | 'connector';
 export interface TunnelStream extends Duplex {
   /** Transport stream id, for logs (HTTP/2 stream id, QUIC stream id). */
   readonly id?: number;
+  /**
+   * From now on the stream's bytes go to and come from the connected TCP socket `fd` natively,
+   * without passing through this Duplex: what the peer sends is still read here, and written to
+   * the socket with FdPump.write; what the socket sends goes out as this stream's data (before
+   * anything written here afterwards). Undefined when the transport has no such pump (or the
+   * stream cannot start one now). The caller keeps its socket's ownership of `fd` (the pump uses
+   * a duplicate): close the socket once this returns.
+   */
+  pumpTo?(fd: number, events: FdPumpEvents): FdPump | undefined;
+}
+
+/** A tunnel stream pumped to and from a TCP socket (TunnelStream.pumpTo). */
+export interface FdPump {
+  /** Bytes for the socket (`head`: a request starts: its answer is reported). False: wait for onDrain. */
+  write(data: Uint8Array, head: boolean): boolean;
+  /** Stops the pump and closes its descriptor (unsent bytes for the socket are dropped). */
+  close(): void;
+}
+
+export interface FdPumpEvents {
+  /** The socket's first bytes after a head: "HTTP/1.x NNN" (0: not a status line). Comes late, never after the next head. */
+  answer(status: number): void;
+  /** The socket is done: EOF (errno 0) or a read/write error. Nothing more moves; close the pump. */
+  end(errno: number): void;
+  /** The bytes for the socket went below the high-water mark. */
+  drain(): void;
 }
 
 export interface TunnelCloseInfo {

@@ -40,7 +40,8 @@ void LogPrintf(void*, const char* fmt, ...) {
 
 // ------------------------------------------------------------------ EventBatch
 
-void EventBatch::Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len) {
+void EventBatch::Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len, bool lazy) {
+  if (!lazy) urgent_ = true;
   uint8_t head[16] = {type, flag, 0, 0};
   uint32_t l = uint32_t(len);
   memcpy(head + 4, &l, 4);
@@ -53,6 +54,7 @@ void EventBatch::Add(uint8_t type, uint8_t flag, double id, const uint8_t* data,
 Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
   auto* batch = new std::vector<uint8_t>();
   batch->swap(bytes_);
+  urgent_ = false;
   return Napi::Buffer<uint8_t>::New(env, batch->data(), batch->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, batch);
 }
 
@@ -275,7 +277,7 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   return s;
 }
 
-Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) : host_(host), handle_(handle), settings_(s) {
+Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) : host_(host), handle_(handle), settings_(s), loop_(loop) {
   timer_ = new uv_timer_t();
   uv_timer_init(loop, timer_);
   timer_->data = this;
@@ -781,6 +783,7 @@ void Conn::OnTimer(uv_timer_t* handle) {
 
 void Conn::Flush() {
   if (!Usable()) return;
+  if (!pump_out_.empty()) FlushPumps();
   in_flush_ = true;
   flush_gen_++;
   uint64_t ts = Now();
@@ -949,6 +952,7 @@ void Conn::Advance(Stream* s, uint64_t n, bool fin_offered) {
     s->want_writable = false;
     Event(kEvWritable, 0, s->id, nullptr, 0);
   }
+  if (s->pump_blocked && s->total - s->sent <= kStreamHighWater / 2) ResumePump(s);
 }
 
 void Conn::SendClose(const ngtcp2_connection_close_error& ccerr) {
@@ -1018,6 +1022,7 @@ void Conn::Finish() {
 void Conn::Teardown() {
   closed_ = true;
   closing_ = false;
+  ClosePumps();
   if (timer_) {
     uv_timer_stop(timer_);
     timer_->data = nullptr;

@@ -35,6 +35,14 @@ enum EventType : uint8_t {
   kEvAnswered = 10,
   kEvSendError = 11,  // payload f64 errno
   kEvConn = 12,       // server: the records after this one are of connection `id`
+  kEvPump = 13,       // flag: PumpEvent; payload f64 (status, errno)
+};
+
+// What a stream's fd pump (quic-pump.cc) tells JS.
+enum PumpEvent : uint8_t {
+  kPumpAnswer = 1,  // the fd's first bytes after a head: payload f64 status (0: not "HTTP/1.x NNN")
+  kPumpEnd = 2,     // the fd is done (EOF: errno 0, or a read/write error): nothing more moves
+  kPumpDrain = 3,   // the bytes JS wrote for the fd went below kStreamHighWater / 2
 };
 
 enum CloseKind : uint8_t {
@@ -60,13 +68,16 @@ void LogPrintf(void*, const char* fmt, ...);
 // Records for JS, packed back to back; one Buffer per loop callback (Take()).
 class EventBatch {
  public:
-  void Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len);
-  bool empty() const { return bytes_.empty(); }
+  // A lazy record does not make the batch worth a JS call by itself: it rides the next one.
+  void Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len, bool lazy = false);
+  bool empty() const { return !urgent_; }
+  bool has_lazy() const { return !bytes_.empty(); }
   // Hands the bytes to a Buffer that owns them.
   Napi::Buffer<uint8_t> Take(Napi::Env env);
 
  private:
   std::vector<uint8_t> bytes_;
+  bool urgent_ = false;
 };
 
 struct Chunk {
@@ -89,6 +100,7 @@ struct Stream {
   bool read_paused = false;
   uint64_t owed_credit = 0;  // bytes delivered while paused, credited on resume
   uint64_t blocked_gen = 0;  // flush generation in which flow control blocked it
+  bool pump_blocked = false;  // its fd pump stopped reading: too much unsent
 
   bool HasWork() const { return !write_closed && (sent < total || (fin && !fin_sent)); }
 };
@@ -164,6 +176,8 @@ class Host {
   virtual ~Host() = default;
   // A record for JS about connection `c`.
   virtual void Emit(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) = 0;
+  // A record JS needs, but not at once (delivered with the next batch).
+  virtual void EmitLazy(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) { Emit(c, type, flag, id, data, len); }
   // Flush `c` in this loop turn's check phase.
   virtual void Schedule(Conn* c) = 0;
   // Room for one packet (max payload bytes), valid until the next TxPush.
@@ -180,6 +194,23 @@ class Host {
   // A connection ID (and its stateless reset token) the connection issues / retires.
   virtual int IssueCid(Conn* c, ngtcp2_cid* cid, uint8_t* token, size_t cidlen);
   virtual void RetireCid(Conn* c, const ngtcp2_cid* cid) {}
+};
+
+// A stream's bytes pumped to and from a TCP socket fd without JS (quic-pump.cc): the fd's reads
+// become the stream's DATA frames (stream.ts framing), JS's writes for the fd are written at the
+// turn's flush. JS still sees what it needs per request (kEvPump records).
+struct Pump {
+  Conn* conn = nullptr;
+  int64_t id = -1;
+  int fd = -1;
+  uv_poll_t* poll = nullptr;
+  std::vector<uint8_t> out;  // for the fd, from out_off on
+  size_t out_off = 0;
+  int events = 0;
+  bool ended = false;     // kPumpEnd went: nothing more moves
+  bool answered = true;   // the fd sent bytes since the last head
+  bool want_drain = false;
+  bool queued = false;    // in the connection's list of pumps with bytes for their fd
 };
 
 struct ConnSettings {
@@ -236,6 +267,12 @@ class Conn {
   Napi::Object Info(Napi::Env env);
   Napi::Array PeerCertificates(Napi::Env env);
   uint64_t StreamsLeft();
+  // Pumps stream `id` to and from `fd` (the pump owns it: closed with the pump). False: no such stream.
+  bool AttachPump(int64_t id, int fd);
+  // Bytes for the pump's fd (`head`: a request starts: its answer is reported). Returns the bytes
+  // not yet written to the fd (a kPumpDrain follows above kStreamHighWater), -1 when it takes none.
+  double PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head);
+  void ClosePump(int64_t id);
 
   bool Usable() const { return conn_ != nullptr && !closed_; }
   uint32_t handle() const { return handle_; }
@@ -277,6 +314,14 @@ class Conn {
   static int OnAcked(ngtcp2_conn*, int64_t id, uint64_t offset, uint64_t len, void* user, void*);
   static int OnStreamClose(ngtcp2_conn*, uint32_t, int64_t id, uint64_t, void* user, void*);
   static void OnTimer(uv_timer_t* handle);
+  static void OnPumpPoll(uv_poll_t* handle, int status, int events);
+  void PumpRead(Pump* p);
+  void PumpWriteOut(Pump* p);
+  void PumpEnd(Pump* p, int err);
+  void PumpWatch(Pump* p);
+  void FlushPumps();
+  void ResumePump(Stream* s);
+  void ClosePumps();
 
   Host* host_;
   uint32_t handle_;
@@ -315,6 +360,10 @@ class Conn {
   std::deque<int64_t> sendq_;
   std::vector<int64_t> dead_;
   std::deque<std::vector<uint8_t>> datagrams_;
+  uv_loop_t* loop_;
+  std::unordered_map<int64_t, std::unique_ptr<Pump>> pumps_;
+  std::vector<int64_t> pump_out_;  // pumps with bytes for their fd, written at the flush
+  std::unique_ptr<uint8_t[]> pump_buf_;
 };
 
 }  // namespace quic

@@ -41,6 +41,9 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("info", &QuicClient::JsInfo),
         InstanceMethod("peerCertificates", &QuicClient::JsPeerCertificates),
         InstanceMethod("streamsLeft", &QuicClient::JsStreamsLeft),
+        InstanceMethod("attachPump", &QuicClient::JsAttachPump),
+        InstanceMethod("pumpWrite", &QuicClient::JsPumpWrite),
+        InstanceMethod("closePump", &QuicClient::JsClosePump),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicClient", methods);
@@ -110,6 +113,20 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   // ------------------------------------------------------------------ Host
 
   void Emit(Conn*, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override { events_.Add(type, flag, double(id), data, len); }
+  // Lazy records ride the next batch, or go on their own within kLazyMs (a scrape of the metrics
+  // they feed should not wait for the next request).
+  void EmitLazy(Conn*, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override {
+    events_.Add(type, flag, double(id), data, len, true);
+    if (!lazy_timer_) {
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env_, &loop);
+      lazy_timer_ = new uv_timer_t();
+      uv_timer_init(loop, lazy_timer_);
+      lazy_timer_->data = this;
+      uv_unref(reinterpret_cast<uv_handle_t*>(lazy_timer_));
+    }
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(lazy_timer_))) uv_timer_start(lazy_timer_, &QuicClient::OnLazyTimer, kLazyMs, 0);
+  }
 
   void Schedule(Conn*) override { turn_.Arm(); }
 
@@ -143,10 +160,20 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   bool Usable() const { return conn_ && conn_->Usable() && !closed_; }
 
+  static constexpr uint64_t kLazyMs = 20;
+
+  static void OnLazyTimer(uv_timer_t* handle) {
+    auto* self = static_cast<QuicClient*>(handle->data);
+    if (!self || !self->events_.has_lazy()) return;
+    Napi::HandleScope scope(self->env_);
+    self->Deliver(true);
+    self->MaybeFinalize();
+  }
+
   // Hands the batch to JS (one call, one Buffer). JS may call back into us meanwhile.
-  void Deliver() {
+  void Deliver(bool lazy_too = false) {
     // Building the Buffer runs JS: not in an env that stopped (a worker being terminated).
-    if (events_.empty() || on_events_.IsEmpty() || !CanCallJs(env_)) return;
+    if (!(lazy_too ? events_.has_lazy() : !events_.empty()) || on_events_.IsEmpty() || !CanCallJs(env_)) return;
     Napi::Buffer<uint8_t> buf = events_.Take(env_);
     in_js_++;
     InvokeCallback(env_, on_events_, *context_, {buf});
@@ -207,6 +234,26 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   Napi::Value JsPeerCertificates(const Napi::CallbackInfo& info) { return conn_ ? conn_->PeerCertificates(info.Env()) : Napi::Array::New(info.Env()); }
 
   Napi::Value JsStreamsLeft(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(Usable() ? conn_->StreamsLeft() : 0)); }
+
+  // attachPump(id, fd) → true when stream `id` now pumps to and from (a duplicate of) the TCP socket `fd`.
+  Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
+    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value());
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // pumpWrite(id, bytes, head) → bytes not yet written to the fd, -1 when it takes none.
+  Napi::Value JsPumpWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ByteView bytes;
+    if (!GetBytes(info[1], &bytes)) throw Napi::TypeError::New(env, "pumpWrite: bytes expected");
+    if (!Usable()) return Napi::Number::New(env, -1);
+    return Napi::Number::New(env, conn_->PumpWrite(info[0].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[2].ToBoolean()));
+  }
+
+  Napi::Value JsClosePump(const Napi::CallbackInfo& info) {
+    if (conn_) conn_->ClosePump(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  }
 
   // ------------------------------------------------------------------ loop callbacks
 
@@ -286,6 +333,11 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   void ResetCallbacks() override { on_events_.Reset(); }
 
   void Teardown() {
+    if (lazy_timer_) {
+      lazy_timer_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(lazy_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      lazy_timer_ = nullptr;
+    }
     turn_.Close();
     soon_.Close();
     if (conn_) conn_->Teardown();
@@ -307,6 +359,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   TurnScheduler turn_;
   SoonTimer soon_;
+  uv_timer_t* lazy_timer_ = nullptr;
   int in_js_ = 0;
   bool closed_ = false;
   bool finish_pending_ = false;

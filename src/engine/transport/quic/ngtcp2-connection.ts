@@ -17,9 +17,9 @@
  */
 import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
-import { QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, type NativeQuicInfo } from '../../native/index.js';
+import { QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type NativeQuicInfo } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
-import type { TunnelConnection, TunnelRole } from '../types.js';
+import type { FdPump, FdPumpEvents, TunnelConnection, TunnelRole } from '../types.js';
 import { truncateUtf8 } from '../common.js';
 import { QuicConnectionBase } from './base.js';
 import { STREAM_RESET_CODE } from './connection.js';
@@ -41,6 +41,10 @@ export interface Ngtcp2Port {
   probe(): void;
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
+  /** The client's (cpp/quic-pump.cc): a stream pumped to and from a TCP socket. */
+  attachPump?(id: number, fd: number): boolean;
+  pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
+  closePump?(id: number): void;
   /** Frees the addon's side without a packet. */
   close(): void;
 }
@@ -71,6 +75,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   private readonly options: Ngtcp2ConnectionOptions;
   private released = false;
   private failure: QuicDialFailure | undefined;
+  /** Streams pumped to a TCP socket by the addon, by stream id. */
+  private readonly pumps = new Map<number, FdPumpEvents>();
 
   /** `open` makes the addon's side, given the function its event batches go to. */
   constructor(open: (onEvents: (batch: Buffer) => void) => Ngtcp2Port, options: Ngtcp2ConnectionOptions) {
@@ -150,6 +156,25 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     return unsent <= QUIC_STREAM_HIGH_WATER;
   }
 
+  attachPump(stream: QuicStream, fd: number, events: FdPumpEvents): FdPump | undefined {
+    const native = this.native;
+    if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
+    if (!native.attachPump(stream.id, fd)) return undefined;
+    const id = stream.id;
+    this.pumps.set(id, events);
+    return {
+      write: (data, head) => {
+        const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
+        return unsent <= QUIC_STREAM_HIGH_WATER;
+      },
+      close: () => {
+        if (this.pumps.get(id) !== events) return;
+        this.pumps.delete(id);
+        if (!this.released) native.closePump!(id);
+      },
+    };
+  }
+
   resumeRead(stream: QuicStream): void {
     if (!this.released) this.native.setReadPaused(stream.id, false);
   }
@@ -200,6 +225,14 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         this.sendErrors++;
         this.lastSendError = new Error(`UDP: errno ${data.readDoubleLE(0)}`);
         break;
+      case QuicEvent.PUMP: {
+        const events = this.pumps.get(id);
+        if (!events) break;
+        if (flag === QuicPumpEvent.ANSWER) events.answer(data.readDoubleLE(0));
+        else if (flag === QuicPumpEvent.END) events.end(data.readDoubleLE(0));
+        else if (flag === QuicPumpEvent.DRAIN) events.drain();
+        break;
+      }
       case QuicEvent.CLOSED:
         this.onClosed(flag, data.readDoubleLE(0), data.subarray(8).toString('utf8'));
         break;

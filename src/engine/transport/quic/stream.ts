@@ -10,7 +10,7 @@
  */
 import { Duplex } from 'node:stream';
 import { OxyError } from '../../../core/errors.js';
-import type { TunnelStream } from '../types.js';
+import type { FdPump, FdPumpEvents, TunnelStream } from '../types.js';
 import { encodeData, endFrame, preamble, StreamFrameParser } from './framing.js';
 
 /** What the stream needs from its connection. */
@@ -21,6 +21,8 @@ export interface QuicStreamOwner {
   resumeRead(stream: QuicStream): void;
   /** The stream is done (cleanly or not); `reset` asks for RESET_STREAM + STOP_SENDING. */
   streamDestroyed(stream: QuicStream, reset: boolean): void;
+  /** The addon's ngtcp2 only: the stream's bytes pumped to and from a TCP socket (TunnelStream.pumpTo). */
+  attachPump?(stream: QuicStream, fd: number, events: FdPumpEvents): FdPump | undefined;
   /** Why the connection closed, when it did: streams it cuts fail with this. */
   closedError(): OxyError | undefined;
 }
@@ -90,6 +92,18 @@ export class QuicStream extends Duplex implements TunnelStream {
   abortedByPeer(kind: 'reset' | 'stopped', code: number): void {
     this.peerAborted = true;
     this.destroy(new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`));
+  }
+
+  pumpTo(fd: number, events: FdPumpEvents): FdPump | undefined {
+    // Only with nothing of ours waiting: the pump's bytes must follow everything written before.
+    if (!this.owner.attachPump || this.destroyed || this.writableEnded || this.writableLength > 0 || this.pending.length > 0) return undefined;
+    if (!this.preambleQueued) {
+      this.preambleQueued = true;
+      this.pending.push({ buf: preamble(), fin: false });
+      this.owner.flushStream(this);
+      if (this.destroyed) return undefined;
+    }
+    return this.owner.attachPump(this, fd, events);
   }
 
   /** The connection flushed `pending` to quiche: release the waiting write. */

@@ -1,0 +1,181 @@
+// The connector's origin sockets pumped by the addon (QUIC on ngtcp2 on both sides: an http1
+// stream's spliced origin socket is handed to cpp/quic-pump.cc once connected, so its answers never
+// reach JS). Processes and real sockets: curl and many requests, bulk bytes both ways byte-exact
+// (a Content-Length and a chunked upload, an origin that reads slowly), an origin that closes or
+// resets mid-answer or drops a request unanswered, a client that stops reading (the origin is
+// held, then everything arrives), the status metric per request; and the same build with
+// OXY_QUIC_PUMP=0 keeps the socket in JS.
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useWebTunnel } from '../../helpers/processes.js';
+import { expectServes, getVia, quicTunnel, sha256hex } from './support.js';
+
+const t = useWebTunnel();
+const NGTCP2 = { OXY_QUIC_IMPL: 'ngtcp2', OXY_QUIC_SERVER_IMPL: 'ngtcp2' };
+const BULK = randomBytes(24 * 1024 * 1024);
+const MIB = randomBytes(1024 * 1024);
+/** /held's body: MIB this many times, written with backpressure. */
+const HELD_MIB = 160;
+
+let origin: Server;
+let originUrl = '';
+/** Bytes /held's answer has handed to its socket so far. */
+let heldWritten = 0;
+
+beforeAll(async () => {
+  origin = createServer((req, res) => {
+    if (req.url === '/bulk') return void res.end(BULK);
+    if (req.url === '/cut' || req.url === '/reset') {
+      // 100 kB of a 1 MB answer, then the connection goes (FIN, or RST).
+      res.writeHead(200, { 'content-length': String(1_000_000) });
+      res.write(Buffer.alloc(100_000, 0x61), () => (req.url === '/cut' ? res.socket?.destroy() : res.socket?.resetAndDestroy()));
+      return;
+    }
+    if (req.url === '/drop') return void req.socket.destroy();
+    if (req.url === '/held') {
+      heldWritten = 0;
+      res.writeHead(200, { 'content-length': String(HELD_MIB * MIB.length) });
+      let left = HELD_MIB;
+      const more = (): void => {
+        while (left > 0) {
+          left--;
+          heldWritten += MIB.length;
+          if (!res.write(MIB)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+      return;
+    }
+    if (req.method === 'POST') {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      // /slow-up: read nothing for a second (the connector's writes for the socket pile up).
+      if (req.url === '/slow-up') {
+        req.pause();
+        setTimeout(() => req.resume(), 1000);
+      }
+      req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
+      req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
+      return;
+    }
+    res.end(`hello ${req.url}`);
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+});
+afterAll(() => origin?.close());
+
+const tunnel = (extra: Record<string, string> = {}) =>
+  quicTunnel(t, originUrl, { connections: 1, edgeEnv: NGTCP2, connectorEnv: { ...NGTCP2, NODE_DEBUG: 'oxy:connector:http1', ...extra } });
+
+/** A GET whose body read fails (the answer was cut): the error, or undefined when it arrived whole. */
+const cutGet = (port: number, path: string) =>
+  request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(
+    (r) =>
+      r.body.arrayBuffer().then(
+        (b) => (b.byteLength === 1_000_000 ? undefined : new Error(`short body ${b.byteLength}`)),
+        (err: Error) => err,
+      ),
+    (err: Error) => err,
+  );
+
+describe('origin sockets pumped by the addon (ngtcp2 both sides)', () => {
+  it('serves curl, 300 concurrent requests, bulk both ways byte-exact, a chunked upload and a slow origin reader', async () => {
+    const e = await tunnel();
+    await expectServes(e.httpPort, BULK);
+    expect(e.connector.output).toMatch(/origin socket pumped by the addon/);
+    // A chunked upload (no length: undici chunks a stream body), 24 MiB in 1 MiB pieces.
+    const chunked = await request(`http://127.0.0.1:${e.httpPort}/up-chunked`, {
+      method: 'POST',
+      body: Readable.from(
+        (function* () {
+          for (let off = 0; off < BULK.length; off += MIB.length) yield BULK.subarray(off, off + MIB.length);
+        })(),
+      ),
+      headers: { host: 'app.example.com' },
+    });
+    expect(await chunked.body.text()).toBe(`${BULK.length} ${sha256hex(BULK)}`);
+    // The origin reads nothing for a second: the connector holds at most ~1 MiB for it and pauses the stream.
+    const slow = await request(`http://127.0.0.1:${e.httpPort}/slow-up`, { method: 'POST', body: BULK, headers: { host: 'app.example.com' } });
+    expect(await slow.body.text()).toBe(`${BULK.length} ${sha256hex(BULK)}`);
+    // Many requests in turn on one keep-alive connection, each answer whole.
+    for (let i = 0; i < 50; i++) expect((await getVia(e.httpPort, `/k${i}`)).body.toString()).toBe(`hello /k${i}`);
+  }, 90_000);
+
+  it('an origin that closes or resets mid-answer cuts that answer; one that drops a request unanswered gets the 502 page', async () => {
+    const e = await tunnel();
+    for (const path of ['/cut', '/reset', '/cut', '/reset']) {
+      const err = await cutGet(e.httpPort, path);
+      expect(err, path).toBeInstanceOf(Error);
+      expect((await getVia(e.httpPort, '/after')).body.toString()).toBe('hello /after');
+    }
+    const dropped = await getVia(e.httpPort, '/drop');
+    expect(dropped.status).toBe(502);
+    expect(dropped.body.toString()).toMatch(/not reachable/);
+    expect((await getVia(e.httpPort, '/after-drop')).body.toString()).toBe('hello /after-drop');
+    expect(e.connector.output).toMatch(/origin socket pumped by the addon/);
+    expect(e.connector.child.exitCode).toBeNull();
+  }, 60_000);
+
+  it('a client that stops reading holds the origin back, then gets every byte', async () => {
+    const e = await tunnel();
+    const client = connect(e.httpPort, '127.0.0.1');
+    client.on('error', () => undefined);
+    client.write('GET /held HTTP/1.1\r\nHost: app.example.com\r\n\r\n');
+    client.pause();
+    // Held: the origin's writes stop growing while nobody reads (windows and buffers fill, then nothing moves).
+    let last = -1;
+    for (let i = 0; i < 40 && heldWritten !== last; i++) {
+      last = heldWritten;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(heldWritten).toBe(last);
+    expect(heldWritten).toBeLessThan(HELD_MIB * MIB.length);
+    // Then read it all: the head, and the body byte-exact.
+    const expected = createHash('sha256');
+    for (let i = 0; i < HELD_MIB; i++) expected.update(MIB);
+    const got = createHash('sha256');
+    let head = '';
+    let body = 0;
+    await new Promise<void>((resolve, reject) => {
+      client.on('data', (c: Buffer) => {
+        if (!head.endsWith('\r\n\r\n')) {
+          const end = Buffer.concat([Buffer.from(head, 'latin1'), c]).indexOf('\r\n\r\n');
+          if (end < 0) return void (head += c.toString('latin1'));
+          const at = end + 4 - head.length;
+          head = head + c.toString('latin1', 0, at);
+          c = c.subarray(at);
+        }
+        body += c.length;
+        got.update(c);
+        if (body >= HELD_MIB * MIB.length) resolve();
+      });
+      client.on('close', () => reject(new Error(`closed after ${body} bytes`)));
+      client.resume();
+    });
+    client.destroy();
+    expect(head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(body).toBe(HELD_MIB * MIB.length);
+    expect(got.digest('hex')).toBe(expected.digest('hex'));
+  }, 90_000);
+
+  it('counts each answer by status while the client keeps its connection open', async () => {
+    const e = await tunnel();
+    const metrics = Number((await e.connector.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/))[1]);
+    for (let i = 0; i < 5; i++) expect((await getVia(e.httpPort, `/m${i}`)).status).toBe(200);
+    const scrape = () => request(`http://127.0.0.1:${metrics}/metrics`).then((r) => r.body.text());
+    await expect.poll(async () => /^oxyctl_tunnel_response_by_code\{status_code="200"\} (\d+)$/m.exec(await scrape())?.[1], { timeout: 5000 }).toBe('5');
+  }, 60_000);
+
+  it('with OXY_QUIC_PUMP=0 the origin socket stays in JS, and serves the same', async () => {
+    const e = await tunnel({ OXY_QUIC_PUMP: '0' });
+    await expectServes(e.httpPort, BULK);
+    expect(await cutGet(e.httpPort, '/reset')).toBeInstanceOf(Error);
+    expect(e.connector.output).not.toMatch(/origin socket pumped by the addon/);
+  }, 60_000);
+});
