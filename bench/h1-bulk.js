@@ -9,7 +9,7 @@
  * --perf-basic-prof), `--strace DIR` writes `strace -c -f` counts per process (slow: counts only).
  *
  *   npm run build && node bench/h1-bulk.js [--mib 1024] [--rounds 3] [--dirs down,up] \
- *     [--fresh 1] [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
+ *     [--fresh 1] [--protocol http2|quic] [--config NAME[@DIR][:ENV=V,ENV=V]]...   (default: one config, this build)
  * --fresh 1 starts new processes for every round (a process's CPU per MB can stay off its twin's).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { arg, benchConfigs, cpuMicros, EDGE_RUN_LOOPBACK, fmt, initBenchTunnel, rssMiB, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
 
+/** The tunnel protocol of every config (`--protocol quic`), or per config with OXY_BENCH_PROTOCOL=quic in its env. */
+const protocol = arg('protocol', 'http2');
 const run = promisify(execFile);
 const mib = Number(arg('mib', 1024));
 const rounds = Number(arg('rounds', 3));
@@ -46,7 +48,18 @@ async function start(c, i, originUrl) {
   children.push(edge.child);
   const connector = await spawnUntil(
     process.execPath,
-    [c.bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPortIn(edge.output())}`, '--protocol', 'http2', '--url', originUrl, 'bench'],
+    [
+      c.bin,
+      'tunnel',
+      'run',
+      '--edge',
+      `127.0.0.1:${tunnelPortIn(edge.output())}`,
+      '--protocol',
+      c.env.OXY_BENCH_PROTOCOL ?? protocol,
+      '--url',
+      originUrl,
+      'bench',
+    ],
     /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
     { env },
   );
