@@ -151,7 +151,7 @@ async function transfer(name, url, pids, op, round) {
 }
 
 try {
-  console.log(`# one-stream bulk over HTTP/2 http1 streams, edge + connector processes, ${mib} MiB x ${rounds} rounds, load ${fmt(loadavg()[0])}`);
+  console.log(`# one-stream bulk over ${protocol} http1 streams, edge + connector processes, ${mib} MiB x ${rounds} rounds, load ${fmt(loadavg()[0])}`);
   const origin = await spawnUntil(process.execPath, [SERVERS, 'http'], /ready (\d+)/);
   children.push(origin.child);
   const originUrl = `http://127.0.0.1:${origin.match[1]}`;

@@ -1,4 +1,4 @@
-// The connector's origin sockets pumped by the addon (QUIC on ngtcp2 on both sides: an http1
+// The connector's origin sockets pumped by the addon (the connector's QUIC on ngtcp2: an http1
 // stream's spliced origin socket is handed to cpp/quic-pump.cc once connected, so its answers never
 // reach JS). Processes and real sockets: curl and many requests, bulk bytes both ways byte-exact
 // (a Content-Length and a chunked upload, an origin that reads slowly), an origin that closes or
@@ -70,9 +70,6 @@ beforeAll(async () => {
 });
 afterAll(() => origin?.close());
 
-const tunnel = (extra: Record<string, string> = {}) =>
-  quicTunnel(t, originUrl, { connections: 1, edgeEnv: NGTCP2, connectorEnv: { ...NGTCP2, NODE_DEBUG: 'oxy:connector:http1', ...extra } });
-
 /** A GET whose body read fails (the answer was cut): the error, or undefined when it arrived whole. */
 const cutGet = (port: number, path: string) =>
   request(`http://127.0.0.1:${port}${path}`, { headers: { host: 'app.example.com' } }).then(
@@ -84,7 +81,15 @@ const cutGet = (port: number, path: string) =>
     (err: Error) => err,
   );
 
-describe('origin sockets pumped by the addon (ngtcp2 both sides)', () => {
+// The pump is the connector's: the edge on either library sees the same stream bytes.
+describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon, edge on %s', (edgeLib) => {
+  const tunnel = (extra: Record<string, string> = {}) =>
+    quicTunnel(t, originUrl, {
+      connections: 1,
+      edgeEnv: edgeLib === 'ngtcp2' ? NGTCP2 : {},
+      connectorEnv: { ...NGTCP2, NODE_DEBUG: 'oxy:connector:http1', ...extra },
+    });
+
   it('serves curl, 300 concurrent requests, bulk both ways byte-exact, a chunked upload and a slow origin reader', async () => {
     const e = await tunnel();
     await expectServes(e.httpPort, BULK);
