@@ -114,6 +114,9 @@ export interface NativeQuicInfo {
   sendDropped: number;
   /** Streams the addon still holds (unacknowledged bytes, or not closed by ngtcp2 yet). */
   streams: number;
+  /** Client: UDP GSO still on (the kernel refused none), and messages that carried several packets. */
+  gso?: boolean;
+  gsoSends?: number;
 }
 
 /** cpp/quicclient.cc: one QUIC client connection on ngtcp2 + GnuTLS with its own UDP socket. */
@@ -151,6 +154,16 @@ export interface NativeQuicConnSettings {
   maxConcurrentStreams: number;
   /** 'cubic', 'reno', 'bbr' or 'bbr2'. */
   congestionControl: string;
+  /**
+   * On a loopback path (the peer is 127/8 or ::1), 0 = as elsewhere: the UDP payload offered and
+   * sent, the bytes ngtcp2's congestion controller counts as one packet when it sizes its window,
+   * and ack-eliciting packets per ACK (docs/decisions.md "QUIC bulk on ngtcp2 (session 8)").
+   */
+  loopbackUdpPayloadSize?: number;
+  loopbackCwndUnit?: number;
+  loopbackAckThreshold?: number;
+  /** Runs of equal-size packets on one path as one UDP GSO message. Default true; off by itself once the kernel refuses one. */
+  gso?: boolean;
 }
 
 export interface NativeQuicClientOptions extends NativeQuicConnSettings {
@@ -181,7 +194,17 @@ export interface NativeQuicServer {
   abandon(conn: number): void;
   /** Takes no new connections. */
   stop(): void;
-  stats(): { connections: number; cids: number; refused: number; invalidTokens: number; resetsSent: number; acceptFailures: number };
+  stats(): {
+    connections: number;
+    cids: number;
+    refused: number;
+    invalidTokens: number;
+    resetsSent: number;
+    acceptFailures: number;
+    /** UDP GSO still on, and messages that carried several packets. */
+    gso: boolean;
+    gsoSends: number;
+  };
   address(): { family: 4 | 6; address: string; port: number };
   close(): void;
   ref(): void;

@@ -5,6 +5,7 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -60,9 +61,10 @@ Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
 
 // ------------------------------------------------------------------ PacketBatch
 
-void PacketBatch::Init(size_t max_payload) {
+void PacketBatch::Init(size_t max_payload, bool gso) {
   max_payload_ = max_payload;
-  tx_.resize(kMaxPacketsPerSend * max_payload);
+  gso_ = gso;
+  tx_.reset(new uint8_t[kMaxPacketsPerSend * max_payload]);
   meta_.resize(kMaxPacketsPerSend);
 }
 
@@ -70,24 +72,31 @@ bool PacketBatch::Push(Conn* c, const ngtcp2_path& path, size_t len) {
   Meta& m = meta_[count_];
   m.len = len;
   m.conn = c;
-  m.remote_len = path.remote.addrlen;
-  memcpy(&m.remote, path.remote.addr, std::min<size_t>(path.remote.addrlen, sizeof(m.remote)));
-  memcpy(&m.local, path.local.addr, std::min<size_t>(path.local.addrlen, sizeof(m.local)));
+  m.remote_len = std::min<socklen_t>(path.remote.addrlen, sizeof(m.remote));
+  memcpy(&m.remote, path.remote.addr, m.remote_len);
+  m.local_len = std::min<socklen_t>(path.local.addrlen, sizeof(m.local));
+  memcpy(&m.local, path.local.addr, m.local_len);
   return ++count_ == kMaxPacketsPerSend;
 }
 
 namespace {
 
-// One control message (the buffer holds the largest, IPV6_PKTINFO).
+// UDP GSO limits: the kernel's UDP_MAX_SEGMENTS (64 on older kernels) and a datagram's 64 KB.
+constexpr size_t kGsoMaxSegments = 64;
+constexpr size_t kGsoMaxBytes = 65000;
+// Room for IPV6_PKTINFO and UDP_SEGMENT.
+constexpr size_t kControlRoom = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t));
+
+// Appends one control message.
 template <class T>
 void PutCmsg(msghdr& h, uint8_t* control, int level, int type, const T& value) {
   h.msg_control = control;
-  h.msg_controllen = CMSG_SPACE(sizeof(T));
-  cmsghdr* c = CMSG_FIRSTHDR(&h);
+  cmsghdr* c = reinterpret_cast<cmsghdr*>(control + h.msg_controllen);
   c->cmsg_level = level;
   c->cmsg_type = type;
   c->cmsg_len = CMSG_LEN(sizeof(T));
   memcpy(CMSG_DATA(c), &value, sizeof(T));
+  h.msg_controllen += CMSG_SPACE(sizeof(T));
 }
 
 void SetV4Source(msghdr& h, uint8_t* control, const in_addr& src) {
@@ -97,8 +106,7 @@ void SetV4Source(msghdr& h, uint8_t* control, const in_addr& src) {
 }
 
 // IP_PKTINFO for an IPv4 (or IPv4-mapped) source, IPV6_PKTINFO otherwise; none for a wildcard.
-void SetSource(msghdr& h, uint8_t* control, size_t size, const sockaddr_storage& local) {
-  memset(control, 0, size);
+void SetSource(msghdr& h, uint8_t* control, const sockaddr_storage& local) {
   if (local.ss_family == AF_INET) {
     const in_addr& src = reinterpret_cast<const sockaddr_in*>(&local)->sin_addr;
     if (src.s_addr != INADDR_ANY) SetV4Source(h, control, src);
@@ -117,7 +125,30 @@ void SetSource(msghdr& h, uint8_t* control, size_t size, const sockaddr_storage&
   PutCmsg(h, control, IPPROTO_IPV6, IPV6_PKTINFO, pi);
 }
 
+// What the kernel says when it cannot segment a message: EMSGSIZE for a segment above the path
+// MTU (seen on a 1,300-byte veth), EINVAL or EIO for a device or socket that cannot (no checksum
+// offload, SO_NO_CHECK), ENOPROTOOPT / EOPNOTSUPP from a kernel without UDP_SEGMENT.
+bool GsoRefused(int err) { return err == EMSGSIZE || err == EIO || err == EINVAL || err == EOPNOTSUPP || err == ENOPROTOOPT; }
+
 }  // namespace
+
+bool PacketBatch::SamePath(const Meta& a, const Meta& b) const {
+  return a.remote_len == b.remote_len && memcmp(&a.remote, &b.remote, a.remote_len) == 0 && a.local_len == b.local_len &&
+         memcmp(&a.local, &b.local, a.local_len) == 0;
+}
+
+size_t PacketBatch::RunEnd(size_t i, size_t n) const {
+  if (!gso_) return i + 1;
+  // Segments of the first packet's size; a shorter one may end the run (the kernel's rule).
+  const size_t seg = meta_[i].len;
+  size_t bytes = seg;
+  size_t j = i + 1;
+  while (j < n && j - i < kGsoMaxSegments && meta_[j].len <= seg && bytes + meta_[j].len <= kGsoMaxBytes && SamePath(meta_[i], meta_[j])) {
+    bytes += meta_[j].len;
+    if (meta_[j++].len < seg) break;
+  }
+  return j;
+}
 
 void PacketBatch::Send(int fd, bool connected) {
   size_t n = count_;
@@ -125,37 +156,55 @@ void PacketBatch::Send(int fd, bool connected) {
   if (n == 0 || fd < 0) return;
   mmsghdr msgs[kMaxPacketsPerSend];
   iovec iovs[kMaxPacketsPerSend];
-  alignas(cmsghdr) uint8_t control[kMaxPacketsPerSend][CMSG_SPACE(sizeof(in6_pktinfo))];
-  for (size_t i = 0; i < n; i++) {
-    Meta& m = meta_[i];
-    iovs[i] = {tx_.data() + i * max_payload_, m.len};
-    msghdr& h = msgs[i].msg_hdr;
-    memset(&h, 0, sizeof(h));
-    h.msg_iov = &iovs[i];
-    h.msg_iovlen = 1;
-    if (connected) continue;
-    h.msg_name = &m.remote;
-    h.msg_namelen = m.remote_len;
-    SetSource(h, control[i], sizeof(control[i]), m.local);
-  }
-  size_t done = 0;
-  for (int attempts = 0; done < n && attempts < 64; attempts++) {
-    int rc = sendmmsg(fd, msgs + done, unsigned(n - done), 0);
+  size_t first[kMaxPacketsPerSend + 1];  // message k holds packets first[k] .. first[k + 1] - 1
+  alignas(cmsghdr) uint8_t control[kMaxPacketsPerSend][kControlRoom];
+  for (size_t i = 0; i < n; i++) iovs[i] = {tx_.get() + i * max_payload_, meta_[i].len};
+  size_t from = 0;
+  for (int attempts = 0; from < n && attempts < 64; attempts++) {
+    size_t count = 0;
+    for (size_t i = from; i < n; count++) {
+      size_t end = RunEnd(i, n);
+      first[count] = i;
+      msghdr& h = msgs[count].msg_hdr;
+      memset(&h, 0, sizeof(h));
+      memset(control[count], 0, kControlRoom);
+      h.msg_iov = &iovs[i];
+      h.msg_iovlen = end - i;
+      if (!connected) {
+        h.msg_name = &meta_[i].remote;
+        h.msg_namelen = meta_[i].remote_len;
+        SetSource(h, control[count], meta_[i].local);
+      }
+      if (end - i > 1) PutCmsg(h, control[count], SOL_UDP, UDP_SEGMENT, uint16_t(meta_[i].len));
+      i = end;
+    }
+    first[count] = n;
+    int rc = sendmmsg(fd, msgs, unsigned(count), 0);
     if (rc < 0) {
       if (errno == EINTR) continue;
-      // Full socket buffer: the packet is lost, QUIC's loss recovery resends it. Another refusal
-      // (ICMP unreachable, EPERM from a firewall) is counted on its connection; the rest go on.
-      if (Conn* c = meta_[done].conn) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) c->ReportSendError(errno);
-        else c->Sent(false);
+      size_t end = first[1];
+      if (end - from > 1 && GsoRefused(errno)) {
+        gso_ = false;  // this socket's path cannot segment: one datagram per message from now on
+        continue;
       }
-      done++;
+      // Full socket buffer: the packets are lost, QUIC's loss recovery resends them. Another
+      // refusal (ICMP unreachable, EPERM from a firewall) is counted on its connection; the rest go on.
+      if (Conn* c = meta_[from].conn) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) c->ReportSendError(errno);
+      }
+      for (size_t i = from; i < end; i++) {
+        if (meta_[i].conn && (errno == EAGAIN || errno == EWOULDBLOCK)) meta_[i].conn->Sent(false);
+      }
+      from = end;
       continue;
     }
-    for (size_t i = done; i < done + size_t(rc); i++) {
-      if (meta_[i].conn) meta_[i].conn->Sent(true);
+    for (size_t k = 0; k < size_t(rc); k++) {
+      if (first[k + 1] - first[k] > 1) gso_sends_++;
+      for (size_t i = first[k]; i < first[k + 1]; i++) {
+        if (meta_[i].conn) meta_[i].conn->Sent(true);
+      }
     }
-    done += size_t(rc);
+    from = first[rc];
   }
 }
 
@@ -274,7 +323,20 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   s.max_connection_window = num("maxConnectionWindow");
   s.max_concurrent_streams = num("maxConcurrentStreams");
   s.congestion_control = o.Get("congestionControl").As<Napi::String>().Utf8Value();
+  auto optional = [&](const char* name) { return o.Has(name) ? num(name) : 0; };
+  s.loopback_payload = uint32_t(std::min<uint64_t>(optional("loopbackUdpPayloadSize"), 65507));
+  if (s.loopback_payload != 0 && s.loopback_payload < 1200) s.loopback_payload = 0;
+  s.loopback_cwnd_unit = std::min<uint64_t>(optional("loopbackCwndUnit"), 16 * 1024 * 1024);
+  s.loopback_ack_threshold = uint32_t(std::min<uint64_t>(optional("loopbackAckThreshold"), 1024));
   return s;
+}
+
+bool IsLoopback(const sockaddr* addr) {
+  if (addr->sa_family == AF_INET) return (ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr) >> 24) == 127;
+  if (addr->sa_family != AF_INET6) return false;
+  const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr;
+  if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
 }
 
 Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) : host_(host), handle_(handle), settings_(s), loop_(loop) {
@@ -389,15 +451,21 @@ void Conn::FillCallbacks(ngtcp2_callbacks* cb, bool server) {
   };
 }
 
-void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params) {
+void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params, const ngtcp2_path& path) {
   const ConnSettings& s = settings_;
+  bool loopback = IsLoopback(path.remote.addr);
   ngtcp2_settings_default(settings);
   settings->initial_ts = Now();
   settings->cc_algo = s.congestion_control == "reno"   ? NGTCP2_CC_ALGO_RENO
                       : s.congestion_control == "bbr"  ? NGTCP2_CC_ALGO_BBR
                       : s.congestion_control == "bbr2" ? NGTCP2_CC_ALGO_BBR2
                                                        : NGTCP2_CC_ALGO_CUBIC;
-  settings->max_tx_udp_payload_size = s.max_payload;
+  payload_ = loopback && s.loopback_payload ? s.loopback_payload : s.max_payload;
+  settings->max_tx_udp_payload_size = payload_;
+  // ngtcp2 sizes the window in units of this value; packets stay at payload_ (we pass that as
+  // each write's room, and the peer's max_udp_payload_size caps it too).
+  if (loopback && s.loopback_cwnd_unit > payload_) settings->max_tx_udp_payload_size = s.loopback_cwnd_unit;
+  if (loopback && s.loopback_ack_threshold) settings->ack_thresh = s.loopback_ack_threshold;
   // Full-size packets from the start (the peer's max_udp_payload_size still caps them) and
   // no path MTU probing: the payload size is chosen for the path by the caller, as for quiche.
   settings->no_tx_udp_payload_size_shaping = 1;
@@ -416,7 +484,7 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   params->initial_max_streams_bidi = s.max_concurrent_streams;
   params->initial_max_streams_uni = 0;
   params->max_idle_timeout = s.idle_timeout_ms * NGTCP2_MILLISECONDS;
-  params->max_udp_payload_size = s.max_recv_payload;
+  params->max_udp_payload_size = loopback && s.loopback_payload ? std::max(s.max_recv_payload, s.loopback_payload) : s.max_recv_payload;
   params->max_datagram_frame_size = 65535;
   params->disable_active_migration = 1;
 }
@@ -432,7 +500,7 @@ std::string Conn::InitClient(const ngtcp2_path& path) {
   gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
   ngtcp2_settings settings;
   ngtcp2_transport_params params;
-  FillSettings(&settings, &params);
+  FillSettings(&settings, &params, path);
   int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params, nullptr, this);
   if (rv != 0) return std::string("ngtcp2_conn_client_new: ") + ngtcp2_strerror(rv);
   ngtcp2_conn_set_tls_native_handle(conn_, session_);
@@ -445,7 +513,7 @@ std::string Conn::InitServer(const ngtcp2_path& path, const ServerInit& init) {
   FillCallbacks(&cb, true);
   ngtcp2_settings settings;
   ngtcp2_transport_params params;
-  FillSettings(&settings, &params);
+  FillSettings(&settings, &params, path);
   if (init.token) settings.token = {const_cast<uint8_t*>(init.token), init.tokenlen};
   params.original_dcid = init.original_dcid;
   if (init.retried) {
@@ -655,7 +723,7 @@ Napi::Object Conn::Info(Napi::Env env) {
     // DATAGRAM frame type and length. Packets are full size from the start (no shaping, no
     // PMTUD), so the path's size is ours capped by the peer's, not ngtcp2's path value (1,200
     // until PMTUD, which would refuse every UDP payload over ~1,150 bytes on the IP path).
-    size_t payload = std::min<size_t>(settings_.max_payload, remote->max_udp_payload_size);
+    size_t payload = std::min<size_t>(payload_, remote->max_udp_payload_size);
     size_t room = payload > 64 ? payload - 1 - 20 - 4 - 16 - 1 - 4 : 0;
     dgram = std::min<size_t>(room, remote->max_datagram_frame_size > 5 ? remote->max_datagram_frame_size - 5 : 0);
   }
@@ -781,6 +849,19 @@ void Conn::OnTimer(uv_timer_t* handle) {
 
 // ------------------------------------------------------------------ sending
 
+namespace {
+
+// OXY_NGTCP2_FLUSH=one: the old rhythm (a stream sends one packet per flush), for A/B runs.
+bool OneStreamPerFlush() {
+  static const bool one = [] {
+    const char* v = getenv("OXY_NGTCP2_FLUSH");
+    return v != nullptr && strcmp(v, "one") == 0;
+  }();
+  return one;
+}
+
+}  // namespace
+
 void Conn::Flush() {
   if (!Usable()) return;
   if (!pump_out_.empty()) FlushPumps();
@@ -793,7 +874,9 @@ void Conn::Flush() {
   bool fatal = false;
   ngtcp2_ssize nwrite = 0;
   std::vector<int64_t> requeue;
-  const size_t max = settings_.max_payload;
+  // Handshake packets at the size JS chose: a client pads its Initial to the room it is given,
+  // and a 64 KB Initial was never answered (quiche's listener reads 16 KB slots).
+  const size_t max = ngtcp2_conn_get_handshake_completed(conn_) ? payload_ : std::min<size_t>(payload_, settings_.max_payload);
   while (total_pkts < kMaxPacketsPerFlush) {
     uint8_t* dest = host_->TxSlot();
     nwrite = 0;
@@ -853,7 +936,16 @@ void Conn::Flush() {
         fatal = true;
         break;
       }
-      if (s && s->HasWork()) requeue.push_back(s->id);
+      // A full packet: the stream goes to the back of this flush's queue (round robin) and
+      // sends again in the next packet. Held back until the flush ended, a single bulk stream
+      // sent one packet per flush and waited for the next wake-up (a pacing timer, an ACK) for
+      // each of the others: one 16 KB sendmmsg per wake-up.
+      if (s && s->HasWork() && !OneStreamPerFlush()) {
+        s->in_queue = true;
+        sendq_.push_back(s->id);
+      } else if (s && s->HasWork()) {
+        requeue.push_back(s->id);
+      }
       break;
     }
     if (fatal) {
@@ -961,7 +1053,7 @@ void Conn::SendClose(const ngtcp2_connection_close_error& ccerr) {
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
   uint8_t* dest = host_->TxSlot();
-  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, dest, settings_.max_payload, &ccerr, Now());
+  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, dest, payload_, &ccerr, Now());
   if (n <= 0) return;
   if (server_) {
     // Kept for the closing period: sent again to whatever the peer still sends (EnterClosing).

@@ -13,6 +13,7 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <string>
@@ -108,17 +109,22 @@ struct Stream {
 class Conn;
 
 // Packets built for one sendmmsg: each with its connection (counters, errors) and, on an
-// unconnected socket, its destination and the local address to send from (IP_PKTINFO).
+// unconnected socket, its destination and the local address to send from (IP_PKTINFO). Runs of
+// equal-size packets on one path leave as one message with UDP GSO (UDP_SEGMENT: one trip down
+// the stack for up to 64 packets) until the kernel refuses one; then one message per packet.
 class PacketBatch {
  public:
-  void Init(size_t max_payload);
+  void Init(size_t max_payload, bool gso);
   // Room for the next packet (max payload bytes), valid until Push.
-  uint8_t* Slot() { return tx_.data() + count_ * max_payload_; }
+  uint8_t* Slot() { return tx_.get() + count_ * max_payload_; }
   // The slot holds a packet of `len` bytes for `path` (c: null for a packet of no connection).
   // Returns true when the batch is full: Send it.
   bool Push(Conn* c, const ngtcp2_path& path, size_t len);
   // sendmmsg of every packet, to `path` and from its local address unless `connected`.
   void Send(int fd, bool connected);
+  bool gso() const { return gso_; }
+  // Messages that carried more than one packet.
+  uint64_t gso_sends() const { return gso_sends_; }
 
  private:
   struct Meta {
@@ -127,10 +133,18 @@ class PacketBatch {
     sockaddr_storage remote;
     socklen_t remote_len;
     sockaddr_storage local;
+    socklen_t local_len;
   };
+  // Packets i and j may share a GSO message (same destination and source).
+  bool SamePath(const Meta& a, const Meta& b) const;
+  // The end of the run of packets starting at `i` that one message can carry.
+  size_t RunEnd(size_t i, size_t n) const;
   size_t max_payload_ = 0;
   size_t count_ = 0;
-  std::vector<uint8_t> tx_;
+  bool gso_ = true;
+  uint64_t gso_sends_ = 0;
+  // Not zeroed: 64 slots of up to 64 KB, touched only as packets are written.
+  std::unique_ptr<uint8_t[]> tx_;
   std::vector<Meta> meta_;
 };
 
@@ -224,9 +238,23 @@ struct ConnSettings {
   uint64_t max_connection_window = 0;
   uint64_t max_concurrent_streams = 1000;
   std::string congestion_control;
+  // On a loopback path (the peer is 127/8 or ::1; 0: as on any path): packets up to this size,
+  // offered and sent; ngtcp2's congestion window counted in units of this many bytes (its
+  // CUBIC starts at 2 units and caps at 2.89 × max(2 units, delivery rate × min RTT), which at
+  // loopback's µs RTTs held it at ~6 packets); an ACK per this many ack-eliciting packets.
+  // See docs/decisions.md "QUIC bulk on ngtcp2 (session 8)".
+  uint32_t loopback_payload = 0;
+  uint64_t loopback_cwnd_unit = 0;
+  uint32_t loopback_ack_threshold = 0;
   // Reads the fields above from the options object JS passes (same names on both sides).
   static ConnSettings FromJs(Napi::Object o);
+  // The largest UDP payload a connection with these settings sends / accepts on any path.
+  uint32_t LargestSend() const { return std::max(max_payload, loopback_payload); }
+  uint32_t LargestRecv() const { return std::max(std::max(max_recv_payload, max_payload), loopback_payload); }
 };
+
+// 127.0.0.0/8, ::1 or ::ffff:127.x.y.z.
+bool IsLoopback(const sockaddr* addr);
 
 class Conn {
  public:
@@ -295,7 +323,7 @@ class Conn {
   void EventCode(uint8_t type, int64_t id, uint64_t code);
   void CloseEvent(uint8_t kind, uint64_t code, const uint8_t* reason, size_t reason_len);
   void FillCallbacks(ngtcp2_callbacks* cb, bool server);
-  void FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params);
+  void FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params, const ngtcp2_path& path);
   void HandleReadError(int rv);
   void SendClose(const ngtcp2_connection_close_error& ccerr);
   void EnterClosing();
@@ -326,6 +354,8 @@ class Conn {
   Host* host_;
   uint32_t handle_;
   ConnSettings settings_;
+  // This connection's largest packet: settings_.max_payload, or loopback_payload on loopback.
+  size_t payload_ = 1350;
   bool server_ = false;
   gnutls_session_t session_ = nullptr;
   ngtcp2_crypto_conn_ref conn_ref_{};

@@ -57,7 +57,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     EnsureContext(env, "oxy:QuicClient");
     env_ = env;
     ConnSettings settings = ConnSettings::FromJs(o);
-    max_payload_ = settings.max_payload;
+    recv_slot_ = size_t(settings.LargestRecv()) + 64;
 
     std::string remote = o.Get("remoteAddress").As<Napi::String>().Utf8Value();
     uint16_t port = uint16_t(o.Get("remotePort").As<Napi::Number>().Uint32Value());
@@ -101,8 +101,10 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
     turn_.Init(loop, this, &QuicClient::OnCheck);
     soon_.Init(loop, this, [](void* owner) { static_cast<QuicClient*>(owner)->FlushNow(); });
-    rx_.resize(kRecvBatch * size_t(max_payload_ + 64));
-    batch_.Init(max_payload_);
+    // Not zeroed: the kernel writes only as much of each slot as a datagram holds.
+    rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
+    // UDP GSO unless told not to (`gso: false`); off by itself where the kernel refuses it.
+    batch_.Init(settings.LargestSend(), !o.Has("gso") || o.Get("gso").ToBoolean());
     SetWatch(env, UV_READABLE);
     conn_->scheduled = true;
     Schedule(conn_.get());
@@ -228,6 +230,8 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     Napi::Object out = conn_->Info(info.Env());
     // The socket's bound address (ngtcp2's path holds the one given at creation).
     out.Set("localAddress", SockaddrToObject(info.Env(), local_addr_));
+    out.Set("gso", batch_.gso());
+    out.Set("gsoSends", double(batch_.gso_sends()));
     return out;
   }
 
@@ -276,11 +280,11 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   void ReadPackets() {
     mmsghdr msgs[kRecvBatch];
     iovec iovs[kRecvBatch];
-    size_t slot = size_t(max_payload_ + 64);
+    size_t slot = recv_slot_;
     ngtcp2_path path = Path();
     for (int rounds = 0; rounds < 16 && Usable(); rounds++) {
       for (size_t i = 0; i < kRecvBatch; i++) {
-        iovs[i] = {rx_.data() + i * slot, slot};
+        iovs[i] = {rx_.get() + i * slot, slot};
         memset(&msgs[i].msg_hdr, 0, sizeof(msghdr));
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
@@ -293,7 +297,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
       uint64_t ts = Now();
       for (int i = 0; i < n && Usable(); i++) {
         if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
-        conn_->Read(path, rx_.data() + size_t(i) * slot, msgs[i].msg_len, ts);
+        conn_->Read(path, rx_.get() + size_t(i) * slot, msgs[i].msg_len, ts);
       }
       if (size_t(n) < kRecvBatch) break;
     }
@@ -355,7 +359,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   socklen_t remote_len_ = 0;
   sockaddr_storage local_addr_{};
   socklen_t local_len_ = 0;
-  uint32_t max_payload_ = 1350;
+  size_t recv_slot_ = 2048;
 
   TurnScheduler turn_;
   SoonTimer soon_;
@@ -365,7 +369,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   bool finish_pending_ = false;
 
   EventBatch events_;
-  std::vector<uint8_t> rx_;
+  std::unique_ptr<uint8_t[]> rx_;
   PacketBatch batch_;
 };
 

@@ -97,7 +97,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     env_ = env;
     settings_ = ConnSettings::FromJs(o);
     max_payload_ = settings_.max_payload;
-    recv_slot_ = std::max<size_t>(settings_.max_recv_payload, max_payload_) + 64;
+    recv_slot_ = size_t(settings_.LargestRecv()) + 64;
     alpn_ = o.Get("alpn").As<Napi::String>().Utf8Value();
     max_connections_ = o.Get("maxConnections").As<Napi::Number>().Uint32Value();
     ByteView key;
@@ -135,10 +135,12 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     turn_.Init(loop_, this, &QuicServer::OnCheck);
     soon_.Init(loop_, this, [](void* owner) { static_cast<QuicServer*>(owner)->OnSoon(); });
 
-    rx_.resize(kRecvBatch * recv_slot_);
+    // Not zeroed: the kernel writes only as much of each slot as a datagram holds.
+    rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
     rx_names_.resize(kRecvBatch);
     rx_control_.resize(kRecvBatch * kControlSize);
-    batch_.Init(max_payload_);
+    // UDP GSO unless told not to (`gso: false`); off by itself where the kernel refuses it.
+    batch_.Init(settings_.LargestSend(), !o.Has("gso") || o.Get("gso").ToBoolean());
     SetWatch(env, UV_READABLE);
   }
 
@@ -230,7 +232,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     iovec iovs[kRecvBatch];
     for (int rounds = 0; rounds < 16 && fd_ >= 0; rounds++) {
       for (size_t i = 0; i < kRecvBatch; i++) {
-        iovs[i] = {rx_.data() + i * recv_slot_, recv_slot_};
+        iovs[i] = {rx_.get() + i * recv_slot_, recv_slot_};
         msghdr& h = msgs[i].msg_hdr;
         memset(&h, 0, sizeof(h));
         h.msg_name = &rx_names_[i];
@@ -248,7 +250,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
         if ((h.msg_flags & MSG_TRUNC) || msgs[i].msg_len == 0) continue;
         sockaddr_storage local;
         LocalAddress(h, &local);
-        Datagram(rx_.data() + size_t(i) * recv_slot_, msgs[i].msg_len, rx_names_[i], h.msg_namelen, local, ts);
+        Datagram(rx_.get() + size_t(i) * recv_slot_, msgs[i].msg_len, rx_names_[i], h.msg_namelen, local, ts);
       }
       if (size_t(n) < kRecvBatch) break;
     }
@@ -609,6 +611,8 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     out.Set("invalidTokens", double(invalid_tokens_));
     out.Set("resetsSent", double(resets_sent_));
     out.Set("acceptFailures", double(accept_failures_));
+    out.Set("gso", batch_.gso());
+    out.Set("gsoSends", double(batch_.gso_sends()));
     return out;
   }
 
@@ -671,7 +675,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   EventBatch events_;
   uint32_t current_ = 0;
   bool events_tagged_ = false;
-  std::vector<uint8_t> rx_;
+  std::unique_ptr<uint8_t[]> rx_;
   std::vector<sockaddr_storage> rx_names_;
   std::vector<uint8_t> rx_control_;
   PacketBatch batch_;

@@ -85,6 +85,26 @@ export interface TlsMaterial {
 
 const encoder = new TextEncoder();
 
+/**
+ * ngtcp2 on a loopback path (decided per connection from the peer's address, so it holds for a
+ * quiche peer too, which caps the packets at what it advertises): 64 KB packets — per-packet
+ * work (a wake-up, an ACK, a JS batch) was most of the cost at 16 KB; a congestion window
+ * counted in 1 MiB units — ngtcp2 0.12's CUBIC caps it at 2.89 × max(2 units, delivery rate ×
+ * min RTT), ~6 packets at loopback RTTs; and an ACK per 8 packets instead of 2. Only where
+ * the payload is LOOPBACK_UDP_PAYLOAD (not a caller's own tuning).
+ * `OXY_NGTCP2_LOOPBACK` picks the parts (`payload,window,ack`, the default; `0` none) for A/B runs.
+ */
+export const NGTCP2_LOOPBACK = { udpPayloadSize: 65_000, cwndUnit: 1024 * 1024, ackThreshold: 8 };
+
+function ngtcp2Loopback(): Pick<QuicSettings, 'loopbackUdpPayloadSize' | 'loopbackCwndUnit' | 'loopbackAckThreshold'> {
+  const parts = (process.env.OXY_NGTCP2_LOOPBACK ?? 'payload,window,ack').split(',');
+  return {
+    loopbackUdpPayloadSize: parts.includes('payload') ? NGTCP2_LOOPBACK.udpPayloadSize : 0,
+    loopbackCwndUnit: parts.includes('window') ? NGTCP2_LOOPBACK.cwndUnit : 0,
+    loopbackAckThreshold: parts.includes('ack') ? NGTCP2_LOOPBACK.ackThreshold : 0,
+  };
+}
+
 /** The congestion controllers ngtcp2 0.12 has (quiche checks its own names). */
 const NGTCP2_CONGESTION_CONTROLS = ['cubic', 'reno', 'bbr', 'bbr2'];
 
@@ -118,6 +138,8 @@ export function quicSettings(tuning: QuicTuningOptions, timing: QuicTimingOption
     congestionControl: cc,
     hystart: tuning.hystart ?? true,
     datagramQueueLength: tuning.datagramQueueLength ?? 4096,
+    // Only where the loopback packet size is ours to pick: a caller's own payload size holds.
+    ...(library === 'ngtcp2' && payload === LOOPBACK_UDP_PAYLOAD ? ngtcp2Loopback() : {}),
   };
 }
 

@@ -152,6 +152,7 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
       ca: ca.join('\n'),
       serverName,
       socketBufferBytes: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
+      gso: gsoWanted(options),
     };
     conn = new Ngtcp2TunnelConnection((onEvents) => createQuicClient(native, onEvents), {
       role: 'connector',
@@ -300,7 +301,7 @@ function listenNgtcp2(
       ownsSocket: options.socket === undefined,
       cert: options.cert,
       key: options.key,
-      settings: quicSettings(tuning, options, 'ngtcp2'),
+      settings: { ...quicSettings(tuning, options, 'ngtcp2'), gso: gsoWanted(options) },
       retry: options.retry === false ? undefined : new RetryTokens(),
       resets: new StatelessResets(options.key),
       maxConnections: options.maxConnections ?? 10_000,
@@ -319,6 +320,9 @@ function listenNgtcp2(
     close: (code = TunnelCloseCode.SHUTDOWN, reason = 'edge shutting down') => listener.close(code, reason),
   };
 }
+
+/** UDP GSO on the addon's ngtcp2 sockets: `gso` (default true) unless OXY_QUIC_GSO=0, as for quiche's endpoint. */
+const gsoWanted = (options: QuicSocketOptions): boolean => (options.gso ?? true) && process.env.OXY_QUIC_GSO !== '0';
 
 /** BoringSSL takes an unusable certificate silently (every handshake fails later): check it now. */
 function checkServerIdentity(cert: string, key: string): void {

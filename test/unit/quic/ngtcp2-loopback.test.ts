@@ -1,0 +1,90 @@
+// ngtcp2 on a loopback path (decided per connection from the peer's address): 64 KB packets, a
+// congestion window counted in 1 MiB units, an ACK per 8 packets — between ngtcp2 ends only as
+// far as the peer allows (quiche advertises 16 KB), and none of it with OXY_NGTCP2_LOOPBACK=0.
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { collect, edgeIdentity, sha256 } from './support.js';
+
+type Lib = 'quiche' | 'ngtcp2';
+
+describe('ngtcp2 on loopback', () => {
+  const saved = { impl: process.env.OXY_QUIC_IMPL, loopback: process.env.OXY_NGTCP2_LOOPBACK };
+  const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
+  afterEach(async () => {
+    for (const { listener, client } of open.splice(0)) {
+      client.close();
+      await listener.close();
+    }
+    for (const [key, value] of [
+      ['OXY_QUIC_IMPL', saved.impl],
+      ['OXY_NGTCP2_LOOPBACK', saved.loopback],
+    ] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  });
+
+  async function pair(edge: Lib, connector: Lib, host = '127.0.0.1'): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
+    const id = await edgeIdentity();
+    let resolveServer!: (c: QuicServerConnection) => void;
+    const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, host, impl: edge }, resolveServer);
+    process.env.OXY_QUIC_IMPL = connector;
+    const client = await dialQuic({ host, port: listener.address.port, ca: id.caCert });
+    open.push({ listener, client });
+    return { client, server: await server };
+  }
+
+  /** `mib` MiB each way on one stream; both arrive intact. */
+  async function bulk(client: QuicClientConnection, server: QuicServerConnection, mib: number): Promise<void> {
+    const up = randomBytes(mib * 1024 * 1024);
+    const down = randomBytes(mib * 1024 * 1024);
+    const accepted = server.acceptStream();
+    const stream = await client.openStream();
+    const peer = await accepted;
+    const atServer = collect(peer);
+    const atClient = collect(stream);
+    for (let off = 0; off < up.length; off += 256 * 1024) stream.write(up.subarray(off, off + 256 * 1024));
+    stream.end();
+    for (let off = 0; off < down.length; off += 256 * 1024) peer.write(down.subarray(off, off + 256 * 1024));
+    peer.end();
+    const [gotUp, gotDown] = await Promise.all([atServer, atClient]);
+    expect(sha256(gotUp)).toBe(sha256(up));
+    expect(sha256(gotDown)).toBe(sha256(down));
+  }
+
+  it('ngtcp2 ends take 64 KB packets and a window past 1 MB, on 127.0.0.1 and ::1', async () => {
+    for (const host of ['127.0.0.1', '::1']) {
+      const { client, server } = await pair('ngtcp2', 'ngtcp2', host);
+      // The largest DATAGRAM frame follows the packet size (64,954 bytes in a 65,000-byte packet).
+      expect(client.maxDatagramSize).toBeGreaterThan(60_000);
+      expect(server.maxDatagramSize).toBeGreaterThan(60_000);
+      expect(client.quicStats().cwnd).toBeGreaterThan(1024 * 1024);
+      expect(server.quicStats().cwnd).toBeGreaterThan(1024 * 1024);
+      await bulk(client, server, 24);
+    }
+  }, 60_000);
+
+  it('toward a quiche peer packets stay at what it advertises (16 KB), both ways intact', async () => {
+    for (const [edge, connector] of [
+      ['ngtcp2', 'quiche'],
+      ['quiche', 'ngtcp2'],
+    ] as const) {
+      const { client, server } = await pair(edge, connector);
+      expect(client.maxDatagramSize).toBeLessThan(16_384);
+      expect(server.maxDatagramSize).toBeLessThan(16_384);
+      await bulk(client, server, 16);
+    }
+  }, 60_000);
+
+  it('OXY_NGTCP2_LOOPBACK=0: packets and window as on any path, bulk intact', async () => {
+    process.env.OXY_NGTCP2_LOOPBACK = '0';
+    const { client, server } = await pair('ngtcp2', 'ngtcp2');
+    expect(client.maxDatagramSize).toBeLessThan(16_384);
+    expect(server.maxDatagramSize).toBeLessThan(16_384);
+    // ngtcp2's initial window: 2 packets of 16 KB.
+    expect(client.quicStats().cwnd).toBeLessThan(64 * 1024);
+    await bulk(client, server, 16);
+  }, 60_000);
+});
