@@ -17,7 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { arg, benchConfigs, cpuMicros, EDGE_RUN_LOOPBACK, fmt, initBenchTunnel, rssMiB, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+import { arg, benchConfigs, cpuMicros, fmt, rssMiB, SERVERS, spawnUntil, startBenchPair } from './lib/run.js';
 
 /** The tunnel protocol of every config (`--protocol quic`), or per config with OXY_BENCH_PROTOCOL=quic in its env. */
 const protocol = arg('protocol', 'http2');
@@ -40,31 +40,9 @@ const children = [];
 const configs = benchConfigs();
 
 async function start(c, i, originUrl) {
-  const env = { ...process.env, OXY_HOME: join(dir, String(i)), NO_COLOR: '1', ...c.env };
-  if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
-  if (gc) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --require ${GC_WATCH}`;
-  initBenchTunnel(c.bin, env, HOST);
-  const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
-  children.push(edge.child);
-  const connector = await spawnUntil(
-    process.execPath,
-    [
-      c.bin,
-      'tunnel',
-      'run',
-      '--edge',
-      `127.0.0.1:${tunnelPortIn(edge.output())}`,
-      '--protocol',
-      c.env.OXY_BENCH_PROTOCOL ?? protocol,
-      '--url',
-      originUrl,
-      'bench',
-    ],
-    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
-    { env },
-  );
-  children.push(connector.child);
-  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid }, output: edge.output };
+  const nodeOptions = perfDir ? ['--perf-basic-prof'] : [];
+  if (gc) nodeOptions.push(`--require ${GC_WATCH}`);
+  return startBenchPair(c, { home: join(dir, String(i)), originUrl, protocol, nodeOptions, children, host: HOST });
 }
 
 const countSyscalls = (pid) => {

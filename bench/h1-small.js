@@ -18,7 +18,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { arg, benchConfigs, cpuMicros, EDGE_RUN_LOOPBACK, fmt, initBenchTunnel, SERVERS, spawnUntil, tunnelPortIn } from './lib/run.js';
+import { arg, benchConfigs, cpuMicros, fmt, SERVERS, spawnUntil, startBenchPair } from './lib/run.js';
 
 const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
@@ -35,31 +35,8 @@ const children = [];
 const configs = benchConfigs();
 
 async function start(c, i, originUrl) {
-  const env = { ...process.env, OXY_HOME: join(dir, String(i)), NO_COLOR: '1', ...c.env };
-  if (perfDir) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --perf-basic-prof`;
-  initBenchTunnel(c.bin, env, HOST);
-  const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
-  children.push(edge.child);
-  await new Promise((r) => setTimeout(r, 300));
-  const connector = await spawnUntil(
-    process.execPath,
-    [
-      c.bin,
-      'tunnel',
-      'run',
-      '--edge',
-      `127.0.0.1:${tunnelPortIn(edge.output())}`,
-      '--protocol',
-      c.env.OXY_BENCH_PROTOCOL ?? protocol,
-      '--url',
-      originUrl,
-      'bench',
-    ],
-    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
-    { env },
-  );
-  children.push(connector.child);
-  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid } };
+  const nodeOptions = perfDir ? ['--perf-basic-prof'] : [];
+  return startBenchPair(c, { home: join(dir, String(i)), originUrl, protocol, nodeOptions, children, host: HOST });
 }
 
 /** Voluntary context switches (sleeps: each is a wake-up later) of all threads of `pid`. */

@@ -133,6 +133,29 @@ export function initBenchTunnel(bin, env, host) {
     execFileSync(process.execPath, [bin, ...args], { env: { ...env, NODE_OPTIONS: '' }, stdio: 'ignore' });
 }
 
+/**
+ * One config's edge + connector processes on `originUrl` (h1-bulk.js, h1-small.js): the tunnel
+ * made with initBenchTunnel in `home`, the connector dialing over `protocol` (OXY_BENCH_PROTOCOL in
+ * the config's env wins) once 4 connections registered. `nodeOptions` are added to both processes'
+ * NODE_OPTIONS; `children` collects them.
+ */
+export async function startBenchPair(c, { home, originUrl, protocol = 'http2', nodeOptions = [], children, host = 'bench.example.com' }) {
+  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...c.env };
+  if (nodeOptions.length) env.NODE_OPTIONS = [env.NODE_OPTIONS ?? '', ...nodeOptions].join(' ');
+  initBenchTunnel(c.bin, env, host);
+  const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
+  children.push(edge.child);
+  const tunnel = `127.0.0.1:${tunnelPortIn(edge.output())}`;
+  const connector = await spawnUntil(
+    process.execPath,
+    [c.bin, 'tunnel', 'run', '--edge', tunnel, '--protocol', c.env.OXY_BENCH_PROTOCOL ?? protocol, '--url', originUrl, 'bench'],
+    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    { env },
+  );
+  children.push(connector.child);
+  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid }, output: edge.output };
+}
+
 /** MiB/s of one GET /bytes/N or POST /sink of `n` bytes to servers.js's HTTP server (through `origin`, as `host`). */
 export async function httpTransfer(origin, host, op, n, dispatcher) {
   const t0 = performance.now();
