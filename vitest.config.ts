@@ -2,11 +2,12 @@ import { defineConfig } from 'vitest/config';
 import { postgresMissing } from './test/helpers/postgres.js';
 
 /**
- * Three legs: every test on SQLite (the default store); the tests that exercise the store —
- * its unit tests, the CLI tests that use it, the vnet walkthrough — again on PostgreSQL, in a
- * throwaway cluster the `postgres` project's globalSetup starts (test/helpers/postgres.ts); and
- * the QUIC tests again on ngtcp2 (`ngtcp2`, `ngtcp2-edge`, `ngtcp2-both`: see NGTCP2_LEG).
- * Run one leg with `--project sqlite`, `--project postgres`, `--project ngtcp2`, ….
+ * Three legs: every test on SQLite (the default store, QUIC on ngtcp2 on both sides); the tests
+ * that exercise the store — its unit tests, the CLI tests that use it, the vnet walkthrough —
+ * again on PostgreSQL, in a throwaway cluster the `postgres` project's globalSetup starts
+ * (test/helpers/postgres.ts); and the QUIC tests again with quiche on one side or both
+ * (`quiche`, `quiche-edge`, `quiche-connector`: see QUIC_LEG).
+ * Run one leg with `--project sqlite`, `--project postgres`, `--project quiche`, ….
  */
 export const POSTGRES_LEG = [
   'test/unit/store/**/*.test.ts',
@@ -25,11 +26,12 @@ export const POSTGRES_LEG = [
 ];
 
 /**
- * The QUIC tests again on the addon's ngtcp2: `ngtcp2` with the connector's client on it (the edge
- * on quiche), `ngtcp2-edge` with the edge's server on it (the connector on quiche), `ngtcp2-both`
- * with both.
+ * The QUIC tests again with quiche (ngtcp2 is the default on both sides): `quiche` on both sides,
+ * `quiche-edge` with the edge's listener on it (the connector on ngtcp2), `quiche-connector` with
+ * the connector's client on it (the edge on ngtcp2). Every pairing must keep interoperating:
+ * users run mixed versions.
  */
-export const NGTCP2_LEG = [
+export const QUIC_LEG = [
   'test/unit/quic/**/*.test.ts',
   'test/e2e/quic/registration.test.ts',
   'test/e2e/quic/nft-loss.test.ts',
@@ -54,12 +56,12 @@ export default defineConfig({
     pool: 'forks',
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['test/**/*.test.ts'], exclude: ['test/e2e/store/**'] } },
-      { extends: true, test: { name: 'ngtcp2', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'ngtcp2' } } },
-      { extends: true, test: { name: 'ngtcp2-edge', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_SERVER_IMPL: 'ngtcp2' } } },
       {
         extends: true,
-        test: { name: 'ngtcp2-both', include: NGTCP2_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'ngtcp2', OXY_QUIC_SERVER_IMPL: 'ngtcp2' } },
+        test: { name: 'quiche', include: QUIC_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'quiche', OXY_QUIC_SERVER_IMPL: 'quiche' } },
       },
+      { extends: true, test: { name: 'quiche-edge', include: QUIC_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_SERVER_IMPL: 'quiche' } } },
+      { extends: true, test: { name: 'quiche-connector', include: QUIC_LEG, env: { OXY_EDGE_WORKERS: '1', OXY_QUIC_IMPL: 'quiche' } } },
       ...(!pgLeg ? [] : [{
         extends: true,
         test: { name: 'postgres', include: POSTGRES_LEG, env: { OXY_TEST_STORE: 'postgres' }, globalSetup: ['test/helpers/postgres-global.ts'] },

@@ -5,7 +5,8 @@
  *  - an origin (bench/lib/servers.js http: GET /small answers 64 bytes, GET /bytes/N, POST /sink);
  *  - OpenSSH's reverse tunnel (`ssh -R`, the classic "expose localhost"), against a private
  *    sshd on a free port with throwaway keys;
- *  - the quick tunnel (`oxyctl tunnel --url`) over HTTP/2 and over QUIC;
+ *  - the quick tunnel (`oxyctl tunnel --url`) over HTTP/2 and over QUIC (each QUIC row names the
+ *    libraries of edge / connector: ngtcp2 unless OXY_QUIC_SERVER_IMPL / OXY_QUIC_IMPL=quiche);
  *  - edge and connector as separate processes (`edge run` + `tunnel run`), per protocol, for
  *    bulk as ssh -R runs it (two processes, two cores) and for the CPU each spends per small request (utime + stime from /proc/PID/stat, the counter
  *    process.cpuUsage() reads) — the origin's own CPU per request is printed beside them as
@@ -29,6 +30,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { quicClientImpl, quicServerImpl } from '../dist/engine/transport/quic/index.js';
 import { arg, cpuMicros, EDGE_RUN_LOOPBACK, family, fmt, spawnUntil, tunnelPortIn } from './lib/run.js';
 
 const run = promisify(execFile);
@@ -43,6 +45,8 @@ chmodSync(dir, 0o755);
 const children = [];
 const HOST = 'bench.example.com';
 const MiB = 1024 * 1024;
+// The QUIC rows' libraries, edge / connector: the children inherit this process's environment.
+const QUIC = `QUIC (${quicServerImpl()} / ${quicClientImpl()})`;
 
 const have = (cmd, args = ['-h']) => {
   try {
@@ -291,7 +295,7 @@ try {
   }
   for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
     const quick = await startQuick(originUrl, protocol);
-    await measure(`quick tunnel, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`, quick.url, undefined, { tunnel: quick.pid });
+    await measure(`quick tunnel, ${protocol === 'quic' ? QUIC : 'HTTP/2'}`, quick.url, undefined, { tunnel: quick.pid });
   }
   const proxies = [];
   if (!skip.has('separate') && !skip.has('per-request')) {
@@ -303,7 +307,7 @@ try {
     for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {
       const s = await startSeparate(originUrl, protocol);
       await measure(
-        `edge + connector processes, ${protocol === 'quic' ? 'QUIC' : 'HTTP/2'}`,
+        `edge + connector processes, ${protocol === 'quic' ? QUIC : 'HTTP/2'}`,
         s.url,
         HOST,
         { edge: s.edgePid, connector: s.connectorPid },
@@ -383,11 +387,14 @@ try {
         `| ${name} | ${fmt(median(r.mbps), 0)} | ${ratio(median(r.mbps), squid && median(squid.mbps))} | ${fmt(median(r.cpu), 2)} | ${ratio(median(r.cpu), squid && median(squid.cpu))} |`,
       );
   }
-  const quick = rows.filter((r) => r.name.startsWith('quick'));
-  if (quick.length === 2)
-    console.log(
-      `\nQUIC / HTTP/2 (quick tunnel): small requests ${ratio(quick[1].rps, quick[0].rps)}, download ${ratio(quick[1].down, quick[0].down)}, upload ${ratio(quick[1].up, quick[0].up)}`,
-    );
+  // Issue 16's aims for QUIC: small requests/s ≥ ssh -R, and ≥ HTTP/2 for small requests and bulk.
+  for (const kind of ['quick tunnel', 'edge + connector processes']) {
+    const h2 = rows.find((r) => r.name === `${kind}, HTTP/2`);
+    const quic = rows.find((r) => r.name === `${kind}, ${QUIC}`);
+    if (!quic) continue;
+    const vsH2 = h2 ? `; ÷ HTTP/2: small requests ${ratio(quic.rps, h2.rps)}, download ${ratio(quic.down, h2.down)}, upload ${ratio(quic.up, h2.up)}` : '';
+    console.log(`\n${QUIC}, ${kind}: small requests ÷ ssh -R ${ratio(quic.rps, ssh?.rps)}${vsH2}`);
+  }
   console.log(`(machine load at the end: ${fmt(loadavg()[0])}; other work shares these cores, so read the ratios, not the absolute figures)`);
 } finally {
   for (const c of children) c.kill('SIGTERM');

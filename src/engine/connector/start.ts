@@ -173,8 +173,8 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
       connectorID: connector.connectorId,
       edge: edgeList,
       protocol: f.protocol,
-      // Which QUIC library dials (OXY_QUIC_IMPL=ngtcp2: the addon's ngtcp2 client), when not the default.
-      ...(f.protocol !== 'http2' && quicClientImpl() === 'ngtcp2' ? { quicClient: 'ngtcp2' } : {}),
+      // Which QUIC library dials: the addon's ngtcp2 client, or quiche with OXY_QUIC_IMPL=quiche.
+      ...(f.protocol !== 'http2' ? { quicClient: quicClientImpl() } : {}),
       ...(f.label ? { label: f.label } : {}),
     },
     'Starting tunnel',

@@ -45,8 +45,8 @@ export function http2TunnelListener(
  * The QUIC tunnel listener on UDP, on the same port as the TLS listener started before it
  * (as cloudflared's edge serves both on 7844), answering each client from the address it
  * dialed (IP_PKTINFO). A worker (`edge run --workers`) takes its socket of the primary's
- * SO_REUSEPORT group (`fd`), so the kernel keeps each client's 4-tuple on one worker. quiche by
- * default; the addon's ngtcp2 server with `OXY_QUIC_SERVER_IMPL=ngtcp2` (the log line says so).
+ * SO_REUSEPORT group (`fd`), so the kernel keeps each client's 4-tuple on one worker. The addon's
+ * ngtcp2 server by default; quiche with `OXY_QUIC_SERVER_IMPL=quiche` (the log line names it).
  */
 export function quicTunnelListener(
   listen: string,
@@ -62,7 +62,7 @@ export function quicTunnelListener(
     return {
       protocol: 'quic',
       address: listener.address,
-      ...(listener.impl === 'ngtcp2' ? { quicServer: 'ngtcp2' as const } : {}),
+      quicServer: listener.impl,
       close: () => listener.close(),
     };
   };

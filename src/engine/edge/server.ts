@@ -39,8 +39,8 @@ import type { Siblings } from './handoff.js';
 export interface TunnelListener {
   protocol: string;
   address: { address: string; port: number };
-  /** QUIC: the library serving, when not the default (`OXY_QUIC_SERVER_IMPL=ngtcp2`). */
-  quicServer?: 'ngtcp2';
+  /** QUIC: the library serving (ngtcp2, or quiche with `OXY_QUIC_SERVER_IMPL=quiche`). */
+  quicServer?: 'ngtcp2' | 'quiche';
   close(): Promise<void>;
 }
 

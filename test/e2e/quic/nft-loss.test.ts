@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { closeFd, currentNetns, openNetns } from '../../../src/engine/native/index.js';
-import { dialQuic, listenQuic, type QuicListener } from '../../../src/engine/transport/quic/index.js';
+import { dialQuic, listenQuic, quicClientImpl, type QuicListener } from '../../../src/engine/transport/quic/index.js';
 import { insideNetnsAsync, TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { collect, echo, sha256 } from '../../unit/quic/support.js';
@@ -54,7 +54,7 @@ privilegedDescribe('QUIC under 1% nftables loss (network namespace)', () => {
     const results = await Promise.all([run(big), ...small.map(run)]);
     expect(results).toEqual([big, ...small].map(sha256));
     const dropped = [...ns!.exec('nft', ['list table inet oxyloss']).matchAll(/packets (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
-    console.log(`nftables dropped ${dropped} packets; quiche counted ${conn.quicStats().lost} lost of ${conn.quicStats().sent} sent`);
+    console.log(`nftables dropped ${dropped} packets; the client (${quicClientImpl()}) counted ${conn.quicStats().lost} lost of ${conn.quicStats().sent} sent`);
     expect(dropped).toBeGreaterThan(0);
     conn.close();
   }, 60_000);

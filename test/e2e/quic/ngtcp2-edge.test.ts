@@ -1,5 +1,5 @@
-// The edge's QUIC listener on ngtcp2 (OXY_QUIC_SERVER_IMPL=ngtcp2: the addon's ngtcp2 + GnuTLS
-// server), with the connector on either library: processes, curl through the tunnel, many
+// The edge's QUIC listener on ngtcp2 (the addon's ngtcp2 + GnuTLS server, the default), with the
+// connector on either library (OXY_QUIC_IMPL=quiche or ngtcp2): processes, curl through the tunnel, many
 // requests at once, bulk bytes both ways, a client that trusts another CA refused, hostile
 // datagrams at the QUIC port while a good client is served, and a restarted edge's stateless
 // resets across libraries.
@@ -19,7 +19,7 @@ const BULK = randomBytes(24 * 1024 * 1024);
 const origin = useBulkOrigin(BULK);
 
 const tunnel = (client: 'quiche' | 'ngtcp2', connections = 2) =>
-  quicTunnel(t, origin.url, { connections, edgeEnv: EDGE, connectorEnv: client === 'ngtcp2' ? { OXY_QUIC_IMPL: 'ngtcp2' } : {} });
+  quicTunnel(t, origin.url, { connections, edgeEnv: EDGE, connectorEnv: { OXY_QUIC_IMPL: client } });
 const get = getVia;
 
 /** QUIC-shaped garbage: random bytes, truncated long headers, Initials with random CIDs (a flood), short headers. */
@@ -45,6 +45,7 @@ describe.each(['quiche', 'ngtcp2'] as const)('edge on ngtcp2, connector on %s', 
     const e = await tunnel(client);
     // The listener line names the library; the debug line proves the ngtcp2 edge took the registration.
     expect(e.edge.output).toMatch(/Tunnel listener ready protocol=quic [^\n]*quicServer=ngtcp2/);
+    expect(e.connector.output).toMatch(new RegExp(`Starting tunnel [^\\n]*protocol=quic quicClient=${client}`));
     expect(e.edge.output).toMatch(/edge \(ngtcp2\) established with 127\.0\.0\.1:/);
     await expectServes(e.httpPort, BULK);
   }, 60_000);
@@ -85,7 +86,7 @@ describe("a restarted edge resets its predecessor's connections, whichever libra
   ] as const)(
     'edge on %s, then on %s',
     async (first, second) => {
-      const env = (lib: string) => (lib === 'ngtcp2' ? EDGE : { NODE_DEBUG: 'oxy:transport:quic' });
+      const env = (lib: string) => ({ ...EDGE, OXY_QUIC_SERVER_IMPL: lib });
       const e = await quicTunnel(t, origin.url, { connections: 1, edgeEnv: env(first) });
       expect((await get(e.httpPort, '/before')).body.toString()).toBe('hello /before');
       e.edge.kill();

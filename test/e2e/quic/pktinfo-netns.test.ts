@@ -1,5 +1,5 @@
 // The QUIC listener bound to the wildcard on a host with several addresses answers every
-// client from the address that client dialed (IP_PKTINFO through quiche's SendInfo.from).
+// client from the address that client dialed (IP_PKTINFO: the source each library reports).
 //
 //   client netns  cli0 198.18.4.100/24, 2001:db8:0:4::100/64
 //        │ veth
@@ -80,7 +80,7 @@ privilegedDescribe('QUIC listener on the wildcard of a multi-address interface (
       () => listener.close(),
     );
     expect(listener.address.address).toBe('::');
-    // The ngtcp2 edge legs (OXY_QUIC_SERVER_IMPL=ngtcp2) answer from the addon's server.
+    // The addon's ngtcp2 server answers (quiche on the legs with OXY_QUIC_SERVER_IMPL=quiche).
     expect(listener.impl).toBe(quicServerImpl());
 
     for (const address of [...V4, ...V6]) {

@@ -23,9 +23,9 @@ describe('QUIC handshake (loopback)', () => {
     const pair: Pair = await connectPair();
     cleanups.push(pair.close);
     expect(pair.client.protocol).toBe('quic');
-    // The ngtcp2 leg (vitest project `ngtcp2`, OXY_QUIC_IMPL=ngtcp2) really dials with ngtcp2.
+    // Each leg really dials with its library (vitest projects `quiche`, `quiche-connector`: OXY_QUIC_IMPL=quiche).
     expect(pair.client instanceof Ngtcp2TunnelConnection).toBe(quicClientImpl() === 'ngtcp2');
-    // The ngtcp2 edge legs (OXY_QUIC_SERVER_IMPL=ngtcp2) really listen with ngtcp2.
+    // … and listens with its library (`quiche`, `quiche-edge`: OXY_QUIC_SERVER_IMPL=quiche).
     expect(pair.listener.impl).toBe(quicServerImpl());
     expect(pair.server instanceof Ngtcp2TunnelConnection).toBe(quicServerImpl() === 'ngtcp2');
     expect(pair.client.role).toBe('connector');

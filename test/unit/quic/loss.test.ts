@@ -40,7 +40,7 @@ describe('QUIC under packet loss', () => {
     expect(results).toEqual([big, ...small].map(sha256));
     expect(relay.dropped.up + relay.dropped.down).toBeGreaterThan(0);
     console.log(
-      `relay dropped ${relay.dropped.up} up / ${relay.dropped.down} down of ${relay.forwarded.up + relay.forwarded.down + relay.dropped.up + relay.dropped.down}; quiche counted ${client.quicStats().lost} lost`,
+      `relay dropped ${relay.dropped.up} up / ${relay.dropped.down} down of ${relay.forwarded.up + relay.forwarded.down + relay.dropped.up + relay.dropped.down}; the client counted ${client.quicStats().lost} lost`,
     );
   }, 60_000);
 

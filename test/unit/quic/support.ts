@@ -21,7 +21,7 @@ export function edgeIdentity(): Promise<EdgeIdentity> {
 
 export interface Pair {
   listener: QuicListener;
-  /** quiche, or ngtcp2 with OXY_QUIC_IMPL=ngtcp2; the edge's with OXY_QUIC_SERVER_IMPL=ngtcp2. */
+  /** ngtcp2, or quiche with OXY_QUIC_IMPL=quiche; the edge's with OXY_QUIC_SERVER_IMPL=quiche. */
   client: QuicClientConnection;
   server: QuicServerConnection;
   close(): Promise<void>;

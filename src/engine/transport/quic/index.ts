@@ -1,7 +1,9 @@
 /**
- * The QUIC tunnel transport: `dialQuic` (connector → edge) and `listenQuic` (edge), over
- * our own driver on quiche (see ./endpoint.ts, ./connection.ts) and the native pktinfo
- * UDP socket, so a listener on the wildcard answers each client from the address it dialed.
+ * The QUIC tunnel transport: `dialQuic` (connector → edge) and `listenQuic` (edge), on the
+ * addon's ngtcp2 (./ngtcp2-connection.ts, ./ngtcp2-listener.ts) or, with OXY_QUIC_IMPL /
+ * OXY_QUIC_SERVER_IMPL=quiche, our own driver on quiche (./endpoint.ts, ./connection.ts); both
+ * on the native pktinfo UDP socket, so a listener on the wildcard answers each client from the
+ * address it dialed.
  *
  *   const listener = await listenQuic({ cert: id.certChain, key: id.key, port: 7844 }, (conn) => …);
  *   const conn = await dialQuic({ host: '198.18.0.1', port: 7844, ca: id.caCert, caPin: id.caPin });
@@ -70,17 +72,17 @@ export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
   tuning?: QuicTuningOptions;
 }
 
-/** The connector's QUIC connection: quiche through our driver, or ngtcp2 in the addon (`OXY_QUIC_IMPL=ngtcp2`). */
+/** The connector's QUIC connection: ngtcp2 in the addon (the default), or quiche through our driver (`OXY_QUIC_IMPL=quiche`). */
 export type QuicClientConnection = QuicTunnelConnection | Ngtcp2TunnelConnection;
 
-/** Which QUIC library the connector dials with: `OXY_QUIC_IMPL=ngtcp2` picks the addon's ngtcp2 client. */
+/** Which QUIC library the connector dials with: the addon's ngtcp2 client, or quiche with `OXY_QUIC_IMPL=quiche`. */
 export function quicClientImpl(): 'quiche' | 'ngtcp2' {
-  return process.env.OXY_QUIC_IMPL === 'ngtcp2' ? 'ngtcp2' : 'quiche';
+  return process.env.OXY_QUIC_IMPL === 'quiche' ? 'quiche' : 'ngtcp2';
 }
 
-/** Which QUIC library the edge listens with: `OXY_QUIC_SERVER_IMPL=ngtcp2` picks the addon's ngtcp2 server. */
+/** Which QUIC library the edge listens with: the addon's ngtcp2 server, or quiche with `OXY_QUIC_SERVER_IMPL=quiche`. */
 export function quicServerImpl(): 'quiche' | 'ngtcp2' {
-  return process.env.OXY_QUIC_SERVER_IMPL === 'ngtcp2' ? 'ngtcp2' : 'quiche';
+  return process.env.OXY_QUIC_SERVER_IMPL === 'quiche' ? 'quiche' : 'ngtcp2';
 }
 
 /** The edge's side of a QUIC tunnel connection: quiche through our driver, or one of the addon's ngtcp2 server. */
@@ -222,14 +224,14 @@ export interface QuicListenOptions extends QuicTimingOptions, QuicSocketOptions 
   retry?: boolean;
   /** Connections at once; further handshakes are ignored. Default 10,000. */
   maxConnections?: number;
-  /** The QUIC library: quiche, or the addon's ngtcp2 server. Default: `OXY_QUIC_SERVER_IMPL`, else quiche. */
+  /** The QUIC library: the addon's ngtcp2 server, or quiche. Default: `OXY_QUIC_SERVER_IMPL`, else ngtcp2. */
   impl?: 'quiche' | 'ngtcp2';
   tuning?: QuicTuningOptions;
 }
 
 export interface QuicListener {
   readonly address: { address: string; port: number; family: 4 | 6 };
-  /** Which library serves: quiche (default) or the addon's ngtcp2 (`OXY_QUIC_SERVER_IMPL=ngtcp2`). */
+  /** Which library serves: the addon's ngtcp2 (default) or quiche (`OXY_QUIC_SERVER_IMPL=quiche`). */
   readonly impl: 'quiche' | 'ngtcp2';
   /** Live connections (quiche: handshaking ones included; ngtcp2: established ones). */
   connections(): QuicServerConnection[];
