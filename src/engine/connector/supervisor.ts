@@ -238,8 +238,12 @@ export class Connector extends EventEmitter<ConnectorEvents> {
 
   /**
    * A killed edge over QUIC says nothing (no RST as over TCP): its connections would look alive
-   * until the idle timeout (15 s). Probe each connection while nothing waits on it, and close it
-   * once SILENT_MS passed without a packet, so the slot redials (another edge, with several) now.
+   * until the idle timeout (15 s). Probe each connection every PROBE_EVERY_MS, and close it once
+   * SILENT_MS passed without a packet, so the slot redials (another edge, with several) now.
+   * Probes go on while one is unanswered: ngtcp2 never retransmits a lost PING (its keep-alive
+   * PING elicits no PTO probe; quiche's are retransmitted 0.4, 0.9, 1.7, 3.4 s later), so a
+   * successor edge on the port would hear from us, and answer with a stateless reset, only if it
+   * bound before our one probe went out.
    */
   #watch(connIndex: number, conn: TunnelConnection): void {
     const watchdog = setInterval(() => {
@@ -249,7 +253,7 @@ export class Connector extends EventEmitter<ConnectorEvents> {
         this.o.log.warn({ connIndex, silentMs: silent, ip: conn.remoteAddress }, 'The edge went silent; closing the connection');
         clearInterval(watchdog);
         conn.close(TunnelCloseCode.TRANSPORT_LOST, 'the edge went silent');
-      } else if (silent === 0) void conn.probe();
+      } else void conn.probe();
     }, PROBE_EVERY_MS).unref();
   }
 

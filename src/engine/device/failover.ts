@@ -94,12 +94,13 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
       for (const h of packetHandlers) h(packet);
     });
     for (const h of routeHandlers) next.channel.onRoutes?.(h);
-    // A killed edge over QUIC says nothing (no RST as over TCP): probe it, and leave it when silent.
+    // A killed edge over QUIC says nothing (no RST as over TCP): probe it every tick (ngtcp2 never
+    // retransmits a lost PING: a successor's stateless reset answers the next one), leave it when silent.
     const watchdog = setInterval(() => {
       if (next.conn.unansweredMs() > SILENT_MS) {
         o.log.warn({ edge: o.edges[next.edge], silentMs: next.conn.unansweredMs() }, 'The edge went silent');
         next.channel.close();
-      } else if (next.conn.unansweredMs() === 0) void next.conn.probe().catch(() => undefined);
+      } else void next.conn.probe().catch(() => undefined);
     }, PROBE_EVERY_MS);
     watchdog.unref();
     void next.channel.ended.then(() => {

@@ -392,8 +392,9 @@ export class EdgeServer {
   /**
    * A connector whose host froze or vanished sends no FIN: over HTTP/2 its connection would stay
    * registered (and listed by `tunnel list` on every edge) until TCP gave up, minutes later. Each
-   * idle connection is asked for a PING answer every heartbeat interval; one silent for as long
-   * as a dead edge's heartbeat takes to go stale (EDGE_TTL_MS, 15 s) is closed, which unregisters it.
+   * connection is asked for a PING answer every heartbeat interval, again while unanswered (ngtcp2
+   * never retransmits a lost PING); one silent for as long as a dead edge's heartbeat takes to go
+   * stale (EDGE_TTL_MS, 15 s) is closed, which unregisters it.
    */
   #watchSilence(conn: TunnelConnection, tunnelId: string): void {
     const watchdog = setInterval(() => {
@@ -403,7 +404,7 @@ export class EdgeServer {
         this.o.log.warn({ tunnelID: tunnelId, silentMs: Math.round(silent), ip: conn.remoteAddress }, 'The connector went silent; closing its connection');
         clearInterval(watchdog);
         conn.close(TunnelCloseCode.TRANSPORT_LOST, 'the connector went silent');
-      } else if (silent === 0) void conn.probe();
+      } else void conn.probe();
     }, EDGE_HEARTBEAT_MS).unref();
   }
 
