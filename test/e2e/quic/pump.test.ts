@@ -86,7 +86,7 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
   const tunnel = (extra: Record<string, string> = {}) =>
     quicTunnel(t, originUrl, {
       connections: 1,
-      edgeEnv: edgeLib === 'ngtcp2' ? NGTCP2 : {},
+      edgeEnv: { OXY_QUIC_SERVER_IMPL: edgeLib },
       connectorEnv: { ...NGTCP2, NODE_DEBUG: 'oxy:connector:http1', ...extra },
     });
 
