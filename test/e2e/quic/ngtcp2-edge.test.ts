@@ -46,7 +46,8 @@ describe.each(['quiche', 'ngtcp2'] as const)('edge on ngtcp2, connector on %s', 
     // The listener line names the library; the debug line proves the ngtcp2 edge took the registration.
     expect(e.edge.output).toMatch(/Tunnel listener ready protocol=quic [^\n]*quicServer=ngtcp2/);
     expect(e.connector.output).toMatch(new RegExp(`Starting tunnel [^\\n]*protocol=quic quicClient=${client}`));
-    expect(e.edge.output).toMatch(/edge \(ngtcp2\) established with 127\.0\.0\.1:/);
+    // The edge logs it on its own pipe: it may come after the connector saw itself registered.
+    await e.edge.waitFor(/edge \(ngtcp2\) established with 127\.0\.0\.1:/);
     await expectServes(e.httpPort, BULK);
   }, 60_000);
 
