@@ -15,9 +15,12 @@
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
+ *     [--syscalls 1]   (perf stat: system calls and context switches per MB / request / connection)
+ *     [--strace DIR]   (strace -c of each process per phase)
+ *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,12 +47,23 @@ const ipn = (ns, ...args) => sh('ip', ['-n', ns, ...args]);
 const inNs = (ns, cmd, args) => sh('ip', ['netns', 'exec', ns, cmd, ...args]);
 const oxy = (...args) => sh(process.execPath, [bin, ...args]);
 const children = [];
+/** `--log DIR`: each child's stdout and stderr also go to DIR/<pid>.log (with `--node-flags --trace-gc`: GCs per phase). */
+const logDir = arg('log', '');
 const spawnIn = (ns, cmd, args, wait) =>
   new Promise((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let out = '';
+    const log = logDir
+      ? join(
+          logDir,
+          `${args.includes('edge') ? 'edge' : args.includes('tunnel') ? 'connector' : args.includes('warp') ? 'device' : cmd.split('/').pop()}-${child.pid}.log`,
+        )
+      : '';
+    child.log = log;
     const on = (d) => {
+      if (log) appendFileSync(log, d);
+      if (out.length > 65536) return;
       out += d;
       if (wait.test(out)) resolve(child);
     };
@@ -100,12 +114,49 @@ const withCpu = (procs, work, label) => {
         },
       );
   if (perf) execFileSync('sleep', ['0.5']);
+  // System calls and context switches per process (`--syscalls 1`): counts, which the machine's
+  // load moves far less than CPU time (no hardware counters in this VM).
+  const stats = !countSyscalls
+    ? []
+    : Object.entries(procs).map(([k, c]) => {
+        const file = join(home, `stat-${label}-${k}.csv`);
+        return {
+          k,
+          file,
+          child: spawn('perf', ['stat', '-x', ',', '-e', 'raw_syscalls:sys_enter,context-switches', '-o', file, '-p', String(c.pid)], { stdio: 'ignore' }),
+        };
+      });
+  // `--strace DIR`: strace -c of each process per phase (slows them: read the counts, not the speed).
+  const straces = !straceDir
+    ? []
+    : Object.entries(procs).map(([k, c]) =>
+        spawn('strace', ['-c', '-f', '-o', join(straceDir, `${label}-${k}.txt`), '-p', String(c.pid)], { stdio: 'ignore' }),
+      );
+  if (stats.length || straces.length) execFileSync('sleep', ['0.3']);
+  const mark = (what) => Object.values(procs).forEach((c) => c.log && appendFileSync(c.log, `=== ${label} ${what}\n`));
+  mark('start');
   const before = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid)]));
   const result = work();
+  mark('end');
   perf?.kill('SIGINT');
   const cpu = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid) - before[k]]));
-  return { result, cpu };
+  for (const child of straces) child.kill('SIGINT');
+  for (const { child } of stats) child.kill('SIGINT');
+  if (stats.length) execFileSync('sleep', ['0.3']);
+  const calls = {};
+  for (const { k, file } of stats) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    const count = (event) => Number((text.split('\n').find((l) => l.includes(event)) ?? '').split(',')[0] || NaN);
+    calls[k] = { syscalls: count('raw_syscalls'), switches: count('context-switches') };
+  }
+  return { result, cpu, calls };
 };
+const countSyscalls = arg('syscalls', '') === '1';
+const straceDir = arg('strace', '');
+const perCall = (calls, units) =>
+  Object.entries(calls)
+    .map(([k, c]) => `${k} ${fmt(c.syscalls / units, 1)} / ${fmt(c.switches / units, 1)}`)
+    .join(' | ');
 const perUnit = (cpu, units, scale, unit) =>
   Object.entries(cpu)
     .map(([k, s]) => `${k} ${fmt((s * scale) / units, 1)}`)
@@ -266,11 +317,16 @@ try {
   const compare = (label, measure) => {
     const rows = { veth: [], tunnel: [], wg: [] };
     const cpu = { device: 0, edge: 0, connector: 0 };
+    const calls = { device: { syscalls: 0, switches: 0 }, edge: { syscalls: 0, switches: 0 }, connector: { syscalls: 0, switches: 0 } };
     for (let r = 0; r < rounds; r++) {
       rows.veth.push(measure('198.18.9.2'));
-      const { result, cpu: used } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
+      const { result, cpu: used, calls: counted } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
       rows.tunnel.push(result);
       for (const k of Object.keys(cpu)) cpu[k] += used[k];
+      for (const [k, c] of Object.entries(counted)) {
+        calls[k].syscalls += c.syscalls;
+        calls[k].switches += c.switches;
+      }
       if (hasWg) rows.wg.push(measure('198.18.99.2'));
     }
     const ratio = (other) => median(rows.tunnel.map((t, i) => t / other[i]));
@@ -282,6 +338,7 @@ try {
       toWg: hasWg ? ratio(rows.wg) : NaN,
       total: rows.tunnel.reduce((a, b) => a + b, 0),
       cpu,
+      calls,
     };
   };
   const line = (what, c, digits, unit) =>
@@ -295,11 +352,13 @@ try {
     const down = compare('bulk-r', (t) => iperf(t, '-R'));
     console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
     console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+    if (countSyscalls) console.log(`system calls / context switches per MB (iperf3): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
   }
   if (phases.has('requests')) {
     const req = compare('requests', (t) => rps(t));
     console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
     console.log(`CPU per request through the tunnel: ${perUnit(req.cpu, req.total * seconds, 1e6, 'µs')}`);
+    if (countSyscalls) console.log(`system calls / context switches per request: ${perCall(req.calls, req.total * seconds)}`);
   }
   if (phases.has('flows')) {
     // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
@@ -314,6 +373,7 @@ try {
       `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
     );
     console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
+    if (countSyscalls) console.log(`system calls / context switches per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
     const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
     console.log(
       `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +

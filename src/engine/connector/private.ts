@@ -16,6 +16,7 @@ import { dialTcp } from './origin.js';
 import { PktinfoUdpSocket } from '../native/index.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import { bridge } from './stream-handler.js';
+import { FLOW_UNSENT } from '../util/pump.js';
 
 export function splitDestination(destination: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(destination);
@@ -93,7 +94,7 @@ export class PrivateOfframp {
       }
       writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
       coalesceWrites(stream, socket);
-      await bridge(stream, socket);
+      await bridge(stream, socket, { unsent: FLOW_UNSENT });
     } finally {
       this.#active--;
     }

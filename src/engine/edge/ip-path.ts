@@ -25,6 +25,7 @@ import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
 import type { TunnelStream } from '../transport/types.js';
 import { coalesceWrites } from '../util/coalesce.js';
+import { bridge, FLOW_UNSENT } from '../util/pump.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 /**
@@ -93,6 +94,32 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   const echoes = new EchoRelay(edge, log, (flow, packet) => sendToClient(flow, packet));
   // The application's IP-flow hooks (--hooks) wrap the routing below; without them, no cost.
   const flows: FlowContexts = new WeakMap();
+  // An upgraded TCP flow on its tunnel stream, opened at the accept. With early data the flow's
+  // first chunk goes to the connector before its answer (it writes it to the host right after its
+  // dial: a round trip sooner); the rest waits for the answer, so a slow dial holds at most that
+  // one chunk (≤ 64 KiB) per flow.
+  const carry = (socket: Socket, flow: Flow<Routed>, vnetId: string): void => {
+    socket.on('error', ignore);
+    const early = earlyData ? new EarlyChunk(socket) : undefined;
+    edge.egress
+      .open('tcp', vnetId, flow.dst, flow.dstPort, [['Tenant', flow.scope.context.tenant]], early?.opened)
+      .then(({ stream }) => {
+        stream.on('error', () => socket.destroy());
+        socket.on('error', () => stream.destroy());
+        early?.answered();
+        if (socket.destroyed) return void stream.destroy();
+        coalesceWrites(stream, socket);
+        if (FLOW_UNSENT) return void bridge(socket, stream, { unsent: FLOW_UNSENT });
+        socket.pipe(stream);
+        stream.pipe(socket);
+        socket.resume();
+      })
+      .catch((err: Error) => {
+        early?.answered();
+        log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private TCP flow failed');
+        socket.resetAndDestroy();
+      });
+  };
   const ipEdge = await IpEdge.create<Routed>(
     withIpHooks(
       edge.hooks,
@@ -126,20 +153,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         onTcpStream(socket: Socket, flow) {
           const { vnetId } = flow.decision.route!;
           socket.pause();
-          edge.egress
-            .open('tcp', vnetId, formatAddress(flow.dst), flow.dstPort, [['Tenant', flow.scope.context.tenant]])
-            .then(({ stream }) => {
-              stream.on('error', () => socket.destroy());
-              socket.on('error', () => stream.destroy());
-              socket.pipe(stream);
-              coalesceWrites(stream, socket);
-              stream.pipe(socket);
-              socket.resume();
-            })
-            .catch((err: Error) => {
-              log.info({ err, dst: `${formatAddress(flow.dst)}:${flow.dstPort}` }, 'Private TCP flow failed');
-              socket.resetAndDestroy();
-            });
+          carry(socket, flow, vnetId);
         },
         onUdpFlow(udp: UdpFlow<Routed>) {
           const flow = udp.flow;
@@ -232,6 +246,46 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     },
   };
 }
+
+/** OXY_IP_EARLY_DATA=0: nothing goes to the connector before its answer (as before; for A/B runs). */
+const earlyData = process.env.OXY_IP_EARLY_DATA !== '0';
+
+/**
+ * The first chunk a paused upgraded socket reads before its stream is answered: written to the
+ * stream as soon as both exist, and the socket paused again until the answer.
+ */
+class EarlyChunk {
+  #stream: TunnelStream | undefined;
+  #chunk: Buffer | undefined;
+  #done = false;
+  readonly #onData = (chunk: Buffer): void => {
+    this.socket.pause();
+    this.socket.off('data', this.#onData);
+    if (this.#stream) this.#stream.write(chunk);
+    else this.#chunk = chunk;
+  };
+
+  constructor(private readonly socket: Socket) {
+    socket.on('data', this.#onData);
+    socket.resume();
+  }
+
+  readonly opened = (stream: TunnelStream): void => {
+    if (this.#done) return;
+    this.#stream = stream;
+    if (this.#chunk) stream.write(this.#chunk);
+    this.#chunk = undefined;
+  };
+
+  /** The answer came (or the open failed): the socket is the caller's again, paused. */
+  answered(): void {
+    this.#done = true;
+    this.socket.off('data', this.#onData);
+    this.socket.pause();
+  }
+}
+
+const ignore = (): void => undefined;
 
 const GUE_HINTS: Partial<Record<GueDropReason, string>> = {
   unauthenticated: 'GUE context v1 carries no key: senders need a device key (oxyctl warp enroll NAME) and the v2 context (docs/gue.md)',

@@ -6,7 +6,7 @@
  */
 import { joinHostPort } from '../../core/address.js';
 import { OxyError } from '../../core/errors.js';
-import { parseIp } from '../../core/cidr.js';
+import { formatIp, parseIp } from '../../core/cidr.js';
 import type { DetailedRoute } from '../../store/index.js';
 import { readStreamHeader, ResponseStatus, writeRequestHeader, type Metadata } from '../protocol/stream-header.js';
 import { encodeDatagramRecord } from '../protocol/datagram.js';
@@ -45,17 +45,22 @@ export class PrivateEgress {
   /**
    * Opens a stream to `ip:port` through the tunnel that serves it in `vnetId`; resolves once
    * the connector has connected. Rejects with OXY_ERR_NO_ROUTE, OXY_ERR_NO_CONNECTOR or
-   * OXY_ERR_DIAL_FAILED (the connector's reason in the message).
+   * OXY_ERR_DIAL_FAILED (the connector's reason in the message). `opened` gets the stream as
+   * soon as its request header is written, before the answer: what it writes is payload that
+   * the connector holds until its dial is done (the wire allows payload before the answer).
    */
   async open(
     kind: 'tcp' | 'udp' | 'ip-packets',
     vnetId: string,
-    ip: string,
+    ip: string | Uint8Array,
     port: number,
     metadata: Metadata | ((conn: TunnelConnection) => Metadata) = [],
+    opened?: (stream: TunnelStream) => void,
   ): Promise<{ stream: TunnelStream; route: DetailedRoute; conn: TunnelConnection }> {
-    const address = parseIp(ip).address;
-    const route = this.route(vnetId, address);
+    // The IP path has the address as bytes already: no parse per flow.
+    const bytes = typeof ip === 'string' ? parseIp(ip).bytes : ip;
+    const address = formatIp(bytes);
+    const route = this.route(vnetId, bytes);
     if (!route) throw new OxyError('OXY_ERR_NO_ROUTE', `No route matches the IP ${address} in virtual network ${vnetId}`);
     const live = this.registry.pick(route.tunnelId);
     if (!live) {
@@ -65,6 +70,7 @@ export class PrivateEgress {
     const stream = await live.conn.openStream();
     const extra = typeof metadata === 'function' ? metadata(live.conn) : metadata;
     writeRequestHeader(stream, { kind, destination: joinHostPort(address, port), metadata: [['Vnet', vnetId], ...extra] });
+    opened?.(stream);
     const answer = await readStreamHeader(stream, { expect: 'response', timeoutMs: 60_000 }).catch((err: Error) => {
       stream.destroy();
       throw new OxyError('OXY_ERR_DIAL_FAILED', `Tunnel ${route.tunnelName} did not answer for ${joinHostPort(address, port)}: ${err.message}`, { cause: err });

@@ -72,6 +72,31 @@ interface PendingReverse {
   onAbort?: () => void;
 }
 
+/**
+ * A data stream's 200 leaves with its first write (Node's ServerHttp2Stream responds by itself
+ * when a write finds no headers sent), so the HEADERS frame shares a TLS write with the answer
+ * that follows the dial instead of taking one of its own (per new flow: one write here, one
+ * read and wake-up at the edge, which never waits for the 200). OXY_H2_LAZY_RESPOND=0 answers
+ * at once, as before.
+ */
+const LAZY_RESPOND = process.env.OXY_H2_LAZY_RESPOND !== '0';
+
+/** An end() with nothing written must respond first too: nghttp2 cannot end a stream that sent no headers. */
+function respondAtFirstWrite(stream: ServerHttp2Stream): void {
+  const final = stream._final;
+  stream._final = function (this: ServerHttp2Stream, callback: (error?: Error | null) => void): void {
+    if (!this.headersSent && !this.destroyed && !this.closed) {
+      try {
+        this.respond({ ':status': 200 });
+      } catch (err) {
+        callback(err as Error);
+        return;
+      }
+    }
+    final.call(this, callback);
+  };
+}
+
 /** At most one liveness PING per this many ms while streams keep opening (a busy connection). */
 const LIVENESS_PING_EVERY_MS = 100;
 
@@ -374,6 +399,11 @@ export class Http2TunnelConnection implements TunnelConnection {
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       this.guardStream(stream);
       const kind = headers[H2_HEADER_STREAM];
+      if (kind === H2_STREAM_DATA && LAZY_RESPOND) {
+        respondAtFirstWrite(stream);
+        this.deliver(this.adoptUserStream(stream));
+        return;
+      }
       try {
         stream.respond({ ':status': 200 });
       } catch (err) {
