@@ -20,7 +20,7 @@ import { debuglog, getSystemErrorName } from 'node:util';
 import { socketFd } from '../native/index.js';
 import type { Logger } from '../observe/log.js';
 import { HOP_BY_HOP, type HttpResponseHead } from '../protocol/http-head.js';
-import { CHUNKED_BODY, ChunkedBody, Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
+import { CHUNKED_BODY, ChunkedBody, decodeHead, Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
 import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import type { FdPump, TunnelStream } from '../transport/types.js';
 import type { IngressRule } from './ingress.js';
@@ -45,6 +45,8 @@ const STATUS = /^HTTP\/1\.[01] (\d{3})/;
 const CORKED_LIMIT = 1024 * 1024;
 /** Origin sockets are pumped by the addon where the stream can (QUIC on ngtcp2). */
 const PUMP = process.env.OXY_QUIC_PUMP !== '0';
+/** ... and hand over whole HEAD records (`OXY_QUIC_PUMP=fd`: the socket only, the records through the stream). */
+const PUMP_HEADS = process.env.OXY_QUIC_PUMP !== 'fd';
 const debug = debuglog('oxy:connector:http1');
 
 interface OriginSocket {
@@ -260,6 +262,7 @@ export class Http1StreamServer {
     const early = origin.early ?? [];
     origin.early = undefined;
     const fd = socketFd(origin.socket);
+    const heads = PUMP_HEADS ? { head: (payload: Buffer) => this.#pumpedHead(payload), atRecordBoundary: () => this.#reader.atBoundary } : {};
     const pump =
       origin === this.#origin && !this.#finished && fd !== undefined
         ? this.stream.pumpTo?.(fd, {
@@ -270,6 +273,7 @@ export class Http1StreamServer {
                 errno ? Object.assign(new Error(`origin socket: ${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno) }) : undefined,
               ),
             drain: () => origin.resume?.(),
+            ...heads,
           })
         : undefined;
     if (pump) {
@@ -299,6 +303,17 @@ export class Http1StreamServer {
       origin.socket.pause();
       this.stream.once('drain', () => origin.socket.resume());
     }
+  }
+
+  /** A whole HEAD record straight from the addon (no Duplex, no frame or record parsing here). */
+  #pumpedHead(payload: Buffer): void {
+    let rec: HeadRecord;
+    try {
+      rec = decodeHead(payload);
+    } catch (err) {
+      return this.#finish(err as Error);
+    }
+    this.#enqueue(() => this.#head(rec), false);
   }
 
   /** The origin's first bytes for the current request. */

@@ -136,6 +136,8 @@ export interface NativeQuicClient {
   /** Bytes for the pump's fd; returns those not yet written, -1 when it takes none. */
   pumpWrite(id: number, data: Bytes, head: boolean): number;
   closePump(id: number): void;
+  /** JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records. */
+  armPumpHeads(id: number): void;
   close(): void;
   ref(): void;
   unref(): void;

@@ -50,6 +50,8 @@ export const QuicPumpEvent = {
   /** payload: errno (0: EOF). */
   END: 2,
   DRAIN: 3,
+  /** payload: an http1 HEAD record's payload, read off the stream whole (its bytes do not come as DATA). */
+  HEAD: 4,
 } as const;
 
 export const QuicClose = {

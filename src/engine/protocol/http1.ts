@@ -353,6 +353,11 @@ export class Http1RecordReader {
     private readonly onBody: (bytes: Buffer) => void,
   ) {}
 
+  /** Between records: nothing of one read yet. */
+  get atBoundary(): boolean {
+    return this.#pending === undefined && this.#bodyLeft === 0;
+  }
+
   push(chunk: Buffer): void {
     let buf = chunk;
     let off = 0;
@@ -387,7 +392,8 @@ export class Http1RecordReader {
   }
 }
 
-function decodeHead(p: Buffer): HeadRecord {
+/** A HEAD record's payload (read whole elsewhere: the connector's QUIC pump). */
+export function decodeHead(p: Buffer): HeadRecord {
   try {
     const bodyLength = p.readUInt32BE(0);
     let off = 4;

@@ -54,6 +54,13 @@ export interface FdPumpEvents {
   end(errno: number): void;
   /** The bytes for the socket went below the high-water mark. */
   drain(): void;
+  /**
+   * With `atRecordBoundary`: an `http1` HEAD record's payload (protocol/http1.ts) that the
+   * transport read off the stream whole, instead of the stream's bytes through the Duplex. It
+   * does so only while the Duplex and `atRecordBoundary()` say nothing is half-read.
+   */
+  head?(record: Buffer): void;
+  atRecordBoundary?(): boolean;
 }
 
 export interface TunnelCloseInfo {

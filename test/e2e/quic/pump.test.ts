@@ -108,8 +108,20 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
     // The origin reads nothing for a second: the connector holds at most ~1 MiB for it and pauses the stream.
     const slow = await request(`http://127.0.0.1:${e.httpPort}/slow-up`, { method: 'POST', body: BULK, headers: { host: 'app.example.com' } });
     expect(await slow.body.text()).toBe(`${BULK.length} ${sha256hex(BULK)}`);
-    // Many requests in turn on one keep-alive connection, each answer whole.
-    for (let i = 0; i < 50; i++) expect((await getVia(e.httpPort, `/k${i}`)).body.toString()).toBe(`hello /k${i}`);
+    // Many requests in turn on one keep-alive connection, each answer whole: GETs (their HEAD
+    // records handed over whole by the addon), uploads between them (BODY records through the
+    // stream: the hand-over stops, then resumes) and heads too large for one packet.
+    const small = randomBytes(100_000);
+    for (let i = 0; i < 60; i++) {
+      if (i % 3 === 0) expect((await getVia(e.httpPort, `/k${i}`)).body.toString()).toBe(`hello /k${i}`);
+      else if (i % 3 === 1) {
+        const up = await request(`http://127.0.0.1:${e.httpPort}/p${i}`, { method: 'POST', body: small, headers: { host: 'app.example.com' } });
+        expect(await up.body.text()).toBe(`${small.length} ${sha256hex(small)}`);
+      } else {
+        const big = await request(`http://127.0.0.1:${e.httpPort}/b${i}`, { headers: { host: 'app.example.com', 'x-big': 'a'.repeat(8000) } });
+        expect(await big.body.text()).toBe(`hello /b${i}`);
+      }
+    }
   }, 90_000);
 
   it('an origin that closes or resets mid-answer cuts that answer; one that drops a request unanswered gets the 502 page', async () => {

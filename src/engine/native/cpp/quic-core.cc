@@ -556,7 +556,7 @@ int Conn::OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, 
   bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
   Stream* s = self->Find(id);
   if (!s) s = self->Create(id);
-  self->Event(kEvData, fin ? 1 : 0, id, data, len);
+  if (fin || self->pumps_.empty() || !self->PumpHead(id, data, len)) self->Event(kEvData, fin ? 1 : 0, id, data, len);
   // Credit goes back at once unless the reader paused; then on resume (SetReadPaused).
   if (s->read_paused) {
     s->owed_credit += len;

@@ -44,6 +44,7 @@ enum PumpEvent : uint8_t {
   kPumpAnswer = 1,  // the fd's first bytes after a head: payload f64 status (0: not "HTTP/1.x NNN")
   kPumpEnd = 2,     // the fd is done (EOF: errno 0, or a read/write error): nothing more moves
   kPumpDrain = 3,   // the bytes JS wrote for the fd went below kStreamHighWater / 2
+  kPumpHead = 4,    // a whole http1 HEAD record read off the stream: payload the record's payload
 };
 
 enum CloseKind : uint8_t {
@@ -225,6 +226,10 @@ struct Pump {
   bool answered = true;   // the fd sent bytes since the last head
   bool want_drain = false;
   bool queued = false;    // in the connection's list of pumps with bytes for their fd
+  // JS's parsers of the stream are at a frame and record boundary: a delivery that is exactly one
+  // DATA frame holding one HEAD record goes to JS as kPumpHead (no Duplex, no parsers in JS).
+  // Anything else goes as kEvData and disarms (JS arms again at its next boundary).
+  bool heads = false;
 };
 
 struct ConnSettings {
@@ -301,6 +306,7 @@ class Conn {
   // not yet written to the fd (a kPumpDrain follows above kStreamHighWater), -1 when it takes none.
   double PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head);
   void ClosePump(int64_t id);
+  void ArmPumpHeads(int64_t id);
 
   bool Usable() const { return conn_ != nullptr && !closed_; }
   uint32_t handle() const { return handle_; }
@@ -350,6 +356,7 @@ class Conn {
   void FlushPumps();
   void ResumePump(Stream* s);
   void ClosePumps();
+  bool PumpHead(int64_t id, const uint8_t* data, size_t len);
 
   Host* host_;
   uint32_t handle_;

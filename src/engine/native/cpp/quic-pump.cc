@@ -72,6 +72,25 @@ void Conn::ClosePump(int64_t id) {
   pumps_.erase(it);  // pump_out_ may still name it: FlushPumps skips ids it does not find
 }
 
+void Conn::ArmPumpHeads(int64_t id) {
+  auto it = pumps_.find(id);
+  if (it != pumps_.end()) it->second->heads = true;
+}
+
+// Stream framing (framing.ts) DATA [0x00][u32 n] around http1 framing (protocol/http1.ts) HEAD
+// [0x01][u32 n - 5]: the edge writes each HEAD as one frame, which mostly arrives in one piece.
+bool Conn::PumpHead(int64_t id, const uint8_t* data, size_t len) {
+  auto it = pumps_.find(id);
+  if (it == pumps_.end() || !it->second->heads) return false;
+  auto be32 = [](const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]); };
+  if (len < 10 || data[0] != 0x00 || be32(data + 1) != len - 5 || data[5] != 0x01 || be32(data + 6) != len - 10) {
+    it->second->heads = false;
+    return false;
+  }
+  Event(kEvPump, kPumpHead, id, data + 10, len - 10);
+  return true;
+}
+
 void Conn::ClosePumps() {
   while (!pumps_.empty()) ClosePump(pumps_.begin()->first);
   pump_out_.clear();

@@ -44,6 +44,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("attachPump", &QuicClient::JsAttachPump),
         InstanceMethod("pumpWrite", &QuicClient::JsPumpWrite),
         InstanceMethod("closePump", &QuicClient::JsClosePump),
+        InstanceMethod("armPumpHeads", &QuicClient::JsArmPumpHeads),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicClient", methods);
@@ -252,6 +253,12 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     if (!GetBytes(info[1], &bytes)) throw Napi::TypeError::New(env, "pumpWrite: bytes expected");
     if (!Usable()) return Napi::Number::New(env, -1);
     return Napi::Number::New(env, conn_->PumpWrite(info[0].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[2].ToBoolean()));
+  }
+
+  // armPumpHeads(id): JS's parsers of the stream are at a boundary: whole HEAD records may come as PUMP records.
+  Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
+    if (Usable()) conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
   }
 
   Napi::Value JsClosePump(const Napi::CallbackInfo& info) {

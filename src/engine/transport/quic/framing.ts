@@ -80,6 +80,11 @@ export class StreamFrameParser {
     return this.state === 'ended';
   }
 
+  /** Between frames: nothing of a frame read yet. */
+  get atBoundary(): boolean {
+    return this.state === 'header' && this.headerFill === 0;
+  }
+
   /** Feeds bytes; calls `onData` with views and returns true once END was read. */
   push(chunk: Buffer, onData: (data: Buffer) => void): boolean {
     let off = 0;

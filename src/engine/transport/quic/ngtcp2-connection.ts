@@ -45,6 +45,7 @@ export interface Ngtcp2Port {
   attachPump?(id: number, fd: number): boolean;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
   closePump?(id: number): void;
+  armPumpHeads?(id: number): void;
   /** Frees the addon's side without a packet. */
   close(): void;
 }
@@ -77,6 +78,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   private failure: QuicDialFailure | undefined;
   /** Streams pumped to a TCP socket by the addon, by stream id. */
   private readonly pumps = new Map<number, FdPumpEvents>();
+  /** Pumped streams whose whole HEAD records the addon may hand over once JS's parsers are at a boundary. */
+  private readonly pumpsToArm = new Set<number>();
 
   /** `open` makes the addon's side, given the function its event batches go to. */
   constructor(open: (onEvents: (batch: Buffer) => void) => Ngtcp2Port, options: Ngtcp2ConnectionOptions) {
@@ -165,6 +168,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     if (!native.attachPump(stream.id, fd)) return undefined;
     const id = stream.id;
     this.pumps.set(id, events);
+    if (events.head && events.atRecordBoundary && native.armPumpHeads) this.pumpsToArm.add(id);
     return {
       write: (data, head) => {
         const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
@@ -173,6 +177,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       close: () => {
         if (this.pumps.get(id) !== events) return;
         this.pumps.delete(id);
+        this.pumpsToArm.delete(id);
         if (!this.released) native.closePump!(id);
       },
     };
@@ -234,6 +239,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         if (flag === QuicPumpEvent.ANSWER) events.answer(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.END) events.end(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.DRAIN) events.drain();
+        else if (flag === QuicPumpEvent.HEAD) events.head?.(data);
         break;
       }
       case QuicEvent.CLOSED:
@@ -246,7 +252,22 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
 
   /** @internal the records of one batch were all seen. */
   endBatch(): void {
+    if (this.pumpsToArm.size > 0) this.armPumps();
     this.serveOpens();
+  }
+
+  /** The addon takes whole HEAD records of pumped streams whose parsers here are between records. */
+  private armPumps(): void {
+    for (const id of this.pumpsToArm) {
+      const events = this.pumps.get(id);
+      const stream = this.streams.get(id);
+      if (!events || !stream) {
+        this.pumpsToArm.delete(id);
+      } else if (stream.atFrameBoundary() && events.atRecordBoundary?.() && !this.released) {
+        this.native.armPumpHeads!(id);
+        this.pumpsToArm.delete(id);
+      }
+    }
   }
 
   private onData(id: number, data: Buffer, fin: boolean): void {
@@ -257,6 +278,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       if (!stream) return;
     }
     if (stream.remoteEnded || stream.destroyed) return;
+    // The addon disarmed its HEAD matching for a pumped stream when it gave these bytes here.
+    if (this.pumps.has(id) && this.native.armPumpHeads) this.pumpsToArm.add(id);
     const paused = stream.readPaused;
     if (data.length > 0) {
       try {

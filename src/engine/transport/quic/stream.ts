@@ -106,6 +106,11 @@ export class QuicStream extends Duplex implements TunnelStream {
     return this.owner.attachPump(this, fd, events);
   }
 
+  /** Nothing half-read: between frames, nothing buffered, reading (a pump may take whole records). */
+  atFrameBoundary(): boolean {
+    return this.parser.atBoundary && this.readableLength === 0 && !this.readPaused && !this.destroyed && this.readableFlowing === true;
+  }
+
   /** The connection flushed `pending` to quiche: release the waiting write. */
   drained(): void {
     const callback = this.writeCallback;
