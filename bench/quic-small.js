@@ -4,9 +4,10 @@
  * quiche binding calls, packets and event-loop turns (issue 16: "count before choosing"),
  * beside HTTP/2 in the same run. wrk (32 keep-alive connections, 64-byte bodies) against the
  * edge's public listener; CPU per request from /proc/PID/stat of each process; binding calls
- * counted by a preload (bench/lib/quic-count.js) in edge and connector. Three more tunnels run on
- * the addon's ngtcp2: the connector's client (OXY_QUIC_IMPL=ngtcp2, edge on quiche), the edge's
- * server (OXY_QUIC_SERVER_IMPL=ngtcp2, connector on quiche) and both; `--ngtcp2 0` leaves them
+ * counted by a preload (bench/lib/quic-count.js) in edge and connector. The first QUIC tunnel runs
+ * quiche on both sides (OXY_QUIC_IMPL / OXY_QUIC_SERVER_IMPL=quiche, set for every tunnel); three
+ * more run the addon's ngtcp2 (the default): the connector's client (edge on quiche), the edge's
+ * server (connector on quiche) and both; `--ngtcp2 0` leaves them
  * out, `--ngtcp2 both` keeps only the last. All are measured in turn each round; with `--mib N`
  * each round also moves N MiB down (GET) and up (chunked POST) through each with curl: MB/s and
  * CPU ms per MB of edge and connector. `--bin DIR` runs
@@ -185,12 +186,12 @@ try {
         ` | QUIC/${c.name} ${fmt(c.rps, 0)} req/s (${fmt(c.rps / a.rps, 2)}× HTTP/2, ${fmt(c.rps / b.rps, 2)}× quiche), edge ${fmt(c.cpu.edge)} connector ${fmt(c.cpu.connector)}`,
     );
     console.log(
-      `round ${r + 1} (load ${fmt(loadavg()[0])}): HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}${more.join('')}`,
+      `round ${r + 1} (load ${fmt(loadavg()[0])}): HTTP/2 ${fmt(a.rps, 0)} req/s, CPU µs/req edge ${fmt(a.cpu.edge)} connector ${fmt(a.cpu.connector)} | QUIC/quiche ${fmt(b.rps, 0)} req/s (${fmt(b.rps / a.rps, 2)}×), edge ${fmt(b.cpu.edge)} connector ${fmt(b.cpu.connector)}${more.join('')}`,
     );
-    if (count) for (const [k, v] of Object.entries(b.per)) console.log(`  QUIC ${k} per request: ${JSON.stringify(v)}`);
+    if (count) for (const [k, v] of Object.entries(b.per)) console.log(`  QUIC/quiche ${k} per request: ${JSON.stringify(v)}`);
     if (mib > 0) {
       for (const op of ['down', 'up']) {
-        const parts = [bulkLine('HTTP/2', await bulk(h2.url, h2.pids, op)), bulkLine('QUIC', await bulk(quic.url, quic.pids, op))];
+        const parts = [bulkLine('HTTP/2', await bulk(h2.url, h2.pids, op)), bulkLine('QUIC/quiche', await bulk(quic.url, quic.pids, op))];
         for (const o of others) parts.push(bulkLine(`QUIC/${o.name}`, await bulk(o.t.url, o.t.pids, op)));
         console.log(`  ${mib} MiB ${op} (load ${fmt(loadavg()[0])}): ${parts.join(' | ')}`);
       }
