@@ -1,6 +1,6 @@
-// ngtcp2 on a loopback path (decided per connection from the peer's address): 64 KB packets, a
-// congestion window counted in 1 MiB units, an ACK per 8 packets — between ngtcp2 ends only as
-// far as the peer allows (quiche advertises 16 KB), and none of it with OXY_NGTCP2_LOOPBACK=0.
+// ngtcp2's loopback profile (OXY_NGTCP2_LOOPBACK=all, decided per connection from the peer's
+// address): 64 KB packets, a congestion window counted in 1 MiB units, an ACK per 8 packets —
+// between ngtcp2 ends only as far as the peer allows (quiche advertises 16 KB); none of it unset.
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
@@ -25,8 +25,10 @@ describe('ngtcp2 on loopback', () => {
     }
   });
 
-  async function pair(edge: Lib, connector: Lib, host = '127.0.0.1'): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
+  async function pair(edge: Lib, connector: Lib, host = '127.0.0.1', profile = 'all'): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
     const id = await edgeIdentity();
+    if (profile) process.env.OXY_NGTCP2_LOOPBACK = profile;
+    else delete process.env.OXY_NGTCP2_LOOPBACK;
     let resolveServer!: (c: QuicServerConnection) => void;
     const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
     const listener = await listenQuic({ cert: id.certChain, key: id.key, host, impl: edge }, resolveServer);
@@ -54,7 +56,7 @@ describe('ngtcp2 on loopback', () => {
     expect(sha256(gotDown)).toBe(sha256(down));
   }
 
-  it('ngtcp2 ends take 64 KB packets and a window past 1 MB, on 127.0.0.1 and ::1', async () => {
+  it('with it, ngtcp2 ends take 64 KB packets and a window past 1 MB, on 127.0.0.1 and ::1', async () => {
     for (const host of ['127.0.0.1', '::1']) {
       const { client, server } = await pair('ngtcp2', 'ngtcp2', host);
       // The largest DATAGRAM frame follows the packet size (64,954 bytes in a 65,000-byte packet).
@@ -66,7 +68,7 @@ describe('ngtcp2 on loopback', () => {
     }
   }, 60_000);
 
-  it('toward a quiche peer packets stay at what it advertises (16 KB), both ways intact', async () => {
+  it('with it, packets toward a quiche peer stay at what it advertises (16 KB), both ways intact', async () => {
     for (const [edge, connector] of [
       ['ngtcp2', 'quiche'],
       ['quiche', 'ngtcp2'],
@@ -78,9 +80,8 @@ describe('ngtcp2 on loopback', () => {
     }
   }, 60_000);
 
-  it('OXY_NGTCP2_LOOPBACK=0: packets and window as on any path, bulk intact', async () => {
-    process.env.OXY_NGTCP2_LOOPBACK = '0';
-    const { client, server } = await pair('ngtcp2', 'ngtcp2');
+  it('by default (OXY_NGTCP2_LOOPBACK unset): packets and window as on any path, bulk intact', async () => {
+    const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', '');
     expect(client.maxDatagramSize).toBeLessThan(16_384);
     expect(server.maxDatagramSize).toBeLessThan(16_384);
     // ngtcp2's initial window: 2 packets of 16 KB.
