@@ -351,8 +351,11 @@ try {
     // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
     const down = compare('bulk-r', (t) => iperf(t, '-R'));
     console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
-    console.log(`CPU per MB through the tunnel (iperf3): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
-    if (countSyscalls) console.log(`system calls / context switches per MB (iperf3): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
+    console.log(`CPU per MB through the tunnel (iperf3, device → host): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+    if (countSyscalls)
+      console.log(`system calls / context switches per MB (iperf3, device → host): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
+    console.log(`CPU per MB through the tunnel (iperf3 -R): ${perUnit(down.cpu, (down.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+    if (countSyscalls) console.log(`system calls / context switches per MB (iperf3 -R): ${perCall(down.calls, (down.total * 1e9 * seconds) / 8 / 1e6)}`);
   }
   if (phases.has('requests')) {
     const req = compare('requests', (t) => rps(t));

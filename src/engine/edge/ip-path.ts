@@ -25,7 +25,7 @@ import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
 import type { TunnelStream } from '../transport/types.js';
 import { coalesceWrites } from '../util/coalesce.js';
-import { bridge, FLOW_UNSENT } from '../util/pump.js';
+import { FLOW_UNSENT, relay } from '../util/pump.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 /**
@@ -109,8 +109,12 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         early?.answered();
         if (socket.destroyed) return void stream.destroy();
         coalesceWrites(stream, socket);
-        if (FLOW_UNSENT) return void bridge(socket, stream, { unsent: FLOW_UNSENT });
-        socket.pipe(stream);
+        // The socket's reads pause only above FLOW_UNSENT queued on the stream (not at its 16 KiB
+        // mark: a stop and restart of the socket per 64 KiB read). The other way keeps pipe()'s
+        // mark: this socket's reader is our own TUN path, and a deeper queue into its full send
+        // buffer cost a partial writev and a copy of the rest (edge 2.9 against 2.0 ms/MB, -R).
+        if (FLOW_UNSENT) relay(socket, stream, FLOW_UNSENT).catch(() => stream.destroy());
+        else socket.pipe(stream);
         stream.pipe(socket);
         socket.resume();
       })
