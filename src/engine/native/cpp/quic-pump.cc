@@ -22,6 +22,9 @@ namespace {
 constexpr size_t kFrameHeader = 5;
 constexpr size_t kPumpRead = 64 * 1024;
 constexpr int kReadsPerWake = 16;
+// A read at least this long becomes the chunk itself (no copy); a shorter one is copied into a
+// chunk of its size, so a small answer does not hold 64 KiB until it is acknowledged.
+constexpr size_t kKeepRead = 16 * 1024;
 
 // "HTTP/1.x NNN" at the start of an answer, else 0.
 double StatusOf(const uint8_t* p, size_t n) {
@@ -53,7 +56,6 @@ bool Conn::AttachPump(int64_t id, int socket_fd) {
     return false;
   }
   p->poll->data = p.get();
-  if (!pump_buf_) pump_buf_.reset(new uint8_t[kFrameHeader + kPumpRead]);
   Pump* raw = p.get();
   pumps_[id] = std::move(p);
   PumpWatch(raw);
@@ -153,12 +155,13 @@ void Conn::PumpRead(Pump* p) {
     PumpWatch(p);
     return;
   }
-  uint8_t* buf = pump_buf_.get();
   for (int i = 0; i < kReadsPerWake && !p->ended; i++) {
     if (s->total - s->sent > kStreamHighWater) {
       s->pump_blocked = true;
       break;
     }
+    if (!pump_buf_) pump_buf_.reset(new uint8_t[kFrameHeader + kPumpRead]);
+    uint8_t* buf = pump_buf_.get();
     ssize_t n = read(p->fd, buf + kFrameHeader, kPumpRead);
     if (n > 0) {
       if (!p->answered) {
@@ -170,8 +173,13 @@ void Conn::PumpRead(Pump* p) {
       uint32_t be = htonl(uint32_t(n));
       memcpy(buf + 1, &be, 4);
       size_t len = kFrameHeader + size_t(n);
-      Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[len]), len};
-      memcpy(c.data.get(), buf, len);
+      Chunk c{nullptr, len};
+      if (size_t(n) >= kKeepRead) {
+        c.data = std::move(pump_buf_);  // the next read gets a fresh buffer
+      } else {
+        c.data.reset(new uint8_t[len]);
+        memcpy(c.data.get(), buf, len);
+      }
       s->chunks.push_back(std::move(c));
       s->total += len;
       if (size_t(n) < kPumpRead) break;  // likely drained: the poll says when there is more
