@@ -110,12 +110,12 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         if (socket.destroyed) return void stream.destroy();
         coalesceWrites(stream, socket);
         // The socket's reads pause only above FLOW_UNSENT queued on the stream (not at its 16 KiB
-        // mark: a stop and restart of the socket per 64 KiB read). The other way keeps pipe()'s
-        // mark: this socket's reader is our own TUN path, and a deeper queue into its full send
-        // buffer cost a partial writev and a copy of the rest (edge 2.9 against 2.0 ms/MB, -R).
+        // mark: a stop and restart of the socket per 64 KiB read). The other way stops at
+        // RETURN_UNSENT (see there).
         if (FLOW_UNSENT) relay(socket, stream, FLOW_UNSENT).catch(() => stream.destroy());
         else socket.pipe(stream);
-        stream.pipe(socket);
+        if (RETURN_UNSENT) relay(stream, socket, RETURN_UNSENT).catch(() => socket.destroy());
+        else stream.pipe(socket);
         socket.resume();
       })
       .catch((err: Error) => {
@@ -253,6 +253,14 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
 
 /** OXY_IP_EARLY_DATA=0: nothing goes to the connector before its answer (as before; for A/B runs). */
 const earlyData = process.env.OXY_IP_EARLY_DATA !== '0';
+/**
+ * The stream → upgraded socket direction's bound. At pipe()'s 16 KiB mark the stream paused after
+ * every chunk, so each event-loop turn wrote one 16 KiB writev (iperf3 -R: ~260 system calls per
+ * MB in the edge); at 1 MiB the queue outran the socket, whose reader is our own TUN path, and
+ * the partial writevs and the copies of their rest cost more (edge 2.9 against 2.0 ms/MB); 64 KiB
+ * (one TUN segment) halved the calls at or below pipe()'s CPU per MB (docs/decisions.md).
+ */
+const RETURN_UNSENT = FLOW_UNSENT ? 64 * 1024 : 0;
 
 /**
  * The first chunk a paused upgraded socket reads before its stream is answered: written to the
