@@ -3,8 +3,8 @@
 //     over QUIC, plain TLS over TCP, and the HTTP/2 tunnel transport;
 //   - QUIC handshake time (median of sequential dials, retry included);
 //   - QUIC datagrams per second (connector → edge, 1,200-byte payloads).
-// QUIC runs twice: with UDP GSO (the default) and without. UDP payloads are quiche's
-// default 1,350 bytes, as on a real path. The edge side runs in a worker thread, so each end has its own event loop, as in
+// QUIC runs twice: with UDP GSO (the default) and without, on the default library (ngtcp2;
+// OXY_QUIC_IMPL=quiche / OXY_QUIC_SERVER_IMPL=quiche for quiche: the output names it). The edge side runs in a worker thread, so each end has its own event loop, as in
 // production where they are different processes. Figures are printed, never asserted.
 //
 //   npx tsc -p tsconfig.json && node bench/quic-throughput.js [MB=128] [rounds=3]
@@ -221,7 +221,9 @@ async function main() {
     const ratio = (x, base) => (base ? ` (${(x / base).toFixed(2)}× TLS)` : '');
     return `${name.padEnd(10)} up ${up.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(up, median(results.tls.up))}   down ${down.toFixed(0).padStart(5)} MB/s${name === 'tls' ? '' : ratio(down, median(results.tls.down))}`;
   };
-  console.log(`single stream, ${mb} MiB per transfer, median of ${rounds} rounds after a 64 MiB warm-up each way, loopback, edge in a worker thread`);
+  console.log(
+    `single stream, ${mb} MiB per transfer, median of ${rounds} rounds after a 64 MiB warm-up each way, loopback, edge in a worker thread; QUIC edge ${quic.quicServerImpl()} / connector ${quic.quicClientImpl()}`,
+  );
   console.log(row('tls', results.tls));
   if (results.http2) console.log(row('http2', results.http2));
   console.log(row('quic-nogso', results['quic-nogso']));
