@@ -92,6 +92,10 @@ describe("a restarted edge resets its predecessor's connections, whichever libra
       expect((await get(e.httpPort, '/before')).body.toString()).toBe('hello /before');
       e.edge.kill();
       await e.edge.exited();
+      // The successor binds after the connector's first probe of the dead edge went out (the
+      // watchdog's tick is 1 s): it is heard only if the connector keeps probing (ngtcp2 never
+      // retransmits a lost PING).
+      await new Promise((r) => setTimeout(r, 1200));
       const next = await startEdge(t.home, [], { tunnel: e.tunnelPort }, env(second));
       t.procs.push(next.edge);
       await e.connector.waitFor(/Connection terminated connIndex=0 [^\n]*stateless reset/, 20_000);
