@@ -1068,11 +1068,15 @@ void Conn::SendClose(const ngtcp2_connection_close_error& ccerr) {
 
 // RFC 9000 §10.2.1: a server that closed keeps its connection IDs for three PTOs and answers
 // every packet with its CONNECTION_CLOSE again, so a peer whose copy was lost still reads the
-// code and reason (not a stateless reset). JS is done with the connection already.
+// code and reason (not a stateless reset). JS is done with the connection already. Three PTOs
+// are tens of ms on loopback: a peer whose next packet waits for a busy core a little longer got a
+// stateless reset instead (seen at load 12), so the period lasts at least kMinClosingMs; what it
+// holds per connection is the close packet and ngtcp2's state, gone when the listener closes.
 void Conn::EnterClosing() {
+  constexpr uint64_t kMinClosingMs = 1000;
   closed_ = true;
   closing_ = true;
-  uint64_t ms = std::max<uint64_t>(1, 3 * ngtcp2_conn_get_pto(conn_) / NGTCP2_MILLISECONDS);
+  uint64_t ms = std::max<uint64_t>(kMinClosingMs, 3 * ngtcp2_conn_get_pto(conn_) / NGTCP2_MILLISECONDS);
   uv_timer_start(timer_, &Conn::OnTimer, ms, 0);
 }
 
