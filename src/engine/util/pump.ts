@@ -7,39 +7,53 @@
 import type { Duplex, Readable, Writable } from 'node:stream';
 
 /**
+ * How a copy from `src` into `dst` ends, shared by pump() and relay(): `settle()` once, with an
+ * error when either side errors or `dst` closes unfinished (both are then destroyed), without one
+ * when `dst` finished (unless `onFinish` is false: the caller settles). `cleanup` drops the
+ * caller's own listeners.
+ */
+function copyEnd(
+  src: Readable,
+  dst: Writable,
+  done: { resolve: () => void; reject: (err: Error) => void; cleanup?: () => void; onFinish?: boolean },
+): (err?: Error) => void {
+  let settled = false;
+  const settle = (err?: Error): void => {
+    if (settled) return;
+    settled = true;
+    src.off('error', settle);
+    dst.off('error', settle);
+    dst.off('finish', onFinish);
+    dst.off('close', onClose);
+    done.cleanup?.();
+    if (err) {
+      src.destroy();
+      dst.destroy();
+      done.reject(err);
+    } else done.resolve();
+  };
+  const onFinish = (): void => settle();
+  const onClose = (): void => settle(dst.writableFinished ? undefined : Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+  src.on('error', settle);
+  dst.on('error', settle);
+  if (done.onFinish !== false) dst.once('finish', onFinish);
+  dst.once('close', onClose);
+  return settle;
+}
+
+/**
  * Pipes `src` into `dst`; resolves when `dst` finished, rejects when either errors or
  * `dst` closes first. On failure both are destroyed.
  */
 export function pump(src: Readable, dst: Writable, options: { end?: boolean } = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      src.off('error', onError);
-      dst.off('error', onError);
-      dst.off('finish', onFinish);
-      dst.off('close', onClose);
-      if (err) {
-        src.destroy();
-        dst.destroy();
-        reject(err);
-      } else resolve();
-    };
-    const onError = (err: Error) => settle(err);
-    const onFinish = () => settle();
-    const onClose = () => settle(dst.writableFinished ? undefined : Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-    src.on('error', onError);
-    dst.on('error', onError);
+    const settle = copyEnd(src, dst, { resolve, reject, onFinish: options.end !== false });
     if (options.end === false) {
       src.once('end', () => {
         src.unpipe(dst);
         settle();
       });
-    } else {
-      dst.once('finish', onFinish);
     }
-    dst.once('close', onClose);
     src.pipe(dst, { end: options.end !== false });
   });
 }
@@ -59,7 +73,6 @@ export const FLOW_UNSENT = process.env.OXY_IP_RELAY_UNSENT === '0' ? 0 : 1024 * 
  */
 export function relay(src: Readable, dst: Writable, unsent: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    let settled = false;
     let waiting = false;
     const onData = (chunk: Buffer): void => {
       dst.write(chunk);
@@ -74,29 +87,15 @@ export function relay(src: Readable, dst: Writable, unsent: number): Promise<voi
       src.resume();
     };
     const onEnd = (): void => void dst.end();
-    const settle = (err?: Error): void => {
-      if (settled) return;
-      settled = true;
-      src.off('data', onData);
-      src.off('end', onEnd);
-      src.off('error', onError);
-      dst.off('error', onError);
-      dst.off('finish', onFinish);
-      dst.off('close', onClose);
-      dst.off('drain', onDrain);
-      if (err) {
-        src.destroy();
-        dst.destroy();
-        reject(err);
-      } else resolve();
-    };
-    const onError = (err: Error): void => settle(err);
-    const onFinish = (): void => settle();
-    const onClose = (): void => settle(dst.writableFinished ? undefined : Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-    src.on('error', onError);
-    dst.on('error', onError);
-    dst.once('finish', onFinish);
-    dst.once('close', onClose);
+    copyEnd(src, dst, {
+      resolve,
+      reject,
+      cleanup: () => {
+        src.off('data', onData);
+        src.off('end', onEnd);
+        dst.off('drain', onDrain);
+      },
+    });
     src.on('data', onData);
     if (src.readableEnded) onEnd();
     else src.once('end', onEnd);
