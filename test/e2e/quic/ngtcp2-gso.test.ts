@@ -91,9 +91,14 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     return { client: (conn as Ngtcp2TunnelConnection).quicStats(), edge: listener.nativeStats!() };
   }
 
+  /** Both ends of the veth at `mtu`. */
+  const linkMtu = (mtu: number): void => {
+    server!.ip('link', 'set', 'dev', 'srv0', 'mtu', String(mtu));
+    client!.ip('link', 'set', 'dev', 'cli0', 'mtu', String(mtu));
+  };
+
   it('GSO on: both ends send runs of packets as one message, bytes intact', async () => {
-    server!.ip('link', 'set', 'dev', 'srv0', 'mtu', '1500');
-    client!.ip('link', 'set', 'dev', 'cli0', 'mtu', '1500');
+    linkMtu(1500);
     const { client: c, edge } = await bulk(true);
     expect(c.gso).toBe(true);
     expect(edge.gso).toBe(true);
@@ -108,8 +113,7 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
   }, 60_000);
 
   it('a path whose kernel refuses GSO (segments above the MTU): both ends fall back, bytes intact', async () => {
-    server!.ip('link', 'set', 'dev', 'srv0', 'mtu', '1300');
-    client!.ip('link', 'set', 'dev', 'cli0', 'mtu', '1300');
+    linkMtu(1300);
     const { client: c, edge } = await bulk(true);
     expect(c.gso).toBe(false);
     expect(edge.gso).toBe(false);
