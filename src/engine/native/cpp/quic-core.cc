@@ -181,19 +181,21 @@ void PacketBatch::Send(int fd, bool connected) {
     first[count] = n;
     int rc = sendmmsg(fd, msgs, unsigned(count), 0);
     if (rc < 0) {
-      if (errno == EINTR) continue;
+      const int err = errno;  // before anything below can change it
+      if (err == EINTR) continue;
       size_t end = first[1];
-      if (end - from > 1 && GsoRefused(errno)) {
+      if (end - from > 1 && GsoRefused(err)) {
         gso_ = false;  // this socket's path cannot segment: one datagram per message from now on
         continue;
       }
       // Full socket buffer: the packets are lost, QUIC's loss recovery resends them. Another
       // refusal (ICMP unreachable, EPERM from a firewall) is counted on its connection; the rest go on.
+      const bool full = err == EAGAIN || err == EWOULDBLOCK;
       if (Conn* c = meta_[from].conn) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) c->ReportSendError(errno);
+        if (!full) c->ReportSendError(err);
       }
       for (size_t i = from; i < end; i++) {
-        if (meta_[i].conn && (errno == EAGAIN || errno == EWOULDBLOCK)) meta_[i].conn->Sent(false);
+        if (meta_[i].conn && full) meta_[i].conn->Sent(false);
       }
       from = end;
       continue;
