@@ -330,6 +330,7 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   if (s.loopback_payload != 0 && s.loopback_payload < 1200) s.loopback_payload = 0;
   s.loopback_cwnd_unit = std::min<uint64_t>(optional("loopbackCwndUnit"), 16 * 1024 * 1024);
   s.loopback_ack_threshold = uint32_t(std::min<uint64_t>(optional("loopbackAckThreshold"), 1024));
+  s.gso = !o.Has("gso") || o.Get("gso").ToBoolean();
   return s;
 }
 

@@ -251,6 +251,8 @@ struct ConnSettings {
   uint32_t loopback_payload = 0;
   uint64_t loopback_cwnd_unit = 0;
   uint32_t loopback_ack_threshold = 0;
+  // UDP GSO on the socket's sends (`gso`, default true); off by itself where the kernel refuses it.
+  bool gso = true;
   // Reads the fields above from the options object JS passes (same names on both sides).
   static ConnSettings FromJs(Napi::Object o);
   // The largest UDP payload a connection with these settings sends / accepts on any path.

@@ -232,8 +232,10 @@ void Conn::OnPumpPoll(uv_poll_t* handle, int status, int events) {
   if (!p) return;
   Conn* self = p->conn;
   // An error on the socket (libuv stopped the poll): the read or write below reads it (ECONNRESET...).
-  if (status < 0) p->events = 0;
-  if (status < 0) events = UV_READABLE | (p->out_off < p->out.size() ? UV_WRITABLE : 0);
+  if (status < 0) {
+    p->events = 0;
+    events = UV_READABLE | (p->out_off < p->out.size() ? UV_WRITABLE : 0);
+  }
   if (events & UV_WRITABLE) self->PumpWriteOut(p);
   if ((events & UV_READABLE) && !p->ended) self->PumpRead(p);
 }

@@ -102,10 +102,10 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
     turn_.Init(loop, this, &QuicClient::OnCheck);
     soon_.Init(loop, this, [](void* owner) { static_cast<QuicClient*>(owner)->FlushNow(); });
+    lazy_.Init(loop, this, &QuicClient::OnLazyTimer);
     // Not zeroed: the kernel writes only as much of each slot as a datagram holds.
     rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
-    // UDP GSO unless told not to (`gso: false`); off by itself where the kernel refuses it.
-    batch_.Init(settings.LargestSend(), !o.Has("gso") || o.Get("gso").ToBoolean());
+    batch_.Init(settings.LargestSend(), settings.gso);
     SetWatch(env, UV_READABLE);
     conn_->scheduled = true;
     Schedule(conn_.get());
@@ -120,15 +120,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   // they feed should not wait for the next request).
   void EmitLazy(Conn*, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override {
     events_.Add(type, flag, double(id), data, len, true);
-    if (!lazy_timer_) {
-      uv_loop_t* loop = nullptr;
-      napi_get_uv_event_loop(env_, &loop);
-      lazy_timer_ = new uv_timer_t();
-      uv_timer_init(loop, lazy_timer_);
-      lazy_timer_->data = this;
-      uv_unref(reinterpret_cast<uv_handle_t*>(lazy_timer_));
-    }
-    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(lazy_timer_))) uv_timer_start(lazy_timer_, &QuicClient::OnLazyTimer, kLazyMs, 0);
+    lazy_.At(Now() + kLazyMs * NGTCP2_MILLISECONDS);  // unless armed earlier already
   }
 
   void Schedule(Conn*) override { turn_.Arm(); }
@@ -165,9 +157,9 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   static constexpr uint64_t kLazyMs = 20;
 
-  static void OnLazyTimer(uv_timer_t* handle) {
-    auto* self = static_cast<QuicClient*>(handle->data);
-    if (!self || !self->events_.has_lazy()) return;
+  static void OnLazyTimer(void* owner) {
+    auto* self = static_cast<QuicClient*>(owner);
+    if (!self->events_.has_lazy()) return;
     Napi::HandleScope scope(self->env_);
     self->Deliver(true);
     self->MaybeFinalize();
@@ -344,11 +336,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   void ResetCallbacks() override { on_events_.Reset(); }
 
   void Teardown() {
-    if (lazy_timer_) {
-      lazy_timer_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(lazy_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-      lazy_timer_ = nullptr;
-    }
+    lazy_.Close();
     turn_.Close();
     soon_.Close();
     if (conn_) conn_->Teardown();
@@ -370,7 +358,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   TurnScheduler turn_;
   SoonTimer soon_;
-  uv_timer_t* lazy_timer_ = nullptr;
+  SoonTimer lazy_;
   int in_js_ = 0;
   bool closed_ = false;
   bool finish_pending_ = false;

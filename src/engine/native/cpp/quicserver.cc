@@ -139,8 +139,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
     rx_names_.resize(kRecvBatch);
     rx_control_.resize(kRecvBatch * kControlSize);
-    // UDP GSO unless told not to (`gso: false`); off by itself where the kernel refuses it.
-    batch_.Init(settings_.LargestSend(), !o.Has("gso") || o.Get("gso").ToBoolean());
+    batch_.Init(settings_.LargestSend(), settings_.gso);
     SetWatch(env, UV_READABLE);
   }
 
