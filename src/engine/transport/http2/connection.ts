@@ -399,16 +399,14 @@ export class Http2TunnelConnection implements TunnelConnection {
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       this.guardStream(stream);
       const kind = headers[H2_HEADER_STREAM];
-      if (kind === H2_STREAM_DATA && LAZY_RESPOND) {
-        respondAtFirstWrite(stream);
-        this.deliver(this.adoptUserStream(stream));
-        return;
-      }
-      try {
-        stream.respond({ ':status': 200 });
-      } catch (err) {
-        stream.destroy(err as Error);
-        return;
+      if (kind === H2_STREAM_DATA && LAZY_RESPOND) respondAtFirstWrite(stream);
+      else {
+        try {
+          stream.respond({ ':status': 200 });
+        } catch (err) {
+          stream.destroy(err as Error);
+          return;
+        }
       }
       switch (kind) {
         case H2_STREAM_DATA:
