@@ -71,4 +71,31 @@ describe('ngtcp2 edge', () => {
       relay.close();
     }
   });
+
+  it('a closing edge answers a flood of late packets with a few closes, not one each (RFC 9000 §10.2.1)', async () => {
+    const id = await edgeIdentity();
+    let server: QuicServerConnection | undefined;
+    listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2' }, (c) => (server = c));
+    const relay = await lossyRelay(listener.address.port, { up: 0, down: 0 });
+    try {
+      const client = await dialQuic({ host: '127.0.0.1', port: relay.port, ca: id.caCert, keepAliveMs: 0 });
+      await expect.poll(() => server).toBeDefined();
+      relay.loss.down = 1; // every close the edge sends is counted and dropped
+      server!.close(0x77, 'flooded');
+      await expect.poll(() => relay.dropped.down, { interval: 1 }).toBeGreaterThan(0);
+      // 256 copies of the client's last packet: each carries the connection's ID.
+      relay.replayUp(256);
+      await new Promise((r) => setTimeout(r, 300));
+      // Answered: the 1st, 2nd, 4th ... 256th (9), plus the first close and the client's own packets.
+      expect(relay.dropped.down).toBeGreaterThan(3);
+      expect(relay.dropped.down).toBeLessThan(20);
+      relay.loss.down = 0;
+      // Still in its closing period: a later packet is answered with the code and reason.
+      relay.replayUp(512);
+      void client.probe();
+      expect(await client.closed).toMatchObject({ code: 0x77, reason: 'flooded', remote: true });
+    } finally {
+      relay.close();
+    }
+  });
 });

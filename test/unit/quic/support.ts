@@ -77,6 +77,8 @@ export interface LossyRelay {
   loss: { up: number; down: number };
   /** While true, every client → server datagram is dropped. */
   blackoutUp: boolean;
+  /** Sends the client's last datagram to the server again, `times` times (a replay). */
+  replayUp(times: number): void;
   close(): void;
 }
 
@@ -99,12 +101,16 @@ export async function lossyRelay(serverPort: number, loss: { up: number; down: n
     return state / 0x100000000;
   };
   let client: { address: string; port: number } | undefined;
+  let lastUp: Buffer | undefined;
   const relay: LossyRelay = {
     port: 0,
     dropped: { up: 0, down: 0 },
     forwarded: { up: 0, down: 0 },
     loss: { ...loss },
     blackoutUp: false,
+    replayUp: (times) => {
+      for (let i = 0; lastUp && i < times; i++) back.send(lastUp, serverPort, '127.0.0.1');
+    },
     close: () => {
       front.close();
       back.close();
@@ -112,6 +118,7 @@ export async function lossyRelay(serverPort: number, loss: { up: number; down: n
   };
   front.on('message', (msg, rinfo) => {
     client = { address: rinfo.address, port: rinfo.port };
+    lastUp = msg;
     if (relay.blackoutUp || random() < relay.loss.up) {
       relay.dropped.up++;
       return;

@@ -755,7 +755,13 @@ uint64_t Conn::StreamsLeft() { return Usable() && ngtcp2_conn_get_handshake_comp
 
 void Conn::Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64_t ts) {
   if (closing_) {
-    ResendClose();
+    // RFC 9000 §10.2.1: limit what a closing endpoint sends. The 1st, 2nd, 4th, 8th... late
+    // packet is answered: a peer that lost the close still hears it, and a flood that carries
+    // the connection's ID (one packet each, to the peer's recorded path) gets log2 of it.
+    if (++closing_reads_ >= closing_next_resend_) {
+      closing_next_resend_ *= 2;
+      ResendClose();
+    }
     return;
   }
   if (!Usable()) return;

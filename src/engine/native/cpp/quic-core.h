@@ -394,6 +394,9 @@ class Conn {
   sockaddr_storage close_remote_{};
   socklen_t close_local_len_ = 0;
   socklen_t close_remote_len_ = 0;
+  // Packets read while closing, and the count at which the close is sent again (doubling).
+  uint64_t closing_reads_ = 0;
+  uint64_t closing_next_resend_ = 1;
 
   std::unordered_map<int64_t, std::unique_ptr<Stream>> streams_;
   std::deque<int64_t> sendq_;
