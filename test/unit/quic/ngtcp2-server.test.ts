@@ -3,7 +3,7 @@
 // client, by the edge, or gone silent — as a long-lived edge must. Clients on both libraries.
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
-import { collect, echo, edgeIdentity, lossyRelay } from './support.js';
+import { collect, echo, edgeIdentity, type LossyRelay, lossyRelay } from './support.js';
 
 describe('ngtcp2 edge', () => {
   const saved = process.env.OXY_QUIC_IMPL;
@@ -51,7 +51,8 @@ describe('ngtcp2 edge', () => {
     expect(listener.connections()).toHaveLength(0);
   }, 20_000);
 
-  it('a client whose copy of the CONNECTION_CLOSE was lost still reads the code and reason (closing period)', async () => {
+  /** A client behind a relay whose edge closed with `code`/`reason` while every close it sent was dropped. */
+  async function closedWhileDropping(code: number, reason: string, test: (client: QuicClientConnection, relay: LossyRelay) => Promise<void>) {
     const id = await edgeIdentity();
     let server: QuicServerConnection | undefined;
     listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2' }, (c) => (server = c));
@@ -59,30 +60,27 @@ describe('ngtcp2 edge', () => {
     try {
       const client = await dialQuic({ host: '127.0.0.1', port: relay.port, ca: id.caCert, keepAliveMs: 0 });
       await expect.poll(() => server).toBeDefined();
-      relay.loss.down = 1; // the edge's CONNECTION_CLOSE is lost
-      server!.close(0x1234, 'edge says bye');
-      // The closing period is three PTOs (tens of ms on loopback): probe as soon as the close was dropped.
+      relay.loss.down = 1;
+      server!.close(code, reason);
+      // The closing period is short on loopback: go on as soon as the close was dropped.
       await expect.poll(() => relay.dropped.down, { interval: 1 }).toBeGreaterThan(0);
-      relay.loss.down = 0;
-      // The client's next packet reaches the closing edge, which answers with its close again.
-      void client.probe();
-      expect(await client.closed).toMatchObject({ code: 0x1234, reason: 'edge says bye', remote: true });
+      await test(client, relay);
+      expect(await client.closed).toMatchObject({ code, reason, remote: true });
     } finally {
       relay.close();
     }
+  }
+
+  it('a client whose copy of the CONNECTION_CLOSE was lost still reads the code and reason (closing period)', async () => {
+    await closedWhileDropping(0x1234, 'edge says bye', async (client, relay) => {
+      relay.loss.down = 0;
+      // The client's next packet reaches the closing edge, which answers with its close again.
+      void client.probe();
+    });
   });
 
   it('a closing edge answers a flood of late packets with a few closes, not one each (RFC 9000 §10.2.1)', async () => {
-    const id = await edgeIdentity();
-    let server: QuicServerConnection | undefined;
-    listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2' }, (c) => (server = c));
-    const relay = await lossyRelay(listener.address.port, { up: 0, down: 0 });
-    try {
-      const client = await dialQuic({ host: '127.0.0.1', port: relay.port, ca: id.caCert, keepAliveMs: 0 });
-      await expect.poll(() => server).toBeDefined();
-      relay.loss.down = 1; // every close the edge sends is counted and dropped
-      server!.close(0x77, 'flooded');
-      await expect.poll(() => relay.dropped.down, { interval: 1 }).toBeGreaterThan(0);
+    await closedWhileDropping(0x77, 'flooded', async (client, relay) => {
       // 256 copies of the client's last packet: each carries the connection's ID.
       relay.replayUp(256);
       await new Promise((r) => setTimeout(r, 300));
@@ -93,9 +91,6 @@ describe('ngtcp2 edge', () => {
       // Still in its closing period: a later packet is answered with the code and reason.
       relay.replayUp(512);
       void client.probe();
-      expect(await client.closed).toMatchObject({ code: 0x77, reason: 'flooded', remote: true });
-    } finally {
-      relay.close();
-    }
+    });
   });
 });
