@@ -105,6 +105,8 @@ export interface NativeQuicInfo {
   cwnd: number;
   sent: number;
   recv: number;
+  /** Packets with stream data declared lost (spurious losses included). */
+  lost: number;
   localAddress: { family: 4 | 6; address: string; port: number };
   remoteAddress: { family: 4 | 6; address: string; port: number };
   maxDatagramSize: number;

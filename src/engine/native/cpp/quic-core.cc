@@ -587,6 +587,7 @@ int Conn::OnStreamClose(ngtcp2_conn* conn, uint32_t, int64_t id, uint64_t, void*
   // ngtcp2 does not raise the peer's stream limit by itself: one closed, one more allowed.
   bool peer_initiated = (id & 1) == (self->server_ ? 0 : 1);
   if (peer_initiated && (id & 2) == 0) ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+  self->closed_stream_losses_ += ngtcp2_conn_get_stream_loss_count(conn, id);  // the stream is gone after this call
   auto it = self->streams_.find(id);
   if (it != self->streams_.end()) {
     it->second->write_closed = true;
@@ -712,6 +713,11 @@ Napi::Object Conn::Info(Napi::Env env) {
   out.Set("cwnd", double(st.cwnd));
   out.Set("sent", double(packets_sent));
   out.Set("recv", double(packets_recv));
+  uint64_t lost = closed_stream_losses_;
+  for (auto& [id, stream] : streams_) {
+    if (!stream->write_closed) lost += ngtcp2_conn_get_stream_loss_count(conn_, id);
+  }
+  out.Set("lost", double(lost));
   const ngtcp2_path* path = ngtcp2_conn_get_path(conn_);
   sockaddr_storage addr{};
   memcpy(&addr, path->local.addr, std::min<size_t>(path->local.addrlen, sizeof(addr)));

@@ -315,6 +315,8 @@ class Conn {
   bool scheduled = false;  // the host has it in its flush list
   uint64_t packets_sent = 0;
   uint64_t packets_recv = 0;
+  // Packets with STREAM frames declared lost, of streams already closed (ngtcp2 0.12 counts per stream only).
+  uint64_t closed_stream_losses_ = 0;
   uint64_t send_errors = 0;
   uint64_t send_dropped = 0;
   // The CIDs routed to this connection (server).
