@@ -128,7 +128,15 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   quicStats(): { lost: number; sent: number; recv: number; rttMs: number; cwnd: number; gso?: boolean; gsoSends?: number } {
     if (this.released) return { lost: 0, sent: 0, recv: 0, rttMs: 0, cwnd: 0 };
     const info = this.native.info();
-    return { lost: info.lost ?? 0, sent: info.sent ?? 0, recv: info.recv ?? 0, rttMs: info.rttMs ?? 0, cwnd: info.cwnd ?? 0, gso: info.gso, gsoSends: info.gsoSends };
+    return {
+      lost: info.lost ?? 0,
+      sent: info.sent ?? 0,
+      recv: info.recv ?? 0,
+      rttMs: info.rttMs ?? 0,
+      cwnd: info.cwnd ?? 0,
+      gso: info.gso,
+      gsoSends: info.gsoSends,
+    };
   }
 
   /** Streams the addon still holds: bytes not yet acknowledged, or not closed by ngtcp2 yet. */
