@@ -9,9 +9,11 @@
  * response ended, so switching the origin socket between requests never mixes answers.
  *
  * On the addon's QUIC (ngtcp2) a spliced origin socket is handed to the addon once connected
- * (TunnelStream.pumpTo): its answers go out as the stream's data without reaching JS, the request
- * heads and bodies read here are written to it by the addon; per request JS still picks the rule
- * and counts the answer's status. `OXY_QUIC_PUMP=0` keeps the socket in JS.
+ * (TunnelStream.pumpTo): its answers go out as the stream's data without reaching JS, and the
+ * addon reads the stream's records: request bodies go to the socket without JS, each HEAD comes
+ * here for the rule (written to the pump, or the pump closed and the records read here again);
+ * per request JS still picks the rule and counts the answer's status. `OXY_QUIC_PUMP=0` keeps
+ * the socket in JS.
  */
 import { STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -43,10 +45,15 @@ const pathOnly = (target: string): string => {
 const STATUS = /^HTTP\/1\.[01] (\d{3})/;
 /** Bytes an origin socket may hold (corked or unsent) before the tunnel stream pauses. */
 const CORKED_LIMIT = 1024 * 1024;
-/** Origin sockets are pumped by the addon where the stream can (QUIC on ngtcp2). */
-const PUMP = process.env.OXY_QUIC_PUMP !== '0';
-/** ... and hand over whole HEAD records (`OXY_QUIC_PUMP=fd`: the socket only, the records through the stream). */
-const PUMP_HEADS = process.env.OXY_QUIC_PUMP !== 'fd';
+/**
+ * Origin sockets are pumped by the addon where the stream can (QUIC on ngtcp2), and it reads the
+ * stream's records: BODY bytes to the socket, HEADs here (`OXY_QUIC_PUMP=heads`: only deliveries
+ * that are one whole HEAD, bodies through here; `=fd`: the socket only; `=0`: no pump).
+ */
+const PUMP_MODE = process.env.OXY_QUIC_PUMP ?? '';
+const PUMP = PUMP_MODE !== '0';
+const PUMP_HEADS = PUMP_MODE !== 'fd';
+const PUMP_RECORDS = PUMP_MODE !== 'heads' && PUMP_HEADS;
 const debug = debuglog('oxy:connector:http1');
 
 interface OriginSocket {
@@ -186,7 +193,8 @@ export class Http1StreamServer {
 
   /** Closes an origin socket (or its pump) that is no longer wanted. */
   #drop(o: OriginSocket): void {
-    o.pump?.close();
+    const bodyBytes = o.pump?.close() ?? 0;
+    if (bodyBytes > 0) debug('stream %d: %d request body bytes went to the origin without JS', this.stream.id, bodyBytes);
     o.socket.destroy();
     o.early = undefined;
     o.resume?.();
@@ -262,7 +270,14 @@ export class Http1StreamServer {
     const early = origin.early ?? [];
     origin.early = undefined;
     const fd = socketFd(origin.socket);
-    const heads = PUMP_HEADS ? { head: (payload: Buffer) => this.#pumpedHead(payload), atRecordBoundary: () => this.#reader.atBoundary } : {};
+    const heads = PUMP_HEADS
+      ? {
+          head: (payload: Buffer) => this.#pumpedHead(payload),
+          bodyLeft: () => this.#reader.bodyLeft,
+          records: PUMP_RECORDS,
+          handOver: () => this.#reader.handOver(),
+        }
+      : {};
     const pump =
       origin === this.#origin && !this.#finished && fd !== undefined
         ? this.stream.pumpTo?.(fd, {
@@ -394,6 +409,7 @@ export class Http1StreamServer {
   #finish(err?: Error): void {
     if (this.#finished) return;
     this.#finished = true;
+    if (err) debug('stream %d: %s', this.stream.id, err.message);
     this.#ended();
     if (this.#origin) this.#drop(this.#origin);
     this.#origin = undefined;

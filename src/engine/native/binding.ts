@@ -137,9 +137,16 @@ export interface NativeQuicClient {
   attachPump(id: number, fd: number): boolean;
   /** Bytes for the pump's fd; returns those not yet written, -1 when it takes none. */
   pumpWrite(id: number, data: Bytes, head: boolean): number;
-  closePump(id: number): void;
-  /** JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records. */
-  armPumpHeads(id: number): void;
+  /** Returns the request bytes it read off the stream and wrote to the fd without JS. */
+  closePump(id: number): number;
+  /**
+   * JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records.
+   * With `records` the addon reads every record from here on (BODY bytes to the fd, the rest as
+   * whole frames), from JS's point: `frameLeft` payload bytes of its current frame and `bodyLeft`
+   * of its current BODY record still to come. 1: armed; 0: not now, ask again after the next
+   * batch; -1: never (JS reads the rest itself).
+   */
+  armPumpHeads(id: number, records: boolean, frameLeft: number, bodyLeft: number): number;
   close(): void;
   ref(): void;
   unref(): void;

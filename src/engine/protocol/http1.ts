@@ -358,6 +358,16 @@ export class Http1RecordReader {
     return this.#pending === undefined && this.#bodyLeft === 0;
   }
 
+  /** BODY bytes of the record being read still to come (0 between records); undefined when a record header or HEAD is half-read. */
+  get bodyLeft(): number | undefined {
+    return this.#pending === undefined ? this.#bodyLeft : undefined;
+  }
+
+  /** Another reader took the rest of the records (the addon's pump): this one stands between records. */
+  handOver(): void {
+    this.#bodyLeft = 0;
+  }
+
   push(chunk: Buffer): void {
     let buf = chunk;
     let off = 0;

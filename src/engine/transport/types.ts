@@ -43,8 +43,11 @@ export interface TunnelStream extends Duplex {
 export interface FdPump {
   /** Bytes for the socket (`head`: a request starts: its answer is reported). False: wait for onDrain. */
   write(data: Uint8Array, head: boolean): boolean;
-  /** Stops the pump and closes its descriptor (unsent bytes for the socket are dropped). */
-  close(): void;
+  /**
+   * Stops the pump and closes its descriptor (unsent bytes for the socket are dropped). Returns
+   * the bytes the transport read off the stream and wrote to the socket itself (`records`).
+   */
+  close(): number;
 }
 
 export interface FdPumpEvents {
@@ -55,12 +58,24 @@ export interface FdPumpEvents {
   /** The bytes for the socket went below the high-water mark. */
   drain(): void;
   /**
-   * With `atRecordBoundary`: an `http1` HEAD record's payload (protocol/http1.ts) that the
-   * transport read off the stream whole, instead of the stream's bytes through the Duplex. It
-   * does so only while the Duplex and `atRecordBoundary()` say nothing is half-read.
+   * With `bodyLeft`: an `http1` HEAD record's payload (protocol/http1.ts) that the transport
+   * read off the stream whole, instead of the stream's bytes through the Duplex. It does so only
+   * from a point where the Duplex and `bodyLeft()` say nothing is half-read (without `records`:
+   * between records).
    */
   head?(record: Buffer): void;
-  atRecordBoundary?(): boolean;
+  /** BODY bytes of the record being read still to come (0 between records); undefined when a record is half-read otherwise. */
+  bodyLeft?(): number | undefined;
+  /**
+   * With `head`: the transport reads every record off the stream from such a point on, not only
+   * whole HEADs: BODY bytes go to the socket without the Duplex (the stream's credit held back
+   * while the socket has more than 1 MiB unsent), and it calls `handOver()` when it starts (the
+   * record reader forgets its BODY record: the rest goes to the socket). Each head() must be
+   * answered before it returns: `write(head, true)` (what followed the HEAD goes on to the
+   * socket) or `close()` (the records come through the Duplex again, from a record boundary).
+   */
+  records?: boolean;
+  handOver?(): void;
 }
 
 export interface TunnelCloseInfo {

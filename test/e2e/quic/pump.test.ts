@@ -4,10 +4,15 @@
 // (a Content-Length and a chunked upload, an origin that reads slowly), an origin that closes or
 // resets mid-answer or drops a request unanswered, a client that stops reading (the origin is
 // held, then everything arrives), the status metric per request; and the same build with
-// OXY_QUIC_PUMP=0 keeps the socket in JS.
+// OXY_QUIC_PUMP=0 keeps the socket in JS. Request bodies are read off the stream by the addon
+// (BODY bytes to the origin socket without JS) while each HEAD still picks its rule: uploads to
+// rules that change mid-connection (another spliced origin, one relayed through undici), an
+// origin that closes mid-upload; OXY_QUIC_PUMP=heads sends the bodies through JS as before.
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +56,12 @@ beforeAll(async () => {
       more();
       return;
     }
+    if (req.url === '/close-up') {
+      // Takes 1 MiB of the upload, then the connection goes (FIN) unanswered.
+      let bytes = 0;
+      req.on('data', (c: Buffer) => (bytes += c.length) >= MIB.length && req.socket.destroy());
+      return;
+    }
     if (req.method === 'POST') {
       const hash = createHash('sha256');
       let bytes = 0;
@@ -80,6 +91,68 @@ const cutGet = (port: number, path: string) =>
       ),
     (err: Error) => err,
   );
+
+/** One client connection through the edge's public listener: requests in turn, each answer read whole (Content-Length framed). */
+class Client {
+  readonly #socket: Socket;
+  #buf = Buffer.alloc(0);
+  #closed = false;
+  #wake: (() => void) | undefined;
+
+  constructor(port: number) {
+    this.#socket = connect(port, '127.0.0.1');
+    this.#socket.on('error', () => undefined);
+    this.#socket.on('data', (c: Buffer) => ((this.#buf = Buffer.concat([this.#buf, c])), this.#wake?.()));
+    this.#socket.on('close', () => ((this.#closed = true), this.#wake?.()));
+  }
+
+  /** A request; a body with Content-Length, or in `chunked` pieces of 1 MiB. */
+  send(method: string, path: string, body?: Buffer, chunked = false): void {
+    let head = `${method} ${path} HTTP/1.1\r\nHost: app.example.com\r\n`;
+    if (!body) return void this.#socket.write(`${head}\r\n`);
+    head += chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${body.length}\r\n\r\n`;
+    this.#socket.write(head);
+    if (!chunked) return void this.#socket.write(body);
+    for (let off = 0; off < body.length; off += MIB.length) {
+      const part = body.subarray(off, off + MIB.length);
+      this.#socket.write(`${part.length.toString(16)}\r\n`);
+      this.#socket.write(part);
+      this.#socket.write('\r\n');
+    }
+    this.#socket.write('0\r\n\r\n');
+  }
+
+  /** The next answer, or undefined once the connection closed without one (10 s at most). */
+  async answer(): Promise<{ status: number; body: string } | undefined> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const end = this.#buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const head = this.#buf.toString('latin1', 0, end);
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        if (this.#buf.length >= end + 4 + length) {
+          const body = this.#buf.toString('latin1', end + 4, end + 4 + length);
+          this.#buf = this.#buf.subarray(end + 4 + length);
+          return { status: Number(head.slice(9, 12)), body };
+        }
+      }
+      if (this.#closed) return undefined;
+      await new Promise<void>((r) => {
+        this.#wake = r;
+        setTimeout(r, 200);
+      });
+    }
+    throw new Error('no answer in 10 s');
+  }
+
+  close(): void {
+    this.#socket.end();
+  }
+}
+
+/** Request body bytes the connector's pumps wrote to their origins without JS (its debug lines, once each pump closed). */
+const bodyBytesPumped = (output: string): number =>
+  [...output.matchAll(/(\d+) request body bytes went to the origin without JS/g)].reduce((sum, m) => sum + Number(m[1]), 0);
 
 // The pump is the connector's: the edge on either library sees the same stream bytes.
 describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon, edge on %s', (edgeLib) => {
@@ -188,6 +261,71 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
     const scrape = () => request(`http://127.0.0.1:${metrics}/metrics`).then((r) => r.body.text());
     await expect.poll(async () => /^oxyctl_tunnel_response_by_code\{status_code="200"\} (\d+)$/m.exec(await scrape())?.[1], { timeout: 5000 }).toBe('5');
   }, 60_000);
+
+  it.each(['records', 'heads'] as const)(
+    'uploads on one connection to rules that change (spliced, another origin, relayed through undici) arrive byte-exact; the addon reads the bodies (OXY_QUIC_PUMP=%s)',
+    async (mode) => {
+      // B: a second spliced origin that names itself.
+      const b = createServer((req, res) => {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        req.on('data', (c: Buffer) => ((bytes += c.length), hash.update(c)));
+        req.on('end', () => res.end(`B ${bytes} ${hash.digest('hex')}`));
+      });
+      await new Promise<void>((r) => b.listen(0, '127.0.0.1', r));
+      try {
+        const config = join(t.home, 'rules.yml');
+        writeFileSync(
+          config,
+          `ingress:\n  - hostname: app.example.com\n    path: ^/b\n    service: http://127.0.0.1:${(b.address() as AddressInfo).port}\n` +
+            `  - hostname: app.example.com\n    path: ^/r\n    service: ${originUrl}\n    originRequest:\n      httpHostHeader: app.example.com\n` +
+            `  - service: ${originUrl}\n`,
+        );
+        const e = await quicTunnel(t, originUrl, {
+          connections: 1,
+          config,
+          edgeEnv: { OXY_QUIC_SERVER_IMPL: edgeLib },
+          connectorEnv: { ...NGTCP2, NODE_DEBUG: 'oxy:connector:http1', ...(mode === 'heads' ? { OXY_QUIC_PUMP: 'heads' } : {}) },
+        });
+        const body = BULK.subarray(0, 8 * MIB.length);
+        const want = `${body.length} ${sha256hex(body)}`;
+        const c = new Client(e.httpPort);
+        const steps: [string, string, boolean, string][] = [
+          ['/a1', 'POST', false, want],
+          ['/b1', 'POST', true, `B ${want}`],
+          ['/r1', 'POST', false, want],
+          ['/a2', 'POST', true, want],
+          ['/a3', 'GET', false, 'hello /a3'],
+          ['/b2', 'POST', false, `B ${want}`],
+          ['/a4', 'POST', false, want],
+        ];
+        for (const [path, method, chunked, expected] of steps) {
+          c.send(method, path, method === 'POST' ? body : undefined, chunked);
+          expect((await c.answer())?.body, path).toBe(expected);
+        }
+        // An origin that closes mid-upload: the 502 page, and the next client connection is served.
+        c.send('POST', '/close-up', body);
+        expect((await c.answer())?.status).toBe(502);
+        c.close();
+        const next = new Client(e.httpPort);
+        next.send('POST', '/a5', body, true);
+        expect((await next.answer())?.body).toBe(want);
+        next.close();
+        // Each pump's count is logged when it closes: the spliced uploads (5 × 8 MiB, less what
+        // came before each new origin connected) went to the origins without JS.
+        if (mode === 'records') await expect.poll(() => bodyBytesPumped(e.connector.output), { timeout: 10_000 }).toBeGreaterThan(4 * body.length);
+        else {
+          await new Promise((r) => setTimeout(r, 500));
+          expect(bodyBytesPumped(e.connector.output)).toBe(0);
+        }
+        expect(e.connector.child.exitCode).toBeNull();
+      } finally {
+        b.closeAllConnections();
+        b.close();
+      }
+    },
+    90_000,
+  );
 
   it('with OXY_QUIC_PUMP=0 the origin socket stays in JS, and serves the same', async () => {
     const e = await tunnel({ OXY_QUIC_PUMP: '0' });

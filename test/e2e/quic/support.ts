@@ -101,18 +101,32 @@ export const getVia = (port: number, path: string) =>
     body: Buffer.from(await r.body.arrayBuffer()),
   }));
 
-/** An edge and a QUIC connector for tunnel `web` of `t` (each with its own env), once `connections` registered. */
+/**
+ * An edge and a QUIC connector for tunnel `web` of `t` (each with its own env), once `connections`
+ * registered. The connector serves `originUrl`, or the ingress rules of the config file `config`.
+ */
 export async function quicTunnel(
   t: { readonly home: string; readonly procs: OxyProcess[] },
   originUrl: string,
-  o: { connections?: number; edgeEnv?: Record<string, string>; connectorEnv?: Record<string, string> } = {},
+  o: { connections?: number; edgeEnv?: Record<string, string>; connectorEnv?: Record<string, string>; config?: string } = {},
 ) {
   const connections = o.connections ?? 2;
   const e = await startEdge(t.home, [], {}, o.edgeEnv);
   t.procs.push(e.edge);
   const c = new OxyProcess(
     t.home,
-    ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--ha-connections', String(connections), '--url', originUrl, 'web'],
+    [
+      'tunnel',
+      'run',
+      '--edge',
+      `127.0.0.1:${e.tunnelPort}`,
+      '--protocol',
+      'quic',
+      '--ha-connections',
+      String(connections),
+      ...(o.config ? ['--config', o.config] : ['--url', originUrl]),
+      'web',
+    ],
     o.connectorEnv,
   );
   t.procs.push(c);

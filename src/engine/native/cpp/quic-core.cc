@@ -56,6 +56,7 @@ Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
   auto* batch = new std::vector<uint8_t>();
   batch->swap(bytes_);
   urgent_ = false;
+  taken_++;
   return Napi::Buffer<uint8_t>::New(env, batch->data(), batch->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, batch);
 }
 
@@ -559,9 +560,11 @@ int Conn::OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, 
   bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
   Stream* s = self->Find(id);
   if (!s) s = self->Create(id);
-  if (fin || self->pumps_.empty() || !self->PumpHead(id, data, len)) self->Event(kEvData, fin ? 1 : 0, id, data, len);
-  // Credit goes back at once unless the reader paused; then on resume (SetReadPaused).
-  if (s->read_paused) {
+  if (s->recv) self->RecvBytes(s, data, len, fin);
+  else if (fin || self->pumps_.empty() || !self->PumpHead(id, data, len)) self->DataEvent(s, fin, data, len);
+  // Credit goes back at once unless the reader paused or the pump's fd is behind; then on
+  // resume (SetReadPaused) or once the fd took them (PumpCredit).
+  if (s->read_paused || s->pump_full) {
     s->owed_credit += len;
   } else {
     ngtcp2_conn_extend_max_stream_offset(conn, id, len);
@@ -671,7 +674,7 @@ void Conn::SetReadPaused(int64_t id, bool paused) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s) return;
   s->read_paused = paused;
-  if (!paused && s->owed_credit > 0) {
+  if (!paused && s->owed_credit > 0 && !s->pump_full) {
     ngtcp2_conn_extend_max_stream_offset(conn_, id, s->owed_credit);
     s->owed_credit = 0;
     Dirty();

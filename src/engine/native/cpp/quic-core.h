@@ -14,6 +14,7 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
@@ -47,6 +48,14 @@ enum PumpEvent : uint8_t {
   kPumpHead = 4,    // a whole http1 HEAD record read off the stream: payload the record's payload
 };
 
+// http1 records (protocol/http1.ts) and stream frames (transport/quic/framing.ts), as quic-pump.cc reads them.
+constexpr uint8_t kFrameData = 0x00;
+constexpr uint8_t kFrameEnd = 0x01;
+constexpr uint8_t kRecordHead = 0x01;
+constexpr uint8_t kRecordBody = 0x02;
+constexpr uint32_t kMaxFramePayload = 1024 * 1024;
+constexpr uint32_t kMaxRecord = 1024 * 1024;
+
 enum CloseKind : uint8_t {
   kClosePeerApp = 1,
   kClosePeerTransport = 2,
@@ -74,17 +83,53 @@ class EventBatch {
   void Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len, bool lazy = false);
   bool empty() const { return !urgent_; }
   bool has_lazy() const { return !bytes_.empty(); }
+  // Batches handed to JS so far: a record added now rides batch number taken() (0-based).
+  uint64_t taken() const { return taken_; }
   // Hands the bytes to a Buffer that owns them.
   Napi::Buffer<uint8_t> Take(Napi::Env env);
 
  private:
   std::vector<uint8_t> bytes_;
   bool urgent_ = false;
+  uint64_t taken_ = 0;
 };
 
 struct Chunk {
   std::unique_ptr<uint8_t[]> data;
   size_t length;
+};
+
+// The receive side of a pumped stream read here (quic-pump.cc), from the boundary at which JS
+// handed it over (JS's frame and record parsers between frames and records) to its END. Frames
+// are parsed here from then on: whatever JS still gets (records while the pump is not armed, the
+// END) comes as whole frames made here. Records, while armed: BODY bytes go to the pump's fd, a
+// HEAD goes to JS (kPumpHead) and what follows it waits (held) until JS answers: the head written
+// to the fd (PumpWrite with head) or the pump closed (the rest goes to JS as frames).
+struct StreamRecv {
+  // Frame level.
+  uint8_t fhdr[5];
+  uint8_t ffill = 0;
+  uint32_t fleft = 0;  // payload bytes of the current DATA frame still to come
+  bool end = false;    // END read
+  bool end_sent = false;
+  bool fin = false;    // the QUIC FIN came (JS hears it after the END)
+  bool fin_sent = false;
+  bool raw = false;    // bad framing, or bytes after END: passed to JS as they come (JS's parser says what is wrong)
+  // Record level (tracked also while not armed: JS may arm only at a boundary).
+  uint8_t rhdr[5];
+  uint8_t rfill = 0;
+  uint8_t rtype = 0;
+  uint32_t rleft = 0;  // payload bytes of the current record still to come
+  bool rbad = false;   // a record JS will refuse: never armed again
+  std::vector<uint8_t> head;  // the HEAD being gathered (armed)
+  bool armed = false;
+  bool held = false;
+  std::vector<uint8_t> held_bytes;  // frame payload bytes after a HEAD JS has not answered yet
+  // Bytes for JS from this delivery: whole frames; `open` is the offset of a DATA frame being filled.
+  std::vector<uint8_t> js;
+  size_t open = SIZE_MAX;
+
+  bool AtRecordBoundary() const { return rfill == 0 && rleft == 0 && !rbad; }
 };
 
 struct Stream {
@@ -103,6 +148,9 @@ struct Stream {
   uint64_t owed_credit = 0;  // bytes delivered while paused, credited on resume
   uint64_t blocked_gen = 0;  // flush generation in which flow control blocked it
   bool pump_blocked = false;  // its fd pump stopped reading: too much unsent
+  bool pump_full = false;     // its received bytes wait for its pump's fd: credit held back
+  uint64_t js_batch = 0;      // 1 + the batch that last carried its bytes to JS (0: none)
+  std::unique_ptr<StreamRecv> recv;  // read here (quic-pump.cc), once JS handed it over
 
   bool HasWork() const { return !write_closed && (sent < total || (fin && !fin_sent)); }
 };
@@ -208,6 +256,8 @@ class Host {
   virtual void FlushAt(Conn* c, uint64_t ts) = 0;
   // A connection ID (and its stateless reset token) the connection issues / retires.
   virtual int IssueCid(Conn* c, ngtcp2_cid* cid, uint8_t* token, size_t cidlen);
+  // Event batches handed to JS so far (the client's: its pumps check what JS has seen).
+  virtual uint64_t BatchesTaken() const { return UINT64_MAX; }
   virtual void RetireCid(Conn* c, const ngtcp2_cid* cid) {}
 };
 
@@ -230,6 +280,7 @@ struct Pump {
   // DATA frame holding one HEAD record goes to JS as kPumpHead (no Duplex, no parsers in JS).
   // Anything else goes as kEvData and disarms (JS arms again at its next boundary).
   bool heads = false;
+  uint64_t body_bytes = 0;  // request bytes read off the stream here and written to the fd (StreamRecv)
 };
 
 struct ConnSettings {
@@ -307,8 +358,15 @@ class Conn {
   // Bytes for the pump's fd (`head`: a request starts: its answer is reported). Returns the bytes
   // not yet written to the fd (a kPumpDrain follows above kStreamHighWater), -1 when it takes none.
   double PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head);
-  void ClosePump(int64_t id);
-  void ArmPumpHeads(int64_t id);
+  // Returns the request bytes the pump read off the stream and wrote to its fd (no JS), 0 if none.
+  double ClosePump(int64_t id);
+  // JS's parsers of the stream stand at a point it can hand over. `records`: the addon reads every
+  // record from here on (StreamRecv), JS's frame having `frame_left` payload bytes and its BODY
+  // record `body_left` bytes still to come; else JS is between records and the addon takes only
+  // deliveries that are exactly one HEAD frame (PumpHead). 1: armed; 0: not now (JS has not seen
+  // every byte given to it yet, or stands elsewhere than the addon's reading), ask again after
+  // the next batch; -1: never (JS reads the rest itself).
+  int ArmPumpHeads(int64_t id, bool records, uint64_t frame_left, uint64_t body_left);
 
   bool Usable() const { return conn_ != nullptr && !closed_; }
   uint32_t handle() const { return handle_; }
@@ -361,6 +419,18 @@ class Conn {
   void ResumePump(Stream* s);
   void ClosePumps();
   bool PumpHead(int64_t id, const uint8_t* data, size_t len);
+  // The receive side read here (quic-pump.cc, StreamRecv).
+  void RecvBytes(Stream* s, const uint8_t* data, size_t len, bool fin);
+  void RecvPayload(Stream* s, const uint8_t* data, size_t len);
+  void RecvForward(Stream* s, const uint8_t* data, size_t len);
+  void RecvEmit(Stream* s);
+  void RecvRelease(Stream* s);
+  void RecvGiveBack(Stream* s);
+  void PumpBody(Stream* s, Pump* p, const uint8_t* data, size_t len);
+  void PumpQueue(Pump* p);
+  // The fd took its backlog (or is gone): the credit held back for it goes out.
+  void PumpCredit(Stream* s);
+  void DataEvent(Stream* s, bool fin, const uint8_t* data, size_t len);
 
   Host* host_;
   uint32_t handle_;

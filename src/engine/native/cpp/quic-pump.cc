@@ -6,6 +6,13 @@
 // kStreamHighWater unsent (the peer's flow control), JS pauses its stream while the fd's bytes are
 // above it (kPumpDrain). JS hears, per request, the answer's status (a lazy record) and, once,
 // the fd's end; it closes the pump.
+//
+// The stream's receive side (StreamRecv), once JS hands it over at a boundary: frames and http1
+// records are read here, BODY bytes go to the fd without JS (credit held back while the fd has
+// more than kStreamHighWater unsent), each HEAD goes to JS for the rule choice and what follows
+// it waits for JS's answer: the head written (PumpWrite with head) or the pump closed. Whatever
+// JS reads itself from then on (records while no pump is armed, the END) comes as whole frames
+// made here. See docs/decisions.md "The connector's receive side pumped natively (session 9)".
 #include "quic-core.h"
 
 #include <arpa/inet.h>
@@ -25,6 +32,64 @@ constexpr int kReadsPerWake = 16;
 // A read at least this long becomes the chunk itself (no copy); a shorter one is copied into a
 // chunk of its size, so a small answer does not hold 64 KiB until it is acknowledged.
 constexpr size_t kKeepRead = 16 * 1024;
+
+uint32_t Be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]); }
+
+void PutBe32(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v >> 24);
+  p[1] = uint8_t(v >> 16);
+  p[2] = uint8_t(v >> 8);
+  p[3] = uint8_t(v);
+}
+
+// Bytes for JS: inside the DATA frame being filled (a new one when none is, or it is full).
+void JsPayload(StreamRecv& r, const uint8_t* d, size_t n) {
+  while (n > 0) {
+    if (r.open == SIZE_MAX) {
+      r.open = r.js.size();
+      const uint8_t h[kFrameHeader] = {kFrameData, 0, 0, 0, 0};
+      r.js.insert(r.js.end(), h, h + kFrameHeader);
+    }
+    size_t have = r.js.size() - r.open - kFrameHeader;
+    size_t take = std::min<size_t>(n, kMaxFramePayload - have);
+    r.js.insert(r.js.end(), d, d + take);
+    d += take;
+    n -= take;
+    if (have + take == kMaxFramePayload) {
+      PutBe32(&r.js[r.open + 1], kMaxFramePayload);
+      r.open = SIZE_MAX;
+    }
+  }
+}
+
+void JsCloseFrame(StreamRecv& r) {
+  if (r.open == SIZE_MAX) return;
+  PutBe32(&r.js[r.open + 1], uint32_t(r.js.size() - r.open - kFrameHeader));
+  r.open = SIZE_MAX;
+}
+
+// Bytes for JS as they came (after the frames before them).
+void JsRaw(StreamRecv& r, const uint8_t* d, size_t n) {
+  JsCloseFrame(r);
+  r.js.insert(r.js.end(), d, d + n);
+}
+
+// Fills the record header from `d`; true once it is whole (type and length read, r.rfill back
+// to 0). A record JS's reader refuses (protocol/http1.ts: unknown type, longer than kMaxRecord;
+// an empty HEAD does not decode) sets rbad.
+bool TakeRecordHeader(StreamRecv& r, const uint8_t*& d, size_t& n) {
+  size_t take = std::min<size_t>(kFrameHeader - r.rfill, n);
+  memcpy(r.rhdr + r.rfill, d, take);
+  r.rfill += uint8_t(take);
+  d += take;
+  n -= take;
+  if (r.rfill < kFrameHeader) return false;
+  r.rfill = 0;
+  r.rtype = r.rhdr[0];
+  r.rleft = Be32(r.rhdr + 1);
+  if ((r.rtype != kRecordHead && r.rtype != kRecordBody) || r.rleft > kMaxRecord || (r.rtype == kRecordHead && r.rleft == 0)) r.rbad = true;
+  return true;
+}
 
 // "HTTP/1.x NNN" at the start of an answer, else 0.
 double StatusOf(const uint8_t* p, size_t n) {
@@ -62,21 +127,51 @@ bool Conn::AttachPump(int64_t id, int socket_fd) {
   return true;
 }
 
-void Conn::ClosePump(int64_t id) {
+double Conn::ClosePump(int64_t id) {
   auto it = pumps_.find(id);
-  if (it == pumps_.end()) return;
+  if (it == pumps_.end()) return 0;
   Pump* p = it->second.get();
+  const double body_bytes = double(p->body_bytes);
   uv_poll_stop(p->poll);
   p->poll->data = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(p->poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
   close(p->fd);
-  if (Stream* s = Find(id)) s->pump_blocked = false;
   pumps_.erase(it);  // pump_out_ may still name it: FlushPumps skips ids it does not find
+  if (Stream* s = Find(id)) {
+    s->pump_blocked = false;
+    PumpCredit(s);
+    if (s->recv) RecvGiveBack(s);
+  }
+  return body_bytes;
 }
 
-void Conn::ArmPumpHeads(int64_t id) {
+int Conn::ArmPumpHeads(int64_t id, bool records, uint64_t frame_left, uint64_t body_left) {
   auto it = pumps_.find(id);
-  if (it != pumps_.end()) it->second->heads = true;
+  if (it == pumps_.end()) return -1;  // nothing to arm: JS stops asking
+  if (!records) {
+    it->second->heads = true;
+    return 1;
+  }
+  Stream* s = Find(id);
+  if (!s) return -1;
+  // JS stands where it does in what it has seen: a batch it has not seen yet may hold more.
+  if (s->js_batch > host_->BatchesTaken()) return 0;
+  if (frame_left > kMaxFramePayload || body_left > kMaxRecord) return -1;
+  if (!s->recv) {
+    // The first hand-over: from here on the stream's frames are read here, to its END.
+    s->recv.reset(new StreamRecv());
+    s->recv->fleft = uint32_t(frame_left);
+    s->recv->rtype = body_left ? kRecordBody : 0;
+    s->recv->rleft = uint32_t(body_left);
+    s->recv->armed = true;
+    return 1;
+  }
+  StreamRecv& r = *s->recv;
+  if (r.raw || r.rbad || r.end) return -1;
+  // Again: JS reads whole frames made here, and its reader followed the records given to it as ours did.
+  if (frame_left != 0 || r.rfill != 0 || r.rleft != body_left || (body_left && r.rtype != kRecordBody)) return 0;
+  r.armed = true;
+  return 1;
 }
 
 // Stream framing (framing.ts) DATA [0x00][u32 n] around http1 framing (protocol/http1.ts) HEAD
@@ -100,18 +195,199 @@ void Conn::ClosePumps() {
 
 double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {
   auto it = pumps_.find(id);
-  if (it == pumps_.end() || it->second->ended) return -1;
+  if (it == pumps_.end()) return -1;
   Pump* p = it->second.get();
-  if (head) p->answered = false;
-  p->out.insert(p->out.end(), data, data + len);
-  if (!p->queued) {
-    p->queued = true;
-    pump_out_.push_back(id);
-    Dirty();
+  // JS's answer to a HEAD read here: the head goes first, then what waited behind it.
+  Stream* s = head ? Find(id) : nullptr;
+  const bool release = s && s->recv && s->recv->held && s->recv->armed;
+  if (!p->ended) {
+    if (head) p->answered = false;
+    p->out.insert(p->out.end(), data, data + len);
+    PumpQueue(p);
   }
+  if (release) RecvRelease(s);
+  if (p->ended) return -1;
   double pending = double(p->out.size() - p->out_off);
   if (pending > kStreamHighWater) p->want_drain = true;
   return pending;
+}
+
+void Conn::PumpQueue(Pump* p) {
+  if (p->queued) return;
+  p->queued = true;
+  pump_out_.push_back(p->id);
+  Dirty();
+}
+
+void Conn::PumpBody(Stream* s, Pump* p, const uint8_t* data, size_t len) {
+  // The fd is gone (JS hears kPumpEnd and closes the pump): dropped, as JS drops a body with no origin.
+  if (!p || p->ended) return;
+  p->out.insert(p->out.end(), data, data + len);
+  p->body_bytes += len;
+  PumpQueue(p);
+  if (p->out.size() - p->out_off > kStreamHighWater) s->pump_full = true;
+}
+
+void Conn::PumpCredit(Stream* s) {
+  if (!s->pump_full) return;
+  s->pump_full = false;
+  if (s->owed_credit > 0 && !s->read_paused && Usable()) {
+    ngtcp2_conn_extend_max_stream_offset(conn_, s->id, s->owed_credit);
+    s->owed_credit = 0;
+    Dirty();
+  }
+}
+
+void Conn::DataEvent(Stream* s, bool fin, const uint8_t* data, size_t len) {
+  s->js_batch = host_->BatchesTaken() + 1;
+  Event(kEvData, fin ? 1 : 0, s->id, data, len);
+}
+
+// ------------------------------------------------------------------ the receive side (StreamRecv)
+
+void Conn::RecvBytes(Stream* s, const uint8_t* data, size_t len, bool fin) {
+  StreamRecv& r = *s->recv;
+  if (fin) r.fin = true;
+  size_t off = 0;
+  while (off < len && !r.raw) {
+    if (r.end) {
+      r.raw = true;  // bytes after END: JS's parser refuses them
+      break;
+    }
+    if (r.fleft == 0) {
+      size_t take = std::min<size_t>(kFrameHeader - r.ffill, len - off);
+      memcpy(r.fhdr + r.ffill, data + off, take);
+      r.ffill += uint8_t(take);
+      off += take;
+      if (r.ffill < kFrameHeader) break;
+      r.ffill = 0;
+      uint32_t n = Be32(r.fhdr + 1);
+      if (r.fhdr[0] == kFrameEnd && n == 0) {
+        r.end = true;
+      } else if (r.fhdr[0] != kFrameData || n == 0 || n > kMaxFramePayload) {
+        r.raw = true;  // JS's parser reads this header and says what is wrong with it
+        JsRaw(r, r.fhdr, kFrameHeader);
+      } else {
+        r.fleft = n;
+      }
+      continue;
+    }
+    size_t take = std::min<size_t>(r.fleft, len - off);
+    RecvPayload(s, data + off, take);
+    r.fleft -= uint32_t(take);
+    off += take;
+  }
+  if (off < len) JsRaw(r, data + off, len - off);
+  RecvEmit(s);
+}
+
+void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
+  StreamRecv& r = *s->recv;
+  while (n > 0) {
+    if (r.held) {
+      r.held_bytes.insert(r.held_bytes.end(), d, d + n);
+      return;
+    }
+    if (!r.armed) {
+      RecvForward(s, d, n);
+      return;
+    }
+    if (r.rleft == 0) {
+      if (!TakeRecordHeader(r, d, n)) return;
+      if (r.rbad) {
+        // JS's reader refuses it: it gets the record from its header on, and the stream from here.
+        r.armed = false;
+        JsPayload(r, r.rhdr, kFrameHeader);
+        RecvForward(s, d, n);
+        return;
+      }
+      if (r.rtype == kRecordHead) r.head.clear();
+      continue;
+    }
+    size_t take = std::min<size_t>(r.rleft, n);
+    if (r.rtype == kRecordBody) {
+      auto it = pumps_.find(s->id);
+      PumpBody(s, it == pumps_.end() ? nullptr : it->second.get(), d, take);
+    } else {
+      r.head.insert(r.head.end(), d, d + take);
+    }
+    r.rleft -= uint32_t(take);
+    d += take;
+    n -= take;
+    if (r.rtype == kRecordHead && r.rleft == 0) {
+      Event(kEvPump, kPumpHead, s->id, r.head.data(), r.head.size());
+      r.held = true;
+    }
+  }
+}
+
+// Not armed: the payload goes to JS; records are only followed, so that JS can arm again at a boundary.
+void Conn::RecvForward(Stream* s, const uint8_t* d, size_t n) {
+  StreamRecv& r = *s->recv;
+  JsPayload(r, d, n);
+  while (n > 0 && !r.rbad) {
+    if (r.rleft == 0) {
+      TakeRecordHeader(r, d, n);
+      continue;
+    }
+    size_t take = std::min<size_t>(r.rleft, n);
+    r.rleft -= uint32_t(take);
+    d += take;
+    n -= take;
+  }
+}
+
+// Hands JS what this delivery has for it: its frames, the END once nothing waits before it, the FIN after.
+void Conn::RecvEmit(Stream* s) {
+  StreamRecv& r = *s->recv;
+  JsCloseFrame(r);
+  if (r.end && !r.end_sent && !r.held) {
+    r.end_sent = true;
+    const uint8_t end[kFrameHeader] = {kFrameEnd, 0, 0, 0, 0};
+    r.js.insert(r.js.end(), end, end + kFrameHeader);
+  }
+  const bool fin = r.fin && !r.fin_sent && (!r.held || r.raw);
+  if (r.js.empty() && !fin) return;
+  if (fin) r.fin_sent = true;
+  DataEvent(s, fin, r.js.data(), r.js.size());
+  r.js.clear();
+  if (r.js.capacity() > kStreamHighWater) std::vector<uint8_t>().swap(r.js);
+}
+
+// JS wrote the HEAD's head to the fd: what waited behind it is read now.
+void Conn::RecvRelease(Stream* s) {
+  StreamRecv& r = *s->recv;
+  r.held = false;
+  std::vector<uint8_t> held;
+  held.swap(r.held_bytes);
+  RecvPayload(s, held.data(), held.size());  // the next HEAD holds again: the rest goes back to held_bytes
+  RecvEmit(s);
+  Dirty();
+}
+
+// The pump closed: JS reads the records again, from a boundary of its reader (which stood at one
+// when it armed): what of the current record was read here goes to it first.
+void Conn::RecvGiveBack(Stream* s) {
+  StreamRecv& r = *s->recv;
+  if (!r.armed || !Usable()) return;
+  r.armed = false;
+  if (r.rfill > 0) {
+    JsPayload(r, r.rhdr, r.rfill);
+  } else if (r.rleft > 0) {
+    uint8_t h[kFrameHeader] = {r.rtype, 0, 0, 0, 0};
+    PutBe32(h + 1, uint32_t(r.rleft + (r.rtype == kRecordHead ? r.head.size() : 0)));
+    JsPayload(r, h, kFrameHeader);
+    if (r.rtype == kRecordHead) JsPayload(r, r.head.data(), r.head.size());
+  }
+  std::vector<uint8_t>().swap(r.head);
+  if (r.held) {
+    r.held = false;
+    std::vector<uint8_t> held;
+    held.swap(r.held_bytes);
+    RecvForward(s, held.data(), held.size());
+  }
+  RecvEmit(s);
+  Dirty();
 }
 
 void Conn::FlushPumps() {
@@ -139,10 +415,17 @@ void Conn::PumpWriteOut(Pump* p) {
   if (p->out_off == p->out.size()) {
     p->out.clear();
     p->out_off = 0;
+    if (p->out.capacity() > 4 * kStreamHighWater) std::vector<uint8_t>().swap(p->out);  // a slow origin's backlog
+  } else if (p->out_off > p->out.size() - p->out_off) {
+    p->out.erase(p->out.begin(), p->out.begin() + ptrdiff_t(p->out_off));  // moves less than was written
+    p->out_off = 0;
   }
-  if (p->want_drain && p->out.size() - p->out_off <= kStreamHighWater / 2) {
-    p->want_drain = false;
-    Event(kEvPump, kPumpDrain, p->id, nullptr, 0);
+  if (p->out.size() - p->out_off <= kStreamHighWater / 2) {
+    if (p->want_drain) {
+      p->want_drain = false;
+      Event(kEvPump, kPumpDrain, p->id, nullptr, 0);
+    }
+    if (Stream* s = Find(p->id)) PumpCredit(s);
   }
   PumpWatch(p);
 }
@@ -209,6 +492,7 @@ void Conn::PumpEnd(Pump* p, int err) {
   p->ended = true;
   p->out.clear();
   p->out_off = 0;
+  if (Stream* s = Find(p->id)) PumpCredit(s);
   double e = double(err);
   Event(kEvPump, kPumpEnd, p->id, reinterpret_cast<const uint8_t*>(&e), 8);
   Dirty();  // a flush, and with it the batch for JS

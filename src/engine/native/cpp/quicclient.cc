@@ -127,6 +127,8 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   void FlushAt(Conn*, uint64_t ts) override { soon_.At(ts); }
 
+  uint64_t BatchesTaken() const override { return events_.taken(); }
+
   uint8_t* TxSlot() override { return batch_.Slot(); }
 
   void TxPush(Conn* c, const ngtcp2_path& path, size_t len) override {
@@ -247,15 +249,18 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     return Napi::Number::New(env, conn_->PumpWrite(info[0].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[2].ToBoolean()));
   }
 
-  // armPumpHeads(id): JS's parsers of the stream are at a boundary: whole HEAD records may come as PUMP records.
+  // armPumpHeads(id, records, frameLeft, bodyLeft) → 1 armed, 0 ask again after the next batch,
+  // -1 never (Conn::ArmPumpHeads). Whole HEAD records may come as PUMP records; with `records`
+  // the addon reads every record from JS's point on (BODY bytes to the fd).
   Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
-    if (Usable()) conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value());
-    return info.Env().Undefined();
+    auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
+    int armed = Usable() ? conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value(), info[1].ToBoolean(), num(2), num(3)) : -1;
+    return Napi::Number::New(info.Env(), armed);
   }
 
+  // closePump(id) → the request bytes it wrote to its fd without JS.
   Napi::Value JsClosePump(const Napi::CallbackInfo& info) {
-    if (conn_) conn_->ClosePump(info[0].As<Napi::Number>().Int64Value());
-    return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), conn_ ? conn_->ClosePump(info[0].As<Napi::Number>().Int64Value()) : 0);
   }
 
   // ------------------------------------------------------------------ loop callbacks

@@ -85,6 +85,18 @@ export class StreamFrameParser {
     return this.state === 'header' && this.headerFill === 0;
   }
 
+  /** Payload bytes of the DATA frame being read still to come (0 between frames); undefined mid-header or before the preamble. */
+  get payloadLeft(): number | undefined {
+    if (this.state === 'payload') return this.remaining;
+    return this.atBoundary ? 0 : undefined;
+  }
+
+  /** Another reader took the rest of the stream's frames (the addon's pump): this one stands between frames. */
+  handOver(): void {
+    if (this.state === 'payload') this.state = 'header';
+    this.remaining = 0;
+  }
+
   /** Feeds bytes; calls `onData` with views and returns true once END was read. */
   push(chunk: Buffer, onData: (data: Buffer) => void): boolean {
     let off = 0;

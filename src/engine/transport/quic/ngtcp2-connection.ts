@@ -19,11 +19,13 @@ import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
 import { QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type NativeQuicInfo } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
+import { Http1Record } from '../../protocol/http1.js';
 import type { FdPump, FdPumpEvents, TunnelConnection, TunnelRole } from '../types.js';
 import { truncateUtf8 } from '../common.js';
 import { QuicConnectionBase } from './base.js';
 import { STREAM_RESET_CODE } from './connection.js';
 import { CRYPTO_ERROR_START, CRYPTO_ERROR_STOP, describeTransportError, type ClientVerification, type QuicDialFailure } from './errors.js';
+import { FRAME_DATA } from './framing.js';
 import { QuicStream } from './stream.js';
 
 const debug = debuglog('oxy:transport:quic');
@@ -44,8 +46,8 @@ export interface Ngtcp2Port {
   /** The client's (cpp/quic-pump.cc): a stream pumped to and from a TCP socket. */
   attachPump?(id: number, fd: number): boolean;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
-  closePump?(id: number): void;
-  armPumpHeads?(id: number): void;
+  closePump?(id: number): number;
+  armPumpHeads?(id: number, records: boolean, frameLeft: number, bodyLeft: number): number;
   /** Frees the addon's side without a packet. */
   close(): void;
 }
@@ -61,6 +63,17 @@ export interface Ngtcp2ConnectionOptions {
   established?: (conn: Ngtcp2TunnelConnection) => void;
   /** The addon is done with the connection (closed by either side, or abandoned). */
   released?: (conn: Ngtcp2TunnelConnection) => void;
+}
+
+/** An http1 HEAD record (protocol/http1.ts) of `payload` in one stream DATA frame (./framing.ts). */
+function headFrame(payload: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(10 + payload.length);
+  out[0] = FRAME_DATA;
+  out.writeUInt32BE(5 + payload.length, 1);
+  out[5] = Http1Record.HEAD;
+  out.writeUInt32BE(payload.length, 6);
+  payload.copy(out, 10);
+  return out;
 }
 
 export class Ngtcp2TunnelConnection extends QuicConnectionBase implements TunnelConnection {
@@ -177,17 +190,17 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     if (!native.attachPump(stream.id, fd)) return undefined;
     const id = stream.id;
     this.pumps.set(id, events);
-    if (events.head && events.atRecordBoundary && native.armPumpHeads) this.pumpsToArm.add(id);
+    if (events.head && events.bodyLeft && native.armPumpHeads) this.pumpsToArm.add(id);
     return {
       write: (data, head) => {
         const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
         return unsent <= QUIC_STREAM_HIGH_WATER;
       },
       close: () => {
-        if (this.pumps.get(id) !== events) return;
+        if (this.pumps.get(id) !== events) return 0;
         this.pumps.delete(id);
         this.pumpsToArm.delete(id);
-        if (!this.released) native.closePump!(id);
+        return this.released ? 0 : native.closePump!(id);
       },
     };
   }
@@ -244,6 +257,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         break;
       case QuicEvent.PUMP: {
         const events = this.pumps.get(id);
+        // A HEAD read by the addon for a pump closed earlier in this batch (its origin ended):
+        // the stream's reader takes it, as the bytes it was (its parsers stand at a boundary).
+        if (flag === QuicPumpEvent.HEAD && !events?.head) this.streams.get(id)?.receive(headFrame(data));
         if (!events) break;
         if (flag === QuicPumpEvent.ANSWER) events.answer(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.END) events.end(data.readDoubleLE(0));
@@ -265,16 +281,28 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     this.serveOpens();
   }
 
-  /** The addon takes whole HEAD records of pumped streams whose parsers here are between records. */
+  /**
+   * The addon takes whole HEAD records of pumped streams whose parsers here are between records,
+   * or (`records`) every record from where the parsers here stand, unless one is half-read.
+   */
   private armPumps(): void {
     for (const id of this.pumpsToArm) {
       const events = this.pumps.get(id);
       const stream = this.streams.get(id);
       if (!events || !stream) {
         this.pumpsToArm.delete(id);
-      } else if (stream.atFrameBoundary() && events.atRecordBoundary?.() && !this.released) {
-        this.native.armPumpHeads!(id);
-        this.pumpsToArm.delete(id);
+        continue;
+      }
+      const frameLeft = stream.frameLeft();
+      const bodyLeft = events.bodyLeft?.();
+      if (frameLeft === undefined || bodyLeft === undefined || this.released) continue;
+      const records = events.records === true;
+      if (!records && (frameLeft !== 0 || bodyLeft !== 0)) continue;
+      const armed = this.native.armPumpHeads!(id, records, frameLeft, bodyLeft);
+      if (armed !== 0) this.pumpsToArm.delete(id);
+      if (armed === 1 && records) {
+        stream.handOver();
+        events.handOver?.();
       }
     }
   }

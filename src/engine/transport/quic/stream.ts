@@ -108,7 +108,21 @@ export class QuicStream extends Duplex implements TunnelStream {
 
   /** Nothing half-read: between frames, nothing buffered, reading (a pump may take whole records). */
   atFrameBoundary(): boolean {
-    return this.parser.atBoundary && this.readableLength === 0 && !this.readPaused && !this.destroyed && this.readableFlowing === true;
+    return this.frameLeft() === 0;
+  }
+
+  /**
+   * With nothing buffered and reading: the payload bytes of the frame being read still to come (0
+   * between frames), which a pump may take over from here. Undefined mid-header or when not reading.
+   */
+  frameLeft(): number | undefined {
+    if (this.readableLength !== 0 || this.readPaused || this.destroyed || this.readableFlowing !== true) return undefined;
+    return this.parser.payloadLeft;
+  }
+
+  /** The transport reads this stream's frames from here on and hands this Duplex whole frames. */
+  handOver(): void {
+    this.parser.handOver();
   }
 
   /** The connection flushed `pending` to quiche: release the waiting write. */
