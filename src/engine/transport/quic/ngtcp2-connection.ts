@@ -21,6 +21,7 @@ import { QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type Nativ
 import { TunnelCloseCode } from '../../protocol/codes.js';
 import { Http1Record } from '../../protocol/http1.js';
 import type { FdPump, FdPumpEvents, TunnelConnection, TunnelRole } from '../types.js';
+import { noteExternalBytes } from '../../util/gc.js';
 import { truncateUtf8 } from '../common.js';
 import { QuicConnectionBase } from './base.js';
 import { STREAM_RESET_CODE } from './connection.js';
@@ -169,8 +170,10 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     if (this.closeInfo || stream.destroyed) return false;
     const pending = stream.pending;
     let unsent = 0;
+    let bytes = 0;
     for (let i = 0; i < pending.length; i++) {
       const item = pending[i]!;
+      bytes += item.buf.length;
       unsent = this.native.write(stream.id, item.buf, item.fin);
       if (unsent < 0) {
         stream.pending = [];
@@ -180,6 +183,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       if (item.fin) stream.localEnded = true;
     }
     stream.pending = [];
+    noteExternalBytes(bytes); // the addon copied them: JS's buffers are garbage now
     // The bytes are the addon's now; past its high-water mark the write waits for WRITABLE.
     return unsent <= QUIC_STREAM_HIGH_WATER;
   }
@@ -224,6 +228,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       at += 16 + length;
     }
     this.endBatch();
+    noteExternalBytes(batch.length);
   };
 
   /** @internal one event record of the addon (the server's dispatcher calls this too). */

@@ -12,6 +12,7 @@
  */
 import { debuglog } from 'node:util';
 import { createQuicServer, QuicEvent, type NativeQuicServer, type PktinfoUdpSocket } from '../../native/index.js';
+import { noteExternalBytes } from '../../util/gc.js';
 import { QUIC_ALPN, type QuicSettings } from './config.js';
 import { canonicalAddress } from './endpoint.js';
 import { Ngtcp2TunnelConnection, type Ngtcp2Port } from './ngtcp2-connection.js';
@@ -109,6 +110,7 @@ export class Ngtcp2Listener {
       conn.onRecord(type, flag, id, data);
     }
     conn?.endBatch();
+    noteExternalBytes(batch.length);
   };
 
   private adopt(handle: number): Ngtcp2TunnelConnection | undefined {
