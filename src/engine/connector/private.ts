@@ -4,7 +4,7 @@
  * edge pushes those routes over the control stream; anything else is refused and logged.
  */
 import { createSocket } from 'node:dgram';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { RouteTable } from '../../core/route-table.js';
 import type { Logger } from '../observe/log.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
@@ -17,6 +17,7 @@ import { PktinfoUdpSocket } from '../native/index.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import { bridge } from './stream-handler.js';
 import { FLOW_UNSENT } from '../util/pump.js';
+import { TcpFlowServer } from './tcp-flows.js';
 
 export function splitDestination(destination: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(destination);
@@ -61,16 +62,15 @@ export class PrivateOfframp {
     });
   }
 
-  async #admit(header: StreamRequestHeader, stream: TunnelStream): Promise<{ host: string; port: number } | undefined> {
+  /** Whether a flow may go where `header` says: its destination, or the refusal's status and reason. */
+  async check(header: StreamRequestHeader): Promise<{ host: string; port: number } | { status: number; why: string }> {
     await this.#routesReady();
     const dest = splitDestination(header.destination);
     const vnet = metaGet(header.metadata, 'Vnet') ?? '';
     const refuse = (status: number, why: string) => {
       this.refused++;
       this.log.warn({ dest: header.destination, vnet, kind: header.kind }, `Refused private flow: ${why}`);
-      writeResponseHeader(stream, { status, message: why, metadata: [] });
-      stream.end();
-      return undefined;
+      return { status, why };
     };
     if (!this.warp.enabled) return refuse(ResponseStatus.FORBIDDEN, 'warp-routing is disabled on this connector');
     if (!dest) return refuse(ResponseStatus.BAD_REQUEST, `${header.destination} is not IP:PORT`);
@@ -81,12 +81,37 @@ export class PrivateOfframp {
     return dest;
   }
 
+  async #admit(header: StreamRequestHeader, stream: TunnelStream): Promise<{ host: string; port: number } | undefined> {
+    const verdict = await this.check(header);
+    if ('host' in verdict) return verdict;
+    writeResponseHeader(stream, { status: verdict.status, message: verdict.why, metadata: [] });
+    stream.end();
+    return undefined;
+  }
+
+  /** Dials a private TCP destination with this connector's warp-routing settings. */
+  dial(dest: { host: string; port: number }): Promise<Socket> {
+    return dialTcp(dest.host, dest.port, this.warp.connectTimeoutMs, this.warp.tcpKeepAliveMs);
+  }
+
+  /** A flow holds one of maxActiveFlows from its admission until `flowEnded()`. */
+  flowStarted(): void {
+    this.#active++;
+  }
+
+  flowEnded(): void {
+    this.#active--;
+  }
+
+  /** `tcp-flows` streams (feature tcp-flows/1): private TCP flows one after another on one stream. */
+  readonly handleTcpFlows = (_header: StreamRequestHeader, stream: TunnelStream): Promise<void> => new TcpFlowServer(stream, this).done;
+
   readonly handleTcp = async (header: StreamRequestHeader, stream: TunnelStream): Promise<void> => {
     const dest = await this.#admit(header, stream);
     if (!dest) return;
     this.#active++;
     try {
-      const socket = await dialTcp(dest.host, dest.port, this.warp.connectTimeoutMs, this.warp.tcpKeepAliveMs).catch((err: Error) => err);
+      const socket = await this.dial(dest).catch((err: Error) => err);
       if (socket instanceof Error) {
         writeResponseHeader(stream, { status: ResponseStatus.DIAL_FAILED, message: socket.message, metadata: [] });
         stream.end();

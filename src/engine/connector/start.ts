@@ -10,6 +10,7 @@ import { createConnectorMetrics, registerUdpPayloadMetrics } from './metrics.js'
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
+import { TCP_FLOWS_FEATURE } from '../protocol/tcp-flows.js';
 import { Connector } from './supervisor.js';
 import { quicClientImpl } from '../transport/quic/index.js';
 import { EdgeSpread } from './spread.js';
@@ -101,7 +102,12 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
   // The connector is made below; the gauge reads it at scrape time.
   const metricsOf = createConnectorMetrics(registry, () => connector.readyConnections);
   registerUdpPayloadMetrics(registry, () => offramp.udpCounters);
-  const handler = new StreamHandler(origins, log, { tcp: offramp.handleTcp, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp }, metricsOf);
+  const handler = new StreamHandler(
+    origins,
+    log,
+    { tcp: offramp.handleTcp, 'tcp-flows': offramp.handleTcpFlows, udp: offramp.handleUdp, 'ip-packets': offramp.handleIcmp },
+    metricsOf,
+  );
   const spread = new EdgeSpread(
     edges.map((e) => createDialer(f.protocol, e, log, f.edgeBindAddress)),
     edges.map((e) => `${e.servername ?? e.host}:${e.port}`),
@@ -119,12 +125,15 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
     // This connector serves http1 streams (one per client connection): the edge uses them only with
     // connectors that say so. OXY_HTTP1_STREAMS=0 leaves them out (an older peer, for tests and bench/peers.js);
     // =nochunked announces them without chunked request bodies (a peer before those: they go per request).
-    features:
-      process.env.OXY_HTTP1_STREAMS === '0'
+    features: [
+      ...(process.env.OXY_HTTP1_STREAMS === '0'
         ? []
         : process.env.OXY_HTTP1_STREAMS === 'nochunked'
           ? [HTTP1_STREAM_FEATURE]
-          : [HTTP1_STREAM_FEATURE, HTTP1_CHUNKED_FEATURE],
+          : [HTTP1_STREAM_FEATURE, HTTP1_CHUNKED_FEATURE]),
+      // Private TCP flows on reused streams; OXY_TCP_FLOWS=0 leaves them out (an older peer: a stream per flow).
+      ...(process.env.OXY_TCP_FLOWS === '0' ? [] : [TCP_FLOWS_FEATURE]),
+    ],
     onControlMessage: (m) => {
       if (m.type === 'routes') offramp.setRoutes(m.routes);
     },

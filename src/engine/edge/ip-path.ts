@@ -25,6 +25,8 @@ import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
 import type { TunnelStream } from '../transport/types.js';
 import { coalesceWrites } from '../util/coalesce.js';
+import type { Metadata } from '../protocol/stream-header.js';
+import { TcpFlowStreams } from './tcp-flows.js';
 import { FLOW_UNSENT, relay } from '../util/pump.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
@@ -98,8 +100,31 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // first chunk goes to the connector before its answer (it writes it to the host right after its
   // dial: a round trip sooner); the rest waits for the answer, so a slow dial holds at most that
   // one chunk (≤ 64 KiB) per flow.
+  // With a connector that serves them, flows ride reused `tcp-flows` streams instead (tcp-flows.ts).
+  const flowStreams = new TcpFlowStreams({ unsent: FLOW_UNSENT || PIPE_MARK, returnUnsent: RETURN_UNSENT || PIPE_MARK, early: earlyData });
+  new Counter({
+    name: 'oxy_edge_tcp_flows_total',
+    help: 'Private TCP flows carried on tcp-flows streams, by stream: reused (it carried a flow before) or new',
+    labelNames: ['stream'],
+    registers: [edge.metrics],
+    collect() {
+      this.reset();
+      this.inc({ stream: 'reused' }, flowStreams.counters.reused);
+      this.inc({ stream: 'new' }, flowStreams.counters.opened);
+    },
+  });
   const carry = (socket: Socket, flow: Flow<Routed>, vnetId: string): void => {
     socket.on('error', ignore);
+    const live = edge.egress.connectionFor(vnetId, flow.dst);
+    if (live && flowStreams.serves(live)) {
+      const dst = joinHostPort(formatAddress(flow.dst), flow.dstPort);
+      const metadata: Metadata = [
+        ['Vnet', vnetId],
+        ['Tenant', flow.scope.context.tenant],
+      ];
+      flowStreams.carry(live, dst, metadata, socket, (err) => log.info({ err, dst }, 'Private TCP flow failed'));
+      return;
+    }
     const early = earlyData ? new EarlyChunk(socket) : undefined;
     edge.egress
       .open('tcp', vnetId, flow.dst, flow.dstPort, [['Tenant', flow.scope.context.tenant]], early?.opened)
@@ -247,6 +272,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       seqpacket?.close();
       gue?.close();
       ipEdge.close();
+      flowStreams.close();
     },
   };
 }
@@ -261,6 +287,8 @@ const earlyData = process.env.OXY_IP_EARLY_DATA !== '0';
  * (one TUN segment) halved the calls at or below pipe()'s CPU per MB (docs/decisions.md).
  */
 const RETURN_UNSENT = FLOW_UNSENT ? 64 * 1024 : 0;
+/** pipe()'s mark (a socket's and an HTTP/2 stream's highWaterMark), for flows on reused streams with OXY_IP_RELAY_UNSENT=0. */
+const PIPE_MARK = 16 * 1024;
 
 /**
  * The first chunk a paused upgraded socket reads before its stream is answered: written to the

@@ -13,7 +13,7 @@ import { encodeDatagramRecord } from '../protocol/datagram.js';
 import { FlowDatagrams, type FlowDatagramCounters } from '../protocol/flow-datagrams.js';
 import type { EngineUdpAssociation } from '../hooks/types.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
-import type { TunnelRegistry } from './registry.js';
+import type { LiveConnection, TunnelRegistry } from './registry.js';
 import type { StoreView } from './store-view.js';
 
 export class PrivateEgress {
@@ -40,6 +40,12 @@ export class PrivateEgress {
   reachable(vnetId: string, ip: string | Uint8Array): DetailedRoute | undefined {
     const route = this.route(vnetId, ip);
     return route && this.registry.pick(route.tunnelId) ? route : undefined;
+  }
+
+  /** The connection a new flow to `ip` (bytes) in `vnetId` would take now, if any. */
+  connectionFor(vnetId: string, ip: Uint8Array): LiveConnection | undefined {
+    const route = this.route(vnetId, ip);
+    return route && this.registry.pick(route.tunnelId);
   }
 
   /**

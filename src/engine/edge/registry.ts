@@ -23,6 +23,8 @@ export interface LiveConnection {
   http1?: boolean;
   /** ... and takes chunked request bodies on them (HTTP1_CHUNKED_FEATURE). */
   http1Chunked?: boolean;
+  /** The connector serves tcp-flows streams (TCP_FLOWS_FEATURE): private TCP flows on reused streams. */
+  tcpFlows?: boolean;
   /** Called once when the connector announces it is draining (idle http1 streams end then). */
   onDrain?: Set<() => void>;
   /** Asked whether it is alive (a sibling registered) and not answered yet: picked only when no other is ready. */

@@ -15,6 +15,7 @@ import type { Logger } from '../observe/log.js';
 import { createRegistry, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
 import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
+import { TCP_FLOWS_FEATURE } from '../protocol/tcp-flows.js';
 import { acceptRegistration } from '../protocol/registration.js';
 import type { TunnelConnection } from '../transport/types.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
@@ -347,6 +348,7 @@ export class EdgeServer {
       draining: false,
       http1: r.features.includes(HTTP1_STREAM_FEATURE),
       http1Chunked: r.features.includes(HTTP1_CHUNKED_FEATURE),
+      tcpFlows: r.features.includes(TCP_FLOWS_FEATURE),
     };
     this.#checkSiblings(live);
     this.registry.add(live);

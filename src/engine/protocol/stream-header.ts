@@ -21,7 +21,7 @@ export const DEFAULT_MAX_HEADER_SIZE = 64 * 1024;
 export const FrameType = { REQUEST: 0x01, RESPONSE: 0x02 } as const;
 
 /** `forward`: only on a peer link between edges; its destination is the tunnel ID (edge/forwarding.ts). */
-export type StreamKind = 'http' | 'websocket' | 'tcp' | 'ip-packets' | 'udp' | 'control' | 'forward' | 'http1';
+export type StreamKind = 'http' | 'websocket' | 'tcp' | 'ip-packets' | 'udp' | 'control' | 'forward' | 'http1' | 'tcp-flows';
 const KIND_TO_BYTE: Record<StreamKind, number> = {
   http: 1,
   websocket: 2,
@@ -32,6 +32,8 @@ const KIND_TO_BYTE: Record<StreamKind, number> = {
   forward: 7,
   /** A keep-alive HTTP/1.1 client connection, its requests framed in band (protocol/http1.ts); only to connectors announcing HTTP1_STREAM_FEATURE. */
   http1: 8,
+  /** Private TCP flows one after another, framed in band (protocol/tcp-flows.ts); only to connectors announcing TCP_FLOWS_FEATURE. */
+  'tcp-flows': 9,
 };
 const BYTE_TO_KIND = new Map<number, StreamKind>(Object.entries(KIND_TO_BYTE).map(([k, v]) => [v, k as StreamKind]));
 

@@ -1,0 +1,117 @@
+/**
+ * The connector's side of a `tcp-flows` stream (protocol/tcp-flows.ts): each OPEN is a private
+ * TCP flow, admitted and dialled as a `tcp` stream's would be; its ANSWER goes before any other
+ * record of the flow, and the next OPEN may come once the flow ended both ways. The stream ends
+ * when the edge ends it (an idle stream it no longer keeps).
+ */
+import type { Socket } from 'node:net';
+import { OxyError } from '../../core/errors.js';
+import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
+import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, flowRecordHead, type FlowRecordSink } from '../protocol/tcp-flows.js';
+import type { TunnelStream } from '../transport/types.js';
+import { FLOW_UNSENT } from '../util/pump.js';
+
+/** What the flows need of the private off-ramp (private.ts). */
+export interface FlowOfframp {
+  check(header: StreamRequestHeader): Promise<{ host: string; port: number } | { status: number; why: string }>;
+  dial(dest: { host: string; port: number }): Promise<Socket>;
+  flowStarted(): void;
+  flowEnded(): void;
+}
+
+export class TcpFlowServer implements FlowRecordSink {
+  readonly done: Promise<void>;
+  readonly #parser = new FlowRecordParser(this, FlowRecord.OPEN);
+  #link: FlowLink | undefined;
+  #answered = true;
+  #finish!: () => void;
+  #over = false;
+
+  constructor(
+    private readonly stream: TunnelStream,
+    private readonly offramp: FlowOfframp,
+  ) {
+    this.done = new Promise((resolve) => (this.#finish = resolve));
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        this.#parser.push(chunk);
+      } catch {
+        // Hostile or broken input: the stream (and its flow) goes, reset.
+        this.#stop(true);
+      }
+    });
+    stream.on('end', () => this.#stop(false));
+    stream.on('error', () => this.#stop(true));
+    stream.on('close', () => this.#stop(true));
+  }
+
+  header(_type: number, payload: Buffer): void {
+    if (this.#link && !this.#link.released) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'A tcp-flows OPEN before the previous flow ended');
+    const header = decodeFlowHeader(payload, 'request');
+    if (header.kind !== 'tcp') throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `A tcp-flows OPEN of kind ${header.kind}`);
+    this.offramp.flowStarted();
+    const link = new FlowLink(this.stream, FLOW_UNSENT, FLOW_UNSENT, () => this.offramp.flowEnded());
+    this.#link = link;
+    this.#answered = false;
+    void this.#open(header, link);
+  }
+
+  async #open(header: StreamRequestHeader, link: FlowLink): Promise<void> {
+    const dest = await this.offramp.check(header);
+    if (link.released) return;
+    if (!('host' in dest)) return this.#refuse(link, dest.status, dest.why);
+    const socket = await this.offramp.dial(dest).catch((err: Error) => err);
+    if (socket instanceof Error) {
+      if (!link.released) this.#refuse(link, ResponseStatus.DIAL_FAILED, socket.message);
+      return;
+    }
+    // The edge reset the flow meanwhile (its answer and RESET went): nothing is written any more.
+    if (link.released || this.#over) return void socket.destroy();
+    this.#answer(ResponseStatus.OK, '');
+    link.attach(socket);
+  }
+
+  #answer(status: number, message: string): void {
+    this.#answered = true;
+    const answer = encodeResponseHeader({ status, message, metadata: [] });
+    this.stream.cork();
+    this.stream.write(flowRecordHead(FlowRecord.ANSWER, answer.length));
+    this.stream.write(answer);
+    this.stream.uncork();
+  }
+
+  #refuse(link: FlowLink, status: number, why: string): void {
+    this.#answer(status, why);
+    link.abort();
+  }
+
+  // Between flows (after this side finished one), a late RESET of the edge's is dropped.
+  data(bytes: Buffer): void {
+    this.#link?.data(bytes);
+  }
+
+  end(): void {
+    this.#link?.end();
+  }
+
+  /** A RESET before the answer is answered first: the edge reads nothing of a flow before its ANSWER. */
+  reset(): void {
+    const link = this.#link;
+    if (!link || link.released) return;
+    if (!this.#answered) this.#answer(ResponseStatus.DIAL_FAILED, 'The flow was reset before it was answered');
+    link.reset();
+  }
+
+  #stop(reset: boolean): void {
+    if (this.#over) return;
+    this.#over = true;
+    const link = this.#link;
+    if (link && !link.released) {
+      this.offramp.flowEnded();
+      link.kill();
+    }
+    if (reset) this.stream.destroy();
+    else this.stream.end();
+    this.#finish();
+  }
+}

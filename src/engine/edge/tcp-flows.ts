@@ -1,0 +1,235 @@
+/**
+ * The edge's side of `tcp-flows` streams (protocol/tcp-flows.ts): per connector connection, the
+ * streams that carried a private TCP flow are kept open and the next flow goes on one of them,
+ * as an OPEN record, instead of on a new `tcp` stream (Node's HTTP/2 `request()`, HEADERS, the
+ * stream's close, and the connector's `ServerHttp2Stream`: a quarter of each side's CPU per new
+ * connection). Only with connectors whose registration listed TCP_FLOWS_FEATURE.
+ */
+import type { Socket } from 'node:net';
+import { OxyError } from '../../core/errors.js';
+import { encodeRequestHeader, ResponseStatus, type Metadata } from '../protocol/stream-header.js';
+import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, flowRecordHead, type FlowRecordSink } from '../protocol/tcp-flows.js';
+import type { TunnelConnection, TunnelStream } from '../transport/types.js';
+import type { LiveConnection } from './registry.js';
+
+/** Idle streams kept per connection (more flows at once open new streams; these end when released). */
+export const MAX_IDLE_FLOW_STREAMS = 64;
+/** An idle stream unused this long is ended. */
+const IDLE_MS = 15_000;
+/** A flow the connector has not answered in this long takes its stream down with it. */
+const ANSWER_TIMEOUT_MS = 60_000;
+
+const STREAM_HEADER = encodeRequestHeader({ kind: 'tcp-flows', destination: '', metadata: [] });
+
+/**
+ * Where reused streams are allowed: OXY_TCP_FLOWS=0 never (a stream per flow, as before: for A/B
+ * runs), =all over QUIC too; by default over HTTP/2 only, where a stream's open and close are
+ * Node's HTTP/2 objects (QUIC streams are our own driver's, and its native pumps take plain `tcp`
+ * streams).
+ */
+const MODE = process.env.OXY_TCP_FLOWS === '0' ? 'off' : process.env.OXY_TCP_FLOWS === 'all' ? 'all' : 'http2';
+
+export interface TcpFlowOptions {
+  /** Socket → stream: the socket pauses above this many bytes queued on the stream. */
+  unsent: number;
+  /** Stream → socket: the stream pauses above this many bytes queued on the socket. */
+  returnUnsent: number;
+  /** The first chunk goes before the connector's answer (see ip-path.ts EarlyChunk). */
+  early: boolean;
+}
+
+export class TcpFlowStreams {
+  /** Flows carried on a stream that carried one before, and on a stream opened for them. */
+  readonly counters = { reused: 0, opened: 0 };
+  readonly #idle = new Map<TunnelConnection, FlowStream[]>();
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: TcpFlowOptions) {}
+
+  /** Whether flows to this connection ride reused streams. */
+  serves(live: LiveConnection): boolean {
+    return live.tcpFlows === true && MODE !== 'off' && (MODE === 'all' || live.conn.protocol === 'http2');
+  }
+
+  /**
+   * Carries `socket` (paused) as a flow with request header `header` (kind `tcp`) on an idle
+   * stream of `live`, or a new one. `failed` hears why a flow could not start (the socket is
+   * then reset).
+   */
+  carry(live: LiveConnection, destination: string, metadata: Metadata, socket: Socket, failed: (err: Error) => void): void {
+    const open = encodeRequestHeader({ kind: 'tcp', destination, metadata });
+    const idle = this.#idle.get(live.conn);
+    const ready = idle?.pop();
+    if (ready) {
+      this.counters.reused++;
+      return ready.start(socket, open, failed);
+    }
+    this.counters.opened++;
+    live.conn.openStream().then(
+      (stream) => {
+        if (socket.destroyed) {
+          // The client left while the stream opened: keep it for the next flow.
+          stream.write(STREAM_HEADER);
+          return this.release(live, new FlowStream(stream, live, this.o, this));
+        }
+        stream.write(STREAM_HEADER);
+        new FlowStream(stream, live, this.o, this).start(socket, open, failed);
+      },
+      (err: Error) => {
+        failed(err);
+        socket.resetAndDestroy();
+      },
+    );
+  }
+
+  /** A stream whose flow ended: idle for the next one, or ended. */
+  release(live: LiveConnection, fs: FlowStream): void {
+    if (fs.dead) return;
+    let idle = this.#idle.get(live.conn);
+    if (live.draining || live.conn.isClosed || (idle && idle.length >= MAX_IDLE_FLOW_STREAMS)) return fs.close();
+    if (!idle) {
+      this.#idle.set(live.conn, (idle = []));
+      // A draining connector gets no new flows: its idle streams end at once.
+      (live.onDrain ??= new Set()).add(() => this.#closeIdle(live.conn, 0));
+      live.conn.closed.then(() => this.#closeIdle(live.conn, 0));
+    }
+    fs.idleSince = performance.now();
+    idle.push(fs);
+    this.#sweep ??= setInterval(() => {
+      for (const conn of this.#idle.keys()) this.#closeIdle(conn, IDLE_MS);
+    }, IDLE_MS / 3).unref();
+  }
+
+  /** Ends the idle streams of `conn` unused for `age` ms (oldest first: the list is LIFO). */
+  #closeIdle(conn: TunnelConnection, age: number): void {
+    const idle = this.#idle.get(conn);
+    if (!idle) return;
+    const now = performance.now();
+    let n = 0;
+    while (n < idle.length && now - idle[n]!.idleSince >= age) idle[n++]!.close();
+    idle.splice(0, n);
+    if (conn.isClosed) this.#idle.delete(conn);
+  }
+
+  /** Removes a stream that died while idle. */
+  forget(conn: TunnelConnection, fs: FlowStream): void {
+    const idle = this.#idle.get(conn);
+    const i = idle?.indexOf(fs) ?? -1;
+    if (i >= 0) idle!.splice(i, 1);
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    for (const conn of [...this.#idle.keys()]) this.#closeIdle(conn, 0);
+  }
+}
+
+/** One reused stream: its records go to the flow whose turn it is. */
+class FlowStream implements FlowRecordSink {
+  readonly #parser = new FlowRecordParser(this, FlowRecord.ANSWER);
+  #link: FlowLink | undefined;
+  #answered = true;
+  #failed: ((err: Error) => void) | undefined;
+  #socket: Socket | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  dead = false;
+  idleSince = 0;
+
+  constructor(
+    private readonly stream: TunnelStream,
+    private readonly live: LiveConnection,
+    private readonly o: TcpFlowOptions,
+    private readonly owner: TcpFlowStreams,
+  ) {
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        this.#parser.push(chunk);
+      } catch (err) {
+        this.#die(err as Error);
+      }
+    });
+    stream.on('error', (err) => this.#die(err));
+    stream.on('end', () => this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The connector ended the tcp-flows stream')));
+    stream.on('close', () => this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The tcp-flows stream closed')));
+  }
+
+  start(socket: Socket, open: Buffer, failed: (err: Error) => void): void {
+    const link = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
+    this.#link = link;
+    this.#answered = false;
+    this.#failed = failed;
+    this.#socket = socket;
+    this.#timer = setTimeout(
+      () => this.#die(new OxyError('OXY_ERR_DIAL_FAILED', `The connector did not answer in ${ANSWER_TIMEOUT_MS / 1000} s`)),
+      ANSWER_TIMEOUT_MS,
+    );
+    const stream = this.stream;
+    stream.cork();
+    stream.write(flowRecordHead(FlowRecord.OPEN, open.length));
+    stream.write(open);
+    stream.uncork();
+    if (this.o.early) link.attach(socket, true);
+  }
+
+  header(_type: number, payload: Buffer): void {
+    const link = this.#link;
+    if (this.#answered || !link) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'A tcp-flows ANSWER with no flow waiting for one');
+    const answer = decodeFlowHeader(payload, 'response');
+    this.#answered = true;
+    clearTimeout(this.#timer);
+    const socket = this.#socket!;
+    if (answer.status !== ResponseStatus.OK) {
+      if (!socket.destroyed) this.#failed?.(new OxyError('OXY_ERR_DIAL_FAILED', `The connector could not reach the flow's destination: ${answer.message}`));
+      socket.resetAndDestroy();
+      if (!this.o.early) link.attach(socket);
+      link.abort();
+      return;
+    }
+    if (this.o.early) link.open();
+    else link.attach(socket);
+  }
+
+  // Before the answer, DATA, END and RESET are the previous flow's last words (a RESET that
+  // crossed this side's terminator): the connector answers every OPEN before anything else.
+  data(bytes: Buffer): void {
+    if (this.#answered) this.#link?.data(bytes);
+  }
+
+  end(): void {
+    if (this.#answered) this.#link?.end();
+  }
+
+  reset(): void {
+    if (this.#answered) this.#link?.reset();
+  }
+
+  #done(): void {
+    this.#link = undefined;
+    this.#socket = undefined;
+    this.#failed = undefined;
+    this.owner.release(this.live, this);
+  }
+
+  /** Ends an idle stream (the connector ends its side when it reads the end). */
+  close(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.stream.end();
+  }
+
+  #die(err: Error): void {
+    clearTimeout(this.#timer);
+    const socket = this.#socket;
+    if (socket && !this.#answered) {
+      if (!socket.destroyed) this.#failed?.(err);
+      socket.resetAndDestroy();
+    }
+    this.#link?.kill();
+    this.#link = undefined;
+    this.#socket = undefined;
+    if (this.dead) return;
+    this.dead = true;
+    this.owner.forget(this.live.conn, this);
+    this.stream.destroy();
+  }
+}
