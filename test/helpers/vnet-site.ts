@@ -71,6 +71,8 @@ export async function startVnetSite(
     warpArgs?: string[];
     /** More `tunnel run` flags for the connector in the data centre. */
     connectorArgs?: string[];
+    /** More environment for the connector only (e.g. OXY_TCP_FLOWS=0: a connector that does not announce tcp-flows/1). */
+    connectorEnv?: Record<string, string>;
     /** Runs before the edge starts (e.g. `warp enroll`), with the data directory. */
     beforeEdge?: (home: string) => Promise<void>;
   } = {},
@@ -79,8 +81,8 @@ export async function startVnetSite(
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
   const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) };
-  const spawnIn = (ns: TestNetns, command: string, args: string[]) => {
-    const p = new NsProcess(ns.spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const spawnIn = (ns: TestNetns, command: string, args: string[], more?: Record<string, string>) => {
+    const p = new NsProcess(ns.spawn(command, args, { env: more ? { ...env, ...more } : env, stdio: ['ignore', 'pipe', 'pipe'] }));
     procs.push(p);
     return p;
   };
@@ -122,21 +124,26 @@ export async function startVnetSite(
     await edge.waitFor(/IP tunnel on-ramp ready/);
     const config = join(home, 'connector.yml');
     writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
-    const connector = spawnIn(dc, process.execPath, [
-      BIN,
-      'tunnel',
-      'run',
-      '--protocol',
-      o.protocol ?? 'http2',
-      '--edge',
-      '198.18.1.1:7844',
-      '--config',
-      config,
-      '--ha-connections',
-      '1',
-      ...(o.connectorArgs ?? []),
-      'site',
-    ]);
+    const connector = spawnIn(
+      dc,
+      process.execPath,
+      [
+        BIN,
+        'tunnel',
+        'run',
+        '--protocol',
+        o.protocol ?? 'http2',
+        '--edge',
+        '198.18.1.1:7844',
+        '--config',
+        config,
+        '--ha-connections',
+        '1',
+        ...(o.connectorArgs ?? []),
+        'site',
+      ],
+      o.connectorEnv,
+    );
     await connector.waitFor(/Registered tunnel connection connIndex=0 /);
     const warp = spawnIn(device, process.execPath, [
       BIN,

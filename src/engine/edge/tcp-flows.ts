@@ -6,7 +6,7 @@
  * connection). Only with connectors whose registration listed TCP_FLOWS_FEATURE.
  */
 import type { Socket } from 'node:net';
-import { OxyError } from '../../core/errors.js';
+import { isOxyError, OxyError } from '../../core/errors.js';
 import { encodeRequestHeader, ResponseStatus, type Metadata } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, flowRecordHead, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
@@ -219,6 +219,8 @@ class FlowStream implements FlowRecordSink {
 
   #die(err: Error): void {
     clearTimeout(this.#timer);
+    // A peer that answered with a stream header does not serve these streams: a stream per flow from now on.
+    if (isOxyError(err, 'OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE')) this.live.tcpFlows = false;
     const socket = this.#socket;
     if (socket && !this.#answered) {
       if (!socket.destroyed) this.#failed?.(err);

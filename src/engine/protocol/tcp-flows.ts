@@ -201,7 +201,7 @@ export class FlowLink {
     socket.on('close', this.#onSocketGone);
     const pending = this.#pending;
     this.#pending = undefined;
-    if (pending) for (const bytes of pending) this.data(bytes);
+    if (pending) for (const bytes of pending) socket.write(bytes);
     if (this.#pendingEnd) socket.end();
     socket.resume();
   }

@@ -1,0 +1,129 @@
+// Private TCP flows on reused tunnel streams (feature tcp-flows/1, protocol/tcp-flows.ts): many
+// short flows share a few streams, and a flow's end — a half-close either way, a reset either
+// way, a failed dial — leaves the stream fit for the next flow. A connector that does not
+// announce the feature gets a stream per flow, as before.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { SITE_METRICS_PORT, startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
+
+// In the data centre: 9100 answers after the client's FIN with what it got; 9101 resets the
+// connection at its first bytes; 9103 logs how a client's connection ended.
+const HOST = `
+const net = require('net');
+net.createServer((s) => {
+  let n = 0;
+  s.on('data', (c) => (n += c.length));
+  s.on('end', () => s.end('got ' + n));
+}).listen(9100, '198.18.0.10');
+net.createServer((s) => s.once('data', () => s.resetAndDestroy())).listen(9101, '198.18.0.10');
+net.createServer((s) => {
+  s.on('error', (e) => console.log('host saw ' + e.code));
+  s.on('end', () => console.log('host saw end'));
+  s.resume();
+}).listen(9103, '198.18.0.10', () => console.log('listening'));
+`;
+
+// On the device: `seq N` makes N flows one after another (16 bytes then FIN each; each answer
+// checked); `rst` is reset by the host; `refused` dials a closed port; `abort` resets its own flow.
+const CLIENT = `
+const net = require('net');
+const [mode, n] = [process.argv[1], Number(process.argv[2] || 0)];
+const one = (i) => new Promise((resolve, reject) => {
+  const s = net.connect(9100, '198.18.0.10');
+  let answer = '';
+  s.on('data', (d) => (answer += d));
+  s.on('end', () => (answer === 'got ' + (16 + i) ? resolve() : reject(new Error('flow ' + i + ' answered ' + answer))));
+  s.on('error', reject);
+  s.end(Buffer.alloc(16 + i, i));
+});
+const outcome = (port) => new Promise((resolve) => {
+  const s = net.connect(port, '198.18.0.10');
+  s.on('connect', () => s.write('hello'));
+  s.on('error', (e) => resolve(e.code));
+  s.on('end', () => resolve('end'));
+  s.resume();
+});
+(async () => {
+  if (mode === 'seq') { for (let i = 0; i < n; i++) await one(i); console.log('ok ' + n); }
+  else if (mode === 'rst') console.log(await outcome(9101));
+  else if (mode === 'refused') console.log(await outcome(9199));
+  else if (mode === 'abort') {
+    const s = net.connect(9103, '198.18.0.10');
+    s.on('connect', () => s.write('hello', () => setTimeout(() => { s.resetAndDestroy(); console.log('reset'); }, 200)));
+    s.on('error', () => undefined);
+  }
+})().catch((e) => { console.log(e.message); process.exit(1); });
+`;
+
+const flows = (site: VnetSite) => {
+  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
+  const count = (stream: string) => Number(new RegExp(`^oxy_edge_tcp_flows_total\\{stream="${stream}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+  return { reused: count('reused'), new: count('new') };
+};
+
+privilegedDescribe('private TCP flows on reused tunnel streams', () => {
+  describe('a connector that serves tcp-flows/1', () => {
+    let site: VnetSite;
+    let host: ReturnType<VnetSite['spawnIn']>;
+    beforeAll(async () => {
+      site = await startVnetSite();
+      host = site.spawnIn(site.dc, process.execPath, ['-e', HOST]);
+      await host.waitFor(/listening/);
+    }, 60_000);
+    afterAll(async () => {
+      await site?.close();
+    });
+
+    it('30 flows one after another ride one stream, each answered whole after its FIN', async () => {
+      const before = flows(site);
+      const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '30']);
+      expect(r.stdout.trim()).toBe('ok 30');
+      const after = flows(site);
+      expect(after.reused + after.new - before.reused - before.new).toBe(30);
+      // One flow at a time: the stream of the previous one is back in the pool for the next.
+      expect(after.new - before.new).toBeLessThanOrEqual(2);
+    }, 30_000);
+
+    it("a host's reset reaches the device, and the stream serves the next flows", async () => {
+      const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'rst']);
+      expect(['ECONNRESET', 'end']).toContain(r.stdout.trim());
+      const before = flows(site);
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '5'])).stdout.trim()).toBe('ok 5');
+      expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
+    }, 30_000);
+
+    it('a dial the connector cannot make resets the device, and the stream serves the next flows', async () => {
+      const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'refused']);
+      expect(r.stdout.trim()).toBe('ECONNRESET');
+      const before = flows(site);
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '5'])).stdout.trim()).toBe('ok 5');
+      expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
+    }, 30_000);
+
+    it("the device's reset reaches the host, and the stream serves the next flows", async () => {
+      const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'abort']);
+      expect(r.stdout.trim()).toBe('reset');
+      await host.waitFor(/host saw (ECONNRESET|end)/, 10_000);
+      const before = flows(site);
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '5'])).stdout.trim()).toBe('ok 5');
+      expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
+    }, 30_000);
+  });
+
+  describe('a connector that does not announce tcp-flows/1 (an older peer)', () => {
+    let site: VnetSite;
+    beforeAll(async () => {
+      site = await startVnetSite({ connectorEnv: { OXY_TCP_FLOWS: '0' } });
+      await site.spawnIn(site.dc, process.execPath, ['-e', HOST]).waitFor(/listening/);
+    }, 60_000);
+    afterAll(async () => {
+      await site?.close();
+    });
+
+    it('gets a stream per flow, and every flow is answered', async () => {
+      const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '10']);
+      expect(r.stdout.trim()).toBe('ok 10');
+      expect(flows(site)).toEqual({ reused: 0, new: 0 });
+    }, 30_000);
+  });
+});
