@@ -56,10 +56,14 @@ beforeAll(async () => {
       more();
       return;
     }
-    if (req.url === '/close-up') {
-      // Takes 1 MiB of the upload, then the connection goes (FIN) unanswered.
+    if (req.url === '/close-up' || req.url === '/reset-up') {
+      // Takes 1 MiB of the upload, then the connection goes (FIN, or RST) unanswered.
       let bytes = 0;
-      req.on('data', (c: Buffer) => (bytes += c.length) >= MIB.length && req.socket.destroy());
+      req.on('data', (c: Buffer) => {
+        if ((bytes += c.length) < MIB.length || req.socket.destroyed) return;
+        if (req.url === '/close-up') req.socket.destroy();
+        else req.socket.resetAndDestroy();
+      });
       return;
     }
     if (req.method === 'POST') {
@@ -303,14 +307,18 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
           c.send(method, path, method === 'POST' ? body : undefined, chunked);
           expect((await c.answer())?.body, path).toBe(expected);
         }
-        // An origin that closes mid-upload: the 502 page, and the next client connection is served.
+        // An origin that closes or resets mid-upload: the 502 page, and the next client connection is served.
         c.send('POST', '/close-up', body);
         expect((await c.answer())?.status).toBe(502);
         c.close();
         const next = new Client(e.httpPort);
-        next.send('POST', '/a5', body, true);
-        expect((await next.answer())?.body).toBe(want);
+        next.send('POST', '/reset-up', body, true);
+        expect((await next.answer())?.status).toBe(502);
         next.close();
+        const last = new Client(e.httpPort);
+        last.send('POST', '/a5', body, true);
+        expect((await last.answer())?.body).toBe(want);
+        last.close();
         // Each pump's count is logged when it closes: the spliced uploads (5 × 8 MiB, less what
         // came before each new origin connected) went to the origins without JS.
         if (mode === 'records') await expect.poll(() => bodyBytesPumped(e.connector.output), { timeout: 10_000 }).toBeGreaterThan(4 * body.length);
