@@ -21,6 +21,8 @@
         "src/engine/native/cpp/readahead.cc",
         "src/engine/native/cpp/quic-core.cc",
         "src/engine/native/cpp/quic-pump.cc",
+        "src/engine/native/cpp/quic-answer.cc",
+        "src/engine/native/cpp/http1-answer.cc",
         "src/engine/native/cpp/quicclient.cc",
         "src/engine/native/cpp/quicserver.cc"
       ],

@@ -24,6 +24,7 @@
  * silent and a sibling answers a probe (as #watchedResponseHead does per request).
  */
 import type { Socket } from 'node:net';
+import { debuglog } from 'node:util';
 import { STATUS_CODES } from 'node:http';
 import type { Counter, Gauge } from 'prom-client';
 import type { Logger } from '../observe/log.js';
@@ -31,7 +32,8 @@ import { bodyRecordHeader, CHUNKED_BODY, ChunkedBody, encodeHeadRecord, Response
 import { encodeRequestHeader } from '../protocol/stream-header.js';
 import { errorPage, nextHopStatus, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { servedVia } from './forwarding.js';
-import type { TunnelStream } from '../transport/types.js';
+import type { AnswerPump, TunnelStream } from '../transport/types.js';
+import { ANSWER_STATE, socketFd } from '../native/index.js';
 import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
 import type { HttpTimeouts } from '../util/http-server.js';
 import type { StoreView } from './store-view.js';
@@ -71,6 +73,13 @@ const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 const BAD_REQUEST_400 = Buffer.from('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n', 'latin1');
 
 const ignore = (): void => undefined;
+const debug = debuglog('oxy:edge:http1');
+
+/**
+ * Answers written to the client by the transport itself where it can (the ngtcp2 edge's answer
+ * pump, TunnelStream.answerTo); `OXY_EDGE_PUMP=0` keeps every answer in JS (A/B).
+ */
+const EDGE_PUMP = process.env.OXY_EDGE_PUMP !== '0';
 
 interface Tunnel {
   stream: TunnelStream;
@@ -78,6 +87,13 @@ interface Tunnel {
   drained: () => void;
   /** `Proxy-Status` naming the edge that serves a forwarded stream (the one it went through), else ''. */
   proxyStatus: string;
+  /** The transport writes answers to the client itself (armed per request). */
+  pump?: AnswerPump;
+  /** Pumped answers seen whole (ANSWER_STATE.DONE read so far). */
+  seen: number;
+  /** Pumped answers armed, and bytes written when the idle timeout last looked. */
+  armed: number;
+  idleMark: number;
 }
 
 interface InFlight {
@@ -101,6 +117,8 @@ interface InFlight {
   /** Bounds the body's arrival (the request timeout, as Node's server has it). */
   bodyTimer?: NodeJS.Timeout;
   reader: ResponseReader;
+  /** The transport writes this answer to the client (the tunnel's pump is armed for it). */
+  native: boolean;
   answered: boolean;
   sends: number;
   mark: number;
@@ -125,6 +143,7 @@ export class Http1FastPath {
 }
 
 const socketBytes = (s: Socket): number => s.bytesRead + s.bytesWritten;
+const pumped = (t: Tunnel | undefined): number => t?.pump?.state[ANSWER_STATE.WRITTEN] ?? 0;
 
 class FastConnection {
   #buf: Buffer | undefined;
@@ -134,6 +153,8 @@ class FastConnection {
   #clientEnded = false;
   #handedOff = false;
   #corked = false;
+  /** Bytes the pumps of streams this connection dropped wrote to the client. */
+  #pumped = 0;
   readonly #uncork = (): void => {
     this.#corked = false;
     this.socket.uncork();
@@ -158,6 +179,8 @@ class FastConnection {
 
   readonly #onData = (data: Buffer): void => {
     let chunk = data;
+    // A pumped answer may be whole already (its record rides a later batch): the client's next request says so.
+    if (this.#req?.native) this.#pumpDone(this.#tunnel);
     const req = this.#req;
     if (req && req.bodyLeft > 0) {
       let n: number;
@@ -178,11 +201,26 @@ class FastConnection {
     }
     this.#buf = this.#buf ? Buffer.concat([this.#buf, chunk]) : chunk;
     if (!this.#req) this.#next();
-    else if (this.#buf.length > READ_AHEAD) this.socket.pause();
+    else {
+      this.#urgent();
+      if (this.#buf.length > READ_AHEAD) this.socket.pause();
+    }
   };
+
+  /** Bytes wait behind the pumped answer in flight: its end must come at once, not with the next batch. */
+  #urgent(): void {
+    const pump = this.#req?.native ? this.#tunnel?.pump : undefined;
+    if (pump) pump.state[ANSWER_STATE.URGENT] = 1;
+  }
+
+  /** Bytes read from and written to the client, the pumps' included. */
+  #bytes(): number {
+    return socketBytes(this.socket) + this.#pumped + pumped(this.#tunnel);
+  }
 
   readonly #onEnd = (): void => {
     this.#clientEnded = true;
+    this.#urgent();
     // Unread bytes of a client that half-closed cannot go back on its socket: Node's server would refuse them too.
     if (!this.#req) this.socket.end();
     // A body cut by the client's FIN never ends: the origin must see the request aborted now, not at the request timeout.
@@ -193,8 +231,16 @@ class FastConnection {
   };
 
   readonly #onTimeout = (): void => {
+    // Node's timer does not see the pump's writes: an answer still moving keeps the connection.
+    const t = this.#tunnel;
+    if (this.#req?.native && t && pumped(t) !== t.idleMark) {
+      t.idleMark = pumped(t);
+      this.socket.setTimeout(this.o.timeouts.idleMs);
+      return;
+    }
     // Before any request: as Node's headers timeout (408); between requests: keep-alive; in one: idle.
     if (!this.#req && socketBytes(this.socket) === 0) this.socket.end(TIMEOUT_408);
+    this.#dropTunnel(this.#req !== undefined);
     this.socket.destroy();
   };
 
@@ -244,9 +290,10 @@ class FastConnection {
       queued: 0,
       streamed: false,
       reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
+      native: false,
       answered: false,
       sends: 0,
-      mark: this.o.traffic ? socketBytes(this.socket) - (this.#buf?.length ?? 0) : 0,
+      mark: this.o.traffic ? this.#bytes() - (this.#buf?.length ?? 0) : 0,
       live,
     };
     this.#req = req;
@@ -265,7 +312,7 @@ class FastConnection {
   /** A body that cannot go on (too slow, or framing the fast path does not take): Node's answer, and the connection and its stream go. */
   #endBody(req: InFlight, answer: Buffer, err?: Error): void {
     if (err) this.o.log.debug({ err, host: req.fr.host }, 'Chunked request body refused');
-    if (!req.answered) this.socket.write(answer);
+    if (!this.#answered(req)) this.socket.write(answer);
     this.#dropTunnel(true);
     this.socket.destroy();
   }
@@ -309,6 +356,7 @@ class FastConnection {
     req.sends++;
     req.live = live;
     req.answered = false;
+    req.native = false;
     const t = this.#tunnel;
     if (t && t.live === live) {
       this.#write(req, t);
@@ -333,6 +381,13 @@ class FastConnection {
   #write(req: InFlight, t: Tunnel): void {
     req.written = true;
     req.reader.extra = t.proxyStatus;
+    // The pump writes this answer if nothing of ours waits on the socket before it.
+    req.native = t.pump !== undefined && !this.#corked && this.socket.writableLength === 0 && t.pump.arm(req.fr.method === 'HEAD', req.fr.close);
+    if (req.native) {
+      t.armed++;
+      // Pipelined requests wait behind it: its end must come at once.
+      if (this.#buf) t.pump!.state[ANSWER_STATE.URGENT] = 1;
+    }
     for (const r of req.records) t.stream.write(r);
     // A client held while the stream opened reads again once the stream took the queue in.
     if (this.#unqueue(req) > OPENING_LIMIT) {
@@ -368,8 +423,21 @@ class FastConnection {
       live,
       drained: () => this.#req === undefined && this.#tunnel === t && this.#dropTunnel(false),
       proxyStatus: via ? `Proxy-Status: ${nextHopStatus(via.location)}\r\n` : '',
+      seen: 0,
+      armed: 0,
+      idleMark: 0,
     };
     this.#tunnel = t;
+    const fd = EDGE_PUMP && stream.answerTo ? socketFd(this.socket) : undefined;
+    if (fd !== undefined)
+      t.pump = stream.answerTo!(fd, {
+        keepAlive: this.keepAlive,
+        extra: t.proxyStatus,
+        done: () => this.#pumpDone(t),
+        broken: (message) => t === this.#tunnel && this.#broken(new Error(message)),
+        failed: (errno) => t === this.#tunnel && this.#broken(new Error(`writing to the client failed (errno ${errno})`)),
+      });
+    if (t.pump) debug('answers of stream %d written to the client by the transport', stream.id);
     (live.onDrain ??= new Set()).add(t.drained);
     let failure: Error | undefined;
     stream.on('error', (err: Error) => (failure = err));
@@ -383,17 +451,53 @@ class FastConnection {
   #dropTunnel(destroy: boolean): boolean {
     const t = this.#tunnel;
     if (!t) return false;
-    this.#tunnel = undefined;
-    t.live.onDrain?.delete(t.drained);
+    this.#release(t);
     if (destroy) t.stream.destroy();
     else t.stream.end();
     return true;
+  }
+
+  /** The tunnel is no longer the connection's: its pump (and its duplicate of the socket's fd) goes. */
+  #release(t: Tunnel): void {
+    this.#tunnel = undefined;
+    t.live.onDrain?.delete(t.drained);
+    if (t.pump) {
+      // Whether the answer in flight began is the pump's to say, until now.
+      const req = this.#req;
+      if (req?.native && t.pump.state[ANSWER_STATE.STARTED] >= t.armed) req.answered = true;
+      this.#pumped += pumped(t);
+      t.pump.close();
+      t.pump = undefined;
+    }
+  }
+
+  /** The pumped answer in flight is whole and written (from the shared state: the record may come later): true when it was. */
+  #pumpDone(t: Tunnel | undefined): boolean {
+    const req = this.#req;
+    const state = t?.pump?.state;
+    if (!t || !state || t !== this.#tunnel || !req?.native || state[ANSWER_STATE.DONE] <= t.seen) return false;
+    t.seen = state[ANSWER_STATE.DONE];
+    req.answered = true;
+    req.reader.status = state[ANSWER_STATE.STATUS];
+    req.reader.close = state[ANSWER_STATE.CLOSE] === 1;
+    this.#finished(req);
+    return true;
+  }
+
+  /** The answer's first byte came (JS read it, or the pump did). */
+  #answered(req: InFlight): boolean {
+    if (!req.answered && req.native) {
+      const t = this.#tunnel;
+      if (t?.pump && t.pump.state[ANSWER_STATE.STARTED] >= t.armed) req.answered = true;
+    }
+    return req.answered;
   }
 
   #onTunnelData(t: Tunnel, chunk: Buffer): void {
     const req = this.#req;
     if (t !== this.#tunnel) return;
     if (!req) return this.#broken(new Error('bytes from the connector with no request in flight'));
+    if (req.native) return this.#broken(new Error('bytes from the connector beside the answer the transport writes'));
     if (!req.answered) {
       req.answered = true;
       this.#clear(req);
@@ -425,12 +529,14 @@ class FastConnection {
 
   #onTunnelEnd(t: Tunnel, err: Error | undefined): void {
     if (t !== this.#tunnel) return;
-    this.#tunnel = undefined;
-    t.live.onDrain?.delete(t.drained);
+    // The pump's end of the answer goes before what it gave JS after it (the end of the stream).
+    if (this.#pumpDone(t) || t !== this.#tunnel) return;
+    const answered = this.#req ? this.#answered(this.#req) : false;
+    this.#release(t);
     const req = this.#req;
     if (!req) return; // idle: the next request opens a stream
-    if (!err && req.reader.end()) return this.#finished(req);
-    if (req.answered) return this.#broken(err ?? new Error('the response was cut short'));
+    if (!err && !req.native && req.reader.end()) return this.#finished(req);
+    if (answered) return this.#broken(err ?? new Error('the response was cut short'));
     // A peer edge ends an http1 stream unread when its connectors of the tunnel serve none
     // (forwarding.ts): its requests take the per-request path, until its view reloads.
     if (!err && t.live.via) t.live.http1 = false;
@@ -487,21 +593,21 @@ class FastConnection {
   #watch(req: InFlight): void {
     this.#clear(req);
     req.timer = setTimeout(() => {
-      if (this.#req !== req || req.answered) return;
+      if (this.#req !== req || this.#answered(req)) return;
       this.#dropTunnel(true);
       this.#fail(req, 504, 'http_response_timeout', `The connector for ${req.fr.host} did not answer in time.`);
     }, this.o.responseTimeoutMs);
     if (!IDEMPOTENT.has(req.fr.method) || req.fr.bodyLength > 0 || req.sends >= MAX_SENDS) return;
     let probing = false;
     const check = (): void => {
-      if (this.#req !== req || req.answered) return;
+      if (this.#req !== req || this.#answered(req)) return;
       const live = req.live;
       if (!probing && (live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS)) {
         probing = true;
         void this.#answering(live).then((next) => {
           probing = false;
           // The request's own connection may have spoken meanwhile (only starved of CPU).
-          if (!next || this.#req !== req || req.answered || !(live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS)) return;
+          if (!next || this.#req !== req || this.#answered(req) || !(live.conn.isClosed || live.conn.unansweredMs() > LIVENESS_MS)) return;
           this.o.log.info(
             { host: req.fr.host, method: req.fr.method, connection: live.id, sends: req.sends },
             'Resending an idempotent request: its tunnel connection stopped answering',
@@ -548,7 +654,7 @@ class FastConnection {
     this.#unqueue(req);
     this.#req = undefined;
     this.o.requests?.inc({ status: String(req.reader.status) });
-    this.o.traffic?.http(req.fr.host, socketBytes(this.socket) - req.mark - (this.#buf?.length ?? 0));
+    this.o.traffic?.http(req.fr.host, this.#bytes() - req.mark - (this.#buf?.length ?? 0));
     if (this.#mustClose(req) || (this.#clientEnded && !this.#buf)) {
       this.#dropTunnel(false);
       this.socket.end();

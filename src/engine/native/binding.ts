@@ -217,6 +217,14 @@ export interface NativeQuicServer {
     gsoSends: number;
   };
   address(): { family: 4 | 6; address: string; port: number };
+  /**
+   * The edge's answer pumps (cpp/quic-answer.cc): stream `id`'s answers may be written to (a
+   * duplicate of) the client socket `fd`; `state` is shared (ANSWER_STATE slots).
+   */
+  attachAnswers(conn: number, id: number, fd: number, state: Float64Array, keepAlive: Bytes, extra: Bytes): boolean;
+  /** The next answer goes to the client natively (flags: ANSWER_FLAG). */
+  armAnswer(conn: number, id: number, flags: number): boolean;
+  closeAnswers(conn: number, id: number): void;
   close(): void;
   ref(): void;
   unref(): void;
@@ -289,6 +297,14 @@ export interface NativeAddon {
   socketAddress(fd: number): { family: 4 | 6; address: string; port: number };
   QuicClient: new (options: NativeQuicClientOptions, onEvents: (batch: Buffer) => void) => NativeQuicClient;
   QuicServer: new (options: NativeQuicServerOptions, onEvents: (batch: Buffer) => void) => NativeQuicServer;
+  /** The edge's native response framer (cpp/http1-answer.cc) on its own: what ResponseReader makes of `chunks`. */
+  frameAnswer(
+    chunks: Buffer[],
+    headRequest: boolean,
+    close: boolean,
+    keepAlive: string,
+    extra: string,
+  ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; error?: string };
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -41,6 +41,8 @@ export { socketFd, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';
 export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOptions, type SpliceOutcome } from './splice.js';
 export { READ_AHEAD_LINGER_MS, readAheadSocket, type ReadAheadSocket } from './read-ahead.js';
 export {
+  ANSWER_FLAG,
+  ANSWER_STATE,
   createQuicClient,
   createQuicServer,
   QUIC_STREAM_HIGH_WATER,

@@ -52,7 +52,35 @@ export const QuicPumpEvent = {
   DRAIN: 3,
   /** payload: an http1 HEAD record's payload, read off the stream whole (its bytes do not come as DATA). */
   HEAD: 4,
+  /** The edge's answer pump (cpp/quic-answer.cc): an answer is whole and written; its figures are in the shared state. */
+  ANSWER_DONE: 5,
+  /** payload: why the connector's bytes cannot be framed as an answer. */
+  ANSWER_BROKEN: 6,
+  /** payload: f64 errno of a failed write to the client. */
+  ANSWER_FAILED: 7,
 } as const;
+
+/** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */
+export const ANSWER_STATE = {
+  /** Answers whole and written to the client. */
+  DONE: 0,
+  /** The last whole answer's status. */
+  STATUS: 1,
+  /** 1: the client connection closes after it. */
+  CLOSE: 2,
+  /** Bytes written to the client. */
+  WRITTEN: 3,
+  /** Answers whose first byte came. */
+  STARTED: 4,
+  /** Set by JS: report the next end at once, not with the next batch. */
+  URGENT: 5,
+  /** Bytes after an answer went to JS in a batch it has not read yet (cleared when it reads them). */
+  HELD: 6,
+  SLOTS: 8,
+} as const;
+
+/** armAnswer flags. */
+export const ANSWER_FLAG = { HEAD_REQUEST: 1, CLOSE: 2, PREAMBLE: 4 } as const;
 
 export const QuicClose = {
   PEER_APPLICATION: 1,

@@ -37,6 +37,40 @@ export interface TunnelStream extends Duplex {
    * a duplicate): close the socket once this returns.
    */
   pumpTo?(fd: number, events: FdPumpEvents): FdPump | undefined;
+  /**
+   * The edge's side of an `http1` stream: answers (raw HTTP/1 responses) the transport frames and
+   * writes to the client's TCP socket `fd` itself, one at a time as `AnswerPump.arm` asks, while the
+   * caller keeps reading the socket (the pump writes to a duplicate of its fd). Undefined when the
+   * transport has none.
+   */
+  answerTo?(fd: number, options: AnswerPumpOptions): AnswerPump | undefined;
+}
+
+export interface AnswerPumpOptions {
+  /** Header lines (CRLF-terminated) a kept connection's answer head gets (`Keep-Alive: timeout=…`). */
+  keepAlive: string;
+  /** Header lines every final answer head gets (a forwarded stream's Proxy-Status), '' for none. */
+  extra: string;
+  /** An answer is whole and written (read it from `state`); may come after the caller read it there. */
+  done(): void;
+  /** The answer cannot be framed (or bytes came past its end): the stream and the client connection must go. */
+  broken(message: string): void;
+  /** Writing to the client failed (errno). */
+  failed(errno: number): void;
+}
+
+/** A stream's answers written to a client socket natively (TunnelStream.answerTo). */
+export interface AnswerPump {
+  /**
+   * The stream's next answer goes to the socket natively (to a HEAD request: no body; `close`: the
+   * client asked to close). False: it comes through the Duplex as before (the stream is mid-frame,
+   * bytes for the Duplex are on their way). Call before the request's bytes are written.
+   */
+  arm(headRequest: boolean, close: boolean): boolean;
+  /** Shared with the transport: ANSWER_STATE slots (native/quic.ts). */
+  readonly state: Float64Array;
+  /** Stops the pump and closes its descriptor (bytes not yet written are dropped). */
+  close(): void;
 }
 
 /** A tunnel stream pumped to and from a TCP socket (TunnelStream.pumpTo). */

@@ -24,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitReadAhead(env, exports);
   exports.Set("QuicClient", InitQuicClient(env));
   exports.Set("QuicServer", InitQuicServer(env));
+  InitHttp1Answer(env, exports);
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

@@ -18,5 +18,6 @@ void InitReusePort(Napi::Env env, Napi::Object exports);
 void InitReadAhead(Napi::Env env, Napi::Object exports);
 Napi::Function InitQuicClient(Napi::Env env);
 Napi::Function InitQuicServer(Napi::Env env);
+void InitHttp1Answer(Napi::Env env, Napi::Object exports);
 
 }  // namespace oxy

@@ -560,11 +560,16 @@ int Conn::OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, 
   bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
   Stream* s = self->Find(id);
   if (!s) s = self->Create(id);
-  if (s->recv) self->RecvBytes(s, data, len, fin);
-  else if (fin || self->pumps_.empty() || !self->PumpHead(id, data, len)) self->DataEvent(s, fin, data, len);
-  // Credit goes back at once unless the reader paused or the pump's fd is behind; then on
-  // resume (SetReadPaused) or once the fd took them (PumpCredit).
-  if (s->read_paused || s->pump_full) {
+  if (s->recv) {
+    self->RecvBytes(s, data, len, fin);
+  } else if (!self->answers_.empty() && self->AnswerData(s, data, len, fin)) {
+    // the edge's answer pump took it (quic-answer.cc)
+  } else if (fin || self->pumps_.empty() || !self->PumpHead(id, data, len)) {
+    self->DataEvent(s, fin, data, len);
+  }
+  // Credit goes back at once unless the reader paused, the pump's fd is behind or the edge's answer
+  // pump holds too much for its client; then on resume (SetReadPaused, PumpCredit, AnswerWriteOut).
+  if (s->read_paused || s->pump_full || s->answer_paused) {
     s->owed_credit += len;
   } else {
     ngtcp2_conn_extend_max_stream_offset(conn, id, len);
@@ -674,7 +679,7 @@ void Conn::SetReadPaused(int64_t id, bool paused) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s) return;
   s->read_paused = paused;
-  if (!paused && s->owed_credit > 0 && !s->pump_full) {
+  if (!paused && s->owed_credit > 0 && !s->pump_full && !s->answer_paused) {
     ngtcp2_conn_extend_max_stream_offset(conn_, id, s->owed_credit);
     s->owed_credit = 0;
     Dirty();
@@ -883,6 +888,7 @@ bool OneStreamPerFlush() {
 void Conn::Flush() {
   if (!Usable()) return;
   if (!pump_out_.empty()) FlushPumps();
+  if (!answer_out_.empty()) FlushAnswers();
   in_flush_ = true;
   flush_gen_++;
   uint64_t ts = Now();
@@ -1137,6 +1143,7 @@ void Conn::Teardown() {
   closed_ = true;
   closing_ = false;
   ClosePumps();
+  CloseAllAnswers();
   if (timer_) {
     uv_timer_stop(timer_);
     timer_->data = nullptr;

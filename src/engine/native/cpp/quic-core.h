@@ -8,6 +8,7 @@
 #pragma once
 
 #include "common.h"
+#include "http1-answer.h"
 
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
@@ -46,6 +47,22 @@ enum PumpEvent : uint8_t {
   kPumpEnd = 2,     // the fd is done (EOF: errno 0, or a read/write error): nothing more moves
   kPumpDrain = 3,   // the bytes JS wrote for the fd went below kStreamHighWater / 2
   kPumpHead = 4,    // a whole http1 HEAD record read off the stream: payload the record's payload
+  // The edge's answer pumps (quic-answer.cc):
+  kAnswerDone = 5,    // an answer is whole and written to the client: its figures are in the shared state
+  kAnswerBroken = 6,  // the connector's bytes cannot be framed: payload the reason
+  kAnswerFailed = 7,  // writing to the client failed: payload f64 errno
+};
+
+// The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
+enum AnswerSlot : int {
+  kAnsDone = 0,     // answers whole and written
+  kAnsStatus = 1,   // the last whole answer's status
+  kAnsClose = 2,    // 1: the connection closes after it
+  kAnsWritten = 3,  // bytes written to the client
+  kAnsStarted = 4,  // answers whose first byte came
+  kAnsUrgent = 5,   // JS: report the next end at once, not with the next batch
+  kAnsHeld = 6,     // bytes after an answer went to JS in a batch it has not read yet
+  kAnsSlots = 8,
 };
 
 // http1 records (protocol/http1.ts) and stream frames (transport/quic/framing.ts), as quic-pump.cc reads them.
@@ -151,6 +168,7 @@ struct Stream {
   bool pump_full = false;     // its received bytes wait for its pump's fd: credit held back
   uint64_t js_batch = 0;      // 1 + the batch that last carried its bytes to JS (0: none)
   std::unique_ptr<StreamRecv> recv;  // read here (quic-pump.cc), once JS handed it over
+  bool answer_paused = false;  // its answer pump holds too much for the client: no credit
 
   bool HasWork() const { return !write_closed && (sent < total || (fin && !fin_sent)); }
 };
@@ -283,6 +301,37 @@ struct Pump {
   uint64_t body_bytes = 0;  // request bytes read off the stream here and written to the fd (StreamRecv)
 };
 
+// The edge's side of an `http1` stream (quic-answer.cc): while armed for an answer, the stream's
+// DATA frames are framed as one HTTP/1 response (AnswerFramer) and written to the client socket
+// (a duplicate of its fd; JS keeps reading it); anything else, and everything between answers,
+// reaches JS as the stream's bytes. JS reads the figures from `state`.
+struct AnswerPump {
+  Conn* conn = nullptr;
+  int64_t id = -1;
+  int fd = -1;
+  uv_poll_t* poll = nullptr;
+  int events = 0;
+  Napi::ObjectReference state_ref;
+  double* state = nullptr;
+  std::string keep_alive;
+  std::string extra;
+  AnswerFramer framer;
+  bool armed = false;
+  bool preamble = false;     // the stream's first byte (the framing version) comes first
+  uint8_t header[5];
+  size_t header_fill = 0;
+  uint64_t payload_left = 0;  // of the DATA frame being read
+  bool started = false;
+  std::vector<uint8_t> out;  // for the client, from out_off on
+  size_t out_off = 0;
+  bool queued = false;
+  bool done_pending = false;  // the answer is whole: reported once `out` is written
+  bool holding = false;       // bytes for JS wait behind `out`
+  bool held_fin = false;
+  std::vector<uint8_t> held;
+  bool failed = false;  // nothing more moves
+};
+
 struct ConnSettings {
   uint32_t max_payload = 1350;
   uint32_t max_recv_payload = 1350;
@@ -367,6 +416,11 @@ class Conn {
   // every byte given to it yet, or stands elsewhere than the addon's reading), ask again after
   // the next batch; -1: never (JS reads the rest itself).
   int ArmPumpHeads(int64_t id, bool records, uint64_t frame_left, uint64_t body_left);
+  // The edge's answer pumps (quic-answer.cc). Attach: `fd` is the client socket (duplicated),
+  // `state` the shared Float64Array. Arm: the next answer is written to it natively.
+  bool AttachAnswers(int64_t id, int fd, Napi::Float64Array state, const std::string& keep_alive, const std::string& extra);
+  bool ArmAnswer(int64_t id, bool head_request, bool close, bool preamble);
+  void CloseAnswers(int64_t id);
 
   bool Usable() const { return conn_ != nullptr && !closed_; }
   uint32_t handle() const { return handle_; }
@@ -431,6 +485,15 @@ class Conn {
   // The fd took its backlog (or is gone): the credit held back for it goes out.
   void PumpCredit(Stream* s);
   void DataEvent(Stream* s, bool fin, const uint8_t* data, size_t len);
+  bool AnswerData(Stream* s, const uint8_t* data, size_t len, bool fin);
+  void AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t len, bool fin);
+  void AnswerFail(AnswerPump* p, uint8_t what, const uint8_t* data, size_t len);
+  void AnswerWriteOut(AnswerPump* p);
+  void AnswerRelease(AnswerPump* p);
+  void AnswerWatch(AnswerPump* p);
+  void FlushAnswers();
+  void CloseAllAnswers();
+  static void OnAnswerPoll(uv_poll_t* handle, int status, int events);
 
   Host* host_;
   uint32_t handle_;
@@ -478,6 +541,8 @@ class Conn {
   std::unordered_map<int64_t, std::unique_ptr<Pump>> pumps_;
   std::vector<int64_t> pump_out_;  // pumps with bytes for their fd, written at the flush
   std::unique_ptr<uint8_t[]> pump_buf_;
+  std::unordered_map<int64_t, std::unique_ptr<AnswerPump>> answers_;
+  std::vector<int64_t> answer_out_;  // answer pumps with bytes for the client, written at the flush
 };
 
 }  // namespace quic

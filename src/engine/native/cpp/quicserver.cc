@@ -82,6 +82,9 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
         InstanceMethod("stop", &QuicServer::JsStop),
         InstanceMethod("stats", &QuicServer::JsStats),
         InstanceMethod("address", &QuicServer::JsAddress),
+        InstanceMethod("attachAnswers", &QuicServer::JsAttachAnswers),
+        InstanceMethod("armAnswer", &QuicServer::JsArmAnswer),
+        InstanceMethod("closeAnswers", &QuicServer::JsCloseAnswers),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicServer", methods);
@@ -134,6 +137,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     napi_get_uv_event_loop(env, &loop_);
     turn_.Init(loop_, this, &QuicServer::OnCheck);
     soon_.Init(loop_, this, [](void* owner) { static_cast<QuicServer*>(owner)->OnSoon(); });
+    lazy_.Init(loop_, this, &QuicServer::OnLazyTimer);
 
     // Not zeroed: the kernel writes only as much of each slot as a datagram holds.
     rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
@@ -147,13 +151,13 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
 
   // ------------------------------------------------------------------ Host
 
-  void Emit(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override {
-    if (!events_tagged_ || current_ != c->handle()) {
-      events_.Add(kEvConn, 0, double(c->handle()), nullptr, 0);
-      current_ = c->handle();
-      events_tagged_ = true;
-    }
-    events_.Add(type, flag, double(id), data, len);
+  void Emit(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override { Add(c, type, flag, id, data, len, false); }
+
+  // Lazy records (an answer's end the edge's JS reads from the shared state anyway) ride the next
+  // batch, or go on their own within kLazyMs (counters, the keep-alive timeout of an idle client).
+  void EmitLazy(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) override {
+    Add(c, type, flag, id, data, len, true);
+    lazy_.At(Now() + kLazyMs * NGTCP2_MILLISECONDS);  // unless armed earlier already
   }
 
   void Schedule(Conn* c) override {
@@ -216,6 +220,24 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   }
 
  private:
+  static constexpr uint64_t kLazyMs = 20;
+
+  void Add(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len, bool lazy) {
+    if (!events_tagged_ || current_ != c->handle()) {
+      events_.Add(kEvConn, 0, double(c->handle()), nullptr, 0, lazy);
+      current_ = c->handle();
+      events_tagged_ = true;
+    }
+    events_.Add(type, flag, double(id), data, len, lazy);
+  }
+
+  static void OnLazyTimer(void* owner) {
+    auto* self = static_cast<QuicServer*>(owner);
+    if (!self->events_.has_lazy() || self->fd_ < 0) return;
+    Napi::HandleScope scope(self->env_);
+    self->EndCallback(true);
+  }
+
   // ------------------------------------------------------------------ receive
 
   void OnPoll(int status, int events) override {
@@ -500,10 +522,10 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   }
 
   // Sends, hands the batch to JS (JS may call back into us meanwhile), frees finished connections.
-  void EndCallback() {
+  void EndCallback(bool lazy_too = false) {
     TxSend();
     // Building the Buffer runs JS: not in an env that stopped (a worker being terminated).
-    if (!events_.empty() && !on_events_.IsEmpty() && CanCallJs(env_)) {
+    if ((lazy_too ? events_.has_lazy() : !events_.empty()) && !on_events_.IsEmpty() && CanCallJs(env_)) {
       Napi::Buffer<uint8_t> buf = events_.Take(env_);
       events_tagged_ = false;
       in_js_++;
@@ -617,6 +639,36 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
 
   Napi::Value JsAddress(const Napi::CallbackInfo& info) { return SockaddrToObject(info.Env(), bound_); }
 
+  // attachAnswers(handle, id, fd, state, keepAlive, extra) → true when stream `id`'s answers may be
+  // written to (a duplicate of) the client socket `fd` (quic-answer.cc).
+  Napi::Value JsAttachAnswers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ByteView keep_alive, extra;
+    if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || !GetBytes(info[4], &keep_alive) ||
+        !GetBytes(info[5], &extra)) {
+      throw Napi::TypeError::New(env, "attachAnswers: (handle, id, fd, Float64Array, bytes, bytes) expected");
+    }
+    Conn* c = Arg(info);
+    bool ok = c && c->AttachAnswers(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Float64Array>(),
+                                    std::string(reinterpret_cast<const char*>(keep_alive.data), keep_alive.length),
+                                    std::string(reinterpret_cast<const char*>(extra.data), extra.length));
+    return Napi::Boolean::New(env, ok);
+  }
+
+  // armAnswer(handle, id, flags) → true when the stream's next answer is written natively
+  // (flags: 1 a HEAD request, 2 the client asked to close, 4 the stream's preamble comes first).
+  Napi::Value JsArmAnswer(const Napi::CallbackInfo& info) {
+    Conn* c = Arg(info);
+    uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
+    bool ok = c && c->ArmAnswer(info[1].As<Napi::Number>().Int64Value(), flags & 1, flags & 2, flags & 4);
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  Napi::Value JsCloseAnswers(const Napi::CallbackInfo& info) {
+    if (Conn* c = Find(info[0].As<Napi::Number>().Uint32Value())) c->CloseAnswers(info[1].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  }
+
   // ------------------------------------------------------------------ teardown
 
   void Shutdown() override {
@@ -629,6 +681,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   void Teardown() {
     turn_.Close();
     soon_.Close();
+    lazy_.Close();
     // Closes JS asked for (listener.close()) leave before the socket closes.
     if (fd_ >= 0) FlushDirty();
     conns_.clear();
@@ -668,6 +721,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
 
   TurnScheduler turn_;
   SoonTimer soon_;
+  SoonTimer lazy_;
   std::vector<uint32_t> soon_list_;
   int in_js_ = 0;
 

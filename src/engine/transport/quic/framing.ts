@@ -97,6 +97,16 @@ export class StreamFrameParser {
     this.remaining = 0;
   }
 
+  /** Nothing read yet, not even the preamble. */
+  get atStart(): boolean {
+    return this.state === 'preamble';
+  }
+
+  /** Someone else read the preamble (the edge's answer pump): go on with frames. */
+  skipPreamble(): void {
+    if (this.state === 'preamble') this.state = 'header';
+  }
+
   /** Feeds bytes; calls `onData` with views and returns true once END was read. */
   push(chunk: Buffer, onData: (data: Buffer) => void): boolean {
     let off = 0;

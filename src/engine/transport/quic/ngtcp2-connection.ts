@@ -17,17 +17,17 @@
  */
 import { debuglog } from 'node:util';
 import { OxyError } from '../../../core/errors.js';
-import { QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type NativeQuicInfo } from '../../native/index.js';
+import { ANSWER_STATE, QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type NativeQuicInfo } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
 import { Http1Record } from '../../protocol/http1.js';
-import type { FdPump, FdPumpEvents, TunnelConnection, TunnelRole } from '../types.js';
+import type { AnswerPumpOptions, FdPump, FdPumpEvents, TunnelConnection, TunnelRole } from '../types.js';
 import { noteExternalBytes } from '../../util/gc.js';
 import { truncateUtf8 } from '../common.js';
 import { QuicConnectionBase } from './base.js';
 import { STREAM_RESET_CODE } from './connection.js';
 import { CRYPTO_ERROR_START, CRYPTO_ERROR_STOP, describeTransportError, type ClientVerification, type QuicDialFailure } from './errors.js';
 import { FRAME_DATA } from './framing.js';
-import { QuicStream } from './stream.js';
+import { QuicStream, type NativeAnswers } from './stream.js';
 
 const debug = debuglog('oxy:transport:quic');
 
@@ -49,6 +49,10 @@ export interface Ngtcp2Port {
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
   closePump?(id: number): number;
   armPumpHeads?(id: number, records: boolean, frameLeft: number, bodyLeft: number): number;
+  /** The server's (cpp/quic-answer.cc): a stream's answers written to the edge's client socket. */
+  attachAnswers?(id: number, fd: number, state: Float64Array, keepAlive: Uint8Array, extra: Uint8Array): boolean;
+  armAnswer?(id: number, flags: number): boolean;
+  closeAnswers?(id: number): void;
   /** Frees the addon's side without a packet. */
   close(): void;
 }
@@ -94,6 +98,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   private readonly pumps = new Map<number, FdPumpEvents>();
   /** Pumped streams whose whole HEAD records the addon may hand over once JS's parsers are at a boundary. */
   private readonly pumpsToArm = new Set<number>();
+  /** Streams whose answers the addon writes to an edge client socket, by stream id. */
+  private readonly answers = new Map<number, { options: AnswerPumpOptions; state: Float64Array }>();
 
   /** `open` makes the addon's side, given the function its event batches go to. */
   constructor(open: (onEvents: (batch: Buffer) => void) => Ngtcp2Port, options: Ngtcp2ConnectionOptions) {
@@ -209,6 +215,25 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     };
   }
 
+  attachAnswers(stream: QuicStream, fd: number, options: AnswerPumpOptions): NativeAnswers | undefined {
+    const native = this.native;
+    if (!native.attachAnswers || !native.armAnswer || !native.closeAnswers || this.closeInfo || this.released) return undefined;
+    const id = stream.id;
+    const state = new Float64Array(ANSWER_STATE.SLOTS);
+    if (!native.attachAnswers(id, fd, state, Buffer.from(options.keepAlive, 'latin1'), Buffer.from(options.extra, 'latin1'))) return undefined;
+    const entry = { options, state };
+    this.answers.set(id, entry);
+    return {
+      state,
+      arm: (flags) => !this.released && this.answers.get(id) === entry && native.armAnswer!(id, flags),
+      close: () => {
+        if (this.answers.get(id) !== entry) return;
+        this.answers.delete(id);
+        if (!this.released) native.closeAnswers!(id);
+      },
+    };
+  }
+
   resumeRead(stream: QuicStream): void {
     if (!this.released) this.native.setReadPaused(stream.id, false);
   }
@@ -216,6 +241,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   streamDestroyed(stream: QuicStream, reset: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
+    if (this.answers.delete(stream.id) && !this.released) this.native.closeAnswers!(stream.id);
     if (reset && !this.closeInfo && !this.released) this.native.shutdownStream(stream.id, STREAM_RESET_CODE);
   }
 
@@ -261,6 +287,10 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         this.lastSendError = new Error(`UDP: errno ${data.readDoubleLE(0)}`);
         break;
       case QuicEvent.PUMP: {
+        if (flag >= QuicPumpEvent.ANSWER_DONE) {
+          this.onAnswer(id, flag, data);
+          break;
+        }
         const events = this.pumps.get(id);
         // A HEAD read by the addon for a pump closed earlier in this batch (its origin ended):
         // the stream's reader takes it, as the bytes it was (its parsers stand at a boundary).
@@ -278,6 +308,14 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       default:
         break; // STREAM_CLOSED, STREAMS_AVAILABLE: the open queue is served at the batch's end
     }
+  }
+
+  private onAnswer(id: number, flag: number, data: Buffer): void {
+    const options = this.answers.get(id)?.options;
+    if (!options) return;
+    if (flag === QuicPumpEvent.ANSWER_DONE) options.done();
+    else if (flag === QuicPumpEvent.ANSWER_BROKEN) options.broken(data.toString('latin1'));
+    else if (flag === QuicPumpEvent.ANSWER_FAILED) options.failed(data.readDoubleLE(0));
   }
 
   /** @internal the records of one batch were all seen. */
@@ -322,6 +360,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     if (stream.remoteEnded || stream.destroyed) return;
     // The addon disarmed its HEAD matching for a pumped stream when it gave these bytes here.
     if (this.pumps.has(id) && this.native.armPumpHeads) this.pumpsToArm.add(id);
+    // The bytes an answer pump held for JS are read now: it may be armed again.
+    const answers = this.answers.get(id);
+    if (answers) answers.state[ANSWER_STATE.HELD] = 0;
     const paused = stream.readPaused;
     if (data.length > 0) {
       try {

@@ -125,6 +125,9 @@ export class Ngtcp2Listener {
       probe: () => server.probe(handle),
       info: () => server.info(handle),
       peerCertificates: () => [],
+      attachAnswers: (id, fd, state, keepAlive, extra) => server.attachAnswers(handle, id, fd, state, keepAlive, extra),
+      armAnswer: (id, flags) => server.armAnswer(handle, id, flags),
+      closeAnswers: (id) => server.closeAnswers(handle, id),
       close: () => server.abandon(handle),
     };
     const info = server.info(handle);

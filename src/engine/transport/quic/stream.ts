@@ -10,7 +10,8 @@
  */
 import { Duplex } from 'node:stream';
 import { OxyError } from '../../../core/errors.js';
-import type { FdPump, FdPumpEvents, TunnelStream } from '../types.js';
+import { ANSWER_FLAG, ANSWER_STATE } from '../../native/index.js';
+import type { AnswerPump, AnswerPumpOptions, FdPump, FdPumpEvents, TunnelStream } from '../types.js';
 import { encodeData, endFrame, preamble, StreamFrameParser } from './framing.js';
 
 /** What the stream needs from its connection. */
@@ -23,8 +24,17 @@ export interface QuicStreamOwner {
   streamDestroyed(stream: QuicStream, reset: boolean): void;
   /** The addon's ngtcp2 only: the stream's bytes pumped to and from a TCP socket (TunnelStream.pumpTo). */
   attachPump?(stream: QuicStream, fd: number, events: FdPumpEvents): FdPump | undefined;
+  /** The addon's ngtcp2 server only: the stream's answers written to a client socket (TunnelStream.answerTo). */
+  attachAnswers?(stream: QuicStream, fd: number, options: AnswerPumpOptions): NativeAnswers | undefined;
   /** Why the connection closed, when it did: streams it cuts fail with this. */
   closedError(): OxyError | undefined;
+}
+
+/** What the connection gives a stream's answer pump: the addon's calls for it. */
+export interface NativeAnswers {
+  state: Float64Array;
+  arm(flags: number): boolean;
+  close(): void;
 }
 
 export interface PendingWrite {
@@ -104,6 +114,26 @@ export class QuicStream extends Duplex implements TunnelStream {
       if (this.destroyed) return undefined;
     }
     return this.owner.attachPump(this, fd, events);
+  }
+
+  answerTo(fd: number, options: AnswerPumpOptions): AnswerPump | undefined {
+    const native = this.owner.attachAnswers?.(this, fd, options);
+    if (!native) return undefined;
+    return {
+      state: native.state,
+      close: native.close,
+      arm: (headRequest, close) => {
+        // The Duplex must have read every byte before the pump takes the next: none buffered or on their way.
+        const start = this.parser.atStart;
+        if (this.destroyed || this.readableLength > 0 || this.readPaused || this.readableFlowing !== true || native.state[ANSWER_STATE.HELD] !== 0)
+          return false;
+        if (!start && !this.parser.atBoundary) return false;
+        const flags = (headRequest ? ANSWER_FLAG.HEAD_REQUEST : 0) | (close ? ANSWER_FLAG.CLOSE : 0) | (start ? ANSWER_FLAG.PREAMBLE : 0);
+        if (!native.arm(flags)) return false;
+        if (start) this.parser.skipPreamble();
+        return true;
+      },
+    };
   }
 
   /** Nothing half-read: between frames, nothing buffered, reading (a pump may take whole records). */

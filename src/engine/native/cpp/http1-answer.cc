@@ -1,0 +1,303 @@
+#include "http1-answer.h"
+
+#include <napi.h>
+
+#include <cstring>
+
+#include "common.h"
+
+namespace oxy {
+
+namespace {
+
+constexpr size_t kMaxLine = 64 * 1024;
+constexpr uint64_t kMaxSafe = (uint64_t(1) << 53) - 1;
+
+// JS's String.prototype.trim and /\s/ on a latin1 string: \t \n \v \f \r, space, NBSP.
+bool Space(uint8_t c) { return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0xa0; }
+
+void Trim(const uint8_t*& p, size_t& n) {
+  while (n > 0 && Space(p[0])) p++, n--;
+  while (n > 0 && Space(p[n - 1])) n--;
+}
+
+uint8_t Lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? uint8_t(c | 0x20) : c; }
+
+// `p[0..n)` equals the lower-case ASCII `name`, ignoring ASCII case.
+bool Is(const uint8_t* p, size_t n, const char* name) {
+  size_t len = strlen(name);
+  if (n != len) return false;
+  for (size_t i = 0; i < n; i++) {
+    if (Lower(p[i]) != uint8_t(name[i])) return false;
+  }
+  return true;
+}
+
+bool Digit(uint8_t c) { return c >= '0' && c <= '9'; }
+
+int Hex(uint8_t c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+const uint8_t* Find(const uint8_t* p, size_t n, const char* what, size_t wn) {
+  return static_cast<const uint8_t*>(memmem(p, n, what, wn));
+}
+
+}  // namespace
+
+void AnswerFramer::Start(bool head_request, bool close, const std::string* keep_alive, const std::string* extra) {
+  state_ = kHead;
+  status_ = 0;
+  close_ = close;
+  head_request_ = head_request;
+  left_ = 0;
+  pending_.clear();
+  keep_alive_ = keep_alive;
+  extra_ = extra;
+  error_ = "";
+}
+
+bool AnswerFramer::End() {
+  if (state_ == kClose) state_ = kDone;
+  return state_ == kDone;
+}
+
+long AnswerFramer::Keep(const uint8_t* buf, size_t off, size_t n, size_t used) {
+  if (n - off > kMaxLine) return Fail("response head too large");
+  pending_.assign(reinterpret_cast<const char*>(buf + off), n - off);
+  return long(used);
+}
+
+long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& out) {
+  std::string joined;
+  const uint8_t* buf = data;
+  size_t n = len;
+  size_t base = 0;
+  if (!pending_.empty()) {
+    base = pending_.size();
+    joined.swap(pending_);
+    joined.append(reinterpret_cast<const char*>(data), len);
+    buf = reinterpret_cast<const uint8_t*>(joined.data());
+    n = joined.size();
+  }
+  size_t off = 0;
+  size_t from = 0;  // body bytes not yet handed on start here
+  auto flush = [&](size_t to) {
+    if (to > from) out.insert(out.end(), buf + from, buf + to);
+  };
+  while (off < n && state_ != kDone) {
+    switch (state_) {
+      case kHead: {
+        const uint8_t* end = Find(buf + off, n - off, "\r\n\r\n", 4);
+        if (!end) return Keep(buf, off, n, len);
+        if (!Head(buf + off, size_t(end - (buf + off)), out)) return -1;
+        off = from = size_t(end - buf) + 4;
+        break;
+      }
+      case kLength: {
+        uint64_t k = std::min<uint64_t>(left_, n - off);
+        off += size_t(k);
+        left_ -= k;
+        if (left_ == 0) state_ = kDone;
+        break;
+      }
+      case kClose:
+        off = n;
+        break;
+      case kChunkData:
+      case kChunkCrlf: {
+        uint64_t k = std::min<uint64_t>(left_, n - off);
+        off += size_t(k);
+        left_ -= k;
+        if (left_ == 0) {
+          if (state_ == kChunkData) {
+            state_ = kChunkCrlf;
+            left_ = 2;
+          } else {
+            state_ = kChunkSize;
+          }
+        }
+        break;
+      }
+      case kChunkSize:
+      case kTrailer: {
+        const uint8_t* eol = Find(buf + off, n - off, "\r\n", 2);
+        if (!eol) {
+          flush(off);
+          return Keep(buf, off, n, len);
+        }
+        const uint8_t* line = buf + off;
+        size_t line_len = size_t(eol - line);
+        off = size_t(eol - buf) + 2;
+        if (state_ == kTrailer) {
+          if (line_len == 0) state_ = kDone;
+          break;
+        }
+        // line.split(';', 1)[0].trim(): hex digits only, a safe integer.
+        const uint8_t* semi = static_cast<const uint8_t*>(memchr(line, ';', line_len));
+        size_t size_len = semi ? size_t(semi - line) : line_len;
+        Trim(line, size_len);
+        if (size_len == 0) return Fail("bad chunk size in a response");
+        uint64_t size = 0;
+        for (size_t i = 0; i < size_len; i++) {
+          int h = Hex(line[i]);
+          if (h < 0) return Fail("bad chunk size in a response");
+          size = size * 16 + uint64_t(h);
+          if (size > kMaxSafe) return Fail("bad chunk size in a response");
+        }
+        if (size == 0) {
+          state_ = kTrailer;
+        } else {
+          state_ = kChunkData;
+          left_ = size;
+        }
+        break;
+      }
+      case kDone:
+        break;
+    }
+  }
+  flush(off);
+  return long(off) - long(base);
+}
+
+// One head (without its blank line), as ResponseReader's #head rewrites it.
+bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
+  const uint8_t* end = p + n;
+  const uint8_t* eol = Find(p, n, "\r\n", 2);
+  const uint8_t* line_end = eol ? eol : end;
+  size_t first = size_t(line_end - p);
+  // /^HTTP\/1\.[01] (\d{3})(?: |$)/
+  if (first < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' || !Digit(p[9]) || !Digit(p[10]) ||
+      !Digit(p[11]) || (first > 12 && p[12] != ' ')) {
+    Fail("bad status line in a response");
+    return false;
+  }
+  int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+  size_t mark = out.size();
+  out.insert(out.end(), p, line_end);
+  out.push_back('\r');
+  out.push_back('\n');
+  bool has_length = false;
+  uint64_t length = 0;
+  bool chunked = false;
+  bool other = false;
+  const uint8_t* line = eol ? eol + 2 : end;
+  while (eol) {
+    eol = Find(line, size_t(end - line), "\r\n", 2);
+    const uint8_t* le = eol ? eol : end;
+    size_t ln = size_t(le - line);
+    const uint8_t* colon = static_cast<const uint8_t*>(memchr(line, ':', ln));
+    if (!colon || colon == line) {
+      out.resize(mark);
+      Fail("bad header line in a response");
+      return false;
+    }
+    const uint8_t* key = line;
+    size_t key_len = size_t(colon - line);
+    Trim(key, key_len);
+    if (!Is(key, key_len, "connection") && !Is(key, key_len, "keep-alive") && !Is(key, key_len, "proxy-connection")) {
+      const uint8_t* value = colon + 1;
+      size_t value_len = size_t(le - value);
+      Trim(value, value_len);
+      if (Is(key, key_len, "content-length")) {
+        // /^\d{1,15}$/, and the same on every repeat.
+        bool ok = value_len >= 1 && value_len <= 15;
+        uint64_t v = 0;
+        for (size_t i = 0; ok && i < value_len; i++) {
+          ok = Digit(value[i]);
+          v = v * 10 + uint64_t(value[i] - '0');
+        }
+        if (!ok || (has_length && length != v)) {
+          out.resize(mark);
+          Fail("bad Content-Length in a response");
+          return false;
+        }
+        has_length = true;
+        length = v;
+      } else if (Is(key, key_len, "transfer-encoding")) {
+        // /(^|,)\s*chunked\s*$/i on the trimmed value: the last coding is chunked.
+        chunked = false;
+        if (value_len >= 7 && Is(value + value_len - 7, 7, "chunked")) {
+          size_t q = value_len - 7;
+          while (q > 0 && Space(value[q - 1])) q--;
+          chunked = q == 0 || value[q - 1] == ',';
+        }
+        other = !chunked;
+      }
+      out.insert(out.end(), line, le);
+      out.push_back('\r');
+      out.push_back('\n');
+    }
+    line = eol ? eol + 2 : end;
+  }
+  if (status < 200) {  // interim: the final head follows
+    out.push_back('\r');
+    out.push_back('\n');
+    return true;
+  }
+  status_ = status;
+  if (head_request_ || status == 204 || status == 304) {
+    state_ = kDone;
+  } else if (chunked) {
+    state_ = kChunkSize;
+  } else if (other || !has_length) {
+    state_ = kClose;
+    close_ = true;
+  } else if (length == 0) {
+    state_ = kDone;
+  } else {
+    state_ = kLength;
+    left_ = length;
+  }
+  static const std::string kClose = "Connection: close\r\n";
+  const std::string& tail = close_ ? kClose : *keep_alive_;
+  out.insert(out.end(), tail.begin(), tail.end());
+  out.insert(out.end(), extra_->begin(), extra_->end());
+  out.push_back('\r');
+  out.push_back('\n');
+  return true;
+}
+
+namespace {
+
+// frameAnswer(chunks, headRequest, close, keepAlive, extra) → {out, used[], done, status, close, error}:
+// the framer on its own, for the test that compares it with ResponseReader.
+Napi::Value FrameAnswer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array chunks = info[0].As<Napi::Array>();
+  std::string keep_alive = info[3].As<Napi::String>().Utf8Value();
+  std::string extra = info[4].As<Napi::String>().Utf8Value();
+  AnswerFramer f;
+  f.Start(info[1].ToBoolean(), info[2].ToBoolean(), &keep_alive, &extra);
+  std::vector<uint8_t> out;
+  Napi::Array used = Napi::Array::New(env);
+  Napi::Object result = Napi::Object::New(env);
+  for (uint32_t i = 0; i < chunks.Length(); i++) {
+    ByteView b;
+    if (!GetBytes(chunks.Get(i), &b)) throw Napi::TypeError::New(env, "frameAnswer: buffers expected");
+    long n = f.Feed(b.data, b.length, out);
+    used.Set(i, double(n));
+    if (n < 0) {
+      result.Set("error", f.error());
+      break;
+    }
+    if (f.done()) break;
+  }
+  result.Set("out", Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size()));
+  result.Set("used", used);
+  result.Set("done", f.done());
+  result.Set("ended", f.state() == AnswerFramer::kClose);
+  result.Set("status", f.status());
+  result.Set("close", f.close());
+  return result;
+}
+
+}  // namespace
+
+void InitHttp1Answer(Napi::Env env, Napi::Object exports) { exports.Set("frameAnswer", Napi::Function::New(env, FrameAnswer, "frameAnswer")); }
+
+}  // namespace oxy

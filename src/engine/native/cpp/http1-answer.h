@@ -1,0 +1,54 @@
+// Where one HTTP/1 response ends, and the head the edge's client gets: protocol/http1.ts's
+// ResponseReader in C++, byte for byte (the edge's answer pump, quic-answer.cc). Interim 1xx
+// heads, then no body (HEAD, 204, 304), Content-Length, chunked (passed on as chunked) or the end
+// of the stream; the head loses Connection / Keep-Alive / Proxy-Connection and gains
+// `Connection: close` or the edge's keep-alive lines, then the extra lines (Proxy-Status). Any
+// change here is a change there: test/unit/http1-answer.test.ts compares the two on generated input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace oxy {
+
+class AnswerFramer {
+ public:
+  enum State : uint8_t { kHead, kLength, kChunkSize, kChunkData, kChunkCrlf, kTrailer, kClose, kDone };
+
+  // A new answer: to a HEAD request (no body), `close` when the client asked to close;
+  // `keep_alive` and `extra`: header lines (CRLF-terminated) for a kept connection / every final head.
+  void Start(bool head_request, bool close, const std::string* keep_alive, const std::string* extra);
+  // Appends what goes to the client to `out`. Returns the bytes of `data` used (fewer only once
+  // the answer ended), or -1 when the answer cannot be framed (error()).
+  long Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& out);
+  // The stream ended: a close-delimited answer is whole.
+  bool End();
+
+  State state() const { return state_; }
+  bool done() const { return state_ == kDone; }
+  int status() const { return status_; }
+  bool close() const { return close_; }
+  const char* error() const { return error_; }
+
+ private:
+  long Keep(const uint8_t* buf, size_t off, size_t n, size_t used);
+  bool Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out);
+  long Fail(const char* why) {
+    error_ = why;
+    return -1;
+  }
+
+  State state_ = kDone;
+  int status_ = 0;
+  bool close_ = false;
+  bool head_request_ = false;
+  uint64_t left_ = 0;
+  std::string pending_;
+  const std::string* keep_alive_ = nullptr;
+  const std::string* extra_ = nullptr;
+  const char* error_ = "";
+};
+
+}  // namespace oxy

@@ -1,0 +1,298 @@
+// The edge's answers written to its HTTP/1 client without JS (docs/decisions.md "The edge's HTTP/1
+// path pumped natively (session 9)"): while JS armed a stream's pump for an answer, the
+// connector's DATA frames are framed as that answer (AnswerFramer: where it ends, the head the
+// edge rewrites) and written to the client socket at the turn's flush, one write per turn; JS keeps
+// reading the socket (the pump writes to a duplicate of its fd, watched for writability only when
+// the kernel's buffer was full). The answer's end is reported once every byte of it was written,
+// lazily unless JS asked for it at once or the connection closes after it; JS can read it from
+// the shared state sooner (the client's next request). Anything but DATA (END, an unknown frame,
+// the FIN) and every byte between answers reach JS as the stream's bytes, after the pumped ones.
+// Backpressure: above kStreamHighWater bytes unwritten the stream's credit is held back (a client
+// that stops reading stops the connector), and given back below half of it.
+#include "quic-core.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace oxy {
+namespace quic {
+
+namespace {
+constexpr size_t kHeader = 5;
+constexpr uint8_t kFramingVersion = 0x01;
+
+uint32_t Be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]); }
+}  // namespace
+
+bool Conn::AttachAnswers(int64_t id, int socket_fd, Napi::Float64Array state, const std::string& keep_alive, const std::string& extra) {
+  Stream* s = Usable() ? Find(id) : nullptr;
+  if (!s || state.ElementLength() < kAnsSlots) return false;
+  CloseAnswers(id);
+  int fd = fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return false;
+  auto p = std::make_unique<AnswerPump>();
+  p->poll = new uv_poll_t();
+  if (uv_poll_init(loop_, p->poll, fd) != 0) {
+    delete p->poll;
+    close(fd);
+    return false;
+  }
+  p->conn = this;
+  p->id = id;
+  p->fd = fd;
+  p->poll->data = p.get();
+  p->state_ref = Napi::Persistent(state.As<Napi::Object>());
+  p->state = state.Data();
+  p->keep_alive = keep_alive;
+  p->extra = extra;
+  answers_[id] = std::move(p);
+  return true;
+}
+
+bool Conn::ArmAnswer(int64_t id, bool head_request, bool close, bool preamble) {
+  auto it = answers_.find(id);
+  if (it == answers_.end()) return false;
+  AnswerPump* p = it->second.get();
+  if (p->failed || p->armed || p->holding || p->done_pending || p->payload_left > 0 || p->header_fill > 0) return false;
+  p->armed = true;
+  p->preamble = preamble;
+  p->started = false;
+  p->framer.Start(head_request, close, &p->keep_alive, &p->extra);
+  p->state[kAnsUrgent] = 0;
+  return true;
+}
+
+void Conn::CloseAnswers(int64_t id) {
+  auto it = answers_.find(id);
+  if (it == answers_.end()) return;
+  AnswerPump* p = it->second.get();
+  uv_poll_stop(p->poll);
+  p->poll->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(p->poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  close(p->fd);
+  if (Stream* s = Find(id)) {
+    if (s->answer_paused) {
+      s->answer_paused = false;
+      if (!s->read_paused && s->owed_credit > 0 && Usable()) {
+        ngtcp2_conn_extend_max_stream_offset(conn_, id, s->owed_credit);
+        s->owed_credit = 0;
+        Dirty();
+      }
+    }
+  }
+  answers_.erase(it);  // answer_out_ may still name it: FlushAnswers skips ids it does not find
+}
+
+void Conn::CloseAllAnswers() {
+  while (!answers_.empty()) CloseAnswers(answers_.begin()->first);
+  answer_out_.clear();
+}
+
+// A delivery of stream `s`: true when the pump took it (framed it, or holds it for JS behind the
+// client's bytes); false: JS reads it as before.
+bool Conn::AnswerData(Stream* s, const uint8_t* data, size_t len, bool fin) {
+  auto it = answers_.find(s->id);
+  if (it == answers_.end()) return false;
+  AnswerPump* p = it->second.get();
+  if (p->failed) return true;  // JS is tearing the stream down
+  if (p->holding || p->done_pending) {
+    p->holding = true;
+    p->held.insert(p->held.end(), data, data + len);
+    p->held_fin = p->held_fin || fin;
+    return true;
+  }
+  if (!p->armed) return false;
+  AnswerFrames(p, s, data, len, fin);
+  if (!p->failed) {
+    if (p->out.size() - p->out_off > kStreamHighWater) s->answer_paused = true;
+    if (p->out_off < p->out.size() && !p->queued) {
+      p->queued = true;
+      answer_out_.push_back(p->id);
+      Dirty();
+    }
+    if ((p->holding || p->done_pending) && !p->queued) AnswerRelease(p);  // nothing to write first
+  }
+  return true;
+}
+
+// stream.ts framing (PREAMBLE, DATA [0x00][u32 n], END [0x01][0]) around the answer's bytes.
+void Conn::AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t len, bool fin) {
+  size_t off = 0;
+  if (p->preamble && len > 0) {
+    p->preamble = false;
+    if (data[0] != kFramingVersion) {
+      static const char why[] = "QUIC stream framing version not supported";
+      AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(why), sizeof(why) - 1);
+      return;
+    }
+    off = 1;
+  }
+  while (off < len && p->armed) {
+    if (p->payload_left > 0) {
+      size_t k = size_t(std::min<uint64_t>(p->payload_left, len - off));
+      if (!p->started) {
+        p->started = true;
+        p->state[kAnsStarted] += 1;
+      }
+      long used = p->framer.Feed(data + off, k, p->out);
+      if (used < 0) {
+        const char* why = p->framer.error();
+        AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(why), strlen(why));
+        return;
+      }
+      off += k;
+      p->payload_left -= k;
+      if (p->framer.done()) {
+        if (size_t(used) < k || p->payload_left > 0) {
+          static const char why[] = "bytes past the end of a response";
+          AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(why), sizeof(why) - 1);
+          return;
+        }
+        p->armed = false;
+        p->done_pending = true;
+      }
+      continue;
+    }
+    size_t take = std::min(kHeader - p->header_fill, len - off);
+    memcpy(p->header + p->header_fill, data + off, take);
+    p->header_fill += take;
+    off += take;
+    if (p->header_fill < kHeader) break;
+    uint32_t length = Be32(p->header + 1);
+    if (p->header[0] == kFrameData && length >= 1 && length <= kMaxFramePayload) {
+      p->header_fill = 0;
+      p->payload_left = length;
+      continue;
+    }
+    // END (or what JS's parser will refuse): JS reads it, after the answer's bytes. The stream's
+    // end delimits an answer that waited for it.
+    if (p->header[0] == kFrameEnd && length == 0 && p->framer.End()) p->done_pending = true;
+    p->armed = false;
+    p->holding = true;
+    p->held.insert(p->held.end(), p->header, p->header + kHeader);
+    p->header_fill = 0;
+  }
+  if (off < len) {
+    p->holding = true;
+    p->held.insert(p->held.end(), data + off, data + len);
+  }
+  if (fin) {
+    // A FIN without END, or behind it: JS's stream sees it.
+    p->armed = false;
+    p->holding = true;
+    p->held_fin = true;
+  }
+  if (p->done_pending) {
+    p->state[kAnsStatus] = p->framer.status();
+    p->state[kAnsClose] = p->framer.close() ? 1 : 0;
+  }
+}
+
+void Conn::AnswerFail(AnswerPump* p, uint8_t what, const uint8_t* data, size_t len) {
+  if (p->failed) return;
+  p->failed = true;
+  p->armed = false;
+  p->done_pending = false;
+  p->holding = false;
+  p->out.clear();
+  p->out_off = 0;
+  p->held.clear();
+  AnswerWatch(p);
+  Event(kEvPump, what, p->id, data, len);
+}
+
+void Conn::FlushAnswers() {
+  std::vector<int64_t> ids;
+  ids.swap(answer_out_);
+  for (int64_t id : ids) {
+    auto it = answers_.find(id);
+    if (it == answers_.end()) continue;
+    it->second->queued = false;
+    AnswerWriteOut(it->second.get());
+  }
+}
+
+// Called in the flush (before packets are written: credit given back here goes in them) or on
+// the socket's writability (OnAnswerPoll schedules the flush that delivers the records).
+void Conn::AnswerWriteOut(AnswerPump* p) {
+  if (p->failed) return;
+  while (p->out_off < p->out.size()) {
+    ssize_t n = write(p->fd, p->out.data() + p->out_off, p->out.size() - p->out_off);
+    if (n >= 0) {
+      p->out_off += size_t(n);
+      p->state[kAnsWritten] += double(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      double e = double(errno);
+      AnswerFail(p, kAnswerFailed, reinterpret_cast<const uint8_t*>(&e), 8);
+      return;
+    }
+    break;
+  }
+  size_t unwritten = p->out.size() - p->out_off;
+  if (unwritten == 0) {
+    p->out.clear();
+    p->out_off = 0;
+  } else if (p->out_off > (1 << 20)) {
+    p->out.erase(p->out.begin(), p->out.begin() + long(p->out_off));
+    p->out_off = 0;
+  }
+  if (unwritten <= kStreamHighWater / 2) {
+    Stream* s = Find(p->id);
+    if (s && s->answer_paused) {
+      s->answer_paused = false;
+      if (!s->read_paused && s->owed_credit > 0 && Usable()) {
+        ngtcp2_conn_extend_max_stream_offset(conn_, p->id, s->owed_credit);
+        s->owed_credit = 0;
+      }
+    }
+  }
+  if (unwritten == 0) AnswerRelease(p);
+  AnswerWatch(p);
+}
+
+// Every pumped byte is written: the answer's end, then what waited for JS, in that order.
+void Conn::AnswerRelease(AnswerPump* p) {
+  if (p->done_pending) {
+    p->done_pending = false;
+    p->state[kAnsDone] += 1;
+    if (p->state[kAnsClose] != 0 || p->state[kAnsUrgent] != 0 || p->holding) {
+      Event(kEvPump, kAnswerDone, p->id, nullptr, 0);
+    } else {
+      host_->EmitLazy(this, kEvPump, kAnswerDone, p->id, nullptr, 0);
+    }
+  }
+  if (p->holding) {
+    p->holding = false;
+    p->state[kAnsHeld] = 1;
+    if (Stream* s = Find(p->id)) DataEvent(s, p->held_fin, p->held.data(), p->held.size());
+    else Event(kEvData, p->held_fin ? 1 : 0, p->id, p->held.data(), p->held.size());
+    p->held.clear();
+    p->held_fin = false;
+  }
+}
+
+void Conn::AnswerWatch(AnswerPump* p) {
+  int events = !p->failed && p->out_off < p->out.size() ? UV_WRITABLE : 0;
+  if (events == p->events) return;
+  p->events = events;
+  if (events) uv_poll_start(p->poll, events, &Conn::OnAnswerPoll);
+  else uv_poll_stop(p->poll);
+}
+
+void Conn::OnAnswerPoll(uv_poll_t* handle, int status, int events) {
+  auto* p = static_cast<AnswerPump*>(handle->data);
+  if (!p) return;
+  if (status < 0) p->events = 0;  // libuv stopped the poll: the write below reads the error
+  Conn* self = p->conn;
+  self->AnswerWriteOut(p);
+  self->Dirty();  // a flush (credit given back), and with it the batch for JS
+}
+
+}  // namespace quic
+}  // namespace oxy

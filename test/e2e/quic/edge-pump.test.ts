@@ -1,0 +1,289 @@
+// The edge's answers written to its HTTP/1 client by the addon (the ngtcp2 edge's answer pump,
+// cpp/quic-answer.cc: the connector's bytes never reach the edge's JS). Processes and real
+// sockets, against an origin that writes raw HTTP/1: every framing (length, chunked with
+// trailers, close-delimited, HEAD, 204, 1xx) byte-identical to the JS path (OXY_EDGE_PUMP=0)
+// for pipelined requests on one connection; curl, 300 concurrent requests, bulk both ways; a
+// client that stops reading (the origin is held, then every byte arrives); a half-closed client;
+// an answer cut mid-way, a request dropped (502 page); answers the edge refuses (garbage, bytes
+// past the end) while a good client is served; the request counter by status.
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer as createTcpServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OxyProcess, useWebTunnel } from '../../helpers/processes.js';
+import { expectServes, getVia, sha256hex } from './support.js';
+
+const t = useWebTunnel();
+const BULK = randomBytes(24 * 1024 * 1024);
+const MIB = randomBytes(1024 * 1024);
+const HELD_MIB = 160;
+let heldWritten = 0;
+
+/** Raw answers by path (the origin writes them as they are). */
+const RAW: Record<string, string> = {
+  '/early':
+    'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=99\r\nConnection: keep-alive\r\n\r\nok',
+  '/chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nProxy-Connection: x\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n',
+  '/len': 'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n', // HEAD only
+  '/nocontent': 'HTTP/1.1 204 No Content\r\nX-A:  spaced \r\n\r\n',
+  '/status': 'HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope',
+  '/close-delimited': 'HTTP/1.1 200 OK\r\nServer: raw\r\n\r\nuntil the end',
+  '/garbage': 'NOT HTTP AT ALL\r\n\r\n',
+  '/extra': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA BYTES',
+};
+
+/** A keep-alive origin speaking raw HTTP/1.1 (requests with Content-Length bodies), one request at a time. */
+function rawOrigin(): Server {
+  return createTcpServer((s) => {
+    s.on('error', () => undefined);
+    let buf: Buffer = Buffer.alloc(0);
+    /** The request whose body is being read: its head, and the body's pieces. */
+    let req: { method: string; path: string; left: number; body: Buffer[] } | undefined;
+    let busy = false;
+    const next = (): void => {
+      while (!busy) {
+        if (!req) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buf.toString('latin1', 0, end);
+          const [method, path] = head.split(' ');
+          req = { method: method!, path: path!, left: Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0), body: [] };
+          buf = buf.subarray(end + 4);
+        }
+        const n = Math.min(req.left, buf.length);
+        if (n > 0) req.body.push(buf.subarray(0, n));
+        req.left -= n;
+        buf = buf.subarray(n);
+        if (req.left > 0) return;
+        const r = req;
+        req = undefined;
+        busy = true;
+        answer(s, r.method, r.path, Buffer.concat(r.body), () => {
+          busy = false;
+          setImmediate(next);
+        });
+      }
+    };
+    s.on('data', (c: Buffer) => {
+      buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
+      next();
+    });
+  });
+}
+
+function answer(s: Socket, method: string, path: string, body: Buffer, done: () => void): void {
+  const text = (status: string, b: string | Buffer): void => {
+    s.write(`HTTP/1.1 ${status}\r\nContent-Length: ${b.length}\r\n\r\n`);
+    s.write(b, () => done());
+  };
+  if (method === 'POST') return text('200 OK', `${body.length} ${sha256hex(body)}`);
+  if (path === '/bulk') return text('200 OK', BULK);
+  if (path === '/close-delimited' || path === '/garbage' || path === '/extra') return void s.end(RAW[path]);
+  if (path === '/cut') {
+    s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n');
+    return void s.write(Buffer.alloc(100_000, 0x61), () => s.destroy());
+  }
+  if (path === '/drop') return void s.destroy();
+  if (path === '/held') {
+    heldWritten = 0;
+    s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${HELD_MIB * MIB.length}\r\n\r\n`);
+    let left = HELD_MIB;
+    const more = (): void => {
+      while (left > 0) {
+        left--;
+        heldWritten += MIB.length;
+        if (!s.write(MIB)) return void s.once('drain', more);
+      }
+      done();
+    };
+    return more();
+  }
+  if (RAW[path]) {
+    s.write(RAW[path]);
+    return done();
+  }
+  text('200 OK', `hello ${path}`);
+}
+
+let origin: Server;
+let originUrl = '';
+beforeAll(async () => {
+  origin = rawOrigin();
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+});
+afterAll(() => origin?.close());
+
+async function freePort(): Promise<number> {
+  const s = createTcpServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** An edge (on ngtcp2, the default) and a connector (ngtcp2 too) with `edgeEnv`; one tunnel connection. */
+async function tunnel(edgeEnv: Record<string, string> = {}) {
+  const metrics = await freePort();
+  const edge = new OxyProcess(t.home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${metrics}`], {
+    NODE_DEBUG: 'oxy:edge:http1',
+    ...edgeEnv,
+  });
+  t.procs.push(edge);
+  const tunnelPort = Number((await edge.waitFor(/Tunnel listener ready protocol=quic address=127\.0\.0\.1:(\d+)/))[1]);
+  const httpPort = Number((await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/))[1]);
+  const connector = new OxyProcess(t.home, [
+    'tunnel',
+    'run',
+    '--edge',
+    `127.0.0.1:${tunnelPort}`,
+    '--protocol',
+    'quic',
+    '--ha-connections',
+    '1',
+    '--url',
+    originUrl,
+    'web',
+  ]);
+  t.procs.push(connector);
+  await connector.waitFor(/Registered tunnel connection connIndex=0 [^\n]*protocol=quic/);
+  return { edge, connector, httpPort, metrics };
+}
+
+/** Writes `requests` on one connection and reads until the edge closes it (bounded). */
+function rawExchange(port: number, requests: string, halfClose = false): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no close in 20 s; got ${Buffer.concat(got).toString('latin1')}`));
+    }, 20_000);
+    s.on('data', (c: Buffer) => got.push(c));
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(got).toString('latin1'));
+    });
+    s.write(requests);
+    if (halfClose) s.end();
+  });
+}
+
+const get = (path: string, method = 'GET', extra = ''): string => `${method} ${path} HTTP/1.1\r\nHost: app.example.com\r\n${extra}\r\n`;
+/** Every framing in one pipelined write; the close-delimited answer last closes the connection. */
+const SCRIPT = ['/early', '/chunked', '/nocontent', '/status', '/k1'].map((p) => get(p)).join('') + get('/len', 'HEAD') + get('/close-delimited');
+
+describe('the ngtcp2 edge writes its HTTP/1 answers natively', () => {
+  it('answers every framing byte-identical to the JS path, pipelined on one connection', async () => {
+    const outputs: string[] = [];
+    for (const env of [{}, { OXY_EDGE_PUMP: '0' }] as Record<string, string>[]) {
+      const e = await tunnel(env);
+      outputs.push(await rawExchange(e.httpPort, SCRIPT));
+      if (!('OXY_EDGE_PUMP' in env)) expect(e.edge.output).toMatch(/answers of stream \d+ written to the client by the transport/);
+      else expect(e.edge.output).not.toMatch(/written to the client by the transport/);
+      await Promise.all([e.edge.stop('SIGKILL'), e.connector.stop('SIGKILL')]);
+    }
+    const [pumped, js] = outputs;
+    expect(pumped).toBe(js);
+    const keep = 'Connection: keep-alive\r\nKeep-Alive: timeout=75\r\n';
+    expect(pumped).toBe(
+      'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n' +
+        `HTTP/1.1 200 OK\r\nContent-Length: 2\r\n${keep}\r\nok` +
+        `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n${keep}\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n` +
+        `HTTP/1.1 204 No Content\r\nX-A:  spaced \r\n${keep}\r\n` +
+        `HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n${keep}\r\nnope` +
+        `HTTP/1.1 200 OK\r\nContent-Length: 9\r\n${keep}\r\nhello /k1` +
+        `HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n${keep}\r\n` +
+        'HTTP/1.1 200 OK\r\nServer: raw\r\nConnection: close\r\n\r\nuntil the end',
+    );
+  }, 90_000);
+
+  it('serves curl, 300 concurrent requests and bulk both ways; counts each answer by status', async () => {
+    const e = await tunnel();
+    await expectServes(e.httpPort, BULK);
+    for (let i = 0; i < 3; i++) expect((await getVia(e.httpPort, '/status')).status).toBe(404);
+    // A half-closed client gets its answer whole, then the close.
+    expect(await rawExchange(e.httpPort, get('/half'), true)).toMatch(/\r\n\r\nhello \/half$/);
+    const scrape = () => request(`http://127.0.0.1:${e.metrics}/metrics`).then((r) => r.body.text());
+    // The count of an idle keep-alive client's last answer comes with the pump's lazy record (≤ 20 ms).
+    await expect.poll(async () => /^oxy_edge_http_requests_total\{status="404"\} (\d+)$/m.exec(await scrape())?.[1], { timeout: 5000 }).toBe('3');
+    expect(e.edge.output).toMatch(/written to the client by the transport/);
+  }, 90_000);
+
+  it('a client that stops reading holds the origin back, then gets every byte', async () => {
+    const e = await tunnel();
+    const client = connect(e.httpPort, '127.0.0.1');
+    client.on('error', () => undefined);
+    client.write(get('/held'));
+    client.pause();
+    let last = -1;
+    for (let i = 0; i < 40 && heldWritten !== last; i++) {
+      last = heldWritten;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(heldWritten).toBe(last);
+    expect(heldWritten).toBeLessThan(HELD_MIB * MIB.length);
+    const expected = createHash('sha256');
+    for (let i = 0; i < HELD_MIB; i++) expected.update(MIB);
+    const got = createHash('sha256');
+    let head = Buffer.alloc(0);
+    let body = 0;
+    await new Promise<void>((resolve, reject) => {
+      client.on('data', (c: Buffer) => {
+        if (head.indexOf('\r\n\r\n') < 0) {
+          head = Buffer.concat([head, c]);
+          const end = head.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          c = head.subarray(end + 4);
+          head = head.subarray(0, end + 4);
+        }
+        body += c.length;
+        got.update(c);
+        if (body >= HELD_MIB * MIB.length) resolve();
+      });
+      client.on('close', () => reject(new Error(`closed after ${body} bytes`)));
+      client.resume();
+    });
+    client.destroy();
+    expect(head.toString('latin1')).toMatch(/^HTTP\/1\.1 200 OK\r\nContent-Length: 167772160\r\nConnection: keep-alive\r\n/);
+    expect(body).toBe(HELD_MIB * MIB.length);
+    expect(got.digest('hex')).toBe(expected.digest('hex'));
+  }, 90_000);
+
+  it('an answer cut mid-way is cut for the client, a dropped request gets the 502 page, and the next request is served', async () => {
+    const e = await tunnel();
+    for (let i = 0; i < 3; i++) {
+      const cut = await rawExchange(e.httpPort, get('/cut'));
+      expect(cut).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(cut.length).toBeLessThan(1_000_000);
+      expect((await getVia(e.httpPort, '/after')).body.toString()).toBe('hello /after');
+    }
+    const dropped = await getVia(e.httpPort, '/drop');
+    expect(dropped.status).toBe(502);
+    expect((await getVia(e.httpPort, '/after-drop')).body.toString()).toBe('hello /after-drop');
+  }, 60_000);
+
+  it('answers it cannot frame close that client only, while a good client keeps being served', async () => {
+    const e = await tunnel();
+    let good = 0;
+    let stop = false;
+    const goodClient = (async () => {
+      for (let i = 0; i < 2000 && !stop; i++) {
+        expect((await getVia(e.httpPort, `/g${i}`)).body.toString()).toBe(`hello /g${i}`);
+        good++;
+      }
+    })();
+    for (let i = 0; i < 10; i++) {
+      // Garbage instead of a status line: nothing of it reaches the client.
+      expect(await rawExchange(e.httpPort, get('/garbage'))).toBe('');
+      // Bytes past the end of an answer: the answer may arrive, then the connection goes.
+      expect(await rawExchange(e.httpPort, get('/extra') + get('/never'))).not.toMatch(/never/);
+    }
+    stop = true;
+    await goodClient;
+    expect(good).toBeGreaterThan(0);
+    expect(e.edge.child.exitCode).toBeNull();
+    expect(e.edge.output).toMatch(/Request through the tunnel failed/);
+  }, 60_000);
+});

@@ -1,0 +1,180 @@
+// The edge's native response framer (cpp/http1-answer.cc) must read every answer as
+// ResponseReader does (where it ends, its status, the rewritten head byte for byte, what it
+// refuses): both are fed the same generated answers, split at random points.
+import { describe, expect, it } from 'vitest';
+import { native, nativeAvailable } from '../../../src/engine/native/binding.js';
+import { ResponseReader } from '../../../src/engine/protocol/http1.js';
+
+const KEEP = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n';
+const EXTRA = 'Proxy-Status: edge-a; next-hop="b"\r\n';
+
+interface Outcome {
+  out: string;
+  used: number[];
+  done: boolean;
+  status: number;
+  close: boolean;
+  error: boolean;
+}
+
+function viaJs(chunks: Buffer[], headRequest: boolean, close: boolean, extra: string): Outcome {
+  const reader = new ResponseReader(headRequest, close, KEEP);
+  reader.extra = extra;
+  const out: Buffer[] = [];
+  const used: number[] = [];
+  let error = false;
+  for (const c of chunks) {
+    const part: Buffer[] = [];
+    try {
+      used.push(reader.feed(c, part));
+    } catch {
+      error = true;
+      used.push(-1);
+      break;
+    }
+    out.push(...part);
+    if (reader.done) break;
+  }
+  return { out: Buffer.concat(out).toString('latin1'), used, done: reader.done, status: error ? -1 : reader.status, close: reader.close, error };
+}
+
+function viaNative(chunks: Buffer[], headRequest: boolean, close: boolean, extra: string): Outcome {
+  const r = native().frameAnswer(chunks, headRequest, close, KEEP, extra);
+  const error = r.error !== undefined;
+  // On an error JS drops the failing chunk's output: compare what went before it.
+  let out = r.out.toString('latin1');
+  if (error) {
+    const before = viaJs(chunks.slice(0, r.used.length - 1), headRequest, close, extra).out;
+    out = out.slice(0, before.length);
+  }
+  return { out, used: r.used, done: r.done, status: error ? -1 : r.status, close: r.close, error };
+}
+
+/** A small deterministic PRNG (mulberry32): failures replay. */
+function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+
+const STATUS = [
+  'HTTP/1.1 200 OK',
+  'HTTP/1.0 404 Not Found',
+  'HTTP/1.1 204',
+  'HTTP/1.1 304 Not Modified',
+  'HTTP/1.1 100 Continue',
+  'HTTP/1.1 103 Early Hints',
+  'HTTP/1.1 101',
+  'HTTP/1.1 200x',
+  'HTTP/2.0 200 OK',
+  'HTTP/1.1 20 OK',
+  'http/1.1 200 OK',
+  'HTTP/1.1 999 Odd',
+  'HTTP/1.1 000',
+];
+const WS = ['', ' ', '  ', '\t', '\xa0', '\x0b', '\x85'];
+const NAMES = [
+  'Content-Length',
+  'content-length',
+  'Transfer-Encoding',
+  'Connection',
+  'CONNECTION',
+  'Keep-Alive',
+  'Proxy-Connection',
+  'Server',
+  'X-A',
+  'Set-Cookie',
+  'Trailer',
+];
+const TE = ['chunked', 'Chunked', 'gzip, chunked', 'chunked, gzip', 'gzip,chunked', 'xchunked', 'gzip', 'CHUNKED', ' chunked', 'a,\xa0chunked'];
+
+function header(r: () => number, body: string): string {
+  const name = pick(r, NAMES);
+  const lower = name.toLowerCase();
+  let value: string;
+  if (lower === 'content-length')
+    value = pick(r, [String(body.length), String(body.length), '0', '12345678901234567', '-1', '1e3', '', String(body.length + 1), ` ${body.length}`]);
+  else if (lower === 'transfer-encoding') value = pick(r, TE);
+  else if (lower === 'connection') value = pick(r, ['close', 'keep-alive', 'Upgrade']);
+  else value = pick(r, ['x', 'a:b', '', 'v\xe9', 'timeout=9']);
+  return `${pick(r, WS)}${name}${pick(r, ['', '', ' '])}:${pick(r, WS)}${value}${pick(r, WS)}`;
+}
+
+function chunkedBody(r: () => number): string {
+  let s = '';
+  const n = Math.floor(r() * 3);
+  for (let i = 0; i < n; i++) {
+    const len = 1 + Math.floor(r() * 20);
+    const size = pick(r, [len.toString(16), len.toString(16).toUpperCase(), `0${len.toString(16)}`, `${len.toString(16)};ext=1`, ` ${len.toString(16)} `]);
+    s += `${size}\r\n${'y'.repeat(len)}\r\n`;
+  }
+  s += pick(r, ['0\r\n\r\n', '0\r\nX-T: 1\r\n\r\n', '0;a\r\n\r\n', 'g\r\n\r\n', '00000000000000000\r\n\r\n', '20000000000000\r\n']);
+  return s;
+}
+
+function answer(r: () => number): string {
+  let s = '';
+  if (r() < 0.2) s += 'HTTP/1.1 100 Continue\r\nX-I: 1\r\n\r\n';
+  const body = r() < 0.5 ? 'hello' : '';
+  const lines = [pick(r, STATUS)];
+  const n = Math.floor(r() * 6);
+  for (let i = 0; i < n; i++) lines.push(header(r, body));
+  if (r() < 0.05) lines.push('NoColon');
+  if (r() < 0.05) lines.push(':empty-name');
+  s += `${lines.join('\r\n')}\r\n\r\n`;
+  s += lines.some((l) => /transfer-encoding/i.test(l)) && r() < 0.7 ? chunkedBody(r) : body;
+  if (r() < 0.3) s += 'HTTP/1.1 200 OK\r\n\r\n'; // bytes past the end
+  return s;
+}
+
+function split(r: () => number, bytes: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  while (off < bytes.length) {
+    const n = r() < 0.3 ? bytes.length - off : 1 + Math.floor(r() * 12);
+    out.push(bytes.subarray(off, off + n));
+    off += n;
+  }
+  return out;
+}
+
+describe.skipIf(!nativeAvailable())('the native response framer reads answers as ResponseReader does', () => {
+  it('agrees on plain answers: lengths, chunked, close-delimited, HEAD, interim heads', () => {
+    const cases: [string, boolean, boolean][] = [
+      ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=3\r\n\r\nhello', false, false],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', false, false],
+      ['HTTP/1.1 200 OK\r\nServer: x\r\n\r\nuntil the end', false, false],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n', true, false],
+      ['HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok', false, true],
+      ['HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n', false, false],
+    ];
+    for (const [text, head, close] of cases) {
+      const chunks = [Buffer.from(text, 'latin1')];
+      for (const extra of ['', EXTRA]) expect(viaNative(chunks, head, close, extra), text).toEqual(viaJs(chunks, head, close, extra));
+    }
+  });
+
+  it('agrees on 20,000 generated answers split at random points', () => {
+    const r = rng(16);
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = Buffer.from(answer(r), 'latin1');
+      const chunks = split(r, bytes);
+      const head = r() < 0.1;
+      const close = r() < 0.2;
+      const extra = r() < 0.5 ? EXTRA : '';
+      expect(viaNative(chunks, head, close, extra), `case ${i}: ${JSON.stringify(bytes.toString('latin1'))}`).toEqual(viaJs(chunks, head, close, extra));
+    }
+  });
+
+  it('refuses a head past 64 KiB, as ResponseReader does', () => {
+    const chunks = [Buffer.from(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(70_000)}`, 'latin1')];
+    expect(viaNative(chunks, false, false, '').error).toBe(true);
+    expect(viaJs(chunks, false, false, '').error).toBe(true);
+  });
+});
