@@ -258,7 +258,8 @@ try {
       '--http-listen',
       '127.0.0.1:0',
       '--metrics',
-      '127.0.0.1:0',
+      // Its own namespace: a fixed port nothing else takes.
+      '127.0.0.1:7845',
       '--ip-tunnel-listen',
       sock,
     ],
@@ -398,6 +399,10 @@ try {
       if (performance.now() - t0 > 10_000) throw new Error('route never took effect');
     }
   }
+  // Private TCP flows on reused tcp-flows streams (OXY_TCP_FLOWS; none with a stream per flow).
+  const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
+  const flows = (stream) => new RegExp(`^oxy_edge_tcp_flows_total\\{stream="${stream}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? 0;
+  console.log(`tunnel flows on tcp-flows streams: ${flows('reused')} on a reused stream, ${flows('new')} on a new one`);
   console.log(`route ip add → first routed connection: ${fmt(performance.now() - t0, 0)} ms (${tries} attempts; the edge polls the store every 250 ms)`);
 } finally {
   for (const c of children) c.kill('SIGKILL');

@@ -7,9 +7,11 @@
 import type { Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
 import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
-import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, flowRecordHead, type FlowRecordSink } from '../protocol/tcp-flows.js';
+import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import type { TunnelStream } from '../transport/types.js';
 import { FLOW_UNSENT } from '../util/pump.js';
+
+const OK_ANSWER = encodeResponseHeader({ status: ResponseStatus.OK, message: '', metadata: [] });
 
 /** What the flows need of the private off-ramp (private.ts). */
 export interface FlowOfframp {
@@ -73,11 +75,7 @@ export class TcpFlowServer implements FlowRecordSink {
 
   #answer(status: number, message: string): void {
     this.#answered = true;
-    const answer = encodeResponseHeader({ status, message, metadata: [] });
-    this.stream.cork();
-    this.stream.write(flowRecordHead(FlowRecord.ANSWER, answer.length));
-    this.stream.write(answer);
-    this.stream.uncork();
+    writeFlowRecord(this.stream, FlowRecord.ANSWER, status === ResponseStatus.OK ? OK_ANSWER : encodeResponseHeader({ status, message, metadata: [] }));
   }
 
   #refuse(link: FlowLink, status: number, why: string): void {

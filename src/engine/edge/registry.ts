@@ -25,6 +25,8 @@ export interface LiveConnection {
   http1Chunked?: boolean;
   /** The connector serves tcp-flows streams (TCP_FLOWS_FEATURE): private TCP flows on reused streams. */
   tcpFlows?: boolean;
+  /** Of its open streams, tcp-flows streams idle between flows (edge/tcp-flows.ts): not load, and cheaper for the next flow. */
+  idleStreams?: number;
   /** Called once when the connector announces it is draining (idle http1 streams end then). */
   onDrain?: Set<() => void>;
   /** Asked whether it is alive (a sibling registered) and not answered yet: picked only when no other is ready. */
@@ -70,7 +72,9 @@ export class TunnelRegistry {
     for (const live of this.#byTunnel.get(tunnelId) ?? []) {
       if (live.draining || live.conn.isClosed || (http1 && !live.http1)) continue;
       // Silent connections rank after every answering one (but are still used when none answers).
-      const rank = live.conn.stats().activeStreams + (live.conn.unansweredMs() > LIVENESS_MS ? 2e9 : live.probing ? 1e9 : 0);
+      // Idle tcp-flows streams are not load; with them, a connection wins a tie (its next flow opens no stream).
+      const idle = live.idleStreams ? live.idleStreams + 0.5 : 0;
+      const rank = live.conn.stats().activeStreams - idle + (live.conn.unansweredMs() > LIVENESS_MS ? 2e9 : live.probing ? 1e9 : 0);
       if (rank < bestRank) [best, bestRank] = [live, rank];
     }
     return best;

@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import { isOxyError, OxyError } from '../../core/errors.js';
 import { encodeRequestHeader, ResponseStatus, type Metadata } from '../protocol/stream-header.js';
-import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, flowRecordHead, type FlowRecordSink } from '../protocol/tcp-flows.js';
+import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { LiveConnection } from './registry.js';
 
@@ -61,6 +61,7 @@ export class TcpFlowStreams {
     const idle = this.#idle.get(live.conn);
     const ready = idle?.pop();
     if (ready) {
+      live.idleStreams = idle!.length;
       this.counters.reused++;
       return ready.start(socket, open, failed);
     }
@@ -94,7 +95,7 @@ export class TcpFlowStreams {
       live.conn.closed.then(() => this.#closeIdle(live.conn, 0));
     }
     fs.idleSince = performance.now();
-    idle.push(fs);
+    live.idleStreams = idle.push(fs);
     this.#sweep ??= setInterval(() => {
       for (const conn of this.#idle.keys()) this.#closeIdle(conn, IDLE_MS);
     }, IDLE_MS / 3).unref();
@@ -103,10 +104,11 @@ export class TcpFlowStreams {
   /** Ends the idle streams of `conn` unused for `age` ms (oldest first: the list is LIFO). */
   #closeIdle(conn: TunnelConnection, age: number): void {
     const idle = this.#idle.get(conn);
-    if (!idle) return;
+    if (!idle?.length) return;
     const now = performance.now();
     let n = 0;
     while (n < idle.length && now - idle[n]!.idleSince >= age) idle[n++]!.close();
+    if (n > 0) idle[0]!.live.idleStreams = idle.length - n;
     idle.splice(0, n);
     if (conn.isClosed) this.#idle.delete(conn);
   }
@@ -115,7 +117,9 @@ export class TcpFlowStreams {
   forget(conn: TunnelConnection, fs: FlowStream): void {
     const idle = this.#idle.get(conn);
     const i = idle?.indexOf(fs) ?? -1;
-    if (i >= 0) idle!.splice(i, 1);
+    if (i < 0) return;
+    idle!.splice(i, 1);
+    fs.live.idleStreams = idle!.length;
   }
 
   close(): void {
@@ -137,7 +141,7 @@ class FlowStream implements FlowRecordSink {
 
   constructor(
     private readonly stream: TunnelStream,
-    private readonly live: LiveConnection,
+    readonly live: LiveConnection,
     private readonly o: TcpFlowOptions,
     private readonly owner: TcpFlowStreams,
   ) {
@@ -163,11 +167,7 @@ class FlowStream implements FlowRecordSink {
       () => this.#die(new OxyError('OXY_ERR_DIAL_FAILED', `The connector did not answer in ${ANSWER_TIMEOUT_MS / 1000} s`)),
       ANSWER_TIMEOUT_MS,
     );
-    const stream = this.stream;
-    stream.cork();
-    stream.write(flowRecordHead(FlowRecord.OPEN, open.length));
-    stream.write(open);
-    stream.uncork();
+    writeFlowRecord(this.stream, FlowRecord.OPEN, open);
     if (this.o.early) link.attach(socket, true);
   }
 

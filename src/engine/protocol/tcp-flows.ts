@@ -51,6 +51,26 @@ export function flowRecordHead(type: number, length: number): Buffer {
   return head;
 }
 
+/** Below this a record goes as one copied buffer: a corked pair of writes costs more JS than the copy. */
+const COPY_BELOW = 4096;
+
+/** Writes one record (its head and payload) to `stream`. */
+export function writeFlowRecord(stream: Duplex, type: number, payload: Buffer): void {
+  const n = payload.length;
+  if (n < COPY_BELOW) {
+    const record = Buffer.allocUnsafe(RECORD_HEAD + n);
+    record[0] = type;
+    record.writeUInt32BE(n, 1);
+    payload.copy(record, RECORD_HEAD);
+    stream.write(record);
+    return;
+  }
+  stream.cork();
+  stream.write(flowRecordHead(type, n));
+  stream.write(payload);
+  stream.uncork();
+}
+
 const END_RECORD = flowRecordHead(FlowRecord.END, 0);
 const RESET_RECORD = flowRecordHead(FlowRecord.RESET, 0);
 
@@ -285,10 +305,7 @@ export class FlowLink {
   readonly #onSocketData = (chunk: Buffer): void => {
     if (this.#sentTerm || this.#released) return;
     const stream = this.stream;
-    stream.cork();
-    stream.write(flowRecordHead(FlowRecord.DATA, chunk.length));
-    stream.write(chunk);
-    stream.uncork();
+    writeFlowRecord(stream, FlowRecord.DATA, chunk);
     if (this.#gate === 'one') {
       this.#gate = 'shut';
       this.#socket!.pause();
