@@ -133,20 +133,22 @@ export interface NativeQuicClient {
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
   streamsLeft(): number;
-  /** Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc). */
-  attachPump(id: number, fd: number): boolean;
+  /** Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc); `plain`: a private TCP flow's. */
+  attachPump(id: number, fd: number, plain: boolean): boolean;
+  /** A plain pump's stream side ended: its fd's write side is shut after what is queued (a PUMP SHUT record follows). */
+  shutPump(id: number): void;
   /** Bytes for the pump's fd; returns those not yet written, -1 when it takes none. */
   pumpWrite(id: number, data: Bytes, head: boolean): number;
   /** Returns the request bytes it read off the stream and wrote to the fd without JS. */
   closePump(id: number): number;
   /**
-   * JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records.
-   * With `records` the addon reads every record from here on (BODY bytes to the fd, the rest as
-   * whole frames), from JS's point: `frameLeft` payload bytes of its current frame and `bodyLeft`
-   * of its current BODY record still to come. 1: armed; 0: not now, ask again after the next
-   * batch; -1: never (JS reads the rest itself).
+   * JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records
+   * (mode 0). Mode 1 (records): the addon reads every record from here on (BODY bytes to the fd,
+   * the rest as whole frames), from JS's point: `frameLeft` payload bytes of its current frame
+   * and `bodyLeft` of its current BODY record still to come; mode 2 (plain): every byte to the fd.
+   * 1: armed; 0: not now, ask again after the next batch; -1: never (JS reads the rest itself).
    */
-  armPumpHeads(id: number, records: boolean, frameLeft: number, bodyLeft: number): number;
+  armPumpHeads(id: number, mode: number, frameLeft: number, bodyLeft: number): number;
   close(): void;
   ref(): void;
   unref(): void;

@@ -58,6 +58,8 @@ export const QuicPumpEvent = {
   ANSWER_BROKEN: 6,
   /** payload: f64 errno of a failed write to the client. */
   ANSWER_FAILED: 7,
+  /** A plain pump's socket took every byte for it and its write side is shut. */
+  SHUT: 8,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

@@ -82,6 +82,8 @@ export interface FdPump {
    * the bytes the transport read off the stream and wrote to the socket itself (`records`).
    */
   close(): number;
+  /** A plain pump: no more bytes for the socket after those written; its write side is shut once they are out (`shut` follows). */
+  end?(): void;
 }
 
 export interface FdPumpEvents {
@@ -110,6 +112,13 @@ export interface FdPumpEvents {
    */
   records?: boolean;
   handOver?(): void;
+  /**
+   * A private TCP flow's socket: no records, every byte of the stream is the socket's, and each
+   * direction half-closes on its own: the socket's EOF is `end(0)` (write the stream's end
+   * then), the stream's end is `FdPump.end()` and then `shut()`. Close the pump after both.
+   */
+  plain?: boolean;
+  shut?(): void;
 }
 
 export interface TunnelCloseInfo {

@@ -51,6 +51,7 @@ enum PumpEvent : uint8_t {
   kAnswerDone = 5,    // an answer is whole and written to the client: its figures are in the shared state
   kAnswerBroken = 6,  // the connector's bytes cannot be framed: payload the reason
   kAnswerFailed = 7,  // writing to the client failed: payload f64 errno
+  kPumpShut = 8,      // a plain pump's fd took every byte for it and its write side is shut (ShutPump)
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -138,6 +139,7 @@ struct StreamRecv {
   uint8_t rtype = 0;
   uint32_t rleft = 0;  // payload bytes of the current record still to come
   bool rbad = false;   // a record JS will refuse: never armed again
+  bool plain = false;  // no records: every payload byte is for the fd (a private TCP flow)
   std::vector<uint8_t> head;  // the HEAD being gathered (armed)
   bool armed = false;
   bool held = false;
@@ -299,6 +301,13 @@ struct Pump {
   // Anything else goes as kEvData and disarms (JS arms again at its next boundary).
   bool heads = false;
   uint64_t body_bytes = 0;  // request bytes read off the stream here and written to the fd (StreamRecv)
+  // Plain (a private TCP flow's socket): the fd's EOF ends only its read direction (read_done, a
+  // kPumpEnd with errno 0), and its write side is shut once JS said the stream's side ended
+  // (shut_pending) and every byte for it was written (kPumpShut).
+  bool plain = false;
+  bool read_done = false;
+  bool shut_pending = false;
+  bool shut_done = false;
 };
 
 // The edge's side of an `http1` stream (quic-answer.cc): while armed for an answer, the stream's
@@ -403,19 +412,22 @@ class Conn {
   Napi::Array PeerCertificates(Napi::Env env);
   uint64_t StreamsLeft();
   // Pumps stream `id` to and from `fd` (the pump owns it: closed with the pump). False: no such stream.
-  bool AttachPump(int64_t id, int fd);
+  bool AttachPump(int64_t id, int fd, bool plain = false);
+  // A plain pump: no more bytes for the fd after those queued; its write side is shut once they are written.
+  void ShutPump(int64_t id);
   // Bytes for the pump's fd (`head`: a request starts: its answer is reported). Returns the bytes
   // not yet written to the fd (a kPumpDrain follows above kStreamHighWater), -1 when it takes none.
   double PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head);
   // Returns the request bytes the pump read off the stream and wrote to its fd (no JS), 0 if none.
   double ClosePump(int64_t id);
-  // JS's parsers of the stream stand at a point it can hand over. `records`: the addon reads every
+  // JS's parsers of the stream stand at a point it can hand over. `records` (mode 1): the addon reads every
   // record from here on (StreamRecv), JS's frame having `frame_left` payload bytes and its BODY
   // record `body_left` bytes still to come; else JS is between records and the addon takes only
   // deliveries that are exactly one HEAD frame (PumpHead). 1: armed; 0: not now (JS has not seen
   // every byte given to it yet, or stands elsewhere than the addon's reading), ask again after
   // the next batch; -1: never (JS reads the rest itself).
-  int ArmPumpHeads(int64_t id, bool records, uint64_t frame_left, uint64_t body_left);
+  // mode: 0 heads, 1 records, 2 plain (every payload byte for the fd; body_left is 0).
+  int ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_left);
   // The edge's answer pumps (quic-answer.cc). Attach: `fd` is the client socket (duplicated),
   // `state` the shared Float64Array. Arm: the next answer is written to it natively.
   bool AttachAnswers(int64_t id, int fd, Napi::Float64Array state, const std::string& keep_alive, const std::string& extra);

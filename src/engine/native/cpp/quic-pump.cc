@@ -103,7 +103,7 @@ double StatusOf(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-bool Conn::AttachPump(int64_t id, int socket_fd) {
+bool Conn::AttachPump(int64_t id, int socket_fd, bool plain) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
   ClosePump(id);
@@ -121,6 +121,7 @@ bool Conn::AttachPump(int64_t id, int socket_fd) {
     return false;
   }
   p->poll->data = p.get();
+  p->plain = plain;
   Pump* raw = p.get();
   pumps_[id] = std::move(p);
   PumpWatch(raw);
@@ -145,10 +146,10 @@ double Conn::ClosePump(int64_t id) {
   return body_bytes;
 }
 
-int Conn::ArmPumpHeads(int64_t id, bool records, uint64_t frame_left, uint64_t body_left) {
+int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_left) {
   auto it = pumps_.find(id);
   if (it == pumps_.end()) return -1;  // nothing to arm: JS stops asking
-  if (!records) {
+  if (mode == 0) {
     it->second->heads = true;
     return 1;
   }
@@ -163,11 +164,12 @@ int Conn::ArmPumpHeads(int64_t id, bool records, uint64_t frame_left, uint64_t b
     s->recv->fleft = uint32_t(frame_left);
     s->recv->rtype = body_left ? kRecordBody : 0;
     s->recv->rleft = uint32_t(body_left);
+    s->recv->plain = mode == 2;
     s->recv->armed = true;
     return 1;
   }
   StreamRecv& r = *s->recv;
-  if (r.raw || r.rbad || r.end) return -1;
+  if (r.raw || r.rbad || r.end || r.plain || mode == 2) return -1;
   // Again: JS reads whole frames made here, and its reader followed the records given to it as ours did.
   if (frame_left != 0 || r.rfill != 0 || r.rleft != body_left || (body_left && r.rtype != kRecordBody)) return 0;
   r.armed = true;
@@ -210,6 +212,13 @@ double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {
   double pending = double(p->out.size() - p->out_off);
   if (pending > kStreamHighWater) p->want_drain = true;
   return pending;
+}
+
+void Conn::ShutPump(int64_t id) {
+  auto it = pumps_.find(id);
+  if (it == pumps_.end() || !it->second->plain || it->second->shut_pending) return;
+  it->second->shut_pending = true;
+  PumpQueue(it->second.get());  // the flush writes what is queued, then shuts
 }
 
 void Conn::PumpQueue(Pump* p) {
@@ -292,6 +301,11 @@ void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
       RecvForward(s, d, n);
       return;
     }
+    if (r.plain) {
+      auto it = pumps_.find(s->id);
+      PumpBody(s, it == pumps_.end() ? nullptr : it->second.get(), d, n);
+      return;
+    }
     if (r.rleft == 0) {
       if (!TakeRecordHeader(r, d, n)) return;
       if (r.rbad) {
@@ -325,7 +339,7 @@ void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
 void Conn::RecvForward(Stream* s, const uint8_t* d, size_t n) {
   StreamRecv& r = *s->recv;
   JsPayload(r, d, n);
-  while (n > 0 && !r.rbad) {
+  while (n > 0 && !r.rbad && !r.plain) {
     if (r.rleft == 0) {
       TakeRecordHeader(r, d, n);
       continue;
@@ -420,6 +434,11 @@ void Conn::PumpWriteOut(Pump* p) {
     p->out.erase(p->out.begin(), p->out.begin() + ptrdiff_t(p->out_off));  // moves less than was written
     p->out_off = 0;
   }
+  if (p->shut_pending && !p->shut_done && !p->ended && p->out_off == p->out.size()) {
+    p->shut_done = true;
+    if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) PumpEnd(p, errno);
+    else Event(kEvPump, kPumpShut, p->id, nullptr, 0);
+  }
   if (p->out.size() - p->out_off <= kStreamHighWater / 2) {
     if (p->want_drain) {
       p->want_drain = false;
@@ -468,7 +487,13 @@ void Conn::PumpRead(Pump* p) {
       if (size_t(n) < kPumpRead) break;  // likely drained: the poll says when there is more
       continue;
     }
-    if (n == 0) {
+    if (n == 0 && p->plain) {
+      // The peer's FIN ends this direction only: the stream's END follows what was read (JS writes it).
+      p->read_done = true;
+      double e = 0;
+      Event(kEvPump, kPumpEnd, p->id, reinterpret_cast<const uint8_t*>(&e), 8);
+      Dirty();
+    } else if (n == 0) {
       PumpEnd(p, 0);
     } else if (errno == EINTR) {
       continue;
@@ -503,7 +528,7 @@ void Conn::PumpWatch(Pump* p) {
   if (!p->ended) {
     Stream* s = Find(p->id);
     if (p->out_off < p->out.size()) events |= UV_WRITABLE;
-    if (s && !s->pump_blocked) events |= UV_READABLE;
+    if (s && !s->pump_blocked && !p->read_done) events |= UV_READABLE;
   }
   if (events == p->events) return;
   p->events = events;

@@ -45,6 +45,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("pumpWrite", &QuicClient::JsPumpWrite),
         InstanceMethod("closePump", &QuicClient::JsClosePump),
         InstanceMethod("armPumpHeads", &QuicClient::JsArmPumpHeads),
+        InstanceMethod("shutPump", &QuicClient::JsShutPump),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicClient", methods);
@@ -234,10 +235,17 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   Napi::Value JsStreamsLeft(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(Usable() ? conn_->StreamsLeft() : 0)); }
 
-  // attachPump(id, fd) → true when stream `id` now pumps to and from (a duplicate of) the TCP socket `fd`.
+  // attachPump(id, fd, plain) → true when stream `id` now pumps to and from (a duplicate of) the
+  // TCP socket `fd`; `plain`: a private TCP flow (no http1 records, half-closes each way).
   Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
-    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value());
+    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), info[2].ToBoolean());
     return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // shutPump(id): a plain pump's stream side ended: shut the fd's write side after what is queued (kPumpShut).
+  Napi::Value JsShutPump(const Napi::CallbackInfo& info) {
+    if (Usable()) conn_->ShutPump(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
   }
 
   // pumpWrite(id, bytes, head) → bytes not yet written to the fd, -1 when it takes none.
@@ -249,12 +257,12 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     return Napi::Number::New(env, conn_->PumpWrite(info[0].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[2].ToBoolean()));
   }
 
-  // armPumpHeads(id, records, frameLeft, bodyLeft) → 1 armed, 0 ask again after the next batch,
-  // -1 never (Conn::ArmPumpHeads). Whole HEAD records may come as PUMP records; with `records`
-  // the addon reads every record from JS's point on (BODY bytes to the fd).
+  // armPumpHeads(id, mode, frameLeft, bodyLeft) → 1 armed, 0 ask again after the next batch, -1
+  // never (Conn::ArmPumpHeads). Mode 0: whole HEAD records may come as PUMP records; 1 (records):
+  // the addon reads every record from JS's point on (BODY bytes to the fd); 2 (plain): every byte.
   Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
     auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
-    int armed = Usable() ? conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value(), info[1].ToBoolean(), num(2), num(3)) : -1;
+    int armed = Usable() ? conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), num(2), num(3)) : -1;
     return Napi::Number::New(info.Env(), armed);
   }
 

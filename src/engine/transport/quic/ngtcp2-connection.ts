@@ -45,10 +45,11 @@ export interface Ngtcp2Port {
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
   /** The client's (cpp/quic-pump.cc): a stream pumped to and from a TCP socket. */
-  attachPump?(id: number, fd: number): boolean;
+  attachPump?(id: number, fd: number, plain: boolean): boolean;
+  shutPump?(id: number): void;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
   closePump?(id: number): number;
-  armPumpHeads?(id: number, records: boolean, frameLeft: number, bodyLeft: number): number;
+  armPumpHeads?(id: number, mode: number, frameLeft: number, bodyLeft: number): number;
   /** The server's (cpp/quic-answer.cc): a stream's answers written to the edge's client socket. */
   attachAnswers?(id: number, fd: number, state: Float64Array, keepAlive: Uint8Array, extra: Uint8Array): boolean;
   armAnswer?(id: number, flags: number): boolean;
@@ -69,6 +70,9 @@ export interface Ngtcp2ConnectionOptions {
   /** The addon is done with the connection (closed by either side, or abandoned). */
   released?: (conn: Ngtcp2TunnelConnection) => void;
 }
+
+/** What the addon reads of a pumped stream (Ngtcp2Port.armPumpHeads). */
+const PumpMode = { HEADS: 0, RECORDS: 1, PLAIN: 2 } as const;
 
 /** An http1 HEAD record (protocol/http1.ts) of `payload` in one stream DATA frame (./framing.ts). */
 function headFrame(payload: Buffer): Buffer {
@@ -197,10 +201,10 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   attachPump(stream: QuicStream, fd: number, events: FdPumpEvents): FdPump | undefined {
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
-    if (!native.attachPump(stream.id, fd)) return undefined;
+    if (!native.attachPump(stream.id, fd, events.plain === true)) return undefined;
     const id = stream.id;
     this.pumps.set(id, events);
-    if (events.head && events.bodyLeft && native.armPumpHeads) this.pumpsToArm.add(id);
+    if ((events.plain || (events.head && events.bodyLeft)) && native.armPumpHeads) this.pumpsToArm.add(id);
     return {
       write: (data, head) => {
         const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
@@ -211,6 +215,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         this.pumps.delete(id);
         this.pumpsToArm.delete(id);
         return this.released ? 0 : native.closePump!(id);
+      },
+      end: () => {
+        if (this.pumps.get(id) === events && !this.released) native.shutPump?.(id);
       },
     };
   }
@@ -287,7 +294,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         this.lastSendError = new Error(`UDP: errno ${data.readDoubleLE(0)}`);
         break;
       case QuicEvent.PUMP: {
-        if (flag >= QuicPumpEvent.ANSWER_DONE) {
+        if (flag >= QuicPumpEvent.ANSWER_DONE && flag <= QuicPumpEvent.ANSWER_FAILED) {
           this.onAnswer(id, flag, data);
           break;
         }
@@ -300,6 +307,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         else if (flag === QuicPumpEvent.END) events.end(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.DRAIN) events.drain();
         else if (flag === QuicPumpEvent.HEAD) events.head?.(data);
+        else if (flag === QuicPumpEvent.SHUT) events.shut?.();
         break;
       }
       case QuicEvent.CLOSED:
@@ -326,7 +334,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
 
   /**
    * The addon takes whole HEAD records of pumped streams whose parsers here are between records,
-   * or (`records`) every record from where the parsers here stand, unless one is half-read.
+   * or (`records`) every record from where the parsers here stand, unless one is half-read, or
+   * (`plain`) every byte from where the frame parser stands.
    */
   private armPumps(): void {
     for (const id of this.pumpsToArm) {
@@ -337,13 +346,13 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         continue;
       }
       const frameLeft = stream.frameLeft();
-      const bodyLeft = events.bodyLeft?.();
+      const bodyLeft = events.plain ? 0 : events.bodyLeft?.();
       if (frameLeft === undefined || bodyLeft === undefined || this.released) continue;
-      const records = events.records === true;
-      if (!records && (frameLeft !== 0 || bodyLeft !== 0)) continue;
-      const armed = this.native.armPumpHeads!(id, records, frameLeft, bodyLeft);
+      const mode = events.plain ? PumpMode.PLAIN : events.records ? PumpMode.RECORDS : PumpMode.HEADS;
+      if (mode === PumpMode.HEADS && (frameLeft !== 0 || bodyLeft !== 0)) continue;
+      const armed = this.native.armPumpHeads!(id, mode, frameLeft, bodyLeft);
       if (armed !== 0) this.pumpsToArm.delete(id);
-      if (armed === 1 && records) {
+      if (armed === 1 && mode !== PumpMode.HEADS) {
         stream.handOver();
         events.handOver?.();
       }
