@@ -319,9 +319,11 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
         last.send('POST', '/a5', body, true);
         expect((await last.answer())?.body).toBe(want);
         last.close();
-        // Each pump's count is logged when it closes: the spliced uploads (5 × 8 MiB, less what
-        // came before each new origin connected) went to the origins without JS.
-        if (mode === 'records') await expect.poll(() => bodyBytesPumped(e.connector.output), { timeout: 10_000 }).toBeGreaterThan(4 * body.length);
+        // Each pump's count is logged when it closes: the spliced uploads (6 × 8 MiB, each after a
+        // rule change: less what came before its new origin connected, up to ~1 MiB and more under
+        // load) went to the origins without JS. Handed over only at record boundaries (session 8's
+        // rule) 12–16 MB did.
+        if (mode === 'records') await expect.poll(() => bodyBytesPumped(e.connector.output), { timeout: 10_000 }).toBeGreaterThan(3 * body.length);
         else {
           await new Promise((r) => setTimeout(r, 500));
           expect(bodyBytesPumped(e.connector.output)).toBe(0);
