@@ -161,6 +161,8 @@ class FastConnection {
   };
   /** What Node's server says on a kept connection: its keep-alive timeout, in whole seconds. */
   readonly keepAlive: string;
+  /** The client's address (X-Forwarded-For), read once. */
+  readonly client: string;
 
   constructor(
     private readonly socket: Socket,
@@ -168,6 +170,7 @@ class FastConnection {
     private readonly sockets: Set<Socket>,
   ) {
     this.keepAlive = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(o.timeouts.keepAliveMs / 1000)}\r\n`;
+    this.client = socket.remoteAddress ?? '';
     sockets.add(socket);
     socket.on('error', ignore);
     socket.on('data', this.#onData);
@@ -260,7 +263,7 @@ class FastConnection {
   #next(): void {
     const buf = this.#buf;
     if (!buf || this.#req || this.#gone || this.#handedOff) return;
-    const fr = scanRequest(buf, this.socket.remoteAddress ?? '');
+    const fr = scanRequest(buf, this.client);
     if (!fr) return this.#handOff();
     const isChunked = fr.bodyLength === CHUNKED_BODY;
     const live = this.#route(fr.host, isChunked);
@@ -385,6 +388,7 @@ class FastConnection {
     req.native = t.pump !== undefined && !this.#corked && this.socket.writableLength === 0 && t.pump.arm(req.fr.method === 'HEAD', req.fr.close);
     if (req.native) {
       t.armed++;
+      t.idleMark = pumped(t);
       // Pipelined requests wait behind it: its end must come at once.
       if (this.#buf) t.pump!.state[ANSWER_STATE.URGENT] = 1;
     }
@@ -435,7 +439,12 @@ class FastConnection {
         extra: t.proxyStatus,
         done: () => this.#pumpDone(t),
         broken: (message) => t === this.#tunnel && this.#broken(new Error(message)),
-        failed: (errno) => t === this.#tunnel && this.#broken(new Error(`writing to the client failed (errno ${errno})`)),
+        // The client went away mid-answer (EPIPE, ECONNRESET): as its socket's 'close' would, quietly.
+        failed: () => {
+          if (t !== this.#tunnel) return;
+          this.#dropTunnel(true);
+          this.socket.destroy();
+        },
       });
     if (t.pump) debug('answers of stream %d written to the client by the transport', stream.id);
     (live.onDrain ??= new Set()).add(t.drained);

@@ -249,6 +249,22 @@ describe('the ngtcp2 edge writes its HTTP/1 answers natively', () => {
     expect(head.toString('latin1')).toMatch(/^HTTP\/1\.1 200 OK\r\nContent-Length: 167772160\r\nConnection: keep-alive\r\n/);
     expect(body).toBe(HELD_MIB * MIB.length);
     expect(got.digest('hex')).toBe(expected.digest('hex'));
+    // A client that resets mid-answer: its stream goes quietly, the next client is served.
+    const rude = connect(e.httpPort, '127.0.0.1');
+    rude.on('error', () => undefined);
+    rude.write(get('/held'));
+    await new Promise<void>((resolve) => {
+      let n = 0;
+      rude.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > 4 * MIB.length) {
+          rude.resetAndDestroy();
+          resolve();
+        }
+      });
+    });
+    expect((await getVia(e.httpPort, '/after-reset')).body.toString()).toBe('hello /after-reset');
+    expect(e.edge.output).not.toMatch(/Request through the tunnel failed/);
   }, 90_000);
 
   it('an answer cut mid-way is cut for the client, a dropped request gets the 502 page, and the next request is served', async () => {
