@@ -45,6 +45,7 @@ const outcome = (port) => new Promise((resolve) => {
 });
 (async () => {
   if (mode === 'seq') { for (let i = 0; i < n; i++) await one(i); console.log('ok ' + n); }
+  else if (mode === 'up') { await Promise.all([0, 1, 2, 3].map((i) => one(n + i))); console.log('ok'); }
   else if (mode === 'rst') console.log(await outcome(9101));
   else if (mode === 'refused') console.log(await outcome(9199));
   else if (mode === 'abort') {
@@ -108,6 +109,35 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '5'])).stdout.trim()).toBe('ok 5');
       expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
     }, 30_000);
+  });
+
+  describe('over QUIC, where they are off unless OXY_TCP_FLOWS=all', () => {
+    let site: VnetSite;
+    beforeAll(async () => {
+      const was = process.env.OXY_TCP_FLOWS;
+      process.env.OXY_TCP_FLOWS = 'all';
+      try {
+        site = await startVnetSite({ protocol: 'quic' });
+      } finally {
+        if (was === undefined) delete process.env.OXY_TCP_FLOWS;
+        else process.env.OXY_TCP_FLOWS = was;
+      }
+      await site.spawnIn(site.dc, process.execPath, ['-e', HOST]).waitFor(/listening/);
+    }, 60_000);
+    afterAll(async () => {
+      await site?.close();
+    });
+
+    it('flows one after another and four of 3 MiB at once, each answered whole; resets leave the stream fit', async () => {
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '20'])).stdout.trim()).toBe('ok 20');
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'up', String(3 * 1024 * 1024)], { timeoutMs: 30_000 })).stdout.trim()).toBe('ok');
+      expect(['ECONNRESET', 'end']).toContain((await site.inDevice(process.execPath, ['-e', CLIENT, 'rst'])).stdout.trim());
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'refused'])).stdout.trim()).toBe('ECONNRESET');
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '5'])).stdout.trim()).toBe('ok 5');
+      const counted = flows(site);
+      expect(counted.reused + counted.new).toBe(20 + 4 + 1 + 1 + 5);
+      expect(counted.reused).toBeGreaterThanOrEqual(20);
+    }, 60_000);
   });
 
   describe('a connector that does not announce tcp-flows/1 (an older peer)', () => {
