@@ -1,6 +1,7 @@
-// ngtcp2's loopback profile (OXY_NGTCP2_LOOPBACK=all, decided per connection from the peer's
-// address): 64 KB packets, a congestion window counted in 1 MiB units, an ACK per 8 packets —
-// between ngtcp2 ends only as far as the peer allows (quiche advertises 16 KB); none of it unset.
+// ngtcp2's loopback profile (OXY_NGTCP2_LOOPBACK, decided per connection from the peer's
+// address): 64 KB packets and an ACK per 8 packets by default, a congestion window counted in
+// 1 MiB units with `all` — between ngtcp2 ends only as far as the peer allows (quiche advertises
+// 16 KB); none of it with `none`.
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
@@ -56,7 +57,7 @@ describe('ngtcp2 on loopback', () => {
     expect(sha256(gotDown)).toBe(sha256(down));
   }
 
-  it('with it, ngtcp2 ends take 64 KB packets and a window past 1 MB, on 127.0.0.1 and ::1', async () => {
+  it('with all, ngtcp2 ends take 64 KB packets and a window past 1 MB, on 127.0.0.1 and ::1', async () => {
     for (const host of ['127.0.0.1', '::1']) {
       const { client, server } = await pair('ngtcp2', 'ngtcp2', host);
       // The largest DATAGRAM frame follows the packet size (64,954 bytes in a 65,000-byte packet).
@@ -68,7 +69,7 @@ describe('ngtcp2 on loopback', () => {
     }
   }, 60_000);
 
-  it('with it, packets toward a quiche peer stay at what it advertises (16 KB), both ways intact', async () => {
+  it('with all, packets toward a quiche peer stay at what it advertises (16 KB), both ways intact', async () => {
     for (const [edge, connector] of [
       ['ngtcp2', 'quiche'],
       ['quiche', 'ngtcp2'],
@@ -80,8 +81,17 @@ describe('ngtcp2 on loopback', () => {
     }
   }, 60_000);
 
-  it('by default (OXY_NGTCP2_LOOPBACK unset): packets and window as on any path, bulk intact', async () => {
+  it('by default (OXY_NGTCP2_LOOPBACK unset): 64 KB packets, the window counted in packets as on any path, bulk intact', async () => {
     const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', '');
+    expect(client.maxDatagramSize).toBeGreaterThan(60_000);
+    expect(server.maxDatagramSize).toBeGreaterThan(60_000);
+    // ngtcp2's initial window: 2 packets of 65,000 bytes (not 2 MiB, as with `window`).
+    expect(client.quicStats().cwnd).toBeLessThan(256 * 1024);
+    await bulk(client, server, 16);
+  }, 60_000);
+
+  it('with OXY_NGTCP2_LOOPBACK=none: packets and window as on any path, bulk intact', async () => {
+    const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', 'none');
     expect(client.maxDatagramSize).toBeLessThan(16_384);
     expect(server.maxDatagramSize).toBeLessThan(16_384);
     // ngtcp2's initial window: 2 packets of 16 KB.

@@ -86,20 +86,20 @@ export interface TlsMaterial {
 const encoder = new TextEncoder();
 
 /**
- * ngtcp2 on a loopback path, opt-in (decided per connection from the peer's address, so it holds
- * for a quiche peer too, which caps the packets at what it advertises): 64 KB packets; a
- * congestion window counted in 1 MiB units — ngtcp2 0.12's CUBIC caps it at 2.89 × max(2 units,
- * delivery rate × min RTT), ~6 packets at loopback RTTs; an ACK per 8 packets instead of 2.
- * `OXY_NGTCP2_LOOPBACK` picks the parts (`payload,window,ack`, or `all`); unset, none. Off by
- * default: once a flush sent more than one packet per stream it measured no better down and
- * slower up at 1 GiB (uploads stalled in some runs with the large window; docs/decisions.md
- * "QUIC bulk on ngtcp2 (session 8)"). Only where the payload is LOOPBACK_UDP_PAYLOAD (not a
- * caller's own tuning).
+ * ngtcp2 on a loopback path (decided per connection from the peer's address, so it holds for a
+ * quiche peer too, which caps the packets at what it advertises): 64 KB packets; an ACK per 8
+ * packets instead of 2; opt-in, a congestion window counted in 1 MiB units — ngtcp2 0.12's CUBIC
+ * caps it at 2.89 × max(2 units, delivery rate × min RTT), ~6 packets at loopback RTTs.
+ * `OXY_NGTCP2_LOOPBACK` picks the parts (`payload,window,ack`, `all`, or `none`); unset,
+ * `payload,ack`: a quarter of the packets for the same bytes cost each side 0.1–0.7 ms/MB less
+ * both ways, small requests alike, where the larger window stalled uploads at 1 GiB
+ * (docs/decisions.md "QUIC bulk on ngtcp2 (session 8)", "QUIC bulk (session 9)"). Only where the
+ * payload is LOOPBACK_UDP_PAYLOAD (not a caller's own tuning).
  */
 export const NGTCP2_LOOPBACK = { udpPayloadSize: 65_000, cwndUnit: 1024 * 1024, ackThreshold: 8 };
 
 function ngtcp2Loopback(): Pick<QuicSettings, 'loopbackUdpPayloadSize' | 'loopbackCwndUnit' | 'loopbackAckThreshold'> {
-  const value = process.env.OXY_NGTCP2_LOOPBACK ?? '';
+  const value = process.env.OXY_NGTCP2_LOOPBACK || 'payload,ack';
   const parts = value === 'all' ? ['payload', 'window', 'ack'] : value.split(',');
   return {
     loopbackUdpPayloadSize: parts.includes('payload') ? NGTCP2_LOOPBACK.udpPayloadSize : 0,
