@@ -101,7 +101,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // dial: a round trip sooner); the rest waits for the answer, so a slow dial holds at most that
   // one chunk (≤ 64 KiB) per flow.
   // With a connector that serves them, flows ride reused `tcp-flows` streams instead (tcp-flows.ts).
-  const flowStreams = new TcpFlowStreams({ unsent: FLOW_UNSENT || PIPE_MARK, returnUnsent: RETURN_UNSENT || PIPE_MARK, early: earlyData });
+  const flowStreams = new TcpFlowStreams({ unsent: FLOW_UNSENT, returnUnsent: RETURN_UNSENT, early: earlyData });
   new Counter({
     name: 'oxy_edge_tcp_flows_total',
     help: 'Private TCP flows carried on tcp-flows streams, by stream: reused (it carried a flow before) or new',
@@ -287,8 +287,6 @@ const earlyData = process.env.OXY_IP_EARLY_DATA !== '0';
  * (one TUN segment) halved the calls at or below pipe()'s CPU per MB (docs/decisions.md).
  */
 const RETURN_UNSENT = FLOW_UNSENT ? 64 * 1024 : 0;
-/** pipe()'s mark (a socket's and an HTTP/2 stream's highWaterMark), for flows on reused streams with OXY_IP_RELAY_UNSENT=0. */
-const PIPE_MARK = 16 * 1024;
 
 /**
  * The first chunk a paused upgraded socket reads before its stream is answered: written to the

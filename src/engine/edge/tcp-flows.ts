@@ -168,7 +168,7 @@ class FlowStream implements FlowRecordSink {
       ANSWER_TIMEOUT_MS,
     );
     writeFlowRecord(this.stream, FlowRecord.OPEN, open);
-    if (this.o.early) link.attach(socket, true);
+    link.attach(socket, this.o.early ? 'one' : 'shut');
   }
 
   header(_type: number, payload: Buffer): void {
@@ -181,12 +181,10 @@ class FlowStream implements FlowRecordSink {
     if (answer.status !== ResponseStatus.OK) {
       if (!socket.destroyed) this.#failed?.(new OxyError('OXY_ERR_DIAL_FAILED', `The connector could not reach the flow's destination: ${answer.message}`));
       socket.resetAndDestroy();
-      if (!this.o.early) link.attach(socket);
       link.abort();
       return;
     }
-    if (this.o.early) link.open();
-    else link.attach(socket);
+    link.open();
   }
 
   // Before the answer, DATA, END and RESET are the previous flow's last words (a RESET that

@@ -198,23 +198,36 @@ export class FlowLink {
   /** Unanswered (edge): after one chunk the socket waits for open(). */
   #gate: 'open' | 'one' | 'shut' = 'open';
 
+  #unsent: number;
+  #returnUnsent: number;
+
+  /**
+   * `unsent` (socket → stream) and `returnUnsent` (stream → socket): the source pauses while its
+   * destination holds more than this, never less than the destination's high-water mark (below
+   * it no 'drain' would come; 0 means pipe()'s mark).
+   */
   constructor(
     private readonly stream: Duplex,
-    /** Socket → stream: the socket pauses while the stream holds more than this. */
-    private readonly unsent: number,
-    /** Stream → socket: the stream pauses while the socket holds more than this. */
-    private readonly returnUnsent: number,
+    unsent: number,
+    returnUnsent: number,
     private readonly done: () => void,
-  ) {}
+  ) {
+    this.#unsent = Math.max(unsent, stream.writableHighWaterMark);
+    this.#returnUnsent = returnUnsent;
+  }
 
   get released(): boolean {
     return this.#released;
   }
 
-  /** The flow's socket: from now on its bytes go out as DATA. `gated`: one chunk only until open(). */
-  attach(socket: Socket, gated = false): void {
+  /**
+   * The flow's socket: from now on its bytes go out as DATA. `gate` (the edge before the answer):
+   * `one` lets one chunk go, `shut` none, until open().
+   */
+  attach(socket: Socket, gate: 'open' | 'one' | 'shut' = 'open'): void {
     this.#socket = socket;
-    if (gated) this.#gate = 'one';
+    this.#gate = gate;
+    this.#returnUnsent = Math.max(this.#returnUnsent, socket.writableHighWaterMark);
     socket.on('data', this.#onSocketData);
     socket.on('end', this.#onSocketEnd);
     socket.on('error', this.#onSocketGone);
@@ -223,7 +236,9 @@ export class FlowLink {
     this.#pending = undefined;
     if (pending) for (const bytes of pending) socket.write(bytes);
     if (this.#pendingEnd) socket.end();
-    socket.resume();
+    // Gone already (its close was before these listeners): the flow aborts at once.
+    if (socket.destroyed) this.abort();
+    else if (gate !== 'shut') socket.resume();
   }
 
   /** The answer came: the socket's bytes flow freely. */
@@ -250,7 +265,7 @@ export class FlowLink {
       setImmediate(this.#uncork);
     }
     socket.write(bytes);
-    if (!this.#streamPaused && socket.writableLength > this.returnUnsent) {
+    if (!this.#streamPaused && socket.writableLength > this.#returnUnsent) {
       this.#streamPaused = true;
       this.stream.pause();
       socket.once('drain', this.#onSocketDrain);
@@ -310,7 +325,7 @@ export class FlowLink {
       this.#gate = 'shut';
       this.#socket!.pause();
     }
-    if (!this.#socketWaits && stream.writableLength > this.unsent) {
+    if (!this.#socketWaits && stream.writableLength > this.#unsent) {
       this.#socketWaits = true;
       this.#socket!.pause();
       stream.once('drain', this.#onStreamDrain);
