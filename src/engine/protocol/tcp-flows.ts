@@ -305,6 +305,10 @@ export class FlowLink {
       this.#stopSocket();
       this.stream.write(RESET_RECORD);
     }
+    // The socket is gone: a stream paused for its backpressure reads on (the peer's last records
+    // are dropped); paused, it would never read the peer's terminator, and would hold the
+    // connection's window (iperf3 -R stalled every flow of its connection).
+    this.#resumeStream();
     this.#maybeDone();
   }
 
