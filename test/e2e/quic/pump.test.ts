@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { holdThenRead } from '../../helpers/origins.js';
 import { useWebTunnel } from '../../helpers/processes.js';
 import { expectServes, getVia, quicTunnel, sha256hex } from './support.js';
 
@@ -221,41 +222,16 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
     const client = connect(e.httpPort, '127.0.0.1');
     client.on('error', () => undefined);
     client.write('GET /held HTTP/1.1\r\nHost: app.example.com\r\n\r\n');
-    client.pause();
-    // Held: the origin's writes stop growing while nobody reads (windows and buffers fill, then nothing moves).
-    let last = -1;
-    for (let i = 0; i < 40 && heldWritten !== last; i++) {
-      last = heldWritten;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    expect(heldWritten).toBe(last);
-    expect(heldWritten).toBeLessThan(HELD_MIB * MIB.length);
-    // Then read it all: the head, and the body byte-exact.
+    // Held: the origin's writes stop growing while nobody reads (windows and buffers fill), then every byte arrives.
+    const answer = await holdThenRead(client, () => heldWritten, HELD_MIB * MIB.length);
+    client.destroy();
+    expect(answer.held).toBe(true);
+    expect(answer.heldAt).toBeLessThan(HELD_MIB * MIB.length);
+    expect(answer.head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer.bytes).toBe(HELD_MIB * MIB.length);
     const expected = createHash('sha256');
     for (let i = 0; i < HELD_MIB; i++) expected.update(MIB);
-    const got = createHash('sha256');
-    let head = '';
-    let body = 0;
-    await new Promise<void>((resolve, reject) => {
-      client.on('data', (c: Buffer) => {
-        if (!head.endsWith('\r\n\r\n')) {
-          const end = Buffer.concat([Buffer.from(head, 'latin1'), c]).indexOf('\r\n\r\n');
-          if (end < 0) return void (head += c.toString('latin1'));
-          const at = end + 4 - head.length;
-          head = head + c.toString('latin1', 0, at);
-          c = c.subarray(at);
-        }
-        body += c.length;
-        got.update(c);
-        if (body >= HELD_MIB * MIB.length) resolve();
-      });
-      client.on('close', () => reject(new Error(`closed after ${body} bytes`)));
-      client.resume();
-    });
-    client.destroy();
-    expect(head).toMatch(/^HTTP\/1\.1 200 /);
-    expect(body).toBe(HELD_MIB * MIB.length);
-    expect(got.digest('hex')).toBe(expected.digest('hex'));
+    expect(answer.sha256).toBe(expected.digest('hex'));
   }, 90_000);
 
   it('counts each answer by status while the client keeps its connection open', async () => {
