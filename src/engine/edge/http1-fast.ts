@@ -468,12 +468,11 @@ class FastConnection {
 
   /** The tunnel is no longer the connection's: its pump (and its duplicate of the socket's fd) goes. */
   #release(t: Tunnel): void {
+    // Whether the answer in flight began is the pump's to say, until now (t is still this.#tunnel).
+    if (this.#req) this.#answered(this.#req);
     this.#tunnel = undefined;
     t.live.onDrain?.delete(t.drained);
     if (t.pump) {
-      // Whether the answer in flight began is the pump's to say, until now.
-      const req = this.#req;
-      if (req?.native && t.pump.state[ANSWER_STATE.STARTED] >= t.armed) req.answered = true;
       this.#pumped += pumped(t);
       t.pump.close();
       t.pump = undefined;
