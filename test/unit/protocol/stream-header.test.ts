@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { isOxyError, type ErrorCode } from '../../../src/core/errors.js';
+import { expectCode } from '../../helpers/errors.js';
 import {
   DEFAULT_MAX_HEADER_SIZE,
   encodeRequestHeader,
@@ -23,16 +23,6 @@ const request: Omit<StreamRequestHeader, 'type'> = {
     ['HttpHeader:X-Ünicode', 'värde ✓'],
   ],
 };
-
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(isOxyError(err, code), `expected ${code}, got ${(err as Error).message}`).toBe(true);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing thrown`);
-}
 
 describe('stream header', () => {
   it('round-trips a request header in one chunk, repeated keys in order', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isOxyError, type ErrorCode } from '../../../src/core/errors.js';
+import type { ErrorCode } from '../../../src/core/errors.js';
+import { expectCode } from '../../helpers/errors.js';
 import { encodeRequestHeader, encodeResponseHeader } from '../../../src/engine/protocol/stream-header.js';
 import {
   decodeFlowHeader,
@@ -24,16 +25,6 @@ function collect(): { sink: FlowRecordSink; seen: string[] } {
 }
 
 const record = (type: number, payload: Buffer = Buffer.alloc(0)) => Buffer.concat([flowRecordHead(type, payload.length), payload]);
-
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(isOxyError(err, code), `expected ${code}, got ${(err as Error).message}`).toBe(true);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing thrown`);
-}
 
 describe('tcp-flows records', () => {
   const open = encodeRequestHeader({ kind: 'tcp', destination: '198.18.0.10:80', metadata: [['Vnet', 'v']] });
