@@ -289,3 +289,11 @@ export async function startDeviceNets(names: [string, string, string], o: { env?
     throw err;
   }
 }
+
+/** A vnet site whose dc namespace runs `hostScript` (node -e) as its host, listening before this resolves. */
+export async function startVnetSiteWithHost(hostScript: string, options?: Parameters<typeof startVnetSite>[0]): Promise<{ site: VnetSite; host: NsProcess }> {
+  const site = await startVnetSite(options);
+  const host = site.spawnIn(site.dc, process.execPath, ['-e', hostScript]);
+  await host.waitFor(/listening/);
+  return { site, host };
+}

@@ -3,7 +3,7 @@
 // before the host answers: every byte arrives, in order, and the half-close is kept.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
+import { startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 const MIB = 1024 * 1024;
 const SIZE = 24 * MIB;
@@ -62,9 +62,7 @@ privilegedDescribe('bulk TCP over the private path', () => {
   let host: ReturnType<VnetSite['spawnIn']>;
 
   beforeAll(async () => {
-    site = await startVnetSite();
-    host = site.spawnIn(site.dc, process.execPath, ['-e', HOST]);
-    await host.waitFor(/listening/);
+    ({ site, host } = await startVnetSiteWithHost(HOST));
   }, 60_000);
   afterAll(async () => {
     await site?.close();

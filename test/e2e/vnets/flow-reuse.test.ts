@@ -4,7 +4,7 @@
 // announce the feature gets a stream per flow, as before.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { SITE_METRICS_PORT, startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
+import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 // In the data centre: 9100 answers after the client's FIN with what it got; 9101 resets the
 // connection at its first bytes; 9103 logs how a client's connection ended.
@@ -67,9 +67,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     let site: VnetSite;
     let host: ReturnType<VnetSite['spawnIn']>;
     beforeAll(async () => {
-      site = await startVnetSite();
-      host = site.spawnIn(site.dc, process.execPath, ['-e', HOST]);
-      await host.waitFor(/listening/);
+      ({ site, host } = await startVnetSiteWithHost(HOST));
     }, 60_000);
     afterAll(async () => {
       await site?.close();
@@ -117,12 +115,11 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       const was = process.env.OXY_TCP_FLOWS;
       process.env.OXY_TCP_FLOWS = 'all';
       try {
-        site = await startVnetSite({ protocol: 'quic' });
+        ({ site } = await startVnetSiteWithHost(HOST, { protocol: 'quic' }));
       } finally {
         if (was === undefined) delete process.env.OXY_TCP_FLOWS;
         else process.env.OXY_TCP_FLOWS = was;
       }
-      await site.spawnIn(site.dc, process.execPath, ['-e', HOST]).waitFor(/listening/);
     }, 60_000);
     afterAll(async () => {
       await site?.close();
@@ -143,8 +140,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
   describe('a connector that does not announce tcp-flows/1 (an older peer)', () => {
     let site: VnetSite;
     beforeAll(async () => {
-      site = await startVnetSite({ connectorEnv: { OXY_TCP_FLOWS: '0' } });
-      await site.spawnIn(site.dc, process.execPath, ['-e', HOST]).waitFor(/listening/);
+      ({ site } = await startVnetSiteWithHost(HOST, { connectorEnv: { OXY_TCP_FLOWS: '0' } }));
     }, 60_000);
     afterAll(async () => {
       await site?.close();
