@@ -131,9 +131,12 @@ describe('dashboard API', () => {
     expect((await status()).status).toBe('down');
     const c = await startConnector(home, d.tunnelPort, ['--hello-world', '--ha-connections', '2', 'web'], 2);
     procs.push(c.connector);
-    const web = await until(async () => ((await status()).status === 'healthy' ? status() : undefined), 'web healthy');
+    // The edge records each HA connection in the store as it registers: wait for both.
+    const web = await until(async () => {
+      const s = await status();
+      return s.status === 'healthy' && s.connections.length === 2 ? s : undefined;
+    }, 'web healthy with both connections');
     expect(web.hostnames).toEqual(['app.example.com']);
-    expect(web.connections).toHaveLength(2);
     expect(web.connections[0]).toMatchObject({ edge: 'local', protocol: 'http2', origin_ip: '127.0.0.1' });
     expect(web.connections[0].client_version).toMatch(/\d+\.\d+/);
     expect(web.connections[0].uptime_seconds).toBeGreaterThanOrEqual(0);
