@@ -18,7 +18,7 @@ import { PktinfoUdpSocket, socketFd } from '../native/index.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import { bridge } from './stream-handler.js';
 import { FLOW_UNSENT } from '../util/pump.js';
-import { TcpFlowServer } from './tcp-flows.js';
+import { PUMP_FLOWS, TcpFlowServer } from './tcp-flows.js';
 
 export function splitDestination(destination: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(destination);
@@ -28,11 +28,6 @@ export function splitDestination(destination: string): { host: string; port: num
   return isIP(host) && port >= 0 && port < 65536 ? { host, port } : undefined;
 }
 
-/**
- * A flow's dialed socket is pumped by the addon where the stream can (QUIC on ngtcp2, a stream per
- * flow); any OXY_QUIC_PUMP value (`records`, `heads`, `fd`, `0`) keeps it in JS (bridge).
- */
-const PUMP_FLOWS = (process.env.OXY_QUIC_PUMP ?? '') === '';
 const debug = debuglog('oxy:connector:private');
 
 /**

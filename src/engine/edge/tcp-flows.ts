@@ -23,11 +23,10 @@ const STREAM_HEADER = encodeRequestHeader({ kind: 'tcp-flows', destination: '', 
 
 /**
  * Where reused streams are allowed: OXY_TCP_FLOWS=0 never (a stream per flow, as before: for A/B
- * runs), =all over QUIC too; by default over HTTP/2 only, where a stream's open and close are
- * Node's HTTP/2 objects (QUIC streams are our own driver's, and its native pumps take plain `tcp`
- * streams).
+ * runs), =http2 over HTTP/2 only (session 9's default); by default over both (the connector's
+ * QUIC pump reads and writes a flow's records natively).
  */
-const MODE = process.env.OXY_TCP_FLOWS === '0' ? 'off' : process.env.OXY_TCP_FLOWS === 'all' ? 'all' : 'http2';
+const MODE = process.env.OXY_TCP_FLOWS === '0' ? 'off' : process.env.OXY_TCP_FLOWS === 'http2' ? 'http2' : 'all';
 
 export interface TcpFlowOptions {
   /** Socket → stream: the socket pauses above this many bytes queued on the stream. */

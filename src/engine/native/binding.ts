@@ -133,10 +133,15 @@ export interface NativeQuicClient {
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
   streamsLeft(): number;
-  /** Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc); `plain`: a private TCP flow's. */
-  attachPump(id: number, fd: number, plain: boolean): boolean;
-  /** A plain pump's stream side ended: its fd's write side is shut after what is queued (a PUMP SHUT record follows). */
+  /**
+   * Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc); mode 0: http1
+   * records, 1 (plain): a private TCP flow's, 2 (flows): one private TCP flow of a `tcp-flows` stream.
+   */
+  attachPump(id: number, fd: number, mode: number): boolean;
+  /** A plain pump's stream side ended: its fd's write side is shut after what is queued (a PUMP SHUT record follows; flows: none). */
   shutPump(id: number): void;
+  /** A flows pump's flow was reset by the peer: the socket is reset, a RESET record answers unless one went. */
+  resetPump(id: number): void;
   /** Bytes for the pump's fd; returns those not yet written, -1 when it takes none. */
   pumpWrite(id: number, data: Bytes, head: boolean): number;
   /** Returns the request bytes it read off the stream and wrote to the fd without JS. */
@@ -145,7 +150,8 @@ export interface NativeQuicClient {
    * JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records
    * (mode 0). Mode 1 (records): the addon reads every record from here on (BODY bytes to the fd,
    * the rest as whole frames), from JS's point: `frameLeft` payload bytes of its current frame
-   * and `bodyLeft` of its current BODY record still to come; mode 2 (plain): every byte to the fd.
+   * and `bodyLeft` of its current BODY record still to come; mode 2 (plain): every byte to the fd;
+   * mode 3 (flows): tcp-flows records (`bodyLeft`: of the DATA record being read), DATA to the fd.
    * 1: armed; 0: not now, ask again after the next batch; -1: never (JS reads the rest itself).
    */
   armPumpHeads(id: number, mode: number, frameLeft: number, bodyLeft: number): number;

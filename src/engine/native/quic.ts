@@ -60,6 +60,8 @@ export const QuicPumpEvent = {
   ANSWER_FAILED: 7,
   /** A plain pump's socket took every byte for it and its write side is shut. */
   SHUT: 8,
+  /** A flows pump's flow is over (a terminator went each way): the stream's records come to JS again. */
+  FLOW_DONE: 9,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

@@ -103,6 +103,16 @@ export class FlowRecordParser {
     private readonly headerType: typeof FlowRecord.OPEN | typeof FlowRecord.ANSWER,
   ) {}
 
+  /** DATA bytes of the record being read still to come (0 between records); undefined mid-header or mid-OPEN/ANSWER. */
+  get dataLeft(): number | undefined {
+    return this.#headHave === 0 && this.#bodyLeft === 0 && !this.#failed ? this.#dataLeft : undefined;
+  }
+
+  /** Another reader (the transport's pump) takes the records from here: the rest of this DATA record is its. */
+  handOver(): void {
+    this.#dataLeft = 0;
+  }
+
   push(chunk: Buffer): void {
     if (this.#failed) return;
     try {
@@ -241,6 +251,18 @@ export class FlowLink {
     else if (gate !== 'shut') socket.resume();
   }
 
+  /**
+   * Before a socket is attached: the flow goes on without this link (the connector's socket pumped
+   * by the transport), which takes the peer's DATA and END received so far. Undefined once released.
+   */
+  handOff(): { pending: Buffer[]; ended: boolean } | undefined {
+    if (this.#released || this.#socket) return undefined;
+    this.#released = true;
+    const pending = this.#pending ?? [];
+    this.#pending = undefined;
+    return { pending, ended: this.#pendingEnd };
+  }
+
   /** The answer came: the socket's bytes flow freely. */
   open(): void {
     const was = this.#gate;
@@ -281,12 +303,13 @@ export class FlowLink {
     this.#maybeDone();
   }
 
-  /** Also after the peer's END: the flow aborted after a half-close. */
+  /** Also after the peer's END: the flow aborted after a half-close. The socket is reset (RST), not ended. */
   reset(): void {
     if (this.#released) return;
     this.#gotTerm = true;
     this.#pending = undefined;
-    this.#socket?.destroy();
+    const socket = this.#socket;
+    if (socket && !socket.destroyed) socket.resetAndDestroy();
     this.abort();
   }
 

@@ -84,6 +84,8 @@ export interface FdPump {
   close(): number;
   /** A plain pump: no more bytes for the socket after those written; its write side is shut once they are out (`shut` follows). */
   end?(): void;
+  /** A flows pump: the peer reset the flow (its RESET came before the addon read the records): the socket is reset. */
+  reset?(): void;
 }
 
 export interface FdPumpEvents {
@@ -119,6 +121,17 @@ export interface FdPumpEvents {
    */
   plain?: boolean;
   shut?(): void;
+  /**
+   * One private TCP flow of a `tcp-flows` stream (protocol/tcp-flows.ts, WIRE.md §8): from a point
+   * where the Duplex and `bodyLeft()` (the DATA record's bytes still to come) say nothing is
+   * half-read, the transport reads the flow's records (DATA to the socket, END, RESET) and writes
+   * the socket's (its bytes as DATA, its EOF as END, an error as RESET); `handOver()` when it
+   * starts. `flowDone()`: a terminator went each way: the pump is gone (the transport still
+   * flushes and shuts the socket) and the records after it come through the Duplex again.
+   * Until the hand-over, what the Duplex reads of the flow goes to `write()`, `end()`, `reset()`.
+   */
+  flows?: boolean;
+  flowDone?(): void;
 }
 
 export interface TunnelCloseInfo {

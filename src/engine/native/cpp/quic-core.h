@@ -52,6 +52,7 @@ enum PumpEvent : uint8_t {
   kAnswerBroken = 6,  // the connector's bytes cannot be framed: payload the reason
   kAnswerFailed = 7,  // writing to the client failed: payload f64 errno
   kPumpShut = 8,      // a plain pump's fd took every byte for it and its write side is shut (ShutPump)
+  kPumpFlowDone = 9,  // a flows pump's flow is over (both terminators crossed): the stream's records are JS's again
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -73,6 +74,14 @@ constexpr uint8_t kRecordHead = 0x01;
 constexpr uint8_t kRecordBody = 0x02;
 constexpr uint32_t kMaxFramePayload = 1024 * 1024;
 constexpr uint32_t kMaxRecord = 1024 * 1024;
+// tcp-flows records (protocol/tcp-flows.ts, WIRE.md section 8), as quic-pump.cc reads them in a flows pump.
+constexpr uint8_t kFlowOpen = 0x01;
+constexpr uint8_t kFlowAnswer = 0x02;
+constexpr uint8_t kFlowData = 0x03;
+constexpr uint8_t kFlowEnd = 0x04;
+constexpr uint8_t kFlowReset = 0x05;
+constexpr uint32_t kMaxFlowHeader = 64 * 1024;
+constexpr uint32_t kMaxFlowData = 16 * 1024 * 1024;
 
 enum CloseKind : uint8_t {
   kClosePeerApp = 1,
@@ -140,6 +149,7 @@ struct StreamRecv {
   uint32_t rleft = 0;  // payload bytes of the current record still to come
   bool rbad = false;   // a record JS will refuse: never armed again
   bool plain = false;  // no records: every payload byte is for the fd (a private TCP flow)
+  bool flows = false;  // tcp-flows records (kFlow*): DATA/END/RESET of the pump's flow are read here
   std::vector<uint8_t> head;  // the HEAD being gathered (armed)
   bool armed = false;
   bool held = false;
@@ -308,6 +318,16 @@ struct Pump {
   bool read_done = false;
   bool shut_pending = false;
   bool shut_done = false;
+  // Flows (plain too): one private TCP flow on a reused `tcp-flows` stream (WIRE.md section 8).
+  // The fd's reads go as DATA records, its EOF as END, a read/write error as RESET; the stream's
+  // DATA/END/RESET records are read here (StreamRecv flows). Once a terminator went each way the
+  // flow is over (kPumpFlowDone): the stream's records are JS's again from there, and the pump
+  // lingers under a negative id (no events) until the fd took what it still holds and is shut.
+  bool flows = false;
+  bool sent_term = false;
+  bool got_term = false;
+  bool reset_sent = false;
+  bool lingering = false;
 };
 
 // The edge's side of an `http1` stream (quic-answer.cc): while armed for an answer, the stream's
@@ -412,7 +432,10 @@ class Conn {
   Napi::Array PeerCertificates(Napi::Env env);
   uint64_t StreamsLeft();
   // Pumps stream `id` to and from `fd` (the pump owns it: closed with the pump). False: no such stream.
-  bool AttachPump(int64_t id, int fd, bool plain = false);
+  // `mode`: 0 http1 records, 1 plain (a private TCP flow), 2 flows (one flow of a tcp-flows stream).
+  bool AttachPump(int64_t id, int fd, int mode = 0);
+  // A flows pump: the flow's RESET came through JS (before the records were handed over).
+  void ResetPump(int64_t id);
   // A plain pump: no more bytes for the fd after those queued; its write side is shut once they are written.
   void ShutPump(int64_t id);
   // Bytes for the pump's fd (`head`: a request starts: its answer is reported). Returns the bytes
@@ -493,6 +516,13 @@ class Conn {
   void RecvRelease(Stream* s);
   void RecvGiveBack(Stream* s);
   void PumpBody(Stream* s, Pump* p, const uint8_t* data, size_t len);
+  // Flows pumps (quic-pump.cc): records of the flow read off the stream, its terminators both ways.
+  void RecvFlows(Stream* s, const uint8_t* d, size_t n);
+  void FlowRecord(Stream* s, uint8_t type);
+  void FlowGotEnd(Pump* p);
+  void FlowGotReset(Pump* p);
+  void FlowAbort(Pump* p);
+  void FlowMaybeDone(Pump* p);
   void PumpQueue(Pump* p);
   // The fd took its backlog (or is gone): the credit held back for it goes out.
   void PumpCredit(Stream* s);
@@ -553,6 +583,7 @@ class Conn {
   std::unordered_map<int64_t, std::unique_ptr<Pump>> pumps_;
   std::vector<int64_t> pump_out_;  // pumps with bytes for their fd, written at the flush
   std::unique_ptr<uint8_t[]> pump_buf_;
+  int64_t linger_seq_ = 0;  // keys of lingering flows pumps: -1, -2, ...
   std::unordered_map<int64_t, std::unique_ptr<AnswerPump>> answers_;
   std::vector<int64_t> answer_out_;  // answer pumps with bytes for the client, written at the flush
 };

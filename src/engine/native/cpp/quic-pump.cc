@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -87,6 +88,14 @@ bool TakeRecordHeader(StreamRecv& r, const uint8_t*& d, size_t& n) {
   r.rfill = 0;
   r.rtype = r.rhdr[0];
   r.rleft = Be32(r.rhdr + 1);
+  if (r.flows) {
+    // tcp-flows records (protocol/tcp-flows.ts FlowRecordParser's limits).
+    const uint8_t t = r.rtype;
+    const bool ok = (t == kFlowData && r.rleft <= kMaxFlowData) || ((t == kFlowEnd || t == kFlowReset) && r.rleft == 0) ||
+                    ((t == kFlowOpen || t == kFlowAnswer) && r.rleft > 0 && r.rleft <= kMaxFlowHeader);
+    if (!ok) r.rbad = true;
+    return true;
+  }
   if ((r.rtype != kRecordHead && r.rtype != kRecordBody) || r.rleft > kMaxRecord || (r.rtype == kRecordHead && r.rleft == 0)) r.rbad = true;
   return true;
 }
@@ -103,7 +112,7 @@ double StatusOf(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-bool Conn::AttachPump(int64_t id, int socket_fd, bool plain) {
+bool Conn::AttachPump(int64_t id, int socket_fd, int mode) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
   ClosePump(id);
@@ -121,7 +130,8 @@ bool Conn::AttachPump(int64_t id, int socket_fd, bool plain) {
     return false;
   }
   p->poll->data = p.get();
-  p->plain = plain;
+  p->plain = mode != 0;
+  p->flows = mode == 2;
   Pump* raw = p.get();
   pumps_[id] = std::move(p);
   PumpWatch(raw);
@@ -157,19 +167,29 @@ int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_
   if (!s) return -1;
   // JS stands where it does in what it has seen: a batch it has not seen yet may hold more.
   if (s->js_batch > host_->BatchesTaken()) return 0;
-  if (frame_left > kMaxFramePayload || body_left > kMaxRecord) return -1;
+  const bool flows = mode == 3;
+  if (flows != it->second->flows) return -1;
+  if (frame_left > kMaxFramePayload || body_left > (flows ? kMaxFlowData : kMaxRecord)) return -1;
   if (!s->recv) {
     // The first hand-over: from here on the stream's frames are read here, to its END.
     s->recv.reset(new StreamRecv());
     s->recv->fleft = uint32_t(frame_left);
-    s->recv->rtype = body_left ? kRecordBody : 0;
+    s->recv->rtype = body_left ? (flows ? kFlowData : kRecordBody) : 0;
     s->recv->rleft = uint32_t(body_left);
     s->recv->plain = mode == 2;
+    s->recv->flows = flows;
     s->recv->armed = true;
     return 1;
   }
   StreamRecv& r = *s->recv;
-  if (r.raw || r.rbad || r.end || r.plain || mode == 2) return -1;
+  if (flows) {
+    // The next flow on the stream: JS reads whole frames made here, and its reader followed the records.
+    if (!r.flows || r.raw || r.rbad || r.end) return -1;
+    if (frame_left != 0 || r.rfill != 0 || r.rleft != body_left || (body_left && r.rtype != kFlowData)) return 0;
+    r.armed = true;
+    return 1;
+  }
+  if (r.raw || r.rbad || r.end || r.plain || r.flows || mode == 2) return -1;
   // Again: JS reads whole frames made here, and its reader followed the records given to it as ours did.
   if (frame_left != 0 || r.rfill != 0 || r.rleft != body_left || (body_left && r.rtype != kRecordBody)) return 0;
   r.armed = true;
@@ -216,9 +236,15 @@ double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {
 
 void Conn::ShutPump(int64_t id) {
   auto it = pumps_.find(id);
+  if (it != pumps_.end() && it->second->flows) return FlowGotEnd(it->second.get());
   if (it == pumps_.end() || !it->second->plain || it->second->shut_pending) return;
   it->second->shut_pending = true;
   PumpQueue(it->second.get());  // the flush writes what is queued, then shuts
+}
+
+void Conn::ResetPump(int64_t id) {
+  auto it = pumps_.find(id);
+  if (it != pumps_.end() && it->second->flows) FlowGotReset(it->second.get());
 }
 
 void Conn::PumpQueue(Pump* p) {
@@ -292,6 +318,7 @@ void Conn::RecvBytes(Stream* s, const uint8_t* data, size_t len, bool fin) {
 
 void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
   StreamRecv& r = *s->recv;
+  if (r.flows) return RecvFlows(s, d, n);
   while (n > 0) {
     if (r.held) {
       r.held_bytes.insert(r.held_bytes.end(), d, d + n);
@@ -333,6 +360,113 @@ void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
       r.held = true;
     }
   }
+}
+
+// A flows pump's records (armed): DATA to the fd, END and RESET end the flow's way in; an OPEN or
+// ANSWER (or a record JS's reader refuses) goes to JS from its header on, and JS resets the stream.
+// Once the flow is over (FlowMaybeDone disarms) the rest goes to JS.
+void Conn::RecvFlows(Stream* s, const uint8_t* d, size_t n) {
+  StreamRecv& r = *s->recv;
+  while (n > 0) {
+    if (!r.armed) return RecvForward(s, d, n);
+    auto it = pumps_.find(s->id);
+    Pump* p = it == pumps_.end() ? nullptr : it->second.get();
+    if (r.rleft == 0) {
+      if (!TakeRecordHeader(r, d, n)) return;
+      const uint8_t type = r.rtype;
+      if (r.rbad || (type != kFlowData && type != kFlowEnd && type != kFlowReset)) {
+        r.armed = false;
+        JsPayload(r, r.rhdr, kFrameHeader);
+        return RecvForward(s, d, n);
+      }
+      if (type == kFlowEnd) FlowGotEnd(p);
+      else if (type == kFlowReset) FlowGotReset(p);
+      continue;
+    }
+    size_t take = std::min<size_t>(r.rleft, n);
+    // DATA after the flow's END is dropped, as FlowLink drops it.
+    if (p && !p->got_term) PumpBody(s, p, d, take);
+    r.rleft -= uint32_t(take);
+    d += take;
+    n -= take;
+  }
+}
+
+// One record without payload (END, RESET) in a DATA frame of its own, after what the stream holds.
+void Conn::FlowRecord(Stream* s, uint8_t type) {
+  if (!s || s->write_closed || s->fin) return;
+  Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[2 * kFrameHeader]), 2 * kFrameHeader};
+  uint8_t* b = c.data.get();
+  b[0] = kFrameData;
+  PutBe32(b + 1, kFrameHeader);
+  b[5] = type;
+  PutBe32(b + 6, 0);
+  s->chunks.push_back(std::move(c));
+  s->total += 2 * kFrameHeader;
+  Enqueue(s);
+}
+
+// The edge's END: the fd's write side is shut once it took every byte for it.
+void Conn::FlowGotEnd(Pump* p) {
+  if (!p || p->got_term) return;
+  p->got_term = true;
+  if (!p->ended && !p->shut_pending) {
+    p->shut_pending = true;
+    PumpQueue(p);
+  }
+  FlowMaybeDone(p);
+}
+
+// The edge's RESET (also after its END): the host gets a reset (the close after the flow sends RST)
+// and the edge a RESET unless one went.
+void Conn::FlowGotReset(Pump* p) {
+  if (!p) return;
+  p->got_term = true;
+  if (!p->ended) {
+    struct linger l = {1, 0};
+    setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    p->ended = true;
+    p->out.clear();
+    p->out_off = 0;
+    if (Stream* s = Find(p->id)) PumpCredit(s);
+    PumpWatch(p);
+  }
+  FlowAbort(p);
+}
+
+// The flow aborts here (the fd failed, or the edge reset it): RESET, also after this side's END.
+void Conn::FlowAbort(Pump* p) {
+  if (!p->reset_sent) {
+    p->reset_sent = true;
+    p->sent_term = true;
+    FlowRecord(Find(p->id), kFlowReset);
+  }
+  FlowMaybeDone(p);
+}
+
+// Both terminators crossed: JS hears it first (its records come after), the stream's credit and
+// reads are no longer held for the fd, and the pump lingers under a key of its own (the stream's
+// next flow may get a pump) until the fd took what is queued for it and is shut (FlushPumps).
+void Conn::FlowMaybeDone(Pump* p) {
+  if (p->lingering || !p->sent_term || !p->got_term) return;
+  const int64_t id = p->id;
+  Event(kEvPump, kPumpFlowDone, id, nullptr, 0);
+  auto node = pumps_.extract(id);
+  const int64_t key = --linger_seq_;
+  node.key() = key;
+  pumps_.insert(std::move(node));
+  p->id = key;
+  p->lingering = true;
+  p->read_done = true;
+  p->want_drain = false;
+  p->queued = false;
+  if (Stream* s = Find(id)) {
+    s->pump_blocked = false;
+    PumpCredit(s);
+    if (s->recv) RecvGiveBack(s);
+  }
+  PumpWatch(p);
+  PumpQueue(p);
 }
 
 // Not armed: the payload goes to JS; records are only followed, so that JS can arm again at a boundary.
@@ -410,8 +544,11 @@ void Conn::FlushPumps() {
   for (int64_t id : ids) {
     auto it = pumps_.find(id);
     if (it == pumps_.end()) continue;
-    it->second->queued = false;
-    PumpWriteOut(it->second.get());
+    Pump* p = it->second.get();
+    p->queued = false;
+    PumpWriteOut(p);
+    // A lingering flows pump is closed once its fd took everything and is shut (or failed).
+    if (p->lingering && (p->ended || (p->out_off == p->out.size() && p->shut_done))) ClosePump(id);
   }
 }
 
@@ -437,7 +574,7 @@ void Conn::PumpWriteOut(Pump* p) {
   if (p->shut_pending && !p->shut_done && !p->ended && p->out_off == p->out.size()) {
     p->shut_done = true;
     if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) PumpEnd(p, errno);
-    else Event(kEvPump, kPumpShut, p->id, nullptr, 0);
+    else if (!p->flows) Event(kEvPump, kPumpShut, p->id, nullptr, 0);
   }
   if (p->out.size() - p->out_off <= kStreamHighWater / 2) {
     if (p->want_drain) {
@@ -462,19 +599,24 @@ void Conn::PumpRead(Pump* p) {
       s->pump_blocked = true;
       break;
     }
-    if (!pump_buf_) pump_buf_.reset(new uint8_t[kFrameHeader + kPumpRead]);
+    // Room for a DATA frame's header, and a flows pump's DATA record header inside it.
+    if (!pump_buf_) pump_buf_.reset(new uint8_t[2 * kFrameHeader + kPumpRead]);
     uint8_t* buf = pump_buf_.get();
-    ssize_t n = read(p->fd, buf + kFrameHeader, kPumpRead);
+    const size_t hdr = p->flows ? 2 * kFrameHeader : kFrameHeader;
+    ssize_t n = read(p->fd, buf + hdr, kPumpRead);
     if (n > 0) {
       if (!p->answered) {
         p->answered = true;
-        double status = StatusOf(buf + kFrameHeader, size_t(n));
+        double status = StatusOf(buf + hdr, size_t(n));
         host_->EmitLazy(this, kEvPump, kPumpAnswer, p->id, reinterpret_cast<const uint8_t*>(&status), 8);
       }
-      buf[0] = 0x00;  // DATA
-      uint32_t be = htonl(uint32_t(n));
-      memcpy(buf + 1, &be, 4);
-      size_t len = kFrameHeader + size_t(n);
+      buf[0] = kFrameData;
+      PutBe32(buf + 1, uint32_t(hdr - kFrameHeader + size_t(n)));
+      if (p->flows) {
+        buf[kFrameHeader] = kFlowData;
+        PutBe32(buf + kFrameHeader + 1, uint32_t(n));
+      }
+      size_t len = hdr + size_t(n);
       Chunk c{nullptr, len};
       if (size_t(n) >= kKeepRead) {
         c.data = std::move(pump_buf_);  // the next read gets a fresh buffer
@@ -487,7 +629,13 @@ void Conn::PumpRead(Pump* p) {
       if (size_t(n) < kPumpRead) break;  // likely drained: the poll says when there is more
       continue;
     }
-    if (n == 0 && p->plain) {
+    if (n == 0 && p->flows) {
+      // The host's FIN: END after what it sent; the flow may be over with it.
+      p->read_done = true;
+      p->sent_term = true;
+      FlowRecord(s, kFlowEnd);
+      FlowMaybeDone(p);
+    } else if (n == 0 && p->plain) {
       // The peer's FIN ends this direction only: the stream's END follows what was read (JS writes it).
       p->read_done = true;
       double e = 0;
@@ -518,6 +666,12 @@ void Conn::PumpEnd(Pump* p, int err) {
   p->out.clear();
   p->out_off = 0;
   if (Stream* s = Find(p->id)) PumpCredit(s);
+  if (p->flows) {
+    // No kPumpEnd: the flow aborts in band (a lingering pump's flow is over already).
+    if (!p->lingering) FlowAbort(p);
+    Dirty();
+    return;
+  }
   double e = double(err);
   Event(kEvPump, kPumpEnd, p->id, reinterpret_cast<const uint8_t*>(&e), 8);
   Dirty();  // a flush, and with it the batch for JS
@@ -547,6 +701,8 @@ void Conn::OnPumpPoll(uv_poll_t* handle, int status, int events) {
   }
   if (events & UV_WRITABLE) self->PumpWriteOut(p);
   if ((events & UV_READABLE) && !p->ended) self->PumpRead(p);
+  // A lingering flows pump is closed at the flush once it is done (FlushPumps).
+  if (p->lingering) self->PumpQueue(p);
 }
 
 }  // namespace quic

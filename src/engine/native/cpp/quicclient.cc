@@ -46,6 +46,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("closePump", &QuicClient::JsClosePump),
         InstanceMethod("armPumpHeads", &QuicClient::JsArmPumpHeads),
         InstanceMethod("shutPump", &QuicClient::JsShutPump),
+        InstanceMethod("resetPump", &QuicClient::JsResetPump),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicClient", methods);
@@ -235,11 +236,18 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   Napi::Value JsStreamsLeft(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(Usable() ? conn_->StreamsLeft() : 0)); }
 
-  // attachPump(id, fd, plain) → true when stream `id` now pumps to and from (a duplicate of) the
-  // TCP socket `fd`; `plain`: a private TCP flow (no http1 records, half-closes each way).
+  // attachPump(id, fd, mode) → true when stream `id` now pumps to and from (a duplicate of) the
+  // TCP socket `fd`; mode 0: http1 records, 1 (plain): a private TCP flow (half-closes each way),
+  // 2 (flows): one private TCP flow of a tcp-flows stream (its records read and written here).
   Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
-    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), info[2].ToBoolean());
+    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), info[2].ToNumber().Int32Value());
     return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // resetPump(id): a flows pump's flow was reset by the edge (its RESET read by JS): the host gets a reset.
+  Napi::Value JsResetPump(const Napi::CallbackInfo& info) {
+    if (Usable()) conn_->ResetPump(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
   }
 
   // shutPump(id): a plain pump's stream side ended: shut the fd's write side after what is queued (kPumpShut).
@@ -259,7 +267,8 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   // armPumpHeads(id, mode, frameLeft, bodyLeft) → 1 armed, 0 ask again after the next batch, -1
   // never (Conn::ArmPumpHeads). Mode 0: whole HEAD records may come as PUMP records; 1 (records):
-  // the addon reads every record from JS's point on (BODY bytes to the fd); 2 (plain): every byte.
+  // the addon reads every record from JS's point on (BODY bytes to the fd); 2 (plain): every byte;
+  // 3 (flows): tcp-flows records, DATA to the fd, END and RESET ending the flow.
   Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
     auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
     int armed = Usable() ? conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), num(2), num(3)) : -1;

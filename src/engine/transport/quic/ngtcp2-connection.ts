@@ -45,8 +45,9 @@ export interface Ngtcp2Port {
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
   /** The client's (cpp/quic-pump.cc): a stream pumped to and from a TCP socket. */
-  attachPump?(id: number, fd: number, plain: boolean): boolean;
+  attachPump?(id: number, fd: number, mode: number): boolean;
   shutPump?(id: number): void;
+  resetPump?(id: number): void;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
   closePump?(id: number): number;
   armPumpHeads?(id: number, mode: number, frameLeft: number, bodyLeft: number): number;
@@ -72,7 +73,7 @@ export interface Ngtcp2ConnectionOptions {
 }
 
 /** What the addon reads of a pumped stream (Ngtcp2Port.armPumpHeads). */
-const PumpMode = { HEADS: 0, RECORDS: 1, PLAIN: 2 } as const;
+const PumpMode = { HEADS: 0, RECORDS: 1, PLAIN: 2, FLOWS: 3 } as const;
 
 /** An http1 HEAD record (protocol/http1.ts) of `payload` in one stream DATA frame (./framing.ts). */
 function headFrame(payload: Buffer): Buffer {
@@ -201,10 +202,13 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   attachPump(stream: QuicStream, fd: number, events: FdPumpEvents): FdPump | undefined {
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
-    if (!native.attachPump(stream.id, fd, events.plain === true)) return undefined;
+    if (events.flows && !native.resetPump) return undefined;
+    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0)) return undefined;
     const id = stream.id;
     this.pumps.set(id, events);
-    if ((events.plain || (events.head && events.bodyLeft)) && native.armPumpHeads) this.pumpsToArm.add(id);
+    if ((events.plain || events.flows || (events.head && events.bodyLeft)) && native.armPumpHeads) this.pumpsToArm.add(id);
+    // A flow's records may be the addon's at once (no batch of the stream's bytes on its way to JS).
+    if (events.flows) this.armPumps();
     return {
       write: (data, head) => {
         const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
@@ -218,6 +222,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       },
       end: () => {
         if (this.pumps.get(id) === events && !this.released) native.shutPump?.(id);
+      },
+      reset: () => {
+        if (this.pumps.get(id) === events && !this.released) native.resetPump?.(id);
       },
     };
   }
@@ -308,6 +315,12 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         else if (flag === QuicPumpEvent.DRAIN) events.drain();
         else if (flag === QuicPumpEvent.HEAD) events.head?.(data);
         else if (flag === QuicPumpEvent.SHUT) events.shut?.();
+        else if (flag === QuicPumpEvent.FLOW_DONE) {
+          // The addon let the pump go (it lingers there until its socket is flushed): the stream's records are JS's again.
+          this.pumps.delete(id);
+          this.pumpsToArm.delete(id);
+          events.flowDone?.();
+        }
         break;
       }
       case QuicEvent.CLOSED:
@@ -348,7 +361,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       const frameLeft = stream.frameLeft();
       const bodyLeft = events.plain ? 0 : events.bodyLeft?.();
       if (frameLeft === undefined || bodyLeft === undefined || this.released) continue;
-      const mode = events.plain ? PumpMode.PLAIN : events.records ? PumpMode.RECORDS : PumpMode.HEADS;
+      const mode = events.flows ? PumpMode.FLOWS : events.plain ? PumpMode.PLAIN : events.records ? PumpMode.RECORDS : PumpMode.HEADS;
       if (mode === PumpMode.HEADS && (frameLeft !== 0 || bodyLeft !== 0)) continue;
       const armed = this.native.armPumpHeads!(id, mode, frameLeft, bodyLeft);
       if (armed !== 0) this.pumpsToArm.delete(id);
