@@ -11,7 +11,7 @@
  *    host namespaces (userspace WireGuard over the same veth: the peer the issue names), when
  *    it is installed; configured over its UAPI socket, so wireguard-tools is not needed.
  *  - CPU per MB and per request in the device, edge and connector processes.
- *   npm run build && node bench/vnet-path.js [--seconds 5] [--rounds 3] [--protocol http2]
+ *   npm run build && node bench/vnet-path.js [--seconds 5] [--rounds 3] [--protocol quic|http2]
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
@@ -34,7 +34,8 @@ const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 3));
 /** Extra node flags for edge, connector and device (e.g. --perf-basic-prof for `perf record`). */
 const nodeFlags = (arg('node-flags', '') || '').split(' ').filter(Boolean);
-const protocol = arg('protocol', 'http2');
+// The product's default: `tunnel run` is --protocol auto, which is QUIC where UDP passes.
+const protocol = arg('protocol', 'quic');
 const phases = new Set(arg('phases', 'bulk,requests,flows').split(','));
 /** `--bin PATH`: another build's bin/run.js, to compare builds in alternating runs. */
 const bin = arg('bin', fileURLToPath(new URL('../bin/run.js', import.meta.url)));

@@ -5,7 +5,6 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIP, type Socket } from 'node:net';
-import { debuglog } from 'node:util';
 import { RouteTable } from '../../core/route-table.js';
 import type { Logger } from '../observe/log.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
@@ -14,7 +13,8 @@ import { metaGet, ResponseStatus, writeResponseHeader, type StreamRequestHeader 
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { WarpRouting } from './config.js';
 import { dialTcp } from './origin.js';
-import { PktinfoUdpSocket, socketFd } from '../native/index.js';
+import { PktinfoUdpSocket } from '../native/index.js';
+import { pumpFlow } from '../transport/flow-pump.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import { bridge } from './stream-handler.js';
 import { FLOW_UNSENT } from '../util/pump.js';
@@ -26,63 +26,6 @@ export function splitDestination(destination: string): { host: string; port: num
   const host = m[1] ?? m[2];
   const port = Number(m[3]);
   return isIP(host) && port >= 0 && port < 65536 ? { host, port } : undefined;
-}
-
-const debug = debuglog('oxy:connector:private');
-
-/**
- * The dialed socket handed to the addon with the stream (TunnelStream.pumpTo, plain): the bytes
- * go both ways without JS and each direction half-closes on its own, as bridge() does; an error
- * on either side resets the stream. Undefined when the stream cannot pump (the socket stays JS's).
- * Called in the same turn as the dial's 'connect', so the socket has read nothing yet.
- */
-function pumpFlow(stream: TunnelStream, socket: Socket): Promise<void> | undefined {
-  const fd = socketFd(socket);
-  if (fd === undefined || !stream.pumpTo || stream.readableEnded) return undefined;
-  let inDone = false;
-  let outDone = false;
-  let over = false;
-  let resolve!: () => void;
-  const done = new Promise<void>((r) => (resolve = r));
-  const finish = (failed: boolean): void => {
-    if (over || (!failed && !(inDone && outDone))) return;
-    over = true;
-    pump?.close();
-    if (failed) stream.destroy();
-    resolve();
-  };
-  const pump = stream.pumpTo(fd, {
-    plain: true,
-    answer: () => undefined,
-    end: (errno) => {
-      if (errno) return finish(true);
-      // The host's FIN: the stream's END follows every byte it sent.
-      stream.end();
-      outDone = true;
-      finish(false);
-    },
-    drain: () => stream.resume(),
-    shut: () => {
-      inDone = true;
-      finish(false);
-    },
-  });
-  if (!pump) return undefined;
-  debug('stream %d: flow socket pumped by the addon', stream.id);
-  // The addon holds a duplicate: closing ours sends nothing to the host.
-  socket.destroy();
-  // Bytes that came with the request header (and until the addon takes the stream over) are written here.
-  const write = (chunk: Buffer): void => {
-    if (!pump.write(chunk, false)) stream.pause();
-  };
-  for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) write(chunk);
-  stream.on('data', write);
-  stream.once('end', () => pump.end?.());
-  stream.once('error', () => finish(true));
-  // A clean close (both ends seen) may come before the last bytes reached the host: `shut` says when.
-  stream.once('close', () => finish(!(stream.readableEnded && stream.writableFinished)));
-  stream.resume();
-  return done;
 }
 
 export class PrivateOfframp {
@@ -176,8 +119,9 @@ export class PrivateOfframp {
         return;
       }
       writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: [] });
+      // Called in the same turn as the dial's 'connect': the socket has read nothing yet.
       const pumped = PUMP_FLOWS ? pumpFlow(stream, socket) : undefined;
-      if (pumped) return await pumped;
+      if (pumped) return await pumped.done;
       coalesceWrites(stream, socket);
       await bridge(stream, socket, { unsent: FLOW_UNSENT });
     } finally {

@@ -24,6 +24,7 @@ import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
 import type { IpOffRamp, VirtualNetwork } from '../hooks/index.js';
 import type { TunnelStream } from '../transport/types.js';
+import { pumpFlow } from '../transport/flow-pump.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import type { Metadata } from '../protocol/stream-header.js';
 import { TcpFlowStreams } from './tcp-flows.js';
@@ -133,6 +134,13 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         socket.on('error', () => stream.destroy());
         early?.answered();
         if (socket.destroyed) return void stream.destroy();
+        // Over QUIC on ngtcp2 the addon moves the bytes both ways (no JS per chunk); the flow's end
+        // by the table (idle, session closed) ends the pump as it would have destroyed the socket.
+        const pumped = PUMP_FLOWS ? pumpFlow(stream, socket) : undefined;
+        if (pumped) {
+          flow.handle = { destroy: pumped.abort };
+          return;
+        }
         coalesceWrites(stream, socket);
         // The socket's reads pause only above FLOW_UNSENT queued on the stream (not at its 16 KiB
         // mark: a stop and restart of the socket per 64 KiB read). The other way stops at
@@ -277,6 +285,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   };
 }
 
+/** OXY_IP_PUMP=0: the upgraded socket's bytes go through JS (relay) even where the stream could pump them (A/B runs). */
+const PUMP_FLOWS = process.env.OXY_IP_PUMP !== '0';
 /** OXY_IP_EARLY_DATA=0: nothing goes to the connector before its answer (as before; for A/B runs). */
 const earlyData = process.env.OXY_IP_EARLY_DATA !== '0';
 /**

@@ -233,6 +233,13 @@ export interface NativeQuicServer {
   /** The next answer goes to the client natively (flags: ANSWER_FLAG). */
   armAnswer(conn: number, id: number, flags: number): boolean;
   closeAnswers(conn: number, id: number): void;
+  /** NativeQuicClient's fd pumps (cpp/quic-pump.cc) on connection `conn`: the edge's upgraded sockets of private TCP flows. */
+  attachPump(conn: number, id: number, fd: number, mode: number): boolean;
+  shutPump(conn: number, id: number): void;
+  resetPump(conn: number, id: number): void;
+  pumpWrite(conn: number, id: number, data: Bytes, head: boolean): number;
+  closePump(conn: number, id: number): number;
+  armPumpHeads(conn: number, id: number, mode: number, frameLeft: number, bodyLeft: number): number;
   close(): void;
   ref(): void;
   unref(): void;

@@ -77,7 +77,7 @@ function exchange(stream: TunnelStream, data: Buffer): Promise<Buffer> {
 describe.each(['pumped', 'records'] as const)('private TCP flows over QUIC (ngtcp2 connector), %s', (mode) => {
   let connector: OxyProcess;
   beforeAll(async () => {
-    const env = { OXY_QUIC_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:connector:private', ...(mode === 'records' ? { OXY_QUIC_PUMP: 'records' } : {}) };
+    const env = { OXY_QUIC_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:transport:flow-pump', ...(mode === 'records' ? { OXY_QUIC_PUMP: 'records' } : {}) };
     const port = edge.tunnelAddresses[0]!.address.port;
     connector = new OxyProcess(
       home,

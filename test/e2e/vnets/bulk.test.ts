@@ -1,6 +1,7 @@
 // Bulk TCP over the whole private path (device TUN relayed in the addon → SEQPACKET → edge
 // upgrade → tunnel stream → connector → host), both ways, with the device's FIN arriving
-// before the host answers: every byte arrives, in order, and the half-close is kept.
+// before the host answers: every byte arrives, in order, and the half-close is kept; and a
+// device's session ending ends the host's connection of a flow still open.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
@@ -28,7 +29,14 @@ net.createServer((s) => {
   s.end('bye');
   s.on('data', (c) => (n += c.length));
   s.on('end', () => console.log('host got ' + n + ' after its FIN'));
-}).listen(9002, '198.18.0.10', () => console.log('listening'));
+}).listen(9002, '198.18.0.10');
+net.createServer((s) => {
+  console.log('host 9003 open');
+  s.resume();
+  s.on('error', (e) => console.log('host 9003 saw ' + e.code));
+  s.on('end', () => console.log('host 9003 saw end'));
+  s.on('close', () => console.log('host 9003 closed'));
+}).listen(9003, '198.18.0.10', () => console.log('listening'));
 `;
 
 // On the device: upload SIZE bytes then FIN and print the answer; or download and check.
@@ -49,6 +57,9 @@ if (mode === 'up') {
   let answer = '';
   s.on('data', (d) => (answer += d));
   s.on('end', () => { s.end(Buffer.alloc(size, 1)); console.log(answer); });
+} else if (mode === 'hold') {
+  net.connect(9003, '198.18.0.10').on('error', () => {}).write('hi');
+  setTimeout(() => process.exit(0), 30000);
 } else {
   const s = net.connect(9001, '198.18.0.10');
   let n = 0, ok = true;
@@ -57,14 +68,49 @@ if (mode === 'up') {
 }
 `;
 
-// Over QUIC the connector's pump carries each flow's records natively (connector/tcp-flows.ts).
-for (const protocol of ['http2', 'quic'] as const)
-  privilegedDescribe(`bulk TCP over the private path (${protocol})`, () => {
+/**
+ * The edge drops a session's flows when its device goes: the host's connection of an open flow
+ * must end with it, not linger on the tunnel (the socket the edge destroys, or its pump).
+ */
+async function sessionEnds(site: VnetSite, host: ReturnType<VnetSite['spawnIn']>): Promise<void> {
+  const client = site.spawnIn(site.device, process.execPath, ['-e', CLIENT, 'hold']);
+  await host.waitFor(/host 9003 open/, 10_000);
+  await site.warp.stop();
+  await host.waitFor(/host 9003 closed/, 10_000);
+  await client.stop();
+}
+
+const VARIANTS = [
+  { name: 'http2', protocol: 'http2', env: {} },
+  // Over QUIC the connector's pump carries each flow's records natively (connector/tcp-flows.ts).
+  { name: 'quic', protocol: 'quic', env: {} },
+  // A stream per flow: both ends hand the flow's socket to the addon (transport/flow-pump.ts) and
+  // say so. Without the fast path no RST from the device's side reaches the edge's socket when the
+  // session goes: only the edge's own end of the flow (its pump closed, the stream reset) tells the host.
+  {
+    name: 'quic, a stream per flow, no fast path',
+    protocol: 'quic',
+    env: { OXY_TCP_FLOWS: 'http2', OXY_IP_FAST_PATH: '0', NODE_DEBUG: 'oxy:transport:flow-pump' },
+    pumped: true,
+  },
+] as const;
+
+for (const variant of VARIANTS)
+  privilegedDescribe(`bulk TCP over the private path (${variant.name})`, () => {
     let site: VnetSite;
     let host: ReturnType<VnetSite['spawnIn']>;
 
     beforeAll(async () => {
-      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol }));
+      const was = Object.fromEntries(Object.keys(variant.env).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, variant.env);
+      try {
+        ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: variant.protocol }));
+      } finally {
+        for (const [k, v] of Object.entries(was)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      }
     }, 60_000);
     afterAll(async () => {
       await site?.close();
@@ -74,6 +120,10 @@ for (const protocol of ['http2', 'quic'] as const)
       const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'up', String(SIZE)], { timeoutMs: 45_000 });
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe(`got ${SIZE} intact`);
+      if ('pumped' in variant) {
+        expect(site.edge.output).toMatch(/flow socket pumped by the addon/);
+        expect(site.connector.output).toMatch(/flow socket pumped by the addon/);
+      }
     }, 50_000);
 
     it('24 MiB down to the device: every byte in order, then the end', async () => {
@@ -87,4 +137,7 @@ for (const protocol of ['http2', 'quic'] as const)
       expect(r.stdout.trim()).toBe('bye');
       await host.waitFor(new RegExp(`host got ${4 * MIB} after its FIN`), 20_000);
     }, 50_000);
+
+    // Last: it ends the device's session.
+    it("the device's session ends: the host's open connection ends too", () => sessionEnds(site, host), 30_000);
   });

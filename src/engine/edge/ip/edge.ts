@@ -389,7 +389,8 @@ export class IpEdge<R = unknown> {
       this.fastFlows.delete(flow);
       this.upgrader.detach(flow);
       // After FIN or RST the kernel closes or resets the socket itself (the app sees 'end' or ECONNRESET).
-      if (reason !== 'fin' && reason !== 'rst') (flow.handle as net.Socket | undefined)?.destroy();
+      // The handle is the socket, or what carries its bytes now (the edge's transport pump).
+      if (reason !== 'fin' && reason !== 'rst') (flow.handle as { destroy(): void } | undefined)?.destroy();
     } else if (flow.handle instanceof UdpFlow) {
       flow.handle.ended();
     }

@@ -85,6 +85,12 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
         InstanceMethod("attachAnswers", &QuicServer::JsAttachAnswers),
         InstanceMethod("armAnswer", &QuicServer::JsArmAnswer),
         InstanceMethod("closeAnswers", &QuicServer::JsCloseAnswers),
+        InstanceMethod("attachPump", &QuicServer::JsAttachPump),
+        InstanceMethod("pumpWrite", &QuicServer::JsPumpWrite),
+        InstanceMethod("closePump", &QuicServer::JsClosePump),
+        InstanceMethod("armPumpHeads", &QuicServer::JsArmPumpHeads),
+        InstanceMethod("shutPump", &QuicServer::JsShutPump),
+        InstanceMethod("resetPump", &QuicServer::JsResetPump),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicServer", methods);
@@ -169,6 +175,9 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     soon_list_.push_back(c->handle());
     soon_.At(ts);
   }
+
+  // A pump arms only once JS has seen every batch that carried its stream's bytes (Conn::ArmPumpHeads).
+  uint64_t BatchesTaken() const override { return events_.taken(); }
 
   uint8_t* TxSlot() override { return batch_.Slot(); }
 
@@ -667,6 +676,45 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   Napi::Value JsCloseAnswers(const Napi::CallbackInfo& info) {
     if (Conn* c = Find(info[0].As<Napi::Number>().Uint32Value())) c->CloseAnswers(info[1].As<Napi::Number>().Int64Value());
     return info.Env().Undefined();
+  }
+
+  // The client's fd pumps (quic-pump.cc) on a server connection: the edge's upgraded socket of a
+  // private TCP flow (plain). Same calls as QuicClient's, the connection's handle first.
+  Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
+    Conn* c = Arg(info);
+    bool ok = c && c->AttachPump(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int32Value(), info[3].ToNumber().Int32Value());
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  Napi::Value JsShutPump(const Napi::CallbackInfo& info) {
+    if (Conn* c = Arg(info)) c->ShutPump(info[1].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsResetPump(const Napi::CallbackInfo& info) {
+    if (Conn* c = Arg(info)) c->ResetPump(info[1].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsPumpWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ByteView bytes;
+    if (!GetBytes(info[2], &bytes)) throw Napi::TypeError::New(env, "pumpWrite: (handle, id, bytes, head) expected");
+    Conn* c = Arg(info);
+    if (!c) return Napi::Number::New(env, -1);
+    return Napi::Number::New(env, c->PumpWrite(info[1].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[3].ToBoolean()));
+  }
+
+  Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
+    auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
+    Conn* c = Arg(info);
+    int armed = c ? c->ArmPumpHeads(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int32Value(), num(3), num(4)) : -1;
+    return Napi::Number::New(info.Env(), armed);
+  }
+
+  Napi::Value JsClosePump(const Napi::CallbackInfo& info) {
+    Conn* c = Find(info[0].As<Napi::Number>().Uint32Value());
+    return Napi::Number::New(info.Env(), c ? c->ClosePump(info[1].As<Napi::Number>().Int64Value()) : 0);
   }
 
   // ------------------------------------------------------------------ teardown

@@ -44,7 +44,7 @@ export interface Ngtcp2Port {
   probe(): void;
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
-  /** The client's (cpp/quic-pump.cc): a stream pumped to and from a TCP socket. */
+  /** cpp/quic-pump.cc: a stream pumped to and from a TCP socket (the connector's origin sockets, both ends' private flow sockets). */
   attachPump?(id: number, fd: number, mode: number): boolean;
   shutPump?(id: number): void;
   resetPump?(id: number): void;

@@ -128,6 +128,12 @@ export class Ngtcp2Listener {
       attachAnswers: (id, fd, state, keepAlive, extra) => server.attachAnswers(handle, id, fd, state, keepAlive, extra),
       armAnswer: (id, flags) => server.armAnswer(handle, id, flags),
       closeAnswers: (id) => server.closeAnswers(handle, id),
+      attachPump: (id, fd, mode) => server.attachPump(handle, id, fd, mode),
+      shutPump: (id) => server.shutPump(handle, id),
+      resetPump: (id) => server.resetPump(handle, id),
+      pumpWrite: (id, data, head) => server.pumpWrite(handle, id, data, head),
+      closePump: (id) => server.closePump(handle, id),
+      armPumpHeads: (id, mode, frameLeft, bodyLeft) => server.armPumpHeads(handle, id, mode, frameLeft, bodyLeft),
       close: () => server.abandon(handle),
     };
     const info = server.info(handle);
