@@ -11,9 +11,12 @@
  * On the addon's QUIC (ngtcp2) a spliced origin socket is handed to the addon once connected
  * (TunnelStream.pumpTo): its answers go out as the stream's data without reaching JS, and the
  * addon reads the stream's records: request bodies go to the socket without JS, each HEAD comes
- * here for the rule (written to the pump, or the pump closed and the records read here again);
- * per request JS still picks the rule and counts the answer's status. `OXY_QUIC_PUMP=0` keeps
- * the socket in JS.
+ * here for the rule (written to the pump, or the pump closed and the records read here again).
+ * Once a head went to a pumped origin, the pump gets a route when the rule was picked by the
+ * host alone (or the ingress has one rule): the addon then writes the heads of that host's
+ * requests itself, and JS hears of them per answer, lazily (the counters), and, if the origin
+ * goes, the last one (to send it again or answer 502 for it). `OXY_QUIC_PUMP=0` keeps the socket
+ * in JS; `OXY_QUIC_HEADS=js` every head.
  */
 import { STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -54,6 +57,8 @@ const PUMP_MODE = process.env.OXY_QUIC_PUMP ?? '';
 const PUMP = PUMP_MODE !== '0';
 const PUMP_HEADS = PUMP_MODE !== 'fd';
 const PUMP_RECORDS = PUMP_MODE !== 'heads' && PUMP_HEADS;
+/** Pumps route heads by host themselves (FdPump.route); `OXY_QUIC_HEADS=js`: every head through here. */
+const ROUTE_HEADS = PUMP_RECORDS && process.env.OXY_QUIC_HEADS !== 'js';
 const debug = debuglog('oxy:connector:http1');
 
 interface OriginSocket {
@@ -68,6 +73,8 @@ interface OriginSocket {
   earlyBytes: number;
   /** The tunnel stream paused for this origin: resumed on drain or when it goes. */
   resume?: () => void;
+  /** The pump's route (FdPump.route): true for any host, else the host it writes heads for. */
+  route?: true | string;
 }
 
 interface Current {
@@ -90,6 +97,8 @@ export class Http1StreamServer {
   /** Records that came while a per-request relay still ran (rare: the edge waits for each answer). */
   #queue: (() => void)[] | undefined;
   #finished = false;
+  /** Requests whose heads a pump wrote itself (answered), for the debug line at the end. */
+  #fastHeads = 0;
   /** The origin socket corked until the end of this event-loop turn. */
   #corked: Socket | undefined;
   readonly #uncork = (): void => {
@@ -151,6 +160,26 @@ export class Http1StreamServer {
     }
     o ??= this.#dial(rule, target);
     this.#write(o, rec.head, true);
+    if (o.pump && ROUTE_HEADS) this.#route(o);
+  }
+
+  /** The pump writes the heads of the current request's host itself when the rule is picked by host alone. */
+  #route(o: OriginSocket): void {
+    const c = this.#current;
+    if (!c || c.rule !== o.rule || !o.pump?.route) return;
+    const by = this.accepting() ? this.origins.ingress.decidedBy(c.rec.host, o.rule) : undefined;
+    const route = by === 'any' ? true : by === 'host' ? c.rec.host : undefined;
+    if (route === o.route) return;
+    o.route = route;
+    o.pump.route(typeof route === 'string' ? Buffer.from(route) : route);
+  }
+
+  /** Shutting down: every head comes here again (and ends the stream: the edge sends it elsewhere). */
+  stopRouting(): void {
+    const o = this.#origin;
+    if (o?.route === undefined) return;
+    o.route = undefined;
+    o.pump?.route?.(undefined);
   }
 
   /** Request bytes for a spliced origin: the addon's pump, held until it connects, or the socket. */
@@ -288,6 +317,8 @@ export class Http1StreamServer {
                 errno ? Object.assign(new Error(`origin socket: ${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno) }) : undefined,
               ),
             drain: () => origin.resume?.(),
+            fastAnswer: (status) => this.#fastAnswered(origin, status),
+            fastHead: (payload, answered) => this.#fastHead(origin, payload, answered),
             ...heads,
           })
         : undefined;
@@ -302,6 +333,7 @@ export class Http1StreamServer {
     origin.resume = undefined;
     for (const e of early) this.#write(origin, e.data, e.head);
     if (resume && !origin.resume) resume();
+    if (pump && ROUTE_HEADS) this.#route(origin);
   }
 
   #originData(origin: OriginSocket, chunk: Buffer): void {
@@ -329,6 +361,35 @@ export class Http1StreamServer {
       return this.#finish(err as Error);
     }
     this.#enqueue(() => this.#head(rec), false);
+  }
+
+  /** A request whose head the pump wrote itself (its route) is answered: counted as one that came and went. */
+  #fastAnswered(origin: OriginSocket, status: number): void {
+    if (origin !== this.#origin || this.#finished) return;
+    origin.used = true;
+    this.#fastHeads++;
+    const m = this.metrics;
+    if (!m) return;
+    m.requestStarted();
+    m.requestEnded();
+    m.responded({ status, headers: [] });
+  }
+
+  /** The origin went with the last request's head written by the pump: it is the current request. */
+  #fastHead(origin: OriginSocket, payload: Buffer, answered: boolean): void {
+    if (origin !== this.#origin || this.#finished) return;
+    let rec: HeadRecord;
+    try {
+      rec = decodeHead(payload);
+    } catch (err) {
+      return this.#finish(err as Error);
+    }
+    if (!answered) {
+      // Not counted yet (that comes with an answer): it starts here.
+      this.#ended();
+      this.metrics?.requestStarted();
+    }
+    this.#current = { rec, rule: origin.rule, bodyLeft: rec.bodyLength === CHUNKED_BODY ? Infinity : rec.bodyLength, answered, resent: false };
   }
 
   /** The origin's first bytes for the current request. */
@@ -410,6 +471,7 @@ export class Http1StreamServer {
     if (this.#finished) return;
     this.#finished = true;
     if (err) debug('stream %d: %s', this.stream.id, err.message);
+    if (this.#fastHeads > 0) debug('stream %d: %d request heads went to the origin without JS', this.stream.id, this.#fastHeads);
     this.#ended();
     if (this.#origin) this.#drop(this.#origin);
     this.#origin = undefined;

@@ -237,16 +237,36 @@ export class Ingress {
     for (const rule of this.rules) if (ruleMatches(rule, hostname, path)) return rule;
     return this.rules[this.rules.length - 1];
   }
+
+  /**
+   * What `match` needs to pick `rule` (its answer for `host`) again: nothing ('any': the only
+   * rule), the same host ('host': `rule` has no path and no rule before it matches the host), or
+   * the path too (undefined). The connector's pumps route heads natively by this.
+   */
+  decidedBy(host: string, rule: IngressRule): 'any' | 'host' | undefined {
+    if (this.rules.length === 1) return 'any';
+    if (rule.path) return undefined;
+    const hostname = stripPort(host).toLowerCase();
+    for (const r of this.rules) {
+      if (r === rule) return 'host';
+      if (hostMatches(r, hostname)) return undefined;
+    }
+    return undefined;
+  }
+}
+
+function hostMatches(rule: Pick<IngressRule, 'hostname' | 'punycodeHostname'>, hostname: string): boolean {
+  return (
+    !rule.hostname ||
+    rule.hostname === '*' ||
+    matchHost(rule.hostname.toLowerCase(), hostname) ||
+    (rule.punycodeHostname !== undefined && matchHost(rule.punycodeHostname, hostname))
+  );
 }
 
 /** cloudflared's Rule.Matches: the hostname or its punycode form, then the path regex. */
 export function ruleMatches(rule: Pick<IngressRule, 'hostname' | 'punycodeHostname' | 'path'>, hostname: string, path: string): boolean {
-  const hostOk =
-    !rule.hostname ||
-    rule.hostname === '*' ||
-    matchHost(rule.hostname.toLowerCase(), hostname) ||
-    (rule.punycodeHostname !== undefined && matchHost(rule.punycodeHostname, hostname));
-  return hostOk && (!rule.path || rule.path.test(path));
+  return hostMatches(rule, hostname) && (!rule.path || rule.path.test(path));
 }
 
 function stripPort(host: string): string {

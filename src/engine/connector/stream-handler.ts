@@ -22,7 +22,9 @@ export type KindHandler = (header: StreamRequestHeader, stream: TunnelStream, co
 export class StreamHandler {
   #active = 0;
   #idle?: () => void;
-  accepting = true;
+  #accepting = true;
+  /** http1 streams being served: their pumps stop routing heads natively when the connector stops. */
+  readonly #http1 = new Set<Http1StreamServer>();
 
   constructor(
     private readonly origins: OriginProxy,
@@ -31,6 +33,16 @@ export class StreamHandler {
     /** cloudflared's request metrics (connector/metrics.ts); none in tests that do not need them. */
     private readonly metrics?: ConnectorMetrics,
   ) {}
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  /** False: new requests are refused (each http1 stream ends at its next request). */
+  set accepting(value: boolean) {
+    this.#accepting = value;
+    if (!value) for (const server of this.#http1) server.stopRouting();
+  }
 
   get active(): number {
     return this.#active;
@@ -86,7 +98,13 @@ export class StreamHandler {
     }
     if (header.kind === 'http') return this.#http(stream, decodeRequestHead(header.metadata));
     if (header.kind === 'websocket') return this.#upgrade(stream, decodeRequestHead(header.metadata));
-    if (header.kind === 'http1') return new Http1StreamServer(stream, this.origins, this.log, () => this.accepting, this.metrics).done;
+    if (header.kind === 'http1') {
+      const server = new Http1StreamServer(stream, this.origins, this.log, () => this.#accepting, this.metrics);
+      this.#http1.add(server);
+      await server.done;
+      this.#http1.delete(server);
+      return;
+    }
     const extra = this.extraKinds[header.kind];
     if (extra) return extra(header, stream, conn);
     refuse(stream, ResponseStatus.BAD_REQUEST, `This connector does not serve '${header.kind}' streams`);

@@ -155,6 +155,8 @@ export interface NativeQuicClient {
    * 1: armed; 0: not now, ask again after the next batch; -1: never (JS reads the rest itself).
    */
   armPumpHeads(id: number, mode: number, frameLeft: number, bodyLeft: number): number;
+  /** The pump writes the heads of HEAD records itself: any host's (true), or those whose host field is these bytes; undefined: none. */
+  pumpRoute(id: number, route: true | Bytes | undefined): void;
   close(): void;
   ref(): void;
   unref(): void;

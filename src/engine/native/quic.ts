@@ -62,6 +62,10 @@ export const QuicPumpEvent = {
   SHUT: 8,
   /** A flows pump's flow is over (a terminator went each way): the stream's records come to JS again. */
   FLOW_DONE: 9,
+  /** payload: the status of an answer to a head the pump wrote itself (its route). Lazy. */
+  FAST_ANSWER: 10,
+  /** Before an END: u8 answered, then the HEAD record's payload of the last head the pump wrote itself. */
+  FAST_HEAD: 11,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

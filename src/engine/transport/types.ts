@@ -86,6 +86,12 @@ export interface FdPump {
   end?(): void;
   /** A flows pump: the peer reset the flow (its RESET came before the addon read the records): the socket is reset. */
   reset?(): void;
+  /**
+   * With `records`: HEAD records of any host (`true`) or of the host field `host` (its bytes, as
+   * the record holds them) have their head written to the socket by the transport, without
+   * `head()` (`fastAnswer` and `fastHead` tell of them); undefined: every HEAD to `head()` again.
+   */
+  route?(key: true | Uint8Array | undefined): void;
 }
 
 export interface FdPumpEvents {
@@ -132,6 +138,13 @@ export interface FdPumpEvents {
    */
   flows?: boolean;
   flowDone?(): void;
+  /** A request whose head the transport wrote itself (`FdPump.route`) has its answer's first bytes (status as `answer`). Comes late. */
+  fastAnswer?(status: number): void;
+  /**
+   * Before `end()`, when the last request's head was written by the transport: that HEAD
+   * record's payload, and whether its answer began (then `fastAnswer` told of it already).
+   */
+  fastHead?(record: Buffer, answered: boolean): void;
 }
 
 export interface TunnelCloseInfo {

@@ -15,6 +15,20 @@ const rules = Ingress.parse(
 );
 
 describe('ingress rules', () => {
+  it('say what picks a rule again (the connector routes heads natively by it): nothing, the host alone, or the path too', () => {
+    const one = Ingress.singleOrigin('http://localhost:8080');
+    expect(one.decidedBy('any.example.com', one.rules[0])).toBe('any');
+    const www = rules.match('www.example.com', '/');
+    expect(rules.decidedBy('www.example.com', www)).toBe('host');
+    // ssh.example.com: no earlier rule matches the host, whatever the path.
+    expect(rules.decidedBy('ssh.example.com', rules.match('ssh.example.com', '/x'))).toBe('host');
+    // The path rule (and every host after it: its catch-all host matches all) needs the path.
+    expect(rules.decidedBy('other.com', rules.match('other.com', '/status'))).toBeUndefined();
+    expect(rules.decidedBy('other.com', rules.match('other.com', '/x'))).toBeUndefined();
+    // a.example.xyz may match the path rule with another path: the catch-all it got now is not decided by host.
+    expect(rules.decidedBy('a.example.xyz', rules.match('a.example.xyz', '/x'))).toBeUndefined();
+  });
+
   it('pick the first rule matching host (port ignored) and path; the last catches everything (0-based, as cloudflared)', () => {
     expect(rules.match('www.example.com', '/').index).toBe(0);
     expect(rules.match('WWW.Example.com:8443', '/x').index).toBe(0);

@@ -53,6 +53,9 @@ enum PumpEvent : uint8_t {
   kAnswerFailed = 7,  // writing to the client failed: payload f64 errno
   kPumpShut = 8,      // a plain pump's fd took every byte for it and its write side is shut (ShutPump)
   kPumpFlowDone = 9,  // a flows pump's flow is over (both terminators crossed): the stream's records are JS's again
+  // Heads the connector's pump wrote without JS (its route, Conn::PumpRoute):
+  kPumpFastAnswer = 10, // lazy: such a request's answer began: payload f64 status (as kPumpAnswer)
+  kPumpFastHead = 11,   // before a kPumpEnd: the last such head (payload: u8 answered, then the HEAD record's payload)
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -328,6 +331,14 @@ struct Pump {
   bool got_term = false;
   bool reset_sent = false;
   bool lingering = false;
+  // Its route (PumpRoute): a HEAD record whose host field is `route_host` (any, with route_any)
+  // has its head written here without JS; JS hears of it per answer (kPumpFastAnswer, lazy) and,
+  // before a kPumpEnd, the last one (kPumpFastHead: JS needs it to send it again or answer 502).
+  bool route = false;
+  bool route_any = false;
+  std::string route_host;
+  bool fast = false;                // the current request's head was written here
+  std::vector<uint8_t> fast_head;  // its HEAD record's payload
 };
 
 // The edge's side of an `http1` stream (quic-answer.cc): while armed for an answer, the stream's
@@ -441,6 +452,9 @@ class Conn {
   // Bytes for the pump's fd (`head`: a request starts: its answer is reported). Returns the bytes
   // not yet written to the fd (a kPumpDrain follows above kStreamHighWater), -1 when it takes none.
   double PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head);
+  // The pump writes the heads of HEAD records for the rule it serves itself: any host's (`any`),
+  // or those whose host field is `host` byte for byte; `on` false: every HEAD goes to JS again.
+  void PumpRoute(int64_t id, bool on, bool any, const uint8_t* host, size_t host_len);
   // Returns the request bytes the pump read off the stream and wrote to its fd (no JS), 0 if none.
   double ClosePump(int64_t id);
   // JS's parsers of the stream stand at a point it can hand over. `records` (mode 1): the addon reads every
@@ -523,6 +537,7 @@ class Conn {
   void FlowGotReset(Pump* p);
   void FlowAbort(Pump* p);
   void FlowMaybeDone(Pump* p);
+  bool PumpFastHead(Stream* s, std::vector<uint8_t>& record);
   void PumpQueue(Pump* p);
   // The fd took its backlog (or is gone): the credit held back for it goes out.
   void PumpCredit(Stream* s);

@@ -223,7 +223,10 @@ double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {
   Stream* s = head ? Find(id) : nullptr;
   const bool release = s && s->recv && s->recv->held && s->recv->armed;
   if (!p->ended) {
-    if (head) p->answered = false;
+    if (head) {
+      p->answered = false;
+      p->fast = false;
+    }
     p->out.insert(p->out.end(), data, data + len);
     PumpQueue(p);
   }
@@ -232,6 +235,44 @@ double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {
   double pending = double(p->out.size() - p->out_off);
   if (pending > kStreamHighWater) p->want_drain = true;
   return pending;
+}
+
+void Conn::PumpRoute(int64_t id, bool on, bool any, const uint8_t* host, size_t host_len) {
+  auto it = pumps_.find(id);
+  if (it == pumps_.end()) return;
+  Pump* p = it->second.get();
+  p->route = on;
+  p->route_any = on && any;
+  p->route_host.assign(reinterpret_cast<const char*>(host), on && !any ? host_len : 0);
+}
+
+// A whole HEAD record (its payload, http1.ts encodeHead: u32 body length, u16 + host, u16 + path,
+// u8 + method, the head) whose host the pump's route takes: its head goes to the fd as JS's
+// PumpWrite would write it, and what follows is read on at once. False: JS decides.
+bool Conn::PumpFastHead(Stream* s, std::vector<uint8_t>& record) {
+  auto it = pumps_.find(s->id);
+  if (it == pumps_.end()) return false;
+  Pump* p = it->second.get();
+  if (!p->route || p->ended || p->plain) return false;
+  const uint8_t* d = record.data();
+  const size_t n = record.size();
+  if (n < 6) return false;
+  const size_t host_len = (size_t(d[4]) << 8) | d[5];
+  size_t off = 6 + host_len;
+  if (off + 2 > n) return false;
+  const uint8_t* host = d + 6;
+  off += 2 + ((size_t(d[off]) << 8) | d[off + 1]);
+  if (off + 1 > n) return false;
+  off += 1 + d[off];
+  if (off > n) return false;  // JS's decodeHead refuses it: JS says so
+  if (!p->route_any && (host_len != p->route_host.size() || memcmp(host, p->route_host.data(), host_len) != 0)) return false;
+  p->answered = false;
+  p->fast = true;
+  p->out.insert(p->out.end(), d + off, d + n);
+  PumpQueue(p);
+  if (p->out.size() - p->out_off > kStreamHighWater) s->pump_full = true;
+  p->fast_head.swap(record);
+  return true;
 }
 
 void Conn::ShutPump(int64_t id) {
@@ -355,7 +396,7 @@ void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
     r.rleft -= uint32_t(take);
     d += take;
     n -= take;
-    if (r.rtype == kRecordHead && r.rleft == 0) {
+    if (r.rtype == kRecordHead && r.rleft == 0 && !PumpFastHead(s, r.head)) {
       Event(kEvPump, kPumpHead, s->id, r.head.data(), r.head.size());
       r.held = true;
     }
@@ -608,7 +649,7 @@ void Conn::PumpRead(Pump* p) {
       if (!p->answered) {
         p->answered = true;
         double status = StatusOf(buf + hdr, size_t(n));
-        host_->EmitLazy(this, kEvPump, kPumpAnswer, p->id, reinterpret_cast<const uint8_t*>(&status), 8);
+        host_->EmitLazy(this, kEvPump, p->fast ? kPumpFastAnswer : kPumpAnswer, p->id, reinterpret_cast<const uint8_t*>(&status), 8);
       }
       buf[0] = kFrameData;
       PutBe32(buf + 1, uint32_t(hdr - kFrameHeader + size_t(n)));
@@ -671,6 +712,12 @@ void Conn::PumpEnd(Pump* p, int err) {
     if (!p->lingering) FlowAbort(p);
     Dirty();
     return;
+  }
+  if (p->fast) {
+    // JS's request is the last head written here: it resends it or answers for it.
+    p->fast = false;
+    p->fast_head.insert(p->fast_head.begin(), uint8_t(p->answered ? 1 : 0));
+    Event(kEvPump, kPumpFastHead, p->id, p->fast_head.data(), p->fast_head.size());
   }
   double e = double(err);
   Event(kEvPump, kPumpEnd, p->id, reinterpret_cast<const uint8_t*>(&e), 8);

@@ -45,6 +45,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("pumpWrite", &QuicClient::JsPumpWrite),
         InstanceMethod("closePump", &QuicClient::JsClosePump),
         InstanceMethod("armPumpHeads", &QuicClient::JsArmPumpHeads),
+        InstanceMethod("pumpRoute", &QuicClient::JsPumpRoute),
         InstanceMethod("shutPump", &QuicClient::JsShutPump),
         InstanceMethod("resetPump", &QuicClient::JsResetPump),
     };
@@ -273,6 +274,17 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
     int armed = Usable() ? conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), num(2), num(3)) : -1;
     return Napi::Number::New(info.Env(), armed);
+  }
+
+  // pumpRoute(id, route): the pump writes the heads of HEAD records itself, of any host (true) or of
+  // the host whose bytes `route` holds; undefined: every HEAD to JS (Conn::PumpRoute).
+  Napi::Value JsPumpRoute(const Napi::CallbackInfo& info) {
+    ByteView host{nullptr, 0};
+    const bool on = !info[1].IsUndefined() && !info[1].IsNull();
+    const bool any = on && info[1].IsBoolean();
+    if (on && !any && !GetBytes(info[1], &host)) throw Napi::TypeError::New(info.Env(), "pumpRoute: host bytes expected");
+    if (Usable()) conn_->PumpRoute(info[0].As<Napi::Number>().Int64Value(), on, any, host.data, host.length);
+    return info.Env().Undefined();
   }
 
   // closePump(id) → the request bytes it wrote to its fd without JS.

@@ -51,6 +51,7 @@ export interface Ngtcp2Port {
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
   closePump?(id: number): number;
   armPumpHeads?(id: number, mode: number, frameLeft: number, bodyLeft: number): number;
+  pumpRoute?(id: number, route: true | Uint8Array | undefined): void;
   /** The server's (cpp/quic-answer.cc): a stream's answers written to the edge's client socket. */
   attachAnswers?(id: number, fd: number, state: Float64Array, keepAlive: Uint8Array, extra: Uint8Array): boolean;
   armAnswer?(id: number, flags: number): boolean;
@@ -226,6 +227,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       reset: () => {
         if (this.pumps.get(id) === events && !this.released) native.resetPump?.(id);
       },
+      route: (key) => {
+        if (this.pumps.get(id) === events && !this.released) native.pumpRoute?.(id, key);
+      },
     };
   }
 
@@ -311,6 +315,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         if (flag === QuicPumpEvent.HEAD && !events?.head) this.streams.get(id)?.receive(headFrame(data));
         if (!events) break;
         if (flag === QuicPumpEvent.ANSWER) events.answer(data.readDoubleLE(0));
+        else if (flag === QuicPumpEvent.FAST_ANSWER) events.fastAnswer?.(data.readDoubleLE(0));
+        else if (flag === QuicPumpEvent.FAST_HEAD) events.fastHead?.(data.subarray(1), data[0] === 1);
         else if (flag === QuicPumpEvent.END) events.end(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.DRAIN) events.drain();
         else if (flag === QuicPumpEvent.HEAD) events.head?.(data);
