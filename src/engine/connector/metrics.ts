@@ -40,15 +40,56 @@ export function createConnectorMetrics(registry: Registry, readyConnections: () 
   const t = `${METRICS_NAMESPACE}_tunnel`;
   const q = `${METRICS_NAMESPACE}_quic_client`;
   const registers = [registry];
-  const totalRequests = new Counter({ name: `${t}_total_requests`, help: 'Amount of requests proxied through all the tunnels', registers });
-  const concurrent = new Gauge({ name: `${t}_concurrent_requests_per_tunnel`, help: 'Concurrent requests proxied through each tunnel', registers });
-  const maxConcurrent = new Gauge({
+  // Per-request figures are plain numbers, read at scrape time: counting costs a request nothing more.
+  let total = 0;
+  let inFlight = 0;
+  let peak = 0;
+  let failed = 0;
+  const codes = new Map<number, number>();
+  new Counter({
+    name: `${t}_total_requests`,
+    help: 'Amount of requests proxied through all the tunnels',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(total);
+    },
+  });
+  new Gauge({
+    name: `${t}_concurrent_requests_per_tunnel`,
+    help: 'Concurrent requests proxied through each tunnel',
+    registers,
+    collect() {
+      this.set(inFlight);
+    },
+  });
+  new Gauge({
     name: `${t}_max_concurrent_requests_per_tunnel`,
     help: 'Largest number of concurrent requests proxied through each tunnel so far',
     registers,
+    collect() {
+      this.set(peak);
+    },
   });
-  const byCode = new Counter({ name: `${t}_response_by_code`, help: 'Count of responses by HTTP status code', labelNames: ['status_code'], registers });
-  const errors = new Counter({ name: `${t}_request_errors`, help: 'Count of error proxying to origin', registers });
+  new Counter({
+    name: `${t}_response_by_code`,
+    help: 'Count of responses by HTTP status code',
+    labelNames: ['status_code'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [code, n] of codes) this.inc({ status_code: String(code) }, n);
+    },
+  });
+  new Counter({
+    name: `${t}_request_errors`,
+    help: 'Count of error proxying to origin',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(failed);
+    },
+  });
   new Gauge({
     name: `${t}_ha_connections`,
     help: 'Number of active ha connections',
@@ -84,20 +125,17 @@ export function createConnectorMetrics(registry: Registry, readyConnections: () 
   const quicTotal = new Counter({ name: `${q}_total_connections`, help: 'Number of QUIC connections initiated', registers });
   const quicClosed = new Counter({ name: `${q}_closed_connections`, help: 'Number of QUIC connections closed', registers });
   const locationOf = new Map<string, string>();
-  let inFlight = 0;
-  let peak = 0;
   return {
     requestStarted() {
-      totalRequests.inc();
-      concurrent.set(++inFlight);
-      if (inFlight > peak) maxConcurrent.set((peak = inFlight));
+      total++;
+      if (++inFlight > peak) peak = inFlight;
     },
     responded(head) {
-      byCode.labels(String(head.status)).inc();
-      if (head.headers.some(([k]) => k === 'proxy-status')) errors.inc();
+      codes.set(head.status, (codes.get(head.status) ?? 0) + 1);
+      if (head.headers.length > 0 && head.headers.some(([k]) => k === 'proxy-status')) failed++;
     },
     requestEnded() {
-      concurrent.set(--inFlight);
+      inFlight--;
     },
     connectionRegistered(connectionId, location, protocol) {
       locationOf.set(connectionId, location);
