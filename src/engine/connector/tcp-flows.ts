@@ -5,12 +5,11 @@
  * when the edge ends it (an idle stream it no longer keeps).
  */
 import type { Socket } from 'node:net';
-import { debuglog } from 'node:util';
 import { OxyError } from '../../core/errors.js';
-import { socketFd } from '../native/index.js';
 import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
-import type { FdPump, TunnelStream } from '../transport/types.js';
+import { PumpedFlow } from '../transport/flow-pump.js';
+import type { TunnelStream } from '../transport/types.js';
 import { FLOW_UNSENT } from '../util/pump.js';
 
 /**
@@ -19,7 +18,6 @@ import { FLOW_UNSENT } from '../util/pump.js';
  * written there. Any OXY_QUIC_PUMP value (`records`, `heads`, `fd`, `0`) keeps them in JS.
  */
 export const PUMP_FLOWS = (process.env.OXY_QUIC_PUMP ?? '') === '';
-const debug = debuglog('oxy:connector:private');
 
 const OK_ANSWER = encodeResponseHeader({ status: ResponseStatus.OK, message: '', metadata: [] });
 
@@ -80,7 +78,17 @@ export class TcpFlowServer implements FlowRecordSink {
     // The edge reset the flow meanwhile (its answer and RESET went): nothing is written any more.
     if (link.released || this.#over) return void socket.destroy();
     this.#answer(ResponseStatus.OK, '');
-    this.#link = (PUMP_FLOWS && PumpedFlow.start(this.stream, socket, link, this.#parser, () => this.offramp.flowEnded())) || link;
+    // The socket was just dialled (it has read nothing); the edge's DATA and END that came meanwhile go to the pump.
+    const pumped =
+      PUMP_FLOWS &&
+      PumpedFlow.start(
+        this.stream,
+        socket,
+        this.#parser,
+        () => link.handOff()!,
+        () => this.offramp.flowEnded(),
+      );
+    this.#link = pumped || link;
     if (this.#link === link) link.attach(socket);
   }
 
@@ -122,97 +130,5 @@ export class TcpFlowServer implements FlowRecordSink {
     if (reset) this.stream.destroy();
     else this.stream.end();
     this.#finish();
-  }
-}
-
-/**
- * A flow whose socket the transport pumps (FdPumpEvents.flows): from the hand-over on, the addon
- * reads the flow's records and writes the socket's; until then what the stream's reader gets of the
- * flow is passed to the pump here. Ends when the addon says both terminators crossed (`flowDone`),
- * or with the stream (`kill`).
- */
-class PumpedFlow {
-  #released = false;
-  #gotTerm = false;
-  #paused = false;
-  #pump!: FdPump;
-
-  private constructor(
-    private readonly stream: TunnelStream,
-    private readonly done: () => void,
-  ) {}
-
-  /**
-   * Pumps `socket` (just dialled: it has read nothing) as the flow `link` was waiting for, with the
-   * peer's DATA and END that came meanwhile. Undefined when the stream cannot pump it (`link` then
-   * takes the socket).
-   */
-  static start(stream: TunnelStream, socket: Socket, link: FlowLink, parser: FlowRecordParser, done: () => void): PumpedFlow | undefined {
-    const fd = socketFd(socket);
-    if (fd === undefined || !stream.pumpTo) return undefined;
-    const flow = new PumpedFlow(stream, done);
-    const pump = stream.pumpTo(fd, {
-      flows: true,
-      answer: () => undefined,
-      end: () => undefined,
-      drain: () => flow.#resume(),
-      bodyLeft: () => parser.dataLeft,
-      handOver: () => parser.handOver(),
-      flowDone: () => flow.#finish(),
-    });
-    if (!pump) return undefined;
-    flow.#pump = pump;
-    debug('stream %d: tcp-flows flow pumped by the addon', stream.id);
-    // The addon holds a duplicate: closing ours sends nothing to the host.
-    socket.destroy();
-    const early = link.handOff()!;
-    for (const bytes of early.pending) flow.data(bytes);
-    if (early.ended) flow.end();
-    return flow;
-  }
-
-  get released(): boolean {
-    return this.#released;
-  }
-
-  data(bytes: Buffer): void {
-    if (this.#gotTerm || this.#released) return;
-    if (!this.#pump.write(bytes, false) && !this.#paused) {
-      this.#paused = true;
-      this.stream.pause();
-    }
-  }
-
-  end(): void {
-    if (this.#gotTerm || this.#released) return;
-    this.#gotTerm = true;
-    this.#pump.end?.();
-  }
-
-  reset(): void {
-    if (this.#released) return;
-    this.#gotTerm = true;
-    this.#pump.reset?.();
-  }
-
-  /** The stream failed or ended: the socket goes with it. */
-  kill(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#pump.close();
-    this.#resume();
-  }
-
-  #finish(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#resume();
-    this.done();
-  }
-
-  #resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.stream.resume();
   }
 }

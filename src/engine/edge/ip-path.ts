@@ -102,7 +102,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // dial: a round trip sooner); the rest waits for the answer, so a slow dial holds at most that
   // one chunk (≤ 64 KiB) per flow.
   // With a connector that serves them, flows ride reused `tcp-flows` streams instead (tcp-flows.ts).
-  const flowStreams = new TcpFlowStreams({ unsent: FLOW_UNSENT, returnUnsent: RETURN_UNSENT, early: earlyData });
+  const flowStreams = new TcpFlowStreams({ unsent: FLOW_UNSENT, returnUnsent: RETURN_UNSENT, early: earlyData, pump: PUMP_FLOWS });
   new Counter({
     name: 'oxy_edge_tcp_flows_total',
     help: 'Private TCP flows carried on tcp-flows streams, by stream: reused (it carried a flow before) or new',
@@ -123,7 +123,14 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         ['Vnet', vnetId],
         ['Tenant', flow.scope.context.tenant],
       ];
-      flowStreams.carry(live, dst, metadata, socket, (err) => log.info({ err, dst }, 'Private TCP flow failed'));
+      flowStreams.carry(
+        live,
+        dst,
+        metadata,
+        socket,
+        (err) => log.info({ err, dst }, 'Private TCP flow failed'),
+        (abort) => void (flow.handle = { destroy: abort }),
+      );
       return;
     }
     const early = earlyData ? new EarlyChunk(socket) : undefined;
@@ -285,7 +292,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   };
 }
 
-/** OXY_IP_PUMP=0: the upgraded socket's bytes go through JS (relay) even where the stream could pump them (A/B runs). */
+/** OXY_IP_PUMP=0: the upgraded socket's bytes go through JS (relay, tcp-flows links) even where the stream could pump them (A/B runs). */
 const PUMP_FLOWS = process.env.OXY_IP_PUMP !== '0';
 /** OXY_IP_EARLY_DATA=0: nothing goes to the connector before its answer (as before; for A/B runs). */
 const earlyData = process.env.OXY_IP_EARLY_DATA !== '0';

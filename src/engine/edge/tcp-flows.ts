@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { isOxyError, OxyError } from '../../core/errors.js';
 import { encodeRequestHeader, ResponseStatus, type Metadata } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
+import { PumpedFlow } from '../transport/flow-pump.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { LiveConnection } from './registry.js';
 
@@ -35,6 +36,8 @@ export interface TcpFlowOptions {
   returnUnsent: number;
   /** The first chunk goes before the connector's answer (see ip-path.ts EarlyChunk). */
   early: boolean;
+  /** Answered flows' sockets go to the transport's pump where the stream has one (QUIC on ngtcp2). */
+  pump: boolean;
 }
 
 export class TcpFlowStreams {
@@ -55,14 +58,14 @@ export class TcpFlowStreams {
    * stream of `live`, or a new one. `failed` hears why a flow could not start (the socket is
    * then reset).
    */
-  carry(live: LiveConnection, destination: string, metadata: Metadata, socket: Socket, failed: (err: Error) => void): void {
+  carry(live: LiveConnection, destination: string, metadata: Metadata, socket: Socket, failed: (err: Error) => void, pumped?: Pumped): void {
     const open = encodeRequestHeader({ kind: 'tcp', destination, metadata });
     const idle = this.#idle.get(live.conn);
     const ready = idle?.pop();
     if (ready) {
       live.idleStreams = idle!.length;
       this.counters.reused++;
-      return ready.start(socket, open, failed);
+      return ready.start(socket, open, failed, pumped);
     }
     this.counters.opened++;
     live.conn.openStream().then(
@@ -73,7 +76,7 @@ export class TcpFlowStreams {
           return this.release(live, new FlowStream(stream, live, this.o, this));
         }
         stream.write(STREAM_HEADER);
-        new FlowStream(stream, live, this.o, this).start(socket, open, failed);
+        new FlowStream(stream, live, this.o, this).start(socket, open, failed, pumped);
       },
       (err: Error) => {
         failed(err);
@@ -127,10 +130,14 @@ export class TcpFlowStreams {
   }
 }
 
+/** A flow's socket went to the transport's pump: `abort` ends the flow (and its stream) instead of the socket's destroy(). */
+export type Pumped = (abort: () => void) => void;
+
 /** One reused stream: its records go to the flow whose turn it is. */
 class FlowStream implements FlowRecordSink {
   readonly #parser = new FlowRecordParser(this, FlowRecord.ANSWER);
-  #link: FlowLink | undefined;
+  #link: FlowLink | PumpedFlow | undefined;
+  #pumped: Pumped | undefined;
   #answered = true;
   #failed: ((err: Error) => void) | undefined;
   #socket: Socket | undefined;
@@ -156,9 +163,10 @@ class FlowStream implements FlowRecordSink {
     stream.on('close', () => this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The tcp-flows stream closed')));
   }
 
-  start(socket: Socket, open: Buffer, failed: (err: Error) => void): void {
+  start(socket: Socket, open: Buffer, failed: (err: Error) => void, pumped?: Pumped): void {
     const link = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
     this.#link = link;
+    this.#pumped = pumped;
     this.#answered = false;
     this.#failed = failed;
     this.#socket = socket;
@@ -171,7 +179,8 @@ class FlowStream implements FlowRecordSink {
   }
 
   header(_type: number, payload: Buffer): void {
-    const link = this.#link;
+    // Before its answer a flow's link is always a FlowLink (a pump starts at the answer).
+    const link = this.#link as FlowLink | undefined;
     if (this.#answered || !link) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'A tcp-flows ANSWER with no flow waiting for one');
     const answer = decodeFlowHeader(payload, 'response');
     this.#answered = true;
@@ -183,7 +192,35 @@ class FlowStream implements FlowRecordSink {
       link.abort();
       return;
     }
+    const taken = this.o.pump && this.stream.pumpTo ? link.takeSocket() : undefined;
+    if (taken) {
+      // The pump starts once this batch of records is read (the reader then stands where the
+      // addon takes over); meanwhile a link without a socket keeps what the connector sends.
+      const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
+      this.#link = held;
+      queueMicrotask(() => this.#pump(taken, held));
+      return;
+    }
     link.open();
+  }
+
+  /** The answered flow's socket to the transport's pump, with what `held` kept; else `held` takes the socket. */
+  #pump(socket: Socket, held: FlowLink): void {
+    // Reset or killed meanwhile (its RESET went, or the stream died): the socket is reset too.
+    if (this.#link !== held || held.released) return void socket.resetAndDestroy();
+    const flow = PumpedFlow.start(
+      this.stream,
+      socket,
+      this.#parser,
+      () => held.handOff()!,
+      () => this.#done(),
+    );
+    if (!flow) return held.attach(socket);
+    this.#link = flow;
+    // The flow table's end of the flow (idle, the device gone) ends it here, with its stream.
+    this.#pumped?.(() => {
+      if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
+    });
   }
 
   // Before the answer, DATA, END and RESET are the previous flow's last words (a RESET that
@@ -202,6 +239,7 @@ class FlowStream implements FlowRecordSink {
 
   #done(): void {
     this.#link = undefined;
+    this.#pumped = undefined;
     this.#socket = undefined;
     this.#failed = undefined;
     this.owner.release(this.live, this);

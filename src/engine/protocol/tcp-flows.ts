@@ -263,6 +263,23 @@ export class FlowLink {
     return { pending, ended: this.#pendingEnd };
   }
 
+  /**
+   * The answer came (edge) and the socket goes on without this link (pumped by the transport):
+   * paused, with what it read and did not hand over still in it. Undefined when the flow already
+   * ended or aborted its way out, or the socket is gone (the link keeps it).
+   */
+  takeSocket(): Socket | undefined {
+    const socket = this.#socket;
+    if (!socket || this.#released || this.#sentTerm || socket.destroyed) return undefined;
+    this.#released = true;
+    this.#stopSocket();
+    socket.off('end', this.#onSocketEnd);
+    socket.off('error', this.#onSocketGone);
+    socket.off('close', this.#onSocketGone);
+    socket.pause();
+    return socket;
+  }
+
   /** The answer came: the socket's bytes flow freely. */
   open(): void {
     const was = this.#gate;

@@ -1,16 +1,19 @@
 /**
- * A private TCP flow's socket pumped by the transport (TunnelStream.pumpTo, plain): the bytes go
- * both ways without JS and each direction half-closes on its own, as a JS relay does. Both ends
- * use it over QUIC on ngtcp2: the connector for its dialled socket, the edge for the upgraded one.
+ * A private TCP flow's socket pumped by the transport (TunnelStream.pumpTo): the bytes go both ways
+ * without JS. Both ends use it over QUIC on ngtcp2 (the connector for its dialled socket, the edge
+ * for the upgraded one): plainly on a stream per flow (each direction half-closes on its own, as a
+ * JS relay does), or as one flow of a reused `tcp-flows` stream (its records read and written by
+ * the addon).
  */
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { socketFd } from '../native/index.js';
-import type { TunnelStream } from './types.js';
+import { FlowRecord, writeFlowRecord } from '../protocol/tcp-flows.js';
+import type { FdPump, TunnelStream } from './types.js';
 
 const debug = debuglog('oxy:transport:flow-pump');
 
-export interface PumpedFlow {
+export interface PlainPump {
   /** Settles once both directions ended (or either failed: the stream is reset then). */
   readonly done: Promise<void>;
   /** Ends the flow now: the pump's descriptor closes (the kernel ends the connection) and the stream is reset. */
@@ -23,7 +26,7 @@ export interface PumpedFlow {
  * nothing reaches the peer). Undefined when the stream cannot pump now: the socket stays the
  * caller's, untouched except for those bytes, which the stream has.
  */
-export function pumpFlow(stream: TunnelStream, socket: Socket): PumpedFlow | undefined {
+export function pumpFlow(stream: TunnelStream, socket: Socket): PlainPump | undefined {
   const fd = socketFd(socket);
   if (fd === undefined || !stream.pumpTo || stream.readableEnded || stream.destroyed || socket.destroyed) return undefined;
   // What the socket read while paused is the stream's before the pump's bytes.
@@ -72,4 +75,112 @@ export function pumpFlow(stream: TunnelStream, socket: Socket): PumpedFlow | und
   stream.once('close', () => finish(!(stream.readableEnded && stream.writableFinished)));
   stream.resume();
   return { done, abort: () => finish(true) };
+}
+
+/** What a flows pump needs of the stream's tcp-flows reader (protocol/tcp-flows.ts FlowRecordParser). */
+export interface FlowRecordReader {
+  /** The DATA record's bytes still to come; undefined when a record header is half-read. */
+  readonly dataLeft: number | undefined;
+  /** The transport reads the records from here on: the reader forgets the DATA record it was in. */
+  handOver(): void;
+}
+
+/**
+ * One flow of a `tcp-flows` stream whose socket the transport pumps (FdPumpEvents.flows), on
+ * either end: from the hand-over on, the addon reads the flow's records and writes the socket's;
+ * until then what the stream's reader gets of the flow is passed to the pump here. Ends when the
+ * addon says both terminators crossed (`flowDone`), or with the stream (`kill`).
+ */
+export class PumpedFlow {
+  #released = false;
+  #gotTerm = false;
+  #paused = false;
+  #pump!: FdPump;
+
+  private constructor(
+    private readonly stream: TunnelStream,
+    private readonly done: () => void,
+  ) {}
+
+  /**
+   * Pumps `socket` (paused, or just dialled) as the stream's current flow. What the socket read
+   * and still holds goes first as DATA records; `early` (called once the pump is there) gives the
+   * peer's DATA and END the flow got before. Undefined when the stream cannot pump it: the socket
+   * is the caller's, its held bytes written.
+   */
+  static start(
+    stream: TunnelStream,
+    socket: Socket,
+    reader: FlowRecordReader,
+    early: () => { pending: Buffer[]; ended: boolean },
+    done: () => void,
+  ): PumpedFlow | undefined {
+    const fd = socketFd(socket);
+    if (fd === undefined || !stream.pumpTo) return undefined;
+    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) writeFlowRecord(stream, FlowRecord.DATA, chunk);
+    const flow = new PumpedFlow(stream, done);
+    const pump = stream.pumpTo(fd, {
+      flows: true,
+      answer: () => undefined,
+      end: () => undefined,
+      drain: () => flow.#resume(),
+      bodyLeft: () => reader.dataLeft,
+      handOver: () => reader.handOver(),
+      flowDone: () => flow.#finish(),
+    });
+    if (!pump) return undefined;
+    flow.#pump = pump;
+    debug('stream %d: tcp-flows flow pumped by the addon', stream.id);
+    // The addon holds a duplicate: closing ours sends nothing to the peer.
+    socket.destroy();
+    const before = early();
+    for (const bytes of before.pending) flow.data(bytes);
+    if (before.ended) flow.end();
+    return flow;
+  }
+
+  get released(): boolean {
+    return this.#released;
+  }
+
+  data(bytes: Buffer): void {
+    if (this.#gotTerm || this.#released) return;
+    if (!this.#pump.write(bytes, false) && !this.#paused) {
+      this.#paused = true;
+      this.stream.pause();
+    }
+  }
+
+  end(): void {
+    if (this.#gotTerm || this.#released) return;
+    this.#gotTerm = true;
+    this.#pump.end?.();
+  }
+
+  reset(): void {
+    if (this.#released) return;
+    this.#gotTerm = true;
+    this.#pump.reset?.();
+  }
+
+  /** The stream failed or ended: the socket goes with it. */
+  kill(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#pump.close();
+    this.#resume();
+  }
+
+  #finish(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#resume();
+    this.done();
+  }
+
+  #resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.stream.resume();
+  }
 }

@@ -150,7 +150,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     let site: VnetSite;
     let host: ReturnType<VnetSite['spawnIn']>;
     beforeAll(async () => {
-      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: 'quic', connectorEnv: { NODE_DEBUG: 'oxy:connector:private' } }));
+      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: 'quic', connectorEnv: { NODE_DEBUG: 'oxy:transport:flow-pump' } }));
     }, 60_000);
     afterAll(async () => {
       await site?.close();
