@@ -322,6 +322,8 @@ export interface NativeAddon {
     keepAlive: string,
     extra: string,
   ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; error?: string };
+  /** The edge's native request scanner (cpp/http1-answer.cc) on its own: the DATA frame holding the HEAD record it writes for `head`, or undefined (JS reads it). */
+  scanPlainRequest(head: Buffer, client: string): Buffer | undefined;
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -298,6 +298,163 @@ Napi::Value FrameAnswer(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void InitHttp1Answer(Napi::Env env, Napi::Object exports) { exports.Set("frameAnswer", Napi::Function::New(env, FrameAnswer, "frameAnswer")); }
+
+namespace {
+
+constexpr size_t kMaxFastHead = 16 * 1024;  // protocol/http1.ts MAX_FAST_HEAD
+
+bool TChar(uint8_t c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+// Lower-case `p[0..n)` equals `word` (lower-case).
+bool IsWord(const uint8_t* p, size_t n, const char* word) {
+  size_t w = strlen(word);
+  if (n != w) return false;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if (c >= 'A' && c <= 'Z') c = uint8_t(c + 32);
+    if (c != uint8_t(word[i])) return false;
+  }
+  return true;
+}
+
+void PutU32(std::vector<uint8_t>& v, size_t at, uint32_t x) {
+  v[at] = uint8_t(x >> 24);
+  v[at + 1] = uint8_t(x >> 16);
+  v[at + 2] = uint8_t(x >> 8);
+  v[at + 3] = uint8_t(x);
+}
+
+void PushU16(std::vector<uint8_t>& v, size_t x) {
+  v.push_back(uint8_t(x >> 8));
+  v.push_back(uint8_t(x));
+}
+
+}  // namespace
+
+bool ScanPlainRequest(const uint8_t* p, size_t n, const std::string& client, std::vector<uint8_t>& frame, std::string* host, bool* head_method) {
+  if (n < 4 || n > kMaxFastHead || memcmp(p + n - 4, "\r\n\r\n", 4) != 0) return false;
+  const size_t end = n - 4;
+  // One head, whole: no CRLFCRLF before the last (scanRequest stops at the first), no odd bytes.
+  for (size_t i = 0; i < end; i++) {
+    uint8_t c = p[i];
+    if (c != '\t' && c != '\r' && c != '\n' && (c < 0x20 || c > 0x7e)) return false;
+    if (c == '\r' && i + 3 < n && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n' && i < end) return false;
+  }
+  // The request line: METHOD SP /target SP HTTP/1.1 (REQUEST_LINE, FAST_METHODS).
+  const uint8_t* line_end = static_cast<const uint8_t*>(memmem(p, end, "\r\n", 2));
+  size_t first = line_end ? size_t(line_end - p) : end;
+  size_t m = 0;
+  while (m < first && p[m] >= 'A' && p[m] <= 'Z') m++;
+  if (m == 0 || m >= first || p[m] != ' ') return false;
+  static const char* const kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+  bool known = false;
+  for (const char* k : kMethods) known = known || (strlen(k) == m && memcmp(p, k, m) == 0);
+  if (!known) return false;
+  static const char kVersion[] = " HTTP/1.1";
+  const size_t vlen = sizeof(kVersion) - 1;
+  if (first < m + 2 + vlen || memcmp(p + first - vlen, kVersion, vlen) != 0 || p[m + 1] != '/') return false;
+  const size_t path_at = m + 1, path_len = first - vlen - path_at;
+  for (size_t i = path_at; i < path_at + path_len; i++)
+    if (p[i] < 0x21 || p[i] > 0x7e) return false;
+  std::string head(reinterpret_cast<const char*>(p), first);
+  head += "\r\n";
+  std::string xff;
+  bool has_xff = false, has_host = false;
+  size_t at = first;
+  while (at < end) {
+    at += 2;  // the CRLF before this line
+    const uint8_t* next = static_cast<const uint8_t*>(memmem(p + at, end - at, "\r\n", 2));
+    size_t stop = next ? size_t(next - p) : end;
+    const uint8_t* line = p + at;
+    size_t len = stop - at;
+    at = stop;
+    const uint8_t* colon = static_cast<const uint8_t*>(memchr(line, ':', len));
+    if (!colon || colon == line) return false;
+    if (memchr(line, '\r', len) || memchr(line, '\n', len)) return false;
+    size_t name_len = size_t(colon - line);
+    for (size_t i = 0; i < name_len; i++)
+      if (!TChar(line[i])) return false;
+    // The value, trimmed (only tabs and spaces are whitespace here: the odd bytes are out).
+    const uint8_t* v = colon + 1;
+    size_t vl = len - name_len - 1;
+    while (vl > 0 && (v[0] == ' ' || v[0] == '\t')) v++, vl--;
+    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
+    if (IsWord(line, name_len, "upgrade") || IsWord(line, name_len, "http2-settings") || IsWord(line, name_len, "expect") ||
+        IsWord(line, name_len, "transfer-encoding"))
+      return false;
+    if (IsWord(line, name_len, "host")) {
+      if (has_host) return false;
+      has_host = true;
+      host->assign(reinterpret_cast<const char*>(v), vl);
+    } else if (IsWord(line, name_len, "content-length")) {
+      // Only a length of 0 (1 to 10 digits, as scanRequest takes them): a body is JS's.
+      if (vl == 0 || vl > 10) return false;
+      for (size_t i = 0; i < vl; i++)
+        if (v[i] != '0') return false;
+    } else if (IsWord(line, name_len, "x-forwarded-for")) {
+      if (has_xff) xff += ", ";
+      has_xff = true;
+      xff.append(reinterpret_cast<const char*>(v), vl);
+      continue;
+    } else if (IsWord(line, name_len, "connection")) {
+      if (!IsWord(v, vl, "keep-alive")) return false;
+    }
+    static const char* const kDropped[] = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization", "proxy-authenticate", "x-forwarded-proto"};
+    bool dropped = false;
+    for (const char* d : kDropped) dropped = dropped || IsWord(line, name_len, d);
+    if (!dropped) {
+      head.append(reinterpret_cast<const char*>(line), len);
+      head += "\r\n";
+    }
+  }
+  if (!has_host || host->size() > 0xffff || path_len > 0xffff) return false;
+  head += "X-Forwarded-For: ";
+  head += xff.empty() ? client : xff + ", " + client;
+  head += "\r\nX-Forwarded-Proto: http\r\n\r\n";
+  // DATA frame [0x00][u32] around the HEAD record [0x01][u32][u32 body length 0][u16 host][u16 path][u8 method][head].
+  const size_t record = 4 + 2 + host->size() + 2 + path_len + 1 + m + head.size();
+  frame.clear();
+  frame.resize(10);
+  frame[0] = 0x00;
+  PutU32(frame, 1, uint32_t(5 + record));
+  frame[5] = 0x01;
+  PutU32(frame, 6, uint32_t(record));
+  frame.insert(frame.end(), 4, 0);
+  PushU16(frame, host->size());
+  frame.insert(frame.end(), host->begin(), host->end());
+  PushU16(frame, path_len);
+  frame.insert(frame.end(), p + path_at, p + path_at + path_len);
+  frame.push_back(uint8_t(m));
+  frame.insert(frame.end(), p, p + m);
+  frame.insert(frame.end(), head.begin(), head.end());
+  *head_method = m == 4 && memcmp(p, "HEAD", 4) == 0;
+  return true;
+}
+
+namespace {
+
+// scanPlainRequest(head, client) → the DATA frame (HEAD record) the edge's reader would write, or
+// undefined: the scanner on its own, for the test that compares it with scanRequest + encodeHeadRecord.
+Napi::Value ScanPlainRequestJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ByteView b;
+  if (!GetBytes(info[0], &b)) throw Napi::TypeError::New(env, "scanPlainRequest: a buffer expected");
+  std::string client = info[1].As<Napi::String>().Utf8Value();
+  std::vector<uint8_t> frame;
+  std::string host;
+  bool head_method = false;
+  if (!ScanPlainRequest(b.data, b.length, client, frame, &host, &head_method)) return env.Undefined();
+  return Napi::Buffer<uint8_t>::Copy(env, frame.data(), frame.size());
+}
+
+}  // namespace
+
+void InitHttp1Answer(Napi::Env env, Napi::Object exports) {
+  exports.Set("frameAnswer", Napi::Function::New(env, FrameAnswer, "frameAnswer"));
+  exports.Set("scanPlainRequest", Napi::Function::New(env, ScanPlainRequestJs, "scanPlainRequest"));
+}
 
 }  // namespace oxy

@@ -51,4 +51,13 @@ class AnswerFramer {
   const char* error_ = "";
 };
 
+// A request the edge's reader forwards without JS (quic-answer.cc, the client's reads): `p[0..n)` is
+// exactly one whole head that protocol/http1.ts scanRequest accepts, with no body (no
+// Content-Length but 0, no Transfer-Encoding), no Expect, and no Connection header but
+// `keep-alive`. Then `frame` gets the stream's DATA frame holding the HEAD record encodeHeadRecord
+// makes of it (X-Forwarded-For with `client`, hop-by-hop headers dropped), byte for byte; `host`
+// the Host value JS routes by. Anything else is false: JS reads those bytes itself.
+// test/unit/protocol/http1-request.test.ts compares the two on generated heads.
+bool ScanPlainRequest(const uint8_t* p, size_t n, const std::string& client, std::vector<uint8_t>& frame, std::string* host, bool* head_method);
+
 }  // namespace oxy
