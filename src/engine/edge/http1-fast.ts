@@ -80,6 +80,16 @@ const debug = debuglog('oxy:edge:http1');
  * pump, TunnelStream.answerTo); `OXY_EDGE_PUMP=0` keeps every answer in JS (A/B).
  */
 const EDGE_PUMP = process.env.OXY_EDGE_PUMP !== '0';
+/**
+ * Between requests the transport reads the client socket itself where it can (AnswerPump.read):
+ * plain bodyless requests for the host the stream serves go on without JS; `OXY_EDGE_READS=0`
+ * keeps every read in JS (A/B).
+ */
+const EDGE_READS = EDGE_PUMP && process.env.OXY_EDGE_READS !== '0';
+/** The clock of ANSWER_STATE.OWN_AT / ACTIVE (ms, monotonic). */
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+/** A client the transport gave back this many times in a row without forwarding anything stays read by JS (each try costs a hand-over). */
+const MAX_READ_MISSES = 3;
 
 interface Tunnel {
   stream: TunnelStream;
@@ -94,6 +104,19 @@ interface Tunnel {
   /** Pumped answers armed, and bytes written when the idle timeout last looked. */
   armed: number;
   idleMark: number;
+  /** The host of the last request written on the stream: the one the transport may forward itself. */
+  host?: string;
+  /** The transport reads the client socket (AnswerPump.read), not JS. */
+  reading: boolean;
+  /** Times in a row the transport gave the client back without forwarding a request (a client it cannot serve). */
+  misses: number;
+  /** ANSWER_STATE.OWN when its reads started. */
+  ownMark: number;
+}
+
+interface SocketHandle {
+  readStart?(): number;
+  readStop?(): number;
 }
 
 interface InFlight {
@@ -129,21 +152,45 @@ interface InFlight {
 
 export class Http1FastPath {
   readonly #sockets = new Set<Socket>();
+  /** Connections whose client the transport reads: watched for answers that do not come, released when routes change. */
+  readonly #reads = new Set<FastConnection>();
+  #sweep: NodeJS.Timeout | undefined;
+  readonly #reload = (): void => {
+    for (const c of this.#reads) c.readInJs();
+  };
 
-  constructor(private readonly o: FastPathOptions) {}
+  constructor(private readonly o: FastPathOptions) {
+    if (EDGE_READS) o.view.on('reload', this.#reload);
+  }
 
   accept(socket: Socket): void {
-    new FastConnection(socket, this.o, this.#sockets);
+    new FastConnection(socket, this.o, this.#sockets, this.#reads, this.#watchReads);
   }
+
+  /** One timer for every connection the transport reads (a request it forwarded may need the liveness watch). */
+  readonly #watchReads = (): void => {
+    this.#sweep ??= setInterval(() => {
+      const now = nowMs();
+      for (const c of this.#reads) c.sweep(now);
+      if (this.#reads.size === 0) {
+        clearInterval(this.#sweep);
+        this.#sweep = undefined;
+      }
+    }, WATCH_EVERY_MS).unref();
+  };
 
   /** Ends every connection still on the fast path (the listener is closing). */
   close(): void {
+    this.o.view.off('reload', this.#reload);
+    clearInterval(this.#sweep);
+    this.#sweep = undefined;
     for (const s of this.#sockets) s.destroy();
   }
 }
 
 const socketBytes = (s: Socket): number => s.bytesRead + s.bytesWritten;
-const pumped = (t: Tunnel | undefined): number => t?.pump?.state[ANSWER_STATE.WRITTEN] ?? 0;
+/** Bytes the transport wrote to and read from the client. */
+const pumped = (t: Tunnel | undefined): number => (t?.pump ? t.pump.state[ANSWER_STATE.WRITTEN] + t.pump.state[ANSWER_STATE.READ] : 0);
 
 class FastConnection {
   #buf: Buffer | undefined;
@@ -168,6 +215,8 @@ class FastConnection {
     private readonly socket: Socket,
     private readonly o: FastPathOptions,
     private readonly sockets: Set<Socket>,
+    private readonly reads: Set<FastConnection>,
+    private readonly watchReads: () => void,
   ) {
     this.keepAlive = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(o.timeouts.keepAliveMs / 1000)}\r\n`;
     this.client = socket.remoteAddress ?? '';
@@ -234,8 +283,18 @@ class FastConnection {
   };
 
   readonly #onTimeout = (): void => {
-    // Node's timer does not see the pump's writes: an answer still moving keeps the connection.
     const t = this.#tunnel;
+    // Node's timer does not see the transport's reads either: between requests, the keep-alive
+    // timeout counts from its last answer; a request it forwarded becomes ours first.
+    if (t?.reading) {
+      const state = t.pump!.state;
+      if (state[ANSWER_STATE.OWN] === state[ANSWER_STATE.OWN_DONE]) {
+        const left = this.o.timeouts.keepAliveMs - (nowMs() - state[ANSWER_STATE.ACTIVE]);
+        if (left > 1) return void this.socket.setTimeout(left);
+      }
+      this.#takeBack(t);
+    }
+    // Node's timer does not see the pump's writes: an answer still moving keeps the connection.
     if (this.#req?.native && t && pumped(t) !== t.idleMark) {
       t.idleMark = pumped(t);
       this.socket.setTimeout(this.o.timeouts.idleMs);
@@ -256,8 +315,114 @@ class FastConnection {
       clearTimeout(req.bodyTimer);
       this.#unqueue(req);
     }
-    this.#dropTunnel(req !== undefined);
+    // A request the transport forwarded and has not answered is aborted too.
+    this.#dropTunnel(req !== undefined || this.#ownInFlight());
   };
+
+  /** The transport forwarded a request it read and its answer is not whole yet. */
+  #ownInFlight(): boolean {
+    const t = this.#tunnel;
+    return t?.reading === true && t.pump!.state[ANSWER_STATE.OWN] > t.pump!.state[ANSWER_STATE.OWN_DONE];
+  }
+
+  /** Between requests, with nothing of ours pending: the transport reads the client until something needs JS. */
+  #readNatively(): void {
+    const t = this.#tunnel;
+    if (!EDGE_READS || !t?.pump?.read || t.reading || t.host === undefined || t.misses >= MAX_READ_MISSES || this.#req || this.#buf) return;
+    if (this.#gone || this.#handedOff || this.#clientEnded || this.#corked || t.live.draining) return;
+    const s = this.socket;
+    const handle = (s as unknown as { _handle?: SocketHandle })._handle;
+    if (!handle?.readStop || !handle.readStart || s.readableLength > 0 || s.isPaused() || s.writableLength > 0) return;
+    // JS's handle stops first (Node's Readable still waits for its read: nothing restarts it meanwhile).
+    handle.readStop();
+    if (!t.pump.read(t.host, this.client)) {
+      handle.readStart();
+      return;
+    }
+    t.reading = true;
+    t.ownMark = t.pump.state[ANSWER_STATE.OWN];
+    debug('client of stream %d read by the transport', t.stream.id);
+    this.reads.add(this);
+    this.watchReads();
+  }
+
+  /**
+   * The transport reads no more and JS reads the client again: a request it forwarded and has not
+   * answered becomes ours (as one we armed), the bytes it read after are read as they came.
+   */
+  #takeBack(t: Tunnel): void {
+    if (!t.reading) return;
+    t.reading = false;
+    this.reads.delete(this);
+    const pump = t.pump!;
+    const back = pump.readStop();
+    const head = pump.state[ANSWER_STATE.BACK_HEAD];
+    const rest = back.subarray(head);
+    t.misses = pump.state[ANSWER_STATE.OWN] > t.ownMark ? 0 : t.misses + 1;
+    if (this.#gone) return;
+    if (head > 0) this.#adopt(t, back.subarray(0, head), rest.length);
+    if (!this.#handedOff) (this.socket as unknown as { _handle?: SocketHandle })._handle?.readStart?.();
+    if (rest.length === 0) return;
+    this.#buf = this.#buf ? Buffer.concat([this.#buf, rest]) : rest;
+    if (this.#req) this.#urgent();
+    // Not from inside the caller (a release, a timeout): the next turn reads them, or Node's next read does with its bytes.
+    else setImmediate(() => this.#next());
+  }
+
+  /** A request the transport read and forwarded, in flight: ours from here, as if we had sent it. */
+  #adopt(t: Tunnel, raw: Buffer, after: number): void {
+    // It forwards only what scanRequest reads alike (test/unit/protocol/http1-request.test.ts).
+    const fr = scanRequest(raw, this.client);
+    if (!fr) return void this.#broken(new Error('a request the transport forwarded does not scan'));
+    const state = t.pump!.state;
+    const req: InFlight = {
+      fr,
+      records: [encodeHeadRecord(fr)],
+      raw,
+      rawWhole: true,
+      bodyLeft: 0,
+      written: true,
+      queued: 0,
+      streamed: false,
+      reader: new ResponseReader(fr.method === 'HEAD', fr.close, this.keepAlive),
+      native: true,
+      answered: false,
+      sends: 1,
+      mark: this.o.traffic ? this.#bytes() - raw.length - after - (state[ANSWER_STATE.WRITTEN] - state[ANSWER_STATE.OWN_MARK]) : 0,
+      live: t.live,
+    };
+    req.reader.extra = t.proxyStatus;
+    this.#req = req;
+    t.idleMark = pumped(t);
+    this.socket.setTimeout(this.o.timeouts.idleMs);
+    this.#watch(req, nowMs() - state[ANSWER_STATE.OWN_AT]);
+  }
+
+  /** Routes may have changed (the view reloaded): JS reads the client again, and routes its next request. */
+  readInJs(): void {
+    if (this.#tunnel) this.#takeBack(this.#tunnel);
+  }
+
+  /** A request the transport forwarded has had no answer for LIVENESS_MS: the liveness watch and the answer deadline are ours. */
+  sweep(now: number): void {
+    const t = this.#tunnel;
+    if (!t?.reading) return void this.reads.delete(this);
+    const state = t.pump!.state;
+    if (state[ANSWER_STATE.OWN] === state[ANSWER_STATE.OWN_DONE] || state[ANSWER_STATE.STARTED] >= t.armed + state[ANSWER_STATE.OWN]) return;
+    if (now - state[ANSWER_STATE.OWN_AT] >= Math.min(LIVENESS_MS, this.o.responseTimeoutMs)) this.#takeBack(t);
+  }
+
+  /** The answer to a request the transport read is whole: counted as #finished counts ours. */
+  #ownDone(t: Tunnel, status: number, bytes: number, close: boolean): void {
+    this.o.requests?.inc({ status: String(status) });
+    this.o.traffic?.http(t.host ?? '', bytes);
+    if (!close || t !== this.#tunnel) return;
+    // The origin closes after it: so does the connection (the transport stopped reading).
+    this.#takeBack(t);
+    this.#buf = undefined;
+    this.#dropTunnel(false);
+    this.socket.end();
+  }
 
   /** Starts the next request in the buffer, or hands the connection over. */
   #next(): void {
@@ -383,14 +548,15 @@ class FastConnection {
 
   #write(req: InFlight, t: Tunnel): void {
     req.written = true;
+    t.host = req.fr.host;
     req.reader.extra = t.proxyStatus;
     // The pump writes this answer if nothing of ours waits on the socket before it.
     req.native = t.pump !== undefined && !this.#corked && this.socket.writableLength === 0 && t.pump.arm(req.fr.method === 'HEAD', req.fr.close);
     if (req.native) {
       t.armed++;
       t.idleMark = pumped(t);
-      // Pipelined requests wait behind it: its end must come at once.
-      if (this.#buf) t.pump!.state[ANSWER_STATE.URGENT] = 1;
+      // Pipelined requests wait behind it, or the transport may read the client once it is whole: its end must come at once.
+      if (this.#buf || (t.pump!.read && t.misses < MAX_READ_MISSES && !req.fr.close)) t.pump!.state[ANSWER_STATE.URGENT] = 1;
     }
     for (const r of req.records) t.stream.write(r);
     // A client held while the stream opened reads again once the stream took the queue in.
@@ -425,11 +591,18 @@ class FastConnection {
     const t: Tunnel = {
       stream,
       live,
-      drained: () => this.#req === undefined && this.#tunnel === t && this.#dropTunnel(false),
+      drained: () => {
+        if (this.#tunnel !== t) return;
+        this.#takeBack(t);
+        if (this.#req === undefined) this.#dropTunnel(false);
+      },
       proxyStatus: via ? `Proxy-Status: ${nextHopStatus(via.location)}\r\n` : '',
       seen: 0,
       armed: 0,
       idleMark: 0,
+      reading: false,
+      misses: 0,
+      ownMark: 0,
     };
     this.#tunnel = t;
     const fd = EDGE_PUMP && stream.answerTo ? socketFd(this.socket) : undefined;
@@ -439,6 +612,8 @@ class FastConnection {
         extra: t.proxyStatus,
         done: () => this.#pumpDone(t),
         broken: (message) => t === this.#tunnel && this.#broken(new Error(message)),
+        ownDone: (status, bytes, close) => this.#ownDone(t, status, bytes, close),
+        readBack: () => t === this.#tunnel && this.#takeBack(t),
         // The client went away mid-answer (EPIPE, ECONNRESET): as its socket's 'close' would, quietly.
         failed: () => {
           if (t !== this.#tunnel) return;
@@ -468,6 +643,7 @@ class FastConnection {
 
   /** The tunnel is no longer the connection's: its pump (and its duplicate of the socket's fd) goes. */
   #release(t: Tunnel): void {
+    this.#takeBack(t);
     // Whether the answer in flight began is the pump's to say, until now (t is still this.#tunnel).
     if (this.#req) this.#answered(this.#req);
     this.#tunnel = undefined;
@@ -496,7 +672,8 @@ class FastConnection {
   #answered(req: InFlight): boolean {
     if (!req.answered && req.native) {
       const t = this.#tunnel;
-      if (t?.pump && t.pump.state[ANSWER_STATE.STARTED] >= t.armed) req.answered = true;
+      // Answers to the requests the transport read count in STARTED too.
+      if (t?.pump && t.pump.state[ANSWER_STATE.STARTED] >= t.armed + t.pump.state[ANSWER_STATE.OWN]) req.answered = true;
     }
     return req.answered;
   }
@@ -537,6 +714,8 @@ class FastConnection {
 
   #onTunnelEnd(t: Tunnel, err: Error | undefined): void {
     if (t !== this.#tunnel) return;
+    // A request the transport forwarded is ours from here (sent again, or its 502).
+    this.#takeBack(t);
     // The pump's end of the answer goes before what it gave JS after it (the end of the stream).
     if (this.#pumpDone(t) || t !== this.#tunnel) return;
     const answered = this.#req ? this.#answered(this.#req) : false;
@@ -598,13 +777,16 @@ class FastConnection {
   }
 
   /** Timers while no answer came: the connector's answer deadline, and the liveness of the request's connection. */
-  #watch(req: InFlight): void {
+  #watch(req: InFlight, since = 0): void {
     this.#clear(req);
-    req.timer = setTimeout(() => {
-      if (this.#req !== req || this.#answered(req)) return;
-      this.#dropTunnel(true);
-      this.#fail(req, 504, 'http_response_timeout', `The connector for ${req.fr.host} did not answer in time.`);
-    }, this.o.responseTimeoutMs);
+    req.timer = setTimeout(
+      () => {
+        if (this.#req !== req || this.#answered(req)) return;
+        this.#dropTunnel(true);
+        this.#fail(req, 504, 'http_response_timeout', `The connector for ${req.fr.host} did not answer in time.`);
+      },
+      Math.max(0, this.o.responseTimeoutMs - since),
+    );
     if (!IDEMPOTENT.has(req.fr.method) || req.fr.bodyLength > 0 || req.sends >= MAX_SENDS) return;
     let probing = false;
     const check = (): void => {
@@ -626,7 +808,7 @@ class FastConnection {
       }
       req.watch = setTimeout(check, WATCH_EVERY_MS);
     };
-    req.watch = setTimeout(check, LIVENESS_MS);
+    req.watch = setTimeout(check, Math.max(0, LIVENESS_MS - since));
   }
 
   #clear(req: InFlight): void {
@@ -672,6 +854,7 @@ class FastConnection {
     this.socket.setTimeout(this.o.timeouts.keepAliveMs);
     if (this.socket.isPaused()) this.socket.resume();
     this.#next();
+    this.#readNatively();
   }
 
   /** The connector's bytes cannot be framed, or the answer was cut: as the per-request path does, the client's connection goes. */

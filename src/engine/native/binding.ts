@@ -242,6 +242,10 @@ export interface NativeQuicServer {
   pumpWrite(conn: number, id: number, data: Bytes, head: boolean): number;
   closePump(conn: number, id: number): number;
   armPumpHeads(conn: number, id: number, mode: number, frameLeft: number, bodyLeft: number): number;
+  /** The addon reads the answer pump's client socket (JS's handle stopped), forwarding plain requests for `host` itself. */
+  readClient(conn: number, id: number, host: Bytes, client: Bytes): boolean;
+  /** It stops: the bytes it read that are JS's (the head of a request in flight first, ANSWER_STATE.BACK_HEAD bytes). */
+  readClientStop(conn: number, id: number): Buffer;
   close(): void;
   ref(): void;
   unref(): void;

@@ -66,6 +66,10 @@ export const QuicPumpEvent = {
   FAST_ANSWER: 10,
   /** Before an END: u8 answered, then the HEAD record's payload of the last head the pump wrote itself. */
   FAST_HEAD: 11,
+  /** The answer to a request the addon read from the client is whole and written: payload f64 status, f64 bytes (request + answer). */
+  ANSWER_OWN_DONE: 20,
+  /** The addon stopped reading the client (bytes that are JS's, its EOF or error): JS takes the socket back. */
+  READ_BACK: 21,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */
@@ -84,7 +88,21 @@ export const ANSWER_STATE = {
   URGENT: 5,
   /** Bytes after an answer went to JS in a batch it has not read yet (cleared when it reads them). */
   HELD: 6,
-  SLOTS: 8,
+  /** Requests the addon read from the client and forwarded (their answers count in STARTED, not DONE). */
+  OWN: 7,
+  /** Of them, answered whole. */
+  OWN_DONE: 8,
+  /** When the last of them was forwarded (ms, the monotonic clock of process.hrtime). */
+  OWN_AT: 9,
+  /** Bytes the addon read from the client. */
+  READ: 10,
+  /** When the last answer to one of them was written whole (ms, monotonic). */
+  ACTIVE: 11,
+  /** After readStop: the head of the request in flight at the start of the bytes returned (0: none). */
+  BACK_HEAD: 12,
+  /** WRITTEN when the request in flight was forwarded. */
+  OWN_MARK: 13,
+  SLOTS: 16,
 } as const;
 
 /** armAnswer flags. */

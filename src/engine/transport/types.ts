@@ -57,6 +57,10 @@ export interface AnswerPumpOptions {
   broken(message: string): void;
   /** Writing to the client failed (errno). */
   failed(errno: number): void;
+  /** The answer to a request the transport read itself (AnswerPump.read) is whole and written: its status, and the bytes of request and answer. */
+  ownDone?(status: number, bytes: number, close: boolean): void;
+  /** The transport stopped reading the client (bytes that are the caller's, its EOF or error): call readStop. */
+  readBack?(): void;
 }
 
 /** A stream's answers written to a client socket natively (TunnelStream.answerTo). */
@@ -69,6 +73,20 @@ export interface AnswerPump {
   arm(headRequest: boolean, close: boolean): boolean;
   /** Shared with the transport: ANSWER_STATE slots (native/quic.ts). */
   readonly state: Float64Array;
+  /**
+   * From now on the transport reads the client socket itself (the caller has stopped its own
+   * reads): a plain bodyless request for `host` (`client`: its X-Forwarded-For address) read
+   * whole while no answer is in flight goes on the stream and its answer is armed, without the
+   * caller (ownDone tells it); anything else stops the reads (readBack). False: not now (the
+   * stream has bytes half-read or waiting to be written). Undefined where the transport has none.
+   */
+  read?(host: string, client: string): boolean;
+  /**
+   * The transport stops reading the client: returns what it read that the caller must read —
+   * first the head of a request in flight, if any (ANSWER_STATE.BACK_HEAD bytes; its answer is
+   * then the caller's, as one it armed), then bytes not forwarded.
+   */
+  readStop(): Buffer;
   /** Stops the pump and closes its descriptor (bytes not yet written are dropped). */
   close(): void;
 }

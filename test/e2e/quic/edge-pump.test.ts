@@ -281,3 +281,123 @@ describe('the ngtcp2 edge writes its HTTP/1 answers natively', () => {
     expect(e.edge.output).toMatch(/Request through the tunnel failed/);
   }, 60_000);
 });
+
+/**
+ * A keep-alive conversation: each of `steps` written once the answer to the one before came
+ * (so the edge's transport reads the client between them), then `last` (pipelined requests,
+ * hostile bytes…); resolves with every byte the client got once the edge closes (bounded).
+ */
+function converse(port: number, steps: string[], last: string | Buffer, halfClose = false): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let got = '';
+    let step = 0;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no close in 20 s at step ${step}; got ${got.slice(-500)}`));
+    }, 20_000);
+    const next = (): void => {
+      if (step < steps.length) s.write(steps[step]!);
+      else {
+        s.write(last);
+        if (halfClose) s.end();
+      }
+    };
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (step < steps.length && got.endsWith(`hello ${/ (\S+) /.exec(steps[step]!)![1]}`)) {
+        step++;
+        next();
+      }
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+    next();
+  });
+}
+
+const KEEP_STEPS = Array.from({ length: 6 }, (_, i) => get(`/k${i}`));
+/** Raw request bytes after keep-alive requests the transport read, each a way back to JS (or to Node's server). */
+const AFTER_READS = [
+  SCRIPT, // pipelined: every framing, the close-delimited one last
+  get('/c', 'GET', 'Connection: close\r\n'),
+  get('/x', 'POST', 'Content-Length: 5\r\n') + 'hello' + get('/close-delimited'),
+  get('/e', 'POST', 'Expect: 100-continue\r\nContent-Length: 2\r\n') + 'ok' + get('/close-delimited'),
+  get('/u', 'GET', 'Connection: Upgrade\r\nUpgrade: websocket\r\n'),
+  'GET /other HTTP/1.1\r\nHost: nobody.example.com\r\n\r\n' + get('/end', 'GET', 'Connection: close\r\n'),
+  `GET /big HTTP/1.1\r\nHost: app.example.com\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`,
+  '\x00\x01\x02 NOT HTTP\r\n\r\n',
+  'GET /split HTTP/1.1\r\nHo',
+  get('/half'),
+];
+
+describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', () => {
+  it('answers keep-alive requests it read itself, then pipelined, bodied, closing and hostile ones, byte-identical to JS reads', async () => {
+    const outputs: string[][] = [];
+    for (const env of [{}, { OXY_EDGE_READS: '0' }] as Record<string, string>[]) {
+      const e = await tunnel(env);
+      const out: string[] = [];
+      for (const last of AFTER_READS) out.push(await converse(e.httpPort, KEEP_STEPS, last, last.endsWith('Ho') || last === get('/half')));
+      outputs.push(out);
+      if (!('OXY_EDGE_READS' in env)) expect(e.edge.output).toMatch(/client of stream \d+ read by the transport/);
+      else expect(e.edge.output).not.toMatch(/read by the transport/);
+      expect(e.edge.child.exitCode).toBeNull();
+      await Promise.all([e.edge.stop('SIGKILL'), e.connector.stop('SIGKILL')]);
+    }
+    // Node's server's pages carry the time.
+    const [native, js] = outputs.map((out) => out.map((text) => text.replace(/\r\ndate: [^\r]*/gi, '')));
+    for (const [i, last] of AFTER_READS.entries()) expect(native![i], JSON.stringify(last.slice(0, 80))).toBe(js![i]);
+    // The keep-alive answers, then the pipelined ones, whole.
+    expect(native![0]).toMatch(/hello \/k5HTTP\/1\.1 103 Early Hints[\s\S]*until the end$/);
+    expect(native![9]).toMatch(/hello \/k5HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nhello \/half$/);
+  }, 120_000);
+
+  it('takes a body larger than the socket buffers, a client gone mid-request and one gone mid-head, while a good client is served; counts every answer', async () => {
+    const e = await tunnel();
+    let good = 0;
+    let stop = false;
+    const goodClient = (async () => {
+      for (let i = 0; i < 2000 && !stop; i++) {
+        expect((await getVia(e.httpPort, `/g${i}`)).body.toString()).toBe(`hello /g${i}`);
+        good++;
+      }
+    })();
+    // An upload on a connection the transport read: its body goes through JS, every byte.
+    const head = `POST /up HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: ${BULK.length}\r\nConnection: close\r\n\r\n`;
+    const upload = await converse(e.httpPort, KEEP_STEPS, Buffer.concat([Buffer.from(head), BULK]));
+    expect(upload).toMatch(new RegExp(`\\r\\n\\r\\n${BULK.length} ${sha256hex(BULK)}$`));
+    for (let i = 0; i < 5; i++) {
+      // Gone mid-body and mid-head, after requests the transport read.
+      for (const cut of [get('/gone', 'POST', 'Content-Length: 100000\r\n') + 'partial', 'GET /gone HTTP/1.1\r\nHost: app.exa']) {
+        const s = connect(e.httpPort, '127.0.0.1');
+        s.on('error', () => undefined);
+        await new Promise<void>((resolve) => {
+          let step = 0;
+          let got = '';
+          s.on('data', (c: Buffer) => {
+            got += c.toString('latin1');
+            if (got.endsWith(`hello /k${step}`) && ++step < 3) s.write(get(`/k${step}`));
+            else if (step === 3) {
+              s.write(cut);
+              setTimeout(() => (s.resetAndDestroy(), resolve()), 20);
+            }
+          });
+          s.write(get('/k0'));
+        });
+      }
+    }
+    stop = true;
+    await goodClient;
+    expect(good).toBeGreaterThan(0);
+    expect(e.edge.child.exitCode).toBeNull();
+    expect((await getVia(e.httpPort, '/after')).body.toString()).toBe('hello /after');
+    // Every answer counted, whoever read its request: 6 keep-alive + the upload, 3 per cut client, the good client's, /after.
+    const scrape = () => request(`http://127.0.0.1:${e.metrics}/metrics`).then((r) => r.body.text());
+    await expect
+      .poll(async () => Number(/^oxy_edge_http_requests_total\{status="200"\} (\d+)$/m.exec(await scrape())?.[1]), { timeout: 5000 })
+      .toBe(7 + 30 + good + 1);
+  }, 120_000);
+});

@@ -3,6 +3,7 @@
 // OPENING_LIMIT the client is not read until the stream takes it, then the upload goes on and
 // arrives whole. Real sockets on loopback for the client and the "connector" end of the stream;
 // the tunnel connection is a stand-in whose openStream() resolves when the test says so.
+import { EventEmitter } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Gauge, Registry } from 'prom-client';
@@ -52,7 +53,8 @@ async function edgeWithSlowOpens() {
   } as unknown as TunnelConnection;
   const live = { id: 'c1', tunnelId: 'T', connectorId: 'x', connIndex: 0, draining: false, http1: true, http1Chunked: true, conn } as LiveConnection;
   const fast = new Http1FastPath({
-    view: { tunnelForHost: () => 'T' } as unknown as StoreView,
+    // The fast path listens for the view's reloads (routes may change).
+    view: Object.assign(new EventEmitter(), { tunnelForHost: () => 'T' }) as unknown as StoreView,
     registry: { pick: () => live, connections: () => [live] } as unknown as TunnelRegistry,
     log: createLogger({ level: 'fatal' }),
     opening,

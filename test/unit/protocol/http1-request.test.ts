@@ -97,8 +97,10 @@ function head(r: () => number): string {
   if (r() < 0.3) lines.sort(() => r() - 0.5);
   let s = `${lines.join('\r\n')}\r\n\r\n`;
   const tail = r();
-  if (tail < 0.05) s += 'GET / HTTP/1.1\r\nHost: a\r\n\r\n'; // pipelined
-  else if (tail < 0.1) s = s.slice(0, s.length - 1 - Math.floor(r() * 4)); // not whole yet
+  if (tail < 0.05)
+    s += 'GET / HTTP/1.1\r\nHost: a\r\n\r\n'; // pipelined
+  else if (tail < 0.1)
+    s = s.slice(0, s.length - 1 - Math.floor(r() * 4)); // not whole yet
   else if (tail < 0.13) s += 'body';
   return s;
 }

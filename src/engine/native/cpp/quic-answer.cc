@@ -12,6 +12,7 @@
 #include "quic-core.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -104,7 +105,11 @@ bool Conn::AnswerData(Stream* s, const uint8_t* data, size_t len, bool fin) {
     p->held_fin = p->held_fin || fin;
     return true;
   }
-  if (!p->armed) return false;
+  if (!p->armed) {
+    // The stream's bytes go to JS: it reads the client again before anything else is forwarded.
+    if (p->reading) AnswerReadBack(p);
+    return false;
+  }
   AnswerFrames(p, s, data, len, fin);
   if (!p->failed) {
     if (p->out.size() - p->out_off > kStreamHighWater) s->answer_paused = true;
@@ -258,7 +263,25 @@ void Conn::AnswerWriteOut(AnswerPump* p) {
 
 // Every pumped byte is written: the answer's end, then what waited for JS, in that order.
 void Conn::AnswerRelease(AnswerPump* p) {
-  if (p->done_pending) {
+  if (p->done_pending && p->own) {
+    // A request read here: JS counts it from the record (status, bytes), lazily unless the
+    // connection closes after it or JS is to take the socket back.
+    p->done_pending = false;
+    p->own = false;
+    const double bytes[3] = {p->state[kAnsStatus], double(p->own_head) + p->state[kAnsWritten] - p->state[kAnsOwnMark], p->state[kAnsClose]};
+    // The connection closes after it: nothing more is read here (JS ends it).
+    if (p->state[kAnsClose] != 0 && p->reading) AnswerReadBack(p);
+    p->in.erase(p->in.begin(), p->in.begin() + ptrdiff_t(p->own_head));
+    p->own_head = 0;
+    p->state[kAnsOwnDone] += 1;
+    p->state[kAnsActive] = double(Now() / 1000000);
+    const uint8_t* payload = reinterpret_cast<const uint8_t*>(bytes);
+    if (p->state[kAnsClose] != 0 || p->holding || p->back_sent || p->state[kAnsUrgent] != 0) {
+      Event(kEvPump, kAnswerOwnDone, p->id, payload, sizeof(bytes));
+    } else {
+      host_->EmitLazy(this, kEvPump, kAnswerOwnDone, p->id, payload, sizeof(bytes));
+    }
+  } else if (p->done_pending) {
     p->done_pending = false;
     p->state[kAnsDone] += 1;
     if (p->state[kAnsClose] != 0 || p->state[kAnsUrgent] != 0 || p->holding) {
@@ -268,6 +291,7 @@ void Conn::AnswerRelease(AnswerPump* p) {
     }
   }
   if (p->holding) {
+    if (p->reading) AnswerReadBack(p);
     p->holding = false;
     p->state[kAnsHeld] = 1;
     if (Stream* s = Find(p->id)) DataEvent(s, p->held_fin, p->held.data(), p->held.size());
@@ -279,6 +303,7 @@ void Conn::AnswerRelease(AnswerPump* p) {
 
 void Conn::AnswerWatch(AnswerPump* p) {
   int events = !p->failed && p->out_off < p->out.size() ? UV_WRITABLE : 0;
+  if (!p->failed && p->reading && !p->back_sent) events |= UV_READABLE;
   if (events == p->events) return;
   p->events = events;
   if (events) uv_poll_start(p->poll, events, &Conn::OnAnswerPoll);
@@ -288,10 +313,103 @@ void Conn::AnswerWatch(AnswerPump* p) {
 void Conn::OnAnswerPoll(uv_poll_t* handle, int status, int events) {
   auto* p = static_cast<AnswerPump*>(handle->data);
   if (!p) return;
-  if (status < 0) p->events = 0;  // libuv stopped the poll: the write below reads the error
   Conn* self = p->conn;
-  self->AnswerWriteOut(p);
-  self->Dirty();  // a flush (credit given back), and with it the batch for JS
+  if (status < 0) {
+    // libuv stopped the poll: the write below reads the error, or JS's handle does.
+    p->events = 0;
+    events = UV_WRITABLE | (p->reading ? UV_READABLE : 0);
+  }
+  if (events & UV_WRITABLE) self->AnswerWriteOut(p);
+  if (events & UV_READABLE) self->AnswerRead(p);
+  self->Dirty();  // a flush (credit given back, a request forwarded), and with it the batch for JS
+}
+
+// ------------------------------------------------------------------ the client's reads
+
+bool Conn::ReadStart(int64_t id, const std::string& host, const std::string& client) {
+  auto it = answers_.find(id);
+  Stream* s = Usable() ? Find(id) : nullptr;
+  if (it == answers_.end() || !s || s->write_closed || s->fin) return false;
+  AnswerPump* p = it->second.get();
+  if (p->failed || p->reading || p->armed || p->holding || p->done_pending || p->payload_left > 0 || p->header_fill > 0 || p->state[kAnsHeld] != 0)
+    return false;
+  p->reading = true;
+  p->back_sent = false;
+  p->host = host;
+  p->client = client;
+  p->in.clear();
+  p->own_head = 0;
+  p->own = false;
+  AnswerWatch(p);
+  return true;
+}
+
+std::vector<uint8_t> Conn::ReadStop(int64_t id) {
+  std::vector<uint8_t> back;
+  auto it = answers_.find(id);
+  if (it == answers_.end()) return back;
+  AnswerPump* p = it->second.get();
+  // A request in flight becomes JS's: its answer's end counts in kAnsDone, as one JS armed.
+  p->state[kAnsBackHead] = p->own ? double(p->own_head) : 0;
+  p->own = false;
+  p->own_head = 0;
+  back.swap(p->in);
+  p->reading = false;
+  p->back_sent = false;
+  AnswerWatch(p);
+  return back;
+}
+
+void Conn::AnswerReadBack(AnswerPump* p) {
+  if (p->back_sent) return;
+  p->back_sent = true;
+  AnswerWatch(p);
+  Event(kEvPump, kReadBack, p->id, nullptr, 0);
+}
+
+void Conn::AnswerRead(AnswerPump* p) {
+  if (!p->reading || p->back_sent || p->failed) return;
+  // One read a wake-up, as large as a plain head may be: what is not one goes back to JS whole
+  // (an upload's body is not read here beyond it).
+  uint8_t buf[16 * 1024];
+  ssize_t n;
+  do {
+    n = recv(p->fd, buf, sizeof(buf), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n <= 0) {
+    // The client's EOF (JS's handle reads it again) or an error (JS's handle then reads the EOF).
+    AnswerReadBack(p);
+    return;
+  }
+  p->in.insert(p->in.end(), buf, buf + n);
+  p->state[kAnsRead] += double(n);
+  if (p->in.size() == p->own_head) return;
+  // Bytes behind an answer in flight (pipelined), or while the stream's bytes go to JS: JS's.
+  Stream* s = Usable() ? Find(p->id) : nullptr;
+  if (p->own_head > 0 || p->armed || p->holding || p->done_pending || p->out_off < p->out.size() || p->payload_left > 0 || p->header_fill > 0 ||
+      p->state[kAnsHeld] != 0 || !s || s->write_closed || s->fin) {
+    AnswerReadBack(p);
+    return;
+  }
+  std::string host;
+  bool head_method = false;
+  if (!ScanPlainRequest(p->in.data(), p->in.size(), p->client, read_frame_, &host, &head_method) || host != p->host) {
+    AnswerReadBack(p);
+    return;
+  }
+  // Armed before the head goes: every byte of its answer is the pump's.
+  p->armed = true;
+  p->preamble = false;
+  p->started = false;
+  p->framer.Start(head_method, false, &p->keep_alive, &p->extra);
+  p->state[kAnsUrgent] = 0;
+  p->own = true;
+  p->own_head = p->in.size();
+  p->state[kAnsOwn] += 1;
+  p->state[kAnsOwnAt] = double(Now() / 1000000);
+  p->state[kAnsOwnMark] = p->state[kAnsWritten];
+  Write(p->id, read_frame_.data(), read_frame_.size(), false);
 }
 
 }  // namespace quic

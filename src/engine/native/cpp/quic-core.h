@@ -56,6 +56,9 @@ enum PumpEvent : uint8_t {
   // Heads the connector's pump wrote without JS (its route, Conn::PumpRoute):
   kPumpFastAnswer = 10, // lazy: such a request's answer began: payload f64 status (as kPumpAnswer)
   kPumpFastHead = 11,   // before a kPumpEnd: the last such head (payload: u8 answered, then the HEAD record's payload)
+  // The edge's reads of the client (quic-answer.cc, ReadStart):
+  kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
+  kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -67,7 +70,15 @@ enum AnswerSlot : int {
   kAnsStarted = 4,  // answers whose first byte came
   kAnsUrgent = 5,   // JS: report the next end at once, not with the next batch
   kAnsHeld = 6,     // bytes after an answer went to JS in a batch it has not read yet
-  kAnsSlots = 8,
+  // The client's reads done here (ReadStart):
+  kAnsOwn = 7,       // requests read and forwarded here (their answers count in kAnsStarted, not kAnsDone)
+  kAnsOwnDone = 8,   // of them, answered whole (kAnswerOwnDone)
+  kAnsOwnAt = 9,     // when the last of them was forwarded (ms, CLOCK_MONOTONIC)
+  kAnsRead = 10,     // bytes read from the client here
+  kAnsActive = 11,   // when the last answer to one of them was written whole (ms, CLOCK_MONOTONIC)
+  kAnsBackHead = 12, // ReadStop: the head of the request in flight at the start of the bytes returned (0: none)
+  kAnsOwnMark = 13,  // kAnsWritten when the request in flight was forwarded
+  kAnsSlots = 16,
 };
 
 // http1 records (protocol/http1.ts) and stream frames (transport/quic/framing.ts), as quic-pump.cc reads them.
@@ -370,6 +381,16 @@ struct AnswerPump {
   bool held_fin = false;
   std::vector<uint8_t> held;
   bool failed = false;  // nothing more moves
+  // The client's reads (ReadStart to ReadStop): JS's handle of the socket does not read meanwhile.
+  // A read holding exactly one plain request for `host` (ScanPlainRequest) while no answer is in
+  // flight is forwarded here and its answer armed (`own`); anything else stops reading (kReadBack).
+  bool reading = false;
+  bool back_sent = false;
+  std::string host;
+  std::string client;
+  std::vector<uint8_t> in;  // the head of the request in flight (own_head bytes), then bytes not forwarded
+  size_t own_head = 0;
+  bool own = false;  // the answer armed (or being written) is to a request read here
 };
 
 struct ConnSettings {
@@ -470,6 +491,11 @@ class Conn {
   bool AttachAnswers(int64_t id, int fd, Napi::Float64Array state, const std::string& keep_alive, const std::string& extra);
   bool ArmAnswer(int64_t id, bool head_request, bool close, bool preamble);
   void CloseAnswers(int64_t id);
+  // The client's reads of stream `id`'s answer pump (quic-answer.cc): start (JS's handle stopped
+  // reading; false: not now) and stop (returns what JS reads: the head of a request in flight,
+  // its length in kAnsBackHead, then bytes not forwarded).
+  bool ReadStart(int64_t id, const std::string& host, const std::string& client);
+  std::vector<uint8_t> ReadStop(int64_t id);
 
   bool Usable() const { return conn_ != nullptr && !closed_; }
   uint32_t handle() const { return handle_; }
@@ -549,11 +575,14 @@ class Conn {
   void AnswerRelease(AnswerPump* p);
   void AnswerWatch(AnswerPump* p);
   void FlushAnswers();
+  void AnswerRead(AnswerPump* p);
+  void AnswerReadBack(AnswerPump* p);
   void CloseAllAnswers();
   static void OnAnswerPoll(uv_poll_t* handle, int status, int events);
 
   Host* host_;
   uint32_t handle_;
+  std::vector<uint8_t> read_frame_;  // the HEAD frame AnswerRead writes (reused)
   ConnSettings settings_;
   // This connection's largest packet: settings_.max_payload, or loopback_payload on loopback.
   size_t payload_ = 1350;

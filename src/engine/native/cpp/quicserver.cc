@@ -91,6 +91,8 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
         InstanceMethod("armPumpHeads", &QuicServer::JsArmPumpHeads),
         InstanceMethod("shutPump", &QuicServer::JsShutPump),
         InstanceMethod("resetPump", &QuicServer::JsResetPump),
+        InstanceMethod("readClient", &QuicServer::JsReadClient),
+        InstanceMethod("readClientStop", &QuicServer::JsReadClientStop),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicServer", methods);
@@ -671,6 +673,27 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
     bool ok = c && c->ArmAnswer(info[1].As<Napi::Number>().Int64Value(), flags & 1, flags & 2, flags & 4);
     return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // readClient(handle, id, host, client) → true when the addon reads the answer pump's client
+  // socket from now on (JS's handle stopped reading it), forwarding plain requests for `host`.
+  Napi::Value JsReadClient(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ByteView host, client;
+    if (!GetBytes(info[2], &host) || !GetBytes(info[3], &client)) throw Napi::TypeError::New(env, "readClient: (handle, id, bytes, bytes) expected");
+    Conn* c = Arg(info);
+    bool ok = c && c->ReadStart(info[1].As<Napi::Number>().Int64Value(), std::string(reinterpret_cast<const char*>(host.data), host.length),
+                                std::string(reinterpret_cast<const char*>(client.data), client.length));
+    return Napi::Boolean::New(env, ok);
+  }
+
+  // readClientStop(handle, id) → the bytes read and not JS's yet (the head of a request in
+  // flight first: its length in the state's BACK_HEAD slot); the addon reads no more.
+  Napi::Value JsReadClientStop(const Napi::CallbackInfo& info) {
+    Conn* c = Find(info[0].As<Napi::Number>().Uint32Value());
+    std::vector<uint8_t> back;
+    if (c) back = c->ReadStop(info[1].As<Napi::Number>().Int64Value());
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), back.data(), back.size());
   }
 
   Napi::Value JsCloseAnswers(const Napi::CallbackInfo& info) {

@@ -56,6 +56,8 @@ export interface Ngtcp2Port {
   attachAnswers?(id: number, fd: number, state: Float64Array, keepAlive: Uint8Array, extra: Uint8Array): boolean;
   armAnswer?(id: number, flags: number): boolean;
   closeAnswers?(id: number): void;
+  readClient?(id: number, host: Uint8Array, client: Uint8Array): boolean;
+  readClientStop?(id: number): Buffer;
   /** Frees the addon's side without a packet. */
   close(): void;
 }
@@ -244,6 +246,11 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     return {
       state,
       arm: (flags) => !this.released && this.answers.get(id) === entry && native.armAnswer!(id, flags),
+      read: native.readClient
+        ? (host, client) =>
+            !this.released && this.answers.get(id) === entry && native.readClient!(id, Buffer.from(host, 'latin1'), Buffer.from(client, 'latin1'))
+        : undefined,
+      readStop: () => (this.released || this.answers.get(id) !== entry ? Buffer.alloc(0) : native.readClientStop!(id)),
       close: () => {
         if (this.answers.get(id) !== entry) return;
         this.answers.delete(id);
@@ -305,7 +312,11 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         this.lastSendError = new Error(`UDP: errno ${data.readDoubleLE(0)}`);
         break;
       case QuicEvent.PUMP: {
-        if (flag >= QuicPumpEvent.ANSWER_DONE && flag <= QuicPumpEvent.ANSWER_FAILED) {
+        if (
+          (flag >= QuicPumpEvent.ANSWER_DONE && flag <= QuicPumpEvent.ANSWER_FAILED) ||
+          flag === QuicPumpEvent.ANSWER_OWN_DONE ||
+          flag === QuicPumpEvent.READ_BACK
+        ) {
           this.onAnswer(id, flag, data);
           break;
         }
@@ -341,6 +352,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const options = this.answers.get(id)?.options;
     if (!options) return;
     if (flag === QuicPumpEvent.ANSWER_DONE) options.done();
+    else if (flag === QuicPumpEvent.ANSWER_OWN_DONE) options.ownDone?.(data.readDoubleLE(0), data.readDoubleLE(8), data.readDoubleLE(16) === 1);
+    else if (flag === QuicPumpEvent.READ_BACK) options.readBack?.();
     else if (flag === QuicPumpEvent.ANSWER_BROKEN) options.broken(data.toString('latin1'));
     else if (flag === QuicPumpEvent.ANSWER_FAILED) options.failed(data.readDoubleLE(0));
   }

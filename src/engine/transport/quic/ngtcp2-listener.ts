@@ -127,6 +127,8 @@ export class Ngtcp2Listener {
       peerCertificates: () => [],
       attachAnswers: (id, fd, state, keepAlive, extra) => server.attachAnswers(handle, id, fd, state, keepAlive, extra),
       armAnswer: (id, flags) => server.armAnswer(handle, id, flags),
+      readClient: (id, host, client) => server.readClient(handle, id, host, client),
+      readClientStop: (id) => server.readClientStop(handle, id),
       closeAnswers: (id) => server.closeAnswers(handle, id),
       attachPump: (id, fd, mode) => server.attachPump(handle, id, fd, mode),
       shutPump: (id) => server.shutPump(handle, id),

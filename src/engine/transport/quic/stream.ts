@@ -34,6 +34,9 @@ export interface QuicStreamOwner {
 export interface NativeAnswers {
   state: Float64Array;
   arm(flags: number): boolean;
+  /** The addon reads the client socket (AnswerPump.read); undefined where it cannot. */
+  read?: (host: string, client: string) => boolean;
+  readStop(): Buffer;
   close(): void;
 }
 
@@ -122,6 +125,17 @@ export class QuicStream extends Duplex implements TunnelStream {
     return {
       state: native.state,
       close: native.close,
+      readStop: native.readStop,
+      read: native.read
+        ? (host, client) => {
+            // As arm: the Duplex read every byte the pump left it, stands between frames past the
+            // preamble, and has nothing of its own to write (the addon's HEADs go straight to the stream).
+            if (this.destroyed || this.readableLength > 0 || this.readPaused || this.readableFlowing !== true || native.state[ANSWER_STATE.HELD] !== 0)
+              return false;
+            if (this.parser.atStart || !this.parser.atBoundary || this.writableLength > 0 || this.pending.length > 0 || this.writableEnded) return false;
+            return native.read!(host, client);
+          }
+        : undefined,
       arm: (headRequest, close) => {
         // The Duplex must have read every byte before the pump takes the next: none buffered or on their way.
         const start = this.parser.atStart;
