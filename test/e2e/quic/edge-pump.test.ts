@@ -148,7 +148,7 @@ async function tunnel(edgeEnv: Record<string, string> = {}) {
   ]);
   t.procs.push(connector);
   await connector.waitFor(/Registered tunnel connection connIndex=0 [^\n]*protocol=quic/);
-  return { edge, connector, httpPort, metrics };
+  return { edge, connector, httpPort, metrics, tunnelPort };
 }
 
 /** Writes `requests` on one connection and reads until the edge closes it (bounded). */
@@ -400,4 +400,26 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
       .poll(async () => Number(/^oxy_edge_http_requests_total\{status="200"\} (\d+)$/m.exec(await scrape())?.[1]), { timeout: 5000 })
       .toBe(7 + 30 + good + 1);
   }, 120_000);
+
+  it('a request it read for a connector that died is sent again on the replacement (JS takes over its liveness watch)', async () => {
+    const e = await tunnel();
+    const s = connect(e.httpPort, '127.0.0.1');
+    s.on('error', () => undefined);
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    for (let i = 0; i < 3; i++) {
+      s.write(get(`/k${i}`));
+      await expect.poll(() => got.endsWith(`hello /k${i}`), { timeout: 5000 }).toBe(true);
+    }
+    expect(e.edge.output).toMatch(/client of stream \d+ read by the transport/);
+    await e.connector.stop('SIGKILL');
+    const sentAt = Date.now();
+    s.write(get('/after-kill'));
+    const replacement = new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--url', originUrl, 'web']);
+    t.procs.push(replacement);
+    await expect.poll(() => got.endsWith('hello /after-kill'), { timeout: 15_000 }).toBe(true);
+    expect(Date.now() - sentAt).toBeLessThan(10_000);
+    expect(e.edge.output).toMatch(/Resending an idempotent request: its tunnel connection stopped answering host=app\.example\.com method=GET /);
+    s.destroy();
+  }, 60_000);
 });
