@@ -5,6 +5,9 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIP, type Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { addressBytes } from '../../core/address.js';
+import { OxyError } from '../../core/errors.js';
 import { RouteTable } from '../../core/route-table.js';
 import type { Logger } from '../observe/log.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
@@ -27,6 +30,9 @@ export function splitDestination(destination: string): { host: string; port: num
   const port = Number(m[3]);
   return isIP(host) && port >= 0 && port < 65536 ? { host, port } : undefined;
 }
+
+/** OXY_NATIVE_DIAL=0: a pumped flow's socket is dialled by Node's net, as before (for A/B runs). */
+const NATIVE_DIAL = process.env.OXY_NATIVE_DIAL !== '0';
 
 export class PrivateOfframp {
   #routes = new RouteTable<{ id: string; vnetId: string; network: string; tunnelId: string }>([]);
@@ -93,6 +99,44 @@ export class PrivateOfframp {
   /** Dials a private TCP destination with this connector's warp-routing settings. */
   dial(dest: { host: string; port: number }): Promise<Socket> {
     return dialTcp(dest.host, dest.port, this.warp.connectTimeoutMs, this.warp.tcpKeepAliveMs);
+  }
+
+  /**
+   * As dial(), by the stream's transport (no Node socket: its pump takes the socket): resolves with
+   * the dial's token, fails as dial() does (Node's `connect ECONNREFUSED host:port`, the timeout's
+   * OXY_ERR_ORIGIN_TIMEOUT). Undefined where the transport cannot dial.
+   */
+  dialNative(stream: TunnelStream, dest: { host: string; port: number }): Promise<number> | undefined {
+    const dialer = NATIVE_DIAL ? stream.dialer : undefined;
+    const addr = dialer && addressBytes(dest.host);
+    if (!dialer || !addr) return undefined;
+    const { connectTimeoutMs, tcpKeepAliveMs } = this.warp;
+    return new Promise((resolve, reject) => {
+      const failed = (errno: number): void => {
+        const code = getSystemErrorName(-errno);
+        reject(
+          Object.assign(new Error(`connect ${code} ${dest.host}:${dest.port}`), {
+            code,
+            errno: -errno,
+            syscall: 'connect',
+            address: dest.host,
+            port: dest.port,
+          }),
+        );
+      };
+      let timer: NodeJS.Timeout | undefined;
+      const token = dialer.dial(addr, dest.port, tcpKeepAliveMs, (errno) => {
+        clearTimeout(timer);
+        if (errno === 0) return resolve(token);
+        dialer.close(token);
+        failed(errno);
+      });
+      if (token < 0) return failed(-token);
+      timer = setTimeout(() => {
+        dialer.close(token);
+        reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${dest.host}:${dest.port}: i/o timeout after ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+    });
   }
 
   /** A flow holds one of maxActiveFlows from its admission until `flowEnded()`. */

@@ -4,7 +4,7 @@
  * record of the flow, and the next OPEN may come once the flow ended both ways. The stream ends
  * when the edge ends it (an idle stream it no longer keeps).
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
 import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
@@ -25,6 +25,8 @@ const OK_ANSWER = encodeResponseHeader({ status: ResponseStatus.OK, message: '',
 export interface FlowOfframp {
   check(header: StreamRequestHeader): Promise<{ host: string; port: number } | { status: number; why: string }>;
   dial(dest: { host: string; port: number }): Promise<Socket>;
+  /** dial() by the stream's transport: a NativeDialer token (no Node socket); undefined where it cannot. */
+  dialNative?(stream: TunnelStream, dest: { host: string; port: number }): Promise<number> | undefined;
   flowStarted(): void;
   flowEnded(): void;
 }
@@ -70,13 +72,16 @@ export class TcpFlowServer implements FlowRecordSink {
     const dest = await this.offramp.check(header);
     if (link.released) return;
     if (!('host' in dest)) return this.#refuse(link, dest.status, dest.why);
-    const socket = await this.offramp.dial(dest).catch((err: Error) => err);
+    // Where the transport dials, the flow never has a Node socket (the pump takes the dial's).
+    const dialer = this.stream.dialer;
+    const native = PUMP_FLOWS ? this.offramp.dialNative?.(this.stream, dest) : undefined;
+    const socket = await (native ?? this.offramp.dial(dest)).catch((err: Error) => err);
     if (socket instanceof Error) {
       if (!link.released) this.#refuse(link, ResponseStatus.DIAL_FAILED, socket.message);
       return;
     }
     // The edge reset the flow meanwhile (its answer and RESET went): nothing is written any more.
-    if (link.released || this.#over) return void socket.destroy();
+    if (link.released || this.#over) return void (typeof socket === 'number' ? dialer?.close(socket) : socket.destroy());
     this.#answer(ResponseStatus.OK, '');
     // The socket was just dialled (it has read nothing); the edge's DATA and END that came meanwhile go to the pump.
     const pumped =
@@ -88,8 +93,12 @@ export class TcpFlowServer implements FlowRecordSink {
         () => link.handOff()!,
         () => this.offramp.flowEnded(),
       );
-    this.#link = pumped || link;
-    if (this.#link === link) link.attach(socket);
+    if (pumped) {
+      this.#link = pumped;
+      return;
+    }
+    // The stream cannot pump now (bytes of ours still wait for credit): a dial's socket becomes Node's.
+    link.attach(typeof socket === 'number' ? new Socket({ fd: dialer!.take(socket), allowHalfOpen: true, readable: true, writable: true }) : socket);
   }
 
   #answer(status: number, message: string): void {

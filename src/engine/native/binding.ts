@@ -137,7 +137,12 @@ export interface NativeQuicClient {
    * Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc); mode 0: http1
    * records, 1 (plain): a private TCP flow's, 2 (flows): one private TCP flow of a `tcp-flows` stream.
    */
-  attachPump(id: number, fd: number, mode: number): boolean;
+  attachPump(id: number, fd: number, mode: number, dial?: boolean): boolean;
+  /** A private flow's TCP connect by the addon to `addr` (4 or 16 bytes): a token (a PUMP DIALED record follows), or -errno. */
+  dial(addr: Bytes, port: number, keepAliveMs: number): number;
+  /** Closes a dial's socket; takeDial: its fd, now the caller's (-1: none). */
+  closeDial(token: number): void;
+  takeDial(token: number): number;
   /** A plain pump's stream side ended: its fd's write side is shut after what is queued (a PUMP SHUT record follows; flows: none). */
   shutPump(id: number): void;
   /** A flows pump's flow was reset by the peer: the socket is reset, a RESET record answers unless one went. */

@@ -70,6 +70,8 @@ export const QuicPumpEvent = {
   ANSWER_OWN_DONE: 20,
   /** The addon stopped reading the client (bytes that are JS's, its EOF or error): JS takes the socket back. */
   READ_BACK: 21,
+  /** A dial's connect finished (the record's id is its token): payload f64 errno (0: connected). */
+  DIALED: 12,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

@@ -110,14 +110,17 @@ export class PumpedFlow {
    */
   static start(
     stream: TunnelStream,
-    socket: Socket,
+    socket: Socket | number,
     reader: FlowRecordReader,
     early: () => { pending: Buffer[]; ended: boolean },
     done: () => void,
   ): PumpedFlow | undefined {
-    const fd = socketFd(socket);
+    // A number: a NativeDialer token (the connector's dial made by the addon: no Node socket).
+    const dial = typeof socket === 'number';
+    const fd = dial ? socket : socketFd(socket);
     if (fd === undefined || !stream.pumpTo) return undefined;
-    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) writeFlowRecord(stream, FlowRecord.DATA, chunk);
+    if (!dial)
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) writeFlowRecord(stream, FlowRecord.DATA, chunk);
     const flow = new PumpedFlow(stream, done);
     const pump = stream.pumpTo(fd, {
       flows: true,
@@ -127,12 +130,13 @@ export class PumpedFlow {
       bodyLeft: () => reader.dataLeft,
       handOver: () => reader.handOver(),
       flowDone: () => flow.#finish(),
+      dial,
     });
     if (!pump) return undefined;
     flow.#pump = pump;
-    debug('stream %d: tcp-flows flow pumped by the addon', stream.id);
+    debug('stream %d: tcp-flows flow pumped by the addon%s', stream.id, dial ? ', dialled there' : '');
     // The addon holds a duplicate: closing ours sends nothing to the peer.
-    socket.destroy();
+    if (!dial) socket.destroy();
     const before = early();
     for (const bytes of before.pending) flow.data(bytes);
     if (before.ended) flow.end();

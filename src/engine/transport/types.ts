@@ -44,6 +44,21 @@ export interface TunnelStream extends Duplex {
    * transport has none.
    */
   answerTo?(fd: number, options: AnswerPumpOptions): AnswerPump | undefined;
+  /** TCP connects made by the transport, whose sockets `pumpTo` takes without a Node socket (FdPumpEvents.dial). */
+  readonly dialer?: NativeDialer;
+}
+
+/** TCP connects made by the transport (the addon's ngtcp2 client): a private flow's dial with no Node socket. */
+export interface NativeDialer {
+  /**
+   * Starts a connect to `addr` (4 or 16 bytes) with TCP_NODELAY and, above 0, keep-alive after
+   * `keepAliveMs`; `done(errno)` once it finished (0: connected). Returns its token (> 0), or -errno
+   * at once. The socket waits in the transport until pumpTo takes it, take() or close().
+   */
+  dial(addr: Uint8Array, port: number, keepAliveMs: number, done: (errno: number) => void): number;
+  close(token: number): void;
+  /** The dial's socket fd, now the caller's (-1: none). */
+  take(token: number): number;
 }
 
 export interface AnswerPumpOptions {
@@ -163,6 +178,8 @@ export interface FdPumpEvents {
    * record's payload, and whether its answer began (then `fastAnswer` told of it already).
    */
   fastHead?(record: Buffer, answered: boolean): void;
+  /** The `fd` given to pumpTo is a NativeDialer token (a finished dial): the pump takes its socket. */
+  dial?: boolean;
 }
 
 export interface TunnelCloseInfo {

@@ -38,7 +38,8 @@ net.createServer((s) => {
 `;
 
 // On the device: `seq N` makes N flows one after another (16 bytes then FIN each; each answer
-// checked); `rst` is reset by the host; `refused` dials a closed port; `abort` resets its own flow;
+// checked); `rst` is reset by the host; `refused` dials a closed port; `nohost` an address the
+// data centre has no route to (or no host at); `abort` resets its own flow;
 // `stall` reads nothing of a download for 1.5 s (the edge pauses the flow's stream), then resets it.
 const CLIENT = `
 const net = require('net');
@@ -63,6 +64,11 @@ const outcome = (port) => new Promise((resolve) => {
   else if (mode === 'up') { await Promise.all([0, 1, 2, 3].map((i) => one(n + i))); console.log('ok'); }
   else if (mode === 'rst') console.log(await outcome(9101));
   else if (mode === 'refused') console.log(await outcome(9199));
+  else if (mode === 'nohost') {
+    const s = net.connect(9100, '198.18.0.77');
+    s.on('error', (e) => console.log(e.code));
+    s.on('end', () => console.log('end'));
+  }
   else if (mode === 'abort') {
     const s = net.connect(9103, '198.18.0.10');
     s.on('connect', () => s.write('hello', () => setTimeout(() => { s.resetAndDestroy(); console.log('reset'); }, 200)));
@@ -128,6 +134,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     it('a dial the connector cannot make resets the device, and the stream serves the next flows', async () => {
       const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'refused']);
       expect(r.stdout.trim()).toBe('ECONNRESET');
+      await site.edge.waitFor(/could not reach the flow's destination: connect ECONNREFUSED 198\.18\.0\.10:9199/);
       const before = flows(site);
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '5'])).stdout.trim()).toBe('ok 5');
       expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
@@ -162,15 +169,22 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       const counted = flows(site);
       expect(counted.reused + counted.new).toBe(20 + 4);
       expect(counted.reused).toBeGreaterThanOrEqual(20);
-      expect(site.connector.output).toMatch(/tcp-flows flow pumped by the addon/);
+      expect(site.connector.output).toMatch(/tcp-flows flow pumped by the addon, dialled there/);
     }, 60_000);
 
     it("a host's reset reaches the device as a reset; a failed dial too; the stream serves the next flows", async () => {
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'rst'])).stdout.trim()).toBe('ECONNRESET');
       await nextFlowsReused(site);
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'refused'])).stdout.trim()).toBe('ECONNRESET');
+      // The addon's dial fails as Node's net.connect does, in the same words.
+      await site.edge.waitFor(/could not reach the flow's destination: connect ECONNREFUSED 198\.18\.0\.10:9199/);
       await nextFlowsReused(site);
-    }, 30_000);
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'nohost'], { timeoutMs: 15_000 })).stdout.trim()).toBe('ECONNRESET');
+      await site.edge.waitFor(
+        /could not reach the flow's destination: (dial tcp 198\.18\.0\.77:9100: i\/o timeout after 2000 ms|connect E(HOST|NET)UNREACH 198\.18\.0\.77:9100)/,
+      );
+      await nextFlowsReused(site);
+    }, 40_000);
 
     it("the device's reset reaches the host as a reset, and the stream serves the next flows", async () => {
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'abort'])).stdout.trim()).toBe('reset');

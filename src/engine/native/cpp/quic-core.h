@@ -59,6 +59,7 @@ enum PumpEvent : uint8_t {
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
+  kPumpDialed = 12,    // a Dial's connect finished (id: its token): payload f64 errno (0: connected)
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -465,7 +466,16 @@ class Conn {
   uint64_t StreamsLeft();
   // Pumps stream `id` to and from `fd` (the pump owns it: closed with the pump). False: no such stream.
   // `mode`: 0 http1 records, 1 plain (a private TCP flow), 2 flows (one flow of a tcp-flows stream).
-  bool AttachPump(int64_t id, int fd, int mode = 0);
+  // `dial`: `fd` is the token of a finished Dial, whose socket the pump takes (no duplicate).
+  bool AttachPump(int64_t id, int fd, int mode = 0, bool dial = false);
+  // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
+  // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token
+  // (> 0; kPumpDialed with it follows) or -errno. The socket stays here until AttachPump takes it,
+  // TakeDial hands it to JS, or CloseDial closes it.
+  double Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms);
+  void CloseDial(double token);
+  // The dialled socket's fd, now JS's (-1: no such dial).
+  int TakeDial(double token);
   // A flows pump: the flow's RESET came through JS (before the records were handed over).
   void ResetPump(int64_t id);
   // A plain pump: no more bytes for the fd after those queued; its write side is shut once they are written.
@@ -628,6 +638,19 @@ class Conn {
   std::vector<int64_t> pump_out_;  // pumps with bytes for their fd, written at the flush
   std::unique_ptr<uint8_t[]> pump_buf_;
   int64_t linger_seq_ = 0;  // keys of lingering flows pumps: -1, -2, ...
+  struct DialPoll {
+    uv_poll_t handle;  // first: the handle's address is the struct's
+    Conn* conn;
+    double token;
+  };
+  struct DialState {
+    int fd;
+    DialPoll* poll;  // while connecting
+  };
+  std::unordered_map<double, DialState> dials_;
+  double dial_seq_ = 0;
+  static void OnDialPoll(uv_poll_t* handle, int status, int events);
+  void StopDial(DialState& d);
   std::unordered_map<int64_t, std::unique_ptr<AnswerPump>> answers_;
   std::vector<int64_t> answer_out_;  // answer pumps with bytes for the client, written at the flush
 };

@@ -17,9 +17,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -112,12 +115,17 @@ double StatusOf(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-bool Conn::AttachPump(int64_t id, int socket_fd, int mode) {
+bool Conn::AttachPump(int64_t id, int socket_fd, int mode, bool dial) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
+  if (dial) {
+    auto d = dials_.find(double(socket_fd));
+    if (d == dials_.end() || d->second.poll) return false;
+  }
   ClosePump(id);
-  // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN).
-  int fd = fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
+  // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
+  // dial's socket is taken as it is.
+  int fd = dial ? TakeDial(double(socket_fd)) : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
   auto p = std::make_unique<Pump>();
   p->conn = this;
@@ -136,6 +144,104 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode) {
   pumps_[id] = std::move(p);
   PumpWatch(raw);
   return true;
+}
+
+// ------------------------------------------------------------------ dials
+
+double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms) {
+  if (!Usable()) return -ENOTCONN;
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (addr_len == 4) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(uint16_t(port));
+    memcpy(&a->sin_addr, addr, 4);
+    len = sizeof(sockaddr_in);
+  } else if (addr_len == 16) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(uint16_t(port));
+    memcpy(&a->sin6_addr, addr, 16);
+    len = sizeof(sockaddr_in6);
+  } else {
+    return -EINVAL;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  // As Node's net.connect({ noDelay, keepAlive, keepAliveInitialDelay }) sets them (libuv's uv_tcp_keepalive).
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (keepalive_ms > 0) {
+    int idle = std::max(1, keepalive_ms / 1000), intvl = 1, cnt = 10;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  }
+  int rv;
+  do rv = connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  while (rv != 0 && errno == EINTR);
+  if (rv != 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  auto* poll = new DialPoll();
+  if (uv_poll_init(loop_, &poll->handle, fd) != 0) {
+    delete poll;
+    close(fd);
+    return -EIO;
+  }
+  const double token = ++dial_seq_;
+  poll->conn = this;
+  poll->token = token;
+  poll->handle.data = poll;
+  dials_[token] = DialState{fd, poll};
+  // Writable once the connect finished, either way (SO_ERROR says how).
+  uv_poll_start(&poll->handle, UV_WRITABLE, &Conn::OnDialPoll);
+  return token;
+}
+
+void Conn::StopDial(DialState& d) {
+  if (!d.poll) return;
+  uv_poll_stop(&d.poll->handle);
+  d.poll->handle.data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&d.poll->handle), [](uv_handle_t* h) { delete reinterpret_cast<DialPoll*>(h); });
+  d.poll = nullptr;
+}
+
+void Conn::OnDialPoll(uv_poll_t* handle, int, int) {
+  auto* poll = static_cast<DialPoll*>(handle->data);
+  if (!poll) return;
+  Conn* self = poll->conn;
+  const double token = poll->token;
+  auto it = self->dials_.find(token);
+  if (it == self->dials_.end()) return;
+  self->StopDial(it->second);
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(it->second.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  double e = double(err);
+  self->Event(kEvPump, kPumpDialed, int64_t(token), reinterpret_cast<const uint8_t*>(&e), 8);
+  self->Dirty();  // a flush, and with it the batch for JS
+}
+
+void Conn::CloseDial(double token) {
+  auto it = dials_.find(token);
+  if (it == dials_.end()) return;
+  StopDial(it->second);
+  close(it->second.fd);
+  dials_.erase(it);
+}
+
+int Conn::TakeDial(double token) {
+  auto it = dials_.find(token);
+  if (it == dials_.end()) return -1;
+  StopDial(it->second);
+  const int fd = it->second.fd;
+  dials_.erase(it);
+  return fd;
 }
 
 double Conn::ClosePump(int64_t id) {
@@ -213,6 +319,7 @@ bool Conn::PumpHead(int64_t id, const uint8_t* data, size_t len) {
 void Conn::ClosePumps() {
   while (!pumps_.empty()) ClosePump(pumps_.begin()->first);
   pump_out_.clear();
+  while (!dials_.empty()) CloseDial(dials_.begin()->first);
 }
 
 double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {

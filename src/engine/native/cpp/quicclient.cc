@@ -48,6 +48,9 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("pumpRoute", &QuicClient::JsPumpRoute),
         InstanceMethod("shutPump", &QuicClient::JsShutPump),
         InstanceMethod("resetPump", &QuicClient::JsResetPump),
+        InstanceMethod("dial", &QuicClient::JsDial),
+        InstanceMethod("closeDial", &QuicClient::JsCloseDial),
+        InstanceMethod("takeDial", &QuicClient::JsTakeDial),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicClient", methods);
@@ -241,8 +244,29 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   // TCP socket `fd`; mode 0: http1 records, 1 (plain): a private TCP flow (half-closes each way),
   // 2 (flows): one private TCP flow of a tcp-flows stream (its records read and written here).
   Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
-    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), info[2].ToNumber().Int32Value());
+    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), info[2].ToNumber().Int32Value(),
+                                            info[3].ToBoolean());
     return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // dial(addr, port, keepAliveMs) → a token (> 0; a PUMP DIALED record with it follows) or -errno:
+  // a private flow's TCP connect to `addr` (4 or 16 bytes), for attachPump(id, token, mode, true).
+  Napi::Value JsDial(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ByteView addr;
+    if (!GetBytes(info[0], &addr)) throw Napi::TypeError::New(env, "dial: address bytes expected");
+    if (!Usable()) return Napi::Number::New(env, -ENOTCONN);
+    return Napi::Number::New(env, conn_->Dial(addr.data, addr.length, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value()));
+  }
+
+  // closeDial(token): a dial no longer wanted (its socket closed); takeDial(token) → its socket's fd, now the caller's (-1: none).
+  Napi::Value JsCloseDial(const Napi::CallbackInfo& info) {
+    if (conn_) conn_->CloseDial(info[0].As<Napi::Number>().DoubleValue());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsTakeDial(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), conn_ ? conn_->TakeDial(info[0].As<Napi::Number>().DoubleValue()) : -1);
   }
 
   // resetPump(id): a flows pump's flow was reset by the edge (its RESET read by JS): the host gets a reset.

@@ -20,7 +20,7 @@ import { OxyError } from '../../../core/errors.js';
 import { ANSWER_STATE, QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type NativeQuicInfo } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
 import { Http1Record } from '../../protocol/http1.js';
-import type { AnswerPumpOptions, FdPump, FdPumpEvents, TunnelConnection, TunnelRole } from '../types.js';
+import type { AnswerPumpOptions, FdPump, FdPumpEvents, NativeDialer, TunnelConnection, TunnelRole } from '../types.js';
 import { noteExternalBytes } from '../../util/gc.js';
 import { truncateUtf8 } from '../common.js';
 import { QuicConnectionBase } from './base.js';
@@ -44,8 +44,12 @@ export interface Ngtcp2Port {
   probe(): void;
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
-  /** cpp/quic-pump.cc: a stream pumped to and from a TCP socket (the connector's origin sockets, both ends' private flow sockets). */
-  attachPump?(id: number, fd: number, mode: number): boolean;
+  /** cpp/quic-pump.cc: a stream pumped to and from a TCP socket (the connector's origin sockets, both ends' private flow sockets); `dial`: `fd` is a dial's token (the client's). */
+  attachPump?(id: number, fd: number, mode: number, dial?: boolean): boolean;
+  /** The client's: a private flow's TCP connect by the addon (NativeDialer). */
+  dial?(addr: Uint8Array, port: number, keepAliveMs: number): number;
+  closeDial?(token: number): void;
+  takeDial?(token: number): number;
   shutPump?(id: number): void;
   resetPump?(id: number): void;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
@@ -106,6 +110,10 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   private readonly pumps = new Map<number, FdPumpEvents>();
   /** Pumped streams whose whole HEAD records the addon may hand over once JS's parsers are at a boundary. */
   private readonly pumpsToArm = new Set<number>();
+  /** Dials under way (NativeDialer), by token: what to call when each finished. */
+  private readonly dials = new Map<number, (errno: number) => void>();
+  /** TCP connects by the addon whose sockets its pumps take (the client's only). */
+  readonly dialer: NativeDialer | undefined;
   /** Streams whose answers the addon writes to an edge client socket, by stream id. */
   private readonly answers = new Map<number, { options: AnswerPumpOptions; state: Float64Array }>();
 
@@ -119,6 +127,25 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     this.localPort = options.local?.port ?? info.localAddress.port;
     this.remoteAddress = options.remote?.address ?? info.remoteAddress.address;
     this.remotePort = options.remote?.port ?? info.remoteAddress.port;
+    const native = this.native;
+    this.dialer =
+      native.dial && native.closeDial && native.takeDial
+        ? {
+            dial: (addr, port, keepAliveMs, done) => {
+              const token = this.released ? -107 /* ENOTCONN */ : native.dial!(addr, port, keepAliveMs);
+              if (token > 0) this.dials.set(token, done);
+              return token;
+            },
+            close: (token) => {
+              this.dials.delete(token);
+              if (!this.released) native.closeDial!(token);
+            },
+            take: (token) => {
+              this.dials.delete(token);
+              return this.released ? -1 : native.takeDial!(token);
+            },
+          }
+        : undefined;
   }
 
   // -------------------------------------------------------------------------- public API
@@ -206,7 +233,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
-    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0)) return undefined;
+    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, events.dial === true)) return undefined;
+    if (events.dial) this.dials.delete(fd);
     const id = stream.id;
     this.pumps.set(id, events);
     if ((events.plain || events.flows || (events.head && events.bodyLeft)) && native.armPumpHeads) this.pumpsToArm.add(id);
@@ -318,6 +346,11 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
           flag === QuicPumpEvent.READ_BACK
         ) {
           this.onAnswer(id, flag, data);
+          break;
+        }
+        if (flag === QuicPumpEvent.DIALED) {
+          // `id` is a dial's token; it stays the addon's until a pump takes it or it is closed.
+          this.dials.get(id)?.(data.readDoubleLE(0));
           break;
         }
         const events = this.pumps.get(id);

@@ -11,7 +11,7 @@
 import { Duplex } from 'node:stream';
 import { OxyError } from '../../../core/errors.js';
 import { ANSWER_FLAG, ANSWER_STATE } from '../../native/index.js';
-import type { AnswerPump, AnswerPumpOptions, FdPump, FdPumpEvents, TunnelStream } from '../types.js';
+import type { AnswerPump, AnswerPumpOptions, FdPump, FdPumpEvents, NativeDialer, TunnelStream } from '../types.js';
 import { encodeData, endFrame, preamble, StreamFrameParser } from './framing.js';
 
 /** What the stream needs from its connection. */
@@ -26,6 +26,8 @@ export interface QuicStreamOwner {
   attachPump?(stream: QuicStream, fd: number, events: FdPumpEvents): FdPump | undefined;
   /** The addon's ngtcp2 server only: the stream's answers written to a client socket (TunnelStream.answerTo). */
   attachAnswers?(stream: QuicStream, fd: number, options: AnswerPumpOptions): NativeAnswers | undefined;
+  /** The addon's ngtcp2 client only: TCP connects whose sockets its pumps take (TunnelStream.dialer). */
+  readonly dialer?: NativeDialer;
   /** Why the connection closed, when it did: streams it cuts fail with this. */
   closedError(): OxyError | undefined;
 }
@@ -105,6 +107,10 @@ export class QuicStream extends Duplex implements TunnelStream {
   abortedByPeer(kind: 'reset' | 'stopped', code: number): void {
     this.peerAborted = true;
     this.destroy(new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${this.id} ${kind === 'reset' ? 'reset' : 'stopped'} by peer (code ${code})`));
+  }
+
+  get dialer(): NativeDialer | undefined {
+    return this.owner.dialer;
   }
 
   pumpTo(fd: number, events: FdPumpEvents): FdPump | undefined {
