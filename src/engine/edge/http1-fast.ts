@@ -288,11 +288,14 @@ class FastConnection {
     // timeout counts from its last answer; a request it forwarded becomes ours first.
     if (t?.reading) {
       const state = t.pump!.state;
-      if (state[ANSWER_STATE.OWN] === state[ANSWER_STATE.OWN_DONE]) {
+      const inFlight = state[ANSWER_STATE.OWN] > state[ANSWER_STATE.OWN_DONE];
+      if (!inFlight) {
         const left = this.o.timeouts.keepAliveMs - (nowMs() - state[ANSWER_STATE.ACTIVE]);
         if (left > 1) return void this.socket.setTimeout(left);
       }
       this.#takeBack(t);
+      // A request it forwarded began after this timer was set: ours now, with a request's idle timeout from here.
+      if (inFlight) return;
     }
     // Node's timer does not see the pump's writes: an answer still moving keeps the connection.
     if (this.#req?.native && t && pumped(t) !== t.idleMark) {

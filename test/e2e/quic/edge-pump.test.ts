@@ -7,6 +7,8 @@
 // an answer cut mid-way, a request dropped (502 page); answers the edge refuses (garbage, bytes
 // past the end) while a good client is served; the request counter by status.
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer as createTcpServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,13 +125,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** An edge (on ngtcp2, the default) and a connector (ngtcp2 too) with `edgeEnv`; one tunnel connection. */
-async function tunnel(edgeEnv: Record<string, string> = {}) {
+/** An edge (on ngtcp2, the default) and a connector (ngtcp2 too) with `edgeEnv` (and `edgeArgs`); one tunnel connection. */
+async function tunnel(edgeEnv: Record<string, string> = {}, edgeArgs: string[] = []) {
   const metrics = await freePort();
-  const edge = new OxyProcess(t.home, ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${metrics}`], {
-    NODE_DEBUG: 'oxy:edge:http1',
-    ...edgeEnv,
-  });
+  const edge = new OxyProcess(
+    t.home,
+    ['edge', 'run', '--tunnel-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--metrics', `127.0.0.1:${metrics}`, ...edgeArgs],
+    {
+      NODE_DEBUG: 'oxy:edge:http1',
+      ...edgeEnv,
+    },
+  );
   t.procs.push(edge);
   const tunnelPort = Number((await edge.waitFor(/Tunnel listener ready protocol=quic address=127\.0\.0\.1:(\d+)/))[1]);
   const httpPort = Number((await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/))[1]);
@@ -421,5 +427,31 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     expect(Date.now() - sentAt).toBeLessThan(10_000);
     expect(e.edge.output).toMatch(/Resending an idempotent request: its tunnel connection stopped answering host=app\.example\.com method=GET /);
     s.destroy();
+  }, 60_000);
+
+  it('keeps the keep-alive timeout: a client whose requests the addon reads stays past it, an idle one is closed after it', async () => {
+    const config = join(t.home, 'edge-keepalive.yml');
+    writeFileSync(config, 'http-timeouts:\n  keep-alive-ms: 1000\n');
+    const e = await tunnel({}, ['--config', config]);
+    const s = connect(e.httpPort, '127.0.0.1');
+    s.on('error', () => undefined);
+    let got = '';
+    let closedAt = 0;
+    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    s.on('close', () => (closedAt = Date.now()));
+    // 3 s of requests 300 ms apart: three times the keep-alive timeout, none of it idle that long.
+    for (let i = 0; i < 10; i++) {
+      s.write(get(`/ka${i}`));
+      await expect.poll(() => got.endsWith(`hello /ka${i}`), { timeout: 5000 }).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(closedAt).toBe(0);
+    expect(got).toMatch(/Keep-Alive: timeout=1\r\n/);
+    expect(e.edge.output).toMatch(/client of stream \d+ read by the transport/);
+    // Then idle: closed about a second after the last answer (Node checks its timers coarsely).
+    const lastAt = Date.now() - 300;
+    await expect.poll(() => closedAt, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(closedAt - lastAt).toBeGreaterThanOrEqual(900);
+    expect(closedAt - lastAt).toBeLessThan(5000);
   }, 60_000);
 });
