@@ -317,7 +317,7 @@ export class Http1StreamServer {
                 errno ? Object.assign(new Error(`origin socket: ${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno) }) : undefined,
               ),
             drain: () => origin.resume?.(),
-            fastAnswer: (status) => this.#fastAnswered(origin, status),
+            fastAnswer: (status, count) => this.#fastAnswered(origin, status, count),
             fastHead: (payload, answered) => this.#fastHead(origin, payload, answered),
             ...heads,
           })
@@ -363,16 +363,18 @@ export class Http1StreamServer {
     this.#enqueue(() => this.#head(rec), false);
   }
 
-  /** A request whose head the pump wrote itself (its route) is answered: counted as one that came and went. */
-  #fastAnswered(origin: OriginSocket, status: number): void {
+  /** Requests whose heads the pump wrote itself (its route) are answered: counted as ones that came and went. */
+  #fastAnswered(origin: OriginSocket, status: number, count: number): void {
     if (origin !== this.#origin || this.#finished) return;
     origin.used = true;
-    this.#fastHeads++;
+    this.#fastHeads += count;
     const m = this.metrics;
     if (!m) return;
-    m.requestStarted();
-    m.requestEnded();
-    m.responded({ status, headers: [] });
+    for (let i = 0; i < count; i++) {
+      m.requestStarted();
+      m.requestEnded();
+      m.responded({ status, headers: [] });
+    }
   }
 
   /** The origin went with the last request's head written by the pump: it is the current request. */

@@ -62,7 +62,7 @@ export const QuicPumpEvent = {
   SHUT: 8,
   /** A flows pump's flow is over (a terminator went each way): the stream's records come to JS again. */
   FLOW_DONE: 9,
-  /** payload: the status of an answer to a head the pump wrote itself (its route). Lazy. */
+  /** payload: the status of answers to heads the pump wrote itself (its route), and how many (f64; 1 when absent). Lazy. */
   FAST_ANSWER: 10,
   /** Before an END: u8 answered, then the HEAD record's payload of the last head the pump wrote itself. */
   FAST_HEAD: 11,

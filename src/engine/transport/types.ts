@@ -171,8 +171,8 @@ export interface FdPumpEvents {
    */
   flows?: boolean;
   flowDone?(): void;
-  /** A request whose head the transport wrote itself (`FdPump.route`) has its answer's first bytes (status as `answer`). Comes late. */
-  fastAnswer?(status: number): void;
+  /** `count` requests whose heads the transport wrote itself (`FdPump.route`) have their answers' first bytes (status as `answer`). Comes late. */
+  fastAnswer?(status: number, count: number): void;
   /**
    * Before `end()`, when the last request's head was written by the transport: that HEAD
    * record's payload, and whether its answer began (then `fastAnswer` told of it already).

@@ -54,7 +54,7 @@ enum PumpEvent : uint8_t {
   kPumpShut = 8,      // a plain pump's fd took every byte for it and its write side is shut (ShutPump)
   kPumpFlowDone = 9,  // a flows pump's flow is over (both terminators crossed): the stream's records are JS's again
   // Heads the connector's pump wrote without JS (its route, Conn::PumpRoute):
-  kPumpFastAnswer = 10, // lazy: such a request's answer began: payload f64 status (as kPumpAnswer)
+  kPumpFastAnswer = 10, // lazy: such requests' answers began: payload f64 status (as kPumpAnswer), f64 count (1 if absent)
   kPumpFastHead = 11,   // before a kPumpEnd: the last such head (payload: u8 answered, then the HEAD record's payload)
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
@@ -119,12 +119,20 @@ uint64_t Now();
 void LogPrintf(void*, const char* fmt, ...);
 
 // Records for JS, packed back to back; one Buffer per loop callback (Take()).
+// Where a counting lazy record sits in a host's batch (Host::EmitLazyCount).
+struct LazySlot {
+  uint64_t batch = UINT64_MAX;  // the batch (EventBatch::taken() when it was added)
+  size_t at = 0;
+};
+
 class EventBatch {
  public:
   // A lazy record does not make the batch worth a JS call by itself: it rides the next one.
   void Add(uint8_t type, uint8_t flag, double id, const uint8_t* data, size_t len, bool lazy = false);
   bool empty() const { return !urgent_; }
   bool has_lazy() const { return !bytes_.empty(); }
+  size_t size() const { return bytes_.size(); }
+  uint8_t* at(size_t off) { return bytes_.data() + off; }
   // Batches handed to JS so far: a record added now rides batch number taken() (0-based).
   uint64_t taken() const { return taken_; }
   // Hands the bytes to a Buffer that owns them.
@@ -286,6 +294,10 @@ class Host {
   virtual void Emit(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) = 0;
   // A record JS needs, but not at once (delivered with the next batch).
   virtual void EmitLazy(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) { Emit(c, type, flag, id, data, len); }
+  // A lazy record counting events of one kind and value (payload: f64 value, f64 count): one more
+  // into the record `slot` names while it is still in the batch JS has not taken, else a new one
+  // (count 1) that `slot` names from then on. False: not kept here (emit a record per event).
+  virtual bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot) { return false; }
   // Flush `c` in this loop turn's check phase.
   virtual void Schedule(Conn* c) = 0;
   // Room for one packet (max payload bytes), valid until the next TxPush.
@@ -350,6 +362,7 @@ struct Pump {
   bool route_any = false;
   std::string route_host;
   bool fast = false;                // the current request's head was written here
+  LazySlot answers;                 // the kPumpFastAnswer record counting answers of one status
   std::vector<uint8_t> fast_head;  // its HEAD record's payload
 };
 

@@ -756,7 +756,9 @@ void Conn::PumpRead(Pump* p) {
       if (!p->answered) {
         p->answered = true;
         double status = StatusOf(buf + hdr, size_t(n));
-        host_->EmitLazy(this, kEvPump, p->fast ? kPumpFastAnswer : kPumpAnswer, p->id, reinterpret_cast<const uint8_t*>(&status), 8);
+        // A routed request's answer is only counted: one record per status and batch counts them all.
+        if (!p->fast || !host_->EmitLazyCount(this, kEvPump, kPumpFastAnswer, p->id, status, &p->answers))
+          host_->EmitLazy(this, kEvPump, p->fast ? kPumpFastAnswer : kPumpAnswer, p->id, reinterpret_cast<const uint8_t*>(&status), 8);
       }
       buf[0] = kFrameData;
       PutBe32(buf + 1, uint32_t(hdr - kFrameHeader + size_t(n)));
