@@ -317,6 +317,7 @@ export class Http1StreamServer {
                 errno ? Object.assign(new Error(`origin socket: ${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno) }) : undefined,
               ),
             drain: () => origin.resume?.(),
+            fastStart: (count) => this.#fastStarted(count),
             fastAnswer: (status, count) => this.#fastAnswered(origin, status, count),
             fastHead: (payload, answered) => this.#fastHead(origin, payload, answered),
             ...heads,
@@ -363,18 +364,22 @@ export class Http1StreamServer {
     this.#enqueue(() => this.#head(rec), false);
   }
 
-  /** Requests whose heads the pump wrote itself (its route) are answered: counted as ones that came and went. */
-  #fastAnswered(origin: OriginSocket, status: number, count: number): void {
-    if (origin !== this.#origin || this.#finished) return;
-    origin.used = true;
+  /** Requests whose heads the pump wrote itself (its route): counted as ones that came and went (this stream's one in flight stays). */
+  #fastStarted(count: number): void {
     this.#fastHeads += count;
     const m = this.metrics;
     if (!m) return;
     for (let i = 0; i < count; i++) {
       m.requestStarted();
       m.requestEnded();
-      m.responded({ status, headers: [] });
     }
+  }
+
+  /** Answers to requests whose heads the pump wrote itself began. */
+  #fastAnswered(origin: OriginSocket, status: number, count: number): void {
+    if (origin === this.#origin) origin.used = true;
+    const m = this.metrics;
+    if (m) for (let i = 0; i < count; i++) m.responded({ status, headers: [] });
   }
 
   /** The origin went with the last request's head written by the pump: it is the current request. */
@@ -386,11 +391,7 @@ export class Http1StreamServer {
     } catch (err) {
       return this.#finish(err as Error);
     }
-    if (!answered) {
-      // Not counted yet (that comes with an answer): it starts here.
-      this.#ended();
-      this.metrics?.requestStarted();
-    }
+    // Counted already (fastStart): it takes the place of the request in flight.
     this.#current = { rec, rule: origin.rule, bodyLeft: rec.bodyLength === CHUNKED_BODY ? Infinity : rec.bodyLength, answered, resent: false };
   }
 

@@ -66,6 +66,8 @@ export const QuicPumpEvent = {
   FAST_ANSWER: 10,
   /** Before an END: u8 answered, then the HEAD record's payload of the last head the pump wrote itself. */
   FAST_HEAD: 11,
+  /** payload: f64 0, f64 how many heads the pump wrote itself (its route) since the last such record. Lazy. */
+  FAST_START: 13,
   /** The answer to a request the addon read from the client is whole and written: payload f64 status, f64 bytes (request + answer). */
   ANSWER_OWN_DONE: 20,
   /** The addon stopped reading the client (bytes that are JS's, its EOF or error): JS takes the socket back. */

@@ -173,6 +173,8 @@ export interface FdPumpEvents {
   flowDone?(): void;
   /** `count` requests whose heads the transport wrote itself (`FdPump.route`) have their answers' first bytes (status as `answer`). Comes late. */
   fastAnswer?(status: number, count: number): void;
+  /** `count` request heads the transport wrote itself (`FdPump.route`) since it last said. Comes late, before their `fastAnswer`. */
+  fastStart?(count: number): void;
   /**
    * Before `end()`, when the last request's head was written by the transport: that HEAD
    * record's payload, and whether its answer began (then `fastAnswer` told of it already).

@@ -56,6 +56,7 @@ enum PumpEvent : uint8_t {
   // Heads the connector's pump wrote without JS (its route, Conn::PumpRoute):
   kPumpFastAnswer = 10, // lazy: such requests' answers began: payload f64 status (as kPumpAnswer), f64 count (1 if absent)
   kPumpFastHead = 11,   // before a kPumpEnd: the last such head (payload: u8 answered, then the HEAD record's payload)
+  kPumpFastStart = 13,  // lazy: such heads were written: payload f64 0, f64 count
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
@@ -363,6 +364,7 @@ struct Pump {
   std::string route_host;
   bool fast = false;                // the current request's head was written here
   LazySlot answers;                 // the kPumpFastAnswer record counting answers of one status
+  LazySlot starts;                  // the kPumpFastStart record counting heads written
   std::vector<uint8_t> fast_head;  // its HEAD record's payload
 };
 

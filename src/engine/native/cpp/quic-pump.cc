@@ -379,6 +379,11 @@ bool Conn::PumpFastHead(Stream* s, std::vector<uint8_t>& record) {
   PumpQueue(p);
   if (p->out.size() - p->out_off > kStreamHighWater) s->pump_full = true;
   p->fast_head.swap(record);
+  // Counted as it starts, as JS counts a head it reads (a client may go before the answer).
+  if (!host_->EmitLazyCount(this, kEvPump, kPumpFastStart, p->id, 0, &p->starts)) {
+    const double one[2] = {0, 1};
+    host_->EmitLazy(this, kEvPump, kPumpFastStart, p->id, reinterpret_cast<const uint8_t*>(one), sizeof one);
+  }
   return true;
 }
 

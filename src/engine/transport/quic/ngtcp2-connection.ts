@@ -360,6 +360,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         if (!events) break;
         if (flag === QuicPumpEvent.ANSWER) events.answer(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.FAST_ANSWER) events.fastAnswer?.(data.readDoubleLE(0), data.length >= 16 ? data.readDoubleLE(8) : 1);
+        else if (flag === QuicPumpEvent.FAST_START) events.fastStart?.(data.readDoubleLE(8));
         else if (flag === QuicPumpEvent.FAST_HEAD) events.fastHead?.(data.subarray(1), data[0] === 1);
         else if (flag === QuicPumpEvent.END) events.end(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.DRAIN) events.drain();
