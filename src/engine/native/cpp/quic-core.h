@@ -42,6 +42,7 @@ enum EventType : uint8_t {
 };
 
 // What a stream's fd pump (quic-pump.cc) tells JS.
+// Numbers are checked against native/quic.ts QuicPumpEvent (test/unit/native/quic-constants.test.ts).
 enum PumpEvent : uint8_t {
   kPumpAnswer = 1,  // the fd's first bytes after a head: payload f64 status (0: not "HTTP/1.x NNN")
   kPumpEnd = 2,     // the fd is done (EOF: errno 0, or a read/write error): nothing more moves
@@ -57,10 +58,11 @@ enum PumpEvent : uint8_t {
   kPumpFastAnswer = 10, // lazy: such requests' answers began: payload f64 status (as kPumpAnswer), f64 count (1 if absent)
   kPumpFastHead = 11,   // before a kPumpEnd: the last such head (payload: u8 answered, then the HEAD record's payload)
   kPumpFastStart = 13,  // lazy: such heads were written: payload f64 0, f64 count
+  // The connector's dials in the addon (Conn::Dial):
+  kPumpDialed = 12,     // a Dial's connect finished (id: its token): payload f64 errno (0: connected)
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
-  kPumpDialed = 12,    // a Dial's connect finished (id: its token): payload f64 errno (0: connected)
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
