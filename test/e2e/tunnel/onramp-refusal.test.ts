@@ -1,6 +1,7 @@
 // The public HTTP on-ramp answers 502 when the connector refuses a request and 504 when it
 // does not answer in time; the tunnel stream it had opened must be closed on both sides, not left
 // open for the life of the connection.
+import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { HttpOnramp } from '../../../src/engine/edge/http-onramp.js';
@@ -56,7 +57,8 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     });
     const registry = new TunnelRegistry();
     registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
-    const view = { tunnelForHost: () => 't1' } as unknown as StoreView;
+    // The view's part the on-ramp uses: the host's tunnel, and 'reload' events (the fast path listens).
+    const view = Object.assign(new EventEmitter(), { tunnelForHost: () => 't1' }) as unknown as StoreView;
     const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 1000 });
     cleanups.push(() => onramp.close());
 
