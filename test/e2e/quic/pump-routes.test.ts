@@ -10,13 +10,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxyOk } from '../../helpers/cli.js';
 import { useWebTunnel } from '../../helpers/processes.js';
-import { quicTunnel, sha256hex } from './support.js';
+import { Client, quicTunnel, sha256hex } from './support.js';
 
 const t = useWebTunnel();
 const MIB = randomBytes(1024 * 1024);
@@ -71,68 +71,6 @@ afterAll(() => {
     o.close();
   }
 });
-
-/** One client connection through the edge's public listener: requests in turn, answers read whole (Content-Length). */
-class Client {
-  readonly socket: Socket;
-  #buf = Buffer.alloc(0);
-  #closed = false;
-  #wake: (() => void) | undefined;
-
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.on('error', () => undefined);
-    this.socket.on('data', (c: Buffer) => ((this.#buf = Buffer.concat([this.#buf, c])), this.#wake?.()));
-    this.socket.on('close', () => ((this.#closed = true), this.#wake?.()));
-  }
-
-  send(host: string, method: string, path: string, body?: Buffer, chunked = false): void {
-    let head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
-    if (!body) return void this.socket.write(`${head}\r\n`);
-    head += chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${body.length}\r\n\r\n`;
-    this.socket.write(head);
-    if (!chunked) return void this.socket.write(body);
-    for (let off = 0; off < body.length; off += MIB.length) {
-      const part = body.subarray(off, off + MIB.length);
-      this.socket.write(`${part.length.toString(16)}\r\n`);
-      this.socket.write(part);
-      this.socket.write('\r\n');
-    }
-    this.socket.write('0\r\n\r\n');
-  }
-
-  /** The next answer, or undefined once the connection closed without one (10 s at most). */
-  async answer(): Promise<{ status: number; body: string } | undefined> {
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const end = this.#buf.indexOf('\r\n\r\n');
-      if (end >= 0) {
-        const head = this.#buf.toString('latin1', 0, end);
-        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        if (this.#buf.length >= end + 4 + length) {
-          const body = this.#buf.toString('latin1', end + 4, end + 4 + length);
-          this.#buf = this.#buf.subarray(end + 4 + length);
-          return { status: Number(head.slice(9, 12)), body };
-        }
-      }
-      if (this.#closed) return undefined;
-      await new Promise<void>((r) => {
-        this.#wake = r;
-        setTimeout(r, 200);
-      });
-    }
-    throw new Error('no answer in 10 s');
-  }
-
-  async get(host: string, path: string): Promise<{ status: number; body: string } | undefined> {
-    this.send(host, 'GET', path);
-    return this.answer();
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-}
 
 /** Heads the connector's pumps wrote to their origins without JS (its debug lines, once each stream ended). */
 const fastHeads = (output: string): number =>

@@ -11,16 +11,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { holdThenRead } from '../../helpers/origins.js';
 import { useWebTunnel } from '../../helpers/processes.js';
-import { expectServes, getVia, quicTunnel, sha256hex } from './support.js';
+import { Client, expectServes, getVia, quicTunnel, sha256hex } from './support.js';
 
 const t = useWebTunnel();
+const HOST = 'app.example.com';
 const NGTCP2 = { OXY_QUIC_IMPL: 'ngtcp2', OXY_QUIC_SERVER_IMPL: 'ngtcp2' };
 const BULK = randomBytes(24 * 1024 * 1024);
 const MIB = randomBytes(1024 * 1024);
@@ -96,64 +97,6 @@ const cutGet = (port: number, path: string) =>
       ),
     (err: Error) => err,
   );
-
-/** One client connection through the edge's public listener: requests in turn, each answer read whole (Content-Length framed). */
-class Client {
-  readonly #socket: Socket;
-  #buf = Buffer.alloc(0);
-  #closed = false;
-  #wake: (() => void) | undefined;
-
-  constructor(port: number) {
-    this.#socket = connect(port, '127.0.0.1');
-    this.#socket.on('error', () => undefined);
-    this.#socket.on('data', (c: Buffer) => ((this.#buf = Buffer.concat([this.#buf, c])), this.#wake?.()));
-    this.#socket.on('close', () => ((this.#closed = true), this.#wake?.()));
-  }
-
-  /** A request; a body with Content-Length, or in `chunked` pieces of 1 MiB. */
-  send(method: string, path: string, body?: Buffer, chunked = false): void {
-    let head = `${method} ${path} HTTP/1.1\r\nHost: app.example.com\r\n`;
-    if (!body) return void this.#socket.write(`${head}\r\n`);
-    head += chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${body.length}\r\n\r\n`;
-    this.#socket.write(head);
-    if (!chunked) return void this.#socket.write(body);
-    for (let off = 0; off < body.length; off += MIB.length) {
-      const part = body.subarray(off, off + MIB.length);
-      this.#socket.write(`${part.length.toString(16)}\r\n`);
-      this.#socket.write(part);
-      this.#socket.write('\r\n');
-    }
-    this.#socket.write('0\r\n\r\n');
-  }
-
-  /** The next answer, or undefined once the connection closed without one (10 s at most). */
-  async answer(): Promise<{ status: number; body: string } | undefined> {
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const end = this.#buf.indexOf('\r\n\r\n');
-      if (end >= 0) {
-        const head = this.#buf.toString('latin1', 0, end);
-        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        if (this.#buf.length >= end + 4 + length) {
-          const body = this.#buf.toString('latin1', end + 4, end + 4 + length);
-          this.#buf = this.#buf.subarray(end + 4 + length);
-          return { status: Number(head.slice(9, 12)), body };
-        }
-      }
-      if (this.#closed) return undefined;
-      await new Promise<void>((r) => {
-        this.#wake = r;
-        setTimeout(r, 200);
-      });
-    }
-    throw new Error('no answer in 10 s');
-  }
-
-  close(): void {
-    this.#socket.end();
-  }
-}
 
 /** Request body bytes the connector's pumps wrote to their origins without JS (its debug lines, once each pump closed). */
 const bodyBytesPumped = (output: string): number =>
@@ -280,19 +223,19 @@ describe.each(['ngtcp2', 'quiche'] as const)('origin sockets pumped by the addon
           ['/a4', 'POST', false, want],
         ];
         for (const [path, method, chunked, expected] of steps) {
-          c.send(method, path, method === 'POST' ? body : undefined, chunked);
+          c.send(HOST, method, path, method === 'POST' ? body : undefined, chunked);
           expect((await c.answer())?.body, path).toBe(expected);
         }
         // An origin that closes or resets mid-upload: the 502 page, and the next client connection is served.
-        c.send('POST', '/close-up', body);
+        c.send(HOST, 'POST', '/close-up', body);
         expect((await c.answer())?.status).toBe(502);
         c.close();
         const next = new Client(e.httpPort);
-        next.send('POST', '/reset-up', body, true);
+        next.send(HOST, 'POST', '/reset-up', body, true);
         expect((await next.answer())?.status).toBe(502);
         next.close();
         const last = new Client(e.httpPort);
-        last.send('POST', '/a5', body, true);
+        last.send(HOST, 'POST', '/a5', body, true);
         expect((await last.answer())?.body).toBe(want);
         last.close();
         // Each pump's count is logged when it closes: the spliced uploads (6 × 8 MiB, each after a

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, expect } from 'vitest';
@@ -150,4 +150,92 @@ export async function expectServes(httpPort: number, bulk: Buffer): Promise<void
 
   const up = await request(`http://127.0.0.1:${httpPort}/up`, { method: 'POST', body: bulk, headers: { host: 'app.example.com' } });
   expect(await up.body.text()).toBe(`${bulk.length} ${sha256hex(bulk)}`);
+}
+
+/** Chunked request bodies go in pieces of this size. */
+const CHUNK = 1024 * 1024;
+
+/** One client connection through the edge's public listener: requests in turn, each answer read whole (Content-Length framed); a body with Content-Length or in 1 MiB chunks. */
+export class Client {
+  readonly socket: Socket;
+  #buf = Buffer.alloc(0);
+  #closed = false;
+  #wake: (() => void) | undefined;
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.on('error', () => undefined);
+    this.socket.on('data', (c: Buffer) => ((this.#buf = Buffer.concat([this.#buf, c])), this.#wake?.()));
+    this.socket.on('close', () => ((this.#closed = true), this.#wake?.()));
+  }
+
+  send(host: string, method: string, path: string, body?: Buffer, chunked = false): void {
+    let head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
+    if (!body) return void this.socket.write(`${head}\r\n`);
+    head += chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${body.length}\r\n\r\n`;
+    this.socket.write(head);
+    if (!chunked) return void this.socket.write(body);
+    for (let off = 0; off < body.length; off += CHUNK) {
+      const part = body.subarray(off, off + CHUNK);
+      this.socket.write(`${part.length.toString(16)}\r\n`);
+      this.socket.write(part);
+      this.socket.write('\r\n');
+    }
+    this.socket.write('0\r\n\r\n');
+  }
+
+  /** The next answer, or undefined once the connection closed without one (10 s at most). */
+  async answer(): Promise<{ status: number; body: string } | undefined> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const end = this.#buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const head = this.#buf.toString('latin1', 0, end);
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        if (this.#buf.length >= end + 4 + length) {
+          const body = this.#buf.toString('latin1', end + 4, end + 4 + length);
+          this.#buf = this.#buf.subarray(end + 4 + length);
+          return { status: Number(head.slice(9, 12)), body };
+        }
+      }
+      if (this.#closed) return undefined;
+      await new Promise<void>((r) => {
+        this.#wake = r;
+        setTimeout(r, 200);
+      });
+    }
+    throw new Error('no answer in 10 s');
+  }
+
+  async get(host: string, path: string): Promise<{ status: number; body: string } | undefined> {
+    this.send(host, 'GET', path);
+    return this.answer();
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+}
+
+/**
+ * Runs `hostile` while a good client sends requests to the public listener one after another,
+ * each answered whole ("hello PATH"); resolves with how many it was served (at least one).
+ */
+export async function whileServed(httpPort: number, hostile: () => Promise<void>): Promise<number> {
+  let good = 0;
+  let stop = false;
+  const client = (async () => {
+    for (let i = 0; i < 2000 && !stop; i++) {
+      expect((await getVia(httpPort, `/g${i}`)).body.toString()).toBe(`hello /g${i}`);
+      good++;
+    }
+  })();
+  try {
+    await hostile();
+  } finally {
+    stop = true;
+    await client;
+  }
+  expect(good).toBeGreaterThan(0);
+  return good;
 }

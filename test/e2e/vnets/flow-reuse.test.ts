@@ -95,6 +95,13 @@ const nextFlowsReused = async (site: VnetSite) => {
   expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
 };
 
+/** The device resets its flow: the host sees a reset (not an end), and the stream serves the next flows. */
+const deviceReset = async (site: VnetSite, host: ReturnType<VnetSite['spawnIn']>) => {
+  expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'abort'])).stdout.trim()).toBe('reset');
+  await host.waitFor(/host saw ECONNRESET/, 10_000);
+  await nextFlowsReused(site);
+};
+
 /** A download the device stops reading (its stream paused for backpressure) and then resets: the host hears the reset. */
 const stalledReset = async (site: VnetSite, host: ReturnType<VnetSite['spawnIn']>) => {
   expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'stall'], { timeoutMs: 15_000 })).stdout.trim()).toBe('reset');
@@ -140,11 +147,8 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       expect(flows(site).reused - before.reused).toBeGreaterThanOrEqual(4);
     }, 30_000);
 
-    it("the device's reset reaches the host, and the stream serves the next flows", async () => {
-      const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'abort']);
-      expect(r.stdout.trim()).toBe('reset');
-      await host.waitFor(/host saw ECONNRESET/, 10_000);
-      await nextFlowsReused(site);
+    it("the device's reset reaches the host as a reset, and the stream serves the next flows", async () => {
+      await deviceReset(site, host);
     }, 30_000);
 
     it("a device's reset while its stream is paused for backpressure reaches the host, and the stream serves the next flows", async () => {
@@ -187,9 +191,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     }, 40_000);
 
     it("the device's reset reaches the host as a reset, and the stream serves the next flows", async () => {
-      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'abort'])).stdout.trim()).toBe('reset');
-      await host.waitFor(/host saw ECONNRESET/, 10_000);
-      await nextFlowsReused(site);
+      await deviceReset(site, host);
     }, 30_000);
 
     it("a device's reset while its stream is paused for backpressure reaches the host, and the stream serves the next flows", async () => {

@@ -2,6 +2,7 @@
 // ResponseReader does (where it ends, its status, the rewritten head byte for byte, what it
 // refuses): both are fed the same generated answers, split at random points.
 import { describe, expect, it } from 'vitest';
+import { pick, rng } from '../../helpers/random.js';
 import { native, nativeAvailable } from '../../../src/engine/native/binding.js';
 import { ResponseReader } from '../../../src/engine/protocol/http1.js';
 
@@ -49,19 +50,6 @@ function viaNative(chunks: Buffer[], headRequest: boolean, close: boolean, extra
   }
   return { out, used: r.used, done: r.done, status: error ? -1 : r.status, close: r.close, error };
 }
-
-/** A small deterministic PRNG (mulberry32): failures replay. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
 
 const STATUS = [
   'HTTP/1.1 200 OK',

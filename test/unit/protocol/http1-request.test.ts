@@ -3,6 +3,7 @@
 // make of it (a bodyless keep-alive request, the whole buffer), and it must take the plain
 // requests clients send. Both are fed the same generated heads, hostile ones among them.
 import { describe, expect, it } from 'vitest';
+import { pick, rng } from '../../helpers/random.js';
 import { native, nativeAvailable } from '../../../src/engine/native/binding.js';
 import { encodeHeadRecord, scanRequest } from '../../../src/engine/protocol/http1.js';
 import { encodeData } from '../../../src/engine/transport/quic/framing.js';
@@ -15,19 +16,6 @@ function viaJs(head: Buffer): Buffer | undefined {
   if (!fr || fr.size !== head.length || fr.bodyLength !== 0 || fr.close || fr.expectContinue) return undefined;
   return Buffer.concat(encodeData(encodeHeadRecord(fr)));
 }
-
-/** A small deterministic PRNG (mulberry32): failures replay. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
 
 const LINES = [
   'GET / HTTP/1.1',
