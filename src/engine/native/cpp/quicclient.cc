@@ -11,6 +11,7 @@
 #include "common.h"
 #include "polled.h"
 #include "quic-core.h"
+#include "quic-pump-js.h"
 
 #include <gnutls/crypto.h>
 
@@ -260,14 +261,13 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   Napi::Value JsStreamsLeft(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(Usable() ? conn_->StreamsLeft() : 0)); }
 
-  // attachPump(id, fd, mode) → true when stream `id` now pumps to and from (a duplicate of) the
-  // TCP socket `fd`; mode 0: http1 records, 1 (plain): a private TCP flow (half-closes each way),
-  // 2 (flows): one private TCP flow of a tcp-flows stream (its records read and written here).
-  Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
-    bool ok = Usable() && conn_->AttachPump(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), info[2].ToNumber().Int32Value(),
-                                            info[3].ToBoolean());
-    return Napi::Boolean::New(info.Env(), ok);
-  }
+  Conn* Pumping() { return Usable() ? conn_.get() : nullptr; }
+  Napi::Value JsAttachPump(const Napi::CallbackInfo& info) { return pump_js::Attach(Pumping(), info, 0); }
+  Napi::Value JsResetPump(const Napi::CallbackInfo& info) { return pump_js::Reset(Pumping(), info, 0); }
+  Napi::Value JsShutPump(const Napi::CallbackInfo& info) { return pump_js::Shut(Pumping(), info, 0); }
+  Napi::Value JsPumpWrite(const Napi::CallbackInfo& info) { return pump_js::Write(Pumping(), info, 0); }
+  Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) { return pump_js::ArmHeads(Pumping(), info, 0); }
+  Napi::Value JsClosePump(const Napi::CallbackInfo& info) { return pump_js::Close(conn_.get(), info, 0); }
 
   // dial(addr, port, keepAliveMs) → a token (> 0; a PUMP DIALED record with it follows) or -errno:
   // a private flow's TCP connect to `addr` (4 or 16 bytes), for attachPump(id, token, mode, true).
@@ -289,37 +289,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     return Napi::Number::New(info.Env(), conn_ ? conn_->TakeDial(info[0].As<Napi::Number>().DoubleValue()) : -1);
   }
 
-  // resetPump(id): a flows pump's flow was reset by the edge (its RESET read by JS): the host gets a reset.
-  Napi::Value JsResetPump(const Napi::CallbackInfo& info) {
-    if (Usable()) conn_->ResetPump(info[0].As<Napi::Number>().Int64Value());
-    return info.Env().Undefined();
-  }
-
-  // shutPump(id): a plain pump's stream side ended: shut the fd's write side after what is queued (kPumpShut).
-  Napi::Value JsShutPump(const Napi::CallbackInfo& info) {
-    if (Usable()) conn_->ShutPump(info[0].As<Napi::Number>().Int64Value());
-    return info.Env().Undefined();
-  }
-
-  // pumpWrite(id, bytes, head) → bytes not yet written to the fd, -1 when it takes none.
-  Napi::Value JsPumpWrite(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ByteView bytes;
-    if (!GetBytes(info[1], &bytes)) throw Napi::TypeError::New(env, "pumpWrite: bytes expected");
-    if (!Usable()) return Napi::Number::New(env, -1);
-    return Napi::Number::New(env, conn_->PumpWrite(info[0].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[2].ToBoolean()));
-  }
-
-  // armPumpHeads(id, mode, frameLeft, bodyLeft) → 1 armed, 0 ask again after the next batch, -1
-  // never (Conn::ArmPumpHeads). Mode 0: whole HEAD records may come as PUMP records; 1 (records):
-  // the addon reads every record from JS's point on (BODY bytes to the fd); 2 (plain): every byte;
-  // 3 (flows): tcp-flows records, DATA to the fd, END and RESET ending the flow.
-  Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
-    auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
-    int armed = Usable() ? conn_->ArmPumpHeads(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(), num(2), num(3)) : -1;
-    return Napi::Number::New(info.Env(), armed);
-  }
-
   // pumpRoute(id, route): the pump writes the heads of HEAD records itself, of any host (true) or of
   // the host whose bytes `route` holds; undefined: every HEAD to JS (Conn::PumpRoute).
   Napi::Value JsPumpRoute(const Napi::CallbackInfo& info) {
@@ -329,11 +298,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     if (on && !any && !GetBytes(info[1], &host)) throw Napi::TypeError::New(info.Env(), "pumpRoute: host bytes expected");
     if (Usable()) conn_->PumpRoute(info[0].As<Napi::Number>().Int64Value(), on, any, host.data, host.length);
     return info.Env().Undefined();
-  }
-
-  // closePump(id) → the request bytes it wrote to its fd without JS.
-  Napi::Value JsClosePump(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), conn_ ? conn_->ClosePump(info[0].As<Napi::Number>().Int64Value()) : 0);
   }
 
   // ------------------------------------------------------------------ loop callbacks

@@ -19,6 +19,7 @@
 #include "modules.h"
 #include "polled.h"
 #include "quic-core.h"
+#include "quic-pump-js.h"
 
 #include <gnutls/crypto.h>
 
@@ -701,44 +702,14 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     return info.Env().Undefined();
   }
 
-  // The client's fd pumps (quic-pump.cc) on a server connection: the edge's upgraded socket of a
-  // private TCP flow (plain). Same calls as QuicClient's, the connection's handle first.
-  Napi::Value JsAttachPump(const Napi::CallbackInfo& info) {
-    Conn* c = Arg(info);
-    bool ok = c && c->AttachPump(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int32Value(), info[3].ToNumber().Int32Value());
-    return Napi::Boolean::New(info.Env(), ok);
-  }
-
-  Napi::Value JsShutPump(const Napi::CallbackInfo& info) {
-    if (Conn* c = Arg(info)) c->ShutPump(info[1].As<Napi::Number>().Int64Value());
-    return info.Env().Undefined();
-  }
-
-  Napi::Value JsResetPump(const Napi::CallbackInfo& info) {
-    if (Conn* c = Arg(info)) c->ResetPump(info[1].As<Napi::Number>().Int64Value());
-    return info.Env().Undefined();
-  }
-
-  Napi::Value JsPumpWrite(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ByteView bytes;
-    if (!GetBytes(info[2], &bytes)) throw Napi::TypeError::New(env, "pumpWrite: (handle, id, bytes, head) expected");
-    Conn* c = Arg(info);
-    if (!c) return Napi::Number::New(env, -1);
-    return Napi::Number::New(env, c->PumpWrite(info[1].As<Napi::Number>().Int64Value(), bytes.data, bytes.length, info[3].ToBoolean()));
-  }
-
-  Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) {
-    auto num = [&](int i) { return uint64_t(std::max<int64_t>(0, info[i].As<Napi::Number>().Int64Value())); };
-    Conn* c = Arg(info);
-    int armed = c ? c->ArmPumpHeads(info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int32Value(), num(3), num(4)) : -1;
-    return Napi::Number::New(info.Env(), armed);
-  }
-
-  Napi::Value JsClosePump(const Napi::CallbackInfo& info) {
-    Conn* c = Find(info[0].As<Napi::Number>().Uint32Value());
-    return Napi::Number::New(info.Env(), c ? c->ClosePump(info[1].As<Napi::Number>().Int64Value()) : 0);
-  }
+  // The fd pumps (quic-pump.cc) on a server connection, e.g. the edge's upgraded socket of a
+  // private TCP flow: QuicClient's calls, the connection's handle first.
+  Napi::Value JsAttachPump(const Napi::CallbackInfo& info) { return pump_js::Attach(Arg(info), info, 1); }
+  Napi::Value JsShutPump(const Napi::CallbackInfo& info) { return pump_js::Shut(Arg(info), info, 1); }
+  Napi::Value JsResetPump(const Napi::CallbackInfo& info) { return pump_js::Reset(Arg(info), info, 1); }
+  Napi::Value JsPumpWrite(const Napi::CallbackInfo& info) { return pump_js::Write(Arg(info), info, 1); }
+  Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) { return pump_js::ArmHeads(Arg(info), info, 1); }
+  Napi::Value JsClosePump(const Napi::CallbackInfo& info) { return pump_js::Close(Find(info[0].As<Napi::Number>().Uint32Value()), info, 1); }
 
   // ------------------------------------------------------------------ teardown
 
