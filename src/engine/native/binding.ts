@@ -119,6 +119,9 @@ export interface NativeQuicInfo {
   /** Client: UDP GSO still on (the kernel refused none), and messages that carried several packets. */
   gso?: boolean;
   gsoSends?: number;
+  /** Client: UDP GRO on, and messages received that carried several packets. */
+  gro?: boolean;
+  groReads?: number;
 }
 
 /** cpp/quicclient.cc: one QUIC client connection on ngtcp2 + GnuTLS with its own UDP socket. */
@@ -190,6 +193,8 @@ export interface NativeQuicConnSettings {
   loopbackAckThreshold?: number;
   /** Runs of equal-size packets on one path as one UDP GSO message. Default true; off by itself once the kernel refuses one. */
   gso?: boolean;
+  /** Receive runs of packets coalesced by the kernel (UDP GRO), split in the addon. Default true. */
+  gro?: boolean;
 }
 
 export interface NativeQuicClientOptions extends NativeQuicConnSettings {
@@ -230,6 +235,9 @@ export interface NativeQuicServer {
     /** UDP GSO still on, and messages that carried several packets. */
     gso: boolean;
     gsoSends: number;
+    /** UDP GRO on, and messages received that carried several packets. */
+    gro: boolean;
+    groReads: number;
   };
   address(): { family: 4 | 6; address: string; port: number };
   /**

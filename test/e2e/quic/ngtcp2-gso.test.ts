@@ -1,6 +1,7 @@
 // UDP GSO on the addon's ngtcp2 sockets (client and edge): runs of equal packets leave as one
 // message; with GSO off, or on a path whose kernel refuses it, one datagram per message — the
-// bytes arrive intact every way. A real path between two namespaces, 1,350-byte packets:
+// bytes arrive intact every way. UDP GRO on their receives: such a run crosses the veth whole and
+// is read as one message, split into its packets by the addon (off: the kernel splits it). A real path between two namespaces, 1,350-byte packets:
 //
 //   client netns  cli0 198.18.7.100/24 ── veth ── srv0 198.18.7.1/24  server netns
 //
@@ -56,15 +57,15 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
   });
 
   /** Both ends on ngtcp2 (sockets made inside their namespaces), `SIZE` bytes each way on one stream. */
-  async function bulk(gso: boolean) {
+  async function bulk(gso: boolean, gro = true) {
     let accepted!: (c: QuicServerConnection) => void;
     const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
     const socket = withNetns(server!.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', gso }, accepted);
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', gso, gro }, accepted);
     process.env.OXY_QUIC_IMPL = 'ngtcp2';
     // The addon's client makes its socket before dialQuic's first await (an IP: no lookup), so
     // in the client's namespace; the promise is carried out of withNetns in an object.
-    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, gso }) }));
+    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, gso, gro }) }));
     const conn = await dialing;
     open.push({
       listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
@@ -104,6 +105,21 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     expect(edge.gso).toBe(true);
     expect(c.gsoSends).toBeGreaterThan(0);
     expect(edge.gsoSends).toBeGreaterThan(0);
+    // The runs arrive whole: each end read messages of several packets.
+    expect(c.gro).toBe(true);
+    expect(edge.gro).toBe(true);
+    expect(c.groReads).toBeGreaterThan(0);
+    expect(edge.groReads).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('GSO on, GRO off: the receiving kernel splits the runs, bytes intact', async () => {
+    const { client: c, edge } = await bulk(true, false);
+    expect(c.gsoSends).toBeGreaterThan(0);
+    expect(edge.gsoSends).toBeGreaterThan(0);
+    expect(c.gro).toBe(false);
+    expect(edge.gro).toBe(false);
+    expect(c.groReads).toBe(0);
+    expect(edge.groReads).toBe(0);
   }, 60_000);
 
   it('GSO off: one datagram per message, bytes intact', async () => {

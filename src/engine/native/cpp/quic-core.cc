@@ -211,6 +211,51 @@ void PacketBatch::Send(int fd, bool connected) {
   }
 }
 
+// ------------------------------------------------------------------ RecvBatch
+
+void RecvBatch::Init(int fd, size_t max_datagram, bool gro, bool names, size_t control) {
+  int on = 1;
+  gro_ = gro && setsockopt(fd, IPPROTO_UDP, UDP_GRO, &on, sizeof(on)) == 0;
+  // A GRO message is at most 64 KB (UDP's length field); room for the largest datagram otherwise.
+  slot_ = std::max<size_t>(max_datagram + 64, gro_ ? 65536 : 0);
+  control_ = control + (gro_ ? CMSG_SPACE(sizeof(int)) : 0);
+  slab_.reset(new uint8_t[kRecvBatch * slot_]);
+  msgs_.resize(kRecvBatch);
+  iovs_.resize(kRecvBatch);
+  if (names) names_.resize(kRecvBatch);
+  controls_.resize(kRecvBatch * control_);
+}
+
+int RecvBatch::Read(int fd) {
+  for (size_t i = 0; i < kRecvBatch; i++) {
+    iovs_[i] = {slab_.get() + i * slot_, slot_};
+    msghdr& h = msgs_[i].msg_hdr;
+    memset(&h, 0, sizeof(h));
+    if (!names_.empty()) {
+      h.msg_name = &names_[i];
+      h.msg_namelen = sizeof(sockaddr_storage);
+    }
+    h.msg_iov = &iovs_[i];
+    h.msg_iovlen = 1;
+    if (control_) {
+      h.msg_control = controls_.data() + i * control_;
+      h.msg_controllen = control_;
+    }
+  }
+  return recvmmsg(fd, msgs_.data(), kRecvBatch, MSG_DONTWAIT, nullptr);
+}
+
+size_t RecvBatch::Segment(const msghdr& h) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+      int seg;
+      memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+      return seg > 0 ? size_t(seg) : 0;
+    }
+  }
+  return 0;
+}
+
 // ------------------------------------------------------------------ TurnScheduler
 
 void TurnScheduler::Init(uv_loop_t* loop, void* owner, uv_check_cb cb) {
@@ -332,6 +377,7 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   s.loopback_cwnd_unit = std::min<uint64_t>(optional("loopbackCwndUnit"), 16 * 1024 * 1024);
   s.loopback_ack_threshold = uint32_t(std::min<uint64_t>(optional("loopbackAckThreshold"), 1024));
   s.gso = !o.Has("gso") || o.Get("gso").ToBoolean();
+  s.gro = !o.Has("gro") || o.Get("gro").ToBoolean();
   return s;
 }
 

@@ -253,6 +253,50 @@ class PacketBatch {
   std::vector<Meta> meta_;
 };
 
+// One recvmmsg at a time into kRecvBatch slots (both hosts). With UDP GRO (`gro`: UDP_GRO on
+// the socket) the kernel hands a run of equal-size datagrams from one sender as one message, its
+// segment size in a cmsg: a GSO message that crossed a veth or loopback whole (without it the
+// receiving socket segments it in the sender's softirq, an skb and a queueing per packet) or one
+// a NIC's GRO built. Each() splits it again. Slots are 64 KB then (not zeroed: the kernel touches
+// only what it fills).
+class RecvBatch {
+ public:
+  // `max_datagram`: the largest datagram expected without GRO; `names`: keep each source address
+  // and `control` bytes of control data (pktinfo) per message.
+  void Init(int fd, size_t max_datagram, bool gro, bool names, size_t control);
+  // Messages read (0: none; < 0: an error, in errno).
+  int Read(int fd);
+  msghdr& header(int i) { return msgs_[i].msg_hdr; }
+  const sockaddr_storage& name(int i) const { return names_[i]; }
+  // fn(data, len) for each datagram of message i (none for a truncated one).
+  template <class F>
+  void Each(int i, F fn) {
+    const msghdr& h = msgs_[i].msg_hdr;
+    size_t len = msgs_[i].msg_len;
+    if ((h.msg_flags & MSG_TRUNC) || len == 0) return;
+    const uint8_t* data = slab_.get() + size_t(i) * slot_;
+    size_t seg = gro_ ? Segment(h) : 0;
+    if (seg == 0 || seg >= len) return fn(data, len);
+    gro_reads_++;
+    for (size_t off = 0; off < len; off += seg) fn(data + off, std::min(seg, len - off));
+  }
+  bool gro() const { return gro_; }
+  // Messages that carried more than one datagram.
+  uint64_t gro_reads() const { return gro_reads_; }
+
+ private:
+  static size_t Segment(const msghdr& h);
+  bool gro_ = false;
+  size_t slot_ = 0;
+  size_t control_ = 0;
+  uint64_t gro_reads_ = 0;
+  std::unique_ptr<uint8_t[]> slab_;
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+  std::vector<sockaddr_storage> names_;
+  std::vector<uint8_t> controls_;
+};
+
 // One flush per loop turn: a uv_check (plus a uv_idle so the loop does not block before it runs).
 class TurnScheduler {
  public:
@@ -432,6 +476,8 @@ struct ConnSettings {
   uint32_t loopback_ack_threshold = 0;
   // UDP GSO on the socket's sends (`gso`, default true); off by itself where the kernel refuses it.
   bool gso = true;
+  // UDP GRO on the socket's receives (`gro`, default true): RecvBatch.
+  bool gro = true;
   // Reads the fields above from the options object JS passes (same names on both sides).
   static ConnSettings FromJs(Napi::Object o);
   // The largest UDP payload a connection with these settings sends / accepts on any path.

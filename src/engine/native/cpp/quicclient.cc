@@ -65,7 +65,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     EnsureContext(env, "oxy:QuicClient");
     env_ = env;
     ConnSettings settings = ConnSettings::FromJs(o);
-    recv_slot_ = size_t(settings.LargestRecv()) + 64;
 
     std::string remote = o.Get("remoteAddress").As<Napi::String>().Utf8Value();
     uint16_t port = uint16_t(o.Get("remotePort").As<Napi::Number>().Uint32Value());
@@ -110,8 +109,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     turn_.Init(loop, this, &QuicClient::OnCheck);
     soon_.Init(loop, this, [](void* owner) { static_cast<QuicClient*>(owner)->FlushNow(); });
     lazy_.Init(loop, this, &QuicClient::OnLazyTimer);
-    // Not zeroed: the kernel writes only as much of each slot as a datagram holds.
-    rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
+    rx_.Init(fd_, settings.LargestRecv(), settings.gro, false, 0);
     batch_.Init(settings.LargestSend(), settings.gso);
     SetWatch(env, UV_READABLE);
     conn_->scheduled = true;
@@ -254,6 +252,8 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     out.Set("localAddress", SockaddrToObject(info.Env(), local_addr_));
     out.Set("gso", batch_.gso());
     out.Set("gsoSends", double(batch_.gso_sends()));
+    out.Set("gro", rx_.gro());
+    out.Set("groReads", double(rx_.gro_reads()));
     return out;
   }
 
@@ -319,26 +319,18 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   }
 
   void ReadPackets() {
-    mmsghdr msgs[kRecvBatch];
-    iovec iovs[kRecvBatch];
-    size_t slot = recv_slot_;
     ngtcp2_path path = Path();
     for (int rounds = 0; rounds < 16 && Usable(); rounds++) {
-      for (size_t i = 0; i < kRecvBatch; i++) {
-        iovs[i] = {rx_.get() + i * slot, slot};
-        memset(&msgs[i].msg_hdr, 0, sizeof(msghdr));
-        msgs[i].msg_hdr.msg_iov = &iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-      }
-      int n = recvmmsg(fd_, msgs, kRecvBatch, MSG_DONTWAIT, nullptr);
+      int n = rx_.Read(fd_);
       if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) conn_->ReportSendError(errno);
         break;
       }
       uint64_t ts = Now();
       for (int i = 0; i < n && Usable(); i++) {
-        if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
-        conn_->Read(path, rx_.get() + size_t(i) * slot, msgs[i].msg_len, ts);
+        rx_.Each(i, [&](const uint8_t* data, size_t len) {
+          if (Usable()) conn_->Read(path, data, len, ts);
+        });
       }
       if (size_t(n) < kRecvBatch) break;
     }
@@ -396,7 +388,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   socklen_t remote_len_ = 0;
   sockaddr_storage local_addr_{};
   socklen_t local_len_ = 0;
-  size_t recv_slot_ = 2048;
 
   TurnScheduler turn_;
   SoonTimer soon_;
@@ -406,7 +397,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   bool finish_pending_ = false;
 
   EventBatch events_;
-  std::unique_ptr<uint8_t[]> rx_;
+  RecvBatch rx_;
   PacketBatch batch_;
 };
 

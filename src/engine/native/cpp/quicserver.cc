@@ -109,7 +109,6 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     env_ = env;
     settings_ = ConnSettings::FromJs(o);
     max_payload_ = settings_.max_payload;
-    recv_slot_ = size_t(settings_.LargestRecv()) + 64;
     alpn_ = o.Get("alpn").As<Napi::String>().Utf8Value();
     max_connections_ = o.Get("maxConnections").As<Napi::Number>().Uint32Value();
     ByteView key;
@@ -148,10 +147,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     soon_.Init(loop_, this, [](void* owner) { static_cast<QuicServer*>(owner)->OnSoon(); });
     lazy_.Init(loop_, this, &QuicServer::OnLazyTimer);
 
-    // Not zeroed: the kernel writes only as much of each slot as a datagram holds.
-    rx_.reset(new uint8_t[kRecvBatch * recv_slot_]);
-    rx_names_.resize(kRecvBatch);
-    rx_control_.resize(kRecvBatch * kControlSize);
+    rx_.Init(fd_, settings_.LargestRecv(), settings_.gro, true, kControlSize);
     batch_.Init(settings_.LargestSend(), settings_.gso);
     SetWatch(env, UV_READABLE);
   }
@@ -261,29 +257,15 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   }
 
   void ReadPackets() {
-    mmsghdr msgs[kRecvBatch];
-    iovec iovs[kRecvBatch];
     for (int rounds = 0; rounds < 16 && fd_ >= 0; rounds++) {
-      for (size_t i = 0; i < kRecvBatch; i++) {
-        iovs[i] = {rx_.get() + i * recv_slot_, recv_slot_};
-        msghdr& h = msgs[i].msg_hdr;
-        memset(&h, 0, sizeof(h));
-        h.msg_name = &rx_names_[i];
-        h.msg_namelen = sizeof(sockaddr_storage);
-        h.msg_iov = &iovs[i];
-        h.msg_iovlen = 1;
-        h.msg_control = rx_control_.data() + i * kControlSize;
-        h.msg_controllen = kControlSize;
-      }
-      int n = recvmmsg(fd_, msgs, kRecvBatch, MSG_DONTWAIT, nullptr);
+      int n = rx_.Read(fd_);
       if (n <= 0) break;
       uint64_t ts = Now();
-      for (int i = 0; i < n; i++) {
-        msghdr& h = msgs[i].msg_hdr;
-        if ((h.msg_flags & MSG_TRUNC) || msgs[i].msg_len == 0) continue;
+      for (int i = 0; i < n && fd_ >= 0; i++) {
+        msghdr& h = rx_.header(i);
         sockaddr_storage local;
         LocalAddress(h, &local);
-        Datagram(rx_.get() + size_t(i) * recv_slot_, msgs[i].msg_len, rx_names_[i], h.msg_namelen, local, ts);
+        rx_.Each(i, [&](const uint8_t* data, size_t len) { Datagram(data, len, rx_.name(i), h.msg_namelen, local, ts); });
       }
       if (size_t(n) < kRecvBatch) break;
     }
@@ -646,6 +628,8 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     out.Set("acceptFailures", double(accept_failures_));
     out.Set("gso", batch_.gso());
     out.Set("gsoSends", double(batch_.gso_sends()));
+    out.Set("gro", rx_.gro());
+    out.Set("groReads", double(rx_.gro_reads()));
     return out;
   }
 
@@ -748,7 +732,6 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   int64_t retry_lifetime_s_ = 10;
   uint32_t max_connections_ = 10000;
   uint32_t max_payload_ = 1350;
-  size_t recv_slot_ = 2048;
   int family_ = AF_INET6;
   sockaddr_storage bound_{};
   socklen_t bound_len_ = 0;
@@ -770,9 +753,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   EventBatch events_;
   uint32_t current_ = 0;
   bool events_tagged_ = false;
-  std::unique_ptr<uint8_t[]> rx_;
-  std::vector<sockaddr_storage> rx_names_;
-  std::vector<uint8_t> rx_control_;
+  RecvBatch rx_;
   PacketBatch batch_;
 
   time_t reset_window_ = 0;

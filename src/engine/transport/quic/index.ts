@@ -51,6 +51,8 @@ export interface QuicSocketOptions {
   socketBufferBytes?: number;
   /** Send runs of packets with UDP GSO (one system call, one trip down the stack). Default true; off by itself where refused. */
   gso?: boolean;
+  /** ngtcp2: receive runs of packets the kernel coalesced (UDP GRO), one message each. Default true. */
+  gro?: boolean;
 }
 
 export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
@@ -155,6 +157,7 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
       serverName,
       socketBufferBytes: options.socketBufferBytes ?? SOCKET_BUFFER_BYTES,
       gso: gsoWanted(options),
+      gro: groWanted(options),
     };
     conn = new Ngtcp2TunnelConnection((onEvents) => createQuicClient(native, onEvents), {
       role: 'connector',
@@ -303,7 +306,7 @@ function listenNgtcp2(
       ownsSocket: options.socket === undefined,
       cert: options.cert,
       key: options.key,
-      settings: { ...quicSettings(tuning, options, 'ngtcp2'), gso: gsoWanted(options) },
+      settings: { ...quicSettings(tuning, options, 'ngtcp2'), gso: gsoWanted(options), gro: groWanted(options) },
       retry: options.retry === false ? undefined : new RetryTokens(),
       resets: new StatelessResets(options.key),
       maxConnections: options.maxConnections ?? 10_000,
@@ -325,6 +328,8 @@ function listenNgtcp2(
 
 /** UDP GSO on the addon's ngtcp2 sockets: `gso` (default true) unless OXY_QUIC_GSO=0, as for quiche's endpoint. */
 const gsoWanted = (options: QuicSocketOptions): boolean => (options.gso ?? true) && process.env.OXY_QUIC_GSO !== '0';
+/** UDP GRO on the addon's ngtcp2 sockets: `gro` (default true) unless OXY_QUIC_GRO=0 (docs/decisions.md "The vnet path's bulk (session 11)"). */
+const groWanted = (options: QuicSocketOptions): boolean => (options.gro ?? true) && process.env.OXY_QUIC_GRO !== '0';
 
 /** BoringSSL takes an unusable certificate silently (every handshake fails later): check it now. */
 function checkServerIdentity(cert: string, key: string): void {
