@@ -702,18 +702,21 @@ class Conn {
   std::unique_ptr<uint8_t[]> pump_buf_;
   int64_t linger_seq_ = 0;  // keys of lingering flows pumps: -1, -2, ...
   struct DialPoll {
-    uv_poll_t handle;  // first: the handle's address is the struct's
     Conn* conn;
     double token;
   };
   struct DialState {
     int fd;
-    DialPoll* poll;  // while connecting
+    // The socket's poll handle, stopped once the connect finished; the pump that takes the socket
+    // takes it too (no second uv_poll_init: its epoll ADD/DEL, FIONBIO and close).
+    uv_poll_t* poll;
+    DialPoll* connecting;  // the poll's data while connecting
   };
   std::unordered_map<double, DialState> dials_;
   double dial_seq_ = 0;
   static void OnDialPoll(uv_poll_t* handle, int status, int events);
-  void StopDial(DialState& d);
+  // The dial's socket leaves dials_: its poll handle to `poll` (stopped, data unset) or closed.
+  int TakeDialFd(double token, uv_poll_t** poll);
   std::unordered_map<int64_t, std::unique_ptr<AnswerPump>> answers_;
   std::vector<int64_t> answer_out_;  // answer pumps with bytes for the client, written at the flush
 };

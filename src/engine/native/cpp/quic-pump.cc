@@ -120,22 +120,26 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, bool dial) {
   if (!s || s->write_closed || s->fin) return false;
   if (dial) {
     auto d = dials_.find(double(socket_fd));
-    if (d == dials_.end() || d->second.poll) return false;
+    if (d == dials_.end() || d->second.connecting) return false;
   }
   ClosePump(id);
   // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
-  // dial's socket is taken as it is.
-  int fd = dial ? TakeDial(double(socket_fd)) : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
+  // dial's socket is taken as it is, with its poll handle.
+  uv_poll_t* poll = nullptr;
+  int fd = dial ? TakeDialFd(double(socket_fd), &poll) : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
   auto p = std::make_unique<Pump>();
   p->conn = this;
   p->id = id;
   p->fd = fd;
-  p->poll = new uv_poll_t();
-  if (uv_poll_init(loop_, p->poll, fd) != 0) {
-    delete p->poll;
-    close(fd);
-    return false;
+  p->poll = poll;
+  if (!p->poll) {
+    p->poll = new uv_poll_t();
+    if (uv_poll_init(loop_, p->poll, fd) != 0) {
+      delete p->poll;
+      close(fd);
+      return false;
+    }
   }
   p->poll->data = p.get();
   p->plain = mode != 0;
@@ -187,38 +191,33 @@ double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_
     close(fd);
     return -e;
   }
-  auto* poll = new DialPoll();
-  if (uv_poll_init(loop_, &poll->handle, fd) != 0) {
+  auto* poll = new uv_poll_t();
+  if (uv_poll_init(loop_, poll, fd) != 0) {
     delete poll;
     close(fd);
     return -EIO;
   }
   const double token = ++dial_seq_;
-  poll->conn = this;
-  poll->token = token;
-  poll->handle.data = poll;
-  dials_[token] = DialState{fd, poll};
+  auto* connecting = new DialPoll{this, token};
+  poll->data = connecting;
+  dials_[token] = DialState{fd, poll, connecting};
   // Writable once the connect finished, either way (SO_ERROR says how).
-  uv_poll_start(&poll->handle, UV_WRITABLE, &Conn::OnDialPoll);
+  uv_poll_start(poll, UV_WRITABLE, &Conn::OnDialPoll);
   return token;
 }
 
-void Conn::StopDial(DialState& d) {
-  if (!d.poll) return;
-  uv_poll_stop(&d.poll->handle);
-  d.poll->handle.data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&d.poll->handle), [](uv_handle_t* h) { delete reinterpret_cast<DialPoll*>(h); });
-  d.poll = nullptr;
-}
-
 void Conn::OnDialPoll(uv_poll_t* handle, int, int) {
-  auto* poll = static_cast<DialPoll*>(handle->data);
-  if (!poll) return;
-  Conn* self = poll->conn;
-  const double token = poll->token;
+  auto* connecting = static_cast<DialPoll*>(handle->data);
+  if (!connecting) return;
+  Conn* self = connecting->conn;
+  const double token = connecting->token;
   auto it = self->dials_.find(token);
   if (it == self->dials_.end()) return;
-  self->StopDial(it->second);
+  // Stopped, not closed: the pump that takes the socket starts it again.
+  uv_poll_stop(handle);
+  handle->data = nullptr;
+  delete connecting;
+  it->second.connecting = nullptr;
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(it->second.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -227,29 +226,37 @@ void Conn::OnDialPoll(uv_poll_t* handle, int, int) {
   self->Dirty();  // a flush, and with it the batch for JS
 }
 
-void Conn::CloseDial(double token) {
-  auto it = dials_.find(token);
-  if (it == dials_.end()) return;
-  StopDial(it->second);
-  close(it->second.fd);
-  dials_.erase(it);
-}
-
-int Conn::TakeDial(double token) {
+int Conn::TakeDialFd(double token, uv_poll_t** poll) {
   auto it = dials_.find(token);
   if (it == dials_.end()) return -1;
-  StopDial(it->second);
-  const int fd = it->second.fd;
+  DialState d = it->second;
   dials_.erase(it);
-  return fd;
+  d.poll->data = nullptr;
+  if (poll) {
+    // Once the connect finished OnDialPoll stopped it (a stop is an epoll_ctl DEL each time).
+    if (d.connecting) uv_poll_stop(d.poll);
+    *poll = d.poll;
+  } else {
+    // uv_close stops the poll itself (a uv_poll_stop before it is one more epoll_ctl DEL).
+    uv_close(reinterpret_cast<uv_handle_t*>(d.poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  }
+  delete d.connecting;
+  return d.fd;
 }
+
+void Conn::CloseDial(double token) {
+  const int fd = TakeDialFd(token, nullptr);
+  if (fd >= 0) close(fd);
+}
+
+int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }
 
 double Conn::ClosePump(int64_t id) {
   auto it = pumps_.find(id);
   if (it == pumps_.end()) return 0;
   Pump* p = it->second.get();
   const double body_bytes = double(p->body_bytes);
-  uv_poll_stop(p->poll);
+  // uv_close stops the poll itself (a uv_poll_stop before it is one more epoll_ctl DEL).
   p->poll->data = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(p->poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
   close(p->fd);
