@@ -16,6 +16,7 @@
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
  *     [--syscalls 1]   (perf stat: system calls and context switches per MB / request / connection)
+ *     [--syscalls read,write,...]   (the same, and each named system call apart)
  *     [--strace DIR]   (strace -c of each process per phase)
  *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
  */
@@ -124,7 +125,21 @@ const withCpu = (procs, work, label) => {
         return {
           k,
           file,
-          child: spawn('perf', ['stat', '-x', ',', '-e', 'raw_syscalls:sys_enter,context-switches', '-o', file, '-p', String(c.pid)], { stdio: 'ignore' }),
+          child: spawn(
+            'perf',
+            [
+              'stat',
+              '-x',
+              ',',
+              '-e',
+              ['raw_syscalls:sys_enter', 'context-switches', ...syscallNames.map((n) => `syscalls:sys_enter_${n}`)].join(','),
+              '-o',
+              file,
+              '-p',
+              String(c.pid),
+            ],
+            { stdio: 'ignore' },
+          ),
         };
       });
   // `--strace DIR`: strace -c of each process per phase (slows them: read the counts, not the speed).
@@ -148,15 +163,26 @@ const withCpu = (procs, work, label) => {
   for (const { k, file } of stats) {
     const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
     const count = (event) => Number((text.split('\n').find((l) => l.includes(event)) ?? '').split(',')[0] || NaN);
-    calls[k] = { syscalls: count('raw_syscalls'), switches: count('context-switches') };
+    calls[k] = {
+      syscalls: count('raw_syscalls'),
+      switches: count('context-switches'),
+      each: Object.fromEntries(syscallNames.map((n) => [n, count(`sys_enter_${n},`)])),
+    };
   }
   return { result, cpu, calls };
 };
-const countSyscalls = arg('syscalls', '') === '1';
+const syscallsArg = arg('syscalls', '');
+const countSyscalls = syscallsArg !== '';
+/** `--syscalls read,write,...`: those counted apart too. */
+const syscallNames = syscallsArg === '' || syscallsArg === '1' ? [] : syscallsArg.split(',');
 const straceDir = arg('strace', '');
 const perCall = (calls, units) =>
   Object.entries(calls)
-    .map(([k, c]) => `${k} ${fmt(c.syscalls / units, 1)} / ${fmt(c.switches / units, 1)}`)
+    .map(
+      ([k, c]) =>
+        `${k} ${fmt(c.syscalls / units, 1)} / ${fmt(c.switches / units, 1)}` +
+        (syscallNames.length ? ` (${syscallNames.map((n) => `${n} ${fmt(c.each[n] / units, 1)}`).join(', ')})` : ''),
+    )
     .join(' | ');
 const perUnit = (cpu, units, scale, unit) =>
   Object.entries(cpu)
@@ -319,7 +345,9 @@ try {
   const compare = (label, measure) => {
     const rows = { veth: [], tunnel: [], wg: [] };
     const cpu = { device: 0, edge: 0, connector: 0 };
-    const calls = { device: { syscalls: 0, switches: 0 }, edge: { syscalls: 0, switches: 0 }, connector: { syscalls: 0, switches: 0 } };
+    const calls = Object.fromEntries(
+      ['device', 'edge', 'connector'].map((k) => [k, { syscalls: 0, switches: 0, each: Object.fromEntries(syscallNames.map((n) => [n, 0])) }]),
+    );
     for (let r = 0; r < rounds; r++) {
       rows.veth.push(measure('198.18.9.2'));
       const { result, cpu: used, calls: counted } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
@@ -328,6 +356,7 @@ try {
       for (const [k, c] of Object.entries(counted)) {
         calls[k].syscalls += c.syscalls;
         calls[k].switches += c.switches;
+        for (const n of syscallNames) calls[k].each[n] += c.each[n];
       }
       if (hasWg) rows.wg.push(measure('198.18.99.2'));
     }
