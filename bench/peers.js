@@ -25,13 +25,12 @@
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { quicClientImpl, quicServerImpl } from '../dist/engine/transport/quic/index.js';
-import { arg, cpuMicros, EDGE_RUN_LOOPBACK, family, fmt, spawnUntil, tunnelPortIn } from './lib/run.js';
+import { arg, cpuMicros, EDGE_RUN_LOOPBACK, fmt, freePort, spawnUntil, startSshReverse, tunnelPortIn, waitListening } from './lib/run.js';
 
 const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
@@ -56,27 +55,6 @@ const have = (cmd, args = ['-h']) => {
     return err.code !== 'ENOENT';
   }
 };
-
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-async function waitListening(port, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => resolve(s.destroy() || true));
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const spawnTracked = async (cmd, args, re, options = {}) => {
   const p = await spawnUntil(cmd, args, re, options);
@@ -140,59 +118,6 @@ async function curl(url, op, host, proxy) {
     c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`upload to ${url} failed (curl exit ${code})`))));
   });
   return (mib * MiB) / 1e6 / ((performance.now() - t0) / 1000);
-}
-
-async function startSshReverse(originPort) {
-  const sshDir = join(dir, 'ssh');
-  execFileSync('mkdir', ['-p', sshDir]);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'host')]);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'client')]);
-  writeFileSync(join(sshDir, 'authorized_keys'), readFileSync(join(sshDir, 'client.pub')));
-  const sshdPort = await freePort();
-  writeFileSync(
-    join(sshDir, 'sshd_config'),
-    [
-      `Port ${sshdPort}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${join(sshDir, 'host')}`,
-      `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`,
-      `PidFile ${join(sshDir, 'pid')}`,
-      'StrictModes no',
-      'UsePAM no',
-      'PasswordAuthentication no',
-      'AllowTcpForwarding yes',
-      'PermitRootLogin prohibit-password',
-      '',
-    ].join('\n'),
-  );
-  const sshd = await spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', join(sshDir, 'sshd_config')], /Server listening/);
-  const remotePort = await freePort();
-  const ssh = spawn(
-    'ssh',
-    [
-      '-N',
-      '-i',
-      join(sshDir, 'client'),
-      '-p',
-      String(sshdPort),
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'LogLevel=ERROR',
-      '-R',
-      `${remotePort}:127.0.0.1:${originPort}`,
-      '127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  children.push(ssh);
-  await waitListening(remotePort);
-  // The session's processes: sshd's per-connection children (the "edge") and the client.
-  return { url: `http://127.0.0.1:${remotePort}`, pids: { edge: family(sshd.child.pid), connector: [ssh.pid] } };
 }
 
 async function startSquid() {
@@ -290,7 +215,7 @@ try {
   if (skip.has('ssh')) console.log('  ssh -R skipped');
   else if (!have('/usr/sbin/sshd', ['-V'])) console.log('  sshd not installed: ssh -R left out');
   else {
-    const ssh = await startSshReverse(Number(origin.match[1]));
+    const ssh = await startSshReverse(dir, Number(origin.match[1]), children);
     await measure('ssh -R (OpenSSH; CPU: sshd / ssh)', ssh.url, undefined, ssh.pids);
   }
   for (const protocol of skip.has('quic') ? ['http2'] : ['http2', 'quic']) {

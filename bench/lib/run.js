@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -180,4 +181,85 @@ export async function httpTransfer(origin, host, op, n, dispatcher) {
     if (Number(await res.body.text()) !== n) throw new Error('short upload');
   }
   return n / (1024 * 1024) / ((performance.now() - t0) / 1000);
+}
+
+/** A TCP port free on 127.0.0.1 just now. */
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Resolves once something accepts on 127.0.0.1:`port`. */
+export async function waitListening(port, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s.destroy() || true));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * OpenSSH's reverse tunnel (`ssh -R`) to 127.0.0.1:`originPort`, against a private sshd on a free
+ * port with throwaway keys in `dir`/ssh; both processes go into `children`. `pids`: sshd's
+ * per-connection children (the "edge") and the client (the "connector").
+ */
+export async function startSshReverse(dir, originPort, children) {
+  const sshDir = join(dir, 'ssh');
+  execFileSync('mkdir', ['-p', sshDir]);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'host')]);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sshDir, 'client')]);
+  writeFileSync(join(sshDir, 'authorized_keys'), readFileSync(join(sshDir, 'client.pub')));
+  const sshdPort = await freePort();
+  writeFileSync(
+    join(sshDir, 'sshd_config'),
+    [
+      `Port ${sshdPort}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${join(sshDir, 'host')}`,
+      `AuthorizedKeysFile ${join(sshDir, 'authorized_keys')}`,
+      `PidFile ${join(sshDir, 'pid')}`,
+      'StrictModes no',
+      'UsePAM no',
+      'PasswordAuthentication no',
+      'AllowTcpForwarding yes',
+      'PermitRootLogin prohibit-password',
+      '',
+    ].join('\n'),
+  );
+  const sshd = await spawnUntil('/usr/sbin/sshd', ['-D', '-e', '-f', join(sshDir, 'sshd_config')], /Server listening/);
+  children.push(sshd.child);
+  const remotePort = await freePort();
+  const ssh = spawn(
+    'ssh',
+    [
+      '-N',
+      '-i',
+      join(sshDir, 'client'),
+      '-p',
+      String(sshdPort),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      '-R',
+      `${remotePort}:127.0.0.1:${originPort}`,
+      '127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  children.push(ssh);
+  await waitListening(remotePort);
+  return { url: `http://127.0.0.1:${remotePort}`, pids: { edge: family(sshd.child.pid), connector: [ssh.pid] } };
 }
