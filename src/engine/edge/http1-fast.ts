@@ -616,6 +616,10 @@ class FastConnection {
         done: () => this.#pumpDone(t),
         broken: (message) => t === this.#tunnel && this.#broken(new Error(message)),
         ownDone: (status, bytes, close) => this.#ownDone(t, status, bytes, close),
+        ownCount: (status, count, bytes) => {
+          this.o.requests?.inc({ status: String(status) }, count);
+          this.o.traffic?.http(t.host ?? '', bytes, count);
+        },
         readBack: () => t === this.#tunnel && this.#takeBack(t),
         // The client went away mid-answer (EPIPE, ECONNRESET): as its socket's 'close' would, quietly.
         failed: () => {

@@ -18,15 +18,15 @@ export class TrafficRecorder {
   readonly hosts = new Map<string, HostTraffic>();
   readonly errors = new Map<string, number>();
 
-  /** One request (or upgrade) answered for `host`: its bytes to and from the client. */
-  http(host: string, bytes: number): void {
+  /** One request (or upgrade) answered for `host`, or `requests` of them: their bytes to and from the client. */
+  http(host: string, bytes: number, requests = 1): void {
     let t = this.hosts.get(host);
     if (!t) {
       if (this.hosts.size >= MAX_HOSTS) host = OTHER_HOSTS;
       t = this.hosts.get(host);
       if (!t) this.hosts.set(host, (t = { requests: 0, bytes: 0 }));
     }
-    t.requests++;
+    t.requests += requests;
     t.bytes += bytes;
   }
 

@@ -72,6 +72,8 @@ export const QuicPumpEvent = {
   ANSWER_OWN_DONE: 20,
   /** The addon stopped reading the client (bytes that are JS's, its EOF or error): JS takes the socket back. */
   READ_BACK: 21,
+  /** Answers to requests the addon read, whole and written, of one status: payload f64 status, f64 how many, f64 bytes (requests + answers). Lazy. */
+  ANSWER_OWN_COUNT: 22,
   /** A dial's connect finished (the record's id is its token): payload f64 errno (0: connected). */
   DIALED: 12,
 } as const;

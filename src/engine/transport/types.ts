@@ -74,6 +74,8 @@ export interface AnswerPumpOptions {
   failed(errno: number): void;
   /** The answer to a request the transport read itself (AnswerPump.read) is whole and written: its status, and the bytes of request and answer. */
   ownDone?(status: number, bytes: number, close: boolean): void;
+  /** `count` such answers of one status (none closing the connection), `bytes` of them all: counted, nothing else. */
+  ownCount?(status: number, count: number, bytes: number): void;
   /** The transport stopped reading the client (bytes that are the caller's, its EOF or error): call readStop. */
   readBack?(): void;
 }

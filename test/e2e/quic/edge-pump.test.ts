@@ -6,14 +6,17 @@
 // client that stops reading (the origin is held, then every byte arrives); a half-closed client;
 // an answer cut mid-way, a request dropped (502 page); answers the edge refuses (garbage, bytes
 // past the end) while a good client is served; the request counter by status.
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer as createTcpServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { holdThenRead } from '../../helpers/origins.js';
 import { OxyProcess, useWebTunnel } from '../../helpers/processes.js';
+import { api, newToken } from '../dashboard/support.js';
 import { expectServes, getVia, sha256hex, whileServed } from './support.js';
 
 const t = useWebTunnel();
@@ -409,6 +412,25 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     expect(Date.now() - sentAt).toBeLessThan(10_000);
     expect(e.edge.output).toMatch(/Resending an idempotent request: its tunnel connection stopped answering host=app\.example\.com method=GET /);
     s.destroy();
+  }, 60_000);
+
+  it("counts every answer to a request it read, several per record, in the request counter and the dashboard's traffic", async () => {
+    const token = await newToken(t.home);
+    const e = await tunnel({}, ['--dashboard-listen', '127.0.0.1:0']);
+    const base = (await e.edge.waitFor(/Dashboard ready .*url=(http:\/\/127\.0\.0\.1:\d+)\//))[1];
+    // curl: 4 clients, 100 keep-alive requests each, one after the other: most read by the addon, several answered within a batch.
+    const run = promisify(execFile);
+    const outs = await Promise.all(
+      [0, 1, 2, 3].map((c) => run('curl', ['-sS', '-H', 'Host: app.example.com', `http://127.0.0.1:${e.httpPort}/c${c}-[1-100]`])),
+    );
+    for (const [c, { stdout }] of outs.entries()) expect(stdout).toBe(Array.from({ length: 100 }, (_, i) => `hello /c${c}-${i + 1}`).join(''));
+    expect(e.edge.output).toMatch(/client of stream \d+ read by the transport/);
+    const scrape = () => request(`http://127.0.0.1:${e.metrics}/metrics`).then((r) => r.body.text());
+    await expect.poll(async () => Number(/^oxy_edge_http_requests_total\{status="200"\} (\d+)$/m.exec(await scrape())?.[1]), { timeout: 5000 }).toBe(400);
+    const traffic = async () =>
+      (await api(base, 'GET', '/api/v1/traffic', { bearer: token })).body.hostnames.find((h: { hostname: string }) => h.hostname === 'app.example.com')
+        ?.requests_total;
+    await expect.poll(traffic, { timeout: 5000 }).toBe(400);
   }, 60_000);
 
   it('keeps the keep-alive timeout: a client whose requests the addon reads stays past it, an idle one is closed after it', async () => {

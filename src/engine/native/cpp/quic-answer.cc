@@ -278,7 +278,8 @@ void Conn::AnswerRelease(AnswerPump* p) {
     const uint8_t* payload = reinterpret_cast<const uint8_t*>(bytes);
     if (p->state[kAnsClose] != 0 || p->holding || p->back_sent || p->state[kAnsUrgent] != 0) {
       Event(kEvPump, kAnswerOwnDone, p->id, payload, sizeof(bytes));
-    } else {
+    } else if (!host_->EmitLazyCount(this, kEvPump, kAnswerOwnCount, p->id, bytes[0], &p->own_count, bytes[1])) {
+      // Counted: one record per status and batch for all of a connection's answers (the counters, the traffic).
       host_->EmitLazy(this, kEvPump, kAnswerOwnDone, p->id, payload, sizeof(bytes));
     }
   } else if (p->done_pending) {

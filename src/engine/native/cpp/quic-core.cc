@@ -52,6 +52,22 @@ void EventBatch::Add(uint8_t type, uint8_t flag, double id, const uint8_t* data,
   if (len) bytes_.insert(bytes_.end(), data, data + len);
 }
 
+bool EventBatch::Count(LazySlot* slot, uint8_t type, uint8_t flag, int64_t id, double value, double add) {
+  if (slot->batch != taken_ || slot->at + kCountRecord > bytes_.size()) return false;
+  uint8_t* rec = bytes_.data() + slot->at;
+  double rid, v, n[2];
+  uint32_t len;
+  memcpy(&len, rec + 4, 4);
+  memcpy(&rid, rec + 8, 8);
+  memcpy(&v, rec + 16, 8);
+  if (rec[0] != type || rec[1] != flag || len != 24 || rid != double(id) || v != value) return false;
+  memcpy(n, rec + 24, 16);
+  n[0] += 1;
+  n[1] += add;
+  memcpy(rec + 24, n, 16);
+  return true;
+}
+
 Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
   auto* batch = new std::vector<uint8_t>();
   batch->swap(bytes_);

@@ -63,6 +63,7 @@ enum PumpEvent : uint8_t {
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
+  kAnswerOwnCount = 22, // lazy: answers to requests read here, whole and written, of one status: payload f64 status, f64 count, f64 bytes
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -138,6 +139,15 @@ class EventBatch {
   uint8_t* at(size_t off) { return bytes_.data() + off; }
   // Batches handed to JS so far: a record added now rides batch number taken() (0-based).
   uint64_t taken() const { return taken_; }
+  // Host::EmitLazyCount's records: one more event (and `add`) into the one `slot` names if it is
+  // still in this batch, of this kind and value (true); else `Counted` names the one added next.
+  static constexpr size_t kCountRecord = 16 + 24;
+  bool Count(LazySlot* slot, uint8_t type, uint8_t flag, int64_t id, double value, double add);
+  // The record just added (the last kCountRecord bytes) is `slot`'s from now on.
+  void Counted(LazySlot* slot) {
+    slot->batch = taken_;
+    slot->at = bytes_.size() - kCountRecord;
+  }
   // Hands the bytes to a Buffer that owns them.
   Napi::Buffer<uint8_t> Take(Napi::Env env);
 
@@ -341,10 +351,10 @@ class Host {
   virtual void Emit(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) = 0;
   // A record JS needs, but not at once (delivered with the next batch).
   virtual void EmitLazy(Conn* c, uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) { Emit(c, type, flag, id, data, len); }
-  // A lazy record counting events of one kind and value (payload: f64 value, f64 count): one more
-  // into the record `slot` names while it is still in the batch JS has not taken, else a new one
-  // (count 1) that `slot` names from then on. False: not kept here (emit a record per event).
-  virtual bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot) { return false; }
+  // A lazy record counting events of one kind and value (payload: f64 value, f64 count, f64 sum of
+  // `add`): one more into the record `slot` names while it is still in the batch JS has not taken,
+  // else a new one (count 1) that `slot` names from then on. False: not kept here (emit a record per event).
+  virtual bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot, double add = 0) { return false; }
   // Flush `c` in this loop turn's check phase.
   virtual void Schedule(Conn* c) = 0;
   // Room for one packet (max payload bytes), valid until the next TxPush.
@@ -453,6 +463,7 @@ struct AnswerPump {
   std::vector<uint8_t> in;  // the head of the request in flight (own_head bytes), then bytes not forwarded
   size_t own_head = 0;
   bool own = false;  // the answer armed (or being written) is to a request read here
+  LazySlot own_count;  // the kAnswerOwnCount record counting such answers of one status
 };
 
 struct ConnSettings {

@@ -128,23 +128,11 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     lazy_.At(Now() + kLazyMs * NGTCP2_MILLISECONDS);  // unless armed earlier already
   }
 
-  bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot) override {
-    if (slot->batch == events_.taken() && slot->at + 32 <= events_.size()) {
-      uint8_t* rec = events_.at(slot->at);
-      double rid, v, n;
-      memcpy(&rid, rec + 8, 8);
-      memcpy(&v, rec + 16, 8);
-      memcpy(&n, rec + 24, 8);
-      if (rec[0] == type && rec[1] == flag && rid == double(id) && v == value) {
-        n += 1;
-        memcpy(rec + 24, &n, 8);
-        return true;
-      }
-    }
-    slot->batch = events_.taken();
-    slot->at = events_.size();
-    const double payload[2] = {value, 1};
+  bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot, double add) override {
+    if (events_.Count(slot, type, flag, id, value, add)) return true;
+    const double payload[3] = {value, 1, add};
     EmitLazy(c, type, flag, id, reinterpret_cast<const uint8_t*>(payload), sizeof payload);
+    events_.Counted(slot);
     return true;
   }
 

@@ -165,6 +165,14 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     lazy_.At(Now() + kLazyMs * NGTCP2_MILLISECONDS);  // unless armed earlier already
   }
 
+  bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot, double add) override {
+    if (events_.Count(slot, type, flag, id, value, add)) return true;
+    const double payload[3] = {value, 1, add};
+    EmitLazy(c, type, flag, id, reinterpret_cast<const uint8_t*>(payload), sizeof payload);  // after a kEvConn maybe
+    events_.Counted(slot);
+    return true;
+  }
+
   void Schedule(Conn* c) override {
     dirty_.push_back(c->handle());
     turn_.Arm();

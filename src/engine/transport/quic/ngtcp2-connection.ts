@@ -355,6 +355,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         if (
           (flag >= QuicPumpEvent.ANSWER_DONE && flag <= QuicPumpEvent.ANSWER_FAILED) ||
           flag === QuicPumpEvent.ANSWER_OWN_DONE ||
+          flag === QuicPumpEvent.ANSWER_OWN_COUNT ||
           flag === QuicPumpEvent.READ_BACK
         ) {
           this.onAnswer(id, flag, data);
@@ -399,6 +400,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     if (!options) return;
     if (flag === QuicPumpEvent.ANSWER_DONE) options.done();
     else if (flag === QuicPumpEvent.ANSWER_OWN_DONE) options.ownDone?.(data.readDoubleLE(0), data.readDoubleLE(8), data.readDoubleLE(16) === 1);
+    else if (flag === QuicPumpEvent.ANSWER_OWN_COUNT) options.ownCount?.(data.readDoubleLE(0), data.readDoubleLE(8), data.readDoubleLE(16));
     else if (flag === QuicPumpEvent.READ_BACK) options.readBack?.();
     else if (flag === QuicPumpEvent.ANSWER_BROKEN) options.broken(data.toString('latin1'));
     else if (flag === QuicPumpEvent.ANSWER_FAILED) options.failed(data.readDoubleLE(0));
