@@ -28,6 +28,9 @@ namespace {
 
 constexpr size_t kMaxFdsPerMessage = 253;  // SCM_MAX_FD
 constexpr size_t kBatchBytes = 128 * 1024;
+// recvmmsg slots per call (ReadBatch), for messages of at most kMmsgSlotBytes.
+constexpr size_t kMmsgSlots = 8;
+constexpr size_t kMmsgSlotBytes = 256 * 1024;
 constexpr size_t kRecvControlSize = CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage) + CMSG_SPACE(sizeof(ucred));
 
 // Filesystem path, or an abstract name when it starts with '\0'.
@@ -281,12 +284,25 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
 
   // Reads into one scratch buffer shared by every socket on this thread (the
   // data is copied out before JS runs), so idle connections cost no buffer.
+  // recvmmsg takes up to kMmsgSlots messages per system call, each into a slot of max_message_
+  // bytes past the batch (moved down to its end unless the fast path took it); a call that
+  // returns fewer than it asked for drained the socket, so no EAGAIN read follows (a read and
+  // its EAGAIN were two system calls for the one packet most wake-ups bring: a new connection's
+  // SYN, ACK, request, FIN each came alone).
   void ReadBatch(Napi::Env env) {
     thread_local std::vector<uint8_t> scratch;
     thread_local std::vector<uint8_t> control;
     thread_local std::vector<uint32_t> offsets_list;
-    if (scratch.size() < kBatchBytes + max_message_) scratch.resize(kBatchBytes + max_message_);
-    if (control.empty()) control.resize(kRecvControlSize);
+    thread_local std::vector<mmsghdr> msgs;
+    thread_local std::vector<iovec> iovs;
+    // Large messages (a channel's 64 MiB) get one slot: the scratch stays at most ~2 MiB.
+    const size_t slots_max = max_message_ <= kMmsgSlotBytes ? kMmsgSlots : 1;
+    if (scratch.size() < kBatchBytes + max_message_ * slots_max) scratch.resize(kBatchBytes + max_message_ * slots_max);
+    if (control.size() < kRecvControlSize * kMmsgSlots) control.resize(kRecvControlSize * kMmsgSlots);
+    if (msgs.size() < kMmsgSlots) {
+      msgs.resize(kMmsgSlots);
+      iovs.resize(kMmsgSlots);
+    }
     size_t used = 0;
     offsets_list.clear();
     offsets_list.push_back(0);
@@ -297,53 +313,71 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     if (fast_) fast_->BeginClientBatch();
     // Messages the fast path took count too: a busy peer must not hold the loop.
     uint32_t reads = 0;
-    while (reads++ < batch_size_ && scratch.size() - used >= max_message_) {
-      iovec iov = {scratch.data() + used, max_message_};
-      msghdr hdr;
-      memset(&hdr, 0, sizeof(hdr));
-      hdr.msg_iov = &iov;
-      hdr.msg_iovlen = 1;
-      hdr.msg_control = control.data();
-      hdr.msg_controllen = control.size();
-      ssize_t n = recvmsg(fd_, &hdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      if (n < 0) {
-        if (errno == EINTR || errno == ECONNRESET) continue;
+    bool drained = false;
+    while (!drained && !eof && reads < batch_size_) {
+      const size_t room = (scratch.size() - used) / max_message_;
+      const size_t slots = std::min({slots_max, room, size_t(batch_size_ - reads)});
+      if (slots == 0) break;
+      for (size_t i = 0; i < slots; i++) {
+        iovs[i] = {scratch.data() + used + i * max_message_, max_message_};
+        memset(&msgs[i], 0, sizeof(mmsghdr));
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = control.data() + i * kRecvControlSize;
+        msgs[i].msg_hdr.msg_controllen = kRecvControlSize;
+      }
+      int got = recvmmsg(fd_, msgs.data(), static_cast<unsigned>(slots), MSG_DONTWAIT | MSG_CMSG_CLOEXEC, nullptr);
+      if (got < 0) {
+        if (errno == EINTR || errno == ECONNRESET) {
+          reads++;
+          continue;
+        }
         if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
         break;
       }
-      bool has_credentials = false;
-      std::vector<int> fds;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
-        if (c->cmsg_level != SOL_SOCKET) continue;
-        if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
-        if (c->cmsg_type == SCM_RIGHTS) {
-          size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-          for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            fds.push_back(fd);
+      drained = static_cast<size_t>(got) < slots;
+      reads += static_cast<uint32_t>(got);
+      for (int m = 0; m < got; m++) {
+        msghdr& hdr = msgs[m].msg_hdr;
+        uint8_t* data = static_cast<uint8_t*>(iovs[m].iov_base);
+        const size_t n = msgs[m].msg_len;
+        bool has_credentials = false;
+        std::vector<int> fds;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
+          if (c->cmsg_level != SOL_SOCKET) continue;
+          if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
+          if (c->cmsg_type == SCM_RIGHTS) {
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; i++) {
+              int fd;
+              memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+              fds.push_back(fd);
+            }
           }
         }
+        if (n == 0 && !has_credentials && fds.empty()) {
+          // The end (a closed peer reads as empty messages from here on).
+          eof = true;
+          break;
+        }
+        if (hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+          // The rest of the message (or some of its fds) is gone; deliver nothing partial.
+          for (int fd : fds) close(fd);
+          read_errno = EMSGSIZE;
+          continue;
+        }
+        if (fast_ && fds.empty()) {
+          if (now == 0) now = NowMs();
+          // An established flow's packet: NATed and written to the TUN, its slot not kept.
+          if (fast_->FromClient(peer_id_, data, n, now)) continue;
+        }
+        uint32_t index = static_cast<uint32_t>(offsets_list.size() - 1);
+        // Down to the batch's end (never past this slot: earlier slots held at most their size).
+        if (data != scratch.data() + used) memmove(scratch.data() + used, data, n);
+        used += n;
+        offsets_list.push_back(static_cast<uint32_t>(used));
+        if (!fds.empty()) passed.emplace_back(index, std::move(fds));
       }
-      if (n == 0 && !has_credentials && fds.empty()) {
-        eof = true;
-        break;
-      }
-      if (hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-        // The rest of the message (or some of its fds) is gone; deliver nothing partial.
-        for (int fd : fds) close(fd);
-        read_errno = EMSGSIZE;
-        continue;
-      }
-      if (fast_ && fds.empty()) {
-        if (now == 0) now = NowMs();
-        // An established flow's packet: NATed and written to the TUN, its space reused.
-        if (fast_->FromClient(peer_id_, scratch.data() + used, static_cast<size_t>(n), now)) continue;
-      }
-      uint32_t index = static_cast<uint32_t>(offsets_list.size() - 1);
-      used += static_cast<size_t>(n);
-      offsets_list.push_back(static_cast<uint32_t>(used));
-      if (!fds.empty()) passed.emplace_back(index, std::move(fds));
     }
 
     uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
