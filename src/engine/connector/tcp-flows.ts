@@ -21,12 +21,21 @@ export const PUMP_FLOWS = (process.env.OXY_QUIC_PUMP ?? '') === '';
 
 const OK_ANSWER = encodeResponseHeader({ status: ResponseStatus.OK, message: '', metadata: [] });
 
+/** A private flow's destination; `addr`: the host's 4 or 16 bytes, once the off-ramp's check parsed them. */
+export interface PrivateDestination {
+  host: string;
+  port: number;
+  addr?: Uint8Array;
+}
+
 /** What the flows need of the private off-ramp (private.ts). */
 export interface FlowOfframp {
-  check(header: StreamRequestHeader): Promise<{ host: string; port: number } | { status: number; why: string }>;
-  dial(dest: { host: string; port: number }): Promise<Socket>;
+  check(header: StreamRequestHeader): Promise<PrivateDestination | { status: number; why: string }>;
+  /** check() at once, or undefined when it would have to wait (the edge's routes not here yet). */
+  checkNow?(header: StreamRequestHeader): PrivateDestination | { status: number; why: string } | undefined;
+  dial(dest: PrivateDestination): Promise<Socket>;
   /** dial() by the stream's transport: a NativeDialer token (no Node socket); undefined where it cannot. */
-  dialNative?(stream: TunnelStream, dest: { host: string; port: number }): Promise<number> | undefined;
+  dialNative?(stream: TunnelStream, dest: PrivateDestination): Promise<number> | undefined;
   flowStarted(): void;
   flowEnded(): void;
 }
@@ -69,7 +78,8 @@ export class TcpFlowServer implements FlowRecordSink {
   }
 
   async #open(header: StreamRequestHeader, link: FlowLink): Promise<void> {
-    const dest = await this.offramp.check(header);
+    // No await (a promise and a microtask turn per flow) once the routes are known.
+    const dest = this.offramp.checkNow?.(header) ?? (await this.offramp.check(header));
     if (link.released) return;
     if (!('host' in dest)) return this.#refuse(link, dest.status, dest.why);
     // Where the transport dials, the flow never has a Node socket (the pump takes the dial's).
