@@ -3,35 +3,12 @@
 // probes the tunnel's other connections and stops picking one that does not answer within 1 s.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { request } from 'undici';
-import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, useWebTunnel, startConnector, startEdge } from '../../helpers/processes.js';
+import { clientLoad } from './client-load.js';
 
 const t = useWebTunnel();
-
-interface Sample {
-  at: number;
-  status: number;
-  ms: number;
-}
-
-/** Four clients, each sending its next request when the last one ended (given up after `timeoutMs`, as a client would), until stopped. */
-function load(httpPort: number, timeoutMs = 5000) {
-  const samples: Sample[] = [];
-  let running = true;
-  const client = async () => {
-    while (running) {
-      const at = Date.now();
-      const status = await request(`http://127.0.0.1:${httpPort}/`, { headers: { host: 'app.example.com' }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
-        .then(async (r) => (await r.body.text(), r.statusCode))
-        .catch(() => 0);
-      samples.push({ at, status, ms: Date.now() - at });
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-  const clients = Array.from({ length: 4 }, client);
-  return { samples, stop: async () => ((running = false), await Promise.all(clients)) };
-}
 
 it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after the new registration all succeed', async () => {
   const e = await startEdge(t.home);
@@ -49,7 +26,7 @@ it('after a QUIC connector is SIGKILLed and restarted, requests sent 2 s after t
   await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){5}/);
   const registeredAt = Date.now();
   expect(e.edge.output).not.toContain('Unregistered tunnel connection');
-  const traffic = load(e.httpPort);
+  const traffic = clientLoad(e.httpPort);
   await new Promise((r) => setTimeout(r, 6000));
   await traffic.stop();
   const after = traffic.samples.filter((s) => s.at >= registeredAt + 2000);
@@ -97,43 +74,3 @@ it('a GET sent to a SIGKILLed QUIC connector is answered by its replacement; a P
     origin.close();
   }
 }, 60_000);
-
-// A connector that hangs (SIGSTOP: its kernel still ACKs TCP, nothing answers above it) while
-// another connector of the tunnel serves: its connections leave new streams and PINGs
-// unanswered, and after 1 s the edge stops picking them.
-describe.each(PROTOCOLS)('a hung connector over %s', (protocol) => {
-  it('stops getting requests: those sent 2.5 s after it hung all go to the other connector', async () => {
-    const e = await startEdge(t.home);
-    t.procs.push(e.edge);
-    const hung = await startConnector(t.home, e.tunnelPort, ['--ha-connections', '2', '--hello-world', 'web'], 2, protocol);
-    t.procs.push(hung.connector);
-    const other = new OxyProcess(t.home, [
-      'tunnel',
-      'run',
-      '--edge',
-      `127.0.0.1:${e.tunnelPort}`,
-      '--protocol',
-      protocol,
-      '--ha-connections',
-      '2',
-      '--hello-world',
-      'web',
-    ]);
-    t.procs.push(other);
-    await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
-    hung.connector.child.kill('SIGSTOP');
-    const stoppedAt = Date.now();
-    try {
-      // Clients that give up after 2 s: a request stuck on the hung connector does not hold its client for long.
-      const traffic = load(e.httpPort, 2000);
-      await new Promise((r) => setTimeout(r, 6000));
-      await traffic.stop();
-      const after = traffic.samples.filter((s) => s.at >= stoppedAt + 2500);
-      expect(after.length).toBeGreaterThan(10);
-      // Failures as [ms after the hang, ms taken, status], to read in a failure message.
-      expect(after.filter((s) => s.status !== 200).map((s) => [s.at - stoppedAt, s.ms, s.status])).toEqual([]);
-    } finally {
-      hung.connector.child.kill('SIGCONT');
-    }
-  }, 60_000);
-});
