@@ -30,8 +30,10 @@ describe('stream credit', () => {
           );
         }),
       );
+      // Each open is bounded: credit that never comes back fails the test, not a loaded machine
+      // (the one credit-starved open past 1,000 waited more than 5 s at load 14).
       for (let i = 0; i < 1200; i++) {
-        const s = await opener.openStream({ signal: AbortSignal.timeout(5000) });
+        const s = await opener.openStream({ signal: AbortSignal.timeout(20_000) });
         s.on('error', () => {});
         if (when === 'after one byte') {
           s.write('x');
@@ -40,7 +42,7 @@ describe('stream credit', () => {
         }
         s.destroy();
       }
-      const s = await opener.openStream({ signal: AbortSignal.timeout(5000) });
+      const s = await opener.openStream({ signal: AbortSignal.timeout(20_000) });
       s.on('error', () => {});
       s.end('hello');
       expect(await hello).toBe('hello');
