@@ -50,10 +50,16 @@ export default defineConfig({
     // Every edge a test starts runs in one process, as before `edge run --workers` (whose
     // default is the number of cores): tests of the workers pass --workers themselves.
     env: { OXY_EDGE_WORKERS: '1' },
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Hang detectors, not speed limits: with files in parallel on a loaded 2-core machine a test
+    // that spawns the CLI 15 times takes 5-10 times its idle time (each spawn is ~0.5 s of CPU).
+    // Set-up hooks take these too: give one its own timeout only to make it longer.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     // Network and namespace tests share kernel state; keep files in separate processes.
     pool: 'forks',
+    // vitest's default is one worker less than the cores (1 here): most files wait on
+    // processes, sockets and timers, so files run 3 at a time.
+    maxWorkers: 3,
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['test/**/*.test.ts'], exclude: ['test/e2e/store/**'] } },
       {

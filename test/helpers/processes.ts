@@ -60,8 +60,8 @@ export class OxyProcess {
     this.child.stderr!.on('data', onData);
   }
 
-  /** Waits until the output matches `re` (searching everything printed so far). */
-  waitFor(re: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+  /** Waits until the output matches `re` (searching everything printed so far); the default bound allows for a loaded machine (a process start there takes 5-10 times its idle time). */
+  waitFor(re: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
     const m = this.output.match(re);
     if (m) return Promise.resolve(m);
     return new Promise((resolve, reject) => {

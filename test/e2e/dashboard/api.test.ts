@@ -33,7 +33,7 @@ describe('dashboard API', () => {
     await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
     d = await startDashboardEdge(home);
     procs.push(d.edge);
-  }, 30_000);
+  });
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop()));
     cleanup();

@@ -96,7 +96,7 @@ privilegedDescribe('dashboard in a browser', () => {
       ],
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  }, 90_000);
+  });
 
   afterAll(async () => {
     await browser?.close();

@@ -41,7 +41,7 @@ beforeAll(async () => {
     procs.push((await startConnector(home.home, e.tunnelPort, ['--url', url, '--ha-connections', '1', 'web'], 1)).connector);
     ports[name] = e.httpPort;
   }
-}, 60_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));

@@ -31,7 +31,7 @@ beforeAll(async () => {
   ports.proxy = Number((await e.edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/))[1]);
   ports.edgeMetrics = Number((await e.edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/))[1]);
   ports.connectorMetrics = c.metricsPort;
-}, 60_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));

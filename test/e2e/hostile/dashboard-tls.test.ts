@@ -21,7 +21,7 @@ beforeAll(async () => {
   writeFileSync(config, 'http-timeouts:\n  headers-ms: 1000\n');
   edge = new OxyProcess(home.home, [...LOOPBACK_EDGE, '--no-quic', '--config', config, '--dashboard-listen', '127.0.0.1:0', '--dashboard-tls']);
   port = Number((await edge.waitFor(/Dashboard ready .* url=https:\/\/127\.0\.0\.1:(\d+)\//))[1]);
-}, 60_000);
+});
 
 afterAll(async () => {
   await edge?.stop('SIGKILL');

@@ -30,7 +30,7 @@ privilegedDescribe('a flood of flows from one session does not starve other devi
        u.bind(5353, '198.18.0.10', () => console.log('echo ready'));`,
     ]);
     await echo.waitFor(/echo ready/);
-  }, 60_000);
+  });
   afterAll(async () => {
     await site?.close();
   });

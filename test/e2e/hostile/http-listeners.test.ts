@@ -86,7 +86,7 @@ beforeAll(async () => {
   ports.hooked = hooked.httpPort;
   ports.proxy = Number((await plain.edge.waitFor(/CONNECT proxy listener ready address=127\.0\.0\.1:(\d+)/))[1]);
   ports.metrics = Number((await plain.edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/))[1]);
-}, 60_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));

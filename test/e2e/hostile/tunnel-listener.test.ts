@@ -35,7 +35,7 @@ beforeAll(async () => {
   edge = await startEdge(home.home, ['--no-quic']);
   procs.push(edge.edge);
   procs.push((await startConnector(home.home, edge.tunnelPort, ['--hello-world', 'web'], 4, 'http2')).connector);
-}, 60_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));

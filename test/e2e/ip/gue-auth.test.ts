@@ -43,7 +43,7 @@ privilegedDescribe('GUE on-ramp authentication (device keys, replay window, tena
     ]);
     await echo.waitFor(/echo ready/);
     sender = GueSender.start(site.dc, '198.18.1.1', 6080);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await sender?.stop();

@@ -54,7 +54,7 @@ privilegedDescribe('IP path through a QUIC connector: ping -6 and UDP of every s
     ]);
     await echo.waitFor(/echo ready udp4/);
     await echo.waitFor(/echo ready udp6/);
-  }, 60_000);
+  });
   afterAll(async () => {
     await site?.close();
   });

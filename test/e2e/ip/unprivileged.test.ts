@@ -28,7 +28,7 @@ privilegedDescribe('IP upgrade with unprivileged (user-namespace) namespaces', (
     edge = await IpEdge.create({ ns: edgeNs });
     downgrader = await TcpDowngrader.create({ ns: downNs, timeouts: { tcpCloseLingerMs: 200 } });
     onRamp = new SeqpacketOnRamp(edge, path);
-  }, 30_000);
+  });
   afterAll(() => {
     onRamp?.close();
     downgrader?.close();

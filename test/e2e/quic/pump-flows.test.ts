@@ -54,7 +54,7 @@ beforeAll(async () => {
   lab = (await oxyJson<{ id: string; name: string }[]>(home, ['vnet', 'list'])).find((v) => v.name === 'lab')!.id;
   store = await Store.open(home);
   edge = await runEdge({ home, store, log: createLogger({ level: 'silent' }), tunnelListen: '127.0.0.1:0', location: 'test' });
-}, 60_000);
+});
 
 afterAll(async () => {
   await edge?.stop();
@@ -85,7 +85,7 @@ describe.each(['pumped', 'records'] as const)('private TCP flows over QUIC (ngtc
       env,
     );
     await connector.waitFor(/Registered tunnel connection connIndex=0 [^\n]*protocol=quic/);
-  }, 60_000);
+  });
   afterAll(() => connector?.stop());
 
   it('carries 24 MiB both ways byte-exact; each side half-closes on its own', async () => {

@@ -56,7 +56,7 @@ beforeAll(async () => {
   ]);
   procs.push(c);
   await c.waitFor(/Registered tunnel connection connIndex=0 /);
-}, 30_000);
+});
 
 afterAll(async () => {
   edgeA?.child.kill('SIGCONT');

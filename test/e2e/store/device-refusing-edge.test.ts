@@ -38,7 +38,7 @@ privilegedDescribe('a device whose first edge refuses it', () => {
     nets.startSite();
     const connector = nets.startConnector('http2', ['198.18.1.1:7844'], 1);
     await connector.waitFor(/Registered tunnel connection connIndex=0 /);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await edgeX?.stop();

@@ -62,7 +62,7 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     cpSync(join(store, 'edge'), join(homes[2].home, 'edge'), { recursive: true });
     b = await startEdgeOn(homes[2].home, 'edge-b');
     c = await startEdgeOn(homes[3].home, 'edge-c');
-  }, 45_000);
+  });
 
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop('SIGKILL')));

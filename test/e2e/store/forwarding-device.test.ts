@@ -34,7 +34,7 @@ privilegedDescribe("a device on one edge reaching a site whose connector is on a
     for (let i = 0; i < 2; i++) await connector.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
     const warp = spawnIn(device, [BIN, 'warp', 'connect', '--token', token, '--protocol', 'http2', '--edge', '198.18.1.1:7846']);
     await warp.waitFor(/Connected to the edge/);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await nets?.close();

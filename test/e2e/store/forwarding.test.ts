@@ -110,7 +110,7 @@ beforeAll(async () => {
   procs.push(old);
   for (let i = 0; i < 2; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
   await old.waitFor(/Registered tunnel connection connIndex=0 /);
-}, 45_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));

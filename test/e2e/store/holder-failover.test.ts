@@ -50,7 +50,7 @@ beforeAll(async () => {
   ]);
   procs.push(c);
   for (let i = 0; i < 2; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
-}, 30_000);
+});
 
 afterAll(async () => {
   for (const res of slow) res.end('origin /slow');

@@ -80,7 +80,7 @@ beforeAll(async () => {
   );
   procs.push(spread);
   for (let i = 0; i < 4; i++) await spread.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
-}, 90_000);
+});
 
 const coloNames = async (tunnel: string) => {
   const list = JSON.parse(await oxyOk(home, ['tunnel', 'list', '-o', 'json'], env)) as { name: string; connections: { colo_name: string }[] }[];

@@ -60,7 +60,7 @@ describe.each(PROTOCOLS)('one large answer on an http1 stream, over %s', (protoc
     procs.push(e.edge);
     httpPort = e.httpPort;
     procs.push((await startConnector(home.home, e.tunnelPort, ['--url', `http://127.0.0.1:${origin.port}`, 'bulk'], 1, protocol)).connector);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop('SIGKILL')));

@@ -169,7 +169,7 @@ describe.each(PROTOCOLS)('chunked uploads on http1 streams, over %s', (protocol)
     const quick = new OxyProcess(quickHome.home, ['tunnel', '--url', `http://127.0.0.1:${origin.port}`, '--protocol', protocol]);
     procs.push(quick);
     quickPort = Number((await quick.waitFor(/^http:\/\/127\.0\.0\.1:(\d+)$/m, 30_000))[1]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop('SIGKILL')));

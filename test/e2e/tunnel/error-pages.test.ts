@@ -22,7 +22,7 @@ beforeAll(async () => {
   tunnelIds = (await oxyJson<{ id: string }[]>(home.home, ['tunnel', 'list'])).map((t) => t.id);
   edge = await startEdge(home.home);
   procs.push(edge.edge);
-}, 30_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));
@@ -41,7 +41,7 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
     // The origin is down: nothing listens on its port.
     const down = await freePort();
     ({ connector } = await startConnector(home.home, edge.tunnelPort, ['--url', `http://127.0.0.1:${down}`, 'web'], 4, protocol));
-  }, 30_000);
+  });
   afterAll(() => connector.stop('SIGKILL'));
 
   it('origin down: a 502 with its body at once, connection_refused, and the connection stays usable', async () => {

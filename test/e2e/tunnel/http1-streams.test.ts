@@ -99,7 +99,7 @@ describe.each(PROTOCOLS)('one tunnel stream per client connection, over %s', (pr
     procs.push(old);
     await old.waitFor(/Registered tunnel connection connIndex=0 /);
     oldPort = httpPort;
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop('SIGKILL')));

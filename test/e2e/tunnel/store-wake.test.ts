@@ -38,7 +38,7 @@ beforeAll(async () => {
   await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
   a = await startLoopbackEdge(home, 'edge-a', procs, POLL);
   b = await startLoopbackEdge(home, 'edge-b', procs, POLL);
-}, 30_000);
+});
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));

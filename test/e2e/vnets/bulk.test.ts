@@ -111,7 +111,7 @@ for (const variant of VARIANTS)
           else process.env[k] = v;
         }
       }
-    }, 60_000);
+    });
     afterAll(async () => {
       await site?.close();
     });

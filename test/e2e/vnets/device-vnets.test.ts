@@ -48,7 +48,7 @@ privilegedDescribe('a device enrolled with --vnet uses only those vnets', () => 
       '--no-quic',
     ]);
     metricsPort = Number((await edge.waitFor(/Edge running metrics=127\.0\.0\.1:(\d+)/))[1]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await edge?.stop();

@@ -115,7 +115,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     let host: ReturnType<VnetSite['spawnIn']>;
     beforeAll(async () => {
       ({ site, host } = await startVnetSiteWithHost(HOST));
-    }, 60_000);
+    });
     afterAll(async () => {
       await site?.close();
     });
@@ -162,7 +162,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     let host: ReturnType<VnetSite['spawnIn']>;
     beforeAll(async () => {
       ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: 'quic', connectorEnv: { NODE_DEBUG: 'oxy:transport:flow-pump' } }));
-    }, 60_000);
+    });
     afterAll(async () => {
       await site?.close();
     });
@@ -203,7 +203,7 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     let site: VnetSite;
     beforeAll(async () => {
       ({ site } = await startVnetSiteWithHost(HOST, { connectorEnv: { OXY_TCP_FLOWS: '0' } }));
-    }, 60_000);
+    });
     afterAll(async () => {
       await site?.close();
     });

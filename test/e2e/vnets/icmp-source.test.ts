@@ -50,7 +50,7 @@ privilegedDescribe('--icmpv4-src / --icmpv6-src choose the source of the pings t
     );
     site.dc.exec('nft', ['-f', rules]);
     await oxyOk(site.home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '2001:db8:5::/64', 'site']);
-  }, 60_000);
+  });
   afterAll(async () => {
     await site?.close();
   });

@@ -50,7 +50,7 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
       '--no-quic',
     ]);
     await edge.waitFor(/Edge running/);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await edge?.stop();

@@ -37,7 +37,7 @@ privilegedDescribe('a device on one edge worker reaching a site whose connector 
       if (attempt === 12) throw new Error('the connector never landed on the other worker');
       await connector.stop();
     }
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await nets?.close();
