@@ -49,7 +49,9 @@ describe('QUIC connection close and idle timeout', () => {
   });
 
   it('an idle connection times out on both ends when the peer goes silent', async () => {
-    const p = await connectPair({ idleTimeoutMs: 400, keepAliveMs: 0 }, { idleTimeoutMs: 400, keepAliveMs: 0 });
+    // 1 s, not less: the handshake must outlast it too, and on a loaded machine (load 14, files in
+    // parallel) a 400 ms one expired before the server's side of the connection was accepted.
+    const p = await connectPair({ idleTimeoutMs: 1000, keepAliveMs: 0 }, { idleTimeoutMs: 1000, keepAliveMs: 0 });
     pairs.push(p);
     // Silence the client: stop reading its socket, so neither side hears the other. (The ngtcp2
     // client's socket is the addon's; with keep-alive off nothing is sent either way anyway.)

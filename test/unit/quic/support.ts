@@ -34,7 +34,12 @@ export async function connectPair(listen: Partial<QuicListenOptions> = {}, dial:
   const serverP = new Promise<QuicServerConnection>((r) => (resolveServer = r));
   const listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', ...listen }, resolveServer);
   const client = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: id.caCert, ...dial });
-  const server = await serverP;
+  // Bounded: a server side that never arrives (it timed out mid-handshake) fails here, not at the test's timeout.
+  let timer: NodeJS.Timeout | undefined;
+  const server = await Promise.race([
+    serverP,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the server never accepted the dialled connection (10 s)')), 10_000))),
+  ]).finally(() => clearTimeout(timer));
   return {
     listener,
     client,
