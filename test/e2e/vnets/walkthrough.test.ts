@@ -153,7 +153,8 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
       await c.waitFor(/Registered tunnel connection connIndex=1 /);
       daemons.push(c);
     }
-  }, 120_000);
+    // Four namespaces, 8 CLI runs, an edge and two connectors: past 120 s on the postgres leg at load 13.
+  }, 240_000);
 
   afterAll(async () => {
     await Promise.all([warp, ...procs].map((p) => p?.stop()));
