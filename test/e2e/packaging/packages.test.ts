@@ -78,7 +78,9 @@ function body(): void {
     mkdirSync(served);
     cpSync(repo, join(served, 'good'), { recursive: true });
     server = await serveStatic(served);
-  }, 240_000);
+    // Both packages built from a copy of node_modules (~70 s alone on 2 cores): past 240 s at load 13
+    // with files in parallel.
+  }, 480_000);
 
   afterAll(async () => {
     await server?.close();
