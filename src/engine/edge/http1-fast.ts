@@ -285,15 +285,17 @@ class FastConnection {
   readonly #onTimeout = (): void => {
     const t = this.#tunnel;
     // Node's timer does not see the transport's reads either: between requests, the keep-alive
-    // timeout counts from its last answer; a request it forwarded becomes ours first.
-    if (t?.reading) {
-      const state = t.pump!.state;
-      const inFlight = state[ANSWER_STATE.OWN] > state[ANSWER_STATE.OWN_DONE];
+    // timeout counts from its last answer — also once JS reads the client again (a take-back
+    // between requests leaves the timer where the transport's last answer put it); a request it
+    // forwarded becomes ours first.
+    const state = t?.pump?.state;
+    if (t && state && (t.reading || !this.#req)) {
+      const inFlight = t.reading && state[ANSWER_STATE.OWN] > state[ANSWER_STATE.OWN_DONE];
       if (!inFlight) {
         const left = this.o.timeouts.keepAliveMs - (nowMs() - state[ANSWER_STATE.ACTIVE]);
         if (left > 1) return void this.socket.setTimeout(left);
       }
-      this.#takeBack(t);
+      if (t.reading) this.#takeBack(t);
       // A request it forwarded began after this timer was set: ours now, with a request's idle timeout from here.
       if (inFlight) return;
     }
