@@ -65,9 +65,12 @@ const isRefusal = (err: unknown): err is OxyError => isOxyError(err, 'OXY_ERR_TU
 /** The longest pause between two tries of a home edge that refuses the tunnel. */
 const REFUSING_RETRY_MAX_MS = 60_000;
 
-/** How often an idle connection asks the edge for an answer, and how long without one means the edge is gone. */
+/**
+ * How often an idle connection asks the edge for an answer, and how long without one means the edge
+ * is gone (`OXY_CONNECTOR_SILENT_MS` sets it longer where an edge's restart may take longer, e.g. tests on a loaded machine).
+ */
 const PROBE_EVERY_MS = 1000;
-const SILENT_MS = 5000;
+const SILENT_MS = Number(process.env.OXY_CONNECTOR_SILENT_MS) || 5000;
 /** A try to move back gives up on a home edge that does not complete the handshake in this time. */
 const RETURN_DIAL_TIMEOUT_MS = 10_000;
 /** A connection replaced by a move back closes once it has carried no request for this long… */

@@ -102,7 +102,10 @@ describe('QUIC stateless reset', () => {
     const port = await freePort();
     let e = await startEdge(t.home, [], { tunnel: port });
     t.procs.push(e.edge);
-    const { connector } = await startConnector(t.home, port, ['--hello-world', 'web'], 2, 'quic');
+    // The restart below may take longer than the connector's 5 s of silence on a loaded machine:
+    // it would redial as silent instead of hearing the reset.
+    process.env.OXY_CONNECTOR_SILENT_MS = '30000';
+    const { connector } = await startConnector(t.home, port, ['--hello-world', 'web'], 2, 'quic').finally(() => delete process.env.OXY_CONNECTOR_SILENT_MS);
     t.procs.push(connector);
     expect((await hello(e.httpPort)).status).toBe(200);
     await e.edge.stop('SIGKILL');
