@@ -417,10 +417,15 @@ class FastConnection {
     if (now - state[ANSWER_STATE.OWN_AT] >= Math.min(LIVENESS_MS, this.o.responseTimeoutMs)) this.#takeBack(t);
   }
 
+  /** `count` answers of `status` to requests the transport read, `bytes` of them all: counted as #finished counts ours. */
+  #countOwn(t: Tunnel, status: number, bytes: number, count: number): void {
+    this.o.requests?.inc({ status: String(status) }, count);
+    this.o.traffic?.http(t.host ?? '', bytes, count);
+  }
+
   /** The answer to a request the transport read is whole: counted as #finished counts ours. */
   #ownDone(t: Tunnel, status: number, bytes: number, close: boolean): void {
-    this.o.requests?.inc({ status: String(status) });
-    this.o.traffic?.http(t.host ?? '', bytes);
+    this.#countOwn(t, status, bytes, 1);
     if (!close || t !== this.#tunnel) return;
     // The origin closes after it: so does the connection (the transport stopped reading).
     this.#takeBack(t);
@@ -618,10 +623,7 @@ class FastConnection {
         done: () => this.#pumpDone(t),
         broken: (message) => t === this.#tunnel && this.#broken(new Error(message)),
         ownDone: (status, bytes, close) => this.#ownDone(t, status, bytes, close),
-        ownCount: (status, count, bytes) => {
-          this.o.requests?.inc({ status: String(status) }, count);
-          this.o.traffic?.http(t.host ?? '', bytes, count);
-        },
+        ownCount: (status, count, bytes) => this.#countOwn(t, status, bytes, count),
         readBack: () => t === this.#tunnel && this.#takeBack(t),
         // The client went away mid-answer (EPIPE, ECONNRESET): as its socket's 'close' would, quietly.
         failed: () => {

@@ -355,6 +355,14 @@ class Host {
   // `add`): one more into the record `slot` names while it is still in the batch JS has not taken,
   // else a new one (count 1) that `slot` names from then on. False: not kept here (emit a record per event).
   virtual bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot, double add = 0) { return false; }
+  // EmitLazyCount for a host whose batch for JS is `events` (QuicClient's and QuicServer's).
+  bool CountInto(EventBatch& events, Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot, double add) {
+    if (events.Count(slot, type, flag, id, value, add)) return true;
+    const double payload[3] = {value, 1, add};
+    EmitLazy(c, type, flag, id, reinterpret_cast<const uint8_t*>(payload), sizeof payload);  // after a kEvConn maybe
+    events.Counted(slot);
+    return true;
+  }
   // Flush `c` in this loop turn's check phase.
   virtual void Schedule(Conn* c) = 0;
   // Room for one packet (max payload bytes), valid until the next TxPush.

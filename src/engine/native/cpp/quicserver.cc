@@ -166,11 +166,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   }
 
   bool EmitLazyCount(Conn* c, uint8_t type, uint8_t flag, int64_t id, double value, LazySlot* slot, double add) override {
-    if (events_.Count(slot, type, flag, id, value, add)) return true;
-    const double payload[3] = {value, 1, add};
-    EmitLazy(c, type, flag, id, reinterpret_cast<const uint8_t*>(payload), sizeof payload);  // after a kEvConn maybe
-    events_.Counted(slot);
-    return true;
+    return CountInto(events_, c, type, flag, id, value, slot, add);
   }
 
   void Schedule(Conn* c) override {
