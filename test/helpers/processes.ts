@@ -111,8 +111,19 @@ export const PROTOCOLS = ['http2', 'quic'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 /** A connector for `tunnel` against a local edge; resolves once `connections` registered. */
+/** `tunnel run` against a loopback edge's tunnel port over `protocol`, then `args`. */
+export const tunnelRunArgs = (tunnelPort: number, protocol: Protocol, args: string[]): string[] => [
+  'tunnel',
+  'run',
+  '--edge',
+  `127.0.0.1:${tunnelPort}`,
+  '--protocol',
+  protocol,
+  ...args,
+];
+
 export async function startConnector(home: string, tunnelPort: number, args: string[], connections = 4, protocol: Protocol = 'http2') {
-  const c = new OxyProcess(home, ['tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, ...args]);
+  const c = new OxyProcess(home, tunnelRunArgs(tunnelPort, protocol, args));
   for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
   const metrics = await c.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/);
   return { connector: c, metricsPort: Number(metrics[1]) };

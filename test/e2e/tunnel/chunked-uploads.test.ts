@@ -14,7 +14,7 @@ import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
-import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, PROTOCOLS, startConnector, startEdge, tunnelRunArgs } from '../../helpers/processes.js';
 
 const HOST = 'up.example.com';
 
@@ -148,19 +148,7 @@ describe.each(PROTOCOLS)('chunked uploads on http1 streams, over %s', (protocol)
     // A connector from before chunked bodies on http1 streams: it announces the streams only.
     const older = new OxyProcess(
       home.home,
-      [
-        'tunnel',
-        'run',
-        '--edge',
-        `127.0.0.1:${e.tunnelPort}`,
-        '--protocol',
-        protocol,
-        '--ha-connections',
-        '1',
-        '--url',
-        `http://127.0.0.1:${origin.port}`,
-        'older',
-      ],
+      tunnelRunArgs(e.tunnelPort, protocol, ['--ha-connections', '1', '--url', `http://127.0.0.1:${origin.port}`, 'older']),
       { OXY_HTTP1_STREAMS: 'nochunked' },
     );
     procs.push(older);

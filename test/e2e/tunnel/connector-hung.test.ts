@@ -1,7 +1,7 @@
 // A connector that hangs while another connector of its tunnel serves (split from
 // connector-restart.test.ts so that the two files run in parallel).
 import { describe, expect, it } from 'vitest';
-import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
+import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge, tunnelRunArgs } from '../../helpers/processes.js';
 import { clientLoad } from './client-load.js';
 
 const t = useWebTunnel();
@@ -15,18 +15,7 @@ describe.each(PROTOCOLS)('a hung connector over %s', (protocol) => {
     t.procs.push(e.edge);
     const hung = await startConnector(t.home, e.tunnelPort, ['--ha-connections', '2', '--hello-world', 'web'], 2, protocol);
     t.procs.push(hung.connector);
-    const other = new OxyProcess(t.home, [
-      'tunnel',
-      'run',
-      '--edge',
-      `127.0.0.1:${e.tunnelPort}`,
-      '--protocol',
-      protocol,
-      '--ha-connections',
-      '2',
-      '--hello-world',
-      'web',
-    ]);
+    const other = new OxyProcess(t.home, tunnelRunArgs(e.tunnelPort, protocol, ['--ha-connections', '2', '--hello-world', 'web']));
     t.procs.push(other);
     await e.edge.waitFor(/(Registered tunnel connection[^\n]*\n[\s\S]*){4}/);
     hung.connector.child.kill('SIGSTOP');
