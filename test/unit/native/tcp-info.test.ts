@@ -60,7 +60,9 @@ describe('tcpInfo', () => {
     socket.destroy();
     await new Promise((r) => socket.once('close', r));
     expect(socketFd(socket)).toBeUndefined();
-    expect(info()).toMatchObject({ totalRetrans: 0 });
+    // Read after our FIN went out (FIN_WAIT1 or FIN_WAIT2), so at close, not at connect;
+    // retransmits are not asserted: a loaded loopback may retransmit once (CI, stop 23).
+    expect([4, 5]).toContain(info()!.state);
     expect(info()!.rttUs).toBeGreaterThan(0);
   });
 });
