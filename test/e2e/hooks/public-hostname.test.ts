@@ -134,8 +134,9 @@ describe('HTTP hooks on the public-hostname listener (curl → edge → tunnel �
     expect(stats.reason).toBe('closed');
     expect(stats.bytesIn).toBeGreaterThan(0);
     expect(stats.bytesOut).toBeGreaterThan(Buffer.byteLength(body));
-    // Loopback loses nothing: the kernel's TCP_INFO, read as the socket closed, says so.
-    expect(stats.retransmits).toBe(0);
+    // Loopback loses nothing: the kernel's TCP_INFO, read as the socket closed, says so (a loaded
+    // loopback may still send a tail-loss probe or two, as retransmits.test.ts allows).
+    expect(stats.retransmits).toBeLessThanOrEqual(3);
     expect(stats.rttMs).toBeGreaterThan(0);
   });
 });
