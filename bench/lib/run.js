@@ -137,8 +137,8 @@ export function initBenchTunnel(bin, env, host) {
 /**
  * One config's edge + connector processes on `originUrl` (h1-bulk.js, h1-small.js): the tunnel
  * made with initBenchTunnel in `home`, the connector dialing over `protocol` (OXY_BENCH_PROTOCOL in
- * the config's env wins) once 4 connections registered. `nodeOptions` are added to both processes'
- * NODE_OPTIONS; `children` collects them.
+ * the config's env wins) once its connections registered (4, or OXY_BENCH_HA in the config's env).
+ * `nodeOptions` are added to both processes' NODE_OPTIONS; `children` collects them.
  */
 export async function startBenchPair(c, { home, originUrl, protocol = 'http2', nodeOptions = [], children, host = 'bench.example.com' }) {
   const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...c.env };
@@ -147,10 +147,11 @@ export async function startBenchPair(c, { home, originUrl, protocol = 'http2', n
   const edge = await spawnUntil(process.execPath, [c.bin, ...EDGE_RUN_LOOPBACK], /Public HTTP listener ready address=127\.0\.0\.1:(\d+)/, { env });
   children.push(edge.child);
   const tunnel = `127.0.0.1:${tunnelPortIn(edge.output())}`;
+  const ha = Number(c.env.OXY_BENCH_HA ?? 4);
   const connector = await spawnUntil(
     process.execPath,
-    [c.bin, 'tunnel', 'run', '--edge', tunnel, '--protocol', c.env.OXY_BENCH_PROTOCOL ?? protocol, '--url', originUrl, 'bench'],
-    /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
+    [c.bin, 'tunnel', 'run', '--edge', tunnel, '--protocol', c.env.OXY_BENCH_PROTOCOL ?? protocol, '--ha-connections', String(ha), '--url', originUrl, 'bench'],
+    new RegExp(`(Registered tunnel connection[^\\n]*\\n[\\s\\S]*){${ha}}`),
     { env },
   );
   children.push(connector.child);

@@ -1,15 +1,17 @@
 /**
  * The tunnels connected to this edge right now: for each tunnel, its registered
- * connections. New streams go to the connection with the fewest active streams, so HA
- * connections share load and a dead one is skipped as soon as it closes — or, when its peer
- * died without a word (a SIGKILLed connector over QUIC), as soon as it leaves something
- * unanswered for LIVENESS_MS. A tunnel with no connection here is served through an edge that
+ * connections. New streams spread over the tunnel's connectors (the fewest active streams)
+ * and pack onto one connection of each (pickLocal); a dead one is skipped as soon as it
+ * closes — or, when its peer died without a word (a SIGKILLed connector over QUIC), as soon
+ * as it leaves something unanswered for LIVENESS_MS. A tunnel with no connection here is served through an edge that
  * holds one (forwarding.ts), when one is given.
  */
 import type { TunnelConnection } from '../transport/types.js';
 
 /** A connection that has left a probe or a new stream unanswered this long is not picked while another answers. */
 export const LIVENESS_MS = 1000;
+/** Streams one connection of a connector takes before the next one gets any (pickLocal). */
+export const PACK_STREAMS = 64;
 
 export interface LiveConnection {
   id: string;
@@ -65,19 +67,39 @@ export class TunnelRegistry {
   /**
    * One of this edge's own connections of the tunnel (a forwarded stream goes only there: one
    * hop, no loop); `http1`: only one whose connector serves http1 streams.
+   *
+   * Answering connections first (a silent one ranks after every answering one, a probing one
+   * in between, but either is still used when none answers). Among them, streams spread over the
+   * tunnel's connectors (the one with the fewest) and pack within a connector: its connections
+   * to this edge all end in the same two event loops, so spreading over them buys nothing and
+   * costs packets (each turn's stream data leaves in one packet per connection instead of one in
+   * all). A connection takes PACK_STREAMS before the next one (by index) gets any; past that,
+   * the fewest. Idle tcp-flows streams are not load, and a connection holding one wins (its
+   * next flow opens no stream).
    */
   pickLocal(tunnelId: string, http1 = false): LiveConnection | undefined {
-    let best: LiveConnection | undefined;
-    let bestRank = Infinity;
+    const ready: { live: LiveConnection; active: number }[] = [];
+    let bestTier = Infinity;
     for (const live of this.#byTunnel.get(tunnelId) ?? []) {
       if (live.draining || live.conn.isClosed || (http1 && !live.http1)) continue;
-      // Silent connections rank after every answering one (but are still used when none answers).
-      // Idle tcp-flows streams are not load; with them, a connection wins a tie (its next flow opens no stream).
-      const idle = live.idleStreams ? live.idleStreams + 0.5 : 0;
-      const rank = live.conn.stats().activeStreams - idle + (live.conn.unansweredMs() > LIVENESS_MS ? 2e9 : live.probing ? 1e9 : 0);
-      if (rank < bestRank) [best, bestRank] = [live, rank];
+      const tier = live.conn.unansweredMs() > LIVENESS_MS ? 2 : live.probing ? 1 : 0;
+      if (tier > bestTier) continue;
+      if (tier < bestTier) [bestTier, ready.length] = [tier, 0];
+      ready.push({ live, active: live.conn.stats().activeStreams - (live.idleStreams ?? 0) });
     }
-    return best;
+    if (ready.length <= 1) return ready[0]?.live;
+    const load = new Map<string, number>();
+    for (const r of ready) load.set(r.live.connectorId, (load.get(r.live.connectorId) ?? 0) + r.active);
+    let connector: string | undefined;
+    for (const [id, n] of load) if (connector === undefined || n < load.get(connector)!) connector = id;
+    let best: (typeof ready)[number] | undefined;
+    let bestRank = Infinity;
+    for (const r of ready) {
+      if (r.live.connectorId !== connector) continue;
+      const rank = r.live.idleStreams ? r.active - 1e6 : r.active < PACK_STREAMS ? r.live.connIndex - 1e3 : r.active;
+      if (rank < bestRank) [best, bestRank] = [r, rank];
+    }
+    return best?.live;
   }
 
   /** Another connection of the same connector and index: the connector redialled it, so this one is stale. */
