@@ -17,6 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { monotonicSeconds, traceDelta } from './lib/quic-trace.js';
 import { arg, benchConfigs, cpuMicros, fmt, rssMiB, SERVERS, spawnUntil, startBenchPair } from './lib/run.js';
 
 /** The tunnel protocol of every config (`--protocol quic`), or per config with OXY_BENCH_PROTOCOL=quic in its env. */
@@ -30,6 +31,8 @@ const perfDir = arg('perf', undefined);
 const straceDir = arg('strace', undefined);
 const fresh = arg('fresh', '0') !== '0';
 const gc = arg('gc', '0') !== '0';
+/** `--trace MS`: QUIC only, each process's busiest connection's counters over each transfer (OXY_QUIC_TRACE=MS). */
+const traceMs = Number(arg('trace', 0));
 const GC_WATCH = new URL('./lib/gc-watch.cjs', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'oxy-h1-bulk-'));
 const HOST = 'bench.example.com';
@@ -40,6 +43,7 @@ const children = [];
 const configs = benchConfigs();
 
 async function start(c, i, originUrl) {
+  if (traceMs) c = { ...c, env: { OXY_QUIC_TRACE: String(traceMs), ...c.env } };
   const nodeOptions = perfDir ? ['--perf-basic-prof'] : [];
   if (gc) nodeOptions.push(`--require ${GC_WATCH}`);
   return startBenchPair(c, { home: join(dir, String(i)), originUrl, protocol, nodeOptions, children, host: HOST });
@@ -94,7 +98,7 @@ const gcTimes = (pid) => {
   return t;
 };
 
-async function transfer(name, url, pids, op, round) {
+async function transfer(name, url, pids, op, round, pair) {
   const gc0 = { edge: gcTimes(pids.edge), connector: gcTimes(pids.connector) };
   const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMicros(p)]));
   const relay0 = threadMicros(pids.connector, 'oxy-readahead');
@@ -107,7 +111,25 @@ async function transfer(name, url, pids, op, round) {
       stops.push([undefined, () => (t.kill('SIGINT'), new Promise((r) => t.on('exit', r)))]);
     }
   await new Promise((r) => setTimeout(r, syscalls || perfDir || straceDir ? 300 : 0));
+  const t0 = monotonicSeconds();
   const mbps = await curl(url, op);
+  if (traceMs) {
+    await new Promise((r) => setTimeout(r, 2 * traceMs));
+    const t1 = monotonicSeconds();
+    for (const [side, out] of [
+      ['edge', pair.output()],
+      ['connector', pair.connectorOutput()],
+    ]) {
+      const d = traceDelta(out, t0, t1);
+      if (!d) continue;
+      const per = (k) => fmt(d.delta[k] / MB, 2);
+      console.log(
+        `  trace ${name} ${op} ${side} (${d.key}): per MB sent ${per('sent')} recv ${per('recv')} flushes ${per('flushes')} stops cwnd/pacing/credit ${per('stopCwnd')}/${per('stopPacing')}/${per('stopBlocked')}+${per('stopData')}` +
+          ` cwnd-wait ${per('cwndWaitUs')} us, timer acks ${per('timerAcks')} late ${per('timerLateUs')} us, credit held ${per('creditHeld')}, writable waits ${per('writableWaits')};` +
+          ` cwnd ${fmt(d.last.cwnd / 1e3, 0)} kB srtt ${fmt(d.last.srttUs, 0)} min ${fmt(d.last.minRttUs, 0)} us`,
+      );
+    }
+  }
   const sys = {};
   for (const [k, stop] of stops) {
     const n = await stop();
@@ -153,7 +175,7 @@ try {
       const line = [];
       for (const [i, c] of configs.entries()) {
         const pids = { ...pairs[i].pids, origin: origin.child.pid };
-        const m = await transfer(c.name, pairs[i].url, pids, op, r + 1);
+        const m = await transfer(c.name, pairs[i].url, pids, op, r + 1, pairs[i]);
         all[i][op].push(m);
         const sys = m.sys.edge !== undefined ? ` syscalls/MB ${fmt(m.sys.edge, 0)} / ${fmt(m.sys.connector, 0)}` : '';
         const rss = `RSS ${fmt(rssMiB(pids.edge), 0)} / ${fmt(rssMiB(pids.connector), 0)} MiB`;
@@ -166,6 +188,7 @@ try {
     }
   }
   if (arg('edge-log', undefined)) writeFileSync(arg('edge-log'), pairs.map((p) => p.output()).join('\n=====\n'));
+  if (arg('connector-log', undefined)) writeFileSync(arg('connector-log'), pairs.map((p) => p.connectorOutput()).join('\n=====\n'));
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const [i, c] of configs.entries())
     for (const op of dirs) {

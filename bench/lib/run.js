@@ -155,7 +155,12 @@ export async function startBenchPair(c, { home, originUrl, protocol = 'http2', n
     { env },
   );
   children.push(connector.child);
-  return { url: `http://127.0.0.1:${edge.match[1]}`, pids: { edge: edge.child.pid, connector: connector.child.pid }, output: edge.output };
+  return {
+    url: `http://127.0.0.1:${edge.match[1]}`,
+    pids: { edge: edge.child.pid, connector: connector.child.pid },
+    output: edge.output,
+    connectorOutput: connector.output,
+  };
 }
 
 /** MiB/s of one GET /bytes/N or POST /sink of `n` bytes to servers.js's HTTP server (through `origin`, as `host`). */

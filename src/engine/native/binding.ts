@@ -122,6 +122,32 @@ export interface NativeQuicInfo {
   /** Client: UDP GRO on, and messages received that carried several packets. */
   gro?: boolean;
   groReads?: number;
+  /** What paces a bulk transfer (also printed by OXY_QUIC_TRACE=MS): docs/decisions.md "Uploads over QUIC: what waits". */
+  counters?: NativeQuicCounters;
+}
+
+/** Counters of one ngtcp2 connection since it began (Conn::Counters in cpp/quic-core.h). */
+export interface NativeQuicCounters {
+  /** Flushes that wrote packets, and the stream bytes handed to ngtcp2. */
+  flushes: number;
+  streamBytes: number;
+  /** Flushes that stopped with stream bytes waiting: the congestion window full, ngtcp2's pacing, the peer's stream / connection credit. */
+  stopCwnd: number;
+  stopPacing: number;
+  stopBlocked: number;
+  stopData: number;
+  /** µs from a flush that stopped on the window to the next that sent stream bytes, summed. */
+  cwndWaitUs: number;
+  /** Timer callbacks; those that sent packets with no stream bytes waiting (delayed ACKs) and their lateness past ngtcp2's deadline (µs, summed). */
+  timerFires: number;
+  timerAcks: number;
+  timerLateUs: number;
+  /** Times credit for received bytes was held back (a paused reader, a pump's fd or an answer's client behind). */
+  creditHeld: number;
+  /** Writes that left more than 1 MiB unsent (the writer waits for WRITABLE). */
+  writableWaits: number;
+  minRttUs: number;
+  bytesInFlight: number;
 }
 
 /** cpp/quicclient.cc: one QUIC client connection on ngtcp2 + GnuTLS with its own UDP socket. */

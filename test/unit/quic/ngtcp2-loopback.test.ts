@@ -90,6 +90,37 @@ describe('ngtcp2 on loopback', () => {
     await bulk(client, server, 16);
   }, 60_000);
 
+  it('counts what held a transfer back: a reader that stops holds its credit, the sender waits for it, then every byte arrives', async () => {
+    const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', '');
+    const up = randomBytes(24 * 1024 * 1024);
+    const accepted = server.acceptStream();
+    const stream = await client.openStream();
+    stream.write(up.subarray(0, 1024));
+    const peer = await accepted;
+    peer.pause();
+    for (let off = 1024; off < up.length; off += 256 * 1024) stream.write(up.subarray(off, Math.min(up.length, off + 256 * 1024)));
+    stream.end();
+    // The stream's window is 8 MiB: the sender runs out of credit while the reader holds it back.
+    const deadline = Date.now() + 20_000;
+    while ((client.quicStats().counters?.stopBlocked ?? 0) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const held = { client: client.quicStats().counters!, server: server.quicStats().counters! };
+    expect(held.client.stopBlocked).toBeGreaterThan(0);
+    expect(held.client.writableWaits).toBeGreaterThan(0);
+    expect(held.server.creditHeld).toBeGreaterThan(0);
+    expect(held.client.streamBytes).toBeLessThan(up.length);
+    const got = collect(peer);
+    const back = collect(stream);
+    peer.resume();
+    expect(sha256(await got)).toBe(sha256(up));
+    peer.end();
+    expect((await back).length).toBe(0);
+    const after = client.quicStats().counters!;
+    // Every byte went (the preamble and the DATA frames' headers besides), none of them the server's.
+    expect(after.streamBytes).toBeGreaterThan(up.length);
+    expect(after.flushes).toBeGreaterThan(0);
+    expect(server.quicStats().counters!.streamBytes).toBeLessThan(1024);
+  }, 60_000);
+
   it('with OXY_NGTCP2_LOOPBACK=none: packets and window as on any path, bulk intact', async () => {
     const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', 'none');
     expect(client.maxDatagramSize).toBeLessThan(16_384);

@@ -31,6 +31,16 @@ uint64_t Now() {
   return uint64_t(ts.tv_sec) * NGTCP2_SECONDS + uint64_t(ts.tv_nsec);
 }
 
+// OXY_QUIC_TRACE=MS: each connection prints its Counters and ngtcp2's path figures to stderr at
+// most every MS ms while it flushes (0 or unset: never).
+uint64_t TraceMs() {
+  static const uint64_t ms = [] {
+    const char* v = getenv("OXY_QUIC_TRACE");
+    return v ? uint64_t(strtoull(v, nullptr, 10)) : 0;
+  }();
+  return ms;
+}
+
 void LogPrintf(void*, const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -632,6 +642,7 @@ int Conn::OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, 
   // Credit goes back at once unless the reader paused, the pump's fd is behind or the edge's answer
   // pump holds too much for its client; then on resume (SetReadPaused, PumpCredit, AnswerWriteOut).
   if (s->read_paused || s->pump_full || s->answer_paused) {
+    if (s->owed_credit == 0) self->counters.credit_held++;
     s->owed_credit += len;
   } else {
     ngtcp2_conn_extend_max_stream_offset(conn, id, len);
@@ -717,7 +728,10 @@ double Conn::Write(int64_t id, const uint8_t* data, size_t len, bool fin) {
   if (fin) s->fin = true;
   Enqueue(s);
   uint64_t unsent = s->total - s->sent;
-  if (unsent > kStreamHighWater) s->want_writable = true;
+  if (unsent > kStreamHighWater) {
+    if (!s->want_writable) counters.writable_waits++;
+    s->want_writable = true;
+  }
   return double(unsent);
 }
 
@@ -774,6 +788,23 @@ void Conn::Probe() {
   Dirty();
 }
 
+void Conn::Trace(uint64_t now, const char* why) {
+  trace_next_ = now + TraceMs() * NGTCP2_MILLISECONDS;
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn_, &st);
+  const Counters& c = counters;
+  fprintf(stderr,
+          "quic-trace %s %p%s t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
+          "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
+          "cwndWaitUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f\n",
+          server_ ? "server" : "client", static_cast<void*>(this), why, double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
+          (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
+          (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
+          (unsigned long long)c.timer_late_us, (unsigned long long)c.credit_held, (unsigned long long)c.writable_waits, (unsigned long long)c.cwnd_wait_us,
+          (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
+          double(st.delivery_rate_sec) / 1e6);
+}
+
 Napi::Object Conn::Info(Napi::Env env) {
   Napi::Object out = Napi::Object::New(env);
   if (!conn_) return out;
@@ -813,6 +844,22 @@ Napi::Object Conn::Info(Napi::Env env) {
   out.Set("sendErrors", double(send_errors));
   out.Set("sendDropped", double(send_dropped));
   out.Set("streams", double(streams_.size()));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("flushes", double(counters.flushes));
+  c.Set("streamBytes", double(counters.stream_bytes));
+  c.Set("stopCwnd", double(counters.stop_cwnd));
+  c.Set("stopPacing", double(counters.stop_pacing));
+  c.Set("stopBlocked", double(counters.stop_blocked));
+  c.Set("stopData", double(counters.stop_data));
+  c.Set("timerFires", double(counters.timer_fires));
+  c.Set("timerAcks", double(counters.timer_acks));
+  c.Set("timerLateUs", double(counters.timer_late_us));
+  c.Set("creditHeld", double(counters.credit_held));
+  c.Set("writableWaits", double(counters.writable_waits));
+  c.Set("cwndWaitUs", double(counters.cwnd_wait_us));
+  c.Set("minRttUs", double(st.min_rtt) / 1000);
+  c.Set("bytesInFlight", double(st.bytes_in_flight));
+  out.Set("counters", c);
   return out;
 }
 
@@ -914,7 +961,12 @@ void Conn::OnTimer(uv_timer_t* handle) {
     return;
   }
   if (!self || !self->Usable()) return;
-  int rv = ngtcp2_conn_handle_expiry(self->conn_, Now());
+  uint64_t now = Now();
+  self->counters.timer_fires++;
+  bool idle = self->sendq_.empty();
+  uint64_t due = self->timer_due_;
+  self->flush_pkts_ = 0;
+  int rv = ngtcp2_conn_handle_expiry(self->conn_, now);
   if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
     bool established = ngtcp2_conn_get_handshake_completed(self->conn_);
     self->CloseEvent(established ? kCloseIdle : kCloseHandshakeTimeout, 0, nullptr, 0);
@@ -928,6 +980,10 @@ void Conn::OnTimer(uv_timer_t* handle) {
     self->Finish();
   } else {
     self->Flush();
+    if (idle && self->flush_pkts_ > 0) {
+      self->counters.timer_acks++;
+      if (now > due) self->counters.timer_late_us += (now - due) / 1000;
+    }
   }
   self->host_->AfterTimer(self);
 }
@@ -957,6 +1013,7 @@ void Conn::Flush() {
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   size_t total_pkts = 0;
+  const uint64_t bytes_at_start = counters.stream_bytes;
   bool fatal = false;
   ngtcp2_ssize nwrite = 0;
   std::vector<int64_t> requeue;
@@ -1004,12 +1061,16 @@ void Conn::Flush() {
       }
       ngtcp2_ssize datalen = -1;
       nwrite = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, dest, max, &datalen, flags, id, vecs, nvec, ts);
-      if (s && datalen >= 0) Advance(s, uint64_t(datalen), (flags & NGTCP2_WRITE_STREAM_FLAG_FIN) != 0);
+      if (s && datalen >= 0) {
+        Advance(s, uint64_t(datalen), (flags & NGTCP2_WRITE_STREAM_FLAG_FIN) != 0);
+        counters.stream_bytes += uint64_t(datalen);
+      }
       if (nwrite == NGTCP2_ERR_WRITE_MORE) {
         if (s && s->HasWork()) requeue.push_back(s->id);
         continue;
       }
       if (nwrite == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
+        if (s->blocked_gen != flush_gen_) counters.stop_blocked++;
         s->blocked_gen = flush_gen_;
         requeue.push_back(s->id);
         continue;
@@ -1045,10 +1106,38 @@ void Conn::Flush() {
       in_flush_ = false;
       return;
     }
-    if (nwrite == 0) break;
+    if (nwrite == 0) {
+      // Why it stopped with stream bytes waiting (not for credit: counted above).
+      bool waiting = false;
+      for (int64_t id : sendq_) {
+        Stream* w = Find(id);
+        if (w && w->HasWork() && w->blocked_gen != flush_gen_) waiting = true;
+      }
+      for (int64_t id : requeue) {
+        Stream* w = Find(id);
+        if (w && w->HasWork() && w->blocked_gen != flush_gen_) waiting = true;
+      }
+      if (waiting) {
+        if (ngtcp2_conn_get_max_data_left(conn_) == 0) counters.stop_data++;
+        else if (ngtcp2_conn_get_cwnd_left(conn_) < payload_) {
+          counters.stop_cwnd++;
+          if (cwnd_stop_ts_ == 0) cwnd_stop_ts_ = ts;
+        } else {
+          counters.stop_pacing++;
+        }
+      }
+      break;
+    }
     host_->TxPush(this, ps.path, size_t(nwrite));
     total_pkts++;
   }
+  flush_pkts_ = total_pkts;
+  if (cwnd_stop_ts_ != 0 && counters.stream_bytes != bytes_at_start) {
+    counters.cwnd_wait_us += (ts - cwnd_stop_ts_) / 1000;
+    cwnd_stop_ts_ = 0;
+  }
+  if (total_pkts > 0) counters.flushes++;
+  if (TraceMs() && ts >= trace_next_) Trace(ts, "");
   // Pacing from the first RTT sample on: before it ngtcp2 paces at cwnd per initial RTT (333 ms),
   // so the server's first flight (its certificate chain) held everything ack-eliciting after it
   // — HANDSHAKE_DONE, the first response bytes — for ~110 ms.
@@ -1181,6 +1270,7 @@ void Conn::ArmTimer() {
     return;
   }
   uint64_t now = Now();
+  timer_due_ = expiry;
   // libuv's timers count whole milliseconds; on loopback ngtcp2's pacing asks for a few tens of
   // µs between bursts, and a 1 ms wait each time capped bulk at ~cwnd per ms (30–70 MB/s). Data
   // waiting and due within the millisecond: the host's precise timer flushes it then.

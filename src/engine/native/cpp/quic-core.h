@@ -120,6 +120,7 @@ constexpr uint64_t kStreamHighWater = 1024 * 1024;
 
 extern const char kPriority[];
 uint64_t Now();
+uint64_t TraceMs();
 void LogPrintf(void*, const char* fmt, ...);
 
 // Records for JS, packed back to back; one Buffer per loop callback (Take()).
@@ -598,6 +599,23 @@ class Conn {
   uint64_t closed_stream_losses_ = 0;
   uint64_t send_errors = 0;
   uint64_t send_dropped = 0;
+  // What paces a bulk transfer, counted for quicStats() and OXY_QUIC_TRACE (docs/decisions.md
+  // "Uploads over QUIC: what waits"): why each flush with stream bytes waiting stopped, what the
+  // timer sent, and how long after ngtcp2's deadline it fired.
+  struct Counters {
+    uint64_t flushes = 0;        // flushes that wrote at least one packet
+    uint64_t stream_bytes = 0;   // stream bytes handed to ngtcp2
+    uint64_t stop_cwnd = 0;      // a flush ended with stream bytes waiting and the window full
+    uint64_t stop_pacing = 0;    // ... with room in the window (ngtcp2's pacing)
+    uint64_t stop_blocked = 0;   // a stream waited for the peer's credit (STREAM_DATA_BLOCKED)
+    uint64_t stop_data = 0;      // ... the connection's credit (MAX_DATA) was used up
+    uint64_t timer_fires = 0;
+    uint64_t timer_acks = 0;     // timer flushes that sent packets with no stream bytes waiting (delayed ACKs)
+    uint64_t timer_late_us = 0;  // their lateness past ngtcp2's deadline, summed
+    uint64_t credit_held = 0;    // credit held back (a paused reader, a full pump or answer): times
+    uint64_t writable_waits = 0; // writes that left more than kStreamHighWater unsent (JS waits for WRITABLE)
+    uint64_t cwnd_wait_us = 0;   // from a flush that stopped on the window to the next that sent stream bytes
+  } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
 
@@ -685,6 +703,11 @@ class Conn {
   std::string alpn_;
   std::string server_name_;
   uv_timer_t* timer_ = nullptr;
+  uint64_t timer_due_ = 0;  // ngtcp2's expiry the timer was armed for
+  size_t flush_pkts_ = 0;   // packets the last flush wrote
+  uint64_t cwnd_stop_ts_ = 0;  // when a flush last stopped on the window (0: it did not)
+  uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due
+  void Trace(uint64_t now, const char* why);
 
   bool in_flush_ = false;
   uint64_t flush_gen_ = 0;

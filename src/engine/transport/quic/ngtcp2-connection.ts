@@ -180,7 +180,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
    * no count of all packets). A client's own socket adds whether UDP GSO is still on and how many
    * messages carried several packets.
    */
-  quicStats(): Pick<NativeQuicInfo, 'lost' | 'sent' | 'recv' | 'rttMs' | 'cwnd' | 'gso' | 'gsoSends' | 'gro' | 'groReads'> {
+  quicStats(): Pick<NativeQuicInfo, 'lost' | 'sent' | 'recv' | 'rttMs' | 'cwnd' | 'gso' | 'gsoSends' | 'gro' | 'groReads' | 'counters'> {
     if (this.released) return { lost: 0, sent: 0, recv: 0, rttMs: 0, cwnd: 0 };
     const info = this.native.info();
     return {
@@ -193,6 +193,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       gsoSends: info.gsoSends,
       gro: info.gro,
       groReads: info.groReads,
+      counters: info.counters,
     };
   }
 
