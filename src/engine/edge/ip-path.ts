@@ -28,6 +28,8 @@ import { pumpFlow } from '../transport/flow-pump.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import type { Metadata } from '../protocol/stream-header.js';
 import { TcpFlowStreams } from './tcp-flows.js';
+import type { LiveConnection } from './registry.js';
+import type { AcceptedTcp } from '../native/index.js';
 import { FLOW_UNSENT, relay } from '../util/pump.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
@@ -114,25 +116,26 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       this.inc({ stream: 'new' }, flowStreams.counters.opened);
     },
   });
+  /** A flow on a reused tcp-flows stream of `live`: a socket, or the addon's accepted connection. */
+  const carryOnFlows = (live: LiveConnection, socket: Socket | AcceptedTcp, flow: Flow<Routed>, vnetId: string): void => {
+    const dst = joinHostPort(formatAddress(flow.dst), flow.dstPort);
+    const metadata: Metadata = [
+      ['Vnet', vnetId],
+      ['Tenant', flow.scope.context.tenant],
+    ];
+    flowStreams.carry(
+      live,
+      dst,
+      metadata,
+      socket,
+      (err) => log.info({ err, dst }, 'Private TCP flow failed'),
+      (abort) => void (flow.handle = { destroy: abort }),
+    );
+  };
   const carry = (socket: Socket, flow: Flow<Routed>, vnetId: string): void => {
     socket.on('error', ignore);
     const live = edge.egress.connectionFor(vnetId, flow.dst);
-    if (live && flowStreams.serves(live)) {
-      const dst = joinHostPort(formatAddress(flow.dst), flow.dstPort);
-      const metadata: Metadata = [
-        ['Vnet', vnetId],
-        ['Tenant', flow.scope.context.tenant],
-      ];
-      flowStreams.carry(
-        live,
-        dst,
-        metadata,
-        socket,
-        (err) => log.info({ err, dst }, 'Private TCP flow failed'),
-        (abort) => void (flow.handle = { destroy: abort }),
-      );
-      return;
-    }
+    if (live && flowStreams.serves(live)) return carryOnFlows(live, socket, flow, vnetId);
     const early = earlyData ? new EarlyChunk(socket) : undefined;
     edge.egress
       .open('tcp', vnetId, flow.dst, flow.dstPort, [['Tenant', flow.scope.context.tenant]], early?.opened)
@@ -193,6 +196,16 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         },
         onFlowEnd(flow) {
           echoes.end(flow);
+        },
+        // No net.Socket where the connection's pump takes the addon's accepted connection at the
+        // ANSWER (QUIC on ngtcp2, tcp-flows): its first chunk is read there too.
+        onTcpAccepted(conn, flow) {
+          if (!PUMP_FLOWS) return false;
+          const { vnetId } = flow.decision.route!;
+          const live = edge.egress.connectionFor(vnetId, flow.dst);
+          if (!live?.conn.pumpsTokens || !flowStreams.serves(live)) return false;
+          carryOnFlows(live, conn, flow, vnetId);
+          return true;
         },
         onTcpStream(socket: Socket, flow) {
           const { vnetId } = flow.decision.route!;

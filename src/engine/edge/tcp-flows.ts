@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { isOxyError, OxyError } from '../../core/errors.js';
+import { AcceptedTcp } from '../native/index.js';
 import { encodeRequestHeader, ResponseStatus, type Metadata } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import { PumpedFlow } from '../transport/flow-pump.js';
@@ -61,11 +62,12 @@ export class TcpFlowStreams {
   }
 
   /**
-   * Carries `socket` (paused) as a flow with request header `header` (kind `tcp`) on an idle
-   * stream of `live`, or a new one. `failed` hears why a flow could not start (the socket is
-   * then reset).
+   * Carries `socket` (paused; or a connection the addon accepted, where the connection's streams
+   * pump by token: TunnelConnection.pumpsTokens) as a flow with request header `header` (kind
+   * `tcp`) on an idle stream of `live`, or a new one. `failed` hears why a flow could not start
+   * (the socket is then reset).
    */
-  carry(live: LiveConnection, destination: string, metadata: Metadata, socket: Socket, failed: (err: Error) => void, pumped?: Pumped): void {
+  carry(live: LiveConnection, destination: string, metadata: Metadata, socket: Socket | AcceptedTcp, failed: (err: Error) => void, pumped?: Pumped): void {
     const open = encodeRequestHeader({ kind: 'tcp', destination, metadata });
     const idle = this.#idle.get(live.conn);
     const ready = idle?.pop();
@@ -161,7 +163,7 @@ class FlowStream implements FlowRecordSink {
   #pumped: Pumped | undefined;
   #answered = true;
   #failed: ((err: Error) => void) | undefined;
-  #socket: Socket | undefined;
+  #socket: Socket | AcceptedTcp | undefined;
   dead = false;
   idleSince = 0;
   /** When the current flow's OPEN went (TcpFlowStreams.waitAnswer). */
@@ -185,7 +187,7 @@ class FlowStream implements FlowRecordSink {
     stream.on('close', () => this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The tcp-flows stream closed')));
   }
 
-  start(socket: Socket, open: Buffer, failed: (err: Error) => void, pumped?: Pumped): void {
+  start(socket: Socket | AcceptedTcp, open: Buffer, failed: (err: Error) => void, pumped?: Pumped): void {
     const link = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
     this.#link = link;
     this.#pumped = pumped;
@@ -195,7 +197,36 @@ class FlowStream implements FlowRecordSink {
     this.askedAt = performance.now();
     this.owner.waitAnswer(this);
     writeFlowRecord(this.stream, FlowRecord.OPEN, open);
-    link.attach(socket, this.o.early ? 'one' : 'shut');
+    if (socket instanceof AcceptedTcp) this.#startAccepted(socket, link);
+    else link.attach(socket, this.o.early ? 'one' : 'shut');
+  }
+
+  /**
+   * A connection the addon holds until the ANSWER (its pump takes it then): its first chunk goes
+   * as early DATA, read by the addon; the socket-less link writes the flow's RESET if it ends first.
+   */
+  #startAccepted(conn: AcceptedTcp, link: FlowLink): void {
+    // Closed from here (the flow table ended the flow: idle, the device gone): as a socket's close.
+    conn.onClose = () => {
+      if (this.#link === link) link.abort();
+    };
+    if (!this.o.early) return;
+    conn.readFirst((chunk, errno) => {
+      if (this.#link !== link || link.released) return;
+      if (chunk) writeFlowRecord(this.stream, FlowRecord.DATA, chunk);
+      else if (errno) conn.destroy();
+      // Its end: a socket reads it again once open, and the link ends the flow as for any socket.
+      else link.attach(this.#socketOf(conn), 'shut');
+    });
+  }
+
+  /** The accepted connection becomes a net.Socket (something needs one). */
+  #socketOf(conn: AcceptedTcp): Socket {
+    conn.onClose = undefined;
+    const socket = conn.socket();
+    socket.on('error', ignore);
+    this.#socket = socket;
+    return socket;
   }
 
   header(_type: number, payload: Buffer): void {
@@ -208,8 +239,17 @@ class FlowStream implements FlowRecordSink {
     const socket = this.#socket!;
     if (answer.status !== ResponseStatus.OK) {
       if (!socket.destroyed) this.#failed?.(new OxyError('OXY_ERR_DIAL_FAILED', `The connector could not reach the flow's destination: ${answer.message}`));
+      if (socket instanceof AcceptedTcp) socket.onClose = undefined;
       socket.resetAndDestroy();
       link.abort();
+      return;
+    }
+    if (socket instanceof AcceptedTcp) {
+      socket.onClose = undefined;
+      if (!(this.o.pump && this.stream.pumpTo)) return link.attach(this.#socketOf(socket));
+      const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
+      this.#link = held;
+      queueMicrotask(() => this.#pumpAccepted(socket, held));
       return;
     }
     const taken = this.o.pump && this.stream.pumpTo ? link.takeSocket() : undefined;
@@ -238,6 +278,25 @@ class FlowStream implements FlowRecordSink {
     if (!flow) return held.attach(socket);
     this.#link = flow;
     // The flow table's end of the flow (idle, the device gone) ends it here, with its stream.
+    this.#pumped?.(() => {
+      if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
+    });
+  }
+
+  /** The answered flow's accepted connection to the transport's pump (as #pump for a socket). */
+  #pumpAccepted(conn: AcceptedTcp, held: FlowLink): void {
+    if (this.#link !== held || held.released) return conn.resetAndDestroy();
+    // The flow ended meanwhile (the table closed it): RESET, as for a socket closed then.
+    if (conn.destroyed) return held.abort();
+    const flow = PumpedFlow.start(
+      this.stream,
+      conn,
+      this.#parser,
+      () => held.handOff()!,
+      () => this.#done(),
+    );
+    if (!flow) return held.attach(this.#socketOf(conn));
+    this.#link = flow;
     this.#pumped?.(() => {
       if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
     });
@@ -284,6 +343,7 @@ class FlowStream implements FlowRecordSink {
     const socket = this.#socket;
     if (socket && !this.#answered) {
       if (!socket.destroyed) this.#failed?.(err);
+      if (socket instanceof AcceptedTcp) socket.onClose = undefined;
       socket.resetAndDestroy();
     }
     this.#link?.kill();
@@ -295,3 +355,5 @@ class FlowStream implements FlowRecordSink {
     this.stream.destroy();
   }
 }
+
+const ignore = (): void => undefined;

@@ -99,6 +99,23 @@ export interface NativeSeqpacketServer {
   unref(): void;
 }
 
+/** The edge's upgrade listener accepted by the addon (cpp/accept.cc; native/accept.ts). */
+export interface NativeTcpAcceptor {
+  readonly fd: number;
+  start(
+    onAccepted: (records: Buffer, count: number) => void,
+    onRead: (token: number, chunk: Buffer | undefined, errno: number) => void,
+    onError: OnError,
+  ): void;
+  setEvents(readable: boolean): void;
+  read(token: number): boolean;
+  take(token: number): number;
+  drop(token: number, reset: boolean): void;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
 /** Info of one ngtcp2 connection (cpp/quic-core.cc), client or server. */
 export interface NativeQuicInfo {
   rttMs: number;
@@ -166,7 +183,8 @@ export interface NativeQuicClient {
    * Stream `id` pumped to and from (a duplicate of) TCP socket `fd` (cpp/quic-pump.cc); mode 0: http1
    * records, 1 (plain): a private TCP flow's, 2 (flows): one private TCP flow of a `tcp-flows` stream.
    */
-  attachPump(id: number, fd: number, mode: number, dial?: boolean): boolean;
+  /** `source` 1 (or true): `fd` is a dial's token; 2: a TcpAcceptor's token (the edge's accepted socket). */
+  attachPump(id: number, fd: number, mode: number, source?: boolean | number): boolean;
   /** A private flow's TCP connect by the addon to `addr` (4 or 16 bytes): a token (a PUMP DIALED record follows), or -errno. */
   dial(addr: Bytes, port: number, keepAliveMs: number): number;
   /** Closes a dial's socket; takeDial: its fd, now the caller's (-1: none). */
@@ -275,7 +293,7 @@ export interface NativeQuicServer {
   armAnswer(conn: number, id: number, flags: number): boolean;
   closeAnswers(conn: number, id: number): void;
   /** NativeQuicClient's fd pumps (cpp/quic-pump.cc) on connection `conn`: the edge's upgraded sockets of private TCP flows. */
-  attachPump(conn: number, id: number, fd: number, mode: number): boolean;
+  attachPump(conn: number, id: number, fd: number, mode: number, source?: number): boolean;
   shutPump(conn: number, id: number): void;
   resetPump(conn: number, id: number): void;
   pumpWrite(conn: number, id: number, data: Bytes, head: boolean): number;
@@ -332,6 +350,7 @@ export interface NativeAddon {
   PacketRelay: new (tunFd: number, socketFd: number, options: { maxPacketSize: number; sendBufferSize?: number }) => NativePacketRelay;
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
+  TcpAcceptor?: new (fd: number) => NativeTcpAcceptor;
   FastNat: new (stats: Float64Array, fastClose: boolean) => NativeFastNat;
   seqpacketListen(path: string, backlog: number): number;
   seqpacketConnect(path: string): number;

@@ -36,6 +36,7 @@ export {
   type SeqpacketSocketEvents,
   type SeqpacketSocketOptions,
 } from './seqpacket.js';
+export { AcceptedTcp, TcpAcceptor, nativeAcceptAvailable, type TcpAcceptorEvents } from './accept.js';
 export { closeFd, currentNetns, dupFd, openNetns, setns, withNetns } from './netns.js';
 export { socketFd, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';
 export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOptions, type SpliceOutcome } from './splice.js';

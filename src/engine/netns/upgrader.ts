@@ -30,7 +30,7 @@ import net from 'node:net';
 import { NatPool } from '../flow/nat.js';
 import type { Flow } from '../flow/flow.js';
 import { parseAddress, parsePacket, rewriteDestination, rewriteSource, PacketView, TransportKind } from '../packet/index.js';
-import { FastNat, Tun, type FastNatCounters, type PacketBatch } from '../native/index.js';
+import { AcceptedTcp, FastNat, Tun, TcpAcceptor, dupFd, nativeAcceptAvailable, type FastNatCounters, type PacketBatch } from '../native/index.js';
 import type { UnnamedNetns } from './namespace.js';
 
 export interface TunLinkOptions {
@@ -57,6 +57,11 @@ export interface UpgraderOptions extends TunLinkOptions {
    * FIN). Default true; OXY_IP_FAST_CLOSE=0 turns it off (see native/fast-nat.ts).
    */
   fastClose?: boolean;
+  /**
+   * The listener is accepted by the addon (native/accept.ts: no net.Socket per connection unless
+   * onAccepted asks for one). Default true; OXY_IP_NATIVE_ACCEPT=0 turns it off (A/B runs).
+   */
+  nativeAccept?: boolean;
 }
 
 export interface UpgraderStats {
@@ -92,6 +97,14 @@ export function writeAll(tun: Tun, packets: Buffer[], stats: { tunRefused: numbe
   }
 }
 
+const NATIVE_ACCEPT = process.env.OXY_IP_NATIVE_ACCEPT !== '0';
+
+/** The fd under a listening net.Server (Node's internal handle). */
+function serverFd(server: net.Server): number | undefined {
+  const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
 const V4_LISTEN = '198.18.0.1';
 const V6_LISTEN = '2001:db8:ff::1';
 const V4_POOL = '198.19.0.1';
@@ -108,6 +121,10 @@ export class TcpUpgrader {
   onReturn: (flow: Flow, view: PacketView) => void = () => {};
   /** An accepted socket and its flow. */
   onSocket: (flow: Flow, socket: net.Socket) => void = (_flow, socket) => socket.destroy();
+  /** A connection the addon accepted (nativeAccept) and its flow. Default: as a socket to onSocket. */
+  onAccepted: (flow: Flow, conn: AcceptedTcp) => void = (flow, conn) => this.onSocket(flow, conn.socket());
+  /** The listener accepted by the addon (see native/accept.ts); undefined: by Node's net.Server. */
+  private readonly acceptor: TcpAcceptor | undefined;
 
   private readonly flows4 = new Map<number, Flow>();
   private readonly flows6 = new Map<number, Flow>();
@@ -136,8 +153,18 @@ export class TcpUpgrader {
     tun.useFastNat(this.fastNat);
     tun.on('packets', (batch) => this.fromTun(batch));
     tun.on('error', () => {});
-    server.on('connection', (socket) => this.accepted(socket));
     server.on('error', () => {});
+    const fd = options.nativeAccept !== false && NATIVE_ACCEPT && nativeAcceptAvailable() ? serverFd(server) : undefined;
+    if (fd === undefined) {
+      server.on('connection', (socket) => this.accepted(socket));
+      return;
+    }
+    // The addon accepts on a duplicate of the listener; Node's handle closes (the socket listens on).
+    this.acceptor = new TcpAcceptor(dupFd(fd), {
+      accepted: (conn, address, port) => this.acceptedNative(conn, address, port),
+      error: () => {},
+    });
+    server.close();
   }
 
   /** Opens the TUN and the listener in `ns` and configures addresses and routes. */
@@ -151,8 +178,9 @@ export class TcpUpgrader {
       tun.close();
       throw err;
     }
+    const port = (server.address() as net.AddressInfo).port;
     const upgrader = new TcpUpgrader(ns, tun, server, options);
-    upgrader.listenPort = (server.address() as net.AddressInfo).port;
+    upgrader.listenPort = port;
     try {
       await ns.ip([
         `link set ${name} addrgenmode none`,
@@ -279,6 +307,18 @@ export class TcpUpgrader {
     }
   }
 
+  private acceptedNative(conn: AcceptedTcp, address: Uint8Array, port: number): void {
+    const v4 = address.length === 4;
+    const slot = (v4 ? this.pool4 : this.pool6).slotOf(address, 0, port);
+    const flow = slot < 0 ? undefined : (v4 ? this.flows4 : this.flows6).get(slot);
+    if (!flow || flow.ended) {
+      this.stats.orphanSockets++;
+      conn.destroy();
+      return;
+    }
+    this.onAccepted(flow, conn);
+  }
+
   private accepted(socket: net.Socket): void {
     // A listener handed over from the namespace child has no server-level noDelay.
     socket.setNoDelay(true);
@@ -313,6 +353,7 @@ export class TcpUpgrader {
   close(): void {
     this.flush();
     this.server.close();
+    this.acceptor?.close();
     this.tun.close();
     this.flows4.clear();
     this.flows6.clear();

@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
-import { socketFd } from '../native/index.js';
+import { AcceptedTcp, socketFd } from '../native/index.js';
 import { FlowRecord, writeFlowRecord } from '../protocol/tcp-flows.js';
 import type { FdPump, TunnelStream } from './types.js';
 
@@ -110,16 +110,18 @@ export class PumpedFlow {
    */
   static start(
     stream: TunnelStream,
-    socket: Socket | number,
+    socket: Socket | number | AcceptedTcp,
     reader: FlowRecordReader,
     early: () => { pending: Buffer[]; ended: boolean },
     done: () => void,
   ): PumpedFlow | undefined {
-    // A number: a NativeDialer token (the connector's dial made by the addon: no Node socket).
+    // A number: a NativeDialer token (the connector's dial made by the addon: no Node socket);
+    // an AcceptedTcp: the edge's upgraded connection, still the addon's (its token).
     const dial = typeof socket === 'number';
-    const fd = dial ? socket : socketFd(socket);
+    const accepted = socket instanceof AcceptedTcp;
+    const fd = dial ? socket : accepted ? socket.token : socketFd(socket);
     if (fd === undefined || !stream.pumpTo) return undefined;
-    if (!dial)
+    if (!dial && !accepted)
       for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) writeFlowRecord(stream, FlowRecord.DATA, chunk);
     const flow = new PumpedFlow(stream, done);
     const pump = stream.pumpTo(fd, {
@@ -131,12 +133,14 @@ export class PumpedFlow {
       handOver: () => reader.handOver(),
       flowDone: () => flow.#finish(),
       dial,
+      accepted,
     });
     if (!pump) return undefined;
     flow.#pump = pump;
-    debug('stream %d: tcp-flows flow pumped by the addon%s', stream.id, dial ? ', dialled there' : '');
+    debug('stream %d: tcp-flows flow pumped by the addon%s', stream.id, dial ? ', dialled there' : accepted ? ', accepted there' : '');
+    if (accepted) socket.taken();
     // The addon holds a duplicate: closing ours sends nothing to the peer.
-    if (!dial) socket.destroy();
+    else if (!dial) socket.destroy();
     const before = early();
     for (const bytes of before.pending) flow.data(bytes);
     if (before.ended) flow.end();

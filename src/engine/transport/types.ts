@@ -184,6 +184,8 @@ export interface FdPumpEvents {
   fastHead?(record: Buffer, answered: boolean): void;
   /** The `fd` given to pumpTo is a NativeDialer token (a finished dial): the pump takes its socket. */
   dial?: boolean;
+  /** The `fd` given to pumpTo is an AcceptedTcp token (native/accept.ts, the edge's upgraded socket): the pump takes it. */
+  accepted?: boolean;
 }
 
 export interface TunnelCloseInfo {
@@ -227,6 +229,11 @@ export interface TunnelConnection {
 
   /** Whether sendDatagram()/onDatagram() work on this connection. */
   readonly supportsDatagrams: boolean;
+  /**
+   * Its streams' pumpTo takes sockets by token (FdPumpEvents.dial, .accepted: the addon's ngtcp2),
+   * so a socket may stay in the addon until then. Absent: false.
+   */
+  readonly pumpsTokens?: boolean;
   /**
    * True when datagrams travel on a stream (HTTP/2 fallback): in order, never lost in
    * transit, but dropped at the sender when that stream's buffer is full. False for QUIC

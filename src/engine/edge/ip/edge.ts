@@ -37,6 +37,7 @@ import {
 } from '../../packet/index.js';
 import { UnnamedNetns } from '../../netns/namespace.js';
 import { TcpUpgrader, type UpgraderOptions } from '../../netns/upgrader.js';
+import type { AcceptedTcp } from '../../native/index.js';
 
 export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
   /**
@@ -46,6 +47,12 @@ export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
   decideFlow?(flow: Flow<R>, packet: PacketView): FlowDecision<R> | FlowVerdict;
   /** An upgraded TCP flow as an ordinary connected socket. Default: echo. */
   onTcpStream?(socket: net.Socket, flow: Flow<R>): void;
+  /**
+   * An upgraded TCP flow the addon accepted, before any net.Socket is made for it: true when the
+   * callee carries it as it is (its token to a transport's pump); false, and it becomes a socket
+   * for onTcpStream. The hooks never see it (withIpHooks leaves it out: they get sockets).
+   */
+  onTcpAccepted?(conn: AcceptedTcp, flow: Flow<R>): boolean;
   /** An upgraded UDP flow. Default: echo every datagram. */
   onUdpFlow?(udp: UdpFlow<R>): void;
   /** Packets of `forward` flows (the IP off-ramp); answer with edge.sendToClient(flow, packet). Default: drop. */
@@ -103,6 +110,7 @@ export class IpEdge<R = unknown> {
   private readonly view = new PacketView();
   private readonly decide: (flow: Flow<R>, packet: PacketView) => FlowDecision<R> | FlowVerdict;
   private readonly onTcpStream: (socket: net.Socket, flow: Flow<R>) => void;
+  private readonly onTcpAccepted: ((conn: AcceptedTcp, flow: Flow<R>) => boolean) | undefined;
   private readonly onUdpFlow: (udp: UdpFlow<R>) => void;
   private readonly onIpPacket: ((flow: Flow<R>, packet: Buffer) => void) | undefined;
   private readonly sessions = new Set<IpSession>();
@@ -122,6 +130,7 @@ export class IpEdge<R = unknown> {
   ) {
     this.decide = options.decideFlow ?? defaultDecision;
     this.onTcpStream = options.onTcpStream ?? echoStream;
+    this.onTcpAccepted = options.onTcpAccepted;
     this.onUdpFlow = options.onUdpFlow ?? (echoDatagrams as (udp: UdpFlow<R>) => void);
     this.onIpPacket = options.onIpPacket;
     this.fastPath = options.fastPath ?? process.env.OXY_IP_FAST_PATH !== '0';
@@ -145,6 +154,13 @@ export class IpEdge<R = unknown> {
       flow.established = true;
       socket.on('error', () => {});
       this.onTcpStream(socket, flow as Flow<R>);
+    };
+    upgrader.onAccepted = (flow, conn) => {
+      // Its destroy() is the flow's end until whoever carries it says otherwise.
+      flow.handle = conn;
+      flow.established = true;
+      if (this.onTcpAccepted?.(conn, flow as Flow<R>)) return;
+      upgrader.onSocket(flow, conn.socket());
     };
   }
 

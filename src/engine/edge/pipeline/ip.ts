@@ -144,6 +144,8 @@ export function withIpHooks<R>(runner: HookRunner, base: IpEdgeOptions<R>, egres
   return {
     ...base,
     decideFlow,
+    // Hooks get sockets: an accepted connection always becomes one for onTcpStream.
+    onTcpAccepted: undefined,
     onTcpStream,
     onUdpFlow,
     onFlowEnd(flow, reason) {

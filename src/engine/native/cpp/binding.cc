@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("QuicClient", InitQuicClient(env));
   exports.Set("QuicServer", InitQuicServer(env));
   InitHttp1Answer(env, exports);
+  exports.Set("TcpAcceptor", InitTcpAcceptor(env));
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

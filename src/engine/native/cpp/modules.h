@@ -19,5 +19,6 @@ void InitReadAhead(Napi::Env env, Napi::Object exports);
 Napi::Function InitQuicClient(Napi::Env env);
 Napi::Function InitQuicServer(Napi::Env env);
 void InitHttp1Answer(Napi::Env env, Napi::Object exports);
+Napi::Function InitTcpAcceptor(Napi::Env env);
 
 }  // namespace oxy

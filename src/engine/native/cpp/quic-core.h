@@ -549,8 +549,10 @@ class Conn {
   uint64_t StreamsLeft();
   // Pumps stream `id` to and from `fd` (the pump owns it: closed with the pump). False: no such stream.
   // `mode`: 0 http1 records, 1 plain (a private TCP flow), 2 flows (one flow of a tcp-flows stream).
-  // `dial`: `fd` is the token of a finished Dial, whose socket the pump takes (no duplicate).
-  bool AttachPump(int64_t id, int fd, int mode = 0, bool dial = false);
+  // `source`: kPumpFromDial: `fd` is the token of a finished Dial, whose socket the pump takes (no
+  // duplicate); kPumpFromAccepted: the token of a socket the edge's TcpAcceptor holds (accept.cc).
+  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2;
+  bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd);
   // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
   // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token
   // (> 0; kPumpDialed with it follows) or -errno. The socket stays here until AttachPump takes it,

@@ -12,13 +12,14 @@
 
 namespace oxy::quic::pump_js {
 
-// attachPump([handle,] id, fd, mode, dialed) → true when stream `id` now pumps to and from (a
-// duplicate of) the TCP socket `fd` — or the addon's own dial when `dialed` (fd is its token);
+// attachPump([handle,] id, fd, mode, source) → true when stream `id` now pumps to and from (a
+// duplicate of) the TCP socket `fd` — or, by `source`, the addon's own dial (1, or true: fd is its
+// token) or a socket its TcpAcceptor accepted (2: fd is its token);
 // mode 0: http1 records, 1 (plain): a private TCP flow (half-closes each way), 2 (flows): one
 // private TCP flow of a tcp-flows stream (its records read and written here).
 inline Napi::Value Attach(Conn* c, const Napi::CallbackInfo& info, int a) {
   bool ok = c && c->AttachPump(info[a].As<Napi::Number>().Int64Value(), info[a + 1].As<Napi::Number>().Int32Value(), info[a + 2].ToNumber().Int32Value(),
-                               info[a + 3].ToBoolean());
+                               info[a + 3].ToNumber().Int32Value());
   return Napi::Boolean::New(info.Env(), ok);
 }
 

@@ -15,6 +15,8 @@
 // made here. See docs/decisions.md "The connector's receive side pumped natively (session 9)".
 #include "quic-core.h"
 
+#include "accept.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -115,18 +117,20 @@ double StatusOf(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-bool Conn::AttachPump(int64_t id, int socket_fd, int mode, bool dial) {
+bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
-  if (dial) {
+  if (source == kPumpFromDial) {
     auto d = dials_.find(double(socket_fd));
     if (d == dials_.end() || d->second.connecting) return false;
   }
   ClosePump(id);
   // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
-  // dial's socket is taken as it is, with its poll handle.
+  // dial's or an accepted socket is taken as it is, with its poll handle.
   uv_poll_t* poll = nullptr;
-  int fd = dial ? TakeDialFd(double(socket_fd), &poll) : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
+  int fd = source == kPumpFromDial       ? TakeDialFd(double(socket_fd), &poll)
+           : source == kPumpFromAccepted ? TakeAccepted(double(socket_fd), &poll)
+                                         : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
   auto p = std::make_unique<Pump>();
   p->conn = this;

@@ -44,8 +44,12 @@ export interface Ngtcp2Port {
   probe(): void;
   info(): NativeQuicInfo;
   peerCertificates(): Buffer[];
-  /** cpp/quic-pump.cc: a stream pumped to and from a TCP socket (the connector's origin sockets, both ends' private flow sockets); `dial`: `fd` is a dial's token (the client's). */
-  attachPump?(id: number, fd: number, mode: number, dial?: boolean): boolean;
+  /**
+   * cpp/quic-pump.cc: a stream pumped to and from a TCP socket (the connector's origin sockets, both
+   * ends' private flow sockets); `source` 1: `fd` is a dial's token (the client's), 2: a token of
+   * the edge's TcpAcceptor (native/accept.ts).
+   */
+  attachPump?(id: number, fd: number, mode: number, source?: number): boolean;
   /** The client's: a private flow's TCP connect by the addon (NativeDialer). */
   dial?(addr: Uint8Array, port: number, keepAliveMs: number): number;
   closeDial?(token: number): void;
@@ -114,6 +118,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   private readonly dials = new Map<number, (errno: number) => void>();
   /** TCP connects by the addon whose sockets its pumps take (the client's only). */
   readonly dialer: NativeDialer | undefined;
+  readonly pumpsTokens: boolean;
   /** Streams whose answers the addon writes to an edge client socket, by stream id. */
   private readonly answers = new Map<number, { options: AnswerPumpOptions; state: Float64Array }>();
 
@@ -128,6 +133,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     this.remoteAddress = options.remote?.address ?? info.remoteAddress.address;
     this.remotePort = options.remote?.port ?? info.remoteAddress.port;
     const native = this.native;
+    this.pumpsTokens = native.attachPump !== undefined && native.resetPump !== undefined;
     this.dialer =
       native.dial && native.closeDial && native.takeDial
         ? {
@@ -236,7 +242,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
-    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, events.dial === true)) return undefined;
+    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, events.dial ? 1 : events.accepted ? 2 : 0)) return undefined;
     if (events.dial) this.dials.delete(fd);
     const id = stream.id;
     this.pumps.set(id, events);

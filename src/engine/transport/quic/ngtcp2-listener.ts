@@ -130,7 +130,7 @@ export class Ngtcp2Listener {
       readClient: (id, host, client) => server.readClient(handle, id, host, client),
       readClientStop: (id) => server.readClientStop(handle, id),
       closeAnswers: (id) => server.closeAnswers(handle, id),
-      attachPump: (id, fd, mode) => server.attachPump(handle, id, fd, mode),
+      attachPump: (id, fd, mode, source) => server.attachPump(handle, id, fd, mode, Number(source ?? 0)),
       shutPump: (id) => server.shutPump(handle, id),
       resetPump: (id) => server.resetPump(handle, id),
       pumpWrite: (id, data, head) => server.pumpWrite(handle, id, data, head),

@@ -1,0 +1,266 @@
+// TcpAcceptor: the edge's upgrade listener (netns/upgrader.ts) accepted here instead of by Node's
+// net.Server: accept4 gives each connection's peer address (the NAT slot that names its flow: no
+// getpeername), and JS gets the wake-up's connections as one buffer of (token, address, port)
+// records. Each socket waits under its token: read(token) reads its first chunk (the flow's early
+// data, handed to JS), a QUIC pump takes it with its poll handle (TakeAccepted, Conn::AttachPump),
+// take(token) gives its fd to JS (a net.Socket where one is needed), drop(token) closes it.
+// docs/decisions.md "The vnet path's new connections accepted in the addon (session 12)".
+#include "accept.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+
+#include "common.h"
+#include "modules.h"
+#include "polled.h"
+
+namespace oxy {
+
+namespace {
+
+class TcpAcceptor;
+
+struct Accepted {
+  double token = 0;
+  int fd = -1;
+  uv_poll_t* poll = nullptr;  // made by read(); data is this entry while it reads
+  TcpAcceptor* owner = nullptr;
+  bool reading = false;
+};
+
+// Per thread: an edge in a worker thread has its own loop, acceptors and pumps.
+thread_local std::unordered_map<double, std::unique_ptr<Accepted>> table;
+thread_local double next_token = 0;
+
+constexpr size_t kRecord = 32;  // f64 token, u16 port, u8 address length (4|16), pad, 16 address bytes
+constexpr int kAcceptsPerWake = 64;
+constexpr size_t kEarlyRead = 64 * 1024;
+
+void ClosePoll(uv_poll_t* poll) {
+  if (!poll) return;
+  poll->data = nullptr;
+  // uv_close stops the poll itself (a uv_poll_stop before it is one more epoll_ctl DEL).
+  uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+}
+
+void CloseAccepted(std::unique_ptr<Accepted> a, bool reset) {
+  ClosePoll(a->poll);
+  if (reset) {
+    linger l{1, 0};  // an RST, as Node's resetAndDestroy()
+    setsockopt(a->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  close(a->fd);
+}
+
+class TcpAcceptor : public PolledWrap<TcpAcceptor> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    std::vector<PropertyDescriptor> methods = {
+        InstanceMethod("start", &TcpAcceptor::Start),
+        InstanceMethod("setEvents", &TcpAcceptor::SetEvents),
+        InstanceMethod("read", &TcpAcceptor::Read),
+        InstanceMethod("take", &TcpAcceptor::Take),
+        InstanceMethod("drop", &TcpAcceptor::Drop),
+    };
+    AddCommonMethods(methods);
+    return DefineClass(env, "TcpAcceptor", methods);
+  }
+
+  // new TcpAcceptor(fd) takes ownership of a listening TCP socket.
+  explicit TcpAcceptor(const Napi::CallbackInfo& info) : PolledWrap<TcpAcceptor>(info) {
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    napi_get_uv_event_loop(info.Env(), &loop_);
+    // Accepted sockets inherit it (Linux): no setsockopt per connection.
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+
+  ~TcpAcceptor() override { DropAll(); }
+
+ private:
+  void ResetCallbacks() override {
+    on_accepted_.Reset();
+    on_read_.Reset();
+    on_error_.Reset();
+  }
+
+  void Shutdown() override {
+    DropAll();
+    PolledWrap<TcpAcceptor>::Shutdown();
+  }
+
+  // The sockets still waiting here go with the acceptor.
+  void DropAll() {
+    for (auto it = table.begin(); it != table.end();) {
+      if (it->second->owner != this) {
+        ++it;
+        continue;
+      }
+      CloseAccepted(std::move(it->second), false);
+      it = table.erase(it);
+    }
+  }
+
+  // start(onAccepted(records: Buffer, count), onRead(token, chunk | undefined, errno), onError(err))
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "start");
+    on_accepted_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_read_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
+    EnsureContext(env, "OxyTcpAcceptor");
+    return env.Undefined();
+  }
+
+  Napi::Value SetEvents(const Napi::CallbackInfo& info) {
+    SetWatch(info.Env(), info[0].ToBoolean() ? UV_READABLE : 0);
+    return info.Env().Undefined();
+  }
+
+  static Accepted* Find(const Napi::CallbackInfo& info) {
+    auto it = table.find(info[0].As<Napi::Number>().DoubleValue());
+    return it == table.end() ? nullptr : it->second.get();
+  }
+
+  // read(token) → false when there is no such socket: its next bytes (one read) come to onRead,
+  // or its EOF (no chunk, errno 0) or error (errno).
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Accepted* a = Find(info);
+    if (!a || a->owner != this) return Napi::Boolean::New(env, false);
+    if (!a->poll) {
+      a->poll = new uv_poll_t();
+      if (uv_poll_init(loop_, a->poll, a->fd) != 0) {
+        delete a->poll;
+        a->poll = nullptr;
+        return Napi::Boolean::New(env, false);
+      }
+    }
+    a->poll->data = a;
+    a->reading = true;
+    uv_poll_start(a->poll, UV_READABLE, &TcpAcceptor::OnEarlyPoll);
+    return Napi::Boolean::New(env, true);
+  }
+
+  // take(token) → the socket's fd, now JS's (-1: none).
+  Napi::Value Take(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), TakeAccepted(info[0].As<Napi::Number>().DoubleValue(), nullptr));
+  }
+
+  // drop(token, reset): closes the socket (with an RST when `reset`).
+  Napi::Value Drop(const Napi::CallbackInfo& info) {
+    auto it = table.find(info[0].As<Napi::Number>().DoubleValue());
+    if (it != table.end()) {
+      std::unique_ptr<Accepted> a = std::move(it->second);
+      table.erase(it);
+      CloseAccepted(std::move(a), info[1].ToBoolean());
+    }
+    return info.Env().Undefined();
+  }
+
+  void OnPoll(int status, int events) override {
+    Napi::Env env = Env();
+    if (status < 0) {
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", -status)});
+      return;
+    }
+    uint8_t records[kAcceptsPerWake * kRecord];
+    int count = 0;
+    int accept_errno = 0;
+    while (count < kAcceptsPerWake) {
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      int fd = accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) accept_errno = errno;
+        break;
+      }
+      uint8_t* r = records + count * kRecord;
+      memset(r, 0, kRecord);
+      uint16_t port = 0;
+      uint32_t scope = 0;
+      const int kind = StoreAddress(reinterpret_cast<sockaddr*>(&ss), r + 16, &port, &scope);
+      auto a = std::make_unique<Accepted>();
+      a->token = ++next_token;
+      a->fd = fd;
+      a->owner = this;
+      memcpy(r, &a->token, 8);
+      memcpy(r + 8, &port, 2);
+      r[10] = kind == 4 ? 4 : 16;
+      table[a->token] = std::move(a);
+      count++;
+    }
+    if (count > 0) {
+      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, records, size_t(count) * kRecord);
+      InvokeCallback(env, on_accepted_, *context_, {buf, Napi::Number::New(env, count)});
+    }
+    if (accept_errno != 0 && fd_ >= 0) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "accept4", accept_errno)});
+  }
+
+  static void OnEarlyPoll(uv_poll_t* handle, int status, int) {
+    auto* a = static_cast<Accepted*>(handle->data);
+    if (!a || !a->reading) return;
+    TcpAcceptor* self = a->owner;
+    // One read: the flow's first chunk (or its end); the next bytes wait for the pump.
+    uv_poll_stop(handle);
+    a->reading = false;
+    static thread_local std::unique_ptr<uint8_t[]> buf(new uint8_t[kEarlyRead]);
+    ssize_t n;
+    do n = read(a->fd, buf.get(), kEarlyRead);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0) {
+      // Woken with nothing to read: wait again.
+      a->reading = true;
+      uv_poll_start(handle, UV_READABLE, &TcpAcceptor::OnEarlyPoll);
+      return;
+    }
+    const int err = n < 0 ? errno : 0;
+    const double token = a->token;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (!CanCallJs(env)) return;
+    GuardCallback(env, [&] {
+      napi_value chunk = n > 0 ? Napi::Buffer<uint8_t>::Copy(env, buf.get(), size_t(n)) : env.Undefined();
+      InvokeCallback(env, self->on_read_, *self->context_, {Napi::Number::New(env, token), chunk, Napi::Number::New(env, err)});
+    });
+  }
+
+  uv_loop_t* loop_ = nullptr;
+  Napi::FunctionReference on_accepted_;
+  Napi::FunctionReference on_read_;
+  Napi::FunctionReference on_error_;
+};
+
+}  // namespace
+
+int TakeAccepted(double token, uv_poll_t** poll) {
+  auto it = table.find(token);
+  if (it == table.end()) return -1;
+  std::unique_ptr<Accepted> a = std::move(it->second);
+  table.erase(it);
+  if (a->poll) {
+    if (poll) {
+      // Still waiting for its first chunk: stopped, so that its callback never runs for the taker.
+      if (a->reading) uv_poll_stop(a->poll);
+      a->poll->data = nullptr;
+      *poll = a->poll;
+    } else {
+      ClosePoll(a->poll);
+    }
+  } else if (poll) {
+    *poll = nullptr;
+  }
+  return a->fd;
+}
+
+Napi::Function InitTcpAcceptor(Napi::Env env) { return TcpAcceptor::Init(env); }
+
+}  // namespace oxy

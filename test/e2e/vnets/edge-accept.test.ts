@@ -1,0 +1,117 @@
+// The edge's upgraded connections accepted by the addon (native/accept.ts): over QUIC with
+// tcp-flows a device's connection never becomes a net.Socket at the edge — its first chunk is read
+// by the addon and goes as early data, and the flow's pump takes the connection at the answer.
+// Whatever the order of the device's first bytes, its FIN and the host's first bytes, each flow is
+// carried whole; with OXY_IP_NATIVE_ACCEPT=0 (Node's accept) and OXY_IP_EARLY_DATA=0 (nothing read
+// before the answer) the same.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
+
+// In the data centre: 9100 answers after the client's FIN with what it got; 9105 speaks first (a
+// banner at the connect), then echoes and ends after the client's FIN; 9106 is an HTTP server
+// that answers each request with its path.
+const HOST = `
+const net = require('net');
+const http = require('http');
+net.createServer((s) => {
+  let n = 0;
+  s.on('data', (c) => (n += c.length));
+  s.on('end', () => s.end('got ' + n));
+}).listen(9100, '198.18.0.10');
+net.createServer((s) => {
+  s.write('banner\\n');
+  s.pipe(s);
+}).listen(9105, '198.18.0.10');
+http.createServer((req, res) => res.end('path ' + req.url)).listen(9106, '198.18.0.10', () => console.log('listening'));
+`;
+
+// On the device: \`banner\` waits for the host's first bytes before it sends; \`fin\` sends its FIN
+// with no byte before it (the connection's first read at the edge is its end).
+const CLIENT = `
+const net = require('net');
+const mode = process.argv[1];
+if (mode === 'banner') {
+  const s = net.connect(9105, '198.18.0.10');
+  let got = '';
+  s.on('data', (d) => {
+    if (got === '') s.end('hello after the banner');
+    got += d;
+  });
+  s.on('end', () => console.log(JSON.stringify(got)));
+  s.on('error', (e) => console.log(e.code));
+} else if (mode === 'fin') {
+  const s = net.connect(9100, '198.18.0.10', () => s.end());
+  let got = '';
+  s.on('data', (d) => (got += d));
+  s.on('end', () => console.log(got));
+  s.on('error', (e) => console.log(e.code));
+}
+`;
+
+const VARIANTS = [
+  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true },
+  { name: 'accepted by the addon, no early data', env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_EARLY_DATA: '0' }, accepted: true },
+  { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false },
+] as const;
+
+for (const variant of VARIANTS)
+  privilegedDescribe(`a device's new connections over QUIC (${variant.name})`, () => {
+    let site: VnetSite;
+
+    beforeAll(async () => {
+      const was = Object.fromEntries(Object.keys(variant.env).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, variant.env);
+      try {
+        let host;
+        ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: 'quic' }));
+        await host.waitFor(/listening/);
+      } finally {
+        for (const [k, v] of Object.entries(was)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      }
+    });
+    afterAll(async () => {
+      await site?.close();
+    });
+
+    it('curl: a new connection per request, then three requests on one kept connection', async () => {
+      for (let i = 0; i < 5; i++) {
+        const r = await site.inDevice('curl', ['-s', '-m', '10', `http://198.18.0.10:9106/new-${i}`]);
+        expect(r.stdout).toBe(`path /new-${i}`);
+      }
+      const kept = await site.inDevice('curl', [
+        '-s',
+        '-m',
+        '10',
+        '-w',
+        ' connects=%{num_connects}\\n',
+        'http://198.18.0.10:9106/a',
+        'http://198.18.0.10:9106/b',
+        'http://198.18.0.10:9106/c',
+      ]);
+      // curl reports per URL: one connection made for the first, the others reuse it.
+      expect(kept.stdout).toBe('path /a connects=1\npath /b connects=0\npath /c connects=0\n');
+      if (variant.accepted) expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon, accepted there/);
+      else {
+        expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon/);
+        expect(site.edge.output).not.toMatch(/accepted there/);
+      }
+    }, 60_000);
+
+    it('the host speaks first: its banner reaches the device before the device sends anything, then the echo', async () => {
+      for (let i = 0; i < 3; i++) {
+        const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'banner']);
+        expect(r.stdout.trim()).toBe(JSON.stringify('banner\nhello after the banner'));
+      }
+    }, 60_000);
+
+    it("the device's FIN with no byte before it: the host reads the end and still answers", async () => {
+      for (let i = 0; i < 3; i++) {
+        const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'fin']);
+        expect(r.stdout.trim()).toBe('got 0');
+      }
+    }, 60_000);
+  });
