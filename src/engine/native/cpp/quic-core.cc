@@ -1107,16 +1107,15 @@ void Conn::Flush() {
       return;
     }
     if (nwrite == 0) {
-      // Why it stopped with stream bytes waiting (not for credit: counted above).
+      // Why it stopped with stream bytes waiting (not for credit: counted above). A look at the
+      // first few queued streams is enough to tell; a flush with a thousand waiting stays cheap.
       bool waiting = false;
-      for (int64_t id : sendq_) {
+      auto sendable = [&](int64_t id) {
         Stream* w = Find(id);
-        if (w && w->HasWork() && w->blocked_gen != flush_gen_) waiting = true;
-      }
-      for (int64_t id : requeue) {
-        Stream* w = Find(id);
-        if (w && w->HasWork() && w->blocked_gen != flush_gen_) waiting = true;
-      }
+        return w && w->HasWork() && w->blocked_gen != flush_gen_;
+      };
+      for (size_t i = 0; i < sendq_.size() && i < 8 && !waiting; i++) waiting = sendable(sendq_[i]);
+      for (size_t i = 0; i < requeue.size() && i < 8 && !waiting; i++) waiting = sendable(requeue[i]);
       if (waiting) {
         if (ngtcp2_conn_get_max_data_left(conn_) == 0) counters.stop_data++;
         else if (ngtcp2_conn_get_cwnd_left(conn_) < payload_) {
