@@ -125,7 +125,7 @@ async function transfer(name, url, pids, op, round, pair) {
       const per = (k) => fmt(d.delta[k] / MB, 2);
       console.log(
         `  trace ${name} ${op} ${side} (${d.key}): per MB sent ${per('sent')} recv ${per('recv')} flushes ${per('flushes')} stops cwnd/pacing/credit ${per('stopCwnd')}/${per('stopPacing')}/${per('stopBlocked')}+${per('stopData')}` +
-          ` cwnd-wait ${per('cwndWaitUs')} us, timer acks ${per('timerAcks')} late ${per('timerLateUs')} us, credit held ${per('creditHeld')}, writable waits ${per('writableWaits')};` +
+          ` cwnd-wait ${per('cwndWaitUs')} us, timer acks ${per('timerAcks')} late ${per('timerLateUs')} us, answers ${per('answers')} at ${fmt(d.delta.answerUs / Math.max(1, d.delta.answers), 0)} us after a read, credit held ${per('creditHeld')}, writable waits ${per('writableWaits')};` +
           ` cwnd ${fmt(d.last.cwnd / 1e3, 0)} kB srtt ${fmt(d.last.srttUs, 0)} min ${fmt(d.last.minRttUs, 0)} us`,
       );
     }

@@ -19,6 +19,8 @@ const COUNTERS = [
   'creditHeld',
   'writableWaits',
   'cwndWaitUs',
+  'answers',
+  'answerUs',
 ];
 
 function parse(output) {

@@ -155,6 +155,9 @@ export interface NativeQuicCounters {
   stopData: number;
   /** µs from a flush that stopped on the window to the next that sent stream bytes, summed. */
   cwndWaitUs: number;
+  /** Flushes that wrote packets after packets were read (ACKs, mostly), and µs from the first of those reads to them, summed. */
+  answers: number;
+  answerUs: number;
   /** Timer callbacks; those that sent packets with no stream bytes waiting (delayed ACKs) and their lateness past ngtcp2's deadline (µs, summed). */
   timerFires: number;
   timerAcks: number;

@@ -121,6 +121,18 @@ describe('ngtcp2 on loopback', () => {
     expect(server.quicStats().counters!.streamBytes).toBeLessThan(1024);
   }, 60_000);
 
+  it('with OXY_QUIC_ACK_DELAY=0 (a client acknowledges without delay on the loopback ACK profile): bulk intact both ways', async () => {
+    process.env.OXY_QUIC_ACK_DELAY = '0';
+    try {
+      const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', '');
+      await bulk(client, server, 16);
+      expect(server.quicStats().counters!.answers).toBeGreaterThan(0);
+      expect(client.quicStats().counters!.answers).toBeGreaterThan(0);
+    } finally {
+      delete process.env.OXY_QUIC_ACK_DELAY;
+    }
+  }, 60_000);
+
   it('with OXY_NGTCP2_LOOPBACK=none: packets and window as on any path, bulk intact', async () => {
     const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', 'none');
     expect(client.maxDatagramSize).toBeLessThan(16_384);

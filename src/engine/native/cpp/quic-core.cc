@@ -563,6 +563,15 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   params->max_udp_payload_size = loopback && s.loopback_payload ? std::max(s.max_recv_payload, s.loopback_payload) : s.max_recv_payload;
   params->max_datagram_frame_size = 65535;
   params->disable_active_migration = 1;
+  // OXY_QUIC_ACK_DELAY=0 (opt-in, for a quiet-machine A/B): a client (the connector: an upload's
+  // receiver) on a loopback path with the loopback ACK profile acknowledges without delay, so each
+  // flush after a read carries the ACK. ngtcp2 delays an ACK by min(max_ack_delay, smoothed RTT /
+  // 8) until ack_thresh packets came, and an upload's window (~6 packets of 64 KB) is fewer than
+  // that: the connector, with nothing to send, waits for its timer, which libuv rounds up to the
+  // millisecond. Not on the edge: more ACKs split the download sender's bursts (its CPU per MB
+  // doubled). Under load neither paid (docs/decisions.md "Uploads over QUIC: what waits").
+  const char* ack_delay = getenv("OXY_QUIC_ACK_DELAY");
+  if (!server_ && loopback && s.loopback_ack_threshold && ack_delay && strcmp(ack_delay, "0") == 0) params->max_ack_delay = 0;
 }
 
 std::string Conn::InitClient(const ngtcp2_path& path) {
@@ -796,11 +805,11 @@ void Conn::Trace(uint64_t now, const char* why) {
   fprintf(stderr,
           "quic-trace %s %p%s t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
           "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
-          "cwndWaitUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f\n",
+          "cwndWaitUs=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f\n",
           server_ ? "server" : "client", static_cast<void*>(this), why, double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
           (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
           (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
-          (unsigned long long)c.timer_late_us, (unsigned long long)c.credit_held, (unsigned long long)c.writable_waits, (unsigned long long)c.cwnd_wait_us,
+          (unsigned long long)c.timer_late_us, (unsigned long long)c.credit_held, (unsigned long long)c.writable_waits, (unsigned long long)c.cwnd_wait_us, (unsigned long long)c.answers, (unsigned long long)c.answer_us,
           (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
           double(st.delivery_rate_sec) / 1e6);
 }
@@ -857,6 +866,8 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("creditHeld", double(counters.credit_held));
   c.Set("writableWaits", double(counters.writable_waits));
   c.Set("cwndWaitUs", double(counters.cwnd_wait_us));
+  c.Set("answers", double(counters.answers));
+  c.Set("answerUs", double(counters.answer_us));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -889,6 +900,7 @@ void Conn::Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64
   }
   if (!Usable()) return;
   packets_recv++;
+  if (read_ts_ == 0) read_ts_ = ts;
   ngtcp2_pkt_info pi{};
   int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, data, len, ts);
   if (rv != 0) {
@@ -1152,6 +1164,13 @@ void Conn::Flush() {
   }
   dead_.clear();
   in_flush_ = false;
+  if (total_pkts > 0 && read_ts_ != 0) {
+    // From the first packet read since the last flush that wrote packets to these packets (the
+    // host sends them right after): how long what we read waits for our answer (an ACK, mostly).
+    counters.answer_us += (Now() - read_ts_) / 1000;
+    counters.answers++;
+    read_ts_ = 0;
+  }
   if (probing_) {
     probing_ = false;
     ngtcp2_conn_set_keep_alive_timeout(conn_, settings_.keep_alive_ms * NGTCP2_MILLISECONDS);  // 0 is off
