@@ -18,6 +18,14 @@ export interface SeqpacketOnRampOptions {
   maxMessageSize?: number;
   backlog?: number;
   /**
+   * SO_SNDBUF of each client's socket: the packets it has not read yet. Default 4 MiB (as the
+   * device's relay asks for its side), capped by net.core.wmem_max. The kernel's default (~200 KiB)
+   * held three of the edge's 64 KB TCP segments: a device reading a bulk download filled it at
+   * every burst and the rest of the burst went through JS (a copy and a queue per packet) instead
+   * of the addon's fast path (docs/decisions.md "The -R window … (session 12)").
+   */
+  sendBufferSize?: number;
+  /**
    * Checks and completes a client's context (the edge resolves its vnet); throwing an
    * OxyError refuses the client: it reads one datagram `{"error":{"code","message"}}`
    * (never an IP packet: the first byte is `{`) and the connection closes.
@@ -45,7 +53,7 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
     super();
     this.server = SeqpacketServer.listen(path, {
       backlog: options.backlog,
-      socketOptions: { maxMessageSize: options.maxMessageSize ?? 65535 + 64, batchSize: 128 },
+      socketOptions: { maxMessageSize: options.maxMessageSize ?? 65535 + 64, batchSize: 128, sendBufferSize: options.sendBufferSize ?? 4 * 1024 * 1024 },
     });
     this.server.on('connection', (socket) => this.connection(socket));
     this.server.on('error', (err) => this.emit('error', err));
