@@ -25,7 +25,8 @@
         "src/engine/native/cpp/http1-answer.cc",
         "src/engine/native/cpp/quicclient.cc",
         "src/engine/native/cpp/quicserver.cc",
-        "src/engine/native/cpp/accept.cc"
+        "src/engine/native/cpp/accept.cc",
+        "src/engine/native/cpp/fd-set.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

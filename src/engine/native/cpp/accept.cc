@@ -30,7 +30,7 @@ class TcpAcceptor;
 struct Accepted {
   double token = 0;
   int fd = -1;
-  uv_poll_t* poll = nullptr;  // made by read(); data is this entry while it reads
+  FdWatch* watch = nullptr;  // made by read(); data is this entry while it reads
   TcpAcceptor* owner = nullptr;
   bool reading = false;
 };
@@ -43,15 +43,8 @@ constexpr size_t kRecord = 32;  // f64 token, u16 port, u8 address length (4|16)
 constexpr int kAcceptsPerWake = 64;
 constexpr size_t kEarlyRead = 64 * 1024;
 
-void ClosePoll(uv_poll_t* poll) {
-  if (!poll) return;
-  poll->data = nullptr;
-  // uv_close stops the poll itself (a uv_poll_stop before it is one more epoll_ctl DEL).
-  uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-}
-
 void CloseAccepted(std::unique_ptr<Accepted> a, bool reset) {
-  ClosePoll(a->poll);
+  FreeFdWatch(a->watch);
   if (reset) {
     linger l{1, 0};  // an RST, as Node's resetAndDestroy()
     setsockopt(a->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -80,9 +73,14 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     // Accepted sockets inherit it (Linux): no setsockopt per connection.
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    HoldFdSet(loop_);  // the accepted sockets' first reads
+    holding_ = true;
   }
 
-  ~TcpAcceptor() override { DropAll(); }
+  ~TcpAcceptor() override {
+    DropAll();
+    Unhold();
+  }
 
  private:
   void ResetCallbacks() override {
@@ -93,7 +91,14 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
 
   void Shutdown() override {
     DropAll();
+    Unhold();
     PolledWrap<TcpAcceptor>::Shutdown();
+  }
+
+  void Unhold() {
+    if (!holding_) return;
+    holding_ = false;
+    ReleaseFdSet();
   }
 
   // The sockets still waiting here go with the acceptor.
@@ -135,17 +140,11 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     Napi::Env env = info.Env();
     Accepted* a = Find(info);
     if (!a || a->owner != this) return Napi::Boolean::New(env, false);
-    if (!a->poll) {
-      a->poll = new uv_poll_t();
-      if (uv_poll_init(loop_, a->poll, a->fd) != 0) {
-        delete a->poll;
-        a->poll = nullptr;
-        return Napi::Boolean::New(env, false);
-      }
-    }
-    a->poll->data = a;
+    if (!a->watch) a->watch = NewFdWatch(loop_, a->fd);
+    if (!a->watch) return Napi::Boolean::New(env, false);
+    a->watch->data = a;
+    if (SetFdWatch(a->watch, UV_READABLE, &TcpAcceptor::OnEarlyRead) != 0) return Napi::Boolean::New(env, false);
     a->reading = true;
-    uv_poll_start(a->poll, UV_READABLE, &TcpAcceptor::OnEarlyPoll);
     return Napi::Boolean::New(env, true);
   }
 
@@ -205,21 +204,21 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     if (accept_errno != 0 && fd_ >= 0) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "accept4", accept_errno)});
   }
 
-  static void OnEarlyPoll(uv_poll_t* handle, int status, int) {
+  static void OnEarlyRead(FdWatch* handle, int) {
     auto* a = static_cast<Accepted*>(handle->data);
     if (!a || !a->reading) return;
     TcpAcceptor* self = a->owner;
-    // One read: the flow's first chunk (or its end); the next bytes wait for the pump.
-    uv_poll_stop(handle);
+    // One read: the flow's first chunk (or its end); the next bytes wait for the pump (its MOD).
+    SetFdWatch(handle, 0, &TcpAcceptor::OnEarlyRead);
     a->reading = false;
     static thread_local std::unique_ptr<uint8_t[]> buf(new uint8_t[kEarlyRead]);
     ssize_t n;
     do n = read(a->fd, buf.get(), kEarlyRead);
     while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       // Woken with nothing to read: wait again.
       a->reading = true;
-      uv_poll_start(handle, UV_READABLE, &TcpAcceptor::OnEarlyPoll);
+      SetFdWatch(handle, UV_READABLE, &TcpAcceptor::OnEarlyRead);
       return;
     }
     const int err = n < 0 ? errno : 0;
@@ -234,6 +233,7 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
   }
 
   uv_loop_t* loop_ = nullptr;
+  bool holding_ = false;
   Napi::FunctionReference on_accepted_;
   Napi::FunctionReference on_read_;
   Napi::FunctionReference on_error_;
@@ -241,22 +241,22 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
 
 }  // namespace
 
-int TakeAccepted(double token, uv_poll_t** poll) {
+int TakeAccepted(double token, FdWatch** watch) {
   auto it = table.find(token);
   if (it == table.end()) return -1;
   std::unique_ptr<Accepted> a = std::move(it->second);
   table.erase(it);
-  if (a->poll) {
-    if (poll) {
-      // Still waiting for its first chunk: stopped, so that its callback never runs for the taker.
-      if (a->reading) uv_poll_stop(a->poll);
-      a->poll->data = nullptr;
-      *poll = a->poll;
+  if (a->watch) {
+    a->watch->data = nullptr;
+    if (watch) {
+      // Still waiting for its first chunk: its callback must never run for the taker.
+      if (a->reading) SetFdWatch(a->watch, 0, a->watch->cb);
+      *watch = a->watch;
     } else {
-      ClosePoll(a->poll);
+      FreeFdWatch(a->watch);
     }
-  } else if (poll) {
-    *poll = nullptr;
+  } else if (watch) {
+    *watch = nullptr;
   }
   return a->fd;
 }

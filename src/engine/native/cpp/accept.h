@@ -2,12 +2,13 @@
 // a token until a QUIC pump takes them (Conn::AttachPump), JS takes their fd, or they are closed.
 #pragma once
 
-#include <uv.h>
+#include "fd-set.h"
 
 namespace oxy {
 
-// The accepted socket `token` leaves the acceptor: its fd (-1: no such socket) and, in `poll`, its
-// poll handle (stopped, data unset; nullptr when it never polled), both now the caller's.
-int TakeAccepted(double token, uv_poll_t** poll);
+// The accepted socket `token` leaves the acceptor: its fd (-1: no such socket) and, in `watch`,
+// its watch in the thread's epoll set (wanting nothing, data unset; nullptr when it never read),
+// both now the caller's.
+int TakeAccepted(double token, FdWatch** watch);
 
 }  // namespace oxy

@@ -420,9 +420,13 @@ Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) 
   uv_timer_init(loop, timer_);
   timer_->data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+  HoldFdSet(loop);  // its pumps' and dials' sockets
 }
 
-Conn::~Conn() { Teardown(); }
+Conn::~Conn() {
+  Teardown();
+  ReleaseFdSet();
+}
 
 std::string Conn::InitTls(bool server, gnutls_certificate_credentials_t cred, const std::string& alpn, const std::string& server_name) {
   server_ = server;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "common.h"
+#include "fd-set.h"
 #include "http1-answer.h"
 
 #include <gnutls/gnutls.h>
@@ -391,7 +392,7 @@ struct Pump {
   Conn* conn = nullptr;
   int64_t id = -1;
   int fd = -1;
-  uv_poll_t* poll = nullptr;
+  FdWatch* watch = nullptr;  // in the thread's epoll set (fd-set.h)
   std::vector<uint8_t> out;  // for the fd, from out_off on
   size_t out_off = 0;
   int events = 0;
@@ -723,7 +724,7 @@ class Conn {
   static int OnAcked(ngtcp2_conn*, int64_t id, uint64_t offset, uint64_t len, void* user, void*);
   static int OnStreamClose(ngtcp2_conn*, uint32_t, int64_t id, uint64_t, void* user, void*);
   static void OnTimer(uv_timer_t* handle);
-  static void OnPumpPoll(uv_poll_t* handle, int status, int events);
+  static void OnPumpWatch(FdWatch* w, int events);
   void PumpRead(Pump* p);
   void PumpWriteOut(Pump* p);
   void PumpEnd(Pump* p, int err);
@@ -824,16 +825,16 @@ class Conn {
   };
   struct DialState {
     int fd;
-    // The socket's poll handle, stopped once the connect finished; the pump that takes the socket
-    // takes it too (no second uv_poll_init: its epoll ADD/DEL, FIONBIO and close).
-    uv_poll_t* poll;
-    DialPoll* connecting;  // the poll's data while connecting
+    // The socket's watch, wanting nothing once the connect finished; the pump that takes the
+    // socket takes it too (one epoll_ctl MOD, not a new registration).
+    FdWatch* watch;
+    DialPoll* connecting;  // the watch's data while connecting
   };
   std::unordered_map<double, DialState> dials_;
   double dial_seq_ = 0;
-  static void OnDialPoll(uv_poll_t* handle, int status, int events);
-  // The dial's socket leaves dials_: its poll handle to `poll` (stopped, data unset) or closed.
-  int TakeDialFd(double token, uv_poll_t** poll);
+  static void OnDialWatch(FdWatch* w, int events);
+  // The dial's socket leaves dials_: its watch to `watch` (wanting nothing, data unset) or freed.
+  int TakeDialFd(double token, FdWatch** watch);
   IdMap<AnswerPump> answers_;
   std::vector<int64_t> answer_out_;  // answer pumps with bytes for the client, written at the flush
 };

@@ -126,26 +126,27 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source) {
   }
   ClosePump(id);
   // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
-  // dial's or an accepted socket is taken as it is, with its poll handle.
-  uv_poll_t* poll = nullptr;
-  int fd = source == kPumpFromDial       ? TakeDialFd(double(socket_fd), &poll)
-           : source == kPumpFromAccepted ? TakeAccepted(double(socket_fd), &poll)
+  // dial's or an accepted socket is taken as it is, with its watch.
+  FdWatch* watch = nullptr;
+  int fd = source == kPumpFromDial       ? TakeDialFd(double(socket_fd), &watch)
+           : source == kPumpFromAccepted ? TakeAccepted(double(socket_fd), &watch)
                                          : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
+  if (source == kPumpFromFd) {
+    // As libuv's uv_poll_init made it (a duplicate shares the socket's file flags).
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
   auto p = std::make_unique<Pump>();
   p->conn = this;
   p->id = id;
   p->fd = fd;
-  p->poll = poll;
-  if (!p->poll) {
-    p->poll = new uv_poll_t();
-    if (uv_poll_init(loop_, p->poll, fd) != 0) {
-      delete p->poll;
-      close(fd);
-      return false;
-    }
+  p->watch = watch ? watch : NewFdWatch(loop_, fd);
+  if (!p->watch) {
+    close(fd);
+    return false;
   }
-  p->poll->data = p.get();
+  p->watch->data = p.get();
   p->plain = mode != 0;
   p->flows = mode == 2;
   Pump* raw = p.get();
@@ -195,30 +196,35 @@ double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_
     close(fd);
     return -e;
   }
-  auto* poll = new uv_poll_t();
-  if (uv_poll_init(loop_, poll, fd) != 0) {
-    delete poll;
+  FdWatch* watch = NewFdWatch(loop_, fd);
+  if (!watch) {
     close(fd);
     return -EIO;
   }
   const double token = ++dial_seq_;
   auto* connecting = new DialPoll{this, token};
-  poll->data = connecting;
-  dials_[token] = DialState{fd, poll, connecting};
+  watch->data = connecting;
+  dials_[token] = DialState{fd, watch, connecting};
   // Writable once the connect finished, either way (SO_ERROR says how).
-  uv_poll_start(poll, UV_WRITABLE, &Conn::OnDialPoll);
+  if (SetFdWatch(watch, UV_WRITABLE, &Conn::OnDialWatch) != 0) {
+    dials_.erase(token);
+    delete connecting;
+    FreeFdWatch(watch);
+    close(fd);
+    return -EIO;
+  }
   return token;
 }
 
-void Conn::OnDialPoll(uv_poll_t* handle, int, int) {
+void Conn::OnDialWatch(FdWatch* handle, int) {
   auto* connecting = static_cast<DialPoll*>(handle->data);
   if (!connecting) return;
   Conn* self = connecting->conn;
   const double token = connecting->token;
   auto it = self->dials_.find(token);
   if (it == self->dials_.end()) return;
-  // Stopped, not closed: the pump that takes the socket starts it again.
-  uv_poll_stop(handle);
+  // Wanting nothing, still in the set: the pump that takes the socket wants its events (one MOD).
+  SetFdWatch(handle, 0, &Conn::OnDialWatch);
   handle->data = nullptr;
   delete connecting;
   it->second.connecting = nullptr;
@@ -230,19 +236,18 @@ void Conn::OnDialPoll(uv_poll_t* handle, int, int) {
   self->Dirty();  // a flush, and with it the batch for JS
 }
 
-int Conn::TakeDialFd(double token, uv_poll_t** poll) {
+int Conn::TakeDialFd(double token, FdWatch** watch) {
   auto it = dials_.find(token);
   if (it == dials_.end()) return -1;
   DialState d = it->second;
   dials_.erase(it);
-  d.poll->data = nullptr;
-  if (poll) {
-    // Once the connect finished OnDialPoll stopped it (a stop is an epoll_ctl DEL each time).
-    if (d.connecting) uv_poll_stop(d.poll);
-    *poll = d.poll;
+  d.watch->data = nullptr;
+  if (watch) {
+    // Once the connect finished OnDialWatch wanted nothing any more.
+    if (d.connecting) SetFdWatch(d.watch, 0, &Conn::OnDialWatch);
+    *watch = d.watch;
   } else {
-    // uv_close stops the poll itself (a uv_poll_stop before it is one more epoll_ctl DEL).
-    uv_close(reinterpret_cast<uv_handle_t*>(d.poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    FreeFdWatch(d.watch);
   }
   delete d.connecting;
   return d.fd;
@@ -260,9 +265,7 @@ double Conn::ClosePump(int64_t id) {
   if (it == pumps_.end()) return 0;
   Pump* p = it->second.get();
   const double body_bytes = double(p->body_bytes);
-  // uv_close stops the poll itself (a uv_poll_stop before it is one more epoll_ctl DEL).
-  p->poll->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(p->poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  FreeFdWatch(p->watch);
   close(p->fd);
   pumps_.erase(it);  // pump_out_ may still name it: FlushPumps skips ids it does not find
   if (Stream* s = Find(id)) {
@@ -858,19 +861,14 @@ void Conn::PumpWatch(Pump* p) {
   }
   if (events == p->events) return;
   p->events = events;
-  if (events) uv_poll_start(p->poll, events, &Conn::OnPumpPoll);
-  else uv_poll_stop(p->poll);
+  SetFdWatch(p->watch, events, &Conn::OnPumpWatch);
 }
 
-void Conn::OnPumpPoll(uv_poll_t* handle, int status, int events) {
+// An error or hang-up comes as every event wanted: the read or write below reads it (ECONNRESET...).
+void Conn::OnPumpWatch(FdWatch* handle, int events) {
   auto* p = static_cast<Pump*>(handle->data);
   if (!p) return;
   Conn* self = p->conn;
-  // An error on the socket (libuv stopped the poll): the read or write below reads it (ECONNRESET...).
-  if (status < 0) {
-    p->events = 0;
-    events = UV_READABLE | (p->out_off < p->out.size() ? UV_WRITABLE : 0);
-  }
   if (events & UV_WRITABLE) self->PumpWriteOut(p);
   if ((events & UV_READABLE) && !p->ended) self->PumpRead(p);
   // A lingering flows pump is closed at the flush once it is done (FlushPumps).

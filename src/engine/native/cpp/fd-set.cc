@@ -1,0 +1,163 @@
+// See fd-set.h.
+#include "fd-set.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace oxy {
+
+namespace {
+
+struct FdSet {
+  int epfd = -1;
+  uv_poll_t* poll = nullptr;
+  int holders = 0;
+  int watches = 0;
+  int wanting = 0;  // watches that want events: the loop stays alive for them, as for a uv_poll each
+  bool delivering = false;
+  std::vector<FdWatch*> dead;  // freed once the delivery that may still name them is over
+};
+
+// Per thread: a worker's edge has its own loop and set.
+thread_local FdSet* the_set = nullptr;
+
+void Deliver(uv_poll_t* handle, int, int);
+
+FdSet* SetFor(uv_loop_t* loop) {
+  if (the_set) return the_set;
+  auto* s = new FdSet();
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (s->epfd < 0) {
+    delete s;
+    return nullptr;
+  }
+  s->poll = new uv_poll_t();
+  if (uv_poll_init(loop, s->poll, s->epfd) != 0) {
+    delete s->poll;
+    close(s->epfd);
+    delete s;
+    return nullptr;
+  }
+  s->poll->data = s;
+  uv_unref(reinterpret_cast<uv_handle_t*>(s->poll));
+  uv_poll_start(s->poll, UV_READABLE, &Deliver);
+  the_set = s;
+  return s;
+}
+
+void MaybeClose() {
+  FdSet* s = the_set;
+  if (!s || s->holders > 0 || s->watches > 0 || s->delivering) return;
+  the_set = nullptr;
+  s->poll->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(s->poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  close(s->epfd);
+  delete s;
+}
+
+void Wanting(FdSet* s, int delta) {
+  const bool was = s->wanting > 0;
+  s->wanting += delta;
+  const bool now = s->wanting > 0;
+  if (was != now) {
+    if (now) uv_ref(reinterpret_cast<uv_handle_t*>(s->poll));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(s->poll));
+  }
+}
+
+uint32_t EpollEvents(int events) { return ((events & UV_READABLE) ? uint32_t(EPOLLIN) : 0u) | ((events & UV_WRITABLE) ? uint32_t(EPOLLOUT) : 0u); }
+
+void Deliver(uv_poll_t* handle, int, int) {
+  auto* s = static_cast<FdSet*>(handle->data);
+  if (!s) return;
+  epoll_event evs[128];
+  int n;
+  do n = epoll_wait(s->epfd, evs, 128, 0);
+  while (n < 0 && errno == EINTR);
+  s->delivering = true;
+  for (int i = 0; i < n; i++) {
+    auto* w = static_cast<FdWatch*>(evs[i].data.ptr);
+    if (!w->cb) continue;  // freed earlier in this delivery
+    const uint32_t e = evs[i].events;
+    if (w->events == 0) {
+      // An error or hang-up reported while nothing is wanted (epoll always reports them): out of
+      // the set until something is wanted again, or it would wake the loop forever.
+      if (e & (EPOLLERR | EPOLLHUP)) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, nullptr);
+        w->added = false;
+      }
+      continue;
+    }
+    int got = ((e & EPOLLIN) ? UV_READABLE : 0) | ((e & EPOLLOUT) ? UV_WRITABLE : 0);
+    if (e & (EPOLLERR | EPOLLHUP)) got = w->events;  // the read or write says what happened
+    got &= w->events;
+    if (got) w->cb(w, got);
+  }
+  s->delivering = false;
+  for (FdWatch* w : s->dead) delete w;
+  s->dead.clear();
+  MaybeClose();
+}
+
+}  // namespace
+
+void HoldFdSet(uv_loop_t* loop) {
+  if (FdSet* s = SetFor(loop)) s->holders++;
+}
+
+void ReleaseFdSet() {
+  if (!the_set) return;
+  the_set->holders--;
+  MaybeClose();
+}
+
+FdWatch* NewFdWatch(uv_loop_t* loop, int fd) {
+  FdSet* s = SetFor(loop);
+  if (!s) return nullptr;
+  auto* w = new FdWatch();
+  w->fd = fd;
+  s->watches++;
+  return w;
+}
+
+int SetFdWatch(FdWatch* w, int events, FdWatchCb cb) {
+  FdSet* s = the_set;
+  if (!s) return -EBADF;
+  w->cb = cb;
+  if (events == w->events && (w->added || events == 0)) return 0;
+  epoll_event ev{};
+  ev.events = EpollEvents(events);
+  ev.data.ptr = w;
+  int op = w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (!w->added && events == 0) {
+    // Not in the set and nothing wanted: nothing to tell the kernel yet.
+    return 0;
+  }
+  if (epoll_ctl(s->epfd, op, w->fd, &ev) != 0) return -errno;
+  w->added = true;
+  Wanting(s, (events != 0) - (w->events != 0));
+  w->events = events;
+  return 0;
+}
+
+void FreeFdWatch(FdWatch* w) {
+  if (!w) return;
+  FdSet* s = the_set;
+  if (s) {
+    // Before the fd closes: another descriptor of the socket (a dup) would keep it in the set.
+    if (w->added) epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, nullptr);
+    if (w->events) Wanting(s, -1);
+    s->watches--;
+  }
+  w->cb = nullptr;
+  w->added = false;
+  w->events = 0;
+  if (s && s->delivering) s->dead.push_back(w);
+  else delete w;
+  MaybeClose();
+}
+
+}  // namespace oxy

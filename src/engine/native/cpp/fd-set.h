@@ -1,0 +1,39 @@
+// The addon's own epoll set for the sockets of private TCP flows (pumps, dials, the edge's
+// accepted connections): one uv_poll on the set's epoll fd, and one epoll_ctl per change of a
+// socket's events. A uv_poll per socket cost an ADD and a DEL (libuv's probe) and FIONBIO at its
+// init, a DEL and an ADD at every start (uv_poll_start invalidates the fd first), a DEL at every
+// stop and at its close: 9 epoll_ctls per connection at each end of the vnet path, 3 of them on
+// fds not in the set. docs/decisions.md "The vnet path's new connections accepted in the addon".
+#pragma once
+
+#include <uv.h>
+
+namespace oxy {
+
+struct FdWatch;
+// `events`: UV_READABLE | UV_WRITABLE that came (an error or hang-up comes as every event wanted).
+using FdWatchCb = void (*)(FdWatch* w, int events);
+
+// One socket in the set, level-triggered as uv_poll is. The socket's owner closes its fd after
+// FreeFdWatch.
+struct FdWatch {
+  int fd = -1;
+  int events = 0;     // wanted now
+  bool added = false;  // in the epoll set
+  FdWatchCb cb = nullptr;
+  void* data = nullptr;
+};
+
+// Holds the thread's set open (a QUIC connection, an acceptor): it closes when the last holder
+// releases it and no watch is left, so a worker's loop ends with no handle of ours.
+void HoldFdSet(uv_loop_t* loop);
+void ReleaseFdSet();
+
+// A watch of `fd` (non-blocking already), wanting nothing yet; nullptr when the set cannot be made.
+FdWatch* NewFdWatch(uv_loop_t* loop, int fd);
+// Wants `events` (0: none, the fd stays in the set) with `cb`; 0 or -errno.
+int SetFdWatch(FdWatch* w, int events, FdWatchCb cb);
+// Out of the set and freed (later, when the set is delivering events now); the fd is the caller's.
+void FreeFdWatch(FdWatch* w);
+
+}  // namespace oxy
