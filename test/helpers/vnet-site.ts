@@ -71,6 +71,8 @@ export async function startVnetSite(
     warpArgs?: string[];
     /** More `tunnel run` flags for the connector in the data centre. */
     connectorArgs?: string[];
+    /** More environment for every process of the site (edge, connector, device, host). */
+    env?: Record<string, string>;
     /** More environment for the connector only (e.g. OXY_TCP_FLOWS=0: a connector that does not announce tcp-flows/1). */
     connectorEnv?: Record<string, string>;
     /** Runs before the edge starts (e.g. `warp enroll`), with the data directory. */
@@ -80,7 +82,7 @@ export async function startVnetSite(
   const { home, cleanup } = tempHome();
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
-  const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) };
+  const env = { ...process.env, ...o.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) };
   const spawnIn = (ns: TestNetns, command: string, args: string[], more?: Record<string, string>) => {
     const p = new NsProcess(ns.spawn(command, args, { env: more ? { ...env, ...more } : env, stdio: ['ignore', 'pipe', 'pipe'] }));
     procs.push(p);

@@ -108,16 +108,7 @@ for (const variant of VARIANTS)
     let host: ReturnType<VnetSite['spawnIn']>;
 
     beforeAll(async () => {
-      const was = Object.fromEntries(Object.keys(variant.env).map((k) => [k, process.env[k]]));
-      Object.assign(process.env, variant.env);
-      try {
-        ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: variant.protocol }));
-      } finally {
-        for (const [k, v] of Object.entries(was)) {
-          if (v === undefined) delete process.env[k];
-          else process.env[k] = v;
-        }
-      }
+      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: variant.protocol, env: variant.env }));
     });
     afterAll(async () => {
       await site?.close();

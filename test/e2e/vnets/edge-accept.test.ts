@@ -60,18 +60,7 @@ for (const variant of VARIANTS)
     let site: VnetSite;
 
     beforeAll(async () => {
-      const was = Object.fromEntries(Object.keys(variant.env).map((k) => [k, process.env[k]]));
-      Object.assign(process.env, variant.env);
-      try {
-        let host;
-        ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: 'quic' }));
-        await host.waitFor(/listening/);
-      } finally {
-        for (const [k, v] of Object.entries(was)) {
-          if (v === undefined) delete process.env[k];
-          else process.env[k] = v;
-        }
-      }
+      ({ site } = await startVnetSiteWithHost(HOST, { protocol: 'quic', env: variant.env }));
     });
     afterAll(async () => {
       await site?.close();
