@@ -177,6 +177,8 @@ export class EdgeServer {
     this.view.on('reload', () => {
       for (const [live, control] of this.#controls) {
         if (!this.view.isLiveTunnel(live.tunnelId)) {
+          // Once: a second reload can come before this close lands (deleting while iterating a Map is safe).
+          this.#controls.delete(live);
           this.o.log.info({ tunnelID: live.tunnelId, connIndex: live.connIndex, connection: live.id }, 'Tunnel deleted; closing its connection');
           live.conn.close(TunnelCloseCode.UNAUTHORIZED, 'tunnel deleted');
         } else this.#sendRoutes(live, control);
@@ -490,6 +492,8 @@ export class EdgeServer {
     };
     const onReload = () => {
       if (!this.view.deviceSecret(deviceId)) {
+        // Once, as for deleted tunnels: a second reload can come before the close lands.
+        this.view.off('reload', onReload);
         this.o.log.info({ device: deviceId }, 'Device revoked; closing its connection');
         conn.close(TunnelCloseCode.UNAUTHORIZED, 'device revoked');
         return;

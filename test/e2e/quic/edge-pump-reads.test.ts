@@ -86,11 +86,17 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     s.write(get('/after-kill'));
     const replacement = new OxyProcess(t.home, ['tunnel', 'run', '--edge', `127.0.0.1:${e.tunnelPort}`, '--protocol', 'quic', '--url', originUrl(), 'web']);
     t.procs.push(replacement);
-    await expect.poll(() => got.endsWith('hello /after-kill'), { timeout: 15_000 }).toBe(true);
-    expect(Date.now() - sentAt).toBeLessThan(10_000);
+    const registeredAt = replacement.waitFor(/Registered tunnel connection connIndex=0 /, 60_000).then(
+      () => Date.now(),
+      () => 0,
+    );
+    await expect.poll(() => got.endsWith('hello /after-kill'), { timeout: 60_000 }).toBe(true);
+    // Answered soon after the request was sent or the replacement registered, whichever came
+    // last (a connector's start takes seconds under load): not after an idle timeout.
+    expect(Date.now() - Math.max(sentAt, await registeredAt)).toBeLessThan(10_000);
     expect(e.edge.output).toMatch(/Resending an idempotent request: its tunnel connection stopped answering host=app\.example\.com method=GET /);
     s.destroy();
-  }, 60_000);
+  }, 120_000);
 
   it("counts every answer to a request it read, several per record, in the request counter and the dashboard's traffic", async () => {
     const token = await newToken(t.home);
@@ -119,7 +125,11 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     s.on('error', () => undefined);
     let got = '';
     let closedAt = 0;
-    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    let lastDataAt = 0;
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      lastDataAt = Date.now();
+    });
     s.on('close', () => (closedAt = Date.now()));
     // 3 s of requests 300 ms apart: three times the keep-alive timeout, none of it idle that long.
     let lastWriteAt = 0;
@@ -135,8 +145,10 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     // Then idle: closed about a second after the last answer (Node checks its timers coarsely).
     // Measured from the last request's write, which comes before the answer that starts the idle
     // timer: a loaded machine only makes the gap longer (the 300 ms sleep may take far longer).
-    await expect.poll(() => closedAt, { timeout: 10_000 }).toBeGreaterThan(0);
+    // The upper bound counts from the last answer's arrival (the idle timer starts when it is
+    // sent): a loaded machine can take seconds between the write and the answer.
+    await expect.poll(() => closedAt, { timeout: 30_000 }).toBeGreaterThan(0);
     expect(closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
-    expect(closedAt - lastWriteAt).toBeLessThan(5000);
+    expect(closedAt - lastDataAt).toBeLessThan(5000);
   }, 60_000);
 });

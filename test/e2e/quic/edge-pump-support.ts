@@ -179,10 +179,11 @@ export function converse(port: number, steps: string[], last: string | Buffer, h
     const s = connect(port, '127.0.0.1');
     let got = '';
     let step = 0;
+    // Bounded: 60 s allows for a loaded machine (files run 3 at a time on 2 cores).
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new Error(`no close in 20 s at step ${step}; got ${got.slice(-500)}`));
-    }, 20_000);
+      reject(new Error(`no close in 60 s at step ${step} (then ${JSON.stringify(String(last).slice(0, 60))}); got ${got.slice(-500)}`));
+    }, 60_000);
     const next = (): void => {
       if (step < steps.length) s.write(steps[step]!);
       else {

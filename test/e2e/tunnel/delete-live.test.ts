@@ -28,7 +28,7 @@ it('tunnel delete --force closes the live connections of the tunnel', async () =
   expect(await get()).toBe(200);
 
   await oxyOk(home.home, ['tunnel', 'delete', '--force', 'web']);
-  await expect.poll(() => e.edge.count(/Tunnel deleted; closing its connection/), { timeout: 5000 }).toBe(4);
+  await expect.poll(() => e.edge.count(/Tunnel deleted; closing its connection/), { timeout: 30_000 }).toBe(4);
   expect(await connector.exited()).not.toBe(0);
   expect(e.edge.count(/Unregistered tunnel connection/)).toBe(4);
   expect(await get()).toBe(404);

@@ -19,6 +19,10 @@ import { OxyProcess, freePort } from '../../helpers/processes.js';
 
 const log = createLogger({ level: 'silent' });
 
+// "At once": well under the 10 s wait for routes that an accepted unknown vnet meant before, with
+// room for a loaded machine (files run 3 at a time on 2 cores). Not a speed limit.
+const AT_ONCE_MS = 5000;
+
 privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () => {
   let home: string;
   let cleanup: () => void;
@@ -68,7 +72,7 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
       error: { code: 'OXY_ERR_VNET_NOT_FOUND', message: expect.stringContaining('virtual network no-such-vnet not found') },
     });
     await closed;
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(AT_ONCE_MS);
 
     // The command refuses before it dials: same code, at once.
     const cli = await oxy(home, ['warp', 'connect', '--vnet', 'no-such-vnet', '--edge', socketPath, '--loglevel', 'debug']);
@@ -86,7 +90,7 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
       () => undefined,
       (err: { code?: string; message: string }) => err,
     );
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(AT_ONCE_MS);
     expect(refused).toMatchObject({ code: 'OXY_ERR_VNET_NOT_FOUND', message: expect.stringContaining('virtual network no-such-vnet not found') });
     conn.close();
 
@@ -108,7 +112,8 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
     ]);
     expect(cli.code).toBe(1);
     expect(cli.stderr).toMatch(/virtual network no-such-vnet not found.*\[OXY_ERR_VNET_NOT_FOUND\]/);
-    expect(Date.now() - c0).toBeLessThan(8000);
+    // Spawning the CLI counts here (seconds under load): the old refusal came after its 10 s wait.
+    expect(Date.now() - c0).toBeLessThan(10_000);
   });
 
   it('CONNECT proxy: an Oxy-Vnet naming no vnet is a 400 with Proxy-Status, before anything is dialled', async () => {
@@ -121,7 +126,7 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
       });
     const t0 = Date.now();
     const connect = await ask('CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nOxy-Vnet: no-such-vnet\r\n\r\n');
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(AT_ONCE_MS);
     expect(connect).toMatch(/^HTTP\/1\.1 400 /);
     expect(connect).toMatch(/proxy-status: oxyctl; error=destination_not_found; details="virtual network no-such-vnet not found \(Oxy-Vnet header\)/i);
 

