@@ -33,7 +33,7 @@ import { encodeRequestHeader } from '../protocol/stream-header.js';
 import { errorPage, nextHopStatus, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { servedVia } from './forwarding.js';
 import type { AnswerPump, TunnelStream } from '../transport/types.js';
-import { ANSWER_STATE, socketFd } from '../native/index.js';
+import { ANSWER_STATE, BODY_END, socketFd } from '../native/index.js';
 import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
 import type { HttpTimeouts } from '../util/http-server.js';
 import type { StoreView } from './store-view.js';
@@ -86,6 +86,12 @@ const EDGE_PUMP = process.env.OXY_EDGE_PUMP !== '0';
  * keeps every read in JS (A/B).
  */
 const EDGE_READS = EDGE_PUMP && process.env.OXY_EDGE_READS !== '0';
+/**
+ * A request body (Content-Length or chunked) that follows its records on a pumped stream is read
+ * by the transport too (AnswerPump.readBody: BODY records straight from the client's socket, the
+ * chunk framing checked there as ChunkedBody checks it); `OXY_EDGE_BODY=0` keeps bodies in JS (A/B).
+ */
+const EDGE_BODY = EDGE_PUMP && process.env.OXY_EDGE_BODY !== '0';
 /** The clock of ANSWER_STATE.OWN_AT / ACTIVE (ms, monotonic). */
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** A client the transport gave back this many times in a row without forwarding anything stays read by JS (each try costs a hand-over). */
@@ -112,6 +118,8 @@ interface Tunnel {
   misses: number;
   /** ANSWER_STATE.OWN when its reads started. */
   ownMark: number;
+  /** The transport reads the request body in flight from the client (AnswerPump.readBody), not JS. */
+  body: boolean;
 }
 
 interface SocketHandle {
@@ -139,6 +147,8 @@ interface InFlight {
   streamed: boolean;
   /** Bounds the body's arrival (the request timeout, as Node's server has it). */
   bodyTimer?: NodeJS.Timeout;
+  /** The transport's reads of the body stopped before its end (the stream went, the answer came): the rest is not read as body, and the connection closes after the answer. */
+  bodyCut?: boolean;
   reader: ResponseReader;
   /** The transport writes this answer to the client (the tunnel's pump is armed for it). */
   native: boolean;
@@ -235,6 +245,8 @@ class FastConnection {
     if (this.#req?.native) this.#pumpDone(this.#tunnel);
     const req = this.#req;
     if (req && req.bodyLeft > 0) {
+      // Where a cut body stood is unknown here: nothing after it is a request.
+      if (req.bodyCut) return;
       let n: number;
       if (req.chunked) {
         try {
@@ -248,7 +260,7 @@ class FastConnection {
         req.bodyLeft -= n;
       }
       this.#body(req, n === chunk.length ? chunk : chunk.subarray(0, n));
-      if (n === chunk.length) return;
+      if (n === chunk.length) return this.#readBody(req);
       chunk = chunk.subarray(n);
     }
     this.#buf = this.#buf ? Buffer.concat([this.#buf, chunk]) : chunk;
@@ -299,8 +311,8 @@ class FastConnection {
       // A request it forwarded began after this timer was set: ours now, with a request's idle timeout from here.
       if (inFlight) return;
     }
-    // Node's timer does not see the pump's writes: an answer still moving keeps the connection.
-    if (this.#req?.native && t && pumped(t) !== t.idleMark) {
+    // Node's timer does not see the pump's writes or the transport's body reads: bytes still moving keep the connection.
+    if ((this.#req?.native || t?.body) && t && pumped(t) !== t.idleMark) {
       t.idleMark = pumped(t);
       this.socket.setTimeout(this.o.timeouts.idleMs);
       return;
@@ -372,6 +384,67 @@ class FastConnection {
     if (this.#req) this.#urgent();
     // Not from inside the caller (a release, a timeout): the next turn reads them, or Node's next read does with its bytes.
     else setImmediate(() => this.#next());
+  }
+
+  /** The request's body goes on from the client's socket without JS, if the transport can take it from here. */
+  #readBody(req: InFlight): void {
+    const t = this.#tunnel;
+    if (!EDGE_BODY || !t?.pump?.readBody || t.body || t.reading || req !== this.#req || !req.written || req.bodyLeft === 0 || req.bodyCut) return;
+    if (this.#gone || this.#handedOff || this.#clientEnded || this.#buf) return;
+    const s = this.socket;
+    const handle = (s as unknown as { _handle?: SocketHandle })._handle;
+    if (!handle?.readStop || !handle.readStart || s.readableLength > 0 || s.isPaused()) return;
+    const chunkState = req.chunked?.handOver();
+    if (req.chunked && !chunkState) return;
+    handle.readStop();
+    if (!t.pump.readBody(req.chunked ? 0 : req.bodyLeft, chunkState)) {
+      handle.readStart();
+      return;
+    }
+    t.body = true;
+    req.rawWhole = false;
+    req.streamed = true;
+    t.idleMark = pumped(t);
+    debug('request body on stream %d read by the transport', t.stream.id);
+  }
+
+  /** The transport's body reads stop (the body ended, or they were cut): JS reads the client again, the bytes after a whole body first. */
+  #bodyBack(t: Tunnel): void {
+    if (!t.body) return;
+    t.body = false;
+    const pump = t.pump!;
+    const back = pump.readStop();
+    const whole = pump.state[ANSWER_STATE.BODY_DONE] === 1;
+    const req = this.#req;
+    if (req && req.bodyLeft > 0) {
+      if (whole) {
+        req.bodyLeft = 0;
+        clearTimeout(req.bodyTimer);
+      } else req.bodyCut = true;
+    }
+    if (this.#gone) return;
+    if (!this.#handedOff) (this.socket as unknown as { _handle?: SocketHandle })._handle?.readStart?.();
+    if (!whole || back.length === 0) return;
+    this.#buf = this.#buf ? Buffer.concat([this.#buf, back]) : back;
+    if (this.#req) {
+      this.#urgent();
+      if (this.#buf.length > READ_AHEAD) this.socket.pause();
+    } else setImmediate(() => this.#next());
+  }
+
+  /** The transport's body reads stopped by themselves. */
+  #bodyEnd(t: Tunnel, outcome: number): void {
+    const req = this.#req;
+    this.#bodyBack(t);
+    if (!req || this.#gone) return;
+    if (outcome === BODY_END.REFUSED) return this.#endBody(req, BAD_REQUEST_400, new Error('chunk framing the fast path does not take'));
+    // The client's FIN (or an error) mid-body: as #onEnd, the origin sees the request aborted now.
+    if (outcome === BODY_END.CLIENT) {
+      this.#clientEnded = true;
+      this.#dropTunnel(true);
+      this.socket.destroy();
+    }
+    // BODY_END.STREAM: the stream's own end or reset says what happens to the request.
   }
 
   /** A request the transport read and forwarded, in flight: ours from here, as if we had sent it. */
@@ -578,6 +651,7 @@ class FastConnection {
       else resume();
     }
     this.#watch(req);
+    this.#readBody(req);
   }
 
   /** Body bytes kept for a stream that is not open yet: above OPENING_LIMIT the client waits. */
@@ -613,6 +687,7 @@ class FastConnection {
       reading: false,
       misses: 0,
       ownMark: 0,
+      body: false,
     };
     this.#tunnel = t;
     const fd = EDGE_PUMP && stream.answerTo ? socketFd(this.socket) : undefined;
@@ -625,6 +700,7 @@ class FastConnection {
         ownDone: (status, bytes, close) => this.#ownDone(t, status, bytes, close),
         ownCount: (status, count, bytes) => this.#countOwn(t, status, bytes, count),
         readBack: () => t === this.#tunnel && this.#takeBack(t),
+        bodyEnd: (outcome) => t === this.#tunnel && this.#bodyEnd(t, outcome),
         // The client went away mid-answer (EPIPE, ECONNRESET): as its socket's 'close' would, quietly.
         failed: () => {
           if (t !== this.#tunnel) return;
@@ -654,6 +730,7 @@ class FastConnection {
 
   /** The tunnel is no longer the connection's: its pump (and its duplicate of the socket's fd) goes. */
   #release(t: Tunnel): void {
+    this.#bodyBack(t);
     this.#takeBack(t);
     // Whether the answer in flight began is the pump's to say, until now (t is still this.#tunnel).
     if (this.#req) this.#answered(this.#req);
@@ -850,6 +927,9 @@ class FastConnection {
 
   /** A response is whole: count it, then keep the connection for the next request (or close it). */
   #finished(req: InFlight): void {
+    // A body the transport read whole, whose end JS has not heard of yet: the connection may go on.
+    const t = this.#tunnel;
+    if (t?.body && t.pump!.state[ANSWER_STATE.BODY_DONE] === 1) this.#bodyBack(t);
     this.#clear(req);
     clearTimeout(req.bodyTimer);
     this.#unqueue(req);

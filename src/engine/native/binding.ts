@@ -306,6 +306,8 @@ export interface NativeQuicServer {
   readClient(conn: number, id: number, host: Bytes, client: Bytes): boolean;
   /** It stops: the bytes it read that are JS's (the head of a request in flight first, ANSWER_STATE.BACK_HEAD bytes). */
   readClientStop(conn: number, id: number): Buffer;
+  /** The addon reads the request body from the client (JS's handle stopped): `left` bytes, or chunked from `chunkState` (ChunkedBody.handOver). */
+  readBody(conn: number, id: number, left: number, chunkState?: Float64Array): boolean;
   close(): void;
   ref(): void;
   unref(): void;
@@ -389,6 +391,8 @@ export interface NativeAddon {
   ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; error?: string };
   /** The edge's native request scanner (cpp/http1-answer.cc) on its own: the DATA frame holding the HEAD record it writes for `head`, or undefined (JS reads it). */
   scanPlainRequest(head: Buffer, client: string): Buffer | undefined;
+  /** The edge's native chunk checker (cpp/http1-answer.cc ChunkCheck) on its own: what it makes of `chunks` from `state` (ChunkedBody.handOver). */
+  checkChunked(chunks: Buffer[], state: number[]): { used: number[]; done: boolean; error?: string };
   CLONE_NEWNET: number;
   TUN_F: { CSUM: number; TSO4: number; TSO6: number; TSO_ECN: number; UFO: number };
 }

@@ -44,6 +44,7 @@ export { READ_AHEAD_LINGER_MS, readAheadSocket, type ReadAheadSocket } from './r
 export {
   ANSWER_FLAG,
   ANSWER_STATE,
+  BODY_END,
   createQuicClient,
   createQuicServer,
   QUIC_STREAM_HIGH_WATER,

@@ -74,6 +74,8 @@ export const QuicPumpEvent = {
   READ_BACK: 21,
   /** Answers to requests the addon read, whole and written, of one status: payload f64 status, f64 how many, f64 bytes (requests + answers). Lazy. */
   ANSWER_OWN_COUNT: 22,
+  /** The addon's reads of a request body (AnswerPump.readBody) stopped: payload f64 BODY_END; JS takes the socket back (readStop). */
+  BODY_END: 23,
   /** A dial's connect finished (the record's id is its token): payload f64 errno (0: connected). */
   DIALED: 12,
 } as const;
@@ -108,7 +110,23 @@ export const ANSWER_STATE = {
   BACK_HEAD: 12,
   /** WRITTEN when the request in flight was forwarded. */
   OWN_MARK: 13,
+  /** After a readBody: 1 once the body the addon read ended whole (the bytes after it are readStop's). */
+  BODY_DONE: 14,
+  /** Body bytes the addon read and wrote to the stream. */
+  BODY_READ: 15,
   SLOTS: 16,
+} as const;
+
+/** Why the addon's reads of a request body stopped (cpp/quic-core.h BodyOutcome). */
+export const BODY_END = {
+  /** The body ended: readStop returns the bytes after it. */
+  WHOLE: 0,
+  /** Chunk framing the fast path does not take. */
+  REFUSED: 1,
+  /** The client's EOF or a read error mid-body. */
+  CLIENT: 2,
+  /** The stream takes no more. */
+  STREAM: 3,
 } as const;
 
 /** armAnswer flags. */

@@ -310,6 +310,16 @@ export class ChunkedBody {
     return off;
   }
 
+  /**
+   * Where the checker stands, as numbers another checker can go on from (cpp/http1-answer.cc
+   * ChunkCheck: the edge's native body reads): [state, left, digits, ext, extBytes]. Undefined
+   * once the trailers began (their field name is not handed over) or the body ended.
+   */
+  handOver(): number[] | undefined {
+    if (this.#state >= Chunk.TrailerStart) return undefined;
+    return [this.#state, this.#left, this.#digits, this.#ext, this.#extBytes];
+  }
+
   /** A chunk extension's name or value starts (it must have a byte). */
   #extension(state: Chunk): void {
     this.#state = state;

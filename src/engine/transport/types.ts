@@ -78,6 +78,8 @@ export interface AnswerPumpOptions {
   ownCount?(status: number, count: number, bytes: number): void;
   /** The transport stopped reading the client (bytes that are the caller's, its EOF or error): call readStop. */
   readBack?(): void;
+  /** The transport's reads of a request body (AnswerPump.readBody) stopped, why in BODY_END (native/quic.ts): call readStop. */
+  bodyEnd?(outcome: number): void;
 }
 
 /** A stream's answers written to a client socket natively (TunnelStream.answerTo). */
@@ -104,6 +106,14 @@ export interface AnswerPump {
    * then the caller's, as one it armed), then bytes not forwarded.
    */
   readStop(): Buffer;
+  /**
+   * From now on the transport reads the request body from the client socket itself (the caller
+   * wrote the request's records so far and stopped its own reads): `left` bytes, or a chunked
+   * body from where the caller's checker stands (`chunkState`, ChunkedBody.handOver), each read
+   * on the stream as a BODY record, until the body ends or the framing is refused (bodyEnd tells
+   * it; ANSWER_STATE.BODY_DONE says whether it ended whole) or readStop. False: not now.
+   */
+  readBody?(left: number, chunkState?: number[]): boolean;
   /** Stops the pump and closes its descriptor (bytes not yet written are dropped). */
   close(): void;
 }

@@ -98,13 +98,13 @@ function answer(s: Socket, method: string, path: string, body: Buffer, done: () 
   text('200 OK', `hello ${path}`);
 }
 
-/** Per test file: the raw origin, and tunnel(), an edge (on ngtcp2, the default) and a connector (ngtcp2 too) with `edgeEnv` (and `edgeArgs`); one tunnel connection. */
-export function edgePumpTunnel() {
+/** Per test file: the raw origin (or `makeOrigin`'s), and tunnel(), an edge (on ngtcp2, the default) and a connector (ngtcp2 too) with `edgeEnv` (and `edgeArgs`); one tunnel connection. */
+export function edgePumpTunnel(makeOrigin: () => Server = rawOrigin) {
   const t = useWebTunnel();
   let origin: Server;
   let originUrl = '';
   beforeAll(async () => {
-    origin = rawOrigin();
+    origin = makeOrigin();
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
   });

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ANSWER_STATE, QuicEvent, QuicPumpEvent } from '../../../src/engine/native/quic.js';
+import { ANSWER_STATE, BODY_END, QuicEvent, QuicPumpEvent } from '../../../src/engine/native/quic.js';
 import { FlowRecord } from '../../../src/engine/protocol/tcp-flows.js';
 
 const header = readFileSync(fileURLToPath(new URL('../../../src/engine/native/cpp/quic-core.h', import.meta.url)), 'utf8');
@@ -40,6 +40,7 @@ describe('the addon and JS agree on the numbers of their records', () => {
     ['EventType', QuicEvent, () => 'kEv'],
     ['PumpEvent', QuicPumpEvent, (m: string) => (m.startsWith('kPump') ? 'kPump' : 'k')],
     ['AnswerSlot', ANSWER_STATE, () => 'kAns'],
+    ['BodyOutcome', BODY_END, () => 'kBody'],
   ] as const)('enum %s: every member once, with the value JS uses', (name, js, prefix) => {
     const pairs = cEnum(name, prefix);
     expect(duplicates(pairs)).toEqual([]);

@@ -2,6 +2,7 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common.h"
@@ -434,6 +435,140 @@ bool ScanPlainRequest(const uint8_t* p, size_t n, const std::string& client, std
   return true;
 }
 
+
+// ------------------------------------------------------------------ ChunkCheck (ChunkedBody)
+
+namespace {
+constexpr uint32_t kMaxSizeDigits = 8;   // protocol/http1.ts MAX_SIZE_DIGITS
+constexpr uint32_t kMaxExtensions = 256; // MAX_EXTENSIONS
+const char* const kFraming[] = {"content-length", "transfer-encoding", "host", "connection", "te", "trailer", "upgrade", "expect", "keep-alive"};
+}  // namespace
+
+bool ChunkCheck::Restore(const double* s, size_t n) {
+  if (n < 5 || !(s[0] >= 0 && s[0] <= kDataLf) || !(s[1] >= 0 && s[1] <= 4294967295.0) || !(s[2] >= 0 && s[2] <= kMaxSizeDigits) ||
+      !(s[3] >= 0 && s[3] <= kMaxExtensions) || !(s[4] >= 0 && s[4] <= kMaxExtensions))
+    return false;
+  state_ = State(int(s[0]));
+  left_ = uint64_t(s[1]);
+  digits_ = uint32_t(s[2]);
+  ext_ = uint32_t(s[3]);
+  ext_bytes_ = uint32_t(s[4]);
+  trailer_bytes_ = 0;
+  name_.clear();
+  error_ = "";
+  return true;
+}
+
+long ChunkCheck::Feed(const uint8_t* data, size_t n) {
+  size_t off = 0;
+  while (off < n && state_ != kDone) {
+    uint8_t c = data[off];
+    switch (state_) {
+      case kSize: {
+        int h = Hex(c);
+        if (h >= 0 && digits_ < kMaxSizeDigits) {
+          left_ = left_ * 16 + uint64_t(h);
+          digits_++;
+        } else if (c == '\r' && digits_ > 0) {
+          state_ = kSizeLf;
+        } else if (c == ';' && digits_ > 0) {
+          state_ = kExtName;
+          ext_ = 0;
+        } else {
+          return Fail("chunked body: a chunk size line the fast path does not take");
+        }
+        off++;
+        break;
+      }
+      case kExtName:
+      case kExtValue:
+        if (++ext_bytes_ > kMaxExtensions) return Fail("chunked body: a chunk extension (too long) the fast path does not take");
+        if (TChar(c)) {
+          ext_++;
+        } else if (ext_ == 0) {
+          return Fail("chunked body: a chunk extension the fast path does not take");
+        } else if (c == '\r') {
+          state_ = kSizeLf;
+        } else if (c == ';') {
+          state_ = kExtName;
+          ext_ = 0;
+        } else if (c == '=' && state_ == kExtName) {
+          state_ = kExtValue;
+          ext_ = 0;
+        } else {
+          return Fail("chunked body: a chunk extension the fast path does not take");
+        }
+        off++;
+        break;
+      case kSizeLf:
+        if (c != '\n') return Fail("chunked body: a chunk size line the fast path does not take");
+        off++;
+        digits_ = 0;
+        ext_bytes_ = 0;
+        state_ = left_ == 0 ? kTrailerStart : kData;
+        break;
+      case kData: {
+        size_t k = size_t(std::min<uint64_t>(left_, n - off));
+        off += k;
+        left_ -= k;
+        if (left_ == 0) state_ = kDataCr;
+        break;
+      }
+      case kDataCr:
+      case kDataLf:
+        if (c != (state_ == kDataCr ? '\r' : '\n')) return Fail("chunked body: the end of a chunk the fast path does not take");
+        off++;
+        state_ = state_ == kDataCr ? kDataLf : kSize;
+        break;
+      case kTrailerStart:
+        if (c == '\r') {
+          state_ = kEndLf;
+        } else if (TChar(c)) {
+          state_ = kTrailerName;
+          name_.assign(1, char(Lower(c)));
+        } else {
+          return Fail("chunked body: a trailer field the fast path does not take");
+        }
+        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
+        off++;
+        break;
+      case kTrailerName:
+        if (c == ':') {
+          for (const char* f : kFraming) {
+            if (name_ == f) return Fail("chunked body: a framing field in the trailers the fast path does not take");
+          }
+          state_ = kTrailerValue;
+        } else if (TChar(c)) {
+          name_.push_back(char(Lower(c)));
+        } else {
+          return Fail("chunked body: a trailer field the fast path does not take");
+        }
+        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
+        off++;
+        break;
+      case kTrailerValue:
+        if (c == '\r') {
+          state_ = kTrailerLf;
+        } else if (c != 0x09 && (c < 0x20 || c > 0x7e)) {
+          return Fail("chunked body: a trailer field the fast path does not take");
+        }
+        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
+        off++;
+        break;
+      case kTrailerLf:
+      case kEndLf:
+        if (c != '\n') return Fail("chunked body: a trailer field the fast path does not take");
+        state_ = state_ == kEndLf ? kDone : kTrailerStart;
+        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
+        off++;
+        break;
+      case kDone:
+        break;
+    }
+  }
+  return long(off);
+}
+
 namespace {
 
 // scanPlainRequest(head, client) → the DATA frame (HEAD record) the edge's reader would write, or
@@ -450,11 +585,41 @@ Napi::Value ScanPlainRequestJs(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(env, frame.data(), frame.size());
 }
 
+
+// checkChunked(chunks, state) → what ChunkCheck makes of `chunks` fed one by one from `state`
+// (ChunkedBody.handOver's numbers): the bytes of each that are body, done, or the error. For the
+// test that compares it with ChunkedBody.
+Napi::Value CheckChunkedJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array chunks = info[0].As<Napi::Array>();
+  Napi::Array st = info[1].As<Napi::Array>();
+  double state[5];
+  for (uint32_t i = 0; i < 5; i++) state[i] = i < st.Length() ? st.Get(i).As<Napi::Number>().DoubleValue() : -1;
+  ChunkCheck check;
+  Napi::Object out = Napi::Object::New(env);
+  if (!check.Restore(state, 5)) throw Napi::TypeError::New(env, "checkChunked: not a state ChunkedBody hands over");
+  Napi::Array used = Napi::Array::New(env);
+  for (uint32_t i = 0; i < chunks.Length(); i++) {
+    ByteView b;
+    if (!GetBytes(chunks.Get(i), &b)) throw Napi::TypeError::New(env, "checkChunked: buffers expected");
+    long n = check.Feed(b.data, b.length);
+    if (n < 0) {
+      out.Set("error", Napi::String::New(env, check.error()));
+      break;
+    }
+    used.Set(i, Napi::Number::New(env, double(n)));
+    if (check.done()) break;
+  }
+  out.Set("used", used);
+  out.Set("done", Napi::Boolean::New(env, check.done()));
+  return out;
+}
 }  // namespace
 
 void InitHttp1Answer(Napi::Env env, Napi::Object exports) {
   exports.Set("frameAnswer", Napi::Function::New(env, FrameAnswer, "frameAnswer"));
   exports.Set("scanPlainRequest", Napi::Function::New(env, ScanPlainRequestJs, "scanPlainRequest"));
+  exports.Set("checkChunked", Napi::Function::New(env, CheckChunkedJs, "checkChunked"));
 }
 
 }  // namespace oxy

@@ -60,4 +60,38 @@ class AnswerFramer {
 // test/unit/protocol/http1-request.test.ts compares the two on generated heads.
 bool ScanPlainRequest(const uint8_t* p, size_t n, const std::string& client, std::vector<uint8_t>& frame, std::string* host, bool* head_method);
 
+// protocol/http1.ts ChunkedBody in C++, byte for byte: the framing of a chunked request body
+// checked as it comes (the edge's native body reads, quic-answer.cc), continuing from where JS's
+// checker stood (ChunkedBody.handOver: its state before the trailers, as numbers). Any change here
+// is a change there: test/unit/protocol/http1-chunked-native.test.ts compares the two.
+class ChunkCheck {
+ public:
+  // ChunkedBody's states (its const enum Chunk, same numbers).
+  enum State : uint8_t {
+    kSize, kExtName, kExtValue, kSizeLf, kData, kDataCr, kDataLf,
+    kTrailerStart, kTrailerName, kTrailerValue, kTrailerLf, kEndLf, kDone,
+  };
+  // [state, left, digits, ext, extBytes] from ChunkedBody.handOver (a state before the trailers). False: not one.
+  bool Restore(const double* s, size_t n);
+  // Bytes of `data` that are body, all checked (fewer than `len` only once the body ended), or -1
+  // when the framing is not taken (error()).
+  long Feed(const uint8_t* data, size_t len);
+  bool done() const { return state_ == kDone; }
+  const char* error() const { return error_; }
+
+ private:
+  long Fail(const char* why) {
+    error_ = why;
+    return -1;
+  }
+  State state_ = kSize;
+  uint32_t digits_ = 0;
+  uint32_t ext_ = 0;
+  uint32_t ext_bytes_ = 0;
+  uint64_t left_ = 0;
+  uint32_t trailer_bytes_ = 0;
+  std::string name_;
+  const char* error_ = "";
+};
+
 }  // namespace oxy

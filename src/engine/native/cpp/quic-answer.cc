@@ -24,8 +24,20 @@ namespace quic {
 namespace {
 constexpr size_t kHeader = 5;
 constexpr uint8_t kFramingVersion = 0x01;
+// A request body's reads: 64 KiB a recv (as Node's), up to 16 a wake-up while the stream's unsent
+// bytes stay under kStreamHighWater; a read of at least kBodyKeep bytes becomes the stream's chunk
+// as it is (no copy), a smaller one is copied out.
+constexpr size_t kBodyRead = 64 * 1024;
+constexpr int kBodyReadsPerWake = 16;
+constexpr size_t kBodyKeep = 16 * 1024;
 
 uint32_t Be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]); }
+void PutBe32(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v >> 24);
+  p[1] = uint8_t(v >> 16);
+  p[2] = uint8_t(v >> 8);
+  p[3] = uint8_t(v);
+}
 }  // namespace
 
 bool Conn::AttachAnswers(int64_t id, int socket_fd, Napi::Float64Array state, const std::string& keep_alive, const std::string& extra) {
@@ -305,6 +317,10 @@ void Conn::AnswerRelease(AnswerPump* p) {
 void Conn::AnswerWatch(AnswerPump* p) {
   int events = !p->failed && p->out_off < p->out.size() ? UV_WRITABLE : 0;
   if (!p->failed && p->reading && !p->back_sent) events |= UV_READABLE;
+  if (!p->failed && p->body) {
+    Stream* s = Find(p->id);
+    if (s && !s->pump_blocked) events |= UV_READABLE;
+  }
   if (events == p->events) return;
   p->events = events;
   if (events) uv_poll_start(p->poll, events, &Conn::OnAnswerPoll);
@@ -318,10 +334,11 @@ void Conn::OnAnswerPoll(uv_poll_t* handle, int status, int events) {
   if (status < 0) {
     // libuv stopped the poll: the write below reads the error, or JS's handle does.
     p->events = 0;
-    events = UV_WRITABLE | (p->reading ? UV_READABLE : 0);
+    events = UV_WRITABLE | (p->reading || p->body ? UV_READABLE : 0);
   }
   if (events & UV_WRITABLE) self->AnswerWriteOut(p);
-  if (events & UV_READABLE) self->AnswerRead(p);
+  if ((events & UV_READABLE) && p->body) self->AnswerBodyRead(p);
+  else if (events & UV_READABLE) self->AnswerRead(p);
   self->Dirty();  // a flush (credit given back, a request forwarded), and with it the batch for JS
 }
 
@@ -332,7 +349,8 @@ bool Conn::ReadStart(int64_t id, const std::string& host, const std::string& cli
   Stream* s = Usable() ? Find(id) : nullptr;
   if (it == answers_.end() || !s || s->write_closed || s->fin) return false;
   AnswerPump* p = it->second.get();
-  if (p->failed || p->reading || p->armed || p->holding || p->done_pending || p->payload_left > 0 || p->header_fill > 0 || p->state[kAnsHeld] != 0)
+  if (p->failed || p->reading || p->body || p->armed || p->holding || p->done_pending || p->payload_left > 0 || p->header_fill > 0 ||
+      p->state[kAnsHeld] != 0)
     return false;
   p->reading = true;
   p->back_sent = false;
@@ -357,8 +375,104 @@ std::vector<uint8_t> Conn::ReadStop(int64_t id) {
   back.swap(p->in);
   p->reading = false;
   p->back_sent = false;
+  p->body = false;
   AnswerWatch(p);
   return back;
+}
+
+// ------------------------------------------------------------------ the request body's reads
+
+bool Conn::BodyStart(int64_t id, uint64_t left, const double* chunk_state, size_t chunk_state_len) {
+  auto it = answers_.find(id);
+  Stream* s = Usable() ? Find(id) : nullptr;
+  if (it == answers_.end() || !s || s->write_closed || s->fin) return false;
+  AnswerPump* p = it->second.get();
+  if (p->failed || p->reading || p->body || p->own) return false;
+  if (chunk_state) {
+    if (!p->chunks.Restore(chunk_state, chunk_state_len)) return false;
+  } else if (left == 0) {
+    return false;
+  }
+  p->body = true;
+  p->body_chunked = chunk_state != nullptr;
+  p->body_left = left;
+  p->back_sent = false;
+  p->in.clear();
+  p->state[kAnsBodyDone] = 0;
+  AnswerWatch(p);
+  return true;
+}
+
+void Conn::AnswerBodyEnd(AnswerPump* p, uint8_t outcome) {
+  p->body = false;
+  if (outcome == kBodyWhole) p->state[kAnsBodyDone] = 1;
+  AnswerWatch(p);
+  const double why = outcome;
+  Event(kEvPump, kBodyEnd, p->id, reinterpret_cast<const uint8_t*>(&why), sizeof why);
+}
+
+// The client's bytes, as BODY records each in a DATA frame of its own, straight into the stream
+// (recv'd behind room for both headers: no copy for a full read); the bytes after the body's end
+// wait for JS (ReadStop).
+void Conn::AnswerBodyRead(AnswerPump* p) {
+  Stream* s = Usable() ? Find(p->id) : nullptr;
+  if (!s || s->write_closed || s->fin) return AnswerBodyEnd(p, kBodyStream);
+  constexpr size_t hdr = 2 * kHeader;
+  for (int i = 0; i < kBodyReadsPerWake && p->body; i++) {
+    if (s->total - s->sent > kStreamHighWater) {
+      s->pump_blocked = true;  // Advance resumes it (ResumePump) below half
+      break;
+    }
+    if (!body_buf_) body_buf_.reset(new uint8_t[hdr + kBodyRead]);
+    uint8_t* buf = body_buf_.get();
+    ssize_t n = recv(p->fd, buf + hdr, kBodyRead, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) {
+      // The client's EOF or an error mid-body: JS ends the request (its handle reads the same).
+      AnswerBodyEnd(p, kBodyClient);
+      break;
+    }
+    p->state[kAnsRead] += double(n);
+    size_t k;
+    if (p->body_chunked) {
+      long used = p->chunks.Feed(buf + hdr, size_t(n));
+      if (used < 0) {
+        AnswerBodyEnd(p, kBodyRefused);
+        break;
+      }
+      k = size_t(used);
+    } else {
+      k = size_t(std::min<uint64_t>(p->body_left, uint64_t(n)));
+      p->body_left -= k;
+    }
+    bool whole = p->body_chunked ? p->chunks.done() : p->body_left == 0;
+    // Bytes after the body: the next request's, JS's.
+    if (size_t(n) > k) p->in.assign(buf + hdr + k, buf + hdr + size_t(n));
+    if (k > 0) {
+      buf[0] = kFrameData;
+      PutBe32(buf + 1, uint32_t(kHeader + k));
+      buf[kHeader] = kRecordBody;
+      PutBe32(buf + kHeader + 1, uint32_t(k));
+      Chunk c{nullptr, hdr + k};
+      if (k >= kBodyKeep) {
+        c.data = std::move(body_buf_);
+      } else {
+        c.data.reset(new uint8_t[hdr + k]);
+        memcpy(c.data.get(), buf, hdr + k);
+      }
+      s->chunks.push_back(std::move(c));
+      s->total += hdr + k;
+      p->state[kAnsBodyRead] += double(k);
+    }
+    if (whole) {
+      AnswerBodyEnd(p, kBodyWhole);
+      break;
+    }
+    if (size_t(n) < kBodyRead) break;  // likely drained: the poll says when there is more
+  }
+  Enqueue(s);
+  AnswerWatch(p);
 }
 
 void Conn::AnswerReadBack(AnswerPump* p) {

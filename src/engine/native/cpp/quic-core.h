@@ -65,6 +65,7 @@ enum PumpEvent : uint8_t {
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
   kAnswerOwnCount = 22, // lazy: answers to requests read here, whole and written, of one status: payload f64 status, f64 count, f64 bytes
+  kBodyEnd = 23,        // the request body's reads here (BodyStart) stopped: payload f64 BodyOutcome; JS takes the socket back (ReadStop)
 };
 
 // The Float64Array an answer pump shares with JS (transport/types.ts ANSWER_STATE).
@@ -84,7 +85,17 @@ enum AnswerSlot : int {
   kAnsActive = 11,   // when the last answer to one of them was written whole (ms, CLOCK_MONOTONIC)
   kAnsBackHead = 12, // ReadStop: the head of the request in flight at the start of the bytes returned (0: none)
   kAnsOwnMark = 13,  // kAnsWritten when the request in flight was forwarded
+  kAnsBodyDone = 14, // BodyStart: 1 once the body read here ended whole (the bytes after it are ReadStop's)
+  kAnsBodyRead = 15, // body bytes read here and written to the stream
   kAnsSlots = 16,
+};
+
+// Why the body's reads here stopped (kBodyEnd; native/quic.ts BODY_END).
+enum BodyOutcome : uint8_t {
+  kBodyWhole = 0,    // the body ended: the bytes read after it are JS's
+  kBodyRefused = 1,  // chunk framing ChunkCheck does not take
+  kBodyClient = 2,   // the client's EOF or a read error mid-body
+  kBodyStream = 3,   // the stream takes no more
 };
 
 // http1 records (protocol/http1.ts) and stream frames (transport/quic/framing.ts), as quic-pump.cc reads them.
@@ -473,6 +484,12 @@ struct AnswerPump {
   std::vector<uint8_t> in;  // the head of the request in flight (own_head bytes), then bytes not forwarded
   size_t own_head = 0;
   bool own = false;  // the answer armed (or being written) is to a request read here
+  // A request body's reads (BodyStart to kBodyEnd or ReadStop): the client's bytes go on as BODY
+  // records until the body ends (body_left bytes, or chunked: ChunkCheck says), without JS.
+  bool body = false;
+  bool body_chunked = false;
+  uint64_t body_left = 0;
+  ChunkCheck chunks;
   LazySlot own_count;  // the kAnswerOwnCount record counting such answers of one status
 };
 
@@ -662,6 +679,10 @@ class Conn {
   // its length in kAnsBackHead, then bytes not forwarded).
   bool ReadStart(int64_t id, const std::string& host, const std::string& client);
   std::vector<uint8_t> ReadStop(int64_t id);
+  // The client's request body read here from now on (JS wrote the request's records so far and its
+  // handle stopped reading): `left` bytes, or chunked from `chunk_state` (ChunkedBody.handOver) when
+  // given. False: not now. Its end (kBodyEnd) or ReadStop stops it.
+  bool BodyStart(int64_t id, uint64_t left, const double* chunk_state, size_t chunk_state_len);
 
   bool Usable() const { return conn_ != nullptr && !closed_; }
   uint32_t handle() const { return handle_; }
@@ -758,6 +779,8 @@ class Conn {
   void AnswerFail(AnswerPump* p, uint8_t what, const uint8_t* data, size_t len);
   void AnswerWriteOut(AnswerPump* p);
   void AnswerRelease(AnswerPump* p);
+  void AnswerBodyRead(AnswerPump* p);
+  void AnswerBodyEnd(AnswerPump* p, uint8_t outcome);
   void AnswerWatch(AnswerPump* p);
   void FlushAnswers();
   void AnswerRead(AnswerPump* p);
@@ -768,6 +791,7 @@ class Conn {
   Host* host_;
   uint32_t handle_;
   std::vector<uint8_t> read_frame_;  // the HEAD frame AnswerRead writes (reused)
+  std::unique_ptr<uint8_t[]> body_buf_;  // AnswerBodyRead's recv, behind room for the DATA frame and BODY record headers
   ConnSettings settings_;
   // This connection's largest packet: settings_.max_payload, or loopback_payload on loopback.
   size_t payload_ = 1350;

@@ -827,6 +827,9 @@ void Conn::ResumePump(Stream* s) {
   s->pump_blocked = false;
   auto it = pumps_.find(s->id);
   if (it != pumps_.end()) PumpWatch(it->second.get());
+  // The edge's reads of a request body (quic-answer.cc) wait the same way.
+  auto a = answers_.find(s->id);
+  if (a != answers_.end() && a->second->body) AnswerWatch(a->second.get());
 }
 
 void Conn::PumpEnd(Pump* p, int err) {

@@ -94,6 +94,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
         InstanceMethod("resetPump", &QuicServer::JsResetPump),
         InstanceMethod("readClient", &QuicServer::JsReadClient),
         InstanceMethod("readClientStop", &QuicServer::JsReadClientStop),
+        InstanceMethod("readBody", &QuicServer::JsReadBody),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicServer", methods);
@@ -683,6 +684,21 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     std::vector<uint8_t> back;
     if (c) back = c->ReadStop(info[1].As<Napi::Number>().Int64Value());
     return Napi::Buffer<uint8_t>::Copy(info.Env(), back.data(), back.size());
+  }
+
+  // readBody(handle, id, left, chunkState?) → true when the addon reads the request body from the
+  // client from now on: `left` bytes, or chunked from `chunkState` (Float64Array, ChunkedBody.handOver).
+  Napi::Value JsReadBody(const Napi::CallbackInfo& info) {
+    Conn* c = Arg(info);
+    std::vector<double> st;
+    if (info.Length() > 3 && info[3].IsTypedArray()) {
+      Napi::Float64Array a = info[3].As<Napi::Float64Array>();
+      st.assign(a.Data(), a.Data() + a.ElementLength());
+    }
+    double left = info[2].As<Napi::Number>().DoubleValue();
+    bool ok = c && left >= 0 && left <= 9007199254740991.0 &&
+              c->BodyStart(info[1].As<Napi::Number>().Int64Value(), uint64_t(left), st.empty() ? nullptr : st.data(), st.size());
+    return Napi::Boolean::New(info.Env(), ok);
   }
 
   Napi::Value JsCloseAnswers(const Napi::CallbackInfo& info) {

@@ -66,6 +66,7 @@ export interface Ngtcp2Port {
   closeAnswers?(id: number): void;
   readClient?(id: number, host: Uint8Array, client: Uint8Array): boolean;
   readClientStop?(id: number): Buffer;
+  readBody?(id: number, left: number, chunkState?: Float64Array): boolean;
   /** Frees the addon's side without a packet. */
   close(): void;
 }
@@ -288,6 +289,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
             !this.released && this.answers.get(id) === entry && native.readClient!(id, Buffer.from(host, 'latin1'), Buffer.from(client, 'latin1'))
         : undefined,
       readStop: () => (this.released || this.answers.get(id) !== entry ? Buffer.alloc(0) : native.readClientStop!(id)),
+      readBody: native.readBody
+        ? (left, chunkState) => !this.released && this.answers.get(id) === entry && native.readBody!(id, left, chunkState && Float64Array.from(chunkState))
+        : undefined,
       close: () => {
         if (this.answers.get(id) !== entry) return;
         this.answers.delete(id);
@@ -353,7 +357,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
           (flag >= QuicPumpEvent.ANSWER_DONE && flag <= QuicPumpEvent.ANSWER_FAILED) ||
           flag === QuicPumpEvent.ANSWER_OWN_DONE ||
           flag === QuicPumpEvent.ANSWER_OWN_COUNT ||
-          flag === QuicPumpEvent.READ_BACK
+          flag === QuicPumpEvent.READ_BACK ||
+          flag === QuicPumpEvent.BODY_END
         ) {
           this.onAnswer(id, flag, data);
           break;
@@ -399,6 +404,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     else if (flag === QuicPumpEvent.ANSWER_OWN_DONE) options.ownDone?.(data.readDoubleLE(0), data.readDoubleLE(8), data.readDoubleLE(16) === 1);
     else if (flag === QuicPumpEvent.ANSWER_OWN_COUNT) options.ownCount?.(data.readDoubleLE(0), data.readDoubleLE(8), data.readDoubleLE(16));
     else if (flag === QuicPumpEvent.READ_BACK) options.readBack?.();
+    else if (flag === QuicPumpEvent.BODY_END) options.bodyEnd?.(data.readDoubleLE(0));
     else if (flag === QuicPumpEvent.ANSWER_BROKEN) options.broken(data.toString('latin1'));
     else if (flag === QuicPumpEvent.ANSWER_FAILED) options.failed(data.readDoubleLE(0));
   }

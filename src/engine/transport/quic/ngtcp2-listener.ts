@@ -129,6 +129,7 @@ export class Ngtcp2Listener {
       armAnswer: (id, flags) => server.armAnswer(handle, id, flags),
       readClient: (id, host, client) => server.readClient(handle, id, host, client),
       readClientStop: (id) => server.readClientStop(handle, id),
+      readBody: (id, left, chunkState) => server.readBody(handle, id, left, chunkState),
       closeAnswers: (id) => server.closeAnswers(handle, id),
       attachPump: (id, fd, mode, source) => server.attachPump(handle, id, fd, mode, Number(source ?? 0)),
       shutPump: (id) => server.shutPump(handle, id),

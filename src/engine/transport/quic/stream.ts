@@ -39,6 +39,8 @@ export interface NativeAnswers {
   /** The addon reads the client socket (AnswerPump.read); undefined where it cannot. */
   read?: (host: string, client: string) => boolean;
   readStop(): Buffer;
+  /** The addon reads a request body from the client socket (AnswerPump.readBody); undefined where it cannot. */
+  readBody?: (left: number, chunkState?: number[]) => boolean;
   close(): void;
 }
 
@@ -140,6 +142,13 @@ export class QuicStream extends Duplex implements TunnelStream {
               return false;
             if (this.parser.atStart || !this.parser.atBoundary || this.writableLength > 0 || this.pending.length > 0 || this.writableEnded) return false;
             return native.read!(host, client);
+          }
+        : undefined,
+      readBody: native.readBody
+        ? (left, chunkState) => {
+            // The addon's BODY records must follow every byte written before: nothing of ours waits.
+            if (this.destroyed || this.writableEnded || !this.preambleQueued || this.writableLength > 0 || this.pending.length > 0) return false;
+            return native.readBody!(left, chunkState);
           }
         : undefined,
       arm: (headRequest, close) => {
