@@ -396,6 +396,44 @@ class Host {
   virtual void RetireCid(Conn* c, const ngtcp2_cid* cid) {}
 };
 
+// Bytes queued for a pump's fd (quic-pump.cc): fixed 64 KiB blocks, reused through a per-thread
+// pool, written with one writev. A vector here was regrown (and its new pages faulted in) whenever
+// the fd fell behind the stream, and shifted after a partial write: in -R on the vnet path that
+// was ~14 % of the edge's CPU (docs/decisions.md "... (session 13)").
+class OutQueue {
+ public:
+  static constexpr size_t kBlock = 64 * 1024;
+  static constexpr size_t kWriteBlocks = 16;
+  OutQueue() = default;
+  OutQueue(const OutQueue&) = delete;
+  OutQueue& operator=(const OutQueue&) = delete;
+  ~OutQueue() { Clear(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void Append(const uint8_t* data, size_t len);
+  // Drops everything queued (its blocks go back to the pool).
+  void Clear();
+  // One writev from the front, over up to kWriteBlocks blocks: the bytes written, or -errno.
+  ssize_t WriteTo(int fd);
+  // What the next WriteTo offers (a write that takes less found the fd full).
+  size_t Offered() const {
+    size_t n = 0, k = 0;
+    for (auto it = blocks_.begin(); it != blocks_.end() && k < kWriteBlocks; ++it, ++k) n += it->end - it->begin;
+    return n;
+  }
+
+ private:
+  struct Block {
+    uint8_t* data;
+    size_t begin;  // first unwritten byte
+    size_t end;    // end of the bytes held
+  };
+  static uint8_t* TakeBlock();
+  static void GiveBlock(uint8_t* block);
+  std::deque<Block> blocks_;
+  size_t size_ = 0;
+};
+
 // A stream's bytes pumped to and from a TCP socket fd without JS (quic-pump.cc): the fd's reads
 // become the stream's DATA frames (stream.ts framing), JS's writes for the fd are written at the
 // turn's flush. JS still sees what it needs per request (kEvPump records).
@@ -404,8 +442,7 @@ struct Pump {
   int64_t id = -1;
   int fd = -1;
   FdWatch* watch = nullptr;  // in the thread's epoll set (fd-set.h)
-  std::vector<uint8_t> out;  // for the fd, from out_off on
-  size_t out_off = 0;
+  OutQueue out;  // for the fd
   int events = 0;
   bool ended = false;     // kPumpEnd went: nothing more moves
   bool answered = true;   // the fd sent bytes since the last head

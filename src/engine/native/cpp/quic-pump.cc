@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -116,6 +117,69 @@ double StatusOf(const uint8_t* p, size_t n) {
   return double(v);
 }
 }  // namespace
+
+// ------------------------------------------------------------------ OutQueue
+
+namespace {
+// Blocks kept for reuse per thread (4 MiB): a backlog larger than that is freed as it drains.
+constexpr size_t kPoolBlocks = 64;
+thread_local std::vector<std::unique_ptr<uint8_t[]>> block_pool;
+}  // namespace
+
+uint8_t* OutQueue::TakeBlock() {
+  if (block_pool.empty()) return new uint8_t[kBlock];
+  uint8_t* b = block_pool.back().release();
+  block_pool.pop_back();
+  return b;
+}
+
+void OutQueue::GiveBlock(uint8_t* block) {
+  if (block_pool.size() < kPoolBlocks) block_pool.emplace_back(block);
+  else delete[] block;
+}
+
+void OutQueue::Append(const uint8_t* data, size_t len) {
+  size_ += len;
+  while (len > 0) {
+    if (blocks_.empty() || blocks_.back().end == kBlock) blocks_.push_back(Block{TakeBlock(), 0, 0});
+    Block& b = blocks_.back();
+    const size_t take = std::min(len, kBlock - b.end);
+    memcpy(b.data + b.end, data, take);
+    b.end += take;
+    data += take;
+    len -= take;
+  }
+}
+
+void OutQueue::Clear() {
+  for (Block& b : blocks_) GiveBlock(b.data);
+  blocks_.clear();
+  size_ = 0;
+}
+
+ssize_t OutQueue::WriteTo(int fd) {
+  iovec iov[kWriteBlocks];
+  int n = 0;
+  for (auto it = blocks_.begin(); it != blocks_.end() && n < int(kWriteBlocks); ++it) iov[n++] = {it->data + it->begin, it->end - it->begin};
+  if (n == 0) return 0;
+  ssize_t w;
+  do w = writev(fd, iov, n);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) return -errno;
+  size_t left = size_t(w);
+  size_ -= left;
+  while (left > 0) {
+    Block& b = blocks_.front();
+    const size_t take = std::min(left, b.end - b.begin);
+    b.begin += take;
+    left -= take;
+    if (b.begin == b.end) {
+      GiveBlock(b.data);
+      blocks_.pop_front();
+    }
+  }
+  return w;
+}
 
 bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source) {
   Stream* s = Usable() ? Find(id) : nullptr;
@@ -348,12 +412,12 @@ double Conn::PumpWrite(int64_t id, const uint8_t* data, size_t len, bool head) {
       p->answered = false;
       p->fast = false;
     }
-    p->out.insert(p->out.end(), data, data + len);
+    p->out.Append(data, len);
     PumpQueue(p);
   }
   if (release) RecvRelease(s);
   if (p->ended) return -1;
-  double pending = double(p->out.size() - p->out_off);
+  double pending = double(p->out.size());
   if (pending > kStreamHighWater) p->want_drain = true;
   return pending;
 }
@@ -389,9 +453,9 @@ bool Conn::PumpFastHead(Stream* s, std::vector<uint8_t>& record) {
   if (!p->route_any && (host_len != p->route_host.size() || memcmp(host, p->route_host.data(), host_len) != 0)) return false;
   p->answered = false;
   p->fast = true;
-  p->out.insert(p->out.end(), d + off, d + n);
+  p->out.Append(d + off, n - off);
   PumpQueue(p);
-  if (p->out.size() - p->out_off > kStreamHighWater) s->pump_full = true;
+  if (p->out.size() > kStreamHighWater) s->pump_full = true;
   p->fast_head.swap(record);
   // Counted as it starts, as JS counts a head it reads (a client may go before the answer).
   if (!host_->EmitLazyCount(this, kEvPump, kPumpFastStart, p->id, 0, &p->starts)) {
@@ -424,10 +488,10 @@ void Conn::PumpQueue(Pump* p) {
 void Conn::PumpBody(Stream* s, Pump* p, const uint8_t* data, size_t len) {
   // The fd is gone (JS hears kPumpEnd and closes the pump): dropped, as JS drops a body with no origin.
   if (!p || p->ended) return;
-  p->out.insert(p->out.end(), data, data + len);
+  p->out.Append(data, len);
   p->body_bytes += len;
   PumpQueue(p);
-  if (p->out.size() - p->out_off > kStreamHighWater) s->pump_full = true;
+  if (p->out.size() > kStreamHighWater) s->pump_full = true;
 }
 
 void Conn::PumpCredit(Stream* s) {
@@ -593,8 +657,7 @@ void Conn::FlowGotReset(Pump* p) {
     struct linger l = {1, 0};
     setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     p->ended = true;
-    p->out.clear();
-    p->out_off = 0;
+    p->out.Clear();
     if (Stream* s = Find(p->id)) PumpCredit(s);
     PumpWatch(p);
   }
@@ -715,35 +778,27 @@ void Conn::FlushPumps() {
     p->queued = false;
     PumpWriteOut(p);
     // A lingering flows pump is closed once its fd took everything and is shut (or failed).
-    if (p->lingering && (p->ended || (p->out_off == p->out.size() && p->shut_done))) ClosePump(id);
+    if (p->lingering && (p->ended || (p->out.empty() && p->shut_done))) ClosePump(id);
   }
 }
 
 void Conn::PumpWriteOut(Pump* p) {
-  while (!p->ended && p->out_off < p->out.size()) {
-    ssize_t n = write(p->fd, p->out.data() + p->out_off, p->out.size() - p->out_off);
-    if (n >= 0) {
-      p->out_off += size_t(n);
-      continue;
+  while (!p->ended && !p->out.empty()) {
+    const size_t offered = p->out.Offered();
+    const ssize_t n = p->out.WriteTo(p->fd);
+    if (n < 0) {
+      if (n != -EAGAIN && n != -EWOULDBLOCK) PumpEnd(p, int(-n));
+      break;
     }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) PumpEnd(p, errno);
-    break;
+    // A short write: the socket is full (the level-triggered watch says when it has room).
+    if (size_t(n) < offered) break;
   }
-  if (p->out_off == p->out.size()) {
-    p->out.clear();
-    p->out_off = 0;
-    if (p->out.capacity() > 4 * kStreamHighWater) std::vector<uint8_t>().swap(p->out);  // a slow origin's backlog
-  } else if (p->out_off > p->out.size() - p->out_off) {
-    p->out.erase(p->out.begin(), p->out.begin() + ptrdiff_t(p->out_off));  // moves less than was written
-    p->out_off = 0;
-  }
-  if (p->shut_pending && !p->shut_done && !p->ended && p->out_off == p->out.size()) {
+  if (p->shut_pending && !p->shut_done && !p->ended && p->out.empty()) {
     p->shut_done = true;
     if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) PumpEnd(p, errno);
     else if (!p->flows) Event(kEvPump, kPumpShut, p->id, nullptr, 0);
   }
-  if (p->out.size() - p->out_off <= kStreamHighWater / 2) {
+  if (p->out.size() <= kStreamHighWater / 2) {
     if (p->want_drain) {
       p->want_drain = false;
       Event(kEvPump, kPumpDrain, p->id, nullptr, 0);
@@ -835,8 +890,7 @@ void Conn::ResumePump(Stream* s) {
 void Conn::PumpEnd(Pump* p, int err) {
   if (p->ended) return;
   p->ended = true;
-  p->out.clear();
-  p->out_off = 0;
+  p->out.Clear();
   if (Stream* s = Find(p->id)) PumpCredit(s);
   if (p->flows) {
     // No kPumpEnd: the flow aborts in band (a lingering pump's flow is over already).
@@ -859,7 +913,7 @@ void Conn::PumpWatch(Pump* p) {
   int events = 0;
   if (!p->ended) {
     Stream* s = Find(p->id);
-    if (p->out_off < p->out.size()) events |= UV_WRITABLE;
+    if (!p->out.empty()) events |= UV_WRITABLE;
     if (s && !s->pump_blocked && !p->read_done) events |= UV_READABLE;
   }
   if (events == p->events) return;
