@@ -53,6 +53,13 @@ const VARIANTS = [
   { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true },
   { name: 'accepted by the addon, no early data', env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_EARLY_DATA: '0' }, accepted: true },
   { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false },
+  // Each socket leaves the addon's epoll set for a uv_poll of its own at its first wake-up (the
+  // default: after 16, which the 40 requests on one connection below pass mid-connection).
+  {
+    name: 'accepted by the addon, sockets on polls of their own at once',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FD_SET_OWN_AFTER: '1' },
+    accepted: true,
+  },
 ] as const;
 
 for (const variant of VARIANTS)
@@ -83,6 +90,9 @@ for (const variant of VARIANTS)
       ]);
       // curl reports per URL: one connection made for the first, the others reuse it.
       expect(kept.stdout).toBe('path /a connects=1\npath /b connects=0\npath /c connects=0\n');
+      const paths = Array.from({ length: 40 }, (_, i) => `/k${i}`);
+      const many = await site.inDevice('curl', ['-s', '-m', '20', '-w', ' connects=%{num_connects}\\n', ...paths.map((p) => `http://198.18.0.10:9106${p}`)]);
+      expect(many.stdout).toBe(paths.map((p, i) => `path ${p} connects=${i === 0 ? 1 : 0}\n`).join(''));
       if (variant.accepted) expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon, accepted there/);
       else {
         expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon/);

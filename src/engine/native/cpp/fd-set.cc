@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <vector>
 
 namespace oxy {
@@ -23,6 +24,19 @@ struct FdSet {
 
 // Per thread: a worker's edge has its own loop and set.
 thread_local FdSet* the_set = nullptr;
+thread_local double own_polls = 0;
+
+// Wake-ups through the set after which a socket gets a uv_poll of its own (OXY_FD_SET_OWN_AFTER,
+// 0: never). A short flow wakes 2-4 times (dial or early read, answer, FIN); a kept connection
+// or a bulk transfer keeps waking, and each wake-up through the set costs a second epoll_wait
+// after libuv's. The move costs libuv's probe, FIONBIO and its start (~5 system calls), once.
+uint32_t OwnAfter() {
+  static const uint32_t n = [] {
+    const char* e = std::getenv("OXY_FD_SET_OWN_AFTER");
+    return e && *e ? uint32_t(std::strtoul(e, nullptr, 10)) : 16u;
+  }();
+  return n;
+}
 
 void Deliver(uv_poll_t* handle, int, int);
 
@@ -68,6 +82,35 @@ void Wanting(FdSet* s, int delta) {
   }
 }
 
+void OnOwnPoll(uv_poll_t* handle, int status, int events) {
+  auto* w = static_cast<FdWatch*>(handle->data);
+  if (!w || !w->cb) return;
+  int got = events & w->events;
+  if (status < 0) {
+    // libuv stopped the poll on the error: started again it stays level-triggered as in the set,
+    // and the read or write says what happened.
+    got = w->events;
+    if (w->events) uv_poll_start(handle, w->events, &OnOwnPoll);
+  }
+  if (got) w->cb(w, got);  // may free w
+}
+
+// Out of the set to a uv_poll of its own, wanting what it wants now; left in the set if libuv refuses.
+void MoveToOwnPoll(FdSet* s, FdWatch* w) {
+  auto* h = new uv_poll_t();
+  if (uv_poll_init(s->poll->loop, h, w->fd) != 0) {
+    delete h;
+    return;
+  }
+  if (w->added) epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, nullptr);
+  w->added = false;
+  if (w->events) Wanting(s, -1);
+  h->data = w;
+  w->own = h;
+  own_polls++;
+  if (w->events && uv_poll_start(h, w->events, &OnOwnPoll) != 0) w->events = 0;
+}
+
 uint32_t EpollEvents(int events) { return ((events & UV_READABLE) ? uint32_t(EPOLLIN) : 0u) | ((events & UV_WRITABLE) ? uint32_t(EPOLLOUT) : 0u); }
 
 void Deliver(uv_poll_t* handle, int, int) {
@@ -94,7 +137,9 @@ void Deliver(uv_poll_t* handle, int, int) {
     int got = ((e & EPOLLIN) ? UV_READABLE : 0) | ((e & EPOLLOUT) ? UV_WRITABLE : 0);
     if (e & (EPOLLERR | EPOLLHUP)) got = w->events;  // the read or write says what happened
     got &= w->events;
-    if (got) w->cb(w, got);
+    if (!got) continue;
+    w->cb(w, got);
+    if (w->cb && !w->own && OwnAfter() && ++w->wakes >= OwnAfter()) MoveToOwnPoll(s, w);
   }
   s->delivering = false;
   for (FdWatch* w : s->dead) delete w;
@@ -103,6 +148,8 @@ void Deliver(uv_poll_t* handle, int, int) {
 }
 
 }  // namespace
+
+double FdSetOwnPolls() { return own_polls; }
 
 void HoldFdSet(uv_loop_t* loop) {
   if (FdSet* s = SetFor(loop)) s->holders++;
@@ -127,6 +174,13 @@ int SetFdWatch(FdWatch* w, int events, FdWatchCb cb) {
   FdSet* s = the_set;
   if (!s) return -EBADF;
   w->cb = cb;
+  if (w->own) {
+    if (events == w->events) return 0;
+    int rc = events ? uv_poll_start(w->own, events, &OnOwnPoll) : uv_poll_stop(w->own);
+    if (rc != 0) return rc;
+    w->events = events;
+    return 0;
+  }
   if (events == w->events && (w->added || events == 0)) return 0;
   epoll_event ev{};
   ev.events = EpollEvents(events);
@@ -146,6 +200,13 @@ int SetFdWatch(FdWatch* w, int events, FdWatchCb cb) {
 void FreeFdWatch(FdWatch* w) {
   if (!w) return;
   FdSet* s = the_set;
+  if (w->own) {
+    // uv_close stops it now (libuv's epoll_ctl DEL): the fd may close right after.
+    w->own->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(w->own), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    w->own = nullptr;
+    w->events = 0;
+  }
   if (s) {
     // Before the fd closes: another descriptor of the socket (a dup) would keep it in the set.
     if (w->added) epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, nullptr);

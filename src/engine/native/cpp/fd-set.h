@@ -22,7 +22,14 @@ struct FdWatch {
   bool added = false;  // in the epoll set
   FdWatchCb cb = nullptr;
   void* data = nullptr;
+  // A socket that keeps waking (a kept connection, a bulk transfer) moves to a uv_poll of its own:
+  // each wake-up through the set costs a second epoll_wait after libuv's.
+  uint32_t wakes = 0;
+  uv_poll_t* own = nullptr;
 };
+
+// Sockets moved to a uv_poll of their own on this thread so far (FdWatch::own).
+double FdSetOwnPolls();
 
 // Holds the thread's set open (a QUIC connection, an acceptor): it closes when the last holder
 // releases it and no watch is left, so a worker's loop ends with no handle of ours.
