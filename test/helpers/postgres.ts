@@ -74,7 +74,7 @@ export class Postgres {
       join(c.dir, 'log'),
       '-w',
       '-t',
-      '30',
+      '120',
       '-o',
       `-p ${c.port} -k ${c.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
       'start',
@@ -117,6 +117,10 @@ export async function startPostgres(): Promise<Postgres> {
     run(pg.cluster, join(bin, 'initdb'), ['-D', join(dir, 'data'), '-A', 'trust', '-U', user, '-E', 'UTF8', '--no-sync', '--no-instructions']);
     pg.startServer();
   } catch (err) {
+    // A start that timed out may still leave a postmaster behind: stopped before its files go.
+    try {
+      pg.stopServer();
+    } catch {}
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }

@@ -37,6 +37,23 @@ async function bindable(s: Server | UdpSocket, port: number): Promise<boolean> {
   return ok;
 }
 
+/**
+ * Children still running when the test worker exits (a hook that timed out, a start that failed
+ * before the test kept the process) are SIGKILLed then: Node leaves children running otherwise.
+ */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+export function killOnExit(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    });
+  }
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
 /** A running oxyctl process whose stderr (logs) is collected and searchable. */
 export class OxyProcess {
   readonly child: ChildProcess;
@@ -48,6 +65,7 @@ export class OxyProcess {
       env: { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    killOnExit(this.child);
     const onData = (d: Buffer) => {
       this.output += d.toString();
       this.#waiters = this.#waiters.filter((w) => {
@@ -81,9 +99,30 @@ export class OxyProcess {
     return new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
   }
 
+  /**
+   * Signals the process and waits for its exit; one that has not exited 15 s after a gentler
+   * signal is SIGKILLed, so an after-hook cannot hang on a stuck process.
+   */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    return this.exited();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited();
+    this.child.kill(signal);
+    if (signal === 'SIGKILL') return this.exited();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
+    try {
+      return await this.exited();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for `re`; on failure (a start that never came) kills the process first, so it is not left behind. */
+  async started(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray> {
+    try {
+      return await this.waitFor(re, timeoutMs);
+    } catch (err) {
+      this.kill();
+      throw err;
+    }
   }
 
   kill(): void {
@@ -101,8 +140,8 @@ export async function startEdge(home: string, extra: string[] = [], ports: { tun
     ['edge', 'run', '--tunnel-listen', `127.0.0.1:${ports.tunnel ?? 0}`, '--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', ...extra],
     env,
   );
-  const tunnel = await edge.waitFor(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
-  const http = await edge.waitFor(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
+  const tunnel = await edge.started(/Tunnel listener ready protocol=http2 address=127\.0\.0\.1:(\d+)/);
+  const http = await edge.started(/Public HTTP listener ready address=127\.0\.0\.1:(\d+)/);
   return { edge, tunnelPort: Number(tunnel[1]), httpPort: Number(http[1]) };
 }
 
@@ -124,8 +163,8 @@ export const tunnelRunArgs = (tunnelPort: number, protocol: Protocol, args: stri
 
 export async function startConnector(home: string, tunnelPort: number, args: string[], connections = 4, protocol: Protocol = 'http2') {
   const c = new OxyProcess(home, tunnelRunArgs(tunnelPort, protocol, args));
-  for (let i = 0; i < connections; i++) await c.waitFor(new RegExp(`Registered tunnel connection connIndex=${i} `));
-  const metrics = await c.waitFor(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/);
+  for (let i = 0; i < connections; i++) await c.started(new RegExp(`Registered tunnel connection connIndex=${i} `));
+  const metrics = await c.started(/Starting metrics server on \/metrics address=127\.0\.0\.1:(\d+)/);
   return { connector: c, metricsPort: Number(metrics[1]) };
 }
 

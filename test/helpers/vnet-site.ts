@@ -12,6 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
 import { TestNetns } from './netns.js';
+import { killOnExit } from './processes.js';
 import { until } from './until.js';
 
 /** The edge's metrics port inside its own namespace (nothing else listens there). */
@@ -21,6 +22,7 @@ export const SITE_METRICS_PORT = 7845;
 export class NsProcess {
   output = '';
   constructor(readonly child: ChildProcess) {
+    killOnExit(child);
     child.stdout?.on('data', (d) => (this.output += d));
     child.stderr?.on('data', (d) => (this.output += d));
   }
@@ -39,8 +41,12 @@ export class NsProcess {
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     this.child.kill('SIGTERM');
-    // A process that ignores SIGTERM would surface only as a hook timeout: name it and show its last words.
-    const slow = setTimeout(() => console.error(`still running 20 s after SIGTERM: ${this.child.spawnargs.join(' ')}\n${this.output.slice(-2000)}`), 20_000);
+    // A process that ignores SIGTERM would surface only as a hook timeout (and stay behind):
+    // name it, show its last words, and SIGKILL it.
+    const slow = setTimeout(() => {
+      console.error(`still running 20 s after SIGTERM, killed: ${this.child.spawnargs.join(' ')}\n${this.output.slice(-2000)}`);
+      this.child.kill('SIGKILL');
+    }, 20_000);
     await new Promise((r) => this.child.once('exit', r));
     clearTimeout(slow);
   }

@@ -90,7 +90,7 @@ describe("a restarted edge resets its predecessor's connections, whichever libra
       const env = (lib: string) => ({ ...EDGE, OXY_QUIC_SERVER_IMPL: lib });
       // The restart below may take longer than the connector's 5 s of silence on a loaded machine:
       // it would redial as silent instead of hearing the reset (as in resilience's reset test).
-      const e = await quicTunnel(t, origin.url, { connections: 1, edgeEnv: env(first), connectorEnv: { OXY_CONNECTOR_SILENT_MS: '30000' } });
+      const e = await quicTunnel(t, origin.url, { connections: 1, edgeEnv: env(first), connectorEnv: { OXY_CONNECTOR_SILENT_MS: '120000' } });
       expect((await get(e.httpPort, '/before')).body.toString()).toBe('hello /before');
       e.edge.kill();
       await e.edge.exited();
@@ -100,11 +100,12 @@ describe("a restarted edge resets its predecessor's connections, whichever libra
       await new Promise((r) => setTimeout(r, 1200));
       const next = await startEdge(t.home, [], { tunnel: e.tunnelPort }, env(second));
       t.procs.push(next.edge);
-      await e.connector.waitFor(/Connection terminated connIndex=0 [^\n]*stateless reset/, 20_000);
-      await next.edge.waitFor(/Registered tunnel connection [^\n]*connIndex=0 [^\n]*protocol=quic/, 20_000);
+      // Bounded waits sized for a loaded machine (each is a process's next packet, not a timer).
+      await e.connector.waitFor(/Connection terminated connIndex=0 [^\n]*stateless reset/, 60_000);
+      await next.edge.waitFor(/Registered tunnel connection [^\n]*connIndex=0 [^\n]*protocol=quic/, 60_000);
       expect((await get(next.httpPort, '/after')).body.toString()).toBe('hello /after');
     },
-    60_000,
+    150_000,
   );
 });
 

@@ -113,8 +113,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   readonly closed: Promise<TunnelCloseInfo>;
 
   private readonly session: Session;
-  /** The TLS socket under the session (the session may run on a wrapper of it). */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: tests destroy it to lose the transport under a live session
+  /** The TLS socket under the session (the session may run on a wrapper of it); tests destroy it to lose the transport under a live session. */
   private readonly socket: Socket;
   private resolveClosed!: (info: TunnelCloseInfo) => void;
   private closeInfo: TunnelCloseInfo | undefined;
@@ -144,6 +143,9 @@ export class Http2TunnelConnection implements TunnelConnection {
   /** When the oldest stream opened since the last PING was sent began waiting (0: none). */
   private streamWaitSince = 0;
   private pingTimer: NodeJS.Timeout | undefined;
+  /** The socket's bytesRead at the last look, and when that look found it had grown (0: never). */
+  private readMark = 0;
+  private heardAt = 0;
   private readonly probeWaiters: ((answered: boolean) => void)[] = [];
 
   constructor(role: TunnelRole, session: Session, socket: Socket) {
@@ -269,6 +271,7 @@ export class Http2TunnelConnection implements TunnelConnection {
     if (this.pingSince || this.isClosed) return;
     clearTimeout(this.pingTimer);
     this.pingTimer = undefined;
+    this.heard();
     const sentAt = performance.now();
     const covered = this.streamWaitSince;
     const sent = this.session.ping((err) => {
@@ -292,6 +295,7 @@ export class Http2TunnelConnection implements TunnelConnection {
    */
   private watchStream(): void {
     if (this.streamWaitSince) return;
+    this.heard();
     const now = performance.now();
     this.streamWaitSince = now;
     if (this.pingSince || this.pingTimer) return;
@@ -300,9 +304,26 @@ export class Http2TunnelConnection implements TunnelConnection {
     else (this.pingTimer = setTimeout(() => this.ping(), wait)).unref();
   }
 
+  /**
+   * Counts from the oldest wait, or from the last bytes heard from the peer if they came after
+   * it: as any QUIC packet does, bytes arriving prove the peer alive. A PING's answer can wait
+   * behind megabytes of DATA on a loaded machine (a 20 MB upload's echo: the connector's 5 s
+   * silence detector closed a connection that was receiving all along).
+   */
   unansweredMs(): number {
     const since = Math.min(this.pingSince || Infinity, this.streamWaitSince || Infinity);
-    return since === Infinity ? 0 : performance.now() - since;
+    if (since === Infinity) return 0;
+    this.heard();
+    return performance.now() - Math.max(since, this.heardAt);
+  }
+
+  /** Notes when bytes from the peer were last seen arriving (at the latest look: the watchdogs look every second or so). */
+  private heard(): void {
+    const read = this.socket.bytesRead;
+    if (read !== this.readMark) {
+      this.readMark = read;
+      this.heardAt = performance.now();
+    }
   }
 
   // -------------------------------------------------------------------------- edge side
