@@ -5,6 +5,10 @@ import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from './harness.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
 
+// The namespace's connect gives up after 10 s by default: a SYN round trip through the TUN, the
+// on-ramp and the upgrade took longer at load ~20 (ETIMEDOUT in /tmp/ci1.log). A bound, not a speed.
+const CONNECT_MS = 30_000;
+
 function collect(socket: net.Socket): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -56,7 +60,7 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
   it('half-close: the client FINs first and still reads the answer', async () => {
     const t = await h.tunnel({ tenant: 'acme', vnet: '' });
     try {
-      const socket = await t.session.connect({ src: '198.18.1.1', dst: '198.18.2.2', dstPort: 8 });
+      const socket = await t.session.connect({ src: '198.18.1.1', dst: '198.18.2.2', dstPort: 8, timeoutMs: CONNECT_MS });
       const answer = collect(socket);
       socket.write(Buffer.alloc(100_000, 1));
       socket.end();
@@ -70,7 +74,7 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
   it('RST from the upgraded side reaches the client and ends the flow', async () => {
     const t = await h.tunnel({ tenant: 'acme', vnet: '' });
     try {
-      const socket = await t.session.connect({ src: '198.18.1.1', dst: '198.18.2.2', dstPort: 9 });
+      const socket = await t.session.connect({ src: '198.18.1.1', dst: '198.18.2.2', dstPort: 9, timeoutMs: CONNECT_MS });
       socket.resume();
       socket.write('reset me');
       const error = await new Promise<NodeJS.ErrnoException>((resolve) => socket.once('error', resolve));
@@ -84,7 +88,7 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
   it('RST from the client destroys the upgraded socket', async () => {
     const t = await h.tunnel({ tenant: 'acme', vnet: '' });
     try {
-      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41000, dst: '198.18.2.2', dstPort: 7 });
+      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41000, dst: '198.18.2.2', dstPort: 7, timeoutMs: CONNECT_MS });
       socket.write('x');
       await new Promise((r) => socket.once('data', r));
       const server = serverSockets.at(-1)!;
@@ -99,7 +103,7 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
   it('upgrades and downgrades IPv6 streams', async () => {
     const t = await h.tunnel({ tenant: 'six', vnet: '' });
     try {
-      const socket = await t.session.connect({ src: '2001:db8:1::1', dst: '2001:db8:2::2', dstPort: 7 });
+      const socket = await t.session.connect({ src: '2001:db8:1::1', dst: '2001:db8:2::2', dstPort: 7, timeoutMs: CONNECT_MS });
       const answer = collect(socket);
       socket.end('over IPv6');
       expect((await answer).toString()).toBe('over IPv6');
@@ -113,7 +117,7 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
     const a = await h.tunnel({ tenant: 'tenant-a', vnet: 'v' });
     const b = await h.tunnel({ tenant: 'tenant-b', vnet: 'v' });
     try {
-      const tuple = { src: '198.18.1.1', srcPort: 42000, dst: '198.18.2.2', dstPort: 10 };
+      const tuple = { src: '198.18.1.1', srcPort: 42000, dst: '198.18.2.2', dstPort: 10, timeoutMs: CONNECT_MS };
       const [sa, sb] = await Promise.all([a.session.connect(tuple), b.session.connect(tuple)]);
       const ra = collect(sa);
       const rb = collect(sb);
@@ -132,9 +136,12 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
     const t = await h.tunnel({ tenant: 'acme', vnet: '' });
     try {
       const held: net.Socket[] = [];
-      for (let i = 0; i < 3; i++) held.push(await t.session.connect({ src: '198.18.1.1', srcPort: 43000 + i, dst: '198.18.2.2', dstPort: 11 }));
+      for (let i = 0; i < 3; i++)
+        held.push(await t.session.connect({ src: '198.18.1.1', srcPort: 43000 + i, dst: '198.18.2.2', dstPort: 11, timeoutMs: CONNECT_MS }));
       const before = h.edge.table.stats.refused['nat-exhausted'];
-      await expect(t.session.connect({ src: '198.18.1.1', srcPort: 43100, dst: '198.18.2.2', dstPort: 11 })).rejects.toThrow(/ECONNREFUSED/);
+      await expect(t.session.connect({ src: '198.18.1.1', srcPort: 43100, dst: '198.18.2.2', dstPort: 11, timeoutMs: CONNECT_MS })).rejects.toThrow(
+        /ECONNREFUSED/,
+      );
       expect(h.edge.table.stats.refused['nat-exhausted']).toBe(before + 1);
       expect(h.edge.table.tenantStats('acme').refused).toBeGreaterThanOrEqual(1);
       // The held flows still work.
@@ -149,7 +156,7 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
       first.end();
       await gone;
       await expect.poll(() => h.edge.upgrader.activeSlots, { timeout: 5000 }).toBe(2);
-      const again = await t.session.connect({ src: '198.18.1.1', srcPort: 43200, dst: '198.18.2.2', dstPort: 11 });
+      const again = await t.session.connect({ src: '198.18.1.1', srcPort: 43200, dst: '198.18.2.2', dstPort: 11, timeoutMs: CONNECT_MS });
       again.write('back');
       expect((await new Promise<Buffer>((r) => again.once('data', r))).toString()).toBe('back');
       for (const s of [...held, again]) s.destroy();
