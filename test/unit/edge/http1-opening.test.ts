@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Gauge, Registry } from 'prom-client';
 import { afterEach, expect, it } from 'vitest';
+import { until } from '../../helpers/until.js';
 import { Http1FastPath, OPENING_LIMIT } from '../../../src/engine/edge/http1-fast.js';
 import type { LiveConnection, TunnelRegistry } from '../../../src/engine/edge/registry.js';
 import type { StoreView } from '../../../src/engine/edge/store-view.js';
@@ -113,8 +114,10 @@ it('a client uploading fast while its stream opens is held to the budget, then i
   client.write(`POST /up HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: ${size}\r\n\r\n`);
   const state = upload(client, size);
 
-  // The stream is not open: the edge reads until its queue passes the budget, then stops.
-  const sentWhileHeld = await settled(() => state.sent);
+  // The stream is not open: the edge reads until its queue passes the budget, then stops. Waited
+  // for before the client's sending is taken as settled: under load a 300 ms pause came first.
+  await until(async () => (await queued()) > OPENING_LIMIT / 2, 30_000, 'the edge to queue half its budget');
+  const sentWhileHeld = await settled(() => state.sent, 1000);
   const held = await queued();
   expect(waiting.length).toBe(1);
   // The rest waits in the client and the kernel's socket buffers, not in the edge (which read
