@@ -90,6 +90,34 @@ privilegedDescribe('PacketRelay (network namespace)', () => {
     );
   });
 
+  it('a burst read several messages a call: each IP packet reaches the kernel in order, a message between them goes to JS, then the end', async () => {
+    const { relay, peer, socket } = setup();
+    const got: string[] = [];
+    socket.on('message', (msg) => got.push(msg.toString()));
+    const messages: string[] = [];
+    relay.on('message', (data) => messages.push(data.toString()));
+    let ended = false;
+    relay.on('end', () => (ended = true));
+    const port = socket.address().port;
+    // All queued before the relay's next wake-up: it reads them in batches (recvmmsg, 8 a call).
+    for (let i = 0; i < 30; i++) {
+      peer.send(buildUdp4(REMOTE, REMOTE_PORT, LOCAL, port, Buffer.from(`down ${i}`)));
+      if (i === 12) peer.send(Buffer.from('{"note":"between"}'));
+    }
+    await until(
+      () => got.length === 30 && messages.length === 1,
+      () => `${got.length} of 30 packets reached the kernel socket, ${messages.length} of 1 message JS (${JSON.stringify(relay.stats)})`,
+    );
+    peer.close();
+    await until(
+      () => ended,
+      () => 'no end after the peer closed',
+    );
+    expect(got).toEqual(Array.from({ length: 30 }, (_, i) => `down ${i}`));
+    expect(messages).toEqual(['{"note":"between"}']);
+    expect(relay.stats.packetsIn).toBe(30);
+  });
+
   it('holds packets while the socket is full instead of dropping them, in order', async () => {
     // A 64 KiB send buffer fills after a few dozen packets; the rest wait in the TUN's queue.
     const { peer, socket } = setup(64 * 1024);

@@ -27,6 +27,8 @@ namespace {
 // Packets moved per direction per wake-up before yielding to the event loop.
 constexpr int kPacketsPerWake = 256;
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8);
+// Messages per recvmmsg from the socket (each in a slot of the largest packet).
+constexpr size_t kDownSlots = 8;
 
 bool IsIpPacket(const uint8_t* data, size_t length) {
   if (length == 0) return false;
@@ -55,8 +57,9 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     Napi::Object options = info[2].As<Napi::Object>();
     size_t max_packet = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
     up_.resize(max_packet);
-    down_.resize(max_packet + 64);
-    control_.resize(kControlSize);
+    down_slot_ = max_packet + 64;
+    down_.resize(down_slot_ * kDownSlots);
+    control_.resize(kControlSize * kDownSlots);
     int type = 0;
     socklen_t len = sizeof(type);
     if (getsockopt(socket_fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET) {
@@ -216,62 +219,96 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     packets_out_++;
   }
 
-  // socket → TUN (or to JS when the message is not an IP packet).
+  // socket → TUN (or to JS when the message is not an IP packet). recvmmsg takes up to kDownSlots
+  // messages a call; one that returns fewer drained the socket, so no EAGAIN read follows (a new
+  // connection's SYN-ACK, answer and FIN mostly come one per wake-up: a recvmsg and its EAGAIN
+  // were two system calls for each). A batch the TUN cannot take whole is held from its first
+  // unwritten message.
   void PumpDown(Napi::Env env) {
-    for (int i = 0; i < kPacketsPerWake && !down_held_ && socket_fd_ >= 0; i++) {
-      iovec iov = {down_.data(), down_.size()};
-      msghdr hdr;
-      memset(&hdr, 0, sizeof(hdr));
-      hdr.msg_iov = &iov;
-      hdr.msg_iovlen = 1;
-      hdr.msg_control = control_.data();
-      hdr.msg_controllen = control_.size();
-      ssize_t n = recvmsg(socket_fd_, &hdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      if (n < 0) {
+    for (int reads = 0; reads < kPacketsPerWake && !down_held_ && socket_fd_ >= 0 && !ended_;) {
+      mmsghdr msgs[kDownSlots];
+      iovec iovs[kDownSlots];
+      memset(msgs, 0, sizeof(msgs));
+      for (size_t i = 0; i < kDownSlots; i++) {
+        iovs[i] = {down_.data() + i * down_slot_, down_slot_};
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = control_.data() + i * kControlSize;
+        msgs[i].msg_hdr.msg_controllen = kControlSize;
+      }
+      int got = recvmmsg(socket_fd_, msgs, kDownSlots, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, nullptr);
+      if (got < 0) {
+        reads++;
         if (errno == EINTR || errno == ECONNRESET) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "recvmsg", errno);
         return;
       }
-      bool has_credentials = false;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
-        if (c->cmsg_level != SOL_SOCKET) continue;
-        if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
-        if (c->cmsg_type == SCM_RIGHTS) {  // never expected here: close, never leak
-          size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-          for (size_t k = 0; k < count; k++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-            close(fd);
+      if (got == 0) return;
+      reads += got;  // packets, as the TUN side counts them
+      down_count_ = 0;
+      down_next_ = 0;
+      for (int i = 0; i < got; i++) {
+        msghdr& hdr = msgs[i].msg_hdr;
+        bool has_credentials = false;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
+          if (c->cmsg_level != SOL_SOCKET) continue;
+          if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
+          if (c->cmsg_type == SCM_RIGHTS) {  // never expected here: close, never leak
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t k = 0; k < count; k++) {
+              int fd;
+              memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+              close(fd);
+            }
           }
         }
+        const size_t n = msgs[i].msg_len;
+        Down& d = down_batch_[down_count_++];
+        d.slot = size_t(i);
+        d.length = n;
+        d.kind = n == 0 && !has_credentials ? kDownEnd
+                 : (hdr.msg_flags & MSG_TRUNC) ? kDownSkip  // larger than any packet we relay: dropped
+                 : IsIpPacket(down_.data() + i * down_slot_, n) ? kDownIp
+                 : n > 0 ? kDownJs
+                 : kDownSkip;
+        if (d.kind == kDownEnd) break;  // nothing follows the end
       }
-      if (n == 0 && !has_credentials) return End(env);
-      if (hdr.msg_flags & MSG_TRUNC) continue;  // larger than any packet we relay: dropped
-      if (!IsIpPacket(down_.data(), static_cast<size_t>(n))) {
-        if (n > 0) {
-          InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, down_.data(), static_cast<size_t>(n))});
-        }
-        continue;
-      }
-      down_length_ = static_cast<size_t>(n);
-      down_held_ = true;
       FlushDown(env);
+      if (got < int(kDownSlots)) return;  // drained
     }
   }
 
+  // Writes the batch's IP packets to the TUN from the first unwritten one; holds the rest when the
+  // TUN cannot take one.
   void FlushDown(Napi::Env env) {
-    if (!down_held_ || tun_fd_ < 0) return;
-    ssize_t n;
-    do {
-      n = write(tun_fd_, down_.data(), down_length_);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    down_held_ = false;
-    if (n < 0) {
-      tun_refused_++;  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
-      return;
+    while (down_next_ < down_count_ && tun_fd_ >= 0 && !ended_) {
+      const Down& d = down_batch_[down_next_];
+      const uint8_t* data = down_.data() + d.slot * down_slot_;
+      if (d.kind == kDownEnd) {
+        down_next_ = down_count_ = 0;
+        down_held_ = false;
+        return End(env);
+      }
+      if (d.kind == kDownJs) {
+        down_next_++;
+        if (!on_message_.IsEmpty()) InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, data, d.length)});
+        continue;
+      }
+      if (d.kind == kDownIp) {
+        ssize_t n;
+        do {
+          n = write(tun_fd_, data, d.length);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          down_held_ = true;
+          return;
+        }
+        if (n < 0) tun_refused_++;  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
+        else packets_in_++;
+      }
+      down_next_++;
     }
-    packets_in_++;
+    down_held_ = false;
   }
 
   void End(Napi::Env env) {
@@ -295,7 +332,17 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   std::vector<uint8_t> down_;
   std::vector<uint8_t> control_;
   size_t up_length_ = 0;
-  size_t down_length_ = 0;
+  // The socket's last recvmmsg batch (slots of down_slot_ bytes in down_), written from down_next_.
+  enum DownKind : uint8_t { kDownIp, kDownJs, kDownSkip, kDownEnd };
+  struct Down {
+    size_t slot;
+    size_t length;
+    DownKind kind;
+  };
+  Down down_batch_[kDownSlots];
+  size_t down_slot_ = 0;
+  size_t down_count_ = 0;
+  size_t down_next_ = 0;
   bool up_held_ = false;
   bool down_held_ = false;
   bool ended_ = false;
