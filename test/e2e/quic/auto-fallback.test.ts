@@ -54,7 +54,8 @@ privilegedDescribe('--protocol auto falls back to HTTP/2 when UDP to the edge is
   /** QUIC dials attempted (each logs nothing until it fails or succeeds). */
   let quicDials = 0;
 
-  function dialer(state: AutoProtocolState, lines: string[]) {
+  /** `quicTimeoutMs`: 800 where UDP is dropped (the fallback's wait); where it passes, long enough for a handshake on a loaded machine (800 ms was not, at load 24). */
+  function dialer(state: AutoProtocolState, lines: string[], quicTimeoutMs = 800) {
     return () =>
       dialAuto({
         quic: ({ timeoutMs, signal }) => {
@@ -62,7 +63,7 @@ privilegedDescribe('--protocol auto falls back to HTTP/2 when UDP to the edge is
           return dialQuic({ host: '127.0.0.1', port, ca: id.caCert, timeoutMs, signal });
         },
         http2: ({ signal }) => dialHttp2Tunnel({ host: '127.0.0.1', port, ca: id.caCert, signal }),
-        quicTimeoutMs: 800,
+        quicTimeoutMs,
         state,
         log: {
           info: (f, m) => lines.push(`INF ${m} ${JSON.stringify(f)}`),
@@ -81,7 +82,7 @@ privilegedDescribe('--protocol auto falls back to HTTP/2 when UDP to the edge is
   it('uses QUIC while UDP passes', async () => {
     const lines: string[] = [];
     const conn = await inside(async () => {
-      const c = await dialer({}, lines)();
+      const c = await dialer({}, lines, 30_000)();
       expect(await roundTrip(c)).toBe('via quic');
       return c;
     });
