@@ -39,9 +39,12 @@ it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP
     '--gue-listen',
     `127.0.0.1:${gue}`,
   ];
+  const startedAt = Date.now();
   const first = new OxyProcess(t.home, args);
   t.procs.push(first);
-  await first.waitFor(/Edge running/, 30_000);
+  await first.waitFor(/Edge running/, 60_000);
+  // The same start on this machine at this moment: the baseline for "at once" below.
+  const firstStart = Date.now() - startedAt;
   const { connector } = await startConnector(t.home, tunnel, ['--hello-world', 'web']);
   t.procs.push(connector);
   expect(await hello(http)).toBe(200);
@@ -52,14 +55,15 @@ it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP
   const restartedAt = Date.now();
   const second = new OxyProcess(t.home, args);
   t.procs.push(second);
-  await second.waitFor(/Edge running/, 15_000);
+  await second.waitFor(/Edge running/, 60_000);
   const back = Date.now() - restartedAt;
   expect(second.output).toContain('IP tunnel on-ramp ready (SEQPACKET)');
   expect(second.output).toContain('IP tunnel on-ramp ready (GUE)');
   expect(second.output).toContain('CONNECT proxy listener ready');
   // Node's start-up on a busy 2-core machine included; it used to be "never" (EADDRINUSE, exit).
-  expect(back).toBeLessThan(5000);
-  console.log(`edge back ${back} ms after its restart`);
+  // Against the first start's time in the same run (at load 20 a start alone passed 5 s).
+  console.log(`edge back ${back} ms after its restart (first start ${firstStart} ms)`);
+  expect(back).toBeLessThan(Math.max(5000, 3 * firstStart));
   // The socket is the new edge's: a device connects to it.
   const device = SeqpacketSocket.connect(socket);
   device.close();
@@ -67,7 +71,7 @@ it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP
   await ready.body.dump();
   expect(ready.statusCode).toBe(200);
   // The connector finds the new edge and traffic flows again.
-  await second.waitFor(/Registered tunnel connection/, 15_000);
+  await second.waitFor(/Registered tunnel connection/, 60_000);
   await until(async () => (await hello(http)) === 200, 10_000, 'hello world through the restarted edge', 100);
 
   // Another edge on the same path while this one lives: refused, and the live socket kept.
@@ -75,4 +79,4 @@ it('a SIGKILLed edge with every on-ramp comes back at once, reusing its stale IP
   expect(other.code).not.toBe(0);
   expect(other.stderr).toContain(`Another process is listening on ${socket}`);
   SeqpacketSocket.connect(socket).close();
-}, 90_000);
+}, 240_000);
