@@ -19,10 +19,10 @@ const CASES = 1000;
 const CONCURRENCY = 400;
 /**
  * The edge closes a connection whose TLS handshake takes 15 s, and one that never registers 10 s
- * after it: 25 s at the most, and 5 s of slack for a loaded machine (CI saw a handshake with 400
- * others at load 12 pass 20 s).
+ * after it: 25 s at the most, and as much again of slack for a loaded machine (CI saw a handshake
+ * with 400 others at load 12 pass 20 s, and a case pass 30 s at load ~20). A hang is forever.
  */
-const HANG_MS = 30_000;
+const HANG_MS = 50_000;
 
 let home: { home: string; cleanup: () => void };
 const procs: OxyProcess[] = [];
@@ -137,4 +137,4 @@ it(`${CASES} generated connections to the tunnel listener: no crash, none held o
   for (const p of procs) expect(p.output).not.toMatch(/FTL|Bug: |at .*\(node:/);
   // The good connector's four connections lived through it all.
   expect(edge.edge.count(/Unregistered tunnel connection/)).toBe(0);
-}, 90_000);
+}, 240_000);

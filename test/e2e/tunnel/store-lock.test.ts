@@ -10,6 +10,9 @@ import { oxyJson } from '../../helpers/cli.js';
 import { OxyProcess, useWebTunnel, startConnector, startEdge } from '../../helpers/processes.js';
 import { api, newToken, startDashboardEdge } from '../dashboard/support.js';
 
+// What waiting on the database would take is the 10 s busy timeout: anything under 8 s is not
+// that wait (3 s, the old bound, is within reach of a plain request at load ~20).
+const UNDER_BUSY_TIMEOUT_MS = 8000;
 const t = useWebTunnel();
 
 const LOCK_MS = 15_000;
@@ -86,11 +89,12 @@ it('a store locked by another process for 15 s neither stalls nor kills the edge
     locker.close();
     await traffic.stop();
   }
-  // No request waited on the database: the slowest took well under the 10 s busy timeout.
+  // No request waited on the database: the slowest took well under the 10 s busy timeout (with
+  // room for a loaded machine, where a request alone can take seconds).
   const slowest = Math.max(...traffic.samples.map((s) => s.ms));
-  expect(slowest).toBeLessThan(3000);
+  expect(slowest).toBeLessThan(UNDER_BUSY_TIMEOUT_MS);
   expect(e.edge.child.exitCode).toBeNull();
-}, 60_000);
+}, 180_000);
 
 it('a dashboard change while another process holds the lock answers 503 at once; traffic is not held up', async () => {
   const token = await newToken(t.home);
@@ -109,9 +113,9 @@ it('a dashboard change while another process holds the lock answers 503 at once;
     await traffic.stop();
     expect(change.status).toBe(503);
     expect(change.body.error).toMatchObject({ code: 'OXY_ERR_STORE_BUSY', message: expect.stringContaining('is locked by another process') });
-    expect(took).toBeLessThan(3000); // not the CLI's 10 s busy timeout
+    expect(took).toBeLessThan(UNDER_BUSY_TIMEOUT_MS); // not the CLI's 10 s busy timeout
     expect(traffic.samples.filter((s) => s.status !== 200)).toEqual([]);
-    expect(Math.max(...traffic.samples.map((s) => s.ms))).toBeLessThan(3000);
+    expect(Math.max(...traffic.samples.map((s) => s.ms))).toBeLessThan(UNDER_BUSY_TIMEOUT_MS);
   } finally {
     if (locker.inTransaction) locker.exec('ROLLBACK');
     locker.close();
