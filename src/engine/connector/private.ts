@@ -133,19 +133,49 @@ export class PrivateOfframp {
           }),
         );
       };
-      let timer: NodeJS.Timeout | undefined;
+      const waiting = { at: performance.now(), expire: () => {} };
       const token = dialer.dial(addr, dest.port, tcpKeepAliveMs, (errno) => {
-        clearTimeout(timer);
+        this.#dialing.delete(waiting);
         if (errno === 0) return resolve(token);
         dialer.close(token);
         failed(errno);
       });
       if (token < 0) return failed(-token);
-      timer = setTimeout(() => {
+      waiting.expire = () => {
         dialer.close(token);
         reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${dest.host}:${dest.port}: i/o timeout after ${connectTimeoutMs} ms`));
-      }, connectTimeoutMs);
+      };
+      this.#waitDial(waiting);
     });
+  }
+
+  /**
+   * Native dials waiting for their connect: one sweep every eighth of connectTimeoutMs fails those
+   * older than it (they fail between 1 and 1.125 times it), not a timer each — a setTimeout and
+   * its clearTimeout per dial cost ~2 % of the connector's main thread per new private connection.
+   */
+  readonly #dialing = new Set<{ at: number; expire: () => void }>();
+  #dialSweep: NodeJS.Timeout | undefined;
+
+  #waitDial(waiting: { at: number; expire: () => void }): void {
+    this.#dialing.add(waiting);
+    if (this.#dialSweep) return;
+    const timeout = this.warp.connectTimeoutMs;
+    this.#dialSweep = setInterval(
+      () => {
+        const now = performance.now();
+        for (const w of this.#dialing) {
+          if (now - w.at < timeout) continue;
+          this.#dialing.delete(w);
+          w.expire();
+        }
+        if (this.#dialing.size === 0) {
+          clearInterval(this.#dialSweep);
+          this.#dialSweep = undefined;
+        }
+      },
+      Math.max(10, timeout / 8),
+    ).unref();
   }
 
   /** A flow holds one of maxActiveFlows from its admission until `flowEnded()`. */
