@@ -363,8 +363,9 @@ export class HttpOnramp {
     }
   }
 
-  async #responseHead(stream: TunnelStream) {
-    const header = await readStreamHeader(stream, { expect: 'response', timeoutMs: this.o.responseTimeoutMs ?? 120_000 });
+  /** The connector's answer head; with `upload`, its deadline counts from the end of the request's body. */
+  async #responseHead(stream: TunnelStream, upload?: Promise<void>) {
+    const header = await readStreamHeader(stream, { expect: 'response', timeoutMs: this.o.responseTimeoutMs ?? 120_000, timeoutAfter: upload });
     if (header.status !== ResponseStatus.OK)
       throw new OnrampError(502, 'destination_unavailable', 'The connector refused the request.', { status: header.status, reason: header.message });
     return decodeResponseHead(header.metadata);
@@ -388,7 +389,7 @@ export class HttpOnramp {
         const { stream: s } = await this.#openStream('http', requestHead(req));
         stream = s;
         upload = pump(req, s).catch(() => void s.destroy());
-        response = served(await this.#responseHead(s), s);
+        response = served(await this.#responseHead(s, upload), s);
       }
       res.writeHead(response.status, response.headers.flat());
       await pump(stream, res);
@@ -490,7 +491,7 @@ export class HttpOnramp {
         const { stream: s } = await this.#openStream('http', hooked.head);
         stream = s;
         upload = pump(rewritten(req, hooked.body), s).catch(() => void s.destroy());
-        response = served(await this.#responseHead(s), s);
+        response = served(await this.#responseHead(s, upload), s);
       }
       const body = await responseHook(this.o.runner, conn, response);
       res.writeHead(response.status, response.headers.flat());

@@ -419,7 +419,7 @@ class FastConnection {
     if (req && req.bodyLeft > 0) {
       if (whole) {
         req.bodyLeft = 0;
-        clearTimeout(req.bodyTimer);
+        this.#bodyEnded(req);
       } else req.bodyCut = true;
     }
     if (this.#gone) return;
@@ -571,7 +571,7 @@ class FastConnection {
   /** Body bytes that came after the head: one more BODY record, on the stream or kept until it opens. */
   #body(req: InFlight, bytes: Buffer): void {
     req.rawWhole = false;
-    if (req.bodyLeft === 0) clearTimeout(req.bodyTimer);
+    if (req.bodyLeft === 0) this.#bodyEnded(req);
     const header = bodyRecordHeader(bytes.length);
     const t = this.#tunnel;
     if (!req.written || !t) {
@@ -867,14 +867,7 @@ class FastConnection {
   /** Timers while no answer came: the connector's answer deadline, and the liveness of the request's connection. */
   #watch(req: InFlight, since = 0): void {
     this.#clear(req);
-    req.timer = setTimeout(
-      () => {
-        if (this.#req !== req || this.#answered(req)) return;
-        this.#dropTunnel(true);
-        this.#fail(req, 504, 'http_response_timeout', `The connector for ${req.fr.host} did not answer in time.`);
-      },
-      Math.max(0, this.o.responseTimeoutMs - since),
-    );
+    this.#deadline(req, this.o.responseTimeoutMs - since);
     if (!IDEMPOTENT.has(req.fr.method) || req.fr.bodyLength > 0 || req.sends >= MAX_SENDS) return;
     let probing = false;
     const check = (): void => {
@@ -897,6 +890,29 @@ class FastConnection {
       req.watch = setTimeout(check, WATCH_EVERY_MS);
     };
     req.watch = setTimeout(check, Math.max(0, LIVENESS_MS - since));
+  }
+
+  /**
+   * The connector's answer deadline. It counts from the end of the request's body: an upload
+   * that takes longer than the deadline is not a late answer (its pace is bounded by the
+   * request timeout's 408), so the deadline waits for the body and starts again there.
+   */
+  #deadline(req: InFlight, ms: number): void {
+    clearTimeout(req.timer);
+    req.timer = setTimeout(
+      () => {
+        if (this.#req !== req || this.#answered(req) || (req.bodyLeft > 0 && !req.bodyCut)) return;
+        this.#dropTunnel(true);
+        this.#fail(req, 504, 'http_response_timeout', `The connector for ${req.fr.host} did not answer in time.`);
+      },
+      Math.max(0, ms),
+    );
+  }
+
+  /** The request's body is whole (read by JS or by the transport): its slow-body timer goes, the answer deadline starts. */
+  #bodyEnded(req: InFlight): void {
+    clearTimeout(req.bodyTimer);
+    if (req.timer !== undefined && this.#req === req && !this.#answered(req)) this.#deadline(req, this.o.responseTimeoutMs);
   }
 
   #clear(req: InFlight): void {

@@ -359,6 +359,8 @@ function decodeMetadata(r: BodyReader): MetadataEntry[] {
 export interface ReadHeaderOptions extends StreamHeaderParserOptions {
   /** Fail with TIMEOUT when the header is not complete in time. Default: no timeout. */
   timeoutMs?: number;
+  /** The timeout starts when this settles (a request's upload: a long body is not a late answer), not at once. */
+  timeoutAfter?: Promise<unknown>;
   signal?: AbortSignal;
 }
 
@@ -375,7 +377,9 @@ export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = 
   const parser = new StreamHeaderParser(options);
   return new Promise<StreamHeader>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
+    let done = false;
     const cleanup = (): void => {
+      done = true;
       stream.off('readable', onReadable);
       stream.off('end', onEnd);
       stream.off('error', onError);
@@ -425,8 +429,13 @@ export function readStreamHeader(stream: Readable, options: ReadHeaderOptions = 
     stream.on('error', onError);
     stream.on('close', onClose);
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.timeoutMs !== undefined) {
-      timer = setTimeout(() => fail(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream header within ${options.timeoutMs} ms`)), options.timeoutMs);
+    const { timeoutMs, timeoutAfter } = options;
+    if (timeoutMs !== undefined) {
+      const arm = (): void => {
+        if (!done) timer = setTimeout(() => fail(new OxyError('OXY_ERR_PROTOCOL_TIMEOUT', `No stream header within ${timeoutMs} ms`)), timeoutMs);
+      };
+      if (timeoutAfter) timeoutAfter.then(arm, arm);
+      else arm();
     }
   });
 }

@@ -2,6 +2,7 @@
 // does not answer in time; the tunnel stream it had opened must be closed on both sides, not left
 // open for the life of the connection.
 import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { HttpOnramp } from '../../../src/engine/edge/http-onramp.js';
@@ -75,5 +76,52 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     await new Promise((r) => setTimeout(r, 1200)); // the late answers are written
     await until(() => pair.edge.stats().activeStreams === 0 && pair.connector.stats().activeStreams === 0);
     expect({ edge: pair.edge.stats().activeStreams, connector: pair.connector.stats().activeStreams }).toEqual({ edge: 0, connector: 0 });
+  });
+
+  it('an upload slower than the response timeout is answered: the deadline counts from the end of its body', async () => {
+    const pair = await tunnelPair(protocol);
+    cleanups.push(() => pair.close());
+    // A connector that reads the whole body, then answers /count with its length and leaves /mute unanswered.
+    const bodyEnds: number[] = [];
+    pair.connector.onStream((stream) => {
+      stream.on('error', () => undefined);
+      void readStreamHeader(stream, { expect: 'request' }).then(
+        (header) => {
+          let n = 0;
+          stream.on('data', (d: Buffer) => (n += d.length));
+          stream.on('end', () => {
+            bodyEnds.push(Date.now());
+            if (!header.destination.endsWith('/count')) return;
+            writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead({ status: 200, headers: [] }) });
+            stream.end(String(n));
+          });
+        },
+        () => stream.destroy(),
+      );
+    });
+    const registry = new TunnelRegistry();
+    registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
+    const view = Object.assign(new EventEmitter(), { tunnelForHost: () => 't1' }) as unknown as StoreView;
+    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 500 });
+    cleanups.push(() => onramp.close());
+
+    // 8 KiB in 1 KiB pieces 250 ms apart: the body takes ~2 s, four times the response timeout.
+    async function* slowBody() {
+      for (let i = 0; i < 8; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        yield Buffer.alloc(1024, i);
+      }
+    }
+    const url = `http://127.0.0.1:${onramp.address.port}`;
+    const counted = await request(`${url}/count`, { method: 'POST', headers: { host: 'app.example.com' }, body: Readable.from(slowBody()) });
+    expect({ status: counted.statusCode, body: await counted.body.text() }).toEqual({ status: 200, body: '8192' });
+
+    // Unanswered: a 504 still comes, after the body's end.
+    const mute = await request(`${url}/mute`, { method: 'POST', headers: { host: 'app.example.com' }, body: Readable.from(slowBody()) });
+    const answeredAt = Date.now();
+    await mute.body.text();
+    expect(mute.statusCode).toBe(504);
+    expect(bodyEnds).toHaveLength(2);
+    expect(answeredAt).toBeGreaterThanOrEqual(bodyEnds[1]);
   });
 });

@@ -33,7 +33,7 @@ async function listen(onConnection: (s: net.Socket) => void): Promise<number> {
 }
 
 /** A fast path whose one tunnel connection opens streams only when `open()` is called: each is one end of a loopback TCP pair. */
-async function edgeWithSlowOpens() {
+async function edgeWithSlowOpens(responseTimeoutMs = 30_000) {
   const opening = new Gauge({ name: 'opening_bytes', help: 'test', registers: [new Registry()] });
   const waiting: (() => void)[] = [];
   const connectorEnds: net.Socket[] = [];
@@ -59,7 +59,7 @@ async function edgeWithSlowOpens() {
     registry: { pick: () => live, connections: () => [live] } as unknown as TunnelRegistry,
     log: createLogger({ level: 'fatal' }),
     opening,
-    responseTimeoutMs: 30_000,
+    responseTimeoutMs,
     timeouts: httpTimeouts(),
     handOff: (s) => {
       s.destroy();
@@ -212,3 +212,42 @@ it('a request whose body went partly straight to the stream is not sent again wi
   expect(answer).toMatch(/^HTTP\/1\.1 502 /);
   expect(waiting.length).toBe(1);
 });
+
+it('an upload slower than the answer deadline is answered; an unanswered one gets its 504 only after its body ended', async () => {
+  const { port, waiting, connectorEnds } = await edgeWithSlowOpens(400);
+  for (const [i, path] of ['/count', '/mute'].entries()) {
+    const client = net.connect(port, '127.0.0.1');
+    cleanup.push(() => client.destroy());
+    await new Promise((r) => client.once('connect', r));
+    let reply = '';
+    client.on('data', (d: Buffer) => (reply += d.toString('latin1')));
+    client.write(`POST ${path} HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 8192\r\n\r\n`);
+    await until(() => waiting.length > i, 10_000, 'the stream to be asked for');
+    waiting[i]();
+    await until(() => connectorEnds.length > i, 10_000, 'the stream to open');
+    const connector = connectorEnds[i];
+    await readStreamHeader(connector, { expect: 'request' });
+    let received = 0;
+    const reader = new Http1RecordReader(
+      () => undefined,
+      (bytes) => (received += bytes.length),
+    );
+    connector.on('data', (d: Buffer) => reader.push(d));
+    // 8 KiB in 1 KiB pieces 200 ms apart: four times the deadline.
+    for (let k = 0; k < 8; k++) {
+      await sleep(200);
+      client.write(Buffer.alloc(1024, k));
+    }
+    const lastSentAt = Date.now();
+    // (a 504 too early ends the stream before the body is whole)
+    await until(() => received === 8192 || reply !== '', 10_000, 'the body at the connector');
+    if (path === '/count') connector.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n8192');
+    await until(() => reply.includes('\r\n\r\n'), 10_000, 'an answer');
+    const answeredAt = Date.now();
+    if (path === '/count') expect(reply).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n8192$/);
+    else {
+      expect(reply).toMatch(/^HTTP\/1\.1 504 /);
+      expect(answeredAt).toBeGreaterThanOrEqual(lastSentAt);
+    }
+  }
+}, 60_000);
