@@ -16,3 +16,14 @@ export function rng(seed: number): () => number {
 
 /** One element of `xs`, chosen by `r`. */
 export const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+
+/** `bytes` in pieces of 1..max bytes, their sizes chosen by `r` (as a peer's writes arrive). */
+export function split(r: () => number, bytes: Buffer, max: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < bytes.length; ) {
+    const k = 1 + Math.floor(r() * max);
+    out.push(bytes.subarray(i, i + k));
+    i += k;
+  }
+  return out;
+}

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { pick, rng } from '../../helpers/random.js';
+import { pick, rng, split } from '../../helpers/random.js';
 import { getVia, sha256hex, whileServed } from './support.js';
 import { BULK, edgePumpTunnel, get } from './edge-pump-support.js';
 
@@ -42,16 +42,7 @@ function chunked(data: Buffer, seed: number, max: number, trailers = ''): Buffer
 }
 
 /** `bytes` in pieces of 1..max bytes, by seed. */
-function pieces(bytes: Buffer, seed: number, max: number): Buffer[] {
-  const r = rng(seed);
-  const out: Buffer[] = [];
-  for (let i = 0; i < bytes.length; ) {
-    const k = 1 + Math.floor(r() * max);
-    out.push(bytes.subarray(i, i + k));
-    i += k;
-  }
-  return out;
-}
+const pieces = (bytes: Buffer, seed: number, max: number): Buffer[] => split(rng(seed), bytes, max);
 
 /**
  * Writes `parts` on one connection, each once the one before left and a few ms passed (so the

@@ -3,7 +3,7 @@
 // end where it ends and refuse what it refuses, however the reads split the body and wherever the
 // hand-over happens. Both are fed the same generated bodies, hostile ones among them.
 import { describe, expect, it } from 'vitest';
-import { pick, rng } from '../../helpers/random.js';
+import { pick, rng, split } from '../../helpers/random.js';
 import { native, nativeAvailable } from '../../../src/engine/native/binding.js';
 import { ChunkedBody } from '../../../src/engine/protocol/http1.js';
 
@@ -37,17 +37,6 @@ function generate(r: () => number): Buffer {
   text += '0' + (r() < 0.1 ? pick(r, ENDS) : '\r\n') + (r() < 0.4 ? pick(r, TRAILERS) : '') + (r() < 0.05 ? pick(r, ENDS) : '\r\n');
   if (r() < 0.3) text += 'GET /next HTTP/1.1\r\n';
   return Buffer.from(text, 'latin1');
-}
-
-/** `bytes` in pieces of 1..max bytes, by `r`. */
-function split(r: () => number, bytes: Buffer, max: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let i = 0; i < bytes.length; ) {
-    const k = 1 + Math.floor(r() * max);
-    out.push(bytes.subarray(i, i + k));
-    i += k;
-  }
-  return out;
 }
 
 /** What a checker makes of `pieces` from where it stands: the bytes of each that are body, done, refused. */
