@@ -31,6 +31,17 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     for (const fn of cleanups.splice(0).reverse()) await fn();
   });
 
+  /** The public on-ramp over `edge` alone, for every host; closed after the test. */
+  async function onrampOver(edge: TunnelConnection, responseTimeoutMs: number): Promise<HttpOnramp> {
+    const registry = new TunnelRegistry();
+    registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: edge, draining: false });
+    // The view's part the on-ramp uses: the host's tunnel, and 'reload' events (the fast path listens).
+    const view = Object.assign(new EventEmitter(), { tunnelForHost: () => 't1' }) as unknown as StoreView;
+    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs });
+    cleanups.push(() => onramp.close());
+    return onramp;
+  }
+
   it('a 502 for a refused or unanswered request closes its tunnel stream on both sides', async () => {
     const pair = await tunnelPair(protocol);
     cleanups.push(() => pair.close());
@@ -56,12 +67,7 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
         () => stream.destroy(),
       );
     });
-    const registry = new TunnelRegistry();
-    registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
-    // The view's part the on-ramp uses: the host's tunnel, and 'reload' events (the fast path listens).
-    const view = Object.assign(new EventEmitter(), { tunnelForHost: () => 't1' }) as unknown as StoreView;
-    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 1000 });
-    cleanups.push(() => onramp.close());
+    const onramp = await onrampOver(pair.edge, 1000);
 
     const url = `http://127.0.0.1:${onramp.address.port}`;
     const statuses = await Promise.all(
@@ -99,11 +105,7 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
         () => stream.destroy(),
       );
     });
-    const registry = new TunnelRegistry();
-    registry.add({ id: 'c1', tunnelId: 't1', connectorId: 'k1', connIndex: 0, conn: pair.edge, draining: false });
-    const view = Object.assign(new EventEmitter(), { tunnelForHost: () => 't1' }) as unknown as StoreView;
-    const onramp = await HttpOnramp.listen({ listen: '127.0.0.1:0', view, registry, log, runner: HookRunner.none(log), responseTimeoutMs: 500 });
-    cleanups.push(() => onramp.close());
+    const onramp = await onrampOver(pair.edge, 500);
 
     // 8 KiB in 1 KiB pieces 250 ms apart: the body takes ~2 s, four times the response timeout.
     async function* slowBody() {
