@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { pick, rng, split } from '../../helpers/random.js';
 import { native, nativeAvailable } from '../../../src/engine/native/binding.js';
-import { ChunkedBody } from '../../../src/engine/protocol/http1.js';
+import { ChunkedBody, MAX_FAST_HEAD } from '../../../src/engine/protocol/http1.js';
 
 /** Size lines, data and trailers, plain and odd (what the hostile set of http1.test.ts refuses, and more). */
 const SIZES = ['5', '00005', '5;a', '5;a=b', '5;a=b;c=d', '5;', '5;=b', '5;a="b"', '5; a', '5 ', ' 5', '000000005', '-5', '0x5', 'g', '', '5;a=b=c'];
@@ -23,6 +23,9 @@ const TRAILERS = [
   'X-A: \xff\r\n',
   'TE: x\r\n',
   'X-A: 1\n',
+  // At MAX_FAST_HEAD with the last CRLF, and one byte over it.
+  `X-Big: ${'v'.repeat(MAX_FAST_HEAD - 11)}\r\n`,
+  `X-Big: ${'v'.repeat(MAX_FAST_HEAD - 10)}\r\n`,
 ];
 
 function generate(r: () => number): Buffer {

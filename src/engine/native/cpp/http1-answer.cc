@@ -463,6 +463,8 @@ long ChunkCheck::Feed(const uint8_t* data, size_t n) {
   size_t off = 0;
   while (off < n && state_ != kDone) {
     uint8_t c = data[off];
+    // The trailer states take one byte each, counted after it is checked (ChunkedBody's #trailer).
+    bool trailer = state_ >= kTrailerStart;
     switch (state_) {
       case kSize: {
         int h = Hex(c);
@@ -529,8 +531,6 @@ long ChunkCheck::Feed(const uint8_t* data, size_t n) {
         } else {
           return Fail("chunked body: a trailer field the fast path does not take");
         }
-        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
-        off++;
         break;
       case kTrailerName:
         if (c == ':') {
@@ -543,8 +543,6 @@ long ChunkCheck::Feed(const uint8_t* data, size_t n) {
         } else {
           return Fail("chunked body: a trailer field the fast path does not take");
         }
-        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
-        off++;
         break;
       case kTrailerValue:
         if (c == '\r') {
@@ -552,18 +550,18 @@ long ChunkCheck::Feed(const uint8_t* data, size_t n) {
         } else if (c != 0x09 && (c < 0x20 || c > 0x7e)) {
           return Fail("chunked body: a trailer field the fast path does not take");
         }
-        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
-        off++;
         break;
       case kTrailerLf:
       case kEndLf:
         if (c != '\n') return Fail("chunked body: a trailer field the fast path does not take");
         state_ = state_ == kEndLf ? kDone : kTrailerStart;
-        if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
-        off++;
         break;
       case kDone:
         break;
+    }
+    if (trailer) {
+      if (++trailer_bytes_ > kMaxFastHead) return Fail("chunked body: the trailer section (too large) the fast path does not take");
+      off++;
     }
   }
   return long(off);
