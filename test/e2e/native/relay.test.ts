@@ -118,6 +118,40 @@ privilegedDescribe('PacketRelay (network namespace)', () => {
     expect(relay.stats.packetsIn).toBe(30);
   });
 
+  it('a peer that sends and closes at once: every message it sent reaches the kernel (or JS) before the end', async () => {
+    const { relay, peer, socket } = setup();
+    const got: string[] = [];
+    socket.on('message', (msg) => got.push(msg.toString()));
+    const messages: string[] = [];
+    relay.on('message', (data) => messages.push(data.toString()));
+    let ended = false;
+    relay.on('end', () => (ended = true));
+    // The peer leaves a packet unread (its close then resets the relay's socket: ECONNRESET) ...
+    peer.pause();
+    socket.send(Buffer.from('unread'), REMOTE_PORT, REMOTE);
+    await until(
+      () => relay.stats.packetsOut >= 1,
+      () => 'no packet reached the socket',
+    );
+    // ... and one more waits in the TUN, readable before the socket: the relay's send to the
+    // gone peer fails before it reads what the peer sent.
+    socket.send(Buffer.from('too late'), REMOTE_PORT, REMOTE);
+    const port = socket.address().port;
+    for (let i = 0; i < 30; i++) peer.send(buildUdp4(REMOTE, REMOTE_PORT, LOCAL, port, Buffer.from(`down ${i}`)));
+    peer.send(Buffer.from('{"error":{"message":"last"}}'));
+    peer.close(); // same turn: the relay wakes up to the messages and the hang-up together
+    await until(
+      () => ended,
+      () => 'no end after the peer closed',
+    );
+    await until(
+      () => got.length === 30,
+      () => `${got.length} of 30 packets reached the kernel socket (${JSON.stringify(relay.stats)})`,
+    );
+    expect(got).toEqual(Array.from({ length: 30 }, (_, i) => `down ${i}`));
+    expect(messages).toEqual(['{"error":{"message":"last"}}']);
+  });
+
   it('holds packets while the socket is full instead of dropping them, in order', async () => {
     // A 64 KiB send buffer fills after a few dozen packets; the rest wait in the TUN's queue.
     const { peer, socket } = setup(64 * 1024);

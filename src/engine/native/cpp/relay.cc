@@ -168,7 +168,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   // inbound one waits for the TUN (and the socket is not read).
   void Rewatch(Napi::Env env) {
     if (socket_fd_ < 0 || ended_) return;
-    int tun_events = (up_held_ ? 0 : UV_READABLE) | (down_held_ ? UV_WRITABLE : 0);
+    int tun_events = (up_held_ || up_closed_ ? 0 : UV_READABLE) | (down_held_ ? UV_WRITABLE : 0);
     int socket_events = (down_held_ || ended_ ? 0 : UV_READABLE | UV_DISCONNECT) | (up_held_ ? UV_WRITABLE : 0);
     int rc = tun_.Watch(env, tun_fd_, tun_events);
     if (rc == 0) rc = socket_.Watch(env, socket_fd_, socket_events);
@@ -191,7 +191,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
 
   // TUN → socket.
   void PumpUp(Napi::Env env) {
-    for (int i = 0; i < kPacketsPerWake && !up_held_ && socket_fd_ >= 0; i++) {
+    for (int i = 0; i < kPacketsPerWake && !up_held_ && !up_closed_ && socket_fd_ >= 0; i++) {
       ssize_t n = read(tun_fd_, up_.data(), up_.size());
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -213,7 +213,13 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     up_held_ = false;
     if (n < 0) {
-      if (errno == EPIPE || errno == ECONNRESET) return End(env);
+      // The peer reads no more (it closed): this packet and the TUN's next ones have nowhere to
+      // go, but the messages it sent before closing are still queued here. The end comes from
+      // reading them (the bare end-of-stream message), not from this send: ending here lost them.
+      if (errno == EPIPE || errno == ECONNRESET) {
+        up_closed_ = true;
+        return;
+      }
       return Report(env, "sendmsg", errno);
     }
     packets_out_++;
@@ -344,6 +350,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   size_t down_count_ = 0;
   size_t down_next_ = 0;
   bool up_held_ = false;
+  bool up_closed_ = false;  // the peer reads no more (EPIPE): the TUN is not read; the socket is, to its end
   bool down_held_ = false;
   bool ended_ = false;
   bool pinned_ = false;
