@@ -127,6 +127,8 @@ export interface NativeQuicInfo {
   localAddress: { family: 4 | 6; address: string; port: number };
   remoteAddress: { family: 4 | 6; address: string; port: number };
   maxDatagramSize: number;
+  /** The 1-RTT AEAD and who runs it: "AES-128-GCM/vaes-avx512" (cpp/quic-aead.cc), "CHACHA20-POLY1305/gnutls", … ("" before the handshake's keys). */
+  aead: string;
   alpn: string;
   sendErrors: number;
   /** Packets dropped because the socket's send buffer was full (loss recovery resends them). */
@@ -166,6 +168,8 @@ export interface NativeQuicCounters {
   creditHeld: number;
   /** Writes that left more than 1 MiB unsent (the writer waits for WRITABLE). */
   writableWaits: number;
+  /** Key updates this end began (only with OXY_QUIC_KEY_UPDATE=N: one per N packets sent, for tests). */
+  keyUpdates: number;
   minRttUs: number;
   bytesInFlight: number;
 }

@@ -1,5 +1,6 @@
 // One QUIC connection on ngtcp2 0.12 + GnuTLS: see quic-core.h.
 #include "quic-core.h"
+#include "quic-aead.h"
 
 #include <gnutls/crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
@@ -434,7 +435,13 @@ std::string Conn::InitTls(bool server, gnutls_certificate_credentials_t cred, co
   if (rv != 0) return std::string("gnutls_init: ") + gnutls_strerror(rv);
   rv = server ? ngtcp2_crypto_gnutls_configure_server_session(session_) : ngtcp2_crypto_gnutls_configure_client_session(session_);
   if (rv != 0) return "ngtcp2_crypto_gnutls_configure_session failed";
-  rv = gnutls_priority_set_direct(session_, kPriority, nullptr);
+  ConfigureAead(session_);
+  // OXY_QUIC_CIPHER=AES-256-GCM|CHACHA20-POLY1305|AES-128-GCM (tests): offer or accept that one only.
+  std::string priority = kPriority;
+  if (const char* c = getenv("OXY_QUIC_CIPHER"); c && (!strcmp(c, "AES-128-GCM") || !strcmp(c, "AES-256-GCM") || !strcmp(c, "CHACHA20-POLY1305")))
+    priority.replace(priority.find("+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"), strlen("+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"), std::string("+") + c);
+  if (const char* n = getenv("OXY_QUIC_KEY_UPDATE")) key_update_every_ = strtoull(n, nullptr, 10);
+  rv = gnutls_priority_set_direct(session_, priority.c_str(), nullptr);
   if (rv != 0) return std::string("gnutls_priority_set_direct: ") + gnutls_strerror(rv);
   conn_ref_.get_conn = [](ngtcp2_crypto_conn_ref* ref) { return static_cast<Conn*>(ref->user_data)->conn_; };
   conn_ref_.user_data = this;
@@ -466,11 +473,8 @@ void Conn::FillCallbacks(ngtcp2_callbacks* cb, bool server) {
     cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
   }
   cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
-  cb->encrypt = ngtcp2_crypto_encrypt_cb;
-  cb->decrypt = ngtcp2_crypto_decrypt_cb;
+  FillAeadCallbacks(cb);  // encrypt, decrypt, update_key, delete_crypto_aead_ctx
   cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
-  cb->update_key = ngtcp2_crypto_update_key_cb;
-  cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
   cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
   cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
   cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
@@ -853,6 +857,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   out.Set("maxDatagramSize", double(dgram));
   gnutls_datum_t sel;
   bool selected = session_ && gnutls_alpn_get_selected_protocol(session_, &sel) == 0;
+  out.Set("aead", AeadName(conn_));
   out.Set("alpn", selected ? Napi::String::New(env, reinterpret_cast<const char*>(sel.data), sel.size) : Napi::String::New(env, ""));
   out.Set("sendErrors", double(send_errors));
   out.Set("sendDropped", double(send_dropped));
@@ -872,6 +877,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("cwndWaitUs", double(counters.cwnd_wait_us));
   c.Set("answers", double(counters.answers));
   c.Set("answerUs", double(counters.answer_us));
+  c.Set("keyUpdates", double(counters.key_updates));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -1026,6 +1032,10 @@ void Conn::Flush() {
   in_flush_ = true;
   flush_gen_++;
   uint64_t ts = Now();
+  if (key_update_every_ && confirmed_ && packets_sent >= key_update_at_ && ngtcp2_conn_initiate_key_update(conn_, ts) == 0) {
+    key_update_at_ = packets_sent + key_update_every_;
+    counters.key_updates++;
+  }
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   size_t total_pkts = 0;

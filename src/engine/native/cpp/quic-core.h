@@ -748,6 +748,7 @@ class Conn {
     uint64_t cwnd_wait_us = 0;   // from a flush that stopped on the window to the next that sent stream bytes
     uint64_t answers = 0;        // flushes that wrote packets after packets were read (an ACK, mostly)
     uint64_t answer_us = 0;      // from the first of those reads to the packets, summed
+    uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -857,6 +858,9 @@ class Conn {
   bool close_pending_ = false;
   bool close_transport_ = false;
   bool confirmed_ = false;
+  // OXY_QUIC_KEY_UPDATE=N (tests): a key update every N packets sent once confirmed (quic-aead.cc's UpdateKey).
+  uint64_t key_update_every_ = 0;
+  uint64_t key_update_at_ = 0;
   uint64_t close_deadline_ = 0;
   uint64_t close_code_ = 0;
   std::string close_reason_;
