@@ -44,19 +44,21 @@ struct Ops {
   InitFn init;
   GhashFn ghash;
   UpdateFn enc, dec;
+  bool any_len;  // the update functions take a last partial block (avx512), or whole blocks only (avx2)
 };
 
 // The same tests as BoringSSL's (CRYPTO_ghash_init, CRYPTO_gcm128_init_aes_key); GCC's
 // __builtin_cpu_supports also checks that the kernel saves the ymm/zmm state.
+const Ops k512{"avx512", gcm_init_vpclmulqdq_avx512, gcm_ghash_vpclmulqdq_avx512,
+               aes_gcm_enc_update_vaes_avx512, aes_gcm_dec_update_vaes_avx512, true};
+const Ops k2{"avx2", gcm_init_vpclmulqdq_avx2, gcm_ghash_vpclmulqdq_avx2,
+             aes_gcm_enc_update_vaes_avx2, aes_gcm_dec_update_vaes_avx2, false};
+
 const Ops* Pick() {
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("vaes") || !__builtin_cpu_supports("vpclmulqdq") ||
       !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("aes"))
     return nullptr;
-  static const Ops k512{"avx512", gcm_init_vpclmulqdq_avx512, gcm_ghash_vpclmulqdq_avx512,
-                        aes_gcm_enc_update_vaes_avx512, aes_gcm_dec_update_vaes_avx512};
-  static const Ops k2{"avx2", gcm_init_vpclmulqdq_avx2, gcm_ghash_vpclmulqdq_avx2,
-                      aes_gcm_enc_update_vaes_avx2, aes_gcm_dec_update_vaes_avx2};
   if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi2"))
     return &k512;
   return &k2;
@@ -122,8 +124,15 @@ inline void PutBe64(uint8_t* p, uint64_t v) {
   memcpy(p, &v, 8);
 }
 
-// Xi ← GHASH over data, its last partial block padded with zeros.
+// Xi ← GHASH over data, its last partial block padded with zeros; a QUIC header (the AAD, 64
+// bytes at most but for a long header's token) in one call.
 inline void Ghash(const Key* k, uint8_t xi[16], const uint8_t* data, size_t len) {
+  if (len <= 64 && (len & 15)) {
+    alignas(16) uint8_t pad[64] = {};
+    memcpy(pad, data, len);
+    k->ops->ghash(xi, k->htable, pad, (len + 15) & ~size_t(15));
+    return;
+  }
   size_t whole = len & ~size_t(15);
   if (whole) k->ops->ghash(xi, k->htable, data, whole);
   if (len != whole) {
@@ -166,16 +175,16 @@ inline void Finish(const Key* k, uint8_t xi[16], size_t aadlen, size_t len, cons
 
 const char* Impl() { return ops ? ops->name : nullptr; }
 
-Key* NewKey(const uint8_t* key, size_t keylen) {
+Key* NewKey(const uint8_t* key, size_t keylen, bool avx2) {
   if (!ops || (keylen != 16 && keylen != 32)) return nullptr;
   Key* k = new (std::nothrow) Key();
   if (!k) return nullptr;
-  k->ops = ops;
+  k->ops = avx2 ? &k2 : ops;
   ExpandKey(&k->aes, key, keylen);
   uint8_t h[16] = {};
   Block(k->aes, h, h);
   const uint64_t hh[2] = {Be64(h), Be64(h + 8)};
-  ops->init(k->htable, hh);
+  k->ops->init(k->htable, hh);
   return k;
 }
 
@@ -193,7 +202,7 @@ void Seal(const Key* k, uint8_t* out, const uint8_t* in, size_t len, const uint8
   uint8_t ctr[16], ek0[16];
   Ghash(k, xi, aad, aadlen);
   Start(k, nonce, ctr, ek0);
-  size_t whole = len & ~size_t(15);
+  size_t whole = k->ops->any_len ? len : len & ~size_t(15);
   if (whole) k->ops->enc(in, out, whole, &k->aes, ctr, k->htable, xi);
   if (len != whole) {
     Tail(k, out + whole, in + whole, len - whole, ctr, whole / 16);
@@ -213,7 +222,7 @@ bool Open(const Key* k, uint8_t* out, const uint8_t* in, size_t len, const uint8
   uint8_t ctr[16], ek0[16];
   Ghash(k, xi, aad, aadlen);
   Start(k, nonce, ctr, ek0);
-  size_t whole = len & ~size_t(15);
+  size_t whole = k->ops->any_len ? len : len & ~size_t(15);
   if (whole) k->ops->dec(in, out, whole, &k->aes, ctr, k->htable, xi);
   if (len != whole) {
     Ghash(k, xi, in + whole, len - whole);  // the ciphertext, before an in-place XOR
@@ -232,7 +241,7 @@ bool Open(const Key* k, uint8_t* out, const uint8_t* in, size_t len, const uint8
 namespace oxy::gcm {
 struct Key {};
 const char* Impl() { return nullptr; }
-Key* NewKey(const uint8_t*, size_t) { return nullptr; }
+Key* NewKey(const uint8_t*, size_t, bool) { return nullptr; }
 void FreeKey(Key*) {}
 void Seal(const Key*, uint8_t*, const uint8_t*, size_t, const uint8_t*, const uint8_t*, size_t) {}
 bool Open(const Key*, uint8_t*, const uint8_t*, size_t, const uint8_t*, const uint8_t*, size_t) { return false; }

@@ -12,8 +12,9 @@ struct Key;
 // Which assembly this CPU runs ("avx512", "avx2"), or nullptr when it lacks VAES/VPCLMULQDQ (the
 // caller keeps its other AEAD then).
 const char* Impl();
-// A key of 16 or 32 bytes; nullptr for another size or when Impl() is nullptr.
-Key* NewKey(const uint8_t* key, size_t keylen);
+// A key of 16 or 32 bytes; nullptr for another size or when Impl() is nullptr. avx2: the AVX2
+// variant even where AVX-512 runs (for tests of it).
+Key* NewKey(const uint8_t* key, size_t keylen, bool avx2 = false);
 void FreeKey(Key* key);
 // out gets len bytes of ciphertext and the tag (in == out allowed).
 void Seal(const Key* key, uint8_t* out, const uint8_t* in, size_t len, const uint8_t nonce[12],

@@ -45,8 +45,14 @@ ngtcp2_crypto_aead GnutlsAead(const FastAead* f, const ngtcp2_crypto_aead& ours)
 std::mutex keys_mu;
 std::unordered_set<const void*> keys;
 
+// OXY_QUIC_AEAD=vaes-avx2 (tests): the AVX2 variant where AVX-512 would run.
+bool Avx2() {
+  const char* v = getenv("OXY_QUIC_AEAD");
+  return v && strcmp(v, "vaes-avx2") == 0;
+}
+
 gcm::Key* NewKey(const uint8_t* key, size_t keylen) {
-  gcm::Key* k = gcm::NewKey(key, keylen);
+  gcm::Key* k = gcm::NewKey(key, keylen, Avx2());
   if (k) {
     std::lock_guard<std::mutex> lock(keys_mu);
     keys.insert(k);
@@ -230,7 +236,7 @@ std::string AeadName(ngtcp2_conn* conn) {
   const FastAead* f = Fast(&aead);
   auto cipher = f ? f->cipher : gnutls_cipher_algorithm_t(intptr_t(aead.native_handle));
   const char* name = gnutls_cipher_get_name(cipher);
-  return std::string(name ? name : "?") + "/" + (f ? std::string("vaes-") + gcm::Impl() : "gnutls");
+  return std::string(name ? name : "?") + "/" + (f ? std::string("vaes-") + (Avx2() ? "avx2" : gcm::Impl()) : "gnutls");
 }
 
 }  // namespace oxy::quic

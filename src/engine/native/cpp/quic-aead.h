@@ -1,7 +1,8 @@
 // QUIC packet protection for AES-128/256-GCM on VAES + VPCLMULQDQ (aes-gcm.h) instead of GnuTLS,
 // for the Handshake and 1-RTT keys of a connection. GnuTLS keeps the TLS 1.3 handshake, the key
 // derivation (HKDF), header protection, the Initial, 0-RTT and Retry keys, ChaCha20-Poly1305, and
-// everything on a CPU without VAES. OXY_QUIC_AEAD=gnutls turns it off (read per connection).
+// everything on a CPU without VAES. OXY_QUIC_AEAD=gnutls turns it off, =vaes-avx2 picks the AVX2
+// variant where AVX-512 would run (for tests; both read per connection).
 #pragma once
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
