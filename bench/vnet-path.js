@@ -15,7 +15,8 @@
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
- *     [--syscalls 1]   (perf stat: system calls and context switches per MB / request / connection)
+ *     [--syscalls 1]   (perf stat: system calls and context switches per MB / request / connection;
+ *                       packets per request / connection on the edge's and device's interfaces)
  *     [--syscalls read,write,...]   (the same, and each named system call apart)
  *     [--strace DIR]   (strace -c of each process per phase)
  *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
@@ -149,10 +150,12 @@ const withCpu = (procs, work, label) => {
         spawn('strace', ['-c', '-f', '-o', join(straceDir, `${label}-${k}.txt`), '-p', String(c.pid)], { stdio: 'ignore' }),
       );
   if (stats.length || straces.length) execFileSync('sleep', ['0.3']);
+  const linksBefore = countSyscalls ? links() : undefined;
   const mark = (what) => Object.values(procs).forEach((c) => c.log && appendFileSync(c.log, `=== ${label} ${what}\n`));
   mark('start');
   const before = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid)]));
   const result = work();
+  const linksAfter = countSyscalls ? links() : undefined;
   mark('end');
   perf?.kill('SIGINT');
   const cpu = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid) - before[k]]));
@@ -169,8 +172,32 @@ const withCpu = (procs, work, label) => {
       each: Object.fromEntries(syscallNames.map((n) => [n, count(`sys_enter_${n},`)])),
     };
   }
-  return { result, cpu, calls };
+  const packets = linksBefore ? Object.fromEntries(Object.entries(linksAfter).map(([k, v]) => [k, v - (linksBefore[k] ?? 0)])) : undefined;
+  return { result, cpu, calls, packets };
 };
+/**
+ * Packets each interface of the edge's and device's namespaces sent and received so far
+ * (`--syscalls`): per request, the QUIC packets on the edge's veth and the IP packets on the TUNs.
+ */
+const links = () => {
+  const out = {};
+  for (const [who, ns] of [
+    ['edge', names.edge],
+    ['device', names.dev],
+  ]) {
+    for (const l of JSON.parse(sh('ip', ['-j', '-s', '-n', ns, 'link', 'show']))) {
+      if (l.ifname === 'lo') continue;
+      out[`${who} ${l.ifname} tx`] = l.stats64.tx.packets;
+      out[`${who} ${l.ifname} rx`] = l.stats64.rx.packets;
+    }
+  }
+  return out;
+};
+const perPacket = (packets, units) =>
+  Object.entries(packets)
+    .filter(([k]) => !k.includes('wg'))
+    .map(([k, v]) => `${k} ${fmt(v / units, 2)}`)
+    .join(' | ');
 const syscallsArg = arg('syscalls', '');
 const countSyscalls = syscallsArg !== '';
 /** `--syscalls read,write,...`: those counted apart too. */
@@ -348,9 +375,11 @@ try {
     const calls = Object.fromEntries(
       ['device', 'edge', 'connector'].map((k) => [k, { syscalls: 0, switches: 0, each: Object.fromEntries(syscallNames.map((n) => [n, 0])) }]),
     );
+    const packets = {};
     for (let r = 0; r < rounds; r++) {
       rows.veth.push(measure('198.18.9.2'));
-      const { result, cpu: used, calls: counted } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
+      const { result, cpu: used, calls: counted, packets: sent } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
+      for (const [k, v] of Object.entries(sent ?? {})) packets[k] = (packets[k] ?? 0) + v;
       rows.tunnel.push(result);
       for (const k of Object.keys(cpu)) cpu[k] += used[k];
       for (const [k, c] of Object.entries(counted)) {
@@ -370,6 +399,7 @@ try {
       total: rows.tunnel.reduce((a, b) => a + b, 0),
       cpu,
       calls,
+      packets,
     };
   };
   const line = (what, c, digits, unit) =>
@@ -392,7 +422,10 @@ try {
     const req = compare('requests', (t) => rps(t));
     console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
     console.log(`CPU per request through the tunnel: ${perUnit(req.cpu, req.total * seconds, 1e6, 'µs')}`);
-    if (countSyscalls) console.log(`system calls / context switches per request: ${perCall(req.calls, req.total * seconds)}`);
+    if (countSyscalls) {
+      console.log(`system calls / context switches per request: ${perCall(req.calls, req.total * seconds)}`);
+      console.log(`packets per request (edge's veth: QUIC; TUNs: IP): ${perPacket(req.packets, req.total * seconds)}`);
+    }
   }
   if (phases.has('flows')) {
     // A new TCP connection per request: a new flow each (SYN, NAT slot, upgrade, tunnel stream, dial).
@@ -407,7 +440,10 @@ try {
       `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
     );
     console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
-    if (countSyscalls) console.log(`system calls / context switches per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
+    if (countSyscalls) {
+      console.log(`system calls / context switches per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
+      console.log(`packets per new connection (edge's veth: QUIC; TUNs: IP): ${perPacket(flows.packets, flows.total * seconds)}`);
+    }
     const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
     console.log(
       `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
