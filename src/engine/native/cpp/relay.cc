@@ -29,6 +29,8 @@ constexpr int kPacketsPerWake = 256;
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8);
 // Messages per recvmmsg from the socket (each in a slot of the largest packet).
 constexpr size_t kDownSlots = 8;
+// Packets read from the TUN before one sendmmsg sends them (each in a slot of the largest packet).
+constexpr size_t kUpSlots = 8;
 
 bool IsIpPacket(const uint8_t* data, size_t length) {
   if (length == 0) return false;
@@ -56,7 +58,8 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     socket_fd_ = info[1].As<Napi::Number>().Int32Value();
     Napi::Object options = info[2].As<Napi::Object>();
     size_t max_packet = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
-    up_.resize(max_packet);
+    up_slot_ = max_packet;
+    up_.resize(up_slot_ * kUpSlots);
     down_slot_ = max_packet + 64;
     down_.resize(down_slot_ * kDownSlots);
     control_.resize(kControlSize * kDownSlots);
@@ -189,40 +192,63 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     if (socket_fd_ >= 0) Rewatch(env);
   }
 
-  // TUN → socket.
+  // TUN → socket: up to kUpSlots packets read (a TUN has no batch read: each is a read(), and
+  // the last an EAGAIN), then sent with one sendmmsg. What the socket does not take is held, and
+  // the TUN is not read until it went.
   void PumpUp(Napi::Env env) {
-    for (int i = 0; i < kPacketsPerWake && !up_held_ && !up_closed_ && socket_fd_ >= 0; i++) {
-      ssize_t n = read(tun_fd_, up_.data(), up_.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "read", errno);
-        return;
+    for (int reads = 0; reads < kPacketsPerWake && !up_held_ && !up_closed_ && socket_fd_ >= 0 && !ended_;) {
+      bool drained = false;
+      up_count_ = up_next_ = 0;
+      while (up_count_ < kUpSlots) {
+        ssize_t n = read(tun_fd_, up_.data() + up_count_ * up_slot_, up_slot_);
+        reads++;
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "read", errno);
+          drained = true;
+          break;
+        }
+        up_length_[up_count_++] = static_cast<size_t>(n);
       }
-      up_length_ = static_cast<size_t>(n);
-      up_held_ = true;
-      FlushUp(env);
+      if (up_count_ > 0) {
+        up_held_ = true;
+        FlushUp(env);
+      }
+      if (drained) return;
     }
   }
 
   void FlushUp(Napi::Env env) {
-    if (!up_held_ || socket_fd_ < 0) return;
-    ssize_t n;
-    do {
-      n = send(socket_fd_, up_.data(), up_length_, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    up_held_ = false;
-    if (n < 0) {
-      // The peer reads no more (it closed): this packet and the TUN's next ones have nowhere to
-      // go, but the messages it sent before closing are still queued here. The end comes from
-      // reading them (the bare end-of-stream message), not from this send: ending here lost them.
-      if (errno == EPIPE || errno == ECONNRESET) {
-        up_closed_ = true;
-        return;
+    while (up_held_ && socket_fd_ >= 0) {
+      mmsghdr msgs[kUpSlots];
+      iovec iovs[kUpSlots];
+      memset(msgs, 0, sizeof(msgs));
+      size_t count = up_count_ - up_next_;
+      for (size_t i = 0; i < count; i++) {
+        iovs[i] = {up_.data() + (up_next_ + i) * up_slot_, up_length_[up_next_ + i]};
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
       }
-      return Report(env, "sendmsg", errno);
+      int sent = sendmmsg(socket_fd_, msgs, unsigned(count), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (sent < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EPIPE || errno == ECONNRESET) {
+          // The peer reads no more (it closed): this batch and the TUN's next packets have nowhere
+          // to go, but the messages it sent before closing are still queued here. The end comes
+          // from reading them (the bare end-of-stream message), not from this send.
+          up_held_ = false;
+          up_closed_ = true;
+          return;
+        }
+        Report(env, "sendmsg", errno);
+        sent = 1;  // that packet is dropped, as a failed send() dropped it
+      } else {
+        packets_out_ += uint64_t(sent);
+      }
+      up_next_ += size_t(sent);
+      if (up_next_ >= up_count_) up_held_ = false;
     }
-    packets_out_++;
   }
 
   // socket → TUN (or to JS when the message is not an IP packet). recvmmsg takes up to kDownSlots
@@ -337,7 +363,11 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   std::vector<uint8_t> up_;
   std::vector<uint8_t> down_;
   std::vector<uint8_t> control_;
-  size_t up_length_ = 0;
+  // The TUN's last read batch (slots of up_slot_ bytes in up_), sent from up_next_.
+  size_t up_slot_ = 0;
+  size_t up_length_[kUpSlots] = {};
+  size_t up_count_ = 0;
+  size_t up_next_ = 0;
   // The socket's last recvmmsg batch (slots of down_slot_ bytes in down_), written from down_next_.
   enum DownKind : uint8_t { kDownIp, kDownJs, kDownSkip, kDownEnd };
   struct Down {
