@@ -210,6 +210,9 @@ class ForwardedConnection implements TunnelConnection {
   stats(): TunnelConnectionStats {
     return this.link.conn?.stats() ?? NO_STATS;
   }
+  activeStreams(): number {
+    return this.link.conn?.activeStreams() ?? 0;
+  }
   probe(): Promise<boolean> {
     return this.link.conn?.probe() ?? Promise.resolve(false);
   }

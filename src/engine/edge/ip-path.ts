@@ -201,8 +201,9 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         // ANSWER (QUIC on ngtcp2, tcp-flows): its first chunk is read there too.
         onTcpAccepted(conn, flow) {
           if (!PUMP_FLOWS) return false;
-          const { vnetId } = flow.decision.route!;
-          const live = edge.egress.connectionFor(vnetId, flow.dst);
+          // The route the SYN was given (the flow keeps it): no second lookup per flow.
+          const { vnetId, route } = flow.decision.route!;
+          const live = edge.registry.pick(route.tunnelId);
           if (!live?.conn.pumpsTokens || !flowStreams.serves(live)) return false;
           carryOnFlows(live, conn, flow, vnetId);
           return true;

@@ -78,28 +78,51 @@ export class TunnelRegistry {
    * next flow opens no stream).
    */
   pickLocal(tunnelId: string, http1 = false): LiveConnection | undefined {
-    const ready: { live: LiveConnection; active: number }[] = [];
+    const set = this.#byTunnel.get(tunnelId);
+    if (!set) return undefined;
+    // Runs for every new stream and private flow (twice per new TCP flow): no object per
+    // connection, and the per-connector sums only when the tier holds more than one connector.
+    const ready: LiveConnection[] = [];
+    const active: number[] = [];
     let bestTier = Infinity;
-    for (const live of this.#byTunnel.get(tunnelId) ?? []) {
+    let connectors = 0;
+    let first = '';
+    for (const live of set) {
       if (live.draining || live.conn.isClosed || (http1 && !live.http1)) continue;
       const tier = live.conn.unansweredMs() > LIVENESS_MS ? 2 : live.probing ? 1 : 0;
       if (tier > bestTier) continue;
-      if (tier < bestTier) [bestTier, ready.length] = [tier, 0];
-      ready.push({ live, active: live.conn.stats().activeStreams - (live.idleStreams ?? 0) });
+      if (tier < bestTier) {
+        bestTier = tier;
+        ready.length = active.length = connectors = 0;
+      }
+      if (connectors === 0) {
+        first = live.connectorId;
+        connectors = 1;
+      } else if (connectors === 1 && live.connectorId !== first) connectors = 2;
+      ready.push(live);
+      active.push(live.conn.activeStreams() - (live.idleStreams ?? 0));
     }
-    if (ready.length <= 1) return ready[0]?.live;
-    const load = new Map<string, number>();
-    for (const r of ready) load.set(r.live.connectorId, (load.get(r.live.connectorId) ?? 0) + r.active);
-    let connector: string | undefined;
-    for (const [id, n] of load) if (connector === undefined || n < load.get(connector)!) connector = id;
-    let best: (typeof ready)[number] | undefined;
+    if (ready.length <= 1) return ready[0];
+    let connector = first;
+    if (connectors > 1) {
+      const load = new Map<string, number>();
+      for (let i = 0; i < ready.length; i++) load.set(ready[i]!.connectorId, (load.get(ready[i]!.connectorId) ?? 0) + active[i]!);
+      let least = Infinity;
+      for (const [id, n] of load) if (n < least) [connector, least] = [id, n];
+    }
+    let best: LiveConnection | undefined;
     let bestRank = Infinity;
-    for (const r of ready) {
-      if (r.live.connectorId !== connector) continue;
-      const rank = r.live.idleStreams ? r.active - 1e6 : r.active < PACK_STREAMS ? r.live.connIndex - 1e3 : r.active;
-      if (rank < bestRank) [best, bestRank] = [r, rank];
+    for (let i = 0; i < ready.length; i++) {
+      const live = ready[i]!;
+      if (live.connectorId !== connector) continue;
+      const n = active[i]!;
+      const rank = live.idleStreams ? n - 1e6 : n < PACK_STREAMS ? live.connIndex - 1e3 : n;
+      if (rank < bestRank) {
+        best = live;
+        bestRank = rank;
+      }
     }
-    return best?.live;
+    return best;
   }
 
   /** Another connection of the same connector and index: the connector redialled it, so this one is stale. */

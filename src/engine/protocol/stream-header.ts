@@ -229,24 +229,8 @@ export class StreamHeaderParser {
         return null;
       }
       const prefix = this.queue.consume(HEADER_PREFIX_SIZE);
-      const magic = prefix.readUInt16BE(0);
-      if (magic !== HEADER_MAGIC) throw badMagic(magic);
-      const version = prefix[2]!;
-      if (version !== PROTOCOL_VERSION) {
-        throw new OxyError('OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION', `Unsupported stream header version ${version}`);
-      }
-      this.type = prefix[3]!;
-      if (this.type !== FrameType.REQUEST && this.type !== FrameType.RESPONSE) {
-        throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown stream header type 0x${this.type.toString(16)}`);
-      }
-      const got = this.type === FrameType.REQUEST ? 'request' : 'response';
-      if (this.expect !== undefined && got !== this.expect) {
-        throw new OxyError('OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE', `Expected a ${this.expect} header, got a ${got} header`);
-      }
+      this.type = checkPrefix(prefix, this.expect, this.maxSize);
       this.bodyLength = prefix.readUInt32BE(4);
-      if (this.bodyLength > this.maxSize) {
-        throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Stream header of ${this.bodyLength} bytes exceeds the limit of ${this.maxSize}`);
-      }
       this.state = State.BODY;
     }
     if (this.state === State.BODY) {
@@ -263,6 +247,45 @@ export class StreamHeaderParser {
     const magic = this.queue.peek(2).readUInt16BE(0);
     if (magic !== HEADER_MAGIC) throw badMagic(magic);
   }
+}
+
+/** The frame type of an 8-byte prefix (`buf`'s first bytes), checked as the parser checks it. */
+function checkPrefix(buf: Buffer, expect: StreamHeader['type'] | undefined, maxSize: number): number {
+  const magic = buf.readUInt16BE(0);
+  if (magic !== HEADER_MAGIC) throw badMagic(magic);
+  const version = buf[2]!;
+  if (version !== PROTOCOL_VERSION) {
+    throw new OxyError('OXY_ERR_PROTOCOL_UNSUPPORTED_VERSION', `Unsupported stream header version ${version}`);
+  }
+  const type = buf[3]!;
+  if (type !== FrameType.REQUEST && type !== FrameType.RESPONSE) {
+    throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `Unknown stream header type 0x${type.toString(16)}`);
+  }
+  const got = type === FrameType.REQUEST ? 'request' : 'response';
+  if (expect !== undefined && got !== expect) {
+    throw new OxyError('OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE', `Expected a ${expect} header, got a ${got} header`);
+  }
+  const bodyLength = buf.readUInt32BE(4);
+  if (bodyLength > maxSize) {
+    throw new OxyError('OXY_ERR_PROTOCOL_OVERSIZE', `Stream header of ${bodyLength} bytes exceeds the limit of ${maxSize}`);
+  }
+  return type;
+}
+
+/**
+ * A buffer that holds one whole stream header: the header, or null when the buffer holds less
+ * or more than one (the tcp-flows records: no parser and chunk queue per flow). Errors as
+ * StreamHeaderParser's.
+ */
+export function decodeWholeHeader(buf: Buffer, expect: StreamHeader['type'], maxSize: number): StreamHeader | null {
+  if (buf.length < HEADER_PREFIX_SIZE) {
+    if (buf.length >= 2 && buf.readUInt16BE(0) !== HEADER_MAGIC) throw badMagic(buf.readUInt16BE(0));
+    return null;
+  }
+  const type = checkPrefix(buf, expect, maxSize);
+  if (buf.length !== HEADER_PREFIX_SIZE + buf.readUInt32BE(4)) return null;
+  const body = buf.subarray(HEADER_PREFIX_SIZE);
+  return type === FrameType.REQUEST ? decodeRequestBody(body) : decodeResponseBody(body);
 }
 
 function badMagic(magic: number): OxyError {

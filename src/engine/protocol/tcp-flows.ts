@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OxyError } from '../../core/errors.js';
 import { ChunkQueue } from './chunks.js';
-import { HEADER_MAGIC, StreamHeaderParser, type StreamRequestHeader, type StreamResponseHeader } from './stream-header.js';
+import { decodeWholeHeader, HEADER_MAGIC, type StreamRequestHeader, type StreamResponseHeader } from './stream-header.js';
 
 /** Announced in the registration by connectors that serve `tcp-flows` streams. */
 export const TCP_FLOWS_FEATURE = 'tcp-flows/1';
@@ -38,9 +38,8 @@ const RECORD_HEAD = 5;
 export function decodeFlowHeader(payload: Buffer, expect: 'request'): StreamRequestHeader;
 export function decodeFlowHeader(payload: Buffer, expect: 'response'): StreamResponseHeader;
 export function decodeFlowHeader(payload: Buffer, expect: 'request' | 'response'): StreamRequestHeader | StreamResponseHeader {
-  const parser = new StreamHeaderParser({ expect, maxSize: MAX_FLOW_HEADER_RECORD });
-  const header = parser.push(payload);
-  if (!header || parser.rest().length > 0) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `A tcp-flows record that is not one ${expect} header`);
+  const header = decodeWholeHeader(payload, expect, MAX_FLOW_HEADER_RECORD);
+  if (!header) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `A tcp-flows record that is not one ${expect} header`);
   return header;
 }
 

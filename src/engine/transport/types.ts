@@ -290,6 +290,9 @@ export interface TunnelConnection {
 
   stats(): TunnelConnectionStats;
 
+  /** stats().activeStreams without building the stats (read per new stream by the edge's pick). */
+  activeStreams(): number;
+
   /**
    * Liveness: asks the peer for an answer now (a QUIC or HTTP/2 PING); resolves true once the
    * peer answered, false if the connection closed first. A dead peer says nothing (a

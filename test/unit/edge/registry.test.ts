@@ -14,7 +14,7 @@ function connection(connectorId: string, connIndex: number) {
       return state.closed;
     },
     unansweredMs: () => state.unansweredMs,
-    stats: () => ({ activeStreams: state.streams, queuedOpens: 0, datagramsSent: 0, datagramsReceived: 0, datagramsDropped: 0 }),
+    activeStreams: () => state.streams,
   } as unknown as TunnelConnection;
   const live: LiveConnection = { id: `${connectorId}-${connIndex}`, tunnelId: 'T', connectorId, connIndex, conn, draining: false, http1: true };
   return { live, state };

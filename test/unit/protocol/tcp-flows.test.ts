@@ -59,6 +59,16 @@ describe('tcp-flows records', () => {
     expectCode(() => decodeFlowHeader(answer, 'request'), 'OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE');
     expectCode(() => decodeFlowHeader(Buffer.concat([open, Buffer.from('x')]), 'request'), 'OXY_ERR_PROTOCOL_MALFORMED');
     expectCode(() => decodeFlowHeader(open.subarray(0, open.length - 1), 'request'), 'OXY_ERR_PROTOCOL_MALFORMED');
+    // Decoded whole (no parser): a cut prefix, another frame's magic, a declared body over the limit.
+    expectCode(() => decodeFlowHeader(open.subarray(0, 5), 'request'), 'OXY_ERR_PROTOCOL_MALFORMED');
+    expectCode(() => decodeFlowHeader(Buffer.from([0x16, 0x03, 1, 1, 0, 0, 0, 0]), 'request'), 'OXY_ERR_PROTOCOL_BAD_MAGIC');
+    const huge = Buffer.from(open);
+    huge.writeUInt32BE(MAX_FLOW_HEADER_RECORD + 1, 4);
+    expectCode(() => decodeFlowHeader(huge, 'request'), 'OXY_ERR_PROTOCOL_OVERSIZE');
+    // The same header split across the body's declared length and trailing bytes is not one header.
+    const short = Buffer.from(open);
+    short.writeUInt32BE(open.length - 9, 4);
+    expectCode(() => decodeFlowHeader(short, 'request'), 'OXY_ERR_PROTOCOL_MALFORMED');
   });
 
   it('refuses hostile records before awaiting their payload, and stays failed', () => {

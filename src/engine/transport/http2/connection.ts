@@ -274,6 +274,10 @@ export class Http2TunnelConnection implements TunnelConnection {
     };
   }
 
+  activeStreams(): number {
+    return this.userStreams;
+  }
+
   probe(): Promise<boolean> {
     if (this.isClosed) return Promise.resolve(false);
     const answer = new Promise<boolean>((resolve) => this.probeWaiters.push(resolve));

@@ -132,6 +132,10 @@ export abstract class QuicConnectionBase implements QuicStreamOwner {
     return { activeStreams: this.streams.size, queuedOpens: this.openQueue.length, ...this.counters };
   }
 
+  activeStreams(): number {
+    return this.streams.size;
+  }
+
   unansweredMs(): number {
     return this.awaitingSince && performance.now() - this.awaitingSince;
   }
