@@ -13,7 +13,7 @@ import type { Logger } from '../observe/log.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { FlowDatagrams, type FlowDatagramCounters } from '../protocol/flow-datagrams.js';
 import { metaGet, ResponseStatus, writeResponseHeader, type StreamRequestHeader } from '../protocol/stream-header.js';
-import type { TunnelConnection, TunnelStream } from '../transport/types.js';
+import type { NativeDialer, TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { WarpRouting } from './config.js';
 import { dialTcp } from './origin.js';
 import { PktinfoUdpSocket } from '../native/index.js';
@@ -33,6 +33,15 @@ export function splitDestination(destination: string): { host: string; port: num
 
 /** OXY_NATIVE_DIAL=0: a pumped flow's socket is dialled by Node's net, as before (for A/B runs). */
 const NATIVE_DIAL = process.env.OXY_NATIVE_DIAL !== '0';
+
+/** A native dial waiting for its connect (PrivateOfframp's sweep fails it after connectTimeoutMs). */
+interface DialWait {
+  at: number;
+  token: number;
+  dialer: NativeDialer;
+  dest: PrivateDestination;
+  done: (token: number, err?: Error) => void;
+}
 
 export class PrivateOfframp {
   #routes = new RouteTable<{ id: string; vnetId: string; network: string; tunnelId: string }>([]);
@@ -111,42 +120,43 @@ export class PrivateOfframp {
   }
 
   /**
-   * As dial(), by the stream's transport (no Node socket: its pump takes the socket): resolves with
-   * the dial's token, fails as dial() does (Node's `connect ECONNREFUSED host:port`, the timeout's
-   * OXY_ERR_ORIGIN_TIMEOUT). Undefined where the transport cannot dial.
+   * As dial(), by the stream's transport (no Node socket: its pump takes the socket): `done` gets
+   * the dial's token, or fails as dial() does (Node's `connect ECONNREFUSED host:port`, the
+   * timeout's OXY_ERR_ORIGIN_TIMEOUT), once. False (and no call) where the transport cannot dial.
+   * A callback, not a promise: per new private connection (a promise and its turn cost more).
    */
-  dialNative(stream: TunnelStream, dest: PrivateDestination): Promise<number> | undefined {
+  dialNative(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void): boolean {
     const dialer = NATIVE_DIAL ? stream.dialer : undefined;
     const addr = dialer && (dest.addr ?? addressBytes(dest.host));
-    if (!dialer || !addr) return undefined;
-    const { connectTimeoutMs, tcpKeepAliveMs } = this.warp;
-    return new Promise((resolve, reject) => {
-      const failed = (errno: number): void => {
-        const code = getSystemErrorName(-errno);
-        reject(
-          Object.assign(new Error(`connect ${code} ${dest.host}:${dest.port}`), {
-            code,
-            errno: -errno,
-            syscall: 'connect',
-            address: dest.host,
-            port: dest.port,
-          }),
-        );
-      };
-      const waiting = { at: performance.now(), expire: () => {} };
-      const token = dialer.dial(addr, dest.port, tcpKeepAliveMs, (errno) => {
-        this.#dialing.delete(waiting);
-        if (errno === 0) return resolve(token);
-        dialer.close(token);
-        failed(errno);
-      });
-      if (token < 0) return failed(-token);
-      waiting.expire = () => {
-        dialer.close(token);
-        reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${dest.host}:${dest.port}: i/o timeout after ${connectTimeoutMs} ms`));
-      };
-      this.#waitDial(waiting);
+    if (!dialer || !addr) return false;
+    const failed = (errno: number): void => {
+      const code = getSystemErrorName(-errno);
+      done(
+        -1,
+        Object.assign(new Error(`connect ${code} ${dest.host}:${dest.port}`), {
+          code,
+          errno: -errno,
+          syscall: 'connect',
+          address: dest.host,
+          port: dest.port,
+        }),
+      );
+    };
+    const waiting: DialWait = { at: performance.now(), token: -1, dialer, dest, done };
+    this.#waitDial(waiting);
+    const token = dialer.dial(addr, dest.port, this.warp.tcpKeepAliveMs, (errno) => {
+      // Expired by the sweep meanwhile: it closed the dial and failed the flow.
+      if (!this.#dialing.delete(waiting)) return;
+      if (errno === 0) return done(token);
+      dialer.close(token);
+      failed(errno);
     });
+    waiting.token = token;
+    if (token < 0) {
+      this.#dialing.delete(waiting);
+      failed(-token);
+    }
+    return true;
   }
 
   /**
@@ -154,10 +164,10 @@ export class PrivateOfframp {
    * older than it (they fail between 1 and 1.125 times it), not a timer each — a setTimeout and
    * its clearTimeout per dial cost ~2 % of the connector's main thread per new private connection.
    */
-  readonly #dialing = new Set<{ at: number; expire: () => void }>();
+  readonly #dialing = new Set<DialWait>();
   #dialSweep: NodeJS.Timeout | undefined;
 
-  #waitDial(waiting: { at: number; expire: () => void }): void {
+  #waitDial(waiting: DialWait): void {
     this.#dialing.add(waiting);
     if (this.#dialSweep) return;
     const timeout = this.warp.connectTimeoutMs;
@@ -167,7 +177,8 @@ export class PrivateOfframp {
         for (const w of this.#dialing) {
           if (now - w.at < timeout) continue;
           this.#dialing.delete(w);
-          w.expire();
+          w.dialer.close(w.token);
+          w.done(-1, new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${w.dest.host}:${w.dest.port}: i/o timeout after ${timeout} ms`));
         }
         if (this.#dialing.size === 0) {
           clearInterval(this.#dialSweep);

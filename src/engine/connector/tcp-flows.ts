@@ -34,8 +34,8 @@ export interface FlowOfframp {
   /** check() at once, or undefined when it would have to wait (the edge's routes not here yet). */
   checkNow?(header: StreamRequestHeader): PrivateDestination | { status: number; why: string } | undefined;
   dial(dest: PrivateDestination): Promise<Socket>;
-  /** dial() by the stream's transport: a NativeDialer token (no Node socket); undefined where it cannot. */
-  dialNative?(stream: TunnelStream, dest: PrivateDestination): Promise<number> | undefined;
+  /** dial() by the stream's transport: `done` gets a NativeDialer token (no Node socket) or the error, once; false where it cannot. */
+  dialNative?(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void): boolean;
   flowStarted(): void;
   flowEnded(): void;
 }
@@ -74,22 +74,29 @@ export class TcpFlowServer implements FlowRecordSink {
     const link = new FlowLink(this.stream, FLOW_UNSENT, FLOW_UNSENT, () => this.offramp.flowEnded());
     this.#link = link;
     this.#answered = false;
-    void this.#open(header, link);
+    // No await (a promise and a microtask turn per flow) once the routes are known.
+    const dest = this.offramp.checkNow?.(header);
+    if (dest) this.#dial(dest, link);
+    else void this.offramp.check(header).then((d) => this.#dial(d, link));
   }
 
-  async #open(header: StreamRequestHeader, link: FlowLink): Promise<void> {
-    // No await (a promise and a microtask turn per flow) once the routes are known.
-    const dest = this.offramp.checkNow?.(header) ?? (await this.offramp.check(header));
+  #dial(dest: PrivateDestination | { status: number; why: string }, link: FlowLink): void {
     if (link.released) return;
     if (!('host' in dest)) return this.#refuse(link, dest.status, dest.why);
     // Where the transport dials, the flow never has a Node socket (the pump takes the dial's).
-    const dialer = this.stream.dialer;
-    const native = PUMP_FLOWS ? this.offramp.dialNative?.(this.stream, dest) : undefined;
-    const socket = await (native ?? this.offramp.dial(dest)).catch((err: Error) => err);
+    if (PUMP_FLOWS && this.offramp.dialNative?.(this.stream, dest, (token, err) => this.#dialled(link, err ?? token))) return;
+    this.offramp.dial(dest).then(
+      (socket) => this.#dialled(link, socket),
+      (err: Error) => this.#dialled(link, err),
+    );
+  }
+
+  #dialled(link: FlowLink, socket: Socket | number | Error): void {
     if (socket instanceof Error) {
       if (!link.released) this.#refuse(link, ResponseStatus.DIAL_FAILED, socket.message);
       return;
     }
+    const dialer = this.stream.dialer;
     // The edge reset the flow meanwhile (its answer and RESET went): nothing is written any more.
     if (link.released || this.#over) return void (typeof socket === 'number' ? dialer?.close(socket) : socket.destroy());
     this.#answer(ResponseStatus.OK, '');
