@@ -83,8 +83,9 @@ export class FastNat {
   }
 
   /** Packets handled without JS since creation: client → kernel, kernel → client, lost to a failed write. */
-  get totals(): { toKernel: number; toClients: number; lost: number } {
-    const [toKernel, toClients, lost] = this.handle.totals();
-    return { toKernel, toClients, lost };
+  /** Packets passed natively each way, lost to a failed write/send, and refused by a full client socket (sent by JS). */
+  get totals(): { toKernel: number; toClients: number; lost: number; refused: number } {
+    const [toKernel, toClients, lost, refused] = this.handle.totals();
+    return { toKernel, toClients, lost, refused };
   }
 }

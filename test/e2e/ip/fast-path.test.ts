@@ -118,3 +118,41 @@ privilegedDescribe('IP edge fast path for established TCP flows', () => {
     }
   }, 30_000);
 });
+
+privilegedDescribe('IP edge fast path when a client socket is full', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    // A small send buffer (two 64 KB segments at most): a TUN batch's packets for the client
+    // overflow it, and what the socket refuses goes to JS, which queues it behind in order.
+    h = await createHarness({ timeouts: { tcpCloseLingerMs: 200 }, fastPath: true }, { sendBufferSize: 64 * 1024 });
+  });
+  afterAll(() => h?.close());
+
+  it('the packets it refuses arrive after those it took, byte-exact', async () => {
+    const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
+    try {
+      const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41005, dst: '198.18.2.2', dstPort: 7005 });
+      const before = h.edge.upgrader.fastNat.totals;
+      const total = 8 * 1024 * 1024;
+      const data = randomBytes(total);
+      const received: Buffer[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        socket.on('data', (c: Buffer) => received.push(c));
+        socket.once('end', resolve);
+        socket.once('error', reject);
+      });
+      socket.end(data);
+      await done;
+      const echoed = Buffer.concat(received);
+      expect(echoed.length).toBe(total);
+      expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+      const after = h.edge.upgrader.fastNat.totals;
+      expect(after.toClients - before.toClients).toBeGreaterThan(10);
+      expect(after.refused - before.refused).toBeGreaterThan(0);
+      expect(after.lost - before.lost).toBe(0);
+    } finally {
+      t.close();
+    }
+  }, 30_000);
+});

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { IpEdge, SeqpacketOnRamp, type IpEdgeOptions } from '../../../src/engine/edge/ip/index.js';
+import { IpEdge, SeqpacketOnRamp, type IpEdgeOptions, type SeqpacketOnRampOptions } from '../../../src/engine/edge/ip/index.js';
 import { TcpDowngrader, type DowngradeSession } from '../../../src/engine/netns/index.js';
 import { SeqpacketSocket } from '../../../src/engine/native/index.js';
 import type { IpContext } from '../../../src/engine/flow/index.js';
@@ -28,14 +28,14 @@ export interface Tunnel {
   close(): void;
 }
 
-export async function createHarness(options: IpEdgeOptions = {}): Promise<Harness> {
+export async function createHarness(options: IpEdgeOptions = {}, onRampOptions: SeqpacketOnRampOptions = {}): Promise<Harness> {
   const edge = await IpEdge.create(options);
   let downgrader: TcpDowngrader | undefined;
   let onRamp: SeqpacketOnRamp | undefined;
   try {
     downgrader = await TcpDowngrader.create({ timeouts: { tcpCloseLingerMs: 200 } });
     const path = `\0oxy-ip-test-${process.pid}-${randomBytes(4).toString('hex')}`;
-    onRamp = new SeqpacketOnRamp(edge as IpEdge, path);
+    onRamp = new SeqpacketOnRamp(edge as IpEdge, path, onRampOptions);
     const tunnels = new Set<Tunnel>();
     const dg = downgrader;
     const ramp = onRamp;

@@ -160,11 +160,12 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
     return info.Env().Undefined();
   }
 
-  // totals() -> [client → kernel, kernel → client, lost] packets handled here since creation.
+  // totals() -> [client → kernel, kernel → client, lost, refused] packets handled here since
+  // creation; refused: kernel packets a full client socket did not take, handed to JS.
   Napi::Value Totals(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array result = Napi::Array::New(env, 3);
-    for (uint32_t i = 0; i < 3; i++) result.Set(i, nat_->totals_[i]);
+    Napi::Array result = Napi::Array::New(env, 4);
+    for (uint32_t i = 0; i < 4; i++) result.Set(i, nat_->totals_[i]);
     return result;
   }
 
@@ -248,8 +249,8 @@ void FastNat::Erase(Entry* entry) {
   delete entry;
 }
 
-void FastNat::Count(const Entry* entry, int offset, size_t bytes, double now) {
-  double* s = stats_ + entry->id * kStride;
+void FastNat::Count(uint32_t id, int offset, size_t bytes, double now) {
+  double* s = stats_ + id * kStride;
   s[offset] += 1;
   s[offset + 1] += static_cast<double>(bytes);
   s[4] = now;
@@ -278,7 +279,7 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   } while (n < 0 && errno == EINTR);
   // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
   totals_[n < 0 ? 2 : 0]++;
-  Count(entry, 0, t.total, now);
+  Count(entry->id, 0, t.total, now);
   return true;
 }
 
@@ -299,23 +300,72 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
   if (peer_it == peers_.end()) return false;
   FastPeer* peer = peer_it->second;
   if (peer->fd < 0 || peer->js_backlog || peer->blocked) return false;
-  uint8_t saved[40 + 20];
-  size_t header = t.l4 + 20;
-  memcpy(saved, packet, header);
+  Queued& q = queued_.emplace_back();
+  q.peer = peer;
+  q.packet = packet;
+  q.length = t.total;
+  q.id = entry->id;
+  q.header = uint32_t(t.l4 + 20);
+  memcpy(q.saved, packet, q.header);
+  queued_now_ = now;
   Rewrite(packet, t, entry->client.dst, entry->client.dport, entry->client.src, entry->client.sport);
-  ssize_t n;
-  do {
-    n = send(peer->fd, packet, t.total, MSG_DONTWAIT | MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    // JS queues it (and what follows in this batch) behind the full socket, in order.
-    memcpy(packet, saved, header);
-    peer->blocked = true;
-    return false;
-  }
-  totals_[n < 0 ? 2 : 1]++;
-  Count(entry, 2, t.total, now);
   return true;
+}
+
+void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
+  refused->assign(queued_.size(), 0);
+  std::vector<uint8_t> done(queued_.size(), 0);
+  std::vector<size_t> mine;
+  std::vector<mmsghdr> msgs;
+  std::vector<iovec> iovs;
+  // One client at a time (mostly one per batch), its packets in order.
+  for (size_t first = 0; first < queued_.size(); first++) {
+    if (done[first]) continue;
+    FastPeer* peer = queued_[first].peer;
+    mine.clear();
+    for (size_t i = first; i < queued_.size(); i++) {
+      if (queued_[i].peer != peer) continue;
+      mine.push_back(i);
+      done[i] = 1;
+    }
+    size_t next = 0;
+    while (next < mine.size()) {
+      size_t count = mine.size() - next;
+      msgs.assign(count, mmsghdr{});
+      iovs.resize(count);
+      for (size_t k = 0; k < count; k++) {
+        const Queued& q = queued_[mine[next + k]];
+        iovs[k] = {q.packet, q.length};
+        msgs[k].msg_hdr.msg_iov = &iovs[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+      }
+      int sent = sendmmsg(peer->fd, msgs.data(), unsigned(count), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        // JS queues these behind the full socket, in order, and the rest of the TUN batch for it.
+        peer->blocked = true;
+        for (; next < mine.size(); next++) {
+          Queued& q = queued_[mine[next]];
+          memcpy(q.packet, q.saved, q.header);
+          (*refused)[mine[next]] = 1;
+          totals_[3]++;
+        }
+        break;
+      }
+      if (sent < 0) {  // lost, as a failed send() lost it
+        totals_[2]++;
+        next++;
+        continue;
+      }
+      for (int k = 0; k < sent; k++) {
+        const Queued& q = queued_[mine[next + size_t(k)]];
+        totals_[1]++;
+        if (stats_ != nullptr) Count(q.id, 2, q.length, queued_now_);
+      }
+      next += size_t(sent);
+    }
+  }
+  queued_.clear();
 }
 
 Napi::Function InitFastNat(Napi::Env env) { return FastNatWrap::Init(env); }

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 namespace oxy {
 
@@ -48,7 +49,15 @@ class FastNat {
 
   // Called by the read batches: true when the packet was handled here (JS must not see it).
   bool FromClient(uint32_t peer, uint8_t* packet, size_t length, double now);
+  // A kernel packet is NATed and queued (it must stay where it is until FlushKernel): a batch's
+  // packets for one client go in one sendmmsg, so its process is woken once per batch, not once
+  // per packet (and the TUN's reader is not preempted by it after each).
   bool FromKernel(uint8_t* packet, size_t length, double now);
+  // Sends what FromKernel queued. A packet its client's socket did not take (full) is restored as
+  // read and marked in `refused` (one byte per queued packet, in order), as is every later one for
+  // that client: they go to JS, which queues them in order, and the client stays blocked for the
+  // rest of the TUN batch.
+  void FlushKernel(std::vector<uint8_t>* refused);
   // Start of a TUN read batch: peers blocked in the previous one may be tried again.
   void BeginKernelBatch();
   // Start of a client socket's read batch (a FIN's hold on its flow ends with the batch).
@@ -98,7 +107,18 @@ class FastNat {
   void Erase(Entry* entry);
   // Whether a packet with these TCP flags goes to JS (and marks the flow for it).
   bool ToJs(Entry* entry, uint8_t flags, bool from_kernel);
-  void Count(const Entry* entry, int offset, size_t bytes, double now);
+  void Count(uint32_t id, int offset, size_t bytes, double now);
+  // A kernel packet FromKernel NATed, waiting for FlushKernel.
+  struct Queued {
+    FastPeer* peer;
+    uint8_t* packet;
+    size_t length;
+    uint32_t id;
+    uint32_t header;
+    uint8_t saved[60];  // the IP and TCP headers as read (restored if the socket refuses it)
+  };
+  std::vector<Queued> queued_;
+  double queued_now_ = 0;
 
   std::unordered_map<Tuple, Entry*, BytesHash<Tuple>, BytesEq<Tuple>> by_client_;
   std::unordered_map<Endpoint, Entry*, BytesHash<Endpoint>, BytesEq<Endpoint>> by_nat_;
@@ -112,8 +132,9 @@ class FastNat {
   bool fast_close_ = true;
   // Read batches begun (either kind): 0 is never one, so a fresh entry holds nothing.
   uint64_t batch_ = 1;
-  // Packets handled here (client → kernel, kernel → client), and those lost to a failed write/send.
-  double totals_[3] = {0, 0, 0};
+  // Packets handled here (client → kernel, kernel → client), those lost to a failed write/send,
+  // and kernel packets a full client socket refused (JS queued them).
+  double totals_[4] = {0, 0, 0, 0};
 };
 
 Napi::Function InitFastNat(Napi::Env env);

@@ -236,16 +236,24 @@ class TunDevice : public PolledWrap<TunDevice> {
 
   // read() until EAGAIN, batchSize packets, or the batch buffer is full.
   void ReadBatch(Napi::Env env) {
-    size_t used = 0;
+    size_t used = 0;    // JS's packets, from the start of the buffer
+    size_t queued = 0;  // after them: packets the fast path queued for their clients
     offsets_.clear();
     offsets_.push_back(0);
+    queued_at_.clear();
     int read_errno = 0;
     double now = 0;
     if (fast_) fast_->BeginKernelBatch();
     // Packets the fast path took count too: a busy kernel must not hold the loop.
     uint32_t reads = 0;
-    while (reads++ < batch_size_ && buffer_.size() - used >= max_packet_) {
-      ssize_t n = read(fd_, buffer_.data() + used, max_packet_);
+    while (reads++ < batch_size_) {
+      if (buffer_.size() - used - queued < max_packet_) {
+        if (queued == 0) break;
+        FlushFast(&used, &queued);
+        if (buffer_.size() - used < max_packet_) break;
+      }
+      uint8_t* at = buffer_.data() + used + queued;
+      ssize_t n = read(fd_, at, max_packet_);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
@@ -254,12 +262,24 @@ class TunDevice : public PolledWrap<TunDevice> {
       if (n == 0) break;
       if (fast_) {
         if (now == 0) now = NowMs();
-        // For an established flow: un-NATed and sent to its client, its space reused.
-        if (fast_->FromKernel(buffer_.data() + used, static_cast<size_t>(n), now)) continue;
+        // For an established flow: un-NATed and queued for its client (sent with the batch).
+        if (fast_->FromKernel(at, static_cast<size_t>(n), now)) {
+          queued_at_.push_back({used + queued, static_cast<size_t>(n)});
+          queued += static_cast<size_t>(n);
+          continue;
+        }
+      }
+      if (queued != 0) {
+        // What the fast path queued before this packet leaves first (and what it could not send
+        // joins JS's packets ahead of this one).
+        size_t from = static_cast<size_t>(at - buffer_.data());
+        FlushFast(&used, &queued);
+        memmove(buffer_.data() + used, buffer_.data() + from, static_cast<size_t>(n));
       }
       used += static_cast<size_t>(n);
       offsets_.push_back(static_cast<uint32_t>(used));
     }
+    if (queued != 0) FlushFast(&used, &queued);
     uint32_t count = static_cast<uint32_t>(offsets_.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used);
@@ -271,6 +291,19 @@ class TunDevice : public PolledWrap<TunDevice> {
     if (read_errno != 0 && fd_ >= 0) {
       InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "read", read_errno, name_)});
     }
+  }
+
+  // Sends the fast path's queued packets; those refused (a full client socket) move down to JS's.
+  void FlushFast(size_t* used, size_t* queued) {
+    fast_->FlushKernel(&refused_);
+    for (size_t i = 0; i < queued_at_.size(); i++) {
+      if (!refused_[i]) continue;
+      memmove(buffer_.data() + *used, buffer_.data() + queued_at_[i].first, queued_at_[i].second);
+      *used += queued_at_[i].second;
+      offsets_.push_back(static_cast<uint32_t>(*used));
+    }
+    queued_at_.clear();
+    *queued = 0;
   }
 
   // writeBatch(packets, start) -> packets written from `start`; stops early on
@@ -308,6 +341,9 @@ class TunDevice : public PolledWrap<TunDevice> {
   uint32_t batch_size_ = 64;
   uint32_t max_packet_ = 65535;
   std::vector<uint8_t> buffer_;
+  // Where the fast path's queued packets of this batch are (offset, length), and which it refused.
+  std::vector<std::pair<size_t, size_t>> queued_at_;
+  std::vector<uint8_t> refused_;
   std::vector<uint32_t> offsets_;
   std::shared_ptr<FastNat> fast_;
   Napi::FunctionReference on_batch_;
