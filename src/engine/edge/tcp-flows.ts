@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import { isOxyError, OxyError } from '../../core/errors.js';
 import { AcceptedTcp } from '../native/index.js';
-import { encodeRequestHeader, ResponseStatus, type Metadata } from '../protocol/stream-header.js';
+import { encodeRequestHeader, ResponseStatus } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import { PumpedFlow } from '../transport/flow-pump.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
@@ -63,12 +63,11 @@ export class TcpFlowStreams {
 
   /**
    * Carries `socket` (paused; or a connection the addon accepted, where the connection's streams
-   * pump by token: TunnelConnection.pumpsTokens) as a flow with request header `header` (kind
-   * `tcp`) on an idle stream of `live`, or a new one. `failed` hears why a flow could not start
-   * (the socket is then reset).
+   * pump by token: TunnelConnection.pumpsTokens) as a flow with request header `open` (an encoded
+   * header of kind `tcp`, not written to: it may be shared) on an idle stream of `live`, or a new
+   * one. `failed` hears why a flow could not start (the socket is then reset).
    */
-  carry(live: LiveConnection, destination: string, metadata: Metadata, socket: Socket | AcceptedTcp, failed: (err: Error) => void, pumped?: Pumped): void {
-    const open = encodeRequestHeader({ kind: 'tcp', destination, metadata });
+  carry(live: LiveConnection, open: Buffer, socket: Socket | AcceptedTcp, failed: (err: Error) => void, pumped?: Pumped): void {
     const idle = this.#idle.get(live.conn);
     const ready = idle?.pop();
     if (ready) {
