@@ -215,6 +215,14 @@ const perUnit = (cpu, units, scale, unit) =>
   Object.entries(cpu)
     .map(([k, s]) => `${k} ${fmt((s * scale) / units, 1)}`)
     .join(' / ') + ` ${unit}`;
+/**
+ * Ours summed, and wireguard-go's two processes (device and host ends) per unit in its own rounds:
+ * the same machine's load on both, read as one comparison (rates are not, CPU per unit is).
+ */
+const perUnitVsWg = (c, units, wgUnits, scale, unit) => {
+  const ours = Object.values(c.cpu).reduce((a, b) => a + b, 0);
+  return `${perUnit(c.cpu, units, scale, unit)} (all ${fmt((ours * scale) / units, 1)}${c.wgTotal > 0 ? ` | wireguard-go's two ${fmt(((c.wgCpu / 1e6) * scale) / wgUnits, 1)}` : ''} ${unit})`;
+};
 
 /** An X25519 key pair as WireGuard's UAPI wants it (hex). */
 function wgKeys() {
@@ -241,6 +249,9 @@ function uapiSet(ifname, lines) {
   });
 }
 
+/** The two wireguard-go processes (`ip netns exec` execs them: same pids), for their CPU per unit. */
+const wgPids = [];
+
 /** wireguard-go in the device and host namespaces over their veth, tunnel 198.18.99.1 ↔ .2. */
 async function startWireguard() {
   const [dev, dc] = [wgKeys(), wgKeys()];
@@ -252,6 +263,7 @@ async function startWireguard() {
   for (const side of sides) {
     const child = spawn('ip', ['netns', 'exec', side.ns, 'wireguard-go', '-f', side.ifname], { env: wgEnv, stdio: 'ignore' });
     children.push(child);
+    wgPids.push(child.pid);
     const deadline = Date.now() + 10_000;
     while (!existsSync(`/var/run/wireguard/${side.ifname}.sock`)) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`wireguard-go ${side.ifname} did not start`);
@@ -376,6 +388,8 @@ try {
       ['device', 'edge', 'connector'].map((k) => [k, { syscalls: 0, switches: 0, each: Object.fromEntries(syscallNames.map((n) => [n, 0])) }]),
     );
     const packets = {};
+    // Both wireguard-go processes' CPU over their rounds (µs), against their total units.
+    let wgCpu = 0;
     for (let r = 0; r < rounds; r++) {
       rows.veth.push(measure('198.18.9.2'));
       const { result, cpu: used, calls: counted, packets: sent } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
@@ -387,7 +401,11 @@ try {
         calls[k].switches += c.switches;
         for (const n of syscallNames) calls[k].each[n] += c.each[n];
       }
-      if (hasWg) rows.wg.push(measure('198.18.99.2'));
+      if (hasWg) {
+        const before = cpuMicros(wgPids);
+        rows.wg.push(measure('198.18.99.2'));
+        wgCpu += cpuMicros(wgPids) - before;
+      }
     }
     const ratio = (other) => median(rows.tunnel.map((t, i) => t / other[i]));
     return {
@@ -397,6 +415,8 @@ try {
       toVeth: ratio(rows.veth),
       toWg: hasWg ? ratio(rows.wg) : NaN,
       total: rows.tunnel.reduce((a, b) => a + b, 0),
+      wgTotal: rows.wg.reduce((a, b) => a + b, 0),
+      wgCpu,
       cpu,
       calls,
       packets,
@@ -412,16 +432,20 @@ try {
     // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
     const down = compare('bulk-r', (t) => iperf(t, '-R'));
     console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
-    console.log(`CPU per MB through the tunnel (iperf3, device → host): ${perUnit(up.cpu, (up.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+    console.log(
+      `CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, (up.total * 1e9 * seconds) / 8 / 1e6, (up.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
+    );
     if (countSyscalls)
       console.log(`system calls / context switches per MB (iperf3, device → host): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
-    console.log(`CPU per MB through the tunnel (iperf3 -R): ${perUnit(down.cpu, (down.total * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`);
+    console.log(
+      `CPU per MB through the tunnel (iperf3 -R): ${perUnitVsWg(down, (down.total * 1e9 * seconds) / 8 / 1e6, (down.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
+    );
     if (countSyscalls) console.log(`system calls / context switches per MB (iperf3 -R): ${perCall(down.calls, (down.total * 1e9 * seconds) / 8 / 1e6)}`);
   }
   if (phases.has('requests')) {
     const req = compare('requests', (t) => rps(t));
     console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
-    console.log(`CPU per request through the tunnel: ${perUnit(req.cpu, req.total * seconds, 1e6, 'µs')}`);
+    console.log(`CPU per request through the tunnel: ${perUnitVsWg(req, req.total * seconds, req.wgTotal * seconds, 1e6, 'µs')}`);
     if (countSyscalls) {
       console.log(`system calls / context switches per request: ${perCall(req.calls, req.total * seconds)}`);
       console.log(`packets per request (edge's veth: QUIC; TUNs: IP): ${perPacket(req.packets, req.total * seconds)}`);
@@ -439,7 +463,7 @@ try {
     console.log(
       `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
     );
-    console.log(`CPU per new connection through the tunnel: ${perUnit(flows.cpu, flows.total * seconds, 1e6, 'µs')}`);
+    console.log(`CPU per new connection through the tunnel: ${perUnitVsWg(flows, flows.total * seconds, flows.wgTotal * seconds, 1e6, 'µs')}`);
     if (countSyscalls) {
       console.log(`system calls / context switches per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
       console.log(`packets per new connection (edge's veth: QUIC; TUNs: IP): ${perPacket(flows.packets, flows.total * seconds)}`);
