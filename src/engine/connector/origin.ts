@@ -6,6 +6,7 @@
  */
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { TLSSocket } from 'node:tls';
 import { Readable, type Duplex, type Writable } from 'node:stream';
 import { Agent, buildConnector, upgrade, type Dispatcher } from 'undici';
 import { boundedIdlePools } from './origin-pool.js';
@@ -16,6 +17,7 @@ import type { Ingress, IngressRule, OriginRequest } from './ingress.js';
 import { HOP_BY_HOP, headerValue, type HeaderPairs, type HttpRequestHead, type HttpResponseHead } from '../protocol/http-head.js';
 import { dialErrorType, errorPage, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { pump } from '../util/pump.js';
+import { destroyWhenTcpGone, TCP_CLOSE, type TcpWatch } from '../native/tcp-info.js';
 
 export interface ProxiedResponse {
   head: HttpResponseHead;
@@ -362,8 +364,21 @@ export function dialTcp(host: string, port: number, timeoutMs: number, keepAlive
  */
 function pinnedSni(connect: buildConnector.BuildOptions, sni: string | undefined): buildConnector.connector {
   const base = buildConnector({ ...connect, servername: sni });
-  return (opts, callback) => base({ ...opts, servername: undefined }, callback);
+  return (opts, callback) =>
+    base({ ...opts, servername: undefined }, (...args: Parameters<buildConnector.Callback>) => {
+      const socket = args[1];
+      if (socket instanceof TLSSocket && socket.alpnProtocol === 'h2') destroyWhenTcpGone(socket, H2_ORIGIN_WATCH);
+      callback(...args);
+    });
 }
+
+/**
+ * An HTTP/2 origin's TLS socket whose TCP connection was reset (an origin killed while the
+ * connector sent it request bodies) is destroyed within a second: its session otherwise waits
+ * for good on the failed write (nodejs/node#61304), its uploads never end and undici keeps it.
+ * Only a reset (CLOSE): after a FIN the session still reads what the origin sent before it.
+ */
+const H2_ORIGIN_WATCH: TcpWatch = { everyMs: 1000, busy: () => true, gone: (state) => state === TCP_CLOSE };
 
 /** undici reads a request's `servername` (core/request.js) but does not declare it in its option types. */
 const sniOption = (servername: string): object => ({ servername });
@@ -380,6 +395,8 @@ function createDispatcher(origin: string, o: OriginRequest, socketPath?: string)
     keepAliveInitialDelay: o.tcpKeepAliveMs,
     autoSelectFamily: !o.noHappyEyeballs,
     socketPath,
+    // ALPN offers h2 only when the connector is told so: undici's allowH2 below does not reach a connector built here.
+    allowH2: o.http2Origin,
   };
   // keepAliveConnections bounds idle connections (origin-pool.ts), never concurrency: undici's
   // pools stay unbounded (a cap here queued every request past the 100th, e.g. SSE streams).

@@ -57,3 +57,50 @@ export function tcpInfoAtClose(socket: Socket): () => TcpInfo | undefined {
   };
   return () => info;
 }
+
+/** TCP_ESTABLISHED and TCP_CLOSE (the kernel's tcp_states.h). */
+export const TCP_ESTABLISHED = 1;
+export const TCP_CLOSE = 7;
+
+export interface TcpWatch {
+  /** How often to ask the kernel (ms). */
+  everyMs: number;
+  /** Whether work is in flight (only then is the kernel asked). */
+  busy: () => boolean;
+  /** Whether `state` means the connection is gone (default: anything but ESTABLISHED). */
+  gone?: (state: number) => boolean;
+  /** Told the state just before the socket is destroyed. */
+  onGone?: (state: number) => void;
+}
+
+/**
+ * Node's TLS socket never recovers from one failed write (nodejs/node#61304): TLSWrap keeps
+ * that write "in progress" for good, so an HTTP/2 session on it waits on it, stops reading (the
+ * reset or FIN goes unseen) and never closes; even session.destroy() waits for that write. While
+ * `busy()` (what a failed write leaves), the kernel is asked every `everyMs` whether the TCP
+ * connection under `socket` still exists; when it does not, destroying the socket cancels the
+ * stuck write and the session closes. Stops when the socket closes, or at once when its fd is
+ * not TCP (a unix pair) or there is no addon. Returns a function that stops it.
+ */
+export function destroyWhenTcpGone(socket: Socket, o: TcpWatch): () => void {
+  const gone = o.gone ?? ((state: number) => state !== TCP_ESTABLISHED);
+  const stop = (): void => clearInterval(timer);
+  const timer = setInterval(() => {
+    if (socket.destroyed) return stop();
+    if (!o.busy()) return;
+    const fd = socketFd(socket);
+    if (fd === undefined) return;
+    let state: number;
+    try {
+      state = tcpInfo(fd).state;
+    } catch {
+      return stop();
+    }
+    if (!gone(state)) return;
+    stop();
+    o.onGone?.(state);
+    socket.destroy(new Error('Connection lost (TCP connection closed)'));
+  }, o.everyMs).unref();
+  socket.once('close', stop);
+  return stop;
+}

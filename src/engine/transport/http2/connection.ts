@@ -42,7 +42,7 @@ import { TunnelCloseCode } from '../../protocol/codes.js';
 import { DatagramRecordParser, encodeDatagramRecord, MAX_STREAM_DATAGRAM } from '../../protocol/datagram.js';
 import type { AcceptStreamOptions, OpenStreamOptions, TunnelCloseInfo, TunnelConnection, TunnelConnectionStats, TunnelRole, TunnelStream } from '../types.js';
 import { abortedError, StreamInbox, truncateUtf8 } from '../common.js';
-import { socketFd, tcpInfo } from '../../native/tcp-info.js';
+import { destroyWhenTcpGone } from '../../native/tcp-info.js';
 import { H2_HEADER_REVERSE_ID, H2_HEADER_STREAM, H2_PATH, H2_STREAM_DATA, H2_STREAM_DATAGRAMS, H2_STREAM_REVERSE, H2_STREAM_REVERSE_OPEN } from './settings.js';
 
 const debug = debuglog('oxy:transport:http2');
@@ -101,12 +101,10 @@ function respondAtFirstWrite(stream: ServerHttp2Stream): void {
 
 /** At most one liveness PING per this many ms while streams keep opening (a busy connection). */
 const LIVENESS_PING_EVERY_MS = 100;
-/** How often a connection with streams open or a PING unanswered has the kernel asked whether its TCP connection still exists (checkTransport). */
+/** How often a connection with streams open or a PING unanswered has the kernel asked whether its TCP connection still exists (destroyWhenTcpGone). */
 const TRANSPORT_CHECK_MS = 1000;
 /** A closed session whose socket has not closed after this long gets its socket destroyed under it. */
 const CLOSE_GRACE_MS = 2000;
-/** TCP_ESTABLISHED (the kernel's tcp_states.h). */
-const TCP_ESTABLISHED = 1;
 
 export class Http2TunnelConnection implements TunnelConnection {
   readonly protocol = 'http2' as const;
@@ -151,7 +149,7 @@ export class Http2TunnelConnection implements TunnelConnection {
   /** When the oldest stream opened since the last PING was sent began waiting (0: none). */
   private streamWaitSince = 0;
   private pingTimer: NodeJS.Timeout | undefined;
-  private transportTimer: NodeJS.Timeout | undefined;
+  private stopTransportCheck: (() => void) | undefined;
   /** The socket's bytesRead at the last look, and when that look found it had grown (0: never). */
   private readMark = 0;
   private heardAt = 0;
@@ -186,7 +184,14 @@ export class Http2TunnelConnection implements TunnelConnection {
     });
     session.on('close', () => this.onSessionClose());
     // The session's own TLS socket (not the connector's TCP socket under the addon's relay, which reports resets itself).
-    if (socket instanceof TLSSocket) this.transportTimer = setInterval(this.checkTransport, TRANSPORT_CHECK_MS).unref();
+    // While streams are open or a PING is unanswered (what a failed write leaves): nodejs/node#61304.
+    if (socket instanceof TLSSocket) {
+      this.stopTransportCheck = destroyWhenTcpGone(socket, {
+        everyMs: TRANSPORT_CHECK_MS,
+        busy: () => !this.closeInfo && (this.pingSince !== 0 || this.userStreams > 0),
+        onGone: (state) => debug('%s: TCP state %d with work in flight: destroying the socket', this.role, state),
+      });
+    }
 
     if (role === 'edge') this.startEdge(session as ClientHttp2Session);
     else this.startConnector(session as ServerHttp2Session);
@@ -259,7 +264,7 @@ export class Http2TunnelConnection implements TunnelConnection {
         debug('goaway failed: %s', (err as Error).message);
       }
       session.destroy(undefined, code);
-      // A session stuck on a write never closes by itself (checkTransport): its socket then goes.
+      // A session stuck on a write never closes by itself (destroyWhenTcpGone): its socket then goes.
       setTimeout(() => {
         if (!this.closeInfo) this.socket.destroy();
       }, CLOSE_GRACE_MS).unref();
@@ -306,34 +311,6 @@ export class Http2TunnelConnection implements TunnelConnection {
     if (sent) this.pingSince = sentAt;
     else for (const answered of this.probeWaiters.splice(0)) answered(false);
   }
-
-  /**
-   * Node's TLS socket turns into a zombie after one failed write (a connector killed while the edge
-   * was sending to it: ECONNRESET): TLSWrap keeps that write "in progress" for good
-   * (nodejs/node#61304), so the session waits on it, stops reading (the reset or FIN goes unseen)
-   * and sends nothing more, PINGs included; even session.destroy() waits for that write, so the
-   * connection stayed registered after the silence watchdog closed it. While streams are open or a
-   * PING is unanswered (what a failed write leaves), the kernel is asked every TRANSPORT_CHECK_MS
-   * whether the TCP connection still exists; when it does not, destroying the socket cancels the
-   * stuck write and the session closes.
-   */
-  private readonly checkTransport = (): void => {
-    if (this.closeInfo || (!this.pingSince && this.userStreams === 0)) return;
-    const fd = socketFd(this.socket);
-    let state = TCP_ESTABLISHED;
-    try {
-      if (fd !== undefined) state = tcpInfo(fd).state;
-    } catch {
-      // Not a TCP socket (a unix pair), or no addon: the silence watchdogs still apply.
-      clearInterval(this.transportTimer);
-      return;
-    }
-    if (state !== TCP_ESTABLISHED) {
-      debug('%s: TCP state %d with work in flight: destroying the socket', this.role, state);
-      clearInterval(this.transportTimer);
-      this.socket.destroy(new Error('Connection lost (TCP connection closed)'));
-    }
-  };
 
   /**
    * A stream is about to wait on the peer: a host that vanished leaves TCP silent for minutes,
@@ -598,7 +575,7 @@ export class Http2TunnelConnection implements TunnelConnection {
 
   private onSessionClose(): void {
     clearTimeout(this.pingTimer);
-    clearInterval(this.transportTimer);
+    this.stopTransportCheck?.();
     if (this.closeInfo) return;
     const info: TunnelCloseInfo = this.localClose ??
       this.remoteClose ?? {
