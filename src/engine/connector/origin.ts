@@ -10,6 +10,7 @@ import { TLSSocket } from 'node:tls';
 import { Readable, type Duplex, type Writable } from 'node:stream';
 import { Agent, buildConnector, upgrade, type Dispatcher } from 'undici';
 import { boundedIdlePools } from './origin-pool.js';
+import { revealResets } from '../native/index.js';
 import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { startHelloWorld, type HelloWorld } from './hello-world.js';
@@ -344,6 +345,8 @@ export function dialTcp(host: string, port: number, timeoutMs: number, keepAlive
       socket.destroy();
       reject(new OxyError('OXY_ERR_ORIGIN_TIMEOUT', `dial tcp ${host}:${port}: i/o timeout after ${timeoutMs} ms`));
     }, timeoutMs);
+    // The origin's reset is the flow's reset, also when its bytes were still unread.
+    revealResets(socket);
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.on('error', () => undefined); // the bridge handles errors while it runs; none may crash after

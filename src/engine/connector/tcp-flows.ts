@@ -9,6 +9,7 @@ import { OxyError } from '../../core/errors.js';
 import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import { PumpedFlow } from '../transport/flow-pump.js';
+import { revealResets } from '../native/index.js';
 import type { TunnelStream } from '../transport/types.js';
 import { FLOW_UNSENT } from '../util/pump.js';
 
@@ -115,7 +116,10 @@ export class TcpFlowServer implements FlowRecordSink {
       return;
     }
     // The stream cannot pump now (bytes of ours still wait for credit): a dial's socket becomes Node's.
-    link.attach(typeof socket === 'number' ? new Socket({ fd: dialer!.take(socket), allowHalfOpen: true, readable: true, writable: true }) : socket);
+    if (typeof socket !== 'number') return link.attach(socket);
+    const taken = new Socket({ fd: dialer!.take(socket), allowHalfOpen: true, readable: true, writable: true });
+    revealResets(taken);
+    link.attach(taken);
   }
 
   #answer(status: number, message: string): void {

@@ -29,7 +29,7 @@ import { coalesceWrites } from '../util/coalesce.js';
 import { encodeRequestHeader, type Metadata } from '../protocol/stream-header.js';
 import { TcpFlowStreams } from './tcp-flows.js';
 import type { LiveConnection } from './registry.js';
-import type { AcceptedTcp } from '../native/index.js';
+import { revealResets, type AcceptedTcp } from '../native/index.js';
 import { FLOW_UNSENT, relay } from '../util/pump.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
@@ -231,6 +231,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         onTcpStream(socket: Socket, flow) {
           const { vnetId } = flow.decision.route!;
           socket.pause();
+          // The device's reset is the flow's reset, also when its bytes were still unread.
+          revealResets(socket);
           carry(socket, flow, vnetId);
         },
         onUdpFlow(udp: UdpFlow<Routed>) {

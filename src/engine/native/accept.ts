@@ -11,6 +11,7 @@ import net from 'node:net';
 
 import { native, nativeAvailable, type NativeTcpAcceptor } from './binding.js';
 import type { NativeError } from './errors.js';
+import { revealResets } from './tcp-info.js';
 
 /** Bytes per accepted record: f64 token, u16 port, u8 address length (4 or 16), 16 address bytes from offset 16. */
 const RECORD = 32;
@@ -62,6 +63,8 @@ export class AcceptedTcp {
       return (this.#socket = dead);
     }
     this.#socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    // The device's reset is the flow's reset, also when its bytes were still unread.
+    revealResets(this.#socket);
     return this.#socket;
   }
 

@@ -369,6 +369,7 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   tcpInfo(fd: number): TcpInfo;
+  socketError(fd: number): number;
   spliceSockets(
     fdA: number,
     fdB: number,

@@ -3,8 +3,10 @@
  * RTT, congestion window, which Node does not expose. The edge reads it from the sockets
  * it accepted just before they close, for `ingress.handleConnectionClose`.
  */
-import type { Socket } from 'node:net';
-import { native } from './binding.js';
+import { Socket } from 'node:net';
+import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
+import { native, nativeAvailable } from './binding.js';
 
 /** The fields of `struct tcp_info` the engine reports (times in microseconds). */
 export interface TcpInfo {
@@ -33,6 +35,33 @@ export function tcpInfo(fd: number): TcpInfo {
 export function socketFd(socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * A peer's reset (RST) that comes while bytes wait unread in `socket` is reported by libuv as an
+ * end ('end', as a FIN), not ECONNRESET: after a short read with POLLHUP set it calls it EOF
+ * without reading the error (libuv 1.46 uv__stream_io). The kernel still holds that error: from
+ * here on the socket's end is checked, and one the kernel says was a reset destroys the socket
+ * with its error instead ('error' ECONNRESET, as a read would have said), so that a flow carries
+ * a reset as a reset (bytes the socket's reader has not taken yet go with it). An error after the peer's FIN (EPIPE:
+ * the FIN was read first) is an end, as a read() says. Nothing changes without the addon.
+ */
+export function revealResets(socket: Socket): void {
+  if (!nativeAvailable()) return;
+  socket.push = pushRevealingResets;
+}
+
+function pushRevealingResets(this: Socket, chunk: unknown, encoding?: BufferEncoding): boolean {
+  if (chunk === null) {
+    const fd = socketFd(this);
+    const errno = fd === undefined ? 0 : native().socketError(fd);
+    if (errno !== 0 && errno !== constants.errno.EPIPE) {
+      const code = getSystemErrorName(-errno);
+      this.destroy(Object.assign(new Error(`read ${code}`), { errno: -errno, code, syscall: 'read' }));
+      return false;
+    }
+  }
+  return Socket.prototype.push.call(this, chunk, encoding);
 }
 
 /**

@@ -1,6 +1,7 @@
 // TCP_INFO of a connected TCP socket: what the kernel knows of its health
 // (retransmissions, RTT, congestion window). Node exposes none of it; the edge reads
-// it from an accepted socket's fd just before the socket closes.
+// it from an accepted socket's fd just before the socket closes. SO_ERROR tells a reset
+// that libuv reported as an end (tcp-info.ts revealResets).
 #include "common.h"
 #include "modules.h"
 
@@ -35,10 +36,20 @@ Napi::Value TcpInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// socketError(fd) -> the error the socket holds (SO_ERROR, which clears it), 0 for none.
+Napi::Value SocketError(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = 0;
+  return Napi::Number::New(info.Env(), err);
+}
+
 }  // namespace
 
 void InitTcpInfo(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
+  exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
 }
 
 }  // namespace oxy
