@@ -370,6 +370,7 @@ export interface NativeAddon {
   dupFd(fd: number): number;
   tcpInfo(fd: number): TcpInfo;
   socketError(fd: number): number;
+  resetOnClose(fd: number): void;
   spliceSockets(
     fdA: number,
     fdB: number,

@@ -64,6 +64,11 @@ function pushRevealingResets(this: Socket, chunk: unknown, encoding?: BufferEnco
   return Socket.prototype.push.call(this, chunk, encoding);
 }
 
+/** SO_LINGER {1, 0} on the socket under `fd`: its last descriptor's close sends a reset (RST), not a FIN. */
+export function resetOnClose(fd: number): void {
+  native().resetOnClose(fd);
+}
+
 /**
  * Reads TCP_INFO from `socket` at the last moment its fd is open: when the stream is
  * destroyed (`_destroy`, which closes the handle) — before `close` is emitted, when the fd

@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
-import { AcceptedTcp, socketFd } from '../native/index.js';
+import { AcceptedTcp, closeFd, dupFd, resetOnClose, socketFd } from '../native/index.js';
 import { FlowRecord, writeFlowRecord } from '../protocol/tcp-flows.js';
 import type { FdPump, TunnelStream } from './types.js';
 
@@ -36,9 +36,14 @@ export function pumpFlow(stream: TunnelStream, socket: Socket): PlainPump | unde
   let over = false;
   let resolve!: () => void;
   const done = new Promise<void>((r) => (resolve = r));
+  // A descriptor of ours on the socket: a failed flow sets SO_LINGER 0 through it, so that the
+  // addon's close resets the socket's peer (the stream's reset is the socket's), not a FIN.
+  const kept = dupFd(fd);
   const finish = (failed: boolean): void => {
     if (over || (!failed && !(inDone && outDone))) return;
     over = true;
+    if (failed) resetOnClose(kept);
+    closeFd(kept);
     pump?.close();
     if (failed) stream.destroy();
     resolve();
@@ -59,7 +64,11 @@ export function pumpFlow(stream: TunnelStream, socket: Socket): PlainPump | unde
       finish(false);
     },
   });
-  if (!pump) return undefined;
+  if (!pump) {
+    if (!over) closeFd(kept);
+    over = true;
+    return undefined;
+  }
   debug('stream %d: flow socket pumped by the addon', stream.id);
   // The addon holds a duplicate: closing ours sends nothing to the peer.
   socket.destroy();

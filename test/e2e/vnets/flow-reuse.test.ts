@@ -199,6 +199,22 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     }, 40_000);
   });
 
+  // A stream per flow, pumped by the addon at both ends (transport/flow-pump.ts pumpFlow).
+  describe('over QUIC, a stream per flow (a connector that does not announce tcp-flows/1)', () => {
+    let site: VnetSite;
+    beforeAll(async () => {
+      ({ site } = await startVnetSiteWithHost(HOST, { protocol: 'quic', connectorEnv: { OXY_TCP_FLOWS: '0' } }));
+    });
+    afterAll(async () => {
+      await site?.close();
+    });
+
+    it("a host's reset reaches the device as a reset", async () => {
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'rst'])).stdout.trim()).toBe('ECONNRESET');
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'seq', '3'])).stdout.trim()).toBe('ok 3');
+    }, 30_000);
+  });
+
   describe('a connector that does not announce tcp-flows/1 (an older peer)', () => {
     let site: VnetSite;
     beforeAll(async () => {

@@ -45,11 +45,20 @@ Napi::Value SocketError(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), err);
 }
 
+// resetOnClose(fd): SO_LINGER {1, 0}: the socket's last close sends a reset (RST), not a FIN.
+Napi::Value ResetOnClose(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitTcpInfo(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
   exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
+  exports.Set("resetOnClose", Napi::Function::New(env, ResetOnClose, "resetOnClose"));
 }
 
 }  // namespace oxy
