@@ -1,9 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
 import { afterEach, beforeEach } from 'vitest';
 import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
+
+/** The open sockets of process `pid` (descriptors; files it opens now and then do not count). */
+export function openSockets(pid: number): number {
+  const dir = `/proc/${pid}/fd`;
+  return readdirSync(dir).filter((fd) => {
+    try {
+      return readlinkSync(`${dir}/${fd}`).startsWith('socket:');
+    } catch {
+      return false; // closed meanwhile
+    }
+  }).length;
+}
 
 /** Ports oxyctl binds by itself (the connector's default metrics ports, the edge's default tunnel port): a test that took one would race a process started without flags. */
 const FIXED_PORTS = new Set([20241, 20242, 20243, 20244, 20245, 7844]);

@@ -7,11 +7,10 @@
 // through a failed write only; each socket must still close: the edge's open sockets return to
 // what they were within seconds, and a good client is served all along.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { tempHome } from '../../helpers/cli.js';
-import { killOnExit, OxyProcess, LOOPBACK_EDGE } from '../../helpers/processes.js';
+import { killOnExit, OxyProcess, LOOPBACK_EDGE, openSockets } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
 const ROUNDS = 20;
@@ -37,18 +36,6 @@ afterAll(async () => {
   await edge?.stop('SIGKILL');
   home?.cleanup();
 });
-
-/** The edge's open sockets (descriptors; files the store opens now and then do not count). */
-function openSockets(): number {
-  const dir = `/proc/${edge.child.pid}/fd`;
-  return readdirSync(dir).filter((fd) => {
-    try {
-      return readlinkSync(`${dir}/${fd}`).startsWith('socket:');
-    } catch {
-      return false; // closed meanwhile
-    }
-  }).length;
-}
 
 /** A client process that pipelines the GETs and reads nothing; resolves once its requests are sent, with its local port. */
 function greedyClient(): Promise<{ child: ChildProcess; clientPort: number }> {
@@ -95,7 +82,7 @@ it('dashboard HTTPS sockets reset under backed-up writes all close, and a good c
   await getOverTls('/');
   await killWhileBackedUp();
   await until(async () => (await getOverTls('/')).startsWith('HTTP/1.1 200 '), 5000, 'the dashboard answering');
-  const before = openSockets();
+  const before = openSockets(edge.child.pid!);
 
   let served = 0;
   let failed = 0;
@@ -118,8 +105,8 @@ it('dashboard HTTPS sockets reset under backed-up writes all close, and a good c
   expect(failed).toBe(0);
   expect(served).toBeGreaterThan(0);
   // A socket stuck on its failed write would hold its descriptor until the 120 s idle timeout.
-  await until(() => openSockets() <= before, 5000, "the edge's open sockets back to what they were", 100).catch(() => undefined);
-  expect(openSockets()).toBeLessThanOrEqual(before);
+  await until(() => openSockets(edge.child.pid!) <= before, 5000, "the edge's open sockets back to what they were", 100).catch(() => undefined);
+  expect(openSockets(edge.child.pid!)).toBeLessThanOrEqual(before);
   expect(edge.child.exitCode).toBeNull();
 }, 120_000);
 

@@ -40,18 +40,7 @@ privilegedDescribe('IP edge fast path for established TCP flows', () => {
         const socket = await t.session.connect({ src, srcPort: 41001, dst, dstPort: port });
         const before = h.edge.upgrader.fastNat.totals;
         const total = 8 * 1024 * 1024;
-        const data = randomBytes(total);
-        const received: Buffer[] = [];
-        const done = new Promise<void>((resolve, reject) => {
-          socket.on('data', (c: Buffer) => received.push(c));
-          socket.once('end', resolve);
-          socket.once('error', reject);
-        });
-        socket.end(data);
-        await done;
-        const echoed = Buffer.concat(received);
-        expect(echoed.length).toBe(total);
-        expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+        await echoIntact(socket, total);
         const after = h.edge.upgrader.fastNat.totals;
         const fastIn = after.toKernel - before.toKernel;
         const fastOut = after.toClients - before.toClients;
@@ -134,19 +123,7 @@ privilegedDescribe('IP edge fast path when a client socket is full', () => {
     try {
       const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 41005, dst: '198.18.2.2', dstPort: 7005 });
       const before = h.edge.upgrader.fastNat.totals;
-      const total = 8 * 1024 * 1024;
-      const data = randomBytes(total);
-      const received: Buffer[] = [];
-      const done = new Promise<void>((resolve, reject) => {
-        socket.on('data', (c: Buffer) => received.push(c));
-        socket.once('end', resolve);
-        socket.once('error', reject);
-      });
-      socket.end(data);
-      await done;
-      const echoed = Buffer.concat(received);
-      expect(echoed.length).toBe(total);
-      expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+      await echoIntact(socket, 8 * 1024 * 1024);
       const after = h.edge.upgrader.fastNat.totals;
       expect(after.toClients - before.toClients).toBeGreaterThan(10);
       expect(after.refused - before.refused).toBeGreaterThan(0);
@@ -156,3 +133,19 @@ privilegedDescribe('IP edge fast path when a client socket is full', () => {
     }
   }, 30_000);
 });
+
+/** Writes `total` random bytes and ends; the echo must come back whole and byte-exact before the peer's end. */
+async function echoIntact(socket: net.Socket, total: number): Promise<void> {
+  const data = randomBytes(total);
+  const received: Buffer[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    socket.on('data', (c: Buffer) => received.push(c));
+    socket.once('end', resolve);
+    socket.once('error', reject);
+  });
+  socket.end(data);
+  await done;
+  const echoed = Buffer.concat(received);
+  expect(echoed.length).toBe(total);
+  expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+}

@@ -26,6 +26,15 @@ async function until(check: () => boolean, what: () => string, ms = 5000): Promi
   }
 }
 
+/** What reaches the namespace's UDP socket and JS from the relay, and whether it ended. */
+function watch(relay: PacketRelay, socket: dgram.Socket): { got: string[]; messages: string[]; ended: boolean } {
+  const seen = { got: [] as string[], messages: [] as string[], ended: false };
+  socket.on('message', (msg) => seen.got.push(msg.toString()));
+  relay.on('message', (data) => seen.messages.push(data.toString()));
+  relay.on('end', () => (seen.ended = true));
+  return seen;
+}
+
 privilegedDescribe('PacketRelay (network namespace)', () => {
   const ns = useNetns('oxy-relay');
   const closers: { close(): void }[] = [];
@@ -92,12 +101,7 @@ privilegedDescribe('PacketRelay (network namespace)', () => {
 
   it('a burst read several messages a call: each IP packet reaches the kernel in order, a message between them goes to JS, then the end', async () => {
     const { relay, peer, socket } = setup();
-    const got: string[] = [];
-    socket.on('message', (msg) => got.push(msg.toString()));
-    const messages: string[] = [];
-    relay.on('message', (data) => messages.push(data.toString()));
-    let ended = false;
-    relay.on('end', () => (ended = true));
+    const seen = watch(relay, socket);
     const port = socket.address().port;
     // All queued before the relay's next wake-up: it reads them in batches (recvmmsg, 8 a call).
     for (let i = 0; i < 30; i++) {
@@ -105,27 +109,22 @@ privilegedDescribe('PacketRelay (network namespace)', () => {
       if (i === 12) peer.send(Buffer.from('{"note":"between"}'));
     }
     await until(
-      () => got.length === 30 && messages.length === 1,
-      () => `${got.length} of 30 packets reached the kernel socket, ${messages.length} of 1 message JS (${JSON.stringify(relay.stats)})`,
+      () => seen.got.length === 30 && seen.messages.length === 1,
+      () => `${seen.got.length} of 30 packets reached the kernel socket, ${seen.messages.length} of 1 message JS (${JSON.stringify(relay.stats)})`,
     );
     peer.close();
     await until(
-      () => ended,
+      () => seen.ended,
       () => 'no end after the peer closed',
     );
-    expect(got).toEqual(Array.from({ length: 30 }, (_, i) => `down ${i}`));
-    expect(messages).toEqual(['{"note":"between"}']);
+    expect(seen.got).toEqual(Array.from({ length: 30 }, (_, i) => `down ${i}`));
+    expect(seen.messages).toEqual(['{"note":"between"}']);
     expect(relay.stats.packetsIn).toBe(30);
   });
 
   it('a peer that sends and closes at once: every message it sent reaches the kernel (or JS) before the end', async () => {
     const { relay, peer, socket } = setup();
-    const got: string[] = [];
-    socket.on('message', (msg) => got.push(msg.toString()));
-    const messages: string[] = [];
-    relay.on('message', (data) => messages.push(data.toString()));
-    let ended = false;
-    relay.on('end', () => (ended = true));
+    const seen = watch(relay, socket);
     // The peer leaves a packet unread (its close then resets the relay's socket: ECONNRESET) ...
     peer.pause();
     socket.send(Buffer.from('unread'), REMOTE_PORT, REMOTE);
@@ -139,17 +138,17 @@ privilegedDescribe('PacketRelay (network namespace)', () => {
     const port = socket.address().port;
     for (let i = 0; i < 30; i++) peer.send(buildUdp4(REMOTE, REMOTE_PORT, LOCAL, port, Buffer.from(`down ${i}`)));
     peer.send(Buffer.from('{"error":{"message":"last"}}'));
-    peer.close(); // same turn: the relay wakes up to the messages and the hang-up together
+    peer.close(); // same turn: the relay wakes up to the seen.messages and the hang-up together
     await until(
-      () => ended,
+      () => seen.ended,
       () => 'no end after the peer closed',
     );
     await until(
-      () => got.length === 30,
-      () => `${got.length} of 30 packets reached the kernel socket (${JSON.stringify(relay.stats)})`,
+      () => seen.got.length === 30,
+      () => `${seen.got.length} of 30 packets reached the kernel socket (${JSON.stringify(relay.stats)})`,
     );
-    expect(got).toEqual(Array.from({ length: 30 }, (_, i) => `down ${i}`));
-    expect(messages).toEqual(['{"error":{"message":"last"}}']);
+    expect(seen.got).toEqual(Array.from({ length: 30 }, (_, i) => `down ${i}`));
+    expect(seen.messages).toEqual(['{"error":{"message":"last"}}']);
   });
 
   it('holds packets while the socket is full instead of dropping them, in order', async () => {

@@ -6,11 +6,10 @@
 // ended. Each round the uploads must end, the restarted origin be served within seconds, and the
 // connector's open sockets return to what they were.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { expect, it } from 'vitest';
-import { freePort, killOnExit, startConnector, startEdge, useWebTunnel } from '../../helpers/processes.js';
+import { freePort, killOnExit, openSockets, startConnector, startEdge, useWebTunnel } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
 const t = useWebTunnel();
@@ -41,18 +40,6 @@ async function startOrigin(port: number, home: string): Promise<ChildProcess> {
     child.once('exit', () => reject(new Error('the origin ended before it listened')));
   });
   return child;
-}
-
-/** The open sockets of process `pid` (descriptors). */
-function openSockets(pid: number): number {
-  const dir = `/proc/${pid}/fd`;
-  return readdirSync(dir).filter((fd) => {
-    try {
-      return readlinkSync(`${dir}/${fd}`).startsWith('socket:');
-    } catch {
-      return false; // closed meanwhile
-    }
-  }).length;
 }
 
 it('an HTTP/2 origin killed while uploads stream to it: the uploads end, its successor is served within seconds, no socket stays', async () => {

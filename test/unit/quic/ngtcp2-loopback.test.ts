@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import type { NativeQuicCounters } from '../../../src/engine/native/binding.js';
-import { collect, edgeIdentity, sha256 } from './support.js';
+import { bulkBothWays, collect, edgeIdentity, sha256 } from './support.js';
 
 type Lib = 'quiche' | 'ngtcp2';
 
@@ -48,24 +48,6 @@ describe('ngtcp2 on loopback', () => {
     return counters;
   }
 
-  /** `mib` MiB each way on one stream; both arrive intact. */
-  async function bulk(client: QuicClientConnection, server: QuicServerConnection, mib: number): Promise<void> {
-    const up = randomBytes(mib * 1024 * 1024);
-    const down = randomBytes(mib * 1024 * 1024);
-    const accepted = server.acceptStream();
-    const stream = await client.openStream();
-    const peer = await accepted;
-    const atServer = collect(peer);
-    const atClient = collect(stream);
-    for (let off = 0; off < up.length; off += 256 * 1024) stream.write(up.subarray(off, off + 256 * 1024));
-    stream.end();
-    for (let off = 0; off < down.length; off += 256 * 1024) peer.write(down.subarray(off, off + 256 * 1024));
-    peer.end();
-    const [gotUp, gotDown] = await Promise.all([atServer, atClient]);
-    expect(sha256(gotUp)).toBe(sha256(up));
-    expect(sha256(gotDown)).toBe(sha256(down));
-  }
-
   it('with all, ngtcp2 ends take 64 KB packets and a window past 1 MB, on 127.0.0.1 and ::1', async () => {
     for (const host of ['127.0.0.1', '::1']) {
       const { client, server } = await pair('ngtcp2', 'ngtcp2', host);
@@ -74,7 +56,7 @@ describe('ngtcp2 on loopback', () => {
       expect(server.maxDatagramSize).toBeGreaterThan(60_000);
       expect(client.quicStats().cwnd).toBeGreaterThan(1024 * 1024);
       expect(server.quicStats().cwnd).toBeGreaterThan(1024 * 1024);
-      await bulk(client, server, 24);
+      await bulkBothWays(client, server, 24);
     }
   }, 60_000);
 
@@ -86,7 +68,7 @@ describe('ngtcp2 on loopback', () => {
       const { client, server } = await pair(edge, connector);
       expect(client.maxDatagramSize).toBeLessThan(16_384);
       expect(server.maxDatagramSize).toBeLessThan(16_384);
-      await bulk(client, server, 16);
+      await bulkBothWays(client, server, 16);
     }
   }, 60_000);
 
@@ -96,7 +78,7 @@ describe('ngtcp2 on loopback', () => {
     expect(server.maxDatagramSize).toBeGreaterThan(60_000);
     // ngtcp2's initial window: 2 packets of 65,000 bytes (not 2 MiB, as with `window`).
     expect(client.quicStats().cwnd).toBeLessThan(256 * 1024);
-    await bulk(client, server, 16);
+    await bulkBothWays(client, server, 16);
   }, 60_000);
 
   it('counts what held a transfer back: a reader that stops holds its credit, the sender waits for it, then every byte arrives', async () => {
@@ -134,7 +116,7 @@ describe('ngtcp2 on loopback', () => {
     process.env.OXY_QUIC_ACK_DELAY = '0';
     try {
       const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', '');
-      await bulk(client, server, 16);
+      await bulkBothWays(client, server, 16);
       expect(counters(server).answers).toBeGreaterThan(0);
       expect(counters(client).answers).toBeGreaterThan(0);
     } finally {
@@ -148,6 +130,6 @@ describe('ngtcp2 on loopback', () => {
     expect(server.maxDatagramSize).toBeLessThan(16_384);
     // ngtcp2's initial window: 2 packets of 16 KB.
     expect(client.quicStats().cwnd).toBeLessThan(64 * 1024);
-    await bulk(client, server, 16);
+    await bulkBothWays(client, server, 16);
   }, 60_000);
 });

@@ -1,7 +1,8 @@
 // Shared bits of the QUIC transport tests: one edge identity per file, a listener + dial
 // pair on loopback, and stream helpers.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { expect } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import {
   dialQuic,
@@ -148,4 +149,22 @@ export async function lossyRelay(serverPort: number, loss: { up: number; down: n
   }
   relay.port = front.address().port;
   return relay;
+}
+
+/** `mib` MiB each way on one stream, written in 256 KiB pieces; both arrive intact. */
+export async function bulkBothWays(client: QuicClientConnection, server: QuicServerConnection, mib: number): Promise<void> {
+  const up = randomBytes(mib * 1024 * 1024);
+  const down = randomBytes(mib * 1024 * 1024);
+  const accepted = server.acceptStream();
+  const stream = await client.openStream();
+  const peer = await accepted;
+  const atServer = collect(peer);
+  const atClient = collect(stream);
+  for (let off = 0; off < up.length; off += 256 * 1024) stream.write(up.subarray(off, off + 256 * 1024));
+  stream.end();
+  for (let off = 0; off < down.length; off += 256 * 1024) peer.write(down.subarray(off, off + 256 * 1024));
+  peer.end();
+  const [gotUp, gotDown] = await Promise.all([atServer, atClient]);
+  expect(sha256(gotUp)).toBe(sha256(up));
+  expect(sha256(gotDown)).toBe(sha256(down));
 }
