@@ -24,7 +24,9 @@
  * `--configs 0,2` runs some of them; `--bin PATH` another build (A/B); `--node-flags
  * --perf-basic-prof --perf DIR` records the edge's processes per run.
  *
- *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5]
+ * `--protocol quic` dials the edge over QUIC (its 4 connections hashed over the primary's UDP group, not placed).
+ *
+ *   npm run build && node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5] [--protocol http2|quic]
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -37,6 +39,7 @@ import { arg, cpuMicros, family, fmt, spawnUntil } from './lib/run.js';
 const run = promisify(execFile);
 const seconds = Number(arg('seconds', 5));
 const rounds = Number(arg('rounds', 3));
+const protocol = arg('protocol', 'http2');
 /** Seconds of load before each measurement: every worker JIT-compiles on its own, at its share of the load. */
 const warmup = Number(arg('warmup', 5));
 /** Extra node flags for the edge (its workers inherit them), e.g. --perf-basic-prof for `perf record`. */
@@ -106,11 +109,11 @@ async function startEdge(workers, originUrl) {
     /Edge running metrics=127\.0\.0\.1:(\d+)/,
   );
   const out = edge.output();
-  const tunnelPort = /Tunnel listener ready (?:worker=1 )?protocol=http2 address=127\.0\.0\.1:(\d+)/.exec(out)[1];
+  const tunnelPort = new RegExp(`Tunnel listener ready (?:worker=1 )?protocol=${protocol} address=127\\.0\\.0\\.1:(\\d+)`).exec(out)[1];
   const httpPort = /Public HTTP listener ready (?:worker=1 )?address=127\.0\.0\.1:(\d+)/.exec(out)[1];
   const connector = await spawnTracked(
     process.execPath,
-    [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', 'http2', '--url', originUrl, 'bench'],
+    [bin, 'tunnel', 'run', '--edge', `127.0.0.1:${tunnelPort}`, '--protocol', protocol, '--url', originUrl, 'bench'],
     /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
   );
   return { edge: edge.child, connector: connector.child, url: `http://127.0.0.1:${httpPort}`, metrics: `http://127.0.0.1:${edge.match[1]}` };
