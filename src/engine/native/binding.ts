@@ -204,7 +204,7 @@ export interface NativeQuicClient {
   /** Bytes for the pump's fd; returns those not yet written, -1 when it takes none. */
   pumpWrite(id: number, data: Bytes, head: boolean): number;
   /** Returns the request bytes it read off the stream and wrote to the fd without JS. */
-  closePump(id: number): number;
+  closePump(id: number, reset?: boolean): number;
   /**
    * JS's parsers of stream `id` are at a boundary: whole HEAD records may come as PUMP records
    * (mode 0). Mode 1 (records): the addon reads every record from here on (BODY bytes to the fd,
@@ -304,7 +304,7 @@ export interface NativeQuicServer {
   shutPump(conn: number, id: number): void;
   resetPump(conn: number, id: number): void;
   pumpWrite(conn: number, id: number, data: Bytes, head: boolean): number;
-  closePump(conn: number, id: number): number;
+  closePump(conn: number, id: number, reset?: boolean): number;
   armPumpHeads(conn: number, id: number, mode: number, frameLeft: number, bodyLeft: number): number;
   /** The addon reads the answer pump's client socket (JS's handle stopped), forwarding plain requests for `host` itself. */
   readClient(conn: number, id: number, host: Bytes, client: Bytes): boolean;

@@ -351,12 +351,16 @@ export class FlowLink {
     this.#maybeDone();
   }
 
-  /** The stream itself failed or ended: the flow dies with it, and nothing is written any more. */
+  /**
+   * The stream itself failed or ended: the flow dies with it, and nothing is written any more.
+   * The socket is reset: a FIN would tell its peer the flow's data ended whole.
+   */
   kill(): void {
     if (this.#released) return;
     this.#released = true;
     this.#stopSocket();
-    this.#socket?.destroy();
+    const socket = this.#socket;
+    if (socket && !socket.destroyed) socket.resetAndDestroy();
     this.#resumeStream();
   }
 

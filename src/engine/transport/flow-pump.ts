@@ -180,11 +180,11 @@ export class PumpedFlow {
     this.#pump.reset?.();
   }
 
-  /** The stream failed or ended: the socket goes with it. */
+  /** The stream failed or ended under the flow: the socket is reset (a FIN would say its data ended). */
   kill(): void {
     if (this.#released) return;
     this.#released = true;
-    this.#pump.close();
+    this.#pump.close(true);
     this.#resume();
   }
 

@@ -125,8 +125,9 @@ export interface FdPump {
   /**
    * Stops the pump and closes its descriptor (unsent bytes for the socket are dropped). Returns
    * the bytes the transport read off the stream and wrote to the socket itself (`records`).
+   * `reset`: the socket is reset (RST), not ended: its flow was cut.
    */
-  close(): number;
+  close(reset?: boolean): number;
   /** A plain pump: no more bytes for the socket after those written; its write side is shut once they are out (`shut` follows). */
   end?(): void;
   /** A flows pump: the peer reset the flow (its RESET came before the addon read the records): the socket is reset. */

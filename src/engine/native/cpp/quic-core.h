@@ -697,7 +697,8 @@ class Conn {
   // or those whose host field is `host` byte for byte; `on` false: every HEAD goes to JS again.
   void PumpRoute(int64_t id, bool on, bool any, const uint8_t* host, size_t host_len);
   // Returns the request bytes the pump read off the stream and wrote to its fd (no JS), 0 if none.
-  double ClosePump(int64_t id);
+  // `reset`: SO_LINGER 0 first, so the close sends RST (the flow was cut), not a FIN.
+  double ClosePump(int64_t id, bool reset = false);
   // JS's parsers of the stream stand at a point it can hand over. `records` (mode 1): the addon reads every
   // record from here on (StreamRecv), JS's frame having `frame_left` payload bytes and its BODY
   // record `body_left` bytes still to come; else JS is between records and the addon takes only

@@ -54,10 +54,11 @@ inline Napi::Value ArmHeads(Conn* c, const Napi::CallbackInfo& info, int a) {
   return Napi::Number::New(info.Env(), armed);
 }
 
-// closePump([handle,] id) → the request bytes it wrote to its fd without JS. `c` may be a
-// connection that is closing: its counts still come back.
+// closePump([handle,] id, reset) → the request bytes it wrote to its fd without JS. `reset`: the
+// fd's close sends RST (a flow cut by its stream's death). `c` may be a connection that is
+// closing: its counts still come back.
 inline Napi::Value Close(Conn* c, const Napi::CallbackInfo& info, int a) {
-  return Napi::Number::New(info.Env(), c ? c->ClosePump(info[a].As<Napi::Number>().Int64Value()) : 0);
+  return Napi::Number::New(info.Env(), c ? c->ClosePump(info[a].As<Napi::Number>().Int64Value(), info[a + 1].ToBoolean()) : 0);
 }
 
 }  // namespace oxy::quic::pump_js

@@ -324,12 +324,17 @@ void Conn::CloseDial(double token) {
 
 int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }
 
-double Conn::ClosePump(int64_t id) {
+double Conn::ClosePump(int64_t id, bool reset) {
   auto it = pumps_.find(id);
   if (it == pumps_.end()) return 0;
   Pump* p = it->second.get();
   const double body_bytes = double(p->body_bytes);
   FreeFdWatch(p->watch);
+  // A cut flow: its socket's peer must not take our close for the flow's clean end.
+  if (reset) {
+    struct linger l = {1, 0};
+    setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
   close(p->fd);
   pumps_.erase(it);  // pump_out_ may still name it: FlushPumps skips ids it does not find
   if (Stream* s = Find(id)) {
@@ -395,7 +400,12 @@ bool Conn::PumpHead(int64_t id, const uint8_t* data, size_t len) {
 }
 
 void Conn::ClosePumps() {
-  while (!pumps_.empty()) ClosePump(pumps_.begin()->first);
+  // The connection is gone: a private flow not over both ways (its fd's EOF read, its write side
+  // shut) was cut, and its socket is reset, as JS's PumpedFlow.kill() does for a dead stream.
+  while (!pumps_.empty()) {
+    const Pump* p = pumps_.begin()->second.get();
+    ClosePump(pumps_.begin()->first, p->plain && !(p->read_done && p->shut_done));
+  }
   pump_out_.clear();
   while (!dials_.empty()) CloseDial(dials_.begin()->first);
 }

@@ -57,7 +57,7 @@ export interface Ngtcp2Port {
   shutPump?(id: number): void;
   resetPump?(id: number): void;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
-  closePump?(id: number): number;
+  closePump?(id: number, reset?: boolean): number;
   armPumpHeads?(id: number, mode: number, frameLeft: number, bodyLeft: number): number;
   pumpRoute?(id: number, route: true | Uint8Array | undefined): void;
   /** The server's (cpp/quic-answer.cc): a stream's answers written to the edge's client socket. */
@@ -255,11 +255,12 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
         return unsent <= QUIC_STREAM_HIGH_WATER;
       },
-      close: () => {
+      close: (reset) => {
         if (this.pumps.get(id) !== events) return 0;
         this.pumps.delete(id);
         this.pumpsToArm.delete(id);
-        return this.released ? 0 : native.closePump!(id);
+        // Released: the addon closed its pumps (a cut flow's socket reset: Conn::ClosePumps).
+        return this.released ? 0 : native.closePump!(id, reset);
       },
       end: () => {
         if (this.pumps.get(id) === events && !this.released) native.shutPump?.(id);

@@ -135,7 +135,7 @@ export class Ngtcp2Listener {
       shutPump: (id) => server.shutPump(handle, id),
       resetPump: (id) => server.resetPump(handle, id),
       pumpWrite: (id, data, head) => server.pumpWrite(handle, id, data, head),
-      closePump: (id) => server.closePump(handle, id),
+      closePump: (id, reset) => server.closePump(handle, id, reset),
       armPumpHeads: (id, mode, frameLeft, bodyLeft) => server.armPumpHeads(handle, id, mode, frameLeft, bodyLeft),
       close: () => server.abandon(handle),
     };
