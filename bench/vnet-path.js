@@ -15,7 +15,7 @@
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
- *     [--syscalls 1]   (perf stat: system calls and context switches per MB / request / connection;
+ *     [--syscalls 1]   (perf stat: system calls, context switches and page faults per MB / request / connection;
  *                       packets per request / connection on the edge's and device's interfaces)
  *     [--syscalls read,write,...]   (the same, and each named system call apart)
  *     [--strace DIR]   (strace -c of each process per phase)
@@ -133,7 +133,7 @@ const withCpu = (procs, work, label) => {
               '-x',
               ',',
               '-e',
-              ['raw_syscalls:sys_enter', 'context-switches', ...syscallNames.map((n) => `syscalls:sys_enter_${n}`)].join(','),
+              ['raw_syscalls:sys_enter', 'context-switches', 'page-faults', ...syscallNames.map((n) => `syscalls:sys_enter_${n}`)].join(','),
               '-o',
               file,
               '-p',
@@ -169,6 +169,7 @@ const withCpu = (procs, work, label) => {
     calls[k] = {
       syscalls: count('raw_syscalls'),
       switches: count('context-switches'),
+      faults: count('page-faults'),
       each: Object.fromEntries(syscallNames.map((n) => [n, count(`sys_enter_${n},`)])),
     };
   }
@@ -207,7 +208,7 @@ const perCall = (calls, units) =>
   Object.entries(calls)
     .map(
       ([k, c]) =>
-        `${k} ${fmt(c.syscalls / units, 1)} / ${fmt(c.switches / units, 1)}` +
+        `${k} ${fmt(c.syscalls / units, 1)} / ${fmt(c.switches / units, 1)} / ${fmt(c.faults / units, 1)}` +
         (syscallNames.length ? ` (${syscallNames.map((n) => `${n} ${fmt(c.each[n] / units, 1)}`).join(', ')})` : ''),
     )
     .join(' | ');
@@ -385,7 +386,7 @@ try {
     const rows = { veth: [], tunnel: [], wg: [] };
     const cpu = { device: 0, edge: 0, connector: 0 };
     const calls = Object.fromEntries(
-      ['device', 'edge', 'connector'].map((k) => [k, { syscalls: 0, switches: 0, each: Object.fromEntries(syscallNames.map((n) => [n, 0])) }]),
+      ['device', 'edge', 'connector'].map((k) => [k, { syscalls: 0, switches: 0, faults: 0, each: Object.fromEntries(syscallNames.map((n) => [n, 0])) }]),
     );
     const packets = {};
     // Both wireguard-go processes' CPU over their rounds (µs), against their total units.
@@ -399,6 +400,7 @@ try {
       for (const [k, c] of Object.entries(counted)) {
         calls[k].syscalls += c.syscalls;
         calls[k].switches += c.switches;
+        calls[k].faults += c.faults;
         for (const n of syscallNames) calls[k].each[n] += c.each[n];
       }
       if (hasWg) {
@@ -436,18 +438,19 @@ try {
       `CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, (up.total * 1e9 * seconds) / 8 / 1e6, (up.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
     );
     if (countSyscalls)
-      console.log(`system calls / context switches per MB (iperf3, device → host): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
+      console.log(`system calls / context switches / page faults per MB (iperf3, device → host): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
     console.log(
       `CPU per MB through the tunnel (iperf3 -R): ${perUnitVsWg(down, (down.total * 1e9 * seconds) / 8 / 1e6, (down.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
     );
-    if (countSyscalls) console.log(`system calls / context switches per MB (iperf3 -R): ${perCall(down.calls, (down.total * 1e9 * seconds) / 8 / 1e6)}`);
+    if (countSyscalls)
+      console.log(`system calls / context switches / page faults per MB (iperf3 -R): ${perCall(down.calls, (down.total * 1e9 * seconds) / 8 / 1e6)}`);
   }
   if (phases.has('requests')) {
     const req = compare('requests', (t) => rps(t));
     console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
     console.log(`CPU per request through the tunnel: ${perUnitVsWg(req, req.total * seconds, req.wgTotal * seconds, 1e6, 'µs')}`);
     if (countSyscalls) {
-      console.log(`system calls / context switches per request: ${perCall(req.calls, req.total * seconds)}`);
+      console.log(`system calls / context switches / page faults per request: ${perCall(req.calls, req.total * seconds)}`);
       console.log(`packets per request (edge's veth: QUIC; TUNs: IP): ${perPacket(req.packets, req.total * seconds)}`);
     }
   }
@@ -465,7 +468,7 @@ try {
     );
     console.log(`CPU per new connection through the tunnel: ${perUnitVsWg(flows, flows.total * seconds, flows.wgTotal * seconds, 1e6, 'µs')}`);
     if (countSyscalls) {
-      console.log(`system calls / context switches per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
+      console.log(`system calls / context switches / page faults per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
       console.log(`packets per new connection (edge's veth: QUIC; TUNs: IP): ${perPacket(flows.packets, flows.total * seconds)}`);
     }
     const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
