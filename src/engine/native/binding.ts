@@ -360,7 +360,7 @@ export interface NativeAddon {
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
   TcpAcceptor?: new (fd: number) => NativeTcpAcceptor;
-  FastNat: new (stats: Float64Array, fastClose: boolean) => NativeFastNat;
+  FastNat: new (stats: Float64Array, fastClose: boolean, nativeFins: boolean) => NativeFastNat;
   seqpacketListen(path: string, backlog: number): number;
   seqpacketConnect(path: string): number;
   seqpacketPair(): [number, number];

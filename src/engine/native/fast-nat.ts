@@ -2,19 +2,22 @@
  * The IP edge's fast path for established upgraded TCP flows (cpp/fastnat.cc): the SEQPACKET
  * sockets that joined it and the upgrade TUN it is attached to NAT and pass those flows'
  * packets in their read batches, without a JS turn, a Buffer or a parse in JS per packet.
- * Clients' SYNs, every FIN and RST, fragments, IP options and anything unknown still reach JS, and
- * a flow that showed RST stays with JS from then on. With `fastClose` (default; OXY_IP_FAST_CLOSE=0
- * turns it off, to compare) the kernel's SYN-ACK and the ACKs after a FIN pass natively (only the
- * rest of the FIN's read batch follows it to JS, so nothing overtakes it); without it a flow that
- * showed FIN stays with JS too, as before. Packets to a
- * client whose socket has messages queued in JS wait behind them (JS sends them, in order).
+ * Clients' SYNs, RSTs, fragments, IP options and anything unknown still reach JS, and a flow that
+ * showed RST stays with JS from then on. With `fastClose` (default; OXY_IP_FAST_CLOSE=0 turns it
+ * off, to compare) the kernel's SYN-ACK and the ACKs after a FIN pass natively; without it a flow
+ * that showed FIN stays with JS, as before. With `nativeFins` too (default; OXY_IP_NATIVE_FINS=0:
+ * JS sees every FIN, and the rest of the FIN's read batch follows it there so nothing overtakes
+ * it) the FINs themselves pass natively and are marked in the flow's counters: the flow table
+ * learns of them at its sweep, or sooner where it must (TcpUpgrader.syncFast): a JS turn less per
+ * FIN, two per connection. Packets to a client whose socket has messages queued in JS wait behind
+ * them (JS sends them, in order).
  *
  * Counters and the last-seen time of each registered flow accumulate in a Float64Array that
  * `take()` reads and zeroes, so the flow table's idle sweep and end-of-flow figures stay right.
  */
 import { native, type NativeFastNat } from './binding.js';
 
-const STRIDE = 5;
+const STRIDE = 7;
 
 export interface FastNatCounters {
   packetsIn: number;
@@ -23,6 +26,10 @@ export interface FastNatCounters {
   bytesOut: number;
   /** Wall-clock ms of the last packet either way; 0 when none passed since the last take(). */
   lastSeen: number;
+  /** FINs passed natively so far: 1 the client's, 2 the kernel's (nativeFins). */
+  fins: number;
+  /** Wall-clock ms when the second of them passed; 0: not both. */
+  closedAt: number;
 }
 
 export class FastNat {
@@ -36,10 +43,15 @@ export class FastNat {
   constructor(
     readonly capacity = 65536,
     readonly fastClose = process.env.OXY_IP_FAST_CLOSE !== '0',
+    nativeFins = process.env.OXY_IP_NATIVE_FINS !== '0',
   ) {
+    this.nativeFins = fastClose && nativeFins;
     this.stats = new Float64Array(capacity * STRIDE);
-    this.handle = new (native().FastNat)(this.stats, fastClose);
+    this.handle = new (native().FastNat)(this.stats, fastClose, this.nativeFins);
   }
+
+  /** FINs pass natively (see the module comment). */
+  readonly nativeFins: boolean;
 
   /**
    * Registers a flow of the client socket `peer` (SeqpacketSocket.joinFastNat): its packets
@@ -64,7 +76,7 @@ export class FastNat {
     return -1;
   }
 
-  /** What passed since the last take() (and zeroes it). */
+  /** What passed since the last take() (and zeroes it), and the FINs that passed so far. */
   take(id: number, into: FastNatCounters): FastNatCounters {
     const s = this.stats;
     const at = id * STRIDE;
@@ -73,7 +85,10 @@ export class FastNat {
     into.packetsOut = s[at + 2]!;
     into.bytesOut = s[at + 3]!;
     into.lastSeen = s[at + 4]!;
-    s.fill(0, at, at + STRIDE);
+    into.fins = s[at + 5]!;
+    into.closedAt = s[at + 6]!;
+    // The FINs stay marked (the addon dates the close when it saw both).
+    s.fill(0, at, at + 5);
     return into;
   }
 

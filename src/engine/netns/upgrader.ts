@@ -22,8 +22,9 @@
  *
  * Flows whose client is a SEQPACKET socket go on the native fast path from their SYN
  * (`goFast`, native/fast-nat.ts): their packets are NATed between that socket and the TUN in
- * the read batches, with no JS turn per packet; JS keeps the client's SYN, every FIN and RST and
- * everything unusual.
+ * the read batches, with no JS turn per packet; JS keeps the client's SYN, every RST and
+ * everything unusual (and every FIN with OXY_IP_NATIVE_FINS=0; else the FINs' marks come with
+ * syncFast).
  */
 import net from 'node:net';
 
@@ -53,10 +54,15 @@ export interface UpgraderOptions extends TunLinkOptions {
   /** Flows on the native fast path at once (more stay on the JS path). Default 16,384. */
   fastFlows?: number;
   /**
-   * The kernel's SYN-ACK and the ACKs after a FIN take the fast path too (JS still sees every
-   * FIN). Default true; OXY_IP_FAST_CLOSE=0 turns it off (see native/fast-nat.ts).
+   * The kernel's SYN-ACK and the ACKs after a FIN take the fast path too. Default true;
+   * OXY_IP_FAST_CLOSE=0 turns it off (see native/fast-nat.ts).
    */
   fastClose?: boolean;
+  /**
+   * With fastClose, the FINs too (JS learns of them at syncFast). Default true;
+   * OXY_IP_NATIVE_FINS=0: JS sees every FIN (see native/fast-nat.ts).
+   */
+  nativeFins?: boolean;
   /**
    * The listener is accepted by the addon (native/accept.ts: no net.Socket per connection unless
    * onAccepted asks for one). Default true; OXY_IP_NATIVE_ACCEPT=0 turns it off (A/B runs).
@@ -116,7 +122,7 @@ export class TcpUpgrader {
   readonly pool6: NatPool;
   /** Upgraded flows' packets, NATed without JS (see goFast). */
   readonly fastNat: FastNat;
-  private readonly counters: FastNatCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, lastSeen: 0 };
+  private readonly counters: FastNatCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, lastSeen: 0, fins: 0, closedAt: 0 };
   /** Un-NATed packets from the kernel, for the flow's client. The view is valid during the call only. */
   onReturn: (flow: Flow, view: PacketView) => void = () => {};
   /** An accepted socket and its flow. */
@@ -149,7 +155,7 @@ export class TcpUpgrader {
   ) {
     this.pool4 = new NatPool({ base: V4_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
     this.pool6 = new NatPool({ base: V6_POOL, addresses: options.poolAddresses ?? 16, maxSlots: options.maxSlots });
-    this.fastNat = new FastNat(options.fastFlows ?? 16384, options.fastClose);
+    this.fastNat = new FastNat(options.fastFlows ?? 16384, options.fastClose, options.nativeFins);
     tun.useFastNat(this.fastNat);
     tun.on('packets', (batch) => this.fromTun(batch));
     tun.on('error', () => {});
@@ -236,7 +242,11 @@ export class TcpUpgrader {
     return true;
   }
 
-  /** Adds what the fast path counted for the flow since the last call to its counters and lastSeen. */
+  /**
+   * Adds what the fast path counted for the flow since the last call to its counters and lastSeen,
+   * and the FINs that passed there to its state (nativeFins): its close dates from when the
+   * second FIN passed.
+   */
   syncFast(flow: Flow): void {
     if (flow.fastId < 0) return;
     const c = this.fastNat.take(flow.fastId, this.counters);
@@ -246,6 +256,10 @@ export class TcpUpgrader {
     flow.packetsOut += c.packetsOut;
     flow.bytesOut += c.bytesOut;
     if (c.lastSeen > flow.lastSeen) flow.lastSeen = c.lastSeen;
+    if (c.fins === 0) return;
+    if (c.fins & 1) flow.finIn = true;
+    if (c.fins & 2) flow.finOut = true;
+    if (flow.finIn && flow.finOut && flow.closingSince === 0) flow.closingSince = c.closedAt || flow.lastSeen;
   }
 
   /** Returns the flow's slot (and takes it off the fast path, its counters brought up to date). */

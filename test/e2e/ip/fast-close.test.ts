@@ -1,7 +1,9 @@
 /**
  * Fast close (native/fast-nat.ts `fastClose`, OXY_IP_FAST_CLOSE): the kernel's SYN-ACK and the
- * packets after a FIN pass natively, while JS still sees the client's SYN and every FIN (the
- * flow's close and linger are its). Without it a flow that showed FIN stays with JS for good.
+ * packets after a FIN pass natively, while JS still sees the client's SYN. With native FINs (the
+ * default, OXY_IP_NATIVE_FINS) the FINs pass natively too and the flow table learns of them from
+ * the counters (the flow still lingers and ends 'fin', its packets counted); without, JS sees
+ * every FIN. Without fast close a flow that showed FIN stays with JS for good.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
@@ -28,8 +30,12 @@ function serve(socket: net.Socket, flow: Flow): void {
   socket.once('end', () => setTimeout(() => socket.end(tail), 300));
 }
 
-for (const fastClose of [true, false]) {
-  privilegedDescribe(`IP edge fast path, fastClose ${fastClose}`, () => {
+for (const [fastClose, nativeFins] of [
+  [true, true],
+  [true, false],
+  [false, false],
+]) {
+  privilegedDescribe(`IP edge fast path, fastClose ${fastClose}, nativeFins ${nativeFins}`, () => {
     let h: Harness;
     const ended: [Flow, FlowEndReason][] = [];
 
@@ -39,7 +45,7 @@ for (const fastClose of [true, false]) {
         onTcpStream: serve,
         timeouts: { tcpCloseLingerMs: 200 },
         fastPath: true,
-        upgrade: { fastClose },
+        upgrade: { fastClose, nativeFins },
       });
     });
     afterAll(() => h?.close());
@@ -50,7 +56,7 @@ for (const fastClose of [true, false]) {
     };
 
     describe('a short flow', () => {
-      it(`JS sees the SYN, ${fastClose ? 'not' : 'and'} the SYN-ACK, and each FIN; the flow ends 'fin'`, async () => {
+      it(`JS sees the SYN, ${fastClose ? 'not' : 'and'} the SYN-ACK, ${nativeFins ? 'no' : 'each'} FIN; the flow ends 'fin'`, async () => {
         const t = await h.tunnel({ tenant: 'acme', vnet: 'default' });
         try {
           const stats = h.edge.upgrader.stats;
@@ -67,9 +73,17 @@ for (const fastClose of [true, false]) {
             socket.end('hello');
           });
           expect(Buffer.concat(echoed).toString()).toBe('hello');
-          const [, reason] = await endOf(43001);
+          const [flow, reason] = await endOf(43001);
           expect(reason).toBe('fin');
-          if (fastClose) {
+          expect([flow.finIn, flow.finOut]).toEqual([true, true]);
+          // Counted wherever they passed: SYN, ACK, 'hello', FIN, and the last ACK at least; SYN-ACK, echo, FIN back.
+          expect(flow.packetsIn).toBeGreaterThanOrEqual(4);
+          expect(flow.packetsOut).toBeGreaterThanOrEqual(3);
+          if (nativeFins) {
+            // Only the SYN went through JS.
+            expect(stats.toKernel - toKernel).toBe(1);
+            expect(stats.fromKernel - fromKernel).toBe(0);
+          } else if (fastClose) {
             // SYN and the client's FIN; the kernel's FIN. The ACKs of the close went natively.
             expect(stats.toKernel - toKernel).toBe(2);
             expect(stats.fromKernel - fromKernel).toBe(1);

@@ -57,4 +57,29 @@ privilegedDescribe('IP edge: the session limit counts open flows, not lingering 
       t.close();
     }
   }, 60_000);
+
+  it('short connections back to back: those whose FINs passed natively no longer count, before any sweep', async () => {
+    const t = await h.tunnel({ tenant: 'acme', vnet: 'limit-fast' });
+    try {
+      const refused = h.edge.table.stats.refused['session-limit'];
+      // The FINs pass the fast path (nativeFins): the table reads them when the limit is reached,
+      // not only at its sweep (a second apart here), so none of these is refused.
+      for (let i = 0; i < 4 * LIMIT; i++) {
+        const socket = await t.session.connect({ src: '198.18.1.1', srcPort: 42200 + i, dst: '198.18.2.2', dstPort: 7100 });
+        await new Promise<void>((resolve, reject) => {
+          socket.resume();
+          socket.once('end', resolve);
+          socket.once('error', reject);
+          socket.end('ping');
+        });
+      }
+      expect(h.edge.table.stats.refused['session-limit']).toBe(refused);
+      // Each flow is in the table, closing, whether or not a sweep ran meanwhile.
+      const flows = [...h.edge.table.flows()].filter((f) => f.srcPort >= 42200 && f.srcPort < 42200 + 4 * LIMIT);
+      expect(flows.length).toBe(4 * LIMIT);
+      await expect.poll(() => flows.filter((f) => f.closingSince === 0).length, { timeout: 5_000 }).toBe(0);
+    } finally {
+      t.close();
+    }
+  }, 60_000);
 });

@@ -140,7 +140,7 @@ export class IpEdge<R = unknown> {
       hooks: { onFlowStart: options.onFlowStart, onFlowEnd: options.onFlowEnd },
       release: (flow, reason) => this.release(flow, reason),
       refresh: () => {
-        for (const flow of this.fastFlows) upgrader.syncFast(flow);
+        for (const flow of this.fastFlows) this.syncFast(flow);
       },
     });
     this.reassembler = new Reassembler({
@@ -166,14 +166,38 @@ export class IpEdge<R = unknown> {
 
   /**
    * A new upgraded TCP flow of a client that joined the fast path: from its SYN on, its packets
-   * bypass JS except the client's SYNs, every FIN and RST (and everything after an RST; see
-   * native/fast-nat.ts fastClose), so the handshake's ACK and what the client sends before the
-   * socket is accepted go natively too.
+   * bypass JS except the client's SYNs and RSTs (and everything after an RST; every FIN too with
+   * OXY_IP_NATIVE_FINS=0; see native/fast-nat.ts), so the handshake's ACK and what the client sends
+   * before the socket is accepted go natively too.
    */
   private goFast(flow: Flow<R>): void {
     if (!this.fastPath || flow.ended || flow.finIn || flow.finOut) return;
     const peer = (flow.attachment as IpSession).fastPeer;
     if (peer !== undefined && this.upgrader.goFast(flow, peer)) this.fastFlows.add(flow);
+  }
+
+  /**
+   * A fast flow's counters and the FINs that passed natively (native/fast-nat.ts nativeFins) brought
+   * up to date: at each sweep, and before what needs the flow's close now (a SYN or RST of its
+   * tuple, the session's limit).
+   */
+  private syncFast(flow: Flow<R>): void {
+    this.upgrader.syncFast(flow);
+    if (flow.closingSince !== 0) this.leaveSession(flow);
+  }
+
+  /**
+   * Whether `session` holds its most flows; its fast flows' closes are read first (at most once
+   * per tick of the table's clock), since those that closed natively no longer count.
+   */
+  private sessionFull(session: IpSession): boolean {
+    const max = this.table.maxFlowsPerSession;
+    if (session.flows < max) return false;
+    if (session.syncedAt !== this.table.now && this.upgrader.fastNat.nativeFins) {
+      session.syncedAt = this.table.now;
+      for (const flow of this.fastFlows) if (flow.attachment === session) this.syncFast(flow);
+    }
+    return session.flows >= max;
   }
 
   /** Creates the namespace (unless given), its TUN and listener. Needs root (see netns/namespace.ts). */
@@ -226,6 +250,8 @@ export class IpEdge<R = unknown> {
     const table = this.table;
     const key = flowKey(view);
     let flow = table.lookup(session.scope, key);
+    // Its FINs may have passed natively: a SYN (a reused tuple?) or an RST needs to know.
+    if (flow && flow.fastId >= 0 && view.transport === TransportKind.Tcp && (view.tcpFlags & (TcpFlag.SYN | TcpFlag.RST)) !== 0) this.syncFast(flow);
     if (flow && flow.closingSince !== 0 && view.transport === TransportKind.Tcp && (view.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN) {
       // The client reuses the tuple of a flow that is closing: that flow is over.
       table.end(flow, 'fin');
@@ -303,7 +329,7 @@ export class IpEdge<R = unknown> {
       this.drop('icmp-no-flow');
       return undefined;
     }
-    const refused = table.admit(session.scope) ?? (session.flows >= table.maxFlowsPerSession ? table.refuse(session.scope, 'session-limit') : undefined);
+    const refused = table.admit(session.scope) ?? (this.sessionFull(session) ? table.refuse(session.scope, 'session-limit') : undefined);
     if (refused) {
       if (tcp) this.resetClient(session, view);
       return undefined;
@@ -383,6 +409,7 @@ export class IpEdge<R = unknown> {
     flow.bytesOut += view.length;
     flow.lastSeen = this.table.now;
     this.stats.packetsOut++;
+    if (flow.fastId >= 0 && (view.tcpFlags & TcpFlag.RST) !== 0) this.syncFast(flow);
     const rst = flow.tcpFlags(view.tcpFlags, false, this.table.now);
     (flow.attachment as IpSession).send(packet);
     if (rst) this.table.end(flow, 'rst');
@@ -447,6 +474,8 @@ export class IpSession {
   flows = 0;
   /** The on-ramp's id on the upgrader's fast path (SeqpacketSocket.joinFastNat), if its socket joined. */
   fastPeer: number | undefined;
+  /** @internal The table clock's tick at which its fast flows' closes were last read (IpEdge.sessionFull). */
+  syncedAt = 0;
 
   constructor(
     private readonly edge: IpEdge,

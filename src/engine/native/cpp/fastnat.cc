@@ -15,7 +15,9 @@ namespace oxy {
 
 namespace {
 
-constexpr int kStride = 5;  // packetsIn, bytesIn, packetsOut, bytesOut, lastSeen
+// packetsIn, bytesIn, packetsOut, bytesOut, lastSeen, FINs passed here (1: the client's, 2: the
+// kernel's), when the second of them passed (ms)
+constexpr int kStride = 7;
 constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
 
 struct Tcp {
@@ -97,8 +99,8 @@ void CopyAddress(Napi::Value value, uint8_t out[16]) {
 
 }  // namespace
 
-// The JS face: new FastNat(stats: Float64Array, fastClose: boolean); flow ids run from 0 to
-// stats.length / 5 - 1.
+// The JS face: new FastNat(stats: Float64Array, fastClose: boolean, nativeFins: boolean); flow ids
+// run from 0 to stats.length / 7 - 1.
 class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -111,7 +113,8 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
     Napi::Float64Array stats = info[0].As<Napi::Float64Array>();
     stats_ = Napi::Persistent(stats);
     bool fast_close = info.Length() < 2 || info[1].ToBoolean().Value();
-    nat_ = std::make_shared<FastNat>(stats.Data(), static_cast<uint32_t>(stats.ElementLength() / kStride), fast_close);
+    bool native_fins = fast_close && info.Length() >= 3 && info[2].ToBoolean().Value();
+    nat_ = std::make_shared<FastNat>(stats.Data(), static_cast<uint32_t>(stats.ElementLength() / kStride), fast_close, native_fins);
   }
 
   ~FastNatWrap() override { nat_->Detach(); }
@@ -233,6 +236,8 @@ bool FastNat::ToJs(Entry* entry, uint8_t flags, bool from_kernel) {
   }
   // The kernel's SYN-ACK needs no judgement; a client's SYN (a retransmit, a reused tuple) does.
   if (flags & kSyn) return !(from_kernel && (flags & kAck));
+  // Native FINs: the FIN passes here and JS reads that it did with the counters (Fin).
+  if (native_fins_) return false;
   // JS sees every FIN (the flow's close and linger are its); what follows it in the same batch
   // goes to JS too, since JS's packets leave after the batch's native ones.
   if (flags & kFin) {
@@ -247,6 +252,14 @@ void FastNat::Erase(Entry* entry) {
   by_nat_.erase(entry->nat);
   by_id_.erase(entry->id);
   delete entry;
+}
+
+void FastNat::Fin(uint32_t id, bool from_kernel, double now) {
+  double* s = stats_ + id * kStride;
+  const double before = s[5];
+  const double after = double(int(before) | (from_kernel ? 2 : 1));
+  s[5] = after;
+  if (after == 3 && before != 3 && s[6] == 0) s[6] = now;
 }
 
 void FastNat::Count(uint32_t id, int offset, size_t bytes, double now) {
@@ -280,6 +293,7 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
   totals_[n < 0 ? 2 : 0]++;
   Count(entry->id, 0, t.total, now);
+  if (t.flags & kFin) Fin(entry->id, false, now);
   return true;
 }
 
@@ -306,6 +320,7 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
   q.length = t.total;
   q.id = entry->id;
   q.header = uint32_t(t.l4 + 20);
+  q.fin = (t.flags & kFin) != 0;
   memcpy(q.saved, packet, q.header);
   queued_now_ = now;
   Rewrite(packet, t, entry->client.dst, entry->client.dport, entry->client.src, entry->client.sport);
@@ -360,7 +375,9 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
       for (int k = 0; k < sent; k++) {
         const Queued& q = queued_[mine[next + size_t(k)]];
         totals_[1]++;
-        if (stats_ != nullptr) Count(q.id, 2, q.length, queued_now_);
+        if (stats_ == nullptr) continue;
+        Count(q.id, 2, q.length, queued_now_);
+        if (q.fin) Fin(q.id, true, queued_now_);
       }
       next += size_t(sent);
     }

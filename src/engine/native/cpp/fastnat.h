@@ -6,7 +6,9 @@
 // in JS) goes to JS as before, and a flow that showed RST stays with JS from then on. With
 // `fast close` (the default) the kernel's SYN-ACK passes here too, and after a FIN only the
 // rest of that read batch goes to JS (so nothing overtakes the FIN): the close's ACKs do not
-// cross into JS. Without it, a flow that showed FIN stays with JS as well.
+// cross into JS. Without it, a flow that showed FIN stays with JS as well. With `native FINs`
+// (the default, with fast close) the FINs pass here as well: each is marked in the flow's
+// counters, which JS reads at its sweep (and before anything that needs the flow's close).
 // JS registers a flow at its first SYN and removes it when the flow ends;
 // counters and the last-seen time go to a Float64Array JS reads when it needs them.
 #pragma once
@@ -34,7 +36,8 @@ struct FastPeer {
 // use it, so no finalization order leaves one of them with a dangling pointer.
 class FastNat {
  public:
-  FastNat(double* stats, uint32_t capacity, bool fast_close) : stats_(stats), capacity_(capacity), fast_close_(fast_close) {}
+  FastNat(double* stats, uint32_t capacity, bool fast_close, bool native_fins)
+      : stats_(stats), capacity_(capacity), fast_close_(fast_close), native_fins_(native_fins) {}
   ~FastNat();
 
   // The table behind a JS FastNat object (null if it is not one).
@@ -108,6 +111,8 @@ class FastNat {
   // Whether a packet with these TCP flags goes to JS (and marks the flow for it).
   bool ToJs(Entry* entry, uint8_t flags, bool from_kernel);
   void Count(uint32_t id, int offset, size_t bytes, double now);
+  // A FIN of the flow passed here (the client's, or the kernel's once its client's socket took it).
+  void Fin(uint32_t id, bool from_kernel, double now);
   // A kernel packet FromKernel NATed, waiting for FlushKernel.
   struct Queued {
     FastPeer* peer;
@@ -115,6 +120,7 @@ class FastNat {
     size_t length;
     uint32_t id;
     uint32_t header;
+    bool fin;
     uint8_t saved[60];  // the IP and TCP headers as read (restored if the socket refuses it)
   };
   std::vector<Queued> queued_;
@@ -130,6 +136,8 @@ class FastNat {
   double* stats_ = nullptr;
   uint32_t capacity_ = 0;
   bool fast_close_ = true;
+  // FINs pass here too (JS learns of them with the counters): no JS turn per FIN.
+  bool native_fins_ = false;
   // Read batches begun (either kind): 0 is never one, so a fresh entry holds nothing.
   uint64_t batch_ = 1;
   // Packets handled here (client → kernel, kernel → client), those lost to a failed write/send,
