@@ -52,7 +52,15 @@ export function createHttpServer(handler: RequestListener, timeouts: Partial<Htt
     // Node leaves a socket whose handshake failed or timed out open when 'tlsClientError' has
     // a listener (and without one, it is the default listener that closes it): close it here.
     server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
-    server.on('secureConnection', (socket: Socket) => socket.on('error', ignore));
+    server.on('secureConnection', (socket: Socket) => {
+      socket.on('error', ignore);
+      // Node 20 hands a TLS socket's reads to the HTTP parser natively (parser.consume), and a TLS
+      // read that decrypts to several records keeps feeding the parser after pipelined requests
+      // paused it (their answers back up): HPE_PAUSED, and the connection closes after the first
+      // answers. A 'data' listener (after http's own, which came first) makes Node read in JS
+      // ("unconsume"), where a paused socket holds its bytes.
+      socket.on('data', ignore);
+    });
   }
   // After listen (callers reject on a listen error themselves): an accept that fails (EMFILE) is not fatal.
   server.on('error', ignore);

@@ -16,7 +16,7 @@ import { until } from '../../helpers/until.js';
 const ROUNDS = 20;
 /** Clients alive at once. */
 const PARALLEL = 4;
-/** 100 × the ~80 KB script (8 MB): past what the kernel buffers on loopback (Node answers 300 requests sent at once, 13 KB, with one answer and a close). */
+/** 100 × the ~80 KB script (8 MB): past what the kernel buffers on loopback. */
 const PIPELINED = 100;
 
 let home: { home: string; cleanup: () => void };
