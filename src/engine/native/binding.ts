@@ -371,6 +371,7 @@ export interface NativeAddon {
   tcpInfo(fd: number): TcpInfo;
   socketError(fd: number): number;
   resetOnClose(fd: number): void;
+  unreadAfterHangUp(fd: number): number;
   spliceSockets(
     fdA: number,
     fdB: number,

@@ -113,28 +113,40 @@ export interface TcpWatch {
  * reset or FIN goes unseen) and never closes; even session.destroy() waits for that write. While
  * `busy()` (what a failed write leaves), the kernel is asked every `everyMs` whether the TCP
  * connection under `socket` still exists; when it does not, destroying the socket cancels the
- * stuck write and the session closes. Stops when the socket closes, or at once when its fd is
- * not TCP (a unix pair) or there is no addon. Returns a function that stops it.
+ * stuck write and the session closes. A socket with no TCP state (unix: `unix+tls:` origins) is
+ * gone once its peer closed it both ways (no write can complete) and what it sent before is read,
+ * or was not read at all since the last check (a stuck session reads nothing); `gone` is not asked
+ * then. Stops when the socket closes, or at once without the addon. Returns a function that stops it.
  */
 export function destroyWhenTcpGone(socket: Socket, o: TcpWatch): () => void {
   const gone = o.gone ?? ((state: number) => state !== TCP_ESTABLISHED);
+  let tcp = true;
+  let unread = -1;
   const stop = (): void => clearInterval(timer);
   const timer = setInterval(() => {
     if (socket.destroyed) return stop();
     if (!o.busy()) return;
     const fd = socketFd(socket);
     if (fd === undefined) return;
-    let state: number;
-    try {
-      state = tcpInfo(fd).state;
-    } catch {
-      return stop();
+    let state = TCP_CLOSE;
+    if (tcp) {
+      try {
+        state = tcpInfo(fd).state;
+      } catch {
+        if (!nativeAvailable()) return stop();
+        tcp = false;
+      }
     }
-    if (!gone(state)) return;
+    if (tcp ? !gone(state) : !unixGone(fd)) return;
     stop();
     o.onGone?.(state);
     socket.destroy(new Error('Connection lost (TCP connection closed)'));
   }, o.everyMs).unref();
+  const unixGone = (fd: number): boolean => {
+    const was = unread;
+    unread = native().unreadAfterHangUp(fd);
+    return unread === 0 || (unread > 0 && unread === was);
+  };
   socket.once('close', stop);
   return stop;
 }

@@ -4,8 +4,12 @@
 // to it (its windows wide open, so the connector's writes back up in TCP), then killed, resets
 // the connection under a backed-up write: the session waited on it for good and the uploads never
 // ended. Each round the uploads must end, the restarted origin be served within seconds, and the
-// connector's open sockets return to what they were.
+// connector's open sockets return to what they were. The same over a unix socket (unix+tls:), where
+// the kernel has no TCP state to ask: its peer's close (POLLHUP), with what it sent read or left
+// unread for a whole check, tells.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { expect, it } from 'vitest';
@@ -18,11 +22,15 @@ const ROUNDS = 4;
 const UPLOADS = 4;
 const UPLOAD_BYTES = 16 * 1024 * 1024;
 
-/** An HTTP/2 (and HTTP/1.1) origin over TLS in a process of its own: POST reads the body to its end, anything else says hello and its HTTP version. */
-async function startOrigin(port: number, home: string): Promise<ChildProcess> {
+/**
+ * An HTTP/2 (and HTTP/1.1) origin over TLS in a process of its own, on a TCP port or a unix socket
+ * path: POST reads the body to its end, anything else says hello and its HTTP version.
+ */
+async function startOrigin(where: number | string, home: string): Promise<ChildProcess> {
+  const listen = typeof where === 'number' ? `${where}, '127.0.0.1'` : JSON.stringify(where);
   const code = `
     const http2 = require('node:http2');
-    const { readFileSync } = require('node:fs');
+    const { readFileSync, rmSync } = require('node:fs');
     const s = http2.createSecureServer({ cert: readFileSync(${JSON.stringify(join(home, 'edge', 'cert.pem'))}), key: readFileSync(${JSON.stringify(join(home, 'edge', 'key.pem'))}), allowHTTP1: true, settings: { initialWindowSize: 2 ** 31 - 1 } });
     s.on('request', (req, res) => {
       req.on('error', () => undefined);
@@ -32,7 +40,9 @@ async function startOrigin(port: number, home: string): Promise<ChildProcess> {
     });
     // Windows past what the kernel buffers: a frozen origin leaves the connector's writes backed up in TCP, not in flow control.
     s.on('session', (session) => (session.on('error', () => undefined), session.setLocalWindowSize(2 ** 31 - 1)));
-    s.listen(${port}, '127.0.0.1', () => process.stdout.write('ready\\n'));`;
+    // A killed origin's socket file stays: its successor takes the path over.
+    if (typeof ${JSON.stringify(where)} === 'string') rmSync(${JSON.stringify(where)}, { force: true });
+    s.listen(${listen}, () => process.stdout.write('ready\\n'));`;
   const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   killOnExit(child);
   await new Promise((resolve, reject) => {
@@ -42,49 +52,50 @@ async function startOrigin(port: number, home: string): Promise<ChildProcess> {
   return child;
 }
 
-it('an HTTP/2 origin killed while uploads stream to it: the uploads end, its successor is served within seconds, no socket stays', async () => {
-  const e = await startEdge(t.home);
-  t.procs.push(e.edge);
-  const originPort = await freePort();
-  let origin = await startOrigin(originPort, t.home);
-  const { connector } = await startConnector(
-    t.home,
-    e.tunnelPort,
-    ['--url', `https://127.0.0.1:${originPort}`, '--no-tls-verify', '--http2-origin', '--ha-connections', '1', 'web'],
-    1,
-  );
-  t.procs.push(connector);
-  const get = () =>
-    request(`http://127.0.0.1:${e.httpPort}/`, { headers: { host: 'app.example.com' }, headersTimeout: 5000, bodyTimeout: 5000 }).then(
-      async (r) => `${r.statusCode} ${await r.body.text()}`,
-      (err: Error) => err.message,
-    );
-  // --http2-origin offers h2 in ALPN (it once did not: the connector's own TLS dial dropped undici's allowH2).
-  expect(await get()).toBe('200 hello over HTTP/2.0');
-  const before = openSockets(connector.child.pid!);
+it.each(['tcp', 'unix'])(
+  'an HTTP/2 origin (%s) killed while uploads stream to it: the uploads end, its successor is served within seconds, no socket stays',
+  async (kind) => {
+    const e = await startEdge(t.home);
+    t.procs.push(e.edge);
+    const where = kind === 'tcp' ? await freePort() : join(tmpdir(), `oxy-h2-origin-${process.pid}.sock`);
+    let origin = await startOrigin(where, t.home);
+    const url = typeof where === 'number' ? `https://127.0.0.1:${where}` : `unix+tls:${where}`;
+    const { connector } = await startConnector(t.home, e.tunnelPort, ['--url', url, '--no-tls-verify', '--http2-origin', '--ha-connections', '1', 'web'], 1);
+    t.procs.push(connector);
+    const get = () =>
+      request(`http://127.0.0.1:${e.httpPort}/`, { headers: { host: 'app.example.com' }, headersTimeout: 5000, bodyTimeout: 5000 }).then(
+        async (r) => `${r.statusCode} ${await r.body.text()}`,
+        (err: Error) => err.message,
+      );
+    // --http2-origin offers h2 in ALPN (it once did not: the connector's own TLS dial dropped undici's allowH2).
+    expect(await get()).toBe('200 hello over HTTP/2.0');
+    const before = openSockets(connector.child.pid!);
 
-  const body = Buffer.alloc(UPLOAD_BYTES);
-  for (let round = 0; round < ROUNDS; round++) {
-    let ended = 0;
-    const uploads = Array.from({ length: UPLOADS }, () =>
-      request(`http://127.0.0.1:${e.httpPort}/`, { method: 'POST', headers: { host: 'app.example.com' }, body })
-        .then((r) => r.body.dump())
-        .catch(() => undefined)
-        .finally(() => ended++),
-    );
-    await new Promise((r) => setTimeout(r, 300));
-    origin.kill('SIGSTOP');
-    await new Promise((r) => setTimeout(r, 1000));
-    const exited = new Promise((r) => origin.once('exit', r));
+    const body = Buffer.alloc(UPLOAD_BYTES);
+    for (let round = 0; round < ROUNDS; round++) {
+      let ended = 0;
+      const uploads = Array.from({ length: UPLOADS }, () =>
+        request(`http://127.0.0.1:${e.httpPort}/`, { method: 'POST', headers: { host: 'app.example.com' }, body })
+          .then((r) => r.body.dump())
+          .catch(() => undefined)
+          .finally(() => ended++),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      origin.kill('SIGSTOP');
+      await new Promise((r) => setTimeout(r, 1000));
+      const exited = new Promise((r) => origin.once('exit', r));
+      origin.kill('SIGKILL');
+      await exited;
+      origin = await startOrigin(where, t.home);
+      // A connection left stuck on its failed write would hold these until undici's 300 s timeouts.
+      await until(() => ended === UPLOADS, 10_000, `round ${round}: the uploads to the killed origin to end`);
+      await until(async () => (await get()) === '200 hello over HTTP/2.0', 10_000, `round ${round}: the restarted origin served`, 200);
+      await Promise.all(uploads);
+    }
+    await until(() => openSockets(connector.child.pid!) <= before, 5000, "the connector's open sockets back to what they were", 100).catch(() => undefined);
+    expect(openSockets(connector.child.pid!)).toBeLessThanOrEqual(before);
     origin.kill('SIGKILL');
-    await exited;
-    origin = await startOrigin(originPort, t.home);
-    // A connection left stuck on its failed write would hold these until undici's 300 s timeouts.
-    await until(() => ended === UPLOADS, 10_000, `round ${round}: the uploads to the killed origin to end`);
-    await until(async () => (await get()) === '200 hello over HTTP/2.0', 10_000, `round ${round}: the restarted origin served`, 200);
-    await Promise.all(uploads);
-  }
-  await until(() => openSockets(connector.child.pid!) <= before, 5000, "the connector's open sockets back to what they were", 100).catch(() => undefined);
-  expect(openSockets(connector.child.pid!)).toBeLessThanOrEqual(before);
-  origin.kill('SIGKILL');
-}, 120_000);
+    if (typeof where === 'string') rmSync(where, { force: true });
+  },
+  120_000,
+);

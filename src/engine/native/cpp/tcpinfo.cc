@@ -7,6 +7,8 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -53,12 +55,23 @@ Napi::Value ResetOnClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// unreadAfterHangUp(fd) -> -1 while the socket's peer has not closed it both ways (no POLLHUP or
+// POLLERR: writes may still complete), else the bytes it sent that wait unread (FIONREAD). For
+// sockets with no TCP state to ask (unix).
+Napi::Value UnreadAfterHangUp(const Napi::CallbackInfo& info) {
+  pollfd p{info[0].As<Napi::Number>().Int32Value(), 0, 0};
+  int unread = -1;
+  if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0 && ioctl(p.fd, FIONREAD, &unread) != 0) unread = 0;
+  return Napi::Number::New(info.Env(), unread);
+}
+
 }  // namespace
 
 void InitTcpInfo(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
   exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
   exports.Set("resetOnClose", Napi::Function::New(env, ResetOnClose, "resetOnClose"));
+  exports.Set("unreadAfterHangUp", Napi::Function::New(env, UnreadAfterHangUp, "unreadAfterHangUp"));
 }
 
 }  // namespace oxy
