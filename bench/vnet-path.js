@@ -13,6 +13,7 @@
  *  - CPU per MB and per request in the device, edge and connector processes.
  *   npm run build && node bench/vnet-path.js [--seconds 5] [--rounds 3] [--protocol quic|http2]
  *     [--node-flags --perf-basic-prof --perf DIR]   (perf record of the three processes per phase)
+ *     [--perf-event page-faults]   (what --perf samples; default cpu-clock)
  *     [--bin OTHER/bin/run.js]   (another build, e.g. a copy from before a change)
  *     [--phases bulk,requests,flows]   (a subset, for A/B runs of one phase)
  *     [--syscalls 1]   (perf stat: system calls, context switches and page faults per MB / request / connection;
@@ -95,6 +96,8 @@ const one = () => new Promise((r) => { const t = performance.now(); http.get({ h
 const cpuSeconds = (pid) => cpuMicros(pid) / 1e6;
 /** Runs `work` and returns its result with the CPU seconds each named process spent meanwhile. */
 const perfDir = arg('perf', '');
+/** `--perf-event page-faults` (or any perf event): what `--perf` samples; default cpu-clock. */
+const perfEvent = arg('perf-event', 'cpu-clock');
 const withCpu = (procs, work, label) => {
   const perf = !perfDir
     ? undefined
@@ -103,7 +106,7 @@ const withCpu = (procs, work, label) => {
         [
           'record',
           '-e',
-          'cpu-clock',
+          perfEvent,
           '-g',
           '-o',
           join(perfDir, `${label}.data`),

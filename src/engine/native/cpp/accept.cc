@@ -206,10 +206,12 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
 
   static void OnEarlyRead(FdWatch* handle, int) {
     auto* a = static_cast<Accepted*>(handle->data);
-    if (!a || !a->reading) return;
+    if (!a || !a->reading) {
+      // Bytes after the first chunk before a pump took the socket: they wait for it (see below).
+      SetFdWatch(handle, 0, &TcpAcceptor::OnEarlyRead);
+      return;
+    }
     TcpAcceptor* self = a->owner;
-    // One read: the flow's first chunk (or its end); the next bytes wait for the pump (its MOD).
-    SetFdWatch(handle, 0, &TcpAcceptor::OnEarlyRead);
     a->reading = false;
     static thread_local std::unique_ptr<uint8_t[]> buf(new uint8_t[kEarlyRead]);
     ssize_t n;
@@ -218,9 +220,13 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       // Woken with nothing to read: wait again.
       a->reading = true;
-      SetFdWatch(handle, UV_READABLE, &TcpAcceptor::OnEarlyRead);
       return;
     }
+    // One read: the flow's first chunk; the next bytes wait for the pump. The watch still wants
+    // them until it wakes again (above): the device mostly sends nothing more before the answer,
+    // and the pump that takes the watch wants them too, so neither change costs an epoll_ctl.
+    // Its end or error stays readable: wanted no more at once.
+    if (n <= 0) SetFdWatch(handle, 0, &TcpAcceptor::OnEarlyRead);
     const int err = n < 0 ? errno : 0;
     const double token = a->token;
     Napi::Env env = self->Env();
@@ -249,8 +255,7 @@ int TakeAccepted(double token, FdWatch** watch) {
   if (a->watch) {
     a->watch->data = nullptr;
     if (watch) {
-      // Still waiting for its first chunk: its callback must never run for the taker.
-      if (a->reading) SetFdWatch(a->watch, 0, a->watch->cb);
+      // Still wanting what it wanted (the taker sets its own callback and events at once).
       *watch = a->watch;
     } else {
       FreeFdWatch(a->watch);

@@ -7,8 +7,9 @@
 namespace oxy {
 
 // The accepted socket `token` leaves the acceptor: its fd (-1: no such socket) and, in `watch`,
-// its watch in the thread's epoll set (wanting nothing, data unset; nullptr when it never read),
-// both now the caller's.
+// its watch in the thread's epoll set (data unset; nullptr when it never read; it may still want
+// UV_READABLE with the acceptor's callback: the caller sets its own callback before the loop
+// runs again), both now the caller's.
 int TakeAccepted(double token, FdWatch** watch);
 
 }  // namespace oxy

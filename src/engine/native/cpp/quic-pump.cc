@@ -211,6 +211,10 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source) {
     return false;
   }
   p->watch->data = p.get();
+  // A taken watch may still want what the dial or the early read wanted: the pump's callback at
+  // once (no epoll_ctl), its events below (one MOD only where they differ).
+  p->events = p->watch->events;
+  SetFdWatch(p->watch, p->events, &Conn::OnPumpWatch);
   p->plain = mode != 0;
   p->flows = mode == 2;
   Pump* raw = p.get();
@@ -282,13 +286,18 @@ double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_
 
 void Conn::OnDialWatch(FdWatch* handle, int) {
   auto* connecting = static_cast<DialPoll*>(handle->data);
-  if (!connecting) return;
+  if (!connecting) {
+    SetFdWatch(handle, 0, &Conn::OnDialWatch);
+    return;
+  }
   Conn* self = connecting->conn;
   const double token = connecting->token;
   auto it = self->dials_.find(token);
   if (it == self->dials_.end()) return;
-  // Wanting nothing, still in the set: the pump that takes the socket wants its events (one MOD).
-  SetFdWatch(handle, 0, &Conn::OnDialWatch);
+  // Still wanting UV_WRITABLE: the pump that takes the socket, mostly in this same loop turn (JS
+  // hears kPumpDialed at this turn's flush), wants it too with the edge's early bytes queued, so
+  // a MOD to nothing here and back there would be two epoll_ctls for none; woken again before a
+  // pump took it, it wants nothing (above).
   handle->data = nullptr;
   delete connecting;
   it->second.connecting = nullptr;
@@ -307,8 +316,7 @@ int Conn::TakeDialFd(double token, FdWatch** watch) {
   dials_.erase(it);
   d.watch->data = nullptr;
   if (watch) {
-    // Once the connect finished OnDialWatch wanted nothing any more.
-    if (d.connecting) SetFdWatch(d.watch, 0, &Conn::OnDialWatch);
+    // The taker sets its own callback and events at once (AttachPump).
     *watch = d.watch;
   } else {
     FreeFdWatch(d.watch);
