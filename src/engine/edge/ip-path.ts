@@ -263,6 +263,20 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       for (const [reason, n] of Object.entries(ipEdge.table.stats.refused)) this.inc({ reason }, n);
     },
   });
+  // The fast path's own writes read in their turn (native/fast-nat.ts totals): cheap to watch, and
+  // how a test sees that a kept connection's requests and answers take the short way.
+  new Counter({
+    name: 'oxy_edge_same_turn_reads_total',
+    help: "Reads made in the loop turn of the fast path's write that made them due, by what was read: socket (an upgraded flow's, after its request reached the TUN) or tun (after a pump wrote an answer)",
+    labelNames: ['what'],
+    registers: [edge.metrics],
+    collect() {
+      const t = ipEdge.upgrader.fastNat.totals;
+      this.reset();
+      this.inc({ what: 'socket' }, t.sameTurnSockets);
+      this.inc({ what: 'tun' }, t.sameTurnTun);
+    },
+  });
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.

@@ -97,10 +97,14 @@ export class FastNat {
     this.free.push(id);
   }
 
-  /** Packets handled without JS since creation: client → kernel, kernel → client, lost to a failed write. */
-  /** Packets passed natively each way, lost to a failed write/send, and refused by a full client socket (sent by JS). */
-  get totals(): { toKernel: number; toClients: number; lost: number; refused: number } {
-    const [toKernel, toClients, lost, refused] = this.handle.totals();
-    return { toKernel, toClients, lost, refused };
+  /**
+   * Packets passed natively each way, lost to a failed write/send, and refused by a full client
+   * socket (sent by JS); and this thread's reads made in the loop turn of the fast path's write that
+   * made them due (an upgraded flow's socket after its request reached the TUN, the TUN after a
+   * pump wrote an answer), rather than one turn later.
+   */
+  get totals(): { toKernel: number; toClients: number; lost: number; refused: number; sameTurnSockets: number; sameTurnTun: number } {
+    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun] = this.handle.totals();
+    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun };
   }
 }

@@ -6,7 +6,7 @@
 // before the answer) the same.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
+import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 // In the data centre: 9100 answers after the client's FIN with what it got; 9105 speaks first (a
 // banner at the connect), then echoes and ends after the client's FIN; 9106 is an HTTP server
@@ -49,18 +49,40 @@ if (mode === 'banner') {
 }
 `;
 
+// sameTurn: the edge reads a kept connection's requests (its socket) and answers (the TUN) in the
+// loop turn of the fast path's write that made them due (OXY_SAME_TURN=0: one turn later, as
+// with Node's accept, whose sockets the addon does not know).
 const VARIANTS = [
-  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true },
-  { name: 'accepted by the addon, no early data', env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_EARLY_DATA: '0' }, accepted: true },
-  { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false },
+  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true, sameTurn: true },
+  {
+    name: 'accepted by the addon, no early data',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_EARLY_DATA: '0' },
+    accepted: true,
+    sameTurn: true,
+  },
+  { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false, sameTurn: false },
   // Each socket leaves the addon's epoll set for a uv_poll of its own at its first wake-up (the
   // default: after 16, which the 40 requests on one connection below pass mid-connection).
   {
     name: 'accepted by the addon, sockets on polls of their own at once',
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FD_SET_OWN_AFTER: '1' },
     accepted: true,
+    sameTurn: true,
+  },
+  {
+    name: "accepted by the addon, the fast path's writes read one turn later",
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_SAME_TURN: '0' },
+    accepted: true,
+    sameTurn: false,
   },
 ] as const;
+
+/** The edge's same-turn reads so far (oxy_edge_same_turn_reads_total). */
+const sameTurnReads = (site: VnetSite) => {
+  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
+  const count = (what: string) => Number(new RegExp(`^oxy_edge_same_turn_reads_total\\{what="${what}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+  return { socket: count('socket'), tun: count('tun') };
+};
 
 for (const variant of VARIANTS)
   privilegedDescribe(`a device's new connections over QUIC (${variant.name})`, () => {
@@ -91,8 +113,17 @@ for (const variant of VARIANTS)
       // curl reports per URL: one connection made for the first, the others reuse it.
       expect(kept.stdout).toBe('path /a connects=1\npath /b connects=0\npath /c connects=0\n');
       const paths = Array.from({ length: 40 }, (_, i) => `/k${i}`);
+      const before = sameTurnReads(site);
       const many = await site.inDevice('curl', ['-s', '-m', '20', '-w', ' connects=%{num_connects}\\n', ...paths.map((p) => `http://198.18.0.10:9106${p}`)]);
       expect(many.stdout).toBe(paths.map((p, i) => `path ${p} connects=${i === 0 ? 1 : 0}\n`).join(''));
+      const after = sameTurnReads(site);
+      // One request at a time: each request's segment and each answer's are read in their write's turn.
+      if (variant.sameTurn) {
+        expect(after.socket - before.socket).toBeGreaterThanOrEqual(20);
+        expect(after.tun - before.tun).toBeGreaterThanOrEqual(20);
+      } else {
+        expect(after).toEqual({ socket: 0, tun: 0 });
+      }
       if (variant.accepted) expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon, accepted there/);
       else {
         expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon/);

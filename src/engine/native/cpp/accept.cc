@@ -33,6 +33,10 @@ struct Accepted {
   FdWatch* watch = nullptr;  // made by read(); data is this entry while it reads
   TcpAcceptor* owner = nullptr;
   bool reading = false;
+  // The peer as accept4 gave it (family 4|6; none for other families).
+  int family = 0;
+  uint16_t port = 0;
+  uint8_t addr[16] = {};
 };
 
 // Per thread: an edge in a worker thread has its own loop, acceptors and pumps.
@@ -191,6 +195,9 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
       a->token = ++next_token;
       a->fd = fd;
       a->owner = this;
+      a->family = kind == 4 || kind == 6 ? kind : 0;
+      a->port = port;
+      memcpy(a->addr, r + 16, 16);
       memcpy(r, &a->token, 8);
       memcpy(r + 8, &port, 2);
       r[10] = kind == 4 ? 4 : 16;
@@ -264,6 +271,16 @@ int TakeAccepted(double token, FdWatch** watch) {
     *watch = nullptr;
   }
   return a->fd;
+}
+
+int TakeAcceptedWatched(double token, uv_loop_t* loop, FdWatch** watch) {
+  auto it = table.find(token);
+  if (it == table.end()) return -1;
+  const Accepted a = *it->second;
+  const int fd = TakeAccepted(token, watch);
+  if (!*watch) *watch = NewFdWatch(loop, fd);
+  if (*watch && a.family) SetFdWatchPeer(*watch, a.family, a.addr, a.port);
+  return fd;
 }
 
 Napi::Function InitTcpAcceptor(Napi::Env env) { return TcpAcceptor::Init(env); }

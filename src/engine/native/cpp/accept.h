@@ -11,5 +11,8 @@ namespace oxy {
 // UV_READABLE with the acceptor's callback: the caller sets its own callback before the loop
 // runs again), both now the caller's.
 int TakeAccepted(double token, FdWatch** watch);
+// The same, its watch made here when it had none (nullptr if that fails), and known by its peer
+// (SetFdWatchPeer: the fast path's TUN writes to it kick its reads).
+int TakeAcceptedWatched(double token, uv_loop_t* loop, FdWatch** watch);
 
 }  // namespace oxy

@@ -3,6 +3,7 @@
 #include "fastnat.h"
 
 #include "common.h"
+#include "fd-set.h"
 
 #include <sys/socket.h>
 #include <time.h>
@@ -164,11 +165,14 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
   }
 
   // totals() -> [client → kernel, kernel → client, lost, refused] packets handled here since
-  // creation; refused: kernel packets a full client socket did not take, handed to JS.
+  // creation; refused: kernel packets a full client socket did not take, handed to JS. Then this
+  // thread's same-turn reads so far: accepted sockets (fd-set.h), TUN batches (RunTunDue).
   Napi::Value Totals(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array result = Napi::Array::New(env, 4);
+    Napi::Array result = Napi::Array::New(env, 6);
     for (uint32_t i = 0; i < 4; i++) result.Set(i, nat_->totals_[i]);
+    result.Set(4u, FdWatchKicks());
+    result.Set(5u, TunDueReads());
     return result;
   }
 
@@ -292,6 +296,9 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   } while (n < 0 && errno == EINTR);
   // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
   totals_[n < 0 ? 2 : 0]++;
+  // With payload, the flow's accepted socket is readable now: its pump reads it in this turn.
+  const size_t data_offset = static_cast<size_t>(packet[t.l4 + 12] >> 4) * 4;
+  if (n > 0 && t.total > t.l4 + data_offset) KickFdWatchPeer(int(entry->nat.version), entry->nat.addr, entry->nat.port);
   Count(entry->id, 0, t.total, now);
   if (t.flags & kFin) Fin(entry->id, false, now);
   return true;

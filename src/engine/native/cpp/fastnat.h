@@ -147,6 +147,14 @@ class FastNat {
 
 Napi::Function InitFastNat(Napi::Env env);
 
+// Same-turn reads of the TUN (fd-set.h has the sockets'): the edge wrote to an accepted socket,
+// whose segments the kernel put on the TUN within the write; RunTunDue, after the QUIC flush that
+// wrote, reads this thread's fast-path TUNs in that turn instead of after the next epoll_pwait.
+void NoteTunDue();
+void RunTunDue();
+// TUN reads RunTunDue made on this thread so far.
+double TunDueReads();
+
 // Wall-clock milliseconds, coarse (as JS's Date.now() for the flow table's idle sweep).
 double NowMs();
 

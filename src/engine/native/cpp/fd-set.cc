@@ -4,8 +4,11 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <unordered_map>
 #include <vector>
 
 namespace oxy {
@@ -25,6 +28,40 @@ struct FdSet {
 // Per thread: a worker's edge has its own loop and set.
 thread_local FdSet* the_set = nullptr;
 thread_local double own_polls = 0;
+
+// Accepted sockets by peer (FdWatch::peer), and the peers kicked in this batch.
+using PeerKey = std::array<uint8_t, sizeof(FdWatch::peer)>;
+struct PeerHash {
+  size_t operator()(const PeerKey& k) const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (uint8_t b : k) h = (h ^ b) * 1099511628211ull;
+    return size_t(h);
+  }
+};
+thread_local std::unordered_map<PeerKey, FdWatch*, PeerHash>* by_peer = nullptr;
+thread_local std::vector<PeerKey> kicked;
+thread_local uint64_t kick_runs = 0;
+thread_local double kick_reads = 0;
+
+PeerKey KeyOf(const uint8_t* p) {
+  PeerKey k;
+  memcpy(k.data(), p, k.size());
+  return k;
+}
+
+void PeerBytes(uint8_t out[20], int family, const uint8_t* addr, uint16_t port) {
+  memset(out, 0, 20);
+  out[0] = uint8_t(family);
+  memcpy(out + 2, &port, 2);
+  memcpy(out + 4, addr, family == 4 ? 4 : 16);
+}
+
+void ForgetPeer(FdWatch* w) {
+  if (!w->has_peer || !by_peer) return;
+  w->has_peer = false;
+  auto it = by_peer->find(KeyOf(w->peer));
+  if (it != by_peer->end() && it->second == w) by_peer->erase(it);
+}
 
 // Wake-ups through the set after which a socket gets a uv_poll of its own (OXY_FD_SET_OWN_AFTER,
 // 0: never). A short flow wakes 2-4 times (dial or early read, answer, FIN); a kept connection
@@ -151,6 +188,53 @@ void Deliver(uv_poll_t* handle, int, int) {
 
 double FdSetOwnPolls() { return own_polls; }
 
+bool SameTurnReads() {
+  static const bool on = [] {
+    const char* e = std::getenv("OXY_SAME_TURN");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
+void SetFdWatchPeer(FdWatch* w, int family, const uint8_t* addr, uint16_t port) {
+  if (!w || !SameTurnReads() || (family != 4 && family != 6)) return;
+  ForgetPeer(w);
+  if (!by_peer) by_peer = new std::unordered_map<PeerKey, FdWatch*, PeerHash>();
+  PeerBytes(w->peer, family, addr, port);
+  w->has_peer = true;
+  (*by_peer)[KeyOf(w->peer)] = w;  // a namesake in another namespace: the later socket (a stray kick only reads nothing)
+}
+
+void KickFdWatchPeer(int family, const uint8_t* addr, uint16_t port) {
+  if (!by_peer || by_peer->empty()) return;
+  PeerKey& key = kicked.emplace_back();
+  PeerBytes(key.data(), family, addr, port);
+}
+
+int RunFdWatchKicks() {
+  if (kicked.empty()) return 0;
+  // Swapped out (its buffer kept for the next batch): a delivery that kicks again goes to the next run.
+  thread_local std::vector<PeerKey> list;
+  list.swap(kicked);
+  const uint64_t run = ++kick_runs;
+  int delivered = 0;
+  for (const PeerKey& key : list) {
+    // Looked up now: a watch freed by an earlier delivery left the table.
+    auto it = by_peer->find(key);
+    if (it == by_peer->end()) continue;
+    FdWatch* w = it->second;
+    if (w->kicked == run || !w->cb || !(w->events & UV_READABLE)) continue;
+    w->kicked = run;
+    delivered++;
+    kick_reads++;
+    w->cb(w, UV_READABLE);  // may free w
+  }
+  list.clear();
+  return delivered;
+}
+
+double FdWatchKicks() { return kick_reads; }
+
 void HoldFdSet(uv_loop_t* loop) {
   if (FdSet* s = SetFor(loop)) s->holders++;
 }
@@ -199,6 +283,7 @@ int SetFdWatch(FdWatch* w, int events, FdWatchCb cb) {
 
 void FreeFdWatch(FdWatch* w) {
   if (!w) return;
+  ForgetPeer(w);
   FdSet* s = the_set;
   if (w->own) {
     // uv_close stops it now (libuv's epoll_ctl DEL): the fd may close right after.

@@ -26,6 +26,10 @@ struct FdWatch {
   // each wake-up through the set costs a second epoll_wait after libuv's.
   uint32_t wakes = 0;
   uv_poll_t* own = nullptr;
+  // The edge's accepted socket of a fast-path flow: known by its peer (the flow's NAT slot).
+  bool has_peer = false;
+  uint8_t peer[20] = {};  // family (4|6), pad, port (host order), 16 address bytes
+  uint64_t kicked = 0;    // the RunFdWatchKicks that last delivered to it
 };
 
 // Sockets moved to a uv_poll of their own on this thread so far (FdWatch::own).
@@ -40,6 +44,19 @@ void ReleaseFdSet();
 FdWatch* NewFdWatch(uv_loop_t* loop, int fd);
 // Wants `events` (0: none, the fd stays in the set) with `cb`; 0 or -errno.
 int SetFdWatch(FdWatch* w, int events, FdWatchCb cb);
+// Same-turn reads on the edge (docs/decisions.md, session 15): a packet the fast path (fastnat.cc)
+// writes to the TUN for an established flow is processed by the kernel within the write, so the
+// flow's accepted socket is readable at once; its pump reads it in that loop turn (KickFdWatchPeer
+// during the batch, RunFdWatchKicks at its end) instead of in the next one, after an epoll_pwait.
+// `family` 4 or 6, `addr` 4 or 16 bytes. OXY_SAME_TURN=0 turns it off (and the TUN's, tun.cc).
+bool SameTurnReads();
+void SetFdWatchPeer(FdWatch* w, int family, const uint8_t* addr, uint16_t port);
+void KickFdWatchPeer(int family, const uint8_t* addr, uint16_t port);
+// Delivers UV_READABLE to each watch kicked since the last run that still wants to read; the count.
+int RunFdWatchKicks();
+// Reads delivered this way on this thread so far.
+double FdWatchKicks();
+
 // Out of the set and freed (later, when the set is delivering events now); the fd is the caller's.
 void FreeFdWatch(FdWatch* w);
 

@@ -16,6 +16,7 @@
 #include "quic-core.h"
 
 #include "accept.h"
+#include "fastnat.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -193,7 +194,7 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source) {
   // dial's or an accepted socket is taken as it is, with its watch.
   FdWatch* watch = nullptr;
   int fd = source == kPumpFromDial       ? TakeDialFd(double(socket_fd), &watch)
-           : source == kPumpFromAccepted ? TakeAccepted(double(socket_fd), &watch)
+           : source == kPumpFromAccepted ? TakeAcceptedWatched(double(socket_fd), loop_, &watch)
                                          : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
   if (source == kPumpFromFd) {
@@ -808,6 +809,9 @@ void Conn::PumpWriteOut(Pump* p) {
       if (n != -EAGAIN && n != -EWOULDBLOCK) PumpEnd(p, int(-n));
       break;
     }
+    // An accepted socket of the edge's fast path: its segments are on the TUN now (tun.cc reads
+    // them after this flush, in this turn).
+    if (n > 0 && p->watch->has_peer) NoteTunDue();
     // A short write: the socket is full (the level-triggered watch says when it has room).
     if (size_t(n) < offered) break;
   }

@@ -19,6 +19,7 @@
 #include "modules.h"
 #include "polled.h"
 #include "quic-core.h"
+#include "fastnat.h"
 #include "quic-pump-js.h"
 
 #include <gnutls/crypto.h>
@@ -204,6 +205,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   void AfterTimer(Conn*) override {
     Napi::HandleScope scope(env_);
     EndCallback();
+    RunTunDue();
   }
 
   int IssueCid(Conn* c, ngtcp2_cid* cid, uint8_t* token, size_t cidlen) override {
@@ -259,6 +261,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     ReadPackets();
     FlushDirty();
     EndCallback();
+    RunTunDue();  // what the flush wrote to accepted sockets is on the TUN: read in this turn
   }
 
   void ReadPackets() {
@@ -489,6 +492,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     Napi::HandleScope scope(self->env_);
     self->FlushDirty();
     self->EndCallback();
+    RunTunDue();
   }
 
   // The precise timer: connections that waited for pacing flush now (one not yet due asks again).
@@ -504,6 +508,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     }
     FlushDirty();
     EndCallback();
+    RunTunDue();
   }
 
   // Every connection with work flushes once; one that asks again meanwhile (pacing: due within

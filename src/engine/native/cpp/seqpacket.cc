@@ -8,6 +8,7 @@
 // Side effect of SO_PASSCRED: an unnamed socket that sends gets an autobound
 // abstract name (as with any SO_PASSCRED unix socket); nothing relies on it.
 #include "fastnat.h"
+#include "fd-set.h"
 #include "modules.h"
 #include "polled.h"
 
@@ -380,6 +381,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
       }
     }
 
+    // The accepted sockets the fast path's writes made readable are read now (fd-set.h).
+    if (fast_) RunFdWatchKicks();
     uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
