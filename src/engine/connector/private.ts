@@ -217,7 +217,8 @@ export class PrivateOfframp {
       const pumped = PUMP_FLOWS ? pumpFlow(stream, socket) : undefined;
       if (pumped) return await pumped.done;
       coalesceWrites(stream, socket);
-      await bridge(stream, socket, { unsent: FLOW_UNSENT });
+      // A cut flow (the stream failed) resets the host's connection, as the host's reset does the stream.
+      await bridge(stream, socket, { unsent: FLOW_UNSENT, reset: true });
     } finally {
       this.#active--;
     }

@@ -30,7 +30,7 @@ import { encodeRequestHeader, type Metadata } from '../protocol/stream-header.js
 import { TcpFlowStreams } from './tcp-flows.js';
 import type { LiveConnection } from './registry.js';
 import { revealResets, type AcceptedTcp } from '../native/index.js';
-import { FLOW_UNSENT, relay } from '../util/pump.js';
+import { cut, FLOW_UNSENT, relay } from '../util/pump.js';
 import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 /**
@@ -160,7 +160,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     edge.egress
       .open('tcp', vnetId, flow.dst, flow.dstPort, [['Tenant', flow.scope.context.tenant]], early?.opened)
       .then(({ stream }) => {
-        stream.on('error', () => socket.destroy());
+        // A cut flow (the stream failed, the table ended it) resets the device's connection, not a FIN.
+        stream.on('error', () => cut(socket));
         socket.on('error', () => stream.destroy());
         early?.answered();
         if (socket.destroyed) return void stream.destroy();
@@ -175,9 +176,9 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         // The socket's reads pause only above FLOW_UNSENT queued on the stream (not at its 16 KiB
         // mark: a stop and restart of the socket per 64 KiB read). The other way stops at
         // RETURN_UNSENT (see there).
-        if (FLOW_UNSENT) relay(socket, stream, FLOW_UNSENT).catch(() => stream.destroy());
+        if (FLOW_UNSENT) relay(socket, stream, FLOW_UNSENT, true).catch(() => stream.destroy());
         else socket.pipe(stream);
-        if (RETURN_UNSENT) relay(stream, socket, RETURN_UNSENT).catch(() => socket.destroy());
+        if (RETURN_UNSENT) relay(stream, socket, RETURN_UNSENT, true).catch(() => cut(socket));
         else stream.pipe(socket);
         socket.resume();
       })

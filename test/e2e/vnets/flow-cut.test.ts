@@ -39,12 +39,19 @@ if (process.argv[1] === 'read') {
 
 const ended = (p: NsProcess, who: string) => p.waitFor(new RegExp(`${who} saw (\\w+)`), 30_000).then((m) => m[1]);
 
-for (const protocol of ['quic', 'http2'] as const) {
-  privilegedDescribe(`a private TCP flow cut under its tunnel stream (${protocol})`, () => {
+// A connector that does not announce tcp-flows/1 gets a stream per flow (JS relays over HTTP/2).
+const VARIANTS = [
+  { name: 'quic', protocol: 'quic' as const, env: {} },
+  { name: 'http2', protocol: 'http2' as const, env: {} },
+  { name: 'http2, a stream per flow', protocol: 'http2' as const, env: { OXY_TCP_FLOWS: '0' } },
+];
+
+for (const { name, protocol, env } of VARIANTS) {
+  privilegedDescribe(`a private TCP flow cut under its tunnel stream (${name})`, () => {
     let site: VnetSite;
     let host: NsProcess;
     beforeAll(async () => {
-      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol }));
+      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol, connectorEnv: env }));
     });
     afterAll(async () => {
       await site?.close();
@@ -59,7 +66,8 @@ for (const protocol of ['quic', 'http2'] as const) {
         expect(await ended(client, 'device')).toBe('ECONNRESET');
       } finally {
         // A connector again for the next test (the same command).
-        const again = site.spawnIn(site.dc, process.execPath, site.connector.child.spawnargs.slice(5));
+        const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+        const again = site.spawnIn(site.dc, 'env', [...vars, process.execPath, ...site.connector.child.spawnargs.slice(5)]);
         await again.waitFor(/Registered tunnel connection connIndex=0 /);
       }
     }, 60_000);
