@@ -61,7 +61,8 @@ export function writeFlowRecord(stream: Duplex, type: number, payload: Buffer): 
     record[0] = type;
     record.writeUInt32BE(n, 1);
     payload.copy(record, RECORD_HEAD);
-    stream.write(record);
+    // A new flow's records mostly find nothing waiting: straight to the transport where it can.
+    if (!(stream as { writeNow?(data: Buffer): boolean }).writeNow?.(record)) stream.write(record);
     return;
   }
   stream.cork();

@@ -46,6 +46,13 @@ export interface TunnelStream extends Duplex {
   answerTo?(fd: number, options: AnswerPumpOptions): AnswerPump | undefined;
   /** TCP connects made by the transport, whose sockets `pumpTo` takes without a Node socket (FdPumpEvents.dial). */
   readonly dialer?: NativeDialer;
+  /**
+   * Writes a few bytes at once where nothing written before waits in the Duplex (no Writable
+   * round: its buffering, callback and tick); false when something does, or the stream is
+   * corked or ended: write() them. A tcp-flows record of a new flow goes so (OPEN, its early
+   * DATA, the ANSWER).
+   */
+  writeNow?(data: Buffer): boolean;
 }
 
 /** TCP connects made by the transport (the addon's ngtcp2 client): a private flow's dial with no Node socket. */

@@ -53,6 +53,8 @@ export interface PendingWrite {
 const HIGH_WATER_MARK = 256 * 1024;
 /** Corked writes up to this many bytes in all become one buffer (one binding call). */
 const WRITEV_CONCAT_BELOW = 16 * 1024;
+/** writeNow() takes at most this many bytes (one frame, one copy). */
+const WRITE_NOW_BELOW = 16 * 1024;
 
 export class QuicStream extends Duplex implements TunnelStream {
   readonly id: number;
@@ -189,6 +191,16 @@ export class QuicStream extends Duplex implements TunnelStream {
     const callback = this.writeCallback;
     this.writeCallback = undefined;
     callback?.();
+  }
+
+  writeNow(data: Buffer): boolean {
+    if (data.length > WRITE_NOW_BELOW || !this.preambleQueued || this.writeCallback || this.pending.length !== 0) return false;
+    if (this.writableLength !== 0 || this.writableCorked !== 0 || this.writableEnded || this.destroyed) return false;
+    const frames = encodeData(data);
+    for (const buf of frames) this.pending.push({ buf, fin: false });
+    // Above the connection's high-water mark the next write() waits (its flushStream says so again).
+    this.owner.flushStream(this);
+    return true;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
