@@ -157,6 +157,8 @@ export interface NativeQuicCounters {
   stopData: number;
   /** µs from a flush that stopped on the window to the next that sent stream bytes, summed. */
   cwndWaitUs: number;
+  /** Pacing times under 1 ms left without the precise timer because the window was full (the next ACK's read flushes). */
+  paceSkips: number;
   /** Flushes that wrote packets after packets were read (ACKs, mostly), and µs from the first of those reads to them, summed. */
   answers: number;
   answerUs: number;

@@ -343,9 +343,8 @@ void SoonTimer::Init(uv_loop_t* loop, void* owner, void (*cb)(void*)) {
   uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* handle, int, int) {
     auto* self = static_cast<SoonTimer*>(handle->data);
     if (!self) return;
-    uint64_t expirations;
-    while (read(self->fd_, &expirations, sizeof(expirations)) > 0) {
-    }
+    uint64_t expirations;  // one read takes them all (a second one only said EAGAIN)
+    (void)!read(self->fd_, &expirations, sizeof(expirations));
     self->due_ = UINT64_MAX;
     self->cb_(self->owner_);
   });
@@ -813,11 +812,11 @@ void Conn::Trace(uint64_t now, const char* why) {
   fprintf(stderr,
           "quic-trace %s %p%s t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
           "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
-          "cwndWaitUs=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f\n",
+          "cwndWaitUs=%llu paceSkips=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f\n",
           server_ ? "server" : "client", static_cast<void*>(this), why, double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
           (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
           (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
-          (unsigned long long)c.timer_late_us, (unsigned long long)c.credit_held, (unsigned long long)c.writable_waits, (unsigned long long)c.cwnd_wait_us, (unsigned long long)c.answers, (unsigned long long)c.answer_us,
+          (unsigned long long)c.timer_late_us, (unsigned long long)c.credit_held, (unsigned long long)c.writable_waits, (unsigned long long)c.cwnd_wait_us, (unsigned long long)c.pace_skips, (unsigned long long)c.answers, (unsigned long long)c.answer_us,
           (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
           double(st.delivery_rate_sec) / 1e6);
 }
@@ -875,6 +874,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("creditHeld", double(counters.credit_held));
   c.Set("writableWaits", double(counters.writable_waits));
   c.Set("cwndWaitUs", double(counters.cwnd_wait_us));
+  c.Set("paceSkips", double(counters.pace_skips));
   c.Set("answers", double(counters.answers));
   c.Set("answerUs", double(counters.answer_us));
   c.Set("keyUpdates", double(counters.key_updates));
@@ -1030,6 +1030,7 @@ void Conn::Flush() {
   if (!pump_out_.empty()) FlushPumps();
   if (!answer_out_.empty()) FlushAnswers();
   in_flush_ = true;
+  window_full_ = false;
   flush_gen_++;
   uint64_t ts = Now();
   if (key_update_every_ && confirmed_ && packets_sent >= key_update_at_ && ngtcp2_conn_initiate_key_update(conn_, ts) == 0) {
@@ -1146,6 +1147,7 @@ void Conn::Flush() {
         if (ngtcp2_conn_get_max_data_left(conn_) == 0) counters.stop_data++;
         else if (ngtcp2_conn_get_cwnd_left(conn_) < payload_) {
           counters.stop_cwnd++;
+          window_full_ = true;
           if (cwnd_stop_ts_ == 0) cwnd_stop_ts_ = ts;
         } else {
           counters.stop_pacing++;
@@ -1305,10 +1307,16 @@ void Conn::ArmTimer() {
   timer_due_ = expiry;
   // libuv's timers count whole milliseconds; on loopback ngtcp2's pacing asks for a few tens of
   // µs between bursts, and a 1 ms wait each time capped bulk at ~cwnd per ms (30–70 MB/s). Data
-  // waiting and due within the millisecond: the host's precise timer flushes it then.
+  // waiting and due within the millisecond: the host's precise timer flushes it then. Not while
+  // the window is full: the pacing time then frees nothing (the next ACK does, and its read
+  // flushes), and a window-limited sender woke for it about twice per burst to send nothing.
   if (expiry > now && expiry < now + NGTCP2_MILLISECONDS && !sendq_.empty()) {
-    host_->FlushAt(this, expiry);
-    expiry = now + NGTCP2_MILLISECONDS;  // the uv_timer stays armed behind it, for the other deadlines
+    if (window_full_) {
+      counters.pace_skips++;
+    } else {
+      host_->FlushAt(this, expiry);
+      expiry = now + NGTCP2_MILLISECONDS;  // the uv_timer stays armed behind it, for the other deadlines
+    }
   }
   uint64_t ms = expiry <= now ? 0 : (expiry - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS;
   uv_timer_start(timer_, &Conn::OnTimer, ms, 0);

@@ -747,6 +747,7 @@ class Conn {
     uint64_t credit_held = 0;    // credit held back (a paused reader, a full pump or answer): times
     uint64_t writable_waits = 0; // writes that left more than kStreamHighWater unsent (JS waits for WRITABLE)
     uint64_t cwnd_wait_us = 0;   // from a flush that stopped on the window to the next that sent stream bytes
+    uint64_t pace_skips = 0;     // pacing times under 1 ms not given the precise timer: the window was full
     uint64_t answers = 0;        // flushes that wrote packets after packets were read (an ACK, mostly)
     uint64_t answer_us = 0;      // from the first of those reads to the packets, summed
     uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
@@ -844,6 +845,7 @@ class Conn {
   uint64_t timer_due_ = 0;  // ngtcp2's expiry the timer was armed for
   size_t flush_pkts_ = 0;   // packets the last flush wrote
   uint64_t cwnd_stop_ts_ = 0;  // when a flush last stopped on the window (0: it did not)
+  bool window_full_ = false;   // the last flush stopped on the window with stream bytes waiting
   uint64_t read_ts_ = 0;       // the first packet read since the last flush that wrote packets
   uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due
   void Trace(uint64_t now, const char* why);
