@@ -47,9 +47,10 @@ describe('QUIC under packet loss', () => {
     const results = await Promise.all([run(big), ...small.map(run)]);
     expect(results).toEqual([big, ...small].map(sha256));
     expect(relay.dropped.up + relay.dropped.down).toBeGreaterThan(0);
-    // The client's own dropped packets carried the 5 MB upload: its loss count sees them.
+    // The client's own dropped packets carried the 5 MB upload and were resent. Its loss count is
+    // only logged: ngtcp2 leaves out a loss its PTO probe already resent (PTO_RECLAIMED in
+    // ngtcp2_rtb.c), and on a loaded machine every drop can go that way (5 dropped, 0 counted).
     expect(relay.dropped.up).toBeGreaterThan(0);
-    expect(client.quicStats().lost).toBeGreaterThan(0);
     console.log(
       `relay dropped ${relay.dropped.up} up / ${relay.dropped.down} down of ${relay.forwarded.up + relay.forwarded.down + relay.dropped.up + relay.dropped.down}; the client counted ${client.quicStats().lost} lost`,
     );
