@@ -40,7 +40,7 @@ if (process.argv[1] === 'read') {
 const ended = (p: NsProcess, who: string) => p.waitFor(new RegExp(`${who} saw (\\w+)`), 30_000).then((m) => m[1]);
 
 // A connector that does not announce tcp-flows/1 gets a stream per flow (JS relays over HTTP/2).
-const VARIANTS = [
+const VARIANTS: Array<{ name: string; protocol: 'quic' | 'http2'; env: Record<string, string> }> = [
   { name: 'quic', protocol: 'quic' as const, env: {} },
   { name: 'http2', protocol: 'http2' as const, env: {} },
   { name: 'http2, a stream per flow', protocol: 'http2' as const, env: { OXY_TCP_FLOWS: '0' } },
