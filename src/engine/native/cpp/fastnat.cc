@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <vector>
 
 namespace oxy {
@@ -273,6 +274,16 @@ void FastNat::Count(uint32_t id, int offset, size_t bytes, double now) {
   s[4] = now;
 }
 
+namespace {
+bool FinKicks() {
+  static const bool on = [] {
+    const char* e = std::getenv("OXY_FIN_KICK");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+}  // namespace
+
 bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double now) {
   if (tun_fd_ < 0 || stats_ == nullptr || by_client_.empty()) return false;
   Tcp t;
@@ -296,9 +307,11 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   } while (n < 0 && errno == EINTR);
   // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
   totals_[n < 0 ? 2 : 0]++;
-  // With payload, the flow's accepted socket is readable now: its pump reads it in this turn.
+  // With payload or a FIN, the flow's accepted socket is readable now: its pump reads it (or its
+  // end) in this turn, not at the loop's next poll (OXY_FIN_KICK=0: payload only, as before).
   const size_t data_offset = static_cast<size_t>(packet[t.l4 + 12] >> 4) * 4;
-  if (n > 0 && t.total > t.l4 + data_offset) KickFdWatchPeer(int(entry->nat.version), entry->nat.addr, entry->nat.port);
+  if (n > 0 && (t.total > t.l4 + data_offset || ((t.flags & kFin) && FinKicks())))
+    KickFdWatchPeer(int(entry->nat.version), entry->nat.addr, entry->nat.port);
   Count(entry->id, 0, t.total, now);
   if (t.flags & kFin) Fin(entry->id, false, now);
   return true;
