@@ -7,7 +7,7 @@
 import { Socket } from 'node:net';
 import { OxyError } from '../../core/errors.js';
 import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
-import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
+import { decodeFlowHeader, FLOW_OK_ANSWER, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
 import { PumpedFlow } from '../transport/flow-pump.js';
 import { revealResets } from '../native/index.js';
 import type { TunnelStream } from '../transport/types.js';
@@ -19,8 +19,6 @@ import { FLOW_UNSENT } from '../util/pump.js';
  * written there. Any OXY_QUIC_PUMP value (`records`, `heads`, `fd`, `0`) keeps them in JS.
  */
 export const PUMP_FLOWS = (process.env.OXY_QUIC_PUMP ?? '') === '';
-
-const OK_ANSWER = encodeResponseHeader({ status: ResponseStatus.OK, message: '', metadata: [] });
 
 /** A private flow's destination; `addr`: the host's 4 or 16 bytes, once the off-ramp's check parsed them. */
 export interface PrivateDestination {
@@ -124,7 +122,7 @@ export class TcpFlowServer implements FlowRecordSink {
 
   #answer(status: number, message: string): void {
     this.#answered = true;
-    writeFlowRecord(this.stream, FlowRecord.ANSWER, status === ResponseStatus.OK ? OK_ANSWER : encodeResponseHeader({ status, message, metadata: [] }));
+    writeFlowRecord(this.stream, FlowRecord.ANSWER, status === ResponseStatus.OK ? FLOW_OK_ANSWER : encodeResponseHeader({ status, message, metadata: [] }));
   }
 
   #refuse(link: FlowLink, status: number, why: string): void {

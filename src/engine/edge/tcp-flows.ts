@@ -33,6 +33,11 @@ const STREAM_HEADER = encodeRequestHeader({ kind: 'tcp-flows', destination: '', 
  * QUIC pump reads and writes a flow's records natively).
  */
 const MODE = process.env.OXY_TCP_FLOWS === '0' ? 'off' : process.env.OXY_TCP_FLOWS === 'http2' ? 'http2' : 'all';
+/**
+ * An accepted connection's pump starts in the addon at the flow's OK ANSWER (PumpedFlow.atAnswer:
+ * no JS turn for the ANSWER); OXY_FLOW_AT_ANSWER=0: the ANSWER comes to JS, which starts the pump.
+ */
+const AT_ANSWER = process.env.OXY_FLOW_AT_ANSWER !== '0';
 
 export interface TcpFlowOptions {
   /** Socket → stream: the socket pauses above this many bytes queued on the stream. */
@@ -159,6 +164,8 @@ export type Pumped = (abort: () => void) => void;
 class FlowStream implements FlowRecordSink {
   readonly #parser = new FlowRecordParser(this, FlowRecord.ANSWER);
   #link: FlowLink | PumpedFlow | undefined;
+  /** The accepted connection's pump that starts at the OK ANSWER, until the addon says it did. */
+  #atAnswer: PumpedFlow | undefined;
   #pumped: Pumped | undefined;
   #answered = true;
   #failed: ((err: Error) => void) | undefined;
@@ -205,17 +212,54 @@ class FlowStream implements FlowRecordSink {
    * as early DATA, read by the addon; the socket-less link writes the flow's RESET if it ends first.
    */
   #startAccepted(conn: AcceptedTcp, link: FlowLink): void {
-    // Closed from here (the flow table ended the flow: idle, the device gone): as a socket's close.
+    // Closed from here (the flow table ended the flow: idle, the device gone): as a socket's close;
+    // a pump that started at the ANSWER meanwhile (not heard of yet) is cut as a pumped flow is.
     conn.onClose = () => {
-      if (this.#link === link) link.abort();
+      if (this.#link !== link) return;
+      if (this.#stopAtAnswer()) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
+      else link.abort();
     };
+    if (AT_ANSWER && this.o.pump)
+      this.#atAnswer = PumpedFlow.atAnswer(
+        this.stream,
+        conn,
+        this.#parser,
+        (flow) => this.#answeredThere(conn, flow),
+        () => this.#done(),
+      );
     if (!this.o.early) return;
     conn.readFirst((chunk, errno) => {
       if (this.#link !== link || link.released) return;
-      if (chunk) writeFlowRecord(this.stream, FlowRecord.DATA, chunk);
-      else if (errno) conn.destroy();
-      // Its end: a socket reads it again once open, and the link ends the flow as for any socket.
-      else link.attach(this.#socketOf(conn), 'shut');
+      if (chunk) {
+        writeFlowRecord(this.stream, FlowRecord.DATA, chunk);
+        // Held here (no credit): the pump's bytes must not pass it, so JS starts the pump.
+        if (this.stream.writableLength > 0) this.#stopAtAnswer();
+      } else if (errno) conn.destroy();
+      else {
+        // Its end: a socket reads it again once open, and the link ends the flow as for any socket.
+        this.#stopAtAnswer();
+        link.attach(this.#socketOf(conn), 'shut');
+      }
+    });
+  }
+
+  /** No pump at the ANSWER after all; true when it had started (the flow is cut with it). */
+  #stopAtAnswer(): boolean {
+    const flow = this.#atAnswer;
+    this.#atAnswer = undefined;
+    return flow?.cancel() ?? false;
+  }
+
+  /** The addon read the OK ANSWER and its pump took the accepted connection: the flow is the pump's. */
+  #answeredThere(conn: AcceptedTcp, flow: PumpedFlow): void {
+    if (this.#atAnswer !== flow) return;
+    this.#atAnswer = undefined;
+    this.#answered = true;
+    this.owner.answered(this);
+    conn.onClose = undefined;
+    this.#link = flow;
+    this.#pumped?.(() => {
+      if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
     });
   }
 
@@ -233,6 +277,8 @@ class FlowStream implements FlowRecordSink {
     const link = this.#link as FlowLink | undefined;
     if (this.#answered || !link) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'A tcp-flows ANSWER with no flow waiting for one');
     const answer = decodeFlowHeader(payload, 'response');
+    // Not the OK answer the addon waited for (or a pump it could not start): JS's, as without it.
+    this.#stopAtAnswer();
     this.#answered = true;
     this.owner.answered(this);
     const socket = this.#socket!;
@@ -316,6 +362,7 @@ class FlowStream implements FlowRecordSink {
   }
 
   #done(): void {
+    this.#atAnswer = undefined;
     this.#link = undefined;
     this.#pumped = undefined;
     this.#socket = undefined;
@@ -339,6 +386,7 @@ class FlowStream implements FlowRecordSink {
     this.owner.answered(this);
     // A peer that answered with a stream header does not serve these streams: a stream per flow from now on.
     if (isOxyError(err, 'OXY_ERR_PROTOCOL_UNEXPECTED_MESSAGE')) this.live.tcpFlows = false;
+    this.#stopAtAnswer();
     const socket = this.#socket;
     if (socket && !this.#answered) {
       if (!socket.destroyed) this.#failed?.(err);

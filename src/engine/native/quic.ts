@@ -78,6 +78,8 @@ export const QuicPumpEvent = {
   BODY_END: 23,
   /** A dial's connect finished (the record's id is its token): payload f64 errno (0: connected). */
   DIALED: 12,
+  /** A flows pump that starts at the flow's ANSWER (FdPumpEvents.atAnswer) started: the ANSWER was the OK one. Lazy. */
+  FLOW_ANSWERED: 14,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

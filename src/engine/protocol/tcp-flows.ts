@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OxyError } from '../../core/errors.js';
 import { ChunkQueue } from './chunks.js';
-import { decodeWholeHeader, HEADER_MAGIC, type StreamRequestHeader, type StreamResponseHeader } from './stream-header.js';
+import { decodeWholeHeader, encodeResponseHeader, HEADER_MAGIC, ResponseStatus, type StreamRequestHeader, type StreamResponseHeader } from './stream-header.js';
 
 /** Announced in the registration by connectors that serve `tcp-flows` streams. */
 export const TCP_FLOWS_FEATURE = 'tcp-flows/1';
@@ -29,6 +29,8 @@ export const FlowRecord = {
 
 /** Largest OPEN or ANSWER payload (checked before it is awaited). */
 export const MAX_FLOW_HEADER_RECORD = 64 * 1024;
+/** The ANSWER of a flow the connector reached, as it writes it (the edge's addon knows it byte for byte: FdPumpEvents.atAnswer). */
+export const FLOW_OK_ANSWER = encodeResponseHeader({ status: ResponseStatus.OK, message: '', metadata: [] });
 /** Largest DATA payload (its bytes are passed on as they arrive, never gathered). */
 export const MAX_FLOW_DATA_RECORD = 16 * 1024 * 1024;
 

@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { AcceptedTcp, closeFd, dupFd, resetOnClose, socketFd } from '../native/index.js';
-import { FlowRecord, writeFlowRecord } from '../protocol/tcp-flows.js';
+import { FLOW_OK_ANSWER, FlowRecord, writeFlowRecord } from '../protocol/tcp-flows.js';
 import type { FdPump, TunnelStream } from './types.js';
 
 const debug = debuglog('oxy:transport:flow-pump');
@@ -104,6 +104,8 @@ export class PumpedFlow {
   #released = false;
   #gotTerm = false;
   #paused = false;
+  /** atAnswer(): the transport has not said yet that it started the pump. */
+  #waiting = false;
   #pump!: FdPump;
 
   private constructor(
@@ -154,6 +156,58 @@ export class PumpedFlow {
     for (const bytes of before.pending) flow.data(bytes);
     if (before.ended) flow.end();
     return flow;
+  }
+
+  /**
+   * The edge's accepted connection `conn` (the flow's OPEN written, its ANSWER awaited, the reader
+   * between records), pumped from the ANSWER on if it is the OK one: the transport reads the
+   * stream's records from here, starts the pump itself at that ANSWER (no JS turn for it) and says
+   * so late (`answered`: the flow is this PumpedFlow's from then). Anything else (another answer, a
+   * record before it) comes to the reader as without this: `cancel()` then, and whenever the flow
+   * ends or changes hands before `answered`. Undefined where the stream cannot.
+   */
+  static atAnswer(
+    stream: TunnelStream,
+    conn: AcceptedTcp,
+    reader: FlowRecordReader,
+    answered: (flow: PumpedFlow) => void,
+    done: () => void,
+  ): PumpedFlow | undefined {
+    if (!stream.pumpTo) return undefined;
+    const flow = new PumpedFlow(stream, done);
+    const pump = stream.pumpTo(conn.token, {
+      flows: true,
+      accepted: true,
+      atAnswer: FLOW_OK_ANSWER,
+      answered: () => {
+        if (!flow.#waiting) return;
+        flow.#waiting = false;
+        conn.taken();
+        debug('stream %d: tcp-flows flow pumped by the addon, accepted there, from its answer', stream.id);
+        answered(flow);
+      },
+      answer: () => undefined,
+      end: () => undefined,
+      drain: () => flow.#resume(),
+      bodyLeft: () => reader.dataLeft,
+      handOver: () => reader.handOver(),
+      flowDone: () => flow.#finish(),
+    });
+    if (!pump) return undefined;
+    flow.#pump = pump;
+    flow.#waiting = true;
+    return flow;
+  }
+
+  /**
+   * Before `answered`: the pump is not to start. True when it had started already (the transport
+   * read the OK ANSWER; JS had not heard yet): it is closed now and its socket reset, the flow cut.
+   */
+  cancel(): boolean {
+    if (!this.#waiting) return false;
+    this.#waiting = false;
+    this.#released = true;
+    return this.#pump.close(true) !== -2;
   }
 
   get released(): boolean {

@@ -204,6 +204,15 @@ export interface FdPumpEvents {
   dial?: boolean;
   /** The `fd` given to pumpTo is an AcceptedTcp token (native/accept.ts, the edge's upgraded socket): the pump takes it. */
   accepted?: boolean;
+  /**
+   * With `flows` and `accepted`, the edge awaiting the flow's ANSWER: the pump starts only when the
+   * transport reads an ANSWER record of exactly these bytes (the OK one) — it takes the socket then
+   * and says so with `answered()` (late: with its next batch for JS). Any other record goes to the
+   * reader as without this, and the pump never starts: `close()` it then (it returns -2 for a pump
+   * that never started).
+   */
+  atAnswer?: Buffer;
+  answered?(): void;
 }
 
 export interface TunnelCloseInfo {

@@ -2,8 +2,8 @@
 // tcp-flows a device's connection never becomes a net.Socket at the edge — its first chunk is read
 // by the addon and goes as early data, and the flow's pump takes the connection at the answer.
 // Whatever the order of the device's first bytes, its FIN and the host's first bytes, each flow is
-// carried whole; with OXY_IP_NATIVE_ACCEPT=0 (Node's accept) and OXY_IP_EARLY_DATA=0 (nothing read
-// before the answer) the same.
+// carried whole; with OXY_IP_NATIVE_ACCEPT=0 (Node's accept), OXY_IP_EARLY_DATA=0 (nothing read
+// before the answer) and OXY_FLOW_AT_ANSWER=0 (JS starts the pump at the ANSWER) the same.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
@@ -53,14 +53,23 @@ if (mode === 'banner') {
 // loop turn of the fast path's write that made them due (OXY_SAME_TURN=0: one turn later, as
 // with Node's accept, whose sockets the addon does not know).
 const VARIANTS = [
-  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true, sameTurn: true },
+  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true, sameTurn: true, atAnswer: true },
+  // The pump started by JS at the ANSWER (by default the addon starts it when the ANSWER is the OK one).
+  {
+    name: 'accepted by the addon, the pump started by JS at the answer',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FLOW_AT_ANSWER: '0' },
+    accepted: true,
+    sameTurn: true,
+    atAnswer: false,
+  },
   {
     name: 'accepted by the addon, no early data',
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_EARLY_DATA: '0' },
     accepted: true,
     sameTurn: true,
+    atAnswer: true,
   },
-  { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false, sameTurn: false },
+  { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false, sameTurn: false, atAnswer: false },
   // Each socket leaves the addon's epoll set for a uv_poll of its own at its first wake-up (the
   // default: after 16, which the 40 requests on one connection below pass mid-connection).
   {
@@ -68,12 +77,14 @@ const VARIANTS = [
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FD_SET_OWN_AFTER: '1' },
     accepted: true,
     sameTurn: true,
+    atAnswer: true,
   },
   {
     name: "accepted by the addon, the fast path's writes read one turn later",
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_SAME_TURN: '0' },
     accepted: true,
     sameTurn: false,
+    atAnswer: true,
   },
 ] as const;
 
@@ -125,7 +136,10 @@ for (const variant of VARIANTS)
         expect(after).toEqual({ socket: 0, tun: 0 });
       }
       if (variant.accepted) expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon, accepted there/);
-      else {
+      // A reused stream's flow: the addon read the OK ANSWER and started the pump itself.
+      if (variant.atAnswer) expect(site.edge.output).toMatch(/accepted there, from its answer/);
+      else expect(site.edge.output).not.toMatch(/from its answer/);
+      if (!variant.accepted) {
         expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon/);
         expect(site.edge.output).not.toMatch(/accepted there/);
       }

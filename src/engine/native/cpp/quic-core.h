@@ -61,6 +61,8 @@ enum PumpEvent : uint8_t {
   kPumpFastStart = 13,  // lazy: such heads were written: payload f64 0, f64 count
   // The connector's dials in the addon (Conn::Dial):
   kPumpDialed = 12,     // a Dial's connect finished (id: its token): payload f64 errno (0: connected)
+  // A flows pump to start at the flow's ANSWER (AttachPump kPumpAtAnswer):
+  kPumpFlowAnswered = 14, // lazy: the ANSWER was the OK one and the pump took the accepted socket: it runs
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
@@ -199,7 +201,8 @@ struct StreamRecv {
   bool rbad = false;   // a record JS will refuse: never armed again
   bool plain = false;  // no records: every payload byte is for the fd (a private TCP flow)
   bool flows = false;  // tcp-flows records (kFlow*): DATA/END/RESET of the pump's flow are read here
-  std::vector<uint8_t> head;  // the HEAD being gathered (armed)
+  bool await_answer = false;  // flows, armed for a pump that starts at the flow's ANSWER (Stream::at_answer)
+  std::vector<uint8_t> head;  // the HEAD being gathered (armed); flows: the ANSWER's payload
   bool armed = false;
   bool held = false;
   std::vector<uint8_t> held_bytes;  // frame payload bytes after a HEAD JS has not answered yet
@@ -230,6 +233,10 @@ struct Stream {
   uint64_t js_batch = 0;      // 1 + the batch that last carried its bytes to JS (0: none)
   std::unique_ptr<StreamRecv> recv;  // read here (quic-pump.cc), once JS handed it over
   bool answer_paused = false;  // its answer pump holds too much for the client: no credit
+  // A flows pump that starts at the flow's ANSWER (AttachPump kPumpAtAnswer): the accepted
+  // socket's token (0: none) and the OK ANSWER's payload, byte for byte.
+  double at_answer = 0;
+  std::vector<uint8_t> answer_ok;
 
   bool HasWork() const { return !write_closed && (sent < total || (fin && !fin_sent)); }
 };
@@ -676,8 +683,12 @@ class Conn {
   // `mode`: 0 http1 records, 1 plain (a private TCP flow), 2 flows (one flow of a tcp-flows stream).
   // `source`: kPumpFromDial: `fd` is the token of a finished Dial, whose socket the pump takes (no
   // duplicate); kPumpFromAccepted: the token of a socket the edge's TcpAcceptor holds (accept.cc).
-  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2;
-  bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd);
+  // kPumpAtAnswer (flows only): `fd` is such a token, and the pump starts when the flow's ANSWER
+  // comes and is `ok` byte for byte (kPumpFlowAnswered, lazy); the stream's records are read here
+  // once JS arms it (ArmPumpHeads mode 3, JS awaiting the ANSWER). Any other record goes to JS
+  // from its header on and the pump never starts; ClosePump before it started returns -2.
+  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2, kPumpAtAnswer = 3;
+  bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd, const uint8_t* ok = nullptr, size_t ok_len = 0);
   // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
   // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token
   // (> 0; kPumpDialed with it follows) or -errno. The socket stays here until AttachPump takes it,
@@ -804,6 +815,8 @@ class Conn {
   void PumpBody(Stream* s, Pump* p, const uint8_t* data, size_t len);
   // Flows pumps (quic-pump.cc): records of the flow read off the stream, its terminators both ways.
   void RecvFlows(Stream* s, const uint8_t* d, size_t n);
+  bool RecvAnswer(Stream* s, const uint8_t*& d, size_t& n);
+  void AnswerToJs(Stream* s);
   void FlowRecord(Stream* s, uint8_t type);
   void FlowGotEnd(Pump* p);
   void FlowGotReset(Pump* p);

@@ -17,9 +17,17 @@ namespace oxy::quic::pump_js {
 // token) or a socket its TcpAcceptor accepted (2: fd is its token);
 // mode 0: http1 records, 1 (plain): a private TCP flow (half-closes each way), 2 (flows): one
 // private TCP flow of a tcp-flows stream (its records read and written here).
+// 3: fd is such a token and the pump starts at the flow's ANSWER if it is `ok` (a Buffer) byte for byte.
 inline Napi::Value Attach(Conn* c, const Napi::CallbackInfo& info, int a) {
+  const uint8_t* answer = nullptr;
+  size_t answer_len = 0;
+  if (info.Length() > size_t(a + 4) && info[a + 4].IsBuffer()) {
+    auto b = info[a + 4].As<Napi::Buffer<uint8_t>>();
+    answer = b.Data();
+    answer_len = b.Length();
+  }
   bool ok = c && c->AttachPump(info[a].As<Napi::Number>().Int64Value(), info[a + 1].As<Napi::Number>().Int32Value(), info[a + 2].ToNumber().Int32Value(),
-                               info[a + 3].ToNumber().Int32Value());
+                               info[a + 3].ToNumber().Int32Value(), answer, answer_len);
   return Napi::Boolean::New(info.Env(), ok);
 }
 

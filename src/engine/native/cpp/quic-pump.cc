@@ -182,9 +182,16 @@ ssize_t OutQueue::WriteTo(int fd) {
   return w;
 }
 
-bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source) {
+bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uint8_t* ok, size_t ok_len) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
+  if (source == kPumpAtAnswer) {
+    // Nothing is taken yet: the ANSWER read here does it (RecvAnswer).
+    if (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader || pumps_.find(id) != pumps_.end() || s->at_answer != 0) return false;
+    s->at_answer = double(socket_fd);
+    s->answer_ok.assign(ok, ok + ok_len);
+    return true;
+  }
   if (source == kPumpFromDial) {
     auto d = dials_.find(double(socket_fd));
     if (d == dials_.end() || d->second.connecting) return false;
@@ -335,7 +342,18 @@ int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }
 
 double Conn::ClosePump(int64_t id, bool reset) {
   auto it = pumps_.find(id);
-  if (it == pumps_.end()) return 0;
+  if (it == pumps_.end()) {
+    // A pump that was to start at the flow's ANSWER and did not: JS reads the records again.
+    Stream* s = Find(id);
+    if (!s || s->at_answer == 0) return 0;
+    s->at_answer = 0;
+    std::vector<uint8_t>().swap(s->answer_ok);
+    if (s->recv && s->recv->await_answer) {
+      s->recv->await_answer = false;
+      RecvGiveBack(s);
+    }
+    return -2;
+  }
   Pump* p = it->second.get();
   const double body_bytes = double(p->body_bytes);
   FreeFdWatch(p->watch);
@@ -356,7 +374,11 @@ double Conn::ClosePump(int64_t id, bool reset) {
 
 int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_left) {
   auto it = pumps_.find(id);
-  if (it == pumps_.end()) return -1;  // nothing to arm: JS stops asking
+  // A pump to start at the flow's ANSWER: JS awaits it (between records).
+  Stream* pending = it == pumps_.end() ? Find(id) : nullptr;
+  const bool at_answer = pending && pending->at_answer != 0 && mode == 3;
+  if (it == pumps_.end() && !at_answer) return -1;  // nothing to arm: JS stops asking
+  if (at_answer && body_left != 0) return -1;
   if (mode == 0) {
     it->second->heads = true;
     return 1;
@@ -366,7 +388,7 @@ int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_
   // JS stands where it does in what it has seen: a batch it has not seen yet may hold more.
   if (s->js_batch > host_->BatchesTaken()) return 0;
   const bool flows = mode == 3;
-  if (flows != it->second->flows) return -1;
+  if (!at_answer && flows != it->second->flows) return -1;
   if (frame_left > kMaxFramePayload || body_left > (flows ? kMaxFlowData : kMaxRecord)) return -1;
   if (!s->recv) {
     // The first hand-over: from here on the stream's frames are read here, to its END.
@@ -377,6 +399,7 @@ int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_
     s->recv->plain = mode == 2;
     s->recv->flows = flows;
     s->recv->armed = true;
+    s->recv->await_answer = at_answer;
     return 1;
   }
   StreamRecv& r = *s->recv;
@@ -385,6 +408,7 @@ int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_
     if (!r.flows || r.raw || r.rbad || r.end) return -1;
     if (frame_left != 0 || r.rfill != 0 || r.rleft != body_left || (body_left && r.rtype != kFlowData)) return 0;
     r.armed = true;
+    r.await_answer = at_answer;
     return 1;
   }
   if (r.raw || r.rbad || r.end || r.plain || r.flows || mode == 2) return -1;
@@ -619,6 +643,10 @@ void Conn::RecvFlows(Stream* s, const uint8_t* d, size_t n) {
   StreamRecv& r = *s->recv;
   while (n > 0) {
     if (!r.armed) return RecvForward(s, d, n);
+    if (r.await_answer) {
+      if (!RecvAnswer(s, d, n)) return;
+      continue;
+    }
     auto it = pumps_.find(s->id);
     Pump* p = it == pumps_.end() ? nullptr : it->second.get();
     if (r.rleft == 0) {
@@ -640,6 +668,57 @@ void Conn::RecvFlows(Stream* s, const uint8_t* d, size_t n) {
     d += take;
     n -= take;
   }
+}
+
+// The flow's ANSWER, for a pump that starts at it (AttachPump kPumpAtAnswer): the OK one byte for
+// byte starts the pump on the accepted socket (JS hears it lazily) and the records after it are
+// the flow's; anything else (another answer, a record before it, a socket gone) goes to JS from
+// its header on, as without this. False: every byte taken, the answer not whole yet.
+bool Conn::RecvAnswer(Stream* s, const uint8_t*& d, size_t& n) {
+  StreamRecv& r = *s->recv;
+  if (r.rleft == 0) {
+    if (!TakeRecordHeader(r, d, n)) return false;
+    if (r.rbad || r.rtype != kFlowAnswer || r.rleft != s->answer_ok.size()) {
+      r.head.clear();
+      AnswerToJs(s);
+      return true;
+    }
+    r.head.clear();
+  }
+  const size_t take = std::min<size_t>(r.rleft, n);
+  r.head.insert(r.head.end(), d, d + take);
+  r.rleft -= uint32_t(take);
+  d += take;
+  n -= take;
+  if (r.rleft > 0) return false;
+  const double token = s->at_answer;
+  if (r.head == s->answer_ok) {
+    s->at_answer = 0;
+    r.await_answer = false;
+    if (AttachPump(s->id, int(token), 2, kPumpFromAccepted)) {
+      r.head.clear();
+      std::vector<uint8_t>().swap(s->answer_ok);
+      host_->EmitLazy(this, kEvPump, kPumpFlowAnswered, s->id, nullptr, 0);
+      return true;
+    }
+    s->at_answer = token;
+  }
+  AnswerToJs(s);
+  return true;
+}
+
+// The record read so far (its header, an ANSWER's payload) and what follows go to JS; the pump
+// never starts (JS's ClosePump says so).
+void Conn::AnswerToJs(Stream* s) {
+  StreamRecv& r = *s->recv;
+  r.await_answer = false;
+  r.armed = false;
+  uint8_t h[kFrameHeader] = {r.rtype, 0, 0, 0, 0};
+  const bool gathered = r.rtype == kFlowAnswer && !r.rbad;
+  PutBe32(h + 1, uint32_t(r.rleft + (gathered ? r.head.size() : 0)));
+  JsPayload(r, r.rbad ? r.rhdr : h, kFrameHeader);
+  if (gathered) JsPayload(r, r.head.data(), r.head.size());
+  std::vector<uint8_t>().swap(r.head);
 }
 
 // One record without payload (END, RESET) in a DATA frame of its own, after what the stream holds.
@@ -771,10 +850,12 @@ void Conn::RecvGiveBack(Stream* s) {
   if (r.rfill > 0) {
     JsPayload(r, r.rhdr, r.rfill);
   } else if (r.rleft > 0) {
+    // A HEAD (http1) or an ANSWER (flows, a pump at the answer) gathered here goes back as read so far.
+    const bool gathered = r.flows ? r.rtype == kFlowAnswer : r.rtype == kRecordHead;
     uint8_t h[kFrameHeader] = {r.rtype, 0, 0, 0, 0};
-    PutBe32(h + 1, uint32_t(r.rleft + (r.rtype == kRecordHead ? r.head.size() : 0)));
+    PutBe32(h + 1, uint32_t(r.rleft + (gathered ? r.head.size() : 0)));
     JsPayload(r, h, kFrameHeader);
-    if (r.rtype == kRecordHead) JsPayload(r, r.head.data(), r.head.size());
+    if (gathered) JsPayload(r, r.head.data(), r.head.size());
   }
   std::vector<uint8_t>().swap(r.head);
   if (r.held) {

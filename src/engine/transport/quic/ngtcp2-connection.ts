@@ -47,9 +47,10 @@ export interface Ngtcp2Port {
   /**
    * cpp/quic-pump.cc: a stream pumped to and from a TCP socket (the connector's origin sockets, both
    * ends' private flow sockets); `source` 1: `fd` is a dial's token (the client's), 2: a token of
-   * the edge's TcpAcceptor (native/accept.ts).
+   * the edge's TcpAcceptor (native/accept.ts), 3: such a token, taken when the flow's ANSWER is
+   * `answer` byte for byte (FdPumpEvents.atAnswer).
    */
-  attachPump?(id: number, fd: number, mode: number, source?: number): boolean;
+  attachPump?(id: number, fd: number, mode: number, source?: number, answer?: Uint8Array): boolean;
   /** The client's: a private flow's TCP connect by the addon (NativeDialer). */
   dial?(addr: Uint8Array, port: number, keepAliveMs: number): number;
   closeDial?(token: number): void;
@@ -243,7 +244,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
-    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, events.dial ? 1 : events.accepted ? 2 : 0)) return undefined;
+    const source = events.dial ? 1 : events.atAnswer ? 3 : events.accepted ? 2 : 0;
+    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, source, events.atAnswer)) return undefined;
     if (events.dial) this.dials.delete(fd);
     const id = stream.id;
     this.pumps.set(id, events);
@@ -382,6 +384,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         else if (flag === QuicPumpEvent.DRAIN) events.drain();
         else if (flag === QuicPumpEvent.HEAD) events.head?.(data);
         else if (flag === QuicPumpEvent.SHUT) events.shut?.();
+        else if (flag === QuicPumpEvent.FLOW_ANSWERED) events.answered?.();
         else if (flag === QuicPumpEvent.FLOW_DONE) {
           // The addon let the pump go (it lingers there until its socket is flushed): the stream's records are JS's again.
           this.pumps.delete(id);
