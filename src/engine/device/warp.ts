@@ -85,8 +85,7 @@ function connectOnRamp(path: string): number {
  * pass through `send`/`onPacket`.
  */
 function relayChannel(tun: Tun, socketFd: number, context: object): PacketChannel {
-  const relay = PacketRelay.attach(tun, socketFd);
-  relay.send(Buffer.from(JSON.stringify(context)));
+  const relay = PacketRelay.attach(tun, socketFd, { first: Buffer.from(JSON.stringify(context)) });
   relay.on('error', () => undefined);
   // The edge refuses a context with one JSON datagram (`{"error":…}`; an IP packet never starts with `{`).
   let refusal: string | undefined;

@@ -26,7 +26,7 @@ export {
   type VirtioNetHeader,
 } from './tun.js';
 export { FastNat, type FastNatCounters } from './fast-nat.js';
-export { PacketRelay, type PacketRelayEvents, type PacketRelayOptions } from './relay.js';
+export { PacketRelay, type PacketRelayEvents, type PacketRelayOptions, type PacketRelayStats } from './relay.js';
 export {
   SeqpacketServer,
   SeqpacketSocket,

@@ -4,11 +4,15 @@
  * per packet. Messages that are not IP packets (first byte not a version nibble 4 or 6)
  * come out as 'message'. When one side is full the relay stops reading the other
  * (backpressure, nothing dropped in user space).
+ *
+ * The relay runs on a thread of its own by default: a wake-up is then the relay's work alone,
+ * not a turn of Node's loop (`OXY_RELAY_THREAD=0` or `thread: false` keeps it on the loop).
+ * The events come on the JS thread either way.
  */
 import { EventEmitter } from 'node:events';
 
 import { native, type NativePacketRelay } from './binding.js';
-import { closedError, type NativeError } from './errors.js';
+import { closedError, NativeError } from './errors.js';
 import { dupFd } from './netns.js';
 import type { Tun } from './tun.js';
 
@@ -26,14 +30,35 @@ export interface PacketRelayOptions {
   maxPacketSize?: number;
   /** SO_SNDBUF of the socket (bytes the peer has not read yet); default 4 MiB, capped by net.core.wmem_max. */
   sendBufferSize?: number;
+  /**
+   * A message of our own sent before any packet (the edge reads the device's context first). A
+   * `send()` after attach may follow packets: the relay's thread starts relaying at once.
+   */
+  first?: Uint8Array;
+  /** Relay on a thread of its own (default) or on this thread's event loop; the default follows `OXY_RELAY_THREAD` (0: the loop). */
+  thread?: boolean;
+}
+
+export interface PacketRelayStats {
+  packetsOut: number;
+  packetsIn: number;
+  tunRefused: number;
+  /** Whether the relay runs on a thread of its own. */
+  thread: boolean;
 }
 
 export class PacketRelay extends EventEmitter<PacketRelayEvents> {
   private handle: NativePacketRelay | undefined;
 
-  private constructor(handle: NativePacketRelay) {
+  private constructor(handle: NativePacketRelay, first: Uint8Array | undefined) {
     super();
     this.handle = handle;
+    try {
+      if (first && !handle.send(first)) throw new NativeError('sendmsg', 11, 'EAGAIN', 'PacketRelay: its socket took no first message');
+    } catch (err) {
+      handle.close();
+      throw err;
+    }
     handle.start(
       (data) => this.emit('message', data),
       () => this.emit('end'),
@@ -59,18 +84,19 @@ export class PacketRelay extends EventEmitter<PacketRelayEvents> {
     const handle = new addon.PacketRelay(tunFd, socketFd, {
       maxPacketSize: options.maxPacketSize ?? 65535,
       sendBufferSize: options.sendBufferSize ?? 4 * 1024 * 1024,
+      thread: options.thread ?? process.env.OXY_RELAY_THREAD !== '0',
     });
-    return new PacketRelay(handle);
+    return new PacketRelay(handle, options.first);
   }
 
-  /** Sends a message of our own (not a packet). False when the socket is full. */
+  /** Sends a message of our own (not a packet; it may follow packets already relayed: see `first`). False when the socket is full. */
   send(data: Uint8Array): boolean {
     if (!this.handle) throw closedError('PacketRelay');
     return this.handle.send(data);
   }
 
-  get stats(): { packetsOut: number; packetsIn: number; tunRefused: number } {
-    return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0 };
+  get stats(): PacketRelayStats {
+    return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0, thread: false };
   }
 
   get closed(): boolean {

@@ -142,3 +142,56 @@ it('splice relays of a terminated worker finish without reporting to it or writi
     }`,
   );
 });
+
+// The device's packet relay runs on a thread of its own (cpp/relay.cc) and tells JS through a
+// uv_async of its env: the env's end must stop and join that thread before the handle goes. A
+// SEQPACKET pair stands in for the TUN (the relay reads and writes it the same way).
+const RELAY_UNDER_LOAD = `
+    const fs = require('node:fs');
+    const [tun, tunPeer] = addon.seqpacketPair();
+    const [mine, peer] = addon.seqpacketPair();
+    const relay = new addon.PacketRelay(tun, mine, { maxPacketSize: 2000, thread: true });
+    let told = 0;
+    // Every message is not an IP packet (first byte '{'), so each is told to JS; JS is slow.
+    relay.start(() => { told++; const t = Date.now(); while (Date.now() - t < 1) {} }, () => {}, () => {});
+    const flood = () => {
+      for (let k = 0; k < 64; k++) {
+        try { fs.writeSync(peer, Buffer.from('{"n":' + k + '}')); } catch {}
+        try { fs.writeSync(tunPeer, Buffer.alloc(100, 0x45)); } catch {}
+      }
+    };`;
+
+it("a packet relay's thread in a terminated worker is stopped with its env; what it queued for JS is dropped", () => {
+  const { status, out } = runChild(
+    `
+    const { Worker } = require('node:worker_threads');
+    for (let i = 0; i < 8; i++) {
+      const w = new Worker(WORKER, { eval: true });
+      await new Promise((r) => w.once('message', r));
+      await new Promise((r) => setTimeout(r, 10 + (i % 4) * 10));
+      await w.terminate();
+    }`,
+    `
+    const { parentPort } = require('node:worker_threads');
+    ${RELAY_UNDER_LOAD}
+    const again = () => { flood(); setImmediate(again); };
+    again();
+    parentPort.postMessage('ready');`,
+  );
+  expect(out).not.toMatch(/FATAL|terminate called/);
+  expect(status).toBe(0);
+  expect(out).toContain('done');
+});
+
+it('a process that exits while its packet relay thread relays exits with its own status', () => {
+  const { status, signal, out } = runChild(
+    `
+    ${RELAY_UNDER_LOAD}
+    for (let i = 0; i < 20; i++) { flood(); await new Promise((r) => setImmediate(r)); }
+    if (told === 0) throw new Error('no message was told to JS');
+    process.exit(7);`,
+    '',
+  );
+  expect({ status, signal }).toEqual({ status: 7, signal: null });
+  expect(out).not.toMatch(/FATAL|terminate called/);
+});

@@ -8,23 +8,37 @@
 //
 // End-of-stream is told from an empty message as in seqpacket.cc: the socket has
 // SO_PASSCRED, so every real message carries SCM_CREDENTIALS and the end none.
+//
+// Where it runs: by default on a thread of its own (an epoll set of the TUN, the socket and an
+// eventfd that stops it), so a wake-up is the relay's work and nothing else; what JS must hear
+// (a message, an error, the end) is queued and told through a uv_async on the JS thread. With
+// `thread: false` it runs on the JS thread's libuv loop (two uv_polls), as before session 16:
+// each wake-up was then a whole Node loop turn (timers, the check phase's native immediates,
+// and the GC of what a turn allocates), ~1 per packet batch. The relay's logic (batches,
+// backpressure, end-of-stream) is the same code either way; only the waiting and the telling differ.
 #include "modules.h"
 #include "polled.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace oxy {
 
 namespace {
 
-// Packets moved per direction per wake-up before yielding to the event loop.
+// Packets moved per direction per wake-up before yielding (to the event loop, or to the other
+// direction's events on the relay's thread).
 constexpr int kPacketsPerWake = 256;
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8);
 // Messages per recvmmsg from the socket (each in a slot of the largest packet).
@@ -50,7 +64,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
                        });
   }
 
-  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize}) takes ownership
+  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize, thread}) takes ownership
   // of both fds (closed on refusal too).
   explicit PacketRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRelay>(info), tun_(this), socket_(this) {
     Napi::Env env = info.Env();
@@ -58,6 +72,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     socket_fd_ = info[1].As<Napi::Number>().Int32Value();
     Napi::Object options = info[2].As<Napi::Object>();
     size_t max_packet = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
+    threaded_ = options.Get("thread").ToBoolean().Value();
     up_slot_ = max_packet;
     up_.resize(up_slot_ * kUpSlots);
     down_slot_ = max_packet + 64;
@@ -86,7 +101,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   ~PacketRelay() override { Shutdown(); }
 
  private:
-  // One uv_poll per fd, forwarding to the relay.
+  // One uv_poll per fd, forwarding to the relay (the loop mode).
   class Side : public FdPoller {
    public:
     explicit Side(PacketRelay* relay) : relay_(relay) {}
@@ -96,6 +111,15 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
 
    private:
     PacketRelay* relay_;
+  };
+
+  // What JS hears: a non-IP message, an error, the end.
+  enum class Note : uint8_t { kMessage, kError, kEnd };
+  struct Told {
+    Note note;
+    std::vector<uint8_t> data;  // kMessage
+    const char* syscall;        // kError
+    int err;                    // kError
   };
 
   [[noreturn]] void Fail(Napi::Env env, const char* syscall, int err, const std::string& detail) {
@@ -108,6 +132,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (socket_fd_ < 0) ThrowErrno(env, "start", EBADF, "relay is closed");
+    if (threaded_ && (thread_.joinable() || ended_)) ThrowErrno(env, "start", EALREADY, "relay already started");
     on_message_ = Napi::Persistent(info[0].As<Napi::Function>());
     on_end_ = Napi::Persistent(info[1].As<Napi::Function>());
     on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
@@ -116,12 +141,14 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
       Ref();  // kept alive while relaying, even if JS drops it
       pinned_ = true;
     }
-    Rewatch(env);
+    if (threaded_) StartThread(env);
+    else Rewatch(env);
     return env.Undefined();
   }
 
   // send(data) -> true when sent, false when the socket is full. For messages of
-  // our own (the context); packets never pass through here.
+  // our own (the context); packets never pass through here. From the JS thread in either mode:
+  // a socket takes sends from two threads, each message whole.
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (socket_fd_ < 0) ThrowErrno(env, "sendmsg", EBADF, "relay is closed");
@@ -141,9 +168,10 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object stats = Napi::Object::New(env);
-    stats.Set("packetsOut", static_cast<double>(packets_out_));
-    stats.Set("packetsIn", static_cast<double>(packets_in_));
-    stats.Set("tunRefused", static_cast<double>(tun_refused_));
+    stats.Set("packetsOut", static_cast<double>(packets_out_.load(std::memory_order_relaxed)));
+    stats.Set("packetsIn", static_cast<double>(packets_in_.load(std::memory_order_relaxed)));
+    stats.Set("tunRefused", static_cast<double>(tun_refused_.load(std::memory_order_relaxed)));
+    stats.Set("thread", threaded_);
     return stats;
   }
 
@@ -152,7 +180,11 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     return info.Env().Undefined();
   }
 
+  // From the JS thread (close, the finalizer, the env's cleanup): the thread is stopped and
+  // joined before the fds close, and what it had queued for JS is dropped (as the loop mode tells
+  // nothing after close).
   void Shutdown() {
+    StopThread();
     tun_.Close();
     socket_.Close();
     CloseFd(tun_fd_);
@@ -165,6 +197,179 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
       Unref();
     }
   }
+
+  // Bumps a counter only the relaying thread writes (JS reads it in stats()).
+  static void Count(std::atomic<uint64_t>& counter, uint64_t n) {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  // ---- Telling JS --------------------------------------------------------------------------
+
+  void Tell(Note note, const uint8_t* data = nullptr, size_t length = 0, const char* syscall = "", int err = 0) {
+    if (!threaded_) {
+      Napi::Env env = Env();
+      if (note == Note::kMessage) {
+        if (!on_message_.IsEmpty()) InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, data, length)});
+      } else if (note == Note::kError) {
+        if (!on_error_.IsEmpty()) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, syscall, err)});
+      } else if (!on_end_.IsEmpty()) {
+        InvokeCallback(env, on_end_, *context_, {});
+      }
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(told_mutex_);
+      told_.push_back(Told{note, std::vector<uint8_t>(data, data + length), syscall, err});
+    }
+    uv_async_send(async_);
+  }
+
+  // On the JS thread: what the relay's thread queued, in order.
+  static void OnTold(uv_async_t* handle) {
+    auto* self = static_cast<PacketRelay*>(handle->data);
+    if (self == nullptr) return;
+    std::vector<Told> batch;
+    {
+      std::lock_guard<std::mutex> lock(self->told_mutex_);
+      batch.swap(self->told_);
+    }
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (!CanCallJs(env)) return;
+    for (Told& told : batch) {
+      if (handle->data == nullptr) return;  // a callback closed the relay
+      if (told.note == Note::kEnd) uv_unref(reinterpret_cast<uv_handle_t*>(handle));  // nothing follows: the loop may end
+      GuardCallback(env, [self, &told, env] {
+        if (told.note == Note::kMessage) {
+          if (!self->on_message_.IsEmpty())
+            InvokeCallback(env, self->on_message_, *self->context_, {Napi::Buffer<uint8_t>::Copy(env, told.data.data(), told.data.size())});
+        } else if (told.note == Note::kError) {
+          if (!self->on_error_.IsEmpty()) InvokeCallback(env, self->on_error_, *self->context_, {ErrnoError(env, told.syscall, told.err)});
+        } else if (!self->on_end_.IsEmpty()) {
+          InvokeCallback(env, self->on_end_, *self->context_, {});
+        }
+      });
+    }
+  }
+
+  // ---- The thread mode ----------------------------------------------------------------------
+
+  void StartThread(Napi::Env env) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    async_ = new uv_async_t();
+    int rc = uv_async_init(loop, async_, OnTold);
+    if (rc != 0) {
+      delete async_;
+      async_ = nullptr;
+      ThrowErrno(env, "uv_async_init", -rc);
+    }
+    async_->data = this;
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_ < 0 || wake_ < 0) {
+      int err = errno;
+      StopThread();
+      ThrowErrno(env, epoll_ < 0 ? "epoll_create1" : "eventfd", err);
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = kWakeKey;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+    // The env's end (a worker's, or the process's teardown) stops the thread before the loop goes.
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
+    hooked_ = env;
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  static void OnEnvCleanup(void* arg) {
+    auto* self = static_cast<PacketRelay*>(arg);
+    self->hooked_ = nullptr;  // the hook is being run: not removed again
+    self->StopThread();
+  }
+
+  void StopThread() {
+    if (thread_.joinable()) {
+      stop_.store(true, std::memory_order_relaxed);
+      uint64_t one = 1;
+      ssize_t ignored = write(wake_, &one, sizeof one);
+      (void)ignored;
+      thread_.join();
+    }
+    if (hooked_ != nullptr) {
+      napi_remove_env_cleanup_hook(hooked_, OnEnvCleanup, this);
+      hooked_ = nullptr;
+    }
+    CloseFd(epoll_);
+    CloseFd(wake_);
+    if (async_ != nullptr) {
+      async_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
+      async_ = nullptr;
+    }
+    told_.clear();
+  }
+
+  static constexpr uint32_t kTunKey = 1;
+  static constexpr uint32_t kSocketKey = 2;
+  static constexpr uint32_t kWakeKey = 3;
+
+  // The thread's epoll interest follows what is held, as Rewatch's does (level-triggered; a mask of
+  // 0 leaves the set: epoll would report a hang-up or error even without interest, and spin).
+  void Interest(int fd, uint32_t key, uint32_t events, uint32_t* current) {
+    if (events == *current) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u32 = key;
+    int op = *current == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    if (epoll_ctl(epoll_, op, fd, &ev) == 0) *current = events;
+  }
+
+  void Run() {
+    pthread_setname_np(pthread_self(), "oxy-relay");  // what `top -H` and /proc/PID/task/*/comm show
+    uint32_t tun_now = 0;
+    uint32_t socket_now = 0;
+    while (!stop_.load(std::memory_order_relaxed) && !ended_) {
+      const uint32_t in = EPOLLIN, out = EPOLLOUT, rdhup = EPOLLRDHUP;
+      uint32_t tun_events = (up_held_ || up_closed_ || tun_failed_ ? 0 : in) | (down_held_ && !tun_failed_ ? out : 0);
+      uint32_t socket_events = (down_held_ ? 0 : in | rdhup) | (up_held_ ? out : 0);
+      Interest(tun_fd_, kTunKey, tun_events, &tun_now);
+      Interest(socket_fd_, kSocketKey, socket_events, &socket_now);
+      epoll_event events[3];
+      int n = epoll_wait(epoll_, events, 3, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Tell(Note::kError, nullptr, 0, "epoll_wait", errno);
+        return;
+      }
+      // The socket first: an answer from the peer reaches the TUN before the TUN's next batch is read.
+      uint32_t tun_ready = 0;
+      for (int i = 0; i < n; i++) {
+        uint32_t ev = events[i].events;
+        if (events[i].data.u32 == kWakeKey) {
+          uint64_t count;
+          ssize_t ignored = read(wake_, &count, sizeof count);
+          (void)ignored;
+        } else if (events[i].data.u32 == kSocketKey) {
+          if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) FlushUp();
+          if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) PumpDown();
+        } else {
+          tun_ready = ev;
+        }
+      }
+      if (tun_ready & EPOLLERR) {
+        // The TUN's device is gone (tun_chr_poll's answer for a detached fd): told once, then the
+        // TUN is left alone (the loop mode's uv_poll reported it on every turn).
+        tun_failed_ = true;
+        Tell(Note::kError, nullptr, 0, "epoll_wait", EBADFD);
+      } else {
+        if (tun_ready & EPOLLOUT) FlushDown();
+        if (tun_ready & EPOLLIN) PumpUp();
+      }
+    }
+  }
+
+  // ---- The loop mode ------------------------------------------------------------------------
 
   // What each fd is watched for follows from what is held: a held outbound packet
   // waits for the socket to be writable (and the TUN is not read meanwhile); a held
@@ -181,21 +386,28 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   void OnPoll(Side* side, int status, int events) {
     Napi::Env env = Env();
     if (status < 0 && side == &tun_) {
-      Report(env, "uv_poll", -status);
+      Tell(Note::kError, nullptr, 0, "uv_poll", -status);
     } else if (side == &tun_) {
-      if (events & UV_WRITABLE) FlushDown(env);
-      if (events & UV_READABLE) PumpUp(env);
+      if (events & UV_WRITABLE) FlushDown();
+      if (events & UV_READABLE) PumpUp();
     } else {
-      if (status < 0 || (events & UV_WRITABLE)) FlushUp(env);
-      if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) PumpDown(env);
+      if (status < 0 || (events & UV_WRITABLE)) FlushUp();
+      if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) PumpDown();
     }
-    if (socket_fd_ >= 0) Rewatch(env);
+    if (ended_) {
+      tun_.Watch(env, tun_fd_, 0);
+      socket_.Watch(env, socket_fd_, 0);
+    } else if (socket_fd_ >= 0) {
+      Rewatch(env);
+    }
   }
+
+  // ---- The relay (either mode) --------------------------------------------------------------
 
   // TUN → socket: up to kUpSlots packets read (a TUN has no batch read: each is a read(), and
   // the last an EAGAIN), then sent with one sendmmsg. What the socket does not take is held, and
   // the TUN is not read until it went.
-  void PumpUp(Napi::Env env) {
+  void PumpUp() {
     for (int reads = 0; reads < kPacketsPerWake && !up_held_ && !up_closed_ && socket_fd_ >= 0 && !ended_;) {
       bool drained = false;
       up_count_ = up_next_ = 0;
@@ -204,7 +416,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
         reads++;
         if (n < 0) {
           if (errno == EINTR) continue;
-          if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "read", errno);
+          if (errno != EAGAIN && errno != EWOULDBLOCK) Tell(Note::kError, nullptr, 0, "read", errno);
           drained = true;
           break;
         }
@@ -212,13 +424,13 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
       }
       if (up_count_ > 0) {
         up_held_ = true;
-        FlushUp(env);
+        FlushUp();
       }
       if (drained) return;
     }
   }
 
-  void FlushUp(Napi::Env env) {
+  void FlushUp() {
     while (up_held_ && socket_fd_ >= 0) {
       mmsghdr msgs[kUpSlots];
       iovec iovs[kUpSlots];
@@ -241,10 +453,10 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
           up_closed_ = true;
           return;
         }
-        Report(env, "sendmsg", errno);
+        Tell(Note::kError, nullptr, 0, "sendmsg", errno);
         sent = 1;  // that packet is dropped, as a failed send() dropped it
       } else {
-        packets_out_ += uint64_t(sent);
+        Count(packets_out_, uint64_t(sent));
       }
       up_next_ += size_t(sent);
       if (up_next_ >= up_count_) up_held_ = false;
@@ -256,7 +468,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   // connection's SYN-ACK, answer and FIN mostly come one per wake-up: a recvmsg and its EAGAIN
   // were two system calls for each). A batch the TUN cannot take whole is held from its first
   // unwritten message.
-  void PumpDown(Napi::Env env) {
+  void PumpDown() {
     for (int reads = 0; reads < kPacketsPerWake && !down_held_ && socket_fd_ >= 0 && !ended_;) {
       mmsghdr msgs[kDownSlots];
       iovec iovs[kDownSlots];
@@ -272,7 +484,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
       if (got < 0) {
         reads++;
         if (errno == EINTR || errno == ECONNRESET) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) Report(env, "recvmsg", errno);
+        if (errno != EAGAIN && errno != EWOULDBLOCK) Tell(Note::kError, nullptr, 0, "recvmsg", errno);
         return;
       }
       if (got == 0) return;
@@ -305,25 +517,25 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
                  : kDownSkip;
         if (d.kind == kDownEnd) break;  // nothing follows the end
       }
-      FlushDown(env);
+      FlushDown();
       if (got < int(kDownSlots)) return;  // drained
     }
   }
 
   // Writes the batch's IP packets to the TUN from the first unwritten one; holds the rest when the
   // TUN cannot take one.
-  void FlushDown(Napi::Env env) {
+  void FlushDown() {
     while (down_next_ < down_count_ && tun_fd_ >= 0 && !ended_) {
       const Down& d = down_batch_[down_next_];
       const uint8_t* data = down_.data() + d.slot * down_slot_;
       if (d.kind == kDownEnd) {
         down_next_ = down_count_ = 0;
         down_held_ = false;
-        return End(env);
+        return End();
       }
       if (d.kind == kDownJs) {
         down_next_++;
-        if (!on_message_.IsEmpty()) InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, data, d.length)});
+        Tell(Note::kMessage, data, d.length);
         continue;
       }
       if (d.kind == kDownIp) {
@@ -335,25 +547,20 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
           down_held_ = true;
           return;
         }
-        if (n < 0) tun_refused_++;  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
-        else packets_in_++;
+        if (n < 0) Count(tun_refused_, 1);  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
+        else Count(packets_in_, 1);
       }
       down_next_++;
     }
     down_held_ = false;
   }
 
-  void End(Napi::Env env) {
+  // The peer's end-of-stream: the relay stops (the thread returns; the loop mode's polls stop).
+  void End() {
     if (ended_) return;
     ended_ = true;
     up_held_ = false;
-    tun_.Watch(env, tun_fd_, 0);
-    socket_.Watch(env, socket_fd_, 0);
-    if (!on_end_.IsEmpty()) InvokeCallback(env, on_end_, *context_, {});
-  }
-
-  void Report(Napi::Env env, const char* syscall, int err) {
-    if (!on_error_.IsEmpty()) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, syscall, err)});
+    Tell(Note::kEnd);
   }
 
   Side tun_;
@@ -379,18 +586,31 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   size_t down_slot_ = 0;
   size_t down_count_ = 0;
   size_t down_next_ = 0;
+  // The relay's state above and below is the relaying thread's alone while it runs (the relay's
+  // thread, or the JS thread in the loop mode); JS reads only the counters.
   bool up_held_ = false;
   bool up_closed_ = false;  // the peer reads no more (EPIPE): the TUN is not read; the socket is, to its end
   bool down_held_ = false;
+  bool tun_failed_ = false;  // thread mode: the TUN reported an error (its device is gone)
   bool ended_ = false;
   bool pinned_ = false;
-  uint64_t packets_out_ = 0;
-  uint64_t packets_in_ = 0;
-  uint64_t tun_refused_ = 0;
+  std::atomic<uint64_t> packets_out_{0};
+  std::atomic<uint64_t> packets_in_{0};
+  std::atomic<uint64_t> tun_refused_{0};
   std::unique_ptr<Napi::AsyncContext> context_;
   Napi::FunctionReference on_message_;
   Napi::FunctionReference on_end_;
   Napi::FunctionReference on_error_;
+  // The thread mode.
+  bool threaded_ = false;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  int epoll_ = -1;
+  int wake_ = -1;               // an eventfd: close() wakes the thread to stop
+  uv_async_t* async_ = nullptr;  // the thread's notes for JS (freed by its close callback)
+  napi_env hooked_ = nullptr;    // the env whose cleanup hook stops the thread
+  std::mutex told_mutex_;
+  std::vector<Told> told_;  // under told_mutex_
 };
 
 }  // namespace
