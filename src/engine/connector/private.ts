@@ -124,8 +124,9 @@ export class PrivateOfframp {
    * the dial's token, or fails as dial() does (Node's `connect ECONNREFUSED host:port`, the
    * timeout's OXY_ERR_ORIGIN_TIMEOUT), once. False (and no call) where the transport cannot dial.
    * A callback, not a promise: per new private connection (a promise and its turn cost more).
+   * `started` gets the token at once, while the connect is under way (a pump may take it then).
    */
-  dialNative(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void): boolean {
+  dialNative(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void, started?: (token: number) => void): boolean {
     const dialer = NATIVE_DIAL ? stream.dialer : undefined;
     const addr = dialer && (dest.addr ?? addressBytes(dest.host));
     if (!dialer || !addr) return false;
@@ -155,7 +156,7 @@ export class PrivateOfframp {
     if (token < 0) {
       this.#dialing.delete(waiting);
       failed(-token);
-    }
+    } else started?.(token);
     return true;
   }
 

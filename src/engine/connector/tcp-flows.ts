@@ -19,6 +19,12 @@ import { FLOW_UNSENT } from '../util/pump.js';
  * written there. Any OXY_QUIC_PUMP value (`records`, `heads`, `fd`, `0`) keeps them in JS.
  */
 export const PUMP_FLOWS = (process.env.OXY_QUIC_PUMP ?? '') === '';
+/**
+ * A dial's socket is the pump's from the flow's OPEN on, and the addon answers OK at the connect
+ * (PumpedFlow.start `connecting`: no JS turn for the connect); OXY_FLOW_AT_CONNECT=0: JS answers
+ * and starts the pump when it hears the connect.
+ */
+const AT_CONNECT = process.env.OXY_FLOW_AT_CONNECT !== '0';
 
 /** A private flow's destination; `addr`: the host's 4 or 16 bytes, once the off-ramp's check parsed them. */
 export interface PrivateDestination {
@@ -34,7 +40,7 @@ export interface FlowOfframp {
   checkNow?(header: StreamRequestHeader): PrivateDestination | { status: number; why: string } | undefined;
   dial(dest: PrivateDestination): Promise<Socket>;
   /** dial() by the stream's transport: `done` gets a NativeDialer token (no Node socket) or the error, once; false where it cannot. */
-  dialNative?(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void): boolean;
+  dialNative?(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void, started?: (token: number) => void): boolean;
   flowStarted(): void;
   flowEnded(): void;
 }
@@ -43,6 +49,8 @@ export class TcpFlowServer implements FlowRecordSink {
   readonly done: Promise<void>;
   readonly #parser = new FlowRecordParser(this, FlowRecord.OPEN);
   #link: FlowLink | PumpedFlow | undefined;
+  /** The flow (of `link`) pumped from its OPEN, its dial still connecting (the addon answers OK at the connect). */
+  #connecting: { link: FlowLink; flow: PumpedFlow } | undefined;
   #answered = true;
   #finish!: () => void;
   #over = false;
@@ -83,14 +91,51 @@ export class TcpFlowServer implements FlowRecordSink {
     if (link.released) return;
     if (!('host' in dest)) return this.#refuse(link, dest.status, dest.why);
     // Where the transport dials, the flow never has a Node socket (the pump takes the dial's).
-    if (PUMP_FLOWS && this.offramp.dialNative?.(this.stream, dest, (token, err) => this.#dialled(link, err ?? token))) return;
+    if (
+      PUMP_FLOWS &&
+      this.offramp.dialNative?.(
+        this.stream,
+        dest,
+        (token, err) => this.#dialled(link, err ?? token),
+        AT_CONNECT ? (token) => this.#pumpAtConnect(link, token) : undefined,
+      )
+    )
+      return;
     this.offramp.dial(dest).then(
       (socket) => this.#dialled(link, socket),
       (err: Error) => this.#dialled(link, err),
     );
   }
 
+  /** The dial under way is the pump's now (its connect answers the flow there); else it stays the dial's. */
+  #pumpAtConnect(link: FlowLink, token: number): void {
+    if (link.released || this.#over) return;
+    const flow = PumpedFlow.start(
+      this.stream,
+      token,
+      this.#parser,
+      () => link.handOff()!,
+      () => this.offramp.flowEnded(),
+      true,
+    );
+    if (!flow) return;
+    this.#link = flow;
+    this.#connecting = { link, flow };
+  }
+
   #dialled(link: FlowLink, socket: Socket | number | Error): void {
+    const connecting = this.#connecting?.link === link ? this.#connecting.flow : undefined;
+    if (connecting) {
+      this.#connecting = undefined;
+      // Connected: the addon wrote the OK ANSWER and pumps. Failed (or timed out): refused here,
+      // unless the flow is over already (answered for a RESET before it, or the stream gone).
+      if (!(socket instanceof Error)) this.#answered = true;
+      else if (!connecting.released && !this.#answered && !this.#over) {
+        this.#answer(ResponseStatus.DIAL_FAILED, socket.message);
+        connecting.reset();
+      }
+      return;
+    }
     if (socket instanceof Error) {
       if (!link.released) this.#refuse(link, ResponseStatus.DIAL_FAILED, socket.message);
       return;

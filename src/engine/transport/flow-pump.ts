@@ -117,7 +117,9 @@ export class PumpedFlow {
    * Pumps `socket` (paused, or just dialled) as the stream's current flow. What the socket read
    * and still holds goes first as DATA records; `early` (called once the pump is there) gives the
    * peer's DATA and END the flow got before. Undefined when the stream cannot pump it: the socket
-   * is the caller's, its held bytes written.
+   * is the caller's, its held bytes written. `connecting` (a dial's token, at the flow's OPEN): the
+   * dial is still connecting, and the transport writes the OK ANSWER once it connected
+   * (FdPumpEvents.atConnect); the dial's `done` still hears the connect.
    */
   static start(
     stream: TunnelStream,
@@ -125,6 +127,7 @@ export class PumpedFlow {
     reader: FlowRecordReader,
     early: () => { pending: Buffer[]; ended: boolean },
     done: () => void,
+    connecting = false,
   ): PumpedFlow | undefined {
     // A number: a NativeDialer token (the connector's dial made by the addon: no Node socket);
     // an AcceptedTcp: the edge's upgraded connection, still the addon's (its token).
@@ -145,10 +148,15 @@ export class PumpedFlow {
       flowDone: () => flow.#finish(),
       dial,
       accepted,
+      atConnect: connecting ? FLOW_OK_ANSWER : undefined,
     });
     if (!pump) return undefined;
     flow.#pump = pump;
-    debug('stream %d: tcp-flows flow pumped by the addon%s', stream.id, dial ? ', dialled there' : accepted ? ', accepted there' : '');
+    debug(
+      'stream %d: tcp-flows flow pumped by the addon%s',
+      stream.id,
+      connecting ? ', dialled there, from its connect' : dial ? ', dialled there' : accepted ? ', accepted there' : '',
+    );
     if (accepted) socket.taken();
     // The addon holds a duplicate: closing ours sends nothing to the peer.
     else if (!dial) socket.destroy();

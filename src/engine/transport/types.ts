@@ -213,6 +213,15 @@ export interface FdPumpEvents {
    */
   atAnswer?: Buffer;
   answered?(): void;
+  /**
+   * With `flows` and `dial`, the dial still connecting (its `done` not called yet): the pump takes
+   * it now (what comes for the socket meanwhile waits in the pump) and, once the connect
+   * succeeded, writes an ANSWER record of these bytes (the OK one) before anything else of the
+   * flow. The dial's `done` hears the connect as before (ECANCELED if the pump went first); a
+   * failed connect leaves the pump without a socket: JS answers and resets it. A RESET read before
+   * the ANSWER comes to the reader (JS answers first).
+   */
+  atConnect?: Buffer;
 }
 
 export interface TunnelCloseInfo {

@@ -40,7 +40,8 @@ net.createServer((s) => {
 // On the device: `seq N` makes N flows one after another (16 bytes then FIN each; each answer
 // checked); `rst` is reset by the host; `refused` dials a closed port; `nohost` an address the
 // data centre has no route to (or no host at); `abort` resets its own flow;
-// `stall` reads nothing of a download for 1.5 s (the edge pauses the flow's stream), then resets it.
+// `stall` reads nothing of a download for 1.5 s (the edge pauses the flow's stream), then resets it;
+// `early-abort` resets its flow to the no-host address while the connector still dials it.
 const CLIENT = `
 const net = require('net');
 const [mode, n] = [process.argv[1], Number(process.argv[2] || 0)];
@@ -68,6 +69,11 @@ const outcome = (port) => new Promise((resolve) => {
     const s = net.connect(9100, '198.18.0.77');
     s.on('error', (e) => console.log(e.code));
     s.on('end', () => console.log('end'));
+  }
+  else if (mode === 'early-abort') {
+    const s = net.connect(9100, '198.18.0.77');
+    s.on('connect', () => s.write('hello', () => setTimeout(() => { s.resetAndDestroy(); console.log('reset'); }, 300)));
+    s.on('error', () => undefined);
   }
   else if (mode === 'abort') {
     const s = net.connect(9103, '198.18.0.10');
@@ -179,7 +185,14 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       const client = /quicClient=(\w+)/.exec(site.connector.output)?.[1];
       expect(client).toMatch(/^(ngtcp2|quiche)$/);
       if (client === 'ngtcp2') expect(site.connector.output).toMatch(/tcp-flows flow pumped by the addon, dialled there/);
+      // From the flow's OPEN on, the addon answering at the connect (OXY_FLOW_AT_CONNECT=0: JS at the dial's end).
+      if (client === 'ngtcp2' && process.env.OXY_FLOW_AT_CONNECT !== '0') expect(site.connector.output).toMatch(/dialled there, from its connect/);
     }, 60_000);
+
+    it("the device's reset before its flow was answered (the dial under way): the stream serves the next flows", async () => {
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'early-abort'])).stdout.trim()).toBe('reset');
+      await nextFlowsReused(site);
+    }, 30_000);
 
     it("a host's reset reaches the device as a reset; a failed dial too; the stream serves the next flows", async () => {
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'rst'])).stdout.trim()).toBe('ECONNRESET');

@@ -477,6 +477,13 @@ struct Pump {
   bool got_term = false;
   bool reset_sent = false;
   bool lingering = false;
+  // kPumpAtConnect: the dial it took is still connecting (only UV_WRITABLE is wanted, nothing is
+  // written to the fd), and the flow's ANSWER is due: written here once connected (`answer`),
+  // else by JS (a failed connect, a RESET before it: those records go to JS).
+  bool connecting = false;
+  bool answer_due = false;
+  double dial_token = 0;
+  std::vector<uint8_t> answer;
   // Its route (PumpRoute): a HEAD record whose host field is `route_host` (any, with route_any)
   // has its head written here without JS; JS hears of it per answer (kPumpFastAnswer, lazy) and,
   // before a kPumpEnd, the last one (kPumpFastHead: JS needs it to send it again or answer 502).
@@ -687,7 +694,9 @@ class Conn {
   // comes and is `ok` byte for byte (kPumpFlowAnswered, lazy); the stream's records are read here
   // once JS arms it (ArmPumpHeads mode 3, JS awaiting the ANSWER). Any other record goes to JS
   // from its header on and the pump never starts; ClosePump before it started returns -2.
-  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2, kPumpAtAnswer = 3;
+  // kPumpAtConnect (flows only): `fd` is the token of a Dial still connecting; the pump takes it
+  // now, JS hears the connect as a dial's (kPumpDialed) and, connected, the ANSWER `ok` goes first.
+  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2, kPumpAtAnswer = 3, kPumpAtConnect = 4;
   bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd, const uint8_t* ok = nullptr, size_t ok_len = 0);
   // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
   // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token
@@ -817,7 +826,9 @@ class Conn {
   void RecvFlows(Stream* s, const uint8_t* d, size_t n);
   bool RecvAnswer(Stream* s, const uint8_t*& d, size_t& n);
   void AnswerToJs(Stream* s);
-  void FlowRecord(Stream* s, uint8_t type);
+  void FlowRecord(Stream* s, uint8_t type, const uint8_t* payload = nullptr, size_t len = 0);
+  void PumpConnected(Pump* p);
+  void PumpNotConnected(Pump* p);
   void FlowGotEnd(Pump* p);
   void FlowGotReset(Pump* p);
   void FlowAbort(Pump* p);

@@ -192,15 +192,16 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
     s->answer_ok.assign(ok, ok + ok_len);
     return true;
   }
-  if (source == kPumpFromDial) {
+  if (source == kPumpFromDial || source == kPumpAtConnect) {
     auto d = dials_.find(double(socket_fd));
-    if (d == dials_.end() || d->second.connecting) return false;
+    if (d == dials_.end() || (d->second.connecting != nullptr) != (source == kPumpAtConnect)) return false;
+    if (source == kPumpAtConnect && (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader)) return false;
   }
   ClosePump(id);
   // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
   // dial's or an accepted socket is taken as it is, with its watch.
   FdWatch* watch = nullptr;
-  int fd = source == kPumpFromDial       ? TakeDialFd(double(socket_fd), &watch)
+  int fd = source == kPumpFromDial || source == kPumpAtConnect ? TakeDialFd(double(socket_fd), &watch)
            : source == kPumpFromAccepted ? TakeAcceptedWatched(double(socket_fd), loop_, &watch)
                                          : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -225,6 +226,12 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
   SetFdWatch(p->watch, p->events, &Conn::OnPumpWatch);
   p->plain = mode != 0;
   p->flows = mode == 2;
+  if (source == kPumpAtConnect) {
+    p->connecting = true;
+    p->answer_due = true;
+    p->dial_token = double(socket_fd);
+    p->answer.assign(ok, ok + ok_len);
+  }
   Pump* raw = p.get();
   pumps_[id] = std::move(p);
   PumpWatch(raw);
@@ -356,6 +363,7 @@ double Conn::ClosePump(int64_t id, bool reset) {
   }
   Pump* p = it->second.get();
   const double body_bytes = double(p->body_bytes);
+  PumpNotConnected(p);
   FreeFdWatch(p->watch);
   // A cut flow: its socket's peer must not take our close for the flow's clean end.
   if (reset) {
@@ -652,7 +660,8 @@ void Conn::RecvFlows(Stream* s, const uint8_t* d, size_t n) {
     if (r.rleft == 0) {
       if (!TakeRecordHeader(r, d, n)) return;
       const uint8_t type = r.rtype;
-      if (r.rbad || (type != kFlowData && type != kFlowEnd && type != kFlowReset)) {
+      // A RESET before the flow's ANSWER: JS answers first (as without a pump), then resets the pump.
+      if (r.rbad || (type != kFlowData && type != kFlowEnd && type != kFlowReset) || (type == kFlowReset && p && p->answer_due)) {
         r.armed = false;
         JsPayload(r, r.rhdr, kFrameHeader);
         return RecvForward(s, d, n);
@@ -722,17 +731,55 @@ void Conn::AnswerToJs(Stream* s) {
 }
 
 // One record without payload (END, RESET) in a DATA frame of its own, after what the stream holds.
-void Conn::FlowRecord(Stream* s, uint8_t type) {
+void Conn::FlowRecord(Stream* s, uint8_t type, const uint8_t* payload, size_t len) {
   if (!s || s->write_closed || s->fin) return;
-  Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[2 * kFrameHeader]), 2 * kFrameHeader};
+  const size_t total = 2 * kFrameHeader + len;
+  Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[total]), total};
   uint8_t* b = c.data.get();
   b[0] = kFrameData;
-  PutBe32(b + 1, kFrameHeader);
+  PutBe32(b + 1, uint32_t(kFrameHeader + len));
   b[5] = type;
-  PutBe32(b + 6, 0);
+  PutBe32(b + 6, uint32_t(len));
+  if (len > 0) memcpy(b + 2 * kFrameHeader, payload, len);
   s->chunks.push_back(std::move(c));
-  s->total += 2 * kFrameHeader;
+  s->total += total;
   Enqueue(s);
+}
+
+// A pump that took its dial while connecting (kPumpAtConnect): the connect finished. JS hears it
+// as the dial's (kPumpDialed, errno). Connected: the flow's OK ANSWER goes first, then what the
+// pump holds for the fd (the edge's early DATA, its END) and its reads. Failed: nothing moves;
+// JS refuses the flow (its ANSWER, then ResetPump: the RESET).
+void Conn::PumpConnected(Pump* p) {
+  p->connecting = false;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  const double e = double(err);
+  Event(kEvPump, kPumpDialed, int64_t(p->dial_token), reinterpret_cast<const uint8_t*>(&e), 8);
+  Dirty();
+  std::vector<uint8_t> answer;
+  answer.swap(p->answer);
+  if (err != 0) {
+    p->ended = true;
+    p->out.Clear();
+    if (Stream* s = Find(p->id)) PumpCredit(s);
+    PumpWatch(p);
+    return;
+  }
+  p->answer_due = false;
+  FlowRecord(Find(p->id), kFlowAnswer, answer.data(), answer.size());
+  PumpWriteOut(p);
+}
+
+// A connecting pump that goes before its connect finished (closed, reset): JS's dial hears it
+// (ECANCELED), as a dial closed by JS does not.
+void Conn::PumpNotConnected(Pump* p) {
+  if (!p->connecting) return;
+  p->connecting = false;
+  const double e = double(ECANCELED);
+  Event(kEvPump, kPumpDialed, int64_t(p->dial_token), reinterpret_cast<const uint8_t*>(&e), 8);
+  Dirty();
 }
 
 // The edge's END: the fd's write side is shut once it took every byte for it.
@@ -750,6 +797,7 @@ void Conn::FlowGotEnd(Pump* p) {
 // and the edge a RESET unless one went.
 void Conn::FlowGotReset(Pump* p) {
   if (!p) return;
+  PumpNotConnected(p);
   p->got_term = true;
   if (!p->ended) {
     struct linger l = {1, 0};
@@ -883,6 +931,7 @@ void Conn::FlushPumps() {
 }
 
 void Conn::PumpWriteOut(Pump* p) {
+  if (p->connecting) return;  // PumpConnected writes what waits
   while (!p->ended && !p->out.empty()) {
     const size_t offered = p->out.Offered();
     const ssize_t n = p->out.WriteTo(p->fd);
@@ -992,6 +1041,7 @@ void Conn::ResumePump(Stream* s) {
 
 void Conn::PumpEnd(Pump* p, int err) {
   if (p->ended) return;
+  PumpNotConnected(p);
   p->ended = true;
   p->out.Clear();
   if (Stream* s = Find(p->id)) PumpCredit(s);
@@ -1014,7 +1064,9 @@ void Conn::PumpEnd(Pump* p, int err) {
 
 void Conn::PumpWatch(Pump* p) {
   int events = 0;
-  if (!p->ended) {
+  if (p->connecting && !p->ended) {
+    events = UV_WRITABLE;  // the connect's end
+  } else if (!p->ended) {
     Stream* s = Find(p->id);
     if (!p->out.empty()) events |= UV_WRITABLE;
     if (s && !s->pump_blocked && !p->read_done) events |= UV_READABLE;
@@ -1029,6 +1081,7 @@ void Conn::OnPumpWatch(FdWatch* handle, int events) {
   auto* p = static_cast<Pump*>(handle->data);
   if (!p) return;
   Conn* self = p->conn;
+  if (p->connecting) return self->PumpConnected(p);
   if (events & UV_WRITABLE) self->PumpWriteOut(p);
   if ((events & UV_READABLE) && !p->ended) self->PumpRead(p);
   // A lingering flows pump is closed at the flush once it is done (FlushPumps).

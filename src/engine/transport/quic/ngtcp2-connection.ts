@@ -244,14 +244,16 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
-    const source = events.dial ? 1 : events.atAnswer ? 3 : events.accepted ? 2 : 0;
-    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, source, events.atAnswer)) return undefined;
-    if (events.dial) this.dials.delete(fd);
+    const source = events.atConnect ? 4 : events.dial ? 1 : events.atAnswer ? 3 : events.accepted ? 2 : 0;
+    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, source, events.atAnswer ?? events.atConnect)) return undefined;
+    // A connecting dial's `done` still hears its connect (DIALED).
+    if (events.dial && !events.atConnect) this.dials.delete(fd);
     const id = stream.id;
     this.pumps.set(id, events);
     if ((events.plain || events.flows || (events.head && events.bodyLeft)) && native.armPumpHeads) this.pumpsToArm.add(id);
-    // A flow's records may be the addon's at once (no batch of the stream's bytes on its way to JS).
-    if (events.flows) this.armPumps();
+    // A flow's records may be the addon's at once (no batch of the stream's bytes on its way to JS);
+    // one taken at its OPEN (atConnect) is armed after the batch, its readers at rest.
+    if (events.flows && !events.atConnect) this.armPumps();
     return {
       write: (data, head) => {
         const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
@@ -368,7 +370,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         }
         if (flag === QuicPumpEvent.DIALED) {
           // `id` is a dial's token; it stays the addon's until a pump takes it or it is closed.
-          this.dials.get(id)?.(data.readDoubleLE(0));
+          const done = this.dials.get(id);
+          this.dials.delete(id);
+          done?.(data.readDoubleLE(0));
           break;
         }
         const events = this.pumps.get(id);
