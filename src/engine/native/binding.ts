@@ -127,6 +127,10 @@ export interface NativeQuicInfo {
   localAddress: { family: 4 | 6; address: string; port: number };
   remoteAddress: { family: 4 | 6; address: string; port: number };
   maxDatagramSize: number;
+  /** The UDP payload of full packets on the path now: PMTUD's size so far (1,200 until a probe is acknowledged), or the fixed size without it. */
+  pathPayload?: number;
+  /** Path MTU discovery runs on this connection (NativeQuicConnSettings.pmtud, not on a loopback path). */
+  pmtud?: boolean;
   /** The 1-RTT AEAD and who runs it: "AES-128-GCM/vaes-avx512" (cpp/quic-aead.cc), "CHACHA20-POLY1305/gnutls", … ("" before the handshake's keys). */
   aead: string;
   alpn: string;
@@ -248,6 +252,11 @@ export interface NativeQuicConnSettings {
   gso?: boolean;
   /** Receive runs of packets coalesced by the kernel (UDP GRO), split in the addon. Default true. */
   gro?: boolean;
+  /**
+   * Path MTU discovery off loopback: packets from 1,200 bytes up to what ngtcp2's probes find
+   * (up to maxUdpPayloadSize and the peer's limit), DF on the socket. Default false.
+   */
+  pmtud?: boolean;
 }
 
 export interface NativeQuicClientOptions extends NativeQuicConnSettings {

@@ -42,6 +42,8 @@ export const QuicEvent = {
   CONN: 12,
   /** A stream's fd pump (cpp/quic-pump.cc): flag QuicPumpEvent, payload f64. */
   PUMP: 13,
+  /** The largest DATAGRAM payload the path takes changed (a PMTUD probe was acknowledged): payload f64 bytes. */
+  DATAGRAM_ROOM: 14,
 } as const;
 
 export const QuicPumpEvent = {

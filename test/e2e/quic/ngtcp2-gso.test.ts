@@ -7,6 +7,9 @@
 //
 // The refusal is the kernel's own: with the veth's MTU at 1,300 a 1,350-byte segment does not
 // fit (sendmmsg says EMSGSIZE), while a plain 1,350-byte datagram is fragmented and gets through.
+// With path MTU discovery (the default) the sockets set DF and packets grow from 1,200 to what
+// ngtcp2's probes find: 1,444 on this 1,500-byte link; on the 1,300-byte one the larger probes are
+// refused by the sender's own kernel and 1,232 is what stays.
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
@@ -20,6 +23,7 @@ import {
   type QuicServerConnection,
 } from '../../../src/engine/transport/quic/index.js';
 import { TestNetns } from '../../helpers/netns.js';
+import { until } from '../../helpers/until.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
 
@@ -57,15 +61,15 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
   });
 
   /** Both ends on ngtcp2 (sockets made inside their namespaces), `SIZE` bytes each way on one stream. */
-  async function bulk(gso: boolean, gro = true) {
+  async function bulk(gso: boolean, gro = true, pmtud = true) {
     let accepted!: (c: QuicServerConnection) => void;
     const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
     const socket = withNetns(server!.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', gso, gro }, accepted);
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', gso, gro, pmtud }, accepted);
     process.env.OXY_QUIC_IMPL = 'ngtcp2';
     // The addon's client makes its socket before dialQuic's first await (an IP: no lookup), so
     // in the client's namespace; the promise is carried out of withNetns in an object.
-    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, gso, gro }) }));
+    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, gso, gro, pmtud }) }));
     const conn = await dialing;
     open.push({
       listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
@@ -88,8 +92,10 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
     expect(sha256(gotUp)).toBe(sha256(up));
     expect(sha256(gotDown)).toBe(sha256(down));
-    expect(conn.maxDatagramSize).toBeLessThan(1350);
-    return { client: (conn as Ngtcp2TunnelConnection).quicStats(), edge: listener.nativeStats!() };
+    const stats = (conn as Ngtcp2TunnelConnection).quicStats();
+    // The datagram room follows the path's packets (short header, AEAD tag, frame header).
+    expect(conn.maxDatagramSize).toBe(stats.pathPayload! - 46);
+    return { client: stats, edge: listener.nativeStats!(), edgeConn: (edge as Ngtcp2TunnelConnection).quicStats(), conn, server: edge };
   }
 
   /** Both ends of the veth at `mtu`. */
@@ -142,9 +148,45 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     expect(edge.gsoSends).toBe(0);
   }, 60_000);
 
-  it('a path whose kernel refuses GSO (segments above the MTU): both ends fall back, bytes intact', async () => {
+  it('path MTU discovery: packets grow from 1,200 to 1,444 bytes on a 1,500-byte link, bytes intact', async () => {
+    linkMtu(1500);
+    const { client: c, edgeConn } = await bulk(true);
+    expect(c.pmtud).toBe(true);
+    expect(edgeConn.pmtud).toBe(true);
+    expect(c.pathPayload).toBe(1444);
+    expect(edgeConn.pathPayload).toBe(1444);
+  }, 60_000);
+
+  it('path MTU discovery off (OXY_QUIC_PMTUD=0): 1,350-byte packets from the start', async () => {
+    linkMtu(1500);
+    const saved = process.env.OXY_QUIC_PMTUD;
+    process.env.OXY_QUIC_PMTUD = '0';
+    try {
+      const { client: c, edgeConn } = await bulk(true);
+      expect(c.pmtud).toBe(false);
+      expect(edgeConn.pmtud).toBe(false);
+      expect(c.pathPayload).toBe(1350);
+      expect(edgeConn.pathPayload).toBe(1350);
+    } finally {
+      if (saved === undefined) delete process.env.OXY_QUIC_PMTUD;
+      else process.env.OXY_QUIC_PMTUD = saved;
+    }
+  }, 60_000);
+
+  it("path MTU discovery on a 1,300-byte link: the larger probes are refused by the sender's kernel, 1,232 stays, GSO too, bytes intact", async () => {
     linkMtu(1300);
-    const { client: c, edge } = await bulk(true);
+    const { conn, server, edge } = await bulk(true);
+    // 1,406 and 1,342 are each given up after three probes (PTO, PTO, 3 × PTO): then 1,232.
+    const stats = (x: QuicClientConnection | QuicServerConnection) => (x as Ngtcp2TunnelConnection).quicStats();
+    await until(() => stats(conn).pathPayload === 1232 && stats(server).pathPayload === 1232, 20_000, 'both ends at 1,232');
+    expect(conn.maxDatagramSize).toBe(1232 - 46);
+    expect(stats(conn).gso).toBe(true);
+    expect(edge.gso).toBe(true);
+  }, 60_000);
+
+  it('a path whose kernel refuses GSO (segments above the MTU, no PMTUD): both ends fall back, bytes intact', async () => {
+    linkMtu(1300);
+    const { client: c, edge } = await bulk(true, true, false);
     expect(c.gso).toBe(false);
     expect(edge.gso).toBe(false);
     expect(c.gsoSends).toBe(0);

@@ -89,9 +89,10 @@ Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
 
 // ------------------------------------------------------------------ PacketBatch
 
-void PacketBatch::Init(size_t max_payload, bool gso) {
+void PacketBatch::Init(size_t max_payload, bool gso, bool df) {
   max_payload_ = max_payload;
   gso_ = gso;
+  df_ = df;
   tx_.reset(new uint8_t[kMaxPacketsPerSend * max_payload]);
   meta_.resize(kMaxPacketsPerSend);
 }
@@ -165,8 +166,8 @@ bool PacketBatch::SamePath(const Meta& a, const Meta& b) const {
          memcmp(&a.local, &b.local, a.local_len) == 0;
 }
 
-size_t PacketBatch::RunEnd(size_t i, size_t n) const {
-  if (!gso_) return i + 1;
+size_t PacketBatch::RunEnd(size_t i, size_t n, size_t single_until) const {
+  if (!gso_ || i < single_until) return i + 1;
   // Segments of the first packet's size; a shorter one may end the run (the kernel's rule).
   const size_t seg = meta_[i].len;
   size_t bytes = seg;
@@ -188,10 +189,11 @@ void PacketBatch::Send(int fd, bool connected) {
   alignas(cmsghdr) uint8_t control[kMaxPacketsPerSend][kControlRoom];
   for (size_t i = 0; i < n; i++) iovs[i] = {tx_.get() + i * max_payload_, meta_[i].len};
   size_t from = 0;
+  size_t single_until = 0;  // packets before this one leave one per message (a DF run refused)
   for (int attempts = 0; from < n && attempts < 64; attempts++) {
     size_t count = 0;
     for (size_t i = from; i < n; count++) {
-      size_t end = RunEnd(i, n);
+      size_t end = RunEnd(i, n, single_until);
       first[count] = i;
       msghdr& h = msgs[count].msg_hdr;
       memset(&h, 0, sizeof(h));
@@ -212,8 +214,21 @@ void PacketBatch::Send(int fd, bool connected) {
       const int err = errno;  // before anything below can change it
       if (err == EINTR) continue;
       size_t end = first[1];
+      if (end - from > 1 && df_ && err == EMSGSIZE) {
+        // With DF a segment above the link's MTU is refused (a PMTUD probe, mostly): the run's
+        // packets go one per message, and only the one too large for the link is dropped.
+        single_until = end;
+        continue;
+      }
       if (end - from > 1 && GsoRefused(err)) {
         gso_ = false;  // this socket's path cannot segment: one datagram per message from now on
+        continue;
+      }
+      if (df_ && err == EMSGSIZE) {
+        // One packet above the link's MTU: lost, as on a path that drops it (a probe's loss is
+        // PMTUD's answer; ngtcp2 keeps it out of congestion control).
+        if (Conn* c = meta_[from].conn) c->Sent(false);
+        from = end;
         continue;
       }
       // Full socket buffer: the packets are lost, QUIC's loss recovery resends them. Another
@@ -404,7 +419,17 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   s.loopback_ack_threshold = uint32_t(std::min<uint64_t>(optional("loopbackAckThreshold"), 1024));
   s.gso = !o.Has("gso") || o.Get("gso").ToBoolean();
   s.gro = !o.Has("gro") || o.Get("gro").ToBoolean();
+  s.pmtud = o.Has("pmtud") && o.Get("pmtud").ToBoolean();
   return s;
+}
+
+bool SetDontFragment(int fd) {
+  int v4 = IP_PMTUDISC_PROBE;
+  int v6 = IPV6_PMTUDISC_PROBE;
+  // Both on a dual-stack socket (its IPv4-mapped sends take the IPv4 option).
+  bool ok = setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof v4) == 0;
+  ok = setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v6, sizeof v6) == 0 || ok;
+  return ok;
 }
 
 bool IsLoopback(const sockaddr* addr) {
@@ -549,10 +574,12 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // each write's room, and the peer's max_udp_payload_size caps it too).
   if (loopback && s.loopback_cwnd_unit > payload_) settings->max_tx_udp_payload_size = s.loopback_cwnd_unit;
   if (loopback && s.loopback_ack_threshold) settings->ack_thresh = s.loopback_ack_threshold;
-  // Full-size packets from the start (the peer's max_udp_payload_size still caps them) and
-  // no path MTU probing: the payload size is chosen for the path by the caller, as for quiche.
-  settings->no_tx_udp_payload_size_shaping = 1;
-  settings->no_pmtud = 1;
+  // With PMTUD (off loopback): packets of the path's size so far, from 1,200 up to what a probe
+  // found (ngtcp2 shapes each write's room to it). Without: full-size packets from the start (the
+  // peer's max_udp_payload_size still caps them), the size chosen for the path by the caller, as for quiche.
+  pmtud_ = s.pmtud && !(loopback && s.loopback_payload);
+  settings->no_tx_udp_payload_size_shaping = pmtud_ ? 0 : 1;
+  settings->no_pmtud = pmtud_ ? 0 : 1;
   settings->max_window = s.max_connection_window;
   settings->max_stream_window = s.max_stream_window;
   // Client: the dialer has its own timeout. Server: a half-done handshake lives as long as an idle connection.
@@ -842,18 +869,10 @@ Napi::Object Conn::Info(Napi::Env env) {
   memset(&addr, 0, sizeof(addr));
   memcpy(&addr, path->remote.addr, std::min<size_t>(path->remote.addrlen, sizeof(addr)));
   out.Set("remoteAddress", SockaddrToObject(env, addr));
-  const ngtcp2_transport_params* remote = ngtcp2_conn_get_remote_transport_params(conn_);
-  size_t dgram = 0;
-  if (remote && remote->max_datagram_frame_size > 0) {
-    // Room in one packet: the short header (1 + 20-byte DCID + 4 packet number), AEAD tag,
-    // DATAGRAM frame type and length. Packets are full size from the start (no shaping, no
-    // PMTUD), so the path's size is ours capped by the peer's, not ngtcp2's path value (1,200
-    // until PMTUD, which would refuse every UDP payload over ~1,150 bytes on the IP path).
-    size_t payload = std::min<size_t>(payload_, remote->max_udp_payload_size);
-    size_t room = payload > 64 ? payload - 1 - 20 - 4 - 16 - 1 - 4 : 0;
-    dgram = std::min<size_t>(room, remote->max_datagram_frame_size > 5 ? remote->max_datagram_frame_size - 5 : 0);
-  }
-  out.Set("maxDatagramSize", double(dgram));
+  dgram_room_ = DatagramRoom();
+  out.Set("maxDatagramSize", double(dgram_room_));
+  out.Set("pathPayload", double(PathPayload()));
+  out.Set("pmtud", pmtud_);
   gnutls_datum_t sel;
   bool selected = session_ && gnutls_alpn_get_selected_protocol(session_, &sel) == 0;
   out.Set("aead", AeadName(conn_));
@@ -1025,6 +1044,25 @@ bool OneStreamPerFlush() {
 
 }  // namespace
 
+size_t Conn::PathPayload() const {
+  if (!conn_) return 0;
+  // With shaping on (PMTUD) ngtcp2's path value is the size probes found so far (1,200 before).
+  size_t payload = pmtud_ ? std::min<size_t>(payload_, ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_)) : payload_;
+  const ngtcp2_transport_params* remote = ngtcp2_conn_get_remote_transport_params(conn_);
+  if (remote && remote->max_udp_payload_size) payload = std::min<size_t>(payload, remote->max_udp_payload_size);
+  return payload;
+}
+
+size_t Conn::DatagramRoom() const {
+  const ngtcp2_transport_params* remote = conn_ ? ngtcp2_conn_get_remote_transport_params(conn_) : nullptr;
+  if (!remote || remote->max_datagram_frame_size == 0) return 0;
+  // Room in one packet: the short header (1 + 20-byte DCID + 4 packet number), AEAD tag,
+  // DATAGRAM frame type and length.
+  size_t payload = PathPayload();
+  size_t room = payload > 64 ? payload - 1 - 20 - 4 - 16 - 1 - 4 : 0;
+  return std::min<size_t>(room, remote->max_datagram_frame_size > 5 ? remote->max_datagram_frame_size - 5 : 0);
+}
+
 void Conn::Flush() {
   if (!Usable()) return;
   if (!pump_out_.empty()) FlushPumps();
@@ -1056,6 +1094,13 @@ void Conn::Flush() {
       if (!datagrams_.empty() && !dgram_tried) {
         dgram_tried = true;
         std::vector<uint8_t>& d = datagrams_.front();
+        if (d.size() > DatagramRoom()) {
+          // Larger than this path's packets take now (JS checked an older size): dropped, as a
+          // lossy path would; left queued it would hold every datagram behind it.
+          datagrams_.pop_front();
+          dgram_tried = false;
+          continue;
+        }
         ngtcp2_vec v = {d.data(), d.size()};
         int accepted = 0;
         nwrite = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, dest, max, &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v, 1, ts);
@@ -1171,6 +1216,15 @@ void Conn::Flush() {
   ngtcp2_conn_stat st;
   ngtcp2_conn_get_conn_stat(conn_, &st);
   if (st.first_rtt_sample_ts != UINT64_MAX) ngtcp2_conn_update_pkt_tx_time(conn_, ts);
+  if (pmtud_ && ngtcp2_conn_get_handshake_completed(conn_)) {
+    // A probe was acknowledged: larger datagrams fit from now on (a few times per connection).
+    const size_t room = DatagramRoom();
+    if (room != dgram_room_) {
+      dgram_room_ = room;
+      const double value = double(room);
+      Event(kEvDatagramRoom, 0, 0, reinterpret_cast<const uint8_t*>(&value), sizeof value);
+    }
+  }
   for (int64_t id : requeue) {
     if (Stream* s = Find(id)) Enqueue(s);
   }

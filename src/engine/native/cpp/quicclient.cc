@@ -110,7 +110,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     soon_.Init(loop, this, [](void* owner) { static_cast<QuicClient*>(owner)->FlushNow(); });
     lazy_.Init(loop, this, &QuicClient::OnLazyTimer);
     rx_.Init(fd_, settings.LargestRecv(), settings.gro, false, 0);
-    batch_.Init(settings.LargestSend(), settings.gso);
+    batch_.Init(settings.LargestSend(), settings.gso, settings.pmtud && SetDontFragment(fd_));
     SetWatch(env, UV_READABLE);
     conn_->scheduled = true;
     Schedule(conn_.get());

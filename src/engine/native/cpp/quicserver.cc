@@ -150,7 +150,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     lazy_.Init(loop_, this, &QuicServer::OnLazyTimer);
 
     rx_.Init(fd_, settings_.LargestRecv(), settings_.gro, true, kControlSize);
-    batch_.Init(settings_.LargestSend(), settings_.gso);
+    batch_.Init(settings_.LargestSend(), settings_.gso, settings_.pmtud && SetDontFragment(fd_));
     SetWatch(env, UV_READABLE);
   }
 

@@ -36,7 +36,9 @@ export interface QuicTuningOptions {
   /**
    * Largest UDP payload sent (and, unless maxRecvUdpPayloadSize says otherwise, accepted).
    * Default 1350, which fits any path without PMTU discovery; a connector dialing a loopback
-   * address and the edge's listener use LOOPBACK_UDP_PAYLOAD (see there).
+   * address and the edge's listener use LOOPBACK_UDP_PAYLOAD (see there); the addon's ngtcp2
+   * connector with path MTU discovery PMTUD_UDP_PAYLOAD (its packets start at 1,200 and grow to
+   * what its probes find).
    */
   maxUdpPayloadSize?: number;
   /** Largest UDP payload accepted, advertised to the peer (max_udp_payload_size). Default maxUdpPayloadSize. */
@@ -71,6 +73,14 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 15_000;
  * dials a loopback address; elsewhere both stay at 1,350.
  */
 export const LOOPBACK_UDP_PAYLOAD = 16_383;
+
+/**
+ * The largest UDP payload an ngtcp2 connector offers and probes for with path MTU discovery when
+ * its size is left at the default: an Ethernet MTU's 1,500 less an IPv6 and a UDP header. ngtcp2
+ * 0.12's probes stop at 1,444 (PPPoE's 1,492 less 48), ~7 % fewer packets than 1,350 for the same
+ * bytes; until a probe is acknowledged packets are 1,200 bytes, which every QUIC path carries.
+ */
+export const PMTUD_UDP_PAYLOAD = 1452;
 
 /** 127.0.0.0/8, ::1 and their IPv4-mapped forms: the path whose MTU is 64 KiB. */
 export const isLoopbackAddress = (address: string): boolean => address === '::1' || /^(::ffff:)?127\./i.test(address);

@@ -24,6 +24,7 @@ import {
   DEFAULT_IDLE_TIMEOUT_MS,
   isLoopbackAddress,
   LOOPBACK_UDP_PAYLOAD,
+  PMTUD_UDP_PAYLOAD,
   QUIC_ALPN,
   quiche,
   quicSettings,
@@ -53,6 +54,12 @@ export interface QuicSocketOptions {
   gso?: boolean;
   /** ngtcp2: receive runs of packets the kernel coalesced (UDP GRO), one message each. Default true. */
   gro?: boolean;
+  /**
+   * ngtcp2: path MTU discovery off loopback (DF on the socket; packets from 1,200 bytes up to what
+   * probes find, up to PMTUD_UDP_PAYLOAD for a connector left at its default size). Default true
+   * unless OXY_QUIC_PMTUD=0.
+   */
+  pmtud?: boolean;
 }
 
 export interface QuicDialOptions extends QuicTimingOptions, QuicSocketOptions {
@@ -145,9 +152,13 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
   const ca = ([] as string[]).concat(options.ca);
   let conn: Ngtcp2TunnelConnection;
   try {
-    const settings = quicSettings(tuning, options, 'ngtcp2');
+    const pmtud = pmtudWanted(options);
+    // With PMTUD a connector at the default size offers and probes up to PMTUD_UDP_PAYLOAD.
+    const sized = pmtud && tuning.maxUdpPayloadSize === undefined ? { ...tuning, maxUdpPayloadSize: PMTUD_UDP_PAYLOAD } : tuning;
+    const settings = quicSettings(sized, options, 'ngtcp2');
     const native = {
       ...settings,
+      pmtud,
       remoteAddress: address,
       remotePort: options.port,
       localAddress: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
@@ -306,7 +317,7 @@ function listenNgtcp2(
       ownsSocket: options.socket === undefined,
       cert: options.cert,
       key: options.key,
-      settings: { ...quicSettings(tuning, options, 'ngtcp2'), gso: gsoWanted(options), gro: groWanted(options) },
+      settings: { ...quicSettings(tuning, options, 'ngtcp2'), gso: gsoWanted(options), gro: groWanted(options), pmtud: pmtudWanted(options) },
       retry: options.retry === false ? undefined : new RetryTokens(),
       resets: new StatelessResets(options.key),
       maxConnections: options.maxConnections ?? 10_000,
@@ -330,6 +341,8 @@ function listenNgtcp2(
 const gsoWanted = (options: QuicSocketOptions): boolean => (options.gso ?? true) && process.env.OXY_QUIC_GSO !== '0';
 /** UDP GRO on the addon's ngtcp2 sockets: `gro` (default true) unless OXY_QUIC_GRO=0 (docs/decisions.md "The vnet path's bulk (session 11)"). */
 const groWanted = (options: QuicSocketOptions): boolean => (options.gro ?? true) && process.env.OXY_QUIC_GRO !== '0';
+/** PMTUD on the addon's ngtcp2 connections: `pmtud` (default true) unless OXY_QUIC_PMTUD=0 (docs/decisions.md "... packet sizes (session 16)"). */
+const pmtudWanted = (options: QuicSocketOptions): boolean => (options.pmtud ?? true) && process.env.OXY_QUIC_PMTUD !== '0';
 
 /** BoringSSL takes an unusable certificate silently (every handshake fails later): check it now. */
 function checkServerIdentity(cert: string, key: string): void {

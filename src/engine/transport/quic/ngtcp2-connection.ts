@@ -188,7 +188,10 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
    * no count of all packets). A client's own socket adds whether UDP GSO is still on and how many
    * messages carried several packets.
    */
-  quicStats(): Pick<NativeQuicInfo, 'lost' | 'sent' | 'recv' | 'rttMs' | 'cwnd' | 'gso' | 'gsoSends' | 'gro' | 'groReads' | 'counters'> {
+  quicStats(): Pick<
+    NativeQuicInfo,
+    'lost' | 'sent' | 'recv' | 'rttMs' | 'cwnd' | 'gso' | 'gsoSends' | 'gro' | 'groReads' | 'counters' | 'pathPayload' | 'pmtud'
+  > {
     if (this.released) return { lost: 0, sent: 0, recv: 0, rttMs: 0, cwnd: 0 };
     const info = this.native.info();
     return {
@@ -202,6 +205,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       gro: info.gro,
       groReads: info.groReads,
       counters: info.counters,
+      pathPayload: info.pathPayload,
+      pmtud: info.pmtud,
     };
   }
 
@@ -352,6 +357,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         break;
       case QuicEvent.ANSWERED:
         this.answered();
+        break;
+      case QuicEvent.DATAGRAM_ROOM:
+        this.maxDatagram = data.readDoubleLE(0);
         break;
       case QuicEvent.SEND_ERROR:
         this.sendErrors++;

@@ -1,0 +1,125 @@
+// Path MTU discovery on the addon's ngtcp2 connections over a path whose MTU is below both
+// ends' links: a router namespace forwards between two 1,500-byte links over hops of 1,400, so
+// what each end's own kernel lets out (up to 1,472 bytes of UDP payload) is lost on the way once it
+// is above 1,372. ngtcp2's probes of 1,406 bytes are lost (three, then given up), 1,342 is
+// acknowledged: packets stay at 1,342, the lost probes cost no congestion window, and every byte
+// arrives both ways. The same path without PMTUD carries the fixed 1,350-byte packets.
+//
+//   client netns  cli0 198.18.7.100 ── r0 198.18.7.1 [router, MTU 1,400 both hops] r1 198.18.8.1 ── srv0 198.18.8.2  server netns
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
+import {
+  dialQuic,
+  listenQuic,
+  type Ngtcp2TunnelConnection,
+  type QuicClientConnection,
+  type QuicListener,
+  type QuicServerConnection,
+} from '../../../src/engine/transport/quic/index.js';
+import { TestNetns } from '../../helpers/netns.js';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { until } from '../../helpers/until.js';
+import { collect, sha256 } from '../../unit/quic/support.js';
+
+const SERVER = '198.18.8.2';
+const SIZE = 4 * 1024 * 1024;
+
+privilegedDescribe('ngtcp2 path MTU discovery across a router with a smaller MTU', () => {
+  let server: TestNetns | undefined;
+  let router: TestNetns | undefined;
+  let client: TestNetns | undefined;
+  let id: EdgeIdentity;
+  const savedImpl = process.env.OXY_QUIC_IMPL;
+  const open: Array<{ listener: QuicListener; conn: QuicClientConnection }> = [];
+
+  beforeAll(async () => {
+    id = await createEdgeIdentity({ ips: [SERVER] });
+    server = TestNetns.create('oxy-pmtu-srv');
+    router = TestNetns.create('oxy-pmtu-rtr');
+    client = TestNetns.create('oxy-pmtu-cli');
+    client.veth('cli0', router, 'r0');
+    server.veth('srv0', router, 'r1');
+    client.ipBatch(['addr add 198.18.7.100/24 dev cli0', 'route add 198.18.8.0/24 via 198.18.7.1']);
+    server.ipBatch([`addr add ${SERVER}/24 dev srv0`, 'route add 198.18.7.0/24 via 198.18.8.1']);
+    router.ipBatch(['addr add 198.18.7.1/24 dev r0', 'addr add 198.18.8.1/24 dev r1', 'link set dev r0 mtu 1400', 'link set dev r1 mtu 1400']);
+    router.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+  });
+
+  afterEach(async () => {
+    for (const { listener, conn } of open.splice(0)) {
+      conn.close();
+      await listener.close();
+    }
+  });
+
+  afterAll(() => {
+    if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
+    else process.env.OXY_QUIC_IMPL = savedImpl;
+    server?.delete();
+    router?.delete();
+    client?.delete();
+  });
+
+  /** Both ends on ngtcp2 (sockets made inside their namespaces), `SIZE` bytes each way on one stream. */
+  async function bulk(pmtud: boolean) {
+    let accepted!: (c: QuicServerConnection) => void;
+    const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
+    const socket = withNetns(server!.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', pmtud }, accepted);
+    process.env.OXY_QUIC_IMPL = 'ngtcp2';
+    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, pmtud }) }));
+    const conn = await dialing;
+    open.push({
+      listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
+      conn,
+    });
+    const edge = await serverConn;
+    const up = randomBytes(SIZE);
+    const down = randomBytes(SIZE);
+    const acceptedStream = edge.acceptStream();
+    const stream = await conn.openStream();
+    const peer = await acceptedStream;
+    const atEdge = collect(peer);
+    const atClient = collect(stream);
+    for (let off = 0; off < SIZE; off += 256 * 1024) {
+      stream.write(up.subarray(off, off + 256 * 1024));
+      peer.write(down.subarray(off, off + 256 * 1024));
+    }
+    stream.end();
+    peer.end();
+    const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
+    expect(sha256(gotUp)).toBe(sha256(up));
+    expect(sha256(gotDown)).toBe(sha256(down));
+    return { conn, edge };
+  }
+
+  const stats = (c: QuicClientConnection | QuicServerConnection) => (c as Ngtcp2TunnelConnection).quicStats();
+
+  it('probes above the path are lost and given up; 1,342-byte packets stay, bytes intact both ways', async () => {
+    const { conn, edge } = await bulk(true);
+    // 1,406 is given up after three probes (PTO, PTO, 3 × PTO), then 1,342 is acknowledged.
+    await until(() => stats(conn).pathPayload === 1342 && stats(edge).pathPayload === 1342, 20_000, 'both ends at 1,342');
+    expect(conn.maxDatagramSize).toBe(1342 - 46);
+    expect(edge.maxDatagramSize).toBe(1342 - 46);
+    // And the connection carries on at that size.
+    const back = edge.acceptStream();
+    const s = await conn.openStream();
+    const data = randomBytes(1024 * 1024);
+    const atClient = collect(s);
+    s.end(data);
+    const b = await back;
+    const atEdge = collect(b);
+    b.end(data);
+    expect(sha256(await atEdge)).toBe(sha256(data));
+    expect(sha256(await atClient)).toBe(sha256(data));
+  }, 60_000);
+
+  it('without PMTUD (OXY_QUIC_PMTUD=0) the fixed 1,350-byte packets cross the same path', async () => {
+    const { conn, edge } = await bulk(false);
+    expect(stats(conn).pmtud).toBe(false);
+    expect(stats(conn).pathPayload).toBe(1350);
+    expect(stats(edge).pathPayload).toBe(1350);
+  }, 60_000);
+});
