@@ -37,6 +37,9 @@ privilegedDescribe('a device enrolled with --vnet uses only those vnets', () => 
     edge = new OxyProcess(home, [
       'edge',
       'run',
+      // Not the default 127.0.0.1:8080: another file's edge may hold it (EADDRINUSE in parallel runs).
+      '--http-listen',
+      '127.0.0.1:0',
       '--tunnel-listen',
       `127.0.0.1:${tunnelPort}`,
       '--gue-listen',

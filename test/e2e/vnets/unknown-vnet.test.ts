@@ -41,6 +41,9 @@ privilegedDescribe('an unknown vnet is refused at once, on every on-ramp', () =>
     edge = new OxyProcess(home, [
       'edge',
       'run',
+      // Not the default 127.0.0.1:8080: another file's edge may hold it (EADDRINUSE in parallel runs).
+      '--http-listen',
+      '127.0.0.1:0',
       '--tunnel-listen',
       `127.0.0.1:${tunnelPort}`,
       '--proxy-listen',
