@@ -33,7 +33,8 @@
  * Per run, the accounting that says where the edge's CPU goes: its CPU per request (primary +
  * workers, utime + stime from /proc/PID/stat; also ÷ the origin's, the yardstick for how busy the
  * machine was), the primary's part, each worker's CPU per request it served itself, read/write
- * system calls, wake-ups (voluntary context switches) and preemptions per request of the serving
+ * system calls, wake-ups (voluntary context switches), preemptions and event-loop turns (epoll_pwait
+ * calls, `perf stat` of a tracepoint, root) per request of the serving
  * processes (/proc/PID/io, status), the connector's CPU and system calls, hand-offs between
  * workers in the measured run, and wrk's socket errors (requests never answered).
  * `--configs 0,2` runs some of them; `--bin PATH` another build (A/B); `--node-flags
@@ -72,6 +73,15 @@ const cap = Number(arg('cap', 0.2));
 const capPct = Math.round(cap * 100);
 /** Extra node flags for the edge (its workers inherit them), e.g. --perf-basic-prof for `perf record`. */
 const nodeFlags = arg('node-flags', '').split(' ').filter(Boolean);
+/** Whether `perf stat` can count the syscalls:sys_enter_epoll_pwait tracepoint (root, tracefs): event-loop turns per request. */
+const TURNS = (() => {
+  try {
+    execFileSync('perf', ['stat', '-x', ',', '-e', 'syscalls:sys_enter_epoll_pwait', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 /** `--perf DIR`: `perf record -e cpu-clock -g` of the edge's processes during each measurement (DIR/<round>-<config>.data). */
 const perfDir = arg('perf', '');
 /** `--bin PATH`: another build's bin/run.js for the edge and connector (alternate old/new builds in A/B runs). */
@@ -239,8 +249,15 @@ async function withEdge(config, originUrl, originPid, fn) {
         perfDir && label
           ? spawn('perf', ['record', '-e', 'cpu-clock', '-g', '-o', join(perfDir, `${label}.data`), '-p', family(e.edge.pid).join(',')], { stdio: 'ignore' })
           : undefined;
+      // Event-loop turns: epoll_pwait calls of the serving processes (a tracepoint; root), counted by `perf stat`.
+      let turnsOut = '';
+      const turns = TURNS
+        ? spawn('perf', ['stat', '-x', ',', '-e', 'syscalls:sys_enter_epoll_pwait', '-p', serving.join(',')], { stdio: ['ignore', 'ignore', 'pipe'] })
+        : undefined;
+      turns?.stderr.on('data', (d) => (turnsOut += d));
       const { stdout } = await wrk(args, d);
       if (perf) await new Promise((resolve) => (perf.once('exit', resolve), perf.kill('SIGINT')));
+      if (turns) await new Promise((resolve) => (turns.once('exit', resolve), turns.kill('SIGINT')));
       const after = snapshot();
       const afterEach = eachCpu();
       const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -270,6 +287,8 @@ async function withEdge(config, originUrl, originPid, fn) {
         // System calls and wake-ups per request of the serving processes, and of the connector.
         calls: per('serving', 'reads') + per('serving', 'writes'),
         wakeups: per('serving', 'wakeups'),
+        // epoll_pwait calls per request (about one per loop turn): how many requests a turn handles.
+        turns: turns ? Number(/^(\d+),/m.exec(turnsOut)?.[1] ?? NaN) / requests : NaN,
         preempted: per('serving', 'preempted'),
         connectorCalls: per('connector', 'reads') + per('connector', 'writes'),
         // Each serving process's share of a core during the sample (pinned: the load on its core).
@@ -468,14 +487,14 @@ try {
       const m = await measure(config, originUrl, origin.child.pid, label(r, config));
       results.get(config.name).push(m);
       console.log(
-        `round ${r}  ${config.name.padEnd(42)} ${fmt(m.rps, 0).padStart(6)} req/s  edge ${fmt(m.edge, 0).padStart(4)} µs/req (${fmt(m.edge / m.origin, 1)}× origin; primary ${fmt(m.primary, 1)})  connector ${fmt(m.connector, 0).padStart(4)}  origin ${fmt(m.origin, 0).padStart(3)}  | edge syscalls ${fmt(m.calls, 2)}/req, wake-ups ${fmt(m.wakeups, 2)}/req, preempted ${fmt(m.preempted, 2)}/req; connector syscalls ${fmt(m.connectorCalls, 2)}/req | per worker ${m.share}, ${m.handoffs} hand-offs`,
+        `round ${r}  ${config.name.padEnd(42)} ${fmt(m.rps, 0).padStart(6)} req/s  edge ${fmt(m.edge, 0).padStart(4)} µs/req (${fmt(m.edge / m.origin, 1)}× origin; primary ${fmt(m.primary, 1)})  connector ${fmt(m.connector, 0).padStart(4)}  origin ${fmt(m.origin, 0).padStart(3)}  | edge syscalls ${fmt(m.calls, 2)}/req, wake-ups ${fmt(m.wakeups, 2)}/req, preempted ${fmt(m.preempted, 2)}/req, loop turns ${fmt(m.turns, 2)}/req; connector syscalls ${fmt(m.connectorCalls, 2)}/req | per worker ${m.share}, ${m.handoffs} hand-offs`,
       );
     }
     for (const pair of PAIRS) {
       const [one, two] = await measureTogether(pair.configs, origins, `${r}-pair${PAIRS.indexOf(pair)}`);
       pairs.get(pair.name).push([one, two]);
       const show = (m) =>
-        `${fmt(m.rps, 0).padStart(5)} req/s, ${fmt(m.edgeRun, 1)} µs/req (main threads ${fmt(m.edgeMain, 1)}; per worker ${m.perWorker.map((x) => fmt(x, 1)).join(' | ')}), wake-ups ${fmt(m.wakeups, 2)}, preempted ${fmt(m.preempted, 2)}, syscalls ${fmt(m.calls, 2)}/req`;
+        `${fmt(m.rps, 0).padStart(5)} req/s, ${fmt(m.edgeRun, 1)} µs/req (main threads ${fmt(m.edgeMain, 1)}; per worker ${m.perWorker.map((x) => fmt(x, 1)).join(' | ')}), wake-ups ${fmt(m.wakeups, 2)}, preempted ${fmt(m.preempted, 2)}, loop turns ${fmt(m.turns, 2)}, syscalls ${fmt(m.calls, 2)}/req`;
       console.log(
         `round ${r}  side by side, ${pair.name}:\n    1 worker  ${show(one)}\n    2 workers ${show(two)}  → ${fmt(two.rps / one.rps, 2)}× the requests/s, ${fmt(two.edgeRun / one.edgeRun, 2)}× the CPU per request (main threads ${fmt(two.edgeMain / one.edgeMain, 2)}×)`,
       );
@@ -513,7 +532,7 @@ try {
         )}×), ${fmt(rel, 1)}× the origin's (${fmt(
           inRound((m) => m.edge / m.origin),
           2,
-        )}×)  connector ${fmt(median(ms.map((m) => m.connector)), 0)} µs/req  syscalls ${fmt(median(ms.map((m) => m.calls)), 2)}/req  wake-ups ${fmt(median(ms.map((m) => m.wakeups)), 2)}/req`,
+        )}×)  connector ${fmt(median(ms.map((m) => m.connector)), 0)} µs/req  syscalls ${fmt(median(ms.map((m) => m.calls)), 2)}/req  wake-ups ${fmt(median(ms.map((m) => m.wakeups)), 2)}/req  loop turns ${fmt(median(ms.map((m) => m.turns)), 2)}/req`,
       );
     }
   }
@@ -556,7 +575,7 @@ try {
     console.log(
       `  side by side, ${name}: 2 workers serve ${med(([a, b]) => b.rps / a.rps)}× the requests/s of 1 (2× is linear) at ${med(([a, b]) => b.edgeRun / a.edgeRun)}× the CPU per request (main threads ${med(([a, b]) => b.edgeMain / a.edgeMain)}×)` +
         `${pinned ? `, its worker on core 0 at ${med(([a, b]) => b.perWorker[0] / a.perWorker[0])}× the single worker beside it on core 0` : ''}; ` +
-        `wake-ups ${med(([a]) => a.wakeups)} and ${med(([, b]) => b.wakeups)}/req, read/write system calls ${med(([a]) => a.calls)} and ${med(([, b]) => b.calls)}/req`,
+        `wake-ups ${med(([a]) => a.wakeups)} and ${med(([, b]) => b.wakeups)}/req, loop turns ${med(([a]) => a.turns)} and ${med(([, b]) => b.turns)}/req, read/write system calls ${med(([a]) => a.calls)} and ${med(([, b]) => b.calls)}/req`,
     );
   }
   if (alone !== undefined)
@@ -618,7 +637,7 @@ try {
     );
   }
   console.log(
-    `  saturated runs on ${availableParallelism()} cores shared with wrk, the connector and the origin add the cost of waking up: each of 2 workers drains its half and sleeps; ` +
+    `  saturated runs on ${availableParallelism()} cores shared with wrk, the connector and the origin add the cost of sharing them (waking up, preemptions, fewer requests per loop turn: each of 2 workers drains its half); ` +
       'in the side-by-side pairs every worker always has requests waiting, so their ratios are the per-request work',
   );
 } finally {
