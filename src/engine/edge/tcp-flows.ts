@@ -38,6 +38,8 @@ const MODE = process.env.OXY_TCP_FLOWS === '0' ? 'off' : process.env.OXY_TCP_FLO
  * no JS turn for the ANSWER); OXY_FLOW_AT_ANSWER=0: the ANSWER comes to JS, which starts the pump.
  */
 const AT_ANSWER = process.env.OXY_FLOW_AT_ANSWER !== '0';
+/** With AT_ANSWER, the accepted connection's first chunk is read and written as DATA by the addon too; OXY_FLOW_EARLY_NATIVE=0: by JS. */
+const EARLY_NATIVE = process.env.OXY_FLOW_EARLY_NATIVE !== '0';
 
 export interface TcpFlowOptions {
   /** Socket → stream: the socket pauses above this many bytes queued on the stream. */
@@ -226,8 +228,10 @@ class FlowStream implements FlowRecordSink {
         this.#parser,
         (flow) => this.#answeredThere(conn, flow),
         () => this.#done(),
+        // Its first read failed: as for JS's read below.
+        this.o.early && EARLY_NATIVE ? () => conn.destroy() : undefined,
       );
-    if (!this.o.early) return;
+    if (!this.o.early || this.#atAnswer?.readsEarly) return;
     conn.readFirst((chunk, errno) => {
       if (this.#link !== link || link.released) return;
       if (chunk) {

@@ -82,6 +82,8 @@ export const QuicPumpEvent = {
   DIALED: 12,
   /** A flows pump that starts at the flow's ANSWER (FdPumpEvents.atAnswer) started: the ANSWER was the OK one. Lazy. */
   FLOW_ANSWERED: 14,
+  /** With FdPumpEvents.earlyRead: the accepted socket's first read failed: payload f64 errno. */
+  EARLY_ERROR: 15,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

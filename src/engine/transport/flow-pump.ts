@@ -106,6 +106,8 @@ export class PumpedFlow {
   #paused = false;
   /** atAnswer(): the transport has not said yet that it started the pump. */
   #waiting = false;
+  /** atAnswer() with `earlyError`: the transport reads the connection's first chunk. */
+  readsEarly = false;
   #pump!: FdPump;
 
   private constructor(
@@ -172,7 +174,9 @@ export class PumpedFlow {
    * stream's records from here, starts the pump itself at that ANSWER (no JS turn for it) and says
    * so late (`answered`: the flow is this PumpedFlow's from then). Anything else (another answer, a
    * record before it) comes to the reader as without this: `cancel()` then, and whenever the flow
-   * ends or changes hands before `answered`. Undefined where the stream cannot.
+   * ends or changes hands before `answered`. Undefined where the stream cannot. With `earlyError`
+   * the transport also reads the connection's first chunk and writes it as the flow's DATA
+   * (`readsEarly`); its end waits for the pump, its error comes there.
    */
   static atAnswer(
     stream: TunnelStream,
@@ -180,6 +184,7 @@ export class PumpedFlow {
     reader: FlowRecordReader,
     answered: (flow: PumpedFlow) => void,
     done: () => void,
+    earlyError?: (errno: number) => void,
   ): PumpedFlow | undefined {
     if (!stream.pumpTo) return undefined;
     const flow = new PumpedFlow(stream, done);
@@ -200,10 +205,13 @@ export class PumpedFlow {
       bodyLeft: () => reader.dataLeft,
       handOver: () => reader.handOver(),
       flowDone: () => flow.#finish(),
+      earlyRead: earlyError !== undefined,
+      earlyError,
     });
     if (!pump) return undefined;
     flow.#pump = pump;
     flow.#waiting = true;
+    flow.readsEarly = earlyError !== undefined;
     return flow;
   }
 

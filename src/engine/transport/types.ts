@@ -214,6 +214,12 @@ export interface FdPumpEvents {
   atAnswer?: Buffer;
   answered?(): void;
   /**
+   * With `atAnswer`: the transport also reads the socket's first chunk and writes it as the flow's
+   * DATA (the edge's early data, no JS); its end waits for the pump, its error comes to `earlyError`.
+   */
+  earlyRead?: boolean;
+  earlyError?(errno: number): void;
+  /**
    * With `flows` and `dial`, the dial still connecting (its `done` not called yet): the pump takes
    * it now (what comes for the socket meanwhile waits in the pump) and, once the connect
    * succeeded, writes an ANSWER record of these bytes (the OK one) before anything else of the

@@ -33,6 +33,10 @@ struct Accepted {
   FdWatch* watch = nullptr;  // made by read(); data is this entry while it reads
   TcpAcceptor* owner = nullptr;
   bool reading = false;
+  // ReadAcceptedFirst: the first chunk goes to `early` (not to JS).
+  EarlyChunkFn early = nullptr;
+  void* early_ctx = nullptr;
+  int64_t early_id = 0;
   // The peer as accept4 gave it (family 4|6; none for other families).
   int family = 0;
   uint16_t port = 0;
@@ -211,6 +215,8 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     if (accept_errno != 0 && fd_ >= 0) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "accept4", accept_errno)});
   }
 
+ public:
+  // The first chunk's read (read(), ReadAcceptedFirst).
   static void OnEarlyRead(FdWatch* handle, int) {
     auto* a = static_cast<Accepted*>(handle->data);
     if (!a || !a->reading) {
@@ -235,6 +241,12 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     // Its end or error stays readable: wanted no more at once.
     if (n <= 0) SetFdWatch(handle, 0, &TcpAcceptor::OnEarlyRead);
     const int err = n < 0 ? errno : 0;
+    if (a->early) {
+      EarlyChunkFn early = a->early;
+      a->early = nullptr;
+      early(a->early_ctx, a->early_id, buf.get(), n < 0 ? -err : n);
+      return;
+    }
     const double token = a->token;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
@@ -245,6 +257,7 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     });
   }
 
+ private:
   uv_loop_t* loop_ = nullptr;
   bool holding_ = false;
   Napi::FunctionReference on_accepted_;
@@ -281,6 +294,27 @@ int TakeAcceptedWatched(double token, uv_loop_t* loop, FdWatch** watch) {
   if (!*watch) *watch = NewFdWatch(loop, fd);
   if (*watch && a.family) SetFdWatchPeer(*watch, a.family, a.addr, a.port);
   return fd;
+}
+
+bool ReadAcceptedFirst(double token, uv_loop_t* loop, EarlyChunkFn cb, void* ctx, int64_t id) {
+  auto it = table.find(token);
+  if (it == table.end()) return false;
+  Accepted* a = it->second.get();
+  if (!a->watch) a->watch = NewFdWatch(loop, a->fd);
+  if (!a->watch) return false;
+  a->watch->data = a;
+  if (SetFdWatch(a->watch, UV_READABLE, &TcpAcceptor::OnEarlyRead) != 0) return false;
+  if (a->family) SetFdWatchPeer(a->watch, a->family, a->addr, a->port);
+  a->reading = true;
+  a->early = cb;
+  a->early_ctx = ctx;
+  a->early_id = id;
+  return true;
+}
+
+void ForgetAcceptedReads(void* ctx) {
+  for (auto& [token, a] : table)
+    if (a->early_ctx == ctx) a->early = nullptr;
 }
 
 Napi::Function InitTcpAcceptor(Napi::Env env) { return TcpAcceptor::Init(env); }

@@ -64,6 +64,7 @@ enum PumpEvent : uint8_t {
   kPumpDialed = 12,     // a Dial's connect finished (id: its token): payload f64 errno (0: connected)
   // A flows pump to start at the flow's ANSWER (AttachPump kPumpAtAnswer):
   kPumpFlowAnswered = 14, // lazy: the ANSWER was the OK one and the pump took the accepted socket: it runs
+  kPumpEarlyError = 15,   // kPumpAtAnswerEarly: the accepted socket's first read failed: payload f64 errno
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
@@ -709,7 +710,11 @@ class Conn {
   // from its header on and the pump never starts; ClosePump before it started returns -2.
   // kPumpAtConnect (flows only): `fd` is the token of a Dial still connecting; the pump takes it
   // now, JS hears the connect as a dial's (kPumpDialed) and, connected, the ANSWER `ok` goes first.
-  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2, kPumpAtAnswer = 3, kPumpAtConnect = 4;
+  // kPumpAtAnswerEarly: kPumpAtAnswer, and the socket's first chunk read here and written as the
+  // flow's DATA (its end waits for the pump; its error: kPumpEarlyError).
+  static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2, kPumpAtAnswer = 3, kPumpAtConnect = 4,
+                       kPumpAtAnswerEarly = 5;
+  static void EarlyChunk(void* ctx, int64_t id, const uint8_t* data, ssize_t n);
   bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd, const uint8_t* ok = nullptr, size_t ok_len = 0);
   // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
   // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token

@@ -185,9 +185,10 @@ ssize_t OutQueue::WriteTo(int fd) {
 bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uint8_t* ok, size_t ok_len) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
-  if (source == kPumpAtAnswer) {
+  if (source == kPumpAtAnswer || source == kPumpAtAnswerEarly) {
     // Nothing is taken yet: the ANSWER read here does it (RecvAnswer).
     if (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader || pumps_.find(id) != pumps_.end() || s->at_answer != 0) return false;
+    if (source == kPumpAtAnswerEarly && !ReadAcceptedFirst(double(socket_fd), loop_, &Conn::EarlyChunk, this, id)) return false;
     s->at_answer = double(socket_fd);
     s->answer_ok.assign(ok, ok + ok_len);
     return true;
@@ -441,6 +442,7 @@ bool Conn::PumpHead(int64_t id, const uint8_t* data, size_t len) {
 }
 
 void Conn::ClosePumps() {
+  ForgetAcceptedReads(this);
   // The connection is gone: a private flow not over both ways (its fd's EOF read, its write side
   // shut) was cut, and its socket is reset, as JS's PumpedFlow.kill() does for a dead stream.
   while (!pumps_.empty()) {
@@ -744,6 +746,21 @@ void Conn::FlowRecord(Stream* s, uint8_t type, const uint8_t* payload, size_t le
   s->chunks.push_back(std::move(c));
   s->total += total;
   Enqueue(s);
+}
+
+// The first chunk of an accepted socket whose pump starts at the ANSWER (kPumpAtAnswerEarly): the
+// flow's DATA after its OPEN, as JS would write it. Its end is read again by the pump; its error
+// goes to JS (the flow is reset there). Written also when the ANSWER came to JS meanwhile (its
+// pump or socket takes the socket later: this chunk comes before their bytes).
+void Conn::EarlyChunk(void* ctx, int64_t id, const uint8_t* data, ssize_t n) {
+  auto* self = static_cast<Conn*>(ctx);
+  if (n > 0) {
+    self->FlowRecord(self->Find(id), kFlowData, data, size_t(n));
+  } else if (n < 0) {
+    const double e = double(-n);
+    self->Event(kEvPump, kPumpEarlyError, id, reinterpret_cast<const uint8_t*>(&e), 8);
+    self->Dirty();
+  }
 }
 
 // A pump that took its dial while connecting (kPumpAtConnect): the connect finished. JS hears it

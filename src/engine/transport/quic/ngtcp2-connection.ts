@@ -249,7 +249,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
-    const source = events.atConnect ? 4 : events.dial ? 1 : events.atAnswer ? 3 : events.accepted ? 2 : 0;
+    const source = events.atConnect ? 4 : events.dial ? 1 : events.atAnswer ? (events.earlyRead ? 5 : 3) : events.accepted ? 2 : 0;
     if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, source, events.atAnswer ?? events.atConnect)) return undefined;
     // A connecting dial's `done` still hears its connect (DIALED).
     if (events.dial && !events.atConnect) this.dials.delete(fd);
@@ -397,6 +397,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
         else if (flag === QuicPumpEvent.HEAD) events.head?.(data);
         else if (flag === QuicPumpEvent.SHUT) events.shut?.();
         else if (flag === QuicPumpEvent.FLOW_ANSWERED) events.answered?.();
+        else if (flag === QuicPumpEvent.EARLY_ERROR) events.earlyError?.(data.readDoubleLE(0));
         else if (flag === QuicPumpEvent.FLOW_DONE) {
           // The addon let the pump go (it lingers there until its socket is flushed): the stream's records are JS's again.
           this.pumps.delete(id);
