@@ -21,7 +21,7 @@
  * skips them; root only: they need a cpu cgroup). A pair is a 1-worker and a 2-worker edge, each
  * with its own connector, origin and wrk (32 connections per worker), measured over the same
  * seconds (the rest of the machine moved CPU per request 2× between consecutive runs), every
- * worker capped at --cap (default 0.2) of a core: the edge is then what limits, its workers always
+ * worker capped at --cap (default 0.1) of a core: the edge is then what limits, its workers always
  * have requests waiting and seldom sleep, so CPU per request is the per-request work, not the cost
  * of waking up to drain half the load (what saturated runs on 2 shared cores show). Pair 0 is
  * unpinned; pair 1 is pinned (taskset): the 1-worker edge on core 0, the 2-worker edge's workers on
@@ -42,7 +42,7 @@
  *
  * `--protocol quic` dials the edge over QUIC (its 4 connections hashed over the primary's UDP group, not placed).
  *
- *   npm run build && sudo node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5] [--protocol http2|quic] [--cap 0.2]
+ *   npm run build && sudo node bench/workers.js [--seconds 5] [--rounds 3] [--warmup 5] [--protocol http2|quic] [--cap 0.1]
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -68,8 +68,8 @@ const pacedSeconds = Number(arg('paced-seconds', seconds));
 const PACED_SCRIPT = fileURLToPath(new URL('./lib/paced.lua', import.meta.url));
 /** Seconds of load before a side-by-side pair's measurement: capped workers JIT-compile slowly (5 s left TurboFan at 15–18 % of a 2-worker edge's samples, 1.24× the CPU per request; 20 s: 0.94–0.98×). */
 const pairWarmup = Number(arg('pair-warmup', 20));
-/** `--cap 0.2`: the capped configurations' CFS quota per worker, as a share of one core. */
-const cap = Number(arg('cap', 0.2));
+/** `--cap 0.1`: the capped configurations' CFS quota per worker, as a share of one core. */
+const cap = Number(arg('cap', 0.1));
 const capPct = Math.round(cap * 100);
 /** Extra node flags for the edge (its workers inherit them), e.g. --perf-basic-prof for `perf record`. */
 const nodeFlags = arg('node-flags', '').split(' ').filter(Boolean);
@@ -155,7 +155,12 @@ const capCpu = (pids, share) => {
     }
   };
 };
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** The middle value; of an even count, the mean of the two middle ones (two rounds: their mean, not the larger). */
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 async function startEdge(workers, originUrl) {
   const edge = await spawnTracked(
