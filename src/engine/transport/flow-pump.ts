@@ -115,6 +115,19 @@ export class PumpedFlow {
     private readonly done: () => void,
   ) {}
 
+  /** The pump's events every tcp-flows flow has: records between flows read by `reader`, the rest this flow's. */
+  #events(reader: FlowRecordReader) {
+    return {
+      flows: true,
+      answer: () => undefined,
+      end: () => undefined,
+      drain: () => this.#resume(),
+      bodyLeft: () => reader.dataLeft,
+      handOver: () => reader.handOver(),
+      flowDone: () => this.#finish(),
+    };
+  }
+
   /**
    * Pumps `socket` (paused, or just dialled) as the stream's current flow. What the socket read
    * and still holds goes first as DATA records; `early` (called once the pump is there) gives the
@@ -141,13 +154,7 @@ export class PumpedFlow {
       for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) writeFlowRecord(stream, FlowRecord.DATA, chunk);
     const flow = new PumpedFlow(stream, done);
     const pump = stream.pumpTo(fd, {
-      flows: true,
-      answer: () => undefined,
-      end: () => undefined,
-      drain: () => flow.#resume(),
-      bodyLeft: () => reader.dataLeft,
-      handOver: () => reader.handOver(),
-      flowDone: () => flow.#finish(),
+      ...flow.#events(reader),
       dial,
       accepted,
       atConnect: connecting ? FLOW_OK_ANSWER : undefined,
@@ -189,7 +196,6 @@ export class PumpedFlow {
     if (!stream.pumpTo) return undefined;
     const flow = new PumpedFlow(stream, done);
     const pump = stream.pumpTo(conn.token, {
-      flows: true,
       accepted: true,
       atAnswer: FLOW_OK_ANSWER,
       answered: () => {
@@ -199,12 +205,7 @@ export class PumpedFlow {
         debug('stream %d: tcp-flows flow pumped by the addon, accepted there, from its answer', stream.id);
         answered(flow);
       },
-      answer: () => undefined,
-      end: () => undefined,
-      drain: () => flow.#resume(),
-      bodyLeft: () => reader.dataLeft,
-      handOver: () => reader.handOver(),
-      flowDone: () => flow.#finish(),
+      ...flow.#events(reader),
       earlyRead: earlyError !== undefined,
       earlyError,
     });

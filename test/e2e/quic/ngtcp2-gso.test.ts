@@ -10,22 +10,13 @@
 // With path MTU discovery (the default) the sockets set DF and packets grow from 1,200 to what
 // ngtcp2's probes find: 1,444 on this 1,500-byte link; on the 1,300-byte one the larger probes are
 // refused by the sender's own kernel and 1,232 is what stays.
-import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
-import {
-  dialQuic,
-  listenQuic,
-  type Ngtcp2TunnelConnection,
-  type QuicClientConnection,
-  type QuicListener,
-  type QuicServerConnection,
-} from '../../../src/engine/transport/quic/index.js';
+import type { Ngtcp2TunnelConnection, QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import { TestNetns } from '../../helpers/netns.js';
-import { until } from '../../helpers/until.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { collect, sha256 } from '../../unit/quic/support.js';
+import { until } from '../../helpers/until.js';
+import { closeOpened, ngtcp2Bulk, type Opened } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.7.1';
 const SIZE = 8 * 1024 * 1024;
@@ -35,7 +26,7 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
   let client: TestNetns | undefined;
   let id: EdgeIdentity;
   const savedImpl = process.env.OXY_QUIC_IMPL;
-  const open: Array<{ listener: QuicListener; conn: QuicClientConnection }> = [];
+  const open: Opened = [];
 
   beforeAll(async () => {
     id = await createEdgeIdentity({ ips: [SERVER] });
@@ -46,12 +37,7 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     client.ipBatch(['addr add 198.18.7.100/24 dev cli0']);
   });
 
-  afterEach(async () => {
-    for (const { listener, conn } of open.splice(0)) {
-      conn.close();
-      await listener.close();
-    }
-  });
+  afterEach(() => closeOpened(open));
 
   afterAll(() => {
     if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
@@ -60,38 +46,9 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     client?.delete();
   });
 
-  /** Both ends on ngtcp2 (sockets made inside their namespaces), `SIZE` bytes each way on one stream. */
+  /** Both ends on ngtcp2, `SIZE` bytes each way: the stats of both ends. */
   async function bulk(gso: boolean, gro = true, pmtud = true) {
-    let accepted!: (c: QuicServerConnection) => void;
-    const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
-    const socket = withNetns(server!.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', gso, gro, pmtud }, accepted);
-    process.env.OXY_QUIC_IMPL = 'ngtcp2';
-    // The addon's client makes its socket before dialQuic's first await (an IP: no lookup), so
-    // in the client's namespace; the promise is carried out of withNetns in an object.
-    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, gso, gro, pmtud }) }));
-    const conn = await dialing;
-    open.push({
-      listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
-      conn,
-    });
-    const edge = await serverConn;
-    const up = randomBytes(SIZE);
-    const down = randomBytes(SIZE);
-    const acceptedStream = edge.acceptStream();
-    const stream = await conn.openStream();
-    const peer = await acceptedStream;
-    const atEdge = collect(peer);
-    const atClient = collect(stream);
-    for (let off = 0; off < SIZE; off += 256 * 1024) {
-      stream.write(up.subarray(off, off + 256 * 1024));
-      peer.write(down.subarray(off, off + 256 * 1024));
-    }
-    stream.end();
-    peer.end();
-    const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
-    expect(sha256(gotUp)).toBe(sha256(up));
-    expect(sha256(gotDown)).toBe(sha256(down));
+    const { listener, conn, edge } = await ngtcp2Bulk({ server: server!, client: client!, address: SERVER, id, size: SIZE, open, gso, gro, pmtud });
     const stats = (conn as Ngtcp2TunnelConnection).quicStats();
     // The datagram room follows the path's packets (short header, AEAD tag, frame header).
     expect(conn.maxDatagramSize).toBe(stats.pathPayload! - 46);

@@ -8,20 +8,13 @@
 //   client netns  cli0 198.18.7.100 ── r0 198.18.7.1 [router, MTU 1,400 both hops] r1 198.18.8.1 ── srv0 198.18.8.2  server netns
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
-import {
-  dialQuic,
-  listenQuic,
-  type Ngtcp2TunnelConnection,
-  type QuicClientConnection,
-  type QuicListener,
-  type QuicServerConnection,
-} from '../../../src/engine/transport/quic/index.js';
+import type { Ngtcp2TunnelConnection, QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
+import { closeOpened, ngtcp2Bulk, type Opened } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.8.2';
 const SIZE = 4 * 1024 * 1024;
@@ -32,7 +25,7 @@ privilegedDescribe('ngtcp2 path MTU discovery across a router with a smaller MTU
   let client: TestNetns | undefined;
   let id: EdgeIdentity;
   const savedImpl = process.env.OXY_QUIC_IMPL;
-  const open: Array<{ listener: QuicListener; conn: QuicClientConnection }> = [];
+  const open: Opened = [];
 
   beforeAll(async () => {
     id = await createEdgeIdentity({ ips: [SERVER] });
@@ -47,12 +40,7 @@ privilegedDescribe('ngtcp2 path MTU discovery across a router with a smaller MTU
     router.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
   });
 
-  afterEach(async () => {
-    for (const { listener, conn } of open.splice(0)) {
-      conn.close();
-      await listener.close();
-    }
-  });
+  afterEach(() => closeOpened(open));
 
   afterAll(() => {
     if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
@@ -62,38 +50,7 @@ privilegedDescribe('ngtcp2 path MTU discovery across a router with a smaller MTU
     client?.delete();
   });
 
-  /** Both ends on ngtcp2 (sockets made inside their namespaces), `SIZE` bytes each way on one stream. */
-  async function bulk(pmtud: boolean) {
-    let accepted!: (c: QuicServerConnection) => void;
-    const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
-    const socket = withNetns(server!.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2', pmtud }, accepted);
-    process.env.OXY_QUIC_IMPL = 'ngtcp2';
-    const { dialing } = withNetns(client!.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert, pmtud }) }));
-    const conn = await dialing;
-    open.push({
-      listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
-      conn,
-    });
-    const edge = await serverConn;
-    const up = randomBytes(SIZE);
-    const down = randomBytes(SIZE);
-    const acceptedStream = edge.acceptStream();
-    const stream = await conn.openStream();
-    const peer = await acceptedStream;
-    const atEdge = collect(peer);
-    const atClient = collect(stream);
-    for (let off = 0; off < SIZE; off += 256 * 1024) {
-      stream.write(up.subarray(off, off + 256 * 1024));
-      peer.write(down.subarray(off, off + 256 * 1024));
-    }
-    stream.end();
-    peer.end();
-    const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
-    expect(sha256(gotUp)).toBe(sha256(up));
-    expect(sha256(gotDown)).toBe(sha256(down));
-    return { conn, edge };
-  }
+  const bulk = (pmtud: boolean) => ngtcp2Bulk({ server: server!, client: client!, address: SERVER, id, size: SIZE, open, pmtud });
 
   const stats = (c: QuicClientConnection | QuicServerConnection) => (c as Ngtcp2TunnelConnection).quicStats();
 

@@ -1,0 +1,73 @@
+// Two ngtcp2 ends in two namespaces, one bulk exchange between them: shared by the files that
+// test what the addon's QUIC does on a real path (GSO/GRO, path MTU discovery).
+import { randomBytes } from 'node:crypto';
+import { expect } from 'vitest';
+import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
+import type { EdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import type { TestNetns } from '../../helpers/netns.js';
+import { collect, sha256 } from '../../unit/quic/support.js';
+
+/** What a test opened, closed after each test by `closeOpened`. */
+export type Opened = Array<{ listener: QuicListener; conn: QuicClientConnection }>;
+
+export async function closeOpened(open: Opened): Promise<void> {
+  for (const { listener, conn } of open.splice(0)) {
+    conn.close();
+    await listener.close();
+  }
+}
+
+export interface BulkOptions {
+  server: TestNetns;
+  client: TestNetns;
+  /** The server's address in its namespace. */
+  address: string;
+  id: EdgeIdentity;
+  size: number;
+  open: Opened;
+  gso?: boolean;
+  gro?: boolean;
+  pmtud?: boolean;
+}
+
+/**
+ * Both ends on ngtcp2 (sockets made inside their namespaces), `size` bytes each way on one
+ * stream, checked byte for byte. Sets OXY_QUIC_IMPL=ngtcp2 for the dial: the caller restores it.
+ */
+export async function ngtcp2Bulk(o: BulkOptions): Promise<{ listener: QuicListener; conn: QuicClientConnection; edge: QuicServerConnection }> {
+  const { gso, gro, pmtud } = o;
+  let accepted!: (c: QuicServerConnection) => void;
+  const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
+  const socket = withNetns(o.server.path, () => PktinfoUdpSocket.bind({ address: o.address, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
+  const listener = await listenQuic({ cert: o.id.certChain, key: o.id.key, socket, impl: 'ngtcp2', gso, gro, pmtud }, accepted);
+  process.env.OXY_QUIC_IMPL = 'ngtcp2';
+  // The addon's client makes its socket before dialQuic's first await (an IP: no lookup), so
+  // in the client's namespace; the promise is carried out of withNetns in an object.
+  const { dialing } = withNetns(o.client.path, () => ({
+    dialing: dialQuic({ host: o.address, port: listener.address.port, ca: o.id.caCert, gso, gro, pmtud }),
+  }));
+  const conn = await dialing;
+  o.open.push({
+    listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
+    conn,
+  });
+  const edge = await serverConn;
+  const up = randomBytes(o.size);
+  const down = randomBytes(o.size);
+  const acceptedStream = edge.acceptStream();
+  const stream = await conn.openStream();
+  const peer = await acceptedStream;
+  const atEdge = collect(peer);
+  const atClient = collect(stream);
+  for (let off = 0; off < o.size; off += 256 * 1024) {
+    stream.write(up.subarray(off, off + 256 * 1024));
+    peer.write(down.subarray(off, off + 256 * 1024));
+  }
+  stream.end();
+  peer.end();
+  const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
+  expect(sha256(gotUp)).toBe(sha256(up));
+  expect(sha256(gotDown)).toBe(sha256(down));
+  return { listener, conn, edge };
+}
