@@ -218,7 +218,7 @@ class FlowStream implements FlowRecordSink {
     // a pump that started at the ANSWER meanwhile (not heard of yet) is cut as a pumped flow is.
     conn.onClose = () => {
       if (this.#link !== link) return;
-      if (this.#stopAtAnswer()) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
+      if (this.#stopAtAnswer()) this.#endedByEdge();
       else link.abort();
     };
     if (AT_ANSWER && this.o.pump)
@@ -261,10 +261,7 @@ class FlowStream implements FlowRecordSink {
     this.#answered = true;
     this.owner.answered(this);
     conn.onClose = undefined;
-    this.#link = flow;
-    this.#pumped?.(() => {
-      if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
-    });
+    this.#pumpedBy(flow);
   }
 
   /** The accepted connection becomes a net.Socket (something needs one). */
@@ -325,11 +322,19 @@ class FlowStream implements FlowRecordSink {
       () => this.#done(),
     );
     if (!flow) return held.attach(socket);
+    this.#pumpedBy(flow);
+  }
+
+  /** The flow is `flow`'s, the transport's pump: the flow table's end of it (idle, the device gone) ends it here, with its stream. */
+  #pumpedBy(flow: PumpedFlow): void {
     this.#link = flow;
-    // The flow table's end of the flow (idle, the device gone) ends it here, with its stream.
     this.#pumped?.(() => {
-      if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
+      if (this.#link === flow) this.#endedByEdge();
     });
+  }
+
+  #endedByEdge(): void {
+    this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
   }
 
   /** The answered flow's accepted connection to the transport's pump (as #pump for a socket). */
@@ -345,10 +350,7 @@ class FlowStream implements FlowRecordSink {
       () => this.#done(),
     );
     if (!flow) return held.attach(this.#socketOf(conn));
-    this.#link = flow;
-    this.#pumped?.(() => {
-      if (this.#link === flow) this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The private TCP flow was ended by the edge'));
-    });
+    this.#pumpedBy(flow);
   }
 
   // Before the answer, DATA, END and RESET are the previous flow's last words (a RESET that

@@ -806,6 +806,11 @@ class Conn {
  private:
   void Event(uint8_t type, uint8_t flag, int64_t id, const uint8_t* data, size_t len) { host_->Emit(this, type, flag, id, data, len); }
   void EventCode(uint8_t type, int64_t id, uint64_t code);
+  // A pump event whose payload is one number (an errno, 0), then a flush: the batch reaches JS.
+  void PumpNumber(uint8_t flag, int64_t id, double value) {
+    Event(kEvPump, flag, id, reinterpret_cast<const uint8_t*>(&value), 8);
+    Dirty();
+  }
   void CloseEvent(uint8_t kind, uint64_t code, const uint8_t* reason, size_t reason_len);
   void FillCallbacks(ngtcp2_callbacks* cb, bool server);
   void FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* params, const ngtcp2_path& path);

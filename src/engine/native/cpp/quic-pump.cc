@@ -35,6 +35,13 @@ namespace quic {
 
 namespace {
 constexpr size_t kFrameHeader = 5;
+// A non-blocking connect's outcome, once its socket turned writable: 0 or the errno.
+int ConnectError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  return err;
+}
 constexpr size_t kPumpRead = 64 * 1024;
 constexpr int kReadsPerWake = 16;
 // A read at least this long becomes the chunk itself (no copy); a shorter one is copied into a
@@ -317,12 +324,7 @@ void Conn::OnDialWatch(FdWatch* handle, int) {
   handle->data = nullptr;
   delete connecting;
   it->second.connecting = nullptr;
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(it->second.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  double e = double(err);
-  self->Event(kEvPump, kPumpDialed, int64_t(token), reinterpret_cast<const uint8_t*>(&e), 8);
-  self->Dirty();  // a flush, and with it the batch for JS
+  self->PumpNumber(kPumpDialed, int64_t(token), double(ConnectError(it->second.fd)));
 }
 
 int Conn::TakeDialFd(double token, FdWatch** watch) {
@@ -757,9 +759,7 @@ void Conn::EarlyChunk(void* ctx, int64_t id, const uint8_t* data, ssize_t n) {
   if (n > 0) {
     self->FlowRecord(self->Find(id), kFlowData, data, size_t(n));
   } else if (n < 0) {
-    const double e = double(-n);
-    self->Event(kEvPump, kPumpEarlyError, id, reinterpret_cast<const uint8_t*>(&e), 8);
-    self->Dirty();
+    self->PumpNumber(kPumpEarlyError, id, double(-n));
   }
 }
 
@@ -769,12 +769,8 @@ void Conn::EarlyChunk(void* ctx, int64_t id, const uint8_t* data, ssize_t n) {
 // JS refuses the flow (its ANSWER, then ResetPump: the RESET).
 void Conn::PumpConnected(Pump* p) {
   p->connecting = false;
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  const double e = double(err);
-  Event(kEvPump, kPumpDialed, int64_t(p->dial_token), reinterpret_cast<const uint8_t*>(&e), 8);
-  Dirty();
+  const int err = ConnectError(p->fd);
+  PumpNumber(kPumpDialed, int64_t(p->dial_token), double(err));
   std::vector<uint8_t> answer;
   answer.swap(p->answer);
   if (err != 0) {
@@ -794,9 +790,7 @@ void Conn::PumpConnected(Pump* p) {
 void Conn::PumpNotConnected(Pump* p) {
   if (!p->connecting) return;
   p->connecting = false;
-  const double e = double(ECANCELED);
-  Event(kEvPump, kPumpDialed, int64_t(p->dial_token), reinterpret_cast<const uint8_t*>(&e), 8);
-  Dirty();
+  PumpNumber(kPumpDialed, int64_t(p->dial_token), double(ECANCELED));
 }
 
 // The edge's END: the fd's write side is shut once it took every byte for it.
@@ -1031,9 +1025,7 @@ void Conn::PumpRead(Pump* p) {
     } else if (n == 0 && p->plain) {
       // The peer's FIN ends this direction only: the stream's END follows what was read (JS writes it).
       p->read_done = true;
-      double e = 0;
-      Event(kEvPump, kPumpEnd, p->id, reinterpret_cast<const uint8_t*>(&e), 8);
-      Dirty();
+      PumpNumber(kPumpEnd, p->id, 0);
     } else if (n == 0) {
       PumpEnd(p, 0);
     } else if (errno == EINTR) {
@@ -1074,9 +1066,7 @@ void Conn::PumpEnd(Pump* p, int err) {
     p->fast_head.insert(p->fast_head.begin(), uint8_t(p->answered ? 1 : 0));
     Event(kEvPump, kPumpFastHead, p->id, p->fast_head.data(), p->fast_head.size());
   }
-  double e = double(err);
-  Event(kEvPump, kPumpEnd, p->id, reinterpret_cast<const uint8_t*>(&e), 8);
-  Dirty();  // a flush, and with it the batch for JS
+  PumpNumber(kPumpEnd, p->id, double(err));
 }
 
 void Conn::PumpWatch(Pump* p) {

@@ -206,17 +206,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   // ---- Telling JS --------------------------------------------------------------------------
 
   void Tell(Note note, const uint8_t* data = nullptr, size_t length = 0, const char* syscall = "", int err = 0) {
-    if (!threaded_) {
-      Napi::Env env = Env();
-      if (note == Note::kMessage) {
-        if (!on_message_.IsEmpty()) InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, data, length)});
-      } else if (note == Note::kError) {
-        if (!on_error_.IsEmpty()) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, syscall, err)});
-      } else if (!on_end_.IsEmpty()) {
-        InvokeCallback(env, on_end_, *context_, {});
-      }
-      return;
-    }
+    if (!threaded_) return Deliver(Env(), note, data, length, syscall, err);
     {
       std::lock_guard<std::mutex> lock(told_mutex_);
       told_.push_back(Told{note, std::vector<uint8_t>(data, data + length), syscall, err});
@@ -239,16 +229,18 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     for (Told& told : batch) {
       if (handle->data == nullptr) return;  // a callback closed the relay
       if (told.note == Note::kEnd) uv_unref(reinterpret_cast<uv_handle_t*>(handle));  // nothing follows: the loop may end
-      GuardCallback(env, [self, &told, env] {
-        if (told.note == Note::kMessage) {
-          if (!self->on_message_.IsEmpty())
-            InvokeCallback(env, self->on_message_, *self->context_, {Napi::Buffer<uint8_t>::Copy(env, told.data.data(), told.data.size())});
-        } else if (told.note == Note::kError) {
-          if (!self->on_error_.IsEmpty()) InvokeCallback(env, self->on_error_, *self->context_, {ErrnoError(env, told.syscall, told.err)});
-        } else if (!self->on_end_.IsEmpty()) {
-          InvokeCallback(env, self->on_end_, *self->context_, {});
-        }
-      });
+      GuardCallback(env, [self, &told, env] { self->Deliver(env, told.note, told.data.data(), told.data.size(), told.syscall, told.err); });
+    }
+  }
+
+  // On the JS thread: the callback for `note` (either mode).
+  void Deliver(Napi::Env env, Note note, const uint8_t* data, size_t length, const char* syscall, int err) {
+    if (note == Note::kMessage) {
+      if (!on_message_.IsEmpty()) InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, data, length)});
+    } else if (note == Note::kError) {
+      if (!on_error_.IsEmpty()) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, syscall, err)});
+    } else if (!on_end_.IsEmpty()) {
+      InvokeCallback(env, on_end_, *context_, {});
     }
   }
 
