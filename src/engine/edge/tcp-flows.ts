@@ -176,6 +176,10 @@ class FlowStream implements FlowRecordSink {
   idleSince = 0;
   /** When the current flow's OPEN went (TcpFlowStreams.waitAnswer). */
   askedAt = 0;
+  // Made once per stream, not per flow (the stream carries many).
+  readonly #doneCb = (): void => this.#done();
+  readonly #answeredCb = (flow: PumpedFlow): void => this.#answeredThere(flow);
+  readonly #earlyErrorCb = (): void => void this.#socket?.destroy();
 
   constructor(
     private readonly stream: TunnelStream,
@@ -196,7 +200,7 @@ class FlowStream implements FlowRecordSink {
   }
 
   start(socket: Socket | AcceptedTcp, open: Buffer, failed: (err: Error) => void, pumped?: Pumped): void {
-    const link = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
+    const link = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, this.#doneCb);
     this.#link = link;
     this.#pumped = pumped;
     this.#answered = false;
@@ -226,10 +230,10 @@ class FlowStream implements FlowRecordSink {
         this.stream,
         conn,
         this.#parser,
-        (flow) => this.#answeredThere(conn, flow),
-        () => this.#done(),
+        this.#answeredCb,
+        this.#doneCb,
         // Its first read failed: as for JS's read below.
-        this.o.early && EARLY_NATIVE ? () => conn.destroy() : undefined,
+        this.o.early && EARLY_NATIVE ? this.#earlyErrorCb : undefined,
       );
     if (!this.o.early || this.#atAnswer?.readsEarly) return;
     conn.readFirst((chunk, errno) => {
@@ -255,12 +259,12 @@ class FlowStream implements FlowRecordSink {
   }
 
   /** The addon read the OK ANSWER and its pump took the accepted connection: the flow is the pump's. */
-  #answeredThere(conn: AcceptedTcp, flow: PumpedFlow): void {
+  #answeredThere(flow: PumpedFlow): void {
     if (this.#atAnswer !== flow) return;
     this.#atAnswer = undefined;
     this.#answered = true;
     this.owner.answered(this);
-    conn.onClose = undefined;
+    if (this.#socket instanceof AcceptedTcp) this.#socket.onClose = undefined;
     this.#pumpedBy(flow);
   }
 

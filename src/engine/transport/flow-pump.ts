@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { AcceptedTcp, closeFd, dupFd, resetOnClose, socketFd } from '../native/index.js';
 import { FLOW_OK_ANSWER, FlowRecord, writeFlowRecord } from '../protocol/tcp-flows.js';
-import type { FdPump, TunnelStream } from './types.js';
+import type { FdPump, FdPumpEvents, TunnelStream } from './types.js';
 
 const debug = debuglog('oxy:transport:flow-pump');
 
@@ -115,19 +115,6 @@ export class PumpedFlow {
     private readonly done: () => void,
   ) {}
 
-  /** The pump's events every tcp-flows flow has: records between flows read by `reader`, the rest this flow's. */
-  #events(reader: FlowRecordReader) {
-    return {
-      flows: true,
-      answer: () => undefined,
-      end: () => undefined,
-      drain: () => this.#resume(),
-      bodyLeft: () => reader.dataLeft,
-      handOver: () => reader.handOver(),
-      flowDone: () => this.#finish(),
-    };
-  }
-
   /**
    * Pumps `socket` (paused, or just dialled) as the stream's current flow. What the socket read
    * and still holds goes first as DATA records; `early` (called once the pump is there) gives the
@@ -153,19 +140,19 @@ export class PumpedFlow {
     if (!dial && !accepted)
       for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) writeFlowRecord(stream, FlowRecord.DATA, chunk);
     const flow = new PumpedFlow(stream, done);
-    const pump = stream.pumpTo(fd, {
-      ...flow.#events(reader),
-      dial,
-      accepted,
-      atConnect: connecting ? FLOW_OK_ANSWER : undefined,
-    });
+    const events = new FlowPumpEvents(flow, reader);
+    events.dial = dial;
+    events.accepted = accepted;
+    if (connecting) events.atConnect = FLOW_OK_ANSWER;
+    const pump = stream.pumpTo(fd, events);
     if (!pump) return undefined;
     flow.#pump = pump;
-    debug(
-      'stream %d: tcp-flows flow pumped by the addon%s',
-      stream.id,
-      connecting ? ', dialled there, from its connect' : dial ? ', dialled there' : accepted ? ', accepted there' : '',
-    );
+    if (debug.enabled)
+      debug(
+        'stream %d: tcp-flows flow pumped by the addon%s',
+        stream.id,
+        connecting ? ', dialled there, from its connect' : dial ? ', dialled there' : accepted ? ', accepted there' : '',
+      );
     if (accepted) socket.taken();
     // The addon holds a duplicate: closing ours sends nothing to the peer.
     else if (!dial) socket.destroy();
@@ -195,20 +182,14 @@ export class PumpedFlow {
   ): PumpedFlow | undefined {
     if (!stream.pumpTo) return undefined;
     const flow = new PumpedFlow(stream, done);
-    const pump = stream.pumpTo(conn.token, {
-      accepted: true,
-      atAnswer: FLOW_OK_ANSWER,
-      answered: () => {
-        if (!flow.#waiting) return;
-        flow.#waiting = false;
-        conn.taken();
-        debug('stream %d: tcp-flows flow pumped by the addon, accepted there, from its answer', stream.id);
-        answered(flow);
-      },
-      ...flow.#events(reader),
-      earlyRead: earlyError !== undefined,
-      earlyError,
-    });
+    const events = new FlowPumpEvents(flow, reader);
+    events.accepted = true;
+    events.atAnswer = FLOW_OK_ANSWER;
+    events.conn = conn;
+    events.onAnswered = answered;
+    events.earlyRead = earlyError !== undefined;
+    events.onEarlyError = earlyError;
+    const pump = stream.pumpTo(conn.token, events);
     if (!pump) return undefined;
     flow.#pump = pump;
     flow.#waiting = true;
@@ -259,7 +240,22 @@ export class PumpedFlow {
     this.#resume();
   }
 
-  #finish(): void {
+  /** @internal FlowPumpEvents: the transport started the pump at the OK ANSWER. */
+  answeredThere(conn: AcceptedTcp, answered: (flow: PumpedFlow) => void): void {
+    if (!this.#waiting) return;
+    this.#waiting = false;
+    conn.taken();
+    debug('stream %d: tcp-flows flow pumped by the addon, accepted there, from its answer', this.stream.id);
+    answered(this);
+  }
+
+  /** @internal FlowPumpEvents: the socket's bytes went below the high-water mark. */
+  drained(): void {
+    this.#resume();
+  }
+
+  /** @internal FlowPumpEvents: a terminator went each way. */
+  finish(): void {
     if (this.#released) return;
     this.#released = true;
     this.#resume();
@@ -270,5 +266,59 @@ export class PumpedFlow {
     if (!this.#paused) return;
     this.#paused = false;
     this.stream.resume();
+  }
+}
+
+/**
+ * The pump's events of one tcp-flows flow (FdPumpEvents with `flows`): one object of one shape per
+ * flow, its methods on the prototype (an object literal of closures spread into another cost ~4 %
+ * of the connector's main thread per new connection in V8's slow property definitions, and its
+ * shapes made attachPump's reads megamorphic).
+ */
+class FlowPumpEvents implements FdPumpEvents {
+  readonly flows = true;
+  dial = false;
+  accepted = false;
+  atConnect: Buffer | undefined = undefined;
+  atAnswer: Buffer | undefined = undefined;
+  earlyRead = false;
+  readonly plain = false;
+  readonly head = undefined;
+  /** atAnswer: the accepted connection, and who hears that the pump started. */
+  conn: AcceptedTcp | undefined = undefined;
+  onAnswered: ((flow: PumpedFlow) => void) | undefined = undefined;
+  onEarlyError: ((errno: number) => void) | undefined = undefined;
+
+  constructor(
+    private readonly flow: PumpedFlow,
+    private readonly reader: FlowRecordReader,
+  ) {}
+
+  answer(): void {}
+
+  end(): void {}
+
+  drain(): void {
+    this.flow.drained();
+  }
+
+  bodyLeft(): number | undefined {
+    return this.reader.dataLeft;
+  }
+
+  handOver(): void {
+    this.reader.handOver();
+  }
+
+  flowDone(): void {
+    this.flow.finish();
+  }
+
+  answered(): void {
+    if (this.conn && this.onAnswered) this.flow.answeredThere(this.conn, this.onAnswered);
+  }
+
+  earlyError(errno: number): void {
+    this.onEarlyError?.(errno);
   }
 }

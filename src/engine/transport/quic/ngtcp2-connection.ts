@@ -259,28 +259,26 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     // A flow's records may be the addon's at once (no batch of the stream's bytes on its way to JS);
     // one taken at its OPEN (atConnect) is armed after the batch, its readers at rest.
     if (events.flows && !events.atConnect) this.armPumps();
-    return {
-      write: (data, head) => {
-        const unsent = this.released ? -1 : native.pumpWrite!(id, data, head);
-        return unsent <= QUIC_STREAM_HIGH_WATER;
-      },
-      close: (reset) => {
-        if (this.pumps.get(id) !== events) return 0;
-        this.pumps.delete(id);
-        this.pumpsToArm.delete(id);
-        // Released: the addon closed its pumps (a cut flow's socket reset: Conn::ClosePumps).
-        return this.released ? 0 : native.closePump!(id, reset);
-      },
-      end: () => {
-        if (this.pumps.get(id) === events && !this.released) native.shutPump?.(id);
-      },
-      reset: () => {
-        if (this.pumps.get(id) === events && !this.released) native.resetPump?.(id);
-      },
-      route: (key) => {
-        if (this.pumps.get(id) === events && !this.released) native.pumpRoute?.(id, key);
-      },
-    };
+    return new Ngtcp2Pump(this, native, id, events);
+  }
+
+  /** @internal Ngtcp2Pump: whether the pump `events` is still the stream's and the addon's side lives. */
+  pumpIs(id: number, events: FdPumpEvents): boolean {
+    return this.pumps.get(id) === events && !this.released;
+  }
+
+  /** @internal Ngtcp2Pump.close(). */
+  closePumpOf(id: number, events: FdPumpEvents, reset: boolean | undefined): number {
+    if (this.pumps.get(id) !== events) return 0;
+    this.pumps.delete(id);
+    this.pumpsToArm.delete(id);
+    // Released: the addon closed its pumps (a cut flow's socket reset: Conn::ClosePumps).
+    return this.released ? 0 : this.native.closePump!(id, reset);
+  }
+
+  /** @internal Ngtcp2Pump.write(). */
+  get isReleased(): boolean {
+    return this.released;
   }
 
   attachAnswers(stream: QuicStream, fd: number, options: AnswerPumpOptions): NativeAnswers | undefined {
@@ -557,5 +555,36 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     this.released = true;
     this.native.close();
     this.options.released?.(this);
+  }
+}
+
+/** A stream's pump in the addon (FdPump): one object per pump, its methods on the prototype (no closures per flow). */
+class Ngtcp2Pump implements FdPump {
+  constructor(
+    private readonly conn: Ngtcp2TunnelConnection,
+    private readonly native: Ngtcp2Port,
+    private readonly id: number,
+    private readonly events: FdPumpEvents,
+  ) {}
+
+  write(data: Uint8Array, head: boolean): boolean {
+    const unsent = this.conn.isReleased ? -1 : this.native.pumpWrite!(this.id, data, head);
+    return unsent <= QUIC_STREAM_HIGH_WATER;
+  }
+
+  close(reset?: boolean): number {
+    return this.conn.closePumpOf(this.id, this.events, reset);
+  }
+
+  end(): void {
+    if (this.conn.pumpIs(this.id, this.events)) this.native.shutPump?.(this.id);
+  }
+
+  reset(): void {
+    if (this.conn.pumpIs(this.id, this.events)) this.native.resetPump?.(this.id);
+  }
+
+  route(key: true | Uint8Array | undefined): void {
+    if (this.conn.pumpIs(this.id, this.events)) this.native.pumpRoute?.(this.id, key);
   }
 }
