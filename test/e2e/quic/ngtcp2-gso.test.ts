@@ -10,45 +10,33 @@
 // With path MTU discovery (the default) the sockets set DF and packets grow from 1,200 to what
 // ngtcp2's probes find: 1,444 on this 1,500-byte link; on the 1,300-byte one the larger probes are
 // refused by the sender's own kernel and 1,232 is what stays.
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import type { Ngtcp2TunnelConnection, QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
-import { TestNetns } from '../../helpers/netns.js';
+import type { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
-import { closeOpened, ngtcp2Bulk, type Opened } from './ngtcp2-netns.js';
+import { ngtcp2Bulk, ngtcp2NetnsSuite } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.7.1';
 const SIZE = 8 * 1024 * 1024;
 
 privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
-  let server: TestNetns | undefined;
-  let client: TestNetns | undefined;
+  let server!: TestNetns;
+  let client!: TestNetns;
   let id: EdgeIdentity;
-  const savedImpl = process.env.OXY_QUIC_IMPL;
-  const open: Opened = [];
-
-  beforeAll(async () => {
+  const open = ngtcp2NetnsSuite(async (create) => {
     id = await createEdgeIdentity({ ips: [SERVER] });
-    server = TestNetns.create('oxy-gso-srv');
-    client = TestNetns.create('oxy-gso-cli');
+    server = create('oxy-gso-srv');
+    client = create('oxy-gso-cli');
     server.veth('srv0', client, 'cli0');
     server.ipBatch([`addr add ${SERVER}/24 dev srv0`]);
     client.ipBatch(['addr add 198.18.7.100/24 dev cli0']);
   });
 
-  afterEach(() => closeOpened(open));
-
-  afterAll(() => {
-    if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
-    else process.env.OXY_QUIC_IMPL = savedImpl;
-    server?.delete();
-    client?.delete();
-  });
-
   /** Both ends on ngtcp2, `SIZE` bytes each way: the stats of both ends. */
   async function bulk(gso: boolean, gro = true, pmtud = true) {
-    const { listener, conn, edge } = await ngtcp2Bulk({ server: server!, client: client!, address: SERVER, id, size: SIZE, open, gso, gro, pmtud });
+    const { listener, conn, edge } = await ngtcp2Bulk({ server, client, address: SERVER, id, size: SIZE, open, gso, gro, pmtud });
     const stats = (conn as Ngtcp2TunnelConnection).quicStats();
     // The datagram room follows the path's packets (short header, AEAD tag, frame header).
     expect(conn.maxDatagramSize).toBe(stats.pathPayload! - 46);
@@ -57,8 +45,8 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
 
   /** Both ends of the veth at `mtu`. */
   const linkMtu = (mtu: number): void => {
-    server!.ip('link', 'set', 'dev', 'srv0', 'mtu', String(mtu));
-    client!.ip('link', 'set', 'dev', 'cli0', 'mtu', String(mtu));
+    server.ip('link', 'set', 'dev', 'srv0', 'mtu', String(mtu));
+    client.ip('link', 'set', 'dev', 'cli0', 'mtu', String(mtu));
   };
 
   it('GSO on: both ends send runs of packets as one message, bytes intact', async () => {

@@ -1,21 +1,44 @@
 // Two ngtcp2 ends in two namespaces, one bulk exchange between them: shared by the files that
 // test what the addon's QUIC does on a real path (GSO/GRO, path MTU discovery).
 import { randomBytes } from 'node:crypto';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import type { EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
-import type { TestNetns } from '../../helpers/netns.js';
+import { TestNetns } from '../../helpers/netns.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
 
-/** What a test opened, closed after each test by `closeOpened`. */
+/** What a test opened, closed after each test by the suite's hooks. */
 export type Opened = Array<{ listener: QuicListener; conn: QuicClientConnection }>;
 
-export async function closeOpened(open: Opened): Promise<void> {
-  for (const { listener, conn } of open.splice(0)) {
-    conn.close();
-    await listener.close();
-  }
+/**
+ * A describe's hooks: `setup` makes the namespaces (through `create`, so that the ones made before
+ * a failure are deleted too) before all tests; what a test opened is closed after it;
+ * OXY_QUIC_IMPL (set by `ngtcp2Bulk`) is restored and the namespaces deleted after all.
+ */
+export function ngtcp2NetnsSuite(setup: (create: (name: string) => TestNetns) => void | Promise<void>): Opened {
+  const savedImpl = process.env.OXY_QUIC_IMPL;
+  const open: Opened = [];
+  const made: TestNetns[] = [];
+  beforeAll(() =>
+    setup((name) => {
+      const ns = TestNetns.create(name);
+      made.push(ns);
+      return ns;
+    }),
+  );
+  afterEach(async () => {
+    for (const { listener, conn } of open.splice(0)) {
+      conn.close();
+      await listener.close();
+    }
+  });
+  afterAll(() => {
+    if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
+    else process.env.OXY_QUIC_IMPL = savedImpl;
+    for (const ns of made.splice(0)) ns.delete();
+  });
+  return open;
 }
 
 export interface BulkOptions {

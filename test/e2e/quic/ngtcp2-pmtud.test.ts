@@ -7,31 +7,27 @@
 //
 //   client netns  cli0 198.18.7.100 ── r0 198.18.7.1 [router, MTU 1,400 both hops] r1 198.18.8.1 ── srv0 198.18.8.2  server netns
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import type { Ngtcp2TunnelConnection, QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
-import { TestNetns } from '../../helpers/netns.js';
+import type { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
-import { closeOpened, ngtcp2Bulk, type Opened } from './ngtcp2-netns.js';
+import { ngtcp2Bulk, ngtcp2NetnsSuite } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.8.2';
 const SIZE = 4 * 1024 * 1024;
 
 privilegedDescribe('ngtcp2 path MTU discovery across a router with a smaller MTU', () => {
-  let server: TestNetns | undefined;
-  let router: TestNetns | undefined;
-  let client: TestNetns | undefined;
+  let server!: TestNetns;
+  let client!: TestNetns;
   let id: EdgeIdentity;
-  const savedImpl = process.env.OXY_QUIC_IMPL;
-  const open: Opened = [];
-
-  beforeAll(async () => {
+  const open = ngtcp2NetnsSuite(async (create) => {
     id = await createEdgeIdentity({ ips: [SERVER] });
-    server = TestNetns.create('oxy-pmtu-srv');
-    router = TestNetns.create('oxy-pmtu-rtr');
-    client = TestNetns.create('oxy-pmtu-cli');
+    server = create('oxy-pmtu-srv');
+    const router = create('oxy-pmtu-rtr');
+    client = create('oxy-pmtu-cli');
     client.veth('cli0', router, 'r0');
     server.veth('srv0', router, 'r1');
     client.ipBatch(['addr add 198.18.7.100/24 dev cli0', 'route add 198.18.8.0/24 via 198.18.7.1']);
@@ -40,17 +36,7 @@ privilegedDescribe('ngtcp2 path MTU discovery across a router with a smaller MTU
     router.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
   });
 
-  afterEach(() => closeOpened(open));
-
-  afterAll(() => {
-    if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
-    else process.env.OXY_QUIC_IMPL = savedImpl;
-    server?.delete();
-    router?.delete();
-    client?.delete();
-  });
-
-  const bulk = (pmtud: boolean) => ngtcp2Bulk({ server: server!, client: client!, address: SERVER, id, size: SIZE, open, pmtud });
+  const bulk = (pmtud: boolean) => ngtcp2Bulk({ server, client, address: SERVER, id, size: SIZE, open, pmtud });
 
   const stats = (c: QuicClientConnection | QuicServerConnection) => (c as Ngtcp2TunnelConnection).quicStats();
 
