@@ -5,6 +5,7 @@
  * when the edge ends it (an idle stream it no longer keeps).
  */
 import { Socket } from 'node:net';
+import { debuglog } from 'node:util';
 import { OxyError } from '../../core/errors.js';
 import { encodeResponseHeader, ResponseStatus, type StreamRequestHeader } from '../protocol/stream-header.js';
 import { decodeFlowHeader, FLOW_OK_ANSWER, FlowLink, FlowRecord, FlowRecordParser, writeFlowRecord, type FlowRecordSink } from '../protocol/tcp-flows.js';
@@ -12,6 +13,8 @@ import { PumpedFlow } from '../transport/flow-pump.js';
 import { revealResets } from '../native/index.js';
 import type { TunnelStream } from '../transport/types.js';
 import { FLOW_UNSENT } from '../util/pump.js';
+
+const debug = debuglog('oxy:connector:tcp-flows');
 
 /**
  * A private TCP flow's dialled socket is pumped by the addon where the stream can (QUIC on ngtcp2):
@@ -25,6 +28,12 @@ export const PUMP_FLOWS = (process.env.OXY_QUIC_PUMP ?? '') === '';
  * and starts the pump when it hears the connect.
  */
 const AT_CONNECT = process.env.OXY_FLOW_AT_CONNECT !== '0';
+/**
+ * With AT_CONNECT, the stream's OPENs between flows are read by the addon and handed over whole
+ * (TunnelStream.onFlowOpen: not through the Duplex and the record reader); OXY_FLOW_OPEN_NATIVE=0:
+ * every OPEN through them.
+ */
+const OPEN_NATIVE = process.env.OXY_FLOW_OPEN_NATIVE !== '0';
 
 /** A private flow's destination; `addr`: the host's 4 or 16 bytes, once the off-ramp's check parsed them. */
 export interface PrivateDestination {
@@ -60,6 +69,7 @@ export class TcpFlowServer implements FlowRecordSink {
     private readonly offramp: FlowOfframp,
   ) {
     this.done = new Promise((resolve) => (this.#finish = resolve));
+    if (PUMP_FLOWS && AT_CONNECT && OPEN_NATIVE) stream.onFlowOpen = (payload) => this.#opened(payload);
     stream.on('data', (chunk: Buffer) => {
       try {
         this.#parser.push(chunk);
@@ -85,6 +95,19 @@ export class TcpFlowServer implements FlowRecordSink {
     const dest = this.offramp.checkNow?.(header);
     if (dest) this.#dial(dest, link);
     else void this.offramp.check(header).then((d) => this.#dial(d, link));
+  }
+
+  /** An OPEN the transport read (TunnelStream.onFlowOpen): true when its flow went to a pump at once. */
+  #opened(payload: Buffer): boolean {
+    if (debug.enabled) debug('stream %d: an OPEN read by the addon', this.stream.id);
+    try {
+      this.header(FlowRecord.OPEN, payload);
+    } catch {
+      // As for a record the reader refuses: the stream (and its flow) goes, reset.
+      this.#stop(true);
+      return true;
+    }
+    return this.#connecting !== undefined && this.#link === this.#connecting.flow;
   }
 
   #dial(dest: PrivateDestination | { status: number; why: string }, link: FlowLink): void {

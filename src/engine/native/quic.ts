@@ -84,6 +84,11 @@ export const QuicPumpEvent = {
   FLOW_ANSWERED: 14,
   /** With FdPumpEvents.earlyRead: the accepted socket's first read failed: payload f64 errno. */
   EARLY_ERROR: 15,
+  /**
+   * A stream whose flows pumps were attached with OPENs as events (TunnelStream.onFlowOpen): a whole
+   * OPEN record's payload read between flows; what follows waits for a flows pump (armed) or closePump.
+   */
+  FLOW_OPEN: 16,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

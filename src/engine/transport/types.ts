@@ -53,6 +53,14 @@ export interface TunnelStream extends Duplex {
    * DATA, the ANSWER).
    */
   writeNow?(data: Buffer): boolean;
+  /**
+   * A `tcp-flows` stream's OPEN records between flows, read by the transport and handed here whole
+   * (its reader never sees them), where it pumps the flows (FdPumpEvents.flows) and this is set
+   * before the pump is: the stream's next OPEN once a flow is over. It returns whether a flows
+   * pump took the new flow before it returned (pumpTo with `atConnect`): then what followed the
+   * OPEN is that pump's; false: it comes to the stream's reader, from right after the OPEN.
+   */
+  onFlowOpen?: ((payload: Buffer) => boolean) | undefined;
 }
 
 /** TCP connects made by the transport (the addon's ngtcp2 client): a private flow's dial with no Node socket. */

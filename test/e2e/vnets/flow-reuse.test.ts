@@ -168,7 +168,10 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
     let site: VnetSite;
     let host: ReturnType<VnetSite['spawnIn']>;
     beforeAll(async () => {
-      ({ site, host } = await startVnetSiteWithHost(HOST, { protocol: 'quic', connectorEnv: { NODE_DEBUG: 'oxy:transport:flow-pump' } }));
+      ({ site, host } = await startVnetSiteWithHost(HOST, {
+        protocol: 'quic',
+        connectorEnv: { NODE_DEBUG: 'oxy:transport:flow-pump,oxy:connector:tcp-flows' },
+      }));
     });
     afterAll(async () => {
       await site?.close();
@@ -187,6 +190,10 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       if (client === 'ngtcp2') expect(site.connector.output).toMatch(/tcp-flows flow pumped by the addon, dialled there/);
       // From the flow's OPEN on, the addon answering at the connect (OXY_FLOW_AT_CONNECT=0: JS at the dial's end).
       if (client === 'ngtcp2' && process.env.OXY_FLOW_AT_CONNECT !== '0') expect(site.connector.output).toMatch(/dialled there, from its connect/);
+      // A reused stream's OPENs read by the addon, not the stream's reader (OXY_FLOW_OPEN_NATIVE=0: by the reader).
+      const openNative = client === 'ngtcp2' && process.env.OXY_FLOW_AT_CONNECT !== '0' && process.env.OXY_FLOW_OPEN_NATIVE !== '0';
+      if (openNative) expect(site.connector.output).toMatch(/an OPEN read by the addon/);
+      else expect(site.connector.output).not.toMatch(/an OPEN read by the addon/);
     }, 60_000);
 
     it("the device's reset before its flow was answered (the dial under way): the stream serves the next flows", async () => {

@@ -65,6 +65,10 @@ enum PumpEvent : uint8_t {
   // A flows pump to start at the flow's ANSWER (AttachPump kPumpAtAnswer):
   kPumpFlowAnswered = 14, // lazy: the ANSWER was the OK one and the pump took the accepted socket: it runs
   kPumpEarlyError = 15,   // kPumpAtAnswerEarly: the accepted socket's first read failed: payload f64 errno
+  // A stream whose OPENs come as events (AttachPump mode 3, the connector's): between flows, a whole
+  // OPEN record read off the stream: payload its payload. What follows it waits (held) until a
+  // flows pump is armed (ArmPumpHeads) or JS gives it back (ClosePump with no pump).
+  kPumpFlowOpen = 16,
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
@@ -204,6 +208,7 @@ struct StreamRecv {
   bool plain = false;  // no records: every payload byte is for the fd (a private TCP flow)
   bool flows = false;  // tcp-flows records (kFlow*): DATA/END/RESET of the pump's flow are read here
   bool await_answer = false;  // flows, armed for a pump that starts at the flow's ANSWER (Stream::at_answer)
+  bool await_open = false;    // flows, armed between flows for the next OPEN (Stream::open_events)
   std::vector<uint8_t> head;  // the HEAD being gathered (armed); flows: the ANSWER's payload
   bool armed = false;
   bool held = false;
@@ -239,6 +244,8 @@ struct Stream {
   // socket's token (0: none) and the OK ANSWER's payload, byte for byte.
   double at_answer = 0;
   std::vector<uint8_t> answer_ok;
+  // Its flows pumps were attached with mode 3: between flows the OPEN is read here (kPumpFlowOpen).
+  bool open_events = false;
 
   bool HasWork() const { return !write_closed && (sent < total || (fin && !fin_sent)); }
 };
@@ -852,6 +859,7 @@ class Conn {
   // Flows pumps (quic-pump.cc): records of the flow read off the stream, its terminators both ways.
   void RecvFlows(Stream* s, const uint8_t* d, size_t n);
   bool RecvAnswer(Stream* s, const uint8_t*& d, size_t& n);
+  bool RecvOpen(Stream* s, const uint8_t*& d, size_t& n);
   void AnswerToJs(Stream* s);
   void FlowRecord(Stream* s, uint8_t type, const uint8_t* payload = nullptr, size_t len = 0);
   void PumpConnected(Pump* p);

@@ -192,6 +192,12 @@ ssize_t OutQueue::WriteTo(int fd) {
 bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uint8_t* ok, size_t ok_len) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
+  // Mode 3: a flows pump (2) whose stream's next OPEN is read here once its flow is over.
+  if (mode == 3) {
+    if (source == kPumpAtAnswer || source == kPumpAtAnswerEarly) return false;
+    s->open_events = true;
+    mode = 2;
+  }
   if (source == kPumpAtAnswer || source == kPumpAtAnswerEarly) {
     // Nothing is taken yet: the ANSWER read here does it (RecvAnswer).
     if (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader || pumps_.find(id) != pumps_.end() || s->at_answer != 0) return false;
@@ -205,7 +211,8 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
     if (d == dials_.end() || (d->second.connecting != nullptr) != (source == kPumpAtConnect)) return false;
     if (source == kPumpAtConnect && (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader)) return false;
   }
-  ClosePump(id);
+  // The pump before (an OPEN read here and held for this one is not given back: ClosePump would).
+  if (pumps_.find(id) != pumps_.end() || s->at_answer != 0) ClosePump(id);
   // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
   // dial's or an accepted socket is taken as it is, with its watch.
   FdWatch* watch = nullptr;
@@ -353,8 +360,13 @@ int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }
 double Conn::ClosePump(int64_t id, bool reset) {
   auto it = pumps_.find(id);
   if (it == pumps_.end()) {
-    // A pump that was to start at the flow's ANSWER and did not: JS reads the records again.
     Stream* s = Find(id);
+    // An OPEN read here that no pump took at once: JS reads what followed it.
+    if (s && s->recv && s->recv->flows && s->recv->held) {
+      RecvGiveBack(s);
+      return -2;
+    }
+    // A pump that was to start at the flow's ANSWER and did not: JS reads the records again.
     if (!s || s->at_answer == 0) return 0;
     s->at_answer = 0;
     std::vector<uint8_t>().swap(s->answer_ok);
@@ -416,10 +428,15 @@ int Conn::ArmPumpHeads(int64_t id, int mode, uint64_t frame_left, uint64_t body_
   StreamRecv& r = *s->recv;
   if (flows) {
     // The next flow on the stream: JS reads whole frames made here, and its reader followed the records.
-    if (!r.flows || r.raw || r.rbad || r.end) return -1;
+    // After an OPEN read here (held), JS's reader stands right after it.
+    if (!r.flows || r.raw || r.rbad || r.end) {
+      if (r.held) RecvGiveBack(s);
+      return -1;
+    }
     if (frame_left != 0 || r.rfill != 0 || r.rleft != body_left || (body_left && r.rtype != kFlowData)) return 0;
     r.armed = true;
     r.await_answer = at_answer;
+    if (r.held) RecvRelease(s);
     return 1;
   }
   if (r.raw || r.rbad || r.end || r.plain || r.flows || mode == 2) return -1;
@@ -654,9 +671,17 @@ void Conn::RecvPayload(Stream* s, const uint8_t* d, size_t n) {
 void Conn::RecvFlows(Stream* s, const uint8_t* d, size_t n) {
   StreamRecv& r = *s->recv;
   while (n > 0) {
+    if (r.held) {
+      r.held_bytes.insert(r.held_bytes.end(), d, d + n);
+      return;
+    }
     if (!r.armed) return RecvForward(s, d, n);
     if (r.await_answer) {
       if (!RecvAnswer(s, d, n)) return;
+      continue;
+    }
+    if (r.await_open) {
+      if (!RecvOpen(s, d, n)) return;
       continue;
     }
     auto it = pumps_.find(s->id);
@@ -732,6 +757,42 @@ void Conn::AnswerToJs(Stream* s) {
   JsPayload(r, r.rbad ? r.rhdr : h, kFrameHeader);
   if (gathered) JsPayload(r, r.head.data(), r.head.size());
   std::vector<uint8_t>().swap(r.head);
+}
+
+// Between flows of a stream with open_events: a whole OPEN goes to JS as one event (kPumpFlowOpen,
+// not through its stream's reader) and what follows waits (held) for JS: a flows pump armed reads
+// it as the new flow's records (ArmPumpHeads), else JS gets it (ClosePump without a pump). Any
+// other record (the last words of the flow before, one JS's reader refuses) goes to JS from its
+// header on, as without this. False: every byte taken, the OPEN not whole yet.
+bool Conn::RecvOpen(Stream* s, const uint8_t*& d, size_t& n) {
+  StreamRecv& r = *s->recv;
+  if (r.rleft == 0) {
+    if (!TakeRecordHeader(r, d, n)) return false;
+    if (r.rbad || r.rtype != kFlowOpen) {
+      r.await_open = false;
+      r.armed = false;
+      JsPayload(r, r.rhdr, kFrameHeader);
+      return true;
+    }
+    r.head.clear();
+  }
+  const size_t take = std::min<size_t>(r.rleft, n);
+  r.head.insert(r.head.end(), d, d + take);
+  r.rleft -= uint32_t(take);
+  d += take;
+  n -= take;
+  if (r.rleft > 0) return false;
+  r.await_open = false;
+  r.held = true;
+  // What JS gets of this delivery so far goes before the OPEN.
+  JsCloseFrame(r);
+  if (!r.js.empty()) {
+    DataEvent(s, false, r.js.data(), r.js.size());
+    r.js.clear();
+  }
+  Event(kEvPump, kPumpFlowOpen, s->id, r.head.data(), r.head.size());
+  r.head.clear();
+  return true;
 }
 
 // One record without payload (END, RESET) in a DATA frame of its own, after what the stream holds.
@@ -850,7 +911,15 @@ void Conn::FlowMaybeDone(Pump* p) {
   if (Stream* s = Find(id)) {
     s->pump_blocked = false;
     PumpCredit(s);
-    if (s->recv) RecvGiveBack(s);
+    if (s->recv) {
+      // The next OPEN is read here (RecvOpen) where the stream wants it and its records are at a boundary.
+      StreamRecv& r = *s->recv;
+      if (s->open_events && r.armed && r.flows && !r.raw && !r.end && !r.held && r.AtRecordBoundary() && Usable()) {
+        r.await_open = true;
+      } else {
+        RecvGiveBack(s);
+      }
+    }
   }
   PumpWatch(p);
   PumpQueue(p);
@@ -906,11 +975,13 @@ void Conn::RecvGiveBack(Stream* s) {
   StreamRecv& r = *s->recv;
   if (!r.armed || !Usable()) return;
   r.armed = false;
+  r.await_open = false;
   if (r.rfill > 0) {
     JsPayload(r, r.rhdr, r.rfill);
   } else if (r.rleft > 0) {
-    // A HEAD (http1) or an ANSWER (flows, a pump at the answer) gathered here goes back as read so far.
-    const bool gathered = r.flows ? r.rtype == kFlowAnswer : r.rtype == kRecordHead;
+    // A HEAD (http1), an ANSWER (flows, a pump at the answer) or an OPEN (flows, between flows)
+    // gathered here goes back as read so far.
+    const bool gathered = r.flows ? r.rtype == kFlowAnswer || r.rtype == kFlowOpen : r.rtype == kRecordHead;
     uint8_t h[kFrameHeader] = {r.rtype, 0, 0, 0, 0};
     PutBe32(h + 1, uint32_t(r.rleft + (gathered ? r.head.size() : 0)));
     JsPayload(r, h, kFrameHeader);

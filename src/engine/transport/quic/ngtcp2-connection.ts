@@ -250,7 +250,9 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
     const source = events.atConnect ? 4 : events.dial ? 1 : events.atAnswer ? (events.earlyRead ? 5 : 3) : events.accepted ? 2 : 0;
-    if (!native.attachPump(stream.id, fd, events.flows ? 2 : events.plain ? 1 : 0, source, events.atAnswer ?? events.atConnect)) return undefined;
+    // Mode 3: a flows pump whose stream's next OPEN the addon reads once the flow is over (onFlowOpen).
+    const mode = events.flows ? (stream.onFlowOpen && !events.atAnswer ? 3 : 2) : events.plain ? 1 : 0;
+    if (!native.attachPump(stream.id, fd, mode, source, events.atAnswer ?? events.atConnect)) return undefined;
     // A connecting dial's `done` still hears its connect (DIALED).
     if (events.dial && !events.atConnect) this.dials.delete(fd);
     const id = stream.id;
@@ -379,6 +381,11 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
           const done = this.dials.get(id);
           this.dials.delete(id);
           done?.(data.readDoubleLE(0));
+          break;
+        }
+        if (flag === QuicPumpEvent.FLOW_OPEN) {
+          // Not taken by a pump at once: the stream's reader gets what followed the OPEN.
+          if (!this.streams.get(id)?.onFlowOpen?.(data) && !this.released) this.native.closePump!(id);
           break;
         }
         const events = this.pumps.get(id);
