@@ -65,6 +65,8 @@ export const DEFAULT_WARP_ADDRESS = '100.96.0.2';
 /** A unique local address (RFC 4193): IPv6 routes need a source on the TUN. */
 export const DEFAULT_WARP_ADDRESS6 = 'fd00:6f78::2';
 export const DEFAULT_WARP_MTU = 65000;
+/** OXY_IP_PARTIAL_CSUM=0: a TUN without IFF_VNET_HDR, whose kernel verifies every checksum (A/B runs). */
+const PARTIAL_CSUM = process.env.OXY_IP_PARTIAL_CSUM !== '0';
 
 /** Connects to the local on-ramp (`edge run --ip-tunnel-listen`); the fd is the caller's. */
 function connectOnRamp(path: string): number {
@@ -162,7 +164,15 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
   const socketFd = o.channel ? undefined : connectOnRamp(o.seqpacketPath!);
   let tun: Tun;
   try {
-    tun = Tun.open({ name: o.tunName ?? 'oxywarp0', mtu: o.mtu ?? DEFAULT_WARP_MTU, txQueueLength: 5000, batchSize: 128, up: true });
+    tun = Tun.open({
+      name: o.tunName ?? 'oxywarp0',
+      mtu: o.mtu ?? DEFAULT_WARP_MTU,
+      txQueueLength: 5000,
+      batchSize: 128,
+      up: true,
+      // The relay writes the edge's TCP packets as CHECKSUM_PARTIAL: this kernel does not sum them again.
+      partialChecksums: PARTIAL_CSUM,
+    });
   } catch (err) {
     if (socketFd !== undefined) closeFd(socketFd);
     throw err;

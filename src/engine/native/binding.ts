@@ -362,6 +362,7 @@ export interface NativeAddon {
     fd?: number;
     name: string;
     vnetHeader: boolean;
+    partialChecksums?: boolean;
     offload: number;
     multiQueue: boolean;
     batchSize: number;

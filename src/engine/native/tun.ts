@@ -88,6 +88,13 @@ export interface TunOptions {
   vnetHeader?: boolean;
   /** TUNSETOFFLOAD flags; only with vnetHeader. Default with vnetHeader: checksum + tso4 + tso6. */
   offload?: TunOffload;
+  /**
+   * IFF_VNET_HDR kept inside the addon: JS reads and writes bare packets (no offloads), and a
+   * fast NAT's TCP packets (useFastNat) are written as CHECKSUM_PARTIAL, so the namespace's TCP
+   * does not sum them in software (fastnat.cc says why that is safe). Not with vnetHeader. On an
+   * adopted fd it takes effect if the fd has IFF_VNET_HDR.
+   */
+  partialChecksums?: boolean;
   multiQueue?: boolean;
   /** Most packets per 'packets' event. Default 64. */
   batchSize?: number;
@@ -129,6 +136,7 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
     const handle = new (native().TunDevice)({
       name: options.name ?? '',
       vnetHeader,
+      partialChecksums: !vnetHeader && options.partialChecksums === true,
       offload: vnetHeader ? offloadFlags(offload) : 0,
       multiQueue: options.multiQueue ?? false,
       batchSize: options.batchSize ?? 64,
@@ -149,6 +157,7 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
       fd,
       name: '',
       vnetHeader: false,
+      partialChecksums: options.partialChecksums === true,
       offload: options.offload ? offloadFlags(options.offload) : 0,
       multiQueue: false,
       batchSize: options.batchSize ?? 64,
@@ -232,7 +241,7 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
 
   /**
    * Lets `nat` pass its flows' packets read here to their clients, and write theirs here,
-   * without JS (see fast-nat.ts). Not with vnetHeader.
+   * without JS (see fast-nat.ts). Not with vnetHeader (with partialChecksums it may).
    */
   useFastNat(nat: FastNat): void {
     this.open().setFastNat(nat.handle);

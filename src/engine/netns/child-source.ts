@@ -11,7 +11,7 @@
  *                                        underneath) and closed here
  *   → { op: 'listen', id, backlog }       a TCP listener on [::]:0 in the namespace, sent back
  *                                        as a handle and closed here
- *   → { op: 'tun', id, name, mtu, txQueueLength, batchSize, maxPacketSize }
+ *   → { op: 'tun', id, name, mtu, txQueueLength, batchSize, maxPacketSize, partialChecksums }
  *                                        (unprivileged mode) opens a TUN here, sets it up, and
  *                                        sends its fd over the SEQPACKET pair on fd 4
  *                                        (SCM_RIGHTS; the message is the request id as JSON)
@@ -68,7 +68,7 @@ process.on('message', (m) => {
     try {
       const addon = require(process.env.OXY_NATIVE_ADDON);
       addon.setErrorFactory((syscall, errno, code, message) => Object.assign(new Error(message), { code }));
-      const tun = new addon.TunDevice({ name: m.name, vnetHeader: false, offload: 0, multiQueue: false, batchSize: m.batchSize, maxPacketSize: m.maxPacketSize });
+      const tun = new addon.TunDevice({ name: m.name, vnetHeader: false, partialChecksums: m.partialChecksums === true, offload: 0, multiQueue: false, batchSize: m.batchSize, maxPacketSize: m.maxPacketSize });
       if (m.mtu) tun.setMtu(m.mtu);
       if (m.txQueueLength) {
         // SIOCSIFTXQLEN is refused inside a user namespace; the same change over netlink is not.

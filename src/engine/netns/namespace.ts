@@ -58,6 +58,8 @@ export interface NetnsTunOptions {
   txQueueLength?: number;
   batchSize?: number;
   maxPacketSize?: number;
+  /** See TunOptions.partialChecksums. */
+  partialChecksums?: boolean;
 }
 
 export class UnnamedNetns {
@@ -178,12 +180,20 @@ export class UnnamedNetns {
 
   /** A TUN device inside the namespace, set to `mtu` and `txQueueLength`. */
   async openTun(o: NetnsTunOptions): Promise<Tun> {
-    const io = { batchSize: o.batchSize ?? 128, maxPacketSize: o.maxPacketSize };
+    const io = { batchSize: o.batchSize ?? 128, maxPacketSize: o.maxPacketSize, partialChecksums: o.partialChecksums };
     if (!this.unprivileged) return this.run(() => Tun.open({ name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, ...io }));
     const id = this.nextId++;
     const fd = new Promise<number>((resolve) => this.pendingFds.set(id, resolve));
     const answer = this.request(
-      { op: 'tun', name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, batchSize: io.batchSize, maxPacketSize: o.maxPacketSize ?? 65535 },
+      {
+        op: 'tun',
+        name: o.name,
+        mtu: o.mtu,
+        txQueueLength: o.txQueueLength,
+        batchSize: io.batchSize,
+        maxPacketSize: o.maxPacketSize ?? 65535,
+        partialChecksums: o.partialChecksums === true,
+      },
       id,
     );
     // The fd arrives on the SEQPACKET pair; only a failure is answered over IPC.

@@ -14,11 +14,13 @@
  *   oxup0  198.18.0.1/32, 2001:db8:ff::1/128            listener at [::]:PORT
  *   route  198.19.0.0/16, 2001:db8:ff:1::/64 dev oxup0  NAT slot addresses (clients)
  *
- * Throughput: the TUN has a jumbo MTU (65000) and no IFF_VNET_HDR: the kernel
- * computes checksums and segments to each client's MSS itself, so a client whose
- * link allows big packets gets ~64 KB segments (what TSO would give) while one with
- * MSS 1460 gets ordinary packets — no segmentation in JS. Reads and writes are
- * batched (one N-API call per batch), txqueuelen 5000.
+ * Throughput: the TUN has a jumbo MTU (65000) and no offloads: the kernel computes
+ * checksums and segments to each client's MSS itself, so a client whose link allows big
+ * packets gets ~64 KB segments (what TSO would give) while one with MSS 1460 gets ordinary
+ * packets — no segmentation in JS. Its IFF_VNET_HDR stays inside the addon (JS sees bare
+ * packets): the fast path writes its TCP packets as CHECKSUM_PARTIAL, which the namespace's TCP
+ * takes without summing them (partialChecksums). Reads and writes are batched (one N-API call
+ * per batch), txqueuelen 5000.
  *
  * Flows whose client is a SEQPACKET socket go on the native fast path from their SYN
  * (`goFast`, native/fast-nat.ts): their packets are NATed between that socket and the TUN in
@@ -43,6 +45,12 @@ export interface TunLinkOptions {
   txQueueLength?: number;
   /** Most packets per read batch. Default 128. */
   batchSize?: number;
+  /**
+   * The fast path writes its TCP packets as CHECKSUM_PARTIAL (the TUN's IFF_VNET_HDR, kept in the
+   * addon), so the namespace's TCP does not sum each one in software. Default true;
+   * OXY_IP_PARTIAL_CSUM=0: a TUN without IFF_VNET_HDR, every checksum verified (A/B runs).
+   */
+  partialChecksums?: boolean;
 }
 
 export interface UpgraderOptions extends TunLinkOptions {
@@ -104,6 +112,7 @@ export function writeAll(tun: Tun, packets: Buffer[], stats: { tunRefused: numbe
 }
 
 const NATIVE_ACCEPT = process.env.OXY_IP_NATIVE_ACCEPT !== '0';
+const PARTIAL_CSUM = process.env.OXY_IP_PARTIAL_CSUM !== '0';
 
 /** The fd under a listening net.Server (Node's internal handle). */
 function serverFd(server: net.Server): number | undefined {
@@ -176,7 +185,13 @@ export class TcpUpgrader {
   /** Opens the TUN and the listener in `ns` and configures addresses and routes. */
   static async create(ns: UnnamedNetns, options: UpgraderOptions = {}): Promise<TcpUpgrader> {
     const name = options.name ?? 'oxup0';
-    const tun = await ns.openTun({ name, mtu: options.mtu ?? 65000, txQueueLength: options.txQueueLength ?? 5000, batchSize: options.batchSize ?? 128 });
+    const tun = await ns.openTun({
+      name,
+      mtu: options.mtu ?? 65000,
+      txQueueLength: options.txQueueLength ?? 5000,
+      batchSize: options.batchSize ?? 128,
+      partialChecksums: options.partialChecksums ?? PARTIAL_CSUM,
+    });
     let server: net.Server;
     try {
       server = await ns.listen(options.backlog ?? 4096);

@@ -1,11 +1,22 @@
 // See fastnat.h. Checksums are updated incrementally (RFC 1624) for the words the NAT
 // changes: addresses (IPv4 header and TCP pseudo-header) and ports.
+//
+// Client packets into a TUN with the addon's IFF_VNET_HDR (tun.cc's partialChecksums) go as
+// CHECKSUM_PARTIAL: VIRTIO_NET_HDR_F_NEEDS_CSUM at the TCP checksum, whose field is set to the
+// pseudo-header sum. The namespace's TCP, which delivers them locally, then does not sum each
+// 64 KB segment in software (a TUN write ignores VIRTIO_NET_HDR_F_DATA_VALID: only NEEDS_CSUM
+// reaches the skb); had the packet to leave by a link, the kernel would sum it there. So the
+// device's own TCP checksum is not verified on this path. That is acceptable: it guards against
+// corruption on a link, and there is none between the device's kernel and this TUN (the device
+// relay's and our memory, a local SEQPACKET socket); a device that crafts packets chooses their
+// checksums too, and reaches only its own flows (a flow is keyed by its client's socket).
 #include "fastnat.h"
 
 #include "common.h"
 #include "fd-set.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +104,38 @@ void Rewrite(uint8_t* p, const Tcp& t, const uint8_t* src, uint16_t sport, const
   Adjust(tcp + 16, old_addresses + old_ports, new_addresses + sport + dport);
 }
 
+// struct virtio_net_hdr (linux/virtio_net.h does not compile as C++), in the TUN's byte order
+// (the host's), and its VIRTIO_NET_HDR_F_NEEDS_CSUM.
+struct VnetHeader {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+static_assert(sizeof(VnetHeader) == 10);
+constexpr uint8_t kNeedsCsum = 1;
+
+// Writes `packet` to a TUN whose IFF_VNET_HDR the addon keeps, as CHECKSUM_PARTIAL: the TCP
+// checksum field becomes the pseudo-header sum (folded, not complemented), as a sender's kernel
+// leaves it for a device that sums in hardware.
+ssize_t WritePartial(int fd, uint8_t* p, const Tcp& t) {
+  const size_t tcp_length = t.total - t.l4;
+  uint32_t sum = SumWords(p + t.src, t.addr_len) + SumWords(p + t.dst, t.addr_len) + 6 +
+                 static_cast<uint32_t>(tcp_length >> 16) + static_cast<uint32_t>(tcp_length & 0xffff);
+  sum = Fold(sum);
+  p[t.l4 + 16] = static_cast<uint8_t>(sum >> 8);
+  p[t.l4 + 17] = static_cast<uint8_t>(sum & 0xff);
+  VnetHeader header = {};
+  header.flags = kNeedsCsum;
+  header.hdr_len = static_cast<uint16_t>(t.l4 + static_cast<size_t>(p[t.l4 + 12] >> 4) * 4);
+  header.csum_start = static_cast<uint16_t>(t.l4);
+  header.csum_offset = 16;
+  iovec iov[2] = {{&header, sizeof(header)}, {p, t.total}};
+  return writev(fd, iov, 2);
+}
+
 void CopyAddress(Napi::Value value, uint8_t out[16]) {
   ByteView bytes;
   memset(out, 0, 16);
@@ -100,6 +143,14 @@ void CopyAddress(Napi::Value value, uint8_t out[16]) {
 }
 
 }  // namespace
+
+ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length) {
+  Tcp t;
+  if (ParseTcp(packet, length, &t) && t.total == length) return WritePartial(fd, packet, t);
+  VnetHeader header = {};
+  iovec iov[2] = {{&header, sizeof(header)}, {packet, length}};
+  return writev(fd, iov, 2);
+}
 
 // The JS face: new FastNat(stats: Float64Array, fastClose: boolean, nativeFins: boolean); flow ids
 // run from 0 to stats.length / 7 - 1.
@@ -303,7 +354,7 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   Rewrite(packet, t, entry->nat.addr, entry->nat.port, entry->listen.addr, entry->listen.port);
   ssize_t n;
   do {
-    n = write(tun_fd_, packet, t.total);
+    n = tun_partial_ ? WritePartial(tun_fd_, packet, t) : write(tun_fd_, packet, t.total);
   } while (n < 0 && errno == EINTR);
   // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
   totals_[n < 0 ? 2 : 0]++;

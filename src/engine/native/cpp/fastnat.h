@@ -14,6 +14,7 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <cstring>
@@ -48,7 +49,12 @@ class FastNat {
   // The peer gets an id JS names it by in add(); DropPeer forgets its flows (socket closed).
   uint32_t AddPeer(FastPeer* peer);
   void DropPeer(FastPeer* peer);
-  void SetTunFd(int fd) { tun_fd_ = fd; }
+  // `partial`: the TUN has IFF_VNET_HDR (the addon's own, tun.cc) and TCP packets are written to
+  // it as CHECKSUM_PARTIAL (FromClient).
+  void SetTunFd(int fd, bool partial) {
+    tun_fd_ = fd;
+    tun_partial_ = partial;
+  }
 
   // Called by the read batches: true when the packet was handled here (JS must not see it).
   bool FromClient(uint32_t peer, uint8_t* packet, size_t length, double now);
@@ -132,6 +138,7 @@ class FastNat {
   std::unordered_map<uint32_t, FastPeer*> peers_;
   uint32_t next_peer_ = 1;
   int tun_fd_ = -1;
+  bool tun_partial_ = false;
   // Per flow id: packetsIn, bytesIn, packetsOut, bytesOut, lastSeen (ms); JS reads and zeroes the counters.
   double* stats_ = nullptr;
   uint32_t capacity_ = 0;
@@ -154,6 +161,12 @@ void NoteTunDue();
 void RunTunDue();
 // TUN reads RunTunDue made on this thread so far.
 double TunDueReads();
+
+// Writes one IP packet to a TUN whose IFF_VNET_HDR the addon keeps (no offloads): a plain TCP
+// packet (IPv4 without options or fragments, IPv6 without extension headers) as CHECKSUM_PARTIAL,
+// its checksum field replaced by the pseudo-header sum (see fastnat.cc for why its own checksum
+// need not be checked), anything else with a zero header, as a TUN without IFF_VNET_HDR takes it.
+ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length);
 
 // Wall-clock milliseconds, coarse (as JS's Date.now() for the flow table's idle sweep).
 double NowMs();

@@ -16,13 +16,18 @@
 // each wake-up was then a whole Node loop turn (timers, the check phase's native immediates,
 // and the GC of what a turn allocates), ~1 per packet batch. The relay's logic (batches,
 // backpressure, end-of-stream) is the same code either way; only the waiting and the telling differ.
+#include "fastnat.h"
 #include "modules.h"
 #include "polled.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +88,11 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     if (getsockopt(socket_fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET) {
       Fail(env, "getsockopt(SO_TYPE)", type == 0 ? errno : ENOTSOCK, "socket fd is not SOCK_SEQPACKET");
     }
+    // A TUN opened with partialChecksums (tun.cc) has an IFF_VNET_HDR that JS never sees: its
+    // reads lose the (all-zero) header, and its TCP packets are written as CHECKSUM_PARTIAL.
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    tun_vnet_ = ioctl(tun_fd_, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_VNET_HDR) != 0;
     int on = 1;
     if (setsockopt(socket_fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) Fail(env, "setsockopt(SO_PASSCRED)", errno, "");
     Napi::Value send_buffer = options.Get("sendBufferSize");
@@ -404,7 +414,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
       bool drained = false;
       up_count_ = up_next_ = 0;
       while (up_count_ < kUpSlots) {
-        ssize_t n = read(tun_fd_, up_.data() + up_count_ * up_slot_, up_slot_);
+        ssize_t n = ReadTun(up_.data() + up_count_ * up_slot_);
         reads++;
         if (n < 0) {
           if (errno == EINTR) continue;
@@ -419,6 +429,16 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
         FlushUp();
       }
       if (drained) return;
+    }
+  }
+
+  ssize_t ReadTun(uint8_t* at) {
+    if (!tun_vnet_) return read(tun_fd_, at, up_slot_);
+    uint8_t header[10];
+    iovec iov[2] = {{header, sizeof(header)}, {at, up_slot_}};
+    for (;;) {  // a read of the header alone (no packet) cannot be an empty message: the end's
+      ssize_t n = readv(tun_fd_, iov, 2);
+      if (n < 0 || n > ssize_t(sizeof(header))) return n < 0 ? n : n - ssize_t(sizeof(header));
     }
   }
 
@@ -519,7 +539,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   void FlushDown() {
     while (down_next_ < down_count_ && tun_fd_ >= 0 && !ended_) {
       const Down& d = down_batch_[down_next_];
-      const uint8_t* data = down_.data() + d.slot * down_slot_;
+      uint8_t* data = down_.data() + d.slot * down_slot_;
       if (d.kind == kDownEnd) {
         down_next_ = down_count_ = 0;
         down_held_ = false;
@@ -533,7 +553,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
       if (d.kind == kDownIp) {
         ssize_t n;
         do {
-          n = write(tun_fd_, data, d.length);
+          n = tun_vnet_ ? WriteTunPartial(tun_fd_, data, d.length) : write(tun_fd_, data, d.length);
         } while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
           down_held_ = true;
@@ -558,6 +578,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   Side tun_;
   Side socket_;
   int tun_fd_ = -1;
+  bool tun_vnet_ = false;
   int socket_fd_ = -1;
   std::vector<uint8_t> up_;
   std::vector<uint8_t> down_;

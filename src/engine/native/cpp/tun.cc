@@ -11,6 +11,7 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,32 +52,39 @@ class TunDevice : public PolledWrap<TunDevice> {
     return DefineClass(env, "TunDevice", methods);
   }
 
-  // new TunDevice({fd?, name, vnetHeader, offload, multiQueue, batchSize, maxPacketSize})
+  // new TunDevice({fd?, name, vnetHeader, partialChecksums?, offload, multiQueue, batchSize, maxPacketSize})
   // The device is created in the network namespace of the calling thread; so is the
   // control socket used for link ioctls, so they keep working after a switch back.
   // With `fd`, an attached TUN fd (e.g. received over SCM_RIGHTS) is adopted: its
   // name and IFF_VNET_HDR come from TUNGETIFF, and `offload` is applied only if non-zero.
+  // With `partialChecksums`, a TUN with IFF_VNET_HDR keeps the header to itself: JS reads and
+  // writes bare packets (written with a zero header, read with no offloads), and a fast NAT's
+  // TCP packets are written as CHECKSUM_PARTIAL (FastNat::FromClient).
   explicit TunDevice(const Napi::CallbackInfo& info) : PolledWrap<TunDevice>(info) {
     Napi::Env env = info.Env();
     Napi::Object options = info[0].As<Napi::Object>();
     uint32_t offload = options.Get("offload").As<Napi::Number>().Uint32Value();
+    bool partial = options.Get("partialChecksums").ToBoolean();
     batch_size_ = std::clamp<uint32_t>(options.Get("batchSize").As<Napi::Number>().Uint32Value(), 1, 4096);
     Napi::Value adopt = options.Get("fd");
     if (adopt.IsNumber()) {
       Adopt(env, adopt.As<Napi::Number>().Int32Value());
     } else {
-      Create(env, options.Get("name").As<Napi::String>(), options.Get("vnetHeader").ToBoolean(),
+      Create(env, options.Get("name").As<Napi::String>(), options.Get("vnetHeader").ToBoolean() || partial,
              options.Get("multiQueue").ToBoolean());
     }
+    hidden_header_ = partial && vnet_header_;
+    if (hidden_header_) offload = 0;  // what JS reads must be whole packets with their checksums
     if (vnet_header_) {
       int size = kVnetHeaderSize;
       if (ioctl(fd_, TUNSETVNETHDRSZ, &size) != 0) Fail(env, "ioctl(TUNSETVNETHDRSZ)", name_);
-      if ((offload != 0 || !adopt.IsNumber()) && ioctl(fd_, TUNSETOFFLOAD, static_cast<unsigned long>(offload)) != 0) {
+      if ((offload != 0 || !adopt.IsNumber() || hidden_header_) &&
+          ioctl(fd_, TUNSETOFFLOAD, static_cast<unsigned long>(offload)) != 0) {
         Fail(env, "ioctl(TUNSETOFFLOAD)", name_);
       }
     }
     max_packet_ = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535) +
-                  (vnet_header_ ? kVnetHeaderSize : 0);
+                  (vnet_header_ && !hidden_header_ ? kVnetHeaderSize : 0);
     control_fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (control_fd_ < 0) Fail(env, "socket", name_);
     buffer_.resize(kBatchBytes + max_packet_);
@@ -84,7 +92,7 @@ class TunDevice : public PolledWrap<TunDevice> {
 
   ~TunDevice() override {
     Unlist();
-    if (fast_) fast_->SetTunFd(-1);
+    if (fast_) fast_->SetTunFd(-1, false);
     CloseFd(control_fd_);
   }
 
@@ -135,7 +143,10 @@ class TunDevice : public PolledWrap<TunDevice> {
     if (flags < 0 || fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) Fail(env, "fcntl(O_NONBLOCK)", name_);
   }
 
-  Napi::Value VnetHeader(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), vnet_header_); }
+  // Whether JS's packets carry the header (not when the addon keeps it: partialChecksums).
+  Napi::Value VnetHeader(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), vnet_header_ && !hidden_header_);
+  }
 
   [[noreturn]] void Fail(Napi::Env env, const char* syscall, const std::string& detail) {
     int err = errno;
@@ -145,15 +156,15 @@ class TunDevice : public PolledWrap<TunDevice> {
   }
 
   // setFastNat(nat): packets read for the nat's flows go to their clients without JS, and the
-  // nat writes its client packets to this TUN. Not with IFF_VNET_HDR.
+  // nat writes its client packets to this TUN. Not with an IFF_VNET_HDR that JS sees.
   Napi::Value SetFastNat(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env, "setFastNat");
-    if (vnet_header_) ThrowErrno(env, "setFastNat", EINVAL, "a TUN with IFF_VNET_HDR");
-    if (fast_) fast_->SetTunFd(-1);
+    if (vnet_header_ && !hidden_header_) ThrowErrno(env, "setFastNat", EINVAL, "a TUN with IFF_VNET_HDR");
+    if (fast_) fast_->SetTunFd(-1, false);
     fast_ = FastNat::From(info[0]);
     if (!fast_) ThrowErrno(env, "setFastNat", EINVAL, "not a FastNat");
-    fast_->SetTunFd(fd_);
+    fast_->SetTunFd(fd_, hidden_header_);
     if (SameTurnReads() && std::find(fast_tuns.begin(), fast_tuns.end(), this) == fast_tuns.end()) fast_tuns.push_back(this);
     return env.Undefined();
   }
@@ -165,7 +176,7 @@ class TunDevice : public PolledWrap<TunDevice> {
 
   void Shutdown() override {
     Unlist();
-    if (fast_) fast_->SetTunFd(-1);
+    if (fast_) fast_->SetTunFd(-1, false);
     fast_.reset();
     PolledWrap<TunDevice>::Shutdown();
     CloseFd(control_fd_);
@@ -283,7 +294,7 @@ class TunDevice : public PolledWrap<TunDevice> {
         if (buffer_.size() - used < max_packet_) break;
       }
       uint8_t* at = buffer_.data() + used + queued;
-      ssize_t n = read(fd_, at, max_packet_);
+      ssize_t n = ReadPacket(at);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
@@ -323,6 +334,16 @@ class TunDevice : public PolledWrap<TunDevice> {
     }
   }
 
+  // One packet into `at`; the hidden header (no offloads: all zero) is read apart and dropped.
+  ssize_t ReadPacket(uint8_t* at) {
+    if (!hidden_header_) return read(fd_, at, max_packet_);
+    uint8_t header[kVnetHeaderSize];
+    iovec iov[2] = {{header, sizeof(header)}, {at, max_packet_}};
+    ssize_t n = readv(fd_, iov, 2);
+    if (n < 0) return n;
+    return n < kVnetHeaderSize ? 0 : n - kVnetHeaderSize;
+  }
+
   // Sends the fast path's queued packets; those refused (a full client socket) move down to JS's.
   void FlushFast(size_t* used, size_t* queued) {
     fast_->FlushKernel(&refused_);
@@ -348,7 +369,15 @@ class TunDevice : public PolledWrap<TunDevice> {
     while (index < end) {
       ByteView bytes;
       if (!GetBytes(list.Get(index), &bytes)) ThrowIndexed(env, EINVAL, index, "packet is not a Buffer/Uint8Array");
-      ssize_t n = write(fd_, bytes.data, bytes.length);
+      ssize_t n;
+      if (hidden_header_) {
+        // A zero header: the kernel takes the packet as a TUN without IFF_VNET_HDR would.
+        uint8_t header[kVnetHeaderSize] = {};
+        iovec iov[2] = {{header, sizeof(header)}, {const_cast<uint8_t*>(bytes.data), bytes.length}};
+        n = writev(fd_, iov, 2);
+      } else {
+        n = write(fd_, bytes.data, bytes.length);
+      }
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -367,6 +396,8 @@ class TunDevice : public PolledWrap<TunDevice> {
 
   std::string name_;
   bool vnet_header_ = false;
+  // IFF_VNET_HDR kept inside the addon (partialChecksums).
+  bool hidden_header_ = false;
   int control_fd_ = -1;
   uint32_t batch_size_ = 64;
   uint32_t max_packet_ = 65535;
