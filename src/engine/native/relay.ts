@@ -5,8 +5,9 @@
  * come out as 'message'. When one side is full the relay stops reading the other
  * (backpressure, nothing dropped in user space).
  *
- * The relay runs on a thread of its own by default: a wake-up is then the relay's work alone,
- * not a turn of Node's loop (`OXY_RELAY_THREAD=0` or `thread: false` keeps it on the loop).
+ * The relay runs on the addon's packet-relay thread by default (`oxy-packets`, one per process, every
+ * relay's fds in its epoll set): a wake-up is then the relays' work alone, not a turn of Node's
+ * loop (`OXY_RELAY_THREAD=0` or `thread: false` keeps it on the loop).
  * The events come on the JS thread either way.
  */
 import { EventEmitter } from 'node:events';
@@ -35,7 +36,7 @@ export interface PacketRelayOptions {
    * `send()` after attach may follow packets: the relay's thread starts relaying at once.
    */
   first?: Uint8Array;
-  /** Relay on a thread of its own (default) or on this thread's event loop; the default follows `OXY_RELAY_THREAD` (0: the loop). */
+  /** Relay on the packet-relay thread (default) or on this thread's event loop; the default follows `OXY_RELAY_THREAD` (0: the loop). */
   thread?: boolean;
 }
 
@@ -43,7 +44,7 @@ export interface PacketRelayStats {
   packetsOut: number;
   packetsIn: number;
   tunRefused: number;
-  /** Whether the relay runs on a thread of its own. */
+  /** Whether the relay runs on the packet-relay thread. */
   thread: boolean;
 }
 

@@ -35,9 +35,9 @@ function watch(relay: PacketRelay, socket: dgram.Socket): { got: string[]; messa
   return seen;
 }
 
-// Both places the relay runs: its own thread (the default) and the JS thread's loop (OXY_RELAY_THREAD=0).
+// Both places the relay runs: the packet-relay thread (the default) and the JS thread's loop (OXY_RELAY_THREAD=0).
 for (const thread of [true, false])
-  privilegedDescribe(`PacketRelay (network namespace, ${thread ? 'own thread' : 'event loop'})`, () => {
+  privilegedDescribe(`PacketRelay (network namespace, ${thread ? 'relay thread' : 'event loop'})`, () => {
     const ns = useNetns('oxy-relay');
     const closers: { close(): void }[] = [];
     afterEach(() => {
@@ -69,7 +69,7 @@ for (const thread of [true, false])
     it('sends its first message before any packet, even with packets waiting in the TUN', async () => {
       const { tun, peer, mine, socket } = open();
       // Nobody reads the TUN (paused, as attach() would): the relay finds these queued when it starts
-      // (on its own thread it reads them at once, before attach() has returned).
+      // (on the relay thread it reads them at once, before attach() has returned).
       tun.pause();
       let sent = 0;
       for (let i = 0; i < 20; i++) socket.send(Buffer.from(`queued ${i}`), REMOTE_PORT, REMOTE, () => sent++);

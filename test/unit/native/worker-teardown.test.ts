@@ -143,9 +143,10 @@ it('splice relays of a terminated worker finish without reporting to it or writi
   );
 });
 
-// The device's packet relay runs on a thread of its own (cpp/relay.cc) and tells JS through a
-// uv_async of its env: the env's end must stop and join that thread before the handle goes. A
-// SEQPACKET pair stands in for the TUN (the relay reads and writes it the same way).
+// The device's packet relay runs on the addon's packet-relay thread (cpp/relay.cc on relay-loop.h)
+// and tells JS through its env's thread-safe function: the env's end must take the relay off that
+// thread before the env goes. A SEQPACKET pair stands in for the TUN (the relay reads and writes it
+// the same way).
 const RELAY_UNDER_LOAD = `
     const fs = require('node:fs');
     const [tun, tunPeer] = addon.seqpacketPair();

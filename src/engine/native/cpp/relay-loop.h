@@ -1,5 +1,5 @@
 // The thread a kind of relay runs on (splice.cc: the CONNECT proxy's socket-to-socket relay;
-// readahead.cc: the connector's HTTP/2 read-ahead). One thread and one epoll set per kind: JS
+// readahead.cc: the connector's HTTP/2 read-ahead; relay.cc: the device's TUN-to-SEQPACKET relay). One thread and one epoll set per kind: JS
 // threads only post start and cancel commands (a queue and an eventfd wake-up); everything
 // else, every relay's state included, belongs to the loop thread.
 //
@@ -7,7 +7,7 @@
 //   void Started(Relays::iterator)          a relay was added: register its fds, first pump
 //   void Event(uint64_t key, uint32_t ev)   an epoll event whose data.u64 is not 0
 //   void Finish(Relays::iterator, bool cancelled)   remove it and report to JS
-//   void Unwatch(Relay&)                    remove its fds from epoll_
+//   void Unwatch(Relay&)                    remove its fds from epoll_ (Drop, and an env's end)
 // and may provide AfterTurn(bool on_js_loop) and ThreadTimeoutMs() (see RunInline).
 // A Relay has `id`, `env` (the JS thread's that started it) and `tsfn` (its one report).
 //
@@ -68,6 +68,32 @@ class RelayLoop {
   }
   // The relay stops and reports `cancelled`, unless it had finished: then its report is on the way.
   void Cancel(uint64_t id) { Post(Command{nullptr, id}); }
+
+  // From the relay's env's JS thread: the relay stops now, unreported (one not started yet never
+  // starts). When this returns no turn uses it any more: its fds may close.
+  void Drop(uint64_t id) {
+    std::unique_ptr<Relay> unstarted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (it->start && it->start->id == id) {
+          unstarted = std::move(it->start);
+          queue_.erase(it);
+          break;
+        }
+      }
+    }
+    if (unstarted) {
+      unstarted->tsfn.Release();
+      return;
+    }
+    std::lock_guard<std::mutex> lock(turn_);
+    auto it = relays_.find(id);
+    if (it == relays_.end()) return;
+    static_cast<Derived*>(this)->Unwatch(*it->second);
+    it->second->tsfn.Release();
+    relays_.erase(it);
+  }
 
   // Default hooks: nothing after a turn; the thread waits for events without a timeout.
   void AfterTurn(bool) {}

@@ -9,23 +9,24 @@
 // End-of-stream is told from an empty message as in seqpacket.cc: the socket has
 // SO_PASSCRED, so every real message carries SCM_CREDENTIALS and the end none.
 //
-// Where it runs: by default on a thread of its own (an epoll set of the TUN, the socket and an
-// eventfd that stops it), so a wake-up is the relay's work and nothing else; what JS must hear
-// (a message, an error, the end) is queued and told through a uv_async on the JS thread. With
-// `thread: false` it runs on the JS thread's libuv loop (two uv_polls), as before session 16:
-// each wake-up was then a whole Node loop turn (timers, the check phase's native immediates,
-// and the GC of what a turn allocates), ~1 per packet batch. The relay's logic (batches,
-// backpressure, end-of-stream) is the same code either way; only the waiting and the telling differ.
+// Where it runs: by default on the process's packet-relay thread (relay-loop.h's RelayLoop, named
+// oxy-packets: one epoll set of every relay's TUN and socket, and the eventfd that takes start
+// commands), so a wake-up is the relays' work and nothing else; what JS must hear (a message, an
+// error, the end) goes through the relay's thread-safe function. With `thread: false` it runs on
+// the JS thread's libuv loop (two uv_polls), as before session 16: each wake-up was then a whole
+// Node loop turn (timers, the check phase's native immediates, and the GC of what a turn
+// allocates), ~1 per packet batch. The relay's logic (batches, backpressure, end-of-stream) is
+// Pump's either way; only the waiting and the telling differ.
+#include "common.h"
 #include "fastnat.h"
 #include "modules.h"
-#include "polled.h"
+#include "relay-loop.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -34,8 +35,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
-#include <thread>
+#include <memory>
 #include <vector>
 
 namespace oxy {
@@ -43,7 +43,7 @@ namespace oxy {
 namespace {
 
 // Packets moved per direction per wake-up before yielding (to the event loop, or to the other
-// direction's events on the relay's thread).
+// direction's and the other relays' events on the relay thread).
 constexpr int kPacketsPerWake = 256;
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8);
 // Messages per recvmmsg from the socket (each in a slot of the largest packet).
@@ -57,354 +57,99 @@ bool IsIpPacket(const uint8_t* data, size_t length) {
   return version == 4 || version == 6;
 }
 
-class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
- public:
-  static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "PacketRelay",
-                       {
-                           InstanceMethod("start", &PacketRelay::Start),
-                           InstanceMethod("send", &PacketRelay::Send),
-                           InstanceMethod("close", &PacketRelay::JsClose),
-                           InstanceMethod("stats", &PacketRelay::Stats),
-                       });
+// What JS hears: a non-IP message, an error, the end.
+enum class Note : uint8_t { kMessage, kError, kEnd };
+
+// The callbacks that hear it, on the JS thread. Held by the relay's JS object and (thread mode) by
+// its thread-safe function, whose notes may still arrive after the object is gone.
+struct Sink {
+  Napi::FunctionReference on_message;
+  Napi::FunctionReference on_end;
+  Napi::FunctionReference on_error;
+  std::unique_ptr<Napi::AsyncContext> context;
+
+  void Deliver(Napi::Env env, Note note, const uint8_t* data, size_t length, const char* syscall, int err) {
+    if (note == Note::kMessage) {
+      if (!on_message.IsEmpty()) InvokeCallback(env, on_message, *context, {Napi::Buffer<uint8_t>::Copy(env, data, length)});
+    } else if (note == Note::kError) {
+      if (!on_error.IsEmpty()) InvokeCallback(env, on_error, *context, {ErrnoError(env, syscall, err)});
+    } else if (!on_end.IsEmpty()) {
+      InvokeCallback(env, on_end, *context, {});
+    }
   }
 
-  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize, thread}) takes ownership
-  // of both fds (closed on refusal too).
-  explicit PacketRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRelay>(info), tun_(this), socket_(this) {
-    Napi::Env env = info.Env();
-    tun_fd_ = info[0].As<Napi::Number>().Int32Value();
-    socket_fd_ = info[1].As<Napi::Number>().Int32Value();
-    Napi::Object options = info[2].As<Napi::Object>();
-    size_t max_packet = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
-    threaded_ = options.Get("thread").ToBoolean().Value();
+  void Reset() {
+    on_message.Reset();
+    on_end.Reset();
+    on_error.Reset();
+  }
+};
+
+// What stats() reads; only the relaying thread writes them.
+struct Counters {
+  std::atomic<uint64_t> out{0};
+  std::atomic<uint64_t> in{0};
+  std::atomic<uint64_t> tun_refused{0};
+};
+
+// The relay itself: its batches, backpressure and end-of-stream, on whichever thread runs it (the
+// JS thread's loop, or the relay thread). It does not own the fds.
+class Pump {
+ public:
+  Pump(int tun_fd, bool tun_vnet, int socket_fd, size_t max_packet, Counters* counters)
+      : tun_fd_(tun_fd), tun_vnet_(tun_vnet), socket_fd_(socket_fd), counters_(counters) {
     up_slot_ = max_packet;
     up_.resize(up_slot_ * kUpSlots);
     down_slot_ = max_packet + 64;
     down_.resize(down_slot_ * kDownSlots);
     control_.resize(kControlSize * kDownSlots);
-    int type = 0;
-    socklen_t len = sizeof(type);
-    if (getsockopt(socket_fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET) {
-      Fail(env, "getsockopt(SO_TYPE)", type == 0 ? errno : ENOTSOCK, "socket fd is not SOCK_SEQPACKET");
-    }
-    // A TUN opened with partialChecksums (tun.cc) has an IFF_VNET_HDR that JS never sees: its
-    // reads lose the (all-zero) header, and its TCP packets are written as CHECKSUM_PARTIAL.
-    ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    tun_vnet_ = ioctl(tun_fd_, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_VNET_HDR) != 0;
-    int on = 1;
-    if (setsockopt(socket_fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) Fail(env, "setsockopt(SO_PASSCRED)", errno, "");
-    Napi::Value send_buffer = options.Get("sendBufferSize");
-    if (send_buffer.IsNumber()) {
-      // A unix socket's send buffer bounds the bytes the peer has not read yet: the
-      // default (~200 KiB) is three 64 KiB packets. Capped by net.core.wmem_max.
-      int size = send_buffer.As<Napi::Number>().Int32Value();
-      setsockopt(socket_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-    }
-    for (int fd : {tun_fd_, socket_fd_}) {
-      int flags = fcntl(fd, F_GETFL);
-      if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) Fail(env, "fcntl(O_NONBLOCK)", errno, "");
-    }
+  }
+  virtual ~Pump() = default;
+  Pump(const Pump&) = delete;
+  Pump& operator=(const Pump&) = delete;
+
+  // The fds were closed (the loop mode's close() from a callback of this very pump): it stops.
+  void Detach() {
+    tun_fd_ = socket_fd_ = -1;
   }
 
-  ~PacketRelay() override { Shutdown(); }
+  // What each fd waits for follows from what is held: a held outbound packet waits for the socket
+  // to be writable (and the TUN is not read meanwhile); a held inbound one waits for the TUN (and
+  // the socket is not read). As epoll's mask (level-triggered; the loop mode maps it to uv_poll's).
+  uint32_t TunInterest() const {
+    return (up_held_ || up_closed_ || tun_failed_ ? 0 : uint32_t(EPOLLIN)) | (down_held_ && !tun_failed_ ? uint32_t(EPOLLOUT) : 0);
+  }
+  uint32_t SocketInterest() const {
+    return (down_held_ ? 0 : uint32_t(EPOLLIN | EPOLLRDHUP)) | (up_held_ ? uint32_t(EPOLLOUT) : 0);
+  }
+
+  // One wake-up's events, the socket's first: an answer from the peer reaches the TUN before the
+  // TUN's next batch is read.
+  void Serve(uint32_t socket_events, uint32_t tun_events) {
+    if (socket_events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) FlushUp();
+    if (socket_events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) PumpDown();
+    if (tun_events & EPOLLERR) {
+      // The TUN's device is gone (tun_chr_poll's answer for a detached fd): told once, then the
+      // TUN is left alone (a uv_poll would report it on every turn).
+      tun_failed_ = true;
+      Tell(Note::kError, nullptr, 0, "epoll_wait", EBADFD);
+      return;
+    }
+    if (tun_events & EPOLLOUT) FlushDown();
+    if (tun_events & EPOLLIN) PumpUp();
+  }
+
+  bool ended() const { return ended_; }
+  int tun_fd() const { return tun_fd_; }
+  int socket_fd() const { return socket_fd_; }
+
+ protected:
+  virtual void Tell(Note note, const uint8_t* data = nullptr, size_t length = 0, const char* syscall = "", int err = 0) = 0;
 
  private:
-  // One uv_poll per fd, forwarding to the relay (the loop mode).
-  class Side : public FdPoller {
-   public:
-    explicit Side(PacketRelay* relay) : relay_(relay) {}
-
-   protected:
-    void OnPoll(int status, int events) override { relay_->OnPoll(this, status, events); }
-
-   private:
-    PacketRelay* relay_;
-  };
-
-  // What JS hears: a non-IP message, an error, the end.
-  enum class Note : uint8_t { kMessage, kError, kEnd };
-  struct Told {
-    Note note;
-    std::vector<uint8_t> data;  // kMessage
-    const char* syscall;        // kError
-    int err;                    // kError
-  };
-
-  [[noreturn]] void Fail(Napi::Env env, const char* syscall, int err, const std::string& detail) {
-    CloseFd(tun_fd_);
-    CloseFd(socket_fd_);
-    ThrowErrno(env, syscall, err, detail);
-  }
-
-  // start(onMessage(data), onEnd(), onError(err))
-  Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (socket_fd_ < 0) ThrowErrno(env, "start", EBADF, "relay is closed");
-    if (threaded_ && (thread_.joinable() || ended_)) ThrowErrno(env, "start", EALREADY, "relay already started");
-    on_message_ = Napi::Persistent(info[0].As<Napi::Function>());
-    on_end_ = Napi::Persistent(info[1].As<Napi::Function>());
-    on_error_ = Napi::Persistent(info[2].As<Napi::Function>());
-    context_ = std::make_unique<Napi::AsyncContext>(env, "OxyPacketRelay");
-    if (!pinned_) {
-      Ref();  // kept alive while relaying, even if JS drops it
-      pinned_ = true;
-    }
-    if (threaded_) StartThread(env);
-    else Rewatch(env);
-    return env.Undefined();
-  }
-
-  // send(data) -> true when sent, false when the socket is full. For messages of
-  // our own (the context); packets never pass through here. From the JS thread in either mode:
-  // a socket takes sends from two threads, each message whole.
-  Napi::Value Send(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (socket_fd_ < 0) ThrowErrno(env, "sendmsg", EBADF, "relay is closed");
-    ByteView bytes;
-    if (!GetBytes(info[0], &bytes)) ThrowErrno(env, "sendmsg", EINVAL, "data is not a Buffer/Uint8Array");
-    ssize_t n;
-    do {
-      n = send(socket_fd_, bytes.data, bytes.length, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
-      ThrowErrno(env, "sendmsg", errno, std::to_string(bytes.length) + " bytes");
-    }
-    return Napi::Boolean::New(env, true);
-  }
-
-  Napi::Value Stats(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object stats = Napi::Object::New(env);
-    stats.Set("packetsOut", static_cast<double>(packets_out_.load(std::memory_order_relaxed)));
-    stats.Set("packetsIn", static_cast<double>(packets_in_.load(std::memory_order_relaxed)));
-    stats.Set("tunRefused", static_cast<double>(tun_refused_.load(std::memory_order_relaxed)));
-    stats.Set("thread", threaded_);
-    return stats;
-  }
-
-  Napi::Value JsClose(const Napi::CallbackInfo& info) {
-    Shutdown();
-    return info.Env().Undefined();
-  }
-
-  // From the JS thread (close, the finalizer, the env's cleanup): the thread is stopped and
-  // joined before the fds close, and what it had queued for JS is dropped (as the loop mode tells
-  // nothing after close).
-  void Shutdown() {
-    StopThread();
-    tun_.Close();
-    socket_.Close();
-    CloseFd(tun_fd_);
-    CloseFd(socket_fd_);
-    on_message_.Reset();
-    on_end_.Reset();
-    on_error_.Reset();
-    if (pinned_) {
-      pinned_ = false;
-      Unref();
-    }
-  }
-
-  // Bumps a counter only the relaying thread writes (JS reads it in stats()).
   static void Count(std::atomic<uint64_t>& counter, uint64_t n) {
     counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
-
-  // ---- Telling JS --------------------------------------------------------------------------
-
-  void Tell(Note note, const uint8_t* data = nullptr, size_t length = 0, const char* syscall = "", int err = 0) {
-    if (!threaded_) return Deliver(Env(), note, data, length, syscall, err);
-    {
-      std::lock_guard<std::mutex> lock(told_mutex_);
-      told_.push_back(Told{note, std::vector<uint8_t>(data, data + length), syscall, err});
-    }
-    uv_async_send(async_);
-  }
-
-  // On the JS thread: what the relay's thread queued, in order.
-  static void OnTold(uv_async_t* handle) {
-    auto* self = static_cast<PacketRelay*>(handle->data);
-    if (self == nullptr) return;
-    std::vector<Told> batch;
-    {
-      std::lock_guard<std::mutex> lock(self->told_mutex_);
-      batch.swap(self->told_);
-    }
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    if (!CanCallJs(env)) return;
-    for (Told& told : batch) {
-      if (handle->data == nullptr) return;  // a callback closed the relay
-      if (told.note == Note::kEnd) uv_unref(reinterpret_cast<uv_handle_t*>(handle));  // nothing follows: the loop may end
-      GuardCallback(env, [self, &told, env] { self->Deliver(env, told.note, told.data.data(), told.data.size(), told.syscall, told.err); });
-    }
-  }
-
-  // On the JS thread: the callback for `note` (either mode).
-  void Deliver(Napi::Env env, Note note, const uint8_t* data, size_t length, const char* syscall, int err) {
-    if (note == Note::kMessage) {
-      if (!on_message_.IsEmpty()) InvokeCallback(env, on_message_, *context_, {Napi::Buffer<uint8_t>::Copy(env, data, length)});
-    } else if (note == Note::kError) {
-      if (!on_error_.IsEmpty()) InvokeCallback(env, on_error_, *context_, {ErrnoError(env, syscall, err)});
-    } else if (!on_end_.IsEmpty()) {
-      InvokeCallback(env, on_end_, *context_, {});
-    }
-  }
-
-  // ---- The thread mode ----------------------------------------------------------------------
-
-  void StartThread(Napi::Env env) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    async_ = new uv_async_t();
-    int rc = uv_async_init(loop, async_, OnTold);
-    if (rc != 0) {
-      delete async_;
-      async_ = nullptr;
-      ThrowErrno(env, "uv_async_init", -rc);
-    }
-    async_->data = this;
-    epoll_ = epoll_create1(EPOLL_CLOEXEC);
-    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epoll_ < 0 || wake_ < 0) {
-      int err = errno;
-      StopThread();
-      ThrowErrno(env, epoll_ < 0 ? "epoll_create1" : "eventfd", err);
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u32 = kWakeKey;
-    epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
-    // The env's end (a worker's, or the process's teardown) stops the thread before the loop goes.
-    napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
-    hooked_ = env;
-    thread_ = std::thread([this] { Run(); });
-  }
-
-  static void OnEnvCleanup(void* arg) {
-    auto* self = static_cast<PacketRelay*>(arg);
-    self->hooked_ = nullptr;  // the hook is being run: not removed again
-    self->StopThread();
-  }
-
-  void StopThread() {
-    if (thread_.joinable()) {
-      stop_.store(true, std::memory_order_relaxed);
-      uint64_t one = 1;
-      ssize_t ignored = write(wake_, &one, sizeof one);
-      (void)ignored;
-      thread_.join();
-    }
-    if (hooked_ != nullptr) {
-      napi_remove_env_cleanup_hook(hooked_, OnEnvCleanup, this);
-      hooked_ = nullptr;
-    }
-    CloseFd(epoll_);
-    CloseFd(wake_);
-    if (async_ != nullptr) {
-      async_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
-      async_ = nullptr;
-    }
-    told_.clear();
-  }
-
-  static constexpr uint32_t kTunKey = 1;
-  static constexpr uint32_t kSocketKey = 2;
-  static constexpr uint32_t kWakeKey = 3;
-
-  // The thread's epoll interest follows what is held, as Rewatch's does (level-triggered; a mask of
-  // 0 leaves the set: epoll would report a hang-up or error even without interest, and spin).
-  void Interest(int fd, uint32_t key, uint32_t events, uint32_t* current) {
-    if (events == *current) return;
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u32 = key;
-    int op = *current == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-    if (epoll_ctl(epoll_, op, fd, &ev) == 0) *current = events;
-  }
-
-  void Run() {
-    pthread_setname_np(pthread_self(), "oxy-relay");  // what `top -H` and /proc/PID/task/*/comm show
-    uint32_t tun_now = 0;
-    uint32_t socket_now = 0;
-    while (!stop_.load(std::memory_order_relaxed) && !ended_) {
-      const uint32_t in = EPOLLIN, out = EPOLLOUT, rdhup = EPOLLRDHUP;
-      uint32_t tun_events = (up_held_ || up_closed_ || tun_failed_ ? 0 : in) | (down_held_ && !tun_failed_ ? out : 0);
-      uint32_t socket_events = (down_held_ ? 0 : in | rdhup) | (up_held_ ? out : 0);
-      Interest(tun_fd_, kTunKey, tun_events, &tun_now);
-      Interest(socket_fd_, kSocketKey, socket_events, &socket_now);
-      epoll_event events[3];
-      int n = epoll_wait(epoll_, events, 3, -1);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        Tell(Note::kError, nullptr, 0, "epoll_wait", errno);
-        return;
-      }
-      // The socket first: an answer from the peer reaches the TUN before the TUN's next batch is read.
-      uint32_t tun_ready = 0;
-      for (int i = 0; i < n; i++) {
-        uint32_t ev = events[i].events;
-        if (events[i].data.u32 == kWakeKey) {
-          uint64_t count;
-          ssize_t ignored = read(wake_, &count, sizeof count);
-          (void)ignored;
-        } else if (events[i].data.u32 == kSocketKey) {
-          if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) FlushUp();
-          if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) PumpDown();
-        } else {
-          tun_ready = ev;
-        }
-      }
-      if (tun_ready & EPOLLERR) {
-        // The TUN's device is gone (tun_chr_poll's answer for a detached fd): told once, then the
-        // TUN is left alone (the loop mode's uv_poll reported it on every turn).
-        tun_failed_ = true;
-        Tell(Note::kError, nullptr, 0, "epoll_wait", EBADFD);
-      } else {
-        if (tun_ready & EPOLLOUT) FlushDown();
-        if (tun_ready & EPOLLIN) PumpUp();
-      }
-    }
-  }
-
-  // ---- The loop mode ------------------------------------------------------------------------
-
-  // What each fd is watched for follows from what is held: a held outbound packet
-  // waits for the socket to be writable (and the TUN is not read meanwhile); a held
-  // inbound one waits for the TUN (and the socket is not read).
-  void Rewatch(Napi::Env env) {
-    if (socket_fd_ < 0 || ended_) return;
-    int tun_events = (up_held_ || up_closed_ ? 0 : UV_READABLE) | (down_held_ ? UV_WRITABLE : 0);
-    int socket_events = (down_held_ || ended_ ? 0 : UV_READABLE | UV_DISCONNECT) | (up_held_ ? UV_WRITABLE : 0);
-    int rc = tun_.Watch(env, tun_fd_, tun_events);
-    if (rc == 0) rc = socket_.Watch(env, socket_fd_, socket_events);
-    if (rc != 0) ThrowErrno(env, "uv_poll_start", -rc);
-  }
-
-  void OnPoll(Side* side, int status, int events) {
-    Napi::Env env = Env();
-    if (status < 0 && side == &tun_) {
-      Tell(Note::kError, nullptr, 0, "uv_poll", -status);
-    } else if (side == &tun_) {
-      if (events & UV_WRITABLE) FlushDown();
-      if (events & UV_READABLE) PumpUp();
-    } else {
-      if (status < 0 || (events & UV_WRITABLE)) FlushUp();
-      if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) PumpDown();
-    }
-    if (ended_) {
-      tun_.Watch(env, tun_fd_, 0);
-      socket_.Watch(env, socket_fd_, 0);
-    } else if (socket_fd_ >= 0) {
-      Rewatch(env);
-    }
-  }
-
-  // ---- The relay (either mode) --------------------------------------------------------------
 
   // TUN → socket: up to kUpSlots packets read (a TUN has no batch read: each is a read(), and
   // the last an EAGAIN), then sent with one sendmmsg. What the socket does not take is held, and
@@ -468,7 +213,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
         Tell(Note::kError, nullptr, 0, "sendmsg", errno);
         sent = 1;  // that packet is dropped, as a failed send() dropped it
       } else {
-        Count(packets_out_, uint64_t(sent));
+        Count(counters_->out, uint64_t(sent));
       }
       up_next_ += size_t(sent);
       if (up_next_ >= up_count_) up_held_ = false;
@@ -559,15 +304,15 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
           down_held_ = true;
           return;
         }
-        if (n < 0) Count(tun_refused_, 1);  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
-        else Count(packets_in_, 1);
+        if (n < 0) Count(counters_->tun_refused, 1);  // a packet the kernel refuses (EINVAL, EIO with the link down): dropped, as Tun does
+        else Count(counters_->in, 1);
       }
       down_next_++;
     }
     down_held_ = false;
   }
 
-  // The peer's end-of-stream: the relay stops (the thread returns; the loop mode's polls stop).
+  // The peer's end-of-stream: the relay stops (it leaves the loop; the loop mode's polls stop).
   void End() {
     if (ended_) return;
     ended_ = true;
@@ -575,11 +320,10 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     Tell(Note::kEnd);
   }
 
-  Side tun_;
-  Side socket_;
-  int tun_fd_ = -1;
-  bool tun_vnet_ = false;
-  int socket_fd_ = -1;
+  int tun_fd_;
+  bool tun_vnet_;  // the TUN has an IFF_VNET_HDR (see PacketRelay's constructor)
+  int socket_fd_;
+  Counters* counters_;  // the JS object's, which outlives the pump
   std::vector<uint8_t> up_;
   std::vector<uint8_t> down_;
   std::vector<uint8_t> control_;
@@ -599,31 +343,338 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   size_t down_slot_ = 0;
   size_t down_count_ = 0;
   size_t down_next_ = 0;
-  // The relay's state above and below is the relaying thread's alone while it runs (the relay's
-  // thread, or the JS thread in the loop mode); JS reads only the counters.
   bool up_held_ = false;
   bool up_closed_ = false;  // the peer reads no more (EPIPE): the TUN is not read; the socket is, to its end
   bool down_held_ = false;
-  bool tun_failed_ = false;  // thread mode: the TUN reported an error (its device is gone)
+  bool tun_failed_ = false;  // the TUN reported an error (its device is gone)
   bool ended_ = false;
-  bool pinned_ = false;
-  std::atomic<uint64_t> packets_out_{0};
-  std::atomic<uint64_t> packets_in_{0};
-  std::atomic<uint64_t> tun_refused_{0};
-  std::unique_ptr<Napi::AsyncContext> context_;
-  Napi::FunctionReference on_message_;
-  Napi::FunctionReference on_end_;
-  Napi::FunctionReference on_error_;
-  // The thread mode.
+};
+
+// ---- The thread mode -------------------------------------------------------------------------
+
+struct Told {
+  Note note;
+  std::vector<uint8_t> data;  // kMessage
+  const char* syscall;        // kError
+  int err;                    // kError
+};
+
+using SinkRef = std::shared_ptr<Sink>;
+void CallJs(Napi::Env env, Napi::Function, SinkRef* sink, Told* told);
+using Teller = Napi::TypedThreadSafeFunction<SinkRef, Told, CallJs>;
+
+// On the JS thread: a note the relay thread queued (env is null when the env is going away).
+void CallJs(Napi::Env env, Napi::Function, SinkRef* sink, Told* told) {
+  std::unique_ptr<Told> owned(told);
+  if (env == nullptr || sink == nullptr || !CanCallJs(env)) return;
+  Napi::HandleScope scope(env);
+  GuardCallback(env, [&] { (*sink)->Deliver(env, told->note, told->data.data(), told->data.size(), told->syscall, told->err); });
+}
+
+// A relay on the relay thread: the RelayLoop's Relay (`id`, `env`, `tsfn`).
+class LoopedPump : public Pump {
+ public:
+  using Pump::Pump;
+
+  uint64_t id = 0;
+  napi_env env = nullptr;
+  Teller tsfn;
+  uint32_t tun_now = 0;  // what epoll watches each fd for (0: not in the set)
+  uint32_t socket_now = 0;
+  uint32_t tun_ready = 0;  // this turn's events, served after the turn's batch
+  uint32_t socket_ready = 0;
+  bool due = false;
+
+ protected:
+  void Tell(Note note, const uint8_t* data, size_t length, const char* syscall, int err) override {
+    auto* told = new Told{note, std::vector<uint8_t>(data, data + length), syscall, err};
+    if (tsfn.NonBlockingCall(told) != napi_ok) delete told;
+  }
+};
+
+class PacketLoop : public RelayLoop<PacketLoop, LoopedPump> {
+ public:
+  PacketLoop() : RelayLoop("oxy-packets") {}
+
+  void Started(Relays::iterator it) { Rewatch(*it->second); }
+
+  // Keys: the relay's id times 4, plus 1 for its TUN and 2 for its socket (0 is the loop's eventfd).
+  void Event(uint64_t key, uint32_t events) {
+    auto it = relays_.find(key >> 2);
+    if (it == relays_.end()) return;
+    LoopedPump& pump = *it->second;
+    ((key & 3) == kTun ? pump.tun_ready : pump.socket_ready) |= events;
+    if (!pump.due) {
+      pump.due = true;
+      due_.push_back(pump.id);
+    }
+  }
+
+  // Each relay's events of the turn together, so its socket is served before its TUN.
+  void AfterTurn(bool) {
+    for (uint64_t id : due_) {
+      auto it = relays_.find(id);
+      if (it == relays_.end()) continue;
+      LoopedPump& pump = *it->second;
+      uint32_t socket_events = pump.socket_ready, tun_events = pump.tun_ready;
+      pump.socket_ready = pump.tun_ready = 0;
+      pump.due = false;
+      pump.Serve(socket_events, tun_events);
+      if (pump.ended()) Finish(it, false);
+      else Rewatch(pump);
+    }
+    due_.clear();
+  }
+
+  void Unwatch(LoopedPump& pump) {
+    Interest(pump.tun_fd(), pump.id * 4 + kTun, 0, &pump.tun_now);
+    Interest(pump.socket_fd(), pump.id * 4 + kSocket, 0, &pump.socket_now);
+  }
+
+  // The relay ended (its end was told) or was cancelled: it leaves the loop and lets its env go.
+  void Finish(Relays::iterator it, bool) {
+    std::unique_ptr<LoopedPump> pump = std::move(it->second);
+    relays_.erase(it);
+    Unwatch(*pump);
+    pump->tsfn.Release();
+  }
+
+ private:
+  static constexpr uint64_t kTun = 1;
+  static constexpr uint64_t kSocket = 2;
+
+  void Rewatch(LoopedPump& pump) {
+    Interest(pump.tun_fd(), pump.id * 4 + kTun, pump.TunInterest(), &pump.tun_now);
+    Interest(pump.socket_fd(), pump.id * 4 + kSocket, pump.SocketInterest(), &pump.socket_now);
+  }
+
+  // A mask of 0 leaves the set: epoll would report a hang-up or error even without interest, and spin.
+  void Interest(int fd, uint64_t key, uint32_t events, uint32_t* current) {
+    if (events == *current || fd < 0) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = key;
+    int op = *current == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    if (epoll_ctl(epoll_, op, fd, &ev) == 0) *current = events;
+  }
+
+  std::vector<uint64_t> due_;  // relays with events this turn, in the order they came
+};
+
+// ---- The JS object ---------------------------------------------------------------------------
+
+class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "PacketRelay",
+                       {
+                           InstanceMethod("start", &PacketRelay::Start),
+                           InstanceMethod("send", &PacketRelay::Send),
+                           InstanceMethod("close", &PacketRelay::JsClose),
+                           InstanceMethod("stats", &PacketRelay::Stats),
+                       });
+  }
+
+  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize, thread}) takes ownership
+  // of both fds (closed on refusal too).
+  explicit PacketRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRelay>(info), tun_(this), socket_(this) {
+    Napi::Env env = info.Env();
+    tun_fd_ = info[0].As<Napi::Number>().Int32Value();
+    socket_fd_ = info[1].As<Napi::Number>().Int32Value();
+    Napi::Object options = info[2].As<Napi::Object>();
+    max_packet_ = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
+    threaded_ = options.Get("thread").ToBoolean().Value();
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(socket_fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET) {
+      Fail(env, "getsockopt(SO_TYPE)", type == 0 ? errno : ENOTSOCK, "socket fd is not SOCK_SEQPACKET");
+    }
+    // A TUN opened with partialChecksums (tun.cc) has an IFF_VNET_HDR that JS never sees: its
+    // reads lose the (all-zero) header, and its TCP packets are written as CHECKSUM_PARTIAL.
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    tun_vnet_ = ioctl(tun_fd_, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_VNET_HDR) != 0;
+    int on = 1;
+    if (setsockopt(socket_fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0) Fail(env, "setsockopt(SO_PASSCRED)", errno, "");
+    Napi::Value send_buffer = options.Get("sendBufferSize");
+    if (send_buffer.IsNumber()) {
+      // A unix socket's send buffer bounds the bytes the peer has not read yet: the
+      // default (~200 KiB) is three 64 KiB packets. Capped by net.core.wmem_max.
+      int size = send_buffer.As<Napi::Number>().Int32Value();
+      setsockopt(socket_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
+    for (int fd : {tun_fd_, socket_fd_}) {
+      int flags = fcntl(fd, F_GETFL);
+      if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) Fail(env, "fcntl(O_NONBLOCK)", errno, "");
+    }
+  }
+
+  ~PacketRelay() override { Shutdown(); }
+
+ private:
+  // One uv_poll per fd, forwarding to the relay (the loop mode).
+  class Side : public FdPoller {
+   public:
+    explicit Side(PacketRelay* relay) : relay_(relay) {}
+
+   protected:
+    void OnPoll(int status, int events) override { relay_->OnPoll(this, status, events); }
+
+   private:
+    PacketRelay* relay_;
+  };
+
+  // The loop mode's pump: it tells JS at once (it runs on the JS thread).
+  class InlinePump : public Pump {
+   public:
+    InlinePump(PacketRelay* relay, int tun_fd, bool tun_vnet, int socket_fd, size_t max_packet, Counters* counters)
+        : Pump(tun_fd, tun_vnet, socket_fd, max_packet, counters), relay_(relay) {}
+
+   protected:
+    void Tell(Note note, const uint8_t* data, size_t length, const char* syscall, int err) override {
+      relay_->sink_->Deliver(relay_->Env(), note, data, length, syscall, err);
+    }
+
+   private:
+    PacketRelay* relay_;
+  };
+
+  [[noreturn]] void Fail(Napi::Env env, const char* syscall, int err, const std::string& detail) {
+    CloseFd(tun_fd_);
+    CloseFd(socket_fd_);
+    ThrowErrno(env, syscall, err, detail);
+  }
+
+  // start(onMessage(data), onEnd(), onError(err))
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (socket_fd_ < 0) ThrowErrno(env, "start", EBADF, "relay is closed");
+    if (started_) ThrowErrno(env, "start", EALREADY, "relay already started");
+    PacketLoop* loop = nullptr;
+    if (threaded_) {
+      loop = &PacketLoop::Get();
+      if (loop->failed_call()[0] != '\0') ThrowErrno(env, loop->failed_call(), loop->failed_errno(), "packet relay thread");
+    }
+    sink_->on_message = Napi::Persistent(info[0].As<Napi::Function>());
+    sink_->on_end = Napi::Persistent(info[1].As<Napi::Function>());
+    sink_->on_error = Napi::Persistent(info[2].As<Napi::Function>());
+    sink_->context = std::make_unique<Napi::AsyncContext>(env, "OxyPacketRelay");
+    started_ = true;
+    if (!pinned_) {
+      Ref();  // kept alive while relaying, even if JS drops it
+      pinned_ = true;
+    }
+    if (!threaded_) {
+      inline_ = std::make_unique<InlinePump>(this, tun_fd_, tun_vnet_, socket_fd_, max_packet_, &counters_);
+      Rewatch(env);
+      return env.Undefined();
+    }
+    auto pump = std::make_unique<LoopedPump>(tun_fd_, tun_vnet_, socket_fd_, max_packet_, &counters_);
+    pump->id = id_ = loop->NextId();
+    pump->env = env;
+    // The notes hold the loop open until the relay leaves the loop (its end told, or close()).
+    pump->tsfn = Teller::New(env, "OxyPacketRelay", 0, 1, new SinkRef(sink_),
+                             [](Napi::Env, void*, SinkRef* sink) { delete sink; });
+    loop->Start(std::move(pump));
+    return env.Undefined();
+  }
+
+  // send(data) -> true when sent, false when the socket is full. For messages of
+  // our own (the context); packets never pass through here. From the JS thread in either mode:
+  // a socket takes sends from two threads, each message whole.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (socket_fd_ < 0) ThrowErrno(env, "sendmsg", EBADF, "relay is closed");
+    ByteView bytes;
+    if (!GetBytes(info[0], &bytes)) ThrowErrno(env, "sendmsg", EINVAL, "data is not a Buffer/Uint8Array");
+    ssize_t n;
+    do {
+      n = send(socket_fd_, bytes.data, bytes.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+      ThrowErrno(env, "sendmsg", errno, std::to_string(bytes.length) + " bytes");
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("packetsOut", static_cast<double>(counters_.out.load(std::memory_order_relaxed)));
+    stats.Set("packetsIn", static_cast<double>(counters_.in.load(std::memory_order_relaxed)));
+    stats.Set("tunRefused", static_cast<double>(counters_.tun_refused.load(std::memory_order_relaxed)));
+    stats.Set("thread", threaded_);
+    return stats;
+  }
+
+  Napi::Value JsClose(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  // From the JS thread (close, the finalizer): the relay leaves the loop thread before the fds
+  // close (a turn running it finishes first), and what it had queued for JS is dropped (as the
+  // loop mode tells nothing after close).
+  void Shutdown() {
+    if (id_ != 0) {
+      PacketLoop::Get().Drop(id_);
+      id_ = 0;
+    }
+    sink_->Reset();
+    tun_.Close();
+    socket_.Close();
+    if (inline_) inline_->Detach();
+    CloseFd(tun_fd_);
+    CloseFd(socket_fd_);
+    if (pinned_) {
+      pinned_ = false;
+      Unref();
+    }
+  }
+
+  // ---- The loop mode ------------------------------------------------------------------------
+
+  void Rewatch(Napi::Env env) {
+    if (socket_fd_ < 0 || inline_->ended()) return;
+    int rc = tun_.Watch(env, tun_fd_, UvEvents(inline_->TunInterest()));
+    if (rc == 0) rc = socket_.Watch(env, socket_fd_, UvEvents(inline_->SocketInterest()));
+    if (rc != 0) ThrowErrno(env, "uv_poll_start", -rc);
+  }
+
+  static int UvEvents(uint32_t epoll_events) {
+    return (epoll_events & EPOLLIN ? int(UV_READABLE) : 0) | (epoll_events & EPOLLOUT ? int(UV_WRITABLE) : 0) |
+           (epoll_events & EPOLLRDHUP ? int(UV_DISCONNECT) : 0);
+  }
+
+  void OnPoll(Side* side, int status, int events) {
+    Napi::Env env = Env();
+    uint32_t ready = (events & UV_READABLE ? uint32_t(EPOLLIN) : 0) | (events & UV_WRITABLE ? uint32_t(EPOLLOUT) : 0) |
+                     (events & UV_DISCONNECT ? uint32_t(EPOLLRDHUP) : 0);
+    if (status < 0 && side == &tun_) sink_->Deliver(env, Note::kError, nullptr, 0, "uv_poll", -status);
+    else if (side == &tun_) inline_->Serve(0, ready);
+    else inline_->Serve(status < 0 ? uint32_t(EPOLLERR) : ready, 0);
+    if (inline_->ended()) {
+      tun_.Watch(env, tun_fd_, 0);
+      socket_.Watch(env, socket_fd_, 0);
+    } else if (socket_fd_ >= 0) {
+      Rewatch(env);
+    }
+  }
+
+  Side tun_;
+  Side socket_;
+  int tun_fd_ = -1;
+  bool tun_vnet_ = false;
+  int socket_fd_ = -1;
+  size_t max_packet_ = 0;
   bool threaded_ = false;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  int epoll_ = -1;
-  int wake_ = -1;               // an eventfd: close() wakes the thread to stop
-  uv_async_t* async_ = nullptr;  // the thread's notes for JS (freed by its close callback)
-  napi_env hooked_ = nullptr;    // the env whose cleanup hook stops the thread
-  std::mutex told_mutex_;
-  std::vector<Told> told_;  // under told_mutex_
+  bool started_ = false;
+  bool pinned_ = false;
+  Counters counters_;
+  SinkRef sink_ = std::make_shared<Sink>();
+  std::unique_ptr<InlinePump> inline_;  // the loop mode
+  uint64_t id_ = 0;                     // the thread mode: the relay's id on the loop while it may run there
 };
 
 }  // namespace
