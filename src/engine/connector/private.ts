@@ -84,10 +84,30 @@ export class PrivateOfframp {
     return this.checkNow(header)!;
   }
 
+  /**
+   * Destinations parsed, by their text (host, port and address bytes, or null: not IP:PORT): the
+   * flows of a vnet go to a few hosts. Bounded: cleared when full.
+   */
+  readonly #dests = new Map<string, (PrivateDestination & { addr: Uint8Array }) | null>();
+
+  #parsedDestination(text: string): (PrivateDestination & { addr: Uint8Array }) | null | undefined {
+    let parsed = this.#dests.get(text);
+    if (parsed !== undefined) return parsed;
+    const dest = splitDestination(text);
+    // Parsed once here for the route and the dial (each parse of the text cost ~3 % of the
+    // connector's main thread per new connection).
+    const addr = dest && addressBytes(dest.host);
+    parsed = dest && addr ? { host: dest.host, port: dest.port, addr } : dest ? undefined : null;
+    if (parsed === undefined) return undefined; // IP:PORT whose address does not parse: not kept
+    if (this.#dests.size >= 1024) this.#dests.clear();
+    this.#dests.set(text, parsed);
+    return parsed;
+  }
+
   /** check() without waiting: undefined until the edge's routes arrived (then call check()). */
   checkNow(header: StreamRequestHeader): PrivateDestination | { status: number; why: string } | undefined {
     if (!this.#routesKnown) return undefined;
-    const dest = splitDestination(header.destination);
+    const parsed = this.#parsedDestination(header.destination);
     const vnet = metaGet(header.metadata, 'Vnet') ?? '';
     const refuse = (status: number, why: string) => {
       this.refused++;
@@ -95,15 +115,14 @@ export class PrivateOfframp {
       return { status, why };
     };
     if (!this.warp.enabled) return refuse(ResponseStatus.FORBIDDEN, 'warp-routing is disabled on this connector');
-    if (!dest) return refuse(ResponseStatus.BAD_REQUEST, `${header.destination} is not IP:PORT`);
-    // Parsed once here for the route and the dial (each parse of the text cost ~3 % of the
-    // connector's main thread per new connection).
-    const addr = addressBytes(dest.host);
-    if (!addr || !this.#routes.lookup(vnet, addr)) return refuse(ResponseStatus.FORBIDDEN, `${dest.host} is not inside a route this tunnel serves`);
+    if (parsed === null) return refuse(ResponseStatus.BAD_REQUEST, `${header.destination} is not IP:PORT`);
+    if (!parsed || !this.#routes.lookup(vnet, parsed.addr)) {
+      return refuse(ResponseStatus.FORBIDDEN, `${parsed?.host ?? splitDestination(header.destination)?.host} is not inside a route this tunnel serves`);
+    }
     if (this.warp.maxActiveFlows > 0 && this.#active >= this.warp.maxActiveFlows) {
       return refuse(ResponseStatus.FORBIDDEN, `too many active flows (maxActiveFlows ${this.warp.maxActiveFlows})`);
     }
-    return { host: dest.host, port: dest.port, addr };
+    return parsed;
   }
 
   async #admit(header: StreamRequestHeader, stream: TunnelStream): Promise<{ host: string; port: number } | undefined> {
