@@ -372,6 +372,15 @@ export interface NativeAddon {
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
   TcpAcceptor?: new (fd: number) => NativeTcpAcceptor;
+  /**
+   * The QUIC packet protection's AES-GCM (cpp/aes-gcm.h) one-shot, for tests; impl null (no VAES):
+   * seal and open return undefined. open returns null when the tag does not match.
+   */
+  aesGcm: {
+    impl: string | null;
+    seal(key: Bytes, nonce: Bytes, aad: Bytes, plaintext: Bytes, avx2: boolean): Buffer | undefined;
+    open(key: Bytes, nonce: Bytes, aad: Bytes, sealed: Bytes, avx2: boolean): Buffer | null | undefined;
+  };
   FastNat: new (stats: Float64Array, fastClose: boolean, nativeFins: boolean) => NativeFastNat;
   seqpacketListen(path: string, backlog: number): number;
   seqpacketConnect(path: string): number;

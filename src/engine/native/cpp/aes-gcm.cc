@@ -1,6 +1,7 @@
 // See vaes-gcm.h. The glue follows BoringSSL's gcm.cc.inc for a 12-byte nonce: GHASH of the AAD,
 // counter block J0 = nonce || 1 (its AES is the tag's mask), the bulk in whole blocks by the
 // assembly from counter 2, a last partial block here, then GHASH of the two bit lengths.
+// A QUIC header (the AAD) goes to GHASH in one call, zero-padded to whole blocks by a masked load.
 #include "aes-gcm.h"
 
 #if defined(__x86_64__) && defined(__ELF__)
@@ -124,12 +125,25 @@ inline void PutBe64(uint8_t* p, uint64_t v) {
   memcpy(p, &v, 8);
 }
 
+// The first n (< 64) bytes of data into pad, zeros after them: one masked load on AVX-512 (which
+// reads nothing past data + n), instead of a zero fill and a call to memcpy.
+__attribute__((target("avx512f,avx512bw"))) void PadMasked(uint8_t pad[64], const uint8_t* data, size_t n) {
+  __mmask64 mask = n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+  _mm512_store_si512(reinterpret_cast<__m512i*>(pad), _mm512_maskz_loadu_epi8(mask, data));
+}
+
+inline void Pad(const Key* k, uint8_t pad[64], const uint8_t* data, size_t n) {
+  if (k->ops == &k512) return PadMasked(pad, data, n);
+  memset(pad, 0, 64);
+  memcpy(pad, data, n);
+}
+
 // Xi ← GHASH over data, its last partial block padded with zeros; a QUIC header (the AAD, 64
 // bytes at most but for a long header's token) in one call.
 inline void Ghash(const Key* k, uint8_t xi[16], const uint8_t* data, size_t len) {
   if (len <= 64 && (len & 15)) {
-    alignas(16) uint8_t pad[64] = {};
-    memcpy(pad, data, len);
+    alignas(64) uint8_t pad[64];
+    Pad(k, pad, data, len);
     k->ops->ghash(xi, k->htable, pad, (len + 15) & ~size_t(15));
     return;
   }

@@ -26,6 +26,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("QuicServer", InitQuicServer(env));
   InitHttp1Answer(env, exports);
   exports.Set("TcpAcceptor", InitTcpAcceptor(env));
+  InitAesGcm(env, exports);
 
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("CSUM", TUN_F_CSUM);

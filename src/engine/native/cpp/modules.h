@@ -20,5 +20,6 @@ Napi::Function InitQuicClient(Napi::Env env);
 Napi::Function InitQuicServer(Napi::Env env);
 void InitHttp1Answer(Napi::Env env, Napi::Object exports);
 Napi::Function InitTcpAcceptor(Napi::Env env);
+void InitAesGcm(Napi::Env env, Napi::Object exports);
 
 }  // namespace oxy

@@ -19,6 +19,8 @@
 #include <unordered_set>
 
 #include "aes-gcm.h"
+#include "common.h"
+#include "modules.h"
 
 namespace oxy::quic {
 namespace {
@@ -240,3 +242,37 @@ std::string AeadName(ngtcp2_conn* conn) {
 }
 
 }  // namespace oxy::quic
+
+namespace oxy {
+
+// aesGcm: aes-gcm.h's one-shot seal and open for tests (known-answer vectors, and node:crypto as
+// the other side). impl: "avx512", "avx2" or null (no VAES: seal and open return undefined).
+//   seal(key, nonce, aad, plaintext, avx2) -> ciphertext || tag;  open(…, sealed, avx2) -> plaintext | null
+void InitAesGcm(Napi::Env env, Napi::Object exports) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("impl", gcm::Impl() ? Napi::Value(Napi::String::New(env, gcm::Impl())) : env.Null());
+  auto run = [](const Napi::CallbackInfo& info, bool seal) -> Napi::Value {
+    Napi::Env env = info.Env();
+    ByteView key, nonce, aad, data;
+    if (!GetBytes(info[0], &key) || !GetBytes(info[1], &nonce) || !GetBytes(info[2], &aad) || !GetBytes(info[3], &data) ||
+        nonce.length != 12 || (!seal && data.length < 16))
+      throw Napi::TypeError::New(env, "aesGcm: key, 12-byte nonce, aad, data");
+    gcm::Key* k = gcm::NewKey(key.data, key.length, info[4].ToBoolean());
+    if (!k) return env.Undefined();
+    size_t out_len = seal ? data.length + 16 : data.length - 16;
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, out_len);
+    bool ok = true;
+    if (seal) {
+      gcm::Seal(k, out.Data(), data.data, data.length, nonce.data, aad.data, aad.length);
+    } else {
+      ok = gcm::Open(k, out.Data(), data.data, data.length, nonce.data, aad.data, aad.length);
+    }
+    gcm::FreeKey(k);
+    return ok ? Napi::Value(out) : env.Null();
+  };
+  o.Set("seal", Napi::Function::New(env, [run](const Napi::CallbackInfo& info) { return run(info, true); }, "seal"));
+  o.Set("open", Napi::Function::New(env, [run](const Napi::CallbackInfo& info) { return run(info, false); }, "open"));
+  exports.Set("aesGcm", o);
+}
+
+}  // namespace oxy
