@@ -40,6 +40,8 @@ const MODE = process.env.OXY_TCP_FLOWS === '0' ? 'off' : process.env.OXY_TCP_FLO
 const AT_ANSWER = process.env.OXY_FLOW_AT_ANSWER !== '0';
 /** With AT_ANSWER, the accepted connection's first chunk is read and written as DATA by the addon too; OXY_FLOW_EARLY_NATIVE=0: by JS. */
 const EARLY_NATIVE = process.env.OXY_FLOW_EARLY_NATIVE !== '0';
+/** With AT_ANSWER, the flow's OPEN is written by the addon in the call that registers the pump; OXY_FLOW_OPEN_AT_ACCEPT=0: by JS before it. */
+const OPEN_AT_ACCEPT = process.env.OXY_FLOW_OPEN_AT_ACCEPT !== '0';
 
 export interface TcpFlowOptions {
   /** Socket → stream: the socket pauses above this many bytes queued on the stream. */
@@ -208,8 +210,11 @@ class FlowStream implements FlowRecordSink {
     this.#socket = socket;
     this.askedAt = performance.now();
     this.owner.waitAnswer(this);
-    writeFlowRecord(this.stream, FlowRecord.OPEN, open);
-    if (socket instanceof AcceptedTcp) this.#startAccepted(socket, link);
+    const accepted = socket instanceof AcceptedTcp;
+    // An accepted connection's pump at the ANSWER writes the OPEN where it registers (#startAccepted).
+    const openThere = accepted && OPEN_AT_ACCEPT && AT_ANSWER && this.o.pump;
+    if (!openThere) writeFlowRecord(this.stream, FlowRecord.OPEN, open);
+    if (accepted) this.#startAccepted(socket, link, openThere ? open : undefined);
     else link.attach(socket, this.o.early ? 'one' : 'shut');
   }
 
@@ -217,7 +222,7 @@ class FlowStream implements FlowRecordSink {
    * A connection the addon holds until the ANSWER (its pump takes it then): its first chunk goes
    * as early DATA, read by the addon; the socket-less link writes the flow's RESET if it ends first.
    */
-  #startAccepted(conn: AcceptedTcp, link: FlowLink): void {
+  #startAccepted(conn: AcceptedTcp, link: FlowLink, open: Buffer | undefined): void {
     // Closed from here (the flow table ended the flow: idle, the device gone): as a socket's close;
     // a pump that started at the ANSWER meanwhile (not heard of yet) is cut as a pumped flow is.
     conn.onClose = () => {
@@ -234,7 +239,10 @@ class FlowStream implements FlowRecordSink {
         this.#doneCb,
         // Its first read failed: as for JS's read below.
         this.o.early && EARLY_NATIVE ? this.#earlyErrorCb : undefined,
+        open,
       );
+    // No pump to register it: the OPEN is written here, as without one.
+    if (open && !this.#atAnswer) writeFlowRecord(this.stream, FlowRecord.OPEN, open);
     if (!this.o.early || this.#atAnswer?.readsEarly) return;
     conn.readFirst((chunk, errno) => {
       if (this.#link !== link || link.released) return;

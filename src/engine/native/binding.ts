@@ -197,7 +197,7 @@ export interface NativeQuicClient {
    * records, 1 (plain): a private TCP flow's, 2 (flows): one private TCP flow of a `tcp-flows` stream.
    */
   /** `source` 1 (or true): `fd` is a dial's token; 2: a TcpAcceptor's token (the edge's accepted socket). */
-  attachPump(id: number, fd: number, mode: number, source?: boolean | number, answer?: Uint8Array): boolean;
+  attachPump(id: number, fd: number, mode: number, source?: boolean | number, answer?: Uint8Array, open?: Uint8Array): boolean;
   /** A private flow's TCP connect by the addon to `addr` (4 or 16 bytes): a token (a PUMP DIALED record follows), or -errno. */
   dial(addr: Bytes, port: number, keepAliveMs: number): number;
   /** Closes a dial's socket; takeDial: its fd, now the caller's (-1: none). */
@@ -311,7 +311,7 @@ export interface NativeQuicServer {
   armAnswer(conn: number, id: number, flags: number): boolean;
   closeAnswers(conn: number, id: number): void;
   /** NativeQuicClient's fd pumps (cpp/quic-pump.cc) on connection `conn`: the edge's upgraded sockets of private TCP flows. */
-  attachPump(conn: number, id: number, fd: number, mode: number, source?: number, answer?: Uint8Array): boolean;
+  attachPump(conn: number, id: number, fd: number, mode: number, source?: number, answer?: Uint8Array, open?: Uint8Array): boolean;
   shutPump(conn: number, id: number): void;
   resetPump(conn: number, id: number): void;
   pumpWrite(conn: number, id: number, data: Bytes, head: boolean): number;

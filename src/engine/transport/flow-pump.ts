@@ -170,7 +170,8 @@ export class PumpedFlow {
    * record before it) comes to the reader as without this: `cancel()` then, and whenever the flow
    * ends or changes hands before `answered`. Undefined where the stream cannot. With `earlyError`
    * the transport also reads the connection's first chunk and writes it as the flow's DATA
-   * (`readsEarly`); its end waits for the pump, its error comes there.
+   * (`readsEarly`); its end waits for the pump, its error comes there. With `open` the transport
+   * writes the flow's OPEN record first (FdPumpEvents.open): undefined wrote nothing.
    */
   static atAnswer(
     stream: TunnelStream,
@@ -179,6 +180,7 @@ export class PumpedFlow {
     answered: (flow: PumpedFlow) => void,
     done: () => void,
     earlyError?: (errno: number) => void,
+    open?: Buffer,
   ): PumpedFlow | undefined {
     if (!stream.pumpTo) return undefined;
     const flow = new PumpedFlow(stream, done);
@@ -189,6 +191,7 @@ export class PumpedFlow {
     events.onAnswered = answered;
     events.earlyRead = earlyError !== undefined;
     events.onEarlyError = earlyError;
+    events.open = open;
     const pump = stream.pumpTo(conn.token, events);
     if (!pump) return undefined;
     flow.#pump = pump;
@@ -241,11 +244,12 @@ export class PumpedFlow {
   }
 
   /** @internal FlowPumpEvents: the transport started the pump at the OK ANSWER. */
-  answeredThere(conn: AcceptedTcp, answered: (flow: PumpedFlow) => void): void {
+  answeredThere(conn: AcceptedTcp, answered: (flow: PumpedFlow) => void, openThere: boolean): void {
     if (!this.#waiting) return;
     this.#waiting = false;
     conn.taken();
-    debug('stream %d: tcp-flows flow pumped by the addon, accepted there, from its answer', this.stream.id);
+    if (debug.enabled)
+      debug('stream %d: tcp-flows flow pumped by the addon, accepted there, from its answer%s', this.stream.id, openThere ? ', its OPEN written there' : '');
     answered(this);
   }
 
@@ -282,6 +286,7 @@ class FlowPumpEvents implements FdPumpEvents {
   atConnect: Buffer | undefined = undefined;
   atAnswer: Buffer | undefined = undefined;
   earlyRead = false;
+  open: Buffer | undefined = undefined;
   readonly plain = false;
   readonly head = undefined;
   /** atAnswer: the accepted connection, and who hears that the pump started. */
@@ -315,7 +320,7 @@ class FlowPumpEvents implements FdPumpEvents {
   }
 
   answered(): void {
-    if (this.conn && this.onAnswered) this.flow.answeredThere(this.conn, this.onAnswered);
+    if (this.conn && this.onAnswered) this.flow.answeredThere(this.conn, this.onAnswered, this.open !== undefined);
   }
 
   earlyError(errno: number): void {

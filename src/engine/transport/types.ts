@@ -222,6 +222,11 @@ export interface FdPumpEvents {
   atAnswer?: Buffer;
   answered?(): void;
   /**
+   * With `atAnswer`: the flow's OPEN record payload, written by the transport as the flow's first
+   * record when it takes the pump (no write here: `pumpTo` returning undefined wrote nothing).
+   */
+  open?: Buffer;
+  /**
    * With `atAnswer`: the transport also reads the socket's first chunk and writes it as the flow's
    * DATA (the edge's early data, no JS); its end waits for the pump, its error comes to `earlyError`.
    */

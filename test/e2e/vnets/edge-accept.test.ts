@@ -53,7 +53,7 @@ if (mode === 'banner') {
 // loop turn of the fast path's write that made them due (OXY_SAME_TURN=0: one turn later, as
 // with Node's accept, whose sockets the addon does not know).
 const VARIANTS = [
-  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true, sameTurn: true, atAnswer: true },
+  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true, sameTurn: true, atAnswer: true, openThere: true },
   // The pump started by JS at the ANSWER (by default the addon starts it when the ANSWER is the OK one).
   {
     name: 'accepted by the addon, the pump started by JS at the answer',
@@ -61,6 +61,16 @@ const VARIANTS = [
     accepted: true,
     sameTurn: true,
     atAnswer: false,
+    openThere: false,
+  },
+  // The OPEN written by JS before the pump at the ANSWER registers (by default the addon writes it there).
+  {
+    name: 'accepted by the addon, the OPEN written by JS',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FLOW_OPEN_AT_ACCEPT: '0' },
+    accepted: true,
+    sameTurn: true,
+    atAnswer: true,
+    openThere: false,
   },
   {
     name: 'accepted by the addon, no early data',
@@ -68,8 +78,16 @@ const VARIANTS = [
     accepted: true,
     sameTurn: true,
     atAnswer: true,
+    openThere: true,
   },
-  { name: "Node's accept", env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' }, accepted: false, sameTurn: false, atAnswer: false },
+  {
+    name: "Node's accept",
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' },
+    accepted: false,
+    sameTurn: false,
+    atAnswer: false,
+    openThere: false,
+  },
   // Each socket leaves the addon's epoll set for a uv_poll of its own at its first wake-up (the
   // default: after 16, which the 40 requests on one connection below pass mid-connection).
   {
@@ -78,6 +96,7 @@ const VARIANTS = [
     accepted: true,
     sameTurn: true,
     atAnswer: true,
+    openThere: true,
   },
   {
     name: "accepted by the addon, the fast path's writes read one turn later",
@@ -85,6 +104,7 @@ const VARIANTS = [
     accepted: true,
     sameTurn: false,
     atAnswer: true,
+    openThere: true,
   },
 ] as const;
 
@@ -139,6 +159,9 @@ for (const variant of VARIANTS)
       // A reused stream's flow: the addon read the OK ANSWER and started the pump itself.
       if (variant.atAnswer) expect(site.edge.output).toMatch(/accepted there, from its answer/);
       else expect(site.edge.output).not.toMatch(/from its answer/);
+      // ... and its OPEN was written by the addon where the pump registered (at the accept).
+      if (variant.openThere) expect(site.edge.output).toMatch(/from its answer, its OPEN written there/);
+      else expect(site.edge.output).not.toMatch(/its OPEN written there/);
       if (!variant.accepted) {
         expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon/);
         expect(site.edge.output).not.toMatch(/accepted there/);

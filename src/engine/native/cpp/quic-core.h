@@ -722,7 +722,8 @@ class Conn {
   static constexpr int kPumpFromFd = 0, kPumpFromDial = 1, kPumpFromAccepted = 2, kPumpAtAnswer = 3, kPumpAtConnect = 4,
                        kPumpAtAnswerEarly = 5;
   static void EarlyChunk(void* ctx, int64_t id, const uint8_t* data, ssize_t n);
-  bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd, const uint8_t* ok = nullptr, size_t ok_len = 0);
+  bool AttachPump(int64_t id, int fd, int mode = 0, int source = kPumpFromFd, const uint8_t* ok = nullptr, size_t ok_len = 0,
+                  const uint8_t* open = nullptr, size_t open_len = 0);
   // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
   // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token
   // (> 0; kPumpDialed with it follows) or -errno. The socket stays here until AttachPump takes it,

@@ -26,8 +26,16 @@ inline Napi::Value Attach(Conn* c, const Napi::CallbackInfo& info, int a) {
     answer = b.Data();
     answer_len = b.Length();
   }
+  // A flow's OPEN record payload to write first (a pump at the flow's ANSWER).
+  const uint8_t* open = nullptr;
+  size_t open_len = 0;
+  if (info.Length() > size_t(a + 5) && info[a + 5].IsBuffer()) {
+    auto b = info[a + 5].As<Napi::Buffer<uint8_t>>();
+    open = b.Data();
+    open_len = b.Length();
+  }
   bool ok = c && c->AttachPump(info[a].As<Napi::Number>().Int64Value(), info[a + 1].As<Napi::Number>().Int32Value(), info[a + 2].ToNumber().Int32Value(),
-                               info[a + 3].ToNumber().Int32Value(), answer, answer_len);
+                               info[a + 3].ToNumber().Int32Value(), answer, answer_len, open, open_len);
   return Napi::Boolean::New(info.Env(), ok);
 }
 

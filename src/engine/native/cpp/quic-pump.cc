@@ -189,7 +189,8 @@ ssize_t OutQueue::WriteTo(int fd) {
   return w;
 }
 
-bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uint8_t* ok, size_t ok_len) {
+bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uint8_t* ok, size_t ok_len, const uint8_t* open,
+                      size_t open_len) {
   Stream* s = Usable() ? Find(id) : nullptr;
   if (!s || s->write_closed || s->fin) return false;
   // Mode 3: a flows pump (2) whose stream's next OPEN is read here once its flow is over.
@@ -201,9 +202,12 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
   if (source == kPumpAtAnswer || source == kPumpAtAnswerEarly) {
     // Nothing is taken yet: the ANSWER read here does it (RecvAnswer).
     if (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader || pumps_.find(id) != pumps_.end() || s->at_answer != 0) return false;
+    if (open_len > kMaxFlowHeader) return false;
     if (source == kPumpAtAnswerEarly && !ReadAcceptedFirst(double(socket_fd), loop_, &Conn::EarlyChunk, this, id)) return false;
     s->at_answer = double(socket_fd);
     s->answer_ok.assign(ok, ok + ok_len);
+    // The flow's OPEN, given here (no write of JS's): before the early chunk, read later.
+    if (open_len > 0) FlowRecord(s, kFlowOpen, open, open_len);
     return true;
   }
   if (source == kPumpFromDial || source == kPumpAtConnect) {

@@ -50,7 +50,7 @@ export interface Ngtcp2Port {
    * the edge's TcpAcceptor (native/accept.ts), 3: such a token, taken when the flow's ANSWER is
    * `answer` byte for byte (FdPumpEvents.atAnswer).
    */
-  attachPump?(id: number, fd: number, mode: number, source?: number, answer?: Uint8Array): boolean;
+  attachPump?(id: number, fd: number, mode: number, source?: number, answer?: Uint8Array, open?: Uint8Array): boolean;
   /** The client's: a private flow's TCP connect by the addon (NativeDialer). */
   dial?(addr: Uint8Array, port: number, keepAliveMs: number): number;
   closeDial?(token: number): void;
@@ -252,7 +252,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const source = events.atConnect ? 4 : events.dial ? 1 : events.atAnswer ? (events.earlyRead ? 5 : 3) : events.accepted ? 2 : 0;
     // Mode 3: a flows pump whose stream's next OPEN the addon reads once the flow is over (onFlowOpen).
     const mode = events.flows ? (stream.onFlowOpen && !events.atAnswer ? 3 : 2) : events.plain ? 1 : 0;
-    if (!native.attachPump(stream.id, fd, mode, source, events.atAnswer ?? events.atConnect)) return undefined;
+    if (!native.attachPump(stream.id, fd, mode, source, events.atAnswer ?? events.atConnect, events.atAnswer && events.open)) return undefined;
     // A connecting dial's `done` still hears its connect (DIALED).
     if (events.dial && !events.atConnect) this.dials.delete(fd);
     const id = stream.id;

@@ -131,7 +131,7 @@ export class Ngtcp2Listener {
       readClientStop: (id) => server.readClientStop(handle, id),
       readBody: (id, left, chunkState) => server.readBody(handle, id, left, chunkState),
       closeAnswers: (id) => server.closeAnswers(handle, id),
-      attachPump: (id, fd, mode, source, answer) => server.attachPump(handle, id, fd, mode, Number(source ?? 0), answer),
+      attachPump: (id, fd, mode, source, answer, open) => server.attachPump(handle, id, fd, mode, Number(source ?? 0), answer, open),
       shutPump: (id) => server.shutPump(handle, id),
       resetPump: (id) => server.resetPump(handle, id),
       pumpWrite: (id, data, head) => server.pumpWrite(handle, id, data, head),
