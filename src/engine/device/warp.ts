@@ -177,7 +177,8 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
     if (socketFd !== undefined) closeFd(socketFd);
     throw err;
   }
-  const channel = o.channel ?? relayChannel(tun, socketFd!, o.context);
+  // partialChecksums: the edge may send TCP packets with partial checksums (the relay writes them as such).
+  const channel = o.channel ?? relayChannel(tun, socketFd!, PARTIAL_CSUM ? { ...o.context, partialChecksums: true } : o.context);
   const feed = o.routes.length === 0 ? (o.routeFeed ?? channel.onRoutes?.bind(channel)) : undefined;
   const ip = (...args: string[]) => run('ip', args);
   const family = (cidr: string) => (cidr.includes(':') ? ['-6'] : []);

@@ -77,7 +77,7 @@ export interface NativeSeqpacketSocket {
   send(data: Bytes, fds?: readonly number[]): boolean;
   shutdown(): void;
   setBufferSizes(recv: number | undefined, send: number | undefined): void;
-  joinFastNat(nat: NativeFastNat): number;
+  joinFastNat(nat: NativeFastNat, partialChecksums: boolean): number;
   close(): void;
   ref(): void;
   unref(): void;

@@ -141,9 +141,11 @@ export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, Nativ
   /**
    * Lets `nat` take this socket's packets of its registered flows before they become
    * 'message's, and send theirs to it (see fast-nat.ts). Returns the id to register flows under.
+   * `partialChecksums`: the client writes TCP packets to its TUN as CHECKSUM_PARTIAL (a device
+   * relay on a TUN with partialChecksums), so the kernel's partial sums may go to it unsummed.
    */
-  joinFastNat(nat: FastNat): number {
-    return this.open().joinFastNat(nat.handle);
+  joinFastNat(nat: FastNat, partialChecksums = false): number {
+    return this.open().joinFastNat(nat.handle, partialChecksums);
   }
 
   get queuedMessages(): number {

@@ -92,7 +92,9 @@ export interface TunOptions {
    * IFF_VNET_HDR kept inside the addon: JS reads and writes bare packets (no offloads), and a
    * fast NAT's TCP packets (useFastNat) are written as CHECKSUM_PARTIAL, so the namespace's TCP
    * does not sum them in software (fastnat.cc says why that is safe). Not with vnetHeader. On an
-   * adopted fd it takes effect if the fd has IFF_VNET_HDR.
+   * adopted fd it takes effect if the fd has IFF_VNET_HDR. With `offload: { checksum: true }` (no
+   * other offload is taken) the kernel leaves the checksums of what it writes here partial too:
+   * the addon completes them for JS and for fast-path clients that do not take them.
    */
   partialChecksums?: boolean;
   multiQueue?: boolean;
@@ -137,7 +139,7 @@ export class Tun extends QueuedEndpoint<TunEvents, NativeTunDevice, Uint8Array> 
       name: options.name ?? '',
       vnetHeader,
       partialChecksums: !vnetHeader && options.partialChecksums === true,
-      offload: vnetHeader ? offloadFlags(offload) : 0,
+      offload: vnetHeader || options.partialChecksums ? offloadFlags(offload) : 0,
       multiQueue: options.multiQueue ?? false,
       batchSize: options.batchSize ?? 64,
       maxPacketSize: options.maxPacketSize ?? 65535,

@@ -26,6 +26,7 @@ import type net from 'node:net';
 
 import { OxyError } from '../../core/errors.js';
 import { addonPath, closeFd, openNetns, SeqpacketSocket, Tun, withNetns } from '../native/index.js';
+import type { TunOffload } from '../native/tun.js';
 import { native } from '../native/binding.js';
 import { NAMESPACE_CHILD_SOURCE } from './child-source.js';
 
@@ -58,8 +59,9 @@ export interface NetnsTunOptions {
   txQueueLength?: number;
   batchSize?: number;
   maxPacketSize?: number;
-  /** See TunOptions.partialChecksums. */
+  /** See TunOptions.partialChecksums (and its `offload`). */
   partialChecksums?: boolean;
+  offload?: TunOffload;
 }
 
 export class UnnamedNetns {
@@ -180,7 +182,7 @@ export class UnnamedNetns {
 
   /** A TUN device inside the namespace, set to `mtu` and `txQueueLength`. */
   async openTun(o: NetnsTunOptions): Promise<Tun> {
-    const io = { batchSize: o.batchSize ?? 128, maxPacketSize: o.maxPacketSize, partialChecksums: o.partialChecksums };
+    const io = { batchSize: o.batchSize ?? 128, maxPacketSize: o.maxPacketSize, partialChecksums: o.partialChecksums, offload: o.offload };
     if (!this.unprivileged) return this.run(() => Tun.open({ name: o.name, mtu: o.mtu, txQueueLength: o.txQueueLength, ...io }));
     const id = this.nextId++;
     const fd = new Promise<number>((resolve) => this.pendingFds.set(id, resolve));

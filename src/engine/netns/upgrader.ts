@@ -191,6 +191,9 @@ export class TcpUpgrader {
       txQueueLength: options.txQueueLength ?? 5000,
       batchSize: options.batchSize ?? 128,
       partialChecksums: options.partialChecksums ?? PARTIAL_CSUM,
+      // The kernel leaves what it writes here partially summed: a client whose relay writes it to
+      // its TUN as CHECKSUM_PARTIAL gets it so (the addon sums it for anyone else).
+      offload: { checksum: true },
     });
     let server: net.Server;
     try {

@@ -1,8 +1,10 @@
 /**
  * TCP packets written to a TUN as CHECKSUM_PARTIAL (TunOptions.partialChecksums): the edge's fast
  * NAT into its upgrade TUN, and the device's relay into the device's TUN (what `warp connect`
- * runs), so neither namespace's TCP sums each segment again. With it on and off, a real kernel
- * TCP stream from the device crosses both ways byte-exact, IPv4 and IPv6, mostly on the fast path.
+ * runs), so neither namespace's TCP sums each segment again; and the edge's kernel leaving what it
+ * writes to its TUN partially summed, passed so to a device whose context says partialChecksums
+ * and summed by the addon for one that does not. In each case a real kernel TCP stream from the
+ * device crosses both ways byte-exact, IPv4 and IPv6, mostly on the fast path.
  *
  *   device namespace: TUN oxpcs0 (198.18.1.1, 2001:db8:1::1) ⇄ PacketRelay ⇄ SEQPACKET on-ramp
  *   ⇄ edge (upgrade TUN, fast NAT) → onTcpStream echoes
@@ -41,8 +43,13 @@ socket.on('end', () => console.log(JSON.stringify({ sent: sent.digest('hex'), go
 socket.on('error', (err) => { console.error(err.message); process.exit(1); });
 `;
 
-for (const partialChecksums of [true, false])
-  privilegedDescribe(`TCP through the device relay and the edge's fast NAT (partialChecksums ${partialChecksums ? 'on' : 'off'})`, () => {
+const cases = [
+  { partialChecksums: true, declared: true, name: 'on, and the device takes partial sums' },
+  { partialChecksums: true, declared: false, name: 'on, the device does not say it takes partial sums' },
+  { partialChecksums: false, declared: false, name: 'off' },
+];
+for (const { partialChecksums, declared, name } of cases)
+  privilegedDescribe(`TCP through the device relay and the edge's fast NAT (partialChecksums ${name})`, () => {
     const ns = useNetns('oxy-pcs');
     let edge: IpEdge;
     let onRamp: SeqpacketOnRamp;
@@ -68,7 +75,9 @@ for (const partialChecksums of [true, false])
         'route add 198.18.2.0/24 dev oxpcs0',
         'route add 2001:db8:2::/64 dev oxpcs0',
       ]);
-      relay = PacketRelay.attach(tun, seqpacketConnectFd(path), { first: Buffer.from(JSON.stringify({ tenant: 'pcs', vnet: 'default' })) });
+      relay = PacketRelay.attach(tun, seqpacketConnectFd(path), {
+        first: Buffer.from(JSON.stringify({ tenant: 'pcs', vnet: 'default', ...(declared ? { partialChecksums: true } : {}) })),
+      });
       relay.on('error', () => undefined);
     });
     afterAll(() => {

@@ -95,8 +95,10 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
         return;
       }
       session = this.edge.openSession(context, send);
-      // Established TCP flows of this client then pass between its socket and the TUN natively.
-      if (this.edge.fastPath) session.fastPeer = socket.joinFastNat(this.edge.upgrader.fastNat);
+      // Established TCP flows of this client then pass between its socket and the TUN natively; a
+      // client whose context says partialChecksums (warp's relay) gets the kernel's TCP packets
+      // with their checksums left partial (it writes them to its TUN as CHECKSUM_PARTIAL).
+      if (this.edge.fastPath) session.fastPeer = socket.joinFastNat(this.edge.upgrader.fastNat, parsed.partialChecksums === true);
       this.emit('session', session);
     });
     socket.on('error', () => {});

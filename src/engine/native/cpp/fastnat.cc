@@ -144,6 +144,38 @@ void CopyAddress(Napi::Value value, uint8_t out[16]) {
 
 }  // namespace
 
+bool CompleteChecksum(uint8_t* packet, size_t length, PartialSum sum) {
+  const size_t field = size_t(sum.start) + sum.offset;
+  if (field + 2 > length) return false;
+  // 64-bit little-endian words with the end-around carry, folded and byte-swapped at the end
+  // (RFC 1071: the sum does not depend on the byte order it is taken in).
+  const uint8_t* p = packet + sum.start;
+  size_t n = length - sum.start;
+  uint64_t total = 0;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t word;
+    memcpy(&word, p, 8);
+    total += word;
+    total += total < word;
+  }
+  if (n > 0) {
+    uint64_t word = 0;
+    memcpy(&word, p, n);
+    total += word;
+    total += total < word;
+  }
+  total = (total & 0xffffffff) + (total >> 32);
+  total = (total & 0xffff) + (total >> 16);
+  total = (total & 0xffff) + (total >> 16);
+  total = (total & 0xffff) + (total >> 16);
+  uint16_t folded = __builtin_bswap16(static_cast<uint16_t>(total));
+  uint16_t checksum = static_cast<uint16_t>(~folded);
+  if (checksum == 0) checksum = 0xffff;
+  packet[field] = static_cast<uint8_t>(checksum >> 8);
+  packet[field + 1] = static_cast<uint8_t>(checksum & 0xff);
+  return true;
+}
+
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length) {
   Tcp t;
   if (ParseTcp(packet, length, &t) && t.total == length) return WritePartial(fd, packet, t);
@@ -368,7 +400,7 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   return true;
 }
 
-bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
+bool FastNat::FromKernel(uint8_t* packet, size_t length, double now, const PartialSum* partial) {
   if (stats_ == nullptr || by_nat_.empty()) return false;
   Tcp t;
   if (!ParseTcp(packet, length, &t)) return false;
@@ -385,7 +417,11 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now) {
   if (peer_it == peers_.end()) return false;
   FastPeer* peer = peer_it->second;
   if (peer->fd < 0 || peer->js_backlog || peer->blocked) return false;
+  // A client that does not take partial checksums gets the sum (before the NAT adjusts it).
+  if (partial && !peer->partial && !CompleteChecksum(packet, length, *partial)) return false;
   Queued& q = queued_.emplace_back();
+  q.partial = partial && peer->partial;
+  if (q.partial) q.sum = *partial;
   q.peer = peer;
   q.packet = packet;
   q.length = t.total;
@@ -433,6 +469,7 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
         for (; next < mine.size(); next++) {
           Queued& q = queued_[mine[next]];
           memcpy(q.packet, q.saved, q.header);
+          if (q.partial) CompleteChecksum(q.packet, q.length, q.sum);  // JS's packets are whole
           (*refused)[mine[next]] = 1;
           totals_[3]++;
         }

@@ -31,7 +31,22 @@ struct FastPeer {
   bool js_backlog = false;
   // A send failed with EAGAIN in the current TUN batch: the rest of the batch goes through JS.
   bool blocked = false;
+  // Its client said (partialChecksums in its first message) that it writes TCP packets to its TUN
+  // as CHECKSUM_PARTIAL (WriteTunPartial), summing nothing it was sent: a kernel packet whose
+  // checksum the kernel left partial goes to it as it is.
+  bool partial = false;
 };
+
+// Where the checksum of a packet read as CHECKSUM_PARTIAL goes (its virtio header's csum_start and
+// csum_offset); CompleteChecksum fills it in.
+struct PartialSum {
+  uint16_t start;
+  uint16_t offset;
+};
+// The ones' complement sum from `start` to the end, with the field holding the pseudo-header sum
+// as the kernel left it, stored at start + offset (as skb_checksum_help does). False when the
+// positions do not fit the packet (it is left as it is).
+bool CompleteChecksum(uint8_t* packet, size_t length, PartialSum sum);
 
 // The table itself, shared (std::shared_ptr) by its JS object and the sockets and TUN that
 // use it, so no finalization order leaves one of them with a dangling pointer.
@@ -61,7 +76,8 @@ class FastNat {
   // A kernel packet is NATed and queued (it must stay where it is until FlushKernel): a batch's
   // packets for one client go in one sendmmsg, so its process is woken once per batch, not once
   // per packet (and the TUN's reader is not preempted by it after each).
-  bool FromKernel(uint8_t* packet, size_t length, double now);
+  // `partial`: the packet's checksum is partial (completed here unless its client takes it so).
+  bool FromKernel(uint8_t* packet, size_t length, double now, const PartialSum* partial = nullptr);
   // Sends what FromKernel queued. A packet its client's socket did not take (full) is restored as
   // read and marked in `refused` (one byte per queued packet, in order), as is every later one for
   // that client: they go to JS, which queues them in order, and the client stays blocked for the
@@ -124,6 +140,9 @@ class FastNat {
     FastPeer* peer;
     uint8_t* packet;
     size_t length;
+    // Sent with a partial checksum (a partial peer): completed if JS gets it back (refused).
+    bool partial;
+    PartialSum sum;
     uint32_t id;
     uint32_t header;
     bool fin;

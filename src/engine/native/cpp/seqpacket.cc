@@ -163,7 +163,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     peer_.fd = -1;
   }
 
-  // joinFastNat(nat) -> the id this socket's flows are registered under (nat.add).
+  // joinFastNat(nat, partial) -> the id this socket's flows are registered under (nat.add);
+  // partial: its client takes TCP packets with partial checksums (FastPeer::partial).
   Napi::Value JoinFastNat(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env, "joinFastNat");
@@ -172,6 +173,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     if (!fast_) ThrowErrno(env, "joinFastNat", EINVAL, "not a FastNat");
     peer_.fd = fd_;
     peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
+    peer_.partial = info[1].ToBoolean().Value();
     peer_id_ = fast_->AddPeer(&peer_);
     return Napi::Number::New(env, peer_id_);
   }

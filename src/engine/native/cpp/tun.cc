@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -25,6 +26,14 @@ namespace {
 
 constexpr int kVnetHeaderSize = 10;  // struct virtio_net_hdr (no num_buffers)
 constexpr size_t kBatchBytes = 1 << 20;
+
+bool PartialReads() {
+  static const bool on = [] {
+    const char* v = std::getenv("OXY_IP_PARTIAL_READS");
+    return !(v && v[0] == '0');
+  }();
+  return on;
+}
 
 class TunDevice;
 // This thread's TUNs with a fast path, for RunTunDue (fastnat.h).
@@ -74,7 +83,10 @@ class TunDevice : public PolledWrap<TunDevice> {
              options.Get("multiQueue").ToBoolean());
     }
     hidden_header_ = partial && vnet_header_;
-    if (hidden_header_) offload = 0;  // what JS reads must be whole packets with their checksums
+    // With `offload` TUN_F_CSUM (the only one taken), reads may leave checksums partial (the kernel
+    // sums nothing): the fast path passes them so to a client that takes them and completes them
+    // for the others and for JS (OXY_IP_PARTIAL_READS=0: the kernel sums every packet it writes here).
+    if (hidden_header_) offload &= PartialReads() ? TUN_F_CSUM : 0;
     if (vnet_header_) {
       int size = kVnetHeaderSize;
       if (ioctl(fd_, TUNSETVNETHDRSZ, &size) != 0) Fail(env, "ioctl(TUNSETVNETHDRSZ)", name_);
@@ -294,7 +306,9 @@ class TunDevice : public PolledWrap<TunDevice> {
         if (buffer_.size() - used < max_packet_) break;
       }
       uint8_t* at = buffer_.data() + used + queued;
-      ssize_t n = ReadPacket(at);
+      PartialSum sum;
+      bool partial = false;
+      ssize_t n = ReadPacket(at, &sum, &partial);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
@@ -304,12 +318,13 @@ class TunDevice : public PolledWrap<TunDevice> {
       if (fast_) {
         if (now == 0) now = NowMs();
         // For an established flow: un-NATed and queued for its client (sent with the batch).
-        if (fast_->FromKernel(at, static_cast<size_t>(n), now)) {
+        if (fast_->FromKernel(at, static_cast<size_t>(n), now, partial ? &sum : nullptr)) {
           queued_at_.push_back({used + queued, static_cast<size_t>(n)});
           queued += static_cast<size_t>(n);
           continue;
         }
       }
+      if (partial) CompleteChecksum(at, static_cast<size_t>(n), sum);  // JS's packets are whole
       if (queued != 0) {
         // What the fast path queued before this packet leaves first (and what it could not send
         // joins JS's packets ahead of this one).
@@ -334,14 +349,21 @@ class TunDevice : public PolledWrap<TunDevice> {
     }
   }
 
-  // One packet into `at`; the hidden header (no offloads: all zero) is read apart and dropped.
-  ssize_t ReadPacket(uint8_t* at) {
+  // One packet into `at`; the hidden header is read apart: *partial when it says the checksum
+  // is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM), with where it goes. No GSO: TSO is never offered.
+  ssize_t ReadPacket(uint8_t* at, PartialSum* sum, bool* partial) {
     if (!hidden_header_) return read(fd_, at, max_packet_);
     uint8_t header[kVnetHeaderSize];
     iovec iov[2] = {{header, sizeof(header)}, {at, max_packet_}};
     ssize_t n = readv(fd_, iov, 2);
     if (n < 0) return n;
-    return n < kVnetHeaderSize ? 0 : n - kVnetHeaderSize;
+    if (n < kVnetHeaderSize) return 0;
+    if (header[0] & 1) {
+      *partial = true;
+      sum->start = static_cast<uint16_t>(header[6] | (header[7] << 8));
+      sum->offset = static_cast<uint16_t>(header[8] | (header[9] << 8));
+    }
+    return n - kVnetHeaderSize;
   }
 
   // Sends the fast path's queued packets; those refused (a full client socket) move down to JS's.
