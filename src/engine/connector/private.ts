@@ -86,7 +86,8 @@ export class PrivateOfframp {
 
   /**
    * Destinations parsed, by their text (host, port and address bytes, or null: not IP:PORT): the
-   * flows of a vnet go to a few hosts. Bounded: cleared when full.
+   * flows of a vnet go to a few hosts. Bounded: texts up to 64 characters (an IPv6 IP:PORT is at
+   * most 47), cleared when full.
    */
   readonly #dests = new Map<string, (PrivateDestination & { addr: Uint8Array }) | null>();
 
@@ -98,7 +99,7 @@ export class PrivateOfframp {
     // connector's main thread per new connection).
     const addr = dest && addressBytes(dest.host);
     parsed = dest && addr ? { host: dest.host, port: dest.port, addr } : dest ? undefined : null;
-    if (parsed === undefined) return undefined; // IP:PORT whose address does not parse: not kept
+    if (parsed === undefined || text.length > 64) return parsed; // IP:PORT whose address does not parse, or long: not kept
     if (this.#dests.size >= 1024) this.#dests.clear();
     this.#dests.set(text, parsed);
     return parsed;

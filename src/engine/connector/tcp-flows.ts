@@ -57,12 +57,15 @@ export interface FlowOfframp {
 /**
  * OPEN payloads decoded, by their bytes: the edge writes one OPEN per (vnet, tenant, destination),
  * the same bytes for each of its flows (decoding each cost ~3 % of the connector's main thread per
- * new connection). The headers are shared: nothing changes them. Bounded: cleared when full.
+ * new connection). The headers are shared: nothing changes them. Bounded: payloads up to
+ * OPEN_KEPT_BYTES (an OPEN is ~100), cleared when full.
  */
 const openHeaders = new Map<string, StreamRequestHeader>();
 const OPEN_HEADERS_MAX = 1024;
+const OPEN_KEPT_BYTES = 512;
 
 function decodeOpen(payload: Buffer): StreamRequestHeader {
+  if (payload.length > OPEN_KEPT_BYTES) return decodeFlowHeader(payload, 'request');
   const key = payload.toString('latin1');
   let header = openHeaders.get(key);
   if (header) return header;
