@@ -86,7 +86,7 @@ export interface NativeSeqpacketSocket {
 export interface NativePacketRelay {
   start(onMessage: (data: Buffer) => void, onEnd: () => void, onError: OnError): void;
   send(data: Bytes): boolean;
-  stats(): { packetsOut: number; packetsIn: number; tunRefused: number; thread: boolean };
+  stats(): { packetsOut: number; packetsIn: number; tunRefused: number; thread: boolean; ring: boolean };
   close(): void;
 }
 
@@ -368,7 +368,11 @@ export interface NativeAddon {
     batchSize: number;
     maxPacketSize: number;
   }) => NativeTunDevice;
-  PacketRelay: new (tunFd: number, socketFd: number, options: { maxPacketSize: number; sendBufferSize?: number; thread: boolean }) => NativePacketRelay;
+  PacketRelay: new (
+    tunFd: number,
+    socketFd: number,
+    options: { maxPacketSize: number; sendBufferSize?: number; thread: boolean; ring?: boolean },
+  ) => NativePacketRelay;
   SeqpacketSocket: new (fd: number, options: { maxMessageSize: number; batchSize: number }) => NativeSeqpacketSocket;
   SeqpacketServer: new (fd: number) => NativeSeqpacketServer;
   TcpAcceptor?: new (fd: number) => NativeTcpAcceptor;

@@ -38,6 +38,11 @@ export interface PacketRelayOptions {
   first?: Uint8Array;
   /** Relay on the packet-relay thread (default) or on this thread's event loop; the default follows `OXY_RELAY_THREAD` (0: the loop). */
   thread?: boolean;
+  /**
+   * On the packet-relay thread, move packets with io_uring (one system call per wake-up) where the
+   * kernel allows it, else with epoll and a call per batch; the default follows `OXY_RELAY_URING` (0: epoll).
+   */
+  ring?: boolean;
 }
 
 export interface PacketRelayStats {
@@ -46,6 +51,8 @@ export interface PacketRelayStats {
   tunRefused: number;
   /** Whether the relay runs on the packet-relay thread. */
   thread: boolean;
+  /** Whether it runs on that thread's io_uring (false where io_uring_setup was refused: ENOSYS, EPERM). */
+  ring: boolean;
 }
 
 export class PacketRelay extends EventEmitter<PacketRelayEvents> {
@@ -86,6 +93,7 @@ export class PacketRelay extends EventEmitter<PacketRelayEvents> {
       maxPacketSize: options.maxPacketSize ?? 65535,
       sendBufferSize: options.sendBufferSize ?? 4 * 1024 * 1024,
       thread: options.thread ?? process.env.OXY_RELAY_THREAD !== '0',
+      ring: options.ring ?? process.env.OXY_RELAY_URING !== '0',
     });
     return new PacketRelay(handle, options.first);
   }
@@ -97,7 +105,7 @@ export class PacketRelay extends EventEmitter<PacketRelayEvents> {
   }
 
   get stats(): PacketRelayStats {
-    return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0, thread: false };
+    return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0, thread: false, ring: false };
   }
 
   get closed(): boolean {

@@ -35,9 +35,15 @@ function watch(relay: PacketRelay, socket: dgram.Socket): { got: string[]; messa
   return seen;
 }
 
-// Both places the relay runs: the packet-relay thread (the default) and the JS thread's loop (OXY_RELAY_THREAD=0).
-for (const thread of [true, false])
-  privilegedDescribe(`PacketRelay (network namespace, ${thread ? 'relay thread' : 'event loop'})`, () => {
+// The ways the relay runs: the packet-relay thread with io_uring (the default), the same thread with
+// epoll (OXY_RELAY_URING=0, or where io_uring is refused) and the JS thread's loop (OXY_RELAY_THREAD=0).
+const MODES = [
+  { thread: true, ring: true, name: 'relay thread, io_uring' },
+  { thread: true, ring: false, name: 'relay thread, epoll' },
+  { thread: false, ring: false, name: 'event loop' },
+];
+for (const { thread, ring, name } of MODES)
+  privilegedDescribe(`PacketRelay (network namespace, ${name})`, () => {
     const ns = useNetns('oxy-relay');
     const closers: { close(): void }[] = [];
     afterEach(() => {
@@ -60,7 +66,7 @@ for (const thread of [true, false])
 
     function setup(sendBufferSize?: number): { relay: PacketRelay; peer: SeqpacketSocket; socket: dgram.Socket } {
       const { tun, peer, mine, socket } = open();
-      const relay = PacketRelay.attach(tun, mine, { sendBufferSize, thread });
+      const relay = PacketRelay.attach(tun, mine, { sendBufferSize, thread, ring });
       relay.on('error', () => undefined);
       closers.push(relay);
       return { relay, peer, socket };
@@ -82,7 +88,7 @@ for (const thread of [true, false])
         () => sent === 20,
         () => `${sent} of 20 datagrams sent`,
       );
-      const relay = PacketRelay.attach(tun, mine, { thread, first: Buffer.from('{"context":1}') });
+      const relay = PacketRelay.attach(tun, mine, { thread, ring, first: Buffer.from('{"context":1}') });
       relay.on('error', () => undefined);
       closers.push(relay);
       await until(
@@ -120,7 +126,7 @@ for (const thread of [true, false])
         () => 'the non-IP message never reached JS',
       );
       expect(messages).toEqual(['{"error":{"message":"no"}}']);
-      expect(relay.stats).toMatchObject({ packetsIn: 1, thread });
+      expect(relay.stats).toMatchObject({ packetsIn: 1, thread, ring });
       expect(relay.stats.packetsOut).toBeGreaterThanOrEqual(3);
 
       let ended = false;

@@ -120,18 +120,23 @@ constexpr uint8_t kNeedsCsum = 1;
 // Writes `packet` to a TUN whose IFF_VNET_HDR the addon keeps, as CHECKSUM_PARTIAL: the TCP
 // checksum field becomes the pseudo-header sum (folded, not complemented), as a sender's kernel
 // leaves it for a device that sums in hardware.
-ssize_t WritePartial(int fd, uint8_t* p, const Tcp& t) {
+void PartialHeader(uint8_t* p, const Tcp& t, VnetHeader* header) {
   const size_t tcp_length = t.total - t.l4;
   uint32_t sum = SumWords(p + t.src, t.addr_len) + SumWords(p + t.dst, t.addr_len) + 6 +
                  static_cast<uint32_t>(tcp_length >> 16) + static_cast<uint32_t>(tcp_length & 0xffff);
   sum = Fold(sum);
   p[t.l4 + 16] = static_cast<uint8_t>(sum >> 8);
   p[t.l4 + 17] = static_cast<uint8_t>(sum & 0xff);
-  VnetHeader header = {};
-  header.flags = kNeedsCsum;
-  header.hdr_len = static_cast<uint16_t>(t.l4 + static_cast<size_t>(p[t.l4 + 12] >> 4) * 4);
-  header.csum_start = static_cast<uint16_t>(t.l4);
-  header.csum_offset = 16;
+  *header = {};
+  header->flags = kNeedsCsum;
+  header->hdr_len = static_cast<uint16_t>(t.l4 + static_cast<size_t>(p[t.l4 + 12] >> 4) * 4);
+  header->csum_start = static_cast<uint16_t>(t.l4);
+  header->csum_offset = 16;
+}
+
+ssize_t WritePartial(int fd, uint8_t* p, const Tcp& t) {
+  VnetHeader header;
+  PartialHeader(p, t, &header);
   iovec iov[2] = {{&header, sizeof(header)}, {p, t.total}};
   return writev(fd, iov, 2);
 }
@@ -174,6 +179,13 @@ bool CompleteChecksum(uint8_t* packet, size_t length, PartialSum sum) {
   packet[field] = static_cast<uint8_t>(checksum >> 8);
   packet[field + 1] = static_cast<uint8_t>(checksum & 0xff);
   return true;
+}
+
+void TunPartialHeader(uint8_t* packet, size_t length, uint8_t header[10]) {
+  Tcp t;
+  VnetHeader h = {};
+  if (ParseTcp(packet, length, &t) && t.total == length) PartialHeader(packet, t, &h);
+  memcpy(header, &h, sizeof(h));
 }
 
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length) {

@@ -186,6 +186,8 @@ double TunDueReads();
 // its checksum field replaced by the pseudo-header sum (see fastnat.cc for why its own checksum
 // need not be checked), anything else with a zero header, as a TUN without IFF_VNET_HDR takes it.
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length);
+// The same packet's 10-byte header (and its checksum field) for a write of its own (io_uring's).
+void TunPartialHeader(uint8_t* packet, size_t length, uint8_t header[10]);
 
 // Wall-clock milliseconds, coarse (as JS's Date.now() for the flow table's idle sweep).
 double NowMs();

@@ -8,7 +8,8 @@
 //   void Event(uint64_t key, uint32_t ev)   an epoll event whose data.u64 is not 0
 //   void Finish(Relays::iterator, bool cancelled)   remove it and report to JS
 //   void Unwatch(Relay&)                    remove its fds from epoll_ (Drop, and an env's end)
-// and may provide AfterTurn(bool on_js_loop) and ThreadTimeoutMs() (see RunInline).
+// and may provide AfterTurn(bool on_js_loop), ThreadTimeoutMs() (see RunInline) and
+// Wait(events, max, timeout) (how the thread waits: epoll_wait by default; relay.cc's io_uring).
 // A Relay has `id`, `env` (the JS thread's that started it) and `tsfn` (its one report).
 //
 // Relays never outlive their env: a worker's env that ends (Worker.terminate(), or its loop ran
@@ -95,9 +96,10 @@ class RelayLoop {
     relays_.erase(it);
   }
 
-  // Default hooks: nothing after a turn; the thread waits for events without a timeout.
+  // Default hooks: nothing after a turn; the thread waits for events without a timeout, in epoll_wait.
   void AfterTurn(bool) {}
   int ThreadTimeoutMs() const { return -1; }
+  int Wait(epoll_event* events, int max, int timeout) { return epoll_wait(epoll_, events, max, timeout); }
 
   // From `env`'s JS thread: its libuv loop runs the turns from now on (until ToThread). When
   // the env ends (a worker thread's), the turns go back to the thread for good.
@@ -139,6 +141,13 @@ class RelayLoop {
     uv_async_send(&back_);
   }
 
+  // Wakes the thread (a turn with no command).
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_, &one, sizeof one);
+    (void)ignored;
+  }
+
   int epoll_ = -1;
   Relays relays_;  // under turn_
   std::mutex turn_;  // held while a turn runs
@@ -156,9 +165,7 @@ class RelayLoop {
       std::lock_guard<std::mutex> lock(mutex_);
       queue_.push_back(std::move(cmd));
     }
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_, &one, sizeof one);
-    (void)ignored;
+    Wake();
   }
 
   void Launch() {
@@ -196,7 +203,7 @@ class RelayLoop {
   // one after the other, and an edge-triggered event is reported to one of them only.
   void Turn(int timeout, bool on_js_loop) {
     epoll_event events[64];
-    int n = epoll_wait(epoll_, events, 64, timeout);
+    int n = static_cast<Derived*>(this)->Wait(events, 64, timeout);
     std::lock_guard<std::mutex> lock(turn_);
     auto* self = static_cast<Derived*>(this);
     for (int i = 0; i < n; i++) {  // n < 0: EINTR

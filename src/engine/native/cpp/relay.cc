@@ -17,12 +17,19 @@
 // Node loop turn (timers, the check phase's native immediates, and the GC of what a turn
 // allocates), ~1 per packet batch. The relay's logic (batches, backpressure, end-of-stream) is
 // Pump's either way; only the waiting and the telling differ.
+//
+// On the relay thread, where the kernel allows io_uring (and `ring` is asked for, the default), a
+// relay's I/O goes through the thread's ring instead (RingIo below: the same batches' rules as
+// ops in flight), one io_uring_enter per wake-up; where io_uring_setup is refused (ENOSYS, EPERM)
+// the relay uses the epoll set as above.
 #include "common.h"
 #include "fastnat.h"
 #include "modules.h"
 #include "relay-loop.h"
+#include "uring.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/epoll.h>
@@ -33,9 +40,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace oxy {
@@ -56,6 +67,9 @@ bool IsIpPacket(const uint8_t* data, size_t length) {
   uint8_t version = data[0] >> 4;
   return version == 4 || version == 6;
 }
+
+// What a message from the socket is.
+enum DownKind : uint8_t { kDownIp, kDownJs, kDownSkip, kDownEnd };
 
 // What JS hears: a non-IP message, an error, the end.
 enum class Note : uint8_t { kMessage, kError, kEnd };
@@ -90,6 +104,7 @@ struct Counters {
   std::atomic<uint64_t> out{0};
   std::atomic<uint64_t> in{0};
   std::atomic<uint64_t> tun_refused{0};
+  std::atomic<bool> ring{false};  // the relay runs on the relay thread's io_uring
 };
 
 // The relay itself: its batches, backpressure and end-of-stream, on whichever thread runs it (the
@@ -140,6 +155,12 @@ class Pump {
   }
 
   bool ended() const { return ended_; }
+  bool tun_vnet() const { return tun_vnet_; }
+  size_t max_packet() const { return up_slot_; }
+  Counters* counters() const { return counters_; }
+  void Say(Note note, const uint8_t* data = nullptr, size_t length = 0, const char* syscall = "", int err = 0) {
+    Tell(note, data, length, syscall, err);
+  }
   int tun_fd() const { return tun_fd_; }
   int socket_fd() const { return socket_fd_; }
 
@@ -333,7 +354,6 @@ class Pump {
   size_t up_count_ = 0;
   size_t up_next_ = 0;
   // The socket's last recvmmsg batch (slots of down_slot_ bytes in down_), written from down_next_.
-  enum DownKind : uint8_t { kDownIp, kDownJs, kDownSkip, kDownEnd };
   struct Down {
     size_t slot;
     size_t length;
@@ -372,9 +392,12 @@ void CallJs(Napi::Env env, Napi::Function, SinkRef* sink, Told* told) {
 }
 
 // A relay on the relay thread: the RelayLoop's Relay (`id`, `env`, `tsfn`).
+class RingIo;
+
 class LoopedPump : public Pump {
  public:
   using Pump::Pump;
+  ~LoopedPump() override;
 
   uint64_t id = 0;
   napi_env env = nullptr;
@@ -384,6 +407,8 @@ class LoopedPump : public Pump {
   uint32_t tun_ready = 0;  // this turn's events, served after the turn's batch
   uint32_t socket_ready = 0;
   bool due = false;
+  bool wants_ring = false;      // run on the loop's io_uring when it has one
+  std::unique_ptr<RingIo> ring;  // then: the ops' state
 
  protected:
   void Tell(Note note, const uint8_t* data, size_t length, const char* syscall, int err) override {
@@ -392,11 +417,404 @@ class LoopedPump : public Pump {
   }
 };
 
+
+// ---- The ring mode (io_uring) ----------------------------------------------------------------
+//
+// With a ring the relay thread's wait is one io_uring_enter that also submits what the last
+// completions made due: a TUN read and a socket recvmsg stay in flight (the kernel completes them
+// when a packet comes, so no read ends a batch with an EAGAIN), and the sends and TUN writes a
+// wake-up makes go in the same call. Per wake-up that is one system call instead of epoll_wait, the
+// reads with their EAGAIN, sendmmsg, recvmmsg and one write per packet. The loop's epoll set (its
+// eventfd, and relays in the epoll mode) is watched by a multishot poll in the same ring.
+//
+// The kernel holds an op's buffers and files until it completes, whatever the relay does: a
+// relay's ring state (RingIo) has dups of the fds and its buffers, and outlives the relay until
+// every op of its was cancelled and completed. Sends and writes are chained (IOSQE_IO_LINK) so
+// that they land in order; one refused (a full socket: MSG_DONTWAIT's EAGAIN) cancels the rest of
+// its chain, and they go again, in order, once a poll says the socket can take them.
+
+// What an op was, in user_data's low 3 bits (the rest is its RingIo's address; 0 is the epoll poll).
+enum RingOp : uint64_t { kOpRead = 1, kOpSend = 2, kOpRecv = 3, kOpWrite = 4, kOpSendPoll = 5, kOpWritePoll = 6, kOpCancel = 7 };
+
+class RingIo {
+ public:
+  RingIo(LoopedPump* pump, int tun_fd, int socket_fd)
+      : pump_(pump), tun_vnet_(pump->tun_vnet()), counters_(pump->counters()) {
+    tun_ = fcntl(tun_fd, F_DUPFD_CLOEXEC, 0);
+    socket_ = fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
+    up_slot_ = pump->max_packet();
+    down_slot_ = up_slot_ + 64;
+    up_buf_.resize(up_slot_ * kUpSlots);
+    down_buf_.resize(down_slot_ * kDownSlots);
+    control_.resize(kControlSize * kDownSlots);
+  }
+  ~RingIo() {
+    CloseFd(tun_);
+    CloseFd(socket_);
+  }
+  RingIo(const RingIo&) = delete;
+  RingIo& operator=(const RingIo&) = delete;
+
+  bool ok() const { return tun_ >= 0 && socket_ >= 0; }
+  int inflight() const { return inflight_; }
+  bool dead() const { return pump_ == nullptr; }
+
+  // The relay is gone (from any thread, under the loop's turn lock): nothing is told any more.
+  void Detach() { pump_ = nullptr; }
+
+  // On the loop's thread: its ops are cancelled; this lives until they all completed.
+  void Kill(Ring& ring) {
+    for (int fd : {tun_, socket_}) {
+      io_uring_sqe* sqe = Sqe(ring, kOpCancel);
+      sqe->opcode = IORING_OP_ASYNC_CANCEL;
+      sqe->fd = fd;
+      sqe->cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+    }
+  }
+
+  LoopedPump* pump() const { return pump_; }
+
+  void Complete(RingOp op, int res) {
+    inflight_--;
+    if (pump_ == nullptr) return;
+    switch (op) {
+      case kOpRead: return Read(res);
+      case kOpSend: return Sent(res);
+      case kOpRecv: return Received(res);
+      case kOpWrite: return Written(res);
+      case kOpSendPoll:
+        send_blocked_ = send_polled_ = false;
+        return;
+      case kOpWritePoll:
+        write_blocked_ = write_polled_ = false;
+        return;
+      case kOpCancel: return;
+    }
+  }
+
+  // Submits what is due now: the TUN read and the socket recvmsg in flight while there is room
+  // and nothing is held, the chains of sends and TUN writes, a poll for a full side. Returns how
+  // many of them complete at once (the sends and writes: MSG_DONTWAIT, RWF_NOWAIT).
+  unsigned Next(Ring& ring) {
+    if (pump_ == nullptr) return 0;
+    const int prompt_before = sending_ + writing_;
+    // socket → TUN: what was received goes first (an answer reaches the TUN before the next batch).
+    while (!writing_ && !write_blocked_ && down_write_ == down_done_ && down_done_ < down_recv_) {
+      Slot& d = down_slots_[Index(down_done_, kDownSlots)];
+      if (d.kind == kDownIp) break;
+      down_done_++;
+      down_write_++;
+      if (d.kind == kDownJs) pump_->Say(Note::kMessage, DownData(down_done_ - 1), d.length);
+      if (d.kind == kDownEnd) {
+        End();
+        return 0;
+      }
+    }
+    if (writing_ == 0 && !write_blocked_ && down_write_ < down_recv_) {
+      io_uring_sqe* last = nullptr;
+      for (; down_write_ < down_recv_; down_write_++) {
+        Slot& d = down_slots_[Index(down_write_, kDownSlots)];
+        if (d.kind != kDownIp) break;
+        if (last != nullptr) last->flags |= IOSQE_IO_LINK;
+        last = Sqe(ring, kOpWrite);
+        uint8_t* data = DownData(down_write_);
+        if (tun_vnet_) {
+          TunPartialHeader(data, d.length, d.header);
+          d.iov[0] = {d.header, sizeof(d.header)};
+          d.iov[1] = {data, d.length};
+          last->opcode = IORING_OP_WRITEV;
+          last->addr = reinterpret_cast<uint64_t>(d.iov);
+          last->len = 2;
+        } else {
+          last->opcode = IORING_OP_WRITE;
+          last->addr = reinterpret_cast<uint64_t>(data);
+          last->len = static_cast<uint32_t>(d.length);
+        }
+        last->fd = tun_;
+        last->off = uint64_t(-1);
+        last->rw_flags = RWF_NOWAIT;  // a full TUN says EAGAIN (held, polled) rather than arming a poll of its own
+        writing_++;
+        Count(counters_->in, 1);  // counted when submitted (a success's completion is read later), taken back if it fails
+      }
+    }
+    if (write_blocked_ && !write_polled_) Poll(ring, tun_, POLLOUT, kOpWritePoll, &write_polled_);
+    if (!receiving_ && !ended_ && down_recv_ - down_done_ < kDownSlots) {
+      size_t i = Index(down_recv_, kDownSlots);
+      Slot& d = down_slots_[i];
+      d.iov[0] = {DownData(down_recv_), down_slot_};
+      memset(&d.msg, 0, sizeof(d.msg));
+      d.msg.msg_iov = d.iov;
+      d.msg.msg_iovlen = 1;
+      d.msg.msg_control = control_.data() + i * kControlSize;
+      d.msg.msg_controllen = kControlSize;
+      io_uring_sqe* sqe = Sqe(ring, kOpRecv);
+      sqe->opcode = IORING_OP_RECVMSG;
+      sqe->fd = socket_;
+      sqe->addr = reinterpret_cast<uint64_t>(&d.msg);
+      sqe->len = 1;
+      sqe->msg_flags = MSG_CMSG_CLOEXEC;
+      receiving_ = true;
+    }
+    // TUN → socket.
+    if (sending_ == 0 && !send_blocked_ && up_send_ < up_read_) {
+      io_uring_sqe* last = nullptr;
+      for (; up_send_ < up_read_; up_send_++) {
+        Slot& u = up_slots_[Index(up_send_, kUpSlots)];
+        if (last != nullptr) last->flags |= IOSQE_IO_LINK;
+        last = Sqe(ring, kOpSend);
+        u.iov[0] = {UpData(up_send_), u.length};
+        memset(&u.msg, 0, sizeof(u.msg));
+        u.msg.msg_iov = u.iov;
+        u.msg.msg_iovlen = 1;
+        last->opcode = IORING_OP_SENDMSG;
+        last->fd = socket_;
+        last->addr = reinterpret_cast<uint64_t>(&u.msg);
+        last->len = 1;
+        last->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+        sending_++;
+        Count(counters_->out, 1);
+      }
+    }
+    if (send_blocked_ && !send_polled_) Poll(ring, socket_, POLLOUT, kOpSendPoll, &send_polled_);
+    if (!reading_ && !up_closed_ && !tun_failed_ && !send_blocked_ && up_read_ - up_done_ < kUpSlots) {
+      Slot& u = up_slots_[Index(up_read_, kUpSlots)];
+      io_uring_sqe* sqe = Sqe(ring, kOpRead);
+      if (tun_vnet_) {
+        u.iov[0] = {u.header, sizeof(u.header)};
+        u.iov[1] = {UpData(up_read_), up_slot_};
+        sqe->opcode = IORING_OP_READV;
+        sqe->addr = reinterpret_cast<uint64_t>(u.iov);
+        sqe->len = 2;
+      } else {
+        sqe->opcode = IORING_OP_READ;
+        sqe->addr = reinterpret_cast<uint64_t>(UpData(up_read_));
+        sqe->len = static_cast<uint32_t>(up_slot_);
+      }
+      sqe->fd = tun_;
+      sqe->off = uint64_t(-1);
+      reading_ = true;
+    }
+    return static_cast<unsigned>(sending_ + writing_ - prompt_before);
+  }
+
+  bool due = false;  // in the loop's list of relays whose completions came this turn
+
+ private:
+  struct Slot {
+    msghdr msg;
+    iovec iov[2];
+    uint8_t header[10];
+    size_t length = 0;
+    DownKind kind = kDownSkip;
+  };
+
+  static size_t Index(uint64_t n, size_t slots) { return static_cast<size_t>(n % slots); }
+  uint8_t* UpData(uint64_t n) { return up_buf_.data() + Index(n, kUpSlots) * up_slot_; }
+  uint8_t* DownData(uint64_t n) { return down_buf_.data() + Index(n, kDownSlots) * down_slot_; }
+
+  io_uring_sqe* Sqe(Ring& ring, RingOp op) {
+    io_uring_sqe* sqe = ring.Sqe();
+    while (sqe == nullptr) {  // full: what is queued goes first
+      ring.Enter(0);
+      sqe = ring.Sqe();
+    }
+    sqe->user_data = reinterpret_cast<uint64_t>(this) | op;
+    inflight_++;
+    return sqe;
+  }
+
+  void Poll(Ring& ring, int fd, uint32_t events, RingOp op, bool* polled) {
+    io_uring_sqe* sqe = Sqe(ring, op);
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = fd;
+    sqe->poll32_events = events;
+    *polled = true;
+  }
+
+  void Read(int res) {
+    reading_ = false;
+    if (res == -EAGAIN || res == -EINTR || res == -ECANCELED) return;
+    if (res < 0) {
+      // The TUN's device is gone (EBADFD) or the read failed: told once, then the TUN is left alone.
+      tun_failed_ = true;
+      pump_->Say(Note::kError, nullptr, 0, "read", -res);
+      return;
+    }
+    size_t n = static_cast<size_t>(res);
+    if (tun_vnet_) n = n > sizeof(Slot::header) ? n - sizeof(Slot::header) : 0;
+    if (n == 0) return;  // no packet (the header alone)
+    up_slots_[Index(up_read_, kUpSlots)].length = n;
+    up_read_++;
+  }
+
+  void Sent(int res) {
+    sending_--;
+    if (res < 0) Count(counters_->out, uint64_t(-1));  // counted when submitted
+    if (res >= 0) {
+      up_done_++;
+    } else if (res == -EAGAIN || res == -EWOULDBLOCK) {
+      send_blocked_ = true;
+    } else if (res == -EPIPE || res == -ECONNRESET) {
+      // The peer reads no more (it closed): this batch and the TUN's next packets have nowhere to
+      // go; the end comes from reading what it sent before closing.
+      up_closed_ = true;
+    } else if (res != -ECANCELED && res != -EINTR) {
+      pump_->Say(Note::kError, nullptr, 0, "sendmsg", -res);
+      up_done_++;  // that packet is dropped, as a failed send() dropped it
+    }
+    if (sending_ == 0) {
+      if (up_closed_) up_done_ = up_read_;
+      up_send_ = up_done_;  // what a refusal cancelled goes again, in order
+    }
+  }
+
+  void Received(int res) {
+    receiving_ = false;
+    if (res == -EAGAIN || res == -EINTR || res == -ECONNRESET || res == -ECANCELED) return;
+    if (res < 0) {
+      pump_->Say(Note::kError, nullptr, 0, "recvmsg", -res);
+      return;
+    }
+    Slot& d = down_slots_[Index(down_recv_, kDownSlots)];
+    msghdr& hdr = d.msg;
+    bool has_credentials = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
+      if (c->cmsg_level != SOL_SOCKET) continue;
+      if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
+      if (c->cmsg_type == SCM_RIGHTS) {  // never expected here: close, never leak
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < count; k++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+          close(fd);
+        }
+      }
+    }
+    const size_t n = static_cast<size_t>(res);
+    d.length = n;
+    d.kind = n == 0 && !has_credentials ? kDownEnd
+             : (hdr.msg_flags & MSG_TRUNC) ? kDownSkip  // larger than any packet we relay: dropped
+             : IsIpPacket(DownData(down_recv_), n) ? kDownIp
+             : n > 0 ? kDownJs
+             : kDownSkip;
+    down_recv_++;
+    if (d.kind == kDownEnd) ended_ = true;  // nothing is received after the end
+  }
+
+  void Written(int res) {
+    writing_--;
+    if (res < 0) Count(counters_->in, uint64_t(-1));  // counted when submitted
+    if (res >= 0) {
+      down_done_++;
+    } else if (res == -EAGAIN || res == -EWOULDBLOCK) {
+      write_blocked_ = true;
+    } else if (res != -ECANCELED && res != -EINTR) {
+      Count(counters_->tun_refused, 1);  // a packet the kernel refuses: dropped, as Tun does
+      down_done_++;
+    }
+    if (writing_ == 0) down_write_ = down_done_;  // what a refusal cancelled goes again, in order
+  }
+
+  void End() {
+    ended_ = true;
+    finished_ = true;
+    pump_->Say(Note::kEnd);
+  }
+
+ public:
+  bool finished() const { return finished_; }
+
+ private:
+  static void Count(std::atomic<uint64_t>& counter, uint64_t n) {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  LoopedPump* pump_;  // null once the relay is gone
+  bool tun_vnet_;
+  Counters* counters_;
+  int tun_ = -1;
+  int socket_ = -1;
+  size_t up_slot_ = 0;
+  size_t down_slot_ = 0;
+  std::vector<uint8_t> up_buf_;
+  std::vector<uint8_t> down_buf_;
+  std::vector<uint8_t> control_;
+  Slot up_slots_[kUpSlots];
+  Slot down_slots_[kDownSlots];
+  // TUN → socket: [up_done_, up_send_) sent or in flight, [up_send_, up_read_) read, not sent yet.
+  uint64_t up_read_ = 0, up_send_ = 0, up_done_ = 0;
+  // socket → TUN: [down_done_, down_write_) being written, [down_write_, down_recv_) received.
+  uint64_t down_recv_ = 0, down_write_ = 0, down_done_ = 0;
+  int inflight_ = 0;
+  int sending_ = 0;
+  int writing_ = 0;
+  bool reading_ = false;
+  bool receiving_ = false;
+  bool send_blocked_ = false;
+  bool send_polled_ = false;
+  bool write_blocked_ = false;
+  bool write_polled_ = false;
+  bool up_closed_ = false;
+  bool tun_failed_ = false;
+  bool ended_ = false;     // the end was received
+  bool finished_ = false;  // ... and told, after every packet before it
+};
+
+LoopedPump::~LoopedPump() = default;
+
 class PacketLoop : public RelayLoop<PacketLoop, LoopedPump> {
  public:
   PacketLoop() : RelayLoop("oxy-packets") {}
 
-  void Started(Relays::iterator it) { Rewatch(*it->second); }
+  void Started(Relays::iterator it) {
+    LoopedPump& pump = *it->second;
+    if (pump.wants_ring && RingReady()) {
+      auto io = std::make_unique<RingIo>(&pump, pump.tun_fd(), pump.socket_fd());
+      if (io->ok()) {
+        pump.counters()->ring.store(true, std::memory_order_relaxed);
+        pump.ring = std::move(io);
+        prompt_ += pump.ring->Next(*ring_);
+        return;
+      }
+    }
+    Rewatch(pump);
+  }
+
+  // With a ring: one io_uring_enter submits what the last turn made due and waits for completions
+  // or the epoll set (a multishot poll of its fd); completions are kept for AfterTurn, which runs
+  // under the turn lock. Else epoll_wait.
+  int Wait(epoll_event* events, int max, int timeout) {
+    if (!ring_) return epoll_wait(epoll_, events, max, timeout);
+    if (!epoll_polled_) {
+      io_uring_sqe* sqe = ring_->Sqe();
+      if (sqe != nullptr) {
+        sqe->opcode = IORING_OP_POLL_ADD;
+        sqe->fd = epoll_;
+        sqe->poll32_events = POLLIN;
+        sqe->len = IORING_POLL_ADD_MULTI;
+        sqe->user_data = 0;
+        epoll_polled_ = true;
+      }
+    }
+    // The sends and writes just queued complete within this call: the wait is for one completion
+    // more (a packet, a message, a poll). Were one of them refused (a full socket), nothing may
+    // follow to wake the thread: the wait is then bounded (1 ms) so that the refusal is seen.
+    unsigned prompt = prompt_;
+    prompt_ = 0;
+    if (ring_->Completions() || epoll_more_) ring_->Enter(0);
+    else if (!graveyard_.empty()) ring_->Enter(1, kPromptWaitNs);  // a closing relay waits (Settle)
+    else ring_->Enter(prompt + 1, prompt > 0 ? kPromptWaitNs : 0);
+    bool epoll_due = epoll_more_;
+    ring_->Reap([&](const io_uring_cqe& cqe) {
+      if (cqe.user_data != 0) return reaped_.push_back({cqe.user_data, cqe.res});
+      epoll_due = true;
+      if (!(cqe.flags & IORING_CQE_F_MORE)) epoll_polled_ = false;
+    });
+    if (!epoll_due) return 0;
+    int n = epoll_wait(epoll_, events, max, 0);
+    epoll_more_ = n == max;
+    return n;
+  }
 
   // Keys: the relay's id times 4, plus 1 for its TUN and 2 for its socket (0 is the loop's eventfd).
   void Event(uint64_t key, uint32_t events) {
@@ -410,8 +828,14 @@ class PacketLoop : public RelayLoop<PacketLoop, LoopedPump> {
     }
   }
 
-  // Each relay's events of the turn together, so its socket is served before its TUN.
+  // Each relay's events of the turn together, so its socket is served before its TUN; then the
+  // ring's completions, and what they make due.
   void AfterTurn(bool) {
+    ServeEpoll();
+    if (ring_) ServeRing();
+  }
+
+  void ServeEpoll() {
     for (uint64_t id : due_) {
       auto it = relays_.find(id);
       if (it == relays_.end()) continue;
@@ -426,7 +850,22 @@ class PacketLoop : public RelayLoop<PacketLoop, LoopedPump> {
     due_.clear();
   }
 
+  // From a JS thread after Drop: returns once every relay that left the ring has no op in the
+  // kernel any more, so its files are closed when close() returns (a TUN's name is free again, the
+  // socket's peer sees the end), as in the epoll mode. Bounded (1 s) in case the thread is stuck.
+  void Settle() {
+    std::unique_lock<std::mutex> lock(turn_);
+    settled_.wait_for(lock, std::chrono::seconds(1), [this] { return dying_.empty() && graveyard_.empty(); });
+  }
+
   void Unwatch(LoopedPump& pump) {
+    if (pump.ring) {
+      // Its ops end on the loop's thread (AfterTurn): the ring is that thread's alone.
+      pump.ring->Detach();
+      dying_.push_back(std::move(pump.ring));
+      if (std::this_thread::get_id() != loop_thread_) Wake();
+      return;
+    }
     Interest(pump.tun_fd(), pump.id * 4 + kTun, 0, &pump.tun_now);
     Interest(pump.socket_fd(), pump.id * 4 + kSocket, 0, &pump.socket_now);
   }
@@ -458,7 +897,68 @@ class PacketLoop : public RelayLoop<PacketLoop, LoopedPump> {
     if (epoll_ctl(epoll_, op, fd, &ev) == 0) *current = events;
   }
 
+  bool RingReady() {
+    if (ring_state_ == 0) {
+      loop_thread_ = std::this_thread::get_id();
+      ring_ = std::make_unique<Ring>();
+      ring_errno_ = ring_->Setup(256);
+      ring_state_ = ring_errno_ == 0 ? 1 : -1;
+      if (ring_errno_ != 0) ring_.reset();
+    }
+    return ring_state_ == 1;
+  }
+
+  void ServeRing() {
+    for (const Reaped& c : reaped_) {
+      auto* io = reinterpret_cast<RingIo*>(c.user_data & ~uint64_t(7));
+      io->Complete(static_cast<RingOp>(c.user_data & 7), c.res);
+      if (io->dead()) {
+        auto grave = graveyard_.find(io);
+        if (grave != graveyard_.end() && io->inflight() == 0) graveyard_.erase(grave);
+      } else if (!io->due) {
+        io->due = true;
+        ring_due_.push_back(io);
+      }
+    }
+    reaped_.clear();
+    for (RingIo* io : ring_due_) {
+      io->due = false;
+      if (io->dead()) continue;
+      prompt_ += io->Next(*ring_);
+      if (io->finished()) {
+        auto it = relays_.find(io->pump()->id);
+        if (it != relays_.end()) Finish(it, false);
+      }
+    }
+    ring_due_.clear();
+    for (std::unique_ptr<RingIo>& io : dying_) {
+      io->Kill(*ring_);
+      RingIo* key = io.get();
+      graveyard_.emplace(key, std::move(io));
+    }
+    dying_.clear();
+    if (graveyard_.empty()) settled_.notify_all();
+  }
+
   std::vector<uint64_t> due_;  // relays with events this turn, in the order they came
+  // The ring mode (the loop's thread alone, but for dying_: under the turn lock).
+  struct Reaped {
+    uint64_t user_data;
+    int res;
+  };
+  static constexpr uint64_t kPromptWaitNs = 1000000;
+  std::unique_ptr<Ring> ring_;
+  unsigned prompt_ = 0;  // completions the queued entries make at once (see Wait)
+  int ring_state_ = 0;  // 0: not tried yet; 1: set up; -1: refused (ring_errno_)
+  int ring_errno_ = 0;
+  std::thread::id loop_thread_;
+  bool epoll_polled_ = false;  // the multishot poll of the epoll set is armed
+  bool epoll_more_ = false;    // the last epoll_wait filled its array: more may wait
+  std::vector<Reaped> reaped_;
+  std::vector<RingIo*> ring_due_;
+  std::vector<std::unique_ptr<RingIo>> dying_;
+  std::unordered_map<RingIo*, std::unique_ptr<RingIo>> graveyard_;  // cancelled, ops still in flight
+  std::condition_variable settled_;  // graveyard_ emptied (under turn_)
 };
 
 // ---- The JS object ---------------------------------------------------------------------------
@@ -475,7 +975,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
                        });
   }
 
-  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize, thread}) takes ownership
+  // new PacketRelay(tunFd, socketFd, {maxPacketSize, sendBufferSize, thread, ring}) takes ownership
   // of both fds (closed on refusal too).
   explicit PacketRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRelay>(info), tun_(this), socket_(this) {
     Napi::Env env = info.Env();
@@ -484,6 +984,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     Napi::Object options = info[2].As<Napi::Object>();
     max_packet_ = std::clamp<uint32_t>(options.Get("maxPacketSize").As<Napi::Number>().Uint32Value(), 576, 65535);
     threaded_ = options.Get("thread").ToBoolean().Value();
+    ring_ = options.Get("ring").ToBoolean().Value();
     int type = 0;
     socklen_t len = sizeof(type);
     if (getsockopt(socket_fd_, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_SEQPACKET) {
@@ -571,6 +1072,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     }
     auto pump = std::make_unique<LoopedPump>(tun_fd_, tun_vnet_, socket_fd_, max_packet_, &counters_);
     pump->id = id_ = loop->NextId();
+    pump->wants_ring = ring_;
     pump->env = env;
     // The notes hold the loop open until the relay leaves the loop (its end told, or close()).
     pump->tsfn = Teller::New(env, "OxyPacketRelay", 0, 1, new SinkRef(sink_),
@@ -605,6 +1107,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     stats.Set("packetsIn", static_cast<double>(counters_.in.load(std::memory_order_relaxed)));
     stats.Set("tunRefused", static_cast<double>(counters_.tun_refused.load(std::memory_order_relaxed)));
     stats.Set("thread", threaded_);
+    stats.Set("ring", counters_.ring.load(std::memory_order_relaxed));
     return stats;
   }
 
@@ -618,7 +1121,9 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   // loop mode tells nothing after close).
   void Shutdown() {
     if (id_ != 0) {
-      PacketLoop::Get().Drop(id_);
+      PacketLoop& loop = PacketLoop::Get();
+      loop.Drop(id_);
+      if (ring_) loop.Settle();
       id_ = 0;
     }
     sink_->Reset();
@@ -669,6 +1174,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   int socket_fd_ = -1;
   size_t max_packet_ = 0;
   bool threaded_ = false;
+  bool ring_ = false;  // thread mode: on the relay thread's io_uring when it has one
   bool started_ = false;
   bool pinned_ = false;
   Counters counters_;
