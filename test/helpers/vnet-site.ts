@@ -257,7 +257,8 @@ export async function startDeviceNets(names: [string, string, string], o: { env?
           resolve(err ? '' : stdout.trim()),
         ),
       );
-    const startEdge: DeviceNets['startEdge'] = async (name, port, more, running = /Edge running/, timeoutMs = 20_000) => {
+    // 45 s: an edge on PostgreSQL took over 20 s to say it runs at load 25 (a bound, not a speed).
+    const startEdge: DeviceNets['startEdge'] = async (name, port, more, running = /Edge running/, timeoutMs = 45_000) => {
       const edge = spawnIn(edges, [
         ...[BIN, 'edge', 'run', '--tunnel-listen', `198.18.1.1:${port}`, ...more],
         ...['--http-listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--ip-tunnel-listen', join(home, `${name}.sock`)],

@@ -16,6 +16,7 @@ import { TunnelCloseCode } from '../protocol/codes.js';
 import type { ControlChannel, ControlMessage } from '../protocol/control.js';
 import { registerConnection, type Registered } from '../protocol/registration.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
+import { watchSilence } from '../transport/common.js';
 import type { EdgeSpread } from './spread.js';
 import type { StreamHandler } from './stream-handler.js';
 
@@ -249,15 +250,14 @@ export class Connector extends EventEmitter<ConnectorEvents> {
    * bound before our one probe went out.
    */
   #watch(connIndex: number, conn: TunnelConnection): void {
-    const watchdog = setInterval(() => {
-      if (conn.isClosed) return clearInterval(watchdog);
-      const silent = conn.unansweredMs();
-      if (silent > SILENT_MS) {
-        this.o.log.warn({ connIndex, silentMs: silent, ip: conn.remoteAddress }, 'The edge went silent; closing the connection');
-        clearInterval(watchdog);
+    watchSilence(conn, {
+      everyMs: PROBE_EVERY_MS,
+      silentMs: SILENT_MS,
+      onSilent: (silent) => {
+        this.o.log.warn({ connIndex, silentMs: Math.round(silent), ip: conn.remoteAddress }, 'The edge went silent; closing the connection');
         conn.close(TunnelCloseCode.TRANSPORT_LOST, 'the edge went silent');
-      } else void conn.probe();
-    }, PROBE_EVERY_MS).unref();
+      },
+    });
   }
 
   /**

@@ -11,6 +11,7 @@ import { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { TunnelCloseCode } from '../protocol/codes.js';
 import type { TunnelCloseInfo, TunnelConnection } from '../transport/types.js';
+import { watchSilence } from '../transport/common.js';
 import type { PacketChannel } from './warp.js';
 
 export interface FailoverOptions {
@@ -96,15 +97,16 @@ export async function failoverChannel(o: FailoverOptions): Promise<PacketChannel
     for (const h of routeHandlers) next.channel.onRoutes?.(h);
     // A killed edge over QUIC says nothing (no RST as over TCP): probe it every tick (ngtcp2 never
     // retransmits a lost PING: a successor's stateless reset answers the next one), leave it when silent.
-    const watchdog = setInterval(() => {
-      if (next.conn.unansweredMs() > SILENT_MS) {
-        o.log.warn({ edge: o.edges[next.edge], silentMs: next.conn.unansweredMs() }, 'The edge went silent');
+    const unwatch = watchSilence(next.conn, {
+      everyMs: PROBE_EVERY_MS,
+      silentMs: SILENT_MS,
+      onSilent: (silent) => {
+        o.log.warn({ edge: o.edges[next.edge], silentMs: Math.round(silent) }, 'The edge went silent');
         next.channel.close();
-      } else void next.conn.probe().catch(() => undefined);
-    }, PROBE_EVERY_MS);
-    watchdog.unref();
+      },
+    });
     void next.channel.ended.then(() => {
-      clearInterval(watchdog);
+      unwatch();
       return lost(next);
     });
   };

@@ -18,6 +18,7 @@ import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.j
 import { TCP_FLOWS_FEATURE } from '../protocol/tcp-flows.js';
 import { acceptRegistration } from '../protocol/registration.js';
 import type { TunnelConnection } from '../transport/types.js';
+import { watchSilence } from '../transport/common.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeResponseHeader } from '../protocol/stream-header.js';
 import { HttpOnramp } from './http-onramp.js';
 import { TunnelRegistry, type LiveConnection } from './registry.js';
@@ -401,15 +402,14 @@ export class EdgeServer {
    * stale (EDGE_TTL_MS, 15 s) is closed, which unregisters it.
    */
   #watchSilence(conn: TunnelConnection, tunnelId: string): void {
-    const watchdog = setInterval(() => {
-      if (conn.isClosed) return clearInterval(watchdog);
-      const silent = conn.unansweredMs();
-      if (silent > EDGE_TTL_MS) {
+    watchSilence(conn, {
+      everyMs: EDGE_HEARTBEAT_MS,
+      silentMs: EDGE_TTL_MS,
+      onSilent: (silent) => {
         this.o.log.warn({ tunnelID: tunnelId, silentMs: Math.round(silent), ip: conn.remoteAddress }, 'The connector went silent; closing its connection');
-        clearInterval(watchdog);
         conn.close(TunnelCloseCode.TRANSPORT_LOST, 'the connector went silent');
-      } else void conn.probe();
-    }, EDGE_HEARTBEAT_MS).unref();
+      },
+    });
   }
 
   #tellSiblings(): void {

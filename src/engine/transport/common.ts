@@ -1,5 +1,5 @@
 import { OxyError } from '../../core/errors.js';
-import type { AcceptStreamOptions, TunnelStream } from './types.js';
+import type { AcceptStreamOptions, TunnelConnection, TunnelStream } from './types.js';
 
 /** What both transports (HTTP/2, QUIC) do alike. */
 
@@ -66,4 +66,45 @@ export class StreamInbox {
   fail(err: Error): void {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(err);
   }
+}
+
+export interface SilenceWatch {
+  /** How often the peer is probed (and the silence looked at). */
+  everyMs: number;
+  /** How long without an answer or a byte from the peer makes it silent. */
+  silentMs: number;
+  /** Called once, with how long the peer was silent; the watch has stopped. */
+  onSilent(silentMs: number): void;
+}
+
+/**
+ * Probes `conn` every `everyMs` and calls `onSilent` once it has gone `silentMs` without an
+ * answer or a byte from its peer; stops by itself when the connection closes, or by the function
+ * it returns. The verdict is looked at again after one turn of I/O (setImmediate runs after the
+ * poll phase): timers run before it, so a process that was starved or busy for longer than
+ * `silentMs` would call silent a peer whose bytes wait unread in its socket (a 20 MB upload's
+ * connection closed at load 25 that way).
+ */
+export function watchSilence(conn: Pick<TunnelConnection, 'isClosed' | 'probe' | 'unansweredMs'>, o: SilenceWatch): () => void {
+  let checking = false;
+  const stop = () => clearInterval(watchdog);
+  const watchdog = setInterval(() => {
+    if (conn.isClosed) return stop();
+    if (checking) return;
+    if (conn.unansweredMs() <= o.silentMs) {
+      void conn.probe().catch(() => undefined);
+      return;
+    }
+    checking = true;
+    setImmediate(() => {
+      checking = false;
+      if (conn.isClosed) return stop();
+      const silent = conn.unansweredMs();
+      if (silent <= o.silentMs) return;
+      stop();
+      o.onSilent(silent);
+    });
+  }, o.everyMs);
+  watchdog.unref();
+  return stop;
 }

@@ -114,6 +114,16 @@ bool TakeRecordHeader(StreamRecv& r, const uint8_t*& d, size_t& n) {
   return true;
 }
 
+// Gathers the record's payload into r.head from `d`; true once it is whole.
+bool TakeRecordPayload(StreamRecv& r, const uint8_t*& d, size_t& n) {
+  const size_t take = std::min<size_t>(r.rleft, n);
+  r.head.insert(r.head.end(), d, d + take);
+  r.rleft -= uint32_t(take);
+  d += take;
+  n -= take;
+  return r.rleft == 0;
+}
+
 // "HTTP/1.x NNN" at the start of an answer, else 0.
 double StatusOf(const uint8_t* p, size_t n) {
   if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') return 0;
@@ -727,12 +737,7 @@ bool Conn::RecvAnswer(Stream* s, const uint8_t*& d, size_t& n) {
     }
     r.head.clear();
   }
-  const size_t take = std::min<size_t>(r.rleft, n);
-  r.head.insert(r.head.end(), d, d + take);
-  r.rleft -= uint32_t(take);
-  d += take;
-  n -= take;
-  if (r.rleft > 0) return false;
+  if (!TakeRecordPayload(r, d, n)) return false;
   const double token = s->at_answer;
   if (r.head == s->answer_ok) {
     s->at_answer = 0;
@@ -780,12 +785,7 @@ bool Conn::RecvOpen(Stream* s, const uint8_t*& d, size_t& n) {
     }
     r.head.clear();
   }
-  const size_t take = std::min<size_t>(r.rleft, n);
-  r.head.insert(r.head.end(), d, d + take);
-  r.rleft -= uint32_t(take);
-  d += take;
-  n -= take;
-  if (r.rleft > 0) return false;
+  if (!TakeRecordPayload(r, d, n)) return false;
   r.await_open = false;
   r.held = true;
   // What JS gets of this delivery so far goes before the OPEN.

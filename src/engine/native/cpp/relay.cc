@@ -68,6 +68,25 @@ bool IsIpPacket(const uint8_t* data, size_t length) {
   return version == 4 || version == 6;
 }
 
+// Whether a message from the socket came with credentials (a zero-length one without them is the
+// end); any fds passed with it (never expected here) are closed, never leaked.
+bool ScanControl(msghdr& hdr) {
+  bool has_credentials = false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
+    if (c->cmsg_type == SCM_RIGHTS) {
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < count; k++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+        close(fd);
+      }
+    }
+  }
+  return has_credentials;
+}
+
 // What a message from the socket is.
 enum DownKind : uint8_t { kDownIp, kDownJs, kDownSkip, kDownEnd };
 
@@ -271,19 +290,7 @@ class Pump {
       down_next_ = 0;
       for (int i = 0; i < got; i++) {
         msghdr& hdr = msgs[i].msg_hdr;
-        bool has_credentials = false;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
-          if (c->cmsg_level != SOL_SOCKET) continue;
-          if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
-          if (c->cmsg_type == SCM_RIGHTS) {  // never expected here: close, never leak
-            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t k = 0; k < count; k++) {
-              int fd;
-              memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-              close(fd);
-            }
-          }
-        }
+        const bool has_credentials = ScanControl(hdr);
         const size_t n = msgs[i].msg_len;
         Down& d = down_batch_[down_count_++];
         d.slot = size_t(i);
@@ -677,19 +684,7 @@ class RingIo {
     }
     Slot& d = down_slots_[Index(down_recv_, kDownSlots)];
     msghdr& hdr = d.msg;
-    bool has_credentials = false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(&hdr, c)) {
-      if (c->cmsg_level != SOL_SOCKET) continue;
-      if (c->cmsg_type == SCM_CREDENTIALS) has_credentials = true;
-      if (c->cmsg_type == SCM_RIGHTS) {  // never expected here: close, never leak
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t k = 0; k < count; k++) {
-          int fd;
-          memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-          close(fd);
-        }
-      }
-    }
+    const bool has_credentials = ScanControl(hdr);
     const size_t n = static_cast<size_t>(res);
     d.length = n;
     d.kind = n == 0 && !has_credentials ? kDownEnd
