@@ -14,8 +14,9 @@
  *   oxup0  198.18.0.1/32, 2001:db8:ff::1/128            listener at [::]:PORT
  *   route  198.19.0.0/16, 2001:db8:ff:1::/64 dev oxup0  NAT slot addresses (clients)
  *
- * Throughput: the TUN has a jumbo MTU (65000) and no offloads: the kernel computes
- * checksums and segments to each client's MSS itself, so a client whose link allows big
+ * Throughput: the TUN has a jumbo MTU (65000) and no segmentation offloads: the kernel
+ * segments to each client's MSS itself (its checksums it may leave partial: TUN_F_CSUM, summed by
+ * the addon for any client that does not take them so), so a client whose link allows big
  * packets gets ~64 KB segments (what TSO would give) while one with MSS 1460 gets ordinary
  * packets — no segmentation in JS. Its IFF_VNET_HDR stays inside the addon (JS sees bare
  * packets): the fast path writes its TCP packets as CHECKSUM_PARTIAL, which the namespace's TCP

@@ -189,10 +189,9 @@ void TunPartialHeader(uint8_t* packet, size_t length, uint8_t header[10]) {
 }
 
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length) {
-  Tcp t;
-  if (ParseTcp(packet, length, &t) && t.total == length) return WritePartial(fd, packet, t);
-  VnetHeader header = {};
-  iovec iov[2] = {{&header, sizeof(header)}, {packet, length}};
+  uint8_t header[sizeof(VnetHeader)];
+  TunPartialHeader(packet, length, header);
+  iovec iov[2] = {{header, sizeof(header)}, {packet, length}};
   return writev(fd, iov, 2);
 }
 

@@ -19,23 +19,14 @@ namespace oxy::quic::pump_js {
 // private TCP flow of a tcp-flows stream (its records read and written here).
 // 3: fd is such a token and the pump starts at the flow's ANSWER if it is `ok` (a Buffer) byte for byte.
 inline Napi::Value Attach(Conn* c, const Napi::CallbackInfo& info, int a) {
-  const uint8_t* answer = nullptr;
-  size_t answer_len = 0;
-  if (info.Length() > size_t(a + 4) && info[a + 4].IsBuffer()) {
-    auto b = info[a + 4].As<Napi::Buffer<uint8_t>>();
-    answer = b.Data();
-    answer_len = b.Length();
-  }
-  // A flow's OPEN record payload to write first (a pump at the flow's ANSWER).
-  const uint8_t* open = nullptr;
-  size_t open_len = 0;
-  if (info.Length() > size_t(a + 5) && info[a + 5].IsBuffer()) {
-    auto b = info[a + 5].As<Napi::Buffer<uint8_t>>();
-    open = b.Data();
-    open_len = b.Length();
-  }
+  // The OK ANSWER (mode 3), and a flow's OPEN record payload to write first (a pump at the flow's
+  // ANSWER): each optional.
+  ByteView answer = {nullptr, 0};
+  ByteView open = {nullptr, 0};
+  if (info.Length() > size_t(a + 4)) GetBytes(info[a + 4], &answer);
+  if (info.Length() > size_t(a + 5)) GetBytes(info[a + 5], &open);
   bool ok = c && c->AttachPump(info[a].As<Napi::Number>().Int64Value(), info[a + 1].As<Napi::Number>().Int32Value(), info[a + 2].ToNumber().Int32Value(),
-                               info[a + 3].ToNumber().Int32Value(), answer, answer_len, open, open_len);
+                               info[a + 3].ToNumber().Int32Value(), answer.data, answer.length, open.data, open.length);
   return Napi::Boolean::New(info.Env(), ok);
 }
 
