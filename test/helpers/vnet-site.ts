@@ -81,6 +81,8 @@ export async function startVnetSite(
     env?: Record<string, string>;
     /** More environment for the connector only (e.g. OXY_TCP_FLOWS=0: a connector that does not announce tcp-flows/1). */
     connectorEnv?: Record<string, string>;
+    /** More `warp-routing` settings of the connector's config, one `key: value` each (e.g. `tcpKeepAlive: 2s`). */
+    warpRouting?: string[];
     /** Runs before the edge starts (e.g. `warp enroll`), with the data directory. */
     beforeEdge?: (home: string) => Promise<void>;
   } = {},
@@ -131,7 +133,7 @@ export async function startVnetSite(
     ]);
     await edge.waitFor(/IP tunnel on-ramp ready/);
     const config = join(home, 'connector.yml');
-    writeFileSync(config, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
+    writeFileSync(config, ['warp-routing:', '  enabled: true', '  connectTimeout: 2s', ...(o.warpRouting ?? []).map((l) => `  ${l}`), ''].join('\n'));
     const connector = spawnIn(
       dc,
       process.execPath,

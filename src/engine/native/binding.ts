@@ -198,8 +198,12 @@ export interface NativeQuicClient {
    */
   /** `source` 1 (or true): `fd` is a dial's token; 2: a TcpAcceptor's token (the edge's accepted socket). */
   attachPump(id: number, fd: number, mode: number, source?: boolean | number, answer?: Uint8Array, open?: Uint8Array): boolean;
-  /** A private flow's TCP connect by the addon to `addr` (4 or 16 bytes): a token (a PUMP DIALED record follows), or -errno. */
-  dial(addr: Bytes, port: number, keepAliveMs: number): number;
+  /**
+   * A private flow's TCP connect by the addon to `addr` (4 or 16 bytes): a token (a PUMP DIALED record
+   * follows), or -errno. `keepAliveLate`: the keep-alive options are set only on a pump's socket still
+   * open after a quarter to a half of the idle time (the same probes), at once on a socket taken by JS.
+   */
+  dial(addr: Bytes, port: number, keepAliveMs: number, keepAliveLate?: boolean): number;
   /** Closes a dial's socket; takeDial: its fd, now the caller's (-1: none). */
   closeDial(token: number): void;
   takeDial(token: number): number;

@@ -41,7 +41,8 @@ net.createServer((s) => {
 // checked); `rst` is reset by the host; `refused` dials a closed port; `nohost` an address the
 // data centre has no route to (or no host at); `abort` resets its own flow;
 // `stall` reads nothing of a download for 1.5 s (the edge pauses the flow's stream), then resets it;
-// `early-abort` resets its flow to the no-host address while the connector still dials it.
+// `early-abort` resets its flow to the no-host address while the connector still dials it;
+// `hold` keeps a flow open for N ms, then ends it.
 const CLIENT = `
 const net = require('net');
 const [mode, n] = [process.argv[1], Number(process.argv[2] || 0)];
@@ -74,6 +75,10 @@ const outcome = (port) => new Promise((resolve) => {
     const s = net.connect(9100, '198.18.0.77');
     s.on('connect', () => s.write('hello', () => setTimeout(() => { s.resetAndDestroy(); console.log('reset'); }, 300)));
     s.on('error', () => undefined);
+  }
+  else if (mode === 'hold') {
+    const s = net.connect(9103, '198.18.0.10');
+    s.on('connect', () => s.write('hello', () => setTimeout(() => { s.end(); console.log('held'); }, n)));
   }
   else if (mode === 'abort') {
     const s = net.connect(9103, '198.18.0.10');
@@ -171,6 +176,8 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       ({ site, host } = await startVnetSiteWithHost(HOST, {
         protocol: 'quic',
         connectorEnv: { NODE_DEBUG: 'oxy:transport:flow-pump,oxy:connector:tcp-flows' },
+        // Short, so that a test can wait for a flow's keep-alive (set late by the addon's dial: OXY_DIAL_KEEPALIVE_LATE).
+        warpRouting: ['tcpKeepAlive: 2s'],
       }));
     });
     afterAll(async () => {
@@ -195,6 +202,20 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       if (openNative) expect(site.connector.output).toMatch(/an OPEN read by the addon/);
       else expect(site.connector.output).not.toMatch(/an OPEN read by the addon/);
     }, 60_000);
+
+    it("a flow that stays open gets the connector's TCP keep-alive (warp-routing.tcpKeepAlive) on its host socket", async () => {
+      const held = site.inDevice(process.execPath, ['-e', CLIENT, 'hold', '3000']);
+      // The connector's socket to the host (the host's own has no keep-alive): its keep-alive timer runs.
+      const keepAlive = () => site.dc.exec('ss', ['-Htno', 'state', 'established', 'dport', '=', ':9103']);
+      let seen = '';
+      for (let i = 0; i < 50 && !/timer:\(keepalive,/.test(seen); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        seen = keepAlive();
+      }
+      expect(seen).toMatch(/timer:\(keepalive,/);
+      expect((await held).stdout.trim()).toBe('held');
+      await host.waitFor(/host saw end/, 10_000);
+    }, 30_000);
 
     it("the device's reset before its flow was answered (the dial under way): the stream serves the next flows", async () => {
       expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'early-abort'])).stdout.trim()).toBe('reset');

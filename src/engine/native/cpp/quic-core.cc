@@ -1396,6 +1396,13 @@ void Conn::Teardown() {
     uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     timer_ = nullptr;
   }
+  if (keepalive_timer_) {
+    uv_timer_stop(keepalive_timer_);
+    keepalive_timer_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(keepalive_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    keepalive_timer_ = nullptr;
+  }
+  keepalive_due_.clear();
   if (conn_) {
     ngtcp2_conn_del(conn_);
     conn_ = nullptr;

@@ -496,6 +496,10 @@ struct Pump {
   bool answer_due = false;
   double dial_token = 0;
   std::vector<uint8_t> answer;
+  // A dial's keep-alive, set by the connection's sweep once the flow lived half its idle time
+  // (Conn::KeepAliveSweep): 0 if none is due. `keepalive_serial` names this pump in the sweep's queue.
+  int keepalive_s = 0;
+  uint64_t keepalive_serial = 0;
   // Its route (PumpRoute): a HEAD record whose host field is `route_host` (any, with route_any)
   // has its head written here without JS; JS hears of it per answer (kPumpFastAnswer, lazy) and,
   // before a kPumpEnd, the last one (kPumpFastHead: JS needs it to send it again or answer 502).
@@ -727,8 +731,11 @@ class Conn {
   // A private flow's TCP connect made here, not by Node's net (quic-pump.cc): a non-blocking socket
   // (TCP_NODELAY, keep-alive as libuv sets it) connecting to `addr` (4 or 16 bytes). Returns a token
   // (> 0; kPumpDialed with it follows) or -errno. The socket stays here until AttachPump takes it,
-  // TakeDial hands it to JS, or CloseDial closes it.
-  double Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms);
+  // TakeDial hands it to JS, or CloseDial closes it. `keepalive_late`: the four keep-alive options
+  // are set only on a pump's socket still open after a quarter to a half of the idle time
+  // (KeepAliveSweep: the same probes at the same times, four system calls less per short flow), and
+  // at once on a socket TakeDial hands to JS.
+  double Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late = false);
   void CloseDial(double token);
   // The dialled socket's fd, now JS's (-1: no such dial).
   int TakeDial(double token);
@@ -959,12 +966,26 @@ class Conn {
     // socket takes it too (one epoll_ctl MOD, not a new registration).
     FdWatch* watch;
     DialPoll* connecting;  // the watch's data while connecting
+    int keepalive_s;       // keep-alive still to set (Dial's keepalive_late), else 0
   };
   std::unordered_map<double, DialState> dials_;
   double dial_seq_ = 0;
   static void OnDialWatch(FdWatch* w, int events);
-  // The dial's socket leaves dials_: its watch to `watch` (wanting nothing, data unset) or freed.
-  int TakeDialFd(double token, FdWatch** watch);
+  // The dial's socket leaves dials_: its watch to `watch` (wanting nothing, data unset) or freed;
+  // the keep-alive it still owes to `keepalive_s` (else it is set here).
+  int TakeDialFd(double token, FdWatch** watch, int* keepalive_s = nullptr);
+  // Dialled sockets whose keep-alive is set late, in the order they are due (ms on the loop's clock).
+  struct KeepAliveDue {
+    int64_t id;
+    uint64_t serial;
+    uint64_t from;  // set from then on
+    uint64_t by;    // the sweep's wake-up for it
+  };
+  std::deque<KeepAliveDue> keepalive_due_;
+  uint64_t keepalive_seq_ = 0;
+  uv_timer_t* keepalive_timer_ = nullptr;
+  void KeepAliveLater(Pump* p, int keepalive_s);
+  static void KeepAliveSweep(uv_timer_t* handle);
   IdMap<AnswerPump> answers_;
   std::vector<int64_t> answer_out_;  // answer pumps with bytes for the client, written at the flush
 };

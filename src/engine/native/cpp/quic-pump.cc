@@ -230,7 +230,8 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
   // Our own descriptor: JS closes its socket (a close of one of two descriptors sends no FIN); a
   // dial's or an accepted socket is taken as it is, with its watch.
   FdWatch* watch = nullptr;
-  int fd = source == kPumpFromDial || source == kPumpAtConnect ? TakeDialFd(double(socket_fd), &watch)
+  int keepalive_s = 0;
+  int fd = source == kPumpFromDial || source == kPumpAtConnect ? TakeDialFd(double(socket_fd), &watch, &keepalive_s)
            : source == kPumpFromAccepted ? TakeAcceptedWatched(double(socket_fd), loop_, &watch)
                                          : fcntl(socket_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -263,13 +264,31 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
   }
   Pump* raw = p.get();
   pumps_[id] = std::move(p);
+  if (keepalive_s > 0) KeepAliveLater(raw, keepalive_s);
   PumpWatch(raw);
   return true;
 }
 
 // ------------------------------------------------------------------ dials
 
-double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms) {
+namespace {
+
+// As libuv's uv_tcp_keepalive (Node's keepAliveInitialDelay): the first probe after `idle_s` with
+// nothing received, then one a second, ten at most. SO_KEEPALIVE first: TCP_KEEPIDLE on a socket
+// whose keep-alive is on arms the timer for `idle_s` after the last segment received
+// (tcp_sock_set_keepidle_locked), so set late, before that time passed, the probes come when they
+// would have come had it been set at the connect.
+void SetKeepAlive(int fd, int idle_s) {
+  int one = 1, intvl = 1, cnt = 10;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+}  // namespace
+
+double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late) {
   if (!Usable()) return -ENOTCONN;
   sockaddr_storage ss{};
   socklen_t len;
@@ -290,15 +309,14 @@ double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  // As Node's net.connect({ noDelay, keepAlive, keepAliveInitialDelay }) sets them (libuv's uv_tcp_keepalive).
+  // As Node's net.connect({ noDelay, keepAlive, keepAliveInitialDelay }) sets them; the keep-alive
+  // here or, late, once the flow lived long enough to need it (KeepAliveSweep).
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (keepalive_ms > 0) {
-    int idle = std::max(1, keepalive_ms / 1000), intvl = 1, cnt = 10;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  int keepalive_s = keepalive_ms > 0 ? std::max(1, keepalive_ms / 1000) : 0;
+  if (keepalive_s > 0 && !keepalive_late) {
+    SetKeepAlive(fd, keepalive_s);
+    keepalive_s = 0;
   }
   int rv;
   do rv = connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
@@ -316,7 +334,7 @@ double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_
   const double token = ++dial_seq_;
   auto* connecting = new DialPoll{this, token};
   watch->data = connecting;
-  dials_[token] = DialState{fd, watch, connecting};
+  dials_[token] = DialState{fd, watch, connecting, keepalive_s};
   // Writable once the connect finished, either way (SO_ERROR says how).
   if (SetFdWatch(watch, UV_WRITABLE, &Conn::OnDialWatch) != 0) {
     dials_.erase(token);
@@ -348,11 +366,13 @@ void Conn::OnDialWatch(FdWatch* handle, int) {
   self->PumpNumber(kPumpDialed, int64_t(token), double(ConnectError(it->second.fd)));
 }
 
-int Conn::TakeDialFd(double token, FdWatch** watch) {
+int Conn::TakeDialFd(double token, FdWatch** watch, int* keepalive_s) {
   auto it = dials_.find(token);
   if (it == dials_.end()) return -1;
   DialState d = it->second;
   dials_.erase(it);
+  if (keepalive_s) *keepalive_s = d.keepalive_s;
+  else if (d.keepalive_s > 0) SetKeepAlive(d.fd, d.keepalive_s);  // JS's socket from here on
   d.watch->data = nullptr;
   if (watch) {
     // The taker sets its own callback and events at once (AttachPump).
@@ -365,8 +385,43 @@ int Conn::TakeDialFd(double token, FdWatch** watch) {
 }
 
 void Conn::CloseDial(double token) {
-  const int fd = TakeDialFd(token, nullptr);
+  int keepalive_s = 0;
+  const int fd = TakeDialFd(token, nullptr, &keepalive_s);
   if (fd >= 0) close(fd);
+}
+
+// Per idle time, the sweep wakes about four times while new flows come: each wake-up sets the
+// keep-alive of every pump born up to a quarter idle time after the first one due (so each is set
+// between a quarter and a half of its idle time after its dial, before a probe was due). Entries
+// are due in the order they come (the connector has one keep-alive time); a pump gone, or another
+// flow's on the stream since, is skipped.
+void Conn::KeepAliveLater(Pump* p, int keepalive_s) {
+  p->keepalive_s = keepalive_s;
+  p->keepalive_serial = ++keepalive_seq_;
+  const uint64_t now = uv_now(loop_), quarter = uint64_t(keepalive_s) * 250;
+  keepalive_due_.push_back(KeepAliveDue{p->id, p->keepalive_serial, now + quarter, now + 2 * quarter});
+  if (!keepalive_timer_) {
+    keepalive_timer_ = new uv_timer_t();
+    uv_timer_init(loop_, keepalive_timer_);
+    keepalive_timer_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(keepalive_timer_));
+  }
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(keepalive_timer_))) uv_timer_start(keepalive_timer_, &Conn::KeepAliveSweep, 2 * quarter, 0);
+}
+
+void Conn::KeepAliveSweep(uv_timer_t* handle) {
+  auto* self = static_cast<Conn*>(handle->data);
+  if (!self) return;
+  const uint64_t now = uv_now(self->loop_);
+  auto& due = self->keepalive_due_;
+  while (!due.empty() && due.front().from <= now) {
+    const KeepAliveDue k = due.front();
+    due.pop_front();
+    auto it = self->pumps_.find(k.id);
+    Pump* p = it != self->pumps_.end() ? it->second.get() : nullptr;
+    if (p && p->keepalive_serial == k.serial && !p->ended) SetKeepAlive(p->fd, p->keepalive_s);
+  }
+  if (!due.empty()) uv_timer_start(handle, &Conn::KeepAliveSweep, due.front().by > now ? due.front().by - now : 0, 0);
 }
 
 int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }

@@ -253,14 +253,15 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   Napi::Value JsArmPumpHeads(const Napi::CallbackInfo& info) { return pump_js::ArmHeads(Pumping(), info, 0); }
   Napi::Value JsClosePump(const Napi::CallbackInfo& info) { return pump_js::Close(conn_.get(), info, 0); }
 
-  // dial(addr, port, keepAliveMs) → a token (> 0; a PUMP DIALED record with it follows) or -errno:
-  // a private flow's TCP connect to `addr` (4 or 16 bytes), for attachPump(id, token, mode, true).
+  // dial(addr, port, keepAliveMs, keepAliveLate?) → a token (> 0; a PUMP DIALED record with it follows)
+  // or -errno: a private flow's TCP connect to `addr` (4 or 16 bytes), for attachPump(id, token, mode, true).
   Napi::Value JsDial(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     ByteView addr;
     if (!GetBytes(info[0], &addr)) throw Napi::TypeError::New(env, "dial: address bytes expected");
     if (!Usable()) return Napi::Number::New(env, -ENOTCONN);
-    return Napi::Number::New(env, conn_->Dial(addr.data, addr.length, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value()));
+    return Napi::Number::New(env, conn_->Dial(addr.data, addr.length, info[1].As<Napi::Number>().Int32Value(),
+                                              info[2].As<Napi::Number>().Int32Value(), info[3].ToBoolean().Value()));
   }
 
   // closeDial(token): a dial no longer wanted (its socket closed); takeDial(token) → its socket's fd, now the caller's (-1: none).
