@@ -129,7 +129,7 @@ void OnOwnPoll(uv_poll_t* handle, int status, int events) {
     got = w->events;
     if (w->events) uv_poll_start(handle, w->events, &OnOwnPoll);
   }
-  if (got) w->cb(w, got);  // may free w
+  if (got) w->cb(w, got | kFdWatchError);  // may free w; libuv does not tell an error apart
 }
 
 // Out of the set to a uv_poll of its own, wanting what it wants now; left in the set if libuv refuses.
@@ -172,10 +172,11 @@ void Deliver(uv_poll_t* handle, int, int) {
       continue;
     }
     int got = ((e & EPOLLIN) ? UV_READABLE : 0) | ((e & EPOLLOUT) ? UV_WRITABLE : 0);
-    if (e & (EPOLLERR | EPOLLHUP)) got = w->events;  // the read or write says what happened
+    const bool error = e & (EPOLLERR | EPOLLHUP);
+    if (error) got = w->events;  // the read or write says what happened
     got &= w->events;
     if (!got) continue;
-    w->cb(w, got);
+    w->cb(w, error ? got | kFdWatchError : got);
     if (w->cb && !w->own && OwnAfter() && ++w->wakes >= OwnAfter()) MoveToOwnPoll(s, w);
   }
   s->delivering = false;

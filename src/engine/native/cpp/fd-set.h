@@ -11,8 +11,13 @@
 namespace oxy {
 
 struct FdWatch;
-// `events`: UV_READABLE | UV_WRITABLE that came (an error or hang-up comes as every event wanted).
+// `events`: UV_READABLE | UV_WRITABLE that came (an error or hang-up comes as every event wanted,
+// with kFdWatchError).
 using FdWatchCb = void (*)(FdWatch* w, int events);
+// With the events: epoll said EPOLLERR or EPOLLHUP (or, on a watch moved to a uv_poll of its own,
+// it may have). Without it the socket had no error when the events were read: a connect that
+// turned writable without it succeeded (no getsockopt(SO_ERROR) to ask).
+constexpr int kFdWatchError = 0x100;
 
 // One socket in the set, level-triggered as uv_poll is. The socket's owner closes its fd after
 // FreeFdWatch.

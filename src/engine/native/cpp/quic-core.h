@@ -870,7 +870,7 @@ class Conn {
   bool RecvOpen(Stream* s, const uint8_t*& d, size_t& n);
   void AnswerToJs(Stream* s);
   void FlowRecord(Stream* s, uint8_t type, const uint8_t* payload = nullptr, size_t len = 0);
-  void PumpConnected(Pump* p);
+  void PumpConnected(Pump* p, int events);  // events: its watch's (kFdWatchError: SO_ERROR asked)
   void PumpNotConnected(Pump* p);
   void FlowGotEnd(Pump* p);
   void FlowGotReset(Pump* p);

@@ -35,8 +35,11 @@ namespace quic {
 
 namespace {
 constexpr size_t kFrameHeader = 5;
-// A non-blocking connect's outcome, once its socket turned writable: 0 or the errno.
-int ConnectError(int fd) {
+// A non-blocking connect's outcome, once its socket turned writable: 0 or the errno. Asked only
+// where epoll said error or hang-up (kFdWatchError): without, the socket had no error (tcp_poll
+// reports sk_err as EPOLLERR), and a getsockopt per connection less.
+int ConnectError(int fd, int events) {
+  if (!(events & kFdWatchError)) return 0;
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -346,7 +349,7 @@ double Conn::Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_
   return token;
 }
 
-void Conn::OnDialWatch(FdWatch* handle, int) {
+void Conn::OnDialWatch(FdWatch* handle, int events) {
   auto* connecting = static_cast<DialPoll*>(handle->data);
   if (!connecting) {
     SetFdWatch(handle, 0, &Conn::OnDialWatch);
@@ -363,7 +366,7 @@ void Conn::OnDialWatch(FdWatch* handle, int) {
   handle->data = nullptr;
   delete connecting;
   it->second.connecting = nullptr;
-  self->PumpNumber(kPumpDialed, int64_t(token), double(ConnectError(it->second.fd)));
+  self->PumpNumber(kPumpDialed, int64_t(token), double(ConnectError(it->second.fd, events)));
 }
 
 int Conn::TakeDialFd(double token, FdWatch** watch, int* keepalive_s) {
@@ -887,9 +890,9 @@ void Conn::EarlyChunk(void* ctx, int64_t id, const uint8_t* data, ssize_t n) {
 // as the dial's (kPumpDialed, errno). Connected: the flow's OK ANSWER goes first, then what the
 // pump holds for the fd (the edge's early DATA, its END) and its reads. Failed: nothing moves;
 // JS refuses the flow (its ANSWER, then ResetPump: the RESET).
-void Conn::PumpConnected(Pump* p) {
+void Conn::PumpConnected(Pump* p, int events) {
   p->connecting = false;
-  const int err = ConnectError(p->fd);
+  const int err = ConnectError(p->fd, events);
   PumpNumber(kPumpDialed, int64_t(p->dial_token), double(err));
   std::vector<uint8_t> answer;
   answer.swap(p->answer);
@@ -1218,7 +1221,7 @@ void Conn::OnPumpWatch(FdWatch* handle, int events) {
   auto* p = static_cast<Pump*>(handle->data);
   if (!p) return;
   Conn* self = p->conn;
-  if (p->connecting) return self->PumpConnected(p);
+  if (p->connecting) return self->PumpConnected(p, events);
   if (events & UV_WRITABLE) self->PumpWriteOut(p);
   if ((events & UV_READABLE) && !p->ended) self->PumpRead(p);
   // A lingering flows pump is closed at the flush once it is done (FlushPumps).
