@@ -21,6 +21,10 @@
  *     [--syscalls read,write,...]   (the same, and each named system call apart)
  *     [--strace DIR]   (strace -c of each process per phase)
  *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
+ *     [--quic-trace MS --log DIR]   (OXY_QUIC_TRACE=MS into DIR/quic-trace.log, phases and processes marked: cwnd, bytes
+ *                   in flight, RTTs and why flushes stopped, per connection; /tmp-side scripts group it by phase)
+ *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
+ *                   a bimodal phase shows which rounds were slow and what they cost)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -44,6 +48,10 @@ const phases = new Set(arg('phases', 'bulk,requests,flows').split(','));
 const bin = arg('bin', fileURLToPath(new URL('../bin/run.js', import.meta.url)));
 const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
 const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
+/** `--quic-trace MS` (with `--log DIR`): the edge's and connector's OXY_QUIC_TRACE lines, into one file beside the logs. */
+const quicTrace = arg('quic-trace', '');
+const traceFile = quicTrace && arg('log', '') ? join(arg('log', ''), 'quic-trace.log') : '';
+if (traceFile) Object.assign(env, { OXY_QUIC_TRACE: quicTrace, OXY_QUIC_TRACE_FILE: traceFile });
 const tag = randomBytes(2).toString('hex');
 const names = { edge: `oxyb-edge-${tag}`, dc: `oxyb-dc-${tag}`, dev: `oxyb-dev-${tag}` };
 const sh = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, env });
@@ -154,7 +162,12 @@ const withCpu = (procs, work, label) => {
       );
   if (stats.length || straces.length) execFileSync('sleep', ['0.3']);
   const linksBefore = countSyscalls ? links() : undefined;
-  const mark = (what) => Object.values(procs).forEach((c) => c.log && appendFileSync(c.log, `=== ${label} ${what}\n`));
+  // With the monotonic clock's seconds (the children's output is read after the phase: OXY_QUIC_TRACE's t= places it).
+  const mark = (what) => {
+    const line = `=== ${label} ${what} t=${fmt(Number(process.hrtime.bigint()) / 1e9, 3)}\n`;
+    Object.values(procs).forEach((c) => c.log && appendFileSync(c.log, line));
+    if (traceFile) appendFileSync(traceFile, line);
+  };
   mark('start');
   const before = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid)]));
   const result = work();
@@ -207,6 +220,8 @@ const countSyscalls = syscallsArg !== '';
 /** `--syscalls read,write,...`: those counted apart too. */
 const syscallNames = syscallsArg === '' || syscallsArg === '1' ? [] : syscallsArg.split(',');
 const straceDir = arg('strace', '');
+/** `--each 1`: every tunnel round's figures, not only the medians. */
+const eachRound = arg('each', '') === '1';
 const perCall = (calls, units) =>
   Object.entries(calls)
     .map(
@@ -215,9 +230,9 @@ const perCall = (calls, units) =>
         (syscallNames.length ? ` (${syscallNames.map((n) => `${n} ${fmt(c.each[n] / units, 1)}`).join(', ')})` : ''),
     )
     .join(' | ');
-const perUnit = (cpu, units, scale, unit) =>
+const perUnit = (cpu, units, scale, unit, digits = 1) =>
   Object.entries(cpu)
-    .map(([k, s]) => `${k} ${fmt((s * scale) / units, 1)}`)
+    .map(([k, s]) => `${k} ${fmt((s * scale) / units, digits)}`)
     .join(' / ') + ` ${unit}`;
 /**
  * Ours summed, and wireguard-go's two processes (device and host ends) per unit in its own rounds:
@@ -371,6 +386,8 @@ try {
     `requests that failed (reset or refused), all phases so far: tunnel ${failures.get('198.18.0.10') ?? 0} | veth ${failures.get('198.18.9.2') ?? 0}` +
     (hasWg ? ` | wireguard-go ${failures.get('198.18.99.2') ?? 0}` : '');
   const procs = { device, edge, connector };
+  // `ip netns exec` execs the command: these are the processes' own ids, as the trace prints them.
+  if (traceFile) for (const [k, c] of Object.entries(procs)) appendFileSync(traceFile, `=== process ${k} pid=${c.pid}\n`);
   let hasWg = true;
   try {
     execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });
@@ -385,7 +402,7 @@ try {
    * between measurements taken minutes apart): medians of each and of the per-round ratios;
    * the tunnel's CPU summed over its rounds.
    */
-  const compare = (label, measure) => {
+  const compare = (label, measure, each) => {
     const rows = { veth: [], tunnel: [], wg: [] };
     const cpu = { device: 0, edge: 0, connector: 0 };
     const calls = Object.fromEntries(
@@ -399,6 +416,15 @@ try {
       const { result, cpu: used, calls: counted, packets: sent } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
       for (const [k, v] of Object.entries(sent ?? {})) packets[k] = (packets[k] ?? 0) + v;
       rows.tunnel.push(result);
+      if (eachRound && each) {
+        const units = each.units(result);
+        const sum = Object.values(used).reduce((a, b) => a + b, 0);
+        console.log(
+          `  ${label} round ${r + 1}: tunnel ${fmt(result, each.digits)}${each.rate} | veth ${fmt(rows.veth[r], each.digits)}${each.rate} | ratio ${fmt(result / rows.veth[r], 3)} | ` +
+            `CPU per ${each.per} ${perUnit(used, units, each.scale, each.unit, 2)} (all ${fmt((sum * each.scale) / units, 2)})` +
+            (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)}` : ''),
+        );
+      }
       for (const k of Object.keys(cpu)) cpu[k] += used[k];
       for (const [k, c] of Object.entries(counted)) {
         calls[k].syscalls += c.syscalls;
@@ -432,10 +458,11 @@ try {
     (hasWg ? ` | wireguard-go ${fmt(c.wg, digits)}${unit}, oxyctl / wireguard-go ${fmt(c.toWg, 2)}` : '');
   console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth and over wireguard-go; medians of ${rounds} interleaved rounds`);
   if (phases.has('bulk')) {
-    const up = compare('bulk', (t) => iperf(t));
+    const perMB = { units: (gbits) => (gbits * 1e9 * seconds) / 8 / 1e6, digits: 2, rate: ' Gbit/s', per: 'MB', scale: 1e3, unit: 'ms' };
+    const up = compare('bulk', (t) => iperf(t), perMB);
     console.log(line('iperf3 (device → host)', up, 2, ' Gbit/s'));
     // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
-    const down = compare('bulk-r', (t) => iperf(t, '-R'));
+    const down = compare('bulk-r', (t) => iperf(t, '-R'), perMB);
     console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
     console.log(
       `CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, (up.total * 1e9 * seconds) / 8 / 1e6, (up.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
@@ -449,7 +476,7 @@ try {
       console.log(`system calls / context switches / page faults per MB (iperf3 -R): ${perCall(down.calls, (down.total * 1e9 * seconds) / 8 / 1e6)}`);
   }
   if (phases.has('requests')) {
-    const req = compare('requests', (t) => rps(t));
+    const req = compare('requests', (t) => rps(t), { units: (rate) => rate * seconds, digits: 0, rate: '/s', per: 'request', scale: 1e6, unit: 'µs' });
     console.log(line('HTTP requests/s (16 keep-alive connections)', req, 0, ''));
     console.log(`CPU per request through the tunnel: ${perUnitVsWg(req, req.total * seconds, req.wgTotal * seconds, 1e6, 'µs')}`);
     if (countSyscalls) {
@@ -464,7 +491,14 @@ try {
     const synRetrans = () => counter('TcpExtTCPSynRetrans');
     const segsBefore = counter('TcpRetransSegs');
     const retransBefore = synRetrans();
-    const flows = compare('flows', (t) => rps(t, true));
+    const flows = compare('flows', (t) => rps(t, true), {
+      units: (rate) => rate * seconds,
+      digits: 0,
+      rate: '/s',
+      per: 'new connection',
+      scale: 1e6,
+      unit: 'µs',
+    });
     console.log(line('HTTP requests/s, a new connection each (16 clients)', flows, 0, ''));
     console.log(
       `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,

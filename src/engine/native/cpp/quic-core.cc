@@ -42,6 +42,19 @@ uint64_t TraceMs() {
   return ms;
 }
 
+// Where OXY_QUIC_TRACE's lines go: OXY_QUIC_TRACE_FILE (appended a line at a time, each with the
+// process id: several processes share the file) or stderr. A file keeps a parent that reads its
+// children's stderr only now and then (bench/vnet-path.js during a run) from stalling them.
+FILE* TraceOut() {
+  static FILE* out = [] {
+    const char* path = getenv("OXY_QUIC_TRACE_FILE");
+    FILE* f = path && *path ? fopen(path, "a") : nullptr;
+    if (f) setvbuf(f, nullptr, _IOLBF, 8192);
+    return f ? f : stderr;
+  }();
+  return out;
+}
+
 void LogPrintf(void*, const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -836,16 +849,24 @@ void Conn::Trace(uint64_t now, const char* why) {
   ngtcp2_conn_stat st;
   ngtcp2_conn_get_conn_stat(conn_, &st);
   const Counters& c = counters;
-  fprintf(stderr,
-          "quic-trace %s %p%s t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
+  // Packets with stream bytes declared lost (a loss sets the window back: CUBIC's only signal here).
+  uint64_t lost = closed_stream_losses_;
+  for (auto& [id, stream] : streams_) {
+    if (!stream->write_closed) lost += ngtcp2_conn_get_stream_loss_count(conn_, id);
+  }
+  fprintf(TraceOut(),
+          "quic-trace %s %p%s pid=%d t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
           "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
-          "cwndWaitUs=%llu paceSkips=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f\n",
-          server_ ? "server" : "client", static_cast<void*>(this), why, double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
+          "cwndWaitUs=%llu paceSkips=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f "
+          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu\n",
+          server_ ? "server" : "client", static_cast<void*>(this), why, int(getpid()), double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
           (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
           (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
           (unsigned long long)c.timer_late_us, (unsigned long long)c.credit_held, (unsigned long long)c.writable_waits, (unsigned long long)c.cwnd_wait_us, (unsigned long long)c.pace_skips, (unsigned long long)c.answers, (unsigned long long)c.answer_us,
           (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
-          double(st.delivery_rate_sec) / 1e6);
+          double(st.delivery_rate_sec) / 1e6, (unsigned long long)st.ssthresh,
+          st.congestion_recovery_start_ts == UINT64_MAX ? -1.0 : double(now - st.congestion_recovery_start_ts) / 1e6, (unsigned long long)lost,
+          (unsigned long long)send_dropped, st.pto_count);
 }
 
 Napi::Object Conn::Info(Napi::Env env) {
