@@ -252,6 +252,12 @@ export interface NativeQuicConnSettings {
   loopbackUdpPayloadSize?: number;
   loopbackCwndUnit?: number;
   loopbackAckThreshold?: number;
+  /**
+   * Off loopback, 0 = the packet size: the bytes ngtcp2's congestion controller counts as one
+   * packet (its initial window is 2 units, its cap's floor 2.89 × 2 units, its floor after a
+   * loss 2 units). A connector toward a near edge passes NEAR_CWND_UNIT (transport/quic/config.ts).
+   */
+  cwndUnit?: number;
   /** Runs of equal-size packets on one path as one UDP GSO message. Default true; off by itself once the kernel refuses one. */
   gso?: boolean;
   /** Receive runs of packets coalesced by the kernel (UDP GRO), split in the addon. Default true. */

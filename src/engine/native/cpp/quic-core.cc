@@ -429,6 +429,7 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   s.loopback_payload = uint32_t(std::min<uint64_t>(optional("loopbackUdpPayloadSize"), 65507));
   if (s.loopback_payload != 0 && s.loopback_payload < 1200) s.loopback_payload = 0;
   s.loopback_cwnd_unit = std::min<uint64_t>(optional("loopbackCwndUnit"), 16 * 1024 * 1024);
+  s.cwnd_unit = std::min<uint64_t>(optional("cwndUnit"), 65527);  // ngtcp2's largest max_tx_udp_payload_size
   s.loopback_ack_threshold = uint32_t(std::min<uint64_t>(optional("loopbackAckThreshold"), 1024));
   s.gso = !o.Has("gso") || o.Get("gso").ToBoolean();
   s.gro = !o.Has("gro") || o.Get("gro").ToBoolean();
@@ -586,6 +587,7 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // ngtcp2 sizes the window in units of this value; packets stay at payload_ (we pass that as
   // each write's room, and the peer's max_udp_payload_size caps it too).
   if (loopback && s.loopback_cwnd_unit > payload_) settings->max_tx_udp_payload_size = s.loopback_cwnd_unit;
+  if (!loopback && s.cwnd_unit > payload_) settings->max_tx_udp_payload_size = s.cwnd_unit;
   if (loopback && s.loopback_ack_threshold) settings->ack_thresh = s.loopback_ack_threshold;
   // With PMTUD (off loopback): packets of the path's size so far, from 1,200 up to what a probe
   // found (ngtcp2 shapes each write's room to it). Without: full-size packets from the start (the

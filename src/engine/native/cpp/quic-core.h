@@ -579,6 +579,10 @@ struct ConnSettings {
   uint32_t loopback_payload = 0;
   uint64_t loopback_cwnd_unit = 0;
   uint32_t loopback_ack_threshold = 0;
+  // Off loopback (0: the packet size): ngtcp2's congestion window unit (`cwndUnit`; a connector
+  // toward a near edge, transport/quic/config.ts NEAR_CWND_UNIT). CUBIC's cap is 2.89 × max(2
+  // units, rate × min RTT): on a sub-ms path its floor, not the luck of slow start, sets the window.
+  uint64_t cwnd_unit = 0;
   // UDP GSO on the socket's sends (`gso`, default true); off by itself where the kernel refuses it.
   bool gso = true;
   // UDP GRO on the socket's receives (`gro`, default true): RecvBatch.

@@ -85,6 +85,36 @@ export const PMTUD_UDP_PAYLOAD = 1452;
 /** 127.0.0.0/8, ::1 and their IPv4-mapped forms: the path whose MTU is 64 KiB. */
 export const isLoopbackAddress = (address: string): boolean => address === '::1' || /^(::ffff:)?127\./i.test(address);
 
+/**
+ * The unit (bytes) in which an ngtcp2 connector counts its congestion window toward an edge at a
+ * near address (isNearAddress). ngtcp2 0.12's CUBIC stops growing the window at 2.89 × max(2 units,
+ * max delivery rate × min RTT): on a sub-millisecond path the min RTT comes from an idle moment
+ * (~50 µs) and the rate from slow start, so the window a connection keeps for its whole life is
+ * what its first bulk transfer happened to reach — 55 KB to 380 KB between runs of the same build
+ * — and a small one costs every process on the path up to twice the CPU per MB in wake-ups and
+ * system calls (docs/decisions.md "The vnet path's -R: a window frozen by slow start's luck").
+ * At 65,000 the cap's floor is ~376 KB and the window starts at 130 KB; packets keep their size
+ * (the unit only sizes the window). Also the window's floor after a loss (2 units), hence only
+ * toward near addresses: a far edge's min RTT sets a cap far above the floor anyway.
+ */
+export const NEAR_CWND_UNIT = 65_000;
+
+/**
+ * An address on a private network — RFC 1918, the benchmarking range 198.18.0.0/15 (RFC 2544),
+ * IPv4 and IPv6 link-local, IPv6 unique local (fc00::/7), and their IPv4-mapped forms — where
+ * the edge is near (a LAN, a data centre, the same host in another namespace). Not loopback
+ * (its own profile) and not the shared address space 100.64.0.0/10, which overlay VPNs spread
+ * across the internet.
+ */
+export const isNearAddress = (address: string): boolean => {
+  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.\d+\.\d+$/i.exec(address);
+  if (v4) {
+    const [a, b] = [Number(v4[1]), Number(v4[2])];
+    return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 198 && (b === 18 || b === 19)) || (a === 169 && b === 254);
+  }
+  return /^f[cd][0-9a-f]{2}:/i.test(address) || /^fe[89ab][0-9a-f]:/i.test(address);
+};
+
 export interface TlsMaterial {
   /** Server: certificate chain PEM and key PEM. */
   cert?: string;

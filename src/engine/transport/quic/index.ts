@@ -23,7 +23,9 @@ import {
   CID_LENGTH,
   DEFAULT_IDLE_TIMEOUT_MS,
   isLoopbackAddress,
+  isNearAddress,
   LOOPBACK_UDP_PAYLOAD,
+  NEAR_CWND_UNIT,
   PMTUD_UDP_PAYLOAD,
   QUIC_ALPN,
   quiche,
@@ -159,6 +161,7 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
     const native = {
       ...settings,
       pmtud,
+      ...(nearCwndWanted(address) ? { cwndUnit: NEAR_CWND_UNIT } : {}),
       remoteAddress: address,
       remotePort: options.port,
       localAddress: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
@@ -343,6 +346,9 @@ const gsoWanted = (options: QuicSocketOptions): boolean => (options.gso ?? true)
 const groWanted = (options: QuicSocketOptions): boolean => (options.gro ?? true) && process.env.OXY_QUIC_GRO !== '0';
 /** PMTUD on the addon's ngtcp2 connections: `pmtud` (default true) unless OXY_QUIC_PMTUD=0 (docs/decisions.md "... packet sizes (session 16)"). */
 const pmtudWanted = (options: QuicSocketOptions): boolean => (options.pmtud ?? true) && process.env.OXY_QUIC_PMTUD !== '0';
+
+/** An ngtcp2 connector's window counted in NEAR_CWND_UNIT toward a near edge, unless OXY_QUIC_NEAR_CWND=0 (docs/decisions.md "The vnet path's -R: a window frozen by slow start's luck"). */
+const nearCwndWanted = (address: string): boolean => isNearAddress(address) && process.env.OXY_QUIC_NEAR_CWND !== '0';
 
 /** BoringSSL takes an unusable certificate silently (every handshake fails later): check it now. */
 function checkServerIdentity(cert: string, key: string): void {

@@ -1,0 +1,75 @@
+// An ngtcp2 connector toward an edge at a near (private) address counts its congestion window in
+// NEAR_CWND_UNIT bytes: the window starts at two units and, since ngtcp2 0.12's CUBIC caps it at
+// 2.89 × max(2 units, delivery rate × min RTT), a bulk transfer takes it to ~376 KB at least,
+// whatever slow start's rate samples and an idle moment's min RTT would have allowed — on a
+// sub-millisecond path those set windows of 55–380 KB that a connection kept for its life.
+// Packets keep their size. OXY_QUIC_NEAR_CWND=0: ngtcp2's window in packets, as toward any address.
+//
+//   client netns  cli0 198.18.8.100/24 ── veth ── srv0 198.18.8.1/24  server netns
+import { afterEach, expect, it } from 'vitest';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { isNearAddress, NEAR_CWND_UNIT } from '../../../src/engine/transport/quic/config.js';
+import type { TestNetns } from '../../helpers/netns.js';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { ngtcp2Bulk, ngtcp2NetnsSuite } from './ngtcp2-netns.js';
+
+const SERVER = '198.18.8.1';
+const SIZE = 8 * 1024 * 1024;
+/** ngtcp2 0.12's cap on a window counted in NEAR_CWND_UNIT: 2.89 × 2 units. */
+const FLOOR = Math.floor((2 * NEAR_CWND_UNIT * 289) / 100);
+
+it('near addresses: private, benchmarking, link-local and unique local ranges; not loopback, shared or public', () => {
+  for (const a of [
+    '10.1.2.3',
+    '172.16.0.1',
+    '172.31.255.1',
+    '192.168.1.1',
+    '198.18.1.1',
+    '198.19.0.5',
+    '169.254.9.9',
+    '::ffff:10.0.0.1',
+    'fd00::1',
+    'fc12::1',
+    'fe80::1',
+  ])
+    expect(isNearAddress(a), a).toBe(true);
+  for (const a of ['127.0.0.1', '::1', '100.64.0.1', '172.32.0.1', '198.20.0.1', '8.8.8.8', '2001:db8::1', 'fe00::1', 'fc::1', '::ffff:1.2.3.4'])
+    expect(isNearAddress(a), a).toBe(false);
+});
+
+privilegedDescribe('ngtcp2 window toward a near edge', () => {
+  const saved = process.env.OXY_QUIC_NEAR_CWND;
+  let server!: TestNetns;
+  let client!: TestNetns;
+  let id: EdgeIdentity;
+  const open = ngtcp2NetnsSuite(async (create) => {
+    id = await createEdgeIdentity({ ips: [SERVER] });
+    server = create('oxy-near-srv');
+    client = create('oxy-near-cli');
+    server.veth('srv0', client, 'cli0');
+    server.ipBatch([`addr add ${SERVER}/24 dev srv0`]);
+    client.ipBatch(['addr add 198.18.8.100/24 dev cli0']);
+  });
+  afterEach(() => {
+    if (saved === undefined) delete process.env.OXY_QUIC_NEAR_CWND;
+    else process.env.OXY_QUIC_NEAR_CWND = saved;
+  });
+
+  it('the connector starts at two units and sends 8 MiB with a window of at least 2.89 × 2 units, bytes intact both ways', async () => {
+    delete process.env.OXY_QUIC_NEAR_CWND;
+    const first = await ngtcp2Bulk({ server, client, address: SERVER, id, size: 1024, open });
+    expect(first.conn.quicStats().cwnd).toBeGreaterThanOrEqual(2 * NEAR_CWND_UNIT);
+    const { conn } = await ngtcp2Bulk({ server, client, address: SERVER, id, size: SIZE, open });
+    const stats = conn.quicStats();
+    expect(stats.cwnd).toBeGreaterThanOrEqual(FLOOR);
+    // The unit sizes the window, not the packets: PMTUD's 1,444 on this 1,500-byte link.
+    expect('pathPayload' in stats && stats.pathPayload).toBe(1444);
+  }, 60_000);
+
+  it('OXY_QUIC_NEAR_CWND=0: the window in packets, as toward any address; bytes intact', async () => {
+    process.env.OXY_QUIC_NEAR_CWND = '0';
+    const { conn } = await ngtcp2Bulk({ server, client, address: SERVER, id, size: 1024, open });
+    // ngtcp2's initial window of 14,720 bytes, and what the handshake's and 1 KiB's ACKs added in slow start.
+    expect(conn.quicStats().cwnd).toBeLessThan(2 * NEAR_CWND_UNIT);
+  }, 60_000);
+});
