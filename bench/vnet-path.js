@@ -22,7 +22,7 @@
  *     [--strace DIR]   (strace -c of each process per phase)
  *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
  *     [--quic-trace MS --log DIR]   (OXY_QUIC_TRACE=MS into DIR/quic-trace.log, phases and processes marked: cwnd, bytes
- *                   in flight, RTTs and why flushes stopped, per connection; /tmp-side scripts group it by phase)
+ *                   in flight, RTTs and why flushes stopped, per connection; node bench/quic-trace.js DIR/quic-trace.log reads it per round)
  *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
  *                   a bimodal phase shows which rounds were slow and what they cost)
  */
