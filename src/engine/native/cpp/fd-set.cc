@@ -165,7 +165,7 @@ void Deliver(uv_poll_t* handle, int, int) {
     if (w->events == 0) {
       // An error or hang-up reported while nothing is wanted (epoll always reports them): out of
       // the set until something is wanted again, or it would wake the loop forever.
-      if (e & (EPOLLERR | EPOLLHUP)) {
+      if ((e & (EPOLLERR | EPOLLHUP)) && w->added) {
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, nullptr);
         w->added = false;
       }
@@ -188,6 +188,14 @@ void Deliver(uv_poll_t* handle, int, int) {
 }  // namespace
 
 double FdSetOwnPolls() { return own_polls; }
+
+static bool DelIdle() {
+  static const bool on = [] {
+    const char* e = std::getenv("OXY_FD_SET_DEL_IDLE");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
 
 bool SameTurnReads() {
   static const bool on = [] {
@@ -275,8 +283,12 @@ int SetFdWatch(FdWatch* w, int events, FdWatchCb cb) {
     // Not in the set and nothing wanted: nothing to tell the kernel yet.
     return 0;
   }
+  // Nothing wanted any more: out of the set (a DEL where a MOD to nothing would be, and none at
+  // FreeFdWatch: a socket whose reads and writes are over before its close — a flow's end — costs
+  // one epoll_ctl less); wanted again, it is added again. OXY_FD_SET_DEL_IDLE=0: a MOD, kept in the set.
+  if (events == 0 && DelIdle()) op = EPOLL_CTL_DEL;
   if (epoll_ctl(s->epfd, op, w->fd, &ev) != 0) return -errno;
-  w->added = true;
+  w->added = op != EPOLL_CTL_DEL;
   Wanting(s, (events != 0) - (w->events != 0));
   w->events = events;
   return 0;
