@@ -5,6 +5,7 @@
  * loads in ~10 ms instead of ~85 ms for the package root.
  */
 import { quiche, type Config as QuicheConfig } from '@matrixai/quic/native/index.js';
+import ipaddr from 'ipaddr.js';
 import { OxyError } from '../../../core/errors.js';
 import type { NativeQuicConnSettings } from '../../native/index.js';
 
@@ -107,13 +108,13 @@ export const NEAR_CWND_UNIT = 65_000;
  * across the internet.
  */
 export const isNearAddress = (address: string): boolean => {
-  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.\d+\.\d+$/i.exec(address);
-  if (v4) {
-    const [a, b] = [Number(v4[1]), Number(v4[2])];
-    return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 198 && (b === 18 || b === 19)) || (a === 169 && b === 254);
-  }
-  return /^f[cd][0-9a-f]{2}:/i.test(address) || /^fe[89ab][0-9a-f]:/i.test(address);
+  if (!ipaddr.isValid(address)) return false;
+  const ip = ipaddr.process(address); // an IPv4-mapped IPv6 address as its IPv4 one
+  return NEAR_RANGES.has(ip.range()) || (ip.kind() === 'ipv4' && ip.match(BENCHMARKING));
 };
+const NEAR_RANGES = new Set(['private', 'linkLocal', 'uniqueLocal']);
+/** ipaddr.js files 198.18.0.0/15 under 'reserved' with the documentation ranges, which are not near. */
+const BENCHMARKING = ipaddr.parseCIDR('198.18.0.0/15');
 
 export interface TlsMaterial {
   /** Server: certificate chain PEM and key PEM. */
