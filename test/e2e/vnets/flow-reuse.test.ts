@@ -8,7 +8,8 @@ import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../h
 
 // In the data centre: 9100 answers after the client's FIN with what it got; 9101 resets the
 // connection at its first bytes; 9103 logs how a client's connection ended; 9104 sends up to
-// 64 MiB as fast as it is read and logs how its writes ended.
+// 64 MiB as fast as it is read and logs how its writes ended; 9105 says bye and ends first, and
+// logs how the client's side ended.
 const HOST = `
 const net = require('net');
 net.createServer((s) => {
@@ -35,6 +36,12 @@ net.createServer((s) => {
   };
   more();
 }).listen(9104, '198.18.0.10');
+net.createServer((s) => {
+  s.on('error', (e) => console.log('closer saw ' + e.code));
+  s.on('end', () => console.log('closer saw end'));
+  s.resume();
+  s.end('bye');
+}).listen(9105, '198.18.0.10');
 `;
 
 // On the device: `seq N` makes N flows one after another (16 bytes then FIN each; each answer
@@ -75,6 +82,12 @@ const outcome = (port) => new Promise((resolve) => {
     const s = net.connect(9100, '198.18.0.77');
     s.on('connect', () => s.write('hello', () => setTimeout(() => { s.resetAndDestroy(); console.log('reset'); }, 300)));
     s.on('error', () => undefined);
+  }
+  else if (mode === 'closer') {
+    const s = net.connect(9105, '198.18.0.10');
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('end', () => console.log(got));
   }
   else if (mode === 'hold') {
     const s = net.connect(9103, '198.18.0.10');
@@ -215,6 +228,14 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
       expect(seen).toMatch(/timer:\(keepalive,/);
       expect((await held).stdout.trim()).toBe('held');
       await host.waitFor(/host saw end/, 10_000);
+    }, 30_000);
+
+    it("a host that ends first hears the device's end as an end (the connector's FIN, not a reset)", async () => {
+      expect((await site.inDevice(process.execPath, ['-e', CLIENT, 'closer'])).stdout.trim()).toBe('bye');
+      await host.waitFor(/closer saw (end|E\w+)/, 10_000);
+      expect(host.output).toMatch(/closer saw end/);
+      expect(host.output).not.toMatch(/closer saw E/);
+      await nextFlowsReused(site);
     }, 30_000);
 
     it("the device's reset before its flow was answered (the dial under way): the stream serves the next flows", async () => {

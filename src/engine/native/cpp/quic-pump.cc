@@ -45,6 +45,13 @@ int ConnectError(int fd, int events) {
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   return err;
 }
+bool CloseShuts() {
+  static const bool on = [] {
+    const char* e = getenv("OXY_FLOW_CLOSE_SHUTS");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
 constexpr size_t kPumpRead = 64 * 1024;
 constexpr int kReadsPerWake = 16;
 // A read at least this long becomes the chunk itself (no copy); a shorter one is copied into a
@@ -1091,8 +1098,15 @@ void Conn::PumpWriteOut(Pump* p) {
   }
   if (p->shut_pending && !p->shut_done && !p->ended && p->out.empty()) {
     p->shut_done = true;
-    if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) PumpEnd(p, errno);
-    else if (!p->flows) Event(kEvPump, kPumpShut, p->id, nullptr, 0);
+    // A flow over both ways whose fd's end was read (its END went, no RESET): its close follows at
+    // this turn's flush (FlushPumps) and sends the FIN itself — nothing is unread after an end —
+    // so no shutdown before it (OXY_FLOW_CLOSE_SHUTS=0: one anyway).
+    if (p->lingering && !p->reset_sent && CloseShuts()) {
+    } else if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+      PumpEnd(p, errno);
+    } else if (!p->flows) {
+      Event(kEvPump, kPumpShut, p->id, nullptr, 0);
+    }
   }
   if (p->out.size() <= kStreamHighWater / 2) {
     if (p->want_drain) {
