@@ -1,0 +1,91 @@
+// An ACK of a few small packets waits (up to 1 ms) for data to ride on instead of leaving alone
+// (docs/decisions.md, session 18): requests and answers both ways arrive whole and in order with
+// the wait (the default) and without it (OXY_QUIC_ACK_WAIT=0, read when a connection is made), and
+// a bulk transfer both ways, whose ACKs do not wait, stays intact.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { NativeQuicCounters } from '../../../src/engine/native/binding.js';
+import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { bulkBothWays, edgeIdentity } from './support.js';
+
+describe('ngtcp2: ACKs of small packets wait for data', () => {
+  const saved = { impl: process.env.OXY_QUIC_IMPL, wait: process.env.OXY_QUIC_ACK_WAIT };
+  const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
+  afterEach(async () => {
+    for (const { listener, client } of open.splice(0)) {
+      client.close();
+      await listener.close();
+    }
+    for (const [key, value] of [
+      ['OXY_QUIC_IMPL', saved.impl],
+      ['OXY_QUIC_ACK_WAIT', saved.wait],
+    ] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  });
+
+  async function pair(wait: boolean): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
+    const id = await edgeIdentity();
+    if (wait) delete process.env.OXY_QUIC_ACK_WAIT;
+    else process.env.OXY_QUIC_ACK_WAIT = '0';
+    let resolveServer!: (c: QuicServerConnection) => void;
+    const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2' }, resolveServer);
+    process.env.OXY_QUIC_IMPL = 'ngtcp2';
+    const client = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: id.caCert });
+    open.push({ listener, client });
+    return { client, server: await server };
+  }
+
+  function counters(c: QuicClientConnection | QuicServerConnection): NativeQuicCounters {
+    const stats = c.quicStats();
+    const counters = 'counters' in stats ? (stats.counters as NativeQuicCounters | undefined) : undefined;
+    if (!counters) throw new Error('quicStats() has no counters: not an ngtcp2 connection');
+    return counters;
+  }
+
+  /** `count` requests of 100 bytes on one stream, each answered with 200 bytes before the next goes. */
+  async function requests(client: QuicClientConnection, server: QuicServerConnection, count: number): Promise<void> {
+    const accepted = server.acceptStream();
+    const stream = await client.openStream();
+    stream.write(Buffer.alloc(100, 0));
+    const peer = await accepted;
+    let seen = 0;
+    peer.on('data', (chunk: Buffer) => {
+      // Each complete request of 100 bytes is answered with 200 bytes.
+      for (seen += chunk.length; seen >= 100; seen -= 100) peer.write(Buffer.alloc(200, 7));
+    });
+    let got = 0;
+    for (let i = 1; i <= count; i++) {
+      await new Promise<void>((resolve) => {
+        const on = (chunk: Buffer): void => {
+          got += chunk.length;
+          if (got >= i * 200) {
+            stream.off('data', on);
+            resolve();
+          }
+        };
+        stream.on('data', on);
+        if (i > 1) stream.write(Buffer.alloc(100, i & 0xff));
+      });
+    }
+    expect(got).toBe(count * 200);
+    stream.end();
+    peer.end();
+  }
+
+  it('requests and answers arrive whole with the wait: ACKs waited for them', async () => {
+    const { client, server } = await pair(true);
+    await requests(client, server, 200);
+    expect(counters(client).ackWaits + counters(server).ackWaits).toBeGreaterThan(0);
+    await bulkBothWays(client, server, 8);
+  }, 60_000);
+
+  it('with OXY_QUIC_ACK_WAIT=0 every flush writes its ACKs: requests and bulk intact', async () => {
+    const { client, server } = await pair(false);
+    await requests(client, server, 200);
+    expect(counters(client).ackWaits).toBe(0);
+    expect(counters(server).ackWaits).toBe(0);
+    await bulkBothWays(client, server, 8);
+  }, 60_000);
+});
