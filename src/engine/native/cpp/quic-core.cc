@@ -1425,6 +1425,8 @@ constexpr uint64_t kAckWaitNs = NGTCP2_MILLISECONDS;
 // packets would be written, it waits up to kAckWaitNs for data it can ride on (the next request or
 // answer, ~0.1 ms here); then the timer sends it. We advertise max_ack_delay 25 ms: a peer's loss
 // recovery allows for it. Not before confirmation, nor with stream data, datagrams or a close waiting.
+// Off by default (OXY_QUIC_ACK_WAIT=1 turns it on): on main with the near window unit its pairs
+// showed more system calls and switches per request, not fewer (docs/decisions.md, session 18).
 bool Conn::DeferAck(uint64_t ts) {
   if (!ack_wait_ || rx_small_bytes_ == 0 || rx_small_bytes_ > kAckWaitBytes || !confirmed_ || close_pending_ ||
       !sendq_.empty() || !datagrams_.empty()) {

@@ -928,10 +928,10 @@ class Conn {
   // for data to ride on (DeferAck; 0: not waiting).
   uint64_t rx_small_bytes_ = 0;
   uint64_t ack_wait_until_ = 0;
-  // OXY_QUIC_ACK_WAIT=0 when the connection was made: every flush writes what ngtcp2 has.
+  // OXY_QUIC_ACK_WAIT=1 when the connection was made (off by default: docs/decisions.md, session 18).
   const bool ack_wait_ = [] {
     const char* e = getenv("OXY_QUIC_ACK_WAIT");
-    return !(e && e[0] == '0');
+    return e && e[0] == '1';
   }();
   uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due
   void Trace(uint64_t now, const char* why);
