@@ -27,7 +27,7 @@ export class NsProcess {
     child.stderr?.on('data', (d) => (this.output += d));
   }
 
-  async waitFor(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  async waitFor(re: RegExp, timeoutMs = 45_000): Promise<RegExpMatchArray> {
     const t0 = Date.now();
     for (;;) {
       const m = this.output.match(re);

@@ -46,8 +46,11 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     const pair = await tunnelPair(protocol);
     cleanups.push(() => pair.close());
     // A connector that refuses /refuse as the real one does (a refusal header, then the
-    // end of its side) and answers /slow only after the edge's response timeout. The timeout
-    // (1 s) leaves a loaded machine room to deliver the refusals in time (200 ms did not, in CI).
+    // end of its side) and answers /slow only once the client has its 504s. The timeout (3 s)
+    // leaves a loaded machine room to deliver the refusals in time (200 ms did not, in CI, nor
+    // 1 s at load 20).
+    let answerLate!: () => void;
+    const late = new Promise<void>((resolve) => (answerLate = resolve));
     pair.connector.onStream((stream) => {
       stream.on('error', () => undefined);
       void readStreamHeader(stream, { expect: 'request' }).then(
@@ -57,17 +60,17 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
             writeResponseHeader(stream, { status: ResponseStatus.FORBIDDEN, message: 'refused by policy', metadata: [] });
             stream.end();
           } else {
-            setTimeout(() => {
+            void late.then(() => {
               if (stream.destroyed) return;
               writeResponseHeader(stream, { status: ResponseStatus.OK, message: '', metadata: encodeResponseHead({ status: 200, headers: [] }) });
               stream.end('too late');
-            }, 2000);
+            });
           }
         },
         () => stream.destroy(),
       );
     });
-    const onramp = await onrampOver(pair.edge, 1000);
+    const onramp = await onrampOver(pair.edge, 3000);
 
     const url = `http://127.0.0.1:${onramp.address.port}`;
     const statuses = await Promise.all(
@@ -79,7 +82,8 @@ describe.each(['http2', 'quic'] as const)('over %s', (protocol) => {
     // Refused: 502; not answered in time: 504 (RFC 9209 http_response_timeout).
     expect(statuses).toEqual([...Array(20).fill(502), ...Array(5).fill(504)]);
 
-    await new Promise((r) => setTimeout(r, 1200)); // the late answers are written
+    answerLate();
+    await new Promise((r) => setTimeout(r, 100)); // the late answers are written
     await until(() => pair.edge.stats().activeStreams === 0 && pair.connector.stats().activeStreams === 0);
     expect({ edge: pair.edge.stats().activeStreams, connector: pair.connector.stats().activeStreams }).toEqual({ edge: 0, connector: 0 });
   });
