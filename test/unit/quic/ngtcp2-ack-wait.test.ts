@@ -2,40 +2,14 @@
 // packets waits (up to 1 ms) for data to ride on instead of leaving alone (docs/decisions.md,
 // session 18): requests and answers both ways arrive whole and in order with the wait and without
 // it, and a bulk transfer both ways, whose ACKs do not wait, stays intact.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NativeQuicCounters } from '../../../src/engine/native/binding.js';
-import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
-import { bulkBothWays, edgeIdentity } from './support.js';
+import type { QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { bulkBothWays, envPairs } from './support.js';
 
 describe('ngtcp2: ACKs of small packets wait for data', () => {
-  const saved = { impl: process.env.OXY_QUIC_IMPL, wait: process.env.OXY_QUIC_ACK_WAIT };
-  const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
-  afterEach(async () => {
-    for (const { listener, client } of open.splice(0)) {
-      client.close();
-      await listener.close();
-    }
-    for (const [key, value] of [
-      ['OXY_QUIC_IMPL', saved.impl],
-      ['OXY_QUIC_ACK_WAIT', saved.wait],
-    ] as const) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  });
-
-  async function pair(wait: boolean): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
-    const id = await edgeIdentity();
-    if (wait) process.env.OXY_QUIC_ACK_WAIT = '1';
-    else delete process.env.OXY_QUIC_ACK_WAIT;
-    let resolveServer!: (c: QuicServerConnection) => void;
-    const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, host: '127.0.0.1', impl: 'ngtcp2' }, resolveServer);
-    process.env.OXY_QUIC_IMPL = 'ngtcp2';
-    const client = await dialQuic({ host: '127.0.0.1', port: listener.address.port, ca: id.caCert });
-    open.push({ listener, client });
-    return { client, server: await server };
-  }
+  const makePair = envPairs(['OXY_QUIC_ACK_WAIT']);
+  const pair = (wait: boolean) => makePair({ env: { OXY_QUIC_ACK_WAIT: wait ? '1' : undefined } });
 
   function counters(c: QuicClientConnection | QuicServerConnection): NativeQuicCounters {
     const stats = c.quicStats();

@@ -3,42 +3,17 @@
 // 1 MiB units with `all` — between ngtcp2 ends only as far as the peer allows (quiche advertises
 // 16 KB); none of it with `none`.
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { describe, expect, it } from 'vitest';
+import type { QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import type { NativeQuicCounters } from '../../../src/engine/native/binding.js';
-import { bulkBothWays, collect, edgeIdentity, sha256 } from './support.js';
+import { bulkBothWays, collect, envPairs, sha256 } from './support.js';
 
 type Lib = 'quiche' | 'ngtcp2';
 
 describe('ngtcp2 on loopback', () => {
-  const saved = { impl: process.env.OXY_QUIC_IMPL, loopback: process.env.OXY_NGTCP2_LOOPBACK };
-  const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
-  afterEach(async () => {
-    for (const { listener, client } of open.splice(0)) {
-      client.close();
-      await listener.close();
-    }
-    for (const [key, value] of [
-      ['OXY_QUIC_IMPL', saved.impl],
-      ['OXY_NGTCP2_LOOPBACK', saved.loopback],
-    ] as const) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  });
-
-  async function pair(edge: Lib, connector: Lib, host = '127.0.0.1', profile = 'all'): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
-    const id = await edgeIdentity();
-    if (profile) process.env.OXY_NGTCP2_LOOPBACK = profile;
-    else delete process.env.OXY_NGTCP2_LOOPBACK;
-    let resolveServer!: (c: QuicServerConnection) => void;
-    const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, host, impl: edge }, resolveServer);
-    process.env.OXY_QUIC_IMPL = connector;
-    const client = await dialQuic({ host, port: listener.address.port, ca: id.caCert });
-    open.push({ listener, client });
-    return { client, server: await server };
-  }
+  const makePair = envPairs(['OXY_NGTCP2_LOOPBACK']);
+  const pair = (edge: Lib, connector: Lib, host = '127.0.0.1', profile = 'all') =>
+    makePair({ edge, connector, host, env: { OXY_NGTCP2_LOOPBACK: profile || undefined } });
 
   /** An ngtcp2 connection's pacing counters (quiche's connections have none). */
   function counters(c: QuicClientConnection | QuicServerConnection): NativeQuicCounters {

@@ -2,7 +2,7 @@
 // pair on loopback, and stream helpers.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import {
   dialQuic,
@@ -167,4 +167,46 @@ export async function bulkBothWays(client: QuicClientConnection, server: QuicSer
   const [gotUp, gotDown] = await Promise.all([atServer, atClient]);
   expect(sha256(gotUp)).toBe(sha256(up));
   expect(sha256(gotDown)).toBe(sha256(down));
+}
+
+export interface EnvPairOptions {
+  edge?: 'quiche' | 'ngtcp2';
+  connector?: 'quiche' | 'ngtcp2';
+  host?: string;
+  /** Set before the pair is made (undefined: unset). */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Loopback pairs of chosen QUIC libraries made under some `OXY_…` variables (read when a
+ * connection is made); after each test the pairs close and the variables are put back.
+ */
+export function envPairs(keys: readonly string[]): (opts: EnvPairOptions) => Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
+  const names = ['OXY_QUIC_IMPL', ...keys];
+  const saved = Object.fromEntries(names.map((k) => [k, process.env[k]]));
+  const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
+  const set = (values: Record<string, string | undefined>): void => {
+    for (const [key, value] of Object.entries(values)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  };
+  afterEach(async () => {
+    for (const { listener, client } of open.splice(0)) {
+      client.close();
+      await listener.close();
+    }
+    set(saved);
+  });
+  return async ({ edge = 'ngtcp2', connector = 'ngtcp2', host = '127.0.0.1', env = {} }) => {
+    const id = await edgeIdentity();
+    set(env);
+    let resolveServer!: (c: QuicServerConnection) => void;
+    const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, host, impl: edge }, resolveServer);
+    process.env.OXY_QUIC_IMPL = connector;
+    const client = await dialQuic({ host, port: listener.address.port, ca: id.caCert });
+    open.push({ listener, client });
+    return { client, server: await server };
+  };
 }
