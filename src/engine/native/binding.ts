@@ -176,8 +176,6 @@ export interface NativeQuicCounters {
   writableWaits: number;
   /** Key updates this end began (only with OXY_QUIC_KEY_UPDATE=N: one per N packets sent, for tests). */
   keyUpdates: number;
-  /** Flushes that wrote nothing: only an ACK of a few small packets was due, and it waited (up to 1 ms) for data to ride on (only with OXY_QUIC_ACK_WAIT=1). */
-  ackWaits: number;
   minRttUs: number;
   bytesInFlight: number;
 }

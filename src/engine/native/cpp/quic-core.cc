@@ -920,7 +920,6 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("answers", double(counters.answers));
   c.Set("answerUs", double(counters.answer_us));
   c.Set("keyUpdates", double(counters.key_updates));
-  c.Set("ackWaits", double(counters.ack_waits));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -954,7 +953,6 @@ void Conn::Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64
   if (!Usable()) return;
   packets_recv++;
   if (read_ts_ == 0) read_ts_ = ts;
-  rx_small_bytes_ += len;
   ngtcp2_pkt_info pi{};
   int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, data, len, ts);
   if (rv != 0) {
@@ -1092,14 +1090,10 @@ void Conn::Flush() {
   if (!Usable()) return;
   if (!pump_out_.empty()) FlushPumps();
   if (!answer_out_.empty()) FlushAnswers();
-  uint64_t ts = Now();
-  // Only an ACK of a few small packets is due: no packet now (the timer flushes at the wait's end).
-  const bool ack_waits = DeferAck(ts);
-  if (ack_waits) counters.ack_waits++;
-  else rx_small_bytes_ = 0;  // what ngtcp2 has to acknowledge goes now (or at its own deadline)
   in_flush_ = true;
   window_full_ = false;
   flush_gen_++;
+  uint64_t ts = Now();
   if (key_update_every_ && confirmed_ && packets_sent >= key_update_at_ && ngtcp2_conn_initiate_key_update(conn_, ts) == 0) {
     key_update_at_ = packets_sent + key_update_every_;
     counters.key_updates++;
@@ -1114,7 +1108,7 @@ void Conn::Flush() {
   // Handshake packets at the size JS chose: a client pads its Initial to the room it is given,
   // and a 64 KB Initial was never answered (quiche's listener reads 16 KB slots).
   const size_t max = ngtcp2_conn_get_handshake_completed(conn_) ? payload_ : std::min<size_t>(payload_, settings_.max_payload);
-  while (!ack_waits && total_pkts < kMaxPacketsPerFlush) {
+  while (total_pkts < kMaxPacketsPerFlush) {
     uint8_t* dest = host_->TxSlot();
     nwrite = 0;
     bool dgram_tried = false;
@@ -1382,10 +1376,6 @@ void Conn::ArmTimer() {
   if (!Usable() || !timer_) return;
   uint64_t expiry = ngtcp2_conn_get_expiry(conn_);
   if (close_pending_ && close_deadline_ < expiry) expiry = close_deadline_;
-  // An ACK waiting for data (DeferAck): the next flush comes at the end of the wait, whatever
-  // ngtcp2's deadline — later, since the ACK is due now; or earlier: what ngtcp2 queued without a
-  // deadline (a keep-alive PING once its timer was handled, a retransmission) goes then too.
-  if (ack_wait_until_ != 0) expiry = ack_wait_until_;
   if (expiry == UINT64_MAX) {
     uv_timer_stop(timer_);
     return;
@@ -1407,38 +1397,6 @@ void Conn::ArmTimer() {
   }
   uint64_t ms = expiry <= now ? 0 : (expiry - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS;
   uv_timer_start(timer_, &Conn::OnTimer, ms, 0);
-}
-
-namespace {
-// Up to this many bytes read since our last packet, the ACK may wait (about two full packets
-// pass at once, as ngtcp2's ack_thresh of 2 has them: a bulk receiver acknowledges as before).
-constexpr uint64_t kAckWaitBytes = 2400;
-constexpr uint64_t kAckWaitNs = NGTCP2_MILLISECONDS;
-}  // namespace
-
-// Requests and answers (the vnet path's keep-alive requests: a few small packets each way per
-// turn) made a third of the packets each way ACK-only: ngtcp2 acknowledges after min(max_ack_delay,
-// smoothed RTT / 8) — ~20 µs on a LAN, less than our own turn that reads them — and 0.12 acknowledges
-// at once any ack-eliciting packet that follows a packet that was not (an ACK-only one from the
-// peer reads as a gap: pktns_commit_recv_pkt_num compares with the largest ack-eliciting number),
-// so each ACK-only packet drew the next. Each woke the peer for nothing. When only an ACK of small
-// packets would be written, it waits up to kAckWaitNs for data it can ride on (the next request or
-// answer, ~0.1 ms here); then the timer sends it. We advertise max_ack_delay 25 ms: a peer's loss
-// recovery allows for it. Not before confirmation, nor with stream data, datagrams or a close waiting.
-// Off by default (OXY_QUIC_ACK_WAIT=1 turns it on): on main with the near window unit its pairs
-// showed more system calls and switches per request, not fewer (docs/decisions.md, session 18).
-bool Conn::DeferAck(uint64_t ts) {
-  if (!ack_wait_ || rx_small_bytes_ == 0 || rx_small_bytes_ > kAckWaitBytes || !confirmed_ || close_pending_ ||
-      !sendq_.empty() || !datagrams_.empty()) {
-    ack_wait_until_ = 0;
-    return false;
-  }
-  if (ack_wait_until_ == 0) ack_wait_until_ = ts + kAckWaitNs;
-  if (ts >= ack_wait_until_) {
-    ack_wait_until_ = 0;
-    return false;
-  }
-  return true;
 }
 
 // ------------------------------------------------------------------ teardown

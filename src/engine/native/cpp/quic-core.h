@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <string>
@@ -813,7 +812,6 @@ class Conn {
     uint64_t answers = 0;        // flushes that wrote packets after packets were read (an ACK, mostly)
     uint64_t answer_us = 0;      // from the first of those reads to the packets, summed
     uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
-    uint64_t ack_waits = 0;      // flushes that wrote nothing: an ACK of small packets waited for data to ride on
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -840,8 +838,6 @@ class Conn {
   void EnterClosing();
   void ResendClose();
   void ArmTimer();
-  // Whether this flush leaves an ACK of small packets for a later one (docs/decisions.md, session 18).
-  bool DeferAck(uint64_t ts);
   void Finish();
   void Dirty();
   void Enqueue(Stream* s);
@@ -924,15 +920,6 @@ class Conn {
   uint64_t cwnd_stop_ts_ = 0;  // when a flush last stopped on the window (0: it did not)
   bool window_full_ = false;   // the last flush stopped on the window with stream bytes waiting
   uint64_t read_ts_ = 0;       // the first packet read since the last flush that wrote packets
-  // Bytes read since the last flush that wrote what ngtcp2 had, and until when their ACK may wait
-  // for data to ride on (DeferAck; 0: not waiting).
-  uint64_t rx_small_bytes_ = 0;
-  uint64_t ack_wait_until_ = 0;
-  // OXY_QUIC_ACK_WAIT=1 when the connection was made (off by default: docs/decisions.md, session 18).
-  const bool ack_wait_ = [] {
-    const char* e = getenv("OXY_QUIC_ACK_WAIT");
-    return e && e[0] == '1';
-  }();
   uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due
   void Trace(uint64_t now, const char* why);
 
