@@ -9,9 +9,17 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 namespace oxy {
+
+// A switch for A/B runs: on unless the environment's `name` starts with '0' (OXY_…=0). Callers
+// keep the answer in a function-local static: the environment is read once.
+inline bool EnvSwitchOn(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && v[0] == '0');
+}
 
 // Builds the JS error for a failed system call. The JS side registers a factory
 // (setErrorFactory) so the result is a NativeError with code/errno/syscall; the

@@ -370,10 +370,7 @@ void FastNat::Count(uint32_t id, int offset, size_t bytes, double now) {
 
 namespace {
 bool FinKicks() {
-  static const bool on = [] {
-    const char* e = std::getenv("OXY_FIN_KICK");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = EnvSwitchOn("OXY_FIN_KICK");
   return on;
 }
 }  // namespace

@@ -1,6 +1,8 @@
 // See fd-set.h.
 #include "fd-set.h"
 
+#include "common.h"
+
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -190,18 +192,12 @@ void Deliver(uv_poll_t* handle, int, int) {
 double FdSetOwnPolls() { return own_polls; }
 
 static bool DelIdle() {
-  static const bool on = [] {
-    const char* e = std::getenv("OXY_FD_SET_DEL_IDLE");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = EnvSwitchOn("OXY_FD_SET_DEL_IDLE");
   return on;
 }
 
 bool SameTurnReads() {
-  static const bool on = [] {
-    const char* e = std::getenv("OXY_SAME_TURN");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = EnvSwitchOn("OXY_SAME_TURN");
   return on;
 }
 

@@ -46,10 +46,7 @@ int ConnectError(int fd, int events) {
   return err;
 }
 bool CloseShuts() {
-  static const bool on = [] {
-    const char* e = getenv("OXY_FLOW_CLOSE_SHUTS");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = EnvSwitchOn("OXY_FLOW_CLOSE_SHUTS");
   return on;
 }
 constexpr size_t kPumpRead = 64 * 1024;
@@ -1101,11 +1098,10 @@ void Conn::PumpWriteOut(Pump* p) {
     // A flow over both ways whose fd's end was read (its END went, no RESET): its close follows at
     // this turn's flush (FlushPumps) and sends the FIN itself — nothing is unread after an end —
     // so no shutdown before it (OXY_FLOW_CLOSE_SHUTS=0: one anyway).
-    if (p->lingering && !p->reset_sent && CloseShuts()) {
-    } else if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) {
-      PumpEnd(p, errno);
-    } else if (!p->flows) {
-      Event(kEvPump, kPumpShut, p->id, nullptr, 0);
+    const bool close_sends_fin = p->lingering && !p->reset_sent && CloseShuts();
+    if (!close_sends_fin) {
+      if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) PumpEnd(p, errno);
+      else if (!p->flows) Event(kEvPump, kPumpShut, p->id, nullptr, 0);
     }
   }
   if (p->out.size() <= kStreamHighWater / 2) {

@@ -28,10 +28,7 @@ constexpr int kVnetHeaderSize = 10;  // struct virtio_net_hdr (no num_buffers)
 constexpr size_t kBatchBytes = 1 << 20;
 
 bool PartialReads() {
-  static const bool on = [] {
-    const char* v = std::getenv("OXY_IP_PARTIAL_READS");
-    return !(v && v[0] == '0');
-  }();
+  static const bool on = EnvSwitchOn("OXY_IP_PARTIAL_READS");
   return on;
 }
 
