@@ -13,6 +13,7 @@
 import { expect, it } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import type { Ngtcp2TunnelConnection, QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { withEnv } from '../../helpers/env.js';
 import type { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
@@ -71,18 +72,13 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     let skips = 0;
     // Fixed 1,350-byte packets (no PMTUD): the bursts this case was measured with, not PMTUD's 1,200 → 1,444 ramp;
     // and the window in packets (this near address would count it in NEAR_CWND_UNIT, from 130 KB: fewer full windows).
-    const near = process.env.OXY_QUIC_NEAR_CWND;
-    process.env.OXY_QUIC_NEAR_CWND = '0';
-    try {
+    await withEnv({ OXY_QUIC_NEAR_CWND: '0' }, async () => {
       for (let i = 0; i < 3 && skips === 0; i++) {
         const { client: c } = await bulk(true, true, false);
         expect(c.counters!.stopCwnd).toBeGreaterThan(0);
         skips = c.counters!.paceSkips;
       }
-    } finally {
-      if (near === undefined) delete process.env.OXY_QUIC_NEAR_CWND;
-      else process.env.OXY_QUIC_NEAR_CWND = near;
-    }
+    });
     expect(skips).toBeGreaterThan(0);
   }, 120_000);
 
@@ -113,18 +109,11 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
 
   it('path MTU discovery off (OXY_QUIC_PMTUD=0): 1,350-byte packets from the start', async () => {
     linkMtu(1500);
-    const saved = process.env.OXY_QUIC_PMTUD;
-    process.env.OXY_QUIC_PMTUD = '0';
-    try {
-      const { client: c, edgeConn } = await bulk(true);
-      expect(c.pmtud).toBe(false);
-      expect(edgeConn.pmtud).toBe(false);
-      expect(c.pathPayload).toBe(1350);
-      expect(edgeConn.pathPayload).toBe(1350);
-    } finally {
-      if (saved === undefined) delete process.env.OXY_QUIC_PMTUD;
-      else process.env.OXY_QUIC_PMTUD = saved;
-    }
+    const { client: c, edgeConn } = await withEnv({ OXY_QUIC_PMTUD: '0' }, () => bulk(true));
+    expect(c.pmtud).toBe(false);
+    expect(edgeConn.pmtud).toBe(false);
+    expect(c.pathPayload).toBe(1350);
+    expect(edgeConn.pathPayload).toBe(1350);
   }, 60_000);
 
   it("path MTU discovery on a 1,300-byte link: the larger probes are refused by the sender's kernel, 1,232 stays, GSO too, bytes intact", async () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TunnelStream } from '../../../src/engine/transport/types.js';
+import { withEnv } from '../../helpers/env.js';
 import { bothWaysOnOneStream, echoStreams, errorOf, http2Pair, pumpPattern, readAll, type Pair } from './helpers.js';
 
 let pair: Pair | undefined;
@@ -41,14 +42,7 @@ describe('HTTP/2 transport streams', () => {
       // Node's http2 stops reading while a write is pending; with windows larger than the kernel
       // buffers, two sessions sending at once would both stop for good unless one side always
       // drains its socket (the connector's read-ahead: the addon's relay, or ReadAheadDuplex).
-      const before = process.env.OXY_H2_READAHEAD;
-      process.env.OXY_H2_READAHEAD = readAhead;
-      try {
-        pair = await http2Pair();
-      } finally {
-        if (before === undefined) delete process.env.OXY_H2_READAHEAD;
-        else process.env.OXY_H2_READAHEAD = before;
-      }
+      pair = await withEnv({ OXY_H2_READAHEAD: readAhead }, () => http2Pair());
       await Promise.all(Array.from({ length: 8 }, () => bothWaysOnOneStream(pair!.edge, pair!.connector, 16 * 1024 * 1024)));
     },
     60_000,

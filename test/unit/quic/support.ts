@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { afterEach, expect } from 'vitest';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import {
   dialQuic,
   listenQuic,
@@ -182,25 +183,18 @@ export interface EnvPairOptions {
  * connection is made); after each test the pairs close and the variables are put back.
  */
 export function envPairs(keys: readonly string[]): (opts: EnvPairOptions) => Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {
-  const names = ['OXY_QUIC_IMPL', ...keys];
-  const saved = Object.fromEntries(names.map((k) => [k, process.env[k]]));
+  const saved = savedEnv(['OXY_QUIC_IMPL', ...keys]);
   const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
-  const set = (values: Record<string, string | undefined>): void => {
-    for (const [key, value] of Object.entries(values)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-  };
   afterEach(async () => {
     for (const { listener, client } of open.splice(0)) {
       client.close();
       await listener.close();
     }
-    set(saved);
+    setEnv(saved);
   });
   return async ({ edge = 'ngtcp2', connector = 'ngtcp2', host = '127.0.0.1', env = {} }) => {
     const id = await edgeIdentity();
-    set(env);
+    setEnv(env);
     let resolveServer!: (c: QuicServerConnection) => void;
     const server = new Promise<QuicServerConnection>((r) => (resolveServer = r));
     const listener = await listenQuic({ cert: id.certChain, key: id.key, host, impl: edge }, resolveServer);
