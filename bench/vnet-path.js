@@ -51,6 +51,7 @@ const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
 /** `--quic-trace MS` (with `--log DIR`): the edge's and connector's OXY_QUIC_TRACE lines, into one file beside the logs. */
 const quicTrace = arg('quic-trace', '');
 const traceFile = quicTrace && arg('log', '') ? join(arg('log', ''), 'quic-trace.log') : '';
+if (quicTrace && !traceFile) throw new Error('--quic-trace needs --log DIR: the trace goes to DIR/quic-trace.log (a child writing it to stderr stalls)');
 if (traceFile) Object.assign(env, { OXY_QUIC_TRACE: quicTrace, OXY_QUIC_TRACE_FILE: traceFile });
 const tag = randomBytes(2).toString('hex');
 const names = { edge: `oxyb-edge-${tag}`, dc: `oxyb-dc-${tag}`, dev: `oxyb-dev-${tag}` };
@@ -464,16 +465,10 @@ try {
     // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
     const down = compare('bulk-r', (t) => iperf(t, '-R'), perMB);
     console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
-    console.log(
-      `CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, (up.total * 1e9 * seconds) / 8 / 1e6, (up.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
-    );
-    if (countSyscalls)
-      console.log(`system calls / context switches / page faults per MB (iperf3, device → host): ${perCall(up.calls, (up.total * 1e9 * seconds) / 8 / 1e6)}`);
-    console.log(
-      `CPU per MB through the tunnel (iperf3 -R): ${perUnitVsWg(down, (down.total * 1e9 * seconds) / 8 / 1e6, (down.wgTotal * 1e9 * seconds) / 8 / 1e6, 1e3, 'ms')}`,
-    );
-    if (countSyscalls)
-      console.log(`system calls / context switches / page faults per MB (iperf3 -R): ${perCall(down.calls, (down.total * 1e9 * seconds) / 8 / 1e6)}`);
+    console.log(`CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, perMB.units(up.total), perMB.units(up.wgTotal), 1e3, 'ms')}`);
+    if (countSyscalls) console.log(`system calls / context switches / page faults per MB (iperf3, device → host): ${perCall(up.calls, perMB.units(up.total))}`);
+    console.log(`CPU per MB through the tunnel (iperf3 -R): ${perUnitVsWg(down, perMB.units(down.total), perMB.units(down.wgTotal), 1e3, 'ms')}`);
+    if (countSyscalls) console.log(`system calls / context switches / page faults per MB (iperf3 -R): ${perCall(down.calls, perMB.units(down.total))}`);
   }
   if (phases.has('requests')) {
     const req = compare('requests', (t) => rps(t), { units: (rate) => rate * seconds, digits: 0, rate: '/s', per: 'request', scale: 1e6, unit: 'µs' });
