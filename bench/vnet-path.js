@@ -46,12 +46,12 @@ const protocol = arg('protocol', 'quic');
 const phases = new Set(arg('phases', 'bulk,requests,flows').split(','));
 /** `--bin PATH`: another build's bin/run.js, to compare builds in alternating runs. */
 const bin = arg('bin', fileURLToPath(new URL('../bin/run.js', import.meta.url)));
-const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
-const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
 /** `--quic-trace MS` (with `--log DIR`): the edge's and connector's OXY_QUIC_TRACE lines, into one file beside the logs. */
 const quicTrace = arg('quic-trace', '');
 const traceFile = quicTrace && arg('log', '') ? join(arg('log', ''), 'quic-trace.log') : '';
 if (quicTrace && !traceFile) throw new Error('--quic-trace needs --log DIR: the trace goes to DIR/quic-trace.log (a child writing it to stderr stalls)');
+const home = mkdtempSync(join(tmpdir(), 'oxy-vnet-bench-'));
+const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1' };
 if (traceFile) Object.assign(env, { OXY_QUIC_TRACE: quicTrace, OXY_QUIC_TRACE_FILE: traceFile });
 const tag = randomBytes(2).toString('hex');
 const names = { edge: `oxyb-edge-${tag}`, dc: `oxyb-dc-${tag}`, dev: `oxyb-dev-${tag}` };
