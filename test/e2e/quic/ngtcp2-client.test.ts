@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isOxyError } from '../../../src/core/errors.js';
 import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialQuic, listenQuic, Ngtcp2TunnelConnection, type QuicDialError } from '../../../src/engine/transport/quic/index.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import { startEdge, useWebTunnel } from '../../helpers/processes.js';
 import { expectServes, getVia, quicTunnel, useBulkOrigin } from './support.js';
 
@@ -48,14 +49,9 @@ describe('connector on ngtcp2, edge on quiche', () => {
 });
 
 describe('ngtcp2 dial in process', () => {
-  const saved = process.env.OXY_QUIC_IMPL;
-  beforeAll(() => {
-    process.env.OXY_QUIC_IMPL = 'ngtcp2';
-  });
-  afterAll(() => {
-    if (saved === undefined) delete process.env.OXY_QUIC_IMPL;
-    else process.env.OXY_QUIC_IMPL = saved;
-  });
+  const saved = savedEnv(['OXY_QUIC_IMPL']);
+  beforeAll(() => setEnv({ OXY_QUIC_IMPL: 'ngtcp2' }));
+  afterAll(() => setEnv(saved));
 
   it('refuses an edge whose certificate another CA signed, saying so', async () => {
     const edge = await createEdgeIdentity({ hostnames: ['localhost'], ips: ['127.0.0.1'] });

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import type { EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
 
@@ -17,7 +18,7 @@ export type Opened = Array<{ listener: QuicListener; conn: QuicClientConnection 
  * OXY_QUIC_IMPL (set by `ngtcp2Bulk`) is restored and the namespaces deleted after all.
  */
 export function ngtcp2NetnsSuite(setup: (create: (name: string) => TestNetns) => void | Promise<void>): Opened {
-  const savedImpl = process.env.OXY_QUIC_IMPL;
+  const savedImpl = savedEnv(['OXY_QUIC_IMPL']);
   const open: Opened = [];
   const made: TestNetns[] = [];
   beforeAll(() =>
@@ -34,8 +35,7 @@ export function ngtcp2NetnsSuite(setup: (create: (name: string) => TestNetns) =>
     }
   });
   afterAll(() => {
-    if (savedImpl === undefined) delete process.env.OXY_QUIC_IMPL;
-    else process.env.OXY_QUIC_IMPL = savedImpl;
+    setEnv(savedImpl);
     for (const ns of made.splice(0)) ns.delete();
   });
   return open;

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { oxyOk } from '../../helpers/cli.js';
+import { withEnv } from '../../helpers/env.js';
 import { OxyProcess, useWebTunnel, PROTOCOLS, startConnector, startEdge, freePort } from '../../helpers/processes.js';
 import { startEventsOrigin } from '../../helpers/origins.js';
 
@@ -104,8 +105,7 @@ describe('QUIC stateless reset', () => {
     t.procs.push(e.edge);
     // The restart below may take longer than the connector's 5 s of silence on a loaded machine:
     // it would redial as silent instead of hearing the reset.
-    process.env.OXY_CONNECTOR_SILENT_MS = '30000';
-    const { connector } = await startConnector(t.home, port, ['--hello-world', 'web'], 2, 'quic').finally(() => delete process.env.OXY_CONNECTOR_SILENT_MS);
+    const { connector } = await withEnv({ OXY_CONNECTOR_SILENT_MS: '30000' }, () => startConnector(t.home, port, ['--hello-world', 'web'], 2, 'quic'));
     t.procs.push(connector);
     expect((await hello(e.httpPort)).status).toBe(200);
     await e.edge.stop('SIGKILL');

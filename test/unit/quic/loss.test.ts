@@ -4,20 +4,20 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, Ngtcp2TunnelConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import type { Ngtcp2Port } from '../../../src/engine/transport/quic/ngtcp2-connection.js';
 import { FRAME_DATA, FRAME_END, FRAMING_VERSION } from '../../../src/engine/transport/quic/framing.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import { collect, connectPair, echo, edgeIdentity, lossyRelay, sha256, type LossyRelay, type Pair } from './support.js';
 
 describe('QUIC under packet loss', () => {
   const cleanups: Array<() => unknown> = [];
   // The relay stands for a network path: packets of a path's size, not loopback's 64 KB (a 5 MB
   // stream in ~80 packets left 1% loss nothing of the stream's to lose on some runs).
-  const savedProfile = process.env.OXY_NGTCP2_LOOPBACK;
+  const saved = savedEnv(['OXY_NGTCP2_LOOPBACK']);
   beforeEach(() => {
     process.env.OXY_NGTCP2_LOOPBACK = 'none';
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
-    if (savedProfile === undefined) delete process.env.OXY_NGTCP2_LOOPBACK;
-    else process.env.OXY_NGTCP2_LOOPBACK = savedProfile;
+    setEnv(saved);
   });
 
   async function throughRelay(loss: { up: number; down: number }, seed: number) {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NativeQuicInfo } from '../../../src/engine/native/binding.js';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import { bulkBothWays, edgeIdentity } from './support.js';
 
 type Lib = 'quiche' | 'ngtcp2';
@@ -15,17 +16,14 @@ const flags = new Set((readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.
 const vaes = process.arch === 'x64' && ['vaes', 'vpclmulqdq', 'avx2', 'aes'].every((f) => flags.has(f));
 
 describe('ngtcp2 packet protection', () => {
-  const saved = Object.fromEntries(KEYS.map((k) => [k, process.env[k]]));
+  const saved = savedEnv(KEYS);
   const open: Array<{ listener: QuicListener; client: QuicClientConnection }> = [];
   afterEach(async () => {
     for (const { listener, client } of open.splice(0)) {
       client.close();
       await listener.close();
     }
-    for (const k of KEYS) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
+    setEnv(saved);
   });
 
   async function pair(edge: Lib, connector: Lib): Promise<{ client: QuicClientConnection; server: QuicServerConnection }> {

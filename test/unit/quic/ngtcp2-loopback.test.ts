@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import type { NativeQuicCounters } from '../../../src/engine/native/binding.js';
+import { withEnv } from '../../helpers/env.js';
 import { bulkBothWays, collect, envPairs, sha256 } from './support.js';
 
 type Lib = 'quiche' | 'ngtcp2';
@@ -88,15 +89,10 @@ describe('ngtcp2 on loopback', () => {
   }, 60_000);
 
   it('with OXY_QUIC_ACK_DELAY=0 (a client acknowledges without delay on the loopback ACK profile): bulk intact both ways', async () => {
-    process.env.OXY_QUIC_ACK_DELAY = '0';
-    try {
-      const { client, server } = await pair('ngtcp2', 'ngtcp2', '127.0.0.1', '');
-      await bulkBothWays(client, server, 16);
-      expect(counters(server).answers).toBeGreaterThan(0);
-      expect(counters(client).answers).toBeGreaterThan(0);
-    } finally {
-      delete process.env.OXY_QUIC_ACK_DELAY;
-    }
+    const { client, server } = await withEnv({ OXY_QUIC_ACK_DELAY: '0' }, () => pair('ngtcp2', 'ngtcp2', '127.0.0.1', ''));
+    await bulkBothWays(client, server, 16);
+    expect(counters(server).answers).toBeGreaterThan(0);
+    expect(counters(client).answers).toBeGreaterThan(0);
   }, 60_000);
 
   it('with OXY_NGTCP2_LOOPBACK=none: packets and window as on any path, bulk intact', async () => {

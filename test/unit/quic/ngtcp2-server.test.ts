@@ -3,16 +3,16 @@
 // client, by the edge, or gone silent — as a long-lived edge must. Clients on both libraries.
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import { collect, echo, edgeIdentity, type LossyRelay, lossyRelay } from './support.js';
 
 describe('ngtcp2 edge', () => {
-  const saved = process.env.OXY_QUIC_IMPL;
+  const saved = savedEnv(['OXY_QUIC_IMPL']);
   let listener: QuicListener | undefined;
   afterEach(async () => {
     await listener?.close();
     listener = undefined;
-    if (saved === undefined) delete process.env.OXY_QUIC_IMPL;
-    else process.env.OXY_QUIC_IMPL = saved;
+    setEnv(saved);
   });
 
   it('serves 40 connections at once on one socket and forgets them all once closed', async () => {

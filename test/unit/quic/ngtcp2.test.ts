@@ -2,16 +2,16 @@
 // done (a long-lived connector serves millions of them), clean ends and resets alike.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Ngtcp2TunnelConnection } from '../../../src/engine/transport/quic/index.js';
+import { savedEnv, setEnv } from '../../helpers/env.js';
 import { collect, connectPair, echo, type Pair } from './support.js';
 
 describe('ngtcp2 client', () => {
-  const saved = process.env.OXY_QUIC_IMPL;
+  const saved = savedEnv(['OXY_QUIC_IMPL']);
   let pair: Pair | undefined;
   afterEach(async () => {
     await pair?.close();
     pair = undefined;
-    if (saved === undefined) delete process.env.OXY_QUIC_IMPL;
-    else process.env.OXY_QUIC_IMPL = saved;
+    setEnv(saved);
   });
 
   it('forgets every stream once it is done, ended or reset', async () => {
