@@ -355,6 +355,8 @@ export interface NativeQuicServerOptions extends NativeQuicConnSettings {
 
 export interface NativeAddon {
   supported: boolean;
+  /** Whether loading the addon turned libuv's idle-time poll off for this thread's loop (cpp/common.h LoopOneWait; OXY_LOOP_ONE_WAIT=0 leaves it on). */
+  loopOneWait?: boolean;
   setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;
   UdpSocket: new (
     family: 4 | 6,

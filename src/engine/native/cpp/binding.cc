@@ -9,6 +9,7 @@ namespace oxy {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", true);
+  exports.Set("loopOneWait", LoopOneWait(env));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
   exports.Set("UdpSocket", InitUdp(env));
   exports.Set("TunDevice", InitTun(env));

@@ -277,6 +277,21 @@ void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
   GuardCallback(env, [self, status, events] { self->OnPoll(status, events); });
 }
 
+bool LoopOneWait(napi_env env) {
+  static const bool on = EnvSwitchOn("OXY_LOOP_ONE_WAIT");
+  uv_loop_t* loop = nullptr;
+  if (!on || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) return false;
+  // libuv has no call to turn the metric off. Its flag is bit UV_METRICS_IDLE_TIME of the first
+  // field (`unsigned int flags`) of the loop's uv__loop_internal_fields_t since 1.39, the metric's
+  // first release (1.46 in Node 20); another major version is left alone.
+  const unsigned version = uv_version();
+  if ((version >> 16) != 1 || ((version >> 8) & 0xff) < 39) return false;
+  auto* flags = static_cast<unsigned int*>(loop->internal_fields);
+  if (!(*flags & UV_METRICS_IDLE_TIME)) return false;
+  *flags &= ~unsigned(UV_METRICS_IDLE_TIME);
+  return true;
+}
+
 void CloseFd(int& fd) {
   if (fd < 0) return;
   close(fd);

@@ -113,6 +113,15 @@ class FdPoller {
   bool ref_ = true;
 };
 
+// libuv's idle-time metric (UV_METRICS_IDLE_TIME: Node turns it on for
+// performance.eventLoopUtilization()) makes each wait of the loop a poll without waiting first, then
+// the waiting one when the first found nothing: ~0.35 system calls per keep-alive request in the edge
+// and the connector (docs/decisions.md, session 18). Turns it off for `env`'s loop: one poll per
+// wait; eventLoopUtilization() then reads the loop as never idle (nothing of ours reads it).
+// OXY_LOOP_ONE_WAIT=0 leaves it as Node set it. Whether the loop now waits once (false where the
+// metric was not on, or libuv is not one whose private flag we know).
+bool LoopOneWait(napi_env env);
+
 // Closes fd once and sets it to -1. Never retried on EINTR: on Linux the fd is gone either way.
 void CloseFd(int& fd);
 
