@@ -24,7 +24,8 @@
  *     [--quic-trace MS --log DIR]   (OXY_QUIC_TRACE=MS into DIR/quic-trace.log, phases and processes marked: cwnd, bytes
  *                   in flight, RTTs and why flushes stopped, per connection; node bench/quic-trace.js DIR/quic-trace.log reads it per round)
  *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
- *                   a bimodal phase shows which rounds were slow and what they cost)
+ *                   a bimodal phase shows which rounds were slow and what they cost; and the edge's fast NAT packets
+ *                   to the device, refused by its full socket and sent by JS, lost: oxy_edge_fast_nat_packets_total)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -216,6 +217,12 @@ const perPacket = (packets, units) =>
     .filter(([k]) => !k.includes('wg'))
     .map(([k, v]) => `${k} ${fmt(v / units, 2)}`)
     .join(' | ');
+/** The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total): to_kernel, to_client, lost, refused. */
+const fastNatPackets = () => {
+  const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
+  const n = (outcome) => Number(new RegExp(`^oxy_edge_fast_nat_packets_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
+  return { to_kernel: n('to_kernel'), to_client: n('to_client'), lost: n('lost'), refused: n('refused') };
+};
 const syscallsArg = arg('syscalls', '');
 const countSyscalls = syscallsArg !== '';
 /** `--syscalls read,write,...`: those counted apart too. */
@@ -414,7 +421,9 @@ try {
     let wgCpu = 0;
     for (let r = 0; r < rounds; r++) {
       rows.veth.push(measure('198.18.9.2'));
+      const natBefore = eachRound ? fastNatPackets() : undefined;
       const { result, cpu: used, calls: counted, packets: sent } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
+      const nat = natBefore && Object.fromEntries(Object.entries(fastNatPackets()).map(([k, v]) => [k, v - natBefore[k]]));
       for (const [k, v] of Object.entries(sent ?? {})) packets[k] = (packets[k] ?? 0) + v;
       rows.tunnel.push(result);
       if (eachRound && each) {
@@ -423,7 +432,8 @@ try {
         console.log(
           `  ${label} round ${r + 1}: tunnel ${fmt(result, each.digits)}${each.rate} | veth ${fmt(rows.veth[r], each.digits)}${each.rate} | ratio ${fmt(result / rows.veth[r], 3)} | ` +
             `CPU per ${each.per} ${perUnit(used, units, each.scale, each.unit, 2)} (all ${fmt((sum * each.scale) / units, 2)})` +
-            (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)}` : ''),
+            (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)} | packets ${perPacket(sent, units)}` : '') +
+            ` | fast NAT packets to the device ${nat.to_client}, refused (sent by JS) ${nat.refused}, lost ${nat.lost}`,
         );
       }
       for (const k of Object.keys(cpu)) cpu[k] += used[k];

@@ -278,6 +278,23 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       this.inc({ what: 'tun' }, t.sameTurnTun);
     },
   });
+  // The fast path's packets by where they went: a client's to the TUN, the kernel's to its client,
+  // lost to a failed write, or refused by a full client socket (then queued and sent by JS: the slow
+  // way a download takes when the device's socket is full).
+  new Counter({
+    name: 'oxy_edge_fast_nat_packets_total',
+    help: 'Packets of upgraded flows the edge passed natively, by outcome: to_kernel (client → TUN), to_client (TUN → client), lost (a failed write), refused (a full client socket: sent by JS instead)',
+    labelNames: ['outcome'],
+    registers: [edge.metrics],
+    collect() {
+      const t = ipEdge.upgrader.fastNat.totals;
+      this.reset();
+      this.inc({ outcome: 'to_kernel' }, t.toKernel);
+      this.inc({ outcome: 'to_client' }, t.toClients);
+      this.inc({ outcome: 'lost' }, t.lost);
+      this.inc({ outcome: 'refused' }, t.refused);
+    },
+  });
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.

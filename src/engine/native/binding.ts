@@ -142,6 +142,8 @@ export interface NativeQuicInfo {
   /** Client: UDP GSO still on (the kernel refused none), and messages that carried several packets. */
   gso?: boolean;
   gsoSends?: number;
+  /** Client: the most packets one sendmmsg carried (a flush's, up to 256; 64 with OXY_QUIC_SEND_BATCH=0). */
+  largestSend?: number;
   /** Client: UDP GRO on, and messages received that carried several packets. */
   gro?: boolean;
   groReads?: number;
@@ -307,6 +309,8 @@ export interface NativeQuicServer {
     /** UDP GSO still on, and messages that carried several packets. */
     gso: boolean;
     gsoSends: number;
+    /** The most packets one sendmmsg carried (a flush's, up to 256; 64 with OXY_QUIC_SEND_BATCH=0). */
+    largestSend: number;
     /** UDP GRO on, and messages received that carried several packets. */
     gro: boolean;
     groReads: number;

@@ -82,6 +82,20 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
     expect(skips).toBeGreaterThan(0);
   }, 120_000);
 
+  it("a flush's packets leave in one sendmmsg, more than 64 of them; OXY_QUIC_SEND_BATCH=0: 64 at most; bytes intact", async () => {
+    linkMtu(1500);
+    // Both windows pass 92 KB (64 packets of 1,444) in 8 MiB: the near unit starts the client's at
+    // 130 KB, the edge's grows in slow start.
+    const on = await bulk(true);
+    expect(on.client.largestSend).toBeGreaterThan(64);
+    expect(on.edge.largestSend).toBeGreaterThan(64);
+    expect(on.client.gsoSends).toBeGreaterThan(0);
+    const off = await withEnv({ OXY_QUIC_SEND_BATCH: '0' }, () => bulk(true));
+    expect(off.client.largestSend).toBeLessThanOrEqual(64);
+    expect(off.edge.largestSend).toBeLessThanOrEqual(64);
+    expect(off.client.gsoSends).toBeGreaterThan(0);
+  }, 120_000);
+
   it('GSO on, GRO off: the receiving kernel splits the runs, bytes intact', async () => {
     const { client: c, edge } = await bulk(true, false);
     expect(c.gsoSends).toBeGreaterThan(0);

@@ -4,7 +4,7 @@
 // device's session ending ends the host's connection of a flow still open.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
+import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 const MIB = 1024 * 1024;
 const SIZE = 24 * MIB;
@@ -80,6 +80,13 @@ async function sessionEnds(site: VnetSite, host: ReturnType<VnetSite['spawnIn']>
   await client.stop();
 }
 
+/** The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total). */
+const fastNatPackets = (site: VnetSite) => {
+  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
+  const count = (outcome: string) => Number(new RegExp(`^oxy_edge_fast_nat_packets_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+  return { toClient: count('to_client'), lost: count('lost') };
+};
+
 const VARIANTS = [
   { name: 'http2', protocol: 'http2', env: {} },
   // Over QUIC both ends' pumps carry each flow's records natively (edge/ and connector/tcp-flows.ts).
@@ -125,9 +132,16 @@ for (const variant of VARIANTS)
     }, 50_000);
 
     it('24 MiB down to the device: every byte in order, then the end', async () => {
+      const before = fastNatPackets(site);
       const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'down', String(SIZE)], { timeoutMs: 45_000 });
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe(`got ${SIZE} intact`);
+      // The edge's segments reach the device by its fast NAT (up to 64 KB each), none lost; with the
+      // fast path off, none that way.
+      const after = fastNatPackets(site);
+      if ('OXY_IP_FAST_PATH' in variant.env) expect(after.toClient - before.toClient).toBe(0);
+      else expect(after.toClient - before.toClient).toBeGreaterThan(100);
+      expect(after.lost).toBe(before.lost);
     }, 50_000);
 
     it("the host's FIN first: the device reads it and still sends 4 MiB, which the host reads", async () => {

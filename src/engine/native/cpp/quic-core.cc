@@ -102,12 +102,23 @@ Napi::Buffer<uint8_t> EventBatch::Take(Napi::Env env) {
 
 // ------------------------------------------------------------------ PacketBatch
 
+namespace {
+// Room for IPV6_PKTINFO and UDP_SEGMENT.
+constexpr size_t kControlRoom = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t));
+}  // namespace
+
 void PacketBatch::Init(size_t max_payload, bool gso, bool df) {
   max_payload_ = max_payload;
+  // Read per socket (a client's connection, a listener), not per process: tests flip it.
+  capacity_ = EnvSwitchOn("OXY_QUIC_SEND_BATCH") ? kMaxPacketsPerSend : kOldPacketsPerSend;
   gso_ = gso;
   df_ = df;
-  tx_.reset(new uint8_t[kMaxPacketsPerSend * max_payload]);
-  meta_.resize(kMaxPacketsPerSend);
+  tx_.reset(new uint8_t[capacity_ * max_payload]);
+  meta_.resize(capacity_);
+  msgs_.resize(capacity_);
+  iovs_.resize(capacity_);
+  first_.resize(capacity_ + 1);
+  control_.resize(capacity_ * kControlRoom);
 }
 
 bool PacketBatch::Push(Conn* c, const ngtcp2_path& path, size_t len) {
@@ -118,7 +129,7 @@ bool PacketBatch::Push(Conn* c, const ngtcp2_path& path, size_t len) {
   memcpy(&m.remote, path.remote.addr, m.remote_len);
   m.local_len = std::min<socklen_t>(path.local.addrlen, sizeof(m.local));
   memcpy(&m.local, path.local.addr, m.local_len);
-  return ++count_ == kMaxPacketsPerSend;
+  return ++count_ == capacity_;
 }
 
 namespace {
@@ -126,8 +137,6 @@ namespace {
 // UDP GSO limits: the kernel's UDP_MAX_SEGMENTS (64 on older kernels) and a datagram's 64 KB.
 constexpr size_t kGsoMaxSegments = 64;
 constexpr size_t kGsoMaxBytes = 65000;
-// Room for IPV6_PKTINFO and UDP_SEGMENT.
-constexpr size_t kControlRoom = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t));
 
 // Appends one control message.
 template <class T>
@@ -196,10 +205,10 @@ void PacketBatch::Send(int fd, bool connected) {
   size_t n = count_;
   count_ = 0;
   if (n == 0 || fd < 0) return;
-  mmsghdr msgs[kMaxPacketsPerSend];
-  iovec iovs[kMaxPacketsPerSend];
-  size_t first[kMaxPacketsPerSend + 1];  // message k holds packets first[k] .. first[k + 1] - 1
-  alignas(cmsghdr) uint8_t control[kMaxPacketsPerSend][kControlRoom];
+  largest_send_ = std::max(largest_send_, n);
+  mmsghdr* msgs = msgs_.data();
+  iovec* iovs = iovs_.data();
+  size_t* first = first_.data();
   for (size_t i = 0; i < n; i++) iovs[i] = {tx_.get() + i * max_payload_, meta_[i].len};
   size_t from = 0;
   size_t single_until = 0;  // packets before this one leave one per message (a DF run refused)
@@ -210,15 +219,16 @@ void PacketBatch::Send(int fd, bool connected) {
       first[count] = i;
       msghdr& h = msgs[count].msg_hdr;
       memset(&h, 0, sizeof(h));
-      memset(control[count], 0, kControlRoom);
+      uint8_t* control = control_.data() + count * kControlRoom;
+      memset(control, 0, kControlRoom);
       h.msg_iov = &iovs[i];
       h.msg_iovlen = end - i;
       if (!connected) {
         h.msg_name = &meta_[i].remote;
         h.msg_namelen = meta_[i].remote_len;
-        SetSource(h, control[count], meta_[i].local);
+        SetSource(h, control, meta_[i].local);
       }
-      if (end - i > 1) PutCmsg(h, control[count], SOL_UDP, UDP_SEGMENT, uint16_t(meta_[i].len));
+      if (end - i > 1) PutCmsg(h, control, SOL_UDP, UDP_SEGMENT, uint16_t(meta_[i].len));
       i = end;
     }
     first[count] = n;

@@ -131,7 +131,11 @@ enum CloseKind : uint8_t {
   kCloseStatelessReset = 6,
 };
 
-constexpr size_t kMaxPacketsPerSend = 64;
+// Packets per sendmmsg: a flush's packets leave in one call (a window-limited sender's flush is
+// ~200 packets: as 64-packet batches it made ~4 calls and a short GSO run at each batch's end, and
+// each call could wake the peer apart). OXY_QUIC_SEND_BATCH=0: 64, as before.
+constexpr size_t kMaxPacketsPerSend = 256;
+constexpr size_t kOldPacketsPerSend = 64;
 constexpr size_t kMaxPacketsPerFlush = 512;
 constexpr size_t kRecvBatch = 64;
 // A stream's unsent bytes above this: write() reports it and a kEvWritable follows once the
@@ -255,7 +259,8 @@ class Conn;
 // Packets built for one sendmmsg: each with its connection (counters, errors) and, on an
 // unconnected socket, its destination and the local address to send from (IP_PKTINFO). Runs of
 // equal-size packets on one path leave as one message with UDP GSO (UDP_SEGMENT: one trip down
-// the stack for up to 64 packets) until the kernel refuses one; then one message per packet.
+// the stack for up to 64 packets or 65,000 bytes) until the kernel refuses one; then one message
+// per packet.
 class PacketBatch {
  public:
   // `df`: the socket sets DF (PMTUD's probes): a packet above the local link's MTU is refused
@@ -264,13 +269,15 @@ class PacketBatch {
   // Room for the next packet (max payload bytes), valid until Push.
   uint8_t* Slot() { return tx_.get() + count_ * max_payload_; }
   // The slot holds a packet of `len` bytes for `path` (c: null for a packet of no connection).
-  // Returns true when the batch is full: Send it.
+  // Returns true when the batch is full (kMaxPacketsPerSend): Send it.
   bool Push(Conn* c, const ngtcp2_path& path, size_t len);
   // sendmmsg of every packet, to `path` and from its local address unless `connected`.
   void Send(int fd, bool connected);
   bool gso() const { return gso_; }
   // Messages that carried more than one packet.
   uint64_t gso_sends() const { return gso_sends_; }
+  // The most packets one Send was given (one sendmmsg unless the kernel refused a run).
+  size_t largest_send() const { return largest_send_; }
 
  private:
   struct Meta {
@@ -286,13 +293,20 @@ class PacketBatch {
   // The end of the run of packets starting at `i` that one message can carry.
   size_t RunEnd(size_t i, size_t n, size_t single_until) const;
   size_t max_payload_ = 0;
+  size_t capacity_ = 0;  // packets per sendmmsg
   size_t count_ = 0;
   bool gso_ = true;
   bool df_ = false;
   uint64_t gso_sends_ = 0;
-  // Not zeroed: 64 slots of up to 64 KB, touched only as packets are written.
+  size_t largest_send_ = 0;
+  // Not zeroed: capacity_ slots of up to 64 KB, touched only as packets are written.
   std::unique_ptr<uint8_t[]> tx_;
   std::vector<Meta> meta_;
+  // Send's messages (sized once: 256 of each were ~36 KB of stack).
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+  std::vector<size_t> first_;  // message k holds packets first_[k] .. first_[k + 1] - 1
+  std::vector<uint8_t> control_;
 };
 
 // One recvmmsg at a time into kRecvBatch slots (both hosts). With UDP GRO (`gro`: UDP_GRO on

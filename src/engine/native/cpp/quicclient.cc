@@ -236,6 +236,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     out.Set("localAddress", SockaddrToObject(info.Env(), local_addr_));
     out.Set("gso", batch_.gso());
     out.Set("gsoSends", double(batch_.gso_sends()));
+    out.Set("largestSend", double(batch_.largest_send()));
     out.Set("gro", rx_.gro());
     out.Set("groReads", double(rx_.gro_reads()));
     return out;

@@ -638,6 +638,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     out.Set("acceptFailures", double(accept_failures_));
     out.Set("gso", batch_.gso());
     out.Set("gsoSends", double(batch_.gso_sends()));
+    out.Set("largestSend", double(batch_.largest_send()));
     out.Set("gro", rx_.gro());
     out.Set("groReads", double(rx_.gro_reads()));
     return out;

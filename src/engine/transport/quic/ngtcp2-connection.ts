@@ -195,7 +195,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
    */
   quicStats(): Pick<
     NativeQuicInfo,
-    'lost' | 'sent' | 'recv' | 'rttMs' | 'cwnd' | 'gso' | 'gsoSends' | 'gro' | 'groReads' | 'counters' | 'pathPayload' | 'pmtud'
+    'lost' | 'sent' | 'recv' | 'rttMs' | 'cwnd' | 'gso' | 'gsoSends' | 'largestSend' | 'gro' | 'groReads' | 'counters' | 'pathPayload' | 'pmtud'
   > {
     if (this.released) return { lost: 0, sent: 0, recv: 0, rttMs: 0, cwnd: 0 };
     const info = this.native.info();
@@ -207,6 +207,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
       cwnd: info.cwnd ?? 0,
       gso: info.gso,
       gsoSends: info.gsoSends,
+      largestSend: info.largestSend,
       gro: info.gro,
       groReads: info.groReads,
       counters: info.counters,
