@@ -67,6 +67,11 @@ export const DEFAULT_WARP_ADDRESS6 = 'fd00:6f78::2';
 export const DEFAULT_WARP_MTU = 65000;
 /** OXY_IP_PARTIAL_CSUM=0: a TUN without IFF_VNET_HDR, whose kernel verifies every checksum (A/B runs). */
 const PARTIAL_CSUM = process.env.OXY_IP_PARTIAL_CSUM !== '0';
+/**
+ * OXY_IP_PARTIAL_SENDS=0: the TUN's kernel sums every TCP segment it sends, as before session 19
+ * (otherwise, where the edge takes them, it leaves them partial: the relay's sendPartial()).
+ */
+const PARTIAL_SENDS = PARTIAL_CSUM && process.env.OXY_IP_PARTIAL_SENDS !== '0';
 
 /** Connects to the local on-ramp (`edge run --ip-tunnel-listen`); the fd is the caller's. */
 function connectOnRamp(path: string): number {
@@ -86,18 +91,32 @@ function connectOnRamp(path: string): number {
  * (no JS per packet), after a first datagram that is the context. The packets never
  * pass through `send`/`onPacket`.
  */
+/** The edge takes partial TCP checksums: the TUN's kernel leaves them so (whole, as before, if the ioctl fails). */
+function takePartialSends(relay: PacketRelay): void {
+  try {
+    relay.sendPartial();
+  } catch {
+    // TUNSETOFFLOAD refused: the kernel keeps summing what it sends.
+  }
+}
+
 function relayChannel(tun: Tun, socketFd: number, context: object): PacketChannel {
   const relay = PacketRelay.attach(tun, socketFd, { first: Buffer.from(JSON.stringify(context)) });
   relay.on('error', () => undefined);
-  // The edge refuses a context with one JSON datagram (`{"error":…}`; an IP packet never starts with `{`).
+  // The edge refuses a context with one JSON datagram (`{"error":…}`; an IP packet never starts
+  // with `{`), and answers a context's partialSends with `{"partialSends":true}` when it takes them.
   let refusal: string | undefined;
   relay.on('message', (data: Buffer) => {
     if (data[0] !== 0x7b) return;
+    let answer: { error?: { message?: string }; partialSends?: boolean };
     try {
-      refusal = (JSON.parse(data.toString('utf8')) as { error?: { message?: string } }).error?.message;
+      answer = JSON.parse(data.toString('utf8')) as typeof answer;
     } catch {
       refusal = data.toString('utf8');
+      return;
     }
+    if (answer.partialSends === true) takePartialSends(relay);
+    else refusal = answer.error?.message;
   });
   return {
     send: () => undefined,
@@ -178,7 +197,9 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
     throw err;
   }
   // partialChecksums: the edge may send TCP packets with partial checksums (the relay writes them as such).
-  const channel = o.channel ?? relayChannel(tun, socketFd!, PARTIAL_CSUM ? { ...o.context, partialChecksums: true } : o.context);
+  // partialSends: the relay may send TCP packets with partial checksums, once the edge says it takes them.
+  const context = { ...o.context, ...(PARTIAL_CSUM ? { partialChecksums: true } : {}), ...(PARTIAL_SENDS ? { partialSends: true } : {}) };
+  const channel = o.channel ?? relayChannel(tun, socketFd!, context);
   const feed = o.routes.length === 0 ? (o.routeFeed ?? channel.onRoutes?.bind(channel)) : undefined;
   const ip = (...args: string[]) => run('ip', args);
   const family = (cidr: string) => (cidr.includes(':') ? ['-6'] : []);

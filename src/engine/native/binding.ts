@@ -77,7 +77,7 @@ export interface NativeSeqpacketSocket {
   send(data: Bytes, fds?: readonly number[]): boolean;
   shutdown(): void;
   setBufferSizes(recv: number | undefined, send: number | undefined): void;
-  joinFastNat(nat: NativeFastNat, partialChecksums: boolean): number;
+  joinFastNat(nat: NativeFastNat, partialChecksums: boolean, sendsPartial: boolean): number;
   close(): void;
   ref(): void;
   unref(): void;
@@ -86,7 +86,8 @@ export interface NativeSeqpacketSocket {
 export interface NativePacketRelay {
   start(onMessage: (data: Buffer) => void, onEnd: () => void, onError: OnError): void;
   send(data: Bytes): boolean;
-  stats(): { packetsOut: number; packetsIn: number; tunRefused: number; thread: boolean; ring: boolean };
+  stats(): { packetsOut: number; packetsIn: number; tunRefused: number; thread: boolean; ring: boolean; partialSends: boolean };
+  sendPartial(): boolean;
   close(): void;
 }
 

@@ -53,6 +53,8 @@ export interface PacketRelayStats {
   thread: boolean;
   /** Whether it runs on that thread's io_uring (false where io_uring_setup was refused: ENOSYS, EPERM). */
   ring: boolean;
+  /** Whether `sendPartial()` turned the TUN's checksum offload on. */
+  partialSends: boolean;
 }
 
 export class PacketRelay extends EventEmitter<PacketRelayEvents> {
@@ -104,8 +106,20 @@ export class PacketRelay extends EventEmitter<PacketRelayEvents> {
     return this.handle.send(data);
   }
 
+  /**
+   * Lets the TUN's kernel leave the checksums of what it sends partial (TUN_F_CSUM), once the peer
+   * said it sums TCP checksums where it must (the edge's on-ramp answers a context that says
+   * `partialSends`): the kernel then neither sums nor copies each TCP segment it sends. Plain TCP
+   * packets go on partial; any other partial checksum the relay completes. False (nothing
+   * changed) for a TUN without the addon's IFF_VNET_HDR (opened without partialChecksums).
+   */
+  sendPartial(): boolean {
+    if (!this.handle) throw closedError('PacketRelay');
+    return this.handle.sendPartial();
+  }
+
   get stats(): PacketRelayStats {
-    return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0, thread: false, ring: false };
+    return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0, thread: false, ring: false, partialSends: false };
   }
 
   get closed(): boolean {

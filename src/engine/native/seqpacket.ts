@@ -143,9 +143,12 @@ export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, Nativ
    * 'message's, and send theirs to it (see fast-nat.ts). Returns the id to register flows under.
    * `partialChecksums`: the client writes TCP packets to its TUN as CHECKSUM_PARTIAL (a device
    * relay on a TUN with partialChecksums), so the kernel's partial sums may go to it unsummed.
+   * `sendsPartial`: the client may send TCP packets whose checksums its TUN left partial (a relay
+   * after `sendPartial()`): the addon sums each that the fast path does not write to a TUN that
+   * takes them so, before it becomes a 'message'.
    */
-  joinFastNat(nat: FastNat, partialChecksums = false): number {
-    return this.open().joinFastNat(nat.handle, partialChecksums);
+  joinFastNat(nat: FastNat, partialChecksums = false, sendsPartial = false): number {
+    return this.open().joinFastNat(nat.handle, partialChecksums, sendsPartial);
   }
 
   get queuedMessages(): number {

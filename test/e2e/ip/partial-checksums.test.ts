@@ -3,17 +3,24 @@
  * NAT into its upgrade TUN, and the device's relay into the device's TUN (what `warp connect`
  * runs), so neither namespace's TCP sums each segment again; and the edge's kernel leaving what it
  * writes to its TUN partially summed, passed so to a device whose context says partialChecksums
- * and summed by the addon for one that does not. In each case a real kernel TCP stream from the
- * device crosses both ways byte-exact, IPv4 and IPv6, mostly on the fast path.
+ * and summed by the addon for one that does not. The other way, a device whose context says
+ * partialSends and which the edge answers `{"partialSends":true}` turns its TUN's checksum offload
+ * on (PacketRelay.sendPartial): its kernel leaves the checksums of its TCP segments partial and
+ * the edge sums those that leave the fast path (the SYNs JS reads; every packet where the edge's
+ * TUN takes whole checksums only). In each case a real kernel TCP stream from the device crosses
+ * both ways byte-exact, IPv4 and IPv6, mostly on the fast path.
  *
  *   device namespace: TUN oxpcs0 (198.18.1.1, 2001:db8:1::1) ⇄ PacketRelay ⇄ SEQPACKET on-ramp
  *   ⇄ edge (upgrade TUN, fast NAT) → onTcpStream echoes
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
+import { withEnv } from '../../helpers/env.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { useNetns } from '../../helpers/netns.js';
+import { until } from '../../helpers/until.js';
 import { IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
 import { PacketRelay, Tun, seqpacketConnectFd, withNetns } from '../../../src/engine/native/index.js';
 import { run } from './device.js';
@@ -43,23 +50,29 @@ socket.on('end', () => console.log(JSON.stringify({ sent: sent.digest('hex'), go
 socket.on('error', (err) => { console.error(err.message); process.exit(1); });
 `;
 
+// edge: the edge's upgrade TUN (partialChecksums); sends: the device offers partialSends; taken:
+// the edge takes them up (OXY_IP_PARTIAL_SENDS unset, or =0).
 const cases = [
-  { partialChecksums: true, declared: true, name: 'on, and the device takes partial sums' },
-  { partialChecksums: true, declared: false, name: 'on, the device does not say it takes partial sums' },
-  { partialChecksums: false, declared: false, name: 'off' },
+  { partialChecksums: true, declared: true, sends: true, taken: true, edge: true, name: 'on, the device takes partial sums and sends them' },
+  { partialChecksums: true, declared: true, sends: true, taken: true, edge: false, name: "on, the device sends partial sums, the edge's TUN takes whole ones" },
+  { partialChecksums: true, declared: true, sends: true, taken: false, edge: true, name: 'on, the edge with OXY_IP_PARTIAL_SENDS=0' },
+  { partialChecksums: true, declared: true, sends: false, taken: false, edge: true, name: 'on, and the device takes partial sums' },
+  { partialChecksums: true, declared: false, sends: false, taken: false, edge: true, name: 'on, the device does not say it takes partial sums' },
+  { partialChecksums: false, declared: false, sends: false, taken: false, edge: false, name: 'off' },
 ];
-for (const { partialChecksums, declared, name } of cases)
+for (const { partialChecksums, declared, sends, taken, edge: edgePartial, name } of cases)
   privilegedDescribe(`TCP through the device relay and the edge's fast NAT (partialChecksums ${name})`, () => {
     const ns = useNetns('oxy-pcs');
     let edge: IpEdge;
     let onRamp: SeqpacketOnRamp;
     let tun: Tun;
     let relay: PacketRelay;
+    const answers: unknown[] = [];
     const path = `\0oxy-pcs-${process.pid}-${randomBytes(4).toString('hex')}`;
 
     beforeAll(async () => {
       edge = await IpEdge.create({
-        upgrade: { partialChecksums },
+        upgrade: { partialChecksums: edgePartial },
         onTcpStream(socket) {
           socket.on('error', () => socket.destroy());
           socket.pipe(socket);
@@ -75,10 +88,24 @@ for (const { partialChecksums, declared, name } of cases)
         'route add 198.18.2.0/24 dev oxpcs0',
         'route add 2001:db8:2::/64 dev oxpcs0',
       ]);
-      relay = PacketRelay.attach(tun, seqpacketConnectFd(path), {
-        first: Buffer.from(JSON.stringify({ tenant: 'pcs', vnet: 'default', ...(declared ? { partialChecksums: true } : {}) })),
+      const session = once(onRamp, 'session');
+      await withEnv({ OXY_IP_PARTIAL_SENDS: taken ? undefined : '0' }, async () => {
+        relay = PacketRelay.attach(tun, seqpacketConnectFd(path), {
+          first: Buffer.from(
+            JSON.stringify({ tenant: 'pcs', vnet: 'default', ...(declared ? { partialChecksums: true } : {}), ...(sends ? { partialSends: true } : {}) }),
+          ),
+        });
+        relay.on('error', () => undefined);
+        // As warp's relay channel: the edge's answer turns the TUN's checksum offload on.
+        relay.on('message', (data: Buffer) => {
+          const answer = JSON.parse(data.toString('utf8')) as { partialSends?: boolean };
+          answers.push(answer);
+          if (answer.partialSends === true) relay.sendPartial();
+        });
+        // The edge reads the context (and answers it) before the session event.
+        await session;
       });
-      relay.on('error', () => undefined);
+      if (taken) await until(() => relay.stats.partialSends, 5000, "the relay's sendPartial()");
     });
     afterAll(() => {
       relay?.close();
@@ -106,6 +133,11 @@ for (const { partialChecksums, declared, name } of cases)
       },
       40_000,
     );
+
+    it(`the edge answers partialSends ${taken ? 'and the relay sends partial sums' : 'not: the relay sends whole sums'}`, () => {
+      expect(answers).toEqual(taken ? [{ partialSends: true }] : []);
+      expect(relay.stats.partialSends).toBe(taken);
+    });
 
     it("JS sees bare packets either way: the TUN's virtio header stays in the addon", () => {
       expect(tun.vnetHeader).toBe(false);

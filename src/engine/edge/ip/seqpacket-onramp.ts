@@ -33,6 +33,12 @@ export interface SeqpacketOnRampOptions {
   resolveContext?(context: IpContext): IpContext;
 }
 
+/**
+ * OXY_IP_PARTIAL_SENDS=0: a client's partialSends is not taken up (its TCP packets come whole, as
+ * from a client that does not offer them). Read per client.
+ */
+const partialSendsTaken = (): boolean => process.env.OXY_IP_PARTIAL_SENDS !== '0';
+
 export interface SeqpacketOnRampEvents {
   session: [session: IpSession];
   error: [err: Error];
@@ -97,8 +103,14 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
       session = this.edge.openSession(context, send);
       // Established TCP flows of this client then pass between its socket and the TUN natively; a
       // client whose context says partialChecksums (warp's relay) gets the kernel's TCP packets
-      // with their checksums left partial (it writes them to its TUN as CHECKSUM_PARTIAL).
-      if (this.edge.fastPath) session.fastPeer = socket.joinFastNat(this.edge.upgrader.fastNat, parsed.partialChecksums === true);
+      // with their checksums left partial (it writes them to its TUN as CHECKSUM_PARTIAL). One
+      // whose context says partialSends may send its TCP packets so too, once told we take them
+      // (`{"partialSends":true}`): the addon sums those that leave the fast path.
+      if (this.edge.fastPath) {
+        const sendsPartial = parsed.partialSends === true && partialSendsTaken();
+        session.fastPeer = socket.joinFastNat(this.edge.upgrader.fastNat, parsed.partialChecksums === true, sendsPartial);
+        if (sendsPartial) send(Buffer.from(JSON.stringify({ partialSends: true })));
+      }
       this.emit('session', session);
     });
     socket.on('error', () => {});

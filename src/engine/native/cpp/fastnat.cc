@@ -10,6 +10,12 @@
 // corruption on a link, and there is none between the device's kernel and this TUN (the device
 // relay's and our memory, a local SEQPACKET socket); a device that crafts packets chooses their
 // checksums too, and reaches only its own flows (a flow is keyed by its client's socket).
+//
+// A client whose TUN leaves its TCP checksums partial (partialSends: the device relay after
+// sendPartial(), once we answered that we take them) sends its TCP packets with the field holding
+// the pseudo-header sum. Into a partial TUN that is what WritePartial writes anyway; anything else
+// of such a client (into a TUN that takes whole checksums, or to JS) is summed afresh first
+// (SumTcpChecksum): the device's kernel no longer sums (nor copies, to segment) what it sends.
 #include "fastnat.h"
 
 #include "common.h"
@@ -186,6 +192,23 @@ void TunPartialHeader(uint8_t* packet, size_t length, uint8_t header[10]) {
   VnetHeader h = {};
   if (ParseTcp(packet, length, &t) && t.total == length) PartialHeader(packet, t, &h);
   memcpy(header, &h, sizeof(h));
+}
+
+void ResolveTunRead(uint8_t* packet, size_t length, const uint8_t header[10]) {
+  VnetHeader h;
+  memcpy(&h, header, sizeof(h));
+  if (!(h.flags & kNeedsCsum)) return;
+  Tcp t;
+  if (ParseTcp(packet, length, &t) && t.total == length && h.csum_start == t.l4 && h.csum_offset == 16) return;
+  CompleteChecksum(packet, length, {h.csum_start, h.csum_offset});
+}
+
+void SumTcpChecksum(uint8_t* packet, size_t length) {
+  Tcp t;
+  if (!ParseTcp(packet, length, &t)) return;
+  VnetHeader unused;
+  PartialHeader(packet, t, &unused);  // the field: the pseudo-header sum
+  CompleteChecksum(packet, t.total, {uint16_t(t.l4), 16});
 }
 
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length) {
@@ -392,6 +415,11 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   Entry* entry = it->second;
   if (ToJs(entry, t.flags, false)) return false;
   Rewrite(packet, t, entry->nat.addr, entry->nat.port, entry->listen.addr, entry->listen.port);
+  // A TUN that takes only whole checksums, from a client that may send them partial: summed here.
+  if (!tun_partial_) {
+    auto peer_it = peers_.find(peer);
+    if (peer_it != peers_.end() && peer_it->second->sends_partial) SumTcpChecksum(packet, t.total);
+  }
   ssize_t n;
   do {
     n = tun_partial_ ? WritePartial(tun_fd_, packet, t) : write(tun_fd_, packet, t.total);

@@ -35,6 +35,10 @@ struct FastPeer {
   // as CHECKSUM_PARTIAL (WriteTunPartial), summing nothing it was sent: a kernel packet whose
   // checksum the kernel left partial goes to it as it is.
   bool partial = false;
+  // Its client said (partialSends in its first message, and we answered that we take them) that
+  // its TUN leaves TCP checksums partial, which it sends as they are (ResolveTunRead): a TCP
+  // packet the fast path does not write to a partial TUN is summed here first (SumTcpChecksum).
+  bool sends_partial = false;
 };
 
 // Where the checksum of a packet read as CHECKSUM_PARTIAL goes (its virtio header's csum_start and
@@ -188,6 +192,13 @@ double TunDueReads();
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length);
 // The same packet's 10-byte header (and its checksum field) for a write of its own (io_uring's).
 void TunPartialHeader(uint8_t* packet, size_t length, uint8_t header[10]);
+// A packet read from a TUN that offers TUN_F_CSUM, with its 10-byte header: a plain TCP packet
+// whose checksum the kernel left partial stays so (its field holds the pseudo-header sum; the edge
+// sums it where it must, SumTcpChecksum); any other partial checksum is completed here.
+void ResolveTunRead(uint8_t* packet, size_t length, const uint8_t header[10]);
+// A plain TCP packet's checksum summed afresh, whatever its field held (a partial sum or a whole
+// one); anything else is left as it is.
+void SumTcpChecksum(uint8_t* packet, size_t length);
 
 // Wall-clock milliseconds, coarse (as JS's Date.now() for the flow table's idle sweep).
 double NowMs();

@@ -223,7 +223,11 @@ class Pump {
     iovec iov[2] = {{header, sizeof(header)}, {at, up_slot_}};
     for (;;) {  // a read of the header alone (no packet) cannot be an empty message: the end's
       ssize_t n = readv(tun_fd_, iov, 2);
-      if (n < 0 || n > ssize_t(sizeof(header))) return n < 0 ? n : n - ssize_t(sizeof(header));
+      if (n < 0) return n;
+      if (n <= ssize_t(sizeof(header))) continue;
+      n -= ssize_t(sizeof(header));
+      ResolveTunRead(at, size_t(n), header);  // after sendPartial(): TUN_F_CSUM
+      return n;
     }
   }
 
@@ -650,6 +654,7 @@ class RingIo {
     size_t n = static_cast<size_t>(res);
     if (tun_vnet_) n = n > sizeof(Slot::header) ? n - sizeof(Slot::header) : 0;
     if (n == 0) return;  // no packet (the header alone)
+    if (tun_vnet_) ResolveTunRead(UpData(up_read_), n, up_slots_[Index(up_read_, kUpSlots)].header);
     up_slots_[Index(up_read_, kUpSlots)].length = n;
     up_read_++;
   }
@@ -967,6 +972,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
                            InstanceMethod("send", &PacketRelay::Send),
                            InstanceMethod("close", &PacketRelay::JsClose),
                            InstanceMethod("stats", &PacketRelay::Stats),
+                           InstanceMethod("sendPartial", &PacketRelay::SendPartial),
                        });
   }
 
@@ -1095,6 +1101,20 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     return Napi::Boolean::New(env, true);
   }
 
+  // sendPartial() -> whether the TUN now leaves checksums partial: TUN_F_CSUM on a TUN with the
+  // addon's IFF_VNET_HDR, once the edge said it sums TCP checksums where it must (FastPeer's
+  // sends_partial). Its kernel then sums no TCP segment it sends (nor copies one to segment it:
+  // the device gets scatter-gather with the checksum offload); the relay passes plain TCP packets
+  // on partial and completes any other partial checksum (ResolveTunRead). Either thread may read
+  // meanwhile: a packet is partial or not by its own header.
+  Napi::Value SendPartial(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (tun_fd_ < 0 || !tun_vnet_) return Napi::Boolean::New(env, false);
+    if (ioctl(tun_fd_, TUNSETOFFLOAD, static_cast<unsigned long>(TUN_F_CSUM)) != 0) ThrowErrno(env, "ioctl(TUNSETOFFLOAD)", errno);
+    partial_sends_ = true;
+    return Napi::Boolean::New(env, true);
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object stats = Napi::Object::New(env);
@@ -1103,6 +1123,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     stats.Set("tunRefused", static_cast<double>(counters_.tun_refused.load(std::memory_order_relaxed)));
     stats.Set("thread", threaded_);
     stats.Set("ring", counters_.ring.load(std::memory_order_relaxed));
+    stats.Set("partialSends", partial_sends_);
     return stats;
   }
 
@@ -1166,6 +1187,7 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
   Side socket_;
   int tun_fd_ = -1;
   bool tun_vnet_ = false;
+  bool partial_sends_ = false;  // sendPartial() turned TUN_F_CSUM on
   int socket_fd_ = -1;
   size_t max_packet_ = 0;
   bool threaded_ = false;

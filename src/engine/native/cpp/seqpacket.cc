@@ -163,8 +163,9 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     peer_.fd = -1;
   }
 
-  // joinFastNat(nat, partial) -> the id this socket's flows are registered under (nat.add);
-  // partial: its client takes TCP packets with partial checksums (FastPeer::partial).
+  // joinFastNat(nat, partial, sendsPartial) -> the id this socket's flows are registered under
+  // (nat.add); partial: its client takes TCP packets with partial checksums (FastPeer::partial);
+  // sendsPartial: it may send them so (FastPeer::sends_partial).
   Napi::Value JoinFastNat(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env, "joinFastNat");
@@ -174,6 +175,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     peer_.fd = fd_;
     peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
     peer_.partial = info[1].ToBoolean().Value();
+    peer_.sends_partial = info[2].ToBoolean().Value();
     peer_id_ = fast_->AddPeer(&peer_);
     return Napi::Number::New(env, peer_id_);
   }
@@ -374,6 +376,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
           // An established flow's packet: NATed and written to the TUN, its slot not kept.
           if (fast_->FromClient(peer_id_, data, n, now)) continue;
         }
+        // JS writes what it gets with whole checksums: a partial one is summed now.
+        if (peer_.sends_partial && fds.empty()) SumTcpChecksum(data, n);
         uint32_t index = static_cast<uint32_t>(offsets_list.size() - 1);
         // Down to the batch's end (never past this slot: earlier slots held at most their size).
         if (data != scratch.data() + used) memmove(scratch.data() + used, data, n);
