@@ -268,7 +268,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // how a test sees that a kept connection's requests and answers take the short way.
   new Counter({
     name: 'oxy_edge_same_turn_reads_total',
-    help: "Reads made in the loop turn of the fast path's write that made them due, by what was read: socket (an upgraded flow's, after its request reached the TUN) or tun (after a pump wrote an answer)",
+    help: "Reads made in the loop turn of the fast path's write that made them due, by what was read: socket (an upgraded flow's, after its request reached the TUN), tun (after a pump wrote an answer) or tun_counted (those tun reads that stopped at the packets the writes made, without a read that found none)",
     labelNames: ['what'],
     registers: [edge.metrics],
     collect() {
@@ -276,6 +276,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       this.reset();
       this.inc({ what: 'socket' }, t.sameTurnSockets);
       this.inc({ what: 'tun' }, t.sameTurnTun);
+      this.inc({ what: 'tun_counted' }, t.sameTurnTunCounted);
     },
   });
   // The fast path's packets by where they went: a client's to the TUN, the kernel's to its client,

@@ -62,7 +62,7 @@ export interface NativeFastNat {
     listenPort: number,
   ): boolean;
   remove(id: number): void;
-  totals(): [toKernel: number, toClients: number, lost: number, refused: number, sameTurnSockets: number, sameTurnTun: number];
+  totals(): [toKernel: number, toClients: number, lost: number, refused: number, sameTurnSockets: number, sameTurnTun: number, sameTurnTunCounted: number];
 }
 
 export interface NativeSeqpacketSocket {

@@ -101,10 +101,19 @@ export class FastNat {
    * Packets passed natively each way, lost to a failed write/send, and refused by a full client
    * socket (sent by JS); and this thread's reads made in the loop turn of the fast path's write that
    * made them due (an upgraded flow's socket after its request reached the TUN, the TUN after a
-   * pump wrote an answer), rather than one turn later.
+   * pump wrote an answer), rather than one turn later; sameTurnTunCounted: those TUN reads that
+   * stopped at the packets the writes made, without a read that found none (tun.cc, OXY_TUN_DUE_COUNT).
    */
-  get totals(): { toKernel: number; toClients: number; lost: number; refused: number; sameTurnSockets: number; sameTurnTun: number } {
-    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun] = this.handle.totals();
-    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun };
+  get totals(): {
+    toKernel: number;
+    toClients: number;
+    lost: number;
+    refused: number;
+    sameTurnSockets: number;
+    sameTurnTun: number;
+    sameTurnTunCounted: number;
+  } {
+    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted] = this.handle.totals();
+    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted };
   }
 }

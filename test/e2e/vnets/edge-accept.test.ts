@@ -51,15 +51,25 @@ if (mode === 'banner') {
 
 // sameTurn: the edge reads a kept connection's requests (its socket) and answers (the TUN) in the
 // loop turn of the fast path's write that made them due (OXY_SAME_TURN=0: one turn later, as
-// with Node's accept, whose sockets the addon does not know).
+// with Node's accept, whose sockets the addon does not know); counted: a small answer's TUN read
+// stops at the one segment its write made (OXY_TUN_DUE_COUNT=0: at a read that finds nothing).
 const VARIANTS = [
-  { name: 'accepted by the addon', env: { NODE_DEBUG: 'oxy:transport:flow-pump' }, accepted: true, sameTurn: true, atAnswer: true, openThere: true },
+  {
+    name: 'accepted by the addon',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump' },
+    accepted: true,
+    sameTurn: true,
+    counted: true,
+    atAnswer: true,
+    openThere: true,
+  },
   // The pump started by JS at the ANSWER (by default the addon starts it when the ANSWER is the OK one).
   {
     name: 'accepted by the addon, the pump started by JS at the answer',
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FLOW_AT_ANSWER: '0' },
     accepted: true,
     sameTurn: true,
+    counted: true,
     atAnswer: false,
     openThere: false,
   },
@@ -69,6 +79,7 @@ const VARIANTS = [
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FLOW_OPEN_AT_ACCEPT: '0' },
     accepted: true,
     sameTurn: true,
+    counted: true,
     atAnswer: true,
     openThere: false,
   },
@@ -77,6 +88,7 @@ const VARIANTS = [
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_EARLY_DATA: '0' },
     accepted: true,
     sameTurn: true,
+    counted: true,
     atAnswer: true,
     openThere: true,
   },
@@ -85,6 +97,7 @@ const VARIANTS = [
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_NATIVE_ACCEPT: '0' },
     accepted: false,
     sameTurn: false,
+    counted: false,
     atAnswer: false,
     openThere: false,
   },
@@ -95,6 +108,7 @@ const VARIANTS = [
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FD_SET_OWN_AFTER: '1' },
     accepted: true,
     sameTurn: true,
+    counted: true,
     atAnswer: true,
     openThere: true,
   },
@@ -103,6 +117,18 @@ const VARIANTS = [
     env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_SAME_TURN: '0' },
     accepted: true,
     sameTurn: false,
+    counted: false,
+    atAnswer: true,
+    openThere: true,
+  },
+  // The answers' TUN reads go on to the read that finds nothing (by default they stop at the one
+  // segment each small answer made).
+  {
+    name: "accepted by the addon, the answers' TUN reads until EAGAIN",
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_TUN_DUE_COUNT: '0' },
+    accepted: true,
+    sameTurn: true,
+    counted: false,
     atAnswer: true,
     openThere: true,
   },
@@ -112,7 +138,7 @@ const VARIANTS = [
 const sameTurnReads = (site: VnetSite) => {
   const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
   const count = (what: string) => Number(new RegExp(`^oxy_edge_same_turn_reads_total\\{what="${what}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
-  return { socket: count('socket'), tun: count('tun') };
+  return { socket: count('socket'), tun: count('tun'), counted: count('tun_counted') };
 };
 
 for (const variant of VARIANTS)
@@ -152,8 +178,11 @@ for (const variant of VARIANTS)
       if (variant.sameTurn) {
         expect(after.socket - before.socket).toBeGreaterThanOrEqual(20);
         expect(after.tun - before.tun).toBeGreaterThanOrEqual(20);
+        // ... each answer's read stopping at its one segment (no read that finds nothing).
+        if (variant.counted) expect(after.counted - before.counted).toBeGreaterThanOrEqual(20);
+        else expect(after.counted - before.counted).toBe(0);
       } else {
-        expect(after).toEqual({ socket: 0, tun: 0 });
+        expect(after).toEqual({ socket: 0, tun: 0, counted: 0 });
       }
       if (variant.accepted) expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon, accepted there/);
       // A reused stream's flow: the addon read the OK ANSWER and started the pump itself.

@@ -284,13 +284,15 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
 
   // totals() -> [client → kernel, kernel → client, lost, refused] packets handled here since
   // creation; refused: kernel packets a full client socket did not take, handed to JS. Then this
-  // thread's same-turn reads so far: accepted sockets (fd-set.h), TUN batches (RunTunDue).
+  // thread's same-turn reads so far: accepted sockets (fd-set.h), TUN batches (RunTunDue), and of
+  // those the ones that stopped at the count of packets the writes made (no EAGAIN read).
   Napi::Value Totals(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array result = Napi::Array::New(env, 6);
+    Napi::Array result = Napi::Array::New(env, 7);
     for (uint32_t i = 0; i < 4; i++) result.Set(i, nat_->totals_[i]);
     result.Set(4u, FdWatchKicks());
     result.Set(5u, TunDueReads());
+    result.Set(6u, TunDueCounted());
     return result;
   }
 

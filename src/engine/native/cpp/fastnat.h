@@ -180,10 +180,18 @@ Napi::Function InitFastNat(Napi::Env env);
 // Same-turn reads of the TUN (fd-set.h has the sockets'): the edge wrote to an accepted socket,
 // whose segments the kernel put on the TUN within the write; RunTunDue, after the QUIC flush that
 // wrote, reads this thread's fast-path TUNs in that turn instead of after the next epoll_pwait.
-void NoteTunDue();
+// `packets`: how many the write put there (a small write taken whole: one segment), 0 when not
+// known. When every write of the turn said, the read stops at their count instead of at a read
+// that says EAGAIN (one fast TUN on the thread; OXY_TUN_DUE_COUNT=0: always at the EAGAIN); a
+// packet beyond them (another flow's) is read at the next turn, the TUN's poll being level-triggered.
+void NoteTunDue(uint32_t packets);
+// Something else put packets of unknown number on the TUN (a shutdown, a close): a read this turn
+// goes on to the EAGAIN.
+void NoteTunUncounted();
 void RunTunDue();
-// TUN reads RunTunDue made on this thread so far.
+// TUN reads RunTunDue made on this thread so far, and those of them that stopped at the count.
 double TunDueReads();
+double TunDueCounted();
 
 // Writes one IP packet to a TUN whose IFF_VNET_HDR the addon keeps (no offloads): a plain TCP
 // packet (IPv4 without options or fragments, IPv6 without extension headers) as CHECKSUM_PARTIAL,

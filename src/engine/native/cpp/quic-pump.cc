@@ -54,6 +54,8 @@ constexpr int kReadsPerWake = 16;
 // A read at least this long becomes the chunk itself (no copy); a shorter one is copied into a
 // chunk of its size, so a small answer does not hold 64 KiB until it is acknowledged.
 constexpr size_t kKeepRead = 16 * 1024;
+// IPv4's default MSS (RFC 9293): a write of at most this is one segment on the edge's TUN.
+constexpr size_t kOneSegment = 536;
 
 uint32_t Be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]); }
 
@@ -455,6 +457,7 @@ double Conn::ClosePump(int64_t id, bool reset) {
   Pump* p = it->second.get();
   const double body_bytes = double(p->body_bytes);
   PumpNotConnected(p);
+  if (p->watch && p->watch->has_peer) NoteTunUncounted();  // the close's FIN or RST
   FreeFdWatch(p->watch);
   // A cut flow: its socket's peer must not take our close for the flow's clean end.
   if (reset) {
@@ -1088,8 +1091,9 @@ void Conn::PumpWriteOut(Pump* p) {
       break;
     }
     // An accepted socket of the edge's fast path: its segments are on the TUN now (tun.cc reads
-    // them after this flush, in this turn).
-    if (n > 0 && p->watch->has_peer) NoteTunDue();
+    // them after this flush, in this turn). A write taken whole of at most IPv4's smallest MSS
+    // is one segment (Nagle holding it back only means the read ends at the EAGAIN, as uncounted).
+    if (n > 0 && p->watch->has_peer) NoteTunDue(size_t(n) == offered && size_t(n) <= kOneSegment ? 1 : 0);
     // A short write: the socket is full (the level-triggered watch says when it has room).
     if (size_t(n) < offered) break;
   }
@@ -1099,6 +1103,7 @@ void Conn::PumpWriteOut(Pump* p) {
     // this turn's flush (FlushPumps) and sends the FIN itself — nothing is unread after an end —
     // so no shutdown before it (OXY_FLOW_CLOSE_SHUTS=0: one anyway).
     const bool close_sends_fin = p->lingering && !p->reset_sent && CloseShuts();
+    if (p->watch->has_peer) NoteTunUncounted();  // its FIN, or the close's
     if (!close_sends_fin) {
       if (shutdown(p->fd, SHUT_WR) != 0 && errno != ENOTCONN) PumpEnd(p, errno);
       else if (!p->flows) Event(kEvPump, kPumpShut, p->id, nullptr, 0);

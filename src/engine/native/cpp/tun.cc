@@ -36,7 +36,15 @@ class TunDevice;
 // This thread's TUNs with a fast path, for RunTunDue (fastnat.h).
 thread_local std::vector<TunDevice*> fast_tuns;
 thread_local bool tun_due = false;
+thread_local uint64_t tun_due_packets = 0;  // what the writes since the last RunTunDue put on the TUN
+thread_local bool tun_due_uncounted = false;
 thread_local double tun_due_reads = 0;
+thread_local double tun_due_counted = 0;
+
+bool DueCounted() {
+  static const bool on = EnvSwitchOn("OXY_TUN_DUE_COUNT");
+  return on;
+}
 
 class TunDevice : public PolledWrap<TunDevice> {
  public:
@@ -106,7 +114,8 @@ class TunDevice : public PolledWrap<TunDevice> {
   }
 
   // RunTunDue: a read batch now, as if the poll had said readable (it says so next turn otherwise).
-  static void ReadDue() {
+  // `limit`: at most that many packets (0: until EAGAIN).
+  static void ReadDue(uint64_t limit) {
     std::vector<TunDevice*> list = fast_tuns;
     for (TunDevice* t : list) {
       // One closed by JS during an earlier read left the list.
@@ -116,7 +125,9 @@ class TunDevice : public PolledWrap<TunDevice> {
       Napi::HandleScope scope(env);
       if (!CanCallJs(env)) continue;
       tun_due_reads++;
-      GuardCallback(env, [t, env] { t->ReadBatch(env); });
+      GuardCallback(env, [t, env, limit] {
+        if (t->ReadBatch(env, limit)) tun_due_counted++;
+      });
     }
   }
 
@@ -284,8 +295,9 @@ class TunDevice : public PolledWrap<TunDevice> {
     if (fd_ >= 0 && (events & UV_WRITABLE)) InvokeCallback(env, on_writable_, *context_, {});
   }
 
-  // read() until EAGAIN, batchSize packets, or the batch buffer is full.
-  void ReadBatch(Napi::Env env) {
+  // read() until EAGAIN, batchSize packets, `limit` packets (0: none) or the batch buffer is full.
+  // Whether it stopped at `limit`.
+  bool ReadBatch(Napi::Env env, uint64_t limit = 0) {
     size_t used = 0;    // JS's packets, from the start of the buffer
     size_t queued = 0;  // after them: packets the fast path queued for their clients
     offsets_.clear();
@@ -296,7 +308,13 @@ class TunDevice : public PolledWrap<TunDevice> {
     if (fast_) fast_->BeginKernelBatch();
     // Packets the fast path took count too: a busy kernel must not hold the loop.
     uint32_t reads = 0;
+    uint64_t packets = 0;
+    bool at_limit = false;
     while (reads++ < batch_size_) {
+      if (limit != 0 && packets == limit) {
+        at_limit = true;
+        break;
+      }
       if (buffer_.size() - used - queued < max_packet_) {
         if (queued == 0) break;
         FlushFast(&used, &queued);
@@ -312,6 +330,7 @@ class TunDevice : public PolledWrap<TunDevice> {
         break;
       }
       if (n == 0) break;
+      packets++;
       if (fast_) {
         if (now == 0) now = NowMs();
         // For an established flow: un-NATed and queued for its client (sent with the batch).
@@ -344,6 +363,7 @@ class TunDevice : public PolledWrap<TunDevice> {
     if (read_errno != 0 && fd_ >= 0) {
       InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "read", read_errno, name_)});
     }
+    return at_limit;
   }
 
   // One packet into `at`; the hidden header is read apart: *partial when it says the checksum
@@ -435,16 +455,25 @@ class TunDevice : public PolledWrap<TunDevice> {
 
 Napi::Function InitTun(Napi::Env env) { return TunDevice::Init(env); }
 
-void NoteTunDue() {
-  if (!fast_tuns.empty()) tun_due = true;
+void NoteTunDue(uint32_t packets) {
+  if (fast_tuns.empty()) return;
+  tun_due = true;
+  if (packets == 0) tun_due_uncounted = true;
+  tun_due_packets += packets;
 }
 
+void NoteTunUncounted() { tun_due_uncounted = true; }
+
 void RunTunDue() {
+  const uint64_t limit = !tun_due_uncounted && fast_tuns.size() == 1 && DueCounted() ? tun_due_packets : 0;
+  tun_due_packets = 0;
+  tun_due_uncounted = false;
   if (!tun_due) return;
   tun_due = false;
-  TunDevice::ReadDue();
+  TunDevice::ReadDue(limit);
 }
 
 double TunDueReads() { return tun_due_reads; }
+double TunDueCounted() { return tun_due_counted; }
 
 }  // namespace oxy
