@@ -183,7 +183,9 @@ describe('edge-to-edge forwarding', () => {
       const r = await curl(['-i', '-H', 'Host: orphan.example.com', `http://127.0.0.1:${e.http}/`]);
       expect(r.stdout).toMatch(/^HTTP\/1\.1 502/);
       expect(r.stdout).toMatch(/proxy-status: oxyctl; error=destination_unavailable/i);
-      expect(Date.now() - t0).toBeLessThan(1000);
+      // Answered without waiting on a peer: a dial (5 s) or a forwarded stream's header (10 s)
+      // would take longer. A hang detector, not a speed check: 1 s failed at load 10 (1.25 s).
+      expect(Date.now() - t0).toBeLessThan(4000);
     }
   });
 
