@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { HttpResponseHead } from '../protocol/http-head.js';
+import { scrapedCounter } from '../observe/metrics.js';
 
 export const METRICS_NAMESPACE = 'oxyctl';
 
@@ -21,19 +22,16 @@ export interface ConnectorMetrics {
 
 /** Where the UDP payloads of private flows went (the off-ramp's counters), read at scrape time. */
 export function registerUdpPayloadMetrics(registry: Registry, counters: () => { datagrams: number; oversize: number; dropped: number }): void {
-  new Counter({
-    name: `${METRICS_NAMESPACE}_private_udp_payloads_total`,
-    help: 'UDP payloads of private flows sent toward the edge, by path: datagram, stream (too large for a QUIC DATAGRAM frame), dropped (the connection refused it)',
-    labelNames: ['path'],
-    registers: [registry],
-    collect() {
+  scrapedCounter(
+    registry,
+    `${METRICS_NAMESPACE}_private_udp_payloads_total`,
+    'UDP payloads of private flows sent toward the edge, by path: datagram, stream (too large for a QUIC DATAGRAM frame), dropped (the connection refused it)',
+    'path',
+    () => {
       const c = counters();
-      this.reset();
-      this.inc({ path: 'datagram' }, c.datagrams);
-      this.inc({ path: 'stream' }, c.oversize);
-      this.inc({ path: 'dropped' }, c.dropped);
+      return { datagram: c.datagrams, stream: c.oversize, dropped: c.dropped };
     },
-  });
+  );
 }
 
 export function createConnectorMetrics(registry: Registry, readyConnections: () => number): ConnectorMetrics {

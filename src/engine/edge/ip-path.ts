@@ -19,6 +19,7 @@ import { unknownVnetError } from '../../core/vnets.js';
 import type { Flow, IpContext } from '../flow/index.js';
 import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
+import { scrapedCounter } from '../observe/metrics.js';
 import { joinHostPort, splitHostPort } from '../../core/address.js';
 import type { EdgeServer } from './server.js';
 import type { DetailedRoute } from '../../store/index.js';
@@ -74,19 +75,16 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     registers: [edge.metrics],
   });
   // Read at scrape time from the egress's counters.
-  new Counter({
-    name: 'oxy_edge_udp_payloads_total',
-    help: 'UDP payloads of private flows sent toward connectors, by path: datagram, stream (too large for a QUIC DATAGRAM frame), dropped (the connection refused it)',
-    labelNames: ['path'],
-    registers: [edge.metrics],
-    collect() {
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_udp_payloads_total',
+    'UDP payloads of private flows sent toward connectors, by path: datagram, stream (too large for a QUIC DATAGRAM frame), dropped (the connection refused it)',
+    'path',
+    () => {
       const c = edge.egress.udpCounters;
-      this.reset();
-      this.inc({ path: 'datagram' }, c.datagrams);
-      this.inc({ path: 'stream' }, c.oversize);
-      this.inc({ path: 'dropped' }, c.dropped);
+      return { datagram: c.datagrams, stream: c.oversize, dropped: c.dropped };
     },
-  });
+  );
   const tell = (flow: Flow<Routed>, packet: PacketView, reason: 'no-route' | 'no-connector') => {
     unreachable.inc({ reason });
     const icmp = buildIcmpUnreachable(packet, reason === 'no-connector' ? 'host' : 'network');
@@ -105,17 +103,13 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   // one chunk (≤ 64 KiB) per flow.
   // With a connector that serves them, flows ride reused `tcp-flows` streams instead (tcp-flows.ts).
   const flowStreams = new TcpFlowStreams({ unsent: FLOW_UNSENT, returnUnsent: RETURN_UNSENT, early: earlyData, pump: PUMP_FLOWS });
-  new Counter({
-    name: 'oxy_edge_tcp_flows_total',
-    help: 'Private TCP flows carried on tcp-flows streams, by stream: reused (it carried a flow before) or new',
-    labelNames: ['stream'],
-    registers: [edge.metrics],
-    collect() {
-      this.reset();
-      this.inc({ stream: 'reused' }, flowStreams.counters.reused);
-      this.inc({ stream: 'new' }, flowStreams.counters.opened);
-    },
-  });
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_tcp_flows_total',
+    'Private TCP flows carried on tcp-flows streams, by stream: reused (it carried a flow before) or new',
+    'stream',
+    () => ({ reused: flowStreams.counters.reused, new: flowStreams.counters.opened }),
+  );
   /**
    * The OPEN's request header is the same bytes for every flow to a destination: kept per (vnet,
    * tenant) and IPv4 destination and port (the text, the metadata and the encoding cost ~1.5 % of
@@ -254,48 +248,38 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   );
   attachPacketHook(ipEdge as unknown as IpEdge, edge.hooks, flows);
   // New flows refused by a limit (global, tenant, session) or for want of a NAT slot.
-  new Counter({
-    name: 'oxy_edge_ip_flows_refused_total',
-    help: 'New IP flows refused by a limit (ip-limits) or for want of a NAT slot, by reason',
-    labelNames: ['reason'],
-    registers: [edge.metrics],
-    collect() {
-      this.reset();
-      for (const [reason, n] of Object.entries(ipEdge.table.stats.refused)) this.inc({ reason }, n);
-    },
-  });
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_ip_flows_refused_total',
+    'New IP flows refused by a limit (ip-limits) or for want of a NAT slot, by reason',
+    'reason',
+    () => ipEdge.table.stats.refused,
+  );
   // The fast path's own writes read in their turn (native/fast-nat.ts totals): cheap to watch, and
   // how a test sees that a kept connection's requests and answers take the short way.
-  new Counter({
-    name: 'oxy_edge_same_turn_reads_total',
-    help: "Reads made in the loop turn of the fast path's write that made them due, by what was read: socket (an upgraded flow's, after its request reached the TUN), tun (after a pump wrote an answer) or tun_counted (those tun reads that stopped at the packets the writes made, without a read that found none)",
-    labelNames: ['what'],
-    registers: [edge.metrics],
-    collect() {
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_same_turn_reads_total',
+    "Reads made in the loop turn of the fast path's write that made them due, by what was read: socket (an upgraded flow's, after its request reached the TUN), tun (after a pump wrote an answer) or tun_counted (those tun reads that stopped at the packets the writes made, without a read that found none)",
+    'what',
+    () => {
       const t = ipEdge.upgrader.fastNat.totals;
-      this.reset();
-      this.inc({ what: 'socket' }, t.sameTurnSockets);
-      this.inc({ what: 'tun' }, t.sameTurnTun);
-      this.inc({ what: 'tun_counted' }, t.sameTurnTunCounted);
+      return { socket: t.sameTurnSockets, tun: t.sameTurnTun, tun_counted: t.sameTurnTunCounted };
     },
-  });
+  );
   // The fast path's packets by where they went: a client's to the TUN, the kernel's to its client,
   // lost to a failed write, or refused by a full client socket (then queued and sent by JS: the slow
   // way a download takes when the device's socket is full).
-  new Counter({
-    name: 'oxy_edge_fast_nat_packets_total',
-    help: 'Packets of upgraded flows the edge passed natively, by outcome: to_kernel (client → TUN), to_client (TUN → client), lost (a failed write), refused (a full client socket: sent by JS instead)',
-    labelNames: ['outcome'],
-    registers: [edge.metrics],
-    collect() {
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_fast_nat_packets_total',
+    'Packets of upgraded flows the edge passed natively, by outcome: to_kernel (client → TUN), to_client (TUN → client), lost (a failed write), refused (a full client socket: sent by JS instead)',
+    'outcome',
+    () => {
       const t = ipEdge.upgrader.fastNat.totals;
-      this.reset();
-      this.inc({ outcome: 'to_kernel' }, t.toKernel);
-      this.inc({ outcome: 'to_client' }, t.toClients);
-      this.inc({ outcome: 'lost' }, t.lost);
-      this.inc({ outcome: 'refused' }, t.refused);
+      return { to_kernel: t.toKernel, to_client: t.toClients, lost: t.lost, refused: t.refused };
     },
-  });
+  );
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.

@@ -6,7 +6,7 @@ import { splitHostPort } from '../../core/address.js';
 import type { Server } from 'node:http';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
 import type { AddressInfo } from 'node:net';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 
 /**
  * How often the event-loop delay histogram (`*_nodejs_eventloop_lag_p99_seconds` and its
@@ -15,6 +15,23 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
  * paid again by every edge worker. A stall longer than this is still always seen.
  */
 const EVENT_LOOP_SAMPLE_MS = Number(process.env.OXY_EVENT_LOOP_SAMPLE_MS) || 100;
+
+/**
+ * A counter whose series are read at scrape time, one per value of `label`: `read` returns the
+ * totals the data path keeps as plain numbers (counting costs it nothing more).
+ */
+export function scrapedCounter(registry: Registry, name: string, help: string, label: string, read: () => Record<string, number>): Counter {
+  return new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, n] of Object.entries(read())) this.inc({ [label]: value }, n);
+    },
+  });
+}
 
 export function createRegistry(prefix: string): Registry {
   const registry = new Registry();
