@@ -129,7 +129,8 @@ bool PacketBatch::Push(Conn* c, const ngtcp2_path& path, size_t len) {
   memcpy(&m.remote, path.remote.addr, m.remote_len);
   m.local_len = std::min<socklen_t>(path.local.addrlen, sizeof(m.local));
   memcpy(&m.local, path.local.addr, m.local_len);
-  return ++count_ == capacity_;
+  bytes_ += len;
+  return ++count_ == capacity_ || bytes_ + max_payload_ > kMaxBytesPerSend;
 }
 
 namespace {
@@ -204,6 +205,7 @@ size_t PacketBatch::RunEnd(size_t i, size_t n, size_t single_until) const {
 void PacketBatch::Send(int fd, bool connected) {
   size_t n = count_;
   count_ = 0;
+  bytes_ = 0;
   if (n == 0 || fd < 0) return;
   largest_send_ = std::max(largest_send_, n);
   mmsghdr* msgs = msgs_.data();

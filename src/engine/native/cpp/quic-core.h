@@ -136,6 +136,9 @@ enum CloseKind : uint8_t {
 // each call could wake the peer apart). OXY_QUIC_SEND_BATCH=0: 64, as before.
 constexpr size_t kMaxPacketsPerSend = 256;
 constexpr size_t kOldPacketsPerSend = 64;
+// And at most this many bytes: the slots a batch touches stay resident, and loopback's 65,000-byte
+// packets fill 4 MiB in 64, as before the larger batch (256 of them would hold 16 MiB per socket).
+constexpr size_t kMaxBytesPerSend = 4 << 20;
 constexpr size_t kMaxPacketsPerFlush = 512;
 constexpr size_t kRecvBatch = 64;
 // A stream's unsent bytes above this: write() reports it and a kEvWritable follows once the
@@ -269,7 +272,7 @@ class PacketBatch {
   // Room for the next packet (max payload bytes), valid until Push.
   uint8_t* Slot() { return tx_.get() + count_ * max_payload_; }
   // The slot holds a packet of `len` bytes for `path` (c: null for a packet of no connection).
-  // Returns true when the batch is full (kMaxPacketsPerSend): Send it.
+  // Returns true when the batch is full (its capacity of packets, or kMaxBytesPerSend): Send it.
   bool Push(Conn* c, const ngtcp2_path& path, size_t len);
   // sendmmsg of every packet, to `path` and from its local address unless `connected`.
   void Send(int fd, bool connected);
@@ -295,6 +298,7 @@ class PacketBatch {
   size_t max_payload_ = 0;
   size_t capacity_ = 0;  // packets per sendmmsg
   size_t count_ = 0;
+  size_t bytes_ = 0;  // of the packets pushed since the last Send
   bool gso_ = true;
   bool df_ = false;
   uint64_t gso_sends_ = 0;
