@@ -86,11 +86,6 @@ function connectOnRamp(path: string): number {
   }
 }
 
-/**
- * The local on-ramp: the TUN relayed to the connected SEQPACKET socket inside the addon
- * (no JS per packet), after a first datagram that is the context. The packets never
- * pass through `send`/`onPacket`.
- */
 /** The edge takes partial TCP checksums: the TUN's kernel leaves them so (whole, as before, if the ioctl fails). */
 function takePartialSends(relay: PacketRelay): void {
   try {
@@ -100,6 +95,11 @@ function takePartialSends(relay: PacketRelay): void {
   }
 }
 
+/**
+ * The local on-ramp: the TUN relayed to the connected SEQPACKET socket inside the addon
+ * (no JS per packet), after a first datagram that is the context. The packets never
+ * pass through `send`/`onPacket`.
+ */
 function relayChannel(tun: Tun, socketFd: number, context: object): PacketChannel {
   const relay = PacketRelay.attach(tun, socketFd, { first: Buffer.from(JSON.stringify(context)) });
   relay.on('error', () => undefined);
