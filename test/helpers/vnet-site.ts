@@ -18,6 +18,15 @@ import { until } from './until.js';
 /** The edge's metrics port inside its own namespace (nothing else listens there). */
 export const SITE_METRICS_PORT = 7845;
 
+/**
+ * One counter of the edge's /metrics now, by its one label: the count for a label value, -1 when
+ * the series is not there.
+ */
+export function edgeCounter(site: Pick<VnetSite, 'edgeNs'>, name: string): (value: string) => number {
+  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
+  return (value) => Number(new RegExp(`^${name}\\{[a-z_]+="${value}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+}
+
 /** A process in a namespace whose output can be awaited. */
 export class NsProcess {
   output = '';

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { oxyOk } from '../../helpers/cli.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { SITE_METRICS_PORT, startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
+import { edgeCounter, startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
 
 const HOST6 = '2001:db8:10::10';
 
@@ -72,8 +72,7 @@ privilegedDescribe('IP path through a QUIC connector: ping -6 and UDP of every s
       const got = JSON.parse(r.stdout) as Record<string, string>;
       expect(Object.fromEntries(Object.entries(got))).toEqual(Object.fromEntries(sizes.map((n) => [String(n), expected(n)])));
     }
-    const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
-    const count = (path: string) => Number(new RegExp(`^oxy_edge_udp_payloads_total\\{path="${path}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+    const count = edgeCounter(site, 'oxy_edge_udp_payloads_total');
     // Each address: 100 and 1200 as DATAGRAM frames; 1400 and up (5 of them) on the stream.
     expect(count('stream')).toBe(10);
     expect(count('datagram')).toBeGreaterThanOrEqual(4);

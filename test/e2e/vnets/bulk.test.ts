@@ -4,7 +4,7 @@
 // device's session ending ends the host's connection of a flow still open.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
+import { edgeCounter, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 const MIB = 1024 * 1024;
 const SIZE = 24 * MIB;
@@ -82,8 +82,7 @@ async function sessionEnds(site: VnetSite, host: ReturnType<VnetSite['spawnIn']>
 
 /** The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total). */
 const fastNatPackets = (site: VnetSite) => {
-  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
-  const count = (outcome: string) => Number(new RegExp(`^oxy_edge_fast_nat_packets_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+  const count = edgeCounter(site, 'oxy_edge_fast_nat_packets_total');
   return { toClient: count('to_client'), lost: count('lost') };
 };
 

@@ -6,7 +6,7 @@
 // before the answer) and OXY_FLOW_AT_ANSWER=0 (JS starts the pump at the ANSWER) the same.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
+import { edgeCounter, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 // In the data centre: 9100 answers after the client's FIN with what it got; 9105 speaks first (a
 // banner at the connect), then echoes and ends after the client's FIN; 9106 is an HTTP server
@@ -136,8 +136,7 @@ const VARIANTS = [
 
 /** The edge's same-turn reads so far (oxy_edge_same_turn_reads_total). */
 const sameTurnReads = (site: VnetSite) => {
-  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
-  const count = (what: string) => Number(new RegExp(`^oxy_edge_same_turn_reads_total\\{what="${what}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+  const count = edgeCounter(site, 'oxy_edge_same_turn_reads_total');
   return { socket: count('socket'), tun: count('tun'), counted: count('tun_counted') };
 };
 

@@ -4,7 +4,7 @@
 // announce the feature gets a stream per flow, as before.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { SITE_METRICS_PORT, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
+import { edgeCounter, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
 
 // In the data centre: 9100 answers after the client's FIN with what it got; 9101 resets the
 // connection at its first bytes; 9103 logs how a client's connection ended; 9104 sends up to
@@ -107,8 +107,7 @@ const outcome = (port) => new Promise((resolve) => {
 `;
 
 const flows = (site: VnetSite) => {
-  const metrics = site.edgeNs.exec('curl', ['-s', `http://127.0.0.1:${SITE_METRICS_PORT}/metrics`]);
-  const count = (stream: string) => Number(new RegExp(`^oxy_edge_tcp_flows_total\\{stream="${stream}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+  const count = edgeCounter(site, 'oxy_edge_tcp_flows_total');
   return { reused: count('reused'), new: count('new') };
 };
 
