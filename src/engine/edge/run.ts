@@ -13,6 +13,7 @@ import { TrafficRecorder } from './traffic.js';
 import { DashboardServer } from './dashboard/server.js';
 import type { WorkerLink, WorkerSpec } from './workers.js';
 import { tuneGcForDataPlane } from '../util/gc.js';
+import { idleTimeForUserCode } from '../native/index.js';
 
 export interface RunEdgeOptions {
   home: string;
@@ -97,6 +98,7 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
   // The one cycle: hooks may ask for the edge's vnet off-ramp while traffic flows, and the
   // edge runs the hooks. The closure reads `edge`, built right below, only at traffic time.
   const vnetOffRamp = (ctx: HookContext) => edge.vnetOffRamp(ctx);
+  if (typeof o.hooks === 'string') idleTimeForUserCode();
   const hooks =
     typeof o.hooks === 'string' ? await loadHooks(o.hooks, { home: o.home, location: o.location, log: o.log, trace: o.traceHooks, vnetOffRamp }) : o.hooks;
   const traffic = o.dashboardListen ? new TrafficRecorder() : undefined;

@@ -362,6 +362,8 @@ export interface NativeAddon {
   supported: boolean;
   /** Whether loading the addon turned libuv's idle-time poll off for this thread's loop (cpp/common.h LoopOneWait; OXY_LOOP_ONE_WAIT=0 leaves it on). */
   loopOneWait?: boolean;
+  /** Turns the idle-time metric back on for this thread's loop, so eventLoopUtilization() reads true again (a hooks module may read it): whether it is on. */
+  loopIdleTimeBack?(): boolean;
   setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;
   UdpSocket: new (
     family: 4 | 6,
@@ -471,6 +473,17 @@ export function native(): NativeAddon {
   addon.setErrorFactory((syscall, errno, code, message) => new NativeError(syscall, errno, code, message));
   loaded = addon;
   return addon;
+}
+
+/**
+ * Before code that is not ours runs here (a hooks module): libuv's idle-time metric back on, which
+ * loading the addon turned off (cpp/common.h LoopOneWait), so that the code's
+ * performance.eventLoopUtilization() reads a true figure — a module may shed load by it.
+ */
+export function idleTimeForUserCode(): void {
+  if (!nativeAvailable()) return;
+  const addon = native();
+  if (addon.loopOneWait) addon.loopIdleTimeBack?.();
 }
 
 /** True when the addon loads here (Linux, built). */

@@ -1,4 +1,4 @@
-export { addonPath, nativeAvailable } from './binding.js';
+export { addonPath, idleTimeForUserCode, nativeAvailable } from './binding.js';
 export { NativeError } from './errors.js';
 export {
   PktinfoUdpSocket,

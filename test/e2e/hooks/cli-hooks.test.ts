@@ -71,6 +71,30 @@ export function start(settings, parentState) {
     }
   });
 
+  it("gives a module a true eventLoopUtilization(): an idle edge's loop reads mostly idle", async () => {
+    // Loading the addon turns libuv's idle-time metric off (one poll per wait); a module may shed
+    // load by this figure, so the edge turns it back on before the module loads.
+    const app = join(home, 'elu.js');
+    writeFileSync(
+      app,
+      `import { performance } from 'node:perf_hooks';
+export function start(settings) {
+  const before = performance.eventLoopUtilization();
+  setTimeout(() => settings.log.info({ elu: performance.eventLoopUtilization(before).utilization.toFixed(3) }, 'elu app measured'), 600);
+  return {};
+}
+`,
+    );
+    const { edge } = await startProxyProcess(['--hooks', app]);
+    try {
+      const m = await edge.waitFor(/elu app measured hooks=\S+ elu=([\d.]+)/);
+      // An edge with nothing to do waits most of those 600 ms; without the metric it reads 1.000.
+      expect(Number(m[1])).toBeLessThan(0.9);
+    } finally {
+      await edge.stop();
+    }
+  });
+
   it('refuses a module with an unknown hook, naming it', async () => {
     const app = join(home, 'typo.js');
     writeFileSync(app, `export const start = () => ({ egress: { handleConection() {} } });\n`);

@@ -10,6 +10,9 @@ namespace oxy {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", true);
   exports.Set("loopOneWait", LoopOneWait(env));
+  exports.Set("loopIdleTimeBack", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), LoopIdleTimeBack(info.Env()));
+  }));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
   exports.Set("UdpSocket", InitUdp(env));
   exports.Set("TunDevice", InitTun(env));

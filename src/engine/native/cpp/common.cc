@@ -292,6 +292,16 @@ bool LoopOneWait(napi_env env) {
   return true;
 }
 
+bool LoopIdleTimeBack(napi_env env) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) return false;
+  const unsigned version = uv_version();
+  if ((version >> 16) != 1 || ((version >> 8) & 0xff) < 39) return false;
+  // uv__io_poll reads the flag once per call: set from a callback, it takes effect at the next wait.
+  *static_cast<unsigned int*>(loop->internal_fields) |= UV_METRICS_IDLE_TIME;
+  return true;
+}
+
 void CloseFd(int& fd) {
   if (fd < 0) return;
   close(fd);

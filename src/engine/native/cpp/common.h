@@ -121,6 +121,10 @@ class FdPoller {
 // OXY_LOOP_ONE_WAIT=0 leaves it as Node set it. Whether the loop now waits once (false where the
 // metric was not on, or libuv is not one whose private flag we know).
 bool LoopOneWait(napi_env env);
+// Turns the metric back on for `env`'s loop (after LoopOneWait turned it off): code that is not
+// ours — a hooks module — may read eventLoopUtilization() to shed load, and must not see a loop
+// that is never idle. Whether it is on now.
+bool LoopIdleTimeBack(napi_env env);
 
 // Closes fd once and sets it to -1. Never retried on EINTR: on Linux the fd is gone either way.
 void CloseFd(int& fd);
