@@ -25,7 +25,9 @@
  *                   in flight, RTTs and why flushes stopped, per connection; node bench/quic-trace.js DIR/quic-trace.log reads it per round)
  *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
  *                   a bimodal phase shows which rounds were slow and what they cost; and the edge's fast NAT packets
- *                   to the device, refused by its full socket and sent by JS, lost: oxy_edge_fast_nat_packets_total)
+ *                   to the device, refused by its full socket and sent by JS, lost: oxy_edge_fast_nat_packets_total;
+ *                   and the whole machine's busy CPU per unit in the tunnel's and the veth's round, with its idle share:
+ *                   what iperf3, the HTTP ends and the kernel's TCP cost beside our three — read it on a quiet machine)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -101,6 +103,25 @@ const http = require('http');
 const host = process.argv[1]; const times = [];
 const one = () => new Promise((r) => { const t = performance.now(); http.get({ host, port: 80, path: '/', agent: false, headers: { connection: 'close' } }, (res) => { res.resume(); res.on('end', () => { times.push(performance.now() - t); r(); }); }).on('error', r); });
 (async () => { for (let i = 0; i < 60; i++) await one(); times.sort((a, b) => a - b); console.log(times[times.length >> 1]); })();`;
+
+/**
+ * The whole machine's CPU so far, from /proc/stat's first line (clock ticks): busy (all but idle and
+ * iowait) and all. Our three processes are not all a round costs: iperf3 or the HTTP client and
+ * server at both ends and the kernel's TCP in every namespace share the same cores.
+ */
+const machineTicks = () => {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const all = f.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest is inside user)
+  return { busy: all - f[3] - f[4], all };
+};
+/** Runs `work` and returns its result with the machine's busy CPU seconds and idle share meanwhile. */
+const withMachine = (work) => {
+  const before = machineTicks();
+  const result = work();
+  const after = machineTicks();
+  const hz = 100;
+  return { result, busy: (after.busy - before.busy) / hz, idle: 1 - (after.busy - before.busy) / Math.max(1, after.all - before.all) };
+};
 
 /** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
 const cpuSeconds = (pid) => cpuMicros(pid) / 1e6;
@@ -420,9 +441,11 @@ try {
     // Both wireguard-go processes' CPU over their rounds (µs), against their total units.
     let wgCpu = 0;
     for (let r = 0; r < rounds; r++) {
-      rows.veth.push(measure('198.18.9.2'));
+      const vethRound = withMachine(() => measure('198.18.9.2'));
+      rows.veth.push(vethRound.result);
       const natBefore = eachRound ? fastNatPackets() : undefined;
-      const { result, cpu: used, calls: counted, packets: sent } = withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`);
+      const tunnelRound = withMachine(() => withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`));
+      const { result, cpu: used, calls: counted, packets: sent } = tunnelRound.result;
       const nat = natBefore && Object.fromEntries(Object.entries(fastNatPackets()).map(([k, v]) => [k, v - natBefore[k]]));
       for (const [k, v] of Object.entries(sent ?? {})) packets[k] = (packets[k] ?? 0) + v;
       rows.tunnel.push(result);
@@ -433,7 +456,9 @@ try {
           `  ${label} round ${r + 1}: tunnel ${fmt(result, each.digits)}${each.rate} | veth ${fmt(rows.veth[r], each.digits)}${each.rate} | ratio ${fmt(result / rows.veth[r], 3)} | ` +
             `CPU per ${each.per} ${perUnit(used, units, each.scale, each.unit, 2)} (all ${fmt((sum * each.scale) / units, 2)})` +
             (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)} | packets ${perPacket(sent, units)}` : '') +
-            ` | fast NAT packets to the device ${nat.to_client}, refused (sent by JS) ${nat.refused}, lost ${nat.lost}`,
+            ` | fast NAT packets to the device ${nat.to_client}, refused (sent by JS) ${nat.refused}, lost ${nat.lost}` +
+            ` | machine CPU per ${each.per}: tunnel ${fmt((tunnelRound.busy * each.scale) / units, 2)} / veth ${fmt((vethRound.busy * each.scale) / each.units(rows.veth[r]), 2)} ${each.unit}` +
+            ` (idle ${fmt(tunnelRound.idle * 100, 0)} / ${fmt(vethRound.idle * 100, 0)} %)`,
         );
       }
       for (const k of Object.keys(cpu)) cpu[k] += used[k];
