@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { OxyError, isErrorCode } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { randomUUID } from 'node:crypto';
-import { closeFd, PacketRelay, seqpacketConnectFd, Tun } from '../native/index.js';
+import { closeFd, PacketRelay, SeqpacketSocket, seqpacketConnectFd, Tun } from '../native/index.js';
 import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram.js';
 import { registerConnection } from '../protocol/registration.js';
 import { metaGet, readStreamHeader, ResponseStatus, writeRequestHeader } from '../protocol/stream-header.js';
@@ -72,6 +72,11 @@ const PARTIAL_CSUM = process.env.OXY_IP_PARTIAL_CSUM !== '0';
  * (otherwise, where the edge takes them, it leaves them partial: the relay's sendPartial()).
  */
 const PARTIAL_SENDS = PARTIAL_CSUM && process.env.OXY_IP_PARTIAL_SENDS !== '0';
+/**
+ * OXY_IP_TUN_HANDOFF=1: where the edge takes it, the TUN's fd goes to the edge, which reads and
+ * writes it (relayChannel); otherwise the device relays its TUN to the edge's socket itself.
+ */
+const TUN_HANDOFF = PARTIAL_CSUM && process.env.OXY_IP_TUN_HANDOFF === '1';
 
 /** Connects to the local on-ramp (`edge run --ip-tunnel-listen`); the fd is the caller's. */
 function connectOnRamp(path: string): number {
@@ -99,35 +104,74 @@ function takePartialSends(relay: PacketRelay): void {
  * The local on-ramp: the TUN relayed to the connected SEQPACKET socket inside the addon
  * (no JS per packet), after a first datagram that is the context. The packets never
  * pass through `send`/`onPacket`.
+ *
+ * An edge that takes the TUN itself (the context's tunHandoff, answered `{"tunHandoff":true}`)
+ * gets its fd over the socket; once it says `{"tunTaken":true}` the relay stops and the socket
+ * is only the control channel: the edge reads and writes the TUN, and its end is the edge's.
  */
-function relayChannel(tun: Tun, socketFd: number, context: object): PacketChannel {
+export function relayChannel(tun: Tun, socketFd: number, context: object, log: Logger): PacketChannel {
   const relay = PacketRelay.attach(tun, socketFd, { first: Buffer.from(JSON.stringify(context)) });
   relay.on('error', () => undefined);
+  let control: SeqpacketSocket | undefined;
+  let done!: () => void;
+  const ended = new Promise<string | void>((resolve) => (done = () => resolve(refusal)));
+  relay.once('end', done);
+  relay.once('close', done);
   // The edge refuses a context with one JSON datagram (`{"error":…}`; an IP packet never starts
-  // with `{`), and answers a context's partialSends with `{"partialSends":true}` when it takes them.
+  // with `{`), and answers a context's partialSends with `{"partialSends":true}` when it takes them,
+  // its tunHandoff with `{"tunHandoff":true}`, and the TUN's fd with `{"tunTaken":true}` or
+  // `{"tunRefused":why}` (the relay then goes on as if it had not offered it).
   let refusal: string | undefined;
-  relay.on('message', (data: Buffer) => {
+  const onMessage = (data: Buffer) => {
     if (data[0] !== 0x7b) return;
-    let answer: { error?: { message?: string }; partialSends?: boolean };
+    let answer: { error?: { message?: string }; partialSends?: boolean; tunHandoff?: boolean; tunTaken?: boolean; tunRefused?: string };
     try {
       answer = JSON.parse(data.toString('utf8')) as typeof answer;
     } catch {
       refusal = data.toString('utf8');
       return;
     }
-    if (answer.partialSends === true) takePartialSends(relay);
-    else refusal = answer.error?.message;
-  });
+    if (answer.partialSends === true && !relay.closed) takePartialSends(relay);
+    if (answer.tunHandoff === true && !relay.closed) offerTun(relay, log);
+    if (answer.tunTaken === true && !relay.closed) control = takeControl(relay, tun, onMessage, done);
+    if (typeof answer.tunRefused === 'string') log.warn({ reason: answer.tunRefused }, 'The edge did not take the TUN: relaying it');
+    if (answer.error) refusal = answer.error.message;
+  };
+  relay.on('message', onMessage);
   return {
     send: () => undefined,
     onPacket: () => undefined,
-    ended: new Promise<string | void>((resolve) => {
-      const done = () => resolve(refusal);
-      relay.once('end', done);
-      relay.once('close', done);
-    }),
-    close: () => relay.close(),
+    ended,
+    close: () => {
+      relay.close();
+      control?.close();
+    },
   };
+}
+
+/** Passes the TUN's fd to an edge that said it takes it; the relay goes on until it says it did. */
+function offerTun(relay: PacketRelay, log: Logger): void {
+  try {
+    if (!relay.offerTun(Buffer.from(JSON.stringify({ tun: true })))) log.warn('The on-ramp socket is full: relaying the TUN');
+  } catch (err) {
+    log.warn({ err }, 'Could not pass the TUN to the edge: relaying it');
+  }
+}
+
+/**
+ * The edge took the TUN: the relay stops and its socket is the control channel, whose end is the
+ * channel's. An IP packet the edge sent before it took the TUN still goes into the TUN.
+ */
+function takeControl(relay: PacketRelay, tun: Tun, onMessage: (data: Buffer) => void, done: () => void): SeqpacketSocket {
+  const control = SeqpacketSocket.fromFd(relay.handOver(), { maxMessageSize: 65535 + 64 });
+  control.on('message', (data) => {
+    if (data[0] === 0x7b) onMessage(Buffer.from(data));
+    else if (data.length > 0) tun.write(data);
+  });
+  control.on('error', () => undefined);
+  control.once('end', done);
+  control.once('close', done);
+  return control;
 }
 
 /**
@@ -198,8 +242,14 @@ export async function startWarp(o: WarpOptions): Promise<Warp> {
   }
   // partialChecksums: the edge may send TCP packets with partial checksums (the relay writes them as such).
   // partialSends: the relay may send TCP packets with partial checksums, once the edge says it takes them.
-  const context = { ...o.context, ...(PARTIAL_CSUM ? { partialChecksums: true } : {}), ...(PARTIAL_SENDS ? { partialSends: true } : {}) };
-  const channel = o.channel ?? relayChannel(tun, socketFd!, context);
+  // tunHandoff: the relay may hand the TUN's fd to the edge, once the edge says it takes it.
+  const context = {
+    ...o.context,
+    ...(PARTIAL_CSUM ? { partialChecksums: true } : {}),
+    ...(PARTIAL_SENDS ? { partialSends: true } : {}),
+    ...(TUN_HANDOFF ? { tunHandoff: true } : {}),
+  };
+  const channel = o.channel ?? relayChannel(tun, socketFd!, context, o.log);
   const feed = o.routes.length === 0 ? (o.routeFeed ?? channel.onRoutes?.bind(channel)) : undefined;
   const ip = (...args: string[]) => run('ip', args);
   const family = (cidr: string) => (cidr.includes(':') ? ['-6'] : []);

@@ -78,6 +78,8 @@ export interface NativeSeqpacketSocket {
   shutdown(): void;
   setBufferSizes(recv: number | undefined, send: number | undefined): void;
   joinFastNat(nat: NativeFastNat, partialChecksums: boolean, sendsPartial: boolean): number;
+  adoptTun(fd: number): void;
+  writeTun(packet: Bytes): boolean;
   close(): void;
   ref(): void;
   unref(): void;
@@ -88,6 +90,8 @@ export interface NativePacketRelay {
   send(data: Bytes): boolean;
   stats(): { packetsOut: number; packetsIn: number; tunRefused: number; thread: boolean; ring: boolean; partialSends: boolean };
   sendPartial(): boolean;
+  offerTun(message: Bytes): boolean;
+  handOver(): number;
   close(): void;
 }
 

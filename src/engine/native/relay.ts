@@ -118,6 +118,27 @@ export class PacketRelay extends EventEmitter<PacketRelayEvents> {
     return this.handle.sendPartial();
   }
 
+  /**
+   * Sends `message` with the TUN's fd (SCM_RIGHTS) to a peer that said it takes the TUN (the edge's
+   * on-ramp answers a context that says `tunHandoff`). The relay goes on until `handOver()`.
+   * False when the socket is full (nothing sent).
+   */
+  offerTun(message: Uint8Array): boolean {
+    if (!this.handle) throw closedError('PacketRelay');
+    return this.handle.offerTun(message);
+  }
+
+  /**
+   * The peer took the TUN: the relay stops (without 'end' or 'close') and returns its socket's fd,
+   * now the caller's (the control channel). The Tun stays the caller's as before.
+   */
+  handOver(): number {
+    const handle = this.handle;
+    if (!handle) throw closedError('PacketRelay');
+    this.handle = undefined;
+    return handle.handOver();
+  }
+
   get stats(): PacketRelayStats {
     return this.handle?.stats() ?? { packetsOut: 0, packetsIn: 0, tunRefused: 0, thread: false, ring: false, partialSends: false };
   }

@@ -151,6 +151,26 @@ export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, Nativ
     return this.open().joinFastNat(nat.handle, partialChecksums, sendsPartial);
   }
 
+  /**
+   * Takes the client's TUN, whose fd it passed over this socket (warp's tunHandoff), and owns the
+   * fd from here on (closed on refusal too): the socket reads that TUN itself, its packets
+   * becoming 'message's (through the fast NAT as the socket's own), and `writeTun` writes to it.
+   * Throws (the message says why) unless it is an attached IFF_TUN|IFF_NO_PI|IFF_VNET_HDR TUN with
+   * a 10-byte header. Its reads and writes never wait, whatever the client does to the file.
+   */
+  adoptTun(fd: number): void {
+    if (!this.handle) {
+      native().closeFd(fd);
+      throw closedError('SeqpacketSocket');
+    }
+    this.handle.adoptTun(fd);
+  }
+
+  /** Writes one IP packet to the TUN `adoptTun` took: false when it did not take it (lost). */
+  writeTun(packet: Uint8Array): boolean {
+    return this.open().writeTun(packet);
+  }
+
   get queuedMessages(): number {
     return this.queue.length;
   }

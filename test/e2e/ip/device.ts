@@ -80,3 +80,28 @@ export function run(child: ChildProcess, timeoutMs: number): Promise<{ code: num
     });
   });
 }
+
+// Sends `bytes` random bytes to host:port, reads the echo, and prints both sha256s and the count.
+export const ECHO_CLIENT = `
+const net = require('node:net');
+const { createHash, randomBytes } = require('node:crypto');
+const [host, port, bytes] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const sent = createHash('sha256'), got = createHash('sha256');
+let received = 0;
+const socket = net.connect({ host, port }, () => {
+  let left = bytes;
+  const more = () => {
+    while (left > 0) {
+      const chunk = randomBytes(Math.min(left, 256 * 1024));
+      left -= chunk.length;
+      sent.update(chunk);
+      if (!socket.write(chunk)) return void socket.once('drain', more);
+    }
+    socket.end();
+  };
+  more();
+});
+socket.on('data', (c) => { received += c.length; got.update(c); });
+socket.on('end', () => console.log(JSON.stringify({ sent: sent.digest('hex'), got: got.digest('hex'), received })));
+socket.on('error', (err) => { console.error(err.message); process.exit(1); });
+`;

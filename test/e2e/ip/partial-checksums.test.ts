@@ -23,32 +23,7 @@ import { useNetns } from '../../helpers/netns.js';
 import { until } from '../../helpers/until.js';
 import { IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
 import { PacketRelay, Tun, seqpacketConnectFd, withNetns } from '../../../src/engine/native/index.js';
-import { run } from './device.js';
-
-// Sends `bytes` random bytes to host:port, reads the echo, and prints both sha256s and the count.
-const ECHO_CLIENT = `
-const net = require('node:net');
-const { createHash, randomBytes } = require('node:crypto');
-const [host, port, bytes] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
-const sent = createHash('sha256'), got = createHash('sha256');
-let received = 0;
-const socket = net.connect({ host, port }, () => {
-  let left = bytes;
-  const more = () => {
-    while (left > 0) {
-      const chunk = randomBytes(Math.min(left, 256 * 1024));
-      left -= chunk.length;
-      sent.update(chunk);
-      if (!socket.write(chunk)) return void socket.once('drain', more);
-    }
-    socket.end();
-  };
-  more();
-});
-socket.on('data', (c) => { received += c.length; got.update(c); });
-socket.on('end', () => console.log(JSON.stringify({ sent: sent.digest('hex'), got: got.digest('hex'), received })));
-socket.on('error', (err) => { console.error(err.message); process.exit(1); });
-`;
+import { ECHO_CLIENT, run } from './device.js';
 
 // edge: the edge's upgrade TUN (partialChecksums); sends: the device offers partialSends; taken:
 // the edge takes them up (OXY_IP_PARTIAL_SENDS unset, or =0).

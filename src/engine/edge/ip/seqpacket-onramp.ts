@@ -39,13 +39,20 @@ export interface SeqpacketOnRampOptions {
  */
 const partialSendsTaken = (): boolean => process.env.OXY_IP_PARTIAL_SENDS !== '0';
 
+/**
+ * OXY_IP_TUN_HANDOFF=0: a client's tunHandoff is not taken up (its packets keep coming over the
+ * socket, relayed by its process, as from a client that does not offer its TUN). Read per client.
+ */
+const tunHandoffTaken = (): boolean => process.env.OXY_IP_TUN_HANDOFF !== '0';
+
 export interface SeqpacketOnRampEvents {
   session: [session: IpSession];
   error: [err: Error];
 }
 
 export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
-  readonly stats = { connections: 0, badContext: 0, refused: 0, sendErrors: 0 };
+  /** tunsTaken: clients' TUNs read and written here (tunHandoff); tunsRefused: fds handed over that were not such a TUN. */
+  readonly stats = { connections: 0, badContext: 0, refused: 0, sendErrors: 0, tunsTaken: 0, tunsRefused: 0 };
   private readonly server: SeqpacketServer;
   private readonly sockets = new Set<SeqpacketSocket>();
   /** Set while the flow clock is fresh for the current batch of messages (see clock()). */
@@ -69,15 +76,40 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
     this.stats.connections++;
     this.sockets.add(socket);
     let session: IpSession | undefined;
+    // tunHandoff: 'offered' once we answered that we take the client's TUN, 'taken' once it is ours.
+    let tun: 'no' | 'offered' | 'taken' = 'no';
     const send = (packet: Buffer): void => {
       try {
-        socket.send(packet);
+        if (tun !== 'taken') socket.send(packet);
+        else if (!socket.writeTun(packet)) this.stats.sendErrors++;
+      } catch {
+        this.stats.sendErrors++;
+      }
+    };
+    const answer = (fields: object) => {
+      try {
+        socket.send(Buffer.from(JSON.stringify(fields)));
       } catch {
         this.stats.sendErrors++;
       }
     };
     socket.on('message', (data, fds) => {
-      // No fds are expected on an IP tunnel: close any, never leak them.
+      // The client's TUN, once we said we take it (one fd, with a JSON message): read and written
+      // here from now on; anything else is refused with a message and the client keeps relaying.
+      if (session && tun === 'offered' && fds.length === 1 && data[0] === 0x7b) {
+        try {
+          socket.adoptTun(fds[0]!);
+          tun = 'taken';
+          this.stats.tunsTaken++;
+          answer({ tunTaken: true });
+        } catch (err) {
+          tun = 'no';
+          this.stats.tunsRefused++;
+          answer({ tunRefused: `The edge did not take the TUN handed over: ${(err as Error).message}` });
+        }
+        return;
+      }
+      // No other fds are expected on an IP tunnel: close any, never leak them.
       for (const fd of fds) closeFd(fd);
       if (session) {
         this.clock();
@@ -106,14 +138,21 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
       // with their checksums left partial (it writes them to its TUN as CHECKSUM_PARTIAL). One
       // whose context says partialSends may send its TCP packets so too, once told we take them
       // (`{"partialSends":true}`): the addon sums those that leave the fast path.
+      // One whose context says tunHandoff (and partialChecksums: its TUN has the virtio header) may
+      // pass its TUN's fd instead, once told we take it (`{"tunHandoff":true}`): we then read and
+      // write that TUN here (adoptTun) and the socket is its control channel (its close ends the
+      // session, and our fd of the TUN with it).
       if (this.edge.fastPath) {
         const sendsPartial = parsed.partialSends === true && partialSendsTaken();
         session.fastPeer = socket.joinFastNat(this.edge.upgrader.fastNat, parsed.partialChecksums === true, sendsPartial);
-        if (sendsPartial) send(Buffer.from(JSON.stringify({ partialSends: true })));
+        const handoff = parsed.tunHandoff === true && parsed.partialChecksums === true && tunHandoffTaken();
+        if (handoff) tun = 'offered';
+        if (sendsPartial || handoff) answer({ ...(sendsPartial ? { partialSends: true } : {}), ...(handoff ? { tunHandoff: true } : {}) });
       }
       this.emit('session', session);
     });
-    socket.on('error', () => {});
+    // The TUN handed over failed (its queue detached, the device gone): the session ends with it.
+    socket.on('error', () => void (tun === 'taken' && socket.close()));
     socket.on('close', () => {
       this.sockets.delete(socket);
       session?.close();

@@ -218,6 +218,17 @@ ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length) {
   return writev(fd, iov, 2);
 }
 
+ssize_t WriteTunNoWait(int fd, uint8_t* packet, size_t length) {
+  uint8_t header[sizeof(VnetHeader)];
+  TunPartialHeader(packet, length, header);
+  iovec iov[2] = {{header, sizeof(header)}, {packet, length}};
+  ssize_t n;
+  do {
+    n = pwritev2(fd, iov, 2, -1, RWF_NOWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
 // The JS face: new FastNat(stats: Float64Array, fastClose: boolean, nativeFins: boolean); flow ids
 // run from 0 to stats.length / 7 - 1.
 class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
@@ -454,7 +465,7 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now, const Parti
   auto peer_it = peers_.find(entry->peer);
   if (peer_it == peers_.end()) return false;
   FastPeer* peer = peer_it->second;
-  if (peer->fd < 0 || peer->js_backlog || peer->blocked) return false;
+  if (peer->fd < 0 || (!peer->tun && (peer->js_backlog || peer->blocked))) return false;
   // A client that does not take partial checksums gets the sum (before the NAT adjusts it).
   if (partial && !peer->partial && !CompleteChecksum(packet, length, *partial)) return false;
   Queued& q = queued_.emplace_back();
@@ -487,6 +498,21 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
       if (queued_[i].peer != peer) continue;
       mine.push_back(i);
       done[i] = 1;
+    }
+    if (peer->tun) {
+      // A device's TUN: one write each (it has no sendmmsg), lost if it is not taken.
+      for (size_t i : mine) {
+        const Queued& q = queued_[i];
+        if (WriteTunNoWait(peer->fd, q.packet, q.length) < 0) {
+          totals_[2]++;
+          continue;
+        }
+        totals_[1]++;
+        if (stats_ == nullptr) continue;
+        Count(q.id, 2, q.length, queued_now_);
+        if (q.fin) Fin(q.id, true, queued_now_);
+      }
+      continue;
     }
     size_t next = 0;
     while (next < mine.size()) {

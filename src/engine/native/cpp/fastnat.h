@@ -39,6 +39,9 @@ struct FastPeer {
   // its TUN leaves TCP checksums partial, which it sends as they are (ResolveTunRead): a TCP
   // packet the fast path does not write to a partial TUN is summed here first (SumTcpChecksum).
   bool sends_partial = false;
+  // `fd` is its device's TUN, handed over (SeqpacketSocket's adoptTun): packets are written to it
+  // (WriteTunNoWait) instead of sent, and one the TUN does not take is lost, never refused.
+  bool tun = false;
 };
 
 // Where the checksum of a packet read as CHECKSUM_PARTIAL goes (its virtio header's csum_start and
@@ -198,6 +201,9 @@ double TunDueCounted();
 // its checksum field replaced by the pseudo-header sum (see fastnat.cc for why its own checksum
 // need not be checked), anything else with a zero header, as a TUN without IFF_VNET_HDR takes it.
 ssize_t WriteTunPartial(int fd, uint8_t* packet, size_t length);
+// The same to a TUN another process holds too (a device's, handed over): never waits, whatever
+// that process did to the file's flags (pwritev2 RWF_NOWAIT).
+ssize_t WriteTunNoWait(int fd, uint8_t* packet, size_t length);
 // The same packet's 10-byte header (and its checksum field) for a write of its own (io_uring's).
 void TunPartialHeader(uint8_t* packet, size_t length, uint8_t header[10]);
 // A packet read from a TUN that offers TUN_F_CSUM, with its 10-byte header: a plain TCP packet

@@ -973,6 +973,8 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
                            InstanceMethod("close", &PacketRelay::JsClose),
                            InstanceMethod("stats", &PacketRelay::Stats),
                            InstanceMethod("sendPartial", &PacketRelay::SendPartial),
+                           InstanceMethod("offerTun", &PacketRelay::OfferTun),
+                           InstanceMethod("handOver", &PacketRelay::HandOver),
                        });
   }
 
@@ -1113,6 +1115,49 @@ class PacketRelay : public Napi::ObjectWrap<PacketRelay> {
     if (ioctl(tun_fd_, TUNSETOFFLOAD, static_cast<unsigned long>(TUN_F_CSUM)) != 0) ThrowErrno(env, "ioctl(TUNSETOFFLOAD)", errno);
     partial_sends_ = true;
     return Napi::Boolean::New(env, true);
+  }
+
+  // offerTun(message) -> true when sent (false: the socket is full): `message` with the TUN's fd
+  // (SCM_RIGHTS), for an edge that said it takes the TUN (tunHandoff). The relay goes on meanwhile:
+  // until handOver(), both read the TUN, and a packet either reads reaches the edge.
+  Napi::Value OfferTun(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (socket_fd_ < 0 || tun_fd_ < 0) ThrowErrno(env, "sendmsg", EBADF, "relay is closed");
+    ByteView bytes;
+    if (!GetBytes(info[0], &bytes)) ThrowErrno(env, "sendmsg", EINVAL, "data is not a Buffer/Uint8Array");
+    iovec iov = {const_cast<uint8_t*>(bytes.data), bytes.length};
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr hdr = {};
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control;
+    hdr.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&hdr);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &tun_fd_, sizeof(int));
+    ssize_t n;
+    do {
+      n = sendmsg(socket_fd_, &hdr, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+      ThrowErrno(env, "sendmsg", errno, "the TUN's fd");
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  // handOver() -> the socket's fd, now the caller's: the edge took the TUN, so the relay stops
+  // (as close() stops it: what it held is dropped) and closes its fd of the TUN, but not the
+  // socket, which stays the device's control channel (its end: the edge let the TUN go).
+  Napi::Value HandOver(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (socket_fd_ < 0) ThrowErrno(env, "handOver", EBADF, "relay is closed");
+    int fd = socket_fd_;
+    socket_fd_ = -1;
+    Shutdown();
+    return Napi::Number::New(env, fd);
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

@@ -7,13 +7,26 @@
 // (UV_DISCONNECT) tells us the peer is gone; we then read until that bare 0.
 // Side effect of SO_PASSCRED: an unnamed socket that sends gets an autobound
 // abstract name (as with any SO_PASSCRED unix socket); nothing relies on it.
+//
+// A device's TUN handed over (adoptTun, the IP on-ramp's tunHandoff): the socket's client passed
+// the fd of its TUN and stops relaying it; the socket then reads that TUN itself (its packets
+// become the socket's messages, through the same fast path) and writeTun() writes to it. The
+// device keeps its own copy of the open file, so nothing here may depend on its flags: reads and
+// writes are preadv2/pwritev2 with RWF_NOWAIT (they never wait, O_NONBLOCK or not), each packet's
+// virtio header is checked as the relay's, and a wake-up reads at most batchSize packets.
 #include "fastnat.h"
 #include "fd-set.h"
 #include "modules.h"
 #include "polled.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -33,6 +46,10 @@ constexpr size_t kBatchBytes = 128 * 1024;
 constexpr size_t kMmsgSlots = 8;
 constexpr size_t kMmsgSlotBytes = 256 * 1024;
 constexpr size_t kRecvControlSize = CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage) + CMSG_SPACE(sizeof(ucred));
+// A handed-over TUN's virtio header (struct virtio_net_hdr, no num_buffers), as the device's relay
+// sets it (tun.cc's partialChecksums), and the bytes of one TUN read batch.
+constexpr int kTunHeaderSize = 10;
+constexpr size_t kTunBatchBytes = 1 << 20;
 
 // Filesystem path, or an abstract name when it starts with '\0'.
 bool MakeUnixAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
@@ -125,6 +142,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         InstanceMethod("shutdown", &SeqpacketSocket::ShutdownWrite),
         InstanceMethod("setBufferSizes", &SeqpacketSocket::SetBufferSizes),
         InstanceMethod("joinFastNat", &SeqpacketSocket::JoinFastNat),
+        InstanceMethod("adoptTun", &SeqpacketSocket::AdoptTun),
+        InstanceMethod("writeTun", &SeqpacketSocket::WriteTun),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "SeqpacketSocket", methods);
@@ -149,11 +168,29 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     fd_ = fd;
   }
 
- ~SeqpacketSocket() override { LeaveFastNat(); }
+ ~SeqpacketSocket() override {
+    LeaveFastNat();
+    tun_side_.Close();
+    CloseFd(tun_fd_);
+  }
 
  private:
+  // Polls the handed-over TUN (adoptTun) for its socket.
+  class TunSide : public FdPoller {
+   public:
+    explicit TunSide(SeqpacketSocket* socket) : socket_(socket) {}
+
+   protected:
+    void OnPoll(int status, int events) override { socket_->OnTunPoll(status, events); }
+
+   private:
+    SeqpacketSocket* socket_;
+  };
+
   void Shutdown() override {
     LeaveFastNat();
+    tun_side_.Close();
+    CloseFd(tun_fd_);
     PolledWrap<SeqpacketSocket>::Shutdown();
   }
 
@@ -161,6 +198,120 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     if (fast_) fast_->DropPeer(&peer_);
     fast_.reset();
     peer_.fd = -1;
+  }
+
+  // adoptTun(fd): the client's TUN, passed over this socket, is read and written here from now on
+  // (see the top of the file). The fd is owned from here on, closed on refusal too. Refused (an
+  // Error whose message says why) unless it is a TUN (the character device 10:200) attached as
+  // IFF_TUN|IFF_NO_PI|IFF_VNET_HDR with a 10-byte header: what warp's relay opens.
+  Napi::Value AdoptTun(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    auto refuse = [&](int err, const std::string& why) {
+      CloseFd(fd);
+      ThrowErrno(env, "adoptTun", err, why);
+    };
+    if (fd_ < 0) refuse(EBADF, "the socket is closed");
+    if (tun_fd_ >= 0) refuse(EALREADY, "a TUN was handed over already");
+    struct stat st;
+    if (fstat(fd, &st) != 0) refuse(errno, "fstat");
+    if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 200) refuse(EINVAL, "not a TUN (/dev/net/tun)");
+    ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    if (ioctl(fd, TUNGETIFF, &ifr) != 0) refuse(errno, "not an attached TUN (TUNGETIFF)");
+    const int want = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
+    if ((ifr.ifr_flags & (IFF_TUN | IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)) != want)
+      refuse(EINVAL, "not a TUN with IFF_TUN|IFF_NO_PI|IFF_VNET_HDR (a TAP, or packet information, or no virtio header)");
+    int size = 0;
+    if (ioctl(fd, TUNGETVNETHDRSZ, &size) != 0 || size != kTunHeaderSize) refuse(EINVAL, "its virtio header is not 10 bytes");
+    int rc = tun_side_.Watch(env, fd, UV_READABLE);
+    if (rc != 0) refuse(-rc, "uv_poll_start");
+    tun_fd_ = fd;
+    // The fast path's packets for this client go to its TUN now, as partial as they come (the
+    // header is rewritten for each, WriteTunNoWait); what it reads there may be partial too.
+    peer_.fd = fast_ ? tun_fd_ : -1;
+    peer_.tun = true;
+    peer_.partial = true;
+    peer_.sends_partial = true;
+    peer_.js_backlog = false;
+    return env.Undefined();
+  }
+
+  // writeTun(packet) -> whether the handed-over TUN took it (never waits: a packet it does not take
+  // is lost, as a TUN drops what it cannot queue). Copied first: its TCP checksum field is rewritten.
+  Napi::Value WriteTun(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (tun_fd_ < 0) ThrowErrno(env, "writeTun", EBADF, "no TUN was handed over");
+    ByteView bytes;
+    if (!GetBytes(info[0], &bytes)) ThrowErrno(env, "writeTun", EINVAL, "data is not a Buffer/Uint8Array");
+    thread_local std::vector<uint8_t> copy;
+    copy.assign(bytes.data, bytes.data + bytes.length);
+    return Napi::Boolean::New(env, WriteTunNoWait(tun_fd_, copy.data(), copy.size()) >= 0);
+  }
+
+  void OnTunPoll(int status, int events) {
+    Napi::Env env = Env();
+    if (status < 0 || !(events & UV_READABLE)) {
+      tun_side_.Watch(env, tun_fd_, 0);
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "uv_poll", status < 0 ? -status : EIO, "the handed-over TUN")});
+      return;
+    }
+    ReadTun(env);
+  }
+
+  // At most batchSize packets of the handed-over TUN, each through the fast path or to JS as a
+  // message. A read the kernel refuses otherwise than with EAGAIN (the device detached its queue:
+  // EBADFD) stops the watch and is told as an error.
+  void ReadTun(Napi::Env env) {
+    thread_local std::vector<uint8_t> scratch;
+    thread_local std::vector<uint32_t> offsets_list;
+    const size_t slot = max_message_;
+    if (scratch.size() < kTunBatchBytes + slot) scratch.resize(kTunBatchBytes + slot);
+    size_t used = 0;
+    offsets_list.clear();
+    offsets_list.push_back(0);
+    int read_errno = 0;
+    double now = 0;
+    if (fast_) fast_->BeginClientBatch();
+    uint32_t reads = 0;
+    while (reads++ < batch_size_ && scratch.size() - used >= slot) {
+      uint8_t header[kTunHeaderSize];
+      uint8_t* data = scratch.data() + used;
+      iovec iov[2] = {{header, sizeof(header)}, {data, slot}};
+      ssize_t got = preadv2(tun_fd_, iov, 2, -1, RWF_NOWAIT);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
+        break;
+      }
+      // Shorter than its header (the device changed the header's size), or a GSO packet (it turned
+      // TSO on): not what its relay passed; dropped (an empty read: nothing to do).
+      if (got <= kTunHeaderSize || header[1] != 0) continue;
+      const size_t n = size_t(got) - kTunHeaderSize;
+      const bool partial = (header[0] & 1) != 0;
+      // A plain TCP packet's partial checksum stays so; any other is completed (bounds checked).
+      if (partial) ResolveTunRead(data, n, header);
+      if (fast_) {
+        if (now == 0) now = NowMs();
+        if (fast_->FromClient(peer_id_, data, n, now)) continue;
+      }
+      if (partial) SumTcpChecksum(data, n);  // JS takes whole checksums
+      used += n;
+      offsets_list.push_back(static_cast<uint32_t>(used));
+    }
+    if (fast_) RunFdWatchKicks();
+    uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
+    if (count > 0) {
+      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
+      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_list.size() * sizeof(uint32_t));
+      memcpy(offsets_buffer.Data(), offsets_list.data(), offsets_list.size() * sizeof(uint32_t));
+      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_list.size(), offsets_buffer, 0);
+      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), env.Undefined()});
+    }
+    if (read_errno != 0 && tun_fd_ >= 0) {
+      tun_side_.Watch(env, tun_fd_, 0);
+      InvokeCallback(env, on_error_, *context_, {ErrnoError(env, "preadv2", read_errno, "the handed-over TUN")});
+    }
   }
 
   // joinFastNat(nat, partial, sendsPartial) -> the id this socket's flows are registered under
@@ -176,6 +327,11 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
     peer_.partial = info[1].ToBoolean().Value();
     peer_.sends_partial = info[2].ToBoolean().Value();
+    if (tun_fd_ >= 0) {
+      peer_.fd = tun_fd_;
+      peer_.js_backlog = false;
+      peer_.partial = peer_.sends_partial = true;
+    }
     peer_id_ = fast_->AddPeer(&peer_);
     return Napi::Number::New(env, peer_id_);
   }
@@ -204,7 +360,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
   Napi::Value SetEvents(const Napi::CallbackInfo& info) {
     bool readable = info[0].ToBoolean() && !ended_;
     wanted_ = (readable ? UV_READABLE | UV_DISCONNECT : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
-    peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
+    peer_.js_backlog = !peer_.tun && (wanted_ & UV_WRITABLE) != 0;
     SetWatch(info.Env(), wanted_);
     return info.Env().Undefined();
   }
@@ -426,6 +582,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
   FastPeer peer_;
   uint32_t peer_id_ = 0;
   bool ended_ = false;
+  int tun_fd_ = -1;  // the client's TUN, handed over (adoptTun)
+  TunSide tun_side_{this};
   Napi::FunctionReference on_batch_;
   Napi::FunctionReference on_writable_;
   Napi::FunctionReference on_end_;
