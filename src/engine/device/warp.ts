@@ -73,10 +73,12 @@ const PARTIAL_CSUM = process.env.OXY_IP_PARTIAL_CSUM !== '0';
  */
 const PARTIAL_SENDS = PARTIAL_CSUM && process.env.OXY_IP_PARTIAL_SENDS !== '0';
 /**
- * OXY_IP_TUN_HANDOFF=1: where the edge takes it, the TUN's fd goes to the edge, which reads and
- * writes it (relayChannel); otherwise the device relays its TUN to the edge's socket itself.
+ * OXY_IP_TUN_HANDOFF=0: the device relays its TUN to the edge's socket itself, as before session 20
+ * (otherwise, where the edge takes it, the TUN's fd goes to the edge, which reads and writes it:
+ * relayChannel). The three processes' CPU per MB fell from 2.7 to 2.0–2.2 ms, per keep-alive
+ * request from a median 110.8 to 100.3 µs, per new connection by ~100 µs (docs/decisions.md).
  */
-const TUN_HANDOFF = PARTIAL_CSUM && process.env.OXY_IP_TUN_HANDOFF === '1';
+const TUN_HANDOFF = PARTIAL_CSUM && process.env.OXY_IP_TUN_HANDOFF !== '0';
 
 /** Connects to the local on-ramp (`edge run --ip-tunnel-listen`); the fd is the caller's. */
 function connectOnRamp(path: string): number {
