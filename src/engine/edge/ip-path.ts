@@ -16,7 +16,7 @@ import { DatagramRecordParser, encodeDatagramRecord } from '../protocol/datagram
 import { GueOnRamp, IpEdge, SeqpacketOnRamp, bridgeUdp, deriveGueKeys, type GueCredential, type GueDropReason, type UdpFlow } from './ip/index.js';
 import { OxyError } from '../../core/errors.js';
 import { unknownVnetError } from '../../core/vnets.js';
-import type { Flow, IpContext } from '../flow/index.js';
+import type { Flow, FlowDecision, IpContext } from '../flow/index.js';
 import type { ReassemblyLimits } from '../flow/reassembly.js';
 import type { Logger } from '../observe/log.js';
 import { scrapedCounter } from '../observe/metrics.js';
@@ -28,7 +28,7 @@ import type { TunnelStream } from '../transport/types.js';
 import { pumpFlow } from '../transport/flow-pump.js';
 import { coalesceWrites } from '../util/coalesce.js';
 import { encodeRequestHeader, type Metadata } from '../protocol/stream-header.js';
-import { TcpFlowStreams } from './tcp-flows.js';
+import { TcpFlowStreams, type FlowOwner } from './tcp-flows.js';
 import type { LiveConnection } from './registry.js';
 import { revealResets, type AcceptedTcp } from '../native/index.js';
 import { cut, FLOW_UNSENT, relay } from '../util/pump.js';
@@ -136,15 +136,15 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     kept.set(key, open);
     return open;
   };
+  /** What carries a flow on a tcp-flows stream tells (made once: the flow comes as the argument). */
+  const flowOwner: FlowOwner<Flow<Routed>> = {
+    failed: (err, flow) => log.info({ err, dst: joinHostPort(formatAddress(flow.dst), flow.dstPort) }, 'Private TCP flow failed'),
+    // Its end by the table (idle, the device gone) ends the pump and its stream.
+    pumped: (end, flow) => void (flow.handle = end),
+  };
   /** A flow on a reused tcp-flows stream of `live`: a socket, or the addon's accepted connection. */
   const carryOnFlows = (live: LiveConnection, socket: Socket | AcceptedTcp, flow: Flow<Routed>, vnetId: string): void => {
-    flowStreams.carry(
-      live,
-      openFor(flow, vnetId),
-      socket,
-      (err) => log.info({ err, dst: joinHostPort(formatAddress(flow.dst), flow.dstPort) }, 'Private TCP flow failed'),
-      (abort) => void (flow.handle = { destroy: abort }),
-    );
+    flowStreams.carry(live, openFor(flow, vnetId), socket, flowOwner, flow);
   };
   const carry = (socket: Socket, flow: Flow<Routed>, vnetId: string): void => {
     socket.on('error', ignore);
@@ -182,6 +182,18 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         socket.resetAndDestroy();
       });
   };
+  /**
+   * A route's `upgrade` decision, one object per route (decisions are replaced, never changed): the
+   * flow holds it until its linger ends, two objects per flow that lived to be promoted.
+   */
+  const upgrades = new WeakMap<DetailedRoute, FlowDecision<Routed>>();
+  const upgradeTo = (vnetId: string, route: DetailedRoute): FlowDecision<Routed> => {
+    const kept = upgrades.get(route);
+    if (kept && kept.route?.vnetId === vnetId) return kept;
+    const decision: FlowDecision<Routed> = { verdict: 'upgrade', route: { vnetId, route } };
+    upgrades.set(route, decision);
+    return decision;
+  };
   const ipEdge = await IpEdge.create<Routed>(
     withIpHooks(
       edge.hooks,
@@ -191,7 +203,8 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
         decideFlow(flow, packet) {
           // The on-ramp resolved the vnet: the context carries its ID (a vnet deleted since has no routes).
           const vnetId = flow.scope.context.vnet;
-          const route = edge.egress.route(vnetId, packet.dst);
+          // The flow's copy of the destination (packet.dst makes a view each time).
+          const route = edge.egress.route(vnetId, flow.dst);
           if (!route) {
             tell(flow, packet, 'no-route');
             return 'drop';
@@ -201,7 +214,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
             tell(flow, packet, 'no-connector');
             return 'drop';
           }
-          if (packet.transport === TransportKind.Tcp || packet.transport === TransportKind.Udp) return { verdict: 'upgrade', route: { vnetId, route } };
+          if (packet.transport === TransportKind.Tcp || packet.transport === TransportKind.Udp) return upgradeTo(vnetId, route);
           // Pings travel as IP to the connector, which echoes them off the private host.
           if (packet.isEcho) return { verdict: 'forward', route: { vnetId, route } };
           return 'drop';

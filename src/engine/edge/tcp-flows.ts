@@ -74,15 +74,15 @@ export class TcpFlowStreams {
    * Carries `socket` (paused; or a connection the addon accepted, where the connection's streams
    * pump by token: TunnelConnection.pumpsTokens) as a flow with request header `open` (an encoded
    * header of kind `tcp`, not written to: it may be shared) on an idle stream of `live`, or a new
-   * one. `failed` hears why a flow could not start (the socket is then reset).
+   * one. `owner` hears of the flow with `ctx` (made once by the caller: no closures per flow).
    */
-  carry(live: LiveConnection, open: Buffer, socket: Socket | AcceptedTcp, failed: (err: Error) => void, pumped?: Pumped): void {
+  carry<C>(live: LiveConnection, open: Buffer, socket: Socket | AcceptedTcp, owner: FlowOwner<C>, ctx: C): void {
     const idle = this.#idle.get(live.conn);
     const ready = idle?.pop();
     if (ready) {
       live.idleStreams = idle!.length;
       this.counters.reused++;
-      return ready.start(socket, open, failed, pumped);
+      return ready.start(socket, open, owner as FlowOwner<unknown>, ctx);
     }
     this.counters.opened++;
     live.conn.openStream().then(
@@ -93,10 +93,10 @@ export class TcpFlowStreams {
           return this.release(live, new FlowStream(stream, live, this.o, this));
         }
         stream.write(STREAM_HEADER);
-        new FlowStream(stream, live, this.o, this).start(socket, open, failed, pumped);
+        new FlowStream(stream, live, this.o, this).start(socket, open, owner as FlowOwner<unknown>, ctx);
       },
       (err: Error) => {
-        failed(err);
+        owner.failed(err, ctx);
         socket.resetAndDestroy();
       },
     );
@@ -161,8 +161,30 @@ export class TcpFlowStreams {
   }
 }
 
-/** A flow's socket went to the transport's pump: `abort` ends the flow (and its stream) instead of the socket's destroy(). */
-export type Pumped = (abort: () => void) => void;
+/** Who carries a flow (TcpFlowStreams.carry), told with the flow's `ctx`. */
+export interface FlowOwner<C> {
+  /** Why the flow could not start (its socket is then reset). */
+  failed(err: Error, ctx: C): void;
+  /** The flow's socket went to the transport's pump: `end.destroy()` ends the flow (and its stream) instead of the socket's destroy(). */
+  pumped?(end: PumpedEnd, ctx: C): void;
+}
+
+/**
+ * The end of a flow a pump carries, for whoever would have destroyed its socket (the flow table,
+ * which keeps it through the flow's linger after both FINs). It names the flow by its stream and
+ * turn, not by its PumpedFlow: that (with its pump's events and the accepted connection) is garbage
+ * once the flow is over, instead of living on with the table's entry and being promoted.
+ */
+export class PumpedEnd {
+  constructor(
+    private readonly fs: FlowStream,
+    private readonly turn: number,
+  ) {}
+
+  destroy(): void {
+    this.fs.endPumped(this.turn);
+  }
+}
 
 /** One reused stream: its records go to the flow whose turn it is. */
 class FlowStream implements FlowRecordSink {
@@ -170,14 +192,16 @@ class FlowStream implements FlowRecordSink {
   #link: FlowLink | PumpedFlow | undefined;
   /** The accepted connection's pump that starts at the OK ANSWER, until the addon says it did. */
   #atAnswer: PumpedFlow | undefined;
-  #pumped: Pumped | undefined;
+  #owner: FlowOwner<unknown> | undefined;
+  #ctx: unknown;
   #answered = true;
-  #failed: ((err: Error) => void) | undefined;
   #socket: Socket | AcceptedTcp | undefined;
   dead = false;
   idleSince = 0;
   /** When the current flow's OPEN went (TcpFlowStreams.waitAnswer). */
   askedAt = 0;
+  /** Flows started on the stream: the current one's number (PumpedEnd). */
+  #turn = 0;
   // Made once per stream, not per flow (the stream carries many).
   readonly #doneCb = (): void => this.#done();
   readonly #answeredCb = (flow: PumpedFlow): void => this.#answeredThere(flow);
@@ -201,12 +225,13 @@ class FlowStream implements FlowRecordSink {
     stream.on('close', () => this.#die(new OxyError('OXY_ERR_TUNNEL_CLOSED', 'The tcp-flows stream closed')));
   }
 
-  start(socket: Socket | AcceptedTcp, open: Buffer, failed: (err: Error) => void, pumped?: Pumped): void {
+  start(socket: Socket | AcceptedTcp, open: Buffer, owner: FlowOwner<unknown>, ctx: unknown): void {
     const link = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, this.#doneCb);
     this.#link = link;
-    this.#pumped = pumped;
+    this.#turn++;
+    this.#owner = owner;
+    this.#ctx = ctx;
     this.#answered = false;
-    this.#failed = failed;
     this.#socket = socket;
     this.askedAt = performance.now();
     this.owner.waitAnswer(this);
@@ -296,7 +321,8 @@ class FlowStream implements FlowRecordSink {
     this.owner.answered(this);
     const socket = this.#socket!;
     if (answer.status !== ResponseStatus.OK) {
-      if (!socket.destroyed) this.#failed?.(new OxyError('OXY_ERR_DIAL_FAILED', `The connector could not reach the flow's destination: ${answer.message}`));
+      const why = `The connector could not reach the flow's destination: ${answer.message}`;
+      if (!socket.destroyed) this.#owner?.failed(new OxyError('OXY_ERR_DIAL_FAILED', why), this.#ctx);
       if (socket instanceof AcceptedTcp) socket.onClose = undefined;
       socket.resetAndDestroy();
       link.abort();
@@ -340,9 +366,16 @@ class FlowStream implements FlowRecordSink {
   /** The flow is `flow`'s, the transport's pump: the flow table's end of it (idle, the device gone) ends it here, with its stream. */
   #pumpedBy(flow: PumpedFlow): void {
     this.#link = flow;
-    this.#pumped?.(() => {
-      if (this.#link === flow) this.#endedByEdge();
-    });
+    this.#owner?.pumped?.(new PumpedEnd(this, this.#turn), this.#ctx);
+  }
+
+  /**
+   * @internal PumpedEnd.destroy(): the flow table ended the stream's flow `turn`; if the stream still
+   * carries it, the stream goes with it. Within a turn, once pumped, the link is that flow's pump
+   * until the flow is done or the stream dies (then undefined).
+   */
+  endPumped(turn: number): void {
+    if (turn === this.#turn && this.#link instanceof PumpedFlow) this.#endedByEdge();
   }
 
   #endedByEdge(): void {
@@ -382,9 +415,9 @@ class FlowStream implements FlowRecordSink {
   #done(): void {
     this.#atAnswer = undefined;
     this.#link = undefined;
-    this.#pumped = undefined;
+    this.#owner = undefined;
+    this.#ctx = undefined;
     this.#socket = undefined;
-    this.#failed = undefined;
     this.owner.release(this.live, this);
   }
 
@@ -407,7 +440,7 @@ class FlowStream implements FlowRecordSink {
     this.#stopAtAnswer();
     const socket = this.#socket;
     if (socket && !this.#answered) {
-      if (!socket.destroyed) this.#failed?.(err);
+      if (!socket.destroyed) this.#owner?.failed(err, this.#ctx);
       if (socket instanceof AcceptedTcp) socket.onClose = undefined;
       socket.resetAndDestroy();
     }

@@ -3,11 +3,14 @@ import type { FlowDecision, FlowEndReason, IpContext } from './types.js';
 
 let nextFlowId = 1;
 
+/** Every flow's decision until the table's owner decided it: one object for all (decisions are replaced, never changed). */
+const UNDECIDED: FlowDecision<never> = Object.freeze({ verdict: 'drop' });
+
 /** One flow in a {@link FlowTable}. Fields are public for the edge's hot path; treat them as read-only elsewhere. */
 export class Flow<R = unknown> {
   readonly id = nextFlowId++;
   /** Set by the table right after the first packet was decided. */
-  decision: FlowDecision<R> = { verdict: 'drop' };
+  decision: FlowDecision<R> = UNDECIDED;
   readonly startedAt: number;
   /** Coarse clock (ms) of the last packet either way. */
   lastSeen: number;
@@ -42,6 +45,8 @@ export class Flow<R = unknown> {
   fastId = -1;
   /** The on-ramp session that carries the client's packets. */
   attachment: unknown = undefined;
+  /** @internal Counted in its on-ramp session's `flows` (the IP edge's limit per session). */
+  inSession = false;
   /** The upgraded socket or UDP handle, if any. */
   handle: unknown = undefined;
 

@@ -167,7 +167,10 @@ export class FlowTable<R = unknown> {
 
   /** A flow for the packet's 5-tuple, not yet in the table: decide it, then start() it. */
   create(scope: FlowScope, key: FlowKey, view: PacketView): Flow<R> {
-    return new Flow<R>(scope, key, view.version, view.protocol, Buffer.from(view.src), view.srcPort, Buffer.from(view.dst), view.dstPort, this.now);
+    const length = view.addressLength;
+    const src = copyOf(view.buf, view.srcOffset, length);
+    const dst = copyOf(view.buf, view.dstOffset, length);
+    return new Flow<R>(scope, key, view.version, view.protocol, src, view.srcPort, dst, view.dstPort, this.now);
   }
 
   /** A flow for a tuple held outside a packet (a downgraded stream), not yet in the table. */
@@ -238,4 +241,14 @@ export class FlowTable<R = unknown> {
     this.timer = undefined;
     for (const flow of [...this.flows()]) this.end(flow, 'shutdown');
   }
+}
+
+/**
+ * `length` bytes of `buf` from `offset`, copied: one (pooled) Buffer per address of a new flow, where
+ * Buffer.from(view.src) made a view first and copied through it.
+ */
+function copyOf(buf: Buffer, offset: number, length: number): Buffer {
+  const copy = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) copy[i] = buf[offset + i]!;
+  return copy;
 }

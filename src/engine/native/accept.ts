@@ -98,8 +98,11 @@ export class AcceptedTcp {
 }
 
 export interface TcpAcceptorEvents {
-  /** A connection from `address` (4 or 16 bytes; a view, valid during the call) and `port`. */
-  accepted(conn: AcceptedTcp, address: Uint8Array, port: number): void;
+  /**
+   * A connection from the address at `bytes[offset..offset + length]` (4 or 16 bytes; valid during
+   * the call: no view made per connection) and `port`.
+   */
+  accepted(conn: AcceptedTcp, bytes: Uint8Array, offset: number, length: number, port: number): void;
   error(err: NativeError): void;
 }
 
@@ -119,7 +122,7 @@ export class TcpAcceptor {
         for (let i = 0; i < count; i++) {
           const o = i * RECORD;
           const conn = new AcceptedTcp(this, records.readDoubleLE(o));
-          events.accepted(conn, records.subarray(o + 16, o + 16 + records[o + 10]!), records.readUInt16LE(o + 8));
+          events.accepted(conn, records, o + 16, records[o + 10]!, records.readUInt16LE(o + 8));
         }
       },
       (token, chunk, errno) => {

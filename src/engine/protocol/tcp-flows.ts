@@ -237,6 +237,7 @@ export class FlowLink {
    * `one` lets one chunk go, `shut` none, until open().
    */
   attach(socket: Socket, gate: 'open' | 'one' | 'shut' = 'open'): void {
+    if (!this.#onSocketData) this.#makeListeners();
     this.#socket = socket;
     this.#gate = gate;
     this.#returnUnsent = Math.max(this.#returnUnsent, socket.writableHighWaterMark);
@@ -367,44 +368,51 @@ export class FlowLink {
     this.#resumeStream();
   }
 
-  readonly #onSocketData = (chunk: Buffer): void => {
-    if (this.#sentTerm || this.#released) return;
-    const stream = this.stream;
-    writeFlowRecord(stream, FlowRecord.DATA, chunk);
-    if (this.#gate === 'one') {
-      this.#gate = 'shut';
-      this.#socket!.pause();
-    }
-    if (!this.#socketWaits && stream.writableLength > this.#unsent) {
-      this.#socketWaits = true;
-      this.#socket!.pause();
-      stream.once('drain', this.#onStreamDrain);
-    }
-  };
-
-  readonly #onStreamDrain = (): void => {
-    this.#socketWaits = false;
-    if (this.#gate !== 'shut' && !this.#sentTerm && !this.#released) this.#socket?.resume();
-  };
-
-  readonly #onSocketEnd = (): void => {
-    if (this.#sentTerm || this.#released) return;
-    this.#sentTerm = true;
-    this.stream.write(END_RECORD);
-    this.#maybeDone();
-  };
-
+  // The socket's and the stream's listeners, made at the first attach(): a link whose flow a pump
+  // carries (most flows on the vnet path: the edge's until its ANSWER, the connector's until its
+  // connect) never has a socket, and six closures per flow were most of what the link allocated.
+  #onSocketData!: (chunk: Buffer) => void;
+  #onStreamDrain!: () => void;
+  #onSocketEnd!: () => void;
   /** An error, or a close before the flow ended both ways: it aborts. */
-  readonly #onSocketGone = (): void => this.abort();
+  #onSocketGone!: () => void;
+  #onSocketDrain!: () => void;
+  #uncork!: () => void;
 
-  readonly #onSocketDrain = (): void => {
-    this.#resumeStream();
-  };
-
-  readonly #uncork = (): void => {
-    this.#corked = false;
-    this.#socket?.uncork();
-  };
+  #makeListeners(): void {
+    this.#onSocketData = (chunk: Buffer): void => {
+      if (this.#sentTerm || this.#released) return;
+      const stream = this.stream;
+      writeFlowRecord(stream, FlowRecord.DATA, chunk);
+      if (this.#gate === 'one') {
+        this.#gate = 'shut';
+        this.#socket!.pause();
+      }
+      if (!this.#socketWaits && stream.writableLength > this.#unsent) {
+        this.#socketWaits = true;
+        this.#socket!.pause();
+        stream.once('drain', this.#onStreamDrain);
+      }
+    };
+    this.#onStreamDrain = (): void => {
+      this.#socketWaits = false;
+      if (this.#gate !== 'shut' && !this.#sentTerm && !this.#released) this.#socket?.resume();
+    };
+    this.#onSocketEnd = (): void => {
+      if (this.#sentTerm || this.#released) return;
+      this.#sentTerm = true;
+      this.stream.write(END_RECORD);
+      this.#maybeDone();
+    };
+    this.#onSocketGone = (): void => this.abort();
+    this.#onSocketDrain = (): void => {
+      this.#resumeStream();
+    };
+    this.#uncork = (): void => {
+      this.#corked = false;
+      this.#socket?.uncork();
+    };
+  }
 
   #resumeStream(): void {
     if (!this.#streamPaused) return;

@@ -114,8 +114,6 @@ export class IpEdge<R = unknown> {
   private readonly onUdpFlow: (udp: UdpFlow<R>) => void;
   private readonly onIpPacket: ((flow: Flow<R>, packet: Buffer) => void) | undefined;
   private readonly sessions = new Set<IpSession>();
-  /** Flows counted in their session's `flows` (started by newFlow), until released. */
-  private readonly inSession = new WeakSet<Flow<R>>();
   /** Flows on the native fast path (their counters are brought up to date before each sweep). */
   private readonly fastFlows = new Set<Flow<R>>();
   /** Whether established flows may take the fast path; false once something must see every packet. */
@@ -366,7 +364,9 @@ export class IpEdge<R = unknown> {
     }
     table.start(flow);
     session.flows++;
-    this.inSession.add(flow);
+    // Counted in the session until released or past both FINs (a field: a WeakSet's add and
+    // delete per flow grew and shrank an ephemeron table the scavenges walk).
+    flow.inSession = true;
     if (tcp && flow.decision.verdict === 'upgrade') this.goFast(flow);
     if (flow.handle instanceof UdpFlow) this.onUdpFlow(flow.handle);
     return flow;
@@ -423,11 +423,13 @@ export class IpEdge<R = unknown> {
    * and every SYN beyond was reset (the bench's "slow mode" of flow setup).
    */
   private leaveSession(flow: Flow<R>): void {
-    if (this.inSession.delete(flow)) (flow.attachment as IpSession).flows--;
+    if (!flow.inSession) return;
+    flow.inSession = false;
+    (flow.attachment as IpSession).flows--;
   }
 
   private release(flow: Flow<R>, reason: FlowEndReason): void {
-    if (this.inSession.delete(flow)) (flow.attachment as IpSession).flows--;
+    this.leaveSession(flow);
     if (flow.protocol === IpProtocol.TCP) {
       this.fastFlows.delete(flow);
       this.upgrader.detach(flow);
