@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { oxy, oxyJson, oxyOk, parseTable, tempHome } from '../helpers/cli.js';
+import { oxy, oxyJson, oxyOk, parseTable, sharedHome, tempHome } from '../helpers/cli.js';
 
 interface RouteDoc {
   id: string;
@@ -20,8 +20,20 @@ let cleanup: () => void;
 beforeEach(() => ({ home, cleanup } = tempHome()));
 afterEach(() => cleanup());
 
-/** The "many private virtual networks" walkthrough: two vnets, two tunnels, 10.1.0.0/16 in both. */
+/**
+ * The "many private virtual networks" walkthrough: two vnets, two tunnels, 10.1.0.0/16 in both.
+ * Run once per file (sharedHome): each test that starts from it gets the test's home replaced by a
+ * copy of its store, and what its commands printed.
+ */
 async function walkthrough() {
+  cleanup();
+  let w: Awaited<ReturnType<typeof walkthroughIn>>;
+  ({ home, cleanup, value: w } = await walkthroughHome());
+  return w;
+}
+const walkthroughHome = sharedHome(walkthroughIn);
+
+async function walkthroughIn(home: string) {
   await oxyOk(home, ['vnet', 'add', '--default', 'vnet-frankfurt', 'For London and Munich employees primarily']);
   await oxyOk(home, ['vnet', 'add', 'vnet-sydney', 'For APAC employees primarily']);
   await oxyOk(home, ['tunnel', 'create', 'tunnel-fra']);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,13 +68,20 @@ export function openTestStore(home: string): Promise<Store> {
   return Store.open({ home, url: storeUrl(home) });
 }
 
-/** A fresh data directory per test (and on the PostgreSQL leg a fresh database); removed by the returned cleanup. */
-export function tempHome(): { home: string; cleanup: () => void } {
+/**
+ * A fresh data directory per test (and on the PostgreSQL leg a fresh database); removed by the
+ * returned cleanup. With `from` (a data directory no process is using) it starts as a copy of that
+ * one: its files, and its database (CREATE DATABASE … TEMPLATE).
+ */
+export function tempHome(from?: string): { home: string; cleanup: () => void } {
   const home = mkdtempSync(join(tmpdir(), 'oxyctl-test-'));
+  if (from) cpSync(from, home, { recursive: true });
   if (testBackend === 'postgres') {
     const pg = sharedPostgres();
     if (!pg) throw new Error('OXY_TEST_STORE=postgres but no cluster: run through vitest (project postgres), whose globalSetup starts one');
-    storeUrls.set(home, pg.createDatabase());
+    const template = from === undefined ? undefined : /@\/([^?]+)/.exec(storeUrls.get(from) ?? '')?.[1];
+    if (from !== undefined && !template) throw new Error(`${from} has no database in this run's cluster`);
+    storeUrls.set(home, pg.createDatabase(undefined, template));
   }
   return {
     home,
@@ -92,4 +99,25 @@ export function parseTable(stdout: string): { header: string[]; rows: string[][]
     .split('\n')
     .map((l) => l.split('\t'));
   return { header, rows };
+}
+
+/**
+ * A set-up that many tests of a file repeat word for word (a site's vnet, tunnel, route and edge
+ * identity), run once per test file: the first call runs `setup` with real CLI commands on a data
+ * directory of its own, and every call gets a fresh copy of that directory (and database) made by
+ * tempHome, with what `setup` returned (e.g. the commands' output, for tests that assert it). Each
+ * CLI spawn is ~0.5 s of CPU; a copy is a directory copy (and a createdb). The template is removed
+ * when the test worker exits.
+ */
+export function sharedHome<T>(setup: (home: string) => Promise<T>): () => Promise<{ home: string; cleanup: () => void; value: T }> {
+  let template: Promise<{ home: string; value: T }> | undefined;
+  return async () => {
+    template ??= (async () => {
+      const { home, cleanup } = tempHome();
+      process.once('exit', cleanup);
+      return { home, value: await setup(home) };
+    })();
+    const t = await template;
+    return { ...tempHome(t.home), value: t.value };
+  };
 }

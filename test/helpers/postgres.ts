@@ -54,9 +54,13 @@ export class Postgres {
     return `postgres://${this.cluster.user}@127.0.0.1:${this.cluster.port}/${database}`;
   }
 
-  /** A new empty database; returns its (Unix socket) URL. */
-  createDatabase(name = `oxy_${process.pid}_${++this.#databases}_${Date.now() % 1e6}`): string {
-    run(this.cluster, join(this.cluster.bin, 'createdb'), ['-h', this.cluster.dir, '-p', String(this.cluster.port), '-U', this.cluster.user, name]);
+  /**
+   * A new database, empty or a copy of `template` (a database's name; no client may be connected to
+   * it while it is copied); returns its (Unix socket) URL.
+   */
+  createDatabase(name = `oxy_${process.pid}_${++this.#databases}_${Date.now() % 1e6}`, template?: string): string {
+    const c = this.cluster;
+    run(c, join(c.bin, 'createdb'), ['-h', c.dir, '-p', String(c.port), '-U', c.user, ...(template ? ['-T', template] : []), name]);
     return this.url(name);
   }
 

@@ -3,7 +3,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
 import { afterEach, beforeEach } from 'vitest';
-import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
+import { BIN, oxyOk, sharedHome, storeEnv } from './cli.js';
 
 /** The open sockets of process `pid` (descriptors; files it opens now and then do not count). */
 export function openSockets(pid: number): number {
@@ -180,6 +180,12 @@ export async function startConnector(home: string, tunnelPort: number, args: str
   return { connector: c, metricsPort: Number(metrics[1]) };
 }
 
+/** Tunnel `web` serving app.example.com: made once per test file, copied for each test. */
+const webTunnelHome = sharedHome(async (home) => {
+  await oxyOk(home, ['tunnel', 'create', 'web']);
+  await oxyOk(home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
+});
+
 /**
  * Per test, a fresh data directory holding tunnel `web` that serves app.example.com, and the
  * processes the test starts there (push them onto `procs`): SIGKILLed and removed after it.
@@ -188,10 +194,8 @@ export function useWebTunnel(): { readonly home: string; readonly procs: OxyProc
   const t = { home: '', procs: [] as OxyProcess[] };
   let cleanup = () => {};
   beforeEach(async () => {
-    ({ home: t.home, cleanup } = tempHome());
+    ({ home: t.home, cleanup } = await webTunnelHome());
     t.procs = [];
-    await oxyOk(t.home, ['tunnel', 'create', 'web']);
-    await oxyOk(t.home, ['tunnel', 'route', 'dns', 'web', 'app.example.com']);
   });
   afterEach(async () => {
     await Promise.all(t.procs.map((p) => p.stop('SIGKILL')));

@@ -10,7 +10,7 @@
 import { execFile, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, oxyOk, storeEnv, tempHome } from './cli.js';
+import { BIN, oxyOk, sharedHome, storeEnv } from './cli.js';
 import { TestNetns } from './netns.js';
 import { killOnExit } from './processes.js';
 import { until } from './until.js';
@@ -76,6 +76,16 @@ export interface VnetSite {
   close(): Promise<void>;
 }
 
+/** The store of a site, made once per test file (every site's is the same) and copied for each. */
+const siteStore = async (home: string, vnetComment: string[]): Promise<void> => {
+  await oxyOk(home, ['vnet', 'add', '--default', 'site', ...vnetComment]);
+  await oxyOk(home, ['tunnel', 'create', 'site']);
+  await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
+  await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
+};
+const siteHome = sharedHome((home) => siteStore(home, ['the private site']));
+const deviceNetsHome = sharedHome((home) => siteStore(home, []));
+
 export async function startVnetSite(
   o: {
     /** More `edge run` flags (a function: given the data directory). */
@@ -96,7 +106,7 @@ export async function startVnetSite(
     beforeEdge?: (home: string) => Promise<void>;
   } = {},
 ): Promise<VnetSite> {
-  const { home, cleanup } = tempHome();
+  const { home, cleanup } = await siteHome();
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
   const env = { ...process.env, ...o.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home) };
@@ -121,10 +131,6 @@ export async function startVnetSite(
     dc.ip('addr', 'add', '198.18.1.2/30', 'dev', 'to-edge');
     dc.ip('addr', 'add', '198.18.0.10/32', 'dev', 'lo');
 
-    await oxyOk(home, ['vnet', 'add', '--default', 'site', 'the private site']);
-    await oxyOk(home, ['tunnel', 'create', 'site']);
-    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
-    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
     await o.beforeEdge?.(home);
     const edge = spawnIn(edgeNs, process.execPath, [
       BIN,
@@ -228,7 +234,7 @@ export interface DeviceNets {
  * serving 198.18.0.0/24 and `edge init --ip 198.18.1.1`. Namespace names: [edges, dc, device].
  */
 export async function startDeviceNets(names: [string, string, string], o: { env?: Record<string, string>; dcHosts?: string[] } = {}): Promise<DeviceNets> {
-  const { home, cleanup } = tempHome();
+  const { home, cleanup } = await deviceNetsHome();
   const spaces: TestNetns[] = [];
   const procs: NsProcess[] = [];
   const env = { ...process.env, OXY_HOME: home, NO_COLOR: '1', ...storeEnv(home), ...o.env };
@@ -251,10 +257,6 @@ export async function startDeviceNets(names: [string, string, string], o: { env?
     device.ip('addr', 'add', '198.18.2.2/30', 'dev', 'to-edges');
     device.ip('route', 'add', '198.18.1.0/30', 'via', '198.18.2.1');
 
-    await oxyOk(home, ['vnet', 'add', '--default', 'site']);
-    await oxyOk(home, ['tunnel', 'create', 'site']);
-    await oxyOk(home, ['tunnel', 'route', 'ip', 'add', '--vnet', 'site', '198.18.0.0/24', 'site']);
-    await oxyOk(home, ['edge', 'init', '--ip', '198.18.1.1']);
     const connectorConfig = join(home, 'connector.yml');
     writeFileSync(connectorConfig, 'warp-routing:\n  enabled: true\n  connectTimeout: 2s\n');
     const spawnIn = (ns: TestNetns, args: string[]) => {
