@@ -84,6 +84,8 @@ export class TcpFlowServer implements FlowRecordSink {
   #answered = true;
   #finish!: () => void;
   #over = false;
+  /** A flow's end, told to the off-ramp (its count): made once per stream, not per flow. */
+  readonly #flowEnded = (): void => this.offramp.flowEnded();
 
   constructor(
     private readonly stream: TunnelStream,
@@ -109,7 +111,7 @@ export class TcpFlowServer implements FlowRecordSink {
     const header = decodeOpen(payload);
     if (header.kind !== 'tcp') throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', `A tcp-flows OPEN of kind ${header.kind}`);
     this.offramp.flowStarted();
-    const link = new FlowLink(this.stream, FLOW_UNSENT, FLOW_UNSENT, () => this.offramp.flowEnded());
+    const link = new FlowLink(this.stream, FLOW_UNSENT, FLOW_UNSENT, this.#flowEnded);
     this.#link = link;
     this.#answered = false;
     // No await (a promise and a microtask turn per flow) once the routes are known.
@@ -154,14 +156,7 @@ export class TcpFlowServer implements FlowRecordSink {
   /** The dial under way is the pump's now (its connect answers the flow there); else it stays the dial's. */
   #pumpAtConnect(link: FlowLink, token: number): void {
     if (link.released || this.#over) return;
-    const flow = PumpedFlow.start(
-      this.stream,
-      token,
-      this.#parser,
-      () => link.handOff()!,
-      () => this.offramp.flowEnded(),
-      true,
-    );
+    const flow = PumpedFlow.start(this.stream, token, this.#parser, () => link.handOff()!, this.#flowEnded, true);
     if (!flow) return;
     this.#link = flow;
     this.#connecting = { link, flow };
@@ -189,15 +184,7 @@ export class TcpFlowServer implements FlowRecordSink {
     if (link.released || this.#over) return void (typeof socket === 'number' ? dialer?.close(socket) : socket.destroy());
     this.#answer(ResponseStatus.OK, '');
     // The socket was just dialled (it has read nothing); the edge's DATA and END that came meanwhile go to the pump.
-    const pumped =
-      PUMP_FLOWS &&
-      PumpedFlow.start(
-        this.stream,
-        socket,
-        this.#parser,
-        () => link.handOff()!,
-        () => this.offramp.flowEnded(),
-      );
+    const pumped = PUMP_FLOWS && PumpedFlow.start(this.stream, socket, this.#parser, () => link.handOff()!, this.#flowEnded);
     if (pumped) {
       this.#link = pumped;
       return;

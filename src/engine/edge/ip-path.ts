@@ -209,7 +209,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
             tell(flow, packet, 'no-route');
             return 'drop';
           }
-          if (!edge.registry.pick(route.tunnelId)) {
+          if (!edge.registry.canPick(route.tunnelId)) {
             edge.egress.noConnector++;
             tell(flow, packet, 'no-connector');
             return 'drop';

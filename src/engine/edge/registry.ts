@@ -65,6 +65,17 @@ export class TunnelRegistry {
   }
 
   /**
+   * Whether pick() would find a connection now, without ranking them: pickLocal returns one
+   * whenever any of the tunnel's own is neither draining nor closed (its tiers only order them).
+   * For a new flow's decision, which a second pick at its accept places (once per flow less).
+   */
+  canPick(tunnelId: string): boolean {
+    const set = this.#byTunnel.get(tunnelId);
+    if (set) for (const live of set) if (!live.draining && !live.conn.isClosed) return true;
+    return this.forwarder?.pick(tunnelId) !== undefined;
+  }
+
+  /**
    * One of this edge's own connections of the tunnel (a forwarded stream goes only there: one
    * hop, no loop); `http1`: only one whose connector serves http1 streams.
    *

@@ -80,3 +80,26 @@ it('a connection holding an idle tcp-flows stream wins (its next flow opens no s
   all[1]!.live.idleStreams = 1;
   expect(registry.pickLocal('T', true)?.id).toBe('a-1');
 });
+
+it('canPick says whether pick finds a connection: any of its own neither closed nor draining, else a peer edge', () => {
+  const peer = connection('p', 0);
+  let forwarding = false;
+  const registry = new TunnelRegistry({ pick: () => (forwarding ? peer.live : undefined) });
+  const agree = () => expect(registry.canPick('T')).toBe(registry.pick('T') !== undefined);
+  expect(registry.canPick('T')).toBe(false);
+  agree();
+  const all = [connection('a', 0), connection('a', 1)];
+  for (const c of all) registry.add(c.live);
+  // A silent or probing connection is still picked when no other answers.
+  all[0]!.state.unansweredMs = LIVENESS_MS + 1;
+  all[1]!.live.probing = true;
+  expect(registry.canPick('T')).toBe(true);
+  agree();
+  all[0]!.state.closed = true;
+  all[1]!.live.draining = true;
+  expect(registry.canPick('T')).toBe(false);
+  agree();
+  forwarding = true;
+  expect(registry.canPick('T')).toBe(true);
+  agree();
+});
