@@ -6,8 +6,8 @@
  * IPv6, mostly on the fast path, with the handoff and without it (either side's
  * OXY_IP_TUN_HANDOFF=0, or a device that does not offer it: an older one); the edge's close ends
  * the device's channel either way. A hostile device (test/fixtures/ip/hostile-tun-device.py) hands
- * over what is not such a TUN, and a TUN it then changes under the edge (a blocking file, another
- * header size, TSO, a one-byte send buffer) with garbage through it, while a good device is served.
+ * over what is not such a TUN, and a TUN it then changes under the edge (O_NONBLOCK cleared,
+ * another header size, TSO, a one-byte send buffer) with garbage through it, while a good device is served.
  *
  *   device namespace: TUN oxtho0 (198.18.1.1, 2001:db8:1::1) ⇄ (the edge, or warp's relay)
  *   ⇄ edge (upgrade TUN, fast NAT) → onTcpStream echoes
