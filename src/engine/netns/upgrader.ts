@@ -245,13 +245,16 @@ export class TcpUpgrader {
     if (flow.slot < 0 || flow.fastId >= 0) return false;
     const v4 = flow.version === 4;
     const pool = v4 ? this.pool4 : this.pool6;
+    // The addon copies the addresses: the slot's is written into scratch, not a Buffer per flow.
+    const nat = v4 ? this.scratch4 : this.scratch6;
+    pool.writeAddress(flow.slot, nat);
     const id = this.fastNat.add(
       peer,
       flow.src,
       flow.srcPort,
       flow.dst,
       flow.dstPort,
-      pool.address(flow.slot),
+      nat,
       pool.port(flow.slot),
       v4 ? this.listen4 : this.listen6,
       this.listenPort,
