@@ -7,7 +7,9 @@
  * oxdev0, MTU 65000 so big segments cross (pass a smaller `mtu` to make its kernel fragment).
  */
 import type { ChildProcess } from 'node:child_process';
+import { expect } from 'vitest';
 
+import { IpEdge, type IpEdgeOptions } from '../../../src/engine/edge/ip/index.js';
 import { SeqpacketSocket, Tun, withNetns } from '../../../src/engine/native/index.js';
 import type { TestNetns } from '../../helpers/netns.js';
 
@@ -17,16 +19,61 @@ export interface Device {
   close(): void;
 }
 
-export function attachDevice(ns: TestNetns, onRampPath: string, context: object, mtu = 65000): Device {
-  const tun = withNetns(ns.path, () => Tun.open({ name: 'oxdev0', mtu, txQueueLength: 5000, batchSize: 128 }));
+/**
+ * The device's TUN `name` in `ns`: 198.18.1.1 (and 2001:db8:1::1 unless `ipv6: false`), routes to
+ * 198.18.2.0/24 (and 2001:db8:2::/64) through it.
+ */
+export function openDeviceTun(ns: TestNetns, name: string, o: { mtu?: number; partialChecksums?: boolean; ipv6?: boolean } = {}): Tun {
+  const tun = withNetns(ns.path, () =>
+    Tun.open({
+      name,
+      mtu: o.mtu ?? 65000,
+      txQueueLength: 5000,
+      batchSize: 128,
+      ...(o.partialChecksums === undefined ? {} : { partialChecksums: o.partialChecksums }),
+    }),
+  );
+  const ipv6 = o.ipv6 !== false;
   ns.ipBatch([
-    'link set oxdev0 addrgenmode none',
-    'addr add 198.18.1.1/32 dev oxdev0',
-    'addr add 2001:db8:1::1/128 dev oxdev0 nodad',
-    'link set oxdev0 up',
-    'route add 198.18.2.0/24 dev oxdev0',
-    'route add 2001:db8:2::/64 dev oxdev0',
+    `link set ${name} addrgenmode none`,
+    `addr add 198.18.1.1/32 dev ${name}`,
+    ...(ipv6 ? [`addr add 2001:db8:1::1/128 dev ${name} nodad`] : []),
+    `link set ${name} up`,
+    `route add 198.18.2.0/24 dev ${name}`,
+    ...(ipv6 ? [`route add 2001:db8:2::/64 dev ${name}`] : []),
   ]);
+  return tun;
+}
+
+/** An edge whose upgraded TCP streams echo what they read. */
+export function echoEdge(upgrade: IpEdgeOptions['upgrade']): Promise<IpEdge> {
+  return IpEdge.create({
+    upgrade,
+    onTcpStream(socket) {
+      socket.on('error', () => socket.destroy());
+      socket.pipe(socket);
+    },
+  });
+}
+
+/**
+ * `bytes` from the device namespace to host:port and back through an echoEdge, byte-exact, the
+ * bulk on the fast path (more than 10 packets each way through the edge's fast NAT).
+ */
+export async function expectFastEcho(ns: TestNetns, edge: IpEdge, host: string, port: number, bytes: number): Promise<void> {
+  const before = edge.upgrader.fastNat.totals;
+  const result = await run(ns.spawn(process.execPath, ['-e', ECHO_CLIENT, host, String(port), String(bytes)]), 30_000);
+  expect(result.stderr).toBe('');
+  const echo = JSON.parse(result.stdout) as { sent: string; got: string; received: number };
+  expect(echo.received).toBe(bytes);
+  expect(echo.got).toBe(echo.sent);
+  const after = edge.upgrader.fastNat.totals;
+  expect(after.toKernel - before.toKernel).toBeGreaterThan(10);
+  expect(after.toClients - before.toClients).toBeGreaterThan(10);
+}
+
+export function attachDevice(ns: TestNetns, onRampPath: string, context: object, mtu = 65000): Device {
+  const tun = openDeviceTun(ns, 'oxdev0', { mtu });
   const socket = SeqpacketSocket.connect(onRampPath, { maxMessageSize: 65535 + 64, batchSize: 128 });
   socket.send(Buffer.from(JSON.stringify(context)));
   tun.on('packets', (batch) => {

@@ -21,9 +21,9 @@ import { withEnv } from '../../helpers/env.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { useNetns } from '../../helpers/netns.js';
 import { until } from '../../helpers/until.js';
-import { IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
-import { PacketRelay, Tun, seqpacketConnectFd, withNetns } from '../../../src/engine/native/index.js';
-import { ECHO_CLIENT, run } from './device.js';
+import { type IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
+import { PacketRelay, type Tun, seqpacketConnectFd } from '../../../src/engine/native/index.js';
+import { echoEdge, expectFastEcho, openDeviceTun } from './device.js';
 
 // edge: the edge's upgrade TUN (partialChecksums); sends: the device offers partialSends; taken:
 // the edge takes them up (OXY_IP_PARTIAL_SENDS unset, or =0).
@@ -46,23 +46,9 @@ for (const { partialChecksums, declared, sends, taken, edge: edgePartial, name }
     const path = `\0oxy-pcs-${process.pid}-${randomBytes(4).toString('hex')}`;
 
     beforeAll(async () => {
-      edge = await IpEdge.create({
-        upgrade: { partialChecksums: edgePartial },
-        onTcpStream(socket) {
-          socket.on('error', () => socket.destroy());
-          socket.pipe(socket);
-        },
-      });
+      edge = await echoEdge({ partialChecksums: edgePartial });
       onRamp = new SeqpacketOnRamp(edge, path);
-      tun = withNetns(ns().path, () => Tun.open({ name: 'oxpcs0', mtu: 65000, txQueueLength: 5000, batchSize: 128, partialChecksums }));
-      ns().ipBatch([
-        'link set oxpcs0 addrgenmode none',
-        'addr add 198.18.1.1/32 dev oxpcs0',
-        'addr add 2001:db8:1::1/128 dev oxpcs0 nodad',
-        'link set oxpcs0 up',
-        'route add 198.18.2.0/24 dev oxpcs0',
-        'route add 2001:db8:2::/64 dev oxpcs0',
-      ]);
+      tun = openDeviceTun(ns(), 'oxpcs0', { partialChecksums });
       const session = once(onRamp, 'session');
       await withEnv({ OXY_IP_PARTIAL_SENDS: taken ? undefined : '0' }, async () => {
         relay = PacketRelay.attach(tun, seqpacketConnectFd(path), {
@@ -92,22 +78,7 @@ for (const { partialChecksums, declared, sends, taken, edge: edgePartial, name }
     it.each([
       { family: 'IPv4', host: '198.18.2.2', port: 7101 },
       { family: 'IPv6', host: '2001:db8:2::2', port: 7102 },
-    ])(
-      '$family: 16 MiB echoed byte-exact, the bulk on the fast path',
-      async ({ host, port }) => {
-        const bytes = 16 * 1024 * 1024;
-        const before = edge.upgrader.fastNat.totals;
-        const result = await run(ns().spawn(process.execPath, ['-e', ECHO_CLIENT, host, String(port), String(bytes)]), 30_000);
-        expect(result.stderr).toBe('');
-        const echo = JSON.parse(result.stdout) as { sent: string; got: string; received: number };
-        expect(echo.received).toBe(bytes);
-        expect(echo.got).toBe(echo.sent);
-        const after = edge.upgrader.fastNat.totals;
-        expect(after.toKernel - before.toKernel).toBeGreaterThan(10);
-        expect(after.toClients - before.toClients).toBeGreaterThan(10);
-      },
-      40_000,
-    );
+    ])('$family: 16 MiB echoed byte-exact, the bulk on the fast path', ({ host, port }) => expectFastEcho(ns(), edge, host, port, 16 * 1024 * 1024), 40_000);
 
     it(`the edge answers partialSends ${taken ? 'and the relay sends partial sums' : 'not: the relay sends whole sums'}`, () => {
       expect(answers).toEqual(taken ? [{ partialSends: true }] : []);

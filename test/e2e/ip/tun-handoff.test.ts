@@ -24,11 +24,11 @@ import { withEnv } from '../../helpers/env.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { useNetns } from '../../helpers/netns.js';
 import { until } from '../../helpers/until.js';
-import { IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
+import { type IpEdge, SeqpacketOnRamp } from '../../../src/engine/edge/ip/index.js';
 import { relayChannel, type PacketChannel } from '../../../src/engine/device/warp.js';
 import { createLogger } from '../../../src/engine/observe/log.js';
-import { Tun, seqpacketConnectFd, withNetns } from '../../../src/engine/native/index.js';
-import { ECHO_CLIENT, run } from './device.js';
+import { type Tun, seqpacketConnectFd } from '../../../src/engine/native/index.js';
+import { echoEdge, expectFastEcho, openDeviceTun, run } from './device.js';
 
 const cases = [
   { offered: true, edgeTakes: true, name: 'offered and taken' },
@@ -45,23 +45,9 @@ for (const { offered, edgeTakes, name } of cases)
     const path = `\0oxy-tho-${process.pid}-${randomBytes(4).toString('hex')}`;
 
     beforeAll(async () => {
-      edge = await IpEdge.create({
-        upgrade: { partialChecksums: true },
-        onTcpStream(socket) {
-          socket.on('error', () => socket.destroy());
-          socket.pipe(socket);
-        },
-      });
+      edge = await echoEdge({ partialChecksums: true });
       onRamp = new SeqpacketOnRamp(edge, path);
-      tun = withNetns(ns().path, () => Tun.open({ name: 'oxtho0', mtu: 65000, txQueueLength: 5000, batchSize: 128, partialChecksums: true }));
-      ns().ipBatch([
-        'link set oxtho0 addrgenmode none',
-        'addr add 198.18.1.1/32 dev oxtho0',
-        'addr add 2001:db8:1::1/128 dev oxtho0 nodad',
-        'link set oxtho0 up',
-        'route add 198.18.2.0/24 dev oxtho0',
-        'route add 2001:db8:2::/64 dev oxtho0',
-      ]);
+      tun = openDeviceTun(ns(), 'oxtho0', { partialChecksums: true });
       const session = once(onRamp, 'session');
       await withEnv({ OXY_IP_TUN_HANDOFF: edgeTakes ? undefined : '0' }, async () => {
         const context = { tenant: 'tho', vnet: 'default', partialChecksums: true, partialSends: true, ...(offered ? { tunHandoff: true } : {}) };
@@ -82,22 +68,7 @@ for (const { offered, edgeTakes, name } of cases)
     it.each([
       { family: 'IPv4', host: '198.18.2.2', port: 7201 },
       { family: 'IPv6', host: '2001:db8:2::2', port: 7202 },
-    ])(
-      '$family: 16 MiB echoed byte-exact, the bulk on the fast path',
-      async ({ host, port }) => {
-        const bytes = 16 * 1024 * 1024;
-        const before = edge.upgrader.fastNat.totals;
-        const result = await run(ns().spawn(process.execPath, ['-e', ECHO_CLIENT, host, String(port), String(bytes)]), 30_000);
-        expect(result.stderr).toBe('');
-        const echo = JSON.parse(result.stdout) as { sent: string; got: string; received: number };
-        expect(echo.received).toBe(bytes);
-        expect(echo.got).toBe(echo.sent);
-        const after = edge.upgrader.fastNat.totals;
-        expect(after.toKernel - before.toKernel).toBeGreaterThan(10);
-        expect(after.toClients - before.toClients).toBeGreaterThan(10);
-      },
-      40_000,
-    );
+    ])('$family: 16 MiB echoed byte-exact, the bulk on the fast path', ({ host, port }) => expectFastEcho(ns(), edge, host, port, 16 * 1024 * 1024), 40_000);
 
     it(`the edge ${offered && edgeTakes ? 'holds the TUN' : 'does not hold the TUN: the device relays it'}`, () => {
       expect(onRamp.stats.tunsTaken).toBe(offered && edgeTakes ? 1 : 0);
@@ -121,16 +92,9 @@ privilegedDescribe('The TUN handoff under a hostile device, while a good one is 
   const path = join(dir, 'ip.sock');
 
   beforeAll(async () => {
-    edge = await IpEdge.create({
-      upgrade: { partialChecksums: true },
-      onTcpStream(socket) {
-        socket.on('error', () => socket.destroy());
-        socket.pipe(socket);
-      },
-    });
+    edge = await echoEdge({ partialChecksums: true });
     onRamp = new SeqpacketOnRamp(edge, path);
-    tun = withNetns(good().path, () => Tun.open({ name: 'oxtho0', mtu: 65000, txQueueLength: 5000, batchSize: 128, partialChecksums: true }));
-    good().ipBatch(['link set oxtho0 addrgenmode none', 'addr add 198.18.1.1/32 dev oxtho0', 'link set oxtho0 up', 'route add 198.18.2.0/24 dev oxtho0']);
+    tun = openDeviceTun(good(), 'oxtho0', { partialChecksums: true, ipv6: false });
     const context = { tenant: 'tho', vnet: 'default', partialChecksums: true, partialSends: true, tunHandoff: true };
     channel = relayChannel(tun, seqpacketConnectFd(path), context, createLogger({ level: 'silent' }));
     await until(() => onRamp.stats.tunsTaken === 1, 5000, 'the edge taking the good TUN');
@@ -148,14 +112,7 @@ privilegedDescribe('The TUN handoff under a hostile device, while a good one is 
     let printed = '';
     child.stdout!.on('data', (chunk: Buffer) => (printed += chunk.toString()));
     const hostile = run(child, 60_000);
-    const echo = async (port: number) => {
-      const bytes = 8 * 1024 * 1024;
-      const result = await run(good().spawn(process.execPath, ['-e', ECHO_CLIENT, '198.18.2.2', String(port), String(bytes)]), 30_000);
-      expect(result.stderr).toBe('');
-      const out = JSON.parse(result.stdout) as { sent: string; got: string; received: number };
-      expect(out.received).toBe(bytes);
-      expect(out.got).toBe(out.sent);
-    };
+    const echo = (port: number) => expectFastEcho(good(), edge, '198.18.2.2', port, 8 * 1024 * 1024);
     // While the hostile device floods the TUN it changed under the edge.
     await until(() => printed.includes('"good"'), 20_000, 'the hostile device handing over its TUN');
     await echo(7211);

@@ -292,6 +292,12 @@ bool LoopOneWait(napi_env env) {
   return true;
 }
 
+Napi::Uint32Array CopyToUint32Array(Napi::Env env, const std::vector<uint32_t>& values) {
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, values.size() * sizeof(uint32_t));
+  if (!values.empty()) memcpy(buffer.Data(), values.data(), values.size() * sizeof(uint32_t));
+  return Napi::Uint32Array::New(env, values.size(), buffer, 0);
+}
+
 bool LoopIdleTimeBack(napi_env env) {
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) return false;

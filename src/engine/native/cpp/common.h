@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace oxy {
 
@@ -84,6 +85,8 @@ struct ByteView {
   size_t length;
 };
 bool GetBytes(Napi::Value value, ByteView* out);
+// A JS Uint32Array holding a copy of `values` (a batch's packet offsets, for one callback).
+Napi::Uint32Array CopyToUint32Array(Napi::Env env, const std::vector<uint32_t>& values);
 
 // Watches one fd for readiness with uv_poll_t on the Node event loop (no threads).
 // The handle is created on first use and closed with Close(); the owner gets

@@ -303,9 +303,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
-      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_list.size() * sizeof(uint32_t));
-      memcpy(offsets_buffer.Data(), offsets_list.data(), offsets_list.size() * sizeof(uint32_t));
-      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_list.size(), offsets_buffer, 0);
+      Napi::Uint32Array offsets = CopyToUint32Array(env, offsets_list);
       InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), env.Undefined()});
     }
     if (read_errno != 0 && tun_fd_ >= 0) {
@@ -548,9 +546,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
-      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_list.size() * sizeof(uint32_t));
-      memcpy(offsets_buffer.Data(), offsets_list.data(), offsets_list.size() * sizeof(uint32_t));
-      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_list.size(), offsets_buffer, 0);
+      Napi::Uint32Array offsets = CopyToUint32Array(env, offsets_list);
       Napi::Value fd_lists = env.Undefined();
       if (!passed.empty()) {
         Napi::Array lists = Napi::Array::New(env, count);

@@ -355,9 +355,7 @@ class TunDevice : public PolledWrap<TunDevice> {
     uint32_t count = static_cast<uint32_t>(offsets_.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used);
-      Napi::ArrayBuffer offsets_buffer = Napi::ArrayBuffer::New(env, offsets_.size() * sizeof(uint32_t));
-      memcpy(offsets_buffer.Data(), offsets_.data(), offsets_.size() * sizeof(uint32_t));
-      Napi::Uint32Array offsets = Napi::Uint32Array::New(env, offsets_.size(), offsets_buffer, 0);
+      Napi::Uint32Array offsets = CopyToUint32Array(env, offsets_);
       InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count)});
     }
     if (read_errno != 0 && fd_ >= 0) {
