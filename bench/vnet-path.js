@@ -204,7 +204,12 @@ const withCpu = (procs, work, label) => {
   const calls = {};
   for (const { k, file } of stats) {
     const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-    const count = (event) => Number((text.split('\n').find((l) => l.includes(event)) ?? '').split(',')[0] || NaN);
+    // "<not counted>": the process never ran meanwhile (a device that handed its TUN over), so 0;
+    // no line at all: perf did not attach in time, so NaN.
+    const count = (event) => {
+      const first = (text.split('\n').find((l) => l.includes(event)) ?? '').split(',')[0];
+      return first === '<not counted>' ? 0 : Number(first || NaN);
+    };
     calls[k] = {
       syscalls: count('raw_syscalls'),
       switches: count('context-switches'),
