@@ -13,6 +13,7 @@ import { decodeFlowHeader, FlowLink, FlowRecord, FlowRecordParser, writeFlowReco
 import { PumpedFlow } from '../transport/flow-pump.js';
 import type { TunnelConnection, TunnelStream } from '../transport/types.js';
 import type { LiveConnection } from './registry.js';
+import { soon } from '../util/soon.js';
 
 /** Idle streams kept per connection (more flows at once open new streams; these end when released). */
 export const MAX_IDLE_FLOW_STREAMS = 64;
@@ -333,7 +334,7 @@ class FlowStream implements FlowRecordSink {
       if (!(this.o.pump && this.stream.pumpTo)) return link.attach(this.#socketOf(socket));
       const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
       this.#link = held;
-      queueMicrotask(() => this.#pumpAccepted(socket, held));
+      soon(() => this.#pumpAccepted(socket, held));
       return;
     }
     const taken = this.o.pump && this.stream.pumpTo ? link.takeSocket() : undefined;
@@ -342,7 +343,7 @@ class FlowStream implements FlowRecordSink {
       // addon takes over); meanwhile a link without a socket keeps what the connector sends.
       const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
       this.#link = held;
-      queueMicrotask(() => this.#pump(taken, held));
+      soon(() => this.#pump(taken, held));
       return;
     }
     link.open();

@@ -34,6 +34,7 @@ import { Tun, type PacketBatch } from '../native/index.js';
 import { OxyError } from '../../core/errors.js';
 import { UnnamedNetns } from './namespace.js';
 import { writeAll, type TunLinkOptions } from './upgrader.js';
+import { soon } from '../util/soon.js';
 
 const PEER_PORT = 9;
 const V4_PEER = '198.18.128.1';
@@ -230,7 +231,7 @@ export class TcpDowngrader {
     this.stats.toTun++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(this.flush);
+      soon(this.flush);
     }
     if (rst) {
       this.flush();

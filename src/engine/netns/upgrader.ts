@@ -36,6 +36,7 @@ import type { Flow } from '../flow/flow.js';
 import { parseAddress, parsePacket, rewriteDestination, rewriteSource, PacketView, TransportKind } from '../packet/index.js';
 import { AcceptedTcp, FastNat, Tun, TcpAcceptor, dupFd, nativeAcceptAvailable, type FastNatCounters, type PacketBatch } from '../native/index.js';
 import type { UnnamedNetns } from './namespace.js';
+import { soon } from '../util/soon.js';
 
 export interface TunLinkOptions {
   /** Interface name inside the namespace. */
@@ -312,9 +313,8 @@ export class TcpUpgrader {
     this.stats.toKernel++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      // A resolved promise's reaction: queueMicrotask makes an AsyncResource and a bound function
-      // per call (once per new flow's SYN here, the batch's other packets going natively).
-      void RESOLVED.then(this.flush);
+      // Once per new flow's SYN here (the batch's other packets go natively).
+      soon(this.flush);
     }
   }
 
@@ -397,5 +397,3 @@ export class TcpUpgrader {
     this.flows6.clear();
   }
 }
-
-const RESOLVED = Promise.resolve();

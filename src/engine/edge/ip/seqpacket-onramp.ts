@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { SeqpacketServer, closeFd, type SeqpacketSocket } from '../../native/index.js';
 import type { IpEdge, IpSession } from './edge.js';
 import { parseContext } from './context.js';
+import { soon } from '../../util/soon.js';
 import type { OxyError } from '../../../core/errors.js';
 import type { IpContext } from '../../flow/types.js';
 
@@ -167,8 +168,11 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
     if (this.clocked) return;
     this.clocked = true;
     this.edge.clock();
-    queueMicrotask(() => (this.clocked = false));
+    soon(this.unclock);
   }
+  private readonly unclock = () => {
+    this.clocked = false;
+  };
 
   close(): void {
     this.server.close();
