@@ -68,6 +68,15 @@ export class AcceptedTcp {
     return this.#socket;
   }
 
+  /**
+   * Sends with congestion control `name` (TCP_CONGESTION) from now on; false when it is not the
+   * addon's any more or the kernel refused the name (not loaded, or not allowed to this process).
+   */
+  sendWith(name: string): boolean {
+    if (this.#gone || this.#socket) return false;
+    return this.acceptor.congestion(this.token, name);
+  }
+
   /** A pump took the connection by its token: nothing here touches it any more. */
   taken(): void {
     this.#gone = true;
@@ -152,6 +161,11 @@ export class TcpAcceptor {
   drop(token: number, reset: boolean): void {
     this.#reads.delete(token);
     if (!this.#closed) this.#handle.drop(token, reset);
+  }
+
+  /** @internal */
+  congestion(token: number, name: string): boolean {
+    return !this.#closed && this.#handle.congestion(token, name);
   }
 
   /** @internal */

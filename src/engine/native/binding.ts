@@ -116,6 +116,7 @@ export interface NativeTcpAcceptor {
   read(token: number): boolean;
   take(token: number): number;
   drop(token: number, reset: boolean): void;
+  congestion(token: number, name: string): boolean;
   close(): void;
   ref(): void;
   unref(): void;
@@ -417,6 +418,7 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   tcpInfo(fd: number): TcpInfo;
+  tcpCongestion(fd: number, name?: string): string;
   socketError(fd: number): number;
   resetOnClose(fd: number): void;
   unreadAfterHangUp(fd: number): number;

@@ -39,6 +39,17 @@ import { UnnamedNetns } from '../../netns/namespace.js';
 import { TcpUpgrader, type UpgraderOptions } from '../../netns/upgrader.js';
 import type { AcceptedTcp } from '../../native/index.js';
 
+/**
+ * The upgraded sockets of a near client's flows (a device on this host: the SEQPACKET on-ramp, its
+ * TUN handed over or relayed) send with Reno, not the namespace's default (the host's: BBR on these
+ * machines, which paces each socket with a timer where the TUN has no fq qdisc). Their path is a TUN
+ * the fast path drains as fast as the kernel writes it: pacing only spread a download's segments over
+ * more wake-ups (-R: the edge's CPU per MB −15 % in quiet pairs, docs/decisions.md session 20's lead section). A
+ * device on another host keeps the default: its inner TCP crosses a real path. OXY_IP_NEAR_RENO=0
+ * (read when the edge is made): the default for every flow.
+ */
+const nearReno = (): boolean => process.env.OXY_IP_NEAR_RENO !== '0';
+
 export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
   /**
    * Decides a new flow from its first packet (synchronously); memoized for the flow.
@@ -153,7 +164,9 @@ export class IpEdge<R = unknown> {
       socket.on('error', () => {});
       this.onTcpStream(socket, flow as Flow<R>);
     };
+    const reno = nearReno();
     upgrader.onAccepted = (flow, conn) => {
+      if (reno && (flow.attachment as IpSession | undefined)?.nearClient) conn.sendWith('reno');
       // Its destroy() is the flow's end until whoever carries it says otherwise.
       flow.handle = conn;
       flow.established = true;
@@ -472,6 +485,11 @@ export class IpEdge<R = unknown> {
 /** The flows of one on-ramp context. */
 export class IpSession {
   private closed = false;
+  /**
+   * Its client is on this host (the SEQPACKET on-ramp): the upgraded sockets of its flows send with
+   * Reno instead of the namespace's default congestion control (see NEAR_RENO).
+   */
+  nearClient = false;
   /** Flows of this session now (limits.maxFlowsPerSession). */
   flows = 0;
   /** The on-ramp's id on the upgrader's fast path (SeqpacketSocket.joinFastNat), if its socket joined. */

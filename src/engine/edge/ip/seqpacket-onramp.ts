@@ -134,6 +134,7 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
         return;
       }
       session = this.edge.openSession(context, send);
+      session.nearClient = true;
       // Established TCP flows of this client then pass between its socket and the TUN natively; a
       // client whose context says partialChecksums (warp's relay) gets the kernel's TCP packets
       // with their checksums left partial (it writes them to its TUN as CHECKSUM_PARTIAL). One

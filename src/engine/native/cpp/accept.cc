@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <unordered_map>
 
 #include "common.h"
@@ -69,6 +70,7 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
         InstanceMethod("read", &TcpAcceptor::Read),
         InstanceMethod("take", &TcpAcceptor::Take),
         InstanceMethod("drop", &TcpAcceptor::Drop),
+        InstanceMethod("congestion", &TcpAcceptor::Congestion),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "TcpAcceptor", methods);
@@ -159,6 +161,16 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
   // take(token) → the socket's fd, now JS's (-1: none).
   Napi::Value Take(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), TakeAccepted(info[0].As<Napi::Number>().DoubleValue(), nullptr));
+  }
+
+  // congestion(token, name) -> whether the socket now sends with congestion control `name`
+  // (TCP_CONGESTION; false: not held here any more, or the kernel refused the name).
+  Napi::Value Congestion(const Napi::CallbackInfo& info) {
+    auto it = table.find(info[0].As<Napi::Number>().DoubleValue());
+    if (it == table.end() || it->second->fd < 0) return Napi::Boolean::New(info.Env(), false);
+    const std::string name = info[1].As<Napi::String>().Utf8Value();
+    const bool set = setsockopt(it->second->fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), socklen_t(name.size())) == 0;
+    return Napi::Boolean::New(info.Env(), set);
   }
 
   // drop(token, reset): closes the socket (with an RST when `reset`).

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
+#include <string>
 
 namespace oxy {
 
@@ -65,9 +67,24 @@ Napi::Value UnreadAfterHangUp(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), unread);
 }
 
+// tcpCongestion(fd, name?) -> the socket's congestion control (TCP_CONGESTION), after setting it to
+// `name` when given (a refusal — not loaded, not allowed — leaves it as it was).
+Napi::Value TcpCongestion(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (info.Length() > 1 && info[1].IsString()) {
+    std::string name = info[1].As<Napi::String>().Utf8Value();
+    setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), socklen_t(name.size()));
+  }
+  char name[16] = {};  // TCP_CA_NAME_MAX
+  socklen_t len = sizeof name;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0) return Napi::String::New(info.Env(), "");
+  return Napi::String::New(info.Env(), std::string(name, strnlen(name, len)));
+}
+
 }  // namespace
 
 void InitTcpInfo(Napi::Env env, Napi::Object exports) {
+  exports.Set("tcpCongestion", Napi::Function::New(env, TcpCongestion, "tcpCongestion"));
   exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
   exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
   exports.Set("resetOnClose", Napi::Function::New(env, ResetOnClose, "resetOnClose"));
