@@ -31,12 +31,9 @@ export function tcpInfo(fd: number): TcpInfo {
   return native().tcpInfo(fd);
 }
 
-/**
- * The congestion control of the TCP socket `fd` (TCP_CONGESTION), set to `name` first when given; a
- * name the kernel refuses (not loaded, not allowed) leaves it as it was. "" when `fd` is no TCP socket.
- */
-export function tcpCongestion(fd: number, name?: string): string {
-  return native().tcpCongestion(fd, name);
+/** The congestion control the TCP socket `fd` sends with (TCP_CONGESTION); "" when `fd` is no TCP socket. */
+export function tcpCongestion(fd: number): string {
+  return native().tcpCongestion(fd);
 }
 
 /** The fd under a net.Socket (on Node's internal handle); undefined when it has none (closed, or not fd-backed). */

@@ -487,7 +487,7 @@ export class IpSession {
   private closed = false;
   /**
    * Its client is on this host (the SEQPACKET on-ramp): the upgraded sockets of its flows send with
-   * Reno instead of the namespace's default congestion control (see NEAR_RENO).
+   * Reno instead of the namespace's default congestion control (see nearReno).
    */
   nearClient = false;
   /** Flows of this session now (limits.maxFlowsPerSession). */

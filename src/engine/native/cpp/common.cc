@@ -277,17 +277,25 @@ void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
   GuardCallback(env, [self, status, events] { self->OnPoll(status, events); });
 }
 
+namespace {
+
+// libuv has no call to turn the idle-time metric off or on. Its flag is bit UV_METRICS_IDLE_TIME of
+// the first field (`unsigned int flags`) of the loop's uv__loop_internal_fields_t since 1.39, the
+// metric's first release (1.46 in Node 20); null for another major version (left alone).
+unsigned int* LoopFlags(napi_env env) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) return nullptr;
+  const unsigned version = uv_version();
+  if ((version >> 16) != 1 || ((version >> 8) & 0xff) < 39) return nullptr;
+  return static_cast<unsigned int*>(loop->internal_fields);
+}
+
+}  // namespace
+
 bool LoopOneWait(napi_env env) {
   static const bool on = EnvSwitchOn("OXY_LOOP_ONE_WAIT");
-  uv_loop_t* loop = nullptr;
-  if (!on || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) return false;
-  // libuv has no call to turn the metric off. Its flag is bit UV_METRICS_IDLE_TIME of the first
-  // field (`unsigned int flags`) of the loop's uv__loop_internal_fields_t since 1.39, the metric's
-  // first release (1.46 in Node 20); another major version is left alone.
-  const unsigned version = uv_version();
-  if ((version >> 16) != 1 || ((version >> 8) & 0xff) < 39) return false;
-  auto* flags = static_cast<unsigned int*>(loop->internal_fields);
-  if (!(*flags & UV_METRICS_IDLE_TIME)) return false;
+  unsigned int* flags = on ? LoopFlags(env) : nullptr;
+  if (flags == nullptr || !(*flags & UV_METRICS_IDLE_TIME)) return false;
   *flags &= ~unsigned(UV_METRICS_IDLE_TIME);
   return true;
 }
@@ -299,12 +307,10 @@ Napi::Uint32Array CopyToUint32Array(Napi::Env env, const std::vector<uint32_t>& 
 }
 
 bool LoopIdleTimeBack(napi_env env) {
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || loop->internal_fields == nullptr) return false;
-  const unsigned version = uv_version();
-  if ((version >> 16) != 1 || ((version >> 8) & 0xff) < 39) return false;
+  unsigned int* flags = LoopFlags(env);
+  if (flags == nullptr) return false;
   // uv__io_poll reads the flag once per call: set from a callback, it takes effect at the next wait.
-  *static_cast<unsigned int*>(loop->internal_fields) |= UV_METRICS_IDLE_TIME;
+  *flags |= UV_METRICS_IDLE_TIME;
   return true;
 }
 

@@ -227,14 +227,19 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     int rc = tun_side_.Watch(env, fd, UV_READABLE);
     if (rc != 0) refuse(-rc, "uv_poll_start");
     tun_fd_ = fd;
-    // The fast path's packets for this client go to its TUN now, as partial as they come (the
-    // header is rewritten for each, WriteTunNoWait); what it reads there may be partial too.
-    peer_.fd = fast_ ? tun_fd_ : -1;
+    PeerIsTun(fast_ != nullptr);
+    return env.Undefined();
+  }
+
+  // The fast path's packets for this client go to its TUN (to `joined`: on the fast path already), as
+  // partial as they come (the header is rewritten for each, WriteTunNoWait); what it reads there may
+  // be partial too; no JS queue stands before the TUN.
+  void PeerIsTun(bool joined) {
+    peer_.fd = joined ? tun_fd_ : -1;
     peer_.tun = true;
     peer_.partial = true;
     peer_.sends_partial = true;
     peer_.js_backlog = false;
-    return env.Undefined();
   }
 
   // writeTun(packet) -> whether the handed-over TUN took it (never waits: a packet it does not take
@@ -325,11 +330,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     peer_.js_backlog = (wanted_ & UV_WRITABLE) != 0;
     peer_.partial = info[1].ToBoolean().Value();
     peer_.sends_partial = info[2].ToBoolean().Value();
-    if (tun_fd_ >= 0) {
-      peer_.fd = tun_fd_;
-      peer_.js_backlog = false;
-      peer_.partial = peer_.sends_partial = true;
-    }
+    if (tun_fd_ >= 0) PeerIsTun(true);
     peer_id_ = fast_->AddPeer(&peer_);
     return Napi::Number::New(env, peer_id_);
   }
