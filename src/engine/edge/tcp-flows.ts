@@ -332,7 +332,7 @@ class FlowStream implements FlowRecordSink {
     if (socket instanceof AcceptedTcp) {
       socket.onClose = undefined;
       if (!(this.o.pump && this.stream.pumpTo)) return link.attach(this.#socketOf(socket));
-      const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
+      const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, this.#doneCb);
       this.#link = held;
       soon(() => this.#pumpAccepted(socket, held));
       return;
@@ -341,7 +341,7 @@ class FlowStream implements FlowRecordSink {
     if (taken) {
       // The pump starts once this batch of records is read (the reader then stands where the
       // addon takes over); meanwhile a link without a socket keeps what the connector sends.
-      const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, () => this.#done());
+      const held = new FlowLink(this.stream, this.o.unsent, this.o.returnUnsent, this.#doneCb);
       this.#link = held;
       soon(() => this.#pump(taken, held));
       return;
@@ -353,13 +353,7 @@ class FlowStream implements FlowRecordSink {
   #pump(socket: Socket, held: FlowLink): void {
     // Reset or killed meanwhile (its RESET went, or the stream died): the socket is reset too.
     if (this.#link !== held || held.released) return void socket.resetAndDestroy();
-    const flow = PumpedFlow.start(
-      this.stream,
-      socket,
-      this.#parser,
-      () => held.handOff()!,
-      () => this.#done(),
-    );
+    const flow = PumpedFlow.start(this.stream, socket, this.#parser, () => held.handOff()!, this.#doneCb);
     if (!flow) return held.attach(socket);
     this.#pumpedBy(flow);
   }
@@ -388,13 +382,7 @@ class FlowStream implements FlowRecordSink {
     if (this.#link !== held || held.released) return conn.resetAndDestroy();
     // The flow ended meanwhile (the table closed it): RESET, as for a socket closed then.
     if (conn.destroyed) return held.abort();
-    const flow = PumpedFlow.start(
-      this.stream,
-      conn,
-      this.#parser,
-      () => held.handOff()!,
-      () => this.#done(),
-    );
+    const flow = PumpedFlow.start(this.stream, conn, this.#parser, () => held.handOff()!, this.#doneCb);
     if (!flow) return held.attach(this.#socketOf(conn));
     this.#pumpedBy(flow);
   }
