@@ -78,8 +78,8 @@ export class NatPool {
 
   /** The slot's address as fresh bytes. */
   address(slot: number): Buffer {
-    const out = Buffer.from(this.base);
-    out.writeUInt32BE((this.baseLow + Math.floor(slot / this.ports)) >>> 0, out.length - 4);
+    const out = Buffer.allocUnsafe(this.base.length);
+    this.writeAddress(slot, out);
     return out;
   }
 
