@@ -418,7 +418,7 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   tcpInfo(fd: number): TcpInfo;
-  tcpCongestion(fd: number): string;
+  tcpCongestion(fd: number, name?: string): string;
   socketError(fd: number): number;
   resetOnClose(fd: number): void;
   unreadAfterHangUp(fd: number): number;

@@ -31,9 +31,12 @@ export function tcpInfo(fd: number): TcpInfo {
   return native().tcpInfo(fd);
 }
 
-/** The congestion control the TCP socket `fd` sends with (TCP_CONGESTION); "" when `fd` is no TCP socket. */
-export function tcpCongestion(fd: number): string {
-  return native().tcpCongestion(fd);
+/**
+ * The congestion control the TCP socket `fd` sends with (TCP_CONGESTION), after setting it to `name`
+ * when given (a name the kernel refuses leaves it as it was); "" when `fd` is no TCP socket.
+ */
+export function tcpCongestion(fd: number, name?: string): string {
+  return name === undefined ? native().tcpCongestion(fd) : native().tcpCongestion(fd, name);
 }
 
 /** The fd under a net.Socket (on Node's internal handle); undefined when it has none (closed, or not fd-backed). */

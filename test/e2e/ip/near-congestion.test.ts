@@ -2,7 +2,8 @@
  * The upgraded sockets of a near client's flows (a device on this host, through the SEQPACKET
  * on-ramp) send with Reno, not the namespace's default congestion control (the host's: BBR here,
  * which paces each socket with a timer): their path is a TUN the edge drains as fast as the kernel
- * writes it. OXY_IP_NEAR_RENO=0 leaves every flow on the default.
+ * writes it, whichever accepts them (the addon, or Node with OXY_IP_NATIVE_ACCEPT=0).
+ * OXY_IP_NEAR_RENO=0 leaves every flow on the default.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -22,9 +23,10 @@ privilegedDescribe("a near device's upgraded sockets", () => {
   afterEach(() => close?.());
 
   /** The congestion control of the upgraded socket of one echoed connection from the device. */
-  async function upgradedCongestion(): Promise<string> {
+  async function upgradedCongestion(nativeAccept = true): Promise<string> {
     const seen: string[] = [];
     const edge = await IpEdge.create({
+      upgrade: { nativeAccept },
       onTcpStream(socket) {
         seen.push(tcpCongestion(socketFd(socket) ?? -1));
         socket.on('error', () => socket.destroy());
@@ -49,6 +51,10 @@ privilegedDescribe("a near device's upgraded sockets", () => {
 
   it('send with Reno', async () => {
     expect(await upgradedCongestion()).toBe('reno');
+  }, 30_000);
+
+  it('send with Reno when Node accepts them too (OXY_IP_NATIVE_ACCEPT=0)', async () => {
+    expect(await upgradedCongestion(false)).toBe('reno');
   }, 30_000);
 
   it("with OXY_IP_NEAR_RENO=0, with the namespace's default (the host's)", async () => {

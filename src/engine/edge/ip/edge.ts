@@ -37,7 +37,7 @@ import {
 } from '../../packet/index.js';
 import { UnnamedNetns } from '../../netns/namespace.js';
 import { TcpUpgrader, type UpgraderOptions } from '../../netns/upgrader.js';
-import type { AcceptedTcp } from '../../native/index.js';
+import { socketFd, tcpCongestion, type AcceptedTcp } from '../../native/index.js';
 
 /**
  * The upgraded sockets of a near client's flows (a device on this host: the SEQPACKET on-ramp, its
@@ -158,20 +158,26 @@ export class IpEdge<R = unknown> {
       onTimeout: (first, session) => this.reassemblyTimedOut(first, session as IpSession),
     });
     upgrader.onReturn = (flow, view) => this.fromKernel(flow as Flow<R>, view);
-    upgrader.onSocket = (flow, socket) => {
+    const reno = nearReno();
+    const near = (flow: Flow): boolean => reno && (flow.attachment as IpSession | undefined)?.nearClient === true;
+    const takeSocket = (flow: Flow, socket: net.Socket): void => {
       flow.handle = socket;
       flow.established = true;
       socket.on('error', () => {});
       this.onTcpStream(socket, flow as Flow<R>);
     };
-    const reno = nearReno();
+    // Node accepted it (OXY_IP_NATIVE_ACCEPT=0): Reno set through its fd.
+    upgrader.onSocket = (flow, socket) => {
+      if (near(flow)) tcpCongestion(socketFd(socket) ?? -1, 'reno');
+      takeSocket(flow, socket);
+    };
     upgrader.onAccepted = (flow, conn) => {
-      if (reno && (flow.attachment as IpSession | undefined)?.nearClient) conn.sendWith('reno');
+      if (near(flow)) conn.sendWith('reno');
       // Its destroy() is the flow's end until whoever carries it says otherwise.
       flow.handle = conn;
       flow.established = true;
       if (this.onTcpAccepted?.(conn, flow as Flow<R>)) return;
-      upgrader.onSocket(flow, conn.socket());
+      takeSocket(flow, conn.socket());
     };
   }
 
