@@ -293,6 +293,17 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       return { to_kernel: t.toKernel, to_client: t.toClients, lost: t.lost, refused: t.refused };
     },
   );
+  // The fast path's TUN writes that went to the kernel in batches (one io_uring_enter each batch).
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_tun_ring_total',
+    "The fast path's TUN writes submitted in batches through io_uring, and the io_uring_enter calls that submitted them (both 0 with OXY_IP_TUN_RING=0)",
+    'what',
+    () => {
+      const t = ipEdge.upgrader.fastNat.totals;
+      return { writes: t.tunRingWrites, enters: t.tunRingEnters };
+    },
+  );
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);
 
   // The on-ramps only feed packets in: the route type parameter does not concern them.

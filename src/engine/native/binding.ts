@@ -62,7 +62,17 @@ export interface NativeFastNat {
     listenPort: number,
   ): boolean;
   remove(id: number): void;
-  totals(): [toKernel: number, toClients: number, lost: number, refused: number, sameTurnSockets: number, sameTurnTun: number, sameTurnTunCounted: number];
+  totals(): [
+    toKernel: number,
+    toClients: number,
+    lost: number,
+    refused: number,
+    sameTurnSockets: number,
+    sameTurnTun: number,
+    sameTurnTunCounted: number,
+    tunRingWrites: number,
+    tunRingEnters: number,
+  ];
 }
 
 export interface NativeSeqpacketSocket {

@@ -102,7 +102,9 @@ export class FastNat {
    * socket (sent by JS); and this thread's reads made in the loop turn of the fast path's write that
    * made them due (an upgraded flow's socket after its request reached the TUN, the TUN after a
    * pump wrote an answer), rather than one turn later; sameTurnTunCounted: those TUN reads that
-   * stopped at the packets the writes made, without a read that found none (tun.cc, OXY_TUN_DUE_COUNT).
+   * stopped at the packets the writes made, without a read that found none (tun.cc, OXY_TUN_DUE_COUNT);
+   * tunRingWrites / tunRingEnters: this thread's fast-path TUN writes submitted in batches, and the
+   * io_uring_enter calls that took them (fastnat.cc FlushTunWrites; both 0 with OXY_IP_TUN_RING=0).
    */
   get totals(): {
     toKernel: number;
@@ -112,8 +114,10 @@ export class FastNat {
     sameTurnSockets: number;
     sameTurnTun: number;
     sameTurnTunCounted: number;
+    tunRingWrites: number;
+    tunRingEnters: number;
   } {
-    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted] = this.handle.totals();
-    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted };
+    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters] = this.handle.totals();
+    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters };
   }
 }

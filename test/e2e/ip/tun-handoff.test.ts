@@ -73,6 +73,14 @@ for (const { offered, edgeTakes, name } of cases)
     it(`the edge ${offered && edgeTakes ? 'holds the TUN' : 'does not hold the TUN: the device relays it'}`, () => {
       expect(onRamp.stats.tunsTaken).toBe(offered && edgeTakes ? 1 : 0);
       expect(onRamp.stats.tunsRefused).toBe(0);
+      // The fast path's TUN writes went to the kernel in batches, one io_uring_enter each (this
+      // file run with OXY_IP_TUN_RING=0: one system call each, none that way).
+      const { tunRingWrites, tunRingEnters } = edge.upgrader.fastNat.totals;
+      if (process.env.OXY_IP_TUN_RING === '0') expect([tunRingWrites, tunRingEnters]).toEqual([0, 0]);
+      else {
+        expect(tunRingEnters).toBeGreaterThan(0);
+        expect(tunRingWrites).toBeGreaterThanOrEqual(tunRingEnters);
+      }
     });
 
     it("the edge's close ends the device's channel", async () => {

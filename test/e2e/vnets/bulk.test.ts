@@ -80,10 +80,11 @@ async function sessionEnds(site: VnetSite, host: ReturnType<VnetSite['spawnIn']>
   await client.stop();
 }
 
-/** The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total). */
+/** The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total), and its TUN writes in batches (oxy_edge_tun_ring_total). */
 const fastNatPackets = (site: VnetSite) => {
   const count = edgeCounter(site, 'oxy_edge_fast_nat_packets_total');
-  return { toClient: count('to_client'), lost: count('lost') };
+  const ring = edgeCounter(site, 'oxy_edge_tun_ring_total');
+  return { toClient: count('to_client'), lost: count('lost'), ringWrites: ring('writes') };
 };
 
 const VARIANTS = [
@@ -94,6 +95,14 @@ const VARIANTS = [
     name: 'quic',
     protocol: 'quic',
     env: { NODE_DEBUG: 'oxy:transport:flow-pump' },
+    pumped: /tcp-flows flow pumped by the addon/,
+    edgePumped: /tcp-flows flow pumped by the addon, accepted there/,
+  },
+  // The fast path's TUN writes one system call each, as before io_uring batched them (fastnat.cc).
+  {
+    name: 'quic, TUN writes one call each',
+    protocol: 'quic',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_IP_TUN_RING: '0' },
     pumped: /tcp-flows flow pumped by the addon/,
     edgePumped: /tcp-flows flow pumped by the addon, accepted there/,
   },
@@ -141,6 +150,9 @@ for (const variant of VARIANTS)
       if ('OXY_IP_FAST_PATH' in variant.env) expect(after.toClient - before.toClient).toBe(0);
       else expect(after.toClient - before.toClient).toBeGreaterThan(100);
       expect(after.lost).toBe(before.lost);
+      // The local device handed its TUN to the edge: the segments' writes to it went in batches (io_uring).
+      if ('OXY_IP_FAST_PATH' in variant.env || 'OXY_IP_TUN_RING' in variant.env) expect(after.ringWrites).toBe(0);
+      else expect(after.ringWrites - before.ringWrites).toBeGreaterThan(100);
     }, 50_000);
 
     it("the host's FIN first: the device reads it and still sends 4 MiB, which the host reads", async () => {

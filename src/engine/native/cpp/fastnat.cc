@@ -13,13 +13,14 @@
 //
 // A client whose TUN leaves its TCP checksums partial (partialSends: the device relay after
 // sendPartial(), once we answered that we take them) sends its TCP packets with the field holding
-// the pseudo-header sum. Into a partial TUN that is what WritePartial writes anyway; anything else
+// the pseudo-header sum. Into a partial TUN that is what FromClient writes anyway; anything else
 // of such a client (into a TUN that takes whole checksums, or to JS) is summed afresh first
 // (SumTcpChecksum): the device's kernel no longer sums (nor copies, to segment) what it sends.
 #include "fastnat.h"
 
 #include "common.h"
 #include "fd-set.h"
+#include "uring.h"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -28,6 +29,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 namespace oxy {
@@ -140,18 +142,116 @@ void PartialHeader(uint8_t* p, const Tcp& t, VnetHeader* header) {
   header->csum_offset = 16;
 }
 
-ssize_t WritePartial(int fd, uint8_t* p, const Tcp& t) {
-  VnetHeader header;
-  PartialHeader(p, t, &header);
-  iovec iov[2] = {{&header, sizeof(header)}, {p, t.total}};
-  return writev(fd, iov, 2);
-}
-
 void CopyAddress(Napi::Value value, uint8_t out[16]) {
   ByteView bytes;
   memset(out, 0, 16);
   if (GetBytes(value, &bytes)) memcpy(out, bytes.data, bytes.length < 16 ? bytes.length : 16);
 }
+
+// This thread's batch of TUN writes (FlushTunWrites, fastnat.h): up to kSlots writes queued, then
+// submitted in one io_uring_enter. Each is a writev with RWF_NOWAIT: io_uring runs it inline in the
+// enter (a TUN supports IOCB_NOWAIT), and a write the TUN would make wait fails with EAGAIN there
+// instead of going to an io-wq worker (REQ_F_NOWAIT), whatever a device did to its file's
+// O_NONBLOCK. So every completion is in the ring when the enter returns: the packets' memory,
+// headers and iovecs are free again, and nothing of ours is held by the kernel past Submit.
+// A per-thread ring (SINGLE_ISSUER: a worker's loop has its own); OXY_IP_TUN_RING=0, or an
+// io_uring_setup the kernel refuses (ENOSYS, EPERM), leaves Get() null: one call per write.
+class TunWrites {
+ public:
+  static constexpr unsigned kSlots = 64;
+
+  static TunWrites* Get() {
+    static const bool on = EnvSwitchOn("OXY_IP_TUN_RING");
+    thread_local bool tried = false;
+    if (!tried && on) {
+      tried = true;
+      auto writes = std::make_unique<TunWrites>();
+      if (writes->ring_.Setup(kSlots) == 0) current() = std::move(writes);
+    }
+    return current().get();
+  }
+
+  // Queued in order after the others (the batch is submitted first when it is full).
+  void Add(int fd, uint8_t* packet, size_t length, const uint8_t* header, const FastNat::TunWrite& write) {
+    if (count_ == kSlots) Submit();
+    io_uring_sqe* sqe = ring_.Sqe();
+    if (sqe == nullptr) {  // cannot happen (the ring has kSlots entries, all reaped at Submit)
+      Submit();
+      sqe = ring_.Sqe();
+      if (sqe == nullptr) return write.nat->Written(write, -EAGAIN);
+    }
+    Slot& slot = slots_[count_];
+    slot.write = write;
+    unsigned iovs = 0;
+    if (header != nullptr) {
+      memcpy(slot.header, header, sizeof(slot.header));
+      slot.iov[iovs++] = {slot.header, sizeof(slot.header)};
+    }
+    slot.iov[iovs++] = {packet, length};
+    sqe->opcode = IORING_OP_WRITEV;
+    sqe->fd = fd;
+    sqe->addr = reinterpret_cast<uint64_t>(slot.iov);
+    sqe->len = iovs;
+    sqe->off = static_cast<uint64_t>(-1);  // the file's position: a TUN has none
+    sqe->rw_flags = RWF_NOWAIT;
+    sqe->user_data = count_;
+    count_++;
+  }
+
+  // Submits the batch and counts each write's outcome (FastNat::Written), in order.
+  void Submit() {
+    if (count_ == 0) return;
+    const unsigned want = count_;
+    unsigned got = 0;
+    auto reap = [&] {
+      ring_.Reap([&](const io_uring_cqe& cqe) {
+        if (cqe.user_data >= want) return;
+        got++;
+        const FastNat::TunWrite& write = slots_[cqe.user_data].write;
+        write.nat->Written(write, cqe.res);
+      });
+    };
+    enters_++;
+    writes_ += want;
+    ring_.Enter(0);
+    reap();
+    // Only if the kernel did not run them all inline (not seen): wait for the rest, bounded.
+    for (int tries = 0; got < want && tries < 1000; tries++) {
+      ring_.Enter(want - got, 1000000);
+      reap();
+    }
+    count_ = 0;
+    if (got < want) {
+      // Writes still in the kernel hold this object's iovecs and headers: it is kept (leaked), and
+      // this thread writes one call at a time from now on.
+      current().release();
+    }
+  }
+
+  static double writes() { return writes_; }
+  static double enters() { return enters_; }
+
+ private:
+  struct Slot {
+    iovec iov[2];
+    uint8_t header[10];
+    FastNat::TunWrite write;
+  };
+
+  static std::unique_ptr<TunWrites>& current() {
+    thread_local std::unique_ptr<TunWrites> writes;
+    return writes;
+  }
+
+  Ring ring_;
+  unsigned count_ = 0;
+  Slot slots_[kSlots];
+  static thread_local double writes_;
+  static thread_local double enters_;
+};
+
+thread_local double TunWrites::writes_ = 0;
+thread_local double TunWrites::enters_ = 0;
 
 }  // namespace
 
@@ -296,14 +396,17 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
   // totals() -> [client → kernel, kernel → client, lost, refused] packets handled here since
   // creation; refused: kernel packets a full client socket did not take, handed to JS. Then this
   // thread's same-turn reads so far: accepted sockets (fd-set.h), TUN batches (RunTunDue), and of
-  // those the ones that stopped at the count of packets the writes made (no EAGAIN read).
+  // those the ones that stopped at the count of packets the writes made (no EAGAIN read); then this
+  // thread's TUN writes submitted in batches (FlushTunWrites) and the io_uring_enter calls they took.
   Napi::Value Totals(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array result = Napi::Array::New(env, 7);
+    Napi::Array result = Napi::Array::New(env, 9);
     for (uint32_t i = 0; i < 4; i++) result.Set(i, nat_->totals_[i]);
     result.Set(4u, FdWatchKicks());
     result.Set(5u, TunDueReads());
     result.Set(6u, TunDueCounted());
+    result.Set(7u, TunRingWrites());
+    result.Set(8u, TunRingEnters());
     return result;
   }
 
@@ -433,17 +536,21 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
     auto peer_it = peers_.find(peer);
     if (peer_it != peers_.end() && peer_it->second->sends_partial) SumTcpChecksum(packet, t.total);
   }
-  ssize_t n;
-  do {
-    n = tun_partial_ ? WritePartial(tun_fd_, packet, t) : write(tun_fd_, packet, t.total);
-  } while (n < 0 && errno == EINTR);
-  // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
-  totals_[n < 0 ? 2 : 0]++;
-  // With payload or a FIN, the flow's accepted socket is readable now: its pump reads it (or its
-  // end) in this turn, not at the loop's next poll (OXY_FIN_KICK=0: payload only, as before).
+  TunWrite write{};
+  write.nat = this;
+  write.id = entry->id;
+  write.length = t.total;
+  write.now = now;
+  // With payload or a FIN, the flow's accepted socket is readable once it is written: its pump
+  // reads it (or its end) in this turn, not at the loop's next poll (OXY_FIN_KICK=0: payload only).
   const size_t data_offset = static_cast<size_t>(packet[t.l4 + 12] >> 4) * 4;
-  if (n > 0 && (t.total > t.l4 + data_offset || ((t.flags & kFin) && FinKicks())))
-    KickFdWatchPeer(int(entry->nat.version), entry->nat.addr, entry->nat.port);
+  write.kick = t.total > t.l4 + data_offset || ((t.flags & kFin) && FinKicks());
+  write.version = entry->nat.version;
+  memcpy(write.addr, entry->nat.addr, sizeof(write.addr));
+  write.port = entry->nat.port;
+  VnetHeader header;
+  if (tun_partial_) PartialHeader(packet, t, &header);
+  WriteToTun(tun_fd_, packet, t.total, tun_partial_ ? reinterpret_cast<const uint8_t*>(&header) : nullptr, write);
   Count(entry->id, 0, t.total, now);
   if (t.flags & kFin) Fin(entry->id, false, now);
   return true;
@@ -500,17 +607,20 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
       done[i] = 1;
     }
     if (peer->tun) {
-      // A device's TUN: one write each (it has no sendmmsg), lost if it is not taken.
+      // A device's TUN: a write each (it has no sendmmsg; the batch's go in one io_uring_enter, at
+      // the end), lost if it is not taken.
       for (size_t i : mine) {
-        const Queued& q = queued_[i];
-        if (WriteTunNoWait(peer->fd, q.packet, q.length) < 0) {
-          totals_[2]++;
-          continue;
-        }
-        totals_[1]++;
-        if (stats_ == nullptr) continue;
-        Count(q.id, 2, q.length, queued_now_);
-        if (q.fin) Fin(q.id, true, queued_now_);
+        Queued& q = queued_[i];
+        uint8_t header[sizeof(VnetHeader)];
+        TunPartialHeader(q.packet, q.length, header);
+        TunWrite write{};
+        write.nat = this;
+        write.id = q.id;
+        write.length = q.length;
+        write.now = queued_now_;
+        write.to_client = true;
+        write.fin = q.fin;
+        WriteToTun(peer->fd, q.packet, q.length, header, write);
       }
       continue;
     }
@@ -554,8 +664,48 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
       next += size_t(sent);
     }
   }
+  FlushTunWrites();
   queued_.clear();
 }
+
+void FastNat::WriteToTun(int fd, uint8_t* packet, size_t length, const uint8_t* header, const TunWrite& write) {
+  if (TunWrites* batch = TunWrites::Get()) return batch->Add(fd, packet, length, header, write);
+  // One call now: a device's TUN with RWF_NOWAIT (it may have cleared O_NONBLOCK), ours as it is.
+  iovec iov[2];
+  int count = 0;
+  if (header != nullptr) iov[count++] = {const_cast<uint8_t*>(header), sizeof(VnetHeader)};
+  iov[count++] = {packet, length};
+  ssize_t n;
+  do {
+    if (write.to_client) n = pwritev2(fd, iov, count, -1, RWF_NOWAIT);
+    else n = header != nullptr ? writev(fd, iov, count) : ::write(fd, packet, length);
+  } while (n < 0 && errno == EINTR);
+  Written(write, n < 0 ? -errno : int(n));
+}
+
+void FastNat::Written(const TunWrite& write, int result) {
+  if (!write.to_client) {
+    // A TUN takes writes without a queue (no EAGAIN): a refused packet is lost, as JS counts it.
+    totals_[result < 0 ? 2 : 0]++;
+    if (result > 0 && write.kick) KickFdWatchPeer(int(write.version), write.addr, write.port);
+    return;
+  }
+  if (result < 0) {
+    totals_[2]++;
+    return;
+  }
+  totals_[1]++;
+  if (stats_ == nullptr) return;
+  Count(write.id, 2, write.length, write.now);
+  if (write.fin) Fin(write.id, true, write.now);
+}
+
+void FlushTunWrites() {
+  if (TunWrites* batch = TunWrites::Get()) batch->Submit();
+}
+
+double TunRingWrites() { return TunWrites::writes(); }
+double TunRingEnters() { return TunWrites::enters(); }
 
 Napi::Function InitFastNat(Napi::Env env) { return FastNatWrap::Init(env); }
 

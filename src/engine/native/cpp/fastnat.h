@@ -94,6 +94,9 @@ class FastNat {
   void BeginKernelBatch();
   // Start of a client socket's read batch (a FIN's hold on its flow ends with the batch).
   void BeginClientBatch() { batch_++; }
+  // A TUN write submitted with FlushTunWrites has completed (`result`: bytes or -errno).
+  struct TunWrite;
+  void Written(const TunWrite& write, int result);
 
  private:
   struct Tuple {
@@ -136,6 +139,9 @@ class FastNat {
   };
 
   friend class FastNatWrap;
+  // Queues a write to a TUN in this thread's batch (TunWrites, fastnat.cc), or writes it now
+  // (OXY_IP_TUN_RING=0, or no io_uring); its outcome is counted in Written either way.
+  void WriteToTun(int fd, uint8_t* packet, size_t length, const uint8_t* header, const TunWrite& write);
   void Erase(Entry* entry);
   // Whether a packet with these TCP flags goes to JS (and marks the flow for it).
   bool ToJs(Entry* entry, uint8_t flags, bool from_kernel);
@@ -177,6 +183,32 @@ class FastNat {
   // and kernel packets a full client socket refused (JS queued them).
   double totals_[4] = {0, 0, 0, 0};
 };
+
+// What a queued TUN write counts when it completes (FastNat::Written).
+struct FastNat::TunWrite {
+  FastNat* nat;
+  uint32_t id;
+  size_t length;
+  double now;
+  bool to_client;  // a kernel packet to a device's TUN (else a client's packet to the upgrade TUN)
+  bool fin;
+  // A client packet with payload or a FIN: its accepted socket is read in this turn (KickFdWatchPeer).
+  bool kick;
+  uint32_t version;
+  uint8_t addr[16];
+  uint16_t port;
+};
+
+// The TUN writes a read batch queued on this thread (FromClient's to the upgrade TUN, FlushKernel's
+// to devices' TUNs) go to the kernel together, in one io_uring_enter; each completes within it
+// (RWF_NOWAIT), so the packets' memory is free again when this returns, and the fast path's kicks
+// (fd-set.h) are queued. Every reader of client packets calls it before it reuses a packet's memory
+// and before JS runs; FlushKernel calls it itself. OXY_IP_TUN_RING=0 (or io_uring refused): each
+// write is one system call at once, as before, and this does nothing.
+void FlushTunWrites();
+// TUN writes submitted through this thread's ring, and the io_uring_enter calls that submitted them.
+double TunRingWrites();
+double TunRingEnters();
 
 Napi::Function InitFastNat(Napi::Env env);
 

@@ -266,22 +266,39 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
 
   // At most batchSize packets of the handed-over TUN, each through the fast path or to JS as a
   // message. A read the kernel refuses otherwise than with EAGAIN (the device detached its queue:
-  // EBADFD) stops the watch and is told as an error.
+  // EBADFD) stops the watch and is told as an error. Each packet is read past the batch's earlier
+  // ones: the fast path's writes of them go to the kernel together (FlushTunWrites) when the buffer
+  // is full and at the end, before JS's packets (moved down to the buffer's start then) go to JS.
   void ReadTun(Napi::Env env) {
     thread_local std::vector<uint8_t> scratch;
     thread_local std::vector<uint32_t> offsets_list;
+    thread_local std::vector<std::pair<size_t, size_t>> for_js;  // (offset, length) of JS's packets
     const size_t slot = max_message_;
     if (scratch.size() < kTunBatchBytes + slot) scratch.resize(kTunBatchBytes + slot);
-    size_t used = 0;
-    offsets_list.clear();
-    offsets_list.push_back(0);
+    size_t at = 0;  // where the next packet is read
+    for_js.clear();
+    // The fast path's writes done, JS's packets down to the start: the next read goes after them.
+    auto compact = [&] {
+      if (fast_) FlushTunWrites();
+      size_t to = 0;
+      for (auto& [offset, length] : for_js) {
+        if (offset != to) memmove(scratch.data() + to, scratch.data() + offset, length);
+        offset = to;
+        to += length;
+      }
+      at = to;
+    };
     int read_errno = 0;
     double now = 0;
     if (fast_) fast_->BeginClientBatch();
     uint32_t reads = 0;
-    while (reads++ < batch_size_ && scratch.size() - used >= slot) {
+    while (reads++ < batch_size_) {
+      if (scratch.size() - at < slot) {
+        compact();
+        if (scratch.size() - at < slot) break;
+      }
       uint8_t header[kTunHeaderSize];
-      uint8_t* data = scratch.data() + used;
+      uint8_t* data = scratch.data() + at;
       iovec iov[2] = {{header, sizeof(header)}, {data, slot}};
       ssize_t got = preadv2(tun_fd_, iov, 2, -1, RWF_NOWAIT);
       if (got < 0) {
@@ -293,6 +310,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
       // TSO on): not what its relay passed; dropped (an empty read: nothing to do).
       if (got <= kTunHeaderSize || header[1] != 0) continue;
       const size_t n = size_t(got) - kTunHeaderSize;
+      at += n;
       const bool partial = (header[0] & 1) != 0;
       // A plain TCP packet's partial checksum stays so; any other is completed (bounds checked).
       if (partial) ResolveTunRead(data, n, header);
@@ -301,13 +319,16 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         if (fast_->FromClient(peer_id_, data, n, now)) continue;
       }
       if (partial) SumTcpChecksum(data, n);  // JS takes whole checksums
-      used += n;
-      offsets_list.push_back(static_cast<uint32_t>(used));
+      for_js.emplace_back(size_t(data - scratch.data()), n);
     }
+    compact();
     if (fast_) RunFdWatchKicks();
-    uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
-    if (count > 0) {
-      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
+    if (!for_js.empty()) {
+      offsets_list.clear();
+      offsets_list.push_back(0);
+      for (const auto& [offset, length] : for_js) offsets_list.push_back(static_cast<uint32_t>(offset + length));
+      const uint32_t count = static_cast<uint32_t>(for_js.size());
+      Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), at);
       Napi::Uint32Array offsets = CopyToUint32Array(env, offsets_list);
       InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), env.Undefined()});
     }
@@ -475,6 +496,8 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     uint32_t reads = 0;
     bool drained = false;
     while (!drained && !eof && reads < batch_size_) {
+      // The fast path's writes of the last call's messages go first: their slots are read into next.
+      if (fast_) FlushTunWrites();
       const size_t room = (scratch.size() - used) / max_message_;
       const size_t slots = std::min({slots_max, room, size_t(batch_size_ - reads)});
       if (slots == 0) break;
@@ -543,7 +566,10 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     }
 
     // The accepted sockets the fast path's writes made readable are read now (fd-set.h).
-    if (fast_) RunFdWatchKicks();
+    if (fast_) {
+      FlushTunWrites();
+      RunFdWatchKicks();
+    }
     uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
