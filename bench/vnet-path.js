@@ -27,7 +27,9 @@
  *                   a bimodal phase shows which rounds were slow and what they cost; and the edge's fast NAT packets
  *                   to the device, refused by its full socket and sent by JS, lost: oxy_edge_fast_nat_packets_total;
  *                   and the whole machine's busy CPU per unit in the tunnel's and the veth's round, with its idle share:
- *                   what iperf3, the HTTP ends and the kernel's TCP cost beside our three — read it on a quiet machine)
+ *                   what iperf3, the HTTP ends and the kernel's TCP cost beside our three — read it on a quiet machine;
+ *                   and each of our three main threads' share of the round on a CPU, runnable but waiting for one, and
+ *                   asleep (waiting for its sockets), from /proc/PID/task/PID/schedstat)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -123,6 +125,19 @@ const withMachine = (work) => {
   return { result, busy: (after.busy - before.busy) / hz, idle: 1 - (after.busy - before.busy) / Math.max(1, after.all - before.all) };
 };
 
+/**
+ * A process's main thread (its event loop) so far, from /proc/PID/task/PID/schedstat: ns on a CPU and
+ * ns runnable but waiting for one. With the round's wall time, what is left is the time it slept
+ * (waited for its sockets: packets, ACKs, room): `--each 1` prints the three shares per round.
+ */
+const loopTimes = (pid) => {
+  try {
+    const [ran, queued] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return { ran, queued };
+  } catch {
+    return { ran: NaN, queued: NaN };
+  }
+};
 /** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
 const cpuSeconds = (pid) => cpuMicros(pid) / 1e6;
 /** Runs `work` and returns its result with the CPU seconds each named process spent meanwhile. */
@@ -193,7 +208,19 @@ const withCpu = (procs, work, label) => {
   };
   mark('start');
   const before = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid)]));
+  const loopsBefore = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, loopTimes(c.pid)]));
+  const wallBefore = process.hrtime.bigint();
   const result = work();
+  const wall = Number(process.hrtime.bigint() - wallBefore);
+  // Each main thread's share of the round: on a CPU / runnable, waiting for one / asleep.
+  const loops = Object.fromEntries(
+    Object.entries(procs).map(([k, c]) => {
+      const now = loopTimes(c.pid);
+      const ran = (now.ran - loopsBefore[k].ran) / wall;
+      const queued = (now.queued - loopsBefore[k].queued) / wall;
+      return [k, { ran, queued, slept: 1 - ran - queued }];
+    }),
+  );
   const linksAfter = countSyscalls ? links() : undefined;
   mark('end');
   perf?.kill('SIGINT');
@@ -218,7 +245,7 @@ const withCpu = (procs, work, label) => {
     };
   }
   const packets = linksBefore ? Object.fromEntries(Object.entries(linksAfter).map(([k, v]) => [k, v - (linksBefore[k] ?? 0)])) : undefined;
-  return { result, cpu, calls, packets };
+  return { result, cpu, calls, packets, loops };
 };
 /**
  * Packets each interface of the edge's and device's namespaces sent and received so far
@@ -450,7 +477,7 @@ try {
       rows.veth.push(vethRound.result);
       const natBefore = eachRound ? fastNatPackets() : undefined;
       const tunnelRound = withMachine(() => withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`));
-      const { result, cpu: used, calls: counted, packets: sent } = tunnelRound.result;
+      const { result, cpu: used, calls: counted, packets: sent, loops } = tunnelRound.result;
       const nat = natBefore && Object.fromEntries(Object.entries(fastNatPackets()).map(([k, v]) => [k, v - natBefore[k]]));
       for (const [k, v] of Object.entries(sent ?? {})) packets[k] = (packets[k] ?? 0) + v;
       rows.tunnel.push(result);
@@ -462,6 +489,9 @@ try {
             `CPU per ${each.per} ${perUnit(used, units, each.scale, each.unit, 2)} (all ${fmt((sum * each.scale) / units, 2)})` +
             (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)} | packets ${perPacket(sent, units)}` : '') +
             ` | fast NAT packets to the device ${nat.to_client}, refused (sent by JS) ${nat.refused}, lost ${nat.lost}` +
+            ` | main threads ran / waited for a CPU / slept ${Object.entries(loops)
+              .map(([k, l]) => `${k} ${fmt(l.ran * 100, 0)} / ${fmt(l.queued * 100, 0)} / ${fmt(l.slept * 100, 0)} %`)
+              .join(' | ')}` +
             ` | machine CPU per ${each.per}: tunnel ${fmt((tunnelRound.busy * each.scale) / units, 2)} / veth ${fmt((vethRound.busy * each.scale) / each.units(rows.veth[r]), 2)} ${each.unit}` +
             ` (idle ${fmt(tunnelRound.idle * 100, 0)} / ${fmt(vethRound.idle * 100, 0)} %)`,
         );

@@ -192,6 +192,8 @@ export interface NativeQuicCounters {
   creditHeld: number;
   /** Writes that left more than 1 MiB unsent (the writer waits for WRITABLE). */
   writableWaits: number;
+  /** Flushes after a bulk read (≥ 32 KiB of stream bytes) that sent their packets, the ACK among them, before writing the bytes to their sockets (only with OXY_QUIC_ACK_FIRST=1). */
+  acksFirst: number;
   /** Key updates this end began (only with OXY_QUIC_KEY_UPDATE=N: one per N packets sent, for tests). */
   keyUpdates: number;
   minRttUs: number;

@@ -612,6 +612,10 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // Client: the dialer has its own timeout. Server: a half-done handshake lives as long as an idle connection.
   settings->handshake_timeout = server_ ? s.idle_timeout_ms * NGTCP2_MILLISECONDS : UINT64_MAX;
   if (getenv("OXY_NGTCP2_LOG")) settings->log_printf = &LogPrintf;  // ngtcp2's own trace, to stderr
+  // OXY_QUIC_ACK_FIRST=1 (opt-in, for quiet-machine A/B pairs): a bulk read's ACK before its
+  // socket writes (Flush). Off, one pass: the writes, then the packets.
+  const char* ack_first = getenv("OXY_QUIC_ACK_FIRST");
+  ack_first_ = ack_first && strcmp(ack_first, "1") == 0;
 
   ngtcp2_transport_params_default(params);
   params->initial_max_data = s.initial_max_data;
@@ -718,6 +722,7 @@ int Conn::OnStreamData(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, 
     ngtcp2_conn_extend_max_stream_offset(conn, id, len);
   }
   ngtcp2_conn_extend_max_offset(conn, len);
+  self->read_bytes_ += len;
   return 0;
 }
 
@@ -872,7 +877,7 @@ void Conn::Trace(uint64_t now, const char* why) {
           "quic-trace %s %p%s pid=%d t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
           "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
           "cwndWaitUs=%llu paceSkips=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f "
-          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu\n",
+          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu acksFirst=%llu\n",
           server_ ? "server" : "client", static_cast<void*>(this), why, int(getpid()), double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
           (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
           (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
@@ -880,7 +885,7 @@ void Conn::Trace(uint64_t now, const char* why) {
           (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
           double(st.delivery_rate_sec) / 1e6, (unsigned long long)st.ssthresh,
           st.congestion_recovery_start_ts == UINT64_MAX ? -1.0 : double(now - st.congestion_recovery_start_ts) / 1e6, (unsigned long long)lost,
-          (unsigned long long)send_dropped, st.pto_count);
+          (unsigned long long)send_dropped, st.pto_count, (unsigned long long)c.acks_first);
 }
 
 Napi::Object Conn::Info(Napi::Env env) {
@@ -932,6 +937,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("answers", double(counters.answers));
   c.Set("answerUs", double(counters.answer_us));
   c.Set("keyUpdates", double(counters.key_updates));
+  c.Set("acksFirst", double(counters.acks_first));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -1100,8 +1106,26 @@ size_t Conn::DatagramRoom() const {
 
 void Conn::Flush() {
   if (!Usable()) return;
+  const bool fd_work = !pump_out_.empty() || !answer_out_.empty();
+  // OXY_QUIC_ACK_FIRST=1: a bulk receiver acknowledges before it writes what it read to its
+  // sockets, so that the sender (its window full, waiting for this ACK) sends its next burst on the
+  // other core meanwhile instead of after this process's writes. Opt-in: on the loaded machine of
+  // session 21 the ACK left 25-35 % sooner, but the bursts grew smaller and more frequent (ACKs
+  // +15-30 %), and device → host cost more CPU per MB in 4 of 4 pairs (docs/decisions.md "The
+  // vnet path's -R: who waits on what (session 21)"). A small read keeps one pass either way.
+  if (fd_work && read_bytes_ >= kAckFirstBytes && ack_first_) {
+    WritePackets();
+    host_->TxSend();
+    if (!Usable()) return;
+    counters.acks_first++;
+  }
+  read_bytes_ = 0;
   if (!pump_out_.empty()) FlushPumps();
   if (!answer_out_.empty()) FlushAnswers();
+  WritePackets();
+}
+
+void Conn::WritePackets() {
   in_flush_ = true;
   window_full_ = false;
   flush_gen_++;

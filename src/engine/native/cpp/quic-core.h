@@ -144,6 +144,9 @@ constexpr size_t kRecvBatch = 64;
 // A stream's unsent bytes above this: write() reports it and a kEvWritable follows once the
 // flush got below half of it.
 constexpr uint64_t kStreamHighWater = 1024 * 1024;
+// Stream bytes read since the last flush from which the flush sends its ACK before the fds' writes
+// (Conn::Flush): a bulk burst (one GRO message of 1,444-byte packets carries ~63 KB), not a request.
+constexpr uint64_t kAckFirstBytes = 32 * 1024;
 
 extern const char kPriority[];
 uint64_t Now();
@@ -719,7 +722,8 @@ class Conn {
 
   // One received datagram. Errors close the connection (a record for JS, Finished()).
   void Read(const ngtcp2_path& path, const uint8_t* data, size_t len, uint64_t ts);
-  // Writes everything ngtcp2 lets out now (data, ACKs, datagrams, close) to the host, then re-arms the timer.
+  // Writes what pumps and answers hold for their fds, and everything ngtcp2 lets out now (data,
+  // ACKs, datagrams, close) to the host, then re-arms the timer.
   void Flush();
 
   // JS calls (the host's methods forward them).
@@ -830,6 +834,7 @@ class Conn {
     uint64_t answers = 0;        // flushes that wrote packets after packets were read (an ACK, mostly)
     uint64_t answer_us = 0;      // from the first of those reads to the packets, summed
     uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
+    uint64_t acks_first = 0;     // flushes that sent their packets before the fds' writes (a bulk read)
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -938,6 +943,10 @@ class Conn {
   uint64_t cwnd_stop_ts_ = 0;  // when a flush last stopped on the window (0: it did not)
   bool window_full_ = false;   // the last flush stopped on the window with stream bytes waiting
   uint64_t read_ts_ = 0;       // the first packet read since the last flush that wrote packets
+  uint64_t read_bytes_ = 0;    // stream bytes read since the last flush
+  bool ack_first_ = false;     // a flush after a bulk read sends before the fds' writes (OXY_QUIC_ACK_FIRST=1)
+  // Flush's packet half: what ngtcp2 lets out now, to the host.
+  void WritePackets();
   uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due
   void Trace(uint64_t now, const char* why);
 

@@ -1,0 +1,102 @@
+// OXY_QUIC_ACK_FIRST=1 (opt-in, for A/B pairs): a bulk receiver acknowledges before it writes
+// what it read to its sockets — a flush that follows a read of ≥ 32 KiB of stream bytes sends its
+// packets (the ACK among them) first, then the pumps' writes, then whatever those freed (credit).
+// Both ends pump their stream to a TCP socket (as the connector its host's and the edge its
+// device's upgraded one), 8 MiB each way:
+//
+//   client netns  cli0 198.18.14.100/24 ── veth ── srv0 198.18.14.1/24  server netns
+//
+// By default one pass: the writes before the packets. Bytes intact both ways.
+import { randomBytes } from 'node:crypto';
+import { createServer, connect, type Socket } from 'node:net';
+import { expect, it } from 'vitest';
+import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
+import { pumpFlow } from '../../../src/engine/transport/flow-pump.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { dialQuic, listenQuic, type Ngtcp2TunnelConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import type { TunnelStream } from '../../../src/engine/transport/types.js';
+import { withEnv } from '../../helpers/env.js';
+import type { TestNetns } from '../../helpers/netns.js';
+import { privilegedDescribe } from '../../helpers/privileged.js';
+import { collect, sha256 } from '../../unit/quic/support.js';
+import { ngtcp2NetnsSuite } from './ngtcp2-netns.js';
+
+const SERVER = '198.18.14.1';
+const SIZE = 8 * 1024 * 1024;
+
+/** A connected pair of TCP sockets on loopback: [the end a stream pumps, the end the test reads and writes]. */
+async function tcpPair(): Promise<[Socket, Socket]> {
+  const server = createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const port = (server.address() as { port: number }).port;
+  const outer = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const inner = await accepted;
+  server.close();
+  inner.pause();
+  return [inner, outer];
+}
+
+privilegedDescribe("ngtcp2: a bulk receiver's ACK before its sockets' writes (OXY_QUIC_ACK_FIRST=1)", () => {
+  let server!: TestNetns;
+  let client!: TestNetns;
+  let id: EdgeIdentity;
+  const open = ngtcp2NetnsSuite(async (create) => {
+    id = await createEdgeIdentity({ ips: [SERVER] });
+    server = create('oxy-ackf-srv');
+    client = create('oxy-ackf-cli');
+    server.veth('srv0', client, 'cli0');
+    server.ipBatch([`addr add ${SERVER}/24 dev srv0`]);
+    client.ipBatch(['addr add 198.18.14.100/24 dev cli0']);
+  });
+
+  /** `SIZE` bytes each way between two sockets whose streams the addon pumps at both ends: both ends' counters. */
+  async function pumpedBulk() {
+    let accepted!: (c: QuicServerConnection) => void;
+    const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
+    const socket = withNetns(server.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
+    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2' }, accepted);
+    process.env.OXY_QUIC_IMPL = 'ngtcp2';
+    const { dialing } = withNetns(client.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert }) }));
+    const conn = await dialing;
+    open.push({ listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener, conn });
+    const edge = await serverConn;
+    const acceptedStream = edge.acceptStream();
+    const stream = (await conn.openStream()) as TunnelStream;
+    // A first byte each way opens the stream at the peer and takes its preamble through JS.
+    stream.write(Buffer.from('u'));
+    const peer = (await acceptedStream) as TunnelStream;
+    peer.write(Buffer.from('d'));
+    const first = (s: TunnelStream) => new Promise<void>((r) => s.once('data', () => (s.pause(), r())));
+    await Promise.all([first(stream), first(peer)]);
+    const [clientInner, clientOuter] = await tcpPair();
+    const [edgeInner, edgeOuter] = await tcpPair();
+    const clientPump = pumpFlow(stream, clientInner);
+    const edgePump = pumpFlow(peer, edgeInner);
+    expect(clientPump).toBeDefined();
+    expect(edgePump).toBeDefined();
+    const up = randomBytes(SIZE);
+    const down = randomBytes(SIZE);
+    const atEdge = collect(edgeOuter);
+    const atClient = collect(clientOuter);
+    clientOuter.end(up);
+    edgeOuter.end(down);
+    const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
+    expect(sha256(gotUp)).toBe(sha256(up));
+    expect(sha256(gotDown)).toBe(sha256(down));
+    await Promise.all([clientPump!.done, edgePump!.done]);
+    return { client: (conn as Ngtcp2TunnelConnection).quicStats().counters!, edge: (edge as Ngtcp2TunnelConnection).quicStats().counters! };
+  }
+
+  it('OXY_QUIC_ACK_FIRST=1: each end sends its ACK before writing a bulk read to its socket; bytes intact both ways', async () => {
+    const { client: c, edge } = await withEnv({ OXY_QUIC_ACK_FIRST: '1' }, () => pumpedBulk());
+    expect(c.acksFirst).toBeGreaterThan(0);
+    expect(edge.acksFirst).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('by default the writes go before the packets, in one pass; bytes intact both ways', async () => {
+    const { client: c, edge } = await withEnv({ OXY_QUIC_ACK_FIRST: undefined }, () => pumpedBulk());
+    expect(c.acksFirst).toBe(0);
+    expect(edge.acksFirst).toBe(0);
+  }, 60_000);
+});
