@@ -19,12 +19,17 @@ import { dirname } from 'node:path';
 import vm from 'node:vm';
 
 /**
- * Node's CommonJS wrapper plus `__import`: a vm.Script's own import() needs a loader that Node 20
- * calls experimental and that code from a cache loses (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING),
- * so the bundle's import() calls are `__import()` (scripts/bundle.js), this module's import().
+ * Node's CommonJS wrapper plus two names:
+ * - `__import`: a vm.Script's own import() needs a loader that Node 20 calls experimental and
+ *   that code from a cache loses (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), so the bundle's
+ *   import() calls are `__import()` (scripts/bundle.js), this module's import().
+ * - `navigator`: Node 21+'s global (Node 20 has none). pg looks for Cloudflare Workers at load,
+ *   by `navigator.userAgent` or else by making a `Response`, which loads Node's fetch (undici):
+ *   ~40 ms of CPU per command on PostgreSQL, for an answer that is always no here.
  */
-const WRAPPER = '(function (exports, require, module, __filename, __dirname, __import) { ';
+const WRAPPER = '(function (exports, require, module, __filename, __dirname, __import, navigator) { ';
 const importModule = (specifier: string): Promise<unknown> => import(specifier);
+const nodeNavigator = (): unknown => (globalThis as { navigator?: unknown }).navigator ?? { userAgent: `Node.js/${process.versions.node.split('.')[0]}` };
 
 const MAGIC = Buffer.from('oxyctl-v8-cache-1\n');
 const HASH = 32;
@@ -80,7 +85,7 @@ export function requireWithCodeCache(file: string): unknown {
   }
   const module = { exports: {} as unknown, filename: file, id: file, loaded: false };
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void;
-  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file), importModule);
+  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file), importModule, nodeNavigator());
   module.loaded = true;
   return module.exports;
 }
