@@ -5,10 +5,10 @@
  * of a few hundred. Packages with native parts or their own loaders stay external.
  * Measured: ~155 ms vs ~192 ms for `vnet list` (node -e 0: ~61 ms) — see bench/cold-start.js.
  *
- * oclif and its packages (CommonJS, ~630 kB, loaded by every command) and pg (every command on
- * PostgreSQL) are CommonJS files of their own, lib/oclif.cjs and lib/pg.cjs, which lib/oclif.js
- * and lib/pg.js load with a V8 code cache (src/cli/code-cache.ts) and re-export; the ESM chunks
- * import them as `#oclif` and `#pg` (package.json's "imports"). The caches (lib/NAME.cjs.cache)
+ * oclif and its packages (CommonJS, ~630 kB, loaded by every command), pg (every command on
+ * PostgreSQL), yaml and prom-client (edges and connectors) are CommonJS files of their own,
+ * lib/NAME.cjs, which lib/NAME.js loads with a V8 code cache (src/cli/code-cache.ts) and
+ * re-exports; the ESM chunks import them as `#NAME` (package.json's "imports"). The caches (lib/NAME.cjs.cache)
  * are written here, and again by any command that finds one missing or stale in a writable lib/.
  */
 import { spawnSync } from 'node:child_process';
@@ -36,14 +36,18 @@ const INLINE =
 input['code-cache'] = join(dist, 'cli/code-cache.js');
 
 /**
- * CommonJS packages every command (oclif) or every command on PostgreSQL (pg) loads: each is a
- * CommonJS file of its own, lib/NAME.cjs, loaded with a V8 code cache by lib/NAME.js, which the
+ * CommonJS packages every command (oclif), every command on PostgreSQL (pg) or every edge and
+ * connector (yaml, prom-client) loads: each is a CommonJS file of its own, lib/NAME.cjs, loaded with a V8 code cache by lib/NAME.js, which the
  * ESM chunks import as #NAME (package.json's "imports"). `named`: re-export its names too (pg's
  * are getters, one of them requires pg-native: its users take the default export).
  */
 const CACHED = [
   { pkg: '@oclif/core', name: 'oclif', named: true, inline: (id) => INLINE.test(id) },
   { pkg: 'pg', name: 'pg', named: false, inline: (id) => !/^(pg-native|pg-cloudflare)(\/|$)/.test(id) },
+  // An edge's and a connector's: their config files and their metrics.
+  { pkg: 'yaml', name: 'yaml', named: true, inline: () => true },
+  // contentType is a getter of the default registry's (set by setContentType): not copied.
+  { pkg: 'prom-client', name: 'prom-client', named: true, skip: ['contentType'], inline: () => true },
 ];
 
 const lib = join(root, 'lib');
@@ -67,7 +71,7 @@ await build({
 });
 const { requireWithCodeCache } = await import(join(lib, 'code-cache.js'));
 process.env.OXY_CODE_CACHE = '0'; // this process loads the packages only to name their exports
-for (const { pkg, name, named, inline } of CACHED) {
+for (const { pkg, name, named, inline, skip = [] } of CACHED) {
   await build({
     input: { [name]: createRequire(import.meta.url).resolve(pkg) },
     platform: 'node',
@@ -77,7 +81,9 @@ for (const { pkg, name, named, inline } of CACHED) {
     plugins: [{ name: 'import-call', renderChunk: (code) => code.replace(/(?<![\w$.])import\(/g, '__import(') }],
     output: { dir: lib, format: 'cjs', entryFileNames: '[name].cjs' },
   });
-  const names = named ? Object.keys(requireWithCodeCache(join(lib, `${name}.cjs`))).filter((n) => n !== 'default' && n !== '__esModule') : [];
+  const names = named
+    ? Object.keys(requireWithCodeCache(join(lib, `${name}.cjs`))).filter((n) => n !== 'default' && n !== '__esModule' && !skip.includes(n))
+    : [];
   writeFileSync(
     join(lib, `${name}.js`),
     [
@@ -96,6 +102,7 @@ for (const { pkg, name, named, inline } of CACHED) {
 delete process.env.OXY_CODE_CACHE;
 const version = spawnSync(process.execPath, [join(root, 'bin/run.js'), 'version'], { stdio: ['ignore', 'ignore', 'inherit'] });
 if (version.status !== 0) throw new Error(`bin/run.js version exited ${version.status}: the bundle does not run`);
-// pg's, from loading it (a build has no server to run a command against).
-const pg = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(join(lib, 'pg.js'))})`], { stdio: 'inherit' });
-if (pg.status !== 0) throw new Error(`loading lib/pg.js exited ${pg.status}`);
+// The others', from loading them (a build has no server or edge to run a command against).
+const load = CACHED.filter((c) => c.name !== 'oclif').map((c) => `await import(${JSON.stringify(join(lib, `${c.name}.js`))});`);
+const loaded = spawnSync(process.execPath, ['--input-type=module', '-e', load.join('\n')], { stdio: 'inherit' });
+if (loaded.status !== 0) throw new Error(`loading lib/{${CACHED.map((c) => c.name)}}.js exited ${loaded.status}`);
