@@ -297,11 +297,11 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   scrapedCounter(
     edge.metrics,
     'oxy_edge_tun_ring_total',
-    "The fast path's TUN writes submitted in batches through io_uring, and the io_uring_enter calls that submitted them (both 0 with OXY_IP_TUN_RING=0)",
+    "The fast path's TUN writes submitted in batches through io_uring, the io_uring_enter calls that submitted them, and a handed-over device TUN's reads made in those calls (all 0 with OXY_IP_TUN_RING=0)",
     'what',
     () => {
       const t = ipEdge.upgrader.fastNat.totals;
-      return { writes: t.tunRingWrites, enters: t.tunRingEnters };
+      return { writes: t.tunRingWrites, enters: t.tunRingEnters, reads: t.tunRingReads };
     },
   );
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);

@@ -72,6 +72,7 @@ export interface NativeFastNat {
     sameTurnTunCounted: number,
     tunRingWrites: number,
     tunRingEnters: number,
+    tunRingReads: number,
   ];
 }
 

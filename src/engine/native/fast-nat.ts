@@ -103,8 +103,9 @@ export class FastNat {
    * made them due (an upgraded flow's socket after its request reached the TUN, the TUN after a
    * pump wrote an answer), rather than one turn later; sameTurnTunCounted: those TUN reads that
    * stopped at the packets the writes made, without a read that found none (tun.cc, OXY_TUN_DUE_COUNT);
-   * tunRingWrites / tunRingEnters: this thread's fast-path TUN writes submitted in batches, and the
-   * io_uring_enter calls that took them (fastnat.cc FlushTunWrites; both 0 with OXY_IP_TUN_RING=0).
+   * tunRingWrites / tunRingEnters / tunRingReads: this thread's fast-path TUN writes submitted in
+   * batches, the io_uring_enter calls that took them, and a handed-over TUN's reads made in the same
+   * calls (fastnat.cc FlushTunWrites, ReadTunBatch; all 0 with OXY_IP_TUN_RING=0).
    */
   get totals(): {
     toKernel: number;
@@ -116,8 +117,10 @@ export class FastNat {
     sameTurnTunCounted: number;
     tunRingWrites: number;
     tunRingEnters: number;
+    tunRingReads: number;
   } {
-    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters] = this.handle.totals();
-    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters };
+    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters, tunRingReads] =
+      this.handle.totals();
+    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters, tunRingReads };
   }
 }

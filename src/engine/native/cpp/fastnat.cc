@@ -198,21 +198,53 @@ class TunWrites {
     count_++;
   }
 
-  // Submits the batch and counts each write's outcome (FastNat::Written), in order.
-  void Submit() {
-    if (count_ == 0) return;
-    const unsigned want = count_;
+  // `count` reads of `fd` (at most kSlots), each a readv with RWF_NOWAIT into iovs[i], submitted
+  // after the queued writes in the same enter; results[i]: bytes, or -errno (-EAGAIN: none there).
+  // Like the writes, they complete inline: the buffers are free again when this returns.
+  void Read(int fd, iovec (*iovs)[2], unsigned count, int* results) {
+    if (count_ + count > kSlots) Submit();
+    for (unsigned i = 0; i < count; i++) {
+      results[i] = -EAGAIN;
+      io_uring_sqe* sqe = ring_.Sqe();
+      if (sqe == nullptr) {  // cannot happen (kSlots entries, all reaped at Submit)
+        count = i;
+        break;
+      }
+      sqe->opcode = IORING_OP_READV;
+      sqe->fd = fd;
+      sqe->addr = reinterpret_cast<uint64_t>(iovs[i]);
+      sqe->len = 2;
+      sqe->off = static_cast<uint64_t>(-1);
+      sqe->rw_flags = RWF_NOWAIT;
+      sqe->user_data = kReadTag | i;
+    }
+    reads_ += count;
+    Submit(count, results);
+  }
+
+  // Submits the batch and counts each write's outcome (FastNat::Written), in order; and `reads`
+  // reads queued after it (Read), whose results go to read_results.
+  void Submit(unsigned reads = 0, int* read_results = nullptr) {
+    if (count_ == 0 && reads == 0) return;
+    const unsigned want = count_ + reads;
     unsigned got = 0;
     auto reap = [&] {
       ring_.Reap([&](const io_uring_cqe& cqe) {
-        if (cqe.user_data >= want) return;
+        if (cqe.user_data & kReadTag) {
+          const uint64_t i = cqe.user_data & ~kReadTag;
+          if (i >= reads) return;
+          got++;
+          read_results[i] = cqe.res;
+          return;
+        }
+        if (cqe.user_data >= count_) return;
         got++;
         const FastNat::TunWrite& write = slots_[cqe.user_data].write;
         write.nat->Written(write, cqe.res);
       });
     };
     enters_++;
-    writes_ += want;
+    writes_ += count_;
     ring_.Enter(0);
     reap();
     // Only if the kernel did not run them all inline (not seen): wait for the rest, bounded.
@@ -230,6 +262,7 @@ class TunWrites {
 
   static double writes() { return writes_; }
   static double enters() { return enters_; }
+  static double reads() { return reads_; }
 
  private:
   struct Slot {
@@ -243,15 +276,19 @@ class TunWrites {
     return writes;
   }
 
+  static constexpr uint64_t kReadTag = uint64_t(1) << 63;
+
   Ring ring_;
   unsigned count_ = 0;
   Slot slots_[kSlots];
   static thread_local double writes_;
   static thread_local double enters_;
+  static thread_local double reads_;
 };
 
 thread_local double TunWrites::writes_ = 0;
 thread_local double TunWrites::enters_ = 0;
+thread_local double TunWrites::reads_ = 0;
 
 }  // namespace
 
@@ -397,16 +434,18 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
   // creation; refused: kernel packets a full client socket did not take, handed to JS. Then this
   // thread's same-turn reads so far: accepted sockets (fd-set.h), TUN batches (RunTunDue), and of
   // those the ones that stopped at the count of packets the writes made (no EAGAIN read); then this
-  // thread's TUN writes submitted in batches (FlushTunWrites) and the io_uring_enter calls they took.
+  // thread's TUN writes submitted in batches (FlushTunWrites), the io_uring_enter calls they took,
+  // and the TUN reads made through them (ReadTunBatch).
   Napi::Value Totals(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array result = Napi::Array::New(env, 9);
+    Napi::Array result = Napi::Array::New(env, 10);
     for (uint32_t i = 0; i < 4; i++) result.Set(i, nat_->totals_[i]);
     result.Set(4u, FdWatchKicks());
     result.Set(5u, TunDueReads());
     result.Set(6u, TunDueCounted());
     result.Set(7u, TunRingWrites());
     result.Set(8u, TunRingEnters());
+    result.Set(9u, TunRingReads());
     return result;
   }
 
@@ -704,6 +743,14 @@ void FlushTunWrites() {
   if (TunWrites* batch = TunWrites::Get()) batch->Submit();
 }
 
+bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned count, int* results) {
+  TunWrites* batch = TunWrites::Get();
+  if (batch == nullptr) return false;
+  batch->Read(fd, iovs, count, results);
+  return true;
+}
+
+double TunRingReads() { return TunWrites::reads(); }
 double TunRingWrites() { return TunWrites::writes(); }
 double TunRingEnters() { return TunWrites::enters(); }
 

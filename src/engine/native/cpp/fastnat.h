@@ -15,6 +15,7 @@
 
 #include <napi.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <cstring>
@@ -206,9 +207,16 @@ struct FastNat::TunWrite {
 // and before JS runs; FlushKernel calls it itself. OXY_IP_TUN_RING=0 (or io_uring refused): each
 // write is one system call at once, as before, and this does nothing.
 void FlushTunWrites();
-// TUN writes submitted through this thread's ring, and the io_uring_enter calls that submitted them.
+// `count` (at most 64) packets read from a TUN in one io_uring_enter with this thread's queued
+// writes: readv with RWF_NOWAIT into iovs[i] (never waits, whatever the file's O_NONBLOCK; complete,
+// in order, when this returns); results[i]: bytes, or -errno (-EAGAIN: nothing there). False where
+// FlushTunWrites has no ring (OXY_IP_TUN_RING=0): the caller reads one packet per call.
+bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned count, int* results);
+// TUN writes submitted through this thread's ring, the io_uring_enter calls that submitted them (with
+// the reads), and the reads.
 double TunRingWrites();
 double TunRingEnters();
+double TunRingReads();
 
 Napi::Function InitFastNat(Napi::Env env);
 

@@ -291,35 +291,61 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     int read_errno = 0;
     double now = 0;
     if (fast_) fast_->BeginClientBatch();
-    uint32_t reads = 0;
-    while (reads++ < batch_size_) {
-      if (scratch.size() - at < slot) {
-        compact();
-        if (scratch.size() - at < slot) break;
-      }
-      uint8_t header[kTunHeaderSize];
-      uint8_t* data = scratch.data() + at;
-      iovec iov[2] = {{header, sizeof(header)}, {data, slot}};
-      ssize_t got = preadv2(tun_fd_, iov, 2, -1, RWF_NOWAIT);
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
-        break;
-      }
+    // One packet read into `data` (its header apart), through the fast path or kept for JS.
+    auto take = [&](uint8_t* data, const uint8_t* header, ssize_t got) {
       // Shorter than its header (the device changed the header's size), or a GSO packet (it turned
       // TSO on): not what its relay passed; dropped (an empty read: nothing to do).
-      if (got <= kTunHeaderSize || header[1] != 0) continue;
+      if (got <= kTunHeaderSize || header[1] != 0) return;
       const size_t n = size_t(got) - kTunHeaderSize;
-      at += n;
       const bool partial = (header[0] & 1) != 0;
       // A plain TCP packet's partial checksum stays so; any other is completed (bounds checked).
       if (partial) ResolveTunRead(data, n, header);
       if (fast_) {
         if (now == 0) now = NowMs();
-        if (fast_->FromClient(peer_id_, data, n, now)) continue;
+        if (fast_->FromClient(peer_id_, data, n, now)) return;
       }
       if (partial) SumTcpChecksum(data, n);  // JS takes whole checksums
       for_js.emplace_back(size_t(data - scratch.data()), n);
+    };
+    // kAhead reads at a time in one io_uring_enter (with the batch's queued writes), each into a
+    // slot of its own, while every one of them brings a packet (OXY_IP_TUN_RING=0: one preadv2 each).
+    constexpr uint32_t kAhead = 4;
+    uint8_t headers[kAhead][kTunHeaderSize];
+    iovec iovs[kAhead][2];
+    int results[kAhead];
+    uint32_t reads = 0;
+    bool drained = false;
+    bool ring = true;
+    while (!drained && read_errno == 0 && reads < batch_size_) {
+      if (scratch.size() - at < slot) {
+        compact();
+        if (scratch.size() - at < slot) break;
+      }
+      uint32_t count = std::min<uint32_t>({kAhead, batch_size_ - reads, uint32_t((scratch.size() - at) / slot)});
+      for (uint32_t i = 0; i < count; i++) {
+        iovs[i][0] = {headers[i], kTunHeaderSize};
+        iovs[i][1] = {scratch.data() + at + i * slot, slot};
+      }
+      if (!ring || !(ring = ReadTunBatch(tun_fd_, iovs, count, results))) {
+        count = 1;
+        ssize_t got = preadv2(tun_fd_, iovs[0], 2, -1, RWF_NOWAIT);
+        results[0] = got < 0 ? -errno : int(got);
+        if (results[0] == -EINTR) continue;
+      }
+      reads += count;
+      uint32_t filled = 0;
+      for (uint32_t i = 0; i < count; i++) {
+        if (results[i] < 0) {
+          drained = true;
+          if (results[i] != -EAGAIN && results[i] != -EWOULDBLOCK && results[i] != -EINTR) read_errno = -results[i];
+          continue;
+        }
+        filled = i + 1;
+        take(scratch.data() + at + i * slot, headers[i], results[i]);
+      }
+      // Slots before the last one filled stay taken until the next compaction (a packet read there
+      // may be queued for a write, or JS's); an empty slot after them is free again.
+      at += size_t(filled) * slot;
     }
     compact();
     if (fast_) RunFdWatchKicks();
