@@ -10,16 +10,13 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
 import { expect, it } from 'vitest';
-import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import { pumpFlow } from '../../../src/engine/transport/flow-pump.js';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
-import { dialQuic, listenQuic, type Ngtcp2TunnelConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import type { Ngtcp2TunnelConnection } from '../../../src/engine/transport/quic/index.js';
 import type { TunnelStream } from '../../../src/engine/transport/types.js';
 import { withEnv } from '../../helpers/env.js';
-import type { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
-import { ngtcp2NetnsSuite } from './ngtcp2-netns.js';
+import { ngtcp2Connect, ngtcp2VethSuite } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.14.1';
 const SIZE = 8 * 1024 * 1024;
@@ -38,29 +35,11 @@ async function tcpPair(): Promise<[Socket, Socket]> {
 }
 
 privilegedDescribe("ngtcp2: a bulk receiver's ACK before its sockets' writes (OXY_QUIC_ACK_FIRST=1)", () => {
-  let server!: TestNetns;
-  let client!: TestNetns;
-  let id: EdgeIdentity;
-  const open = ngtcp2NetnsSuite(async (create) => {
-    id = await createEdgeIdentity({ ips: [SERVER] });
-    server = create('oxy-ackf-srv');
-    client = create('oxy-ackf-cli');
-    server.veth('srv0', client, 'cli0');
-    server.ipBatch([`addr add ${SERVER}/24 dev srv0`]);
-    client.ipBatch(['addr add 198.18.14.100/24 dev cli0']);
-  });
+  const pair = ngtcp2VethSuite('oxy-ackf', SERVER, '198.18.14.100');
 
   /** `SIZE` bytes each way between two sockets whose streams the addon pumps at both ends: both ends' counters. */
   async function pumpedBulk() {
-    let accepted!: (c: QuicServerConnection) => void;
-    const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
-    const socket = withNetns(server.path, () => PktinfoUdpSocket.bind({ address: SERVER, recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 }));
-    const listener = await listenQuic({ cert: id.certChain, key: id.key, socket, impl: 'ngtcp2' }, accepted);
-    process.env.OXY_QUIC_IMPL = 'ngtcp2';
-    const { dialing } = withNetns(client.path, () => ({ dialing: dialQuic({ host: SERVER, port: listener.address.port, ca: id.caCert }) }));
-    const conn = await dialing;
-    open.push({ listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener, conn });
-    const edge = await serverConn;
+    const { conn, edge } = await ngtcp2Connect(pair);
     const acceptedStream = edge.acceptStream();
     const stream = (await conn.openStream()) as TunnelStream;
     // A first byte each way opens the stream at the peer and takes its preamble through JS.

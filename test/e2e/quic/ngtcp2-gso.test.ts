@@ -11,33 +11,21 @@
 // ngtcp2's probes find: 1,444 on this 1,500-byte link; on the 1,300-byte one the larger probes are
 // refused by the sender's own kernel and 1,232 is what stays.
 import { expect, it } from 'vitest';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import type { Ngtcp2TunnelConnection, QuicClientConnection, QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import { withEnv } from '../../helpers/env.js';
-import type { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { until } from '../../helpers/until.js';
-import { ngtcp2Bulk, ngtcp2NetnsSuite } from './ngtcp2-netns.js';
+import { ngtcp2Bulk, ngtcp2VethSuite } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.7.1';
 const SIZE = 8 * 1024 * 1024;
 
 privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
-  let server!: TestNetns;
-  let client!: TestNetns;
-  let id: EdgeIdentity;
-  const open = ngtcp2NetnsSuite(async (create) => {
-    id = await createEdgeIdentity({ ips: [SERVER] });
-    server = create('oxy-gso-srv');
-    client = create('oxy-gso-cli');
-    server.veth('srv0', client, 'cli0');
-    server.ipBatch([`addr add ${SERVER}/24 dev srv0`]);
-    client.ipBatch(['addr add 198.18.7.100/24 dev cli0']);
-  });
+  const pair = ngtcp2VethSuite('oxy-gso', SERVER, '198.18.7.100');
 
   /** Both ends on ngtcp2, `SIZE` bytes each way: the stats of both ends. */
   async function bulk(gso: boolean, gro = true, pmtud = true) {
-    const { listener, conn, edge } = await ngtcp2Bulk({ server, client, address: SERVER, id, size: SIZE, open, gso, gro, pmtud });
+    const { listener, conn, edge } = await ngtcp2Bulk({ ...pair, size: SIZE, gso, gro, pmtud });
     const stats = (conn as Ngtcp2TunnelConnection).quicStats();
     // The datagram room follows the path's packets (short header, AEAD tag, frame header).
     expect(conn.maxDatagramSize).toBe(stats.pathPayload! - 46);
@@ -46,8 +34,8 @@ privilegedDescribe('ngtcp2 UDP GSO between namespaces', () => {
 
   /** Both ends of the veth at `mtu`. */
   const linkMtu = (mtu: number): void => {
-    server.ip('link', 'set', 'dev', 'srv0', 'mtu', String(mtu));
-    client.ip('link', 'set', 'dev', 'cli0', 'mtu', String(mtu));
+    pair.server.ip('link', 'set', 'dev', 'srv0', 'mtu', String(mtu));
+    pair.client.ip('link', 'set', 'dev', 'cli0', 'mtu', String(mtu));
   };
 
   it('GSO on: both ends send runs of packets as one message, bytes intact', async () => {

@@ -7,12 +7,10 @@
 //
 //   client netns  cli0 198.18.8.100/24 ── veth ── srv0 198.18.8.1/24  server netns
 import { expect, it } from 'vitest';
-import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { isNearAddress, NEAR_CWND_UNIT } from '../../../src/engine/transport/quic/config.js';
 import { withEnv } from '../../helpers/env.js';
-import type { TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { ngtcp2Bulk, ngtcp2NetnsSuite } from './ngtcp2-netns.js';
+import { ngtcp2Bulk, ngtcp2VethSuite } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.8.1';
 const SIZE = 8 * 1024 * 1024;
@@ -39,22 +37,12 @@ it('near addresses: private, benchmarking, link-local and unique local ranges; n
 });
 
 privilegedDescribe('ngtcp2 window toward a near edge', () => {
-  let server!: TestNetns;
-  let client!: TestNetns;
-  let id: EdgeIdentity;
-  const open = ngtcp2NetnsSuite(async (create) => {
-    id = await createEdgeIdentity({ ips: [SERVER] });
-    server = create('oxy-near-srv');
-    client = create('oxy-near-cli');
-    server.veth('srv0', client, 'cli0');
-    server.ipBatch([`addr add ${SERVER}/24 dev srv0`]);
-    client.ipBatch(['addr add 198.18.8.100/24 dev cli0']);
-  });
+  const pair = ngtcp2VethSuite('oxy-near', SERVER, '198.18.8.100');
 
   it('the connector starts at two units and sends 8 MiB with a window of at least 2.89 × 2 units, bytes intact both ways', async () => {
-    const first = await withEnv({ OXY_QUIC_NEAR_CWND: undefined }, () => ngtcp2Bulk({ server, client, address: SERVER, id, size: 1024, open }));
+    const first = await withEnv({ OXY_QUIC_NEAR_CWND: undefined }, () => ngtcp2Bulk({ ...pair, size: 1024 }));
     expect(first.conn.quicStats().cwnd).toBeGreaterThanOrEqual(2 * NEAR_CWND_UNIT);
-    const { conn } = await withEnv({ OXY_QUIC_NEAR_CWND: undefined }, () => ngtcp2Bulk({ server, client, address: SERVER, id, size: SIZE, open }));
+    const { conn } = await withEnv({ OXY_QUIC_NEAR_CWND: undefined }, () => ngtcp2Bulk({ ...pair, size: SIZE }));
     const stats = conn.quicStats();
     expect(stats.cwnd).toBeGreaterThanOrEqual(FLOOR);
     // The unit sizes the window, not the packets: PMTUD's 1,444 on this 1,500-byte link.
@@ -62,7 +50,7 @@ privilegedDescribe('ngtcp2 window toward a near edge', () => {
   }, 60_000);
 
   it('OXY_QUIC_NEAR_CWND=0: the window in packets, as toward any address; bytes intact', async () => {
-    const { conn } = await withEnv({ OXY_QUIC_NEAR_CWND: '0' }, () => ngtcp2Bulk({ server, client, address: SERVER, id, size: 1024, open }));
+    const { conn } = await withEnv({ OXY_QUIC_NEAR_CWND: '0' }, () => ngtcp2Bulk({ ...pair, size: 1024 }));
     // ngtcp2's initial window of 14,720 bytes, and what the handshake's and 1 KiB's ACKs added in slow start.
     expect(conn.quicStats().cwnd).toBeLessThan(2 * NEAR_CWND_UNIT);
   }, 60_000);

@@ -1,9 +1,9 @@
 // Two ngtcp2 ends in two namespaces, one bulk exchange between them: shared by the files that
-// test what the addon's QUIC does on a real path (GSO/GRO, path MTU discovery).
+// test what the addon's QUIC does on a real path (GSO/GRO, path MTU discovery, windows, ACKs).
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
-import type { EdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
 import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
 import { savedEnv, setEnv } from '../../helpers/env.js';
 import { TestNetns } from '../../helpers/netns.js';
@@ -41,24 +41,50 @@ export function ngtcp2NetnsSuite(setup: (create: (name: string) => TestNetns) =>
   return open;
 }
 
-export interface BulkOptions {
+/** Two namespaces of a describe, the server's address, its identity and what its tests opened. */
+export interface Ngtcp2Pair {
   server: TestNetns;
   client: TestNetns;
   /** The server's address in its namespace. */
   address: string;
   id: EdgeIdentity;
-  size: number;
   open: Opened;
+}
+
+/**
+ * ngtcp2NetnsSuite for the plain case: `${prefix}-srv` and `${prefix}-cli` joined by one veth,
+ *   client netns  cli0 `clientAddress`/24 ── veth ── srv0 `address`/24  server netns
+ * and an identity for `address`. The pair's namespaces and identity are there from beforeAll on.
+ */
+export function ngtcp2VethSuite(prefix: string, address: string, clientAddress: string): Ngtcp2Pair {
+  const pair = { address } as Ngtcp2Pair;
+  pair.open = ngtcp2NetnsSuite(async (create) => {
+    pair.id = await createEdgeIdentity({ ips: [address] });
+    pair.server = create(`${prefix}-srv`);
+    pair.client = create(`${prefix}-cli`);
+    pair.server.veth('srv0', pair.client, 'cli0');
+    pair.server.ipBatch([`addr add ${address}/24 dev srv0`]);
+    pair.client.ipBatch([`addr add ${clientAddress}/24 dev cli0`]);
+  });
+  return pair;
+}
+
+export interface ConnectOptions extends Ngtcp2Pair {
   gso?: boolean;
   gro?: boolean;
   pmtud?: boolean;
 }
 
+export interface BulkOptions extends ConnectOptions {
+  size: number;
+}
+
 /**
- * Both ends on ngtcp2 (sockets made inside their namespaces), `size` bytes each way on one
- * stream, checked byte for byte. Sets OXY_QUIC_IMPL=ngtcp2 for the dial: the caller restores it.
+ * Both ends on ngtcp2 (sockets made inside their namespaces): the listener, the client's
+ * connection and the server's, closed after the test. Sets OXY_QUIC_IMPL=ngtcp2 for the dial: the
+ * caller restores it (ngtcp2NetnsSuite does).
  */
-export async function ngtcp2Bulk(o: BulkOptions): Promise<{ listener: QuicListener; conn: QuicClientConnection; edge: QuicServerConnection }> {
+export async function ngtcp2Connect(o: ConnectOptions): Promise<{ listener: QuicListener; conn: QuicClientConnection; edge: QuicServerConnection }> {
   const { gso, gro, pmtud } = o;
   let accepted!: (c: QuicServerConnection) => void;
   const serverConn = new Promise<QuicServerConnection>((r) => (accepted = r));
@@ -75,7 +101,12 @@ export async function ngtcp2Bulk(o: BulkOptions): Promise<{ listener: QuicListen
     listener: { close: async () => (await listener.close(), socket.close()) } as QuicListener,
     conn,
   });
-  const edge = await serverConn;
+  return { listener, conn, edge: await serverConn };
+}
+
+/** ngtcp2Connect, then `size` bytes each way on one stream, checked byte for byte. */
+export async function ngtcp2Bulk(o: BulkOptions): Promise<{ listener: QuicListener; conn: QuicClientConnection; edge: QuicServerConnection }> {
+  const { listener, conn, edge } = await ngtcp2Connect(o);
   const up = randomBytes(o.size);
   const down = randomBytes(o.size);
   const acceptedStream = edge.acceptStream();
