@@ -36,7 +36,7 @@ export function tcpInfo(fd: number): TcpInfo {
  * when given (a name the kernel refuses leaves it as it was); "" when `fd` is no TCP socket.
  */
 export function tcpCongestion(fd: number, name?: string): string {
-  return name === undefined ? native().tcpCongestion(fd) : native().tcpCongestion(fd, name);
+  return native().tcpCongestion(fd, name);
 }
 
 /** The fd under a net.Socket (on Node's internal handle); undefined when it has none (closed, or not fd-backed). */

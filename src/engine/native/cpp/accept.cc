@@ -15,7 +15,6 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
-#include <string>
 #include <unordered_map>
 
 #include "common.h"
@@ -167,9 +166,7 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
   // (TCP_CONGESTION; false: not held here any more, or the kernel refused the name).
   Napi::Value Congestion(const Napi::CallbackInfo& info) {
     auto it = table.find(info[0].As<Napi::Number>().DoubleValue());
-    if (it == table.end() || it->second->fd < 0) return Napi::Boolean::New(info.Env(), false);
-    const std::string name = info[1].As<Napi::String>().Utf8Value();
-    const bool set = setsockopt(it->second->fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), socklen_t(name.size())) == 0;
+    const bool set = it != table.end() && it->second->fd >= 0 && SetTcpCongestion(it->second->fd, info[1]);
     return Napi::Boolean::New(info.Env(), set);
   }
 

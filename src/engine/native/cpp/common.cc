@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -318,6 +321,11 @@ void CloseFd(int& fd) {
   if (fd < 0) return;
   close(fd);
   fd = -1;
+}
+
+bool SetTcpCongestion(int fd, const Napi::Value& name) {
+  const std::string want = name.As<Napi::String>().Utf8Value();
+  return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, want.data(), socklen_t(want.size())) == 0;
 }
 
 }  // namespace oxy

@@ -132,4 +132,8 @@ bool LoopIdleTimeBack(napi_env env);
 // Closes fd once and sets it to -1. Never retried on EINTR: on Linux the fd is gone either way.
 void CloseFd(int& fd);
 
+// Sets the TCP socket fd's congestion control (TCP_CONGESTION) to `name`, a JS string: whether the
+// kernel took it (it refuses a name not loaded, or not allowed to this process).
+bool SetTcpCongestion(int fd, const Napi::Value& name);
+
 }  // namespace oxy

@@ -71,10 +71,7 @@ Napi::Value UnreadAfterHangUp(const Napi::CallbackInfo& info) {
 // `name` when given (a name the kernel refuses leaves it as it was); "" when fd is no TCP socket.
 Napi::Value TcpCongestion(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
-  if (info.Length() > 1 && info[1].IsString()) {
-    const std::string want = info[1].As<Napi::String>().Utf8Value();
-    setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, want.data(), socklen_t(want.size()));
-  }
+  if (info.Length() > 1 && info[1].IsString()) SetTcpCongestion(fd, info[1]);
   char name[16] = {};  // TCP_CA_NAME_MAX
   socklen_t len = sizeof name;
   if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0) return Napi::String::New(info.Env(), "");
