@@ -29,10 +29,13 @@
  *                   and the whole machine's busy CPU per unit in the tunnel's and the veth's round, with its idle share:
  *                   what iperf3, the HTTP ends and the kernel's TCP cost beside our three — read it on a quiet machine;
  *                   and each of our three main threads' share of the round on a CPU, runnable but waiting for one, and
- *                   asleep (waiting for its sockets), from /proc/PID/task/PID/schedstat)
+ *                   asleep (waiting for its sockets), from /proc/PID/task/PID/schedstat;
+ *                   and the TCP counters of the device's namespace and of the edge's upgrade namespace in the round
+ *                   (nstat -az: segments queued out of order, drops, DSACKs, retransmissions by kind), with the
+ *                   device's segments and out-of-order ones in the veth's and wireguard-go's rounds apart)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -276,6 +279,80 @@ const fastNatPackets = () => {
   const n = (outcome) => Number(new RegExp(`^oxy_edge_fast_nat_packets_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
   return { to_kernel: n('to_kernel'), to_client: n('to_client'), lost: n('lost'), refused: n('refused') };
 };
+/**
+ * The TCP counters (`nstat -az`: absolute, so no history file is involved) of the device's namespace
+ * (the receiver in -R) and of the edge's upgrade namespace (its accepted sockets toward the device,
+ * entered through the namespace child's pid), for `--each 1`: segments queued out of order, drops,
+ * DSACKs and retransmissions, per tunnel round.
+ */
+const TCP_COUNTERS = {
+  device: [
+    'TcpInSegs',
+    'TcpInErrs',
+    'TcpInCsumErrors',
+    'TcpExtTCPOFOQueue',
+    'TcpExtTCPBacklogDrop',
+    'TcpExtTCPRcvQDrop',
+    'TcpExtTCPOFODrop',
+    'TcpExtTCPZeroWindowDrop',
+    'TcpExtTCPDSACKOldSent',
+    'TcpExtTCPDSACKOfoSent',
+  ],
+  upgrade: [
+    'TcpOutSegs',
+    'TcpRetransSegs',
+    'TcpExtTCPLossProbes',
+    'TcpExtTCPLossProbeRecovery',
+    'TcpExtTCPFastRetrans',
+    'TcpExtTCPSlowStartRetrans',
+    'TcpExtTCPTimeouts',
+    'TcpExtTCPSpuriousRTOs',
+    'TcpExtTCPRenoRecovery',
+    'TcpExtTCPSackRecovery',
+    'TcpExtTCPSACKReorder',
+    'TcpExtTCPRenoReorder',
+    'TcpExtTCPTSReorder',
+    'TcpExtTCPDSACKRecv',
+    'TcpExtTCPDSACKUndo',
+    'TcpExtTCPLossUndo',
+  ],
+};
+/** The edge's namespace child (`unshare --net`: the upgrade namespace), a child process of the edge whose net namespace differs. */
+const upgradeNsPid = (edgePid) => {
+  const own = readlinkSync(`/proc/${edgePid}/ns/net`);
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces, so read past its last ')'.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] !== String(edgePid)) continue;
+      if (readlinkSync(`/proc/${pid}/ns/net`) !== own) return pid;
+    } catch {}
+  }
+  return undefined;
+};
+const tcpCounters = (edgePid) => {
+  const read = (prefix, names) => {
+    const out = sh(prefix[0], [...prefix.slice(1), 'nstat', '-az', ...names]);
+    return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? NaN)]));
+  };
+  const pid = upgradeNsPid(edgePid);
+  return {
+    device: read(['ip', 'netns', 'exec', names.dev], TCP_COUNTERS.device),
+    upgrade: pid ? read(['nsenter', '-t', pid, '-n'], TCP_COUNTERS.upgrade) : {},
+  };
+};
+const tcpLine = (before, after) =>
+  Object.entries(after)
+    .map(
+      ([who, c]) =>
+        `${who} ${Object.entries(c)
+          .map(([n, v]) => `${n.replace(/^TcpExt|^Tcp/, '')} ${v - before[who][n]}`)
+          .join(' ')}`,
+    )
+    .join(' | ');
+/** The device's segments received and queued out of order between two tcpCounters() (the veth's and wireguard-go's rounds). */
+const deviceLine = (before, after) =>
+  ['TcpInSegs', 'TcpExtTCPOFOQueue'].map((n) => `${n.replace(/^TcpExt|^Tcp/, '')} ${after.device[n] - before.device[n]}`).join(' ');
 const syscallsArg = arg('syscalls', '');
 const countSyscalls = syscallsArg !== '';
 /** `--syscalls read,write,...`: those counted apart too. */
@@ -473,12 +550,16 @@ try {
     // Both wireguard-go processes' CPU over their rounds (µs), against their total units.
     let wgCpu = 0;
     for (let r = 0; r < rounds; r++) {
+      const vethBefore = eachRound ? tcpCounters(edge.pid) : undefined;
       const vethRound = withMachine(() => measure('198.18.9.2'));
+      const vethTcp = vethBefore && deviceLine(vethBefore, tcpCounters(edge.pid));
       rows.veth.push(vethRound.result);
       const natBefore = eachRound ? fastNatPackets() : undefined;
+      const tcpBefore = eachRound ? tcpCounters(edge.pid) : undefined;
       const tunnelRound = withMachine(() => withCpu(procs, () => measure('198.18.0.10'), `${label}-${r}`));
       const { result, cpu: used, calls: counted, packets: sent, loops } = tunnelRound.result;
       const nat = natBefore && Object.fromEntries(Object.entries(fastNatPackets()).map(([k, v]) => [k, v - natBefore[k]]));
+      const tcp = tcpBefore && tcpLine(tcpBefore, tcpCounters(edge.pid));
       for (const [k, v] of Object.entries(sent ?? {})) packets[k] = (packets[k] ?? 0) + v;
       rows.tunnel.push(result);
       if (eachRound && each) {
@@ -489,6 +570,7 @@ try {
             `CPU per ${each.per} ${perUnit(used, units, each.scale, each.unit, 2)} (all ${fmt((sum * each.scale) / units, 2)})` +
             (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)} | packets ${perPacket(sent, units)}` : '') +
             ` | fast NAT packets to the device ${nat.to_client}, refused (sent by JS) ${nat.refused}, lost ${nat.lost}` +
+            ` | TCP: ${tcp}` +
             ` | main threads ran / waited for a CPU / slept ${Object.entries(loops)
               .map(([k, l]) => `${k} ${fmt(l.ran * 100, 0)} / ${fmt(l.queued * 100, 0)} / ${fmt(l.slept * 100, 0)} %`)
               .join(' | ')}` +
@@ -505,8 +587,13 @@ try {
       }
       if (hasWg) {
         const before = cpuMicros(wgPids);
+        const wgBefore = eachRound ? tcpCounters(edge.pid) : undefined;
         rows.wg.push(measure('198.18.99.2'));
         wgCpu += cpuMicros(wgPids) - before;
+        if (wgBefore)
+          console.log(
+            `  ${label} round ${r + 1}, the device's TCP in the other rounds: veth ${vethTcp} | wireguard-go ${deviceLine(wgBefore, tcpCounters(edge.pid))}`,
+          );
       }
     }
     const ratio = (other) => median(rows.tunnel.map((t, i) => t / other[i]));

@@ -2,6 +2,7 @@
 // upgrade → tunnel stream → connector → host), both ways, with the device's FIN arriving
 // before the host answers: every byte arrives, in order, and the half-close is kept; and a
 // device's session ending ends the host's connection of a flow still open.
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { edgeCounter, startVnetSiteWithHost, type VnetSite } from '../../helpers/vnet-site.js';
@@ -87,6 +88,19 @@ const fastNatPackets = (site: VnetSite) => {
   return { toClient: count('to_client'), lost: count('lost'), ringWrites: ring('writes') };
 };
 
+/**
+ * The device's TCP counters (`nstat -az`: absolute, no history file): segments received and those it
+ * queued out of order. The path between the edge's TCP and the device's keeps order by construction
+ * (one thread reads the upgrade TUN and writes the device's, a TUN write is received in the writer's
+ * own context): a segment out of order would be reordering of ours, which Reno toward a near device
+ * takes for a loss.
+ */
+const deviceTcp = (site: VnetSite) => {
+  const out = execFileSync('ip', ['netns', 'exec', site.device.name, 'nstat', '-az', 'TcpInSegs', 'TcpExtTCPOFOQueue'], { encoding: 'utf8' });
+  const n = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? Number.NaN);
+  return { inSegs: n('TcpInSegs'), ofo: n('TcpExtTCPOFOQueue') };
+};
+
 const VARIANTS = [
   { name: 'http2', protocol: 'http2', env: {} },
   // Over QUIC both ends' pumps carry each flow's records natively (edge/ and connector/tcp-flows.ts).
@@ -141,7 +155,9 @@ for (const variant of VARIANTS)
 
     it('24 MiB down to the device: every byte in order, then the end', async () => {
       const before = fastNatPackets(site);
+      const tcpBefore = deviceTcp(site);
       const r = await site.inDevice(process.execPath, ['-e', CLIENT, 'down', String(SIZE)], { timeoutMs: 45_000 });
+      const tcpAfter = deviceTcp(site);
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe(`got ${SIZE} intact`);
       // The edge's segments reach the device by its fast NAT (up to 64 KB each), none lost; with the
@@ -153,6 +169,9 @@ for (const variant of VARIANTS)
       // The local device handed its TUN to the edge: the segments' writes to it went in batches (io_uring).
       if ('OXY_IP_FAST_PATH' in variant.env || 'OXY_IP_TUN_RING' in variant.env) expect(after.ringWrites).toBe(0);
       else expect(after.ringWrites - before.ringWrites).toBeGreaterThan(100);
+      // In order all the way: the device queued none of its segments out of order.
+      expect(tcpAfter.inSegs - tcpBefore.inSegs).toBeGreaterThan(100);
+      expect(tcpAfter.ofo - tcpBefore.ofo).toBe(0);
     }, 50_000);
 
     it("the host's FIN first: the device reads it and still sends 4 MiB, which the host reads", async () => {
