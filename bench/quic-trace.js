@@ -6,7 +6,9 @@
  * fires per MB; the window, bytes in flight and RTTs (median and range over the round's lines);
  * ssthresh, losses and dropped sends. E.g. a slow -R round's connector: a window of 55-69 KB
  * and ~35 window-full stops per MB, against 376 KB and ~8.5 (docs/decisions.md "The vnet path's
- * -R: a window frozen by slow start's luck").
+ * -R: a window frozen by slow start's luck"). The sender's share of the round it waited on a full window
+ * (cwndWaitUs); the bulk receiver's answers (ACKs), how long after the first packet each left, and those
+ * sent early (OXY_QUIC_ACK_FIRST=1: before the sockets' writes; OXY_QUIC_ACK_SPLIT=1: in the middle of a read).
  *   node bench/quic-trace.js DIR/quic-trace.log
  */
 import { readFileSync } from 'node:fs';
@@ -48,6 +50,15 @@ for (const { label, from, to } of rounds) {
     const [a, b] = [rows[0], rows[rows.length - 1]];
     const d = (name) => b[name] - a[name];
     const mb = d('streamBytes') / 1e6;
+    const answers = d('answers');
+    // The bulk receiver (few stream bytes of its own, thousands of packets read): how long what it
+    // read waited for its answer (an ACK, mostly), and the ACKs sent early (OXY_QUIC_ACK_FIRST / _SPLIT).
+    if (mb < 5 && d('recv') >= 1000) {
+      console.log(
+        `${label} ${key}: received ${d('recv')} packets | answers ${answers} (${(d('recv') / (answers || 1)).toFixed(1)} packets each), ` +
+          `${(d('answerUs') / (answers || 1)).toFixed(0)}µs from the first packet read to the answer | acksFirst ${d('acksFirst') || 0} acksSplit ${d('acksSplit') || 0}`,
+      );
+    }
     if (mb < 5) continue;
     const per = (name) => (d(name) / mb).toFixed(1);
     const range = (name, f) =>
@@ -57,7 +68,8 @@ for (const { label, from, to } of rounds) {
       `${label} ${key}: ${(mb / (d('t') || 1)).toFixed(0)} MB/s | per MB: packets ${per('sent')} sent / ${per('recv')} received, flushes ${per('flushes')}, ` +
         `window full ${per('stopCwnd')}, pacing ${per('stopPacing')}, pace skips ${per('paceSkips')}, timer ${per('timerFires')} | ` +
         `cwnd ${range('cwnd', k)} in flight ${range('inflight', k)} srtt ${range('srttUs', us)} min RTT ${us(b.minRttUs)} | ` +
-        `ssthresh ${b.ssthresh > 1e18 ? '-' : k(b.ssthresh)} lost ${d('lost')} dropped ${d('dropped')}`,
+        `ssthresh ${b.ssthresh > 1e18 ? '-' : k(b.ssthresh)} lost ${d('lost')} dropped ${d('dropped')} | ` +
+        `waited on a full window ${((d('cwndWaitUs') / 1e6 / (d('t') || 1)) * 100).toFixed(0)} % of the round`,
     );
   }
 }

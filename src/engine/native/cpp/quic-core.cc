@@ -616,6 +616,9 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // socket writes (Flush). Off, one pass: the writes, then the packets.
   const char* ack_first = getenv("OXY_QUIC_ACK_FIRST");
   ack_first_ = ack_first && strcmp(ack_first, "1") == 0;
+  // OXY_QUIC_ACK_SPLIT=1 (opt-in, for A/B pairs): an ACK after a bulk read's first message (AckEarly).
+  const char* ack_split = getenv("OXY_QUIC_ACK_SPLIT");
+  ack_split_ = ack_split && strcmp(ack_split, "1") == 0;
 
   ngtcp2_transport_params_default(params);
   params->initial_max_data = s.initial_max_data;
@@ -877,7 +880,7 @@ void Conn::Trace(uint64_t now, const char* why) {
           "quic-trace %s %p%s pid=%d t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
           "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
           "cwndWaitUs=%llu paceSkips=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f "
-          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu acksFirst=%llu\n",
+          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu acksFirst=%llu acksSplit=%llu\n",
           server_ ? "server" : "client", static_cast<void*>(this), why, int(getpid()), double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
           (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
           (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
@@ -885,7 +888,7 @@ void Conn::Trace(uint64_t now, const char* why) {
           (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
           double(st.delivery_rate_sec) / 1e6, (unsigned long long)st.ssthresh,
           st.congestion_recovery_start_ts == UINT64_MAX ? -1.0 : double(now - st.congestion_recovery_start_ts) / 1e6, (unsigned long long)lost,
-          (unsigned long long)send_dropped, st.pto_count, (unsigned long long)c.acks_first);
+          (unsigned long long)send_dropped, st.pto_count, (unsigned long long)c.acks_first, (unsigned long long)c.acks_split);
 }
 
 Napi::Object Conn::Info(Napi::Env env) {
@@ -938,6 +941,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("answerUs", double(counters.answer_us));
   c.Set("keyUpdates", double(counters.key_updates));
   c.Set("acksFirst", double(counters.acks_first));
+  c.Set("acksSplit", double(counters.acks_split));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -1123,6 +1127,14 @@ void Conn::Flush() {
   if (!pump_out_.empty()) FlushPumps();
   if (!answer_out_.empty()) FlushAnswers();
   WritePackets();
+}
+
+bool Conn::AckEarly() {
+  if (!ack_split_ || in_flush_ || read_bytes_ < kAckFirstBytes || !Usable()) return false;
+  WritePackets();
+  if (flush_pkts_ == 0) return false;
+  counters.acks_split++;
+  return true;
 }
 
 void Conn::WritePackets() {

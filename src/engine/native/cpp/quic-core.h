@@ -725,6 +725,12 @@ class Conn {
   // Writes what pumps and answers hold for their fds, and everything ngtcp2 lets out now (data,
   // ACKs, datagrams, close) to the host, then re-arms the timer.
   void Flush();
+  // OXY_QUIC_ACK_SPLIT=1: the host calls this between the messages of one read (recvmmsg) once the
+  // connection has read kAckFirstBytes of stream bytes in it, with more messages still to decrypt:
+  // the packets ngtcp2 lets out now (its ACK of what was read so far) go to the host at once, so
+  // a sender waiting on its window seals its next burst while this end decrypts the rest. True when
+  // it wrote packets (the host sends them: TxSend); at most once per read (the host's to keep).
+  bool AckEarly();
 
   // JS calls (the host's methods forward them).
   int64_t OpenStream();
@@ -835,6 +841,7 @@ class Conn {
     uint64_t answer_us = 0;      // from the first of those reads to the packets, summed
     uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
     uint64_t acks_first = 0;     // flushes that sent their packets before the fds' writes (a bulk read)
+    uint64_t acks_split = 0;     // ACKs sent in the middle of a read (OXY_QUIC_ACK_SPLIT=1: AckEarly)
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -945,6 +952,7 @@ class Conn {
   uint64_t read_ts_ = 0;       // the first packet read since the last flush that wrote packets
   uint64_t read_bytes_ = 0;    // stream bytes read since the last flush
   bool ack_first_ = false;     // a flush after a bulk read sends before the fds' writes (OXY_QUIC_ACK_FIRST=1)
+  bool ack_split_ = false;     // the host acknowledges after a read's first bulk message (OXY_QUIC_ACK_SPLIT=1)
   // Flush's packet half: what ngtcp2 lets out now, to the host.
   void WritePackets();
   uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due

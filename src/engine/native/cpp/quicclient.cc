@@ -306,6 +306,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   void ReadPackets() {
     ngtcp2_path path = Path();
+    bool split = false;
     for (int rounds = 0; rounds < 16 && Usable(); rounds++) {
       int n = rx_.Read(fd_);
       if (n < 0) {
@@ -317,6 +318,11 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         rx_.Each(i, [&](const uint8_t* data, size_t len) {
           if (Usable()) conn_->Read(path, data, len, ts);
         });
+        // OXY_QUIC_ACK_SPLIT=1: a bulk message with more behind it is acknowledged now (once per read).
+        if (!split && i + 1 < n && Usable() && conn_->AckEarly()) {
+          split = true;
+          TxSend();
+        }
       }
       if (size_t(n) < kRecvBatch) break;
     }

@@ -265,6 +265,7 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   }
 
   void ReadPackets() {
+    bool split = false;
     for (int rounds = 0; rounds < 16 && fd_ >= 0; rounds++) {
       int n = rx_.Read(fd_);
       if (n <= 0) break;
@@ -273,7 +274,13 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
         msghdr& h = rx_.header(i);
         sockaddr_storage local;
         LocalAddress(h, &local);
+        read_conn_ = nullptr;
         rx_.Each(i, [&](const uint8_t* data, size_t len) { Datagram(data, len, rx_.name(i), h.msg_namelen, local, ts); });
+        // OXY_QUIC_ACK_SPLIT=1: a bulk message with more behind it is acknowledged now (once per read).
+        if (!split && i + 1 < n && read_conn_ && read_conn_->AckEarly()) {
+          split = true;
+          TxSend();
+        }
       }
       if (size_t(n) < kRecvBatch) break;
     }
@@ -325,7 +332,10 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
     }
     auto it = by_cid_.find(std::string(reinterpret_cast<const char*>(dcid), dcidlen));
     if (it != by_cid_.end()) {
-      if (Conn* c = Find(it->second)) c->Read(path, data, len, ts);
+      if (Conn* c = Find(it->second)) {
+        c->Read(path, data, len, ts);
+        read_conn_ = c;
+      }
       return;
     }
     if (long_header) Accept(path, data, len, remote, remote_len, local);
@@ -780,6 +790,9 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   uint32_t current_ = 0;
   bool events_tagged_ = false;
   RecvBatch rx_;
+  // The connection the last datagram went to (ReadPackets' ACK split); connections are freed only
+  // at EndCallback, after the read.
+  Conn* read_conn_ = nullptr;
   PacketBatch batch_;
 
   time_t reset_window_ = 0;
