@@ -10,7 +10,8 @@
 //
 // OXY_QUIC_ACK_SPLIT=1 (opt-in, for A/B pairs): a read (one recvmmsg) of several messages is
 // acknowledged after the first message that brought ≥ 32 KiB of stream bytes, before the rest are
-// decrypted (Conn::AckEarly), so the sender seals its next burst meanwhile.
+// decrypted (Conn::AckEarly), so the sender seals its next burst meanwhile; =server (=client): only
+// at that end.
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
 import { expect, it } from 'vitest';
@@ -82,6 +83,12 @@ privilegedDescribe("ngtcp2: a bulk receiver's ACK before its sockets' writes (OX
     expect(c.acksSplit).toBeGreaterThan(0);
     expect(edge.acksSplit).toBeGreaterThan(0);
     expect(c.acksFirst).toBe(0);
+  }, 60_000);
+
+  it('OXY_QUIC_ACK_SPLIT=server: only the server end (the edge) splits its reads; bytes intact both ways', async () => {
+    const { client: c, edge } = await withEnv({ OXY_QUIC_ACK_SPLIT: 'server', OXY_QUIC_ACK_FIRST: undefined }, () => pumpedBulk());
+    expect(c.acksSplit).toBe(0);
+    expect(edge.acksSplit).toBeGreaterThan(0);
   }, 60_000);
 
   it('by default the writes go before the packets, in one pass, and a read is acknowledged after all of it; bytes intact both ways', async () => {

@@ -616,9 +616,10 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // socket writes (Flush). Off, one pass: the writes, then the packets.
   const char* ack_first = getenv("OXY_QUIC_ACK_FIRST");
   ack_first_ = ack_first && strcmp(ack_first, "1") == 0;
-  // OXY_QUIC_ACK_SPLIT=1 (opt-in, for A/B pairs): an ACK after a bulk read's first message (AckEarly).
+  // OXY_QUIC_ACK_SPLIT=1 (opt-in, for A/B pairs): an ACK after a bulk read's first message (AckEarly);
+  // =server: only where this end is the server (the edge: -R's receiver), =client: only the client.
   const char* ack_split = getenv("OXY_QUIC_ACK_SPLIT");
-  ack_split_ = ack_split && strcmp(ack_split, "1") == 0;
+  ack_split_ = ack_split && (strcmp(ack_split, "1") == 0 || strcmp(ack_split, server_ ? "server" : "client") == 0);
 
   ngtcp2_transport_params_default(params);
   params->initial_max_data = s.initial_max_data;
