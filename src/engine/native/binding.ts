@@ -195,7 +195,7 @@ export interface NativeQuicCounters {
   writableWaits: number;
   /** Flushes after a bulk read (≥ 32 KiB of stream bytes) that sent their packets, the ACK among them, before writing the bytes to their sockets (only with OXY_QUIC_ACK_FIRST=1). */
   acksFirst: number;
-  /** Reads (one recvmmsg) whose ACK went out after the first message that brought ≥ 32 KiB of stream bytes, before the rest were decrypted (only with OXY_QUIC_ACK_SPLIT=1). */
+  /** Reads (one recvmmsg) whose ACK went out after the first message that brought ≥ 32 KiB of stream bytes, before the rest were decrypted (only with OXY_QUIC_ACK_SPLIT=1, or =server / =client at that end). */
   acksSplit: number;
   /** Key updates this end began (only with OXY_QUIC_KEY_UPDATE=N: one per N packets sent, for tests). */
   keyUpdates: number;
