@@ -382,6 +382,11 @@ export interface NativeAddon {
   supported: boolean;
   /** Whether loading the addon turned libuv's idle-time poll off for this thread's loop (cpp/common.h LoopOneWait; OXY_LOOP_ONE_WAIT=0 leaves it on). */
   loopOneWait?: boolean;
+  /**
+   * This thread's spin before its loop sleeps (cpp/common.h NoteLoopWork; OXY_LOOP_SPIN µs, default 20, 0 = off):
+   * the budget, the polls that did not wait, the spins that work ended (a sleep not taken) and those that ran out.
+   */
+  loopSpin?(): { spinUs: number; polls: number; caught: number; slept: number };
   /** Turns the idle-time metric back on for this thread's loop, so eventLoopUtilization() reads true again (a hooks module may read it): whether it is on. */
   loopIdleTimeBack?(): boolean;
   setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;

@@ -13,6 +13,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loopIdleTimeBack", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), LoopIdleTimeBack(info.Env()));
   }));
+  exports.Set("loopSpin", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    const LoopSpinStats s = GetLoopSpinStats();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("spinUs", double(s.spin_us));
+    out.Set("polls", double(s.polls));
+    out.Set("caught", double(s.caught));
+    out.Set("slept", double(s.slept));
+    return out;
+  }));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
   exports.Set("UdpSocket", InitUdp(env));
   exports.Set("TunDevice", InitTun(env));

@@ -4,11 +4,14 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace oxy {
 
@@ -278,6 +281,104 @@ void FdPoller::Trampoline(uv_poll_t* handle, int status, int events) {
     return;
   }
   GuardCallback(env, [self, status, events] { self->OnPoll(status, events); });
+  NoteLoopWork(env);
+}
+
+namespace {
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+// OXY_LOOP_SPIN: the spin's length in µs (unset: 20; 0: off; at most 1,000).
+uint64_t SpinBudgetUs() {
+  static const uint64_t us = [] {
+    const char* v = std::getenv("OXY_LOOP_SPIN");
+    if (v == nullptr || *v == '\0') return uint64_t(20);
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(v, &end, 10);
+    return uint64_t(end == v ? 20 : std::min<unsigned long long>(n, 1000));
+  }();
+  return us;
+}
+
+struct LoopSpin {
+  uv_idle_t idle;
+  uint64_t last_work = 0;
+  bool active = false;
+  bool spun = false;  // an idle callback ran since the last work
+  LoopSpinStats stats;
+  napi_async_cleanup_hook_handle cleanup = nullptr;
+};
+
+thread_local LoopSpin* tl_spin = nullptr;
+thread_local bool tl_spin_gone = false;  // the thread's env went: no new spin for its last turns
+
+void OnSpinIdle(uv_idle_t* handle) {
+  auto* s = static_cast<LoopSpin*>(handle->data);
+  if (MonotonicNs() - s->last_work >= s->stats.spin_us * 1000) {
+    uv_idle_stop(handle);
+    s->active = false;
+    s->spun = false;
+    s->stats.slept++;
+    return;
+  }
+  s->stats.polls++;
+  s->spun = true;
+  sched_yield();
+}
+
+// The env is going (a worker's, or the process's at exit): the handle closes before its loop does
+// (an async cleanup hook: Node turns the loop until it is removed).
+void CloseLoopSpin(napi_async_cleanup_hook_handle handle, void* arg) {
+  auto* s = static_cast<LoopSpin*>(arg);
+  if (tl_spin == s) tl_spin = nullptr;
+  tl_spin_gone = true;
+  s->cleanup = handle;
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->idle), [](uv_handle_t* h) {
+    auto* spin = static_cast<LoopSpin*>(h->data);
+    napi_remove_async_cleanup_hook(spin->cleanup);
+    delete spin;
+  });
+}
+
+}  // namespace
+
+void NoteLoopWork(napi_env env) {
+  LoopSpin* s = tl_spin;
+  if (s == nullptr) {
+    if (SpinBudgetUs() == 0 || tl_spin_gone) return;
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;
+    s = new LoopSpin();
+    s->stats.spin_us = SpinBudgetUs();
+    uv_idle_init(loop, &s->idle);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&s->idle));
+    s->idle.data = s;
+    if (napi_add_async_cleanup_hook(env, CloseLoopSpin, s, nullptr) != napi_ok) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->idle), [](uv_handle_t* h) { delete static_cast<LoopSpin*>(h->data); });
+      tl_spin_gone = true;
+      return;
+    }
+    tl_spin = s;
+  }
+  s->last_work = MonotonicNs();
+  if (s->active) {
+    if (s->spun) s->stats.caught++;
+    s->spun = false;
+    return;
+  }
+  uv_idle_start(&s->idle, OnSpinIdle);
+  s->active = true;
+}
+
+LoopSpinStats GetLoopSpinStats() {
+  if (tl_spin != nullptr) return tl_spin->stats;
+  LoopSpinStats off;
+  off.spin_us = SpinBudgetUs();
+  return off;
 }
 
 namespace {

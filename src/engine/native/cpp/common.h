@@ -129,6 +129,24 @@ bool LoopOneWait(napi_env env);
 // that is never idle. Whether it is on now.
 bool LoopIdleTimeBack(napi_env env);
 
+// A short spin before the loop sleeps (OXY_LOOP_SPIN: µs, default 20; 0 = off). On this kind of
+// machine a sleep that another CPU ends costs ~20-30 µs of CPU (the waker's IPI, the sleeper's
+// switch: docs/decisions.md, session 22), more than a keep-alive request's whole work in a turn,
+// while a peer's answer often comes within ~20 µs. After a turn in which an FdPoller callback ran,
+// the thread's loop polls without waiting (a uv_idle_t, unref'd: it never keeps the loop alive),
+// yielding the CPU between polls (sched_yield: a runnable task on this CPU goes first), until
+// `spin` µs passed with no FdPoller work; then it waits in epoll as before. A packet that comes
+// meanwhile finds the thread awake: no wake-up, no IPI. NoteLoopWork is called by
+// FdPoller::Trampoline; the stats are per thread (a worker's loop has its own).
+void NoteLoopWork(napi_env env);
+struct LoopSpinStats {
+  uint64_t spin_us = 0;  // the budget (0: off)
+  uint64_t polls = 0;    // idle callbacks: turns that polled without waiting
+  uint64_t caught = 0;   // spins that work ended (a sleep not taken)
+  uint64_t slept = 0;    // spins that ran out (the loop then waited)
+};
+LoopSpinStats GetLoopSpinStats();
+
 // Closes fd once and sets it to -1. Never retried on EINTR: on Linux the fd is gone either way.
 void CloseFd(int& fd);
 
