@@ -293,15 +293,16 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       return { to_kernel: t.toKernel, to_client: t.toClients, lost: t.lost, refused: t.refused };
     },
   );
-  // The fast path's TUN writes that went to the kernel in batches (one io_uring_enter each batch).
+  // The fast path's TUN writes that went to the kernel in batches (one io_uring_enter each batch),
+  // and the TUN reads made in those calls.
   scrapedCounter(
     edge.metrics,
     'oxy_edge_tun_ring_total',
-    "The fast path's TUN writes submitted in batches through io_uring, the io_uring_enter calls that submitted them, and a handed-over device TUN's reads made in those calls (all 0 with OXY_IP_TUN_RING=0)",
+    "The fast path's TUN writes submitted in batches through io_uring, the io_uring_enter calls that submitted them, and the reads made in those calls of handed-over device TUNs (reads) and of the upgrade TUN (upgrade_reads) (all 0 with OXY_IP_TUN_RING=0)",
     'what',
     () => {
       const t = ipEdge.upgrader.fastNat.totals;
-      return { writes: t.tunRingWrites, enters: t.tunRingEnters, reads: t.tunRingReads };
+      return { writes: t.tunRingWrites, enters: t.tunRingEnters, reads: t.tunRingReads, upgrade_reads: t.tunRingUpgradeReads };
     },
   );
   sendToClient = (flow, packet) => ipEdge.sendToClient(flow, packet);

@@ -73,6 +73,7 @@ export interface NativeFastNat {
     tunRingWrites: number,
     tunRingEnters: number,
     tunRingReads: number,
+    tunRingUpgradeReads: number,
   ];
 }
 

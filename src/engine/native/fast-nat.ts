@@ -103,9 +103,10 @@ export class FastNat {
    * made them due (an upgraded flow's socket after its request reached the TUN, the TUN after a
    * pump wrote an answer), rather than one turn later; sameTurnTunCounted: those TUN reads that
    * stopped at the packets the writes made, without a read that found none (tun.cc, OXY_TUN_DUE_COUNT);
-   * tunRingWrites / tunRingEnters / tunRingReads: this thread's fast-path TUN writes submitted in
-   * batches, the io_uring_enter calls that took them, and a handed-over TUN's reads made in the same
-   * calls (fastnat.cc FlushTunWrites, ReadTunBatch; all 0 with OXY_IP_TUN_RING=0).
+   * tunRingWrites / tunRingEnters / tunRingReads / tunRingUpgradeReads: this thread's fast-path TUN
+   * writes submitted in batches, the io_uring_enter calls that took them, and the reads made in the
+   * same calls of handed-over TUNs and of upgrade TUNs (fastnat.cc FlushTunWrites, ReadTunBatch;
+   * tun.cc ReadBatch; all 0 with OXY_IP_TUN_RING=0).
    */
   get totals(): {
     toKernel: number;
@@ -118,9 +119,33 @@ export class FastNat {
     tunRingWrites: number;
     tunRingEnters: number;
     tunRingReads: number;
+    tunRingUpgradeReads: number;
   } {
-    const [toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters, tunRingReads] =
-      this.handle.totals();
-    return { toKernel, toClients, lost, refused, sameTurnSockets, sameTurnTun, sameTurnTunCounted, tunRingWrites, tunRingEnters, tunRingReads };
+    const [
+      toKernel,
+      toClients,
+      lost,
+      refused,
+      sameTurnSockets,
+      sameTurnTun,
+      sameTurnTunCounted,
+      tunRingWrites,
+      tunRingEnters,
+      tunRingReads,
+      tunRingUpgradeReads,
+    ] = this.handle.totals();
+    return {
+      toKernel,
+      toClients,
+      lost,
+      refused,
+      sameTurnSockets,
+      sameTurnTun,
+      sameTurnTunCounted,
+      tunRingWrites,
+      tunRingEnters,
+      tunRingReads,
+      tunRingUpgradeReads,
+    };
   }
 }

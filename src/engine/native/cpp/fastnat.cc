@@ -198,10 +198,11 @@ class TunWrites {
     count_++;
   }
 
-  // `count` reads of `fd` (at most kSlots), each a readv with RWF_NOWAIT into iovs[i], submitted
-  // after the queued writes in the same enter; results[i]: bytes, or -errno (-EAGAIN: none there).
-  // Like the writes, they complete inline: the buffers are free again when this returns.
-  void Read(int fd, iovec (*iovs)[2], unsigned count, int* results) {
+  // `count` reads of `fd` (at most kSlots), each a readv with RWF_NOWAIT into iovs[i] (`parts` of
+  // its iovecs), submitted after the queued writes in the same enter; results[i]: bytes, or -errno
+  // (-EAGAIN: none there). Like the writes, they complete inline: the buffers are free again when
+  // this returns.
+  void Read(int fd, iovec (*iovs)[2], unsigned parts, unsigned count, int* results, TunReader reader) {
     if (count_ + count > kSlots) Submit();
     for (unsigned i = 0; i < count; i++) {
       results[i] = -EAGAIN;
@@ -213,12 +214,12 @@ class TunWrites {
       sqe->opcode = IORING_OP_READV;
       sqe->fd = fd;
       sqe->addr = reinterpret_cast<uint64_t>(iovs[i]);
-      sqe->len = 2;
+      sqe->len = parts;
       sqe->off = static_cast<uint64_t>(-1);
       sqe->rw_flags = RWF_NOWAIT;
       sqe->user_data = kReadTag | i;
     }
-    reads_ += count;
+    (reader == TunReader::kUpgrade ? upgrade_reads_ : reads_) += count;
     Submit(count, results);
   }
 
@@ -263,6 +264,7 @@ class TunWrites {
   static double writes() { return writes_; }
   static double enters() { return enters_; }
   static double reads() { return reads_; }
+  static double upgrade_reads() { return upgrade_reads_; }
 
  private:
   struct Slot {
@@ -284,11 +286,13 @@ class TunWrites {
   static thread_local double writes_;
   static thread_local double enters_;
   static thread_local double reads_;
+  static thread_local double upgrade_reads_;
 };
 
 thread_local double TunWrites::writes_ = 0;
 thread_local double TunWrites::enters_ = 0;
 thread_local double TunWrites::reads_ = 0;
+thread_local double TunWrites::upgrade_reads_ = 0;
 
 }  // namespace
 
@@ -435,10 +439,10 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
   // thread's same-turn reads so far: accepted sockets (fd-set.h), TUN batches (RunTunDue), and of
   // those the ones that stopped at the count of packets the writes made (no EAGAIN read); then this
   // thread's TUN writes submitted in batches (FlushTunWrites), the io_uring_enter calls they took,
-  // and the TUN reads made through them (ReadTunBatch).
+  // and the TUN reads made through them (ReadTunBatch): handed-over devices' TUNs, upgrade TUNs.
   Napi::Value Totals(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array result = Napi::Array::New(env, 10);
+    Napi::Array result = Napi::Array::New(env, 11);
     for (uint32_t i = 0; i < 4; i++) result.Set(i, nat_->totals_[i]);
     result.Set(4u, FdWatchKicks());
     result.Set(5u, TunDueReads());
@@ -446,6 +450,7 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
     result.Set(7u, TunRingWrites());
     result.Set(8u, TunRingEnters());
     result.Set(9u, TunRingReads());
+    result.Set(10u, TunRingUpgradeReads());
     return result;
   }
 
@@ -743,14 +748,15 @@ void FlushTunWrites() {
   if (TunWrites* batch = TunWrites::Get()) batch->Submit();
 }
 
-bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned count, int* results) {
+bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned parts, unsigned count, int* results, TunReader reader) {
   TunWrites* batch = TunWrites::Get();
   if (batch == nullptr) return false;
-  batch->Read(fd, iovs, count, results);
+  batch->Read(fd, iovs, parts, count, results, reader);
   return true;
 }
 
 double TunRingReads() { return TunWrites::reads(); }
+double TunRingUpgradeReads() { return TunWrites::upgrade_reads(); }
 double TunRingWrites() { return TunWrites::writes(); }
 double TunRingEnters() { return TunWrites::enters(); }
 

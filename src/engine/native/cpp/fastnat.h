@@ -207,16 +207,24 @@ struct FastNat::TunWrite {
 // and before JS runs; FlushKernel calls it itself. OXY_IP_TUN_RING=0 (or io_uring refused): each
 // write is one system call at once, as before, and this does nothing.
 void FlushTunWrites();
+// Which TUN a ring read is of, for its count: a handed-over device's (seqpacket.cc ReadTun) or the
+// upgrade TUN (tun.cc ReadBatch).
+enum class TunReader { kDevice, kUpgrade };
+// Reads a drain submits at a time (ReadTunBatch): 4 speculative RWF_NOWAIT reads never cost more
+// than preadv2 to the EAGAIN and save ~0.5-0.9 us per packet (docs/decisions.md, session 21).
+constexpr unsigned kTunReadsAhead = 4;
 // `count` (at most 64) packets read from a TUN in one io_uring_enter with this thread's queued
-// writes: readv with RWF_NOWAIT into iovs[i] (never waits, whatever the file's O_NONBLOCK; complete,
-// in order, when this returns); results[i]: bytes, or -errno (-EAGAIN: nothing there). False where
-// FlushTunWrites has no ring (OXY_IP_TUN_RING=0): the caller reads one packet per call.
-bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned count, int* results);
+// writes: readv with RWF_NOWAIT into iovs[i] (its first `parts` iovecs, 1 or 2; never waits,
+// whatever the file's O_NONBLOCK; complete, in order, when this returns); results[i]: bytes, or
+// -errno (-EAGAIN: nothing there). False where FlushTunWrites has no ring (OXY_IP_TUN_RING=0): the
+// caller reads one packet per call.
+bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned parts, unsigned count, int* results, TunReader reader);
 // TUN writes submitted through this thread's ring, the io_uring_enter calls that submitted them (with
-// the reads), and the reads.
+// the reads), and the reads of device TUNs and of upgrade TUNs.
 double TunRingWrites();
 double TunRingEnters();
 double TunRingReads();
+double TunRingUpgradeReads();
 
 Napi::Function InitFastNat(Napi::Env env);
 

@@ -309,7 +309,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     };
     // kAhead reads at a time in one io_uring_enter (with the batch's queued writes), each into a
     // slot of its own, while every one of them brings a packet (OXY_IP_TUN_RING=0: one preadv2 each).
-    constexpr uint32_t kAhead = 4;
+    constexpr uint32_t kAhead = kTunReadsAhead;
     uint8_t headers[kAhead][kTunHeaderSize];
     iovec iovs[kAhead][2];
     int results[kAhead];
@@ -326,7 +326,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         iovs[i][0] = {headers[i], kTunHeaderSize};
         iovs[i][1] = {scratch.data() + at + i * slot, slot};
       }
-      if (!ring || !(ring = ReadTunBatch(tun_fd_, iovs, count, results))) {
+      if (!ring || !(ring = ReadTunBatch(tun_fd_, iovs, 2, count, results, TunReader::kDevice))) {
         count = 1;
         ssize_t got = preadv2(tun_fd_, iovs[0], 2, -1, RWF_NOWAIT);
         results[0] = got < 0 ? -errno : int(got);

@@ -296,62 +296,77 @@ class TunDevice : public PolledWrap<TunDevice> {
   }
 
   // read() until EAGAIN, batchSize packets, `limit` packets (0: none) or the batch buffer is full.
-  // Whether it stopped at `limit`.
+  // Whether it stopped at `limit`. kTunReadsAhead reads at a time in one io_uring_enter (with this
+  // thread's queued TUN writes), each into a slot of max_packet_ bytes past the batch's earlier
+  // packets, while every one of them brings a packet (OXY_IP_TUN_RING=0, or one read left: one
+  // read() / readv() each). Every read completes within the enter (RWF_NOWAIT, fastnat.cc), so the
+  // slots are ours again when it returns.
   bool ReadBatch(Napi::Env env, uint64_t limit = 0) {
-    size_t used = 0;    // JS's packets, from the start of the buffer
-    size_t queued = 0;  // after them: packets the fast path queued for their clients
+    size_t used = 0;  // JS's packets, from the start of the buffer
+    size_t end = 0;   // past the packets the fast path queued for their clients (after JS's; gaps between them)
     offsets_.clear();
     offsets_.push_back(0);
     queued_at_.clear();
     int read_errno = 0;
     double now = 0;
     if (fast_) fast_->BeginKernelBatch();
+    const size_t slot = max_packet_;
+    const unsigned parts = hidden_header_ ? 2 : 1;
+    uint8_t headers[kTunReadsAhead][kVnetHeaderSize];
+    iovec iovs[kTunReadsAhead][2];
+    int results[kTunReadsAhead];
     // Packets the fast path took count too: a busy kernel must not hold the loop.
     uint32_t reads = 0;
     uint64_t packets = 0;
     bool at_limit = false;
-    while (reads++ < batch_size_) {
+    bool drained = false;
+    bool ring = true;
+    while (!drained && read_errno == 0 && reads < batch_size_) {
       if (limit != 0 && packets == limit) {
         at_limit = true;
         break;
       }
-      if (buffer_.size() - used - queued < max_packet_) {
-        if (queued == 0) break;
-        FlushFast(&used, &queued);
-        if (buffer_.size() - used < max_packet_) break;
+      if (buffer_.size() - end < slot) {
+        if (queued_at_.empty()) break;
+        FlushFast(&used, &end);
+        if (buffer_.size() - end < slot) break;
       }
-      uint8_t* at = buffer_.data() + used + queued;
-      PartialSum sum;
-      bool partial = false;
-      ssize_t n = ReadPacket(at, &sum, &partial);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) read_errno = errno;
-        break;
+      uint64_t count = std::min<uint64_t>({kTunReadsAhead, batch_size_ - reads, (buffer_.size() - end) / slot});
+      if (limit != 0) count = std::min<uint64_t>(count, limit - packets);
+      for (uint64_t i = 0; i < count; i++) {
+        uint8_t* at = buffer_.data() + end + i * slot;
+        iovs[i][0] = hidden_header_ ? iovec{headers[i], kVnetHeaderSize} : iovec{at, slot};
+        iovs[i][1] = {at, slot};
       }
-      if (n == 0) break;
-      packets++;
-      if (fast_) {
-        if (now == 0) now = NowMs();
-        // For an established flow: un-NATed and queued for its client (sent with the batch).
-        if (fast_->FromKernel(at, static_cast<size_t>(n), now, partial ? &sum : nullptr)) {
-          queued_at_.push_back({used + queued, static_cast<size_t>(n)});
-          queued += static_cast<size_t>(n);
+      if (count < 2 || !ring ||
+          !(ring = ReadTunBatch(fd_, iovs, parts, unsigned(count), results, TunReader::kUpgrade))) {
+        count = 1;
+        ssize_t n = parts == 2 ? readv(fd_, iovs[0], 2) : read(fd_, iovs[0][0].iov_base, slot);
+        results[0] = n < 0 ? -errno : int(n);
+        if (results[0] == -EINTR) {
+          reads++;
           continue;
         }
       }
-      if (partial) CompleteChecksum(at, static_cast<size_t>(n), sum);  // JS's packets are whole
-      if (queued != 0) {
-        // What the fast path queued before this packet leaves first (and what it could not send
-        // joins JS's packets ahead of this one).
-        size_t from = static_cast<size_t>(at - buffer_.data());
-        FlushFast(&used, &queued);
-        memmove(buffer_.data() + used, buffer_.data() + from, static_cast<size_t>(n));
+      reads += uint32_t(count);
+      const size_t base = end;
+      for (uint64_t i = 0; i < count; i++) {
+        const int got = results[i];
+        if (got < 0) {
+          drained = true;
+          if (got != -EAGAIN && got != -EWOULDBLOCK && got != -EINTR) read_errno = -got;
+          continue;
+        }
+        // An empty read (or one shorter than the hidden header) ends the batch, as it always did.
+        if (got == 0 || (hidden_header_ && got < kVnetHeaderSize)) {
+          drained = true;
+          continue;
+        }
+        packets++;
+        Take(base + i * slot, size_t(got), headers[i], &used, &end, &now);
       }
-      used += static_cast<size_t>(n);
-      offsets_.push_back(static_cast<uint32_t>(used));
     }
-    if (queued != 0) FlushFast(&used, &queued);
+    if (!queued_at_.empty()) FlushFast(&used, &end);
     uint32_t count = static_cast<uint32_t>(offsets_.size() - 1);
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, buffer_.data(), used);
@@ -364,25 +379,42 @@ class TunDevice : public PolledWrap<TunDevice> {
     return at_limit;
   }
 
-  // One packet into `at`; the hidden header is read apart: *partial when it says the checksum
-  // is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM), with where it goes. No GSO: TSO is never offered.
-  ssize_t ReadPacket(uint8_t* at, PartialSum* sum, bool* partial) {
-    if (!hidden_header_) return read(fd_, at, max_packet_);
-    uint8_t header[kVnetHeaderSize];
-    iovec iov[2] = {{header, sizeof(header)}, {at, max_packet_}};
-    ssize_t n = readv(fd_, iov, 2);
-    if (n < 0) return n;
-    if (n < kVnetHeaderSize) return 0;
-    if (header[0] & 1) {
-      *partial = true;
-      sum->start = static_cast<uint16_t>(header[6] | (header[7] << 8));
-      sum->offset = static_cast<uint16_t>(header[8] | (header[9] << 8));
+  // The packet read at `offset` (`got` bytes, the hidden header apart in `header`): queued for its
+  // client by the fast path where it lies, or JS's, moved down after JS's earlier packets (after
+  // what the fast path queued before it has left, and what that refused joined JS's). The hidden
+  // header says whether the checksum is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM), with where it goes.
+  // No GSO: TSO is never offered.
+  void Take(size_t offset, size_t got, const uint8_t* header, size_t* used, size_t* end, double* now) {
+    uint8_t* at = buffer_.data() + offset;
+    const size_t n = hidden_header_ ? got - kVnetHeaderSize : got;
+    PartialSum sum;
+    bool partial = false;
+    if (hidden_header_ && (header[0] & 1)) {
+      partial = true;
+      sum.start = static_cast<uint16_t>(header[6] | (header[7] << 8));
+      sum.offset = static_cast<uint16_t>(header[8] | (header[9] << 8));
     }
-    return n - kVnetHeaderSize;
+    if (fast_) {
+      if (*now == 0) *now = NowMs();
+      // For an established flow: un-NATed and queued for its client (sent with the batch).
+      if (fast_->FromKernel(at, n, *now, partial ? &sum : nullptr)) {
+        queued_at_.push_back({offset, n});
+        *end = offset + n;
+        return;
+      }
+    }
+    if (partial) CompleteChecksum(at, n, sum);  // JS's packets are whole
+    if (!queued_at_.empty()) FlushFast(used, end);
+    // Below it lie only JS's packets and what FlushFast freed; later slots lie above it.
+    if (offset != *used) memmove(buffer_.data() + *used, at, n);
+    *used += n;
+    *end = *used;
+    offsets_.push_back(static_cast<uint32_t>(*used));
   }
 
-  // Sends the fast path's queued packets; those refused (a full client socket) move down to JS's.
-  void FlushFast(size_t* used, size_t* queued) {
+  // Sends the fast path's queued packets; those refused (a full client socket) move down to JS's,
+  // and the buffer is free from the end of JS's packets.
+  void FlushFast(size_t* used, size_t* end) {
     fast_->FlushKernel(&refused_);
     for (size_t i = 0; i < queued_at_.size(); i++) {
       if (!refused_[i]) continue;
@@ -391,7 +423,7 @@ class TunDevice : public PolledWrap<TunDevice> {
       offsets_.push_back(static_cast<uint32_t>(*used));
     }
     queued_at_.clear();
-    *queued = 0;
+    *end = *used;
   }
 
   // writeBatch(packets, start) -> packets written from `start`; stops early on
