@@ -620,6 +620,7 @@ bool FastNat::FromKernel(uint8_t* packet, size_t length, double now, const Parti
   // A client that does not take partial checksums gets the sum (before the NAT adjusts it).
   if (partial && !peer->partial && !CompleteChecksum(packet, length, *partial)) return false;
   Queued& q = queued_.emplace_back();
+  q.written = false;
   q.partial = partial && peer->partial;
   if (q.partial) q.sum = *partial;
   q.peer = peer;
@@ -652,19 +653,9 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
     }
     if (peer->tun) {
       // A device's TUN: a write each (it has no sendmmsg; the batch's go in one io_uring_enter, at
-      // the end), lost if it is not taken.
+      // the end, or with the reader's next reads: QueueTunWrites), lost if it is not taken.
       for (size_t i : mine) {
-        Queued& q = queued_[i];
-        uint8_t header[sizeof(VnetHeader)];
-        TunPartialHeader(q.packet, q.length, header);
-        TunWrite write{};
-        write.nat = this;
-        write.id = q.id;
-        write.length = q.length;
-        write.now = queued_now_;
-        write.to_client = true;
-        write.fin = q.fin;
-        WriteToTun(peer->fd, q.packet, q.length, header, write);
+        if (!queued_[i].written) WriteQueuedToTun(queued_[i]);
       }
       continue;
     }
@@ -710,6 +701,28 @@ void FastNat::FlushKernel(std::vector<uint8_t>* refused) {
   }
   FlushTunWrites();
   queued_.clear();
+}
+
+void FastNat::QueueTunWrites() {
+  if (TunWrites::Get() == nullptr) return;
+  for (Queued& q : queued_) {
+    if (!q.peer->tun || q.written) continue;
+    q.written = true;
+    WriteQueuedToTun(q);
+  }
+}
+
+void FastNat::WriteQueuedToTun(const Queued& q) {
+  uint8_t header[sizeof(VnetHeader)];
+  TunPartialHeader(q.packet, q.length, header);
+  TunWrite write{};
+  write.nat = this;
+  write.id = q.id;
+  write.length = q.length;
+  write.now = queued_now_;
+  write.to_client = true;
+  write.fin = q.fin;
+  WriteToTun(q.peer->fd, q.packet, q.length, header, write);
 }
 
 void FastNat::WriteToTun(int fd, uint8_t* packet, size_t length, const uint8_t* header, const TunWrite& write) {

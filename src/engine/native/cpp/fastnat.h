@@ -91,6 +91,11 @@ class FastNat {
   // that client: they go to JS, which queues them in order, and the client stays blocked for the
   // rest of the TUN batch.
   void FlushKernel(std::vector<uint8_t>* refused);
+  // The queued packets for handed-over TUNs go into this thread's batch of TUN writes now, not
+  // submitted: the next io_uring_enter (the reader's next reads, ReadTunBatch) takes them. Their
+  // memory must stay as it is until that enter; FlushKernel, which submits, skips them. Nothing
+  // without the ring (OXY_IP_TUN_RING=0): FlushKernel writes them as before.
+  void QueueTunWrites();
   // Start of a TUN read batch: peers blocked in the previous one may be tried again.
   void BeginKernelBatch();
   // Start of a client socket's read batch (a FIN's hold on its flow ends with the batch).
@@ -160,8 +165,11 @@ class FastNat {
     uint32_t id;
     uint32_t header;
     bool fin;
+    bool written;  // a handed-over TUN's, already in the thread's batch (QueueTunWrites)
     uint8_t saved[60];  // the IP and TCP headers as read (restored if the socket refuses it)
   };
+  // A queued kernel packet to its client's handed-over TUN (WriteToTun).
+  void WriteQueuedToTun(const Queued& q);
   std::vector<Queued> queued_;
   double queued_now_ = 0;
 

@@ -338,6 +338,9 @@ class TunDevice : public PolledWrap<TunDevice> {
         iovs[i][0] = hidden_header_ ? iovec{headers[i], kVnetHeaderSize} : iovec{at, slot};
         iovs[i][1] = {at, slot};
       }
+      // The packets queued so far for handed-over TUNs are written in the same enter, before these
+      // reads (their memory, below the slots, stays until the enter returns).
+      if (count >= 2 && ring && fast_ && !queued_at_.empty()) fast_->QueueTunWrites();
       if (count < 2 || !ring ||
           !(ring = ReadTunBatch(fd_, iovs, parts, unsigned(count), results, TunReader::kUpgrade))) {
         count = 1;
