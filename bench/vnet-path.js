@@ -26,6 +26,8 @@
  *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
  *                   a bimodal phase shows which rounds were slow and what they cost; and the edge's fast NAT packets
  *                   to the device, refused by its full socket and sent by JS, lost: oxy_edge_fast_nat_packets_total;
+ *                   and its TUN ring's writes, io_uring_enter calls and reads (device TUNs', the upgrade TUN's) per unit:
+ *                   oxy_edge_tun_ring_total;
  *                   and the whole machine's busy CPU per unit in the tunnel's and the veth's round, with its idle share:
  *                   what iperf3, the HTTP ends and the kernel's TCP cost beside our three — read it on a quiet machine;
  *                   and each of our three main threads' share of the round on a CPU, runnable but waiting for one, and
@@ -273,11 +275,25 @@ const perPacket = (packets, units) =>
     .filter(([k]) => !k.includes('wg'))
     .map(([k, v]) => `${k} ${fmt(v / units, 2)}`)
     .join(' | ');
-/** The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total): to_kernel, to_client, lost, refused. */
+/**
+ * The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total): to_kernel, to_client, lost, refused;
+ * and its TUN ring (oxy_edge_tun_ring_total): writes, enters, reads (handed-over TUNs), upgrade_reads.
+ */
 const fastNatPackets = () => {
   const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
-  const n = (outcome) => Number(new RegExp(`^oxy_edge_fast_nat_packets_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
-  return { to_kernel: n('to_kernel'), to_client: n('to_client'), lost: n('lost'), refused: n('refused') };
+  const n = (name, label, value) => Number(new RegExp(`^${name}\\{${label}="${value}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
+  const nat = (outcome) => n('oxy_edge_fast_nat_packets_total', 'outcome', outcome);
+  const ring = (what) => n('oxy_edge_tun_ring_total', 'what', what);
+  return {
+    to_kernel: nat('to_kernel'),
+    to_client: nat('to_client'),
+    lost: nat('lost'),
+    refused: nat('refused'),
+    ring_writes: ring('writes'),
+    ring_enters: ring('enters'),
+    ring_reads: ring('reads'),
+    ring_upgrade_reads: ring('upgrade_reads'),
+  };
 };
 /**
  * The TCP counters (`nstat -az`: absolute, so no history file is involved) of the device's namespace
@@ -570,6 +586,8 @@ try {
             `CPU per ${each.per} ${perUnit(used, units, each.scale, each.unit, 2)} (all ${fmt((sum * each.scale) / units, 2)})` +
             (countSyscalls ? ` | system calls / context switches / page faults ${perCall(counted, units)} | packets ${perPacket(sent, units)}` : '') +
             ` | fast NAT packets to the device ${nat.to_client}, refused (sent by JS) ${nat.refused}, lost ${nat.lost}` +
+            ` | edge's TUN ring per ${each.per}: writes ${fmt(nat.ring_writes / units, 1)}, enters ${fmt(nat.ring_enters / units, 1)}, ` +
+            `device TUN reads ${fmt(nat.ring_reads / units, 1)}, upgrade TUN reads ${fmt(nat.ring_upgrade_reads / units, 1)}` +
             ` | TCP: ${tcp}` +
             ` | main threads ran / waited for a CPU / slept ${Object.entries(loops)
               .map(([k, l]) => `${k} ${fmt(l.ran * 100, 0)} / ${fmt(l.queued * 100, 0)} / ${fmt(l.slept * 100, 0)} %`)
