@@ -23,6 +23,8 @@
  *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
  *     [--quic-trace MS --log DIR]   (OXY_QUIC_TRACE=MS into DIR/quic-trace.log, phases and processes marked: cwnd, bytes
  *                   in flight, RTTs and why flushes stopped, per connection; node bench/quic-trace.js DIR/quic-trace.log reads it per round)
+ *     [--timeline DIR [--timeline-count 8]]   (perf record -a of wake-ups, system calls and packets while the device
+ *                   makes connections one at a time, per path: node bench/vnet-timeline.js DIR reads them hop by hop)
  *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
  *                   a bimodal phase shows which rounds were slow and what they cost; and the edge's fast NAT packets
  *                   to the device, refused by its full socket and sent by JS, lost: oxy_edge_fast_nat_packets_total;
@@ -37,7 +39,7 @@
  *                   device's segments and out-of-order ones in the veth's and wireguard-go's rounds apart)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,6 +112,38 @@ const http = require('http');
 const host = process.argv[1]; const times = [];
 const one = () => new Promise((r) => { const t = performance.now(); http.get({ host, port: 80, path: '/', agent: false, headers: { connection: 'close' } }, (res) => { res.resume(); res.on('end', () => { times.push(performance.now() - t); r(); }); }).on('error', r); });
 (async () => { for (let i = 0; i < 60; i++) await one(); times.sort((a, b) => a - b); console.log(times[times.length >> 1]); })();`;
+
+/**
+ * `--timeline DIR`: after the flows phase, for each path, `perf record -a` of the scheduler's wake-ups
+ * and switches, every system call and every packet queued to or received from a device, while the
+ * device makes `--timeline-count` connections one at a time, 100 ms apart (the path idle between, as
+ * in the "one new connection at a time" line); the client prints each connection's start and answer
+ * on the monotonic clock perf stamps with. bench/vnet-timeline.js reads them, hop by hop.
+ */
+const timelineDir = arg('timeline', '');
+const timelineCount = Number(arg('timeline-count', 8));
+const SPACED = `
+const http = require('http');
+const [host, n] = [process.argv[1], Number(process.argv[2])]; const conns = [];
+const now = () => String(process.hrtime.bigint());
+const one = () => new Promise((r) => { const t0 = now(); let t1; const q = http.get({ host, port: 80, path: '/', agent: false, headers: { connection: 'close' } }, (res) => { res.resume(); res.on('end', () => { t1 = now(); }); }); q.on('error', r); q.on('close', () => setTimeout(() => { conns.push([t0, t1, now()]); r(); }, 100)); });
+(async () => { for (let i = 0; i < n; i++) await one(); console.log(JSON.stringify({ client: process.pid, conns })); })();`;
+const timeline = async (name, target, pids) => {
+  const data = join(timelineDir, `${name}.data`);
+  const events = ['sched:sched_switch', 'sched:sched_wakeup', 'raw_syscalls:sys_enter', 'raw_syscalls:sys_exit', 'net:net_dev_queue', 'net:netif_receive_skb'];
+  const perf = spawn('perf', ['record', '-a', '-k', 'CLOCK_MONOTONIC', '-e', events.join(','), '-o', data], { stdio: 'ignore' });
+  const exited = new Promise((r) => perf.on('exit', r));
+  execFileSync('sleep', ['1']);
+  const run = JSON.parse(inNs(names.dev, process.execPath, ['-e', SPACED, target, String(timelineCount)]));
+  perf.kill('SIGINT');
+  await exited;
+  writeFileSync(join(timelineDir, `${name}.json`), JSON.stringify({ target, ...pids, ...run }));
+  writeFileSync(
+    join(timelineDir, `${name}.txt`),
+    execFileSync('perf', ['script', '-i', data, '-F', 'comm,pid,tid,cpu,time,event,trace', '--ns'], { maxBuffer: 1 << 30, encoding: 'utf8' }),
+  );
+  rmSync(data, { force: true });
+};
 
 /**
  * The whole machine's CPU so far, from /proc/stat's first line (clock ticks): busy (all but idle and
@@ -473,7 +507,12 @@ try {
   ipn(names.dc, 'addr', 'add', '198.18.0.10/32', 'dev', 'lo');
   ipn(names.dc, 'addr', 'add', '198.18.4.10/32', 'dev', 'lo');
 
-  await spawnIn(names.dc, process.execPath, ['-e', "require('http').createServer((q,s)=>s.end('ok')).listen(80,'0.0.0.0',()=>console.log('ready'))"], /ready/);
+  const server = await spawnIn(
+    names.dc,
+    process.execPath,
+    ['-e', "require('http').createServer((q,s)=>s.end('ok')).listen(80,'0.0.0.0',()=>console.log('ready'))"],
+    /ready/,
+  );
   await spawnIn(names.dc, 'iperf3', ['-s', '-B', '0.0.0.0', '--forceflush'], /Server listening/);
 
   oxy('vnet', 'add', 'lab');
@@ -679,10 +718,23 @@ try {
       console.log(`packets per new connection (edge's veth: QUIC; TUNs: IP): ${perPacket(flows.packets, flows.total * seconds)}`);
     }
     const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
+    // The tunnel's QUIC packets each way per connection meanwhile (the edge's veth): each one a
+    // wake-up of the process it reaches, on a path that is idle between connections.
+    const quicBefore = links();
+    const tunnelFirst = first('198.18.0.10');
+    const quicAfter = links();
+    const quic = (k) => fmt((quicAfter[`edge to-dc ${k}`] - quicBefore[`edge to-dc ${k}`]) / 60, 2);
     console.log(
-      `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(first('198.18.0.10'), 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
-        (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : ''),
+      `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(tunnelFirst, 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
+        (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : '') +
+        ` | the tunnel's QUIC packets per connection, edge → connector / back: ${quic('tx')} / ${quic('rx')}`,
     );
+    if (timelineDir) {
+      const pids = { device: device.pid, edge: edge.pid, connector: connector.pid, server: server.pid, wg: wgPids };
+      for (const [name, target] of [['tunnel', '198.18.0.10'], ...(hasWg ? [['wireguard-go', '198.18.99.2']] : []), ['veth', '198.18.9.2']])
+        await timeline(name, target, pids);
+      console.log(`timelines of one connection at a time in ${timelineDir}: node bench/vnet-timeline.js ${timelineDir}`);
+    }
   }
   console.log(failedLine());
 

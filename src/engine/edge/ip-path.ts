@@ -280,6 +280,15 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
       return { socket: t.sameTurnSockets, tun: t.sameTurnTun, tun_counted: t.sameTurnTunCounted };
     },
   );
+  // An accepted connection's first chunk read by the addon in the accept's turn (sent with the
+  // flow's OPEN: the device's request came with its ACK) or at a wake-up after it.
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_early_reads_total',
+    "Accepted connections' first chunks read by the addon for their flow's QUIC pump, by when: accept (in the accept's turn, sent with the flow's OPEN) or wake (at a wake-up after it: the chunk came later, or OXY_FLOW_EARLY_AT_ACCEPT=0)",
+    'when',
+    () => ipEdge.upgrader.earlyReads(),
+  );
   // The fast path's packets by where they went: a client's to the TUN, the kernel's to its client,
   // lost to a failed write, or refused by a full client socket (then queued and sent by JS: the slow
   // way a download takes when the device's socket is full).

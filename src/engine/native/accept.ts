@@ -168,6 +168,16 @@ export class TcpAcceptor {
     return !this.#closed && this.#handle.congestion(token, name);
   }
 
+  /**
+   * First chunks read by the addon for QUIC pumps on this thread (every acceptor's): in the accept's
+   * turn, with the flow's OPEN, or at a wake-up after it (OXY_FLOW_EARLY_AT_ACCEPT=0, or the request
+   * came after the ACK).
+   */
+  earlyReads(): { accept: number; wake: number } {
+    const [accept, wake] = this.#handle.earlyReads?.() ?? [0, 0];
+    return { accept, wake };
+  }
+
   /** @internal */
   forget(token: number): void {
     this.#reads.delete(token);

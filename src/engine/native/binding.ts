@@ -129,6 +129,8 @@ export interface NativeTcpAcceptor {
   take(token: number): number;
   drop(token: number, reset: boolean): void;
   congestion(token: number, name: string): boolean;
+  /** First chunks read for QUIC pumps on this thread: [at the accept, at a wake-up] (older builds: absent). */
+  earlyReads?(): [number, number];
   close(): void;
   ref(): void;
   unref(): void;

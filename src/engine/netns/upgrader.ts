@@ -134,6 +134,10 @@ export class TcpUpgrader {
   /** Upgraded flows' packets, NATed without JS (see goFast). */
   readonly fastNat: FastNat;
   private readonly counters: FastNatCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, lastSeen: 0, fins: 0, closedAt: 0 };
+  /** First chunks of accepted connections read by the addon for QUIC pumps: at the accept, or at a later wake-up. */
+  earlyReads(): { accept: number; wake: number } {
+    return this.acceptor?.earlyReads() ?? { accept: 0, wake: 0 };
+  }
   /** Un-NATed packets from the kernel, for the flow's client. The view is valid during the call only. */
   onReturn: (flow: Flow, view: PacketView) => void = () => {};
   /** An accepted socket and its flow. */

@@ -49,6 +49,25 @@ if (mode === 'banner') {
 }
 `;
 
+// On the device: a request whose first segment carries the handshake's ACK (TCP_DEFER_ACCEPT on
+// the client's socket holds its ACK for the data), so the request is in the edge's socket when it
+// accepts it.
+const WITH_ACK = `
+import socket
+s = socket.socket()
+s.settimeout(10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+s.connect(('198.18.0.10', 9106))
+s.sendall(b'GET /with-ack HTTP/1.1\\r\\nHost: h\\r\\nConnection: close\\r\\n\\r\\n')
+got = b''
+while True:
+    c = s.recv(65536)
+    if not c:
+        break
+    got += c
+print(got.split(b'\\r\\n\\r\\n', 1)[1].decode())
+`;
+
 // sameTurn: the edge reads a kept connection's requests (its socket) and answers (the TUN) in the
 // loop turn of the fast path's write that made them due (OXY_SAME_TURN=0: one turn later, as
 // with Node's accept, whose sockets the addon does not know); counted: a small answer's TUN read
@@ -62,6 +81,7 @@ const VARIANTS = [
     counted: true,
     atAnswer: true,
     openThere: true,
+    earlyAt: 'accept',
   },
   // The pump started by JS at the ANSWER (by default the addon starts it when the ANSWER is the OK one).
   {
@@ -72,6 +92,7 @@ const VARIANTS = [
     counted: true,
     atAnswer: false,
     openThere: false,
+    earlyAt: 'none',
   },
   // The OPEN written by JS before the pump at the ANSWER registers (by default the addon writes it there).
   {
@@ -82,6 +103,7 @@ const VARIANTS = [
     counted: true,
     atAnswer: true,
     openThere: false,
+    earlyAt: 'accept',
   },
   {
     name: 'accepted by the addon, no early data',
@@ -91,6 +113,7 @@ const VARIANTS = [
     counted: true,
     atAnswer: true,
     openThere: true,
+    earlyAt: 'none',
   },
   {
     name: "Node's accept",
@@ -100,6 +123,7 @@ const VARIANTS = [
     counted: false,
     atAnswer: false,
     openThere: false,
+    earlyAt: 'none',
   },
   // Each socket leaves the addon's epoll set for a uv_poll of its own at its first wake-up (the
   // default: after 16, which the 40 requests on one connection below pass mid-connection).
@@ -111,6 +135,7 @@ const VARIANTS = [
     counted: true,
     atAnswer: true,
     openThere: true,
+    earlyAt: 'accept',
   },
   {
     name: "accepted by the addon, the fast path's writes read one turn later",
@@ -120,6 +145,7 @@ const VARIANTS = [
     counted: false,
     atAnswer: true,
     openThere: true,
+    earlyAt: 'accept',
   },
   // The answers' TUN reads go on to the read that finds nothing (by default they stop at the one
   // segment each small answer made).
@@ -131,6 +157,19 @@ const VARIANTS = [
     counted: false,
     atAnswer: true,
     openThere: true,
+    earlyAt: 'accept',
+  },
+  // An accepted connection's first chunk read at its watch's wake-up, a turn after the accept (by
+  // default it is read in the accept's turn when it is there, and goes with the flow's OPEN).
+  {
+    name: 'accepted by the addon, the first chunk read a turn after the accept',
+    env: { NODE_DEBUG: 'oxy:transport:flow-pump', OXY_FLOW_EARLY_AT_ACCEPT: '0' },
+    accepted: true,
+    sameTurn: true,
+    counted: true,
+    atAnswer: true,
+    openThere: true,
+    earlyAt: 'wake',
   },
 ] as const;
 
@@ -193,6 +232,29 @@ for (const variant of VARIANTS)
       if (!variant.accepted) {
         expect(site.edge.output).toMatch(/tcp-flows flow pumped by the addon/);
         expect(site.edge.output).not.toMatch(/accepted there/);
+      }
+    }, 60_000);
+
+    it("the device's request with the handshake's ACK: read at the accept and sent with the flow's OPEN", async () => {
+      const early = () => {
+        const count = edgeCounter(site, 'oxy_edge_early_reads_total');
+        return { accept: count('accept'), wake: count('wake') };
+      };
+      const before = early();
+      for (let i = 0; i < 4; i++) {
+        const r = await site.inDevice('python3', ['-c', WITH_ACK]);
+        expect(r.stdout.trim()).toBe('path /with-ack');
+      }
+      const after = early();
+      // A new stream's first flow goes through JS (its preamble): most, not all, are the addon's.
+      if (variant.earlyAt === 'accept') {
+        expect(after.accept - before.accept).toBeGreaterThanOrEqual(3);
+        expect(after.wake - before.wake).toBe(0);
+      } else if (variant.earlyAt === 'wake') {
+        expect(after.accept - before.accept).toBe(0);
+        expect(after.wake - before.wake).toBeGreaterThanOrEqual(3);
+      } else {
+        expect(after).toEqual(before);
       }
     }, 60_000);
 

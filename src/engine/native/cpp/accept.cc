@@ -50,6 +50,14 @@ thread_local double next_token = 0;
 constexpr size_t kRecord = 32;  // f64 token, u16 port, u8 address length (4|16), pad, 16 address bytes
 constexpr int kAcceptsPerWake = 64;
 constexpr size_t kEarlyRead = 64 * 1024;
+// ReadAcceptedNow's reads that found the chunk, and OnEarlyRead's (after a wake-up).
+thread_local uint64_t early_at_accept = 0;
+thread_local uint64_t early_at_wake = 0;
+
+uint8_t* EarlyBuffer() {
+  static thread_local std::unique_ptr<uint8_t[]> buf(new uint8_t[kEarlyRead]);
+  return buf.get();
+}
 
 void CloseAccepted(std::unique_ptr<Accepted> a, bool reset) {
   FreeFdWatch(a->watch);
@@ -70,6 +78,7 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
         InstanceMethod("take", &TcpAcceptor::Take),
         InstanceMethod("drop", &TcpAcceptor::Drop),
         InstanceMethod("congestion", &TcpAcceptor::Congestion),
+        InstanceMethod("earlyReads", &TcpAcceptor::EarlyReads),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "TcpAcceptor", methods);
@@ -170,6 +179,15 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     return Napi::Boolean::New(info.Env(), set);
   }
 
+  // earlyReads() → [at the accept, at a wake-up]: first chunks read for QUIC pumps on this thread
+  // (ReadAcceptedNow, OnEarlyRead), since it started.
+  Napi::Value EarlyReads(const Napi::CallbackInfo& info) {
+    Napi::Array out = Napi::Array::New(info.Env(), 2);
+    out.Set(uint32_t(0), double(early_at_accept));
+    out.Set(uint32_t(1), double(early_at_wake));
+    return out;
+  }
+
   // drop(token, reset): closes the socket (with an RST when `reset`).
   Napi::Value Drop(const Napi::CallbackInfo& info) {
     auto it = table.find(info[0].As<Napi::Number>().DoubleValue());
@@ -235,9 +253,9 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     }
     TcpAcceptor* self = a->owner;
     a->reading = false;
-    static thread_local std::unique_ptr<uint8_t[]> buf(new uint8_t[kEarlyRead]);
+    uint8_t* buf = EarlyBuffer();
     ssize_t n;
-    do n = read(a->fd, buf.get(), kEarlyRead);
+    do n = read(a->fd, buf, kEarlyRead);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       // Woken with nothing to read: wait again.
@@ -253,7 +271,8 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     if (a->early) {
       EarlyChunkFn early = a->early;
       a->early = nullptr;
-      early(a->early_ctx, a->early_id, buf.get(), n < 0 ? -err : n);
+      if (n > 0) early_at_wake++;
+      early(a->early_ctx, a->early_id, buf, n < 0 ? -err : n);
       return;
     }
     const double token = a->token;
@@ -261,7 +280,7 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     Napi::HandleScope scope(env);
     if (!CanCallJs(env)) return;
     GuardCallback(env, [&] {
-      napi_value chunk = n > 0 ? Napi::Buffer<uint8_t>::Copy(env, buf.get(), size_t(n)) : env.Undefined();
+      napi_value chunk = n > 0 ? Napi::Buffer<uint8_t>::Copy(env, buf, size_t(n)) : env.Undefined();
       InvokeCallback(env, self->on_read_, *self->context_, {Napi::Number::New(env, token), chunk, Napi::Number::New(env, err)});
     });
   }
@@ -305,19 +324,54 @@ int TakeAcceptedWatched(double token, uv_loop_t* loop, FdWatch** watch) {
   return fd;
 }
 
-bool ReadAcceptedFirst(double token, uv_loop_t* loop, EarlyChunkFn cb, void* ctx, int64_t id) {
-  auto it = table.find(token);
-  if (it == table.end()) return false;
-  Accepted* a = it->second.get();
+namespace {
+
+bool WatchFirst(Accepted* a, uv_loop_t* loop) {
   if (!a->watch) a->watch = NewFdWatch(loop, a->fd);
   if (!a->watch) return false;
   a->watch->data = a;
   if (SetFdWatch(a->watch, UV_READABLE, &TcpAcceptor::OnEarlyRead) != 0) return false;
   if (a->family) SetFdWatchPeer(a->watch, a->family, a->addr, a->port);
+  return true;
+}
+
+}  // namespace
+
+bool ReadAcceptedFirst(double token, uv_loop_t* loop, EarlyChunkFn cb, void* ctx, int64_t id, bool now) {
+  auto it = table.find(token);
+  if (it == table.end()) return false;
+  Accepted* a = it->second.get();
+  if (!now && !WatchFirst(a, loop)) return false;
   a->reading = true;
   a->early = cb;
   a->early_ctx = ctx;
   a->early_id = id;
+  return true;
+}
+
+bool ReadAcceptedNow(double token, uv_loop_t* loop) {
+  auto it = table.find(token);
+  if (it == table.end()) return false;
+  Accepted* a = it->second.get();
+  if (!a->reading || !a->early) return false;
+  uint8_t* buf = EarlyBuffer();
+  ssize_t n;
+  do n = read(a->fd, buf, kEarlyRead);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (WatchFirst(a, loop)) return false;
+    // Not watched: the pump that takes the socket at the ANSWER reads the chunk.
+    a->reading = false;
+    a->early = nullptr;
+    return false;
+  }
+  // As OnEarlyRead's one read: the next bytes, the end after a chunk, wait for the pump.
+  const int err = n < 0 ? errno : 0;
+  a->reading = false;
+  EarlyChunkFn early = a->early;
+  a->early = nullptr;
+  if (n > 0) early_at_accept++;
+  early(a->early_ctx, a->early_id, buf, n < 0 ? -err : n);
   return true;
 }
 

@@ -19,7 +19,15 @@ int TakeAcceptedWatched(double token, uv_loop_t* loop, FdWatch** watch);
 // the socket is taken or closed first. Its watch is known by its peer (the fast path's TUN write of
 // the chunk reads it in that turn). False: no such socket.
 using EarlyChunkFn = void (*)(void* ctx, int64_t id, const uint8_t* data, ssize_t n);
-bool ReadAcceptedFirst(double token, uv_loop_t* loop, EarlyChunkFn cb, void* ctx, int64_t id);
+// `now`: nothing is watched yet; ReadAcceptedNow, called once the caller is ready for `cb`, reads
+// at once and watches only if nothing was there.
+bool ReadAcceptedFirst(double token, uv_loop_t* loop, EarlyChunkFn cb, void* ctx, int64_t id, bool now = false);
+// The first chunk of a socket ReadAcceptedFirst(now) armed, read at once: the device's request
+// mostly came with the ACK that made the socket acceptable, so it goes in this turn (the flow's
+// OPEN and its first DATA in one packet) with no watch (no epoll_ctl, no second turn). Nothing to
+// read yet: watched as ReadAcceptedFirst's (false: no such socket, or the watch failed — the pump
+// reads the chunk when it takes the socket). True when `cb` got the chunk, the end or an error.
+bool ReadAcceptedNow(double token, uv_loop_t* loop);
 // No more calls for `ctx` (it is going).
 void ForgetAcceptedReads(void* ctx);
 

@@ -145,6 +145,18 @@ double StatusOf(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
+// OXY_FLOW_EARLY_AT_ACCEPT=0: an accepted socket's first chunk is read at its watch's first wake-up
+// (a turn after the accept, the OPEN gone alone), as before session 22.
+namespace {
+bool EarlyAtAccept() {
+  static const bool on = [] {
+    const char* v = getenv("OXY_FLOW_EARLY_AT_ACCEPT");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+}  // namespace
+
 // ------------------------------------------------------------------ OutQueue
 
 namespace {
@@ -222,11 +234,15 @@ bool Conn::AttachPump(int64_t id, int socket_fd, int mode, int source, const uin
     // Nothing is taken yet: the ANSWER read here does it (RecvAnswer).
     if (mode != 2 || ok_len == 0 || ok_len > kMaxFlowHeader || pumps_.find(id) != pumps_.end() || s->at_answer != 0) return false;
     if (open_len > kMaxFlowHeader) return false;
-    if (source == kPumpAtAnswerEarly && !ReadAcceptedFirst(double(socket_fd), loop_, &Conn::EarlyChunk, this, id)) return false;
+    const bool early_now = source == kPumpAtAnswerEarly && EarlyAtAccept();
+    if (source == kPumpAtAnswerEarly && !ReadAcceptedFirst(double(socket_fd), loop_, &Conn::EarlyChunk, this, id, early_now)) return false;
     s->at_answer = double(socket_fd);
     s->answer_ok.assign(ok, ok + ok_len);
-    // The flow's OPEN, given here (no write of JS's): before the early chunk, read later.
+    // The flow's OPEN, given here (no write of JS's): before the early chunk.
     if (open_len > 0) FlowRecord(s, kFlowOpen, open, open_len);
+    // The chunk read now when it is there (OXY_FLOW_EARLY_AT_ACCEPT=0: at the watch's wake-up, a
+    // turn later): the OPEN and the request leave in this turn's flush, in one packet.
+    if (early_now) ReadAcceptedNow(double(socket_fd), loop_);
     return true;
   }
   if (source == kPumpFromDial || source == kPumpAtConnect) {
