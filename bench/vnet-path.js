@@ -39,7 +39,7 @@
  *                   device's segments and out-of-order ones in the veth's and wireguard-go's rounds apart)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,11 +138,14 @@ const timeline = async (name, target, pids) => {
   perf.kill('SIGINT');
   await exited;
   writeFileSync(join(timelineDir, `${name}.json`), JSON.stringify({ target, ...pids, ...run }));
-  writeFileSync(
-    join(timelineDir, `${name}.txt`),
-    execFileSync('perf', ['script', '-i', data, '-F', 'comm,pid,tid,cpu,time,event,trace', '--ns'], { maxBuffer: 1 << 30, encoding: 'utf8' }),
-  );
-  rmSync(data, { force: true });
+  // Straight to the file: with the machine's other processes in it, the text passes 512 MB.
+  const out = openSync(join(timelineDir, `${name}.txt`), 'w');
+  try {
+    execFileSync('perf', ['script', '-i', data, '-F', 'comm,pid,tid,cpu,time,event,trace', '--ns'], { stdio: ['ignore', out, 'ignore'] });
+  } finally {
+    closeSync(out);
+    rmSync(data, { force: true });
+  }
 };
 
 /**
@@ -720,14 +723,22 @@ try {
     const first = (target) => Number(inNs(names.dev, process.execPath, ['-e', FIRST, target]).trim());
     // The tunnel's QUIC packets each way per connection meanwhile (the edge's veth): each one a
     // wake-up of the process it reaches, on a path that is idle between connections.
+    const early = () => {
+      const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
+      const n = (when) => Number(new RegExp(`^oxy_edge_early_reads_total\\{when="${when}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
+      return { accept: n('accept'), wake: n('wake') };
+    };
     const quicBefore = links();
+    const earlyBefore = early();
     const tunnelFirst = first('198.18.0.10');
     const quicAfter = links();
+    const earlyAfter = early();
     const quic = (k) => fmt((quicAfter[`edge to-dc ${k}`] - quicBefore[`edge to-dc ${k}`]) / 60, 2);
     console.log(
       `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(tunnelFirst, 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
         (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : '') +
-        ` | the tunnel's QUIC packets per connection, edge → connector / back: ${quic('tx')} / ${quic('rx')}`,
+        ` | the tunnel's QUIC packets per connection, edge → connector / back: ${quic('tx')} / ${quic('rx')}` +
+        `, first chunks read at the accept / a turn later: ${earlyAfter.accept - earlyBefore.accept} / ${earlyAfter.wake - earlyBefore.wake}`,
     );
     if (timelineDir) {
       const pids = { device: device.pid, edge: edge.pid, connector: connector.pid, server: server.pid, wg: wgPids };

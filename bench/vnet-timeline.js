@@ -10,7 +10,8 @@
  * process: time on a CPU, waiting runnable, wake-ups; packets per device); --conn N prints connection
  * N's events one a line (system calls named; --all 1 keeps other processes' events in the window).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { arg } from './lib/run.js';
 
@@ -140,7 +141,7 @@ const NR = {
 
 const LINE = /^\s*(.+?)\s+(\d+)\/(\d+)\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(\S+):\s*(.*)$/;
 
-function load(name) {
+async function load(name) {
   const meta = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8'));
   const roles = new Map([
     [meta.device, 'device'],
@@ -151,10 +152,10 @@ function load(name) {
     ...meta.wg.map((p, i) => [p, i === 0 ? 'wg-dev' : 'wg-host']),
   ]);
   const wins = meta.conns.map(([a, b, c]) => ({ t0: BigInt(a), t1: b ? BigInt(b) : undefined, t2: BigInt(c), ev: [] }));
-  const text = readFileSync(join(dir, `${name}.txt`), 'utf8');
   let w = 0;
-  // perf's order is per CPU buffer, nearly by time: collect per window, sort after.
-  for (const line of text.split('\n')) {
+  // perf's order is per CPU buffer, nearly by time: collect per window, sort after. Read line by
+  // line: with the machine's other processes in it the text can pass what one string holds.
+  for await (const line of createInterface({ input: createReadStream(join(dir, `${name}.txt`)), crlfDelay: Infinity })) {
     const m = LINE.exec(line);
     if (!m) continue;
     const t = BigInt(m[5]) * 1_000_000_000n + BigInt(m[6]);
@@ -192,12 +193,12 @@ const us = (t, t0) => Number(t - t0) / 1000;
 const describe = (e, roles) => {
   switch (e.event) {
     case 'raw_syscalls:sys_enter': {
-      const nr = /NR (\d+)/.exec(e.rest)[1];
+      const nr = /NR (\d+)/.exec(e.rest)?.[1];
       return `→ ${NR[nr] ?? `NR ${nr}`}`;
     }
     case 'raw_syscalls:sys_exit': {
-      const [, nr, ret] = /NR (\d+) = (-?\d+)/.exec(e.rest);
-      return `← ${NR[nr] ?? `NR ${nr}`} = ${ret}`;
+      const m = /NR (\d+) = (-?\d+)/.exec(e.rest);
+      return m ? `← ${NR[m[1]] ?? `NR ${m[1]}`} = ${m[2]}` : `← ${e.rest}`;
     }
     case 'sched:sched_wakeup': {
       const pid = Number(/pid=(\d+)/.exec(e.rest)[1]);
@@ -244,8 +245,8 @@ function summary(win, roles) {
 
 for (const name of ['tunnel', 'wireguard-go', 'veth']) {
   if (only && only !== name) continue;
-  if (!existsSync(join(dir, `${name}.json`))) continue;
-  const { roles, wins } = load(name);
+  if (!existsSync(join(dir, `${name}.json`)) || !existsSync(join(dir, `${name}.txt`))) continue;
+  const { roles, wins } = await load(name);
   console.log(`## ${name}`);
   if (hops) {
     const marks = MARKS[name];
