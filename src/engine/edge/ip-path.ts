@@ -307,7 +307,7 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
   scrapedCounter(
     edge.metrics,
     'oxy_edge_tun_ring_total',
-    "The fast path's TUN writes submitted in batches through io_uring, the io_uring_enter calls that submitted them, and the reads made in those calls of handed-over device TUNs (reads) and of the upgrade TUN (upgrade_reads) (all 0 with OXY_IP_TUN_RING=0)",
+    "The fast path's TUN writes submitted in batches through io_uring, the io_uring_enter calls that submitted them, and the reads made in those calls of handed-over device TUNs (reads) and of the upgrade TUN (upgrade_reads) (all 0 with OXY_IP_TUN_RING=0; the reads 0 with OXY_IP_TUN_RING_READS=0)",
     'what',
     () => {
       const t = ipEdge.upgrader.fastNat.totals;

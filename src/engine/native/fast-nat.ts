@@ -106,7 +106,7 @@ export class FastNat {
    * tunRingWrites / tunRingEnters / tunRingReads / tunRingUpgradeReads: this thread's fast-path TUN
    * writes submitted in batches, the io_uring_enter calls that took them, and the reads made in the
    * same calls of handed-over TUNs and of upgrade TUNs (fastnat.cc FlushTunWrites, ReadTunBatch;
-   * tun.cc ReadBatch; all 0 with OXY_IP_TUN_RING=0).
+   * tun.cc ReadBatch; all 0 with OXY_IP_TUN_RING=0, the reads 0 with OXY_IP_TUN_RING_READS=0).
    */
   get totals(): {
     toKernel: number;

@@ -94,7 +94,7 @@ class FastNat {
   // The queued packets for handed-over TUNs go into this thread's batch of TUN writes now, not
   // submitted: the next io_uring_enter (the reader's next reads, ReadTunBatch) takes them. Their
   // memory must stay as it is until that enter; FlushKernel, which submits, skips them. Nothing
-  // without the ring (OXY_IP_TUN_RING=0): FlushKernel writes them as before.
+  // without the ring's reads (OXY_IP_TUN_RING=0 or OXY_IP_TUN_RING_READS=0): FlushKernel writes them.
   void QueueTunWrites();
   // Start of a TUN read batch: peers blocked in the previous one may be tried again.
   void BeginKernelBatch();
@@ -224,8 +224,8 @@ constexpr unsigned kTunReadsAhead = 4;
 // `count` (at most 64) packets read from a TUN in one io_uring_enter with this thread's queued
 // writes: readv with RWF_NOWAIT into iovs[i] (its first `parts` iovecs, 1 or 2; never waits,
 // whatever the file's O_NONBLOCK; complete, in order, when this returns); results[i]: bytes, or
-// -errno (-EAGAIN: nothing there). False where FlushTunWrites has no ring (OXY_IP_TUN_RING=0): the
-// caller reads one packet per call.
+// -errno (-EAGAIN: nothing there). False where FlushTunWrites has no ring (OXY_IP_TUN_RING=0), or
+// with OXY_IP_TUN_RING_READS=0 (the writes batched, the reads not): the caller reads one packet per call.
 bool ReadTunBatch(int fd, iovec (*iovs)[2], unsigned parts, unsigned count, int* results, TunReader reader);
 // TUN writes submitted through this thread's ring, the io_uring_enter calls that submitted them (with
 // the reads), and the reads of device TUNs and of upgrade TUNs.
