@@ -191,6 +191,11 @@ privilegedDescribe('private TCP flows on reused tunnel streams', () => {
         // Short, so that a test can wait for a flow's keep-alive (set late by the addon's dial: OXY_DIAL_KEEPALIVE_LATE).
         warpRouting: ['tcpKeepAlive: 2s'],
       }));
+      // No host at 198.18.0.77, but a route: its SYN waits for an ARP answer that never comes, so a
+      // dial to it stays under way until its timeout. Without the route the dial failed at once
+      // (ENETUNREACH), and early-abort's reset raced the refusal: the device could hear the edge's
+      // reset before its event loop saw the connect, and print nothing.
+      site.dc.ip('route', 'add', '198.18.0.77/32', 'dev', 'to-edge');
     });
     afterAll(async () => {
       await site?.close();
