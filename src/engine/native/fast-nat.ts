@@ -32,6 +32,22 @@ export interface FastNatCounters {
   closedAt: number;
 }
 
+/** The order of the addon's `totals()` array (fastnat.cc); FastNat.totals names each. */
+const TOTALS = [
+  'toKernel',
+  'toClients',
+  'lost',
+  'refused',
+  'sameTurnSockets',
+  'sameTurnTun',
+  'sameTurnTunCounted',
+  'tunRingWrites',
+  'tunRingEnters',
+  'tunRingReads',
+  'tunRingUpgradeReads',
+] as const;
+export type FastNatTotals = Record<(typeof TOTALS)[number], number>;
+
 export class FastNat {
   /** @internal */
   readonly handle: NativeFastNat;
@@ -108,44 +124,8 @@ export class FastNat {
    * same calls of handed-over TUNs and of upgrade TUNs (fastnat.cc FlushTunWrites, ReadTunBatch;
    * tun.cc ReadBatch; all 0 with OXY_IP_TUN_RING=0, the reads 0 with OXY_IP_TUN_RING_READS=0).
    */
-  get totals(): {
-    toKernel: number;
-    toClients: number;
-    lost: number;
-    refused: number;
-    sameTurnSockets: number;
-    sameTurnTun: number;
-    sameTurnTunCounted: number;
-    tunRingWrites: number;
-    tunRingEnters: number;
-    tunRingReads: number;
-    tunRingUpgradeReads: number;
-  } {
-    const [
-      toKernel,
-      toClients,
-      lost,
-      refused,
-      sameTurnSockets,
-      sameTurnTun,
-      sameTurnTunCounted,
-      tunRingWrites,
-      tunRingEnters,
-      tunRingReads,
-      tunRingUpgradeReads,
-    ] = this.handle.totals();
-    return {
-      toKernel,
-      toClients,
-      lost,
-      refused,
-      sameTurnSockets,
-      sameTurnTun,
-      sameTurnTunCounted,
-      tunRingWrites,
-      tunRingEnters,
-      tunRingReads,
-      tunRingUpgradeReads,
-    };
+  get totals(): FastNatTotals {
+    const values = this.handle.totals();
+    return Object.fromEntries(TOTALS.map((name, i) => [name, values[i]])) as FastNatTotals;
   }
 }
