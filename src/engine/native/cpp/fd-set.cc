@@ -121,15 +121,19 @@ void Wanting(FdSet* s, int delta) {
   }
 }
 
+// A uv_poll's events for a watch's: the peer's FIN asked for with a read (kFdWatchHangUp).
+int PollEvents(int events) { return (events & UV_READABLE) && FdWatchHangUps() ? events | UV_DISCONNECT : events; }
+
 void OnOwnPoll(uv_poll_t* handle, int status, int events) {
   auto* w = static_cast<FdWatch*>(handle->data);
   if (!w || !w->cb) return;
   int got = events & w->events;
+  if ((events & UV_DISCONNECT) && (got & UV_READABLE)) got |= kFdWatchHangUp;
   if (status < 0) {
     // libuv stopped the poll on the error: started again it stays level-triggered as in the set,
     // and the read or write says what happened.
     got = w->events;
-    if (w->events) uv_poll_start(handle, w->events, &OnOwnPoll);
+    if (w->events) uv_poll_start(handle, PollEvents(w->events), &OnOwnPoll);
   }
   if (got) w->cb(w, got | kFdWatchError);  // may free w; libuv does not tell an error apart
 }
@@ -147,10 +151,13 @@ void MoveToOwnPoll(FdSet* s, FdWatch* w) {
   h->data = w;
   w->own = h;
   own_polls++;
-  if (w->events && uv_poll_start(h, w->events, &OnOwnPoll) != 0) w->events = 0;
+  if (w->events && uv_poll_start(h, PollEvents(w->events), &OnOwnPoll) != 0) w->events = 0;
 }
 
-uint32_t EpollEvents(int events) { return ((events & UV_READABLE) ? uint32_t(EPOLLIN) : 0u) | ((events & UV_WRITABLE) ? uint32_t(EPOLLOUT) : 0u); }
+uint32_t EpollEvents(int events) {
+  const uint32_t in = FdWatchHangUps() ? uint32_t(EPOLLIN | EPOLLRDHUP) : uint32_t(EPOLLIN);
+  return ((events & UV_READABLE) ? in : 0u) | ((events & UV_WRITABLE) ? uint32_t(EPOLLOUT) : 0u);
+}
 
 void Deliver(uv_poll_t* handle, int, int) {
   auto* s = static_cast<FdSet*>(handle->data);
@@ -178,6 +185,7 @@ void Deliver(uv_poll_t* handle, int, int) {
     if (error) got = w->events;  // the read or write says what happened
     got &= w->events;
     if (!got) continue;
+    if ((e & EPOLLRDHUP) && (got & UV_READABLE)) got |= kFdWatchHangUp;
     w->cb(w, error ? got | kFdWatchError : got);
     if (w->cb && !w->own && OwnAfter() && ++w->wakes >= OwnAfter()) MoveToOwnPoll(s, w);
   }
@@ -190,6 +198,11 @@ void Deliver(uv_poll_t* handle, int, int) {
 }  // namespace
 
 double FdSetOwnPolls() { return own_polls; }
+
+bool FdWatchHangUps() {
+  static const bool on = EnvSwitchOn("OXY_FD_WATCH_HANGUP");
+  return on;
+}
 
 static bool DelIdle() {
   static const bool on = EnvSwitchOn("OXY_FD_SET_DEL_IDLE");
@@ -265,7 +278,7 @@ int SetFdWatch(FdWatch* w, int events, FdWatchCb cb) {
   w->cb = cb;
   if (w->own) {
     if (events == w->events) return 0;
-    int rc = events ? uv_poll_start(w->own, events, &OnOwnPoll) : uv_poll_stop(w->own);
+    int rc = events ? uv_poll_start(w->own, PollEvents(events), &OnOwnPoll) : uv_poll_stop(w->own);
     if (rc != 0) return rc;
     w->events = events;
     return 0;

@@ -18,6 +18,10 @@ using FdWatchCb = void (*)(FdWatch* w, int events);
 // it may have). Without it the socket had no error when the events were read: a connect that
 // turned writable without it succeeded (no getsockopt(SO_ERROR) to ask).
 constexpr int kFdWatchError = 0x100;
+// With UV_READABLE: the peer's FIN is in the socket already (EPOLLRDHUP; UV_DISCONNECT on a watch
+// moved to a uv_poll of its own), so a read that drains the data is followed by the EOF's read
+// in the same turn (quic-pump.cc PumpRead). Set only where it was asked for (FdWatchHangUps).
+constexpr int kFdWatchHangUp = 0x200;
 
 // One socket in the set, level-triggered as uv_poll is. The socket's owner closes its fd after
 // FreeFdWatch.
@@ -36,6 +40,10 @@ struct FdWatch {
   uint8_t peer[20] = {};  // family (4|6), pad, port (host order), 16 address bytes
   uint64_t kicked = 0;    // the RunFdWatchKicks that last delivered to it
 };
+
+// OXY_FD_WATCH_HANGUP=0: watches are not told of the peer's FIN (no EPOLLRDHUP asked for), and a
+// pump reads a drained socket's EOF a turn later, as before session 22.
+bool FdWatchHangUps();
 
 // Sockets moved to a uv_poll of their own on this thread so far (FdWatch::own).
 double FdSetOwnPolls();

@@ -882,7 +882,8 @@ class Conn {
   static int OnStreamClose(ngtcp2_conn*, uint32_t, int64_t id, uint64_t, void* user, void*);
   static void OnTimer(uv_timer_t* handle);
   static void OnPumpWatch(FdWatch* w, int events);
-  void PumpRead(Pump* p);
+  // `hang_up`: the watch saw the peer's FIN in (kFdWatchHangUp): a short read is followed by one more.
+  void PumpRead(Pump* p, bool hang_up = false);
   void PumpWriteOut(Pump* p);
   void PumpEnd(Pump* p, int err);
   void PumpWatch(Pump* p);

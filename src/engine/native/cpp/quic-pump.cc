@@ -1135,7 +1135,7 @@ void Conn::PumpWriteOut(Pump* p) {
   PumpWatch(p);
 }
 
-void Conn::PumpRead(Pump* p) {
+void Conn::PumpRead(Pump* p, bool hang_up) {
   Stream* s = Find(p->id);
   if (!s || s->write_closed || s->fin || !Usable()) {
     // The stream takes no more: JS hears why from the stream and closes the pump.
@@ -1177,7 +1177,16 @@ void Conn::PumpRead(Pump* p) {
       }
       s->chunks.push_back(std::move(c));
       s->total += len;
-      if (size_t(n) < kPumpRead) break;  // likely drained: the poll says when there is more
+      if (size_t(n) < kPumpRead) {
+        // Likely drained: the poll says when there is more. But where the peer's FIN is in already
+        // (an answer and its close both there when the watch woke), one more read takes the EOF
+        // now, so the flow's END rides in this turn's packet with the answer's last bytes, and
+        // the edge closes the device's socket in the turn it writes them: the device reads the
+        // answer and the FIN together and is not the side that closes first (and keeps the
+        // TIME_WAIT). Without it the END went a turn later, often in a QUIC packet of its own.
+        if (!hang_up) break;
+        hang_up = false;
+      }
       continue;
     }
     if (n == 0 && p->flows) {
@@ -1254,7 +1263,7 @@ void Conn::OnPumpWatch(FdWatch* handle, int events) {
   Conn* self = p->conn;
   if (p->connecting) return self->PumpConnected(p, events);
   if (events & UV_WRITABLE) self->PumpWriteOut(p);
-  if ((events & UV_READABLE) && !p->ended) self->PumpRead(p);
+  if ((events & UV_READABLE) && !p->ended) self->PumpRead(p, events & kFdWatchHangUp);
   // A lingering flows pump is closed at the flush once it is done (FlushPumps).
   if (p->lingering) self->PumpQueue(p);
 }
