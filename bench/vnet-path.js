@@ -510,12 +510,12 @@ try {
   ipn(names.dc, 'addr', 'add', '198.18.0.10/32', 'dev', 'lo');
   ipn(names.dc, 'addr', 'add', '198.18.4.10/32', 'dev', 'lo');
   // The device's client may reuse a port its own TIME_WAIT holds (as clients that open many short
-  // connections are set up). Where the client closes first it keeps the TIME_WAIT: in one flows
-  // round it did for ~18 % of the tunnel's connections (the server's FIN there can come a turn after
-  // the answer's last byte), 5 % of wireguard-go's and 0.3 % of the veth's; at 6,000 connections/s
-  // the 28,232 ports to one destination ran out by the third round, connect() searched the port
-  // space (__inet_check_established, ~65 % of the client's CPU) and the tunnel's rate fell to
-  // ~600/s. All three paths share this setting (docs/decisions.md, session 22, lead).
+  // connections are set up). Where the client closes first it keeps the TIME_WAIT: before the
+  // connector read the origin's EOF in the turn of its last data (c06a157) it did for ~18–22 % of
+  // the tunnel's connections (now 2–4 %, as over veth; wireguard-go 5–10 %), and at 6,000
+  // connections/s the 28,232 ports to one destination ran out by the third round: connect()
+  // searched the port space (__inet_check_established) and the tunnel's rate fell to ~600/s. All
+  // three paths share this setting (docs/decisions.md, session 22, lead and helper finlag).
   sh('ip', ['netns', 'exec', names.dev, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
 
   const server = await spawnIn(
