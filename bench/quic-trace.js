@@ -9,6 +9,7 @@
  * -R: a window frozen by slow start's luck"). The sender's share of the round it waited on a full window
  * (cwndWaitUs); the bulk receiver's answers (ACKs), how long after the first packet each left, and those
  * sent early (OXY_QUIC_ACK_FIRST=1: before the sockets' writes; OXY_QUIC_ACK_SPLIT=1: in the middle of a read).
+ * Flushes left unpaced per MB (a near path since session 22; OXY_QUIC_PACING=1: 0, every path paced).
  *   node bench/quic-trace.js DIR/quic-trace.log
  */
 import { readFileSync } from 'node:fs';
@@ -66,7 +67,7 @@ for (const { label, from, to } of rounds) {
     const us = (x) => `${Math.round(x)}µs`;
     console.log(
       `${label} ${key}: ${(mb / (d('t') || 1)).toFixed(0)} MB/s | per MB: packets ${per('sent')} sent / ${per('recv')} received, flushes ${per('flushes')}, ` +
-        `window full ${per('stopCwnd')}, pacing ${per('stopPacing')}, pace skips ${per('paceSkips')}, timer ${per('timerFires')} | ` +
+        `window full ${per('stopCwnd')}, pacing ${per('stopPacing')}, pace skips ${per('paceSkips')}, unpaced ${b.unpaced === undefined ? '-' : per('unpaced')}, timer ${per('timerFires')} | ` +
         `cwnd ${range('cwnd', k)} in flight ${range('inflight', k)} srtt ${range('srttUs', us)} min RTT ${us(b.minRttUs)} | ` +
         `ssthresh ${b.ssthresh > 1e18 ? '-' : k(b.ssthresh)} lost ${d('lost')} dropped ${d('dropped')} | ` +
         `waited on a full window ${((d('cwndWaitUs') / 1e6 / (d('t') || 1)) * 100).toFixed(0)} % of the round`,

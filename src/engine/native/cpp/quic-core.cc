@@ -620,6 +620,10 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // =server: only where this end is the server (the edge: -R's receiver), =client: only the client.
   const char* ack_split = getenv("OXY_QUIC_ACK_SPLIT");
   ack_split_ = ack_split && (strcmp(ack_split, "1") == 0 || strcmp(ack_split, server_ ? "server" : "client") == 0);
+  // OXY_QUIC_PACING: unset, ngtcp2 paces only paths whose min RTT is 1 ms or more (UpdatePacing);
+  // =1 every path, as before session 22 (the arm to pair against); =0 none.
+  const char* pacing = getenv("OXY_QUIC_PACING");
+  pacing_ = pacing && strcmp(pacing, "1") == 0 ? Pacing::kAlways : pacing && strcmp(pacing, "0") == 0 ? Pacing::kNever : Pacing::kFar;
 
   ngtcp2_transport_params_default(params);
   params->initial_max_data = s.initial_max_data;
@@ -881,7 +885,7 @@ void Conn::Trace(uint64_t now, const char* why) {
           "quic-trace %s %p%s pid=%d t=%.3f sent=%llu recv=%llu flushes=%llu streamBytes=%llu stopCwnd=%llu stopPacing=%llu "
           "stopBlocked=%llu stopData=%llu timerFires=%llu timerAcks=%llu timerLateUs=%llu creditHeld=%llu writableWaits=%llu "
           "cwndWaitUs=%llu paceSkips=%llu answers=%llu answerUs=%llu cwnd=%llu inflight=%llu srttUs=%.1f minRttUs=%.1f rateMBs=%.1f "
-          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu acksFirst=%llu acksSplit=%llu\n",
+          "ssthresh=%llu recoveryAgoMs=%.1f lost=%llu dropped=%llu ptoCount=%zu acksFirst=%llu acksSplit=%llu unpaced=%llu\n",
           server_ ? "server" : "client", static_cast<void*>(this), why, int(getpid()), double(now) / 1e9, (unsigned long long)packets_sent, (unsigned long long)packets_recv,
           (unsigned long long)c.flushes, (unsigned long long)c.stream_bytes, (unsigned long long)c.stop_cwnd, (unsigned long long)c.stop_pacing,
           (unsigned long long)c.stop_blocked, (unsigned long long)c.stop_data, (unsigned long long)c.timer_fires, (unsigned long long)c.timer_acks,
@@ -889,7 +893,8 @@ void Conn::Trace(uint64_t now, const char* why) {
           (unsigned long long)st.cwnd, (unsigned long long)st.bytes_in_flight, double(st.smoothed_rtt) / 1000, double(st.min_rtt) / 1000,
           double(st.delivery_rate_sec) / 1e6, (unsigned long long)st.ssthresh,
           st.congestion_recovery_start_ts == UINT64_MAX ? -1.0 : double(now - st.congestion_recovery_start_ts) / 1e6, (unsigned long long)lost,
-          (unsigned long long)send_dropped, st.pto_count, (unsigned long long)c.acks_first, (unsigned long long)c.acks_split);
+          (unsigned long long)send_dropped, st.pto_count, (unsigned long long)c.acks_first, (unsigned long long)c.acks_split,
+          (unsigned long long)c.unpaced);
 }
 
 Napi::Object Conn::Info(Napi::Env env) {
@@ -943,6 +948,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("keyUpdates", double(counters.key_updates));
   c.Set("acksFirst", double(counters.acks_first));
   c.Set("acksSplit", double(counters.acks_split));
+  c.Set("unpaced", double(counters.unpaced));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -1150,6 +1156,7 @@ void Conn::WritePackets() {
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   size_t total_pkts = 0;
+  uint64_t total_bytes = 0;
   const uint64_t bytes_at_start = counters.stream_bytes;
   bool fatal = false;
   ngtcp2_ssize nwrite = 0;
@@ -1274,6 +1281,7 @@ void Conn::WritePackets() {
     }
     host_->TxPush(this, ps.path, size_t(nwrite));
     total_pkts++;
+    total_bytes += uint64_t(nwrite);
   }
   flush_pkts_ = total_pkts;
   if (cwnd_stop_ts_ != 0 && counters.stream_bytes != bytes_at_start) {
@@ -1282,12 +1290,7 @@ void Conn::WritePackets() {
   }
   if (total_pkts > 0) counters.flushes++;
   if (TraceMs() && ts >= trace_next_) Trace(ts, "");
-  // Pacing from the first RTT sample on: before it ngtcp2 paces at cwnd per initial RTT (333 ms),
-  // so the server's first flight (its certificate chain) held everything ack-eliciting after it
-  // — HANDSHAKE_DONE, the first response bytes — for ~110 ms.
-  ngtcp2_conn_stat st;
-  ngtcp2_conn_get_conn_stat(conn_, &st);
-  if (st.first_rtt_sample_ts != UINT64_MAX) ngtcp2_conn_update_pkt_tx_time(conn_, ts);
+  UpdatePacing(ts, total_bytes);
   if (pmtud_ && ngtcp2_conn_get_handshake_completed(conn_)) {
     // A probe was acknowledged: larger datagrams fit from now on (a few times per connection).
     const size_t room = DatagramRoom();
@@ -1336,6 +1339,48 @@ void Conn::WritePackets() {
   // Cap reached with more to send: go on next turn.
   if (total_pkts >= kMaxPacketsPerFlush) Dirty();
   ArmTimer();
+}
+
+// Pacing from the first RTT sample on: before it ngtcp2 paces at cwnd per initial RTT (333 ms),
+// so the server's first flight (its certificate chain) held everything ack-eliciting after it
+// — HANDSHAKE_DONE, the first response bytes — for ~110 ms.
+//
+// And only on a far path (OXY_QUIC_PACING unset): one whose min RTT is 1 ms or more. ngtcp2 0.12
+// sets the next packet's time to the flush's bytes ÷ (1.25 × cwnd ÷ smoothed RTT) later, and lets a
+// packet out up to 1 ms early (NGTCP2_PKT_PACING_OVERHEAD); a flush holds at most about a window,
+// so its pacing holds a sender back only while the smoothed RTT is above ~1.25 ms. On a path whose
+// min RTT is below 1 ms (a local veth, loopback: 40–110 µs here) that is an RTT inflated by a
+// stall, not the path: one sample of a process held off a CPU for 17–50 ms (1/8 of it lands in
+// the average) paced the connector's window-limited -R sender at about a window per smoothed RTT
+// (0.8–1.6 ms) until later samples brought the average down, -R at ~190–310 MB/s against ~400–550
+// (docs/decisions.md "The vnet path's -R: the device's out-of-order segments were wireguard-go's").
+// There the ACKs clock a window-limited sender, as Linux's TCP without fq is unpaced. The min RTT
+// only falls during a path's life (a new path starts over: ngtcp2 resets it with the window), so a
+// near path stays unpaced; a far path (an internet edge) keeps ngtcp2's pacing. OXY_QUIC_PACING=1:
+// every path paced, as before; =0: none (pairs).
+void Conn::UpdatePacing(uint64_t ts, uint64_t bytes) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn_, &st);
+  if (st.first_rtt_sample_ts == UINT64_MAX) return;
+  constexpr uint64_t kNearMinRtt = NGTCP2_MILLISECONDS;
+  const bool paced = pacing_ == Pacing::kAlways || (pacing_ == Pacing::kFar && st.min_rtt >= kNearMinRtt);
+  if (!paced) {
+    // ngtcp2 adds these bytes to the next pacing time it sets: only after a path change, but then
+    // it would have held the new path for all that a near one sent (seconds).
+    unpaced_bytes_ += bytes;
+    if (bytes > 0) counters.unpaced++;
+    return;
+  }
+  uint64_t from = ts;
+  if (unpaced_bytes_ > 0) {
+    // The time ngtcp2 0.12 would give those bytes (its formula), taken off the start: this
+    // flush's bytes alone set the next packet's time.
+    const double rate = st.pacing_rate > 0 ? st.pacing_rate : double(st.cwnd) / double(st.smoothed_rtt) * 1.25;
+    const uint64_t owed = uint64_t(double(unpaced_bytes_) / rate);
+    from = owed < ts ? ts - owed : 0;
+    unpaced_bytes_ = 0;
+  }
+  ngtcp2_conn_update_pkt_tx_time(conn_, from);
 }
 
 // The next stream with data this flush can still send, round robin.
@@ -1431,11 +1476,12 @@ void Conn::ArmTimer() {
   }
   uint64_t now = Now();
   timer_due_ = expiry;
-  // libuv's timers count whole milliseconds; on loopback ngtcp2's pacing asks for a few tens of
-  // µs between bursts, and a 1 ms wait each time capped bulk at ~cwnd per ms (30–70 MB/s). Data
-  // waiting and due within the millisecond: the host's precise timer flushes it then. Not while
-  // the window is full: the pacing time then frees nothing (the next ACK does, and its read
-  // flushes), and a window-limited sender woke for it about twice per burst to send nothing.
+  // libuv's timers count whole milliseconds; on loopback ngtcp2's pacing (since session 22 only
+  // with OXY_QUIC_PACING=1: a near path is not paced by default) asks for a few tens of µs between
+  // bursts, and a 1 ms wait each time capped bulk at ~cwnd per ms (30–70 MB/s). Data waiting and
+  // due within the millisecond: the host's precise timer flushes it then. Not while the window is
+  // full: the pacing time then frees nothing (the next ACK does, and its read flushes), and a
+  // window-limited sender woke for it about twice per burst to send nothing.
   if (expiry > now && expiry < now + NGTCP2_MILLISECONDS && !sendq_.empty()) {
     if (window_full_) {
       counters.pace_skips++;

@@ -842,6 +842,7 @@ class Conn {
     uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
     uint64_t acks_first = 0;     // flushes that sent their packets before the fds' writes (a bulk read)
     uint64_t acks_split = 0;     // ACKs sent in the middle of a read (OXY_QUIC_ACK_SPLIT=1: AckEarly)
+    uint64_t unpaced = 0;        // flushes that wrote packets and set no pacing time (a near path: UpdatePacing)
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -954,6 +955,14 @@ class Conn {
   uint64_t read_bytes_ = 0;    // stream bytes read since the last flush
   bool ack_first_ = false;     // a flush after a bulk read sends before the fds' writes (OXY_QUIC_ACK_FIRST=1)
   bool ack_split_ = false;     // the host acknowledges after a read's first bulk message (OXY_QUIC_ACK_SPLIT=1)
+  // Which paths ngtcp2 paces (OXY_QUIC_PACING, read per connection: UpdatePacing says why).
+  enum class Pacing : uint8_t { kFar, kAlways, kNever };
+  Pacing pacing_ = Pacing::kFar;
+  // Bytes of the flushes since the last ngtcp2_conn_update_pkt_tx_time that set no pacing time
+  // (ngtcp2 counts them towards the next one: UpdatePacing takes them back out).
+  uint64_t unpaced_bytes_ = 0;
+  // After a flush of `bytes`: ngtcp2's time for the next packet, or none on a near path.
+  void UpdatePacing(uint64_t ts, uint64_t bytes);
   // Flush's packet half: what ngtcp2 lets out now, to the host.
   void WritePackets();
   uint64_t trace_next_ = 0;  // OXY_QUIC_TRACE: when the next line is due
