@@ -9,7 +9,7 @@
  * -R: a window frozen by slow start's luck"). The sender's share of the round it waited on a full window
  * (cwndWaitUs); the bulk receiver's answers (ACKs), how long after the first packet each left, and those
  * sent early (OXY_QUIC_ACK_FIRST=1: before the sockets' writes; OXY_QUIC_ACK_SPLIT=1: in the middle of a read).
- * Flushes left unpaced per MB (a near path since session 22; OXY_QUIC_PACING=1: 0, every path paced).
+ * Flushes left unpaced per MB (a near path with OXY_QUIC_PACING=far; by default 0, every path paced).
  *   node bench/quic-trace.js DIR/quic-trace.log
  */
 import { readFileSync } from 'node:fs';

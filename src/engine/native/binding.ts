@@ -202,7 +202,7 @@ export interface NativeQuicCounters {
   acksSplit: number;
   /** Key updates this end began (only with OXY_QUIC_KEY_UPDATE=N: one per N packets sent, for tests). */
   keyUpdates: number;
-  /** Flushes that wrote packets and set no pacing time: the path's min RTT under 1 ms (unless OXY_QUIC_PACING=1; every flush with =0). */
+  /** Flushes that wrote packets and set no pacing time: with OXY_QUIC_PACING=far, on a path whose min RTT is under 1 ms; every flush with =0. */
   unpaced: number;
   minRttUs: number;
   bytesInFlight: number;

@@ -1,12 +1,12 @@
-// ngtcp2 paces only a far path (OXY_QUIC_PACING unset): one whose min RTT is 1 ms or more. On a
-// near one (this veth: tens of µs) a smoothed RTT above ~1.25 ms, where ngtcp2 0.12's pacing
-// starts to hold a sender, is a stall's, not the path's: one RTT sample of a process held off a
-// CPU paced the connector's window-limited -R sender at cwnd per smoothed RTT until later samples
+// With OXY_QUIC_PACING=far (opt-in) ngtcp2 paces only a far path: one whose min RTT is 1 ms or
+// more. On a near one (this veth: tens of µs) a smoothed RTT above ~1.25 ms, where ngtcp2 0.12's
+// pacing starts to hold a sender, is a stall's, not the path's: one RTT sample of a process held off
+// a CPU paced the connector's window-limited -R sender at cwnd per smoothed RTT until later samples
 // brought the average down (docs/decisions.md "The vnet path's -R: the device's out-of-order
 // segments were wireguard-go's"). Here the process holding both ends stops for STALL_MS three
 // times in an upload (the ACKs in flight are read that much later: RTT samples of ~STALL_MS);
-// counted from the first stall on, the sender stops on pacing 0 times by default, and more than
-// 0 with OXY_QUIC_PACING=1 (every path paced, as before session 22). Bytes intact either way.
+// counted from the first stall on, the sender stops on pacing 0 times with =far, and more than 0
+// by default (every path paced: =far lost device → host in quiet pairs). Bytes intact either way.
 //
 //   client netns  cli0 198.18.19.100/24 ── veth ── srv0 198.18.19.1/24  server netns
 import { randomBytes } from 'node:crypto';
@@ -83,8 +83,8 @@ privilegedDescribe("ngtcp2's pacing on a near path after a stall (OXY_QUIC_PACIN
     return { before: before!, after, maxRttMs, minRttUs: paced.minRttUs };
   }
 
-  it('by default a near path is not paced: no pacing stops after the stalls inflated the smoothed RTT; bytes intact', async () => {
-    const { before, after, maxRttMs, minRttUs } = await withEnv({ OXY_QUIC_PACING: undefined }, () => stalledUpload());
+  it('OXY_QUIC_PACING=far: a near path is not paced, no pacing stops after the stalls inflated the smoothed RTT; bytes intact', async () => {
+    const { before, after, maxRttMs, minRttUs } = await withEnv({ OXY_QUIC_PACING: 'far' }, () => stalledUpload());
     expect(minRttUs).toBeLessThan(1000);
     // The stalls did what they stand for: a smoothed RTT where ngtcp2 0.12's pacing holds a sender.
     expect(maxRttMs).toBeGreaterThan(1.25);
@@ -92,8 +92,8 @@ privilegedDescribe("ngtcp2's pacing on a near path after a stall (OXY_QUIC_PACIN
     expect(after.unpaced - before.unpaced).toBeGreaterThan(0);
   }, 60_000);
 
-  it('OXY_QUIC_PACING=1: every path paced, as before; the sender stops on pacing after the stalls; bytes intact', async () => {
-    const { before, after, maxRttMs } = await withEnv({ OXY_QUIC_PACING: '1' }, () => stalledUpload());
+  it('by default every path is paced: the sender stops on pacing after the stalls; bytes intact', async () => {
+    const { before, after, maxRttMs } = await withEnv({ OXY_QUIC_PACING: undefined }, () => stalledUpload());
     expect(maxRttMs).toBeGreaterThan(1.25);
     expect(after.stopPacing - before.stopPacing).toBeGreaterThan(0);
     expect(after.unpaced).toBe(0);

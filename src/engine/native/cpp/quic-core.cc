@@ -620,10 +620,10 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // =server: only where this end is the server (the edge: -R's receiver), =client: only the client.
   const char* ack_split = getenv("OXY_QUIC_ACK_SPLIT");
   ack_split_ = ack_split && (strcmp(ack_split, "1") == 0 || strcmp(ack_split, server_ ? "server" : "client") == 0);
-  // OXY_QUIC_PACING: unset, ngtcp2 paces only paths whose min RTT is 1 ms or more (UpdatePacing);
-  // =1 every path, as before session 22 (the arm to pair against); =0 none.
+  // OXY_QUIC_PACING: unset (or =1), ngtcp2 paces every path; =far only paths whose min RTT is 1 ms
+  // or more (UpdatePacing: opt-in, it lost device → host in quiet pairs); =0 none.
   const char* pacing = getenv("OXY_QUIC_PACING");
-  pacing_ = pacing && strcmp(pacing, "1") == 0 ? Pacing::kAlways : pacing && strcmp(pacing, "0") == 0 ? Pacing::kNever : Pacing::kFar;
+  pacing_ = pacing && strcmp(pacing, "far") == 0 ? Pacing::kFar : pacing && strcmp(pacing, "0") == 0 ? Pacing::kNever : Pacing::kAlways;
 
   ngtcp2_transport_params_default(params);
   params->initial_max_data = s.initial_max_data;
@@ -1345,7 +1345,7 @@ void Conn::WritePackets() {
 // so the server's first flight (its certificate chain) held everything ack-eliciting after it
 // — HANDSHAKE_DONE, the first response bytes — for ~110 ms.
 //
-// And only on a far path (OXY_QUIC_PACING unset): one whose min RTT is 1 ms or more. ngtcp2 0.12
+// With OXY_QUIC_PACING=far (opt-in), only on a far path: one whose min RTT is 1 ms or more. ngtcp2 0.12
 // sets the next packet's time to the flush's bytes ÷ (1.25 × cwnd ÷ smoothed RTT) later, and lets a
 // packet out up to 1 ms early (NGTCP2_PKT_PACING_OVERHEAD); a flush holds at most about a window,
 // so its pacing holds a sender back only while the smoothed RTT is above ~1.25 ms. On a path whose
@@ -1356,8 +1356,10 @@ void Conn::WritePackets() {
 // (docs/decisions.md "The vnet path's -R: the device's out-of-order segments were wireguard-go's").
 // There the ACKs clock a window-limited sender, as Linux's TCP without fq is unpaced. The min RTT
 // only falls during a path's life (a new path starts over: ngtcp2 resets it with the window), so a
-// near path stays unpaced; a far path (an internet edge) keeps ngtcp2's pacing. OXY_QUIC_PACING=1:
-// every path paced, as before; =0: none (pairs).
+// near path stays unpaced; a far path (an internet edge) keeps ngtcp2's pacing. Not the default:
+// in quiet pairs (session 22, lead) it cost device → host ~15 % on the vnet path (the edge, the
+// sender there, unpaced: 0.277–0.280x veth against 0.320–0.348x paced) and bought -R nothing
+// without a stall. Unset or =1: every path paced; =0: none (pairs).
 void Conn::UpdatePacing(uint64_t ts, uint64_t bytes) {
   ngtcp2_conn_stat st;
   ngtcp2_conn_get_conn_stat(conn_, &st);
@@ -1476,8 +1478,8 @@ void Conn::ArmTimer() {
   }
   uint64_t now = Now();
   timer_due_ = expiry;
-  // libuv's timers count whole milliseconds; on loopback ngtcp2's pacing (since session 22 only
-  // with OXY_QUIC_PACING=1: a near path is not paced by default) asks for a few tens of µs between
+  // libuv's timers count whole milliseconds; on loopback ngtcp2's pacing (not with
+  // OXY_QUIC_PACING=far, where a near path is not paced) asks for a few tens of µs between
   // bursts, and a 1 ms wait each time capped bulk at ~cwnd per ms (30–70 MB/s). Data waiting and
   // due within the millisecond: the host's precise timer flushes it then. Not while the window is
   // full: the pacing time then frees nothing (the next ACK does, and its read flushes), and a

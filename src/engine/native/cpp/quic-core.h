@@ -957,7 +957,7 @@ class Conn {
   bool ack_split_ = false;     // the host acknowledges after a read's first bulk message (OXY_QUIC_ACK_SPLIT=1)
   // Which paths ngtcp2 paces (OXY_QUIC_PACING, read per connection: UpdatePacing says why).
   enum class Pacing : uint8_t { kFar, kAlways, kNever };
-  Pacing pacing_ = Pacing::kFar;
+  Pacing pacing_ = Pacing::kAlways;
   // Bytes of the flushes since the last ngtcp2_conn_update_pkt_tx_time that set no pacing time
   // (ngtcp2 counts them towards the next one: UpdatePacing takes them back out).
   uint64_t unpaced_bytes_ = 0;
