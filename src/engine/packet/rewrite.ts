@@ -1,4 +1,5 @@
 import { foldSum, updateChecksum, updatePartialChecksum } from './checksum.js';
+import { computeTransportChecksum } from './verify.js';
 import { TransportKind, type PacketView } from './view.js';
 
 /**
@@ -102,6 +103,10 @@ function rewriteEndpoint(
     updated = updateChecksum(checksum, foldSum(oldSum), foldSum(newSum));
     // A computed UDP checksum of 0 is sent as all ones (RFC 768).
     if (updated === 0 && view.transport === TransportKind.Udp) updated = 0xffff;
+    // RFC 1624's update gives 0 where the covered words sum to zero, whose checksum is all ones:
+    // only an ICMPv4 message of zeros (no pseudo-header; e.g. an echo reply with id, sequence and
+    // data 0) can. Rare: computed whole.
+    else if (updated === 0 && view.transport === TransportKind.Icmp && view.version === 4) updated = computeTransportChecksum(view);
   }
   writeUint16(buf, checksumOffset, updated);
   return true;

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  buildIcmpEcho,
   buildTcp,
   buildUdp,
   computeIpv4HeaderChecksum,
@@ -54,6 +55,22 @@ describe('NAT rewrite with RFC 1624 incremental checksums', () => {
       }),
       { numRuns: 20_000 },
     );
+  });
+
+  it('an ICMPv4 message of zeros keeps its all-ones checksum through a rewrite (the property found it)', () => {
+    // An echo reply with id, sequence and data 0: its words sum to zero, so its checksum is 0xffff,
+    // and RFC 1624's incremental update alone would write 0x0000 (invalid) for it.
+    for (const [address, id] of [
+      ['0.0.0.0', undefined],
+      ['198.18.0.9', undefined],
+      ['198.18.0.9', 0],
+    ] as const) {
+      const buf = buildIcmpEcho({ src: parseAddress('198.18.0.1'), dst: parseAddress('0.0.0.0'), id: 0, seq: 0, reply: true });
+      const view = parseOk(buf);
+      expect(view.l4Checksum).toBe(0xffff);
+      expect(rewriteSource(view, parseAddress(address), id)).toBe(true);
+      expectChecksumsEqualRecomputation(buf);
+    }
   });
 
   it('keeps kernel packets valid through a full NAT round trip (out and back)', () => {
