@@ -59,6 +59,22 @@ uint8_t* EarlyBuffer() {
   return buf.get();
 }
 
+// The first chunk's one read into EarlyBuffer(), again on EINTR: bytes, 0 at the end, or -errno.
+ssize_t ReadEarly(int fd) {
+  ssize_t n;
+  do n = read(fd, EarlyBuffer(), kEarlyRead);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+// What ReadEarly got (`n`) to the socket's early callback, once; a chunk counts in `found`.
+void GiveEarly(Accepted* a, ssize_t n, uint64_t& found) {
+  EarlyChunkFn early = a->early;
+  a->early = nullptr;
+  if (n > 0) found++;
+  early(a->early_ctx, a->early_id, EarlyBuffer(), n);
+}
+
 void CloseAccepted(std::unique_ptr<Accepted> a, bool reset) {
   FreeFdWatch(a->watch);
   if (reset) {
@@ -253,11 +269,8 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     }
     TcpAcceptor* self = a->owner;
     a->reading = false;
-    uint8_t* buf = EarlyBuffer();
-    ssize_t n;
-    do n = read(a->fd, buf, kEarlyRead);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    const ssize_t n = ReadEarly(a->fd);
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
       // Woken with nothing to read: wait again.
       a->reading = true;
       return;
@@ -267,20 +280,14 @@ class TcpAcceptor : public PolledWrap<TcpAcceptor> {
     // and the pump that takes the watch wants them too, so neither change costs an epoll_ctl.
     // Its end or error stays readable: wanted no more at once.
     if (n <= 0) SetFdWatch(handle, 0, &TcpAcceptor::OnEarlyRead);
-    const int err = n < 0 ? errno : 0;
-    if (a->early) {
-      EarlyChunkFn early = a->early;
-      a->early = nullptr;
-      if (n > 0) early_at_wake++;
-      early(a->early_ctx, a->early_id, buf, n < 0 ? -err : n);
-      return;
-    }
+    if (a->early) return GiveEarly(a, n, early_at_wake);
+    const int err = n < 0 ? int(-n) : 0;
     const double token = a->token;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     if (!CanCallJs(env)) return;
     GuardCallback(env, [&] {
-      napi_value chunk = n > 0 ? Napi::Buffer<uint8_t>::Copy(env, buf, size_t(n)) : env.Undefined();
+      napi_value chunk = n > 0 ? Napi::Buffer<uint8_t>::Copy(env, EarlyBuffer(), size_t(n)) : env.Undefined();
       InvokeCallback(env, self->on_read_, *self->context_, {Napi::Number::New(env, token), chunk, Napi::Number::New(env, err)});
     });
   }
@@ -354,11 +361,8 @@ bool ReadAcceptedNow(double token, uv_loop_t* loop) {
   if (it == table.end()) return false;
   Accepted* a = it->second.get();
   if (!a->reading || !a->early) return false;
-  uint8_t* buf = EarlyBuffer();
-  ssize_t n;
-  do n = read(a->fd, buf, kEarlyRead);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  const ssize_t n = ReadEarly(a->fd);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) {
     if (WatchFirst(a, loop)) return false;
     // Not watched: the pump that takes the socket at the ANSWER reads the chunk.
     a->reading = false;
@@ -366,12 +370,8 @@ bool ReadAcceptedNow(double token, uv_loop_t* loop) {
     return false;
   }
   // As OnEarlyRead's one read: the next bytes, the end after a chunk, wait for the pump.
-  const int err = n < 0 ? errno : 0;
   a->reading = false;
-  EarlyChunkFn early = a->early;
-  a->early = nullptr;
-  if (n > 0) early_at_accept++;
-  early(a->early_ctx, a->early_id, buf, n < 0 ? -err : n);
+  GiveEarly(a, n, early_at_accept);
   return true;
 }
 

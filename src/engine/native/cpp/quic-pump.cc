@@ -149,10 +149,7 @@ double StatusOf(const uint8_t* p, size_t n) {
 // (a turn after the accept, the OPEN gone alone), as before session 22.
 namespace {
 bool EarlyAtAccept() {
-  static const bool on = [] {
-    const char* v = getenv("OXY_FLOW_EARLY_AT_ACCEPT");
-    return v == nullptr || strcmp(v, "0") != 0;
-  }();
+  static const bool on = EnvSwitchOn("OXY_FLOW_EARLY_AT_ACCEPT");
   return on;
 }
 }  // namespace
