@@ -313,12 +313,19 @@ const perPacket = (packets, units) =>
     .map(([k, v]) => `${k} ${fmt(v / units, 2)}`)
     .join(' | ');
 /**
+ * The edge's labelled counters now (its /metrics, one scrape): `(name, label, value, absent)` reads one,
+ * `absent` (NaN unless given) where the series is not there.
+ */
+const edgeCounters = () => {
+  const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
+  return (name, label, value, absent = NaN) => Number(new RegExp(`^${name}\\{${label}="${value}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? absent);
+};
+/**
  * The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total): to_kernel, to_client, lost, refused;
  * and its TUN ring (oxy_edge_tun_ring_total): writes, enters, reads (handed-over TUNs), upgrade_reads.
  */
 const fastNatPackets = () => {
-  const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
-  const n = (name, label, value) => Number(new RegExp(`^${name}\\{${label}="${value}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
+  const n = edgeCounters();
   const nat = (outcome) => n('oxy_edge_fast_nat_packets_total', 'outcome', outcome);
   const ring = (what) => n('oxy_edge_tun_ring_total', 'what', what);
   return {
@@ -732,9 +739,8 @@ try {
     // The tunnel's QUIC packets each way per connection meanwhile (the edge's veth): each one a
     // wake-up of the process it reaches, on a path that is idle between connections.
     const early = () => {
-      const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
-      const n = (when) => Number(new RegExp(`^oxy_edge_early_reads_total\\{when="${when}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? NaN);
-      return { accept: n('accept'), wake: n('wake') };
+      const n = edgeCounters();
+      return { accept: n('oxy_edge_early_reads_total', 'when', 'accept'), wake: n('oxy_edge_early_reads_total', 'when', 'wake') };
     };
     const quicBefore = links();
     const earlyBefore = early();
@@ -771,8 +777,8 @@ try {
     }
   }
   // Private TCP flows on reused tcp-flows streams (OXY_TCP_FLOWS; none with a stream per flow).
-  const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
-  const flows = (stream) => new RegExp(`^oxy_edge_tcp_flows_total\\{stream="${stream}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? 0;
+  const n = edgeCounters();
+  const flows = (stream) => n('oxy_edge_tcp_flows_total', 'stream', stream, 0);
   console.log(`tunnel flows on tcp-flows streams: ${flows('reused')} on a reused stream, ${flows('new')} on a new one`);
   console.log(`route ip add → first routed connection: ${fmt(performance.now() - t0, 0)} ms (${tries} attempts; the edge polls the store every 250 ms)`);
 } finally {
