@@ -277,6 +277,11 @@ class FastConnection {
     if (pump) pump.state[ANSWER_STATE.URGENT] = 1;
   }
 
+  /** The client's FIN is in with nothing after the request in flight: the pump ends the connection in the turn it writes that answer's last byte (as #finished would a turn later). */
+  #endsAfter(t: Tunnel | undefined): void {
+    if (this.#clientEnded && !this.#buf && t?.pump) t.pump.state[ANSWER_STATE.ENDED] = 1;
+  }
+
   /** Bytes read from and written to the client, the pumps' included. */
   #bytes(): number {
     return socketBytes(this.socket) + this.#pumped + pumped(this.#tunnel);
@@ -285,6 +290,7 @@ class FastConnection {
   readonly #onEnd = (): void => {
     this.#clientEnded = true;
     this.#urgent();
+    this.#endsAfter(this.#tunnel);
     // Unread bytes of a client that half-closed cannot go back on its socket: Node's server would refuse them too.
     if (!this.#req) this.socket.end();
     // A body cut by the client's FIN never ends: the origin must see the request aborted now, not at the request timeout.
@@ -640,6 +646,7 @@ class FastConnection {
       t.idleMark = pumped(t);
       // Pipelined requests wait behind it, or the transport may read the client once it is whole: its end must come at once.
       if (this.#buf || (t.pump!.read && t.misses < MAX_READ_MISSES && !req.fr.close)) t.pump!.state[ANSWER_STATE.URGENT] = 1;
+      this.#endsAfter(t);
     }
     for (const r of req.records) t.stream.write(r);
     // A client held while the stream opened reads again once the stream took the queue in.

@@ -125,7 +125,9 @@ export const ANSWER_STATE = {
   BODY_DONE: 14,
   /** Body bytes the addon read and wrote to the stream. */
   BODY_READ: 15,
-  SLOTS: 16,
+  /** 1: the client's FIN is in and nothing of its follows (the addon read the EOF, or JS did): the addon ends the connection with the answer in flight. */
+  ENDED: 16,
+  SLOTS: 17,
 } as const;
 
 /** Why the addon's reads of a request body stopped (cpp/quic-core.h BodyOutcome). */

@@ -9,6 +9,10 @@
 // the FIN) and every byte between answers reach JS as the stream's bytes, after the pumped ones.
 // Backpressure: above kStreamHighWater bytes unwritten the stream's credit is held back (a client
 // that stops reading stops the connector), and given back below half of it.
+// An answer after which the connection closes (kAnsClose, or the client's FIN in: kAnsEnded) is
+// followed by the edge's FIN in the turn its last byte is written (AnswerRelease), not a turn later
+// when JS ends the socket: the client finds the FIN with the answer and does not close first (and
+// keep the TIME_WAIT). OXY_EDGE_ANSWER_FIN=0: JS's end only.
 #include "quic-core.h"
 
 #include <fcntl.h>
@@ -30,6 +34,14 @@ constexpr uint8_t kFramingVersion = 0x01;
 constexpr size_t kBodyRead = 64 * 1024;
 constexpr int kBodyReadsPerWake = 16;
 constexpr size_t kBodyKeep = 16 * 1024;
+
+bool AnswerFins() {
+  static const bool on = EnvSwitchOn("OXY_EDGE_ANSWER_FIN");
+  return on;
+}
+
+// The whole answer in `out` is the connection's last (AnswerRelease sends the FIN behind it).
+bool ClosesAfter(const AnswerPump* p) { return p->done_pending && AnswerFins() && (p->state[kAnsClose] != 0 || p->state[kAnsEnded] != 0); }
 
 uint32_t Be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]); }
 void PutBe32(uint8_t* p, uint32_t v) {
@@ -236,8 +248,13 @@ void Conn::FlushAnswers() {
 // the socket's writability (OnAnswerPoll schedules the flush that delivers the records).
 void Conn::AnswerWriteOut(AnswerPump* p) {
   if (p->failed) return;
+  // The connection's last bytes wait in the socket (MSG_MORE) for the FIN, which the shutdown
+  // sends on them: one segment, so the client cannot read the answer before the FIN is in.
+  const bool last = ClosesAfter(p);
   while (p->out_off < p->out.size()) {
-    ssize_t n = write(p->fd, p->out.data() + p->out_off, p->out.size() - p->out_off);
+    const uint8_t* from = p->out.data() + p->out_off;
+    const size_t len = p->out.size() - p->out_off;
+    ssize_t n = last ? send(p->fd, from, len, MSG_MORE) : write(p->fd, from, len);
     if (n >= 0) {
       p->out_off += size_t(n);
       p->state[kAnsWritten] += double(n);
@@ -275,6 +292,9 @@ void Conn::AnswerWriteOut(AnswerPump* p) {
 
 // Every pumped byte is written: the answer's end, then what waited for JS, in that order.
 void Conn::AnswerRelease(AnswerPump* p) {
+  // The connection closes after it: the FIN now, behind the answer's last byte. JS's end of the
+  // socket follows (its shutdown finds the FIN sent; libuv's error for it is not read).
+  if (ClosesAfter(p) && p->out_off == p->out.size()) shutdown(p->fd, SHUT_WR);
   if (p->done_pending && p->own) {
     // A request read here: JS counts it from the record (status, bytes), lazily unless the
     // connection closes after it or JS is to take the socket back.
@@ -323,7 +343,8 @@ void Conn::AnswerWatch(AnswerPump* p) {
   }
   if (events == p->events) return;
   p->events = events;
-  if (events) uv_poll_start(p->poll, events, &Conn::OnAnswerPoll);
+  // With a read, the client's FIN asked for too (UV_DISCONNECT: EPOLLRDHUP), as fd-set's watches do.
+  if (events) uv_poll_start(p->poll, (events & UV_READABLE) && FdWatchHangUps() ? events | UV_DISCONNECT : events, &Conn::OnAnswerPoll);
   else uv_poll_stop(p->poll);
 }
 
@@ -338,7 +359,7 @@ void Conn::OnAnswerPoll(uv_poll_t* handle, int status, int events) {
   }
   if (events & UV_WRITABLE) self->AnswerWriteOut(p);
   if ((events & UV_READABLE) && p->body) self->AnswerBodyRead(p);
-  else if (events & UV_READABLE) self->AnswerRead(p);
+  else if (events & UV_READABLE) self->AnswerRead(p, events & UV_DISCONNECT);
   self->Dirty();  // a flush (credit given back, a request forwarded), and with it the batch for JS
 }
 
@@ -482,7 +503,7 @@ void Conn::AnswerReadBack(AnswerPump* p) {
   Event(kEvPump, kReadBack, p->id, nullptr, 0);
 }
 
-void Conn::AnswerRead(AnswerPump* p) {
+void Conn::AnswerRead(AnswerPump* p, bool hang_up) {
   if (!p->reading || p->back_sent || p->failed) return;
   // One read a wake-up, as large as a plain head may be: what is not one goes back to JS whole
   // (an upload's body is not read here beyond it).
@@ -494,6 +515,9 @@ void Conn::AnswerRead(AnswerPump* p) {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
   if (n <= 0) {
     // The client's EOF (JS's handle reads it again) or an error (JS's handle then reads the EOF).
+    // After its EOF nothing of the client's follows the request in flight: the connection closes
+    // after its answer.
+    if (n == 0) p->state[kAnsEnded] = 1;
     AnswerReadBack(p);
     return;
   }
@@ -525,6 +549,9 @@ void Conn::AnswerRead(AnswerPump* p) {
   p->state[kAnsOwnAt] = double(Now() / 1000000);
   p->state[kAnsOwnMark] = p->state[kAnsWritten];
   Write(p->id, read_frame_.data(), read_frame_.size(), false);
+  // The client's FIN came with its request (it half-closed after it): its EOF read now, not at the
+  // poll's next wake-up.
+  if (hang_up && size_t(n) < sizeof(buf)) AnswerRead(p);
 }
 
 }  // namespace quic

@@ -95,7 +95,8 @@ enum AnswerSlot : int {
   kAnsOwnMark = 13,  // kAnsWritten when the request in flight was forwarded
   kAnsBodyDone = 14, // BodyStart: 1 once the body read here ended whole (the bytes after it are ReadStop's)
   kAnsBodyRead = 15, // body bytes read here and written to the stream
-  kAnsSlots = 16,
+  kAnsEnded = 16,    // 1: the client's FIN is in and nothing of its follows (the pump read the EOF, or JS did): the connection closes after the answer in flight
+  kAnsSlots = 17,
 };
 
 // Why the body's reads here stopped (kBodyEnd; native/quic.ts BODY_END).
@@ -926,7 +927,8 @@ class Conn {
   void AnswerBodyEnd(AnswerPump* p, uint8_t outcome);
   void AnswerWatch(AnswerPump* p);
   void FlushAnswers();
-  void AnswerRead(AnswerPump* p);
+  // `hang_up`: the poll saw the client's FIN in (UV_DISCONNECT): a request's short read is followed by one more.
+  void AnswerRead(AnswerPump* p, bool hang_up = false);
   void AnswerReadBack(AnswerPump* p);
   void CloseAllAnswers();
   static void OnAnswerPoll(uv_poll_t* handle, int status, int events);
