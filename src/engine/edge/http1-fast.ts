@@ -96,6 +96,16 @@ const EDGE_BODY = EDGE_PUMP && process.env.OXY_EDGE_BODY !== '0';
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** A client the transport gave back this many times in a row without forwarding anything stays read by JS (each try costs a hand-over). */
 const MAX_READ_MISSES = 3;
+/**
+ * A connection that closes after an answer while its client may still send (the rest of a body
+ * the answer came before, requests after a close) half-closes: the FIN follows the answer, and
+ * what the client sends after is read and dropped — never parsed as requests — until its FIN, at
+ * most LINGER_MS and LINGER_BYTES, then the socket goes. Closed at once, the unread bytes reset
+ * the connection, and a client that writes before it reads (an upload on a loaded host) loses the
+ * answer to that reset (RFC 9112 §9.6). `OXY_EDGE_LINGER=0` closes once the answer is flushed (A/B).
+ */
+const LINGER_MS = process.env.OXY_EDGE_LINGER === '0' ? 0 : 5_000;
+const LINGER_BYTES = 64 * 1024 * 1024;
 
 interface Tunnel {
   stream: TunnelStream;
@@ -210,6 +220,9 @@ class FastConnection {
   #clientEnded = false;
   #handedOff = false;
   #corked = false;
+  /** Closing after an answer (#closeAfterAnswer): bytes the client may still send before the socket goes, and the bound in time. */
+  #lingerLeft: number | undefined;
+  #lingerTimer: NodeJS.Timeout | undefined;
   /** Bytes the pumps of streams this connection dropped wrote to the client. */
   #pumped = 0;
   readonly #uncork = (): void => {
@@ -240,6 +253,7 @@ class FastConnection {
   }
 
   readonly #onData = (data: Buffer): void => {
+    if (this.#lingerLeft !== undefined) return this.#dropAfterAnswer(data.length);
     let chunk = data;
     // A pumped answer may be whole already (its record rides a later batch): the client's next request says so.
     if (this.#req?.native) this.#pumpDone(this.#tunnel);
@@ -331,6 +345,7 @@ class FastConnection {
 
   readonly #onClose = (): void => {
     this.#gone = true;
+    clearTimeout(this.#lingerTimer);
     this.sockets.delete(this.socket);
     const req = this.#req;
     if (req) {
@@ -508,15 +523,13 @@ class FastConnection {
     if (!close || t !== this.#tunnel) return;
     // The origin closes after it: so does the connection (the transport stopped reading).
     this.#takeBack(t);
-    this.#buf = undefined;
-    this.#dropTunnel(false);
-    this.socket.end();
+    this.#closeAfterAnswer();
   }
 
   /** Starts the next request in the buffer, or hands the connection over. */
   #next(): void {
     const buf = this.#buf;
-    if (!buf || this.#req || this.#gone || this.#handedOff) return;
+    if (!buf || this.#req || this.#gone || this.#handedOff || this.#lingerLeft !== undefined) return;
     const fr = scanRequest(buf, this.client);
     if (!fr) return this.#handOff();
     const isChunked = fr.bodyLength === CHUNKED_BODY;
@@ -959,16 +972,32 @@ class FastConnection {
     this.#req = undefined;
     this.o.requests?.inc({ status: String(req.reader.status) });
     this.o.traffic?.http(req.fr.host, this.#bytes() - req.mark - (this.#buf?.length ?? 0));
-    if (this.#mustClose(req) || (this.#clientEnded && !this.#buf)) {
-      this.#dropTunnel(false);
-      this.socket.end();
-      return;
-    }
+    if (this.#mustClose(req) || (this.#clientEnded && !this.#buf)) return this.#closeAfterAnswer();
     if (req.live.draining) this.#dropTunnel(false);
     this.socket.setTimeout(this.o.timeouts.keepAliveMs);
     if (this.socket.isPaused()) this.socket.resume();
     this.#next();
     this.#readNatively();
+  }
+
+  /** The last answer is written: the connection half-closes, and what the client still sends is dropped for a while (LINGER_MS) before it goes. */
+  #closeAfterAnswer(): void {
+    this.#dropTunnel(false);
+    this.#buf = undefined;
+    this.socket.end();
+    // Nothing more can come (its FIN is in): the socket goes once the answer is out.
+    if (this.#clientEnded || this.#gone) return;
+    if (LINGER_MS === 0) return void this.socket.once('finish', () => this.socket.destroy());
+    this.#lingerLeft = LINGER_BYTES;
+    // Paused for a tunnel that no longer drains, or for read-ahead: the bytes are read to be dropped.
+    if (this.socket.isPaused()) this.socket.resume();
+    this.#lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS);
+  }
+
+  /** Bytes after the last answer of a closing connection: dropped, until there are too many. */
+  #dropAfterAnswer(n: number): void {
+    this.#lingerLeft! -= n;
+    if (this.#lingerLeft! < 0) this.socket.destroy();
   }
 
   /** The connector's bytes cannot be framed, or the answer was cut: as the per-request path does, the client's connection goes. */
