@@ -7,11 +7,12 @@
 // requests. The client here reads nothing until its whole body is sent, as a loaded host may
 // schedule any client: it gets the 502 page and the FIN, no reset, and a request inside the rest
 // of its body never reaches the origin; with OXY_EDGE_LINGER=0 the reset comes and the answer is lost.
+// A client that neither ends nor closes is let go after 5 s.
 import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startConnector, startEdge, useWebTunnel, type Protocol } from '../../helpers/processes.js';
+import { openSockets, startConnector, startEdge, useWebTunnel, type Protocol } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
 const HOST = 'app.example.com';
@@ -92,14 +93,34 @@ describe('an answer before the end of its request body', () => {
     async (protocol, edgeEnv) => {
       const e = await tunnel(protocol, edgeEnv);
       seen.length = 0;
+      const sockets = openSockets(e.edge.child.pid!);
       const { answer, writeError } = await uploadBeforeReading(e.httpPort);
       expect(writeError).toBeUndefined();
       expect(answer).toMatch(/^HTTP\/1\.1 502 /);
       expect(answer).toMatch(/not reachable/);
       expect(seen).toEqual(['/reset-up']);
+      // The client's FIN lets the edge's socket go, before the bound on dropping (5 s).
+      await until(() => openSockets(e.edge.child.pid!) <= sockets, 4000, "the edge's socket closed at the client's FIN", 50);
     },
     60_000,
   );
+
+  it('a client that neither ends its body nor closes is let go after 5 s', async () => {
+    const e = await tunnel('http2', {});
+    const sockets = openSockets(e.edge.child.pid!);
+    // Half-open: the edge's FIN does not end it.
+    const s = connect({ port: e.httpPort, host: '127.0.0.1', allowHalfOpen: true });
+    let answer = '';
+    s.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+    s.on('error', () => undefined);
+    s.write(`POST /reset-up HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: ${BODY}\r\n\r\n`);
+    s.write(Buffer.alloc(MIB, 0x61));
+    await until(() => answer.includes('not reachable'), 15_000, 'the 502 page');
+    const answeredAt = Date.now();
+    await until(() => openSockets(e.edge.child.pid!) <= sockets, 15_000, "the edge's socket for the client closed", 50);
+    expect(Date.now() - answeredAt).toBeGreaterThan(4000);
+    s.destroy();
+  }, 60_000);
 
   it('with OXY_EDGE_LINGER=0 the edge closes at once: the reset overtakes the client reading, its answer is lost', async () => {
     const e = await tunnel('quic', { OXY_EDGE_LINGER: '0' });
