@@ -33,6 +33,12 @@ export function splitDestination(destination: string): { host: string; port: num
 
 /** OXY_NATIVE_DIAL=0: a pumped flow's socket is dialled by Node's net, as before (for A/B runs). */
 const NATIVE_DIAL = process.env.OXY_NATIVE_DIAL !== '0';
+/**
+ * With NATIVE_DIAL, an OPEN whose bytes were admitted before (this connector's routes unchanged
+ * since) is dialled by the addon as it reads it, before the OPEN's JS and this turn's ACKs
+ * (admitOpen: NativeDialer.admitOpen); OXY_FLOW_DIAL_AT_OPEN=0: every dial from JS, after its check.
+ */
+const DIAL_AT_OPEN = process.env.OXY_FLOW_DIAL_AT_OPEN !== '0';
 
 /** A native dial waiting for its connect (PrivateOfframp's sweep fails it after connectTimeoutMs). */
 interface DialWait {
@@ -41,6 +47,15 @@ interface DialWait {
   dialer: NativeDialer;
   dest: PrivateDestination;
   done: (token: number, err?: Error) => void;
+}
+
+/** A native dial's failure as Node's net reports it (`connect ECONNREFUSED host:port`). */
+function dialFailed(dest: PrivateDestination, done: (token: number, err?: Error) => void, errno: number): void {
+  const code = getSystemErrorName(-errno);
+  done(
+    -1,
+    Object.assign(new Error(`connect ${code} ${dest.host}:${dest.port}`), { code, errno: -errno, syscall: 'connect', address: dest.host, port: dest.port }),
+  );
 }
 
 export class PrivateOfframp {
@@ -58,8 +73,15 @@ export class PrivateOfframp {
   #routesKnown = false;
   #routesArrived: (() => void)[] = [];
 
+  /**
+   * What the addon may dial by itself (admitOpen) holds while this reads what it read when it
+   * was admitted: one more whenever the routes change (shared with the addon, read per OPEN).
+   */
+  readonly #admitEpoch = new Int32Array(1);
+
   /** The routes the edge says this tunnel serves. */
   setRoutes(routes: { vnetId: string; network: string }[]): void {
+    this.#admitEpoch[0]++;
     this.#routes = new RouteTable(routes.map((r, i) => ({ id: String(i), vnetId: r.vnetId, network: r.network, tunnelId: '' })));
     this.#routesKnown = true;
     for (const resolve of this.#routesArrived.splice(0)) resolve();
@@ -150,34 +172,50 @@ export class PrivateOfframp {
     const dialer = NATIVE_DIAL ? stream.dialer : undefined;
     const addr = dialer && (dest.addr ?? addressBytes(dest.host));
     if (!dialer || !addr) return false;
-    const failed = (errno: number): void => {
-      const code = getSystemErrorName(-errno);
-      done(
-        -1,
-        Object.assign(new Error(`connect ${code} ${dest.host}:${dest.port}`), {
-          code,
-          errno: -errno,
-          syscall: 'connect',
-          address: dest.host,
-          port: dest.port,
-        }),
-      );
-    };
     const waiting: DialWait = { at: performance.now(), token: -1, dialer, dest, done };
     this.#waitDial(waiting);
-    const token = dialer.dial(addr, dest.port, this.warp.tcpKeepAliveMs, (errno) => {
-      // Expired by the sweep meanwhile: it closed the dial and failed the flow.
-      if (!this.#dialing.delete(waiting)) return;
-      if (errno === 0) return done(token);
-      dialer.close(token);
-      failed(errno);
-    });
+    const token = dialer.dial(addr, dest.port, this.warp.tcpKeepAliveMs, (errno) => this.#dialDone(waiting, errno));
     waiting.token = token;
     if (token < 0) {
       this.#dialing.delete(waiting);
-      failed(-token);
+      dialFailed(dest, done, -token);
     } else started?.(token);
     return true;
+  }
+
+  /**
+   * Where the addon may dial an OPEN of these bytes itself as it reads it (DIAL_AT_OPEN): `dest`
+   * is what check() made of them, and nothing but the routes (the epoch) can change that — not
+   * with maxActiveFlows, whose count check() reads per flow.
+   */
+  admitOpen(stream: TunnelStream, payload: Buffer, dest: PrivateDestination): void {
+    if (!DIAL_AT_OPEN || !NATIVE_DIAL || !this.warp.enabled || this.warp.maxActiveFlows > 0 || !dest.addr) return;
+    stream.dialer?.admitOpen?.(payload, dest.addr, dest.port, this.warp.tcpKeepAliveMs, this.#admitEpoch);
+  }
+
+  /** dialNative() for a dial the addon made as it read the OPEN (admitOpen): false where the transport cannot take it. */
+  adoptDial(
+    stream: TunnelStream,
+    dest: PrivateDestination,
+    token: number,
+    done: (token: number, err?: Error) => void,
+    started?: (token: number) => void,
+  ): boolean {
+    const dialer = stream.dialer;
+    if (!dialer?.adopt) return false;
+    const waiting: DialWait = { at: performance.now(), token, dialer, dest, done };
+    this.#waitDial(waiting);
+    dialer.adopt(token, (errno) => this.#dialDone(waiting, errno));
+    started?.(token);
+    return true;
+  }
+
+  #dialDone(waiting: DialWait, errno: number): void {
+    // Expired by the sweep meanwhile: it closed the dial and failed the flow.
+    if (!this.#dialing.delete(waiting)) return;
+    if (errno === 0) return waiting.done(waiting.token);
+    waiting.dialer.close(waiting.token);
+    dialFailed(waiting.dest, waiting.done, errno);
   }
 
   /**

@@ -50,6 +50,16 @@ export interface FlowOfframp {
   dial(dest: PrivateDestination): Promise<Socket>;
   /** dial() by the stream's transport: `done` gets a NativeDialer token (no Node socket) or the error, once; false where it cannot. */
   dialNative?(stream: TunnelStream, dest: PrivateDestination, done: (token: number, err?: Error) => void, started?: (token: number) => void): boolean;
+  /** An OPEN (its payload) check() admitted to `dest`: the transport may dial the next of these bytes itself as it reads it. */
+  admitOpen?(stream: TunnelStream, payload: Buffer, dest: PrivateDestination): void;
+  /** As dialNative(), for the dial the transport made as it read the OPEN (its token): false where it cannot. */
+  adoptDial?(
+    stream: TunnelStream,
+    dest: PrivateDestination,
+    token: number,
+    done: (token: number, err?: Error) => void,
+    started?: (token: number) => void,
+  ): boolean;
   flowStarted(): void;
   flowEnded(): void;
 }
@@ -86,13 +96,15 @@ export class TcpFlowServer implements FlowRecordSink {
   #over = false;
   /** A flow's end, told to the off-ramp (its count): made once per stream, not per flow. */
   readonly #flowEnded = (): void => this.offramp.flowEnded();
+  /** The dial the transport made as it read the OPEN being handled (onFlowOpen's token), until #dial takes it. */
+  #openDial: number | undefined;
 
   constructor(
     private readonly stream: TunnelStream,
     private readonly offramp: FlowOfframp,
   ) {
     this.done = new Promise((resolve) => (this.#finish = resolve));
-    if (PUMP_FLOWS && AT_CONNECT && OPEN_NATIVE) stream.onFlowOpen = (payload) => this.#opened(payload);
+    if (PUMP_FLOWS && AT_CONNECT && OPEN_NATIVE) stream.onFlowOpen = (payload, token) => this.#opened(payload, token);
     stream.on('data', (chunk: Buffer) => {
       try {
         this.#parser.push(chunk);
@@ -116,21 +128,51 @@ export class TcpFlowServer implements FlowRecordSink {
     this.#answered = false;
     // No await (a promise and a microtask turn per flow) once the routes are known.
     const dest = this.offramp.checkNow?.(header);
+    const token = this.#openDial;
+    this.#openDial = undefined;
+    if (token !== undefined) {
+      // The transport dialled it already: admitted before, and the routes unchanged since (checked
+      // again here all the same: refused, the dial is closed, never used).
+      if (dest && 'host' in dest && this.#adopt(dest, link, token)) return;
+      this.stream.dialer?.close(token);
+    } else if (dest && 'host' in dest) this.offramp.admitOpen?.(this.stream, payload, dest);
     if (dest) this.#dial(dest, link);
     else void this.offramp.check(header).then((d) => this.#dial(d, link));
   }
 
-  /** An OPEN the transport read (TunnelStream.onFlowOpen): true when its flow went to a pump at once. */
-  #opened(payload: Buffer): boolean {
-    if (debug.enabled) debug('stream %d: an OPEN read by the addon', this.stream.id);
+  /**
+   * An OPEN the transport read (TunnelStream.onFlowOpen): true when its flow went to a pump at
+   * once. `token`: its dial, made by the transport as it read it (OffRamp.admitOpen).
+   */
+  #opened(payload: Buffer, token?: number): boolean {
+    if (debug.enabled) debug('stream %d: an OPEN read by the addon%s', this.stream.id, token === undefined ? '' : ', dialled there');
+    this.#openDial = token;
     try {
       this.header(FlowRecord.OPEN, payload);
     } catch {
       // As for a record the reader refuses: the stream (and its flow) goes, reset.
       this.#stop(true);
       return true;
+    } finally {
+      // Not taken (a record refused before the check): the dial goes.
+      if (this.#openDial !== undefined) this.stream.dialer?.close(this.#openDial);
+      this.#openDial = undefined;
     }
     return this.#connecting !== undefined && this.#link === this.#connecting.flow;
+  }
+
+  /** The flow goes on with the dial the transport made at its OPEN: false where it cannot (the dial is the caller's to close). */
+  #adopt(dest: PrivateDestination, link: FlowLink, token: number): boolean {
+    return (
+      PUMP_FLOWS &&
+      this.offramp.adoptDial?.(
+        this.stream,
+        dest,
+        token,
+        (t, err) => this.#dialled(link, err ?? t),
+        AT_CONNECT ? (t) => this.#pumpAtConnect(link, t) : undefined,
+      ) === true
+    );
   }
 
   #dial(dest: PrivateDestination | { status: number; why: string }, link: FlowLink): void {

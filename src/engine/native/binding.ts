@@ -204,6 +204,8 @@ export interface NativeQuicCounters {
   keyUpdates: number;
   /** Flushes that wrote packets and set no pacing time: with OXY_QUIC_PACING=far, on a path whose min RTT is under 1 ms; every flush with =0. */
   unpaced: number;
+  /** The connector's: OPENs the addon dialled as it read them (NativeDialer.admitOpen). */
+  opensDialed?: number;
   minRttUs: number;
   bytesInFlight: number;
 }
@@ -235,6 +237,12 @@ export interface NativeQuicClient {
   /** Closes a dial's socket; takeDial: its fd, now the caller's (-1: none). */
   closeDial(token: number): void;
   takeDial(token: number): number;
+  /**
+   * An OPEN payload the connector admitted, to `addr`:`port`: an OPEN of these bytes read between
+   * flows is dialled by the addon at once (a PUMP FLOW_OPEN_DIALED record with its token) while
+   * `epoch[0]` reads what it reads now.
+   */
+  admitOpen(payload: Bytes, addr: Bytes, port: number, keepAliveMs: number, keepAliveLate: boolean, epoch: Int32Array): void;
   /** A plain pump's stream side ended: its fd's write side is shut after what is queued (a PUMP SHUT record follows; flows: none). */
   shutPump(id: number): void;
   /** A flows pump's flow was reset by the peer: the socket is reset, a RESET record answers unless one went. */

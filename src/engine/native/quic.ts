@@ -89,6 +89,11 @@ export const QuicPumpEvent = {
    * OPEN record's payload read between flows; what follows waits for a flows pump (armed) or closePump.
    */
   FLOW_OPEN: 16,
+  /**
+   * FLOW_OPEN whose dial the addon made as it read the OPEN (NativeDialer.admitOpen admitted its
+   * bytes before): payload f64 the dial's token (a DIALED record with it follows), then the OPEN's payload.
+   */
+  FLOW_OPEN_DIALED: 17,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

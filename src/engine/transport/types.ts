@@ -59,8 +59,11 @@ export interface TunnelStream extends Duplex {
    * before the pump is: the stream's next OPEN once a flow is over. It returns whether a flows
    * pump took the new flow before it returned (pumpTo with `atConnect`): then what followed the
    * OPEN is that pump's; false: it comes to the stream's reader, from right after the OPEN.
+   * `token`: the transport dialled the flow's destination as it read the OPEN
+   * (NativeDialer.admitOpen): that dial is the callee's to take (NativeDialer.adopt) or close,
+   * whatever it returns.
    */
-  onFlowOpen?: ((payload: Buffer) => boolean) | undefined;
+  onFlowOpen?: ((payload: Buffer, token?: number) => boolean) | undefined;
 }
 
 /** TCP connects made by the transport (the addon's ngtcp2 client): a private flow's dial with no Node socket. */
@@ -74,6 +77,14 @@ export interface NativeDialer {
   close(token: number): void;
   /** The dial's socket fd, now the caller's (-1: none). */
   take(token: number): number;
+  /** A dial the transport made itself (TunnelStream.onFlowOpen's token): `done(errno)` once it finished, as for dial(). */
+  adopt?(token: number, done: (errno: number) => void): void;
+  /**
+   * An OPEN payload the connector admitted, to `addr`:`port`: from now on the transport dials an
+   * OPEN of these bytes itself as it reads it (before any JS; onFlowOpen gets the token), while
+   * `epoch[0]` still reads what it reads now (the caller adds one whenever what it admits changes).
+   */
+  admitOpen?(payload: Buffer, addr: Uint8Array, port: number, keepAliveMs: number, epoch: Int32Array): void;
 }
 
 export interface AnswerPumpOptions {

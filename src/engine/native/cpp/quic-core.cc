@@ -949,6 +949,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("acksFirst", double(counters.acks_first));
   c.Set("acksSplit", double(counters.acks_split));
   c.Set("unpaced", double(counters.unpaced));
+  c.Set("opensDialed", double(opens_dialed));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -1523,6 +1524,8 @@ void Conn::Teardown() {
     keepalive_timer_ = nullptr;
   }
   keepalive_due_.clear();
+  admitted_opens_.clear();
+  open_epoch_ = nullptr;
   if (conn_) {
     ngtcp2_conn_del(conn_);
     conn_ = nullptr;

@@ -69,6 +69,10 @@ enum PumpEvent : uint8_t {
   // OPEN record read off the stream: payload its payload. What follows it waits (held) until a
   // flows pump is armed (ArmPumpHeads) or JS gives it back (ClosePump with no pump).
   kPumpFlowOpen = 16,
+  // kPumpFlowOpen whose dial the addon made as it read the OPEN (Conn::AdmitOpen: JS admitted
+  // these payload bytes before): payload f64 the Dial's token (kPumpDialed with it follows), then
+  // the OPEN's payload. JS takes the token (its flow's dial) or closes it.
+  kPumpFlowOpenDialed = 17,
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
@@ -770,6 +774,16 @@ class Conn {
   // at once on a socket TakeDial hands to JS.
   double Dial(const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late = false);
   void CloseDial(double token);
+  // An OPEN payload JS admitted (the connector's routes let it go to `addr`:`port`): from now on
+  // an OPEN of these bytes read between flows (RecvOpen) is dialled here at once, before its
+  // event goes to JS (kPumpFlowOpenDialed) and before this turn's ACKs, while `*epoch` (JS's: the
+  // off-ramp adds one whenever its routes change) still reads what it read now. Any other OPEN,
+  // or one whose epoch moved on, goes to JS as before (kPumpFlowOpen). Bounded: kMaxAdmittedOpens
+  // entries of kMaxAdmittedOpenBytes at most, cleared when full. `epoch` lives as long as its
+  // JS array (the caller holds it).
+  void AdmitOpen(const uint8_t* payload, size_t len, const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late,
+                 const int32_t* epoch);
+  uint64_t opens_dialed = 0;  // OPENs dialled as they were read (AdmitOpen)
   // The dialled socket's fd, now JS's (-1: no such dial).
   int TakeDial(double token);
   // A flows pump: the flow's RESET came through JS (before the records were handed over).
@@ -1021,6 +1035,20 @@ class Conn {
   };
   std::unordered_map<double, DialState> dials_;
   double dial_seq_ = 0;
+  // OPEN payloads JS admitted (AdmitOpen), by their bytes.
+  struct AdmittedOpen {
+    uint8_t addr[16];
+    uint8_t addr_len;
+    bool keepalive_late;
+    int port;
+    int keepalive_ms;
+    int32_t epoch;
+  };
+  static constexpr size_t kMaxAdmittedOpens = 256, kMaxAdmittedOpenBytes = 512;
+  std::unordered_map<std::string, AdmittedOpen> admitted_opens_;
+  const int32_t* open_epoch_ = nullptr;
+  // The OPEN `payload` dialled if JS admitted it (a token > 0), else 0.
+  double DialAdmitted(const std::vector<uint8_t>& payload);
   static void OnDialWatch(FdWatch* w, int events);
   // The dial's socket leaves dials_: its watch to `watch` (wanting nothing, data unset) or freed;
   // the keep-alive it still owes to `keepalive_s` (else it is set here).

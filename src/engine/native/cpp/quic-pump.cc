@@ -448,6 +448,39 @@ void Conn::KeepAliveSweep(uv_timer_t* handle) {
 
 int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }
 
+void Conn::AdmitOpen(const uint8_t* payload, size_t len, const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late,
+                     const int32_t* epoch) {
+  if (!epoch || len == 0 || len > kMaxAdmittedOpenBytes || (addr_len != 4 && addr_len != 16)) return;
+  // Another off-ramp's epoch (not in one connector): what the old one admitted no longer counts.
+  if (epoch != open_epoch_) admitted_opens_.clear();
+  open_epoch_ = epoch;
+  if (admitted_opens_.size() >= kMaxAdmittedOpens) admitted_opens_.clear();
+  AdmittedOpen& a = admitted_opens_[std::string(reinterpret_cast<const char*>(payload), len)];
+  memcpy(a.addr, addr, addr_len);
+  a.addr_len = uint8_t(addr_len);
+  a.keepalive_late = keepalive_late;
+  a.port = port;
+  a.keepalive_ms = keepalive_ms;
+  a.epoch = *epoch;
+}
+
+double Conn::DialAdmitted(const std::vector<uint8_t>& payload) {
+  if (admitted_opens_.empty() || !open_epoch_ || payload.size() > kMaxAdmittedOpenBytes) return 0;
+  auto it = admitted_opens_.find(std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
+  if (it == admitted_opens_.end()) return 0;
+  const AdmittedOpen& a = it->second;
+  // The routes changed since JS admitted it: JS decides again (and admits it again, or refuses).
+  if (a.epoch != *open_epoch_) {
+    admitted_opens_.erase(it);
+    return 0;
+  }
+  // A dial that fails at once (ENETUNREACH …) goes to JS as a plain OPEN: JS dials and fails it as before.
+  const double token = Dial(a.addr, a.addr_len, a.port, a.keepalive_ms, a.keepalive_late);
+  if (token <= 0) return 0;
+  opens_dialed++;
+  return token;
+}
+
 double Conn::ClosePump(int64_t id, bool reset) {
   auto it = pumps_.find(id);
   if (it == pumps_.end()) {
@@ -872,7 +905,14 @@ bool Conn::RecvOpen(Stream* s, const uint8_t*& d, size_t& n) {
     DataEvent(s, false, r.js.data(), r.js.size());
     r.js.clear();
   }
-  Event(kEvPump, kPumpFlowOpen, s->id, r.head.data(), r.head.size());
+  // Admitted before: the origin's connect starts now, before this turn's ACKs and JS (OXY_FLOW_DIAL_AT_OPEN).
+  const double token = DialAdmitted(r.head);
+  if (token > 0) {
+    r.head.insert(r.head.begin(), reinterpret_cast<const uint8_t*>(&token), reinterpret_cast<const uint8_t*>(&token) + 8);
+    Event(kEvPump, kPumpFlowOpenDialed, s->id, r.head.data(), r.head.size());
+  } else {
+    Event(kEvPump, kPumpFlowOpen, s->id, r.head.data(), r.head.size());
+  }
   r.head.clear();
   return true;
 }

@@ -52,6 +52,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
         InstanceMethod("dial", &QuicClient::JsDial),
         InstanceMethod("closeDial", &QuicClient::JsCloseDial),
         InstanceMethod("takeDial", &QuicClient::JsTakeDial),
+        InstanceMethod("admitOpen", &QuicClient::JsAdmitOpen),
     };
     AddCommonMethods(methods);
     return DefineClass(env, "QuicClient", methods);
@@ -271,6 +272,23 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     return info.Env().Undefined();
   }
 
+  // admitOpen(payload, addr, port, keepAliveMs, keepAliveLate, epoch: Int32Array): an OPEN payload
+  // the off-ramp admitted, dialled as it is read from now on while epoch[0] stays (Conn::AdmitOpen).
+  Napi::Value JsAdmitOpen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ByteView payload, addr;
+    if (!GetBytes(info[0], &payload) || !GetBytes(info[1], &addr) || !info[5].IsTypedArray() ||
+        info[5].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[5].As<Napi::Int32Array>().ElementLength() < 1)
+      throw Napi::TypeError::New(env, "admitOpen: (bytes, bytes, port, keepAliveMs, keepAliveLate, Int32Array) expected");
+    if (!Usable()) return env.Undefined();
+    Napi::Int32Array epoch = info[5].As<Napi::Int32Array>();
+    // The array stays alive (and in place: never transferred) while this connection may read it.
+    if (epoch_.IsEmpty() || !epoch_.Value().StrictEquals(epoch)) epoch_ = Napi::Persistent(epoch);
+    conn_->AdmitOpen(payload.data, payload.length, addr.data, addr.length, info[2].As<Napi::Number>().Int32Value(),
+                     info[3].As<Napi::Number>().Int32Value(), info[4].ToBoolean().Value(), epoch.Data());
+    return env.Undefined();
+  }
+
   Napi::Value JsTakeDial(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), conn_ ? conn_->TakeDial(info[0].As<Napi::Number>().DoubleValue()) : -1);
   }
@@ -359,7 +377,10 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     PolledWrap<QuicClient>::Shutdown();
   }
 
-  void ResetCallbacks() override { on_events_.Reset(); }
+  void ResetCallbacks() override {
+    on_events_.Reset();
+    epoch_.Reset();
+  }
 
   void Teardown() {
     lazy_.Close();
@@ -374,6 +395,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   Napi::Env env_{nullptr};
   Napi::FunctionReference on_events_;
+  Napi::Reference<Napi::Int32Array> epoch_;  // AdmitOpen's epoch array, read by conn_
   gnutls_certificate_credentials_t cred_ = nullptr;
   std::unique_ptr<Conn> conn_;
   sockaddr_storage remote_addr_{};

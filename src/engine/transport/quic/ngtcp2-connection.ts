@@ -60,6 +60,7 @@ export interface Ngtcp2Port {
   dial?(addr: Uint8Array, port: number, keepAliveMs: number, keepAliveLate?: boolean): number;
   closeDial?(token: number): void;
   takeDial?(token: number): number;
+  admitOpen?(payload: Uint8Array, addr: Uint8Array, port: number, keepAliveMs: number, keepAliveLate: boolean, epoch: Int32Array): void;
   shutPump?(id: number): void;
   resetPump?(id: number): void;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
@@ -157,6 +158,14 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
               this.dials.delete(token);
               return this.released ? -1 : native.takeDial!(token);
             },
+            adopt: (token, done) => {
+              this.dials.set(token, done);
+            },
+            admitOpen: native.admitOpen
+              ? (payload, addr, port, keepAliveMs, epoch) => {
+                  if (!this.released) native.admitOpen!(payload, addr, port, keepAliveMs, KEEPALIVE_LATE, epoch);
+                }
+              : undefined,
           }
         : undefined;
   }
@@ -389,9 +398,13 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
           done?.(data.readDoubleLE(0));
           break;
         }
-        if (flag === QuicPumpEvent.FLOW_OPEN) {
+        if (flag === QuicPumpEvent.FLOW_OPEN || flag === QuicPumpEvent.FLOW_OPEN_DIALED) {
+          // Dialled by the addon as it read the OPEN: the token is onFlowOpen's (it takes or closes it).
+          const token = flag === QuicPumpEvent.FLOW_OPEN_DIALED ? data.readDoubleLE(0) : undefined;
+          const onFlowOpen = this.streams.get(id)?.onFlowOpen;
+          if (token !== undefined && !onFlowOpen && !this.released) this.native.closeDial!(token);
           // Not taken by a pump at once: the stream's reader gets what followed the OPEN.
-          if (!this.streams.get(id)?.onFlowOpen?.(data) && !this.released) this.native.closePump!(id);
+          if (!onFlowOpen?.(token === undefined ? data : data.subarray(8), token) && !this.released) this.native.closePump!(id);
           break;
         }
         const events = this.pumps.get(id);

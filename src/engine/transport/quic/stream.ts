@@ -70,7 +70,7 @@ export class QuicStream extends Duplex implements TunnelStream {
   localEnded = false;
   /** The peer reset the stream or stopped our sending: no RESET back needed, no more sends. */
   peerAborted = false;
-  onFlowOpen: ((payload: Buffer) => boolean) | undefined = undefined;
+  onFlowOpen: ((payload: Buffer, token?: number) => boolean) | undefined = undefined;
 
   constructor(
     private readonly owner: QuicStreamOwner,
