@@ -88,6 +88,8 @@ describe('an answer before the end of its request body', () => {
     ['http2', {}],
     ['quic', {}],
     ['quic', { OXY_QUIC_SERVER_IMPL: 'quiche' }],
+    // Node's server (the per-request path) behaves so too.
+    ['http2', { OXY_HTTP1_STREAMS: '0' }],
   ] as [Protocol, Record<string, string>][])(
     'over %s %j: the client gets the 502 page and the FIN, no reset; the rest of its body is no request',
     async (protocol, edgeEnv) => {
