@@ -206,6 +206,8 @@ export interface NativeQuicCounters {
   unpaced: number;
   /** The connector's: OPENs the addon dialled as it read them (NativeDialer.admitOpen). */
   opensDialed?: number;
+  /** ... whose flows pump the addon attached there too (FLOW_OPEN_PUMPED). */
+  opensPumped?: number;
   minRttUs: number;
   bytesInFlight: number;
 }
@@ -242,7 +244,7 @@ export interface NativeQuicClient {
    * flows is dialled by the addon at once (a PUMP FLOW_OPEN_DIALED record with its token) while
    * `epoch[0]` reads what it reads now.
    */
-  admitOpen(payload: Bytes, addr: Bytes, port: number, keepAliveMs: number, keepAliveLate: boolean, epoch: Int32Array): void;
+  admitOpen(payload: Bytes, addr: Bytes, port: number, keepAliveMs: number, keepAliveLate: boolean, epoch: Int32Array, ok?: Bytes): void;
   /** A plain pump's stream side ended: its fd's write side is shut after what is queued (a PUMP SHUT record follows; flows: none). */
   shutPump(id: number): void;
   /** A flows pump's flow was reset by the peer: the socket is reset, a RESET record answers unless one went. */

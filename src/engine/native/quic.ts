@@ -94,6 +94,11 @@ export const QuicPumpEvent = {
    * bytes before): payload f64 the dial's token (a DIALED record with it follows), then the OPEN's payload.
    */
   FLOW_OPEN_DIALED: 17,
+  /**
+   * FLOW_OPEN_DIALED whose flows pump the addon attached and armed too (at its connect, as
+   * attachPump with the token would): JS's attachPump with that token takes it; else the stream goes.
+   */
+  FLOW_OPEN_PUMPED: 18,
 } as const;
 
 /** Slots of the Float64Array an answer pump shares with the addon (cpp/quic-core.h AnswerSlot). */

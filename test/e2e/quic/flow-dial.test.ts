@@ -5,8 +5,9 @@
 // 127.0.0.1 and 127.0.0.2 counting their connections: flows to the routed host are dialled there
 // from the second on; an OPEN outside the routes is refused and never dialled; once the routes
 // change, the bytes admitted before are refused and their host sees no connection (deny by
-// default: the addon's admitted OPENs lapse with the routes). OXY_FLOW_DIAL_AT_OPEN=0: the same
-// answers, every dial from JS.
+// default: the addon's admitted OPENs lapse with the routes). The addon attaches the flow's pump
+// there too (its request written at the connect, without the OPEN's JS: OXY_FLOW_PUMP_AT_OPEN=0, by
+// JS after the event); OXY_FLOW_DIAL_AT_OPEN=0: the same answers, every dial from JS.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxyJson, oxyOk, tempHome } from '../../helpers/cli.js';
@@ -74,10 +75,10 @@ class FlowClient implements FlowRecordSink {
 }
 
 describe.each([
-  ['dialled at the OPEN', {}],
-  ['OXY_FLOW_DIAL_AT_OPEN=0', { OXY_FLOW_DIAL_AT_OPEN: '0' }],
-] as const)('private TCP flows on one tcp-flows stream (ngtcp2 connector), %s', (name, env) => {
-  const atOpen = name === 'dialled at the OPEN';
+  ['dialled and pumped at the OPEN', { dial: true, pump: true }, {}],
+  ['OXY_FLOW_PUMP_AT_OPEN=0', { dial: true, pump: false }, { OXY_FLOW_PUMP_AT_OPEN: '0' }],
+  ['OXY_FLOW_DIAL_AT_OPEN=0', { dial: false, pump: false }, { OXY_FLOW_DIAL_AT_OPEN: '0' }],
+] as const)('private TCP flows on one tcp-flows stream (ngtcp2 connector), %s', (_name, at, env) => {
   let home: string;
   let cleanup: () => void;
   let store: Store;
@@ -112,7 +113,7 @@ describe.each([
     connector = new OxyProcess(
       home,
       ['tunnel', 'run', '--edge', `127.0.0.1:${edge.tunnelAddresses[0]!.address.port}`, '--protocol', 'quic', '--ha-connections', '1', '--hello-world', 'dc1'],
-      { OXY_QUIC_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:connector:tcp-flows', ...env },
+      { OXY_QUIC_IMPL: 'ngtcp2', NODE_DEBUG: 'oxy:connector:tcp-flows,oxy:transport:quic', ...env },
     );
     await connector.waitFor(/Registered tunnel connection connIndex=0 [^\n]*protocol=quic/);
   }, 60_000);
@@ -127,6 +128,7 @@ describe.each([
 
   const open = (ip: string) => encodeRequestHeader({ kind: 'tcp', destination: `${ip}:${port}`, metadata: [['Vnet', lab]] });
   const dialledThere = () => connector.output.match(/an OPEN read by the addon, dialled there/g)?.length ?? 0;
+  const pumpedThere = () => connector.output.match(/a flows pump attached by the addon at its OPEN/g)?.length ?? 0;
 
   it('dials admitted OPENs as they are read; refuses the rest, and the admitted bytes once the routes changed', async () => {
     const live = edge.egress.connectionFor(lab, Uint8Array.of(127, 0, 0, 1))!;
@@ -140,8 +142,10 @@ describe.each([
     // (read by the addon between flows) are dialled there.
     for (let i = 0; i < 12; i++) expect(await client.flow(open('127.0.0.1'))).toEqual(ok);
     expect(accepted['127.0.0.1']).toBe(12);
-    if (atOpen) expect(dialledThere()).toBeGreaterThanOrEqual(10);
+    if (at.dial) expect(dialledThere()).toBeGreaterThanOrEqual(10);
     else expect(dialledThere()).toBe(0);
+    if (at.pump) expect(pumpedThere()).toBeGreaterThanOrEqual(10);
+    else expect(pumpedThere()).toBe(0);
 
     // Outside the routes: refused, never dialled, however often it comes.
     for (let i = 0; i < 3; i++) expect(await client.flow(open('127.0.0.2'))).toEqual(refused);
@@ -164,8 +168,11 @@ describe.each([
     expect(accepted['127.0.0.1']).toBe(12);
     // The routed host's bytes are admitted anew: the next ones are dialled there again.
     for (let i = 0; i < 4; i++) expect(await client.flow(open('127.0.0.2'))).toEqual({ status: ResponseStatus.OK, got: 'hi 127.0.0.2\nping\n', term: 'end' });
-    if (atOpen) expect(dialledThere() - before).toBeGreaterThanOrEqual(3);
+    if (at.dial) expect(dialledThere() - before).toBeGreaterThanOrEqual(3);
     else expect(dialledThere()).toBe(0);
+    if (!at.pump) expect(pumpedThere()).toBe(0);
+    // Each flow the addon dialled at its OPEN was answered whole above, through whichever pump.
+    if (at.pump) expect(pumpedThere()).toBe(dialledThere());
     expect(connector.child.exitCode).toBeNull();
   }, 60_000);
 });

@@ -950,6 +950,7 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("acksSplit", double(counters.acks_split));
   c.Set("unpaced", double(counters.unpaced));
   c.Set("opensDialed", double(opens_dialed));
+  c.Set("opensPumped", double(opens_pumped));
   c.Set("minRttUs", double(st.min_rtt) / 1000);
   c.Set("bytesInFlight", double(st.bytes_in_flight));
   out.Set("counters", c);
@@ -1526,6 +1527,7 @@ void Conn::Teardown() {
   keepalive_due_.clear();
   admitted_opens_.clear();
   open_epoch_ = nullptr;
+  open_ok_.clear();
   if (conn_) {
     ngtcp2_conn_del(conn_);
     conn_ = nullptr;

@@ -73,6 +73,11 @@ enum PumpEvent : uint8_t {
   // these payload bytes before): payload f64 the Dial's token (kPumpDialed with it follows), then
   // the OPEN's payload. JS takes the token (its flow's dial) or closes it.
   kPumpFlowOpenDialed = 17,
+  // kPumpFlowOpenDialed whose flows pump the addon attached and armed too (kPumpAtConnect, as JS's
+  // attachPump and armPumpHeads would): the records after the OPEN are the pump's, and where the
+  // connect finished inside it (a near host) the OK ANSWER and the request's DATA go at this turn's
+  // flush. Payload as kPumpFlowOpenDialed; JS takes the pump (attachPump with the token) or closes it.
+  kPumpFlowOpenPumped = 18,
   // The edge's reads of the client (quic-answer.cc, ReadStart):
   kAnswerOwnDone = 20, // the answer to a request read here is whole and written: payload f64 status, f64 bytes (request + answer)
   kReadBack = 21,      // reading stopped (bytes that are JS's, the client's EOF or error): JS takes the socket back (ReadStop)
@@ -781,9 +786,11 @@ class Conn {
   // or one whose epoch moved on, goes to JS as before (kPumpFlowOpen). Bounded: kMaxAdmittedOpens
   // entries of kMaxAdmittedOpenBytes at most, cleared when full. `epoch` lives as long as its
   // JS array (the caller holds it).
+  // `ok`: the flow's OK ANSWER, for a pump attached here at the OPEN (OXY_FLOW_PUMP_AT_OPEN).
   void AdmitOpen(const uint8_t* payload, size_t len, const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late,
-                 const int32_t* epoch);
+                 const int32_t* epoch, const uint8_t* ok = nullptr, size_t ok_len = 0);
   uint64_t opens_dialed = 0;  // OPENs dialled as they were read (AdmitOpen)
+  uint64_t opens_pumped = 0;  // ... whose pump was attached here too (kPumpFlowOpenPumped)
   // The dialled socket's fd, now JS's (-1: no such dial).
   int TakeDial(double token);
   // A flows pump: the flow's RESET came through JS (before the records were handed over).
@@ -1047,6 +1054,9 @@ class Conn {
   static constexpr size_t kMaxAdmittedOpens = 256, kMaxAdmittedOpenBytes = 512;
   std::unordered_map<std::string, AdmittedOpen> admitted_opens_;
   const int32_t* open_epoch_ = nullptr;
+  std::vector<uint8_t> open_ok_;  // the OK ANSWER a pump attached at the OPEN writes at its connect
+  // The dialled OPEN's flows pump, attached and armed here (RecvOpen): true where it was.
+  bool PumpAtOpen(Stream* s, double token);
   // The OPEN `payload` dialled if JS admitted it (a token > 0), else 0.
   double DialAdmitted(const std::vector<uint8_t>& payload);
   static void OnDialWatch(FdWatch* w, int events);

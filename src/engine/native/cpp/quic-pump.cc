@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -44,6 +45,11 @@ int ConnectError(int fd, int events) {
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   return err;
+}
+// OXY_FLOW_PUMP_AT_OPEN=0: an OPEN dialled as it is read (AdmitOpen) gets its pump from JS, as a JS dial's does.
+bool PumpAtOpenOn() {
+  static const bool on = EnvSwitchOn("OXY_FLOW_PUMP_AT_OPEN");
+  return on;
 }
 bool CloseShuts() {
   static const bool on = EnvSwitchOn("OXY_FLOW_CLOSE_SHUTS");
@@ -449,7 +455,8 @@ void Conn::KeepAliveSweep(uv_timer_t* handle) {
 int Conn::TakeDial(double token) { return TakeDialFd(token, nullptr); }
 
 void Conn::AdmitOpen(const uint8_t* payload, size_t len, const uint8_t* addr, size_t addr_len, int port, int keepalive_ms, bool keepalive_late,
-                     const int32_t* epoch) {
+                     const int32_t* epoch, const uint8_t* ok, size_t ok_len) {
+  if (ok_len > 0 && ok_len <= kMaxFlowHeader) open_ok_.assign(ok, ok + ok_len);
   if (!epoch || len == 0 || len > kMaxAdmittedOpenBytes || (addr_len != 4 && addr_len != 16)) return;
   // Another off-ramp's epoch (not in one connector): what the old one admitted no longer counts.
   if (epoch != open_epoch_) admitted_opens_.clear();
@@ -886,6 +893,8 @@ void Conn::AnswerToJs(Stream* s) {
 // header on, as without this. False: every byte taken, the OPEN not whole yet.
 bool Conn::RecvOpen(Stream* s, const uint8_t*& d, size_t& n) {
   StreamRecv& r = *s->recv;
+  // JS has seen every batch that carried the stream's bytes, and none wait for it in this one.
+  const bool js_clear = r.js.empty() && s->js_batch <= host_->BatchesTaken();
   if (r.rleft == 0) {
     if (!TakeRecordHeader(r, d, n)) return false;
     if (r.rbad || r.rtype != kFlowOpen) {
@@ -908,12 +917,44 @@ bool Conn::RecvOpen(Stream* s, const uint8_t*& d, size_t& n) {
   // Admitted before: the origin's connect starts now, before this turn's ACKs and JS (OXY_FLOW_DIAL_AT_OPEN).
   const double token = DialAdmitted(r.head);
   if (token > 0) {
+    // Where JS's reader stands at rest (it has seen every batch with the stream's bytes, none go
+    // to it in this one) the pump is attached now too, and what follows the OPEN is its.
+    const bool pump = js_clear && !open_ok_.empty() && !s->want_writable && PumpAtOpenOn();
     r.head.insert(r.head.begin(), reinterpret_cast<const uint8_t*>(&token), reinterpret_cast<const uint8_t*>(&token) + 8);
-    Event(kEvPump, kPumpFlowOpenDialed, s->id, r.head.data(), r.head.size());
-  } else {
-    Event(kEvPump, kPumpFlowOpen, s->id, r.head.data(), r.head.size());
+    Event(kEvPump, pump ? kPumpFlowOpenPumped : kPumpFlowOpenDialed, s->id, r.head.data(), r.head.size());
+    r.head.clear();
+    if (pump && PumpAtOpen(s, token)) return true;
+    if (pump) {
+      // Not attached (cannot be, short of a connection going away): JS's attachPump fails alike and resets the stream.
+      r.held = false;
+      r.armed = false;
+    }
+    return true;
   }
+  Event(kEvPump, kPumpFlowOpen, s->id, r.head.data(), r.head.size());
   r.head.clear();
+  return true;
+}
+
+bool Conn::PumpAtOpen(Stream* s, double token) {
+  StreamRecv& r = *s->recv;
+  if (!AttachPump(s->id, int(token), 3, kPumpAtConnect, open_ok_.data(), open_ok_.size())) return false;
+  opens_pumped++;
+  // Armed as ArmPumpHeads arms a flows pump after a held OPEN: the records from here are the pump's
+  // (the caller reads on with them).
+  r.held = false;
+  r.armed = true;
+  r.await_answer = false;
+  auto it = pumps_.find(s->id);
+  if (it == pumps_.end()) return true;
+  Pump* p = it->second.get();
+  // A near host (loopback, a namespace): its handshake ran inside connect(). Then the ANSWER and
+  // the request's DATA (the records the caller reads next) go at this turn's flush, before JS.
+  pollfd pfd{p->fd, POLLOUT, 0};
+  if (p->connecting && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+    PumpConnected(p, UV_WRITABLE | ((pfd.revents & (POLLERR | POLLHUP)) ? kFdWatchError : 0));
+    PumpWatch(p);
+  }
   return true;
 }
 

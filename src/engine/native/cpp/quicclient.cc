@@ -272,7 +272,7 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     return info.Env().Undefined();
   }
 
-  // admitOpen(payload, addr, port, keepAliveMs, keepAliveLate, epoch: Int32Array): an OPEN payload
+  // admitOpen(payload, addr, port, keepAliveMs, keepAliveLate, epoch: Int32Array, ok?): an OPEN payload
   // the off-ramp admitted, dialled as it is read from now on while epoch[0] stays (Conn::AdmitOpen).
   Napi::Value JsAdmitOpen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -282,10 +282,12 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
       throw Napi::TypeError::New(env, "admitOpen: (bytes, bytes, port, keepAliveMs, keepAliveLate, Int32Array) expected");
     if (!Usable()) return env.Undefined();
     Napi::Int32Array epoch = info[5].As<Napi::Int32Array>();
+    ByteView ok{nullptr, 0};
+    if (info.Length() > 6 && !info[6].IsUndefined() && !GetBytes(info[6], &ok)) throw Napi::TypeError::New(env, "admitOpen: ok bytes expected");
     // The array stays alive (and in place: never transferred) while this connection may read it.
     if (epoch_.IsEmpty() || !epoch_.Value().StrictEquals(epoch)) epoch_ = Napi::Persistent(epoch);
     conn_->AdmitOpen(payload.data, payload.length, addr.data, addr.length, info[2].As<Napi::Number>().Int32Value(),
-                     info[3].As<Napi::Number>().Int32Value(), info[4].ToBoolean().Value(), epoch.Data());
+                     info[3].As<Napi::Number>().Int32Value(), info[4].ToBoolean().Value(), epoch.Data(), ok.data, ok.length);
     return env.Undefined();
   }
 

@@ -20,6 +20,7 @@ import { OxyError } from '../../../core/errors.js';
 import { ANSWER_STATE, QUIC_STREAM_HIGH_WATER, QuicClose, QuicEvent, QuicPumpEvent, type NativeQuicInfo } from '../../native/index.js';
 import { TunnelCloseCode } from '../../protocol/codes.js';
 import { Http1Record } from '../../protocol/http1.js';
+import { FLOW_OK_ANSWER } from '../../protocol/tcp-flows.js';
 import type { AnswerPumpOptions, FdPump, FdPumpEvents, NativeDialer, TunnelConnection, TunnelRole } from '../types.js';
 import { noteExternalBytes } from '../../util/gc.js';
 import { truncateUtf8 } from '../common.js';
@@ -60,7 +61,7 @@ export interface Ngtcp2Port {
   dial?(addr: Uint8Array, port: number, keepAliveMs: number, keepAliveLate?: boolean): number;
   closeDial?(token: number): void;
   takeDial?(token: number): number;
-  admitOpen?(payload: Uint8Array, addr: Uint8Array, port: number, keepAliveMs: number, keepAliveLate: boolean, epoch: Int32Array): void;
+  admitOpen?(payload: Uint8Array, addr: Uint8Array, port: number, keepAliveMs: number, keepAliveLate: boolean, epoch: Int32Array, ok?: Uint8Array): void;
   shutPump?(id: number): void;
   resetPump?(id: number): void;
   pumpWrite?(id: number, data: Uint8Array, head: boolean): number;
@@ -122,6 +123,8 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
   private readonly pumps = new Map<number, FdPumpEvents>();
   /** Pumped streams whose whole HEAD records the addon may hand over once JS's parsers are at a boundary. */
   private readonly pumpsToArm = new Set<number>();
+  /** A flows pump the addon attached at its OPEN (FLOW_OPEN_PUMPED), while its onFlowOpen runs: attachPump with the token takes it. */
+  private pumpThere: { id: number; token: number; taken: boolean } | undefined;
   /** Dials under way (NativeDialer), by token: what to call when each finished. */
   private readonly dials = new Map<number, (errno: number) => void>();
   /** TCP connects by the addon whose sockets its pumps take (the client's only). */
@@ -163,7 +166,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
             },
             admitOpen: native.admitOpen
               ? (payload, addr, port, keepAliveMs, epoch) => {
-                  if (!this.released) native.admitOpen!(payload, addr, port, keepAliveMs, KEEPALIVE_LATE, epoch);
+                  if (!this.released) native.admitOpen!(payload, addr, port, keepAliveMs, KEEPALIVE_LATE, epoch, FLOW_OK_ANSWER);
                 }
               : undefined,
           }
@@ -264,6 +267,17 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     const native = this.native;
     if (!native.attachPump || !native.pumpWrite || !native.closePump || this.closeInfo || this.released) return undefined;
     if (events.flows && !native.resetPump) return undefined;
+    const there = this.pumpThere;
+    if (there && there.id === stream.id && there.token === fd && events.flows && events.atConnect && stream.frameLeft() === 0) {
+      // Attached and armed by the addon at the OPEN, this flow's reader right after it (as
+      // armPumps would leave it). Its connect's DIALED still comes to the dial's `done`.
+      there.taken = true;
+      if (debug.enabled) debug('stream %d: a flows pump attached by the addon at its OPEN', stream.id);
+      this.pumps.set(stream.id, events);
+      stream.handOver();
+      events.handOver?.();
+      return new Ngtcp2Pump(this, native, stream.id, events);
+    }
     const source = events.atConnect ? 4 : events.dial ? 1 : events.atAnswer ? (events.earlyRead ? 5 : 3) : events.accepted ? 2 : 0;
     // Mode 3: a flows pump whose stream's next OPEN the addon reads once the flow is over (onFlowOpen).
     const mode = events.flows ? (stream.onFlowOpen && !events.atAnswer ? 3 : 2) : events.plain ? 1 : 0;
@@ -398,13 +412,28 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
           done?.(data.readDoubleLE(0));
           break;
         }
-        if (flag === QuicPumpEvent.FLOW_OPEN || flag === QuicPumpEvent.FLOW_OPEN_DIALED) {
+        if (flag === QuicPumpEvent.FLOW_OPEN || flag === QuicPumpEvent.FLOW_OPEN_DIALED || flag === QuicPumpEvent.FLOW_OPEN_PUMPED) {
           // Dialled by the addon as it read the OPEN: the token is onFlowOpen's (it takes or closes it).
-          const token = flag === QuicPumpEvent.FLOW_OPEN_DIALED ? data.readDoubleLE(0) : undefined;
-          const onFlowOpen = this.streams.get(id)?.onFlowOpen;
+          const token = flag === QuicPumpEvent.FLOW_OPEN ? undefined : data.readDoubleLE(0);
+          const payload = token === undefined ? data : data.subarray(8);
+          const stream = this.streams.get(id);
+          if (flag === QuicPumpEvent.FLOW_OPEN_PUMPED) {
+            // Its pump is the addon's already: attachPump with this token takes it (#pumpThere).
+            this.pumpThere = { id, token: token!, taken: false };
+            const took = stream?.onFlowOpen?.(payload, token) === true && this.pumpThere.taken;
+            this.pumpThere = undefined;
+            if (!took) {
+              // Not the flow JS made of it (a stream gone, a record refused): the records after the
+              // OPEN were the pump's, so the stream cannot go on; it and the pump go (reset).
+              if (!this.released) this.native.closePump!(id, true);
+              stream?.destroy(new OxyError('OXY_ERR_STREAM_RESET', `QUIC stream ${id}: a flow pumped at its OPEN that JS did not take`));
+            }
+            break;
+          }
+          const onFlowOpen = stream?.onFlowOpen;
           if (token !== undefined && !onFlowOpen && !this.released) this.native.closeDial!(token);
           // Not taken by a pump at once: the stream's reader gets what followed the OPEN.
-          if (!onFlowOpen?.(token === undefined ? data : data.subarray(8), token) && !this.released) this.native.closePump!(id);
+          if (!onFlowOpen?.(payload, token) && !this.released) this.native.closePump!(id);
           break;
         }
         const events = this.pumps.get(id);
