@@ -23,6 +23,9 @@
  *     [--log DIR]   (children's output to DIR/NAME-PID.log, phases marked: with --node-flags --trace-gc)
  *     [--quic-trace MS --log DIR]   (OXY_QUIC_TRACE=MS into DIR/quic-trace.log, phases and processes marked: cwnd, bytes
  *                   in flight, RTTs and why flushes stopped, per connection; node bench/quic-trace.js DIR/quic-trace.log reads it per round)
+ *     [--sched DIR]   (perf record -a of the scheduler's switches and wake-ups in each tunnel round: node bench/vnet-sched.js DIR
+ *                   prints, per round, where each busy thread ran, what it waited for and who woke it)
+ *     [--directions up|down]   (bulk: one direction only)   [--wireguard 0]   (wireguard-go's rounds left out)
  *     [--timeline DIR [--timeline-count 8]]   (perf record -a of wake-ups, system calls and packets while the device
  *                   makes connections one at a time, per path: node bench/vnet-timeline.js DIR reads them hop by hop)
  *     [--each 1]   (each tunnel round's rate beside the veth's, and its CPU, system calls and context switches per unit:
@@ -184,6 +187,10 @@ const loopTimes = (pid) => {
 const cpuSeconds = (pid) => cpuMicros(pid) / 1e6;
 /** Runs `work` and returns its result with the CPU seconds each named process spent meanwhile. */
 const perfDir = arg('perf', '');
+/** `--ss DIR`: `ss -tmi` of the path's TCP sockets three times in each tunnel round, DIR/LABEL-ss.txt. */
+const ssDir = arg('ss', '');
+/** `--sched DIR`: `perf record -a` of the scheduler's switches and wake-ups in each tunnel round, DIR/LABEL.data. */
+const schedDir = arg('sched', '');
 /** `--perf-event page-faults` (or any perf event): what `--perf` samples; default cpu-clock. */
 const perfEvent = arg('perf-event', 'cpu-clock');
 const withCpu = (procs, work, label) => {
@@ -207,7 +214,25 @@ const withCpu = (procs, work, label) => {
           stdio: 'ignore',
         },
       );
-  if (perf) execFileSync('sleep', ['0.5']);
+  // `--sched DIR`: every switch and wake-up on both CPUs through the tunnel's round (bench/vnet-sched.js reads them).
+  const sched = schedDir
+    ? spawn('perf', ['record', '-a', '-k', 'CLOCK_MONOTONIC', '-e', 'sched:sched_switch,sched:sched_wakeup', '-o', join(schedDir, `${label}.data`)], {
+        stdio: 'ignore',
+      })
+    : undefined;
+  // `--ss DIR`: the TCP sockets' state (ss -tmi) a second, two and three into the tunnel's round: the
+  // device's sockets toward the host, the edge's accepted sockets (the upgrade namespace) and the dc's.
+  const upgradePid = ssDir && upgradeNsPid(procs.edge.pid);
+  if (ssDir)
+    spawn(
+      'sh',
+      [
+        '-c',
+        `for i in 1 2 3; do sleep 1; echo "=== $i"; echo "--- device"; ip netns exec ${names.dev} ss -tmiHn; echo "--- upgrade"; nsenter -t ${upgradePid} -n ss -tmiHn; echo "--- dc"; ip netns exec ${names.dc} ss -tmiHn; done > ${join(ssDir, `${label}-ss.txt`)} 2>&1`,
+      ],
+      { stdio: 'ignore' },
+    );
+  if (perf || sched) execFileSync('sleep', ['0.5']);
   // System calls and context switches per process (`--syscalls 1`): counts, which the machine's
   // load moves far less than CPU time (no hardware counters in this VM).
   const stats = !countSyscalls
@@ -254,6 +279,7 @@ const withCpu = (procs, work, label) => {
   const wallBefore = process.hrtime.bigint();
   const result = work();
   const wall = Number(process.hrtime.bigint() - wallBefore);
+  if (sched) writeFileSync(join(schedDir, `${label}.json`), JSON.stringify({ start: String(wallBefore), end: String(wallBefore + BigInt(wall)) }));
   // Each main thread's share of the round: on a CPU / runnable, waiting for one / asleep.
   const loops = Object.fromEntries(
     Object.entries(procs).map(([k, c]) => {
@@ -266,6 +292,7 @@ const withCpu = (procs, work, label) => {
   const linksAfter = countSyscalls ? links() : undefined;
   mark('end');
   perf?.kill('SIGINT');
+  sched?.kill('SIGINT');
   const cpu = Object.fromEntries(Object.entries(procs).map(([k, c]) => [k, cpuSeconds(c.pid) - before[k]]));
   for (const child of straces) child.kill('SIGINT');
   for (const { child } of stats) child.kill('SIGINT');
@@ -348,6 +375,7 @@ const fastNatPackets = () => {
 const TCP_COUNTERS = {
   device: [
     'TcpInSegs',
+    'TcpOutSegs',
     'TcpInErrs',
     'TcpInCsumErrors',
     'TcpExtTCPOFOQueue',
@@ -359,6 +387,7 @@ const TCP_COUNTERS = {
     'TcpExtTCPDSACKOfoSent',
   ],
   upgrade: [
+    'TcpInSegs',
     'TcpOutSegs',
     'TcpRetransSegs',
     'TcpExtTCPLossProbes',
@@ -531,7 +560,7 @@ try {
     ['-e', "require('http').createServer((q,s)=>s.end('ok')).listen(80,'0.0.0.0',()=>console.log('ready'))"],
     /ready/,
   );
-  await spawnIn(names.dc, 'iperf3', ['-s', '-B', '0.0.0.0', '--forceflush'], /Server listening/);
+  const iperfServer = await spawnIn(names.dc, 'iperf3', ['-s', '-B', '0.0.0.0', '--forceflush'], /Server listening/);
 
   oxy('vnet', 'add', 'lab');
   oxy('tunnel', 'create', 'dc');
@@ -599,14 +628,21 @@ try {
   const procs = { device, edge, connector };
   // `ip netns exec` execs the command: these are the processes' own ids, as the trace prints them.
   if (traceFile) for (const [k, c] of Object.entries(procs)) appendFileSync(traceFile, `=== process ${k} pid=${c.pid}\n`);
-  let hasWg = true;
-  try {
-    execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });
-  } catch {
-    hasWg = false;
-  }
+  if (schedDir)
+    writeFileSync(
+      join(schedDir, 'pids.json'),
+      JSON.stringify({ device: device.pid, edge: edge.pid, connector: connector.pid, server: iperfServer.pid, http: server.pid }),
+    );
+  // `--wireguard 0`: its rounds left out (a bimodal phase's many single rounds are then a third shorter).
+  let hasWg = arg('wireguard', '1') !== '0';
+  if (hasWg)
+    try {
+      execFileSync('wireguard-go', ['--version'], { stdio: 'ignore' });
+    } catch {
+      hasWg = false;
+      console.log('wireguard-go not installed (apt-get install wireguard-go): its figures are left out');
+    }
   if (hasWg) await startWireguard();
-  else console.log('wireguard-go not installed (apt-get install wireguard-go): its figures are left out');
   const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   /**
    * `rounds` rounds of veth, tunnel and wireguard-go back to back (the machine's load moves
@@ -692,15 +728,18 @@ try {
   console.log(`# device → edge → tunnel (${protocol}) → host, vs device → host over veth and over wireguard-go; medians of ${rounds} interleaved rounds`);
   if (phases.has('bulk')) {
     const perMB = { units: (gbits) => (gbits * 1e9 * seconds) / 8 / 1e6, digits: 2, rate: ' Gbit/s', per: 'MB', scale: 1e3, unit: 'ms' };
-    const up = compare('bulk', (t) => iperf(t), perMB);
-    console.log(line('iperf3 (device → host)', up, 2, ' Gbit/s'));
+    // `--directions up|down`: one direction only (device → host, or -R); both by default.
+    const directions = arg('directions', 'up,down').split(',');
+    const up = directions.includes('up') && compare('bulk', (t) => iperf(t), perMB);
+    if (up) console.log(line('iperf3 (device → host)', up, 2, ' Gbit/s'));
     // The other direction (host → device, -R): the edge sends 64 KB packets to the device.
-    const down = compare('bulk-r', (t) => iperf(t, '-R'), perMB);
-    console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
-    console.log(`CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, perMB.units(up.total), perMB.units(up.wgTotal), 1e3, 'ms')}`);
-    if (countSyscalls) console.log(`system calls / context switches / page faults per MB (iperf3, device → host): ${perCall(up.calls, perMB.units(up.total))}`);
-    console.log(`CPU per MB through the tunnel (iperf3 -R): ${perUnitVsWg(down, perMB.units(down.total), perMB.units(down.wgTotal), 1e3, 'ms')}`);
-    if (countSyscalls) console.log(`system calls / context switches / page faults per MB (iperf3 -R): ${perCall(down.calls, perMB.units(down.total))}`);
+    const down = directions.includes('down') && compare('bulk-r', (t) => iperf(t, '-R'), perMB);
+    if (down) console.log(line('iperf3 -R (host → device)', down, 2, ' Gbit/s'));
+    if (up) console.log(`CPU per MB through the tunnel (iperf3, device → host): ${perUnitVsWg(up, perMB.units(up.total), perMB.units(up.wgTotal), 1e3, 'ms')}`);
+    if (up && countSyscalls)
+      console.log(`system calls / context switches / page faults per MB (iperf3, device → host): ${perCall(up.calls, perMB.units(up.total))}`);
+    if (down) console.log(`CPU per MB through the tunnel (iperf3 -R): ${perUnitVsWg(down, perMB.units(down.total), perMB.units(down.wgTotal), 1e3, 'ms')}`);
+    if (down && countSyscalls) console.log(`system calls / context switches / page faults per MB (iperf3 -R): ${perCall(down.calls, perMB.units(down.total))}`);
   }
   if (phases.has('requests')) {
     const req = compare('requests', (t) => rps(t), { units: (rate) => rate * seconds, digits: 0, rate: '/s', per: 'request', scale: 1e6, unit: 'µs' });
