@@ -296,6 +296,12 @@ export interface NativeQuicConnSettings {
    * loss 2 units). A connector toward a near edge passes NEAR_CWND_UNIT (transport/quic/config.ts).
    */
   cwndUnit?: number;
+  /**
+   * The same unit for a connection whose peer is at a near address (RFC 1918, 198.18.0.0/15,
+   * link-local, fc00::/7), decided per connection from its path: a listener's (the edge's) setting,
+   * since its connectors differ. An edge passes EDGE_NEAR_CWND_UNIT (transport/quic/config.ts).
+   */
+  nearCwndUnit?: number;
   /** Runs of equal-size packets on one path as one UDP GSO message. Default true; off by itself once the kernel refuses one. */
   gso?: boolean;
   /** Receive runs of packets coalesced by the kernel (UDP GRO), split in the addon. Default true. */

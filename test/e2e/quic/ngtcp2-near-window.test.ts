@@ -4,10 +4,15 @@
 // whatever slow start's rate samples and an idle moment's min RTT would have allowed — on a
 // sub-millisecond path those set windows of 55–380 KB that a connection kept for its life.
 // Packets keep their size. OXY_QUIC_NEAR_CWND=0: ngtcp2's window in packets, as toward any address.
+// The edge counts its own window toward a near connector (device → host's sender on the vnet path)
+// in EDGE_NEAR_CWND_UNIT, decided per connection from the peer's address: a cap's floor of ~1.16 MB,
+// where its frozen window of ~300–450 KB made the edge and the connector take turns.
+// OXY_QUIC_EDGE_NEAR_CWND=0: the edge's window in packets.
 //
 //   client netns  cli0 198.18.8.100/24 ── veth ── srv0 198.18.8.1/24  server netns
 import { expect, it } from 'vitest';
-import { isNearAddress, NEAR_CWND_UNIT } from '../../../src/engine/transport/quic/config.js';
+import { EDGE_NEAR_CWND_UNIT, isNearAddress, NEAR_CWND_UNIT } from '../../../src/engine/transport/quic/config.js';
+import type { Ngtcp2TunnelConnection } from '../../../src/engine/transport/quic/ngtcp2-connection.js';
 import { withEnv } from '../../helpers/env.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { ngtcp2Bulk, ngtcp2VethSuite } from './ngtcp2-netns.js';
@@ -16,6 +21,10 @@ const SERVER = '198.18.8.1';
 const SIZE = 8 * 1024 * 1024;
 /** ngtcp2 0.12's cap on a window counted in NEAR_CWND_UNIT: 2.89 × 2 units. */
 const FLOOR = Math.floor((2 * NEAR_CWND_UNIT * 289) / 100);
+/** The same for the edge's window, counted in EDGE_NEAR_CWND_UNIT. */
+const EDGE_FLOOR = Math.floor((2 * EDGE_NEAR_CWND_UNIT * 289) / 100);
+/** The edge's end of a test's connection (the listener's: an ngtcp2 connection too). */
+const edgeCwnd = (edge: unknown): number => (edge as Ngtcp2TunnelConnection).quicStats().cwnd;
 
 it('near addresses: private, benchmarking, link-local and unique local ranges; not loopback, shared or public', () => {
   for (const a of [
@@ -47,6 +56,20 @@ privilegedDescribe('ngtcp2 window toward a near edge', () => {
     expect(stats.cwnd).toBeGreaterThanOrEqual(FLOOR);
     // The unit sizes the window, not the packets: PMTUD's 1,444 on this 1,500-byte link.
     expect('pathPayload' in stats && stats.pathPayload).toBe(1444);
+  }, 60_000);
+
+  it('the edge starts at two of its units toward a near connector and sends 8 MiB with a window of at least 2.89 × 2 units', async () => {
+    const first = await withEnv({ OXY_QUIC_EDGE_NEAR_CWND: undefined }, () => ngtcp2Bulk({ ...pair, size: 1024 }));
+    expect(edgeCwnd(first.edge)).toBeGreaterThanOrEqual(2 * EDGE_NEAR_CWND_UNIT);
+    const { edge } = await withEnv({ OXY_QUIC_EDGE_NEAR_CWND: undefined }, () => ngtcp2Bulk({ ...pair, size: SIZE }));
+    expect(edgeCwnd(edge)).toBeGreaterThanOrEqual(EDGE_FLOOR);
+    // The unit sizes the window, not the packets.
+    expect((edge as Ngtcp2TunnelConnection).quicStats().pathPayload).toBe(1444);
+  }, 60_000);
+
+  it("OXY_QUIC_EDGE_NEAR_CWND=0: the edge's window in packets; bytes intact", async () => {
+    const { edge } = await withEnv({ OXY_QUIC_EDGE_NEAR_CWND: '0' }, () => ngtcp2Bulk({ ...pair, size: 1024 }));
+    expect(edgeCwnd(edge)).toBeLessThan(2 * NEAR_CWND_UNIT);
   }, 60_000);
 
   it('OXY_QUIC_NEAR_CWND=0: the window in packets, as toward any address; bytes intact', async () => {

@@ -442,6 +442,7 @@ ConnSettings ConnSettings::FromJs(Napi::Object o) {
   if (s.loopback_payload != 0 && s.loopback_payload < 1200) s.loopback_payload = 0;
   s.loopback_cwnd_unit = std::min<uint64_t>(optional("loopbackCwndUnit"), 16 * 1024 * 1024);
   s.cwnd_unit = std::min<uint64_t>(optional("cwndUnit"), 65527);  // ngtcp2's largest max_tx_udp_payload_size
+  s.near_cwnd_unit = std::min<uint64_t>(optional("nearCwndUnit"), 16 * 1024 * 1024);
   s.loopback_ack_threshold = uint32_t(std::min<uint64_t>(optional("loopbackAckThreshold"), 1024));
   s.gso = !o.Has("gso") || o.Get("gso").ToBoolean();
   s.gro = !o.Has("gro") || o.Get("gro").ToBoolean();
@@ -464,6 +465,22 @@ bool IsLoopback(const sockaddr* addr) {
   const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr;
   if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
   return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+}
+
+bool IsNearAddress(const sockaddr* addr) {
+  uint32_t v4;
+  if (addr->sa_family == AF_INET) {
+    v4 = ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr);
+  } else if (addr->sa_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr;
+    if (!IN6_IS_ADDR_V4MAPPED(&a)) return (a.s6_addr[0] & 0xfe) == 0xfc || IN6_IS_ADDR_LINKLOCAL(&a);  // fc00::/7, fe80::/10
+    memcpy(&v4, a.s6_addr + 12, 4);
+    v4 = ntohl(v4);
+  } else {
+    return false;
+  }
+  return (v4 >> 24) == 10 || (v4 >> 20) == (172u << 4 | 1) || (v4 >> 16) == (192u << 8 | 168) || (v4 >> 16) == (169u << 8 | 254) ||
+         (v4 >> 17) == (198u << 7 | 18 >> 1);
 }
 
 Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) : host_(host), handle_(handle), settings_(s), loop_(loop) {
@@ -600,6 +617,8 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // each write's room, and the peer's max_udp_payload_size caps it too).
   if (loopback && s.loopback_cwnd_unit > payload_) settings->max_tx_udp_payload_size = s.loopback_cwnd_unit;
   if (!loopback && s.cwnd_unit > payload_) settings->max_tx_udp_payload_size = s.cwnd_unit;
+  if (!loopback && s.near_cwnd_unit > settings->max_tx_udp_payload_size && IsNearAddress(path.remote.addr))
+    settings->max_tx_udp_payload_size = s.near_cwnd_unit;
   if (loopback && s.loopback_ack_threshold) settings->ack_thresh = s.loopback_ack_threshold;
   // With PMTUD (off loopback): packets of the path's size so far, from 1,200 up to what a probe
   // found (ngtcp2 shapes each write's room to it). Without: full-size packets from the start (the

@@ -614,6 +614,9 @@ struct ConnSettings {
   // toward a near edge, transport/quic/config.ts NEAR_CWND_UNIT). CUBIC's cap is 2.89 × max(2
   // units, rate × min RTT): on a sub-ms path its floor, not the luck of slow start, sets the window.
   uint64_t cwnd_unit = 0;
+  // Toward a peer at a near address (IsNearAddress; 0: as cwnd_unit): the same unit, decided per
+  // connection from its path — for a listener (`nearCwndUnit`: the edge, whose connectors differ).
+  uint64_t near_cwnd_unit = 0;
   // UDP GSO on the socket's sends (`gso`, default true); off by itself where the kernel refuses it.
   bool gso = true;
   // UDP GRO on the socket's receives (`gro`, default true): RecvBatch.
@@ -703,6 +706,9 @@ class IdMap {
 
 // 127.0.0.0/8, ::1 or ::ffff:127.x.y.z.
 bool IsLoopback(const sockaddr* addr);
+// A peer on a private network: RFC 1918, 198.18.0.0/15 (RFC 2544), IPv4 and IPv6 link-local, fc00::/7,
+// and their IPv4-mapped forms (transport/quic/config.ts isNearAddress: the same ranges).
+bool IsNearAddress(const sockaddr* addr);
 // DF on a UDP socket's sends for PMTUD (IP_MTU_DISCOVER / IPV6_MTU_DISCOVER = PROBE: DF set, the
 // kernel's cached path MTU neither enforced nor used to fragment). True when the kernel took it.
 bool SetDontFragment(int fd);

@@ -101,6 +101,20 @@ export const isLoopbackAddress = (address: string): boolean => address === '::1'
 export const NEAR_CWND_UNIT = 65_000;
 
 /**
+ * The unit in which an ngtcp2 edge counts its window toward a connector at a near address: the
+ * sender of device → host on the vnet path. The edge's window froze the same way (session 18:
+ * 300 KB to 1.2 MB between runs, by slow start's rate samples and an idle moment's min RTT), and
+ * on a quiet machine that draw set the run's rate: at ~300–450 KB the edge sent a window, then
+ * waited while the connector decrypted the whole burst before it acknowledged (its ACK comes
+ * ~150–250 µs after the burst's first packet), so the two took turns; at ~1 MB they overlapped
+ * (docs/decisions.md "device → host bimodal: the edge's frozen window", session 23). At 200,000
+ * the cap's floor is 2.89 × 2 units ≈ 1.16 MB and the window starts at 400 KB; packets keep their
+ * size. Larger than a UDP payload, as the loopback profile's 1 MiB unit is: only the window's
+ * arithmetic uses it. Also the floor after a loss (2 units), hence only toward near addresses.
+ */
+export const EDGE_NEAR_CWND_UNIT = 200_000;
+
+/**
  * An address on a private network — RFC 1918, the benchmarking range 198.18.0.0/15 (RFC 2544),
  * IPv4 and IPv6 link-local, IPv6 unique local (fc00::/7), and their IPv4-mapped forms — where
  * the edge is near (a LAN, a data centre, the same host in another namespace). Not loopback

@@ -25,6 +25,7 @@ import {
   isLoopbackAddress,
   isNearAddress,
   LOOPBACK_UDP_PAYLOAD,
+  EDGE_NEAR_CWND_UNIT,
   NEAR_CWND_UNIT,
   PMTUD_UDP_PAYLOAD,
   QUIC_ALPN,
@@ -320,7 +321,13 @@ function listenNgtcp2(
       ownsSocket: options.socket === undefined,
       cert: options.cert,
       key: options.key,
-      settings: { ...quicSettings(tuning, options, 'ngtcp2'), gso: gsoWanted(options), gro: groWanted(options), pmtud: pmtudWanted(options) },
+      settings: {
+        ...quicSettings(tuning, options, 'ngtcp2'),
+        gso: gsoWanted(options),
+        gro: groWanted(options),
+        pmtud: pmtudWanted(options),
+        nearCwndUnit: edgeNearCwndUnit(),
+      },
       retry: options.retry === false ? undefined : new RetryTokens(),
       resets: new StatelessResets(options.key),
       maxConnections: options.maxConnections ?? 10_000,
@@ -349,6 +356,15 @@ const pmtudWanted = (options: QuicSocketOptions): boolean => (options.pmtud ?? t
 
 /** An ngtcp2 connector's window counted in NEAR_CWND_UNIT toward a near edge, unless OXY_QUIC_NEAR_CWND=0 (docs/decisions.md "The vnet path's -R: a window frozen by slow start's luck"). */
 const nearCwndWanted = (address: string): boolean => isNearAddress(address) && process.env.OXY_QUIC_NEAR_CWND !== '0';
+
+/**
+ * An ngtcp2 edge's window toward a near connector, in EDGE_NEAR_CWND_UNIT: `OXY_QUIC_EDGE_NEAR_CWND=0`
+ * counts it in packets as toward any address, `=BYTES` in that unit (for pairs).
+ */
+const edgeNearCwndUnit = (): number => {
+  const v = process.env.OXY_QUIC_EDGE_NEAR_CWND;
+  return v === undefined || v === '' || !Number.isFinite(Number(v)) ? EDGE_NEAR_CWND_UNIT : Number(v);
+};
 
 /** BoringSSL takes an unusable certificate silently (every handshake fails later): check it now. */
 function checkServerIdentity(cert: string, key: string): void {
