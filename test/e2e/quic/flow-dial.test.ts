@@ -126,7 +126,7 @@ describe.each([
     cleanup();
   });
 
-  const open = (ip: string) => encodeRequestHeader({ kind: 'tcp', destination: `${ip}:${port}`, metadata: [['Vnet', lab]] });
+  const open = (ip: string, to = port) => encodeRequestHeader({ kind: 'tcp', destination: `${ip}:${to}`, metadata: [['Vnet', lab]] });
   const dialledThere = () => connector.output.match(/an OPEN read by the addon, dialled there/g)?.length ?? 0;
   const pumpedThere = () => connector.output.match(/a flows pump attached by the addon at its OPEN/g)?.length ?? 0;
 
@@ -147,6 +147,18 @@ describe.each([
     if (at.pump) expect(pumpedThere()).toBeGreaterThanOrEqual(10);
     else expect(pumpedThere()).toBe(0);
 
+    // A routed host with nothing listening: each dial fails (its connect refused inside the call,
+    // where the addon dialled it), the edge hears DIAL_FAILED and a RESET, and the stream goes on.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const dialsBefore = dialledThere();
+    for (let i = 0; i < 4; i++)
+      expect(await client.flow(open('127.0.0.1', closedPort))).toMatchObject({ status: ResponseStatus.DIAL_FAILED, got: '', term: 'reset' });
+    if (at.dial) expect(dialledThere() - dialsBefore).toBeGreaterThanOrEqual(2);
+    expect(await client.flow(open('127.0.0.1'))).toEqual(ok);
+
     // Outside the routes: refused, never dialled, however often it comes.
     for (let i = 0; i < 3; i++) expect(await client.flow(open('127.0.0.2'))).toEqual(refused);
     expect(accepted['127.0.0.2']).toBe(0);
@@ -165,7 +177,7 @@ describe.each([
     // The new routes are the connector's. 127.0.0.2 is still refused until they came; 127.0.0.1's
     // admitted bytes are refused now, and dialled neither here nor by the addon.
     for (let i = 0; i < 3; i++) expect(await client.flow(open('127.0.0.1'))).toEqual(refused);
-    expect(accepted['127.0.0.1']).toBe(12);
+    expect(accepted['127.0.0.1']).toBe(13);
     // The routed host's bytes are admitted anew: the next ones are dialled there again.
     for (let i = 0; i < 4; i++) expect(await client.flow(open('127.0.0.2'))).toEqual({ status: ResponseStatus.OK, got: 'hi 127.0.0.2\nping\n', term: 'end' });
     if (at.dial) expect(dialledThere() - before).toBeGreaterThanOrEqual(3);
