@@ -15,7 +15,8 @@ import { EDGE_NEAR_CWND_UNIT, isNearAddress, NEAR_CWND_UNIT } from '../../../src
 import type { Ngtcp2TunnelConnection } from '../../../src/engine/transport/quic/ngtcp2-connection.js';
 import { withEnv } from '../../helpers/env.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
-import { ngtcp2Bulk, ngtcp2VethSuite } from './ngtcp2-netns.js';
+import { createEdgeIdentity } from '../../../src/engine/transport/identity.js';
+import { type Ngtcp2Pair, ngtcp2Bulk, ngtcp2NetnsSuite, ngtcp2VethSuite } from './ngtcp2-netns.js';
 
 const SERVER = '198.18.8.1';
 const SIZE = 8 * 1024 * 1024;
@@ -76,5 +77,25 @@ privilegedDescribe('ngtcp2 window toward a near edge', () => {
     const { conn } = await withEnv({ OXY_QUIC_NEAR_CWND: '0' }, () => ngtcp2Bulk({ ...pair, size: 1024 }));
     // ngtcp2's initial window of 14,720 bytes, and what the handshake's and 1 KiB's ACKs added in slow start.
     expect(conn.quicStats().cwnd).toBeLessThan(2 * NEAR_CWND_UNIT);
+  }, 60_000);
+});
+
+privilegedDescribe('ngtcp2 window toward a connector that is not near', () => {
+  // 2001:db8::/32 (documentation) is not a near range: the edge's unit stays its packet size.
+  //   client netns  cli0 2001:db8:0:9::100/64 ── veth ── srv0 2001:db8:0:9::1/64  server netns
+  const address = '2001:db8:0:9::1';
+  const pair = { address } as Ngtcp2Pair;
+  pair.open = ngtcp2NetnsSuite(async (create) => {
+    pair.id = await createEdgeIdentity({ ips: [address] });
+    pair.server = create('oxy-far-srv');
+    pair.client = create('oxy-far-cli');
+    pair.server.veth('srv0', pair.client, 'cli0');
+    pair.server.ipBatch([`addr add ${address}/64 dev srv0 nodad`]);
+    pair.client.ipBatch(['addr add 2001:db8:0:9::100/64 dev cli0 nodad']);
+  });
+
+  it('the edge counts its window in packets there, whatever EDGE_NEAR_CWND_UNIT is; bytes intact', async () => {
+    const { edge } = await withEnv({ OXY_QUIC_EDGE_NEAR_CWND: undefined }, () => ngtcp2Bulk({ ...pair, size: 1024 }));
+    expect(edgeCwnd(edge)).toBeLessThan(2 * NEAR_CWND_UNIT);
   }, 60_000);
 });
