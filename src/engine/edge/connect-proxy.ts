@@ -31,6 +31,7 @@ import type { ConnectResponse, EstablishedInfo, HookContext, VirtualNetwork } fr
 import { pairsFromRaw as pairs } from '../protocol/http-head.js';
 import { AdmittingListener } from './pipeline/admission.js';
 import { createHttpServer, type HttpTimeouts } from '../util/http-server.js';
+import { closeAfterAnswer } from '../util/linger.js';
 import type { TrafficRecorder } from './traffic.js';
 import { proxyGuard, refusesEverything, type AllowEntry } from './proxy-policy.js';
 import { hostPort, type EgressGuard } from './pipeline/egress.js';
@@ -116,18 +117,6 @@ export class ConnectProxy {
     this.#closed = refusesEverything(policy);
     this.#http = createHttpServer((req, res) => void this.#request(req, res), o.timeouts);
     this.#http.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#connect(req, socket as Socket, head));
-    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // Closed for good once written: the socket is half-open capable, and a client that never
-      // closes its side (slowloris) would otherwise keep it.
-      const status =
-        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? '408 Request Timeout'
-          : err.code === 'HPE_HEADER_OVERFLOW'
-            ? '431 Request Header Fields Too Large'
-            : '400 Bad Request';
-      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`, () => socket.destroy());
-      else socket.destroy();
-    });
     this.#listener = new AdmittingListener(this.#http, { runner: o.runner, onramp: 'connect-proxy', log: o.log, proxyProtocol: o.proxyProtocol });
   }
 
@@ -179,14 +168,14 @@ export class ConnectProxy {
     const target = parseAuthority(authority);
     if (!target) {
       this.#writeHead(socket, this.#errorHead(400, 'destination_unavailable', `CONNECT needs host:port, not ${authority}`));
-      socket.end();
+      closeAfterAnswer(socket);
       return;
     }
     const headers = pairs(req.rawHeaders);
     const vnetError = this.#resolveVnet(conn, headers);
     if (vnetError) {
       this.#writeHead(socket, this.#errorHead(400, 'destination_not_found', vnetError));
-      socket.end();
+      closeAfterAnswer(socket);
       return;
     }
     let upstream: Duplex | undefined;
@@ -203,7 +192,7 @@ export class ConnectProxy {
         if (directive?.action === 'block') {
           const status = directive.status ?? 403;
           this.#writeHead(socket, this.#errorHead(status, 'destination_ip_prohibited', directive.reason ?? 'refused by the proxy'));
-          socket.end();
+          closeAfterAnswer(socket);
           return;
         }
       }
@@ -225,7 +214,7 @@ export class ConnectProxy {
       this.#writeHead(socket, res);
       if (!upstream || res.status < 200 || res.status > 299) {
         upstream?.destroy();
-        socket.end();
+        closeAfterAnswer(socket);
         return;
       }
       this.#logTunnel(conn, socket, authority, info!);
@@ -235,8 +224,7 @@ export class ConnectProxy {
       upstream?.destroy();
       if (err instanceof HookError && socket.writable && !upstream) {
         this.#writeHead(socket, this.#errorHead(502, 'proxy_internal_error', `hook ${err.hook} failed`));
-        socket.end();
-        socket.destroySoon();
+        closeAfterAnswer(socket);
       } else socket.destroy();
     }
   }

@@ -22,6 +22,7 @@ import type { Duplex } from 'node:stream';
 import type { Counter, Gauge } from 'prom-client';
 import { bridge, pump } from '../util/pump.js';
 import { createHttpServer, httpTimeouts, type HttpTimeouts } from '../util/http-server.js';
+import { closeAfterAnswer } from '../util/linger.js';
 import { Http1FastPath } from './http1-fast.js';
 import type { Logger } from '../observe/log.js';
 import { splitHostPort } from '../../core/address.js';
@@ -515,7 +516,8 @@ export class HttpOnramp {
     try {
       const hooked = await this.#requestHooks(conn, req, true);
       if ('respond' in hooked) {
-        socket.end(syntheticBytes(hooked.respond, STATUS_CODES[hooked.respond.status] ?? ''));
+        socket.write(syntheticBytes(hooked.respond, STATUS_CODES[hooked.respond.status] ?? ''));
+        closeAfterAnswer(socket as Socket);
         this.o.requests?.inc({ status: String(hooked.respond.status) });
         return;
       }
@@ -569,6 +571,8 @@ export class HttpOnramp {
     const page = errorPage(failure.status, failure.proxyError, failure.message);
     let text = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? 'Error'}\r\n`;
     for (const [k, v] of page.headers) text += `${k}: ${v}\r\n`;
-    socket.end(Buffer.concat([Buffer.from(`${text}connection: close\r\n\r\n`, 'latin1'), page.body]));
+    socket.write(Buffer.concat([Buffer.from(`${text}connection: close\r\n\r\n`, 'latin1'), page.body]));
+    // What the client sent after its upgrade request is dropped, not a reset that loses the page.
+    closeAfterAnswer(socket as Socket);
   }
 }

@@ -32,6 +32,7 @@ import { bodyRecordHeader, CHUNKED_BODY, ChunkedBody, encodeHeadRecord, Response
 import { encodeRequestHeader } from '../protocol/stream-header.js';
 import { errorPage, nextHopStatus, type ProxyErrorType } from '../protocol/proxy-status.js';
 import { servedVia } from './forwarding.js';
+import { closeAfterAnswer } from '../util/linger.js';
 import type { AnswerPump, TunnelStream } from '../transport/types.js';
 import { ANSWER_STATE, BODY_END, socketFd } from '../native/index.js';
 import { LIVENESS_MS, type LiveConnection, type TunnelRegistry } from './registry.js';
@@ -96,16 +97,6 @@ const EDGE_BODY = EDGE_PUMP && process.env.OXY_EDGE_BODY !== '0';
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** A client the transport gave back this many times in a row without forwarding anything stays read by JS (each try costs a hand-over). */
 const MAX_READ_MISSES = 3;
-/**
- * A connection that closes after an answer while its client may still send (the rest of a body
- * the answer came before, requests after a close) half-closes: the FIN follows the answer, and
- * what the client sends after is read and dropped — never parsed as requests — until its FIN, at
- * most LINGER_MS and LINGER_BYTES, then the socket goes. Closed at once, the unread bytes reset
- * the connection, and a client that writes before it reads (an upload on a loaded host) loses the
- * answer to that reset (RFC 9112 §9.6). `OXY_EDGE_LINGER=0` closes once the answer is flushed (A/B).
- */
-const LINGER_MS = process.env.OXY_EDGE_LINGER === '0' ? 0 : 5_000;
-const LINGER_BYTES = 64 * 1024 * 1024;
 
 interface Tunnel {
   stream: TunnelStream;
@@ -220,9 +211,8 @@ class FastConnection {
   #clientEnded = false;
   #handedOff = false;
   #corked = false;
-  /** Closing after an answer (#closeAfterAnswer): bytes the client may still send before the socket goes, and the bound in time. */
-  #lingerLeft: number | undefined;
-  #lingerTimer: NodeJS.Timeout | undefined;
+  /** Closing after an answer (#closeAfterAnswer): nothing the client sends from here is read as a request. */
+  #closing = false;
   /** Bytes the pumps of streams this connection dropped wrote to the client. */
   #pumped = 0;
   readonly #uncork = (): void => {
@@ -253,7 +243,6 @@ class FastConnection {
   }
 
   readonly #onData = (data: Buffer): void => {
-    if (this.#lingerLeft !== undefined) return this.#dropAfterAnswer(data.length);
     let chunk = data;
     // A pumped answer may be whole already (its record rides a later batch): the client's next request says so.
     if (this.#req?.native) this.#pumpDone(this.#tunnel);
@@ -345,7 +334,6 @@ class FastConnection {
 
   readonly #onClose = (): void => {
     this.#gone = true;
-    clearTimeout(this.#lingerTimer);
     this.sockets.delete(this.socket);
     const req = this.#req;
     if (req) {
@@ -529,7 +517,7 @@ class FastConnection {
   /** Starts the next request in the buffer, or hands the connection over. */
   #next(): void {
     const buf = this.#buf;
-    if (!buf || this.#req || this.#gone || this.#handedOff || this.#lingerLeft !== undefined) return;
+    if (!buf || this.#req || this.#gone || this.#handedOff || this.#closing) return;
     const fr = scanRequest(buf, this.client);
     if (!fr) return this.#handOff();
     const isChunked = fr.bodyLength === CHUNKED_BODY;
@@ -579,12 +567,24 @@ class FastConnection {
     this.#send(req, live);
   }
 
-  /** A body that cannot go on (too slow, or framing the fast path does not take): Node's answer, and the connection and its stream go. */
+  /**
+   * A body that cannot go on (too slow, or framing the fast path does not take): Node's answer,
+   * the stream is reset (the origin sees the request aborted), and the connection closes after
+   * the answer as after any other (the client still sending reads it, not a reset). An answer
+   * already begun is cut: the connection goes.
+   */
   #endBody(req: InFlight, answer: Buffer, err?: Error): void {
     if (err) this.o.log.debug({ err, host: req.fr.host }, 'Chunked request body refused');
-    if (!this.#answered(req)) this.socket.write(answer);
-    this.#dropTunnel(true);
-    this.socket.destroy();
+    if (this.#answered(req)) {
+      this.#dropTunnel(true);
+      return void this.socket.destroy();
+    }
+    this.#clear(req);
+    clearTimeout(req.bodyTimer);
+    this.#unqueue(req);
+    this.#req = undefined;
+    this.socket.write(answer);
+    this.#closeAfterAnswer(true);
   }
 
   /** Body bytes that came after the head: one more BODY record, on the stream or kept until it opens. */
@@ -980,24 +980,13 @@ class FastConnection {
     this.#readNatively();
   }
 
-  /** The last answer is written: the connection half-closes, and what the client still sends is dropped for a while (LINGER_MS) before it goes. */
-  #closeAfterAnswer(): void {
-    this.#dropTunnel(false);
+  /** The last answer is written (or, from #endBody, destroying the stream): the connection half-closes, and what the client still sends is dropped, bounded (util/linger.ts). */
+  #closeAfterAnswer(destroy = false): void {
+    this.#closing = true;
+    this.#dropTunnel(destroy);
     this.#buf = undefined;
-    this.socket.end();
-    // Nothing more can come (its FIN is in): the socket goes once the answer is out.
-    if (this.#clientEnded || this.#gone) return;
-    if (LINGER_MS === 0) return void this.socket.once('finish', () => this.socket.destroy());
-    this.#lingerLeft = LINGER_BYTES;
-    // Paused for a tunnel that no longer drains, or for read-ahead: the bytes are read to be dropped.
-    if (this.socket.isPaused()) this.socket.resume();
-    this.#lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS);
-  }
-
-  /** Bytes after the last answer of a closing connection: dropped, until there are too many. */
-  #dropAfterAnswer(n: number): void {
-    this.#lingerLeft! -= n;
-    if (this.#lingerLeft! < 0) this.socket.destroy();
+    this.socket.off('data', this.#onData);
+    closeAfterAnswer(this.socket);
   }
 
   /** The connector's bytes cannot be framed, or the answer was cut: as the per-request path does, the client's connection goes. */

@@ -8,7 +8,9 @@
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
+import { Socket as NetSocket, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { closeAfterAnswer, closingAfterAnswer } from './linger.js';
 
 export interface HttpTimeouts {
   /** From the first byte of a request to the end of its head (slowloris on headers). */
@@ -65,7 +67,17 @@ export function createHttpServer(handler: RequestListener, timeouts: Partial<Htt
   // After listen (callers reject on a listen error themselves): an accept that fails (EMFILE) is not fatal.
   server.on('error', ignore);
   // Sockets also arrive by emit('connection') from an admitting listener: this covers both.
-  server.on('connection', (socket: Socket) => socket.on('error', ignore));
+  server.on('connection', (socket: Socket) => {
+    socket.on('error', ignore);
+    // Node closes a connection after its last answer (Connection: close) with destroySoon: the
+    // FIN, then the socket destroyed once flushed, and a client still sending the request's body
+    // reads a reset instead of the answer. It closes as after any answer instead.
+    socket.destroySoon = () => {
+      detachParser(socket);
+      closeAfterAnswer(socket);
+    };
+  });
+  server.on('clientError', clientError);
   // Before the handler: a request or response that errors (client gone) is handled by the
   // handler's own pipes or not at all, never by the process.
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -82,6 +94,48 @@ export function createHttpServer(handler: RequestListener, timeouts: Partial<Htt
     }
   });
   return server;
+}
+
+/** What Node's server answers a request its parser refuses (its socketOnError), by the error's code. */
+const CLIENT_ERRORS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: '413 Payload Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
+interface ServerSocket extends Socket {
+  /** Node's parser of the connection, while it has one. */
+  parser?: { _consumed?: boolean; unconsume?: () => void } | null;
+  /** The response in flight on it, if any. */
+  _httpMessage?: { headersSent?: boolean } | null;
+}
+
+/**
+ * Node's answer to what its parser refuses (400, 408, 413, 431), then the connection closes as
+ * after any answer (util/linger.ts): what the client still sends is dropped, not a reset that
+ * loses the answer. Node's own handler writes it and destroys the socket at once. A response in
+ * flight (a request whose body went wrong) is cut as Node cuts it: the socket goes at once.
+ */
+function clientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
+  const socket = duplex as ServerSocket;
+  if (closingAfterAnswer(socket)) return;
+  const inFlight = socket._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) return void socket.destroy();
+  socket.write(`HTTP/1.1 ${CLIENT_ERRORS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+  if (inFlight) return void NetSocket.prototype.destroySoon.call(socket);
+  detachParser(socket);
+  closeAfterAnswer(socket);
+}
+
+/** Node's parser reads `socket` no more: what comes from here is read in JS (and dropped by closeAfterAnswer), never parsed. */
+function detachParser(duplex: Socket): void {
+  const socket = duplex as ServerSocket;
+  const parser = socket.parser;
+  if (parser?._consumed) {
+    parser.unconsume?.();
+    parser._consumed = false;
+  }
+  socket.removeAllListeners('data');
 }
 
 function failed(res: ServerResponse): void {
