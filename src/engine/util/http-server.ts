@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { Socket as NetSocket, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { closeAfterAnswer, closingAfterAnswer } from './linger.js';
 
@@ -113,8 +113,9 @@ interface ServerSocket extends Socket {
 /**
  * Node's answer to what its parser refuses (400, 408, 413, 431), then the connection closes as
  * after any answer (util/linger.ts): what the client still sends is dropped, not a reset that
- * loses the answer. Node's own handler writes it and destroys the socket at once. A response in
- * flight (a request whose body went wrong) is cut as Node cuts it: the socket goes at once.
+ * loses the answer. Node's own handler writes it and destroys the socket at once. A request in
+ * flight (its body went wrong, or came too slowly) is aborted when the socket goes (its client's
+ * FIN, or the bound: Node's abortIncoming); an answer already begun is cut: the socket goes now.
  */
 function clientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
   const socket = duplex as ServerSocket;
@@ -122,7 +123,6 @@ function clientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
   const inFlight = socket._httpMessage;
   if (!socket.writable || inFlight?.headersSent) return void socket.destroy();
   socket.write(`HTTP/1.1 ${CLIENT_ERRORS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
-  if (inFlight) return void NetSocket.prototype.destroySoon.call(socket);
   detachParser(socket);
   closeAfterAnswer(socket);
 }

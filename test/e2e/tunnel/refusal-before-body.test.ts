@@ -25,8 +25,9 @@ const REQUEST_MS = 1500;
 
 let origin: Server;
 let originPort = 0;
-/** Paths the origin was asked for. */
+/** Paths the origin was asked for, and those whose request was aborted. */
 const seen: string[] = [];
+const aborted: string[] = [];
 
 /** Bytes in the kernel's receive queue of the client socket `s` (ss's Recv-Q); -1 once a reset closed it (ss lists it no more). */
 function received(s: Socket): number {
@@ -83,6 +84,7 @@ describe("the edge's refusals while the client still sends", () => {
       // Answers once the whole body is in (these bodies never end).
       req.resume();
       req.on('end', () => res.end(`hello ${req.url}`));
+      req.on('close', () => req.complete || aborted.push(req.url ?? ''));
     });
     origin.keepAliveTimeout = 120_000;
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
@@ -98,26 +100,35 @@ describe("the edge's refusals while the client still sends", () => {
     const { connector } = await startConnector(t.home, e.tunnelPort, ['--url', `http://127.0.0.1:${originPort}`, '--ha-connections', '1', 'web'], 1, protocol);
     t.procs.push(connector);
     seen.length = 0;
+    aborted.length = 0;
     return e;
   };
 
-  it.each(['http2', 'quic'] as Protocol[])(
-    'over %s: chunk framing that turns odd mid-body is answered 400, read by the client',
-    async (protocol) => {
-      const e = await tunnel(protocol);
+  // The fast path over both transports, and Node's server (the per-request path).
+  const PATHS = [
+    ['http2', {}],
+    ['quic', {}],
+    ['http2', { OXY_HTTP1_STREAMS: '0' }],
+  ] as [Protocol, Record<string, string>][];
+
+  it.each(PATHS)(
+    'over %s %j: chunk framing that turns odd mid-body is answered 400, read by the client; the origin sees the request aborted',
+    async (protocol, env) => {
+      const e = await tunnel(protocol, env);
       const sockets = openSockets(e.edge.child.pid!);
       const { answer, writeError } = await sendBeforeReading(e.httpPort, CHUNKED_HEAD, { ready: () => seen.includes('/upload'), bytes: 'zz\r\n' });
       expect(writeError).toBeUndefined();
       expect(answer).toMatch(/^HTTP\/1\.1 400 /);
       await until(() => openSockets(e.edge.child.pid!) <= sockets, 4000, "the edge's socket closed at the client's FIN", 50);
+      await until(() => aborted.includes('/upload'), 4000, 'the request aborted at the origin');
     },
     60_000,
   );
 
-  it.each(['http2', 'quic'] as Protocol[])(
-    'over %s: a body slower than the request timeout is answered 408, read by the client',
-    async (protocol) => {
-      const e = await tunnel(protocol);
+  it.each(PATHS)(
+    'over %s %j: a body slower than the request timeout is answered 408, read by the client',
+    async (protocol, env) => {
+      const e = await tunnel(protocol, env);
       const { answer, writeError } = await sendBeforeReading(
         e.httpPort,
         Buffer.concat([Buffer.from(`POST /upload HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: ${16 * MIB}\r\n\r\n`), Buffer.alloc(MIB, 0x61)]),
