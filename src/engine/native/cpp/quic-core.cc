@@ -1542,6 +1542,13 @@ void Conn::Teardown() {
   closing_ = false;
   ClosePumps();
   CloseAllAnswers();
+  if (fin_hold_idle_) {
+    uv_idle_stop(fin_hold_idle_);
+    fin_hold_idle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(fin_hold_idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+    fin_hold_idle_ = nullptr;
+  }
+  fin_held_.clear();
   if (timer_) {
     uv_timer_stop(timer_);
     timer_->data = nullptr;

@@ -480,7 +480,8 @@ class OutQueue {
   // Drops everything queued (its blocks go back to the pool).
   void Clear();
   // One writev from the front, over up to kWriteBlocks blocks: the bytes written, or -errno.
-  ssize_t WriteTo(int fd);
+  // `more`: MSG_MORE (the socket holds a last partial segment for what follows: the FIN).
+  ssize_t WriteTo(int fd, bool more = false);
   // What the next WriteTo offers (a write that takes less found the fd full).
   size_t Offered() const {
     size_t n = 0, k = 0;
@@ -542,6 +543,12 @@ struct Pump {
   bool connecting = false;
   bool answer_due = false;
   double dial_token = 0;
+  // A dialed flow's first answer, whole in one read and saying the host closes after it
+  // (Connection: close), waits for the host's FIN (its END then rides with it) until hold_until
+  // (Now()); see Conn::PumpRead. `dialed`: the connector's side (the socket is a dial's).
+  bool dialed = false;
+  bool read_once = false;  // bytes were read from the fd: later answers are not held
+  uint64_t hold_until = 0;
   std::vector<uint8_t> answer;
   // A dial's keep-alive, set by the connection's sweep once the flow lived half its idle time
   // (Conn::KeepAliveSweep): 0 if none is due. `keepalive_serial` names this pump in the sweep's queue.
@@ -1098,6 +1105,11 @@ class Conn {
   std::deque<KeepAliveDue> keepalive_due_;
   uint64_t keepalive_seq_ = 0;
   uv_timer_t* keepalive_timer_ = nullptr;
+  // The pumps whose answer waits for the host's FIN (PumpRead): polled each turn while any does
+  // (a uv timer has only ms), the loop yielding the CPU between polls.
+  uv_idle_t* fin_hold_idle_ = nullptr;
+  std::vector<int64_t> fin_held_;
+  static void OnFinHoldIdle(uv_idle_t* handle);
   void KeepAliveLater(Pump* p, int keepalive_s);
   static void KeepAliveSweep(uv_timer_t* handle);
   IdMap<AnswerPump> answers_;
