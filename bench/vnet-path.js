@@ -548,7 +548,8 @@ try {
   // The device's client may reuse a port its own TIME_WAIT holds (as clients that open many short
   // connections are set up). Where the client closes first it keeps the TIME_WAIT: before the
   // connector read the origin's EOF in the turn of its last data (c06a157) it did for ~18–22 % of
-  // the tunnel's connections (now 2–4 %, as over veth; wireguard-go 5–10 %), and at 6,000
+  // the tunnel's connections (2–4 % after it, as over veth; 0–0.2 % since the connector holds a
+  // closing answer for the host's FIN, 2a315f8; wireguard-go 5–10 %), and at 6,000
   // connections/s the 28,232 ports to one destination ran out by the third round: connect()
   // searched the port space (__inet_check_established) and the tunnel's rate fell to ~600/s. All
   // three paths share this setting (docs/decisions.md, session 22, lead and helper finlag).
