@@ -43,7 +43,7 @@ export const QUIC_LEG = [
  * QUIC tests that choose the library of each side themselves (listenQuic's `impl`, OXY_QUIC_IMPL
  * set in the test): the quiche legs would run the same pairs again, so only `sqlite` runs them.
  */
-export const QUIC_PINNED = ['test/unit/quic/ngtcp2-loopback.test.ts', 'test/unit/quic/ngtcp2-aead.test.ts', 'test/unit/quic/ngtcp2-turn-defer.test.ts'];
+export const QUIC_PINNED = ['test/unit/quic/ngtcp2-loopback.test.ts', 'test/unit/quic/ngtcp2-aead.test.ts'];
 
 // Without PostgreSQL the leg is left out with a note — unless OXY_REQUIRE_PRIVILEGED_TESTS=1
 // (CI), where its globalSetup then fails the run.

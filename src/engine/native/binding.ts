@@ -200,8 +200,6 @@ export interface NativeQuicCounters {
   acksFirst: number;
   /** Reads (one recvmmsg) whose ACK went out after the first message that brought ≥ 32 KiB of stream bytes, before the rest were decrypted (only with OXY_QUIC_ACK_SPLIT=1, or =server / =client at that end). */
   acksSplit: number;
-  /** Loop turns whose flush of at most 4 KiB of stream data waited one turn for more to ride with it (only with OXY_QUIC_TURN_DEFER=1). */
-  turnDefers: number;
   /** Key updates this end began (only with OXY_QUIC_KEY_UPDATE=N: one per N packets sent, for tests). */
   keyUpdates: number;
   /** Flushes that wrote packets and set no pacing time: with OXY_QUIC_PACING=far, on a path whose min RTT is under 1 ms; every flush with =0. */

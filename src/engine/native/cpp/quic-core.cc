@@ -967,7 +967,6 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("keyUpdates", double(counters.key_updates));
   c.Set("acksFirst", double(counters.acks_first));
   c.Set("acksSplit", double(counters.acks_split));
-  c.Set("turnDefers", double(counters.turn_defers));
   c.Set("unpaced", double(counters.unpaced));
   c.Set("opensDialed", double(opens_dialed));
   c.Set("opensPumped", double(opens_pumped));
@@ -1156,16 +1155,6 @@ void Conn::Flush() {
   if (!pump_out_.empty()) FlushPumps();
   if (!answer_out_.empty()) FlushAnswers();
   WritePackets();
-}
-
-bool Conn::SendsLittle(uint64_t limit) {
-  uint64_t n = 0;
-  for (int64_t id : sendq_) {
-    Stream* s = Find(id);
-    if (s && s->total > s->sent) n += s->total - s->sent;
-    if (n > limit) return false;
-  }
-  return datagrams_.empty();
 }
 
 bool Conn::AckEarly() {

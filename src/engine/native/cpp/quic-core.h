@@ -17,8 +17,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
@@ -159,20 +157,6 @@ constexpr uint64_t kStreamHighWater = 1024 * 1024;
 // Stream bytes read since the last flush from which the flush sends its ACK before the fds' writes
 // (Conn::Flush): a bulk burst (one GRO message of 1,444-byte packets carries ~63 KB), not a request.
 constexpr uint64_t kAckFirstBytes = 32 * 1024;
-
-// A turn's flush whose connections have
-// at most kTurnDeferBytes of stream data waiting (a few requests or answers) waits one loop turn, so
-// that what the peers we woke send meanwhile (the spin's yield runs them on our CPU) rides the same
-// packets. On the vnet path's keep-alive requests our three processes' CPU per request followed the
-// QUIC packets per request (~15 µs per packet per request over 24 loaded runs, r 0.72: each packet
-// is a send, a receive and often a wake-up); under load a turn already carried ~7 requests per
-// packet, at the start run's quiet fewer (docs/decisions.md, session 23). Opt-in, OXY_QUIC_TURN_DEFER=1
-// (read as a QuicServer or QuicClient is made), for the quiet pairs that choose its default.
-constexpr uint64_t kTurnDeferBytes = 4096;
-inline bool TurnDefer() {
-  const char* v = getenv("OXY_QUIC_TURN_DEFER");
-  return v != nullptr && strcmp(v, "1") == 0;
-}
 
 extern const char kPriority[];
 uint64_t Now();
@@ -770,8 +754,6 @@ class Conn {
   // a sender waiting on its window seals its next burst while this end decrypts the rest. True when
   // it wrote packets (the host sends them: TxSend); at most once per read (the host's to keep).
   bool AckEarly();
-  // Whether what waits to be sent is at most `limit` stream bytes (a few requests or answers).
-  bool SendsLittle(uint64_t limit);
 
   // JS calls (the host's methods forward them).
   int64_t OpenStream();
@@ -895,7 +877,6 @@ class Conn {
     uint64_t key_updates = 0;    // key updates this end began (OXY_QUIC_KEY_UPDATE)
     uint64_t acks_first = 0;     // flushes that sent their packets before the fds' writes (a bulk read)
     uint64_t acks_split = 0;     // ACKs sent in the middle of a read (OXY_QUIC_ACK_SPLIT=1: AckEarly)
-    uint64_t turn_defers = 0;    // turns whose flush waited for the next turn (OXY_QUIC_TURN_DEFER=1)
     uint64_t unpaced = 0;        // flushes that wrote packets and set no pacing time (a near path: UpdatePacing)
   } counters;
   // The CIDs routed to this connection (server).

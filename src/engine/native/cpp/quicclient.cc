@@ -108,7 +108,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
     if (!problem.empty()) throw Napi::Error::New(env, "QuicClient: " + problem);
 
     turn_.Init(loop, this, &QuicClient::OnCheck);
-    turn_defer_ = TurnDefer();
     soon_.Init(loop, this, [](void* owner) { static_cast<QuicClient*>(owner)->FlushNow(); });
     lazy_.Init(loop, this, &QuicClient::OnLazyTimer);
     rx_.Init(fd_, settings.LargestRecv(), settings.gro, false, 0);
@@ -352,18 +351,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
   static void OnCheck(uv_check_t* handle) {
     auto* self = static_cast<QuicClient*>(handle->data);
     if (!self) return;
-    // OXY_QUIC_TURN_DEFER=1: a few small writes wait one turn for more to ride with them (quic-core.h).
-    if (self->turn_defer_ && !self->deferred_ && self->conn_ && self->conn_->SendsLittle(kTurnDeferBytes)) {
-      self->deferred_ = true;
-      self->conn_->counters.turn_defers++;
-      // Only the packets wait: JS sees this turn's records now. Still armed (the idle handle keeps
-      // the poll from blocking): the next turn's check phase flushes.
-      Napi::HandleScope scope(self->env_);
-      self->Deliver();
-      self->MaybeFinalize();
-      return;
-    }
-    self->deferred_ = false;
     self->turn_.Disarm();
     self->FlushNow();
   }
@@ -420,8 +407,6 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
   TurnScheduler turn_;
   SoonTimer soon_;
-  bool turn_defer_ = false;  // OXY_QUIC_TURN_DEFER=1
-  bool deferred_ = false;    // this turn's flush went to the next turn
   SoonTimer lazy_;
   int in_js_ = 0;
   bool closed_ = false;

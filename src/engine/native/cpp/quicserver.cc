@@ -146,7 +146,6 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
 
     napi_get_uv_event_loop(env, &loop_);
     turn_.Init(loop_, this, &QuicServer::OnCheck);
-    turn_defer_ = TurnDefer();
     soon_.Init(loop_, this, [](void* owner) { static_cast<QuicServer*>(owner)->OnSoon(); });
     lazy_.Init(loop_, this, &QuicServer::OnLazyTimer);
 
@@ -499,28 +498,6 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
   static void OnCheck(uv_check_t* handle) {
     auto* self = static_cast<QuicServer*>(handle->data);
     if (!self) return;
-    // OXY_QUIC_TURN_DEFER=1: a few small writes wait one turn for more to ride with them (quic-core.h).
-    if (self->turn_defer_ && !self->deferred_ && !self->dirty_.empty()) {
-      bool little = true;
-      for (uint32_t h : self->dirty_) {
-        Conn* c = self->Find(h);
-        if (c && !c->SendsLittle(kTurnDeferBytes)) little = false;
-      }
-      if (little) {
-        self->deferred_ = true;
-        for (uint32_t h : self->dirty_) {
-          if (Conn* c = self->Find(h)) c->counters.turn_defers++;
-        }
-        // Only the packets wait: JS sees this turn's records now (a pump arms once JS saw the batch
-        // that carried its stream's bytes), and the TUN's due reads run. Still armed (the idle
-        // handle keeps the poll from blocking): the next turn's check phase flushes.
-        Napi::HandleScope scope(self->env_);
-        self->EndCallback();
-        RunTunDue();
-        return;
-      }
-    }
-    self->deferred_ = false;
     self->turn_.Disarm();
     Napi::HandleScope scope(self->env_);
     self->FlushDirty();
@@ -805,8 +782,6 @@ class QuicServer : public PolledWrap<QuicServer>, public Host {
 
   TurnScheduler turn_;
   SoonTimer soon_;
-  bool turn_defer_ = false;  // OXY_QUIC_TURN_DEFER=1
-  bool deferred_ = false;    // this turn's flush went to the next turn
   SoonTimer lazy_;
   std::vector<uint32_t> soon_list_;
   int in_js_ = 0;
