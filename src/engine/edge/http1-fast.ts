@@ -119,6 +119,8 @@ interface Tunnel {
   misses: number;
   /** ANSWER_STATE.OWN when its reads started. */
   ownMark: number;
+  /** Requests it forwarded that JS took back in flight (#adopt): they count in OWN, their answers' ends in DONE, never in OWN_DONE. */
+  adopted: number;
   /** The transport reads the request body in flight from the client (AnswerPump.readBody), not JS. */
   body: boolean;
 }
@@ -311,14 +313,15 @@ class FastConnection {
     // forwarded becomes ours first.
     const state = t?.pump?.state;
     if (t && state && (t.reading || !this.#req)) {
-      const inFlight = t.reading && state[ANSWER_STATE.OWN] > state[ANSWER_STATE.OWN_DONE];
-      if (!inFlight) {
-        const left = this.o.timeouts.keepAliveMs - (nowMs() - state[ANSWER_STATE.ACTIVE]);
-        if (left > 1) return void this.socket.setTimeout(left);
+      if (this.#ownInFlight()) {
+        this.#takeBack(t);
+        // A request it forwarded began after this timer was set: ours now, with a request's idle timeout from here.
+        if (this.#req) return;
+        // None was (its answer is whole after all): between requests, as below — an idle client is never kept without a timer.
       }
+      const left = this.o.timeouts.keepAliveMs - (nowMs() - state[ANSWER_STATE.ACTIVE]);
+      if (left > 1) return void this.socket.setTimeout(left);
       if (t.reading) this.#takeBack(t);
-      // A request it forwarded began after this timer was set: ours now, with a request's idle timeout from here.
-      if (inFlight) return;
     }
     // Node's timer does not see the pump's writes or the transport's body reads: bytes still moving keep the connection.
     if ((this.#req?.native || t?.body) && t && pumped(t) !== t.idleMark) {
@@ -345,10 +348,10 @@ class FastConnection {
     this.#dropTunnel(req !== undefined || this.#ownInFlight());
   };
 
-  /** The transport forwarded a request it read and its answer is not whole yet. */
+  /** The transport forwarded a request it read and its answer is not whole yet (those JS took back count apart: their ends never reach OWN_DONE). */
   #ownInFlight(): boolean {
     const t = this.#tunnel;
-    return t?.reading === true && t.pump!.state[ANSWER_STATE.OWN] > t.pump!.state[ANSWER_STATE.OWN_DONE];
+    return t?.reading === true && t.pump!.state[ANSWER_STATE.OWN] > t.pump!.state[ANSWER_STATE.OWN_DONE] + t.adopted;
   }
 
   /** Between requests, with nothing of ours pending: the transport reads the client until something needs JS. */
@@ -385,6 +388,7 @@ class FastConnection {
     const head = pump.state[ANSWER_STATE.BACK_HEAD];
     const rest = back.subarray(head);
     t.misses = pump.state[ANSWER_STATE.OWN] > t.ownMark ? 0 : t.misses + 1;
+    if (head > 0) t.adopted++;
     if (this.#gone) return;
     if (head > 0) this.#adopt(t, back.subarray(0, head), rest.length);
     if (!this.#handedOff) (this.socket as unknown as { _handle?: SocketHandle })._handle?.readStart?.();
@@ -483,6 +487,7 @@ class FastConnection {
     t.idleMark = pumped(t);
     this.socket.setTimeout(this.o.timeouts.idleMs);
     this.#watch(req, nowMs() - state[ANSWER_STATE.OWN_AT]);
+    debug('request on stream %d the transport forwarded taken back in flight', t.stream.id);
   }
 
   /** Routes may have changed (the view reloaded): JS reads the client again, and routes its next request. */
@@ -495,7 +500,7 @@ class FastConnection {
     const t = this.#tunnel;
     if (!t?.reading) return void this.reads.delete(this);
     const state = t.pump!.state;
-    if (state[ANSWER_STATE.OWN] === state[ANSWER_STATE.OWN_DONE] || state[ANSWER_STATE.STARTED] >= t.armed + state[ANSWER_STATE.OWN]) return;
+    if (!this.#ownInFlight() || state[ANSWER_STATE.STARTED] >= t.armed + state[ANSWER_STATE.OWN]) return;
     if (now - state[ANSWER_STATE.OWN_AT] >= Math.min(LIVENESS_MS, this.o.responseTimeoutMs)) this.#takeBack(t);
   }
 
@@ -707,6 +712,7 @@ class FastConnection {
       reading: false,
       misses: 0,
       ownMark: 0,
+      adopted: 0,
       body: false,
     };
     this.#tunnel = t;

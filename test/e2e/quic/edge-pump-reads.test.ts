@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { OxyProcess } from '../../helpers/processes.js';
 import { api, newToken } from '../dashboard/support.js';
 import { getVia, sha256hex, whileServed } from './support.js';
-import { AFTER_READS, BULK, converse, edgePumpTunnel, get, KEEP_STEPS } from './edge-pump-support.js';
+import { AFTER_READS, BULK, converse, edgePumpTunnel, get, KEEP_STEPS, SLOW_MS } from './edge-pump-support.js';
 
 const { t, tunnel, originUrl } = edgePumpTunnel();
 
@@ -148,6 +148,49 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     // The upper bound counts from the last answer's arrival (the idle timer starts when it is
     // sent): a loaded machine can take seconds between the write and the answer.
     await expect.poll(() => closedAt, { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
+    expect(closedAt - lastDataAt).toBeLessThan(5000);
+  }, 60_000);
+
+  it('closes an idle client a keep-alive timeout after its last answer, also after its timer took back a request the addon forwarded', async () => {
+    const config = join(t.home, 'edge-keepalive.yml');
+    writeFileSync(config, 'http-timeouts:\n  keep-alive-ms: 1000\n');
+    const e = await tunnel({}, ['--config', config]);
+    const s = connect(e.httpPort, '127.0.0.1');
+    s.on('error', () => undefined);
+    let got = '';
+    let closedAt = 0;
+    let lastDataAt = 0;
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      lastDataAt = Date.now();
+    });
+    s.on('close', () => (closedAt = Date.now()));
+    // /k read by JS; /slow (answered after SLOW_MS) by the addon, and still in flight when the
+    // keep-alive timer /k's answer armed fires: JS takes it back (its answer's end counts as one JS
+    // armed, not in OWN_DONE); the last /k read by the addon again. Each written 200 ms after the
+    // last answer (the addon gives a request back to JS while the stream's bytes after an answer
+    // wait for JS); a round again if JS read /slow (the view's reload after the connector's
+    // registration takes the client back).
+    let lastWriteAt = 0;
+    const ask = async (path: string): Promise<void> => {
+      await new Promise((r) => setTimeout(r, 200));
+      lastWriteAt = Date.now();
+      s.write(get(path));
+      await expect.poll(() => got.endsWith(`hello ${path}`), { timeout: SLOW_MS + 5000 }).toBe(true);
+    };
+    const takenBack = /request on stream \d+ the transport forwarded taken back in flight/;
+    for (let round = 0; round < 3 && !takenBack.test(e.edge.output); round++) {
+      await ask(`/k${round}`);
+      await ask(`/slow${round}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(e.edge.output).toMatch(takenBack);
+    await ask('/last');
+    expect(closedAt).toBe(0);
+    // Then idle: closed a keep-alive timeout after the last answer, not held (it was, for ever: the
+    // taken-back request counted as one in flight at every later timeout).
+    await expect.poll(() => closedAt, { timeout: 15_000 }).toBeGreaterThan(0);
     expect(closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
     expect(closedAt - lastDataAt).toBeLessThan(5000);
   }, 60_000);

@@ -12,6 +12,9 @@ export const HELD_MIB = 160;
 /** Bytes /held's answer has handed to its socket so far (a live binding for the test files). */
 export let heldWritten = 0;
 
+/** How long the origin takes to answer /slow… (ms). */
+export const SLOW_MS = 1500;
+
 /** Raw answers by path (the origin writes them as they are). */
 const RAW: Record<string, string> = {
   '/early':
@@ -91,6 +94,8 @@ function answer(s: Socket, method: string, path: string, body: Buffer, done: () 
     };
     return more();
   }
+  // An answer that takes SLOW_MS: longer than the keep-alive timeout of the tests that ask for it.
+  if (path.startsWith('/slow')) return void setTimeout(() => text('200 OK', `hello ${path}`), SLOW_MS);
   if (RAW[path]) {
     s.write(RAW[path]);
     return done();
