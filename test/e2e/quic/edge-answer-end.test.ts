@@ -11,61 +11,13 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { finProbeScript } from '../../helpers/fin-probe.js';
 import { edgePumpTunnel } from './edge-pump-support.js';
 
 const { tunnel } = edgePumpTunnel();
 
-// C clients at once, each making N connections one after another (so the edge is busy, as under a
-// load); on each answer's last byte one more read that does not wait: the FIN already there (EOF)
-// or not yet (EAGAIN). Prints the two counts.
-const CLIENT = `
-import socket, sys, threading
-port, clients, n, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-counts = [0, 0]
-def whole(got):
-    i = got.find(b'\\r\\n\\r\\n')
-    if i < 0:
-        return False
-    length = [l for l in got[:i].split(b'\\r\\n') if l.lower().startswith(b'content-length:')]
-    return len(got) >= i + 4 + int(length[0].split(b':')[1])
-def answer(s):
-    got = b''
-    while not whole(got):
-        c = s.recv(4096)
-        if not c:
-            break
-        got += c
-    return got
-def run():
-    for i in range(n):
-        s = socket.create_connection(('127.0.0.1', port), timeout=10)
-        req = b'GET /a%d HTTP/1.1\\r\\nHost: app.example.com\\r\\n' % i
-        if mode == 'close':
-            s.sendall(req + b'Connection: close\\r\\n\\r\\n')
-        else:
-            if mode == 'half-read':
-                s.sendall(req + b'\\r\\n')
-                assert answer(s).endswith(b'hello /a%d' % i)
-            # The request and the FIN in one segment.
-            s.send(req + b'\\r\\n', socket.MSG_MORE)
-            s.shutdown(socket.SHUT_WR)
-        got = answer(s)
-        assert got.endswith(b'hello /a%d' % i), got
-        s.setblocking(False)
-        try:
-            c = s.recv(4096)
-            assert c == b'', c
-            counts[0] += 1
-        except BlockingIOError:
-            counts[1] += 1
-        s.close()
-threads = [threading.Thread(target=run) for _ in range(clients)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(counts[0], counts[1])
-`;
+// The probe, in each of the three ways in.
+const CLIENT = finProbeScript({ address: '127.0.0.1', path: '/a{i}', host: 'app.example.com', answerEnds: 'hello /a{i}' });
 
 const [CLIENTS, EACH] = [16, 25];
 const N = CLIENTS * EACH;

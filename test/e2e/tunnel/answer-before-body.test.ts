@@ -8,12 +8,12 @@
 // schedule any client: it gets the 502 page and the FIN, no reset, and a request inside the rest
 // of its body never reaches the origin; with OXY_EDGE_LINGER=0 the reset comes and the answer is lost.
 // A client that neither ends nor closes is let go after 5 s.
-import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSockets, startConnector, startEdge, useWebTunnel, type Protocol } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
+import { sendBeforeReading } from './send-before-reading.js';
 
 const HOST = 'app.example.com';
 const MIB = 1024 * 1024;
@@ -26,35 +26,14 @@ let originPort = 0;
 /** Paths the origin was asked for. */
 const seen: string[] = [];
 
-/** Bytes in the kernel's receive queue of the client socket `s` (ss's Recv-Q). */
-function received(s: Socket): number {
-  const out = execFileSync('ss', ['-Htn', 'src', `127.0.0.1:${s.localPort}`, 'dst', `127.0.0.1:${s.remotePort}`], { encoding: 'utf8' });
-  return Number(out.trim().split(/\s+/)[1] ?? 0);
-}
-
 /**
  * POSTs BODY bytes without reading: 1 MiB, then (once the answer is in its receive queue) the
  * rest, SMUGGLED over and over; then it ends and reads. The answer read, and the error a write met.
  */
-async function uploadBeforeReading(port: number): Promise<{ answer: string; writeError?: string }> {
-  const s = connect(port, '127.0.0.1');
-  s.pause();
-  let writeError: string | undefined;
-  s.on('error', (err: NodeJS.ErrnoException) => (writeError ??= err.code));
-  await new Promise((r) => s.once('connect', r));
-  s.write(`POST /reset-up HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: ${BODY}\r\n\r\n`);
-  s.write(Buffer.alloc(MIB, 0x61));
-  await until(() => received(s) > 0, 15_000, 'the answer in the client socket');
+function uploadBeforeReading(port: number): Promise<{ answer: string; writeError?: string }> {
+  const head = `POST /reset-up HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: ${BODY}\r\n\r\n`;
   const rest = Buffer.from(SMUGGLED.repeat(Math.ceil((BODY - MIB) / SMUGGLED.length)).slice(0, BODY - MIB), 'latin1');
-  for (let off = 0; off < rest.length && !s.destroyed; off += 64 * 1024)
-    await new Promise<void>((r) => s.write(rest.subarray(off, off + 64 * 1024), () => r()));
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  const closed = new Promise((r) => s.once('close', r));
-  if (!s.destroyed) s.end();
-  s.resume();
-  await closed;
-  return { answer: Buffer.concat(chunks).toString('latin1'), writeError };
+  return sendBeforeReading(port, Buffer.concat([Buffer.from(head), Buffer.alloc(MIB, 0x61)]), { rest });
 }
 
 describe('an answer before the end of its request body', () => {

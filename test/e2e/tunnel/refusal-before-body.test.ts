@@ -8,18 +8,18 @@
 // answer-before-body.test.ts, the same for the connector's answers). The client here reads
 // nothing until the answer is in its receive queue and it has sent 8 MiB more. Bounded: a client
 // that never ends is let go after 5 s, one that sends forever after 64 MiB.
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSockets, startConnector, startEdge, useWebTunnel, type Protocol } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
+import { sendBeforeReading, write } from './send-before-reading.js';
 
 const HOST = 'app.example.com';
 const MIB = 1024 * 1024;
-const REST = 8 * MIB;
+const _REST = 8 * MIB;
 /** The edge's request timeout (edge.yml): a body slower than this is answered 408. */
 const REQUEST_MS = 1500;
 
@@ -28,45 +28,6 @@ let originPort = 0;
 /** Paths the origin was asked for, and those whose request was aborted. */
 const seen: string[] = [];
 const aborted: string[] = [];
-
-/** Bytes in the kernel's receive queue of the client socket `s` (ss's Recv-Q); -1 once a reset closed it (ss lists it no more). */
-function received(s: Socket): number {
-  const out = execFileSync('ss', ['-Htn', 'src', `127.0.0.1:${s.localPort}`, 'dst', `127.0.0.1:${s.remotePort}`], { encoding: 'utf8' }).trim();
-  return out ? Number(out.split(/\s+/)[1] ?? 0) : -1;
-}
-
-const write = (s: Socket, b: Buffer | string): Promise<void> => new Promise<void>((r) => s.write(b, () => r()));
-
-/**
- * Writes `first` (then `then`, once `ready` says so) without reading; once the answer is in its
- * receive queue, REST bytes more; then it ends and reads. The answer read, and the error a write met.
- */
-async function sendBeforeReading(
-  port: number,
-  first: Buffer | string,
-  then?: { ready: () => boolean; bytes: Buffer | string },
-): Promise<{ answer: string; writeError?: string }> {
-  const s = connect(port, '127.0.0.1');
-  s.pause();
-  let writeError: string | undefined;
-  s.on('error', (err: NodeJS.ErrnoException) => (writeError ??= err.code));
-  await new Promise((r) => s.once('connect', r));
-  await write(s, first);
-  if (then) {
-    await until(then.ready, 15_000, 'the request under way');
-    await write(s, then.bytes);
-  }
-  await until(() => received(s) !== 0, 15_000, 'the answer in the client socket (or the reset)');
-  const piece = Buffer.alloc(64 * 1024, 0x61);
-  for (let off = 0; off < REST && !s.destroyed; off += piece.length) await write(s, piece);
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  const closed = new Promise((r) => s.once('close', r));
-  if (!s.destroyed) s.end();
-  s.resume();
-  await closed;
-  return { answer: Buffer.concat(chunks).toString('latin1'), writeError };
-}
 
 /** A head larger than Node's parser takes (16 KiB), not whole in the fast path's read: Node's server answers it. */
 const BIG_HEAD = `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Big: ${'a'.repeat(64 * 1024)}`;
@@ -116,7 +77,7 @@ describe("the edge's refusals while the client still sends", () => {
     async (protocol, env) => {
       const e = await tunnel(protocol, env);
       const sockets = openSockets(e.edge.child.pid!);
-      const { answer, writeError } = await sendBeforeReading(e.httpPort, CHUNKED_HEAD, { ready: () => seen.includes('/upload'), bytes: 'zz\r\n' });
+      const { answer, writeError } = await sendBeforeReading(e.httpPort, CHUNKED_HEAD, { next: { ready: () => seen.includes('/upload'), bytes: 'zz\r\n' } });
       expect(writeError).toBeUndefined();
       expect(answer).toMatch(/^HTTP\/1\.1 400 /);
       await until(() => openSockets(e.edge.child.pid!) <= sockets, 4000, "the edge's socket closed at the client's FIN", 50);

@@ -8,94 +8,18 @@
 // packet of its own and 2-4 % of the bench's connections were closed first by the device (session
 // 23, helper finend). Keep-alive answers are not held.
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { closingHostScript, finProbeScript, HOST_ANSWER } from '../../helpers/fin-probe.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { startVnetSite, type VnetSite } from '../../helpers/vnet-site.js';
 
 // In the data centre: a host that closes 1 ms after its answer (Node's server: p50 ~80, p90 ~200
 // µs; the test's hold is 5 ms and the gap wide, so that the counts do not hang on the machine's
 // load), keep-alive answers as they come.
-const HOST = `
-import socket, threading, time
-CLOSE = b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok'
-KEEP = b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: keep-alive\\r\\n\\r\\nok'
-def serve(s):
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    got = b''
-    while True:
-        while b'\\r\\n\\r\\n' not in got:
-            c = s.recv(4096)
-            if not c:
-                s.close()
-                return
-            got += c
-        head, got = got.split(b'\\r\\n\\r\\n', 1)
-        if b'Connection: close' not in head:
-            s.sendall(KEEP)
-            continue
-        s.sendall(CLOSE)
-        time.sleep(0.001)
-        s.shutdown(socket.SHUT_WR)
-        try:
-            while s.recv(4096):
-                pass
-        except OSError:
-            pass
-        s.close()
-        return
-a = socket.socket()
-a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-a.bind(('198.18.0.10', 9108))
-a.listen(128)
-print('listening', flush=True)
-while True:
-    threading.Thread(target=serve, args=(a.accept()[0],), daemon=True).start()
-`;
+const HOST = closingHostScript({ address: '198.18.0.10', port: 9108, finAfterMs: 1 });
 
-// On the device: C clients at once, each making N connections one after another; on each answer's
-// last byte one more read that does not wait: the FIN already there (EOF) or not yet (EAGAIN).
-// Then (keep-alive) one connection, 50 requests one after another: the slowest answer's µs.
-const CLIENT = `
-import socket, sys, threading, time
-clients, n = int(sys.argv[1]), int(sys.argv[2])
-counts = [0, 0]
-def answer(s):
-    got = b''
-    while not got.endswith(b'\\r\\n\\r\\nok'):
-        c = s.recv(4096)
-        assert c, got
-        got += c
-    return got
-def run():
-    for i in range(n):
-        s = socket.create_connection(('198.18.0.10', 9108), timeout=10)
-        s.sendall(b'GET / HTTP/1.1\\r\\nHost: h\\r\\nConnection: close\\r\\n\\r\\n')
-        assert b'Connection: close' in answer(s)
-        s.setblocking(False)
-        try:
-            assert s.recv(4096) == b''
-            counts[0] += 1
-        except BlockingIOError:
-            counts[1] += 1
-        s.close()
-def in_segs():
-    rows = [l.split() for l in open('/proc/net/snmp') if l.startswith('Tcp:')]
-    return int(rows[1][rows[0].index('InSegs')])
-segs = in_segs()
-threads = [threading.Thread(target=run) for _ in range(clients)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-segs = in_segs() - segs
-s = socket.create_connection(('198.18.0.10', 9108), timeout=10)
-took = []
-for i in range(50):
-    t0 = time.perf_counter()
-    s.sendall(b'GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n')
-    assert b'keep-alive' in answer(s)
-    took.append(time.perf_counter() - t0)
-print(counts[0], counts[1], int(sorted(took)[25] * 1e6), segs)
-`;
+// On the device: the probe, each request saying `Connection: close`; then (keep-alive) one
+// connection, 50 requests one after another: the median answer's µs.
+const CLIENT = finProbeScript({ address: '198.18.0.10', answerEnds: HOST_ANSWER.close, keepAlive: true });
 
 const [CLIENTS, EACH] = [4, 100];
 const N = CLIENTS * EACH;
@@ -119,9 +43,9 @@ for (const [name, env, held] of [
     });
 
     it(`${N} connections: each answer whole, the FIN ${held ? 'with it on nearly every one' : 'as it comes'}; keep-alive answers at once`, async () => {
-      const r = await site.inDevice('python3', ['-c', CLIENT, String(CLIENTS), String(EACH)], { timeoutMs: 60_000 });
+      const r = await site.inDevice('python3', ['-c', CLIENT, '9108', String(CLIENTS), String(EACH), 'close'], { timeoutMs: 60_000 });
       expect(r.stderr).toBe('');
-      const [eof, later, median, segs] = r.stdout.trim().split(' ').map(Number);
+      const [eof, later, segs, median] = r.stdout.trim().split(' ').map(Number);
       expect(eof! + later!).toBe(N);
       console.log(
         name,
