@@ -12,6 +12,22 @@ import { AFTER_READS, BULK, converse, edgePumpTunnel, get, KEEP_STEPS, SLOW_MS }
 
 const { t, tunnel, originUrl } = edgePumpTunnel();
 
+/** An edge whose keep-alive timeout is 1 s, and a raw client of it: what it read, when its last bytes came and when it was closed. */
+async function keepAliveClient() {
+  const config = join(t.home, 'edge-keepalive.yml');
+  writeFileSync(config, 'http-timeouts:\n  keep-alive-ms: 1000\n');
+  const e = await tunnel({}, ['--config', config]);
+  const s = connect(e.httpPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  const seen = { got: '', closedAt: 0, lastDataAt: 0 };
+  s.on('data', (c: Buffer) => {
+    seen.got += c.toString('latin1');
+    seen.lastDataAt = Date.now();
+  });
+  s.on('close', () => (seen.closedAt = Date.now()));
+  return { e, s, seen };
+}
+
 describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', () => {
   it('answers keep-alive requests it read itself, then pipelined, bodied, closing and hostile ones, byte-identical to JS reads', async () => {
     const outputs: string[][] = [];
@@ -118,54 +134,30 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
   }, 60_000);
 
   it('keeps the keep-alive timeout: a client whose requests the addon reads stays past it, an idle one is closed after it', async () => {
-    const config = join(t.home, 'edge-keepalive.yml');
-    writeFileSync(config, 'http-timeouts:\n  keep-alive-ms: 1000\n');
-    const e = await tunnel({}, ['--config', config]);
-    const s = connect(e.httpPort, '127.0.0.1');
-    s.on('error', () => undefined);
-    let got = '';
-    let closedAt = 0;
-    let lastDataAt = 0;
-    s.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      lastDataAt = Date.now();
-    });
-    s.on('close', () => (closedAt = Date.now()));
+    const { e, s, seen } = await keepAliveClient();
     // 3 s of requests 300 ms apart: three times the keep-alive timeout, none of it idle that long.
     let lastWriteAt = 0;
     for (let i = 0; i < 10; i++) {
       lastWriteAt = Date.now();
       s.write(get(`/ka${i}`));
-      await expect.poll(() => got.endsWith(`hello /ka${i}`), { timeout: 5000 }).toBe(true);
+      await expect.poll(() => seen.got.endsWith(`hello /ka${i}`), { timeout: 5000 }).toBe(true);
       await new Promise((r) => setTimeout(r, 300));
     }
-    expect(closedAt).toBe(0);
-    expect(got).toMatch(/Keep-Alive: timeout=1\r\n/);
+    expect(seen.closedAt).toBe(0);
+    expect(seen.got).toMatch(/Keep-Alive: timeout=1\r\n/);
     expect(e.edge.output).toMatch(/client of stream \d+ read by the transport/);
     // Then idle: closed about a second after the last answer (Node checks its timers coarsely).
     // Measured from the last request's write, which comes before the answer that starts the idle
     // timer: a loaded machine only makes the gap longer (the 300 ms sleep may take far longer).
     // The upper bound counts from the last answer's arrival (the idle timer starts when it is
     // sent): a loaded machine can take seconds between the write and the answer.
-    await expect.poll(() => closedAt, { timeout: 30_000 }).toBeGreaterThan(0);
-    expect(closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
-    expect(closedAt - lastDataAt).toBeLessThan(5000);
+    await expect.poll(() => seen.closedAt, { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(seen.closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
+    expect(seen.closedAt - seen.lastDataAt).toBeLessThan(5000);
   }, 60_000);
 
   it('closes an idle client a keep-alive timeout after its last answer, also after its timer took back a request the addon forwarded', async () => {
-    const config = join(t.home, 'edge-keepalive.yml');
-    writeFileSync(config, 'http-timeouts:\n  keep-alive-ms: 1000\n');
-    const e = await tunnel({}, ['--config', config]);
-    const s = connect(e.httpPort, '127.0.0.1');
-    s.on('error', () => undefined);
-    let got = '';
-    let closedAt = 0;
-    let lastDataAt = 0;
-    s.on('data', (c: Buffer) => {
-      got += c.toString('latin1');
-      lastDataAt = Date.now();
-    });
-    s.on('close', () => (closedAt = Date.now()));
+    const { e, s, seen } = await keepAliveClient();
     // /k read by JS; /slow (answered after SLOW_MS) by the addon, and still in flight when the
     // keep-alive timer /k's answer armed fires: JS takes it back (its answer's end counts as one JS
     // armed, not in OWN_DONE); the last /k read by the addon again. Each written 200 ms after the
@@ -177,7 +169,7 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
       await new Promise((r) => setTimeout(r, 200));
       lastWriteAt = Date.now();
       s.write(get(path));
-      await expect.poll(() => got.endsWith(`hello ${path}`), { timeout: SLOW_MS + 5000 }).toBe(true);
+      await expect.poll(() => seen.got.endsWith(`hello ${path}`), { timeout: SLOW_MS + 5000 }).toBe(true);
     };
     const takenBack = /request on stream \d+ the transport forwarded taken back in flight/;
     for (let round = 0; round < 3 && !takenBack.test(e.edge.output); round++) {
@@ -187,11 +179,11 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     }
     expect(e.edge.output).toMatch(takenBack);
     await ask('/last');
-    expect(closedAt).toBe(0);
+    expect(seen.closedAt).toBe(0);
     // Then idle: closed a keep-alive timeout after the last answer, not held (it was, for ever: the
     // taken-back request counted as one in flight at every later timeout).
-    await expect.poll(() => closedAt, { timeout: 15_000 }).toBeGreaterThan(0);
-    expect(closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
-    expect(closedAt - lastDataAt).toBeLessThan(5000);
+    await expect.poll(() => seen.closedAt, { timeout: 15_000 }).toBeGreaterThan(0);
+    expect(seen.closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
+    expect(seen.closedAt - seen.lastDataAt).toBeLessThan(5000);
   }, 60_000);
 });
