@@ -1231,12 +1231,13 @@ void Conn::PumpWriteOut(Pump* p) {
 
 namespace {
 
-// OXY_FLOW_FIN_HOLD: µs a dialed flow's closing answer waits for the host's FIN (unset: 300; 0: off).
+// OXY_FLOW_FIN_HOLD: µs a dialed flow's closing answer waits for the host's FIN (unset: 300; 0: off;
+// at most 1 s: a test sets it that long so that an answer held by mistake stands out at any load).
 uint64_t FinHoldNs() {
   static const uint64_t ns = [] {
     const char* v = std::getenv("OXY_FLOW_FIN_HOLD");
     if (v == nullptr || *v == '\0') return uint64_t(300000);
-    return uint64_t(std::min<unsigned long long>(std::strtoull(v, nullptr, 10), 10000)) * 1000;
+    return uint64_t(std::min<unsigned long long>(std::strtoull(v, nullptr, 10), 1000000)) * 1000;
   }();
   return ns;
 }
