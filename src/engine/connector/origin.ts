@@ -56,6 +56,8 @@ function responsePairs(headers: Record<string, string | string[] | undefined>): 
   return pairs;
 }
 
+const ignore = (): void => undefined;
+
 /** A 502 with its body (a head announcing a length must be followed by that many bytes) and nothing internal: details go to the log. */
 function badGateway(error: ProxyErrorType, text: string): ProxiedResponse & { bytes: Buffer } {
   const page = errorPage(502, error, text);
@@ -120,6 +122,10 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     this.#settle();
     if (!this.#started && !this.out.destroyed) return this.failEarly(err);
+    // The answer is cut: `out` is destroyed with the error, which reaches the caller through
+    // reject. The 'error' event that destroy emits needs a listener here (#settle took ours off):
+    // without one, an origin failing after its head (killed, reset, GOAWAY) ended the connector.
+    this.out.on('error', ignore);
     this.out.destroy(err);
     this.reject(err);
   }

@@ -24,7 +24,8 @@ const UPLOAD_BYTES = 16 * 1024 * 1024;
 
 /**
  * An HTTP/2 (and HTTP/1.1) origin over TLS in a process of its own, on a TCP port or a unix socket
- * path: POST reads the body to its end, anything else says hello and its HTTP version.
+ * path: POST reads the body to its end, GET /half sends half an answer and kills its process,
+ * anything else says hello and its HTTP version.
  */
 async function startOrigin(where: number | string, home: string): Promise<ChildProcess> {
   const listen = typeof where === 'number' ? `${where}, '127.0.0.1'` : JSON.stringify(where);
@@ -36,6 +37,8 @@ async function startOrigin(where: number | string, home: string): Promise<ChildP
       req.on('error', () => undefined);
       res.on('error', () => undefined);
       if (req.method === 'POST') req.resume().on('end', () => res.end('uploaded'));
+      // Half an answer, then the process dies (its socket closed by the kernel).
+      else if (req.url === '/half') (res.writeHead(200, { 'content-length': 1000 }), res.write('x'.repeat(500)), setTimeout(() => process.kill(process.pid, 'SIGKILL'), 100));
       else res.end('hello over HTTP/' + req.httpVersion);
     });
     // Windows past what the kernel buffers: a frozen origin leaves the connector's writes backed up in TCP, not in flow control.
@@ -99,3 +102,39 @@ it.each(['tcp', 'unix'])(
   },
   120_000,
 );
+
+// The connector's per-request path (undici) reported an origin that failed after its answer's head
+// by destroying the answer's writer with the error, after it had taken its own 'error' listener
+// off: an uncaught exception, and the connector exited ("other side closed"). Every later request
+// got the edge's 502 "No connector": origin-killed-uploading's round 2 in CI (14:53), when an
+// upload's answer head had come before the origin was killed.
+it('an HTTP/2 origin killed mid-answer: that answer is cut, the connector serves on', async () => {
+  const e = await startEdge(t.home);
+  t.procs.push(e.edge);
+  const port = await freePort();
+  let origin = await startOrigin(port, t.home);
+  const { connector } = await startConnector(
+    t.home,
+    e.tunnelPort,
+    ['--url', `https://127.0.0.1:${port}`, '--no-tls-verify', '--http2-origin', '--ha-connections', '1', 'web'],
+    1,
+  );
+  t.procs.push(connector);
+  const get = async (path: string): Promise<string> => {
+    try {
+      const r = await request(`http://127.0.0.1:${e.httpPort}${path}`, { headers: { host: 'app.example.com' }, headersTimeout: 5000, bodyTimeout: 5000 });
+      return `${r.statusCode} ${(await r.body.text()).length}`;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  const exited = new Promise((r) => origin.once('exit', r));
+  // The head and 500 of 1,000 bytes came: the client sees the answer cut, not a whole one.
+  expect(await get('/half')).not.toMatch(/^200 1000$/);
+  await exited;
+  origin = await startOrigin(port, t.home);
+  await until(async () => (await get('/')) === '200 19', 10_000, 'the restarted origin served', 200);
+  expect(connector.child.exitCode).toBeNull();
+  expect(connector.output).not.toMatch(/uncaught exception/);
+  origin.kill('SIGKILL');
+});
