@@ -498,6 +498,10 @@ class ResponseWriter extends Writable {
     const gone = (): void => void (this.destroyed || this.writableFinished || this.destroy(new Error('the tunnel stream closed')));
     stream.once('close', gone);
     this.once('close', () => stream.off('close', gone));
+    // Its error is why it was cut (the origin failed, the tunnel stream went): the relay reads that
+    // from its own callbacks, and one that comes after the relay settled (an end() waiting on the
+    // stream's drain) must not end the connector as an uncaught 'error'.
+    this.on('error', () => undefined);
   }
 
   head(h: HttpResponseHead): void {
