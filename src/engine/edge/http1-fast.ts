@@ -339,11 +339,7 @@ class FastConnection {
     this.#gone = true;
     this.sockets.delete(this.socket);
     const req = this.#req;
-    if (req) {
-      this.#clear(req);
-      clearTimeout(req.bodyTimer);
-      this.#unqueue(req);
-    }
+    if (req) this.#retire(req);
     // A request the transport forwarded and has not answered is aborted too.
     this.#dropTunnel(req !== undefined || this.#ownInFlight());
   };
@@ -584,9 +580,7 @@ class FastConnection {
       this.#dropTunnel(true);
       return void this.socket.destroy();
     }
-    this.#clear(req);
-    clearTimeout(req.bodyTimer);
-    this.#unqueue(req);
+    this.#retire(req);
     this.#req = undefined;
     this.socket.write(answer);
     this.#closeAfterAnswer(true);
@@ -946,6 +940,13 @@ class FastConnection {
     clearTimeout(req.watch);
   }
 
+  /** The request is over (answered, refused or its client gone): none of its timers fires, and it holds no place in the stream's queue. */
+  #retire(req: InFlight): void {
+    this.#clear(req);
+    clearTimeout(req.bodyTimer);
+    this.#unqueue(req);
+  }
+
   /** The connection cannot carry another request after this one: its body is not all read. */
   #mustClose(req: InFlight): boolean {
     return req.reader.close || req.bodyLeft > 0;
@@ -972,9 +973,7 @@ class FastConnection {
     // A body the transport read whole, whose end JS has not heard of yet: the connection may go on.
     const t = this.#tunnel;
     if (t?.body && t.pump!.state[ANSWER_STATE.BODY_DONE] === 1) this.#bodyBack(t);
-    this.#clear(req);
-    clearTimeout(req.bodyTimer);
-    this.#unqueue(req);
+    this.#retire(req);
     this.#req = undefined;
     this.o.requests?.inc({ status: String(req.reader.status) });
     this.o.traffic?.http(req.fr.host, this.#bytes() - req.mark - (this.#buf?.length ?? 0));

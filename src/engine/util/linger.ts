@@ -25,11 +25,7 @@ export function closeAfterAnswer(socket: Socket): void {
   closing.add(socket);
   socket.end();
   if (socket.readableEnded) return;
-  if (LINGER_MS === 0) {
-    if (socket.writableFinished) socket.destroy();
-    else socket.once('finish', () => socket.destroy());
-    return;
-  }
+  if (LINGER_MS === 0) return destroyOnceFlushed(socket);
   const mark = socket.bytesRead;
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   socket.on('data', () => {
@@ -37,9 +33,15 @@ export function closeAfterAnswer(socket: Socket): void {
   });
   socket.once('close', () => clearTimeout(timer));
   // The client's FIN: the socket goes once the answer is out (a half-open capable socket does not end its side by itself).
-  socket.once('end', () => (socket.writableFinished ? socket.destroy() : socket.once('finish', () => socket.destroy())));
+  socket.once('end', () => destroyOnceFlushed(socket));
   // Paused for a tunnel that no longer drains, or for read-ahead: the bytes are read to be dropped.
   if (socket.isPaused()) socket.resume();
+}
+
+/** The socket goes once what was written to it is out. */
+function destroyOnceFlushed(socket: Socket): void {
+  if (socket.writableFinished) socket.destroy();
+  else socket.once('finish', () => socket.destroy());
 }
 
 /** closeAfterAnswer is under way for `socket`. */
