@@ -27,6 +27,15 @@ export function spawnUntil(cmd, args, re, options = {}) {
   });
 }
 
+// `--help` prints the bench's own header comment (its options) instead of running it: an unknown
+// option is otherwise ignored, and a full run on a shared machine spoils any run beside it.
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  const text = readFileSync(process.argv[1], 'utf8');
+  const doc = /\/\*\*([\s\S]*?)\*\//.exec(text);
+  console.log(doc ? doc[1].replace(/^ ?\* ?/gm, '').trim() : `${process.argv[1]}: no header comment`);
+  process.exit(0);
+}
+
 export const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 export const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
