@@ -486,7 +486,9 @@ export interface NativeAddon {
     close: boolean,
     keepAlive: string,
     extra: string,
-  ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; error?: string };
+  ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; serverClose: boolean; error?: string };
+  /** The connector's FIN hold (cpp/quic-pump.cc, ClosingAnswerWhole in cpp/http1-answer.cc): `bytes`, a flow's first read, is one whole answer saying `Connection: close`. */
+  closingAnswerWhole(bytes: Buffer): boolean;
   /** The edge's native request scanner (cpp/http1-answer.cc) on its own: the DATA frame holding the HEAD record it writes for `head`, or undefined (JS reads it). */
   scanPlainRequest(head: Buffer, client: string): Buffer | undefined;
   /** The edge's native chunk checker (cpp/http1-answer.cc ChunkCheck) on its own: what it makes of `chunks` from `state` (ChunkedBody.handOver). */

@@ -47,12 +47,28 @@ const uint8_t* Find(const uint8_t* p, size_t n, const char* what, size_t wn) {
   return static_cast<const uint8_t*>(memmem(p, n, what, wn));
 }
 
+// `value[0..n)` (a Connection header's) holds the token `close`: /(^|,)\s*close\s*(,|$)/i.
+bool NamesClose(const uint8_t* value, size_t n) {
+  size_t at = 0;
+  while (at <= n) {
+    const uint8_t* comma = static_cast<const uint8_t*>(memchr(value + at, ',', n - at));
+    size_t stop = comma ? size_t(comma - value) : n;
+    const uint8_t* token = value + at;
+    size_t len = stop - at;
+    Trim(token, len);
+    if (Is(token, len, "close")) return true;
+    at = stop + 1;
+  }
+  return false;
+}
+
 }  // namespace
 
 void AnswerFramer::Start(bool head_request, bool close, const std::string* keep_alive, const std::string* extra) {
   state_ = kHead;
   status_ = 0;
   close_ = close;
+  server_close_ = false;
   head_request_ = head_request;
   left_ = 0;
   pending_.clear();
@@ -72,7 +88,7 @@ long AnswerFramer::Keep(const uint8_t* buf, size_t off, size_t n, size_t used) {
   return long(used);
 }
 
-long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& out) {
+long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* out) {
   std::string joined;
   const uint8_t* buf = data;
   size_t n = len;
@@ -87,7 +103,7 @@ long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& o
   size_t off = 0;
   size_t from = 0;  // body bytes not yet handed on start here
   auto flush = [&](size_t to) {
-    if (to > from) out.insert(out.end(), buf + from, buf + to);
+    if (out && to > from) out->insert(out->end(), buf + from, buf + to);
   };
   while (off < n && state_ != kDone) {
     switch (state_) {
@@ -165,8 +181,8 @@ long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& o
   return long(off) - long(base);
 }
 
-// One head (without its blank line), as ResponseReader's #head rewrites it.
-bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
+// One head (without its blank line), as ResponseReader's #head rewrites it (into `out`, unless null).
+bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
   const uint8_t* end = p + n;
   const uint8_t* eol = Find(p, n, "\r\n", 2);
   const uint8_t* line_end = eol ? eol : end;
@@ -178,11 +194,21 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
     return false;
   }
   int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-  size_t mark = out.size();
-  out.insert(out.end(), p, line_end);
-  out.push_back('\r');
-  out.push_back('\n');
+  const size_t mark = out ? out->size() : 0;
+  auto put = [out](const uint8_t* from, const uint8_t* to) {
+    if (!out) return;
+    out->insert(out->end(), from, to);
+    out->push_back('\r');
+    out->push_back('\n');
+  };
+  auto fail = [&](const char* why) {
+    if (out) out->resize(mark);
+    Fail(why);
+    return false;
+  };
+  put(p, line_end);
   bool has_length = false;
+  bool server_close = false;
   uint64_t length = 0;
   bool chunked = false;
   bool other = false;
@@ -192,18 +218,17 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
     const uint8_t* le = eol ? eol : end;
     size_t ln = size_t(le - line);
     const uint8_t* colon = static_cast<const uint8_t*>(memchr(line, ':', ln));
-    if (!colon || colon == line) {
-      out.resize(mark);
-      Fail("bad header line in a response");
-      return false;
-    }
+    if (!colon || colon == line) return fail("bad header line in a response");
     const uint8_t* key = line;
     size_t key_len = size_t(colon - line);
     Trim(key, key_len);
-    if (!Is(key, key_len, "connection") && !Is(key, key_len, "keep-alive") && !Is(key, key_len, "proxy-connection")) {
-      const uint8_t* value = colon + 1;
-      size_t value_len = size_t(le - value);
-      Trim(value, value_len);
+    const uint8_t* value = colon + 1;
+    size_t value_len = size_t(le - value);
+    Trim(value, value_len);
+    if (Is(key, key_len, "connection")) {
+      // Dropped from the client's head (the edge says its own); the server's close noted.
+      server_close = server_close || NamesClose(value, value_len);
+    } else if (!Is(key, key_len, "keep-alive") && !Is(key, key_len, "proxy-connection")) {
       if (Is(key, key_len, "content-length")) {
         // /^\d{1,15}$/, and the same on every repeat.
         bool ok = value_len >= 1 && value_len <= 15;
@@ -212,11 +237,7 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
           ok = Digit(value[i]);
           v = v * 10 + uint64_t(value[i] - '0');
         }
-        if (!ok || (has_length && length != v)) {
-          out.resize(mark);
-          Fail("bad Content-Length in a response");
-          return false;
-        }
+        if (!ok || (has_length && length != v)) return fail("bad Content-Length in a response");
         has_length = true;
         length = v;
       } else if (Is(key, key_len, "transfer-encoding")) {
@@ -229,18 +250,16 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
         }
         other = !chunked;
       }
-      out.insert(out.end(), line, le);
-      out.push_back('\r');
-      out.push_back('\n');
+      put(line, le);
     }
     line = eol ? eol + 2 : end;
   }
   if (status < 200) {  // interim: the final head follows
-    out.push_back('\r');
-    out.push_back('\n');
+    if (out) out->insert(out->end(), {'\r', '\n'});
     return true;
   }
   status_ = status;
+  server_close_ = server_close;
   if (head_request_ || status == 204 || status == 304) {
     state_ = kDone;
   } else if (chunked) {
@@ -254,13 +273,20 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out) {
     state_ = kLength;
     left_ = length;
   }
+  if (!out) return true;
   static const std::string kClose = "Connection: close\r\n";
   const std::string& tail = close_ ? kClose : *keep_alive_;
-  out.insert(out.end(), tail.begin(), tail.end());
-  out.insert(out.end(), extra_->begin(), extra_->end());
-  out.push_back('\r');
-  out.push_back('\n');
+  out->insert(out->end(), tail.begin(), tail.end());
+  out->insert(out->end(), extra_->begin(), extra_->end());
+  out->insert(out->end(), {'\r', '\n'});
   return true;
+}
+
+bool ClosingAnswerWhole(const uint8_t* d, size_t n) {
+  if (n < 12 || memcmp(d, "HTTP/1.", 7) != 0) return false;  // most flows: not an answer at all
+  AnswerFramer f;
+  f.Start(false, false, nullptr, nullptr);
+  return f.Feed(d, n, nullptr) == long(n) && f.done() && f.server_close();
 }
 
 namespace {
@@ -294,7 +320,15 @@ Napi::Value FrameAnswer(const Napi::CallbackInfo& info) {
   result.Set("ended", f.state() == AnswerFramer::kClose);
   result.Set("status", f.status());
   result.Set("close", f.close());
+  result.Set("serverClose", f.server_close());
   return result;
+}
+
+// closingAnswerWhole(bytes) → whether the connector's FIN hold would hold `bytes` as a flow's first read.
+Napi::Value ClosingAnswerWholeJs(const Napi::CallbackInfo& info) {
+  ByteView b;
+  if (!GetBytes(info[0], &b)) throw Napi::TypeError::New(info.Env(), "closingAnswerWhole: a buffer expected");
+  return Napi::Boolean::New(info.Env(), ClosingAnswerWhole(b.data, b.length));
 }
 
 }  // namespace
@@ -616,6 +650,7 @@ Napi::Value CheckChunkedJs(const Napi::CallbackInfo& info) {
 
 void InitHttp1Answer(Napi::Env env, Napi::Object exports) {
   exports.Set("frameAnswer", Napi::Function::New(env, FrameAnswer, "frameAnswer"));
+  exports.Set("closingAnswerWhole", Napi::Function::New(env, ClosingAnswerWholeJs, "closingAnswerWhole"));
   exports.Set("scanPlainRequest", Napi::Function::New(env, ScanPlainRequestJs, "scanPlainRequest"));
   exports.Set("checkChunked", Napi::Function::New(env, CheckChunkedJs, "checkChunked"));
 }

@@ -1,7 +1,7 @@
 // Where one HTTP/1 response ends, and the head the edge's client gets: protocol/http1.ts's
-// ResponseReader in C++, byte for byte (the edge's answer pump, quic-answer.cc). Interim 1xx
-// heads, then no body (HEAD, 204, 304), Content-Length, chunked (passed on as chunked) or the end
-// of the stream; the head loses Connection / Keep-Alive / Proxy-Connection and gains
+// ResponseReader in C++, byte for byte (the edge's answer pump, quic-answer.cc; and, reading only,
+// the connector's FIN hold: ClosingAnswerWhole below). Interim 1xx heads, then no body (HEAD, 204,
+// 304), Content-Length, chunked (passed on as chunked) or the end of the stream; the head loses Connection / Keep-Alive / Proxy-Connection and gains
 // `Connection: close` or the edge's keep-alive lines, then the extra lines (Proxy-Status). Any
 // change here is a change there: test/unit/http1-answer.test.ts compares the two on generated input.
 #pragma once
@@ -22,7 +22,10 @@ class AnswerFramer {
   void Start(bool head_request, bool close, const std::string* keep_alive, const std::string* extra);
   // Appends what goes to the client to `out`. Returns the bytes of `data` used (fewer only once
   // the answer ended), or -1 when the answer cannot be framed (error()).
-  long Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& out);
+  long Feed(const uint8_t* data, size_t len, std::vector<uint8_t>& out) { return Feed(data, len, &out); }
+  // The same with `out` null: only where the answer ends (ClosingAnswerWhole; `keep_alive` and
+  // `extra` may be null then).
+  long Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* out);
   // The stream ended: a close-delimited answer is whole.
   bool End();
 
@@ -30,11 +33,14 @@ class AnswerFramer {
   bool done() const { return state_ == kDone; }
   int status() const { return status_; }
   bool close() const { return close_; }
+  // The final head's Connection header names `close` (a comma-separated token, any case, as
+  // protocol/http1.ts scanRequest reads a request's): the server closes after this answer.
+  bool server_close() const { return server_close_; }
   const char* error() const { return error_; }
 
  private:
   long Keep(const uint8_t* buf, size_t off, size_t n, size_t used);
-  bool Head(const uint8_t* p, size_t n, std::vector<uint8_t>& out);
+  bool Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out);
   long Fail(const char* why) {
     error_ = why;
     return -1;
@@ -43,6 +49,7 @@ class AnswerFramer {
   State state_ = kDone;
   int status_ = 0;
   bool close_ = false;
+  bool server_close_ = false;
   bool head_request_ = false;
   uint64_t left_ = 0;
   std::string pending_;
@@ -50,6 +57,13 @@ class AnswerFramer {
   const std::string* extra_ = nullptr;
   const char* error_ = "";
 };
+
+// The connector's FIN hold (quic-pump.cc): `d[0..n)`, a dialed flow's first read, is exactly one
+// whole HTTP/1 answer — as AnswerFramer frames it for any request but HEAD, interim heads first,
+// its body to the last byte of its Content-Length or chunked framing and nothing after — whose
+// final head says `Connection: close`, so the host's FIN follows. A head the framer refuses, a
+// close-delimited body, an answer cut short or followed by more bytes: false.
+bool ClosingAnswerWhole(const uint8_t* d, size_t n);
 
 // A request the edge's reader forwards without JS (quic-answer.cc, the client's reads): `p[0..n)` is
 // exactly one whole head that protocol/http1.ts scanRequest accepts, with no body (no

@@ -1242,33 +1242,6 @@ uint64_t FinHoldNs() {
   return ns;
 }
 
-// An HTTP/1 answer whole in `d` (its Content-Length's body, or a chunked body's last chunk) that
-// says the server closes after it (Connection: close).
-bool ClosingAnswerWhole(const uint8_t* d, size_t n) {
-  if (n < 16 || memcmp(d, "HTTP/1.", 7) != 0) return false;
-  const char* b = reinterpret_cast<const char*>(d);
-  const char* end = static_cast<const char*>(memmem(b, n, "\r\n\r\n", 4));
-  if (!end) return false;
-  bool close = false, chunked = false;
-  long long length = -1;
-  const char* line = static_cast<const char*>(memchr(b, '\n', size_t(end - b)));
-  while (line && line < end) {
-    line++;
-    const char* eol = static_cast<const char*>(memmem(line, size_t(end + 2 - line), "\r\n", 2));
-    if (!eol) break;
-    const size_t len = size_t(eol - line);
-    auto named = [&](const char* name) { const size_t k = strlen(name); return len > k && strncasecmp(line, name, k) == 0; };
-    if (named("connection:")) close = memmem(line, len, "close", 5) || memmem(line, len, "Close", 5);
-    else if (named("content-length:")) length = strtoll(line + 15, nullptr, 10);
-    else if (named("transfer-encoding:")) chunked = memmem(line, len, "chunked", 7) != nullptr;
-    line = eol + 1;
-  }
-  if (!close) return false;
-  const size_t body = n - size_t(end + 4 - b);
-  if (chunked) return body >= 5 && memcmp(d + n - 5, "0\r\n\r\n", 5) == 0;
-  return length >= 0 && uint64_t(body) == uint64_t(length);
-}
-
 }  // namespace
 
 void Conn::OnFinHoldIdle(uv_idle_t* handle) {
@@ -1349,7 +1322,8 @@ void Conn::PumpRead(Pump* p, bool hang_up) {
           // it, up to OXY_FLOW_FIN_HOLD µs, and goes with the END in one packet. Else the END
           // often went in a packet of its own that the edge took a turn later, after the device's
           // client had read the answer and closed first (keeping the TIME_WAIT): 2-4 % of the
-          // bench's connections. Keep-alive answers and every later read are not held.
+          // bench's connections. Keep-alive answers and every later read are not held. The head is
+          // read by the edge's framer's rules (ClosingAnswerWhole, http1-answer.cc).
           hold = i == 0 && !p->read_once && p->flows && p->dialed && FinHoldNs() > 0 && ClosingAnswerWhole(buf + hdr, size_t(n));
           p->read_once = true;
           break;
