@@ -293,13 +293,13 @@ export interface NativeQuicConnSettings {
   /**
    * Off loopback, 0 = the packet size: the bytes ngtcp2's congestion controller counts as one
    * packet (its initial window is 2 units, its cap's floor 2.89 × 2 units, its floor after a
-   * loss 2 units). A connector toward a near edge passes NEAR_CWND_UNIT (transport/quic/config.ts).
+   * loss 2 units).
    */
   cwndUnit?: number;
   /**
    * The same unit for a connection whose peer is at a near address (RFC 1918, 198.18.0.0/15,
-   * link-local, fc00::/7), decided per connection from its path: a listener's (the edge's) setting,
-   * since its connectors differ. An edge passes EDGE_NEAR_CWND_UNIT (transport/quic/config.ts).
+   * link-local, fc00::/7; cpp/quic-core.cc IsNearAddress), decided per connection from its path. A
+   * connector passes NEAR_CWND_UNIT, an edge EDGE_NEAR_CWND_UNIT (transport/quic/config.ts).
    */
   nearCwndUnit?: number;
   /** Runs of equal-size packets on one path as one UDP GSO message. Default true; off by itself once the kernel refuses one. */
@@ -487,6 +487,8 @@ export interface NativeAddon {
     keepAlive: string,
     extra: string,
   ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; serverClose: boolean; error?: string };
+  /** How the addon's QUIC connections class a peer's address (cpp/quic-core.cc IsLoopback, IsNearAddress): loopback profile, near-window unit. Throws on text that is not an address. */
+  addressKind(address: string): { loopback: boolean; near: boolean };
   /** The connector's FIN hold (cpp/quic-pump.cc, ClosingAnswerWhole in cpp/http1-answer.cc): `bytes`, a flow's first read, is one whole answer saying `Connection: close`. */
   closingAnswerWhole(bytes: Buffer): boolean;
   /** The edge's native request scanner (cpp/http1-answer.cc) on its own: the DATA frame holding the HEAD record it writes for `head`, or undefined (JS reads it). */

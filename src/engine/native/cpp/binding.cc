@@ -38,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("QuicClient", InitQuicClient(env));
   exports.Set("QuicServer", InitQuicServer(env));
   InitHttp1Answer(env, exports);
+  InitQuicCore(env, exports);
   exports.Set("TcpAcceptor", InitTcpAcceptor(env));
   InitAesGcm(env, exports);
 

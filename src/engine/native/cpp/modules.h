@@ -19,6 +19,7 @@ void InitReadAhead(Napi::Env env, Napi::Object exports);
 Napi::Function InitQuicClient(Napi::Env env);
 Napi::Function InitQuicServer(Napi::Env env);
 void InitHttp1Answer(Napi::Env env, Napi::Object exports);
+void InitQuicCore(Napi::Env env, Napi::Object exports);
 Napi::Function InitTcpAcceptor(Napi::Env env);
 void InitAesGcm(Napi::Env env, Napi::Object exports);
 

@@ -1,6 +1,7 @@
 // One QUIC connection on ngtcp2 0.12 + GnuTLS: see quic-core.h.
 #include "quic-core.h"
 #include "quic-aead.h"
+#include "modules.h"
 
 #include <gnutls/crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
@@ -482,6 +483,26 @@ bool IsNearAddress(const sockaddr* addr) {
   return (v4 >> 24) == 10 || (v4 >> 20) == (172u << 4 | 1) || (v4 >> 16) == (192u << 8 | 168) || (v4 >> 16) == (169u << 8 | 254) ||
          (v4 >> 17) == (198u << 7 | 18 >> 1);
 }
+
+namespace {
+
+// addressKind(address) → {loopback, near}: IsLoopback and IsNearAddress on its own, for the test of
+// the ranges (an IPv4 address as a sockaddr_in, IPv6 — IPv4-mapped too — as a sockaddr_in6).
+Napi::Value AddressKindJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string text = info[0].As<Napi::String>().Utf8Value();
+  sockaddr_storage ss;
+  socklen_t len = 0;
+  if (!ParseSockaddr(text, 0, AF_INET, &ss, &len) && !ParseSockaddr(text, 0, AF_INET6, &ss, &len))
+    throw Napi::TypeError::New(env, "addressKind: not an IP address: " + text);
+  const sockaddr* addr = reinterpret_cast<const sockaddr*>(&ss);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loopback", IsLoopback(addr));
+  out.Set("near", IsNearAddress(addr));
+  return out;
+}
+
+}  // namespace
 
 Conn::Conn(Host* host, uint32_t handle, const ConnSettings& s, uv_loop_t* loop) : host_(host), handle_(handle), settings_(s), loop_(loop) {
   timer_ = new uv_timer_t();
@@ -1568,4 +1589,9 @@ void Conn::Teardown() {
 }
 
 }  // namespace quic
+
+void InitQuicCore(Napi::Env env, Napi::Object exports) {
+  exports.Set("addressKind", Napi::Function::New(env, quic::AddressKindJs, "addressKind"));
+}
+
 }  // namespace oxy

@@ -617,12 +617,12 @@ struct ConnSettings {
   uint32_t loopback_payload = 0;
   uint64_t loopback_cwnd_unit = 0;
   uint32_t loopback_ack_threshold = 0;
-  // Off loopback (0: the packet size): ngtcp2's congestion window unit (`cwndUnit`; a connector
-  // toward a near edge, transport/quic/config.ts NEAR_CWND_UNIT). CUBIC's cap is 2.89 × max(2
-  // units, rate × min RTT): on a sub-ms path its floor, not the luck of slow start, sets the window.
+  // Off loopback (0: the packet size): ngtcp2's congestion window unit (`cwndUnit`). CUBIC's cap is
+  // 2.89 × max(2 units, rate × min RTT): on a sub-ms path its floor, not the luck of slow start, sets the window.
   uint64_t cwnd_unit = 0;
   // Toward a peer at a near address (IsNearAddress; 0: as cwnd_unit): the same unit, decided per
-  // connection from its path — for a listener (`nearCwndUnit`: the edge, whose connectors differ).
+  // connection from its path (`nearCwndUnit`: a connector's NEAR_CWND_UNIT, an edge's
+  // EDGE_NEAR_CWND_UNIT, transport/quic/config.ts).
   uint64_t near_cwnd_unit = 0;
   // UDP GSO on the socket's sends (`gso`, default true); off by itself where the kernel refuses it.
   bool gso = true;
@@ -714,7 +714,8 @@ class IdMap {
 // 127.0.0.0/8, ::1 or ::ffff:127.x.y.z.
 bool IsLoopback(const sockaddr* addr);
 // A peer on a private network: RFC 1918, 198.18.0.0/15 (RFC 2544), IPv4 and IPv6 link-local, fc00::/7,
-// and their IPv4-mapped forms (transport/quic/config.ts isNearAddress: the same ranges).
+// and their IPv4-mapped forms; not loopback, nor the shared 100.64.0.0/10 (overlay VPNs span the
+// internet). The only copy: connectors and edges alike pass `nearCwndUnit` (test/unit/native/address-kind).
 bool IsNearAddress(const sockaddr* addr);
 // DF on a UDP socket's sends for PMTUD (IP_MTU_DISCOVER / IPV6_MTU_DISCOVER = PROBE: DF set, the
 // kernel's cached path MTU neither enforced nor used to fragment). True when the kernel took it.

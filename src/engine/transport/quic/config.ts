@@ -4,8 +4,8 @@
  * QUICClient/QUICServer classes); it is imported from the package's `native` entry, which
  * loads in ~10 ms instead of ~85 ms for the package root.
  */
+import { BlockList, isIP } from 'node:net';
 import { quiche, type Config as QuicheConfig } from '@matrixai/quic/native/index.js';
-import ipaddr from 'ipaddr.js';
 import { OxyError } from '../../../core/errors.js';
 import type { NativeQuicConnSettings } from '../../native/index.js';
 
@@ -83,14 +83,29 @@ export const LOOPBACK_UDP_PAYLOAD = 16_383;
  */
 export const PMTUD_UDP_PAYLOAD = 1452;
 
-/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: the path whose MTU is 64 KiB. */
-export const isLoopbackAddress = (address: string): boolean => address === '::1' || /^(::ffff:)?127\./i.test(address);
+/**
+ * 127.0.0.0/8, ::1 and their IPv4-mapped forms: the path whose MTU is 64 KiB. The addon's
+ * ngtcp2 connections decide it per path (cpp/quic-core.cc IsLoopback); this picks what a connector
+ * offers for either stack. test/unit/native/address-kind.test.ts holds the two to the same answers.
+ */
+export const isLoopbackAddress = (address: string): boolean => {
+  const family = isIP(address);
+  return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
+};
+/** Node's BlockList matches an IPv4-mapped IPv6 address against the IPv4 rules, as IsLoopback does. */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
 
 /**
  * The unit (bytes) in which an ngtcp2 connector counts its congestion window toward an edge at a
- * near address (isNearAddress). ngtcp2 0.12's CUBIC stops growing the window at 2.89 × max(2 units,
- * max delivery rate × min RTT): on a sub-millisecond path the min RTT comes from an idle moment
- * (~50 µs) and the rate from slow start, so the window a connection keeps for its whole life is
+ * near address (RFC 1918, the benchmarking range 198.18.0.0/15, IPv4 and IPv6 link-local, IPv6
+ * unique local fc00::/7, and their IPv4-mapped forms; not loopback, which has its own profile, nor
+ * the shared 100.64.0.0/10, which overlay VPNs spread across the internet): the addon decides
+ * near per connection from its path (cpp/quic-core.cc IsNearAddress, `nearCwndUnit`). ngtcp2
+ * 0.12's CUBIC stops growing the window at 2.89 × max(2 units, max delivery rate × min RTT): on a
+ * sub-millisecond path the min RTT comes from an idle moment (~50 µs) and the rate from slow
+ * start, so the window a connection keeps for its whole life is
  * what its first bulk transfer happened to reach — 55 KB to 380 KB between runs of the same build
  * — and a small one costs every process on the path up to twice the CPU per MB in wake-ups and
  * system calls (docs/decisions.md "The vnet path's -R: a window frozen by slow start's luck").
@@ -113,22 +128,6 @@ export const NEAR_CWND_UNIT = 65_000;
  * arithmetic uses it. Also the floor after a loss (2 units), hence only toward near addresses.
  */
 export const EDGE_NEAR_CWND_UNIT = 200_000;
-
-/**
- * An address on a private network — RFC 1918, the benchmarking range 198.18.0.0/15 (RFC 2544),
- * IPv4 and IPv6 link-local, IPv6 unique local (fc00::/7), and their IPv4-mapped forms — where
- * the edge is near (a LAN, a data centre, the same host in another namespace). Not loopback
- * (its own profile) and not the shared address space 100.64.0.0/10, which overlay VPNs spread
- * across the internet.
- */
-export const isNearAddress = (address: string): boolean => {
-  if (!ipaddr.isValid(address)) return false;
-  const ip = ipaddr.process(address); // an IPv4-mapped IPv6 address as its IPv4 one
-  return NEAR_RANGES.has(ip.range()) || (ip.kind() === 'ipv4' && ip.match(BENCHMARKING));
-};
-const NEAR_RANGES = new Set(['private', 'linkLocal', 'uniqueLocal']);
-/** ipaddr.js files 198.18.0.0/15 under 'reserved' with the documentation ranges, which are not near. */
-const BENCHMARKING = ipaddr.parseCIDR('198.18.0.0/15');
 
 export interface TlsMaterial {
   /** Server: certificate chain PEM and key PEM. */

@@ -23,7 +23,6 @@ import {
   CID_LENGTH,
   DEFAULT_IDLE_TIMEOUT_MS,
   isLoopbackAddress,
-  isNearAddress,
   LOOPBACK_UDP_PAYLOAD,
   EDGE_NEAR_CWND_UNIT,
   NEAR_CWND_UNIT,
@@ -162,7 +161,7 @@ async function dialNgtcp2(options: QuicDialOptions, address: string, family: 4 |
     const native = {
       ...settings,
       pmtud,
-      ...(nearCwndWanted(address) ? { cwndUnit: NEAR_CWND_UNIT } : {}),
+      ...(nearCwndWanted() ? { nearCwndUnit: NEAR_CWND_UNIT } : {}),
       remoteAddress: address,
       remotePort: options.port,
       localAddress: options.localAddress ?? (family === 4 ? '0.0.0.0' : '::'),
@@ -354,8 +353,12 @@ const groWanted = (options: QuicSocketOptions): boolean => (options.gro ?? true)
 /** PMTUD on the addon's ngtcp2 connections: `pmtud` (default true) unless OXY_QUIC_PMTUD=0 (docs/decisions.md "... packet sizes (session 16)"). */
 const pmtudWanted = (options: QuicSocketOptions): boolean => (options.pmtud ?? true) && process.env.OXY_QUIC_PMTUD !== '0';
 
-/** An ngtcp2 connector's window counted in NEAR_CWND_UNIT toward a near edge, unless OXY_QUIC_NEAR_CWND=0 (docs/decisions.md "The vnet path's -R: a window frozen by slow start's luck"). */
-const nearCwndWanted = (address: string): boolean => isNearAddress(address) && process.env.OXY_QUIC_NEAR_CWND !== '0';
+/**
+ * An ngtcp2 connector's window counted in NEAR_CWND_UNIT toward a near edge (the addon decides near
+ * from the connection's path), unless OXY_QUIC_NEAR_CWND=0 (docs/decisions.md "The vnet path's -R: a
+ * window frozen by slow start's luck").
+ */
+const nearCwndWanted = (): boolean => process.env.OXY_QUIC_NEAR_CWND !== '0';
 
 /**
  * An ngtcp2 edge's window toward a near connector, in EDGE_NEAR_CWND_UNIT: `OXY_QUIC_EDGE_NEAR_CWND=0`
