@@ -25,7 +25,7 @@ import { debuglog, getSystemErrorName } from 'node:util';
 import { socketFd } from '../native/index.js';
 import type { Logger } from '../observe/log.js';
 import { HOP_BY_HOP, type HttpResponseHead } from '../protocol/http-head.js';
-import { CHUNKED_BODY, ChunkedBody, decodeHead, Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
+import { answerStatus, CHUNKED_BODY, ChunkedBody, decodeHead, Http1RecordReader, headPairs, responseHeadBytes, type HeadRecord } from '../protocol/http1.js';
 import { dialErrorType, errorPage } from '../protocol/proxy-status.js';
 import type { FdPump, TunnelStream } from '../transport/types.js';
 import type { IngressRule } from './ingress.js';
@@ -45,7 +45,6 @@ const pathOnly = (target: string): string => {
   return q < 0 ? target : target.slice(0, q);
 };
 
-const STATUS = /^HTTP\/1\.[01] (\d{3})/;
 /** Bytes an origin socket may hold (corked or unsent) before the tunnel stream pauses. */
 const CORKED_LIMIT = 1024 * 1024;
 /**
@@ -341,8 +340,7 @@ export class Http1StreamServer {
     const c = this.#current;
     if (origin !== this.#origin || !c || this.#finished) return;
     if (!c.answered) {
-      const m = STATUS.exec(chunk.toString('latin1', 0, 16));
-      this.#answered(origin, m ? Number(m[1]) : 0);
+      this.#answered(origin, answerStatus(chunk));
     }
     // Paused only above CORKED_LIMIT unsent, not at the Http2Stream's 16 KiB high-water mark:
     // that stopped and restarted reading the origin (two epoll_ctl) after every 64 KiB read.

@@ -489,6 +489,8 @@ export interface NativeAddon {
   ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; serverClose: boolean; error?: string };
   /** How the addon's QUIC connections class a peer's address (cpp/quic-core.cc IsLoopback, IsNearAddress): loopback profile, near-window unit. Throws on text that is not an address. */
   addressKind(address: string): { loopback: boolean; near: boolean };
+  /** The status the addon's pumps count for an answer whose first read is `bytes` (cpp/http1-answer.cc AnswerStatus; protocol/http1.ts answerStatus). */
+  answerStatus(bytes: Buffer): number;
   /** The connector's FIN hold (cpp/quic-pump.cc, ClosingAnswerWhole in cpp/http1-answer.cc): `bytes`, a flow's first read, is one whole answer saying `Connection: close`. */
   closingAnswerWhole(bytes: Buffer): boolean;
   /** The edge's native request scanner (cpp/http1-answer.cc) on its own: the DATA frame holding the HEAD record it writes for `head`, or undefined (JS reads it). */

@@ -162,9 +162,9 @@ export function bodyRecordHeader(length: number): Buffer {
 }
 
 /** Hex digits a chunk size may have (4 GiB - 1): a longer size is not ours to judge. */
-const MAX_SIZE_DIGITS = 8;
+export const MAX_SIZE_DIGITS = 8;
 /** Bytes of chunk extensions a size line may have. */
-const MAX_EXTENSIONS = 256;
+export const MAX_EXTENSIONS = 256;
 const SEMI = 0x3b;
 const EQUALS = 0x3d;
 const CR = 0x0d;
@@ -346,7 +346,7 @@ export interface HeadRecord {
 }
 
 /** Largest record accepted (a HEAD is at most MAX_FAST_HEAD plus its fields; BODY records are the edge's reads). */
-const MAX_RECORD = 1024 * 1024;
+export const MAX_RECORD = 1024 * 1024;
 
 /**
  * Reads records off the connector's side of an http1 stream: `push` chunks, get each HEAD
@@ -453,8 +453,19 @@ type ReaderState = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf
 /** Response headers the edge drops on the way to its client (hop-by-hop for this connection). */
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection']);
 const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: |$)/;
+
+/**
+ * The status an origin's answer starts with, from its first read (0: not "HTTP/1.0 NNN" or
+ * "HTTP/1.1 NNN"), for the counts by status. The addon's pumps count with AnswerStatus
+ * (native/cpp/http1-answer.cc), the same rule: test/unit/protocol/http1-answer.test.ts compares them.
+ */
+export function answerStatus(chunk: Buffer): number {
+  const m = ANSWER_STATUS.exec(chunk.toString('latin1', 0, 12));
+  return m ? Number(m[1]) : 0;
+}
+const ANSWER_STATUS = /^HTTP\/1\.[01] (\d{3})/;
 /** A response head or a chunk-size line longer than this is refused. */
-const MAX_LINE = 64 * 1024;
+export const MAX_LINE = 64 * 1024;
 
 /**
  * Where one response ends, from its bytes as they come (RFC 9112 §6.3): interim 1xx heads,

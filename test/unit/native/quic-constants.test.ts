@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ANSWER_STATE, BODY_END, QuicEvent, QuicPumpEvent } from '../../../src/engine/native/quic.js';
-import { FlowRecord } from '../../../src/engine/protocol/tcp-flows.js';
+import { MAX_EXTENSIONS, MAX_FAST_HEAD, MAX_LINE, MAX_RECORD, MAX_SIZE_DIGITS } from '../../../src/engine/protocol/http1.js';
+import { FlowRecord, MAX_FLOW_DATA_RECORD, MAX_FLOW_HEADER_RECORD } from '../../../src/engine/protocol/tcp-flows.js';
+import { MAX_FRAME_PAYLOAD } from '../../../src/engine/transport/quic/framing.js';
 
 const header = readFileSync(fileURLToPath(new URL('../../../src/engine/native/cpp/quic-core.h', import.meta.url)), 'utf8');
 
@@ -49,5 +51,23 @@ describe('the addon and JS agree on the numbers of their records', () => {
 
   it('tcp-flows record types', () => {
     expect(sorted(constants('kFlow').filter(([n]) => !n.startsWith('MAX')))).toEqual(sorted(Object.entries(FlowRecord)));
+  });
+
+  // The limits each side enforces on the same bytes: a record, frame, line or head the addon takes
+  // and JS refuses (or the other way) would fail a stream only on one path.
+  it.each([
+    ['quic-core.h', 'kMaxFramePayload', MAX_FRAME_PAYLOAD],
+    ['quic-core.h', 'kMaxRecord', MAX_RECORD],
+    ['quic-core.h', 'kMaxFlowHeader', MAX_FLOW_HEADER_RECORD],
+    ['quic-core.h', 'kMaxFlowData', MAX_FLOW_DATA_RECORD],
+    ['http1-answer.cc', 'kMaxLine', MAX_LINE],
+    ['http1-answer.cc', 'kMaxFastHead', MAX_FAST_HEAD],
+    ['http1-answer.cc', 'kMaxSizeDigits', MAX_SIZE_DIGITS],
+    ['http1-answer.cc', 'kMaxExtensions', MAX_EXTENSIONS],
+  ] as const)('%s %s is the JS limit', (file, name, js) => {
+    const source = file === 'quic-core.h' ? header : readFileSync(fileURLToPath(new URL(`../../../src/engine/native/cpp/${file}`, import.meta.url)), 'utf8');
+    const expr = new RegExp(`constexpr \\w+ ${name} = ([\\d *]+);`).exec(source)?.[1];
+    expect(expr, `${name} in ${file}`).toBeDefined();
+    expect(expr!.split('*').reduce((product, factor) => product * Number(factor), 1)).toBe(js);
   });
 });

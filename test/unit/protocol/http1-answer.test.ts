@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { pick, rng } from '../../helpers/random.js';
 import { native, nativeAvailable } from '../../../src/engine/native/binding.js';
-import { ResponseReader } from '../../../src/engine/protocol/http1.js';
+import { answerStatus, ResponseReader } from '../../../src/engine/protocol/http1.js';
 
 const KEEP = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n';
 const EXTRA = 'Proxy-Status: edge-a; next-hop="b"\r\n';
@@ -158,6 +158,21 @@ describe.skipIf(!nativeAvailable())('the native response framer reads answers as
       const extra = r() < 0.5 ? EXTRA : '';
       expect(viaNative(chunks, head, close, extra), `case ${i}: ${JSON.stringify(bytes.toString('latin1'))}`).toEqual(viaJs(chunks, head, close, extra));
     }
+  });
+
+  it("counts an answer's status from its first read as the connector's JS path does (answerStatus)", () => {
+    const r = rng(12);
+    const heads = [...STATUS, 'HTTP/1.2 200 OK', 'HTTP/1.a 200', 'HTTP/1.1  200', 'HTTP/1.1 2', 'HTTP/1.1 20', 'HTTP/1.1 200', 'xHTTP/1.1 200', 'HTTP/1.1 -20'];
+    let counted = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const full = Buffer.from(`${pick(r, heads)}\r\nContent-Length: 0\r\n\r\n`, 'latin1');
+      const first = full.subarray(0, r() < 0.3 ? Math.floor(r() * 14) : full.length);
+      const js = answerStatus(first);
+      expect(native().answerStatus(first), JSON.stringify(first.toString('latin1'))).toBe(js);
+      if (js > 0) counted++;
+    }
+    expect(counted).toBeGreaterThan(1_000);
+    expect(native().answerStatus(Buffer.from('HTTP/1.2 200 OK\r\n\r\n'))).toBe(0);
   });
 
   it('refuses a head past 64 KiB, as ResponseReader does', () => {

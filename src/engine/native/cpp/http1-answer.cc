@@ -282,6 +282,12 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
   return true;
 }
 
+int AnswerStatus(const uint8_t* p, size_t n) {
+  if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' || !Digit(p[9]) || !Digit(p[10]) || !Digit(p[11]))
+    return 0;
+  return (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+}
+
 bool ClosingAnswerWhole(const uint8_t* d, size_t n) {
   if (n < 12 || memcmp(d, "HTTP/1.", 7) != 0) return false;  // most flows: not an answer at all
   AnswerFramer f;
@@ -322,6 +328,13 @@ Napi::Value FrameAnswer(const Napi::CallbackInfo& info) {
   result.Set("close", f.close());
   result.Set("serverClose", f.server_close());
   return result;
+}
+
+// answerStatus(bytes) → AnswerStatus: the status the pumps count for an answer starting with `bytes`.
+Napi::Value AnswerStatusJs(const Napi::CallbackInfo& info) {
+  ByteView b;
+  if (!GetBytes(info[0], &b)) throw Napi::TypeError::New(info.Env(), "answerStatus: a buffer expected");
+  return Napi::Number::New(info.Env(), AnswerStatus(b.data, b.length));
 }
 
 // closingAnswerWhole(bytes) → whether the connector's FIN hold would hold `bytes` as a flow's first read.
@@ -650,6 +663,7 @@ Napi::Value CheckChunkedJs(const Napi::CallbackInfo& info) {
 
 void InitHttp1Answer(Napi::Env env, Napi::Object exports) {
   exports.Set("frameAnswer", Napi::Function::New(env, FrameAnswer, "frameAnswer"));
+  exports.Set("answerStatus", Napi::Function::New(env, AnswerStatusJs, "answerStatus"));
   exports.Set("closingAnswerWhole", Napi::Function::New(env, ClosingAnswerWholeJs, "closingAnswerWhole"));
   exports.Set("scanPlainRequest", Napi::Function::New(env, ScanPlainRequestJs, "scanPlainRequest"));
   exports.Set("checkChunked", Napi::Function::New(env, CheckChunkedJs, "checkChunked"));

@@ -65,6 +65,10 @@ class AnswerFramer {
 // close-delimited body, an answer cut short or followed by more bytes: false.
 bool ClosingAnswerWhole(const uint8_t* d, size_t n);
 
+// The status an answer's first read starts with, for the counts (quic-pump.cc): "HTTP/1.0 NNN" or
+// "HTTP/1.1 NNN", else 0 — protocol/http1.ts answerStatus, which the connector's JS path counts with.
+int AnswerStatus(const uint8_t* p, size_t n);
+
 // A request the edge's reader forwards without JS (quic-answer.cc, the client's reads): `p[0..n)` is
 // exactly one whole head that protocol/http1.ts scanRequest accepts, with no body (no
 // Content-Length but 0, no Transfer-Encoding), no Expect, and no Connection header but

@@ -142,16 +142,6 @@ bool TakeRecordPayload(StreamRecv& r, const uint8_t*& d, size_t& n) {
   return r.rleft == 0;
 }
 
-// "HTTP/1.x NNN" at the start of an answer, else 0.
-double StatusOf(const uint8_t* p, size_t n) {
-  if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') return 0;
-  int v = 0;
-  for (int i = 9; i < 12; i++) {
-    if (p[i] < '0' || p[i] > '9') return 0;
-    v = v * 10 + (p[i] - '0');
-  }
-  return double(v);
-}
 }  // namespace
 
 // OXY_FLOW_EARLY_AT_ACCEPT=0: an accepted socket's first chunk is read at its watch's first wake-up
@@ -1288,7 +1278,7 @@ void Conn::PumpRead(Pump* p, bool hang_up) {
     if (n > 0) {
       if (!p->answered) {
         p->answered = true;
-        double status = StatusOf(buf + hdr, size_t(n));
+        double status = AnswerStatus(buf + hdr, size_t(n));
         // A routed request's answer is only counted: one record per status and batch counts them all.
         if (!p->fast || !host_->EmitLazyCount(this, kEvPump, kPumpFastAnswer, p->id, status, &p->answers))
           host_->EmitLazy(this, kEvPump, p->fast ? kPumpFastAnswer : kPumpAnswer, p->id, reinterpret_cast<const uint8_t*>(&status), 8);
