@@ -489,6 +489,8 @@ export interface NativeAddon {
   ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; serverClose: boolean; error?: string };
   /** How the addon's QUIC connections class a peer's address (cpp/quic-core.cc IsLoopback, IsNearAddress): loopback profile, near-window unit. Throws on text that is not an address. */
   addressKind(address: string): { loopback: boolean; near: boolean };
+  /** The fast path's NAT rewrite (cpp/fastnat.cc ParseTcp + Rewrite) on a copy of `packet`, or undefined where it leaves the packet to JS. */
+  natRewrite(packet: Buffer, src: Buffer, srcPort: number, dst: Buffer, dstPort: number): Buffer | undefined;
   /** The status the addon's pumps count for an answer whose first read is `bytes` (cpp/http1-answer.cc AnswerStatus; protocol/http1.ts answerStatus). */
   answerStatus(bytes: Buffer): number;
   /** The connector's FIN hold (cpp/quic-pump.cc, ClosingAnswerWhole in cpp/http1-answer.cc): `bytes`, a flow's first read, is one whole answer saying `Connection: close`. */

@@ -27,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TunDevice", InitTun(env));
   exports.Set("PacketRelay", InitPacketRelay(env));
   exports.Set("FastNat", InitFastNat(env));
+  InitFastNatFunctions(env, exports);
   exports.Set("SeqpacketSocket", InitSeqpacketSocket(env));
   exports.Set("SeqpacketServer", InitSeqpacketServer(env));
   InitSeqpacketFunctions(env, exports);

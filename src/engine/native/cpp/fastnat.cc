@@ -784,6 +784,31 @@ double TunRingEnters() { return TunWrites::enters(); }
 
 Napi::Function InitFastNat(Napi::Env env) { return FastNatWrap::Init(env); }
 
+namespace {
+
+// natRewrite(packet, src, sport, dst, dport) → a copy of `packet` as the fast path rewrites a
+// flow's packet (ParseTcp, Rewrite: addresses, ports, the IPv4 header's and TCP's checksums updated
+// in place), or undefined where ParseTcp leaves the packet to JS. For the test that compares it
+// with packet/rewrite.ts, the JS NAT's rewrite.
+Napi::Value NatRewriteJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ByteView packet, src, dst;
+  if (!GetBytes(info[0], &packet) || !GetBytes(info[1], &src) || !GetBytes(info[3], &dst))
+    throw Napi::TypeError::New(env, "natRewrite: buffers expected");
+  std::vector<uint8_t> p(packet.data, packet.data + packet.length);
+  Tcp t;
+  if (!ParseTcp(p.data(), p.size(), &t)) return env.Undefined();
+  if (src.length != t.addr_len || dst.length != t.addr_len) throw Napi::TypeError::New(env, "natRewrite: addresses of the packet's family expected");
+  Rewrite(p.data(), t, src.data, uint16_t(info[2].As<Napi::Number>().Uint32Value()), dst.data, uint16_t(info[4].As<Napi::Number>().Uint32Value()));
+  return Napi::Buffer<uint8_t>::Copy(env, p.data(), p.size());
+}
+
+}  // namespace
+
+void InitFastNatFunctions(Napi::Env env, Napi::Object exports) {
+  exports.Set("natRewrite", Napi::Function::New(env, NatRewriteJs, "natRewrite"));
+}
+
 double NowMs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);

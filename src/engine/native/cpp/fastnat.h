@@ -235,6 +235,7 @@ double TunRingReads();
 double TunRingUpgradeReads();
 
 Napi::Function InitFastNat(Napi::Env env);
+void InitFastNatFunctions(Napi::Env env, Napi::Object exports);
 
 // Same-turn reads of the TUN (fd-set.h has the sockets'): the edge wrote to an accepted socket,
 // whose segments the kernel put on the TUN within the write; RunTunDue, after the QUIC flush that
