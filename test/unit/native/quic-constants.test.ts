@@ -10,7 +10,10 @@ import { describe, expect, it } from 'vitest';
 import { ANSWER_STATE, BODY_END, QuicEvent, QuicPumpEvent } from '../../../src/engine/native/quic.js';
 import { MAX_EXTENSIONS, MAX_FAST_HEAD, MAX_LINE, MAX_RECORD, MAX_SIZE_DIGITS } from '../../../src/engine/protocol/http1.js';
 import { FlowRecord, MAX_FLOW_DATA_RECORD, MAX_FLOW_HEADER_RECORD } from '../../../src/engine/protocol/tcp-flows.js';
+import { CID_LENGTH } from '../../../src/engine/transport/quic/config.js';
 import { MAX_FRAME_PAYLOAD } from '../../../src/engine/transport/quic/framing.js';
+import { MAC_LENGTH } from '../../../src/engine/transport/quic/retry.js';
+import { RESETS_PER_SECOND } from '../../../src/engine/transport/quic/stateless-reset.js';
 
 const header = readFileSync(fileURLToPath(new URL('../../../src/engine/native/cpp/quic-core.h', import.meta.url)), 'utf8');
 
@@ -64,6 +67,10 @@ describe('the addon and JS agree on the numbers of their records', () => {
     ['http1-answer.cc', 'kMaxFastHead', MAX_FAST_HEAD],
     ['http1-answer.cc', 'kMaxSizeDigits', MAX_SIZE_DIGITS],
     ['http1-answer.cc', 'kMaxExtensions', MAX_EXTENSIONS],
+    // The ngtcp2 listener's and the quiche listener's: connection IDs, retry tokens, resets.
+    ['quicserver.cc', 'kCidLength', CID_LENGTH],
+    ['quicserver.cc', 'kMacLength', MAC_LENGTH],
+    ['quicserver.cc', 'kResetsPerSecond', RESETS_PER_SECOND],
   ] as const)('%s %s is the JS limit', (file, name, js) => {
     const source = file === 'quic-core.h' ? header : readFileSync(fileURLToPath(new URL(`../../../src/engine/native/cpp/${file}`, import.meta.url)), 'utf8');
     const expr = new RegExp(`constexpr \\w+ ${name} = ([\\d *]+);`).exec(source)?.[1];

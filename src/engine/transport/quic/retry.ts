@@ -11,7 +11,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-const MAC_LENGTH = 16;
+/** The MAC's bytes in a token (the addon's ngtcp2 listener: kMacLength, the same). */
+export const MAC_LENGTH = 16;
 
 export class RetryTokens {
   readonly key = randomBytes(32);

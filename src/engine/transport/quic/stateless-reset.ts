@@ -14,6 +14,8 @@ export const RESET_TOKEN_LENGTH = 16;
 /** RFC 9000 §10.3: a reset shorter than this is not recognisable; triggers up to 43 bytes get one byte less. */
 const MIN_RESET_LENGTH = 21;
 const MAX_RESET_LENGTH = 43;
+/** Resets sent at most per second (the addon's ngtcp2 listener: kResetsPerSecond, the same). */
+export const RESETS_PER_SECOND = 200;
 
 export class StatelessResets {
   readonly #key: Buffer;
@@ -23,7 +25,7 @@ export class StatelessResets {
   /** `secret`: the edge's private key (PEM); `perSecond` bounds the resets sent. */
   constructor(
     secret: string | Buffer,
-    private readonly perSecond = 200,
+    private readonly perSecond = RESETS_PER_SECOND,
   ) {
     this.#key = createHmac('sha256', 'oxy quic stateless reset').update(secret).digest();
   }
