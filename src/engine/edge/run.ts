@@ -1,7 +1,7 @@
 import type { Store } from '../../store/index.js';
 import type { OxyError } from '../../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import type { HttpTimeouts } from '../util/http-server.js';
+import { nodeHttpInternals, type HttpTimeouts } from '../util/http-server.js';
 import { newId } from '../../core/common.js';
 import { createPeerCertificate } from '../transport/identity.js';
 import { checkAdvertise, edgeIdentityExists, initEdgeIdentity, loadEdgeIdentity } from '../transport/identity-files.js';
@@ -85,6 +85,12 @@ export async function runEdge(options: RunEdgeOptions): Promise<EdgeServer> {
   if (o.store.driver.unwritable) throw o.store.driver.unwritable;
   if (o.advertise) checkAdvertise(o.advertise);
   if (o.gueListen) checkGueListen(o.gueListen, (await o.store.devices.list()).length);
+  const internals = nodeHttpInternals();
+  if (!internals.usable)
+    o.log.warn(
+      { missing: internals.missing.join(',') || undefined, switchedOff: internals.switchedOff || undefined },
+      "Refusals on Node's HTTP servers close once their answer is flushed, without draining the client's body (OXY_HTTP_INTERNALS=0, or this Node lacks what util/http-server.ts uses)",
+    );
   if (!edgeIdentityExists(o.home)) {
     try {
       await initEdgeIdentity(o.home);

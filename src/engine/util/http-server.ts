@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { closeAfterAnswer, closingAfterAnswer } from './linger.js';
 
@@ -66,16 +66,15 @@ export function createHttpServer(handler: RequestListener, timeouts: Partial<Htt
   }
   // After listen (callers reject on a listen error themselves): an accept that fails (EMFILE) is not fatal.
   server.on('error', ignore);
+  const linger = nodeHttpInternals().usable;
   // Sockets also arrive by emit('connection') from an admitting listener: this covers both.
   server.on('connection', (socket: Socket) => {
     socket.on('error', ignore);
     // Node closes a connection after its last answer (Connection: close) with destroySoon: the
     // FIN, then the socket destroyed once flushed, and a client still sending the request's body
-    // reads a reset instead of the answer. It closes as after any answer instead.
-    socket.destroySoon = () => {
-      detachParser(socket);
-      closeAfterAnswer(socket);
-    };
+    // reads a reset instead of the answer. It closes as after any answer instead. Without the
+    // internals (nodeHttpInternals) Node's own destroySoon stays: closed once the answer is flushed.
+    if (linger) socket.destroySoon = () => lingerAfterAnswer(socket);
   });
   server.on('clientError', clientError);
   // Before the handler: a request or response that errors (client gone) is handled by the
@@ -83,6 +82,7 @@ export function createHttpServer(handler: RequestListener, timeouts: Partial<Htt
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     req.on('error', ignore);
     res.on('error', ignore);
+    answering(req.socket, res);
   });
   // A handler that throws or rejects fails its request (500, or the connection if the head went), never the process.
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -103,12 +103,78 @@ const CLIENT_ERRORS: Record<string, string> = {
   ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
 };
 
-interface ServerSocket extends Socket {
-  /** Node's parser of the connection, while it has one. */
-  parser?: { _consumed?: boolean; unconsume?: () => void } | null;
-  /** The response in flight on it, if any. */
-  _httpMessage?: { headersSent?: boolean } | null;
+/**
+ * What the lingering close of Node's server's connections (destroySoon, clientError) takes from
+ * Node beyond its documented API, checked once per process (`nodeHttpInternals`); a unit test
+ * checks each on the Node it runs (test/unit/util/http-server-internals.test.ts):
+ * - `data-unconsumes`: Node's server wraps a connection socket's `on` so that a 'data' listener
+ *   takes the socket from its parser (Node 20 _http_server.js generateSocketListenerWrapper →
+ *   unconsume, the parser reading the socket natively otherwise): how lingerAfterAnswer stops the
+ *   parser, and how a TLS socket is read in JS. Checked on a socket that a server not listening
+ *   is given by emit('connection'): its `on` is no longer net.Socket's.
+ * - `destroySoon`: Node's server ends a connection after its last answer (Connection: close)
+ *   with `socket.destroySoon()` when the socket has one (resOnFinish), which each socket
+ *   overrides. Checked: net.Socket has the method.
+ * Without one (or with `OXY_HTTP_INTERNALS=0`) nothing is overridden or detached: a refusal, and
+ * a connection's last answer, close once the answer is flushed (Node's destroySoon; LINGER_MS 0),
+ * and a client still sending may read a reset instead of the answer (as before session 23).
+ */
+export interface NodeHttpInternals {
+  /** All present and not switched off: refusals and last answers linger (util/linger.ts). */
+  usable: boolean;
+  /** `OXY_HTTP_INTERNALS=0`. */
+  switchedOff: boolean;
+  /** The internals this Node lacks (named as above). */
+  missing: string[];
 }
+
+let internals: NodeHttpInternals | undefined;
+
+/** The check above, made once per process (the edge logs its result at start). */
+export function nodeHttpInternals(): NodeHttpInternals {
+  if (internals) return internals;
+  const missing: string[] = [];
+  if (!dataUnconsumes()) missing.push('data-unconsumes');
+  if (typeof (Socket.prototype as { destroySoon?: unknown }).destroySoon !== 'function') missing.push('destroySoon');
+  const switchedOff = process.env.OXY_HTTP_INTERNALS === '0';
+  internals = { usable: !switchedOff && missing.length === 0, switchedOff, missing };
+  return internals;
+}
+
+/** A socket with no handle, given to a server that does not listen: what Node's connection listener does to it. */
+function dataUnconsumes(): boolean {
+  const socket = new Socket();
+  try {
+    createServer().emit('connection', socket);
+    return socket.on !== Socket.prototype.on;
+  } catch {
+    return false;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
+ * The responses of a connection not yet finished, in the order of their requests: the first is
+ * the one writing to the socket (what Node keeps as `socket._httpMessage`, kept here from public
+ * events: Node detaches a response at its 'finish').
+ */
+const responses = new WeakMap<Socket, ServerResponse[]>();
+
+function answering(socket: Socket, res: ServerResponse): void {
+  let list = responses.get(socket);
+  if (!list) responses.set(socket, (list = []));
+  list.push(res);
+  const done = (): void => {
+    const i = list.indexOf(res);
+    if (i >= 0) list.splice(i, 1);
+  };
+  res.once('finish', done);
+  res.once('close', done);
+}
+
+/** The answer writing to `socket` has its head out (or about to be): bytes of ours would corrupt it. */
+const answerBegun = (socket: Socket): boolean => responses.get(socket)?.[0]?.headersSent === true;
 
 /**
  * Node's answer to what its parser refuses (400, 408, 413, 431), then the connection closes as
@@ -116,26 +182,44 @@ interface ServerSocket extends Socket {
  * loses the answer. Node's own handler writes it and destroys the socket at once. A request in
  * flight (its body went wrong, or came too slowly) is aborted when the socket goes (its client's
  * FIN, or the bound: Node's abortIncoming); an answer already begun is cut: the socket goes now.
+ * Without the internals the answer is written and the socket closes once it is flushed.
  */
 function clientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
-  const socket = duplex as ServerSocket;
-  if (closingAfterAnswer(socket)) return;
-  const inFlight = socket._httpMessage;
-  if (!socket.writable || inFlight?.headersSent) return void socket.destroy();
+  const socket = duplex as Socket;
+  if (closingAfterAnswer(socket) || lingering.has(socket)) return;
+  if (!socket.writable || answerBegun(socket)) return void socket.destroy();
   socket.write(`HTTP/1.1 ${CLIENT_ERRORS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
-  detachParser(socket);
-  closeAfterAnswer(socket);
+  if (nodeHttpInternals().usable) lingerAfterAnswer(socket);
+  else closeAfterAnswer(socket, 0);
 }
 
-/** Node's parser reads `socket` no more: what comes from here is read in JS (and dropped by closeAfterAnswer), never parsed. */
-function detachParser(duplex: Socket): void {
-  const socket = duplex as ServerSocket;
-  const parser = socket.parser;
-  if (parser?._consumed) {
-    parser.unconsume?.();
-    parser._consumed = false;
-  }
-  socket.removeAllListeners('data');
+/** Sockets lingerAfterAnswer took (a second call, or a refusal while it waits for the socket's 'resume', is a no-op). */
+const lingering = new WeakSet<Socket>();
+
+/**
+ * Node's parser reads `socket` no more, and the socket closes after what was written to it
+ * (closeAfterAnswer: what the client still sends is read in JS and dropped, never parsed). The
+ * parser's 'data' listener (when JS reads the socket) goes; a 'data' listener added makes Node's
+ * server take the socket from a parser that reads it natively (`data-unconsumes`).
+ *
+ * A socket Node paused (a request body nobody reads, answers backed up) is resumed first: Node
+ * stops and restarts a natively read socket's reads at its 'pause' / 'resume', listeners it drops
+ * with the parser, and a socket detached while paused was never read again — the client's bytes
+ * and FIN unread until the 5 s bound, then a reset (an upload answered 404 / Connection: close on
+ * the per-request path, session 23's code). Node's listener restarts the reads, then this detaches,
+ * in one turn: nothing is parsed between.
+ */
+function lingerAfterAnswer(socket: Socket): void {
+  if (lingering.has(socket)) return;
+  lingering.add(socket);
+  const detach = (): void => {
+    socket.removeAllListeners('data');
+    socket.on('data', ignore);
+    closeAfterAnswer(socket);
+  };
+  if (!socket.isPaused()) return detach();
+  socket.once('resume', detach);
+  socket.resume();
 }
 
 function failed(res: ServerResponse): void {

@@ -18,16 +18,17 @@ const closing = new WeakSet<Socket>();
 /**
  * Ends `socket` after what was written to it, dropping what its client still sends (bounded).
  * The caller's own readers must not read it any more; a socket whose client ended already goes
- * once the answer is out (as Node closes a socket whose both sides ended).
+ * once the answer is out (as Node closes a socket whose both sides ended). `lingerMs` 0: the socket
+ * goes once the answer is flushed, nothing read (a caller that cannot stop its own reader).
  */
-export function closeAfterAnswer(socket: Socket): void {
+export function closeAfterAnswer(socket: Socket, lingerMs = LINGER_MS): void {
   if (closing.has(socket) || socket.destroyed) return;
   closing.add(socket);
   socket.end();
   if (socket.readableEnded) return;
-  if (LINGER_MS === 0) return destroyOnceFlushed(socket);
+  if (lingerMs === 0) return destroyOnceFlushed(socket);
   const mark = socket.bytesRead;
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
   socket.on('data', () => {
     if (socket.bytesRead - mark > LINGER_BYTES) socket.destroy();
   });

@@ -111,6 +111,13 @@ describe("the edge's refusals while the client still sends", () => {
       /^HTTP\/1\.1 404 /,
       {},
     ],
+    // Node's parser reads the socket natively and paused it (the body nobody reads): resumed, then detached.
+    [
+      'an upload to a hostname no tunnel serves, Connection: close (Node reads the socket itself)',
+      `POST / HTTP/1.1\r\nHost: nowhere.example.com\r\nConnection: close\r\nContent-Length: ${16 * MIB}\r\n\r\n${'x'.repeat(MIB)}`,
+      /^HTTP\/1\.1 404 /,
+      { OXY_HTTP1_STREAMS: '0' },
+    ],
   ] as [string, string, RegExp, Record<string, string>][])(
     "Node's server: %s is answered, read by the client",
     async (_what, first, status, env) => {
@@ -189,6 +196,38 @@ describe("the edge's refusals while the client still sends", () => {
       expect(sent).toBeGreaterThanOrEqual(64 * MIB);
       expect(sent).toBeLessThan(128 * MIB);
       expect(Date.now() - answeredAt).toBeLessThan(4500);
+      s.destroy();
+    },
+    60_000,
+  );
+
+  // util/http-server.ts's fallback, for a Node that lacks the internals the lingering close uses.
+  it.each([
+    ['bytes that are not HTTP', 'NOT HTTP AT ALL\r\n\r\n', /^HTTP\/1\.1 400 /],
+    [
+      'an upload to a hostname no tunnel serves, Connection: close',
+      'POST / HTTP/1.1\r\nHost: nowhere.example.com\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello',
+      /^HTTP\/1\.1 404 /,
+    ],
+  ] as [string, string, RegExp][])(
+    "with OXY_HTTP_INTERNALS=0 the edge says so once at start, and on Node's server %s is still answered and the connection closed after it",
+    async (_what, request, status) => {
+      const e = await tunnel('http2', { OXY_HTTP_INTERNALS: '0', OXY_HTTP1_STREAMS: '0' });
+      expect(e.edge.count(/close once their answer is flushed/)).toBe(1);
+      const sockets = openSockets(e.edge.child.pid!);
+      // Half-open: the edge's FIN, not the client, ends the exchange.
+      const s = connect({ port: e.httpPort, host: '127.0.0.1', allowHalfOpen: true });
+      let answer = '';
+      let error: string | undefined;
+      let ended = false;
+      s.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+      s.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code));
+      s.on('end', () => (ended = true));
+      await write(s, request);
+      await until(() => ended, 15_000, `the edge's FIN (answer so far: ${JSON.stringify(answer.slice(0, 80))}, error: ${error})`);
+      await until(() => openSockets(e.edge.child.pid!) <= sockets, 4000, "the edge's socket closed", 50);
+      expect(error).toBeUndefined();
+      expect(answer).toMatch(status);
       s.destroy();
     },
     60_000,
