@@ -105,6 +105,17 @@ export class OxyProcess {
     return [...this.output.matchAll(new RegExp(re.source, 'g'))].length;
   }
 
+  /** For a failure message: running or how it ended, and its last line that names an error (a crash's cause). */
+  state(): string {
+    const { exitCode, signalCode } = this.child;
+    const how = exitCode === null && signalCode === null ? 'running' : `exited (${signalCode ?? `code ${exitCode}`})`;
+    const line = this.output
+      .split('\n')
+      .filter((l) => /error|uncaught|fatal|refused/i.test(l))
+      .at(-1);
+    return line ? `${how}, its last error line: ${line.slice(0, 240)}` : how;
+  }
+
   exited(): Promise<number | null> {
     // A process ended by a signal has no exit code, only a signalCode.
     if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve(this.child.exitCode);

@@ -5,7 +5,9 @@ import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { tail } from '../../helpers/attempts.js';
 import { OxyProcess } from '../../helpers/processes.js';
+import { until } from '../../helpers/until.js';
 import { api, newToken } from '../dashboard/support.js';
 import { getVia, sha256hex, whileServed } from './support.js';
 import { AFTER_READS, BULK, converse, edgePumpTunnel, get, KEEP_STEPS, SLOW_MS } from './edge-pump-support.js';
@@ -94,7 +96,11 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     s.on('data', (c: Buffer) => (got += c.toString('latin1')));
     for (let i = 0; i < 3; i++) {
       s.write(get(`/k${i}`));
-      await expect.poll(() => got.endsWith(`hello /k${i}`), { timeout: 5000 }).toBe(true);
+      await until(
+        () => got.endsWith(`hello /k${i}`),
+        5000,
+        () => `the answer to /k${i}; read so far: ${tail(got)}`,
+      );
     }
     expect(e.edge.output).toMatch(/client of stream \d+ read by the transport/);
     await e.connector.stop('SIGKILL');
@@ -106,7 +112,12 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
       () => Date.now(),
       () => 0,
     );
-    await expect.poll(() => got.endsWith('hello /after-kill'), { timeout: 60_000 }).toBe(true);
+    await until(
+      () => got.endsWith('hello /after-kill'),
+      60_000,
+      () =>
+        `the answer to /after-kill; read so far: ${tail(got)}; the client socket ${s.destroyed ? 'closed' : 'open'}; replacement ${replacement.state()}; edge ${e.edge.state()}`,
+    );
     // Answered soon after the request was sent or the replacement registered, whichever came
     // last (a connector's start takes seconds under load): not after an idle timeout.
     expect(Date.now() - Math.max(sentAt, await registeredAt)).toBeLessThan(10_000);
@@ -140,7 +151,11 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     for (let i = 0; i < 10; i++) {
       lastWriteAt = Date.now();
       s.write(get(`/ka${i}`));
-      await expect.poll(() => seen.got.endsWith(`hello /ka${i}`), { timeout: 5000 }).toBe(true);
+      await until(
+        () => seen.got.endsWith(`hello /ka${i}`),
+        5000,
+        () => `the answer to /ka${i}; read so far: ${tail(seen.got)}; closed at ${seen.closedAt || 'not closed'}`,
+      );
       await new Promise((r) => setTimeout(r, 300));
     }
     expect(seen.closedAt).toBe(0);
@@ -169,7 +184,11 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
       await new Promise((r) => setTimeout(r, 200));
       lastWriteAt = Date.now();
       s.write(get(path));
-      await expect.poll(() => seen.got.endsWith(`hello ${path}`), { timeout: SLOW_MS + 5000 }).toBe(true);
+      await until(
+        () => seen.got.endsWith(`hello ${path}`),
+        SLOW_MS + 5000,
+        () => `the answer to ${path}; read so far: ${tail(seen.got)}; closed at ${seen.closedAt || 'not closed'}`,
+      );
     };
     const takenBack = /request on stream \d+ the transport forwarded taken back in flight/;
     for (let round = 0; round < 3 && !takenBack.test(e.edge.output); round++) {

@@ -126,13 +126,13 @@ describe('edge-to-edge forwarding', () => {
     let r = await viaB(['EDGE/hello']);
     for (const t0 = Date.now(); !r.stdout.includes('origin /hello') && Date.now() - t0 < 5000; ) r = await viaB(['EDGE/hello']);
     expect(r.stdout).toMatch(/^HTTP\/1\.1 200/);
-    expect(r.stdout.endsWith('\r\n\r\norigin /hello')).toBe(true);
+    expect(r.stdout.slice(-200)).toMatch(/\r\n\r\norigin \/hello$/);
     // Both paths name the serving edge in Proxy-Status: the keep-alive fast path (one stream per
     // client connection) and the per-request path (here HTTP/1.0; also upgrades, hooks, chunked uploads).
     expect(r.stdout).toMatch(/\r\nproxy-status: oxyctl; next-hop="edge-a"\r\n/i);
     const named = await viaB(['-0', 'EDGE/named']);
     expect(named.stdout).toMatch(/\r\nproxy-status: oxyctl; next-hop="edge-a"\r\n/i);
-    expect(named.stdout.endsWith('\r\n\r\norigin /named')).toBe(true);
+    expect(named.stdout.slice(-200)).toMatch(/\r\n\r\norigin \/named$/);
     // Both edges' logs name the other.
     await edges.b.proc.waitFor(/Peer link to edge open .*location=edge-a/);
     await edges.b.proc.waitFor(/Forwarding a request to the edge that holds its tunnel .*edge=edge-a/);
@@ -150,13 +150,13 @@ describe('edge-to-edge forwarding', () => {
     const file = join(home, 'up.bin');
     writeFileSync(file, big);
     const up = await viaB(['--data-binary', `@${file}`, 'EDGE/up']);
-    expect(up.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
+    expect(up.stdout.slice(-200)).toMatch(new RegExp(`\r\n\r\n${big.length} ${bigSha}$`));
     // Chunked (curl -T - sends it so, with Expect: 100-continue): forwarded per request, direct on the http1 stream.
     const chunked = ['-H', 'Transfer-Encoding: chunked', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`];
     const upB = await viaB([...chunked, 'EDGE/up']);
-    expect(upB.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
+    expect(upB.stdout.slice(-200)).toMatch(new RegExp(`\r\n\r\n${big.length} ${bigSha}$`));
     const upA = await curl(['-i', '-H', 'Host: app.example.com', ...chunked, `http://127.0.0.1:${edges.a.http}/up`]);
-    expect(upA.stdout.endsWith(`\r\n\r\n${big.length} ${bigSha}`)).toBe(true);
+    expect(upA.stdout.slice(-200)).toMatch(new RegExp(`\r\n\r\n${big.length} ${bigSha}$`));
   });
 
   it("a private TCP connection arriving on the other edge (CONNECT proxy, a route served by edge-a's connector) works", async () => {

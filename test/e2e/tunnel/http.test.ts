@@ -102,7 +102,9 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
       const open = await Promise.all(
         Array.from({ length: 150 }, () => pool.request({ path: '/sse', method: 'GET', headers: { host: 'app.example.com' }, headersTimeout: 60_000 })),
       );
-      expect(open.every((r) => r.statusCode === 200)).toBe(true);
+      // The statuses that are not 200, with how many of each (not just "false").
+      const statuses = open.map((r) => r.statusCode).filter((s) => s !== 200);
+      expect(statuses, `${statuses.length} of 150 not 200`).toEqual([]);
       for (const r of open) r.body.on('error', () => undefined).destroy();
       await pool.destroy();
     });
@@ -138,7 +140,7 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
     it('tunnel list and info show the live connections; /ready and /metrics answer', async () => {
       const [web] = await oxyJson<{ connections: { colo_name: string; protocol: string }[] }[]>(home, ['tunnel', 'list', '--name', 'web']);
       expect(web.connections).toHaveLength(4);
-      expect(web.connections.every((c) => c.colo_name === 'local' && c.protocol === protocol)).toBe(true);
+      expect(web.connections.filter((c) => c.colo_name !== 'local' || c.protocol !== protocol)).toEqual([]);
       const ready = await request(`http://127.0.0.1:${metricsPort}/ready`);
       expect(ready.statusCode).toBe(200);
       expect(await ready.body.json()).toMatchObject({ status: 200, readyConnections: 4, connectorId: expect.any(String) });

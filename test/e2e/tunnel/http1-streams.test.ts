@@ -11,6 +11,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oxyOk, tempHome } from '../../helpers/cli.js';
+import { tail } from '../../helpers/attempts.js';
+import { until } from '../../helpers/until.js';
 import { OxyProcess, PROTOCOLS, startConnector, startEdge } from '../../helpers/processes.js';
 
 /** An origin that names itself and what it saw of each request. */
@@ -120,7 +122,8 @@ describe.each(PROTOCOLS)('one tunnel stream per client connection, over %s', (pr
       'B GET /b2 body=',
       'A GET /a?q=1 body=',
     ]);
-    expect(answers.every((r) => r.status === 200 && r.body.endsWith('xff=127.0.0.1'))).toBe(true);
+    // Each answer that is not a 200 with the client's address (the list names them, not just "false").
+    expect(answers.filter((r) => r.status !== 200 || !r.body.endsWith('xff=127.0.0.1'))).toEqual([]);
   });
 
   it('a body that comes over several writes reaches the origin whole, and the connection goes on', async () => {
@@ -136,7 +139,11 @@ describe.each(PROTOCOLS)('one tunnel stream per client connection, over %s', (pr
     // The origin has the request (head and first bytes) before the rest of the body is sent.
     await expect.poll(() => a.seen.length, { timeout: 10_000 }).toBe(seen + 1);
     s.write(body.slice(10) + get('/after'));
-    await expect.poll(() => got.includes('A GET /after '), { timeout: 10_000 }).toBe(true);
+    await until(
+      () => got.includes('A GET /after '),
+      10_000,
+      () => `the answer to /after on the same connection; read so far: ${tail(got)}`,
+    );
     s.destroy();
     expect(got).toContain(`A POST /large body=${body} xff=127.0.0.1`);
   });

@@ -113,7 +113,7 @@ it('an upload whose stream waits for a free slot is held to the budget, then arr
   for (const c of idle.slice(0, 50)) c.socket.destroy();
   for (let i = 0; i < 300 && !answer.endsWith(`${size} ${sha}`); i++) await sleep(100);
   expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-  expect(answer.endsWith(`\r\n\r\n${size} ${sha}`)).toBe(true);
+  expect(answer.slice(-200)).toMatch(new RegExp(`\r\n\r\n${size} ${sha}$`));
   expect(await openingBytes(edge)).toBe(0);
   expect(edge.output).not.toMatch(/Bug:/);
 }, 90_000);

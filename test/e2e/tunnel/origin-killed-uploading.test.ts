@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { expect, it } from 'vitest';
+import { Attempts } from '../../helpers/attempts.js';
 import { freePort, killOnExit, openSockets, startConnector, startEdge, useWebTunnel } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
@@ -65,11 +66,16 @@ it.each(['tcp', 'unix'])(
     const url = typeof where === 'number' ? `https://127.0.0.1:${where}` : `unix+tls:${where}`;
     const { connector } = await startConnector(t.home, e.tunnelPort, ['--url', url, '--no-tls-verify', '--http2-origin', '--ha-connections', '1', 'web'], 1);
     t.procs.push(connector);
+    // What the GETs and uploads returned, for a failure message (the body says which HTTP the origin spoke).
+    let tries = new Attempts();
+    let uploadResults = new Attempts(UPLOADS);
     const get = () =>
       request(`http://127.0.0.1:${e.httpPort}/`, { headers: { host: 'app.example.com' }, headersTimeout: 5000, bodyTimeout: 5000 }).then(
-        async (r) => `${r.statusCode} ${await r.body.text()}`,
-        (err: Error) => err.message,
+        async (r) => tries.answer(r.statusCode, await r.body.text()),
+        (err: Error) => tries.error(err),
       );
+    const seen = () =>
+      `tunnel http2, origin ${kind} over TLS (--http2-origin); connector ${connector.state()}; edge ${e.edge.state()}; GETs: ${tries}; uploads: ${uploadResults}`;
     // --http2-origin offers h2 in ALPN (it once did not: the connector's own TLS dial dropped undici's allowH2).
     expect(await get()).toBe('200 hello over HTTP/2.0');
     const before = openSockets(connector.child.pid!);
@@ -77,10 +83,12 @@ it.each(['tcp', 'unix'])(
     const body = Buffer.alloc(UPLOAD_BYTES);
     for (let round = 0; round < ROUNDS; round++) {
       let ended = 0;
+      tries = new Attempts();
+      uploadResults = new Attempts(UPLOADS);
       const uploads = Array.from({ length: UPLOADS }, () =>
         request(`http://127.0.0.1:${e.httpPort}/`, { method: 'POST', headers: { host: 'app.example.com' }, body })
-          .then((r) => r.body.dump())
-          .catch(() => undefined)
+          .then(async (r) => uploadResults.answer(r.statusCode, await r.body.text()))
+          .catch((err: Error) => uploadResults.error(err))
           .finally(() => ended++),
       );
       await new Promise((r) => setTimeout(r, 300));
@@ -91,8 +99,17 @@ it.each(['tcp', 'unix'])(
       await exited;
       origin = await startOrigin(where, t.home);
       // A connection left stuck on its failed write would hold these until undici's 300 s timeouts.
-      await until(() => ended === UPLOADS, 10_000, `round ${round}: the uploads to the killed origin to end`);
-      await until(async () => (await get()) === '200 hello over HTTP/2.0', 10_000, `round ${round}: the restarted origin served`, 200);
+      await until(
+        () => ended === UPLOADS,
+        10_000,
+        () => `round ${round}: the uploads to the killed origin to end (${ended} of ${UPLOADS} did; ${seen()})`,
+      );
+      await until(
+        async () => (await get()) === '200 hello over HTTP/2.0',
+        10_000,
+        () => `round ${round}: the restarted origin served (${seen()})`,
+        200,
+      );
       await Promise.all(uploads);
     }
     await until(() => openSockets(connector.child.pid!) <= before, 5000, "the connector's open sockets back to what they were", 100).catch(() => undefined);
@@ -120,12 +137,15 @@ it('an HTTP/2 origin killed mid-answer: that answer is cut, the connector serves
     1,
   );
   t.procs.push(connector);
+  const tries = new Attempts();
   const get = async (path: string): Promise<string> => {
     try {
       const r = await request(`http://127.0.0.1:${e.httpPort}${path}`, { headers: { host: 'app.example.com' }, headersTimeout: 5000, bodyTimeout: 5000 });
-      return `${r.statusCode} ${(await r.body.text()).length}`;
+      const text = await r.body.text();
+      tries.answer(r.statusCode, text);
+      return `${r.statusCode} ${text.length}`;
     } catch (err) {
-      return (err as Error).message;
+      return tries.error(err);
     }
   };
   const exited = new Promise((r) => origin.once('exit', r));
@@ -133,7 +153,12 @@ it('an HTTP/2 origin killed mid-answer: that answer is cut, the connector serves
   expect(await get('/half')).not.toMatch(/^200 1000$/);
   await exited;
   origin = await startOrigin(port, t.home);
-  await until(async () => (await get('/')) === '200 19', 10_000, 'the restarted origin served', 200);
+  await until(
+    async () => (await get('/')) === '200 19',
+    10_000,
+    () => `the restarted origin served (tunnel http2, origin tcp over TLS; connector ${connector.state()}; ${tries})`,
+    200,
+  );
   expect(connector.child.exitCode).toBeNull();
   expect(connector.output).not.toMatch(/uncaught exception/);
   origin.kill('SIGKILL');

@@ -86,7 +86,7 @@ it('two workers serve a tunnel held by one of them through both, survive a kille
 
   const results = await Promise.all(Array.from({ length: 60 }, () => hello(http)));
   expect(results.filter((r) => r.status === 200)).toHaveLength(60);
-  expect(results.every((r) => r.body.includes('You created a tunnel'))).toBe(true);
+  expect(results.filter((r) => !r.body.includes('You created a tunnel')).map((r) => r.body.slice(0, 120))).toEqual([]);
   const rows = await workers(metrics);
   console.log('after 60 connections:', JSON.stringify(rows));
   const holder = rows.find((w) => w.tunnelConnections === 1)!;
