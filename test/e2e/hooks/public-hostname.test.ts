@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ConnectionStats } from '../../../src/engine/hooks/index.js';
 import { curl, startOrigin, startTunnelEdge, type Origin, type TunnelEdge } from './support.js';
+import { until } from '../../helpers/until.js';
 
 // The HTTP hooks on the public-hostname on-ramp (edge --http-listen → tunnel → connector →
 // origin), with curl as the client: head rewrites both ways, streaming body rewrites,
@@ -129,7 +130,11 @@ describe('HTTP hooks on the public-hostname listener (curl → edge → tunnel �
     const r = await curl(['-w', '\n%{local_port}', ...at('/stats')]);
     expect(r.code, r.stderr).toBe(0);
     const [body, port] = [r.stdout.slice(0, r.stdout.lastIndexOf('\n')), Number(r.stdout.slice(r.stdout.lastIndexOf('\n') + 1))];
-    await expect.poll(() => closed.has(port)).toBe(true);
+    await until(
+      () => closed.has(port),
+      1000,
+      () => `handleConnectionClose for the client's port ${port}; closes seen for ports: ${[...closed.keys()].join(', ') || 'none'}`,
+    );
     const stats = closed.get(port)!;
     expect(stats.reason).toBe('closed');
     expect(stats.bytesIn).toBeGreaterThan(0);

@@ -14,6 +14,7 @@ import { closeFd, currentNetns, openNetns } from '../../../src/engine/native/ind
 import { insideNetnsAsync, TestNetns } from '../../helpers/netns.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { curl, startProxyEdge, type ProxyEdge } from './support.js';
+import { until } from '../../helpers/until.js';
 
 const BIG = Buffer.alloc(2 * 1024 * 1024, 'x');
 
@@ -56,7 +57,11 @@ describe('TCP_INFO on loopback', () => {
   it('no loss, (almost) no retransmits on the forward proxy and the public-hostname listener, with an RTT', async () => {
     const viaProxy = await download('http://198.18.9.99/big', { proxy: p.proxy });
     const direct = await download(`http://127.0.0.1:${p.edge.httpAddress!.port}/big`, { host: 'any.example.test' });
-    await expect.poll(() => closed.has(`connect-proxy:${viaProxy}`) && closed.has(`public-hostname:${direct}`)).toBe(true);
+    await until(
+      () => closed.has(`connect-proxy:${viaProxy}`) && closed.has(`public-hostname:${direct}`),
+      1000,
+      () => `handleConnectionClose for connect-proxy:${viaProxy} and public-hostname:${direct}; closes seen: ${[...closed.keys()].join(', ') || 'none'}`,
+    );
     for (const stats of [closed.get(`connect-proxy:${viaProxy}`)!, closed.get(`public-hostname:${direct}`)!]) {
       // Nothing is lost on loopback, but on a loaded machine a tail-loss probe (the last segment
       // sent again when its ACK is late) counts as one; the lossy link below shows tens to hundreds.
@@ -100,7 +105,11 @@ privilegedDescribe('TCP_INFO through a lossy link (network namespaces)', () => {
     const netns = clientNs!.name;
     const viaProxy = await download('http://198.18.9.99/big', { proxy: `http://198.18.9.1:${p!.proxyPort}`, netns });
     const direct = await download(`http://198.18.9.1:${p!.edge.httpAddress!.port}/big`, { host: 'any.example.test', netns });
-    await expect.poll(() => closed.has(`connect-proxy:${viaProxy}`) && closed.has(`public-hostname:${direct}`)).toBe(true);
+    await until(
+      () => closed.has(`connect-proxy:${viaProxy}`) && closed.has(`public-hostname:${direct}`),
+      1000,
+      () => `handleConnectionClose for connect-proxy:${viaProxy} and public-hostname:${direct}; closes seen: ${[...closed.keys()].join(', ') || 'none'}`,
+    );
     const stats = [closed.get(`connect-proxy:${viaProxy}`)!, closed.get(`public-hostname:${direct}`)!];
     console.log(`retransmits: forward proxy ${stats[0].retransmits}, public hostname ${stats[1].retransmits}; rtt ${stats[0].rttMs} / ${stats[1].rttMs} ms`);
     for (const s of stats) {

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from './harness.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
+import { until } from '../../helpers/until.js';
 
 const TAIL = 2 * 1024 * 1024;
 const tail = randomBytes(TAIL);
@@ -51,7 +52,12 @@ for (const [fastClose, nativeFins] of [
     afterAll(() => h?.close());
 
     const endOf = async (srcPort: number) => {
-      await expect.poll(() => ended.find(([f]) => f.srcPort === srcPort), { timeout: 10_000 }).toBeTruthy();
+      await until(
+        () => ended.find(([f]) => f.srcPort === srcPort),
+        10_000,
+        () =>
+          `the flow from port ${srcPort} to end; ended: ${ended.map(([f, r]) => `${f.srcPort}→${f.dstPort} ${r}`).join(', ') || 'none'}; in the table: ${[...h.edge.table.flows()].map((f) => f.srcPort).join(', ') || 'none'}`,
+      );
       return ended.find(([f]) => f.srcPort === srcPort)!;
     };
 

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from './harness.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
+import { until } from '../../helpers/until.js';
 
 // The namespace's connect gives up after 10 s by default: a SYN round trip through the TUN, the
 // on-ramp and the upgrade took longer at load ~20 (ETIMEDOUT in /tmp/ci1.log). A bound, not a speed.
@@ -93,7 +94,12 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
       await new Promise((r) => socket.once('data', r));
       const server = serverSockets.at(-1)!;
       socket.resetAndDestroy();
-      await expect.poll(() => server.destroyed, { timeout: 5000 }).toBe(true);
+      await until(
+        () => server.destroyed,
+        5000,
+        () =>
+          `the upgraded socket destroyed after the client's RST; ended flows: ${ended.map(([f, r]) => `${f.srcPort}→${f.dstPort} ${r}`).join(', ') || 'none'}`,
+      );
       await expect.poll(() => ended.find(([f]) => f.srcPort === 41000)?.[1], { timeout: 5000 }).toBe('rst');
     } finally {
       t.close();
