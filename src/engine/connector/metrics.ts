@@ -7,6 +7,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { HttpResponseHead } from '../protocol/http-head.js';
 import { scrapedCounter } from '../observe/metrics.js';
+import type { FlowFinHolds } from '../native/index.js';
 
 export const METRICS_NAMESPACE = 'oxyctl';
 
@@ -32,6 +33,32 @@ export function registerUdpPayloadMetrics(registry: Registry, counters: () => { 
       return { datagram: c.datagrams, stream: c.oversize, dropped: c.dropped };
     },
   );
+}
+
+/**
+ * The closing answers of private TCP flows the addon held for their host's FIN (OXY_FLOW_FIN_HOLD:
+ * the answer and the flow's end then go in one packet), read at scrape time.
+ */
+export function registerFinHoldMetrics(registry: Registry, read: () => FlowFinHolds): void {
+  scrapedCounter(
+    registry,
+    `${METRICS_NAMESPACE}_private_tcp_fin_holds_total`,
+    "Private TCP flows' closing answers held for the host's FIN, by event: held, then let go by the FIN (fin), at the hold's end (deadline) or by anything else (other: more bytes, an error, the flow closed); wake counts the hold timer's wake-ups",
+    'event',
+    () => {
+      const c = read();
+      return { held: c.held, fin: c.fin, deadline: c.deadline, other: c.other, wake: c.wakes };
+    },
+  );
+  new Counter({
+    name: `${METRICS_NAMESPACE}_private_tcp_fin_hold_seconds_total`,
+    help: "Time private TCP flows' closing answers waited for the host's FIN, summed",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read().heldUs / 1e6);
+    },
+  });
 }
 
 export function createConnectorMetrics(registry: Registry, readyConnections: () => number): ConnectorMetrics {

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import type { Logger } from '../observe/log.js';
 import type { OriginRequest } from './ingress.js';
 import { createRegistry, metricsAddresses, startMetricsServer, type MetricsServer } from '../observe/metrics.js';
-import { createConnectorMetrics, registerUdpPayloadMetrics } from './metrics.js';
+import { createConnectorMetrics, registerFinHoldMetrics, registerUdpPayloadMetrics } from './metrics.js';
 import { OriginProxy } from './origin.js';
 import { StreamHandler } from './stream-handler.js';
 import { HTTP1_CHUNKED_FEATURE, HTTP1_STREAM_FEATURE } from '../protocol/http1.js';
@@ -27,6 +27,7 @@ import {
   type ProtocolChoice,
 } from './run.js';
 import { tuneGcForDataPlane } from '../util/gc.js';
+import { flowFinHolds } from '../native/index.js';
 
 /**
  * What a connector runs with: typed, camelCase, durations already in milliseconds. The CLI
@@ -102,6 +103,7 @@ export async function startConnector(log: Logger, o: CredentialSources & { optio
   // The connector is made below; the gauge reads it at scrape time.
   const metricsOf = createConnectorMetrics(registry, () => connector.readyConnections);
   registerUdpPayloadMetrics(registry, () => offramp.udpCounters);
+  registerFinHoldMetrics(registry, flowFinHolds);
   const handler = new StreamHandler(
     origins,
     log,

@@ -399,6 +399,21 @@ export interface NativeQuicServerOptions extends NativeQuicConnSettings {
   maxConnections: number;
 }
 
+/**
+ * A dialed flow's first answer, whole and saying `Connection: close`, held for the host's FIN
+ * (OXY_FLOW_FIN_HOLD, cpp/quic-pump.cc PumpRead), on this thread since it began: held, then let go
+ * by the FIN, by the hold's end (deadline), or by anything else (later bytes, a read error, the
+ * pump closed); µs held, summed; the hold timer's wake-ups (the loop sleeps while answers wait).
+ */
+export interface FlowFinHolds {
+  held: number;
+  fin: number;
+  deadline: number;
+  other: number;
+  heldUs: number;
+  wakes: number;
+}
+
 export interface NativeAddon {
   supported: boolean;
   /** Whether loading the addon turned libuv's idle-time poll off for this thread's loop (cpp/common.h LoopOneWait; OXY_LOOP_ONE_WAIT=0 leaves it on). */
@@ -408,6 +423,8 @@ export interface NativeAddon {
    * the budget, the polls that did not wait, the spins that work ended (a sleep not taken) and those that ran out.
    */
   loopSpin?(): { spinUs: number; polls: number; caught: number; slept: number };
+  /** The connector's closing answers held for the host's FIN on this thread (cpp/quic-core.h FinHoldCounts). */
+  flowFinHolds?(): FlowFinHolds;
   /** Turns the idle-time metric back on for this thread's loop, so eventLoopUtilization() reads true again (a hooks module may read it): whether it is on. */
   loopIdleTimeBack?(): boolean;
   setErrorFactory(factory: (syscall: string, errno: number, code: string, message: string) => Error): void;
@@ -539,6 +556,11 @@ export function idleTimeForUserCode(): void {
   if (!nativeAvailable()) return;
   const addon = native();
   if (addon.loopOneWait) addon.loopIdleTimeBack?.();
+}
+
+/** This thread's FIN holds so far (zeros without the addon). */
+export function flowFinHolds(): FlowFinHolds {
+  return (nativeAvailable() ? native().flowFinHolds?.() : undefined) ?? { held: 0, fin: 0, deadline: 0, other: 0, heldUs: 0, wakes: 0 };
 }
 
 /** True when the addon loads here (Linux, built). */

@@ -1,4 +1,4 @@
-export { addonPath, idleTimeForUserCode, nativeAvailable } from './binding.js';
+export { addonPath, flowFinHolds, idleTimeForUserCode, nativeAvailable, type FlowFinHolds } from './binding.js';
 export { NativeError } from './errors.js';
 export {
   PktinfoUdpSocket,

@@ -38,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitReadAhead(env, exports);
   exports.Set("QuicClient", InitQuicClient(env));
   exports.Set("QuicServer", InitQuicServer(env));
+  InitQuicFunctions(env, exports);
   InitHttp1Answer(env, exports);
   InitQuicCore(env, exports);
   exports.Set("TcpAcceptor", InitTcpAcceptor(env));

@@ -18,6 +18,8 @@ void InitReusePort(Napi::Env env, Napi::Object exports);
 void InitReadAhead(Napi::Env env, Napi::Object exports);
 Napi::Function InitQuicClient(Napi::Env env);
 Napi::Function InitQuicServer(Napi::Env env);
+// flowFinHolds(): quic::FinHolds() of the calling thread.
+void InitQuicFunctions(Napi::Env env, Napi::Object exports);
 void InitHttp1Answer(Napi::Env env, Napi::Object exports);
 void InitQuicCore(Napi::Env env, Napi::Object exports);
 Napi::Function InitTcpAcceptor(Napi::Env env);

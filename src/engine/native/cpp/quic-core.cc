@@ -401,6 +401,13 @@ void SoonTimer::At(uint64_t ts) {
   timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
+void SoonTimer::Stop() {
+  if (fd_ < 0 || due_ == UINT64_MAX) return;
+  due_ = UINT64_MAX;
+  itimerspec spec{};
+  timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
 void SoonTimer::Close() {
   if (poll_) {
     uv_poll_stop(poll_);
@@ -1552,11 +1559,9 @@ void Conn::Teardown() {
   closing_ = false;
   ClosePumps();
   CloseAllAnswers();
-  if (fin_hold_idle_) {
-    uv_idle_stop(fin_hold_idle_);
-    fin_hold_idle_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(fin_hold_idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
-    fin_hold_idle_ = nullptr;
+  if (fin_hold_timer_) {
+    fin_hold_timer_->Close();
+    fin_hold_timer_.reset();
   }
   fin_held_.clear();
   if (timer_) {

@@ -160,6 +160,15 @@ constexpr uint64_t kAckFirstBytes = 32 * 1024;
 
 extern const char kPriority[];
 uint64_t Now();
+
+// The connector's closing answers held for the host's FIN (Conn::PumpRead, OXY_FLOW_FIN_HOLD), on
+// this thread since it began: held, and let go by the FIN, by the hold's end, or by anything else
+// (later bytes, a read error, the pump closed); µs held, summed; the hold timer's wake-ups.
+enum FinHoldWhy { kFinHoldFin, kFinHoldDeadline, kFinHoldOther };
+struct FinHoldCounts {
+  double held = 0, fin = 0, deadline = 0, other = 0, held_us = 0, wakes = 0;
+};
+FinHoldCounts& FinHolds();
 uint64_t TraceMs();
 void LogPrintf(void*, const char* fmt, ...);
 
@@ -396,6 +405,10 @@ class SoonTimer {
   void Init(uv_loop_t* loop, void* owner, void (*cb)(void* owner));
   // Fires at `ts` (Now() clock) unless armed earlier already.
   void At(uint64_t ts);
+  // Not armed any more (nothing to do when it is not).
+  void Stop();
+  // It has its timerfd (else At() does nothing).
+  bool usable() const { return fd_ >= 0; }
   void Close();
 
  private:
@@ -1087,11 +1100,17 @@ class Conn {
   std::deque<KeepAliveDue> keepalive_due_;
   uint64_t keepalive_seq_ = 0;
   uv_timer_t* keepalive_timer_ = nullptr;
-  // The pumps whose answer waits for the host's FIN (PumpRead): polled each turn while any does
-  // (a uv timer has only ms), the loop yielding the CPU between polls.
-  uv_idle_t* fin_hold_idle_ = nullptr;
-  std::vector<int64_t> fin_held_;
-  static void OnFinHoldIdle(uv_idle_t* handle);
+  // The pumps whose answer waits for the host's FIN (PumpRead), in the order their holds end (one
+  // hold time for all): a timerfd (fin_hold_timer_, made at the first hold) wakes the loop at the
+  // first live one's end, and the loop sleeps meanwhile. An entry whose pump let go (FIN, later
+  // bytes, closed: hold_until 0, or the pump gone) is dropped where it comes to the front.
+  std::unique_ptr<SoonTimer> fin_hold_timer_;
+  std::deque<int64_t> fin_held_;
+  static void OnFinHoldTimer(void* owner);
+  // Drops the entries at the front that let go; the timer at the first live one's end (or off).
+  void FinHoldRearm();
+  // `p`'s held answer goes now (`why`: kFinHold*); counted in FinHoldCounts.
+  void FinHoldRelease(Pump* p, int why);
   void KeepAliveLater(Pump* p, int keepalive_s);
   static void KeepAliveSweep(uv_timer_t* handle);
   IdMap<AnswerPump> answers_;

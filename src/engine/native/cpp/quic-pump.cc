@@ -515,7 +515,11 @@ double Conn::ClosePump(int64_t id, bool reset) {
     setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
   close(p->fd);
+  // An answer held for the FIN goes now, as the pump does.
+  const bool held = p->hold_until != 0;
+  if (held) FinHoldRelease(p, kFinHoldOther);
   pumps_.erase(it);  // pump_out_ may still name it: FlushPumps skips ids it does not find
+  if (held) FinHoldRearm();
   if (Stream* s = Find(id)) {
     s->pump_blocked = false;
     PumpCredit(s);
@@ -1234,26 +1238,48 @@ uint64_t FinHoldNs() {
 
 }  // namespace
 
-void Conn::OnFinHoldIdle(uv_idle_t* handle) {
-  auto* self = static_cast<Conn*>(handle->data);
-  if (!self) return;
-  const uint64_t now = Now();
-  size_t keep = 0;
-  for (int64_t id : self->fin_held_) {
-    auto it = self->pumps_.find(id);
-    Pump* p = it == self->pumps_.end() ? nullptr : it->second.get();
-    if (p && p->hold_until == 0) continue;  // released by its FIN (or any later read)
-    if (p && now < p->hold_until) {
-      self->fin_held_[keep++] = id;
-      continue;
-    }
-    // The FIN did not come in time (or the pump went): the answer goes alone.
-    if (p) p->hold_until = 0;
-    if (Stream* s = self->Find(id)) self->Enqueue(s);
+FinHoldCounts& FinHolds() {
+  static thread_local FinHoldCounts counts;
+  return counts;
+}
+
+void Conn::FinHoldRelease(Pump* p, int why) {
+  if (p->hold_until == 0) return;
+  FinHoldCounts& c = FinHolds();
+  const uint64_t now = Now(), since = p->hold_until - FinHoldNs();
+  c.held_us += now > since ? double(now - since) / 1000 : 0;
+  (why == kFinHoldFin ? c.fin : why == kFinHoldDeadline ? c.deadline : c.other)++;
+  p->hold_until = 0;
+  if (Stream* s = Find(p->id)) Enqueue(s);
+}
+
+void Conn::FinHoldRearm() {
+  while (!fin_held_.empty()) {
+    auto it = pumps_.find(fin_held_.front());
+    if (it != pumps_.end() && it->second->hold_until != 0) break;
+    fin_held_.pop_front();
   }
-  self->fin_held_.resize(keep);
-  if (keep == 0) uv_idle_stop(handle);
-  else sched_yield();  // a runnable task on this CPU (the host, about to send its FIN) goes first
+  if (fin_held_.empty()) {
+    fin_hold_timer_->Stop();
+    return;
+  }
+  // Armed for an earlier entry that let go since: it wakes once for nothing and comes back here.
+  fin_hold_timer_->At(pumps_.find(fin_held_.front())->second->hold_until);
+}
+
+void Conn::OnFinHoldTimer(void* owner) {
+  auto* self = static_cast<Conn*>(owner);
+  FinHolds().wakes++;
+  const uint64_t now = Now();
+  // The FIN did not come in time: the answers whose hold is over go alone.
+  while (!self->fin_held_.empty()) {
+    auto it = self->pumps_.find(self->fin_held_.front());
+    Pump* p = it == self->pumps_.end() ? nullptr : it->second.get();
+    if (p && p->hold_until > now) break;
+    if (p) self->FinHoldRelease(p, kFinHoldDeadline);
+    self->fin_held_.pop_front();
+  }
+  self->FinHoldRearm();
 }
 
 void Conn::PumpRead(Pump* p, bool hang_up) {
@@ -1342,17 +1368,23 @@ void Conn::PumpRead(Pump* p, bool hang_up) {
     }
     break;
   }
-  if (hold && !p->ended) {
+  if (hold && !p->ended && !fin_hold_timer_) {
+    fin_hold_timer_.reset(new SoonTimer());
+    fin_hold_timer_->Init(loop_, this, &Conn::OnFinHoldTimer);
+  }
+  if (hold && !p->ended && fin_hold_timer_->usable()) {
+    // The loop sleeps until the host's FIN or the hold's end, whichever comes first (the timer
+    // is armed only where no earlier hold's end is: the holds end in the order they began).
     p->hold_until = Now() + FinHoldNs();
+    FinHolds().held++;
     fin_held_.push_back(p->id);
-    if (!fin_hold_idle_) {
-      fin_hold_idle_ = new uv_idle_t();
-      uv_idle_init(loop_, fin_hold_idle_);
-      fin_hold_idle_->data = this;
-    }
-    uv_idle_start(fin_hold_idle_, &Conn::OnFinHoldIdle);
+    fin_hold_timer_->At(p->hold_until);
   } else {
-    p->hold_until = 0;  // the FIN (or more bytes) came: what waited goes now
+    if (p->hold_until != 0) {
+      // The FIN (or more bytes, or an error) came: what waited goes now.
+      FinHoldRelease(p, p->read_done ? kFinHoldFin : kFinHoldOther);
+      FinHoldRearm();
+    }
     Enqueue(s);
   }
   PumpWatch(p);

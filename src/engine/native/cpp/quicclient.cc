@@ -421,4 +421,18 @@ class QuicClient : public PolledWrap<QuicClient>, public Host {
 
 Napi::Function InitQuicClient(Napi::Env env) { return QuicClient::Init(env); }
 
+void InitQuicFunctions(Napi::Env env, Napi::Object exports) {
+  exports.Set("flowFinHolds", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    const FinHoldCounts& c = FinHolds();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("held", c.held);
+    out.Set("fin", c.fin);
+    out.Set("deadline", c.deadline);
+    out.Set("other", c.other);
+    out.Set("heldUs", c.held_us);
+    out.Set("wakes", c.wakes);
+    return out;
+  }));
+}
+
 }  // namespace oxy
