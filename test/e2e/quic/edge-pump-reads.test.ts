@@ -205,4 +205,29 @@ describe('the ngtcp2 edge reads its HTTP/1 clients natively between requests', (
     expect(seen.closedAt - lastWriteAt).toBeGreaterThanOrEqual(900);
     expect(seen.closedAt - seen.lastDataAt).toBeLessThan(5000);
   }, 60_000);
+
+  it('closes an idle client no sooner than a keep-alive timeout after the answer to a request JS took back in flight', async () => {
+    const { e, s, seen } = await keepAliveClient();
+    // As above, but the last answer is the taken-back /slow's: the addon's ACTIVE (its own last
+    // answer, /k's or older) does not move with it. JS's #finished arms the keep-alive timeout at
+    // that answer, so the timeout that reads the older ACTIVE comes a whole keep-alive timeout
+    // after it and closes at once: on time, never early.
+    const ask = async (path: string): Promise<void> => {
+      await new Promise((r) => setTimeout(r, 200));
+      s.write(get(path));
+      await expect.poll(() => seen.got.endsWith(`hello ${path}`), { timeout: SLOW_MS + 5000 }).toBe(true);
+    };
+    const takenBack = /request on stream \d+ the transport forwarded taken back in flight/;
+    for (let round = 0; round < 3 && !takenBack.test(e.edge.output); round++) {
+      await ask(`/k${round}`);
+      await ask(`/slow${round}`);
+    }
+    expect(e.edge.output).toMatch(takenBack);
+    const answeredAt = seen.lastDataAt;
+    await expect.poll(() => seen.closedAt, { timeout: 15_000 }).toBeGreaterThan(0);
+    expect(seen.lastDataAt).toBe(answeredAt);
+    console.log(`closed ${seen.closedAt - answeredAt} ms after the taken-back request's answer`);
+    expect(seen.closedAt - answeredAt).toBeGreaterThanOrEqual(900);
+    expect(seen.closedAt - answeredAt).toBeLessThan(5000);
+  }, 60_000);
 });
