@@ -22,6 +22,8 @@ function collect(socket: net.Socket): Promise<Buffer> {
 privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhaustion', () => {
   let h: Harness;
   const ended: [Flow, FlowEndReason][] = [];
+  /** The flows that ended so far, for a failure message. */
+  const endedFlows = (): string => ended.map(([f, r]) => `${f.srcPort}→${f.dstPort} ${r}`).join(', ') || 'none';
   const serverSockets: net.Socket[] = [];
 
   beforeAll(async () => {
@@ -66,7 +68,11 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
       socket.write(Buffer.alloc(100_000, 1));
       socket.end();
       expect((await answer).toString()).toBe('got 100000 bytes after your FIN');
-      await expect.poll(() => ended.find(([f]) => f.dstPort === 8)?.[1], { timeout: 5000 }).toBe('fin');
+      await until(
+        () => ended.find(([f]) => f.dstPort === 8)?.[1] === 'fin',
+        5000,
+        () => `the flow with dstPort === 8 to end by FIN; ended: ${endedFlows()}`,
+      );
     } finally {
       t.close();
     }
@@ -80,7 +86,11 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
       socket.write('reset me');
       const error = await new Promise<NodeJS.ErrnoException>((resolve) => socket.once('error', resolve));
       expect(error.code).toBe('ECONNRESET');
-      await expect.poll(() => ended.find(([f]) => f.dstPort === 9)?.[1], { timeout: 5000 }).toBe('rst');
+      await until(
+        () => ended.find(([f]) => f.dstPort === 9)?.[1] === 'rst',
+        5000,
+        () => `the flow with dstPort === 9 to end by RST; ended: ${endedFlows()}`,
+      );
     } finally {
       t.close();
     }
@@ -100,7 +110,11 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
         () =>
           `the upgraded socket destroyed after the client's RST; ended flows: ${ended.map(([f, r]) => `${f.srcPort}→${f.dstPort} ${r}`).join(', ') || 'none'}`,
       );
-      await expect.poll(() => ended.find(([f]) => f.srcPort === 41000)?.[1], { timeout: 5000 }).toBe('rst');
+      await until(
+        () => ended.find(([f]) => f.srcPort === 41000)?.[1] === 'rst',
+        5000,
+        () => `the flow with srcPort === 41000 to end by RST; ended: ${endedFlows()}`,
+      );
     } finally {
       t.close();
     }
@@ -113,7 +127,11 @@ privilegedDescribe('upgraded TCP streams: half-close, RST, tenants, NAT exhausti
       const answer = collect(socket);
       socket.end('over IPv6');
       expect((await answer).toString()).toBe('over IPv6');
-      await expect.poll(() => ended.find(([f]) => f.version === 6)?.[1], { timeout: 5000 }).toBe('fin');
+      await until(
+        () => ended.find(([f]) => f.version === 6)?.[1] === 'fin',
+        5000,
+        () => `the flow with version === 6 to end by FIN; ended: ${endedFlows()}`,
+      );
     } finally {
       t.close();
     }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from './harness.js';
 import type { Flow, FlowEndReason } from '../../../src/engine/flow/index.js';
+import { until } from '../../helpers/until.js';
 
 function readAll(socket: net.Socket): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -36,7 +37,11 @@ privilegedDescribe('TCP upgrade through the TUN namespace (downgrader → SEQPAC
       const done = readAll(socket);
       socket.end('hello, upgrade');
       expect((await done).toString()).toBe('hello, upgrade');
-      await expect.poll(() => ended.find(([f]) => f.dstPort === 7), { timeout: 5000 }).toBeTruthy();
+      await until(
+        () => ended.find(([f]) => f.dstPort === 7),
+        5000,
+        () => `the flow to port 7 to end; ended: ${ended.map(([f, r]) => `${f.srcPort}→${f.dstPort} ${r}`).join(', ') || 'none'}`,
+      );
       const [flow, reason] = ended.find(([f]) => f.dstPort === 7)!;
       expect(reason).toBe('fin');
       expect(flow.tenant).toBe('acme');
