@@ -347,6 +347,22 @@ const edgeCounters = () => {
   const m = inNs(names.edge, 'curl', ['-s', 'http://127.0.0.1:7845/metrics']);
   return (name, label, value, absent = NaN) => Number(new RegExp(`^${name}\\{${label}="${value}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? absent);
 };
+/** The connector's metrics port in the dc namespace (the first of cloudflared's known ones, given). */
+const CONNECTOR_METRICS = 20241;
+/**
+ * The connector's closing answers held for the host's FIN so far (oxyctl_private_tcp_fin_holds_total,
+ * OXY_FLOW_FIN_HOLD): held, let go by the FIN, at the hold's end; µs held, summed (0 from a build before them).
+ */
+const finHolds = () => {
+  const m = inNs(names.dc, 'curl', ['-s', `http://127.0.0.1:${CONNECTOR_METRICS}/metrics`]);
+  const n = (event) => Number(new RegExp(`^oxyctl_private_tcp_fin_holds_total\\{event="${event}"\\} (\\d+)`, 'm').exec(m)?.[1] ?? 0);
+  const us = Number(/^oxyctl_private_tcp_fin_hold_seconds_total (\S+)/m.exec(m)?.[1] ?? 0) * 1e6;
+  return { held: n('held'), fin: n('fin'), deadline: n('deadline'), us };
+};
+const holdsSince = (a, b = finHolds()) => {
+  const held = b.held - a.held;
+  return `${held} closing answers held for the host's FIN (${b.fin - a.fin} let go by it, ${b.deadline - a.deadline} at the hold's end, ${held ? fmt((b.us - a.us) / held, 0) : 0} µs each)`;
+};
 /**
  * The edge's fast NAT packets so far by outcome (oxy_edge_fast_nat_packets_total): to_kernel, to_client, lost, refused;
  * and its TUN ring (oxy_edge_tun_ring_total): writes, enters, reads (handed-over TUNs), upgrade_reads.
@@ -594,7 +610,20 @@ try {
   const connector = await spawnIn(
     names.dc,
     process.execPath,
-    [...nodeFlags, bin, 'tunnel', 'run', '--protocol', protocol, '--edge', '198.18.1.1:7844', '--hello-world', 'dc'],
+    [
+      ...nodeFlags,
+      bin,
+      'tunnel',
+      'run',
+      '--protocol',
+      protocol,
+      '--edge',
+      '198.18.1.1:7844',
+      '--metrics',
+      `127.0.0.1:${CONNECTOR_METRICS}`,
+      '--hello-world',
+      'dc',
+    ],
     /(Registered tunnel connection[^\n]*\n[\s\S]*){4}/,
   );
   const device = await spawnIn(
@@ -758,6 +787,7 @@ try {
     const synRetrans = () => counter('TcpExtTCPSynRetrans');
     const segsBefore = counter('TcpRetransSegs');
     const retransBefore = synRetrans();
+    const holdsBefore = finHolds();
     const flows = compare('flows', (t) => rps(t, true), {
       units: (rate) => rate * seconds,
       digits: 0,
@@ -770,6 +800,7 @@ try {
     console.log(
       `SYNs / segments the device retransmitted meanwhile (all three paths): ${synRetrans() - retransBefore} / ${counter('TcpRetransSegs') - segsBefore}`,
     );
+    console.log(`the tunnel's connections: ${holdsSince(holdsBefore)}`);
     console.log(`CPU per new connection through the tunnel: ${perUnitVsWg(flows, flows.total * seconds, flows.wgTotal * seconds, 1e6, 'µs')}`);
     if (countSyscalls) {
       console.log(`system calls / context switches / page faults per new connection: ${perCall(flows.calls, flows.total * seconds)}`);
@@ -784,15 +815,18 @@ try {
     };
     const quicBefore = links();
     const earlyBefore = early();
+    const holdsFirst = finHolds();
     const tunnelFirst = first('198.18.0.10');
     const quicAfter = links();
     const earlyAfter = early();
+    const holdsOne = holdsSince(holdsFirst);
     const quic = (k) => fmt((quicAfter[`edge to-dc ${k}`] - quicBefore[`edge to-dc ${k}`]) / 60, 2);
     console.log(
       `one new connection at a time, connect → answer (median of 60): tunnel ${fmt(tunnelFirst, 2)} ms | veth ${fmt(first('198.18.9.2'), 2)} ms` +
         (hasWg ? ` | wireguard-go ${fmt(first('198.18.99.2'), 2)} ms` : '') +
         ` | the tunnel's QUIC packets per connection, edge → connector / back: ${quic('tx')} / ${quic('rx')}` +
-        `, first chunks read at the accept / a turn later: ${earlyAfter.accept - earlyBefore.accept} / ${earlyAfter.wake - earlyBefore.wake}`,
+        `, first chunks read at the accept / a turn later: ${earlyAfter.accept - earlyBefore.accept} / ${earlyAfter.wake - earlyBefore.wake}` +
+        `, ${holdsOne}`,
     );
     if (timelineDir) {
       const pids = { device: device.pid, edge: edge.pid, connector: connector.pid, server: server.pid, wg: wgPids };
