@@ -566,6 +566,7 @@ export class ResponseReader {
           const line = buf.toString('latin1', off, eol);
           off = eol + 2;
           if (this.state === 'trailer') {
+            if (/^\s/.test(line)) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'obs-fold in a response'); // as in the head
             if (line === '') this.state = 'done';
             break;
           }
@@ -609,6 +610,9 @@ export class ResponseReader {
     let head = `${lines[0]}\r\n`;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i];
+      // Obs-fold (a line continuing the one before) or whitespace before the first header: refused
+      // (RFC 9112 §5.2), never read as a header of its own. AnswerFramer (cpp/http1-answer.cc) the same.
+      if (/^\s/.test(line)) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'obs-fold in a response');
       const colon = line.indexOf(':');
       if (colon <= 0) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad header line in a response');
       const key = line.slice(0, colon).trim().toLowerCase();

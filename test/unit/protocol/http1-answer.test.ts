@@ -91,7 +91,8 @@ function header(r: () => number, body: string): string {
   else if (lower === 'transfer-encoding') value = pick(r, TE);
   else if (lower === 'connection') value = pick(r, ['close', 'keep-alive', 'Upgrade']);
   else value = pick(r, ['x', 'a:b', '', 'v\xe9', 'timeout=9']);
-  return `${pick(r, WS)}${name}${pick(r, ['', '', ' '])}:${pick(r, WS)}${value}${pick(r, WS)}`;
+  // Whitespace before a name now and then: obs-fold, refused by both (most answers are not).
+  return `${r() < 0.05 ? pick(r, WS) : ''}${name}${pick(r, ['', '', ' '])}:${pick(r, WS)}${value}${pick(r, WS)}`;
 }
 
 function chunkedBody(r: () => number): string {
@@ -102,7 +103,15 @@ function chunkedBody(r: () => number): string {
     const size = pick(r, [len.toString(16), len.toString(16).toUpperCase(), `0${len.toString(16)}`, `${len.toString(16)};ext=1`, ` ${len.toString(16)} `]);
     s += `${size}\r\n${'y'.repeat(len)}\r\n`;
   }
-  s += pick(r, ['0\r\n\r\n', '0\r\nX-T: 1\r\n\r\n', '0;a\r\n\r\n', 'g\r\n\r\n', '00000000000000000\r\n\r\n', '20000000000000\r\n']);
+  s += pick(r, [
+    '0\r\n\r\n',
+    '0\r\nX-T: 1\r\n\r\n',
+    '0\r\nX-T: 1\r\n folded\r\n\r\n',
+    '0;a\r\n\r\n',
+    'g\r\n\r\n',
+    '00000000000000000\r\n\r\n',
+    '20000000000000\r\n',
+  ]);
   return s;
 }
 
@@ -173,6 +182,28 @@ describe.skipIf(!nativeAvailable())('the native response framer reads answers as
     }
     expect(counted).toBeGreaterThan(1_000);
     expect(native().answerStatus(Buffer.from('HTTP/1.2 200 OK\r\n\r\n'))).toBe(0);
+  });
+
+  it('refuses obs-fold in a head or in trailers (RFC 9112 §5.2), as ResponseReader does', () => {
+    const folded = [
+      'HTTP/1.1 200 OK\r\nX-A: 1\r\n Connection: close\r\nContent-Length: 5\r\n\r\nhello',
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: a\r\n\tb\r\n\r\nhello',
+      'HTTP/1.1 200 OK\r\n Content-Length: 5\r\n\r\nhello', // whitespace before the first header
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\x0bX-A: 1\r\n\r\nhello',
+      'HTTP/1.1 100 Continue\r\nX-I: 1\r\n X-J: 2\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n X-U: 2\r\n\r\n',
+    ];
+    for (const text of folded) {
+      const bytes = Buffer.from(text, 'latin1');
+      for (const chunks of [[bytes], [...bytes].map((b) => Buffer.from([b]))]) {
+        expect(native().frameAnswer(chunks, false, false, KEEP, '').error, text).toBe('obs-fold in a response');
+        const reader = new ResponseReader(false, false, KEEP);
+        expect(() => chunks.forEach((c) => reader.feed(c, [])), text).toThrow('obs-fold in a response');
+      }
+    }
+    // Whitespace inside a line is no fold: taken as before.
+    const plain = Buffer.from('HTTP/1.1 200 OK\r\nX-A:  spaced \r\nContent-Length: 0\r\n\r\n', 'latin1');
+    expect(native().frameAnswer([plain], false, false, KEEP, '')).toMatchObject({ done: true, status: 200 });
   });
 
   it('refuses a head past 64 KiB, as ResponseReader does', () => {

@@ -23,6 +23,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return out;
   }));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
+  // envSwitchOn(name): EnvSwitchOn read now (its callers read it once), for unit/native/env-switch.
+  exports.Set("envSwitchOn", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), EnvSwitchOn(info[0].As<Napi::String>().Utf8Value().c_str()));
+  }, "envSwitchOn"));
   exports.Set("UdpSocket", InitUdp(env));
   exports.Set("TunDevice", InitTun(env));
   exports.Set("PacketRelay", InitPacketRelay(env));

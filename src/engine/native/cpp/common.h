@@ -15,11 +15,13 @@
 
 namespace oxy {
 
-// A switch for A/B runs: on unless the environment's `name` starts with '0' (OXY_…=0). Callers
+// A switch for A/B runs: on unless the environment's `name` is exactly "0" (OXY_…=0), the rule of
+// every TS switch (`process.env.OXY_… !== '0'`; it was any value starting with '0', so `OXY_X=00`
+// turned a C++ switch off and a TS one on). unit/native/env-switch holds both to one table. Callers
 // keep the answer in a function-local static: the environment is read once.
 inline bool EnvSwitchOn(const char* name) {
   const char* v = std::getenv(name);
-  return !(v && v[0] == '0');
+  return !(v && v[0] == '0' && v[1] == '\0');
 }
 
 // Builds the JS error for a failed system call. The JS side registers a factory

@@ -150,6 +150,7 @@ long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* o
         size_t line_len = size_t(eol - line);
         off = size_t(eol - buf) + 2;
         if (state_ == kTrailer) {
+          if (line_len > 0 && Space(line[0])) return Fail("obs-fold in a response");  // as in the head
           if (line_len == 0) state_ = kDone;
           break;
         }
@@ -217,6 +218,10 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
     eol = Find(line, size_t(end - line), "\r\n", 2);
     const uint8_t* le = eol ? eol : end;
     size_t ln = size_t(le - line);
+    // /^\s/: obs-fold (a line continuing the one before), or whitespace before the first header.
+    // RFC 9112 §5.2: a proxy refuses such an answer (or unfolds it); taking ` Connection: close`
+    // as a header of its own would read the answer otherwise than its client may.
+    if (ln > 0 && Space(line[0])) return fail("obs-fold in a response");
     const uint8_t* colon = static_cast<const uint8_t*>(memchr(line, ':', ln));
     if (!colon || colon == line) return fail("bad header line in a response");
     const uint8_t* key = line;
