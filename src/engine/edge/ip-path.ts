@@ -32,7 +32,7 @@ import { TcpFlowStreams, type FlowOwner } from './tcp-flows.js';
 import type { LiveConnection } from './registry.js';
 import { revealResets, type AcceptedTcp } from '../native/index.js';
 import { cut, FLOW_UNSENT, relay } from '../util/pump.js';
-import { attachPacketHook, withIpHooks, type FlowContexts } from './pipeline/index.js';
+import { attachPacketHook, hasIpHooks, withIpHooks, type FlowContexts } from './pipeline/index.js';
 
 /**
  * Flows one on-ramp session (a device connection, a GUE sender) may hold at once. Each private
@@ -219,6 +219,16 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
           if (packet.isEcho) return { verdict: 'forward', route: { vnetId, route } };
           return 'drop';
         },
+        // A SYN the addon started (IpEdge's nativeSyn): decideFlow's TCP answer, without its ICMP
+        // (the flow is reset instead). Not with IP hooks: theirs is the decision.
+        nativeSyn: hasIpHooks(edge.hooks)
+          ? undefined
+          : (flow) => {
+              const vnetId = flow.scope.context.vnet;
+              const route = edge.egress.route(vnetId, flow.dst);
+              if (!route || !edge.registry.canPick(route.tunnelId)) return undefined;
+              return upgradeTo(vnetId, route);
+            },
         onIpPacket(flow, packet) {
           echoes.send(flow, packet);
         },
@@ -267,6 +277,14 @@ export async function startIpPath(o: IpPathOptions): Promise<IpPath> {
     'New IP flows refused by a limit (ip-limits) or for want of a NAT slot, by reason',
     'reason',
     () => ipEdge.table.stats.refused,
+  );
+  // TCP flows the addon registered and wrote at their SYN (native SYNs), and those JS then refused.
+  scrapedCounter(
+    edge.metrics,
+    'oxy_edge_native_syns_total',
+    "Private TCP flows whose SYN the addon registered and wrote to the upgrade TUN before any JS (the session's flows were upgraded to that destination and port before), by outcome: started (JS took the flow) or refused (a limit, or the route gone: reset)",
+    'outcome',
+    () => ({ started: ipEdge.stats.nativeSyns - ipEdge.stats.nativeSynsRefused, refused: ipEdge.stats.nativeSynsRefused }),
   );
   // The fast path's own writes read in their turn (native/fast-nat.ts totals): cheap to watch, and
   // how a test sees that a kept connection's requests and answers take the short way.

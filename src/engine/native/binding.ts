@@ -62,6 +62,16 @@ export interface NativeFastNat {
     listenPort: number,
   ): boolean;
   remove(id: number): void;
+  /** Native SYNs (fastnat.h): the peer's SYNs to dst:dstPort (IPv4) may be registered at once. */
+  admit(peer: number, dst: Bytes, dstPort: number): void;
+  /** The peer's admitted destinations forgotten. */
+  forget(peer: number): void;
+  /** A flow id and an IPv4 NAT slot reserved for the peer's next native SYN. */
+  ticket(peer: number, id: number, nat: Bytes, natPort: number, listen: Bytes, listenPort: number): void;
+  /** The peer's unused tickets dropped. */
+  dropTickets(peer: number): void;
+  /** Records of the flows born since the last call (24 bytes each), or undefined. */
+  takeBorn(): Buffer | undefined;
   totals(): [
     toKernel: number,
     toClients: number,
@@ -80,7 +90,7 @@ export interface NativeFastNat {
 export interface NativeSeqpacketSocket {
   readonly fd: number;
   start(
-    onBatch: (data: Buffer, offsets: Uint32Array, count: number, fds: (number[] | undefined)[] | undefined) => void,
+    onBatch: (data: Buffer, offsets: Uint32Array, count: number, fds: (number[] | undefined)[] | undefined, born?: boolean) => void,
     onWritable: () => void,
     onEnd: () => void,
     onError: OnError,

@@ -108,6 +108,16 @@ export class FastNat {
     return into;
   }
 
+  /** A flow id reserved for a ticket (native SYNs: TcpUpgrader.ticket); -1 when none is free. */
+  reserve(): number {
+    return this.free.pop() ?? (this.next < this.capacity ? this.next++ : -1);
+  }
+
+  /** A reserved id whose ticket was never used. */
+  unreserve(id: number): void {
+    this.free.push(id);
+  }
+
   remove(id: number): void {
     this.handle.remove(id);
     this.free.push(id);

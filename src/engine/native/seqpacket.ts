@@ -37,6 +37,11 @@ export interface SeqpacketSocketEvents {
    * listener: wrap them or closeFd() them.
    */
   message: [data: Buffer, fds: readonly number[]];
+  /**
+   * The fast path this socket joined registered flows at their SYNs in this read batch (native
+   * SYNs, fast-nat.ts): emitted before the batch's messages, so the flows are known to JS first.
+   */
+  born: [];
   /** Send queue emptied after send() returned false. */
   drain: [];
   /** The peer closed (or shut down writing); every message it sent was delivered first. */
@@ -80,7 +85,10 @@ export class SeqpacketSocket extends QueuedEndpoint<SeqpacketSocketEvents, Nativ
       handle.setBufferSizes(options.recvBufferSize, options.sendBufferSize);
     }
     handle.start(
-      (data, offsets, count, fds) => this.deliver(data, offsets, count, fds),
+      (data, offsets, count, fds, born) => {
+        if (born) this.emit('born');
+        this.deliver(data, offsets, count, fds);
+      },
       () => this.flushQueue(),
       () => this.onEnd(),
       this.reportError,

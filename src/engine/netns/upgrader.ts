@@ -127,6 +127,12 @@ const V6_LISTEN = '2001:db8:ff::1';
 const V4_POOL = '198.19.0.1';
 const V6_POOL = '2001:db8:ff:1::1';
 
+/** What a native SYN's flow takes (TcpUpgrader.ticket): a fast-path flow id and an IPv4 NAT slot, reserved. */
+export interface SynTicket {
+  id: number;
+  slot: number;
+}
+
 export class TcpUpgrader {
   readonly stats: UpgraderStats = { toKernel: 0, fromKernel: 0, unmatched: 0, orphanSockets: 0, tunDropped: 0, tunRefused: 0 };
   readonly pool4: NatPool;
@@ -287,6 +293,37 @@ export class TcpUpgrader {
     if (c.fins & 1) flow.finIn = true;
     if (c.fins & 2) flow.finOut = true;
     if (flow.finIn && flow.finOut && flow.closingSince === 0) flow.closingSince = c.closedAt || flow.lastSeen;
+  }
+
+  /**
+   * Reserves a fast-path flow id and an IPv4 NAT slot for the next native SYN of the client socket
+   * `peer` (native/fast-nat.ts; IpEdge's nativeSyn) and hands them to the addon; undefined when
+   * either is used up.
+   */
+  ticket(peer: number): SynTicket | undefined {
+    const id = this.fastNat.reserve();
+    if (id < 0) return undefined;
+    const slot = this.pool4.allocate();
+    if (slot < 0) {
+      this.fastNat.unreserve(id);
+      return undefined;
+    }
+    this.pool4.writeAddress(slot, this.scratch4);
+    this.fastNat.handle.ticket(peer, id, this.scratch4, this.pool4.port(slot), this.listen4, this.listenPort);
+    return { id, slot };
+  }
+
+  /** A ticket the addon never used (its peer's were dropped: fastNat.handle.dropTickets) given back. */
+  unticket(ticket: SynTicket): void {
+    this.pool4.release(ticket.slot);
+    this.fastNat.unreserve(ticket.id);
+  }
+
+  /** A flow the addon registered at its SYN with `ticket`: attached and fast, as attach() and goFast() leave one. */
+  adoptBorn(flow: Flow, ticket: SynTicket): void {
+    flow.slot = ticket.slot;
+    this.flows4.set(ticket.slot, flow);
+    flow.fastId = ticket.id;
   }
 
   /** Returns the flow's slot (and takes it off the fast path, its counters brought up to date). */

@@ -36,7 +36,7 @@ import {
   type MalformedReason,
 } from '../../packet/index.js';
 import { UnnamedNetns } from '../../netns/namespace.js';
-import { TcpUpgrader, type UpgraderOptions } from '../../netns/upgrader.js';
+import { TcpUpgrader, type SynTicket, type UpgraderOptions } from '../../netns/upgrader.js';
 import { socketFd, tcpCongestion, type AcceptedTcp } from '../../native/index.js';
 
 /**
@@ -49,6 +49,14 @@ import { socketFd, tcpCongestion, type AcceptedTcp } from '../../native/index.js
  * (read when the edge is made): the default for every flow.
  */
 const nearReno = (): boolean => process.env.OXY_IP_NEAR_RENO !== '0';
+
+/**
+ * Native SYNs: tickets (a flow id and a NAT slot reserved) the addon holds per client socket, so
+ * that many SYNs in one read batch need no JS before their write. Few: each holds a slot.
+ */
+const SYN_TICKETS = 2;
+/** Destinations admitted per session for native SYNs; all forgotten when full. */
+const MAX_ADMITTED = 256;
 
 export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
   /**
@@ -82,6 +90,18 @@ export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
    * (to compare); a per-packet hook (attachPacketHook) turns it off too.
    */
   fastPath?: boolean;
+  /**
+   * Native SYNs: a client SYN on the fast path (a SEQPACKET client's, IPv4) to a destination and
+   * port this session's flows were upgraded to before is registered and written to the TUN by the
+   * addon in its read batch, before any JS; its SYN-ACK is read in the same turn. JS then takes the
+   * flow in that turn (adoptBorn): the limits, then this function — the decision decideFlow would
+   * give it now, or undefined where it would not upgrade it — then onFlowStart, as for any flow. A
+   * flow refused there gets an RST (both ways: the device and the kernel's half-open connection).
+   * Only for edges whose decideFlow is a pure function of (scope, destination) that this function
+   * repeats without side effects (ip-path.ts's, with no IP hooks). OXY_IP_NATIVE_SYN=0: every SYN
+   * goes to JS, as before.
+   */
+  nativeSyn?(flow: Flow<R>): FlowDecision<R> | undefined;
 }
 
 export interface IpEdgeStats {
@@ -97,6 +117,9 @@ export interface IpEdgeStats {
   dropped: Record<string, number>;
   /** Datagrams reassembled from fragments (each then received as one packet). */
   reassembled: number;
+  /** TCP flows the addon registered at their SYN (nativeSyn), and those JS then refused (reset). */
+  nativeSyns: number;
+  nativeSynsRefused: number;
 }
 
 /** The default decision: what the edge can serve locally. */
@@ -116,7 +139,7 @@ function echoDatagrams(udp: UdpFlow): void {
 
 export class IpEdge<R = unknown> {
   readonly table: FlowTable<R>;
-  readonly stats: IpEdgeStats = { packetsIn: 0, packetsOut: 0, malformed: {}, dropped: {}, reassembled: 0 };
+  readonly stats: IpEdgeStats = { packetsIn: 0, packetsOut: 0, malformed: {}, dropped: {}, reassembled: 0, nativeSyns: 0, nativeSynsRefused: 0 };
   readonly reassembler: Reassembler;
   private readonly view = new PacketView();
   private readonly decide: (flow: Flow<R>, packet: PacketView) => FlowDecision<R> | FlowVerdict;
@@ -129,6 +152,9 @@ export class IpEdge<R = unknown> {
   private readonly fastFlows = new Set<Flow<R>>();
   /** Whether established flows may take the fast path; false once something must see every packet. */
   fastPath: boolean;
+  private readonly nativeSyn: ((flow: Flow<R>) => FlowDecision<R> | undefined) | undefined;
+  /** Tickets the addon holds (every session's): each a flow that may start without JS's admit. */
+  private ticketsOut = 0;
   private closed = false;
 
   private constructor(
@@ -143,6 +169,7 @@ export class IpEdge<R = unknown> {
     this.onUdpFlow = options.onUdpFlow ?? (echoDatagrams as (udp: UdpFlow<R>) => void);
     this.onIpPacket = options.onIpPacket;
     this.fastPath = options.fastPath ?? process.env.OXY_IP_FAST_PATH !== '0';
+    this.nativeSyn = process.env.OXY_IP_NATIVE_SYN !== '0' ? options.nativeSyn : undefined;
     this.table = new FlowTable<R>({
       limits: options.limits,
       timeouts: options.timeouts,
@@ -386,9 +413,123 @@ export class IpEdge<R = unknown> {
     // Counted in the session until released or past both FINs (a field: a WeakSet's add and
     // delete per flow grew and shrank an ephemeron table the scavenges walk).
     flow.inSession = true;
-    if (tcp && flow.decision.verdict === 'upgrade') this.goFast(flow);
+    if (tcp && flow.decision.verdict === 'upgrade') {
+      this.goFast(flow);
+      if (this.nativeSyn && flow.fastId >= 0 && flow.version === 4 && !session.context.reentry) this.admitNative(session, flow);
+    }
     if (flow.handle instanceof UdpFlow) this.onUdpFlow(flow.handle);
     return flow;
+  }
+
+  /**
+   * The session's later SYNs to this flow's destination and port may start natively (nativeSyn):
+   * the addon is told, and holds tickets for them.
+   */
+  private admitNative(session: IpSession, flow: Flow<R>): void {
+    const peer = session.fastPeer!;
+    const key = v4Key(flow.dst, flow.dstPort);
+    if (!session.admitted.has(key)) {
+      if (session.admitted.size >= MAX_ADMITTED) this.forgetAdmitted(session);
+      session.admitted.add(key);
+      this.upgrader.fastNat.handle.admit(peer, flow.dst, flow.dstPort);
+    }
+    this.refillTickets(session);
+  }
+
+  private forgetAdmitted(session: IpSession): void {
+    session.admitted.clear();
+    if (session.fastPeer !== undefined) this.upgrader.fastNat.handle.forget(session.fastPeer);
+  }
+
+  /**
+   * Tickets for the session's native SYNs, up to SYN_TICKETS, while every limit has room for each
+   * ticket the addon holds (so a native SYN's flow is within them when JS takes it).
+   */
+  private refillTickets(session: IpSession): void {
+    const table = this.table;
+    while (
+      session.tickets.length < SYN_TICKETS &&
+      session.admitted.size > 0 &&
+      table.stats.active + this.ticketsOut < table.maxFlows - 1 &&
+      session.scope.tenantState.flows + this.ticketsOut < table.maxFlowsPerTenant - 1 &&
+      session.flows + session.tickets.length < table.maxFlowsPerSession - 1
+    ) {
+      const ticket = this.upgrader.ticket(session.fastPeer!);
+      if (!ticket) return;
+      session.tickets.push(ticket);
+      this.ticketsOut++;
+    }
+  }
+
+  /**
+   * @internal The flows the addon registered at their SYNs (nativeSyn), taken in the turn of their
+   * read batch, before its packets: each admitted and decided as newFlow would, or reset.
+   */
+  adoptBorn(): void {
+    const records = this.upgrader.fastNat.handle.takeBorn();
+    if (!records || this.closed) return;
+    const table = this.table;
+    table.clock();
+    for (let at = 0; at + 24 <= records.length; at += 24) {
+      const id = records.readUInt32LE(at);
+      const peer = records.readUInt32LE(at + 4);
+      let session: IpSession | undefined;
+      for (const s of this.sessions) if (s.fastPeer === peer) session = s;
+      const index = session ? session.tickets.findIndex((t) => t.id === id) : -1;
+      // Its session closed first: its tickets went back then, and the addon forgot the peer's flows.
+      if (!session || index < 0) continue;
+      const ticket = session.tickets.splice(index, 1)[0]!;
+      this.ticketsOut--;
+      const flow = table.createFromTuple(
+        session.scope,
+        IpProtocol.TCP,
+        records.subarray(at + 12, at + 16),
+        records.readUInt16LE(at + 8),
+        records.subarray(at + 16, at + 20),
+        records.readUInt16LE(at + 10),
+      );
+      flow.attachment = session;
+      this.upgrader.adoptBorn(flow, ticket);
+      this.stats.nativeSyns++;
+      // A flow of that tuple JS carries off the fast path (its table was full): the SYN is that
+      // flow's, whose client sends it again — to JS then, the session's admissions forgotten.
+      if (table.lookup(session.scope, flow.key)) {
+        this.refuseBorn(session, flow, records.readUInt32BE(at + 20), false);
+        continue;
+      }
+      const refused = table.admit(session.scope) ?? (this.sessionFull(session) ? table.refuse(session.scope, 'session-limit') : undefined);
+      const decision = refused ? undefined : this.nativeSyn?.(flow);
+      if (decision?.verdict !== 'upgrade') {
+        this.refuseBorn(session, flow, records.readUInt32BE(at + 20), true);
+        continue;
+      }
+      flow.decision = decision;
+      flow.established = false;
+      table.start(flow);
+      session.flows++;
+      flow.inSession = true;
+      this.fastFlows.add(flow);
+    }
+    for (const session of this.sessions) if (session.tickets.length < SYN_TICKETS) this.refillTickets(session);
+  }
+
+  /**
+   * A native SYN's flow JS would not start now (a limit, the route gone): an RST to the kernel's
+   * half-open connection and (`resetClient`) one to the device, as a refused SYN gets; the
+   * session's admitted destinations are forgotten (its SYNs go to JS until a flow is upgraded again).
+   */
+  private refuseBorn(session: IpSession, flow: Flow<R>, seq: number, resetClient: boolean): void {
+    this.stats.nativeSynsRefused++;
+    this.drop('native-syn-refused');
+    const rst = (src: Buffer, srcPort: number, dst: Buffer, dstPort: number, s: number, ack: number, flags: number): Buffer =>
+      buildTcp({ src, dst, srcPort, dstPort, seq: s, ack, flags, window: 0 });
+    const toKernel = parsePacket(rst(flow.src, flow.srcPort, flow.dst, flow.dstPort, (seq + 1) >>> 0, 0, TcpFlag.RST), this.view);
+    if (toKernel.ok) this.upgrader.toKernel(flow, toKernel);
+    this.upgrader.detach(flow);
+    this.forgetAdmitted(session);
+    if (!resetClient) return;
+    this.stats.packetsOut++;
+    session.send(rst(flow.dst, flow.dstPort, flow.src, flow.srcPort, 0, (seq + 1) >>> 0, TcpFlag.RST | TcpFlag.ACK));
   }
 
   /** RST for a refused SYN (as a host with no listener would answer). */
@@ -463,6 +604,12 @@ export class IpEdge<R = unknown> {
   /** @internal */
   closeSession(session: IpSession): void {
     if (!this.sessions.delete(session)) return;
+    if (session.fastPeer !== undefined && (session.tickets.length > 0 || session.admitted.size > 0)) {
+      this.upgrader.fastNat.handle.dropTickets(session.fastPeer);
+      this.forgetAdmitted(session);
+      this.ticketsOut -= session.tickets.length;
+      for (const ticket of session.tickets.splice(0)) this.upgrader.unticket(ticket);
+    }
     for (const flow of [...this.table.flows()]) if (flow.attachment === session) this.table.end(flow, 'session-closed');
   }
 
@@ -488,6 +635,11 @@ export class IpEdge<R = unknown> {
   }
 }
 
+/** An IPv4 destination and port as one number. */
+function v4Key(dst: Uint8Array, port: number): number {
+  return (((dst[0]! << 24) | (dst[1]! << 16) | (dst[2]! << 8) | dst[3]!) >>> 0) * 65536 + port;
+}
+
 /** The flows of one on-ramp context. */
 export class IpSession {
   private closed = false;
@@ -502,6 +654,10 @@ export class IpSession {
   fastPeer: number | undefined;
   /** @internal The table clock's tick at which its fast flows' closes were last read (IpEdge.sessionFull). */
   syncedAt = 0;
+  /** @internal Destinations (v4Key) whose SYNs the addon may start (IpEdgeOptions.nativeSyn). */
+  readonly admitted = new Set<number>();
+  /** @internal Tickets the addon holds for this session's native SYNs. */
+  readonly tickets: SynTicket[] = [];
 
   constructor(
     private readonly edge: IpEdge,

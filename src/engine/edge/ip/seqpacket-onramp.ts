@@ -153,6 +153,8 @@ export class SeqpacketOnRamp extends EventEmitter<SeqpacketOnRampEvents> {
       }
       this.emit('session', session);
     });
+    // Flows the fast path started at their SYNs (native SYNs): JS takes them before the batch's packets.
+    socket.on('born', () => this.edge.adoptBorn());
     // The TUN handed over failed (its queue detached, the device gone): the session ends with it.
     socket.on('error', () => void (tun === 'taken' && socket.close()));
     socket.on('close', () => {

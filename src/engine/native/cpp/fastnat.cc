@@ -41,6 +41,8 @@ namespace {
 constexpr int kStride = 7;
 constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
 
+}  // namespace
+
 struct Tcp {
   uint32_t version;
   size_t total;  // IP length (link padding after it is ignored)
@@ -50,6 +52,8 @@ struct Tcp {
   size_t dst;
   uint8_t flags;
 };
+
+namespace {
 
 // Plain TCP packets only: IPv4 without options or fragmentation, IPv6 without extension headers.
 bool ParseTcp(const uint8_t* p, size_t length, Tcp* out) {
@@ -377,7 +381,9 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "FastNat",
                        {InstanceMethod("add", &FastNatWrap::Add), InstanceMethod("remove", &FastNatWrap::Remove),
-                        InstanceMethod("totals", &FastNatWrap::Totals)});
+                        InstanceMethod("totals", &FastNatWrap::Totals), InstanceMethod("admit", &FastNatWrap::Admit),
+                        InstanceMethod("forget", &FastNatWrap::Forget), InstanceMethod("ticket", &FastNatWrap::AddTicket),
+                        InstanceMethod("dropTickets", &FastNatWrap::DropTickets), InstanceMethod("takeBorn", &FastNatWrap::TakeBorn)});
   }
 
   explicit FastNatWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastNatWrap>(info) {
@@ -426,6 +432,60 @@ class FastNatWrap : public Napi::ObjectWrap<FastNatWrap> {
     n.by_id_[id] = entry;
     for (int i = 0; i < kStride; i++) n.stats_[id * kStride + i] = 0;
     return Napi::Boolean::New(env, true);
+  }
+
+  // admit(peer, dst (4 bytes), dport): a SYN of that peer to there may be registered at once.
+  Napi::Value Admit(const Napi::CallbackInfo& info) {
+    FastNat::AdmitKey key;
+    memset(&key, 0, sizeof(key));
+    key.peer = info[0].As<Napi::Number>().Uint32Value();
+    uint8_t dst[16];
+    CopyAddress(info[1], dst);
+    memcpy(key.dst, dst, 4);
+    key.dport = static_cast<uint16_t>(info[2].As<Napi::Number>().Uint32Value());
+    nat_->admitted_[key] = true;
+    return info.Env().Undefined();
+  }
+
+  // forget(peer): the peer's admitted destinations are gone (its SYNs go to JS again).
+  Napi::Value Forget(const Napi::CallbackInfo& info) {
+    uint32_t peer = info[0].As<Napi::Number>().Uint32Value();
+    auto& admitted = nat_->admitted_;
+    for (auto it = admitted.begin(); it != admitted.end();) it = it->first.peer == peer ? admitted.erase(it) : std::next(it);
+    return info.Env().Undefined();
+  }
+
+  // ticket(peer, id, nat, natPort, listen, listenPort): a flow id and IPv4 NAT slot JS reserved for
+  // the peer's next native SYN.
+  Napi::Value AddTicket(const Napi::CallbackInfo& info) {
+    FastNat::Ticket ticket;
+    memset(&ticket, 0, sizeof(ticket));
+    uint32_t peer = info[0].As<Napi::Number>().Uint32Value();
+    ticket.id = info[1].As<Napi::Number>().Uint32Value();
+    ticket.nat.version = 4;
+    CopyAddress(info[2], ticket.nat.addr);
+    ticket.nat.port = static_cast<uint16_t>(info[3].As<Napi::Number>().Uint32Value());
+    ticket.listen.version = 4;
+    CopyAddress(info[4], ticket.listen.addr);
+    ticket.listen.port = static_cast<uint16_t>(info[5].As<Napi::Number>().Uint32Value());
+    nat_->tickets_[peer].push_back(ticket);
+    return info.Env().Undefined();
+  }
+
+  // dropTickets(peer): the peer's unused tickets are gone (JS frees what they reserved).
+  Napi::Value DropTickets(const Napi::CallbackInfo& info) {
+    nat_->tickets_.erase(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+
+  // takeBorn() -> the records of the flows born since the last call (see FastNat::born_), or undefined.
+  Napi::Value TakeBorn(const Napi::CallbackInfo& info) {
+    auto& born = nat_->born_;
+    if (born.empty()) return info.Env().Undefined();
+    Napi::Buffer<uint8_t> records = Napi::Buffer<uint8_t>::Copy(info.Env(), born.data(), born.size());
+    born.clear();
+    nat_->born_read_ = 0;
+    return records;
   }
 
   Napi::Value Remove(const Napi::CallbackInfo& info) {
@@ -492,6 +552,8 @@ void FastNat::DropPeer(FastPeer* peer) {
     }
     uint32_t id = it->first;
     it = peers_.erase(it);
+    tickets_.erase(id);
+    for (auto a = admitted_.begin(); a != admitted_.end();) a = a->first.peer == id ? admitted_.erase(a) : std::next(a);
     std::vector<Entry*> gone;
     for (auto& [flow, entry] : by_id_)
       if (entry->peer == id) gone.push_back(entry);
@@ -558,8 +620,52 @@ bool FinKicks() {
 }
 }  // namespace
 
+FastNat::Entry* FastNat::Born(const Tuple& key, const uint8_t* packet, const Tcp& t) {
+  if (admitted_.empty() || t.version != 4 || (t.flags & (kSyn | kAck | kRst | kFin)) != kSyn) return nullptr;
+  AdmitKey admit;
+  memset(&admit, 0, sizeof(admit));
+  admit.peer = key.peer;
+  memcpy(admit.dst, key.dst, 4);
+  admit.dport = key.dport;
+  if (admitted_.count(admit) == 0) return nullptr;
+  auto tickets = tickets_.find(key.peer);
+  if (tickets == tickets_.end() || tickets->second.empty()) return nullptr;
+  const Ticket ticket = tickets->second.back();
+  if (ticket.id >= capacity_ || by_id_.count(ticket.id) != 0 || by_nat_.count(ticket.nat) != 0) return nullptr;
+  tickets->second.pop_back();
+  auto* entry = new Entry();
+  memset(entry, 0, sizeof(*entry));
+  entry->id = ticket.id;
+  entry->peer = key.peer;
+  entry->client = key;
+  entry->nat = ticket.nat;
+  entry->listen = ticket.listen;
+  by_client_[entry->client] = entry;
+  by_nat_[entry->nat] = entry;
+  by_id_[entry->id] = entry;
+  for (int i = 0; i < kStride; i++) stats_[entry->id * kStride + i] = 0;
+  uint8_t record[24];
+  memcpy(record, &entry->id, 4);
+  memcpy(record + 4, &key.peer, 4);
+  memcpy(record + 8, &key.sport, 2);
+  memcpy(record + 10, &key.dport, 2);
+  memcpy(record + 12, key.src, 4);
+  memcpy(record + 16, key.dst, 4);
+  memcpy(record + 20, packet + t.l4 + 4, 4);  // the SYN's sequence number, as sent
+  born_.insert(born_.end(), record, record + sizeof(record));
+  return entry;
+}
+
+void FastNat::ReadBornSynAcks() {
+  if (born_read_ >= born_.size()) return;
+  const auto synacks = static_cast<uint32_t>((born_.size() - born_read_) / 24);
+  born_read_ = born_.size();
+  ReadTunsNow(synacks);
+  FlushTunWrites();
+}
+
 bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double now) {
-  if (tun_fd_ < 0 || stats_ == nullptr || by_client_.empty()) return false;
+  if (tun_fd_ < 0 || stats_ == nullptr || (by_client_.empty() && admitted_.empty())) return false;
   Tcp t;
   if (!ParseTcp(packet, length, &t)) return false;
   Tuple key;
@@ -571,9 +677,14 @@ bool FastNat::FromClient(uint32_t peer, uint8_t* packet, size_t length, double n
   key.sport = Port(packet + t.l4);
   key.dport = Port(packet + t.l4 + 2);
   auto it = by_client_.find(key);
-  if (it == by_client_.end() || it->second->slow) return false;
-  Entry* entry = it->second;
-  if (ToJs(entry, t.flags, false)) return false;
+  Entry* entry;
+  if (it == by_client_.end()) {
+    entry = Born(key, packet, t);
+    if (entry == nullptr) return false;
+  } else {
+    entry = it->second;
+    if (entry->slow || ToJs(entry, t.flags, false)) return false;
+  }
   Rewrite(packet, t, entry->nat.addr, entry->nat.port, entry->listen.addr, entry->listen.port);
   // A TUN that takes only whole checksums, from a client that may send them partial: summed here.
   if (!tun_partial_) {

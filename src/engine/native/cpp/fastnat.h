@@ -56,6 +56,9 @@ struct PartialSum {
 // positions do not fit the packet (it is left as it is).
 bool CompleteChecksum(uint8_t* packet, size_t length, PartialSum sum);
 
+// A plain TCP packet's parse (fastnat.cc).
+struct Tcp;
+
 // The table itself, shared (std::shared_ptr) by its JS object and the sockets and TUN that
 // use it, so no finalization order leaves one of them with a dangling pointer.
 class FastNat {
@@ -100,6 +103,11 @@ class FastNat {
   void BeginKernelBatch();
   // Start of a client socket's read batch (a FIN's hold on its flow ends with the batch).
   void BeginClientBatch() { batch_++; }
+  // Flows FromClient registered at their SYN (native SYNs, below) that JS has not taken yet.
+  bool HasBorn() const { return !born_.empty(); }
+  // Their SYNs are on the upgrade TUN now (written in the batch): its SYN-ACKs are read in this
+  // turn, before JS (ReadTunsNow), so the client has them before the flows' bookkeeping runs.
+  void ReadBornSynAcks();
   // A TUN write submitted with FlushTunWrites has completed (`result`: bytes or -errno).
   struct TunWrite;
   void Written(const TunWrite& write, int result);
@@ -170,6 +178,31 @@ class FastNat {
   };
   // A queued kernel packet to its client's handed-over TUN (WriteToTun).
   void WriteQueuedToTun(const Queued& q);
+
+  // Native SYNs (IpEdge's nativeSyn, OXY_IP_NATIVE_SYN): a client's SYN of a tuple not registered,
+  // to an IPv4 destination and port JS admitted for that peer before (admit()), is registered here
+  // with one of the tickets JS left for the peer (a flow id and a NAT slot it reserved) and written
+  // to the TUN in its read batch, before any JS; JS takes the flow from born_ in the same turn
+  // (takeBorn()), does the flow's bookkeeping, and resets it if it would not have admitted it now.
+  struct AdmitKey {
+    uint32_t peer;
+    uint8_t dst[4];
+    uint16_t dport;
+    uint16_t pad;
+  };
+  struct Ticket {
+    uint32_t id;
+    Endpoint nat;
+    Endpoint listen;
+  };
+  // A SYN of no registered flow: its flow registered from a ticket, or null (JS's, as before).
+  Entry* Born(const Tuple& key, const uint8_t* packet, const Tcp& t);
+  std::unordered_map<AdmitKey, bool, BytesHash<AdmitKey>, BytesEq<AdmitKey>> admitted_;
+  std::unordered_map<uint32_t, std::vector<Ticket>> tickets_;
+  // Per flow born: id, peer, source port, destination port, source, destination (IPv4), the SYN's
+  // sequence number: 24 bytes each.
+  std::vector<uint8_t> born_;
+  size_t born_read_ = 0;  // of born_, the records whose SYN-ACKs ReadBornSynAcks read
   std::vector<Queued> queued_;
   double queued_now_ = 0;
 
@@ -249,6 +282,9 @@ void NoteTunDue(uint32_t packets);
 // goes on to the EAGAIN.
 void NoteTunUncounted();
 void RunTunDue();
+// A read batch of this thread's fast-path TUNs now, of at most `packets` (see RunTunDue's count),
+// counted in neither of the same-turn figures: the SYN-ACKs of native SYNs (ReadBornSynAcks).
+void ReadTunsNow(uint32_t packets);
 // TUN reads RunTunDue made on this thread so far, and those of them that stopped at the count.
 double TunDueReads();
 double TunDueCounted();

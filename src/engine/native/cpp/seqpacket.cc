@@ -349,6 +349,11 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     }
     compact();
     if (fast_) RunFdWatchKicks();
+    if (fast_) fast_->ReadBornSynAcks();
+    // Flows the fast path registered at their SYN (native SYNs): JS takes them first.
+    if (for_js.empty() && fast_ && fast_->HasBorn()) {
+      InvokeCallback(env, on_batch_, *context_, {env.Undefined(), env.Undefined(), Napi::Number::New(env, 0), env.Undefined(), Napi::Boolean::New(env, true)});
+    }
     if (!for_js.empty()) {
       offsets_list.clear();
       offsets_list.push_back(0);
@@ -356,7 +361,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
       const uint32_t count = static_cast<uint32_t>(for_js.size());
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), at);
       Napi::Uint32Array offsets = CopyToUint32Array(env, offsets_list);
-      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), env.Undefined()});
+      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), env.Undefined(), Napi::Boolean::New(env, fast_ && fast_->HasBorn())});
     }
     if (read_errno != 0 && tun_fd_ >= 0) {
       tun_side_.Watch(env, tun_fd_, 0);
@@ -595,8 +600,12 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
     if (fast_) {
       FlushTunWrites();
       RunFdWatchKicks();
+      fast_->ReadBornSynAcks();
     }
     uint32_t count = static_cast<uint32_t>(offsets_list.size() - 1);
+    if (count == 0 && fast_ && fast_->HasBorn()) {
+      InvokeCallback(env, on_batch_, *context_, {env.Undefined(), env.Undefined(), Napi::Number::New(env, 0), env.Undefined(), Napi::Boolean::New(env, true)});
+    }
     if (count > 0) {
       Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, scratch.data(), used);
       Napi::Uint32Array offsets = CopyToUint32Array(env, offsets_list);
@@ -610,7 +619,7 @@ class SeqpacketSocket : public PolledWrap<SeqpacketSocket> {
         }
         fd_lists = lists;
       }
-      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), fd_lists});
+      InvokeCallback(env, on_batch_, *context_, {data, offsets, Napi::Number::New(env, count), fd_lists, Napi::Boolean::New(env, fast_ && fast_->HasBorn())});
     }
     if (read_errno != 0 && fd_ >= 0) {
       const char* detail = read_errno == EMSGSIZE ? "message larger than maxMessageSize or too many fds, dropped" : "";

@@ -115,7 +115,7 @@ class TunDevice : public PolledWrap<TunDevice> {
 
   // RunTunDue: a read batch now, as if the poll had said readable (it says so next turn otherwise).
   // `limit`: at most that many packets (0: until EAGAIN).
-  static void ReadDue(uint64_t limit) {
+  static void ReadDue(uint64_t limit, bool counted = true) {
     std::vector<TunDevice*> list = fast_tuns;
     for (TunDevice* t : list) {
       // One closed by JS during an earlier read left the list.
@@ -124,9 +124,9 @@ class TunDevice : public PolledWrap<TunDevice> {
       Napi::Env env = t->Env();
       Napi::HandleScope scope(env);
       if (!CanCallJs(env)) continue;
-      tun_due_reads++;
-      GuardCallback(env, [t, env, limit] {
-        if (t->ReadBatch(env, limit)) tun_due_counted++;
+      if (counted) tun_due_reads++;
+      GuardCallback(env, [t, env, limit, counted] {
+        if (t->ReadBatch(env, limit) && counted) tun_due_counted++;
       });
     }
   }
@@ -504,6 +504,11 @@ void RunTunDue() {
   if (!tun_due) return;
   tun_due = false;
   TunDevice::ReadDue(limit);
+}
+
+void ReadTunsNow(uint32_t packets) {
+  if (fast_tuns.empty()) return;
+  TunDevice::ReadDue(fast_tuns.size() == 1 && DueCounted() ? packets : 0, false);
 }
 
 double TunDueReads() { return tun_due_reads; }
