@@ -1401,6 +1401,11 @@ void Conn::ResumePump(Stream* s) {
 
 void Conn::PumpEnd(Pump* p, int err) {
   if (p->ended) return;
+  // An answer held for the FIN goes before whatever ends the flow (a RESET rides after it).
+  if (p->hold_until != 0) {
+    FinHoldRelease(p, kFinHoldOther);
+    FinHoldRearm();
+  }
   PumpNotConnected(p);
   p->ended = true;
   p->out.Clear();
