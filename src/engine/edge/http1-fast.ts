@@ -716,7 +716,7 @@ class FastConnection {
         keepAlive: this.keepAlive,
         extra: t.proxyStatus,
         done: () => this.#pumpDone(t),
-        broken: (message) => t === this.#tunnel && this.#broken(new Error(message)),
+        broken: (message, untouched) => t === this.#tunnel && (untouched ? this.#refused(new Error(message)) : this.#broken(new Error(message))),
         ownDone: (status, bytes, close) => this.#ownDone(t, status, bytes, close),
         ownCount: (status, count, bytes) => this.#countOwn(t, status, bytes, count),
         readBack: () => t === this.#tunnel && this.#takeBack(t),
@@ -800,7 +800,7 @@ class FastConnection {
     try {
       used = req.reader.feed(chunk, out);
     } catch (err) {
-      return this.#broken(err as Error);
+      return req.reader.untouched ? this.#refused(err as Error) : this.#broken(err as Error);
     }
     // A response's bytes arrive one TLS record (16 KiB) per 'data': held corked until the end of
     // this event-loop turn, they leave in one writev instead of one write each.
@@ -960,7 +960,7 @@ class FastConnection {
     const page = errorPage(status, type, text);
     let head = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? ''}\r\n`;
     for (const [k, v] of page.headers) head += `${k}: ${v}\r\n`;
-    if (req.fr.close || req.bodyLeft > 0) head += 'Connection: close\r\n';
+    if (this.#mustClose(req)) head += 'Connection: close\r\n';
     else head += this.keepAlive;
     this.socket.write(Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), req.fr.method === 'HEAD' ? Buffer.alloc(0) : page.body]));
     req.reader.status = page.status;
@@ -994,7 +994,20 @@ class FastConnection {
     closeAfterAnswer(this.socket);
   }
 
-  /** The connector's bytes cannot be framed, or the answer was cut: as the per-request path does, the client's connection goes. */
+  /**
+   * The connector's answer was refused before any of it was framed (obs-fold, a bad status line,
+   * garbage): its stream goes, the client gets the 502 page and then the close. The per-request
+   * path's client gets the 502 page for such an answer too (the connector's undici refuses it).
+   */
+  #refused(err: Error): void {
+    const req = this.#req;
+    if (!req) return this.#broken(err);
+    this.#dropTunnel(true);
+    req.reader.close = true;
+    this.#fail(req, 502, 'http_protocol_error', `The origin for ${req.fr.host} sent an answer that cannot be forwarded.`, err);
+  }
+
+  /** The connector's bytes cannot be framed once part of the answer went, or the answer was cut: as the per-request path does, the client's connection goes. */
   #broken(err: Error): void {
     this.o.log.warn({ err, host: this.#req?.fr.host }, 'Request through the tunnel failed');
     this.#dropTunnel(true);

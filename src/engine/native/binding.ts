@@ -513,7 +513,7 @@ export interface NativeAddon {
     close: boolean,
     keepAlive: string,
     extra: string,
-  ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; serverClose: boolean; error?: string };
+  ): { out: Buffer; used: number[]; done: boolean; ended: boolean; status: number; close: boolean; serverClose: boolean; untouched: boolean; error?: string };
   /** A C++ switch (cpp/common.h EnvSwitchOn) read now: on unless the environment's `name` is exactly '0', as every TS switch. */
   envSwitchOn(name: string): boolean;
   /** How the addon's QUIC connections class a peer's address (cpp/quic-core.cc IsLoopback, IsNearAddress): loopback profile, near-window unit. Throws on text that is not an address. */

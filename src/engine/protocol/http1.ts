@@ -484,6 +484,7 @@ export class ResponseReader {
   extra = '';
   #pending: Buffer | undefined;
   #left = 0;
+  #heads = 0;
 
   /**
    * `keepAlive`: header lines for a response the connection outlives (as Node's server sends
@@ -500,6 +501,11 @@ export class ResponseReader {
 
   get done(): boolean {
     return this.state === 'done';
+  }
+
+  /** Nothing of this answer framed yet (no head, interim ones included): a refusal now can be replaced by the edge's 502 page. AnswerFramer::untouched the same. */
+  get untouched(): boolean {
+    return this.state === 'head' && this.#heads === 0;
   }
 
   /**
@@ -628,6 +634,7 @@ export class ResponseReader {
       }
       head += `${line}\r\n`;
     }
+    this.#heads++;
     if (status < 200) return Buffer.from(`${head}\r\n`, 'latin1'); // interim: the final head follows
     this.status = status;
     if (this.headRequest || status === 204 || status === 304) this.state = 'done';

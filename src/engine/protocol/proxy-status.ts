@@ -14,6 +14,7 @@ export type ProxyErrorType =
   | 'connection_timeout'
   | 'connection_terminated'
   | 'http_request_error'
+  | 'http_protocol_error'
   | 'http_response_timeout'
   | 'proxy_internal_error';
 

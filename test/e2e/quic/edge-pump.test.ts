@@ -4,8 +4,8 @@
 // trailers, close-delimited, HEAD, 204, 1xx) byte-identical to the JS path (OXY_EDGE_PUMP=0)
 // for pipelined requests on one connection; curl, 300 concurrent requests, bulk both ways; a
 // client that stops reading (the origin is held, then every byte arrives); a half-closed client;
-// an answer cut mid-way, a request dropped (502 page); answers the edge refuses (garbage, bytes
-// past the end) while a good client is served; the request counter by status.
+// an answer cut mid-way, a request dropped (502 page); answers the edge refuses (garbage: the 502
+// page; bytes past the end) while a good client is served; the request counter by status.
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { request } from 'undici';
@@ -103,8 +103,11 @@ describe('the ngtcp2 edge writes its HTTP/1 answers natively', () => {
     const e = await tunnel();
     await whileServed(e.httpPort, async () => {
       for (let i = 0; i < 10; i++) {
-        // Garbage instead of a status line: nothing of it reaches the client.
-        expect(await rawExchange(e.httpPort, get('/garbage'))).toBe('');
+        // Garbage instead of a status line: nothing of it reaches the client, the 502 page does, then the close.
+        const garbage = await rawExchange(e.httpPort, get('/garbage'));
+        expect(garbage).toMatch(
+          /^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*error=http_protocol_error\r\n[\s\S]*Connection: close\r\n\r\nThe origin for app\.example\.com sent an answer that cannot be forwarded\.\n$/,
+        );
         // Bytes past the end of an answer: the answer may arrive, then the connection goes.
         expect(await rawExchange(e.httpPort, get('/extra') + get('/never'))).not.toMatch(/never/);
       }

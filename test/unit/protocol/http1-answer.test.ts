@@ -16,6 +16,8 @@ interface Outcome {
   status: number;
   close: boolean;
   error: boolean;
+  /** Refused before any head of it was framed (the edge answers its 502 page instead). */
+  untouched: boolean;
 }
 
 function viaJs(chunks: Buffer[], headRequest: boolean, close: boolean, extra: string): Outcome {
@@ -36,7 +38,15 @@ function viaJs(chunks: Buffer[], headRequest: boolean, close: boolean, extra: st
     out.push(...part);
     if (reader.done) break;
   }
-  return { out: Buffer.concat(out).toString('latin1'), used, done: reader.done, status: error ? -1 : reader.status, close: reader.close, error };
+  return {
+    out: Buffer.concat(out).toString('latin1'),
+    used,
+    done: reader.done,
+    status: error ? -1 : reader.status,
+    close: reader.close,
+    error,
+    untouched: error && reader.untouched,
+  };
 }
 
 function viaNative(chunks: Buffer[], headRequest: boolean, close: boolean, extra: string): Outcome {
@@ -48,7 +58,7 @@ function viaNative(chunks: Buffer[], headRequest: boolean, close: boolean, extra
     const before = viaJs(chunks.slice(0, r.used.length - 1), headRequest, close, extra).out;
     out = out.slice(0, before.length);
   }
-  return { out, used: r.used, done: r.done, status: error ? -1 : r.status, close: r.close, error };
+  return { out, used: r.used, done: r.done, status: error ? -1 : r.status, close: r.close, error, untouched: error && r.untouched };
 }
 
 const STATUS = [

@@ -70,6 +70,7 @@ void AnswerFramer::Start(bool head_request, bool close, const std::string* keep_
   close_ = close;
   server_close_ = false;
   head_request_ = head_request;
+  heads_ = 0;
   left_ = 0;
   pending_.clear();
   keep_alive_ = keep_alive;
@@ -259,6 +260,7 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
     }
     line = eol ? eol + 2 : end;
   }
+  heads_++;
   if (status < 200) {  // interim: the final head follows
     if (out) out->insert(out->end(), {'\r', '\n'});
     return true;
@@ -332,6 +334,7 @@ Napi::Value FrameAnswer(const Napi::CallbackInfo& info) {
   result.Set("status", f.status());
   result.Set("close", f.close());
   result.Set("serverClose", f.server_close());
+  result.Set("untouched", f.untouched());
   return result;
 }
 

@@ -37,6 +37,9 @@ class AnswerFramer {
   // protocol/http1.ts scanRequest reads a request's): the server closes after this answer.
   bool server_close() const { return server_close_; }
   const char* error() const { return error_; }
+  // Nothing of this answer framed yet (no head, interim ones included): a refusal now can be
+  // replaced by the edge's 502 page (ResponseReader.untouched).
+  bool untouched() const { return state_ == kHead && heads_ == 0; }
 
  private:
   long Keep(const uint8_t* buf, size_t off, size_t n, size_t used);
@@ -51,6 +54,7 @@ class AnswerFramer {
   bool close_ = false;
   bool server_close_ = false;
   bool head_request_ = false;
+  uint32_t heads_ = 0;
   uint64_t left_ = 0;
   std::string pending_;
   const std::string* keep_alive_ = nullptr;

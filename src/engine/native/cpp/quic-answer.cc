@@ -153,8 +153,7 @@ void Conn::AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t le
   if (p->preamble && len > 0) {
     p->preamble = false;
     if (data[0] != kFramingVersion) {
-      static const char why[] = "QUIC stream framing version not supported";
-      AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(why), sizeof(why) - 1);
+      AnswerBroken(p, "QUIC stream framing version not supported", false);
       return;
     }
     off = 1;
@@ -168,16 +167,14 @@ void Conn::AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t le
       }
       long used = p->framer.Feed(data + off, k, p->out);
       if (used < 0) {
-        const char* why = p->framer.error();
-        AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(why), strlen(why));
+        AnswerBroken(p, p->framer.error(), p->framer.untouched());
         return;
       }
       off += k;
       p->payload_left -= k;
       if (p->framer.done()) {
         if (size_t(used) < k || p->payload_left > 0) {
-          static const char why[] = "bytes past the end of a response";
-          AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(why), sizeof(why) - 1);
+          AnswerBroken(p, "bytes past the end of a response", false);
           return;
         }
         p->armed = false;
@@ -218,6 +215,14 @@ void Conn::AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t le
     p->state[kAnsStatus] = p->framer.status();
     p->state[kAnsClose] = p->framer.close() ? 1 : 0;
   }
+}
+
+// kAnswerBroken's payload: 1 when nothing of the answer was framed (JS may answer the 502 page
+// instead), then the reason.
+void Conn::AnswerBroken(AnswerPump* p, const char* why, bool untouched) {
+  std::vector<uint8_t> payload(1, untouched ? 1 : 0);
+  payload.insert(payload.end(), why, why + strlen(why));
+  AnswerFail(p, kAnswerBroken, payload.data(), payload.size());
 }
 
 void Conn::AnswerFail(AnswerPump* p, uint8_t what, const uint8_t* data, size_t len) {
