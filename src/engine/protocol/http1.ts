@@ -453,6 +453,8 @@ type ReaderState = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf
 /** Response headers the edge drops on the way to its client (hop-by-hop for this connection). */
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection']);
 const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: |$)/;
+/** A field name: a token (RFC 9110 §5.6.2). */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
  * The status an origin's answer starts with, from its first read (0: not "HTTP/1.0 NNN" or
@@ -574,6 +576,10 @@ export class ResponseReader {
           if (this.state === 'trailer') {
             if (/^\s/.test(line)) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'obs-fold in a response'); // as in the head
             if (line === '') this.state = 'done';
+            else {
+              const colon = line.indexOf(':');
+              if (colon < 0 || !FIELD_NAME.test(line.slice(0, colon))) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad trailer line in a response');
+            }
             break;
           }
           const size = Number.parseInt(line.split(';', 1)[0].trim(), 16);
@@ -621,7 +627,10 @@ export class ResponseReader {
       if (/^\s/.test(line)) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'obs-fold in a response');
       const colon = line.indexOf(':');
       if (colon <= 0) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad header line in a response');
-      const key = line.slice(0, colon).trim().toLowerCase();
+      // A token, nothing around it (RFC 9112 §5.1: no whitespace before the colon). AnswerFramer the same.
+      const name = line.slice(0, colon);
+      if (!FIELD_NAME.test(name)) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad header name in a response');
+      const key = name.toLowerCase();
       if (RESPONSE_DROPPED.has(key)) continue;
       const value = line.slice(colon + 1).trim();
       if (key === 'content-length') {

@@ -102,7 +102,9 @@ function header(r: () => number, body: string): string {
   else if (lower === 'connection') value = pick(r, ['close', 'keep-alive', 'Upgrade']);
   else value = pick(r, ['x', 'a:b', '', 'v\xe9', 'timeout=9']);
   // Whitespace before a name now and then: obs-fold, refused by both (most answers are not).
-  return `${r() < 0.05 ? pick(r, WS) : ''}${name}${pick(r, ['', '', ' '])}:${pick(r, WS)}${value}${pick(r, WS)}`;
+  // Whitespace before the colon or an odd name now and then: refused by both too.
+  const spelled = r() < 0.05 ? pick(r, ['X A', 'X\xe9', 'X"A', 'X\x7fA', 'X{A}']) : name;
+  return `${r() < 0.05 ? pick(r, WS) : ''}${spelled}${r() < 0.05 ? pick(r, [' ', '\t']) : ''}:${pick(r, WS)}${value}${pick(r, WS)}`;
 }
 
 function chunkedBody(r: () => number): string {
@@ -117,6 +119,8 @@ function chunkedBody(r: () => number): string {
     '0\r\n\r\n',
     '0\r\nX-T: 1\r\n\r\n',
     '0\r\nX-T: 1\r\n folded\r\n\r\n',
+    '0\r\nX-T : 1\r\n\r\n',
+    '0\r\nno colon\r\n\r\n',
     '0;a\r\n\r\n',
     'g\r\n\r\n',
     '00000000000000000\r\n\r\n',
@@ -214,6 +218,27 @@ describe.skipIf(!nativeAvailable())('the native response framer reads answers as
     // Whitespace inside a line is no fold: taken as before.
     const plain = Buffer.from('HTTP/1.1 200 OK\r\nX-A:  spaced \r\nContent-Length: 0\r\n\r\n', 'latin1');
     expect(native().frameAnswer([plain], false, false, KEEP, '')).toMatchObject({ done: true, status: 200 });
+  });
+
+  it('refuses a header or trailer name that is no token (whitespace before the colon: RFC 9112 §5.1), as ResponseReader does', () => {
+    const cases: [string, string][] = [
+      ['HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello', 'bad header name in a response'],
+      ['HTTP/1.1 200 OK\r\nX-A\t: 1\r\nContent-Length: 5\r\n\r\nhello', 'bad header name in a response'],
+      ['HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 5\r\n\r\nhello', 'bad header name in a response'],
+      ['HTTP/1.1 200 OK\r\nX\xe9: 1\r\nContent-Length: 5\r\n\r\nhello', 'bad header name in a response'],
+      ['HTTP/1.1 200 OK\r\nConnection : close\r\nContent-Length: 5\r\n\r\nhello', 'bad header name in a response'],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T : 1\r\n\r\n', 'bad trailer line in a response'],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n', 'bad trailer line in a response'],
+    ];
+    for (const [text, why] of cases) {
+      const chunks = [Buffer.from(text, 'latin1')];
+      expect(native().frameAnswer(chunks, false, false, KEEP, '').error, text).toBe(why);
+      expect(() => new ResponseReader(false, false, KEEP).feed(chunks[0]!, []), text).toThrow(why);
+    }
+    // Names of every token character are taken.
+    const ok = Buffer.from("HTTP/1.1 200 OK\r\n!#$%&'*+-.^_`|~09azAZ: 1\r\nContent-Length: 0\r\n\r\n", 'latin1');
+    expect(native().frameAnswer([ok], false, false, KEEP, '')).toMatchObject({ done: true, status: 200 });
+    expect(viaJs([ok], false, false, '')).toEqual(viaNative([ok], false, false, ''));
   });
 
   it('refuses a head past 64 KiB, as ResponseReader does', () => {

@@ -36,6 +36,17 @@ bool Is(const uint8_t* p, size_t n, const char* name) {
 
 bool Digit(uint8_t c) { return c >= '0' && c <= '9'; }
 
+// `p[0..n)` is a field name: a token (RFC 9110 §5.6.2), ResponseReader's FIELD_NAME.
+bool FieldName(const uint8_t* p, size_t n) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) continue;
+    if (c == 0 || !strchr("!#$%&'*+-.^_`|~", c)) return false;
+  }
+  return true;
+}
+
 int Hex(uint8_t c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -152,7 +163,12 @@ long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* o
         off = size_t(eol - buf) + 2;
         if (state_ == kTrailer) {
           if (line_len > 0 && Space(line[0])) return Fail("obs-fold in a response");  // as in the head
-          if (line_len == 0) state_ = kDone;
+          if (line_len == 0) {
+            state_ = kDone;
+          } else {
+            const uint8_t* colon = static_cast<const uint8_t*>(memchr(line, ':', line_len));
+            if (!colon || !FieldName(line, size_t(colon - line))) return Fail("bad trailer line in a response");
+          }
           break;
         }
         // line.split(';', 1)[0].trim(): hex digits only, a safe integer.
@@ -227,7 +243,10 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
     if (!colon || colon == line) return fail("bad header line in a response");
     const uint8_t* key = line;
     size_t key_len = size_t(colon - line);
-    Trim(key, key_len);
+    // A token, nothing around it (RFC 9112 §5.1: no whitespace before the colon; `X-A : 1` or
+    // `Content-Length : 5` was trimmed, read, and forwarded as it came — a client's parser refuses
+    // it, or reads the answer otherwise).
+    if (!FieldName(key, key_len)) return fail("bad header name in a response");
     const uint8_t* value = colon + 1;
     size_t value_len = size_t(le - value);
     Trim(value, value_len);
