@@ -421,6 +421,9 @@ const TCP_COUNTERS = {
     'TcpExtTCPDSACKUndo',
     'TcpExtTCPLossUndo',
   ],
+  // The host's namespace: the connector's sockets toward the host and the host's own (both ends
+  // counted): in -R the connector's window updates are the host's pure ACKs received.
+  dc: ['TcpInSegs', 'TcpOutSegs', 'TcpRetransSegs', 'TcpExtTCPPureAcks', 'TcpExtTCPHPAcks', 'TcpExtTCPRcvQDrop', 'TcpExtTCPBacklogDrop'],
 };
 /** The edge's namespace child (`unshare --net`: the upgrade namespace), a child process of the edge whose net namespace differs. */
 const upgradeNsPid = (edgePid) => {
@@ -444,6 +447,7 @@ const tcpCounters = (edgePid) => {
   return {
     device: read(['ip', 'netns', 'exec', names.dev], TCP_COUNTERS.device),
     upgrade: pid ? read(['nsenter', '-t', pid, '-n'], TCP_COUNTERS.upgrade) : {},
+    dc: read(['ip', 'netns', 'exec', names.dc], TCP_COUNTERS.dc),
   };
 };
 const tcpLine = (before, after) =>

@@ -214,6 +214,11 @@ export interface NativeQuicCounters {
   keyUpdates: number;
   /** Flushes that wrote packets and set no pacing time: with OXY_QUIC_PACING=far, on a path whose min RTT is under 1 ms; every flush with =0. */
   unpaced: number;
+  /** Reads of the pumps' fds that brought bytes (the connector's host sockets, the edge's upgraded ones), and their bytes: at most 256 KiB each (OXY_PUMP_READ=0: 64 KiB). */
+  pumpReads: number;
+  pumpReadBytes: number;
+  /** The largest of those reads. */
+  pumpReadMax: number;
   /** The connector's: OPENs the addon dialled as it read them (NativeDialer.admitOpen). */
   opensDialed?: number;
   /** ... whose flows pump the addon attached there too (FLOW_OPEN_PUMPED). */

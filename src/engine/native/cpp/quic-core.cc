@@ -667,6 +667,15 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   // =server: only where this end is the server (the edge: -R's receiver), =client: only the client.
   const char* ack_split = getenv("OXY_QUIC_ACK_SPLIT");
   ack_split_ = ack_split && (strcmp(ack_split, "1") == 0 || strcmp(ack_split, server_ ? "server" : "client") == 0);
+  // OXY_PUMP_READ: a pump's read of its fd (the connector's host socket in -R) at most 256 KiB, so
+  // a bulk flow takes a quarter of the reads, and of the window updates toward its host, it took
+  // at 64 KiB; =0 (exactly, as EnvSwitchOn) 64 KiB as before, =BYTES that (4 KiB to 512 KiB, for
+  // pairs); anything else the default.
+  const char* pump_read = getenv("OXY_PUMP_READ");
+  const long pump_read_n = pump_read ? atol(pump_read) : 0;
+  pump_read_ = !EnvSwitchOn("OXY_PUMP_READ") ? kPumpReadOld
+               : pump_read_n > 0             ? size_t(std::clamp<long>(pump_read_n, 4096, long(kPumpReadMax)))
+                                             : kPumpReadBytes;
   // OXY_QUIC_PACING: unset (or =1), ngtcp2 paces every path; =far only paths whose min RTT is 1 ms
   // or more (UpdatePacing: opt-in, it lost device → host in quiet pairs); =0 none.
   const char* pacing = getenv("OXY_QUIC_PACING");
@@ -996,6 +1005,9 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("acksFirst", double(counters.acks_first));
   c.Set("acksSplit", double(counters.acks_split));
   c.Set("unpaced", double(counters.unpaced));
+  c.Set("pumpReads", double(counters.pump_reads));
+  c.Set("pumpReadBytes", double(counters.pump_read_bytes));
+  c.Set("pumpReadMax", double(counters.pump_read_max));
   c.Set("opensDialed", double(opens_dialed));
   c.Set("opensPumped", double(opens_pumped));
   c.Set("minRttUs", double(st.min_rtt) / 1000);

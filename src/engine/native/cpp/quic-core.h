@@ -154,6 +154,11 @@ constexpr size_t kRecvBatch = 64;
 // A stream's unsent bytes above this: write() reports it and a kEvWritable follows once the
 // flush got below half of it.
 constexpr uint64_t kStreamHighWater = 1024 * 1024;
+// A pump's read of its fd at most (Conn::PumpRead; OXY_PUMP_READ=0: kPumpReadOld). Its DATA frame
+// (and a flows pump's DATA record inside it) stays under kMaxFramePayload.
+constexpr size_t kPumpReadBytes = 256 * 1024;
+constexpr size_t kPumpReadOld = 64 * 1024;
+constexpr size_t kPumpReadMax = 512 * 1024;
 // Stream bytes read since the last flush from which the flush sends its ACK before the fds' writes
 // (Conn::Flush): a bulk burst (one GRO message of 1,444-byte packets carries ~63 KB), not a request.
 constexpr uint64_t kAckFirstBytes = 32 * 1024;
@@ -892,6 +897,9 @@ class Conn {
     uint64_t acks_first = 0;     // flushes that sent their packets before the fds' writes (a bulk read)
     uint64_t acks_split = 0;     // ACKs sent in the middle of a read (OXY_QUIC_ACK_SPLIT=1: AckEarly)
     uint64_t unpaced = 0;        // flushes that wrote packets and set no pacing time (a near path: UpdatePacing)
+    uint64_t pump_reads = 0;     // reads of the pumps' fds that brought bytes (the connector's host sockets)
+    uint64_t pump_read_bytes = 0;  // ... and their bytes
+    uint64_t pump_read_max = 0;  // ... the largest
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -1055,6 +1063,8 @@ class Conn {
   IdMap<Pump> pumps_;
   std::vector<int64_t> pump_out_;  // pumps with bytes for their fd, written at the flush
   std::unique_ptr<uint8_t[]> pump_buf_;
+  // A pump's read from its fd, at most (OXY_PUMP_READ, read per connection: kPumpReadBytes; =0 64 KiB).
+  size_t pump_read_ = 0;
   int64_t linger_seq_ = 0;  // keys of lingering flows pumps: -1, -2, ...
   struct DialPoll {
     Conn* conn;

@@ -58,10 +58,10 @@ bool CloseShuts() {
   static const bool on = EnvSwitchOn("OXY_FLOW_CLOSE_SHUTS");
   return on;
 }
-constexpr size_t kPumpRead = 64 * 1024;
 constexpr int kReadsPerWake = 16;
-// A read at least this long becomes the chunk itself (no copy); a shorter one is copied into a
-// chunk of its size, so a small answer does not hold 64 KiB until it is acknowledged.
+// A read at least this long (and at least a quarter of the buffer: PumpRead) becomes the chunk
+// itself (no copy); a shorter one is copied into a chunk of its size, so a small answer does not
+// hold the whole buffer (kPumpReadBytes) until it is acknowledged.
 constexpr size_t kKeepRead = 16 * 1024;
 // IPv4's default MSS (RFC 9293): a write of at most this is one segment on the edge's TUN.
 constexpr size_t kOneSegment = 536;
@@ -1297,10 +1297,11 @@ void Conn::PumpRead(Pump* p, bool hang_up) {
       break;
     }
     // Room for a DATA frame's header, and a flows pump's DATA record header inside it.
-    if (!pump_buf_) pump_buf_.reset(new uint8_t[2 * kFrameHeader + kPumpRead]);
+    const size_t want = pump_read_;
+    if (!pump_buf_) pump_buf_.reset(new uint8_t[2 * kFrameHeader + want]);
     uint8_t* buf = pump_buf_.get();
     const size_t hdr = p->flows ? 2 * kFrameHeader : kFrameHeader;
-    ssize_t n = read(p->fd, buf + hdr, kPumpRead);
+    ssize_t n = read(p->fd, buf + hdr, want);
     if (n > 0) {
       if (!p->answered) {
         p->answered = true;
@@ -1317,7 +1318,12 @@ void Conn::PumpRead(Pump* p, bool hang_up) {
       }
       size_t len = hdr + size_t(n);
       Chunk c{nullptr, len};
-      if (size_t(n) >= kKeepRead) {
+      counters.pump_reads++;
+      counters.pump_read_bytes += uint64_t(n);
+      counters.pump_read_max = std::max<uint64_t>(counters.pump_read_max, uint64_t(n));
+      // A quarter of the buffer at least (16 KiB of 64): a short read does not hold a 256 KiB
+      // buffer until its bytes are acknowledged.
+      if (size_t(n) >= std::max(kKeepRead, want / 4)) {
         c.data = std::move(pump_buf_);  // the next read gets a fresh buffer
       } else {
         c.data.reset(new uint8_t[len]);
@@ -1325,7 +1331,7 @@ void Conn::PumpRead(Pump* p, bool hang_up) {
       }
       s->chunks.push_back(std::move(c));
       s->total += len;
-      if (size_t(n) < kPumpRead) {
+      if (size_t(n) < want) {
         // Likely drained: the poll says when there is more. But where the peer's FIN is in already
         // (an answer and its close both there when the watch woke), one more read takes the EOF
         // now, so the flow's END rides in this turn's packet with the answer's last bytes, and
