@@ -219,6 +219,10 @@ export interface NativeQuicCounters {
   pumpReadBytes: number;
   /** The largest of those reads. */
   pumpReadMax: number;
+  /** Flushes whose pumps' writes (two at least) went in one io_uring_enter, the writes in them that took bytes, and those that found their socket full (short, or EAGAIN: the rest waits for room as before) (OXY_PUMP_RING=0: none; cpp/quic-pump.cc RingWrites). */
+  ringEnters: number;
+  ringWrites: number;
+  ringShort: number;
   /** The connector's: OPENs the addon dialled as it read them (NativeDialer.admitOpen). */
   opensDialed?: number;
   /** ... whose flows pump the addon attached there too (FLOW_OPEN_PUMPED). */

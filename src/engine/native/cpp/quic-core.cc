@@ -665,6 +665,8 @@ void Conn::FillSettings(ngtcp2_settings* settings, ngtcp2_transport_params* para
   ack_first_ = ack_first && strcmp(ack_first, "1") == 0;
   // OXY_QUIC_ACK_SPLIT=1 (opt-in, for A/B pairs): an ACK after a bulk read's first message (AckEarly);
   // =server: only where this end is the server (the edge: -R's receiver), =client: only the client.
+  // OXY_PUMP_RING=0: a flush's pumps each write with their own writev (RingWrites not used).
+  ring_writes_ = EnvSwitchOn("OXY_PUMP_RING");
   const char* ack_split = getenv("OXY_QUIC_ACK_SPLIT");
   ack_split_ = ack_split && (strcmp(ack_split, "1") == 0 || strcmp(ack_split, server_ ? "server" : "client") == 0);
   // OXY_PUMP_READ: a pump's read of its fd (the connector's host socket in -R) at most 256 KiB, so
@@ -1008,6 +1010,9 @@ Napi::Object Conn::Info(Napi::Env env) {
   c.Set("pumpReads", double(counters.pump_reads));
   c.Set("pumpReadBytes", double(counters.pump_read_bytes));
   c.Set("pumpReadMax", double(counters.pump_read_max));
+  c.Set("ringEnters", double(counters.ring_enters));
+  c.Set("ringWrites", double(counters.ring_writes));
+  c.Set("ringShort", double(counters.ring_short));
   c.Set("opensDialed", double(opens_dialed));
   c.Set("opensPumped", double(opens_pumped));
   c.Set("minRttUs", double(st.min_rtt) / 1000);

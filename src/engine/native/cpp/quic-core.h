@@ -14,6 +14,7 @@
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -484,6 +485,10 @@ class OutQueue {
   // One writev from the front, over up to kWriteBlocks blocks: the bytes written, or -errno.
   // `more`: MSG_MORE (the socket holds a last partial segment for what follows: the FIN).
   ssize_t WriteTo(int fd, bool more = false);
+  // The next write's buffers (what WriteTo offers) into iov[kWriteBlocks]: how many.
+  int Iov(iovec* iov) const;
+  // `n` bytes of the front were written (by a write of Iov's buffers).
+  void Consume(size_t n);
   // What the next WriteTo offers (a write that takes less found the fd full).
   size_t Offered() const {
     size_t n = 0, k = 0;
@@ -900,6 +905,9 @@ class Conn {
     uint64_t pump_reads = 0;     // reads of the pumps' fds that brought bytes (the connector's host sockets)
     uint64_t pump_read_bytes = 0;  // ... and their bytes
     uint64_t pump_read_max = 0;  // ... the largest
+    uint64_t ring_enters = 0;    // flushes whose pumps' writes went in one io_uring_enter (FlushPumps: RingWrites)
+    uint64_t ring_writes = 0;    // ... the writes in them that took bytes
+    uint64_t ring_short = 0;     // ... the writes that found the socket full (took less than offered, or EAGAIN)
   } counters;
   // The CIDs routed to this connection (server).
   std::vector<std::string> cids;
@@ -946,6 +954,8 @@ class Conn {
   void PumpEnd(Pump* p, int err);
   void PumpWatch(Pump* p);
   void FlushPumps();
+  // Writes several pumps' queued bytes in one io_uring_enter (OXY_PUMP_RING=0: not).
+  void RingWrites(const std::vector<int64_t>& ids);
   void ResumePump(Stream* s);
   void ClosePumps();
   bool PumpHead(int64_t id, const uint8_t* data, size_t len);
@@ -1014,6 +1024,7 @@ class Conn {
   uint64_t read_bytes_ = 0;    // stream bytes read since the last flush
   bool ack_first_ = false;     // a flush after a bulk read sends before the fds' writes (OXY_QUIC_ACK_FIRST=1)
   bool ack_split_ = false;     // the host acknowledges after a read's first bulk message (OXY_QUIC_ACK_SPLIT=1)
+  bool ring_writes_ = true;    // several pumps' writes of a flush in one io_uring_enter (OXY_PUMP_RING=0: not)
   // Which paths ngtcp2 paces (OXY_QUIC_PACING, read per connection: UpdatePacing says why).
   enum class Pacing : uint8_t { kFar, kAlways, kNever };
   Pacing pacing_ = Pacing::kAlways;

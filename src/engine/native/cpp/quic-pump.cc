@@ -17,6 +17,7 @@
 
 #include "accept.h"
 #include "fastnat.h"
+#include "uring.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -31,6 +32,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -192,19 +194,13 @@ void OutQueue::Clear() {
   size_ = 0;
 }
 
-ssize_t OutQueue::WriteTo(int fd, bool more) {
-  iovec iov[kWriteBlocks];
+int OutQueue::Iov(iovec* iov) const {
   int n = 0;
   for (auto it = blocks_.begin(); it != blocks_.end() && n < int(kWriteBlocks); ++it) iov[n++] = {it->data + it->begin, it->end - it->begin};
-  if (n == 0) return 0;
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = size_t(n);
-  ssize_t w;
-  do w = more ? sendmsg(fd, &msg, MSG_MORE) : writev(fd, iov, n);
-  while (w < 0 && errno == EINTR);
-  if (w < 0) return -errno;
-  size_t left = size_t(w);
+  return n;
+}
+
+void OutQueue::Consume(size_t left) {
   size_ -= left;
   while (left > 0) {
     Block& b = blocks_.front();
@@ -216,6 +212,20 @@ ssize_t OutQueue::WriteTo(int fd, bool more) {
       blocks_.pop_front();
     }
   }
+}
+
+ssize_t OutQueue::WriteTo(int fd, bool more) {
+  iovec iov[kWriteBlocks];
+  const int n = Iov(iov);
+  if (n == 0) return 0;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = size_t(n);
+  ssize_t w;
+  do w = more ? sendmsg(fd, &msg, MSG_MORE) : writev(fd, iov, n);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) return -errno;
+  Consume(size_t(w));
   return w;
 }
 
@@ -1162,9 +1172,126 @@ void Conn::RecvGiveBack(Stream* s) {
   Dirty();
 }
 
+namespace {
+
+// The thread's ring for its pumps' writes (RingWrites): set up on first use; nullptr where the
+// kernel refuses io_uring (the writes then go one writev each).
+constexpr unsigned kRingWrites = 64;
+struct PumpRing {
+  Ring ring;
+  int state = 0;  // 0: not tried, 1: up, -1: refused or failed
+  struct Slot {
+    msghdr msg;
+    iovec iov[OutQueue::kWriteBlocks];
+    Pump* pump;
+    size_t offered;
+  };
+  Slot slots[kRingWrites];
+};
+thread_local std::unique_ptr<PumpRing> tl_pump_ring;
+
+PumpRing* ThePumpRing() {
+  if (!tl_pump_ring) {
+    tl_pump_ring = std::make_unique<PumpRing>();
+    tl_pump_ring->state = tl_pump_ring->ring.Setup(kRingWrites) == 0 ? 1 : -1;
+  }
+  return tl_pump_ring->state == 1 ? tl_pump_ring.get() : nullptr;
+}
+
+}  // namespace
+
+// Several pumps' bytes in one io_uring_enter, before FlushPumps' own pass. On the connector a
+// keep-alive request's write to its host wakes the host, which on this kind of machine takes the
+// CPU at the write's return (the loop's yields leave the connector behind it) and answers before
+// the next pump's write: with 16 requests read from one packet, ~8 switches to the host and back in
+// one flush (docs/decisions.md, session 24). The kernel's wake-ups within one enter take effect at
+// its return: the host is switched to once and finds all of them. Each write is a sendmsg with
+// MSG_DONTWAIT (a full socket completes at once with EAGAIN, never waits in the ring); what a
+// write left (a short write, an error) is FlushPumps' pass's, as if the ring had not been there.
+// Only the plain case: no pump still connecting, ending, holding its FIN's MSG_MORE, or whose
+// socket is the edge's own accepted one (its segments are counted for the TUN: NoteTunDue).
+// OXY_PUMP_RING=0 (read per connection): each pump's own writev, as before.
+void Conn::RingWrites(const std::vector<int64_t>& ids) {
+  if (!ring_writes_) return;
+  PumpRing* r = nullptr;
+  unsigned n = 0;
+  for (size_t i = 0; i < ids.size(); i++) {
+    auto it = pumps_.find(ids[i]);
+    if (it == pumps_.end()) continue;
+    Pump* p = it->second.get();
+    if (p->connecting || p->ended || p->out.empty() || p->shut_pending || p->watch->has_peer) continue;
+    // An id twice in the list (a flows stream's pump closed and a new one queued): one write.
+    bool twice = false;
+    for (unsigned k = 0; k < n && !twice; k++) twice = r->slots[k].pump == p;
+    if (twice) continue;
+    if (r == nullptr) {
+      // Two at least, or the ring saves nothing.
+      size_t more = 0;
+      for (size_t j = i + 1; j < ids.size() && more == 0; j++) {
+        auto jt = pumps_.find(ids[j]);
+        if (jt == pumps_.end()) continue;
+        Pump* q = jt->second.get();
+        if (!(q->connecting || q->ended || q->out.empty() || q->shut_pending || q->watch->has_peer)) more++;
+      }
+      if (more == 0 || (r = ThePumpRing()) == nullptr) return;
+    }
+    PumpRing::Slot& slot = r->slots[n];
+    memset(&slot.msg, 0, sizeof(slot.msg));
+    slot.msg.msg_iov = slot.iov;
+    slot.msg.msg_iovlen = size_t(p->out.Iov(slot.iov));
+    slot.pump = p;
+    slot.offered = 0;
+    for (size_t k = 0; k < slot.msg.msg_iovlen; k++) slot.offered += slot.iov[k].iov_len;
+    io_uring_sqe* sqe = r->ring.Sqe();
+    if (sqe == nullptr) break;
+    sqe->opcode = IORING_OP_SENDMSG;
+    sqe->fd = p->fd;
+    sqe->addr = reinterpret_cast<uint64_t>(&slot.msg);
+    sqe->len = 1;
+    sqe->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+    sqe->user_data = n;
+    if (++n == kRingWrites) break;  // the rest: FlushPumps' pass
+  }
+  if (n == 0) return;
+  if (r->ring.Enter(0) != 0 || r->ring.queued() != 0) {
+    // Not taken (or not all): the entries may still be in the ring with this turn's pointers, so
+    // the ring is not used again; the bytes are all still queued for FlushPumps' pass.
+    r->state = -1;
+    return;
+  }
+  unsigned done = 0;
+  r->ring.Reap([&](const io_uring_cqe& cqe) {
+    if (cqe.user_data >= n) return;
+    done++;
+    PumpRing::Slot& slot = r->slots[cqe.user_data];
+    if (cqe.res < 0 || size_t(cqe.res) < slot.offered) counters.ring_short++;
+    if (cqe.res <= 0) return;  // EAGAIN (full), an error: FlushPumps' writev sees it
+    slot.pump->out.Consume(size_t(cqe.res));
+    counters.ring_writes++;
+  });
+  if (done != n) {
+    // A write left in the ring (MSG_DONTWAIT should not let one wait): wait for it, then no more
+    // rings on this thread.
+    while (done < n && r->ring.Enter(1, 1000000000ull) == 0) {
+      r->ring.Reap([&](const io_uring_cqe& cqe) {
+        if (cqe.user_data >= n) return;
+        done++;
+        if (cqe.res > 0) r->slots[cqe.user_data].pump->out.Consume(size_t(cqe.res));
+      });
+    }
+    r->state = -1;
+    if (done != n) {
+      fprintf(stderr, "oxy: a pump's write stayed in the io_uring (OXY_PUMP_RING=0 avoids the ring)\n");
+      abort();  // its buffers would be written after they were reused
+    }
+  }
+  counters.ring_enters++;
+}
+
 void Conn::FlushPumps() {
   std::vector<int64_t> ids;
   ids.swap(pump_out_);
+  if (ids.size() >= 2) RingWrites(ids);
   for (int64_t id : ids) {
     auto it = pumps_.find(id);
     if (it == pumps_.end()) continue;
