@@ -453,6 +453,8 @@ type ReaderState = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf
 /** Response headers the edge drops on the way to its client (hop-by-hop for this connection). */
 const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection']);
 const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: |$)/;
+/** What a field value or a reason phrase may hold: HTAB, SP, VCHAR, obs-text (RFC 9110 §5.5) — no NUL, CR, LF or other control. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** A field name: a token (RFC 9110 §5.6.2). */
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
@@ -578,7 +580,8 @@ export class ResponseReader {
             if (line === '') this.state = 'done';
             else {
               const colon = line.indexOf(':');
-              if (colon < 0 || !FIELD_NAME.test(line.slice(0, colon))) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad trailer line in a response');
+              if (colon < 0 || !FIELD_NAME.test(line.slice(0, colon)) || !FIELD_VALUE.test(line.slice(colon + 1)))
+                throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad trailer line in a response');
             }
             break;
           }
@@ -614,7 +617,8 @@ export class ResponseReader {
   #head(text: string): Buffer {
     const lines = text.split('\r\n');
     const m = STATUS_LINE.exec(lines[0]);
-    if (!m) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad status line in a response');
+    // The reason phrase: no bare CR or LF (a client would end the line there), no control.
+    if (!m || !FIELD_VALUE.test(lines[0].slice(12))) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad status line in a response');
     const status = Number(m[1]);
     let length: number | undefined;
     let chunked = false;
@@ -631,6 +635,8 @@ export class ResponseReader {
       const name = line.slice(0, colon);
       if (!FIELD_NAME.test(name)) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad header name in a response');
       const key = name.toLowerCase();
+      // No bare CR or LF (a client may end the line there: `X-A: a\nTransfer-Encoding: chunked`), no NUL or other control.
+      if (!FIELD_VALUE.test(line.slice(colon + 1))) throw new OxyError('OXY_ERR_PROTOCOL_MALFORMED', 'bad header value in a response');
       if (RESPONSE_DROPPED.has(key)) continue;
       const value = line.slice(colon + 1).trim();
       if (key === 'content-length') {

@@ -8,7 +8,7 @@
 // stays. Both readers once trimmed the line and took ` Connection: close` as a header of its own:
 // the pump dropped it as hop-by-hop and sent `X-A: 1` on, keep-alive. A fold in a chunked answer's
 // trailers comes after its head and body went: the answer is cut before them. A field name with
-// whitespace before its colon (`Content-Length : 5`) is refused the same way.
+// whitespace before its colon (`Content-Length : 5`) and a value with a bare LF are refused the same way.
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConnector, startEdge, useWebTunnel, type Protocol } from '../../helpers/processes.js';
@@ -21,6 +21,8 @@ const RAW: Record<string, string> = {
   '/fold-first': 'HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 5\r\n\r\nhello',
   // Whitespace before the colon (RFC 9112 §5.1): refused the same way; it was read as Content-Length and sent on as it came.
   '/name-space': 'HTTP/1.1 200 OK\r\nContent-Length : 5\r\nX-A: 1\r\n\r\nhello',
+  // A bare LF in a value (a lenient client ends the line there and reads Transfer-Encoding: chunked).
+  '/value-lf': 'HTTP/1.1 200 OK\r\nX-A: a\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello',
   '/fold-trailer': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n X-U: 2\r\n\r\n',
 };
 const get = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\n${extra}\r\n`;
@@ -68,7 +70,7 @@ describe('an answer with obs-fold', () => {
       if (protocol === 'quic' && !('OXY_EDGE_PUMP' in edgeEnv) && !('OXY_QUIC_SERVER_IMPL' in edgeEnv))
         expect(edge.output).toMatch(/written to the client by the transport/);
       else expect(edge.output).not.toMatch(/written to the client by the transport/);
-      for (const path of ['/fold', '/fold-tab', '/fold-first', '/name-space']) {
+      for (const path of ['/fold', '/fold-tab', '/fold-first', '/name-space', '/value-lf']) {
         // A request after it on the same connection: answered only where the connection stays.
         const got = await rawExchange(httpPort, get(path) + get('/after', 'Connection: close\r\n'));
         expect(got, path).not.toMatch(/X-A|\r\n\r\nhello\r\n|\r\n\r\nhello$/);

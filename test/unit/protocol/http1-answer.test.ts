@@ -104,7 +104,15 @@ function header(r: () => number, body: string): string {
   // Whitespace before a name now and then: obs-fold, refused by both (most answers are not).
   // Whitespace before the colon or an odd name now and then: refused by both too.
   const spelled = r() < 0.05 ? pick(r, ['X A', 'X\xe9', 'X"A', 'X\x7fA', 'X{A}']) : name;
-  return `${r() < 0.05 ? pick(r, WS) : ''}${spelled}${r() < 0.05 ? pick(r, [' ', '\t']) : ''}:${pick(r, WS)}${value}${pick(r, WS)}`;
+  // Around the value: whitespace JS trims, a control (\v, a bare LF, NUL: refused by both) now and then.
+  const around = (): string =>
+    r() < 0.03
+      ? pick(r, ['\x0b', '\n', '\0', '\r'])
+      : pick(
+          r,
+          WS.filter((w) => w !== '\x0b'),
+        );
+  return `${r() < 0.05 ? pick(r, WS) : ''}${spelled}${r() < 0.05 ? pick(r, [' ', '\t']) : ''}:${around()}${value}${around()}`;
 }
 
 function chunkedBody(r: () => number): string {
@@ -220,7 +228,7 @@ describe.skipIf(!nativeAvailable())('the native response framer reads answers as
     expect(native().frameAnswer([plain], false, false, KEEP, '')).toMatchObject({ done: true, status: 200 });
   });
 
-  it('refuses a header or trailer name that is no token (whitespace before the colon: RFC 9112 §5.1), as ResponseReader does', () => {
+  it('refuses a header or trailer name that is no token (whitespace before the colon: RFC 9112 §5.1) or a control in a value or reason phrase, as ResponseReader does', () => {
     const cases: [string, string][] = [
       ['HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello', 'bad header name in a response'],
       ['HTTP/1.1 200 OK\r\nX-A\t: 1\r\nContent-Length: 5\r\n\r\nhello', 'bad header name in a response'],
@@ -235,6 +243,23 @@ describe.skipIf(!nativeAvailable())('the native response framer reads answers as
       expect(native().frameAnswer(chunks, false, false, KEEP, '').error, text).toBe(why);
       expect(() => new ResponseReader(false, false, KEEP).feed(chunks[0]!, []), text).toThrow(why);
     }
+    // Values and reason phrases: no control but HTAB (a bare LF would end the line for a lenient client).
+    const values: [string, string][] = [
+      ['HTTP/1.1 200 OK\r\nX-A: a\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello', 'bad header value in a response'],
+      ['HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 5\r\n\r\nhello', 'bad header value in a response'],
+      ['HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 5\r\n\r\nhello', 'bad header value in a response'],
+      ['HTTP/1.1 200 OK\r\nConnection: close\x7f\r\nContent-Length: 5\r\n\r\nhello', 'bad header value in a response'],
+      ['HTTP/1.1 200 O\nK\r\nContent-Length: 5\r\n\r\nhello', 'bad status line in a response'],
+      ['HTTP/1.1 200 O\0K\r\nContent-Length: 5\r\n\r\nhello', 'bad status line in a response'],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\nb\r\n\r\n', 'bad trailer line in a response'],
+    ];
+    for (const [text, why] of values) {
+      const chunks = [Buffer.from(text, 'latin1')];
+      expect(native().frameAnswer(chunks, false, false, KEEP, '').error, text).toBe(why);
+      expect(() => new ResponseReader(false, false, KEEP).feed(chunks[0]!, []), text).toThrow(why);
+    }
+    const fine = Buffer.from('HTTP/1.1 200 \xe9t\xe9\r\nX-A: a\tb \xff\r\nContent-Length: 0\r\n\r\n', 'latin1');
+    expect(native().frameAnswer([fine], false, false, KEEP, '')).toMatchObject({ done: true, status: 200 });
     // Names of every token character are taken.
     const ok = Buffer.from("HTTP/1.1 200 OK\r\n!#$%&'*+-.^_`|~09azAZ: 1\r\nContent-Length: 0\r\n\r\n", 'latin1');
     expect(native().frameAnswer([ok], false, false, KEEP, '')).toMatchObject({ done: true, status: 200 });

@@ -36,6 +36,15 @@ bool Is(const uint8_t* p, size_t n, const char* name) {
 
 bool Digit(uint8_t c) { return c >= '0' && c <= '9'; }
 
+// `p[0..n)` holds only what a field value or a reason phrase may: HTAB, SP, VCHAR, obs-text (RFC
+// 9110 §5.5, RFC 9112 §4) — no NUL, CR, LF or other control. ResponseReader's FIELD_VALUE.
+bool FieldValue(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] != '\t' && (p[i] < 0x20 || p[i] == 0x7f)) return false;
+  }
+  return true;
+}
+
 // `p[0..n)` is a field name: a token (RFC 9110 §5.6.2), ResponseReader's FIELD_NAME.
 bool FieldName(const uint8_t* p, size_t n) {
   if (n == 0) return false;
@@ -167,7 +176,8 @@ long AnswerFramer::Feed(const uint8_t* data, size_t len, std::vector<uint8_t>* o
             state_ = kDone;
           } else {
             const uint8_t* colon = static_cast<const uint8_t*>(memchr(line, ':', line_len));
-            if (!colon || !FieldName(line, size_t(colon - line))) return Fail("bad trailer line in a response");
+            if (!colon || !FieldName(line, size_t(colon - line)) || !FieldValue(colon + 1, size_t(line + line_len - colon - 1)))
+              return Fail("bad trailer line in a response");
           }
           break;
         }
@@ -211,6 +221,11 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
     Fail("bad status line in a response");
     return false;
   }
+  // The reason phrase: no bare CR or LF (a client would end the line there), no control.
+  if (!FieldValue(p + 12, first - 12)) {
+    Fail("bad status line in a response");
+    return false;
+  }
   int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
   const size_t mark = out ? out->size() : 0;
   auto put = [out](const uint8_t* from, const uint8_t* to) {
@@ -249,6 +264,8 @@ bool AnswerFramer::Head(const uint8_t* p, size_t n, std::vector<uint8_t>* out) {
     if (!FieldName(key, key_len)) return fail("bad header name in a response");
     const uint8_t* value = colon + 1;
     size_t value_len = size_t(le - value);
+    // No bare CR or LF (a client may end the line there: `X-A: a\nTransfer-Encoding: chunked`), no NUL or other control.
+    if (!FieldValue(value, value_len)) return fail("bad header value in a response");
     Trim(value, value_len);
     if (Is(key, key_len, "connection")) {
       // Dropped from the client's head (the edge says its own); the server's close noted.

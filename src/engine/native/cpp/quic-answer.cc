@@ -220,9 +220,9 @@ void Conn::AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t le
 // kAnswerBroken's payload: 1 when nothing of the answer was framed (JS may answer the 502 page
 // instead), then the reason.
 void Conn::AnswerBroken(AnswerPump* p, const char* why, bool untouched) {
-  std::vector<uint8_t> payload(1, untouched ? 1 : 0);
-  payload.insert(payload.end(), why, why + strlen(why));
-  AnswerFail(p, kAnswerBroken, payload.data(), payload.size());
+  std::string payload(1, untouched ? '\1' : '\0');
+  payload += why;
+  AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
 }
 
 void Conn::AnswerFail(AnswerPump* p, uint8_t what, const uint8_t* data, size_t len) {
