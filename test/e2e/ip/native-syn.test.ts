@@ -59,12 +59,13 @@ privilegedDescribe('IP edge: native SYNs', () => {
   });
 
   /** An edge whose routes are `routed` (a destination address each); every decision and start recorded. */
-  const edge = async (routed: Set<string>, limits?: { maxFlowsPerSession: number }) => {
+  const edge = async (routed: Set<string>, limits?: { maxFlowsPerSession: number }, fastClose?: boolean) => {
     const order: string[] = [];
     const decision: FlowDecision = { verdict: 'upgrade' };
     const covered = (flow: Flow) => routed.has([...flow.dst].join('.'));
     h = await createHarness({
       limits,
+      upgrade: { fastClose },
       decideFlow(flow) {
         order.push(`decide ${flow.srcPort}`);
         return covered(flow) ? decision : 'reject';
@@ -126,6 +127,18 @@ privilegedDescribe('IP edge: native SYNs', () => {
       expect(order).toEqual(['decide 43100', 'start 43100', 'native 43101', 'start 43101', 'decide 43102', 'start 43102']);
     } finally {
       for (const s of open) s.destroy();
+      t.close();
+    }
+  }, 60_000);
+
+  it('without fast close (the SYN-ACK would reach JS before the flow): none born', async () => {
+    const order = await edge(new Set([ROUTED]), undefined, false);
+    const t = await h!.tunnel({ tenant: 'acme', vnet: 'syn-slow-close' });
+    try {
+      for (let i = 0; i < 4; i++) await echo(await t.session.connect({ src: SRC, srcPort: 43300 + i, dst: ROUTED, dstPort: 7100 }));
+      expect(h!.edge.stats.nativeSyns).toBe(0);
+      expect(order.filter((e) => e.startsWith('decide'))).toHaveLength(4);
+    } finally {
       t.close();
     }
   }, 60_000);

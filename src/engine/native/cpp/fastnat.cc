@@ -621,7 +621,9 @@ bool FinKicks() {
 }  // namespace
 
 FastNat::Entry* FastNat::Born(const Tuple& key, const uint8_t* packet, const Tcp& t) {
-  if (admitted_.empty() || t.version != 4 || (t.flags & (kSyn | kAck | kRst | kFin)) != kSyn) return nullptr;
+  // Without fast close the kernel's SYN-ACK would go to JS before JS knows the flow (it is read
+  // before the batch's JS runs): no native SYNs then.
+  if (!fast_close_ || admitted_.empty() || t.version != 4 || (t.flags & (kSyn | kAck | kRst | kFin)) != kSyn) return nullptr;
   AdmitKey admit;
   memset(&admit, 0, sizeof(admit));
   admit.peer = key.peer;
