@@ -716,7 +716,8 @@ class FastConnection {
         keepAlive: this.keepAlive,
         extra: t.proxyStatus,
         done: () => this.#pumpDone(t),
-        broken: (message, untouched) => t === this.#tunnel && (untouched ? this.#refused(new Error(message)) : this.#broken(new Error(message))),
+        broken: (message, untouched, headRequest) =>
+          t === this.#tunnel && (untouched ? this.#refused(new Error(message), headRequest) : this.#broken(new Error(message))),
         ownDone: (status, bytes, close) => this.#ownDone(t, status, bytes, close),
         ownCount: (status, count, bytes) => this.#countOwn(t, status, bytes, count),
         readBack: () => t === this.#tunnel && this.#takeBack(t),
@@ -957,13 +958,8 @@ class FastConnection {
     if (status === 504) this.o.log.debug({ host: req.fr.host, status }, text);
     else this.o.log.warn({ err, host: req.fr.host }, 'Request through the tunnel failed');
     this.o.traffic?.error(type);
-    const page = errorPage(status, type, text);
-    let head = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? ''}\r\n`;
-    for (const [k, v] of page.headers) head += `${k}: ${v}\r\n`;
-    if (this.#mustClose(req)) head += 'Connection: close\r\n';
-    else head += this.keepAlive;
-    this.socket.write(Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), req.fr.method === 'HEAD' ? Buffer.alloc(0) : page.body]));
-    req.reader.status = page.status;
+    this.socket.write(this.#page(status, type, text, this.#mustClose(req), req.fr.method === 'HEAD'));
+    req.reader.status = status;
     if (req.bodyLeft > 0) req.reader.close = true;
     this.#finished(req);
   }
@@ -999,12 +995,33 @@ class FastConnection {
    * garbage): its stream goes, the client gets the 502 page and then the close. The per-request
    * path's client gets the 502 page for such an answer too (the connector's undici refuses it).
    */
-  #refused(err: Error): void {
+  #refused(err: Error, headRequest = false): void {
     const req = this.#req;
-    if (!req) return this.#broken(err);
+    const text = (host: string): string => `The origin for ${host} sent an answer that cannot be forwarded.`;
+    if (!req) {
+      // A request the transport read and forwarded itself: no InFlight here, the page goes as is.
+      const t = this.#tunnel;
+      if (!t || !this.#ownInFlight()) return this.#broken(err);
+      const host = t.host ?? '';
+      this.o.log.warn({ err, host }, 'Request through the tunnel failed');
+      this.o.traffic?.error('http_protocol_error');
+      this.#dropTunnel(true);
+      this.socket.write(this.#page(502, 'http_protocol_error', text(host), true, headRequest));
+      this.o.requests?.inc({ status: '502' });
+      return this.#closeAfterAnswer();
+    }
     this.#dropTunnel(true);
     req.reader.close = true;
-    this.#fail(req, 502, 'http_protocol_error', `The origin for ${req.fr.host} sent an answer that cannot be forwarded.`, err);
+    this.#fail(req, 502, 'http_protocol_error', text(req.fr.host), err);
+  }
+
+  /** An answer the edge writes itself: the error page, its head saying close or the keep-alive lines. */
+  #page(status: number, type: ProxyErrorType, text: string, close: boolean, headRequest: boolean): Buffer {
+    const page = errorPage(status, type, text);
+    let head = `HTTP/1.1 ${page.status} ${STATUS_CODES[page.status] ?? ''}\r\n`;
+    for (const [k, v] of page.headers) head += `${k}: ${v}\r\n`;
+    head += close ? 'Connection: close\r\n' : this.keepAlive;
+    return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), headRequest ? Buffer.alloc(0) : page.body]);
   }
 
   /** The connector's bytes cannot be framed once part of the answer went, or the answer was cut: as the per-request path does, the client's connection goes. */

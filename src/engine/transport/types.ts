@@ -94,8 +94,8 @@ export interface AnswerPumpOptions {
   extra: string;
   /** An answer is whole and written (read it from `state`); may come after the caller read it there. */
   done(): void;
-  /** The answer cannot be framed (or bytes came past its end): the stream must go; `untouched`: nothing of the answer was framed (no head), so the client may get a 502 page instead. */
-  broken(message: string, untouched: boolean): void;
+  /** The answer cannot be framed (or bytes came past its end): the stream must go; `untouched`: nothing of the answer was framed (no head), so the client may get a 502 page instead (`headRequest`: without a body). */
+  broken(message: string, untouched: boolean, headRequest: boolean): void;
   /** Writing to the client failed (errno). */
   failed(errno: number): void;
   /** The answer to a request the transport read itself (AnswerPump.read) is whole and written: its status, and the bytes of request and answer. */

@@ -12,7 +12,7 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConnector, startEdge, useWebTunnel, type Protocol } from '../../helpers/processes.js';
-import { rawExchange } from '../quic/edge-pump-support.js';
+import { converse, rawExchange } from '../quic/edge-pump-support.js';
 
 const HOST = 'app.example.com';
 const RAW: Record<string, string> = {
@@ -89,4 +89,23 @@ describe('an answer with obs-fold', () => {
     },
     90_000,
   );
+
+  it("over quic, a keep-alive request the edge's transport read itself gets the 502 page too (HEAD: without its body)", async () => {
+    const { edge, httpPort, tunnelPort } = await startEdge(t.home, [], {}, { NODE_DEBUG: 'oxy:edge:http1' });
+    t.procs.push(edge);
+    const { connector } = await startConnector(t.home, tunnelPort, ['--url', `http://127.0.0.1:${originPort}`, '--ha-connections', '1', 'web'], 1, 'quic');
+    t.procs.push(connector);
+    const steps = ['/k0', '/k1', '/k2'].map((p) => get(p));
+    for (const method of ['GET', 'HEAD']) {
+      const got = await converse(httpPort, steps, `${method} /fold HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+      const page = got.slice(got.indexOf('hello /k2') + 'hello /k2'.length);
+      expect(got).toMatch(/hello \/k0[\s\S]*hello \/k1[\s\S]*hello \/k2/);
+      expect(page, method).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*error=http_protocol_error\r\n[\s\S]*Connection: close\r\n\r\n/);
+      if (method === 'GET') expect(page).toMatch(/cannot be forwarded\.\n$/);
+      else expect(page).toMatch(/\r\n\r\n$/);
+      expect(page).not.toMatch(/X-A/);
+    }
+    // The requests after the first were the transport's to read.
+    expect(edge.output).toMatch(/client of stream \d+ read by the transport/);
+  }, 90_000);
 });

@@ -40,6 +40,7 @@ class AnswerFramer {
   // Nothing of this answer framed yet (no head, interim ones included): a refusal now can be
   // replaced by the edge's 502 page (ResponseReader.untouched).
   bool untouched() const { return state_ == kHead && heads_ == 0; }
+  bool head_request() const { return head_request_; }
 
  private:
   long Keep(const uint8_t* buf, size_t off, size_t n, size_t used);

@@ -218,9 +218,9 @@ void Conn::AnswerFrames(AnswerPump* p, Stream* s, const uint8_t* data, size_t le
 }
 
 // kAnswerBroken's payload: 1 when nothing of the answer was framed (JS may answer the 502 page
-// instead), then the reason.
+// instead; 2: so, and the request was a HEAD), else 0; then the reason.
 void Conn::AnswerBroken(AnswerPump* p, const char* why, bool untouched) {
-  std::string payload(1, untouched ? '\1' : '\0');
+  std::string payload(1, untouched ? (p->framer.head_request() ? '\2' : '\1') : '\0');
   payload += why;
   AnswerFail(p, kAnswerBroken, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
 }

@@ -53,7 +53,7 @@ enum PumpEvent : uint8_t {
   kPumpHead = 4,    // a whole http1 HEAD record read off the stream: payload the record's payload
   // The edge's answer pumps (quic-answer.cc):
   kAnswerDone = 5,    // an answer is whole and written to the client: its figures are in the shared state
-  kAnswerBroken = 6,  // the connector's bytes cannot be framed: payload u8 1 when nothing of the answer was framed, then the reason
+  kAnswerBroken = 6,  // the connector's bytes cannot be framed: payload u8 1 when nothing of the answer was framed (2: and a HEAD request), then the reason
   kAnswerFailed = 7,  // writing to the client failed: payload f64 errno
   kPumpShut = 8,      // a plain pump's fd took every byte for it and its write side is shut (ShutPump)
   kPumpFlowDone = 9,  // a flows pump's flow is over (both terminators crossed): the stream's records are JS's again

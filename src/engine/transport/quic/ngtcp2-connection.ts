@@ -475,7 +475,7 @@ export class Ngtcp2TunnelConnection extends QuicConnectionBase implements Tunnel
     else if (flag === QuicPumpEvent.ANSWER_OWN_COUNT) options.ownCount?.(data.readDoubleLE(0), data.readDoubleLE(8), data.readDoubleLE(16));
     else if (flag === QuicPumpEvent.READ_BACK) options.readBack?.();
     else if (flag === QuicPumpEvent.BODY_END) options.bodyEnd?.(data.readDoubleLE(0));
-    else if (flag === QuicPumpEvent.ANSWER_BROKEN) options.broken(data.toString('latin1', 1), data[0] === 1);
+    else if (flag === QuicPumpEvent.ANSWER_BROKEN) options.broken(data.toString('latin1', 1), data[0] !== 0, data[0] === 2);
     else if (flag === QuicPumpEvent.ANSWER_FAILED) options.failed(data.readDoubleLE(0));
   }
 
