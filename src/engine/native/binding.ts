@@ -498,6 +498,7 @@ export interface NativeAddon {
   tcpCongestion(fd: number, name?: string): string;
   socketError(fd: number): number;
   resetOnClose(fd: number): void;
+  socketOutQueue(fd: number): number;
   unreadAfterHangUp(fd: number): number;
   spliceSockets(
     fdA: number,

@@ -38,7 +38,7 @@ export {
 } from './seqpacket.js';
 export { AcceptedTcp, TcpAcceptor, nativeAcceptAvailable, type TcpAcceptorEvents } from './accept.js';
 export { closeFd, currentNetns, dupFd, openNetns, setns, withNetns } from './netns.js';
-export { resetOnClose, revealResets, socketFd, tcpCongestion, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';
+export { RESET_FLUSH_MS, resetAfterFlush, resetOnClose, revealResets, socketFd, tcpCongestion, tcpInfo, tcpInfoAtClose, type TcpInfo } from './tcp-info.js';
 export { SPLICE_PIPE_BYTES, socketBytes, spliceSockets, type SpliceOptions, type SpliceOutcome } from './splice.js';
 export { READ_AHEAD_LINGER_MS, readAheadSocket, type ReadAheadSocket } from './read-ahead.js';
 export {

@@ -78,6 +78,46 @@ export function resetOnClose(fd: number): void {
 }
 
 /**
+ * OXY_FLOW_RESET_FLUSH: ms a flow's reset waits for the bytes the peer sent before it to leave the
+ * socket (unset: 1,000; 0: off, the reset drops them at once; at most 10,000). The addon's flows
+ * pump reads the same switch (quic-pump.cc ResetFlushNs).
+ */
+export const RESET_FLUSH_MS = Math.min(Number(process.env.OXY_FLOW_RESET_FLUSH || 1000) || 0, 10_000);
+
+/**
+ * Resets `socket` (RST) once what was written to it left: Node's buffer (writableLength) and the
+ * kernel's send queue (SIOCOUTQ: its peer acked every byte), or after `boundMs` — a flow's peer
+ * that sent and reset at once gets its bytes delivered, then the reset, as over a direct path.
+ * Nothing more is read from it; nothing pending (or no addon to ask the kernel, and Node's buffer
+ * empty): at once. Polled on a timer, 1 ms doubling to 64 ms.
+ */
+export function resetAfterFlush(socket: Socket, boundMs = RESET_FLUSH_MS): void {
+  if (socket.destroyed) return;
+  if (boundMs <= 0) return void socket.resetAndDestroy();
+  // Corked writes (a turn's records, uncorked at setImmediate) go now, before the wait.
+  while (socket.writableCorked > 0) socket.uncork();
+  socket.pause();
+  socket.on('error', ignoreError);
+  const queued = (): number => {
+    const fd = socketFd(socket);
+    const kernel = fd !== undefined && nativeAvailable() ? native().socketOutQueue(fd) : 0;
+    return socket.writableLength + Math.max(kernel, 0);
+  };
+  if (queued() === 0) return void socket.resetAndDestroy();
+  const until = Date.now() + boundMs;
+  let step = 1;
+  const poll = (): void => {
+    if (socket.destroyed) return;
+    if (queued() === 0 || Date.now() >= until) return void socket.resetAndDestroy();
+    step = Math.min(step * 2, 64);
+    setTimeout(poll, Math.min(step, Math.max(until - Date.now(), 1))).unref();
+  };
+  setTimeout(poll, step).unref();
+}
+
+const ignoreError = (): void => undefined;
+
+/**
  * Reads TCP_INFO from `socket` at the last moment its fd is open: when the stream is
  * destroyed (`_destroy`, which closes the handle) — before `close` is emitted, when the fd
  * is gone. Returns a getter: the figures once the socket was destroyed, undefined before,

@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OxyError } from '../../core/errors.js';
+import { resetAfterFlush } from '../native/tcp-info.js';
 import { ChunkQueue } from './chunks.js';
 import { decodeWholeHeader, encodeResponseHeader, HEADER_MAGIC, ResponseStatus, type StreamRequestHeader, type StreamResponseHeader } from './stream-header.js';
 
@@ -323,13 +324,20 @@ export class FlowLink {
     this.#maybeDone();
   }
 
-  /** Also after the peer's END: the flow aborted after a half-close. The socket is reset (RST), not ended. */
+  /**
+   * Also after the peer's END: the flow aborted after a half-close. The socket is reset (RST), not
+   * ended — once the peer's DATA before the RESET left it (resetAfterFlush, bounded: a host that
+   * answers and resets at once; OXY_FLOW_RESET_FLUSH=0: at once, the bytes dropped).
+   */
   reset(): void {
     if (this.#released) return;
     this.#gotTerm = true;
     this.#pending = undefined;
     const socket = this.#socket;
-    if (socket && !socket.destroyed) socket.resetAndDestroy();
+    if (socket && !socket.destroyed) {
+      this.#corked = false;
+      resetAfterFlush(socket);
+    }
     this.abort();
   }
 

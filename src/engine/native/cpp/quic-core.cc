@@ -1581,6 +1581,11 @@ void Conn::Teardown() {
     fin_hold_timer_.reset();
   }
   fin_held_.clear();
+  if (reset_flush_timer_) {
+    reset_flush_timer_->Close();
+    reset_flush_timer_.reset();
+  }
+  reset_flushing_.clear();
   if (timer_) {
     uv_timer_stop(timer_);
     timer_->data = nullptr;

@@ -544,6 +544,11 @@ struct Pump {
   bool got_term = false;
   bool reset_sent = false;
   bool lingering = false;
+  // The peer's RESET came while bytes for the fd were still queued here or in its socket
+  // (OXY_FLOW_RESET_FLUSH): they are written first, and the reset (SO_LINGER 0, close) waits until
+  // the socket's send queue is empty (SIOCOUTQ 0: the fd's peer acked them) or until reset_by
+  // (Now()) — Conn::reset_flush_timer_ polls it. 0: none waits.
+  uint64_t reset_by = 0;
   // kPumpAtConnect: the dial it took is still connecting (only UV_WRITABLE is wanted, nothing is
   // written to the fd), and the flow's ANSWER is due: written here once connected (`answer`),
   // else by JS (a failed connect, a RESET before it: those records go to JS).
@@ -1128,6 +1133,14 @@ class Conn {
   // bytes, closed: hold_until 0, or the pump gone) is dropped where it comes to the front.
   std::unique_ptr<SoonTimer> fin_hold_timer_;
   std::deque<int64_t> fin_held_;
+  // Lingering flows pumps whose reset waits for their socket's send queue to empty (Pump::reset_by):
+  // a timerfd polls them, 250 µs after the last one came, doubling to 64 ms while none is done.
+  std::unique_ptr<SoonTimer> reset_flush_timer_;
+  std::vector<int64_t> reset_flushing_;
+  uint64_t reset_flush_step_ = 0;
+  static void OnResetFlushTimer(void* owner);
+  // `p` (lingering, reset_by set) is done waiting: nothing queued for or in its socket, or its time is up.
+  bool ResetFlushed(Pump* p, uint64_t now);
   static void OnFinHoldTimer(void* owner);
   // Drops the entries at the front that let go; the timer at the first live one's end (or off).
   void FinHoldRearm();

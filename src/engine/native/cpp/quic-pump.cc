@@ -26,6 +26,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1039,21 +1041,92 @@ void Conn::FlowGotEnd(Pump* p) {
   FlowMaybeDone(p);
 }
 
-// The edge's RESET (also after its END): the host gets a reset (the close after the flow sends RST)
-// and the edge a RESET unless one went.
+namespace {
+
+// OXY_FLOW_RESET_FLUSH: ms a flow's RESET waits for the bytes the peer sent before it to leave the
+// socket (unset: 1,000; 0: off, the reset drops them at once; at most 10,000).
+uint64_t ResetFlushNs() {
+  static const uint64_t ns = [] {
+    const char* v = std::getenv("OXY_FLOW_RESET_FLUSH");
+    if (v == nullptr || *v == '\0') return uint64_t(1000) * 1000000;
+    return uint64_t(std::min<unsigned long long>(std::strtoull(v, nullptr, 10), 10000)) * 1000000;
+  }();
+  return ns;
+}
+
+// Bytes in the socket's send queue not yet acked by its peer (SIOCOUTQ; 0 when it cannot say).
+int SocketOutQueue(int fd) {
+  int n = 0;
+  return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : 0;
+}
+
+}  // namespace
+
+// The peer's RESET (also after its END): this side's socket gets a reset (the close after the flow
+// sends RST) and the peer a RESET unless one went. Bytes the peer sent before its RESET and still
+// queued here or in the socket go first (a host that answers and resets at once: the device gets
+// the answer, then the reset, as over a direct path): the close waits, bounded (ResetFlushNs), for
+// the socket's send queue to empty (FlushPumps, OnResetFlushTimer). Nothing pending: at once.
 void Conn::FlowGotReset(Pump* p) {
   if (!p) return;
+  const bool was_connecting = p->connecting;
   PumpNotConnected(p);
   p->got_term = true;
+  bool flush = false;
   if (!p->ended) {
-    struct linger l = {1, 0};
-    setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    p->ended = true;
-    p->out.Clear();
-    if (Stream* s = Find(p->id)) PumpCredit(s);
-    PumpWatch(p);
+    const uint64_t bound = ResetFlushNs();
+    flush = bound != 0 && !was_connecting && !p->lingering && (!p->out.empty() || SocketOutQueue(p->fd) > 0);
+    if (flush) {
+      p->reset_by = Now() + bound;
+      p->read_done = true;  // nothing more is read: the flow is over this way
+    } else {
+      struct linger l = {1, 0};
+      setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      p->ended = true;
+      p->out.Clear();
+      if (Stream* s = Find(p->id)) PumpCredit(s);
+      PumpWatch(p);
+    }
   }
   FlowAbort(p);
+  if (!flush) return;
+  // Lingering now, under its own key: its bytes are written at this turn's flush (PumpQueue), and
+  // the timer polls the socket's send queue once they are all in it.
+  PumpQueue(p);
+  reset_flushing_.push_back(p->id);
+  if (!reset_flush_timer_) {
+    reset_flush_timer_.reset(new SoonTimer());
+    reset_flush_timer_->Init(loop_, this, &Conn::OnResetFlushTimer);
+  }
+  reset_flush_step_ = 250000;
+  if (reset_flush_timer_->usable()) reset_flush_timer_->At(Now() + reset_flush_step_);
+}
+
+bool Conn::ResetFlushed(Pump* p, uint64_t now) {
+  if (p->ended || now >= p->reset_by) return true;
+  return p->out.empty() && SocketOutQueue(p->fd) == 0;
+}
+
+void Conn::OnResetFlushTimer(void* owner) {
+  auto* self = static_cast<Conn*>(owner);
+  const uint64_t now = Now();
+  std::vector<int64_t> keep;
+  uint64_t first_by = UINT64_MAX;
+  for (int64_t key : self->reset_flushing_) {
+    auto it = self->pumps_.find(key);
+    if (it == self->pumps_.end()) continue;  // closed already (FlushPumps, the connection's end)
+    Pump* p = it->second.get();
+    if (self->ResetFlushed(p, now)) {
+      self->ClosePump(key, true);
+      continue;
+    }
+    first_by = std::min(first_by, p->reset_by);
+    keep.push_back(key);
+  }
+  self->reset_flushing_.swap(keep);
+  if (self->reset_flushing_.empty()) return;
+  self->reset_flush_step_ = std::min<uint64_t>(self->reset_flush_step_ * 2, 64000000);
+  self->reset_flush_timer_->At(std::min(first_by, now + self->reset_flush_step_));
 }
 
 // The flow aborts here (the fd failed, or the edge reset it): RESET, also after this side's END.
@@ -1298,8 +1371,13 @@ void Conn::FlushPumps() {
     Pump* p = it->second.get();
     p->queued = false;
     PumpWriteOut(p);
-    // A lingering flows pump is closed once its fd took everything and is shut (or failed).
-    if (p->lingering && (p->ended || (p->out.empty() && p->shut_done))) ClosePump(id);
+    // A lingering flows pump is closed once its fd took everything and is shut (or failed); one
+    // reset while bytes were pending, once its socket's peer has them all (or its time is up).
+    if (p->lingering && p->reset_by != 0) {
+      if (ResetFlushed(p, Now())) ClosePump(id, true);
+    } else if (p->lingering && (p->ended || (p->out.empty() && p->shut_done))) {
+      ClosePump(id);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -57,6 +58,14 @@ Napi::Value ResetOnClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// socketOutQueue(fd) -> bytes in the socket's send queue its peer has not acked yet (SIOCOUTQ: sent
+// or not), -1 when the kernel cannot say (no TCP socket).
+Napi::Value SocketOutQueue(const Napi::CallbackInfo& info) {
+  int n = 0;
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), SIOCOUTQ, &n) != 0) n = -1;
+  return Napi::Number::New(info.Env(), n);
+}
+
 // unreadAfterHangUp(fd) -> -1 while the socket's peer has not closed it both ways (no POLLHUP or
 // POLLERR: writes may still complete), else the bytes it sent that wait unread (FIONREAD). For
 // sockets with no TCP state to ask (unix).
@@ -85,6 +94,7 @@ void InitTcpInfo(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpInfo", Napi::Function::New(env, TcpInfo, "tcpInfo"));
   exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
   exports.Set("resetOnClose", Napi::Function::New(env, ResetOnClose, "resetOnClose"));
+  exports.Set("socketOutQueue", Napi::Function::New(env, SocketOutQueue, "socketOutQueue"));
   exports.Set("unreadAfterHangUp", Napi::Function::New(env, UnreadAfterHangUp, "unreadAfterHangUp"));
 }
 
