@@ -1,10 +1,20 @@
 // Two ngtcp2 ends in two namespaces, one bulk exchange between them: shared by the files that
 // test what the addon's QUIC does on a real path (GSO/GRO, path MTU discovery, windows, ACKs).
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { PktinfoUdpSocket, withNetns } from '../../../src/engine/native/index.js';
 import { createEdgeIdentity, type EdgeIdentity } from '../../../src/engine/transport/identity.js';
-import { dialQuic, listenQuic, type QuicClientConnection, type QuicListener, type QuicServerConnection } from '../../../src/engine/transport/quic/index.js';
+import { pumpFlow } from '../../../src/engine/transport/flow-pump.js';
+import {
+  dialQuic,
+  listenQuic,
+  type Ngtcp2TunnelConnection,
+  type QuicClientConnection,
+  type QuicListener,
+  type QuicServerConnection,
+} from '../../../src/engine/transport/quic/index.js';
+import type { TunnelStream } from '../../../src/engine/transport/types.js';
 import { savedEnv, setEnv } from '../../helpers/env.js';
 import { TestNetns } from '../../helpers/netns.js';
 import { collect, sha256 } from '../../unit/quic/support.js';
@@ -124,4 +134,50 @@ export async function ngtcp2Bulk(o: BulkOptions): Promise<{ listener: QuicListen
   expect(sha256(gotUp)).toBe(sha256(up));
   expect(sha256(gotDown)).toBe(sha256(down));
   return { listener, conn, edge };
+}
+
+/** A connected pair of TCP sockets on loopback: [the end a stream pumps, the end the test reads and writes]. */
+export async function tcpPair(): Promise<[Socket, Socket]> {
+  const server = createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const port = (server.address() as { port: number }).port;
+  const outer = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const inner = await accepted;
+  server.close();
+  inner.pause();
+  return [inner, outer];
+}
+
+/**
+ * `size` random bytes each way between two loopback sockets whose streams the addon pumps at both
+ * ends of a fresh connection (checked by sha256): both ends' QUIC counters.
+ */
+export async function pumpedBulk(pair: Ngtcp2Pair, size: number) {
+  const { conn, edge } = await ngtcp2Connect(pair);
+  const acceptedStream = edge.acceptStream();
+  const stream = (await conn.openStream()) as TunnelStream;
+  // A first byte each way opens the stream at the peer and takes its preamble through JS.
+  stream.write(Buffer.from('u'));
+  const peer = (await acceptedStream) as TunnelStream;
+  peer.write(Buffer.from('d'));
+  const first = (s: TunnelStream) => new Promise<void>((r) => s.once('data', () => (s.pause(), r())));
+  await Promise.all([first(stream), first(peer)]);
+  const [clientInner, clientOuter] = await tcpPair();
+  const [edgeInner, edgeOuter] = await tcpPair();
+  const clientPump = pumpFlow(stream, clientInner);
+  const edgePump = pumpFlow(peer, edgeInner);
+  expect(clientPump).toBeDefined();
+  expect(edgePump).toBeDefined();
+  const up = randomBytes(size);
+  const down = randomBytes(size);
+  const atEdge = collect(edgeOuter);
+  const atClient = collect(clientOuter);
+  clientOuter.end(up);
+  edgeOuter.end(down);
+  const [gotUp, gotDown] = await Promise.all([atEdge, atClient]);
+  expect(sha256(gotUp)).toBe(sha256(up));
+  expect(sha256(gotDown)).toBe(sha256(down));
+  await Promise.all([clientPump!.done, edgePump!.done]);
+  return { client: (conn as Ngtcp2TunnelConnection).quicStats().counters!, edge: (edge as Ngtcp2TunnelConnection).quicStats().counters! };
 }

@@ -10,7 +10,7 @@
 // sockets are full (a write the ring finds full completes at once with EAGAIN: the rest waits for
 // the socket's room as before).
 import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Socket } from 'node:net';
+import { type Socket } from 'node:net';
 import { expect, it } from 'vitest';
 import { pumpFlow } from '../../../src/engine/transport/flow-pump.js';
 import type { Ngtcp2TunnelConnection } from '../../../src/engine/transport/quic/index.js';
@@ -18,24 +18,11 @@ import type { TunnelStream } from '../../../src/engine/transport/types.js';
 import { withEnv } from '../../helpers/env.js';
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { sha256 } from '../../unit/quic/support.js';
-import { ngtcp2Connect, ngtcp2VethSuite } from './ngtcp2-netns.js';
+import { ngtcp2Connect, ngtcp2VethSuite, tcpPair } from './ngtcp2-netns.js';
 
 const STREAMS = 16;
 const ROUNDS = 20;
 const BULK = 8 << 20;
-
-/** A connected pair of TCP sockets on loopback: [the end a stream pumps, the end the test reads]. */
-async function tcpPair(): Promise<[Socket, Socket]> {
-  const server = createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<Socket>((r) => server.once('connection', r));
-  const port = (server.address() as { port: number }).port;
-  const outer = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  const inner = await accepted;
-  server.close();
-  inner.pause();
-  return [inner, outer];
-}
 
 /** Resolves once `socket` has read `n` bytes (more is a failure), with what it read. */
 function readBytes(socket: Socket, n: number): Promise<Buffer> {
