@@ -4,11 +4,10 @@
  * read batch, before JS; JS takes each flow in the same turn (limits, the decision again,
  * onFlowStart) and resets it if it would not start it now. Deny by default holds: a destination
  * never admitted goes to decideFlow, a route gone resets the next SYN and sends the ones after it
- * to JS again, and the session limit keeps counting. Only with OXY_IP_NATIVE_SYN=1 (unset or any
- * other value: every SYN through JS).
+ * to JS again, and the session limit keeps counting. OXY_IP_NATIVE_SYN=0: every SYN through JS.
  */
 import type net from 'node:net';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 
 import { privilegedDescribe } from '../../helpers/privileged.js';
 import { createHarness, type Harness } from './harness.js';
@@ -53,9 +52,6 @@ async function refused(connecting: Promise<net.Socket>): Promise<void> {
 
 privilegedDescribe('IP edge: native SYNs', () => {
   let h: Harness | undefined;
-  beforeEach(() => {
-    process.env.OXY_IP_NATIVE_SYN = '1';
-  });
   afterEach(() => {
     h?.close();
     h = undefined;
@@ -147,8 +143,8 @@ privilegedDescribe('IP edge: native SYNs', () => {
     }
   }, 60_000);
 
-  it('OXY_IP_NATIVE_SYN unset (the default): every SYN through decideFlow', async () => {
-    delete process.env.OXY_IP_NATIVE_SYN;
+  it('OXY_IP_NATIVE_SYN=0: every SYN through decideFlow', async () => {
+    process.env.OXY_IP_NATIVE_SYN = '0';
     const order = await edge(new Set([ROUTED]));
     const t = await h!.tunnel({ tenant: 'acme', vnet: 'syn-off' });
     try {

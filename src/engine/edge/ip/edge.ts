@@ -98,9 +98,7 @@ export interface IpEdgeOptions<R = unknown> extends FlowHooks<R> {
    * give it now, or undefined where it would not upgrade it — then onFlowStart, as for any flow. A
    * flow refused there gets an RST (both ways: the device and the kernel's half-open connection).
    * Only for edges whose decideFlow is a pure function of (scope, destination) that this function
-   * repeats without side effects (ip-path.ts's, with no IP hooks). Only with OXY_IP_NATIVE_SYN=1 (read
-   * when the edge is made): in loaded pairs the edge's CPU per new connection was higher with it and the
-   * one-connection line did not move (docs/decisions.md, session 24, helper syn). Otherwise every SYN
+   * repeats without side effects (ip-path.ts's, with no IP hooks). OXY_IP_NATIVE_SYN=0: every SYN
    * goes to JS, as before.
    */
   nativeSyn?(flow: Flow<R>): FlowDecision<R> | undefined;
@@ -171,7 +169,7 @@ export class IpEdge<R = unknown> {
     this.onUdpFlow = options.onUdpFlow ?? (echoDatagrams as (udp: UdpFlow<R>) => void);
     this.onIpPacket = options.onIpPacket;
     this.fastPath = options.fastPath ?? process.env.OXY_IP_FAST_PATH !== '0';
-    this.nativeSyn = process.env.OXY_IP_NATIVE_SYN === '1' ? options.nativeSyn : undefined;
+    this.nativeSyn = process.env.OXY_IP_NATIVE_SYN !== '0' ? options.nativeSyn : undefined;
     this.table = new FlowTable<R>({
       limits: options.limits,
       timeouts: options.timeouts,
