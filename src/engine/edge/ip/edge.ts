@@ -410,17 +410,21 @@ export class IpEdge<R = unknown> {
         flow.decision = { verdict: 'drop', route: flow.decision.route };
       }
     }
-    table.start(flow);
-    session.flows++;
-    // Counted in the session until released or past both FINs (a field: a WeakSet's add and
-    // delete per flow grew and shrank an ephemeron table the scavenges walk).
-    flow.inSession = true;
+    this.startInSession(session, flow);
     if (tcp && flow.decision.verdict === 'upgrade') {
       this.goFast(flow);
       if (this.nativeSyn && flow.fastId >= 0 && flow.version === 4 && !session.context.reentry) this.admitNative(session, flow);
     }
     if (flow.handle instanceof UdpFlow) this.onUdpFlow(flow.handle);
     return flow;
+  }
+
+  private startInSession(session: IpSession, flow: Flow<R>): void {
+    this.table.start(flow);
+    session.flows++;
+    // Counted in the session until released or past both FINs (a field: a WeakSet's add and
+    // delete per flow grew and shrank an ephemeron table the scavenges walk).
+    flow.inSession = true;
   }
 
   /**
@@ -507,9 +511,7 @@ export class IpEdge<R = unknown> {
       }
       flow.decision = decision;
       flow.established = false;
-      table.start(flow);
-      session.flows++;
-      flow.inSession = true;
+      this.startInSession(session, flow);
       this.fastFlows.add(flow);
     }
     for (const session of this.sessions) if (session.tickets.length < SYN_TICKETS) this.refillTickets(session);
@@ -523,30 +525,25 @@ export class IpEdge<R = unknown> {
   private refuseBorn(session: IpSession, flow: Flow<R>, seq: number, resetClient: boolean): void {
     this.stats.nativeSynsRefused++;
     this.drop('native-syn-refused');
-    const rst = (src: Buffer, srcPort: number, dst: Buffer, dstPort: number, s: number, ack: number, flags: number): Buffer =>
-      buildTcp({ src, dst, srcPort, dstPort, seq: s, ack, flags, window: 0 });
-    const toKernel = parsePacket(rst(flow.src, flow.srcPort, flow.dst, flow.dstPort, (seq + 1) >>> 0, 0, TcpFlag.RST), this.view);
+    const toKernel = parsePacket(
+      buildTcp({ src: flow.src, dst: flow.dst, srcPort: flow.srcPort, dstPort: flow.dstPort, seq: (seq + 1) >>> 0, ack: 0, flags: TcpFlag.RST, window: 0 }),
+      this.view,
+    );
     if (toKernel.ok) this.upgrader.toKernel(flow, toKernel);
     this.upgrader.detach(flow);
     this.forgetAdmitted(session);
-    if (!resetClient) return;
-    this.stats.packetsOut++;
-    session.send(rst(flow.dst, flow.dstPort, flow.src, flow.srcPort, 0, (seq + 1) >>> 0, TcpFlag.RST | TcpFlag.ACK));
+    if (resetClient) this.resetSyn(session, flow.src, flow.srcPort, flow.dst, flow.dstPort, seq);
   }
 
   /** RST for a refused SYN (as a host with no listener would answer). */
   private resetClient(session: IpSession, view: PacketView): void {
     if (view.transport !== TransportKind.Tcp) return;
-    const rst = buildTcp({
-      src: Buffer.from(view.dst),
-      dst: Buffer.from(view.src),
-      srcPort: view.dstPort,
-      dstPort: view.srcPort,
-      seq: 0,
-      ack: (view.tcpSeq + 1) >>> 0,
-      flags: TcpFlag.RST | TcpFlag.ACK,
-      window: 0,
-    });
+    this.resetSyn(session, Buffer.from(view.src), view.srcPort, Buffer.from(view.dst), view.dstPort, view.tcpSeq);
+  }
+
+  /** The device's RST for its SYN (src:srcPort → dst:dstPort, sequence `seq`): from dst, acking the SYN. */
+  private resetSyn(session: IpSession, src: Buffer, srcPort: number, dst: Buffer, dstPort: number, seq: number): void {
+    const rst = buildTcp({ src: dst, dst: src, srcPort: dstPort, dstPort: srcPort, seq: 0, ack: (seq + 1) >>> 0, flags: TcpFlag.RST | TcpFlag.ACK, window: 0 });
     this.stats.packetsOut++;
     session.send(rst);
   }

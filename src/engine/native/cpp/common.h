@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -22,6 +23,15 @@ namespace oxy {
 inline bool EnvSwitchOn(const char* name) {
   const char* v = std::getenv(name);
   return !(v && v[0] == '0' && v[1] == '\0');
+}
+
+// A bound for A/B runs: the environment's `name` as an unsigned integer, at most `max` (anything
+// that is no number reads 0), or `fallback` when unset or empty. Callers keep the answer in a
+// function-local static, as for EnvSwitchOn.
+inline uint64_t EnvBound(const char* name, uint64_t fallback, uint64_t max) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  return std::min<unsigned long long>(std::strtoull(v, nullptr, 10), max);
 }
 
 // Builds the JS error for a failed system call. The JS side registers a factory

@@ -1046,11 +1046,7 @@ namespace {
 // OXY_FLOW_RESET_FLUSH: ms a flow's RESET waits for the bytes the peer sent before it to leave the
 // socket (unset: 1,000; 0: off, the reset drops them at once; at most 10,000).
 uint64_t ResetFlushNs() {
-  static const uint64_t ns = [] {
-    const char* v = std::getenv("OXY_FLOW_RESET_FLUSH");
-    if (v == nullptr || *v == '\0') return uint64_t(1000) * 1000000;
-    return uint64_t(std::min<unsigned long long>(std::strtoull(v, nullptr, 10), 10000)) * 1000000;
-  }();
+  static const uint64_t ns = EnvBound("OXY_FLOW_RESET_FLUSH", 1000, 10000) * 1000000;
   return ns;
 }
 
@@ -1286,27 +1282,27 @@ PumpRing* ThePumpRing() {
 // OXY_PUMP_RING=0 (read per connection): each pump's own writev, as before.
 void Conn::RingWrites(const std::vector<int64_t>& ids) {
   if (!ring_writes_) return;
+  // The pump of `id` if the ring may write it now (the plain case above), else nullptr.
+  auto plain = [this](int64_t id) -> Pump* {
+    auto it = pumps_.find(id);
+    if (it == pumps_.end()) return nullptr;
+    Pump* p = it->second.get();
+    return p->connecting || p->ended || p->out.empty() || p->shut_pending || p->watch->has_peer ? nullptr : p;
+  };
   PumpRing* r = nullptr;
   unsigned n = 0;
   for (size_t i = 0; i < ids.size(); i++) {
-    auto it = pumps_.find(ids[i]);
-    if (it == pumps_.end()) continue;
-    Pump* p = it->second.get();
-    if (p->connecting || p->ended || p->out.empty() || p->shut_pending || p->watch->has_peer) continue;
+    Pump* p = plain(ids[i]);
+    if (p == nullptr) continue;
     // An id twice in the list (a flows stream's pump closed and a new one queued): one write.
     bool twice = false;
     for (unsigned k = 0; k < n && !twice; k++) twice = r->slots[k].pump == p;
     if (twice) continue;
     if (r == nullptr) {
       // Two at least, or the ring saves nothing.
-      size_t more = 0;
-      for (size_t j = i + 1; j < ids.size() && more == 0; j++) {
-        auto jt = pumps_.find(ids[j]);
-        if (jt == pumps_.end()) continue;
-        Pump* q = jt->second.get();
-        if (!(q->connecting || q->ended || q->out.empty() || q->shut_pending || q->watch->has_peer)) more++;
-      }
-      if (more == 0 || (r = ThePumpRing()) == nullptr) return;
+      bool more = false;
+      for (size_t j = i + 1; j < ids.size() && !more; j++) more = plain(ids[j]) != nullptr;
+      if (!more || (r = ThePumpRing()) == nullptr) return;
     }
     PumpRing::Slot& slot = r->slots[n];
     memset(&slot.msg, 0, sizeof(slot.msg));
@@ -1433,11 +1429,7 @@ namespace {
 // OXY_FLOW_FIN_HOLD: µs a dialed flow's closing answer waits for the host's FIN (unset: 300; 0: off;
 // at most 1 s: a test sets it that long so that an answer held by mistake stands out at any load).
 uint64_t FinHoldNs() {
-  static const uint64_t ns = [] {
-    const char* v = std::getenv("OXY_FLOW_FIN_HOLD");
-    if (v == nullptr || *v == '\0') return uint64_t(300000);
-    return uint64_t(std::min<unsigned long long>(std::strtoull(v, nullptr, 10), 1000000)) * 1000;
-  }();
+  static const uint64_t ns = EnvBound("OXY_FLOW_FIN_HOLD", 300, 1000000) * 1000;
   return ns;
 }
 
